@@ -1,0 +1,54 @@
+//! The reference protected MCP server, configured only by environment
+//! variables: everything [`AuthConfig::from_env`] reads, plus
+//! `MCP_OAUTH2_BIND` (default `127.0.0.1:8080`).
+//!
+//! Tools: `whoami` (subject, client_id and scopes as JSON text), `list_notes`
+//! (scope `notes:read`), `add_note` (scope `notes:write`, which implies
+//! `notes:read`). The metadata advertises `notes:read` as the basic scope
+//! unless `MCP_OAUTH2_SCOPES_SUPPORTED` says otherwise. Serves the stateless
+//! 2026-07-28 protocol and legacy sessions.
+//!
+//! ```sh
+//! MCP_OAUTH2_ISSUER=https://auth.example.com \
+//! MCP_OAUTH2_RESOURCE=https://mcp.example.com/mcp \
+//! MCP_OAUTH2_BIND=0.0.0.0:8080 \
+//! cargo run --example protected_server
+//! ```
+
+#[path = "common/notes.rs"]
+mod notes;
+
+use mcp_oauth2::{AuthConfigBuilder, McpServer};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,mcp_oauth2=info".into()),
+        )
+        .init();
+
+    let mut config = AuthConfigBuilder::from_env()?;
+    if std::env::var_os("MCP_OAUTH2_SCOPES_SUPPORTED").is_none() {
+        config = config.scopes_supported([notes::NOTES_READ]);
+    }
+    let config = config.build()?;
+    let bind = std::env::var("MCP_OAUTH2_BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    let path = config.resource_path().to_owned();
+    let path = if path == "/" || path.is_empty() { "/mcp".to_owned() } else { path };
+
+    let store = notes::NoteStore::default();
+    let listener = tokio::net::TcpListener::bind(&bind).await?;
+    // Tests and scripts read this line to find the port when binding to :0.
+    println!("listening on {}", listener.local_addr()?);
+    McpServer::builder()
+        .auth(config)
+        .path(path)
+        .service(move || Ok(notes::NotesServer::new(store.clone())))
+        .build()?
+        .serve_with_shutdown(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

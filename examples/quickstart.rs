@@ -1,0 +1,244 @@
+//! The quickstart: one command, nothing but Rust.
+//!
+//! ```sh
+//! cargo run --example quickstart            # walk-through, then keeps serving
+//! cargo run --example quickstart -- --once  # walk-through, then exits 0
+//! ```
+//!
+//! It starts an in-process development issuer (the `testing` feature's
+//! [`TestIssuer`]: never use it in production) and the notes server behind
+//! mcp-oauth2 on loopback, then walks through what an MCP client does:
+//! 1. calls the MCP endpoint without a token and reads the 401 challenge;
+//! 2. fetches the RFC 9728 metadata named by `resource_metadata`;
+//! 3. discovers the authorization server (RFC 8414) and its keys;
+//! 4. gets a token bound to the resource (RFC 8707 `aud`);
+//! 5. connects a real rmcp client with the token, lists tools, calls `whoami`;
+//! 6. shows a token without `notes:write` being refused by `add_note`, and
+//!    one with it succeeding;
+//! 7. shows a token for another resource being refused with 401.
+
+#[path = "common/notes.rs"]
+mod notes;
+
+use std::time::Duration;
+
+use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::{AuthConfig, McpServer};
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn step(n: u32, title: &str) {
+    println!("\n== {n}. {title}");
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let once = std::env::args().any(|a| a == "--once");
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,rmcp=error".into()))
+        .init();
+
+    // The development issuer and the protected server, both on loopback.
+    let issuer = TestIssuer::start().await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let resource = format!("http://{addr}/mcp");
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(&resource)
+        .scopes_supported([notes::NOTES_READ])
+        .resource_name("mcp-oauth2 quickstart notes")
+        // Loopback http:// is for local development only; production is https://.
+        .allow_insecure_http_for_loopback(true)
+        .build()?;
+    let server = McpServer::builder()
+        .auth(config)
+        .service({
+            let store = notes::NoteStore::default();
+            move || Ok(notes::NotesServer::new(store.clone()))
+        })
+        .build()?;
+    let stop = server.cancellation_token();
+    let serving = tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    println!("Development issuer: {}", issuer.issuer());
+    println!("Protected MCP server: {resource}");
+
+    let http = reqwest::Client::new();
+
+    step(1, "Call the MCP endpoint without a token");
+    let response = http
+        .post(&resource)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .send()
+        .await?;
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    println!("HTTP {}", response.status());
+    println!("WWW-Authenticate: {challenge}");
+    let metadata_url = challenge
+        .split("resource_metadata=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .ok_or("the challenge has no resource_metadata")?
+        .to_owned();
+
+    step(2, "Fetch the protected resource metadata (RFC 9728)");
+    let metadata: serde_json::Value = http.get(&metadata_url).send().await?.json().await?;
+    println!("GET {metadata_url}\n{}", serde_json::to_string_pretty(&metadata)?);
+    let authorization_server = metadata["authorization_servers"][0]
+        .as_str()
+        .ok_or("no authorization server")?
+        .to_owned();
+
+    step(3, "Discover the authorization server (RFC 8414)");
+    let as_metadata_url = format!("{authorization_server}/.well-known/oauth-authorization-server");
+    let as_metadata: serde_json::Value = http.get(&as_metadata_url).send().await?.json().await?;
+    println!("GET {as_metadata_url}");
+    println!("issuer:   {}", as_metadata["issuer"]);
+    println!("jwks_uri: {}", as_metadata["jwks_uri"]);
+
+    step(4, "Get an access token for alice, bound to this resource (RFC 8707)");
+    // A real client runs the authorization code flow with PKCE here; the
+    // development issuer mints the token directly.
+    let read_token = issuer
+        .token()
+        .subject("alice")
+        .client_id("quickstart-client")
+        .audience(&resource)
+        .scopes([notes::NOTES_READ])
+        .sign();
+    println!("token (scope notes:read): {}...", &read_token[..24.min(read_token.len())]);
+
+    step(5, "Connect an rmcp client with the token; list tools; call whoami");
+    let client = connect(&resource, &read_token).await?;
+    let tools = client.list_all_tools().await?;
+    println!("tools: {}", tools.iter().map(|t| t.name.as_ref()).collect::<Vec<_>>().join(", "));
+    let whoami = call_text(&client, "whoami", None).await?;
+    println!("whoami -> {whoami}");
+    let who: serde_json::Value = serde_json::from_str(&whoami)?;
+    if who["subject"] != "alice" {
+        return Err("whoami did not return the token's subject".into());
+    }
+
+    step(6, "Scopes: add_note needs notes:write");
+    let refused = client
+        .call_tool(CallToolRequestParams::new("add_note").with_arguments(args(r#"{"text":"hello"}"#)))
+        .await;
+    match refused {
+        Err(e) => println!("with notes:read only -> refused: {e}"),
+        Ok(_) => return Err("add_note succeeded without notes:write".into()),
+    }
+    client.cancel().await?;
+    let write_token = issuer
+        .token()
+        .subject("alice")
+        .client_id("quickstart-client")
+        .audience(&resource)
+        .scopes([notes::NOTES_READ, notes::NOTES_WRITE])
+        .sign();
+    let client = connect(&resource, &write_token).await?;
+    println!(
+        "with notes:write -> add_note: {}",
+        call_text(&client, "add_note", Some(r#"{"text":"hello from the quickstart"}"#)).await?
+    );
+    println!("list_notes -> {}", call_text(&client, "list_notes", None).await?);
+    client.cancel().await?;
+
+    step(7, "A token issued for another resource is refused");
+    let foreign = issuer
+        .token()
+        .subject("alice")
+        .audience("https://other.example.com/mcp")
+        .scopes([notes::NOTES_READ])
+        .sign();
+    let response = http
+        .post(&resource)
+        .bearer_auth(&foreign)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .send()
+        .await?;
+    println!("HTTP {}", response.status());
+    println!(
+        "WWW-Authenticate: {}",
+        response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default()
+    );
+    if response.status() != 401 {
+        return Err("a token for another resource was not refused".into());
+    }
+
+    if once {
+        println!("\nWalk-through complete.");
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
+        return Ok(());
+    }
+
+    let token = issuer
+        .token()
+        .subject("alice")
+        .audience(&resource)
+        .scopes([notes::NOTES_READ, notes::NOTES_WRITE])
+        .expires_in(Duration::from_secs(3600))
+        .sign();
+    println!("\nStill serving. Try it with curl (token valid for one hour):\n");
+    println!("curl -i {metadata_url}");
+    println!(
+        "curl -i -X POST {resource} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}}'"
+    );
+    println!(
+        "curl -i -X POST {resource} -H 'authorization: Bearer {token}' -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: tools/call' -H 'mcp-name: whoami' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"whoami\",\"arguments\":{{}},\"_meta\":{{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{{}}}}}}}}'"
+    );
+    println!("\nPress Ctrl-C to stop.");
+    tokio::signal::ctrl_c().await?;
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
+    Ok(())
+}
+
+fn args(json: &str) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+async fn connect(
+    resource: &str,
+    token: &str,
+) -> Result<rmcp::service::RunningService<rmcp::RoleClient, ()>, BoxError> {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(resource.to_owned()).auth_header(token.to_owned()),
+    );
+    Ok(().serve(transport).await?)
+}
+
+async fn call_text(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    tool: &'static str,
+    arguments: Option<&str>,
+) -> Result<String, BoxError> {
+    let mut params = CallToolRequestParams::new(tool);
+    if let Some(a) = arguments {
+        params = params.with_arguments(args(a));
+    }
+    let result = client.call_tool(params).await?;
+    let text = result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("");
+    if result.is_error == Some(true) {
+        return Err(format!("{tool} failed: {text}").into());
+    }
+    Ok(text)
+}

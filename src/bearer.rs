@@ -1,0 +1,183 @@
+//! Reading the bearer token from the `Authorization` header (RFC 6750 section 2.1).
+//!
+//! Only the header is read: tokens in the query string or a form body are never
+//! looked at (RFC 6750 sections 2.2 and 2.3 are not supported, as OAuth 2.1
+//! section 5.2 and the MCP specification require).
+
+use std::fmt;
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+
+use crate::error::{AuthError, AuthErrorKind};
+
+/// Default cap on the length of a bearer token, in bytes.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// A bearer token borrowed from a request. Its `Debug` output is redacted, so
+/// it can sit in structs that are logged without leaking the credential.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BearerToken<'a>(&'a str);
+
+impl<'a> BearerToken<'a> {
+    /// Wrap a token string (for custom verifiers and tests).
+    pub fn new(token: &'a str) -> Self {
+        Self(token)
+    }
+
+    /// The token text. Handle with care: never log it.
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl fmt::Debug for BearerToken<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BearerToken([redacted; {} bytes])", self.0.len())
+    }
+}
+
+/// The outcome of reading credentials from a request.
+#[derive(Debug)]
+pub(crate) enum Credentials<'a> {
+    /// No `Authorization` header, or one with a scheme other than Bearer.
+    None,
+    /// A syntactically valid bearer token.
+    Bearer(BearerToken<'a>),
+}
+
+/// Reads the bearer token from `headers`.
+///
+/// - no `Authorization` header, or another scheme (`Basic`, `DPoP`, ...):
+///   [`Credentials::None`], answered with a plain challenge;
+/// - several `Authorization` headers: `invalid_request`;
+/// - `Bearer` (scheme case-insensitive, RFC 9110 section 11.1) followed by one
+///   or more spaces and a single `b64token`: the token; anything else,
+///   including a second token or a non-ASCII byte: `invalid_request`;
+/// - a token longer than `max_len`: `invalid_token` (`token_too_large`),
+///   decided before anything else looks at it.
+pub(crate) fn read_bearer(headers: &HeaderMap, max_len: usize) -> Result<Credentials<'_>, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(Credentials::None);
+    };
+    if values.next().is_some() {
+        return Err(AuthErrorKind::MultipleAuthorizationHeaders.into());
+    }
+    let bytes = value.as_bytes();
+    let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
+        Some(i) => (&bytes[..i], &bytes[i..]),
+        None => (bytes, &b""[..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        // RFC 6750 section 3.1: a request without Bearer credentials gets a
+        // challenge without an error code. The scheme must still be a token
+        // (RFC 9110 section 11.1), or the header is malformed.
+        if scheme.is_empty() || !scheme.iter().all(|&b| is_tchar(b)) {
+            return Err(AuthErrorKind::MalformedAuthorizationHeader.into());
+        }
+        return Ok(Credentials::None);
+    }
+    let token = trim_leading_spaces(rest);
+    if token.is_empty() {
+        return Err(AuthErrorKind::MalformedAuthorizationHeader.into());
+    }
+    if token.len() > max_len {
+        return Err(AuthErrorKind::TokenTooLarge.into());
+    }
+    if !is_b64token(token) {
+        return Err(AuthErrorKind::MalformedAuthorizationHeader.into());
+    }
+    // Safe: is_b64token accepts ASCII only.
+    let token = std::str::from_utf8(token)
+        .map_err(|_| AuthError::new(AuthErrorKind::MalformedAuthorizationHeader))?;
+    Ok(Credentials::Bearer(BearerToken(token)))
+}
+
+fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+/// (RFC 6750 section 2.1).
+fn is_b64token(token: &[u8]) -> bool {
+    let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
+    body_len > 0
+        && token[..body_len]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+}
+
+/// RFC 9110 section 5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn read(values: &[&[u8]]) -> Result<Option<String>, AuthErrorKind> {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
+        }
+        match read_bearer(&headers, 64) {
+            Ok(Credentials::None) => Ok(None),
+            Ok(Credentials::Bearer(t)) => Ok(Some(t.as_str().to_owned())),
+            Err(e) => Err(e.kind()),
+        }
+    }
+
+    // RFC 6750 section 2.1: credentials = "Bearer" 1*SP b64token
+    #[test]
+    fn accepts_bearer_case_insensitively() {
+        assert_eq!(read(&[b"Bearer abc.def-ghi_~+/=="]), Ok(Some("abc.def-ghi_~+/==".into())));
+        assert_eq!(read(&[b"bearer abc"]), Ok(Some("abc".into())));
+        assert_eq!(read(&[b"BEARER   abc"]), Ok(Some("abc".into())));
+    }
+
+    // RFC 6750 section 3.1: no credentials -> challenge without error code.
+    #[test]
+    fn other_schemes_and_absence_are_no_credentials() {
+        assert_eq!(read(&[]), Ok(None));
+        assert_eq!(read(&[b"Basic dXNlcjpwYXNz"]), Ok(None));
+        assert_eq!(read(&[b"DPoP abc"]), Ok(None));
+    }
+
+    #[test]
+    fn malformed_headers_are_invalid_request() {
+        use AuthErrorKind::*;
+        assert_eq!(read(&[b"Bearer"]), Err(MalformedAuthorizationHeader));
+        assert_eq!(read(&[b"Bearer "]), Err(MalformedAuthorizationHeader));
+        assert_eq!(read(&[b"Bearer a b"]), Err(MalformedAuthorizationHeader));
+        assert_eq!(read(&[b"Bearer a,b"]), Err(MalformedAuthorizationHeader));
+        assert_eq!(read(&[b"Bearer ===="]), Err(MalformedAuthorizationHeader));
+        assert_eq!(read(&[b"Bearer a=b"]), Err(MalformedAuthorizationHeader));
+        assert_eq!(read(&[b"Bearer \xc3\xa9t\xc3\xa9"]), Err(MalformedAuthorizationHeader));
+        assert_eq!(read(&[b"Bearer a\tb"]), Err(MalformedAuthorizationHeader));
+        assert_eq!(read(&[b"Bear\"er abc"]), Err(MalformedAuthorizationHeader));
+        assert_eq!(read(&[b" Bearer abc"]), Err(MalformedAuthorizationHeader));
+        assert_eq!(read(&[b"Bearer a", b"Bearer b"]), Err(MultipleAuthorizationHeaders));
+    }
+
+    #[test]
+    fn oversized_token_is_rejected_before_parsing() {
+        let long = format!("Bearer {}", "a".repeat(65));
+        assert_eq!(read(&[long.as_bytes()]), Err(AuthErrorKind::TokenTooLarge));
+        let ok = format!("Bearer {}", "a".repeat(64));
+        assert!(read(&[ok.as_bytes()]).is_ok());
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let t = BearerToken::new("secret-token-value");
+        assert_eq!(format!("{t:?}"), "BearerToken([redacted; 18 bytes])");
+    }
+}

@@ -1,0 +1,165 @@
+//! Building `WWW-Authenticate` challenges (RFC 6750 section 3, RFC 9728
+//! section 5.1) and the matching JSON error bodies.
+
+use std::fmt::Write as _;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, StatusCode};
+
+use crate::error::{AuthError, AuthErrorKind, ErrorCode};
+
+/// Seconds a client is asked to wait when verification keys are unavailable.
+pub(crate) const RETRY_AFTER_SECS: u64 = 5;
+
+/// Appends `name="value"` to a challenge, escaping the value as an RFC 9110
+/// quoted-string: `"` and `\` are backslash-escaped, and bytes that a
+/// quoted-string cannot carry (controls, DEL, non-ASCII) are dropped.
+fn push_param(out: &mut String, name: &str, value: &str) {
+    if !out.ends_with("Bearer") {
+        out.push(',');
+    }
+    out.push(' ');
+    out.push_str(name);
+    out.push_str("=\"");
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' | '\t' => out.push(c),
+            c if c.is_ascii_graphic() => out.push(c),
+            _ => {}
+        }
+    }
+    out.push('"');
+}
+
+/// Builds a Bearer challenge.
+///
+/// Parameter order follows the MCP specification's examples: `error`, `scope`,
+/// `resource_metadata`, `error_description`. `scope` is omitted when empty.
+pub fn bearer_challenge(
+    error: Option<ErrorCode>,
+    scope: &str,
+    resource_metadata: &str,
+    error_description: Option<&str>,
+) -> String {
+    let mut out = String::with_capacity(96 + scope.len() + resource_metadata.len());
+    out.push_str("Bearer");
+    if let Some(error) = error {
+        push_param(&mut out, "error", error.as_str());
+    }
+    if !scope.is_empty() {
+        push_param(&mut out, "scope", scope);
+    }
+    push_param(&mut out, "resource_metadata", resource_metadata);
+    if let Some(desc) = error_description {
+        push_param(&mut out, "error_description", desc);
+    }
+    out
+}
+
+/// What a rejection response needs to know about the protected resource.
+#[derive(Debug, Clone)]
+pub(crate) struct ChallengeParams {
+    /// The RFC 9728 metadata URL.
+    pub(crate) resource_metadata: String,
+    /// Space-separated scopes that requests need by default.
+    pub(crate) scope: String,
+}
+
+/// JSON body of an error response: `{"error": ..., "error_description": ...}`.
+fn error_body(kind: AuthErrorKind) -> String {
+    let mut body = String::with_capacity(128);
+    body.push('{');
+    if let Some(code) = kind.error_code() {
+        // Codes and descriptions are fixed ASCII without quotes or backslashes.
+        let _ = write!(body, "\"error\":\"{}\",", code.as_str());
+    }
+    let _ = write!(
+        body,
+        "\"error_description\":\"{}\",\"reason\":\"{}\"}}",
+        kind.description(),
+        kind.code()
+    );
+    body
+}
+
+/// The response for a rejection. The [`AuthError`]'s kind is attached to the
+/// response extensions as [`AuthErrorKind`] so outer layers can log it.
+pub(crate) fn rejection_response(err: &AuthError, params: &ChallengeParams) -> Response {
+    let kind = err.kind();
+    let status = kind.status();
+    let mut builder = Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .header(CACHE_CONTROL, "no-store");
+    match kind.error_code() {
+        Some(ErrorCode::TemporarilyUnavailable) => {
+            builder = builder.header(RETRY_AFTER, RETRY_AFTER_SECS);
+        }
+        error => {
+            let scope = if kind == AuthErrorKind::InsufficientScope && !err.required_scopes().is_empty() {
+                err.required_scopes().join(" ")
+            } else {
+                params.scope.clone()
+            };
+            let description = error.map(|_| kind.description());
+            let challenge = bearer_challenge(error, &scope, &params.resource_metadata, description);
+            match HeaderValue::try_from(challenge) {
+                Ok(value) => builder = builder.header(WWW_AUTHENTICATE, value),
+                // Unreachable: push_param only emits visible ASCII, SP and HTAB.
+                Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            }
+        }
+    }
+    let mut response = builder
+        .body(Body::from(error_body(kind)))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    response.extensions_mut().insert(kind);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // RFC 6750 section 3 / MCP "Protected Resource Metadata Discovery".
+    #[test]
+    fn challenge_without_error() {
+        assert_eq!(
+            bearer_challenge(None, "notes:read", "https://h/.well-known/oauth-protected-resource/mcp", None),
+            r#"Bearer scope="notes:read", resource_metadata="https://h/.well-known/oauth-protected-resource/mcp""#
+        );
+        assert_eq!(
+            bearer_challenge(None, "", "https://h/x", None),
+            r#"Bearer resource_metadata="https://h/x""#
+        );
+    }
+
+    #[test]
+    fn challenge_with_error_and_escaping() {
+        assert_eq!(
+            bearer_challenge(
+                Some(ErrorCode::InsufficientScope),
+                "a b",
+                "https://h/\"x\\",
+                Some("bad\r\n\u{7f}é desc")
+            ),
+            r#"Bearer error="insufficient_scope", scope="a b", resource_metadata="https://h/\"x\\", error_description="bad desc""#
+        );
+    }
+
+    #[test]
+    fn body_is_json() {
+        for kind in [AuthErrorKind::MissingToken, AuthErrorKind::Expired, AuthErrorKind::KeysUnavailable] {
+            let v: serde_json::Value = serde_json::from_str(&error_body(kind)).unwrap();
+            assert_eq!(v["reason"], kind.code());
+            assert_eq!(v["error_description"], kind.description());
+            assert_eq!(v.get("error").and_then(|e| e.as_str()), kind.error_code().map(|c| c.as_str()));
+        }
+    }
+}

@@ -1,0 +1,761 @@
+//! [`AuthConfig`]: what a token must satisfy and how the resource describes
+//! itself. Built and validated once, at start-up; errors name the setting.
+
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use url::Url;
+
+use crate::error::ConfigError;
+
+/// Default leeway for `exp`, `nbf` and `iat`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// Default time a fetched key set is used before it is fetched again.
+pub const DEFAULT_JWKS_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Default minimum time between two key-set fetches triggered by an unknown
+/// `kid` or by a failed fetch.
+pub const DEFAULT_JWKS_REFRESH_COOLDOWN: Duration = Duration::from_secs(30);
+/// Default total deadline of one fetch of metadata or keys.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time the last good key set keeps serving when refreshing fails.
+pub const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(3600);
+/// Default cap on a fetched metadata or key-set document.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
+/// The asymmetric algorithms accepted by default (RFC 7518, RFC 8037).
+pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Which JOSE `typ` header values are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TypPolicy {
+    /// Only `at+jwt` / `application/at+jwt` (RFC 9068 section 2.1). The default:
+    /// it keeps ID tokens and other JWTs from being used as access tokens.
+    #[default]
+    AtJwt,
+    /// Also `JWT` / `application/jwt` or no `typ`, for providers that do not
+    /// emit RFC 9068 tokens yet (Auth0, Entra ID, Okta, Cognito, Keycloak by
+    /// default). Weaker: make sure the audience is unique to this resource.
+    AllowJwt,
+}
+
+/// A route the authentication layer lets through without a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExemptRoute {
+    /// This exact path.
+    Exact(String),
+    /// Every path under this prefix, matched on `/` boundaries: `/health`
+    /// covers `/health` and `/health/live`, not `/healthz`.
+    Prefix(String),
+}
+
+impl ExemptRoute {
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        match self {
+            Self::Exact(p) => path == p,
+            Self::Prefix(p) => {
+                let p = p.trim_end_matches('/');
+                path == p || (path.starts_with(p) && path.as_bytes().get(p.len()) == Some(&b'/'))
+            }
+        }
+    }
+}
+
+/// One trusted authorization server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerConfig {
+    pub(crate) issuer: String,
+    pub(crate) jwks_uri: Option<Url>,
+}
+
+impl IssuerConfig {
+    /// The issuer identifier, compared exactly with `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The configured key-set URL, or `None` when it is discovered.
+    pub fn jwks_uri(&self) -> Option<&Url> {
+        self.jwks_uri.as_ref()
+    }
+}
+
+/// The validated configuration of a protected resource.
+///
+/// Build it with [`AuthConfig::builder`] or [`AuthConfig::from_env`].
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub(crate) issuers: Vec<IssuerConfig>,
+    pub(crate) resource: String,
+    pub(crate) resource_url: Url,
+    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) leeway: Duration,
+    pub(crate) typ_policy: TypPolicy,
+    pub(crate) required_scopes: Vec<String>,
+    pub(crate) scopes_supported: Vec<String>,
+    pub(crate) resource_name: Option<String>,
+    pub(crate) resource_documentation: Option<Url>,
+    pub(crate) exempt: Vec<ExemptRoute>,
+    pub(crate) allow_insecure_loopback: bool,
+    pub(crate) jwks_cache_ttl: Duration,
+    pub(crate) jwks_refresh_cooldown: Duration,
+    pub(crate) jwks_max_stale: Duration,
+    pub(crate) http_timeout: Duration,
+    pub(crate) max_document_bytes: usize,
+    pub(crate) max_token_bytes: usize,
+}
+
+impl AuthConfig {
+    /// A builder with the documented defaults.
+    pub fn builder() -> AuthConfigBuilder {
+        AuthConfigBuilder::default()
+    }
+
+    /// Reads the configuration from the environment:
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `MCP_OAUTH2_ISSUER` | issuer(s), comma-separated (required) |
+    /// | `MCP_OAUTH2_RESOURCE` | canonical resource URI of the MCP endpoint (required) |
+    /// | `MCP_OAUTH2_JWKS_URI` | key-set URL (only with one issuer; else discovered) |
+    /// | `MCP_OAUTH2_REQUIRED_SCOPES` | scopes every request needs, space-separated |
+    /// | `MCP_OAUTH2_SCOPES_SUPPORTED` | `scopes_supported` in the metadata, space-separated |
+    /// | `MCP_OAUTH2_ALGORITHMS` | accepted algorithms, comma-separated (e.g. `RS256,ES256`) |
+    /// | `MCP_OAUTH2_LEEWAY` | clock leeway in seconds |
+    /// | `MCP_OAUTH2_ACCEPT_JWT_TYP` | `1`: also accept `typ: JWT` tokens |
+    /// | `MCP_OAUTH2_RESOURCE_NAME` | `resource_name` in the metadata |
+    /// | `MCP_OAUTH2_RESOURCE_DOCUMENTATION` | `resource_documentation` in the metadata |
+    /// | `MCP_OAUTH2_JWKS_CACHE_TTL` | key-set cache lifetime in seconds |
+    /// | `MCP_OAUTH2_JWKS_REFRESH_COOLDOWN` | minimum seconds between refetches |
+    /// | `MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK` | `1`: allow `http://` on loopback (development only) |
+    ///
+    /// Errors name the variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        AuthConfigBuilder::from_env_vars(|name| std::env::var(name).ok())?.build()
+    }
+
+    /// The canonical resource URI: the expected audience and the metadata's `resource`.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The trusted issuers.
+    pub fn issuers(&self) -> &[IssuerConfig] {
+        &self.issuers
+    }
+
+    /// Scopes every request needs.
+    pub fn required_scopes(&self) -> &[String] {
+        &self.required_scopes
+    }
+
+    /// The URL of this resource's RFC 9728 metadata document
+    /// (`/.well-known/oauth-protected-resource` inserted before the resource path).
+    pub fn resource_metadata_url(&self) -> String {
+        let mut url = self.resource_url.clone();
+        url.set_path(&metadata_path(&self.resource_url));
+        url.set_query(None);
+        url.to_string()
+    }
+
+    /// The path under which the metadata is served for this resource.
+    pub fn metadata_path(&self) -> String {
+        metadata_path(&self.resource_url)
+    }
+
+    /// The path of the resource URI (`/mcp` for `https://h/mcp`).
+    pub fn resource_path(&self) -> &str {
+        self.resource_url.path()
+    }
+
+    /// The host of the resource URI (for Host-header allowlists).
+    pub fn resource_host(&self) -> Option<&str> {
+        self.resource_url.host_str()
+    }
+
+    /// Whether `http://` loopback URLs were allowed.
+    pub fn allows_insecure_loopback(&self) -> bool {
+        self.allow_insecure_loopback
+    }
+}
+
+/// The RFC 9728 section 3.1 well-known path for a resource URL.
+pub(crate) fn metadata_path(resource: &Url) -> String {
+    const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+    match resource.path() {
+        "" | "/" => WELL_KNOWN.to_owned(),
+        path => format!("{WELL_KNOWN}{path}"),
+    }
+}
+
+/// Builder for [`AuthConfig`]. Every setting has a documented default; the
+/// issuer and the resource are required.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct AuthConfigBuilder {
+    issuers: Vec<String>,
+    jwks_uris: Vec<(Option<String>, String)>,
+    resource: Option<String>,
+    algorithms: Vec<Algorithm>,
+    leeway: Duration,
+    typ_policy: TypPolicy,
+    required_scopes: Vec<String>,
+    scopes_supported: Option<Vec<String>>,
+    resource_name: Option<String>,
+    resource_documentation: Option<String>,
+    exempt: Vec<ExemptRoute>,
+    allow_insecure_loopback: bool,
+    jwks_cache_ttl: Duration,
+    jwks_refresh_cooldown: Duration,
+    jwks_max_stale: Duration,
+    http_timeout: Duration,
+    max_document_bytes: usize,
+    max_token_bytes: usize,
+}
+
+impl Default for AuthConfigBuilder {
+    fn default() -> Self {
+        Self {
+            issuers: Vec::new(),
+            jwks_uris: Vec::new(),
+            resource: None,
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            leeway: DEFAULT_LEEWAY,
+            typ_policy: TypPolicy::default(),
+            required_scopes: Vec::new(),
+            scopes_supported: None,
+            resource_name: None,
+            resource_documentation: None,
+            exempt: Vec::new(),
+            allow_insecure_loopback: false,
+            jwks_cache_ttl: DEFAULT_JWKS_CACHE_TTL,
+            jwks_refresh_cooldown: DEFAULT_JWKS_REFRESH_COOLDOWN,
+            jwks_max_stale: DEFAULT_JWKS_MAX_STALE,
+            http_timeout: DEFAULT_HTTP_TIMEOUT,
+            max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+            max_token_bytes: crate::bearer::DEFAULT_MAX_TOKEN_BYTES,
+        }
+    }
+}
+
+fn split_list(value: &str, sep: char) -> Vec<String> {
+    value
+        .split(sep)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl AuthConfigBuilder {
+    /// Adds a trusted issuer (required, at least one). `iss` must equal it
+    /// exactly; its keys are found by RFC 8414 / OpenID discovery unless a
+    /// [`jwks_uri`](Self::jwks_uri) is given.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// The key-set URL of the only issuer; skips discovery. With several
+    /// issuers use [`issuer_jwks_uri`](Self::issuer_jwks_uri).
+    pub fn jwks_uri(mut self, jwks_uri: impl Into<String>) -> Self {
+        self.jwks_uris.push((None, jwks_uri.into()));
+        self
+    }
+
+    /// The key-set URL of one of several issuers.
+    pub fn issuer_jwks_uri(mut self, issuer: impl Into<String>, jwks_uri: impl Into<String>) -> Self {
+        self.jwks_uris.push((Some(issuer.into()), jwks_uri.into()));
+        self
+    }
+
+    /// The canonical resource URI of the MCP endpoint (required), e.g.
+    /// `https://mcp.example.com/mcp`. It is the expected audience (RFC 8707),
+    /// the metadata's `resource` and the base of the metadata URL.
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+
+    /// Accepted signing algorithms (default [`DEFAULT_ALGORITHMS`]). Only
+    /// asymmetric algorithms are allowed; the token's `alg` never widens this.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// Clock leeway for `exp`, `nbf`, `iat` (default [`DEFAULT_LEEWAY`], at most 5 minutes).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Which `typ` values are accepted (default [`TypPolicy::AtJwt`]).
+    pub fn typ_policy(mut self, policy: TypPolicy) -> Self {
+        self.typ_policy = policy;
+        self
+    }
+
+    /// Scopes every request needs (default none). They are also the default
+    /// `scopes_supported` and the `scope` of the 401 challenge.
+    pub fn required_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.required_scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// `scopes_supported` in the metadata (default: the required scopes).
+    /// Keep it to the scopes basic use needs; `offline_access` is refused.
+    pub fn scopes_supported<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes_supported = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// `resource_name` in the metadata (default none).
+    pub fn resource_name(mut self, name: impl Into<String>) -> Self {
+        self.resource_name = Some(name.into());
+        self
+    }
+
+    /// `resource_documentation` in the metadata (default none).
+    pub fn resource_documentation(mut self, url: impl Into<String>) -> Self {
+        self.resource_documentation = Some(url.into());
+        self
+    }
+
+    /// A path served without authentication (default none).
+    pub fn exempt_path(mut self, path: impl Into<String>) -> Self {
+        self.exempt.push(ExemptRoute::Exact(path.into()));
+        self
+    }
+
+    /// A path prefix served without authentication, on `/` boundaries.
+    pub fn exempt_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.exempt.push(ExemptRoute::Prefix(prefix.into()));
+        self
+    }
+
+    /// **Development and tests only.** Allows `http://` URLs whose host is a
+    /// loopback address (`127.0.0.0/8`, `::1`, `localhost`) for the resource,
+    /// the issuers and the key sets. Default off: every URL must be `https://`.
+    pub fn allow_insecure_http_for_loopback(mut self, allow: bool) -> Self {
+        self.allow_insecure_loopback = allow;
+        self
+    }
+
+    /// How long a fetched key set is used before it is fetched again
+    /// (default [`DEFAULT_JWKS_CACHE_TTL`]).
+    pub fn jwks_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.jwks_cache_ttl = ttl;
+        self
+    }
+
+    /// Minimum time between two fetches forced by an unknown `kid` or after a
+    /// failed fetch (default [`DEFAULT_JWKS_REFRESH_COOLDOWN`]).
+    pub fn jwks_refresh_cooldown(mut self, cooldown: Duration) -> Self {
+        self.jwks_refresh_cooldown = cooldown;
+        self
+    }
+
+    /// How long the last good key set keeps serving while refreshing fails
+    /// (default [`DEFAULT_JWKS_MAX_STALE`]); after that, requests fail closed
+    /// with 503.
+    pub fn jwks_max_stale(mut self, max_stale: Duration) -> Self {
+        self.jwks_max_stale = max_stale;
+        self
+    }
+
+    /// Total deadline of one metadata or key-set fetch (default [`DEFAULT_HTTP_TIMEOUT`]).
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// Cap on a fetched metadata or key-set document (default [`DEFAULT_MAX_DOCUMENT_BYTES`]).
+    pub fn max_document_bytes(mut self, bytes: usize) -> Self {
+        self.max_document_bytes = bytes;
+        self
+    }
+
+    /// Cap on a bearer token's length (default 8 KiB).
+    pub fn max_token_bytes(mut self, bytes: usize) -> Self {
+        self.max_token_bytes = bytes;
+        self
+    }
+
+    /// A builder filled from the environment (see [`AuthConfig::from_env`]),
+    /// to adjust before [`build`](Self::build).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_vars(|name| std::env::var(name).ok())
+    }
+
+    pub(crate) fn from_env_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut b = Self::default();
+        let issuers = get("MCP_OAUTH2_ISSUER")
+            .ok_or_else(|| ConfigError::new("MCP_OAUTH2_ISSUER", "is not set"))?;
+        b.issuers = split_list(&issuers, ',');
+        if b.issuers.is_empty() {
+            return Err(ConfigError::new("MCP_OAUTH2_ISSUER", "is empty"));
+        }
+        b.resource = Some(
+            get("MCP_OAUTH2_RESOURCE").ok_or_else(|| ConfigError::new("MCP_OAUTH2_RESOURCE", "is not set"))?,
+        );
+        if let Some(uri) = get("MCP_OAUTH2_JWKS_URI").filter(|v| !v.trim().is_empty()) {
+            if b.issuers.len() != 1 {
+                return Err(ConfigError::new(
+                    "MCP_OAUTH2_JWKS_URI",
+                    "can only be set with exactly one issuer; several issuers use discovery",
+                ));
+            }
+            b.jwks_uris.push((None, uri.trim().to_owned()));
+        }
+        if let Some(v) = get("MCP_OAUTH2_REQUIRED_SCOPES") {
+            b.required_scopes = split_list(&v, ' ');
+        }
+        if let Some(v) = get("MCP_OAUTH2_SCOPES_SUPPORTED") {
+            b.scopes_supported = Some(split_list(&v, ' '));
+        }
+        if let Some(v) = get("MCP_OAUTH2_ALGORITHMS") {
+            b.algorithms = split_list(&v, ',')
+                .iter()
+                .map(|a| {
+                    a.parse::<Algorithm>()
+                        .map_err(|_| ConfigError::new("MCP_OAUTH2_ALGORITHMS", format!("unknown algorithm {a:?}")))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        let secs = |name: &'static str| -> Result<Option<Duration>, ConfigError> {
+            get(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map(Duration::from_secs)
+                        .map_err(|_| ConfigError::new(name, "must be a whole number of seconds"))
+                })
+                .transpose()
+        };
+        if let Some(d) = secs("MCP_OAUTH2_LEEWAY")? {
+            b.leeway = d;
+        }
+        if let Some(d) = secs("MCP_OAUTH2_JWKS_CACHE_TTL")? {
+            b.jwks_cache_ttl = d;
+        }
+        if let Some(d) = secs("MCP_OAUTH2_JWKS_REFRESH_COOLDOWN")? {
+            b.jwks_refresh_cooldown = d;
+        }
+        let flag = |name: &'static str| -> Result<bool, ConfigError> {
+            match get(name).as_deref().map(str::trim) {
+                None | Some("") | Some("0") => Ok(false),
+                Some("1") => Ok(true),
+                Some(_) => Err(ConfigError::new(name, "must be 1 or 0")),
+            }
+        };
+        if flag("MCP_OAUTH2_ACCEPT_JWT_TYP")? {
+            b.typ_policy = TypPolicy::AllowJwt;
+        }
+        b.allow_insecure_loopback = flag("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK")?;
+        b.resource_name = get("MCP_OAUTH2_RESOURCE_NAME").filter(|v| !v.is_empty());
+        b.resource_documentation = get("MCP_OAUTH2_RESOURCE_DOCUMENTATION").filter(|v| !v.is_empty());
+        Ok(b)
+    }
+
+    /// Validates and builds the configuration.
+    pub fn build(self) -> Result<AuthConfig, ConfigError> {
+        let loopback_ok = self.allow_insecure_loopback;
+        let resource_raw = self
+            .resource
+            .ok_or_else(|| ConfigError::new("resource", "is required (the canonical URI of the MCP endpoint)"))?;
+        let (resource, resource_url) = canonical_resource(&resource_raw, loopback_ok)?;
+
+        if self.issuers.is_empty() {
+            return Err(ConfigError::new("issuer", "at least one issuer is required"));
+        }
+        let mut issuers: Vec<IssuerConfig> = Vec::with_capacity(self.issuers.len());
+        for issuer in self.issuers {
+            let url = Url::parse(&issuer)
+                .map_err(|e| ConfigError::new("issuer", format!("{issuer:?} is not a URL: {e}")))?;
+            check_https(&url, loopback_ok, "issuer")?;
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(ConfigError::new("issuer", "must not have a query or fragment (RFC 8414 section 2)"));
+            }
+            if issuers.iter().any(|i| i.issuer == issuer) {
+                return Err(ConfigError::new("issuer", format!("{issuer:?} is configured twice")));
+            }
+            issuers.push(IssuerConfig { issuer, jwks_uri: None });
+        }
+        for (issuer, jwks) in self.jwks_uris {
+            let url = Url::parse(&jwks)
+                .map_err(|e| ConfigError::new("jwks_uri", format!("{jwks:?} is not a URL: {e}")))?;
+            check_https(&url, loopback_ok, "jwks_uri")?;
+            let target = match issuer {
+                None if issuers.len() == 1 => &mut issuers[0],
+                None => {
+                    return Err(ConfigError::new(
+                        "jwks_uri",
+                        "is ambiguous with several issuers; use issuer_jwks_uri",
+                    ));
+                }
+                Some(iss) => issuers
+                    .iter_mut()
+                    .find(|i| i.issuer == iss)
+                    .ok_or_else(|| ConfigError::new("issuer_jwks_uri", format!("{iss:?} is not a configured issuer")))?,
+            };
+            if target.jwks_uri.is_some() {
+                return Err(ConfigError::new("jwks_uri", "set twice for the same issuer"));
+            }
+            target.jwks_uri = Some(url);
+        }
+
+        if self.algorithms.is_empty() {
+            return Err(ConfigError::new("algorithms", "at least one algorithm is required"));
+        }
+        if let Some(alg) = self.algorithms.iter().find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)) {
+            return Err(ConfigError::new(
+                "algorithms",
+                format!("{alg:?} is symmetric; only asymmetric algorithms verify third-party tokens safely (RFC 8725 section 3.1)"),
+            ));
+        }
+        if self.leeway > Duration::from_secs(300) {
+            return Err(ConfigError::new("leeway", "must be at most 300 seconds"));
+        }
+        for scope in self.required_scopes.iter().chain(self.scopes_supported.iter().flatten()) {
+            validate_scope_token(scope)?;
+        }
+        let scopes_supported = self.scopes_supported.unwrap_or_else(|| self.required_scopes.clone());
+        if scopes_supported.iter().any(|s| s == "offline_access") {
+            return Err(ConfigError::new(
+                "scopes_supported",
+                "must not list offline_access (MCP scope selection: it is not a resource scope)",
+            ));
+        }
+        let resource_documentation = self
+            .resource_documentation
+            .map(|d| {
+                Url::parse(&d).map_err(|e| ConfigError::new("resource_documentation", format!("not a URL: {e}")))
+            })
+            .transpose()?;
+        if self.jwks_refresh_cooldown.is_zero() {
+            return Err(ConfigError::new("jwks_refresh_cooldown", "must be greater than zero"));
+        }
+        if self.jwks_cache_ttl.is_zero() {
+            return Err(ConfigError::new("jwks_cache_ttl", "must be greater than zero"));
+        }
+        if self.http_timeout.is_zero() {
+            return Err(ConfigError::new("http_timeout", "must be greater than zero"));
+        }
+        if self.max_token_bytes == 0 {
+            return Err(ConfigError::new("max_token_bytes", "must be greater than zero"));
+        }
+        for route in &self.exempt {
+            let (ExemptRoute::Exact(p) | ExemptRoute::Prefix(p)) = route;
+            if !p.starts_with('/') {
+                return Err(ConfigError::new("exempt_path", format!("{p:?} must start with '/'")));
+            }
+            if route.matches(resource_url.path()) {
+                return Err(ConfigError::new(
+                    "exempt_path",
+                    format!("{p:?} would exempt the protected resource path itself"),
+                ));
+            }
+        }
+        Ok(AuthConfig {
+            issuers,
+            resource,
+            resource_url,
+            algorithms: self.algorithms,
+            leeway: self.leeway,
+            typ_policy: self.typ_policy,
+            required_scopes: self.required_scopes,
+            scopes_supported,
+            resource_name: self.resource_name,
+            resource_documentation,
+            exempt: self.exempt,
+            allow_insecure_loopback: loopback_ok,
+            jwks_cache_ttl: self.jwks_cache_ttl,
+            jwks_refresh_cooldown: self.jwks_refresh_cooldown,
+            jwks_max_stale: self.jwks_max_stale,
+            http_timeout: self.http_timeout,
+            max_document_bytes: self.max_document_bytes,
+            max_token_bytes: self.max_token_bytes,
+        })
+    }
+}
+
+/// RFC 6749 section 3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+pub(crate) fn validate_scope_token(scope: &str) -> Result<(), ConfigError> {
+    if scope.is_empty() || !scope.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)) {
+        return Err(ConfigError::new("scopes", format!("{scope:?} is not a valid scope token (RFC 6749 section 3.3)")));
+    }
+    Ok(())
+}
+
+/// Whether a URL's host is a loopback name or address.
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// `https` everywhere; `http` only on loopback with the explicit opt-in.
+pub(crate) fn check_https(url: &Url, allow_loopback_http: bool, field: &'static str) -> Result<(), ConfigError> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_loopback_http && is_loopback(url) => Ok(()),
+        "http" if allow_loopback_http => Err(ConfigError::new(
+            field,
+            format!("{url} uses http:// on a host that is not loopback; only https:// is allowed"),
+        )),
+        "http" => Err(ConfigError::new(
+            field,
+            format!("{url} uses http://; use https:// (or allow_insecure_http_for_loopback for local development)"),
+        )),
+        other => Err(ConfigError::new(field, format!("unsupported URL scheme {other:?}"))),
+    }
+}
+
+/// Canonical form of the resource URI (RFC 8707 section 2, MCP "Canonical
+/// Server URI"): lowercase scheme and host (the `url` crate does this),
+/// default port dropped, no fragment, no query, and no trailing slash for a
+/// root path. A path's own trailing slash is kept: it is significant.
+fn canonical_resource(raw: &str, allow_loopback_http: bool) -> Result<(String, Url), ConfigError> {
+    let url = Url::parse(raw.trim()).map_err(|e| ConfigError::new("resource", format!("{raw:?} is not a URL: {e}")))?;
+    check_https(&url, allow_loopback_http, "resource")?;
+    if url.fragment().is_some() {
+        return Err(ConfigError::new("resource", "must not contain a fragment (RFC 8707 section 2)"));
+    }
+    if url.query().is_some() {
+        return Err(ConfigError::new("resource", "must not contain a query"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::new("resource", "must not contain user information"));
+    }
+    let mut canonical = url.to_string();
+    if url.path() == "/" {
+        canonical.pop();
+    }
+    Ok((canonical, url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn base() -> AuthConfigBuilder {
+        AuthConfig::builder()
+            .issuer("https://auth.example.com")
+            .resource("https://mcp.example.com/mcp")
+    }
+
+    #[test]
+    fn canonicalises_resource() {
+        let c = base().resource("HTTPS://MCP.Example.COM:443/mcp").build().unwrap();
+        assert_eq!(c.resource(), "https://mcp.example.com/mcp");
+        let c = base().resource("https://mcp.example.com/").build().unwrap();
+        assert_eq!(c.resource(), "https://mcp.example.com");
+        assert_eq!(c.resource_metadata_url(), "https://mcp.example.com/.well-known/oauth-protected-resource");
+        let c = base().resource("https://mcp.example.com:8443/public/mcp").build().unwrap();
+        // RFC 9728 section 3.1: well-known inserted between host and path.
+        assert_eq!(
+            c.resource_metadata_url(),
+            "https://mcp.example.com:8443/.well-known/oauth-protected-resource/public/mcp"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = AuthConfig::builder().issuer("https://a").build().unwrap_err();
+        assert_eq!(e.field(), "resource");
+        let e = AuthConfig::builder().resource("https://r/mcp").build().unwrap_err();
+        assert_eq!(e.field(), "issuer");
+        let e = base().resource("http://mcp.example.com/mcp").build().unwrap_err();
+        assert_eq!(e.field(), "resource");
+        let e = base().resource("https://mcp.example.com/mcp#x").build().unwrap_err();
+        assert_eq!(e.field(), "resource");
+        let e = base().issuer("http://127.0.0.1:9/").build().unwrap_err();
+        assert_eq!(e.field(), "issuer");
+        let e = base().algorithms([Algorithm::HS256]).build().unwrap_err();
+        assert_eq!(e.field(), "algorithms");
+        let e = base().scopes_supported(["offline_access"]).build().unwrap_err();
+        assert_eq!(e.field(), "scopes_supported");
+        let e = base().required_scopes(["bad scope\""]).build().unwrap_err();
+        assert_eq!(e.field(), "scopes");
+        let e = base().exempt_prefix("/").build().unwrap_err();
+        assert_eq!(e.field(), "exempt_path");
+        let e = base().issuer("https://b").jwks_uri("https://b/jwks").build().unwrap_err();
+        assert_eq!(e.field(), "jwks_uri");
+    }
+
+    #[test]
+    fn loopback_http_needs_the_opt_in_and_loopback() {
+        let b = AuthConfig::builder().issuer("http://127.0.0.1:1").resource("http://localhost:2/mcp");
+        assert!(b.clone().build().is_err());
+        assert!(b.clone().allow_insecure_http_for_loopback(true).build().is_ok());
+        let e = b
+            .resource("http://example.com/mcp")
+            .allow_insecure_http_for_loopback(true)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "resource");
+    }
+
+    #[test]
+    fn exempt_prefix_matches_on_segment_boundaries() {
+        let r = ExemptRoute::Prefix("/health".into());
+        assert!(r.matches("/health"));
+        assert!(r.matches("/health/live"));
+        assert!(!r.matches("/healthz"));
+    }
+
+    #[test]
+    fn from_env_reads_every_variable() {
+        let vars: HashMap<&str, &str> = HashMap::from([
+            ("MCP_OAUTH2_ISSUER", "http://127.0.0.1:1, http://127.0.0.1:2"),
+            ("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:3/mcp"),
+            ("MCP_OAUTH2_REQUIRED_SCOPES", "a  b"),
+            ("MCP_OAUTH2_JWKS_CACHE_TTL", "10"),
+            ("MCP_OAUTH2_JWKS_REFRESH_COOLDOWN", "2"),
+            ("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1"),
+        ]);
+        let c = AuthConfigBuilder::from_env_vars(|k| vars.get(k).map(|v| v.to_string()))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(c.issuers().len(), 2);
+        assert_eq!(c.required_scopes(), ["a", "b"]);
+        assert_eq!(c.jwks_cache_ttl, Duration::from_secs(10));
+        assert_eq!(c.jwks_refresh_cooldown, Duration::from_secs(2));
+
+        let mut bad = vars.clone();
+        bad.insert("MCP_OAUTH2_JWKS_URI", "http://127.0.0.1:1/jwks");
+        let e = AuthConfigBuilder::from_env_vars(|k| bad.get(k).map(|v| v.to_string())).unwrap_err();
+        assert_eq!(e.field(), "MCP_OAUTH2_JWKS_URI");
+        let mut bad = vars.clone();
+        bad.insert("MCP_OAUTH2_JWKS_CACHE_TTL", "soon");
+        let e = AuthConfigBuilder::from_env_vars(|k| bad.get(k).map(|v| v.to_string())).unwrap_err();
+        assert_eq!(e.field(), "MCP_OAUTH2_JWKS_CACHE_TTL");
+        let e = AuthConfigBuilder::from_env_vars(|_| None).unwrap_err();
+        assert_eq!(e.field(), "MCP_OAUTH2_ISSUER");
+    }
+}

@@ -1,0 +1,301 @@
+//! [`AuthContext`]: who is calling, as established by a
+//! [`TokenVerifier`](crate::TokenVerifier). It reaches handlers three ways:
+//! `ctx.auth()` on rmcp's `RequestContext` ([`RequestContextExt`]), a tool
+//! argument (rmcp `FromContextPart`), and an axum extractor.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use rmcp::handler::server::common::{AsRequestContext, FromContextPart};
+use rmcp::service::{RequestContext, RoleServer};
+use serde_json::{Map, Value};
+
+use crate::error::{AuthError, AuthErrorKind};
+
+/// The verified identity and grants of the caller.
+///
+/// Cheap to clone (one reference count). Its `Debug` output lists who is
+/// calling and which claim names are present, never claim values beyond the
+/// identifiers below and never the token.
+#[derive(Clone)]
+pub struct AuthContext(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    subject: String,
+    issuer: String,
+    client_id: Option<String>,
+    scopes: Vec<String>,
+    audience: Vec<String>,
+    expires_at: Option<u64>,
+    token_id: Option<String>,
+    claims: Map<String, Value>,
+}
+
+impl AuthContext {
+    /// Starts an `AuthContext` for custom verifiers: `issuer` and `subject`
+    /// are the two facts every context has.
+    pub fn builder(issuer: impl Into<String>, subject: impl Into<String>) -> AuthContextBuilder {
+        AuthContextBuilder(Inner {
+            issuer: issuer.into(),
+            subject: subject.into(),
+            ..Inner::default()
+        })
+    }
+
+    /// The `sub` claim: who the token is about.
+    pub fn subject(&self) -> &str {
+        &self.0.subject
+    }
+
+    /// The issuer that accepted the token (`iss`).
+    pub fn issuer(&self) -> &str {
+        &self.0.issuer
+    }
+
+    /// The OAuth client the token was issued to (`client_id`, RFC 9068 section 2.2).
+    pub fn client_id(&self) -> Option<&str> {
+        self.0.client_id.as_deref()
+    }
+
+    /// The granted scopes.
+    pub fn scopes(&self) -> &[String] {
+        &self.0.scopes
+    }
+
+    /// Whether the token grants `scope` exactly.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.0.scopes.iter().any(|s| s == scope)
+    }
+
+    /// The audiences (`aud`) of the token.
+    pub fn audience(&self) -> &[String] {
+        &self.0.audience
+    }
+
+    /// Expiry as seconds since the Unix epoch (`exp`).
+    pub fn expires_at_unix(&self) -> Option<u64> {
+        self.0.expires_at
+    }
+
+    /// Expiry as a [`SystemTime`].
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.0.expires_at.map(|s| UNIX_EPOCH + Duration::from_secs(s))
+    }
+
+    /// The token identifier (`jti`).
+    pub fn token_id(&self) -> Option<&str> {
+        self.0.token_id.as_deref()
+    }
+
+    /// Every claim of the token, for custom ones.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.0.claims
+    }
+
+    /// One claim by name.
+    pub fn claim(&self, name: &str) -> Option<&Value> {
+        self.0.claims.get(name)
+    }
+
+    /// Fails with an rmcp error unless every scope in `scopes` is granted.
+    /// For checks that depend on arguments; declared per-tool requirements
+    /// are enforced before the request reaches rmcp.
+    pub fn require_scopes<I, S>(&self, scopes: I) -> Result<(), rmcp::ErrorData>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let missing: Vec<String> = scopes
+            .into_iter()
+            .filter(|s| !self.has_scope(s.as_ref()))
+            .map(|s| s.as_ref().to_owned())
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(rmcp::ErrorData::invalid_request(
+                format!("insufficient_scope: this operation needs the scope(s) {}", missing.join(" ")),
+                Some(serde_json::json!({ "error": "insufficient_scope", "scope": missing.join(" ") })),
+            ))
+        }
+    }
+}
+
+impl fmt::Debug for AuthContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthContext")
+            .field("subject", &self.0.subject)
+            .field("issuer", &self.0.issuer)
+            .field("client_id", &self.0.client_id)
+            .field("scopes", &self.0.scopes)
+            .field("audience", &self.0.audience)
+            .field("expires_at", &self.0.expires_at)
+            .field("claims", &self.0.claims.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Builder for [`AuthContext`], for custom [`TokenVerifier`](crate::TokenVerifier)s.
+#[must_use]
+pub struct AuthContextBuilder(Inner);
+
+impl fmt::Debug for AuthContextBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthContextBuilder")
+            .field("subject", &self.0.subject)
+            .field("issuer", &self.0.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthContextBuilder {
+    /// Sets the client identifier.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.0.client_id = Some(client_id.into());
+        self
+    }
+
+    /// Sets the granted scopes.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.0.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the audiences.
+    pub fn audience<I, S>(mut self, audience: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.0.audience = audience.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the expiry, in seconds since the Unix epoch.
+    pub fn expires_at_unix(mut self, exp: u64) -> Self {
+        self.0.expires_at = Some(exp);
+        self
+    }
+
+    /// Sets the token identifier.
+    pub fn token_id(mut self, jti: impl Into<String>) -> Self {
+        self.0.token_id = Some(jti.into());
+        self
+    }
+
+    /// Sets the raw claims.
+    pub fn claims(mut self, claims: Map<String, Value>) -> Self {
+        self.0.claims = claims;
+        self
+    }
+
+    /// Finishes the context.
+    pub fn build(self) -> AuthContext {
+        AuthContext(Arc::new(self.0))
+    }
+}
+
+fn missing_context_error() -> rmcp::ErrorData {
+    tracing::error!(
+        reason = AuthErrorKind::NotAuthenticated.code(),
+        "a handler asked for the AuthContext but no authentication layer ran for this request"
+    );
+    rmcp::ErrorData::internal_error(
+        "no authenticated caller: this request did not pass through the mcp-oauth2 layer",
+        None,
+    )
+}
+
+fn from_rmcp_context(ctx: &RequestContext<RoleServer>) -> Option<&AuthContext> {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<AuthContext>())
+        .or_else(|| ctx.extensions.get::<AuthContext>())
+}
+
+/// `ctx.auth()` on rmcp's request context.
+pub trait RequestContextExt {
+    /// The caller's [`AuthContext`], or an rmcp internal error when the
+    /// request did not pass through the authentication layer (fail closed).
+    fn auth(&self) -> Result<&AuthContext, rmcp::ErrorData>;
+}
+
+impl RequestContextExt for RequestContext<RoleServer> {
+    fn auth(&self) -> Result<&AuthContext, rmcp::ErrorData> {
+        from_rmcp_context(self).ok_or_else(missing_context_error)
+    }
+}
+
+/// An `AuthContext` can be a tool or prompt argument.
+impl<C: AsRequestContext> FromContextPart<C> for AuthContext {
+    fn from_context_part(context: &mut C) -> Result<Self, rmcp::ErrorData> {
+        from_rmcp_context(context.as_request_context())
+            .cloned()
+            .ok_or_else(missing_context_error)
+    }
+}
+
+/// Rejection of the axum extractor when no authentication layer ran: 401,
+/// fail closed.
+#[derive(Debug)]
+pub struct MissingAuthContext;
+
+impl IntoResponse for MissingAuthContext {
+    fn into_response(self) -> Response {
+        tracing::error!(
+            reason = AuthErrorKind::NotAuthenticated.code(),
+            "an axum handler asked for the AuthContext but no authentication layer ran"
+        );
+        let err = AuthError::new(AuthErrorKind::NotAuthenticated);
+        (err.kind().status(), [(http::header::CONTENT_TYPE, "application/json")], {
+            format!(
+                "{{\"error\":\"invalid_token\",\"error_description\":\"{}\",\"reason\":\"{}\"}}",
+                err.kind().description(),
+                err.kind().code()
+            )
+        })
+            .into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthContext {
+    type Rejection = MissingAuthContext;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<AuthContext>().cloned().ok_or(MissingAuthContext)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_identity_not_claim_values() {
+        let mut claims = Map::new();
+        claims.insert("email".into(), Value::String("alice@example.com".into()));
+        let ctx = AuthContext::builder("https://iss", "alice")
+            .scopes(["a"])
+            .claims(claims)
+            .build();
+        let dbg = format!("{ctx:?}");
+        assert!(dbg.contains("alice") && dbg.contains("email"));
+        assert!(!dbg.contains("alice@example.com"));
+    }
+
+    #[test]
+    fn require_scopes_names_the_missing_ones() {
+        let ctx = AuthContext::builder("i", "s").scopes(["a", "b"]).build();
+        assert!(ctx.require_scopes(["a"]).is_ok());
+        let err = ctx.require_scopes(["a", "c"]).unwrap_err();
+        assert!(err.message.contains("c"));
+    }
+}

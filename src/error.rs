@@ -1,0 +1,283 @@
+//! Errors: [`ConfigError`] at build time, [`AuthError`] at request time.
+//!
+//! Every request-time rejection has a stable [`AuthErrorKind`] with a reason
+//! code ([`AuthErrorKind::code`]) that is used in logs, in the JSON error body
+//! and in the response extensions, and a fixed description that never contains
+//! token material or attacker-controlled text.
+
+use std::fmt;
+
+use http::StatusCode;
+
+/// A configuration mistake found when a configuration is built, never at the
+/// first request. [`ConfigError::field`] names the offending setting (the
+/// builder method or the environment variable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// The setting that is wrong, for example `resource` or `MCP_OAUTH2_ISSUER`.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// What is wrong with it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid `{}`: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The OAuth error code of a rejection (RFC 6750 section 3.1), or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// `invalid_request`: the request is malformed (HTTP 400).
+    InvalidRequest,
+    /// `invalid_token`: the token is expired, revoked, malformed or not for us (HTTP 401).
+    InvalidToken,
+    /// `insufficient_scope`: the token lacks a scope the request needs (HTTP 403).
+    InsufficientScope,
+    /// `temporarily_unavailable`: the keys needed to verify tokens cannot be
+    /// obtained right now (HTTP 503). Not an RFC 6750 code; used in the JSON body only.
+    TemporarilyUnavailable,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
+macro_rules! auth_error_kinds {
+    ($( $(#[$doc:meta])* $variant:ident => ($code:literal, $error:ident, $desc:literal), )*) => {
+        /// Why a request was not authorized. Each kind maps to one HTTP status,
+        /// one OAuth error code and one fixed description.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum AuthErrorKind {
+            /// No `Authorization: Bearer` credentials (HTTP 401 without an error code,
+            /// RFC 6750 section 3.1).
+            MissingToken,
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl AuthErrorKind {
+            /// The stable reason code, used in logs and the JSON body (`reason`).
+            pub fn code(self) -> &'static str {
+                match self {
+                    Self::MissingToken => "missing_token",
+                    $( Self::$variant => $code, )*
+                }
+            }
+
+            /// The OAuth error code, `None` for [`AuthErrorKind::MissingToken`].
+            pub fn error_code(self) -> Option<ErrorCode> {
+                match self {
+                    Self::MissingToken => None,
+                    $( Self::$variant => Some(ErrorCode::$error), )*
+                }
+            }
+
+            /// The fixed, human-readable `error_description`.
+            pub fn description(self) -> &'static str {
+                match self {
+                    Self::MissingToken => "Authorization with a Bearer token is required",
+                    $( Self::$variant => $desc, )*
+                }
+            }
+        }
+    };
+}
+
+auth_error_kinds! {
+    /// More than one `Authorization` header.
+    MultipleAuthorizationHeaders => ("multiple_authorization_headers", InvalidRequest,
+        "Send exactly one Authorization header"),
+    /// The `Authorization` header is not valid `Bearer <b64token>` syntax (RFC 6750 section 2.1).
+    MalformedAuthorizationHeader => ("malformed_authorization_header", InvalidRequest,
+        "The Authorization header is not valid Bearer syntax"),
+    /// The token is longer than the configured maximum.
+    TokenTooLarge => ("token_too_large", InvalidToken, "The access token is too large"),
+    /// The token is not a compact JWS (three base64url parts).
+    MalformedToken => ("malformed_token", InvalidToken, "The access token is malformed"),
+    /// The token is encrypted (JWE); only signed access tokens are accepted.
+    EncryptedToken => ("encrypted_token", InvalidToken, "Encrypted tokens are not accepted"),
+    /// The JOSE header violates policy (`crit`, `b64`, `cty`, ...).
+    UnsupportedHeader => ("unsupported_header", InvalidToken,
+        "The token header uses an unsupported or forbidden parameter"),
+    /// The `typ` header is not an accepted access-token type (RFC 9068 section 2.1).
+    InvalidType => ("invalid_type", InvalidToken, "The token is not a JWT access token (typ)"),
+    /// `alg` is not on the configured allowlist (RFC 8725 section 3.1).
+    DisallowedAlgorithm => ("disallowed_algorithm", InvalidToken,
+        "The token's signing algorithm is not accepted"),
+    /// No key in the issuer's key set matches `kid` and the algorithm.
+    UnknownKey => ("unknown_key", InvalidToken, "No matching verification key for this token"),
+    /// The signature does not verify.
+    InvalidSignature => ("invalid_signature", InvalidToken, "The token signature is invalid"),
+    /// `iss` is missing, not a string, or not a configured issuer.
+    InvalidIssuer => ("invalid_issuer", InvalidToken, "The token issuer is not accepted"),
+    /// `aud` is missing or does not contain this resource (RFC 8707).
+    InvalidAudience => ("invalid_audience", InvalidToken,
+        "The token was not issued for this resource"),
+    /// `exp` is in the past (beyond the leeway).
+    Expired => ("token_expired", InvalidToken, "The access token expired"),
+    /// `nbf` or `iat` is in the future (beyond the leeway).
+    NotYetValid => ("token_not_yet_valid", InvalidToken, "The access token is not valid yet"),
+    /// A required claim is missing or has the wrong type.
+    InvalidClaims => ("invalid_claims", InvalidToken,
+        "The access token is missing a required claim or a claim has the wrong type"),
+    /// The token was rejected by a custom verifier.
+    Rejected => ("token_rejected", InvalidToken, "The access token was rejected"),
+    /// The token lacks a required scope.
+    InsufficientScope => ("insufficient_scope", InsufficientScope,
+        "The access token lacks a required scope"),
+    /// The issuer's keys or metadata could not be fetched and no usable copy is cached.
+    KeysUnavailable => ("keys_unavailable", TemporarilyUnavailable,
+        "Token verification keys are temporarily unavailable"),
+    /// The request reached a handler that needs an [`AuthContext`](crate::AuthContext)
+    /// but no authentication layer ran (a server configuration error).
+    NotAuthenticated => ("not_authenticated", InvalidToken,
+        "The request was not authenticated"),
+}
+
+impl AuthErrorKind {
+    /// The HTTP status this rejection is answered with.
+    pub fn status(self) -> StatusCode {
+        match self.error_code() {
+            None => StatusCode::UNAUTHORIZED,
+            Some(ErrorCode::InvalidRequest) => StatusCode::BAD_REQUEST,
+            Some(ErrorCode::InvalidToken) => StatusCode::UNAUTHORIZED,
+            Some(ErrorCode::InsufficientScope) => StatusCode::FORBIDDEN,
+            Some(ErrorCode::TemporarilyUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// A request-time rejection: cheap to move (one pointer), with a typed
+/// [`kind`](AuthError::kind) and an optional underlying cause.
+///
+/// Neither `Display` nor `Debug` ever shows token material.
+pub struct AuthError(Box<Inner>);
+
+struct Inner {
+    kind: AuthErrorKind,
+    required_scopes: Vec<String>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl AuthError {
+    /// A rejection of the given kind.
+    pub fn new(kind: AuthErrorKind) -> Self {
+        Self(Box::new(Inner {
+            kind,
+            required_scopes: Vec::new(),
+            source: None,
+        }))
+    }
+
+    /// A rejection with an underlying cause (kept as a boxed `source`). The
+    /// cause must not contain token material.
+    pub fn with_source(
+        kind: AuthErrorKind,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        let mut err = Self::new(kind);
+        err.0.source = Some(source.into());
+        err
+    }
+
+    /// An `insufficient_scope` rejection naming every scope the operation needs.
+    pub fn insufficient_scope<I, S>(required: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut err = Self::new(AuthErrorKind::InsufficientScope);
+        err.0.required_scopes = required.into_iter().map(Into::into).collect();
+        err
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> AuthErrorKind {
+        self.0.kind
+    }
+
+    /// For `insufficient_scope`: every scope the operation needs.
+    pub fn required_scopes(&self) -> &[String] {
+        &self.0.required_scopes
+    }
+}
+
+impl From<AuthErrorKind> for AuthError {
+    fn from(kind: AuthErrorKind) -> Self {
+        Self::new(kind)
+    }
+}
+
+impl fmt::Debug for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("AuthError");
+        d.field("kind", &self.0.kind);
+        if !self.0.required_scopes.is_empty() {
+            d.field("required_scopes", &self.0.required_scopes);
+        }
+        if let Some(source) = &self.0.source {
+            d.field("source", &format_args!("{source}"));
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.0.kind.description(), self.0.kind.code())
+    }
+}
+
+impl std::error::Error for AuthError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// An error of a runtime operation of the crate (serving, prefetching keys).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Binding or serving failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The issuer's metadata or key set could not be fetched.
+    #[error("verification keys unavailable: {0}")]
+    KeysUnavailable(String),
+}

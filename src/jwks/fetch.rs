@@ -1,0 +1,205 @@
+//! Fetching issuer metadata and key sets over HTTPS, defensively: no
+//! redirects, a total deadline, status 200 only, a JSON media type, and a cap
+//! on the body that is enforced while reading.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use serde_json::Value;
+use url::Url;
+
+use crate::config::check_https;
+
+/// Why a fetch failed. Cheap to clone (shared by everyone waiting on a
+/// single-flight fetch); never contains a token.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct FetchError(Arc<str>);
+
+impl FetchError {
+    pub(crate) fn new(msg: impl Into<String>) -> Self {
+        Self(Arc::from(msg.into()))
+    }
+}
+
+/// The HTTP client used for metadata and keys.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetcher {
+    client: reqwest::Client,
+    max_bytes: usize,
+    allow_loopback_http: bool,
+}
+
+impl Fetcher {
+    /// A fetcher around an existing client (which should not follow redirects).
+    pub(crate) fn with_client(client: reqwest::Client, max_bytes: usize, allow_loopback_http: bool) -> Self {
+        Self {
+            client,
+            max_bytes,
+            allow_loopback_http,
+        }
+    }
+
+    /// The default client: rustls with the platform's roots, no redirects,
+    /// no proxy from the environment, a total deadline.
+    pub(crate) fn default_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("mcp-oauth2/", env!("CARGO_PKG_VERSION")))
+            .build()
+    }
+
+    /// GETs `url` and parses the body as a JSON value.
+    pub(crate) async fn get_json(&self, url: &Url) -> Result<Vec<u8>, FetchError> {
+        check_https(url, self.allow_loopback_http, "url").map_err(|e| FetchError::new(e.message().to_owned()))?;
+        let mut response = self
+            .client
+            .get(url.clone())
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    FetchError::new(format!("{url}: timed out"))
+                } else {
+                    FetchError::new(format!("{url}: request failed: {}", error_chain(&e)))
+                }
+            })?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            return Err(FetchError::new(format!("{url}: HTTP status {status}, expected 200")));
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !(essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))) {
+            return Err(FetchError::new(format!("{url}: content type {essence:?} is not JSON")));
+        }
+        if response.content_length().is_some_and(|l| l > self.max_bytes as u64) {
+            return Err(FetchError::new(format!("{url}: body larger than {} bytes", self.max_bytes)));
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > self.max_bytes {
+                        return Err(FetchError::new(format!("{url}: body larger than {} bytes", self.max_bytes)));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return Err(FetchError::new(format!("{url}: timed out"))),
+                Err(e) => return Err(FetchError::new(format!("{url}: reading body failed: {}", error_chain(&e)))),
+            }
+        }
+        Ok(body)
+    }
+
+    /// Finds the issuer's `jwks_uri` through RFC 8414 / OpenID Connect
+    /// discovery. The document's `issuer` must equal `issuer` exactly
+    /// (RFC 8414 section 3.3), or the document is rejected.
+    pub(crate) async fn discover_jwks_uri(&self, issuer: &str) -> Result<Url, FetchError> {
+        let mut last_err = FetchError::new(format!("no metadata document found for issuer {issuer}"));
+        for url in discovery_urls(issuer)? {
+            let body = match self.get_json(&url).await {
+                Ok(body) => body,
+                Err(e) => {
+                    last_err = e;
+                    continue;
+                }
+            };
+            let doc: Value = serde_json::from_slice(&body)
+                .map_err(|_| FetchError::new(format!("{url}: metadata is not valid JSON")))?;
+            if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+                return Err(FetchError::new(format!(
+                    "{url}: the document's issuer does not equal the configured issuer {issuer} (RFC 8414 section 3.3)"
+                )));
+            }
+            let jwks = doc
+                .get("jwks_uri")
+                .and_then(Value::as_str)
+                .ok_or_else(|| FetchError::new(format!("{url}: metadata has no jwks_uri")))?;
+            let jwks = Url::parse(jwks).map_err(|_| FetchError::new(format!("{url}: jwks_uri is not a URL")))?;
+            check_https(&jwks, self.allow_loopback_http, "jwks_uri")
+                .map_err(|e| FetchError::new(format!("{url}: {}", e.message())))?;
+            return Ok(jwks);
+        }
+        Err(last_err)
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// The metadata URLs tried for an issuer, in order (RFC 8414 section 3.1,
+/// OpenID Connect Discovery 1.0 section 4, and the MCP specification's
+/// "Authorization Server Metadata Discovery" order).
+pub(crate) fn discovery_urls(issuer: &str) -> Result<Vec<Url>, FetchError> {
+    let base = Url::parse(issuer).map_err(|_| FetchError::new("issuer is not a URL"))?;
+    let path = base.path().trim_end_matches('/').to_owned();
+    let with = |p: String| {
+        let mut u = base.clone();
+        u.set_path(&p);
+        u.set_query(None);
+        u
+    };
+    let mut urls = vec![
+        with(format!("/.well-known/oauth-authorization-server{path}")),
+        with(format!("/.well-known/openid-configuration{path}")),
+    ];
+    if !path.is_empty() {
+        urls.push(with(format!("{path}/.well-known/openid-configuration")));
+    }
+    Ok(urls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // RFC 8414 section 3.1 and the MCP spec's discovery order.
+    #[test]
+    fn discovery_order_with_and_without_path() {
+        let urls: Vec<String> = discovery_urls("https://auth.example.com/tenant1")
+            .unwrap()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "https://auth.example.com/.well-known/oauth-authorization-server/tenant1",
+                "https://auth.example.com/.well-known/openid-configuration/tenant1",
+                "https://auth.example.com/tenant1/.well-known/openid-configuration",
+            ]
+        );
+        let urls: Vec<String> = discovery_urls("https://auth.example.com")
+            .unwrap()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "https://auth.example.com/.well-known/oauth-authorization-server",
+                "https://auth.example.com/.well-known/openid-configuration",
+            ]
+        );
+    }
+}

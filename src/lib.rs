@@ -1,0 +1,72 @@
+//! # mcp-oauth2
+//!
+//! OAuth 2.1 resource-server protection for MCP servers built on
+//! [`rmcp`]: one builder call turns an rmcp streamable HTTP server into a
+//! server that MCP clients can discover (RFC 9728 metadata), that answers
+//! with exact RFC 6750 challenges, that accepts only tokens issued for it
+//! (RFC 8707 audience binding, RFC 9068 JWT access tokens verified with the
+//! issuer's JWKS), and whose tools know who is calling ([`AuthContext`]).
+//!
+//! ```no_run
+//! use mcp_oauth2::{AuthConfig, McpServer, RequestContextExt};
+//! use rmcp::{ServerHandler, handler::server::router::tool::ToolRouter, tool, tool_handler, tool_router};
+//! use rmcp::service::{RequestContext, RoleServer};
+//!
+//! #[derive(Clone)]
+//! struct Hello { tool_router: ToolRouter<Self> }
+//!
+//! #[tool_router]
+//! impl Hello {
+//!     #[tool(description = "Greets the caller")]
+//!     async fn hello(&self, ctx: RequestContext<RoleServer>) -> Result<String, rmcp::ErrorData> {
+//!         Ok(format!("hello, {}", ctx.auth()?.subject()))
+//!     }
+//! }
+//!
+//! #[tool_handler(router = self.tool_router)]
+//! impl ServerHandler for Hello {}
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = AuthConfig::builder()
+//!     .issuer("https://auth.example.com")
+//!     .resource("https://mcp.example.com/mcp")
+//!     .build()?;
+//! McpServer::builder()
+//!     .auth(config)
+//!     .service(|| Ok(Hello { tool_router: Hello::tool_router() }))
+//!     .bind("0.0.0.0:8080")
+//!     .build()?
+//!     .serve()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Crate features
+//! - `aws_lc_rs` (default): signature checks with aws-lc-rs.
+//! - `rust_crypto`: signature checks with RustCrypto. If both are enabled,
+//!   aws-lc-rs is used; decoding never panics over the choice.
+//! - `testing`: [`testing::TestIssuer`], an in-process issuer for tests and
+//!   local development. Never use it in production.
+
+pub mod bearer;
+pub mod challenge;
+pub mod config;
+pub mod context;
+pub mod error;
+mod jwks;
+pub mod layer;
+pub mod metadata;
+pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod verify;
+
+pub use bearer::BearerToken;
+pub use config::{AuthConfig, AuthConfigBuilder, ExemptRoute, TypPolicy};
+pub use context::{AuthContext, RequestContextExt};
+pub use error::{AuthError, AuthErrorKind, ConfigError, Error, ErrorCode};
+pub use jsonwebtoken::Algorithm;
+pub use layer::{AuthLayer, AuthService};
+pub use metadata::ProtectedResourceMetadata;
+pub use server::{McpServer, McpServerBuilder};
+pub use verify::{JwtVerifier, TokenVerifier, VerifyFuture};

@@ -1,0 +1,127 @@
+//! The RFC 9728 protected-resource metadata document and its well-known routes.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE,
+    ALLOW, CACHE_CONTROL, CONTENT_TYPE,
+};
+use http::{Method, StatusCode};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::config::AuthConfig;
+
+/// The well-known path prefix of RFC 9728 section 3.
+pub const WELL_KNOWN_PREFIX: &str = "/.well-known/oauth-protected-resource";
+
+/// An OAuth 2.0 Protected Resource Metadata document (RFC 9728 section 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
+pub struct ProtectedResourceMetadata {
+    /// The resource identifier; equal to the URL the client built the
+    /// metadata URL from (RFC 9728 section 3.3).
+    pub resource: String,
+    /// Issuers of the authorization servers that issue tokens for this resource.
+    pub authorization_servers: Vec<String>,
+    /// Scopes needed for basic use of this resource.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes_supported: Vec<String>,
+    /// How tokens may be presented: only `header`.
+    pub bearer_methods_supported: Vec<String>,
+    /// Human-readable name of the resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_name: Option<String>,
+    /// URL of documentation for developers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_documentation: Option<String>,
+}
+
+impl ProtectedResourceMetadata {
+    /// The document for `config`.
+    pub fn from_config(config: &AuthConfig) -> Self {
+        Self {
+            resource: config.resource.clone(),
+            authorization_servers: config.issuers.iter().map(|i| i.issuer.clone()).collect(),
+            scopes_supported: config.scopes_supported.clone(),
+            bearer_methods_supported: vec!["header".to_owned()],
+            resource_name: config.resource_name.clone(),
+            resource_documentation: config.resource_documentation.as_ref().map(|u| u.to_string()),
+        }
+    }
+}
+
+/// The document served at the well-known paths, serialized once.
+#[derive(Debug, Clone)]
+pub(crate) struct MetadataEndpoint {
+    /// The path-suffixed location (RFC 9728 section 3.1).
+    pub(crate) path: String,
+    body: Bytes,
+}
+
+impl MetadataEndpoint {
+    pub(crate) fn new(config: &AuthConfig) -> Self {
+        let doc = ProtectedResourceMetadata::from_config(config);
+        // Serializing a struct of strings cannot fail.
+        let body = serde_json::to_vec(&doc).unwrap_or_default();
+        Self {
+            path: config.metadata_path(),
+            body: Bytes::from(body),
+        }
+    }
+
+    /// Whether `path` is one of the two well-known locations.
+    pub(crate) fn serves(&self, path: &str) -> bool {
+        path == self.path || path == WELL_KNOWN_PREFIX
+    }
+
+    /// The response to a request for the document. Public, cacheable, and
+    /// readable cross-origin (web clients fetch it).
+    pub(crate) fn respond(&self, method: &Method) -> Response {
+        let builder = Response::builder()
+            .header(ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+            .header(ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS");
+        let result = match *method {
+            Method::GET | Method::HEAD => builder
+                .status(StatusCode::OK)
+                .header(CONTENT_TYPE, "application/json")
+                .header(CACHE_CONTROL, "public, max-age=3600")
+                .body(if *method == Method::GET { Body::from(self.body.clone()) } else { Body::empty() }),
+            Method::OPTIONS => builder
+                .status(StatusCode::NO_CONTENT)
+                .header(ACCESS_CONTROL_ALLOW_HEADERS, "*")
+                .header(ACCESS_CONTROL_MAX_AGE, "86400")
+                .body(Body::empty()),
+            _ => builder
+                .status(StatusCode::METHOD_NOT_ALLOWED)
+                .header(ALLOW, "GET, HEAD, OPTIONS")
+                .body(Body::empty()),
+        };
+        result.unwrap_or_else(|_| {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
+    }
+
+    /// An axum router serving the document at both well-known paths.
+    pub(crate) fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        let mut router = Router::new();
+        let mut paths = vec![WELL_KNOWN_PREFIX.to_owned()];
+        if self.path != WELL_KNOWN_PREFIX {
+            paths.push(self.path.clone());
+        }
+        for path in paths {
+            let this = self.clone();
+            router = router.route(
+                &path,
+                axum::routing::any(move |method: Method| {
+                    let this = this.clone();
+                    async move { this.respond(&method) }
+                }),
+            );
+        }
+        router
+    }
+}

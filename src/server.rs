@@ -1,0 +1,268 @@
+//! [`McpServer`]: rmcp's streamable HTTP service behind [`AuthLayer`], with
+//! the metadata routes, a Host allowlist derived from the resource URL, and
+//! graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use rmcp::ServerHandler;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AuthConfig;
+use crate::error::{ConfigError, Error};
+use crate::layer::AuthLayer;
+use crate::verify::{JwtVerifier, TokenVerifier};
+
+/// Default path of the MCP endpoint.
+pub const DEFAULT_MCP_PATH: &str = "/mcp";
+
+type Factory<S> = Arc<dyn Fn() -> Result<S, std::io::Error> + Send + Sync>;
+
+/// Builder for [`McpServer`]. `auth` and `service` are required.
+#[must_use]
+pub struct McpServerBuilder<S = ()> {
+    auth: Option<AuthConfig>,
+    verifier: Option<Arc<dyn TokenVerifier>>,
+    jwt: Option<JwtVerifier>,
+    factory: Option<Factory<S>>,
+    path: String,
+    bind: Option<String>,
+    rmcp_config: StreamableHttpServerConfig,
+    extra_hosts: Vec<String>,
+}
+
+impl<S> std::fmt::Debug for McpServerBuilder<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpServerBuilder")
+            .field("auth", &self.auth)
+            .field("path", &self.path)
+            .field("bind", &self.bind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A protected MCP server, ready to serve or to merge into an axum app.
+pub struct McpServer {
+    router: Router,
+    bind: Option<String>,
+    ct: CancellationToken,
+    jwt: Option<JwtVerifier>,
+    resource: String,
+}
+
+impl std::fmt::Debug for McpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpServer")
+            .field("resource", &self.resource)
+            .field("bind", &self.bind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl McpServer {
+    /// Starts building a protected server.
+    pub fn builder() -> McpServerBuilder<()> {
+        McpServerBuilder {
+            auth: None,
+            verifier: None,
+            jwt: None,
+            factory: None,
+            path: DEFAULT_MCP_PATH.to_owned(),
+            bind: None,
+            rmcp_config: StreamableHttpServerConfig::default(),
+            extra_hosts: Vec::new(),
+        }
+    }
+}
+
+impl<S> McpServerBuilder<S> {
+    /// The authorization configuration (required).
+    pub fn auth(mut self, config: AuthConfig) -> Self {
+        self.auth = Some(config);
+        self
+    }
+
+    /// A custom token verifier instead of the built-in [`JwtVerifier`].
+    pub fn verifier(mut self, verifier: impl TokenVerifier) -> Self {
+        self.verifier = Some(Arc::new(verifier));
+        self
+    }
+
+    /// The path the MCP endpoint is mounted at (default [`DEFAULT_MCP_PATH`]).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The address [`McpServer::serve`] binds (default `127.0.0.1:8080`).
+    pub fn bind(mut self, addr: impl Into<String>) -> Self {
+        self.bind = Some(addr.into());
+        self
+    }
+
+    /// Adjusts rmcp's streamable HTTP configuration (sessions, JSON
+    /// responses, keep-alive, origins, ...). The Host allowlist is computed
+    /// from the resource URL afterwards; extend it with [`allowed_host`](Self::allowed_host).
+    pub fn rmcp_config(mut self, f: impl FnOnce(StreamableHttpServerConfig) -> StreamableHttpServerConfig) -> Self {
+        self.rmcp_config = f(self.rmcp_config);
+        self
+    }
+
+    /// Another accepted `Host` (name or `name:port`), for servers reached
+    /// under several names.
+    pub fn allowed_host(mut self, host: impl Into<String>) -> Self {
+        self.extra_hosts.push(host.into());
+        self
+    }
+
+    /// The rmcp service factory (required): called for each session (legacy
+    /// protocol) or request (stateless 2026-07-28 protocol).
+    pub fn service<T, F>(self, factory: F) -> McpServerBuilder<T>
+    where
+        T: ServerHandler + Send + 'static,
+        F: Fn() -> Result<T, std::io::Error> + Send + Sync + 'static,
+    {
+        McpServerBuilder {
+            auth: self.auth,
+            verifier: self.verifier,
+            jwt: self.jwt,
+            factory: Some(Arc::new(factory)),
+            path: self.path,
+            bind: self.bind,
+            rmcp_config: self.rmcp_config,
+            extra_hosts: self.extra_hosts,
+        }
+    }
+}
+
+impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
+    /// Validates and assembles the server.
+    pub fn build(self) -> Result<McpServer, ConfigError> {
+        let config = self
+            .auth
+            .ok_or_else(|| ConfigError::new("auth", "an AuthConfig is required: a protected server without one would fail open"))?;
+        let factory = self
+            .factory
+            .ok_or_else(|| ConfigError::new("service", "the rmcp service factory is required"))?;
+        if !self.path.starts_with('/') || self.path.len() < 2 || self.path.ends_with('/') {
+            return Err(ConfigError::new("path", format!("{:?} must start with '/' and not end with '/'", self.path)));
+        }
+        let (layer, jwt) = match self.verifier {
+            Some(v) => (AuthLayer::with_verifier(config.clone(), v), None),
+            None => {
+                let jwt = JwtVerifier::new(&config)?;
+                (AuthLayer::with_verifier(config.clone(), jwt.clone()), Some(jwt))
+            }
+        };
+        let mut rmcp_config = self.rmcp_config;
+        let ct = rmcp_config.cancellation_token.clone();
+        rmcp_config.allowed_hosts = allowed_hosts(&config, &self.extra_hosts);
+        let service = StreamableHttpService::new(
+            move || factory(),
+            Arc::new(LocalSessionManager::default()),
+            rmcp_config,
+        );
+        let router = Router::new()
+            .nest_service(&self.path, service)
+            .layer(layer.clone())
+            .merge(layer.metadata_router());
+        Ok(McpServer {
+            router,
+            bind: self.bind,
+            ct,
+            jwt,
+            resource: config.resource().to_owned(),
+        })
+    }
+}
+
+/// The resource URL's host (any port: a reverse proxy may forward with or
+/// without it) plus the loopback names rmcp allows by default (health checks
+/// and local clients). A DNS-rebinding attacker's Host is still refused.
+fn allowed_hosts(config: &AuthConfig, extra: &[String]) -> Vec<String> {
+    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    if let Some(host) = config.resource_host() {
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    hosts.extend(extra.iter().cloned());
+    hosts
+}
+
+impl McpServer {
+    /// The axum router: the protected MCP endpoint and the metadata routes.
+    /// Merge it into a larger app; the caller then owns serving.
+    pub fn into_router(self) -> Router {
+        self.router
+    }
+
+    /// A token that stops rmcp's sessions and [`serve`](Self::serve) when cancelled.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.ct.clone()
+    }
+
+    /// Binds the configured address (default `127.0.0.1:8080`) and serves
+    /// until Ctrl-C / SIGTERM, then shuts down gracefully.
+    pub async fn serve(self) -> Result<(), Error> {
+        let addr = self.bind.clone().unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listener = TcpListener::bind(&addr).await?;
+        self.serve_with_shutdown(listener, shutdown_signal()).await
+    }
+
+    /// Serves on `listener` until `shutdown` completes (or the cancellation
+    /// token is cancelled), then drains gracefully. Key sets are fetched
+    /// first; a failure is logged and retried on demand (requests get 503
+    /// until keys are available).
+    pub async fn serve_with_shutdown(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        if let Some(jwt) = &self.jwt {
+            if let Err(e) = jwt.prefetch().await {
+                tracing::warn!(error = %e, "could not fetch the issuers' keys at start-up; will retry on demand");
+            }
+        }
+        let local: Option<SocketAddr> = listener.local_addr().ok();
+        tracing::info!(addr = ?local, resource = %self.resource, "serving the protected MCP endpoint");
+        let ct = self.ct.clone();
+        axum::serve(listener, self.router)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = shutdown => {}
+                    _ = ct.cancelled() => {}
+                }
+                ct.cancel();
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

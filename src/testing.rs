@@ -1,0 +1,789 @@
+//! An in-process OAuth 2.0 authorization server for tests and local development.
+//!
+//! # ⚠️ Not for production
+//!
+//! [`TestIssuer`] exists so that the tests of this crate, and the tests of
+//! applications built on it, can exercise token verification end to end
+//! without a real identity provider. It deliberately breaks every rule a real
+//! authorization server must follow:
+//!
+//! - it serves plain HTTP on loopback (`127.0.0.1`), never TLS;
+//! - it signs whatever claims and headers the caller asks for, including
+//!   expired, not-yet-valid, wrongly addressed or malformed tokens;
+//! - it authenticates nobody: anyone holding the [`TestIssuer`] can mint tokens;
+//! - its keys live only in memory and are generated at start-up.
+//!
+//! It is compiled only with the crate feature `testing`. Do not enable that
+//! feature in a production build.
+//!
+//! # What it serves
+//!
+//! | Route | Content |
+//! |-------|---------|
+//! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
+//! | `GET /.well-known/openid-configuration` | the same document |
+//! | `GET /jwks` | the public keys (RFC 7517 JWK Set) |
+//!
+//! Tokens are minted in process with [`TestIssuer::token`]: they are JWT
+//! access tokens in the shape of RFC 9068 (`typ` `at+jwt`), signed with
+//! aws-lc-rs directly, so the issuer does not depend on any process-wide JOSE
+//! crypto provider.
+//!
+//! # Example
+//!
+//! ```
+//! use mcp_oauth2::testing::{SigningAlg, TestIssuer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let issuer = TestIssuer::start_with_alg(SigningAlg::Es256).await?;
+//! let token = issuer
+//!     .token()
+//!     .audience("http://127.0.0.1:8080/mcp")
+//!     .scopes(["files:read"])
+//!     .sign();
+//! assert_eq!(token.split('.').count(), 3);
+//! assert!(issuer.jwks_uri().starts_with("http://127.0.0.1:"));
+//! issuer.shutdown();
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::io;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RSA_PKCS1_SHA256,
+};
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Path of the RFC 8414 metadata document.
+const OAUTH_METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+/// Path of the OpenID Connect discovery document (same content here).
+const OPENID_METADATA_PATH: &str = "/.well-known/openid-configuration";
+/// Path of the JWK Set.
+const JWKS_PATH: &str = "/jwks";
+
+/// Default `sub` claim of minted tokens.
+const DEFAULT_SUBJECT: &str = "test-user";
+/// Default `client_id` claim of minted tokens.
+const DEFAULT_CLIENT_ID: &str = "test-client";
+/// Default lifetime of minted tokens (`exp - iat`).
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(5 * 60);
+/// Default `typ` header of minted tokens (RFC 9068 section 2.1).
+const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// The signature algorithm of a [`TestIssuer`] key.
+///
+/// The default is [`SigningAlg::Rs256`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum SigningAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 over a 2048-bit RSA key (RFC 7518 section 3.3).
+    #[default]
+    Rs256,
+    /// ECDSA with P-256 and SHA-256 (RFC 7518 section 3.4).
+    Es256,
+    /// EdDSA with Ed25519 (RFC 8037 section 3.1).
+    EdDsa,
+}
+
+impl SigningAlg {
+    /// The JOSE `alg` name: `"RS256"`, `"ES256"` or `"EdDSA"`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::Rs256 => "RS256",
+            SigningAlg::Es256 => "ES256",
+            SigningAlg::EdDsa => "EdDSA",
+        }
+    }
+}
+
+impl fmt::Display for SigningAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Private key material; never printed.
+enum KeyMaterial {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
+}
+
+/// One signing key with its identifier and its public JWK.
+struct SigningKey {
+    kid: String,
+    alg: SigningAlg,
+    material: KeyMaterial,
+    /// The public half as a JWK (RFC 7517 section 4, RFC 7518 section 6).
+    public_jwk: Value,
+}
+
+impl SigningKey {
+    /// Generates a fresh key for `alg`.
+    fn generate(alg: SigningAlg, kid: String) -> io::Result<Self> {
+        let (material, mut jwk) = match alg {
+            SigningAlg::Rs256 => {
+                let pair = RsaKeyPair::generate(KeySize::Rsa2048)
+                    .map_err(|_| crypto_error("RSA key generation failed"))?;
+                let public = pair.public_key();
+                // RFC 7518 section 6.3.1: n and e are unsigned big-endian
+                // integers without leading zero octets.
+                let n = b64(public.modulus().big_endian_without_leading_zero());
+                let e = b64(public.exponent().big_endian_without_leading_zero());
+                let jwk = json!({ "kty": "RSA", "n": n, "e": e });
+                (KeyMaterial::Rsa(pair), jwk)
+            }
+            SigningAlg::Es256 => {
+                let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+                    .map_err(|_| crypto_error("P-256 key generation failed"))?;
+                // SEC 1 uncompressed point: 0x04 || x (32 bytes) || y (32 bytes).
+                let point = pair.public_key().as_ref();
+                let (x, y) = match point {
+                    [0x04, rest @ ..] if rest.len() == 64 => rest.split_at(32),
+                    _ => return Err(crypto_error("unexpected P-256 public key encoding")),
+                };
+                let jwk = json!({ "kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y) });
+                (KeyMaterial::Ec(pair), jwk)
+            }
+            SigningAlg::EdDsa => {
+                let pair = Ed25519KeyPair::generate()
+                    .map_err(|_| crypto_error("Ed25519 key generation failed"))?;
+                let x = b64(pair.public_key().as_ref());
+                let jwk = json!({ "kty": "OKP", "crv": "Ed25519", "x": x });
+                (KeyMaterial::Ed(pair), jwk)
+            }
+        };
+        if let Value::Object(members) = &mut jwk {
+            members.insert("use".to_owned(), Value::from("sig"));
+            members.insert("alg".to_owned(), Value::from(alg.as_str()));
+            members.insert("kid".to_owned(), Value::from(kid.as_str()));
+        }
+        Ok(SigningKey {
+            kid,
+            alg,
+            material,
+            public_jwk: jwk,
+        })
+    }
+
+    /// Signs `message` and returns the signature in its JWS encoding.
+    fn sign(&self, message: &[u8]) -> io::Result<Vec<u8>> {
+        match &self.material {
+            KeyMaterial::Rsa(pair) => {
+                let mut signature = vec![0_u8; pair.public_modulus_len()];
+                pair.sign(
+                    &RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    message,
+                    &mut signature,
+                )
+                .map_err(|_| crypto_error("RSA signing failed"))?;
+                Ok(signature)
+            }
+            KeyMaterial::Ec(pair) => {
+                // The FIXED signing algorithm yields r || s, the JWS format
+                // (RFC 7518 section 3.4), not ASN.1 DER.
+                let signature = pair
+                    .sign(&SystemRandom::new(), message)
+                    .map_err(|_| crypto_error("ECDSA signing failed"))?;
+                Ok(signature.as_ref().to_vec())
+            }
+            KeyMaterial::Ed(pair) => Ok(pair.sign(message).as_ref().to_vec()),
+        }
+    }
+}
+
+/// The published keys; the last one is the current signing key.
+struct KeyRing {
+    /// Never empty: `start` installs one key and `retire_old_keys` keeps the last.
+    keys: Vec<Arc<SigningKey>>,
+    /// Number of keys ever generated, used to build unique `kid`s.
+    generated: u64,
+}
+
+impl KeyRing {
+    fn current(&self) -> io::Result<Arc<SigningKey>> {
+        self.keys
+            .last()
+            .cloned()
+            .ok_or_else(|| crypto_error("the test issuer has no signing key"))
+    }
+
+    fn next_kid(&mut self) -> String {
+        self.generated += 1;
+        format!("key-{}", self.generated)
+    }
+}
+
+/// State shared between the [`TestIssuer`] handle and its HTTP handlers.
+struct Shared {
+    issuer: String,
+    keys: Mutex<KeyRing>,
+    jwks_hits: AtomicUsize,
+    metadata_hits: AtomicUsize,
+    jwks_available: AtomicBool,
+}
+
+impl Shared {
+    fn keys(&self) -> MutexGuard<'_, KeyRing> {
+        // No code path panics while holding this lock, so poisoning cannot
+        // leave the ring inconsistent; recover the guard rather than panic.
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn current_key(&self) -> io::Result<Arc<SigningKey>> {
+        self.keys().current()
+    }
+
+    fn jwks_uri(&self) -> String {
+        format!("{}{JWKS_PATH}", self.issuer)
+    }
+
+    /// RFC 8414 section 2 metadata.
+    ///
+    /// Only what this server really serves is advertised: there is no
+    /// authorization or token endpoint yet, so `authorization_endpoint`,
+    /// `token_endpoint` and `grant_types_supported` are absent.
+    fn metadata_document(&self) -> Value {
+        json!({
+            "issuer": self.issuer,
+            "jwks_uri": self.jwks_uri(),
+            // REQUIRED by RFC 8414 section 2.
+            "response_types_supported": ["code"],
+            "scopes_supported": [],
+        })
+    }
+
+    /// RFC 7517 section 5 JWK Set, newest key first.
+    fn jwks_document(&self) -> Value {
+        let keys: Vec<Value> = self
+            .keys()
+            .keys
+            .iter()
+            .rev()
+            .map(|key| key.public_jwk.clone())
+            .collect();
+        json!({ "keys": keys })
+    }
+}
+
+/// An in-process OAuth 2.0 authorization server on loopback, for tests.
+///
+/// **Not for production** (see the [module documentation](self)): it serves
+/// plain HTTP and signs anything it is asked to.
+///
+/// The server runs on the Tokio runtime that called [`TestIssuer::start`] and
+/// stops when the handle is dropped or [`TestIssuer::shutdown`] is called.
+/// Its `Debug` output shows the issuer URL only, never key material.
+pub struct TestIssuer {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for TestIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestIssuer")
+            .field("issuer", &self.shared.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestIssuer {
+    /// Starts an issuer on `127.0.0.1` with an ephemeral port and one RS256 key.
+    ///
+    /// Must be called from within a Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the loopback socket cannot be bound or the key cannot be
+    /// generated.
+    pub async fn start() -> io::Result<TestIssuer> {
+        TestIssuer::start_with_alg(SigningAlg::Rs256).await
+    }
+
+    /// Starts an issuer whose initial key uses `alg`.
+    ///
+    /// Must be called from within a Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the loopback socket cannot be bound or the key cannot be
+    /// generated.
+    pub async fn start_with_alg(alg: SigningAlg) -> io::Result<TestIssuer> {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let issuer = format!("http://{}", listener.local_addr()?);
+
+        let mut ring = KeyRing {
+            keys: Vec::new(),
+            generated: 0,
+        };
+        let kid = ring.next_kid();
+        ring.keys.push(Arc::new(SigningKey::generate(alg, kid)?));
+
+        let shared = Arc::new(Shared {
+            issuer,
+            keys: Mutex::new(ring),
+            jwks_hits: AtomicUsize::new(0),
+            metadata_hits: AtomicUsize::new(0),
+            jwks_available: AtomicBool::new(true),
+        });
+
+        let app = Router::new()
+            .route(OAUTH_METADATA_PATH, get(serve_metadata))
+            .route(OPENID_METADATA_PATH, get(serve_metadata))
+            .route(JWKS_PATH, get(serve_jwks))
+            .with_state(Arc::clone(&shared));
+
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let signal = async move {
+                // Resolves on `true` or when the sender is gone: either way, stop.
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(signal)
+                .await
+            {
+                tracing::warn!(%error, "test issuer stopped with an error");
+            }
+        });
+
+        tracing::debug!(issuer = %shared.issuer, %alg, "test issuer started");
+        Ok(TestIssuer {
+            shared,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    /// The issuer identifier, `http://127.0.0.1:PORT` (no trailing slash).
+    ///
+    /// This is the `iss` claim of minted tokens and the `issuer` member of the
+    /// metadata document.
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.shared.issuer
+    }
+
+    /// The JWK Set URL: [`issuer`](Self::issuer) followed by `/jwks`.
+    #[must_use]
+    pub fn jwks_uri(&self) -> String {
+        self.shared.jwks_uri()
+    }
+
+    /// The RFC 8414 metadata URL: [`issuer`](Self::issuer) followed by
+    /// `/.well-known/oauth-authorization-server`.
+    #[must_use]
+    pub fn metadata_url(&self) -> String {
+        format!("{}{OAUTH_METADATA_PATH}", self.shared.issuer)
+    }
+
+    /// The OpenID Connect discovery URL: [`issuer`](Self::issuer) followed by
+    /// `/.well-known/openid-configuration`. It serves the same document as
+    /// [`metadata_url`](Self::metadata_url).
+    #[must_use]
+    pub fn openid_configuration_url(&self) -> String {
+        format!("{}{OPENID_METADATA_PATH}", self.shared.issuer)
+    }
+
+    /// Starts building an access token signed with the current key.
+    ///
+    /// See [`TokenBuilder`] for the defaults.
+    pub fn token(&self) -> TokenBuilder<'_> {
+        TokenBuilder {
+            issuer: self,
+            issued_at: None,
+            lifetime: DEFAULT_LIFETIME,
+            claims: Map::new(),
+            header: Map::new(),
+        }
+    }
+
+    /// Generates a new current key, with the same algorithm and a new `kid`.
+    ///
+    /// The previous keys stay published in the JWK Set until
+    /// [`retire_old_keys`](Self::retire_old_keys) is called, as during a real
+    /// rotation.
+    ///
+    /// # Panics
+    ///
+    /// Panics if aws-lc-rs fails to generate a key (see
+    /// [`try_rotate_key_with_alg`](Self::try_rotate_key_with_alg) for a
+    /// fallible version).
+    pub fn rotate_key(&self) {
+        self.rotate_key_with_alg(self.current_alg());
+    }
+
+    /// Generates a new current key using `alg`, with a new `kid`.
+    ///
+    /// The previous keys stay published.
+    ///
+    /// # Panics
+    ///
+    /// Panics if aws-lc-rs fails to generate a key (see
+    /// [`try_rotate_key_with_alg`](Self::try_rotate_key_with_alg) for a
+    /// fallible version).
+    pub fn rotate_key_with_alg(&self, alg: SigningAlg) {
+        if let Err(error) = self.try_rotate_key_with_alg(alg) {
+            panic!("TestIssuer: key rotation failed: {error}");
+        }
+    }
+
+    /// Generates a new current key using `alg` and returns its `kid`.
+    ///
+    /// The previous keys stay published.
+    ///
+    /// # Errors
+    ///
+    /// Fails if aws-lc-rs fails to generate the key; the key ring is then
+    /// unchanged.
+    pub fn try_rotate_key_with_alg(&self, alg: SigningAlg) -> io::Result<String> {
+        let kid = self.shared.keys().next_kid();
+        // Generate outside the lock: RSA generation takes a while.
+        let key = Arc::new(SigningKey::generate(alg, kid.clone())?);
+        self.shared.keys().keys.push(key);
+        tracing::debug!(issuer = %self.shared.issuer, %kid, %alg, "test issuer rotated its key");
+        Ok(kid)
+    }
+
+    /// Stops publishing every key except the current one.
+    pub fn retire_old_keys(&self) {
+        let mut ring = self.shared.keys();
+        let keep_from = ring.keys.len().saturating_sub(1);
+        ring.keys.drain(..keep_from);
+    }
+
+    /// The `kid` of the current signing key.
+    #[must_use]
+    pub fn current_kid(&self) -> String {
+        self.shared
+            .keys()
+            .keys
+            .last()
+            .map(|key| key.kid.clone())
+            .unwrap_or_default()
+    }
+
+    /// The algorithm of the current signing key.
+    #[must_use]
+    pub fn current_alg(&self) -> SigningAlg {
+        self.shared
+            .keys()
+            .keys
+            .last()
+            .map(|key| key.alg)
+            .unwrap_or_default()
+    }
+
+    /// The JWK Set as currently published, without going through HTTP (and
+    /// without counting a hit).
+    #[must_use]
+    pub fn jwks(&self) -> Value {
+        self.shared.jwks_document()
+    }
+
+    /// How many `GET /jwks` requests have been received, including those
+    /// answered with 503 while [`set_jwks_available(false)`](Self::set_jwks_available)
+    /// was in effect.
+    #[must_use]
+    pub fn jwks_hits(&self) -> usize {
+        self.shared.jwks_hits.load(Ordering::SeqCst)
+    }
+
+    /// How many discovery documents have been served, over both
+    /// well-known paths.
+    #[must_use]
+    pub fn metadata_hits(&self) -> usize {
+        self.shared.metadata_hits.load(Ordering::SeqCst)
+    }
+
+    /// Simulates a key-endpoint outage: while `up` is `false`, `GET /jwks`
+    /// answers `503 Service Unavailable`. Available by default.
+    pub fn set_jwks_available(&self, up: bool) {
+        self.shared.jwks_available.store(up, Ordering::SeqCst);
+    }
+
+    /// Stops serving. Dropping the handle has the same effect.
+    ///
+    /// The listener closes once the server task observes the signal; use
+    /// [`shutdown_and_wait`](Self::shutdown_and_wait) to be sure it is closed.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+
+    /// Stops serving and waits until the listener is closed and open
+    /// connections have finished.
+    pub async fn shutdown_and_wait(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take()
+            && let Err(error) = task.await
+        {
+            tracing::warn!(%error, "test issuer task failed");
+        }
+    }
+}
+
+impl Drop for TestIssuer {
+    fn drop(&mut self) {
+        // Ignored error: the server task is already gone.
+        let _ = self.stop.send(true);
+    }
+}
+
+/// `GET` on either well-known metadata path.
+async fn serve_metadata(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    shared.metadata_hits.fetch_add(1, Ordering::SeqCst);
+    Json(shared.metadata_document())
+}
+
+/// `GET /jwks`.
+async fn serve_jwks(State(shared): State<Arc<Shared>>) -> Response {
+    shared.jwks_hits.fetch_add(1, Ordering::SeqCst);
+    if !shared.jwks_available.load(Ordering::SeqCst) {
+        let body = json!({
+            "error": "temporarily_unavailable",
+            "error_description": "simulated JWKS outage",
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    Json(shared.jwks_document()).into_response()
+}
+
+/// Builder for a signed JWT access token; see [`TestIssuer::token`].
+///
+/// Defaults:
+///
+/// - header: `{"alg": <current key's algorithm>, "typ": "at+jwt", "kid": <current kid>}`;
+/// - claims: `iss` = [`TestIssuer::issuer`], `sub` = `"test-user"`,
+///   `client_id` = `"test-client"`, `iat` = now, `exp` = `iat` + 5 minutes,
+///   `jti` = 16 random bytes in base64url. No `aud`, `scope` or `nbf`
+///   unless set.
+///
+/// Later calls override earlier ones. [`claim`](Self::claim) and
+/// [`header`](Self::header) can set any member, including the defaults, and
+/// remove one with [`Value::Null`]. Members are serialized in a
+/// deterministic order.
+///
+/// Whatever the header says (for example an overridden `alg`), the token is
+/// signed with the current key's real algorithm, so that tests can forge
+/// algorithm-confusion attempts.
+///
+/// `Debug` output is redacted.
+#[must_use = "a token builder does nothing until `sign` is called"]
+pub struct TokenBuilder<'a> {
+    issuer: &'a TestIssuer,
+    /// Explicit `iat`; `None` means now.
+    issued_at: Option<i64>,
+    /// `exp - iat` unless `exp` is set in `claims`.
+    lifetime: Duration,
+    /// Claim overrides; `Null` removes the member.
+    claims: Map<String, Value>,
+    /// Header overrides; `Null` removes the member.
+    header: Map<String, Value>,
+}
+
+impl fmt::Debug for TokenBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenBuilder")
+            .field("issuer", &self.issuer.issuer())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenBuilder<'_> {
+    /// Sets the `sub` claim (default `"test-user"`).
+    pub fn subject(self, sub: impl Into<String>) -> Self {
+        self.claim("sub", Value::String(sub.into()))
+    }
+
+    /// Sets the `aud` claim to a single string. There is no `aud` by default.
+    pub fn audience(self, aud: impl Into<String>) -> Self {
+        self.claim("aud", Value::String(aud.into()))
+    }
+
+    /// Sets the `aud` claim to an array of strings.
+    pub fn audiences<I, S>(self, auds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let auds = auds
+            .into_iter()
+            .map(|aud| Value::String(aud.into()))
+            .collect();
+        self.claim("aud", Value::Array(auds))
+    }
+
+    /// Sets the `scope` claim: the scopes joined by single spaces
+    /// (RFC 9068 section 2.2.3, RFC 8693 section 4.2). There is no `scope`
+    /// by default.
+    pub fn scopes<I, S>(self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let joined = scopes
+            .into_iter()
+            .map(Into::into)
+            .collect::<Vec<String>>()
+            .join(" ");
+        self.claim("scope", Value::String(joined))
+    }
+
+    /// Sets the `client_id` claim (default `"test-client"`).
+    pub fn client_id(self, id: impl Into<String>) -> Self {
+        self.claim("client_id", Value::String(id.into()))
+    }
+
+    /// Sets the lifetime: `exp` = `iat` + `d` (default 5 minutes).
+    ///
+    /// Replaces an earlier [`expires_at`](Self::expires_at). Sub-second parts
+    /// are truncated.
+    pub fn expires_in(mut self, d: Duration) -> Self {
+        self.lifetime = d;
+        self.claims.remove("exp");
+        self
+    }
+
+    /// Sets `iat` (Unix seconds; default now). Unless `exp` was set
+    /// explicitly, `exp` stays relative to it.
+    pub fn issued_at(mut self, unix_secs: i64) -> Self {
+        self.issued_at = Some(unix_secs);
+        self.claims.remove("iat");
+        self
+    }
+
+    /// Sets `exp` to an absolute time (Unix seconds).
+    pub fn expires_at(self, unix_secs: i64) -> Self {
+        self.claim("exp", Value::from(unix_secs))
+    }
+
+    /// Sets `nbf` (Unix seconds). There is no `nbf` by default.
+    pub fn not_before(self, unix_secs: i64) -> Self {
+        self.claim("nbf", Value::from(unix_secs))
+    }
+
+    /// Sets or overrides any claim; [`Value::Null`] removes it.
+    pub fn claim(mut self, name: impl Into<String>, value: serde_json::Value) -> Self {
+        self.claims.insert(name.into(), value);
+        self
+    }
+
+    /// Sets or overrides any JOSE header member (`typ`, `kid`, `alg`, `crit`,
+    /// ...); [`Value::Null`] removes it.
+    ///
+    /// Overriding `alg` changes only what the header claims: the signature is
+    /// still made with the current key's algorithm.
+    pub fn header(mut self, name: impl Into<String>, value: serde_json::Value) -> Self {
+        self.header.insert(name.into(), value);
+        self
+    }
+
+    /// Signs the token with the issuer's current key and returns the JWS
+    /// compact serialization (RFC 7515 section 7.1).
+    ///
+    /// # Panics
+    ///
+    /// Panics if aws-lc-rs fails to produce randomness or a signature; see
+    /// [`try_sign`](Self::try_sign) for a fallible version.
+    #[must_use]
+    pub fn sign(self) -> String {
+        match self.try_sign() {
+            Ok(token) => token,
+            Err(error) => panic!("TestIssuer: signing failed: {error}"),
+        }
+    }
+
+    /// Like [`sign`](Self::sign), returning an error instead of panicking.
+    ///
+    /// # Errors
+    ///
+    /// Fails if aws-lc-rs fails to produce randomness or a signature.
+    pub fn try_sign(self) -> io::Result<String> {
+        let key = self.issuer.shared.current_key()?;
+
+        let mut header = Map::new();
+        header.insert("alg".to_owned(), Value::from(key.alg.as_str()));
+        header.insert("typ".to_owned(), Value::from(ACCESS_TOKEN_TYP));
+        header.insert("kid".to_owned(), Value::from(key.kid.as_str()));
+        apply_overrides(&mut header, self.header);
+
+        let iat = self.issued_at.unwrap_or_else(unix_now);
+        let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX);
+        let mut claims = Map::new();
+        claims.insert("iss".to_owned(), Value::from(self.issuer.issuer()));
+        claims.insert("sub".to_owned(), Value::from(DEFAULT_SUBJECT));
+        claims.insert("client_id".to_owned(), Value::from(DEFAULT_CLIENT_ID));
+        claims.insert("iat".to_owned(), Value::from(iat));
+        claims.insert("exp".to_owned(), Value::from(iat.saturating_add(lifetime)));
+        claims.insert("jti".to_owned(), Value::from(random_jti()?));
+        apply_overrides(&mut claims, self.claims);
+
+        let header = serde_json::to_vec(&header).map_err(io::Error::other)?;
+        let claims = serde_json::to_vec(&claims).map_err(io::Error::other)?;
+        let mut token = format!("{}.{}", b64(&header), b64(&claims));
+        let signature = key.sign(token.as_bytes())?;
+        token.push('.');
+        token.push_str(&b64(&signature));
+        Ok(token)
+    }
+}
+
+/// Applies builder overrides: `Null` removes the member, anything else sets it.
+fn apply_overrides(target: &mut Map<String, Value>, overrides: Map<String, Value>) {
+    for (name, value) in overrides {
+        if value.is_null() {
+            target.remove(&name);
+        } else {
+            target.insert(name, value);
+        }
+    }
+}
+
+/// 16 random bytes, base64url.
+fn random_jti() -> io::Result<String> {
+    let mut bytes = [0_u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| crypto_error("random generation failed"))?;
+    Ok(b64(&bytes))
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Base64url without padding (RFC 7515 section 2).
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn crypto_error(message: &'static str) -> io::Error {
+    io::Error::other(message)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,52 @@
+//! The [`TokenVerifier`] trait and its implementations.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::bearer::BearerToken;
+use crate::context::AuthContext;
+use crate::error::AuthError;
+
+pub(crate) mod crypto;
+pub(crate) mod jwt;
+
+pub use jwt::JwtVerifier;
+
+/// The future returned by [`TokenVerifier::verify`].
+pub type VerifyFuture<'a> = Pin<Box<dyn Future<Output = Result<AuthContext, AuthError>> + Send + 'a>>;
+
+/// Turns a bearer token into an [`AuthContext`], or refuses it.
+///
+/// Implementations must fail closed: any doubt is an error. The error's
+/// [`kind`](AuthError::kind) decides the response (401 `invalid_token`, 503,
+/// ...). Implementations must check that the token was issued for this
+/// resource (audience), by a trusted issuer, and is not expired.
+///
+/// ```
+/// use mcp_oauth2::{AuthContext, AuthError, AuthErrorKind, BearerToken, TokenVerifier, VerifyFuture};
+///
+/// /// Accepts one static token (for illustration only).
+/// struct StaticToken;
+///
+/// impl TokenVerifier for StaticToken {
+///     fn verify<'a>(&'a self, token: BearerToken<'a>) -> VerifyFuture<'a> {
+///         Box::pin(async move {
+///             if token.as_str() == "let-me-in" {
+///                 Ok(AuthContext::builder("https://issuer.example", "alice").build())
+///             } else {
+///                 Err(AuthError::new(AuthErrorKind::Rejected))
+///             }
+///         })
+///     }
+/// }
+/// ```
+pub trait TokenVerifier: Send + Sync + 'static {
+    /// Verifies `token`.
+    fn verify<'a>(&'a self, token: BearerToken<'a>) -> VerifyFuture<'a>;
+}
+
+impl<T: TokenVerifier + ?Sized> TokenVerifier for std::sync::Arc<T> {
+    fn verify<'a>(&'a self, token: BearerToken<'a>) -> VerifyFuture<'a> {
+        (**self).verify(token)
+    }
+}
