@@ -24,7 +24,8 @@ use mcp_oauth2::{AuthConfigBuilder, McpServer};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,mcp_oauth2=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,mcp_oauth2=info".into()),
         )
         .init();
 
@@ -35,7 +36,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = config.build()?;
     let bind = std::env::var("MCP_OAUTH2_BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let path = config.resource_path().to_owned();
-    let path = if path == "/" || path.is_empty() { "/mcp".to_owned() } else { path };
+    let path = if path == "/" || path.is_empty() {
+        "/mcp".to_owned()
+    } else {
+        path
+    };
 
     let store = notes::NoteStore::default();
     let listener = tokio::net::TcpListener::bind(&bind).await?;

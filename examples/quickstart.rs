@@ -39,7 +39,10 @@ fn step(n: u32, title: &str) {
 async fn main() -> Result<(), BoxError> {
     let once = std::env::args().any(|a| a == "--once");
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,rmcp=error".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,rmcp=error".into()),
+        )
         .init();
 
     // The development issuer and the protected server, both on loopback.
@@ -94,7 +97,10 @@ async fn main() -> Result<(), BoxError> {
 
     step(2, "Fetch the protected resource metadata (RFC 9728)");
     let metadata: serde_json::Value = http.get(&metadata_url).send().await?.json().await?;
-    println!("GET {metadata_url}\n{}", serde_json::to_string_pretty(&metadata)?);
+    println!(
+        "GET {metadata_url}\n{}",
+        serde_json::to_string_pretty(&metadata)?
+    );
     let authorization_server = metadata["authorization_servers"][0]
         .as_str()
         .ok_or("no authorization server")?
@@ -107,7 +113,10 @@ async fn main() -> Result<(), BoxError> {
     println!("issuer:   {}", as_metadata["issuer"]);
     println!("jwks_uri: {}", as_metadata["jwks_uri"]);
 
-    step(4, "Get an access token for alice, bound to this resource (RFC 8707)");
+    step(
+        4,
+        "Get an access token for alice, bound to this resource (RFC 8707)",
+    );
     // A real client runs the authorization code flow with PKCE here; the
     // development issuer mints the token directly.
     let read_token = issuer
@@ -117,12 +126,25 @@ async fn main() -> Result<(), BoxError> {
         .audience(&resource)
         .scopes([notes::NOTES_READ])
         .sign();
-    println!("token (scope notes:read): {}...", &read_token[..24.min(read_token.len())]);
+    println!(
+        "token (scope notes:read): {}...",
+        &read_token[..24.min(read_token.len())]
+    );
 
-    step(5, "Connect an rmcp client with the token; list tools; call whoami");
+    step(
+        5,
+        "Connect an rmcp client with the token; list tools; call whoami",
+    );
     let client = connect(&resource, &read_token).await?;
     let tools = client.list_all_tools().await?;
-    println!("tools: {}", tools.iter().map(|t| t.name.as_ref()).collect::<Vec<_>>().join(", "));
+    println!(
+        "tools: {}",
+        tools
+            .iter()
+            .map(|t| t.name.as_ref())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let whoami = call_text(&client, "whoami", None).await?;
     println!("whoami -> {whoami}");
     let who: serde_json::Value = serde_json::from_str(&whoami)?;
@@ -132,7 +154,9 @@ async fn main() -> Result<(), BoxError> {
 
     step(6, "Scopes: add_note needs notes:write");
     let refused = client
-        .call_tool(CallToolRequestParams::new("add_note").with_arguments(args(r#"{"text":"hello"}"#)))
+        .call_tool(
+            CallToolRequestParams::new("add_note").with_arguments(args(r#"{"text":"hello"}"#)),
+        )
         .await;
     match refused {
         Err(e) => println!("with notes:read only -> refused: {e}"),
@@ -149,9 +173,17 @@ async fn main() -> Result<(), BoxError> {
     let client = connect(&resource, &write_token).await?;
     println!(
         "with notes:write -> add_note: {}",
-        call_text(&client, "add_note", Some(r#"{"text":"hello from the quickstart"}"#)).await?
+        call_text(
+            &client,
+            "add_note",
+            Some(r#"{"text":"hello from the quickstart"}"#)
+        )
+        .await?
     );
-    println!("list_notes -> {}", call_text(&client, "list_notes", None).await?);
+    println!(
+        "list_notes -> {}",
+        call_text(&client, "list_notes", None).await?
+    );
     client.cancel().await?;
 
     step(7, "A token issued for another resource is refused");
@@ -172,7 +204,11 @@ async fn main() -> Result<(), BoxError> {
     println!("HTTP {}", response.status());
     println!(
         "WWW-Authenticate: {}",
-        response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default()
+        response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
     );
     if response.status() != 401 {
         return Err("a token for another resource was not refused".into());
@@ -216,7 +252,8 @@ async fn connect(
     token: &str,
 ) -> Result<rmcp::service::RunningService<rmcp::RoleClient, ()>, BoxError> {
     let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(resource.to_owned()).auth_header(token.to_owned()),
+        StreamableHttpClientTransportConfig::with_uri(resource.to_owned())
+            .auth_header(token.to_owned()),
     );
     Ok(().serve(transport).await?)
 }

@@ -56,7 +56,10 @@ pub(crate) enum Credentials<'a> {
 ///   including a second token or a non-ASCII byte: `invalid_request`;
 /// - a token longer than `max_len`: `invalid_token` (`token_too_large`),
 ///   decided before anything else looks at it.
-pub(crate) fn read_bearer(headers: &HeaderMap, max_len: usize) -> Result<Credentials<'_>, AuthError> {
+pub(crate) fn read_bearer(
+    headers: &HeaderMap,
+    max_len: usize,
+) -> Result<Credentials<'_>, AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(Credentials::None);
@@ -104,9 +107,9 @@ fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {
 fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
     body_len > 0
-        && token[..body_len]
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && token[..body_len].iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 /// RFC 9110 section 5.6.2 `tchar`.
@@ -114,7 +117,20 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
         )
 }
 
@@ -138,7 +154,10 @@ mod tests {
     // RFC 6750 section 2.1: credentials = "Bearer" 1*SP b64token
     #[test]
     fn accepts_bearer_case_insensitively() {
-        assert_eq!(read(&[b"Bearer abc.def-ghi_~+/=="]), Ok(Some("abc.def-ghi_~+/==".into())));
+        assert_eq!(
+            read(&[b"Bearer abc.def-ghi_~+/=="]),
+            Ok(Some("abc.def-ghi_~+/==".into()))
+        );
         assert_eq!(read(&[b"bearer abc"]), Ok(Some("abc".into())));
         assert_eq!(read(&[b"BEARER   abc"]), Ok(Some("abc".into())));
     }
@@ -160,11 +179,17 @@ mod tests {
         assert_eq!(read(&[b"Bearer a,b"]), Err(MalformedAuthorizationHeader));
         assert_eq!(read(&[b"Bearer ===="]), Err(MalformedAuthorizationHeader));
         assert_eq!(read(&[b"Bearer a=b"]), Err(MalformedAuthorizationHeader));
-        assert_eq!(read(&[b"Bearer \xc3\xa9t\xc3\xa9"]), Err(MalformedAuthorizationHeader));
+        assert_eq!(
+            read(&[b"Bearer \xc3\xa9t\xc3\xa9"]),
+            Err(MalformedAuthorizationHeader)
+        );
         assert_eq!(read(&[b"Bearer a\tb"]), Err(MalformedAuthorizationHeader));
         assert_eq!(read(&[b"Bear\"er abc"]), Err(MalformedAuthorizationHeader));
         assert_eq!(read(&[b" Bearer abc"]), Err(MalformedAuthorizationHeader));
-        assert_eq!(read(&[b"Bearer a", b"Bearer b"]), Err(MultipleAuthorizationHeaders));
+        assert_eq!(
+            read(&[b"Bearer a", b"Bearer b"]),
+            Err(MultipleAuthorizationHeaders)
+        );
     }
 
     #[test]

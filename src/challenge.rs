@@ -39,7 +39,8 @@ fn push_param(out: &mut String, name: &str, value: &str) {
 
 /// Builds a Bearer challenge.
 ///
-/// Parameter order follows the MCP specification's examples: `error`, `scope`,
+/// Parameter order follows the MCP specification's examples: without an
+/// error `resource_metadata`, `scope`; with one `error`, `scope`,
 /// `resource_metadata`, `error_description`. `scope` is omitted when empty.
 pub fn bearer_challenge(
     error: Option<ErrorCode>,
@@ -49,17 +50,79 @@ pub fn bearer_challenge(
 ) -> String {
     let mut out = String::with_capacity(96 + scope.len() + resource_metadata.len());
     out.push_str("Bearer");
-    if let Some(error) = error {
-        push_param(&mut out, "error", error.as_str());
+    match error {
+        None => {
+            push_param(&mut out, "resource_metadata", resource_metadata);
+            if !scope.is_empty() {
+                push_param(&mut out, "scope", scope);
+            }
+        }
+        Some(error) => {
+            push_param(&mut out, "error", error.as_str());
+            if !scope.is_empty() {
+                push_param(&mut out, "scope", scope);
+            }
+            push_param(&mut out, "resource_metadata", resource_metadata);
+        }
     }
-    if !scope.is_empty() {
-        push_param(&mut out, "scope", scope);
-    }
-    push_param(&mut out, "resource_metadata", resource_metadata);
     if let Some(desc) = error_description {
         push_param(&mut out, "error_description", desc);
     }
     out
+}
+
+/// Parses a `Bearer` challenge into its parameters, in order (RFC 9110
+/// section 11.6.1 auth-params with quoted-string or token values). Returns
+/// `None` for another scheme or malformed syntax. For clients and tests.
+pub fn parse_bearer_challenge(value: &str) -> Option<Vec<(String, String)>> {
+    let rest = value.strip_prefix("Bearer")?;
+    let mut params = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while matches!(chars.peek(), Some(' ' | '\t' | ',')) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Some(params);
+        }
+        let mut name = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c == ' ' {
+                break;
+            }
+            name.push(c);
+            chars.next();
+        }
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        if chars.next() != Some('=') || name.is_empty() {
+            return None;
+        }
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' => break,
+                    '\\' => value.push(chars.next()?),
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' || c == ' ' {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+        params.push((name.to_ascii_lowercase(), value));
+    }
 }
 
 /// What a rejection response needs to know about the protected resource.
@@ -102,11 +165,12 @@ pub(crate) fn rejection_response(err: &AuthError, params: &ChallengeParams) -> R
             builder = builder.header(RETRY_AFTER, RETRY_AFTER_SECS);
         }
         error => {
-            let scope = if kind == AuthErrorKind::InsufficientScope && !err.required_scopes().is_empty() {
-                err.required_scopes().join(" ")
-            } else {
-                params.scope.clone()
-            };
+            let scope =
+                if kind == AuthErrorKind::InsufficientScope && !err.required_scopes().is_empty() {
+                    err.required_scopes().join(" ")
+                } else {
+                    params.scope.clone()
+                };
             let description = error.map(|_| kind.description());
             let challenge = bearer_challenge(error, &scope, &params.resource_metadata, description);
             match HeaderValue::try_from(challenge) {
@@ -131,8 +195,13 @@ mod tests {
     #[test]
     fn challenge_without_error() {
         assert_eq!(
-            bearer_challenge(None, "notes:read", "https://h/.well-known/oauth-protected-resource/mcp", None),
-            r#"Bearer scope="notes:read", resource_metadata="https://h/.well-known/oauth-protected-resource/mcp""#
+            bearer_challenge(
+                None,
+                "notes:read",
+                "https://h/.well-known/oauth-protected-resource/mcp",
+                None
+            ),
+            r#"Bearer resource_metadata="https://h/.well-known/oauth-protected-resource/mcp", scope="notes:read""#
         );
         assert_eq!(
             bearer_challenge(None, "", "https://h/x", None),
@@ -153,13 +222,73 @@ mod tests {
         );
     }
 
+    // MCP 2026-07-28 "Scope Selection Strategy" and "Runtime Insufficient Scope
+    // Errors": our challenges equal the specification's examples exactly.
+    #[test]
+    fn matches_the_mcp_specification_examples() {
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../spec-fixtures/mcp-challenges.json")).unwrap();
+        let mut checked = 0;
+        for ex in fixture["challenges"].as_array().unwrap() {
+            let expected = ex["www_authenticate"].as_str().unwrap();
+            let params: std::collections::HashMap<String, String> =
+                parse_bearer_challenge(expected)
+                    .unwrap()
+                    .into_iter()
+                    .collect();
+            let error = match params.get("error").map(String::as_str) {
+                None => None,
+                Some("insufficient_scope") => Some(ErrorCode::InsufficientScope),
+                Some(other) => panic!("unexpected error {other}"),
+            };
+            let built = bearer_challenge(
+                error,
+                &params["scope"],
+                &params["resource_metadata"],
+                params.get("error_description").map(String::as_str),
+            );
+            assert_eq!(built, expected, "{}", ex["section"]);
+            checked += 1;
+        }
+        assert_eq!(checked, 4);
+    }
+
+    #[test]
+    fn parse_round_trips_hostile_values() {
+        let built = bearer_challenge(
+            Some(ErrorCode::InvalidToken),
+            "a\"b c\\",
+            "https://h/x",
+            Some("d,e=f"),
+        );
+        let parsed = parse_bearer_challenge(&built).unwrap();
+        assert_eq!(
+            parsed,
+            vec![
+                ("error".into(), "invalid_token".into()),
+                ("scope".into(), "a\"b c\\".into()),
+                ("resource_metadata".into(), "https://h/x".into()),
+                ("error_description".into(), "d,e=f".into()),
+            ]
+        );
+        assert!(parse_bearer_challenge("Basic realm=\"x\"").is_none());
+        assert!(parse_bearer_challenge("Bearer a=\"unterminated").is_none());
+    }
+
     #[test]
     fn body_is_json() {
-        for kind in [AuthErrorKind::MissingToken, AuthErrorKind::Expired, AuthErrorKind::KeysUnavailable] {
+        for kind in [
+            AuthErrorKind::MissingToken,
+            AuthErrorKind::Expired,
+            AuthErrorKind::KeysUnavailable,
+        ] {
             let v: serde_json::Value = serde_json::from_str(&error_body(kind)).unwrap();
             assert_eq!(v["reason"], kind.code());
             assert_eq!(v["error_description"], kind.description());
-            assert_eq!(v.get("error").and_then(|e| e.as_str()), kind.error_code().map(|c| c.as_str()));
+            assert_eq!(
+                v.get("error").and_then(|e| e.as_str()),
+                kind.error_code().map(|c| c.as_str())
+            );
         }
     }
 }

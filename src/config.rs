@@ -275,7 +275,11 @@ impl AuthConfigBuilder {
     }
 
     /// The key-set URL of one of several issuers.
-    pub fn issuer_jwks_uri(mut self, issuer: impl Into<String>, jwks_uri: impl Into<String>) -> Self {
+    pub fn issuer_jwks_uri(
+        mut self,
+        issuer: impl Into<String>,
+        jwks_uri: impl Into<String>,
+    ) -> Self {
         self.jwks_uris.push((Some(issuer.into()), jwks_uri.into()));
         self
     }
@@ -416,7 +420,8 @@ impl AuthConfigBuilder {
             return Err(ConfigError::new("MCP_OAUTH2_ISSUER", "is empty"));
         }
         b.resource = Some(
-            get("MCP_OAUTH2_RESOURCE").ok_or_else(|| ConfigError::new("MCP_OAUTH2_RESOURCE", "is not set"))?,
+            get("MCP_OAUTH2_RESOURCE")
+                .ok_or_else(|| ConfigError::new("MCP_OAUTH2_RESOURCE", "is not set"))?,
         );
         if let Some(uri) = get("MCP_OAUTH2_JWKS_URI").filter(|v| !v.trim().is_empty()) {
             if b.issuers.len() != 1 {
@@ -437,8 +442,12 @@ impl AuthConfigBuilder {
             b.algorithms = split_list(&v, ',')
                 .iter()
                 .map(|a| {
-                    a.parse::<Algorithm>()
-                        .map_err(|_| ConfigError::new("MCP_OAUTH2_ALGORITHMS", format!("unknown algorithm {a:?}")))
+                    a.parse::<Algorithm>().map_err(|_| {
+                        ConfigError::new(
+                            "MCP_OAUTH2_ALGORITHMS",
+                            format!("unknown algorithm {a:?}"),
+                        )
+                    })
                 })
                 .collect::<Result<_, _>>()?;
         }
@@ -473,20 +482,27 @@ impl AuthConfigBuilder {
         }
         b.allow_insecure_loopback = flag("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK")?;
         b.resource_name = get("MCP_OAUTH2_RESOURCE_NAME").filter(|v| !v.is_empty());
-        b.resource_documentation = get("MCP_OAUTH2_RESOURCE_DOCUMENTATION").filter(|v| !v.is_empty());
+        b.resource_documentation =
+            get("MCP_OAUTH2_RESOURCE_DOCUMENTATION").filter(|v| !v.is_empty());
         Ok(b)
     }
 
     /// Validates and builds the configuration.
     pub fn build(self) -> Result<AuthConfig, ConfigError> {
         let loopback_ok = self.allow_insecure_loopback;
-        let resource_raw = self
-            .resource
-            .ok_or_else(|| ConfigError::new("resource", "is required (the canonical URI of the MCP endpoint)"))?;
+        let resource_raw = self.resource.ok_or_else(|| {
+            ConfigError::new(
+                "resource",
+                "is required (the canonical URI of the MCP endpoint)",
+            )
+        })?;
         let (resource, resource_url) = canonical_resource(&resource_raw, loopback_ok)?;
 
         if self.issuers.is_empty() {
-            return Err(ConfigError::new("issuer", "at least one issuer is required"));
+            return Err(ConfigError::new(
+                "issuer",
+                "at least one issuer is required",
+            ));
         }
         let mut issuers: Vec<IssuerConfig> = Vec::with_capacity(self.issuers.len());
         for issuer in self.issuers {
@@ -494,12 +510,21 @@ impl AuthConfigBuilder {
                 .map_err(|e| ConfigError::new("issuer", format!("{issuer:?} is not a URL: {e}")))?;
             check_https(&url, loopback_ok, "issuer")?;
             if url.query().is_some() || url.fragment().is_some() {
-                return Err(ConfigError::new("issuer", "must not have a query or fragment (RFC 8414 section 2)"));
+                return Err(ConfigError::new(
+                    "issuer",
+                    "must not have a query or fragment (RFC 8414 section 2)",
+                ));
             }
             if issuers.iter().any(|i| i.issuer == issuer) {
-                return Err(ConfigError::new("issuer", format!("{issuer:?} is configured twice")));
+                return Err(ConfigError::new(
+                    "issuer",
+                    format!("{issuer:?} is configured twice"),
+                ));
             }
-            issuers.push(IssuerConfig { issuer, jwks_uri: None });
+            issuers.push(IssuerConfig {
+                issuer,
+                jwks_uri: None,
+            });
         }
         for (issuer, jwks) in self.jwks_uris {
             let url = Url::parse(&jwks)
@@ -516,30 +541,53 @@ impl AuthConfigBuilder {
                 Some(iss) => issuers
                     .iter_mut()
                     .find(|i| i.issuer == iss)
-                    .ok_or_else(|| ConfigError::new("issuer_jwks_uri", format!("{iss:?} is not a configured issuer")))?,
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "issuer_jwks_uri",
+                            format!("{iss:?} is not a configured issuer"),
+                        )
+                    })?,
             };
             if target.jwks_uri.is_some() {
-                return Err(ConfigError::new("jwks_uri", "set twice for the same issuer"));
+                return Err(ConfigError::new(
+                    "jwks_uri",
+                    "set twice for the same issuer",
+                ));
             }
             target.jwks_uri = Some(url);
         }
 
         if self.algorithms.is_empty() {
-            return Err(ConfigError::new("algorithms", "at least one algorithm is required"));
-        }
-        if let Some(alg) = self.algorithms.iter().find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)) {
             return Err(ConfigError::new(
                 "algorithms",
-                format!("{alg:?} is symmetric; only asymmetric algorithms verify third-party tokens safely (RFC 8725 section 3.1)"),
+                "at least one algorithm is required",
+            ));
+        }
+        if let Some(alg) = self
+            .algorithms
+            .iter()
+            .find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+        {
+            return Err(ConfigError::new(
+                "algorithms",
+                format!(
+                    "{alg:?} is symmetric; only asymmetric algorithms verify third-party tokens safely (RFC 8725 section 3.1)"
+                ),
             ));
         }
         if self.leeway > Duration::from_secs(300) {
             return Err(ConfigError::new("leeway", "must be at most 300 seconds"));
         }
-        for scope in self.required_scopes.iter().chain(self.scopes_supported.iter().flatten()) {
+        for scope in self
+            .required_scopes
+            .iter()
+            .chain(self.scopes_supported.iter().flatten())
+        {
             validate_scope_token(scope)?;
         }
-        let scopes_supported = self.scopes_supported.unwrap_or_else(|| self.required_scopes.clone());
+        let scopes_supported = self
+            .scopes_supported
+            .unwrap_or_else(|| self.required_scopes.clone());
         if scopes_supported.iter().any(|s| s == "offline_access") {
             return Err(ConfigError::new(
                 "scopes_supported",
@@ -549,25 +597,42 @@ impl AuthConfigBuilder {
         let resource_documentation = self
             .resource_documentation
             .map(|d| {
-                Url::parse(&d).map_err(|e| ConfigError::new("resource_documentation", format!("not a URL: {e}")))
+                Url::parse(&d).map_err(|e| {
+                    ConfigError::new("resource_documentation", format!("not a URL: {e}"))
+                })
             })
             .transpose()?;
         if self.jwks_refresh_cooldown.is_zero() {
-            return Err(ConfigError::new("jwks_refresh_cooldown", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "jwks_refresh_cooldown",
+                "must be greater than zero",
+            ));
         }
         if self.jwks_cache_ttl.is_zero() {
-            return Err(ConfigError::new("jwks_cache_ttl", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "jwks_cache_ttl",
+                "must be greater than zero",
+            ));
         }
         if self.http_timeout.is_zero() {
-            return Err(ConfigError::new("http_timeout", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "http_timeout",
+                "must be greater than zero",
+            ));
         }
         if self.max_token_bytes == 0 {
-            return Err(ConfigError::new("max_token_bytes", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "max_token_bytes",
+                "must be greater than zero",
+            ));
         }
         for route in &self.exempt {
             let (ExemptRoute::Exact(p) | ExemptRoute::Prefix(p)) = route;
             if !p.starts_with('/') {
-                return Err(ConfigError::new("exempt_path", format!("{p:?} must start with '/'")));
+                return Err(ConfigError::new(
+                    "exempt_path",
+                    format!("{p:?} must start with '/'"),
+                ));
             }
             if route.matches(resource_url.path()) {
                 return Err(ConfigError::new(
@@ -601,8 +666,15 @@ impl AuthConfigBuilder {
 
 /// RFC 6749 section 3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
 pub(crate) fn validate_scope_token(scope: &str) -> Result<(), ConfigError> {
-    if scope.is_empty() || !scope.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)) {
-        return Err(ConfigError::new("scopes", format!("{scope:?} is not a valid scope token (RFC 6749 section 3.3)")));
+    if scope.is_empty()
+        || !scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    {
+        return Err(ConfigError::new(
+            "scopes",
+            format!("{scope:?} is not a valid scope token (RFC 6749 section 3.3)"),
+        ));
     }
     Ok(())
 }
@@ -618,7 +690,11 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
 }
 
 /// `https` everywhere; `http` only on loopback with the explicit opt-in.
-pub(crate) fn check_https(url: &Url, allow_loopback_http: bool, field: &'static str) -> Result<(), ConfigError> {
+pub(crate) fn check_https(
+    url: &Url,
+    allow_loopback_http: bool,
+    field: &'static str,
+) -> Result<(), ConfigError> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if allow_loopback_http && is_loopback(url) => Ok(()),
@@ -628,9 +704,14 @@ pub(crate) fn check_https(url: &Url, allow_loopback_http: bool, field: &'static 
         )),
         "http" => Err(ConfigError::new(
             field,
-            format!("{url} uses http://; use https:// (or allow_insecure_http_for_loopback for local development)"),
+            format!(
+                "{url} uses http://; use https:// (or allow_insecure_http_for_loopback for local development)"
+            ),
         )),
-        other => Err(ConfigError::new(field, format!("unsupported URL scheme {other:?}"))),
+        other => Err(ConfigError::new(
+            field,
+            format!("unsupported URL scheme {other:?}"),
+        )),
     }
 }
 
@@ -639,16 +720,23 @@ pub(crate) fn check_https(url: &Url, allow_loopback_http: bool, field: &'static 
 /// default port dropped, no fragment, no query, and no trailing slash for a
 /// root path. A path's own trailing slash is kept: it is significant.
 fn canonical_resource(raw: &str, allow_loopback_http: bool) -> Result<(String, Url), ConfigError> {
-    let url = Url::parse(raw.trim()).map_err(|e| ConfigError::new("resource", format!("{raw:?} is not a URL: {e}")))?;
+    let url = Url::parse(raw.trim())
+        .map_err(|e| ConfigError::new("resource", format!("{raw:?} is not a URL: {e}")))?;
     check_https(&url, allow_loopback_http, "resource")?;
     if url.fragment().is_some() {
-        return Err(ConfigError::new("resource", "must not contain a fragment (RFC 8707 section 2)"));
+        return Err(ConfigError::new(
+            "resource",
+            "must not contain a fragment (RFC 8707 section 2)",
+        ));
     }
     if url.query().is_some() {
         return Err(ConfigError::new("resource", "must not contain a query"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::new("resource", "must not contain user information"));
+        return Err(ConfigError::new(
+            "resource",
+            "must not contain user information",
+        ));
     }
     let mut canonical = url.to_string();
     if url.path() == "/" {
@@ -670,12 +758,21 @@ mod tests {
 
     #[test]
     fn canonicalises_resource() {
-        let c = base().resource("HTTPS://MCP.Example.COM:443/mcp").build().unwrap();
+        let c = base()
+            .resource("HTTPS://MCP.Example.COM:443/mcp")
+            .build()
+            .unwrap();
         assert_eq!(c.resource(), "https://mcp.example.com/mcp");
         let c = base().resource("https://mcp.example.com/").build().unwrap();
         assert_eq!(c.resource(), "https://mcp.example.com");
-        assert_eq!(c.resource_metadata_url(), "https://mcp.example.com/.well-known/oauth-protected-resource");
-        let c = base().resource("https://mcp.example.com:8443/public/mcp").build().unwrap();
+        assert_eq!(
+            c.resource_metadata_url(),
+            "https://mcp.example.com/.well-known/oauth-protected-resource"
+        );
+        let c = base()
+            .resource("https://mcp.example.com:8443/public/mcp")
+            .build()
+            .unwrap();
         // RFC 9728 section 3.1: well-known inserted between host and path.
         assert_eq!(
             c.resource_metadata_url(),
@@ -685,33 +782,59 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = AuthConfig::builder().issuer("https://a").build().unwrap_err();
+        let e = AuthConfig::builder()
+            .issuer("https://a")
+            .build()
+            .unwrap_err();
         assert_eq!(e.field(), "resource");
-        let e = AuthConfig::builder().resource("https://r/mcp").build().unwrap_err();
+        let e = AuthConfig::builder()
+            .resource("https://r/mcp")
+            .build()
+            .unwrap_err();
         assert_eq!(e.field(), "issuer");
-        let e = base().resource("http://mcp.example.com/mcp").build().unwrap_err();
+        let e = base()
+            .resource("http://mcp.example.com/mcp")
+            .build()
+            .unwrap_err();
         assert_eq!(e.field(), "resource");
-        let e = base().resource("https://mcp.example.com/mcp#x").build().unwrap_err();
+        let e = base()
+            .resource("https://mcp.example.com/mcp#x")
+            .build()
+            .unwrap_err();
         assert_eq!(e.field(), "resource");
         let e = base().issuer("http://127.0.0.1:9/").build().unwrap_err();
         assert_eq!(e.field(), "issuer");
         let e = base().algorithms([Algorithm::HS256]).build().unwrap_err();
         assert_eq!(e.field(), "algorithms");
-        let e = base().scopes_supported(["offline_access"]).build().unwrap_err();
+        let e = base()
+            .scopes_supported(["offline_access"])
+            .build()
+            .unwrap_err();
         assert_eq!(e.field(), "scopes_supported");
         let e = base().required_scopes(["bad scope\""]).build().unwrap_err();
         assert_eq!(e.field(), "scopes");
         let e = base().exempt_prefix("/").build().unwrap_err();
         assert_eq!(e.field(), "exempt_path");
-        let e = base().issuer("https://b").jwks_uri("https://b/jwks").build().unwrap_err();
+        let e = base()
+            .issuer("https://b")
+            .jwks_uri("https://b/jwks")
+            .build()
+            .unwrap_err();
         assert_eq!(e.field(), "jwks_uri");
     }
 
     #[test]
     fn loopback_http_needs_the_opt_in_and_loopback() {
-        let b = AuthConfig::builder().issuer("http://127.0.0.1:1").resource("http://localhost:2/mcp");
+        let b = AuthConfig::builder()
+            .issuer("http://127.0.0.1:1")
+            .resource("http://localhost:2/mcp");
         assert!(b.clone().build().is_err());
-        assert!(b.clone().allow_insecure_http_for_loopback(true).build().is_ok());
+        assert!(
+            b.clone()
+                .allow_insecure_http_for_loopback(true)
+                .build()
+                .is_ok()
+        );
         let e = b
             .resource("http://example.com/mcp")
             .allow_insecure_http_for_loopback(true)
@@ -731,7 +854,10 @@ mod tests {
     #[test]
     fn from_env_reads_every_variable() {
         let vars: HashMap<&str, &str> = HashMap::from([
-            ("MCP_OAUTH2_ISSUER", "http://127.0.0.1:1, http://127.0.0.1:2"),
+            (
+                "MCP_OAUTH2_ISSUER",
+                "http://127.0.0.1:1, http://127.0.0.1:2",
+            ),
             ("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:3/mcp"),
             ("MCP_OAUTH2_REQUIRED_SCOPES", "a  b"),
             ("MCP_OAUTH2_JWKS_CACHE_TTL", "10"),
@@ -749,11 +875,13 @@ mod tests {
 
         let mut bad = vars.clone();
         bad.insert("MCP_OAUTH2_JWKS_URI", "http://127.0.0.1:1/jwks");
-        let e = AuthConfigBuilder::from_env_vars(|k| bad.get(k).map(|v| v.to_string())).unwrap_err();
+        let e =
+            AuthConfigBuilder::from_env_vars(|k| bad.get(k).map(|v| v.to_string())).unwrap_err();
         assert_eq!(e.field(), "MCP_OAUTH2_JWKS_URI");
         let mut bad = vars.clone();
         bad.insert("MCP_OAUTH2_JWKS_CACHE_TTL", "soon");
-        let e = AuthConfigBuilder::from_env_vars(|k| bad.get(k).map(|v| v.to_string())).unwrap_err();
+        let e =
+            AuthConfigBuilder::from_env_vars(|k| bad.get(k).map(|v| v.to_string())).unwrap_err();
         assert_eq!(e.field(), "MCP_OAUTH2_JWKS_CACHE_TTL");
         let e = AuthConfigBuilder::from_env_vars(|_| None).unwrap_err();
         assert_eq!(e.field(), "MCP_OAUTH2_ISSUER");

@@ -83,7 +83,9 @@ impl AuthContext {
 
     /// Expiry as a [`SystemTime`].
     pub fn expires_at(&self) -> Option<SystemTime> {
-        self.0.expires_at.map(|s| UNIX_EPOCH + Duration::from_secs(s))
+        self.0
+            .expires_at
+            .map(|s| UNIX_EPOCH + Duration::from_secs(s))
     }
 
     /// The token identifier (`jti`).
@@ -118,8 +120,13 @@ impl AuthContext {
             Ok(())
         } else {
             Err(rmcp::ErrorData::invalid_request(
-                format!("insufficient_scope: this operation needs the scope(s) {}", missing.join(" ")),
-                Some(serde_json::json!({ "error": "insufficient_scope", "scope": missing.join(" ") })),
+                format!(
+                    "insufficient_scope: this operation needs the scope(s) {}",
+                    missing.join(" ")
+                ),
+                Some(
+                    serde_json::json!({ "error": "insufficient_scope", "scope": missing.join(" ") }),
+                ),
             ))
         }
     }
@@ -269,8 +276,15 @@ impl IntoResponse for MissingAuthContext {
 impl<S: Send + Sync> FromRequestParts<S> for AuthContext {
     type Rejection = MissingAuthContext;
 
-    async fn from_request_parts(parts: &mut http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<AuthContext>().cloned().ok_or(MissingAuthContext)
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<AuthContext>()
+            .cloned()
+            .ok_or(MissingAuthContext)
     }
 }
 

@@ -64,7 +64,10 @@ impl std::fmt::Debug for AuthLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthLayer")
             .field("resource", &self.shared.document.resource)
-            .field("resource_metadata", &self.shared.challenge.resource_metadata)
+            .field(
+                "resource_metadata",
+                &self.shared.challenge.resource_metadata,
+            )
             .field("required_scopes", &self.shared.required_scopes)
             .finish_non_exhaustive()
     }
@@ -129,7 +132,9 @@ impl Shared {
         };
         let ctx = self.verifier.verify(token).await?;
         if !self.required_scopes.iter().all(|s| ctx.has_scope(s)) {
-            return Err(AuthError::insufficient_scope(self.required_scopes.iter().cloned()));
+            return Err(AuthError::insufficient_scope(
+                self.required_scopes.iter().cloned(),
+            ));
         }
         Ok(ctx)
     }
@@ -210,7 +215,11 @@ where
         Box::pin(async move {
             match shared.authenticate(req.headers()).await {
                 Ok(ctx) => {
-                    tracing::debug!(subject = ctx.subject(), issuer = ctx.issuer(), "authenticated a request");
+                    tracing::debug!(
+                        subject = ctx.subject(),
+                        issuer = ctx.issuer(),
+                        "authenticated a request"
+                    );
                     // Keep the credential out of Debug output of the request
                     // further down (rmcp logs request parts at trace level).
                     if let Some(v) = req.headers_mut().get_mut(http::header::AUTHORIZATION) {

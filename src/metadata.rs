@@ -4,8 +4,8 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::response::Response;
 use http::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE,
-    ALLOW, CACHE_CONTROL, CONTENT_TYPE,
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_MAX_AGE, ALLOW, CACHE_CONTROL, CONTENT_TYPE,
 };
 use http::{Method, StatusCode};
 use schemars::JsonSchema;
@@ -47,7 +47,10 @@ impl ProtectedResourceMetadata {
             scopes_supported: config.scopes_supported.clone(),
             bearer_methods_supported: vec!["header".to_owned()],
             resource_name: config.resource_name.clone(),
-            resource_documentation: config.resource_documentation.as_ref().map(|u| u.to_string()),
+            resource_documentation: config
+                .resource_documentation
+                .as_ref()
+                .map(|u| u.to_string()),
         }
     }
 }
@@ -87,7 +90,11 @@ impl MetadataEndpoint {
                 .status(StatusCode::OK)
                 .header(CONTENT_TYPE, "application/json")
                 .header(CACHE_CONTROL, "public, max-age=3600")
-                .body(if *method == Method::GET { Body::from(self.body.clone()) } else { Body::empty() }),
+                .body(if *method == Method::GET {
+                    Body::from(self.body.clone())
+                } else {
+                    Body::empty()
+                }),
             Method::OPTIONS => builder
                 .status(StatusCode::NO_CONTENT)
                 .header(ACCESS_CONTROL_ALLOW_HEADERS, "*")

@@ -108,7 +108,10 @@ impl<S> McpServerBuilder<S> {
     /// Adjusts rmcp's streamable HTTP configuration (sessions, JSON
     /// responses, keep-alive, origins, ...). The Host allowlist is computed
     /// from the resource URL afterwards; extend it with [`allowed_host`](Self::allowed_host).
-    pub fn rmcp_config(mut self, f: impl FnOnce(StreamableHttpServerConfig) -> StreamableHttpServerConfig) -> Self {
+    pub fn rmcp_config(
+        mut self,
+        f: impl FnOnce(StreamableHttpServerConfig) -> StreamableHttpServerConfig,
+    ) -> Self {
         self.rmcp_config = f(self.rmcp_config);
         self
     }
@@ -143,20 +146,29 @@ impl<S> McpServerBuilder<S> {
 impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
     /// Validates and assembles the server.
     pub fn build(self) -> Result<McpServer, ConfigError> {
-        let config = self
-            .auth
-            .ok_or_else(|| ConfigError::new("auth", "an AuthConfig is required: a protected server without one would fail open"))?;
+        let config = self.auth.ok_or_else(|| {
+            ConfigError::new(
+                "auth",
+                "an AuthConfig is required: a protected server without one would fail open",
+            )
+        })?;
         let factory = self
             .factory
             .ok_or_else(|| ConfigError::new("service", "the rmcp service factory is required"))?;
         if !self.path.starts_with('/') || self.path.len() < 2 || self.path.ends_with('/') {
-            return Err(ConfigError::new("path", format!("{:?} must start with '/' and not end with '/'", self.path)));
+            return Err(ConfigError::new(
+                "path",
+                format!("{:?} must start with '/' and not end with '/'", self.path),
+            ));
         }
         let (layer, jwt) = match self.verifier {
             Some(v) => (AuthLayer::with_verifier(config.clone(), v), None),
             None => {
                 let jwt = JwtVerifier::new(&config)?;
-                (AuthLayer::with_verifier(config.clone(), jwt.clone()), Some(jwt))
+                (
+                    AuthLayer::with_verifier(config.clone(), jwt.clone()),
+                    Some(jwt),
+                )
             }
         };
         let mut rmcp_config = self.rmcp_config;
@@ -187,7 +199,10 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
 fn allowed_hosts(config: &AuthConfig, extra: &[String]) -> Vec<String> {
     let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     if let Some(host) = config.resource_host() {
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         if !hosts.contains(&host) {
             hosts.push(host);
         }
@@ -211,7 +226,10 @@ impl McpServer {
     /// Binds the configured address (default `127.0.0.1:8080`) and serves
     /// until Ctrl-C / SIGTERM, then shuts down gracefully.
     pub async fn serve(self) -> Result<(), Error> {
-        let addr = self.bind.clone().unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let addr = self
+            .bind
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
         let listener = TcpListener::bind(&addr).await?;
         self.serve_with_shutdown(listener, shutdown_signal()).await
     }
@@ -225,10 +243,10 @@ impl McpServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        if let Some(jwt) = &self.jwt {
-            if let Err(e) = jwt.prefetch().await {
-                tracing::warn!(error = %e, "could not fetch the issuers' keys at start-up; will retry on demand");
-            }
+        if let Some(jwt) = &self.jwt
+            && let Err(e) = jwt.prefetch().await
+        {
+            tracing::warn!(error = %e, "could not fetch the issuers' keys at start-up; will retry on demand");
         }
         let local: Option<SocketAddr> = listener.local_addr().ok();
         tracing::info!(addr = ?local, resource = %self.resource, "serving the protected MCP endpoint");

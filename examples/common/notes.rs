@@ -47,7 +47,9 @@ impl NotesServer {
         }
     }
 
-    #[tool(description = "Who is calling: subject, client_id and scopes of the access token, as JSON")]
+    #[tool(
+        description = "Who is calling: subject, client_id and scopes of the access token, as JSON"
+    )]
     async fn whoami(&self, auth: AuthContext) -> Result<String, rmcp::ErrorData> {
         Ok(serde_json::json!({
             "subject": auth.subject(),
@@ -63,7 +65,10 @@ impl NotesServer {
         if !grants_read(&auth) {
             auth.require_scopes([NOTES_READ])?;
         }
-        let notes = self.notes.lock().map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
+        let notes = self
+            .notes
+            .lock()
+            .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
         let mine = notes.get(auth.subject()).cloned().unwrap_or_default();
         Ok(serde_json::json!({ "notes": mine }).to_string())
     }
@@ -75,7 +80,10 @@ impl NotesServer {
         Parameters(AddNote { text }): Parameters<AddNote>,
     ) -> Result<String, rmcp::ErrorData> {
         auth.require_scopes([NOTES_WRITE])?;
-        let mut notes = self.notes.lock().map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
+        let mut notes = self
+            .notes
+            .lock()
+            .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
         let mine = notes.entry(auth.subject().to_owned()).or_default();
         mine.push(text);
         Ok(serde_json::json!({ "added": true, "count": mine.len() }).to_string())
@@ -86,7 +94,12 @@ impl NotesServer {
 impl ServerHandler for NotesServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("mcp-oauth2-notes", env!("CARGO_PKG_VERSION")))
-            .with_instructions("A notes server protected by OAuth 2.1. whoami tells you who you are.")
+            .with_server_info(Implementation::new(
+                "mcp-oauth2-notes",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(
+                "A notes server protected by OAuth 2.1. whoami tells you who you are.",
+            )
     }
 }

@@ -47,7 +47,9 @@ pub(crate) struct JwksCache {
 
 impl std::fmt::Debug for JwksCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwksCache").field("issuer", &self.issuer).finish_non_exhaustive()
+        f.debug_struct("JwksCache")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,7 +62,12 @@ pub(crate) enum Lookup {
 }
 
 impl JwksCache {
-    pub(crate) fn new(issuer: String, jwks_uri: Option<Url>, fetcher: Fetcher, policy: CachePolicy) -> Arc<Self> {
+    pub(crate) fn new(
+        issuer: String,
+        jwks_uri: Option<Url>,
+        fetcher: Fetcher,
+        policy: CachePolicy,
+    ) -> Arc<Self> {
         Arc::new(Self {
             issuer,
             fetcher,
@@ -94,10 +101,15 @@ impl JwksCache {
         let (keys, age, may_refetch, failed) = {
             let st = self.state();
             let age = st.fetched_at.map(|t| now.saturating_duration_since(t));
-            let cooled = st
-                .last_attempt
-                .is_none_or(|t| now.saturating_duration_since(t) >= self.retry_interval(st.last_failed));
-            (st.keys.clone(), age, cooled && st.inflight.is_none(), st.last_failed)
+            let cooled = st.last_attempt.is_none_or(|t| {
+                now.saturating_duration_since(t) >= self.retry_interval(st.last_failed)
+            });
+            (
+                st.keys.clone(),
+                age,
+                cooled && st.inflight.is_none(),
+                st.last_failed,
+            )
         };
         let inflight_or_allowed = may_refetch || self.state().inflight.is_some();
         match (keys, age) {
@@ -129,7 +141,11 @@ impl JwksCache {
                         Err(_) => return Lookup::Unavailable,
                     }
                 }
-                if usable { Lookup::Keys(keys) } else { Lookup::Unavailable }
+                if usable {
+                    Lookup::Keys(keys)
+                } else {
+                    Lookup::Unavailable
+                }
             }
             _ => {
                 if failed && !inflight_or_allowed {
@@ -199,7 +215,8 @@ impl JwksCache {
             None => self.fetcher.discover_jwks_uri(&self.issuer).await?,
         };
         let body = self.fetcher.get_json(&uri).await?;
-        let (set, dropped) = KeySet::parse(&body).map_err(|e| FetchError::new(format!("{uri}: {e}")))?;
+        let (set, dropped) =
+            KeySet::parse(&body).map_err(|e| FetchError::new(format!("{uri}: {e}")))?;
         for (kid, why) in &dropped {
             tracing::warn!(issuer = %self.issuer, kid = ?kid, reason = ?why, "ignoring a key that cannot verify tokens");
         }

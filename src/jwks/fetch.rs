@@ -34,7 +34,11 @@ pub(crate) struct Fetcher {
 
 impl Fetcher {
     /// A fetcher around an existing client (which should not follow redirects).
-    pub(crate) fn with_client(client: reqwest::Client, max_bytes: usize, allow_loopback_http: bool) -> Self {
+    pub(crate) fn with_client(
+        client: reqwest::Client,
+        max_bytes: usize,
+        allow_loopback_http: bool,
+    ) -> Self {
         Self {
             client,
             max_bytes,
@@ -55,7 +59,8 @@ impl Fetcher {
 
     /// GETs `url` and parses the body as a JSON value.
     pub(crate) async fn get_json(&self, url: &Url) -> Result<Vec<u8>, FetchError> {
-        check_https(url, self.allow_loopback_http, "url").map_err(|e| FetchError::new(e.message().to_owned()))?;
+        check_https(url, self.allow_loopback_http, "url")
+            .map_err(|e| FetchError::new(e.message().to_owned()))?;
         let mut response = self
             .client
             .get(url.clone())
@@ -71,7 +76,9 @@ impl Fetcher {
             })?;
         let status = response.status();
         if status != StatusCode::OK {
-            return Err(FetchError::new(format!("{url}: HTTP status {status}, expected 200")));
+            return Err(FetchError::new(format!(
+                "{url}: HTTP status {status}, expected 200"
+            )));
         }
         let content_type = response
             .headers()
@@ -80,24 +87,44 @@ impl Fetcher {
             .unwrap_or("")
             .to_ascii_lowercase();
         let essence = content_type.split(';').next().unwrap_or("").trim();
-        if !(essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))) {
-            return Err(FetchError::new(format!("{url}: content type {essence:?} is not JSON")));
+        if !(essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json")))
+        {
+            return Err(FetchError::new(format!(
+                "{url}: content type {essence:?} is not JSON"
+            )));
         }
-        if response.content_length().is_some_and(|l| l > self.max_bytes as u64) {
-            return Err(FetchError::new(format!("{url}: body larger than {} bytes", self.max_bytes)));
+        if response
+            .content_length()
+            .is_some_and(|l| l > self.max_bytes as u64)
+        {
+            return Err(FetchError::new(format!(
+                "{url}: body larger than {} bytes",
+                self.max_bytes
+            )));
         }
         let mut body = Vec::new();
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     if body.len() + chunk.len() > self.max_bytes {
-                        return Err(FetchError::new(format!("{url}: body larger than {} bytes", self.max_bytes)));
+                        return Err(FetchError::new(format!(
+                            "{url}: body larger than {} bytes",
+                            self.max_bytes
+                        )));
                     }
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) if e.is_timeout() => return Err(FetchError::new(format!("{url}: timed out"))),
-                Err(e) => return Err(FetchError::new(format!("{url}: reading body failed: {}", error_chain(&e)))),
+                Err(e) if e.is_timeout() => {
+                    return Err(FetchError::new(format!("{url}: timed out")));
+                }
+                Err(e) => {
+                    return Err(FetchError::new(format!(
+                        "{url}: reading body failed: {}",
+                        error_chain(&e)
+                    )));
+                }
             }
         }
         Ok(body)
@@ -107,7 +134,8 @@ impl Fetcher {
     /// discovery. The document's `issuer` must equal `issuer` exactly
     /// (RFC 8414 section 3.3), or the document is rejected.
     pub(crate) async fn discover_jwks_uri(&self, issuer: &str) -> Result<Url, FetchError> {
-        let mut last_err = FetchError::new(format!("no metadata document found for issuer {issuer}"));
+        let mut last_err =
+            FetchError::new(format!("no metadata document found for issuer {issuer}"));
         for url in discovery_urls(issuer)? {
             let body = match self.get_json(&url).await {
                 Ok(body) => body,
@@ -127,7 +155,8 @@ impl Fetcher {
                 .get("jwks_uri")
                 .and_then(Value::as_str)
                 .ok_or_else(|| FetchError::new(format!("{url}: metadata has no jwks_uri")))?;
-            let jwks = Url::parse(jwks).map_err(|_| FetchError::new(format!("{url}: jwks_uri is not a URL")))?;
+            let jwks = Url::parse(jwks)
+                .map_err(|_| FetchError::new(format!("{url}: jwks_uri is not a URL")))?;
             check_https(&jwks, self.allow_loopback_http, "jwks_uri")
                 .map_err(|e| FetchError::new(format!("{url}: {}", e.message())))?;
             return Ok(jwks);

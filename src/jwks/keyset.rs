@@ -69,6 +69,9 @@ pub(crate) struct KeySet {
     keys: Vec<VerifyingKey>,
 }
 
+/// A key left out of a set: its `kid` and why.
+pub(crate) type DroppedKey = (Option<String>, Dropped);
+
 /// Why a key was dropped (for logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dropped {
@@ -83,8 +86,9 @@ pub(crate) enum Dropped {
 impl KeySet {
     /// Parses a JWK Set document. `Err` only when the document itself is not
     /// a JSON object with a `keys` array.
-    pub(crate) fn parse(body: &[u8]) -> Result<(Self, Vec<(Option<String>, Dropped)>), &'static str> {
-        let doc: Value = serde_json::from_slice(body).map_err(|_| "the key set is not valid JSON")?;
+    pub(crate) fn parse(body: &[u8]) -> Result<(Self, Vec<DroppedKey>), &'static str> {
+        let doc: Value =
+            serde_json::from_slice(body).map_err(|_| "the key set is not valid JSON")?;
         let Some(keys) = doc.get("keys").and_then(Value::as_array) else {
             return Err("the key set has no \"keys\" array");
         };
@@ -95,7 +99,10 @@ impl KeySet {
             match prepare(raw) {
                 Ok(key) => {
                     if let Some(kid) = &key.kid {
-                        set.by_kid.entry(kid.clone()).or_default().push(set.keys.len());
+                        set.by_kid
+                            .entry(kid.clone())
+                            .or_default()
+                            .push(set.keys.len());
                     }
                     set.keys.push(key);
                 }
@@ -126,28 +133,42 @@ impl KeySet {
                 .filter(|k| k.accepts(alg))
                 .collect(),
             None => {
-                let fitting: Vec<&VerifyingKey> = self.keys.iter().filter(|k| k.accepts(alg)).collect();
-                if fitting.len() == 1 { fitting } else { Vec::new() }
+                let fitting: Vec<&VerifyingKey> =
+                    self.keys.iter().filter(|k| k.accepts(alg)).collect();
+                if fitting.len() == 1 {
+                    fitting
+                } else {
+                    Vec::new()
+                }
             }
         }
     }
 }
 
 fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
-    let kty = raw.get("kty").and_then(Value::as_str).ok_or(Dropped::Malformed)?;
+    let kty = raw
+        .get("kty")
+        .and_then(Value::as_str)
+        .ok_or(Dropped::Malformed)?;
     if kty == "oct" {
         return Err(Dropped::Symmetric);
     }
     let jwk: Jwk = serde_json::from_value(raw.clone()).map_err(|_| Dropped::Malformed)?;
-    if let Some(u) = &jwk.common.public_key_use {
-        if *u != PublicKeyUse::Signature {
-            return Err(Dropped::NotForSignatures);
-        }
+    if jwk
+        .common
+        .public_key_use
+        .as_ref()
+        .is_some_and(|u| *u != PublicKeyUse::Signature)
+    {
+        return Err(Dropped::NotForSignatures);
     }
-    if let Some(ops) = &jwk.common.key_operations {
-        if !ops.contains(&KeyOperations::Verify) {
-            return Err(Dropped::NotForSignatures);
-        }
+    if jwk
+        .common
+        .key_operations
+        .as_ref()
+        .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
+    {
+        return Err(Dropped::NotForSignatures);
     }
     let alg = match jwk.common.key_algorithm {
         None => None,
@@ -155,7 +176,9 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
     };
     let shape = match &jwk.algorithm {
         AlgorithmParameters::RSA(p) => {
-            let n = URL_SAFE_NO_PAD.decode(&p.n).map_err(|_| Dropped::Malformed)?;
+            let n = URL_SAFE_NO_PAD
+                .decode(&p.n)
+                .map_err(|_| Dropped::Malformed)?;
             let bits = rsa_bits(&n);
             if !(2048..=8192).contains(&bits) {
                 return Err(Dropped::WeakOrHugeRsa);
@@ -174,10 +197,8 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
         AlgorithmParameters::OctetKey(_) => return Err(Dropped::Symmetric),
         _ => return Err(Dropped::UnsupportedType),
     };
-    if let Some(a) = alg {
-        if !shape.fits(a) {
-            return Err(Dropped::NotForSignatures);
-        }
+    if alg.is_some_and(|a| !shape.fits(a)) {
+        return Err(Dropped::NotForSignatures);
     }
     let key = DecodingKey::from_jwk(&jwk).map_err(|_| Dropped::Malformed)?;
     Ok(VerifyingKey {

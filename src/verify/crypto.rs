@@ -10,7 +10,9 @@ use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 #[cfg(not(any(feature = "aws_lc_rs", feature = "rust_crypto")))]
-compile_error!("mcp-oauth2 needs a crypto backend: enable the `aws_lc_rs` (default) or `rust_crypto` feature");
+compile_error!(
+    "mcp-oauth2 needs a crypto backend: enable the `aws_lc_rs` (default) or `rust_crypto` feature"
+);
 
 #[cfg(feature = "aws_lc_rs")]
 static PROVIDER: &CryptoProvider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
@@ -19,7 +21,12 @@ static PROVIDER: &CryptoProvider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_P
 
 /// Verifies `signature` over `message` with `key` under `alg`. Any failure
 /// (wrong key type, malformed key, bad signature) is `false`.
-pub(crate) fn verify_signature(alg: Algorithm, key: &DecodingKey, message: &[u8], signature: &[u8]) -> bool {
+pub(crate) fn verify_signature(
+    alg: Algorithm,
+    key: &DecodingKey,
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
     match (PROVIDER.verifier_factory)(&alg, key) {
         Ok(verifier) => verifier.verify(message, &signature.to_vec()).is_ok(),
         Err(_) => false,
@@ -28,5 +35,9 @@ pub(crate) fn verify_signature(alg: Algorithm, key: &DecodingKey, message: &[u8]
 
 /// The name of the backend in use (for logs and diagnostics).
 pub(crate) fn backend_name() -> &'static str {
-    if cfg!(feature = "aws_lc_rs") { "aws-lc-rs" } else { "rust-crypto" }
+    if cfg!(feature = "aws_lc_rs") {
+        "aws-lc-rs"
+    } else {
+        "rust-crypto"
+    }
 }

@@ -50,7 +50,15 @@ struct Inner {
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtVerifier")
-            .field("issuers", &self.inner.issuers.iter().map(|(i, _)| i).collect::<Vec<_>>())
+            .field(
+                "issuers",
+                &self
+                    .inner
+                    .issuers
+                    .iter()
+                    .map(|(i, _)| i)
+                    .collect::<Vec<_>>(),
+            )
             .field("resource", &self.inner.resource)
             .field("algorithms", &self.inner.algorithms)
             .field("backend", &super::crypto::backend_name())
@@ -62,8 +70,9 @@ impl JwtVerifier {
     /// A verifier for `config`, with the default HTTP client (rustls with the
     /// platform's trust roots, no redirects, the configured deadline).
     pub fn new(config: &AuthConfig) -> Result<Self, ConfigError> {
-        let client = Fetcher::default_client(config.http_timeout)
-            .map_err(|e| ConfigError::new("http_client", format!("cannot build the HTTP client: {e}")))?;
+        let client = Fetcher::default_client(config.http_timeout).map_err(|e| {
+            ConfigError::new("http_client", format!("cannot build the HTTP client: {e}"))
+        })?;
         Ok(Self::with_http_client(config, client))
     }
 
@@ -71,7 +80,11 @@ impl JwtVerifier {
     /// trust roots or proxies). The client should not follow redirects and
     /// should have a total timeout.
     pub fn with_http_client(config: &AuthConfig, client: reqwest::Client) -> Self {
-        let fetcher = Fetcher::with_client(client, config.max_document_bytes, config.allow_insecure_loopback);
+        let fetcher = Fetcher::with_client(
+            client,
+            config.max_document_bytes,
+            config.allow_insecure_loopback,
+        );
         let policy = CachePolicy {
             ttl: config.jwks_cache_ttl,
             cooldown: config.jwks_refresh_cooldown,
@@ -81,7 +94,12 @@ impl JwtVerifier {
             .issuers
             .iter()
             .map(|i| {
-                let cache = JwksCache::new(i.issuer.clone(), i.jwks_uri.clone(), fetcher.clone(), policy);
+                let cache = JwksCache::new(
+                    i.issuer.clone(),
+                    i.jwks_uri.clone(),
+                    fetcher.clone(),
+                    policy,
+                );
                 (i.issuer.clone(), cache)
             })
             .collect();
@@ -161,7 +179,10 @@ impl JwtVerifier {
             .ok_or_else(|| AuthError::new(AuthErrorKind::DisallowedAlgorithm))?;
         // RFC 7515 section 4.1.11: we understand no extension, so any `crit` is fatal.
         // RFC 7797 `b64` changes what is signed; `cty` announces a nested JWT.
-        if ["crit", "b64", "cty", "enc", "zip"].iter().any(|k| header.contains_key(*k)) {
+        if ["crit", "b64", "cty", "enc", "zip"]
+            .iter()
+            .any(|k| header.contains_key(*k))
+        {
             return Err(AuthErrorKind::UnsupportedHeader.into());
         }
         let typ = match header.get("typ") {
@@ -188,15 +209,14 @@ impl JwtVerifier {
         };
         let now = now_unix();
         let leeway = self.inner.leeway;
-        let exp = numeric_date(claims.get("exp"))?.ok_or_else(|| AuthError::new(AuthErrorKind::InvalidClaims))?;
+        let exp = numeric_date(claims.get("exp"))?
+            .ok_or_else(|| AuthError::new(AuthErrorKind::InvalidClaims))?;
         if now >= exp.saturating_add(leeway) {
             return Err(AuthErrorKind::Expired.into());
         }
         for name in ["nbf", "iat"] {
-            if let Some(t) = numeric_date(claims.get(name))? {
-                if t > now.saturating_add(leeway) {
-                    return Err(AuthErrorKind::NotYetValid.into());
-                }
+            if numeric_date(claims.get(name))?.is_some_and(|t| t > now.saturating_add(leeway)) {
+                return Err(AuthErrorKind::NotYetValid.into());
             }
         }
         // RFC 8707 / RFC 9068 section 4: aud must contain our resource, exactly.
@@ -206,7 +226,8 @@ impl JwtVerifier {
                 if auds.iter().any(|a| !a.is_string()) {
                     return Err(AuthErrorKind::InvalidAudience.into());
                 }
-                auds.iter().any(|a| a.as_str() == Some(self.inner.resource.as_str()))
+                auds.iter()
+                    .any(|a| a.as_str() == Some(self.inner.resource.as_str()))
             }
             _ => false,
         };
@@ -243,7 +264,10 @@ fn typ_allowed(typ: Option<&str>, policy: TypPolicy) -> bool {
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A NumericDate (RFC 7519 section 2): a non-negative JSON number, possibly
@@ -256,7 +280,7 @@ fn numeric_date(v: Option<&Value>) -> Result<Option<u64>, AuthError> {
                 Ok(Some(u))
             } else {
                 match n.as_f64() {
-                    Some(f) if f.is_finite() && f >= 0.0 && f < 1e15 => Ok(Some(f as u64)),
+                    Some(f) if (0.0..1e15).contains(&f) => Ok(Some(f as u64)),
                     _ => Err(AuthErrorKind::InvalidClaims.into()),
                 }
             }
@@ -310,21 +334,31 @@ fn decode_object(part: &str) -> Result<Map<String, Value>, AuthError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))?;
-    serde_json::from_slice::<Map<String, Value>>(&bytes).map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))
+    serde_json::from_slice::<Map<String, Value>>(&bytes)
+        .map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))
 }
 
 /// Scopes from `scope` (RFC 9068 section 2.2.3, a space-separated string) or,
 /// when absent, `scp` (a string or an array of strings, as Entra ID and Okta
 /// send). A scope claim of any other shape is refused.
 fn scopes_from_claims(claims: &Map<String, Value>) -> Result<Vec<String>, AuthError> {
-    let split = |s: &str| s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let split = |s: &str| {
+        s.split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
     match (claims.get("scope"), claims.get("scp")) {
         (Some(Value::String(s)), _) => Ok(split(s)),
         (Some(_), _) => Err(AuthErrorKind::InvalidClaims.into()),
         (None, Some(Value::String(s))) => Ok(split(s)),
         (None, Some(Value::Array(items))) => items
             .iter()
-            .map(|i| i.as_str().map(str::to_owned).ok_or_else(|| AuthError::new(AuthErrorKind::InvalidClaims)))
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| AuthError::new(AuthErrorKind::InvalidClaims))
+            })
             .collect(),
         (None, Some(_)) => Err(AuthErrorKind::InvalidClaims.into()),
         (None, None) => Ok(Vec::new()),
@@ -336,13 +370,19 @@ fn context_from_claims(claims: Map<String, Value>) -> Result<AuthContext, AuthEr
     let scopes = scopes_from_claims(&claims)?;
     let audience: Vec<String> = match claims.get("aud") {
         Some(Value::String(a)) => vec![a.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
         _ => Vec::new(),
     };
     let (Some(issuer), Some(subject)) = (str_claim("iss"), str_claim("sub")) else {
         return Err(AuthErrorKind::InvalidClaims.into());
     };
-    let mut b = AuthContext::builder(issuer, subject).scopes(scopes).audience(audience);
+    let mut b = AuthContext::builder(issuer, subject)
+        .scopes(scopes)
+        .audience(audience);
     if let Some(c) = str_claim("client_id").or_else(|| str_claim("azp")) {
         b = b.client_id(c);
     }
@@ -375,7 +415,10 @@ mod tests {
     #[test]
     fn numeric_dates() {
         assert_eq!(numeric_date(Some(&serde_json::json!(5))).unwrap(), Some(5));
-        assert_eq!(numeric_date(Some(&serde_json::json!(5.9))).unwrap(), Some(5));
+        assert_eq!(
+            numeric_date(Some(&serde_json::json!(5.9))).unwrap(),
+            Some(5)
+        );
         assert!(numeric_date(Some(&serde_json::json!(-1))).is_err());
         assert!(numeric_date(Some(&serde_json::json!("5"))).is_err());
         assert!(numeric_date(Some(&serde_json::json!(1e300))).is_err());
@@ -383,9 +426,18 @@ mod tests {
 
     #[test]
     fn split_shapes() {
-        assert_eq!(Parsed::split("a.b.c.d.e").err().map(|e| e.kind()), Some(AuthErrorKind::EncryptedToken));
-        assert_eq!(Parsed::split("a.b").err().map(|e| e.kind()), Some(AuthErrorKind::MalformedToken));
-        assert_eq!(Parsed::split(".b.c").err().map(|e| e.kind()), Some(AuthErrorKind::MalformedToken));
+        assert_eq!(
+            Parsed::split("a.b.c.d.e").err().map(|e| e.kind()),
+            Some(AuthErrorKind::EncryptedToken)
+        );
+        assert_eq!(
+            Parsed::split("a.b").err().map(|e| e.kind()),
+            Some(AuthErrorKind::MalformedToken)
+        );
+        assert_eq!(
+            Parsed::split(".b.c").err().map(|e| e.kind()),
+            Some(AuthErrorKind::MalformedToken)
+        );
         let p = Parsed::split("aa.bb.cc").ok().unwrap();
         assert_eq!(p.signing_input, "aa.bb");
     }
@@ -393,8 +445,14 @@ mod tests {
     #[test]
     fn scope_claim_shapes() {
         let m = |v: Value| v.as_object().unwrap().clone();
-        assert_eq!(scopes_from_claims(&m(serde_json::json!({"scope": "a  b"}))).unwrap(), ["a", "b"]);
-        assert_eq!(scopes_from_claims(&m(serde_json::json!({"scp": ["a", "b"]}))).unwrap(), ["a", "b"]);
+        assert_eq!(
+            scopes_from_claims(&m(serde_json::json!({"scope": "a  b"}))).unwrap(),
+            ["a", "b"]
+        );
+        assert_eq!(
+            scopes_from_claims(&m(serde_json::json!({"scp": ["a", "b"]}))).unwrap(),
+            ["a", "b"]
+        );
         assert!(scopes_from_claims(&m(serde_json::json!({"scope": ["a"]}))).is_err());
         assert!(scopes_from_claims(&m(serde_json::json!({"scp": [1]}))).is_err());
     }

@@ -13,7 +13,8 @@ pub(crate) mod jwt;
 pub use jwt::JwtVerifier;
 
 /// The future returned by [`TokenVerifier::verify`].
-pub type VerifyFuture<'a> = Pin<Box<dyn Future<Output = Result<AuthContext, AuthError>> + Send + 'a>>;
+pub type VerifyFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<AuthContext, AuthError>> + Send + 'a>>;
 
 /// Turns a bearer token into an [`AuthContext`], or refuses it.
 ///
