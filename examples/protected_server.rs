@@ -4,7 +4,8 @@
 //!
 //! Tools: `whoami` (subject, client_id and scopes as JSON text), `list_notes`
 //! (scope `notes:read`), `add_note` (scope `notes:write`, which implies
-//! `notes:read`). The metadata advertises `notes:read` as the basic scope
+//! `notes:read`). A call without the tool's scope gets HTTP 403 with an
+//! `insufficient_scope` challenge naming it (the step-up flow). The metadata advertises `notes:read` as the basic scope
 //! unless `MCP_OAUTH2_SCOPES_SUPPORTED` says otherwise. Serves the stateless
 //! 2026-07-28 protocol and legacy sessions.
 //!
@@ -33,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("MCP_OAUTH2_SCOPES_SUPPORTED").is_none() {
         config = config.scopes_supported([notes::NOTES_READ]);
     }
-    let config = config.build()?;
+    let config = notes::declare_scopes(config).build()?;
     let bind = std::env::var("MCP_OAUTH2_BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let path = config.resource_path().to_owned();
     let path = if path == "/" || path.is_empty() {

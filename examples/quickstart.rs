@@ -13,8 +13,8 @@
 //! 3. discovers the authorization server (RFC 8414) and its keys;
 //! 4. gets a token bound to the resource (RFC 8707 `aud`);
 //! 5. connects a real rmcp client with the token, lists tools, calls `whoami`;
-//! 6. shows a token without `notes:write` being refused by `add_note`, and
-//!    one with it succeeding;
+//! 6. step-up: `add_note` with a `notes:read` token gets HTTP 403 and an
+//!    `insufficient_scope` challenge; a token with the union of scopes works;
 //! 7. shows a token for another resource being refused with 401.
 
 #[path = "common/notes.rs"]
@@ -50,7 +50,7 @@ async fn main() -> Result<(), BoxError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let resource = format!("http://{addr}/mcp");
-    let config = AuthConfig::builder()
+    let config = notes::declare_scopes(AuthConfig::builder())
         .issuer(issuer.issuer())
         .resource(&resource)
         .scopes_supported([notes::NOTES_READ])
@@ -152,23 +152,41 @@ async fn main() -> Result<(), BoxError> {
         return Err("whoami did not return the token's subject".into());
     }
 
-    step(6, "Scopes: add_note needs notes:write");
+    step(6, "Step-up: add_note needs notes:write");
     let refused = client
         .call_tool(
             CallToolRequestParams::new("add_note").with_arguments(args(r#"{"text":"hello"}"#)),
         )
         .await;
-    match refused {
-        Err(e) => println!("with notes:read only -> refused: {e}"),
+    let challenge = match &refused {
+        Err(e) => e.auth_challenge().map(str::to_owned),
         Ok(_) => return Err("add_note succeeded without notes:write".into()),
-    }
+    };
+    let challenge = challenge.ok_or("add_note was refused without an HTTP challenge")?;
+    println!("with notes:read only -> HTTP 403");
+    println!("WWW-Authenticate: {challenge}");
+    let needed = challenge
+        .split("scope=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
     client.cancel().await?;
+    // The client re-authorizes with the union of what it had and what the
+    // challenge names (MCP "Step-Up Authorization Flow").
+    let mut scopes = vec![notes::NOTES_READ.to_owned()];
+    for scope in needed.split(' ').filter(|s| !s.is_empty()) {
+        if !scopes.iter().any(|s| s == scope) {
+            scopes.push(scope.to_owned());
+        }
+    }
+    println!("re-authorizing with scope \"{}\"", scopes.join(" "));
     let write_token = issuer
         .token()
         .subject("alice")
         .client_id("quickstart-client")
         .audience(&resource)
-        .scopes([notes::NOTES_READ, notes::NOTES_WRITE])
+        .scopes(scopes)
         .sign();
     let client = connect(&resource, &write_token).await?;
     println!(

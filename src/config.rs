@@ -21,6 +21,12 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(3600);
 /// Default cap on a fetched metadata or key-set document.
 pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+/// Default maximum lifetime of an access token: `exp` more than this far
+/// after `iat` (or after now) is refused as absurd.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Default upper bound on a key set's lifetime taken from the key server's
+/// `Cache-Control: max-age`.
+pub const DEFAULT_JWKS_CACHE_MAX_TTL: Duration = Duration::from_secs(3600);
 
 /// The asymmetric algorithms accepted by default (RFC 7518, RFC 8037).
 pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
@@ -104,6 +110,7 @@ pub struct AuthConfig {
     pub(crate) typ_policy: TypPolicy,
     pub(crate) required_scopes: Vec<String>,
     pub(crate) scopes_supported: Vec<String>,
+    pub(crate) scope_policy: crate::scope::ScopePolicy,
     pub(crate) resource_name: Option<String>,
     pub(crate) resource_documentation: Option<Url>,
     pub(crate) exempt: Vec<ExemptRoute>,
@@ -114,6 +121,9 @@ pub struct AuthConfig {
     pub(crate) http_timeout: Duration,
     pub(crate) max_document_bytes: usize,
     pub(crate) max_token_bytes: usize,
+    pub(crate) max_token_lifetime: Duration,
+    pub(crate) jwks_cache_max_ttl: Duration,
+    pub(crate) require_keys_before_ready: bool,
 }
 
 impl AuthConfig {
@@ -138,6 +148,7 @@ impl AuthConfig {
     /// | `MCP_OAUTH2_RESOURCE_DOCUMENTATION` | `resource_documentation` in the metadata |
     /// | `MCP_OAUTH2_JWKS_CACHE_TTL` | key-set cache lifetime in seconds |
     /// | `MCP_OAUTH2_JWKS_REFRESH_COOLDOWN` | minimum seconds between refetches |
+    /// | `MCP_OAUTH2_MAX_TOKEN_LIFETIME` | longest accepted token lifetime in seconds |
     /// | `MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK` | `1`: allow `http://` on loopback (development only) |
     ///
     /// Errors name the variable.
@@ -212,6 +223,7 @@ pub struct AuthConfigBuilder {
     typ_policy: TypPolicy,
     required_scopes: Vec<String>,
     scopes_supported: Option<Vec<String>>,
+    scope_policy: crate::scope::ScopePolicy,
     resource_name: Option<String>,
     resource_documentation: Option<String>,
     exempt: Vec<ExemptRoute>,
@@ -222,6 +234,9 @@ pub struct AuthConfigBuilder {
     http_timeout: Duration,
     max_document_bytes: usize,
     max_token_bytes: usize,
+    max_token_lifetime: Duration,
+    jwks_cache_max_ttl: Duration,
+    require_keys_before_ready: bool,
 }
 
 impl Default for AuthConfigBuilder {
@@ -235,6 +250,7 @@ impl Default for AuthConfigBuilder {
             typ_policy: TypPolicy::default(),
             required_scopes: Vec::new(),
             scopes_supported: None,
+            scope_policy: crate::scope::ScopePolicy::default(),
             resource_name: None,
             resource_documentation: None,
             exempt: Vec::new(),
@@ -245,6 +261,9 @@ impl Default for AuthConfigBuilder {
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
             max_token_bytes: crate::bearer::DEFAULT_MAX_TOKEN_BYTES,
+            max_token_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
+            jwks_cache_max_ttl: DEFAULT_JWKS_CACHE_MAX_TTL,
+            require_keys_before_ready: true,
         }
     }
 }
@@ -333,6 +352,73 @@ impl AuthConfigBuilder {
         self
     }
 
+    /// Scopes a tool call needs (`tools/call` with this `name`), on top of
+    /// the required scopes. A call without them gets a real HTTP 403
+    /// `insufficient_scope` challenge before rmcp dispatches it.
+    pub fn tool_scopes<I, S>(mut self, tool: impl Into<String>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let scopes = scopes.into_iter().map(Into::into).collect();
+        self.scope_policy.tools.insert(tool.into(), scopes);
+        self
+    }
+
+    /// Scopes a prompt needs (`prompts/get` with this `name`).
+    pub fn prompt_scopes<I, S>(mut self, prompt: impl Into<String>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let scopes = scopes.into_iter().map(Into::into).collect();
+        self.scope_policy.prompts.insert(prompt.into(), scopes);
+        self
+    }
+
+    /// Scopes reading (or subscribing to) a resource needs. `pattern` is an
+    /// exact URI, a template whose `{name}` parts match one segment
+    /// (`notes://{id}`), or a prefix ending in `*`. Every matching pattern applies.
+    pub fn resource_scopes<I, S>(mut self, pattern: impl Into<String>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let scopes = scopes.into_iter().map(Into::into).collect();
+        self.scope_policy
+            .resources
+            .push((crate::scope::UriPattern::new(pattern), scopes));
+        self
+    }
+
+    /// Scopes a JSON-RPC method needs, for example `tools/list`.
+    pub fn method_scopes<I, S>(mut self, method: impl Into<String>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let scopes = scopes.into_iter().map(Into::into).collect();
+        self.scope_policy.methods.insert(method.into(), scopes);
+        self
+    }
+
+    /// `scope` implies each of `implied` (transitively), e.g. `notes:write`
+    /// implies `notes:read`. Honoured by every scope decision.
+    pub fn scope_implies<I, S>(mut self, scope: impl Into<String>, implied: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scope_policy.hierarchy.imply(scope, implied);
+        self
+    }
+
+    /// Whether a granted `prefix:*` grants every `prefix:…` scope (default off).
+    pub fn scope_wildcards(mut self, on: bool) -> Self {
+        self.scope_policy.hierarchy.set_wildcards(on);
+        self
+    }
+
     /// `resource_name` in the metadata (default none).
     pub fn resource_name(mut self, name: impl Into<String>) -> Self {
         self.resource_name = Some(name.into());
@@ -405,6 +491,37 @@ impl AuthConfigBuilder {
         self
     }
 
+    /// Longest accepted token lifetime (default [`DEFAULT_MAX_TOKEN_LIFETIME`],
+    /// 24 hours). A token whose `exp` is more than this after its `iat`, or
+    /// more than this (plus the leeway) from now, is refused
+    /// (`token_lifetime_too_long`): a stolen token must not live for years.
+    pub fn max_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_token_lifetime = lifetime;
+        self
+    }
+
+    /// Upper bound on a key set's lifetime taken from the key server's
+    /// `Cache-Control: max-age` (default [`DEFAULT_JWKS_CACHE_MAX_TTL`]).
+    ///
+    /// A key-set response's `max-age` is honoured, clamped to at least the
+    /// smaller of the refresh cooldown and [`jwks_cache_ttl`](Self::jwks_cache_ttl)
+    /// and at most the larger of this bound and `jwks_cache_ttl`;
+    /// `no-cache`, `no-store` and `max-age=0` get the lower bound. Without a
+    /// `max-age`, `jwks_cache_ttl` applies.
+    pub fn jwks_cache_max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.jwks_cache_max_ttl = max_ttl;
+        self
+    }
+
+    /// Whether [`JwtVerifier::is_ready`](crate::JwtVerifier::is_ready)
+    /// reports ready only once every issuer's key set has been fetched
+    /// successfully (default `true`). Set `false` to report ready at once and
+    /// let the first requests fetch the keys (they get 503 until then).
+    pub fn require_keys_before_ready(mut self, require: bool) -> Self {
+        self.require_keys_before_ready = require;
+        self
+    }
+
     /// A builder filled from the environment (see [`AuthConfig::from_env`]),
     /// to adjust before [`build`](Self::build).
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -469,6 +586,9 @@ impl AuthConfigBuilder {
         }
         if let Some(d) = secs("MCP_OAUTH2_JWKS_REFRESH_COOLDOWN")? {
             b.jwks_refresh_cooldown = d;
+        }
+        if let Some(d) = secs("MCP_OAUTH2_MAX_TOKEN_LIFETIME")? {
+            b.max_token_lifetime = d;
         }
         let flag = |name: &'static str| -> Result<bool, ConfigError> {
             match get(name).as_deref().map(str::trim) {
@@ -585,6 +705,21 @@ impl AuthConfigBuilder {
         {
             validate_scope_token(scope)?;
         }
+        let mut scope_policy = self.scope_policy;
+        {
+            let p = &scope_policy;
+            let declared = p
+                .tools
+                .values()
+                .chain(p.prompts.values())
+                .chain(p.methods.values())
+                .chain(p.resources.iter().map(|(_, s)| s))
+                .flatten();
+            for scope in declared {
+                validate_scope_token(scope)?;
+            }
+        }
+        scope_policy.global = self.required_scopes.clone();
         let scopes_supported = self
             .scopes_supported
             .unwrap_or_else(|| self.required_scopes.clone());
@@ -626,6 +761,18 @@ impl AuthConfigBuilder {
                 "must be greater than zero",
             ));
         }
+        if self.max_token_lifetime.is_zero() {
+            return Err(ConfigError::new(
+                "max_token_lifetime",
+                "must be greater than zero",
+            ));
+        }
+        if self.jwks_cache_max_ttl.is_zero() {
+            return Err(ConfigError::new(
+                "jwks_cache_max_ttl",
+                "must be greater than zero",
+            ));
+        }
         for route in &self.exempt {
             let (ExemptRoute::Exact(p) | ExemptRoute::Prefix(p)) = route;
             if !p.starts_with('/') {
@@ -650,6 +797,7 @@ impl AuthConfigBuilder {
             typ_policy: self.typ_policy,
             required_scopes: self.required_scopes,
             scopes_supported,
+            scope_policy,
             resource_name: self.resource_name,
             resource_documentation,
             exempt: self.exempt,
@@ -660,6 +808,9 @@ impl AuthConfigBuilder {
             http_timeout: self.http_timeout,
             max_document_bytes: self.max_document_bytes,
             max_token_bytes: self.max_token_bytes,
+            max_token_lifetime: self.max_token_lifetime,
+            jwks_cache_max_ttl: self.jwks_cache_max_ttl,
+            require_keys_before_ready: self.require_keys_before_ready,
         })
     }
 }

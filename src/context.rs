@@ -14,6 +14,8 @@ use rmcp::service::{RequestContext, RoleServer};
 use serde_json::{Map, Value};
 
 use crate::error::{AuthError, AuthErrorKind};
+use crate::handle::{HandleError, HandleKey};
+use crate::scope::ScopeHierarchy;
 
 /// The verified identity and grants of the caller.
 ///
@@ -21,7 +23,7 @@ use crate::error::{AuthError, AuthErrorKind};
 /// calling and which claim names are present, never claim values beyond the
 /// identifiers below and never the token.
 #[derive(Clone)]
-pub struct AuthContext(Arc<Inner>);
+pub struct AuthContext(Arc<Inner>, Option<Arc<ScopeHierarchy>>);
 
 #[derive(Default)]
 struct Inner {
@@ -66,9 +68,39 @@ impl AuthContext {
         &self.0.scopes
     }
 
-    /// Whether the token grants `scope` exactly.
+    /// Whether the token grants `scope`, directly or through the configured
+    /// scope hierarchy (implications, wildcards).
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.0.scopes.iter().any(|s| s == scope)
+        match &self.1 {
+            Some(h) => h.grants(&self.0.scopes, scope),
+            None => self.0.scopes.iter().any(|s| s == scope),
+        }
+    }
+
+    /// The same context, judging scopes with `hierarchy` (the layer does
+    /// this for every request).
+    pub fn with_hierarchy(mut self, hierarchy: Arc<ScopeHierarchy>) -> Self {
+        self.1 = Some(hierarchy);
+        self
+    }
+
+    /// The principal as (issuer, subject, client id): what sessions and
+    /// handles are bound to.
+    pub fn principal(&self) -> (&str, &str, Option<&str>) {
+        (&self.0.issuer, &self.0.subject, self.0.client_id.as_deref())
+    }
+
+    /// Mints an opaque, unguessable handle bound to this caller, carrying
+    /// `payload` (for example a cart id). Only [`open_handle`](Self::open_handle)
+    /// by the same principal with the same key gets the payload back.
+    pub fn mint_handle(&self, key: &HandleKey, payload: &str) -> Result<String, HandleError> {
+        crate::handle::mint(key, self.principal(), payload)
+    }
+
+    /// Opens a handle minted by [`mint_handle`](Self::mint_handle); a handle
+    /// minted for anyone else, altered, or forged is refused.
+    pub fn open_handle(&self, key: &HandleKey, handle: &str) -> Result<String, HandleError> {
+        crate::handle::open(key, self.principal(), handle)
     }
 
     /// The audiences (`aud`) of the token.
@@ -103,9 +135,11 @@ impl AuthContext {
         self.0.claims.get(name)
     }
 
-    /// Fails with an rmcp error unless every scope in `scopes` is granted.
-    /// For checks that depend on arguments; declared per-tool requirements
-    /// are enforced before the request reaches rmcp.
+    /// Fails with an rmcp error unless every scope in `scopes` is granted
+    /// (hierarchy-aware). For checks that depend on arguments. Only declared
+    /// requirements ([`AuthConfigBuilder::tool_scopes`](crate::AuthConfigBuilder::tool_scopes)
+    /// and friends) produce a real HTTP 403 that clients can answer with the
+    /// step-up flow; this check answers inside the JSON-RPC response.
     pub fn require_scopes<I, S>(&self, scopes: I) -> Result<(), rmcp::ErrorData>
     where
         I: IntoIterator<Item = S>,
@@ -206,7 +240,7 @@ impl AuthContextBuilder {
 
     /// Finishes the context.
     pub fn build(self) -> AuthContext {
-        AuthContext(Arc::new(self.0))
+        AuthContext(Arc::new(self.0), None)
     }
 }
 

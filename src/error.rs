@@ -150,6 +150,17 @@ auth_error_kinds! {
     /// A required claim is missing or has the wrong type.
     InvalidClaims => ("invalid_claims", InvalidToken,
         "The access token is missing a required claim or a claim has the wrong type"),
+    /// The JOSE header or the claims set repeats a member name (RFC 7515
+    /// section 4, RFC 7519 section 4): refused rather than letting one copy win.
+    DuplicateMember => ("duplicate_member", InvalidToken,
+        "The token repeats a header parameter or a claim"),
+    /// `exp` lies further ahead than the configured maximum token lifetime.
+    LifetimeTooLong => ("token_lifetime_too_long", InvalidToken,
+        "The access token's lifetime exceeds the accepted maximum"),
+    /// The token is bound to a key (`cnf`, RFC 7800 / RFC 9449) but was
+    /// presented as a plain Bearer token.
+    SenderConstrainedToken => ("sender_constrained_token", InvalidToken,
+        "The access token is bound to a key and cannot be used as a Bearer token"),
     /// The token was rejected by a custom verifier.
     Rejected => ("token_rejected", InvalidToken, "The access token was rejected"),
     /// The token lacks a required scope.
@@ -162,6 +173,12 @@ auth_error_kinds! {
     /// but no authentication layer ran (a server configuration error).
     NotAuthenticated => ("not_authenticated", InvalidToken,
         "The request was not authenticated"),
+    /// The 2026-07-28 `Mcp-Method` / `Mcp-Name` headers contradict the JSON-RPC body.
+    McpHeaderMismatch => ("mcp_header_mismatch", InvalidRequest,
+        "The Mcp-Method or Mcp-Name header does not match the request body"),
+    /// The request body could not be read within the size limit.
+    BodyUnreadable => ("body_unreadable", InvalidRequest,
+        "The request body is too large or could not be read"),
 }
 
 impl AuthErrorKind {

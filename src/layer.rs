@@ -1,12 +1,14 @@
-//! The tower [`Layer`](tower_layer::Layer) that protects any axum (or tower)
-//! service: [`AuthLayer`], [`AuthService`] and its future.
+//! The tower [`Layer`] that protects any axum (or tower) service:
+//! [`AuthLayer`] and [`AuthService`].
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use axum::response::Response;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
-use http::{Method, Request};
+use http::{Method, Request, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -16,7 +18,16 @@ use crate::config::{AuthConfig, ExemptRoute};
 use crate::context::AuthContext;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::metadata::{MetadataEndpoint, ProtectedResourceMetadata};
+use crate::operation::{check_headers, operations_in};
+use crate::scope::{ScopeHierarchy, ScopePolicy};
 use crate::verify::{JwtVerifier, TokenVerifier};
+
+/// Default cap on a JSON-RPC body read for per-operation scope decisions
+/// (the same as rmcp's default request limit).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// How many legacy sessions are remembered with their owner.
+const MAX_SESSIONS: usize = 100_000;
+const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Protects a service with OAuth 2.1 bearer tokens and serves the RFC 9728
 /// metadata.
@@ -25,9 +36,12 @@ use crate::verify::{JwtVerifier, TokenVerifier};
 /// - the two well-known metadata paths are answered directly, without a token;
 /// - exempt routes and CORS preflights (`OPTIONS`, which never carry
 ///   credentials) pass through;
-/// - otherwise the bearer token is read from the `Authorization` header,
-///   verified, checked against the required scopes, and the resulting
-///   [`AuthContext`] is put in the request extensions; failures get the
+/// - otherwise the bearer token is read from the `Authorization` header and
+///   verified; on the MCP endpoint, a POST's JSON-RPC operations are read and
+///   their declared scope requirements checked (403 `insufficient_scope`
+///   before rmcp dispatches), and a legacy session is only usable by the
+///   principal that created it (404 for anyone else); the resulting
+///   [`AuthContext`] is put in the request extensions. Failures get the
 ///   RFC 6750 challenge.
 ///
 /// ```no_run
@@ -50,13 +64,19 @@ pub struct AuthLayer {
     shared: Arc<Shared>,
 }
 
+#[derive(Clone)]
 struct Shared {
     verifier: Arc<dyn TokenVerifier>,
     metadata: MetadataEndpoint,
     challenge: ChallengeParams,
-    required_scopes: Vec<String>,
+    policy: ScopePolicy,
+    hierarchy: Arc<ScopeHierarchy>,
     exempt: Vec<ExemptRoute>,
     max_token_bytes: usize,
+    max_body_bytes: usize,
+    mcp_path: String,
+    bind_sessions: bool,
+    sessions: Arc<Sessions>,
     document: ProtectedResourceMetadata,
 }
 
@@ -68,7 +88,8 @@ impl std::fmt::Debug for AuthLayer {
                 "resource_metadata",
                 &self.shared.challenge.resource_metadata,
             )
-            .field("required_scopes", &self.shared.required_scopes)
+            .field("mcp_path", &self.shared.mcp_path)
+            .field("policy", &self.shared.policy)
             .finish_non_exhaustive()
     }
 }
@@ -81,7 +102,7 @@ impl AuthLayer {
     }
 
     /// A layer using a custom verifier. `config` still provides the
-    /// resource, the metadata, the required scopes and the exempt routes.
+    /// resource, the metadata, the scope policy and the exempt routes.
     pub fn with_verifier(config: AuthConfig, verifier: impl TokenVerifier) -> Self {
         // The challenge names the scopes requests need: the required ones, or
         // else the basic scopes of the metadata (MCP "Scope Selection Strategy").
@@ -98,12 +119,45 @@ impl AuthLayer {
                     resource_metadata: config.resource_metadata_url(),
                     scope,
                 },
-                required_scopes: config.required_scopes.clone(),
+                hierarchy: Arc::new(config.scope_policy.hierarchy.clone()),
+                policy: config.scope_policy.clone(),
                 exempt: config.exempt.clone(),
                 max_token_bytes: config.max_token_bytes,
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                mcp_path: config.resource_path().to_owned(),
+                bind_sessions: true,
+                sessions: Arc::new(Sessions::default()),
                 document: ProtectedResourceMetadata::from_config(&config),
             }),
         }
+    }
+
+    /// The local path of the MCP endpoint, where JSON-RPC operations are
+    /// read and sessions bound (default: the resource URI's path). Set it
+    /// when a proxy maps the public path to another local one.
+    #[must_use]
+    pub fn mcp_path(mut self, path: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.shared).mcp_path = path.into();
+        self
+    }
+
+    /// Cap on a JSON-RPC body read for scope decisions (default
+    /// [`DEFAULT_MAX_BODY_BYTES`]); larger bodies get 400 `invalid_request`.
+    #[must_use]
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.shared).max_body_bytes = bytes;
+        self
+    }
+
+    /// Whether legacy sessions (`Mcp-Session-Id`) are bound to the principal
+    /// that created them (default on). The binding lives in this process: a
+    /// session id this layer did not see created is refused with 404 (clients
+    /// then start a new session), so multi-instance deployments need sticky
+    /// sessions or the stateless 2026-07-28 protocol.
+    #[must_use]
+    pub fn bind_sessions(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.shared).bind_sessions = on;
+        self
     }
 
     /// The metadata document this layer serves.
@@ -117,26 +171,33 @@ impl AuthLayer {
         self.shared.metadata.router()
     }
 
-    /// Authenticates a request's headers without a service behind: the
-    /// building block of the layer, for custom integrations.
+    /// Authenticates a request's headers (token and required scopes), without
+    /// a service behind: the building block of the layer, for custom integrations.
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<AuthContext, AuthError> {
-        self.shared.authenticate(headers).await
+        let ctx = self.shared.verify(headers).await?;
+        self.shared.check_scopes(&ctx, &self.shared.policy.global)?;
+        Ok(ctx)
     }
 }
 
 impl Shared {
-    async fn authenticate(&self, headers: &http::HeaderMap) -> Result<AuthContext, AuthError> {
+    async fn verify(&self, headers: &http::HeaderMap) -> Result<AuthContext, AuthError> {
         let token = match read_bearer(headers, self.max_token_bytes)? {
             Credentials::Bearer(token) => token,
             Credentials::None => return Err(AuthErrorKind::MissingToken.into()),
         };
         let ctx = self.verifier.verify(token).await?;
-        if !self.required_scopes.iter().all(|s| ctx.has_scope(s)) {
-            return Err(AuthError::insufficient_scope(
-                self.required_scopes.iter().cloned(),
-            ));
+        Ok(ctx.with_hierarchy(Arc::clone(&self.hierarchy)))
+    }
+
+    fn check_scopes(&self, ctx: &AuthContext, required: &[String]) -> Result<(), AuthError> {
+        if self.hierarchy.missing(ctx.scopes(), required).is_empty() {
+            Ok(())
+        } else {
+            // RFC 6750 section 3.1 / MCP "Runtime Insufficient Scope Errors":
+            // name every scope the operation needs, in one challenge.
+            Err(AuthError::insufficient_scope(required.iter().cloned()))
         }
-        Ok(ctx)
     }
 
     fn reject(&self, err: &AuthError, method: &Method, path: &str) -> Response {
@@ -148,6 +209,14 @@ impl Shared {
             AuthErrorKind::KeysUnavailable => {
                 tracing::warn!(reason = kind.code(), %method, path, "rejected: verification keys unavailable")
             }
+            AuthErrorKind::InsufficientScope => tracing::info!(
+                reason = kind.code(),
+                status = 403,
+                %method,
+                path,
+                required = %err.required_scopes().join(" "),
+                "rejected: insufficient scope"
+            ),
             _ => tracing::info!(
                 reason = kind.code(),
                 status = kind.status().as_u16(),
@@ -157,6 +226,41 @@ impl Shared {
             ),
         }
         rejection_response(err, &self.challenge)
+    }
+
+    /// The scopes the request's operations need; the body is buffered and
+    /// put back. Only POSTs to the MCP endpoint carry operations.
+    async fn required_for(
+        &self,
+        req: Request<Body>,
+    ) -> Result<(Request<Body>, Vec<String>), (AuthError, Request<()>)> {
+        let (parts, body) = req.into_parts();
+        let bytes = match axum::body::to_bytes(body, self.max_body_bytes).await {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                return Err((
+                    AuthErrorKind::BodyUnreadable.into(),
+                    Request::from_parts(parts, ()),
+                ));
+            }
+        };
+        let mut required = self.policy.global.clone();
+        if let Some(ops) = operations_in(&bytes) {
+            if check_headers(&parts.headers, &ops).is_err() {
+                return Err((
+                    AuthErrorKind::McpHeaderMismatch.into(),
+                    Request::from_parts(parts, ()),
+                ));
+            }
+            for op in &ops {
+                for scope in self.policy.required_for(op) {
+                    if !required.contains(&scope) {
+                        required.push(scope);
+                    }
+                }
+            }
+        }
+        Ok((Request::from_parts(parts, Body::from(bytes)), required))
     }
 }
 
@@ -184,11 +288,10 @@ impl<S> std::fmt::Debug for AuthService<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for AuthService<S>
+impl<S> Service<Request<Body>> for AuthService<S>
 where
-    S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
+    S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
 {
     type Response = Response;
     type Error = S::Error;
@@ -198,7 +301,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
         let path = req.uri().path();
         if shared.metadata.serves(path) {
@@ -208,28 +311,150 @@ where
         if req.method() == Method::OPTIONS || shared.exempt.iter().any(|r| r.matches(path)) {
             return Box::pin(self.inner.call(req));
         }
+        let on_mcp = path == shared.mcp_path;
         // Take the service that was driven to readiness; leave a clone behind
         // (the tower idiom for services called from a boxed future).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            match shared.authenticate(req.headers()).await {
-                Ok(ctx) => {
-                    tracing::debug!(
-                        subject = ctx.subject(),
-                        issuer = ctx.issuer(),
-                        "authenticated a request"
-                    );
-                    // Keep the credential out of Debug output of the request
-                    // further down (rmcp logs request parts at trace level).
-                    if let Some(v) = req.headers_mut().get_mut(http::header::AUTHORIZATION) {
-                        v.set_sensitive(true);
+            let ctx = match shared.verify(req.headers()).await {
+                Ok(ctx) => ctx,
+                Err(err) => return Ok(shared.reject(&err, req.method(), req.uri().path())),
+            };
+            let required =
+                if on_mcp && req.method() == Method::POST && shared.policy.has_operation_rules() {
+                    match shared.required_for(req).await {
+                        Ok((buffered, required)) => {
+                            req = buffered;
+                            required
+                        }
+                        Err((err, parts)) => {
+                            return Ok(shared.reject(&err, parts.method(), parts.uri().path()));
+                        }
                     }
-                    req.extensions_mut().insert(ctx);
-                    inner.call(req).await
-                }
-                Err(err) => Ok(shared.reject(&err, req.method(), req.uri().path())),
+                } else {
+                    shared.policy.global.clone()
+                };
+            if let Err(err) = shared.check_scopes(&ctx, &required) {
+                return Ok(shared.reject(&err, req.method(), req.uri().path()));
             }
+            let session = if on_mcp && shared.bind_sessions {
+                match session_id(&req) {
+                    Some(id) => {
+                        if !shared.sessions.is_owned_by(&id, &ctx) {
+                            tracing::warn!(
+                                subject = ctx.subject(),
+                                issuer = ctx.issuer(),
+                                reason = "session_not_owned",
+                                "refused a session id that this principal did not create"
+                            );
+                            return Ok(session_not_found());
+                        }
+                        Some(id)
+                    }
+                    None => None,
+                }
+            } else {
+                None
+            };
+            tracing::debug!(
+                subject = ctx.subject(),
+                issuer = ctx.issuer(),
+                "authenticated a request"
+            );
+            // Keep the credential out of Debug output of the request further
+            // down (rmcp logs request parts at trace level).
+            if let Some(v) = req.headers_mut().get_mut(http::header::AUTHORIZATION) {
+                v.set_sensitive(true);
+            }
+            let is_delete = req.method() == Method::DELETE;
+            let owner = (on_mcp && shared.bind_sessions).then(|| principal_key(&ctx));
+            req.extensions_mut().insert(ctx);
+            let response = inner.call(req).await?;
+            if let Some(owner) = owner {
+                match (&session, response.headers().get(SESSION_HEADER)) {
+                    (None, Some(new_id)) if response.status().is_success() => {
+                        if let Ok(new_id) = new_id.to_str() {
+                            shared.sessions.bind(new_id.to_owned(), owner);
+                        }
+                    }
+                    (Some(id), _) if is_delete && response.status().is_success() => {
+                        shared.sessions.unbind(id)
+                    }
+                    _ => {}
+                }
+            }
+            Ok(response)
         })
+    }
+}
+
+fn session_id(req: &Request<Body>) -> Option<String> {
+    req.headers()
+        .get(SESSION_HEADER)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// What rmcp answers for an unknown session: clients start a new one.
+fn session_not_found() -> Response {
+    (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
+}
+
+/// A digest of (issuer, subject, client id), length-prefixed so that no two
+/// principals share one.
+fn principal_key(ctx: &AuthContext) -> [u8; 32] {
+    let (iss, sub, client) = ctx.principal();
+    let mut ctx_digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for field in [iss, sub, client.unwrap_or("")] {
+        ctx_digest.update(&(field.len() as u64).to_be_bytes());
+        ctx_digest.update(field.as_bytes());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx_digest.finish().as_ref());
+    out
+}
+
+/// Legacy sessions and the principal that created each, bounded in size
+/// (the oldest binding goes first; its session then answers 404).
+#[derive(Default)]
+struct Sessions {
+    inner: Mutex<SessionMap>,
+}
+
+#[derive(Default)]
+struct SessionMap {
+    owners: HashMap<String, [u8; 32]>,
+    order: VecDeque<String>,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SessionMap> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bind(&self, id: String, owner: [u8; 32]) {
+        let mut map = self.lock();
+        if map.owners.insert(id.clone(), owner).is_none() {
+            map.order.push_back(id);
+        }
+        while map.owners.len() > MAX_SESSIONS {
+            match map.order.pop_front() {
+                Some(old) => {
+                    map.owners.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn unbind(&self, id: &str) {
+        let mut map = self.lock();
+        if map.owners.remove(id).is_some() {
+            map.order.retain(|s| s != id);
+        }
+    }
+
+    fn is_owned_by(&self, id: &str, ctx: &AuthContext) -> bool {
+        self.lock().owners.get(id) == Some(&principal_key(ctx))
     }
 }

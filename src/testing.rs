@@ -7,7 +7,8 @@
 //! without a real identity provider. It deliberately breaks every rule a real
 //! authorization server must follow:
 //!
-//! - it serves plain HTTP on loopback (`127.0.0.1`), never TLS;
+//! - it serves plain HTTP on loopback (`127.0.0.1`), or HTTPS with a rustls
+//!   configuration the test supplies ([`TestIssuerBuilder::tls`]);
 //! - it signs whatever claims and headers the caller asks for, including
 //!   expired, not-yet-valid, wrongly addressed or malformed tokens;
 //! - it authenticates nobody: anyone holding the [`TestIssuer`] can mint tokens;
@@ -23,6 +24,20 @@
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
 //! | `GET /.well-known/openid-configuration` | the same document |
 //! | `GET /jwks` | the public keys (RFC 7517 JWK Set) |
+//!
+//! Any other path answers 404 and is counted too ([`TestIssuer::other_hits`]),
+//! so a test can prove that a verifier never fetched an attacker's URL.
+//!
+//! # Faults
+//!
+//! The key endpoint can be made to misbehave with
+//! [`TestIssuer::set_jwks_fault`] (down, hanging, a huge or malformed body,
+//! the wrong media type, a redirect, an empty set), to send a
+//! `Cache-Control` header ([`TestIssuer::set_jwks_cache_control`]), or to
+//! publish a document of the test's choosing
+//! ([`TestIssuer::set_jwks_document`]). Every request is counted, whatever
+//! the answer, so tests assert how often a verifier fetched, not how long
+//! it took.
 //!
 //! Tokens are minted in process with [`TestIssuer::token`]: they are JWT
 //! access tokens in the shape of RFC 9068 (`typ` `at+jwt`), signed with
@@ -51,11 +66,12 @@
 
 use std::fmt;
 use std::io;
-use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{
@@ -63,12 +79,13 @@ use aws_lc_rs::signature::{
 };
 use axum::Json;
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -88,6 +105,41 @@ const DEFAULT_CLIENT_ID: &str = "test-client";
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(5 * 60);
 /// Default `typ` header of minted tokens (RFC 9068 section 2.1).
 const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+mod tls;
+
+/// How the key endpoint (`GET /jwks`) misbehaves; see
+/// [`TestIssuer::set_jwks_fault`]. Every request is counted in
+/// [`TestIssuer::jwks_hits`] whatever the fault.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum JwksFault {
+    /// Serve the key set normally (the default).
+    #[default]
+    None,
+    /// `503 Service Unavailable` with a JSON error body.
+    Unavailable,
+    /// Accept the request and never answer (until the issuer stops).
+    Hang,
+    /// `200 application/json`: the real key set followed by whitespace, this
+    /// many bytes in all, streamed in chunks. With `declare_length` the
+    /// response has a `Content-Length`; without, it is chunked, so only a
+    /// cap enforced while reading stops it.
+    HugeBody {
+        /// Total body size in bytes.
+        bytes: usize,
+        /// Whether to send `Content-Length`.
+        declare_length: bool,
+    },
+    /// `200 application/json` with a truncated JSON document.
+    Malformed,
+    /// `200 text/html` with the real key set as the body.
+    WrongContentType,
+    /// `302 Found` to this URL.
+    Redirect(String),
+    /// `200 application/json` with `{"keys": []}`.
+    EmptyKeySet,
+}
 
 /// The signature algorithm of a [`TestIssuer`] key.
 ///
@@ -238,17 +290,27 @@ impl KeyRing {
 /// State shared between the [`TestIssuer`] handle and its HTTP handlers.
 struct Shared {
     issuer: String,
+    addr: SocketAddr,
     keys: Mutex<KeyRing>,
     jwks_hits: AtomicUsize,
     metadata_hits: AtomicUsize,
-    jwks_available: AtomicBool,
+    other_hits: AtomicUsize,
+    fault: Mutex<JwksFault>,
+    cache_control: Mutex<Option<String>>,
+    jwks_override: Mutex<Option<Value>>,
+    /// Flips to `true` when the issuer stops (ends hanging requests).
+    stopped: watch::Receiver<bool>,
+}
+
+/// Locks `m`, recovering from poisoning: no code path panics while holding
+/// these locks, so the data is always consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Shared {
     fn keys(&self) -> MutexGuard<'_, KeyRing> {
-        // No code path panics while holding this lock, so poisoning cannot
-        // leave the ring inconsistent; recover the guard rather than panic.
-        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.keys)
     }
 
     fn current_key(&self) -> io::Result<Arc<SigningKey>> {
@@ -274,8 +336,11 @@ impl Shared {
         })
     }
 
-    /// RFC 7517 section 5 JWK Set, newest key first.
+    /// RFC 7517 section 5 JWK Set, newest key first (or the override).
     fn jwks_document(&self) -> Value {
+        if let Some(doc) = lock(&self.jwks_override).clone() {
+            return doc;
+        }
         let keys: Vec<Value> = self
             .keys()
             .keys
@@ -331,8 +396,22 @@ impl TestIssuer {
     /// Fails if the loopback socket cannot be bound or the key cannot be
     /// generated.
     pub async fn start_with_alg(alg: SigningAlg) -> io::Result<TestIssuer> {
+        TestIssuer::builder().alg(alg).start().await
+    }
+
+    /// A builder for an issuer with more options (HTTPS, a host name).
+    pub fn builder() -> TestIssuerBuilder {
+        TestIssuerBuilder::default()
+    }
+
+    async fn start_from(builder: TestIssuerBuilder) -> io::Result<TestIssuer> {
+        let TestIssuerBuilder { alg, tls } = builder;
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-        let issuer = format!("http://{}", listener.local_addr()?);
+        let addr = listener.local_addr()?;
+        let issuer = match &tls {
+            None => format!("http://{addr}"),
+            Some((_, host)) => format!("https://{host}:{}", addr.port()),
+        };
 
         let mut ring = KeyRing {
             keys: Vec::new(),
@@ -341,33 +420,53 @@ impl TestIssuer {
         let kid = ring.next_kid();
         ring.keys.push(Arc::new(SigningKey::generate(alg, kid)?));
 
+        let (stop, stopped) = watch::channel(false);
         let shared = Arc::new(Shared {
             issuer,
+            addr,
             keys: Mutex::new(ring),
             jwks_hits: AtomicUsize::new(0),
             metadata_hits: AtomicUsize::new(0),
-            jwks_available: AtomicBool::new(true),
+            other_hits: AtomicUsize::new(0),
+            fault: Mutex::new(JwksFault::None),
+            cache_control: Mutex::new(None),
+            jwks_override: Mutex::new(None),
+            stopped: stopped.clone(),
         });
 
         let app = Router::new()
             .route(OAUTH_METADATA_PATH, get(serve_metadata))
             .route(OPENID_METADATA_PATH, get(serve_metadata))
             .route(JWKS_PATH, get(serve_jwks))
+            .fallback(serve_other)
             .with_state(Arc::clone(&shared));
 
-        let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            let signal = async move {
-                // Resolves on `true` or when the sender is gone: either way, stop.
-                let _ = stopped.wait_for(|stop| *stop).await;
-            };
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(signal)
-                .await
-            {
-                tracing::warn!(%error, "test issuer stopped with an error");
+        let mut stopped = stopped;
+        let signal = async move {
+            // Resolves on `true` or when the sender is gone: either way, stop.
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let task = match tls {
+            None => tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, app)
+                    .with_graceful_shutdown(signal)
+                    .await
+                {
+                    tracing::warn!(%error, "test issuer stopped with an error");
+                }
+            }),
+            Some((config, _)) => {
+                let listener = tls::TlsListener::new(listener, config);
+                tokio::spawn(async move {
+                    if let Err(error) = axum::serve(listener, app)
+                        .with_graceful_shutdown(signal)
+                        .await
+                    {
+                        tracing::warn!(%error, "test issuer stopped with an error");
+                    }
+                })
             }
-        });
+        };
 
         tracing::debug!(issuer = %shared.issuer, %alg, "test issuer started");
         Ok(TestIssuer {
@@ -377,7 +476,16 @@ impl TestIssuer {
         })
     }
 
-    /// The issuer identifier, `http://127.0.0.1:PORT` (no trailing slash).
+    /// The socket address the issuer listens on (`127.0.0.1:PORT`). With
+    /// HTTPS and a host name, point the client's resolver at it (reqwest:
+    /// `ClientBuilder::resolve(host, addr)`).
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// The issuer identifier, `http://127.0.0.1:PORT` (no trailing slash), or
+    /// `https://HOST:PORT` when started with [`TestIssuerBuilder::tls`].
     ///
     /// This is the `iss` claim of minted tokens and the `issuer` member of the
     /// metadata document.
@@ -467,6 +575,78 @@ impl TestIssuer {
         Ok(kid)
     }
 
+    /// Adds a new current key using `alg` with the given `kid`, even one that
+    /// is already published (to test duplicate `kid`s). Previous keys stay
+    /// published.
+    ///
+    /// # Errors
+    ///
+    /// Fails if aws-lc-rs fails to generate the key.
+    pub fn try_add_key(&self, alg: SigningAlg, kid: &str) -> io::Result<()> {
+        let key = Arc::new(SigningKey::generate(alg, kid.to_owned())?);
+        self.shared.keys().keys.push(key);
+        Ok(())
+    }
+
+    /// Signs `header` and `claims` exactly as given (bytes that need not be
+    /// valid JSON, may repeat members, ...) with the current key and returns
+    /// the compact JWS.
+    ///
+    /// # Errors
+    ///
+    /// Fails if aws-lc-rs fails to sign.
+    pub fn try_sign_raw(&self, header: &[u8], claims: &[u8]) -> io::Result<String> {
+        let mut token = format!("{}.{}", b64(header), b64(claims));
+        let signature = self.sign_bytes(token.as_bytes())?;
+        token.push('.');
+        token.push_str(&b64(&signature));
+        Ok(token)
+    }
+
+    /// Signs `message` with the current key (the JWS signature encoding:
+    /// PKCS#1 v1.5 for RSA, `R || S` for ECDSA, raw for Ed25519).
+    ///
+    /// # Errors
+    ///
+    /// Fails if aws-lc-rs fails to sign.
+    pub fn sign_bytes(&self, message: &[u8]) -> io::Result<Vec<u8>> {
+        self.shared.current_key()?.sign(message)
+    }
+
+    /// The current key's public half as a PEM `PUBLIC KEY`
+    /// (SubjectPublicKeyInfo), the text a key-confusion attacker would use
+    /// as an HMAC secret.
+    ///
+    /// # Errors
+    ///
+    /// Fails if aws-lc-rs cannot encode the key.
+    pub fn public_key_pem(&self) -> io::Result<String> {
+        let key = self.shared.current_key()?;
+        let der = match &key.material {
+            KeyMaterial::Rsa(pair) => pair.public_key().as_der().map(|d| d.as_ref().to_vec()),
+            KeyMaterial::Ec(pair) => pair.public_key().as_der().map(|d| d.as_ref().to_vec()),
+            KeyMaterial::Ed(pair) => pair.public_key().as_der().map(|d| d.as_ref().to_vec()),
+        }
+        .map_err(|_| crypto_error("cannot encode the public key"))?;
+        let body = STANDARD.encode(der);
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for line in body.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        Ok(pem)
+    }
+
+    /// The current key's public JWK, as published.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the issuer has no key (it always has one).
+    pub fn public_jwk(&self) -> io::Result<Value> {
+        Ok(self.shared.current_key()?.public_jwk.clone())
+    }
+
     /// Stops publishing every key except the current one.
     pub fn retire_old_keys(&self) {
         let mut ring = self.shared.keys();
@@ -518,10 +698,47 @@ impl TestIssuer {
         self.shared.metadata_hits.load(Ordering::SeqCst)
     }
 
+    /// How many requests to paths other than the metadata and the key set
+    /// have been received (answered 404).
+    #[must_use]
+    pub fn other_hits(&self) -> usize {
+        self.shared.other_hits.load(Ordering::SeqCst)
+    }
+
+    /// Every request received, on any path.
+    #[must_use]
+    pub fn total_hits(&self) -> usize {
+        self.jwks_hits() + self.metadata_hits() + self.other_hits()
+    }
+
     /// Simulates a key-endpoint outage: while `up` is `false`, `GET /jwks`
-    /// answers `503 Service Unavailable`. Available by default.
+    /// answers `503 Service Unavailable`. Available by default. Same as
+    /// [`set_jwks_fault`](Self::set_jwks_fault) with [`JwksFault::Unavailable`]
+    /// or [`JwksFault::None`].
     pub fn set_jwks_available(&self, up: bool) {
-        self.shared.jwks_available.store(up, Ordering::SeqCst);
+        self.set_jwks_fault(if up {
+            JwksFault::None
+        } else {
+            JwksFault::Unavailable
+        });
+    }
+
+    /// Makes the key endpoint misbehave from now on (see [`JwksFault`]).
+    /// Requests already hanging keep hanging until the issuer stops.
+    pub fn set_jwks_fault(&self, fault: JwksFault) {
+        *lock(&self.shared.fault) = fault;
+    }
+
+    /// The `Cache-Control` value sent with the key set (default none).
+    pub fn set_jwks_cache_control(&self, value: Option<&str>) {
+        *lock(&self.shared.cache_control) = value.map(str::to_owned);
+    }
+
+    /// Publishes `document` at `/jwks` instead of the real key set (for
+    /// example keys with private members, duplicate `kid`s, weak keys);
+    /// `None` restores the real one. Signing is unaffected.
+    pub fn set_jwks_document(&self, document: Option<Value>) {
+        *lock(&self.shared.jwks_override) = document;
     }
 
     /// Stops serving. Dropping the handle has the same effect.
@@ -557,17 +774,79 @@ async fn serve_metadata(State(shared): State<Arc<Shared>>) -> Json<Value> {
     Json(shared.metadata_document())
 }
 
-/// `GET /jwks`.
+/// Any other path: counted, 404.
+async fn serve_other(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.other_hits.fetch_add(1, Ordering::SeqCst);
+    StatusCode::NOT_FOUND
+}
+
+/// `GET /jwks`, honouring the configured fault.
 async fn serve_jwks(State(shared): State<Arc<Shared>>) -> Response {
     shared.jwks_hits.fetch_add(1, Ordering::SeqCst);
-    if !shared.jwks_available.load(Ordering::SeqCst) {
-        let body = json!({
-            "error": "temporarily_unavailable",
-            "error_description": "simulated JWKS outage",
-        });
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    let fault = lock(&shared.fault).clone();
+    let mut response = match fault {
+        JwksFault::None => Json(shared.jwks_document()).into_response(),
+        JwksFault::Unavailable => {
+            let body = json!({
+                "error": "temporarily_unavailable",
+                "error_description": "simulated JWKS outage",
+            });
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        }
+        JwksFault::Hang => {
+            let mut stopped = shared.stopped.clone();
+            let _ = stopped.wait_for(|stop| *stop).await;
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        JwksFault::HugeBody {
+            bytes,
+            declare_length,
+        } => huge_body(&shared.jwks_document(), bytes, declare_length),
+        JwksFault::Malformed => (
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"keys": [{"kty": "RSA", "n": "#,
+        )
+            .into_response(),
+        JwksFault::WrongContentType => (
+            [(header::CONTENT_TYPE, "text/html")],
+            shared.jwks_document().to_string(),
+        )
+            .into_response(),
+        JwksFault::Redirect(location) => {
+            return (StatusCode::FOUND, [(header::LOCATION, location)]).into_response();
+        }
+        JwksFault::EmptyKeySet => Json(json!({ "keys": [] })).into_response(),
+    };
+    if let Some(value) = lock(&shared.cache_control).clone()
+        && let Ok(value) = header::HeaderValue::from_str(&value)
+    {
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
     }
-    Json(shared.jwks_document()).into_response()
+    response
+}
+
+/// The key set padded with whitespace to `bytes`, in 16 KiB chunks.
+fn huge_body(document: &Value, bytes: usize, declare_length: bool) -> Response {
+    const CHUNK: usize = 16 * 1024;
+    let head = document.to_string().into_bytes();
+    let mut remaining = bytes.saturating_sub(head.len());
+    let mut chunks = vec![Ok::<Bytes, io::Error>(Bytes::from(head))];
+    while remaining > 0 {
+        let n = remaining.min(CHUNK);
+        chunks.push(Ok(Bytes::from(vec![b' '; n])));
+        remaining -= n;
+    }
+    let mut response = Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    if declare_length {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, header::HeaderValue::from(bytes));
+    }
+    response
 }
 
 /// Builder for a signed JWT access token; see [`TestIssuer::token`].
@@ -700,6 +979,18 @@ impl TokenBuilder<'_> {
         self
     }
 
+    /// The token without its signature: `base64url(header).base64url(claims)`,
+    /// the JWS signing input. Append `.` and any signature to forge one.
+    ///
+    /// # Errors
+    ///
+    /// Fails if aws-lc-rs fails to produce randomness (for `jti`).
+    pub fn unsigned(self) -> io::Result<String> {
+        let key = self.issuer.shared.current_key()?;
+        let (header, claims) = self.into_parts(&key)?;
+        Ok(format!("{}.{}", b64(&header), b64(&claims)))
+    }
+
     /// Signs the token with the issuer's current key and returns the JWS
     /// compact serialization (RFC 7515 section 7.1).
     ///
@@ -722,7 +1013,16 @@ impl TokenBuilder<'_> {
     /// Fails if aws-lc-rs fails to produce randomness or a signature.
     pub fn try_sign(self) -> io::Result<String> {
         let key = self.issuer.shared.current_key()?;
+        let (header, claims) = self.into_parts(&key)?;
+        let mut token = format!("{}.{}", b64(&header), b64(&claims));
+        let signature = key.sign(token.as_bytes())?;
+        token.push('.');
+        token.push_str(&b64(&signature));
+        Ok(token)
+    }
 
+    /// The serialized header and claims.
+    fn into_parts(self, key: &SigningKey) -> io::Result<(Vec<u8>, Vec<u8>)> {
         let mut header = Map::new();
         header.insert("alg".to_owned(), Value::from(key.alg.as_str()));
         header.insert("typ".to_owned(), Value::from(ACCESS_TOKEN_TYP));
@@ -742,11 +1042,7 @@ impl TokenBuilder<'_> {
 
         let header = serde_json::to_vec(&header).map_err(io::Error::other)?;
         let claims = serde_json::to_vec(&claims).map_err(io::Error::other)?;
-        let mut token = format!("{}.{}", b64(&header), b64(&claims));
-        let signature = key.sign(token.as_bytes())?;
-        token.push('.');
-        token.push_str(&b64(&signature));
-        Ok(token)
+        Ok((header, claims))
     }
 }
 
@@ -783,6 +1079,51 @@ fn b64(bytes: &[u8]) -> String {
 
 fn crypto_error(message: &'static str) -> io::Error {
     io::Error::other(message)
+}
+
+/// Builder for a [`TestIssuer`]; see [`TestIssuer::builder`].
+#[must_use]
+#[derive(Default)]
+pub struct TestIssuerBuilder {
+    alg: SigningAlg,
+    tls: Option<(Arc<rustls::ServerConfig>, String)>,
+}
+
+impl fmt::Debug for TestIssuerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestIssuerBuilder")
+            .field("alg", &self.alg)
+            .field("tls_host", &self.tls.as_ref().map(|(_, host)| host))
+            .finish()
+    }
+}
+
+impl TestIssuerBuilder {
+    /// The algorithm of the initial key (default [`SigningAlg::Rs256`]).
+    pub fn alg(mut self, alg: SigningAlg) -> Self {
+        self.alg = alg;
+        self
+    }
+
+    /// Serves HTTPS with `config` (its certificate should name `host`). The
+    /// issuer becomes `https://HOST:PORT`; the socket is still bound on
+    /// `127.0.0.1`, so point the client at [`TestIssuer::local_addr`] for
+    /// `host`. Connections whose handshake fails are dropped (and not
+    /// counted as hits).
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>, host: impl Into<String>) -> Self {
+        self.tls = Some((config, host.into()));
+        self
+    }
+
+    /// Starts the issuer. Must be called from within a Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the loopback socket cannot be bound or the key cannot be
+    /// generated.
+    pub async fn start(self) -> io::Result<TestIssuer> {
+        TestIssuer::start_from(self).await
+    }
 }
 
 #[cfg(test)]

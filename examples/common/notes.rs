@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use mcp_oauth2::AuthContext;
+use mcp_oauth2::{AuthConfigBuilder, AuthContext};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
@@ -33,8 +33,14 @@ pub(crate) struct AddNote {
     pub(crate) text: String,
 }
 
-fn grants_read(auth: &AuthContext) -> bool {
-    auth.has_scope(NOTES_READ) || auth.has_scope(NOTES_WRITE)
+/// The notes server's scope rules: `list_notes` needs `notes:read`,
+/// `add_note` needs `notes:write`, and `notes:write` implies `notes:read`.
+/// The layer enforces them with a real HTTP 403 before rmcp dispatches.
+pub(crate) fn declare_scopes(config: AuthConfigBuilder) -> AuthConfigBuilder {
+    config
+        .tool_scopes("list_notes", [NOTES_READ])
+        .tool_scopes("add_note", [NOTES_WRITE])
+        .scope_implies(NOTES_WRITE, [NOTES_READ])
 }
 
 #[tool_router]
@@ -62,9 +68,9 @@ impl NotesServer {
 
     #[tool(description = "List your notes (scope notes:read)")]
     async fn list_notes(&self, auth: AuthContext) -> Result<String, rmcp::ErrorData> {
-        if !grants_read(&auth) {
-            auth.require_scopes([NOTES_READ])?;
-        }
+        // Already enforced by the layer; checked again here (hierarchy-aware)
+        // as defense in depth.
+        auth.require_scopes([NOTES_READ])?;
         let notes = self
             .notes
             .lock()

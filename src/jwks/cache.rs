@@ -1,6 +1,24 @@
-//! The per-issuer key-set cache: TTL, stale-while-revalidate within a bounded
+//! The per-issuer key-set cache: TTL (the key server's `Cache-Control:
+//! max-age` honoured within bounds), stale-while-revalidate within a bounded
 //! window, single-flight fetches, and a cooldown on refetches forced by an
 //! unknown `kid` or a failed fetch.
+//!
+//! Refresh policy, in full:
+//! - a set is fresh for its TTL: `max-age` clamped to the configured bounds,
+//!   or `jwks_cache_ttl` without one;
+//! - a fresh set is refetched early only for a token whose `kid` is not in
+//!   it (a rotation), at most once per cooldown; other tokens during the
+//!   cooldown get their answer (`unknown_key`) at once, without waiting;
+//! - a stale set is refetched: in the background while it still has the
+//!   wanted key and is within the stale window, else in the foreground;
+//! - a failed fetch keeps the last good set (until the stale window ends)
+//!   and is retried no sooner than `min(cooldown, 5 s)` later; meanwhile
+//!   requests without a usable set fail fast (`keys_unavailable`, 503);
+//! - a fetch that yields no usable key is a failed fetch, so that one bad
+//!   publication does not wipe a good set; a successful fetch replaces the
+//!   whole set;
+//! - at most one fetch per issuer is in flight; everyone who needs it waits
+//!   on the same one.
 //!
 //! The state lock is a plain mutex held only to read or swap a few fields,
 //! never across a network fetch. A fetch runs in its own task, so a client
@@ -19,12 +37,36 @@ use super::keyset::KeySet;
 
 type SharedFetch = Shared<BoxFuture<'static, Result<Arc<KeySet>, FetchError>>>;
 
+/// Retries after a failed fetch wait at most this long (or the cooldown, if shorter).
+const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Timing policy of a key-set cache.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CachePolicy {
+    /// Lifetime of a set whose response had no `max-age`.
     pub(crate) ttl: Duration,
+    /// Upper bound on a `max-age`.
+    pub(crate) max_ttl: Duration,
     pub(crate) cooldown: Duration,
     pub(crate) max_stale: Duration,
+}
+
+impl CachePolicy {
+    /// The lifetime of a set fetched with this `max-age`.
+    pub(crate) fn ttl_for(&self, max_age: Option<Duration>) -> Duration {
+        match max_age {
+            None => self.ttl,
+            Some(age) => {
+                let lower = self.cooldown.min(self.ttl);
+                let upper = self.max_ttl.max(self.ttl);
+                age.clamp(lower, upper)
+            }
+        }
+    }
+
+    fn retry_interval(&self) -> Duration {
+        self.cooldown.min(MAX_RETRY_INTERVAL)
+    }
 }
 
 #[derive(Default)]
@@ -32,6 +74,8 @@ struct State {
     jwks_uri: Option<Url>,
     keys: Option<Arc<KeySet>>,
     fetched_at: Option<Instant>,
+    /// Lifetime of `keys`.
+    ttl: Duration,
     last_attempt: Option<Instant>,
     last_failed: bool,
     inflight: Option<SharedFetch>,
@@ -40,7 +84,8 @@ struct State {
 /// Keys of one issuer.
 pub(crate) struct JwksCache {
     issuer: String,
-    fetcher: Fetcher,
+    /// `None` for a fixed key set that is never fetched.
+    fetcher: Option<Fetcher>,
     policy: CachePolicy,
     state: Mutex<State>,
 }
@@ -61,6 +106,19 @@ pub(crate) enum Lookup {
     Unavailable,
 }
 
+/// What a lookup may do about the network, decided under the lock.
+struct Plan {
+    keys: Option<Arc<KeySet>>,
+    fresh: bool,
+    usable: bool,
+    /// A fetch is in flight: joining it costs nothing.
+    inflight: bool,
+    /// A routine refresh (expired set, or no set yet) may start.
+    may_refresh: bool,
+    /// A refetch for an unknown `kid` may start.
+    may_refetch_for_kid: bool,
+}
+
 impl JwksCache {
     pub(crate) fn new(
         issuer: String,
@@ -70,10 +128,24 @@ impl JwksCache {
     ) -> Arc<Self> {
         Arc::new(Self {
             issuer,
-            fetcher,
+            fetcher: Some(fetcher),
             policy,
             state: Mutex::new(State {
                 jwks_uri,
+                ..State::default()
+            }),
+        })
+    }
+
+    /// A cache holding `keys` for good: never fetched, never stale.
+    pub(crate) fn fixed(issuer: String, keys: KeySet, policy: CachePolicy) -> Arc<Self> {
+        Arc::new(Self {
+            issuer,
+            fetcher: None,
+            policy,
+            state: Mutex::new(State {
+                keys: Some(Arc::new(keys)),
+                fetched_at: Some(Instant::now()),
                 ..State::default()
             }),
         })
@@ -92,81 +164,80 @@ impl JwksCache {
 
     /// Fetches now (single flight), for warming up at start.
     pub(crate) async fn refresh_now(self: &Arc<Self>) -> Result<usize, FetchError> {
+        if self.fetcher.is_none() {
+            return Ok(self.state().keys.as_ref().map_or(0, |k| k.len()));
+        }
         self.refresh().await.map(|k| k.len())
+    }
+
+    fn plan(&self, now: Instant) -> Plan {
+        let st = self.state();
+        let since_attempt = st.last_attempt.map(|t| now.saturating_duration_since(t));
+        let age = st.fetched_at.map(|t| now.saturating_duration_since(t));
+        let retry_ok =
+            !st.last_failed || since_attempt.is_none_or(|d| d >= self.policy.retry_interval());
+        let inflight = st.inflight.is_some();
+        Plan {
+            keys: st.keys.clone(),
+            fresh: age.is_some_and(|a| a < st.ttl),
+            usable: age.is_some_and(|a| a < st.ttl.saturating_add(self.policy.max_stale)),
+            inflight,
+            may_refresh: inflight || retry_ok,
+            may_refetch_for_kid: inflight
+                || (retry_ok && since_attempt.is_none_or(|d| d >= self.policy.cooldown)),
+        }
     }
 
     /// A key set that should contain the key for (`kid`, `alg`).
     pub(crate) async fn key_set(self: &Arc<Self>, kid: Option<&str>, alg: Algorithm) -> Lookup {
-        let now = Instant::now();
-        let (keys, age, may_refetch, failed) = {
-            let st = self.state();
-            let age = st.fetched_at.map(|t| now.saturating_duration_since(t));
-            let cooled = st.last_attempt.is_none_or(|t| {
-                now.saturating_duration_since(t) >= self.retry_interval(st.last_failed)
-            });
-            (
-                st.keys.clone(),
-                age,
-                cooled && st.inflight.is_none(),
-                st.last_failed,
-            )
-        };
-        let inflight_or_allowed = may_refetch || self.state().inflight.is_some();
-        match (keys, age) {
-            (Some(keys), Some(age)) if age < self.policy.ttl => {
-                if !keys.candidates(kid, alg).is_empty() || !inflight_or_allowed {
-                    return Lookup::Keys(keys);
-                }
-                // Unknown kid: the issuer may have rotated. One refetch per cooldown.
-                tracing::debug!(issuer = %self.issuer, "unknown kid: refetching the key set");
-                match self.refresh().await {
-                    Ok(fresh) => Lookup::Keys(fresh),
-                    Err(_) => Lookup::Keys(keys),
-                }
-            }
-            (Some(keys), Some(age)) => {
-                let usable = age < self.policy.ttl + self.policy.max_stale;
-                if inflight_or_allowed {
-                    if usable && !keys.candidates(kid, alg).is_empty() {
-                        // Stale while revalidate: answer now, refresh behind.
-                        let refresh = self.refresh();
-                        tokio::spawn(async move {
-                            let _ = refresh.await;
-                        });
-                        return Lookup::Keys(keys);
-                    }
-                    match self.refresh().await {
-                        Ok(fresh) => return Lookup::Keys(fresh),
-                        Err(_) if usable => return Lookup::Keys(keys),
-                        Err(_) => return Lookup::Unavailable,
-                    }
-                }
-                if usable {
-                    Lookup::Keys(keys)
-                } else {
-                    Lookup::Unavailable
-                }
-            }
-            _ => {
-                if failed && !inflight_or_allowed {
-                    // The last fetch failed moments ago: fail fast, do not hammer.
-                    return Lookup::Unavailable;
-                }
-                match self.refresh().await {
-                    Ok(keys) => Lookup::Keys(keys),
-                    Err(_) => Lookup::Unavailable,
-                }
-            }
+        let plan = self.plan(Instant::now());
+        if self.fetcher.is_none() {
+            return plan.keys.map_or(Lookup::Unavailable, Lookup::Keys);
         }
-    }
-
-    fn retry_interval(&self, last_failed: bool) -> Duration {
-        if last_failed {
-            // After a failure, retry sooner than the unknown-kid cooldown so
-            // a blip at start-up does not lock the server out for long.
-            self.policy.cooldown.min(Duration::from_secs(5))
-        } else {
-            self.policy.cooldown
+        let Some(keys) = plan.keys else {
+            if !plan.may_refresh {
+                // The last fetch failed moments ago: fail fast, do not hammer.
+                return Lookup::Unavailable;
+            }
+            return match self.refresh().await {
+                Ok(keys) => Lookup::Keys(keys),
+                Err(_) => Lookup::Unavailable,
+            };
+        };
+        let unknown_kid = keys.may_be_rotated_key(kid, alg);
+        if plan.fresh {
+            if !unknown_kid || !plan.may_refetch_for_kid {
+                return Lookup::Keys(keys);
+            }
+            // Unknown kid: the issuer may have rotated. One refetch per cooldown.
+            if !plan.inflight {
+                tracing::debug!(issuer = %self.issuer, "unknown kid: refetching the key set");
+            }
+            return match self.refresh().await {
+                Ok(fresh) => Lookup::Keys(fresh),
+                Err(_) => Lookup::Keys(keys),
+            };
+        }
+        // Stale.
+        if !plan.may_refresh {
+            return if plan.usable {
+                Lookup::Keys(keys)
+            } else {
+                Lookup::Unavailable
+            };
+        }
+        if plan.usable && !unknown_kid {
+            // Stale while revalidate: answer now, refresh behind.
+            let refresh = self.refresh();
+            tokio::spawn(async move {
+                let _ = refresh.await;
+            });
+            return Lookup::Keys(keys);
+        }
+        match self.refresh().await {
+            Ok(fresh) => Lookup::Keys(fresh),
+            Err(_) if plan.usable => Lookup::Keys(keys),
+            Err(_) => Lookup::Unavailable,
         }
     }
 
@@ -194,10 +265,13 @@ impl JwksCache {
         let mut st = self.state();
         st.inflight = None;
         match &result {
-            Ok((uri, keys)) => {
+            Ok((uri, keys, ttl)) => {
+                // The whole set is replaced: keys the issuer stopped
+                // publishing stop verifying.
                 st.jwks_uri = Some(uri.clone());
                 st.keys = Some(Arc::clone(keys));
                 st.fetched_at = Some(Instant::now());
+                st.ttl = *ttl;
                 st.last_failed = false;
             }
             Err(e) => {
@@ -205,26 +279,90 @@ impl JwksCache {
                 tracing::warn!(issuer = %self.issuer, error = %e, "fetching the issuer's key set failed");
             }
         }
-        result.map(|(_, keys)| keys)
+        result.map(|(_, keys, _)| keys)
     }
 
-    async fn fetch(&self) -> Result<(Url, Arc<KeySet>), FetchError> {
+    async fn fetch(&self) -> Result<(Url, Arc<KeySet>, Duration), FetchError> {
+        let Some(fetcher) = &self.fetcher else {
+            return Err(FetchError::new("this key set is fixed"));
+        };
         let known = self.state().jwks_uri.clone();
         let uri = match known {
             Some(uri) => uri,
-            None => self.fetcher.discover_jwks_uri(&self.issuer).await?,
+            None => fetcher.discover_jwks_uri(&self.issuer).await?,
         };
-        let body = self.fetcher.get_json(&uri).await?;
+        let fetched = fetcher.get_json(&uri).await?;
         let (set, dropped) =
-            KeySet::parse(&body).map_err(|e| FetchError::new(format!("{uri}: {e}")))?;
-        for (kid, why) in &dropped {
-            tracing::warn!(issuer = %self.issuer, kid = ?kid, reason = ?why, "ignoring a key that cannot verify tokens");
-        }
+            KeySet::parse(&fetched.body).map_err(|e| FetchError::new(format!("{uri}: {e}")))?;
+        log_key_notes(&self.issuer, &set, &dropped);
         if set.len() == 0 {
-            tracing::warn!(issuer = %self.issuer, %uri, "the issuer's key set has no usable keys");
-        } else {
-            tracing::debug!(issuer = %self.issuer, %uri, keys = set.len(), "loaded the issuer's key set");
+            return Err(FetchError::new(format!(
+                "{uri}: the key set has no usable keys"
+            )));
         }
-        Ok((uri, Arc::new(set)))
+        let ttl = self.policy.ttl_for(fetched.max_age);
+        tracing::debug!(issuer = %self.issuer, %uri, keys = set.len(), ttl_secs = ttl.as_secs(), "loaded the issuer's key set");
+        Ok((uri, Arc::new(set), ttl))
+    }
+}
+
+/// Warns about keys that were dropped or published with private members.
+/// `kid`s are printed with `Debug`, so control characters are escaped.
+pub(crate) fn log_key_notes(issuer: &str, set: &KeySet, dropped: &[super::keyset::DroppedKey]) {
+    for (kid, why) in dropped {
+        tracing::warn!(issuer = %issuer, kid = ?kid, reason = ?why, "ignoring a key that cannot verify tokens");
+    }
+    for kid in set.keys_with_private_members() {
+        tracing::warn!(issuer = %issuer, kid = ?kid, "the key set publishes private key members; using only the public part (the issuer should remove them)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> CachePolicy {
+        CachePolicy {
+            ttl: Duration::from_secs(300),
+            max_ttl: Duration::from_secs(3600),
+            cooldown: Duration::from_secs(30),
+            max_stale: Duration::from_secs(3600),
+        }
+    }
+
+    // RFC 9111 section 5.2.2.1, bounded by configuration.
+    #[test]
+    fn max_age_is_honoured_within_bounds() {
+        let p = policy();
+        assert_eq!(p.ttl_for(None), Duration::from_secs(300));
+        assert_eq!(
+            p.ttl_for(Some(Duration::from_secs(600))),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            p.ttl_for(Some(Duration::from_secs(86_400))),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(p.ttl_for(Some(Duration::ZERO)), Duration::from_secs(30));
+        let short = CachePolicy {
+            ttl: Duration::from_secs(10),
+            max_ttl: Duration::from_secs(5),
+            ..p
+        };
+        assert_eq!(short.ttl_for(Some(Duration::ZERO)), Duration::from_secs(10));
+        assert_eq!(
+            short.ttl_for(Some(Duration::from_secs(60))),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn retries_after_failure_wait_at_most_five_seconds() {
+        assert_eq!(policy().retry_interval(), Duration::from_secs(5));
+        let quick = CachePolicy {
+            cooldown: Duration::from_millis(100),
+            ..policy()
+        };
+        assert_eq!(quick.retry_interval(), Duration::from_millis(100));
     }
 }

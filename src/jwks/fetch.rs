@@ -1,12 +1,15 @@
 //! Fetching issuer metadata and key sets over HTTPS, defensively: no
-//! redirects, a total deadline, status 200 only, a JSON media type, and a cap
-//! on the body that is enforced while reading.
+//! redirects (refused even when a caller-supplied client would follow them),
+//! a total deadline per request (enforced here, whatever the client's own
+//! timeouts), status 200 only, a JSON media type, and a cap on the body that
+//! is enforced while reading. `Cache-Control` is read so that the cache can
+//! honour the key server's `max-age` within configured bounds.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use serde_json::Value;
 use url::Url;
 
@@ -30,19 +33,32 @@ pub(crate) struct Fetcher {
     client: reqwest::Client,
     max_bytes: usize,
     allow_loopback_http: bool,
+    timeout: Duration,
+}
+
+/// A fetched JSON document.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    pub(crate) body: Vec<u8>,
+    /// The freshness the server asked for: `max-age`, or zero for
+    /// `no-cache` / `no-store`; `None` without a `Cache-Control` directive.
+    pub(crate) max_age: Option<Duration>,
 }
 
 impl Fetcher {
-    /// A fetcher around an existing client (which should not follow redirects).
+    /// A fetcher around an existing client. Redirects are refused and
+    /// `timeout` bounds each request, whatever the client is configured to do.
     pub(crate) fn with_client(
         client: reqwest::Client,
         max_bytes: usize,
         allow_loopback_http: bool,
+        timeout: Duration,
     ) -> Self {
         Self {
             client,
             max_bytes,
             allow_loopback_http,
+            timeout,
         }
     }
 
@@ -57,10 +73,18 @@ impl Fetcher {
             .build()
     }
 
-    /// GETs `url` and parses the body as a JSON value.
-    pub(crate) async fn get_json(&self, url: &Url) -> Result<Vec<u8>, FetchError> {
+    /// GETs `url`: status 200, a JSON media type, at most `max_bytes`, all
+    /// within the deadline.
+    pub(crate) async fn get_json(&self, url: &Url) -> Result<Fetched, FetchError> {
         check_https(url, self.allow_loopback_http, "url")
             .map_err(|e| FetchError::new(e.message().to_owned()))?;
+        match tokio::time::timeout(self.timeout, self.get_json_inner(url)).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::new(format!("{url}: timed out"))),
+        }
+    }
+
+    async fn get_json_inner(&self, url: &Url) -> Result<Fetched, FetchError> {
         let mut response = self
             .client
             .get(url.clone())
@@ -74,7 +98,20 @@ impl Fetcher {
                     FetchError::new(format!("{url}: request failed: {}", error_chain(&e)))
                 }
             })?;
+        // A client that follows redirects (a caller's own) would hand us the
+        // final response: refuse it, the key set must come from where it was
+        // configured or discovered.
+        if response.url() != url {
+            return Err(FetchError::new(format!(
+                "{url}: the response came from another URL (redirects are not followed)"
+            )));
+        }
         let status = response.status();
+        if status.is_redirection() {
+            return Err(FetchError::new(format!(
+                "{url}: HTTP status {status}: redirects are not followed"
+            )));
+        }
         if status != StatusCode::OK {
             return Err(FetchError::new(format!(
                 "{url}: HTTP status {status}, expected 200"
@@ -94,6 +131,16 @@ impl Fetcher {
                 "{url}: content type {essence:?} is not JSON"
             )));
         }
+        let max_age = response
+            .headers()
+            .get_all(CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(cache_max_age)
+            .fold(None, |acc: Option<Duration>, d| match (acc, d) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            });
         if response
             .content_length()
             .is_some_and(|l| l > self.max_bytes as u64)
@@ -127,7 +174,7 @@ impl Fetcher {
                 }
             }
         }
-        Ok(body)
+        Ok(Fetched { body, max_age })
     }
 
     /// Finds the issuer's `jwks_uri` through RFC 8414 / OpenID Connect
@@ -138,7 +185,7 @@ impl Fetcher {
             FetchError::new(format!("no metadata document found for issuer {issuer}"));
         for url in discovery_urls(issuer)? {
             let body = match self.get_json(&url).await {
-                Ok(body) => body,
+                Ok(fetched) => fetched.body,
                 Err(e) => {
                     last_err = e;
                     continue;
@@ -163,6 +210,29 @@ impl Fetcher {
         }
         Err(last_err)
     }
+}
+
+/// The freshness a `Cache-Control` value asks of a private cache (RFC 9111
+/// section 5.2.2): `no-store` or `no-cache` is zero, else `max-age`; `None`
+/// when neither is present or `max-age` is not a number.
+pub(crate) fn cache_max_age(value: &str) -> Option<Duration> {
+    let mut max_age = None;
+    for directive in value.split(',') {
+        let directive = directive.trim();
+        let (name, arg) = match directive.split_once('=') {
+            Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+            None => (directive, None),
+        };
+        if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
+            return Some(Duration::ZERO);
+        }
+        if name.eq_ignore_ascii_case("max-age")
+            && let Some(secs) = arg.and_then(|a| a.parse::<u64>().ok())
+        {
+            max_age = Some(Duration::from_secs(secs));
+        }
+    }
+    max_age
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -201,6 +271,22 @@ pub(crate) fn discovery_urls(issuer: &str) -> Result<Vec<Url>, FetchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // RFC 9111 section 5.2.2.
+    #[test]
+    fn cache_control_directives() {
+        assert_eq!(cache_max_age("max-age=60"), Some(Duration::from_secs(60)));
+        assert_eq!(
+            cache_max_age("public, MAX-AGE=\"120\", must-revalidate"),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(cache_max_age("max-age=60, no-cache"), Some(Duration::ZERO));
+        assert_eq!(cache_max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(cache_max_age("max-age=soon"), None);
+        assert_eq!(cache_max_age("max-age=-1"), None);
+        assert_eq!(cache_max_age("public"), None);
+        assert_eq!(cache_max_age(""), None);
+    }
 
     // RFC 8414 section 3.1 and the MCP spec's discovery order.
     #[test]

@@ -3,16 +3,38 @@
 //! Keys that cannot verify tokens for us are dropped when the set is loaded,
 //! so the request path never looks at them: `use` other than `sig`,
 //! `key_ops` without `verify`, symmetric (`oct`) keys, RSA moduli outside
-//! 2048..=8192 bits, EC curves other than P-256/P-384, OKP curves other than
-//! Ed25519, and anything malformed. One bad key never poisons the others.
+//! 2048..=8192 bits or with an implausible exponent, EC curves other than
+//! P-256/P-384 or coordinates of the wrong length, OKP curves other than
+//! Ed25519, a JWK `alg` that does not fit the key, repeated member names,
+//! and anything malformed. One bad key never poisons the others.
+//!
+//! A key that carries private members (`d`, `p`, `q`, ...) is a publishing
+//! mistake of the issuer: its public part is used and a warning is logged
+//! (without the values).
+//!
+//! Several keys may share a `kid` (an RSA and an EC key, or a careless
+//! issuer): each one that fits the token's `alg` is tried, in document
+//! order. At most [`MAX_KEYS`] keys are kept.
 
 use std::collections::HashMap;
+use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
+
+use crate::verify::jwt::json::Checked;
+
+/// The most keys a set may hold; later ones are dropped. Real issuers
+/// publish a handful.
+pub(crate) const MAX_KEYS: usize = 100;
+
+/// JWK members that only a private key has (RFC 7518 sections 6.2.2, 6.3.2;
+/// RFC 8037 section 2).
+const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth"];
 
 /// The shape of a verification key, used to match it with a token's `alg`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +89,8 @@ impl VerifyingKey {
 pub(crate) struct KeySet {
     by_kid: HashMap<String, Vec<usize>>,
     keys: Vec<VerifyingKey>,
+    /// `kid`s of usable keys that were published with private members.
+    private_members: Vec<Option<String>>,
 }
 
 /// A key left out of a set: its `kid` and why.
@@ -81,23 +105,71 @@ pub(crate) enum Dropped {
     UnsupportedType,
     WeakOrHugeRsa,
     UnsupportedCurve,
+    DuplicateMember,
+    TooManyKeys,
+}
+
+/// The top level of a JWK Set: an object whose `keys` member (exactly one)
+/// is an array. Other members are ignored (RFC 7517 section 5).
+struct Document {
+    keys: Vec<Checked>,
+}
+
+impl<'de> Deserialize<'de> for Document {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DocVisitor;
+        impl<'de> Visitor<'de> for DocVisitor {
+            type Value = Document;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JWK Set object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
+                let mut keys = None;
+                while let Some(name) = map.next_key::<String>()? {
+                    if name == "keys" {
+                        if keys.is_some() {
+                            return Err(serde::de::Error::duplicate_field("keys"));
+                        }
+                        keys = Some(map.next_value::<Vec<Checked>>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                keys.map(|keys| Document { keys })
+                    .ok_or_else(|| serde::de::Error::missing_field("keys"))
+            }
+        }
+        deserializer.deserialize_map(DocVisitor)
+    }
 }
 
 impl KeySet {
     /// Parses a JWK Set document. `Err` only when the document itself is not
     /// a JSON object with a `keys` array.
     pub(crate) fn parse(body: &[u8]) -> Result<(Self, Vec<DroppedKey>), &'static str> {
-        let doc: Value =
-            serde_json::from_slice(body).map_err(|_| "the key set is not valid JSON")?;
-        let Some(keys) = doc.get("keys").and_then(Value::as_array) else {
-            return Err("the key set has no \"keys\" array");
-        };
+        let doc: Document = serde_json::from_slice(body)
+            .map_err(|_| "the key set is not a JSON object with one \"keys\" array")?;
         let mut set = KeySet::default();
         let mut dropped = Vec::new();
-        for raw in keys {
+        for Checked {
+            value: raw,
+            duplicate,
+        } in doc.keys
+        {
             let kid = raw.get("kid").and_then(Value::as_str).map(str::to_owned);
-            match prepare(raw) {
+            if duplicate {
+                dropped.push((kid, Dropped::DuplicateMember));
+                continue;
+            }
+            if set.keys.len() >= MAX_KEYS {
+                dropped.push((kid, Dropped::TooManyKeys));
+                continue;
+            }
+            match prepare(&raw) {
                 Ok(key) => {
+                    if PRIVATE_MEMBERS.iter().any(|m| raw.get(*m).is_some()) {
+                        set.private_members.push(key.kid.clone());
+                    }
                     if let Some(kid) = &key.kid {
                         set.by_kid
                             .entry(kid.clone())
@@ -115,6 +187,25 @@ impl KeySet {
     /// Number of usable keys.
     pub(crate) fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// `kid`s of usable keys that were published with private members (their
+    /// public part is used; the caller warns).
+    pub(crate) fn keys_with_private_members(&self) -> &[Option<String>] {
+        &self.private_members
+    }
+
+    /// Whether a token with this `kid` and `alg` found nothing because the
+    /// set may be out of date (worth a refetch), rather than because the
+    /// token names a key we have for another algorithm (not worth one).
+    ///
+    /// With a `kid`: the `kid` is not in the set at all. Without: no key in
+    /// the set fits `alg`.
+    pub(crate) fn may_be_rotated_key(&self, kid: Option<&str>, alg: Algorithm) -> bool {
+        match kid {
+            Some(kid) => !self.by_kid.contains_key(kid),
+            None => !self.keys.iter().any(|k| k.accepts(alg)),
+        }
     }
 
     /// Keys that may verify a token with this `kid` and `alg`.
@@ -183,15 +274,42 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
             if !(2048..=8192).contains(&bits) {
                 return Err(Dropped::WeakOrHugeRsa);
             }
+            let e = URL_SAFE_NO_PAD
+                .decode(&p.e)
+                .map_err(|_| Dropped::Malformed)?;
+            if !plausible_rsa_exponent(&e) {
+                return Err(Dropped::Malformed);
+            }
             KeyShape::Rsa
         }
-        AlgorithmParameters::EllipticCurve(p) => match p.curve {
-            EllipticCurve::P256 => KeyShape::EcP256,
-            EllipticCurve::P384 => KeyShape::EcP384,
-            _ => return Err(Dropped::UnsupportedCurve),
-        },
+        AlgorithmParameters::EllipticCurve(p) => {
+            let (shape, size) = match p.curve {
+                EllipticCurve::P256 => (KeyShape::EcP256, 32),
+                EllipticCurve::P384 => (KeyShape::EcP384, 48),
+                _ => return Err(Dropped::UnsupportedCurve),
+            };
+            // RFC 7518 sections 6.2.1.2 and 6.2.1.3: full-length coordinates.
+            for coordinate in [&p.x, &p.y] {
+                let bytes = URL_SAFE_NO_PAD
+                    .decode(coordinate)
+                    .map_err(|_| Dropped::Malformed)?;
+                if bytes.len() != size {
+                    return Err(Dropped::Malformed);
+                }
+            }
+            shape
+        }
         AlgorithmParameters::OctetKeyPair(p) => match p.curve {
-            EllipticCurve::Ed25519 => KeyShape::Ed25519,
+            EllipticCurve::Ed25519 => {
+                // RFC 8037 section 2: x is the 32-byte public key.
+                let x = URL_SAFE_NO_PAD
+                    .decode(&p.x)
+                    .map_err(|_| Dropped::Malformed)?;
+                if x.len() != 32 {
+                    return Err(Dropped::Malformed);
+                }
+                KeyShape::Ed25519
+            }
             _ => return Err(Dropped::UnsupportedCurve),
         },
         AlgorithmParameters::OctetKey(_) => return Err(Dropped::Symmetric),
@@ -207,6 +325,17 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
         alg,
         key,
     })
+}
+
+/// An odd public exponent of at least 3 and at most 32 bits (what the
+/// crypto backends accept; RFC 8017 section 3.1).
+fn plausible_rsa_exponent(e: &[u8]) -> bool {
+    let e = &e[e.iter().take_while(|&&b| b == 0).count()..];
+    if e.is_empty() || e.len() > 4 {
+        return false;
+    }
+    let value = e.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    value >= 3 && value % 2 == 1
 }
 
 fn rsa_bits(n: &[u8]) -> usize {
@@ -260,6 +389,127 @@ mod tests {
         assert!(KeySet::parse(b"{\"keys\": {}}").is_err());
         assert!(KeySet::parse(b"not json").is_err());
         assert_eq!(KeySet::parse(b"{\"keys\": []}").unwrap().0.len(), 0);
+    }
+
+    fn coord(len: usize) -> String {
+        URL_SAFE_NO_PAD.encode(vec![7u8; len])
+    }
+
+    // RFC 7517 sections 4.2, 4.3; RFC 7518 section 6; RFC 8725 section 3.1.
+    #[test]
+    fn drops_keys_with_bad_members() {
+        let doc = json!({"keys": [
+            {"kty": "EC", "kid": "p256", "crv": "P-256", "x": coord(32), "y": coord(32)},
+            {"kty": "EC", "kid": "short", "crv": "P-256", "x": coord(31), "y": coord(32)},
+            {"kty": "EC", "kid": "crv-vs-alg", "crv": "P-256", "x": coord(32), "y": coord(32), "alg": "ES384"},
+            {"kty": "EC", "kid": "p384-short", "crv": "P-384", "x": coord(32), "y": coord(32)},
+            {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": coord(32)},
+            {"kty": "OKP", "kid": "ed-long", "crv": "Ed25519", "x": coord(33)},
+            {"kty": "OKP", "kid": "x25519", "crv": "X25519", "x": coord(32)},
+            {"kty": "RSA", "kid": "e-even", "n": rsa_n(2048), "e": "AQAA"},
+            {"kty": "RSA", "kid": "e-one", "n": rsa_n(2048), "e": "AQ"},
+            {"kty": "RSA", "kid": "e-huge", "n": rsa_n(2048), "e": URL_SAFE_NO_PAD.encode([1u8; 9])},
+            {"kty": "RSA", "kid": "n-not-b64", "n": "***", "e": "AQAB"},
+            {"kty": "RSA", "kid": "n-number", "n": 5, "e": "AQAB"},
+            {"kty": "RSA", "kid": 7, "n": rsa_n(2048), "e": "AQAB"},
+            {"kty": "RSA", "kid": "ops-ok", "n": rsa_n(2048), "e": "AQAB", "key_ops": ["verify"]},
+            {"kty": "RSA", "kid": "enc-alg", "n": rsa_n(2048), "e": "AQAB", "alg": "RSA-OAEP"},
+        ]});
+        let (set, dropped) = KeySet::parse(doc.to_string().as_bytes()).unwrap();
+        let kept: Vec<_> = set.keys.iter().map(|k| k.kid.clone().unwrap()).collect();
+        assert_eq!(kept, ["p256", "ed", "ops-ok"], "{dropped:?}");
+        assert_eq!(dropped.len(), 12);
+        assert!(set.candidates(Some("p256"), Algorithm::ES384).is_empty());
+        assert_eq!(set.candidates(Some("p256"), Algorithm::ES256).len(), 1);
+    }
+
+    // Private members are a publishing mistake: use the public part, report it.
+    #[test]
+    fn private_members_are_ignored_and_reported() {
+        let doc = json!({"keys": [
+            {"kty": "RSA", "kid": "leaky", "n": rsa_n(2048), "e": "AQAB", "d": "c2VjcmV0", "p": "AQ"},
+            {"kty": "EC", "kid": "leaky-ec", "crv": "P-256", "x": coord(32), "y": coord(32), "d": coord(32)},
+            {"kty": "RSA", "kid": "clean", "n": rsa_n(2048), "e": "AQAB"},
+        ]});
+        let (set, dropped) = KeySet::parse(doc.to_string().as_bytes()).unwrap();
+        assert!(dropped.is_empty());
+        assert_eq!(set.len(), 3);
+        assert_eq!(
+            set.keys_with_private_members(),
+            [Some("leaky".to_owned()), Some("leaky-ec".to_owned())]
+        );
+        let debug = format!("{set:?}");
+        assert!(!debug.contains("c2VjcmV0"), "{debug}");
+    }
+
+    // RFC 7517 section 4.5: kids are hints; duplicates are tried in order.
+    #[test]
+    fn duplicate_kids_are_all_candidates_in_document_order() {
+        let doc = json!({"keys": [
+            {"kty": "RSA", "kid": "same", "n": rsa_n(2048), "e": "AQAB"},
+            {"kty": "EC", "kid": "same", "crv": "P-256", "x": coord(32), "y": coord(32)},
+            {"kty": "RSA", "kid": "same", "n": rsa_n(4096), "e": "AQAB", "alg": "RS256"},
+        ]});
+        let (set, _) = KeySet::parse(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(set.candidates(Some("same"), Algorithm::RS256).len(), 2);
+        assert_eq!(set.candidates(Some("same"), Algorithm::PS256).len(), 1);
+        assert_eq!(set.candidates(Some("same"), Algorithm::ES256).len(), 1);
+        assert!(set.candidates(Some("same"), Algorithm::EdDSA).is_empty());
+        // Without a kid, an ambiguous choice is no choice.
+        assert!(set.candidates(None, Algorithm::RS256).is_empty());
+        assert_eq!(set.candidates(None, Algorithm::ES256).len(), 1);
+    }
+
+    #[test]
+    fn refetch_hint_only_for_unknown_kids() {
+        let doc = json!({"keys": [
+            {"kty": "RSA", "kid": "r", "n": rsa_n(2048), "e": "AQAB", "alg": "RS256"},
+        ]});
+        let (set, _) = KeySet::parse(doc.to_string().as_bytes()).unwrap();
+        assert!(set.may_be_rotated_key(Some("new"), Algorithm::RS256));
+        // A known kid with another algorithm is an attack, not a rotation.
+        assert!(!set.may_be_rotated_key(Some("r"), Algorithm::ES256));
+        assert!(!set.may_be_rotated_key(Some("r"), Algorithm::PS256));
+        assert!(!set.may_be_rotated_key(None, Algorithm::RS256));
+        assert!(set.may_be_rotated_key(None, Algorithm::ES256));
+    }
+
+    // RFC 7515 section 4 style strictness for the key set itself.
+    #[test]
+    fn repeated_members_drop_the_key_or_the_document() {
+        let one_dup = format!(
+            r#"{{"keys":[{{"kty":"RSA","kid":"a","n":"{n}","e":"AQAB","e":"AQAA"}},{{"kty":"RSA","kid":"b","n":"{n}","e":"AQAB"}}]}}"#,
+            n = rsa_n(2048)
+        );
+        let (set, dropped) = KeySet::parse(one_dup.as_bytes()).unwrap();
+        assert_eq!(set.len(), 1);
+        assert_eq!(dropped, [(Some("a".to_owned()), Dropped::DuplicateMember)]);
+        assert!(KeySet::parse(br#"{"keys":[],"keys":[]}"#).is_err());
+        // Unknown top-level members are ignored (RFC 7517 section 5).
+        assert!(KeySet::parse(br#"{"keys":[],"other":{"x":1}}"#).is_ok());
+        // A top-level array is not a JWK Set, even if it looks like one.
+        assert!(KeySet::parse(br#"[[]]"#).is_err());
+    }
+
+    #[test]
+    fn at_most_max_keys_are_kept() {
+        let keys: Vec<Value> = (0..MAX_KEYS + 5)
+            .map(|i| json!({"kty": "OKP", "crv": "Ed25519", "kid": i.to_string(), "x": coord(32)}))
+            .collect();
+        let (set, dropped) = KeySet::parse(json!({ "keys": keys }).to_string().as_bytes()).unwrap();
+        assert_eq!(set.len(), MAX_KEYS);
+        assert_eq!(dropped.len(), 5);
+        assert!(dropped.iter().all(|(_, why)| *why == Dropped::TooManyKeys));
+    }
+
+    #[test]
+    fn rsa_exponent_plausibility() {
+        assert!(plausible_rsa_exponent(&[1, 0, 1]));
+        assert!(plausible_rsa_exponent(&[0, 0, 3]));
+        assert!(!plausible_rsa_exponent(&[1]));
+        assert!(!plausible_rsa_exponent(&[2]));
+        assert!(!plausible_rsa_exponent(&[]));
+        assert!(!plausible_rsa_exponent(&[1, 0, 0, 0, 1]));
     }
 
     #[test]

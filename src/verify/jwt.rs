@@ -2,17 +2,27 @@
 //!
 //! Order of checks, cheapest first, so that garbage never costs a signature
 //! check or a network fetch:
-//! 1. structure: three base64url parts (five parts is a JWE: refused);
-//! 2. header: `alg` on the configured allowlist (never `none`, never HMAC),
-//!    `typ` per [`TypPolicy`], no `crit`, `b64` or `cty`; `jku`, `x5u`, `jwk`
-//!    and `x5c` are ignored and never fetched (RFC 8725 section 3.1);
-//! 3. claims: `iss` one of the configured issuers exactly, `exp` present and
-//!    not past, `nbf`/`iat` not in the future (with leeway), `aud` containing
-//!    this resource exactly (RFC 8707), `sub` a string;
+//! 1. structure: three canonical base64url parts, the first two JSON
+//!    objects without repeated member names at any depth, a non-empty
+//!    signature of a plausible length for the algorithm (five parts is a
+//!    JWE: refused);
+//! 2. header: `alg` on the configured allowlist (never `none` in any case,
+//!    never HMAC), `typ` per [`TypPolicy`], no `crit`, `b64`, `cty`, `enc` or
+//!    `zip`, `kid` a string if present; `jku`, `x5u`, `jwk`, `x5c` and
+//!    `x5t` are ignored and never fetched (RFC 8725 section 3.1);
+//! 3. claims: `iss` one of the configured issuers exactly (an unknown issuer
+//!    never causes a fetch), `exp` present and not past, not further ahead
+//!    than the maximum token lifetime, `nbf`/`iat` not in the future (with
+//!    leeway), `aud` containing this resource exactly (RFC 8707), `sub` a
+//!    non-empty string, no `cnf` (a sender-constrained token is not a bearer
+//!    token);
 //! 4. key: from that issuer's key set, chosen by `kid` and matching the
-//!    algorithm (`kty`, `crv`, the JWK's own `alg`, `use`); an unknown `kid`
-//!    refetches the set at most once per cooldown;
+//!    algorithm (`kty`, `crv`, the JWK's own `alg`, `use`); a `kid` missing
+//!    from the set refetches it at most once per cooldown, a known `kid`
+//!    with the wrong algorithm never does;
 //! 5. signature.
+
+pub(crate) mod json;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,8 +38,9 @@ use crate::bearer::BearerToken;
 use crate::config::{AuthConfig, TypPolicy};
 use crate::context::AuthContext;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
-use crate::jwks::cache::{CachePolicy, JwksCache, Lookup};
+use crate::jwks::cache::{CachePolicy, JwksCache, Lookup, log_key_notes};
 use crate::jwks::fetch::Fetcher;
+use crate::jwks::keyset::KeySet;
 
 /// Verifies JWT access tokens against the configured issuers' key sets.
 ///
@@ -44,7 +55,9 @@ struct Inner {
     resource: String,
     algorithms: Vec<Algorithm>,
     leeway: u64,
+    max_lifetime: u64,
     typ_policy: TypPolicy,
+    require_keys_before_ready: bool,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -79,17 +92,17 @@ impl JwtVerifier {
     /// A verifier that fetches metadata and keys with `client` (for custom
     /// trust roots or proxies). The client should not follow redirects and
     /// should have a total timeout.
+    ///
+    /// Whatever `client` is configured to do, redirects are refused and each
+    /// request is bounded by the configured `http_timeout`.
     pub fn with_http_client(config: &AuthConfig, client: reqwest::Client) -> Self {
         let fetcher = Fetcher::with_client(
             client,
             config.max_document_bytes,
             config.allow_insecure_loopback,
+            config.http_timeout,
         );
-        let policy = CachePolicy {
-            ttl: config.jwks_cache_ttl,
-            cooldown: config.jwks_refresh_cooldown,
-            max_stale: config.jwks_max_stale,
-        };
+        let policy = cache_policy(config);
         let issuers = config
             .issuers
             .iter()
@@ -103,13 +116,46 @@ impl JwtVerifier {
                 (i.issuer.clone(), cache)
             })
             .collect();
+        Self::from_parts(config, issuers)
+    }
+
+    /// A verifier with a fixed key set (an RFC 7517 JWK Set document) for
+    /// the only configured issuer: nothing is ever fetched, and the verifier
+    /// is ready at once. For air-gapped deployments, pinned keys and tests.
+    ///
+    /// Keys are filtered as if fetched (unusable keys are dropped with a
+    /// warning). Fails when the configuration names several issuers, when
+    /// the document is not a JWK Set, or when no usable key is left.
+    pub fn with_static_jwks(config: &AuthConfig, jwks: &[u8]) -> Result<Self, ConfigError> {
+        let [issuer] = config.issuers.as_slice() else {
+            return Err(ConfigError::new(
+                "issuer",
+                "a static key set needs exactly one issuer",
+            ));
+        };
+        let (set, dropped) =
+            KeySet::parse(jwks).map_err(|e| ConfigError::new("jwks", e.to_owned()))?;
+        log_key_notes(&issuer.issuer, &set, &dropped);
+        if set.len() == 0 {
+            return Err(ConfigError::new("jwks", "the key set has no usable keys"));
+        }
+        let cache = JwksCache::fixed(issuer.issuer.clone(), set, cache_policy(config));
+        Ok(Self::from_parts(
+            config,
+            vec![(issuer.issuer.clone(), cache)],
+        ))
+    }
+
+    fn from_parts(config: &AuthConfig, issuers: Vec<(String, Arc<JwksCache>)>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 issuers,
                 resource: config.resource.clone(),
                 algorithms: config.algorithms.clone(),
                 leeway: config.leeway.as_secs(),
+                max_lifetime: config.max_token_lifetime.as_secs(),
                 typ_policy: config.typ_policy,
+                require_keys_before_ready: config.require_keys_before_ready,
             }),
         }
     }
@@ -126,22 +172,26 @@ impl JwtVerifier {
         Ok(())
     }
 
-    /// Whether every issuer's key set has been loaded at least once.
+    /// Whether the verifier can verify tokens: every issuer's key set has
+    /// been fetched successfully at least once. With
+    /// [`require_keys_before_ready(false)`](crate::AuthConfigBuilder::require_keys_before_ready)
+    /// it is always `true`. Meant for a readiness probe; once ready, a later
+    /// key-server outage does not make it unready (the stale window and then
+    /// 503 answers handle that).
     pub fn is_ready(&self) -> bool {
-        self.inner.issuers.iter().all(|(_, c)| c.is_loaded())
+        !self.inner.require_keys_before_ready
+            || self.inner.issuers.iter().all(|(_, c)| c.is_loaded())
     }
 
     async fn verify_token(&self, token: &str) -> Result<AuthContext, AuthError> {
+        // 1-3: everything that needs neither keys nor the network.
         let parsed = Parsed::split(token)?;
         let header = parsed.header()?;
-        let alg = self.check_header(&header)?;
+        let (alg, kid) = self.check_header(&header)?;
+        check_signature_length(alg, parsed.signature.len())?;
         let claims = parsed.claims()?;
         let cache = self.check_claims(&claims)?;
-        let kid = match header.get("kid") {
-            None => None,
-            Some(Value::String(kid)) => Some(kid.as_str()),
-            Some(_) => return Err(AuthErrorKind::UnsupportedHeader.into()),
-        };
+        // 4: the key (may fetch).
         let keys = match cache.key_set(kid, alg).await {
             Lookup::Keys(keys) => keys,
             Lookup::Unavailable => return Err(AuthErrorKind::KeysUnavailable.into()),
@@ -150,22 +200,24 @@ impl JwtVerifier {
         if candidates.is_empty() {
             return Err(AuthErrorKind::UnknownKey.into());
         }
-        let signature = URL_SAFE_NO_PAD
-            .decode(parsed.signature)
-            .map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))?;
-        if signature.is_empty() {
-            return Err(AuthErrorKind::InvalidSignature.into());
-        }
-        if !candidates
-            .iter()
-            .any(|k| verify_signature(alg, &k.key, parsed.signing_input.as_bytes(), &signature))
-        {
+        // 5: the signature, with the key's algorithm (checked to fit above).
+        if !candidates.iter().any(|k| {
+            verify_signature(
+                alg,
+                &k.key,
+                parsed.signing_input.as_bytes(),
+                &parsed.signature,
+            )
+        }) {
             return Err(AuthErrorKind::InvalidSignature.into());
         }
         context_from_claims(claims)
     }
 
-    fn check_header(&self, header: &Map<String, Value>) -> Result<Algorithm, AuthError> {
+    fn check_header<'h>(
+        &self,
+        header: &'h Map<String, Value>,
+    ) -> Result<(Algorithm, Option<&'h str>), AuthError> {
         let alg = match header.get("alg") {
             Some(Value::String(a)) => a,
             _ => return Err(AuthErrorKind::MalformedToken.into()),
@@ -193,7 +245,12 @@ impl JwtVerifier {
         if !typ_allowed(typ, self.inner.typ_policy) {
             return Err(AuthErrorKind::InvalidType.into());
         }
-        Ok(alg)
+        let kid = match header.get("kid") {
+            None => None,
+            Some(Value::String(kid)) => Some(kid.as_str()),
+            Some(_) => return Err(AuthErrorKind::UnsupportedHeader.into()),
+        };
+        Ok((alg, kid))
     }
 
     fn check_claims(&self, claims: &Map<String, Value>) -> Result<&Arc<JwksCache>, AuthError> {
@@ -214,10 +271,19 @@ impl JwtVerifier {
         if now >= exp.saturating_add(leeway) {
             return Err(AuthErrorKind::Expired.into());
         }
-        for name in ["nbf", "iat"] {
-            if numeric_date(claims.get(name))?.is_some_and(|t| t > now.saturating_add(leeway)) {
+        let iat = numeric_date(claims.get("iat"))?;
+        for t in [numeric_date(claims.get("nbf"))?, iat] {
+            if t.is_some_and(|t| t > now.saturating_add(leeway)) {
                 return Err(AuthErrorKind::NotYetValid.into());
             }
+        }
+        // A token that lives absurdly long is refused, whether it says so
+        // (`exp - iat`) or not (`exp - now`).
+        let max = self.inner.max_lifetime;
+        if exp > now.saturating_add(leeway).saturating_add(max)
+            || iat.is_some_and(|iat| exp.saturating_sub(iat) > max)
+        {
+            return Err(AuthErrorKind::LifetimeTooLong.into());
         }
         // RFC 8707 / RFC 9068 section 4: aud must contain our resource, exactly.
         let audience_ok = match claims.get("aud") {
@@ -237,6 +303,12 @@ impl JwtVerifier {
         match claims.get("sub") {
             Some(Value::String(s)) if !s.is_empty() => {}
             _ => return Err(AuthErrorKind::InvalidClaims.into()),
+        }
+        // RFC 9449 section 6 / RFC 8705 section 3: a token bound to a key is
+        // only good with a proof of possession; as a Bearer token it is
+        // refused (whatever `cnf` holds).
+        if claims.contains_key("cnf") {
+            return Err(AuthErrorKind::SenderConstrainedToken.into());
         }
         Ok(cache)
     }
@@ -289,11 +361,42 @@ fn numeric_date(v: Option<&Value>) -> Result<Option<u64>, AuthError> {
     }
 }
 
+/// The cache policy of a configuration.
+fn cache_policy(config: &AuthConfig) -> CachePolicy {
+    CachePolicy {
+        ttl: config.jwks_cache_ttl,
+        max_ttl: config.jwks_cache_max_ttl,
+        cooldown: config.jwks_refresh_cooldown,
+        max_stale: config.jwks_max_stale,
+    }
+}
+
+/// A signature whose length cannot be right for `alg` is refused before any
+/// key is looked up: RFC 7518 section 3.4 fixes ECDSA lengths (`R || S`),
+/// RFC 8037 section 3.1 Ed25519's, and an RSA signature is as long as a
+/// 2048..=8192-bit modulus.
+fn check_signature_length(alg: Algorithm, len: usize) -> Result<(), AuthError> {
+    use Algorithm::*;
+    let ok = match alg {
+        ES256 | EdDSA => len == 64,
+        ES384 => len == 96,
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => (256..=1024).contains(&len),
+        // HMAC never passes the allowlist; anything newer is refused rather
+        // than guessed at.
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthErrorKind::InvalidSignature.into())
+    }
+}
+
 /// A compact JWS split into its parts, not yet trusted.
 struct Parsed<'a> {
     header_b64: &'a str,
     payload_b64: &'a str,
-    signature: &'a str,
+    signature: Vec<u8>,
     signing_input: &'a str,
 }
 
@@ -313,10 +416,17 @@ impl<'a> Parsed<'a> {
         if h.is_empty() || p.is_empty() {
             return Err(AuthErrorKind::MalformedToken.into());
         }
+        // Canonical base64url only (no padding, no stray bits), so that one
+        // signature has one encoding.
+        // An empty signature (an unsecured JWS, RFC 7515 appendix A.5) is
+        // refused by the length check once `alg` is known.
+        let signature = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))?;
         Ok(Self {
             header_b64: h,
             payload_b64: p,
-            signature: s,
+            signature,
             signing_input: &token[..h.len() + 1 + p.len()],
         })
     }
@@ -334,8 +444,10 @@ fn decode_object(part: &str) -> Result<Map<String, Value>, AuthError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))?;
-    serde_json::from_slice::<Map<String, Value>>(&bytes)
-        .map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))
+    json::object(&bytes).map_err(|e| match e {
+        json::ObjectError::Malformed => AuthError::new(AuthErrorKind::MalformedToken),
+        json::ObjectError::Duplicate => AuthError::new(AuthErrorKind::DuplicateMember),
+    })
 }
 
 /// Scopes from `scope` (RFC 9068 section 2.2.3, a space-separated string) or,
@@ -438,8 +550,37 @@ mod tests {
             Parsed::split(".b.c").err().map(|e| e.kind()),
             Some(AuthErrorKind::MalformedToken)
         );
-        let p = Parsed::split("aa.bb.cc").ok().unwrap();
+        let p = Parsed::split("aa.bb.cQ").ok().unwrap();
         assert_eq!(p.signing_input, "aa.bb");
+        assert_eq!(p.signature, [0x71]);
+        // RFC 7515 section 2: base64url without padding; canonical bits only.
+        for bad in ["aa.bb.cQ=", "aa.bb.c", "aa.bb.cc", "aa.bb.c+", "aa.bb.c/"] {
+            assert_eq!(
+                Parsed::split(bad).err().map(|e| e.kind()),
+                Some(AuthErrorKind::MalformedToken),
+                "{bad}"
+            );
+        }
+        assert!(Parsed::split("aa.bb.").ok().unwrap().signature.is_empty());
+    }
+
+    // RFC 7518 sections 3.3, 3.4; RFC 8037 section 3.1.
+    #[test]
+    fn signature_lengths() {
+        use Algorithm::*;
+        assert!(check_signature_length(ES256, 64).is_ok());
+        assert!(check_signature_length(ES256, 63).is_err());
+        assert!(check_signature_length(ES256, 72).is_err());
+        assert!(check_signature_length(ES384, 96).is_ok());
+        assert!(check_signature_length(EdDSA, 64).is_ok());
+        assert!(check_signature_length(EdDSA, 32).is_err());
+        assert!(check_signature_length(RS256, 256).is_ok());
+        assert!(check_signature_length(PS512, 1024).is_ok());
+        assert!(check_signature_length(RS256, 128).is_err());
+        assert!(check_signature_length(HS256, 32).is_err());
+        for alg in [ES256, ES384, EdDSA, RS256, PS256] {
+            assert!(check_signature_length(alg, 0).is_err());
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@ use crate::error::AuthError;
 
 pub(crate) mod crypto;
 pub(crate) mod jwt;
+#[cfg(test)]
+mod vectors;
 
 pub use jwt::JwtVerifier;
 

@@ -1,0 +1,201 @@
+// TypeScript SDK client (@modelcontextprotocol/sdk) against the protected server.
+//
+//   node ts-sdk.mjs MODE MCP_URL
+//
+// MODE:
+//   dcr                 authorization code + PKCE, dynamic client registration
+//   cimd                authorization code + PKCE, client_id = a Client ID
+//                       Metadata Document URL (RIG_CIMD_URL)
+//   client-credentials  client credentials grant (RIG_CC_CLIENT_ID,
+//                       RIG_CC_CLIENT_SECRET, registered beforehand)
+//   step-up             dcr, then add_note: expects HTTP 403 insufficient_scope,
+//                       re-authorization with the union of scopes, success
+//
+// The client knows nothing but MCP_URL: the SDK discovers the protected
+// resource metadata and the authorization server from the 401 challenge.
+// The "browser" is RIG_BROWSER (the rig's scripted user agent), launched with
+// the authorization URL like a real client launches the system browser; the
+// code comes back to this process's own loopback listener.
+//
+// Prints one line `RIG-RESULT {json}` on success; exits non-zero otherwise.
+
+import { spawn } from 'node:child_process';
+import http from 'node:http';
+
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { ClientCredentialsProvider } from '@modelcontextprotocol/sdk/client/auth-extensions.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+
+const [mode, mcpUrl] = process.argv.slice(2);
+if (!mode || !mcpUrl) {
+  console.error('usage: ts-sdk.mjs dcr|cimd|client-credentials|step-up MCP_URL');
+  process.exit(2);
+}
+
+/** Every response the MCP endpoint gave: status and challenge, for the rig's checks. */
+const exchanges = [];
+const recordingFetch = async (url, init) => {
+  const res = await fetch(url, init);
+  if (String(url).startsWith(mcpUrl)) {
+    exchanges.push({ status: res.status, wwwAuthenticate: res.headers.get('www-authenticate') ?? undefined });
+  }
+  return res;
+};
+
+/** A loopback listener for the authorization redirect; each code arrives as a promise. */
+async function redirectListener() {
+  let waiting = [];
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url, 'http://127.0.0.1');
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end('You can close this window.');
+    const next = waiting.shift();
+    if (url.pathname === '/callback' && next) next(url);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}/callback`,
+    next: () => new Promise((resolve, reject) => {
+      waiting.push(resolve);
+      setTimeout(() => reject(new Error('no authorization redirect within 30s')), 30000).unref();
+    }),
+    close: () => server.close(),
+  };
+}
+
+/** Launches the rig's browser with the authorization URL (like xdg-open). */
+function openBrowser(url) {
+  const browser = process.env.RIG_BROWSER;
+  if (!browser) throw new Error('RIG_BROWSER is not set');
+  const child = spawn(browser, [url.toString()], { stdio: ['ignore', 'ignore', 'inherit'] });
+  child.on('exit', (code) => { if (code) console.error(`browser exited with ${code}`); });
+}
+
+/** An in-memory OAuthClientProvider for an interactive (authorization code) client. */
+class InteractiveProvider {
+  constructor(redirectUrl, clientMetadataUrl) {
+    this._redirectUrl = redirectUrl;
+    this.clientMetadataUrl = clientMetadataUrl;
+    this.authorizationRequests = [];
+  }
+
+  get redirectUrl() { return this._redirectUrl; }
+
+  get clientMetadata() {
+    return {
+      client_name: `rig ts-sdk ${mode}`,
+      redirect_uris: [this._redirectUrl],
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+    };
+  }
+
+  clientInformation() { return this._client; }
+  saveClientInformation(info) { this._client = info; }
+  tokens() { return this._tokens; }
+  saveTokens(tokens) { this._tokens = tokens; }
+  saveCodeVerifier(v) { this._verifier = v; }
+  codeVerifier() { return this._verifier; }
+
+  redirectToAuthorization(url) {
+    this.authorizationRequests.push({
+      scope: url.searchParams.get('scope'),
+      resource: url.searchParams.get('resource'),
+      clientId: url.searchParams.get('client_id'),
+    });
+    openBrowser(url);
+  }
+}
+
+function toolText(result) {
+  if (result.isError) throw new Error(`tool error: ${JSON.stringify(result.content)}`);
+  return result.content.filter((c) => c.type === 'text').map((c) => c.text).join('');
+}
+
+async function connect(provider) {
+  const client = new Client({ name: `rig-ts-sdk-${mode}`, version: '1.0.0' });
+  const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider, fetch: recordingFetch });
+  await client.connect(transport);
+  return { client, transport };
+}
+
+/** Connects, running the interactive authorization when the server asks for it. */
+async function connectInteractive(provider, listener) {
+  const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider, fetch: recordingFetch });
+  const client = new Client({ name: `rig-ts-sdk-${mode}`, version: '1.0.0' });
+  const redirected = listener.next();
+  try {
+    await client.connect(transport);
+    return { client, transport };
+  } catch (err) {
+    if (!(err instanceof UnauthorizedError)) throw err;
+  }
+  const callback = await redirected;
+  const code = callback.searchParams.get('code');
+  if (!code) throw new Error(`authorization failed: ${callback.search}`);
+  await transport.finishAuth(code);
+  // A transport starts once; connect again with the tokens now in the provider.
+  return connect(provider);
+}
+
+async function main() {
+  const out = { mode, exchanges };
+  let listener;
+  let session;
+  if (mode === 'client-credentials') {
+    const provider = new ClientCredentialsProvider({
+      clientId: process.env.RIG_CC_CLIENT_ID,
+      clientSecret: process.env.RIG_CC_CLIENT_SECRET,
+      clientName: 'rig ts-sdk client-credentials',
+    });
+    session = await connect(provider);
+  } else {
+    listener = await redirectListener();
+    const cimdUrl = mode === 'cimd' ? process.env.RIG_CIMD_URL : undefined;
+    if (mode === 'cimd' && !cimdUrl) throw new Error('RIG_CIMD_URL is not set');
+    const provider = new InteractiveProvider(listener.url, cimdUrl);
+    session = await connectInteractive(provider, listener);
+    out.authorizationRequests = provider.authorizationRequests;
+    out.clientId = provider.clientInformation()?.client_id;
+
+    if (mode === 'step-up') {
+      // Uses the session the first token opened; the SDK meets the 403 and
+      // starts a new authorization with the scope the challenge names.
+      const before = provider.authorizationRequests.length;
+      const redirected = listener.next();
+      let added;
+      try {
+        added = await session.client.callTool({ name: 'add_note', arguments: { text: 'from the rig' } });
+      } catch (err) {
+        if (!(err instanceof UnauthorizedError) || provider.authorizationRequests.length === before) {
+          throw new Error(`add_note without notes:write did not lead to re-authorization: ${err.message}`);
+        }
+        const callback = await redirected;
+        const code = callback.searchParams.get('code');
+        if (!code) throw new Error(`step-up authorization failed: ${callback.search}`);
+        await session.transport.finishAuth(code);
+        added = await session.client.callTool({ name: 'add_note', arguments: { text: 'from the rig' } });
+      }
+      out.addNote = toolText(added);
+      out.authorizationRequests = provider.authorizationRequests;
+    }
+  }
+
+  const tools = await session.client.listTools();
+  out.tools = tools.tools.map((t) => t.name);
+  out.whoami = JSON.parse(toolText(await session.client.callTool({ name: 'whoami', arguments: {} })));
+  if (mode === 'step-up') {
+    out.notes = JSON.parse(toolText(await session.client.callTool({ name: 'list_notes', arguments: {} })));
+  }
+  await session.client.close();
+  listener?.close();
+  console.log(`RIG-RESULT ${JSON.stringify(out)}`);
+}
+
+main().then(() => process.exit(0), (err) => {
+  console.error(`ts-sdk ${mode}: ${err?.stack || err}`);
+  console.error(`exchanges: ${JSON.stringify(exchanges)}`);
+  process.exit(1);
+});

@@ -1,0 +1,217 @@
+// The rig's authorization server: panva's oidc-provider (9.x) on loopback.
+//
+// What it is configured to do, and why:
+// - RFC 8707 resource indicators: the only audiences it issues access tokens
+//   for are the resources named in RIG_RESOURCES. Every such token is a JWT
+//   (RFC 9068, header `typ: at+jwt`) signed with ES256, `aud` = the resource.
+// - PKCE is required for every client (oidc-provider only implements S256).
+// - Open dynamic client registration (RFC 7591), the client credentials
+//   grant, and Client ID Metadata Documents (a client_id that is an https URL;
+//   the document is fetched from the rig's own https host on loopback, whose
+//   self-signed certificate only this process trusts).
+// - An interaction that approves everything at once: the login prompt logs
+//   in RIG_SUBJECT, the consent prompt grants every requested scope on every
+//   requested resource. A client finishes the code flow by following
+//   redirects with a cookie jar; no page is ever shown.
+//
+// Rig-only routes (not part of any standard):
+//   GET /_rig/issued   every access token issued so far (its claims, no value)
+//
+// Environment:
+//   RIG_SUBJECT        the subject the interaction logs in (required)
+//   RIG_RESOURCES      comma-separated resource indicators it issues tokens for
+//   RIG_CIMD_CA        PEM file: the CA to trust when fetching CIMD documents
+//   RIG_CIMD_ORIGIN    the only origin CIMD documents may be fetched from
+//   RIG_STATE_FILE     where to write {"issuer": ...} once listening
+//
+// Prints `issuer http://127.0.0.1:PORT` on stdout once it listens.
+
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+
+import Provider, { errors } from 'oidc-provider';
+
+const SUBJECT = process.env.RIG_SUBJECT;
+if (!SUBJECT) {
+  console.error('RIG_SUBJECT is required');
+  process.exit(2);
+}
+const RESOURCES = new Set(
+  (process.env.RIG_RESOURCES || '').split(',').map((s) => s.trim()).filter(Boolean),
+);
+const RESOURCE_SCOPES = 'notes:read notes:write';
+const CIMD_CA = process.env.RIG_CIMD_CA ? readFileSync(process.env.RIG_CIMD_CA) : undefined;
+const CIMD_ORIGIN = process.env.RIG_CIMD_ORIGIN;
+
+// Claims of every access token issued, for the rig's assertions.
+const issued = [];
+
+function signingKeys() {
+  // ES256 signs access tokens; RS256 is what oidc-provider signs ID tokens
+  // with by default, and registration fails without such a key.
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+  return {
+    keys: [
+      { ...ec, kid: `es-${randomBytes(4).toString('hex')}`, use: 'sig', alg: 'ES256' },
+      { ...rsa, kid: `rs-${randomBytes(4).toString('hex')}`, use: 'sig', alg: 'RS256' },
+    ],
+  };
+}
+
+// oidc-provider's own fetch refuses loopback addresses (SSRF protection). The
+// rig needs exactly one exception: CIMD documents on its loopback https host,
+// trusted through the rig's self-signed CA. Everything else is refused.
+async function rigFetch(url, options) {
+  const target = new URL(url);
+  if (!CIMD_ORIGIN || target.origin !== CIMD_ORIGIN) {
+    throw new TypeError(`the rig's provider fetches nothing but ${CIMD_ORIGIN || 'nothing'}`);
+  }
+  const headers = {};
+  for (const [k, v] of new Headers(options.headers)) headers[k] = v;
+  return new Promise((resolve, reject) => {
+    const req = https.request(target, {
+      method: options.method || 'GET', headers, ca: CIMD_CA, signal: options.signal,
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const h = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) {
+          if (Array.isArray(v)) v.forEach((x) => h.append(k, x)); else if (v !== undefined) h.set(k, v);
+        }
+        resolve(new Response(Buffer.concat(chunks), { status: res.statusCode, headers: h }));
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function json(res, status, body) {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(JSON.stringify(body));
+}
+
+const server = http.createServer();
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+const provider = new Provider(issuer, {
+  jwks: signingKeys(),
+  cookies: { keys: [randomBytes(32).toString('hex')] },
+  scopes: ['openid', 'offline_access', ...RESOURCE_SCOPES.split(' ')],
+  // A registration's `scope` caps what the client may ever request. MCP
+  // clients register with the scope of the first challenge (notes:read), and
+  // would then be refused the step-up to notes:write; this provider lets every
+  // registered client ask for every scope of the resource.
+  extraClientMetadata: {
+    properties: ['rig_scope_policy'],
+    validator(_ctx, key, _value, metadata) {
+      if (key === 'rig_scope_policy') metadata.scope = `openid offline_access ${RESOURCE_SCOPES}`;
+    },
+  },
+  responseTypes: ['code'],
+  ttl: {
+    AccessToken: 600, AuthorizationCode: 60, ClientCredentials: 600, Grant: 3600,
+    Interaction: 600, Session: 3600, IdToken: 600,
+  },
+  pkce: { required: () => true },
+  features: {
+    devInteractions: { enabled: false },
+    registration: { enabled: true },
+    clientCredentials: { enabled: true },
+    clientIdMetadataDocument: {
+      enabled: true,
+      ack: 'draft-02',
+      allowFetch: async (_ctx, clientId) => !!CIMD_ORIGIN && new URL(clientId).origin === CIMD_ORIGIN,
+      cacheDuration: { min: 0, max: 0 },
+    },
+    resourceIndicators: {
+      enabled: true,
+      // A client that names no resource gets no token for ours: the MCP
+      // authorization spec requires clients to send `resource`.
+      defaultResource: async (_ctx, _client, oneOf) => oneOf,
+      useGrantedResource: async () => true,
+      getResourceServerInfo: async (_ctx, indicator) => {
+        if (!RESOURCES.has(indicator)) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
+        return {
+          scope: RESOURCE_SCOPES,
+          audience: indicator,
+          accessTokenTTL: 600,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'ES256' } },
+        };
+      },
+    },
+  },
+  findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+  formats: {
+    customizers: {
+      async jwt(_ctx, _token, jwt) {
+        const { sub, client_id, aud, scope, iss, jti } = jwt.payload;
+        issued.push({ sub, client_id, aud, scope, iss, jti });
+      },
+    },
+  },
+  fetch: rigFetch,
+  renderError: async (ctx, out) => {
+    ctx.type = 'json';
+    ctx.body = out;
+  },
+});
+provider.proxy = false;
+
+// The auto-approving interaction.
+async function interaction(req, res) {
+  const details = await provider.interactionDetails(req, res);
+  const { prompt, params, session } = details;
+  let result;
+  if (prompt.name === 'login') {
+    result = { login: { accountId: SUBJECT, remember: false } };
+  } else if (prompt.name === 'consent') {
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    const d = prompt.details;
+    if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
+    if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(d.missingResourceScopes || {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    result = { consent: { grantId: await grant.save() } };
+  } else {
+    result = { error: 'access_denied', error_description: `rig cannot satisfy prompt ${prompt.name}` };
+  }
+  await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
+}
+
+const callback = provider.callback();
+server.on('request', async (req, res) => {
+  const path = new URL(req.url, issuer).pathname;
+  try {
+    if (req.method === 'GET' && path.startsWith('/interaction/')) {
+      await interaction(req, res);
+    } else if (req.method === 'GET' && path === '/_rig/issued') {
+      json(res, 200, issued);
+    } else {
+      callback(req, res);
+    }
+  } catch (err) {
+    console.error('rig provider error:', err);
+    if (!res.headersSent) json(res, 500, { error: 'server_error', error_description: String(err) });
+  }
+});
+
+provider.on('server_error', (_ctx, err) => console.error('provider server_error:', err));
+for (const event of ['authorization.error', 'grant.error', 'registration_create.error', 'introspection.error']) {
+  provider.on(event, (_ctx, err) => console.error(`${event}: ${err.message} ${err.error_description || ''}`));
+}
+
+if (process.env.RIG_STATE_FILE) writeFileSync(process.env.RIG_STATE_FILE, JSON.stringify({ issuer }));
+console.log(`issuer ${issuer}`);
+
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));

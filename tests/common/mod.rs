@@ -1,0 +1,205 @@
+//! Shared fixtures for the integration tests: a real issuer (TestIssuer), a
+//! real protected rmcp server on 127.0.0.1:0, and a real rmcp client.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+
+use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::{AuthConfig, AuthConfigBuilder, AuthContext, McpServer, RequestContextExt};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{CallToolRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig};
+use rmcp::service::{RequestContext, RoleClient, RoleServer, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{
+    ClientLifecycleMode, ClientServiceExt, ServerHandler, ServiceExt, tool, tool_handler,
+    tool_router,
+};
+use tokio_util::sync::CancellationToken;
+
+/// A server whose tools report the caller.
+#[derive(Clone)]
+pub struct EchoServer {
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl EchoServer {
+    pub fn new() -> Self {
+        Self {
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(description = "subject via ctx.auth()")]
+    async fn whoami(&self, ctx: RequestContext<RoleServer>) -> Result<String, rmcp::ErrorData> {
+        let auth = ctx.auth()?;
+        Ok(serde_json::json!({
+            "subject": auth.subject(),
+            "client_id": auth.client_id(),
+            "scopes": auth.scopes(),
+            "issuer": auth.issuer(),
+            "audience": auth.audience(),
+            "token_id": auth.token_id(),
+            "expires_at": auth.expires_at_unix(),
+            "custom": auth.claim("tenant"),
+        })
+        .to_string())
+    }
+
+    #[tool(description = "subject via an AuthContext argument")]
+    async fn whoami_arg(&self, auth: AuthContext) -> String {
+        auth.subject().to_owned()
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for EchoServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+}
+
+/// A running issuer + protected server.
+pub struct Harness {
+    pub issuer: TestIssuer,
+    pub resource: String,
+    pub base: String,
+    pub ct: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.ct.cancel();
+    }
+}
+
+impl Harness {
+    /// Starts with the default config (plus `tweak`).
+    pub async fn start(tweak: impl FnOnce(AuthConfigBuilder) -> AuthConfigBuilder) -> Self {
+        let issuer = TestIssuer::start().await.expect("issuer");
+        Self::start_with_issuer(issuer, tweak).await
+    }
+
+    pub async fn start_with_issuer(
+        issuer: TestIssuer,
+        tweak: impl FnOnce(AuthConfigBuilder) -> AuthConfigBuilder,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let base = format!("http://{addr}");
+        let resource = format!("{base}/mcp");
+        let config = tweak(
+            AuthConfig::builder()
+                .issuer(issuer.issuer())
+                .resource(&resource)
+                .allow_insecure_http_for_loopback(true),
+        )
+        .build()
+        .expect("config");
+        let server = McpServer::builder()
+            .auth(config)
+            .service(|| Ok(EchoServer::new()))
+            .build()
+            .expect("server");
+        let ct = server.cancellation_token();
+        tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+        Self {
+            issuer,
+            resource,
+            base,
+            ct,
+        }
+    }
+
+    /// A valid token for `sub`.
+    pub fn token(&self, sub: &str) -> String {
+        self.issuer
+            .token()
+            .subject(sub)
+            .audience(&self.resource)
+            .sign()
+    }
+
+    /// POSTs a JSON-RPC body with optional extra headers.
+    pub async fn post(&self, headers: &[(&str, &str)], body: &str) -> reqwest::Response {
+        let mut req = reqwest::Client::new()
+            .post(&self.resource)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_owned());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("request")
+    }
+}
+
+pub type Client = RunningService<RoleClient, ()>;
+
+/// A real rmcp client with a bearer token, using the legacy (initialize +
+/// session) lifecycle.
+pub async fn legacy_client(
+    url: &str,
+    token: &str,
+) -> Result<Client, rmcp::service::ClientInitializeError> {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned()),
+    );
+    ().serve(transport).await
+}
+
+/// A real rmcp client with a bearer token, using the stateless 2026-07-28 lifecycle.
+pub async fn stateless_client(
+    url: &str,
+    token: &str,
+) -> Result<Client, rmcp::service::ClientInitializeError> {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned()),
+    );
+    ().serve_with_lifecycle(
+        transport,
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    )
+    .await
+}
+
+/// Calls a tool and returns its text.
+pub async fn call_text(client: &Client, tool: &'static str) -> Result<String, rmcp::ServiceError> {
+    let result = client.call_tool(CallToolRequestParams::new(tool)).await?;
+    Ok(result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect())
+}
+
+/// Runs `f` with a timeout so no test can hang.
+pub async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(30), f)
+        .await
+        .expect("the test step took more than 30 s")
+}
+
+/// The `WWW-Authenticate` header of a response.
+pub fn challenge(resp: &reqwest::Response) -> Vec<(String, String)> {
+    let value = resp
+        .headers()
+        .get("www-authenticate")
+        .expect("a WWW-Authenticate header")
+        .to_str()
+        .expect("ASCII");
+    mcp_oauth2::challenge::parse_bearer_challenge(value).expect("a Bearer challenge")
+}
+
+/// Looks up one challenge parameter.
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
