@@ -119,7 +119,8 @@ pub enum JwksFault {
     None,
     /// `503 Service Unavailable` with a JSON error body.
     Unavailable,
-    /// Accept the request and never answer (until the issuer stops).
+    /// Accept the request and do not answer until the fault is changed
+    /// (then answer per the new fault) or the issuer stops.
     Hang,
     /// `200 application/json`: the real key set followed by whitespace, this
     /// many bytes in all, streamed in chunks. With `declare_length` the
@@ -295,7 +296,7 @@ struct Shared {
     jwks_hits: AtomicUsize,
     metadata_hits: AtomicUsize,
     other_hits: AtomicUsize,
-    fault: Mutex<JwksFault>,
+    fault: watch::Sender<JwksFault>,
     cache_control: Mutex<Option<String>>,
     jwks_override: Mutex<Option<Value>>,
     /// Flips to `true` when the issuer stops (ends hanging requests).
@@ -428,7 +429,7 @@ impl TestIssuer {
             jwks_hits: AtomicUsize::new(0),
             metadata_hits: AtomicUsize::new(0),
             other_hits: AtomicUsize::new(0),
-            fault: Mutex::new(JwksFault::None),
+            fault: watch::Sender::new(JwksFault::None),
             cache_control: Mutex::new(None),
             jwks_override: Mutex::new(None),
             stopped: stopped.clone(),
@@ -724,9 +725,10 @@ impl TestIssuer {
     }
 
     /// Makes the key endpoint misbehave from now on (see [`JwksFault`]).
-    /// Requests already hanging keep hanging until the issuer stops.
+    /// Requests hanging under [`JwksFault::Hang`] are answered per the new
+    /// fault.
     pub fn set_jwks_fault(&self, fault: JwksFault) {
-        *lock(&self.shared.fault) = fault;
+        self.shared.fault.send_replace(fault);
     }
 
     /// The `Cache-Control` value sent with the key set (default none).
@@ -783,7 +785,24 @@ async fn serve_other(State(shared): State<Arc<Shared>>) -> StatusCode {
 /// `GET /jwks`, honouring the configured fault.
 async fn serve_jwks(State(shared): State<Arc<Shared>>) -> Response {
     shared.jwks_hits.fetch_add(1, Ordering::SeqCst);
-    let fault = lock(&shared.fault).clone();
+    let mut faults = shared.fault.subscribe();
+    let mut stopped = shared.stopped.clone();
+    let fault = loop {
+        let fault = faults.borrow_and_update().clone();
+        if fault != JwksFault::Hang {
+            break fault;
+        }
+        tokio::select! {
+            changed = faults.changed() => {
+                if changed.is_err() {
+                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                }
+            }
+            _ = stopped.wait_for(|stop| *stop) => {
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+        }
+    };
     let mut response = match fault {
         JwksFault::None => Json(shared.jwks_document()).into_response(),
         JwksFault::Unavailable => {
@@ -793,11 +812,8 @@ async fn serve_jwks(State(shared): State<Arc<Shared>>) -> Response {
             });
             return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
         }
-        JwksFault::Hang => {
-            let mut stopped = shared.stopped.clone();
-            let _ = stopped.wait_for(|stop| *stop).await;
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
-        }
+        // Unreachable: the loop above only ends on another fault.
+        JwksFault::Hang => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
         JwksFault::HugeBody {
             bytes,
             declare_length,

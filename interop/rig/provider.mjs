@@ -19,7 +19,8 @@
 //
 // Environment:
 //   RIG_SUBJECT        the subject the interaction logs in (required)
-//   RIG_RESOURCES      comma-separated resource indicators it issues tokens for
+//   RIG_RESOURCES      comma-separated resource indicators it issues tokens
+//                      for; an entry ending in `*` is a prefix
 //   RIG_CIMD_CA        PEM file: the CA to trust when fetching CIMD documents
 //   RIG_CIMD_ORIGIN    the only origin CIMD documents may be fetched from
 //   RIG_STATE_FILE     where to write {"issuer": ...} once listening
@@ -41,6 +42,9 @@ if (!SUBJECT) {
 const RESOURCES = new Set(
   (process.env.RIG_RESOURCES || '').split(',').map((s) => s.trim()).filter(Boolean),
 );
+const resourceKnown = (indicator) => [...RESOURCES].some((r) => (r.endsWith('*')
+  ? indicator.startsWith(r.slice(0, -1))
+  : indicator === r));
 const RESOURCE_SCOPES = 'notes:read notes:write';
 const CIMD_CA = process.env.RIG_CIMD_CA ? readFileSync(process.env.RIG_CIMD_CA) : undefined;
 const CIMD_ORIGIN = process.env.RIG_CIMD_ORIGIN;
@@ -137,7 +141,7 @@ const provider = new Provider(issuer, {
       defaultResource: async (_ctx, _client, oneOf) => oneOf,
       useGrantedResource: async () => true,
       getResourceServerInfo: async (_ctx, indicator) => {
-        if (!RESOURCES.has(indicator)) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
+        if (!resourceKnown(indicator)) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
         return {
           scope: RESOURCE_SCOPES,
           audience: indicator,

@@ -5,8 +5,11 @@
 use std::future::Future;
 
 use mcp_oauth2::testing::TestIssuer;
-use mcp_oauth2::{AuthConfig, AuthConfigBuilder, AuthContext, McpServer, RequestContextExt};
+use mcp_oauth2::{
+    AuthConfig, AuthConfigBuilder, AuthContext, HandleKey, McpServer, RequestContextExt,
+};
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig};
 use rmcp::service::{RequestContext, RoleClient, RoleServer, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -16,6 +19,17 @@ use rmcp::{
     tool_router,
 };
 use tokio_util::sync::CancellationToken;
+
+/// A tool argument.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+pub struct Arg {
+    pub value: String,
+}
+
+fn handle_key() -> &'static HandleKey {
+    static KEY: std::sync::OnceLock<HandleKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| HandleKey::generate().expect("random"))
+}
 
 /// A server whose tools report the caller.
 #[derive(Clone)]
@@ -45,6 +59,32 @@ impl EchoServer {
             "custom": auth.claim("tenant"),
         })
         .to_string())
+    }
+
+    #[tool(description = "mints a handle bound to the caller")]
+    async fn mint(
+        &self,
+        auth: AuthContext,
+        Parameters(arg): Parameters<Arg>,
+    ) -> Result<String, rmcp::ErrorData> {
+        auth.mint_handle(handle_key(), &arg.value)
+            .map_err(|e| rmcp::ErrorData::internal_error(e.to_string(), None))
+    }
+
+    #[tool(description = "opens a handle")]
+    async fn open(
+        &self,
+        auth: AuthContext,
+        Parameters(arg): Parameters<Arg>,
+    ) -> Result<String, rmcp::ErrorData> {
+        auth.open_handle(handle_key(), &arg.value)
+            .map_err(|e| rmcp::ErrorData::invalid_params(e.to_string(), None))
+    }
+
+    #[tool(description = "needs notes:read inside the handler (hierarchy-aware)")]
+    async fn read_inside(&self, auth: AuthContext) -> Result<String, rmcp::ErrorData> {
+        auth.require_scopes(["notes:read"])?;
+        Ok("read ok".into())
     }
 
     #[tool(description = "subject via an AuthContext argument")]
@@ -170,7 +210,25 @@ pub async fn stateless_client(
 
 /// Calls a tool and returns its text.
 pub async fn call_text(client: &Client, tool: &'static str) -> Result<String, rmcp::ServiceError> {
-    let result = client.call_tool(CallToolRequestParams::new(tool)).await?;
+    call_with(client, tool, None).await
+}
+
+/// Calls a tool with a `value` argument and returns its text.
+pub async fn call_with(
+    client: &Client,
+    tool: &'static str,
+    value: Option<&str>,
+) -> Result<String, rmcp::ServiceError> {
+    let mut params = CallToolRequestParams::new(tool);
+    if let Some(v) = value {
+        let mut args = serde_json::Map::new();
+        args.insert("value".into(), serde_json::Value::String(v.to_owned()));
+        params = params.with_arguments(args);
+    }
+    let result = client.call_tool(params).await?;
+    if result.is_error == Some(true) {
+        return Err(rmcp::ServiceError::UnexpectedResponse);
+    }
     Ok(result
         .content
         .iter()

@@ -1,0 +1,498 @@
+// The interop rig's orchestrator (run.sh installs everything, then runs this
+// with Node 22).
+//
+// Starts, on loopback and ephemeral ports: an https host for Client ID
+// Metadata Documents (self-signed), the OpenID provider (rig/provider.mjs),
+// the reference server (examples/protected_server.rs). Then runs each client
+// and scenario, printing `PASS name`, `FAIL name: reason` or `SKIP name:
+// reason` per line and closing with `N passed, N failed`. Exit status 1 when
+// anything failed. Every child runs in its own process group and is killed on
+// the way out.
+//
+// Options: --only SUBSTRING (repeatable) runs only the matching scenarios.
+
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import {
+  fetchT, freePort, killAll, killAllSync, parseChallenge, recordProcessGroupsIn, rigResult, run,
+  startService, tail,
+} from './lib.mjs';
+import { conformanceScenarios } from './conformance.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..');
+const REPO = path.resolve(ROOT, '..');
+const LOGS = process.env.RIG_LOGS || path.join(ROOT, 'logs');
+const NODE = process.execPath;
+const PYTHON = path.join(ROOT, '.venv', 'bin', 'python');
+const SERVER_BIN = process.env.RIG_SERVER_BIN || path.join(REPO, 'target', 'debug', 'examples', 'protected_server');
+const INTEROP_TARGET = process.env.RIG_INTEROP_TARGET || path.join(REPO, 'target', 'interop');
+const RMCP_CLIENT_BIN = path.join(INTEROP_TARGET, 'debug', 'rig-rmcp-client');
+const BROWSER = path.join(HERE, 'browser');
+const INSPECTOR = path.join(ROOT, 'node_modules', '@modelcontextprotocol', 'inspector', 'clients', 'launcher', 'build', 'index.js');
+
+const only = [];
+for (let i = 2; i < process.argv.length; i += 1) {
+  if (process.argv[i] === '--only') only.push(process.argv[(i += 1)]);
+}
+const selected = (name) => only.length === 0 || only.some((o) => name.includes(o));
+
+const results = [];
+function report(name, outcome, reason) {
+  results.push({ name, outcome, reason });
+  const line = outcome === 'PASS' ? `PASS ${name}` : `${outcome} ${name}: ${reason}`;
+  console.log(line);
+}
+
+/** Runs one scenario: `fn` returns nothing (pass), throws (fail) or returns {skip}. */
+async function scenario(name, fn) {
+  if (!selected(name)) return;
+  const started = Date.now();
+  try {
+    const r = await fn();
+    if (r?.skip) report(name, 'SKIP', r.skip);
+    else report(name, 'PASS');
+  } catch (err) {
+    report(name, 'FAIL', String(err?.message || err).replace(/\s+/g, ' ').slice(0, 700));
+  }
+  if (process.env.RIG_VERBOSE) console.error(`  (${name}: ${((Date.now() - started) / 1000).toFixed(1)}s)`);
+}
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+const slug = (name) => name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '');
+
+// ---------------------------------------------------------------------------
+// The fixture: provider, reference server, CIMD host.
+
+const rig = {
+  subject: `user-${randomBytes(6).toString('hex')}`,
+  cimdFetches: 0,
+};
+
+function selfSignedCertificate() {
+  const key = path.join(LOGS, 'cimd-key.pem');
+  const cert = path.join(LOGS, 'cimd-cert.pem');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+    '-keyout', key, '-out', cert,
+  ], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 20000 });
+  return { key: readFileSync(key), cert: readFileSync(cert), certFile: cert };
+}
+
+/** The https host serving Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document). */
+async function startCimdHost() {
+  const tls = selfSignedCertificate();
+  const server = https.createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
+    const m = req.url.match(/^\/clients\/([a-z0-9-]+)\.json$/);
+    if (req.method !== 'GET' || !m) {
+      res.writeHead(404).end();
+      return;
+    }
+    rig.cimdFetches += 1;
+    const clientId = `${rig.cimdOrigin}/clients/${m[1]}.json`;
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify({
+      client_id: clientId,
+      client_name: `rig ${m[1]}`,
+      // A native client: any loopback port is accepted (RFC 8252 section 7.3).
+      application_type: 'native',
+      redirect_uris: ['http://127.0.0.1/callback'],
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+    }));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  rig.cimdServer = server;
+  rig.cimdOrigin = `https://127.0.0.1:${server.address().port}`;
+  rig.cimdCertFile = tls.certFile;
+}
+
+async function startProvider(resources) {
+  const { match } = await startService('provider', NODE, [path.join(HERE, 'provider.mjs')], {
+    env: {
+      ...process.env,
+      RIG_SUBJECT: rig.subject,
+      RIG_RESOURCES: resources.join(','),
+      RIG_CIMD_CA: rig.cimdCertFile,
+      RIG_CIMD_ORIGIN: rig.cimdOrigin,
+    },
+    cwd: ROOT,
+    log: path.join(LOGS, 'provider.log'),
+    ready: /^issuer (\S+)$/m,
+    timeoutMs: 30000,
+  });
+  rig.issuer = match[1];
+}
+
+/** Starts a server that must know its own URL before it binds: retries on a lost port race. */
+async function startResourceServer(name, bin, port, resource, extraEnv = {}, args = []) {
+  let lastError;
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    const p = attempt === 0 ? port : await freePort();
+    const url = resource(p);
+    try {
+      await startService(name, bin, args, {
+        env: {
+          ...process.env,
+          MCP_OAUTH2_ISSUER: rig.issuer,
+          MCP_OAUTH2_RESOURCE: url,
+          MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK: '1',
+          MCP_OAUTH2_BIND: `127.0.0.1:${p}`,
+          RUST_LOG: process.env.RUST_LOG || 'info',
+          ...extraEnv,
+        },
+        cwd: REPO,
+        log: path.join(LOGS, `${name}.log`),
+        ready: /listening on (\S+)/,
+        timeoutMs: 30000,
+      });
+      return url;
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  throw lastError;
+}
+
+// ---------------------------------------------------------------------------
+// Provider helpers: registration and tokens, as the rig's own OAuth client.
+
+async function providerMetadata() {
+  if (!rig.asMetadata) {
+    const res = await fetchT(`${rig.issuer}/.well-known/openid-configuration`);
+    rig.asMetadata = await res.json();
+  }
+  return rig.asMetadata;
+}
+
+async function registerConfidentialClient(name) {
+  const meta = await providerMetadata();
+  const res = await fetchT(meta.registration_endpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      client_name: name,
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+    }),
+  });
+  const body = await res.json();
+  assert(res.status === 201, `registration failed: HTTP ${res.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+async function clientCredentialsToken(client, resource, scope = 'notes:read') {
+  const meta = await providerMetadata();
+  const res = await fetchT(meta.token_endpoint, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from(`${encodeURIComponent(client.client_id)}:${encodeURIComponent(client.client_secret)}`).toString('base64')}`,
+    },
+    body: new URLSearchParams({ grant_type: 'client_credentials', resource, scope }),
+  });
+  const body = await res.json();
+  assert(res.ok && body.access_token, `token request failed: HTTP ${res.status} ${JSON.stringify(body)}`);
+  return body.access_token;
+}
+
+const jwtPayload = (token) => JSON.parse(Buffer.from(token.split('.')[1], 'base64url'));
+const jwtHeader = (token) => JSON.parse(Buffer.from(token.split('.')[0], 'base64url'));
+
+async function issuedTokens() {
+  const res = await fetchT(`${rig.issuer}/_rig/issued`);
+  return res.json();
+}
+
+/** An MCP initialize POST with the given Authorization header value (or none). */
+function mcpPost(url, authorization) {
+  const headers = {
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+  };
+  if (authorization) headers.authorization = authorization;
+  return fetchT(url, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'rig', version: '1' } },
+    }),
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Checks shared by the client scenarios.
+
+/**
+ * The identity a client got back from `whoami` is the one the provider
+ * issued: same subject, issuer and client, and the provider did issue that
+ * client a token for this resource.
+ */
+async function checkIdentity(result, { subject, clientId }) {
+  assert(result, 'the client printed no RIG-RESULT line');
+  const tools = result.tools || [];
+  for (const t of ['whoami', 'list_notes', 'add_note']) assert(tools.includes(t), `tools/list lacks ${t}: ${JSON.stringify(tools)}`);
+  const who = result.whoami || {};
+  const expectedClient = clientId ?? result.clientId;
+  assert(who.subject === (subject ?? rig.subject), `whoami.subject is ${JSON.stringify(who.subject)}, the provider issued ${JSON.stringify(subject ?? rig.subject)}`);
+  assert(who.issuer === rig.issuer, `whoami.issuer is ${JSON.stringify(who.issuer)}, expected ${rig.issuer}`);
+  assert(expectedClient && who.client_id === expectedClient, `whoami.client_id is ${JSON.stringify(who.client_id)}, the client registered as ${JSON.stringify(expectedClient)}`);
+  const tokens = await issuedTokens();
+  const match = tokens.find((t) => t.client_id === who.client_id && t.sub === who.subject && t.aud === rig.resource);
+  assert(match, `the provider issued no token for ${rig.resource} to client ${who.client_id} with subject ${who.subject}`);
+  for (const req of result.authorizationRequests || []) {
+    assert(req.resource === rig.resource, `the authorization request named resource ${JSON.stringify(req.resource)}, not ${rig.resource}`);
+  }
+}
+
+/** The step-up flow: a 403 insufficient_scope naming the union, a second authorization for it, success. */
+async function checkStepUp(result, challengeHeaders) {
+  const headers = challengeHeaders ?? (result.exchanges || []).filter((e) => e.status === 403).map((e) => e.wwwAuthenticate);
+  const forbidden = headers.map(parseChallenge).find((c) => c?.error === 'insufficient_scope');
+  assert(forbidden, `no HTTP 403 with error="insufficient_scope" from the server (responses: ${JSON.stringify((result.exchanges || []).map((e) => e.status))})`);
+  const scopes = new Set((forbidden.scope || '').split(' '));
+  assert(scopes.has('notes:read') && scopes.has('notes:write'), `the 403 challenge's scope is ${JSON.stringify(forbidden.scope)}, not the union notes:read notes:write`);
+  assert(forbidden.resource_metadata, 'the 403 challenge has no resource_metadata');
+  const second = (result.authorizationRequests || [])[1];
+  assert(second, 'the client did not authorize a second time');
+  const asked = new Set((second.scope || '').split(' '));
+  assert(asked.has('notes:read') && asked.has('notes:write'), `the second authorization asked for ${JSON.stringify(second.scope)}`);
+  assert(/"added":\s*true/.test(result.addNote || ''), `add_note did not succeed after step-up: ${result.addNote}`);
+  const tokens = await issuedTokens();
+  assert(tokens.some((t) => t.sub === rig.subject && t.aud === rig.resource && (t.scope || '').split(' ').includes('notes:write')),
+    'the provider issued no notes:write token for the resource');
+}
+
+function failure(name, r) {
+  if (r.timedOut) return `${name} timed out`;
+  return `${name} exited ${r.signal || r.code}: ${tail(r.stderr || r.stdout)}`;
+}
+
+/** Runs a client program and returns its RIG-RESULT, or throws with its output. */
+async function runClient(name, cmd, args, { env = {}, timeoutMs = 60000, stdin } = {}) {
+  const r = await run(cmd, args, {
+    env: { ...process.env, RIG_NODE: NODE, RIG_BROWSER: BROWSER, ...env },
+    cwd: ROOT,
+    log: path.join(LOGS, `${slug(name)}.log`),
+    timeoutMs,
+    stdin,
+  });
+  const result = (() => { try { return rigResult(r.stdout); } catch { return undefined; } })();
+  if (r.code !== 0 || !result) throw new Error(failure(name, r));
+  return result;
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios.
+
+async function scenarios() {
+  const RES = rig.resource;
+
+  await scenario('discovery: 401 challenge and RFC 9728 metadata', async () => {
+    const res = await mcpPost(RES);
+    assert(res.status === 401, `a request without a token got HTTP ${res.status}`);
+    const c = parseChallenge(res.headers.get('www-authenticate'));
+    assert(c?.resource_metadata, `no resource_metadata in ${res.headers.get('www-authenticate')}`);
+    const prm = await (await fetchT(c.resource_metadata)).json();
+    assert(prm.resource === RES, `metadata resource ${prm.resource} != ${RES}`);
+    assert((prm.authorization_servers || []).includes(rig.issuer), `authorization_servers ${JSON.stringify(prm.authorization_servers)} lacks ${rig.issuer}`);
+  });
+
+  await scenario('provider: JWT access tokens are RFC 9068 (typ at+jwt, aud = resource)', async () => {
+    const client = await registerConfidentialClient('rig token check');
+    const token = await clientCredentialsToken(client, RES);
+    const h = jwtHeader(token);
+    const p = jwtPayload(token);
+    assert(h.typ === 'at+jwt', `typ is ${h.typ}`);
+    assert(p.aud === RES && p.iss === rig.issuer, `aud ${p.aud}, iss ${p.iss}`);
+    const ok = await mcpPost(RES, `Bearer ${token}`);
+    assert(ok.status === 200, `the server refused the provider's token: HTTP ${ok.status} ${ok.headers.get('www-authenticate')}`);
+  });
+
+  await scenario('ts-sdk: authorization code + PKCE, dynamic registration', async () => {
+    const result = await runClient('ts-sdk dcr', NODE, ['clients/ts-sdk.mjs', 'dcr', RES]);
+    await checkIdentity(result, {});
+  });
+
+  await scenario('ts-sdk: authorization code + PKCE, Client ID Metadata Document', async () => {
+    const cimdUrl = `${rig.cimdOrigin}/clients/ts-sdk.json`;
+    const before = rig.cimdFetches;
+    const result = await runClient('ts-sdk cimd', NODE, ['clients/ts-sdk.mjs', 'cimd', RES], { env: { RIG_CIMD_URL: cimdUrl } });
+    assert(result.clientId === cimdUrl, `the client used client_id ${result.clientId}, not the CIMD URL`);
+    assert(rig.cimdFetches > before, 'the provider never fetched the metadata document');
+    await checkIdentity(result, { clientId: cimdUrl });
+  });
+
+  await scenario('ts-sdk: client credentials', async () => {
+    const client = await registerConfidentialClient('rig ts-sdk client-credentials');
+    const result = await runClient('ts-sdk client-credentials', NODE, ['clients/ts-sdk.mjs', 'client-credentials', RES], {
+      env: { RIG_CC_CLIENT_ID: client.client_id, RIG_CC_CLIENT_SECRET: client.client_secret },
+    });
+    // RFC 9068 section 2.2: with no resource owner, sub is the client.
+    await checkIdentity(result, { subject: client.client_id, clientId: client.client_id });
+  });
+
+  await scenario('ts-sdk: step-up (403 insufficient_scope, re-authorize with the union)', async () => {
+    const r = await run(NODE, ['clients/ts-sdk.mjs', 'step-up', RES], {
+      env: { ...process.env, RIG_NODE: NODE, RIG_BROWSER: BROWSER },
+      cwd: ROOT,
+      log: path.join(LOGS, 'ts-sdk-step-up.log'),
+      timeoutMs: 60000,
+    });
+    const result = rigResult(r.stdout);
+    if (!result) throw new Error(failure('ts-sdk step-up', r));
+    await checkStepUp(result);
+    await checkIdentity(result, {});
+  });
+
+  await scenario('python-sdk: authorization code + PKCE, dynamic registration', async () => {
+    const result = await runClient('python-sdk dcr', PYTHON, ['clients/python_sdk.py', 'dcr', RES]);
+    await checkIdentity(result, {});
+  });
+
+  await scenario('python-sdk: step-up (403 insufficient_scope, re-authorize with the union)', async () => {
+    const result = await runClient('python-sdk step-up', PYTHON, ['clients/python_sdk.py', 'step-up', RES]);
+    await checkStepUp(result);
+    await checkIdentity(result, {});
+  });
+
+  await scenario('rmcp: authorization code + PKCE, dynamic registration', async () => {
+    if (!existsSync(RMCP_CLIENT_BIN)) throw new Error(`${RMCP_CLIENT_BIN} is not built`);
+    const result = await runClient('rmcp dcr', RMCP_CLIENT_BIN, ['dcr', RES]);
+    await checkIdentity(result, {});
+  });
+
+  await scenario('rmcp: step-up (403 insufficient_scope, scope upgrade)', async () => {
+    if (!existsSync(RMCP_CLIENT_BIN)) throw new Error(`${RMCP_CLIENT_BIN} is not built`);
+    const result = await runClient('rmcp step-up', RMCP_CLIENT_BIN, ['step-up', RES]);
+    await checkStepUp(result, [result.challenge403]);
+    await checkIdentity(result, {});
+  });
+
+  await scenario('inspector-cli: authorization code + PKCE, dynamic registration', async () => {
+    // A fresh HOME: the Inspector keeps registrations and tokens under ~/.mcp-inspector.
+    const home = path.join(LOGS, 'inspector-home');
+    rmSync(home, { recursive: true, force: true });
+    mkdirSync(home, { recursive: true });
+    const callbackPort = await freePort();
+    const env = {
+      HOME: home,
+      // Non-interactive: allow the OAuth flow without a TTY and "open the
+      // browser" through xdg-open, which runs $BROWSER: the rig's user agent.
+      MCP_AUTO_OPEN_ENABLED: 'true',
+      BROWSER,
+      MCP_INSPECTOR_SECRET_STORE: 'memory',
+      PATH: `${path.dirname(NODE)}:${process.env.PATH}`,
+    };
+    const base = [INSPECTOR, '--cli', RES, '--transport', 'http', '--callback-url', `http://127.0.0.1:${callbackPort}/oauth/callback`, '--format', 'json'];
+    const list = await run(NODE, [...base, '--method', 'tools/list'], {
+      env: { ...process.env, ...env }, cwd: ROOT, log: path.join(LOGS, 'inspector-tools-list.log'), timeoutMs: 60000, stdin: '',
+    });
+    if (list.code !== 0) throw new Error(failure('inspector tools/list', list));
+    const tools = JSON.parse(list.stdout.slice(list.stdout.indexOf('{'))).result.tools.map((t) => t.name);
+    const authUrl = (list.stdout + list.stderr).match(/https?:\/\/\S+\/auth\?\S+/)?.[0];
+    assert(authUrl, 'the Inspector never asked for an authorization');
+    const call = await run(NODE, [...base, '--method', 'tools/call', '--tool-name', 'whoami'], {
+      env: { ...process.env, ...env }, cwd: ROOT, log: path.join(LOGS, 'inspector-whoami.log'), timeoutMs: 60000, stdin: '',
+    });
+    if (call.code !== 0) throw new Error(failure('inspector tools/call', call));
+    const content = JSON.parse(call.stdout.slice(call.stdout.indexOf('{'))).result.content;
+    const whoami = JSON.parse(content.find((c) => c.type === 'text').text);
+    const u = new URL(authUrl);
+    await checkIdentity({
+      tools,
+      whoami,
+      clientId: u.searchParams.get('client_id'),
+      authorizationRequests: [{ resource: u.searchParams.get('resource') }],
+    }, {});
+  });
+
+  await scenario('negative: a token for another resource is refused with 401', async () => {
+    const client = await registerConfidentialClient('rig negative');
+    for (const other of [rig.otherResource, rig.lookalikeResource]) {
+      const token = await clientCredentialsToken(client, other);
+      assert(jwtPayload(token).aud === other, `the provider issued aud ${jwtPayload(token).aud}`);
+      const res = await mcpPost(RES, `Bearer ${token}`);
+      assert(res.status === 401, `a token for ${other} got HTTP ${res.status}`);
+      const c = parseChallenge(res.headers.get('www-authenticate'));
+      assert(c?.error === 'invalid_token', `the challenge for a token for ${other} is ${res.headers.get('www-authenticate')}`);
+      assert(c.resource_metadata, 'the invalid_token challenge has no resource_metadata');
+    }
+  });
+
+  await conformanceScenarios({
+    scenario, rig, LOGS, ROOT, NODE, INTEROP_TARGET, startResourceServer, registerConfidentialClient,
+    clientCredentialsToken, freePort, selected,
+  });
+}
+
+// ---------------------------------------------------------------------------
+
+async function main() {
+  rmSync(LOGS, { recursive: true, force: true });
+  mkdirSync(LOGS, { recursive: true });
+  recordProcessGroupsIn(path.join(LOGS, 'pgids'));
+  writeFileSync(path.join(LOGS, 'pgids'), '');
+
+  const mcpPort = await freePort();
+  const otherPort = await freePort();
+  rig.otherResource = `http://127.0.0.1:${otherPort}/mcp`;
+  const resourceFor = (p) => `http://127.0.0.1:${p}/mcp`;
+
+  try {
+    await startCimdHost();
+    // The provider issues tokens for any resource on this loopback address
+    // (the reference server, the conformance servers, the decoys).
+    await startProvider(['http://127.0.0.1:*']);
+    rig.resource = await startResourceServer('protected-server', SERVER_BIN, mcpPort, resourceFor);
+    rig.lookalikeResource = `${rig.resource}/admin`;
+  } catch (err) {
+    report('rig setup', 'FAIL', err.message);
+    return;
+  }
+
+  await scenarios();
+}
+
+let exiting = false;
+async function finish(code) {
+  if (exiting) return;
+  exiting = true;
+  rig.cimdServer?.close();
+  await killAll();
+  process.exit(code);
+}
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    console.log(`FAIL rig: interrupted by ${sig}`);
+    finish(1);
+  });
+}
+process.on('exit', killAllSync);
+
+main().then(async () => {
+  const passed = results.filter((r) => r.outcome === 'PASS').length;
+  const failed = results.filter((r) => r.outcome === 'FAIL').length;
+  const skipped = results.filter((r) => r.outcome === 'SKIP').length;
+  console.log(skipped ? `${passed} passed, ${failed} failed, ${skipped} skipped` : `${passed} passed, ${failed} failed`);
+  await finish(failed || passed === 0 ? 1 : 0);
+}, async (err) => {
+  console.log(`FAIL rig: ${err?.stack || err}`);
+  console.log(`${results.filter((r) => r.outcome === 'PASS').length} passed, ${results.filter((r) => r.outcome === 'FAIL').length + 1} failed`);
+  await finish(1);
+});

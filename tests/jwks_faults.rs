@@ -1,0 +1,560 @@
+//! The key endpoint misbehaving (issue 4): a real HTTP key server
+//! ([`TestIssuer`]) that goes down, hangs, sends a huge or malformed body or
+//! the wrong media type, redirects, publishes junk, and rotates keys. The
+//! tests assert what the verifier answered and how often it hit the key
+//! server; sleeps only let configured durations pass, no test asserts a
+//! wall-clock time.
+
+mod rig;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_oauth2::testing::{JwksFault, SigningAlg, TestIssuer};
+use mcp_oauth2::{
+    AuthConfig, AuthConfigBuilder, AuthContext, AuthErrorKind, BearerToken, JwtVerifier,
+    TokenVerifier,
+};
+use rig::{Rig, eventually};
+use serde_json::json;
+
+const RESOURCE: &str = "https://mcp.example.com/mcp";
+
+/// A configuration for `issuer` with its key-set URL given (no discovery),
+/// so `jwks_hits` counts every fetch.
+fn config(
+    issuer: &TestIssuer,
+    tweak: impl FnOnce(AuthConfigBuilder) -> AuthConfigBuilder,
+) -> AuthConfig {
+    tweak(
+        AuthConfig::builder()
+            .issuer(issuer.issuer())
+            .jwks_uri(issuer.jwks_uri())
+            .resource(RESOURCE)
+            .allow_insecure_http_for_loopback(true),
+    )
+    .build()
+    .expect("config")
+}
+
+fn verifier(
+    issuer: &TestIssuer,
+    tweak: impl FnOnce(AuthConfigBuilder) -> AuthConfigBuilder,
+) -> JwtVerifier {
+    JwtVerifier::new(&config(issuer, tweak)).expect("verifier")
+}
+
+async fn verify(v: &JwtVerifier, token: &str) -> Result<AuthContext, AuthErrorKind> {
+    v.verify(BearerToken::new(token))
+        .await
+        .map_err(|e| e.kind())
+}
+
+fn token(issuer: &TestIssuer) -> String {
+    issuer.token().audience(RESOURCE).sign()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+// Issue 4 "Outage": no key set yet and the key server is down: fail closed
+// with 503 and `Retry-After` (never 401, which would send clients to get a
+// new token they do not need, and never 200). Within the retry interval
+// further requests fail fast, without hitting the key server again.
+#[tokio::test]
+async fn down_before_the_first_fetch_fails_closed_with_503_and_retry_after() {
+    let issuer = TestIssuer::start().await.unwrap();
+    issuer.set_jwks_available(false);
+    let rig = Rig::with_issuer(issuer, |b| b).await;
+    for _ in 0..5 {
+        let outcome = rig.send(&rig.token().sign()).await;
+        assert_eq!(outcome.status, 503, "{outcome:?}");
+        assert_eq!(outcome.retry_after.as_deref(), Some("5"));
+        assert_eq!(outcome.reason.as_deref(), Some("keys_unavailable"));
+        assert!(outcome.body.contains("temporarily_unavailable"));
+    }
+    assert_eq!(
+        rig.issuer.jwks_hits(),
+        1,
+        "failed fetches are retried per interval, not per request"
+    );
+    assert!(!rig.verifier.is_ready());
+}
+
+// Issue 4 "Fetching: a total deadline": a key server that accepts and never
+// answers is cut off by `http_timeout`, whatever the HTTP client's own
+// settings; the verifier fails closed and retries only after the interval.
+#[tokio::test]
+async fn a_hanging_key_server_is_cut_off_by_the_deadline() {
+    let issuer = TestIssuer::start().await.unwrap();
+    issuer.set_jwks_fault(JwksFault::Hang);
+    let tweak = |b: AuthConfigBuilder| b.http_timeout(ms(300)).jwks_refresh_cooldown(ms(200));
+    // A caller-supplied client without any timeout of its own.
+    let v = JwtVerifier::with_http_client(&config(&issuer, tweak), reqwest::Client::new());
+    let good = token(&issuer);
+    assert_eq!(
+        verify(&v, &good).await.err(),
+        Some(AuthErrorKind::KeysUnavailable)
+    );
+    assert_eq!(
+        verify(&v, &good).await.err(),
+        Some(AuthErrorKind::KeysUnavailable)
+    );
+    assert_eq!(issuer.jwks_hits(), 1, "the second request failed fast");
+    issuer.set_jwks_fault(JwksFault::None);
+    tokio::time::sleep(ms(250)).await;
+    assert!(verify(&v, &good).await.is_ok());
+    assert_eq!(issuer.jwks_hits(), 2);
+}
+
+// Issue 4 "Fetching: a body size cap": enforced on a declared length and
+// while streaming a chunked body; a body under the cap is fine.
+#[tokio::test]
+async fn a_huge_body_is_refused_with_or_without_content_length() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let good = token(&issuer);
+    for declare_length in [true, false] {
+        issuer.set_jwks_fault(JwksFault::HugeBody {
+            bytes: 8 * 1024 * 1024,
+            declare_length,
+        });
+        let v = verifier(&issuer, |b| b.max_document_bytes(64 * 1024));
+        assert_eq!(
+            verify(&v, &good).await.err(),
+            Some(AuthErrorKind::KeysUnavailable),
+            "declare_length: {declare_length}"
+        );
+        issuer.set_jwks_fault(JwksFault::HugeBody {
+            bytes: 60 * 1024,
+            declare_length,
+        });
+        let v = verifier(&issuer, |b| b.max_document_bytes(64 * 1024));
+        assert!(verify(&v, &good).await.is_ok(), "under the cap");
+    }
+    assert_eq!(issuer.jwks_hits(), 4);
+}
+
+// Issue 4 "Fetching: status 200 and a JSON body only".
+#[tokio::test]
+async fn malformed_json_wrong_media_type_or_another_status_is_refused() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let good = token(&issuer);
+    for fault in [
+        JwksFault::Malformed,
+        JwksFault::WrongContentType,
+        JwksFault::Unavailable,
+        JwksFault::EmptyKeySet,
+    ] {
+        issuer.set_jwks_fault(fault.clone());
+        let v = verifier(&issuer, |b| b);
+        assert_eq!(
+            verify(&v, &good).await.err(),
+            Some(AuthErrorKind::KeysUnavailable),
+            "{fault:?}"
+        );
+        assert!(!v.is_ready(), "{fault:?}");
+    }
+    // A document that is JSON but not a key set.
+    for doc in [
+        json!([]),
+        json!({"keys": {}}),
+        json!({"key": []}),
+        json!("keys"),
+    ] {
+        issuer.set_jwks_fault(JwksFault::None);
+        issuer.set_jwks_document(Some(doc.clone()));
+        let v = verifier(&issuer, |b| b);
+        assert_eq!(
+            verify(&v, &good).await.err(),
+            Some(AuthErrorKind::KeysUnavailable),
+            "{doc}"
+        );
+    }
+}
+
+// Issue 4 "Fetching: redirects not followed" (RFC 8725 section 3.10: the
+// key set comes from where it was configured): not by the default client,
+// and not even when a caller's client follows them, in which case the
+// redirected answer is thrown away.
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let attacker = TestIssuer::start().await.unwrap();
+    issuer.set_jwks_fault(JwksFault::Redirect(attacker.jwks_uri()));
+    let forged = attacker
+        .token()
+        .claim("iss", json!(issuer.issuer()))
+        .audience(RESOURCE)
+        .sign();
+
+    let v = verifier(&issuer, |b| b);
+    assert_eq!(
+        verify(&v, &forged).await.err(),
+        Some(AuthErrorKind::KeysUnavailable)
+    );
+    assert_eq!(
+        attacker.total_hits(),
+        0,
+        "the default client followed a redirect"
+    );
+
+    let following = reqwest::Client::new(); // follows up to 10 redirects
+    let v = JwtVerifier::with_http_client(&config(&issuer, |b| b), following);
+    assert_eq!(
+        verify(&v, &forged).await.err(),
+        Some(AuthErrorKind::KeysUnavailable)
+    );
+    assert!(!v.is_ready(), "keys from a redirect target were loaded");
+    assert_eq!(issuer.jwks_hits(), 2);
+}
+
+// Issue 4 "the whole set replaced on success" and rotation: a new kid is
+// fetched once (after the cooldown); once the old key is retired and the set
+// refetched, tokens signed with it stop verifying.
+#[tokio::test]
+async fn rotation_is_picked_up_and_a_refetch_replaces_the_whole_set() {
+    let issuer = TestIssuer::start_with_alg(SigningAlg::Es256).await.unwrap();
+    let v = verifier(&issuer, |b| b.jwks_refresh_cooldown(ms(200)));
+    let old = token(&issuer);
+    assert!(verify(&v, &old).await.is_ok());
+    issuer.rotate_key();
+    let new = token(&issuer);
+    tokio::time::sleep(ms(250)).await;
+    assert!(verify(&v, &new).await.is_ok(), "rotation not picked up");
+    assert!(verify(&v, &old).await.is_ok(), "both keys are published");
+    assert_eq!(issuer.jwks_hits(), 2);
+
+    issuer.retire_old_keys();
+    tokio::time::sleep(ms(250)).await;
+    let unknown = issuer
+        .token()
+        .audience(RESOURCE)
+        .header("kid", json!("k-next"))
+        .sign();
+    assert_eq!(
+        verify(&v, &unknown).await.err(),
+        Some(AuthErrorKind::UnknownKey)
+    );
+    assert_eq!(issuer.jwks_hits(), 3);
+    assert_eq!(
+        verify(&v, &old).await.err(),
+        Some(AuthErrorKind::UnknownKey)
+    );
+    assert!(verify(&v, &new).await.is_ok());
+    assert_eq!(issuer.jwks_hits(), 3, "within the cooldown: no refetch");
+}
+
+// Issue 4: a fetch that yields no usable key is a failure, so one bad
+// publication does not wipe the last good set.
+#[tokio::test]
+async fn an_empty_or_unusable_set_keeps_the_last_good_one() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let v = verifier(&issuer, |b| b.jwks_refresh_cooldown(ms(100)));
+    let good = token(&issuer);
+    assert!(verify(&v, &good).await.is_ok());
+    for fault in [JwksFault::EmptyKeySet, JwksFault::Malformed] {
+        issuer.set_jwks_fault(fault);
+        tokio::time::sleep(ms(150)).await;
+        let unknown = issuer
+            .token()
+            .audience(RESOURCE)
+            .header("kid", json!("new"))
+            .sign();
+        assert_eq!(
+            verify(&v, &unknown).await.err(),
+            Some(AuthErrorKind::UnknownKey)
+        );
+        assert!(verify(&v, &good).await.is_ok(), "the good set was dropped");
+    }
+    assert_eq!(issuer.jwks_hits(), 3);
+}
+
+// Issue 4 "one fetch in flight at a time (single flight)": N concurrent
+// requests on a cold cache cost one discovery and one key-set fetch. The key
+// server holds the first fetch until every request has queued behind it.
+#[tokio::test]
+async fn concurrent_misses_share_one_fetch() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(RESOURCE)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let v = Arc::new(JwtVerifier::new(&config).unwrap());
+    issuer.set_jwks_fault(JwksFault::Hang);
+    let good = token(&issuer);
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let v = Arc::clone(&v);
+            let good = good.clone();
+            tokio::spawn(async move { verify(&v, &good).await.is_ok() })
+        })
+        .collect();
+    assert!(eventually(|| issuer.jwks_hits() == 1).await);
+    issuer.set_jwks_fault(JwksFault::None);
+    for task in tasks {
+        assert!(task.await.unwrap());
+    }
+    assert_eq!(issuer.metadata_hits(), 1);
+    assert_eq!(issuer.jwks_hits(), 1);
+}
+
+// Issue 4 / RFC 7517 section 4.5: unknown kids refetch at most once per
+// cooldown; during the cooldown they fail fast with `unknown_key`; many
+// concurrent unknown kids share that one refetch.
+#[tokio::test]
+async fn unknown_kids_refetch_at_most_once_per_cooldown() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let v = Arc::new(verifier(&issuer, |b| b.jwks_refresh_cooldown(ms(300))));
+    assert!(verify(&v, &token(&issuer)).await.is_ok());
+    let unknown = |n: usize| {
+        issuer
+            .token()
+            .audience(RESOURCE)
+            .header("kid", json!(format!("unknown-{n}")))
+            .sign()
+    };
+    for round in 0..2 {
+        tokio::time::sleep(ms(350)).await;
+        let tasks: Vec<_> = (0..16)
+            .map(|n| {
+                let v = Arc::clone(&v);
+                let t = unknown(n);
+                tokio::spawn(async move { verify(&v, &t).await.err() })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), Some(AuthErrorKind::UnknownKey));
+        }
+        for n in 16..32 {
+            assert_eq!(
+                verify(&v, &unknown(n)).await.err(),
+                Some(AuthErrorKind::UnknownKey)
+            );
+        }
+        assert_eq!(issuer.jwks_hits(), 2 + round, "round {round}");
+    }
+}
+
+// Issue 4 "Outage": the last good set keeps serving for the bounded stale
+// window (refreshes failing behind it), then requests fail closed with 503
+// and `Retry-After`; when the key server is back, service resumes.
+#[tokio::test]
+async fn stale_window_then_fail_closed_then_recovery() {
+    let rig = Rig::start(|b| {
+        b.jwks_cache_ttl(ms(300))
+            .jwks_max_stale(ms(600))
+            .jwks_refresh_cooldown(ms(100))
+    })
+    .await;
+    let good = rig.token().sign();
+    assert_eq!(rig.send(&good).await.status, 200);
+    rig.issuer.set_jwks_available(false);
+    tokio::time::sleep(ms(400)).await;
+    // Stale but within the window: served, and a refresh is tried behind.
+    assert_eq!(rig.send(&good).await.status, 200);
+    assert!(eventually(|| rig.issuer.jwks_hits() >= 2).await);
+    tokio::time::sleep(ms(700)).await;
+    // Beyond ttl + max_stale: fail closed.
+    let outcome = rig.send(&good).await;
+    assert_eq!(outcome.status, 503, "{outcome:?}");
+    assert_eq!(outcome.retry_after.as_deref(), Some("5"));
+    assert_eq!(outcome.reason.as_deref(), Some("keys_unavailable"));
+    assert!(
+        rig.verifier.is_ready(),
+        "readiness is about the first load only"
+    );
+    rig.issuer.set_jwks_available(true);
+    tokio::time::sleep(ms(150)).await;
+    assert_eq!(rig.send(&good).await.status, 200);
+}
+
+// Issue 4 "Cache-Control: max-age honoured within configured bounds"
+// (RFC 9111 section 5.2.2.1).
+#[tokio::test]
+async fn cache_control_max_age_is_honoured_within_bounds() {
+    // A long max-age outlives a short default TTL (up to jwks_cache_max_ttl).
+    let issuer = TestIssuer::start().await.unwrap();
+    issuer.set_jwks_cache_control(Some("public, max-age=3600"));
+    let v = verifier(&issuer, |b| b.jwks_cache_ttl(ms(200)));
+    let good = token(&issuer);
+    assert!(verify(&v, &good).await.is_ok());
+    tokio::time::sleep(ms(300)).await;
+    assert!(verify(&v, &good).await.is_ok());
+    tokio::time::sleep(ms(50)).await;
+    assert_eq!(issuer.jwks_hits(), 1, "max-age=3600 was not honoured");
+
+    // ... but not beyond jwks_cache_max_ttl.
+    let issuer = TestIssuer::start().await.unwrap();
+    issuer.set_jwks_cache_control(Some("max-age=3600"));
+    let v = verifier(&issuer, |b| {
+        b.jwks_cache_ttl(ms(100)).jwks_cache_max_ttl(ms(300))
+    });
+    let good = token(&issuer);
+    assert!(verify(&v, &good).await.is_ok());
+    tokio::time::sleep(ms(400)).await;
+    assert!(verify(&v, &good).await.is_ok());
+    assert!(
+        eventually(|| issuer.jwks_hits() == 2).await,
+        "max-age was not capped"
+    );
+
+    // no-store: as short as allowed (the cooldown), never a fetch per request.
+    let issuer = TestIssuer::start().await.unwrap();
+    issuer.set_jwks_cache_control(Some("no-store"));
+    let v = verifier(&issuer, |b| b.jwks_refresh_cooldown(ms(200)));
+    let good = token(&issuer);
+    for _ in 0..10 {
+        assert!(verify(&v, &good).await.is_ok());
+    }
+    assert_eq!(issuer.jwks_hits(), 1);
+    tokio::time::sleep(ms(300)).await;
+    assert!(verify(&v, &good).await.is_ok());
+    assert!(eventually(|| issuer.jwks_hits() == 2).await);
+}
+
+// Issue 4 "On load, drop keys that cannot be used for us", over HTTP: the
+// usable key still verifies (its private members ignored), tokens naming a
+// dropped key do not; a set with nothing usable is a failed fetch.
+#[tokio::test]
+async fn unusable_keys_are_dropped_on_load() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let mut ours = issuer.public_jwk().unwrap();
+    // A careless issuer publishing private members: use the public part.
+    ours["d"] = json!("c2VjcmV0LWV4cG9uZW50");
+    ours["p"] = json!("AQAB");
+    let rsa = |kid: &str, extra: serde_json::Value| {
+        let mut k = issuer.public_jwk().unwrap();
+        k["kid"] = json!(kid);
+        if let (Some(k), Some(extra)) = (k.as_object_mut(), extra.as_object()) {
+            for (name, value) in extra {
+                k.insert(name.clone(), value.clone());
+            }
+        }
+        k
+    };
+    let doc = json!({"keys": [
+        rsa("enc", json!({"use": "enc"})),
+        rsa("ops", json!({"key_ops": ["encrypt", "wrapKey"]})),
+        rsa("wrong-alg", json!({"alg": "ES256"})),
+        {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0", "alg": "HS256"},
+        {"kty": "RSA", "kid": "weak", "n": "AQAB", "e": "AQAB"},
+        {"kty": "EC", "kid": "bad-point", "crv": "P-256", "x": "AQAB", "y": "AQAB"},
+        ours,
+    ]});
+    issuer.set_jwks_document(Some(doc));
+    let v = verifier(&issuer, |b| b);
+    let good = token(&issuer);
+    assert!(verify(&v, &good).await.is_ok());
+    for kid in ["enc", "ops", "wrong-alg", "weak"] {
+        let t = issuer
+            .token()
+            .audience(RESOURCE)
+            .header("kid", json!(kid))
+            .sign();
+        assert_eq!(
+            verify(&v, &t).await.err(),
+            Some(AuthErrorKind::UnknownKey),
+            "{kid}"
+        );
+    }
+    let hmac = issuer
+        .token()
+        .audience(RESOURCE)
+        .header("kid", json!("hmac"))
+        .header("alg", json!("HS256"))
+        .sign();
+    assert_eq!(
+        verify(&v, &hmac).await.err(),
+        Some(AuthErrorKind::DisallowedAlgorithm)
+    );
+
+    issuer.set_jwks_document(Some(json!({"keys": [
+        {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+        {"kty": "RSA", "kid": "weak", "n": "AQAB", "e": "AQAB"},
+    ]})));
+    let v = verifier(&issuer, |b| b);
+    assert_eq!(
+        verify(&v, &good).await.err(),
+        Some(AuthErrorKind::KeysUnavailable)
+    );
+}
+
+// RFC 7517 section 4.5 (`kid` need not be unique): keys sharing a kid are
+// all tried, in document order; tokens signed by either verify.
+#[tokio::test]
+async fn duplicate_kids_are_each_tried() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let first = token(&issuer);
+    issuer.try_add_key(SigningAlg::Rs256, "key-1").unwrap();
+    issuer.try_add_key(SigningAlg::Es256, "key-1").unwrap();
+    let ec = token(&issuer);
+    let v = verifier(&issuer, |b| b);
+    assert!(verify(&v, &first).await.is_ok(), "the older RSA key-1");
+    assert!(verify(&v, &ec).await.is_ok(), "the EC key-1");
+    let forged = TestIssuer::start().await.unwrap();
+    let bad = forged
+        .token()
+        .claim("iss", json!(issuer.issuer()))
+        .audience(RESOURCE)
+        .sign();
+    assert_eq!(
+        verify(&v, &bad).await.err(),
+        Some(AuthErrorKind::InvalidSignature)
+    );
+    assert_eq!(issuer.jwks_hits(), 1);
+}
+
+// Issue 4 "does not report ready before its first successful fetch unless
+// configured to".
+#[tokio::test]
+async fn readiness_waits_for_the_first_successful_fetch() {
+    let issuer = TestIssuer::start().await.unwrap();
+    issuer.set_jwks_available(false);
+    let v = verifier(&issuer, |b| b.jwks_refresh_cooldown(ms(100)));
+    assert!(!v.is_ready());
+    assert!(v.prefetch().await.is_err());
+    assert!(!v.is_ready());
+    issuer.set_jwks_available(true);
+    tokio::time::sleep(ms(150)).await;
+    v.prefetch().await.unwrap();
+    assert!(v.is_ready());
+    issuer.set_jwks_available(false);
+    assert!(
+        v.is_ready(),
+        "a later outage is the stale window's business"
+    );
+
+    let v = verifier(&issuer, |b| b.require_keys_before_ready(false));
+    assert!(v.is_ready(), "configured to report ready without keys");
+}
+
+// Issue 4: a static key set (no key server at all) verifies and is ready at
+// once; it refuses several issuers and documents without usable keys.
+#[tokio::test]
+async fn a_static_key_set_never_fetches() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let jwks = issuer.jwks().to_string();
+    let config = config(&issuer, |b| b);
+    let v = JwtVerifier::with_static_jwks(&config, jwks.as_bytes()).unwrap();
+    assert!(v.is_ready());
+    assert!(verify(&v, &token(&issuer)).await.is_ok());
+    issuer.rotate_key();
+    assert_eq!(
+        verify(&v, &token(&issuer)).await.err(),
+        Some(AuthErrorKind::UnknownKey)
+    );
+    assert_eq!(issuer.total_hits(), 0);
+    assert!(JwtVerifier::with_static_jwks(&config, b"{\"keys\":[]}").is_err());
+    assert!(JwtVerifier::with_static_jwks(&config, b"[]").is_err());
+    let two = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .issuer("https://other.example")
+        .resource(RESOURCE)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    assert!(JwtVerifier::with_static_jwks(&two, jwks.as_bytes()).is_err());
+}

@@ -1,0 +1,453 @@
+//! Authorization inside MCP: per-operation scopes as real HTTP 403 step-up
+//! challenges, the scope hierarchy, principal-bound sessions and handles.
+
+mod common;
+
+use common::{
+    Harness, bounded, call_text, call_with, challenge, legacy_client, param, stateless_client,
+};
+use mcp_oauth2::AuthConfigBuilder;
+
+fn notes_rules(b: AuthConfigBuilder) -> AuthConfigBuilder {
+    b.scopes_supported(["notes:read"])
+        .tool_scopes("whoami_arg", ["notes:write"])
+        .tool_scopes("whoami", ["notes:read"])
+        .scope_implies("notes:write", ["notes:read"])
+}
+
+fn tool_call(name: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{name}","arguments":{{}}}}}}"#
+    )
+}
+
+// MCP "Step-Up Authorization Flow": 403 with every scope the call needs; a
+// new token with the union of scopes succeeds. With the real rmcp client, in
+// both protocol generations.
+#[tokio::test]
+async fn step_up_with_the_rmcp_client() {
+    let h = Harness::start(notes_rules).await;
+    let read = h
+        .issuer
+        .token()
+        .subject("alice")
+        .audience(&h.resource)
+        .scopes(["notes:read"])
+        .sign();
+    for stateless in [false, true] {
+        let client = if stateless {
+            bounded(stateless_client(&h.resource, &read)).await.unwrap()
+        } else {
+            bounded(legacy_client(&h.resource, &read)).await.unwrap()
+        };
+        assert!(bounded(call_text(&client, "whoami")).await.is_ok());
+        let err = bounded(call_text(&client, "whoami_arg")).await.unwrap_err();
+        let value = err
+            .auth_challenge()
+            .expect("an HTTP challenge, not a JSON-RPC error")
+            .to_owned();
+        let c = mcp_oauth2::challenge::parse_bearer_challenge(&value).unwrap();
+        assert_eq!(param(&c, "error"), Some("insufficient_scope"));
+        assert_eq!(param(&c, "scope"), Some("notes:write"));
+        assert_eq!(
+            param(&c, "resource_metadata"),
+            Some(format!("{}/.well-known/oauth-protected-resource/mcp", h.base).as_str())
+        );
+        client.cancel().await.unwrap();
+    }
+    let union = h
+        .issuer
+        .token()
+        .subject("alice")
+        .audience(&h.resource)
+        .scopes(["notes:read", "notes:write"])
+        .sign();
+    let client = bounded(stateless_client(&h.resource, &union))
+        .await
+        .unwrap();
+    assert_eq!(
+        bounded(call_text(&client, "whoami_arg")).await.unwrap(),
+        "alice"
+    );
+    client.cancel().await.unwrap();
+}
+
+// RFC 6750 section 3.1 over raw HTTP: status, challenge and body.
+#[tokio::test]
+async fn insufficient_scope_response_on_the_wire() {
+    let h = Harness::start(|b| notes_rules(b).required_scopes(["mcp"])).await;
+    let token = h
+        .issuer
+        .token()
+        .audience(&h.resource)
+        .scopes(["mcp", "notes:read"])
+        .sign();
+    let resp = h
+        .post(
+            &[("authorization", &format!("Bearer {token}"))],
+            &tool_call("whoami_arg"),
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    let c = challenge(&resp);
+    assert_eq!(c[0], ("error".into(), "insufficient_scope".into()));
+    // Every scope this operation needs: the global one and the tool's.
+    assert_eq!(param(&c, "scope"), Some("mcp notes:write"));
+    assert!(param(&c, "error_description").is_some());
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_scope");
+}
+
+// MCP: servers must account for scope hierarchies.
+#[tokio::test]
+async fn implied_scopes_and_wildcards() {
+    let h = Harness::start(|b| notes_rules(b).scope_wildcards(true)).await;
+    let write_only = h
+        .issuer
+        .token()
+        .audience(&h.resource)
+        .scopes(["notes:write"])
+        .sign();
+    let client = bounded(legacy_client(&h.resource, &write_only))
+        .await
+        .unwrap();
+    assert!(
+        bounded(call_text(&client, "whoami")).await.is_ok(),
+        "notes:write implies notes:read"
+    );
+    assert_eq!(
+        bounded(call_text(&client, "read_inside")).await.unwrap(),
+        "read ok",
+        "in handlers too"
+    );
+    client.cancel().await.unwrap();
+    let wildcard = h
+        .issuer
+        .token()
+        .subject("w")
+        .audience(&h.resource)
+        .scopes(["notes:*"])
+        .sign();
+    let client = bounded(legacy_client(&h.resource, &wildcard))
+        .await
+        .unwrap();
+    assert_eq!(
+        bounded(call_text(&client, "whoami_arg")).await.unwrap(),
+        "w"
+    );
+    client.cancel().await.unwrap();
+    // Wildcards are off unless enabled.
+    let h = Harness::start(notes_rules).await;
+    let wildcard = h
+        .issuer
+        .token()
+        .audience(&h.resource)
+        .scopes(["notes:*"])
+        .sign();
+    let resp = h
+        .post(
+            &[("authorization", &format!("Bearer {wildcard}"))],
+            &tool_call("whoami"),
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+}
+
+// Entra ID / Okta send `scp` (string or array) instead of `scope`.
+#[tokio::test]
+async fn scp_claims_count_as_scopes() {
+    let h = Harness::start(notes_rules).await;
+    for scp in [
+        serde_json::json!(["notes:write"]),
+        serde_json::json!("notes:write"),
+    ] {
+        let token = h
+            .issuer
+            .token()
+            .subject("s")
+            .audience(&h.resource)
+            .claim("scp", scp)
+            .sign();
+        let client = bounded(legacy_client(&h.resource, &token)).await.unwrap();
+        assert_eq!(
+            bounded(call_text(&client, "whoami_arg")).await.unwrap(),
+            "s"
+        );
+        client.cancel().await.unwrap();
+    }
+    let malformed = h
+        .issuer
+        .token()
+        .audience(&h.resource)
+        .claim("scope", serde_json::json!(["a"]))
+        .sign();
+    let resp = h
+        .post(
+            &[("authorization", &format!("Bearer {malformed}"))],
+            &tool_call("whoami"),
+        )
+        .await;
+    assert_eq!(
+        resp.status(),
+        401,
+        "a malformed scope claim is invalid_token"
+    );
+}
+
+async fn stateless_post(
+    h: &Harness,
+    token: &str,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> reqwest::Response {
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![
+        ("authorization", auth.as_str()),
+        ("mcp-protocol-version", "2026-07-28"),
+    ];
+    headers.extend_from_slice(extra);
+    h.post(&headers, body).await
+}
+
+// Resources (exact, template, prefix), prompts and methods.
+#[tokio::test]
+async fn resources_prompts_and_methods() {
+    let h = Harness::start(|b| {
+        b.resource_scopes("notes://{id}", ["notes:read"])
+            .resource_scopes("admin://*", ["admin"])
+            .prompt_scopes("summarize", ["ai"])
+            .method_scopes("tools/list", ["catalog"])
+    })
+    .await;
+    let none = h.issuer.token().audience(&h.resource).sign();
+    let cases = [
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"notes://42"}}"#,
+            "notes:read",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"admin://x/y"}}"#,
+            "admin",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"notes://1"}}"#,
+            "notes:read",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"summarize"}}"#,
+            "ai",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            "catalog",
+        ),
+    ];
+    for (body, scope) in cases {
+        let resp = stateless_post(&h, &none, &[], body).await;
+        assert_eq!(resp.status(), 403, "{body}");
+        assert_eq!(param(&challenge(&resp), "scope"), Some(scope), "{body}");
+        let granted = h
+            .issuer
+            .token()
+            .audience(&h.resource)
+            .scopes([scope])
+            .sign();
+        let resp = stateless_post(&h, &granted, &[], body).await;
+        assert_ne!(resp.status(), 403, "{body}");
+    }
+    // Unprotected targets pass.
+    let resp = stateless_post(
+        &h,
+        &none,
+        &[],
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"notes://1/x"}}"#,
+    )
+    .await;
+    assert_ne!(resp.status(), 403);
+}
+
+// A batch needs the union of its calls' scopes; body-only (legacy) requests
+// are judged by their body.
+#[tokio::test]
+async fn batches_and_legacy_bodies() {
+    let h = Harness::start(notes_rules).await;
+    let read = h
+        .issuer
+        .token()
+        .audience(&h.resource)
+        .scopes(["notes:read"])
+        .sign();
+    let batch = format!(
+        "[{},{}]",
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        tool_call("whoami_arg")
+    );
+    let resp = h
+        .post(&[("authorization", &format!("Bearer {read}"))], &batch)
+        .await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(param(&challenge(&resp), "scope"), Some("notes:write"));
+    // No protocol-version header at all: the body decides.
+    let resp = h
+        .post(
+            &[("authorization", &format!("Bearer {read}"))],
+            &tool_call("whoami_arg"),
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+}
+
+// A header that disagrees with the body never gets a call through.
+#[tokio::test]
+async fn lying_headers_are_refused() {
+    let h = Harness::start(notes_rules).await;
+    let read = h
+        .issuer
+        .token()
+        .audience(&h.resource)
+        .scopes(["notes:read"])
+        .sign();
+    let lies: [&[(&str, &str)]; 4] = [
+        &[("mcp-method", "tools/call"), ("mcp-name", "whoami")],
+        &[("mcp-method", "tools/list")],
+        &[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "=?base64?d2hvYW1p?="),
+        ],
+        &[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "=?base64?not base64?="),
+        ],
+    ];
+    for headers in lies {
+        let resp = stateless_post(&h, &read, headers, &tool_call("whoami_arg")).await;
+        assert_eq!(resp.status(), 400, "{headers:?}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["reason"], "mcp_header_mismatch");
+    }
+    // Truthful headers in the Base64 sentinel form are fine: the call is
+    // judged (and refused for scope, not for the header).
+    let resp = stateless_post(
+        &h,
+        &read,
+        &[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "=?base64?d2hvYW1pX2FyZw==?="),
+        ],
+        &tool_call("whoami_arg"),
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+}
+
+// A legacy session belongs to the principal that created it.
+#[tokio::test]
+async fn sessions_are_bound_to_their_principal() {
+    let h = Harness::start(|b| b).await;
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let alice = h
+        .issuer
+        .token()
+        .subject("alice")
+        .client_id("app")
+        .audience(&h.resource)
+        .sign();
+    let resp = h
+        .post(&[("authorization", &format!("Bearer {alice}"))], init)
+        .await;
+    assert_eq!(resp.status(), 200);
+    let session = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    let with = |token: &str| {
+        vec![
+            ("authorization".to_owned(), format!("Bearer {token}")),
+            ("mcp-session-id".to_owned(), session.clone()),
+            ("mcp-protocol-version".to_owned(), "2025-11-25".to_owned()),
+        ]
+    };
+    let send = |headers: Vec<(String, String)>, body: &'static str| {
+        let h = &h;
+        async move {
+            let refs: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            h.post(&refs, body).await.status()
+        }
+    };
+    assert_eq!(send(with(&alice), initialized).await, 202);
+    assert_eq!(send(with(&alice), list).await, 200);
+    // The same principal with a refreshed token keeps the session.
+    let refreshed = h
+        .issuer
+        .token()
+        .subject("alice")
+        .client_id("app")
+        .audience(&h.resource)
+        .sign();
+    assert_ne!(refreshed, alice);
+    assert_eq!(send(with(&refreshed), list).await, 200);
+    // Anyone else: 404, as if the session did not exist.
+    let bob = h
+        .issuer
+        .token()
+        .subject("bob")
+        .client_id("app")
+        .audience(&h.resource)
+        .sign();
+    let other_client = h
+        .issuer
+        .token()
+        .subject("alice")
+        .client_id("other")
+        .audience(&h.resource)
+        .sign();
+    assert_eq!(send(with(&bob), list).await, 404);
+    assert_eq!(send(with(&other_client), list).await, 404);
+    // A session id this server never issued: 404.
+    let mut forged = with(&alice);
+    forged[1].1 = "forged-session".into();
+    assert_eq!(send(forged, list).await, 404);
+    // Alice still has it.
+    assert_eq!(send(with(&alice), list).await, 200);
+}
+
+// State handles open only for the principal they were minted for.
+#[tokio::test]
+async fn handles_are_bound_to_the_caller() {
+    let h = Harness::start(|b| b).await;
+    let alice = bounded(stateless_client(&h.resource, &h.token("alice")))
+        .await
+        .unwrap();
+    let handle = bounded(call_with(&alice, "mint", Some("cart-1")))
+        .await
+        .unwrap();
+    assert_eq!(
+        bounded(call_with(&alice, "open", Some(&handle)))
+            .await
+            .unwrap(),
+        "cart-1"
+    );
+    let bob = bounded(stateless_client(&h.resource, &h.token("bob")))
+        .await
+        .unwrap();
+    assert!(
+        bounded(call_with(&bob, "open", Some(&handle)))
+            .await
+            .is_err()
+    );
+    let mut tampered = handle.clone();
+    tampered.pop();
+    tampered.push(if handle.ends_with('A') { 'B' } else { 'A' });
+    assert!(
+        bounded(call_with(&alice, "open", Some(&tampered)))
+            .await
+            .is_err()
+    );
+    alice.cancel().await.unwrap();
+    bob.cancel().await.unwrap();
+}
