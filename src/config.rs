@@ -111,6 +111,7 @@ pub struct AuthConfig {
     pub(crate) required_scopes: Vec<String>,
     pub(crate) scopes_supported: Vec<String>,
     pub(crate) scope_policy: crate::scope::ScopePolicy,
+    pub(crate) introspection: Option<crate::verify::IntrospectionSettings>,
     pub(crate) resource_name: Option<String>,
     pub(crate) resource_documentation: Option<Url>,
     pub(crate) exempt: Vec<ExemptRoute>,
@@ -224,6 +225,7 @@ pub struct AuthConfigBuilder {
     required_scopes: Vec<String>,
     scopes_supported: Option<Vec<String>>,
     scope_policy: crate::scope::ScopePolicy,
+    introspection: Option<crate::verify::IntrospectionSettings>,
     resource_name: Option<String>,
     resource_documentation: Option<String>,
     exempt: Vec<ExemptRoute>,
@@ -251,6 +253,7 @@ impl Default for AuthConfigBuilder {
             required_scopes: Vec::new(),
             scopes_supported: None,
             scope_policy: crate::scope::ScopePolicy::default(),
+            introspection: None,
             resource_name: None,
             resource_documentation: None,
             exempt: Vec::new(),
@@ -419,6 +422,14 @@ impl AuthConfigBuilder {
         self
     }
 
+    /// Also accept opaque tokens through RFC 7662 introspection (default
+    /// off). JWTs are still verified locally; only tokens that are not JWTs
+    /// are introspected.
+    pub fn introspection(mut self, settings: crate::verify::IntrospectionSettings) -> Self {
+        self.introspection = Some(settings);
+        self
+    }
+
     /// `resource_name` in the metadata (default none).
     pub fn resource_name(mut self, name: impl Into<String>) -> Self {
         self.resource_name = Some(name.into());
@@ -578,6 +589,30 @@ impl AuthConfigBuilder {
                 })
                 .transpose()
         };
+        let introspection_uri =
+            get("MCP_OAUTH2_INTROSPECTION_URI").filter(|v| !v.trim().is_empty());
+        let client_id = get("MCP_OAUTH2_CLIENT_ID").filter(|v| !v.trim().is_empty());
+        let client_secret = get("MCP_OAUTH2_CLIENT_SECRET").unwrap_or_default();
+        match (client_id, introspection_uri) {
+            (Some(id), uri) => {
+                let mut settings =
+                    crate::verify::IntrospectionSettings::new(id.trim(), client_secret);
+                if let Some(uri) = uri {
+                    let url = Url::parse(uri.trim()).map_err(|e| {
+                        ConfigError::new("MCP_OAUTH2_INTROSPECTION_URI", format!("not a URL: {e}"))
+                    })?;
+                    settings = settings.endpoint(url);
+                }
+                b.introspection = Some(settings);
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "MCP_OAUTH2_CLIENT_ID",
+                    "is required with MCP_OAUTH2_INTROSPECTION_URI",
+                ));
+            }
+            (None, None) => {}
+        }
         if let Some(d) = secs("MCP_OAUTH2_LEEWAY")? {
             b.leeway = d;
         }
@@ -720,6 +755,13 @@ impl AuthConfigBuilder {
             }
         }
         scope_policy.global = self.required_scopes.clone();
+        if let Some(endpoint) = self
+            .introspection
+            .as_ref()
+            .and_then(|i| i.endpoint.as_ref())
+        {
+            check_https(endpoint, loopback_ok, "introspection_endpoint")?;
+        }
         let scopes_supported = self
             .scopes_supported
             .unwrap_or_else(|| self.required_scopes.clone());
@@ -798,6 +840,7 @@ impl AuthConfigBuilder {
             required_scopes: self.required_scopes,
             scopes_supported,
             scope_policy,
+            introspection: self.introspection,
             resource_name: self.resource_name,
             resource_documentation,
             exempt: self.exempt,

@@ -176,6 +176,11 @@ auth_error_kinds! {
     /// The 2026-07-28 `Mcp-Method` / `Mcp-Name` headers contradict the JSON-RPC body.
     McpHeaderMismatch => ("mcp_header_mismatch", InvalidRequest,
         "The Mcp-Method or Mcp-Name header does not match the request body"),
+    /// Introspection says the token is not active (RFC 7662 section 2.2).
+    TokenInactive => ("token_inactive", InvalidToken, "The access token is not active"),
+    /// The introspection endpoint could not be reached or answered badly.
+    IntrospectionUnavailable => ("introspection_unavailable", TemporarilyUnavailable,
+        "Token introspection is temporarily unavailable"),
     /// The request body could not be read within the size limit.
     BodyUnreadable => ("body_unreadable", InvalidRequest,
         "The request body is too large or could not be read"),

@@ -20,7 +20,7 @@ use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::metadata::{MetadataEndpoint, ProtectedResourceMetadata};
 use crate::operation::{check_headers, operations_in};
 use crate::scope::{ScopeHierarchy, ScopePolicy};
-use crate::verify::{JwtVerifier, TokenVerifier};
+use crate::verify::TokenVerifier;
 
 /// Default cap on a JSON-RPC body read for per-operation scope decisions
 /// (the same as rmcp's default request limit).
@@ -95,9 +95,10 @@ impl std::fmt::Debug for AuthLayer {
 }
 
 impl AuthLayer {
-    /// A layer verifying JWT access tokens with a [`JwtVerifier`] built from `config`.
+    /// A layer verifying JWT access tokens with a [`JwtVerifier`] built from
+    /// `config` (and opaque tokens by introspection, when configured).
     pub fn new(config: AuthConfig) -> Result<Self, ConfigError> {
-        let verifier = JwtVerifier::new(&config)?;
+        let (verifier, _) = crate::verify::from_config(&config)?;
         Ok(Self::with_verifier(config, verifier))
     }
 

@@ -164,9 +164,9 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         let (layer, jwt) = match self.verifier {
             Some(v) => (AuthLayer::with_verifier(config.clone(), v), None),
             None => {
-                let jwt = JwtVerifier::new(&config)?;
+                let (verifier, jwt) = crate::verify::from_config(&config)?;
                 (
-                    AuthLayer::with_verifier(config.clone(), jwt.clone()),
+                    AuthLayer::with_verifier(config.clone(), verifier),
                     Some(jwt),
                 )
             }

@@ -89,7 +89,9 @@ async fn down_before_the_first_fetch_fails_closed_with_503_and_retry_after() {
 async fn a_hanging_key_server_is_cut_off_by_the_deadline() {
     let issuer = TestIssuer::start().await.unwrap();
     issuer.set_jwks_fault(JwksFault::Hang);
-    let tweak = |b: AuthConfigBuilder| b.http_timeout(ms(300)).jwks_refresh_cooldown(ms(200));
+    // The retry interval (the cooldown here) is longer than the deadline, so
+    // the second request below comes within it.
+    let tweak = |b: AuthConfigBuilder| b.http_timeout(ms(300)).jwks_refresh_cooldown(ms(1500));
     // A caller-supplied client without any timeout of its own.
     let v = JwtVerifier::with_http_client(&config(&issuer, tweak), reqwest::Client::new());
     let good = token(&issuer);
@@ -103,7 +105,7 @@ async fn a_hanging_key_server_is_cut_off_by_the_deadline() {
     );
     assert_eq!(issuer.jwks_hits(), 1, "the second request failed fast");
     issuer.set_jwks_fault(JwksFault::None);
-    tokio::time::sleep(ms(250)).await;
+    tokio::time::sleep(ms(1600)).await;
     assert!(verify(&v, &good).await.is_ok());
     assert_eq!(issuer.jwks_hits(), 2);
 }

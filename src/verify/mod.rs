@@ -7,11 +7,17 @@ use crate::bearer::BearerToken;
 use crate::context::AuthContext;
 use crate::error::AuthError;
 
+pub(crate) mod chain;
 pub(crate) mod crypto;
+pub(crate) mod introspection;
 pub(crate) mod jwt;
 #[cfg(test)]
 mod vectors;
 
+pub use chain::{ChainVerifier, FnVerifier, from_fn};
+pub use introspection::{
+    ClientAuthMethod, ClientSecret, IntrospectionSettings, IntrospectionVerifier,
+};
 pub use jwt::JwtVerifier;
 
 /// The future returned by [`TokenVerifier::verify`].
@@ -52,4 +58,24 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for std::sync::Arc<T> {
     fn verify<'a>(&'a self, token: BearerToken<'a>) -> VerifyFuture<'a> {
         (**self).verify(token)
     }
+}
+
+/// The verifier a configuration describes: a [`JwtVerifier`], chained with
+/// an [`IntrospectionVerifier`] for opaque tokens when
+/// [`AuthConfigBuilder::introspection`](crate::AuthConfigBuilder::introspection)
+/// is set. Also returns the JWT verifier, for prefetching keys.
+pub(crate) fn from_config(
+    config: &crate::AuthConfig,
+) -> Result<(std::sync::Arc<dyn TokenVerifier>, JwtVerifier), crate::ConfigError> {
+    let jwt = JwtVerifier::new(config)?;
+    let verifier: std::sync::Arc<dyn TokenVerifier> = match &config.introspection {
+        Some(settings) => std::sync::Arc::new(
+            ChainVerifier::new()
+                .pass_on_unknown_issuer(false)
+                .then(jwt.clone())
+                .then(IntrospectionVerifier::new(config, settings.clone())?),
+        ),
+        None => std::sync::Arc::new(jwt.clone()),
+    };
+    Ok((verifier, jwt))
 }
