@@ -154,7 +154,9 @@ impl AuthConfig {
     ///
     /// Errors name the variable.
     pub fn from_env() -> Result<Self, ConfigError> {
-        AuthConfigBuilder::from_env_vars(|name| std::env::var(name).ok())?.build()
+        AuthConfigBuilder::from_env_vars(|name| std::env::var(name).ok())?
+            .build()
+            .map_err(ConfigError::for_env)
     }
 
     /// The canonical resource URI: the expected audience and the metadata's `resource`.

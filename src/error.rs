@@ -26,6 +26,26 @@ impl ConfigError {
         }
     }
 
+    /// The same error naming the environment variable behind the setting,
+    /// for configurations read by `AuthConfig::from_env`.
+    pub(crate) fn for_env(self) -> Self {
+        let field = match self.field {
+            "issuer" => "MCP_OAUTH2_ISSUER",
+            "resource" => "MCP_OAUTH2_RESOURCE",
+            "jwks_uri" => "MCP_OAUTH2_JWKS_URI",
+            "scopes" => "MCP_OAUTH2_REQUIRED_SCOPES or MCP_OAUTH2_SCOPES_SUPPORTED",
+            "scopes_supported" => "MCP_OAUTH2_SCOPES_SUPPORTED",
+            "algorithms" => "MCP_OAUTH2_ALGORITHMS",
+            "leeway" => "MCP_OAUTH2_LEEWAY",
+            "jwks_cache_ttl" => "MCP_OAUTH2_JWKS_CACHE_TTL",
+            "jwks_refresh_cooldown" => "MCP_OAUTH2_JWKS_REFRESH_COOLDOWN",
+            "resource_documentation" => "MCP_OAUTH2_RESOURCE_DOCUMENTATION",
+            "introspection_endpoint" => "MCP_OAUTH2_INTROSPECTION_URI",
+            other => other,
+        };
+        Self { field, ..self }
+    }
+
     /// The setting that is wrong, for example `resource` or `MCP_OAUTH2_ISSUER`.
     pub fn field(&self) -> &'static str {
         self.field

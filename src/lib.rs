@@ -53,6 +53,8 @@ pub mod challenge;
 pub mod config;
 pub mod context;
 pub mod error;
+#[cfg(test)]
+mod fixture_tests;
 pub mod handle;
 mod jwks;
 pub mod layer;
