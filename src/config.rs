@@ -418,6 +418,14 @@ impl AuthConfigBuilder {
         self
     }
 
+    /// Hide the tools, prompts and resources the caller may not use from
+    /// list results (default off). Filtered lists are marked
+    /// `cacheScope: "private"`, since they depend on the caller.
+    pub fn hide_unauthorized_in_lists(mut self, on: bool) -> Self {
+        self.scope_policy.hide_unauthorized = on;
+        self
+    }
+
     /// Whether a granted `prefix:*` grants every `prefix:…` scope (default off).
     pub fn scope_wildcards(mut self, on: bool) -> Self {
         self.scope_policy.hierarchy.set_wildcards(on);

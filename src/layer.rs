@@ -234,7 +234,7 @@ impl Shared {
     async fn required_for(
         &self,
         req: Request<Body>,
-    ) -> Result<(Request<Body>, Vec<String>), (AuthError, Request<()>)> {
+    ) -> Result<(Request<Body>, Vec<String>, bool), (AuthError, Request<()>)> {
         let (parts, body) = req.into_parts();
         let bytes = match axum::body::to_bytes(body, self.max_body_bytes).await {
             Ok(bytes) => bytes,
@@ -246,7 +246,11 @@ impl Shared {
             }
         };
         let mut required = self.policy.global.clone();
+        let mut lists = false;
         if let Some(ops) = operations_in(&bytes) {
+            lists = ops
+                .iter()
+                .any(|op| crate::filter::is_list_method(&op.method));
             if check_headers(&parts.headers, &ops).is_err() {
                 return Err((
                     AuthErrorKind::McpHeaderMismatch.into(),
@@ -261,7 +265,11 @@ impl Shared {
                 }
             }
         }
-        Ok((Request::from_parts(parts, Body::from(bytes)), required))
+        Ok((
+            Request::from_parts(parts, Body::from(bytes)),
+            required,
+            lists,
+        ))
     }
 }
 
@@ -322,11 +330,13 @@ where
                 Ok(ctx) => ctx,
                 Err(err) => return Ok(shared.reject(&err, req.method(), req.uri().path())),
             };
+            let mut lists = false;
             let required =
                 if on_mcp && req.method() == Method::POST && shared.policy.has_operation_rules() {
                     match shared.required_for(req).await {
-                        Ok((buffered, required)) => {
+                        Ok((buffered, required, has_lists)) => {
                             req = buffered;
+                            lists = has_lists;
                             required
                         }
                         Err((err, parts)) => {
@@ -370,8 +380,12 @@ where
             }
             let is_delete = req.method() == Method::DELETE;
             let owner = (on_mcp && shared.bind_sessions).then(|| principal_key(&ctx));
+            let filter_for = (lists && shared.policy.hide_unauthorized).then(|| ctx.clone());
             req.extensions_mut().insert(ctx);
-            let response = inner.call(req).await?;
+            let mut response = inner.call(req).await?;
+            if let Some(ctx) = filter_for {
+                response = filter_lists(response, &shared.policy, &ctx).await;
+            }
             if let Some(owner) = owner {
                 match (&session, response.headers().get(SESSION_HEADER)) {
                     (None, Some(new_id)) if response.status().is_success() => {
@@ -458,4 +472,43 @@ impl Sessions {
     fn is_owned_by(&self, id: &str, ctx: &AuthContext) -> bool {
         self.lock().owners.get(id) == Some(&principal_key(ctx))
     }
+}
+
+/// Cap on a list response buffered for filtering.
+const MAX_LIST_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Rewrites list results for `hide_unauthorized_in_lists`. A response that
+/// cannot be read within the cap and a minute is replaced by 500 (fail
+/// closed: never show an unfiltered list).
+async fn filter_lists(response: Response, policy: &ScopePolicy, ctx: &AuthContext) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let sse = content_type.starts_with("text/event-stream");
+    if !sse && !content_type.starts_with("application/json") {
+        return Response::from_parts(parts, body);
+    }
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        axum::body::to_bytes(body, MAX_LIST_RESPONSE_BYTES),
+    )
+    .await;
+    let Ok(Ok(bytes)) = read else {
+        tracing::error!("could not buffer a list response for filtering; refusing it");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let rewritten = if sse {
+        Some(crate::filter::rewrite_sse(&bytes, policy, ctx))
+    } else {
+        crate::filter::rewrite_json(&bytes, policy, ctx)
+    };
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(
+        parts,
+        Body::from(rewritten.unwrap_or_else(|| bytes.to_vec())),
+    )
 }

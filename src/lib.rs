@@ -53,6 +53,7 @@ pub mod challenge;
 pub mod config;
 pub mod context;
 pub mod error;
+mod filter;
 #[cfg(test)]
 mod fixture_tests;
 pub mod handle;

@@ -19,6 +19,7 @@ pub struct ScopePolicy {
     pub(crate) prompts: BTreeMap<String, Vec<String>>,
     pub(crate) resources: Vec<(UriPattern, Vec<String>)>,
     pub(crate) hierarchy: ScopeHierarchy,
+    pub(crate) hide_unauthorized: bool,
 }
 
 /// Scope implications and wildcards.

@@ -451,3 +451,76 @@ async fn handles_are_bound_to_the_caller() {
     alice.cancel().await.unwrap();
     bob.cancel().await.unwrap();
 }
+
+// Optional list filtering: callers do not see what they may not use, and the
+// filtered list is never marked publicly cacheable.
+#[tokio::test]
+async fn hidden_tools_and_private_cache_scope() {
+    let h = Harness::start(|b| notes_rules(b).hide_unauthorized_in_lists(true)).await;
+    let read = h
+        .issuer
+        .token()
+        .audience(&h.resource)
+        .scopes(["notes:read"])
+        .sign();
+    for stateless in [false, true] {
+        let client = if stateless {
+            bounded(stateless_client(&h.resource, &read)).await.unwrap()
+        } else {
+            bounded(legacy_client(&h.resource, &read)).await.unwrap()
+        };
+        let names: Vec<String> = bounded(client.list_all_tools())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        assert!(names.contains(&"whoami".to_owned()), "{names:?}");
+        assert!(!names.contains(&"whoami_arg".to_owned()), "{names:?}");
+        assert!(names.contains(&"mint".to_owned()), "{names:?}");
+        client.cancel().await.unwrap();
+    }
+    let write = h
+        .issuer
+        .token()
+        .audience(&h.resource)
+        .scopes(["notes:write"])
+        .sign();
+    let client = bounded(legacy_client(&h.resource, &write)).await.unwrap();
+    let names: Vec<String> = bounded(client.list_all_tools())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(names.contains(&"whoami_arg".to_owned()));
+    client.cancel().await.unwrap();
+    // On the wire (2026-07-28): cacheScope private.
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let resp = stateless_post(&h, &read, &[("mcp-method", "tools/list")], body).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("\"cacheScope\":\"private\""), "{text}");
+    assert!(!text.contains("whoami_arg"), "{text}");
+}
+
+// Off by default: everyone sees every tool.
+#[tokio::test]
+async fn lists_are_not_filtered_by_default() {
+    let h = Harness::start(notes_rules).await;
+    let read = h
+        .issuer
+        .token()
+        .audience(&h.resource)
+        .scopes(["notes:read"])
+        .sign();
+    let client = bounded(legacy_client(&h.resource, &read)).await.unwrap();
+    let names: Vec<String> = bounded(client.list_all_tools())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(names.contains(&"whoami_arg".to_owned()));
+    client.cancel().await.unwrap();
+}
