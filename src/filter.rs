@@ -54,9 +54,14 @@ fn filter_message(message: &mut Value, policy: &ScopePolicy, ctx: &AuthContext) 
 fn filter_json(text: &[u8], policy: &ScopePolicy, ctx: &AuthContext) -> Option<Vec<u8>> {
     let mut value: Value = serde_json::from_slice(text).ok()?;
     let changed = match &mut value {
-        Value::Array(batch) => batch
-            .iter_mut()
-            .fold(false, |acc, m| filter_message(m, policy, ctx) || acc),
+        Value::Array(batch) => {
+            // Every message is filtered: no short circuit.
+            let mut changed = false;
+            for message in batch.iter_mut() {
+                changed |= filter_message(message, policy, ctx);
+            }
+            changed
+        }
         message => filter_message(message, policy, ctx),
     };
     changed.then(|| serde_json::to_vec(&value).ok()).flatten()

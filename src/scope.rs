@@ -123,10 +123,10 @@ impl UriPattern {
     /// Whether `uri` matches.
     pub fn matches(&self, uri: &str) -> bool {
         let pattern = self.0.as_str();
-        if let Some(prefix) = pattern.strip_suffix('*') {
-            if !prefix.contains('{') {
-                return uri.starts_with(prefix);
-            }
+        if let Some(prefix) = pattern.strip_suffix('*')
+            && !prefix.contains('{')
+        {
+            return uri.starts_with(prefix);
         }
         if !pattern.contains('{') {
             return pattern == uri;

@@ -68,8 +68,7 @@ async fn client_without_valid_token_cannot_connect() {
     for token in [foreign.as_str(), "not-a-jwt"] {
         let err = bounded(legacy_client(&h.resource, token))
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         let text = format!("{err:?}");
         assert!(
             text.contains("401") || text.to_lowercase().contains("auth"),
@@ -77,8 +76,7 @@ async fn client_without_valid_token_cannot_connect() {
         );
         let err = bounded(stateless_client(&h.resource, token))
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         let text = format!("{err:?}");
         assert!(
             text.contains("401") || text.to_lowercase().contains("auth"),

@@ -386,12 +386,12 @@ impl IntrospectionVerifier {
         if exp.is_some_and(|exp| now >= exp.saturating_add(self.inner.leeway)) {
             return Err(AuthErrorKind::Expired);
         }
-        if let Some(nbf) = doc.get("nbf") {
-            if nbf.as_u64().ok_or(AuthErrorKind::InvalidClaims)?
-                > now.saturating_add(self.inner.leeway)
-            {
-                return Err(AuthErrorKind::NotYetValid);
-            }
+        let nbf = match doc.get("nbf") {
+            None => None,
+            Some(v) => Some(v.as_u64().ok_or(AuthErrorKind::InvalidClaims)?),
+        };
+        if nbf.is_some_and(|nbf| nbf > now.saturating_add(self.inner.leeway)) {
+            return Err(AuthErrorKind::NotYetValid);
         }
         match doc.get("iss") {
             None => {}
