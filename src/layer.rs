@@ -95,7 +95,7 @@ impl std::fmt::Debug for AuthLayer {
 }
 
 impl AuthLayer {
-    /// A layer verifying JWT access tokens with a [`JwtVerifier`] built from
+    /// A layer verifying JWT access tokens with a [`JwtVerifier`](crate::JwtVerifier) built from
     /// `config` (and opaque tokens by introspection, when configured).
     pub fn new(config: AuthConfig) -> Result<Self, ConfigError> {
         let (verifier, _) = crate::verify::from_config(&config)?;

@@ -62,7 +62,7 @@ impl fmt::Debug for ClientSecret {
 }
 
 /// Introspection settings (part of [`AuthConfig`] or given to
-/// [`IntrospectionVerifier::builder`]).
+/// [`IntrospectionVerifier::new`]).
 #[derive(Debug, Clone)]
 pub struct IntrospectionSettings {
     pub(crate) endpoint: Option<Url>,
