@@ -4,6 +4,8 @@
 
 MODE:
     dcr       authorization code + PKCE with dynamic client registration
+    cimd      authorization code + PKCE, client_id = a Client ID Metadata
+              Document URL ($RIG_CIMD_URL)
     step-up   dcr, then add_note: expects HTTP 403 insufficient_scope, a second
               authorization with the union of scopes, and success
 
@@ -132,6 +134,7 @@ async def main(mode: str, mcp_url: str) -> dict:
         storage=storage,
         redirect_handler=redirect_handler,
         callback_handler=callback_handler,
+        client_metadata_url=os.environ["RIG_CIMD_URL"] if mode == "cimd" else None,
     )
 
     async def record(response: httpx2.Response) -> None:
@@ -159,6 +162,13 @@ async def main(mode: str, mcp_url: str) -> dict:
     return out
 
 
+def leaf_errors(err: BaseException) -> list[BaseException]:
+    """The innermost exceptions of (nested) exception groups."""
+    if isinstance(err, BaseExceptionGroup):
+        return [leaf for sub in err.exceptions for leaf in leaf_errors(sub)]
+    return [err]
+
+
 def text_of(result) -> str:
     if getattr(result, "is_error", False) or getattr(result, "isError", False):
         raise RuntimeError(f"tool error: {result.content}")
@@ -166,12 +176,17 @@ def text_of(result) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("dcr", "step-up"):
-        print("usage: python_sdk.py dcr|step-up MCP_URL", file=sys.stderr)
+    if len(sys.argv) != 3 or sys.argv[1] not in ("dcr", "cimd", "step-up"):
+        print("usage: python_sdk.py dcr|cimd|step-up MCP_URL", file=sys.stderr)
         sys.exit(2)
     try:
         result = asyncio.run(main(sys.argv[1], sys.argv[2]))
     except BaseException as err:  # noqa: BLE001 - report anything, including exception groups
-        print(f"python-sdk {sys.argv[1]}: {err!r}", file=sys.stderr)
+        import traceback
+
+        for leaf in leaf_errors(err):
+            traceback.print_exception(leaf, file=sys.stderr)
+        reasons = "; ".join(repr(e) for e in leaf_errors(err))
+        print(f"python-sdk {sys.argv[1]}: {reasons}", file=sys.stderr)
         sys.exit(1)
     print("RIG-RESULT " + json.dumps(result), flush=True)

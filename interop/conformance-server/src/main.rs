@@ -11,8 +11,12 @@
 //! rig runs the suite against both modes and requires equal results: the
 //! auth layer must not change what an MCP client sees.
 //!
-//! Not covered (those scenarios fail the same way in both modes): sampling,
-//! elicitation, SSE polling and resumption.
+//! Covers every server scenario of the suite version in
+//! interop/package-lock.json (`--suite all`); a scenario it does not cover
+//! fails the same way in both modes and shows up in logs/CONFORMANCE.md.
+
+// Logging is deprecated by SEP-2577, but the suite still tests it.
+#![allow(deprecated)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,13 +36,80 @@ const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkY
 /// A 44-byte WAV header with no samples.
 const WAV: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA=";
 
+/// Arguments of `test_sampling`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct SamplingArgs {
+    /// The prompt to send to the LLM.
+    prompt: String,
+}
+
+/// Arguments of `test_elicitation`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct ElicitationArgs {
+    /// The message to show the user.
+    message: String,
+}
+
+/// The input schema the json-schema-2020-12 scenario expects to see intact.
+fn json_schema_2020_12() -> Arc<JsonObject> {
+    let schema = serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "$defs": {
+            "address": {
+                "$anchor": "addressDef",
+                "type": "object",
+                "properties": { "street": { "type": "string" }, "city": { "type": "string" } }
+            }
+        },
+        "properties": {
+            "name": { "type": "string" },
+            "address": { "$ref": "#/$defs/address" },
+            "contactMethod": { "type": "string", "enum": ["phone", "email"] },
+            "phone": { "type": "string" },
+            "email": { "type": "string" }
+        },
+        "allOf": [{ "anyOf": [{ "required": ["phone"] }, { "required": ["email"] }] }],
+        "if": { "properties": { "contactMethod": { "const": "phone" } }, "required": ["contactMethod"] },
+        "then": { "required": ["phone"] },
+        "else": { "required": ["email"] },
+        "additionalProperties": false
+    });
+    match schema {
+        serde_json::Value::Object(map) => Arc::new(map),
+        _ => Arc::new(JsonObject::new()),
+    }
+}
+
+/// Sends `elicitation/create` with a form schema given as JSON; returns
+/// `action=..., content=...`.
+async fn elicit(
+    peer: &Peer<RoleServer>,
+    message: &str,
+    schema: serde_json::Value,
+) -> Result<String, ErrorData> {
+    let params: ElicitRequestParams = serde_json::from_value(serde_json::json!({
+        "mode": "form",
+        "message": message,
+        "requestedSchema": schema,
+    }))
+    .map_err(|e| ErrorData::internal_error(format!("elicitation schema: {e}"), None))?;
+    let result = peer
+        .create_elicitation(params)
+        .await
+        .map_err(|e| ErrorData::internal_error(format!("elicitation failed: {e}"), None))?;
+    let action = serde_json::to_value(&result.action).unwrap_or_default();
+    Ok(format!(
+        "action={}, content={}",
+        action.as_str().unwrap_or("?"),
+        result.content.unwrap_or(serde_json::Value::Null)
+    ))
+}
+
 #[derive(Clone)]
 struct Everything {
     tool_router: ToolRouter<Self>,
 }
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-struct Empty {}
 
 #[tool_router]
 impl Everything {
@@ -50,24 +121,24 @@ impl Everything {
 
     #[tool(description = "Returns a simple text content")]
     async fn test_simple_text(&self) -> Result<CallToolResult, ErrorData> {
-        Ok(CallToolResult::success(vec![Content::text(
+        Ok(CallToolResult::success(vec![ContentBlock::text(
             "This is a simple text response for testing.",
         )]))
     }
 
     #[tool(description = "Returns an image content")]
     async fn test_image_content(&self) -> Result<CallToolResult, ErrorData> {
-        Ok(CallToolResult::success(vec![Content::image(PNG, "image/png")]))
+        Ok(CallToolResult::success(vec![ContentBlock::image(PNG, "image/png")]))
     }
 
     #[tool(description = "Returns an audio content")]
     async fn test_audio_content(&self) -> Result<CallToolResult, ErrorData> {
-        Ok(CallToolResult::success(vec![Content::audio(WAV, "audio/wav")]))
+        Ok(CallToolResult::success(vec![ContentBlock::audio(WAV, "audio/wav")]))
     }
 
     #[tool(description = "Returns an embedded resource")]
     async fn test_embedded_resource(&self) -> Result<CallToolResult, ErrorData> {
-        Ok(CallToolResult::success(vec![Content::resource(
+        Ok(CallToolResult::success(vec![ContentBlock::resource(
             ResourceContents::text("This is an embedded resource content.", "test://embedded-resource")
                 .with_mime_type("text/plain"),
         )]))
@@ -76,9 +147,9 @@ impl Everything {
     #[tool(description = "Returns text, image and resource content")]
     async fn test_multiple_content_types(&self) -> Result<CallToolResult, ErrorData> {
         Ok(CallToolResult::success(vec![
-            Content::text("Multiple content types test:"),
-            Content::image(PNG, "image/png"),
-            Content::resource(
+            ContentBlock::text("Multiple content types test:"),
+            ContentBlock::image(PNG, "image/png"),
+            ContentBlock::resource(
                 ResourceContents::text(
                     r#"{"test":"data","value":123}"#,
                     "test://mixed-content-resource",
@@ -104,7 +175,7 @@ impl Everything {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        Ok(CallToolResult::success(vec![Content::text(
+        Ok(CallToolResult::success(vec![ContentBlock::text(
             "Tool with logging executed successfully",
         )]))
     }
@@ -127,14 +198,115 @@ impl Everything {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        Ok(CallToolResult::success(vec![Content::text(
+        Ok(CallToolResult::success(vec![ContentBlock::text(
             "Tool with progress executed successfully",
         )]))
     }
 
+    #[tool(description = "Asks the client to sample an LLM (sampling/createMessage)")]
+    async fn test_sampling(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(SamplingArgs { prompt }): Parameters<SamplingArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let result = peer
+            .create_message(CreateMessageRequestParams::new(
+                vec![SamplingMessage::new(Role::User, SamplingMessageContentBlock::text(prompt))],
+                100,
+            ))
+            .await
+            .map_err(|e| ErrorData::internal_error(format!("sampling failed: {e}"), None))?;
+        let text = serde_json::to_value(&result.message.content)
+            .ok()
+            .and_then(|v| v.get("text").and_then(|t| t.as_str()).map(str::to_owned))
+            .unwrap_or_default();
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+            "LLM response: {text}"
+        ))]))
+    }
+
+    #[tool(description = "Asks the user for a username and an email (elicitation/create)")]
+    async fn test_elicitation(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(ElicitationArgs { message }): Parameters<ElicitationArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "username": { "type": "string", "description": "User's response" },
+                "email": { "type": "string", "description": "User's email address" }
+            },
+            "required": ["username", "email"]
+        });
+        let answer = elicit(&peer, &message, schema).await?;
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+            "User response: {answer}"
+        ))]))
+    }
+
+    #[tool(description = "Elicitation with a default for every primitive type (SEP-1034)")]
+    async fn test_elicitation_sep1034_defaults(
+        &self,
+        peer: Peer<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "name": { "type": "string", "default": "John Doe" },
+                "age": { "type": "integer", "default": 30 },
+                "score": { "type": "number", "default": 95.5 },
+                "status": { "type": "string", "enum": ["active", "inactive", "pending"], "default": "active" },
+                "verified": { "type": "boolean", "default": true }
+            }
+        });
+        let answer = elicit(&peer, "Please review your profile", schema).await?;
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+            "Elicitation completed: {answer}"
+        ))]))
+    }
+
+    #[tool(description = "Elicitation with every enum form (SEP-1330)")]
+    async fn test_elicitation_sep1330_enums(
+        &self,
+        peer: Peer<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "untitledSingle": { "type": "string", "enum": ["option1", "option2", "option3"] },
+                "titledSingle": { "type": "string", "oneOf": [
+                    { "const": "value1", "title": "First Option" },
+                    { "const": "value2", "title": "Second Option" },
+                    { "const": "value3", "title": "Third Option" }
+                ] },
+                "legacyEnum": { "type": "string", "enum": ["opt1", "opt2", "opt3"],
+                    "enumNames": ["Option One", "Option Two", "Option Three"] },
+                "untitledMulti": { "type": "array", "items": { "type": "string", "enum": ["option1", "option2", "option3"] } },
+                "titledMulti": { "type": "array", "items": { "anyOf": [
+                    { "const": "value1", "title": "First Choice" },
+                    { "const": "value2", "title": "Second Choice" },
+                    { "const": "value3", "title": "Third Choice" }
+                ] } }
+            }
+        });
+        let answer = elicit(&peer, "Please choose", schema).await?;
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+            "Elicitation completed: {answer}"
+        ))]))
+    }
+
+    #[tool(
+        description = "Has a JSON Schema 2020-12 input schema ($schema, $defs, composition, conditionals)",
+        input_schema = json_schema_2020_12()
+    )]
+    async fn json_schema_2020_12_tool(&self) -> Result<CallToolResult, ErrorData> {
+        Ok(CallToolResult::success(vec![ContentBlock::text("ok")]))
+    }
+
     #[tool(description = "Always fails with isError")]
     async fn test_error_handling(&self) -> Result<CallToolResult, ErrorData> {
-        Ok(CallToolResult::error(vec![Content::text(
+        Ok(CallToolResult::error(vec![ContentBlock::text(
             "This tool intentionally returns an error for testing",
         )]))
     }
@@ -142,12 +314,8 @@ impl Everything {
 
 fn static_resources() -> Vec<Resource> {
     vec![
-        RawResource::new("test://static-text", "Static Text Resource")
-            .with_mime_type("text/plain")
-            .no_annotation(),
-        RawResource::new("test://static-binary", "Static Binary Resource")
-            .with_mime_type("image/png")
-            .no_annotation(),
+        Resource::new("test://static-text", "Static Text Resource").with_mime_type("text/plain"),
+        Resource::new("test://static-binary", "Static Binary Resource").with_mime_type("image/png"),
     ]
 }
 
@@ -181,9 +349,8 @@ impl ServerHandler for Everything {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         Ok(ListResourceTemplatesResult::with_all_items(vec![
-            RawResourceTemplate::new("test://template/{id}/data", "Resource Template")
-                .with_mime_type("application/json")
-                .no_annotation(),
+            ResourceTemplate::new("test://template/{id}/data", "Resource Template")
+                .with_mime_type("application/json"),
         ]))
     }
 
@@ -290,7 +457,7 @@ impl ServerHandler for Everything {
                 PromptMessage::new_text(Role::User, "Please process the embedded resource above."),
             ],
             "test_prompt_with_image" => vec![
-                PromptMessage::new_image(Role::User, PNG, "image/png", None, None)?,
+                PromptMessage::new(Role::User, ContentBlock::image(PNG, "image/png")),
                 PromptMessage::new_text(Role::User, "Please analyze the image above."),
             ],
             other => {

@@ -1,13 +1,14 @@
 //! rmcp's own OAuth client (feature `auth`) against the protected server.
 //!
 //! ```sh
-//! rig-rmcp-client dcr|step-up MCP_URL
+//! rig-rmcp-client dcr|cimd|step-up MCP_URL
 //! ```
 //!
 //! Starts from nothing but the MCP URL: connects without a token, takes the
 //! `WWW-Authenticate` challenge from the 401, lets rmcp discover the protected
 //! resource metadata and the authorization server from it, register
-//! dynamically and build the authorization URL. The "browser" is
+//! dynamically (`cimd`: use the Client ID Metadata Document at
+//! `$RIG_CIMD_URL` as its client_id) and build the authorization URL. The "browser" is
 //! `$RIG_BROWSER`, launched with that URL; the redirect arrives on this
 //! process's own loopback listener. Then lists tools and calls `whoami`
 //! (`step-up`: also `add_note`, expecting a 403 `insufficient_scope` that it
@@ -168,13 +169,14 @@ async fn run(mode: &str, mcp_url: &str) -> Result<Value, Error> {
 
     // 2. rmcp discovers, registers and builds the authorization URL.
     let mut state = OAuthState::new(mcp_url, None).await?;
-    state
-        .start_authorization(
-            AuthorizationRequest::new(&redirect_uri)
-                .with_client_name(format!("rig rmcp-client {mode}"))
-                .with_challenge(&challenge),
-        )
-        .await?;
+    let mut request = AuthorizationRequest::new(&redirect_uri)
+        .with_client_name(format!("rig rmcp-client {mode}"))
+        .with_challenge(&challenge);
+    if mode == "cimd" {
+        let url = std::env::var("RIG_CIMD_URL").map_err(|_| "RIG_CIMD_URL is not set")?;
+        request = request.with_client_metadata_url(url);
+    }
+    state.start_authorization(request).await?;
     let auth_url = state.get_authorization_url().await?;
     authorization_requests.push(json!({
         "scope": query_param(&auth_url, "scope"),
@@ -262,10 +264,10 @@ async fn run(mode: &str, mcp_url: &str) -> Result<Value, Error> {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(url)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: rig-rmcp-client dcr|step-up MCP_URL");
+        eprintln!("usage: rig-rmcp-client dcr|cimd|step-up MCP_URL");
         std::process::exit(2);
     };
-    if mode != "dcr" && mode != "step-up" {
+    if !["dcr", "cimd", "step-up"].contains(&mode.as_str()) {
         eprintln!("unknown mode {mode}");
         std::process::exit(2);
     }
