@@ -1090,4 +1090,40 @@ mod tests {
         let e = AuthConfigBuilder::from_env_vars(|_| None).unwrap_err();
         assert_eq!(e.field(), "MCP_OAUTH2_ISSUER");
     }
+
+    // Issue 4: the hardening settings have defaults and refuse zero.
+    #[test]
+    fn hardening_settings() {
+        let c = base().build().unwrap();
+        assert_eq!(c.max_token_lifetime, DEFAULT_MAX_TOKEN_LIFETIME);
+        assert_eq!(c.jwks_cache_max_ttl, DEFAULT_JWKS_CACHE_MAX_TTL);
+        assert!(c.require_keys_before_ready);
+        let e = base()
+            .max_token_lifetime(Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "max_token_lifetime");
+        let e = base()
+            .jwks_cache_max_ttl(Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "jwks_cache_max_ttl");
+        let c = base()
+            .max_token_lifetime(Duration::from_secs(600))
+            .require_keys_before_ready(false)
+            .build()
+            .unwrap();
+        assert_eq!(c.max_token_lifetime, Duration::from_secs(600));
+        assert!(!c.require_keys_before_ready);
+        let vars = HashMap::from([
+            ("MCP_OAUTH2_ISSUER", "https://as.example"),
+            ("MCP_OAUTH2_RESOURCE", "https://rs.example/mcp"),
+            ("MCP_OAUTH2_MAX_TOKEN_LIFETIME", "3600"),
+        ]);
+        let c = AuthConfigBuilder::from_env_vars(|k| vars.get(k).map(|v| v.to_string()))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(c.max_token_lifetime, Duration::from_secs(3600));
+    }
 }

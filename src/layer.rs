@@ -52,7 +52,7 @@ const SESSION_HEADER: &str = "mcp-session-id";
 ///     .issuer("https://auth.example.com")
 ///     .resource("https://api.example.com/api")
 ///     .build()?;
-/// let app = axum::Router::new()
+/// let app: axum::Router = axum::Router::new()
 ///     .route("/api", axum::routing::get(|auth: AuthContext| async move {
 ///         format!("hello {}", auth.subject())
 ///     }))

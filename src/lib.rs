@@ -76,5 +76,5 @@ pub use jsonwebtoken::Algorithm;
 pub use layer::{AuthLayer, AuthService};
 pub use metadata::ProtectedResourceMetadata;
 pub use scope::{ScopeHierarchy, ScopePolicy};
-pub use server::{McpServer, McpServerBuilder};
+pub use server::{McpServer, McpServerBuilder, Readiness};
 pub use verify::{JwtVerifier, TokenVerifier, VerifyFuture};

@@ -34,6 +34,7 @@ pub struct McpServerBuilder<S = ()> {
     bind: Option<String>,
     rmcp_config: StreamableHttpServerConfig,
     extra_hosts: Vec<String>,
+    readiness_path: Option<String>,
 }
 
 impl<S> std::fmt::Debug for McpServerBuilder<S> {
@@ -52,7 +53,42 @@ pub struct McpServer {
     bind: Option<String>,
     ct: CancellationToken,
     jwt: Option<JwtVerifier>,
+    readiness: Readiness,
     resource: String,
+}
+
+/// Whether a server can verify tokens yet (its issuers' key sets are loaded).
+#[derive(Debug, Clone)]
+pub struct Readiness(Option<JwtVerifier>);
+
+impl Readiness {
+    /// `true` once every issuer's key set has been fetched (always with a
+    /// custom verifier or `require_keys_before_ready(false)`).
+    pub fn is_ready(&self) -> bool {
+        self.0.as_ref().is_none_or(JwtVerifier::is_ready)
+    }
+
+    fn response(&self) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        if self.is_ready() {
+            (
+                http::StatusCode::OK,
+                [(http::header::CONTENT_TYPE, "application/json")],
+                "{\"ready\":true}",
+            )
+                .into_response()
+        } else {
+            (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                [
+                    (http::header::CONTENT_TYPE, "application/json"),
+                    (http::header::RETRY_AFTER, "5"),
+                ],
+                "{\"ready\":false}",
+            )
+                .into_response()
+        }
+    }
 }
 
 impl std::fmt::Debug for McpServer {
@@ -76,6 +112,7 @@ impl McpServer {
             bind: None,
             rmcp_config: StreamableHttpServerConfig::default(),
             extra_hosts: Vec::new(),
+            readiness_path: None,
         }
     }
 }
@@ -116,6 +153,15 @@ impl<S> McpServerBuilder<S> {
         self
     }
 
+    /// Serve a readiness probe at `path` (default none), without
+    /// authentication: 200 once every issuer's key set has been fetched (or
+    /// at once with `require_keys_before_ready(false)` or a custom
+    /// verifier), 503 with `Retry-After` before.
+    pub fn readiness_path(mut self, path: impl Into<String>) -> Self {
+        self.readiness_path = Some(path.into());
+        self
+    }
+
     /// Another accepted `Host` (name or `name:port`), for servers reached
     /// under several names.
     pub fn allowed_host(mut self, host: impl Into<String>) -> Self {
@@ -139,6 +185,7 @@ impl<S> McpServerBuilder<S> {
             bind: self.bind,
             rmcp_config: self.rmcp_config,
             extra_hosts: self.extra_hosts,
+            readiness_path: self.readiness_path,
         }
     }
 }
@@ -179,15 +226,42 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             Arc::new(LocalSessionManager::default()),
             rmcp_config,
         );
-        let router = Router::new()
+        let mut router = Router::new()
             .nest_service(&self.path, service)
             .layer(layer.clone())
             .merge(layer.metadata_router());
+        let readiness = Readiness(jwt.clone());
+        if let Some(path) = self.readiness_path {
+            if !path.starts_with('/') || path == self.path {
+                return Err(ConfigError::new(
+                    "readiness_path",
+                    format!("{path:?} must start with '/' and differ from the MCP path"),
+                ));
+            }
+            let probe = readiness.clone();
+            router = router.route(
+                &path,
+                axum::routing::get(move || {
+                    let probe = probe.clone();
+                    async move {
+                        // Not ready yet: try to fetch now (single flight,
+                        // with the cache's failure backoff) before answering.
+                        if !probe.is_ready()
+                            && let Some(jwt) = &probe.0
+                        {
+                            let _ = jwt.prefetch().await;
+                        }
+                        probe.response()
+                    }
+                }),
+            );
+        }
         Ok(McpServer {
             router,
             bind: self.bind,
             ct,
             jwt,
+            readiness,
             resource: config.resource().to_owned(),
         })
     }
@@ -216,6 +290,11 @@ impl McpServer {
     /// Merge it into a larger app; the caller then owns serving.
     pub fn into_router(self) -> Router {
         self.router
+    }
+
+    /// A handle telling whether the server can verify tokens yet.
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
     }
 
     /// A token that stops rmcp's sessions and [`serve`](Self::serve) when cancelled.

@@ -260,3 +260,46 @@ async fn extractor_without_layer_fails_closed() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["reason"], "not_authenticated");
 }
+
+/// The readiness probe answers 503 until the issuer's keys are loaded.
+#[tokio::test]
+async fn readiness_waits_for_the_first_key_set() {
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    issuer.set_jwks_available(false);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let resource = format!("http://{addr}/mcp");
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(&resource)
+        .jwks_refresh_cooldown(std::time::Duration::from_millis(100))
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let server = mcp_oauth2::McpServer::builder()
+        .auth(config)
+        .readiness_path("/ready")
+        .service(|| Ok(common::EchoServer::new()))
+        .build()
+        .unwrap();
+    let readiness = server.readiness();
+    let ct = server.cancellation_token();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    let ready_url = format!("http://{addr}/ready");
+    let r = reqwest::get(&ready_url).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    assert!(!readiness.is_ready());
+    issuer.set_jwks_available(true);
+    let mut status = 0;
+    for _ in 0..50 {
+        status = reqwest::get(&ready_url).await.unwrap().status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200);
+    assert!(readiness.is_ready());
+    ct.cancel();
+}

@@ -7,8 +7,10 @@
 //! - a set is fresh for its TTL: `max-age` clamped to the configured bounds,
 //!   or `jwks_cache_ttl` without one;
 //! - a fresh set is refetched early only for a token whose `kid` is not in
-//!   it (a rotation), at most once per cooldown; other tokens during the
-//!   cooldown get their answer (`unknown_key`) at once, without waiting;
+//!   it (a rotation), at most once per cooldown (counted between such
+//!   refetches, so a rotation right after start-up is picked up at once);
+//!   other tokens during the cooldown get their answer (`unknown_key`) at
+//!   once, without waiting;
 //! - a stale set is refetched: in the background while it still has the
 //!   wanted key and is within the stale window, else in the foreground;
 //! - a failed fetch keeps the last good set (until the stale window ends)
@@ -77,6 +79,8 @@ struct State {
     /// Lifetime of `keys`.
     ttl: Duration,
     last_attempt: Option<Instant>,
+    /// When a refetch for an unknown `kid` last started.
+    last_kid_refetch: Option<Instant>,
     last_failed: bool,
     inflight: Option<SharedFetch>,
 }
@@ -173,6 +177,9 @@ impl JwksCache {
     fn plan(&self, now: Instant) -> Plan {
         let st = self.state();
         let since_attempt = st.last_attempt.map(|t| now.saturating_duration_since(t));
+        let since_kid_refetch = st
+            .last_kid_refetch
+            .map(|t| now.saturating_duration_since(t));
         let age = st.fetched_at.map(|t| now.saturating_duration_since(t));
         let retry_ok =
             !st.last_failed || since_attempt.is_none_or(|d| d >= self.policy.retry_interval());
@@ -184,7 +191,7 @@ impl JwksCache {
             inflight,
             may_refresh: inflight || retry_ok,
             may_refetch_for_kid: inflight
-                || (retry_ok && since_attempt.is_none_or(|d| d >= self.policy.cooldown)),
+                || (retry_ok && since_kid_refetch.is_none_or(|d| d >= self.policy.cooldown)),
         }
     }
 
@@ -211,6 +218,7 @@ impl JwksCache {
             }
             // Unknown kid: the issuer may have rotated. One refetch per cooldown.
             if !plan.inflight {
+                self.state().last_kid_refetch = Some(Instant::now());
                 tracing::debug!(issuer = %self.issuer, "unknown kid: refetching the key set");
             }
             return match self.refresh().await {

@@ -272,6 +272,32 @@ pub(crate) fn discovery_urls(issuer: &str) -> Result<Vec<Url>, FetchError> {
 mod tests {
     use super::*;
 
+    // SPEC-NOTES "All authorization server endpoints are HTTPS": a plain
+    // http:// URL is refused before any connection, unless it is loopback
+    // and the escape hatch is set.
+    #[tokio::test]
+    async fn http_urls_are_refused_without_connecting() {
+        let client = Fetcher::default_client(Duration::from_secs(1)).unwrap();
+        let strict = Fetcher::with_client(client.clone(), 1024, false, Duration::from_secs(1));
+        let loopback_ok = Fetcher::with_client(client, 1024, true, Duration::from_secs(1));
+        for url in [
+            "http://as.example/jwks",
+            "http://127.0.0.1:9/jwks",
+            "ftp://as.example/jwks",
+        ] {
+            let err = strict
+                .get_json(&Url::parse(url).unwrap())
+                .await
+                .unwrap_err();
+            assert!(!err.to_string().contains("request failed"), "{url}: {err}");
+        }
+        let err = loopback_ok
+            .get_json(&Url::parse("http://as.example/jwks").unwrap())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not loopback"), "{err}");
+    }
+
     // RFC 9111 section 5.2.2.
     #[test]
     fn cache_control_directives() {

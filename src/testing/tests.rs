@@ -413,3 +413,148 @@ async fn drop_stops_serving() {
     }
     panic!("issuer still serving after drop");
 }
+
+#[tokio::test]
+async fn faults_answer_as_documented_and_every_request_is_counted() {
+    use super::JwksFault;
+    let issuer = TestIssuer::start_with_alg(SigningAlg::EdDsa)
+        .await
+        .expect("start");
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let get = |url: String| {
+        let client = no_redirects.clone();
+        async move {
+            let response = client.get(url).send().await.expect("request");
+            let status = response.status().as_u16();
+            let header = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let content_type = header(reqwest::header::CONTENT_TYPE);
+            let location = header(reqwest::header::LOCATION);
+            let cache_control = header(reqwest::header::CACHE_CONTROL);
+            let body = response.bytes().await.expect("body");
+            (status, content_type, location, cache_control, body)
+        }
+    };
+
+    issuer.set_jwks_fault(JwksFault::Malformed);
+    let (status, ct, _, _, body) = get(issuer.jwks_uri()).await;
+    assert_eq!((status, ct.as_deref()), (200, Some("application/json")));
+    assert!(serde_json::from_slice::<Value>(&body).is_err());
+
+    issuer.set_jwks_fault(JwksFault::WrongContentType);
+    let (status, ct, _, _, body) = get(issuer.jwks_uri()).await;
+    assert_eq!((status, ct.as_deref()), (200, Some("text/html")));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).ok(),
+        Some(issuer.jwks())
+    );
+
+    issuer.set_jwks_fault(JwksFault::Redirect("http://127.0.0.1:9/x".into()));
+    let (status, _, location, _, _) = get(issuer.jwks_uri()).await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (302, Some("http://127.0.0.1:9/x"))
+    );
+
+    issuer.set_jwks_fault(JwksFault::EmptyKeySet);
+    let (_, _, _, _, body) = get(issuer.jwks_uri()).await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).ok(),
+        Some(json!({"keys": []}))
+    );
+
+    for declare_length in [true, false] {
+        issuer.set_jwks_fault(JwksFault::HugeBody {
+            bytes: 100_000,
+            declare_length,
+        });
+        let (status, _, _, _, body) = get(issuer.jwks_uri()).await;
+        assert_eq!(status, 200);
+        assert_eq!(body.len(), 100_000);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&body).ok(),
+            Some(issuer.jwks())
+        );
+    }
+
+    // A hanging request is answered once the fault changes.
+    issuer.set_jwks_fault(JwksFault::Hang);
+    let hanging = tokio::spawn(get(issuer.jwks_uri()));
+    for _ in 0..500 {
+        if issuer.jwks_hits() == 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!hanging.is_finished());
+    issuer.set_jwks_fault(JwksFault::None);
+    issuer.set_jwks_cache_control(Some("max-age=60"));
+    let (status, _, _, cache_control, _) = hanging.await.expect("task");
+    assert_eq!(status, 200);
+    assert_eq!(cache_control.as_deref(), Some("max-age=60"));
+
+    issuer.set_jwks_document(Some(json!({"keys": [{"kty": "oct"}]})));
+    let (_, _, _, _, body) = get(issuer.jwks_uri()).await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).ok(),
+        Some(json!({"keys": [{"kty": "oct"}]}))
+    );
+    issuer.set_jwks_document(None);
+
+    let (status, ..) = get(format!("{}/x5u", issuer.issuer())).await;
+    assert_eq!(status, 404);
+    assert_eq!(issuer.jwks_hits(), 8);
+    assert_eq!(issuer.other_hits(), 1);
+    assert_eq!(issuer.total_hits(), 9);
+}
+
+#[cfg(any(feature = "aws_lc_rs", feature = "rust_crypto"))]
+#[tokio::test]
+async fn raw_signing_helpers_produce_verifiable_tokens() {
+    let issuer = TestIssuer::start_with_alg(SigningAlg::Es256)
+        .await
+        .expect("start");
+    let jwks = issuer.jwks();
+    let header = format!(
+        r#"{{"alg":"ES256","kid":"{}","kid":"x"}}"#,
+        issuer.current_kid()
+    );
+    // Repeated members are kept as given (serde_json would keep the last).
+    let raw = issuer
+        .try_sign_raw(header.as_bytes(), b"{\"a\":1,\"a\":2}")
+        .expect("sign");
+    let decoded = URL_SAFE_NO_PAD
+        .decode(raw.split('.').next().expect("header"))
+        .expect("b64");
+    assert_eq!(decoded, header.as_bytes());
+
+    let unsigned = issuer.token().subject("u").unsigned().expect("unsigned");
+    assert_eq!(unsigned.split('.').count(), 2);
+    let signature = issuer.sign_bytes(unsigned.as_bytes()).expect("sign");
+    let token = format!("{unsigned}.{}", URL_SAFE_NO_PAD.encode(signature));
+    assert!(verifies(&token, &jwks));
+
+    let pem = issuer.public_key_pem().expect("pem");
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+    assert!(pem.ends_with("-----END PUBLIC KEY-----\n"));
+    assert!(pem.lines().all(|l| l.len() <= 64));
+    assert_eq!(issuer.public_jwk().expect("jwk"), jwks["keys"][0]);
+
+    issuer.try_add_key(SigningAlg::EdDsa, "key-1").expect("add");
+    let kids: Vec<Value> = issuer.jwks()["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].clone())
+        .collect();
+    assert_eq!(kids, [json!("key-1"), json!("key-1")]);
+    assert_eq!(issuer.current_alg(), SigningAlg::EdDsa);
+}

@@ -90,10 +90,10 @@ impl JwtVerifier {
     }
 
     /// A verifier that fetches metadata and keys with `client` (for custom
-    /// trust roots or proxies). The client should not follow redirects and
-    /// should have a total timeout.
+    /// trust roots or proxies).
     ///
-    /// Whatever `client` is configured to do, redirects are refused and each
+    /// Whatever `client` is configured to do, redirects are refused (a
+    /// response from another URL than the one asked is thrown away) and each
     /// request is bounded by the configured `http_timeout`.
     pub fn with_http_client(config: &AuthConfig, client: reqwest::Client) -> Self {
         let fetcher = Fetcher::with_client(
@@ -304,7 +304,7 @@ impl JwtVerifier {
             Some(Value::String(s)) if !s.is_empty() => {}
             _ => return Err(AuthErrorKind::InvalidClaims.into()),
         }
-        // RFC 9449 section 6 / RFC 8705 section 3: a token bound to a key is
+        // RFC 9449 section 7.2 / RFC 8705 section 3: a token bound to a key is
         // only good with a proof of possession; as a Bearer token it is
         // refused (whatever `cnf` holds).
         if claims.contains_key("cnf") {

@@ -1,0 +1,616 @@
+//! The fuzz targets' properties (issue 4), as proptest tests so that
+//! `cargo test` exercises them on every run (the `fuzz/` crate runs the same
+//! properties under libFuzzer):
+//! - Authorization header parsing (RFC 6750 section 2.1) agrees with a
+//!   small independent model and never panics;
+//! - token pre-parsing and header/claims policy: a token is accepted exactly
+//!   when every part of it is acceptable (a model over header, claims and
+//!   signature choices), and an unknown issuer never costs a fetch;
+//! - JWK Set parsing never panics, and junk keys never stop a good key from
+//!   verifying;
+//! - challenge building round-trips through the challenge parser
+//!   (RFC 6750 section 3, RFC 9110 section 5.6.4 quoted-string).
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcp_oauth2::challenge::{bearer_challenge, parse_bearer_challenge};
+use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::{
+    AuthConfig, AuthContext, AuthError, AuthErrorKind, AuthLayer, BearerToken, ErrorCode,
+    JwtVerifier, TokenVerifier, VerifyFuture,
+};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{Map, Value, json};
+
+const RESOURCE: &str = "https://mcp.example.com/mcp";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Authorization header parsing
+// ---------------------------------------------------------------------------
+
+/// Records the token it is handed and refuses it.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Option<String>>>);
+
+impl TokenVerifier for Recorder {
+    fn verify<'a>(&'a self, token: BearerToken<'a>) -> VerifyFuture<'a> {
+        *self.0.lock().unwrap() = Some(token.as_str().to_owned());
+        Box::pin(async { Err(AuthError::new(AuthErrorKind::Rejected)) })
+    }
+}
+
+const MAX_TOKEN: usize = 64;
+
+/// What RFC 6750 section 2.1 says about one header value, written
+/// independently of `bearer.rs`.
+fn model(value: &[u8]) -> Result<String, AuthErrorKind> {
+    let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
+        Some(i) => (&value[..i], &value[i..]),
+        None => (value, &b""[..]),
+    };
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if !scheme.eq_ignore_ascii_case(b"Bearer") {
+        return if !scheme.is_empty() && scheme.iter().all(|&b| tchar(b)) {
+            Err(AuthErrorKind::MissingToken)
+        } else {
+            Err(AuthErrorKind::MalformedAuthorizationHeader)
+        };
+    }
+    let token: &[u8] = &rest[rest.iter().take_while(|&&b| b == b' ').count()..];
+    if token.is_empty() {
+        return Err(AuthErrorKind::MalformedAuthorizationHeader);
+    }
+    if token.len() > MAX_TOKEN {
+        return Err(AuthErrorKind::TokenTooLarge);
+    }
+    let body = &token[..token.len() - token.iter().rev().take_while(|&&b| b == b'=').count()];
+    let ok = !body.is_empty()
+        && body
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+    if ok {
+        Ok(String::from_utf8(token.to_vec()).unwrap())
+    } else {
+        Err(AuthErrorKind::MalformedAuthorizationHeader)
+    }
+}
+
+fn header_layer(recorder: Recorder) -> AuthLayer {
+    let config = AuthConfig::builder()
+        .issuer("https://as.example")
+        .resource(RESOURCE)
+        .max_token_bytes(MAX_TOKEN)
+        .build()
+        .unwrap();
+    AuthLayer::with_verifier(config, recorder)
+}
+
+/// Header values: mostly Bearer-shaped, with every kind of byte mixed in.
+fn header_value() -> impl Strategy<Value = Vec<u8>> {
+    let scheme = prop_oneof![
+        Just(b"Bearer".to_vec()),
+        Just(b"bearer".to_vec()),
+        Just(b"BEARER".to_vec()),
+        Just(b"Basic".to_vec()),
+        Just(b"DPoP".to_vec()),
+        Just(b"Bear\"er".to_vec()),
+        Just(Vec::new()),
+    ];
+    let spaces = prop_oneof![
+        Just(b"".to_vec()),
+        Just(b" ".to_vec()),
+        Just(b"   ".to_vec())
+    ];
+    let token = proptest::collection::vec(
+        prop_oneof![
+            8 => proptest::sample::select(
+                b"abcXYZ019-._~+/=".to_vec()
+            ),
+            1 => any::<u8>(),
+            1 => proptest::sample::select(b" ,\t\"\\".to_vec()),
+        ],
+        0..80,
+    );
+    (scheme, spaces, token).prop_map(|(s, sp, t)| [s, sp, t].concat())
+}
+
+// RFC 6750 section 2.1; RFC 9110 section 11.1 (scheme is case-insensitive).
+#[test]
+fn authorization_header_parsing_matches_the_model() {
+    let rt = runtime();
+    let recorder = Recorder::default();
+    let layer = header_layer(recorder.clone());
+    let mut runner = TestRunner::new(Config {
+        cases: 2000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&header_value(), |value| {
+            let Ok(header) = http::HeaderValue::from_bytes(&value) else {
+                return Ok(()); // not sendable over HTTP at all
+            };
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::AUTHORIZATION, header);
+            *recorder.0.lock().unwrap() = None;
+            let result = rt.block_on(layer.authenticate(&headers));
+            let handed = recorder.0.lock().unwrap().take();
+            prop_assert!(result.is_err());
+            match model(&value) {
+                Ok(token) => {
+                    prop_assert_eq!(handed.as_deref(), Some(token.as_str()));
+                    prop_assert_eq!(
+                        result.err().map(|e| e.kind()),
+                        Some(AuthErrorKind::Rejected)
+                    );
+                }
+                Err(kind) => {
+                    prop_assert_eq!(handed, None);
+                    prop_assert_eq!(result.err().map(|e| e.kind()), Some(kind));
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+// RFC 6750 section 2.1: two Authorization headers are never read, whatever
+// they hold.
+#[test]
+fn two_authorization_headers_are_never_read() {
+    let rt = runtime();
+    let recorder = Recorder::default();
+    let layer = header_layer(recorder.clone());
+    let mut runner = TestRunner::new(Config {
+        cases: 500,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&(header_value(), header_value()), |(a, b)| {
+            let (Ok(a), Ok(b)) = (
+                http::HeaderValue::from_bytes(&a),
+                http::HeaderValue::from_bytes(&b),
+            ) else {
+                return Ok(());
+            };
+            let mut headers = http::HeaderMap::new();
+            headers.append(http::header::AUTHORIZATION, a);
+            headers.append(http::header::AUTHORIZATION, b);
+            let result = rt.block_on(layer.authenticate(&headers));
+            prop_assert_eq!(
+                result.err().map(|e| e.kind()),
+                Some(AuthErrorKind::MultipleAuthorizationHeaders)
+            );
+            prop_assert!(recorder.0.lock().unwrap().is_none());
+            Ok(())
+        })
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Token pre-parsing and policy: a model over every part of the token
+// ---------------------------------------------------------------------------
+
+/// One choice per token part; `good` marks the acceptable ones.
+#[derive(Debug, Clone)]
+struct Choice {
+    value: Option<Value>,
+    good: bool,
+}
+
+fn choice(good: Vec<Option<Value>>, bad: Vec<Option<Value>>) -> impl Strategy<Value = Choice> {
+    let good = proptest::sample::select(good).prop_map(|value| Choice { value, good: true });
+    let bad = proptest::sample::select(bad).prop_map(|value| Choice { value, good: false });
+    prop_oneof![7 => good, 1 => bad]
+}
+
+#[derive(Debug, Clone)]
+struct TokenPlan {
+    header: Vec<(&'static str, Choice)>,
+    claims: Vec<(&'static str, Choice)>,
+    extra_claim: Option<(String, Value)>,
+    real_signature: bool,
+}
+
+impl TokenPlan {
+    fn acceptable(&self) -> bool {
+        self.real_signature
+            && self.header.iter().all(|(_, c)| c.good)
+            && self.claims.iter().all(|(_, c)| c.good)
+    }
+}
+
+fn json_leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        "[ -~]{0,12}".prop_map(Value::String),
+    ]
+}
+
+fn token_plan(issuer: String, kid: String) -> impl Strategy<Value = TokenPlan> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let s = |v: &str| Some(json!(v));
+    let header = (
+        choice(
+            vec![s("RS256")],
+            vec![
+                s("none"),
+                s("HS256"),
+                s("ES256"),
+                s("rs256"),
+                None,
+                Some(json!(1)),
+            ],
+        ),
+        choice(
+            vec![s("at+jwt"), s("application/at+jwt"), s("AT+JWT")],
+            vec![s("JWT"), None, s("id_token+jwt"), Some(json!(["at+jwt"]))],
+        ),
+        choice(
+            vec![Some(json!(kid)), None],
+            vec![s("other-kid"), Some(json!(7))],
+        ),
+        // `jku` is ignored whatever it says (RFC 8725 section 3.10).
+        proptest::sample::select(vec![None, s("https://attacker.example/jwks")])
+            .prop_map(|value| Choice { value, good: true }),
+        choice(vec![None], vec![Some(json!(["exp"])), Some(json!([]))]),
+        choice(vec![None], vec![Some(json!(false))]),
+        choice(vec![None], vec![s("JWT")]),
+    )
+        .prop_map(|(alg, typ, kid, jku, crit, b64, cty)| {
+            vec![
+                ("alg", alg),
+                ("typ", typ),
+                ("kid", kid),
+                ("jku", jku),
+                ("crit", crit),
+                ("b64", b64),
+                ("cty", cty),
+            ]
+        });
+    let claims = (
+        choice(
+            vec![Some(json!(issuer.clone()))],
+            vec![
+                None,
+                Some(json!(format!("{issuer}/"))),
+                Some(json!(issuer.to_uppercase())),
+                Some(json!([issuer.clone()])),
+                s("https://evil.example"),
+            ],
+        ),
+        choice(
+            vec![
+                s(RESOURCE),
+                Some(json!(["https://other.example", RESOURCE])),
+            ],
+            vec![
+                None,
+                s(""),
+                Some(json!([])),
+                Some(json!(5)),
+                s("https://mcp.example.com"),
+                s("https://mcp.example.com/mcp/"),
+                Some(json!([RESOURCE, 1])),
+            ],
+        ),
+        choice(
+            vec![Some(json!(now + 300)), Some(json!(now + 3600))],
+            vec![
+                None,
+                Some(json!(now - 3600)),
+                Some(json!((now + 300).to_string())),
+                Some(json!(now + 100 * 86_400)),
+                Some(json!(-1)),
+            ],
+        ),
+        choice(
+            vec![None, Some(json!(now - 10))],
+            vec![Some(json!(now + 3600)), s("soon")],
+        ),
+        choice(
+            vec![s("alice"), s("ü-ser")],
+            vec![None, s(""), Some(json!(3))],
+        ),
+        choice(vec![None], vec![Some(json!({"jkt": "x"}))]),
+    )
+        .prop_map(|(iss, aud, exp, nbf, sub, cnf)| {
+            vec![
+                ("iss", iss),
+                ("aud", aud),
+                ("exp", exp),
+                ("nbf", nbf),
+                ("sub", sub),
+                ("cnf", cnf),
+            ]
+        });
+    let extra = proptest::option::of(("x_[a-z]{1,8}", json_leaf()));
+    (header, claims, extra, proptest::bool::weighted(0.8)).prop_map(
+        |(header, claims, extra_claim, real_signature)| TokenPlan {
+            header,
+            claims,
+            extra_claim,
+            real_signature,
+        },
+    )
+}
+
+fn object(members: &[(&'static str, Choice)]) -> Map<String, Value> {
+    members
+        .iter()
+        .filter_map(|(k, c)| c.value.clone().map(|v| ((*k).to_owned(), v)))
+        .collect()
+}
+
+// RFC 8725 sections 3.1, 3.8-3.11; RFC 9068 sections 2 and 4; RFC 7515
+// section 4.1.11: a token is accepted iff every part is acceptable; an
+// unknown issuer never costs a fetch.
+#[test]
+fn a_token_is_accepted_exactly_when_every_part_is_acceptable() {
+    let rt = runtime();
+    let issuer = rt.block_on(TestIssuer::start()).unwrap();
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .jwks_uri(issuer.jwks_uri())
+        .resource(RESOURCE)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let verifier = JwtVerifier::new(&config).unwrap();
+    let plans = token_plan(issuer.issuer().to_owned(), issuer.current_kid());
+    let mut runner = TestRunner::new(Config {
+        cases: 400,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&plans, |plan| {
+            let header = Value::Object(object(&plan.header)).to_string();
+            let mut claims = object(&plan.claims);
+            if let Some((k, v)) = &plan.extra_claim {
+                claims.insert(k.clone(), v.clone());
+            }
+            let claims = Value::Object(claims).to_string();
+            let mut token = issuer
+                .try_sign_raw(header.as_bytes(), claims.as_bytes())
+                .unwrap();
+            if !plan.real_signature {
+                let (input, sig) = token.rsplit_once('.').unwrap();
+                let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+                sig[10] ^= 0x40;
+                token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig));
+            }
+            let hits_before = issuer.jwks_hits();
+            let result: Result<AuthContext, AuthError> =
+                rt.block_on(verifier.verify(BearerToken::new(&token)));
+            prop_assert_eq!(
+                result.is_ok(),
+                plan.acceptable(),
+                "{:?}",
+                result.as_ref().err()
+            );
+            if let Err(e) = &result {
+                prop_assert_ne!(e.kind(), AuthErrorKind::KeysUnavailable);
+                prop_assert_eq!(e.kind().error_code(), Some(ErrorCode::InvalidToken));
+            }
+            let iss_good = plan.claims.iter().any(|(k, c)| *k == "iss" && c.good);
+            if !iss_good {
+                prop_assert_eq!(issuer.jwks_hits(), hits_before, "unknown iss fetched");
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// A verifier with a fixed key set: no network at all.
+fn static_verifier(
+    issuer: &TestIssuer,
+    jwks: &[u8],
+) -> Result<JwtVerifier, mcp_oauth2::ConfigError> {
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(RESOURCE)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    JwtVerifier::with_static_jwks(&config, jwks)
+}
+
+// RFC 7515 section 7.1 (compact serialization): arbitrary text in the shape
+// of a token is refused with an `invalid_token` kind, never accepted, never
+// a panic.
+#[test]
+fn arbitrary_token_text_is_refused() {
+    let rt = runtime();
+    let issuer = rt.block_on(TestIssuer::start()).unwrap();
+    let verifier = static_verifier(&issuer, issuer.jwks().to_string().as_bytes()).unwrap();
+    let good = issuer.token().audience(RESOURCE).sign();
+    let mut runner = TestRunner::new(Config {
+        cases: 2000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let text = prop_oneof![
+        "[A-Za-z0-9_.=+/-]{0,200}",
+        // Mutations of a real token: one character replaced.
+        (
+            0..good.len(),
+            proptest::sample::select(b"A_-.=+/x0".to_vec())
+        )
+            .prop_map({
+                let good = good.clone();
+                move |(i, c)| {
+                    let mut t = good.clone().into_bytes();
+                    t[i] = c;
+                    String::from_utf8(t).unwrap()
+                }
+            }),
+    ];
+    runner
+        .run(&text, |token| {
+            let result = rt.block_on(verifier.verify(BearerToken::new(&token)));
+            if token != good {
+                let kind = result.err().map(|e| e.kind());
+                prop_assert!(kind.is_some(), "accepted: {}", token);
+                prop_assert_eq!(
+                    kind.and_then(|k| k.error_code()),
+                    Some(ErrorCode::InvalidToken)
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// JWK Set parsing
+// ---------------------------------------------------------------------------
+
+fn junk_key() -> impl Strategy<Value = Value> {
+    let kty = proptest::sample::select(vec!["RSA", "EC", "OKP", "oct", "XYZ", ""]);
+    let member = proptest::sample::select(vec![
+        "kid", "n", "e", "x", "y", "crv", "alg", "use", "key_ops", "d", "k", "x5c",
+    ]);
+    let value = prop_oneof![
+        json_leaf(),
+        "[A-Za-z0-9_-]{0,400}".prop_map(Value::String),
+        proptest::collection::vec("[a-zA-Z]{0,8}".prop_map(Value::String), 0..3)
+            .prop_map(Value::Array),
+    ];
+    (kty, proptest::collection::vec((member, value), 0..8)).prop_map(|(kty, members)| {
+        let mut key = Map::new();
+        key.insert("kty".into(), json!(kty));
+        for (k, v) in members {
+            key.insert(k.to_owned(), v);
+        }
+        Value::Object(key)
+    })
+}
+
+// RFC 7517 section 5: any document is parsed without panicking; junk keys
+// (with or without our kid) never stop the good key from verifying.
+#[test]
+fn junk_keys_never_poison_a_key_set() {
+    let rt = runtime();
+    let issuer = rt.block_on(TestIssuer::start()).unwrap();
+    let ours = issuer.public_jwk().unwrap();
+    let good = issuer.token().audience(RESOURCE).sign();
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let docs = (
+        proptest::collection::vec(junk_key(), 0..20),
+        proptest::collection::vec(junk_key(), 0..20),
+    );
+    runner
+        .run(&docs, |(before, after)| {
+            let mut keys = before;
+            keys.push(ours.clone());
+            keys.extend(after);
+            let doc = json!({ "keys": keys }).to_string();
+            let verifier = static_verifier(&issuer, doc.as_bytes());
+            prop_assert!(verifier.is_ok(), "{:?}", verifier.err());
+            let verifier = verifier.unwrap();
+            prop_assert!(
+                rt.block_on(verifier.verify(BearerToken::new(&good)))
+                    .is_ok()
+            );
+            Ok(())
+        })
+        .unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: 1000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&proptest::collection::vec(any::<u8>(), 0..300), |bytes| {
+            let _ = static_verifier(&issuer, &bytes);
+            Ok(())
+        })
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Challenges
+// ---------------------------------------------------------------------------
+
+/// What survives in a quoted-string: visible ASCII, space and tab.
+fn sanitized(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c == ' ' || *c == '\t' || c.is_ascii_graphic())
+        .collect()
+}
+
+// RFC 6750 section 3; RFC 9728 section 5.1; RFC 9110 section 5.6.4: any
+// parameter values make a valid header value that parses back to them
+// (minus what a quoted-string cannot carry).
+#[test]
+fn challenges_round_trip_through_the_parser() {
+    let mut runner = TestRunner::new(Config {
+        cases: 2000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let error = proptest::option::of(proptest::sample::select(vec![
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidToken,
+        ErrorCode::InsufficientScope,
+    ]));
+    let text = || prop_oneof!["[ -~]{0,40}", any::<String>(), "[a-z\"\\\\, =]{0,20}",];
+    runner
+        .run(
+            &(error, text(), text(), proptest::option::of(text())),
+            |(error, scope, metadata, description)| {
+                let built = bearer_challenge(error, &scope, &metadata, description.as_deref());
+                prop_assert!(http::HeaderValue::from_str(&built).is_ok(), "{}", built);
+                let parsed = parse_bearer_challenge(&built);
+                prop_assert!(parsed.is_some(), "{}", built);
+                let parsed = parsed.unwrap();
+                let mut expected: Vec<(String, String)> = Vec::new();
+                // An empty scope is left out; a non-empty one stays, even if
+                // nothing of it survives sanitizing.
+                let has_scope = !scope.is_empty();
+                let scope = sanitized(&scope);
+                match error {
+                    None => {
+                        expected.push(("resource_metadata".into(), sanitized(&metadata)));
+                        if has_scope {
+                            expected.push(("scope".into(), scope));
+                        }
+                    }
+                    Some(code) => {
+                        expected.push(("error".into(), code.as_str().into()));
+                        if has_scope {
+                            expected.push(("scope".into(), scope));
+                        }
+                        expected.push(("resource_metadata".into(), sanitized(&metadata)));
+                    }
+                }
+                if let Some(d) = &description {
+                    expected.push(("error_description".into(), sanitized(d)));
+                }
+                prop_assert_eq!(parsed, expected);
+                Ok(())
+            },
+        )
+        .unwrap();
+}
