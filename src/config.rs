@@ -28,6 +28,11 @@ pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// `Cache-Control: max-age`.
 pub const DEFAULT_JWKS_CACHE_MAX_TTL: Duration = Duration::from_secs(3600);
 
+/// Default cap on verified tokens remembered (about 70 MB at most with typical tokens).
+pub const DEFAULT_VERIFIED_CACHE_MAX_ENTRIES: usize = 100_000;
+/// Default longest time a verified token is remembered (never past its `exp`).
+pub const DEFAULT_VERIFIED_CACHE_MAX_AGE: Duration = Duration::from_secs(300);
+
 /// The asymmetric algorithms accepted by default (RFC 7518, RFC 8037).
 pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
     Algorithm::RS256,
@@ -112,6 +117,8 @@ pub struct AuthConfig {
     pub(crate) scopes_supported: Vec<String>,
     pub(crate) scope_policy: crate::scope::ScopePolicy,
     pub(crate) introspection: Option<crate::verify::IntrospectionSettings>,
+    pub(crate) verified_cache_max_entries: usize,
+    pub(crate) verified_cache_max_age: Duration,
     pub(crate) resource_name: Option<String>,
     pub(crate) resource_documentation: Option<Url>,
     pub(crate) exempt: Vec<ExemptRoute>,
@@ -228,6 +235,8 @@ pub struct AuthConfigBuilder {
     scopes_supported: Option<Vec<String>>,
     scope_policy: crate::scope::ScopePolicy,
     introspection: Option<crate::verify::IntrospectionSettings>,
+    verified_cache_max_entries: usize,
+    verified_cache_max_age: Duration,
     resource_name: Option<String>,
     resource_documentation: Option<String>,
     exempt: Vec<ExemptRoute>,
@@ -256,6 +265,8 @@ impl Default for AuthConfigBuilder {
             scopes_supported: None,
             scope_policy: crate::scope::ScopePolicy::default(),
             introspection: None,
+            verified_cache_max_entries: DEFAULT_VERIFIED_CACHE_MAX_ENTRIES,
+            verified_cache_max_age: DEFAULT_VERIFIED_CACHE_MAX_AGE,
             resource_name: None,
             resource_documentation: None,
             exempt: Vec::new(),
@@ -437,6 +448,23 @@ impl AuthConfigBuilder {
     /// are introspected.
     pub fn introspection(mut self, settings: crate::verify::IntrospectionSettings) -> Self {
         self.introspection = Some(settings);
+        self
+    }
+
+    /// How many verified tokens are remembered, so a token sent again costs
+    /// a hash and a lookup instead of a full verification (default
+    /// [`DEFAULT_VERIFIED_CACHE_MAX_ENTRIES`]; 0 turns the cache off). An
+    /// entry never outlives the token's `exp` nor [`verified_cache_max_age`](Self::verified_cache_max_age),
+    /// and is ignored once the key that verified it leaves the key set.
+    pub fn verified_cache_max_entries(mut self, entries: usize) -> Self {
+        self.verified_cache_max_entries = entries;
+        self
+    }
+
+    /// The longest time a verified token is remembered (default
+    /// [`DEFAULT_VERIFIED_CACHE_MAX_AGE`]; zero turns the cache off).
+    pub fn verified_cache_max_age(mut self, age: Duration) -> Self {
+        self.verified_cache_max_age = age;
         self
     }
 
@@ -851,6 +879,8 @@ impl AuthConfigBuilder {
             scopes_supported,
             scope_policy,
             introspection: self.introspection,
+            verified_cache_max_entries: self.verified_cache_max_entries,
+            verified_cache_max_age: self.verified_cache_max_age,
             resource_name: self.resource_name,
             resource_documentation,
             exempt: self.exempt,

@@ -4,7 +4,7 @@
 //! argument (rmcp `FromContextPart`), and an axum extractor.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRequestParts;
@@ -25,16 +25,31 @@ use crate::scope::ScopeHierarchy;
 #[derive(Clone)]
 pub struct AuthContext(Arc<Inner>, Option<Arc<ScopeHierarchy>>);
 
+/// Kept small: verified contexts are cached per token (up to 100,000 of
+/// them), so rarely used facts are derived from the claims on first use.
 #[derive(Default)]
 struct Inner {
-    subject: String,
-    issuer: String,
-    client_id: Option<String>,
+    subject: Box<str>,
+    issuer: Arc<str>,
+    client_id: Option<Box<str>>,
     scopes: Vec<String>,
-    audience: Vec<String>,
     expires_at: Option<u64>,
-    token_id: Option<String>,
-    claims: Map<String, Value>,
+    /// The claims as received (a JWT payload), parsed on first use.
+    raw_claims: Option<Box<str>>,
+    claims: OnceLock<Map<String, Value>>,
+    audience: OnceLock<Vec<String>>,
+    token_id: OnceLock<Option<String>>,
+}
+
+impl Inner {
+    fn claims(&self) -> &Map<String, Value> {
+        self.claims.get_or_init(|| {
+            self.raw_claims
+                .as_deref()
+                .and_then(|raw| serde_json::from_str(raw).ok())
+                .unwrap_or_default()
+        })
+    }
 }
 
 impl AuthContext {
@@ -42,8 +57,8 @@ impl AuthContext {
     /// are the two facts every context has.
     pub fn builder(issuer: impl Into<String>, subject: impl Into<String>) -> AuthContextBuilder {
         AuthContextBuilder(Inner {
-            issuer: issuer.into(),
-            subject: subject.into(),
+            issuer: Arc::from(issuer.into()),
+            subject: subject.into().into_boxed_str(),
             ..Inner::default()
         })
     }
@@ -105,7 +120,17 @@ impl AuthContext {
 
     /// The audiences (`aud`) of the token.
     pub fn audience(&self) -> &[String] {
-        &self.0.audience
+        self.0
+            .audience
+            .get_or_init(|| match self.0.claims().get("aud") {
+                Some(Value::String(a)) => vec![a.clone()],
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+                _ => Vec::new(),
+            })
     }
 
     /// Expiry as seconds since the Unix epoch (`exp`).
@@ -122,17 +147,26 @@ impl AuthContext {
 
     /// The token identifier (`jti`).
     pub fn token_id(&self) -> Option<&str> {
-        self.0.token_id.as_deref()
+        self.0
+            .token_id
+            .get_or_init(|| {
+                self.0
+                    .claims()
+                    .get("jti")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .as_deref()
     }
 
     /// Every claim of the token, for custom ones.
     pub fn claims(&self) -> &Map<String, Value> {
-        &self.0.claims
+        self.0.claims()
     }
 
     /// One claim by name.
     pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.0.claims.get(name)
+        self.0.claims().get(name)
     }
 
     /// Fails with an rmcp error unless every scope in `scopes` is granted
@@ -173,9 +207,9 @@ impl fmt::Debug for AuthContext {
             .field("issuer", &self.0.issuer)
             .field("client_id", &self.0.client_id)
             .field("scopes", &self.0.scopes)
-            .field("audience", &self.0.audience)
+            .field("audience", &self.audience())
             .field("expires_at", &self.0.expires_at)
-            .field("claims", &self.0.claims.keys().collect::<Vec<_>>())
+            .field("claims", &self.claims().keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -196,7 +230,7 @@ impl fmt::Debug for AuthContextBuilder {
 impl AuthContextBuilder {
     /// Sets the client identifier.
     pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
-        self.0.client_id = Some(client_id.into());
+        self.0.client_id = Some(client_id.into().into_boxed_str());
         self
     }
 
@@ -216,7 +250,12 @@ impl AuthContextBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.0.audience = audience.into_iter().map(Into::into).collect();
+        self.0.audience = OnceLock::from(
+            audience
+                .into_iter()
+                .map(Into::into)
+                .collect::<Vec<String>>(),
+        );
         self
     }
 
@@ -228,13 +267,28 @@ impl AuthContextBuilder {
 
     /// Sets the token identifier.
     pub fn token_id(mut self, jti: impl Into<String>) -> Self {
-        self.0.token_id = Some(jti.into());
+        self.0.token_id = OnceLock::from(Some(jti.into()));
         self
     }
 
     /// Sets the raw claims.
     pub fn claims(mut self, claims: Map<String, Value>) -> Self {
-        self.0.claims = claims;
+        self.0.claims = OnceLock::from(claims);
+        self.0.raw_claims = None;
+        self
+    }
+
+    /// The claims as a JSON object text, parsed only if a handler asks for
+    /// them (audience, token id and raw claims are derived from it unless set).
+    pub(crate) fn raw_claims(mut self, json: Box<str>) -> Self {
+        self.0.raw_claims = Some(json);
+        self.0.claims = OnceLock::new();
+        self
+    }
+
+    /// Shares the issuer string with other contexts of the same issuer.
+    pub(crate) fn shared_issuer(mut self, issuer: Arc<str>) -> Self {
+        self.0.issuer = issuer;
         self
     }
 

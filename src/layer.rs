@@ -11,6 +11,7 @@ use futures_util::future::BoxFuture;
 use http::{Method, Request, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument as _;
 
 use crate::bearer::{Credentials, read_bearer};
 use crate::challenge::{ChallengeParams, rejection_response};
@@ -77,6 +78,7 @@ struct Shared {
     mcp_path: String,
     bind_sessions: bool,
     sessions: Arc<Sessions>,
+    outcomes: Arc<crate::metrics::Outcomes>,
     document: ProtectedResourceMetadata,
 }
 
@@ -128,6 +130,7 @@ impl AuthLayer {
                 mcp_path: config.resource_path().to_owned(),
                 bind_sessions: true,
                 sessions: Arc::new(Sessions::default()),
+                outcomes: Arc::default(),
                 document: ProtectedResourceMetadata::from_config(&config),
             }),
         }
@@ -159,6 +162,12 @@ impl AuthLayer {
     pub fn bind_sessions(mut self, on: bool) -> Self {
         Arc::make_mut(&mut self.shared).bind_sessions = on;
         self
+    }
+
+    /// The metadata document this layer serves.
+    /// A handle on this layer's counters (shared with every clone).
+    pub fn metrics(&self) -> Metrics {
+        Metrics(Arc::clone(&self.shared))
     }
 
     /// The metadata document this layer serves.
@@ -203,6 +212,7 @@ impl Shared {
 
     fn reject(&self, err: &AuthError, method: &Method, path: &str) -> Response {
         let kind = err.kind();
+        self.outcomes.reject(kind.code());
         match kind {
             AuthErrorKind::MissingToken => {
                 tracing::debug!(reason = kind.code(), %method, path, "request without a bearer token")
@@ -326,7 +336,19 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let ctx = match shared.verify(req.headers()).await {
+            let span = tracing::debug_span!(
+                "mcp_oauth2.verify",
+                outcome = tracing::field::Empty,
+                reason = tracing::field::Empty
+            );
+            let verified = shared.verify(req.headers()).instrument(span.clone()).await;
+            match &verified {
+                Ok(_) => span.record("outcome", "accepted"),
+                Err(e) => span
+                    .record("outcome", "rejected")
+                    .record("reason", e.kind().code()),
+            };
+            let ctx = match verified {
                 Ok(ctx) => ctx,
                 Err(err) => return Ok(shared.reject(&err, req.method(), req.uri().path())),
             };
@@ -368,6 +390,7 @@ where
             } else {
                 None
             };
+            shared.outcomes.accept();
             tracing::debug!(
                 subject = ctx.subject(),
                 issuer = ctx.issuer(),
@@ -511,4 +534,24 @@ async fn filter_lists(response: Response, policy: &ScopePolicy, ctx: &AuthContex
         parts,
         Body::from(rewritten.unwrap_or_else(|| bytes.to_vec())),
     )
+}
+
+/// Counters of an [`AuthLayer`] (and of the verifiers behind it).
+#[derive(Clone)]
+pub struct Metrics(Arc<Shared>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Metrics").field(&self.snapshot()).finish()
+    }
+}
+
+impl Metrics {
+    /// The counters now.
+    pub fn snapshot(&self) -> crate::MetricsSnapshot {
+        let mut out = crate::MetricsSnapshot::default();
+        self.0.outcomes.fill(&mut out);
+        self.0.verifier.add_metrics(&mut out);
+        out
+    }
 }

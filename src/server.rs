@@ -54,6 +54,7 @@ pub struct McpServer {
     ct: CancellationToken,
     jwt: Option<JwtVerifier>,
     readiness: Readiness,
+    metrics: crate::layer::Metrics,
     resource: String,
 }
 
@@ -262,6 +263,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             ct,
             jwt,
             readiness,
+            metrics: layer.metrics(),
             resource: config.resource().to_owned(),
         })
     }
@@ -290,6 +292,11 @@ impl McpServer {
     /// Merge it into a larger app; the caller then owns serving.
     pub fn into_router(self) -> Router {
         self.router
+    }
+
+    /// A handle on the authentication counters (see [`MetricsSnapshot`](crate::MetricsSnapshot)).
+    pub fn metrics(&self) -> crate::layer::Metrics {
+        self.metrics.clone()
     }
 
     /// A handle telling whether the server can verify tokens yet.

@@ -11,11 +11,78 @@
 //!   configuration the test supplies ([`TestIssuerBuilder::tls`]);
 //! - it signs whatever claims and headers the caller asks for, including
 //!   expired, not-yet-valid, wrongly addressed or malformed tokens;
-//! - it authenticates nobody: anyone holding the [`TestIssuer`] can mint tokens;
+//! - it authenticates nobody: anyone holding the [`TestIssuer`] can mint
+//!   tokens, any client can register, and every authorization request is
+//!   approved at once, without asking a user;
 //! - its keys live only in memory and are generated at start-up.
 //!
 //! It is compiled only with the crate feature `testing`. Do not enable that
 //! feature in a production build.
+//!
+//! # Testing a protected tool
+//!
+//! Start an issuer and your server on loopback, mint a token for the server,
+//! call the tool with rmcp's client (this is `tests/user_example.rs`):
+//!
+//! ```
+//! use mcp_oauth2::testing::TestIssuer;
+//! use mcp_oauth2::{AuthConfig, AuthContext, McpServer};
+//! use rmcp::handler::server::router::tool::ToolRouter;
+//! use rmcp::model::CallToolRequestParams;
+//! use rmcp::transport::StreamableHttpClientTransport;
+//! use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+//! use rmcp::{ServerHandler, ServiceExt, tool, tool_handler, tool_router};
+//!
+//! #[derive(Clone)]
+//! struct Hello {
+//!     tool_router: ToolRouter<Self>,
+//! }
+//!
+//! #[tool_router]
+//! impl Hello {
+//!     #[tool(description = "Greets the caller")]
+//!     async fn hello(&self, auth: AuthContext) -> String {
+//!         format!("hello, {}", auth.subject())
+//!     }
+//! }
+//!
+//! #[tool_handler(router = self.tool_router)]
+//! impl ServerHandler for Hello {}
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // 1. An issuer and the protected server, both on loopback.
+//! let issuer = TestIssuer::start().await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let resource = format!("http://{}/mcp", listener.local_addr()?);
+//! let config = AuthConfig::builder()
+//!     .issuer(issuer.issuer())
+//!     .resource(&resource)
+//!     .allow_insecure_http_for_loopback(true)
+//!     .build()?;
+//! let server = McpServer::builder()
+//!     .auth(config)
+//!     .service(|| Ok(Hello { tool_router: Hello::tool_router() }))
+//!     .build()?;
+//! tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+//!
+//! // 2. A token for alice, bound to this server, and a client sending it.
+//! let token = issuer.token().subject("alice").audience(&resource).sign();
+//! let transport = StreamableHttpClientTransport::from_config(
+//!     StreamableHttpClientTransportConfig::with_uri(resource).auth_header(token),
+//! );
+//! let client = ().serve(transport).await?;
+//!
+//! // 3. The tool knows who called.
+//! let result = client.call_tool(CallToolRequestParams::new("hello")).await?;
+//! let text = result.content[0].as_text().map(|t| t.text.as_str());
+//! assert_eq!(text, Some("hello, alice"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! To run a real OAuth client instead of minting the token, see
+//! [below](#a-real-oauth-client-end-to-end).
 //!
 //! # What it serves
 //!
@@ -24,9 +91,64 @@
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
 //! | `GET /.well-known/openid-configuration` | the same document |
 //! | `GET /jwks` | the public keys (RFC 7517 JWK Set) |
+//! | `GET /authorize` | the auto-approving authorization endpoint |
+//! | `POST /token` | the token endpoint |
+//! | `POST /register` | open dynamic client registration (RFC 7591) |
 //!
-//! Any other path answers 404 and is counted too ([`TestIssuer::other_hits`]),
-//! so a test can prove that a verifier never fetched an attacker's URL.
+//! Every request is counted, per endpoint ([`TestIssuer::jwks_hits`],
+//! [`TestIssuer::authorize_hits`], ...). Any other path answers 404 and is
+//! counted too ([`TestIssuer::other_hits`]), so a test can prove that a
+//! verifier never fetched an attacker's URL.
+//!
+//! # A real OAuth client, end to end
+//!
+//! The issuer is also a small OAuth 2.1 authorization server, so that a real
+//! client (rmcp's `auth` feature, an SDK in another language, the MCP
+//! Inspector) can run the whole MCP authorization flow in a test: discovery
+//! from the resource server's 401, registration, authorization, token,
+//! call.
+//!
+//! - **Authorization** (`GET /authorize`): the authorization code flow with
+//!   `response_type=code` and PKCE, `code_challenge_method=S256` only
+//!   (`plain` and a missing challenge are refused, RFC 7636 section 4.4.1),
+//!   `client_id`, `redirect_uri` (`https`, or `http` on a loopback host),
+//!   optional `scope`, `state` and one or more RFC 8707 `resource`s. A
+//!   well-formed request is approved at once: the answer is a `302` to
+//!   `redirect_uri?code=...&iss=...&state=...` (RFC 9207 `iss`). The user is
+//!   [`TestIssuer::set_next_subject`] (default `"test-user"`). Errors are
+//!   redirected as in RFC 6749 section 4.1.2.1, except a bad `client_id` or
+//!   `redirect_uri`, answered `400` directly.
+//! - **Token** (`POST /token`): `authorization_code` (the `code_verifier` is
+//!   checked against the challenge, codes are single-use and live 60
+//!   seconds ([`TestIssuerBuilder::code_lifetime`]), `client_id` and `redirect_uri` must repeat the authorization
+//!   request's, a `resource` must be one authorized), `client_credentials`
+//!   (clients with a secret, `client_secret_basic` or `client_secret_post`;
+//!   `sub` is the client) and `refresh_token` (rotated at each use). The
+//!   access token is a JWT signed with the current key: `typ` `at+jwt`,
+//!   `sub`, `client_id`, `scope` as requested, and `aud` the requested
+//!   `resource` (RFC 8707). **No `resource`, no `aud`**, so a resource server
+//!   bound to its audience refuses the token, as it should. Answers and
+//!   errors follow RFC 6749 sections 5.1 and 5.2.
+//! - **Registration** (`POST /register`): open, per RFC 7591; a client
+//!   registered with `token_endpoint_auth_method` other than `none` gets a
+//!   `client_secret`. Tests can register clients themselves with
+//!   [`TestIssuer::register_client`]. An unregistered `client_id` is treated
+//!   as a public client with no registered redirect URI.
+//!
+//! All of it is advertised in the metadata (`authorization_endpoint`,
+//! `token_endpoint`, `registration_endpoint`, `grant_types_supported`,
+//! `code_challenge_methods_supported`, ...).
+//!
+//! In a test, the test itself plays the browser: it opens the authorization
+//! URL the client built without following redirects, and hands the
+//! `Location` it gets back to the client as the callback. With rmcp
+//! (feature `auth`): connect without a token and take
+//! `ClientInitializeError::auth_challenge`, then `OAuthState::new`,
+//! `start_authorization` with `AuthorizationRequest::with_challenge`,
+//! `get_authorization_url`, the browser step, `handle_callback_url`, and
+//! connect again through an `AuthClient`. The crate's
+//! `tests/testing_kit.rs` does exactly that, and the same flow step by step
+//! over plain HTTP.
 //!
 //! # Faults
 //!
@@ -39,12 +161,12 @@
 //! the answer, so tests assert how often a verifier fetched, not how long
 //! it took.
 //!
+//! # Minting tokens
+//!
 //! Tokens are minted in process with [`TestIssuer::token`]: they are JWT
 //! access tokens in the shape of RFC 9068 (`typ` `at+jwt`), signed with
 //! aws-lc-rs directly, so the issuer does not depend on any process-wide JOSE
 //! crypto provider.
-//!
-//! # Example
 //!
 //! ```
 //! use mcp_oauth2::testing::{SigningAlg, TestIssuer};
@@ -83,7 +205,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Map, Value, json};
@@ -96,6 +218,15 @@ const OAUTH_METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 const OPENID_METADATA_PATH: &str = "/.well-known/openid-configuration";
 /// Path of the JWK Set.
 const JWKS_PATH: &str = "/jwks";
+/// Path of the authorization endpoint.
+const AUTHORIZE_PATH: &str = "/authorize";
+/// Path of the token endpoint.
+const TOKEN_PATH: &str = "/token";
+/// Path of the dynamic client registration endpoint.
+const REGISTER_PATH: &str = "/register";
+/// Default lifetime of an authorization code (OAuth 2.1 section 4.1.2
+/// recommends a short one).
+const DEFAULT_CODE_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Default `sub` claim of minted tokens.
 const DEFAULT_SUBJECT: &str = "test-user";
@@ -106,7 +237,14 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(5 * 60);
 /// Default `typ` header of minted tokens (RFC 9068 section 2.1).
 const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
+mod authorize;
+mod clients;
+mod oauth_error;
+mod params;
 mod tls;
+mod token;
+
+pub use clients::ClientRegistration;
 
 /// How the key endpoint (`GET /jwks`) misbehaves; see
 /// [`TestIssuer::set_jwks_fault`]. Every request is counted in
@@ -296,6 +434,16 @@ struct Shared {
     jwks_hits: AtomicUsize,
     metadata_hits: AtomicUsize,
     other_hits: AtomicUsize,
+    authorize_hits: AtomicUsize,
+    token_hits: AtomicUsize,
+    registration_hits: AtomicUsize,
+    /// Subject of the authorizations approved from now on.
+    subject: Mutex<String>,
+    clients: Mutex<clients::Registry>,
+    codes: Mutex<authorize::Codes>,
+    refresh_tokens: Mutex<token::RefreshTokens>,
+    code_lifetime: Duration,
+    access_token_lifetime: Duration,
     fault: watch::Sender<JwksFault>,
     cache_control: Mutex<Option<String>>,
     jwks_override: Mutex<Option<Value>>,
@@ -322,17 +470,22 @@ impl Shared {
         format!("{}{JWKS_PATH}", self.issuer)
     }
 
-    /// RFC 8414 section 2 metadata.
-    ///
-    /// Only what this server really serves is advertised: there is no
-    /// authorization or token endpoint yet, so `authorization_endpoint`,
-    /// `token_endpoint` and `grant_types_supported` are absent.
+    /// RFC 8414 section 2 metadata: only what this server really serves.
     fn metadata_document(&self) -> Value {
         json!({
             "issuer": self.issuer,
             "jwks_uri": self.jwks_uri(),
+            "authorization_endpoint": format!("{}{AUTHORIZE_PATH}", self.issuer),
+            "token_endpoint": format!("{}{TOKEN_PATH}", self.issuer),
+            "registration_endpoint": format!("{}{REGISTER_PATH}", self.issuer),
             // REQUIRED by RFC 8414 section 2.
             "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": clients::GRANT_TYPES,
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": clients::AUTH_METHODS,
+            // RFC 9207 section 3: `iss` is sent with every authorization response.
+            "authorization_response_iss_parameter_supported": true,
             "scopes_supported": [],
         })
     }
@@ -406,7 +559,13 @@ impl TestIssuer {
     }
 
     async fn start_from(builder: TestIssuerBuilder) -> io::Result<TestIssuer> {
-        let TestIssuerBuilder { alg, tls } = builder;
+        let TestIssuerBuilder {
+            alg,
+            tls,
+            subject,
+            code_lifetime,
+            access_token_lifetime,
+        } = builder;
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let issuer = match &tls {
@@ -429,6 +588,15 @@ impl TestIssuer {
             jwks_hits: AtomicUsize::new(0),
             metadata_hits: AtomicUsize::new(0),
             other_hits: AtomicUsize::new(0),
+            authorize_hits: AtomicUsize::new(0),
+            token_hits: AtomicUsize::new(0),
+            registration_hits: AtomicUsize::new(0),
+            subject: Mutex::new(subject),
+            clients: Mutex::new(clients::Registry::default()),
+            codes: Mutex::new(authorize::Codes::default()),
+            refresh_tokens: Mutex::new(token::RefreshTokens::default()),
+            code_lifetime,
+            access_token_lifetime,
             fault: watch::Sender::new(JwksFault::None),
             cache_control: Mutex::new(None),
             jwks_override: Mutex::new(None),
@@ -439,6 +607,9 @@ impl TestIssuer {
             .route(OAUTH_METADATA_PATH, get(serve_metadata))
             .route(OPENID_METADATA_PATH, get(serve_metadata))
             .route(JWKS_PATH, get(serve_jwks))
+            .route(AUTHORIZE_PATH, any(authorize::serve_authorize))
+            .route(TOKEN_PATH, any(token::serve_token))
+            .route(REGISTER_PATH, any(clients::serve_register))
             .fallback(serve_other)
             .with_state(Arc::clone(&shared));
 
@@ -520,13 +691,42 @@ impl TestIssuer {
     ///
     /// See [`TokenBuilder`] for the defaults.
     pub fn token(&self) -> TokenBuilder<'_> {
-        TokenBuilder {
-            issuer: self,
-            issued_at: None,
-            lifetime: DEFAULT_LIFETIME,
-            claims: Map::new(),
-            header: Map::new(),
-        }
+        TokenBuilder::new(&self.shared)
+    }
+
+    /// The authorization endpoint URL: [`issuer`](Self::issuer) followed by
+    /// `/authorize`.
+    #[must_use]
+    pub fn authorization_endpoint(&self) -> String {
+        format!("{}{AUTHORIZE_PATH}", self.shared.issuer)
+    }
+
+    /// The token endpoint URL: [`issuer`](Self::issuer) followed by `/token`.
+    #[must_use]
+    pub fn token_endpoint(&self) -> String {
+        format!("{}{TOKEN_PATH}", self.shared.issuer)
+    }
+
+    /// The dynamic client registration URL: [`issuer`](Self::issuer)
+    /// followed by `/register`.
+    #[must_use]
+    pub fn registration_endpoint(&self) -> String {
+        format!("{}{REGISTER_PATH}", self.shared.issuer)
+    }
+
+    /// Sets the subject (`sub`) of the authorizations approved from now on,
+    /// until it is set again. The default is `"test-user"`, or
+    /// [`TestIssuerBuilder::subject`]. Codes already issued keep their
+    /// subject.
+    pub fn set_next_subject(&self, subject: impl Into<String>) {
+        *lock(&self.shared.subject) = subject.into();
+    }
+
+    /// Registers a client, replacing any with the same `client_id` (see
+    /// [`ClientRegistration`]). Clients can also register themselves at
+    /// [`registration_endpoint`](Self::registration_endpoint).
+    pub fn register_client(&self, client: ClientRegistration) {
+        lock(&self.shared.clients).insert(client);
     }
 
     /// Generates a new current key, with the same algorithm and a new `kid`.
@@ -699,17 +899,43 @@ impl TestIssuer {
         self.shared.metadata_hits.load(Ordering::SeqCst)
     }
 
-    /// How many requests to paths other than the metadata and the key set
-    /// have been received (answered 404).
+    /// How many requests to paths the issuer does not serve have been
+    /// received (answered 404).
     #[must_use]
     pub fn other_hits(&self) -> usize {
         self.shared.other_hits.load(Ordering::SeqCst)
     }
 
+    /// How many requests the authorization endpoint has received, whatever
+    /// the answer.
+    #[must_use]
+    pub fn authorize_hits(&self) -> usize {
+        self.shared.authorize_hits.load(Ordering::SeqCst)
+    }
+
+    /// How many requests the token endpoint has received, whatever the
+    /// answer.
+    #[must_use]
+    pub fn token_hits(&self) -> usize {
+        self.shared.token_hits.load(Ordering::SeqCst)
+    }
+
+    /// How many requests the registration endpoint has received, whatever
+    /// the answer.
+    #[must_use]
+    pub fn registration_hits(&self) -> usize {
+        self.shared.registration_hits.load(Ordering::SeqCst)
+    }
+
     /// Every request received, on any path.
     #[must_use]
     pub fn total_hits(&self) -> usize {
-        self.jwks_hits() + self.metadata_hits() + self.other_hits()
+        self.jwks_hits()
+            + self.metadata_hits()
+            + self.other_hits()
+            + self.authorize_hits()
+            + self.token_hits()
+            + self.registration_hits()
     }
 
     /// Simulates a key-endpoint outage: while `up` is `false`, `GET /jwks`
@@ -887,7 +1113,7 @@ fn huge_body(document: &Value, bytes: usize, declare_length: bool) -> Response {
 /// `Debug` output is redacted.
 #[must_use = "a token builder does nothing until `sign` is called"]
 pub struct TokenBuilder<'a> {
-    issuer: &'a TestIssuer,
+    shared: &'a Shared,
     /// Explicit `iat`; `None` means now.
     issued_at: Option<i64>,
     /// `exp - iat` unless `exp` is set in `claims`.
@@ -901,12 +1127,22 @@ pub struct TokenBuilder<'a> {
 impl fmt::Debug for TokenBuilder<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenBuilder")
-            .field("issuer", &self.issuer.issuer())
+            .field("issuer", &self.shared.issuer)
             .finish_non_exhaustive()
     }
 }
 
-impl TokenBuilder<'_> {
+impl<'a> TokenBuilder<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        TokenBuilder {
+            shared,
+            issued_at: None,
+            lifetime: DEFAULT_LIFETIME,
+            claims: Map::new(),
+            header: Map::new(),
+        }
+    }
+
     /// Sets the `sub` claim (default `"test-user"`).
     pub fn subject(self, sub: impl Into<String>) -> Self {
         self.claim("sub", Value::String(sub.into()))
@@ -1002,7 +1238,7 @@ impl TokenBuilder<'_> {
     ///
     /// Fails if aws-lc-rs fails to produce randomness (for `jti`).
     pub fn unsigned(self) -> io::Result<String> {
-        let key = self.issuer.shared.current_key()?;
+        let key = self.shared.current_key()?;
         let (header, claims) = self.into_parts(&key)?;
         Ok(format!("{}.{}", b64(&header), b64(&claims)))
     }
@@ -1028,7 +1264,7 @@ impl TokenBuilder<'_> {
     ///
     /// Fails if aws-lc-rs fails to produce randomness or a signature.
     pub fn try_sign(self) -> io::Result<String> {
-        let key = self.issuer.shared.current_key()?;
+        let key = self.shared.current_key()?;
         let (header, claims) = self.into_parts(&key)?;
         let mut token = format!("{}.{}", b64(&header), b64(&claims));
         let signature = key.sign(token.as_bytes())?;
@@ -1048,7 +1284,7 @@ impl TokenBuilder<'_> {
         let iat = self.issued_at.unwrap_or_else(unix_now);
         let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX);
         let mut claims = Map::new();
-        claims.insert("iss".to_owned(), Value::from(self.issuer.issuer()));
+        claims.insert("iss".to_owned(), Value::from(self.shared.issuer.as_str()));
         claims.insert("sub".to_owned(), Value::from(DEFAULT_SUBJECT));
         claims.insert("client_id".to_owned(), Value::from(DEFAULT_CLIENT_ID));
         claims.insert("iat".to_owned(), Value::from(iat));
@@ -1075,7 +1311,12 @@ fn apply_overrides(target: &mut Map<String, Value>, overrides: Map<String, Value
 
 /// 16 random bytes, base64url.
 fn random_jti() -> io::Result<String> {
-    let mut bytes = [0_u8; 16];
+    random_b64(16)
+}
+
+/// `len` random bytes, base64url.
+fn random_b64(len: usize) -> io::Result<String> {
+    let mut bytes = vec![0_u8; len];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| crypto_error("random generation failed"))?;
     Ok(b64(&bytes))
 }
@@ -1099,10 +1340,24 @@ fn crypto_error(message: &'static str) -> io::Error {
 
 /// Builder for a [`TestIssuer`]; see [`TestIssuer::builder`].
 #[must_use]
-#[derive(Default)]
 pub struct TestIssuerBuilder {
     alg: SigningAlg,
     tls: Option<(Arc<rustls::ServerConfig>, String)>,
+    subject: String,
+    code_lifetime: Duration,
+    access_token_lifetime: Duration,
+}
+
+impl Default for TestIssuerBuilder {
+    fn default() -> Self {
+        Self {
+            alg: SigningAlg::default(),
+            tls: None,
+            subject: DEFAULT_SUBJECT.to_owned(),
+            code_lifetime: DEFAULT_CODE_LIFETIME,
+            access_token_lifetime: DEFAULT_LIFETIME,
+        }
+    }
 }
 
 impl fmt::Debug for TestIssuerBuilder {
@@ -1110,6 +1365,9 @@ impl fmt::Debug for TestIssuerBuilder {
         f.debug_struct("TestIssuerBuilder")
             .field("alg", &self.alg)
             .field("tls_host", &self.tls.as_ref().map(|(_, host)| host))
+            .field("subject", &self.subject)
+            .field("code_lifetime", &self.code_lifetime)
+            .field("access_token_lifetime", &self.access_token_lifetime)
             .finish()
     }
 }
@@ -1128,6 +1386,29 @@ impl TestIssuerBuilder {
     /// counted as hits).
     pub fn tls(mut self, config: Arc<rustls::ServerConfig>, host: impl Into<String>) -> Self {
         self.tls = Some((config, host.into()));
+        self
+    }
+
+    /// The subject (`sub`) of the authorizations the issuer approves (default
+    /// `"test-user"`); see also [`TestIssuer::set_next_subject`].
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = subject.into();
+        self
+    }
+
+    /// How long an authorization code can be exchanged (default 60
+    /// seconds). `Duration::ZERO` makes every code expired, for tests of
+    /// that refusal.
+    pub fn code_lifetime(mut self, lifetime: Duration) -> Self {
+        self.code_lifetime = lifetime;
+        self
+    }
+
+    /// The lifetime of access tokens issued by the token endpoint (default
+    /// 5 minutes; sub-second parts are truncated). Tokens minted with
+    /// [`TestIssuer::token`] are not affected.
+    pub fn access_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.access_token_lifetime = lifetime;
         self
     }
 

@@ -92,6 +92,8 @@ pub(crate) struct JwksCache {
     fetcher: Option<Fetcher>,
     policy: CachePolicy,
     state: Mutex<State>,
+    pub(crate) fetches: std::sync::atomic::AtomicU64,
+    pub(crate) failures: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -134,6 +136,8 @@ impl JwksCache {
             issuer,
             fetcher: Some(fetcher),
             policy,
+            fetches: Default::default(),
+            failures: Default::default(),
             state: Mutex::new(State {
                 jwks_uri,
                 ..State::default()
@@ -147,6 +151,8 @@ impl JwksCache {
             issuer,
             fetcher: None,
             policy,
+            fetches: Default::default(),
+            failures: Default::default(),
             state: Mutex::new(State {
                 keys: Some(Arc::new(keys)),
                 fetched_at: Some(Instant::now()),
@@ -159,6 +165,37 @@ impl JwksCache {
         // A poisoned lock only means a panic elsewhere while holding it; the
         // fields are always left consistent, so keep going.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a cached verification by the key with this fingerprint may
+    /// still be trusted: the key is in the current set, and the set is within
+    /// its stale window (a fixed set always is). A stale set is refreshed
+    /// behind, as for a full verification, so that key removals are noticed
+    /// even when every request is answered from the verified-token cache.
+    pub(crate) fn trusts(self: &Arc<Self>, fingerprint: u64) -> bool {
+        if self.fetcher.is_none() {
+            return self
+                .state()
+                .keys
+                .as_ref()
+                .is_some_and(|k| k.contains_fingerprint(fingerprint));
+        }
+        let plan = self.plan(Instant::now());
+        let Some(keys) = &plan.keys else {
+            return false;
+        };
+        if !plan.fresh && plan.may_refresh && !plan.inflight {
+            let refresh = self.refresh();
+            tokio::spawn(async move {
+                let _ = refresh.await;
+            });
+        }
+        plan.usable && keys.contains_fingerprint(fingerprint)
+    }
+
+    /// Age of the current key set (`None` before the first load).
+    pub(crate) fn age(&self) -> Option<Duration> {
+        self.state().fetched_at.map(|t| t.elapsed())
     }
 
     /// Whether a key set has been loaded.
@@ -274,6 +311,9 @@ impl JwksCache {
         st.inflight = None;
         match &result {
             Ok((uri, keys, ttl)) => {
+                self.fetches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::metrics::emit("mcp_oauth2_jwks_fetches_total", "result", "ok");
                 // The whole set is replaced: keys the issuer stopped
                 // publishing stop verifying.
                 st.jwks_uri = Some(uri.clone());
@@ -283,6 +323,9 @@ impl JwksCache {
                 st.last_failed = false;
             }
             Err(e) => {
+                self.failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::metrics::emit("mcp_oauth2_jwks_fetches_total", "result", "error");
                 st.last_failed = true;
                 tracing::warn!(issuer = %self.issuer, error = %e, "fetching the issuer's key set failed");
             }

@@ -23,6 +23,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
+
+use crate::verify::crypto::Prepared;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
@@ -65,6 +67,11 @@ pub(crate) struct VerifyingKey {
     /// The JWK's own `alg`, if it declared one (RFC 7517 section 4.4).
     pub(crate) alg: Option<Algorithm>,
     pub(crate) key: DecodingKey,
+    /// The key parsed once for verification (aws-lc-rs).
+    pub(crate) prepared: Prepared,
+    /// Identifies this key material (and `kid`) across reloads of the set:
+    /// cached verifications are trusted only while their key is still in it.
+    pub(crate) fingerprint: u64,
 }
 
 impl std::fmt::Debug for VerifyingKey {
@@ -208,6 +215,11 @@ impl KeySet {
         }
     }
 
+    /// Whether a key with this fingerprint is in the set.
+    pub(crate) fn contains_fingerprint(&self, fingerprint: u64) -> bool {
+        self.keys.iter().any(|k| k.fingerprint == fingerprint)
+    }
+
     /// Keys that may verify a token with this `kid` and `alg`.
     ///
     /// With a `kid`: the keys with that `kid` (several keys may share one,
@@ -265,6 +277,8 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
         None => None,
         Some(a) => Some(Algorithm::try_from(a).map_err(|_| Dropped::NotForSignatures)?),
     };
+    let mut material: Vec<u8> = Vec::new();
+    let prepared;
     let shape = match &jwk.algorithm {
         AlgorithmParameters::RSA(p) => {
             let n = URL_SAFE_NO_PAD
@@ -280,6 +294,10 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
             if !plausible_rsa_exponent(&e) {
                 return Err(Dropped::Malformed);
             }
+            material.extend_from_slice(b"RSA");
+            material.extend_from_slice(&n);
+            material.extend_from_slice(&e);
+            prepared = Prepared::rsa(n, e, alg.unwrap_or(Algorithm::RS256));
             KeyShape::Rsa
         }
         AlgorithmParameters::EllipticCurve(p) => {
@@ -289,6 +307,7 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
                 _ => return Err(Dropped::UnsupportedCurve),
             };
             // RFC 7518 sections 6.2.1.2 and 6.2.1.3: full-length coordinates.
+            let mut coordinates = Vec::with_capacity(2);
             for coordinate in [&p.x, &p.y] {
                 let bytes = URL_SAFE_NO_PAD
                     .decode(coordinate)
@@ -296,7 +315,17 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
                 if bytes.len() != size {
                     return Err(Dropped::Malformed);
                 }
+                coordinates.push(bytes);
             }
+            material.extend_from_slice(b"EC");
+            material.extend_from_slice(&coordinates[0]);
+            material.extend_from_slice(&coordinates[1]);
+            let ec_alg = if shape == KeyShape::EcP256 {
+                Algorithm::ES256
+            } else {
+                Algorithm::ES384
+            };
+            prepared = Prepared::ec(ec_alg, &coordinates[0], &coordinates[1]);
             shape
         }
         AlgorithmParameters::OctetKeyPair(p) => match p.curve {
@@ -308,6 +337,9 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
                 if x.len() != 32 {
                     return Err(Dropped::Malformed);
                 }
+                material.extend_from_slice(b"OKP");
+                material.extend_from_slice(&x);
+                prepared = Prepared::ed25519(&x);
                 KeyShape::Ed25519
             }
             _ => return Err(Dropped::UnsupportedCurve),
@@ -319,11 +351,20 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
         return Err(Dropped::NotForSignatures);
     }
     let key = DecodingKey::from_jwk(&jwk).map_err(|_| Dropped::Malformed)?;
+    if let Some(kid) = &jwk.common.key_id {
+        material.push(0);
+        material.extend_from_slice(kid.as_bytes());
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &material);
+    let mut fp = [0u8; 8];
+    fp.copy_from_slice(&digest.as_ref()[..8]);
     Ok(VerifyingKey {
         kid: jwk.common.key_id,
         shape,
         alg,
         key,
+        prepared,
+        fingerprint: u64::from_be_bytes(fp),
     })
 }
 

@@ -123,9 +123,23 @@ async fn serves_rfc_8414_metadata_on_both_well_known_paths() {
         assert_eq!(doc["jwks_uri"], issuer.jwks_uri());
         // RFC 8414 section 2: response_types_supported is REQUIRED.
         assert!(doc["response_types_supported"].is_array());
-        // Endpoints that are not served are not advertised.
-        assert!(doc.get("authorization_endpoint").is_none());
-        assert!(doc.get("token_endpoint").is_none());
+        // The authorization server's endpoints and capabilities.
+        let base = issuer.issuer();
+        assert_eq!(doc["authorization_endpoint"], format!("{base}/authorize"));
+        assert_eq!(doc["token_endpoint"], format!("{base}/token"));
+        assert_eq!(doc["registration_endpoint"], format!("{base}/register"));
+        assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
+        assert_eq!(
+            doc["grant_types_supported"],
+            json!(["authorization_code", "client_credentials", "refresh_token"])
+        );
+        assert_eq!(
+            doc["token_endpoint_auth_methods_supported"],
+            json!(["none", "client_secret_basic", "client_secret_post"])
+        );
+        assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+        // CIMD is not implemented, so not advertised.
+        assert!(doc.get("client_id_metadata_document_supported").is_none());
     }
     assert_eq!(issuer.metadata_hits(), 2);
     assert_eq!(issuer.jwks_hits(), 0);

@@ -83,6 +83,12 @@ impl TokenVerifier for ChainVerifier {
             Err(last)
         })
     }
+
+    fn add_metrics(&self, out: &mut crate::MetricsSnapshot) {
+        for link in &self.links {
+            link.add_metrics(out);
+        }
+    }
 }
 
 /// A verifier from an async closure taking the token text.

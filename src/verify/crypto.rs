@@ -9,6 +9,8 @@
 use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+use crate::jwks::keyset::VerifyingKey;
+
 #[cfg(not(any(feature = "aws_lc_rs", feature = "rust_crypto")))]
 compile_error!(
     "mcp-oauth2 needs a crypto backend: enable the `aws_lc_rs` (default) or `rust_crypto` feature"
@@ -21,7 +23,23 @@ static PROVIDER: &CryptoProvider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_P
 
 /// Verifies `signature` over `message` with `key` under `alg`. Any failure
 /// (wrong key type, malformed key, bad signature) is `false`.
+///
+/// With aws-lc-rs the key was parsed once, when the key set was loaded
+/// ([`Prepared`]); otherwise jsonwebtoken's provider parses it per call.
 pub(crate) fn verify_signature(
+    alg: Algorithm,
+    key: &VerifyingKey,
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    if let Some(verdict) = key.prepared.verify(alg, message, signature) {
+        return verdict;
+    }
+    verify_with_provider(alg, &key.key, message, signature)
+}
+
+/// The same through jsonwebtoken's provider (no preparation).
+pub(crate) fn verify_with_provider(
     alg: Algorithm,
     key: &DecodingKey,
     message: &[u8],
@@ -30,6 +48,185 @@ pub(crate) fn verify_signature(
     match (PROVIDER.verifier_factory)(&alg, key) {
         Ok(verifier) => verifier.verify(message, &signature.to_vec()).is_ok(),
         Err(_) => false,
+    }
+}
+
+/// A public key parsed once for the algorithms it serves (aws-lc-rs
+/// `ParsedPublicKey`), so a verification does no key parsing.
+pub(crate) struct Prepared {
+    #[cfg(feature = "aws_lc_rs")]
+    inner: Option<prepared::Inner>,
+}
+
+impl Prepared {
+    /// Nothing prepared: always use the provider.
+    #[cfg_attr(feature = "aws_lc_rs", allow(dead_code))]
+    pub(crate) fn none() -> Self {
+        Self {
+            #[cfg(feature = "aws_lc_rs")]
+            inner: None,
+        }
+    }
+
+    /// An RSA key (`n`, `e` big-endian), prepared now for `primary` and
+    /// lazily for the other RSA algorithms.
+    #[allow(unused_variables)]
+    pub(crate) fn rsa(n: Vec<u8>, e: Vec<u8>, primary: Algorithm) -> Self {
+        #[cfg(feature = "aws_lc_rs")]
+        {
+            let inner = prepared::Inner::rsa(n, e);
+            inner.rsa_for(primary);
+            Self { inner: Some(inner) }
+        }
+        #[cfg(not(feature = "aws_lc_rs"))]
+        Self::none()
+    }
+
+    /// An EC key from its coordinates, for `alg` (ES256 or ES384).
+    #[allow(unused_variables)]
+    pub(crate) fn ec(alg: Algorithm, x: &[u8], y: &[u8]) -> Self {
+        #[cfg(feature = "aws_lc_rs")]
+        {
+            Self {
+                inner: prepared::Inner::ec(alg, x, y),
+            }
+        }
+        #[cfg(not(feature = "aws_lc_rs"))]
+        Self::none()
+    }
+
+    /// An Ed25519 key.
+    #[allow(unused_variables)]
+    pub(crate) fn ed25519(x: &[u8]) -> Self {
+        #[cfg(feature = "aws_lc_rs")]
+        {
+            Self {
+                inner: prepared::Inner::ed25519(x),
+            }
+        }
+        #[cfg(not(feature = "aws_lc_rs"))]
+        Self::none()
+    }
+
+    /// `Some(verdict)` when prepared for `alg`; `None` to fall back.
+    #[allow(unused_variables)]
+    fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> Option<bool> {
+        #[cfg(feature = "aws_lc_rs")]
+        {
+            self.inner.as_ref()?.verify(alg, message, signature)
+        }
+        #[cfg(not(feature = "aws_lc_rs"))]
+        None
+    }
+}
+
+#[cfg(feature = "aws_lc_rs")]
+mod prepared {
+    use std::sync::OnceLock;
+
+    use aws_lc_rs::signature::{
+        self as sig, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents,
+    };
+    use jsonwebtoken::Algorithm;
+
+    const RSA_ALGS: [Algorithm; 6] = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+    ];
+
+    fn rsa_params(alg: Algorithm) -> Option<&'static RsaParameters> {
+        Some(match alg {
+            Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+            Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+            Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+            Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+            Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+            Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+            _ => return None,
+        })
+    }
+
+    pub(super) enum Inner {
+        Rsa {
+            n: Vec<u8>,
+            e: Vec<u8>,
+            by_alg: Box<[OnceLock<Option<ParsedPublicKey>>; 6]>,
+        },
+        Single {
+            alg: Algorithm,
+            key: ParsedPublicKey,
+        },
+    }
+
+    impl Inner {
+        pub(super) fn rsa(n: Vec<u8>, e: Vec<u8>) -> Self {
+            Self::Rsa {
+                n,
+                e,
+                by_alg: Default::default(),
+            }
+        }
+
+        pub(super) fn rsa_for(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
+            let Self::Rsa { n, e, by_alg } = self else {
+                return None;
+            };
+            let i = RSA_ALGS.iter().position(|a| *a == alg)?;
+            by_alg[i]
+                .get_or_init(|| {
+                    let params = rsa_params(alg)?;
+                    RsaPublicKeyComponents {
+                        n: n.as_slice(),
+                        e: e.as_slice(),
+                    }
+                    .to_parsed_public_key(params)
+                    .ok()
+                })
+                .as_ref()
+        }
+
+        pub(super) fn ec(alg: Algorithm, x: &[u8], y: &[u8]) -> Option<Self> {
+            let algorithm: &'static dyn sig::VerificationAlgorithm = match alg {
+                Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
+                Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+                _ => return None,
+            };
+            // SEC 1 uncompressed point: 0x04 || x || y.
+            let mut point = Vec::with_capacity(1 + x.len() + y.len());
+            point.push(4);
+            point.extend_from_slice(x);
+            point.extend_from_slice(y);
+            let key = ParsedPublicKey::new(algorithm, point).ok()?;
+            Some(Self::Single { alg, key })
+        }
+
+        pub(super) fn ed25519(x: &[u8]) -> Option<Self> {
+            let key = ParsedPublicKey::new(&sig::ED25519, x).ok()?;
+            Some(Self::Single {
+                alg: Algorithm::EdDSA,
+                key,
+            })
+        }
+
+        pub(super) fn verify(
+            &self,
+            alg: Algorithm,
+            message: &[u8],
+            signature: &[u8],
+        ) -> Option<bool> {
+            let key = match self {
+                Self::Rsa { .. } => self.rsa_for(alg)?,
+                Self::Single { alg: a, key } if *a == alg => key,
+                // Another algorithm for this key: refuse here, as the key
+                // selection does (never reached through it).
+                Self::Single { .. } => return Some(false),
+            };
+            Some(key.verify_sig(message, signature).is_ok())
+        }
     }
 }
 

@@ -142,6 +142,7 @@ struct Inner {
     endpoint: Mutex<Option<Url>>,
     cache: Mutex<HashMap<[u8; 32], Entry>>,
     inflight: Mutex<HashMap<[u8; 32], SharedLookup>>,
+    calls: std::sync::atomic::AtomicU64,
 }
 
 /// Verifies opaque tokens with RFC 7662 introspection. Cheap to clone.
@@ -212,6 +213,7 @@ impl IntrospectionVerifier {
                 leeway: config.leeway.as_secs(),
                 cache: Mutex::new(HashMap::new()),
                 inflight: Mutex::new(HashMap::new()),
+                calls: Default::default(),
             }),
         })
     }
@@ -338,6 +340,14 @@ impl IntrospectionVerifier {
 
     async fn introspect(&self, token: &str) -> Outcome {
         let endpoint = self.endpoint().await?;
+        self.inner
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::emit(
+            "mcp_oauth2_introspection_calls_total",
+            "endpoint",
+            "introspection",
+        );
         let s = &self.inner.settings;
         let mut form: Vec<(&str, &str)> =
             vec![("token", token), ("token_type_hint", "access_token")];
@@ -494,6 +504,10 @@ impl IntrospectionVerifier {
 impl TokenVerifier for IntrospectionVerifier {
     fn verify<'a>(&'a self, token: BearerToken<'a>) -> VerifyFuture<'a> {
         Box::pin(self.verify_token(token.as_str()))
+    }
+
+    fn add_metrics(&self, out: &mut crate::MetricsSnapshot) {
+        out.introspection_calls += self.inner.calls.load(std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -41,6 +41,7 @@ use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::jwks::cache::{CachePolicy, JwksCache, Lookup, log_key_notes};
 use crate::jwks::fetch::Fetcher;
 use crate::jwks::keyset::KeySet;
+use crate::verify::token_cache::{Entry, TokenCache, token_key};
 
 /// Verifies JWT access tokens against the configured issuers' key sets.
 ///
@@ -52,6 +53,9 @@ pub struct JwtVerifier {
 
 struct Inner {
     issuers: Vec<(String, Arc<JwksCache>)>,
+    /// The issuer strings, shared by every context they accept.
+    issuer_names: Vec<Arc<str>>,
+    cache: Option<TokenCache>,
     resource: String,
     algorithms: Vec<Algorithm>,
     leeway: u64,
@@ -149,6 +153,11 @@ impl JwtVerifier {
     fn from_parts(config: &AuthConfig, issuers: Vec<(String, Arc<JwksCache>)>) -> Self {
         Self {
             inner: Arc::new(Inner {
+                issuer_names: issuers.iter().map(|(i, _)| Arc::from(i.as_str())).collect(),
+                cache: TokenCache::new(
+                    config.verified_cache_max_entries,
+                    config.verified_cache_max_age.as_secs(),
+                ),
                 issuers,
                 resource: config.resource.clone(),
                 algorithms: config.algorithms.clone(),
@@ -184,15 +193,30 @@ impl JwtVerifier {
     }
 
     async fn verify_token(&self, token: &str) -> Result<AuthContext, AuthError> {
+        let now = now_unix();
+        // 0: a token verified before (see `token_cache` for why this is safe).
+        let cache_key = match &self.inner.cache {
+            Some(cache) => {
+                let key = token_key(token);
+                if let Some(entry) = cache.get(&key, now) {
+                    if self.inner.issuers[entry.issuer].1.trusts(entry.key) {
+                        return Ok(entry.ctx);
+                    }
+                    cache.remove(&key);
+                }
+                Some(key)
+            }
+            None => None,
+        };
         // 1-3: everything that needs neither keys nor the network.
         let parsed = Parsed::split(token)?;
         let header = parsed.header()?;
         let (alg, kid) = self.check_header(&header)?;
         check_signature_length(alg, parsed.signature.len())?;
-        let claims = parsed.claims()?;
-        let cache = self.check_claims(&claims)?;
+        let (claims, raw_claims) = parsed.claims()?;
+        let issuer = self.check_claims(&claims)?;
         // 4: the key (may fetch).
-        let keys = match cache.key_set(kid, alg).await {
+        let keys = match self.inner.issuers[issuer].1.key_set(kid, alg).await {
             Lookup::Keys(keys) => keys,
             Lookup::Unavailable => return Err(AuthErrorKind::KeysUnavailable.into()),
         };
@@ -201,17 +225,35 @@ impl JwtVerifier {
             return Err(AuthErrorKind::UnknownKey.into());
         }
         // 5: the signature, with the key's algorithm (checked to fit above).
-        if !candidates.iter().any(|k| {
-            verify_signature(
-                alg,
-                &k.key,
-                parsed.signing_input.as_bytes(),
-                &parsed.signature,
-            )
-        }) {
+        let Some(verified_by) = candidates
+            .iter()
+            .find(|k| verify_signature(alg, k, parsed.signing_input.as_bytes(), &parsed.signature))
+        else {
             return Err(AuthErrorKind::InvalidSignature.into());
+        };
+        let exp = numeric_date(claims.get("exp"))?.unwrap_or(0);
+        let ctx = context_from_claims(
+            &claims,
+            raw_claims,
+            Arc::clone(&self.inner.issuer_names[issuer]),
+        )?;
+        if let (Some(cache), Some(key)) = (&self.inner.cache, cache_key) {
+            let entry = Entry {
+                ctx: ctx.clone(),
+                until: exp
+                    .saturating_add(self.inner.leeway)
+                    .min(now.saturating_add(cache.max_age)),
+                issuer,
+                key: verified_by.fingerprint,
+            };
+            cache.insert(key, entry, now);
         }
-        context_from_claims(claims)
+        Ok(ctx)
+    }
+
+    /// Entries in the verified-token cache.
+    pub fn cached_tokens(&self) -> usize {
+        self.inner.cache.as_ref().map_or(0, TokenCache::len)
     }
 
     fn check_header<'h>(
@@ -253,14 +295,14 @@ impl JwtVerifier {
         Ok((alg, kid))
     }
 
-    fn check_claims(&self, claims: &Map<String, Value>) -> Result<&Arc<JwksCache>, AuthError> {
-        let cache = match claims.get("iss") {
+    /// Checks the claims; returns the index of the token's issuer.
+    fn check_claims(&self, claims: &Map<String, Value>) -> Result<usize, AuthError> {
+        let issuer = match claims.get("iss") {
             Some(Value::String(iss)) => self
                 .inner
                 .issuers
                 .iter()
-                .find(|(i, _)| i == iss)
-                .map(|(_, c)| c)
+                .position(|(i, _)| i == iss)
                 .ok_or_else(|| AuthError::new(AuthErrorKind::InvalidIssuer))?,
             _ => return Err(AuthErrorKind::InvalidIssuer.into()),
         };
@@ -310,13 +352,30 @@ impl JwtVerifier {
         if claims.contains_key("cnf") {
             return Err(AuthErrorKind::SenderConstrainedToken.into());
         }
-        Ok(cache)
+        Ok(issuer)
     }
 }
 
 impl TokenVerifier for JwtVerifier {
     fn verify<'a>(&'a self, token: BearerToken<'a>) -> VerifyFuture<'a> {
         Box::pin(self.verify_token(token.as_str()))
+    }
+
+    fn add_metrics(&self, out: &mut crate::MetricsSnapshot) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(cache) = &self.inner.cache {
+            let c = &cache.counters;
+            out.cache_hits += c.hits.load(Relaxed);
+            out.cache_misses += c.misses.load(Relaxed);
+            out.cache_evictions += c.evictions.load(Relaxed);
+            out.cache_invalidations += c.invalidated.load(Relaxed);
+            out.cache_entries += cache.len();
+        }
+        for (issuer, keys) in &self.inner.issuers {
+            out.jwks_fetches += keys.fetches.load(Relaxed);
+            out.jwks_fetch_failures += keys.failures.load(Relaxed);
+            out.key_set_age.insert(issuer.clone(), keys.age());
+        }
     }
 }
 
@@ -435,8 +494,16 @@ impl<'a> Parsed<'a> {
         decode_object(self.header_b64)
     }
 
-    fn claims(&self) -> Result<Map<String, Value>, AuthError> {
-        decode_object(self.payload_b64)
+    /// The claims, and their JSON text (kept for the context, parsed again
+    /// only if a handler asks for raw claims).
+    fn claims(&self) -> Result<(Map<String, Value>, Box<str>), AuthError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(self.payload_b64)
+            .map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))?;
+        let map = parse_object(&bytes)?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))?;
+        Ok((map, text.into_boxed_str()))
     }
 }
 
@@ -444,7 +511,11 @@ fn decode_object(part: &str) -> Result<Map<String, Value>, AuthError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))?;
-    json::object(&bytes).map_err(|e| match e {
+    parse_object(&bytes)
+}
+
+fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, AuthError> {
+    json::object(bytes).map_err(|e| match e {
         json::ObjectError::Malformed => AuthError::new(AuthErrorKind::MalformedToken),
         json::ObjectError::Duplicate => AuthError::new(AuthErrorKind::DuplicateMember),
     })
@@ -477,34 +548,27 @@ fn scopes_from_claims(claims: &Map<String, Value>) -> Result<Vec<String>, AuthEr
     }
 }
 
-fn context_from_claims(claims: Map<String, Value>) -> Result<AuthContext, AuthError> {
+fn context_from_claims(
+    claims: &Map<String, Value>,
+    raw: Box<str>,
+    issuer: Arc<str>,
+) -> Result<AuthContext, AuthError> {
     let str_claim = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-    let scopes = scopes_from_claims(&claims)?;
-    let audience: Vec<String> = match claims.get("aud") {
-        Some(Value::String(a)) => vec![a.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    };
-    let (Some(issuer), Some(subject)) = (str_claim("iss"), str_claim("sub")) else {
+    let scopes = scopes_from_claims(claims)?;
+    let Some(subject) = str_claim("sub") else {
         return Err(AuthErrorKind::InvalidClaims.into());
     };
-    let mut b = AuthContext::builder(issuer, subject)
-        .scopes(scopes)
-        .audience(audience);
+    let mut b = AuthContext::builder(String::new(), subject)
+        .shared_issuer(issuer)
+        .scopes(scopes);
     if let Some(c) = str_claim("client_id").or_else(|| str_claim("azp")) {
         b = b.client_id(c);
-    }
-    if let Some(j) = str_claim("jti") {
-        b = b.token_id(j);
     }
     if let Ok(Some(exp)) = numeric_date(claims.get("exp")) {
         b = b.expires_at_unix(exp);
     }
-    Ok(b.claims(claims).build())
+    // Audience, token id and raw claims are derived from the JSON on first use.
+    Ok(b.raw_claims(raw).build())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub(crate) mod chain;
 pub(crate) mod crypto;
 pub(crate) mod introspection;
 pub(crate) mod jwt;
+pub(crate) mod token_cache;
 #[cfg(test)]
 mod vectors;
 
@@ -52,11 +53,20 @@ pub type VerifyFuture<'a> =
 pub trait TokenVerifier: Send + Sync + 'static {
     /// Verifies `token`.
     fn verify<'a>(&'a self, token: BearerToken<'a>) -> VerifyFuture<'a>;
+
+    /// Adds this verifier's counters to `out` (default: nothing).
+    fn add_metrics(&self, out: &mut crate::MetricsSnapshot) {
+        let _ = out;
+    }
 }
 
 impl<T: TokenVerifier + ?Sized> TokenVerifier for std::sync::Arc<T> {
     fn verify<'a>(&'a self, token: BearerToken<'a>) -> VerifyFuture<'a> {
         (**self).verify(token)
+    }
+
+    fn add_metrics(&self, out: &mut crate::MetricsSnapshot) {
+        (**self).add_metrics(out);
     }
 }
 

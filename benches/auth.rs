@@ -1,0 +1,619 @@
+//! Criterion benchmarks of the authentication layer (issue 7), each next to
+//! its baseline in the same run.
+//!
+//! ```sh
+//! cargo bench --bench auth                                            # full run
+//! cargo bench --bench auth -- --warm-up-time 1 --measurement-time 3   # short run
+//! python3 scripts/bench-ratios.py                                     # ratios table
+//! ```
+//!
+//! | id | measures | baseline |
+//! |----|----------|----------|
+//! | `overhead/block_on_empty` | `rt.block_on(async {})` on a current-thread runtime | subtracted from every per-call `block_on` bench |
+//! | `baseline/read_header` | reading `Authorization: Bearer ...` from a `HeaderMap` inside one `block_on` | for `warm/*` and `flood/*` |
+//! | `baseline/build_header` | building that `HeaderMap` from the token | for reference |
+//! | `bare/{RS256,ES256,EdDSA}` | aws-lc-rs `ParsedPublicKey::verify_sig` over the same pool (key prepared once, signature pre-decoded) | for `cold/*` |
+//! | `cold/verify/{alg}` | `JwtVerifier::verify` of a token it has never seen (cache on: verification plus insertion) | `bare/{alg}`, target at most 1.15x |
+//! | `cold/verify_nocache/{alg}` | the same with `verified_cache_max_entries(0)` | `bare/{alg}` |
+//! | `cold/authenticate/{alg}` | `AuthLayer::authenticate` (header, verification, scopes) of a never-seen token | `bare/{alg}` |
+//! | `warm/authenticate/{alg}` | `AuthLayer::authenticate` of the same token again (cache hit) | `overhead/block_on_empty`, target at most 2 us net |
+//! | `warm/authenticate_amortized/ES256` | the same, many calls per `block_on` (no overhead to subtract) | target at most 2 us |
+//! | `challenge/{initial,invalid_token}` | `challenge::bearer_challenge` | `challenge/format_baseline` (a plain `format!`) |
+//! | `metadata/auth_layer` | GET of the RFC 9728 document through `AuthLayer` via `oneshot`, body collected | `metadata/plain_route` (axum route, same bytes) |
+//! | `flood/{malformed,wrong_issuer,expired,bad_signature}` | `AuthLayer::authenticate` of distinct garbage tokens (cache on, the default) | `flood_nocache/*`, target at most 1.0x; net of `overhead/block_on_empty` |
+//! | `flood_nocache/*` | the same with `verified_cache_max_entries(0)` | |
+//!
+//! Cold path: every measured call uses a token the verifier has never seen.
+//! A pool of distinct tokens (distinct `jti`) is minted up front; the timed
+//! loop walks it once per fresh verifier (a new verifier, and so an empty
+//! verified-token cache, is built outside the timed region whenever the
+//! pool is used up), so no cache can turn a cold measurement into a hit.
+//! Each fresh verifier first verifies one extra "primer" token, untimed, so
+//! that work done once per verifier (a key prepared on first use) is not
+//! charged to the cold calls.
+//! The cold loops run many calls inside one `block_on`, so they carry no
+//! per-call runtime overhead and compare directly with the bare check,
+//! which walks the same pool the same way and runs just before them.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ED25519, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256,
+    RsaPublicKeyComponents,
+};
+use axum::Router;
+use axum::body::Body;
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use mcp_oauth2::challenge::bearer_challenge;
+use mcp_oauth2::testing::{SigningAlg, TestIssuer};
+use mcp_oauth2::{
+    AuthConfig, AuthErrorKind, AuthLayer, BearerToken, ErrorCode, JwtVerifier, TokenVerifier,
+};
+use serde_json::Value;
+use tokio::runtime::Runtime;
+use tower::{Layer as _, ServiceExt as _};
+
+const RESOURCE: &str = "https://mcp.example.com/mcp";
+const METADATA_PATH: &str = "/.well-known/oauth-protected-resource/mcp";
+const SCOPE: &str = "mcp:tools";
+/// Distinct tokens per algorithm for the cold path (RS256 minting costs
+/// about 1-2 ms each, so this is a few seconds of setup).
+const COLD_POOL: usize = 2_000;
+/// Distinct tokens per kind of garbage.
+const FLOOD_POOL: usize = 500;
+const ALGS: [SigningAlg; 3] = [SigningAlg::Rs256, SigningAlg::Es256, SigningAlg::EdDsa];
+
+fn runtime() -> Runtime {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("cannot build the Tokio runtime: {e}"),
+    }
+}
+
+/// The bench configuration; `cache` false turns the verified-token cache
+/// off (`verified_cache_max_entries(0)`).
+fn config(issuer: &TestIssuer, cache: bool) -> AuthConfig {
+    let mut builder = AuthConfig::builder();
+    if !cache {
+        builder = builder.verified_cache_max_entries(0);
+    }
+    match builder
+        .issuer(issuer.issuer())
+        .resource(RESOURCE)
+        .required_scopes([SCOPE])
+        .allow_insecure_http_for_loopback(true)
+        .build()
+    {
+        Ok(config) => config,
+        Err(e) => panic!("bench configuration: {e}"),
+    }
+}
+
+fn bearer_headers(token: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .unwrap_or_else(|e| panic!("token is not a header value: {e}"));
+    headers.insert(AUTHORIZATION, value);
+    headers
+}
+
+fn unix_now() -> i64 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+fn b64d(s: &str) -> Vec<u8> {
+    URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap_or_else(|e| panic!("bad base64url in fixture: {e}"))
+}
+
+/// One algorithm's issuer, key set, token pool and bare verification key.
+struct AlgFixture {
+    alg: SigningAlg,
+    issuer: TestIssuer,
+    config: AuthConfig,
+    /// The same with the verified-token cache off.
+    config_nocache: AuthConfig,
+    jwks: Vec<u8>,
+    /// Distinct valid tokens (distinct `jti`).
+    tokens: Vec<String>,
+    /// One more, verified by every fresh verifier before its timed pass so
+    /// that one-time work (such as preparing a key on first use) stays out
+    /// of the cold numbers.
+    primer: String,
+    /// The same tokens as (signing input, decoded signature).
+    split: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The issuer's public key, prepared once.
+    bare: ParsedPublicKey,
+}
+
+impl AlgFixture {
+    fn new(rt: &Runtime, alg: SigningAlg) -> Self {
+        let issuer = rt
+            .block_on(TestIssuer::start_with_alg(alg))
+            .unwrap_or_else(|e| panic!("test issuer: {e}"));
+        let (config, config_nocache) = (config(&issuer, true), config(&issuer, false));
+        let jwks = issuer.jwks().to_string().into_bytes();
+        let mut tokens: Vec<String> = (0..=COLD_POOL)
+            .map(|_| {
+                issuer
+                    .token()
+                    .audience(RESOURCE)
+                    .scopes([SCOPE])
+                    .expires_in(Duration::from_secs(6 * 3600))
+                    .sign()
+            })
+            .collect();
+        let primer = tokens.pop().unwrap_or_default();
+        let split = tokens
+            .iter()
+            .map(|t| {
+                let (input, sig) = t.rsplit_once('.').unwrap_or_else(|| panic!("not a JWS"));
+                (input.as_bytes().to_vec(), b64d(sig))
+            })
+            .collect();
+        let bare = bare_key(alg, &issuer.public_jwk().unwrap_or_else(|e| panic!("{e}")));
+        Self {
+            alg,
+            issuer,
+            config,
+            config_nocache,
+            jwks,
+            tokens,
+            primer,
+            split,
+            bare,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        self.alg.as_str()
+    }
+
+    fn config(&self, cache: bool) -> &AuthConfig {
+        if cache {
+            &self.config
+        } else {
+            &self.config_nocache
+        }
+    }
+
+    /// A new verifier: fresh state, so nothing it has seen before.
+    fn verifier(&self, cache: bool) -> JwtVerifier {
+        JwtVerifier::with_static_jwks(self.config(cache), &self.jwks)
+            .unwrap_or_else(|e| panic!("static key set: {e}"))
+    }
+
+    fn layer(&self, cache: bool) -> AuthLayer {
+        AuthLayer::with_verifier(self.config(cache).clone(), self.verifier(cache))
+    }
+
+    /// A fresh verifier that has verified the primer (and nothing of the pool).
+    fn primed_verifier(&self, rt: &Runtime, cache: bool) -> JwtVerifier {
+        let verifier = self.verifier(cache);
+        let primed = rt.block_on(verifier.verify(BearerToken::new(&self.primer)));
+        assert!(primed.is_ok(), "primer token rejected");
+        verifier
+    }
+
+    /// A fresh layer that has authenticated the primer (and nothing of the pool).
+    fn primed_layer(&self, rt: &Runtime) -> AuthLayer {
+        let layer = self.layer(true);
+        let primed = rt.block_on(layer.authenticate(&bearer_headers(&self.primer)));
+        assert!(primed.is_ok(), "primer token rejected");
+        layer
+    }
+}
+
+/// The public JWK as an aws-lc-rs key, prepared once.
+fn bare_key(alg: SigningAlg, jwk: &Value) -> ParsedPublicKey {
+    let member = |name: &str| {
+        b64d(
+            jwk[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("JWK without {name}")),
+        )
+    };
+    let key = match alg {
+        SigningAlg::Rs256 => {
+            let (n, e) = (member("n"), member("e"));
+            RsaPublicKeyComponents { n: &n, e: &e }
+                .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+        }
+        SigningAlg::Es256 => {
+            let mut point = vec![0x04];
+            point.extend(member("x"));
+            point.extend(member("y"));
+            ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+        }
+        SigningAlg::EdDsa => ParsedPublicKey::new(&ED25519, member("x")),
+        other => panic!("no bare key for {other}"),
+    };
+    key.unwrap_or_else(|e| panic!("bare key: {e}"))
+}
+
+fn overhead_and_baselines(c: &mut Criterion, rt: &Runtime, token: &str) {
+    c.bench_function("overhead/block_on_empty", |b| {
+        b.iter(|| rt.block_on(async {}));
+    });
+    let headers = bearer_headers(token);
+    c.bench_function("baseline/read_header", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                black_box(&headers)
+                    .get(AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(str::len)
+            })
+        });
+    });
+    c.bench_function("baseline/build_header", |b| {
+        b.iter(|| bearer_headers(black_box(token)));
+    });
+}
+
+/// Runs `iters` calls: walks the pool once per fresh `state` (built outside
+/// the timed region); `pass` makes the first `n` calls of the pool (for the
+/// async paths inside one `block_on`) and returns how many failed.
+fn cold_iters<S, F>(
+    rt: &Runtime,
+    pool: usize,
+    iters: u64,
+    fresh: impl Fn() -> S,
+    pass: F,
+) -> Duration
+where
+    F: Fn(&Runtime, &S, usize) -> usize,
+{
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let state = fresh();
+        let n = usize::try_from(left).map_or(pool, |l| l.min(pool));
+        let start = Instant::now();
+        let failures = pass(rt, &state, n);
+        total += start.elapsed();
+        assert_eq!(failures, 0, "a cold-path token was rejected");
+        left -= n as u64;
+    }
+    total
+}
+
+fn bench_cold_verify(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    fx: &AlgFixture,
+    id: &str,
+    cache: bool,
+) {
+    group.bench_function(BenchmarkId::new(id, fx.name()), |b| {
+        b.iter_custom(|iters| {
+            cold_iters(
+                rt,
+                fx.tokens.len(),
+                iters,
+                || fx.primed_verifier(rt, cache),
+                |rt, v, n| {
+                    rt.block_on(async {
+                        let mut failures = 0;
+                        for t in &fx.tokens[..n] {
+                            if black_box(v.verify(BearerToken::new(black_box(t))).await).is_err() {
+                                failures += 1;
+                            }
+                        }
+                        failures
+                    })
+                },
+            )
+        });
+    });
+}
+
+/// One algorithm's crypto benches, run back to back so that the bare check
+/// and the cold paths see the same machine: `bare/{alg}`, then
+/// `cold/verify/{alg}` (cache on: verification plus the insertion),
+/// `cold/verify_nocache/{alg}` (verification alone) and
+/// `cold/authenticate/{alg}`.
+fn crypto(c: &mut Criterion, rt: &Runtime, fx: &AlgFixture) {
+    // Sanity: the baseline verifies real signatures.
+    for (input, sig) in &fx.split {
+        assert!(fx.bare.verify_sig(input, sig).is_ok(), "bare {}", fx.name());
+    }
+    let mut group = c.benchmark_group("bare");
+    group.bench_function(fx.name(), |b| {
+        b.iter_custom(|iters| {
+            cold_iters(
+                rt,
+                fx.split.len(),
+                iters,
+                || (),
+                |_, (), n| {
+                    fx.split[..n]
+                        .iter()
+                        .filter(|(input, sig)| {
+                            black_box(fx.bare.verify_sig(black_box(input), black_box(sig))).is_err()
+                        })
+                        .count()
+                },
+            )
+        });
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("cold");
+    bench_cold_verify(&mut group, rt, fx, "verify", true);
+    bench_cold_verify(&mut group, rt, fx, "verify_nocache", false);
+    let headers: Vec<HeaderMap> = fx.tokens.iter().map(|t| bearer_headers(t)).collect();
+    group.bench_function(BenchmarkId::new("authenticate", fx.name()), |b| {
+        b.iter_custom(|iters| {
+            cold_iters(
+                rt,
+                headers.len(),
+                iters,
+                || fx.primed_layer(rt),
+                |rt, layer, n| {
+                    rt.block_on(async {
+                        let mut failures = 0;
+                        for h in &headers[..n] {
+                            if black_box(layer.authenticate(black_box(h)).await).is_err() {
+                                failures += 1;
+                            }
+                        }
+                        failures
+                    })
+                },
+            )
+        });
+    });
+    group.finish();
+}
+
+fn warm(c: &mut Criterion, rt: &Runtime, fixtures: &[AlgFixture]) {
+    let mut group = c.benchmark_group("warm");
+    for fx in fixtures {
+        let layer = fx.layer(true);
+        let headers = bearer_headers(&fx.tokens[0]);
+        // Prime: the first call verifies (and caches, where a cache exists).
+        assert!(rt.block_on(layer.authenticate(&headers)).is_ok());
+        group.bench_function(BenchmarkId::new("authenticate", fx.name()), |b| {
+            b.iter(|| {
+                rt.block_on(async { black_box(layer.authenticate(black_box(&headers)).await) })
+            });
+        });
+        if fx.alg == SigningAlg::Es256 {
+            group.bench_function(BenchmarkId::new("authenticate_amortized", fx.name()), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            let _ = black_box(layer.authenticate(black_box(&headers)).await);
+                        }
+                        start.elapsed()
+                    })
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+fn challenge(c: &mut Criterion, resource_metadata: &str) {
+    let mut group = c.benchmark_group("challenge");
+    group.bench_function("initial", |b| {
+        b.iter(|| bearer_challenge(None, black_box(SCOPE), black_box(resource_metadata), None));
+    });
+    group.bench_function("invalid_token", |b| {
+        b.iter(|| {
+            bearer_challenge(
+                Some(ErrorCode::InvalidToken),
+                black_box(SCOPE),
+                black_box(resource_metadata),
+                Some(black_box("The access token expired")),
+            )
+        });
+    });
+    group.bench_function("format_baseline", |b| {
+        b.iter(|| {
+            format!(
+                "Bearer resource_metadata=\"{}\", scope=\"{}\"",
+                black_box(resource_metadata),
+                black_box(SCOPE)
+            )
+        });
+    });
+    group.finish();
+}
+
+fn metadata(c: &mut Criterion, rt: &Runtime, fx: &AlgFixture) {
+    let get_metadata = || {
+        Request::get(METADATA_PATH)
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("request: {e}"))
+    };
+    let app = Router::new().route("/mcp", post(|| async { "ok" }));
+    let protected = fx.layer(true).layer(app);
+    // The bytes and headers the layer serves, for the plain route.
+    let (content_type, cache_control, body) = rt.block_on(async {
+        let response = protected
+            .clone()
+            .oneshot(get_metadata())
+            .await
+            .unwrap_or_else(|e| match e {});
+        assert_eq!(response.status(), StatusCode::OK);
+        let header = |name| response.headers().get(name).cloned();
+        let (ct, cc) = (header(CONTENT_TYPE), header(CACHE_CONTROL));
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_else(|e| panic!("body: {e}"));
+        (ct, cc, body)
+    });
+    let plain = Router::new().route(
+        METADATA_PATH,
+        get(move || {
+            let mut headers = HeaderMap::new();
+            for (name, value) in [
+                (CONTENT_TYPE, &content_type),
+                (CACHE_CONTROL, &cache_control),
+            ] {
+                if let Some(value) = value {
+                    headers.insert(name, value.clone());
+                }
+            }
+            let body = body.clone();
+            async move { (headers, body) }
+        }),
+    );
+
+    let mut group = c.benchmark_group("metadata");
+    group.bench_function("auth_layer", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let response = protected
+                    .clone()
+                    .oneshot(get_metadata())
+                    .await
+                    .unwrap_or_else(|e| match e {});
+                axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .map(|b| b.len())
+            })
+        });
+    });
+    group.bench_function("plain_route", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let response = plain
+                    .clone()
+                    .oneshot(get_metadata())
+                    .await
+                    .unwrap_or_else(|e| match e {});
+                axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .map(|b| b.len())
+            })
+        });
+    });
+    group.finish();
+}
+
+/// Garbage through `AuthLayer::authenticate`, each kind a pool of distinct
+/// tokens, checked to be rejected for the expected reason before timing.
+fn flood(c: &mut Criterion, rt: &Runtime, rs: &AlgFixture) {
+    let other = rt
+        .block_on(TestIssuer::start_with_alg(SigningAlg::Es256))
+        .unwrap_or_else(|e| panic!("test issuer: {e}"));
+    let now = unix_now();
+    let malformed: Vec<String> = (0..FLOOD_POOL)
+        .map(|i| format!("eyJhbGciOiJSUzI1NiJ9{i:06}.not json.{i:x}"))
+        .collect();
+    let wrong_issuer: Vec<String> = (0..FLOOD_POOL)
+        .map(|_| other.token().audience(RESOURCE).scopes([SCOPE]).sign())
+        .collect();
+    let expired: Vec<String> = (0..FLOOD_POOL)
+        .map(|_| {
+            rs.issuer
+                .token()
+                .audience(RESOURCE)
+                .scopes([SCOPE])
+                .issued_at(now - 7200)
+                .expires_at(now - 3600)
+                .sign()
+        })
+        .collect();
+    // Right issuer, right kid, right length, signature of another token.
+    let bad_signature: Vec<String> = (0..FLOOD_POOL)
+        .map(|i| {
+            let (input, _) = rs.tokens[i].rsplit_once('.').unwrap_or_default();
+            let (_, sig) = rs.tokens[i + 1].rsplit_once('.').unwrap_or_default();
+            format!("{input}.{sig}")
+        })
+        .collect();
+
+    let layers = [
+        ("flood", rs.layer(true)),
+        ("flood_nocache", rs.layer(false)),
+    ];
+    let kinds: [(&str, &[String], Option<AuthErrorKind>); 4] = [
+        ("malformed", &malformed, None),
+        (
+            "wrong_issuer",
+            &wrong_issuer,
+            Some(AuthErrorKind::InvalidIssuer),
+        ),
+        ("expired", &expired, Some(AuthErrorKind::Expired)),
+        (
+            "bad_signature",
+            &bad_signature,
+            Some(AuthErrorKind::InvalidSignature),
+        ),
+    ];
+    let headers: Vec<Vec<HeaderMap>> = kinds
+        .iter()
+        .map(|(_, tokens, _)| tokens.iter().map(|t| bearer_headers(t)).collect())
+        .collect();
+    // The same garbage with the layer's verified-token cache on (the
+    // default) and off: the cache must not make a flood dearer.
+    for (group_name, layer) in &layers {
+        let mut group = c.benchmark_group(*group_name);
+        for ((name, _, expected), headers) in kinds.iter().zip(&headers) {
+            for h in headers {
+                match rt.block_on(layer.authenticate(h)) {
+                    Ok(_) => panic!("{group_name}/{name}: a garbage token was accepted"),
+                    Err(e) => {
+                        if let Some(kind) = expected {
+                            assert_eq!(e.kind(), *kind, "{group_name}/{name}");
+                        }
+                    }
+                }
+            }
+            group.bench_function(*name, |b| {
+                let mut i = 0;
+                b.iter(|| {
+                    let h = &headers[i];
+                    i = (i + 1) % headers.len();
+                    rt.block_on(async {
+                        black_box(layer.authenticate(black_box(h)).await).is_err()
+                    })
+                });
+            });
+        }
+        group.finish();
+    }
+    other.shutdown();
+}
+
+fn all(c: &mut Criterion) {
+    let rt = runtime();
+    let fixtures: Vec<AlgFixture> = ALGS.iter().map(|&alg| AlgFixture::new(&rt, alg)).collect();
+    let rs = &fixtures[0];
+
+    overhead_and_baselines(c, &rt, &rs.tokens[0]);
+    for fx in &fixtures {
+        crypto(c, &rt, fx);
+    }
+    warm(c, &rt, &fixtures);
+    challenge(c, &rs.config.resource_metadata_url());
+    metadata(c, &rt, rs);
+    flood(c, &rt, rs);
+
+    for fx in fixtures {
+        fx.issuer.shutdown();
+    }
+}
+
+criterion_group!(benches, all);
+criterion_main!(benches);

@@ -1,0 +1,152 @@
+//! The verified-token cache: hits, expiry, key removal, bounds.
+
+use std::time::Duration;
+
+use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::{
+    AuthConfig, AuthConfigBuilder, AuthErrorKind, BearerToken, JwtVerifier, TokenVerifier,
+};
+use serde_json::json;
+
+const RESOURCE: &str = "https://mcp.example.com/mcp";
+
+fn verifier(
+    issuer: &TestIssuer,
+    tweak: impl FnOnce(AuthConfigBuilder) -> AuthConfigBuilder,
+) -> JwtVerifier {
+    let config = tweak(
+        AuthConfig::builder()
+            .issuer(issuer.issuer())
+            .resource(RESOURCE)
+            .jwks_uri(issuer.jwks_uri())
+            .allow_insecure_http_for_loopback(true),
+    )
+    .build()
+    .unwrap();
+    JwtVerifier::new(&config).unwrap()
+}
+
+async fn verify(v: &JwtVerifier, token: &str) -> Result<mcp_oauth2::AuthContext, AuthErrorKind> {
+    v.verify(BearerToken::new(token))
+        .await
+        .map_err(|e| e.kind())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn a_token_is_verified_once_then_served_from_the_cache() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let v = verifier(&issuer, |b| b);
+    let token = issuer
+        .token()
+        .subject("a")
+        .audience(RESOURCE)
+        .claim("tenant", json!("acme"))
+        .sign();
+    let first = verify(&v, &token).await.unwrap();
+    assert_eq!(v.cached_tokens(), 1);
+    let again = verify(&v, &token).await.unwrap();
+    assert_eq!(v.cached_tokens(), 1);
+    // The cached context carries the same verified facts.
+    assert_eq!(again.subject(), first.subject());
+    assert_eq!(again.claim("tenant"), Some(&json!("acme")));
+    assert_eq!(again.audience(), [RESOURCE]);
+    assert_eq!(again.token_id(), first.token_id());
+    // A token differing in one claim (so in its bytes) is verified on its own.
+    let other = issuer.token().subject("b").audience(RESOURCE).sign();
+    assert_eq!(verify(&v, &other).await.unwrap().subject(), "b");
+    assert_eq!(v.cached_tokens(), 2);
+    // A tampered copy of a cached token is not a hit.
+    let mut tampered = token.clone();
+    tampered.push('A');
+    assert!(verify(&v, &tampered).await.is_err());
+}
+
+// An entry never outlives the token's exp.
+#[tokio::test]
+async fn an_entry_dies_with_the_token() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let v = verifier(&issuer, |b| b.leeway(Duration::ZERO));
+    let token = issuer
+        .token()
+        .audience(RESOURCE)
+        .expires_at(now() + 2)
+        .sign();
+    assert!(verify(&v, &token).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(verify(&v, &token).await.err(), Some(AuthErrorKind::Expired));
+}
+
+// An entry never outlives the configured maximum age either: after it, the
+// token is verified again in full (here: its key is gone by then).
+#[tokio::test]
+async fn an_entry_dies_at_the_maximum_age() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let v = verifier(&issuer, |b| {
+        b.verified_cache_max_age(Duration::from_secs(1))
+            .jwks_refresh_cooldown(Duration::from_millis(50))
+    });
+    let token = issuer.token().audience(RESOURCE).sign();
+    assert!(verify(&v, &token).await.is_ok());
+    assert!(verify(&v, &token).await.is_ok());
+    let misses = |v: &JwtVerifier| {
+        let mut m = mcp_oauth2::MetricsSnapshot::default();
+        v.add_metrics(&mut m);
+        (m.cache_hits, m.cache_misses)
+    };
+    assert_eq!(misses(&v), (1, 1));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(verify(&v, &token).await.is_ok());
+    assert_eq!(
+        misses(&v),
+        (1, 2),
+        "verified again in full after the maximum age"
+    );
+}
+
+// Dropped when the key that verified it leaves the key set.
+#[tokio::test]
+async fn an_entry_dies_with_its_key() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let v = verifier(&issuer, |b| {
+        b.jwks_refresh_cooldown(Duration::from_millis(50))
+    });
+    let old = issuer.token().audience(RESOURCE).sign();
+    assert!(verify(&v, &old).await.is_ok());
+    issuer.rotate_key();
+    issuer.retire_old_keys();
+    // A token with the new kid makes the verifier refetch the set.
+    let new = issuer.token().audience(RESOURCE).sign();
+    assert!(verify(&v, &new).await.is_ok());
+    // The old token's key is gone: no longer served from the cache.
+    assert_eq!(
+        verify(&v, &old).await.err(),
+        Some(AuthErrorKind::UnknownKey)
+    );
+}
+
+#[tokio::test]
+async fn the_cache_is_bounded_and_can_be_turned_off() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let v = verifier(&issuer, |b| b.verified_cache_max_entries(32));
+    for i in 0..200 {
+        let t = issuer
+            .token()
+            .subject(format!("user-{i}"))
+            .audience(RESOURCE)
+            .sign();
+        assert!(verify(&v, &t).await.is_ok());
+    }
+    assert!(v.cached_tokens() <= 32, "{}", v.cached_tokens());
+    let off = verifier(&issuer, |b| b.verified_cache_max_entries(0));
+    let t = issuer.token().audience(RESOURCE).sign();
+    assert!(verify(&off, &t).await.is_ok());
+    assert!(verify(&off, &t).await.is_ok());
+    assert_eq!(off.cached_tokens(), 0);
+}
