@@ -60,6 +60,21 @@ pub enum TypPolicy {
     AllowJwt,
 }
 
+/// How a token shows it was issued for this server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AudienceRule {
+    /// `aud` contains the resource URI (RFC 8707), or an audience added with
+    /// [`AuthConfigBuilder::accept_audience`]. The default.
+    #[default]
+    Resource,
+    /// AWS Cognito access tokens carry no `aud`: require `token_use: access`
+    /// and a `client_id` from this list instead (an `aud`, if present, must
+    /// still name this server). Weaker than audience binding: every client
+    /// listed here can call this server with any access token of the pool.
+    CognitoClientIds(Vec<String>),
+}
+
 /// A route the authentication layer lets through without a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -118,6 +133,9 @@ pub struct AuthConfig {
     pub(crate) scope_policy: crate::scope::ScopePolicy,
     pub(crate) introspection: Option<crate::verify::IntrospectionSettings>,
     pub(crate) verified_cache_max_entries: usize,
+    pub(crate) extra_audiences: Vec<String>,
+    pub(crate) audience_rule: AudienceRule,
+    pub(crate) scope_claims: Option<Vec<String>>,
     pub(crate) verified_cache_max_age: Duration,
     pub(crate) resource_name: Option<String>,
     pub(crate) resource_documentation: Option<Url>,
@@ -236,6 +254,9 @@ pub struct AuthConfigBuilder {
     scope_policy: crate::scope::ScopePolicy,
     introspection: Option<crate::verify::IntrospectionSettings>,
     verified_cache_max_entries: usize,
+    extra_audiences: Vec<String>,
+    audience_rule: AudienceRule,
+    scope_claims: Option<Vec<String>>,
     verified_cache_max_age: Duration,
     resource_name: Option<String>,
     resource_documentation: Option<String>,
@@ -266,6 +287,9 @@ impl Default for AuthConfigBuilder {
             scope_policy: crate::scope::ScopePolicy::default(),
             introspection: None,
             verified_cache_max_entries: DEFAULT_VERIFIED_CACHE_MAX_ENTRIES,
+            extra_audiences: Vec::new(),
+            audience_rule: AudienceRule::Resource,
+            scope_claims: None,
             verified_cache_max_age: DEFAULT_VERIFIED_CACHE_MAX_AGE,
             resource_name: None,
             resource_documentation: None,
@@ -465,6 +489,34 @@ impl AuthConfigBuilder {
     /// [`DEFAULT_VERIFIED_CACHE_MAX_AGE`]; zero turns the cache off).
     pub fn verified_cache_max_age(mut self, age: Duration) -> Self {
         self.verified_cache_max_age = age;
+        self
+    }
+
+    /// Also accept tokens whose `aud` contains `audience`, for providers that
+    /// cannot put the resource URI there (Entra ID: the API's application ID
+    /// or application ID URI). Use a value that identifies this server only.
+    pub fn accept_audience(mut self, audience: impl Into<String>) -> Self {
+        self.extra_audiences.push(audience.into());
+        self
+    }
+
+    /// How a token shows it was issued for this server (default
+    /// [`AudienceRule::Resource`]).
+    pub fn audience_rule(mut self, rule: AudienceRule) -> Self {
+        self.audience_rule = rule;
+        self
+    }
+
+    /// Where scopes are read from: claim names or dot-separated paths
+    /// (`scope`, `scp`, `permissions`, `realm_access.roles`), each a
+    /// space-separated string or an array of strings, merged. Default: `scope`,
+    /// or `scp` when `scope` is absent. A claim of another shape is a 401.
+    pub fn scope_claims<I, S>(mut self, claims: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scope_claims = Some(claims.into_iter().map(Into::into).collect());
         self
     }
 
@@ -793,6 +845,28 @@ impl AuthConfigBuilder {
             }
         }
         scope_policy.global = self.required_scopes.clone();
+        if self.extra_audiences.iter().any(|a| a.trim().is_empty()) {
+            return Err(ConfigError::new("accept_audience", "must not be empty"));
+        }
+        if let AudienceRule::CognitoClientIds(ids) = &self.audience_rule
+            && (ids.is_empty() || ids.iter().any(|i| i.trim().is_empty()))
+        {
+            return Err(ConfigError::new(
+                "audience_rule",
+                "the Cognito rule needs at least one client id",
+            ));
+        }
+        if let Some(paths) = &self.scope_claims
+            && (paths.is_empty()
+                || paths
+                    .iter()
+                    .any(|p| p.is_empty() || p.split('.').any(str::is_empty)))
+        {
+            return Err(ConfigError::new(
+                "scope_claims",
+                "claim names must be non-empty (dot-separated paths)",
+            ));
+        }
         if let Some(endpoint) = self
             .introspection
             .as_ref()
@@ -880,6 +954,9 @@ impl AuthConfigBuilder {
             scope_policy,
             introspection: self.introspection,
             verified_cache_max_entries: self.verified_cache_max_entries,
+            extra_audiences: self.extra_audiences,
+            audience_rule: self.audience_rule,
+            scope_claims: self.scope_claims,
             verified_cache_max_age: self.verified_cache_max_age,
             resource_name: self.resource_name,
             resource_documentation,

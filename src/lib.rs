@@ -62,6 +62,7 @@ pub mod layer;
 pub mod metadata;
 pub mod metrics;
 mod operation;
+pub mod presets;
 pub mod scope;
 pub mod server;
 #[cfg(feature = "testing")]
@@ -69,7 +70,7 @@ pub mod testing;
 pub mod verify;
 
 pub use bearer::BearerToken;
-pub use config::{AuthConfig, AuthConfigBuilder, ExemptRoute, TypPolicy};
+pub use config::{AudienceRule, AuthConfig, AuthConfigBuilder, ExemptRoute, TypPolicy};
 pub use context::{AuthContext, RequestContextExt};
 pub use error::{AuthError, AuthErrorKind, ConfigError, Error, ErrorCode};
 pub use handle::{HandleError, HandleKey};

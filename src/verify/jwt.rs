@@ -35,7 +35,7 @@ use serde_json::{Map, Value};
 use super::crypto::verify_signature;
 use super::{TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
-use crate::config::{AuthConfig, TypPolicy};
+use crate::config::{AudienceRule, AuthConfig, TypPolicy};
 use crate::context::AuthContext;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::jwks::cache::{CachePolicy, JwksCache, Lookup, log_key_notes};
@@ -57,6 +57,9 @@ struct Inner {
     issuer_names: Vec<Arc<str>>,
     cache: Option<TokenCache>,
     resource: String,
+    extra_audiences: Vec<String>,
+    audience_rule: AudienceRule,
+    scope_claims: Option<Vec<String>>,
     algorithms: Vec<Algorithm>,
     leeway: u64,
     max_lifetime: u64,
@@ -160,6 +163,9 @@ impl JwtVerifier {
                 ),
                 issuers,
                 resource: config.resource.clone(),
+                extra_audiences: config.extra_audiences.clone(),
+                audience_rule: config.audience_rule.clone(),
+                scope_claims: config.scope_claims.clone(),
                 algorithms: config.algorithms.clone(),
                 leeway: config.leeway.as_secs(),
                 max_lifetime: config.max_token_lifetime.as_secs(),
@@ -236,6 +242,7 @@ impl JwtVerifier {
             &claims,
             raw_claims,
             Arc::clone(&self.inner.issuer_names[issuer]),
+            self.inner.scope_claims.as_deref(),
         )?;
         if let (Some(cache), Some(key)) = (&self.inner.cache, cache_key) {
             let entry = Entry {
@@ -295,6 +302,40 @@ impl JwtVerifier {
         Ok((alg, kid))
     }
 
+    /// RFC 8707 / RFC 9068 section 4: `aud` must contain our resource (or an
+    /// audience explicitly configured for this server), exactly. Under the
+    /// Cognito rule, which has no `aud`, `token_use` must be `access` and
+    /// `client_id` one of the configured clients; an `aud`, if present, must
+    /// still name us.
+    fn check_audience(&self, claims: &Map<String, Value>) -> Result<(), AuthError> {
+        let ours =
+            |a: &str| a == self.inner.resource || self.inner.extra_audiences.iter().any(|x| x == a);
+        let audience_ok = match claims.get("aud") {
+            Some(Value::String(aud)) => ours(aud),
+            Some(Value::Array(auds)) => {
+                if auds.iter().any(|a| !a.is_string()) {
+                    return Err(AuthErrorKind::InvalidAudience.into());
+                }
+                auds.iter().filter_map(Value::as_str).any(ours)
+            }
+            None if matches!(self.inner.audience_rule, AudienceRule::CognitoClientIds(_)) => true,
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(AuthErrorKind::InvalidAudience.into());
+        }
+        if let AudienceRule::CognitoClientIds(clients) = &self.inner.audience_rule {
+            if claims.get("token_use").and_then(Value::as_str) != Some("access") {
+                return Err(AuthErrorKind::InvalidType.into());
+            }
+            let client = claims.get("client_id").and_then(Value::as_str);
+            if !client.is_some_and(|c| clients.iter().any(|x| x == c)) {
+                return Err(AuthErrorKind::InvalidAudience.into());
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the claims; returns the index of the token's issuer.
     fn check_claims(&self, claims: &Map<String, Value>) -> Result<usize, AuthError> {
         let issuer = match claims.get("iss") {
@@ -327,21 +368,7 @@ impl JwtVerifier {
         {
             return Err(AuthErrorKind::LifetimeTooLong.into());
         }
-        // RFC 8707 / RFC 9068 section 4: aud must contain our resource, exactly.
-        let audience_ok = match claims.get("aud") {
-            Some(Value::String(aud)) => *aud == self.inner.resource,
-            Some(Value::Array(auds)) => {
-                if auds.iter().any(|a| !a.is_string()) {
-                    return Err(AuthErrorKind::InvalidAudience.into());
-                }
-                auds.iter()
-                    .any(|a| a.as_str() == Some(self.inner.resource.as_str()))
-            }
-            _ => false,
-        };
-        if !audience_ok {
-            return Err(AuthErrorKind::InvalidAudience.into());
-        }
+        self.check_audience(claims)?;
         match claims.get("sub") {
             Some(Value::String(s)) if !s.is_empty() => {}
             _ => return Err(AuthErrorKind::InvalidClaims.into()),
@@ -548,20 +575,69 @@ fn scopes_from_claims(claims: &Map<String, Value>) -> Result<Vec<String>, AuthEr
     }
 }
 
+/// Scopes from configured claim paths (dot-separated, e.g. `permissions` or
+/// `realm_access.roles`), merged in order without duplicates. Each present
+/// claim must be a space-separated string or an array of strings.
+fn scopes_from_paths(
+    claims: &Map<String, Value>,
+    paths: &[String],
+) -> Result<Vec<String>, AuthError> {
+    let mut out: Vec<String> = Vec::new();
+    for path in paths {
+        let mut parts = path.split('.');
+        let mut value = parts.next().and_then(|first| claims.get(first));
+        for part in parts {
+            value = value.and_then(|v| v.get(part));
+        }
+        let found: Vec<String> = match value {
+            None => continue,
+            Some(Value::String(s)) => s
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| AuthError::new(AuthErrorKind::InvalidClaims))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(AuthErrorKind::InvalidClaims.into()),
+        };
+        for scope in found {
+            if !out.contains(&scope) {
+                out.push(scope);
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn context_from_claims(
     claims: &Map<String, Value>,
     raw: Box<str>,
     issuer: Arc<str>,
+    scope_claims: Option<&[String]>,
 ) -> Result<AuthContext, AuthError> {
     let str_claim = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-    let scopes = scopes_from_claims(claims)?;
+    let scopes = match scope_claims {
+        Some(paths) => scopes_from_paths(claims, paths)?,
+        None => scopes_from_claims(claims)?,
+    };
     let Some(subject) = str_claim("sub") else {
         return Err(AuthErrorKind::InvalidClaims.into());
     };
     let mut b = AuthContext::builder(String::new(), subject)
         .shared_issuer(issuer)
         .scopes(scopes);
-    if let Some(c) = str_claim("client_id").or_else(|| str_claim("azp")) {
+    // RFC 9068 `client_id`; else what providers use: `azp` (OpenID, Auth0,
+    // Keycloak, Entra v2), `cid` (Okta), `appid` (Entra v1).
+    if let Some(c) = ["client_id", "azp", "cid", "appid"]
+        .into_iter()
+        .find_map(str_claim)
+    {
         b = b.client_id(c);
     }
     if let Ok(Some(exp)) = numeric_date(claims.get("exp")) {

@@ -1,0 +1,116 @@
+//! Configuration presets for common identity providers.
+//!
+//! Each returns an [`AuthConfigBuilder`] with the provider's issuer and
+//! token conventions; add `.resource(...)` (the canonical URI of your MCP
+//! endpoint) and anything else, then `.build()`. The token shapes each preset
+//! expects are described, with their sources, in
+//! `spec-fixtures/providers/`; the tests verify tokens of those shapes.
+//!
+//! None of these providers issues RFC 9068 (`typ: at+jwt`) access tokens by
+//! default, so every preset accepts `typ: JWT` ([`TypPolicy::AllowJwt`]).
+//! That is why the audience matters even more: configure the provider so
+//! that tokens for this server carry an audience no other service accepts.
+
+use crate::config::{AudienceRule, AuthConfig, AuthConfigBuilder, TypPolicy};
+
+fn trim(s: &str) -> &str {
+    s.trim().trim_end_matches('/')
+}
+
+/// Keycloak: issuer `{server_url}/realms/{realm}` (no trailing slash). Put the
+/// resource URI in `aud` with an *Audience* mapper (or "Included Custom
+/// Audience") on the client scope that MCP clients request; without it,
+/// Keycloak's `aud` is `account` or absent and every token is refused.
+/// Scopes come from `scope`.
+pub fn keycloak(server_url: &str, realm: &str) -> AuthConfigBuilder {
+    AuthConfig::builder()
+        .issuer(format!("{}/realms/{}", trim(server_url), realm))
+        .typ_policy(TypPolicy::AllowJwt)
+}
+
+/// Auth0: issuer `https://{domain}/` (the trailing slash is part of it).
+/// Create an API whose *Identifier* is the resource URI: it becomes `aud`.
+/// Scopes come from `scope` and, with RBAC's "Add Permissions in the Access
+/// Token", from `permissions` (merged).
+pub fn auth0(domain: &str) -> AuthConfigBuilder {
+    let domain = trim(domain.trim_start_matches("https://"));
+    AuthConfig::builder()
+        .issuer(format!("https://{domain}/"))
+        .typ_policy(TypPolicy::AllowJwt)
+        .scope_claims(["scope", "permissions"])
+}
+
+/// Microsoft Entra ID, v2.0 tokens: issuer
+/// `https://login.microsoftonline.com/{tenant_id}/v2.0`. Entra puts the API
+/// app registration's application (client) ID in `aud`, never a URL, so that
+/// ID is accepted as this server's audience: give the MCP server its own app
+/// registration. Delegated scopes come from `scp` (space-separated);
+/// app-only permissions arrive in `roles` (add `"roles"` to
+/// [`scope_claims`](AuthConfigBuilder::scope_claims) to use them).
+/// Single tenant: multi-tenant issuers are not covered by one exact issuer.
+pub fn entra_id(tenant_id: &str, application_id: &str) -> AuthConfigBuilder {
+    AuthConfig::builder()
+        .issuer(format!(
+            "https://login.microsoftonline.com/{}/v2.0",
+            tenant_id.trim()
+        ))
+        .typ_policy(TypPolicy::AllowJwt)
+        .accept_audience(application_id.trim())
+        .scope_claims(["scp"])
+}
+
+/// Microsoft Entra ID, v1.0 tokens: issuer `https://sts.windows.net/{tenant_id}/`,
+/// `aud` the application ID URI (`api://...`) or ID the client asked for.
+/// Discovery from that issuer is not documented by Microsoft: set the key-set
+/// URL (`https://login.microsoftonline.com/{tenant_id}/discovery/keys`) with
+/// [`jwks_uri`](AuthConfigBuilder::jwks_uri).
+pub fn entra_id_v1(tenant_id: &str, application_id_uri: &str) -> AuthConfigBuilder {
+    AuthConfig::builder()
+        .issuer(format!("https://sts.windows.net/{}/", tenant_id.trim()))
+        .typ_policy(TypPolicy::AllowJwt)
+        .accept_audience(application_id_uri.trim())
+        .scope_claims(["scp"])
+}
+
+/// Okta, custom authorization server: issuer
+/// `https://{domain}/oauth2/{authorization_server_id}` (`default` for the
+/// default server). Set the server's audience to the resource URI. Scopes
+/// come from `scp` (an array); the client id from `cid`. Tokens of the Org
+/// authorization server (`https://{domain}`) are for Okta itself and are
+/// refused by the issuer check.
+pub fn okta(domain: &str, authorization_server_id: &str) -> AuthConfigBuilder {
+    let domain = trim(domain.trim_start_matches("https://"));
+    AuthConfig::builder()
+        .issuer(format!(
+            "https://{domain}/oauth2/{}",
+            authorization_server_id.trim()
+        ))
+        .typ_policy(TypPolicy::AllowJwt)
+}
+
+/// AWS Cognito user pools: issuer
+/// `https://cognito-idp.{region}.amazonaws.com/{user_pool_id}`.
+///
+/// **Audience binding is weaker here.** Cognito access tokens carry no `aud`
+/// (unless resource binding is configured), so the token cannot say it was
+/// issued for this server. The preset instead requires `token_use: access`
+/// (ID tokens are refused) and a `client_id` from `client_ids`: any access
+/// token of the pool for one of those app clients is accepted, whatever API
+/// it was meant for. Use app clients dedicated to this MCP server, and
+/// custom scopes of a Cognito resource server (`{identifier}/{scope}`).
+pub fn cognito<I, S>(region: &str, user_pool_id: &str, client_ids: I) -> AuthConfigBuilder
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    AuthConfig::builder()
+        .issuer(format!(
+            "https://cognito-idp.{}.amazonaws.com/{}",
+            region.trim(),
+            user_pool_id.trim()
+        ))
+        .typ_policy(TypPolicy::AllowJwt)
+        .audience_rule(AudienceRule::CognitoClientIds(
+            client_ids.into_iter().map(Into::into).collect(),
+        ))
+}

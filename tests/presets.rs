@@ -1,0 +1,267 @@
+//! Provider presets verified with tokens shaped like each provider's (the
+//! shapes, with their sources, are in `spec-fixtures/providers/`).
+
+use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::{
+    AuthConfigBuilder, AuthErrorKind, BearerToken, JwtVerifier, TokenVerifier, presets,
+};
+use serde_json::{Map, Value, json};
+
+const RESOURCE: &str = "https://mcp.example.com/mcp";
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/spec-fixtures/providers/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Mints a token with exactly this header (alg/kid from the issuer) and these
+/// claims (times moved to now).
+fn mint(issuer: &TestIssuer, header: &Map<String, Value>, claims: &Map<String, Value>) -> String {
+    let mut b = issuer.token();
+    for name in ["typ", "iss", "sub", "client_id", "jti", "iat", "exp"] {
+        b = if name == "typ" {
+            b.header(name, Value::Null)
+        } else {
+            b.claim(name, Value::Null)
+        };
+    }
+    for (k, v) in header {
+        if k != "alg" && k != "kid" {
+            b = b.header(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in claims {
+        let v = match k.as_str() {
+            "iat" | "auth_time" | "nbf" => json!(now() - 5),
+            "exp" => json!(now() + 600),
+            _ => v.clone(),
+        };
+        b = b.claim(k.clone(), v);
+    }
+    b.sign()
+}
+
+fn variant_claims(base: &Map<String, Value>, variant: &Value) -> Map<String, Value> {
+    let mut claims = match variant.get("claims").and_then(Value::as_object) {
+        Some(c) => c.clone(),
+        None => base.clone(),
+    };
+    if let Some(changes) = variant.get("claims_changes").and_then(Value::as_object) {
+        for (k, v) in changes {
+            claims.insert(k.clone(), v.clone());
+        }
+    }
+    if let Some(remove) = variant.get("remove_claims").and_then(Value::as_array) {
+        for k in remove {
+            claims.remove(k.as_str().unwrap());
+        }
+    }
+    claims
+}
+
+struct Case {
+    file: &'static str,
+    preset: AuthConfigBuilder,
+    client_id: &'static str,
+    scope: &'static str,
+    /// Variants this preset must accept; every other variant must be refused.
+    accepted_variants: &'static [&'static str],
+}
+
+async fn run(case: Case) {
+    let f = fixture(case.file);
+    let issuer = TestIssuer::start().await.unwrap();
+    let config = case.preset.resource(RESOURCE).build().unwrap();
+    assert_eq!(
+        config.issuers()[0].issuer(),
+        f["claims"]["iss"].as_str().unwrap(),
+        "{}",
+        case.file
+    );
+    let v = JwtVerifier::with_static_jwks(&config, issuer.jwks().to_string().as_bytes()).unwrap();
+    let header = f["header"].as_object().unwrap().clone();
+    let claims = f["claims"].as_object().unwrap().clone();
+    let ctx = v
+        .verify(BearerToken::new(&mint(&issuer, &header, &claims)))
+        .await
+        .unwrap_or_else(|e| panic!("{}: main example refused: {e:?}", case.file));
+    assert_eq!(ctx.subject(), claims["sub"].as_str().unwrap());
+    assert_eq!(ctx.client_id(), Some(case.client_id), "{}", case.file);
+    assert!(
+        ctx.has_scope(case.scope),
+        "{}: {:?}",
+        case.file,
+        ctx.scopes()
+    );
+    for (name, variant) in f["variants"].as_object().unwrap() {
+        let header = variant
+            .get("header")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_else(|| header.clone());
+        let token = mint(&issuer, &header, &variant_claims(&claims, variant));
+        let outcome = v
+            .verify(BearerToken::new(&token))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.kind());
+        if case.accepted_variants.contains(&name.as_str()) {
+            assert_eq!(outcome, Ok(()), "{}: variant {name}", case.file);
+        } else {
+            assert!(
+                matches!(
+                    outcome,
+                    Err(AuthErrorKind::InvalidAudience
+                        | AuthErrorKind::InvalidIssuer
+                        | AuthErrorKind::InvalidType)
+                ),
+                "{}: variant {name} must be refused for audience, issuer or type: {outcome:?}",
+                case.file
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn keycloak() {
+    run(Case {
+        file: "keycloak",
+        preset: presets::keycloak("https://HOST/", "REALM"),
+        client_id: "mcp-client",
+        scope: "mcp:tools",
+        accepted_variants: &["at_jwt_client_setting", "resource_indicator_feature"],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn auth0() {
+    run(Case {
+        file: "auth0",
+        preset: presets::auth0("TENANT.us.auth0.com"),
+        client_id: "hQ7pK2mN9vR4sT1wY6zB3cD8fG5jL0xE",
+        scope: "mcp:resources",
+        accepted_variants: &[
+            "rfc9068_profile",
+            "no_openid_scope",
+            "client_credentials_auth0_profile",
+            "password_grant_auth0_profile",
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn entra_id_v2() {
+    run(Case {
+        file: "entra-id",
+        preset: presets::entra_id("TENANT_ID", "3c9f1e2a-5b7d-4f80-a6c2-9e1d4b7a0f35"),
+        client_id: "b41d7c6e-2f9a-4e13-8c50-7a6e3d2f1b98",
+        scope: "mcp.tools",
+        accepted_variants: &["v2_app_only_client_credentials"],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn okta() {
+    run(Case {
+        file: "okta",
+        preset: presets::okta("DOMAIN", "aus8q2wz4rT1bC5dE0x7"),
+        client_id: "0oa9x7c6v5b4n3m2l1k0",
+        scope: "mcp:tools",
+        accepted_variants: &["client_credentials"],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cognito() {
+    run(Case {
+        file: "cognito",
+        preset: presets::cognito("REGION", "POOL_ID", ["5r8kq2lm7n4p0s9t3v6w1x8y2z"]),
+        client_id: "5r8kq2lm7n4p0s9t3v6w1x8y2z",
+        scope: "https://mcp.example.com/mcp/tools",
+        accepted_variants: &["client_credentials_m2m", "resource_binding"],
+    })
+    .await;
+}
+
+// Cognito: a token for another app client of the pool is refused.
+#[tokio::test]
+async fn cognito_refuses_other_clients() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let config = presets::cognito("eu-west-1", "eu-west-1_Ab12Cd34E", ["ours"])
+        .resource(RESOURCE)
+        .build()
+        .unwrap();
+    let v = JwtVerifier::with_static_jwks(&config, issuer.jwks().to_string().as_bytes()).unwrap();
+    let t = issuer
+        .token()
+        .header("typ", Value::Null)
+        .claim(
+            "iss",
+            json!("https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Ab12Cd34E"),
+        )
+        .claim("token_use", json!("access"))
+        .claim("client_id", json!("theirs"))
+        .sign();
+    assert_eq!(
+        v.verify(BearerToken::new(&t)).await.err().map(|e| e.kind()),
+        Some(AuthErrorKind::InvalidAudience)
+    );
+}
+
+// Entra ID v1.0 tokens: issuer sts.windows.net, audience the application ID URI.
+#[tokio::test]
+async fn entra_id_v1() {
+    let f = fixture("entra-id");
+    let variant = &f["variants"]["v1_delegated"];
+    let claims = variant_claims(f["claims"].as_object().unwrap(), variant);
+    let issuer = TestIssuer::start().await.unwrap();
+    let aud = claims["aud"].as_str().unwrap().to_owned();
+    let config = presets::entra_id_v1("TENANT_ID", &aud)
+        .resource(RESOURCE)
+        .build()
+        .unwrap();
+    let v = JwtVerifier::with_static_jwks(&config, issuer.jwks().to_string().as_bytes()).unwrap();
+    let header = variant
+        .get("header")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_else(|| f["header"].as_object().unwrap().clone());
+    let ctx = v
+        .verify(BearerToken::new(&mint(&issuer, &header, &claims)))
+        .await
+        .unwrap();
+    assert_eq!(
+        ctx.client_id(),
+        claims
+            .get("appid")
+            .and_then(Value::as_str)
+            .or(claims.get("azp").and_then(Value::as_str))
+    );
+    // The v2 token of the same tenant is not a v1 token.
+    let v2 = mint(
+        &issuer,
+        f["header"].as_object().unwrap(),
+        f["claims"].as_object().unwrap(),
+    );
+    assert_eq!(
+        v.verify(BearerToken::new(&v2))
+            .await
+            .err()
+            .map(|e| e.kind()),
+        Some(AuthErrorKind::InvalidIssuer)
+    );
+}
