@@ -1,0 +1,162 @@
+//! Several authorization servers at once, through the real server and the
+//! reference server binary configured by environment.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{EchoServer, bounded, call_text, legacy_client};
+use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::{AuthConfig, McpServer};
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
+
+async fn serve(
+    config: AuthConfig,
+    listener: tokio::net::TcpListener,
+) -> tokio_util::sync::CancellationToken {
+    let server = McpServer::builder()
+        .auth(config)
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap();
+    let ct = server.cancellation_token();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    ct
+}
+
+// The token's `iss` selects among the configured issuers only; each issuer
+// has its own discovery and key set; the context says which one accepted.
+#[tokio::test]
+async fn two_issuers_each_with_its_own_keys() {
+    let a = TestIssuer::start().await.unwrap();
+    let b = TestIssuer::start().await.unwrap();
+    let stranger = TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let resource = format!("{base}/mcp");
+    let config = AuthConfig::builder()
+        .issuer(a.issuer())
+        .issuer(b.issuer())
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let ct = serve(config, listener).await;
+    // The metadata lists both.
+    let doc: serde_json::Value =
+        reqwest::get(format!("{base}/.well-known/oauth-protected-resource/mcp"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(
+        doc["authorization_servers"],
+        json!([a.issuer(), b.issuer()])
+    );
+    for (issuer, sub) in [(&a, "from-a"), (&b, "from-b")] {
+        let token = issuer.token().subject(sub).audience(&resource).sign();
+        let client = bounded(legacy_client(&resource, &token)).await.unwrap();
+        let who: serde_json::Value =
+            serde_json::from_str(&bounded(call_text(&client, "whoami")).await.unwrap()).unwrap();
+        assert_eq!(who["subject"], sub);
+        assert_eq!(who["issuer"], issuer.issuer(), "tenant identification");
+        client.cancel().await.unwrap();
+    }
+    let post = |token: String| {
+        let resource = resource.clone();
+        async move {
+            reqwest::Client::new()
+                .post(&resource)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Claims issuer B, signed with A's key (even reusing B's kid): refused.
+    let forged = a
+        .token()
+        .audience(&resource)
+        .claim("iss", json!(b.issuer()))
+        .header("kid", json!(b.current_kid()))
+        .sign();
+    assert_eq!(post(forged).await, 401);
+    // An issuer that is not configured: refused, and never contacted.
+    let unknown = stranger.token().audience(&resource).sign();
+    assert_eq!(post(unknown).await, 401);
+    assert_eq!(stranger.jwks_hits() + stranger.metadata_hits(), 0);
+    ct.cancel();
+}
+
+/// The reference server accepts tokens from two issuers given as
+/// `MCP_OAUTH2_ISSUER=a,b` (and is configured by environment only).
+#[tokio::test]
+async fn reference_server_with_two_issuers_from_the_environment() {
+    // cargo test builds the examples next to the test binaries.
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("protected_server");
+    if !bin.exists() {
+        panic!(
+            "{} is missing: run `cargo test` (it builds the examples)",
+            bin.display()
+        );
+    }
+    let a = TestIssuer::start().await.unwrap();
+    let b = TestIssuer::start().await.unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let mut child = tokio::process::Command::new(&bin)
+        .env(
+            "MCP_OAUTH2_ISSUER",
+            format!("{},{}", a.issuer(), b.issuer()),
+        )
+        .env("MCP_OAUTH2_RESOURCE", &resource)
+        .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
+        .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with("listening on"), "{first}");
+    for (issuer, sub) in [(&a, "alice"), (&b, "bob")] {
+        let token = issuer
+            .token()
+            .subject(sub)
+            .audience(&resource)
+            .scopes(["notes:read"])
+            .sign();
+        let client = bounded(legacy_client(&resource, &token)).await.unwrap();
+        let who: serde_json::Value =
+            serde_json::from_str(&bounded(call_text(&client, "whoami")).await.unwrap()).unwrap();
+        assert_eq!(who["subject"], sub);
+        assert_eq!(who["issuer"], issuer.issuer());
+        assert!(bounded(call_text(&client, "list_notes")).await.is_ok());
+        client.cancel().await.unwrap();
+    }
+    child.kill().await.unwrap();
+}
