@@ -26,29 +26,79 @@ use crate::scope::ScopeHierarchy;
 pub struct AuthContext(Arc<Inner>, Option<Arc<ScopeHierarchy>>);
 
 /// Kept small: verified contexts are cached per token (up to 100,000 of
-/// them), so rarely used facts are derived from the claims on first use.
+/// them), so the facts every request needs are stored directly and the rest
+/// (raw claims, audience, token id) is derived from the claims JSON on first
+/// use. The JSON kept is the payload without the members stored directly
+/// (`iss`, `sub`, `exp`, `client_id`), which are put back when the claims
+/// are asked for.
 #[derive(Default)]
 struct Inner {
     subject: Box<str>,
     issuer: Arc<str>,
     client_id: Option<Box<str>>,
-    scopes: Vec<String>,
-    expires_at: Option<u64>,
-    /// The claims as received (a JWT payload), parsed on first use.
-    raw_claims: Option<Box<str>>,
-    claims: OnceLock<Map<String, Value>>,
-    audience: OnceLock<Vec<String>>,
-    token_id: OnceLock<Option<String>>,
+    scopes: Box<[Box<str>]>,
+    /// `exp` in Unix seconds; 0 when absent.
+    expires_at: u64,
+    /// The remaining claims as JSON text.
+    rest: Option<Box<str>>,
+    /// Whether `client_id` was taken out of `rest`.
+    client_id_taken: bool,
+    derived: OnceLock<Box<Derived>>,
+}
+
+struct Derived {
+    claims: Map<String, Value>,
+    audience: Vec<String>,
+    token_id: Option<String>,
 }
 
 impl Inner {
-    fn claims(&self) -> &Map<String, Value> {
-        self.claims.get_or_init(|| {
-            self.raw_claims
+    fn derived(&self) -> &Derived {
+        self.derived.get_or_init(|| {
+            let mut claims: Map<String, Value> = self
+                .rest
                 .as_deref()
                 .and_then(|raw| serde_json::from_str(raw).ok())
-                .unwrap_or_default()
+                .unwrap_or_default();
+            if self.rest.is_some() {
+                claims.insert("iss".to_owned(), Value::String(self.issuer.to_string()));
+                claims.insert("sub".to_owned(), Value::String(self.subject.to_string()));
+                if self.expires_at != 0 {
+                    claims.insert("exp".to_owned(), Value::from(self.expires_at));
+                }
+                if self.client_id_taken
+                    && let Some(c) = &self.client_id
+                {
+                    claims.insert("client_id".to_owned(), Value::String(c.to_string()));
+                }
+            }
+            Box::new(Derived::new(claims, None, None))
         })
+    }
+}
+
+impl Derived {
+    fn new(
+        claims: Map<String, Value>,
+        audience: Option<Vec<String>>,
+        token_id: Option<String>,
+    ) -> Self {
+        let audience = audience.unwrap_or_else(|| match claims.get("aud") {
+            Some(Value::String(a)) => vec![a.clone()],
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        });
+        let token_id =
+            token_id.or_else(|| claims.get("jti").and_then(Value::as_str).map(str::to_owned));
+        Self {
+            claims,
+            audience,
+            token_id,
+        }
     }
 }
 
@@ -56,11 +106,16 @@ impl AuthContext {
     /// Starts an `AuthContext` for custom verifiers: `issuer` and `subject`
     /// are the two facts every context has.
     pub fn builder(issuer: impl Into<String>, subject: impl Into<String>) -> AuthContextBuilder {
-        AuthContextBuilder(Inner {
-            issuer: Arc::from(issuer.into()),
-            subject: subject.into().into_boxed_str(),
-            ..Inner::default()
-        })
+        AuthContextBuilder {
+            inner: Inner {
+                issuer: Arc::from(issuer.into()),
+                subject: subject.into().into_boxed_str(),
+                ..Inner::default()
+            },
+            claims: None,
+            audience: None,
+            token_id: None,
+        }
     }
 
     /// The `sub` claim: who the token is about.
@@ -79,7 +134,7 @@ impl AuthContext {
     }
 
     /// The granted scopes.
-    pub fn scopes(&self) -> &[String] {
+    pub fn scopes(&self) -> &[Box<str>] {
         &self.0.scopes
     }
 
@@ -88,7 +143,7 @@ impl AuthContext {
     pub fn has_scope(&self, scope: &str) -> bool {
         match &self.1 {
             Some(h) => h.grants(&self.0.scopes, scope),
-            None => self.0.scopes.iter().any(|s| s == scope),
+            None => self.0.scopes.iter().any(|s| **s == *scope),
         }
     }
 
@@ -120,53 +175,33 @@ impl AuthContext {
 
     /// The audiences (`aud`) of the token.
     pub fn audience(&self) -> &[String] {
-        self.0
-            .audience
-            .get_or_init(|| match self.0.claims().get("aud") {
-                Some(Value::String(a)) => vec![a.clone()],
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect(),
-                _ => Vec::new(),
-            })
+        &self.0.derived().audience
     }
 
     /// Expiry as seconds since the Unix epoch (`exp`).
     pub fn expires_at_unix(&self) -> Option<u64> {
-        self.0.expires_at
+        (self.0.expires_at != 0).then_some(self.0.expires_at)
     }
 
     /// Expiry as a [`SystemTime`].
     pub fn expires_at(&self) -> Option<SystemTime> {
-        self.0
-            .expires_at
+        self.expires_at_unix()
             .map(|s| UNIX_EPOCH + Duration::from_secs(s))
     }
 
     /// The token identifier (`jti`).
     pub fn token_id(&self) -> Option<&str> {
-        self.0
-            .token_id
-            .get_or_init(|| {
-                self.0
-                    .claims()
-                    .get("jti")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .as_deref()
+        self.0.derived().token_id.as_deref()
     }
 
     /// Every claim of the token, for custom ones.
     pub fn claims(&self) -> &Map<String, Value> {
-        self.0.claims()
+        &self.0.derived().claims
     }
 
     /// One claim by name.
     pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.0.claims().get(name)
+        self.claims().get(name)
     }
 
     /// Fails with an rmcp error unless every scope in `scopes` is granted
@@ -216,13 +251,18 @@ impl fmt::Debug for AuthContext {
 
 /// Builder for [`AuthContext`], for custom [`TokenVerifier`](crate::TokenVerifier)s.
 #[must_use]
-pub struct AuthContextBuilder(Inner);
+pub struct AuthContextBuilder {
+    inner: Inner,
+    claims: Option<Map<String, Value>>,
+    audience: Option<Vec<String>>,
+    token_id: Option<String>,
+}
 
 impl fmt::Debug for AuthContextBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthContextBuilder")
-            .field("subject", &self.0.subject)
-            .field("issuer", &self.0.issuer)
+            .field("subject", &self.inner.subject)
+            .field("issuer", &self.inner.issuer)
             .finish_non_exhaustive()
     }
 }
@@ -230,7 +270,7 @@ impl fmt::Debug for AuthContextBuilder {
 impl AuthContextBuilder {
     /// Sets the client identifier.
     pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
-        self.0.client_id = Some(client_id.into().into_boxed_str());
+        self.inner.client_id = Some(client_id.into().into_boxed_str());
         self
     }
 
@@ -240,61 +280,75 @@ impl AuthContextBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.0.scopes = scopes.into_iter().map(Into::into).collect();
+        self.inner.scopes = scopes
+            .into_iter()
+            .map(|s| s.into().into_boxed_str())
+            .collect();
         self
     }
 
-    /// Sets the audiences.
+    /// Sets the audiences (default: from the `aud` of the claims).
     pub fn audience<I, S>(mut self, audience: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.0.audience = OnceLock::from(
-            audience
-                .into_iter()
-                .map(Into::into)
-                .collect::<Vec<String>>(),
-        );
+        self.audience = Some(audience.into_iter().map(Into::into).collect());
         self
     }
 
     /// Sets the expiry, in seconds since the Unix epoch.
     pub fn expires_at_unix(mut self, exp: u64) -> Self {
-        self.0.expires_at = Some(exp);
+        self.inner.expires_at = exp;
         self
     }
 
-    /// Sets the token identifier.
+    /// Sets the token identifier (default: from the `jti` of the claims).
     pub fn token_id(mut self, jti: impl Into<String>) -> Self {
-        self.0.token_id = OnceLock::from(Some(jti.into()));
+        self.token_id = Some(jti.into());
         self
     }
 
     /// Sets the raw claims.
     pub fn claims(mut self, claims: Map<String, Value>) -> Self {
-        self.0.claims = OnceLock::from(claims);
-        self.0.raw_claims = None;
+        self.claims = Some(claims);
+        self.inner.rest = None;
         self
     }
 
-    /// The claims as a JSON object text, parsed only if a handler asks for
-    /// them (audience, token id and raw claims are derived from it unless set).
-    pub(crate) fn raw_claims(mut self, json: Box<str>) -> Self {
-        self.0.raw_claims = Some(json);
-        self.0.claims = OnceLock::new();
+    /// The claims of a verified JWT, without the members stored directly
+    /// (`iss`, `sub`, `exp` and, when `client_id_taken`, `client_id`), as
+    /// JSON text; parsed only if a handler asks for the claims.
+    pub(crate) fn rest_claims(mut self, json: Box<str>, client_id_taken: bool) -> Self {
+        self.inner.rest = Some(json);
+        self.inner.client_id_taken = client_id_taken;
+        self.claims = None;
         self
     }
 
     /// Shares the issuer string with other contexts of the same issuer.
     pub(crate) fn shared_issuer(mut self, issuer: Arc<str>) -> Self {
-        self.0.issuer = issuer;
+        self.inner.issuer = issuer;
         self
     }
 
     /// Finishes the context.
     pub fn build(self) -> AuthContext {
-        AuthContext(Arc::new(self.0), None)
+        let inner = self.inner;
+        if self.claims.is_some()
+            || self.audience.is_some()
+            || self.token_id.is_some()
+            || inner.rest.is_none()
+        {
+            let derived = Derived::new(
+                self.claims.unwrap_or_default(),
+                self.audience,
+                self.token_id,
+            );
+            // A fresh OnceLock: setting it cannot fail.
+            let _ = inner.derived.set(Box::new(derived));
+        }
+        AuthContext(Arc::new(inner), None)
     }
 }
 

@@ -553,7 +553,8 @@ impl TestIssuer {
         TestIssuer::builder().alg(alg).start().await
     }
 
-    /// A builder for an issuer with more options (HTTPS, a host name).
+    /// A builder for an issuer with more options (HTTPS and a host name, the
+    /// subject of approved authorizations, code and token lifetimes).
     pub fn builder() -> TestIssuerBuilder {
         TestIssuerBuilder::default()
     }

@@ -1145,6 +1145,80 @@ async fn dynamic_client_registration() {
     assert_eq!(issuer.registration_hits(), 10);
 }
 
+/// Hostile input gets an OAuth error, never a panic or a header injection.
+#[tokio::test]
+async fn hostile_inputs_get_oauth_errors() {
+    let issuer = TestIssuer::start().await.expect("issuer");
+    let base = issuer.authorization_endpoint();
+    for query in [
+        "client_id=%FF%FE&redirect_uri=%00",
+        "client_id=a&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb%0D%0ASet-Cookie%3A%20x&response_type=code",
+        "%%%&&&==",
+        "client_id=a&redirect_uri=http://[::1/cb",
+    ] {
+        let response = bounded(http().get(format!("{base}?{query}")).send())
+            .await
+            .expect("authorize");
+        assert!(response.headers().get("set-cookie").is_none(), "{query}");
+        if let Some(location) = response.headers().get("location") {
+            assert_eq!(response.status(), StatusCode::FOUND);
+            assert!(!location.as_bytes().iter().any(|b| *b < 0x20), "{query}");
+        } else {
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+            let body: Value = response.json().await.expect("JSON");
+            assert!(body["error"].is_string(), "{query}");
+        }
+    }
+
+    let token = |body: Vec<u8>, authorization: Option<&'static str>| {
+        let mut request = http()
+            .post(issuer.token_endpoint())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        async move {
+            let response = bounded(request.send()).await.expect("token");
+            let status = response.status();
+            let body: Value = response.json().await.expect("JSON");
+            (status, body)
+        }
+    };
+    // Basic credentials that are not UTF-8, or have no colon.
+    for authorization in ["Basic //79", "Basic YWJj", "Basic"] {
+        let (status, body) = token(
+            b"grant_type=client_credentials".to_vec(),
+            Some(authorization),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{authorization}");
+        assert_eq!(body["error"], "invalid_client");
+    }
+    for body in [
+        b"grant_type=%FF%FE".to_vec(),
+        vec![0xFF, 0x00, b'=', b'&'],
+        b"grant_type=authorization_code&code=%00&redirect_uri=x&code_verifier=y".to_vec(),
+    ] {
+        let (status, answer) = token(body, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(answer["error"].is_string());
+    }
+
+    // Deeply nested JSON at the registration endpoint.
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let response = bounded(
+        http()
+            .post(issuer.registration_endpoint())
+            .header("content-type", "application/json")
+            .body(deep)
+            .send(),
+    )
+    .await
+    .expect("register");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
 /// Every endpoint is counted, and `total_hits` adds them up.
 #[tokio::test]
 async fn every_endpoint_is_counted() {

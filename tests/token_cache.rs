@@ -58,6 +58,12 @@ async fn a_token_is_verified_once_then_served_from_the_cache() {
     assert_eq!(again.claim("tenant"), Some(&json!("acme")));
     assert_eq!(again.audience(), [RESOURCE]);
     assert_eq!(again.token_id(), first.token_id());
+    // The raw claims are the token's, members stored apart included.
+    assert_eq!(again.claims(), first.claims());
+    for name in ["iss", "sub", "exp", "iat", "jti", "aud", "client_id", "tenant"] {
+        assert!(again.claim(name).is_some(), "{name}");
+    }
+    assert_eq!(again.claim("iss"), Some(&json!(issuer.issuer())));
     // A token differing in one claim (so in its bytes) is verified on its own.
     let other = issuer.token().subject("b").audience(RESOURCE).sign();
     assert_eq!(verify(&v, &other).await.unwrap().subject(), "b");

@@ -184,4 +184,22 @@ mod tests {
             BasicCredentials::Absent
         ));
     }
+
+    proptest::proptest! {
+        /// Hostile input never panics the parsers of the request path.
+        #[test]
+        fn parsers_never_panic(input in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = Params::parse(&input);
+            let _ = form_decode(&String::from_utf8_lossy(&input));
+            let mut basic = b"Basic ".to_vec();
+            basic.extend_from_slice(STANDARD.encode(&input).as_bytes());
+            for value in [input.as_slice(), basic.as_slice()] {
+                if let Ok(value) = HeaderValue::from_bytes(value) {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(header::AUTHORIZATION, value);
+                    let _ = basic_credentials(&headers);
+                }
+            }
+        }
+    }
 }

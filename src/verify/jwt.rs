@@ -219,7 +219,7 @@ impl JwtVerifier {
         let header = parsed.header()?;
         let (alg, kid) = self.check_header(&header)?;
         check_signature_length(alg, parsed.signature.len())?;
-        let (claims, raw_claims) = parsed.claims()?;
+        let claims = parsed.claims()?;
         let issuer = self.check_claims(&claims)?;
         // 4: the key (may fetch).
         let keys = match self.inner.issuers[issuer].1.key_set(kid, alg).await {
@@ -240,7 +240,6 @@ impl JwtVerifier {
         let exp = numeric_date(claims.get("exp"))?.unwrap_or(0);
         let ctx = context_from_claims(
             &claims,
-            raw_claims,
             Arc::clone(&self.inner.issuer_names[issuer]),
             self.inner.scope_claims.as_deref(),
         )?;
@@ -521,16 +520,8 @@ impl<'a> Parsed<'a> {
         decode_object(self.header_b64)
     }
 
-    /// The claims, and their JSON text (kept for the context, parsed again
-    /// only if a handler asks for raw claims).
-    fn claims(&self) -> Result<(Map<String, Value>, Box<str>), AuthError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(self.payload_b64)
-            .map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))?;
-        let map = parse_object(&bytes)?;
-        let text =
-            String::from_utf8(bytes).map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))?;
-        Ok((map, text.into_boxed_str()))
+    fn claims(&self) -> Result<Map<String, Value>, AuthError> {
+        decode_object(self.payload_b64)
     }
 }
 
@@ -617,7 +608,6 @@ fn scopes_from_paths(
 
 fn context_from_claims(
     claims: &Map<String, Value>,
-    raw: Box<str>,
     issuer: Arc<str>,
     scope_claims: Option<&[String]>,
 ) -> Result<AuthContext, AuthError> {
@@ -643,8 +633,23 @@ fn context_from_claims(
     if let Ok(Some(exp)) = numeric_date(claims.get("exp")) {
         b = b.expires_at_unix(exp);
     }
-    // Audience, token id and raw claims are derived from the JSON on first use.
-    Ok(b.raw_claims(raw).build())
+    // Audience, token id and raw claims are derived from the JSON on first
+    // use; the members stored directly are left out of it (memory per cached
+    // token) and put back then.
+    let mut rest = claims.clone();
+    rest.remove("iss");
+    rest.remove("sub");
+    if rest.get("exp").is_some_and(Value::is_u64) {
+        rest.remove("exp");
+    }
+    let client_id_taken = rest.get("client_id").is_some_and(Value::is_string);
+    if client_id_taken {
+        rest.remove("client_id");
+    }
+    let rest =
+        serde_json::to_string(&rest).map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))?;
+    Ok(b.rest_claims(rest.into_boxed_str(), client_id_taken)
+        .build())
 }
 
 #[cfg(test)]
