@@ -11,7 +11,8 @@
 //! 1. calls the MCP endpoint without a token and reads the 401 challenge;
 //! 2. fetches the RFC 9728 metadata named by `resource_metadata`;
 //! 3. discovers the authorization server (RFC 8414) and its keys;
-//! 4. gets a token bound to the resource (RFC 8707 `aud`);
+//! 4. gets a token the way clients do: registration, authorization code
+//!    with PKCE and a `resource` indicator (RFC 8707), token exchange;
 //! 5. connects a real rmcp client with the token, lists tools, calls `whoami`;
 //! 6. step-up: `add_note` with a `notes:read` token gets HTTP 403 and an
 //!    `insufficient_scope` challenge; a token with the union of scopes works;
@@ -115,17 +116,13 @@ async fn main() -> Result<(), BoxError> {
 
     step(
         4,
-        "Get an access token for alice, bound to this resource (RFC 8707)",
+        "Get a token for alice: authorization code + PKCE, bound to this resource (RFC 8707)",
     );
-    // A real client runs the authorization code flow with PKCE here; the
-    // development issuer mints the token directly.
-    let read_token = issuer
-        .token()
-        .subject("alice")
-        .client_id("quickstart-client")
-        .audience(&resource)
-        .scopes([notes::NOTES_READ])
-        .sign();
+    // What an MCP client does: register (RFC 7591), send the user to the
+    // authorization endpoint with a PKCE challenge and `resource`, exchange
+    // the code. The development issuer approves at once (no login page).
+    issuer.set_next_subject("alice");
+    let read_token = authorize(&http, &as_metadata, &resource, &[notes::NOTES_READ]).await?;
     println!(
         "token (scope notes:read): {}...",
         &read_token[..24.min(read_token.len())]
@@ -181,13 +178,8 @@ async fn main() -> Result<(), BoxError> {
         }
     }
     println!("re-authorizing with scope \"{}\"", scopes.join(" "));
-    let write_token = issuer
-        .token()
-        .subject("alice")
-        .client_id("quickstart-client")
-        .audience(&resource)
-        .scopes(scopes)
-        .sign();
+    let scope_refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    let write_token = authorize(&http, &as_metadata, &resource, &scope_refs).await?;
     let client = connect(&resource, &write_token).await?;
     println!(
         "with notes:write -> add_note: {}",
@@ -259,6 +251,95 @@ async fn main() -> Result<(), BoxError> {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
     Ok(())
+}
+
+/// The OAuth 2.1 authorization code flow with PKCE (RFC 7636, S256) and a
+/// resource indicator (RFC 8707), as an MCP client runs it.
+async fn authorize(
+    http: &reqwest::Client,
+    as_metadata: &serde_json::Value,
+    resource: &str,
+    scopes: &[&str],
+) -> Result<String, BoxError> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let redirect_uri = "http://127.0.0.1:1/callback";
+    let endpoint = |name: &str| {
+        as_metadata[name]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or(format!("no {name}"))
+    };
+    let registered: serde_json::Value = http
+        .post(endpoint("registration_endpoint")?)
+        .json(&serde_json::json!({
+            "client_name": "quickstart",
+            "redirect_uris": [redirect_uri],
+            "token_endpoint_auth_method": "none",
+        }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let client_id = registered["client_id"]
+        .as_str()
+        .ok_or("no client_id")?
+        .to_owned();
+    let mut verifier_bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut verifier_bytes).map_err(|_| "no randomness")?;
+    let verifier = b64.encode(verifier_bytes);
+    let challenge = b64.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        verifier.as_bytes(),
+    ));
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let scope = scopes.join(" ");
+    let mut authorize_url = url::Url::parse(&endpoint("authorization_endpoint")?)?;
+    authorize_url.query_pairs_mut().extend_pairs([
+        ("response_type", "code"),
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", redirect_uri),
+        ("scope", scope.as_str()),
+        ("state", "quickstart"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("resource", resource),
+    ]);
+    let authorization = no_redirects.get(authorize_url).send().await?;
+    let location = authorization
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("the authorization endpoint did not redirect")?;
+    let code = url::Url::parse(location)?
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .ok_or("no code in the redirect")?;
+    let form: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri),
+            ("client_id", client_id.as_str()),
+            ("code_verifier", verifier.as_str()),
+            ("resource", resource),
+        ])
+        .finish();
+    let token: serde_json::Value = http
+        .post(endpoint("token_endpoint")?)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(token["access_token"]
+        .as_str()
+        .ok_or("no access_token")?
+        .to_owned())
 }
 
 fn args(json: &str) -> serde_json::Map<String, serde_json::Value> {
