@@ -60,7 +60,16 @@ async fn a_token_is_verified_once_then_served_from_the_cache() {
     assert_eq!(again.token_id(), first.token_id());
     // The raw claims are the token's, members stored apart included.
     assert_eq!(again.claims(), first.claims());
-    for name in ["iss", "sub", "exp", "iat", "jti", "aud", "client_id", "tenant"] {
+    for name in [
+        "iss",
+        "sub",
+        "exp",
+        "iat",
+        "jti",
+        "aud",
+        "client_id",
+        "tenant",
+    ] {
         assert!(again.claim(name).is_some(), "{name}");
     }
     assert_eq!(again.claim("iss"), Some(&json!(issuer.issuer())));
