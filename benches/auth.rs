@@ -22,6 +22,9 @@
 //! | `metadata/auth_layer` | GET of the RFC 9728 document through `AuthLayer` via `oneshot`, body collected | `metadata/plain_route` (axum route, same bytes) |
 //! | `flood/{malformed,wrong_issuer,expired,bad_signature}` | `AuthLayer::authenticate` of distinct garbage tokens (cache on, the default) | `flood_nocache/*`, target at most 1.0x; net of `overhead/block_on_empty` |
 //! | `flood_nocache/*` | the same with `verified_cache_max_entries(0)` | |
+//! | `e2e/rmcp` | in process (`oneshot`, no sockets): a stateless `tools/call` of a `ping` tool to an rmcp streamable HTTP server configured as in the load benchmark | for `e2e/*` |
+//! | `e2e/rmcp_after` | `e2e/rmcp` again after the authenticated ones: the two bracket them and show drift | |
+//! | `e2e/{auth_layer,mcp_server}/{RS256,ES256}` | the same call with a reused token through `AuthLayer` over that router, and through `McpServer::into_router` | `e2e/rmcp`, target at most 1/0.95 = 1.05x |
 //!
 //! Cold path: every measured call uses a token the verifier has never seen.
 //! A pool of distinct tokens (distinct `jti`) is minted up front; the timed
@@ -36,6 +39,7 @@
 //! which walks the same pool the same way and runs just before them.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::signature::{
@@ -49,13 +53,18 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
-use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use mcp_oauth2::challenge::bearer_challenge;
 use mcp_oauth2::testing::{SigningAlg, TestIssuer};
 use mcp_oauth2::{
-    AuthConfig, AuthErrorKind, AuthLayer, BearerToken, ErrorCode, JwtVerifier, TokenVerifier,
+    AuthConfig, AuthErrorKind, AuthLayer, BearerToken, ErrorCode, JwtVerifier, McpServer,
+    TokenVerifier,
 };
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ServerHandler, tool, tool_handler, tool_router};
 use serde_json::Value;
 use tokio::runtime::Runtime;
 use tower::{Layer as _, ServiceExt as _};
@@ -268,13 +277,15 @@ fn overhead_and_baselines(c: &mut Criterion, rt: &Runtime, token: &str) {
 
 /// Runs `iters` calls: walks the pool once per fresh `state` (built outside
 /// the timed region); `pass` makes the first `n` calls of the pool (for the
-/// async paths inside one `block_on`) and returns how many failed.
+/// async paths inside one `block_on`) and returns how many failed; `after`
+/// checks the state, untimed.
 fn cold_iters<S, F>(
     rt: &Runtime,
     pool: usize,
     iters: u64,
     fresh: impl Fn() -> S,
     pass: F,
+    after: impl Fn(&S, usize),
 ) -> Duration
 where
     F: Fn(&Runtime, &S, usize) -> usize,
@@ -288,6 +299,7 @@ where
         let failures = pass(rt, &state, n);
         total += start.elapsed();
         assert_eq!(failures, 0, "a cold-path token was rejected");
+        after(&state, n);
         left -= n as u64;
     }
     total
@@ -317,6 +329,11 @@ fn bench_cold_verify(
                         }
                         failures
                     })
+                },
+                |v, n| {
+                    // Every call was a miss: the pool and the primer, each once.
+                    let expected = if cache { n + 1 } else { 0 };
+                    assert_eq!(v.cached_tokens(), expected, "cold/{id}: not cold");
                 },
             )
         });
@@ -349,6 +366,7 @@ fn crypto(c: &mut Criterion, rt: &Runtime, fx: &AlgFixture) {
                         })
                         .count()
                 },
+                |(), _| {},
             )
         });
     });
@@ -376,6 +394,10 @@ fn crypto(c: &mut Criterion, rt: &Runtime, fx: &AlgFixture) {
                         failures
                     })
                 },
+                |layer, _| {
+                    let hits = layer.metrics().snapshot().cache_hits;
+                    assert_eq!(hits, 0, "cold/authenticate: a cache hit");
+                },
             )
         });
     });
@@ -389,6 +411,9 @@ fn warm(c: &mut Criterion, rt: &Runtime, fixtures: &[AlgFixture]) {
         let headers = bearer_headers(&fx.tokens[0]);
         // Prime: the first call verifies (and caches, where a cache exists).
         assert!(rt.block_on(layer.authenticate(&headers)).is_ok());
+        assert!(rt.block_on(layer.authenticate(&headers)).is_ok());
+        let hits = layer.metrics().snapshot().cache_hits;
+        assert_eq!(hits, 1, "warm/{}: the second call was not a hit", fx.name());
         group.bench_function(BenchmarkId::new("authenticate", fx.name()), |b| {
             b.iter(|| {
                 rt.block_on(async { black_box(layer.authenticate(black_box(&headers)).await) })
@@ -579,6 +604,8 @@ fn flood(c: &mut Criterion, rt: &Runtime, rs: &AlgFixture) {
                     }
                 }
             }
+            let hits = layer.metrics().snapshot().cache_hits;
+            assert_eq!(hits, 0, "{group_name}/{name}: garbage hit the cache");
             let mut group = c.benchmark_group(*group_name);
             group.bench_function(*name, |b| {
                 let mut i = 0;
@@ -596,6 +623,166 @@ fn flood(c: &mut Criterion, rt: &Runtime, rs: &AlgFixture) {
     other.shutdown();
 }
 
+/// A stateless (2026-07-28) `tools/call`, as the load benchmark sends it,
+/// of a tool that does the same work with or without a caller.
+const TOOLS_CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ping","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+
+/// The MCP server of the end-to-end benches: one tool that needs no caller,
+/// so the servers with and without authentication do the same work.
+#[derive(Clone)]
+struct Ping {
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl Ping {
+    fn new() -> Self {
+        Self {
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(description = "Answers pong")]
+    async fn ping(&self) -> Result<String, rmcp::ErrorData> {
+        Ok("pong".to_owned())
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Ping {}
+
+fn tools_call(token: Option<&str>) -> Request<Body> {
+    let mut req = Request::post("/mcp")
+        .header(HOST, "127.0.0.1")
+        .header(CONTENT_TYPE, "application/json")
+        .header(ACCEPT, "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "ping");
+    if let Some(token) = token {
+        req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+    }
+    req.body(Body::from(TOOLS_CALL))
+        .unwrap_or_else(|e| panic!("request: {e}"))
+}
+
+/// One in-process request through `service`: status and body length.
+async fn call<S>(service: &S, req: Request<Body>) -> (StatusCode, usize)
+where
+    S: tower::Service<
+            Request<Body>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone,
+{
+    let response = service
+        .clone()
+        .oneshot(req)
+        .await
+        .unwrap_or_else(|e| match e {});
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap_or_else(|e| panic!("body: {e}"));
+    (status, body.len())
+}
+
+/// End to end in process: an rmcp streamable HTTP server configured as in
+/// the load benchmark (JSON responses, stateless) answering a `tools/call`,
+/// without and with authentication (a reused token: cache hits), no
+/// sockets. The difference is what authentication costs per request, free
+/// of network and load-generator noise.
+fn e2e(c: &mut Criterion, rt: &Runtime, fixtures: &[AlgFixture]) {
+    let rmcp_config = || {
+        StreamableHttpServerConfig::default()
+            .with_json_response(true)
+            .with_legacy_session_mode(false)
+            .with_sse_keep_alive(None)
+    };
+    let plain: Router = Router::new().nest_service(
+        "/mcp",
+        StreamableHttpService::new(
+            || Ok(Ping::new()),
+            Arc::new(LocalSessionManager::default()),
+            rmcp_config(),
+        ),
+    );
+    // The plain server gets the same request, token included (ignored), so
+    // that building and parsing it costs the same on both sides.
+    let any_token = fixtures[0].tokens[0].as_str();
+    let (status, len) = rt.block_on(call(&plain, tools_call(Some(any_token))));
+    assert_eq!(status, StatusCode::OK, "e2e/rmcp");
+
+    let mut group = c.benchmark_group("e2e");
+    group.bench_function("rmcp", |b| {
+        b.iter(|| rt.block_on(call(&plain, tools_call(Some(any_token)))));
+    });
+    for fx in fixtures.iter().filter(|fx| fx.alg != SigningAlg::EdDsa) {
+        let token = fx.tokens[0].as_str();
+        // The layer alone over the same rmcp router.
+        let auth = fx.layer(true);
+        let layered_metrics = auth.metrics();
+        let layered = auth.layer(plain.clone());
+        // The crate's server builder, as the load benchmark runs it.
+        let server = McpServer::builder()
+            .auth(fx.config.clone())
+            .verifier(fx.verifier(true))
+            .rmcp_config(move |_| rmcp_config())
+            .service(|| Ok(Ping::new()))
+            .build()
+            .unwrap_or_else(|e| panic!("McpServer: {e}"));
+        let server_metrics = server.metrics();
+        let server = server.into_router();
+        // The same answer as without authentication.
+        for (name, answer) in [
+            (
+                "auth_layer",
+                rt.block_on(call(&layered, tools_call(Some(token)))),
+            ),
+            (
+                "mcp_server",
+                rt.block_on(call(&server, tools_call(Some(token)))),
+            ),
+        ] {
+            assert_eq!(answer, (StatusCode::OK, len), "e2e/{name}/{}", fx.name());
+        }
+        for (name, status) in [
+            (
+                "auth_layer",
+                rt.block_on(call(&layered, tools_call(None))).0,
+            ),
+            ("mcp_server", rt.block_on(call(&server, tools_call(None))).0),
+        ] {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "e2e/{name}: no token");
+        }
+        group.bench_function(BenchmarkId::new("auth_layer", fx.name()), |b| {
+            b.iter(|| rt.block_on(call(&layered, tools_call(Some(token)))));
+        });
+        group.bench_function(BenchmarkId::new("mcp_server", fx.name()), |b| {
+            b.iter(|| rt.block_on(call(&server, tools_call(Some(token)))));
+        });
+        // The token was verified once per server; every later call was a hit.
+        for (name, metrics) in [
+            ("auth_layer", &layered_metrics),
+            ("mcp_server", &server_metrics),
+        ] {
+            let m = metrics.snapshot();
+            assert_eq!(
+                m.cache_misses,
+                1,
+                "e2e/{name}/{}: not a cache hit",
+                fx.name()
+            );
+        }
+    }
+    // The plain server again: the two `e2e/rmcp*` figures bracket the
+    // authenticated ones and show how much the process drifted meanwhile.
+    group.bench_function("rmcp_after", |b| {
+        b.iter(|| rt.block_on(call(&plain, tools_call(Some(any_token)))));
+    });
+    group.finish();
+}
+
 fn all(c: &mut Criterion) {
     let rt = runtime();
     let fixtures: Vec<AlgFixture> = ALGS.iter().map(|&alg| AlgFixture::new(&rt, alg)).collect();
@@ -609,6 +796,7 @@ fn all(c: &mut Criterion) {
     challenge(c, &rs.config.resource_metadata_url());
     metadata(c, &rt, rs);
     flood(c, &rt, rs);
+    e2e(c, &rt, &fixtures);
 
     for fx in fixtures {
         fx.issuer.shutdown();
