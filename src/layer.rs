@@ -402,7 +402,8 @@ where
                 v.set_sensitive(true);
             }
             let is_delete = req.method() == Method::DELETE;
-            let owner = (on_mcp && shared.bind_sessions).then(|| principal_key(&ctx));
+            // The owner digest is computed only when a session is created.
+            let owner = (on_mcp && shared.bind_sessions).then(|| ctx.clone());
             let filter_for = (lists && shared.policy.hide_unauthorized).then(|| ctx.clone());
             req.extensions_mut().insert(ctx);
             let mut response = inner.call(req).await?;
@@ -413,7 +414,7 @@ where
                 match (&session, response.headers().get(SESSION_HEADER)) {
                     (None, Some(new_id)) if response.status().is_success() => {
                         if let Ok(new_id) = new_id.to_str() {
-                            shared.sessions.bind(new_id.to_owned(), owner);
+                            shared.sessions.bind(new_id.to_owned(), principal_key(&owner));
                         }
                     }
                     (Some(id), _) if is_delete && response.status().is_success() => {
