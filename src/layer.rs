@@ -414,7 +414,9 @@ where
                 match (&session, response.headers().get(SESSION_HEADER)) {
                     (None, Some(new_id)) if response.status().is_success() => {
                         if let Ok(new_id) = new_id.to_str() {
-                            shared.sessions.bind(new_id.to_owned(), principal_key(&owner));
+                            shared
+                                .sessions
+                                .bind(new_id.to_owned(), principal_key(&owner));
                         }
                     }
                     (Some(id), _) if is_delete && response.status().is_success() => {
