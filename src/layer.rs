@@ -164,7 +164,6 @@ impl AuthLayer {
         self
     }
 
-    /// The metadata document this layer serves.
     /// A handle on this layer's counters (shared with every clone).
     pub fn metrics(&self) -> Metrics {
         Metrics(Arc::clone(&self.shared))
