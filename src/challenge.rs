@@ -135,7 +135,7 @@ pub(crate) struct ChallengeParams {
 }
 
 /// JSON body of an error response: `{"error": ..., "error_description": ...}`.
-fn error_body(kind: AuthErrorKind) -> String {
+pub(crate) fn error_body(kind: AuthErrorKind) -> String {
     let mut body = String::with_capacity(128);
     body.push('{');
     if let Some(code) = kind.error_code() {

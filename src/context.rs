@@ -13,7 +13,7 @@ use rmcp::handler::server::common::{AsRequestContext, FromContextPart};
 use rmcp::service::{RequestContext, RoleServer};
 use serde_json::{Map, Value};
 
-use crate::error::{AuthError, AuthErrorKind};
+use crate::error::AuthErrorKind;
 use crate::handle::{HandleError, HandleKey};
 use crate::scope::ScopeHierarchy;
 
@@ -403,14 +403,12 @@ impl IntoResponse for MissingAuthContext {
             reason = AuthErrorKind::NotAuthenticated.code(),
             "an axum handler asked for the AuthContext but no authentication layer ran"
         );
-        let err = AuthError::new(AuthErrorKind::NotAuthenticated);
-        (err.kind().status(), [(http::header::CONTENT_TYPE, "application/json")], {
-            format!(
-                "{{\"error\":\"invalid_token\",\"error_description\":\"{}\",\"reason\":\"{}\"}}",
-                err.kind().description(),
-                err.kind().code()
-            )
-        })
+        let kind = AuthErrorKind::NotAuthenticated;
+        (
+            kind.status(),
+            [(http::header::CONTENT_TYPE, "application/json")],
+            crate::challenge::error_body(kind),
+        )
             .into_response()
     }
 }

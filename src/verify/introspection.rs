@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
@@ -21,6 +21,8 @@ use http::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::jwt::now_unix;
+use super::token_cache::token_key;
 use super::{TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
 use crate::config::{AuthConfig, check_https};
@@ -219,7 +221,7 @@ impl IntrospectionVerifier {
     }
 
     async fn verify_token(&self, token: &str) -> Result<AuthContext, AuthError> {
-        let key = token_hash(token);
+        let key = token_key(token);
         let now = Instant::now();
         if let Some(outcome) = self.cached(&key, now) {
             return outcome.map_err(AuthError::new);
@@ -513,21 +515,6 @@ impl TokenVerifier for IntrospectionVerifier {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// SHA-256 of the token: the cache key, so the cache never holds a token.
-pub(crate) fn token_hash(token: &str) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
 }
 
 /// `application/x-www-form-urlencoded` encoding (WHATWG URL), via the url crate.

@@ -420,7 +420,8 @@ fn typ_allowed(typ: Option<&str>, policy: TypPolicy) -> bool {
     }
 }
 
-fn now_unix() -> u64 {
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
