@@ -199,6 +199,82 @@ impl Shared {
         Ok(ctx.with_hierarchy(Arc::clone(&self.hierarchy)))
     }
 
+    /// The verdict on a request's credentials when it needs no waiting: a
+    /// missing or malformed `Authorization` header, or a token the verifier
+    /// already trusts. `None`: the token must be verified.
+    fn verify_now(&self, headers: &http::HeaderMap) -> Option<Result<AuthContext, AuthError>> {
+        let verified = match read_bearer(headers, self.max_token_bytes) {
+            Ok(Credentials::Bearer(token)) => Ok(self
+                .verifier
+                .verify_cached(token)?
+                .with_hierarchy(Arc::clone(&self.hierarchy))),
+            Ok(Credentials::None) => Err(AuthErrorKind::MissingToken.into()),
+            Err(err) => Err(err),
+        };
+        record_outcome(&verify_span(), &verified, verified.is_ok());
+        Some(verified)
+    }
+
+    /// Admits a verified caller: the scopes `required` (RFC 6750 section
+    /// 3.1), the ownership of a legacy session; then hands the context to
+    /// the inner service through the request extensions. `Err` is the
+    /// response to send instead (boxed: a rare path).
+    fn admit(
+        self: &Arc<Self>,
+        req: &mut Request<Body>,
+        ctx: AuthContext,
+        required: &[String],
+        on_mcp: bool,
+        lists: bool,
+    ) -> Result<Admitted, Box<Response>> {
+        if let Err(err) = self.check_scopes(&ctx, required) {
+            return Err(Box::new(self.reject(&err, req.method(), req.uri().path())));
+        }
+        let session_hook = if on_mcp && self.bind_sessions {
+            let session = session_id(req);
+            if let Some(id) = &session
+                && !self.sessions.is_owned_by(id, &ctx)
+            {
+                tracing::warn!(
+                    subject = ctx.subject(),
+                    issuer = ctx.issuer(),
+                    reason = "session_not_owned",
+                    "refused a session id that this principal did not create"
+                );
+                return Err(Box::new(session_not_found()));
+            }
+            let is_delete = req.method() == Method::DELETE;
+            // Only a request without a session may create one, and only a
+            // DELETE ends one: other requests need nothing afterwards.
+            (session.is_none() || is_delete).then(|| SessionHook {
+                shared: Arc::clone(self),
+                // The owner digest is computed only when a session is created.
+                owner: ctx.clone(),
+                session,
+                is_delete,
+            })
+        } else {
+            None
+        };
+        self.outcomes.accept();
+        tracing::debug!(
+            subject = ctx.subject(),
+            issuer = ctx.issuer(),
+            "authenticated a request"
+        );
+        // Keep the credential out of Debug output of the request further
+        // down (rmcp logs request parts at trace level).
+        if let Some(v) = req.headers_mut().get_mut(http::header::AUTHORIZATION) {
+            v.set_sensitive(true);
+        }
+        let filter_for = (lists && self.policy.hide_unauthorized).then(|| ctx.clone());
+        req.extensions_mut().insert(ctx);
+        Ok(Admitted {
+            session_hook,
+            filter_for,
+        })
+    }
+
     fn check_scopes(&self, ctx: &AuthContext, required: &[String]) -> Result<(), AuthError> {
         if self.hierarchy.missing(ctx.scopes(), required).is_empty() {
             Ok(())
@@ -313,119 +389,249 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+    type Future = ResponseFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let shared = Arc::clone(&self.shared);
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
         let path = req.uri().path();
-        if shared.metadata.serves(path) {
-            let response = shared.metadata.respond(req.method());
-            return Box::pin(async move { Ok(response) });
+        if self.shared.metadata.serves(path) {
+            return ResponseFuture::ready(self.shared.metadata.respond(req.method()));
         }
-        if req.method() == Method::OPTIONS || shared.exempt.iter().any(|r| r.matches(path)) {
-            return Box::pin(self.inner.call(req));
+        if req.method() == Method::OPTIONS || self.shared.exempt.iter().any(|r| r.matches(path)) {
+            return ResponseFuture::inner(self.inner.call(req), None);
         }
-        let on_mcp = path == shared.mcp_path;
+        let on_mcp = path == self.shared.mcp_path;
+        let reads_body =
+            on_mcp && req.method() == Method::POST && self.shared.policy.has_operation_rules();
+        // The fast path, taken by every request of a client that reuses its
+        // token and needs nothing read from the body: decided here, without
+        // a verification future, and the inner service's future is returned
+        // as it is (no box, no second copy of the service).
+        if !reads_body {
+            let verified = match self.shared.verify_now(req.headers()) {
+                Some(verified) => verified,
+                None => return self.call_slow(req, on_mcp, false),
+            };
+            return match verified {
+                Ok(ctx) => {
+                    let mut req = req;
+                    match self.shared.admit(
+                        &mut req,
+                        ctx,
+                        &self.shared.policy.global,
+                        on_mcp,
+                        false,
+                    ) {
+                        Ok(admitted) => {
+                            ResponseFuture::inner(self.inner.call(req), admitted.session_hook)
+                        }
+                        Err(response) => ResponseFuture::ready(*response),
+                    }
+                }
+                Err(err) => {
+                    ResponseFuture::ready(self.shared.reject(&err, req.method(), req.uri().path()))
+                }
+            };
+        }
+        self.call_slow(req, on_mcp, reads_body)
+    }
+}
+
+impl<S> AuthService<S>
+where
+    S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    /// Everything that may wait: a verification that is not a cache hit
+    /// (keys may be fetched), a body read for per-operation scopes, a list
+    /// response filtered for the caller.
+    fn call_slow(
+        &mut self,
+        mut req: Request<Body>,
+        on_mcp: bool,
+        reads_body: bool,
+    ) -> ResponseFuture<S::Future, S::Error> {
+        let shared = Arc::clone(&self.shared);
         // Take the service that was driven to readiness; leave a clone behind
         // (the tower idiom for services called from a boxed future).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let span = tracing::debug_span!(
-                "mcp_oauth2.verify",
-                outcome = tracing::field::Empty,
-                reason = tracing::field::Empty
-            );
+        ResponseFuture::boxed(Box::pin(async move {
+            let span = verify_span();
             let verified = shared.verify(req.headers()).instrument(span.clone()).await;
-            match &verified {
-                Ok(_) => span.record("outcome", "accepted"),
-                Err(e) => span
-                    .record("outcome", "rejected")
-                    .record("reason", e.kind().code()),
-            };
+            record_outcome(&span, &verified, false);
             let ctx = match verified {
                 Ok(ctx) => ctx,
                 Err(err) => return Ok(shared.reject(&err, req.method(), req.uri().path())),
             };
             let mut lists = false;
-            let required =
-                if on_mcp && req.method() == Method::POST && shared.policy.has_operation_rules() {
-                    match shared.required_for(req).await {
-                        Ok((buffered, required, has_lists)) => {
-                            req = buffered;
-                            lists = has_lists;
-                            required
-                        }
-                        Err((err, parts)) => {
-                            return Ok(shared.reject(&err, parts.method(), parts.uri().path()));
-                        }
+            let required = if reads_body {
+                match shared.required_for(req).await {
+                    Ok((buffered, required, has_lists)) => {
+                        req = buffered;
+                        lists = has_lists;
+                        required
                     }
-                } else {
-                    shared.policy.global.clone()
-                };
-            if let Err(err) = shared.check_scopes(&ctx, &required) {
-                return Ok(shared.reject(&err, req.method(), req.uri().path()));
-            }
-            let session = if on_mcp && shared.bind_sessions {
-                match session_id(&req) {
-                    Some(id) => {
-                        if !shared.sessions.is_owned_by(&id, &ctx) {
-                            tracing::warn!(
-                                subject = ctx.subject(),
-                                issuer = ctx.issuer(),
-                                reason = "session_not_owned",
-                                "refused a session id that this principal did not create"
-                            );
-                            return Ok(session_not_found());
-                        }
-                        Some(id)
+                    Err((err, parts)) => {
+                        return Ok(shared.reject(&err, parts.method(), parts.uri().path()));
                     }
-                    None => None,
                 }
             } else {
-                None
+                shared.policy.global.clone()
             };
-            shared.outcomes.accept();
-            tracing::debug!(
-                subject = ctx.subject(),
-                issuer = ctx.issuer(),
-                "authenticated a request"
-            );
-            // Keep the credential out of Debug output of the request further
-            // down (rmcp logs request parts at trace level).
-            if let Some(v) = req.headers_mut().get_mut(http::header::AUTHORIZATION) {
-                v.set_sensitive(true);
-            }
-            let is_delete = req.method() == Method::DELETE;
-            // The owner digest is computed only when a session is created.
-            let owner = (on_mcp && shared.bind_sessions).then(|| ctx.clone());
-            let filter_for = (lists && shared.policy.hide_unauthorized).then(|| ctx.clone());
-            req.extensions_mut().insert(ctx);
+            let admitted = match shared.admit(&mut req, ctx, &required, on_mcp, lists) {
+                Ok(admitted) => admitted,
+                Err(response) => return Ok(*response),
+            };
             let mut response = inner.call(req).await?;
-            if let Some(ctx) = filter_for {
+            if let Some(ctx) = admitted.filter_for {
                 response = filter_lists(response, &shared.policy, &ctx).await;
             }
-            if let Some(owner) = owner {
-                match (&session, response.headers().get(SESSION_HEADER)) {
-                    (None, Some(new_id)) if response.status().is_success() => {
-                        if let Ok(new_id) = new_id.to_str() {
-                            shared
-                                .sessions
-                                .bind(new_id.to_owned(), principal_key(&owner));
-                        }
-                    }
-                    (Some(id), _) if is_delete && response.status().is_success() => {
-                        shared.sessions.unbind(id)
-                    }
-                    _ => {}
-                }
+            if let Some(hook) = admitted.session_hook {
+                hook.after(&response);
             }
             Ok(response)
-        })
+        }))
+    }
+}
+
+/// The span around a verification: outcome and reason code, never token
+/// material.
+fn verify_span() -> tracing::Span {
+    tracing::debug_span!(
+        "mcp_oauth2.verify",
+        outcome = tracing::field::Empty,
+        reason = tracing::field::Empty,
+        cached = tracing::field::Empty,
+    )
+}
+
+fn record_outcome(span: &tracing::Span, verified: &Result<AuthContext, AuthError>, cached: bool) {
+    match verified {
+        Ok(_) => span.record("outcome", "accepted").record("cached", cached),
+        Err(e) => span
+            .record("outcome", "rejected")
+            .record("reason", e.kind().code()),
+    };
+}
+
+/// What [`Shared::admit`] leaves to do around the inner service.
+struct Admitted {
+    /// Binds or forgets a legacy session once the response is known.
+    session_hook: Option<SessionHook>,
+    /// The caller whose list results are filtered.
+    filter_for: Option<AuthContext>,
+}
+
+/// Session bookkeeping after the inner service answered.
+struct SessionHook {
+    shared: Arc<Shared>,
+    owner: AuthContext,
+    /// The session the request named, if any.
+    session: Option<String>,
+    is_delete: bool,
+}
+
+impl SessionHook {
+    fn after(self, response: &Response) {
+        if !response.status().is_success() {
+            return;
+        }
+        match (&self.session, response.headers().get(SESSION_HEADER)) {
+            (None, Some(new_id)) => {
+                if let Ok(new_id) = new_id.to_str() {
+                    self.shared
+                        .sessions
+                        .bind(new_id.to_owned(), principal_key(&self.owner));
+                }
+            }
+            (Some(id), _) if self.is_delete => self.shared.sessions.unbind(id),
+            _ => {}
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`AuthService`]: an answer decided at once (a
+    /// rejection, the metadata), the inner service's own future (a known
+    /// token), or a boxed future for requests that must wait (a token not
+    /// verified yet, a body read for per-operation scopes).
+    pub struct ResponseFuture<F, E> {
+        #[pin]
+        kind: Kind<F, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F, E> {
+        Ready { response: Option<Response> },
+        Inner { #[pin] future: F, hook: Option<SessionHook> },
+        Boxed { future: BoxFuture<'static, Result<Response, E>> },
+    }
+}
+
+impl<F, E> ResponseFuture<F, E> {
+    fn ready(response: Response) -> Self {
+        Self {
+            kind: Kind::Ready {
+                response: Some(response),
+            },
+        }
+    }
+
+    fn inner(future: F, hook: Option<SessionHook>) -> Self {
+        Self {
+            kind: Kind::Inner { future, hook },
+        }
+    }
+
+    fn boxed(future: BoxFuture<'static, Result<Response, E>>) -> Self {
+        Self {
+            kind: Kind::Boxed { future },
+        }
+    }
+}
+
+impl<F, E> std::fmt::Debug for ResponseFuture<F, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            Kind::Ready { .. } => "ready",
+            Kind::Inner { .. } => "inner",
+            Kind::Boxed { .. } => "boxed",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish()
+    }
+}
+
+impl<F, E> std::future::Future for ResponseFuture<F, E>
+where
+    F: std::future::Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Ready { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                // Polled again after completion: a caller bug. Answer with an
+                // error response rather than panicking.
+                None => Poll::Ready(Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())),
+            },
+            KindProj::Inner { future, hook } => {
+                let response = std::task::ready!(future.poll(cx))?;
+                if let Some(hook) = hook.take() {
+                    hook.after(&response);
+                }
+                Poll::Ready(Ok(response))
+            }
+            KindProj::Boxed { future } => future.as_mut().poll(cx),
+        }
     }
 }
 

@@ -75,7 +75,7 @@ pub use context::{AuthContext, RequestContextExt};
 pub use error::{AuthError, AuthErrorKind, ConfigError, Error, ErrorCode};
 pub use handle::{HandleError, HandleKey};
 pub use jsonwebtoken::Algorithm;
-pub use layer::{AuthLayer, AuthService, Metrics};
+pub use layer::{AuthLayer, AuthService, Metrics, ResponseFuture};
 pub use metadata::ProtectedResourceMetadata;
 pub use metrics::MetricsSnapshot;
 pub use scope::{ScopeHierarchy, ScopePolicy};

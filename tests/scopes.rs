@@ -524,3 +524,68 @@ async fn lists_are_not_filtered_by_default() {
     assert!(names.contains(&"whoami_arg".to_owned()));
     client.cancel().await.unwrap();
 }
+
+// A session created by a request whose token is already verified (the
+// layer's fast path, no verification future) is bound like any other, and
+// a DELETE on that path ends the binding.
+#[tokio::test]
+async fn sessions_created_with_a_known_token_are_bound_too() {
+    let h = Harness::start(|b| b).await;
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let alice = h.token("alice");
+    let bob = h.token("bob");
+    let bearer = |t: &str| format!("Bearer {t}");
+    // Both tokens verified once (and cached) before the session exists.
+    for t in [&alice, &bob] {
+        assert_eq!(
+            h.post(&[("authorization", &bearer(t))], init)
+                .await
+                .status(),
+            200
+        );
+    }
+    let resp = h.post(&[("authorization", &bearer(&alice))], init).await;
+    assert_eq!(resp.status(), 200);
+    let session = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let with = |t: &str| {
+        vec![
+            ("authorization".to_owned(), bearer(t)),
+            ("mcp-session-id".to_owned(), session.clone()),
+            ("mcp-protocol-version".to_owned(), "2025-11-25".to_owned()),
+        ]
+    };
+    let send = |headers: Vec<(String, String)>, method: reqwest::Method, body: &'static str| {
+        let h = &h;
+        async move {
+            let mut req = reqwest::Client::new()
+                .request(method, &h.resource)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(body);
+            for (k, v) in &headers {
+                req = req.header(k, v);
+            }
+            req.send().await.unwrap().status()
+        }
+    };
+    assert_eq!(
+        send(with(&alice), reqwest::Method::POST, initialized).await,
+        202
+    );
+    assert_eq!(send(with(&alice), reqwest::Method::POST, list).await, 200);
+    assert_eq!(send(with(&bob), reqwest::Method::POST, list).await, 404);
+    // Bob cannot end alice's session; alice can.
+    assert_eq!(send(with(&bob), reqwest::Method::DELETE, "").await, 404);
+    assert_eq!(send(with(&alice), reqwest::Method::POST, list).await, 200);
+    assert!(
+        send(with(&alice), reqwest::Method::DELETE, "")
+            .await
+            .is_success()
+    );
+    assert_eq!(send(with(&alice), reqwest::Method::POST, list).await, 404);
+}

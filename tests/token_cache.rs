@@ -165,3 +165,51 @@ async fn the_cache_is_bounded_and_can_be_turned_off() {
     assert!(verify(&off, &t).await.is_ok());
     assert_eq!(off.cached_tokens(), 0);
 }
+
+/// The cache finds entries by a short hash of the token's tail and confirms
+/// a hit with the SHA-256 of the whole token: a token forged to end like a
+/// cached one is verified in full (and refused), never served from the cache.
+#[tokio::test]
+async fn a_token_sharing_a_cached_tail_is_not_a_hit() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let v = verifier(&issuer, |b| b);
+    let good = issuer.token().subject("alice").audience(RESOURCE).sign();
+    assert_eq!(verify(&v, &good).await.unwrap().subject(), "alice");
+    // Another payload (subject mallory) with alice's signature.
+    let other = issuer.token().subject("mallory").audience(RESOURCE).sign();
+    let (alice_input, alice_sig) = good.rsplit_once('.').unwrap();
+    let (mallory_input, _) = other.rsplit_once('.').unwrap();
+    assert_ne!(alice_input, mallory_input);
+    let forged = format!("{mallory_input}.{alice_sig}");
+    assert_eq!(
+        verify(&v, &forged).await.err(),
+        Some(AuthErrorKind::InvalidSignature)
+    );
+    // The forgery neither evicted nor replaced alice's entry.
+    assert_eq!(v.cached_tokens(), 1);
+    assert_eq!(verify(&v, &good).await.unwrap().subject(), "alice");
+    // Hits and misses are each counted once per verification: alice's first
+    // sight and the forgery missed, alice's second sight hit.
+    let mut m = mcp_oauth2::MetricsSnapshot::default();
+    v.add_metrics(&mut m);
+    assert_eq!((m.cache_hits, m.cache_misses), (1, 2));
+}
+
+/// `verify_cached` answers only for tokens verified before, and with the
+/// same context as `verify`.
+#[tokio::test]
+async fn verify_cached_answers_only_known_tokens() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let v = verifier(&issuer, |b| b);
+    let token = issuer.token().subject("bob").audience(RESOURCE).sign();
+    assert!(v.verify_cached(BearerToken::new(&token)).is_none());
+    let verified = verify(&v, &token).await.unwrap();
+    let cached = v.verify_cached(BearerToken::new(&token)).unwrap();
+    assert_eq!(cached.subject(), verified.subject());
+    assert_eq!(cached.scopes(), verified.scopes());
+    assert!(v.verify_cached(BearerToken::new("garbage")).is_none());
+    // With the cache off there is never a quick answer.
+    let off = verifier(&issuer, |b| b.verified_cache_max_entries(0));
+    assert!(verify(&off, &token).await.is_ok());
+    assert!(off.verify_cached(BearerToken::new(&token)).is_none());
+}

@@ -184,9 +184,15 @@ impl JwksCache {
         let Some(keys) = &plan.keys else {
             return false;
         };
-        if !plan.fresh && plan.may_refresh && !plan.inflight {
+        // Outside a Tokio runtime (a caller driving the layer by hand)
+        // nothing is spawned; the next verification on a runtime refreshes.
+        if !plan.fresh
+            && plan.may_refresh
+            && !plan.inflight
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
             let refresh = self.refresh();
-            tokio::spawn(async move {
+            runtime.spawn(async move {
                 let _ = refresh.await;
             });
         }

@@ -38,6 +38,34 @@ pub(crate) fn verify_signature(
     verify_with_provider(alg, &key.key, message, signature)
 }
 
+/// Whether `alg` hashes its signing input with SHA-256, so that the
+/// SHA-256 the verified-token cache needs can share that hashing
+/// ([`verify_prehashed`]).
+pub(crate) fn hashes_with_sha256(alg: Algorithm) -> bool {
+    matches!(alg, Algorithm::RS256 | Algorithm::PS256 | Algorithm::ES256)
+}
+
+/// Verifies `signature` over the message whose SHA-256 is `digest`, for an
+/// algorithm that [`hashes_with_sha256`]. `None` when this key or backend
+/// cannot verify a digest: then use [`verify_signature`].
+#[allow(unused_variables)]
+pub(crate) fn verify_prehashed(
+    alg: Algorithm,
+    key: &VerifyingKey,
+    digest: &aws_lc_rs::digest::Digest,
+    signature: &[u8],
+) -> Option<bool> {
+    #[cfg(feature = "aws_lc_rs")]
+    {
+        key.prepared
+            .inner
+            .as_ref()?
+            .verify_digest(alg, digest, signature)
+    }
+    #[cfg(not(feature = "aws_lc_rs"))]
+    None
+}
+
 /// The same through jsonwebtoken's provider (no preparation).
 pub(crate) fn verify_with_provider(
     alg: Algorithm,
@@ -226,6 +254,26 @@ mod prepared {
                 Self::Single { .. } => return Some(false),
             };
             Some(key.verify_sig(message, signature).is_ok())
+        }
+
+        /// As [`Inner::verify`] for a message's SHA-256 (only algorithms
+        /// that hash with SHA-256; aws-lc-rs refuses a digest of another
+        /// algorithm than the key's parameters name).
+        pub(super) fn verify_digest(
+            &self,
+            alg: Algorithm,
+            digest: &aws_lc_rs::digest::Digest,
+            signature: &[u8],
+        ) -> Option<bool> {
+            if !super::hashes_with_sha256(alg) {
+                return None;
+            }
+            let key = match self {
+                Self::Rsa { .. } => self.rsa_for(alg)?,
+                Self::Single { alg: a, key } if *a == alg => key,
+                Self::Single { .. } => return Some(false),
+            };
+            Some(key.verify_digest_sig(digest, signature).is_ok())
         }
     }
 }

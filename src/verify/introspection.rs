@@ -508,6 +508,13 @@ impl TokenVerifier for IntrospectionVerifier {
         Box::pin(self.verify_token(token.as_str()))
     }
 
+    /// An active token's cached introspection result (refusals take the
+    /// slow path, where their own cache answers them).
+    fn verify_cached(&self, token: BearerToken<'_>) -> Option<AuthContext> {
+        self.cached(&token_key(token.as_str()), Instant::now())?
+            .ok()
+    }
+
     fn add_metrics(&self, out: &mut crate::MetricsSnapshot) {
         out.introspection_calls += self.inner.calls.load(std::sync::atomic::Ordering::Relaxed);
     }

@@ -24,15 +24,17 @@
 
 pub(crate) mod json;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
-use serde_json::{Map, Value};
+use serde_json::Number;
+use serde_json::value::RawValue;
 
-use super::crypto::verify_signature;
+use super::crypto::{hashes_with_sha256, verify_prehashed, verify_signature};
 use super::{TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
 use crate::config::{AudienceRule, AuthConfig, TypPolicy};
@@ -41,7 +43,8 @@ use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::jwks::cache::{CachePolicy, JwksCache, Lookup, log_key_notes};
 use crate::jwks::fetch::Fetcher;
 use crate::jwks::keyset::KeySet;
-use crate::verify::token_cache::{Entry, TokenCache, token_key};
+use crate::verify::token_cache::{self, Entry, TokenCache};
+use json::{Members, as_str};
 
 /// Verifies JWT access tokens against the configured issuers' key sets.
 ///
@@ -201,60 +204,95 @@ impl JwtVerifier {
     async fn verify_token(&self, token: &str) -> Result<AuthContext, AuthError> {
         let now = now_unix();
         // 0: a token verified before (see `token_cache` for why this is safe).
-        let cache_key = match &self.inner.cache {
+        // A miss costs a short keyed hash, not the token's SHA-256.
+        let probe = match &self.inner.cache {
             Some(cache) => {
-                let key = token_key(token);
-                if let Some(entry) = cache.get(&key, now) {
-                    if self.inner.issuers[entry.issuer].1.trusts(entry.key) {
-                        return Ok(entry.ctx);
-                    }
-                    cache.remove(&key);
+                let probe = cache.probe(token);
+                if let Some(ctx) = self.cached(cache, probe, token, now) {
+                    return Ok(ctx);
                 }
-                Some(key)
+                cache.count_miss();
+                Some(probe)
             }
             None => None,
         };
-        // 1-3: everything that needs neither keys nor the network.
+        // 1-3: everything that needs neither keys nor the network; the
+        // header and the claims are decoded and parsed once each.
         let parsed = Parsed::split(token)?;
-        let header = parsed.header()?;
+        let header_text = decode_part(parsed.header_b64)?;
+        let header = parse_members(&header_text)?;
         let (alg, kid) = self.check_header(&header)?;
         check_signature_length(alg, parsed.signature.len())?;
-        let claims = parsed.claims()?;
-        let issuer = self.check_claims(&claims)?;
+        let claims_text = decode_part(parsed.payload_b64)?;
+        let claims = parse_members(&claims_text)?;
+        let checked = self.check_claims(&claims, now)?;
         // 4: the key (may fetch).
-        let keys = match self.inner.issuers[issuer].1.key_set(kid, alg).await {
+        let kid = kid.as_deref();
+        let keys = match self.inner.issuers[checked.issuer].1.key_set(kid, alg).await {
             Lookup::Keys(keys) => keys,
             Lookup::Unavailable => return Err(AuthErrorKind::KeysUnavailable.into()),
         };
+        // 5: the signature, with the key's algorithm (checked to fit above).
+        let signing_input = parsed.signing_input.as_bytes();
         let candidates = keys.candidates(kid, alg);
         if candidates.is_empty() {
             return Err(AuthErrorKind::UnknownKey.into());
         }
-        // 5: the signature, with the key's algorithm (checked to fit above).
-        let Some(verified_by) = candidates
-            .iter()
-            .find(|k| verify_signature(alg, k, parsed.signing_input.as_bytes(), &parsed.signature))
-        else {
+        // With the cache on, the token's SHA-256 is needed too: for the
+        // algorithms that hash with SHA-256, the signing input is hashed
+        // once for both (the hash state is cloned before it is finished).
+        let prehashed = (probe.is_some() && hashes_with_sha256(alg)).then(|| {
+            let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+            hash.update(signing_input);
+            let digest = hash.clone().finish();
+            (hash, digest)
+        });
+        let Some(verified_by) = candidates.iter().find(|k| {
+            prehashed
+                .as_ref()
+                .and_then(|(_, digest)| verify_prehashed(alg, k, digest, &parsed.signature))
+                .unwrap_or_else(|| verify_signature(alg, k, signing_input, &parsed.signature))
+        }) else {
             return Err(AuthErrorKind::InvalidSignature.into());
         };
-        let exp = numeric_date(claims.get("exp"))?.unwrap_or(0);
         let ctx = context_from_claims(
             &claims,
-            Arc::clone(&self.inner.issuer_names[issuer]),
+            &checked,
+            Arc::clone(&self.inner.issuer_names[checked.issuer]),
             self.inner.scope_claims.as_deref(),
         )?;
-        if let (Some(cache), Some(key)) = (&self.inner.cache, cache_key) {
+        if let (Some(cache), Some(probe)) = (&self.inner.cache, probe) {
             let entry = Entry {
                 ctx: ctx.clone(),
-                until: exp
+                until: checked
+                    .exp
                     .saturating_add(self.inner.leeway)
                     .min(now.saturating_add(cache.max_age)),
-                issuer,
+                issuer: checked.issuer,
                 key: verified_by.fingerprint,
+                digest: match prehashed {
+                    Some((mut hash, _)) => {
+                        hash.update(&token.as_bytes()[signing_input.len()..]);
+                        token_cache::digest_array(&hash.finish())
+                    }
+                    None => token_cache::token_key(token),
+                },
             };
-            cache.insert(key, entry, now);
+            cache.insert(probe, entry, now);
         }
         Ok(ctx)
+    }
+
+    /// The context of a token verified before whose key is still trusted
+    /// (a hit is counted; a miss is the caller's to count).
+    fn cached(&self, cache: &TokenCache, probe: u64, token: &str, now: u64) -> Option<AuthContext> {
+        let entry = cache.get(probe, token, now)?;
+        if self.inner.issuers[entry.issuer].1.trusts(entry.key) {
+            cache.count_hit();
+            return Some(entry.ctx);
+        }
+        cache.remove(probe, &entry.digest);
+        None
     }
 
     /// Entries in the verified-token cache.
@@ -264,11 +302,10 @@ impl JwtVerifier {
 
     fn check_header<'h>(
         &self,
-        header: &'h Map<String, Value>,
-    ) -> Result<(Algorithm, Option<&'h str>), AuthError> {
-        let alg = match header.get("alg") {
-            Some(Value::String(a)) => a,
-            _ => return Err(AuthErrorKind::MalformedToken.into()),
+        header: &Members<'h>,
+    ) -> Result<(Algorithm, Option<Cow<'h, str>>), AuthError> {
+        let Ok(Some(alg)) = header.str("alg") else {
+            return Err(AuthErrorKind::MalformedToken.into());
         };
         // Parsing is exact and case-sensitive: "none", "None", "HS256" with a
         // public key, ... are all refused here (RFC 8725 sections 2.1, 3.1).
@@ -281,23 +318,19 @@ impl JwtVerifier {
         // RFC 7797 `b64` changes what is signed; `cty` announces a nested JWT.
         if ["crit", "b64", "cty", "enc", "zip"]
             .iter()
-            .any(|k| header.contains_key(*k))
+            .any(|k| header.contains(k))
         {
             return Err(AuthErrorKind::UnsupportedHeader.into());
         }
-        let typ = match header.get("typ") {
-            None => None,
-            Some(Value::String(t)) => Some(t.as_str()),
-            Some(_) => return Err(AuthErrorKind::InvalidType.into()),
-        };
-        if !typ_allowed(typ, self.inner.typ_policy) {
+        let typ = header
+            .str("typ")
+            .map_err(|()| AuthError::new(AuthErrorKind::InvalidType))?;
+        if !typ_allowed(typ.as_deref(), self.inner.typ_policy) {
             return Err(AuthErrorKind::InvalidType.into());
         }
-        let kid = match header.get("kid") {
-            None => None,
-            Some(Value::String(kid)) => Some(kid.as_str()),
-            Some(_) => return Err(AuthErrorKind::UnsupportedHeader.into()),
-        };
+        let kid = header
+            .str("kid")
+            .map_err(|()| AuthError::new(AuthErrorKind::UnsupportedHeader))?;
         Ok((alg, kid))
     }
 
@@ -306,47 +339,54 @@ impl JwtVerifier {
     /// Cognito rule, which has no `aud`, `token_use` must be `access` and
     /// `client_id` one of the configured clients; an `aud`, if present, must
     /// still name us.
-    fn check_audience(&self, claims: &Map<String, Value>) -> Result<(), AuthError> {
+    fn check_audience(&self, claims: &Members<'_>) -> Result<(), AuthError> {
+        let invalid = || AuthError::new(AuthErrorKind::InvalidAudience);
         let ours =
             |a: &str| a == self.inner.resource || self.inner.extra_audiences.iter().any(|x| x == a);
         let audience_ok = match claims.get("aud") {
-            Some(Value::String(aud)) => ours(aud),
-            Some(Value::Array(auds)) => {
-                if auds.iter().any(|a| !a.is_string()) {
-                    return Err(AuthErrorKind::InvalidAudience.into());
+            Some(aud) if aud.get().starts_with('[') => {
+                let items: Vec<&RawValue> =
+                    serde_json::from_str(aud.get()).map_err(|_| invalid())?;
+                let mut found = false;
+                for item in items {
+                    // Every member must be a string, even after a match.
+                    found |= ours(&as_str(item).map_err(|()| invalid())?);
                 }
-                auds.iter().filter_map(Value::as_str).any(ours)
+                found
             }
-            None if matches!(self.inner.audience_rule, AudienceRule::CognitoClientIds(_)) => true,
-            _ => false,
+            Some(aud) => as_str(aud).is_ok_and(|a| ours(&a)),
+            None => matches!(self.inner.audience_rule, AudienceRule::CognitoClientIds(_)),
         };
         if !audience_ok {
-            return Err(AuthErrorKind::InvalidAudience.into());
+            return Err(invalid());
         }
         if let AudienceRule::CognitoClientIds(clients) = &self.inner.audience_rule {
-            if claims.get("token_use").and_then(Value::as_str) != Some("access") {
+            if !matches!(claims.str("token_use"), Ok(Some(u)) if u == "access") {
                 return Err(AuthErrorKind::InvalidType.into());
             }
-            let client = claims.get("client_id").and_then(Value::as_str);
-            if !client.is_some_and(|c| clients.iter().any(|x| x == c)) {
-                return Err(AuthErrorKind::InvalidAudience.into());
+            let client = claims.str("client_id").ok().flatten();
+            if !client.is_some_and(|c| clients.iter().any(|x| *x == *c)) {
+                return Err(invalid());
             }
         }
         Ok(())
     }
 
-    /// Checks the claims; returns the index of the token's issuer.
-    fn check_claims(&self, claims: &Map<String, Value>) -> Result<usize, AuthError> {
-        let issuer = match claims.get("iss") {
-            Some(Value::String(iss)) => self
+    /// Checks the claims at `now`; returns the facts they established.
+    fn check_claims<'c>(
+        &self,
+        claims: &Members<'c>,
+        now: u64,
+    ) -> Result<CheckedClaims<'c>, AuthError> {
+        let issuer = match claims.str("iss") {
+            Ok(Some(iss)) => self
                 .inner
                 .issuers
                 .iter()
-                .position(|(i, _)| i == iss)
+                .position(|(i, _)| *i == *iss)
                 .ok_or_else(|| AuthError::new(AuthErrorKind::InvalidIssuer))?,
             _ => return Err(AuthErrorKind::InvalidIssuer.into()),
         };
-        let now = now_unix();
         let leeway = self.inner.leeway;
         let exp = numeric_date(claims.get("exp"))?
             .ok_or_else(|| AuthError::new(AuthErrorKind::InvalidClaims))?;
@@ -368,23 +408,41 @@ impl JwtVerifier {
             return Err(AuthErrorKind::LifetimeTooLong.into());
         }
         self.check_audience(claims)?;
-        match claims.get("sub") {
-            Some(Value::String(s)) if !s.is_empty() => {}
+        let subject = match claims.str("sub") {
+            Ok(Some(s)) if !s.is_empty() => s,
             _ => return Err(AuthErrorKind::InvalidClaims.into()),
-        }
+        };
         // RFC 9449 section 7.2 / RFC 8705 section 3: a token bound to a key is
         // only good with a proof of possession; as a Bearer token it is
         // refused (whatever `cnf` holds).
-        if claims.contains_key("cnf") {
+        if claims.contains("cnf") {
             return Err(AuthErrorKind::SenderConstrainedToken.into());
         }
-        Ok(issuer)
+        Ok(CheckedClaims {
+            issuer,
+            exp,
+            subject,
+        })
     }
+}
+
+/// What [`JwtVerifier::check_claims`] established.
+struct CheckedClaims<'c> {
+    /// Index of the token's issuer.
+    issuer: usize,
+    exp: u64,
+    subject: Cow<'c, str>,
 }
 
 impl TokenVerifier for JwtVerifier {
     fn verify<'a>(&'a self, token: BearerToken<'a>) -> VerifyFuture<'a> {
         Box::pin(self.verify_token(token.as_str()))
+    }
+
+    fn verify_cached(&self, token: BearerToken<'_>) -> Option<AuthContext> {
+        let cache = self.inner.cache.as_ref()?;
+        let token = token.as_str();
+        self.cached(cache, cache.probe(token), token, now_unix())
     }
 
     fn add_metrics(&self, out: &mut crate::MetricsSnapshot) {
@@ -411,12 +469,15 @@ fn typ_allowed(typ: Option<&str>, policy: TypPolicy) -> bool {
     let Some(typ) = typ else {
         return policy == TypPolicy::AllowJwt;
     };
-    let t = typ.to_ascii_lowercase();
-    let t = t.strip_prefix("application/").unwrap_or(&t);
-    match t {
-        "at+jwt" => true,
-        "jwt" => policy == TypPolicy::AllowJwt,
-        _ => false,
+    let prefix = "application/";
+    let t = match typ.get(..prefix.len()) {
+        Some(p) if p.eq_ignore_ascii_case(prefix) => &typ[prefix.len()..],
+        _ => typ,
+    };
+    if t.eq_ignore_ascii_case("at+jwt") {
+        true
+    } else {
+        t.eq_ignore_ascii_case("jwt") && policy == TypPolicy::AllowJwt
     }
 }
 
@@ -430,20 +491,22 @@ pub(crate) fn now_unix() -> u64 {
 
 /// A NumericDate (RFC 7519 section 2): a non-negative JSON number, possibly
 /// fractional (truncated). Anything else is an invalid claim.
-fn numeric_date(v: Option<&Value>) -> Result<Option<u64>, AuthError> {
-    match v {
-        None => Ok(None),
-        Some(Value::Number(n)) => {
-            if let Some(u) = n.as_u64() {
-                Ok(Some(u))
-            } else {
-                match n.as_f64() {
-                    Some(f) if (0.0..1e15).contains(&f) => Ok(Some(f as u64)),
-                    _ => Err(AuthErrorKind::InvalidClaims.into()),
-                }
-            }
-        }
-        Some(_) => Err(AuthErrorKind::InvalidClaims.into()),
+fn numeric_date(raw: Option<&RawValue>) -> Result<Option<u64>, AuthError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let invalid = || AuthError::new(AuthErrorKind::InvalidClaims);
+    // The common case, plain digits (the text is valid JSON, so no sign).
+    if let Ok(u) = raw.get().parse::<u64>() {
+        return Ok(Some(u));
+    }
+    let n: Number = serde_json::from_str(raw.get()).map_err(|_| invalid())?;
+    if let Some(u) = n.as_u64() {
+        return Ok(Some(u));
+    }
+    match n.as_f64() {
+        Some(f) if (0.0..1e15).contains(&f) => Ok(Some(f as u64)),
+        _ => Err(invalid()),
     }
 }
 
@@ -488,17 +551,25 @@ struct Parsed<'a> {
 
 impl<'a> Parsed<'a> {
     fn split(token: &'a str) -> Result<Self, AuthError> {
-        let dots = token.bytes().filter(|&b| b == b'.').count();
-        if dots == 4 {
-            return Err(AuthErrorKind::EncryptedToken.into());
-        }
-        if dots != 2 {
-            return Err(AuthErrorKind::MalformedToken.into());
-        }
-        let mut parts = token.splitn(3, '.');
-        let (Some(h), Some(p), Some(s)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(AuthErrorKind::MalformedToken.into());
+        let malformed = || AuthError::new(AuthErrorKind::MalformedToken);
+        let bytes = token.as_bytes();
+        // The first dot ends the (short) header, the last one starts the
+        // signature; the payload between them must have no dot.
+        let (Some(first), Some(last)) = (memchr::memchr(b'.', bytes), memchr::memrchr(b'.', bytes))
+        else {
+            return Err(malformed());
         };
+        if first == last {
+            return Err(malformed());
+        }
+        match memchr::memchr_iter(b'.', &bytes[first + 1..last]).count() {
+            0 => {}
+            // Five parts is a JWE (RFC 7516 section 7.1); anything else is garbage.
+            2 => return Err(AuthErrorKind::EncryptedToken.into()),
+            _ => return Err(malformed()),
+        }
+        // Dots are ASCII: these are char boundaries.
+        let (h, p, s) = (&token[..first], &token[first + 1..last], &token[last + 1..]);
         if h.is_empty() || p.is_empty() {
             return Err(AuthErrorKind::MalformedToken.into());
         }
@@ -516,139 +587,120 @@ impl<'a> Parsed<'a> {
             signing_input: &token[..h.len() + 1 + p.len()],
         })
     }
-
-    fn header(&self) -> Result<Map<String, Value>, AuthError> {
-        decode_object(self.header_b64)
-    }
-
-    fn claims(&self) -> Result<Map<String, Value>, AuthError> {
-        decode_object(self.payload_b64)
-    }
 }
 
-fn decode_object(part: &str) -> Result<Map<String, Value>, AuthError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))?;
-    parse_object(&bytes)
+/// A header or payload part as JSON text (base64url, UTF-8).
+fn decode_part(part: &str) -> Result<String, AuthError> {
+    let malformed = || AuthError::new(AuthErrorKind::MalformedToken);
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| malformed())?;
+    String::from_utf8(bytes).map_err(|_| malformed())
 }
 
-fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, AuthError> {
-    json::object(bytes).map_err(|e| match e {
+fn parse_members(text: &str) -> Result<Members<'_>, AuthError> {
+    Members::parse(text).map_err(|e| match e {
         json::ObjectError::Malformed => AuthError::new(AuthErrorKind::MalformedToken),
         json::ObjectError::Duplicate => AuthError::new(AuthErrorKind::DuplicateMember),
     })
 }
 
+/// The scopes of a claim value: a space-separated string or an array of
+/// strings; anything else is an invalid claim.
+fn scope_list(raw: &RawValue, out: &mut Vec<String>) -> Result<(), AuthError> {
+    let invalid = || AuthError::new(AuthErrorKind::InvalidClaims);
+    let mut add = |scope: &str| {
+        if !scope.is_empty() && !out.iter().any(|s| s == scope) {
+            out.push(scope.to_owned());
+        }
+    };
+    if raw.get().starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| invalid())?;
+        for item in items {
+            add(&as_str(item).map_err(|()| invalid())?);
+        }
+    } else {
+        as_str(raw)
+            .map_err(|()| invalid())?
+            .split(' ')
+            .for_each(add);
+    }
+    Ok(())
+}
+
 /// Scopes from `scope` (RFC 9068 section 2.2.3, a space-separated string) or,
 /// when absent, `scp` (a string or an array of strings, as Entra ID and Okta
 /// send). A scope claim of any other shape is refused.
-fn scopes_from_claims(claims: &Map<String, Value>) -> Result<Vec<String>, AuthError> {
-    let split = |s: &str| {
-        s.split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
-    };
+fn scopes_from_claims(claims: &Members<'_>) -> Result<Vec<String>, AuthError> {
+    let mut out = Vec::new();
     match (claims.get("scope"), claims.get("scp")) {
-        (Some(Value::String(s)), _) => Ok(split(s)),
-        (Some(_), _) => Err(AuthErrorKind::InvalidClaims.into()),
-        (None, Some(Value::String(s))) => Ok(split(s)),
-        (None, Some(Value::Array(items))) => items
-            .iter()
-            .map(|i| {
-                i.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| AuthError::new(AuthErrorKind::InvalidClaims))
-            })
-            .collect(),
-        (None, Some(_)) => Err(AuthErrorKind::InvalidClaims.into()),
-        (None, None) => Ok(Vec::new()),
+        (Some(scope), _) => {
+            if !scope.get().starts_with('"') {
+                return Err(AuthErrorKind::InvalidClaims.into());
+            }
+            scope_list(scope, &mut out)?;
+        }
+        (None, Some(scp)) => scope_list(scp, &mut out)?,
+        (None, None) => {}
     }
+    Ok(out)
 }
 
 /// Scopes from configured claim paths (dot-separated, e.g. `permissions` or
 /// `realm_access.roles`), merged in order without duplicates. Each present
 /// claim must be a space-separated string or an array of strings.
-fn scopes_from_paths(
-    claims: &Map<String, Value>,
-    paths: &[String],
-) -> Result<Vec<String>, AuthError> {
+fn scopes_from_paths(claims: &Members<'_>, paths: &[String]) -> Result<Vec<String>, AuthError> {
     let mut out: Vec<String> = Vec::new();
     for path in paths {
         let mut parts = path.split('.');
         let mut value = parts.next().and_then(|first| claims.get(first));
         for part in parts {
-            value = value.and_then(|v| v.get(part));
+            // A step into anything but an object finds nothing.
+            value = value
+                .filter(|v| v.get().starts_with('{'))
+                .and_then(|v| Members::parse(v.get()).ok())
+                .and_then(|m| m.get(part));
         }
-        let found: Vec<String> = match value {
-            None => continue,
-            Some(Value::String(s)) => s
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|i| {
-                    i.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| AuthError::new(AuthErrorKind::InvalidClaims))
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(AuthErrorKind::InvalidClaims.into()),
-        };
-        for scope in found {
-            if !out.contains(&scope) {
-                out.push(scope);
-            }
+        if let Some(value) = value {
+            scope_list(value, &mut out)?;
         }
     }
     Ok(out)
 }
 
 fn context_from_claims(
-    claims: &Map<String, Value>,
+    claims: &Members<'_>,
+    checked: &CheckedClaims<'_>,
     issuer: Arc<str>,
     scope_claims: Option<&[String]>,
 ) -> Result<AuthContext, AuthError> {
-    let str_claim = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
     let scopes = match scope_claims {
         Some(paths) => scopes_from_paths(claims, paths)?,
         None => scopes_from_claims(claims)?,
     };
-    let Some(subject) = str_claim("sub") else {
-        return Err(AuthErrorKind::InvalidClaims.into());
-    };
-    let mut b = AuthContext::builder(String::new(), subject)
-        .shared_issuer(issuer)
-        .scopes(scopes);
+    let mut b = AuthContext::builder_shared(issuer, checked.subject.as_ref())
+        .scopes(scopes)
+        .expires_at_unix(checked.exp);
     // RFC 9068 `client_id`; else what providers use: `azp` (OpenID, Auth0,
     // Keycloak, Entra v2), `cid` (Okta), `appid` (Entra v1).
     if let Some(c) = ["client_id", "azp", "cid", "appid"]
         .into_iter()
-        .find_map(str_claim)
+        .find_map(|name| claims.str(name).ok().flatten())
     {
         b = b.client_id(c);
     }
-    if let Ok(Some(exp)) = numeric_date(claims.get("exp")) {
-        b = b.expires_at_unix(exp);
-    }
     // Audience, token id and raw claims are derived from the JSON on first
     // use; the members stored directly are left out of it (memory per cached
-    // token) and put back then.
-    let mut rest = claims.clone();
-    rest.remove("iss");
-    rest.remove("sub");
-    if rest.get("exp").is_some_and(Value::is_u64) {
-        rest.remove("exp");
-    }
-    let client_id_taken = rest.get("client_id").is_some_and(Value::is_string);
-    if client_id_taken {
-        rest.remove("client_id");
-    }
-    let rest =
-        serde_json::to_string(&rest).map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))?;
+    // token) and put back then. The rest is copied from the token's own
+    // text, not serialized again.
+    let mut client_id_taken = false;
+    let rest = claims.to_json_without(|name, raw| match name {
+        "iss" | "sub" => false,
+        "exp" => raw.get().parse::<u64>().is_err(),
+        "client_id" if as_str(raw).is_ok() => {
+            client_id_taken = true;
+            false
+        }
+        _ => true,
+    });
     Ok(b.rest_claims(rest.into_boxed_str(), client_id_taken)
         .build())
 }
@@ -670,16 +722,22 @@ mod tests {
         assert!(!typ_allowed(Some("id_token+jwt"), AllowJwt));
     }
 
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
     #[test]
     fn numeric_dates() {
-        assert_eq!(numeric_date(Some(&serde_json::json!(5))).unwrap(), Some(5));
-        assert_eq!(
-            numeric_date(Some(&serde_json::json!(5.9))).unwrap(),
-            Some(5)
-        );
-        assert!(numeric_date(Some(&serde_json::json!(-1))).is_err());
-        assert!(numeric_date(Some(&serde_json::json!("5"))).is_err());
-        assert!(numeric_date(Some(&serde_json::json!(1e300))).is_err());
+        let date = |t: &str| numeric_date(Some(&raw(t)));
+        assert_eq!(date("5").unwrap(), Some(5));
+        assert_eq!(date("5.9").unwrap(), Some(5));
+        assert_eq!(date("5e2").unwrap(), Some(500));
+        assert_eq!(date("18446744073709551615").unwrap(), Some(u64::MAX));
+        assert!(date("-1").is_err());
+        assert!(date("\"5\"").is_err());
+        assert!(date("1e300").is_err());
+        assert!(date("null").is_err());
+        assert_eq!(numeric_date(None).unwrap(), None);
     }
 
     #[test]
@@ -731,16 +789,38 @@ mod tests {
 
     #[test]
     fn scope_claim_shapes() {
-        let m = |v: Value| v.as_object().unwrap().clone();
+        let scopes = |text: &str| scopes_from_claims(&Members::parse(text).unwrap());
+        assert_eq!(scopes(r#"{"scope": "a  b a"}"#).unwrap(), ["a", "b"]);
+        assert_eq!(scopes(r#"{"scp": ["a", "b"]}"#).unwrap(), ["a", "b"]);
+        assert_eq!(scopes(r#"{"scp": "a b"}"#).unwrap(), ["a", "b"]);
+        assert_eq!(scopes(r#"{"scope": "a", "scp": ["b"]}"#).unwrap(), ["a"]);
+        assert_eq!(scopes(r#"{"sub": "x"}"#).unwrap(), Vec::<String>::new());
+        assert!(scopes(r#"{"scope": ["a"]}"#).is_err());
+        assert!(scopes(r#"{"scope": 1}"#).is_err());
+        assert!(scopes(r#"{"scp": [1]}"#).is_err());
+        assert!(scopes(r#"{"scp": {"a": 1}}"#).is_err());
+    }
+
+    #[test]
+    fn scope_claim_paths() {
+        let claims = Members::parse(
+            r#"{"permissions":["p1","p2"],"realm_access":{"roles":["r1","p1"]},"flat":"f1 f2","n":1}"#,
+        )
+        .unwrap();
+        let paths = |p: &[&str]| {
+            let p: Vec<String> = p.iter().map(|s| (*s).to_owned()).collect();
+            scopes_from_paths(&claims, &p)
+        };
         assert_eq!(
-            scopes_from_claims(&m(serde_json::json!({"scope": "a  b"}))).unwrap(),
-            ["a", "b"]
+            paths(&["permissions", "realm_access.roles", "flat"]).unwrap(),
+            ["p1", "p2", "r1", "f1", "f2"]
         );
-        assert_eq!(
-            scopes_from_claims(&m(serde_json::json!({"scp": ["a", "b"]}))).unwrap(),
-            ["a", "b"]
+        assert!(
+            paths(&["missing", "flat.deeper", "realm_access.none"])
+                .unwrap()
+                .is_empty()
         );
-        assert!(scopes_from_claims(&m(serde_json::json!({"scope": ["a"]}))).is_err());
-        assert!(scopes_from_claims(&m(serde_json::json!({"scp": [1]}))).is_err());
+        assert!(paths(&["n"]).is_err());
+        assert!(paths(&["realm_access"]).is_err());
     }
 }

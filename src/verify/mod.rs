@@ -54,6 +54,21 @@ pub trait TokenVerifier: Send + Sync + 'static {
     /// Verifies `token`.
     fn verify<'a>(&'a self, token: BearerToken<'a>) -> VerifyFuture<'a>;
 
+    /// The context of `token` when it is known without waiting for
+    /// anything: a token this verifier has already verified and still
+    /// trusts (a cache hit). `None` means "call [`verify`](Self::verify)".
+    ///
+    /// The layer asks this first, on every request, and only builds and
+    /// awaits a verification future when it answers `None`; a client that
+    /// reuses its token (all of them) then costs no allocation for the
+    /// verification. An implementation must never return a context that
+    /// `verify` would refuse at this moment (expired, key withdrawn, ...).
+    /// Default: `None`.
+    fn verify_cached(&self, token: BearerToken<'_>) -> Option<AuthContext> {
+        let _ = token;
+        None
+    }
+
     /// Adds this verifier's counters to `out` (default: nothing).
     fn add_metrics(&self, out: &mut crate::MetricsSnapshot) {
         let _ = out;
@@ -63,6 +78,10 @@ pub trait TokenVerifier: Send + Sync + 'static {
 impl<T: TokenVerifier + ?Sized> TokenVerifier for std::sync::Arc<T> {
     fn verify<'a>(&'a self, token: BearerToken<'a>) -> VerifyFuture<'a> {
         (**self).verify(token)
+    }
+
+    fn verify_cached(&self, token: BearerToken<'_>) -> Option<AuthContext> {
+        (**self).verify_cached(token)
     }
 
     fn add_metrics(&self, out: &mut crate::MetricsSnapshot) {
