@@ -85,7 +85,7 @@ impl Fetcher {
     }
 
     async fn get_json_inner(&self, url: &Url) -> Result<Fetched, FetchError> {
-        let mut response = self
+        let response = self
             .client
             .get(url.clone())
             .header(ACCEPT, "application/json")
@@ -106,31 +106,6 @@ impl Fetcher {
                 "{url}: the response came from another URL (redirects are not followed)"
             )));
         }
-        let status = response.status();
-        if status.is_redirection() {
-            return Err(FetchError::new(format!(
-                "{url}: HTTP status {status}: redirects are not followed"
-            )));
-        }
-        if status != StatusCode::OK {
-            return Err(FetchError::new(format!(
-                "{url}: HTTP status {status}, expected 200"
-            )));
-        }
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let essence = content_type.split(';').next().unwrap_or("").trim();
-        if !(essence == "application/json"
-            || (essence.starts_with("application/") && essence.ends_with("+json")))
-        {
-            return Err(FetchError::new(format!(
-                "{url}: content type {essence:?} is not JSON"
-            )));
-        }
         let max_age = response
             .headers()
             .get_all(CACHE_CONTROL)
@@ -141,39 +116,9 @@ impl Fetcher {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             });
-        if response
-            .content_length()
-            .is_some_and(|l| l > self.max_bytes as u64)
-        {
-            return Err(FetchError::new(format!(
-                "{url}: body larger than {} bytes",
-                self.max_bytes
-            )));
-        }
-        let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > self.max_bytes {
-                        return Err(FetchError::new(format!(
-                            "{url}: body larger than {} bytes",
-                            self.max_bytes
-                        )));
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) if e.is_timeout() => {
-                    return Err(FetchError::new(format!("{url}: timed out")));
-                }
-                Err(e) => {
-                    return Err(FetchError::new(format!(
-                        "{url}: reading body failed: {}",
-                        error_chain(&e)
-                    )));
-                }
-            }
-        }
+        let body = read_json_body(response, self.max_bytes)
+            .await
+            .map_err(|e| FetchError::new(format!("{url}: {e}")))?;
         Ok(Fetched { body, max_age })
     }
 
@@ -233,6 +178,53 @@ pub(crate) fn cache_max_age(value: &str) -> Option<Duration> {
         }
     }
     max_age
+}
+
+/// The body of a response that must be a JSON document: status 200 (a
+/// redirect is never followed), a JSON media type (`application/json` or
+/// `application/*+json`), at most `max` bytes (announced or read). Errors
+/// are short reasons; the caller names the URL.
+pub(crate) async fn read_json_body(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, String> {
+    let status = response.status();
+    if status.is_redirection() {
+        return Err(format!("HTTP status {status}: redirects are not followed"));
+    }
+    if status != StatusCode::OK {
+        return Err(format!("HTTP status {status}, expected 200"));
+    }
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !(essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json")))
+    {
+        return Err(format!("content type {essence:?} is not JSON"));
+    }
+    let too_large = || format!("body larger than {max} bytes");
+    if response.content_length().is_some_and(|l| l > max as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > max {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) if e.is_timeout() => return Err("timed out".to_owned()),
+            Err(e) => return Err(format!("reading body failed: {}", error_chain(&e))),
+        }
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
-use http::StatusCode;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Map, Value};
 use url::Url;
@@ -464,36 +463,11 @@ impl IntrospectionVerifier {
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Map<String, Value>, String> {
         let max = self.inner.max_bytes;
         let fut = async move {
-            let mut response = request
+            let response = request
                 .send()
                 .await
                 .map_err(|e| format!("request failed: {e}"))?;
-            if response.status() != StatusCode::OK {
-                return Err(format!("HTTP status {}", response.status()));
-            }
-            let ct = response
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            let essence = ct.split(';').next().unwrap_or("").trim();
-            if !(essence == "application/json"
-                || (essence.starts_with("application/") && essence.ends_with("+json")))
-            {
-                return Err(format!("content type {essence:?} is not JSON"));
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|e| format!("reading the body failed: {e}"))?
-            {
-                if body.len() + chunk.len() > max {
-                    return Err(format!("body larger than {max} bytes"));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = crate::jwks::fetch::read_json_body(response, max).await?;
             serde_json::from_slice::<Map<String, Value>>(&body)
                 .map_err(|_| "the body is not a JSON object".to_owned())
         };
