@@ -11,7 +11,9 @@
 # is killed on the way out.
 #
 # Environment: RIG_TIMEOUT (seconds for the scenarios, default 480),
-# RIG_SKIP_INSTALL=1 (reuse what is installed), RIG_VERBOSE=1 (timings),
+# RIG_SKIP_INSTALL=1 (reuse what is installed), RIG_INSTALL_ONLY=1 (only the
+# npm and pip installs, no cargo build and no scenarios: what
+# sdk-bench/README.md needs), RIG_VERBOSE=1 (timings),
 # RIG_INTEROP_TARGET (target dir of the rig's cargo workspace, default
 # target/interop).
 
@@ -81,6 +83,17 @@ build_rust() {
 	CARGO_TARGET_DIR="$RIG_INTEROP_TARGET" timeout 1200 \
 		cargo build --quiet --locked --manifest-path "$HERE/Cargo.toml" --workspace
 }
+
+if [ "${RIG_INSTALL_ONLY:-0}" = 1 ]; then
+	command -v npm >/dev/null || die "node and npm are needed to install the rig"
+	command -v python3 >/dev/null || die "python3 is needed for the Python SDK"
+	mkdir -p logs
+	step "npm ci and pip install only (logs/install-*.log)"
+	install_js >logs/install-npm.log 2>&1 || die "npm ci failed: $(tail -n 5 logs/install-npm.log | tr '\n' ' ')"
+	install_py >logs/install-pip.log 2>&1 || die "pip install failed: $(tail -n 5 logs/install-pip.log | tr '\n' ' ')"
+	step "installed in $(elapsed "$start_all")"
+	exit 0
+fi
 
 if [ "${RIG_SKIP_INSTALL:-0}" != 1 ]; then
 	command -v npm >/dev/null || die "node and npm are needed to install the rig"
