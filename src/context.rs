@@ -309,6 +309,12 @@ impl AuthContextBuilder {
         self
     }
 
+    /// Sets the granted scopes, already boxed (no copy).
+    pub(crate) fn boxed_scopes(mut self, scopes: Box<[Box<str>]>) -> Self {
+        self.inner.scopes = scopes;
+        self
+    }
+
     /// Sets the audiences (default: from the `aud` of the claims).
     pub fn audience<I, S>(mut self, audience: I) -> Self
     where

@@ -605,11 +605,11 @@ fn parse_members(text: &str) -> Result<Members<'_>, AuthError> {
 
 /// The scopes of a claim value: a space-separated string or an array of
 /// strings; anything else is an invalid claim.
-fn scope_list(raw: &RawValue, out: &mut Vec<String>) -> Result<(), AuthError> {
+fn scope_list(raw: &RawValue, out: &mut Vec<Box<str>>) -> Result<(), AuthError> {
     let invalid = || AuthError::new(AuthErrorKind::InvalidClaims);
     let mut add = |scope: &str| {
-        if !scope.is_empty() && !out.iter().any(|s| s == scope) {
-            out.push(scope.to_owned());
+        if !scope.is_empty() && !out.iter().any(|s| **s == *scope) {
+            out.push(scope.into());
         }
     };
     if raw.get().starts_with('[') {
@@ -629,7 +629,7 @@ fn scope_list(raw: &RawValue, out: &mut Vec<String>) -> Result<(), AuthError> {
 /// Scopes from `scope` (RFC 9068 section 2.2.3, a space-separated string) or,
 /// when absent, `scp` (a string or an array of strings, as Entra ID and Okta
 /// send). A scope claim of any other shape is refused.
-fn scopes_from_claims(claims: &Members<'_>) -> Result<Vec<String>, AuthError> {
+fn scopes_from_claims(claims: &Members<'_>) -> Result<Vec<Box<str>>, AuthError> {
     let mut out = Vec::new();
     match (claims.get("scope"), claims.get("scp")) {
         (Some(scope), _) => {
@@ -647,8 +647,8 @@ fn scopes_from_claims(claims: &Members<'_>) -> Result<Vec<String>, AuthError> {
 /// Scopes from configured claim paths (dot-separated, e.g. `permissions` or
 /// `realm_access.roles`), merged in order without duplicates. Each present
 /// claim must be a space-separated string or an array of strings.
-fn scopes_from_paths(claims: &Members<'_>, paths: &[String]) -> Result<Vec<String>, AuthError> {
-    let mut out: Vec<String> = Vec::new();
+fn scopes_from_paths(claims: &Members<'_>, paths: &[String]) -> Result<Vec<Box<str>>, AuthError> {
+    let mut out: Vec<Box<str>> = Vec::new();
     for path in paths {
         let mut parts = path.split('.');
         let mut value = parts.next().and_then(|first| claims.get(first));
@@ -677,7 +677,7 @@ fn context_from_claims(
         None => scopes_from_claims(claims)?,
     };
     let mut b = AuthContext::builder_shared(issuer, checked.subject.as_ref())
-        .scopes(scopes)
+        .boxed_scopes(scopes.into_boxed_slice())
         .expires_at_unix(checked.exp);
     // RFC 9068 `client_id`; else what providers use: `azp` (OpenID, Auth0,
     // Keycloak, Entra v2), `cid` (Okta), `appid` (Entra v1).
@@ -691,14 +691,11 @@ fn context_from_claims(
     // use; the members stored directly are left out of it (memory per cached
     // token) and put back then. The rest is copied from the token's own
     // text, not serialized again.
-    let mut client_id_taken = false;
+    let client_id_taken = claims.get("client_id").is_some_and(|c| as_str(c).is_ok());
     let rest = claims.to_json_without(|name, raw| match name {
         "iss" | "sub" => false,
         "exp" => raw.get().parse::<u64>().is_err(),
-        "client_id" if as_str(raw).is_ok() => {
-            client_id_taken = true;
-            false
-        }
+        "client_id" => !client_id_taken,
         _ => true,
     });
     Ok(b.rest_claims(rest.into_boxed_str(), client_id_taken)
@@ -789,7 +786,10 @@ mod tests {
 
     #[test]
     fn scope_claim_shapes() {
-        let scopes = |text: &str| scopes_from_claims(&Members::parse(text).unwrap());
+        let scopes = |text: &str| {
+            scopes_from_claims(&Members::parse(text).unwrap())
+                .map(|v| v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
         assert_eq!(scopes(r#"{"scope": "a  b a"}"#).unwrap(), ["a", "b"]);
         assert_eq!(scopes(r#"{"scp": ["a", "b"]}"#).unwrap(), ["a", "b"]);
         assert_eq!(scopes(r#"{"scp": "a b"}"#).unwrap(), ["a", "b"]);
@@ -810,6 +810,7 @@ mod tests {
         let paths = |p: &[&str]| {
             let p: Vec<String> = p.iter().map(|s| (*s).to_owned()).collect();
             scopes_from_paths(&claims, &p)
+                .map(|v| v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         };
         assert_eq!(
             paths(&["permissions", "realm_access.roles", "flat"]).unwrap(),

@@ -148,19 +148,18 @@ impl<'a> Members<'a> {
     }
 
     /// A JSON object of the members for which `keep` is true, written from
-    /// their raw text (values are copied, not re-serialized).
-    pub(crate) fn to_json_without(&self, mut keep: impl FnMut(&str, &RawValue) -> bool) -> String {
-        let size: usize = self
-            .members
-            .iter()
-            .map(|(_, n, v)| n.len() + v.get().len() + 4)
-            .sum();
-        let mut out = String::with_capacity(size + 2);
+    /// their raw text (values are copied, not re-serialized), in a string of
+    /// exactly its length when no name needs escaping.
+    pub(crate) fn to_json_without(&self, keep: impl Fn(&str, &RawValue) -> bool) -> String {
+        let kept = || self.iter().filter(|(n, v)| keep(n, v));
+        // `"name":value` and a comma each, less one comma, plus the braces.
+        let size = kept()
+            .map(|(n, v)| n.len() + v.get().len() + 4)
+            .sum::<usize>()
+            + 1;
+        let mut out = String::with_capacity(size.max(2));
         out.push('{');
-        for (name, value) in self.iter() {
-            if !keep(name, value) {
-                continue;
-            }
+        for (name, value) in kept() {
             if out.len() > 1 {
                 out.push(',');
             }
