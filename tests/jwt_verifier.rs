@@ -1,8 +1,11 @@
 //! The JWT verifier against a real issuer on loopback: claim policy, key
 //! selection, discovery, caching and rotation. Counts key-server hits.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{now, verify};
 use mcp_oauth2::testing::{SigningAlg, TestIssuer};
 use mcp_oauth2::{
     Algorithm, AuthConfig, AuthConfigBuilder, AuthErrorKind, BearerToken, JwtVerifier,
@@ -24,19 +27,6 @@ fn config(
     )
     .build()
     .unwrap()
-}
-
-async fn verify(v: &JwtVerifier, token: &str) -> Result<mcp_oauth2::AuthContext, AuthErrorKind> {
-    v.verify(BearerToken::new(token))
-        .await
-        .map_err(|e| e.kind())
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 #[tokio::test]

@@ -1,7 +1,10 @@
 //! The verified-token cache: hits, expiry, key removal, bounds.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{now, verify};
 use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::{
     AuthConfig, AuthConfigBuilder, AuthErrorKind, BearerToken, JwtVerifier, TokenVerifier,
@@ -24,19 +27,6 @@ fn verifier(
     .build()
     .unwrap();
     JwtVerifier::new(&config).unwrap()
-}
-
-async fn verify(v: &JwtVerifier, token: &str) -> Result<mcp_oauth2::AuthContext, AuthErrorKind> {
-    v.verify(BearerToken::new(token))
-        .await
-        .map_err(|e| e.kind())
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 #[tokio::test]

@@ -27,8 +27,10 @@
 //! SHA-256 computed and compared with the entry's digest; a token made to
 //! share a cached token's tail is then a miss and is verified in full.
 //!
-//! The cache is bounded: when a shard is full, expired entries go first,
-//! then the entry closest to expiry.
+//! The cache is bounded: the cap is split evenly over 16 shards, so it is
+//! never exceeded (a shard that fills first starts evicting a little before
+//! the whole cache is full). In a full shard, expired entries go first, then
+//! the sixteenth of its entries closest to expiry.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
@@ -168,7 +170,7 @@ impl TokenCache {
     /// tokens sharing a probe is a 2^-64 event, and costs only a re-verification).
     ///
     /// A full shard first drops its expired entries; if it is still full, it
-    /// drops the eighth of its entries closest to expiry at once, so that a
+    /// drops the sixteenth of its entries closest to expiry at once, so that a
     /// cache full of live tokens pays one sweep per many insertions rather
     /// than one per insertion.
     pub(crate) fn insert(&self, probe: u64, entry: Entry, now: u64) {
@@ -179,7 +181,7 @@ impl TokenCache {
             if shard.len() >= self.per_shard {
                 let mut by_expiry: Vec<(u64, u64)> =
                     shard.iter().map(|(p, e)| (e.until, *p)).collect();
-                let n = (self.per_shard / 8).clamp(1, by_expiry.len());
+                let n = (self.per_shard / 16).clamp(1, by_expiry.len());
                 by_expiry.select_nth_unstable(n - 1);
                 for (_, p) in &by_expiry[..n] {
                     shard.remove(p);

@@ -6,7 +6,8 @@ use std::future::Future;
 
 use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::{
-    AuthConfig, AuthConfigBuilder, AuthContext, HandleKey, McpServer, RequestContextExt,
+    AuthConfig, AuthConfigBuilder, AuthContext, AuthErrorKind, BearerToken, HandleKey, JwtVerifier,
+    McpServer, RequestContextExt, TokenVerifier,
 };
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -260,4 +261,19 @@ pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> 
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
+}
+
+/// Verifies `token` with `v`, keeping only the error's kind.
+pub async fn verify(v: &JwtVerifier, token: &str) -> Result<AuthContext, AuthErrorKind> {
+    v.verify(BearerToken::new(token))
+        .await
+        .map_err(|e| e.kind())
+}
+
+/// Seconds since the Unix epoch, for `exp`/`iat`/`nbf` claims.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
