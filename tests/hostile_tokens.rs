@@ -524,7 +524,31 @@ async fn non_object_or_broken_json_is_malformed() {
         .try_sign_raw(header.as_bytes(), b"{\"sub\":\"\xff\"}")
         .unwrap();
     assert_invalid_token(&rig.send(&token).await, "malformed_token", "latin-1");
+    // RFC 8259 section 8.2: an escaped lone surrogate is no character, in a
+    // claim the verifier reads or in one it only keeps (a complete, signed,
+    // otherwise valid token each time).
+    let prefix = claims_prefix(&rig);
+    for extra in [
+        r#","tenant":"\ud800""#,
+        r#","tenant":["a","\udc00"]"#,
+        r#","ext":{"\ud800x":1}"#,
+        r#","n":1e999"#,
+    ] {
+        let claims = format!("{prefix}{extra}}}");
+        let token = rig
+            .issuer
+            .try_sign_raw(header.as_bytes(), claims.as_bytes())
+            .unwrap();
+        assert_invalid_token(&rig.send(&token).await, "malformed_token", extra);
+    }
     assert_eq!(rig.issuer.total_hits(), 0);
+    // A valid surrogate pair is a character like any other.
+    let claims = format!(r#"{prefix},"tenant":"\ud83d\ude00"}}"#);
+    let token = rig
+        .issuer
+        .try_sign_raw(header.as_bytes(), claims.as_bytes())
+        .unwrap();
+    assert_eq!(rig.send(&token).await.status, 200);
 }
 
 // ---------------------------------------------------------------------------

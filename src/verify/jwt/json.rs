@@ -207,12 +207,16 @@ fn push_json_string(out: &mut String, s: &str) {
 /// Whether a member's value is free of repeated names at any depth.
 ///
 /// Skipping a value to keep it raw checks its syntax but neither the range
-/// of its numbers nor its depth; this second look does, so that a value
+/// of its numbers, nor its depth, nor that its `\u` escapes are valid
+/// UTF-16 (a lone surrogate); this second look does, so that a value
 /// accepted here parses as a [`Value`] later (`serde_json`'s recursion
-/// limit bounds the depth). Strings and literals need no second look, nor
-/// integers that fit 64 bits.
+/// limit bounds the depth). Literals, strings without `\u` escapes and
+/// integers that fit 64 bits need no second look.
 fn nested_is_clean(text: &str) -> Result<bool, ObjectError> {
     match text.as_bytes().first() {
+        Some(b'"') if text.contains("\\u") => serde_json::from_str::<String>(text)
+            .map(|_| true)
+            .map_err(|_| ObjectError::Malformed),
         Some(b'{' | b'[') => serde_json::from_str::<NoDuplicates>(text)
             .map(|c| c.0)
             .map_err(|_| ObjectError::Malformed),
@@ -480,6 +484,10 @@ mod tests {
             b"{\"a\":1}x",
             b"{\"a\":1e999}",
             b"{\"a\":{\"b\":1e999}}",
+            // RFC 8259 section 8.2: a lone surrogate is no character.
+            b"{\"a\":\"\\ud800\"}",
+            b"{\"a\":[\"x\\udc00\"]}",
+            b"{\"a\":{\"\\ud800\":1}}",
             b"\xff",
         ] {
             assert_eq!(object(bad), Err(ObjectError::Malformed), "{bad:?}");
@@ -488,7 +496,7 @@ mod tests {
 
     #[test]
     fn matches_serde_json_without_duplicates() {
-        let text = br#"{"n":-3,"u":18446744073709551615,"f":1.5e3,"s":"\u00e9\n","a":[[],{}], "w" : { "x" : [ 1 , 2 ] } }"#;
+        let text = br#"{"n":-3,"u":18446744073709551615,"f":1.5e3,"s":"\u00e9\n","e":"\ud83d\ude00","a":[[],{}], "w" : { "x" : [ 1 , 2 ] } }"#;
         let ours = object(text).unwrap();
         let theirs: Map<String, Value> = serde_json::from_slice(text).unwrap();
         assert_eq!(ours, theirs);
