@@ -27,8 +27,9 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use crate::verify::crypto::Prepared;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
-use crate::verify::jwt::json::Checked;
+use crate::verify::jwt::json;
 
 /// The most keys a set may hold; later ones are dropped. Real issuers
 /// publish a handful.
@@ -119,7 +120,7 @@ pub(crate) enum Dropped {
 /// The top level of a JWK Set: an object whose `keys` member (exactly one)
 /// is an array. Other members are ignored (RFC 7517 section 5).
 struct Document {
-    keys: Vec<Checked>,
+    keys: Vec<Box<RawValue>>,
 }
 
 impl<'de> Deserialize<'de> for Document {
@@ -137,7 +138,7 @@ impl<'de> Deserialize<'de> for Document {
                         if keys.is_some() {
                             return Err(serde::de::Error::duplicate_field("keys"));
                         }
-                        keys = Some(map.next_value::<Vec<Checked>>()?);
+                        keys = Some(map.next_value::<Vec<Box<RawValue>>>()?);
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -158,15 +159,24 @@ impl KeySet {
             .map_err(|_| "the key set is not a JSON object with one \"keys\" array")?;
         let mut set = KeySet::default();
         let mut dropped = Vec::new();
-        for Checked {
-            value: raw,
-            duplicate,
-        } in doc.keys
-        {
-            let kid = raw.get("kid").and_then(Value::as_str).map(str::to_owned);
-            if duplicate {
-                dropped.push((kid, Dropped::DuplicateMember));
+        for text in doc.keys {
+            // Each key is read on its own, as strictly as a token's JSON: a
+            // bad key is dropped, the others stay.
+            let Ok(raw) = serde_json::from_str::<Value>(text.get()) else {
+                dropped.push((None, Dropped::Malformed));
                 continue;
+            };
+            let kid = raw.get("kid").and_then(Value::as_str).map(str::to_owned);
+            match json::is_clean(text.get()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    dropped.push((kid, Dropped::DuplicateMember));
+                    continue;
+                }
+                Err(_) => {
+                    dropped.push((kid, Dropped::Malformed));
+                    continue;
+                }
             }
             if set.keys.len() >= MAX_KEYS {
                 dropped.push((kid, Dropped::TooManyKeys));
@@ -530,6 +540,28 @@ mod tests {
         assert!(KeySet::parse(br#"{"keys":[],"other":{"x":1}}"#).is_ok());
         // A top-level array is not a JWK Set, even if it looks like one.
         assert!(KeySet::parse(br#"[[]]"#).is_err());
+    }
+
+    // One unreadable key (a number out of range, an escaped lone surrogate,
+    // nesting past the limit) is dropped; the others stay (RFC 7517 section 5).
+    #[test]
+    fn an_unreadable_key_is_dropped_alone() {
+        let good = json!({"kty": "RSA", "kid": "good", "n": rsa_n(2048), "e": "AQAB"});
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let doc = format!(
+            r#"{{"keys":[{{"kid":"big","kty":"RSA","x":1e999}},{good},{{"kid":"\ud800","kty":"RSA"}},{{"kty":"RSA","x":{deep}}}]}}"#
+        );
+        let (set, dropped) = KeySet::parse(doc.as_bytes()).unwrap();
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.candidates(Some("good"), Algorithm::RS256).len(), 1);
+        assert_eq!(
+            dropped,
+            [
+                (None, Dropped::Malformed),
+                (None, Dropped::Malformed),
+                (None, Dropped::Malformed)
+            ]
+        );
     }
 
     #[test]

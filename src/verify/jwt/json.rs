@@ -7,9 +7,9 @@
 //! input, and we do. Names are compared after unescaping, so `"a"` and
 //! `"\u0061"` are the same name.
 //!
-//! [`Checked`] parses any JSON value into a [`serde_json::Value`] and records
-//! whether some object in it, at any depth, repeated a name. It never fails
-//! on a repetition itself, so a caller can decide per element (a key set
+//! [`Members`] reads a JOSE header or a claims set: one object, its members
+//! kept as raw JSON text, refused whole on any repeated name. [`is_clean`]
+//! checks any one value, so that a caller can decide per element (a key set
 //! drops one bad key and keeps the others). Nesting depth is bounded by
 //! `serde_json`'s recursion limit.
 
@@ -17,24 +17,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Number;
 use serde_json::value::RawValue;
-use serde_json::{Map, Number, Value};
-
-/// A parsed JSON value and whether any object in it repeated a member name.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Checked {
-    pub(crate) value: Value,
-    pub(crate) duplicate: bool,
-}
-
-impl Checked {
-    fn plain(value: Value) -> Self {
-        Self {
-            value,
-            duplicate: false,
-        }
-    }
-}
 
 /// Why [`Members::parse`] refused its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +52,7 @@ fn has_duplicate<S: AsRef<str> + Ord>(names: &mut [S]) -> bool {
 ///
 /// This is the token path: a JOSE header or a claims set is read once, its
 /// few interesting members decoded in place, and the remaining members
-/// copied as text (no tree of [`Value`]s is built, no member is serialized
+/// copied as text (no tree of [`serde_json::Value`]s is built, no member is serialized
 /// again).
 #[derive(Debug)]
 pub(crate) struct Members<'a> {
@@ -115,7 +99,7 @@ impl<'a> Members<'a> {
             return Err(ObjectError::Duplicate);
         }
         for (_, _, value) in &members {
-            if !nested_is_clean(value.get())? {
+            if !is_clean(value.get())? {
                 return Err(ObjectError::Duplicate);
             }
         }
@@ -204,15 +188,17 @@ fn push_json_string(out: &mut String, s: &str) {
     }
 }
 
-/// Whether a member's value is free of repeated names at any depth.
+/// Whether a JSON value (whose syntax was already checked, as when it was
+/// skipped to be kept raw) is free of repeated member names at any depth.
+/// `Err(Malformed)` when it would not parse as a [`serde_json::Value`].
 ///
 /// Skipping a value to keep it raw checks its syntax but neither the range
 /// of its numbers, nor its depth, nor that its `\u` escapes are valid
 /// UTF-16 (a lone surrogate); this second look does, so that a value
-/// accepted here parses as a [`Value`] later (`serde_json`'s recursion
+/// accepted here parses as a [`serde_json::Value`] later (`serde_json`'s recursion
 /// limit bounds the depth). Literals, strings without `\u` escapes and
 /// integers that fit 64 bits need no second look.
-fn nested_is_clean(text: &str) -> Result<bool, ObjectError> {
+pub(crate) fn is_clean(text: &str) -> Result<bool, ObjectError> {
     match text.as_bytes().first() {
         Some(b'"') if text.contains("\\u") => serde_json::from_str::<String>(text)
             .map(|_| true)
@@ -334,91 +320,10 @@ impl<'de> Deserialize<'de> for NoDuplicates {
     }
 }
 
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(CheckedVisitor)
-    }
-}
-
-struct CheckedVisitor;
-
-impl<'de> Visitor<'de> for CheckedVisitor {
-    type Value = Checked;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Checked, E> {
-        Ok(Checked::plain(Value::Bool(v)))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Checked, E> {
-        Ok(Checked::plain(Value::Number(v.into())))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Checked, E> {
-        Ok(Checked::plain(Value::Number(v.into())))
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Checked, E> {
-        Number::from_f64(v)
-            .map(|n| Checked::plain(Value::Number(n)))
-            .ok_or_else(|| E::custom("a number out of range"))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Checked, E> {
-        Ok(Checked::plain(Value::String(v.to_owned())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Checked, E> {
-        Ok(Checked::plain(Value::String(v)))
-    }
-
-    fn visit_unit<E>(self) -> Result<Checked, E> {
-        Ok(Checked::plain(Value::Null))
-    }
-
-    fn visit_none<E>(self) -> Result<Checked, E> {
-        Ok(Checked::plain(Value::Null))
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Checked, D::Error> {
-        Checked::deserialize(deserializer)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
-        let mut items = Vec::new();
-        let mut duplicate = false;
-        while let Some(item) = seq.next_element::<Checked>()? {
-            duplicate |= item.duplicate;
-            items.push(item.value);
-        }
-        Ok(Checked {
-            value: Value::Array(items),
-            duplicate,
-        })
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
-        let mut members = Map::new();
-        let mut duplicate = false;
-        while let Some(name) = map.next_key::<String>()? {
-            let item = map.next_value::<Checked>()?;
-            duplicate |= item.duplicate;
-            if members.insert(name, item.value).is_some() {
-                duplicate = true;
-            }
-        }
-        Ok(Checked {
-            value: Value::Object(members),
-            duplicate,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::{Map, Value};
+
     use super::*;
 
     fn object(text: &[u8]) -> Result<Map<String, Value>, ObjectError> {
