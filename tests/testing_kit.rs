@@ -11,14 +11,18 @@
 //!   + RFC 8707 + RFC 9207).
 //! - Each rule of the endpoints, with the RFC section it checks.
 
+#[path = "support/loopback.rs"]
+mod loopback;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use loopback::bind_with_config;
 use mcp_oauth2::testing::{ClientRegistration, TestIssuer};
-use mcp_oauth2::{AuthConfig, AuthContext, McpServer};
+use mcp_oauth2::{AuthContext, McpServer};
 use reqwest::StatusCode;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{CallToolRequestParams, ServerCapabilities, ServerConfig};
@@ -84,16 +88,7 @@ impl Setup {
     }
 
     async fn with_issuer(issuer: TestIssuer) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let resource = format!("http://{}/mcp", listener.local_addr().expect("addr"));
-        let config = AuthConfig::builder()
-            .issuer(issuer.issuer())
-            .resource(&resource)
-            .allow_insecure_http_for_loopback(true)
-            .build()
-            .expect("config");
+        let (listener, resource, config) = bind_with_config(&issuer, |b| b).await;
         let server = McpServer::builder()
             .auth(config)
             .service(|| Ok(Whoami::new()))

@@ -6,8 +6,8 @@ use std::future::Future;
 
 use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::{
-    AuthConfig, AuthConfigBuilder, AuthContext, AuthErrorKind, BearerToken, HandleKey, JwtVerifier,
-    McpServer, RequestContextExt, TokenVerifier,
+    AuthConfigBuilder, AuthContext, AuthErrorKind, BearerToken, HandleKey, JwtVerifier, McpServer,
+    RequestContextExt, TokenVerifier,
 };
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -20,6 +20,10 @@ use rmcp::{
     tool_router,
 };
 use tokio_util::sync::CancellationToken;
+
+#[path = "../support/loopback.rs"]
+mod loopback;
+use loopback::bind_with_config;
 
 /// A tool argument.
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -126,20 +130,8 @@ impl Harness {
         issuer: TestIssuer,
         tweak: impl FnOnce(AuthConfigBuilder) -> AuthConfigBuilder,
     ) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let base = format!("http://{addr}");
-        let resource = format!("{base}/mcp");
-        let config = tweak(
-            AuthConfig::builder()
-                .issuer(issuer.issuer())
-                .resource(&resource)
-                .allow_insecure_http_for_loopback(true),
-        )
-        .build()
-        .expect("config");
+        let (listener, resource, config) = bind_with_config(&issuer, tweak).await;
+        let base = resource.trim_end_matches("/mcp").to_owned();
         let server = McpServer::builder()
             .auth(config)
             .service(|| Ok(EchoServer::new()))

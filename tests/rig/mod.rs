@@ -11,6 +11,10 @@ use mcp_oauth2::testing::{TestIssuer, TokenBuilder};
 use mcp_oauth2::{AuthConfig, AuthConfigBuilder, AuthContext, AuthLayer, JwtVerifier};
 use tokio::task::JoinHandle;
 
+#[path = "../support/loopback.rs"]
+mod loopback;
+use loopback::bind_with_config;
+
 /// An issuer, a verifier and a protected endpoint at `resource`.
 pub struct Rig {
     pub issuer: TestIssuer,
@@ -52,18 +56,7 @@ impl Rig {
         issuer: TestIssuer,
         tweak: impl FnOnce(AuthConfigBuilder) -> AuthConfigBuilder,
     ) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let resource = format!("http://{}/mcp", listener.local_addr().expect("addr"));
-        let config = tweak(
-            AuthConfig::builder()
-                .issuer(issuer.issuer())
-                .resource(&resource)
-                .allow_insecure_http_for_loopback(true),
-        )
-        .build()
-        .expect("config");
+        let (listener, resource, config) = bind_with_config(&issuer, tweak).await;
         let verifier = JwtVerifier::new(&config).expect("verifier");
         Self::serve(issuer, resource, listener, config, verifier)
     }

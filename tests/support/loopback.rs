@@ -1,0 +1,27 @@
+//! A protected endpoint's address and configuration on 127.0.0.1:0, shared
+//! by the test fixtures (`tests/common`, `tests/rig`).
+
+use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::{AuthConfig, AuthConfigBuilder};
+
+/// Binds 127.0.0.1:0 and configures `issuer` for the MCP endpoint there
+/// (`http://127.0.0.1:<port>/mcp`, plain HTTP allowed on loopback), with
+/// `tweak` applied. Returns the listener, the resource URI and the config.
+pub(crate) async fn bind_with_config(
+    issuer: &TestIssuer,
+    tweak: impl FnOnce(AuthConfigBuilder) -> AuthConfigBuilder,
+) -> (tokio::net::TcpListener, String, AuthConfig) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let resource = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+    let config = tweak(
+        AuthConfig::builder()
+            .issuer(issuer.issuer())
+            .resource(&resource)
+            .allow_insecure_http_for_loopback(true),
+    )
+    .build()
+    .expect("config");
+    (listener, resource, config)
+}
