@@ -106,26 +106,15 @@ impl AuthContext {
     /// Starts an `AuthContext` for custom verifiers: `issuer` and `subject`
     /// are the two facts every context has.
     pub fn builder(issuer: impl Into<String>, subject: impl Into<String>) -> AuthContextBuilder {
-        AuthContextBuilder {
-            inner: Inner {
-                issuer: Arc::from(issuer.into()),
-                subject: subject.into().into_boxed_str(),
-                ..Inner::default()
-            },
-            claims: None,
-            audience: None,
-            token_id: None,
-        }
+        Self::builder_shared(Arc::from(issuer.into()), subject.into().into_boxed_str())
     }
 
     /// The same with an issuer string shared with other contexts of that
     /// issuer (one allocation fewer per verified token).
-    pub(crate) fn builder_shared(issuer: Arc<str>, subject: &str) -> AuthContextBuilder {
+    pub(crate) fn builder_shared(issuer: Arc<str>, subject: Box<str>) -> AuthContextBuilder {
         AuthContextBuilder {
-            // Every field named: `Inner::default()` would allocate an
-            // issuer only to drop it.
             inner: Inner {
-                subject: subject.into(),
+                subject,
                 issuer,
                 client_id: None,
                 scopes: Box::default(),

@@ -240,20 +240,25 @@ mod prepared {
             })
         }
 
+        /// The prepared key for `alg`: `None` when it is not prepared for
+        /// it (use the provider), `Some(None)` when this key never serves
+        /// `alg` (refuse, as the key selection does; never reached through it).
+        fn key_for(&self, alg: Algorithm) -> Option<Option<&ParsedPublicKey>> {
+            match self {
+                Self::Rsa { .. } => self.rsa_for(alg).map(Some),
+                Self::Single { alg: a, key } if *a == alg => Some(Some(key)),
+                Self::Single { .. } => Some(None),
+            }
+        }
+
         pub(super) fn verify(
             &self,
             alg: Algorithm,
             message: &[u8],
             signature: &[u8],
         ) -> Option<bool> {
-            let key = match self {
-                Self::Rsa { .. } => self.rsa_for(alg)?,
-                Self::Single { alg: a, key } if *a == alg => key,
-                // Another algorithm for this key: refuse here, as the key
-                // selection does (never reached through it).
-                Self::Single { .. } => return Some(false),
-            };
-            Some(key.verify_sig(message, signature).is_ok())
+            let key = self.key_for(alg)?;
+            Some(key.is_some_and(|k| k.verify_sig(message, signature).is_ok()))
         }
 
         /// As [`Inner::verify`] for a message's SHA-256 (only algorithms
@@ -268,12 +273,8 @@ mod prepared {
             if !super::hashes_with_sha256(alg) {
                 return None;
             }
-            let key = match self {
-                Self::Rsa { .. } => self.rsa_for(alg)?,
-                Self::Single { alg: a, key } if *a == alg => key,
-                Self::Single { .. } => return Some(false),
-            };
-            Some(key.verify_digest_sig(digest, signature).is_ok())
+            let key = self.key_for(alg)?;
+            Some(key.is_some_and(|k| k.verify_digest_sig(digest, signature).is_ok()))
         }
     }
 }

@@ -344,16 +344,11 @@ impl JwtVerifier {
         let ours =
             |a: &str| a == self.inner.resource || self.inner.extra_audiences.iter().any(|x| x == a);
         let audience_ok = match claims.get("aud") {
-            Some(aud) if aud.get().starts_with('[') => {
-                let items: Vec<&RawValue> =
-                    serde_json::from_str(aud.get()).map_err(|_| invalid())?;
-                let mut found = false;
-                for item in items {
-                    // Every member must be a string, even after a match.
-                    found |= ours(&as_str(item).map_err(|()| invalid())?);
-                }
-                found
-            }
+            // Every member must be a string, even after a match.
+            Some(aud) if aud.get().starts_with('[') => json::str_array(aud)
+                .map_err(|()| invalid())?
+                .iter()
+                .any(|a| ours(a)),
             Some(aud) => as_str(aud).is_ok_and(|a| ours(&a)),
             None => matches!(self.inner.audience_rule, AudienceRule::CognitoClientIds(_)),
         };
@@ -613,10 +608,10 @@ fn scope_list(raw: &RawValue, out: &mut Vec<Box<str>>) -> Result<(), AuthError> 
         }
     };
     if raw.get().starts_with('[') {
-        let items: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| invalid())?;
-        for item in items {
-            add(&as_str(item).map_err(|()| invalid())?);
-        }
+        json::str_array(raw)
+            .map_err(|()| invalid())?
+            .iter()
+            .for_each(|scope| add(scope));
     } else {
         as_str(raw)
             .map_err(|()| invalid())?
@@ -676,7 +671,7 @@ fn context_from_claims(
         Some(paths) => scopes_from_paths(claims, paths)?,
         None => scopes_from_claims(claims)?,
     };
-    let mut b = AuthContext::builder_shared(issuer, checked.subject.as_ref())
+    let mut b = AuthContext::builder_shared(issuer, checked.subject.as_ref().into())
         .boxed_scopes(scopes.into_boxed_slice())
         .expires_at_unix(checked.exp);
     // RFC 9068 `client_id`; else what providers use: `azp` (OpenID, Auth0,

@@ -174,6 +174,13 @@ pub(crate) fn as_str(raw: &RawValue) -> Result<Cow<'_, str>, ()> {
         .map_err(|_| ())
 }
 
+/// A JSON array of strings. `Err(())` when `raw` is not an array or any of
+/// its members is not a string.
+pub(crate) fn str_array(raw: &RawValue) -> Result<Vec<Cow<'_, str>>, ()> {
+    let items: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| ())?;
+    items.into_iter().map(as_str).collect()
+}
+
 /// Appends `s` as a JSON string (RFC 8259 section 7).
 fn push_json_string(out: &mut String, s: &str) {
     if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
