@@ -654,6 +654,19 @@ impl Raw {
         out
     }
 
+    /// The request's bytes with every `Authorization` value cut to its
+    /// first characters, for failure messages.
+    pub fn redacted(&self) -> String {
+        let mut copy = self.clone();
+        for (k, v) in &mut copy.headers {
+            if k.eq_ignore_ascii_case("authorization") {
+                let keep: String = v.chars().take(14).collect();
+                *v = format!("{keep}...[redacted]");
+            }
+        }
+        String::from_utf8_lossy(&copy.to_bytes()).into_owned()
+    }
+
     /// Sends the request on a new connection. `Err` when no response head
     /// arrived within [`HEAD_TIMEOUT`] (a hang) or the connection failed.
     pub async fn send(&self) -> Result<RawResponse, String> {
