@@ -663,10 +663,10 @@ fn judge(
                 ));
             }
             // rmcp routes by the first `Mcp-Session-Id` field.
-            if let Some(id) = e.sessions.first() {
-                if let Err(v) = owners.claim(id, creator, "was used by an instance") {
-                    bad.push(v);
-                }
+            if let Some(id) = e.sessions.first()
+                && let Err(v) = owners.claim(id, creator, "was used by an instance")
+            {
+                bad.push(v);
             }
         }
     }
@@ -703,17 +703,16 @@ fn judge(
     // (b) no stream opened on, or termination of, someone else's session
     // (rmcp acts on the first `Mcp-Session-Id` field; the post-check of
     // every owner's session covers the rest).
-    if success && matches!(a.method, "GET" | "DELETE") {
-        if let Some(id) = named.first() {
-            if let Some(owner) = owners.0.get(id)
-                && grant.map(|(s, _)| s) != Some(owner.as_str())
-            {
-                bad.push(format!(
-                    "(b) {} of {owner}'s session {id} answered {} for {:?}",
-                    a.method, response.status, a.auth
-                ));
-            }
-        }
+    if success
+        && matches!(a.method, "GET" | "DELETE")
+        && let Some(id) = named.first()
+        && let Some(owner) = owners.0.get(id)
+        && grant.map(|(s, _)| s) != Some(owner.as_str())
+    {
+        bad.push(format!(
+            "(b) {} of {owner}'s session {id} answered {} for {:?}",
+            a.method, response.status, a.auth
+        ));
     }
     bad
 }
