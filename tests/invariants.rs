@@ -172,6 +172,8 @@ enum BodyKind {
     UnicodeEscapedWrite,
     ToolsList,
     ReadPrivate,
+    /// Legacy `resources/subscribe` to the protected resource.
+    SubscribePrivate,
     Initialize,
     /// `"method":"tools/list","method":"tools/call"` calling write_tool.
     DuplicateMethod,
@@ -196,6 +198,7 @@ impl BodyKind {
             }
             BodyKind::ToolsList | BodyKind::DuplicateMethod => ("tools/list", None),
             BodyKind::ReadPrivate => ("resources/read", Some(PRIVATE_URI)),
+            BodyKind::SubscribePrivate => ("resources/subscribe", None),
             BodyKind::Initialize => ("initialize", None),
             BodyKind::DuplicateName | BodyKind::Batch => ("tools/call", Some("read_tool")),
             BodyKind::Notification => ("notifications/initialized", None),
@@ -345,6 +348,7 @@ fn body() -> impl Strategy<Value = BodyKind> {
         1 => Just(UnicodeEscapedWrite),
         1 => Just(ToolsList),
         1 => Just(ReadPrivate),
+        1 => Just(SubscribePrivate),
         1 => Just(Initialize),
         1 => Just(DuplicateMethod),
         1 => Just(DuplicateName),
@@ -479,6 +483,11 @@ fn body_bytes(a: &Attack, id: u64) -> Vec<u8> {
         BodyKind::ToolsList => request("tools/list", params(&[]), id),
         BodyKind::ReadPrivate => request(
             "resources/read",
+            params(&[&format!(r#""uri":"{PRIVATE_URI}""#)]),
+            id,
+        ),
+        BodyKind::SubscribePrivate => request(
+            "resources/subscribe",
             params(&[&format!(r#""uri":"{PRIVATE_URI}""#)]),
             id,
         ),

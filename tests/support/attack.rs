@@ -20,7 +20,7 @@ use mcp_oauth2::{AuthConfig, AuthConfigBuilder, McpServer, RequestContextExt};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{
     InitializeRequestParams, InitializeResult, ReadResourceRequestParams, ReadResourceResponse,
-    ReadResourceResult, ResourceContents, ServerCapabilities, ServerConfig,
+    ReadResourceResult, ResourceContents, ServerCapabilities, ServerConfig, SubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ServerHandler, tool, tool_handler, tool_router};
@@ -47,7 +47,11 @@ pub fn required_scopes(what: &str) -> &'static [&'static str] {
     match what {
         "read_tool" => &[READ],
         "write_tool" => &[WRITE],
-        w if w.starts_with("resource:res://private/") => &[PRIVATE],
+        w if w.starts_with("resource:res://private/")
+            || w.starts_with("subscribe:res://private/") =>
+        {
+            &[PRIVATE]
+        }
         _ => &[],
     }
 }
@@ -55,7 +59,8 @@ pub fn required_scopes(what: &str) -> &'static [&'static str] {
 /// One operation that ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exec {
-    /// `read_tool`, `write_tool`, `open_tool`, `initialize`, `resource:<uri>`.
+    /// `read_tool`, `write_tool`, `open_tool`, `initialize`, `resource:<uri>`,
+    /// `subscribe:<uri>`.
     pub what: String,
     /// The subject of the `AuthContext` the handler saw (`None`: none).
     pub subject: Option<String>,
@@ -162,6 +167,7 @@ impl ServerHandler for ScopedServer {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_resources()
+                .enable_resources_subscribe()
                 .build(),
         )
     }
@@ -176,6 +182,18 @@ impl ServerHandler for ScopedServer {
         self.record("initialize", &context);
         context.peer.set_peer_info(request.clone());
         self.negotiate_initialize(&request)
+    }
+
+    // Legacy `resources/subscribe` (deprecated in rmcp for 2026-07-28, which
+    // uses `subscriptions/listen`): per-resource rules must cover it too.
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        self.record(&format!("subscribe:{}", request.uri), &context);
+        Ok(())
     }
 
     async fn read_resource(
