@@ -440,3 +440,108 @@ async fn fixture_sanity_allowed_calls_run_and_are_logged() {
         let _ = INITIALIZED;
     }
 }
+
+// Issue 12 item 1: `AuthLayer` in an arbitrary router fails closed. Here
+// rmcp is nested at `/rpc` while the resource (and so the layer's idea of
+// the MCP path) is `/mcp`: a JSON-RPC POST on a path the layer cannot place
+// is judged as MCP (per-tool scopes apply), and so is an `Mcp-Session-Id`
+// (only its owner may use it).
+#[tokio::test]
+async fn auth_layer_in_an_arbitrary_router_judges_unplaced_jsonrpc_as_mcp() {
+    use std::sync::Arc;
+
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+
+    let issuer = mcp_oauth2::testing::TestIssuer::start()
+        .await
+        .expect("issuer");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let resource = format!("http://{addr}/mcp");
+    let config = attack::scoped_rules(
+        mcp_oauth2::AuthConfig::builder()
+            .issuer(issuer.issuer())
+            .resource(&resource)
+            .allow_insecure_http_for_loopback(true),
+    )
+    .build()
+    .expect("config");
+    let log = attack::ExecLog::default();
+    let factory_log = log.clone();
+    let rmcp_service = StreamableHttpService::new(
+        move || Ok(attack::ScopedServer::new(factory_log.clone())),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let app = axum::Router::new()
+        .nest_service("/rpc", rmcp_service)
+        .layer(mcp_oauth2::AuthLayer::new(config).expect("layer"));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let token = |sub: &str, scopes: &[&str]| {
+        format!(
+            "Bearer {}",
+            issuer
+                .token()
+                .subject(sub)
+                .audience(&resource)
+                .scopes(scopes.iter().copied())
+                .sign()
+        )
+    };
+    let post = |auth: &str, body: &str| {
+        attack::Raw::new(addr, "POST", "/rpc")
+            .header("Authorization", auth)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream")
+            .body(body)
+    };
+    // A s:read token calling write_tool (2026-07-28, stateless).
+    let reader = token("alice", &[attack::READ]);
+    let response = send(
+        post(&reader, &modern_tool_call_body(7, "write_tool"))
+            .header("MCP-Protocol-Version", MODERN)
+            .header("Mcp-Method", "tools/call")
+            .header("Mcp-Name", "write_tool"),
+    )
+    .await;
+    let ran_now = log.take();
+    assert!(!ran(&ran_now, "write_tool"), "{ran_now:?}");
+    assert!(
+        matches!(response.status, 403 | 404),
+        "{}",
+        response.summary()
+    );
+    // bob's legacy session, opened on /rpc, used by alice.
+    let bob = token("bob", &[attack::READ, attack::WRITE]);
+    let opened = send(post(&bob, &initialize_body(1))).await;
+    if let Some(session) = opened.header("mcp-session-id").map(str::to_owned) {
+        let _ = send(
+            post(&bob, INITIALIZED)
+                .header("Mcp-Session-Id", &session)
+                .header("MCP-Protocol-Version", LEGACY),
+        )
+        .await;
+        let _ = log.take();
+        let alice = token("alice", &[attack::READ, attack::WRITE]);
+        let response = send(
+            post(&alice, &tool_call_body(5, "open_tool"))
+                .header("Mcp-Session-Id", &session)
+                .header("MCP-Protocol-Version", LEGACY),
+        )
+        .await;
+        let ran_now = log.take();
+        assert!(
+            ran_now.is_empty(),
+            "alice ran in bob's session: {ran_now:?}"
+        );
+        assert_eq!(response.status, 404, "{}", response.summary());
+    }
+    server.abort();
+}
