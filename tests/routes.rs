@@ -437,7 +437,6 @@ async fn fixture_sanity_allowed_calls_run_and_are_logged() {
             .mcp_post(path, Some(TokenKind::AliceAll), &initialize_body(2))
             .header("MCP-Protocol-Version", LEGACY);
         assert_eq!(send(raw).await.status, 200);
-        let _ = INITIALIZED;
     }
 }
 
