@@ -536,6 +536,10 @@ fn stateless_headers_present(headers: &http::HeaderMap, ops: &[crate::scope::Ope
         // A batch cannot carry the headers of one message.
         return ops.is_empty();
     };
+    if op.method == "initialize" {
+        // The handshake may omit them (a supplied one must still match).
+        return true;
+    }
     let named = matches!(
         op.method.as_str(),
         "tools/call" | "resources/read" | "prompts/get"
