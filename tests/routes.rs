@@ -1,0 +1,442 @@
+//! One deterministic test per attack of issue 12: every route the router
+//! sends to the MCP service is judged as MCP, sessions are used only by
+//! their owner, the HTTP framing rules of the MCP 2026-07-28 streamable HTTP
+//! transport (Origin, Host, header/body agreement, ignored session ids) and
+//! CORS preflights. Real `McpServer`, real `TestIssuer`, raw HTTP on
+//! loopback; the execution log (what ran, for whom) is the oracle, the
+//! status codes are checked as the intended answers.
+
+#[path = "support/attack.rs"]
+mod attack;
+
+use attack::{
+    Exec, INITIALIZED, LEGACY, MODERN, Mount, RawResponse, Target, TokenKind, initialize_body,
+    modern_tool_call_body, tool_call_body,
+};
+
+async fn send(raw: attack::Raw) -> RawResponse {
+    raw.send().await.expect("a response within the timeout")
+}
+
+/// A 2026-07-28 `tools/call` of `tool` with consistent `Mcp-Method`/`Mcp-Name`.
+fn modern_call(t: &Target, target: &str, kind: TokenKind, tool: &str) -> attack::Raw {
+    t.mcp_post(target, Some(kind), &modern_tool_call_body(7, tool))
+        .header("MCP-Protocol-Version", MODERN)
+        .header("Mcp-Method", "tools/call")
+        .header("Mcp-Name", tool)
+}
+
+fn ran(log: &[Exec], what: &str) -> bool {
+    log.iter().any(|e| e.what == what)
+}
+
+/// The attack of issue 12 finding 1, on one path spelling: a `s:read`-only
+/// token calls `write_tool` (declared only with `tool_scopes`), statelessly
+/// and inside a legacy session opened on the same spelling.
+async fn write_tool_never_runs_via(target: &str) {
+    let t = Target::start(Mount::Default).await;
+    let stateless = send(modern_call(&t, target, TokenKind::AliceRead, "write_tool")).await;
+    let log = t.log.take();
+    assert!(
+        !ran(&log, "write_tool"),
+        "{target} (2026-07-28): write_tool ran for a s:read token: {log:?} {}",
+        stateless.summary()
+    );
+    assert!(
+        matches!(stateless.status, 403 | 404),
+        "{target} (2026-07-28): {}",
+        stateless.summary()
+    );
+    let (session, _) = t.open_session_at(target, TokenKind::AliceRead).await;
+    let legacy = match &session {
+        Some(id) => {
+            t.call_in_session(target, TokenKind::AliceRead, id, "write_tool")
+                .await
+        }
+        None => {
+            send(
+                t.mcp_post(
+                    target,
+                    Some(TokenKind::AliceRead),
+                    &tool_call_body(3, "write_tool"),
+                )
+                .header("MCP-Protocol-Version", LEGACY),
+            )
+            .await
+        }
+    };
+    let log = t.log.take();
+    assert!(
+        !ran(&log, "write_tool"),
+        "{target} (legacy session {session:?}): write_tool ran for a s:read token: {log:?} {}",
+        legacy.summary()
+    );
+    assert!(
+        matches!(legacy.status, 403 | 404),
+        "{target} (legacy session {session:?}): {}",
+        legacy.summary()
+    );
+}
+
+// Issue 12: "Per-operation scopes ... are skipped on /mcp/": whatever the
+// router sends to the MCP service is judged as MCP.
+#[tokio::test]
+async fn trailing_slash_route_does_not_bypass_tool_scopes() {
+    write_tool_never_runs_via("/mcp/").await;
+}
+
+// Issue 12: "... and /mcp/<anything>".
+#[tokio::test]
+async fn subpath_route_does_not_bypass_tool_scopes() {
+    write_tool_never_runs_via("/mcp/x").await;
+}
+
+// Issue 12: "Two sources of truth for the MCP path": a root resource
+// (`http://h:port`) with the default `/mcp` mount keeps every per-tool rule.
+#[tokio::test]
+async fn root_resource_still_enforces_tool_scopes_on_mcp() {
+    let t = Target::start(Mount::RootResource).await;
+    let denied = send(modern_call(&t, "/mcp", TokenKind::AliceRead, "write_tool")).await;
+    let allowed = send(modern_call(&t, "/mcp", TokenKind::AliceRead, "read_tool")).await;
+    let log = t.log.take();
+    assert!(!ran(&log, "write_tool"), "{log:?} {}", denied.summary());
+    assert_eq!(denied.status, 403, "{}", denied.summary());
+    assert_eq!(allowed.status, 200, "{}", allowed.summary());
+    assert!(ran(&log, "read_tool"), "{log:?}");
+
+    let (session, opened) = t.open_session(TokenKind::AliceRead).await;
+    let session = session.unwrap_or_else(|| panic!("a session: {}", opened.summary()));
+    let denied = t
+        .call_in_session("/mcp", TokenKind::AliceRead, &session, "write_tool")
+        .await;
+    let log = t.log.take();
+    assert!(!ran(&log, "write_tool"), "{log:?} {}", denied.summary());
+    assert_eq!(denied.status, 403, "{}", denied.summary());
+}
+
+/// bob's legacy session, and alice trying it on `target` with `method`.
+async fn foreign_session_is_404(method: &str) {
+    for target in ["/mcp", "/mcp/"] {
+        let t = Target::start(Mount::Default).await;
+        let (session, opened) = t.open_session(TokenKind::Bob).await;
+        let session = session.unwrap_or_else(|| panic!("bob's session: {}", opened.summary()));
+        let _ = t.log.take();
+        let raw = match method {
+            "POST" => t
+                .mcp_post(
+                    target,
+                    Some(TokenKind::AliceAll),
+                    &tool_call_body(5, "open_tool"),
+                )
+                .header("MCP-Protocol-Version", LEGACY),
+            _ => t
+                .request(method, target)
+                .header("Authorization", &t.bearer(TokenKind::AliceAll))
+                .header("Accept", "text/event-stream")
+                .header("MCP-Protocol-Version", LEGACY),
+        }
+        .header("Mcp-Session-Id", &session);
+        let response = send(raw).await;
+        let log = t.log.take();
+        assert!(
+            log.is_empty(),
+            "{method} {target}: ran in bob's session for alice: {log:?}"
+        );
+        assert_eq!(
+            response.status,
+            404,
+            "{method} {target}: {}",
+            response.summary()
+        );
+        assert!(
+            t.session_works(TokenKind::Bob, &session).await,
+            "{method} {target}: bob can no longer use his session"
+        );
+    }
+}
+
+// MCP 2025-11-25 "Session Management" / security best practices: a session
+// is not usable by another principal (POST into it).
+#[tokio::test]
+async fn foreign_session_post_is_404() {
+    foreign_session_is_404("POST").await;
+}
+
+// ... nor its SSE stream opened (GET).
+#[tokio::test]
+async fn foreign_session_get_stream_is_404() {
+    foreign_session_is_404("GET").await;
+}
+
+// ... nor ended (DELETE); the owner keeps it.
+#[tokio::test]
+async fn foreign_session_delete_is_404_and_keeps_the_session() {
+    foreign_session_is_404("DELETE").await;
+}
+
+// RFC 9112 section 3.2: a request with more than one Host field is 400.
+#[tokio::test]
+async fn two_host_fields_are_400() {
+    let t = Target::start(Mount::Default).await;
+    let own = t.addr.to_string();
+    for second in [own.as_str(), "evil.example"] {
+        let response = send(
+            modern_call(&t, "/mcp", TokenKind::AliceAll, "open_tool")
+                .header("Host", &own)
+                .header("Host", second),
+        )
+        .await;
+        let log = t.log.take();
+        assert!(log.is_empty(), "Host {own} + {second}: {log:?}");
+        assert_eq!(
+            response.status,
+            400,
+            "Host {own} + {second}: {}",
+            response.summary()
+        );
+    }
+}
+
+// MCP 2026-07-28 "Transports", security warning: Origin MUST be validated;
+// present and not allowed is 403.
+#[tokio::test]
+async fn foreign_origin_is_403() {
+    let t = Target::start(Mount::Default).await;
+    let response = send(
+        modern_call(&t, "/mcp", TokenKind::AliceAll, "open_tool")
+            .header("Origin", "https://evil.example"),
+    )
+    .await;
+    let log = t.log.take();
+    assert!(log.is_empty(), "{log:?}");
+    assert_eq!(response.status, 403, "{}", response.summary());
+}
+
+// The default allowed origin is the resource's own.
+#[tokio::test]
+async fn own_origin_is_allowed() {
+    let t = Target::start(Mount::Default).await;
+    let response = send(
+        modern_call(&t, "/mcp", TokenKind::AliceAll, "open_tool").header("Origin", &t.origin()),
+    )
+    .await;
+    let log = t.log.take();
+    assert_eq!(response.status, 200, "{}", response.summary());
+    assert!(ran(&log, "open_tool"), "{log:?}");
+}
+
+// Issue 12 item 1: OPTIONS passes unauthenticated only as a CORS preflight,
+// answered by the layer, with the challenge readable by browser clients.
+#[tokio::test]
+async fn cors_preflight_is_answered_by_the_layer() {
+    let t = Target::start(Mount::Default).await;
+    let response = send(
+        t.request("OPTIONS", "/mcp")
+            .header("Origin", &t.origin())
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type, mcp-protocol-version",
+            )
+            // A JSON-RPC body the inner service must never see.
+            .header("Content-Type", "application/json")
+            .body(modern_tool_call_body(1, "open_tool")),
+    )
+    .await;
+    let log = t.log.take();
+    assert!(log.is_empty(), "{log:?}");
+    assert!(
+        matches!(response.status, 200 | 204),
+        "not answered by the layer (rmcp answers 405): {}",
+        response.summary()
+    );
+    assert!(
+        response.header("allow").is_none(),
+        "rmcp's 405 Allow header: {}",
+        response.summary()
+    );
+    let expose = response
+        .header("access-control-expose-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(
+        expose.split(',').any(|h| h.trim() == "www-authenticate"),
+        "{}",
+        response.summary()
+    );
+    assert!(
+        response.header("access-control-allow-methods").is_some()
+            || response.header("access-control-allow-origin").is_some(),
+        "{}",
+        response.summary()
+    );
+}
+
+// An OPTIONS that is not a preflight is an ordinary request: no token, 401.
+#[tokio::test]
+async fn plain_options_without_token_is_401() {
+    let t = Target::start(Mount::Default).await;
+    let response = send(t.request("OPTIONS", "/mcp")).await;
+    let log = t.log.take();
+    assert!(log.is_empty(), "{log:?}");
+    assert_eq!(response.status, 401, "{}", response.summary());
+    assert!(
+        response
+            .header("www-authenticate")
+            .is_some_and(|c| c.starts_with("Bearer") && c.contains("resource_metadata")),
+        "{}",
+        response.summary()
+    );
+}
+
+/// Asserts the MCP 2026-07-28 HeaderMismatch answer: 400, a JSON-RPC error
+/// -32020 with the request's id, no OAuth `invalid_request` challenge.
+#[track_caller]
+fn assert_header_mismatch(response: &RawResponse, case: &str) {
+    assert_eq!(response.status, 400, "{case}: {}", response.summary());
+    assert!(
+        response
+            .headers_named("www-authenticate")
+            .iter()
+            .all(|c| !c.contains("invalid_request")),
+        "{case}: an OAuth-style answer: {}",
+        response.summary()
+    );
+    let body: serde_json::Value = serde_json::from_slice(&response.body)
+        .unwrap_or_else(|e| panic!("{case}: not JSON ({e}): {}", response.summary()));
+    assert_eq!(body["jsonrpc"], "2.0", "{case}: {body}");
+    assert_eq!(body["id"], 7, "{case}: {body}");
+    assert_eq!(body["error"]["code"], -32020, "{case}: {body}");
+}
+
+// MCP 2026-07-28 "Transports": a header/body mismatch MUST be 400 with the
+// JSON-RPC error -32020 (HeaderMismatch), never an OAuth-style body.
+#[tokio::test]
+async fn modern_header_mismatch_is_400_with_jsonrpc_error_32020() {
+    let t = Target::start(Mount::Default).await;
+    // Mcp-Name names the allowed tool, the body calls the forbidden one.
+    let lying_name = send(
+        t.mcp_post(
+            "/mcp",
+            Some(TokenKind::AliceRead),
+            &modern_tool_call_body(7, "write_tool"),
+        )
+        .header("MCP-Protocol-Version", MODERN)
+        .header("Mcp-Method", "tools/call")
+        .header("Mcp-Name", "read_tool"),
+    )
+    .await;
+    // Mcp-Method names a list, the body calls a tool.
+    let lying_method = send(
+        t.mcp_post(
+            "/mcp",
+            Some(TokenKind::AliceAll),
+            &modern_tool_call_body(7, "open_tool"),
+        )
+        .header("MCP-Protocol-Version", MODERN)
+        .header("Mcp-Method", "tools/list"),
+    )
+    .await;
+    let log = t.log.take();
+    assert!(log.is_empty(), "{log:?}");
+    assert_header_mismatch(&lying_name, "Mcp-Name read_tool, body write_tool");
+    assert_header_mismatch(&lying_method, "Mcp-Method tools/list, body tools/call");
+}
+
+// MCP 2026-07-28 "Transports": a server SHOULD ignore Mcp-Session-Id on a
+// 2026-07-28 request (someone else's or garbage): served, not 404.
+#[tokio::test]
+async fn modern_request_ignores_session_ids() {
+    let t = Target::start(Mount::Default).await;
+    let (bobs, opened) = t.open_session(TokenKind::Bob).await;
+    let bobs = bobs.unwrap_or_else(|| panic!("bob's session: {}", opened.summary()));
+    let _ = t.log.take();
+    for session in [bobs.as_str(), "garbage-session-id"] {
+        let response = send(
+            modern_call(&t, "/mcp", TokenKind::AliceAll, "open_tool")
+                .header("Mcp-Session-Id", session),
+        )
+        .await;
+        let log = t.log.take();
+        assert_eq!(
+            response.status,
+            200,
+            "session {session}: {}",
+            response.summary()
+        );
+        assert!(
+            log.iter().any(|e| e.what == "open_tool"
+                && e.subject.as_deref() == Some("alice")
+                && e.creator.is_none()),
+            "session {session}: {log:?}"
+        );
+    }
+    assert!(t.session_works(TokenKind::Bob, &bobs).await);
+}
+
+// Issue 12 item 3: the operation reader is strict and answers 400 on a body
+// it cannot read (duplicate keys) whenever per-operation rules exist.
+#[tokio::test]
+async fn duplicate_keys_are_400_when_operation_rules_exist() {
+    let t = Target::start(Mount::Default).await;
+    let meta = attack::MODERN_META;
+    let bodies = [
+        format!(
+            r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"read_tool","name":"write_tool","arguments":{{}},{meta}}}}}"#
+        ),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":7,"method":"tools/list","method":"tools/call","params":{{"name":"write_tool","arguments":{{}},{meta}}}}}"#
+        ),
+    ];
+    for body in &bodies {
+        let response = send(
+            t.mcp_post("/mcp", Some(TokenKind::AliceRead), body)
+                .header("MCP-Protocol-Version", MODERN)
+                .header("Mcp-Method", "tools/call")
+                .header("Mcp-Name", "read_tool"),
+        )
+        .await;
+        let log = t.log.take();
+        assert!(!ran(&log, "write_tool"), "{body}: {log:?}");
+        assert_eq!(response.status, 400, "{body}: {}", response.summary());
+    }
+    // The same inside a legacy session.
+    let (session, opened) = t.open_session(TokenKind::AliceRead).await;
+    let session = session.unwrap_or_else(|| panic!("a session: {}", opened.summary()));
+    let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read_tool","name":"write_tool","arguments":{}}}"#;
+    let response = send(
+        t.mcp_post("/mcp", Some(TokenKind::AliceRead), body)
+            .header("MCP-Protocol-Version", LEGACY)
+            .header("Mcp-Session-Id", &session),
+    )
+    .await;
+    let log = t.log.take();
+    assert!(!ran(&log, "write_tool"), "legacy: {log:?}");
+    assert_eq!(response.status, 400, "legacy: {}", response.summary());
+}
+
+// The fixture itself: a legacy session and a stateless call work for the
+// right token, and the log sees them (so the other tests' "nothing ran"
+// means something).
+#[tokio::test]
+async fn fixture_sanity_allowed_calls_run_and_are_logged() {
+    for mount in [Mount::Default, Mount::RootResource, Mount::Custom] {
+        let t = Target::start(mount).await;
+        let path = t.path();
+        let ok = send(modern_call(&t, path, TokenKind::AliceRead, "read_tool")).await;
+        assert_eq!(ok.status, 200, "{mount:?}: {}", ok.summary());
+        let log = t.log.take();
+        assert!(ran(&log, "read_tool"), "{mount:?}: {log:?}");
+        let (session, opened) = t.open_session(TokenKind::AliceAll).await;
+        let session = session.unwrap_or_else(|| panic!("{mount:?}: {}", opened.summary()));
+        assert!(
+            t.session_works(TokenKind::AliceAll, &session).await,
+            "{mount:?}"
+        );
+        let raw = t
+            .mcp_post(path, Some(TokenKind::AliceAll), &initialize_body(2))
+            .header("MCP-Protocol-Version", LEGACY);
+        assert_eq!(send(raw).await.status, 200);
+        let _ = INITIALIZED;
+    }
+}

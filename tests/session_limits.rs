@@ -1,0 +1,188 @@
+//! Issue 12 item 4, "Sessions bounded": a per-principal cap and a total cap
+//! refuse a new legacy session (429 with `Retry-After` and a JSON body)
+//! instead of evicting live ones. Configured with
+//! `AuthConfigBuilder::max_sessions_per_principal(n)` and `max_sessions(n)`
+//! (env `MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL`, default at most 64;
+//! `MCP_OAUTH2_MAX_SESSIONS`, default at most 10,000).
+//!
+//! Kept apart from tests/routes.rs so that the other attack tests compile
+//! while these setters are being added.
+
+#[path = "support/attack.rs"]
+mod attack;
+
+use attack::{Mount, RawResponse, Target, TokenKind};
+
+/// Asserts the refusal of a new session: 429, `Retry-After`, a JSON body,
+/// and no session id handed out.
+#[track_caller]
+fn assert_session_refused(response: &RawResponse, case: &str) {
+    assert_eq!(response.status, 429, "{case}: {}", response.summary());
+    let retry_after = response
+        .header("retry-after")
+        .unwrap_or_else(|| panic!("{case}: no Retry-After: {}", response.summary()));
+    assert!(
+        retry_after.parse::<u64>().is_ok(),
+        "{case}: Retry-After {retry_after:?} is not delay-seconds"
+    );
+    assert!(
+        response
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{case}: {}",
+        response.summary()
+    );
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&response.body).is_ok(),
+        "{case}: not a JSON body: {}",
+        response.summary()
+    );
+    assert!(
+        response.header("mcp-session-id").is_none(),
+        "{case}: a session id was handed out: {}",
+        response.summary()
+    );
+}
+
+/// Opens `n` sessions for `kind`, asserting each is granted.
+async fn open_n(t: &Target, kind: TokenKind, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let (id, response) = t.open_session(kind).await;
+        ids.push(id.unwrap_or_else(|| {
+            panic!(
+                "{kind:?} session {i} of {n} refused: {}",
+                response.summary()
+            )
+        }));
+    }
+    ids
+}
+
+// Issue 12 item 4: one principal over its cap gets 429 with Retry-After and
+// a JSON body; its existing sessions keep working (never evicted).
+#[tokio::test]
+async fn principal_over_its_session_cap_gets_429_and_keeps_its_sessions() {
+    let t = Target::start_with(Mount::Default, |b| b.max_sessions_per_principal(3)).await;
+    let alices = open_n(&t, TokenKind::AliceAll, 3).await;
+    let (refused, response) = t.open_session(TokenKind::AliceAll).await;
+    assert_eq!(refused, None);
+    assert_session_refused(&response, "alice's 4th session");
+    // The same principal with another token (other scopes) is the same principal.
+    let (refused, response) = t.open_session(TokenKind::AliceRead).await;
+    assert_eq!(refused, None);
+    assert_session_refused(&response, "alice's 4th session, another token");
+    for id in &alices {
+        assert!(
+            t.session_works(TokenKind::AliceAll, id).await,
+            "alice's session {id} was evicted"
+        );
+    }
+}
+
+// The cap is per principal: others still open sessions.
+#[tokio::test]
+async fn other_principals_still_open_sessions_when_one_is_capped() {
+    let t = Target::start_with(Mount::Default, |b| b.max_sessions_per_principal(2)).await;
+    let _alices = open_n(&t, TokenKind::AliceAll, 2).await;
+    let (_, response) = t.open_session(TokenKind::AliceAll).await;
+    assert_session_refused(&response, "alice over her cap");
+    let bobs = open_n(&t, TokenKind::Bob, 2).await;
+    for id in &bobs {
+        assert!(t.session_works(TokenKind::Bob, id).await);
+    }
+}
+
+// Ending a session frees its slot.
+#[tokio::test]
+async fn ended_session_frees_a_slot() {
+    let t = Target::start_with(Mount::Default, |b| b.max_sessions_per_principal(2)).await;
+    let alices = open_n(&t, TokenKind::AliceAll, 2).await;
+    let (_, response) = t.open_session(TokenKind::AliceAll).await;
+    assert_session_refused(&response, "alice over her cap");
+    let first = alices.first().expect("two sessions");
+    let ended = t
+        .request("DELETE", t.path())
+        .header("Authorization", &t.bearer(TokenKind::AliceAll))
+        .header("Mcp-Session-Id", first)
+        .header("MCP-Protocol-Version", attack::LEGACY)
+        .send()
+        .await
+        .expect("a response");
+    assert!(
+        (200..300).contains(&ended.status),
+        "DELETE of her own session: {}",
+        ended.summary()
+    );
+    let (again, response) = t.open_session(TokenKind::AliceAll).await;
+    assert!(again.is_some(), "slot not freed: {}", response.summary());
+}
+
+// The total cap refuses a new session from anyone, without evicting.
+#[tokio::test]
+async fn total_session_cap_refuses_new_sessions_without_evicting() {
+    let t = Target::start_with(Mount::Default, |b| {
+        b.max_sessions_per_principal(3).max_sessions(4)
+    })
+    .await;
+    let alices = open_n(&t, TokenKind::AliceAll, 3).await;
+    let bobs = open_n(&t, TokenKind::Bob, 1).await;
+    let (refused, response) = t.open_session(TokenKind::Bob).await;
+    assert_eq!(refused, None);
+    assert_session_refused(&response, "the 5th session overall");
+    for id in &alices {
+        assert!(
+            t.session_works(TokenKind::AliceAll, id).await,
+            "{id} evicted"
+        );
+    }
+    for id in &bobs {
+        assert!(t.session_works(TokenKind::Bob, id).await, "{id} evicted");
+    }
+}
+
+// The caps hold on every route the router sends to the MCP service, not
+// only on the exact mount path.
+#[tokio::test]
+async fn session_cap_holds_on_every_route_spelling() {
+    let t = Target::start_with(Mount::Default, |b| b.max_sessions_per_principal(2)).await;
+    let mut granted = 0;
+    for target in ["/mcp", "/mcp/", "/mcp/x", "/mcp", "/mcp/"] {
+        let (id, response) = t.open_session_at(target, TokenKind::AliceAll).await;
+        if id.is_some() {
+            granted += 1;
+        } else if response.status == 429 {
+            assert_session_refused(&response, target);
+        }
+    }
+    assert!(granted <= 2, "{granted} sessions opened past a cap of 2");
+}
+
+// Issue 12 item 4: the default per-principal cap is at most 64 (one
+// scope-less token opened 2,000 sessions in the audit).
+#[tokio::test]
+async fn default_per_principal_cap_is_at_most_64() {
+    let t = Target::start(Mount::Default).await;
+    let mut opened = Vec::new();
+    for i in 0..=64 {
+        let (id, response) = t.open_session(TokenKind::AliceNone).await;
+        match id {
+            Some(id) => opened.push(id),
+            None => {
+                assert_session_refused(&response, &format!("session {i}"));
+                break;
+            }
+        }
+    }
+    assert!(
+        opened.len() <= 64,
+        "{} sessions for one principal",
+        opened.len()
+    );
+    for id in opened.iter().take(3) {
+        assert!(
+            t.session_works(TokenKind::AliceNone, id).await,
+            "{id} evicted"
+        );
+    }
+}
