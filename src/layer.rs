@@ -19,7 +19,7 @@ use crate::config::{AuthConfig, ExemptRoute};
 use crate::context::AuthContext;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::metadata::{MetadataEndpoint, ProtectedResourceMetadata};
-use crate::operation::{check_headers, operations_in};
+use crate::operation::{OperationError, check_headers, read_operations};
 use crate::scope::{ScopeHierarchy, ScopePolicy};
 use crate::verify::TokenVerifier;
 
@@ -331,22 +331,26 @@ impl Shared {
             }
         };
         let mut required = self.policy.global.clone();
-        let mut lists = false;
-        if let Some(ops) = operations_in(&bytes) {
-            lists = ops
-                .iter()
-                .any(|op| crate::filter::is_list_method(&op.method));
-            if check_headers(&parts.headers, &ops).is_err() {
-                return Err((
-                    AuthErrorKind::McpHeaderMismatch.into(),
-                    Request::from_parts(parts, ()),
-                ));
+        let checked = read_operations(&bytes)
+            .and_then(|ops| check_headers(&parts.headers, &ops).map(|()| ops));
+        let ops = match checked {
+            Ok(ops) => ops,
+            Err(OperationError::Unreadable) => {
+                let kind = AuthErrorKind::BodyUnreadable;
+                return Err((kind.into(), Request::from_parts(parts, ())));
             }
-            for op in &ops {
-                for scope in self.policy.required_for(op) {
-                    if !required.contains(&scope) {
-                        required.push(scope);
-                    }
+            Err(OperationError::HeaderMismatch) => {
+                let kind = AuthErrorKind::McpHeaderMismatch;
+                return Err((kind.into(), Request::from_parts(parts, ())));
+            }
+        };
+        let lists = ops
+            .iter()
+            .any(|op| crate::filter::is_list_method(op.method()));
+        for op in &ops {
+            for scope in self.policy.required_for(op) {
+                if !required.contains(&scope) {
+                    required.push(scope);
                 }
             }
         }
@@ -733,9 +737,13 @@ async fn filter_lists(response: Response, policy: &ScopePolicy, ctx: &AuthContex
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let rewritten = if sse {
-        Some(crate::filter::rewrite_sse(&bytes, policy, ctx))
+        crate::filter::rewrite_sse(&bytes, policy, ctx).map(Some)
     } else {
         crate::filter::rewrite_json(&bytes, policy, ctx)
+    };
+    let Ok(rewritten) = rewritten else {
+        tracing::error!("could not parse a list response for filtering; refusing it");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     parts.headers.remove(http::header::CONTENT_LENGTH);
     Response::from_parts(
