@@ -21,7 +21,7 @@ use crate::config::{AuthConfig, ExemptRoute};
 use crate::context::AuthContext;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::metadata::{MetadataEndpoint, ProtectedResourceMetadata};
-use crate::operation::{check_headers, operations_in};
+use crate::operation::{check_headers, read_operations};
 use crate::scope::{ScopeHierarchy, ScopePolicy};
 use crate::verify::TokenVerifier;
 use http_rules::{
@@ -457,9 +457,9 @@ impl Shared {
             ));
         };
         let mut required = self.policy.global.clone();
-        let Some(ops) = operations_in(&bytes) else {
-            // Not readable as JSON: rmcp would not dispatch it either, but a
-            // body the strict reader refuses is refused here (fail closed).
+        let Ok(ops) = read_operations(&bytes) else {
+            // Not readable strictly (not JSON, repeated member names, too
+            // deep): never guess which copy rmcp would dispatch (fail closed).
             return Err(self.reject(
                 &AuthErrorKind::BodyUnreadable.into(),
                 &parts.method,
@@ -471,7 +471,7 @@ impl Shared {
         }
         let lists = ops
             .iter()
-            .any(|op| crate::filter::is_list_method(&op.method));
+            .any(|op| crate::filter::is_list_method(op.method()));
         let headers_ok = check_headers(&parts.headers, &ops).is_ok()
             && (!placement.stateless || stateless_headers_present(&parts.headers, &ops));
         if !headers_ok {
@@ -536,12 +536,12 @@ fn stateless_headers_present(headers: &http::HeaderMap, ops: &[crate::scope::Ope
         // A batch cannot carry the headers of one message.
         return ops.is_empty();
     };
-    if op.method == "initialize" {
+    if op.method() == "initialize" {
         // The handshake may omit them (a supplied one must still match).
         return true;
     }
     let named = matches!(
-        op.method.as_str(),
+        op.method(),
         "tools/call" | "resources/read" | "prompts/get"
     );
     headers.contains_key(METHOD_HEADER) && (!named || headers.contains_key("mcp-name"))
@@ -957,9 +957,13 @@ async fn filter_lists(response: Response, policy: &ScopePolicy, ctx: &AuthContex
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let rewritten = if sse {
-        Some(crate::filter::rewrite_sse(&bytes, policy, ctx))
+        crate::filter::rewrite_sse(&bytes, policy, ctx).map(Some)
     } else {
         crate::filter::rewrite_json(&bytes, policy, ctx)
+    };
+    let Ok(rewritten) = rewritten else {
+        tracing::error!("could not parse a list response for filtering; refusing it");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     parts.headers.remove(http::header::CONTENT_LENGTH);
     Response::from_parts(
