@@ -33,6 +33,14 @@ pub const DEFAULT_VERIFIED_CACHE_MAX_ENTRIES: usize = 100_000;
 /// Default longest time a verified token is remembered (never past its `exp`).
 pub const DEFAULT_VERIFIED_CACHE_MAX_AGE: Duration = Duration::from_secs(300);
 
+/// Default cap on the legacy sessions (`Mcp-Session-Id`) one principal holds open.
+pub const DEFAULT_MAX_SESSIONS_PER_PRINCIPAL: usize = 64;
+/// Default cap on the legacy sessions held open by all principals together.
+pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+/// Default time a legacy session stays bound to its owner without a request
+/// (rmcp's own session keep-alive is the same five minutes).
+pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// The asymmetric algorithms accepted by default (RFC 7518, RFC 8037).
 pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
     Algorithm::RS256,
@@ -150,6 +158,29 @@ pub struct AuthConfig {
     pub(crate) max_token_lifetime: Duration,
     pub(crate) jwks_cache_max_ttl: Duration,
     pub(crate) require_keys_before_ready: bool,
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) sessions: SessionLimits,
+}
+
+/// Bounds on legacy (2025-11-25 and earlier) sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SessionLimits {
+    /// `false`: stateless 2026-07-28 only, no session is ever created.
+    pub(crate) enabled: bool,
+    pub(crate) per_principal: usize,
+    pub(crate) total: usize,
+    pub(crate) idle_timeout: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_principal: DEFAULT_MAX_SESSIONS_PER_PRINCIPAL,
+            total: DEFAULT_MAX_SESSIONS,
+            idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
+        }
+    }
 }
 
 impl AuthConfig {
@@ -176,6 +207,11 @@ impl AuthConfig {
     /// | `MCP_OAUTH2_JWKS_REFRESH_COOLDOWN` | minimum seconds between refetches |
     /// | `MCP_OAUTH2_MAX_TOKEN_LIFETIME` | longest accepted token lifetime in seconds |
     /// | `MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK` | `1`: allow `http://` on loopback (development only) |
+    /// | `MCP_OAUTH2_ALLOWED_ORIGINS` | more browser origins allowed besides the resource's own, comma-separated |
+    /// | `MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL` | legacy sessions one principal may hold open (default 64) |
+    /// | `MCP_OAUTH2_MAX_SESSIONS` | legacy sessions all principals may hold open (default 10,000) |
+    /// | `MCP_OAUTH2_SESSION_IDLE_TIMEOUT` | seconds a legacy session stays bound without a request (default 300) |
+    /// | `MCP_OAUTH2_STATELESS_ONLY` | `1`: serve the stateless 2026-07-28 protocol only, no legacy sessions |
     ///
     /// Errors name the variable.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -271,6 +307,8 @@ pub struct AuthConfigBuilder {
     max_token_lifetime: Duration,
     jwks_cache_max_ttl: Duration,
     require_keys_before_ready: bool,
+    allowed_origins: Vec<String>,
+    sessions: SessionLimits,
 }
 
 impl Default for AuthConfigBuilder {
@@ -304,6 +342,8 @@ impl Default for AuthConfigBuilder {
             max_token_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
             jwks_cache_max_ttl: DEFAULT_JWKS_CACHE_MAX_TTL,
             require_keys_before_ready: true,
+            allowed_origins: Vec::new(),
+            sessions: SessionLimits::default(),
         }
     }
 }
@@ -623,6 +663,49 @@ impl AuthConfigBuilder {
         self
     }
 
+    /// Another browser origin allowed to call the MCP endpoint
+    /// (`https://app.example.com`, `http://localhost:5173`). MCP streamable
+    /// HTTP: a request whose `Origin` header is present and not allowed gets
+    /// 403 (DNS-rebinding and cross-site defence). Default: only the
+    /// resource's own origin. Requests without `Origin` (non-browser
+    /// clients) are not affected.
+    pub fn allowed_origin(mut self, origin: impl Into<String>) -> Self {
+        self.allowed_origins.push(origin.into());
+        self
+    }
+
+    /// Cap on the legacy sessions (`Mcp-Session-Id`, protocol 2025-11-25
+    /// and earlier) one principal (issuer, subject, client) holds open
+    /// (default [`DEFAULT_MAX_SESSIONS_PER_PRINCIPAL`]). One more `initialize`
+    /// gets 429 with `Retry-After`; open sessions are never evicted for it.
+    pub fn max_sessions_per_principal(mut self, sessions: usize) -> Self {
+        self.sessions.per_principal = sessions;
+        self
+    }
+
+    /// Cap on the legacy sessions all principals hold open together
+    /// (default [`DEFAULT_MAX_SESSIONS`]); past it a new session gets 429.
+    pub fn max_sessions(mut self, sessions: usize) -> Self {
+        self.sessions.total = sessions;
+        self
+    }
+
+    /// How long a legacy session stays bound to its owner without a request
+    /// (default [`DEFAULT_SESSION_IDLE_TIMEOUT`], rmcp's session keep-alive);
+    /// an idle session no longer counts against the caps and answers 404.
+    pub fn session_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.sessions.idle_timeout = timeout;
+        self
+    }
+
+    /// Serve the stateless 2026-07-28 protocol only (default off): no legacy
+    /// session is ever created, and `McpServer` turns rmcp's legacy session
+    /// mode off. For deployments without pre-2026 clients.
+    pub fn stateless_only(mut self, on: bool) -> Self {
+        self.sessions.enabled = !on;
+        self
+    }
+
     /// A builder filled from the environment (see [`AuthConfig::from_env`]),
     /// to adjust before [`build`](Self::build).
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -726,6 +809,30 @@ impl AuthConfigBuilder {
             b.typ_policy = TypPolicy::AllowJwt;
         }
         b.allow_insecure_loopback = flag("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK")?;
+        if let Some(v) = get("MCP_OAUTH2_ALLOWED_ORIGINS") {
+            b.allowed_origins = split_list(&v, ',');
+        }
+        let count = |name: &'static str| -> Result<Option<usize>, ConfigError> {
+            get(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<usize>()
+                        .map_err(|_| ConfigError::new(name, "must be a whole number"))
+                })
+                .transpose()
+        };
+        if let Some(n) = count("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL")? {
+            b.sessions.per_principal = n;
+        }
+        if let Some(n) = count("MCP_OAUTH2_MAX_SESSIONS")? {
+            b.sessions.total = n;
+        }
+        if let Some(d) = secs("MCP_OAUTH2_SESSION_IDLE_TIMEOUT")? {
+            b.sessions.idle_timeout = d;
+        }
+        if flag("MCP_OAUTH2_STATELESS_ONLY")? {
+            b.sessions.enabled = false;
+        }
         b.resource_name = get("MCP_OAUTH2_RESOURCE_NAME").filter(|v| !v.is_empty());
         b.resource_documentation =
             get("MCP_OAUTH2_RESOURCE_DOCUMENTATION").filter(|v| !v.is_empty());
@@ -942,6 +1049,37 @@ impl AuthConfigBuilder {
                 ));
             }
         }
+        let mut allowed_origins = vec![origin_of(&resource_url)];
+        for raw in &self.allowed_origins {
+            let origin = normalize_origin(raw).ok_or_else(|| {
+                ConfigError::new(
+                    "allowed_origin",
+                    format!("{raw:?} is not an origin (scheme://host[:port], no path)"),
+                )
+            })?;
+            if !allowed_origins.contains(&origin) {
+                allowed_origins.push(origin);
+            }
+        }
+        let sessions = self.sessions;
+        if sessions.per_principal == 0 || sessions.total == 0 {
+            return Err(ConfigError::new(
+                "max_sessions",
+                "must be greater than zero (use stateless_only to turn sessions off)",
+            ));
+        }
+        if sessions.per_principal > sessions.total {
+            return Err(ConfigError::new(
+                "max_sessions_per_principal",
+                "must not exceed max_sessions",
+            ));
+        }
+        if sessions.idle_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "session_idle_timeout",
+                "must be greater than zero",
+            ));
+        }
         Ok(AuthConfig {
             issuers,
             resource,
@@ -971,6 +1109,8 @@ impl AuthConfigBuilder {
             max_token_lifetime: self.max_token_lifetime,
             jwks_cache_max_ttl: self.jwks_cache_max_ttl,
             require_keys_before_ready: self.require_keys_before_ready,
+            allowed_origins,
+            sessions,
         })
     }
 }
@@ -1054,6 +1194,29 @@ fn canonical_resource(raw: &str, allow_loopback_http: bool) -> Result<(String, U
         canonical.pop();
     }
     Ok((canonical, url))
+}
+
+/// The ASCII serialization of a URL's origin (RFC 6454 section 6.2):
+/// lowercase scheme and host, the port only when it is not the default.
+pub(crate) fn origin_of(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// An `Origin` value in the form [`origin_of`] produces, or `None` when it
+/// is not a tuple origin (`null`, a path, a query, userinfo, an opaque scheme).
+pub(crate) fn normalize_origin(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let url = Url::parse(raw).ok()?;
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || url.path() != "/"
+    {
+        return None;
+    }
+    Some(origin_of(&url))
 }
 
 #[cfg(test)]

@@ -41,6 +41,10 @@ impl ConfigError {
             "jwks_refresh_cooldown" => "MCP_OAUTH2_JWKS_REFRESH_COOLDOWN",
             "resource_documentation" => "MCP_OAUTH2_RESOURCE_DOCUMENTATION",
             "introspection_endpoint" => "MCP_OAUTH2_INTROSPECTION_URI",
+            "allowed_origin" => "MCP_OAUTH2_ALLOWED_ORIGINS",
+            "max_sessions" => "MCP_OAUTH2_MAX_SESSIONS",
+            "max_sessions_per_principal" => "MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL",
+            "session_idle_timeout" => "MCP_OAUTH2_SESSION_IDLE_TIMEOUT",
             other => other,
         };
         Self { field, ..self }

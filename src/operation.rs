@@ -2,19 +2,41 @@
 //! decisions before rmcp dispatches.
 //!
 //! The JSON-RPC body is authoritative: it is what rmcp dispatches. It is read
-//! (with a size cap) for every protocol revision, batches included. When the
-//! 2026-07-28 `Mcp-Method` / `Mcp-Name` headers are present they must agree
-//! with the body, or the request is refused: a header that disagrees with the
-//! body never gets a call through.
+//! (with a size cap) for every protocol revision, batches included, with the
+//! crate's strict JSON reader: a body in which two readers could see
+//! different operations is refused rather than guessed at. Refused, as
+//! [`OperationError::Unreadable`]:
+//! - a body that is not UTF-8 or not JSON, or whose top level is neither an
+//!   object nor an array of objects;
+//! - an object, at any depth, that repeats a member name (`serde_json`, and so
+//!   rmcp, keeps the last copy; another reader may keep the first);
+//! - a lone UTF-16 surrogate in a `\u` escape, a number out of range, nesting
+//!   deeper than `serde_json`'s recursion limit;
+//! - a request whose method needs a target that is missing or not a string
+//!   (`params.name` of `tools/call` and `prompts/get`, `params.uri` of
+//!   `resources/read`, `resources/subscribe`, `resources/unsubscribe`), a
+//!   `subscriptions/listen` whose `params.notifications.resourceSubscriptions`
+//!   is not an array of strings, a `method` that is not a string.
+//!
+//! Messages without a `method` (responses the client sends back) are not
+//! dispatched as calls and carry no operation.
+//!
+//! When the 2026-07-28 `Mcp-Method` / `Mcp-Name` headers are present they
+//! must agree with the body, or the request is refused: a header that
+//! disagrees with the body never gets a call through.
 
 use base64::Engine as _;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::scope::Operation;
+use crate::verify::jwt::json;
 
 /// Why the operations of a request could not be determined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OperationError {
+    /// The body cannot be read strictly (see the module documentation): the
+    /// layer answers 400 whenever per-operation rules exist.
+    Unreadable,
     /// `Mcp-Method`/`Mcp-Name` contradict the body, or are malformed.
     HeaderMismatch,
 }
@@ -36,31 +58,103 @@ pub(crate) fn decode_header_value(raw: &str) -> Option<String> {
     }
 }
 
-fn target_of(method: &str, params: Option<&Value>) -> Option<String> {
-    let key = match method {
-        "tools/call" | "prompts/get" => "name",
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
-        _ => return None,
+/// The member `key` of `params` as a string; a missing or non-string value
+/// is unreadable (rmcp would not dispatch the call, but we do not guess).
+fn required_str(params: Option<&Value>, key: &str) -> Result<String, OperationError> {
+    params
+        .and_then(|p| p.get(key))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or(OperationError::Unreadable)
+}
+
+/// The resource URIs a `subscriptions/listen` request subscribes to
+/// (`params.notifications.resourceSubscriptions`, MCP 2026-07-28).
+fn listened_uris(params: Option<&Value>) -> Result<Vec<String>, OperationError> {
+    let Some(params) = params else {
+        return Ok(Vec::new());
     };
-    params?.get(key)?.as_str().map(str::to_owned)
+    let params = params.as_object().ok_or(OperationError::Unreadable)?;
+    let Some(notifications) = params.get("notifications") else {
+        return Ok(Vec::new());
+    };
+    let notifications = notifications
+        .as_object()
+        .ok_or(OperationError::Unreadable)?;
+    match notifications.get("resourceSubscriptions") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(uris)) => uris
+            .iter()
+            .map(|u| {
+                u.as_str()
+                    .map(str::to_owned)
+                    .ok_or(OperationError::Unreadable)
+            })
+            .collect(),
+        Some(_) => Err(OperationError::Unreadable),
+    }
 }
 
-fn operation_of(message: &Value) -> Option<Operation> {
-    let method = message.get("method")?.as_str()?;
-    Some(Operation {
-        method: method.to_owned(),
-        target: target_of(method, message.get("params")),
+fn targets_of(method: &str, params: Option<&Value>) -> Result<Vec<String>, OperationError> {
+    Ok(match method {
+        "tools/call" | "prompts/get" => vec![required_str(params, "name")?],
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            vec![required_str(params, "uri")?]
+        }
+        "subscriptions/listen" => listened_uris(params)?,
+        _ => Vec::new(),
     })
 }
 
-/// The operations in a JSON-RPC body. `None` when the body is not JSON (rmcp
-/// answers it with a parse error and dispatches nothing).
-pub(crate) fn operations_in(body: &[u8]) -> Option<Vec<Operation>> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    Some(match &value {
-        Value::Array(batch) => batch.iter().filter_map(operation_of).collect(),
-        message => operation_of(message).into_iter().collect(),
-    })
+/// The operation of one message; `None` for a message without `method`.
+fn operation_of(message: &Map<String, Value>) -> Result<Option<Operation>, OperationError> {
+    let Some(method) = message.get("method") else {
+        return Ok(None);
+    };
+    let method = method.as_str().ok_or(OperationError::Unreadable)?;
+    let targets = targets_of(method, message.get("params"))?;
+    Ok(Some(Operation::new(method, targets)))
+}
+
+/// The operations in a JSON-RPC body (one message or a batch), read
+/// strictly. See the module documentation for what is
+/// [`Unreadable`](OperationError::Unreadable).
+pub(crate) fn read_operations(body: &[u8]) -> Result<Vec<Operation>, OperationError> {
+    let text = std::str::from_utf8(body).map_err(|_| OperationError::Unreadable)?;
+    // JSON whitespace (RFC 8259 section 2) before the value; the strict
+    // check looks at the value's first byte.
+    let text = text.trim_start_matches([' ', '\t', '\n', '\r']);
+    if !matches!(text.as_bytes().first(), Some(b'{' | b'[')) {
+        return Err(OperationError::Unreadable);
+    }
+    // No repeated name at any depth, no lone surrogate, numbers in range,
+    // depth within the recursion limit: after this, `Value` holds exactly
+    // what every JSON reader sees.
+    if json::is_clean(text) != Ok(true) {
+        return Err(OperationError::Unreadable);
+    }
+    let value: Value = serde_json::from_str(text).map_err(|_| OperationError::Unreadable)?;
+    let messages = match &value {
+        Value::Array(batch) => batch.iter().collect(),
+        message => vec![message],
+    };
+    let mut ops = Vec::with_capacity(messages.len());
+    for message in messages {
+        let message = message.as_object().ok_or(OperationError::Unreadable)?;
+        if let Some(op) = operation_of(message)? {
+            ops.push(op);
+        }
+    }
+    Ok(ops)
+}
+
+/// The name `Mcp-Name` mirrors for `op`: the tool or prompt name or the
+/// resource URI of a call that names exactly one thing.
+fn header_name(op: &Operation) -> Option<&str> {
+    match op.method() {
+        "subscriptions/listen" => None,
+        _ => op.name(),
+    }
 }
 
 /// Checks `Mcp-Method` / `Mcp-Name` against the body's operations.
@@ -78,13 +172,13 @@ pub(crate) fn check_headers(
         return Err(OperationError::HeaderMismatch);
     };
     if let Some(m) = method
-        && m != op.method
+        && m != op.method()
     {
         return Err(OperationError::HeaderMismatch);
     }
     if let Some(raw) = name {
         let decoded = decode_header_value(raw).ok_or(OperationError::HeaderMismatch)?;
-        if op.target.as_deref() != Some(decoded.as_str()) {
+        if header_name(op) != Some(decoded.as_str()) {
             return Err(OperationError::HeaderMismatch);
         }
     }
@@ -114,30 +208,119 @@ mod tests {
     use http::HeaderValue;
 
     fn op(m: &str, t: Option<&str>) -> Operation {
-        Operation {
-            method: m.into(),
-            target: t.map(Into::into),
-        }
+        Operation::new(m, t)
+    }
+
+    fn unreadable(body: &[u8]) {
+        assert_eq!(
+            read_operations(body),
+            Err(OperationError::Unreadable),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
     }
 
     #[test]
     fn reads_single_messages_and_batches() {
         let single = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_note","arguments":{}}}"#;
         assert_eq!(
-            operations_in(single).unwrap(),
+            read_operations(single).unwrap(),
             [op("tools/call", Some("add_note"))]
         );
-        let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},
+        let batch = br#" [{"jsonrpc":"2.0","id":1,"method":"tools/list"},
             {"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"notes://1"}},
             {"jsonrpc":"2.0","id":3,"result":{}}]"#;
         assert_eq!(
-            operations_in(batch).unwrap(),
+            read_operations(batch).unwrap(),
             [
                 op("tools/list", None),
                 op("resources/read", Some("notes://1"))
             ]
         );
-        assert!(operations_in(b"not json").is_none());
+        let escaped = br#"{"jsonrpc":"2.0","id":1,"method":"tools\/call","params":{"\u006eame":"add_\u006eote"}}"#;
+        assert_eq!(
+            read_operations(escaped).unwrap(),
+            [op("tools/call", Some("add_note"))]
+        );
+        assert_eq!(read_operations(b"[]").unwrap(), []);
+    }
+
+    // Issue 12: with `serde_json::Value` the last duplicate won, while
+    // another reader (or rmcp tomorrow) may dispatch the first.
+    #[test]
+    fn duplicate_members_anywhere_are_unreadable() {
+        unreadable(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"add_note"}}"#);
+        unreadable(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","name":"add_note"}}"#);
+        unreadable(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami"},"params":{"name":"add_note"}}"#);
+        unreadable(br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"notes://shared/1","\u0075ri":"notes://private/1"}}"#);
+        unreadable(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{"a":1,"a":2}}}"#);
+        unreadable(br#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"id":3,"method":"tools/list"}]"#);
+    }
+
+    #[test]
+    fn malformed_bodies_are_unreadable() {
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}{}}}"#,
+            "[".repeat(1000),
+            "]".repeat(1000)
+        );
+        for body in [
+            &b"not json"[..],
+            b"",
+            b"   ",
+            b"1",
+            b"\"tools/call\"",
+            b"null",
+            b"{\"method\":\"tools/list\"",
+            b"{\"method\":\"tools/list\"} trailing",
+            b"\xef\xbb\xbf{\"method\":\"tools/list\"}",
+            b"{\"method\":\"tools/list\",\"x\":\"\xff\"}",
+            // RFC 8259 section 8.2: a lone surrogate is no character.
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_note\ud800"}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"n":1e999}}"#,
+            deep.as_bytes(),
+            // Non-object batch elements and unusable targets.
+            br#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},1]"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":5}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":5}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":null}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":"notes://private/1"}}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["notes://shared/1",7]}}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":[]}}"#,
+        ] {
+            unreadable(body);
+        }
+    }
+
+    // MCP 2026-07-28: `subscriptions/listen` carries its resource URIs in
+    // `params.notifications.resourceSubscriptions`.
+    #[test]
+    fn subscriptions_listen_targets_every_uri() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"toolsListChanged":true,"resourceSubscriptions":["notes://shared/1","notes://private/2"]}}}"#;
+        let ops = read_operations(body).unwrap();
+        assert_eq!(
+            ops,
+            [Operation::new(
+                "subscriptions/listen",
+                ["notes://shared/1", "notes://private/2"]
+            )]
+        );
+        let none = br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true}}}"#;
+        assert_eq!(
+            read_operations(none).unwrap(),
+            [op("subscriptions/listen", None)]
+        );
+        // `Mcp-Name` names one thing; a listen request has none to mirror.
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "mcp-method",
+            HeaderValue::from_static("subscriptions/listen"),
+        );
+        assert!(check_headers(&h, &ops).is_ok());
+        h.insert("mcp-name", HeaderValue::from_static("notes://shared/1"));
+        assert_eq!(check_headers(&h, &ops), Err(OperationError::HeaderMismatch));
     }
 
     #[test]

@@ -103,82 +103,204 @@ fn wildcard_matches(granted: &str, needed: &str) -> bool {
     }
 }
 
-/// A resource URI or template a requirement applies to: an exact URI, a
-/// template whose `{name}` parts match one path segment (no `/`), or a prefix
-/// ending in `*`.
+/// A resource URI or template a requirement applies to.
+///
+/// Three forms:
+/// - an exact URI (no `{`, not ending in `*`): matches only itself;
+/// - a template (RFC 6570 level 1 and 2 placeholders): a `{name}` placeholder
+///   matches any run of characters without `/` (the empty run included, as
+///   the expansion of an empty value would be); `{+name}` and `{#name}`
+///   (reserved expansion) match any run, `/` included. A `{` without a
+///   closing `}` is literal text;
+/// - a prefix ending in `*` (with or without placeholders before it): the
+///   rest of the URI is anything.
+///
+/// Matching errs on the side of matching: a requirement attached to a
+/// template applies to every URI the template could expand to, so a wider
+/// match can only ask for more scopes, never fewer. Matching works on bytes
+/// (a `/` byte never occurs inside a multi-byte UTF-8 character), cannot
+/// panic on any input, and takes time proportional to the URI's length
+/// times the pattern's.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UriPattern(String);
+pub struct UriPattern {
+    text: String,
+    atoms: Vec<Atom>,
+}
+
+/// One step of a compiled pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Atom {
+    /// Exactly this byte.
+    Byte(u8),
+    /// Zero or more bytes other than `/` (a `{name}` placeholder).
+    Segment,
+    /// Zero or more bytes of any kind (`{+name}`, `{#name}`, a final `*`).
+    Any,
+}
 
 impl UriPattern {
     /// A pattern from its text.
     pub fn new(pattern: impl Into<String>) -> Self {
-        Self(pattern.into())
+        let text = pattern.into();
+        let atoms = compile(&text);
+        Self { text, atoms }
     }
 
     /// The pattern text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// Whether `uri` matches.
     pub fn matches(&self, uri: &str) -> bool {
-        let pattern = self.0.as_str();
-        if let Some(prefix) = pattern.strip_suffix('*')
-            && !prefix.contains('{')
-        {
-            return uri.starts_with(prefix);
+        if self.atoms.iter().all(|a| matches!(a, Atom::Byte(_))) {
+            // An exact URI: only itself.
+            return self.atoms.len() == uri.len()
+                && self
+                    .atoms
+                    .iter()
+                    .zip(uri.bytes())
+                    .all(|(a, b)| *a == Atom::Byte(b));
         }
-        if !pattern.contains('{') {
-            return pattern == uri;
-        }
-        template_matches(pattern, uri)
+        run(&self.atoms, uri.as_bytes())
     }
 }
 
-fn template_matches(pattern: &str, uri: &str) -> bool {
-    // Literal pieces alternate with `{var}` placeholders.
-    let mut rest = uri;
-    let mut pat = pattern;
-    loop {
-        match pat.find('{') {
-            None => return rest == pat,
-            Some(open) => {
-                let (literal, after) = pat.split_at(open);
-                let Some(tail) = rest.strip_prefix(literal) else {
-                    return false;
-                };
-                let Some(close) = after.find('}') else {
-                    return false;
-                };
-                pat = &after[close + 1..];
-                // The placeholder takes the longest run without '/' that
-                // still lets the next literal match.
-                let seg_end = tail.find('/').unwrap_or(tail.len());
-                let next_literal_end = pat.find('{').unwrap_or(pat.len());
-                let next_literal = &pat[..next_literal_end];
-                let mut matched = false;
-                for end in (1..=seg_end).rev() {
-                    if tail[end..].starts_with(next_literal) && tail.is_char_boundary(end) {
-                        rest = &tail[end..];
-                        matched = true;
-                        break;
-                    }
-                }
-                if !matched {
-                    return false;
-                }
+/// Compiles a pattern's text into atoms.
+fn compile(text: &str) -> Vec<Atom> {
+    let (body, trailing_any) = match text.strip_suffix('*') {
+        Some(body) => (body, true),
+        None => (text, false),
+    };
+    let bytes = body.as_bytes();
+    let mut atoms = Vec::with_capacity(bytes.len() + 1);
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'{'
+            && let Some(len) = bytes
+                .get(i + 1..)
+                .and_then(|rest| memchr::memchr(b'}', rest))
+        {
+            let operator = bytes.get(i + 1).copied();
+            atoms.push(if matches!(operator, Some(b'+' | b'#')) {
+                Atom::Any
+            } else {
+                Atom::Segment
+            });
+            // Skip `{`, the expression and `}`.
+            i += len + 2;
+            continue;
+        }
+        atoms.push(Atom::Byte(b));
+        i += 1;
+    }
+    if trailing_any {
+        atoms.push(Atom::Any);
+    }
+    atoms
+}
+
+/// Runs the pattern's automaton over `uri`: `live[k]` says whether the first
+/// `k` atoms can have consumed the bytes read so far. Placeholders consume
+/// zero or more bytes, so a live state before one makes the state after it
+/// live too (one forward pass).
+fn run(atoms: &[Atom], uri: &[u8]) -> bool {
+    let mut live = vec![false; atoms.len() + 1];
+    let mut next = vec![false; atoms.len() + 1];
+    if let Some(first) = live.first_mut() {
+        *first = true;
+    }
+    close(atoms, &mut live);
+    for &byte in uri {
+        next.iter_mut().for_each(|s| *s = false);
+        let mut any = false;
+        for (k, atom) in atoms.iter().enumerate() {
+            if !live.get(k).copied().unwrap_or(false) {
+                continue;
+            }
+            let target = match atom {
+                Atom::Byte(b) if *b == byte => k + 1,
+                Atom::Byte(_) => continue,
+                Atom::Segment if byte == b'/' => continue,
+                Atom::Segment | Atom::Any => k,
+            };
+            if let Some(slot) = next.get_mut(target) {
+                *slot = true;
+                any = true;
+            }
+        }
+        if !any {
+            return false;
+        }
+        close(atoms, &mut next);
+        std::mem::swap(&mut live, &mut next);
+    }
+    live.last().copied().unwrap_or(false)
+}
+
+/// Follows the empty transitions: past a live placeholder is live too.
+fn close(atoms: &[Atom], states: &mut [bool]) {
+    for (k, atom) in atoms.iter().enumerate() {
+        if matches!(atom, Atom::Segment | Atom::Any) && states.get(k).copied().unwrap_or(false) {
+            if let Some(after) = states.get_mut(k + 1) {
+                *after = true;
             }
         }
     }
 }
 
-/// One JSON-RPC call as far as authorization is concerned.
+/// One JSON-RPC call as far as authorization is concerned: its method and
+/// the names it acts on (a tool or prompt name, or resource URIs).
+///
+/// Most calls name one target; `subscriptions/listen` (MCP 2026-07-28) names
+/// every resource URI it subscribes to, and a per-resource requirement then
+/// applies to each of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Operation {
+    method: String,
+    targets: Vec<String>,
+}
+
+impl Operation {
+    /// An operation on `targets` (empty when the method names nothing).
+    pub fn new<I, S>(method: impl Into<String>, targets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            method: method.into(),
+            targets: targets.into_iter().map(Into::into).collect(),
+        }
+    }
+
     /// The JSON-RPC method, e.g. `tools/call`.
-    pub method: String,
-    /// The tool or prompt name, or the resource URI, when the method has one.
-    pub target: Option<String>,
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The tool or prompt name, or the resource URIs, the call names.
+    pub fn targets(&self) -> &[String] {
+        &self.targets
+    }
+
+    /// The single name the call carries (what `Mcp-Name` mirrors): `None`
+    /// when it names nothing or several things.
+    pub fn name(&self) -> Option<&str> {
+        match self.targets.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+}
+
+/// The methods whose targets are resource URIs.
+pub(crate) fn is_resource_method(method: &str) -> bool {
+    matches!(
+        method,
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" | "subscriptions/listen"
+    )
 }
 
 impl ScopePolicy {
@@ -192,7 +314,8 @@ impl ScopePolicy {
     }
 
     /// Every scope `op` needs: the global requirement, then the method's,
-    /// then the tool's, prompt's or resource's. Deduplicated, in that order.
+    /// then, for each target in turn, the tool's, prompt's or resources'.
+    /// Deduplicated, in that order: the union over all targets.
     pub fn required_for(&self, op: &Operation) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mut push = |scopes: &[String]| {
@@ -206,7 +329,7 @@ impl ScopePolicy {
         if let Some(s) = self.methods.get(&op.method) {
             push(s);
         }
-        if let Some(target) = &op.target {
+        for target in &op.targets {
             match op.method.as_str() {
                 "tools/call" => {
                     if let Some(s) = self.tools.get(target) {
@@ -218,7 +341,7 @@ impl ScopePolicy {
                         push(s);
                     }
                 }
-                "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                method if is_resource_method(method) => {
                     for (pattern, s) in &self.resources {
                         if pattern.matches(target) {
                             push(s);
@@ -284,14 +407,95 @@ mod tests {
     fn uri_patterns() {
         assert!(UriPattern::new("notes://all").matches("notes://all"));
         assert!(!UriPattern::new("notes://all").matches("notes://all/x"));
+        assert!(!UriPattern::new("notes://all").matches("notes://al"));
         assert!(UriPattern::new("notes://{id}").matches("notes://42"));
         assert!(!UriPattern::new("notes://{id}").matches("notes://42/x"));
-        assert!(!UriPattern::new("notes://{id}").matches("notes://"));
         assert!(UriPattern::new("notes://{id}/body").matches("notes://42/body"));
+        assert!(!UriPattern::new("notes://{id}/body").matches("notes://4/2/body"));
         assert!(UriPattern::new("file:///{a}/{b}.txt").matches("file:///x/y.txt"));
         assert!(!UriPattern::new("file:///{a}/{b}.txt").matches("file:///x/y.md"));
         assert!(UriPattern::new("file:///home/*").matches("file:///home/a/b"));
         assert!(!UriPattern::new("file:///home/*").matches("file:///etc/passwd"));
+        // Templates with a trailing `*`, reserved expansion.
+        assert!(UriPattern::new("db://{name}/*").matches("db://x/t/1"));
+        assert!(!UriPattern::new("db://{name}/*").matches("db://x"));
+        assert!(UriPattern::new("file:///{+path}").matches("file:///a/b/c"));
+        assert!(UriPattern::new("file:///{#path}.md").matches("file:///a/b.md"));
+        // An unclosed brace is literal text.
+        assert!(UriPattern::new("odd://{x").matches("odd://{x"));
+        assert!(!UriPattern::new("odd://{x").matches("odd://y"));
+    }
+
+    // RFC 6570: an empty value expands to nothing, so `notes://` is what
+    // `notes://{id}` gives for `id = ""`; the requirement covers it.
+    #[test]
+    fn placeholder_matches_the_expansion_of_an_empty_value() {
+        assert!(UriPattern::new("notes://{id}").matches("notes://"));
+        assert!(UriPattern::new("notes://private/{id}").matches("notes://private/"));
+    }
+
+    // Issue 12: a greedy placeholder that never backtracks missed URIs its
+    // template expands to, so their requirement was skipped (fail open).
+    #[test]
+    fn every_expansion_of_a_template_matches() {
+        let p = UriPattern::new("x://{a}-{b}-c");
+        assert!(p.matches("x://x-y-c-c"));
+        assert!(p.matches("x://x-y-c"));
+        assert!(!p.matches("x://x-y/-c"));
+        let p = UriPattern::new("x://{a}.{b}.{c}");
+        assert!(p.matches("x://a.b.c.d.e"));
+        assert!(p.matches("x://..."));
+    }
+
+    // Issue 12: `{var}` followed by literal text sliced the URI inside a
+    // multi-byte character and panicked.
+    #[test]
+    fn multibyte_uris_never_panic() {
+        let patterns = [
+            "notes://{id}x",
+            "notes://{id}é",
+            "notes://{id}/body",
+            "notes://{a}{b}",
+            "notes://é{id}é",
+            "notes://{id}€*",
+            "{",
+            "}",
+            "{}",
+            "{{}}}",
+            "*",
+            "é*",
+            "{+x}é",
+        ];
+        let uris = [
+            "notes://é",
+            "notes://éx",
+            "notes://aé",
+            "notes://€€€x",
+            "notes://😀/body",
+            "notes://é😀é",
+            "notes://\u{0}é",
+            "é",
+            "",
+            "{",
+            "notes://é€",
+        ];
+        for p in patterns {
+            for u in uris {
+                let _ = UriPattern::new(p).matches(u);
+            }
+        }
+        assert!(UriPattern::new("notes://{id}x").matches("notes://éx"));
+        assert!(UriPattern::new("notes://{id}é").matches("notes://aé"));
+        assert!(!UriPattern::new("notes://{id}x").matches("notes://é"));
+        assert!(UriPattern::new("notes://é{id}é").matches("notes://é😀é"));
+    }
+
+    // Linear time: a hostile URI against a template with many placeholders.
+    #[test]
+    fn hostile_uri_is_linear() {
+        let p = UriPattern::new("x://{a}a{b}a{c}a{d}a{e}a{f}a{g}a{h}b");
+        let uri = format!("x://{}", "a".repeat(100_000));
+        assert!(!p.matches(&uri));
     }
 
     #[test]
@@ -305,10 +509,7 @@ mod tests {
         p.methods.insert("tools/call".into(), vec!["tools".into()]);
         p.resources
             .push((UriPattern::new("notes://{id}"), vec!["notes:read".into()]));
-        let op = |m: &str, t: Option<&str>| Operation {
-            method: m.into(),
-            target: t.map(Into::into),
-        };
+        let op = |m: &str, t: Option<&str>| Operation::new(m, t);
         assert_eq!(
             p.required_for(&op("tools/call", Some("add_note"))),
             ["mcp", "tools", "notes:write"]
@@ -322,5 +523,39 @@ mod tests {
             ["mcp", "notes:read"]
         );
         assert_eq!(p.required_for(&op("tools/list", None)), ["mcp"]);
+    }
+
+    // MCP 2026-07-28: `subscriptions/listen` names several resources; the
+    // requirement is the union over all of them, and the legacy
+    // `resources/subscribe` / `resources/unsubscribe` keep theirs.
+    #[test]
+    fn subscriptions_listen_needs_every_named_resource_scope() {
+        let mut p = ScopePolicy::default();
+        p.resources.push((
+            UriPattern::new("notes://shared/{id}"),
+            vec!["notes:read".into()],
+        ));
+        p.resources.push((
+            UriPattern::new("notes://private/{id}"),
+            vec!["notes:private".into()],
+        ));
+        let listen = Operation::new(
+            "subscriptions/listen",
+            ["notes://shared/1", "notes://private/2"],
+        );
+        assert_eq!(p.required_for(&listen), ["notes:read", "notes:private"]);
+        assert_eq!(listen.name(), None);
+        for method in [
+            "resources/subscribe",
+            "resources/unsubscribe",
+            "resources/read",
+        ] {
+            let op = Operation::new(method, ["notes://private/2"]);
+            assert_eq!(p.required_for(&op), ["notes:private"], "{method}");
+            assert_eq!(op.name(), Some("notes://private/2"));
+        }
+        // Only resource methods look at resource rules.
+        let tool = Operation::new("tools/call", ["notes://private/2"]);
+        assert!(p.required_for(&tool).is_empty());
     }
 }

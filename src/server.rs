@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use rmcp::ServerHandler;
+use rmcp::transport::streamable_http_server::session::SessionManager as _;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
@@ -219,17 +220,38 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
                 )
             }
         };
+        // One source of truth for the MCP path: the layer judges every
+        // request routed to rmcp as MCP, whatever the resource URI's path
+        // (a root resource, a proxy prefix) and whatever the path spelling.
+        let layer = layer.mcp_path(self.path.clone()).whole_service();
         let mut rmcp_config = self.rmcp_config;
         let ct = rmcp_config.cancellation_token.clone();
         rmcp_config.allowed_hosts = allowed_hosts(&config, &self.extra_hosts);
-        let service = StreamableHttpService::new(
-            move || factory(),
-            Arc::new(LocalSessionManager::default()),
-            rmcp_config,
-        );
+        let limits = config.sessions;
+        if !limits.enabled {
+            rmcp_config.legacy_session_mode = false;
+        }
+        let mut sessions = LocalSessionManager::default();
+        // rmcp ends a session idle this long; the layer forgets it then too.
+        sessions.session_config.keep_alive = Some(limits.idle_timeout);
+        let sessions = Arc::new(sessions);
+        let closer_sessions = Arc::clone(&sessions);
+        layer.session_closer(Arc::new(move |id: String| {
+            let sessions = Arc::clone(&closer_sessions);
+            // Called while serving a request, so a runtime is there.
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = sessions.close_session(&id.into()).await;
+                });
+            }
+        }));
+        let service = StreamableHttpService::new(move || factory(), sessions, rmcp_config);
+        // rmcp is mounted at exactly one path; the layer wraps that route
+        // alone (`route_layer`), so nothing else reaches rmcp and nothing
+        // reaches rmcp around the layer. `/mcp/`, `/mcp/x` are not routed.
         let mut router = Router::new()
-            .nest_service(&self.path, service)
-            .layer(layer.clone())
+            .route_service(&self.path, service)
+            .route_layer(layer.clone())
             .merge(layer.metadata_router());
         let readiness = Readiness(jwt.clone());
         if let Some(path) = self.readiness_path {

@@ -205,6 +205,26 @@ async fn stateless_post(
         ("authorization", auth.as_str()),
         ("mcp-protocol-version", "2026-07-28"),
     ];
+    // A 2026-07-28 client names the method (and target) in headers; a test
+    // that lies about them passes its own.
+    let message: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let method = message["method"].as_str().unwrap_or_default().to_owned();
+    let target = message["params"]["name"]
+        .as_str()
+        .or(message["params"]["uri"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    if !extra.iter().any(|(k, _)| *k == "mcp-method") && !method.is_empty() {
+        headers.push(("mcp-method", &method));
+        if !target.is_empty()
+            && matches!(
+                method.as_str(),
+                "tools/call" | "resources/read" | "prompts/get"
+            )
+        {
+            headers.push(("mcp-name", &target));
+        }
+    }
     headers.extend_from_slice(extra);
     h.post(&headers, body).await
 }
@@ -321,9 +341,14 @@ async fn lying_headers_are_refused() {
     ];
     for headers in lies {
         let resp = stateless_post(&h, &read, headers, &tool_call("whoami_arg")).await;
+        // MCP 2026-07-28 "Transports": 400 with the JSON-RPC error -32020
+        // (HeaderMismatch), never an OAuth challenge.
         assert_eq!(resp.status(), 400, "{headers:?}");
+        assert!(resp.headers().get("www-authenticate").is_none());
         let body: serde_json::Value = resp.json().await.unwrap();
-        assert_eq!(body["reason"], "mcp_header_mismatch");
+        assert_eq!(body["error"]["code"], -32020, "{body}");
+        assert_eq!(body["id"], 7, "{body}");
+        assert_eq!(body["error"]["data"]["reason"], "mcp_header_mismatch");
     }
     // Truthful headers in the Base64 sentinel form are fine: the call is
     // judged (and refused for scope, not for the header).

@@ -1,14 +1,16 @@
 //! The tower [`Layer`] that protects any axum (or tower) service:
 //! [`AuthLayer`] and [`AuthService`].
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+mod http_rules;
+mod sessions;
+
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
-use http::{Method, Request, StatusCode};
+use http::{HeaderValue, Method, Request, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument as _;
@@ -19,31 +21,46 @@ use crate::config::{AuthConfig, ExemptRoute};
 use crate::context::AuthContext;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::metadata::{MetadataEndpoint, ProtectedResourceMetadata};
-use crate::operation::{check_headers, operations_in};
+use crate::operation::{check_headers, read_operations};
 use crate::scope::{ScopeHierarchy, ScopePolicy};
 use crate::verify::TokenVerifier;
+use http_rules::{
+    METHOD_HEADER, PROTOCOL_HEADER, Refused, SESSION_HEADER, add_cors, check_origin,
+    has_duplicate_host, header_mismatch_response, is_preflight, is_stateless_revision,
+    preflight_response,
+};
+pub(crate) use sessions::Closer;
+use sessions::{Owner, Sessions, principal_key};
 
 /// Default cap on a JSON-RPC body read for per-operation scope decisions
 /// (the same as rmcp's default request limit).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-/// How many legacy sessions are remembered with their owner.
-const MAX_SESSIONS: usize = 100_000;
-const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Protects a service with OAuth 2.1 bearer tokens and serves the RFC 9728
 /// metadata.
 ///
 /// For every request:
 /// - the two well-known metadata paths are answered directly, without a token;
-/// - exempt routes and CORS preflights (`OPTIONS`, which never carry
-///   credentials) pass through;
+/// - a request with two `Host` fields is refused (400, RFC 9112 section 3.2);
+/// - a request judged as MCP (see below) whose `Origin` is present and not
+///   allowed gets 403 (MCP streamable HTTP); CORS preflights are answered
+///   by the layer itself and never reach the inner service;
+/// - exempt routes pass through (unless the request is judged as MCP);
 /// - otherwise the bearer token is read from the `Authorization` header and
-///   verified; on the MCP endpoint, a POST's JSON-RPC operations are read and
+///   verified; for MCP requests, a POST's JSON-RPC operations are read and
 ///   their declared scope requirements checked (403 `insufficient_scope`
 ///   before rmcp dispatches), and a legacy session is only usable by the
-///   principal that created it (404 for anyone else); the resulting
-///   [`AuthContext`] is put in the request extensions. Failures get the
-///   RFC 6750 challenge.
+///   principal that created it (404 for anyone else), within the session
+///   caps (429); the resulting [`AuthContext`] is put in the request
+///   extensions. Failures get the RFC 6750 challenge.
+///
+/// **Which requests are MCP.** Behind [`McpServer`](crate::McpServer) every
+/// request that reaches the layer is (the layer wraps the rmcp route only).
+/// As a plain layer in another router it cannot know the routes, so it
+/// judges as MCP, failing closed: the MCP path (see [`mcp_path`](Self::mcp_path))
+/// and everything under it, any request carrying `Mcp-Session-Id`,
+/// `Mcp-Method` or `MCP-Protocol-Version`, and, when per-operation rules
+/// exist, any JSON POST whose body holds JSON-RPC calls.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -76,8 +93,12 @@ struct Shared {
     max_token_bytes: usize,
     max_body_bytes: usize,
     mcp_path: String,
+    /// Every request reaching the layer is MCP (the layer wraps the MCP
+    /// route alone, as `McpServer` applies it).
+    whole_service: bool,
     bind_sessions: bool,
     sessions: Arc<Sessions>,
+    allowed_origins: Arc<[String]>,
     outcomes: Arc<crate::metrics::Outcomes>,
     document: ProtectedResourceMetadata,
 }
@@ -114,6 +135,10 @@ impl AuthLayer {
         } else {
             config.required_scopes.join(" ")
         };
+        let mcp_path = match config.resource_path() {
+            "" | "/" => crate::server::DEFAULT_MCP_PATH.to_owned(),
+            path => path.to_owned(),
+        };
         Self {
             shared: Arc::new(Shared {
                 verifier: Arc::new(verifier),
@@ -127,22 +152,43 @@ impl AuthLayer {
                 exempt: config.exempt.clone(),
                 max_token_bytes: config.max_token_bytes,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-                mcp_path: config.resource_path().to_owned(),
+                mcp_path,
+                whole_service: false,
                 bind_sessions: true,
-                sessions: Arc::new(Sessions::default()),
+                sessions: Arc::new(Sessions::new(config.sessions)),
+                allowed_origins: config.allowed_origins.clone().into(),
                 outcomes: Arc::default(),
                 document: ProtectedResourceMetadata::from_config(&config),
             }),
         }
     }
 
-    /// The local path of the MCP endpoint, where JSON-RPC operations are
-    /// read and sessions bound (default: the resource URI's path). Set it
-    /// when a proxy maps the public path to another local one.
+    /// The local path of the MCP endpoint (default: the resource URI's
+    /// path, or `/mcp` for a root resource). It and every path under it are
+    /// judged as MCP. Set it when a proxy maps the public path to another
+    /// local one. `McpServer` sets it from its mount path.
     #[must_use]
     pub fn mcp_path(mut self, path: impl Into<String>) -> Self {
-        Arc::make_mut(&mut self.shared).mcp_path = path.into();
+        let path = path.into();
+        let trimmed = path.trim_end_matches('/');
+        Arc::make_mut(&mut self.shared).mcp_path = if trimmed.is_empty() {
+            "/".to_owned()
+        } else {
+            trimmed.to_owned()
+        };
         self
+    }
+
+    /// The layer wraps the MCP service alone: every request it sees is
+    /// judged as MCP, whatever its path.
+    pub(crate) fn whole_service(mut self) -> Self {
+        Arc::make_mut(&mut self.shared).whole_service = true;
+        self
+    }
+
+    /// Lets the layer close sessions it refuses or forgets.
+    pub(crate) fn session_closer(&self, closer: Closer) {
+        self.shared.sessions.set_closer(closer);
     }
 
     /// Cap on a JSON-RPC body read for scope decisions (default
@@ -157,7 +203,8 @@ impl AuthLayer {
     /// that created them (default on). The binding lives in this process: a
     /// session id this layer did not see created is refused with 404 (clients
     /// then start a new session), so multi-instance deployments need sticky
-    /// sessions or the stateless 2026-07-28 protocol.
+    /// sessions or the stateless 2026-07-28 protocol. Turning it off also
+    /// turns the session caps off.
     #[must_use]
     pub fn bind_sessions(mut self, on: bool) -> Self {
         Arc::make_mut(&mut self.shared).bind_sessions = on;
@@ -189,6 +236,17 @@ impl AuthLayer {
     }
 }
 
+/// What the layer learned about a request before verifying its token.
+#[derive(Clone, Copy)]
+struct Placement {
+    /// Judged as an MCP request.
+    on_mcp: bool,
+    /// A POST whose body must be read for per-operation rules.
+    reads_body: bool,
+    /// Declares the stateless revision: sessions do not apply.
+    stateless: bool,
+}
+
 impl Shared {
     async fn verify(&self, headers: &http::HeaderMap) -> Result<AuthContext, AuthError> {
         let token = match read_bearer(headers, self.max_token_bytes)? {
@@ -215,44 +273,41 @@ impl Shared {
         Some(verified)
     }
 
+    /// Whether the request is judged as MCP (see [`AuthLayer`]): by the
+    /// router's placement, never by one path spelling.
+    fn place(&self, req: &Request<Body>) -> Placement {
+        let headers = req.headers();
+        let on_mcp = self.whole_service
+            || under_path(req.uri().path(), &self.mcp_path)
+            || headers.contains_key(SESSION_HEADER)
+            || headers.contains_key(METHOD_HEADER)
+            || headers.contains_key(PROTOCOL_HEADER);
+        let rules = self.policy.has_operation_rules();
+        let reads_body = rules && req.method() == Method::POST && (on_mcp || is_json(headers));
+        Placement {
+            on_mcp,
+            reads_body,
+            stateless: is_stateless_revision(headers),
+        }
+    }
+
     /// Admits a verified caller: the scopes `required` (RFC 6750 section
-    /// 3.1), the ownership of a legacy session; then hands the context to
-    /// the inner service through the request extensions. `Err` is the
-    /// response to send instead (boxed: a rare path).
+    /// 3.1), the ownership of a legacy session and the session caps; then
+    /// hands the context to the inner service through the request
+    /// extensions. `Err` is the response to send instead (boxed: a rare path).
     fn admit(
         self: &Arc<Self>,
         req: &mut Request<Body>,
         ctx: AuthContext,
         required: &[String],
-        on_mcp: bool,
+        placement: Placement,
         lists: bool,
     ) -> Result<Admitted, Box<Response>> {
         if let Err(err) = self.check_scopes(&ctx, required) {
             return Err(Box::new(self.reject(&err, req.method(), req.uri().path())));
         }
-        let session_hook = if on_mcp && self.bind_sessions {
-            let session = session_id(req);
-            if let Some(id) = &session
-                && !self.sessions.is_owned_by(id, &ctx)
-            {
-                tracing::warn!(
-                    subject = ctx.subject(),
-                    issuer = ctx.issuer(),
-                    reason = "session_not_owned",
-                    "refused a session id that this principal did not create"
-                );
-                return Err(Box::new(session_not_found()));
-            }
-            let is_delete = req.method() == Method::DELETE;
-            // Only a request without a session may create one, and only a
-            // DELETE ends one: other requests need nothing afterwards.
-            (session.is_none() || is_delete).then(|| SessionHook {
-                shared: Arc::clone(self),
-                // The owner digest is computed only when a session is created.
-                owner: ctx.clone(),
-                session,
-                is_delete,
-            })
+        let session_hook = if self.bind_sessions {
+            self.session_rules(req, &ctx, placement)?
         } else {
             None
         };
@@ -273,6 +328,63 @@ impl Shared {
             session_hook,
             filter_for,
         })
+    }
+
+    /// Legacy sessions: a named session must belong to the caller; a
+    /// request that may create one must fit the caps. Returns what to do
+    /// once the response is known.
+    fn session_rules(
+        self: &Arc<Self>,
+        req: &Request<Body>,
+        ctx: &AuthContext,
+        placement: Placement,
+    ) -> Result<Option<SessionHook>, Box<Response>> {
+        let limits = self.sessions.limits();
+        // Sessions do not exist in the stateless revision: its requests had
+        // their session header removed before this point.
+        let session = session_id(req);
+        if let Some(id) = &session {
+            if !limits.enabled {
+                return Err(Box::new(self.refuse(Refused::SessionsDisabled, req)));
+            }
+            if !self.sessions.use_session(id, &principal_key(ctx)) {
+                tracing::warn!(
+                    subject = ctx.subject(),
+                    issuer = ctx.issuer(),
+                    reason = "session_not_owned",
+                    "refused a session id that this principal did not create (or that expired)"
+                );
+                self.outcomes.reject("session_not_owned");
+                return Err(Box::new(session_not_found()));
+            }
+            return Ok((req.method() == Method::DELETE).then(|| SessionHook {
+                shared: Arc::clone(self),
+                owner: None,
+                session,
+            }));
+        }
+        // Only a POST without a session can create one (`initialize`).
+        if req.method() != Method::POST || !limits.enabled {
+            return Ok(None);
+        }
+        let owner = if placement.stateless {
+            // A stateless call creates no session (an `initialize` sent with
+            // a stateless header still might: the hook checks the response).
+            None
+        } else {
+            let owner = principal_key(ctx);
+            if let Err(refusal) = self.sessions.may_open(&owner) {
+                return Err(Box::new(
+                    self.refuse(Refused::TooManySessions(refusal.code()), req),
+                ));
+            }
+            Some(owner)
+        };
+        Ok(Some(SessionHook {
+            shared: Arc::clone(self),
+            owner: Some(owner.map_or(OwnerOf::Later(ctx.clone()), OwnerOf::Known)),
+            session: None,
+        }))
     }
 
     fn check_scopes(&self, ctx: &AuthContext, required: &[String]) -> Result<(), AuthError> {
@@ -311,42 +423,74 @@ impl Shared {
                 "rejected a request"
             ),
         }
+        if kind == AuthErrorKind::McpHeaderMismatch {
+            return header_mismatch_response(None);
+        }
         rejection_response(err, &self.challenge)
     }
 
-    /// The scopes the request's operations need; the body is buffered and
-    /// put back. Only POSTs to the MCP endpoint carry operations.
+    /// A refusal that is not about the token (no challenge).
+    fn refuse<B>(&self, refused: Refused, req: &Request<B>) -> Response {
+        self.outcomes.reject(refused.reason());
+        tracing::info!(
+            reason = refused.reason(),
+            method = %req.method(),
+            path = req.uri().path(),
+            "refused a request"
+        );
+        refused.response()
+    }
+
+    /// Reads the request's JSON-RPC operations and the scopes they need;
+    /// the body is buffered and put back. `Err` is the response to send.
     async fn required_for(
         &self,
         req: Request<Body>,
-    ) -> Result<(Request<Body>, Vec<String>, bool), (AuthError, Request<()>)> {
+        placement: &mut Placement,
+    ) -> Result<(Request<Body>, Vec<String>, bool), Response> {
         let (parts, body) = req.into_parts();
-        let bytes = match axum::body::to_bytes(body, self.max_body_bytes).await {
-            Ok(bytes) => bytes,
-            Err(_) => {
-                return Err((
-                    AuthErrorKind::BodyUnreadable.into(),
-                    Request::from_parts(parts, ()),
-                ));
-            }
+        let Ok(bytes) = axum::body::to_bytes(body, self.max_body_bytes).await else {
+            return Err(self.reject(
+                &AuthErrorKind::BodyUnreadable.into(),
+                &parts.method,
+                parts.uri.path(),
+            ));
         };
         let mut required = self.policy.global.clone();
-        let mut lists = false;
-        if let Some(ops) = operations_in(&bytes) {
-            lists = ops
-                .iter()
-                .any(|op| crate::filter::is_list_method(&op.method));
-            if check_headers(&parts.headers, &ops).is_err() {
-                return Err((
-                    AuthErrorKind::McpHeaderMismatch.into(),
-                    Request::from_parts(parts, ()),
-                ));
-            }
-            for op in &ops {
-                for scope in self.policy.required_for(op) {
-                    if !required.contains(&scope) {
-                        required.push(scope);
-                    }
+        let Ok(ops) = read_operations(&bytes) else {
+            // Not readable strictly (not JSON, repeated member names, too
+            // deep): never guess which copy rmcp would dispatch (fail closed).
+            return Err(self.reject(
+                &AuthErrorKind::BodyUnreadable.into(),
+                &parts.method,
+                parts.uri.path(),
+            ));
+        };
+        if !ops.is_empty() {
+            placement.on_mcp = true;
+        }
+        let lists = ops
+            .iter()
+            .any(|op| crate::filter::is_list_method(op.method()));
+        let headers_ok = check_headers(&parts.headers, &ops).is_ok()
+            && (!placement.stateless || stateless_headers_present(&parts.headers, &ops));
+        if !headers_ok {
+            self.outcomes
+                .reject(AuthErrorKind::McpHeaderMismatch.code());
+            tracing::info!(
+                reason = AuthErrorKind::McpHeaderMismatch.code(),
+                status = 400,
+                path = parts.uri.path(),
+                "refused: Mcp-Method / Mcp-Name do not match the body"
+            );
+            return Err(header_mismatch_response(
+                single_request_id(&bytes).as_deref(),
+            ));
+        }
+        for op in &ops {
+            for scope in self.policy.required_for(op) {
+                if !required.contains(&scope) {
+                    required.push(scope);
                 }
             }
         }
@@ -356,6 +500,65 @@ impl Shared {
             lists,
         ))
     }
+}
+
+/// Whether `path` is `base` or lies under it (on a `/` boundary).
+fn under_path(path: &str, base: &str) -> bool {
+    if base == "/" {
+        return true;
+    }
+    match path.strip_prefix(base) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// A JSON content type (`application/json`, any case and parameters, or a
+/// `+json` suffix): what a JSON-RPC POST carries.
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers.get_all(http::header::CONTENT_TYPE).iter().any(|v| {
+        let v = v.as_bytes();
+        let essence = v.split(|b| *b == b';').next().unwrap_or_default();
+        let essence = essence.trim_ascii();
+        essence.eq_ignore_ascii_case(b"application/json")
+            || (essence.len() > 5
+                && essence
+                    .get(essence.len() - 5..)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(b"+json")))
+    })
+}
+
+/// MCP 2026-07-28: a request names its method in `Mcp-Method`, and
+/// `tools/call`, `resources/read` and `prompts/get` their target in
+/// `Mcp-Name`; a missing header is a mismatch too.
+fn stateless_headers_present(headers: &http::HeaderMap, ops: &[crate::scope::Operation]) -> bool {
+    let [op] = ops else {
+        // A batch cannot carry the headers of one message.
+        return ops.is_empty();
+    };
+    if op.method() == "initialize" {
+        // The handshake may omit them (a supplied one must still match).
+        return true;
+    }
+    let named = matches!(
+        op.method(),
+        "tools/call" | "resources/read" | "prompts/get"
+    );
+    headers.contains_key(METHOD_HEADER) && (!named || headers.contains_key("mcp-name"))
+}
+
+/// The raw JSON `id` of a single JSON-RPC request, for the error answer.
+fn single_request_id(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: Option<&'a serde_json::value::RawValue>,
+    }
+    let parsed: IdOnly<'_> = serde_json::from_slice(body).ok()?;
+    let id = parsed.id?.get();
+    // Only the id shapes JSON-RPC allows: a string or a number.
+    let first = id.as_bytes().first()?;
+    (*first == b'"' || *first == b'-' || first.is_ascii_digit()).then(|| id.to_owned())
 }
 
 impl<S> Layer<S> for AuthLayer {
@@ -395,49 +598,75 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let path = req.uri().path();
-        if self.shared.metadata.serves(path) {
-            return ResponseFuture::ready(self.shared.metadata.respond(req.method()));
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let shared = &self.shared;
+        if shared.metadata.serves(req.uri().path()) {
+            return ResponseFuture::ready(shared.metadata.respond(req.method()));
         }
-        if req.method() == Method::OPTIONS || self.shared.exempt.iter().any(|r| r.matches(path)) {
-            return ResponseFuture::inner(self.inner.call(req), None);
+        if has_duplicate_host(req.headers()) {
+            return ResponseFuture::ready(shared.refuse(Refused::DuplicateHost, &req));
         }
-        let on_mcp = path == self.shared.mcp_path;
-        let reads_body =
-            on_mcp && req.method() == Method::POST && self.shared.policy.has_operation_rules();
+        let placement = shared.place(&req);
+        let preflight = is_preflight(req.method(), req.headers());
+        let origin = match check_origin(req.headers(), &shared.allowed_origins) {
+            Ok(origin) => origin.cloned(),
+            // Enforced on MCP requests and preflights; another route of the
+            // app answers its own cross-origin requests.
+            Err(refused) if placement.on_mcp || preflight => {
+                return ResponseFuture::ready(shared.refuse(refused, &req));
+            }
+            Err(_) => None,
+        };
+        if preflight && let Some(origin) = &origin {
+            // A preflight carries no credentials: answered here, never
+            // handed to the service unauthenticated.
+            return ResponseFuture::ready(preflight_response(origin));
+        }
+        if !placement.on_mcp && shared.exempt.iter().any(|r| r.matches(req.uri().path())) {
+            return ResponseFuture::inner(self.inner.call(req), None, origin);
+        }
+        if placement.stateless {
+            // MCP 2026-07-28: a stateless request's session headers are
+            // ignored (removed, so the service cannot act on them either).
+            let headers = req.headers_mut();
+            headers.remove(SESSION_HEADER);
+            headers.remove("last-event-id");
+        }
         // The fast path, taken by every request of a client that reuses its
         // token and needs nothing read from the body: decided here, without
         // a verification future, and the inner service's future is returned
         // as it is (no box, no second copy of the service).
-        if !reads_body {
-            let verified = match self.shared.verify_now(req.headers()) {
+        if !placement.reads_body {
+            let verified = match shared.verify_now(req.headers()) {
                 Some(verified) => verified,
-                None => return self.call_slow(req, on_mcp, false),
+                None => return self.call_slow(req, placement, origin),
             };
-            return match verified {
+            let response = match verified {
                 Ok(ctx) => {
-                    let mut req = req;
-                    match self.shared.admit(
-                        &mut req,
-                        ctx,
-                        &self.shared.policy.global,
-                        on_mcp,
-                        false,
-                    ) {
+                    match shared.admit(&mut req, ctx, &shared.policy.global, placement, false) {
                         Ok(admitted) => {
-                            ResponseFuture::inner(self.inner.call(req), admitted.session_hook)
+                            return ResponseFuture::inner(
+                                self.inner.call(req),
+                                admitted.session_hook,
+                                origin,
+                            );
                         }
-                        Err(response) => ResponseFuture::ready(*response),
+                        Err(response) => *response,
                     }
                 }
-                Err(err) => {
-                    ResponseFuture::ready(self.shared.reject(&err, req.method(), req.uri().path()))
-                }
+                Err(err) => shared.reject(&err, req.method(), req.uri().path()),
             };
+            return ResponseFuture::ready(with_cors(response, origin.as_ref()));
         }
-        self.call_slow(req, on_mcp, reads_body)
+        self.call_slow(req, placement, origin)
     }
+}
+
+fn with_cors(mut response: Response, origin: Option<&HeaderValue>) -> Response {
+    if let Some(origin) = origin {
+        add_cors(&mut response, origin);
+    }
+    response
 }
 
 impl<S> AuthService<S>
@@ -451,8 +680,8 @@ where
     fn call_slow(
         &mut self,
         mut req: Request<Body>,
-        on_mcp: bool,
-        reads_body: bool,
+        mut placement: Placement,
+        origin: Option<HeaderValue>,
     ) -> ResponseFuture<S::Future, S::Error> {
         let shared = Arc::clone(&self.shared);
         // Take the service that was driven to readiness; leave a clone behind
@@ -465,35 +694,46 @@ where
             record_outcome(&span, &verified, false);
             let ctx = match verified {
                 Ok(ctx) => ctx,
-                Err(err) => return Ok(shared.reject(&err, req.method(), req.uri().path())),
+                Err(err) => {
+                    let response = shared.reject(&err, req.method(), req.uri().path());
+                    return Ok(with_cors(response, origin.as_ref()));
+                }
             };
             let mut lists = false;
-            let required = if reads_body {
-                match shared.required_for(req).await {
+            let required = if placement.reads_body {
+                let was_mcp = placement.on_mcp;
+                match shared.required_for(req, &mut placement).await {
                     Ok((buffered, required, has_lists)) => {
                         req = buffered;
                         lists = has_lists;
+                        if placement.on_mcp && !was_mcp {
+                            // A JSON-RPC POST on a path the layer could not
+                            // place: judged as MCP, Origin included.
+                            if let Err(refused) =
+                                check_origin(req.headers(), &shared.allowed_origins)
+                            {
+                                return Ok(shared.refuse(refused, &req));
+                            }
+                        }
                         required
                     }
-                    Err((err, parts)) => {
-                        return Ok(shared.reject(&err, parts.method(), parts.uri().path()));
-                    }
+                    Err(response) => return Ok(with_cors(response, origin.as_ref())),
                 }
             } else {
                 shared.policy.global.clone()
             };
-            let admitted = match shared.admit(&mut req, ctx, &required, on_mcp, lists) {
+            let admitted = match shared.admit(&mut req, ctx, &required, placement, lists) {
                 Ok(admitted) => admitted,
-                Err(response) => return Ok(*response),
+                Err(response) => return Ok(with_cors(*response, origin.as_ref())),
             };
             let mut response = inner.call(req).await?;
             if let Some(ctx) = admitted.filter_for {
                 response = filter_lists(response, &shared.policy, &ctx).await;
             }
             if let Some(hook) = admitted.session_hook {
-                hook.after(&response);
+                response = hook.after(response);
             }
-            Ok(response)
+            Ok(with_cors(response, origin.as_ref()))
         }))
     }
 }
@@ -526,30 +766,62 @@ struct Admitted {
     filter_for: Option<AuthContext>,
 }
 
+/// Who would own a session the request creates.
+enum OwnerOf {
+    /// Computed before the request (the caps were checked).
+    Known(Owner),
+    /// Computed only if a session is created (a stateless call normally
+    /// creates none, so it pays nothing).
+    Later(AuthContext),
+}
+
 /// Session bookkeeping after the inner service answered.
 struct SessionHook {
     shared: Arc<Shared>,
-    owner: AuthContext,
-    /// The session the request named, if any.
+    /// For a request that may create a session: its owner.
+    owner: Option<OwnerOf>,
+    /// For a DELETE: the session it ends.
     session: Option<String>,
-    is_delete: bool,
 }
 
 impl SessionHook {
-    fn after(self, response: &Response) {
+    fn after(self, response: Response) -> Response {
         if !response.status().is_success() {
-            return;
+            return response;
         }
-        match (&self.session, response.headers().get(SESSION_HEADER)) {
-            (None, Some(new_id)) => {
-                if let Ok(new_id) = new_id.to_str() {
-                    self.shared
-                        .sessions
-                        .bind(new_id.to_owned(), principal_key(&self.owner));
-                }
+        if let Some(id) = &self.session {
+            self.shared.sessions.unbind(id);
+            return response;
+        }
+        let Some(owner) = self.owner else {
+            return response;
+        };
+        let Some(new_id) = response.headers().get(SESSION_HEADER) else {
+            return response;
+        };
+        let owner = match owner {
+            OwnerOf::Known(owner) => owner,
+            OwnerOf::Later(ctx) => principal_key(&ctx),
+        };
+        let bound = match new_id.to_str() {
+            Ok(id) => self.shared.sessions.bind(id, owner),
+            // Unreachable with rmcp (its ids are ASCII); unbound means unusable.
+            Err(_) => return response,
+        };
+        match bound {
+            Ok(()) => response,
+            Err(refusal) => {
+                // Over a cap (a race, or an `initialize` that slipped past the
+                // check): the session was closed; the client is told to wait.
+                self.shared
+                    .outcomes
+                    .reject(Refused::TooManySessions(refusal.code()).reason());
+                tracing::info!(
+                    reason = refusal.code(),
+                    "refused a new session over the session caps"
+                );
+                Refused::TooManySessions(refusal.code()).response()
             }
-            (Some(id), _) if self.is_delete => self.shared.sessions.unbind(id),
-            _ => {}
         }
     }
 }
@@ -569,7 +841,7 @@ pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F, E> {
         Ready { response: Option<Response> },
-        Inner { #[pin] future: F, hook: Option<SessionHook> },
+        Inner { #[pin] future: F, hook: Option<SessionHook>, origin: Option<HeaderValue> },
         Boxed { future: BoxFuture<'static, Result<Response, E>> },
     }
 }
@@ -583,9 +855,13 @@ impl<F, E> ResponseFuture<F, E> {
         }
     }
 
-    fn inner(future: F, hook: Option<SessionHook>) -> Self {
+    fn inner(future: F, hook: Option<SessionHook>, origin: Option<HeaderValue>) -> Self {
         Self {
-            kind: Kind::Inner { future, hook },
+            kind: Kind::Inner {
+                future,
+                hook,
+                origin,
+            },
         }
     }
 
@@ -623,10 +899,17 @@ where
                 // error response rather than panicking.
                 None => Poll::Ready(Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())),
             },
-            KindProj::Inner { future, hook } => {
-                let response = std::task::ready!(future.poll(cx))?;
+            KindProj::Inner {
+                future,
+                hook,
+                origin,
+            } => {
+                let mut response = std::task::ready!(future.poll(cx))?;
                 if let Some(hook) = hook.take() {
-                    hook.after(&response);
+                    response = hook.after(response);
+                }
+                if let Some(origin) = origin.take() {
+                    add_cors(&mut response, &origin);
                 }
                 Poll::Ready(Ok(response))
             }
@@ -644,65 +927,6 @@ fn session_id(req: &Request<Body>) -> Option<String> {
 /// What rmcp answers for an unknown session: clients start a new one.
 fn session_not_found() -> Response {
     (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
-}
-
-/// A digest of (issuer, subject, client id), length-prefixed so that no two
-/// principals share one.
-fn principal_key(ctx: &AuthContext) -> [u8; 32] {
-    let (iss, sub, client) = ctx.principal();
-    let mut ctx_digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for field in [iss, sub, client.unwrap_or("")] {
-        ctx_digest.update(&(field.len() as u64).to_be_bytes());
-        ctx_digest.update(field.as_bytes());
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx_digest.finish().as_ref());
-    out
-}
-
-/// Legacy sessions and the principal that created each, bounded in size
-/// (the oldest binding goes first; its session then answers 404).
-#[derive(Default)]
-struct Sessions {
-    inner: Mutex<SessionMap>,
-}
-
-#[derive(Default)]
-struct SessionMap {
-    owners: HashMap<String, [u8; 32]>,
-    order: VecDeque<String>,
-}
-
-impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SessionMap> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn bind(&self, id: String, owner: [u8; 32]) {
-        let mut map = self.lock();
-        if map.owners.insert(id.clone(), owner).is_none() {
-            map.order.push_back(id);
-        }
-        while map.owners.len() > MAX_SESSIONS {
-            match map.order.pop_front() {
-                Some(old) => {
-                    map.owners.remove(&old);
-                }
-                None => break,
-            }
-        }
-    }
-
-    fn unbind(&self, id: &str) {
-        let mut map = self.lock();
-        if map.owners.remove(id).is_some() {
-            map.order.retain(|s| s != id);
-        }
-    }
-
-    fn is_owned_by(&self, id: &str, ctx: &AuthContext) -> bool {
-        self.lock().owners.get(id) == Some(&principal_key(ctx))
-    }
 }
 
 /// Cap on a list response buffered for filtering.
@@ -733,9 +957,13 @@ async fn filter_lists(response: Response, policy: &ScopePolicy, ctx: &AuthContex
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let rewritten = if sse {
-        Some(crate::filter::rewrite_sse(&bytes, policy, ctx))
+        crate::filter::rewrite_sse(&bytes, policy, ctx).map(Some)
     } else {
         crate::filter::rewrite_json(&bytes, policy, ctx)
+    };
+    let Ok(rewritten) = rewritten else {
+        tracing::error!("could not parse a list response for filtering; refusing it");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     parts.headers.remove(http::header::CONTENT_LENGTH);
     Response::from_parts(

@@ -1,0 +1,269 @@
+//! HTTP-level rules of the MCP streamable HTTP transport that the layer
+//! enforces before (or instead of) authentication: one `Host`, an allowed
+//! `Origin`, CORS preflights answered here, the protocol revision of a
+//! request, and the non-OAuth error responses (JSON-RPC `-32020`, 403, 429).
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_METHOD,
+    CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN, RETRY_AFTER, VARY,
+};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+/// The first protocol revision without sessions, whose requests carry
+/// `Mcp-Method` / `Mcp-Name`.
+pub(crate) const STATELESS_REVISION: &str = "2026-07-28";
+pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
+pub(crate) const PROTOCOL_HEADER: &str = "mcp-protocol-version";
+pub(crate) const METHOD_HEADER: &str = "mcp-method";
+
+/// Headers a browser client may send to the MCP endpoint.
+const ALLOW_HEADERS: &str = "authorization, content-type, accept, mcp-protocol-version, \
+mcp-session-id, mcp-method, mcp-name, last-event-id";
+/// Response headers a browser client may read: the challenge, the session.
+const EXPOSE_HEADERS: &str = "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version, Retry-After";
+const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+
+/// A request-level refusal that is not about the token: no Bearer
+/// challenge, a JSON body with a stable `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// RFC 9112 section 3.2: more than one `Host` field.
+    DuplicateHost,
+    /// MCP streamable HTTP: `Origin` present and not allowed.
+    OriginNotAllowed,
+    /// A session cap is reached (see `max_sessions_per_principal`).
+    TooManySessions(&'static str),
+    /// Sessions are off (`stateless_only`) and the request names one.
+    SessionsDisabled,
+}
+
+impl Refused {
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Self::DuplicateHost => "duplicate_host",
+            Self::OriginNotAllowed => "origin_not_allowed",
+            Self::TooManySessions(code) => code,
+            Self::SessionsDisabled => "sessions_disabled",
+        }
+    }
+
+    fn parts(self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::DuplicateHost => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The request has more than one Host header field",
+            ),
+            Self::OriginNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "The Origin of this request is not allowed",
+            ),
+            Self::TooManySessions(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_sessions",
+                "Too many open sessions; close one or retry later",
+            ),
+            Self::SessionsDisabled => (
+                StatusCode::NOT_FOUND,
+                "session_not_found",
+                "This server serves the stateless protocol only",
+            ),
+        }
+    }
+
+    pub(crate) fn response(self) -> Response {
+        let (status, error, description) = self.parts();
+        // Fixed ASCII without quotes or backslashes: no escaping needed.
+        let body = format!(
+            "{{\"error\":\"{error}\",\"error_description\":\"{description}\",\"reason\":\"{}\"}}",
+            self.reason()
+        );
+        let mut response = (
+            status,
+            [
+                (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+            body,
+        )
+            .into_response();
+        if let Self::TooManySessions(_) = self {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("60"));
+        }
+        response
+    }
+}
+
+/// RFC 9112 section 3.2: a request with more than one `Host` is a 400.
+pub(crate) fn has_duplicate_host(headers: &HeaderMap) -> bool {
+    let mut hosts = headers.get_all(HOST).iter();
+    hosts.next().is_some() && hosts.next().is_some()
+}
+
+/// The request's `Origin`, when present: `Ok(None)` absent, `Ok(Some)`
+/// allowed, `Err` present and not allowed (also: two `Origin` fields,
+/// `null`, not a tuple origin).
+pub(crate) fn check_origin<'h>(
+    headers: &'h HeaderMap,
+    allowed: &[String],
+) -> Result<Option<&'h HeaderValue>, Refused> {
+    let mut origins = headers.get_all(ORIGIN).iter();
+    let Some(origin) = origins.next() else {
+        return Ok(None);
+    };
+    if origins.next().is_some() {
+        return Err(Refused::OriginNotAllowed);
+    }
+    let normalized = origin
+        .to_str()
+        .ok()
+        .and_then(crate::config::normalize_origin)
+        .ok_or(Refused::OriginNotAllowed)?;
+    if allowed.iter().any(|a| *a == normalized) {
+        Ok(Some(origin))
+    } else {
+        Err(Refused::OriginNotAllowed)
+    }
+}
+
+/// Whether an `OPTIONS` request is a CORS preflight.
+pub(crate) fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::OPTIONS
+        && headers.contains_key(ORIGIN)
+        && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// The answer to an allowed CORS preflight (the layer answers it: a
+/// preflight carries no credentials and never reaches the service).
+pub(crate) fn preflight_response(origin: &HeaderValue) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(ALLOW_METHODS),
+    );
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(ALLOW_HEADERS),
+    );
+    headers.insert(
+        ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSE_HEADERS),
+    );
+    headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    headers.insert(VARY, HeaderValue::from_static("Origin"));
+    response
+}
+
+/// Lets a browser at an allowed origin read the response (the challenge
+/// included).
+pub(crate) fn add_cors(response: &mut Response, origin: &HeaderValue) {
+    let headers = response.headers_mut();
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    headers.insert(
+        ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSE_HEADERS),
+    );
+    headers.append(VARY, HeaderValue::from_static("Origin"));
+}
+
+/// Whether the request declares the stateless revision (2026-07-28 or a
+/// later dated revision) in `MCP-Protocol-Version`. Revisions are dates,
+/// so they compare as strings; a malformed value is not stateless.
+pub(crate) fn is_stateless_revision(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(PROTOCOL_HEADER).iter();
+    let (Some(v), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let Ok(v) = v.to_str() else { return false };
+    let b = v.as_bytes();
+    let dated = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    dated && v >= STATELESS_REVISION
+}
+
+/// MCP 2026-07-28 "Transports": a header/body mismatch is a 400 with the
+/// JSON-RPC error `-32020` (HeaderMismatch), not an OAuth error, so that a
+/// modern client does not mistake it for a legacy server. `id` is the raw
+/// JSON id of the single request, when there is one.
+pub(crate) fn header_mismatch_response(id: Option<&str>) -> Response {
+    let body = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{},\"error\":{{\"code\":-32020,\"message\":\"Header mismatch: the Mcp-Method or Mcp-Name header does not match the request body\",\"data\":{{\"reason\":\"mcp_header_mismatch\"}}}}}}",
+        id.unwrap_or("null")
+    );
+    let mut response = (
+        StatusCode::BAD_REQUEST,
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        Body::from(body),
+    )
+        .into_response();
+    response
+        .extensions_mut()
+        .insert(crate::error::AuthErrorKind::McpHeaderMismatch);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stateless_revision_detection() {
+        let mut h = HeaderMap::new();
+        assert!(!is_stateless_revision(&h));
+        for (v, want) in [
+            ("2026-07-28", true),
+            ("2027-01-01", true),
+            ("2025-11-25", false),
+            ("2025-06-18", false),
+            ("2026-07-2x", false),
+            ("9999", false),
+            ("2026-07-28 ", false),
+        ] {
+            h.insert(PROTOCOL_HEADER, HeaderValue::from_static(v));
+            assert_eq!(is_stateless_revision(&h), want, "{v}");
+        }
+        h.append(PROTOCOL_HEADER, HeaderValue::from_static("2026-07-28"));
+        assert!(!is_stateless_revision(&h), "two values: not trusted");
+    }
+
+    #[test]
+    fn origins() {
+        let allowed = vec!["https://mcp.example.com".to_owned()];
+        let mut h = HeaderMap::new();
+        assert_eq!(check_origin(&h, &allowed), Ok(None));
+        for (v, ok) in [
+            ("https://mcp.example.com", true),
+            ("HTTPS://MCP.EXAMPLE.COM", true),
+            ("https://mcp.example.com:443", true),
+            ("https://mcp.example.com:8443", false),
+            ("http://mcp.example.com", false),
+            ("https://evil.example", false),
+            ("null", false),
+            ("https://mcp.example.com.evil.example", false),
+            ("https://mcp.example.com/path", false),
+        ] {
+            h.insert(ORIGIN, HeaderValue::from_static(v));
+            assert_eq!(check_origin(&h, &allowed).is_ok(), ok, "{v}");
+        }
+        h.insert(ORIGIN, HeaderValue::from_static("https://mcp.example.com"));
+        h.append(ORIGIN, HeaderValue::from_static("https://mcp.example.com"));
+        assert!(check_origin(&h, &allowed).is_err(), "two Origin fields");
+    }
+}

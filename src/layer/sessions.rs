@@ -1,0 +1,312 @@
+//! Legacy sessions (`Mcp-Session-Id`, protocol 2025-11-25 and earlier) and
+//! the principal that created each: ownership, caps, idle expiry.
+//!
+//! Why not a caching crate (`quick_cache`, `moka`): those evict under
+//! pressure, and the rule here is the opposite: a full table refuses a new
+//! session (429) and never drops a live binding, which would lock its owner
+//! out. The table is touched only by requests that carry or create a
+//! session (never by stateless 2026-07-28 calls), under one short lock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::config::SessionLimits;
+use crate::context::AuthContext;
+
+/// A principal's digest: (issuer, subject, client id), length-prefixed.
+pub(crate) type Owner = [u8; 32];
+
+/// Closes a session in the MCP service (set by `McpServer`, which owns
+/// rmcp's session manager), so that a refused or expired session does not
+/// keep its worker alive.
+pub(crate) type Closer = Arc<dyn Fn(String) + Send + Sync>;
+
+/// Why a new session was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The principal holds `max_sessions_per_principal` sessions already.
+    PrincipalCap,
+    /// All principals together hold `max_sessions` sessions.
+    TotalCap,
+}
+
+impl Refusal {
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Self::PrincipalCap => "too_many_sessions_for_principal",
+            Self::TotalCap => "too_many_sessions",
+        }
+    }
+}
+
+struct Entry {
+    owner: Owner,
+    last_used: Instant,
+}
+
+#[derive(Default)]
+struct Table {
+    sessions: HashMap<Box<str>, Entry>,
+    per_owner: HashMap<Owner, usize>,
+    /// When the whole table was last swept for idle sessions.
+    last_sweep: Option<Instant>,
+}
+
+/// The session table of one layer.
+pub(crate) struct Sessions {
+    limits: SessionLimits,
+    table: Mutex<Table>,
+    closer: Mutex<Option<Closer>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    pub(crate) fn new(limits: SessionLimits) -> Self {
+        Self {
+            limits,
+            table: Mutex::new(Table::default()),
+            closer: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn limits(&self) -> SessionLimits {
+        self.limits
+    }
+
+    pub(crate) fn set_closer(&self, closer: Closer) {
+        *self.closer.lock().unwrap_or_else(|e| e.into_inner()) = Some(closer);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock leaves the table consistent (every
+        // mutation is a single map operation), so a poisoned lock is usable.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn close(&self, ids: Vec<Box<str>>) {
+        if ids.is_empty() {
+            return;
+        }
+        let closer = self
+            .closer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(closer) = closer {
+            for id in ids {
+                closer(id.into());
+            }
+        }
+    }
+
+    /// Whether `owner` may open one more session now (a check before the
+    /// request reaches the service; [`bind`](Self::bind) decides for good).
+    pub(crate) fn may_open(&self, owner: &Owner) -> Result<(), Refusal> {
+        let (verdict, expired) = {
+            let mut table = self.lock();
+            let expired = self.sweep_if_full(&mut table, owner);
+            (self.check(&table, owner), expired)
+        };
+        self.close(expired);
+        verdict
+    }
+
+    fn check(&self, table: &Table, owner: &Owner) -> Result<(), Refusal> {
+        if table.per_owner.get(owner).copied().unwrap_or(0) >= self.limits.per_principal {
+            return Err(Refusal::PrincipalCap);
+        }
+        if table.sessions.len() >= self.limits.total {
+            return Err(Refusal::TotalCap);
+        }
+        Ok(())
+    }
+
+    /// Frees idle sessions when a cap is reached: the principal's own
+    /// first, the whole table at most once a second.
+    fn sweep_if_full(&self, table: &mut Table, owner: &Owner) -> Vec<Box<str>> {
+        let now = Instant::now();
+        let idle = self.limits.idle_timeout;
+        let mut expired = Vec::new();
+        let owner_full =
+            table.per_owner.get(owner).copied().unwrap_or(0) >= self.limits.per_principal;
+        let total_full = table.sessions.len() >= self.limits.total;
+        if !owner_full && !total_full {
+            return expired;
+        }
+        let sweep_all = total_full
+            && table
+                .last_sweep
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+        if sweep_all {
+            table.last_sweep = Some(now);
+        }
+        let Table {
+            sessions,
+            per_owner,
+            ..
+        } = table;
+        sessions.retain(|id, entry| {
+            let candidate = sweep_all || entry.owner == *owner;
+            if candidate && now.duration_since(entry.last_used) >= idle {
+                decrement(per_owner, &entry.owner);
+                expired.push(id.clone());
+                false
+            } else {
+                true
+            }
+        });
+        expired
+    }
+
+    /// Binds a session the service just created to `owner`, within the
+    /// caps. `Err`: the session must not be used (the caller closes it and
+    /// answers 429).
+    pub(crate) fn bind(&self, id: &str, owner: Owner) -> Result<(), Refusal> {
+        let (verdict, expired) = {
+            let mut table = self.lock();
+            let expired = self.sweep_if_full(&mut table, &owner);
+            let verdict = self.check(&table, &owner);
+            if verdict.is_ok() {
+                let entry = Entry {
+                    owner,
+                    last_used: Instant::now(),
+                };
+                if let Some(old) = table.sessions.insert(id.into(), entry) {
+                    // A service that hands out one id twice: keep the counts right.
+                    decrement(&mut table.per_owner, &old.owner);
+                }
+                *table.per_owner.entry(owner).or_insert(0) += 1;
+            }
+            (verdict, expired)
+        };
+        self.close(expired);
+        if verdict.is_err() {
+            self.close(vec![id.into()]);
+        }
+        verdict
+    }
+
+    /// Forgets a session (after a successful DELETE).
+    pub(crate) fn unbind(&self, id: &str) {
+        let mut table = self.lock();
+        if let Some(entry) = table.sessions.remove(id) {
+            decrement(&mut table.per_owner, &entry.owner);
+        }
+    }
+
+    /// Whether `id` is a live session of `owner`; refreshes its idle clock.
+    /// An idle-expired session is forgotten (and closed) and answers `false`.
+    pub(crate) fn use_session(&self, id: &str, owner: &Owner) -> bool {
+        let now = Instant::now();
+        let mut expired = None;
+        let owned = {
+            let mut table = self.lock();
+            let Table {
+                sessions,
+                per_owner,
+                ..
+            } = &mut *table;
+            match sessions.get_mut(id) {
+                Some(entry) if now.duration_since(entry.last_used) >= self.limits.idle_timeout => {
+                    let owner = entry.owner;
+                    sessions.remove(id);
+                    decrement(per_owner, &owner);
+                    expired = Some(Box::<str>::from(id));
+                    false
+                }
+                Some(entry) if entry.owner == *owner => {
+                    entry.last_used = now;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if let Some(id) = expired {
+            self.close(vec![id]);
+        }
+        owned
+    }
+
+    /// How many sessions are bound now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+}
+
+fn decrement(per_owner: &mut HashMap<Owner, usize>, owner: &Owner) {
+    if let Some(n) = per_owner.get_mut(owner) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            per_owner.remove(owner);
+        }
+    }
+}
+
+/// A digest of (issuer, subject, client id), length-prefixed so that no two
+/// principals share one.
+pub(crate) fn principal_key(ctx: &AuthContext) -> Owner {
+    let (iss, sub, client) = ctx.principal();
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for field in [iss, sub, client.unwrap_or("")] {
+        digest.update(&(field.len() as u64).to_be_bytes());
+        digest.update(field.as_bytes());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.finish().as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(per: usize, total: usize, idle: Duration) -> SessionLimits {
+        SessionLimits {
+            enabled: true,
+            per_principal: per,
+            total,
+            idle_timeout: idle,
+        }
+    }
+
+    #[test]
+    fn caps_refuse_instead_of_evicting() {
+        let s = Sessions::new(limits(2, 3, Duration::from_secs(300)));
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        assert!(s.bind("a1", a).is_ok());
+        assert!(s.bind("a2", a).is_ok());
+        assert_eq!(s.may_open(&a), Err(Refusal::PrincipalCap));
+        assert_eq!(s.bind("a3", a), Err(Refusal::PrincipalCap));
+        assert!(s.bind("b1", b).is_ok());
+        assert_eq!(s.bind("b2", b), Err(Refusal::TotalCap));
+        // Nothing live was evicted.
+        assert!(s.use_session("a1", &a) && s.use_session("a2", &a) && s.use_session("b1", &b));
+        assert!(
+            !s.use_session("a1", &b),
+            "another principal never uses a session"
+        );
+        s.unbind("a1");
+        assert!(s.may_open(&a).is_ok());
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn idle_sessions_expire_and_free_their_slot() {
+        let s = Sessions::new(limits(1, 10, Duration::from_millis(20)));
+        let a = [1u8; 32];
+        assert!(s.bind("a1", a).is_ok());
+        assert_eq!(s.may_open(&a), Err(Refusal::PrincipalCap));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(s.may_open(&a).is_ok(), "the idle session no longer counts");
+        assert!(!s.use_session("a1", &a), "an expired session answers 404");
+    }
+}
