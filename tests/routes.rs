@@ -544,3 +544,66 @@ async fn auth_layer_in_an_arbitrary_router_judges_unplaced_jsonrpc_as_mcp() {
     }
     server.abort();
 }
+
+// Issue 12: "`subscriptions/listen` ... is not covered by resource scopes".
+// MCP 2026-07-28: the resource URIs of `params.notifications.resourceSubscriptions`
+// need their resource's scope, exactly as `resources/read` does; the legacy
+// `resources/subscribe` too. RFC 6750 section 3.1: 403 naming the scope.
+#[tokio::test]
+async fn subscribing_to_a_protected_resource_needs_its_scope() {
+    let t = Target::start(Mount::Default).await;
+    let uri = attack::PRIVATE_URI;
+    let meta = attack::MODERN_META;
+    let listen = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"subscriptions/listen","params":{{"notifications":{{"resourceSubscriptions":["res://public/1","{uri}"]}},{meta}}}}}"#
+    );
+    let response = send(
+        t.mcp_post("/mcp", Some(TokenKind::AliceRead), &listen)
+            .header("MCP-Protocol-Version", MODERN)
+            .header("Mcp-Method", "subscriptions/listen"),
+    )
+    .await;
+    let log = t.log.take();
+    assert!(log.is_empty(), "{log:?}");
+    assert_eq!(response.status, 403, "listen: {}", response.summary());
+    let challenge = response.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains("insufficient_scope") && challenge.contains(attack::PRIVATE),
+        "listen: {}",
+        response.summary()
+    );
+
+    let subscribe = |id: u64| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"resources/subscribe","params":{{"uri":"{uri}"}}}}"#
+        )
+    };
+    for (kind, allowed) in [(TokenKind::AliceRead, false), (TokenKind::AliceAll, true)] {
+        let (session, opened) = t.open_session(kind).await;
+        let session = session.unwrap_or_else(|| panic!("{kind:?}: {}", opened.summary()));
+        let _ = t.log.take();
+        let response = send(
+            t.mcp_post("/mcp", Some(kind), &subscribe(8))
+                .header("MCP-Protocol-Version", LEGACY)
+                .header("Mcp-Session-Id", &session),
+        )
+        .await;
+        let log = t.log.take();
+        let subscribed = log
+            .iter()
+            .any(|e| e.what == format!("subscribe:{uri}") && e.subject.as_deref() == Some("alice"));
+        assert_eq!(
+            subscribed,
+            allowed,
+            "{kind:?}: {log:?} {}",
+            response.summary()
+        );
+        let expected = if allowed { 200 } else { 403 };
+        assert_eq!(
+            response.status,
+            expected,
+            "{kind:?}: {}",
+            response.summary()
+        );
+    }
+}
