@@ -1,9 +1,10 @@
 //! The invariant of issue 12, item 6, tested as an attacker would: generated
 //! request variants (path spellings, methods, `Authorization` spellings and
 //! tokens, duplicated and re-cased `Mcp-Session-Id`, protocol versions,
-//! lying `Mcp-Method`/`Mcp-Name`, content types, body encodings, batches,
-//! duplicate `Host`, foreign `Origin`) are sent over raw HTTP/1.1 to a real
-//! `McpServer` whose tools are protected only by `tool_scopes`.
+//! lying `Mcp-Method`/`Mcp-Name` (plain or Base64 sentinel), content types,
+//! body encodings, batches, legacy `resources/subscribe`, duplicate `Host`,
+//! foreign `Origin`) are sent over raw HTTP/1.1 to a real `McpServer` whose
+//! tools are protected only by `tool_scopes`.
 //!
 //! The oracle is the server's execution log, not the status codes:
 //! - (a) an operation runs only for a verified token (one `Authorization`
@@ -33,6 +34,8 @@ use attack::{
     Exec, INITIALIZED, MODERN_META, Mount, PRIVATE_URI, Raw, RawResponse, Target, TokenKind,
     initialize_body, required_scopes,
 };
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -215,6 +218,10 @@ enum McpHeaders {
     LieName,
     /// `Mcp-Method: tools/list` whatever the body says.
     LieMethod,
+    /// The honest `Mcp-Name` in the `=?base64?...?=` sentinel form.
+    HonestBase64,
+    /// `Mcp-Name: =?base64?(read_tool)?=` whatever the body says.
+    LieBase64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -395,6 +402,8 @@ fn attack() -> impl Strategy<Value = Attack> {
             McpHeaders::Honest,
             McpHeaders::LieName,
             McpHeaders::LieMethod,
+            McpHeaders::HonestBase64,
+            McpHeaders::LieBase64,
         ]),
     );
     let session_fields = deviation(2, sessions());
@@ -580,14 +589,23 @@ fn build(t: &Target, a: &Attack, s: &Sessions) -> Raw {
     }
     let headers = match a.mcp_headers {
         McpHeaders::Absent => None,
-        McpHeaders::Honest => a.body.honest_headers(),
-        McpHeaders::LieName => Some(("tools/call", Some("read_tool"))),
+        McpHeaders::Honest | McpHeaders::HonestBase64 => a.body.honest_headers(),
+        McpHeaders::LieName | McpHeaders::LieBase64 => Some(("tools/call", Some("read_tool"))),
         McpHeaders::LieMethod => Some(("tools/list", None)),
     };
+    let base64 = matches!(
+        a.mcp_headers,
+        McpHeaders::HonestBase64 | McpHeaders::LieBase64
+    );
     if let Some((method, name)) = headers {
         raw = raw.header("Mcp-Method", method);
         if let Some(name) = name {
-            raw = raw.header("Mcp-Name", name);
+            let value = if base64 {
+                format!("=?base64?{}?=", BASE64.encode(name))
+            } else {
+                name.to_owned()
+            };
+            raw = raw.header("Mcp-Name", &value);
         }
     }
     if a.gzip {
