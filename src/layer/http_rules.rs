@@ -125,7 +125,7 @@ pub(crate) fn check_origin<'h>(
         .ok()
         .and_then(crate::config::normalize_origin)
         .ok_or(Refused::OriginNotAllowed)?;
-    if allowed.iter().any(|a| *a == normalized) {
+    if allowed.contains(&normalized) {
         Ok(Some(origin))
     } else {
         Err(Refused::OriginNotAllowed)

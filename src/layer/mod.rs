@@ -540,10 +540,7 @@ fn stateless_headers_present(headers: &http::HeaderMap, ops: &[crate::scope::Ope
         // The handshake may omit them (a supplied one must still match).
         return true;
     }
-    let named = matches!(
-        op.method(),
-        "tools/call" | "resources/read" | "prompts/get"
-    );
+    let named = matches!(op.method(), "tools/call" | "resources/read" | "prompts/get");
     headers.contains_key(METHOD_HEADER) && (!named || headers.contains_key("mcp-name"))
 }
 
