@@ -607,3 +607,70 @@ async fn subscribing_to_a_protected_resource_needs_its_scope() {
         );
     }
 }
+
+// Issue 12 item 1: the challenge is readable by a browser client at an
+// allowed origin (CORS on the rejection itself).
+#[tokio::test]
+async fn rejections_are_readable_by_an_allowed_origin() {
+    let t = Target::start(Mount::Default).await;
+    let origin = t.origin();
+    let response = send(
+        t.mcp_post("/mcp", None, &modern_tool_call_body(1, "open_tool"))
+            .header("MCP-Protocol-Version", MODERN)
+            .header("Mcp-Method", "tools/call")
+            .header("Mcp-Name", "open_tool")
+            .header("Origin", &origin),
+    )
+    .await;
+    assert_eq!(response.status, 401, "{}", response.summary());
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some(origin.as_str())
+    );
+    let expose = response
+        .header("access-control-expose-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(
+        expose.contains("www-authenticate"),
+        "{}",
+        response.summary()
+    );
+}
+
+// `allowed_origin(..)` adds an origin; any other stays refused, preflights
+// included.
+#[tokio::test]
+async fn configured_origins_are_allowed_and_others_refused() {
+    let t = Target::start_with(Mount::Default, |b| {
+        b.allowed_origin("https://app.example.com")
+    })
+    .await;
+    let ok = send(
+        modern_call(&t, "/mcp", TokenKind::AliceAll, "open_tool")
+            .header("Origin", "https://APP.example.com:443"),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.summary());
+    for origin in [
+        "https://app.example.com.evil.example",
+        "null",
+        "http://app.example.com",
+    ] {
+        let refused = send(
+            modern_call(&t, "/mcp", TokenKind::AliceAll, "open_tool").header("Origin", origin),
+        )
+        .await;
+        assert_eq!(refused.status, 403, "{origin}: {}", refused.summary());
+        assert!(refused.text().contains("origin_not_allowed"));
+        let preflight = send(
+            t.request("OPTIONS", "/mcp")
+                .header("Origin", origin)
+                .header("Access-Control-Request-Method", "POST"),
+        )
+        .await;
+        assert_eq!(preflight.status, 403, "{origin}: {}", preflight.summary());
+    }
+    let log = t.log.take();
+    assert_eq!(log.len(), 1, "{log:?}");
+}

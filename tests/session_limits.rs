@@ -11,7 +11,7 @@
 #[path = "support/attack.rs"]
 mod attack;
 
-use attack::{Mount, RawResponse, Target, TokenKind};
+use attack::{LEGACY, Mount, RawResponse, Target, TokenKind, tool_call_body};
 
 /// Asserts the refusal of a new session: 429, `Retry-After`, a JSON body,
 /// and no session id handed out.
@@ -185,4 +185,57 @@ async fn default_per_principal_cap_is_at_most_64() {
             "{id} evicted"
         );
     }
+}
+
+// Issue 12 item 4: a session unused for `session_idle_timeout` expires: it
+// answers 404 and no longer counts against the principal's cap.
+#[tokio::test]
+async fn idle_sessions_expire_and_free_their_slot() {
+    let t = Target::start_with(Mount::Default, |b| {
+        b.max_sessions_per_principal(1)
+            .session_idle_timeout(std::time::Duration::from_secs(1))
+    })
+    .await;
+    let first = open_n(&t, TokenKind::AliceAll, 1).await;
+    let (refused, response) = t.open_session(TokenKind::AliceAll).await;
+    assert_eq!(refused, None);
+    assert_session_refused(&response, "alice's 2nd session while the 1st is live");
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    assert!(
+        !t.session_works(TokenKind::AliceAll, &first[0]).await,
+        "an idle-expired session still works"
+    );
+    open_n(&t, TokenKind::AliceAll, 1).await;
+}
+
+// Issue 12 item 4: the stateless-only switch. No session is ever created,
+// and a request naming one gets 404 with a JSON reason.
+#[tokio::test]
+async fn stateless_only_creates_no_session() {
+    let t = Target::start_with(Mount::Default, |b| b.stateless_only(true)).await;
+    let (id, response) = t.open_session(TokenKind::AliceAll).await;
+    assert_eq!(id, None, "{}", response.summary());
+    assert!(response.header("mcp-session-id").is_none());
+    let named = send_raw(
+        t.mcp_post(
+            "/mcp",
+            Some(TokenKind::AliceAll),
+            &tool_call_body(3, "open_tool"),
+        )
+        .header("MCP-Protocol-Version", LEGACY)
+        .header("Mcp-Session-Id", "made-up"),
+    )
+    .await;
+    assert_eq!(named.status, 404, "{}", named.summary());
+    assert!(
+        named.text().contains("sessions_disabled"),
+        "{}",
+        named.summary()
+    );
+    let log = t.log.take();
+    assert!(log.iter().all(|e| e.what == "initialize"), "{log:?}");
+}
+
+async fn send_raw(raw: attack::Raw) -> attack::RawResponse {
+    raw.send().await.expect("a response within the timeout")
 }
