@@ -103,6 +103,7 @@ impl ExemptRoute {
 pub struct IssuerConfig {
     pub(crate) issuer: String,
     pub(crate) jwks_uri: Option<Url>,
+    pub(crate) introspection: Option<crate::verify::IntrospectionSettings>,
 }
 
 impl IssuerConfig {
@@ -114,6 +115,12 @@ impl IssuerConfig {
     /// The configured key-set URL, or `None` when it is discovered.
     pub fn jwks_uri(&self) -> Option<&Url> {
         self.jwks_uri.as_ref()
+    }
+
+    /// This issuer's own introspection settings, if any
+    /// ([`AuthConfigBuilder::issuer_introspection`]).
+    pub fn introspection(&self) -> Option<&crate::verify::IntrospectionSettings> {
+        self.introspection.as_ref()
     }
 }
 
@@ -253,6 +260,7 @@ pub struct AuthConfigBuilder {
     scopes_supported: Option<Vec<String>>,
     scope_policy: crate::scope::ScopePolicy,
     introspection: Option<crate::verify::IntrospectionSettings>,
+    issuer_introspection: Vec<(String, crate::verify::IntrospectionSettings)>,
     verified_cache_max_entries: usize,
     extra_audiences: Vec<String>,
     audience_rule: AudienceRule,
@@ -286,6 +294,7 @@ impl Default for AuthConfigBuilder {
             scopes_supported: None,
             scope_policy: crate::scope::ScopePolicy::default(),
             introspection: None,
+            issuer_introspection: Vec::new(),
             verified_cache_max_entries: DEFAULT_VERIFIED_CACHE_MAX_ENTRIES,
             extra_audiences: Vec::new(),
             audience_rule: AudienceRule::Resource,
@@ -472,6 +481,21 @@ impl AuthConfigBuilder {
     /// are introspected.
     pub fn introspection(mut self, settings: crate::verify::IntrospectionSettings) -> Self {
         self.introspection = Some(settings);
+        self
+    }
+
+    /// Introspection settings of one configured issuer (endpoint discovered
+    /// from that issuer unless given). Its endpoint vouches only for that
+    /// issuer's tokens, whereas the endpoint of
+    /// [`introspection`](Self::introspection) vouches for every configured
+    /// issuer. Endpoints are asked in issuer order, the shared one last;
+    /// the first `active` answer decides.
+    pub fn issuer_introspection(
+        mut self,
+        issuer: impl Into<String>,
+        settings: crate::verify::IntrospectionSettings,
+    ) -> Self {
+        self.issuer_introspection.push((issuer.into(), settings));
         self
     }
 
@@ -769,7 +793,21 @@ impl AuthConfigBuilder {
             issuers.push(IssuerConfig {
                 issuer,
                 jwks_uri: None,
+                introspection: None,
             });
+        }
+        for (iss, settings) in self.issuer_introspection {
+            let target = issuers.iter_mut().find(|i| i.issuer == iss);
+            let Some(target) = target.filter(|t| t.introspection.is_none()) else {
+                return Err(ConfigError::new(
+                    "issuer_introspection",
+                    format!("{iss:?} is not a configured issuer, or is set twice"),
+                ));
+            };
+            if let Some(endpoint) = &settings.endpoint {
+                check_https(endpoint, loopback_ok, "introspection_endpoint")?;
+            }
+            target.introspection = Some(settings);
         }
         for (issuer, jwks) in self.jwks_uris {
             let url = Url::parse(&jwks)
