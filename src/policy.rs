@@ -599,7 +599,11 @@ mod tests {
             assert!(!mcp.matches(bad), "{bad}");
         }
         let root = CanonicalResource::new("https://h.example");
-        for ok in ["https://h.example", "https://h.example/", "HTTPS://H.Example/"] {
+        for ok in [
+            "https://h.example",
+            "https://h.example/",
+            "HTTPS://H.Example/",
+        ] {
             assert!(root.matches(ok), "{ok}");
         }
         for bad in [

@@ -146,6 +146,9 @@ type Outcome = Result<AuthContext, AuthErrorKind>;
 struct Entry {
     outcome: Outcome,
     until: Instant,
+    /// When the lookup finished: a request that waited for it takes its
+    /// result even when that is not to be kept (a zero TTL, a failure).
+    produced: Instant,
     /// A failure to reach the endpoints: handed to the requests that waited
     /// for this lookup, then dropped (never answers a later request).
     transient: bool,
@@ -281,9 +284,11 @@ impl IntrospectionVerifier {
                 "at least one issuer is required",
             ));
         }
-        let own = config.issuers.iter().enumerate().filter_map(|(i, issuer)| {
-            issuer.introspection.clone().map(|s| (i, true, s))
-        });
+        let own = config
+            .issuers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, issuer)| issuer.introspection.clone().map(|s| (i, true, s)));
         let first_has_own = config
             .issuers
             .first()
@@ -355,11 +360,13 @@ impl IntrospectionVerifier {
             }
             cache.remove_if(&key, |e| !e.fresh(Instant::now()));
         }
-        // A stale entry met on the way (it expired between two looks) is
+        // A result produced while this request waited is its answer; a
+        // stale entry met on the way (it expired between two looks) is
         // dropped and the lookup tried again, a bounded number of times.
+        let started = Instant::now();
         for _ in 0..3 {
             match cache.get_value_or_guard_async(&key).await {
-                Ok(entry) if entry.transient || entry.fresh(Instant::now()) => {
+                Ok(entry) if entry.produced >= started || entry.fresh(Instant::now()) => {
                     return entry.outcome.map_err(AuthError::new);
                 }
                 Ok(_) => {
@@ -396,7 +403,8 @@ impl IntrospectionVerifier {
             match outcome {
                 Err(AuthErrorKind::IntrospectionUnavailable) => unavailable = true,
                 Err(AuthErrorKind::TokenInactive) => {
-                    negative_ttl = Some(negative_ttl.map_or(s.negative_ttl, |t| t.min(s.negative_ttl)));
+                    negative_ttl =
+                        Some(negative_ttl.map_or(s.negative_ttl, |t| t.min(s.negative_ttl)));
                 }
                 Ok(ctx) => {
                     // Never past `exp` (without the leeway) nor the TTL.
@@ -409,6 +417,7 @@ impl IntrospectionVerifier {
                     return Entry {
                         outcome: Ok(ctx),
                         until: deadline(now, ttl),
+                        produced: now,
                         transient: false,
                     };
                 }
@@ -416,6 +425,7 @@ impl IntrospectionVerifier {
                     return Entry {
                         outcome: Err(kind),
                         until: deadline(now, s.negative_ttl),
+                        produced: now,
                         transient: false,
                     };
                 }
@@ -426,11 +436,13 @@ impl IntrospectionVerifier {
             Some(ttl) if !unavailable => Entry {
                 outcome: Err(AuthErrorKind::TokenInactive),
                 until: deadline(now, ttl),
+                produced: now,
                 transient: false,
             },
             _ => Entry {
                 outcome: Err(AuthErrorKind::IntrospectionUnavailable),
                 until: now,
+                produced: now,
                 transient: true,
             },
         }

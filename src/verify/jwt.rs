@@ -41,8 +41,8 @@ use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::jwks::cache::{CachePolicy, JwksCache, Lookup, log_key_notes};
 use crate::jwks::fetch::Fetcher;
 use crate::jwks::keyset::KeySet;
-use crate::verify::token_cache::{self, Entry, TokenCache};
 use crate::policy::{Source, TokenPolicy};
+use crate::verify::token_cache::{self, Entry, TokenCache};
 use json::Members;
 
 /// Verifies JWT access tokens against the configured issuers' key sets.

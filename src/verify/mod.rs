@@ -99,8 +99,7 @@ pub(crate) fn from_config(
 ) -> Result<(std::sync::Arc<dyn TokenVerifier>, JwtVerifier), crate::ConfigError> {
     let jwt = JwtVerifier::new(config)?;
     // One policy for both: the introspection verifier shares the JWT one's.
-    let verifier: std::sync::Arc<dyn TokenVerifier> = if IntrospectionVerifier::configured(config)
-    {
+    let verifier: std::sync::Arc<dyn TokenVerifier> = if IntrospectionVerifier::configured(config) {
         std::sync::Arc::new(
             ChainVerifier::new()
                 .pass_on_unknown_issuer(false)
