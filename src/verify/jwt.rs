@@ -254,14 +254,15 @@ impl JwtVerifier {
                 // `Source::Jwt` guarantees `exp`; without it, nothing is kept.
                 until: checked
                     .exp
-                    .unwrap_or(now)
-                    .saturating_add(policy.leeway())
+                    .map_or(now, |exp| exp.saturating_add(policy.leeway()))
                     .min(now.saturating_add(cache.max_age)),
                 issuer: checked.issuer,
                 key: verified_by.fingerprint,
                 digest: match prehashed {
                     Some((mut hash, _)) => {
-                        hash.update(&token.as_bytes()[signing_input.len()..]);
+                        // The signing input is a prefix of the token.
+                        let rest = token.as_bytes().get(signing_input.len()..);
+                        hash.update(rest.unwrap_or_default());
                         token_cache::digest_array(&hash.finish())
                     }
                     None => token_cache::token_key(token),
