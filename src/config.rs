@@ -354,7 +354,10 @@ impl AuthConfigBuilder {
 
     /// The canonical resource URI of the MCP endpoint (required), e.g.
     /// `https://mcp.example.com/mcp`. It is the expected audience (RFC 8707),
-    /// the metadata's `resource` and the base of the metadata URL.
+    /// the metadata's `resource` and the base of the metadata URL. An `aud`
+    /// names it when equal, ignoring only the case of the scheme and host and,
+    /// for a root resource, a trailing slash (`https://h/` names `https://h`);
+    /// never by prefix, and below the root a trailing slash is significant.
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
         self.resource = Some(resource.into());
         self
@@ -519,6 +522,7 @@ impl AuthConfigBuilder {
     /// Also accept tokens whose `aud` contains `audience`, for providers that
     /// cannot put the resource URI there (Entra ID: the API's application ID
     /// or application ID URI). Use a value that identifies this server only.
+    /// Compared exactly. Applies to JWTs and introspected tokens alike.
     pub fn accept_audience(mut self, audience: impl Into<String>) -> Self {
         self.extra_audiences.push(audience.into());
         self
