@@ -114,6 +114,14 @@ async fn both(
     (by_jwt, by_introspection)
 }
 
+/// A case: its name, the configuration, the claims, the expected verdict.
+type Case = (
+    &'static str,
+    fn(AuthConfigBuilder) -> AuthConfigBuilder,
+    Value,
+    Verdict,
+);
+
 fn same(b: AuthConfigBuilder) -> AuthConfigBuilder {
     b
 }
@@ -132,12 +140,7 @@ async fn jwt_and_introspection_apply_one_policy() {
             scopes.iter().map(|s| (*s).to_owned()).collect(),
         ))
     };
-    let cases: Vec<(
-        &str,
-        fn(AuthConfigBuilder) -> AuthConfigBuilder,
-        Value,
-        Verdict,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         ("valid", same, json!({}), ok(&["notes:read"])),
         (
             "scp array",
