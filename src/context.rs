@@ -406,6 +406,7 @@ impl<C: AsRequestContext> FromContextPart<C> for AuthContext {
 /// Rejection of the axum extractor when no authentication layer ran: 401,
 /// fail closed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct MissingAuthContext;
 
 impl IntoResponse for MissingAuthContext {

@@ -406,24 +406,16 @@ struct Parsed<'a> {
 impl<'a> Parsed<'a> {
     fn split(token: &'a str) -> Result<Self, AuthError> {
         let malformed = || AuthError::new(AuthErrorKind::MalformedToken);
-        let bytes = token.as_bytes();
-        // The first dot ends the (short) header, the last one starts the
-        // signature; the payload between them must have no dot.
-        let (Some(first), Some(last)) = (memchr::memchr(b'.', bytes), memchr::memrchr(b'.', bytes))
-        else {
-            return Err(malformed());
-        };
-        if first == last {
-            return Err(malformed());
-        }
-        match memchr::memchr_iter(b'.', &bytes[first + 1..last]).count() {
+        // The last dot starts the signature, the first one ends the (short)
+        // header; the payload between them must have no dot.
+        let (signing_input, s) = token.rsplit_once('.').ok_or_else(malformed)?;
+        let (h, p) = signing_input.split_once('.').ok_or_else(malformed)?;
+        match memchr::memchr_iter(b'.', p.as_bytes()).count() {
             0 => {}
             // Five parts is a JWE (RFC 7516 section 7.1); anything else is garbage.
             2 => return Err(AuthErrorKind::EncryptedToken.into()),
             _ => return Err(malformed()),
         }
-        // Dots are ASCII: these are char boundaries.
-        let (h, p, s) = (&token[..first], &token[first + 1..last], &token[last + 1..]);
         if h.is_empty() || p.is_empty() {
             return Err(AuthErrorKind::MalformedToken.into());
         }
@@ -438,7 +430,7 @@ impl<'a> Parsed<'a> {
             header_b64: h,
             payload_b64: p,
             signature,
-            signing_input: &token[..h.len() + 1 + p.len()],
+            signing_input,
         })
     }
 }
