@@ -19,7 +19,8 @@
 //! Results are cached in a bounded [`quick_cache`] keyed by a SHA-256 hash of
 //! the token (never the token itself), until the earlier of `exp` and the
 //! cache TTL; refusals are cached for the negative TTL; a failure to reach
-//! the endpoint is not cached. Concurrent lookups of one token share one
+//! the endpoint is not cached. An entry past its time is never served: it is
+//! dropped when met, or evicted (the cache holds at most `max_entries`). Concurrent lookups of one token share one
 //! request; a lookup that is cancelled hands over to a waiting one, so no
 //! lookup is ever left behind.
 
