@@ -853,13 +853,19 @@ async fn a_cancelled_lookup_hands_over_to_a_waiting_request() {
         "t",
         json!({"active": true, "sub": "a", "aud": RESOURCE, "exp": now() + 300}),
     );
-    e.delay_ms.store(300, Ordering::SeqCst);
+    e.delay_ms.store(1000, Ordering::SeqCst);
     let v = verifier(&base, ClientAuthMethod::ClientSecretBasic, false);
     let first = {
         let v = v.clone();
         tokio::spawn(async move { check(&v, "t").await.map(|c| c.subject().to_owned()) })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The first request's lookup is in flight (it holds the placeholder).
+    bounded(async {
+        while e.hits.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
     let second = {
         let v = v.clone();
         tokio::spawn(async move { check(&v, "t").await.map(|c| c.subject().to_owned()) })
