@@ -111,6 +111,7 @@ impl ExemptRoute {
 pub struct IssuerConfig {
     pub(crate) issuer: String,
     pub(crate) jwks_uri: Option<Url>,
+    pub(crate) introspection: Option<crate::verify::IntrospectionSettings>,
 }
 
 impl IssuerConfig {
@@ -122,6 +123,12 @@ impl IssuerConfig {
     /// The configured key-set URL, or `None` when it is discovered.
     pub fn jwks_uri(&self) -> Option<&Url> {
         self.jwks_uri.as_ref()
+    }
+
+    /// This issuer's own introspection settings, if any
+    /// ([`AuthConfigBuilder::issuer_introspection`]).
+    pub fn introspection(&self) -> Option<&crate::verify::IntrospectionSettings> {
+        self.introspection.as_ref()
     }
 }
 
@@ -289,6 +296,7 @@ pub struct AuthConfigBuilder {
     scopes_supported: Option<Vec<String>>,
     scope_policy: crate::scope::ScopePolicy,
     introspection: Option<crate::verify::IntrospectionSettings>,
+    issuer_introspection: Vec<(String, crate::verify::IntrospectionSettings)>,
     verified_cache_max_entries: usize,
     extra_audiences: Vec<String>,
     audience_rule: AudienceRule,
@@ -324,6 +332,7 @@ impl Default for AuthConfigBuilder {
             scopes_supported: None,
             scope_policy: crate::scope::ScopePolicy::default(),
             introspection: None,
+            issuer_introspection: Vec::new(),
             verified_cache_max_entries: DEFAULT_VERIFIED_CACHE_MAX_ENTRIES,
             extra_audiences: Vec::new(),
             audience_rule: AudienceRule::Resource,
@@ -385,7 +394,10 @@ impl AuthConfigBuilder {
 
     /// The canonical resource URI of the MCP endpoint (required), e.g.
     /// `https://mcp.example.com/mcp`. It is the expected audience (RFC 8707),
-    /// the metadata's `resource` and the base of the metadata URL.
+    /// the metadata's `resource` and the base of the metadata URL. An `aud`
+    /// names it when equal, ignoring only the case of the scheme and host and,
+    /// for a root resource, a trailing slash (`https://h/` names `https://h`);
+    /// never by prefix, and below the root a trailing slash is significant.
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
         self.resource = Some(resource.into());
         self
@@ -515,6 +527,21 @@ impl AuthConfigBuilder {
         self
     }
 
+    /// Introspection settings of one configured issuer (endpoint discovered
+    /// from that issuer unless given). Its endpoint vouches only for that
+    /// issuer's tokens, whereas the endpoint of
+    /// [`introspection`](Self::introspection) vouches for every configured
+    /// issuer. Endpoints are asked in issuer order, the shared one last;
+    /// the first `active` answer decides.
+    pub fn issuer_introspection(
+        mut self,
+        issuer: impl Into<String>,
+        settings: crate::verify::IntrospectionSettings,
+    ) -> Self {
+        self.issuer_introspection.push((issuer.into(), settings));
+        self
+    }
+
     /// How many verified tokens are remembered, so a token sent again costs
     /// a hash and a lookup instead of a full verification (default
     /// [`DEFAULT_VERIFIED_CACHE_MAX_ENTRIES`]; 0 turns the cache off). An
@@ -535,6 +562,7 @@ impl AuthConfigBuilder {
     /// Also accept tokens whose `aud` contains `audience`, for providers that
     /// cannot put the resource URI there (Entra ID: the API's application ID
     /// or application ID URI). Use a value that identifies this server only.
+    /// Compared exactly. Applies to JWTs and introspected tokens alike.
     pub fn accept_audience(mut self, audience: impl Into<String>) -> Self {
         self.extra_audiences.push(audience.into());
         self
@@ -876,7 +904,21 @@ impl AuthConfigBuilder {
             issuers.push(IssuerConfig {
                 issuer,
                 jwks_uri: None,
+                introspection: None,
             });
+        }
+        for (iss, settings) in self.issuer_introspection {
+            let target = issuers.iter_mut().find(|i| i.issuer == iss);
+            let Some(target) = target.filter(|t| t.introspection.is_none()) else {
+                return Err(ConfigError::new(
+                    "issuer_introspection",
+                    format!("{iss:?} is not a configured issuer, or is set twice"),
+                ));
+            };
+            if let Some(endpoint) = &settings.endpoint {
+                check_https(endpoint, loopback_ok, "introspection_endpoint")?;
+            }
+            target.introspection = Some(settings);
         }
         for (issuer, jwks) in self.jwks_uris {
             let url = Url::parse(&jwks)

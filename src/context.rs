@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
@@ -194,10 +194,10 @@ impl AuthContext {
         (self.0.expires_at != 0).then_some(self.0.expires_at)
     }
 
-    /// Expiry as a [`SystemTime`].
+    /// Expiry as a [`SystemTime`], saturated at 9999-12-31T23:59:59Z (an
+    /// absurd `exp` from a custom verifier never overflows).
     pub fn expires_at(&self) -> Option<SystemTime> {
-        self.expires_at_unix()
-            .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+        self.expires_at_unix().map(crate::policy::system_time)
     }
 
     /// The token identifier (`jti`).
@@ -406,6 +406,7 @@ impl<C: AsRequestContext> FromContextPart<C> for AuthContext {
 /// Rejection of the axum extractor when no authentication layer ran: 401,
 /// fail closed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct MissingAuthContext;
 
 impl IntoResponse for MissingAuthContext {
@@ -454,6 +455,21 @@ mod tests {
         let dbg = format!("{ctx:?}");
         assert!(dbg.contains("alice") && dbg.contains("email"));
         assert!(!dbg.contains("alice@example.com"));
+    }
+
+    // An absurd `exp` saturates instead of overflowing `SystemTime`.
+    #[test]
+    fn expires_at_never_overflows() {
+        for exp in [u64::MAX, u64::MAX / 2, 1 << 40] {
+            let ctx = AuthContext::builder("i", "s").expires_at_unix(exp).build();
+            assert!(ctx.expires_at().is_some());
+            assert_eq!(ctx.expires_at_unix(), Some(exp));
+        }
+        let ctx = AuthContext::builder("i", "s").expires_at_unix(5).build();
+        assert_eq!(
+            ctx.expires_at(),
+            Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(5))
+        );
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub mod layer;
 pub mod metadata;
 pub mod metrics;
 mod operation;
+mod policy;
 pub mod presets;
 pub mod scope;
 pub mod server;

@@ -703,7 +703,8 @@ async fn iss_missing_array_other_case_or_trailing_slash_is_refused() {
 
 // RFC 8707 section 2; RFC 9068 section 4; RFC 8725 section 3.9; MCP "Token
 // Audience Binding": `aud` contains this resource exactly; never by prefix,
-// suffix, parent or case.
+// suffix, parent or path case (MCP "Canonical Server URI": scheme and host
+// case are insignificant).
 #[tokio::test]
 async fn aud_edge_cases_are_refused() {
     let rig = Rig::start(|b| b).await;
@@ -727,7 +728,7 @@ async fn aud_edge_cases_are_refused() {
         ("sub path", json!(format!("{r}/tools"))),
         ("query", json!(format!("{r}?x=1"))),
         ("fragment", json!(format!("{r}#x"))),
-        ("scheme case", json!(r.replacen("http", "HTTP", 1))),
+        ("path case", json!(r.replace("/mcp", "/MCP"))),
         ("other port", json!("http://127.0.0.1:1/mcp")),
         ("another server", json!("https://other.example/mcp")),
         ("space", json!(format!(" {r}"))),
@@ -741,6 +742,7 @@ async fn aud_edge_cases_are_refused() {
     for aud in [
         json!(r.clone()),
         json!(["https://other.example/mcp", r.clone()]),
+        json!(r.replacen("http", "HTTP", 1)),
     ] {
         let outcome = rig
             .send(&rig.token().claim("aud", aud.clone()).sign())

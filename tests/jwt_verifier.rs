@@ -41,7 +41,9 @@ async fn accepts_each_algorithm() {
     }
 }
 
-// RFC 8707 / MCP "Token Audience Binding": aud must contain our resource exactly.
+// RFC 8707 / MCP "Token Audience Binding": aud must contain our resource
+// exactly, after the canonicalisation of MCP "Canonical Server URI" (scheme
+// and host case only; see canonical_uri_audience_* for the root slash).
 #[tokio::test]
 async fn audience_must_contain_the_resource_exactly() {
     let issuer = TestIssuer::start().await.unwrap();
@@ -49,6 +51,7 @@ async fn audience_must_contain_the_resource_exactly() {
     let ok = [
         json!(RESOURCE),
         json!(["https://other.example.com", RESOURCE]),
+        json!("HTTPS://MCP.EXAMPLE.COM/mcp"),
     ];
     for aud in ok {
         assert!(
@@ -63,7 +66,8 @@ async fn audience_must_contain_the_resource_exactly() {
         json!("https://mcp.example.com/mcp/"),
         json!("https://mcp.example.com/mcpx"),
         json!("https://mcp.example.com/mcp/sub"),
-        json!("HTTPS://MCP.EXAMPLE.COM/mcp"),
+        json!("https://mcp.example.com/MCP"),
+        json!("https://mcp.example.com:443/mcp"),
         json!("https://evil.example.com/?https://mcp.example.com/mcp"),
         json!([]),
         json!(["https://other.example.com"]),
@@ -76,6 +80,36 @@ async fn audience_must_contain_the_resource_exactly() {
             verify(&v, &issuer.token().claim("aud", aud.clone()).sign())
                 .await
                 .err(),
+            Some(AuthErrorKind::InvalidAudience),
+            "{aud}"
+        );
+    }
+}
+
+// MCP "Canonical Server URI" / RFC 8707 section 2: a root resource is named
+// by `https://h` and by `https://h/` (the TypeScript SDK's form), in any
+// scheme/host case; below the root a trailing slash names another resource.
+#[tokio::test]
+async fn canonical_uri_audience_root_slash_and_case() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let v = JwtVerifier::new(&config(&issuer, |b| b.resource("https://mcp.example.com/"))).unwrap();
+    for aud in [
+        "https://mcp.example.com",
+        "https://mcp.example.com/",
+        "HTTPS://Mcp.Example.Com/",
+    ] {
+        let token = issuer.token().claim("aud", json!(aud)).sign();
+        assert!(verify(&v, &token).await.is_ok(), "{aud}");
+    }
+    for aud in [
+        "https://mcp.example.com//",
+        "https://mcp.example.com/mcp",
+        "https://mcp.example.co",
+        "https://mcp.example.com.evil",
+    ] {
+        let token = issuer.token().claim("aud", json!(aud)).sign();
+        assert_eq!(
+            verify(&v, &token).await.err(),
             Some(AuthErrorKind::InvalidAudience),
             "{aud}"
         );

@@ -96,6 +96,68 @@ async fn two_issuers_each_with_its_own_keys() {
     ct.cancel();
 }
 
+// Introspection trusts every configured issuer, as the JWT path does: with
+// the shared `introspection(..)` settings, an opaque token whose answer
+// names the second issuer is accepted through the real server, and the
+// context names that issuer; an issuer that is not configured is refused.
+#[tokio::test]
+async fn introspected_tokens_of_the_second_issuer_are_accepted() {
+    use axum::routing::post;
+    use mcp_oauth2::verify::IntrospectionSettings;
+    let a = TestIssuer::start().await.unwrap();
+    let b = TestIssuer::start().await.unwrap();
+    let endpoint = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint_url = format!("http://{}/introspect", endpoint.local_addr().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let (b_iss, aud) = (b.issuer().to_owned(), resource.clone());
+    let app = axum::Router::new().route(
+        "/introspect",
+        post(move |body: String| {
+            let (b_iss, aud) = (b_iss.clone(), aud.clone());
+            async move {
+                let iss = if body.contains("token=from-b") {
+                    b_iss
+                } else {
+                    "https://stranger.example".to_owned()
+                };
+                axum::Json(json!({"active": true, "sub": "opaque-bob", "aud": aud, "iss": iss}))
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(endpoint, app).await });
+    let config = AuthConfig::builder()
+        .issuer(a.issuer())
+        .issuer(b.issuer())
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .introspection(
+            IntrospectionSettings::new("rs", "secret")
+                .endpoint(url::Url::parse(&endpoint_url).unwrap()),
+        )
+        .build()
+        .unwrap();
+    let ct = serve(config, listener).await;
+    let client = bounded(legacy_client(&resource, "from-b")).await.unwrap();
+    let who: serde_json::Value =
+        serde_json::from_str(&bounded(call_text(&client, "whoami")).await.unwrap()).unwrap();
+    assert_eq!(who["subject"], "opaque-bob");
+    assert_eq!(who["issuer"], b.issuer());
+    client.cancel().await.unwrap();
+    let status = reqwest::Client::new()
+        .post(&resource)
+        .bearer_auth("from-stranger")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    ct.cancel();
+}
+
 /// The reference server accepts tokens from two issuers given as
 /// `MCP_OAUTH2_ISSUER=a,b` (and is configured by environment only).
 #[tokio::test]

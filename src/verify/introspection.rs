@@ -1,32 +1,45 @@
 //! [`IntrospectionVerifier`]: opaque tokens checked with the authorization
 //! server's RFC 7662 introspection endpoint.
 //!
-//! The same rules as for JWTs apply: the response must say `active: true`,
-//! `exp` (when present) must not be past, `iss` (when present) must be the
-//! configured issuer, and `aud` must contain this resource: the audience rule
-//! is not optional here either. Results are cached by a SHA-256 hash of the
-//! token (never the token itself) until the earlier of `exp` and the cache
-//! TTL; inactive results are cached briefly; concurrent lookups of one token
-//! share one request.
+//! This module keeps only HTTP: which endpoint to ask, how to
+//! authenticate to it, and the cache. The answer must say `active: true`
+//! (RFC 7662 section 2.2); then the same [token policy](crate::policy) as for
+//! JWTs decides: issuer among the configured ones, `exp` not past, the
+//! lifetime cap, the audience rule (with `accept_audience` and the Cognito
+//! rule), `scope_claims`, and key binding (`cnf`, or `token_type: DPoP`, is
+//! refused as Bearer, RFC 9449 section 7.2).
+//!
+//! Endpoints: each issuer may have its own settings
+//! ([`AuthConfigBuilder::issuer_introspection`](crate::AuthConfigBuilder::issuer_introspection)),
+//! vouching for that issuer's tokens only; the shared settings
+//! ([`AuthConfigBuilder::introspection`](crate::AuthConfigBuilder::introspection))
+//! vouch for every configured issuer. They are asked in issuer order, the
+//! shared one last, until one says `active`.
+//!
+//! Results are cached in a bounded [`quick_cache`] keyed by a SHA-256 hash of
+//! the token (never the token itself), until the earlier of `exp` and the
+//! cache TTL; refusals are cached for the negative TTL; a failure to reach
+//! the endpoint is not cached. An entry past its time is never served: it is
+//! dropped when met, or evicted (the cache holds at most `max_entries`). Concurrent lookups of one token share one
+//! request; a lookup that is cancelled hands over to a waiting one, so no
+//! lookup is ever left behind.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt as _;
-use futures_util::future::{BoxFuture, Shared};
 use http::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::jwt::now_unix;
+use super::jwt::json::{Members, ObjectError};
 use super::token_cache::token_key;
 use super::{TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
 use crate::config::{AuthConfig, check_https};
 use crate::context::AuthContext;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
+use crate::policy::{Source, TokenPolicy, deadline, now_unix};
 
 /// How the resource server authenticates to the introspection endpoint
 /// (RFC 7662 section 2.1, RFC 6749 section 2.3.1).
@@ -62,9 +75,9 @@ impl fmt::Debug for ClientSecret {
     }
 }
 
-/// Introspection settings (part of [`AuthConfig`] or given to
-/// [`IntrospectionVerifier::new`]).
-#[derive(Debug, Clone)]
+/// Introspection settings (part of [`AuthConfig`], shared or per issuer, or
+/// given to [`IntrospectionVerifier::new`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntrospectionSettings {
     pub(crate) endpoint: Option<Url>,
     pub(crate) client_id: String,
@@ -91,7 +104,8 @@ impl IntrospectionSettings {
         }
     }
 
-    /// The introspection endpoint (else discovered from the first issuer).
+    /// The introspection endpoint (else discovered: from the issuer for
+    /// per-issuer settings, from the first issuer for the shared ones).
     pub fn endpoint(mut self, url: Url) -> Self {
         self.endpoint = Some(url);
         self
@@ -104,7 +118,8 @@ impl IntrospectionSettings {
     }
 
     /// Upper bound on how long an active result is reused (never past `exp`).
-    /// Revocation takes effect within this time.
+    /// Revocation takes effect within this time. A duration too large to
+    /// add to the clock disables caching.
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache_ttl = ttl;
         self
@@ -116,7 +131,8 @@ impl IntrospectionSettings {
         self
     }
 
-    /// Cap on cached results.
+    /// Cap on cached results (the verifier's cache holds the largest cap
+    /// among its endpoints' settings, at least one).
     pub fn max_entries(mut self, n: usize) -> Self {
         self.max_entries = n;
         self
@@ -124,25 +140,55 @@ impl IntrospectionSettings {
 }
 
 type Outcome = Result<AuthContext, AuthErrorKind>;
-type SharedLookup = Shared<BoxFuture<'static, Outcome>>;
 
+/// A cached result. `until` is never later than the token's `exp` nor the
+/// cache TTL.
+#[derive(Clone)]
 struct Entry {
     outcome: Outcome,
     until: Instant,
+    /// When the lookup finished: a request that waited for it takes its
+    /// result even when that is not to be kept (a zero TTL, a failure).
+    produced: Instant,
+    /// A failure to reach the endpoints: handed to the requests that waited
+    /// for this lookup, then dropped (never answers a later request).
+    transient: bool,
+}
+
+impl Entry {
+    fn fresh(&self, now: Instant) -> bool {
+        self.until > now
+    }
+}
+
+/// The bounded result cache: keys are SHA-256 hashes of the token (never
+/// the token), and a lookup in flight is a placeholder that concurrent
+/// requests for the same token wait on (single flight; a cancelled or
+/// failed lookup hands the placeholder to a waiter, so none is ever left
+/// behind).
+type ResultCache = quick_cache::sync::Cache<[u8; 32], Entry>;
+
+/// One introspection endpoint and what it may vouch for.
+struct Endpoint {
+    /// Index of the issuer it belongs to (the issuer of an answer without
+    /// `iss`, and the one its endpoint is discovered from).
+    issuer: usize,
+    /// Whether it vouches for its own issuer's tokens only (per-issuer
+    /// settings) or for every configured issuer (the shared settings).
+    only_own: bool,
+    settings: IntrospectionSettings,
+    url: Mutex<Option<Url>>,
 }
 
 struct Inner {
-    issuer: String,
+    policy: Arc<TokenPolicy>,
+    endpoints: Vec<Endpoint>,
     resource: String,
-    settings: IntrospectionSettings,
     client: reqwest::Client,
     allow_loopback_http: bool,
     timeout: Duration,
     max_bytes: usize,
-    leeway: u64,
-    endpoint: Mutex<Option<Url>>,
-    cache: Mutex<HashMap<[u8; 32], Entry>>,
-    inflight: Mutex<HashMap<[u8; 32], SharedLookup>>,
+    cache: ResultCache,
     calls: std::sync::atomic::AtomicU64,
 }
 
@@ -154,27 +200,33 @@ pub struct IntrospectionVerifier {
 
 impl fmt::Debug for IntrospectionVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoints: Vec<_> = self
+            .inner
+            .endpoints
+            .iter()
+            .map(|e| {
+                (
+                    self.inner.policy.issuer(e.issuer),
+                    &e.settings.client_id,
+                    &e.settings.client_secret,
+                )
+            })
+            .collect();
         f.debug_struct("IntrospectionVerifier")
-            .field("issuer", &self.inner.issuer)
             .field("resource", &self.inner.resource)
-            .field("client_id", &self.inner.settings.client_id)
-            .field("client_secret", &self.inner.settings.client_secret)
+            .field("endpoints", &endpoints)
             .finish_non_exhaustive()
     }
 }
 
 impl IntrospectionVerifier {
-    /// A verifier for `config`'s first issuer and resource with `settings`.
+    /// A verifier for `config`'s resource and issuers: `settings` describe
+    /// the shared endpoint (given, or discovered from the first issuer),
+    /// which vouches for every configured issuer; the issuers' own
+    /// settings ([`AuthConfigBuilder::issuer_introspection`](crate::AuthConfigBuilder::issuer_introspection))
+    /// are used too, before it.
     pub fn new(config: &AuthConfig, settings: IntrospectionSettings) -> Result<Self, ConfigError> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.http_timeout)
-            .user_agent(concat!("mcp-oauth2/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                ConfigError::new("http_client", format!("cannot build the HTTP client: {e}"))
-            })?;
-        Self::with_http_client(config, settings, client)
+        Self::with_http_client(config, settings, default_client(config)?)
     }
 
     /// Like [`new`](Self::new), with a caller's HTTP client (custom roots).
@@ -183,37 +235,118 @@ impl IntrospectionVerifier {
         settings: IntrospectionSettings,
         client: reqwest::Client,
     ) -> Result<Self, ConfigError> {
-        let issuer = config
-            .issuers
-            .first()
-            .map(|i| i.issuer.clone())
-            .ok_or_else(|| ConfigError::new("issuer", "at least one issuer is required"))?;
-        if let Some(endpoint) = &settings.endpoint {
-            check_https(
-                endpoint,
-                config.allow_insecure_loopback,
-                "introspection_endpoint",
-            )?;
-        }
-        if settings.client_id.is_empty() {
+        Self::build(
+            config,
+            Some(settings),
+            client,
+            Arc::new(TokenPolicy::new(config)),
+        )
+    }
+
+    /// A verifier for the introspection settings in `config`: the shared
+    /// ones ([`AuthConfigBuilder::introspection`](crate::AuthConfigBuilder::introspection))
+    /// and each issuer's. Fails when there are none.
+    pub fn from_config(config: &AuthConfig) -> Result<Self, ConfigError> {
+        Self::build(
+            config,
+            config.introspection.clone(),
+            default_client(config)?,
+            Arc::new(TokenPolicy::new(config)),
+        )
+    }
+
+    /// Whether `config` asks for introspection at all.
+    pub(crate) fn configured(config: &AuthConfig) -> bool {
+        config.introspection.is_some() || config.issuers.iter().any(|i| i.introspection.is_some())
+    }
+
+    /// The verifier of `config` sharing the JWT verifier's `policy`.
+    pub(crate) fn with_policy(
+        config: &AuthConfig,
+        policy: Arc<TokenPolicy>,
+    ) -> Result<Self, ConfigError> {
+        Self::build(
+            config,
+            config.introspection.clone(),
+            default_client(config)?,
+            policy,
+        )
+    }
+
+    fn build(
+        config: &AuthConfig,
+        shared: Option<IntrospectionSettings>,
+        client: reqwest::Client,
+        policy: Arc<TokenPolicy>,
+    ) -> Result<Self, ConfigError> {
+        if config.issuers.is_empty() {
             return Err(ConfigError::new(
-                "client_id",
-                "is required for introspection",
+                "issuer",
+                "at least one issuer is required",
             ));
         }
+        let own = config
+            .issuers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, issuer)| issuer.introspection.clone().map(|s| (i, true, s)));
+        let first_has_own = config
+            .issuers
+            .first()
+            .is_some_and(|i| i.introspection.is_some());
+        if let Some(s) = &shared
+            && s.endpoint.is_none()
+            && first_has_own
+        {
+            return Err(ConfigError::new(
+                "introspection",
+                "the shared settings would discover the first issuer's endpoint, which has its own settings: give the shared settings an endpoint",
+            ));
+        }
+        let mut endpoints = Vec::new();
+        for (issuer, only_own, settings) in own.chain(shared.map(|s| (0, false, s))) {
+            if let Some(endpoint) = &settings.endpoint {
+                check_https(
+                    endpoint,
+                    config.allow_insecure_loopback,
+                    "introspection_endpoint",
+                )?;
+            }
+            if settings.client_id.is_empty() {
+                return Err(ConfigError::new(
+                    "client_id",
+                    "is required for introspection",
+                ));
+            }
+            endpoints.push(Endpoint {
+                issuer,
+                only_own,
+                url: Mutex::new(settings.endpoint.clone()),
+                settings,
+            });
+        }
+        if endpoints.is_empty() {
+            return Err(ConfigError::new(
+                "introspection",
+                "no introspection settings are configured",
+            ));
+        }
+        let capacity = endpoints
+            .iter()
+            .map(|e| e.settings.max_entries)
+            .max()
+            .unwrap_or(1)
+            .max(1);
         Ok(Self {
             inner: Arc::new(Inner {
-                issuer,
+                policy,
+                endpoints,
                 resource: config.resource.clone(),
-                endpoint: Mutex::new(settings.endpoint.clone()),
-                settings,
                 client,
                 allow_loopback_http: config.allow_insecure_loopback,
                 timeout: config.http_timeout,
                 max_bytes: config.max_document_bytes,
-                leeway: config.leeway.as_secs(),
-                cache: Mutex::new(HashMap::new()),
-                inflight: Mutex::new(HashMap::new()),
+                cache: ResultCache::new(capacity),
                 calls: Default::default(),
             }),
         })
@@ -221,93 +354,116 @@ impl IntrospectionVerifier {
 
     async fn verify_token(&self, token: &str) -> Result<AuthContext, AuthError> {
         let key = token_key(token);
-        let now = Instant::now();
-        if let Some(outcome) = self.cached(&key, now) {
-            return outcome.map_err(AuthError::new);
+        let cache = &self.inner.cache;
+        if let Some(entry) = cache.get(&key) {
+            if entry.fresh(Instant::now()) {
+                return entry.outcome.map_err(AuthError::new);
+            }
+            cache.remove_if(&key, |e| !e.fresh(Instant::now()));
         }
-        let lookup = {
-            let mut inflight = lock(&self.inner.inflight);
-            match inflight.get(&key) {
-                Some(l) => l.clone(),
-                None => {
-                    let this = self.clone();
-                    let token = token.to_owned();
-                    // Its own task: a disconnecting client does not cancel the
-                    // lookup for the others waiting on it.
-                    let task = tokio::spawn(async move { this.lookup(key, token).await });
-                    let l = async move {
-                        task.await
-                            .unwrap_or(Err(AuthErrorKind::IntrospectionUnavailable))
+        // A result produced while this request waited is its answer; a
+        // stale entry met on the way (it expired between two looks) is
+        // dropped and the lookup tried again, a bounded number of times.
+        let started = Instant::now();
+        for _ in 0..3 {
+            match cache.get_value_or_guard_async(&key).await {
+                Ok(entry) if entry.produced >= started || entry.fresh(Instant::now()) => {
+                    return entry.outcome.map_err(AuthError::new);
+                }
+                Ok(_) => {
+                    cache.remove_if(&key, |e| !e.fresh(Instant::now()));
+                }
+                Err(guard) => {
+                    let entry = self.lookup(token).await;
+                    let outcome = entry.outcome.clone();
+                    let transient = entry.transient;
+                    // Wakes the waiters with the result; a transient one is
+                    // then removed at once (no await in between).
+                    let _ = guard.insert(entry);
+                    if transient {
+                        cache.remove_if(&key, |e| e.transient);
                     }
-                    .boxed()
-                    .shared();
-                    inflight.insert(key, l.clone());
-                    l
+                    return outcome.map_err(AuthError::new);
                 }
-            }
-        };
-        lookup.await.map_err(AuthError::new)
-    }
-
-    fn cached(&self, key: &[u8; 32], now: Instant) -> Option<Outcome> {
-        let cache = lock(&self.inner.cache);
-        cache
-            .get(key)
-            .filter(|e| e.until > now)
-            .map(|e| e.outcome.clone())
-    }
-
-    async fn lookup(self, key: [u8; 32], token: String) -> Outcome {
-        let outcome = self.introspect(&token).await;
-        let now = Instant::now();
-        let s = &self.inner.settings;
-        let until = match &outcome {
-            Ok(ctx) => {
-                let by_exp = ctx.expires_at_unix().map(|exp| {
-                    let left = exp.saturating_sub(now_unix());
-                    now + Duration::from_secs(left)
-                });
-                Some(by_exp.map_or(now + s.cache_ttl, |t| t.min(now + s.cache_ttl)))
-            }
-            Err(AuthErrorKind::IntrospectionUnavailable) => None,
-            Err(_) => Some(now + s.negative_ttl),
-        };
-        {
-            let mut cache = lock(&self.inner.cache);
-            if let Some(until) = until {
-                if cache.len() >= s.max_entries {
-                    cache.retain(|_, e| e.until > now);
-                }
-                if cache.len() >= s.max_entries {
-                    // Still full of live entries: drop the one expiring first.
-                    if let Some(k) = cache.iter().min_by_key(|(_, e)| e.until).map(|(k, _)| *k) {
-                        cache.remove(&k);
-                    }
-                }
-                cache.insert(
-                    key,
-                    Entry {
-                        outcome: outcome.clone(),
-                        until,
-                    },
-                );
             }
         }
-        lock(&self.inner.inflight).remove(&key);
-        outcome
+        Err(AuthErrorKind::IntrospectionUnavailable.into())
     }
 
-    async fn endpoint(&self) -> Result<Url, AuthErrorKind> {
-        if let Some(url) = lock(&self.inner.endpoint).clone() {
+    /// Asks the endpoints in order. The first `active` answer decides (its
+    /// policy check included); inactive everywhere is inactive; an endpoint
+    /// that cannot be reached makes the result unavailable unless another
+    /// one knew the token.
+    async fn lookup(&self, token: &str) -> Entry {
+        let mut unavailable = false;
+        let mut negative_ttl: Option<Duration> = None;
+        for endpoint in &self.inner.endpoints {
+            let outcome = self.introspect(endpoint, token).await;
+            let now = Instant::now();
+            let s = &endpoint.settings;
+            match outcome {
+                Err(AuthErrorKind::IntrospectionUnavailable) => unavailable = true,
+                Err(AuthErrorKind::TokenInactive) => {
+                    negative_ttl =
+                        Some(negative_ttl.map_or(s.negative_ttl, |t| t.min(s.negative_ttl)));
+                }
+                Ok(ctx) => {
+                    // Never past `exp` (without the leeway) nor the TTL.
+                    let ttl = match ctx.expires_at_unix() {
+                        Some(exp) => {
+                            Duration::from_secs(exp.saturating_sub(now_unix())).min(s.cache_ttl)
+                        }
+                        None => s.cache_ttl,
+                    };
+                    return Entry {
+                        outcome: Ok(ctx),
+                        until: deadline(now, ttl),
+                        produced: now,
+                        transient: false,
+                    };
+                }
+                Err(kind) => {
+                    return Entry {
+                        outcome: Err(kind),
+                        until: deadline(now, s.negative_ttl),
+                        produced: now,
+                        transient: false,
+                    };
+                }
+            }
+        }
+        let now = Instant::now();
+        match negative_ttl {
+            Some(ttl) if !unavailable => Entry {
+                outcome: Err(AuthErrorKind::TokenInactive),
+                until: deadline(now, ttl),
+                produced: now,
+                transient: false,
+            },
+            _ => Entry {
+                outcome: Err(AuthErrorKind::IntrospectionUnavailable),
+                until: now,
+                produced: now,
+                transient: true,
+            },
+        }
+    }
+
+    async fn endpoint(&self, endpoint: &Endpoint) -> Result<Url, AuthErrorKind> {
+        if let Some(url) = lock(&endpoint.url).clone() {
             return Ok(url);
         }
-        let url = self.discover().await?;
-        *lock(&self.inner.endpoint) = Some(url.clone());
+        let url = self.discover(endpoint.issuer).await?;
+        *lock(&endpoint.url) = Some(url.clone());
         Ok(url)
     }
 
-    async fn discover(&self) -> Result<Url, AuthErrorKind> {
-        let issuer = &self.inner.issuer;
+    async fn discover(&self, issuer: usize) -> Result<Url, AuthErrorKind> {
+        let issuer = self
+            .inner
+            .policy
+            .issuer(issuer)
+            .ok_or(AuthErrorKind::IntrospectionUnavailable)?;
         let urls = crate::jwks::fetch::discovery_urls(issuer)
             .map_err(|_| AuthErrorKind::IntrospectionUnavailable)?;
         for url in urls {
@@ -319,7 +475,10 @@ impl IntrospectionVerifier {
             let Ok(doc) = self.send(request).await else {
                 continue;
             };
-            if doc.get("issuer").and_then(Value::as_str) != Some(issuer.as_str()) {
+            let Ok(doc) = serde_json::from_slice::<Map<String, Value>>(&doc) else {
+                continue;
+            };
+            if doc.get("issuer").and_then(Value::as_str) != Some(&**issuer) {
                 tracing::warn!(%url, "introspection discovery: the document's issuer differs; rejected");
                 return Err(AuthErrorKind::IntrospectionUnavailable);
             }
@@ -339,8 +498,8 @@ impl IntrospectionVerifier {
         Err(AuthErrorKind::IntrospectionUnavailable)
     }
 
-    async fn introspect(&self, token: &str) -> Outcome {
-        let endpoint = self.endpoint().await?;
+    async fn introspect(&self, endpoint: &Endpoint, token: &str) -> Outcome {
+        let url = self.endpoint(endpoint).await?;
         self.inner
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -349,13 +508,13 @@ impl IntrospectionVerifier {
             "endpoint",
             "introspection",
         );
-        let s = &self.inner.settings;
+        let s = &endpoint.settings;
         let mut form: Vec<(&str, &str)> =
             vec![("token", token), ("token_type_hint", "access_token")];
         let mut request = self
             .inner
             .client
-            .post(endpoint.clone())
+            .post(url.clone())
             .header(ACCEPT, "application/json");
         match s.auth_method {
             ClientAuthMethod::ClientSecretBasic => {
@@ -378,98 +537,49 @@ impl IntrospectionVerifier {
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body);
         let doc = self.send(request).await.map_err(|e| {
-            tracing::warn!(endpoint = %endpoint, error = %e, "token introspection failed");
+            tracing::warn!(endpoint = %url, error = %e, "token introspection failed");
             AuthErrorKind::IntrospectionUnavailable
         })?;
-        self.judge(doc)
+        self.judge(endpoint, &doc)
     }
 
-    /// RFC 7662 section 2.2 plus our audience and issuer rules.
-    fn judge(&self, doc: Map<String, Value>) -> Outcome {
-        if doc.get("active") != Some(&Value::Bool(true)) {
+    /// RFC 7662 section 2.2 (`active` is the JSON `true`), then the token
+    /// policy shared with the JWT verifier. The answer is read with the
+    /// strict reader (a repeated member name is refused).
+    fn judge(&self, endpoint: &Endpoint, body: &[u8]) -> Outcome {
+        let unreadable = || {
+            tracing::warn!("token introspection: the answer is not a JSON object");
+            AuthErrorKind::IntrospectionUnavailable
+        };
+        let text = std::str::from_utf8(body).map_err(|_| unreadable())?;
+        let claims = Members::parse(text).map_err(|e| match e {
+            ObjectError::Malformed => unreadable(),
+            ObjectError::Duplicate => AuthErrorKind::DuplicateMember,
+        })?;
+        if claims.get("active").map(|a| a.get()) != Some("true") {
             return Err(AuthErrorKind::TokenInactive);
         }
-        let now = now_unix();
-        let exp = match doc.get("exp") {
-            None => None,
-            Some(v) => Some(v.as_u64().ok_or(AuthErrorKind::InvalidClaims)?),
+        let policy = &self.inner.policy;
+        let source = Source::Introspection {
+            issuer: endpoint.issuer,
+            only_own: endpoint.only_own,
         };
-        if exp.is_some_and(|exp| now >= exp.saturating_add(self.inner.leeway)) {
-            return Err(AuthErrorKind::Expired);
-        }
-        let nbf = match doc.get("nbf") {
-            None => None,
-            Some(v) => Some(v.as_u64().ok_or(AuthErrorKind::InvalidClaims)?),
-        };
-        if nbf.is_some_and(|nbf| nbf > now.saturating_add(self.inner.leeway)) {
-            return Err(AuthErrorKind::NotYetValid);
-        }
-        match doc.get("iss") {
-            None => {}
-            Some(Value::String(iss)) if *iss == self.inner.issuer => {}
-            Some(_) => return Err(AuthErrorKind::InvalidIssuer),
-        }
-        let audience: Vec<String> = match doc.get("aud") {
-            Some(Value::String(a)) => vec![a.clone()],
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|i| {
-                    i.as_str()
-                        .map(str::to_owned)
-                        .ok_or(AuthErrorKind::InvalidAudience)
-                })
-                .collect::<Result<_, _>>()?,
-            _ => return Err(AuthErrorKind::InvalidAudience),
-        };
-        if !audience.iter().any(|a| *a == self.inner.resource) {
-            return Err(AuthErrorKind::InvalidAudience);
-        }
-        let scopes: Vec<String> = match doc.get("scope") {
-            None => Vec::new(),
-            Some(Value::String(s)) => s
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            Some(_) => return Err(AuthErrorKind::InvalidClaims),
-        };
-        let client_id = doc
-            .get("client_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let subject = doc
-            .get("sub")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| client_id.clone())
-            .ok_or(AuthErrorKind::InvalidClaims)?;
-        let mut b = AuthContext::builder(self.inner.issuer.clone(), subject)
-            .scopes(scopes)
-            .audience(audience);
-        if let Some(c) = client_id {
-            b = b.client_id(c);
-        }
-        if let Some(exp) = exp {
-            b = b.expires_at_unix(exp);
-        }
-        if let Some(jti) = doc.get("jti").and_then(Value::as_str) {
-            b = b.token_id(jti);
-        }
-        Ok(b.claims(doc).build())
+        let checked = policy
+            .check(&claims, now_unix(), source)
+            .map_err(|e| e.kind())?;
+        policy.context(&claims, &checked).map_err(|e| e.kind())
     }
 
-    /// Sends a request: status 200, a JSON object body, within the size cap
-    /// and the deadline, no redirects.
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Map<String, Value>, String> {
+    /// Sends a request: status 200, a JSON body within the size cap and the
+    /// deadline, no redirects.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, String> {
         let max = self.inner.max_bytes;
         let fut = async move {
             let response = request
                 .send()
                 .await
                 .map_err(|e| format!("request failed: {e}"))?;
-            let body = crate::jwks::fetch::read_json_body(response, max).await?;
-            serde_json::from_slice::<Map<String, Value>>(&body)
-                .map_err(|_| "the body is not a JSON object".to_owned())
+            crate::jwks::fetch::read_json_body(response, max).await
         };
         tokio::time::timeout(self.inner.timeout, fut)
             .await
@@ -485,13 +595,26 @@ impl TokenVerifier for IntrospectionVerifier {
     /// An active token's cached introspection result (refusals take the
     /// slow path, where their own cache answers them).
     fn verify_cached(&self, token: BearerToken<'_>) -> Option<AuthContext> {
-        self.cached(&token_key(token.as_str()), Instant::now())?
+        self.inner
+            .cache
+            .get(&token_key(token.as_str()))
+            .filter(|e| e.fresh(Instant::now()))?
+            .outcome
             .ok()
     }
 
     fn add_metrics(&self, out: &mut crate::MetricsSnapshot) {
         out.introspection_calls += self.inner.calls.load(std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+fn default_client(config: &AuthConfig) -> Result<reqwest::Client, ConfigError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(config.http_timeout)
+        .user_agent(concat!("mcp-oauth2/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ConfigError::new("http_client", format!("cannot build the HTTP client: {e}")))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -92,19 +92,25 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for std::sync::Arc<T> {
 /// The verifier a configuration describes: a [`JwtVerifier`], chained with
 /// an [`IntrospectionVerifier`] for opaque tokens when
 /// [`AuthConfigBuilder::introspection`](crate::AuthConfigBuilder::introspection)
+/// or [`AuthConfigBuilder::issuer_introspection`](crate::AuthConfigBuilder::issuer_introspection)
 /// is set. Also returns the JWT verifier, for prefetching keys.
 pub(crate) fn from_config(
     config: &crate::AuthConfig,
 ) -> Result<(std::sync::Arc<dyn TokenVerifier>, JwtVerifier), crate::ConfigError> {
     let jwt = JwtVerifier::new(config)?;
-    let verifier: std::sync::Arc<dyn TokenVerifier> = match &config.introspection {
-        Some(settings) => std::sync::Arc::new(
+    // One policy for both: the introspection verifier shares the JWT one's.
+    let verifier: std::sync::Arc<dyn TokenVerifier> = if IntrospectionVerifier::configured(config) {
+        std::sync::Arc::new(
             ChainVerifier::new()
                 .pass_on_unknown_issuer(false)
                 .then(jwt.clone())
-                .then(IntrospectionVerifier::new(config, settings.clone())?),
-        ),
-        None => std::sync::Arc::new(jwt.clone()),
+                .then(IntrospectionVerifier::with_policy(
+                    config,
+                    std::sync::Arc::clone(jwt.policy()),
+                )?),
+        )
+    } else {
+        std::sync::Arc::new(jwt.clone())
     };
     Ok((verifier, jwt))
 }

@@ -37,13 +37,15 @@ const PAIRWISE_MAX: usize = 24;
 /// Whether `names` holds a repeated name.
 fn has_duplicate<S: AsRef<str> + Ord>(names: &mut [S]) -> bool {
     if names.len() <= PAIRWISE_MAX {
-        return names
-            .iter()
-            .enumerate()
-            .any(|(i, a)| names[i + 1..].iter().any(|b| a.as_ref() == b.as_ref()));
+        return names.iter().enumerate().any(|(i, a)| {
+            let later = names.get(i + 1..).unwrap_or_default();
+            later.iter().any(|b| a.as_ref() == b.as_ref())
+        });
     }
     names.sort_unstable();
-    names.windows(2).any(|w| w[0].as_ref() == w[1].as_ref())
+    names
+        .windows(2)
+        .any(|w| matches!(w, [a, b] if a.as_ref() == b.as_ref()))
 }
 
 /// The members of one JSON object, parsed once: names unescaped (borrowed
@@ -66,9 +68,12 @@ pub(crate) struct Members<'a> {
 fn tag(name: &str) -> u64 {
     let bytes = name.as_bytes();
     let mut word = [0u8; 8];
-    let n = bytes.len().min(7);
-    word[..n].copy_from_slice(&bytes[..n]);
-    word[7] = u8::try_from(bytes.len()).unwrap_or(u8::MAX);
+    for (w, b) in word.iter_mut().zip(bytes.iter().take(7)) {
+        *w = *b;
+    }
+    if let Some(len) = word.last_mut() {
+        *len = u8::try_from(bytes.len()).unwrap_or(u8::MAX);
+    }
     u64::from_le_bytes(word)
 }
 
@@ -87,9 +92,8 @@ impl<'a> Members<'a> {
         let repeated = if members.len() <= PAIRWISE_MAX {
             // The usual case, without allocating.
             members.iter().enumerate().any(|(i, (ta, a, _))| {
-                members[i + 1..]
-                    .iter()
-                    .any(|(tb, b, _)| ta == tb && same_name(a, b))
+                let later = members.get(i + 1..).unwrap_or_default();
+                later.iter().any(|(tb, b, _)| ta == tb && same_name(a, b))
             })
         } else {
             let mut names: Vec<&str> = members.iter().map(|(_, n, _)| n.as_ref()).collect();

@@ -1,0 +1,772 @@
+//! What a token must satisfy, whichever verifier read it: one
+//! [`TokenPolicy`], compiled once from an [`AuthConfig`], that the JWT
+//! verifier (after JOSE: parse, key, signature) and the introspection
+//! verifier (after HTTP: the endpoint's `active: true` answer) both call, so
+//! the two cannot drift apart.
+//!
+//! The rules, in the order they are checked (cheapest first):
+//! 1. `iss` is one of the configured issuers, compared exactly. A JWT must
+//!    carry it; an introspection answer may leave it out (RFC 7662 section
+//!    2.2), and then the issuer is the one whose endpoint answered. An
+//!    endpoint configured for one issuer
+//!    ([`AuthConfigBuilder::issuer_introspection`](crate::AuthConfigBuilder::issuer_introspection))
+//!    vouches only for that issuer's tokens; the shared endpoint
+//!    ([`AuthConfigBuilder::introspection`](crate::AuthConfigBuilder::introspection))
+//!    for every configured issuer.
+//! 2. `exp` (a NumericDate, RFC 7519 section 2) not past, with the leeway. A
+//!    JWT must carry it; an introspection answer without it is accepted (its
+//!    cached result still expires with the cache TTL).
+//! 3. `nbf` and `iat` not in the future (with the leeway).
+//! 4. The lifetime cap: `exp` no further ahead than the maximum token
+//!    lifetime, and `exp - iat` not longer than it.
+//! 5. The audience (RFC 8707, RFC 9068 section 4, see [`AudienceRule`]).
+//! 6. `sub` a non-empty string (an introspection answer without `sub`
+//!    takes its `client_id`, RFC 7662 tokens of the client credentials
+//!    grant).
+//! 7. Key binding: a token carrying `cnf` (`jkt`, `x5t#S256`, anything;
+//!    RFC 7800, RFC 8705, RFC 9449) is refused as a Bearer token (RFC 9449
+//!    section 7.2), and so is an introspected token whose `token_type` is
+//!    `DPoP` (any case).
+//!
+//! # Audience comparison (MCP "Canonical Server URI", RFC 8707 section 2)
+//!
+//! An audience names this server when it equals the canonical resource URI,
+//! or differs from it only in:
+//! - the letter case of the scheme and the host (`HTTPS://MCP.Example.com/mcp`);
+//! - for a root resource (`https://h`), a trailing slash (`https://h/`, which
+//!   the MCP TypeScript SDK sends).
+//!
+//! Everything else is compared exactly: never by prefix or substring; a path
+//! keeps its case and its trailing slash (`https://h/mcp/` does not name
+//! `https://h/mcp`: below the root, the slash names another resource); ports,
+//! queries, fragments, user information and percent-encodings are not
+//! normalised. Audiences added with
+//! [`accept_audience`](crate::AuthConfigBuilder::accept_audience) are
+//! compared exactly.
+//!
+//! # Time
+//!
+//! All arithmetic on times saturates or is checked: an absurd `exp`
+//! (`1e300`, `18446744073709551615`, negative, not a number) is refused
+//! with a precise reason, never a panic, and deadlines computed from a
+//! token never overflow [`Instant`] or [`SystemTime`].
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Number;
+use serde_json::value::RawValue;
+
+use crate::config::{AudienceRule, AuthConfig, TypPolicy};
+use crate::context::AuthContext;
+use crate::error::{AuthError, AuthErrorKind};
+use crate::verify::jwt::json::{self, Members, as_str};
+
+/// The rules every token must satisfy (see the module documentation).
+#[derive(Debug)]
+pub(crate) struct TokenPolicy {
+    /// The configured issuers, in configuration order (indices are shared
+    /// with the verifiers), each shared by every context it accepts.
+    issuers: Box<[Arc<str>]>,
+    resource: CanonicalResource,
+    extra_audiences: Box<[String]>,
+    audience_rule: AudienceRule,
+    scope_claims: Option<Box<[String]>>,
+    leeway: u64,
+    max_lifetime: u64,
+    typ_policy: TypPolicy,
+}
+
+/// Who handed the claims to the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A signed JWT: `iss`, `exp` and `sub` are required.
+    Jwt,
+    /// An RFC 7662 answer from the introspection endpoint of the issuer at
+    /// index `issuer` (the issuer when `iss` is absent). With `only_own`, an
+    /// `iss` naming any other issuer is refused; without, any configured
+    /// issuer is accepted.
+    Introspection {
+        /// Index of the issuer whose endpoint answered.
+        issuer: usize,
+        /// Whether the endpoint vouches for its own issuer only.
+        only_own: bool,
+    },
+}
+
+/// What [`TokenPolicy::check`] established.
+#[derive(Debug)]
+pub(crate) struct Checked<'c> {
+    /// Index of the token's issuer.
+    pub(crate) issuer: usize,
+    /// `exp`, always present for a JWT.
+    pub(crate) exp: Option<u64>,
+    /// Who the token is about.
+    pub(crate) subject: Cow<'c, str>,
+}
+
+impl TokenPolicy {
+    /// Compiles the policy of `config`.
+    pub(crate) fn new(config: &AuthConfig) -> Self {
+        Self {
+            issuers: config
+                .issuers
+                .iter()
+                .map(|i| Arc::from(i.issuer.as_str()))
+                .collect(),
+            resource: CanonicalResource::new(&config.resource),
+            extra_audiences: config.extra_audiences.clone().into_boxed_slice(),
+            audience_rule: config.audience_rule.clone(),
+            scope_claims: config.scope_claims.clone().map(Vec::into_boxed_slice),
+            leeway: config.leeway.as_secs(),
+            max_lifetime: config.max_token_lifetime.as_secs(),
+            typ_policy: config.typ_policy,
+        }
+    }
+
+    /// The leeway on time claims, in seconds.
+    pub(crate) fn leeway(&self) -> u64 {
+        self.leeway
+    }
+
+    /// The issuer at `index` (an index from [`Checked`] or the
+    /// configuration's order).
+    pub(crate) fn issuer(&self, index: usize) -> Option<&Arc<str>> {
+        self.issuers.get(index)
+    }
+
+    /// Whether the JOSE header `typ` is acceptable (RFC 9068 section 2.1, see
+    /// [`TypPolicy`]).
+    pub(crate) fn typ_allowed(&self, typ: Option<&str>) -> bool {
+        typ_allowed(typ, self.typ_policy)
+    }
+
+    /// Checks `claims` at `now` (Unix seconds); returns the facts they
+    /// established.
+    pub(crate) fn check<'c>(
+        &self,
+        claims: &Members<'c>,
+        now: u64,
+        source: Source,
+    ) -> Result<Checked<'c>, AuthError> {
+        let issuer = self.check_issuer(claims, source)?;
+        let leeway = self.leeway;
+        let exp = numeric_date(claims.get("exp"))?;
+        if exp.is_none() && source == Source::Jwt {
+            return Err(AuthErrorKind::InvalidClaims.into());
+        }
+        if exp.is_some_and(|exp| now >= exp.saturating_add(leeway)) {
+            return Err(AuthErrorKind::Expired.into());
+        }
+        let iat = numeric_date(claims.get("iat"))?;
+        for t in [numeric_date(claims.get("nbf"))?, iat] {
+            if t.is_some_and(|t| t > now.saturating_add(leeway)) {
+                return Err(AuthErrorKind::NotYetValid.into());
+            }
+        }
+        // A token that lives absurdly long is refused, whether it says so
+        // (`exp - iat`) or not (`exp - now`).
+        if let Some(exp) = exp {
+            let max = self.max_lifetime;
+            if exp > now.saturating_add(leeway).saturating_add(max)
+                || iat.is_some_and(|iat| exp.saturating_sub(iat) > max)
+            {
+                return Err(AuthErrorKind::LifetimeTooLong.into());
+            }
+        }
+        self.check_audience(claims)?;
+        let subject = match (claims.str("sub"), source) {
+            (Ok(Some(s)), _) if !s.is_empty() => s,
+            // RFC 7662 section 2.2: `sub` is optional; a token of the client
+            // credentials grant is about its client.
+            (Ok(None), Source::Introspection { .. }) => match claims.str("client_id") {
+                Ok(Some(c)) if !c.is_empty() => c,
+                _ => return Err(AuthErrorKind::InvalidClaims.into()),
+            },
+            _ => return Err(AuthErrorKind::InvalidClaims.into()),
+        };
+        // RFC 9449 section 7.2 / RFC 8705 section 3: a token bound to a key is
+        // only good with a proof of possession; as a Bearer token it is
+        // refused (whatever `cnf` holds).
+        if claims.contains("cnf") {
+            return Err(AuthErrorKind::SenderConstrainedToken.into());
+        }
+        // RFC 9449 section 6.2: an introspection answer says `token_type:
+        // DPoP` for a DPoP-bound token (compared case-insensitively, RFC 9449
+        // section 7.1).
+        if matches!(source, Source::Introspection { .. }) {
+            match claims.str("token_type") {
+                Ok(Some(t)) if t.eq_ignore_ascii_case("DPoP") => {
+                    return Err(AuthErrorKind::SenderConstrainedToken.into());
+                }
+                Ok(_) => {}
+                Err(()) => return Err(AuthErrorKind::InvalidClaims.into()),
+            }
+        }
+        Ok(Checked {
+            issuer,
+            exp,
+            subject,
+        })
+    }
+
+    /// Rule 1: the index of the token's issuer.
+    fn check_issuer(&self, claims: &Members<'_>, source: Source) -> Result<usize, AuthError> {
+        let invalid = || AuthError::new(AuthErrorKind::InvalidIssuer);
+        let named = match claims.str("iss") {
+            Ok(Some(iss)) => Some(
+                self.issuers
+                    .iter()
+                    .position(|i| **i == *iss)
+                    .ok_or_else(invalid)?,
+            ),
+            Ok(None) => None,
+            Err(()) => return Err(invalid()),
+        };
+        match (source, named) {
+            (Source::Jwt, Some(i)) => Ok(i),
+            (Source::Jwt, None) => Err(invalid()),
+            (Source::Introspection { issuer, .. }, None) => Ok(issuer),
+            (Source::Introspection { issuer, only_own }, Some(i)) => {
+                if only_own && i != issuer {
+                    Err(invalid())
+                } else {
+                    Ok(i)
+                }
+            }
+        }
+    }
+
+    /// Whether `aud` names this server (see "Audience comparison" in the
+    /// module documentation).
+    pub(crate) fn names_us(&self, aud: &str) -> bool {
+        self.resource.matches(aud) || self.extra_audiences.iter().any(|x| x == aud)
+    }
+
+    /// Rule 5. RFC 8707 / RFC 9068 section 4: `aud` must contain our resource
+    /// (or an audience explicitly configured for this server). Under the
+    /// Cognito rule, which has no `aud`, `token_use` must be `access` and
+    /// `client_id` one of the configured clients; an `aud`, if present, must
+    /// still name us.
+    fn check_audience(&self, claims: &Members<'_>) -> Result<(), AuthError> {
+        let invalid = || AuthError::new(AuthErrorKind::InvalidAudience);
+        let audience_ok = match claims.get("aud") {
+            // Every member must be a string, even after a match.
+            Some(aud) if aud.get().starts_with('[') => json::str_array(aud)
+                .map_err(|()| invalid())?
+                .iter()
+                .any(|a| self.names_us(a)),
+            Some(aud) => as_str(aud).is_ok_and(|a| self.names_us(&a)),
+            None => matches!(self.audience_rule, AudienceRule::CognitoClientIds(_)),
+        };
+        if !audience_ok {
+            return Err(invalid());
+        }
+        if let AudienceRule::CognitoClientIds(clients) = &self.audience_rule {
+            if !matches!(claims.str("token_use"), Ok(Some(u)) if u == "access") {
+                return Err(AuthErrorKind::InvalidType.into());
+            }
+            let client = claims.str("client_id").ok().flatten();
+            if !client.is_some_and(|c| clients.iter().any(|x| *x == *c)) {
+                return Err(invalid());
+            }
+        }
+        Ok(())
+    }
+
+    /// The granted scopes: from the configured
+    /// [`scope_claims`](crate::AuthConfigBuilder::scope_claims), else `scope`
+    /// or, when absent, `scp`.
+    pub(crate) fn scopes(&self, claims: &Members<'_>) -> Result<Vec<Box<str>>, AuthError> {
+        match &self.scope_claims {
+            Some(paths) => scopes_from_paths(claims, paths),
+            None => scopes_from_claims(claims),
+        }
+    }
+
+    /// The context of claims that passed [`check`](Self::check): issuer,
+    /// subject, scopes, expiry and client stored directly, the other claims
+    /// kept as their JSON text (copied, not serialized again) and parsed
+    /// only if a handler asks for them.
+    pub(crate) fn context(
+        &self,
+        claims: &Members<'_>,
+        checked: &Checked<'_>,
+    ) -> Result<AuthContext, AuthError> {
+        let scopes = self.scopes(claims)?;
+        let issuer = self
+            .issuers
+            .get(checked.issuer)
+            .cloned()
+            .ok_or_else(|| AuthError::new(AuthErrorKind::InvalidIssuer))?;
+        let mut b = AuthContext::builder_shared(issuer, checked.subject.as_ref().into())
+            .boxed_scopes(scopes.into_boxed_slice());
+        if let Some(exp) = checked.exp {
+            b = b.expires_at_unix(exp);
+        }
+        if let Some(c) = client_id(claims) {
+            b = b.client_id(c);
+        }
+        // Audience, token id and raw claims are derived from the JSON on first
+        // use; the members stored directly are left out of it (memory per
+        // cached token) and put back then.
+        let client_id_taken = claims.get("client_id").is_some_and(|c| as_str(c).is_ok());
+        let rest = claims.to_json_without(|name, raw| match name {
+            "iss" | "sub" => false,
+            "exp" => checked.exp.is_none() || raw.get().parse::<u64>().is_err(),
+            "client_id" => !client_id_taken,
+            _ => true,
+        });
+        Ok(b.rest_claims(rest.into_boxed_str(), client_id_taken)
+            .build())
+    }
+}
+
+/// The client a token was issued to: RFC 9068 `client_id`; else what
+/// providers use: `azp` (OpenID, Auth0, Keycloak, Entra v2), `cid` (Okta),
+/// `appid` (Entra v1).
+fn client_id<'c>(claims: &Members<'c>) -> Option<Cow<'c, str>> {
+    ["client_id", "azp", "cid", "appid"]
+        .into_iter()
+        .find_map(|name| claims.str(name).ok().flatten())
+}
+
+/// The resource URI split for the canonical comparison.
+#[derive(Debug)]
+struct CanonicalResource {
+    /// The canonical form (lowercase scheme and host, root without a slash).
+    full: Box<str>,
+    scheme: Box<str>,
+    authority: Box<str>,
+    /// The path after its first `/`; `None` for the root.
+    path: Option<Box<str>>,
+}
+
+/// `scheme://authority` and the path after its first `/` (`None` when the
+/// URI has no path). `None` when `uri` has no `://`.
+fn split_uri(uri: &str) -> Option<(&str, &str, Option<&str>)> {
+    let (scheme, rest) = uri.split_once("://")?;
+    Some(match rest.split_once('/') {
+        Some((authority, path)) => (scheme, authority, Some(path)),
+        None => (scheme, rest, None),
+    })
+}
+
+impl CanonicalResource {
+    fn new(canonical: &str) -> Self {
+        let (scheme, authority, path) = split_uri(canonical).unwrap_or((canonical, "", None));
+        Self {
+            full: canonical.into(),
+            scheme: scheme.into(),
+            authority: authority.into(),
+            path: path.filter(|p| !p.is_empty()).map(Into::into),
+        }
+    }
+
+    /// Whether `aud` names this resource (see "Audience comparison" in the
+    /// module documentation). No allocation.
+    fn matches(&self, aud: &str) -> bool {
+        if *aud == *self.full {
+            return true;
+        }
+        let Some((scheme, authority, path)) = split_uri(aud) else {
+            return false;
+        };
+        let path_ok = match (&self.path, path) {
+            // The root: `https://h` or `https://h/`.
+            (None, None | Some("")) => true,
+            (Some(ours), Some(theirs)) => **ours == *theirs,
+            _ => false,
+        };
+        path_ok
+            && scheme.eq_ignore_ascii_case(&self.scheme)
+            && authority.eq_ignore_ascii_case(&self.authority)
+    }
+}
+
+/// RFC 9068 section 2.1: `at+jwt`, compared case-insensitively, with or
+/// without the `application/` prefix (RFC 7515 section 4.1.9).
+fn typ_allowed(typ: Option<&str>, policy: TypPolicy) -> bool {
+    let Some(typ) = typ else {
+        return policy == TypPolicy::AllowJwt;
+    };
+    let prefix = "application/";
+    let t = match (typ.get(..prefix.len()), typ.get(prefix.len()..)) {
+        (Some(p), Some(rest)) if p.eq_ignore_ascii_case(prefix) => rest,
+        _ => typ,
+    };
+    if t.eq_ignore_ascii_case("at+jwt") {
+        true
+    } else {
+        t.eq_ignore_ascii_case("jwt") && policy == TypPolicy::AllowJwt
+    }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `now + after`, or `now` when that is not representable (a deadline that
+/// cannot be computed is already due: fail closed, never panic).
+pub(crate) fn deadline(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after).unwrap_or(now)
+}
+
+/// The latest time every platform's [`SystemTime`] can represent that we
+/// use: 9999-12-31T23:59:59Z.
+const LATEST_UNIX: u64 = 253_402_300_799;
+
+/// `secs` after the Unix epoch as a [`SystemTime`], saturated at
+/// 9999-12-31T23:59:59Z (never an overflow panic).
+pub(crate) fn system_time(secs: u64) -> SystemTime {
+    let d = Duration::from_secs(secs.min(LATEST_UNIX));
+    UNIX_EPOCH.checked_add(d).unwrap_or(UNIX_EPOCH)
+}
+
+/// A NumericDate (RFC 7519 section 2): a non-negative JSON number, possibly
+/// fractional (truncated). Anything else (negative, `1e300`, a string,
+/// `null`) is an invalid claim.
+fn numeric_date(raw: Option<&RawValue>) -> Result<Option<u64>, AuthError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let invalid = || AuthError::new(AuthErrorKind::InvalidClaims);
+    // The common case, plain digits (the text is valid JSON, so no sign).
+    if let Ok(u) = raw.get().parse::<u64>() {
+        return Ok(Some(u));
+    }
+    let n: Number = serde_json::from_str(raw.get()).map_err(|_| invalid())?;
+    if let Some(u) = n.as_u64() {
+        return Ok(Some(u));
+    }
+    match n.as_f64() {
+        // Below 1e15 the cast is exact in its integer part and cannot saturate.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Some(f) if (0.0..1e15).contains(&f) => Ok(Some(f as u64)),
+        _ => Err(invalid()),
+    }
+}
+
+/// The scopes of a claim value: a space-separated string or an array of
+/// strings; anything else is an invalid claim.
+fn scope_list(raw: &RawValue, out: &mut Vec<Box<str>>) -> Result<(), AuthError> {
+    let invalid = || AuthError::new(AuthErrorKind::InvalidClaims);
+    let mut add = |scope: &str| {
+        if !scope.is_empty() && !out.iter().any(|s| **s == *scope) {
+            out.push(scope.into());
+        }
+    };
+    if raw.get().starts_with('[') {
+        json::str_array(raw)
+            .map_err(|()| invalid())?
+            .iter()
+            .for_each(|scope| add(scope));
+    } else {
+        as_str(raw)
+            .map_err(|()| invalid())?
+            .split(' ')
+            .for_each(add);
+    }
+    Ok(())
+}
+
+/// Scopes from `scope` (RFC 9068 section 2.2.3, a space-separated string) or,
+/// when absent, `scp` (a string or an array of strings, as Entra ID and Okta
+/// send). A scope claim of any other shape is refused.
+fn scopes_from_claims(claims: &Members<'_>) -> Result<Vec<Box<str>>, AuthError> {
+    let mut out = Vec::new();
+    match (claims.get("scope"), claims.get("scp")) {
+        (Some(scope), _) => {
+            if !scope.get().starts_with('"') {
+                return Err(AuthErrorKind::InvalidClaims.into());
+            }
+            scope_list(scope, &mut out)?;
+        }
+        (None, Some(scp)) => scope_list(scp, &mut out)?,
+        (None, None) => {}
+    }
+    Ok(out)
+}
+
+/// Scopes from configured claim paths (dot-separated, e.g. `permissions` or
+/// `realm_access.roles`), merged in order without duplicates. Each present
+/// claim must be a space-separated string or an array of strings.
+fn scopes_from_paths(claims: &Members<'_>, paths: &[String]) -> Result<Vec<Box<str>>, AuthError> {
+    let mut out: Vec<Box<str>> = Vec::new();
+    for path in paths {
+        let mut parts = path.split('.');
+        let mut value = parts.next().and_then(|first| claims.get(first));
+        for part in parts {
+            // A step into anything but an object finds nothing.
+            value = value
+                .filter(|v| v.get().starts_with('{'))
+                .and_then(|v| Members::parse(v.get()).ok())
+                .and_then(|m| m.get(part));
+        }
+        if let Some(value) = value {
+            scope_list(value, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_policy() {
+        use TypPolicy::*;
+        assert!(typ_allowed(Some("at+jwt"), AtJwt));
+        assert!(typ_allowed(Some("application/AT+JWT"), AtJwt));
+        assert!(!typ_allowed(Some("JWT"), AtJwt));
+        assert!(!typ_allowed(None, AtJwt));
+        assert!(typ_allowed(Some("JWT"), AllowJwt));
+        assert!(typ_allowed(None, AllowJwt));
+        assert!(!typ_allowed(Some("dpop+jwt"), AllowJwt));
+        assert!(!typ_allowed(Some("id_token+jwt"), AllowJwt));
+        // A multi-byte character where the prefix would end: no panic.
+        assert!(!typ_allowed(Some("applicationé/at+jwt"), AllowJwt));
+    }
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn numeric_dates() {
+        let date = |t: &str| numeric_date(Some(&raw(t)));
+        assert_eq!(date("5").unwrap(), Some(5));
+        assert_eq!(date("5.9").unwrap(), Some(5));
+        assert_eq!(date("5e2").unwrap(), Some(500));
+        assert_eq!(date("18446744073709551615").unwrap(), Some(u64::MAX));
+        assert!(date("-1").is_err());
+        assert!(date("\"5\"").is_err());
+        assert!(date("1e300").is_err());
+        assert!(date("1e30").is_err());
+        assert!(date("18446744073709551616").is_err());
+        assert!(date("null").is_err());
+        assert_eq!(numeric_date(None).unwrap(), None);
+    }
+
+    // Saturating time: no overflow panic, whatever the token says.
+    #[test]
+    fn time_arithmetic_saturates() {
+        let now = Instant::now();
+        assert_eq!(deadline(now, Duration::MAX), now);
+        assert_eq!(
+            deadline(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        assert_eq!(system_time(u64::MAX), system_time(LATEST_UNIX));
+        assert_eq!(system_time(5), UNIX_EPOCH + Duration::from_secs(5));
+    }
+
+    // MCP "Canonical Server URI"; RFC 8707 section 2.
+    #[test]
+    fn canonical_audience_comparison() {
+        let mcp = CanonicalResource::new("https://mcp.example.com/mcp");
+        for ok in [
+            "https://mcp.example.com/mcp",
+            "HTTPS://MCP.Example.COM/mcp",
+            "https://MCP.EXAMPLE.COM/mcp",
+        ] {
+            assert!(mcp.matches(ok), "{ok}");
+        }
+        for bad in [
+            "https://mcp.example.com/mcp/",
+            "https://mcp.example.com/MCP",
+            "https://mcp.example.com/mcp/x",
+            "https://mcp.example.com/mc",
+            "https://mcp.example.com",
+            "https://mcp.example.com/",
+            "https://mcp.example.com/mcp?x",
+            "https://mcp.example.com/mcp#x",
+            "https://mcp.example.com:443/mcp",
+            "http://mcp.example.com/mcp",
+            "https://mcp.example.com.evil/mcp",
+            "https://user@mcp.example.com/mcp",
+            "mcp.example.com/mcp",
+            "",
+            "https://",
+            "https://mcp.éxample.com/mcp",
+        ] {
+            assert!(!mcp.matches(bad), "{bad}");
+        }
+        let root = CanonicalResource::new("https://h.example");
+        for ok in [
+            "https://h.example",
+            "https://h.example/",
+            "HTTPS://H.Example/",
+        ] {
+            assert!(root.matches(ok), "{ok}");
+        }
+        for bad in [
+            "https://h.example//",
+            "https://h.example/mcp",
+            "https://h.example.com",
+            "https://h.exampl",
+        ] {
+            assert!(!root.matches(bad), "{bad}");
+        }
+        let slash = CanonicalResource::new("https://h.example/mcp/");
+        assert!(slash.matches("https://H.example/mcp/"));
+        assert!(!slash.matches("https://h.example/mcp"));
+    }
+
+    #[test]
+    fn scope_claim_shapes() {
+        let scopes = |text: &str| {
+            scopes_from_claims(&Members::parse(text).unwrap())
+                .map(|v| v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(scopes(r#"{"scope": "a  b a"}"#).unwrap(), ["a", "b"]);
+        assert_eq!(scopes(r#"{"scp": ["a", "b"]}"#).unwrap(), ["a", "b"]);
+        assert_eq!(scopes(r#"{"scp": "a b"}"#).unwrap(), ["a", "b"]);
+        assert_eq!(scopes(r#"{"scope": "a", "scp": ["b"]}"#).unwrap(), ["a"]);
+        assert_eq!(scopes(r#"{"sub": "x"}"#).unwrap(), Vec::<String>::new());
+        assert!(scopes(r#"{"scope": ["a"]}"#).is_err());
+        assert!(scopes(r#"{"scope": 1}"#).is_err());
+        assert!(scopes(r#"{"scp": [1]}"#).is_err());
+        assert!(scopes(r#"{"scp": {"a": 1}}"#).is_err());
+    }
+
+    #[test]
+    fn scope_claim_paths() {
+        let claims = Members::parse(
+            r#"{"permissions":["p1","p2"],"realm_access":{"roles":["r1","p1"]},"flat":"f1 f2","n":1}"#,
+        )
+        .unwrap();
+        let paths = |p: &[&str]| {
+            let p: Vec<String> = p.iter().map(|s| (*s).to_owned()).collect();
+            scopes_from_paths(&claims, &p)
+                .map(|v| v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            paths(&["permissions", "realm_access.roles", "flat"]).unwrap(),
+            ["p1", "p2", "r1", "f1", "f2"]
+        );
+        assert!(
+            paths(&["missing", "flat.deeper", "realm_access.none"])
+                .unwrap()
+                .is_empty()
+        );
+        assert!(paths(&["n"]).is_err());
+        assert!(paths(&["realm_access"]).is_err());
+    }
+
+    fn policy(f: impl FnOnce(crate::AuthConfigBuilder) -> crate::AuthConfigBuilder) -> TokenPolicy {
+        let b = AuthConfig::builder()
+            .issuer("https://a.example")
+            .issuer("https://b.example")
+            .resource("https://mcp.example.com/mcp");
+        TokenPolicy::new(&f(b).build().unwrap())
+    }
+
+    fn check(p: &TokenPolicy, claims: &str, source: Source) -> Result<usize, AuthErrorKind> {
+        let m = Members::parse(claims).unwrap();
+        p.check(&m, 1_000, source)
+            .map(|c| c.issuer)
+            .map_err(|e| e.kind())
+    }
+
+    // RFC 9449 section 7.2: key-bound tokens are not Bearer tokens.
+    #[test]
+    fn key_bound_tokens_are_refused_as_bearer() {
+        let p = policy(|b| b);
+        let intro = Source::Introspection {
+            issuer: 0,
+            only_own: false,
+        };
+        let base = r#""sub":"a","aud":"https://mcp.example.com/mcp","exp":2000"#;
+        for extra in [
+            r#""cnf":{"jkt":"x"}"#,
+            r#""cnf":{"x5t#S256":"x"}"#,
+            r#""cnf":{}"#,
+            r#""token_type":"DPoP""#,
+            r#""token_type":"dpop""#,
+        ] {
+            assert_eq!(
+                check(&p, &format!("{{{base},{extra}}}"), intro),
+                Err(AuthErrorKind::SenderConstrainedToken),
+                "{extra}"
+            );
+        }
+        assert_eq!(
+            check(&p, &format!(r#"{{{base},"token_type":"Bearer"}}"#), intro),
+            Ok(0)
+        );
+        assert_eq!(
+            check(
+                &p,
+                &format!(r#"{{{base},"iss":"https://a.example","cnf":{{"jkt":"x"}}}}"#),
+                Source::Jwt
+            ),
+            Err(AuthErrorKind::SenderConstrainedToken)
+        );
+    }
+
+    #[test]
+    fn introspection_issuers() {
+        let p = policy(|b| b);
+        let claims = |iss: &str| {
+            format!(r#"{{"sub":"a","aud":"https://mcp.example.com/mcp","iss":"{iss}"}}"#)
+        };
+        let shared = Source::Introspection {
+            issuer: 0,
+            only_own: false,
+        };
+        let own = Source::Introspection {
+            issuer: 0,
+            only_own: true,
+        };
+        assert_eq!(check(&p, &claims("https://b.example"), shared), Ok(1));
+        assert_eq!(
+            check(&p, &claims("https://b.example"), own),
+            Err(AuthErrorKind::InvalidIssuer)
+        );
+        assert_eq!(check(&p, &claims("https://a.example"), own), Ok(0));
+        assert_eq!(
+            check(&p, &claims("https://c.example"), shared),
+            Err(AuthErrorKind::InvalidIssuer)
+        );
+        // No `iss`: the answering endpoint's issuer; a JWT must name one.
+        let anon = r#"{"sub":"a","aud":"https://mcp.example.com/mcp","exp":2000}"#;
+        assert_eq!(check(&p, anon, own), Ok(0));
+        assert_eq!(
+            check(&p, anon, Source::Jwt),
+            Err(AuthErrorKind::InvalidIssuer)
+        );
+    }
+
+    #[test]
+    fn absurd_dates_are_refused_without_panicking() {
+        let p = policy(|b| b);
+        let intro = Source::Introspection {
+            issuer: 0,
+            only_own: false,
+        };
+        for (exp, kind) in [
+            ("1e300", AuthErrorKind::InvalidClaims),
+            ("1e30", AuthErrorKind::InvalidClaims),
+            ("-5", AuthErrorKind::InvalidClaims),
+            ("\"soon\"", AuthErrorKind::InvalidClaims),
+            ("18446744073709551615", AuthErrorKind::LifetimeTooLong),
+        ] {
+            let claims = format!(
+                r#"{{"sub":"a","aud":"https://mcp.example.com/mcp","exp":{exp},"iat":18446744073709551615}}"#
+            );
+            let got = check(&p, &claims, intro);
+            // A huge `iat` is in the future: refused either way, no overflow.
+            assert!(
+                got == Err(kind) || got == Err(AuthErrorKind::NotYetValid),
+                "{exp}: {got:?}"
+            );
+        }
+    }
+}
