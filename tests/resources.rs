@@ -9,9 +9,6 @@
 
 mod common;
 #[allow(dead_code, unreachable_pub)]
-#[path = "support/loopback.rs"]
-mod loopback;
-#[allow(dead_code, unreachable_pub)]
 #[path = "../examples/common/notes.rs"]
 mod notes;
 
@@ -48,8 +45,20 @@ impl Notes {
         tweak: impl FnOnce(mcp_oauth2::AuthConfigBuilder) -> mcp_oauth2::AuthConfigBuilder,
     ) -> Self {
         let issuer = TestIssuer::start().await.expect("issuer");
-        let (listener, resource, config) =
-            loopback::bind_with_config(&issuer, |b| tweak(notes::declare_scopes(b))).await;
+        // As tests/support/loopback.rs does (that module is private to
+        // tests/common): 127.0.0.1:0, plain HTTP allowed on loopback.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let resource = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+        let config = tweak(notes::declare_scopes(
+            mcp_oauth2::AuthConfig::builder()
+                .issuer(issuer.issuer())
+                .resource(&resource)
+                .allow_insecure_http_for_loopback(true),
+        ))
+        .build()
+        .expect("config");
         let store = notes::NoteStore::default();
         let server = McpServer::builder()
             .auth(config)
