@@ -4,10 +4,20 @@
 //!
 //! Tools: `whoami` (subject, client_id and scopes as JSON text), `list_notes`
 //! (scope `notes:read`), `add_note` (scope `notes:write`, which implies
-//! `notes:read`). A call without the tool's scope gets HTTP 403 with an
-//! `insufficient_scope` challenge naming it (the step-up flow). The metadata advertises `notes:read` as the basic scope
-//! unless `MCP_OAUTH2_SCOPES_SUPPORTED` says otherwise. Serves the stateless
-//! 2026-07-28 protocol and legacy sessions.
+//! `notes:read`).
+//!
+//! Resources (listed as templates by `resources/templates/list`):
+//! `notes://shared/{id}` (scope `notes:read`; ids `welcome` and `rules`) and
+//! `notes://private/{id}` (scope `notes:private`; your n-th note, from 1).
+//! Both are readable with `resources/read` and subscribable:
+//! `resources/subscribe` / `resources/unsubscribe` before 2026-07-28,
+//! `subscriptions/listen` (`notifications.resourceSubscriptions`) in it.
+//!
+//! A call without the scopes of its tool or of every resource it names
+//! gets HTTP 403 with one `insufficient_scope` challenge naming all of them
+//! (the step-up flow). The metadata advertises `notes:read` as the basic
+//! scope unless `MCP_OAUTH2_SCOPES_SUPPORTED` says otherwise. Serves the
+//! stateless 2026-07-28 protocol and legacy sessions.
 //!
 //! ```sh
 //! MCP_OAUTH2_ISSUER=https://auth.example.com \

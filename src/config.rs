@@ -992,6 +992,13 @@ impl AuthConfigBuilder {
             for scope in declared {
                 validate_scope_token(scope)?;
             }
+            // MCP scope selection: offline_access is not a resource scope and
+            // must never reach a challenge.
+            refuse_offline_access("required_scopes", &self.required_scopes)?;
+            refuse_offline_access("tool_scopes", p.tools.values().flatten())?;
+            refuse_offline_access("prompt_scopes", p.prompts.values().flatten())?;
+            refuse_offline_access("method_scopes", p.methods.values().flatten())?;
+            refuse_offline_access("resource_scopes", p.resources.iter().flat_map(|(_, s)| s))?;
         }
         scope_policy.global = self.required_scopes.clone();
         if self.extra_audiences.iter().any(|a| a.trim().is_empty()) {
@@ -1155,6 +1162,21 @@ impl AuthConfigBuilder {
             sessions,
         })
     }
+}
+
+/// Refuses `offline_access` among the scopes of setting `field`: a scope in
+/// a requirement ends up in challenges, where MCP clients must not see it.
+fn refuse_offline_access<'a>(
+    field: &'static str,
+    scopes: impl IntoIterator<Item = &'a String>,
+) -> Result<(), ConfigError> {
+    if scopes.into_iter().any(|s| s == "offline_access") {
+        return Err(ConfigError::new(
+            field,
+            "must not list offline_access (MCP scope selection: it is not a resource scope)",
+        ));
+    }
+    Ok(())
 }
 
 /// RFC 6749 section 3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
@@ -1327,6 +1349,32 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(e.field(), "scopes_supported");
+        // offline_access never reaches a challenge: refused in every requirement.
+        let e = base()
+            .required_scopes(["offline_access"])
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "required_scopes");
+        let e = base()
+            .tool_scopes("t", ["offline_access"])
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "tool_scopes");
+        let e = base()
+            .prompt_scopes("p", ["offline_access"])
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "prompt_scopes");
+        let e = base()
+            .method_scopes("tools/list", ["offline_access"])
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "method_scopes");
+        let e = base()
+            .resource_scopes("notes://{id}", ["offline_access"])
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "resource_scopes");
         let e = base().required_scopes(["bad scope\""]).build().unwrap_err();
         assert_eq!(e.field(), "scopes");
         let e = base().exempt_prefix("/").build().unwrap_err();

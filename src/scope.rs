@@ -241,10 +241,11 @@ fn run(atoms: &[Atom], uri: &[u8]) -> bool {
 /// Follows the empty transitions: past a live placeholder is live too.
 fn close(atoms: &[Atom], states: &mut [bool]) {
     for (k, atom) in atoms.iter().enumerate() {
-        if matches!(atom, Atom::Segment | Atom::Any) && states.get(k).copied().unwrap_or(false) {
-            if let Some(after) = states.get_mut(k + 1) {
-                *after = true;
-            }
+        if matches!(atom, Atom::Segment | Atom::Any)
+            && states.get(k).copied().unwrap_or(false)
+            && let Some(after) = states.get_mut(k + 1)
+        {
+            *after = true;
         }
     }
 }

@@ -317,6 +317,65 @@ async fn batches_and_legacy_bodies() {
     assert_eq!(resp.status(), 403);
 }
 
+// MCP 2026-07-28: `subscriptions/listen` names resources in
+// `params.notifications.resourceSubscriptions`; the per-resource rules
+// cover every one of them, in one challenge.
+#[tokio::test]
+async fn subscriptions_listen_needs_every_resource_scope() {
+    let h = Harness::start(|b| {
+        b.resource_scopes("notes://{id}", ["notes:read"])
+            .resource_scopes("admin://*", ["admin"])
+    })
+    .await;
+    let none = h.issuer.token().audience(&h.resource).sign();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["notes://1","admin://x/y","other://z"]}}}"#;
+    let resp = stateless_post(&h, &none, &[("mcp-method", "subscriptions/listen")], body).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(param(&challenge(&resp), "scope"), Some("notes:read admin"));
+    let read = h
+        .issuer
+        .token()
+        .audience(&h.resource)
+        .scopes(["notes:read"])
+        .sign();
+    let resp = stateless_post(&h, &read, &[("mcp-method", "subscriptions/listen")], body).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(param(&challenge(&resp), "scope"), Some("notes:read admin"));
+    // A listen without resource subscriptions needs no resource scope.
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true}}}"#;
+    let resp = stateless_post(&h, &none, &[("mcp-method", "subscriptions/listen")], body).await;
+    assert_ne!(resp.status(), 403);
+}
+
+// The operation reader is strict (duplicate members, lone surrogates, bodies
+// that are not JSON): whenever per-operation rules exist, a body it cannot
+// read is 400 invalid_request, never dispatched on a guess.
+#[tokio::test]
+async fn unreadable_bodies_are_refused_when_rules_exist() {
+    let h = Harness::start(notes_rules).await;
+    let read = h
+        .issuer
+        .token()
+        .audience(&h.resource)
+        .scopes(["notes:read"])
+        .sign();
+    let auth = format!("Bearer {read}");
+    for body in [
+        // serde_json keeps the last `name`: whoami_arg would run.
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","name":"whoami_arg","arguments":{}}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","\u006eame":"whoami_arg"}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/list","method":"tools/call","params":{"name":"whoami_arg"}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami\ud800"}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami"}"#,
+        "not json",
+    ] {
+        let resp = h.post(&[("authorization", &auth)], body).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        let c = challenge(&resp);
+        assert_eq!(param(&c, "error"), Some("invalid_request"), "{body}");
+    }
+}
+
 // A header that disagrees with the body never gets a call through.
 #[tokio::test]
 async fn lying_headers_are_refused() {

@@ -1,20 +1,44 @@
 //! The notes server shared by the examples: three tools that show who is
-//! calling and what their token allows.
+//! calling and what their token allows, and two resource templates whose
+//! per-resource scopes are visible from outside:
+//! `notes://shared/{id}` (scope `notes:read`) and `notes://private/{id}`
+//! (scope `notes:private`), readable with `resources/read` and subscribable
+//! (`resources/subscribe` before 2026-07-28, `subscriptions/listen` in it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use mcp_oauth2::RequestContextExt;
 use mcp_oauth2::{AuthConfigBuilder, AuthContext};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
-use rmcp::{ServerHandler, tool, tool_handler, tool_router};
+use rmcp::model::{
+    Implementation, ListResourceTemplatesResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, ResourceContents, ResourceTemplate,
+    ServerCapabilities, ServerConfig, SubscribeRequestParams, SubscriptionFilter,
+    UnsubscribeRequestParams,
+};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use serde::Deserialize;
 
 /// Scope that reads notes.
 pub(crate) const NOTES_READ: &str = "notes:read";
 /// Scope that writes notes; it implies [`NOTES_READ`].
 pub(crate) const NOTES_WRITE: &str = "notes:write";
+/// Scope that reads the caller's private note resources.
+pub(crate) const NOTES_PRIVATE: &str = "notes:private";
+
+/// Template of the shared notes every `notes:read` token may read.
+pub(crate) const SHARED_TEMPLATE: &str = "notes://shared/{id}";
+/// Template of the caller's own notes (`notes:private`).
+pub(crate) const PRIVATE_TEMPLATE: &str = "notes://private/{id}";
+
+/// The shared notes: `notes://shared/<id>`.
+const SHARED_NOTES: [(&str, &str); 2] = [
+    ("welcome", "Welcome to the notes server."),
+    ("rules", "Be kind; keep secrets in notes://private/."),
+];
 
 /// Notes per subject, shared by every session of the process.
 pub(crate) type NoteStore = Arc<Mutex<HashMap<String, Vec<String>>>>;
@@ -34,13 +58,57 @@ pub(crate) struct AddNote {
 }
 
 /// The notes server's scope rules: `list_notes` needs `notes:read`,
-/// `add_note` needs `notes:write`, and `notes:write` implies `notes:read`.
-/// The layer enforces them with a real HTTP 403 before rmcp dispatches.
+/// `add_note` needs `notes:write`, and `notes:write` implies `notes:read`;
+/// the resources `notes://shared/{id}` need `notes:read` and
+/// `notes://private/{id}` need `notes:private` (reading, subscribing, and
+/// `subscriptions/listen` alike). The layer enforces them with a real HTTP
+/// 403 before rmcp dispatches.
 pub(crate) fn declare_scopes(config: AuthConfigBuilder) -> AuthConfigBuilder {
     config
         .tool_scopes("list_notes", [NOTES_READ])
         .tool_scopes("add_note", [NOTES_WRITE])
+        .resource_scopes(SHARED_TEMPLATE, [NOTES_READ])
+        .resource_scopes(PRIVATE_TEMPLATE, [NOTES_PRIVATE])
         .scope_implies(NOTES_WRITE, [NOTES_READ])
+}
+
+/// A notes resource URI, read strictly: exactly `notes://shared/<id>` or
+/// `notes://private/<id>` with a non-empty id of ASCII letters, digits, `-`
+/// and `_` (no dot segments, no escapes: nothing a scope rule could read
+/// differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoteUri<'a> {
+    /// `notes://shared/<id>`.
+    Shared(&'a str),
+    /// `notes://private/<id>`.
+    Private(&'a str),
+}
+
+impl<'a> NoteUri<'a> {
+    /// Parses `uri`; `None` for anything else.
+    pub(crate) fn parse(uri: &'a str) -> Option<Self> {
+        let valid = |id: &str| {
+            !id.is_empty()
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if let Some(id) = uri.strip_prefix("notes://shared/") {
+            return valid(id).then_some(Self::Shared(id));
+        }
+        if let Some(id) = uri.strip_prefix("notes://private/") {
+            return valid(id).then_some(Self::Private(id));
+        }
+        None
+    }
+
+    /// The scope reading this resource needs.
+    pub(crate) fn scope(self) -> &'static str {
+        match self {
+            Self::Shared(_) => NOTES_READ,
+            Self::Private(_) => NOTES_PRIVATE,
+        }
+    }
 }
 
 #[tool_router]
@@ -96,16 +164,120 @@ impl NotesServer {
     }
 }
 
+impl NotesServer {
+    /// The text of a note resource, for the caller `auth`.
+    fn note_text(&self, auth: &AuthContext, uri: NoteUri<'_>) -> Result<String, rmcp::ErrorData> {
+        let not_found = || rmcp::ErrorData::resource_not_found("no such note", None);
+        match uri {
+            NoteUri::Shared(id) => SHARED_NOTES
+                .iter()
+                .find(|(name, _)| *name == id)
+                .map(|(_, text)| (*text).to_owned())
+                .ok_or_else(not_found),
+            NoteUri::Private(id) => {
+                // `notes://private/<n>`: the caller's n-th note, from 1.
+                let index = id.parse::<usize>().ok().and_then(|n| n.checked_sub(1));
+                let notes = self
+                    .notes
+                    .lock()
+                    .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
+                index
+                    .and_then(|i| notes.get(auth.subject())?.get(i).cloned())
+                    .ok_or_else(not_found)
+            }
+        }
+    }
+
+    /// Checks that `uri` is a notes resource the caller may use (defense in
+    /// depth: the layer has already answered 403 without the scope).
+    fn authorize_uri<'u>(auth: &AuthContext, uri: &'u str) -> Result<NoteUri<'u>, rmcp::ErrorData> {
+        let parsed = NoteUri::parse(uri)
+            .ok_or_else(|| rmcp::ErrorData::resource_not_found("no such note", None))?;
+        auth.require_scopes([parsed.scope()])?;
+        Ok(parsed)
+    }
+}
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for NotesServer {
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, rmcp::ErrorData> {
+        let mut shared = ResourceTemplate::new(SHARED_TEMPLATE, "shared_note");
+        shared.description = Some("A shared note (scope notes:read)".into());
+        shared.mime_type = Some("text/plain".into());
+        let mut private = ResourceTemplate::new(PRIVATE_TEMPLATE, "private_note");
+        private.description = Some("Your n-th note, from 1 (scope notes:private)".into());
+        private.mime_type = Some("text/plain".into());
+        Ok(ListResourceTemplatesResult::with_all_items(vec![
+            shared, private,
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, rmcp::ErrorData> {
+        let auth = context.auth()?;
+        let uri = Self::authorize_uri(auth, &request.uri)?;
+        let text = self.note_text(auth, uri)?;
+        Ok(ReadResourceResult::new(vec![ResourceContents::text(text, request.uri)]).into())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        // Every well-formed notes URI may be listened to (the layer has
+        // checked the caller's scopes for each one); list changes are not
+        // offered.
+        let uris: Vec<String> = requested
+            .resource_subscriptions
+            .iter()
+            .flatten()
+            .filter(|uri| NoteUri::parse(uri).is_some())
+            .cloned()
+            .collect();
+        Some(
+            SubscriptionFilter::builder()
+                .resource_subscriptions(uris)
+                .build(),
+        )
+    }
+
+    #[allow(deprecated)] // resources/subscribe serves revisions before 2026-07-28.
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        Self::authorize_uri(context.auth()?, &request.uri).map(|_| ())
+    }
+
+    #[allow(deprecated)] // resources/unsubscribe serves revisions before 2026-07-28.
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        Self::authorize_uri(context.auth()?, &request.uri).map(|_| ())
+    }
+
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                "mcp-oauth2-notes",
-                env!("CARGO_PKG_VERSION"),
-            ))
-            .with_instructions(
-                "A notes server protected by OAuth 2.1. whoami tells you who you are.",
-            )
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "mcp-oauth2-notes",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions("A notes server protected by OAuth 2.1. whoami tells you who you are.")
     }
 }

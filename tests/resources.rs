@@ -1,0 +1,387 @@
+//! The reference server's resources behind the real layer: per-resource
+//! scopes hold for every way of naming a resource (`resources/read`,
+//! `resources/subscribe`, `subscriptions/listen`, batches), and the operation
+//! reader refuses bodies it cannot read strictly.
+//!
+//! Runs `examples/common/notes.rs` (the server `examples/protected_server`
+//! serves): `notes://shared/{id}` needs `notes:read`,
+//! `notes://private/{id}` needs `notes:private`.
+
+mod common;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/common/notes.rs"]
+mod notes;
+
+use base64::Engine as _;
+use common::{bounded, challenge, legacy_client, param, stateless_client};
+use mcp_oauth2::McpServer;
+use mcp_oauth2::testing::TestIssuer;
+use rmcp::model::{ReadResourceRequestParams, ResourceContents, SubscribeRequestParams};
+use tokio_util::sync::CancellationToken;
+
+const SHARED: &str = "notes://shared/welcome";
+const PRIVATE: &str = "notes://private/1";
+
+/// The issuer and the reference notes server on 127.0.0.1:0.
+struct Notes {
+    issuer: TestIssuer,
+    resource: String,
+    ct: CancellationToken,
+}
+
+impl Drop for Notes {
+    fn drop(&mut self) {
+        self.ct.cancel();
+    }
+}
+
+impl Notes {
+    async fn start() -> Self {
+        Self::start_with(|b| b).await
+    }
+
+    /// With more rules than the reference server's.
+    async fn start_with(
+        tweak: impl FnOnce(mcp_oauth2::AuthConfigBuilder) -> mcp_oauth2::AuthConfigBuilder,
+    ) -> Self {
+        let issuer = TestIssuer::start().await.expect("issuer");
+        // As tests/support/loopback.rs does (that module is private to
+        // tests/common): 127.0.0.1:0, plain HTTP allowed on loopback.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let resource = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+        let config = tweak(notes::declare_scopes(
+            mcp_oauth2::AuthConfig::builder()
+                .issuer(issuer.issuer())
+                .resource(&resource)
+                .allow_insecure_http_for_loopback(true),
+        ))
+        .build()
+        .expect("config");
+        let store = notes::NoteStore::default();
+        let server = McpServer::builder()
+            .auth(config)
+            .service(move || Ok(notes::NotesServer::new(store.clone())))
+            .build()
+            .expect("server");
+        let ct = server.cancellation_token();
+        tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+        Self {
+            issuer,
+            resource,
+            ct,
+        }
+    }
+
+    fn token(&self, scopes: &[&str]) -> String {
+        self.issuer
+            .token()
+            .subject("alice")
+            .audience(&self.resource)
+            .scopes(scopes.iter().copied())
+            .sign()
+    }
+
+    /// POSTs `body` with `token` and extra headers.
+    async fn post(&self, token: &str, headers: &[(&str, &str)], body: &str) -> reqwest::Response {
+        let mut req = reqwest::Client::new()
+            .post(&self.resource)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_owned());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        bounded(req.send()).await.expect("request")
+    }
+
+    /// POSTs one 2026-07-28 request (stateless, `Mcp-Method` and, when the
+    /// call names one thing, `Mcp-Name`).
+    async fn post_modern(
+        &self,
+        token: &str,
+        method: &str,
+        name: Option<&str>,
+        params: serde_json::Value,
+    ) -> reqwest::Response {
+        let mut params = params;
+        params["_meta"] = serde_json::json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        });
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let mut headers = vec![
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", method),
+        ];
+        if let Some(name) = name {
+            headers.push(("mcp-name", name));
+        }
+        self.post(token, &headers, &body.to_string()).await
+    }
+}
+
+fn read(uri: &str) -> serde_json::Value {
+    serde_json::json!({ "uri": uri })
+}
+
+fn listen(uris: &[&str]) -> serde_json::Value {
+    serde_json::json!({ "notifications": { "resourceSubscriptions": uris } })
+}
+
+/// Asserts an RFC 6750 section 3.1 `insufficient_scope` answer naming
+/// exactly `scope`.
+fn assert_insufficient(resp: &reqwest::Response, scope: &str) {
+    assert_eq!(resp.status(), 403);
+    let c = challenge(resp);
+    assert_eq!(param(&c, "error"), Some("insufficient_scope"));
+    assert_eq!(param(&c, "scope"), Some(scope));
+}
+
+// Reference server contract: a `notes:read` token reads the shared notes and
+// gets 403 naming `notes:private` on the private ones (resources/read,
+// 2026-07-28 headers).
+#[tokio::test]
+async fn resources_read_private_needs_notes_private() {
+    let n = Notes::start().await;
+    let reader = n.token(&["notes:read"]);
+    let resp = n
+        .post_modern(&reader, "resources/read", Some(SHARED), read(SHARED))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("Welcome to the notes server."), "{text}");
+
+    let resp = n
+        .post_modern(&reader, "resources/read", Some(PRIVATE), read(PRIVATE))
+        .await;
+    assert_insufficient(&resp, "notes:private");
+}
+
+// MCP 2026-07-28: `subscriptions/listen` replaced `resources/subscribe`;
+// per-resource rules cover every URI in `resourceSubscriptions`, and the
+// challenge names every scope the request needs at once.
+#[tokio::test]
+async fn subscriptions_listen_covers_every_named_resource() {
+    let n = Notes::start().await;
+    let reader = n.token(&["notes:read"]);
+    let resp = n
+        .post_modern(&reader, "subscriptions/listen", None, listen(&[PRIVATE]))
+        .await;
+    assert_insufficient(&resp, "notes:private");
+    let resp = n
+        .post_modern(
+            &reader,
+            "subscriptions/listen",
+            None,
+            listen(&[SHARED, PRIVATE]),
+        )
+        .await;
+    assert_insufficient(&resp, "notes:read notes:private");
+    let none = n.token(&[]);
+    let resp = n
+        .post_modern(
+            &none,
+            "subscriptions/listen",
+            None,
+            listen(&[SHARED, PRIVATE]),
+        )
+        .await;
+    assert_insufficient(&resp, "notes:read notes:private");
+
+    // Allowed: the stream opens (its acknowledgment is the first event).
+    let resp = n
+        .post_modern(&reader, "subscriptions/listen", None, listen(&[SHARED]))
+        .await;
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+    let both = n.token(&["notes:read", "notes:private"]);
+    let resp = n
+        .post_modern(
+            &both,
+            "subscriptions/listen",
+            None,
+            listen(&[SHARED, PRIVATE]),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+// Before 2026-07-28: `resources/subscribe` (and `unsubscribe`) on a private
+// note need `notes:private`, checked before rmcp sees the request.
+#[tokio::test]
+async fn resources_subscribe_private_needs_notes_private() {
+    let n = Notes::start().await;
+    let reader = n.token(&["notes:read"]);
+    for method in ["resources/subscribe", "resources/unsubscribe"] {
+        let body =
+            serde_json::json!({"jsonrpc":"2.0","id":3,"method":method,"params":{"uri":PRIVATE}});
+        let resp = n
+            .post(
+                &reader,
+                &[("mcp-protocol-version", "2025-11-25")],
+                &body.to_string(),
+            )
+            .await;
+        assert_insufficient(&resp, "notes:private");
+    }
+
+    // With the real rmcp client and a session: shared subscribes, private
+    // is refused with the step-up challenge.
+    let client = bounded(legacy_client(&n.resource, &reader)).await.unwrap();
+    #[allow(deprecated)] // resources/subscribe is the pre-2026-07-28 API.
+    let shared = bounded(client.subscribe(SubscribeRequestParams::new(SHARED))).await;
+    assert!(shared.is_ok(), "{shared:?}");
+    #[allow(deprecated)]
+    let err = bounded(client.subscribe(SubscribeRequestParams::new(PRIVATE)))
+        .await
+        .unwrap_err();
+    let value = err.auth_challenge().expect("an HTTP challenge").to_owned();
+    let c = mcp_oauth2::challenge::parse_bearer_challenge(&value).unwrap();
+    assert_eq!(param(&c, "scope"), Some("notes:private"));
+    client.cancel().await.unwrap();
+}
+
+// A batch is judged as a whole: one private read among shared ones makes the
+// request need both scopes.
+#[tokio::test]
+async fn batch_mixing_shared_and_private_needs_both_scopes() {
+    let n = Notes::start().await;
+    let reader = n.token(&["notes:read"]);
+    let batch = serde_json::json!([
+        {"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":SHARED}},
+        {"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":PRIVATE}},
+    ]);
+    let resp = n
+        .post(
+            &reader,
+            &[("mcp-protocol-version", "2025-11-25")],
+            &batch.to_string(),
+        )
+        .await;
+    assert_insufficient(&resp, "notes:read notes:private");
+    let batch = serde_json::json!([
+        {"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":SHARED}},
+        {"jsonrpc":"2.0","id":2,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":[PRIVATE]}}},
+    ]);
+    let resp = n.post(&reader, &[], &batch.to_string()).await;
+    assert_insufficient(&resp, "notes:read notes:private");
+}
+
+// The strict operation reader: a repeated member (here a second `uri` that
+// serde_json would keep) is refused with 400, never guessed at.
+#[tokio::test]
+async fn duplicate_uri_member_is_refused() {
+    let n = Notes::start().await;
+    let reader = n.token(&["notes:read"]);
+    for body in [
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{{"uri":"{SHARED}","uri":"{PRIVATE}"}}}}"#
+        ),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{{"uri":"{PRIVATE}","\u0075ri":"{SHARED}"}}}}"#
+        ),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"resources/read","params":{{"uri":"{PRIVATE}"}}}}"#
+        ),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{{"notifications":{{"resourceSubscriptions":["{SHARED}"],"resourceSubscriptions":["{PRIVATE}"]}}}}}}"#
+        ),
+    ] {
+        let resp = n
+            .post(&reader, &[("mcp-protocol-version", "2025-11-25")], &body)
+            .await;
+        assert_eq!(resp.status(), 400, "{body}");
+    }
+}
+
+// 2026-07-28: `Mcp-Name` mirrors the URI; one naming the shared note cannot
+// carry a private read through.
+#[tokio::test]
+async fn mcp_name_naming_another_resource_is_refused() {
+    let n = Notes::start().await;
+    let reader = n.token(&["notes:read"]);
+    let resp = n
+        .post_modern(&reader, "resources/read", Some(SHARED), read(PRIVATE))
+        .await;
+    assert_eq!(resp.status(), 400);
+}
+
+// Issue 12: a template placeholder followed by literal text sliced a URI
+// inside a multi-byte character and panicked the request task.
+#[tokio::test]
+async fn multibyte_uri_is_answered_not_a_panic() {
+    let n =
+        Notes::start_with(|b| b.resource_scopes("notes://{kind}/{id}.md", ["notes:read"])).await;
+    let reader = n.token(&["notes:read"]);
+    for uri in [
+        "notes://shared/é",
+        "notes://private/é",
+        "notes://privé/1",
+        "notes://ü",
+    ] {
+        // SEP-2243: a name that is not plain ASCII goes in the Base64 form.
+        let name = format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(uri)
+        );
+        let resp = n
+            .post_modern(&reader, "resources/read", Some(&name), read(uri))
+            .await;
+        if uri.starts_with("notes://private/") {
+            // A private URI: its scope is required.
+            assert_insufficient(&resp, "notes:private");
+        } else {
+            // Answered by the server (no such note), not a dropped connection.
+            assert_eq!(resp.status(), 200, "{uri}");
+            let text = resp.text().await.unwrap();
+            assert!(text.contains("no such note"), "{uri}: {text}");
+        }
+    }
+}
+
+// The whole contract with the real rmcp client (2026-07-28): templates are
+// listed, a `notes:private` token reads its own note written by `add_note`.
+#[tokio::test]
+async fn private_note_round_trip_with_the_rmcp_client() {
+    let n = Notes::start().await;
+    let all = n.token(&["notes:write", "notes:private"]);
+    let client = bounded(stateless_client(&n.resource, &all)).await.unwrap();
+    let templates: Vec<String> = bounded(client.list_all_resource_templates())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.uri_template.clone())
+        .collect();
+    assert_eq!(templates, [notes::SHARED_TEMPLATE, notes::PRIVATE_TEMPLATE]);
+    let mut args = serde_json::Map::new();
+    args.insert("text".into(), "my secret".into());
+    bounded(
+        client.call_tool(rmcp::model::CallToolRequestParams::new("add_note").with_arguments(args)),
+    )
+    .await
+    .unwrap();
+    let result = bounded(client.read_resource(ReadResourceRequestParams::new(PRIVATE)))
+        .await
+        .unwrap();
+    let texts: Vec<&str> = result
+        .contents
+        .iter()
+        .filter_map(|c| match c {
+            ResourceContents::TextResourceContents { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["my secret"]);
+    // `notes:write` implies `notes:read`: the shared notes are readable too.
+    assert!(
+        bounded(client.read_resource(ReadResourceRequestParams::new(SHARED)))
+            .await
+            .is_ok()
+    );
+    client.cancel().await.unwrap();
+}
