@@ -7,6 +7,9 @@
 //!
 //! Tokens are EdDSA (fast to mint) with realistic claims (issuer, subject,
 //! audience, client id, two scopes, jti, iat, exp): about 330 bytes each.
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
 use mcp_oauth2::testing::{SigningAlg, TestIssuer};
 use mcp_oauth2::{AuthConfig, BearerToken, JwtVerifier, TokenVerifier};

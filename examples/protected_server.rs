@@ -25,6 +25,9 @@
 //! MCP_OAUTH2_BIND=0.0.0.0:8080 \
 //! cargo run --example protected_server
 //! ```
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
 #[path = "common/notes.rs"]
 mod notes;

@@ -69,7 +69,7 @@ pub(crate) fn read_bearer(
     }
     let bytes = value.as_bytes();
     let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
-        Some(i) => (&bytes[..i], &bytes[i..]),
+        Some(i) => bytes.split_at_checked(i).unwrap_or((bytes, &b""[..])),
         None => (bytes, &b""[..]),
     };
     if !scheme.eq_ignore_ascii_case(b"bearer") {
@@ -99,7 +99,7 @@ pub(crate) fn read_bearer(
 
 fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {
     let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
-    &bytes[start..]
+    bytes.get(start..).unwrap_or_default()
 }
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
@@ -109,7 +109,9 @@ fn is_b64token(token: &[u8]) -> bool {
     // Every request pays this over the whole token: a branch-free test per
     // byte folded without an early exit, which the compiler vectorizes.
     body_len > 0
-        && token[..body_len]
+        && token
+            .get(..body_len)
+            .unwrap_or_default()
             .iter()
             .fold(true, |ok, &b| ok & is_b64token_char(b))
 }

@@ -925,7 +925,9 @@ impl AuthConfigBuilder {
                 .map_err(|e| ConfigError::new("jwks_uri", format!("{jwks:?} is not a URL: {e}")))?;
             check_https(&url, loopback_ok, "jwks_uri")?;
             let target = match issuer {
-                None if issuers.len() == 1 => &mut issuers[0],
+                None if issuers.len() == 1 => issuers.first_mut().ok_or_else(|| {
+                    ConfigError::new("jwks_uri", "at least one issuer is required")
+                })?,
                 None => {
                     return Err(ConfigError::new(
                         "jwks_uri",

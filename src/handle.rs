@@ -102,7 +102,8 @@ pub(crate) fn open(
     let input = mac_input(principal, &body);
     // Constant-time comparison inside aws-lc-rs.
     hmac::verify(&key.0, &input, &tag).map_err(|_| HandleError::Invalid)?;
-    String::from_utf8(body[NONCE_LEN..].to_vec()).map_err(|_| HandleError::Invalid)
+    let payload = body.get(NONCE_LEN..).ok_or(HandleError::Invalid)?;
+    String::from_utf8(payload.to_vec()).map_err(|_| HandleError::Invalid)
 }
 
 fn mac_input(principal: (&str, &str, Option<&str>), body: &[u8]) -> Vec<u8> {

@@ -23,6 +23,9 @@
 //! `http://127.0.0.1:PORT/mcp`, a root resource `http://127.0.0.1:PORT` with
 //! the default mount, and `.path("/api/v1/mcp")` with a matching resource.
 //! `PROPTEST_CASES` sets the number of cases per setting (default 128).
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
 #[path = "support/attack.rs"]
 mod attack;

@@ -7,6 +7,9 @@
 //!
 //! Kept apart from tests/routes.rs so that the other attack tests compile
 //! while these setters are being added.
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
 #[path = "support/attack.rs"]
 mod attack;

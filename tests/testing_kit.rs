@@ -10,6 +10,9 @@
 //!   would run it (RFC 9728 -> RFC 8414 -> RFC 7591 -> RFC 6749 + RFC 7636
 //!   + RFC 8707 + RFC 9207).
 //! - Each rule of the endpoints, with the RFC section it checks.
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
 #[path = "support/loopback.rs"]
 mod loopback;

@@ -204,7 +204,8 @@ mod prepared {
                 return None;
             };
             let i = RSA_ALGS.iter().position(|a| *a == alg)?;
-            by_alg[i]
+            by_alg
+                .get(i)?
                 .get_or_init(|| {
                     let params = rsa_params(alg)?;
                     RsaPublicKeyComponents {
