@@ -129,6 +129,36 @@ impl AuthContext {
         }
     }
 
+    /// Heap bytes this context holds, as the verified-token cache weighs it:
+    /// the shared block and each string it owns, every allocation rounded
+    /// up to 16 bytes plus 16 of allocator bookkeeping. The issuer and scope
+    /// hierarchy are shared with other contexts and not counted; claims
+    /// derived already count 64 bytes per member plus their names and the
+    /// audience strings (values are not walked).
+    pub(crate) fn retained_bytes(&self) -> usize {
+        fn alloc(n: usize) -> usize {
+            if n == 0 { 0 } else { n.div_ceil(16) * 16 + 16 }
+        }
+        let inner = &*self.0;
+        let derived = inner.derived.get().map_or(0, |d| {
+            alloc(std::mem::size_of::<Derived>())
+                + d.claims.keys().map(|k| 64 + alloc(k.len())).sum::<usize>()
+                + d.audience
+                    .iter()
+                    .map(|a| 24 + alloc(a.len()))
+                    .sum::<usize>()
+                + d.token_id.as_ref().map_or(0, |t| alloc(t.len()))
+        });
+        // The `Arc` block: two counts and `Inner`.
+        alloc(16 + std::mem::size_of::<Inner>())
+            + alloc(inner.subject.len())
+            + inner.client_id.as_ref().map_or(0, |c| alloc(c.len()))
+            + alloc(std::mem::size_of_val(&*inner.scopes))
+            + inner.scopes.iter().map(|s| alloc(s.len())).sum::<usize>()
+            + inner.rest.as_ref().map_or(0, |r| alloc(r.len()))
+            + derived
+    }
+
     /// The `sub` claim: who the token is about.
     pub fn subject(&self) -> &str {
         &self.0.subject

@@ -10,7 +10,7 @@
 //! `mcp_oauth2_introspection_calls_total`.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -49,11 +49,44 @@ impl MetricsSnapshot {
     }
 }
 
-/// Request outcomes counted by the layer.
-#[derive(Debug, Default)]
+/// How many distinct rejection reasons [`Outcomes`] counts on its own; the
+/// closed set of `AuthErrorKind` codes (about 25) fits with room to spare.
+/// A reason beyond it (never, unless the set grows past it) is counted
+/// under [`OTHER_REASON`].
+const REASON_SLOTS: usize = 64;
+
+/// The reason a rejection is counted under when every slot is taken.
+const OTHER_REASON: &str = "other";
+
+/// Request outcomes counted by the layer, without a lock: one atomic
+/// counter per rejection reason.
+///
+/// Reasons get a slot on first use: a rejection scans the slots in order
+/// and adds to the one holding its reason, or claims the first empty one
+/// (`OnceLock`, so two threads racing for a slot agree on its reason). A
+/// slot never changes reason once claimed and a thread only claims the
+/// first empty slot after every claimed slot before it, so a reason never
+/// ends up in two slots.
+#[derive(Debug)]
 pub(crate) struct Outcomes {
     accepted: AtomicU64,
-    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    rejected: [ReasonSlot; REASON_SLOTS],
+    /// Rejections whose reason found no slot.
+    other: AtomicU64,
+}
+
+/// One reason and its count.
+#[derive(Debug, Default)]
+struct ReasonSlot(OnceLock<(&'static str, AtomicU64)>);
+
+impl Default for Outcomes {
+    fn default() -> Self {
+        Self {
+            accepted: AtomicU64::new(0),
+            rejected: std::array::from_fn(|_| ReasonSlot::default()),
+            other: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Outcomes {
@@ -65,24 +98,38 @@ impl Outcomes {
     }
 
     pub(crate) fn reject(&self, reason: &'static str) {
-        *self
-            .rejected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(reason)
-            .or_default() += 1;
+        self.counter(reason).fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
         metrics::counter!("mcp_oauth2_requests_total", "outcome" => "rejected", "reason" => reason)
             .increment(1);
+    }
+
+    /// The counter of `reason`: its slot, a newly claimed one, or `other`.
+    fn counter(&self, reason: &'static str) -> &AtomicU64 {
+        for slot in &self.rejected {
+            let (claimed, count) = match slot.0.get() {
+                Some(entry) => entry,
+                None => slot.0.get_or_init(|| (reason, AtomicU64::new(0))),
+            };
+            if *claimed == reason {
+                return count;
+            }
+        }
+        &self.other
     }
 
     pub(crate) fn fill(&self, out: &mut MetricsSnapshot) {
         out.accepted = self.accepted.load(Ordering::Relaxed);
         out.rejected = self
             .rejected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+            .iter()
+            .filter_map(|slot| slot.0.get())
+            .map(|(reason, count)| (*reason, count.load(Ordering::Relaxed)))
+            .collect();
+        let other = self.other.load(Ordering::Relaxed);
+        if other > 0 {
+            *out.rejected.entry(OTHER_REASON).or_default() += other;
+        }
     }
 }
 

@@ -36,6 +36,7 @@ pub struct McpServerBuilder<S = ()> {
     rmcp_config: StreamableHttpServerConfig,
     extra_hosts: Vec<String>,
     readiness_path: Option<String>,
+    tcp_nodelay: bool,
 }
 
 impl<S> std::fmt::Debug for McpServerBuilder<S> {
@@ -57,6 +58,7 @@ pub struct McpServer {
     readiness: Readiness,
     metrics: crate::layer::Metrics,
     resource: String,
+    tcp_nodelay: bool,
 }
 
 /// Whether a server can verify tokens yet (its issuers' key sets are loaded).
@@ -115,6 +117,7 @@ impl McpServer {
             rmcp_config: StreamableHttpServerConfig::default(),
             extra_hosts: Vec::new(),
             readiness_path: None,
+            tcp_nodelay: true,
         }
     }
 }
@@ -188,7 +191,23 @@ impl<S> McpServerBuilder<S> {
             rmcp_config: self.rmcp_config,
             extra_hosts: self.extra_hosts,
             readiness_path: self.readiness_path,
+            tcp_nodelay: self.tcp_nodelay,
         }
+    }
+
+    /// Whether [`McpServer::serve`] sets `TCP_NODELAY` on every accepted
+    /// connection (default `true`).
+    ///
+    /// rmcp writes a streamed (SSE) response in more than one segment; with
+    /// Nagle's algorithm on, the kernel holds the last segment until the
+    /// client's delayed ACK arrives, about 40 ms on Linux, so every call on a
+    /// keep-alive connection waits that long (BENCHMARKS.md, "Nagle and
+    /// delayed ACK"). Turn it off only to measure that stall or behind a
+    /// transport where it does not apply; servers that own their accept loop
+    /// ([`McpServer::into_router`]) choose for themselves.
+    pub fn tcp_nodelay(mut self, on: bool) -> Self {
+        self.tcp_nodelay = on;
+        self
     }
 }
 
@@ -287,6 +306,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             readiness,
             metrics: layer.metrics(),
             resource: config.resource().to_owned(),
+            tcp_nodelay: self.tcp_nodelay,
         })
     }
 }
@@ -332,7 +352,9 @@ impl McpServer {
     }
 
     /// Binds the configured address (default `127.0.0.1:8080`) and serves
-    /// until Ctrl-C / SIGTERM, then shuts down gracefully.
+    /// until Ctrl-C / SIGTERM, then shuts down gracefully (see
+    /// [`serve_with_shutdown`](Self::serve_with_shutdown) for the connection
+    /// settings).
     pub async fn serve(self) -> Result<(), Error> {
         let addr = self
             .bind
@@ -343,9 +365,22 @@ impl McpServer {
     }
 
     /// Serves on `listener` until `shutdown` completes (or the cancellation
-    /// token is cancelled), then drains gracefully. Key sets are fetched
-    /// first; a failure is logged and retried on demand (requests get 503
-    /// until keys are available).
+    /// token is cancelled), then drains gracefully: no new connections, and
+    /// the open ones finish their requests. Key sets are fetched first; a
+    /// failure is logged and retried on demand (requests get 503 until keys
+    /// are available).
+    ///
+    /// Connection settings (HTTP/1.1 and HTTP/2 on the same port):
+    /// - `TCP_NODELAY` on every accepted socket (see
+    ///   [`McpServerBuilder::tcp_nodelay`]): without it each streamed call
+    ///   on a keep-alive connection waits about 40 ms for a delayed ACK.
+    /// - HTTP/1 request headers must arrive within 30 s (hyper's timer-driven
+    ///   default, which `axum::serve` leaves off), so a client trickling
+    ///   headers cannot hold a connection open; the connection is closed.
+    /// - HTTP/1 keep-alive on; HTTP/2 pings the client every 60 s
+    ///   and drops a connection whose peer does not answer within 20 s.
+    /// - Accept errors (out of file descriptors, ...) are retried after a
+    ///   pause instead of ending the server (axum's listener).
     pub async fn serve_with_shutdown(
         self,
         listener: TcpListener,
@@ -359,17 +394,81 @@ impl McpServer {
         let local: Option<SocketAddr> = listener.local_addr().ok();
         tracing::info!(addr = ?local, resource = %self.resource, "serving the protected MCP endpoint");
         let ct = self.ct.clone();
-        axum::serve(listener, self.router)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = shutdown => {}
-                    _ = ct.cancelled() => {}
-                }
-                ct.cancel();
-            })
-            .await?;
+        let stop = async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = ct.cancelled() => {}
+            }
+            ct.cancel();
+        };
+        serve_connections(listener, self.router, self.tcp_nodelay, stop).await;
         Ok(())
     }
+}
+
+/// How long a client may take to send an HTTP/1 request's headers once it
+/// has started (hyper's default, enforced only with a timer).
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Interval of HTTP/2 keep-alive pings.
+const HTTP2_KEEP_ALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long an HTTP/2 peer may take to answer a keep-alive ping.
+const HTTP2_KEEP_ALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The accept loop of [`McpServer::serve_with_shutdown`]: hyper-util's
+/// HTTP/1 + HTTP/2 connection builder with a Tokio timer (which
+/// `axum::serve` does not set, so header timeouts never fire there), each
+/// connection in its own task, watched for a graceful drain once `stop`
+/// completes.
+async fn serve_connections(
+    listener: TcpListener,
+    router: Router,
+    nodelay: bool,
+    stop: impl Future<Output = ()> + Send + 'static,
+) {
+    use axum::serve::{Listener, ListenerExt};
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT);
+    // axum's `Listener` retries failed accepts (EMFILE, ...) after a pause.
+    let mut listener = listener.tap_io(move |tcp| {
+        if nodelay && let Err(e) = tcp.set_nodelay(true) {
+            tracing::trace!(error = %e, "could not set TCP_NODELAY on an accepted connection");
+        }
+    });
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (io, _remote) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 async fn shutdown_signal() {

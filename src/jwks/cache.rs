@@ -23,12 +23,18 @@
 //!   on the same one.
 //!
 //! The state lock is a plain mutex held only to read or swap a few fields,
-//! never across a network fetch. A fetch runs in its own task, so a client
+//! never across a network fetch. The question asked on every
+//! verified-token cache hit ("is the key that verified this token still
+//! in a fresh set?") takes no lock: the current set and the end of its
+//! freshness are published in an [`ArcSwapOption`] whenever the set is
+//! replaced, and only a stale (or missing) set sends the caller to the
+//! locked path. A fetch runs in its own task, so a client
 //! that disconnects does not cancel it for everybody else waiting on it.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 use jsonwebtoken::Algorithm;
@@ -85,9 +91,19 @@ struct State {
     inflight: Option<SharedFetch>,
 }
 
+/// The current key set and the instant it stops being fresh (`None`: a
+/// fixed set, fresh for good), for lock-free reads on cache hits.
+struct Trusted {
+    keys: Arc<KeySet>,
+    fresh_until: Option<Instant>,
+}
+
 /// Keys of one issuer.
 pub(crate) struct JwksCache {
     issuer: String,
+    /// What `state` holds about the current set, readable without its lock;
+    /// written under that lock, right after `state` changes.
+    trusted: ArcSwapOption<Trusted>,
     /// `None` for a fixed key set that is never fetched.
     fetcher: Option<Fetcher>,
     policy: CachePolicy,
@@ -134,6 +150,7 @@ impl JwksCache {
     ) -> Arc<Self> {
         Arc::new(Self {
             issuer,
+            trusted: ArcSwapOption::empty(),
             fetcher: Some(fetcher),
             policy,
             fetches: Default::default(),
@@ -147,14 +164,19 @@ impl JwksCache {
 
     /// A cache holding `keys` for good: never fetched, never stale.
     pub(crate) fn fixed(issuer: String, keys: KeySet, policy: CachePolicy) -> Arc<Self> {
+        let keys = Arc::new(keys);
         Arc::new(Self {
             issuer,
+            trusted: ArcSwapOption::from_pointee(Trusted {
+                keys: Arc::clone(&keys),
+                fresh_until: None,
+            }),
             fetcher: None,
             policy,
             fetches: Default::default(),
             failures: Default::default(),
             state: Mutex::new(State {
-                keys: Some(Arc::new(keys)),
+                keys: Some(keys),
                 fetched_at: Some(Instant::now()),
                 ..State::default()
             }),
@@ -172,7 +194,17 @@ impl JwksCache {
     /// its stale window (a fixed set always is). A stale set is refreshed
     /// behind, as for a full verification, so that key removals are noticed
     /// even when every request is answered from the verified-token cache.
+    ///
+    /// While the set is fresh (the common case) this reads the published
+    /// snapshot and takes no lock.
     pub(crate) fn trusts(self: &Arc<Self>, fingerprint: u64) -> bool {
+        if let Some(trusted) = &*self.trusted.load()
+            && trusted
+                .fresh_until
+                .is_none_or(|until| Instant::now() < until)
+        {
+            return trusted.keys.contains_fingerprint(fingerprint);
+        }
         if self.fetcher.is_none() {
             return self
                 .state()
@@ -324,9 +356,17 @@ impl JwksCache {
                 // publishing stop verifying.
                 st.jwks_uri = Some(uri.clone());
                 st.keys = Some(Arc::clone(keys));
-                st.fetched_at = Some(Instant::now());
+                let now = Instant::now();
+                st.fetched_at = Some(now);
                 st.ttl = *ttl;
                 st.last_failed = false;
+                // Published under the state lock, so two fetches cannot
+                // publish out of order. An overflowing instant is never
+                // reached: fresh for good.
+                self.trusted.store(Some(Arc::new(Trusted {
+                    keys: Arc::clone(keys),
+                    fresh_until: now.checked_add(*ttl),
+                })));
             }
             Err(e) => {
                 self.failures

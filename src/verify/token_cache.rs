@@ -27,30 +27,39 @@
 //! SHA-256 computed and compared with the entry's digest; a token made to
 //! share a cached token's tail is then a miss and is verified in full.
 //!
-//! The cache is bounded: the cap is split evenly over 16 shards, so it is
-//! never exceeded (a shard that fills first starts evicting a little before
-//! the whole cache is full). In a full shard, expired entries go first, then
-//! the sixteenth of its entries closest to expiry.
+//! The cache is bounded twice: in entries (`verified_cache_max_entries`)
+//! and in bytes, [`BYTES_PER_ENTRY`] per allowed entry (64 MB at the
+//! default 100,000). Each entry weighs what it holds (the context's strings
+//! and claims text, the entry itself, the map's slot; see
+//! [`AuthContext::retained_bytes`]) but never less than [`BYTES_PER_ENTRY`]:
+//! small tokens are then limited by the entry count, large ones by the byte
+//! budget, so a flood of oversized valid tokens cannot grow the cache past
+//! it. The container is `quick_cache` (sharded, S3-FIFO-like eviction: an
+//! entry that is hit again survives a scan of one-off tokens); expired
+//! entries are never answered and are the first to go, since nothing hits
+//! them.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::context::AuthContext;
 
-const SHARDS: usize = 16;
 /// How much of a token's end the probe hashes: 32 base64url characters are
 /// 192 bits of a JWS signature.
 const PROBE_BYTES: usize = 32;
 
-/// Entries keyed by probe. A probe is already a keyed SipHash output, so
-/// the map uses it as its own hash instead of hashing it again.
-type ProbeMap = HashMap<u64, Entry, BuildHasherDefault<ProbeHasher>>;
+/// The byte budget per allowed entry, and the least an entry weighs: 640
+/// bytes, so the default 100,000 entries are bounded by 64 MB. A typical
+/// access token's entry (issuer, subject, audience, client id, two scopes,
+/// jti, iat, exp) holds about 500 bytes.
+pub(crate) const BYTES_PER_ENTRY: u64 = 640;
 
-/// The identity hash of a `u64` probe. Hand-written (a dozen lines) rather
-/// than a dependency: std has no pass-through hasher.
-#[derive(Default)]
+/// The identity hash of a `u64` probe: a probe is already a keyed SipHash
+/// output, so the map uses it as its own hash instead of hashing it again.
+/// Hand-written (a dozen lines) rather than a dependency: std has no
+/// pass-through hasher.
+#[derive(Default, Clone)]
 struct ProbeHasher(u64);
 
 impl Hasher for ProbeHasher {
@@ -84,6 +93,49 @@ pub(crate) struct Entry {
     pub(crate) digest: [u8; 32],
 }
 
+/// An entry and its weight, computed once when it is stored (a weight must
+/// not change while the entry is in the cache).
+#[derive(Clone)]
+struct Stored {
+    entry: Entry,
+    weight: u64,
+}
+
+impl Stored {
+    fn new(entry: Entry) -> Self {
+        // The map's slot (key, value, bookkeeping) plus what the context holds.
+        let bytes = (std::mem::size_of::<(u64, Stored)>() + 16 + entry.ctx.retained_bytes()) as u64;
+        Self {
+            weight: bytes.max(BYTES_PER_ENTRY),
+            entry,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct ByBytes;
+
+impl quick_cache::Weighter<u64, Stored> for ByBytes {
+    fn weight(&self, _probe: &u64, stored: &Stored) -> u64 {
+        stored.weight
+    }
+}
+
+/// Counts evictions (the cache was full) into [`Counters::evictions`].
+#[derive(Clone)]
+struct CountEvictions(Arc<Counters>);
+
+impl quick_cache::Lifecycle<u64, Stored> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _state: &mut Self::RequestState, _probe: u64, _stored: Stored) {
+        self.0.evictions.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+type Map =
+    quick_cache::sync::Cache<u64, Stored, ByBytes, BuildHasherDefault<ProbeHasher>, CountEvictions>;
+
 /// Counters of the cache.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -95,53 +147,52 @@ pub(crate) struct Counters {
 
 pub(crate) struct TokenCache {
     /// Entries by probe.
-    shards: Vec<Mutex<ProbeMap>>,
+    map: Map,
     probe_keys: RandomState,
-    per_shard: usize,
     pub(crate) max_age: u64,
-    pub(crate) counters: Counters,
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl TokenCache {
-    /// A cache of at most `max_entries` tokens (0 disables it), each kept at
-    /// most `max_age` seconds.
+    /// A cache of at most `max_entries` tokens and `max_entries` x
+    /// [`BYTES_PER_ENTRY`] bytes (0 disables it), each kept at most
+    /// `max_age` seconds.
     pub(crate) fn new(max_entries: usize, max_age: u64) -> Option<Self> {
         if max_entries == 0 || max_age == 0 {
             return None;
         }
+        let counters = Arc::new(Counters::default());
+        let map = Map::with(
+            max_entries,
+            (max_entries as u64).saturating_mul(BYTES_PER_ENTRY),
+            ByBytes,
+            BuildHasherDefault::default(),
+            CountEvictions(Arc::clone(&counters)),
+        );
         Some(Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            map,
             probe_keys: RandomState::new(),
-            per_shard: max_entries.div_ceil(SHARDS),
             max_age,
-            counters: Counters::default(),
+            counters,
         })
     }
 
     /// The probe of `token`: where its entry would be.
     pub(crate) fn probe(&self, token: &str) -> u64 {
         let bytes = token.as_bytes();
-        self.probe_keys
-            .hash_one(&bytes[bytes.len().saturating_sub(PROBE_BYTES)..])
-    }
-
-    fn shard(&self, probe: u64) -> std::sync::MutexGuard<'_, ProbeMap> {
-        // The map uses the low bits (bucket) and the top seven (tag); the
-        // shard comes from bits in between.
-        self.shards[(probe >> 32) as usize % SHARDS]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.probe_keys.hash_one(
+            bytes
+                .get(bytes.len().saturating_sub(PROBE_BYTES)..)
+                .unwrap_or(bytes),
+        )
     }
 
     /// A live entry for `token` (whose probe is `probe`) at `now`. Counts
     /// nothing: the caller decides whether the entry is still good.
     pub(crate) fn get(&self, probe: u64, token: &str, now: u64) -> Option<Entry> {
-        let candidate = {
-            let shard = self.shard(probe);
-            shard.get(&probe).filter(|e| now < e.until).cloned()
-        };
+        let candidate = self.map.get(&probe).filter(|s| now < s.entry.until)?;
         // The digest is computed only when the probe found something.
-        candidate.filter(|e| e.digest == token_key(token))
+        (candidate.entry.digest == token_key(token)).then_some(candidate.entry)
     }
 
     /// Counts a token answered from the cache.
@@ -159,48 +210,33 @@ impl TokenCache {
     /// Forgets the entry at `probe` if it is the token with `digest` (its
     /// verifying key left the set).
     pub(crate) fn remove(&self, probe: u64, digest: &[u8; 32]) {
-        let mut shard = self.shard(probe);
-        if shard.get(&probe).is_some_and(|e| e.digest == *digest) {
-            shard.remove(&probe);
+        if self
+            .map
+            .remove_if(&probe, |s| s.entry.digest == *digest)
+            .is_some()
+        {
             self.counters.invalidated.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Stores `entry` at `probe` (replacing whatever was there: two live
-    /// tokens sharing a probe is a 2^-64 event, and costs only a re-verification).
-    ///
-    /// A full shard first drops its expired entries; if it is still full, it
-    /// drops the sixteenth of its entries closest to expiry at once, so that a
-    /// cache full of live tokens pays one sweep per many insertions rather
-    /// than one per insertion.
-    pub(crate) fn insert(&self, probe: u64, entry: Entry, now: u64) {
-        let mut shard = self.shard(probe);
-        if shard.len() >= self.per_shard && !shard.contains_key(&probe) {
-            let before = shard.len();
-            shard.retain(|_, e| now < e.until);
-            if shard.len() >= self.per_shard {
-                let mut by_expiry: Vec<(u64, u64)> =
-                    shard.iter().map(|(p, e)| (e.until, *p)).collect();
-                let n = (self.per_shard / 16).clamp(1, by_expiry.len());
-                by_expiry.select_nth_unstable(n - 1);
-                for (_, p) in &by_expiry[..n] {
-                    shard.remove(p);
-                }
-            }
-            let evicted = before.saturating_sub(shard.len());
-            self.counters
-                .evictions
-                .fetch_add(evicted as u64, Ordering::Relaxed);
-        }
-        shard.insert(probe, entry);
+    /// tokens sharing a probe is a 2^-64 event, and costs only a
+    /// re-verification). A full cache evicts (see the module doc); an entry
+    /// heavier than a cache shard is not stored and is verified again next
+    /// time.
+    pub(crate) fn insert(&self, probe: u64, entry: Entry, _now: u64) {
+        self.map.insert(probe, Stored::new(entry));
     }
 
-    /// Number of entries (live or not yet swept).
+    /// Number of entries (live or not yet evicted).
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
+        self.map.len()
+    }
+
+    /// Bytes the entries weigh ([`BYTES_PER_ENTRY`] at least each).
+    #[allow(dead_code)]
+    pub(crate) fn weight(&self) -> u64 {
+        self.map.weight()
     }
 }
 

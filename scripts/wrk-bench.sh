@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# External-load benchmark of what users run (issue 13): `wrk` against
+# `examples/protected_server` started as the README starts it (a process,
+# configured only by environment variables, defaults untouched) and against
+# rmcp alone (`examples/bare_rmcp`) with its defaults and with its best
+# configurations, in alternating rounds, at 1 connection (one call at a time,
+# what an interactive MCP client feels) and at 64.
+#
+#   scripts/wrk-bench.sh                       # RS256, 5 rounds of 3 s, 1 and 64 connections
+#   scripts/wrk-bench.sh --alg es256 --rounds 3 --seconds 2
+#   scripts/wrk-bench.sh --legacy              # 2025-11-25 sessions instead of stateless calls
+#   scripts/wrk-bench.sh --smoke               # CI: one 1-second round of each, fails on any bad answer
+#
+# Flags: --alg rs256|es256|eddsa (rs256), --rounds N (5), --seconds N (3),
+# --connections "1 64", --legacy, --servers "ours rmcp-default rmcp-nodelay
+# rmcp-json", --smoke. Environment: WRK_BENCH_PROFILE (release), CARGO_TARGET_DIR.
+#
+# Servers (each pinned to CPU 0 with taskset when there are 2+ CPUs; wrk,
+# one thread, pinned to CPU 1):
+#   ours          examples/protected_server, env only: MCP_OAUTH2_ISSUER,
+#                 MCP_OAUTH2_RESOURCE, MCP_OAUTH2_BIND and
+#                 MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 (the issuer is
+#                 examples/bench_issuer, plain HTTP on loopback)
+#   rmcp-default  rmcp alone, its defaults (SSE responses, Nagle on)
+#   rmcp-nodelay  rmcp alone, SSE responses, TCP_NODELAY on accepted sockets
+#   rmcp-json     rmcp alone, TCP_NODELAY and JSON responses
+# Every answer is checked by scripts/wrk-whoami.lua (status 200, a successful
+# whoami result for subject `bench`); the script exits non-zero if any answer
+# was bad, any socket error happened, or a round served nothing.
+# Output: one line per round with the machine's load average, then a table
+# of means per server with the ratio to the best bare rmcp configuration.
+set -euo pipefail
+
+ALG=rs256 ROUNDS=5 SECONDS_PER_ROUND=3 CONNECTIONS="1 64" LEGACY=0 SMOKE=0
+SERVERS="ours rmcp-default rmcp-nodelay rmcp-json"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --alg) ALG="$2"; shift 2 ;;
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --seconds) SECONDS_PER_ROUND="$2"; shift 2 ;;
+    --connections) CONNECTIONS="$2"; shift 2 ;;
+    --servers) SERVERS="$2"; shift 2 ;;
+    --legacy) LEGACY=1; shift ;;
+    --smoke) SMOKE=1; shift ;;
+    *) echo "wrk-bench: unknown flag $1" >&2; exit 2 ;;
+  esac
+done
+if [ "$SMOKE" = 1 ]; then
+  ROUNDS=1 SECONDS_PER_ROUND=1
+fi
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+PROFILE="${WRK_BENCH_PROFILE:-release}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$PROFILE" in
+  release) BIN="$TARGET_DIR/release/examples"; PROFILE_FLAG=--release ;;
+  dev) BIN="$TARGET_DIR/debug/examples"; PROFILE_FLAG= ;;
+  *) echo "wrk-bench: WRK_BENCH_PROFILE is release or dev" >&2; exit 2 ;;
+esac
+
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "wrk-bench: installing wrk (Debian package)" >&2
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk >/dev/null
+fi
+for tool in curl python3; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "wrk-bench: $tool is required" >&2; exit 2; }
+done
+
+cargo build $PROFILE_FLAG --quiet --example protected_server --example bench_issuer --example bare_rmcp
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PIN_SERVER=() PIN_CLIENT=()
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+  PIN_SERVER=(taskset -c 0) PIN_CLIENT=(taskset -c 1)
+fi
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits until $1 (a file) has a line matching $2, or fails when process $3
+# exits or after 60 s.
+wait_for() {
+  for _ in $(seq 600); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "wrk-bench: timed out waiting for '$2' in $1:" >&2
+  cat "$1" >&2
+  return 1
+}
+
+OURS_PORT="$(free_port)"
+OURS_URL="http://127.0.0.1:$OURS_PORT/mcp"
+
+# The issuer: stdin is a pipe from a sleeping process we own, so it exits
+# when we kill that process (or on its own when the pipe closes).
+mkfifo "$WORK/issuer.in"
+sleep infinity >"$WORK/issuer.in" &
+PIDS+=($!)
+"$BIN/bench_issuer" --alg "$ALG" --audience "$OURS_URL" <"$WORK/issuer.in" >"$WORK/issuer.out" 2>&1 &
+PIDS+=($!)
+wait_for "$WORK/issuer.out" '^ready' "$!"
+ISSUER="$(awk '$1 == "issuer" {print $2}' "$WORK/issuer.out")"
+TOKEN="$(awk '$1 == "token" {print $3}' "$WORK/issuer.out")"
+
+declare -A URL
+for server in $SERVERS; do
+  case "$server" in
+    ours)
+      MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$OURS_URL" \
+        MCP_OAUTH2_BIND="127.0.0.1:$OURS_PORT" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 \
+        "${PIN_SERVER[@]}" "$BIN/protected_server" >"$WORK/$server.out" 2>&1 &
+      PIDS+=($!)
+      URL[$server]="$OURS_URL" ;;
+    rmcp-default|rmcp-nodelay|rmcp-json)
+      flags=()
+      [ "$server" = rmcp-default ] || flags+=(--nodelay)
+      [ "$server" = rmcp-json ] && flags+=(--json)
+      port="$(free_port)"
+      "${PIN_SERVER[@]}" "$BIN/bare_rmcp" --bind "127.0.0.1:$port" "${flags[@]}" >"$WORK/$server.out" 2>&1 &
+      PIDS+=($!)
+      URL[$server]="http://127.0.0.1:$port/mcp" ;;
+    *) echo "wrk-bench: unknown server $server" >&2; exit 2 ;;
+  esac
+  wait_for "$WORK/$server.out" 'listening on' "$!"
+done
+
+PROTOCOL=2026-07-28
+declare -A SESSION
+if [ "$LEGACY" = 1 ]; then
+  PROTOCOL=2025-11-25
+  # One initialized session per server, shared by all connections.
+  for server in $SERVERS; do
+    headers="$WORK/$server.init.headers"
+    curl -sS -o /dev/null -D "$headers" -X POST "${URL[$server]}" \
+      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+      -H "Authorization: Bearer $TOKEN" \
+      -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"wrk-bench","version":"1"}}}'
+    sid="$(awk 'tolower($1) == "mcp-session-id:" {print $2}' "$headers" | tr -d '\r')"
+    [ -n "$sid" ] || { echo "wrk-bench: $server gave no Mcp-Session-Id" >&2; cat "$headers" >&2; exit 1; }
+    curl -sS -o /dev/null -X POST "${URL[$server]}" \
+      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+      -H "Authorization: Bearer $TOKEN" -H "Mcp-Session-Id: $sid" -H "MCP-Protocol-Version: $PROTOCOL" \
+      -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+    SESSION[$server]="$sid"
+  done
+fi
+
+# One wrk run; appends "server connections rps p50 p99 load" to results.
+FAILED=0
+run_wrk() {
+  local server="$1" conns="$2" seconds="$3" record="$4"
+  local out="$WORK/wrk.out"
+  WRK_TOKEN="$TOKEN" WRK_PROTOCOL="$PROTOCOL" WRK_SESSION="${SESSION[$server]:-}" \
+    "${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"${seconds}s" --timeout 10s \
+    -s "$ROOT/scripts/wrk-whoami.lua" "${URL[$server]}" >"$out" 2>&1 || true
+  local line
+  line="$(grep '^RESULT' "$out" || true)"
+  if [ -z "$line" ]; then
+    echo "wrk-bench: $server c=$conns: no result" >&2; cat "$out" >&2; FAILED=1; return
+  fi
+  local requests rps p50 p99 errors bad load
+  requests="$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")"
+  rps="$(sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$line")"
+  p50="$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$line")"
+  p99="$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$line")"
+  errors="$(sed -E 's/.*errors=([0-9]+).*/\1/' <<<"$line")"
+  bad="$(sed -E 's/.*bad=([0-9]+).*/\1/' <<<"$line")"
+  load="$(cut -d' ' -f1 /proc/loadavg)"
+  if [ "$requests" = 0 ] || [ "$errors" != 0 ] || [ "$bad" != 0 ]; then
+    echo "wrk-bench: $server c=$conns: $requests requests, $errors socket errors, $bad bad answers" >&2
+    grep '^FIRST_BAD' "$out" >&2 || cat "$out" >&2
+    FAILED=1
+  fi
+  if [ "$record" = 1 ]; then
+    printf '%-13s c=%-3s %9.1f calls/s  p50 %8.3f ms  p99 %8.3f ms  load %s\n' \
+      "$server" "$conns" "$rps" "$(awk "BEGIN{print $p50/1000}")" "$(awk "BEGIN{print $p99/1000}")" "$load"
+    echo "$server $conns $rps $p50 $p99 $load" >>"$WORK/results"
+  fi
+}
+
+echo "wrk-bench: alg $ALG, protocol $PROTOCOL, $ROUNDS round(s) of ${SECONDS_PER_ROUND} s, connections $CONNECTIONS, profile $PROFILE, pinned: ${PIN_SERVER[*]:-no}"
+echo "machine: $(nproc) CPUs, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$SMOKE" = 0 ]; then
+  for server in $SERVERS; do run_wrk "$server" 8 1 0; done   # warm-up
+fi
+: >"$WORK/results"
+for round in $(seq "$ROUNDS"); do
+  echo "-- round $round"
+  for conns in $CONNECTIONS; do
+    for server in $SERVERS; do
+      run_wrk "$server" "$conns" "$SECONDS_PER_ROUND" 1
+    done
+  done
+done
+
+echo
+echo "means over $ROUNDS round(s); ratio = calls/s over the best bare rmcp configuration's (rmcp-nodelay or rmcp-json), p50 ratio = p50 over its lowest p50"
+awk '
+  { key = $1 " " $2; n[key]++; rps[key] += $3; p50[key] += $4; p99[key] += $5; conns[$2] = 1; servers[$1] = 1 }
+  END {
+    for (c in conns) {
+      best = 0; bestp50 = 0
+      for (s in servers) {
+        k = s " " c
+        if (!(k in n) || (s != "rmcp-nodelay" && s != "rmcp-json")) continue
+        if (rps[k] / n[k] > best) best = rps[k] / n[k]
+        if (bestp50 == 0 || p50[k] / n[k] < bestp50) bestp50 = p50[k] / n[k]
+      }
+      for (s in servers) {
+        k = s " " c
+        if (!(k in n)) continue
+        r = rps[k] / n[k]; m50 = p50[k] / n[k]; m99 = p99[k] / n[k]
+        printf "%-13s c=%-3s %9.1f calls/s  p50 %8.3f ms  p99 %8.3f ms", s, c, r, m50 / 1000, m99 / 1000
+        if (best > 0) printf "  ratio %.3f  p50 ratio %.3f", r / best, m50 / bestp50
+        printf "\n"
+      }
+    }
+  }' "$WORK/results" | sort -k2,2 -k1,1
+echo "load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$FAILED" != 0 ]; then
+  echo "wrk-bench: FAILED (bad answers or socket errors, see above)" >&2
+  exit 1
+fi

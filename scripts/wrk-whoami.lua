@@ -1,0 +1,76 @@
+-- wrk script of scripts/wrk-bench.sh: POSTs one MCP `tools/call whoami` per
+-- request and checks every answer (status 200 and a successful tool result,
+-- JSON or SSE framed), so a server that fails fast cannot look faster.
+--
+-- Environment: WRK_TOKEN (bearer token, required), WRK_PROTOCOL
+-- (2026-07-28 stateless, default; or 2025-11-25 with WRK_SESSION, the
+-- Mcp-Session-Id of an initialized session).
+-- done() prints one line:
+--   RESULT requests=<n> seconds=<s> rps=<r> p50_us=<n> p99_us=<n> errors=<n> bad=<n>
+-- where errors are socket errors and timeouts and bad are answers that were
+-- not a successful tool result (any status other than 200 included).
+
+local token = os.getenv("WRK_TOKEN") or ""
+local protocol = os.getenv("WRK_PROTOCOL") or "2026-07-28"
+local session = os.getenv("WRK_SESSION")
+
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json, text/event-stream"
+wrk.headers["MCP-Protocol-Version"] = protocol
+wrk.headers["Authorization"] = "Bearer " .. token
+if protocol == "2026-07-28" then
+  wrk.headers["Mcp-Method"] = "tools/call"
+  wrk.headers["Mcp-Name"] = "whoami"
+  wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{},'
+    .. '"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",'
+    .. '"io.modelcontextprotocol/clientCapabilities":{}}}}'
+else
+  if session then
+    wrk.headers["Mcp-Session-Id"] = session
+  end
+  wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{}}}'
+end
+
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  bad = 0
+  first_bad = nil
+end
+
+function response(status, headers, body)
+  local ok = status == 200
+    and string.find(body, '"result"', 1, true) ~= nil
+    and string.find(body, '\\"subject\\":\\"bench\\"', 1, true) ~= nil
+    and string.find(body, '"isError":true', 1, true) == nil
+  if not ok then
+    bad = bad + 1
+    if first_bad == nil then
+      first_bad = tostring(status) .. " " .. string.sub(body, 1, 300)
+    end
+  end
+end
+
+function done(summary, latency, requests)
+  local total_bad = 0
+  local sample = nil
+  for _, thread in ipairs(threads) do
+    total_bad = total_bad + thread:get("bad")
+    sample = sample or thread:get("first_bad")
+  end
+  local e = summary.errors
+  local errors = e.connect + e.read + e.write + e.timeout
+  local seconds = summary.duration / 1e6
+  io.write(string.format(
+    "RESULT requests=%d seconds=%.3f rps=%.1f p50_us=%d p99_us=%d errors=%d bad=%d\n",
+    summary.requests, seconds, summary.requests / seconds,
+    latency:percentile(50), latency:percentile(99), errors, total_bad))
+  if sample then
+    io.write("FIRST_BAD " .. sample .. "\n")
+  end
+end
