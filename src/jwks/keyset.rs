@@ -242,7 +242,7 @@ impl KeySet {
                 .get(kid)
                 .into_iter()
                 .flatten()
-                .map(|&i| &self.keys[i])
+                .filter_map(|&i| self.keys.get(i))
                 .filter(|k| k.accepts(alg))
                 .collect(),
             None => {
@@ -317,25 +317,23 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
                 _ => return Err(Dropped::UnsupportedCurve),
             };
             // RFC 7518 sections 6.2.1.2 and 6.2.1.3: full-length coordinates.
-            let mut coordinates = Vec::with_capacity(2);
-            for coordinate in [&p.x, &p.y] {
-                let bytes = URL_SAFE_NO_PAD
-                    .decode(coordinate)
-                    .map_err(|_| Dropped::Malformed)?;
-                if bytes.len() != size {
-                    return Err(Dropped::Malformed);
-                }
-                coordinates.push(bytes);
-            }
+            let coordinate = |c: &str| {
+                URL_SAFE_NO_PAD
+                    .decode(c)
+                    .ok()
+                    .filter(|bytes| bytes.len() == size)
+                    .ok_or(Dropped::Malformed)
+            };
+            let (x, y) = (coordinate(&p.x)?, coordinate(&p.y)?);
             material.extend_from_slice(b"EC");
-            material.extend_from_slice(&coordinates[0]);
-            material.extend_from_slice(&coordinates[1]);
+            material.extend_from_slice(&x);
+            material.extend_from_slice(&y);
             let ec_alg = if shape == KeyShape::EcP256 {
                 Algorithm::ES256
             } else {
                 Algorithm::ES384
             };
-            prepared = Prepared::ec(ec_alg, &coordinates[0], &coordinates[1]);
+            prepared = Prepared::ec(ec_alg, &x, &y);
             shape
         }
         AlgorithmParameters::OctetKeyPair(p) => match p.curve {
@@ -367,7 +365,9 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
     }
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &material);
     let mut fp = [0u8; 8];
-    fp.copy_from_slice(&digest.as_ref()[..8]);
+    for (out, byte) in fp.iter_mut().zip(digest.as_ref()) {
+        *out = *byte;
+    }
     Ok(VerifyingKey {
         kid: jwk.common.key_id,
         shape,
@@ -381,7 +381,7 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
 /// An odd public exponent of at least 3 and at most 32 bits (what the
 /// crypto backends accept; RFC 8017 section 3.1).
 fn plausible_rsa_exponent(e: &[u8]) -> bool {
-    let e = &e[e.iter().take_while(|&&b| b == 0).count()..];
+    let e = strip_leading_zeros(e);
     if e.is_empty() || e.len() > 4 {
         return false;
     }
@@ -389,8 +389,13 @@ fn plausible_rsa_exponent(e: &[u8]) -> bool {
     value >= 3 && value % 2 == 1
 }
 
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let zeros = bytes.iter().take_while(|&&b| b == 0).count();
+    bytes.get(zeros..).unwrap_or_default()
+}
+
 fn rsa_bits(n: &[u8]) -> usize {
-    let n = &n[n.iter().take_while(|&&b| b == 0).count()..];
+    let n = strip_leading_zeros(n);
     match n.first() {
         None => 0,
         Some(first) => n.len() * 8 - first.leading_zeros() as usize,

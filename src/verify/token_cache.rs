@@ -251,8 +251,8 @@ pub(crate) fn token_key(token: &str) -> [u8; 32] {
 /// A SHA-256 digest as an array (the first 32 bytes of any longer one).
 pub(crate) fn digest_array(digest: &aws_lc_rs::digest::Digest) -> [u8; 32] {
     let mut out = [0u8; 32];
-    let bytes = digest.as_ref();
-    let n = bytes.len().min(32);
-    out[..n].copy_from_slice(&bytes[..n]);
+    for (o, b) in out.iter_mut().zip(digest.as_ref()) {
+        *o = *b;
+    }
     out
 }
