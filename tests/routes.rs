@@ -677,3 +677,34 @@ async fn configured_origins_are_allowed_and_others_refused() {
     let log = t.log.take();
     assert_eq!(log.len(), 1, "{log:?}");
 }
+
+// Two `Mcp-Session-Id` fields, one of them another principal's: the layer
+// never guesses which one the service acts on (404, nothing runs), in
+// either order.
+#[tokio::test]
+async fn two_session_id_fields_are_404() {
+    let t = Target::start(Mount::Default).await;
+    let (own, opened) = t.open_session(TokenKind::AliceAll).await;
+    let own = own.unwrap_or_else(|| panic!("alice's session: {}", opened.summary()));
+    let (bobs, opened) = t.open_session(TokenKind::Bob).await;
+    let bobs = bobs.unwrap_or_else(|| panic!("bob's session: {}", opened.summary()));
+    let _ = t.log.take();
+    for (first, second) in [(&own, &bobs), (&bobs, &own), (&own, &own)] {
+        let response = send(
+            t.mcp_post(
+                "/mcp",
+                Some(TokenKind::AliceAll),
+                &tool_call_body(5, "open_tool"),
+            )
+            .header("MCP-Protocol-Version", LEGACY)
+            .header("Mcp-Session-Id", first)
+            .header("mcp-session-id", second),
+        )
+        .await;
+        assert_eq!(response.status, 404, "{}", response.summary());
+    }
+    let log = t.log.take();
+    assert!(log.is_empty(), "{log:?}");
+    assert!(t.session_works(TokenKind::AliceAll, &own).await);
+    assert!(t.session_works(TokenKind::Bob, &bobs).await);
+}

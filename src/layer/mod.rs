@@ -344,6 +344,17 @@ impl Shared {
         // their session header removed before this point.
         let session = session_id(req);
         if let Some(id) = &session {
+            if req
+                .headers()
+                .get_all(SESSION_HEADER)
+                .iter()
+                .nth(1)
+                .is_some()
+            {
+                // Two session ids: never guess which one the service uses.
+                self.outcomes.reject("session_not_owned");
+                return Err(Box::new(session_not_found()));
+            }
             if !limits.enabled {
                 return Err(Box::new(self.refuse(Refused::SessionsDisabled, req)));
             }
@@ -367,9 +378,11 @@ impl Shared {
         if req.method() != Method::POST || !limits.enabled {
             return Ok(None);
         }
-        let owner = if placement.stateless {
+        let owner = if placement.stateless || !placement.on_mcp {
             // A stateless call creates no session (an `initialize` sent with
-            // a stateless header still might: the hook checks the response).
+            // a stateless header still might), nor does a request the layer
+            // did not judge as MCP: the hook checks the response and binds
+            // what was created, within the caps.
             None
         } else {
             let owner = principal_key(ctx);
