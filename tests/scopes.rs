@@ -352,7 +352,7 @@ async fn subscriptions_listen_needs_every_resource_scope() {
 
 // The operation reader is strict (duplicate members, lone surrogates, bodies
 // that are not JSON): whenever per-operation rules exist, a body it cannot
-// read is 400 invalid_request, never dispatched on a guess.
+// read is 400 with the JSON-RPC parse error, never dispatched on a guess.
 #[tokio::test]
 async fn unreadable_bodies_are_refused_when_rules_exist() {
     let h = Harness::start(notes_rules).await;
@@ -374,8 +374,15 @@ async fn unreadable_bodies_are_refused_when_rules_exist() {
     ] {
         let resp = h.post(&[("authorization", &auth)], body).await;
         assert_eq!(resp.status(), 400, "{body}");
-        let c = challenge(&resp);
-        assert_eq!(param(&c, "error"), Some("invalid_request"), "{body}");
+        // A JSON-RPC parse error, not an OAuth challenge (a 2026-07-28
+        // client must not take it for a legacy server).
+        assert!(resp.headers().get("www-authenticate").is_none(), "{body}");
+        let answer: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], -32700, "{body}");
+        assert_eq!(
+            answer["error"]["data"]["reason"], "body_unreadable",
+            "{body}"
+        );
     }
 }
 

@@ -200,9 +200,38 @@ pub(crate) fn is_stateless_revision(headers: &HeaderMap) -> bool {
 /// modern client does not mistake it for a legacy server. `id` is the raw
 /// JSON id of the single request, when there is one.
 pub(crate) fn header_mismatch_response(id: Option<&str>) -> Response {
+    jsonrpc_error(
+        id,
+        -32020,
+        "Header mismatch: the Mcp-Method or Mcp-Name header does not match the request body",
+        crate::error::AuthErrorKind::McpHeaderMismatch,
+    )
+}
+
+/// A body the strict reader refuses (not JSON, repeated member names, too
+/// deep): the JSON-RPC parse error `-32700`, so that a 2026-07-28 client
+/// reads a JSON-RPC answer rather than an OAuth one.
+pub(crate) fn parse_error_response() -> Response {
+    jsonrpc_error(
+        None,
+        -32700,
+        "Parse error: the request body is not strictly valid JSON-RPC (repeated member names are refused)",
+        crate::error::AuthErrorKind::BodyUnreadable,
+    )
+}
+
+/// A 400 with a JSON-RPC error body; `message` is fixed ASCII without
+/// quotes or backslashes, `id` raw JSON of a string or number.
+fn jsonrpc_error(
+    id: Option<&str>,
+    code: i32,
+    message: &str,
+    kind: crate::error::AuthErrorKind,
+) -> Response {
     let body = format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":{},\"error\":{{\"code\":-32020,\"message\":\"Header mismatch: the Mcp-Method or Mcp-Name header does not match the request body\",\"data\":{{\"reason\":\"mcp_header_mismatch\"}}}}}}",
-        id.unwrap_or("null")
+        "{{\"jsonrpc\":\"2.0\",\"id\":{},\"error\":{{\"code\":{code},\"message\":\"{message}\",\"data\":{{\"reason\":\"{}\"}}}}}}",
+        id.unwrap_or("null"),
+        kind.code()
     );
     let mut response = (
         StatusCode::BAD_REQUEST,
@@ -213,9 +242,7 @@ pub(crate) fn header_mismatch_response(id: Option<&str>) -> Response {
         Body::from(body),
     )
         .into_response();
-    response
-        .extensions_mut()
-        .insert(crate::error::AuthErrorKind::McpHeaderMismatch);
+    response.extensions_mut().insert(kind);
     response
 }
 

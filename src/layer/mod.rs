@@ -27,7 +27,7 @@ use crate::verify::TokenVerifier;
 use http_rules::{
     METHOD_HEADER, PROTOCOL_HEADER, Refused, SESSION_HEADER, add_cors, check_origin,
     has_duplicate_host, header_mismatch_response, is_preflight, is_stateless_revision,
-    preflight_response,
+    parse_error_response, preflight_response,
 };
 pub(crate) use sessions::Closer;
 use sessions::{Owner, Sessions, principal_key};
@@ -473,11 +473,14 @@ impl Shared {
         let Ok(ops) = read_operations(&bytes) else {
             // Not readable strictly (not JSON, repeated member names, too
             // deep): never guess which copy rmcp would dispatch (fail closed).
-            return Err(self.reject(
-                &AuthErrorKind::BodyUnreadable.into(),
-                &parts.method,
-                parts.uri.path(),
-            ));
+            self.outcomes.reject(AuthErrorKind::BodyUnreadable.code());
+            tracing::info!(
+                reason = AuthErrorKind::BodyUnreadable.code(),
+                status = 400,
+                path = parts.uri.path(),
+                "refused: the body is not strictly valid JSON-RPC"
+            );
+            return Err(parse_error_response());
         };
         if !ops.is_empty() {
             placement.on_mcp = true;
