@@ -1100,7 +1100,7 @@ impl AuthConfigBuilder {
                 ));
             }
         }
-        let mut allowed_origins = vec![origin_of(&resource_url)];
+        let mut allowed_origins = default_origins(&resource_url);
         for raw in &self.allowed_origins {
             let origin = normalize_origin(raw).ok_or_else(|| {
                 ConfigError::new(
@@ -1266,6 +1266,29 @@ fn canonical_resource(raw: &str, allow_loopback_http: bool) -> Result<(String, U
 /// lowercase scheme and host, the port only when it is not the default.
 pub(crate) fn origin_of(url: &Url) -> String {
     url.origin().ascii_serialization()
+}
+
+/// The origins allowed by default: the resource's own, and for a loopback
+/// resource the same scheme and port under every loopback name (a page of
+/// `http://localhost:8080` and one of `http://127.0.0.1:8080` are the same
+/// local server; rmcp's Host allowlist admits all three names likewise). A
+/// DNS-rebinding page keeps its own origin and stays refused.
+pub(crate) fn default_origins(resource: &Url) -> Vec<String> {
+    let own = origin_of(resource);
+    if !is_loopback(resource) {
+        return vec![own];
+    }
+    let mut origins = vec![own];
+    for host in ["localhost", "127.0.0.1", "[::1]"] {
+        let mut url = resource.clone();
+        if url.set_host(Some(host)).is_ok() {
+            let origin = origin_of(&url);
+            if !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+    }
+    origins
 }
 
 /// An `Origin` value in the form [`origin_of`] produces, or `None` when it

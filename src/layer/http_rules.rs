@@ -294,3 +294,33 @@ mod tests {
         assert!(check_origin(&h, &allowed).is_err(), "two Origin fields");
     }
 }
+
+#[cfg(test)]
+mod loopback_tests {
+    use super::*;
+
+    // A local server is reached as localhost, 127.0.0.1 or [::1]: each is
+    // its own origin, another port or another host is not.
+    #[test]
+    fn loopback_resources_allow_every_loopback_name_on_their_port() {
+        let resource = url::Url::parse("http://localhost:8080/mcp").unwrap();
+        let allowed = crate::config::default_origins(&resource);
+        let mut h = HeaderMap::new();
+        for (v, ok) in [
+            ("http://localhost:8080", true),
+            ("http://127.0.0.1:8080", true),
+            ("http://[::1]:8080", true),
+            ("http://127.0.0.1:8081", false),
+            ("https://127.0.0.1:8080", false),
+            ("http://evil.example:8080", false),
+        ] {
+            h.insert(ORIGIN, HeaderValue::from_static(v));
+            assert_eq!(check_origin(&h, &allowed).is_ok(), ok, "{v}");
+        }
+        let public = url::Url::parse("https://mcp.example.com/mcp").unwrap();
+        assert_eq!(
+            crate::config::default_origins(&public),
+            ["https://mcp.example.com"]
+        );
+    }
+}
