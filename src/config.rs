@@ -266,6 +266,14 @@ impl AuthConfig {
         self.resource_url.host_str()
     }
 
+    /// Whether every loopback origin is allowed: the resource itself is on
+    /// loopback (a local server; rmcp's Host allowlist admits every loopback
+    /// name and port likewise). A DNS-rebinding page keeps its own origin and
+    /// stays refused.
+    pub(crate) fn allows_loopback_origins(&self) -> bool {
+        is_loopback(&self.resource_url)
+    }
+
     /// Whether `http://` loopback URLs were allowed.
     pub fn allows_insecure_loopback(&self) -> bool {
         self.allow_insecure_loopback
@@ -1268,27 +1276,14 @@ pub(crate) fn origin_of(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
-/// The origins allowed by default: the resource's own, and for a loopback
-/// resource the same scheme and port under every loopback name (a page of
-/// `http://localhost:8080` and one of `http://127.0.0.1:8080` are the same
-/// local server; rmcp's Host allowlist admits all three names likewise). A
-/// DNS-rebinding page keeps its own origin and stays refused.
+/// The origins allowed by default: the resource's own.
 pub(crate) fn default_origins(resource: &Url) -> Vec<String> {
-    let own = origin_of(resource);
-    if !is_loopback(resource) {
-        return vec![own];
-    }
-    let mut origins = vec![own];
-    for host in ["localhost", "127.0.0.1", "[::1]"] {
-        let mut url = resource.clone();
-        if url.set_host(Some(host)).is_ok() {
-            let origin = origin_of(&url);
-            if !origins.contains(&origin) {
-                origins.push(origin);
-            }
-        }
-    }
-    origins
+    vec![origin_of(resource)]
+}
+
+/// Whether an `Origin` names a loopback host (any scheme, any port).
+pub(crate) fn is_loopback_origin(origin: &str) -> bool {
+    Url::parse(origin).is_ok_and(|url| is_loopback(&url))
 }
 
 /// An `Origin` value in the form [`origin_of`] produces, or `None` when it

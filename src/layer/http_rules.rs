@@ -111,7 +111,7 @@ pub(crate) fn has_duplicate_host(headers: &HeaderMap) -> bool {
 /// `null`, not a tuple origin).
 pub(crate) fn check_origin<'h>(
     headers: &'h HeaderMap,
-    allowed: &[String],
+    allowed: &Origins,
 ) -> Result<Option<&'h HeaderValue>, Refused> {
     let mut origins = headers.get_all(ORIGIN).iter();
     let Some(origin) = origins.next() else {
@@ -125,11 +125,22 @@ pub(crate) fn check_origin<'h>(
         .ok()
         .and_then(crate::config::normalize_origin)
         .ok_or(Refused::OriginNotAllowed)?;
-    if allowed.contains(&normalized) {
+    if allowed.list.contains(&normalized)
+        || (allowed.any_loopback && crate::config::is_loopback_origin(&normalized))
+    {
         Ok(Some(origin))
     } else {
         Err(Refused::OriginNotAllowed)
     }
+}
+
+/// The origins a layer allows.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Origins {
+    /// Serialized origins (RFC 6454), compared exactly.
+    pub(crate) list: Vec<String>,
+    /// Every loopback origin too (the resource is on loopback).
+    pub(crate) any_loopback: bool,
 }
 
 /// Whether an `OPTIONS` request is a CORS preflight.
@@ -272,7 +283,10 @@ mod tests {
 
     #[test]
     fn origins() {
-        let allowed = vec!["https://mcp.example.com".to_owned()];
+        let allowed = Origins {
+            list: vec!["https://mcp.example.com".to_owned()],
+            any_loopback: false,
+        };
         let mut h = HeaderMap::new();
         assert_eq!(check_origin(&h, &allowed), Ok(None));
         for (v, ok) in [
@@ -302,17 +316,23 @@ mod loopback_tests {
     // A local server is reached as localhost, 127.0.0.1 or [::1]: each is
     // its own origin, another port or another host is not.
     #[test]
-    fn loopback_resources_allow_every_loopback_name_on_their_port() {
+    fn loopback_resources_allow_every_loopback_origin() {
         let resource = url::Url::parse("http://localhost:8080/mcp").unwrap();
-        let allowed = crate::config::default_origins(&resource);
+        let allowed = Origins {
+            list: crate::config::default_origins(&resource),
+            any_loopback: true,
+        };
         let mut h = HeaderMap::new();
         for (v, ok) in [
             ("http://localhost:8080", true),
             ("http://127.0.0.1:8080", true),
             ("http://[::1]:8080", true),
-            ("http://127.0.0.1:8081", false),
-            ("https://127.0.0.1:8080", false),
+            ("http://127.0.0.1:6274", true),
+            ("https://localhost", true),
+            ("http://127.0.0.2:8080", true),
+            ("http://localhost.evil.example:8080", false),
             ("http://evil.example:8080", false),
+            ("null", false),
         ] {
             h.insert(ORIGIN, HeaderValue::from_static(v));
             assert_eq!(check_origin(&h, &allowed).is_ok(), ok, "{v}");

@@ -25,7 +25,7 @@ use crate::operation::{check_headers, read_operations};
 use crate::scope::{ScopeHierarchy, ScopePolicy};
 use crate::verify::TokenVerifier;
 use http_rules::{
-    METHOD_HEADER, PROTOCOL_HEADER, Refused, SESSION_HEADER, add_cors, check_origin,
+    METHOD_HEADER, Origins, PROTOCOL_HEADER, Refused, SESSION_HEADER, add_cors, check_origin,
     has_duplicate_host, header_mismatch_response, is_preflight, is_stateless_revision,
     parse_error_response, preflight_response,
 };
@@ -98,7 +98,7 @@ struct Shared {
     whole_service: bool,
     bind_sessions: bool,
     sessions: Arc<Sessions>,
-    allowed_origins: Arc<[String]>,
+    allowed_origins: Arc<Origins>,
     outcomes: Arc<crate::metrics::Outcomes>,
     document: ProtectedResourceMetadata,
 }
@@ -156,7 +156,10 @@ impl AuthLayer {
                 whole_service: false,
                 bind_sessions: true,
                 sessions: Arc::new(Sessions::new(config.sessions)),
-                allowed_origins: config.allowed_origins.clone().into(),
+                allowed_origins: Arc::new(Origins {
+                    list: config.allowed_origins.clone(),
+                    any_loopback: config.allows_loopback_origins(),
+                }),
                 outcomes: Arc::default(),
                 document: ProtectedResourceMetadata::from_config(&config),
             }),
