@@ -113,7 +113,10 @@ impl McpServer {
             factory: None,
             path: DEFAULT_MCP_PATH.to_owned(),
             bind: None,
-            rmcp_config: StreamableHttpServerConfig::default(),
+            // JSON for a call answered with one message (rmcp falls back to
+            // SSE when the handler sends a notification first, so progress
+            // still streams): measured faster at one connection (BENCHMARKS.md).
+            rmcp_config: StreamableHttpServerConfig::default().with_json_response(true),
             extra_hosts: Vec::new(),
             readiness_path: None,
             tcp_nodelay: true,
@@ -147,7 +150,10 @@ impl<S> McpServerBuilder<S> {
     }
 
     /// Adjusts rmcp's streamable HTTP configuration (sessions, JSON
-    /// responses, keep-alive, origins, ...). The Host allowlist is computed
+    /// responses, keep-alive, origins, ...). The starting point is rmcp's
+    /// default with `json_response` on: a stateless call answered with one
+    /// message gets `application/json`, and one whose handler sends a
+    /// notification or request first (progress) gets an SSE stream. The Host allowlist is computed
     /// from the resource URL afterwards; extend it with [`allowed_host`](Self::allowed_host).
     pub fn rmcp_config(
         mut self,
