@@ -153,8 +153,9 @@ impl<S> McpServerBuilder<S> {
     /// responses, keep-alive, origins, ...). The starting point is rmcp's
     /// default with `json_response` on: a stateless call answered with one
     /// message gets `application/json`, and one whose handler sends a
-    /// notification or request first (progress) gets an SSE stream. The Host allowlist is computed
-    /// from the resource URL afterwards; extend it with [`allowed_host`](Self::allowed_host).
+    /// notification or request first (progress) gets an SSE stream. The
+    /// Host allowlist is computed from the resource URL afterwards; extend
+    /// it with [`allowed_host`](Self::allowed_host).
     pub fn rmcp_config(
         mut self,
         f: impl FnOnce(StreamableHttpServerConfig) -> StreamableHttpServerConfig,
@@ -206,8 +207,8 @@ impl<S> McpServerBuilder<S> {
     /// rmcp writes a streamed (SSE) response in more than one segment; with
     /// Nagle's algorithm on, the kernel holds the last segment until the
     /// client's delayed ACK arrives, about 40 ms on Linux, so every call on a
-    /// keep-alive connection waits that long (BENCHMARKS.md, "Nagle and
-    /// delayed ACK"). Turn it off only to measure that stall or behind a
+    /// keep-alive connection waits that long (BENCHMARKS.md, "Upstream
+    /// report for rmcp"). Turn it off only to measure that stall or behind a
     /// transport where it does not apply; servers that own their accept loop
     /// ([`McpServer::into_router`]) choose for themselves.
     pub fn tcp_nodelay(mut self, on: bool) -> Self {
