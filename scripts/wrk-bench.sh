@@ -10,10 +10,14 @@
 #   scripts/wrk-bench.sh --alg es256 --rounds 3 --seconds 2
 #   scripts/wrk-bench.sh --legacy              # 2025-11-25 sessions instead of stateless calls
 #   scripts/wrk-bench.sh --smoke               # CI: one 1-second round of each, fails on any bad answer
+#   scripts/wrk-bench.sh --flood               # accepted calls' p99, idle vs under ~5,000 failed auths/s
 #
 # Flags: --alg rs256|es256|eddsa (rs256), --rounds N (5), --seconds N (3),
 # --connections "1 64", --legacy, --servers "ours rmcp-default rmcp-nodelay
-# rmcp-json", --smoke. Environment: WRK_BENCH_PROFILE (release), CARGO_TARGET_DIR.
+# rmcp-json", --smoke, --flood (only `ours`: rounds alternate between
+# one connection of accepted calls alone and the same while 22 more
+# connections send bad-signature tokens, each waiting 4 ms between
+# requests: at most 5,500 failed authentications/s, rate reported). Environment: WRK_BENCH_PROFILE (release), CARGO_TARGET_DIR.
 #
 # Servers (each pinned to CPU 0 with taskset when there are 2+ CPUs; wrk,
 # one thread, pinned to CPU 1):
@@ -31,7 +35,7 @@
 # of means per server with the ratio to the best bare rmcp configuration.
 set -euo pipefail
 
-ALG=rs256 ROUNDS=5 SECONDS_PER_ROUND=3 CONNECTIONS="1 64" LEGACY=0 SMOKE=0
+ALG=rs256 ROUNDS=5 SECONDS_PER_ROUND=3 CONNECTIONS="1 64" LEGACY=0 SMOKE=0 FLOOD=0
 SERVERS="ours rmcp-default rmcp-nodelay rmcp-json"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -42,6 +46,7 @@ while [ $# -gt 0 ]; do
     --servers) SERVERS="$2"; shift 2 ;;
     --legacy) LEGACY=1; shift ;;
     --smoke) SMOKE=1; shift ;;
+    --flood) FLOOD=1; SERVERS=ours; shift ;;
     *) echo "wrk-bench: unknown flag $1" >&2; exit 2 ;;
   esac
 done
@@ -191,6 +196,31 @@ run_wrk() {
     echo "$server $conns $rps $p50 $p99 $load" >>"$WORK/results"
   fi
 }
+
+if [ "$FLOOD" = 1 ]; then
+  echo "wrk-bench --flood: alg $ALG, $ROUNDS round(s) of ${SECONDS_PER_ROUND} s, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+  run_wrk ours 8 1 0   # warm-up
+  : >"$WORK/results"
+  for round in $(seq "$ROUNDS"); do
+    run_wrk ours 1 "$SECONDS_PER_ROUND" 1
+    sed -i '$ s/^ours /idle /' "$WORK/results"
+    WRK_TOKEN="$TOKEN" WRK_DELAY_MS=4 "${PIN_CLIENT[@]}" wrk -t1 -c22 -d"$((SECONDS_PER_ROUND + 1))s" \
+      -s "$ROOT/scripts/wrk-flood.lua" "${URL[ours]}" >"$WORK/flood.out" 2>&1 &
+    flood=$!
+    sleep 0.5
+    run_wrk ours 1 "$SECONDS_PER_ROUND" 1
+    sed -i '$ s/^ours /flood /' "$WORK/results"
+    wait "$flood" || true
+    grep '^FLOOD' "$WORK/flood.out" || { cat "$WORK/flood.out" >&2; FAILED=1; }
+  done
+  awk '{ n[$1]++; rps[$1] += $3; p50[$1] += $4; p99[$1] += $5 }
+    END {
+      for (k in n) printf "%-6s %9.1f calls/s  p50 %8.3f ms  p99 %8.3f ms\n", k, rps[k]/n[k], p50[k]/n[k]/1000, p99[k]/n[k]/1000
+      if (n["idle"] && n["flood"]) printf "p99 under flood / idle: %.2f, p50: %.2f\n", (p99["flood"]/n["flood"])/(p99["idle"]/n["idle"]), (p50["flood"]/n["flood"])/(p50["idle"]/n["idle"])
+    }' "$WORK/results"
+  echo "load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
+  exit "$FAILED"
+fi
 
 echo "wrk-bench: alg $ALG, protocol $PROTOCOL, $ROUNDS round(s) of ${SECONDS_PER_ROUND} s, connections $CONNECTIONS, profile $PROFILE, pinned: ${PIN_SERVER[*]:-no}"
 echo "machine: $(nproc) CPUs, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -139,3 +139,62 @@ pub(crate) fn emit(name: &'static str, label: &'static str, value: &'static str)
     #[cfg(feature = "metrics")]
     metrics::counter!(name, label => value).increment(1);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13: rejections are counted without a lock, one atomic per
+    /// reason; threads racing on new reasons agree on one slot per reason
+    /// and lose no count.
+    #[test]
+    fn concurrent_rejections_count_exactly_once_per_reason() {
+        const REASONS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+        let outcomes = std::sync::Arc::new(Outcomes::default());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let outcomes = std::sync::Arc::clone(&outcomes);
+                std::thread::spawn(move || {
+                    for i in 0..6_000 {
+                        let reason = REASONS.get((i + t) % REASONS.len()).copied();
+                        outcomes.reject(reason.unwrap_or("a"));
+                    }
+                    outcomes.accept();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut snapshot = MetricsSnapshot::default();
+        outcomes.fill(&mut snapshot);
+        assert_eq!(snapshot.accepted, 4);
+        assert_eq!(snapshot.rejected.len(), REASONS.len());
+        for reason in REASONS {
+            assert_eq!(snapshot.rejected.get(reason), Some(&4_000), "{reason}");
+        }
+        let claimed = outcomes
+            .rejected
+            .iter()
+            .filter(|s| s.0.get().is_some())
+            .count();
+        assert_eq!(claimed, REASONS.len());
+    }
+
+    /// More distinct reasons than slots: the surplus is counted as `other`,
+    /// never dropped.
+    #[test]
+    fn reasons_beyond_the_slots_are_counted_as_other() {
+        let outcomes = Outcomes::default();
+        let names: Vec<&'static str> = (0..REASON_SLOTS + 3)
+            .map(|i| &*Box::leak(format!("r{i}").into_boxed_str()))
+            .collect();
+        for name in &names {
+            outcomes.reject(name);
+        }
+        let mut snapshot = MetricsSnapshot::default();
+        outcomes.fill(&mut snapshot);
+        assert_eq!(snapshot.rejected_total(), names.len() as u64);
+        assert_eq!(snapshot.rejected.get(OTHER_REASON), Some(&3));
+    }
+}

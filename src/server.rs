@@ -114,7 +114,10 @@ impl McpServer {
             factory: None,
             path: DEFAULT_MCP_PATH.to_owned(),
             bind: None,
-            rmcp_config: StreamableHttpServerConfig::default(),
+            // JSON for a call answered with one message (rmcp falls back to
+            // SSE when the handler sends a notification first, so progress
+            // still streams): measured faster at one connection (BENCHMARKS.md).
+            rmcp_config: StreamableHttpServerConfig::default().with_json_response(true),
             extra_hosts: Vec::new(),
             readiness_path: None,
             tcp_nodelay: true,
@@ -148,8 +151,12 @@ impl<S> McpServerBuilder<S> {
     }
 
     /// Adjusts rmcp's streamable HTTP configuration (sessions, JSON
-    /// responses, keep-alive, origins, ...). The Host allowlist is computed
-    /// from the resource URL afterwards; extend it with [`allowed_host`](Self::allowed_host).
+    /// responses, keep-alive, origins, ...). The starting point is rmcp's
+    /// default with `json_response` on: a stateless call answered with one
+    /// message gets `application/json`, and one whose handler sends a
+    /// notification or request first (progress) gets an SSE stream. The
+    /// Host allowlist is computed from the resource URL afterwards; extend
+    /// it with [`allowed_host`](Self::allowed_host).
     pub fn rmcp_config(
         mut self,
         f: impl FnOnce(StreamableHttpServerConfig) -> StreamableHttpServerConfig,
@@ -201,8 +208,8 @@ impl<S> McpServerBuilder<S> {
     /// rmcp writes a streamed (SSE) response in more than one segment; with
     /// Nagle's algorithm on, the kernel holds the last segment until the
     /// client's delayed ACK arrives, about 40 ms on Linux, so every call on a
-    /// keep-alive connection waits that long (BENCHMARKS.md, "Nagle and
-    /// delayed ACK"). Turn it off only to measure that stall or behind a
+    /// keep-alive connection waits that long (BENCHMARKS.md, "Upstream
+    /// report for rmcp"). Turn it off only to measure that stall or behind a
     /// transport where it does not apply; servers that own their accept loop
     /// ([`McpServer::into_router`]) choose for themselves.
     pub fn tcp_nodelay(mut self, on: bool) -> Self {

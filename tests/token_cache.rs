@@ -206,3 +206,47 @@ async fn verify_cached_answers_only_known_tokens() {
     assert!(verify(&off, &token).await.is_ok());
     assert!(off.verify_cached(BearerToken::new(&token)).is_none());
 }
+
+/// Issue 13: the cache is bounded in bytes, not only in entries. Tokens ten
+/// times the typical size fill the byte budget (640 bytes per allowed
+/// entry) long before the entry cap, so a flood of large valid tokens
+/// cannot grow the cache's memory past the budget; typical tokens are
+/// limited by the entry cap.
+#[tokio::test]
+async fn the_cache_is_bounded_in_bytes_not_only_in_entries() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let cap = 256;
+    let large = verifier(&issuer, |b| b.verified_cache_max_entries(cap));
+    let padding = "x".repeat(4_000);
+    for i in 0..cap {
+        let t = issuer
+            .token()
+            .subject(format!("user-{i}"))
+            .audience(RESOURCE)
+            .claim("padding", json!(padding))
+            .sign();
+        assert!(verify(&large, &t).await.is_ok());
+    }
+    // 256 x 640 bytes of budget hold about 40 entries of 4 KB.
+    assert!(
+        large.cached_tokens() <= cap * 640 / 4_000 + 8,
+        "{} large entries cached",
+        large.cached_tokens()
+    );
+    assert!(large.cached_tokens() > 0);
+
+    let small = verifier(&issuer, |b| b.verified_cache_max_entries(cap));
+    for i in 0..cap {
+        let t = issuer
+            .token()
+            .subject(format!("user-{i}"))
+            .audience(RESOURCE)
+            .sign();
+        assert!(verify(&small, &t).await.is_ok());
+    }
+    assert!(
+        (cap / 2..=cap).contains(&small.cached_tokens()),
+        "{} small entries cached",
+        small.cached_tokens()
+    );
+}

@@ -1,0 +1,36 @@
+-- wrk script of scripts/wrk-bench.sh --flood: failed authentications at a
+-- bounded rate. Each connection POSTs the whoami call with a token whose
+-- signature is wrong (WRK_TOKEN with its last characters changed) and waits
+-- WRK_DELAY_MS (default 2) between requests, so C connections send at most
+-- C * 1000 / WRK_DELAY_MS requests per second. done() prints
+--   FLOOD requests=<n> rps=<r> rejected=<n 401 answers> other=<n>
+local token = os.getenv("WRK_TOKEN") or ""
+local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "2")
+-- Flip the signature's last 4 characters: same length, same header and
+-- claims, a signature that does not verify.
+local bad = string.sub(token, 1, #token - 4) .. (string.sub(token, -4) == "AAAA" and "BBBB" or "AAAA")
+
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json, text/event-stream"
+wrk.headers["MCP-Protocol-Version"] = "2026-07-28"
+wrk.headers["Mcp-Method"] = "tools/call"
+wrk.headers["Mcp-Name"] = "whoami"
+wrk.headers["Authorization"] = "Bearer " .. bad
+wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{},'
+  .. '"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",'
+  .. '"io.modelcontextprotocol/clientCapabilities":{}}}}'
+
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) rejected = 0 other = 0 end
+function delay() return delay_ms end
+function response(status, headers, body)
+  if status == 401 then rejected = rejected + 1 else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local r, o = 0, 0
+  for _, t in ipairs(threads) do r = r + t:get("rejected") o = o + t:get("other") end
+  io.write(string.format("FLOOD requests=%d rps=%.1f rejected=%d other=%d\n",
+    summary.requests, summary.requests / (summary.duration / 1e6), r, o))
+end
