@@ -17,6 +17,9 @@
 //! request gets the same fixed caller (subject `bench`) through an axum
 //! `Extension`, so that `whoami` does the same work as behind the layer.
 //! Prints `listening on ADDR` once bound; stops on Ctrl-C.
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
 #[path = "common/notes.rs"]
 #[allow(dead_code)]
