@@ -266,14 +266,6 @@ impl AuthConfig {
         self.resource_url.host_str()
     }
 
-    /// Whether every loopback origin is allowed: the resource itself is on
-    /// loopback (a local server; rmcp's Host allowlist admits every loopback
-    /// name and port likewise). A DNS-rebinding page keeps its own origin and
-    /// stays refused.
-    pub(crate) fn allows_loopback_origins(&self) -> bool {
-        is_loopback(&self.resource_url)
-    }
-
     /// Whether `http://` loopback URLs were allowed.
     pub fn allows_insecure_loopback(&self) -> bool {
         self.allow_insecure_loopback
@@ -1108,7 +1100,7 @@ impl AuthConfigBuilder {
                 ));
             }
         }
-        let mut allowed_origins = default_origins(&resource_url);
+        let mut allowed_origins = vec![origin_of(&resource_url)];
         for raw in &self.allowed_origins {
             let origin = normalize_origin(raw).ok_or_else(|| {
                 ConfigError::new(
@@ -1274,16 +1266,6 @@ fn canonical_resource(raw: &str, allow_loopback_http: bool) -> Result<(String, U
 /// lowercase scheme and host, the port only when it is not the default.
 pub(crate) fn origin_of(url: &Url) -> String {
     url.origin().ascii_serialization()
-}
-
-/// The origins allowed by default: the resource's own.
-pub(crate) fn default_origins(resource: &Url) -> Vec<String> {
-    vec![origin_of(resource)]
-}
-
-/// Whether an `Origin` names a loopback host (any scheme, any port).
-pub(crate) fn is_loopback_origin(origin: &str) -> bool {
-    Url::parse(origin).is_ok_and(|url| is_loopback(&url))
 }
 
 /// An `Origin` value in the form [`origin_of`] produces, or `None` when it
