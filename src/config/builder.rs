@@ -7,9 +7,8 @@ use std::time::Duration;
 use ::url::Url;
 use jsonwebtoken::Algorithm;
 
-use super::url::{
-    canonical_resource, check_https, normalize_origin, origin_of, validate_scope_token,
-};
+use super::scopes::check_scopes;
+use super::url::{canonical_resource, check_https, normalize_origin, origin_of};
 use super::{
     AudienceRule, AuthConfig, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LIFETIME,
     ExemptRoute, IntrospectionSettings, IssuerConfig, JwksPolicy, SessionLimits, TokenCachePolicy,
@@ -156,81 +155,6 @@ impl AuthConfigBuilder {
         S: Into<String>,
     {
         self.scopes_supported = Some(scopes.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// Scopes a tool call needs (`tools/call` with this `name`), on top of
-    /// the required scopes. A call without them gets a real HTTP 403
-    /// `insufficient_scope` challenge before rmcp dispatches it.
-    pub fn tool_scopes<I, S>(mut self, tool: impl Into<String>, scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let scopes = scopes.into_iter().map(Into::into).collect();
-        self.scope_policy.tools.insert(tool.into(), scopes);
-        self
-    }
-
-    /// Scopes a prompt needs (`prompts/get` with this `name`).
-    pub fn prompt_scopes<I, S>(mut self, prompt: impl Into<String>, scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let scopes = scopes.into_iter().map(Into::into).collect();
-        self.scope_policy.prompts.insert(prompt.into(), scopes);
-        self
-    }
-
-    /// Scopes reading (or subscribing to) a resource needs. `pattern` is an
-    /// exact URI, a template whose `{name}` parts match one segment
-    /// (`notes://{id}`), or a prefix ending in `*`. Every matching pattern applies.
-    pub fn resource_scopes<I, S>(mut self, pattern: impl Into<String>, scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let scopes = scopes.into_iter().map(Into::into).collect();
-        self.scope_policy
-            .resources
-            .push((crate::scope::UriPattern::new(pattern), scopes));
-        self
-    }
-
-    /// Scopes a JSON-RPC method needs, for example `tools/list`.
-    pub fn method_scopes<I, S>(mut self, method: impl Into<String>, scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let scopes = scopes.into_iter().map(Into::into).collect();
-        self.scope_policy.methods.insert(method.into(), scopes);
-        self
-    }
-
-    /// `scope` implies each of `implied` (transitively), e.g. `notes:write`
-    /// implies `notes:read`. Honoured by every scope decision.
-    pub fn scope_implies<I, S>(mut self, scope: impl Into<String>, implied: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.scope_policy.hierarchy.imply(scope, implied);
-        self
-    }
-
-    /// Hide the tools, prompts and resources the caller may not use from
-    /// list results (default off). Filtered lists are marked
-    /// `cacheScope: "private"`, since they depend on the caller.
-    pub fn hide_unauthorized_in_lists(mut self, on: bool) -> Self {
-        self.scope_policy.hide_unauthorized = on;
-        self
-    }
-
-    /// Whether a granted `prefix:*` grants every `prefix:…` scope (default off).
-    pub fn scope_wildcards(mut self, on: bool) -> Self {
-        self.scope_policy.hierarchy.set_wildcards(on);
         self
     }
 
@@ -494,42 +418,12 @@ impl AuthConfigBuilder {
         if self.leeway > Duration::from_secs(300) {
             return Err(ConfigError::new("leeway", "must be at most 300 seconds"));
         }
-        // Each scope is checked under the name of the setting it came from,
-        // so that an error (and its environment variable) points at it.
-        for scope in &self.required_scopes {
-            validate_scope_token("required_scopes", scope)?;
-        }
-        for scope in self.scopes_supported.iter().flatten() {
-            validate_scope_token("scopes_supported", scope)?;
-        }
+        check_scopes(
+            &self.required_scopes,
+            self.scopes_supported.as_deref(),
+            &self.scope_policy,
+        )?;
         let mut scope_policy = self.scope_policy;
-        {
-            let p = &scope_policy;
-            let declared = [
-                (
-                    "tool_scopes",
-                    p.tools.values().flatten().collect::<Vec<_>>(),
-                ),
-                ("prompt_scopes", p.prompts.values().flatten().collect()),
-                ("method_scopes", p.methods.values().flatten().collect()),
-                (
-                    "resource_scopes",
-                    p.resources.iter().flat_map(|(_, s)| s).collect(),
-                ),
-            ];
-            for (field, scopes) in declared {
-                for scope in scopes {
-                    validate_scope_token(field, scope)?;
-                }
-            }
-            // MCP scope selection: offline_access is not a resource scope and
-            // must never reach a challenge.
-            refuse_offline_access("required_scopes", &self.required_scopes)?;
-            refuse_offline_access("tool_scopes", p.tools.values().flatten())?;
-            refuse_offline_access("prompt_scopes", p.prompts.values().flatten())?;
-            refuse_offline_access("method_scopes", p.methods.values().flatten())?;
-            refuse_offline_access("resource_scopes", p.resources.iter().flat_map(|(_, s)| s))?;
-        }
         scope_policy.global = self.required_scopes.clone();
         if self.extra_audiences.iter().any(|a| a.trim().is_empty()) {
             return Err(ConfigError::new("accept_audience", "must not be empty"));
@@ -563,12 +457,6 @@ impl AuthConfigBuilder {
         let scopes_supported = self
             .scopes_supported
             .unwrap_or_else(|| self.required_scopes.clone());
-        if scopes_supported.iter().any(|s| s == "offline_access") {
-            return Err(ConfigError::new(
-                "scopes_supported",
-                "must not list offline_access (MCP scope selection: it is not a resource scope)",
-            ));
-        }
         let resource_documentation = self
             .resource_documentation
             .map(|d| {
@@ -700,20 +588,6 @@ impl AuthConfigBuilder {
     }
 }
 
-/// Refuses `offline_access` among the scopes of setting `field`: a scope in
-/// a requirement ends up in challenges, where MCP clients must not see it.
-fn refuse_offline_access<'a>(
-    field: &'static str,
-    scopes: impl IntoIterator<Item = &'a String>,
-) -> Result<(), ConfigError> {
-    if scopes.into_iter().any(|s| s == "offline_access") {
-        return Err(ConfigError::new(
-            field,
-            "must not list offline_access (MCP scope selection: it is not a resource scope)",
-        ));
-    }
-    Ok(())
-}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -745,33 +619,6 @@ mod tests {
             (base().algorithms([Algorithm::HS256]), "algorithms"),
             (base().algorithms([]), "algorithms"),
             (base().leeway(Duration::from_secs(301)), "leeway"),
-            (
-                base().scopes_supported(["offline_access"]),
-                "scopes_supported",
-            ),
-            // offline_access never reaches a challenge: refused in every requirement.
-            (
-                base().required_scopes(["offline_access"]),
-                "required_scopes",
-            ),
-            (base().tool_scopes("t", ["offline_access"]), "tool_scopes"),
-            (
-                base().prompt_scopes("p", ["offline_access"]),
-                "prompt_scopes",
-            ),
-            (
-                base().method_scopes("tools/list", ["offline_access"]),
-                "method_scopes",
-            ),
-            (
-                base().resource_scopes("notes://{id}", ["offline_access"]),
-                "resource_scopes",
-            ),
-            // RFC 6749 section 3.3: a bad scope token is named by its setting.
-            (base().required_scopes(["bad scope\""]), "required_scopes"),
-            (base().scopes_supported(["a\\b"]), "scopes_supported"),
-            (base().tool_scopes("t", ["a b"]), "tool_scopes"),
-            (base().resource_scopes("x://*", [""]), "resource_scopes"),
             (base().exempt_prefix("/"), "exempt_path"),
             (base().exempt_path("health"), "exempt_path"),
             (

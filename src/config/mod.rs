@@ -3,7 +3,7 @@
 //!
 //! The rooms: this file holds the validated configuration and its
 //! accessors; `builder` the [`AuthConfigBuilder`] and its validation;
-//! `groups` the grouped settings ([`JwksPolicy`], [`TokenCachePolicy`]);
+//! `scopes` the scope requirements; `groups` the grouped settings ([`JwksPolicy`], [`TokenCachePolicy`]);
 //! `env` the one table of environment variables behind
 //! [`AuthConfig::from_env`]; `url` the URL rules (HTTPS, loopback, the
 //! canonical resource, origins); `introspection` the introspection
@@ -20,6 +20,7 @@ mod builder;
 mod env;
 mod groups;
 pub(crate) mod introspection;
+mod scopes;
 pub(crate) mod url;
 
 pub(crate) use self::url::{check_https, metadata_path, normalize_origin};
