@@ -279,7 +279,7 @@ impl AuthConfigBuilder {
 
     /// Cap on the legacy sessions (`Mcp-Session-Id`, protocol 2025-11-25
     /// and earlier) one principal (issuer, subject, client) holds open
-    /// (default [`DEFAULT_MAX_SESSIONS_PER_PRINCIPAL`]). One more `initialize`
+    /// (default [`DEFAULT_MAX_SESSIONS_PER_PRINCIPAL`](super::DEFAULT_MAX_SESSIONS_PER_PRINCIPAL)). One more `initialize`
     /// gets 429 with `Retry-After`; open sessions are never evicted for it.
     pub fn max_sessions_per_principal(mut self, sessions: usize) -> Self {
         self.sessions.per_principal = sessions;
@@ -287,14 +287,14 @@ impl AuthConfigBuilder {
     }
 
     /// Cap on the legacy sessions all principals hold open together
-    /// (default [`DEFAULT_MAX_SESSIONS`]); past it a new session gets 429.
+    /// (default [`DEFAULT_MAX_SESSIONS`](super::DEFAULT_MAX_SESSIONS)); past it a new session gets 429.
     pub fn max_sessions(mut self, sessions: usize) -> Self {
         self.sessions.total = sessions;
         self
     }
 
     /// How long a legacy session stays bound to its owner without a request
-    /// (default [`DEFAULT_SESSION_IDLE_TIMEOUT`], rmcp's session keep-alive);
+    /// (default [`DEFAULT_SESSION_IDLE_TIMEOUT`](super::DEFAULT_SESSION_IDLE_TIMEOUT), rmcp's session keep-alive);
     /// an idle session no longer counts against the caps and answers 404.
     pub fn session_idle_timeout(mut self, timeout: Duration) -> Self {
         self.sessions.idle_timeout = timeout;

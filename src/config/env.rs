@@ -623,7 +623,13 @@ mod tests {
     /// the text cannot be read or the builder refuses the value.
     #[test]
     fn every_bad_value_names_its_variable() {
-        let cases: &[(&str, &str, &[(&str, &str)])] = &[
+        /// A variable, a bad value, and the variables set beside it.
+        type Case = (
+            &'static str,
+            &'static str,
+            &'static [(&'static str, &'static str)],
+        );
+        let cases: &[Case] = &[
             ("MCP_OAUTH2_ISSUER", "", &[]),
             ("MCP_OAUTH2_ISSUER", " , ", &[]),
             ("MCP_OAUTH2_ISSUER", "http://as.example", &[]),
