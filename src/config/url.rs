@@ -200,7 +200,7 @@ mod tests {
         assert!(check_https(&url("ftp://127.0.0.1/"), true, "x").is_err());
     }
 
-    // RFC 6749 section 3.3: no space, no `"`, no `\\`, not empty.
+    // RFC 6749 section 3.3: no space, no `"`, no backslash, ASCII only, not empty.
     #[test]
     fn scope_tokens_follow_rfc_6749() {
         assert!(validate_scope_token("s", "notes:read").is_ok());
