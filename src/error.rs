@@ -26,27 +26,10 @@ impl ConfigError {
         }
     }
 
-    /// The same error naming the environment variable behind the setting,
-    /// for configurations read by `AuthConfig::from_env`.
-    pub(crate) fn for_env(self) -> Self {
-        let field = match self.field {
-            "issuer" => "MCP_OAUTH2_ISSUER",
-            "resource" => "MCP_OAUTH2_RESOURCE",
-            "jwks_uri" => "MCP_OAUTH2_JWKS_URI",
-            "scopes" => "MCP_OAUTH2_REQUIRED_SCOPES or MCP_OAUTH2_SCOPES_SUPPORTED",
-            "scopes_supported" => "MCP_OAUTH2_SCOPES_SUPPORTED",
-            "algorithms" => "MCP_OAUTH2_ALGORITHMS",
-            "leeway" => "MCP_OAUTH2_LEEWAY",
-            "jwks_cache_ttl" => "MCP_OAUTH2_JWKS_CACHE_TTL",
-            "jwks_refresh_cooldown" => "MCP_OAUTH2_JWKS_REFRESH_COOLDOWN",
-            "resource_documentation" => "MCP_OAUTH2_RESOURCE_DOCUMENTATION",
-            "introspection_endpoint" => "MCP_OAUTH2_INTROSPECTION_URI",
-            "allowed_origin" => "MCP_OAUTH2_ALLOWED_ORIGINS",
-            "max_sessions" => "MCP_OAUTH2_MAX_SESSIONS",
-            "max_sessions_per_principal" => "MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL",
-            "session_idle_timeout" => "MCP_OAUTH2_SESSION_IDLE_TIMEOUT",
-            other => other,
-        };
+    /// The same error under another setting name. The environment table
+    /// (`config/env.rs`, `ConfigError::for_env`) uses it to name the
+    /// variable behind a builder setting.
+    pub(crate) fn renamed(self, field: &'static str) -> Self {
         Self { field, ..self }
     }
 

@@ -71,7 +71,10 @@ pub mod testing;
 pub mod verify;
 
 pub use bearer::BearerToken;
-pub use config::{AudienceRule, AuthConfig, AuthConfigBuilder, ExemptRoute, TypPolicy};
+pub use config::{
+    AudienceRule, AuthConfig, AuthConfigBuilder, ExemptRoute, JwksPolicy, TokenCachePolicy,
+    TypPolicy,
+};
 pub use context::{AuthContext, RequestContextExt};
 pub use error::{AuthError, AuthErrorKind, ConfigError, Error, ErrorCode};
 pub use handle::{HandleError, HandleKey};

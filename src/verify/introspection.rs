@@ -36,108 +36,11 @@ use super::jwt::json::{Members, ObjectError};
 use super::token_cache::token_key;
 use super::{TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
+pub use crate::config::introspection::{ClientAuthMethod, ClientSecret, IntrospectionSettings};
 use crate::config::{AuthConfig, check_https};
 use crate::context::AuthContext;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::policy::{Source, TokenPolicy, deadline, now_unix};
-
-/// How the resource server authenticates to the introspection endpoint
-/// (RFC 7662 section 2.1, RFC 6749 section 2.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum ClientAuthMethod {
-    /// HTTP Basic with the form-encoded client id and secret (the default).
-    #[default]
-    ClientSecretBasic,
-    /// `client_id` and `client_secret` in the form body.
-    ClientSecretPost,
-}
-
-/// A client secret; its `Debug` output is redacted.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientSecret(String);
-
-impl ClientSecret {
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-
-    /// The secret. Never log it.
-    pub fn secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ClientSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClientSecret([redacted])")
-    }
-}
-
-/// Introspection settings (part of [`AuthConfig`], shared or per issuer, or
-/// given to [`IntrospectionVerifier::new`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IntrospectionSettings {
-    pub(crate) endpoint: Option<Url>,
-    pub(crate) client_id: String,
-    pub(crate) client_secret: ClientSecret,
-    pub(crate) auth_method: ClientAuthMethod,
-    pub(crate) cache_ttl: Duration,
-    pub(crate) negative_ttl: Duration,
-    pub(crate) max_entries: usize,
-}
-
-impl IntrospectionSettings {
-    /// Settings with the defaults: endpoint discovered from the issuer's
-    /// metadata (`introspection_endpoint`), `client_secret_basic`, results
-    /// cached up to 60 s, inactive results 5 s, at most 10,000 entries.
-    pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
-        Self {
-            endpoint: None,
-            client_id: client_id.into(),
-            client_secret: ClientSecret::new(client_secret),
-            auth_method: ClientAuthMethod::default(),
-            cache_ttl: Duration::from_secs(60),
-            negative_ttl: Duration::from_secs(5),
-            max_entries: 10_000,
-        }
-    }
-
-    /// The introspection endpoint (else discovered: from the issuer for
-    /// per-issuer settings, from the first issuer for the shared ones).
-    pub fn endpoint(mut self, url: Url) -> Self {
-        self.endpoint = Some(url);
-        self
-    }
-
-    /// How to authenticate to the endpoint.
-    pub fn auth_method(mut self, method: ClientAuthMethod) -> Self {
-        self.auth_method = method;
-        self
-    }
-
-    /// Upper bound on how long an active result is reused (never past `exp`).
-    /// Revocation takes effect within this time. A duration too large to
-    /// add to the clock disables caching.
-    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
-        self.cache_ttl = ttl;
-        self
-    }
-
-    /// How long an inactive result is remembered.
-    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
-        self.negative_ttl = ttl;
-        self
-    }
-
-    /// Cap on cached results (the verifier's cache holds the largest cap
-    /// among its endpoints' settings, at least one).
-    pub fn max_entries(mut self, n: usize) -> Self {
-        self.max_entries = n;
-        self
-    }
-}
 
 type Outcome = Result<AuthContext, AuthErrorKind>;
 

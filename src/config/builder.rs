@@ -1,0 +1,700 @@
+//! [`AuthConfigBuilder`]: every setting with its documented default, and
+//! [`build`](AuthConfigBuilder::build), which validates them all at once and
+//! names the setting of the first mistake ([`ConfigError::field`]).
+
+use std::time::Duration;
+
+use ::url::Url;
+use jsonwebtoken::Algorithm;
+
+use super::scopes::check_scopes;
+use super::url::{canonical_resource, check_https, normalize_origin, origin_of};
+use super::{
+    AudienceRule, AuthConfig, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LIFETIME,
+    ExemptRoute, IntrospectionSettings, IssuerConfig, JwksPolicy, SessionLimits, TokenCachePolicy,
+    TypPolicy,
+};
+use crate::error::ConfigError;
+
+/// Builder for [`AuthConfig`]. Every setting has a documented default; the
+/// issuer and the resource are required.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct AuthConfigBuilder {
+    pub(super) issuers: Vec<String>,
+    pub(super) jwks_uris: Vec<(Option<String>, String)>,
+    pub(super) resource: Option<String>,
+    pub(super) algorithms: Vec<Algorithm>,
+    pub(super) leeway: Duration,
+    pub(super) typ_policy: TypPolicy,
+    pub(super) required_scopes: Vec<String>,
+    pub(super) scopes_supported: Option<Vec<String>>,
+    pub(super) scope_policy: crate::scope::ScopePolicy,
+    pub(super) introspection: Option<IntrospectionSettings>,
+    pub(super) issuer_introspection: Vec<(String, IntrospectionSettings)>,
+    pub(super) extra_audiences: Vec<String>,
+    pub(super) audience_rule: AudienceRule,
+    pub(super) scope_claims: Option<Vec<String>>,
+    pub(super) resource_name: Option<String>,
+    pub(super) resource_documentation: Option<String>,
+    pub(super) exempt: Vec<ExemptRoute>,
+    pub(super) allow_insecure_loopback: bool,
+    pub(super) max_token_bytes: usize,
+    pub(super) max_token_lifetime: Duration,
+    pub(super) require_keys_before_ready: bool,
+    pub(super) allowed_origins: Vec<String>,
+    pub(super) sessions: SessionLimits,
+    pub(super) jwks: JwksPolicy,
+    pub(super) token_cache: TokenCachePolicy,
+}
+
+impl Default for AuthConfigBuilder {
+    fn default() -> Self {
+        Self {
+            issuers: Vec::new(),
+            jwks_uris: Vec::new(),
+            resource: None,
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            leeway: DEFAULT_LEEWAY,
+            typ_policy: TypPolicy::default(),
+            required_scopes: Vec::new(),
+            scopes_supported: None,
+            scope_policy: crate::scope::ScopePolicy::default(),
+            introspection: None,
+            issuer_introspection: Vec::new(),
+            extra_audiences: Vec::new(),
+            audience_rule: AudienceRule::Resource,
+            scope_claims: None,
+            resource_name: None,
+            resource_documentation: None,
+            exempt: Vec::new(),
+            allow_insecure_loopback: false,
+            max_token_bytes: crate::bearer::DEFAULT_MAX_TOKEN_BYTES,
+            max_token_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
+            require_keys_before_ready: true,
+            allowed_origins: Vec::new(),
+            sessions: SessionLimits::default(),
+            jwks: JwksPolicy::default(),
+            token_cache: TokenCachePolicy::default(),
+        }
+    }
+}
+
+impl AuthConfigBuilder {
+    /// Adds a trusted issuer (required, at least one). `iss` must equal it
+    /// exactly; its keys are found by RFC 8414 / OpenID discovery unless a
+    /// [`jwks_uri`](Self::jwks_uri) is given.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// The key-set URL of the only issuer; skips discovery. With several
+    /// issuers use [`issuer_jwks_uri`](Self::issuer_jwks_uri).
+    pub fn jwks_uri(mut self, jwks_uri: impl Into<String>) -> Self {
+        self.jwks_uris.push((None, jwks_uri.into()));
+        self
+    }
+
+    /// The key-set URL of one of several issuers.
+    pub fn issuer_jwks_uri(
+        mut self,
+        issuer: impl Into<String>,
+        jwks_uri: impl Into<String>,
+    ) -> Self {
+        self.jwks_uris.push((Some(issuer.into()), jwks_uri.into()));
+        self
+    }
+
+    /// The canonical resource URI of the MCP endpoint (required), e.g.
+    /// `https://mcp.example.com/mcp`. It is the expected audience (RFC 8707),
+    /// the metadata's `resource` and the base of the metadata URL. An `aud`
+    /// names it when equal, ignoring only the case of the scheme and host and,
+    /// for a root resource, a trailing slash (`https://h/` names `https://h`);
+    /// never by prefix, and below the root a trailing slash is significant.
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+
+    /// Accepted signing algorithms (default [`DEFAULT_ALGORITHMS`]). Only
+    /// asymmetric algorithms are allowed; the token's `alg` never widens this.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// Clock leeway for `exp`, `nbf`, `iat` (default [`DEFAULT_LEEWAY`], at most 5 minutes).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Which `typ` values are accepted (default [`TypPolicy::AtJwt`]).
+    pub fn typ_policy(mut self, policy: TypPolicy) -> Self {
+        self.typ_policy = policy;
+        self
+    }
+
+    /// Scopes every request needs (default none). They are also the default
+    /// `scopes_supported` and the `scope` of the 401 challenge.
+    pub fn required_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.required_scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// `scopes_supported` in the metadata (default: the required scopes).
+    /// Keep it to the scopes basic use needs; `offline_access` is refused.
+    pub fn scopes_supported<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes_supported = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Also accept opaque tokens through RFC 7662 introspection (default
+    /// off). JWTs are still verified locally; only tokens that are not JWTs
+    /// are introspected.
+    pub fn introspection(mut self, settings: IntrospectionSettings) -> Self {
+        self.introspection = Some(settings);
+        self
+    }
+
+    /// Introspection settings of one configured issuer (endpoint discovered
+    /// from that issuer unless given). Its endpoint vouches only for that
+    /// issuer's tokens, whereas the endpoint of
+    /// [`introspection`](Self::introspection) vouches for every configured
+    /// issuer. Endpoints are asked in issuer order, the shared one last;
+    /// the first `active` answer decides.
+    pub fn issuer_introspection(
+        mut self,
+        issuer: impl Into<String>,
+        settings: IntrospectionSettings,
+    ) -> Self {
+        self.issuer_introspection.push((issuer.into(), settings));
+        self
+    }
+
+    /// Also accept tokens whose `aud` contains `audience`, for providers that
+    /// cannot put the resource URI there (Entra ID: the API's application ID
+    /// or application ID URI). Use a value that identifies this server only.
+    /// Compared exactly. Applies to JWTs and introspected tokens alike.
+    pub fn accept_audience(mut self, audience: impl Into<String>) -> Self {
+        self.extra_audiences.push(audience.into());
+        self
+    }
+
+    /// How a token shows it was issued for this server (default
+    /// [`AudienceRule::Resource`]).
+    pub fn audience_rule(mut self, rule: AudienceRule) -> Self {
+        self.audience_rule = rule;
+        self
+    }
+
+    /// Where scopes are read from: claim names or dot-separated paths
+    /// (`scope`, `scp`, `permissions`, `realm_access.roles`), each a
+    /// space-separated string or an array of strings, merged. Default: `scope`,
+    /// or `scp` when `scope` is absent. A claim of another shape is a 401.
+    pub fn scope_claims<I, S>(mut self, claims: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scope_claims = Some(claims.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// `resource_name` in the metadata (default none).
+    pub fn resource_name(mut self, name: impl Into<String>) -> Self {
+        self.resource_name = Some(name.into());
+        self
+    }
+
+    /// `resource_documentation` in the metadata (default none).
+    pub fn resource_documentation(mut self, url: impl Into<String>) -> Self {
+        self.resource_documentation = Some(url.into());
+        self
+    }
+
+    /// A path served without authentication (default none).
+    pub fn exempt_path(mut self, path: impl Into<String>) -> Self {
+        self.exempt.push(ExemptRoute::Exact(path.into()));
+        self
+    }
+
+    /// A path prefix served without authentication, on `/` boundaries.
+    pub fn exempt_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.exempt.push(ExemptRoute::Prefix(prefix.into()));
+        self
+    }
+
+    /// **Development and tests only.** Allows `http://` URLs whose host is a
+    /// loopback address (`127.0.0.0/8`, `::1`, `localhost`) for the resource,
+    /// the issuers and the key sets. Default off: every URL must be `https://`.
+    pub fn allow_insecure_http_for_loopback(mut self, allow: bool) -> Self {
+        self.allow_insecure_loopback = allow;
+        self
+    }
+
+    /// Cap on a bearer token's length (default 8 KiB).
+    pub fn max_token_bytes(mut self, bytes: usize) -> Self {
+        self.max_token_bytes = bytes;
+        self
+    }
+
+    /// Longest accepted token lifetime (default [`DEFAULT_MAX_TOKEN_LIFETIME`],
+    /// 24 hours). A token whose `exp` is more than this after its `iat`, or
+    /// more than this (plus the leeway) from now, is refused
+    /// (`token_lifetime_too_long`): a stolen token must not live for years.
+    pub fn max_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_token_lifetime = lifetime;
+        self
+    }
+
+    /// Whether [`JwtVerifier::is_ready`](crate::JwtVerifier::is_ready)
+    /// reports ready only once every issuer's key set has been fetched
+    /// successfully (default `true`). Set `false` to report ready at once and
+    /// let the first requests fetch the keys (they get 503 until then).
+    pub fn require_keys_before_ready(mut self, require: bool) -> Self {
+        self.require_keys_before_ready = require;
+        self
+    }
+
+    /// Another browser origin allowed to call the MCP endpoint
+    /// (`https://app.example.com`, `http://localhost:5173`). MCP streamable
+    /// HTTP: a request whose `Origin` header is present and not allowed gets
+    /// 403 (DNS-rebinding and cross-site defence). Default: only the
+    /// resource's own origin. Requests without `Origin` (non-browser
+    /// clients) are not affected.
+    pub fn allowed_origin(mut self, origin: impl Into<String>) -> Self {
+        self.allowed_origins.push(origin.into());
+        self
+    }
+
+    /// Cap on the legacy sessions (`Mcp-Session-Id`, protocol 2025-11-25
+    /// and earlier) one principal (issuer, subject, client) holds open
+    /// (default [`DEFAULT_MAX_SESSIONS_PER_PRINCIPAL`](super::DEFAULT_MAX_SESSIONS_PER_PRINCIPAL)). One more `initialize`
+    /// gets 429 with `Retry-After`; open sessions are never evicted for it.
+    pub fn max_sessions_per_principal(mut self, sessions: usize) -> Self {
+        self.sessions.per_principal = sessions;
+        self
+    }
+
+    /// Cap on the legacy sessions all principals hold open together
+    /// (default [`DEFAULT_MAX_SESSIONS`](super::DEFAULT_MAX_SESSIONS)); past it a new session gets 429.
+    pub fn max_sessions(mut self, sessions: usize) -> Self {
+        self.sessions.total = sessions;
+        self
+    }
+
+    /// How long a legacy session stays bound to its owner without a request
+    /// (default [`DEFAULT_SESSION_IDLE_TIMEOUT`](super::DEFAULT_SESSION_IDLE_TIMEOUT), rmcp's session keep-alive);
+    /// an idle session no longer counts against the caps and answers 404.
+    pub fn session_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.sessions.idle_timeout = timeout;
+        self
+    }
+
+    /// Serve the stateless 2026-07-28 protocol only (default off): no legacy
+    /// session is ever created, and `McpServer` turns rmcp's legacy session
+    /// mode off. For deployments without pre-2026 clients.
+    pub fn stateless_only(mut self, on: bool) -> Self {
+        self.sessions.enabled = !on;
+        self
+    }
+}
+
+impl AuthConfigBuilder {
+    /// Validates and builds the configuration.
+    pub fn build(self) -> Result<AuthConfig, ConfigError> {
+        let loopback_ok = self.allow_insecure_loopback;
+        let resource_raw = self.resource.ok_or_else(|| {
+            ConfigError::new(
+                "resource",
+                "is required (the canonical URI of the MCP endpoint)",
+            )
+        })?;
+        let (resource, resource_url) = canonical_resource(&resource_raw, loopback_ok)?;
+
+        if self.issuers.is_empty() {
+            return Err(ConfigError::new(
+                "issuer",
+                "at least one issuer is required",
+            ));
+        }
+        let mut issuers: Vec<IssuerConfig> = Vec::with_capacity(self.issuers.len());
+        for issuer in self.issuers {
+            let url = Url::parse(&issuer)
+                .map_err(|e| ConfigError::new("issuer", format!("{issuer:?} is not a URL: {e}")))?;
+            check_https(&url, loopback_ok, "issuer")?;
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(ConfigError::new(
+                    "issuer",
+                    "must not have a query or fragment (RFC 8414 section 2)",
+                ));
+            }
+            if issuers.iter().any(|i| i.issuer == issuer) {
+                return Err(ConfigError::new(
+                    "issuer",
+                    format!("{issuer:?} is configured twice"),
+                ));
+            }
+            issuers.push(IssuerConfig {
+                issuer,
+                jwks_uri: None,
+                introspection: None,
+            });
+        }
+        for (iss, settings) in self.issuer_introspection {
+            let target = issuers.iter_mut().find(|i| i.issuer == iss);
+            let Some(target) = target.filter(|t| t.introspection.is_none()) else {
+                return Err(ConfigError::new(
+                    "issuer_introspection",
+                    format!("{iss:?} is not a configured issuer, or is set twice"),
+                ));
+            };
+            if let Some(endpoint) = &settings.endpoint {
+                check_https(endpoint, loopback_ok, "introspection_endpoint")?;
+            }
+            target.introspection = Some(settings);
+        }
+        for (issuer, jwks) in self.jwks_uris {
+            let url = Url::parse(&jwks)
+                .map_err(|e| ConfigError::new("jwks_uri", format!("{jwks:?} is not a URL: {e}")))?;
+            check_https(&url, loopback_ok, "jwks_uri")?;
+            let target = match issuer {
+                None if issuers.len() == 1 => issuers.first_mut().ok_or_else(|| {
+                    ConfigError::new("jwks_uri", "at least one issuer is required")
+                })?,
+                None => {
+                    return Err(ConfigError::new(
+                        "jwks_uri",
+                        "is ambiguous with several issuers; use issuer_jwks_uri",
+                    ));
+                }
+                Some(iss) => issuers
+                    .iter_mut()
+                    .find(|i| i.issuer == iss)
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "issuer_jwks_uri",
+                            format!("{iss:?} is not a configured issuer"),
+                        )
+                    })?,
+            };
+            if target.jwks_uri.is_some() {
+                return Err(ConfigError::new(
+                    "jwks_uri",
+                    "set twice for the same issuer",
+                ));
+            }
+            target.jwks_uri = Some(url);
+        }
+
+        if self.algorithms.is_empty() {
+            return Err(ConfigError::new(
+                "algorithms",
+                "at least one algorithm is required",
+            ));
+        }
+        if let Some(alg) = self
+            .algorithms
+            .iter()
+            .find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+        {
+            return Err(ConfigError::new(
+                "algorithms",
+                format!(
+                    "{alg:?} is symmetric; only asymmetric algorithms verify third-party tokens safely (RFC 8725 section 3.1)"
+                ),
+            ));
+        }
+        if self.leeway > Duration::from_secs(300) {
+            return Err(ConfigError::new("leeway", "must be at most 300 seconds"));
+        }
+        check_scopes(
+            &self.required_scopes,
+            self.scopes_supported.as_deref(),
+            &self.scope_policy,
+        )?;
+        let mut scope_policy = self.scope_policy;
+        scope_policy.global = self.required_scopes.clone();
+        if self.extra_audiences.iter().any(|a| a.trim().is_empty()) {
+            return Err(ConfigError::new("accept_audience", "must not be empty"));
+        }
+        if let AudienceRule::CognitoClientIds(ids) = &self.audience_rule
+            && (ids.is_empty() || ids.iter().any(|i| i.trim().is_empty()))
+        {
+            return Err(ConfigError::new(
+                "audience_rule",
+                "the Cognito rule needs at least one client id",
+            ));
+        }
+        if let Some(paths) = &self.scope_claims
+            && (paths.is_empty()
+                || paths
+                    .iter()
+                    .any(|p| p.is_empty() || p.split('.').any(str::is_empty)))
+        {
+            return Err(ConfigError::new(
+                "scope_claims",
+                "claim names must be non-empty (dot-separated paths)",
+            ));
+        }
+        if let Some(endpoint) = self
+            .introspection
+            .as_ref()
+            .and_then(|i| i.endpoint.as_ref())
+        {
+            check_https(endpoint, loopback_ok, "introspection_endpoint")?;
+        }
+        let scopes_supported = self
+            .scopes_supported
+            .unwrap_or_else(|| self.required_scopes.clone());
+        let resource_documentation = self
+            .resource_documentation
+            .map(|d| {
+                Url::parse(&d).map_err(|e| {
+                    ConfigError::new("resource_documentation", format!("not a URL: {e}"))
+                })
+            })
+            .transpose()?;
+        if self.jwks.refresh_cooldown.is_zero() {
+            return Err(ConfigError::new(
+                "jwks_refresh_cooldown",
+                "must be greater than zero",
+            ));
+        }
+        if self.jwks.cache_ttl.is_zero() {
+            return Err(ConfigError::new(
+                "jwks_cache_ttl",
+                "must be greater than zero",
+            ));
+        }
+        if self.jwks.http_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "http_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.max_token_bytes == 0 {
+            return Err(ConfigError::new(
+                "max_token_bytes",
+                "must be greater than zero",
+            ));
+        }
+        if self.max_token_lifetime.is_zero() {
+            return Err(ConfigError::new(
+                "max_token_lifetime",
+                "must be greater than zero",
+            ));
+        }
+        if self.jwks.max_ttl.is_zero() {
+            return Err(ConfigError::new(
+                "jwks_cache_max_ttl",
+                "must be greater than zero",
+            ));
+        }
+        for route in &self.exempt {
+            let (ExemptRoute::Exact(p) | ExemptRoute::Prefix(p)) = route;
+            if !p.starts_with('/') {
+                return Err(ConfigError::new(
+                    "exempt_path",
+                    format!("{p:?} must start with '/'"),
+                ));
+            }
+            if route.matches(resource_url.path()) {
+                return Err(ConfigError::new(
+                    "exempt_path",
+                    format!("{p:?} would exempt the protected resource path itself"),
+                ));
+            }
+        }
+        let mut allowed_origins = vec![origin_of(&resource_url)];
+        for raw in &self.allowed_origins {
+            let origin = normalize_origin(raw).ok_or_else(|| {
+                ConfigError::new(
+                    "allowed_origin",
+                    format!("{raw:?} is not an origin (scheme://host[:port], no path)"),
+                )
+            })?;
+            if !allowed_origins.contains(&origin) {
+                allowed_origins.push(origin);
+            }
+        }
+        let sessions = self.sessions;
+        if sessions.total == 0 {
+            return Err(ConfigError::new(
+                "max_sessions",
+                "must be greater than zero (use stateless_only to turn sessions off)",
+            ));
+        }
+        if sessions.per_principal == 0 {
+            return Err(ConfigError::new(
+                "max_sessions_per_principal",
+                "must be greater than zero (use stateless_only to turn sessions off)",
+            ));
+        }
+        if sessions.per_principal > sessions.total {
+            return Err(ConfigError::new(
+                "max_sessions_per_principal",
+                "must not exceed max_sessions",
+            ));
+        }
+        if sessions.idle_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "session_idle_timeout",
+                "must be greater than zero",
+            ));
+        }
+        Ok(AuthConfig {
+            issuers,
+            resource,
+            resource_url,
+            algorithms: self.algorithms,
+            leeway: self.leeway,
+            typ_policy: self.typ_policy,
+            required_scopes: self.required_scopes,
+            scopes_supported,
+            scope_policy,
+            introspection: self.introspection,
+            verified_cache_max_entries: self.token_cache.max_entries,
+            extra_audiences: self.extra_audiences,
+            audience_rule: self.audience_rule,
+            scope_claims: self.scope_claims,
+            verified_cache_max_age: self.token_cache.max_age,
+            resource_name: self.resource_name,
+            resource_documentation,
+            exempt: self.exempt,
+            allow_insecure_loopback: loopback_ok,
+            jwks_cache_ttl: self.jwks.cache_ttl,
+            jwks_refresh_cooldown: self.jwks.refresh_cooldown,
+            jwks_max_stale: self.jwks.max_stale,
+            http_timeout: self.jwks.http_timeout,
+            max_document_bytes: self.jwks.max_document_bytes,
+            max_token_bytes: self.max_token_bytes,
+            max_token_lifetime: self.max_token_lifetime,
+            jwks_cache_max_ttl: self.jwks.max_ttl,
+            require_keys_before_ready: self.require_keys_before_ready,
+            allowed_origins,
+            sessions,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_JWKS_CACHE_MAX_TTL;
+
+    fn base() -> AuthConfigBuilder {
+        AuthConfig::builder()
+            .issuer("https://auth.example.com")
+            .resource("https://mcp.example.com/mcp")
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = AuthConfig::builder()
+            .issuer("https://a")
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "resource");
+        let e = AuthConfig::builder()
+            .resource("https://r/mcp")
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "issuer");
+        let cases: Vec<(AuthConfigBuilder, &str)> = vec![
+            (base().resource("http://mcp.example.com/mcp"), "resource"),
+            (base().resource("https://mcp.example.com/mcp#x"), "resource"),
+            (base().issuer("http://127.0.0.1:9/"), "issuer"),
+            (base().issuer("https://auth.example.com"), "issuer"),
+            (base().algorithms([Algorithm::HS256]), "algorithms"),
+            (base().algorithms([]), "algorithms"),
+            (base().leeway(Duration::from_secs(301)), "leeway"),
+            (base().exempt_prefix("/"), "exempt_path"),
+            (base().exempt_path("health"), "exempt_path"),
+            (
+                base().issuer("https://b").jwks_uri("https://b/jwks"),
+                "jwks_uri",
+            ),
+            (
+                base().issuer_jwks_uri("https://c", "https://c/j"),
+                "issuer_jwks_uri",
+            ),
+            (base().accept_audience(" "), "accept_audience"),
+            (
+                base().audience_rule(AudienceRule::CognitoClientIds(vec![])),
+                "audience_rule",
+            ),
+            (base().scope_claims(["a..b"]), "scope_claims"),
+            (
+                base().resource_documentation("not a url"),
+                "resource_documentation",
+            ),
+            (base().allowed_origin("https://h/path"), "allowed_origin"),
+            (base().max_token_bytes(0), "max_token_bytes"),
+            (base().max_sessions(0), "max_sessions"),
+            (
+                base().max_sessions_per_principal(0),
+                "max_sessions_per_principal",
+            ),
+            (
+                base().max_sessions(2).max_sessions_per_principal(3),
+                "max_sessions_per_principal",
+            ),
+            (
+                base().session_idle_timeout(Duration::ZERO),
+                "session_idle_timeout",
+            ),
+            (
+                base().issuer_introspection("https://x", IntrospectionSettings::new("c", "s")),
+                "issuer_introspection",
+            ),
+            (
+                base().introspection(
+                    IntrospectionSettings::new("c", "s")
+                        .endpoint(Url::parse("http://as.example/i").unwrap()),
+                ),
+                "introspection_endpoint",
+            ),
+        ];
+        for (builder, field) in cases {
+            let e = builder.build().unwrap_err();
+            assert_eq!(e.field(), field, "{e}");
+        }
+    }
+
+    // Issue 4: the hardening settings have defaults and refuse zero.
+    #[test]
+    fn hardening_settings() {
+        let c = base().build().unwrap();
+        assert_eq!(c.max_token_lifetime, DEFAULT_MAX_TOKEN_LIFETIME);
+        assert_eq!(c.jwks_cache_max_ttl, DEFAULT_JWKS_CACHE_MAX_TTL);
+        assert!(c.require_keys_before_ready);
+        let e = base()
+            .max_token_lifetime(Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "max_token_lifetime");
+        let e = base()
+            .jwks_cache_max_ttl(Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "jwks_cache_max_ttl");
+        let c = base()
+            .max_token_lifetime(Duration::from_secs(600))
+            .require_keys_before_ready(false)
+            .build()
+            .unwrap();
+        assert_eq!(c.max_token_lifetime, Duration::from_secs(600));
+        assert!(!c.require_keys_before_ready);
+    }
+}

@@ -1,0 +1,785 @@
+//! The environment variables behind [`AuthConfig::from_env`], in one table.
+//!
+//! [`ENV_VARS`] is the only list: [`AuthConfigBuilder::from_env_vars`]
+//! reads each variable through its row (the row's [`Parse`] turns the text
+//! into a value and gives it to the builder), [`ConfigError::for_env`] maps
+//! a setting back to its variable through the same rows, and the tests below
+//! check that the `from_env` documentation (`env_table.md`, generated from
+//! the table) and README's configuration table list exactly these variables.
+
+use std::time::Duration;
+
+use ::url::Url;
+use jsonwebtoken::Algorithm;
+
+use super::{AuthConfig, AuthConfigBuilder, IntrospectionSettings, TypPolicy};
+use crate::error::ConfigError;
+
+/// One environment variable: its name, the builder setting it feeds, how
+/// its text is read, its default and what it means. The documentation
+/// columns are read by the tests that hold the docs to the table.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct EnvVar {
+    /// The variable, `MCP_OAUTH2_...`.
+    pub(crate) name: &'static str,
+    /// The builder method it stands for (documentation).
+    pub(crate) setting: &'static str,
+    /// The [`ConfigError::field`] that [`AuthConfigBuilder::build`] uses for
+    /// a mistake in this setting; mapped back to `name` by `for_env`.
+    pub(crate) field: &'static str,
+    /// Read only when set; `required` variables must be set.
+    pub(crate) required: bool,
+    /// How the text is read and where the value goes.
+    pub(crate) parse: Parse,
+    /// The default when unset (documentation).
+    pub(crate) default: &'static str,
+    /// One line: what it means (documentation).
+    pub(crate) meaning: &'static str,
+}
+
+/// Where a value read from the environment goes: the builder, or (for the
+/// three introspection variables, which make one setting together) a staging
+/// area assembled once all rows are read.
+#[derive(Default)]
+pub(crate) struct Staged {
+    builder: AuthConfigBuilder,
+    introspection_uri: Option<Url>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+type Apply<T> = fn(&mut Staged, T) -> Result<(), String>;
+
+/// How a variable's text is read. The error text of a failed read, or of
+/// the row's `apply`, becomes a [`ConfigError`] naming the variable.
+#[derive(Clone, Copy)]
+pub(crate) enum Parse {
+    /// A whole number of seconds.
+    Seconds(Apply<Duration>),
+    /// A whole number.
+    Count(Apply<usize>),
+    /// `1` (on), `0` or empty (off).
+    Flag(Apply<bool>),
+    /// A list split on the separator, items trimmed, empty items dropped.
+    List(char, Apply<Vec<String>>),
+    /// A URL (the text, checked when the configuration is built).
+    Url(Apply<String>),
+    /// Free text.
+    Text(Apply<String>),
+}
+
+impl Parse {
+    /// The value column of the documentation.
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Seconds(_) => "seconds",
+            Self::Count(_) => "whole number",
+            Self::Flag(_) => "`1` or `0`",
+            Self::List(',', _) => "comma-separated",
+            Self::List(_, _) => "space-separated",
+            Self::Url(_) => "URL",
+            Self::Text(_) => "text",
+        }
+    }
+
+    fn read(self, raw: String, staged: &mut Staged) -> Result<(), String> {
+        match self {
+            Self::Seconds(apply) => {
+                let secs = raw
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| "must be a whole number of seconds".to_owned())?;
+                apply(staged, Duration::from_secs(secs))
+            }
+            Self::Count(apply) => {
+                let n = raw
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| "must be a whole number".to_owned())?;
+                apply(staged, n)
+            }
+            Self::Flag(apply) => match raw.trim() {
+                "" | "0" => apply(staged, false),
+                "1" => apply(staged, true),
+                _ => Err("must be 1 or 0".to_owned()),
+            },
+            Self::List(sep, apply) => apply(staged, split_list(&raw, sep)),
+            Self::Url(apply) | Self::Text(apply) => apply(staged, raw),
+        }
+    }
+}
+
+fn split_list(value: &str, sep: char) -> Vec<String> {
+    value
+        .split(sep)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every environment variable [`AuthConfig::from_env`] reads, in the order
+/// they are read (`MCP_OAUTH2_JWKS_URI` needs the issuers read before it).
+pub(crate) static ENV_VARS: &[EnvVar] = &[
+    EnvVar {
+        name: "MCP_OAUTH2_ISSUER",
+        setting: "issuer",
+        field: "issuer",
+        required: true,
+        parse: Parse::List(',', |s, issuers| {
+            if issuers.is_empty() {
+                return Err("is empty".to_owned());
+            }
+            s.builder.issuers = issuers;
+            Ok(())
+        }),
+        default: "required",
+        meaning: "trusted issuers, compared exactly with `iss`",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_RESOURCE",
+        setting: "resource",
+        field: "resource",
+        required: true,
+        parse: Parse::Url(|s, v| {
+            s.builder.resource = Some(v);
+            Ok(())
+        }),
+        default: "required",
+        meaning: "canonical resource URI of the MCP endpoint (the required audience)",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_JWKS_URI",
+        setting: "jwks_uri",
+        field: "jwks_uri",
+        required: false,
+        parse: Parse::Url(|s, v| {
+            let v = v.trim();
+            if v.is_empty() {
+                return Ok(());
+            }
+            if s.builder.issuers.len() != 1 {
+                return Err(
+                    "can only be set with exactly one issuer; several issuers use discovery"
+                        .to_owned(),
+                );
+            }
+            s.builder.jwks_uris.push((None, v.to_owned()));
+            Ok(())
+        }),
+        default: "discovered",
+        meaning: "key-set URL of the only issuer",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_REQUIRED_SCOPES",
+        setting: "required_scopes",
+        field: "required_scopes",
+        required: false,
+        parse: Parse::List(' ', |s, v| {
+            s.builder.required_scopes = v;
+            Ok(())
+        }),
+        default: "none",
+        meaning: "scopes every request needs",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_SCOPES_SUPPORTED",
+        setting: "scopes_supported",
+        field: "scopes_supported",
+        required: false,
+        parse: Parse::List(' ', |s, v| {
+            s.builder.scopes_supported = Some(v);
+            Ok(())
+        }),
+        default: "the required scopes",
+        meaning: "`scopes_supported` in the metadata",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_ALGORITHMS",
+        setting: "algorithms",
+        field: "algorithms",
+        required: false,
+        parse: Parse::List(',', |s, v| {
+            s.builder.algorithms = v
+                .iter()
+                .map(|a| {
+                    a.parse::<Algorithm>()
+                        .map_err(|_| format!("unknown algorithm {a:?}"))
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(())
+        }),
+        default: "RS256/384/512, PS256/384/512, ES256, ES384, EdDSA",
+        meaning: "accepted signing algorithms (asymmetric only)",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_LEEWAY",
+        setting: "leeway",
+        field: "leeway",
+        required: false,
+        parse: Parse::Seconds(|s, d| {
+            s.builder.leeway = d;
+            Ok(())
+        }),
+        default: "60 s (at most 300 s)",
+        meaning: "clock leeway for `exp`, `nbf`, `iat`",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_ACCEPT_JWT_TYP",
+        setting: "typ_policy",
+        field: "typ_policy",
+        required: false,
+        parse: Parse::Flag(|s, on| {
+            if on {
+                s.builder.typ_policy = TypPolicy::AllowJwt;
+            }
+            Ok(())
+        }),
+        default: "off",
+        meaning: "`1`: also accept `typ: JWT` tokens (`TypPolicy::AllowJwt`)",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_RESOURCE_NAME",
+        setting: "resource_name",
+        field: "resource_name",
+        required: false,
+        parse: Parse::Text(|s, v| {
+            s.builder.resource_name = Some(v).filter(|v| !v.is_empty());
+            Ok(())
+        }),
+        default: "none",
+        meaning: "`resource_name` in the metadata",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_RESOURCE_DOCUMENTATION",
+        setting: "resource_documentation",
+        field: "resource_documentation",
+        required: false,
+        parse: Parse::Url(|s, v| {
+            s.builder.resource_documentation = Some(v).filter(|v| !v.is_empty());
+            Ok(())
+        }),
+        default: "none",
+        meaning: "`resource_documentation` in the metadata",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_JWKS_CACHE_TTL",
+        setting: "jwks_cache_ttl",
+        field: "jwks_cache_ttl",
+        required: false,
+        parse: Parse::Seconds(|s, d| {
+            s.builder.jwks.cache_ttl = d;
+            Ok(())
+        }),
+        default: "300 s",
+        meaning: "how long a key set is used before it is fetched again",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_JWKS_REFRESH_COOLDOWN",
+        setting: "jwks_refresh_cooldown",
+        field: "jwks_refresh_cooldown",
+        required: false,
+        parse: Parse::Seconds(|s, d| {
+            s.builder.jwks.refresh_cooldown = d;
+            Ok(())
+        }),
+        default: "30 s",
+        meaning: "minimum time between two key-set fetches for unknown `kid`s",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_MAX_TOKEN_LIFETIME",
+        setting: "max_token_lifetime",
+        field: "max_token_lifetime",
+        required: false,
+        parse: Parse::Seconds(|s, d| {
+            s.builder.max_token_lifetime = d;
+            Ok(())
+        }),
+        default: "86400 s (24 h)",
+        meaning: "longest accepted token lifetime (`exp` after `iat` or now)",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK",
+        setting: "allow_insecure_http_for_loopback",
+        field: "allow_insecure_http_for_loopback",
+        required: false,
+        parse: Parse::Flag(|s, on| {
+            s.builder.allow_insecure_loopback = on;
+            Ok(())
+        }),
+        default: "off",
+        meaning: "`1`: allow `http://` on loopback hosts (development only)",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_INTROSPECTION_URI",
+        setting: "introspection",
+        field: "introspection_endpoint",
+        required: false,
+        parse: Parse::Url(|s, v| {
+            let v = v.trim();
+            if !v.is_empty() {
+                let url = Url::parse(v).map_err(|e| format!("not a URL: {e}"))?;
+                s.introspection_uri = Some(url);
+            }
+            Ok(())
+        }),
+        default: "discovered",
+        meaning: "RFC 7662 introspection endpoint (needs `MCP_OAUTH2_CLIENT_ID`)",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_CLIENT_ID",
+        setting: "introspection",
+        field: "introspection_client_id",
+        required: false,
+        parse: Parse::Text(|s, v| {
+            s.client_id = Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+            Ok(())
+        }),
+        default: "none (introspection off)",
+        meaning: "client id for introspection; set, it turns introspection on",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_CLIENT_SECRET",
+        setting: "introspection",
+        field: "introspection_client_secret",
+        required: false,
+        parse: Parse::Text(|s, v| {
+            s.client_secret = Some(v);
+            Ok(())
+        }),
+        default: "empty",
+        meaning: "client secret for introspection (never logged)",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_ALLOWED_ORIGINS",
+        setting: "allowed_origin",
+        field: "allowed_origin",
+        required: false,
+        parse: Parse::List(',', |s, v| {
+            s.builder.allowed_origins = v;
+            Ok(())
+        }),
+        default: "the resource's own origin",
+        meaning: "more browser origins allowed to call the endpoint",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL",
+        setting: "max_sessions_per_principal",
+        field: "max_sessions_per_principal",
+        required: false,
+        parse: Parse::Count(|s, n| {
+            s.builder.sessions.per_principal = n;
+            Ok(())
+        }),
+        default: "64",
+        meaning: "legacy sessions one principal may hold open",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_MAX_SESSIONS",
+        setting: "max_sessions",
+        field: "max_sessions",
+        required: false,
+        parse: Parse::Count(|s, n| {
+            s.builder.sessions.total = n;
+            Ok(())
+        }),
+        default: "10,000",
+        meaning: "legacy sessions all principals may hold open",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_SESSION_IDLE_TIMEOUT",
+        setting: "session_idle_timeout",
+        field: "session_idle_timeout",
+        required: false,
+        parse: Parse::Seconds(|s, d| {
+            s.builder.sessions.idle_timeout = d;
+            Ok(())
+        }),
+        default: "300 s",
+        meaning: "how long a legacy session stays bound without a request",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_STATELESS_ONLY",
+        setting: "stateless_only",
+        field: "stateless_only",
+        required: false,
+        parse: Parse::Flag(|s, on| {
+            if on {
+                s.builder.sessions.enabled = false;
+            }
+            Ok(())
+        }),
+        default: "off",
+        meaning: "`1`: serve the stateless 2026-07-28 protocol only, no legacy sessions",
+    },
+];
+
+/// An error naming a variable of the table.
+fn env_error(name: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::new(name, message)
+}
+
+impl ConfigError {
+    /// The same error naming the environment variable behind the setting
+    /// (its row in [`ENV_VARS`]), for configurations read by
+    /// [`AuthConfig::from_env`]. A setting no variable feeds keeps its name.
+    pub(crate) fn for_env(self) -> Self {
+        match ENV_VARS.iter().find(|v| v.field == self.field()) {
+            Some(var) => self.renamed(var.name),
+            None => self,
+        }
+    }
+}
+
+impl AuthConfigBuilder {
+    /// A builder filled from the environment (see [`AuthConfig::from_env`]),
+    /// to adjust before [`build`](Self::build). Its errors name the
+    /// variable; the errors of `build` name the builder setting.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Reads every row of [`ENV_VARS`] through `get`.
+    pub(crate) fn from_env_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut staged = Staged::default();
+        for var in ENV_VARS {
+            match get(var.name) {
+                Some(raw) => var
+                    .parse
+                    .read(raw, &mut staged)
+                    .map_err(|m| env_error(var.name, m))?,
+                None if var.required => return Err(env_error(var.name, "is not set")),
+                None => {}
+            }
+        }
+        let Staged {
+            mut builder,
+            introspection_uri,
+            client_id,
+            client_secret,
+        } = staged;
+        match (client_id, introspection_uri) {
+            (Some(id), uri) => {
+                let mut settings =
+                    IntrospectionSettings::new(id, client_secret.unwrap_or_default());
+                if let Some(url) = uri {
+                    settings = settings.endpoint(url);
+                }
+                builder.introspection = Some(settings);
+            }
+            (None, Some(_)) => {
+                return Err(env_error(
+                    "MCP_OAUTH2_CLIENT_ID",
+                    "is required with MCP_OAUTH2_INTROSPECTION_URI",
+                ));
+            }
+            (None, None) if client_secret.is_some_and(|s| !s.is_empty()) => {
+                return Err(env_error(
+                    "MCP_OAUTH2_CLIENT_SECRET",
+                    "is set without MCP_OAUTH2_CLIENT_ID (introspection needs both)",
+                ));
+            }
+            (None, None) => {}
+        }
+        Ok(builder)
+    }
+}
+
+impl AuthConfig {
+    /// [`AuthConfig::from_env`] with the variables read through `get`.
+    pub(crate) fn from_env_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        AuthConfigBuilder::from_env_vars(get)?
+            .build()
+            .map_err(ConfigError::for_env)
+    }
+}
+
+/// The `from_env` documentation table, generated from [`ENV_VARS`]; the
+/// test `from_env_doc_table_is_generated_from_the_env_table` keeps
+/// `env_table.md` equal to it.
+#[cfg(test)]
+pub(crate) fn markdown_table() -> String {
+    let mut out = String::from(
+        "| variable | builder setting | value | default | meaning |\n|---|---|---|---|---|\n",
+    );
+    for v in ENV_VARS {
+        out.push_str(&format!(
+            "| `{}` | [`{}`](AuthConfigBuilder::{}) | {} | {} | {} |\n",
+            v.name,
+            v.setting,
+            v.setting,
+            v.parse.describe(),
+            v.default,
+            v.meaning
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use super::*;
+
+    /// `AuthConfig::from_env` over a map instead of the process environment.
+    fn from_map(vars: &HashMap<&str, String>) -> Result<AuthConfig, ConfigError> {
+        AuthConfig::from_env_vars(|k| vars.get(k).cloned())
+    }
+
+    fn minimal() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("MCP_OAUTH2_ISSUER", "https://as.example".to_owned()),
+            ("MCP_OAUTH2_RESOURCE", "https://rs.example/mcp".to_owned()),
+        ])
+    }
+
+    #[test]
+    fn from_env_reads_every_variable() {
+        let vars: HashMap<&str, String> = [
+            ("MCP_OAUTH2_ISSUER", "http://127.0.0.1:1"),
+            ("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:3/mcp"),
+            ("MCP_OAUTH2_JWKS_URI", "http://127.0.0.1:1/jwks"),
+            ("MCP_OAUTH2_REQUIRED_SCOPES", "a  b"),
+            ("MCP_OAUTH2_SCOPES_SUPPORTED", "a b c"),
+            ("MCP_OAUTH2_ALGORITHMS", "RS256, ES256"),
+            ("MCP_OAUTH2_LEEWAY", "7"),
+            ("MCP_OAUTH2_ACCEPT_JWT_TYP", "1"),
+            ("MCP_OAUTH2_RESOURCE_NAME", "Notes"),
+            ("MCP_OAUTH2_RESOURCE_DOCUMENTATION", "https://docs.example/"),
+            ("MCP_OAUTH2_JWKS_CACHE_TTL", "10"),
+            ("MCP_OAUTH2_JWKS_REFRESH_COOLDOWN", "2"),
+            ("MCP_OAUTH2_MAX_TOKEN_LIFETIME", "3600"),
+            ("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1"),
+            (
+                "MCP_OAUTH2_INTROSPECTION_URI",
+                "http://127.0.0.1:1/introspect",
+            ),
+            ("MCP_OAUTH2_CLIENT_ID", " rs "),
+            ("MCP_OAUTH2_CLIENT_SECRET", "s3cret"),
+            (
+                "MCP_OAUTH2_ALLOWED_ORIGINS",
+                "https://app.example, http://localhost:5173",
+            ),
+            ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "3"),
+            ("MCP_OAUTH2_MAX_SESSIONS", "30"),
+            ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "40"),
+            ("MCP_OAUTH2_STATELESS_ONLY", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect();
+        // The test sets every variable of the table.
+        assert_eq!(vars.len(), ENV_VARS.len());
+        let c = from_map(&vars).unwrap();
+        let s = Duration::from_secs;
+        assert_eq!(c.issuers().len(), 1);
+        assert!(c.issuers().first().unwrap().jwks_uri().is_some());
+        assert_eq!(c.required_scopes(), ["a", "b"]);
+        assert_eq!(c.scopes_supported, ["a", "b", "c"]);
+        assert_eq!(c.algorithms, [Algorithm::RS256, Algorithm::ES256]);
+        assert_eq!(c.leeway, s(7));
+        assert_eq!(c.typ_policy, TypPolicy::AllowJwt);
+        assert_eq!(c.resource_name.as_deref(), Some("Notes"));
+        assert!(c.resource_documentation.is_some());
+        assert_eq!(c.jwks_cache_ttl, s(10));
+        assert_eq!(c.jwks_refresh_cooldown, s(2));
+        assert_eq!(c.max_token_lifetime, s(3600));
+        assert!(c.allows_insecure_loopback());
+        let i = c.introspection.as_ref().unwrap();
+        assert_eq!(i.client_id, "rs");
+        assert_eq!(i.client_secret.secret(), "s3cret");
+        assert!(i.endpoint.is_some());
+        assert_eq!(c.allowed_origins.len(), 3);
+        assert_eq!(c.sessions.per_principal, 3);
+        assert_eq!(c.sessions.total, 30);
+        assert_eq!(c.sessions.idle_timeout, s(40));
+        assert!(!c.sessions.enabled);
+    }
+
+    #[test]
+    fn unset_and_empty_optional_variables_keep_the_defaults() {
+        let c = from_map(&minimal()).unwrap();
+        let d = AuthConfig::builder()
+            .issuer("https://as.example")
+            .resource("https://rs.example/mcp")
+            .build()
+            .unwrap();
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
+        let mut vars = minimal();
+        for v in ENV_VARS.iter().filter(|v| !v.required) {
+            if matches!(v.parse, Parse::Flag(_) | Parse::Text(_) | Parse::Url(_)) {
+                vars.insert(v.name, String::new());
+            }
+        }
+        vars.remove("MCP_OAUTH2_CLIENT_SECRET");
+        let c = from_map(&vars).unwrap();
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
+    }
+
+    /// A bad value for each variable, with the variables it needs beside it.
+    /// Every `ConfigError` of a `from_env` build names the variable, whether
+    /// the text cannot be read or the builder refuses the value.
+    #[test]
+    fn every_bad_value_names_its_variable() {
+        /// A variable, a bad value, and the variables set beside it.
+        type Case = (
+            &'static str,
+            &'static str,
+            &'static [(&'static str, &'static str)],
+        );
+        let cases: &[Case] = &[
+            ("MCP_OAUTH2_ISSUER", "", &[]),
+            ("MCP_OAUTH2_ISSUER", " , ", &[]),
+            ("MCP_OAUTH2_ISSUER", "http://as.example", &[]),
+            ("MCP_OAUTH2_ISSUER", "https://as.example?x=1", &[]),
+            ("MCP_OAUTH2_RESOURCE", "http://rs.example/mcp", &[]),
+            ("MCP_OAUTH2_RESOURCE", "https://rs.example/mcp#f", &[]),
+            ("MCP_OAUTH2_RESOURCE", "", &[]),
+            ("MCP_OAUTH2_JWKS_URI", "http://as.example/jwks", &[]),
+            ("MCP_OAUTH2_JWKS_URI", "not a url", &[]),
+            (
+                "MCP_OAUTH2_JWKS_URI",
+                "https://as.example/jwks",
+                &[("MCP_OAUTH2_ISSUER", "https://a.example,https://b.example")],
+            ),
+            ("MCP_OAUTH2_REQUIRED_SCOPES", "offline_access", &[]),
+            ("MCP_OAUTH2_REQUIRED_SCOPES", "a\"b", &[]),
+            ("MCP_OAUTH2_SCOPES_SUPPORTED", "offline_access", &[]),
+            ("MCP_OAUTH2_SCOPES_SUPPORTED", "a\\b", &[]),
+            ("MCP_OAUTH2_ALGORITHMS", "RS256,XYZ", &[]),
+            ("MCP_OAUTH2_ALGORITHMS", "HS256", &[]),
+            ("MCP_OAUTH2_ALGORITHMS", " , ", &[]),
+            ("MCP_OAUTH2_LEEWAY", "soon", &[]),
+            ("MCP_OAUTH2_LEEWAY", "301", &[]),
+            ("MCP_OAUTH2_ACCEPT_JWT_TYP", "yes", &[]),
+            ("MCP_OAUTH2_RESOURCE_DOCUMENTATION", "not a url", &[]),
+            ("MCP_OAUTH2_JWKS_CACHE_TTL", "-1", &[]),
+            ("MCP_OAUTH2_JWKS_CACHE_TTL", "0", &[]),
+            ("MCP_OAUTH2_JWKS_REFRESH_COOLDOWN", "0", &[]),
+            ("MCP_OAUTH2_MAX_TOKEN_LIFETIME", "0", &[]),
+            ("MCP_OAUTH2_MAX_TOKEN_LIFETIME", "1.5", &[]),
+            ("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "true", &[]),
+            (
+                "MCP_OAUTH2_INTROSPECTION_URI",
+                "::not a url",
+                &[("MCP_OAUTH2_CLIENT_ID", "rs")],
+            ),
+            (
+                "MCP_OAUTH2_INTROSPECTION_URI",
+                "http://as.example/introspect",
+                &[("MCP_OAUTH2_CLIENT_ID", "rs")],
+            ),
+            (
+                "MCP_OAUTH2_CLIENT_ID",
+                " ",
+                &[("MCP_OAUTH2_INTROSPECTION_URI", "https://as.example/i")],
+            ),
+            ("MCP_OAUTH2_CLIENT_SECRET", "s3cret", &[]),
+            (
+                "MCP_OAUTH2_ALLOWED_ORIGINS",
+                "https://app.example/path",
+                &[],
+            ),
+            ("MCP_OAUTH2_ALLOWED_ORIGINS", "null", &[]),
+            ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "0", &[]),
+            ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "many", &[]),
+            ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "20000", &[]),
+            ("MCP_OAUTH2_MAX_SESSIONS", "0", &[]),
+            ("MCP_OAUTH2_MAX_SESSIONS", "x", &[]),
+            ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "0", &[]),
+            ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "5m", &[]),
+            ("MCP_OAUTH2_STATELESS_ONLY", "2", &[]),
+        ];
+        for (name, bad, with) in cases {
+            let mut vars = minimal();
+            for (k, v) in *with {
+                vars.insert(k, (*v).to_owned());
+            }
+            vars.insert(name, (*bad).to_owned());
+            let err = from_map(&vars).unwrap_err();
+            assert_eq!(err.field(), *name, "{name}={bad:?}: {err}");
+        }
+        // Free text has no bad value; every other variable has a case above.
+        const FREE_TEXT: &[&str] = &["MCP_OAUTH2_RESOURCE_NAME"];
+        let tested: BTreeSet<&str> = cases.iter().map(|(n, _, _)| *n).collect();
+        for v in ENV_VARS {
+            assert!(
+                tested.contains(v.name) || FREE_TEXT.contains(&v.name),
+                "{} has no bad-value case",
+                v.name
+            );
+        }
+    }
+
+    #[test]
+    fn required_variables_unset_name_themselves() {
+        for v in ENV_VARS.iter().filter(|v| v.required) {
+            let mut vars = minimal();
+            vars.remove(v.name);
+            assert_eq!(from_map(&vars).unwrap_err().field(), v.name);
+        }
+    }
+
+    /// Every setting a variable feeds maps back to it, and no two variables
+    /// claim one setting's errors.
+    #[test]
+    fn for_env_maps_every_row_and_nothing_else() {
+        let mut fields = BTreeSet::new();
+        for v in ENV_VARS {
+            assert!(fields.insert(v.field), "{} claimed twice", v.field);
+            assert_eq!(ConfigError::new(v.field, "x").for_env().field(), v.name);
+        }
+        // A setting no variable feeds keeps its builder name.
+        assert_eq!(
+            ConfigError::new("exempt_path", "x").for_env().field(),
+            "exempt_path"
+        );
+    }
+
+    #[test]
+    fn from_env_doc_table_is_generated_from_the_env_table() {
+        let doc = include_str!("env_table.md");
+        let table = markdown_table();
+        assert!(
+            doc == table,
+            "src/config/env_table.md is out of date; it should read:\n{table}"
+        );
+    }
+
+    /// README's configuration table names exactly the table's variables,
+    /// each on the row of its builder setting.
+    #[test]
+    fn readme_configuration_table_lists_exactly_the_env_table() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("\n## Configuration\n")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("README has a Configuration section");
+        let rows: Vec<&str> = section.lines().filter(|l| l.starts_with('|')).collect();
+        let mut in_readme = BTreeSet::new();
+        for row in &rows {
+            let mut rest = *row;
+            while let Some(at) = rest.find("MCP_OAUTH2_") {
+                let tail = rest.get(at..).unwrap_or_default();
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                    .unwrap_or(tail.len());
+                let name = tail.get(..end).unwrap_or_default();
+                in_readme.insert(name);
+                if let Some(var) = ENV_VARS.iter().find(|v| v.name == name) {
+                    assert!(
+                        row.contains(&format!("`{}(", var.setting)),
+                        "README row of {name} does not name `{}(..)`: {row}",
+                        var.setting
+                    );
+                }
+                rest = tail.get(end..).unwrap_or_default();
+            }
+        }
+        let in_table: BTreeSet<&str> = ENV_VARS.iter().map(|v| v.name).collect();
+        assert_eq!(in_readme, in_table);
+    }
+}

@@ -1,0 +1,316 @@
+//! [`AuthConfig`]: what a token must satisfy and how the resource describes
+//! itself. Built and validated once, at start-up; errors name the setting.
+//!
+//! The rooms: this file holds the validated configuration and its
+//! accessors; `builder` the [`AuthConfigBuilder`] and its validation;
+//! `scopes` the scope requirements; `groups` the grouped settings ([`JwksPolicy`], [`TokenCachePolicy`]);
+//! `env` the one table of environment variables behind
+//! [`AuthConfig::from_env`]; `url` the URL rules (HTTPS, loopback, the
+//! canonical resource, origins); `introspection` the introspection
+//! settings. It imports nothing above it (no verifier, no key set).
+
+use std::time::Duration;
+
+use ::url::Url;
+use jsonwebtoken::Algorithm;
+
+use crate::error::ConfigError;
+
+mod builder;
+mod env;
+mod groups;
+pub(crate) mod introspection;
+mod scopes;
+pub(crate) mod url;
+
+pub(crate) use self::url::{check_https, metadata_path, normalize_origin};
+pub use builder::AuthConfigBuilder;
+pub use groups::{JwksPolicy, TokenCachePolicy};
+pub(crate) use introspection::IntrospectionSettings;
+
+/// Default leeway for `exp`, `nbf` and `iat`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// Default time a fetched key set is used before it is fetched again.
+pub const DEFAULT_JWKS_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Default minimum time between two key-set fetches triggered by an unknown
+/// `kid` or by a failed fetch.
+pub const DEFAULT_JWKS_REFRESH_COOLDOWN: Duration = Duration::from_secs(30);
+/// Default total deadline of one fetch of metadata or keys.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time the last good key set keeps serving when refreshing fails.
+pub const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(3600);
+/// Default cap on a fetched metadata or key-set document.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+/// Default maximum lifetime of an access token: `exp` more than this far
+/// after `iat` (or after now) is refused as absurd.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Default upper bound on a key set's lifetime taken from the key server's
+/// `Cache-Control: max-age`.
+pub const DEFAULT_JWKS_CACHE_MAX_TTL: Duration = Duration::from_secs(3600);
+
+/// Default cap on verified tokens remembered (about 70 MB at most with typical tokens).
+pub const DEFAULT_VERIFIED_CACHE_MAX_ENTRIES: usize = 100_000;
+/// Default longest time a verified token is remembered (never past its `exp`).
+pub const DEFAULT_VERIFIED_CACHE_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// Default cap on the legacy sessions (`Mcp-Session-Id`) one principal holds open.
+pub const DEFAULT_MAX_SESSIONS_PER_PRINCIPAL: usize = 64;
+/// Default cap on the legacy sessions held open by all principals together.
+pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+/// Default time a legacy session stays bound to its owner without a request
+/// (rmcp's own session keep-alive is the same five minutes).
+pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The asymmetric algorithms accepted by default (RFC 7518, RFC 8037).
+pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Which JOSE `typ` header values are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TypPolicy {
+    /// Only `at+jwt` / `application/at+jwt` (RFC 9068 section 2.1). The default:
+    /// it keeps ID tokens and other JWTs from being used as access tokens.
+    #[default]
+    AtJwt,
+    /// Also `JWT` / `application/jwt` or no `typ`, for providers that do not
+    /// emit RFC 9068 tokens yet (Auth0, Entra ID, Okta, Cognito, Keycloak by
+    /// default). Weaker: make sure the audience is unique to this resource.
+    AllowJwt,
+}
+
+/// How a token shows it was issued for this server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AudienceRule {
+    /// `aud` contains the resource URI (RFC 8707), or an audience added with
+    /// [`AuthConfigBuilder::accept_audience`]. The default.
+    #[default]
+    Resource,
+    /// AWS Cognito access tokens carry no `aud`: require `token_use: access`
+    /// and a `client_id` from this list instead (an `aud`, if present, must
+    /// still name this server). Weaker than audience binding: every client
+    /// listed here can call this server with any access token of the pool.
+    CognitoClientIds(Vec<String>),
+}
+
+/// A route the authentication layer lets through without a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExemptRoute {
+    /// This exact path.
+    Exact(String),
+    /// Every path under this prefix, matched on `/` boundaries: `/health`
+    /// covers `/health` and `/health/live`, not `/healthz`.
+    Prefix(String),
+}
+
+impl ExemptRoute {
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        match self {
+            Self::Exact(p) => path == p,
+            Self::Prefix(p) => {
+                let p = p.trim_end_matches('/');
+                path == p || (path.starts_with(p) && path.as_bytes().get(p.len()) == Some(&b'/'))
+            }
+        }
+    }
+}
+
+/// One trusted authorization server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerConfig {
+    pub(crate) issuer: String,
+    pub(crate) jwks_uri: Option<Url>,
+    pub(crate) introspection: Option<IntrospectionSettings>,
+}
+
+impl IssuerConfig {
+    /// The issuer identifier, compared exactly with `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The configured key-set URL, or `None` when it is discovered.
+    pub fn jwks_uri(&self) -> Option<&Url> {
+        self.jwks_uri.as_ref()
+    }
+
+    /// This issuer's own introspection settings, if any
+    /// ([`AuthConfigBuilder::issuer_introspection`]).
+    pub fn introspection(&self) -> Option<&IntrospectionSettings> {
+        self.introspection.as_ref()
+    }
+}
+
+/// The validated configuration of a protected resource.
+///
+/// Build it with [`AuthConfig::builder`] or [`AuthConfig::from_env`].
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub(crate) issuers: Vec<IssuerConfig>,
+    pub(crate) resource: String,
+    pub(crate) resource_url: Url,
+    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) leeway: Duration,
+    pub(crate) typ_policy: TypPolicy,
+    pub(crate) required_scopes: Vec<String>,
+    pub(crate) scopes_supported: Vec<String>,
+    pub(crate) scope_policy: crate::scope::ScopePolicy,
+    pub(crate) introspection: Option<IntrospectionSettings>,
+    pub(crate) verified_cache_max_entries: usize,
+    pub(crate) extra_audiences: Vec<String>,
+    pub(crate) audience_rule: AudienceRule,
+    pub(crate) scope_claims: Option<Vec<String>>,
+    pub(crate) verified_cache_max_age: Duration,
+    pub(crate) resource_name: Option<String>,
+    pub(crate) resource_documentation: Option<Url>,
+    pub(crate) exempt: Vec<ExemptRoute>,
+    pub(crate) allow_insecure_loopback: bool,
+    pub(crate) jwks_cache_ttl: Duration,
+    pub(crate) jwks_refresh_cooldown: Duration,
+    pub(crate) jwks_max_stale: Duration,
+    pub(crate) http_timeout: Duration,
+    pub(crate) max_document_bytes: usize,
+    pub(crate) max_token_bytes: usize,
+    pub(crate) max_token_lifetime: Duration,
+    pub(crate) jwks_cache_max_ttl: Duration,
+    pub(crate) require_keys_before_ready: bool,
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) sessions: SessionLimits,
+}
+
+/// Bounds on legacy (2025-11-25 and earlier) sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SessionLimits {
+    /// `false`: stateless 2026-07-28 only, no session is ever created.
+    pub(crate) enabled: bool,
+    pub(crate) per_principal: usize,
+    pub(crate) total: usize,
+    pub(crate) idle_timeout: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_principal: DEFAULT_MAX_SESSIONS_PER_PRINCIPAL,
+            total: DEFAULT_MAX_SESSIONS,
+            idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// A builder with the documented defaults.
+    pub fn builder() -> AuthConfigBuilder {
+        AuthConfigBuilder::default()
+    }
+
+    /// Reads the configuration from the environment. Every variable is
+    /// optional except the first two; an empty flag means off.
+    ///
+    #[doc = include_str!("env_table.md")]
+    ///
+    /// Errors name the variable ([`ConfigError::field`]). The other settings
+    /// keep their defaults; to set them too, start from
+    /// [`AuthConfigBuilder::from_env`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_vars(|name| std::env::var(name).ok())
+    }
+
+    /// The canonical resource URI: the expected audience and the metadata's `resource`.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The trusted issuers.
+    pub fn issuers(&self) -> &[IssuerConfig] {
+        &self.issuers
+    }
+
+    /// Scopes every request needs.
+    pub fn required_scopes(&self) -> &[String] {
+        &self.required_scopes
+    }
+
+    /// The URL of this resource's RFC 9728 metadata document
+    /// (`/.well-known/oauth-protected-resource` inserted before the resource path).
+    pub fn resource_metadata_url(&self) -> String {
+        let mut url = self.resource_url.clone();
+        url.set_path(&metadata_path(&self.resource_url));
+        url.set_query(None);
+        url.to_string()
+    }
+
+    /// The path under which the metadata is served for this resource.
+    pub fn metadata_path(&self) -> String {
+        metadata_path(&self.resource_url)
+    }
+
+    /// The path of the resource URI (`/mcp` for `https://h/mcp`).
+    pub fn resource_path(&self) -> &str {
+        self.resource_url.path()
+    }
+
+    /// The host of the resource URI (for Host-header allowlists).
+    pub fn resource_host(&self) -> Option<&str> {
+        self.resource_url.host_str()
+    }
+
+    /// Whether `http://` loopback URLs were allowed.
+    pub fn allows_insecure_loopback(&self) -> bool {
+        self.allow_insecure_loopback
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exempt_prefix_matches_on_segment_boundaries() {
+        let r = ExemptRoute::Prefix("/health".into());
+        assert!(r.matches("/health"));
+        assert!(r.matches("/health/live"));
+        assert!(!r.matches("/healthz"));
+        let r = ExemptRoute::Prefix("/health/".into());
+        assert!(r.matches("/health/live"));
+        assert!(!ExemptRoute::Exact("/health".into()).matches("/health/live"));
+    }
+
+    #[test]
+    fn accessors_report_the_validated_configuration() {
+        let c = AuthConfig::builder()
+            .issuer("https://auth.example.com")
+            .resource("https://mcp.example.com:8443/public/mcp")
+            .required_scopes(["notes:read"])
+            .jwks_uri("https://auth.example.com/jwks")
+            .build()
+            .unwrap();
+        assert_eq!(c.resource_path(), "/public/mcp");
+        assert_eq!(c.resource_host(), Some("mcp.example.com"));
+        assert_eq!(
+            c.metadata_path(),
+            "/.well-known/oauth-protected-resource/public/mcp"
+        );
+        assert_eq!(c.required_scopes(), ["notes:read"]);
+        assert!(!c.allows_insecure_loopback());
+        let issuer = c.issuers().first().unwrap();
+        assert_eq!(issuer.issuer(), "https://auth.example.com");
+        assert_eq!(
+            issuer.jwks_uri().map(Url::as_str),
+            Some("https://auth.example.com/jwks")
+        );
+        assert!(issuer.introspection().is_none());
+    }
+}

@@ -1,0 +1,210 @@
+//! Scope requirements: the per-operation scope setters of
+//! [`AuthConfigBuilder`] (tools, prompts, resources, methods, the
+//! hierarchy) and the checks `build` makes on every scope (RFC 6749
+//! section 3.3 syntax; no `offline_access`, which MCP keeps out of
+//! challenges and metadata).
+
+use super::AuthConfigBuilder;
+use super::url::validate_scope_token;
+use crate::error::ConfigError;
+use crate::scope::ScopePolicy;
+
+impl AuthConfigBuilder {
+    /// Scopes a tool call needs (`tools/call` with this `name`), on top of
+    /// the required scopes. A call without them gets a real HTTP 403
+    /// `insufficient_scope` challenge before rmcp dispatches it.
+    pub fn tool_scopes<I, S>(mut self, tool: impl Into<String>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let scopes = scopes.into_iter().map(Into::into).collect();
+        self.scope_policy.tools.insert(tool.into(), scopes);
+        self
+    }
+
+    /// Scopes a prompt needs (`prompts/get` with this `name`).
+    pub fn prompt_scopes<I, S>(mut self, prompt: impl Into<String>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let scopes = scopes.into_iter().map(Into::into).collect();
+        self.scope_policy.prompts.insert(prompt.into(), scopes);
+        self
+    }
+
+    /// Scopes reading (or subscribing to) a resource needs. `pattern` is an
+    /// exact URI, a template whose `{name}` parts match one segment
+    /// (`notes://{id}`), or a prefix ending in `*`. Every matching pattern applies.
+    pub fn resource_scopes<I, S>(mut self, pattern: impl Into<String>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let scopes = scopes.into_iter().map(Into::into).collect();
+        self.scope_policy
+            .resources
+            .push((crate::scope::UriPattern::new(pattern), scopes));
+        self
+    }
+
+    /// Scopes a JSON-RPC method needs, for example `tools/list`.
+    pub fn method_scopes<I, S>(mut self, method: impl Into<String>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let scopes = scopes.into_iter().map(Into::into).collect();
+        self.scope_policy.methods.insert(method.into(), scopes);
+        self
+    }
+
+    /// `scope` implies each of `implied` (transitively), e.g. `notes:write`
+    /// implies `notes:read`. Honoured by every scope decision.
+    pub fn scope_implies<I, S>(mut self, scope: impl Into<String>, implied: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scope_policy.hierarchy.imply(scope, implied);
+        self
+    }
+
+    /// Hide the tools, prompts and resources the caller may not use from
+    /// list results (default off). Filtered lists are marked
+    /// `cacheScope: "private"`, since they depend on the caller.
+    pub fn hide_unauthorized_in_lists(mut self, on: bool) -> Self {
+        self.scope_policy.hide_unauthorized = on;
+        self
+    }
+
+    /// Whether a granted `prefix:*` grants every `prefix:…` scope (default off).
+    pub fn scope_wildcards(mut self, on: bool) -> Self {
+        self.scope_policy.hierarchy.set_wildcards(on);
+        self
+    }
+}
+
+/// Checks every configured scope, each under the name of the setting it
+/// came from so that an error (and its environment variable) points at it.
+pub(super) fn check_scopes(
+    required: &[String],
+    supported: Option<&[String]>,
+    p: &ScopePolicy,
+) -> Result<(), ConfigError> {
+    let declared: [(&'static str, Vec<&String>); 6] = [
+        ("required_scopes", required.iter().collect()),
+        (
+            "scopes_supported",
+            supported.into_iter().flatten().collect(),
+        ),
+        ("tool_scopes", p.tools.values().flatten().collect()),
+        ("prompt_scopes", p.prompts.values().flatten().collect()),
+        ("method_scopes", p.methods.values().flatten().collect()),
+        (
+            "resource_scopes",
+            p.resources.iter().flat_map(|(_, s)| s).collect(),
+        ),
+    ];
+    for (field, scopes) in &declared {
+        for scope in scopes {
+            validate_scope_token(field, scope)?;
+        }
+    }
+    // MCP scope selection: offline_access is not a resource scope and must
+    // never reach a challenge or the metadata.
+    for (field, scopes) in declared {
+        refuse_offline_access(field, scopes)?;
+    }
+    Ok(())
+}
+
+/// Refuses `offline_access` among the scopes of setting `field`: a scope in
+/// a requirement ends up in challenges, where MCP clients must not see it.
+fn refuse_offline_access<'a>(
+    field: &'static str,
+    scopes: impl IntoIterator<Item = &'a String>,
+) -> Result<(), ConfigError> {
+    if scopes.into_iter().any(|s| s == "offline_access") {
+        return Err(ConfigError::new(
+            field,
+            "must not list offline_access (MCP scope selection: it is not a resource scope)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{AuthConfig, AuthConfigBuilder};
+
+    fn base() -> AuthConfigBuilder {
+        AuthConfig::builder()
+            .issuer("https://auth.example.com")
+            .resource("https://mcp.example.com/mcp")
+    }
+
+    // MCP scope selection: offline_access never reaches a challenge or the
+    // metadata; refused in every setting, naming that setting.
+    #[test]
+    fn offline_access_is_refused_in_every_scope_setting() {
+        let cases: Vec<(AuthConfigBuilder, &str)> = vec![
+            (
+                base().scopes_supported(["offline_access"]),
+                "scopes_supported",
+            ),
+            (
+                base().required_scopes(["offline_access"]),
+                "required_scopes",
+            ),
+            (base().tool_scopes("t", ["offline_access"]), "tool_scopes"),
+            (
+                base().prompt_scopes("p", ["offline_access"]),
+                "prompt_scopes",
+            ),
+            (
+                base().method_scopes("tools/list", ["offline_access"]),
+                "method_scopes",
+            ),
+            (
+                base().resource_scopes("notes://{id}", ["offline_access"]),
+                "resource_scopes",
+            ),
+        ];
+        for (builder, field) in cases {
+            assert_eq!(builder.build().unwrap_err().field(), field);
+        }
+    }
+
+    // RFC 6749 section 3.3: a bad scope token is named by its setting.
+    #[test]
+    fn bad_scope_tokens_name_their_setting() {
+        let cases: Vec<(AuthConfigBuilder, &str)> = vec![
+            (base().required_scopes(["bad scope\""]), "required_scopes"),
+            (base().scopes_supported(["a\\b"]), "scopes_supported"),
+            (base().tool_scopes("t", ["a b"]), "tool_scopes"),
+            (base().prompt_scopes("p", ["é"]), "prompt_scopes"),
+            (base().method_scopes("m", ["\u{7f}"]), "method_scopes"),
+            (base().resource_scopes("x://*", [""]), "resource_scopes"),
+        ];
+        for (builder, field) in cases {
+            assert_eq!(builder.build().unwrap_err().field(), field);
+        }
+    }
+
+    #[test]
+    fn declared_scopes_reach_the_policy() {
+        let c = base()
+            .required_scopes(["base"])
+            .tool_scopes("t", ["notes:write"])
+            .scope_implies("notes:write", ["notes:read"])
+            .hide_unauthorized_in_lists(true)
+            .build()
+            .unwrap();
+        assert_eq!(c.scope_policy.global, ["base"]);
+        assert_eq!(c.scopes_supported, ["base"]);
+        assert!(c.scope_policy.hide_unauthorized);
+        assert!(c.scope_policy.tools.contains_key("t"));
+    }
+}

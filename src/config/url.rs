@@ -1,0 +1,234 @@
+//! URL rules of the configuration: `https://` everywhere (loopback `http://`
+//! only on request), the canonical resource URI (RFC 8707 section 2), the
+//! RFC 9728 well-known path, browser origins (RFC 6454) and scope tokens
+//! (RFC 6749 section 3.3). A leaf: the key-set fetcher and the layer use
+//! these rules too.
+
+use ::url::Url;
+
+use crate::error::ConfigError;
+
+/// The RFC 9728 section 3.1 well-known path for a resource URL.
+pub(crate) fn metadata_path(resource: &Url) -> String {
+    const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+    match resource.path() {
+        "" | "/" => WELL_KNOWN.to_owned(),
+        path => format!("{WELL_KNOWN}{path}"),
+    }
+}
+
+/// RFC 6749 section 3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+/// `field` names the setting the scope came from.
+pub(crate) fn validate_scope_token(field: &'static str, scope: &str) -> Result<(), ConfigError> {
+    if scope.is_empty()
+        || !scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    {
+        return Err(ConfigError::new(
+            field,
+            format!("{scope:?} is not a valid scope token (RFC 6749 section 3.3)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a URL's host is a loopback name or address.
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(::url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(::url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(::url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// `https` everywhere; `http` only on loopback with the explicit opt-in.
+pub(crate) fn check_https(
+    url: &Url,
+    allow_loopback_http: bool,
+    field: &'static str,
+) -> Result<(), ConfigError> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_loopback_http && is_loopback(url) => Ok(()),
+        "http" if allow_loopback_http => Err(ConfigError::new(
+            field,
+            format!("{url} uses http:// on a host that is not loopback; only https:// is allowed"),
+        )),
+        "http" => Err(ConfigError::new(
+            field,
+            format!(
+                "{url} uses http://; use https:// (or allow_insecure_http_for_loopback for local development)"
+            ),
+        )),
+        other => Err(ConfigError::new(
+            field,
+            format!("unsupported URL scheme {other:?}"),
+        )),
+    }
+}
+
+/// Canonical form of the resource URI (RFC 8707 section 2, MCP "Canonical
+/// Server URI"): lowercase scheme and host (the `url` crate does this),
+/// default port dropped, no fragment, no query, and no trailing slash for a
+/// root path. A path's own trailing slash is kept: it is significant.
+pub(super) fn canonical_resource(
+    raw: &str,
+    allow_loopback_http: bool,
+) -> Result<(String, Url), ConfigError> {
+    let url = Url::parse(raw.trim())
+        .map_err(|e| ConfigError::new("resource", format!("{raw:?} is not a URL: {e}")))?;
+    check_https(&url, allow_loopback_http, "resource")?;
+    if url.fragment().is_some() {
+        return Err(ConfigError::new(
+            "resource",
+            "must not contain a fragment (RFC 8707 section 2)",
+        ));
+    }
+    if url.query().is_some() {
+        return Err(ConfigError::new("resource", "must not contain a query"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::new(
+            "resource",
+            "must not contain user information",
+        ));
+    }
+    let mut canonical = url.to_string();
+    if url.path() == "/" {
+        canonical.pop();
+    }
+    Ok((canonical, url))
+}
+
+/// The ASCII serialization of a URL's origin (RFC 6454 section 6.2):
+/// lowercase scheme and host, the port only when it is not the default.
+pub(crate) fn origin_of(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// An `Origin` value in the form [`origin_of`] produces, or `None` when it
+/// is not a tuple origin (`null`, a path, a query, userinfo, an opaque scheme).
+pub(crate) fn normalize_origin(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let url = Url::parse(raw).ok()?;
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || url.path() != "/"
+    {
+        return None;
+    }
+    Some(origin_of(&url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AuthConfig;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn canonicalises_resource() {
+        let base = || AuthConfig::builder().issuer("https://auth.example.com");
+        let c = base()
+            .resource("HTTPS://MCP.Example.COM:443/mcp")
+            .build()
+            .unwrap();
+        assert_eq!(c.resource(), "https://mcp.example.com/mcp");
+        let c = base().resource("https://mcp.example.com/").build().unwrap();
+        assert_eq!(c.resource(), "https://mcp.example.com");
+        assert_eq!(
+            c.resource_metadata_url(),
+            "https://mcp.example.com/.well-known/oauth-protected-resource"
+        );
+        let c = base()
+            .resource("https://mcp.example.com:8443/public/mcp")
+            .build()
+            .unwrap();
+        // RFC 9728 section 3.1: well-known inserted between host and path.
+        assert_eq!(
+            c.resource_metadata_url(),
+            "https://mcp.example.com:8443/.well-known/oauth-protected-resource/public/mcp"
+        );
+    }
+
+    // RFC 8707 section 2: no fragment; no query or user information either.
+    #[test]
+    fn resource_refuses_fragment_query_and_userinfo() {
+        for bad in [
+            "https://h/mcp#x",
+            "https://h/mcp?q=1",
+            "https://u:p@h/mcp",
+            "not a url",
+        ] {
+            let e = canonical_resource(bad, false).unwrap_err();
+            assert_eq!(e.field(), "resource", "{bad}");
+        }
+        // Below the root a trailing slash is significant and kept.
+        let (c, _) = canonical_resource("https://h/mcp/", false).unwrap();
+        assert_eq!(c, "https://h/mcp/");
+    }
+
+    #[test]
+    fn loopback_http_needs_the_opt_in_and_loopback() {
+        let b = AuthConfig::builder()
+            .issuer("http://127.0.0.1:1")
+            .resource("http://localhost:2/mcp");
+        assert!(b.clone().build().is_err());
+        assert!(
+            b.clone()
+                .allow_insecure_http_for_loopback(true)
+                .build()
+                .is_ok()
+        );
+        let e = b
+            .resource("http://example.com/mcp")
+            .allow_insecure_http_for_loopback(true)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "resource");
+        assert!(is_loopback(&url("http://[::1]:1/")));
+        assert!(is_loopback(&url("http://LOCALHOST/")));
+        assert!(!is_loopback(&url("http://localhost.example/")));
+        assert!(check_https(&url("ftp://127.0.0.1/"), true, "x").is_err());
+    }
+
+    // RFC 6749 section 3.3: no space, no `"`, no backslash, ASCII only, not empty.
+    #[test]
+    fn scope_tokens_follow_rfc_6749() {
+        assert!(validate_scope_token("s", "notes:read").is_ok());
+        for bad in ["", "a b", "a\"", "a\\b", "é"] {
+            let e = validate_scope_token("required_scopes", bad).unwrap_err();
+            assert_eq!(e.field(), "required_scopes");
+        }
+    }
+
+    // RFC 6454 section 6.2: an origin is scheme://host[:port], nothing else.
+    #[test]
+    fn origins_are_tuple_origins() {
+        assert_eq!(
+            normalize_origin("HTTPS://App.Example.com:443").as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(
+            normalize_origin("http://localhost:5173/").as_deref(),
+            Some("http://localhost:5173")
+        );
+        for bad in [
+            "null",
+            "https://h/path",
+            "https://h?q",
+            "https://u@h",
+            "file:///x",
+        ] {
+            assert_eq!(normalize_origin(bad), None, "{bad}");
+        }
+    }
+}
