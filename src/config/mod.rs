@@ -23,7 +23,7 @@ pub(crate) mod introspection;
 mod scopes;
 pub(crate) mod url;
 
-pub(crate) use self::url::{check_https, metadata_path, normalize_origin};
+pub(crate) use self::url::{check_https, is_loopback_origin, metadata_path, normalize_origin};
 pub use builder::AuthConfigBuilder;
 pub use groups::{JwksPolicy, TokenCachePolicy};
 pub(crate) use introspection::IntrospectionSettings;
@@ -265,6 +265,14 @@ impl AuthConfig {
     /// The host of the resource URI (for Host-header allowlists).
     pub fn resource_host(&self) -> Option<&str> {
         self.resource_url.host_str()
+    }
+
+    /// Whether every loopback origin is allowed: the resource itself is on
+    /// loopback (a local server; rmcp's Host allowlist admits every loopback
+    /// name and port likewise). A DNS-rebinding page keeps its own origin and
+    /// stays refused.
+    pub(crate) fn allows_loopback_origins(&self) -> bool {
+        self::url::is_loopback(&self.resource_url)
     }
 
     /// Whether `http://` loopback URLs were allowed.

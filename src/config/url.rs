@@ -111,6 +111,15 @@ pub(crate) fn origin_of(url: &Url) -> String {
 /// An `Origin` value in the form [`origin_of`] produces, or `None` when it
 /// is not a tuple origin (`null`, a path, a query, userinfo, an opaque scheme).
 pub(crate) fn normalize_origin(raw: &str) -> Option<String> {
+    normalize(raw)
+}
+
+/// Whether an `Origin` names a loopback host (any scheme, any port).
+pub(crate) fn is_loopback_origin(origin: &str) -> bool {
+    Url::parse(origin).is_ok_and(|url| is_loopback(&url))
+}
+
+fn normalize(raw: &str) -> Option<String> {
     let raw = raw.trim();
     let url = Url::parse(raw).ok()?;
     if !matches!(url.scheme(), "http" | "https")

@@ -319,7 +319,7 @@ mod loopback_tests {
     fn loopback_resources_allow_every_loopback_origin() {
         let resource = url::Url::parse("http://localhost:8080/mcp").unwrap();
         let allowed = Origins {
-            list: crate::config::default_origins(&resource),
+            list: vec![resource.origin().ascii_serialization()],
             any_loopback: true,
         };
         let mut h = HeaderMap::new();
@@ -339,8 +339,8 @@ mod loopback_tests {
         }
         let public = url::Url::parse("https://mcp.example.com/mcp").unwrap();
         assert_eq!(
-            crate::config::default_origins(&public),
-            ["https://mcp.example.com"]
+            public.origin().ascii_serialization(),
+            "https://mcp.example.com"
         );
     }
 }
