@@ -34,9 +34,13 @@ impl AuthConfigBuilder {
         self
     }
 
-    /// Scopes reading (or subscribing to) a resource needs. `pattern` is an
-    /// exact URI, a template whose `{name}` parts match one segment
-    /// (`notes://{id}`), or a prefix ending in `*`. Every matching pattern applies.
+    /// Scopes reading (or subscribing to, with `resources/subscribe` or
+    /// `subscriptions/listen`) a resource needs. `pattern` is an exact URI, a
+    /// template whose `{name}` parts match any run of characters without `/`,
+    /// the empty one included (`notes://{id}`), and whose `{+name}` or
+    /// `{#name}` parts may span `/`, or a prefix ending in `*` (after
+    /// placeholders too). Every matching pattern applies; where a pattern is
+    /// ambiguous it matches more (asks for the scope), never less.
     pub fn resource_scopes<I, S>(mut self, pattern: impl Into<String>, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
