@@ -50,13 +50,16 @@
 
 pub mod bearer;
 pub mod challenge;
+mod clock;
 pub mod config;
 pub mod context;
 pub mod error;
+mod fetch;
 mod filter;
 #[cfg(test)]
 mod fixture_tests;
 pub mod handle;
+mod json;
 mod jwks;
 pub mod layer;
 pub mod metadata;

@@ -1,4 +1,7 @@
-//! Signature verification with the crypto backend chosen by crate feature.
+//! A verification key and verification by it: [`VerifyingKey`] (a public
+//! key from a JWK Set, parsed once) and the signature checks with
+//! aws-lc-rs. Loading a set ([`super::keyset`]) builds these keys; this
+//! module knows nothing of sets.
 //!
 //! jsonwebtoken picks its backend through a process-wide default that panics
 //! at first use when both of its backends are enabled (feature unification
@@ -9,8 +12,6 @@
 use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use crate::jwks::keyset::VerifyingKey;
-
 #[cfg(not(any(feature = "aws_lc_rs", feature = "rust_crypto")))]
 compile_error!(
     "mcp-oauth2 needs a crypto backend: enable the `aws_lc_rs` (default) or `rust_crypto` feature"
@@ -20,6 +21,60 @@ compile_error!(
 static PROVIDER: &CryptoProvider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
 #[cfg(all(feature = "rust_crypto", not(feature = "aws_lc_rs")))]
 static PROVIDER: &CryptoProvider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
+
+/// The shape of a verification key, used to match it with a token's `alg`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyShape {
+    Rsa,
+    EcP256,
+    EcP384,
+    Ed25519,
+}
+
+impl KeyShape {
+    /// Whether a key of this shape can verify a token signed with `alg`.
+    pub(crate) fn fits(self, alg: Algorithm) -> bool {
+        use Algorithm::*;
+        matches!(
+            (self, alg),
+            (Self::Rsa, RS256 | RS384 | RS512 | PS256 | PS384 | PS512)
+                | (Self::EcP256, ES256)
+                | (Self::EcP384, ES384)
+                | (Self::Ed25519, EdDSA)
+        )
+    }
+}
+
+/// One usable public key.
+pub(crate) struct VerifyingKey {
+    pub(crate) kid: Option<String>,
+    pub(crate) shape: KeyShape,
+    /// The JWK's own `alg`, if it declared one (RFC 7517 section 4.4).
+    pub(crate) alg: Option<Algorithm>,
+    pub(crate) key: DecodingKey,
+    /// The key parsed once for verification (aws-lc-rs).
+    pub(crate) prepared: Prepared,
+    /// Identifies this key material (and `kid`) across reloads of the set:
+    /// cached verifications are trusted only while their key is still in it.
+    pub(crate) fingerprint: u64,
+}
+
+impl std::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("shape", &self.shape)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyingKey {
+    /// Whether this key may verify a token signed with `alg`.
+    pub(crate) fn accepts(&self, alg: Algorithm) -> bool {
+        self.shape.fits(alg) && self.alg.is_none_or(|a| a == alg)
+    }
+}
 
 /// Verifies `signature` over `message` with `key` under `alg`. Any failure
 /// (wrong key type, malformed key, bad signature) is `false`.
