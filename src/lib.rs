@@ -42,9 +42,9 @@
 //! ```
 //!
 //! ## Crate features
-//! - `aws_lc_rs` (default): signature checks with aws-lc-rs.
-//! - `rust_crypto`: signature checks with RustCrypto. If both are enabled,
-//!   aws-lc-rs is used; decoding never panics over the choice.
+//! Signatures are checked with aws-lc-rs, always; there is no other backend.
+//! - `metrics`: counters exported through the `metrics` crate facade.
+//! - `aws_lc_rs`: no-op, kept for compatibility.
 //! - `testing`: [`testing::TestIssuer`], an in-process issuer for tests and
 //!   local development. Never use it in production.
 
@@ -64,6 +64,8 @@ mod jwks;
 pub mod layer;
 pub mod metadata;
 pub mod metrics;
+#[cfg(test)]
+mod module_graph;
 mod operation;
 mod policy;
 pub mod presets;
