@@ -29,7 +29,7 @@ pub(super) struct Placement {
 }
 
 impl Shared {
-    /// Whether the request is judged as MCP (see [`AuthLayer`]): by the
+    /// Whether the request is judged as MCP (see [`AuthLayer`](super::AuthLayer)): by the
     /// router's placement, never by one path spelling.
     pub(super) fn place(&self, req: &Request<Body>) -> Placement {
         let headers = req.headers();

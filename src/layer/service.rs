@@ -27,7 +27,7 @@ use super::operations::{Placement, filter_lists};
 use super::sessions::principal_key;
 use super::sessions::{OwnerOf, SessionHook, session_id, session_not_found};
 
-/// The service produced by [`AuthLayer`].
+/// The service produced by [`AuthLayer`](super::AuthLayer).
 #[derive(Clone)]
 pub struct AuthService<S> {
     pub(super) inner: S,
