@@ -227,7 +227,7 @@ impl AuthContext {
     /// Expiry as a [`SystemTime`], saturated at 9999-12-31T23:59:59Z (an
     /// absurd `exp` from a custom verifier never overflows).
     pub fn expires_at(&self) -> Option<SystemTime> {
-        self.expires_at_unix().map(crate::policy::system_time)
+        self.expires_at_unix().map(crate::clock::system_time)
     }
 
     /// The token identifier (`jti`).

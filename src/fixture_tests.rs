@@ -59,7 +59,7 @@ fn authorization_server_metadata_locations() {
         "../spec-fixtures/rfc8414-metadata-example.json"
     ));
     for ex in rfc["well_known_examples"].as_array().unwrap() {
-        let urls = crate::jwks::fetch::discovery_urls(ex["issuer"].as_str().unwrap()).unwrap();
+        let urls = crate::fetch::discovery_urls(ex["issuer"].as_str().unwrap()).unwrap();
         assert_eq!(urls[0].as_str(), ex["metadata_url"].as_str().unwrap());
     }
     let mcp = fixture(include_str!("../spec-fixtures/mcp-challenges.json"));
@@ -67,7 +67,7 @@ fn authorization_server_metadata_locations() {
         .as_array()
         .unwrap()
     {
-        let urls: Vec<String> = crate::jwks::fetch::discovery_urls(ex["issuer"].as_str().unwrap())
+        let urls: Vec<String> = crate::fetch::discovery_urls(ex["issuer"].as_str().unwrap())
             .unwrap()
             .into_iter()
             .map(String::from)

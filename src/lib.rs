@@ -42,25 +42,30 @@
 //! ```
 //!
 //! ## Crate features
-//! - `aws_lc_rs` (default): signature checks with aws-lc-rs.
-//! - `rust_crypto`: signature checks with RustCrypto. If both are enabled,
-//!   aws-lc-rs is used; decoding never panics over the choice.
+//! Signatures are checked with aws-lc-rs, always; there is no other backend.
+//! - `metrics`: counters exported through the `metrics` crate facade.
+//! - `aws_lc_rs`: no-op, kept for compatibility.
 //! - `testing`: [`testing::TestIssuer`], an in-process issuer for tests and
 //!   local development. Never use it in production.
 
 pub mod bearer;
 pub mod challenge;
+mod clock;
 pub mod config;
 pub mod context;
 pub mod error;
+mod fetch;
 mod filter;
 #[cfg(test)]
 mod fixture_tests;
 pub mod handle;
+mod json;
 mod jwks;
 pub mod layer;
 pub mod metadata;
 pub mod metrics;
+#[cfg(test)]
+mod module_graph;
 mod operation;
 mod policy;
 pub mod presets;

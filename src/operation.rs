@@ -28,8 +28,8 @@
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
+use crate::json;
 use crate::scope::Operation;
-use crate::verify::jwt::json;
 
 /// Why the operations of a request could not be determined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

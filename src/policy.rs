@@ -49,11 +49,10 @@
 //! All arithmetic on times saturates or is checked: an absurd `exp`
 //! (`1e300`, `18446744073709551615`, negative, not a number) is refused
 //! with a precise reason, never a panic, and deadlines computed from a
-//! token never overflow [`Instant`] or [`SystemTime`].
+//! token never overflow `Instant` or `SystemTime` (see `crate::clock`).
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Number;
 use serde_json::value::RawValue;
@@ -61,7 +60,7 @@ use serde_json::value::RawValue;
 use crate::config::{AudienceRule, AuthConfig, TypPolicy};
 use crate::context::AuthContext;
 use crate::error::{AuthError, AuthErrorKind};
-use crate::verify::jwt::json::{self, Members, as_str};
+use crate::json::{self, Members, as_str};
 
 /// The rules every token must satisfy (see the module documentation).
 #[derive(Debug)]
@@ -403,31 +402,6 @@ fn typ_allowed(typ: Option<&str>, policy: TypPolicy) -> bool {
     }
 }
 
-/// Seconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// `now + after`, or `now` when that is not representable (a deadline that
-/// cannot be computed is already due: fail closed, never panic).
-pub(crate) fn deadline(now: Instant, after: Duration) -> Instant {
-    now.checked_add(after).unwrap_or(now)
-}
-
-/// The latest time every platform's [`SystemTime`] can represent that we
-/// use: 9999-12-31T23:59:59Z.
-const LATEST_UNIX: u64 = 253_402_300_799;
-
-/// `secs` after the Unix epoch as a [`SystemTime`], saturated at
-/// 9999-12-31T23:59:59Z (never an overflow panic).
-pub(crate) fn system_time(secs: u64) -> SystemTime {
-    let d = Duration::from_secs(secs.min(LATEST_UNIX));
-    UNIX_EPOCH.checked_add(d).unwrap_or(UNIX_EPOCH)
-}
-
 /// A NumericDate (RFC 7519 section 2): a non-negative JSON number, possibly
 /// fractional (truncated). Anything else (negative, `1e300`, a string,
 /// `null`) is an invalid claim.
@@ -552,19 +526,6 @@ mod tests {
         assert!(date("18446744073709551616").is_err());
         assert!(date("null").is_err());
         assert_eq!(numeric_date(None).unwrap(), None);
-    }
-
-    // Saturating time: no overflow panic, whatever the token says.
-    #[test]
-    fn time_arithmetic_saturates() {
-        let now = Instant::now();
-        assert_eq!(deadline(now, Duration::MAX), now);
-        assert_eq!(
-            deadline(now, Duration::from_secs(5)),
-            now + Duration::from_secs(5)
-        );
-        assert_eq!(system_time(u64::MAX), system_time(LATEST_UNIX));
-        assert_eq!(system_time(5), UNIX_EPOCH + Duration::from_secs(5));
     }
 
     // MCP "Canonical Server URI"; RFC 8707 section 2.

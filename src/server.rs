@@ -19,8 +19,7 @@ use crate::error::{ConfigError, Error};
 use crate::layer::AuthLayer;
 use crate::verify::{JwtVerifier, TokenVerifier};
 
-/// Default path of the MCP endpoint.
-pub const DEFAULT_MCP_PATH: &str = "/mcp";
+pub use crate::layer::DEFAULT_MCP_PATH;
 
 type Factory<S> = Arc<dyn Fn() -> Result<S, std::io::Error> + Send + Sync>;
 

@@ -40,8 +40,8 @@ use futures_util::future::{BoxFuture, Shared};
 use jsonwebtoken::Algorithm;
 use url::Url;
 
-use super::fetch::{FetchError, Fetcher};
 use super::keyset::KeySet;
+use crate::fetch::{FetchError, Fetcher};
 
 type SharedFetch = Shared<BoxFuture<'static, Result<Arc<KeySet>, FetchError>>>;
 

@@ -24,12 +24,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use crate::verify::crypto::Prepared;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::verify::jwt::json;
+use super::key::{KeyShape, Prepared, VerifyingKey};
+use crate::json;
 
 /// The most keys a set may hold; later ones are dropped. Real issuers
 /// publish a handful.
@@ -38,59 +38,6 @@ pub(crate) const MAX_KEYS: usize = 100;
 /// JWK members that only a private key has (RFC 7518 sections 6.2.2, 6.3.2;
 /// RFC 8037 section 2).
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth"];
-
-/// The shape of a verification key, used to match it with a token's `alg`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeyShape {
-    Rsa,
-    EcP256,
-    EcP384,
-    Ed25519,
-}
-
-impl KeyShape {
-    fn fits(self, alg: Algorithm) -> bool {
-        use Algorithm::*;
-        matches!(
-            (self, alg),
-            (Self::Rsa, RS256 | RS384 | RS512 | PS256 | PS384 | PS512)
-                | (Self::EcP256, ES256)
-                | (Self::EcP384, ES384)
-                | (Self::Ed25519, EdDSA)
-        )
-    }
-}
-
-/// One usable public key.
-pub(crate) struct VerifyingKey {
-    pub(crate) kid: Option<String>,
-    pub(crate) shape: KeyShape,
-    /// The JWK's own `alg`, if it declared one (RFC 7517 section 4.4).
-    pub(crate) alg: Option<Algorithm>,
-    pub(crate) key: DecodingKey,
-    /// The key parsed once for verification (aws-lc-rs).
-    pub(crate) prepared: Prepared,
-    /// Identifies this key material (and `kid`) across reloads of the set:
-    /// cached verifications are trusted only while their key is still in it.
-    pub(crate) fingerprint: u64,
-}
-
-impl std::fmt::Debug for VerifyingKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyingKey")
-            .field("kid", &self.kid)
-            .field("shape", &self.shape)
-            .field("alg", &self.alg)
-            .finish_non_exhaustive()
-    }
-}
-
-impl VerifyingKey {
-    /// Whether this key may verify a token signed with `alg`.
-    pub(crate) fn accepts(&self, alg: Algorithm) -> bool {
-        self.shape.fits(alg) && self.alg.is_none_or(|a| a == alg)
-    }
-}
 
 /// A loaded key set.
 #[derive(Debug, Default)]

@@ -1,5 +1,5 @@
 //! Key sets: fetching (with discovery), parsing, caching and rotation.
 
 pub(crate) mod cache;
-pub(crate) mod fetch;
+pub(crate) mod key;
 pub(crate) mod keyset;

@@ -11,6 +11,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{Request, StatusCode};
+
+use super::Shared;
+use super::http_rules::{Refused, SESSION_HEADER};
 use crate::config::SessionLimits;
 use crate::context::AuthContext;
 
@@ -263,6 +269,77 @@ pub(crate) fn principal_key(ctx: &AuthContext) -> Owner {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.finish().as_ref());
     out
+}
+
+/// Who would own a session the request creates.
+pub(super) enum OwnerOf {
+    /// Computed before the request (the caps were checked).
+    Known(Owner),
+    /// Computed only if a session is created (a stateless call normally
+    /// creates none, so it pays nothing).
+    Later(AuthContext),
+}
+
+/// Session bookkeeping after the inner service answered.
+pub(super) struct SessionHook {
+    pub(super) shared: Arc<Shared>,
+    /// For a request that may create a session: its owner.
+    pub(super) owner: Option<OwnerOf>,
+    /// For a DELETE: the session it ends.
+    pub(super) session: Option<String>,
+}
+
+impl SessionHook {
+    pub(super) fn after(self, response: Response) -> Response {
+        if !response.status().is_success() {
+            return response;
+        }
+        if let Some(id) = &self.session {
+            self.shared.sessions.unbind(id);
+            return response;
+        }
+        let Some(owner) = self.owner else {
+            return response;
+        };
+        let Some(new_id) = response.headers().get(SESSION_HEADER) else {
+            return response;
+        };
+        let owner = match owner {
+            OwnerOf::Known(owner) => owner,
+            OwnerOf::Later(ctx) => principal_key(&ctx),
+        };
+        let bound = match new_id.to_str() {
+            Ok(id) => self.shared.sessions.bind(id, owner),
+            // Unreachable with rmcp (its ids are ASCII); unbound means unusable.
+            Err(_) => return response,
+        };
+        match bound {
+            Ok(()) => response,
+            Err(refusal) => {
+                // Over a cap (a race, or an `initialize` that slipped past the
+                // check): the session was closed; the client is told to wait.
+                self.shared
+                    .outcomes
+                    .reject(Refused::TooManySessions(refusal.code()).reason());
+                tracing::info!(
+                    reason = refusal.code(),
+                    "refused a new session over the session caps"
+                );
+                Refused::TooManySessions(refusal.code()).response()
+            }
+        }
+    }
+}
+
+pub(super) fn session_id(req: &Request<Body>) -> Option<String> {
+    req.headers()
+        .get(SESSION_HEADER)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// What rmcp answers for an unknown session: clients start a new one.
+pub(super) fn session_not_found() -> Response {
+    (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
 }
 
 #[cfg(test)]

@@ -32,15 +32,17 @@ use http::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::jwt::json::{Members, ObjectError};
 use super::token_cache::token_key;
 use super::{TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
+use crate::clock::{deadline, now_unix};
 pub use crate::config::introspection::{ClientAuthMethod, ClientSecret, IntrospectionSettings};
 use crate::config::{AuthConfig, check_https};
 use crate::context::AuthContext;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
-use crate::policy::{Source, TokenPolicy, deadline, now_unix};
+use crate::fetch::default_client;
+use crate::json::{Members, ObjectError};
+use crate::policy::{Source, TokenPolicy};
 
 type Outcome = Result<AuthContext, AuthErrorKind>;
 
@@ -129,7 +131,7 @@ impl IntrospectionVerifier {
     /// settings ([`AuthConfigBuilder::issuer_introspection`](crate::AuthConfigBuilder::issuer_introspection))
     /// are used too, before it.
     pub fn new(config: &AuthConfig, settings: IntrospectionSettings) -> Result<Self, ConfigError> {
-        Self::with_http_client(config, settings, default_client(config)?)
+        Self::with_http_client(config, settings, default_client(config.http_timeout)?)
     }
 
     /// Like [`new`](Self::new), with a caller's HTTP client (custom roots).
@@ -153,7 +155,7 @@ impl IntrospectionVerifier {
         Self::build(
             config,
             config.introspection.clone(),
-            default_client(config)?,
+            default_client(config.http_timeout)?,
             Arc::new(TokenPolicy::new(config)),
         )
     }
@@ -171,7 +173,7 @@ impl IntrospectionVerifier {
         Self::build(
             config,
             config.introspection.clone(),
-            default_client(config)?,
+            default_client(config.http_timeout)?,
             policy,
         )
     }
@@ -367,7 +369,7 @@ impl IntrospectionVerifier {
             .policy
             .issuer(issuer)
             .ok_or(AuthErrorKind::IntrospectionUnavailable)?;
-        let urls = crate::jwks::fetch::discovery_urls(issuer)
+        let urls = crate::fetch::discovery_urls(issuer)
             .map_err(|_| AuthErrorKind::IntrospectionUnavailable)?;
         for url in urls {
             let request = self
@@ -482,7 +484,7 @@ impl IntrospectionVerifier {
                 .send()
                 .await
                 .map_err(|e| format!("request failed: {e}"))?;
-            crate::jwks::fetch::read_json_body(response, max).await
+            crate::fetch::read_json_body(response, max).await
         };
         tokio::time::timeout(self.inner.timeout, fut)
             .await
@@ -509,15 +511,6 @@ impl TokenVerifier for IntrospectionVerifier {
     fn add_metrics(&self, out: &mut crate::MetricsSnapshot) {
         out.introspection_calls += self.inner.calls.load(std::sync::atomic::Ordering::Relaxed);
     }
-}
-
-fn default_client(config: &AuthConfig) -> Result<reqwest::Client, ConfigError> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(config.http_timeout)
-        .user_agent(concat!("mcp-oauth2/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ConfigError::new("http_client", format!("cannot build the HTTP client: {e}")))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -21,10 +21,6 @@
 //!    with the wrong algorithm never does;
 //! 5. signature.
 
-pub(crate) mod json;
-
-pub(crate) use crate::policy::now_unix;
-
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -32,18 +28,19 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 
-use super::crypto::{hashes_with_sha256, verify_prehashed, verify_signature};
 use super::{TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
+use crate::clock::now_unix;
 use crate::config::AuthConfig;
 use crate::context::AuthContext;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
+use crate::fetch::Fetcher;
+use crate::json::{self, Members};
 use crate::jwks::cache::{CachePolicy, JwksCache, Lookup, log_key_notes};
-use crate::jwks::fetch::Fetcher;
+use crate::jwks::key::{hashes_with_sha256, verify_prehashed, verify_signature};
 use crate::jwks::keyset::KeySet;
 use crate::policy::{Source, TokenPolicy};
 use crate::verify::token_cache::{self, Entry, TokenCache};
-use json::Members;
 
 /// Verifies JWT access tokens against the configured issuers' key sets.
 ///
@@ -78,7 +75,7 @@ impl std::fmt::Debug for JwtVerifier {
             )
             .field("resource", &self.inner.resource)
             .field("algorithms", &self.inner.algorithms)
-            .field("backend", &super::crypto::backend_name())
+            .field("backend", &crate::jwks::key::backend_name())
             .finish_non_exhaustive()
     }
 }
@@ -87,9 +84,7 @@ impl JwtVerifier {
     /// A verifier for `config`, with the default HTTP client (rustls with the
     /// platform's trust roots, no redirects, the configured deadline).
     pub fn new(config: &AuthConfig) -> Result<Self, ConfigError> {
-        let client = Fetcher::default_client(config.http_timeout).map_err(|e| {
-            ConfigError::new("http_client", format!("cannot build the HTTP client: {e}"))
-        })?;
+        let client = crate::fetch::default_client(config.http_timeout)?;
         Ok(Self::with_http_client(config, client))
     }
 

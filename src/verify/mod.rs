@@ -8,7 +8,6 @@ use crate::context::AuthContext;
 use crate::error::AuthError;
 
 pub(crate) mod chain;
-pub(crate) mod crypto;
 pub(crate) mod introspection;
 pub(crate) mod jwt;
 pub(crate) mod token_cache;

@@ -5,7 +5,7 @@
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
-use super::crypto::{verify_signature, verify_with_provider};
+use crate::jwks::key::{verify_signature, verify_with_provider};
 use crate::jwks::keyset::KeySet;
 
 fn check(fixture: &str, alg: Algorithm) {

@@ -4,6 +4,10 @@
 //! timeouts), status 200 only, a JSON media type, and a cap on the body that
 //! is enforced while reading. `Cache-Control` is read so that the cache can
 //! honour the key server's `max-age` within configured bounds.
+//!
+//! A leaf below `jwks` and `verify`: the one default HTTP client
+//! ([`default_client`]) and the bounded JSON body reader serve key sets,
+//! discovery and token introspection alike.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +18,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::check_https;
+use crate::error::ConfigError;
 
 /// Why a fetch failed. Cheap to clone (shared by everyone waiting on a
 /// single-flight fetch); never contains a token.
@@ -25,6 +30,19 @@ impl FetchError {
     pub(crate) fn new(msg: impl Into<String>) -> Self {
         Self(Arc::from(msg.into()))
     }
+}
+
+/// The one default HTTP client of the crate, for key sets, discovery and
+/// introspection: rustls with the platform's roots, no redirects, `timeout`
+/// as total and connect deadline.
+pub(crate) fn default_client(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("mcp-oauth2/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ConfigError::new("http_client", format!("cannot build the HTTP client: {e}")))
 }
 
 /// The HTTP client used for metadata and keys.
@@ -60,17 +78,6 @@ impl Fetcher {
             allow_loopback_http,
             timeout,
         }
-    }
-
-    /// The default client: rustls with the platform's roots, no redirects,
-    /// no proxy from the environment, a total deadline.
-    pub(crate) fn default_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("mcp-oauth2/", env!("CARGO_PKG_VERSION")))
-            .build()
     }
 
     /// GETs `url`: status 200, a JSON media type, at most `max_bytes`, all
@@ -269,7 +276,7 @@ mod tests {
     // and the escape hatch is set.
     #[tokio::test]
     async fn http_urls_are_refused_without_connecting() {
-        let client = Fetcher::default_client(Duration::from_secs(1)).unwrap();
+        let client = default_client(Duration::from_secs(1)).unwrap();
         let strict = Fetcher::with_client(client.clone(), 1024, false, Duration::from_secs(1));
         let loopback_ok = Fetcher::with_client(client, 1024, true, Duration::from_secs(1));
         for url in [

@@ -1,31 +1,78 @@
-//! Signature verification with the crypto backend chosen by crate feature.
+//! A verification key and verification by it: [`VerifyingKey`] (a public
+//! key from a JWK Set, parsed once) and the signature checks with
+//! aws-lc-rs. Loading a set ([`super::keyset`]) builds these keys; this
+//! module knows nothing of sets.
 //!
-//! jsonwebtoken picks its backend through a process-wide default that panics
-//! at first use when both of its backends are enabled (feature unification
-//! can do that behind our back). We never use that global: we call the
-//! chosen provider's verifier factory directly, preferring aws-lc-rs when
-//! both features are on. Decoding can therefore never panic over backends.
+//! aws-lc-rs is the only backend. A key is parsed once, when its set is
+//! loaded ([`Prepared`]); a key that could not be prepared is verified
+//! through jsonwebtoken's aws-lc-rs provider, called directly (never
+//! jsonwebtoken's process-wide default, which panics at first use when
+//! feature unification enables both of its backends).
 
 use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use crate::jwks::keyset::VerifyingKey;
-
-#[cfg(not(any(feature = "aws_lc_rs", feature = "rust_crypto")))]
-compile_error!(
-    "mcp-oauth2 needs a crypto backend: enable the `aws_lc_rs` (default) or `rust_crypto` feature"
-);
-
-#[cfg(feature = "aws_lc_rs")]
 static PROVIDER: &CryptoProvider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
-#[cfg(all(feature = "rust_crypto", not(feature = "aws_lc_rs")))]
-static PROVIDER: &CryptoProvider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
+
+/// The shape of a verification key, used to match it with a token's `alg`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyShape {
+    Rsa,
+    EcP256,
+    EcP384,
+    Ed25519,
+}
+
+impl KeyShape {
+    /// Whether a key of this shape can verify a token signed with `alg`.
+    pub(crate) fn fits(self, alg: Algorithm) -> bool {
+        use Algorithm::*;
+        matches!(
+            (self, alg),
+            (Self::Rsa, RS256 | RS384 | RS512 | PS256 | PS384 | PS512)
+                | (Self::EcP256, ES256)
+                | (Self::EcP384, ES384)
+                | (Self::Ed25519, EdDSA)
+        )
+    }
+}
+
+/// One usable public key.
+pub(crate) struct VerifyingKey {
+    pub(crate) kid: Option<String>,
+    pub(crate) shape: KeyShape,
+    /// The JWK's own `alg`, if it declared one (RFC 7517 section 4.4).
+    pub(crate) alg: Option<Algorithm>,
+    pub(crate) key: DecodingKey,
+    /// The key parsed once for verification (aws-lc-rs).
+    pub(crate) prepared: Prepared,
+    /// Identifies this key material (and `kid`) across reloads of the set:
+    /// cached verifications are trusted only while their key is still in it.
+    pub(crate) fingerprint: u64,
+}
+
+impl std::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("shape", &self.shape)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyingKey {
+    /// Whether this key may verify a token signed with `alg`.
+    pub(crate) fn accepts(&self, alg: Algorithm) -> bool {
+        self.shape.fits(alg) && self.alg.is_none_or(|a| a == alg)
+    }
+}
 
 /// Verifies `signature` over `message` with `key` under `alg`. Any failure
 /// (wrong key type, malformed key, bad signature) is `false`.
 ///
-/// With aws-lc-rs the key was parsed once, when the key set was loaded
-/// ([`Prepared`]); otherwise jsonwebtoken's provider parses it per call.
+/// The key was parsed once, when the key set was loaded ([`Prepared`]);
+/// a key that could not be prepared is parsed per call by the provider.
 pub(crate) fn verify_signature(
     alg: Algorithm,
     key: &VerifyingKey,
@@ -46,24 +93,18 @@ pub(crate) fn hashes_with_sha256(alg: Algorithm) -> bool {
 }
 
 /// Verifies `signature` over the message whose SHA-256 is `digest`, for an
-/// algorithm that [`hashes_with_sha256`]. `None` when this key or backend
-/// cannot verify a digest: then use [`verify_signature`].
-#[allow(unused_variables)]
+/// algorithm that [`hashes_with_sha256`]. `None` when this key cannot
+/// verify a digest: then use [`verify_signature`].
 pub(crate) fn verify_prehashed(
     alg: Algorithm,
     key: &VerifyingKey,
     digest: &aws_lc_rs::digest::Digest,
     signature: &[u8],
 ) -> Option<bool> {
-    #[cfg(feature = "aws_lc_rs")]
-    {
-        key.prepared
-            .inner
-            .as_ref()?
-            .verify_digest(alg, digest, signature)
-    }
-    #[cfg(not(feature = "aws_lc_rs"))]
-    None
+    key.prepared
+        .inner
+        .as_ref()?
+        .verify_digest(alg, digest, signature)
 }
 
 /// The same through jsonwebtoken's provider (no preparation).
@@ -80,75 +121,41 @@ pub(crate) fn verify_with_provider(
 }
 
 /// A public key parsed once for the algorithms it serves (aws-lc-rs
-/// `ParsedPublicKey`), so a verification does no key parsing.
+/// `ParsedPublicKey`), so a verification does no key parsing. `None` when
+/// the key could not be prepared: the provider verifies it.
 pub(crate) struct Prepared {
-    #[cfg(feature = "aws_lc_rs")]
     inner: Option<prepared::Inner>,
 }
 
 impl Prepared {
-    /// Nothing prepared: always use the provider.
-    #[cfg_attr(feature = "aws_lc_rs", allow(dead_code))]
-    pub(crate) fn none() -> Self {
-        Self {
-            #[cfg(feature = "aws_lc_rs")]
-            inner: None,
-        }
-    }
-
     /// An RSA key (`n`, `e` big-endian), prepared now for `primary` and
     /// lazily for the other RSA algorithms.
-    #[allow(unused_variables)]
     pub(crate) fn rsa(n: Vec<u8>, e: Vec<u8>, primary: Algorithm) -> Self {
-        #[cfg(feature = "aws_lc_rs")]
-        {
-            let inner = prepared::Inner::rsa(n, e);
-            inner.rsa_for(primary);
-            Self { inner: Some(inner) }
-        }
-        #[cfg(not(feature = "aws_lc_rs"))]
-        Self::none()
+        let inner = prepared::Inner::rsa(n, e);
+        inner.rsa_for(primary);
+        Self { inner: Some(inner) }
     }
 
     /// An EC key from its coordinates, for `alg` (ES256 or ES384).
-    #[allow(unused_variables)]
     pub(crate) fn ec(alg: Algorithm, x: &[u8], y: &[u8]) -> Self {
-        #[cfg(feature = "aws_lc_rs")]
-        {
-            Self {
-                inner: prepared::Inner::ec(alg, x, y),
-            }
+        Self {
+            inner: prepared::Inner::ec(alg, x, y),
         }
-        #[cfg(not(feature = "aws_lc_rs"))]
-        Self::none()
     }
 
     /// An Ed25519 key.
-    #[allow(unused_variables)]
     pub(crate) fn ed25519(x: &[u8]) -> Self {
-        #[cfg(feature = "aws_lc_rs")]
-        {
-            Self {
-                inner: prepared::Inner::ed25519(x),
-            }
+        Self {
+            inner: prepared::Inner::ed25519(x),
         }
-        #[cfg(not(feature = "aws_lc_rs"))]
-        Self::none()
     }
 
     /// `Some(verdict)` when prepared for `alg`; `None` to fall back.
-    #[allow(unused_variables)]
     fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> Option<bool> {
-        #[cfg(feature = "aws_lc_rs")]
-        {
-            self.inner.as_ref()?.verify(alg, message, signature)
-        }
-        #[cfg(not(feature = "aws_lc_rs"))]
-        None
+        self.inner.as_ref()?.verify(alg, message, signature)
     }
 }
 
-#[cfg(feature = "aws_lc_rs")]
 mod prepared {
     use std::sync::OnceLock;
 
@@ -282,9 +289,5 @@ mod prepared {
 
 /// The name of the backend in use (for logs and diagnostics).
 pub(crate) fn backend_name() -> &'static str {
-    if cfg!(feature = "aws_lc_rs") {
-        "aws-lc-rs"
-    } else {
-        "rust-crypto"
-    }
+    "aws-lc-rs"
 }

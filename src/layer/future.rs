@@ -1,0 +1,104 @@
+//! [`ResponseFuture`]: an answer decided at once, the inner service's own
+//! future (unboxed), or a boxed future for requests that must wait.
+
+use std::task::{Context, Poll};
+
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use http::{HeaderValue, StatusCode};
+
+use super::http_rules::add_cors;
+
+use super::sessions::SessionHook;
+
+pin_project_lite::pin_project! {
+    /// The response future of [`AuthService`]: an answer decided at once (a
+    /// rejection, the metadata), the inner service's own future (a known
+    /// token), or a boxed future for requests that must wait (a token not
+    /// verified yet, a body read for per-operation scopes).
+    pub struct ResponseFuture<F, E> {
+        #[pin]
+        kind: Kind<F, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F, E> {
+        Ready { response: Option<Response> },
+        Inner { #[pin] future: F, hook: Option<SessionHook>, origin: Option<HeaderValue> },
+        Boxed { future: BoxFuture<'static, Result<Response, E>> },
+    }
+}
+
+impl<F, E> ResponseFuture<F, E> {
+    pub(super) fn ready(response: Response) -> Self {
+        Self {
+            kind: Kind::Ready {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(super) fn inner(future: F, hook: Option<SessionHook>, origin: Option<HeaderValue>) -> Self {
+        Self {
+            kind: Kind::Inner {
+                future,
+                hook,
+                origin,
+            },
+        }
+    }
+
+    pub(super) fn boxed(future: BoxFuture<'static, Result<Response, E>>) -> Self {
+        Self {
+            kind: Kind::Boxed { future },
+        }
+    }
+}
+
+impl<F, E> std::fmt::Debug for ResponseFuture<F, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            Kind::Ready { .. } => "ready",
+            Kind::Inner { .. } => "inner",
+            Kind::Boxed { .. } => "boxed",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish()
+    }
+}
+
+impl<F, E> std::future::Future for ResponseFuture<F, E>
+where
+    F: std::future::Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Ready { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                // Polled again after completion: a caller bug. Answer with an
+                // error response rather than panicking.
+                None => Poll::Ready(Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())),
+            },
+            KindProj::Inner {
+                future,
+                hook,
+                origin,
+            } => {
+                let mut response = std::task::ready!(future.poll(cx))?;
+                if let Some(hook) = hook.take() {
+                    response = hook.after(response);
+                }
+                if let Some(origin) = origin.take() {
+                    add_cors(&mut response, &origin);
+                }
+                Poll::Ready(Ok(response))
+            }
+            KindProj::Boxed { future } => future.as_mut().poll(cx),
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! What the layer reads from a request before admitting it: where it is
+//! placed (MCP or not, body to read, stateless revision), the JSON-RPC
+//! operations of a POST and the scopes they need, the stateless header
+//! checks, and the list filtering glue (`hide_unauthorized_in_lists`).
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{Method, Request, StatusCode};
+
+use super::http_rules::{
+    METHOD_HEADER, PROTOCOL_HEADER, SESSION_HEADER, header_mismatch_response,
+    is_stateless_revision, parse_error_response,
+};
+use crate::context::AuthContext;
+use crate::error::AuthErrorKind;
+use crate::operation::{check_headers, read_operations};
+use crate::scope::ScopePolicy;
+
+use super::Shared;
+
+/// What the layer learned about a request before verifying its token.
+#[derive(Clone, Copy)]
+pub(super) struct Placement {
+    /// Judged as an MCP request.
+    pub(super) on_mcp: bool,
+    /// A POST whose body must be read for per-operation rules.
+    pub(super) reads_body: bool,
+    /// Declares the stateless revision: sessions do not apply.
+    pub(super) stateless: bool,
+}
+
+impl Shared {
+    /// Whether the request is judged as MCP (see [`AuthLayer`](super::AuthLayer)): by the
+    /// router's placement, never by one path spelling.
+    pub(super) fn place(&self, req: &Request<Body>) -> Placement {
+        let headers = req.headers();
+        let on_mcp = self.whole_service
+            || under_path(req.uri().path(), &self.mcp_path)
+            || headers.contains_key(SESSION_HEADER)
+            || headers.contains_key(METHOD_HEADER)
+            || headers.contains_key(PROTOCOL_HEADER);
+        let rules = self.policy.has_operation_rules();
+        let reads_body = rules && req.method() == Method::POST && (on_mcp || is_json(headers));
+        Placement {
+            on_mcp,
+            reads_body,
+            stateless: is_stateless_revision(headers),
+        }
+    }
+
+    /// Reads the request's JSON-RPC operations and the scopes they need;
+    /// the body is buffered and put back. `Err` is the response to send.
+    pub(super) async fn required_for(
+        &self,
+        req: Request<Body>,
+        placement: &mut Placement,
+    ) -> Result<(Request<Body>, Vec<String>, bool), Response> {
+        let (parts, body) = req.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, self.max_body_bytes).await else {
+            return Err(self.reject(
+                &AuthErrorKind::BodyUnreadable.into(),
+                &parts.method,
+                parts.uri.path(),
+            ));
+        };
+        let mut required = self.policy.global.clone();
+        let Ok(ops) = read_operations(&bytes) else {
+            // Not readable strictly (not JSON, repeated member names, too
+            // deep): never guess which copy rmcp would dispatch (fail closed).
+            self.outcomes.reject(AuthErrorKind::BodyUnreadable.code());
+            tracing::info!(
+                reason = AuthErrorKind::BodyUnreadable.code(),
+                status = 400,
+                path = parts.uri.path(),
+                "refused: the body is not strictly valid JSON-RPC"
+            );
+            return Err(parse_error_response());
+        };
+        if !ops.is_empty() {
+            placement.on_mcp = true;
+        }
+        let lists = ops
+            .iter()
+            .any(|op| crate::filter::is_list_method(op.method()));
+        let headers_ok = check_headers(&parts.headers, &ops).is_ok()
+            && (!placement.stateless || stateless_headers_present(&parts.headers, &ops));
+        if !headers_ok {
+            self.outcomes
+                .reject(AuthErrorKind::McpHeaderMismatch.code());
+            tracing::info!(
+                reason = AuthErrorKind::McpHeaderMismatch.code(),
+                status = 400,
+                path = parts.uri.path(),
+                "refused: Mcp-Method / Mcp-Name do not match the body"
+            );
+            return Err(header_mismatch_response(
+                single_request_id(&bytes).as_deref(),
+            ));
+        }
+        for op in &ops {
+            for scope in self.policy.required_for(op) {
+                if !required.contains(&scope) {
+                    required.push(scope);
+                }
+            }
+        }
+        Ok((
+            Request::from_parts(parts, Body::from(bytes)),
+            required,
+            lists,
+        ))
+    }
+}
+
+/// Whether `path` is `base` or lies under it (on a `/` boundary).
+fn under_path(path: &str, base: &str) -> bool {
+    if base == "/" {
+        return true;
+    }
+    match path.strip_prefix(base) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// A JSON content type (`application/json`, any case and parameters, or a
+/// `+json` suffix): what a JSON-RPC POST carries.
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers.get_all(http::header::CONTENT_TYPE).iter().any(|v| {
+        let v = v.as_bytes();
+        let essence = v.split(|b| *b == b';').next().unwrap_or_default();
+        let essence = essence.trim_ascii();
+        essence.eq_ignore_ascii_case(b"application/json")
+            || (essence.len() > 5
+                && essence
+                    .get(essence.len() - 5..)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(b"+json")))
+    })
+}
+
+/// MCP 2026-07-28: a request names its method in `Mcp-Method`, and
+/// `tools/call`, `resources/read` and `prompts/get` their target in
+/// `Mcp-Name`; a missing header is a mismatch too.
+fn stateless_headers_present(headers: &http::HeaderMap, ops: &[crate::scope::Operation]) -> bool {
+    let [op] = ops else {
+        // A batch cannot carry the headers of one message.
+        return ops.is_empty();
+    };
+    if op.method() == "initialize" {
+        // The handshake may omit them (a supplied one must still match).
+        return true;
+    }
+    let named = matches!(op.method(), "tools/call" | "resources/read" | "prompts/get");
+    headers.contains_key(METHOD_HEADER) && (!named || headers.contains_key("mcp-name"))
+}
+
+/// The raw JSON `id` of a single JSON-RPC request, for the error answer.
+fn single_request_id(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: Option<&'a serde_json::value::RawValue>,
+    }
+    let parsed: IdOnly<'_> = serde_json::from_slice(body).ok()?;
+    let id = parsed.id?.get();
+    // Only the id shapes JSON-RPC allows: a string or a number.
+    let first = id.as_bytes().first()?;
+    (*first == b'"' || *first == b'-' || first.is_ascii_digit()).then(|| id.to_owned())
+}
+
+/// Cap on a list response buffered for filtering.
+const MAX_LIST_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Rewrites list results for `hide_unauthorized_in_lists`. A response that
+/// cannot be read within the cap and a minute is replaced by 500 (fail
+/// closed: never show an unfiltered list).
+pub(super) async fn filter_lists(
+    response: Response,
+    policy: &ScopePolicy,
+    ctx: &AuthContext,
+) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let sse = content_type.starts_with("text/event-stream");
+    if !sse && !content_type.starts_with("application/json") {
+        return Response::from_parts(parts, body);
+    }
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        axum::body::to_bytes(body, MAX_LIST_RESPONSE_BYTES),
+    )
+    .await;
+    let Ok(Ok(bytes)) = read else {
+        tracing::error!("could not buffer a list response for filtering; refusing it");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let rewritten = if sse {
+        crate::filter::rewrite_sse(&bytes, policy, ctx).map(Some)
+    } else {
+        crate::filter::rewrite_json(&bytes, policy, ctx)
+    };
+    let Ok(rewritten) = rewritten else {
+        tracing::error!("could not parse a list response for filtering; refusing it");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(
+        parts,
+        Body::from(rewritten.unwrap_or_else(|| bytes.to_vec())),
+    )
+}

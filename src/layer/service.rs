@@ -1,0 +1,416 @@
+//! The request path: [`AuthService`], its fast path (a known token, the
+//! inner future returned unboxed), the slow path that may wait (a
+//! verification, a body read, a filtered list), and the verification span.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, Method, Request};
+use tower_service::Service;
+use tracing::Instrument as _;
+
+use super::http_rules::{
+    Refused, SESSION_HEADER, add_cors, check_origin, has_duplicate_host, header_mismatch_response,
+    is_preflight, preflight_response,
+};
+use crate::bearer::{Credentials, read_bearer};
+use crate::challenge::rejection_response;
+use crate::context::AuthContext;
+use crate::error::{AuthError, AuthErrorKind};
+use crate::verify::TokenVerifier;
+
+use super::Shared;
+use super::future::ResponseFuture;
+use super::operations::{Placement, filter_lists};
+use super::sessions::principal_key;
+use super::sessions::{OwnerOf, SessionHook, session_id, session_not_found};
+
+/// The service produced by [`AuthLayer`](super::AuthLayer).
+#[derive(Clone)]
+pub struct AuthService<S> {
+    pub(super) inner: S,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl<S> std::fmt::Debug for AuthService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService").finish_non_exhaustive()
+    }
+}
+
+impl<S> Service<Request<Body>> for AuthService<S>
+where
+    S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let shared = &self.shared;
+        if shared.metadata.serves(req.uri().path()) {
+            return ResponseFuture::ready(shared.metadata.respond(req.method()));
+        }
+        if has_duplicate_host(req.headers()) {
+            return ResponseFuture::ready(shared.refuse(Refused::DuplicateHost, &req));
+        }
+        let placement = shared.place(&req);
+        let preflight = is_preflight(req.method(), req.headers());
+        let origin = match check_origin(req.headers(), &shared.allowed_origins) {
+            Ok(origin) => origin.cloned(),
+            // Enforced on MCP requests and preflights; another route of the
+            // app answers its own cross-origin requests.
+            Err(refused) if placement.on_mcp || preflight => {
+                return ResponseFuture::ready(shared.refuse(refused, &req));
+            }
+            Err(_) => None,
+        };
+        if preflight && let Some(origin) = &origin {
+            // A preflight carries no credentials: answered here, never
+            // handed to the service unauthenticated.
+            return ResponseFuture::ready(preflight_response(origin));
+        }
+        if !placement.on_mcp && shared.exempt.iter().any(|r| r.matches(req.uri().path())) {
+            return ResponseFuture::inner(self.inner.call(req), None, origin);
+        }
+        if placement.stateless {
+            // MCP 2026-07-28: a stateless request's session headers are
+            // ignored (removed, so the service cannot act on them either).
+            let headers = req.headers_mut();
+            headers.remove(SESSION_HEADER);
+            headers.remove("last-event-id");
+        }
+        // The fast path, taken by every request of a client that reuses its
+        // token and needs nothing read from the body: decided here, without
+        // a verification future, and the inner service's future is returned
+        // as it is (no box, no second copy of the service).
+        if !placement.reads_body {
+            let verified = match shared.verify_now(req.headers()) {
+                Some(verified) => verified,
+                None => return self.call_slow(req, placement, origin),
+            };
+            let response = match verified {
+                Ok(ctx) => {
+                    match shared.admit(&mut req, ctx, &shared.policy.global, placement, false) {
+                        Ok(admitted) => {
+                            return ResponseFuture::inner(
+                                self.inner.call(req),
+                                admitted.session_hook,
+                                origin,
+                            );
+                        }
+                        Err(response) => *response,
+                    }
+                }
+                Err(err) => shared.reject(&err, req.method(), req.uri().path()),
+            };
+            return ResponseFuture::ready(with_cors(response, origin.as_ref()));
+        }
+        self.call_slow(req, placement, origin)
+    }
+}
+
+pub(super) fn with_cors(mut response: Response, origin: Option<&HeaderValue>) -> Response {
+    if let Some(origin) = origin {
+        add_cors(&mut response, origin);
+    }
+    response
+}
+
+impl<S> AuthService<S>
+where
+    S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    /// Everything that may wait: a verification that is not a cache hit
+    /// (keys may be fetched), a body read for per-operation scopes, a list
+    /// response filtered for the caller.
+    fn call_slow(
+        &mut self,
+        mut req: Request<Body>,
+        mut placement: Placement,
+        origin: Option<HeaderValue>,
+    ) -> ResponseFuture<S::Future, S::Error> {
+        let shared = Arc::clone(&self.shared);
+        // Take the service that was driven to readiness; leave a clone behind
+        // (the tower idiom for services called from a boxed future).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::boxed(Box::pin(async move {
+            let span = verify_span();
+            let verified = shared.verify(req.headers()).instrument(span.clone()).await;
+            record_outcome(&span, &verified, false);
+            let ctx = match verified {
+                Ok(ctx) => ctx,
+                Err(err) => {
+                    let response = shared.reject(&err, req.method(), req.uri().path());
+                    return Ok(with_cors(response, origin.as_ref()));
+                }
+            };
+            let mut lists = false;
+            let required = if placement.reads_body {
+                let was_mcp = placement.on_mcp;
+                match shared.required_for(req, &mut placement).await {
+                    Ok((buffered, required, has_lists)) => {
+                        req = buffered;
+                        lists = has_lists;
+                        if placement.on_mcp && !was_mcp {
+                            // A JSON-RPC POST on a path the layer could not
+                            // place: judged as MCP, Origin included.
+                            if let Err(refused) =
+                                check_origin(req.headers(), &shared.allowed_origins)
+                            {
+                                return Ok(shared.refuse(refused, &req));
+                            }
+                        }
+                        required
+                    }
+                    Err(response) => return Ok(with_cors(response, origin.as_ref())),
+                }
+            } else {
+                shared.policy.global.clone()
+            };
+            let admitted = match shared.admit(&mut req, ctx, &required, placement, lists) {
+                Ok(admitted) => admitted,
+                Err(response) => return Ok(with_cors(*response, origin.as_ref())),
+            };
+            let mut response = inner.call(req).await?;
+            if let Some(ctx) = admitted.filter_for {
+                response = filter_lists(response, &shared.policy, &ctx).await;
+            }
+            if let Some(hook) = admitted.session_hook {
+                response = hook.after(response);
+            }
+            Ok(with_cors(response, origin.as_ref()))
+        }))
+    }
+}
+
+/// The span around a verification: outcome and reason code, never token
+/// material.
+fn verify_span() -> tracing::Span {
+    tracing::debug_span!(
+        "mcp_oauth2.verify",
+        outcome = tracing::field::Empty,
+        reason = tracing::field::Empty,
+        cached = tracing::field::Empty,
+    )
+}
+
+fn record_outcome(span: &tracing::Span, verified: &Result<AuthContext, AuthError>, cached: bool) {
+    match verified {
+        Ok(_) => span.record("outcome", "accepted").record("cached", cached),
+        Err(e) => span
+            .record("outcome", "rejected")
+            .record("reason", e.kind().code()),
+    };
+}
+
+/// What [`Shared::admit`] leaves to do around the inner service.
+struct Admitted {
+    /// Binds or forgets a legacy session once the response is known.
+    session_hook: Option<SessionHook>,
+    /// The caller whose list results are filtered.
+    filter_for: Option<AuthContext>,
+}
+
+impl Shared {
+    pub(super) async fn verify(&self, headers: &http::HeaderMap) -> Result<AuthContext, AuthError> {
+        let token = match read_bearer(headers, self.max_token_bytes)? {
+            Credentials::Bearer(token) => token,
+            Credentials::None => return Err(AuthErrorKind::MissingToken.into()),
+        };
+        let ctx = self.verifier.verify(token).await?;
+        Ok(ctx.with_hierarchy(Arc::clone(&self.hierarchy)))
+    }
+
+    /// The verdict on a request's credentials when it needs no waiting: a
+    /// missing or malformed `Authorization` header, or a token the verifier
+    /// already trusts. `None`: the token must be verified.
+    fn verify_now(&self, headers: &http::HeaderMap) -> Option<Result<AuthContext, AuthError>> {
+        let verified = match read_bearer(headers, self.max_token_bytes) {
+            Ok(Credentials::Bearer(token)) => Ok(self
+                .verifier
+                .verify_cached(token)?
+                .with_hierarchy(Arc::clone(&self.hierarchy))),
+            Ok(Credentials::None) => Err(AuthErrorKind::MissingToken.into()),
+            Err(err) => Err(err),
+        };
+        record_outcome(&verify_span(), &verified, verified.is_ok());
+        Some(verified)
+    }
+
+    /// Admits a verified caller: the scopes `required` (RFC 6750 section
+    /// 3.1), the ownership of a legacy session and the session caps; then
+    /// hands the context to the inner service through the request
+    /// extensions. `Err` is the response to send instead (boxed: a rare path).
+    fn admit(
+        self: &Arc<Self>,
+        req: &mut Request<Body>,
+        ctx: AuthContext,
+        required: &[String],
+        placement: Placement,
+        lists: bool,
+    ) -> Result<Admitted, Box<Response>> {
+        if let Err(err) = self.check_scopes(&ctx, required) {
+            return Err(Box::new(self.reject(&err, req.method(), req.uri().path())));
+        }
+        let session_hook = if self.bind_sessions {
+            self.session_rules(req, &ctx, placement)?
+        } else {
+            None
+        };
+        self.outcomes.accept();
+        tracing::debug!(
+            subject = ctx.subject(),
+            issuer = ctx.issuer(),
+            "authenticated a request"
+        );
+        // Keep the credential out of Debug output of the request further
+        // down (rmcp logs request parts at trace level).
+        if let Some(v) = req.headers_mut().get_mut(http::header::AUTHORIZATION) {
+            v.set_sensitive(true);
+        }
+        let filter_for = (lists && self.policy.hide_unauthorized).then(|| ctx.clone());
+        req.extensions_mut().insert(ctx);
+        Ok(Admitted {
+            session_hook,
+            filter_for,
+        })
+    }
+
+    /// Legacy sessions: a named session must belong to the caller; a
+    /// request that may create one must fit the caps. Returns what to do
+    /// once the response is known.
+    fn session_rules(
+        self: &Arc<Self>,
+        req: &Request<Body>,
+        ctx: &AuthContext,
+        placement: Placement,
+    ) -> Result<Option<SessionHook>, Box<Response>> {
+        let limits = self.sessions.limits();
+        // Sessions do not exist in the stateless revision: its requests had
+        // their session header removed before this point.
+        let session = session_id(req);
+        if let Some(id) = &session {
+            if req
+                .headers()
+                .get_all(SESSION_HEADER)
+                .iter()
+                .nth(1)
+                .is_some()
+            {
+                // Two session ids: never guess which one the service uses.
+                self.outcomes.reject("session_not_owned");
+                return Err(Box::new(session_not_found()));
+            }
+            if !limits.enabled {
+                return Err(Box::new(self.refuse(Refused::SessionsDisabled, req)));
+            }
+            if !self.sessions.use_session(id, &principal_key(ctx)) {
+                tracing::warn!(
+                    subject = ctx.subject(),
+                    issuer = ctx.issuer(),
+                    reason = "session_not_owned",
+                    "refused a session id that this principal did not create (or that expired)"
+                );
+                self.outcomes.reject("session_not_owned");
+                return Err(Box::new(session_not_found()));
+            }
+            return Ok((req.method() == Method::DELETE).then(|| SessionHook {
+                shared: Arc::clone(self),
+                owner: None,
+                session,
+            }));
+        }
+        // Only a POST without a session can create one (`initialize`).
+        if req.method() != Method::POST || !limits.enabled {
+            return Ok(None);
+        }
+        let owner = if placement.stateless || !placement.on_mcp {
+            // A stateless call creates no session (an `initialize` sent with
+            // a stateless header still might), nor does a request the layer
+            // did not judge as MCP: the hook checks the response and binds
+            // what was created, within the caps.
+            None
+        } else {
+            let owner = principal_key(ctx);
+            if let Err(refusal) = self.sessions.may_open(&owner) {
+                return Err(Box::new(
+                    self.refuse(Refused::TooManySessions(refusal.code()), req),
+                ));
+            }
+            Some(owner)
+        };
+        Ok(Some(SessionHook {
+            shared: Arc::clone(self),
+            owner: Some(owner.map_or(OwnerOf::Later(ctx.clone()), OwnerOf::Known)),
+            session: None,
+        }))
+    }
+
+    pub(super) fn check_scopes(
+        &self,
+        ctx: &AuthContext,
+        required: &[String],
+    ) -> Result<(), AuthError> {
+        if self.hierarchy.missing(ctx.scopes(), required).is_empty() {
+            Ok(())
+        } else {
+            // RFC 6750 section 3.1 / MCP "Runtime Insufficient Scope Errors":
+            // name every scope the operation needs, in one challenge.
+            Err(AuthError::insufficient_scope(required.iter().cloned()))
+        }
+    }
+
+    pub(super) fn reject(&self, err: &AuthError, method: &Method, path: &str) -> Response {
+        let kind = err.kind();
+        self.outcomes.reject(kind.code());
+        match kind {
+            AuthErrorKind::MissingToken => {
+                tracing::debug!(reason = kind.code(), %method, path, "request without a bearer token")
+            }
+            AuthErrorKind::KeysUnavailable => {
+                tracing::warn!(reason = kind.code(), %method, path, "rejected: verification keys unavailable")
+            }
+            AuthErrorKind::InsufficientScope => tracing::info!(
+                reason = kind.code(),
+                status = 403,
+                %method,
+                path,
+                required = %err.required_scopes().join(" "),
+                "rejected: insufficient scope"
+            ),
+            _ => tracing::info!(
+                reason = kind.code(),
+                status = kind.status().as_u16(),
+                %method,
+                path,
+                "rejected a request"
+            ),
+        }
+        if kind == AuthErrorKind::McpHeaderMismatch {
+            return header_mismatch_response(None);
+        }
+        rejection_response(err, &self.challenge)
+    }
+
+    /// A refusal that is not about the token (no challenge).
+    pub(super) fn refuse<B>(&self, refused: Refused, req: &Request<B>) -> Response {
+        self.outcomes.reject(refused.reason());
+        tracing::info!(
+            reason = refused.reason(),
+            method = %req.method(),
+            path = req.uri().path(),
+            "refused a request"
+        );
+        refused.response()
+    }
+}
