@@ -4,9 +4,11 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
-mod common;
+mod support;
 
-use common::{Harness, challenge, param};
+use support::fixture;
+
+use fixture::{Harness, challenge, param};
 
 const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
 

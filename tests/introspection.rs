@@ -4,7 +4,9 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
-mod common;
+mod support;
+
+use support::fixture;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +16,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use common::{Harness, bounded, call_text, legacy_client};
+use fixture::{Harness, bounded, call_text, legacy_client};
 use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::verify::{ClientAuthMethod, IntrospectionSettings, IntrospectionVerifier};
 use mcp_oauth2::{

@@ -14,8 +14,9 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
-#[path = "support/loopback.rs"]
-mod loopback;
+mod support;
+
+use support::loopback;
 
 use std::collections::HashMap;
 use std::future::Future;
