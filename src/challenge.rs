@@ -48,11 +48,26 @@ pub fn bearer_challenge(
     resource_metadata: &str,
     error_description: Option<&str>,
 ) -> String {
-    let mut out = String::with_capacity(96 + scope.len() + resource_metadata.len());
+    challenge_value(error, scope, Some(resource_metadata), error_description)
+}
+
+/// [`bearer_challenge`] with `resource_metadata` optional: without it (an
+/// [`AuthError`] built outside a layer) the challenge names only what the
+/// error itself knows.
+fn challenge_value(
+    error: Option<ErrorCode>,
+    scope: &str,
+    resource_metadata: Option<&str>,
+    error_description: Option<&str>,
+) -> String {
+    let metadata_len = resource_metadata.map_or(0, str::len);
+    let mut out = String::with_capacity(96 + scope.len() + metadata_len);
     out.push_str("Bearer");
     match error {
         None => {
-            push_param(&mut out, "resource_metadata", resource_metadata);
+            if let Some(resource_metadata) = resource_metadata {
+                push_param(&mut out, "resource_metadata", resource_metadata);
+            }
             if !scope.is_empty() {
                 push_param(&mut out, "scope", scope);
             }
@@ -62,7 +77,9 @@ pub fn bearer_challenge(
             if !scope.is_empty() {
                 push_param(&mut out, "scope", scope);
             }
-            push_param(&mut out, "resource_metadata", resource_metadata);
+            if let Some(resource_metadata) = resource_metadata {
+                push_param(&mut out, "resource_metadata", resource_metadata);
+            }
         }
     }
     if let Some(desc) = error_description {
@@ -126,7 +143,10 @@ pub fn parse_bearer_challenge(value: &str) -> Option<Vec<(String, String)>> {
 }
 
 /// What a rejection response needs to know about the protected resource.
-#[derive(Debug, Clone)]
+/// [`AuthLayer::authenticate`](crate::AuthLayer::authenticate) attaches its
+/// layer's parameters to the errors it returns, so that the error renders the
+/// same challenge as the layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ChallengeParams {
     /// The RFC 9728 metadata URL.
     pub(crate) resource_metadata: String,
@@ -154,6 +174,14 @@ pub(crate) fn error_body(kind: AuthErrorKind) -> String {
 /// The response for a rejection. The [`AuthError`]'s kind is attached to the
 /// response extensions as [`AuthErrorKind`] so outer layers can log it.
 pub(crate) fn rejection_response(err: &AuthError, params: &ChallengeParams) -> Response {
+    render(err, Some(params))
+}
+
+/// The response for a rejection, with the resource's challenge parameters
+/// when known. Without them the challenge is `Bearer` with the error's own
+/// parameters only: `error`, the scopes an `insufficient_scope` error
+/// requires, and `error_description`.
+pub(crate) fn render(err: &AuthError, params: Option<&ChallengeParams>) -> Response {
     let kind = err.kind();
     let status = kind.status();
     let mut builder = Response::builder()
@@ -169,10 +197,11 @@ pub(crate) fn rejection_response(err: &AuthError, params: &ChallengeParams) -> R
                 if kind == AuthErrorKind::InsufficientScope && !err.required_scopes().is_empty() {
                     err.required_scopes().join(" ")
                 } else {
-                    params.scope.clone()
+                    params.map(|p| p.scope.clone()).unwrap_or_default()
                 };
             let description = error.map(|_| kind.description());
-            let challenge = bearer_challenge(error, &scope, &params.resource_metadata, description);
+            let resource_metadata = params.map(|p| p.resource_metadata.as_str());
+            let challenge = challenge_value(error, &scope, resource_metadata, description);
             match HeaderValue::try_from(challenge) {
                 Ok(value) => builder = builder.header(WWW_AUTHENTICATE, value),
                 // Unreachable: push_param only emits visible ASCII, SP and HTAB.

@@ -7,7 +7,10 @@
 
 use std::fmt;
 
+use axum::response::{IntoResponse, Response};
 use http::StatusCode;
+
+use crate::challenge::{ChallengeParams, render};
 
 /// A configuration mistake found when a configuration is built, never at the
 /// first request. [`ConfigError::field`] names the offending setting (the
@@ -232,6 +235,9 @@ pub struct AuthError(Box<Inner>);
 struct Inner {
     kind: AuthErrorKind,
     required_scopes: Vec<String>,
+    /// The challenge parameters of the layer that returned this error
+    /// ([`AuthLayer::authenticate`](crate::AuthLayer::authenticate)).
+    challenge: Option<ChallengeParams>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -241,6 +247,7 @@ impl AuthError {
         Self(Box::new(Inner {
             kind,
             required_scopes: Vec::new(),
+            challenge: None,
             source: None,
         }))
     }
@@ -275,6 +282,34 @@ impl AuthError {
     /// For `insufficient_scope`: every scope the operation needs.
     pub fn required_scopes(&self) -> &[String] {
         &self.0.required_scopes
+    }
+
+    /// The same error carrying a layer's challenge parameters, rendered by
+    /// its [`IntoResponse`].
+    pub(crate) fn with_challenge(mut self, params: &ChallengeParams) -> Self {
+        self.0.challenge = Some(params.clone());
+        self
+    }
+}
+
+/// The rejection as the layer answers it: the status of the kind
+/// ([`AuthErrorKind::status`]), the RFC 6750 section 3 `WWW-Authenticate`
+/// challenge, `Cache-Control: no-store` and the JSON body
+/// `{"error", "error_description", "reason"}`; `Retry-After` instead of a
+/// challenge for the `503` kinds. The kind is attached to the response
+/// extensions as [`AuthErrorKind`].
+///
+/// An error returned by [`AuthLayer::authenticate`](crate::AuthLayer::authenticate)
+/// carries that layer's `resource_metadata` (RFC 9728 section 5.1) and default
+/// `scope`, so a handler that returns it answers exactly as the layer would.
+/// An error built any other way (for example [`AuthError::new`]) knows no
+/// resource: its challenge is `Bearer` with the error's own parameters only
+/// (`error`, the scopes of [`AuthError::insufficient_scope`],
+/// `error_description`), or a bare `Bearer` for
+/// [`AuthErrorKind::MissingToken`].
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        render(&self, self.0.challenge.as_ref())
     }
 }
 
