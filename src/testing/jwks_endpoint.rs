@@ -15,8 +15,8 @@ use super::issuer::Shared;
 use super::plumbing::lock;
 
 /// How the key endpoint (`GET /jwks`) misbehaves; see
-/// [`TestIssuer::set_jwks_fault`]. Every request is counted in
-/// [`TestIssuer::jwks_hits`] whatever the fault.
+/// [`TestIssuer::set_jwks_fault`](super::TestIssuer::set_jwks_fault). Every request is counted in
+/// [`TestIssuer::jwks_hits`](super::TestIssuer::jwks_hits) whatever the fault.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum JwksFault {

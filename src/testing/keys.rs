@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::plumbing::{b64, crypto_error};
 
-/// The signature algorithm of a [`TestIssuer`] key.
+/// The signature algorithm of a [`TestIssuer`](super::TestIssuer) key.
 ///
 /// The default is [`SigningAlg::Rs256`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

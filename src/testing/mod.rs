@@ -147,7 +147,7 @@
 //! `start_authorization` with `AuthorizationRequest::with_challenge`,
 //! `get_authorization_url`, the browser step, `handle_callback_url`, and
 //! connect again through an `AuthClient`. The crate's
-//! `tests/testing_kit.rs` does exactly that, and the same flow step by step
+//! `tests/testing_kit/main.rs` does exactly that, and the same flow step by step
 //! over plain HTTP.
 //!
 //! # Faults

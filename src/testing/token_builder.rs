@@ -19,12 +19,12 @@ pub(super) const DEFAULT_LIFETIME: Duration = Duration::from_secs(5 * 60);
 /// Default `typ` header of minted tokens (RFC 9068 section 2.1).
 const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
-/// Builder for a signed JWT access token; see [`TestIssuer::token`].
+/// Builder for a signed JWT access token; see [`TestIssuer::token`](super::TestIssuer::token).
 ///
 /// Defaults:
 ///
 /// - header: `{"alg": <current key's algorithm>, "typ": "at+jwt", "kid": <current kid>}`;
-/// - claims: `iss` = [`TestIssuer::issuer`], `sub` = `"test-user"`,
+/// - claims: `iss` = [`TestIssuer::issuer`](super::TestIssuer::issuer), `sub` = `"test-user"`,
 ///   `client_id` = `"test-client"`, `iat` = now, `exp` = `iat` + 5 minutes,
 ///   `jti` = 16 random bytes in base64url. No `aud`, `scope` or `nbf`
 ///   unless set.
