@@ -9,6 +9,8 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 
 use crate::error::{AuthError, AuthErrorKind, ErrorCode};
+// Defined beside `AuthError`, which carries it, so that `error` stays a leaf.
+pub(crate) use crate::error::ChallengeParams;
 
 /// Seconds a client is asked to wait when verification keys are unavailable.
 pub(crate) const RETRY_AFTER_SECS: u64 = 5;
@@ -142,18 +144,6 @@ pub fn parse_bearer_challenge(value: &str) -> Option<Vec<(String, String)>> {
     }
 }
 
-/// What a rejection response needs to know about the protected resource.
-/// [`AuthLayer::authenticate`](crate::AuthLayer::authenticate) attaches its
-/// layer's parameters to the errors it returns, so that the error renders the
-/// same challenge as the layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ChallengeParams {
-    /// The RFC 9728 metadata URL.
-    pub(crate) resource_metadata: String,
-    /// Space-separated scopes that requests need by default.
-    pub(crate) scope: String,
-}
-
 /// JSON body of an error response: `{"error": ..., "error_description": ...}`.
 pub(crate) fn error_body(kind: AuthErrorKind) -> String {
     let mut body = String::with_capacity(128);
@@ -175,6 +165,27 @@ pub(crate) fn error_body(kind: AuthErrorKind) -> String {
 /// response extensions as [`AuthErrorKind`] so outer layers can log it.
 pub(crate) fn rejection_response(err: &AuthError, params: &ChallengeParams) -> Response {
     render(err, Some(params))
+}
+
+/// The rejection as the layer answers it: the status of the kind
+/// ([`AuthErrorKind::status`]), the RFC 6750 section 3 `WWW-Authenticate`
+/// challenge, `Cache-Control: no-store` and the JSON body
+/// `{"error", "error_description", "reason"}`; `Retry-After` instead of a
+/// challenge for the `503` kinds. The kind is attached to the response
+/// extensions as [`AuthErrorKind`].
+///
+/// An error returned by [`AuthLayer::authenticate`](crate::AuthLayer::authenticate)
+/// carries that layer's `resource_metadata` (RFC 9728 section 5.1) and default
+/// `scope`, so a handler that returns it answers exactly as the layer would.
+/// An error built any other way (for example [`AuthError::new`]) knows no
+/// resource: its challenge is `Bearer` with the error's own parameters only
+/// (`error`, the scopes of [`AuthError::insufficient_scope`],
+/// `error_description`), or a bare `Bearer` for
+/// [`AuthErrorKind::MissingToken`].
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        render(&self, self.challenge())
+    }
 }
 
 /// The response for a rejection, with the resource's challenge parameters

@@ -7,10 +7,7 @@
 
 use std::fmt;
 
-use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-
-use crate::challenge::{ChallengeParams, render};
 
 /// A configuration mistake found when a configuration is built, never at the
 /// first request. [`ConfigError::field`] names the offending setting (the
@@ -285,32 +282,28 @@ impl AuthError {
     }
 
     /// The same error carrying a layer's challenge parameters, rendered by
-    /// its [`IntoResponse`].
+    /// its `IntoResponse` (in `challenge.rs`).
     pub(crate) fn with_challenge(mut self, params: &ChallengeParams) -> Self {
         self.0.challenge = Some(params.clone());
         self
     }
+
+    /// The challenge parameters of the layer that returned this error, if any.
+    pub(crate) fn challenge(&self) -> Option<&ChallengeParams> {
+        self.0.challenge.as_ref()
+    }
 }
 
-/// The rejection as the layer answers it: the status of the kind
-/// ([`AuthErrorKind::status`]), the RFC 6750 section 3 `WWW-Authenticate`
-/// challenge, `Cache-Control: no-store` and the JSON body
-/// `{"error", "error_description", "reason"}`; `Retry-After` instead of a
-/// challenge for the `503` kinds. The kind is attached to the response
-/// extensions as [`AuthErrorKind`].
-///
-/// An error returned by [`AuthLayer::authenticate`](crate::AuthLayer::authenticate)
-/// carries that layer's `resource_metadata` (RFC 9728 section 5.1) and default
-/// `scope`, so a handler that returns it answers exactly as the layer would.
-/// An error built any other way (for example [`AuthError::new`]) knows no
-/// resource: its challenge is `Bearer` with the error's own parameters only
-/// (`error`, the scopes of [`AuthError::insufficient_scope`],
-/// `error_description`), or a bare `Bearer` for
-/// [`AuthErrorKind::MissingToken`].
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        render(&self, self.0.challenge.as_ref())
-    }
+/// What a rejection response needs to know about the protected resource
+/// (rendered in `challenge.rs`). [`AuthLayer::authenticate`](crate::AuthLayer::authenticate)
+/// attaches its layer's parameters to the errors it returns, so that the
+/// error's `IntoResponse` renders the same challenge as the layer.
+#[derive(Debug, Clone)]
+pub(crate) struct ChallengeParams {
+    /// The RFC 9728 metadata URL.
+    pub(crate) resource_metadata: String,
+    /// Space-separated scopes that requests need by default.
+    pub(crate) scope: String,
 }
 
 impl From<AuthErrorKind> for AuthError {

@@ -7,6 +7,8 @@
 //!   hardening tests (hostile tokens, key-server faults, TLS, log hygiene);
 //! - [`attack`]: a real `McpServer` protected by `tool_scopes`, an execution
 //!   log as the oracle, attacker and victim tokens, and a raw HTTP/1.1 client;
+//! - [`raw_http`]: a raw HTTP/1.1 client (duplicate headers, exact path bytes),
+//!   used through [`attack`];
 //! - [`loopback`]: a protected endpoint's address and configuration on
 //!   127.0.0.1:0, shared by the fixtures above.
 //!
@@ -16,4 +18,5 @@
 pub mod attack;
 pub mod fixture;
 pub mod loopback;
+pub mod raw_http;
 pub mod rig;
