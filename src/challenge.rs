@@ -9,6 +9,8 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 
 use crate::error::{AuthError, AuthErrorKind, ErrorCode};
+// Defined beside `AuthError`, which carries it, so that `error` stays a leaf.
+pub(crate) use crate::error::ChallengeParams;
 
 /// Seconds a client is asked to wait when verification keys are unavailable.
 pub(crate) const RETRY_AFTER_SECS: u64 = 5;
@@ -48,11 +50,26 @@ pub fn bearer_challenge(
     resource_metadata: &str,
     error_description: Option<&str>,
 ) -> String {
-    let mut out = String::with_capacity(96 + scope.len() + resource_metadata.len());
+    challenge_value(error, scope, Some(resource_metadata), error_description)
+}
+
+/// [`bearer_challenge`] with `resource_metadata` optional: without it (an
+/// [`AuthError`] built outside a layer) the challenge names only what the
+/// error itself knows.
+fn challenge_value(
+    error: Option<ErrorCode>,
+    scope: &str,
+    resource_metadata: Option<&str>,
+    error_description: Option<&str>,
+) -> String {
+    let metadata_len = resource_metadata.map_or(0, str::len);
+    let mut out = String::with_capacity(96 + scope.len() + metadata_len);
     out.push_str("Bearer");
     match error {
         None => {
-            push_param(&mut out, "resource_metadata", resource_metadata);
+            if let Some(resource_metadata) = resource_metadata {
+                push_param(&mut out, "resource_metadata", resource_metadata);
+            }
             if !scope.is_empty() {
                 push_param(&mut out, "scope", scope);
             }
@@ -62,7 +79,9 @@ pub fn bearer_challenge(
             if !scope.is_empty() {
                 push_param(&mut out, "scope", scope);
             }
-            push_param(&mut out, "resource_metadata", resource_metadata);
+            if let Some(resource_metadata) = resource_metadata {
+                push_param(&mut out, "resource_metadata", resource_metadata);
+            }
         }
     }
     if let Some(desc) = error_description {
@@ -125,15 +144,6 @@ pub fn parse_bearer_challenge(value: &str) -> Option<Vec<(String, String)>> {
     }
 }
 
-/// What a rejection response needs to know about the protected resource.
-#[derive(Debug, Clone)]
-pub(crate) struct ChallengeParams {
-    /// The RFC 9728 metadata URL.
-    pub(crate) resource_metadata: String,
-    /// Space-separated scopes that requests need by default.
-    pub(crate) scope: String,
-}
-
 /// JSON body of an error response: `{"error": ..., "error_description": ...}`.
 pub(crate) fn error_body(kind: AuthErrorKind) -> String {
     let mut body = String::with_capacity(128);
@@ -154,6 +164,35 @@ pub(crate) fn error_body(kind: AuthErrorKind) -> String {
 /// The response for a rejection. The [`AuthError`]'s kind is attached to the
 /// response extensions as [`AuthErrorKind`] so outer layers can log it.
 pub(crate) fn rejection_response(err: &AuthError, params: &ChallengeParams) -> Response {
+    render(err, Some(params))
+}
+
+/// The rejection as the layer answers it: the status of the kind
+/// ([`AuthErrorKind::status`]), the RFC 6750 section 3 `WWW-Authenticate`
+/// challenge, `Cache-Control: no-store` and the JSON body
+/// `{"error", "error_description", "reason"}`; `Retry-After` instead of a
+/// challenge for the `503` kinds. The kind is attached to the response
+/// extensions as [`AuthErrorKind`].
+///
+/// An error returned by [`AuthLayer::authenticate`](crate::AuthLayer::authenticate)
+/// carries that layer's `resource_metadata` (RFC 9728 section 5.1) and default
+/// `scope`, so a handler that returns it answers exactly as the layer would.
+/// An error built any other way (for example [`AuthError::new`]) knows no
+/// resource: its challenge is `Bearer` with the error's own parameters only
+/// (`error`, the scopes of [`AuthError::insufficient_scope`],
+/// `error_description`), or a bare `Bearer` for
+/// [`AuthErrorKind::MissingToken`].
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        render(&self, self.challenge())
+    }
+}
+
+/// The response for a rejection, with the resource's challenge parameters
+/// when known. Without them the challenge is `Bearer` with the error's own
+/// parameters only: `error`, the scopes an `insufficient_scope` error
+/// requires, and `error_description`.
+pub(crate) fn render(err: &AuthError, params: Option<&ChallengeParams>) -> Response {
     let kind = err.kind();
     let status = kind.status();
     let mut builder = Response::builder()
@@ -169,10 +208,11 @@ pub(crate) fn rejection_response(err: &AuthError, params: &ChallengeParams) -> R
                 if kind == AuthErrorKind::InsufficientScope && !err.required_scopes().is_empty() {
                     err.required_scopes().join(" ")
                 } else {
-                    params.scope.clone()
+                    params.map(|p| p.scope.clone()).unwrap_or_default()
                 };
             let description = error.map(|_| kind.description());
-            let challenge = bearer_challenge(error, &scope, &params.resource_metadata, description);
+            let resource_metadata = params.map(|p| p.resource_metadata.as_str());
+            let challenge = challenge_value(error, &scope, resource_metadata, description);
             match HeaderValue::try_from(challenge) {
                 Ok(value) => builder = builder.header(WWW_AUTHENTICATE, value),
                 // Unreachable: push_param only emits visible ASCII, SP and HTAB.

@@ -434,7 +434,11 @@ impl<C: AsRequestContext> FromContextPart<C> for AuthContext {
 }
 
 /// Rejection of the axum extractor when no authentication layer ran: 401,
-/// fail closed.
+/// fail closed, with `WWW-Authenticate: Bearer error="invalid_token",
+/// error_description="The request was not authenticated"` (RFC 7235 section
+/// 3.1 requires a challenge on a 401; it matches the JSON body's
+/// `invalid_token`, reason `not_authenticated`) and no `resource_metadata`,
+/// which only a layer knows.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct MissingAuthContext;
@@ -445,13 +449,10 @@ impl IntoResponse for MissingAuthContext {
             reason = AuthErrorKind::NotAuthenticated.code(),
             "an axum handler asked for the AuthContext but no authentication layer ran"
         );
-        let kind = AuthErrorKind::NotAuthenticated;
-        (
-            kind.status(),
-            [(http::header::CONTENT_TYPE, "application/json")],
-            crate::challenge::error_body(kind),
-        )
-            .into_response()
+        // RFC 7235 section 3.1: a 401 carries a challenge. Without a layer
+        // there is no resource metadata to name, so the challenge matches the
+        // body: `Bearer error="invalid_token", error_description="..."`.
+        crate::AuthError::new(AuthErrorKind::NotAuthenticated).into_response()
     }
 }
 

@@ -215,6 +215,9 @@ pub struct AuthError(Box<Inner>);
 struct Inner {
     kind: AuthErrorKind,
     required_scopes: Vec<String>,
+    /// The challenge parameters of the layer that returned this error
+    /// ([`AuthLayer::authenticate`](crate::AuthLayer::authenticate)).
+    challenge: Option<ChallengeParams>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -224,6 +227,7 @@ impl AuthError {
         Self(Box::new(Inner {
             kind,
             required_scopes: Vec::new(),
+            challenge: None,
             source: None,
         }))
     }
@@ -259,6 +263,30 @@ impl AuthError {
     pub fn required_scopes(&self) -> &[String] {
         &self.0.required_scopes
     }
+
+    /// The same error carrying a layer's challenge parameters, rendered by
+    /// its `IntoResponse` (in `challenge.rs`).
+    pub(crate) fn with_challenge(mut self, params: &ChallengeParams) -> Self {
+        self.0.challenge = Some(params.clone());
+        self
+    }
+
+    /// The challenge parameters of the layer that returned this error, if any.
+    pub(crate) fn challenge(&self) -> Option<&ChallengeParams> {
+        self.0.challenge.as_ref()
+    }
+}
+
+/// What a rejection response needs to know about the protected resource
+/// (rendered in `challenge.rs`). [`AuthLayer::authenticate`](crate::AuthLayer::authenticate)
+/// attaches its layer's parameters to the errors it returns, so that the
+/// error's `IntoResponse` renders the same challenge as the layer.
+#[derive(Debug, Clone)]
+pub(crate) struct ChallengeParams {
+    /// The RFC 9728 metadata URL.
+    pub(crate) resource_metadata: String,
+    /// Space-separated scopes that requests need by default.
+    pub(crate) scope: String,
 }
 
 impl From<AuthErrorKind> for AuthError {

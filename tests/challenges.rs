@@ -4,9 +4,11 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
-mod common;
+mod support;
 
-use common::{Harness, challenge, param};
+use support::fixture;
+
+use fixture::{Harness, challenge, param};
 
 const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
 
@@ -271,4 +273,224 @@ async fn challenge_points_at_the_document_for_this_resource() {
         .to_owned();
     let doc: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
     assert_eq!(doc["resource"], h.resource.as_str());
+}
+
+// ---------------------------------------------------------------------------
+// `AuthError: IntoResponse`: handlers that call `AuthLayer::authenticate`
+// ---------------------------------------------------------------------------
+
+/// What a rejection looks like on the wire: status, `WWW-Authenticate`,
+/// `Cache-Control`, `Retry-After` and the JSON body.
+#[derive(Debug, PartialEq)]
+struct Answer {
+    status: u16,
+    challenge: Option<String>,
+    cache_control: Option<String>,
+    retry_after: Option<String>,
+    body: serde_json::Value,
+}
+
+async fn answer(resp: reqwest::Response) -> Answer {
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let (challenge, cache_control, retry_after) = (
+        header("www-authenticate"),
+        header("cache-control"),
+        header("retry-after"),
+    );
+    let status = resp.status().as_u16();
+    Answer {
+        status,
+        challenge,
+        cache_control,
+        retry_after,
+        body: body(resp).await,
+    }
+}
+
+/// An issuer and, on loopback, `/mcp` answered by a handler that calls
+/// `AuthLayer::authenticate` and returns its `AuthError`, beside `/layered`
+/// behind the same layer.
+async fn authenticate_app() -> (mcp_oauth2::testing::TestIssuer, String, String) {
+    use axum::routing::any;
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let (listener, resource, config) =
+        support::loopback::bind_with_config(&issuer, |b| b.required_scopes(["notes:read"])).await;
+    let layer = mcp_oauth2::AuthLayer::new(config).unwrap();
+    let handler_layer = layer.clone();
+    let app = axum::Router::new()
+        .route(
+            "/mcp",
+            any(move |headers: axum::http::HeaderMap| {
+                let layer = handler_layer.clone();
+                async move {
+                    let ctx = layer.authenticate(&headers).await?;
+                    Ok::<_, mcp_oauth2::AuthError>(ctx.subject().to_owned())
+                }
+            }),
+        )
+        .route("/layered", any(|| async { "ok" }).layer(layer));
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (issuer, resource, base)
+}
+
+// RFC 6750 section 3 + RFC 9728 section 5.1: an `AuthError` returned by
+// `AuthLayer::authenticate` renders the layer's exact challenge
+// (`resource_metadata`, `scope`), status and body.
+#[tokio::test]
+async fn authenticate_errors_render_the_layers_challenge() {
+    let (issuer, resource, base) = authenticate_app().await;
+    let metadata = format!("{base}/.well-known/oauth-protected-resource/mcp");
+    let expired = issuer
+        .token()
+        .audience(&resource)
+        .scopes(["notes:read"])
+        .expires_at(1000)
+        .issued_at(900)
+        .sign();
+    let unscoped = issuer.token().audience(&resource).sign();
+    let http = reqwest::Client::new();
+    let send = |path: &str, token: Option<&str>| {
+        let mut req = http.get(format!("{base}{path}"));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send()
+    };
+    let cases = [
+        (
+            None,
+            401,
+            format!(r#"Bearer resource_metadata="{metadata}", scope="notes:read""#),
+            "missing_token",
+        ),
+        (
+            Some(expired.as_str()),
+            401,
+            format!(
+                r#"Bearer error="invalid_token", scope="notes:read", resource_metadata="{metadata}", error_description="The access token expired""#
+            ),
+            "token_expired",
+        ),
+        (
+            Some(unscoped.as_str()),
+            403,
+            format!(
+                r#"Bearer error="insufficient_scope", scope="notes:read", resource_metadata="{metadata}", error_description="The access token lacks a required scope""#
+            ),
+            "insufficient_scope",
+        ),
+    ];
+    for (token, status, challenge, reason) in cases {
+        let from_handler = answer(send("/mcp", token).await.unwrap()).await;
+        assert_eq!(from_handler.status, status, "{reason}");
+        assert_eq!(from_handler.challenge.as_deref(), Some(challenge.as_str()));
+        assert_eq!(from_handler.cache_control.as_deref(), Some("no-store"));
+        assert_eq!(from_handler.body["reason"], reason);
+        // The same answer as the layer's, byte for byte.
+        let from_layer = answer(send("/layered", token).await.unwrap()).await;
+        assert_eq!(from_handler, from_layer, "{reason}");
+    }
+    let good = issuer
+        .token()
+        .subject("alice")
+        .audience(&resource)
+        .scopes(["notes:read"])
+        .sign();
+    let resp = send("/mcp", Some(&good)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "alice");
+}
+
+// RFC 6750 section 3: an `AuthError` built without a layer knows no resource:
+// `Bearer` with the error's own parameters only.
+#[tokio::test]
+async fn an_auth_error_without_a_layer_renders_bearer_with_its_code_only() {
+    use axum::routing::get;
+    use mcp_oauth2::{AuthError, AuthErrorKind};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route(
+            "/missing",
+            get(|| async { AuthError::new(AuthErrorKind::MissingToken) }),
+        )
+        .route(
+            "/expired",
+            get(|| async { AuthError::new(AuthErrorKind::Expired) }),
+        )
+        .route(
+            "/scope",
+            get(|| async { AuthError::insufficient_scope(["a", "b"]) }),
+        )
+        .route(
+            "/keys",
+            get(|| async { AuthError::new(AuthErrorKind::KeysUnavailable) }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let get = |path: &str| reqwest::get(format!("{base}{path}"));
+
+    let missing = answer(get("/missing").await.unwrap()).await;
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.challenge.as_deref(), Some("Bearer"));
+    assert_eq!(missing.body["reason"], "missing_token");
+    assert!(missing.body.get("error").is_none());
+
+    let expired = answer(get("/expired").await.unwrap()).await;
+    assert_eq!(expired.status, 401);
+    assert_eq!(
+        expired.challenge.as_deref(),
+        Some(r#"Bearer error="invalid_token", error_description="The access token expired""#)
+    );
+    assert_eq!(expired.cache_control.as_deref(), Some("no-store"));
+    assert_eq!(expired.body["error"], "invalid_token");
+    assert_eq!(expired.body["reason"], "token_expired");
+
+    // RFC 6750 section 3.1: `scope` names the scopes the request needs.
+    let scope = answer(get("/scope").await.unwrap()).await;
+    assert_eq!(scope.status, 403);
+    assert_eq!(
+        scope.challenge.as_deref(),
+        Some(
+            r#"Bearer error="insufficient_scope", scope="a b", error_description="The access token lacks a required scope""#
+        )
+    );
+    assert_eq!(scope.body["error"], "insufficient_scope");
+
+    // A 503 is no challenge: `Retry-After` instead.
+    let keys = answer(get("/keys").await.unwrap()).await;
+    assert_eq!(keys.status, 503);
+    assert_eq!(keys.challenge, None);
+    assert_eq!(keys.retry_after.as_deref(), Some("5"));
+    assert_eq!(keys.body["reason"], "keys_unavailable");
+}
+
+// RFC 7235 section 3.1: a 401 carries `WWW-Authenticate`. The `AuthContext`
+// extractor behind no layer answers 401 with a Bearer challenge matching its
+// body (`invalid_token`, reason `not_authenticated`), fail closed.
+#[tokio::test]
+async fn missing_auth_context_is_a_401_with_a_bearer_challenge() {
+    use mcp_oauth2::AuthContext;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/x",
+        axum::routing::get(|auth: AuthContext| async move { auth.subject().to_owned() }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let resp = reqwest::get(format!("{base}/x")).await.unwrap();
+    let a = answer(resp).await;
+    assert_eq!(a.status, 401);
+    assert_eq!(
+        a.challenge.as_deref(),
+        Some(
+            r#"Bearer error="invalid_token", error_description="The request was not authenticated""#
+        )
+    );
+    assert_eq!(a.body["error"], "invalid_token");
+    assert_eq!(a.body["reason"], "not_authenticated");
 }

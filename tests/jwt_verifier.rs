@@ -4,11 +4,13 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
-mod common;
+mod support;
+
+use support::fixture;
 
 use std::time::Duration;
 
-use common::{now, verify};
+use fixture::{now, verify};
 use mcp_oauth2::testing::{SigningAlg, TestIssuer};
 use mcp_oauth2::{
     Algorithm, AuthConfig, AuthConfigBuilder, AuthErrorKind, BearerToken, JwtVerifier,

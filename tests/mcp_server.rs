@@ -4,9 +4,11 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
-mod common;
+mod support;
 
-use common::{Harness, bounded, call_text, legacy_client, stateless_client};
+use support::fixture;
+
+use fixture::{Harness, bounded, call_text, legacy_client, stateless_client};
 use mcp_oauth2::{AuthConfig, AuthContext, AuthLayer};
 
 #[tokio::test]
@@ -153,7 +155,7 @@ async fn allowed_hosts_follow_the_resource_url() {
         .unwrap();
     let server = mcp_oauth2::McpServer::builder()
         .auth(config)
-        .service(|| Ok(common::EchoServer::new()))
+        .service(|| Ok(fixture::EchoServer::new()))
         .build()
         .unwrap();
     let ct = server.cancellation_token();
@@ -282,7 +284,7 @@ async fn readiness_waits_for_the_first_key_set() {
     let server = mcp_oauth2::McpServer::builder()
         .auth(config)
         .readiness_path("/ready")
-        .service(|| Ok(common::EchoServer::new()))
+        .service(|| Ok(fixture::EchoServer::new()))
         .build()
         .unwrap();
     let readiness = server.readiness();

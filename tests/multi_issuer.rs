@@ -4,12 +4,14 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
-mod common;
+mod support;
+
+use support::fixture;
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{EchoServer, bounded, call_text, legacy_client};
+use fixture::{EchoServer, bounded, call_text, legacy_client};
 use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::{AuthConfig, McpServer};
 use serde_json::json;

@@ -11,7 +11,9 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
-mod rig;
+mod support;
+
+use support::rig;
 
 use std::io;
 use std::sync::{Arc, Mutex};

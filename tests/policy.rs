@@ -6,7 +6,9 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
-mod common;
+mod support;
+
+use support::fixture;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::post;
-use common::now;
+use fixture::now;
 use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::verify::{IntrospectionSettings, IntrospectionVerifier};
 use mcp_oauth2::{

@@ -10,13 +10,15 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
-mod common;
+mod support;
+
+use support::fixture;
 #[allow(dead_code, unreachable_pub)]
 #[path = "../examples/common/notes.rs"]
 mod notes;
 
 use base64::Engine as _;
-use common::{bounded, challenge, legacy_client, param, stateless_client};
+use fixture::{bounded, challenge, legacy_client, param, stateless_client};
 use mcp_oauth2::McpServer;
 use mcp_oauth2::testing::TestIssuer;
 use rmcp::model::{ReadResourceRequestParams, ResourceContents, SubscribeRequestParams};
@@ -49,7 +51,7 @@ impl Notes {
     ) -> Self {
         let issuer = TestIssuer::start().await.expect("issuer");
         // As tests/support/loopback.rs does (that module is private to
-        // tests/common): 127.0.0.1:0, plain HTTP allowed on loopback.
+        // tests/support/fixture.rs): 127.0.0.1:0, plain HTTP allowed on loopback.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

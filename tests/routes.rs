@@ -9,8 +9,9 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
-#[path = "support/attack.rs"]
-mod attack;
+mod support;
+
+use support::attack;
 
 use attack::{
     Exec, INITIALIZED, LEGACY, MODERN, Mount, RawResponse, Target, TokenKind, initialize_body,

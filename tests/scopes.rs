@@ -4,9 +4,11 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
-mod common;
+mod support;
 
-use common::{
+use support::fixture;
+
+use fixture::{
     Harness, bounded, call_text, call_with, challenge, legacy_client, param, stateless_client,
 };
 use mcp_oauth2::AuthConfigBuilder;

@@ -7,7 +7,9 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
-mod rig;
+mod support;
+
+use support::rig;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,11 +3,13 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
-mod common;
+mod support;
+
+use support::fixture;
 
 use std::time::Duration;
 
-use common::{now, verify};
+use fixture::{now, verify};
 use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::{
     AuthConfig, AuthConfigBuilder, AuthErrorKind, BearerToken, JwtVerifier, TokenVerifier,

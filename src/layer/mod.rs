@@ -236,10 +236,14 @@ impl AuthLayer {
 
     /// Authenticates a request's headers (token and required scopes), without
     /// a service behind: the building block of the layer, for custom integrations.
+    /// An error carries this layer's challenge: returned from an axum handler
+    /// it answers as the layer would (see [`AuthError`]'s `IntoResponse`).
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<AuthContext, AuthError> {
-        let ctx = self.shared.verify(headers).await?;
-        self.shared.check_scopes(&ctx, &self.shared.policy.global)?;
-        Ok(ctx)
+        let global = &self.shared.policy.global;
+        let checked = self.shared.verify(headers).await;
+        checked
+            .and_then(|ctx| self.shared.check_scopes(&ctx, global).map(|()| ctx))
+            .map_err(|err| err.with_challenge(&self.shared.challenge))
     }
 }
 

@@ -16,9 +16,10 @@ use axum::response::{IntoResponse, Response};
 use url::Url;
 
 use super::clients::check_redirect_uri;
+use super::issuer::Shared;
 use super::oauth_error::{OAuthError, method_not_allowed, no_store};
 use super::params::Params;
-use super::{Shared, b64, lock, random_b64};
+use super::plumbing::{b64, lock, random_b64};
 
 /// An authorization code waiting to be exchanged.
 #[derive(Debug)]

@@ -17,9 +17,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use url::{Host, Url};
 
+use super::issuer::Shared;
 use super::oauth_error::{OAuthError, method_not_allowed, no_store};
 use super::params::{BasicCredentials, Params, basic_credentials, has_content_type};
-use super::{Shared, lock, random_b64, unix_now};
+use super::plumbing::{lock, random_b64, unix_now};
 
 /// Largest registration or token request body read.
 pub(super) const MAX_BODY: usize = 64 * 1024;

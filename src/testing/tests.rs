@@ -225,9 +225,9 @@ async fn default_header_and_claims() {
     let issuer = TestIssuer::start_with_alg(SigningAlg::EdDsa)
         .await
         .expect("start");
-    let before = super::unix_now();
+    let before = super::plumbing::unix_now();
     let token = issuer.token().sign();
-    let after = super::unix_now();
+    let after = super::plumbing::unix_now();
 
     // RFC 9068 section 2.1: typ is "at+jwt".
     assert_eq!(

@@ -1,5 +1,5 @@
 //! A protected endpoint's address and configuration on 127.0.0.1:0, shared
-//! by the test fixtures (`tests/common`, `tests/rig`).
+//! by the test fixtures ([`fixture`](super::fixture), [`rig`](super::rig)).
 
 use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::{AuthConfig, AuthConfigBuilder};

@@ -15,13 +15,15 @@ use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::TokenBuilder;
 use super::authorize::{
     CodeRejection, is_code_verifier, is_resource_indicator, parse_scope, verifier_matches,
 };
 use super::clients::{MAX_BODY, authenticate};
+use super::issuer::Shared;
 use super::oauth_error::{OAuthError, method_not_allowed, no_store};
 use super::params::{Params, has_content_type};
-use super::{Shared, TokenBuilder, lock, random_b64};
+use super::plumbing::{lock, random_b64};
 
 /// What a refresh token stands for.
 #[derive(Debug, Clone)]

@@ -21,9 +21,7 @@ use rmcp::{
 };
 use tokio_util::sync::CancellationToken;
 
-#[path = "../support/loopback.rs"]
-mod loopback;
-use loopback::bind_with_config;
+use super::loopback::bind_with_config;
 
 /// A tool argument.
 #[derive(serde::Deserialize, schemars::JsonSchema)]

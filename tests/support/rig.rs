@@ -11,9 +11,7 @@ use mcp_oauth2::testing::{TestIssuer, TokenBuilder};
 use mcp_oauth2::{AuthConfig, AuthConfigBuilder, AuthContext, AuthLayer, JwtVerifier};
 use tokio::task::JoinHandle;
 
-#[path = "../support/loopback.rs"]
-mod loopback;
-use loopback::bind_with_config;
+use super::loopback::bind_with_config;
 
 /// An issuer, a verifier and a protected endpoint at `resource`.
 pub struct Rig {

@@ -1,0 +1,208 @@
+//! An in-process OAuth 2.0 authorization server for tests and local development.
+//!
+//! # ⚠️ Not for production
+//!
+//! [`TestIssuer`] exists so that the tests of this crate, and the tests of
+//! applications built on it, can exercise token verification end to end
+//! without a real identity provider. It deliberately breaks every rule a real
+//! authorization server must follow:
+//!
+//! - it serves plain HTTP on loopback (`127.0.0.1`), or HTTPS with a rustls
+//!   configuration the test supplies ([`TestIssuerBuilder::tls`]);
+//! - it signs whatever claims and headers the caller asks for, including
+//!   expired, not-yet-valid, wrongly addressed or malformed tokens;
+//! - it authenticates nobody: anyone holding the [`TestIssuer`] can mint
+//!   tokens, any client can register, and every authorization request is
+//!   approved at once, without asking a user;
+//! - its keys live only in memory and are generated at start-up.
+//!
+//! It is compiled only with the crate feature `testing`. Do not enable that
+//! feature in a production build.
+//!
+//! # Testing a protected tool
+//!
+//! Start an issuer and your server on loopback, mint a token for the server,
+//! call the tool with rmcp's client (this is `tests/user_example.rs`):
+//!
+//! ```
+//! use mcp_oauth2::testing::TestIssuer;
+//! use mcp_oauth2::{AuthConfig, AuthContext, McpServer};
+//! use rmcp::handler::server::router::tool::ToolRouter;
+//! use rmcp::model::CallToolRequestParams;
+//! use rmcp::transport::StreamableHttpClientTransport;
+//! use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+//! use rmcp::{ServerHandler, ServiceExt, tool, tool_handler, tool_router};
+//!
+//! #[derive(Clone)]
+//! struct Hello {
+//!     tool_router: ToolRouter<Self>,
+//! }
+//!
+//! #[tool_router]
+//! impl Hello {
+//!     #[tool(description = "Greets the caller")]
+//!     async fn hello(&self, auth: AuthContext) -> String {
+//!         format!("hello, {}", auth.subject())
+//!     }
+//! }
+//!
+//! #[tool_handler(router = self.tool_router)]
+//! impl ServerHandler for Hello {}
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // 1. An issuer and the protected server, both on loopback.
+//! let issuer = TestIssuer::start().await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let resource = format!("http://{}/mcp", listener.local_addr()?);
+//! let config = AuthConfig::builder()
+//!     .issuer(issuer.issuer())
+//!     .resource(&resource)
+//!     .allow_insecure_http_for_loopback(true)
+//!     .build()?;
+//! let server = McpServer::builder()
+//!     .auth(config)
+//!     .service(|| Ok(Hello { tool_router: Hello::tool_router() }))
+//!     .build()?;
+//! tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+//!
+//! // 2. A token for alice, bound to this server, and a client sending it.
+//! let token = issuer.token().subject("alice").audience(&resource).sign();
+//! let transport = StreamableHttpClientTransport::from_config(
+//!     StreamableHttpClientTransportConfig::with_uri(resource).auth_header(token),
+//! );
+//! let client = ().serve(transport).await?;
+//!
+//! // 3. The tool knows who called.
+//! let result = client.call_tool(CallToolRequestParams::new("hello")).await?;
+//! let text = result.content[0].as_text().map(|t| t.text.as_str());
+//! assert_eq!(text, Some("hello, alice"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! To run a real OAuth client instead of minting the token, see
+//! [below](#a-real-oauth-client-end-to-end).
+//!
+//! # What it serves
+//!
+//! | Route | Content |
+//! |-------|---------|
+//! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
+//! | `GET /.well-known/openid-configuration` | the same document |
+//! | `GET /jwks` | the public keys (RFC 7517 JWK Set) |
+//! | `GET /authorize` | the auto-approving authorization endpoint |
+//! | `POST /token` | the token endpoint |
+//! | `POST /register` | open dynamic client registration (RFC 7591) |
+//!
+//! Every request is counted, per endpoint ([`TestIssuer::jwks_hits`],
+//! [`TestIssuer::authorize_hits`], ...). Any other path answers 404 and is
+//! counted too ([`TestIssuer::other_hits`]), so a test can prove that a
+//! verifier never fetched an attacker's URL.
+//!
+//! # A real OAuth client, end to end
+//!
+//! The issuer is also a small OAuth 2.1 authorization server, so that a real
+//! client (rmcp's `auth` feature, an SDK in another language, the MCP
+//! Inspector) can run the whole MCP authorization flow in a test: discovery
+//! from the resource server's 401, registration, authorization, token,
+//! call.
+//!
+//! - **Authorization** (`GET /authorize`): the authorization code flow with
+//!   `response_type=code` and PKCE, `code_challenge_method=S256` only
+//!   (`plain` and a missing challenge are refused, RFC 7636 section 4.4.1),
+//!   `client_id`, `redirect_uri` (`https`, or `http` on a loopback host),
+//!   optional `scope`, `state` and one or more RFC 8707 `resource`s. A
+//!   well-formed request is approved at once: the answer is a `302` to
+//!   `redirect_uri?code=...&iss=...&state=...` (RFC 9207 `iss`). The user is
+//!   [`TestIssuer::set_next_subject`] (default `"test-user"`). Errors are
+//!   redirected as in RFC 6749 section 4.1.2.1, except a bad `client_id` or
+//!   `redirect_uri`, answered `400` directly.
+//! - **Token** (`POST /token`): `authorization_code` (the `code_verifier` is
+//!   checked against the challenge, codes are single-use and live 60
+//!   seconds ([`TestIssuerBuilder::code_lifetime`]), `client_id` and `redirect_uri` must repeat the authorization
+//!   request's, a `resource` must be one authorized), `client_credentials`
+//!   (clients with a secret, `client_secret_basic` or `client_secret_post`;
+//!   `sub` is the client) and `refresh_token` (rotated at each use). The
+//!   access token is a JWT signed with the current key: `typ` `at+jwt`,
+//!   `sub`, `client_id`, `scope` as requested, and `aud` the requested
+//!   `resource` (RFC 8707). **No `resource`, no `aud`**, so a resource server
+//!   bound to its audience refuses the token, as it should. Answers and
+//!   errors follow RFC 6749 sections 5.1 and 5.2.
+//! - **Registration** (`POST /register`): open, per RFC 7591; a client
+//!   registered with `token_endpoint_auth_method` other than `none` gets a
+//!   `client_secret`. Tests can register clients themselves with
+//!   [`TestIssuer::register_client`]. An unregistered `client_id` is treated
+//!   as a public client with no registered redirect URI.
+//!
+//! All of it is advertised in the metadata (`authorization_endpoint`,
+//! `token_endpoint`, `registration_endpoint`, `grant_types_supported`,
+//! `code_challenge_methods_supported`, ...).
+//!
+//! In a test, the test itself plays the browser: it opens the authorization
+//! URL the client built without following redirects, and hands the
+//! `Location` it gets back to the client as the callback. With rmcp
+//! (feature `auth`): connect without a token and take
+//! `ClientInitializeError::auth_challenge`, then `OAuthState::new`,
+//! `start_authorization` with `AuthorizationRequest::with_challenge`,
+//! `get_authorization_url`, the browser step, `handle_callback_url`, and
+//! connect again through an `AuthClient`. The crate's
+//! `tests/testing_kit/main.rs` does exactly that, and the same flow step by step
+//! over plain HTTP.
+//!
+//! # Faults
+//!
+//! The key endpoint can be made to misbehave with
+//! [`TestIssuer::set_jwks_fault`] (down, hanging, a huge or malformed body,
+//! the wrong media type, a redirect, an empty set), to send a
+//! `Cache-Control` header ([`TestIssuer::set_jwks_cache_control`]), or to
+//! publish a document of the test's choosing
+//! ([`TestIssuer::set_jwks_document`]). Every request is counted, whatever
+//! the answer, so tests assert how often a verifier fetched, not how long
+//! it took.
+//!
+//! # Minting tokens
+//!
+//! Tokens are minted in process with [`TestIssuer::token`]: they are JWT
+//! access tokens in the shape of RFC 9068 (`typ` `at+jwt`), signed with
+//! aws-lc-rs directly, so the issuer does not depend on any process-wide JOSE
+//! crypto provider.
+//!
+//! ```
+//! use mcp_oauth2::testing::{SigningAlg, TestIssuer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let issuer = TestIssuer::start_with_alg(SigningAlg::Es256).await?;
+//! let token = issuer
+//!     .token()
+//!     .audience("http://127.0.0.1:8080/mcp")
+//!     .scopes(["files:read"])
+//!     .sign();
+//! assert_eq!(token.split('.').count(), 3);
+//! assert!(issuer.jwks_uri().starts_with("http://127.0.0.1:"));
+//! issuer.shutdown();
+//! # Ok(())
+//! # }
+//! ```
+
+mod authorize;
+mod clients;
+mod issuer;
+mod jwks_endpoint;
+mod keys;
+mod oauth_error;
+mod params;
+mod plumbing;
+mod tls;
+mod token_builder;
+mod token_endpoint;
+
+pub use clients::ClientRegistration;
+pub use issuer::{TestIssuer, TestIssuerBuilder};
+pub use jwks_endpoint::JwksFault;
+pub use keys::SigningAlg;
+pub use token_builder::TokenBuilder;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,446 @@
+//! RFC 7662 introspection against a real introspection endpoint on loopback,
+//! chained with the JWT verifier, inside the real layer.
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use support::fixture;
+
+mod rules;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use fixture::{Harness, bounded, call_text, legacy_client};
+use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::verify::{ClientAuthMethod, IntrospectionSettings, IntrospectionVerifier};
+use mcp_oauth2::{
+    AudienceRule, AuthConfig, AuthConfigBuilder, AuthErrorKind, BearerToken, TokenVerifier,
+};
+use serde_json::{Value, json};
+
+/// A real introspection endpoint: answers from a table, checks client
+/// authentication, counts hits, can be slowed down or switched off.
+#[derive(Clone, Default)]
+struct Endpoint {
+    answers: Arc<Mutex<HashMap<String, Value>>>,
+    hits: Arc<AtomicUsize>,
+    delay_ms: Arc<AtomicUsize>,
+    down: Arc<AtomicUsize>,
+    issuer: Arc<Mutex<String>>,
+    seen_auth: Arc<Mutex<Vec<String>>>,
+    /// Answers given as raw JSON text (for shapes a `Value` cannot hold).
+    raw: Arc<Mutex<HashMap<String, String>>>,
+}
+
+async fn introspect(
+    State(e): State<Endpoint>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    e.hits.fetch_add(1, Ordering::SeqCst);
+    let delay = e.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+    }
+    if e.down.load(Ordering::SeqCst) > 0 {
+        return (axum::http::StatusCode::BAD_GATEWAY, "down").into_response();
+    }
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let basic = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let authed = match (&basic, form.get("client_id"), form.get("client_secret")) {
+        // "rs:client" / "s3cr&t" form-encoded then Basic: cnMlM0FjbGllbnQ6czNjciUyNnQ=
+        (Some(b), None, None) => b == "Basic cnMlM0FjbGllbnQ6czNjciUyNnQ=",
+        (None, Some(id), Some(secret)) => id == "rs:client" && secret == "s3cr&t",
+        _ => false,
+    };
+    e.seen_auth
+        .lock()
+        .unwrap()
+        .push(if basic.is_some() { "basic" } else { "post" }.into());
+    if !authed {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    let token = form.get("token").cloned().unwrap_or_default();
+    if let Some(raw) = e.raw.lock().unwrap().get(&token).cloned() {
+        return (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            raw,
+        )
+            .into_response();
+    }
+    let answer = e
+        .answers
+        .lock()
+        .unwrap()
+        .get(&token)
+        .cloned()
+        .unwrap_or(json!({"active": false}));
+    axum::Json(answer).into_response()
+}
+
+async fn metadata(State(e): State<Endpoint>) -> axum::Json<Value> {
+    let iss = e.issuer.lock().unwrap().clone();
+    axum::Json(
+        json!({"issuer": iss, "introspection_endpoint": format!("{iss}/introspect"), "jwks_uri": format!("{iss}/jwks")}),
+    )
+}
+
+async fn start_endpoint() -> (Endpoint, String) {
+    let e = Endpoint::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    *e.issuer.lock().unwrap() = base.clone();
+    let app = axum::Router::new()
+        .route("/introspect", post(introspect))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .with_state(e.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (e, base)
+}
+
+const RESOURCE: &str = "https://mcp.example.com/mcp";
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn verifier(base: &str, method: ClientAuthMethod, discover: bool) -> IntrospectionVerifier {
+    let config = AuthConfig::builder()
+        .issuer(base)
+        .resource(RESOURCE)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let mut settings = IntrospectionSettings::new("rs:client", "s3cr&t").auth_method(method);
+    if !discover {
+        settings = settings.endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap());
+    }
+    IntrospectionVerifier::new(&config, settings).unwrap()
+}
+
+async fn check(
+    v: &IntrospectionVerifier,
+    token: &str,
+) -> Result<mcp_oauth2::AuthContext, AuthErrorKind> {
+    v.verify(BearerToken::new(token))
+        .await
+        .map_err(|e| e.kind())
+}
+
+// RFC 7662 section 2.2 plus the audience rule.
+#[tokio::test]
+async fn active_inactive_expired_wrong_issuer_wrong_audience() {
+    let (e, base) = start_endpoint().await;
+    let exp = now() + 300;
+    let table = [
+        (
+            "good",
+            json!({"active": true, "sub": "alice", "client_id": "c1", "scope": "notes:read", "aud": RESOURCE, "iss": base, "exp": exp}),
+        ),
+        (
+            "good-array-aud",
+            json!({"active": true, "sub": "bob", "aud": ["x", RESOURCE], "exp": exp}),
+        ),
+        ("inactive", json!({"active": false})),
+        (
+            "active-string",
+            json!({"active": "true", "sub": "a", "aud": RESOURCE}),
+        ),
+        (
+            "expired",
+            json!({"active": true, "sub": "a", "aud": RESOURCE, "exp": now() - 600}),
+        ),
+        (
+            "wrong-iss",
+            json!({"active": true, "sub": "a", "aud": RESOURCE, "iss": "https://evil.example"}),
+        ),
+        ("no-aud", json!({"active": true, "sub": "a"})),
+        (
+            "other-aud",
+            json!({"active": true, "sub": "a", "aud": "https://other.example/mcp"}),
+        ),
+        (
+            "prefix-aud",
+            json!({"active": true, "sub": "a", "aud": "https://mcp.example.com"}),
+        ),
+    ];
+    for (k, v) in &table {
+        e.answers.lock().unwrap().insert((*k).to_owned(), v.clone());
+    }
+    let v = verifier(&base, ClientAuthMethod::ClientSecretBasic, false);
+    let ctx = check(&v, "good").await.unwrap();
+    assert_eq!(
+        (ctx.subject(), ctx.client_id(), ctx.issuer()),
+        ("alice", Some("c1"), base.as_str())
+    );
+    assert!(ctx.has_scope("notes:read"));
+    assert_eq!(check(&v, "good-array-aud").await.unwrap().subject(), "bob");
+    assert_eq!(
+        check(&v, "inactive").await.err(),
+        Some(AuthErrorKind::TokenInactive)
+    );
+    assert_eq!(
+        check(&v, "active-string").await.err(),
+        Some(AuthErrorKind::TokenInactive)
+    );
+    assert_eq!(
+        check(&v, "expired").await.err(),
+        Some(AuthErrorKind::Expired)
+    );
+    assert_eq!(
+        check(&v, "wrong-iss").await.err(),
+        Some(AuthErrorKind::InvalidIssuer)
+    );
+    for k in ["no-aud", "other-aud", "prefix-aud"] {
+        assert_eq!(
+            check(&v, k).await.err(),
+            Some(AuthErrorKind::InvalidAudience),
+            "{k}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn client_authentication_methods_and_discovery() {
+    let (e, base) = start_endpoint().await;
+    e.answers.lock().unwrap().insert(
+        "t".into(),
+        json!({"active": true, "sub": "a", "aud": RESOURCE}),
+    );
+    assert!(
+        check(
+            &verifier(&base, ClientAuthMethod::ClientSecretBasic, false),
+            "t"
+        )
+        .await
+        .is_ok()
+    );
+    assert!(
+        check(
+            &verifier(&base, ClientAuthMethod::ClientSecretPost, true),
+            "t"
+        )
+        .await
+        .is_ok()
+    );
+    assert_eq!(*e.seen_auth.lock().unwrap(), ["basic", "post"]);
+}
+
+// Cached by a hash of the token; concurrent lookups share one request;
+// negative results cached too.
+#[tokio::test]
+async fn results_are_cached_and_lookups_shared() {
+    let (e, base) = start_endpoint().await;
+    e.answers.lock().unwrap().insert(
+        "t".into(),
+        json!({"active": true, "sub": "a", "aud": RESOURCE, "exp": now() + 300}),
+    );
+    e.delay_ms.store(100, Ordering::SeqCst);
+    let v = verifier(&base, ClientAuthMethod::ClientSecretBasic, false);
+    let results = futures_util::future::join_all((0..20).map(|_| check(&v, "t"))).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(e.hits.load(Ordering::SeqCst), 1, "single flight");
+    for _ in 0..5 {
+        check(&v, "t").await.unwrap();
+    }
+    assert_eq!(e.hits.load(Ordering::SeqCst), 1, "cached");
+    for _ in 0..5 {
+        assert_eq!(
+            check(&v, "unknown").await.err(),
+            Some(AuthErrorKind::TokenInactive)
+        );
+    }
+    assert_eq!(e.hits.load(Ordering::SeqCst), 2, "negative result cached");
+    assert!(!format!("{v:?}").contains("s3cr&t"));
+}
+
+// An entry never outlives the token's exp.
+#[tokio::test]
+async fn cache_never_outlives_exp() {
+    let (e, base) = start_endpoint().await;
+    e.answers.lock().unwrap().insert(
+        "t".into(),
+        json!({"active": true, "sub": "a", "aud": RESOURCE, "exp": now() + 1}),
+    );
+    let config = AuthConfig::builder()
+        .issuer(&base)
+        .resource(RESOURCE)
+        .leeway(Duration::ZERO)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let v = IntrospectionVerifier::new(
+        &config,
+        IntrospectionSettings::new("rs:client", "s3cr&t")
+            .endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap()),
+    )
+    .unwrap();
+    assert!(check(&v, "t").await.is_ok());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(check(&v, "t").await.err(), Some(AuthErrorKind::Expired));
+    assert_eq!(e.hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn endpoint_failure_fails_closed_and_is_not_cached() {
+    let (e, base) = start_endpoint().await;
+    e.answers.lock().unwrap().insert(
+        "t".into(),
+        json!({"active": true, "sub": "a", "aud": RESOURCE}),
+    );
+    e.down.store(1, Ordering::SeqCst);
+    let v = verifier(&base, ClientAuthMethod::ClientSecretBasic, false);
+    assert_eq!(
+        check(&v, "t").await.err(),
+        Some(AuthErrorKind::IntrospectionUnavailable)
+    );
+    e.down.store(0, Ordering::SeqCst);
+    assert!(check(&v, "t").await.is_ok());
+}
+
+// With introspection configured, opaque tokens go to introspection and JWTs
+// are still verified locally (no introspection call).
+#[tokio::test]
+async fn jwts_stay_local_opaque_tokens_are_introspected() {
+    let (e, base) = start_endpoint().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let h = Harness::start_with_issuer(issuer, |b| {
+        b.introspection(
+            IntrospectionSettings::new("rs:client", "s3cr&t")
+                .endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap()),
+        )
+    })
+    .await;
+    e.answers.lock().unwrap().insert(
+        "opaque-token-123".into(),
+        json!({"active": true, "sub": "olivia", "aud": h.resource, "client_id": "c"}),
+    );
+    let client = bounded(legacy_client(&h.resource, "opaque-token-123"))
+        .await
+        .unwrap();
+    assert_eq!(
+        bounded(call_text(&client, "whoami_arg")).await.unwrap(),
+        "olivia"
+    );
+    client.cancel().await.unwrap();
+    let hits = e.hits.load(Ordering::SeqCst);
+    let client = bounded(legacy_client(&h.resource, &h.token("jay")))
+        .await
+        .unwrap();
+    assert_eq!(
+        bounded(call_text(&client, "whoami_arg")).await.unwrap(),
+        "jay"
+    );
+    client.cancel().await.unwrap();
+    // A forged JWT is refused locally, without an introspection call.
+    let forged = h
+        .issuer
+        .token()
+        .audience("https://elsewhere.example/mcp")
+        .sign();
+    let resp = h
+        .post(
+            &[("authorization", &format!("Bearer {forged}"))],
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    // Nor does a JWT naming an unknown issuer.
+    let stranger = h
+        .issuer
+        .token()
+        .audience(&h.resource)
+        .claim("iss", json!("https://stranger.example"))
+        .sign();
+    let resp = h
+        .post(
+            &[("authorization", &format!("Bearer {stranger}"))],
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        e.hits.load(Ordering::SeqCst),
+        hits,
+        "JWTs never reach introspection"
+    );
+}
+
+// Verifiers compose: an ordered chain (unknown issuers pass on) and closures.
+#[tokio::test]
+async fn chains_and_closures() {
+    use mcp_oauth2::verify::{ChainVerifier, from_fn};
+    let a = TestIssuer::start().await.unwrap();
+    let b = TestIssuer::start().await.unwrap();
+    let cfg = |i: &TestIssuer| {
+        AuthConfig::builder()
+            .issuer(i.issuer())
+            .resource(RESOURCE)
+            .allow_insecure_http_for_loopback(true)
+            .build()
+            .unwrap()
+    };
+    let chain = ChainVerifier::new()
+        .then(mcp_oauth2::JwtVerifier::new(&cfg(&a)).unwrap())
+        .then(mcp_oauth2::JwtVerifier::new(&cfg(&b)).unwrap())
+        .then(from_fn(|token: String| async move {
+            if token == "static-dev-token" {
+                Ok(mcp_oauth2::AuthContext::builder("dev", "developer").build())
+            } else {
+                Err(mcp_oauth2::AuthError::new(AuthErrorKind::Rejected))
+            }
+        }));
+    let verify = |t: String| {
+        let chain = chain.clone();
+        async move {
+            chain
+                .verify(BearerToken::new(&t))
+                .await
+                .map(|c| c.issuer().to_owned())
+                .map_err(|e| e.kind())
+        }
+    };
+    assert_eq!(
+        verify(a.token().audience(RESOURCE).sign()).await,
+        Ok(a.issuer().to_owned())
+    );
+    assert_eq!(
+        verify(b.token().audience(RESOURCE).sign()).await,
+        Ok(b.issuer().to_owned())
+    );
+    assert_eq!(
+        verify("static-dev-token".into()).await,
+        Ok("dev".to_owned())
+    );
+    assert_eq!(verify("nope".into()).await, Err(AuthErrorKind::Rejected));
+    // A final answer stops the chain: an expired token from A is not retried elsewhere.
+    let expired = a
+        .token()
+        .audience(RESOURCE)
+        .issued_at(1000)
+        .expires_at(2000)
+        .sign();
+    assert_eq!(verify(expired).await, Err(AuthErrorKind::Expired));
+}
