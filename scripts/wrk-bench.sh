@@ -15,9 +15,9 @@
 # Flags: --alg rs256|es256|eddsa (rs256), --rounds N (5), --seconds N (3),
 # --connections "1 64", --legacy, --servers "ours rmcp-default rmcp-nodelay
 # rmcp-json", --smoke, --flood (only `ours`: rounds alternate between
-# one connection of accepted calls alone and the same while 22 more
-# connections send bad-signature tokens, each waiting 4 ms between
-# requests: at most 5,500 failed authentications/s, rate reported). Environment: WRK_BENCH_PROFILE (release), CARGO_TARGET_DIR.
+# one connection of accepted calls alone and the same while 30 more
+# connections send bad-signature tokens, each waiting 5 ms between
+# requests: at most 6,000 failed authentications/s, rate reported). Environment: WRK_BENCH_PROFILE (release), CARGO_TARGET_DIR.
 #
 # Servers (each pinned to CPU 0 with taskset when there are 2+ CPUs; wrk,
 # one thread, pinned to CPU 1):
@@ -204,7 +204,7 @@ if [ "$FLOOD" = 1 ]; then
   for round in $(seq "$ROUNDS"); do
     run_wrk ours 1 "$SECONDS_PER_ROUND" 1
     sed -i '$ s/^ours /idle /' "$WORK/results"
-    WRK_TOKEN="$TOKEN" WRK_DELAY_MS=4 "${PIN_CLIENT[@]}" wrk -t1 -c22 -d"$((SECONDS_PER_ROUND + 1))s" \
+    WRK_TOKEN="$TOKEN" WRK_DELAY_MS=5 chrt --idle 0 "${PIN_CLIENT[@]}" wrk -t1 -c30 -d"$((SECONDS_PER_ROUND + 1))s" \
       -s "$ROOT/scripts/wrk-flood.lua" "${URL[ours]}" >"$WORK/flood.out" 2>&1 &
     flood=$!
     sleep 0.5

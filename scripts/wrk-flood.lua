@@ -1,8 +1,8 @@
 -- wrk script of scripts/wrk-bench.sh --flood: failed authentications at a
 -- bounded rate. Each connection POSTs the whoami call with a token whose
 -- signature is wrong (WRK_TOKEN with its last characters changed) and waits
--- WRK_DELAY_MS (default 2) between requests, so C connections send at most
--- C * 1000 / WRK_DELAY_MS requests per second. done() prints
+-- on average WRK_DELAY_MS (default 2) between requests, so C connections send
+-- at most about C * 1000 / WRK_DELAY_MS requests per second. done() prints
 --   FLOOD requests=<n> rps=<r> rejected=<n 401 answers> other=<n>
 local token = os.getenv("WRK_TOKEN") or ""
 local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "2")
@@ -23,8 +23,11 @@ wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoa
 
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
-function init(args) rejected = 0 other = 0 end
-function delay() return delay_ms end
+function init(args) rejected = 0 other = 0 math.randomseed(os.time() + (wrk.thread and 0 or 0)) end
+-- A random pause of 0 to 2 * WRK_DELAY_MS (mean WRK_DELAY_MS): fixed pauses
+-- keep the connections in step, so the flood arrives in bursts of one
+-- request per connection; random pauses spread it over time.
+function delay() return math.random(0, 2 * delay_ms) end
 function response(status, headers, body)
   if status == 401 then rejected = rejected + 1 else other = other + 1 end
 end

@@ -110,6 +110,18 @@ impl<'a> Members<'a> {
         Ok(Self { members })
     }
 
+    /// The top-level members of `text`, one JSON object, without the
+    /// repeated-name and nesting checks of [`Members::parse`]: for text that
+    /// [`is_clean`] has already accepted (itself or an enclosing value), so
+    /// that a request body is checked once and then read without building a
+    /// tree.
+    pub(crate) fn parse_checked(text: &'a str) -> Result<Self, ObjectError> {
+        let members = serde_json::from_str::<MembersOf<'a>>(text)
+            .map_err(|_| ObjectError::Malformed)?
+            .0;
+        Ok(Self { members })
+    }
+
     /// The raw JSON text of member `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&'a RawValue> {
         let t = tag(name);

@@ -26,9 +26,11 @@
 //! disagrees with the body never gets a call through.
 
 use base64::Engine as _;
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 
-use crate::json;
+use serde_json::value::RawValue;
+
+use crate::json::{self, Members};
 use crate::scope::Operation;
 
 /// Why the operations of a request could not be determined.
@@ -58,44 +60,41 @@ pub(crate) fn decode_header_value(raw: &str) -> Option<String> {
     }
 }
 
-/// The member `key` of `params` as a string; a missing or non-string value
-/// is unreadable (rmcp would not dispatch the call, but we do not guess).
-fn required_str(params: Option<&Value>, key: &str) -> Result<String, OperationError> {
-    params
-        .and_then(|p| p.get(key))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or(OperationError::Unreadable)
+/// The member `key` of `params` as a string; missing `params`, `params`
+/// that is not an object, a missing or non-string value: unreadable (rmcp
+/// would not dispatch the call, but we do not guess).
+fn required_str(params: Option<&RawValue>, key: &str) -> Result<String, OperationError> {
+    let params = params.ok_or(OperationError::Unreadable)?;
+    let params = Members::parse_checked(params.get()).map_err(|_| OperationError::Unreadable)?;
+    let value = params
+        .str(key)
+        .map_err(|()| OperationError::Unreadable)?
+        .ok_or(OperationError::Unreadable)?;
+    Ok(value.into_owned())
 }
 
 /// The resource URIs a `subscriptions/listen` request subscribes to
 /// (`params.notifications.resourceSubscriptions`, MCP 2026-07-28).
-fn listened_uris(params: Option<&Value>) -> Result<Vec<String>, OperationError> {
+fn listened_uris(params: Option<&RawValue>) -> Result<Vec<String>, OperationError> {
     let Some(params) = params else {
         return Ok(Vec::new());
     };
-    let params = params.as_object().ok_or(OperationError::Unreadable)?;
+    let params = Members::parse_checked(params.get()).map_err(|_| OperationError::Unreadable)?;
     let Some(notifications) = params.get("notifications") else {
         return Ok(Vec::new());
     };
-    let notifications = notifications
-        .as_object()
-        .ok_or(OperationError::Unreadable)?;
+    let notifications =
+        Members::parse_checked(notifications.get()).map_err(|_| OperationError::Unreadable)?;
     match notifications.get("resourceSubscriptions") {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(uris)) => uris
-            .iter()
-            .map(|u| {
-                u.as_str()
-                    .map(str::to_owned)
-                    .ok_or(OperationError::Unreadable)
-            })
-            .collect(),
-        Some(_) => Err(OperationError::Unreadable),
+        None => Ok(Vec::new()),
+        Some(uris) if uris.get() == "null" => Ok(Vec::new()),
+        Some(uris) => json::str_array(uris)
+            .map(|uris| uris.into_iter().map(Cow::into_owned).collect())
+            .map_err(|()| OperationError::Unreadable),
     }
 }
 
-fn targets_of(method: &str, params: Option<&Value>) -> Result<Vec<String>, OperationError> {
+fn targets_of(method: &str, params: Option<&RawValue>) -> Result<Vec<String>, OperationError> {
     Ok(match method {
         "tools/call" | "prompts/get" => vec![required_str(params, "name")?],
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
@@ -106,41 +105,50 @@ fn targets_of(method: &str, params: Option<&Value>) -> Result<Vec<String>, Opera
     })
 }
 
-/// The operation of one message; `None` for a message without `method`.
-fn operation_of(message: &Map<String, Value>) -> Result<Option<Operation>, OperationError> {
+/// The operation of one message (raw JSON text already accepted by
+/// [`json::is_clean`]); `None` for a message without `method`.
+fn operation_of(message: &RawValue) -> Result<Option<Operation>, OperationError> {
+    // Only objects are messages: `Members` refuses any other value.
+    let message = Members::parse_checked(message.get()).map_err(|_| OperationError::Unreadable)?;
     let Some(method) = message.get("method") else {
         return Ok(None);
     };
-    let method = method.as_str().ok_or(OperationError::Unreadable)?;
-    let targets = targets_of(method, message.get("params"))?;
+    let method = json::as_str(method).map_err(|()| OperationError::Unreadable)?;
+    let targets = targets_of(&method, message.get("params"))?;
     Ok(Some(Operation::new(method, targets)))
 }
 
 /// The operations in a JSON-RPC body (one message or a batch), read
 /// strictly. See the module documentation for what is
 /// [`Unreadable`](OperationError::Unreadable).
+///
+/// The body is checked once by [`json::is_clean`] (repeated names, lone
+/// surrogates, number range, depth) and then read level by level as raw
+/// members: no tree of values is built, only the members that name the
+/// operation are decoded.
 pub(crate) fn read_operations(body: &[u8]) -> Result<Vec<Operation>, OperationError> {
     let text = std::str::from_utf8(body).map_err(|_| OperationError::Unreadable)?;
     // JSON whitespace (RFC 8259 section 2) before the value; the strict
     // check looks at the value's first byte.
     let text = text.trim_start_matches([' ', '\t', '\n', '\r']);
-    if !matches!(text.as_bytes().first(), Some(b'{' | b'[')) {
-        return Err(OperationError::Unreadable);
-    }
+    let batch = match text.as_bytes().first() {
+        Some(b'{') => false,
+        Some(b'[') => true,
+        _ => return Err(OperationError::Unreadable),
+    };
     // No repeated name at any depth, no lone surrogate, numbers in range,
-    // depth within the recursion limit: after this, `Value` holds exactly
-    // what every JSON reader sees.
+    // depth within the recursion limit, nothing after the value: after
+    // this, every member read below is exactly what every JSON reader sees.
     if json::is_clean(text) != Ok(true) {
         return Err(OperationError::Unreadable);
     }
-    let value: Value = serde_json::from_str(text).map_err(|_| OperationError::Unreadable)?;
-    let messages = match &value {
-        Value::Array(batch) => batch.iter().collect(),
-        message => vec![message],
+    let messages: Vec<&RawValue> = if batch {
+        serde_json::from_str(text).map_err(|_| OperationError::Unreadable)?
+    } else {
+        vec![serde_json::from_str(text).map_err(|_| OperationError::Unreadable)?]
     };
     let mut ops = Vec::with_capacity(messages.len());
     for message in messages {
-        let message = message.as_object().ok_or(OperationError::Unreadable)?;
         if let Some(op) = operation_of(message)? {
             ops.push(op);
         }
@@ -289,6 +297,18 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":"notes://private/1"}}}"#,
             br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["notes://shared/1",7]}}}"#,
             br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":[]}}"#,
+            // Read level by level without a tree (issue 13): the same
+            // refusals as a strict tree reader at every level.
+            br#"{"jsonrpc":"2.0","id":1,"method":null}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":["tools/call"]}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["whoami"]}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":null}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":null}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":null}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":null}}"#,
+            br#"[["tools/call",{"name":"add_note"}]]"#,
+            br#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"}] []"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}{"method":"tools/call"}"#,
         ] {
             unreadable(body);
         }
@@ -310,6 +330,11 @@ mod tests {
         let none = br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true}}}"#;
         assert_eq!(
             read_operations(none).unwrap(),
+            [op("subscriptions/listen", None)]
+        );
+        let null = br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":null}}}"#;
+        assert_eq!(
+            read_operations(null).unwrap(),
             [op("subscriptions/listen", None)]
         );
         // `Mcp-Name` names one thing; a listen request has none to mirror.

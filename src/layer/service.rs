@@ -91,29 +91,30 @@ where
         // token and needs nothing read from the body: decided here, without
         // a verification future, and the inner service's future is returned
         // as it is (no box, no second copy of the service).
-        if !placement.reads_body {
-            let verified = match shared.verify_now(req.headers()) {
-                Some(verified) => verified,
-                None => return self.call_slow(req, placement, origin),
-            };
-            let response = match verified {
-                Ok(ctx) => {
-                    match shared.admit(&mut req, ctx, &shared.policy.global, placement, false) {
-                        Ok(admitted) => {
-                            return ResponseFuture::inner(
-                                self.inner.call(req),
-                                admitted.session_hook,
-                                origin,
-                            );
-                        }
-                        Err(response) => *response,
-                    }
+        // A request whose body names its operation still has its token
+        // judged here when that needs no waiting (a refusal before the body
+        // is read; a known token without a verification future).
+        let verified = match shared.verify_now(req.headers()) {
+            Some(verified) => verified,
+            None => return self.call_slow(req, placement, origin, None),
+        };
+        let response = match verified {
+            Ok(ctx) if placement.reads_body => {
+                return self.call_slow(req, placement, origin, Some(ctx));
+            }
+            Ok(ctx) => match shared.admit(&mut req, ctx, &shared.policy.global, placement, false) {
+                Ok(admitted) => {
+                    return ResponseFuture::inner(
+                        self.inner.call(req),
+                        admitted.session_hook,
+                        origin,
+                    );
                 }
-                Err(err) => shared.reject(&err, req.method(), req.uri().path()),
-            };
-            return ResponseFuture::ready(with_cors(response, origin.as_ref()));
-        }
-        self.call_slow(req, placement, origin)
+                Err(response) => *response,
+            },
+            Err(err) => shared.reject(&err, req.method(), req.uri().path()),
+        };
+        ResponseFuture::ready(with_cors(response, origin.as_ref()))
     }
 }
 
@@ -132,11 +133,14 @@ where
     /// Everything that may wait: a verification that is not a cache hit
     /// (keys may be fetched), a body read for per-operation scopes, a list
     /// response filtered for the caller.
+    /// `known`: the caller, when the token was already verified without
+    /// waiting.
     fn call_slow(
         &mut self,
         mut req: Request<Body>,
         mut placement: Placement,
         origin: Option<HeaderValue>,
+        known: Option<AuthContext>,
     ) -> ResponseFuture<S::Future, S::Error> {
         let shared = Arc::clone(&self.shared);
         // Take the service that was driven to readiness; leave a clone behind
@@ -144,14 +148,19 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::boxed(Box::pin(async move {
-            let span = verify_span();
-            let verified = shared.verify(req.headers()).instrument(span.clone()).await;
-            record_outcome(&span, &verified, false);
-            let ctx = match verified {
-                Ok(ctx) => ctx,
-                Err(err) => {
-                    let response = shared.reject(&err, req.method(), req.uri().path());
-                    return Ok(with_cors(response, origin.as_ref()));
+            let ctx = match known {
+                Some(ctx) => ctx,
+                None => {
+                    let span = verify_span();
+                    let verified = shared.verify(req.headers()).instrument(span.clone()).await;
+                    record_outcome(&span, &verified, false);
+                    match verified {
+                        Ok(ctx) => ctx,
+                        Err(err) => {
+                            let response = shared.reject(&err, req.method(), req.uri().path());
+                            return Ok(with_cors(response, origin.as_ref()));
+                        }
+                    }
                 }
             };
             let mut lists = false;
