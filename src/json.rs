@@ -34,6 +34,10 @@ pub(crate) enum ObjectError {
 /// not cost quadratic time).
 const PAIRWISE_MAX: usize = 24;
 
+/// How many names of up to seven bytes an object's repeated-name check
+/// compares in place before it collects names in a vector.
+const SHORT_NAMES: usize = 8;
+
 /// Whether `names` holds a repeated name.
 fn has_duplicate<S: AsRef<str> + Ord>(names: &mut [S]) -> bool {
     if names.len() <= PAIRWISE_MAX {
@@ -107,18 +111,6 @@ impl<'a> Members<'a> {
                 return Err(ObjectError::Duplicate);
             }
         }
-        Ok(Self { members })
-    }
-
-    /// The top-level members of `text`, one JSON object, without the
-    /// repeated-name and nesting checks of [`Members::parse`]: for text that
-    /// [`is_clean`] has already accepted (itself or an enclosing value), so
-    /// that a request body is checked once and then read without building a
-    /// tree.
-    pub(crate) fn parse_checked(text: &'a str) -> Result<Self, ObjectError> {
-        let members = serde_json::from_str::<MembersOf<'a>>(text)
-            .map_err(|_| ObjectError::Malformed)?
-            .0;
         Ok(Self { members })
     }
 
@@ -242,7 +234,47 @@ pub(crate) fn is_clean(text: &str) -> Result<bool, ObjectError> {
 }
 
 /// A member name, borrowed when it needs no unescaping.
-struct Name<'a>(Cow<'a, str>);
+pub(crate) struct Name<'a>(pub(crate) Cow<'a, str>);
+
+/// The names of one object, collected to tell whether one repeats.
+///
+/// Names of up to seven bytes are equal exactly when their [`tag`]s are:
+/// the first [`SHORT_NAMES`] of them are compared as integers in place,
+/// without allocating (most objects of a request body or a JOSE header
+/// have only such names). Any other name goes to a vector checked at the
+/// end; a short one beyond the first [`SHORT_NAMES`] is also compared with
+/// those.
+#[derive(Default)]
+pub(crate) struct NameSet<'a> {
+    tags: [u64; SHORT_NAMES],
+    short: usize,
+    repeated: bool,
+    others: Vec<Cow<'a, str>>,
+}
+
+impl<'a> NameSet<'a> {
+    /// Adds one member name.
+    pub(crate) fn add(&mut self, name: Cow<'a, str>) {
+        if name.len() > 7 {
+            self.others.push(name);
+            return;
+        }
+        let t = tag(&name);
+        self.repeated |= self.tags.get(..self.short).unwrap_or_default().contains(&t);
+        match self.tags.get_mut(self.short) {
+            Some(slot) => {
+                *slot = t;
+                self.short += 1;
+            }
+            None => self.others.push(name),
+        }
+    }
+
+    /// Whether no name was added twice.
+    pub(crate) fn distinct(mut self) -> bool {
+        !self.repeated && !has_duplicate(&mut self.others)
+    }
+}
 
 impl<'de> Deserialize<'de> for Name<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -331,12 +363,12 @@ impl<'de> Deserialize<'de> for NoDuplicates {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NoDuplicates, A::Error> {
                 let mut clean = true;
-                let mut names: Vec<Cow<'de, str>> = Vec::new();
+                let mut names = NameSet::default();
                 while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
                     clean &= map.next_value::<NoDuplicates>()?.0;
-                    names.push(name);
+                    names.add(name);
                 }
-                Ok(NoDuplicates(clean && !has_duplicate(&mut names)))
+                Ok(NoDuplicates(clean && names.distinct()))
             }
         }
         deserializer.deserialize_any(WalkVisitor)
@@ -381,6 +413,44 @@ mod tests {
         let ok = object(br#"{"a":1,"b":{"a":[1,2.5,"s",null,true]},"c":{"a":1}}"#).unwrap();
         assert_eq!(ok["b"]["a"][1], serde_json::json!(2.5));
         assert_eq!(ok.len(), 3);
+    }
+
+    // The in-place comparison of short names (SHORT_NAMES of them) and the
+    // vector beyond: a repeat is seen wherever its two copies fall.
+    #[test]
+    fn repeats_seen_across_the_short_name_boundary() {
+        let names: Vec<String> = (0..12).map(|i| format!("n{i}")).collect();
+        let object_of = |names: &[&str]| {
+            let members: Vec<String> = names
+                .iter()
+                .map(|n| format!("\"{n}\":{{\"{n}\":1}}"))
+                .collect();
+            format!("{{{}}}", members.join(","))
+        };
+        let all: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert!(object(object_of(&all).as_bytes()).is_ok());
+        for (first, second) in [(0, 8), (7, 11), (8, 10), (3, 3), (0, 1), (9, 11)] {
+            let mut with_repeat = all.clone();
+            with_repeat.insert(second + 1, all[first]);
+            let text = object_of(&with_repeat);
+            assert_eq!(
+                object(text.as_bytes()),
+                Err(ObjectError::Duplicate),
+                "{text}"
+            );
+            // Nested: the same object one level down.
+            let nested = format!("{{\"x\":[{text}]}}");
+            assert_eq!(
+                object(nested.as_bytes()),
+                Err(ObjectError::Duplicate),
+                "{nested}"
+            );
+        }
+        // Long names and short names never collide; long repeats are seen.
+        let mixed = r#"{"a":1,"abcdefgh":{"abcdefgh":1,"abcdefg":2,"a":3},"abcdefg":4}"#;
+        assert!(object(mixed.as_bytes()).is_ok());
+        let long_repeat = r#"{"a":1,"x":{"abcdefgh":1,"b":2,"abcdefgh":3}}"#;
+        assert_eq!(object(long_repeat.as_bytes()), Err(ObjectError::Duplicate));
     }
 
     #[test]

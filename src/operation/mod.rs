@@ -28,9 +28,10 @@
 use base64::Engine as _;
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
+mod scan;
 
-use crate::json::{self, Members};
+use scan::{Facts, List, Shape, Text, scan};
+
 use crate::scope::Operation;
 
 /// Why the operations of a request could not be determined.
@@ -60,61 +61,46 @@ pub(crate) fn decode_header_value(raw: &str) -> Option<String> {
     }
 }
 
-/// The member `key` of `params` as a string; missing `params`, `params`
-/// that is not an object, a missing or non-string value: unreadable (rmcp
-/// would not dispatch the call, but we do not guess).
-fn required_str(params: Option<&RawValue>, key: &str) -> Result<String, OperationError> {
-    let params = params.ok_or(OperationError::Unreadable)?;
-    let params = Members::parse_checked(params.get()).map_err(|_| OperationError::Unreadable)?;
-    let value = params
-        .str(key)
-        .map_err(|()| OperationError::Unreadable)?
-        .ok_or(OperationError::Unreadable)?;
-    Ok(value.into_owned())
+/// A target that must be a string: anything else is unreadable (rmcp would
+/// not dispatch the call, but we do not guess).
+fn required(params: Shape, target: Text<'_>) -> Result<String, OperationError> {
+    match (params, target) {
+        (Shape::Object, Text::Str(s)) => Ok(s.into_owned()),
+        _ => Err(OperationError::Unreadable),
+    }
 }
 
 /// The resource URIs a `subscriptions/listen` request subscribes to
 /// (`params.notifications.resourceSubscriptions`, MCP 2026-07-28).
-fn listened_uris(params: Option<&RawValue>) -> Result<Vec<String>, OperationError> {
-    let Some(params) = params else {
-        return Ok(Vec::new());
-    };
-    let params = Members::parse_checked(params.get()).map_err(|_| OperationError::Unreadable)?;
-    let Some(notifications) = params.get("notifications") else {
-        return Ok(Vec::new());
-    };
-    let notifications =
-        Members::parse_checked(notifications.get()).map_err(|_| OperationError::Unreadable)?;
-    match notifications.get("resourceSubscriptions") {
-        None => Ok(Vec::new()),
-        Some(uris) if uris.get() == "null" => Ok(Vec::new()),
-        Some(uris) => json::str_array(uris)
-            .map(|uris| uris.into_iter().map(Cow::into_owned).collect())
-            .map_err(|()| OperationError::Unreadable),
+fn listened_uris(facts: Facts<'_>) -> Result<Vec<String>, OperationError> {
+    match (facts.params, facts.notifications, facts.subscriptions) {
+        (Shape::Absent, ..) | (Shape::Object, Shape::Absent, _) => Ok(Vec::new()),
+        (Shape::Object, Shape::Object, List::Absent | List::Null) => Ok(Vec::new()),
+        (Shape::Object, Shape::Object, List::Strs(uris)) => {
+            Ok(uris.into_iter().map(Cow::into_owned).collect())
+        }
+        _ => Err(OperationError::Unreadable),
     }
 }
 
-fn targets_of(method: &str, params: Option<&RawValue>) -> Result<Vec<String>, OperationError> {
-    Ok(match method {
-        "tools/call" | "prompts/get" => vec![required_str(params, "name")?],
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            vec![required_str(params, "uri")?]
-        }
-        "subscriptions/listen" => listened_uris(params)?,
-        _ => Vec::new(),
-    })
-}
-
-/// The operation of one message (raw JSON text already accepted by
-/// [`json::is_clean`]); `None` for a message without `method`.
-fn operation_of(message: &RawValue) -> Result<Option<Operation>, OperationError> {
-    // Only objects are messages: `Members` refuses any other value.
-    let message = Members::parse_checked(message.get()).map_err(|_| OperationError::Unreadable)?;
-    let Some(method) = message.get("method") else {
-        return Ok(None);
+/// The operation of one message; `None` for a message without `method`.
+fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, OperationError> {
+    if !facts.object {
+        return Err(OperationError::Unreadable);
+    }
+    let method = match &facts.method {
+        Text::Absent => return Ok(None),
+        Text::Other => return Err(OperationError::Unreadable),
+        Text::Str(method) => method.clone().into_owned(),
     };
-    let method = json::as_str(method).map_err(|()| OperationError::Unreadable)?;
-    let targets = targets_of(&method, message.get("params"))?;
+    let targets = match method.as_str() {
+        "tools/call" | "prompts/get" => vec![required(facts.params, facts.name)?],
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            vec![required(facts.params, facts.uri)?]
+        }
+        "subscriptions/listen" => listened_uris(facts)?,
+        _ => Vec::new(),
+    };
     Ok(Some(Operation::new(method, targets)))
 }
 
@@ -122,34 +108,21 @@ fn operation_of(message: &RawValue) -> Result<Option<Operation>, OperationError>
 /// strictly. See the module documentation for what is
 /// [`Unreadable`](OperationError::Unreadable).
 ///
-/// The body is checked once by [`json::is_clean`] (repeated names, lone
-/// surrogates, number range, depth) and then read level by level as raw
-/// members: no tree of values is built, only the members that name the
-/// operation are decoded.
+/// One pass ([`scan`]) checks the whole body as strictly as
+/// [`crate::json::is_clean`] and keeps only the members that name each
+/// message's operation: no tree of values is built.
 pub(crate) fn read_operations(body: &[u8]) -> Result<Vec<Operation>, OperationError> {
     let text = std::str::from_utf8(body).map_err(|_| OperationError::Unreadable)?;
     // JSON whitespace (RFC 8259 section 2) before the value; the strict
     // check looks at the value's first byte.
     let text = text.trim_start_matches([' ', '\t', '\n', '\r']);
-    let batch = match text.as_bytes().first() {
-        Some(b'{') => false,
-        Some(b'[') => true,
-        _ => return Err(OperationError::Unreadable),
-    };
-    // No repeated name at any depth, no lone surrogate, numbers in range,
-    // depth within the recursion limit, nothing after the value: after
-    // this, every member read below is exactly what every JSON reader sees.
-    if json::is_clean(text) != Ok(true) {
+    if !matches!(text.as_bytes().first(), Some(b'{' | b'[')) {
         return Err(OperationError::Unreadable);
     }
-    let messages: Vec<&RawValue> = if batch {
-        serde_json::from_str(text).map_err(|_| OperationError::Unreadable)?
-    } else {
-        vec![serde_json::from_str(text).map_err(|_| OperationError::Unreadable)?]
-    };
+    let messages = scan(text).ok_or(OperationError::Unreadable)?;
     let mut ops = Vec::with_capacity(messages.len());
-    for message in messages {
-        if let Some(op) = operation_of(message)? {
+    for facts in messages {
+        if let Some(op) = operation_of(facts)? {
             ops.push(op);
         }
     }
@@ -370,5 +343,224 @@ mod tests {
         // Headers with a batch.
         let two = [op("tools/list", None), op("tools/list", None)];
         assert_eq!(check_headers(&h, &two), Err(OperationError::HeaderMismatch));
+    }
+
+    /// The reader before issue 13's single pass, kept as the reference the
+    /// single pass must agree with: the strict check, then a tree of values.
+    fn tree_reader(body: &[u8]) -> Result<Vec<Operation>, OperationError> {
+        use serde_json::Value;
+        let bad = OperationError::Unreadable;
+        let text = std::str::from_utf8(body).map_err(|_| bad)?;
+        let text = text.trim_start_matches([' ', '\t', '\n', '\r']);
+        if !matches!(text.as_bytes().first(), Some(b'{' | b'['))
+            || crate::json::is_clean(text) != Ok(true)
+        {
+            return Err(bad);
+        }
+        let value: Value = serde_json::from_str(text).map_err(|_| bad)?;
+        let messages: Vec<&Value> = match &value {
+            Value::Array(batch) => batch.iter().collect(),
+            message => vec![message],
+        };
+        let required = |params: Option<&Value>, key: &str| {
+            params
+                .and_then(|p| p.as_object())
+                .and_then(|p| p.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or(bad)
+        };
+        let mut ops = Vec::new();
+        for message in messages {
+            let message = message.as_object().ok_or(bad)?;
+            let Some(method) = message.get("method") else {
+                continue;
+            };
+            let method = method.as_str().ok_or(bad)?;
+            let params = message.get("params");
+            let targets = match method {
+                "tools/call" | "prompts/get" => vec![required(params, "name")?],
+                "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                    vec![required(params, "uri")?]
+                }
+                "subscriptions/listen" => match params {
+                    None => Vec::new(),
+                    Some(p) => {
+                        let p = p.as_object().ok_or(bad)?;
+                        match p.get("notifications") {
+                            None => Vec::new(),
+                            Some(n) => match n.as_object().ok_or(bad)?.get("resourceSubscriptions")
+                            {
+                                None | Some(Value::Null) => Vec::new(),
+                                Some(Value::Array(uris)) => uris
+                                    .iter()
+                                    .map(|u| u.as_str().map(str::to_owned).ok_or(bad))
+                                    .collect::<Result<_, _>>()?,
+                                Some(_) => return Err(bad),
+                            },
+                        }
+                    }
+                },
+                _ => Vec::new(),
+            };
+            ops.push(Operation::new(method, targets));
+        }
+        Ok(ops)
+    }
+
+    /// JSON text shaped like JSON-RPC messages: the member names the reader
+    /// looks for (some escaped, some repeated), every kind of value, nesting.
+    fn json_like() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let name = prop::sample::select(vec![
+            "method",
+            "params",
+            "name",
+            "uri",
+            "notifications",
+            "resourceSubscriptions",
+            "id",
+            "jsonrpc",
+            "arguments",
+            "_meta",
+            "\\u006eame",
+            "meth\\u006fd",
+            "io.modelcontextprotocol/x",
+        ]);
+        let leaf = prop::sample::select(vec![
+            "\"tools/call\"",
+            "\"prompts/get\"",
+            "\"resources/read\"",
+            "\"subscriptions/listen\"",
+            "\"resources/subscribe\"",
+            "\"tools/list\"",
+            "\"whoami\"",
+            "\"notes://shared/1\"",
+            "\"a\\u00e9\"",
+            "\"\\ud800\"",
+            "1",
+            "-2.5",
+            "1e999",
+            "null",
+            "true",
+            "\"\"",
+        ])
+        .prop_map(str::to_owned);
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec((name.clone(), inner), 0..6).prop_map(|members| {
+                    let members: Vec<String> = members
+                        .iter()
+                        .map(|(n, v)| format!("\"{n}\":{v}"))
+                        .collect();
+                    format!("{{{}}}", members.join(" , "))
+                }),
+            ]
+        })
+    }
+
+    /// JSON-RPC messages (alone or in a batch) whose `method`, `params`,
+    /// targets and subscriptions take every shape the reader tells apart.
+    fn message_like() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let pick = |items: &'static [&'static str]| {
+            prop::sample::select(items.to_vec()).prop_map(str::to_owned)
+        };
+        let method = pick(&[
+            "\"tools/call\"",
+            "\"prompts/get\"",
+            "\"resources/read\"",
+            "\"resources/subscribe\"",
+            "\"resources/unsubscribe\"",
+            "\"subscriptions/listen\"",
+            "\"tools/list\"",
+            "\"tools\\/call\"",
+            "null",
+            "5",
+            "[\"tools/call\"]",
+            "{}",
+        ]);
+        let target = pick(&[
+            "\"whoami\"",
+            "\"notes://shared/1\"",
+            "\"add_\\u006eote\"",
+            "null",
+            "7",
+            "{}",
+            "[\"x\"]",
+        ]);
+        let subs = pick(&[
+            "null",
+            "[]",
+            "[\"notes://1\",\"notes://2\"]",
+            "[\"a\",7]",
+            "[null]",
+            "\"notes://1\"",
+            "{}",
+            "[[\"a\"]]",
+        ]);
+        let member = |name: &'static str, value: BoxedStrategy<String>| {
+            prop::option::of(value).prop_map(move |v| v.map(|v| format!("\"{name}\":{v}")))
+        };
+        let notifications = prop_oneof![
+            (
+                member("toolsListChanged", Just("true".to_owned()).boxed()),
+                member("resourceSubscriptions", subs.boxed())
+            )
+                .prop_map(|(a, b)| format!(
+                    "{{{}}}",
+                    [a, b].into_iter().flatten().collect::<Vec<_>>().join(",")
+                )),
+            pick(&["null", "[]", "\"x\""]),
+        ];
+        let params = prop_oneof![
+            4 => (member("name", target.clone().boxed()), member("uri", target.boxed()), member("notifications", notifications.boxed()), member("arguments", json_like().boxed()))
+                .prop_map(|(a, b, c, d)| format!("{{{}}}", [d, a, b, c].into_iter().flatten().collect::<Vec<_>>().join(","))),
+            1 => pick(&["null", "\"whoami\"", "[]", "3"]),
+        ];
+        let message = (
+            member("jsonrpc", Just("\"2.0\"".to_owned()).boxed()),
+            member("method", method.boxed()),
+            member("params", params.boxed()),
+            member("id", pick(&["1", "\"a\""]).boxed()),
+        )
+            .prop_map(|(a, b, c, d)| {
+                format!(
+                    "{{{}}}",
+                    [a, d, b, c]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
+            });
+        prop_oneof![
+            3 => message.clone(),
+            1 => prop::collection::vec(prop_oneof![4 => message, 1 => pick(&["1", "[]", "null"])], 0..4).prop_map(|m| format!("[{}]", m.join(","))),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        /// Issue 13: the single pass reads every body exactly as the strict
+        /// tree reader did (same operations, same refusals).
+        #[test]
+        fn single_pass_agrees_with_the_tree_reader(body in proptest::prop_oneof![json_like(), message_like()]) {
+            proptest::prop_assert_eq!(read_operations(body.as_bytes()), tree_reader(body.as_bytes()), "{}", body);
+        }
+
+        /// The same on bodies cut or with one byte changed.
+        #[test]
+        fn single_pass_agrees_on_damaged_bodies(body in proptest::prop_oneof![json_like(), message_like()], at in 0usize..400, byte in proptest::prelude::any::<u8>(), cut in proptest::prelude::any::<bool>()) {
+            let mut bytes = body.into_bytes();
+            if !bytes.is_empty() {
+                let at = at % bytes.len();
+                if cut { bytes.truncate(at) } else { bytes[at] = byte }
+            }
+            proptest::prop_assert_eq!(read_operations(&bytes), tree_reader(&bytes));
+        }
     }
 }

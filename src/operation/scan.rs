@@ -1,0 +1,301 @@
+//! One pass over a request body: the strict checks of [`json::is_clean`]
+//! (no repeated member name at any depth, no lone surrogate, numbers in
+//! range, nesting within `serde_json`'s recursion limit, nothing after the
+//! value) and, on the way, the few members that name each message's
+//! operation. Nothing else is kept: no tree of values is built.
+//!
+//! Hand-written on serde's visitor API because no JSON crate offers a
+//! strict reader that also refuses repeated names; it walks what
+//! `serde_json` parses, so numbers, strings and escapes are `serde_json`'s.
+//!
+//! [`json::is_clean`]: crate::json::is_clean
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Number;
+
+use crate::json::{Name, NameSet};
+
+/// A member that must be a string, as found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) enum Text<'a> {
+    /// The member is not there.
+    #[default]
+    Absent,
+    /// A string.
+    Str(Cow<'a, str>),
+    /// Another kind of value (`null` included).
+    Other,
+}
+
+/// A member that must be an object, as found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shape {
+    /// The member is not there.
+    #[default]
+    Absent,
+    /// An object.
+    Object,
+    /// Another kind of value (`null` included).
+    Other,
+}
+
+/// `resourceSubscriptions`, as found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) enum List<'a> {
+    /// The member is not there.
+    #[default]
+    Absent,
+    /// `null`.
+    Null,
+    /// An array of strings.
+    Strs(Vec<Cow<'a, str>>),
+    /// Anything else (an array with a non-string element included).
+    Other,
+}
+
+/// What one message says about its operation.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Facts<'a> {
+    /// The message is an object.
+    pub(super) object: bool,
+    /// `method`.
+    pub(super) method: Text<'a>,
+    /// `params`.
+    pub(super) params: Shape,
+    /// `params.name`.
+    pub(super) name: Text<'a>,
+    /// `params.uri`.
+    pub(super) uri: Text<'a>,
+    /// `params.notifications`.
+    pub(super) notifications: Shape,
+    /// `params.notifications.resourceSubscriptions`.
+    pub(super) subscriptions: List<'a>,
+}
+
+/// Where in a message a value sits: what is kept of it.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    /// Checked, not kept.
+    Skip,
+    /// A message (the body, or an element of a batch).
+    Message,
+    Method,
+    Params,
+    Name,
+    Uri,
+    Notifications,
+    Subscriptions,
+    /// An element of `resourceSubscriptions`.
+    Subscription,
+}
+
+/// Reads `text` (one JSON value) strictly. `None`: not strictly valid JSON,
+/// or its top level is neither an object nor an array. Otherwise one
+/// [`Facts`] per message: one for an object, one per element of an array.
+pub(super) fn scan(text: &str) -> Option<Vec<Facts<'_>>> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let facts = Body.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(facts)
+}
+
+/// The top level.
+struct Body;
+
+impl<'de> DeserializeSeed<'de> for Body {
+    type Value = Vec<Facts<'de>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Body {
+    type Value = Vec<Facts<'de>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC message or batch")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let mut facts = Facts::default();
+        Walk {
+            role: Role::Message,
+            facts: &mut facts,
+        }
+        .visit_map(map)?;
+        Ok(vec![facts])
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(64));
+        loop {
+            let mut facts = Facts::default();
+            let more = seq.next_element_seed(Walk {
+                role: Role::Message,
+                facts: &mut facts,
+            })?;
+            if more.is_none() {
+                return Ok(all);
+            }
+            all.push(facts);
+        }
+    }
+}
+
+/// The role of member `name` of an object in role `parent`.
+fn member_role(parent: Role, name: &str) -> Role {
+    match (parent, name) {
+        (Role::Message, "method") => Role::Method,
+        (Role::Message, "params") => Role::Params,
+        (Role::Params, "name") => Role::Name,
+        (Role::Params, "uri") => Role::Uri,
+        (Role::Params, "notifications") => Role::Notifications,
+        (Role::Notifications, "resourceSubscriptions") => Role::Subscriptions,
+        _ => Role::Skip,
+    }
+}
+
+/// Checks one value and keeps what its role asks for in `facts`.
+struct Walk<'f, 'de> {
+    role: Role,
+    facts: &'f mut Facts<'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Walk<'_, 'de> {
+    /// Records a value that is neither a string nor an object nor an array
+    /// (`null` is handled apart).
+    fn other(self) {
+        let facts = self.facts;
+        match self.role {
+            Role::Skip | Role::Message => {}
+            Role::Method => facts.method = Text::Other,
+            Role::Params => facts.params = Shape::Other,
+            Role::Name => facts.name = Text::Other,
+            Role::Uri => facts.uri = Text::Other,
+            Role::Notifications => facts.notifications = Shape::Other,
+            Role::Subscriptions | Role::Subscription => facts.subscriptions = List::Other,
+        }
+    }
+
+    fn string(self, s: Cow<'de, str>) {
+        let facts = self.facts;
+        match self.role {
+            Role::Method => facts.method = Text::Str(s),
+            Role::Name => facts.name = Text::Str(s),
+            Role::Uri => facts.uri = Text::Str(s),
+            Role::Subscription => {
+                if let List::Strs(all) = &mut facts.subscriptions {
+                    all.push(s);
+                }
+            }
+            _ => Walk {
+                role: self.role,
+                facts,
+            }
+            .other(),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.other();
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.other();
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.other();
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        // As `serde_json::Value` would: a number out of range is malformed.
+        Number::from_f64(v).ok_or_else(|| E::custom("a number out of range"))?;
+        self.other();
+        Ok(())
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
+        self.string(Cow::Borrowed(v));
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.string(Cow::Owned(v.to_owned()));
+        Ok(())
+    }
+    fn visit_string<E>(self, v: String) -> Result<(), E> {
+        self.string(Cow::Owned(v));
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        match self.role {
+            Role::Subscriptions => self.facts.subscriptions = List::Null,
+            _ => self.other(),
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Walk { role, facts } = self;
+        let element = match role {
+            Role::Subscriptions => {
+                facts.subscriptions = List::Strs(Vec::new());
+                Role::Subscription
+            }
+            role => {
+                Walk {
+                    role,
+                    facts: &mut *facts,
+                }
+                .other();
+                Role::Skip
+            }
+        };
+        while seq
+            .next_element_seed(Walk {
+                role: element,
+                facts: &mut *facts,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Walk { role, facts } = self;
+        match role {
+            Role::Message => facts.object = true,
+            Role::Params => facts.params = Shape::Object,
+            Role::Notifications => facts.notifications = Shape::Object,
+            Role::Skip => {}
+            _ => Walk {
+                role,
+                facts: &mut *facts,
+            }
+            .other(),
+        }
+        let mut names = NameSet::default();
+        while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
+            map.next_value_seed(Walk {
+                role: member_role(role, &name),
+                facts: &mut *facts,
+            })?;
+            names.add(name);
+        }
+        if names.distinct() {
+            Ok(())
+        } else {
+            Err(de::Error::custom("a repeated member name"))
+        }
+    }
+}
