@@ -17,7 +17,10 @@
 # rmcp-json", --smoke, --flood (only `ours`: rounds alternate between
 # one connection of accepted calls alone and the same while 30 more
 # connections send bad-signature tokens, each waiting 5 ms between
-# requests: at most 6,000 failed authentications/s, rate reported). Environment: WRK_BENCH_PROFILE (release), CARGO_TARGET_DIR.
+# requests on average, random pauses: at most about 6,000 failed
+# authentications/s, rate reported; the flood's wrk runs SCHED_IDLE so it
+# never delays the measuring client). --flood-kind signature|malformed
+# (signature): tokens with a bad signature, or not JWTs at all. Environment: WRK_BENCH_PROFILE (release), CARGO_TARGET_DIR.
 #
 # Servers (each pinned to CPU 0 with taskset when there are 2+ CPUs; wrk,
 # one thread, pinned to CPU 1):
@@ -35,7 +38,7 @@
 # of means per server with the ratio to the best bare rmcp configuration.
 set -euo pipefail
 
-ALG=rs256 ROUNDS=5 SECONDS_PER_ROUND=3 CONNECTIONS="1 64" LEGACY=0 SMOKE=0 FLOOD=0
+ALG=rs256 ROUNDS=5 SECONDS_PER_ROUND=3 CONNECTIONS="1 64" LEGACY=0 SMOKE=0 FLOOD=0 FLOOD_KIND=signature
 SERVERS="ours rmcp-default rmcp-nodelay rmcp-json"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,6 +50,7 @@ while [ $# -gt 0 ]; do
     --legacy) LEGACY=1; shift ;;
     --smoke) SMOKE=1; shift ;;
     --flood) FLOOD=1; SERVERS=ours; shift ;;
+    --flood-kind) FLOOD_KIND="$2"; shift 2 ;;
     *) echo "wrk-bench: unknown flag $1" >&2; exit 2 ;;
   esac
 done
@@ -198,13 +202,13 @@ run_wrk() {
 }
 
 if [ "$FLOOD" = 1 ]; then
-  echo "wrk-bench --flood: alg $ALG, $ROUNDS round(s) of ${SECONDS_PER_ROUND} s, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "wrk-bench --flood: alg $ALG, flood of $FLOOD_KIND tokens, $ROUNDS round(s) of ${SECONDS_PER_ROUND} s, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
   run_wrk ours 8 1 0   # warm-up
   : >"$WORK/results"
   for round in $(seq "$ROUNDS"); do
     run_wrk ours 1 "$SECONDS_PER_ROUND" 1
     sed -i '$ s/^ours /idle /' "$WORK/results"
-    WRK_TOKEN="$TOKEN" WRK_DELAY_MS=5 chrt --idle 0 "${PIN_CLIENT[@]}" wrk -t1 -c30 -d"$((SECONDS_PER_ROUND + 1))s" \
+    WRK_TOKEN="$TOKEN" WRK_FLOOD_KIND="$FLOOD_KIND" WRK_DELAY_MS=5 chrt --idle 0 "${PIN_CLIENT[@]}" wrk -t1 -c30 -d"$((SECONDS_PER_ROUND + 1))s" \
       -s "$ROOT/scripts/wrk-flood.lua" "${URL[ours]}" >"$WORK/flood.out" 2>&1 &
     flood=$!
     sleep 0.5

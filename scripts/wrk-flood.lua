@@ -8,7 +8,11 @@ local token = os.getenv("WRK_TOKEN") or ""
 local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "2")
 -- Flip the signature's last 4 characters: same length, same header and
 -- claims, a signature that does not verify.
+-- WRK_FLOOD_KIND=malformed sends a token that is not a JWT at all (refused
+-- before any signature check), to tell the cost of the signature check from
+-- the cost of answering.
 local bad = string.sub(token, 1, #token - 4) .. (string.sub(token, -4) == "AAAA" and "BBBB" or "AAAA")
+if os.getenv("WRK_FLOOD_KIND") == "malformed" then bad = "not-a-jwt" end
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
