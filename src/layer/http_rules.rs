@@ -10,14 +10,18 @@ use http::header::{
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_METHOD,
     CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN, RETRY_AFTER, VARY,
 };
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 /// The first protocol revision without sessions, whose requests carry
 /// `Mcp-Method` / `Mcp-Name`.
 pub(crate) const STATELESS_REVISION: &str = "2026-07-28";
-pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
-pub(crate) const PROTOCOL_HEADER: &str = "mcp-protocol-version";
-pub(crate) const METHOD_HEADER: &str = "mcp-method";
+// Header names as `HeaderName` constants: a lookup by a `&str` name parses
+// and hashes the name on every request.
+pub(crate) const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+pub(crate) const PROTOCOL_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
+pub(crate) const METHOD_HEADER: HeaderName = HeaderName::from_static("mcp-method");
+pub(crate) const NAME_HEADER: HeaderName = HeaderName::from_static("mcp-name");
+pub(crate) const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 /// Headers a browser client may send to the MCP endpoint.
 const ALLOW_HEADERS: &str = "authorization, content-type, accept, mcp-protocol-version, \

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{Method, Request, StatusCode};
 
 use super::http_rules::{
-    METHOD_HEADER, PROTOCOL_HEADER, SESSION_HEADER, header_mismatch_response,
+    METHOD_HEADER, NAME_HEADER, PROTOCOL_HEADER, SESSION_HEADER, header_mismatch_response,
     is_stateless_revision, parse_error_response,
 };
 use crate::context::AuthContext;
@@ -151,7 +151,7 @@ fn stateless_headers_present(headers: &http::HeaderMap, ops: &[crate::scope::Ope
         return true;
     }
     let named = matches!(op.method(), "tools/call" | "resources/read" | "prompts/get");
-    headers.contains_key(METHOD_HEADER) && (!named || headers.contains_key("mcp-name"))
+    headers.contains_key(METHOD_HEADER) && (!named || headers.contains_key(NAME_HEADER))
 }
 
 /// The raw JSON `id` of a single JSON-RPC request, for the error answer.

@@ -12,8 +12,8 @@ use tower_service::Service;
 use tracing::Instrument as _;
 
 use super::http_rules::{
-    Refused, SESSION_HEADER, add_cors, check_origin, has_duplicate_host, header_mismatch_response,
-    is_preflight, preflight_response,
+    LAST_EVENT_ID, Refused, SESSION_HEADER, add_cors, check_origin, has_duplicate_host,
+    header_mismatch_response, is_preflight, preflight_response,
 };
 use crate::bearer::{Credentials, read_bearer};
 use crate::challenge::rejection_response;
@@ -85,7 +85,7 @@ where
             // ignored (removed, so the service cannot act on them either).
             let headers = req.headers_mut();
             headers.remove(SESSION_HEADER);
-            headers.remove("last-event-id");
+            headers.remove(LAST_EVENT_ID);
         }
         // The fast path, taken by every request of a client that reuses its
         // token and needs nothing read from the body: decided here, without

@@ -143,8 +143,8 @@ pub(crate) fn check_headers(
     headers: &http::HeaderMap,
     ops: &[Operation],
 ) -> Result<(), OperationError> {
-    let method = single_header(headers, "mcp-method")?;
-    let name = single_header(headers, "mcp-name")?;
+    let method = single_header(headers, &METHOD)?;
+    let name = single_header(headers, &NAME)?;
     if method.is_none() && name.is_none() {
         return Ok(());
     }
@@ -166,9 +166,14 @@ pub(crate) fn check_headers(
     Ok(())
 }
 
+/// `Mcp-Method` and `Mcp-Name` (constants: a `&str` name is parsed on
+/// every lookup).
+const METHOD: http::HeaderName = http::HeaderName::from_static("mcp-method");
+const NAME: http::HeaderName = http::HeaderName::from_static("mcp-name");
+
 fn single_header<'a>(
     headers: &'a http::HeaderMap,
-    name: &str,
+    name: &http::HeaderName,
 ) -> Result<Option<&'a str>, OperationError> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
