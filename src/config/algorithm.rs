@@ -45,8 +45,7 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// Every supported algorithm, in the order of [`Algorithm::as_str`]'s
-    /// RFC 7518 table.
+    /// Every supported algorithm; also the default allowlist.
     pub(crate) const ALL: [Algorithm; 9] = [
         Self::RS256,
         Self::RS384,

@@ -62,17 +62,7 @@ pub(crate) const DEFAULT_MAX_SESSIONS: usize = 10_000;
 pub(crate) const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The asymmetric algorithms accepted by default (RFC 7518, RFC 8037).
-pub(crate) const DEFAULT_ALGORITHMS: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+pub(crate) const DEFAULT_ALGORITHMS: &[Algorithm] = &Algorithm::ALL;
 
 /// Which JOSE `typ` header values are accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
