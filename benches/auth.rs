@@ -18,7 +18,7 @@
 //! | `cold/authenticate/{alg}` | `AuthLayer::authenticate` (header, verification, scopes) of a never-seen token | `bare/{alg}` |
 //! | `warm/authenticate/{alg}` | `AuthLayer::authenticate` of the same token again (cache hit) | `overhead/block_on_empty`, target at most 2 us net |
 //! | `warm/authenticate_amortized/ES256` | the same, many calls per `block_on` (no overhead to subtract) | target at most 2 us |
-//! | `challenge/{initial,invalid_token}` | `challenge::bearer_challenge` | `challenge/format_baseline` (a plain `format!`) |
+//! | `challenge/{initial,invalid_token}` | `testing::bearer_challenge` | `challenge/format_baseline` (a plain `format!`) |
 //! | `metadata/auth_layer` | GET of the RFC 9728 document through `AuthLayer` via `oneshot`, body collected | `metadata/plain_route` (axum route, same bytes) |
 //! | `flood/{malformed,wrong_issuer,expired,bad_signature}` | `AuthLayer::authenticate` of distinct garbage tokens (cache on, the default) | `flood_nocache/*`, target at most 1.0x; net of `overhead/block_on_empty` |
 //! | `flood_nocache/*` | the same with `verified_cache_max_entries(0)` | |
@@ -58,7 +58,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
-use mcp_oauth2::challenge::bearer_challenge;
+use mcp_oauth2::testing::bearer_challenge;
 use mcp_oauth2::testing::{SigningAlg, TestIssuer};
 use mcp_oauth2::{
     AuthConfig, AuthErrorKind, AuthLayer, BearerToken, ErrorCode, JwtVerifier, McpServer,

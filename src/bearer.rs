@@ -12,7 +12,7 @@ use http::header::AUTHORIZATION;
 use crate::error::{AuthError, AuthErrorKind};
 
 /// Default cap on the length of a bearer token, in bytes.
-pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub(crate) const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// A bearer token borrowed from a request. Its `Debug` output is redacted, so
 /// it can sit in structs that are logged without leaking the credential.

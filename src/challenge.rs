@@ -44,7 +44,9 @@ fn push_param(out: &mut String, name: &str, value: &str) {
 /// Parameter order follows the MCP specification's examples: without an
 /// error `resource_metadata`, `scope`; with one `error`, `scope`,
 /// `resource_metadata`, `error_description`. `scope` is omitted when empty.
-pub fn bearer_challenge(
+/// Exposed to tests as `mcp_oauth2::testing::bearer_challenge`.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn bearer_challenge(
     error: Option<ErrorCode>,
     scope: &str,
     resource_metadata: &str,
@@ -92,8 +94,10 @@ fn challenge_value(
 
 /// Parses a `Bearer` challenge into its parameters, in order (RFC 9110
 /// section 11.6.1 auth-params with quoted-string or token values). Returns
-/// `None` for another scheme or malformed syntax. For clients and tests.
-pub fn parse_bearer_challenge(value: &str) -> Option<Vec<(String, String)>> {
+/// `None` for another scheme or malformed syntax. Exposed to tests as
+/// `mcp_oauth2::testing::parse_bearer_challenge`.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn parse_bearer_challenge(value: &str) -> Option<Vec<(String, String)>> {
     let rest = value.strip_prefix("Bearer")?;
     let mut params = Vec::new();
     let mut chars = rest.chars().peekable();

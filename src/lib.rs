@@ -41,6 +41,32 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## The public API
+//!
+//! Everything a server needs is at the crate root, each item reachable by one
+//! path only:
+//!
+//! | Purpose | Items |
+//! |---|---|
+//! | Configure | [`AuthConfig`], [`AuthConfigBuilder`], [`Algorithm`], [`AudienceRule`], [`TypPolicy`], [`ExemptRoute`], [`JwksPolicy`], [`TokenCachePolicy`], [`IssuerConfig`] |
+//! | Serve | [`McpServer`], [`McpServerBuilder`], [`Readiness`] |
+//! | Protect your own router | [`AuthLayer`], [`AuthService`], [`ResponseFuture`], [`ProtectedResourceMetadata`] |
+//! | Know the caller in tools | [`AuthContext`], [`AuthContextBuilder`], [`RequestContextExt`], [`MissingAuthContext`], [`ScopeHierarchy`] |
+//! | Verify tokens | [`JwtVerifier`], [`TokenVerifier`], [`VerifyFuture`], [`BearerToken`] |
+//! | Errors | [`ConfigError`], [`AuthError`], [`AuthErrorKind`], [`ErrorCode`], [`Error`] |
+//! | State handles | [`HandleKey`], [`HandleError`] |
+//! | Observe | [`Metrics`], [`MetricsSnapshot`] |
+//!
+//! Three modules hold what only some servers need:
+//!
+//! - [`verify`]: composing verifiers ([`verify::ChainVerifier`],
+//!   [`verify::from_fn`]) and opaque tokens through introspection
+//!   ([`verify::IntrospectionVerifier`], [`verify::IntrospectionSettings`]);
+//! - [`presets`]: configurations for common identity providers (Keycloak,
+//!   Auth0, Entra ID, Okta, Cognito);
+//! - `testing` (feature `testing`): an in-process issuer and challenge
+//!   helpers for tests.
+//!
 //! ## Crate features
 //! Signatures are checked with aws-lc-rs, always; there is no other backend.
 //! - `metrics`: counters exported through the `metrics` crate facade.
@@ -48,45 +74,46 @@
 //! - `testing`: [`testing::TestIssuer`], an in-process issuer for tests and
 //!   local development. Never use it in production.
 
-pub mod bearer;
-pub mod challenge;
+mod bearer;
+mod challenge;
 mod clock;
-pub mod config;
-pub mod context;
-pub mod error;
+mod config;
+mod context;
+mod error;
 mod fetch;
 mod filter;
 #[cfg(test)]
 mod fixture_tests;
-pub mod handle;
+mod handle;
 mod json;
 mod jwks;
-pub mod layer;
-pub mod metadata;
-pub mod metrics;
+mod layer;
+mod metadata;
+mod metrics;
 #[cfg(test)]
 mod module_graph;
 mod operation;
 mod policy;
 pub mod presets;
-pub mod scope;
-pub mod server;
+mod scope;
+mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod verify;
 
 pub use bearer::BearerToken;
 pub use config::{
-    AudienceRule, AuthConfig, AuthConfigBuilder, ExemptRoute, JwksPolicy, TokenCachePolicy,
-    TypPolicy,
+    Algorithm, AudienceRule, AuthConfig, AuthConfigBuilder, ExemptRoute, IssuerConfig, JwksPolicy,
+    TokenCachePolicy, TypPolicy,
 };
-pub use context::{AuthContext, RequestContextExt};
+pub use context::{AuthContext, AuthContextBuilder, MissingAuthContext, RequestContextExt};
 pub use error::{AuthError, AuthErrorKind, ConfigError, Error, ErrorCode};
 pub use handle::{HandleError, HandleKey};
-pub use jsonwebtoken::Algorithm;
 pub use layer::{AuthLayer, AuthService, Metrics, ResponseFuture};
 pub use metadata::ProtectedResourceMetadata;
 pub use metrics::MetricsSnapshot;
-pub use scope::{ScopeHierarchy, ScopePolicy};
+pub use scope::ScopeHierarchy;
 pub use server::{McpServer, McpServerBuilder, Readiness};
-pub use verify::{JwtVerifier, TokenVerifier, VerifyFuture};
+pub use verify::jwt::JwtVerifier;
+pub use verify::token::TokenVerifier;
+pub use verify::token::VerifyFuture;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::AuthConfig;
 
 /// The well-known path prefix of RFC 9728 section 3.
-pub const WELL_KNOWN_PREFIX: &str = "/.well-known/oauth-protected-resource";
+pub(crate) const WELL_KNOWN_PREFIX: &str = "/.well-known/oauth-protected-resource";
 
 /// An OAuth 2.0 Protected Resource Metadata document (RFC 9728 section 2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 
 /// What a token must grant for an operation, and how scopes imply each other.
 #[derive(Debug, Clone, Default)]
-pub struct ScopePolicy {
+pub(crate) struct ScopePolicy {
     pub(crate) global: Vec<String>,
     pub(crate) methods: BTreeMap<String, Vec<String>>,
     pub(crate) tools: BTreeMap<String, Vec<String>>,
@@ -122,7 +122,7 @@ fn wildcard_matches(granted: &str, needed: &str) -> bool {
 /// panic on any input, and takes time proportional to the URI's length
 /// times the pattern's.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UriPattern {
+pub(crate) struct UriPattern {
     text: String,
     atoms: Vec<Atom>,
 }
@@ -140,19 +140,14 @@ enum Atom {
 
 impl UriPattern {
     /// A pattern from its text.
-    pub fn new(pattern: impl Into<String>) -> Self {
+    pub(crate) fn new(pattern: impl Into<String>) -> Self {
         let text = pattern.into();
         let atoms = compile(&text);
         Self { text, atoms }
     }
 
-    /// The pattern text.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
     /// Whether `uri` matches.
-    pub fn matches(&self, uri: &str) -> bool {
+    pub(crate) fn matches(&self, uri: &str) -> bool {
         if self.atoms.iter().all(|a| matches!(a, Atom::Byte(_))) {
             // An exact URI: only itself.
             return self.atoms.len() == uri.len()
@@ -258,14 +253,14 @@ fn close(atoms: &[Atom], states: &mut [bool]) {
 /// applies to each of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Operation {
+pub(crate) struct Operation {
     method: String,
     targets: Vec<String>,
 }
 
 impl Operation {
     /// An operation on `targets` (empty when the method names nothing).
-    pub fn new<I, S>(method: impl Into<String>, targets: I) -> Self
+    pub(crate) fn new<I, S>(method: impl Into<String>, targets: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -277,18 +272,13 @@ impl Operation {
     }
 
     /// The JSON-RPC method, e.g. `tools/call`.
-    pub fn method(&self) -> &str {
+    pub(crate) fn method(&self) -> &str {
         &self.method
-    }
-
-    /// The tool or prompt name, or the resource URIs, the call names.
-    pub fn targets(&self) -> &[String] {
-        &self.targets
     }
 
     /// The single name the call carries (what `Mcp-Name` mirrors): `None`
     /// when it names nothing or several things.
-    pub fn name(&self) -> Option<&str> {
+    pub(crate) fn name(&self) -> Option<&str> {
         match self.targets.as_slice() {
             [one] => Some(one),
             _ => None,
@@ -307,7 +297,7 @@ pub(crate) fn is_resource_method(method: &str) -> bool {
 impl ScopePolicy {
     /// Whether any per-operation requirement is declared (if not, requests
     /// are never parsed).
-    pub fn has_operation_rules(&self) -> bool {
+    pub(crate) fn has_operation_rules(&self) -> bool {
         !(self.methods.is_empty()
             && self.tools.is_empty()
             && self.prompts.is_empty()
@@ -317,7 +307,7 @@ impl ScopePolicy {
     /// Every scope `op` needs: the global requirement, then the method's,
     /// then, for each target in turn, the tool's, prompt's or resources'.
     /// Deduplicated, in that order: the union over all targets.
-    pub fn required_for(&self, op: &Operation) -> Vec<String> {
+    pub(crate) fn required_for(&self, op: &Operation) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mut push = |scopes: &[String]| {
             for s in scopes {
@@ -353,11 +343,6 @@ impl ScopePolicy {
             }
         }
         out
-    }
-
-    /// The scope hierarchy.
-    pub fn hierarchy(&self) -> &ScopeHierarchy {
-        &self.hierarchy
     }
 }
 

@@ -19,7 +19,7 @@ use crate::error::{ConfigError, Error};
 use crate::layer::AuthLayer;
 use crate::verify::{JwtVerifier, TokenVerifier};
 
-pub use crate::layer::DEFAULT_MCP_PATH;
+use crate::layer::DEFAULT_MCP_PATH;
 
 type Factory<S> = Arc<dyn Fn() -> Result<S, std::io::Error> + Send + Sync>;
 
@@ -137,7 +137,7 @@ impl<S> McpServerBuilder<S> {
         self
     }
 
-    /// The path the MCP endpoint is mounted at (default [`DEFAULT_MCP_PATH`]).
+    /// The path the MCP endpoint is mounted at (default `/mcp`).
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
         self

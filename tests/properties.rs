@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mcp_oauth2::challenge::{bearer_challenge, parse_bearer_challenge};
 use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::testing::{bearer_challenge, parse_bearer_challenge};
 use mcp_oauth2::{
     AuthConfig, AuthContext, AuthError, AuthErrorKind, AuthLayer, BearerToken, ErrorCode,
     JwtVerifier, TokenVerifier, VerifyFuture,

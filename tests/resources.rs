@@ -246,7 +246,7 @@ async fn resources_subscribe_private_needs_notes_private() {
         .await
         .unwrap_err();
     let value = err.auth_challenge().expect("an HTTP challenge").to_owned();
-    let c = mcp_oauth2::challenge::parse_bearer_challenge(&value).unwrap();
+    let c = mcp_oauth2::testing::parse_bearer_challenge(&value).unwrap();
     assert_eq!(param(&c, "scope"), Some("notes:private"));
     client.cancel().await.unwrap();
 }

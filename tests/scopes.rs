@@ -51,7 +51,7 @@ async fn step_up_with_the_rmcp_client() {
             .auth_challenge()
             .expect("an HTTP challenge, not a JSON-RPC error")
             .to_owned();
-        let c = mcp_oauth2::challenge::parse_bearer_challenge(&value).unwrap();
+        let c = mcp_oauth2::testing::parse_bearer_challenge(&value).unwrap();
         assert_eq!(param(&c, "error"), Some("insufficient_scope"));
         assert_eq!(param(&c, "scope"), Some("notes:write"));
         assert_eq!(

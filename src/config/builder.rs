@@ -5,14 +5,13 @@
 use std::time::Duration;
 
 use ::url::Url;
-use jsonwebtoken::Algorithm;
 
 use super::scopes::check_scopes;
 use super::url::{canonical_resource, check_https, normalize_origin, origin_of};
 use super::{
-    AudienceRule, AuthConfig, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LIFETIME,
-    ExemptRoute, IntrospectionSettings, IssuerConfig, JwksPolicy, SessionLimits, TokenCachePolicy,
-    TypPolicy,
+    Algorithm, AudienceRule, AuthConfig, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY,
+    DEFAULT_MAX_TOKEN_LIFETIME, ExemptRoute, IntrospectionSettings, IssuerConfig, JwksPolicy,
+    SessionLimits, TokenCachePolicy, TypPolicy,
 };
 use crate::error::ConfigError;
 
@@ -117,14 +116,14 @@ impl AuthConfigBuilder {
         self
     }
 
-    /// Accepted signing algorithms (default [`DEFAULT_ALGORITHMS`]). Only
+    /// Accepted signing algorithms (default RS256/384/512, PS256/384/512, ES256, ES384 and EdDSA). Only
     /// asymmetric algorithms are allowed; the token's `alg` never widens this.
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         self.algorithms = algorithms.into_iter().collect();
         self
     }
 
-    /// Clock leeway for `exp`, `nbf`, `iat` (default [`DEFAULT_LEEWAY`], at most 5 minutes).
+    /// Clock leeway for `exp`, `nbf`, `iat` (default 60 s, at most 5 minutes).
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
@@ -248,7 +247,7 @@ impl AuthConfigBuilder {
         self
     }
 
-    /// Longest accepted token lifetime (default [`DEFAULT_MAX_TOKEN_LIFETIME`],
+    /// Longest accepted token lifetime (default 24 h,
     /// 24 hours). A token whose `exp` is more than this after its `iat`, or
     /// more than this (plus the leeway) from now, is refused
     /// (`token_lifetime_too_long`): a stolen token must not live for years.
@@ -279,7 +278,7 @@ impl AuthConfigBuilder {
 
     /// Cap on the legacy sessions (`Mcp-Session-Id`, protocol 2025-11-25
     /// and earlier) one principal (issuer, subject, client) holds open
-    /// (default [`DEFAULT_MAX_SESSIONS_PER_PRINCIPAL`](super::DEFAULT_MAX_SESSIONS_PER_PRINCIPAL)). One more `initialize`
+    /// (default 64). One more `initialize`
     /// gets 429 with `Retry-After`; open sessions are never evicted for it.
     pub fn max_sessions_per_principal(mut self, sessions: usize) -> Self {
         self.sessions.per_principal = sessions;
@@ -287,14 +286,14 @@ impl AuthConfigBuilder {
     }
 
     /// Cap on the legacy sessions all principals hold open together
-    /// (default [`DEFAULT_MAX_SESSIONS`](super::DEFAULT_MAX_SESSIONS)); past it a new session gets 429.
+    /// (default 10,000); past it a new session gets 429.
     pub fn max_sessions(mut self, sessions: usize) -> Self {
         self.sessions.total = sessions;
         self
     }
 
     /// How long a legacy session stays bound to its owner without a request
-    /// (default [`DEFAULT_SESSION_IDLE_TIMEOUT`](super::DEFAULT_SESSION_IDLE_TIMEOUT), rmcp's session keep-alive);
+    /// (default 300 s, rmcp's session keep-alive);
     /// an idle session no longer counts against the caps and answers 404.
     pub fn session_idle_timeout(mut self, timeout: Duration) -> Self {
         self.sessions.idle_timeout = timeout;
@@ -401,18 +400,6 @@ impl AuthConfigBuilder {
             return Err(ConfigError::new(
                 "algorithms",
                 "at least one algorithm is required",
-            ));
-        }
-        if let Some(alg) = self
-            .algorithms
-            .iter()
-            .find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
-        {
-            return Err(ConfigError::new(
-                "algorithms",
-                format!(
-                    "{alg:?} is symmetric; only asymmetric algorithms verify third-party tokens safely (RFC 8725 section 3.1)"
-                ),
             ));
         }
         if self.leeway > Duration::from_secs(300) {
@@ -616,7 +603,6 @@ mod tests {
             (base().resource("https://mcp.example.com/mcp#x"), "resource"),
             (base().issuer("http://127.0.0.1:9/"), "issuer"),
             (base().issuer("https://auth.example.com"), "issuer"),
-            (base().algorithms([Algorithm::HS256]), "algorithms"),
             (base().algorithms([]), "algorithms"),
             (base().leeway(Duration::from_secs(301)), "leeway"),
             (base().exempt_prefix("/"), "exempt_path"),

@@ -10,9 +10,8 @@
 use std::time::Duration;
 
 use ::url::Url;
-use jsonwebtoken::Algorithm;
 
-use super::{AuthConfig, AuthConfigBuilder, IntrospectionSettings, TypPolicy};
+use super::{Algorithm, AuthConfig, AuthConfigBuilder, IntrospectionSettings, TypPolicy};
 use crate::error::ConfigError;
 
 /// One environment variable: its name, the builder setting it feeds, how
@@ -203,10 +202,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         parse: Parse::List(',', |s, v| {
             s.builder.algorithms = v
                 .iter()
-                .map(|a| {
-                    a.parse::<Algorithm>()
-                        .map_err(|_| format!("unknown algorithm {a:?}"))
-                })
+                .map(|a| a.parse::<Algorithm>().map_err(|e| e.message().to_owned()))
                 .collect::<Result<_, _>>()?;
             Ok(())
         }),

@@ -17,12 +17,12 @@ use super::{
 ///
 /// | knob | default | meaning |
 /// |---|---|---|
-/// | [`cache_ttl`](Self::cache_ttl) | [`DEFAULT_JWKS_CACHE_TTL`] (300 s) | how long a fetched key set is used before it is fetched again |
-/// | [`refresh_cooldown`](Self::refresh_cooldown) | [`DEFAULT_JWKS_REFRESH_COOLDOWN`] (30 s) | minimum time between two fetches forced by an unknown `kid` or a failure |
-/// | [`max_stale`](Self::max_stale) | [`DEFAULT_JWKS_MAX_STALE`] (1 h) | how long the last good key set serves while refreshing fails; then 503 |
-/// | [`max_ttl`](Self::max_ttl) | [`DEFAULT_JWKS_CACHE_MAX_TTL`] (1 h) | upper bound on a lifetime taken from `Cache-Control: max-age` |
-/// | [`http_timeout`](Self::http_timeout) | [`DEFAULT_HTTP_TIMEOUT`] (5 s) | total deadline of one metadata, key-set or introspection request |
-/// | [`max_document_bytes`](Self::max_document_bytes) | [`DEFAULT_MAX_DOCUMENT_BYTES`] (256 KiB) | cap on a fetched document |
+/// | [`cache_ttl`](Self::cache_ttl) | 300 s | how long a fetched key set is used before it is fetched again |
+/// | [`refresh_cooldown`](Self::refresh_cooldown) | 30 s | minimum time between two fetches forced by an unknown `kid` or a failure |
+/// | [`max_stale`](Self::max_stale) | 1 h | how long the last good key set serves while refreshing fails; then 503 |
+/// | [`max_ttl`](Self::max_ttl) | 1 h | upper bound on a lifetime taken from `Cache-Control: max-age` |
+/// | [`http_timeout`](Self::http_timeout) | 5 s | total deadline of one metadata, key-set or introspection request |
+/// | [`max_document_bytes`](Self::max_document_bytes) | 256 KiB | cap on a fetched document |
 ///
 /// ```
 /// use std::time::Duration;
@@ -65,14 +65,14 @@ impl Default for JwksPolicy {
 
 impl JwksPolicy {
     /// How long a fetched key set is used before it is fetched again
-    /// (default [`DEFAULT_JWKS_CACHE_TTL`]; must be greater than zero).
+    /// (default 300 s; must be greater than zero).
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache_ttl = ttl;
         self
     }
 
     /// Minimum time between two fetches forced by an unknown `kid` or after
-    /// a failed fetch (default [`DEFAULT_JWKS_REFRESH_COOLDOWN`]; must be
+    /// a failed fetch (default 30 s; must be
     /// greater than zero).
     pub fn refresh_cooldown(mut self, cooldown: Duration) -> Self {
         self.refresh_cooldown = cooldown;
@@ -80,7 +80,7 @@ impl JwksPolicy {
     }
 
     /// How long the last good key set keeps serving while refreshing fails
-    /// (default [`DEFAULT_JWKS_MAX_STALE`]); after that, requests fail
+    /// (default 1 h); after that, requests fail
     /// closed with 503.
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
         self.max_stale = max_stale;
@@ -88,7 +88,7 @@ impl JwksPolicy {
     }
 
     /// Upper bound on a key set's lifetime taken from the key server's
-    /// `Cache-Control: max-age` (default [`DEFAULT_JWKS_CACHE_MAX_TTL`]; must
+    /// `Cache-Control: max-age` (default 1 h; must
     /// be greater than zero). See [`AuthConfigBuilder::jwks_cache_max_ttl`]
     /// for how `max-age` is clamped.
     pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
@@ -97,14 +97,14 @@ impl JwksPolicy {
     }
 
     /// Total deadline of one metadata, key-set or introspection request
-    /// (default [`DEFAULT_HTTP_TIMEOUT`]; must be greater than zero).
+    /// (default 5 s; must be greater than zero).
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
         self
     }
 
     /// Cap on a fetched metadata or key-set document (default
-    /// [`DEFAULT_MAX_DOCUMENT_BYTES`]).
+    /// 256 KiB).
     pub fn max_document_bytes(mut self, bytes: usize) -> Self {
         self.max_document_bytes = bytes;
         self
@@ -117,8 +117,8 @@ impl JwksPolicy {
 ///
 /// | knob | default | meaning |
 /// |---|---|---|
-/// | [`max_entries`](Self::max_entries) | [`DEFAULT_VERIFIED_CACHE_MAX_ENTRIES`] (100,000) | how many verified tokens are remembered; 0 turns the cache off |
-/// | [`max_age`](Self::max_age) | [`DEFAULT_VERIFIED_CACHE_MAX_AGE`] (300 s) | the longest time one is remembered; zero turns the cache off |
+/// | [`max_entries`](Self::max_entries) | 100,000 | how many verified tokens are remembered; 0 turns the cache off |
+/// | [`max_age`](Self::max_age) | 300 s | the longest time one is remembered; zero turns the cache off |
 ///
 /// An entry never outlives the token's `exp`, and is ignored once the key
 /// that verified it leaves the key set.
@@ -160,14 +160,14 @@ impl TokenCachePolicy {
     }
 
     /// How many verified tokens are remembered (default
-    /// [`DEFAULT_VERIFIED_CACHE_MAX_ENTRIES`]; 0 turns the cache off).
+    /// 100,000; 0 turns the cache off).
     pub fn max_entries(mut self, entries: usize) -> Self {
         self.max_entries = entries;
         self
     }
 
     /// The longest time a verified token is remembered (default
-    /// [`DEFAULT_VERIFIED_CACHE_MAX_AGE`]; zero turns the cache off).
+    /// 300 s; zero turns the cache off).
     pub fn max_age(mut self, age: Duration) -> Self {
         self.max_age = age;
         self
@@ -199,7 +199,7 @@ impl AuthConfigBuilder {
     }
 
     /// Shortcut for [`JwksPolicy::cache_ttl`]: how long a fetched key set is
-    /// used before it is fetched again (default [`DEFAULT_JWKS_CACHE_TTL`]).
+    /// used before it is fetched again (default 300 s).
     pub fn jwks_cache_ttl(mut self, ttl: Duration) -> Self {
         self.jwks.cache_ttl = ttl;
         self
@@ -207,7 +207,7 @@ impl AuthConfigBuilder {
 
     /// Shortcut for [`JwksPolicy::refresh_cooldown`]: minimum time between
     /// two fetches forced by an unknown `kid` or after a failed fetch
-    /// (default [`DEFAULT_JWKS_REFRESH_COOLDOWN`]).
+    /// (default 30 s).
     pub fn jwks_refresh_cooldown(mut self, cooldown: Duration) -> Self {
         self.jwks.refresh_cooldown = cooldown;
         self
@@ -215,21 +215,21 @@ impl AuthConfigBuilder {
 
     /// Shortcut for [`JwksPolicy::max_stale`]: how long the last good key
     /// set keeps serving while refreshing fails (default
-    /// [`DEFAULT_JWKS_MAX_STALE`]); after that, requests fail closed with 503.
+    /// 1 h); after that, requests fail closed with 503.
     pub fn jwks_max_stale(mut self, max_stale: Duration) -> Self {
         self.jwks.max_stale = max_stale;
         self
     }
 
     /// Shortcut for [`JwksPolicy::http_timeout`]: total deadline of one
-    /// metadata or key-set fetch (default [`DEFAULT_HTTP_TIMEOUT`]).
+    /// metadata or key-set fetch (default 5 s).
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.jwks.http_timeout = timeout;
         self
     }
 
     /// Shortcut for [`JwksPolicy::max_document_bytes`]: cap on a fetched
-    /// metadata or key-set document (default [`DEFAULT_MAX_DOCUMENT_BYTES`]).
+    /// metadata or key-set document (default 256 KiB).
     pub fn max_document_bytes(mut self, bytes: usize) -> Self {
         self.jwks.max_document_bytes = bytes;
         self
@@ -237,7 +237,7 @@ impl AuthConfigBuilder {
 
     /// Shortcut for [`JwksPolicy::max_ttl`]: upper bound on a key set's
     /// lifetime taken from the key server's `Cache-Control: max-age`
-    /// (default [`DEFAULT_JWKS_CACHE_MAX_TTL`]).
+    /// (default 1 h).
     ///
     /// A key-set response's `max-age` is honoured, clamped to at least the
     /// smaller of the refresh cooldown and [`jwks_cache_ttl`](Self::jwks_cache_ttl)
@@ -252,7 +252,7 @@ impl AuthConfigBuilder {
     /// Shortcut for [`TokenCachePolicy::max_entries`]: how many verified
     /// tokens are remembered, so a token sent again costs a hash and a
     /// lookup instead of a full verification (default
-    /// [`DEFAULT_VERIFIED_CACHE_MAX_ENTRIES`]; 0 turns the cache off). An
+    /// 100,000; 0 turns the cache off). An
     /// entry never outlives the token's `exp` nor [`verified_cache_max_age`](Self::verified_cache_max_age),
     /// and is ignored once the key that verified it leaves the key set.
     pub fn verified_cache_max_entries(mut self, entries: usize) -> Self {
@@ -262,7 +262,7 @@ impl AuthConfigBuilder {
 
     /// Shortcut for [`TokenCachePolicy::max_age`]: the longest time a
     /// verified token is remembered (default
-    /// [`DEFAULT_VERIFIED_CACHE_MAX_AGE`]; zero turns the cache off).
+    /// 300 s; zero turns the cache off).
     pub fn verified_cache_max_age(mut self, age: Duration) -> Self {
         self.token_cache.max_age = age;
         self

@@ -11,11 +11,10 @@
 
 use std::time::Duration;
 
-use ::url::Url;
-use jsonwebtoken::Algorithm;
-
 use crate::error::ConfigError;
+use ::url::Url;
 
+mod algorithm;
 mod builder;
 mod env;
 mod groups;
@@ -24,55 +23,46 @@ mod scopes;
 pub(crate) mod url;
 
 pub(crate) use self::url::{check_https, is_loopback_origin, metadata_path, normalize_origin};
+pub use algorithm::Algorithm;
 pub use builder::AuthConfigBuilder;
 pub use groups::{JwksPolicy, TokenCachePolicy};
 pub(crate) use introspection::IntrospectionSettings;
 
 /// Default leeway for `exp`, `nbf` and `iat`.
-pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// Default time a fetched key set is used before it is fetched again.
-pub const DEFAULT_JWKS_CACHE_TTL: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_JWKS_CACHE_TTL: Duration = Duration::from_secs(300);
 /// Default minimum time between two key-set fetches triggered by an unknown
 /// `kid` or by a failed fetch.
-pub const DEFAULT_JWKS_REFRESH_COOLDOWN: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_JWKS_REFRESH_COOLDOWN: Duration = Duration::from_secs(30);
 /// Default total deadline of one fetch of metadata or keys.
-pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time the last good key set keeps serving when refreshing fails.
-pub const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(3600);
 /// Default cap on a fetched metadata or key-set document.
-pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+pub(crate) const DEFAULT_MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// Default maximum lifetime of an access token: `exp` more than this far
 /// after `iat` (or after now) is refused as absurd.
-pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Default upper bound on a key set's lifetime taken from the key server's
 /// `Cache-Control: max-age`.
-pub const DEFAULT_JWKS_CACHE_MAX_TTL: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_JWKS_CACHE_MAX_TTL: Duration = Duration::from_secs(3600);
 
 /// Default cap on verified tokens remembered (about 70 MB at most with typical tokens).
-pub const DEFAULT_VERIFIED_CACHE_MAX_ENTRIES: usize = 100_000;
+pub(crate) const DEFAULT_VERIFIED_CACHE_MAX_ENTRIES: usize = 100_000;
 /// Default longest time a verified token is remembered (never past its `exp`).
-pub const DEFAULT_VERIFIED_CACHE_MAX_AGE: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_VERIFIED_CACHE_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// Default cap on the legacy sessions (`Mcp-Session-Id`) one principal holds open.
-pub const DEFAULT_MAX_SESSIONS_PER_PRINCIPAL: usize = 64;
+pub(crate) const DEFAULT_MAX_SESSIONS_PER_PRINCIPAL: usize = 64;
 /// Default cap on the legacy sessions held open by all principals together.
-pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+pub(crate) const DEFAULT_MAX_SESSIONS: usize = 10_000;
 /// Default time a legacy session stays bound to its owner without a request
 /// (rmcp's own session keep-alive is the same five minutes).
-pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The asymmetric algorithms accepted by default (RFC 7518, RFC 8037).
-pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+pub(crate) const DEFAULT_ALGORITHMS: &[Algorithm] = &Algorithm::ALL;
 
 /// Which JOSE `typ` header values are accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -34,11 +34,11 @@ use sessions::Sessions;
 
 /// Default path of the MCP endpoint (of [`McpServer`](crate::McpServer), and
 /// of a plain [`AuthLayer`] for a root resource).
-pub const DEFAULT_MCP_PATH: &str = "/mcp";
+pub(crate) const DEFAULT_MCP_PATH: &str = "/mcp";
 
 /// Default cap on a JSON-RPC body read for per-operation scope decisions
 /// (the same as rmcp's default request limit).
-pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Protects a service with OAuth 2.1 bearer tokens and serves the RFC 9728
 /// metadata.
@@ -199,7 +199,7 @@ impl AuthLayer {
     }
 
     /// Cap on a JSON-RPC body read for scope decisions (default
-    /// [`DEFAULT_MAX_BODY_BYTES`]); larger bodies get 400 `invalid_request`.
+    /// 4 MiB); larger bodies get 400 `invalid_request`.
     #[must_use]
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.shared).max_body_bytes = bytes;

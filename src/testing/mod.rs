@@ -204,5 +204,40 @@ pub use jwks_endpoint::JwksFault;
 pub use keys::SigningAlg;
 pub use token_builder::TokenBuilder;
 
+/// Builds a `WWW-Authenticate: Bearer` challenge exactly as the layer does,
+/// for expected values in tests (and to benchmark the format).
+///
+/// Parameter order follows the MCP specification's examples: without an
+/// error `resource_metadata`, `scope`; with one `error`, `scope`,
+/// `resource_metadata`, `error_description`. `scope` is omitted when empty.
+/// Values are quoted strings, with `"` and `\` escaped; characters other
+/// than visible ASCII, space and tab are dropped.
+pub fn bearer_challenge(
+    error: Option<crate::ErrorCode>,
+    scope: &str,
+    resource_metadata: &str,
+    error_description: Option<&str>,
+) -> String {
+    crate::challenge::bearer_challenge(error, scope, resource_metadata, error_description)
+}
+
+/// Parses a `WWW-Authenticate: Bearer` challenge into its parameters, in
+/// order (RFC 9110 section 11.6.1 auth-params with quoted-string or token
+/// values), to assert on the challenges a server sends. Returns `None` for
+/// another scheme or malformed syntax.
+///
+/// ```
+/// use mcp_oauth2::testing::parse_bearer_challenge;
+///
+/// let params = parse_bearer_challenge(
+///     r#"Bearer error="invalid_token", resource_metadata="https://h/.well-known/oauth-protected-resource""#,
+/// )
+/// .unwrap();
+/// assert_eq!(params[0], ("error".to_owned(), "invalid_token".to_owned()));
+/// ```
+pub fn parse_bearer_challenge(value: &str) -> Option<Vec<(String, String)>> {
+    crate::challenge::parse_bearer_challenge(value)
+}
+
 #[cfg(test)]
 mod tests;

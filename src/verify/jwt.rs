@@ -155,7 +155,7 @@ impl JwtVerifier {
                 issuers,
                 policy: Arc::new(TokenPolicy::new(config)),
                 resource: config.resource.clone(),
-                algorithms: config.algorithms.clone(),
+                algorithms: config.algorithms.iter().map(|a| a.to_jwt()).collect(),
                 require_keys_before_ready: config.require_keys_before_ready,
             }),
         }

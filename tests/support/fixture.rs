@@ -242,7 +242,7 @@ pub fn challenge(resp: &reqwest::Response) -> Vec<(String, String)> {
         .expect("a WWW-Authenticate header")
         .to_str()
         .expect("ASCII");
-    mcp_oauth2::challenge::parse_bearer_challenge(value).expect("a Bearer challenge")
+    mcp_oauth2::testing::parse_bearer_challenge(value).expect("a Bearer challenge")
 }
 
 /// Looks up one challenge parameter.

@@ -135,7 +135,7 @@ impl Rig {
         let retry_after = header(reqwest::header::RETRY_AFTER);
         let params = challenge
             .as_deref()
-            .and_then(mcp_oauth2::challenge::parse_bearer_challenge)
+            .and_then(mcp_oauth2::testing::parse_bearer_challenge)
             .unwrap_or_default();
         let error = params
             .iter()

@@ -420,7 +420,7 @@ async fn plain_http_client_runs_the_whole_flow() {
     .await
     .expect("request");
     assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
-    let challenge = mcp_oauth2::challenge::parse_bearer_challenge(
+    let challenge = mcp_oauth2::testing::parse_bearer_challenge(
         unauthorized.headers()["www-authenticate"]
             .to_str()
             .expect("ASCII"),
