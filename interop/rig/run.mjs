@@ -30,7 +30,10 @@ const REPO = path.resolve(ROOT, '..');
 const LOGS = process.env.RIG_LOGS || path.join(ROOT, 'logs');
 const NODE = process.execPath;
 const PYTHON = path.join(ROOT, '.venv', 'bin', 'python');
-const SERVER_BIN = process.env.RIG_SERVER_BIN || path.join(REPO, 'target', 'debug', 'examples', 'protected_server');
+// Cargo's target directory: CARGO_TARGET_DIR when set (relative to the
+// repository, as cargo reads it there), else the repository's `target`.
+const TARGET_DIR = path.resolve(REPO, process.env.CARGO_TARGET_DIR || 'target');
+const SERVER_BIN = process.env.RIG_SERVER_BIN || path.join(TARGET_DIR, 'debug', 'examples', 'protected_server');
 const INTEROP_TARGET = process.env.RIG_INTEROP_TARGET || path.join(REPO, 'target', 'interop');
 const RMCP_CLIENT_BIN = path.join(INTEROP_TARGET, 'debug', 'rig-rmcp-client');
 const BROWSER = path.join(HERE, 'browser');

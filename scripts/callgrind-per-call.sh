@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Instructions per call, counted by valgrind's callgrind: the same
+# stateless `tools/call whoami` as scripts/wrk-bench.sh, against
+# `examples/protected_server` (environment variables only, defaults
+# untouched) and rmcp alone in its best configuration (`examples/bare_rmcp
+# --nodelay --json`). Callgrind counts executed instructions, so the figure
+# is the same whatever else the machine is doing: the view of the per-call
+# cost that load on a shared machine cannot blur (wall-clock figures come
+# from scripts/wrk-bench.sh).
+#
+#   scripts/callgrind-per-call.sh               # RS256, 4 s of counted calls per server
+#   scripts/callgrind-per-call.sh --alg es256 --seconds 6
+#
+# Each server is warmed up first (the first call verifies the token, later
+# ones hit the cache), then its instrumentation is switched on, wrk (one
+# connection) drives it for the given time, and the count is dumped. Output:
+# calls, instructions, instructions per call for each server, and the ratio.
+#
+# Caveat: valgrind runs the code on a synthetic CPU without SHA extensions,
+# so aws-lc-rs hashes with its AVX code; the token cache's SHA-256 of each
+# token costs about 23k instructions here and far less on a CPU with SHA-NI.
+# The report prints the instructions spent in SHA-256 so they can be set
+# apart.
+set -euo pipefail
+
+ALG=rs256 SECONDS_COUNTED=4
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --alg) ALG="$2"; shift 2 ;;
+    --seconds) SECONDS_COUNTED="$2"; shift 2 ;;
+    *) echo "callgrind-per-call: unknown flag $1" >&2; exit 2 ;;
+  esac
+done
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="$TARGET_DIR/release/examples"
+for tool in valgrind callgrind_control callgrind_annotate wrk curl python3; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "callgrind-per-call: $tool is required (Debian: valgrind, wrk)" >&2; exit 2; }
+done
+cargo build --release --quiet --example protected_server --example bench_issuer --example bare_rmcp
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_for() {
+  for _ in $(seq 1200); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "callgrind-per-call: timed out waiting for '$2' in $1" >&2
+  cat "$1" >&2
+  return 1
+}
+
+OURS_PORT="$(free_port)" BARE_PORT="$(free_port)"
+OURS_URL="http://127.0.0.1:$OURS_PORT/mcp" BARE_URL="http://127.0.0.1:$BARE_PORT/mcp"
+
+mkfifo "$WORK/issuer.in"
+sleep infinity >"$WORK/issuer.in" &
+PIDS+=($!)
+"$BIN/bench_issuer" --alg "$ALG" --audience "$OURS_URL" <"$WORK/issuer.in" >"$WORK/issuer.out" 2>&1 &
+PIDS+=($!)
+wait_for "$WORK/issuer.out" '^ready'
+ISSUER="$(awk '$1 == "issuer" {print $2}' "$WORK/issuer.out")"
+TOKEN="$(awk '$1 == "token" {print $3}' "$WORK/issuer.out")"
+
+MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$OURS_URL" \
+  MCP_OAUTH2_BIND="127.0.0.1:$OURS_PORT" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 \
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/ours.cg" \
+  "$BIN/protected_server" >"$WORK/ours.out" 2>&1 &
+PIDS+=($!)
+OURS_PID=$!
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/bare.cg" \
+  "$BIN/bare_rmcp" --bind "127.0.0.1:$BARE_PORT" --nodelay --json >"$WORK/bare.out" 2>&1 &
+PIDS+=($!)
+BARE_PID=$!
+wait_for "$WORK/ours.out" 'listening on'
+wait_for "$WORK/bare.out" 'listening on'
+
+echo "callgrind-per-call: alg $ALG, ${SECONDS_COUNTED} s of counted calls per server, one connection"
+for server in ours bare; do
+  if [ "$server" = ours ]; then url="$OURS_URL" pid="$OURS_PID"; else url="$BARE_URL" pid="$BARE_PID"; fi
+  # Warm-up, not counted.
+  WRK_TOKEN="$TOKEN" WRK_PROTOCOL=2026-07-28 wrk -t1 -c1 -d2s --timeout 30s \
+    -s "$ROOT/scripts/wrk-whoami.lua" "$url" >"$WORK/warm.out" 2>&1 || true
+  callgrind_control -i on "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null
+  WRK_TOKEN="$TOKEN" WRK_PROTOCOL=2026-07-28 wrk -t1 -c1 -d"${SECONDS_COUNTED}s" --timeout 30s \
+    -s "$ROOT/scripts/wrk-whoami.lua" "$url" >"$WORK/$server.wrk" 2>&1 || true
+  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -i off "$pid" >/dev/null
+  line="$(grep '^RESULT' "$WORK/$server.wrk" || true)"
+  requests="$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")"
+  bad="$(sed -E 's/.*bad=([0-9]+).*/\1/' <<<"$line")"
+  if [ -z "$line" ] || [ "$requests" = 0 ] || [ "$bad" != 0 ]; then
+    echo "callgrind-per-call: $server: no good answers" >&2
+    cat "$WORK/$server.wrk" >&2
+    exit 1
+  fi
+  # The dump is written asynchronously.
+  for _ in $(seq 100); do
+    ls "$WORK/$server.cg".* >/dev/null 2>&1 && grep -q '^totals:' "$WORK/$server.cg".* && break
+    sleep 0.1
+  done
+  file="$(ls "$WORK/$server.cg".* | tail -1)"
+  total="$(awk '$1 == "totals:" {print $2}' "$file")"
+  sha="$(callgrind_annotate --inclusive=yes "$file" 2>/dev/null \
+    | awk '/sha256_digest / { gsub(",", "", $1); print $1; exit }')"
+  echo "$server $requests $total ${sha:-0}" >>"$WORK/results"
+done
+
+awk '
+  { calls[$1] = $2; ir[$1] = $3; sha[$1] = $4 }
+  END {
+    for (s in calls) printf "%-5s %7d calls  %14d instructions  %8.0f per call  (SHA-256 %6.0f per call)\n", s, calls[s], ir[s], ir[s] / calls[s], sha[s] / calls[s]
+    o = ir["ours"] / calls["ours"]; b = ir["bare"] / calls["bare"]; h = sha["ours"] / calls["ours"]
+    printf "ours / bare rmcp: %.3f (%.0f more instructions per call); without the SHA-256: %.3f\n", o / b, o - b, (o - h) / b
+  }' "$WORK/results"
