@@ -94,12 +94,12 @@ for server in ours bare; do
   # Warm-up, not counted.
   WRK_TOKEN="$TOKEN" WRK_PROTOCOL=2026-07-28 wrk -t1 -c1 -d2s --timeout 30s \
     -s "$ROOT/scripts/wrk-whoami.lua" "$url" >"$WORK/warm.out" 2>&1 || true
-  callgrind_control -i on "$pid" >/dev/null
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -i on "$pid" >/dev/null 2>&1
+  callgrind_control -z "$pid" >/dev/null 2>&1
   WRK_TOKEN="$TOKEN" WRK_PROTOCOL=2026-07-28 wrk -t1 -c1 -d"${SECONDS_COUNTED}s" --timeout 30s \
     -s "$ROOT/scripts/wrk-whoami.lua" "$url" >"$WORK/$server.wrk" 2>&1 || true
-  callgrind_control -d "$pid" >/dev/null
-  callgrind_control -i off "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  callgrind_control -i off "$pid" >/dev/null 2>&1
   line="$(grep '^RESULT' "$WORK/$server.wrk" || true)"
   requests="$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")"
   bad="$(sed -E 's/.*bad=([0-9]+).*/\1/' <<<"$line")"

@@ -197,7 +197,7 @@ run_wrk() {
   if [ "$record" = 1 ]; then
     printf '%-13s c=%-3s %9.1f calls/s  p50 %8.3f ms  p99 %8.3f ms  load %s\n' \
       "$server" "$conns" "$rps" "$(awk "BEGIN{print $p50/1000}")" "$(awk "BEGIN{print $p99/1000}")" "$load"
-    echo "$server $conns $rps $p50 $p99 $load" >>"$WORK/results"
+    echo "$server $conns $rps $p50 $p99 $load ${round:-0}" >>"$WORK/results"
   fi
 }
 
@@ -264,6 +264,36 @@ awk '
       }
     }
   }' "$WORK/results" | sort -k2,2 -k1,1
+# Per round: each server against the best bare rmcp configuration of the
+# same round (servers measured back to back), then the median over rounds:
+# a round in which the machine slowed down moves every server of that
+# round, so these ratios are steadier than ratios of means.
+echo
+echo "median over rounds of the per-round ratio to the same round's best bare rmcp (calls/s; p50)"
+awk '
+  { rps[$7, $1, $2] = $3; p50[$7, $1, $2] = $4; rounds[$7] = 1; conns[$2] = 1; servers[$1] = 1 }
+  function median(list, n,    i, j, t) {
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) { t = list[j]; list[j] = list[j - 1]; list[j - 1] = t }
+    return n % 2 ? list[(n + 1) / 2] : (list[n / 2] + list[n / 2 + 1]) / 2
+  }
+  END {
+    for (c in conns) for (s in servers) {
+      if (s == "rmcp-nodelay" || s == "rmcp-json" || s == "rmcp-default") continue
+      n = 0; delete r; delete q
+      for (k in rounds) {
+        if (!((k, s, c) in rps)) continue
+        best = 0; bestp50 = 0
+        if ((k, "rmcp-nodelay", c) in rps) { best = rps[k, "rmcp-nodelay", c]; bestp50 = p50[k, "rmcp-nodelay", c] }
+        if ((k, "rmcp-json", c) in rps) {
+          if (rps[k, "rmcp-json", c] > best) best = rps[k, "rmcp-json", c]
+          if (bestp50 == 0 || p50[k, "rmcp-json", c] < bestp50) bestp50 = p50[k, "rmcp-json", c]
+        }
+        if (best == 0) continue
+        n++; r[n] = rps[k, s, c] / best; q[n] = p50[k, s, c] / bestp50
+      }
+      if (n > 0) printf "%-13s c=%-3s median ratio %.3f (rounds %d, min %.3f, max %.3f)  median p50 ratio %.3f\n", s, c, median(r, n), n, r[1], r[n], median(q, n)
+    }
+  }' "$WORK/results" | sort -k2,2
 echo "load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$FAILED" != 0 ]; then
   echo "wrk-bench: FAILED (bad answers or socket errors, see above)" >&2

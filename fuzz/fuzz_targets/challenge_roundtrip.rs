@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use mcp_oauth2::ErrorCode;
-use mcp_oauth2::challenge::{bearer_challenge, parse_bearer_challenge};
+use mcp_oauth2::testing::{bearer_challenge, parse_bearer_challenge};
 
 fn sanitized(s: &str) -> String {
     s.chars()

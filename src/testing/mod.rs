@@ -239,5 +239,20 @@ pub fn parse_bearer_challenge(value: &str) -> Option<Vec<(String, String)>> {
     crate::challenge::parse_bearer_challenge(value)
 }
 
+/// Whether the `resource_scopes` pattern `pattern` covers the resource URI
+/// `uri`, decided exactly as the layer decides it: to test the patterns a
+/// server declares (and to fuzz the matcher, `fuzz/fuzz_targets/uri_pattern.rs`).
+///
+/// ```
+/// use mcp_oauth2::testing::resource_pattern_matches;
+///
+/// assert!(resource_pattern_matches("notes://private/{id}", "notes://private/7"));
+/// assert!(!resource_pattern_matches("notes://private/{id}", "notes://private/7/x"));
+/// assert!(resource_pattern_matches("notes://*", "notes://shared/1"));
+/// ```
+pub fn resource_pattern_matches(pattern: &str, uri: &str) -> bool {
+    crate::scope::UriPattern::new(pattern).matches(uri)
+}
+
 #[cfg(test)]
 mod tests;
