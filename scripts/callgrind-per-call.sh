@@ -41,18 +41,9 @@ for tool in valgrind callgrind_control callgrind_annotate wrk curl python3; do
 done
 cargo build --release --quiet --example protected_server --example bench_issuer --example bare_rmcp
 
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/bench-common.sh
+. "$ROOT/scripts/bench-common.sh"
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 wait_for() {
   for _ in $(seq 1200); do
     grep -q "$2" "$1" 2>/dev/null && return 0

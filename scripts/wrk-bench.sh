@@ -80,23 +80,13 @@ done
 
 cargo build $PROFILE_FLAG --quiet --example protected_server --example bench_issuer --example bare_rmcp
 
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/bench-common.sh
+. "$ROOT/scripts/bench-common.sh"
 
 PIN_SERVER=() PIN_CLIENT=()
 if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
   PIN_SERVER=(taskset -c 0) PIN_CLIENT=(taskset -c 1)
 fi
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # Waits until $1 (a file) has a line matching $2, or fails when process $3
 # exits or after 60 s.
