@@ -14,7 +14,8 @@
 #
 # Flags: --alg rs256|es256|eddsa (rs256), --rounds N (5), --seconds N (3),
 # --connections "1 64", --legacy, --servers "ours rmcp-default rmcp-nodelay
-# rmcp-json", --smoke, --flood (only `ours`: rounds alternate between
+# rmcp-json", --smoke, --fresh (every server restarted and warmed up again
+# before each round after the first), --flood (only `ours`: rounds alternate between
 # one connection of accepted calls alone and the same while 30 more
 # connections send bad-signature tokens, each waiting 5 ms between
 # requests on average, random pauses: at most about 6,000 failed
@@ -38,7 +39,7 @@
 # of means per server with the ratio to the best bare rmcp configuration.
 set -euo pipefail
 
-ALG=rs256 ROUNDS=5 SECONDS_PER_ROUND=3 CONNECTIONS="1 64" LEGACY=0 SMOKE=0 FLOOD=0 FLOOD_KIND=signature
+ALG=rs256 ROUNDS=5 SECONDS_PER_ROUND=3 CONNECTIONS="1 64" LEGACY=0 SMOKE=0 FLOOD=0 FLOOD_KIND=signature FRESH=0
 SERVERS="ours rmcp-default rmcp-nodelay rmcp-json"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -51,11 +52,15 @@ while [ $# -gt 0 ]; do
     --smoke) SMOKE=1; shift ;;
     --flood) FLOOD=1; SERVERS=ours; shift ;;
     --flood-kind) FLOOD_KIND="$2"; shift 2 ;;
+    --fresh) FRESH=1; shift ;;
     *) echo "wrk-bench: unknown flag $1" >&2; exit 2 ;;
   esac
 done
 if [ "$SMOKE" = 1 ]; then
   ROUNDS=1 SECONDS_PER_ROUND=1
+fi
+if [ "$FRESH" = 1 ] && { [ "$LEGACY" = 1 ] || [ "$FLOOD" = 1 ]; }; then
+  echo "wrk-bench: --fresh is for stateless runs (not --legacy or --flood)" >&2; exit 2
 fi
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -115,27 +120,30 @@ wait_for "$WORK/issuer.out" '^ready' "$!"
 ISSUER="$(awk '$1 == "issuer" {print $2}' "$WORK/issuer.out")"
 TOKEN="$(awk '$1 == "token" {print $3}' "$WORK/issuer.out")"
 
-declare -A URL
-for server in $SERVERS; do
+declare -A URL SPID PORT
+# Starts (or restarts) one server process; its URL stays the same.
+start_server() {
+  local server="$1"
   case "$server" in
     ours)
       MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$OURS_URL" \
         MCP_OAUTH2_BIND="127.0.0.1:$OURS_PORT" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 \
         "${PIN_SERVER[@]}" "$BIN/protected_server" >"$WORK/$server.out" 2>&1 &
-      PIDS+=($!)
       URL[$server]="$OURS_URL" ;;
     rmcp-default|rmcp-nodelay|rmcp-json)
-      flags=()
+      local flags=()
       [ "$server" = rmcp-default ] || flags+=(--nodelay)
       [ "$server" = rmcp-json ] && flags+=(--json)
-      port="$(free_port)"
-      "${PIN_SERVER[@]}" "$BIN/bare_rmcp" --bind "127.0.0.1:$port" "${flags[@]}" >"$WORK/$server.out" 2>&1 &
-      PIDS+=($!)
-      URL[$server]="http://127.0.0.1:$port/mcp" ;;
+      [ -n "${PORT[$server]:-}" ] || PORT[$server]="$(free_port)"
+      "${PIN_SERVER[@]}" "$BIN/bare_rmcp" --bind "127.0.0.1:${PORT[$server]}" "${flags[@]}" >"$WORK/$server.out" 2>&1 &
+      URL[$server]="http://127.0.0.1:${PORT[$server]}/mcp" ;;
     *) echo "wrk-bench: unknown server $server" >&2; exit 2 ;;
   esac
+  SPID[$server]=$!
+  PIDS+=($!)
   wait_for "$WORK/$server.out" 'listening on' "$!"
-done
+}
+for server in $SERVERS; do start_server "$server"; done
 
 PROTOCOL=2026-07-28
 declare -A SESSION
@@ -224,6 +232,16 @@ fi
 : >"$WORK/results"
 for round in $(seq "$ROUNDS"); do
   echo "-- round $round"
+  if [ "$FRESH" = 1 ] && [ "$round" -gt 1 ]; then
+    # A new process per server and round, warmed up again: one process's
+    # luck (memory layout, placement) then weighs one round, not the run.
+    for server in $SERVERS; do
+      kill "${SPID[$server]}" 2>/dev/null || true
+      wait "${SPID[$server]}" 2>/dev/null || true
+      start_server "$server"
+      run_wrk "$server" 8 1 0
+    done
+  fi
   for conns in $CONNECTIONS; do
     for server in $SERVERS; do
       run_wrk "$server" "$conns" "$SECONDS_PER_ROUND" 1
