@@ -72,8 +72,12 @@ fn required(params: Shape, target: Text<'_>) -> Result<String, OperationError> {
 
 /// The resource URIs a `subscriptions/listen` request subscribes to
 /// (`params.notifications.resourceSubscriptions`, MCP 2026-07-28).
-fn listened_uris(facts: Facts<'_>) -> Result<Vec<String>, OperationError> {
-    match (facts.params, facts.notifications, facts.subscriptions) {
+fn listened_uris(
+    params: Shape,
+    notifications: Shape,
+    subscriptions: List<'_>,
+) -> Result<Vec<String>, OperationError> {
+    match (params, notifications, subscriptions) {
         (Shape::Absent, ..) | (Shape::Object, Shape::Absent, _) => Ok(Vec::new()),
         (Shape::Object, Shape::Object, List::Absent | List::Null) => Ok(Vec::new()),
         (Shape::Object, Shape::Object, List::Strs(uris)) => {
@@ -85,20 +89,29 @@ fn listened_uris(facts: Facts<'_>) -> Result<Vec<String>, OperationError> {
 
 /// The operation of one message; `None` for a message without `method`.
 fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, OperationError> {
-    if !facts.object {
+    let Facts {
+        object,
+        method,
+        params,
+        name,
+        uri,
+        notifications,
+        subscriptions,
+    } = facts;
+    if !object {
         return Err(OperationError::Unreadable);
     }
-    let method = match &facts.method {
+    let method = match method {
         Text::Absent => return Ok(None),
         Text::Other => return Err(OperationError::Unreadable),
-        Text::Str(method) => method.clone().into_owned(),
+        Text::Str(method) => method.into_owned(),
     };
     let targets = match method.as_str() {
-        "tools/call" | "prompts/get" => vec![required(facts.params, facts.name)?],
+        "tools/call" | "prompts/get" => vec![required(params, name)?],
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            vec![required(facts.params, facts.uri)?]
+            vec![required(params, uri)?]
         }
-        "subscriptions/listen" => listened_uris(facts)?,
+        "subscriptions/listen" => listened_uris(params, notifications, subscriptions)?,
         _ => Vec::new(),
     };
     Ok(Some(Operation::new(method, targets)))
@@ -143,8 +156,8 @@ pub(crate) fn check_headers(
     headers: &http::HeaderMap,
     ops: &[Operation],
 ) -> Result<(), OperationError> {
-    let method = single_header(headers, &METHOD)?;
-    let name = single_header(headers, &NAME)?;
+    let method = single_header(headers, &METHOD_HEADER)?;
+    let name = single_header(headers, &NAME_HEADER)?;
     if method.is_none() && name.is_none() {
         return Ok(());
     }
@@ -167,9 +180,9 @@ pub(crate) fn check_headers(
 }
 
 /// `Mcp-Method` and `Mcp-Name` (constants: a `&str` name is parsed on
-/// every lookup).
-const METHOD: http::HeaderName = http::HeaderName::from_static("mcp-method");
-const NAME: http::HeaderName = http::HeaderName::from_static("mcp-name");
+/// every lookup). The layer's header rules use these too.
+pub(crate) const METHOD_HEADER: http::HeaderName = http::HeaderName::from_static("mcp-method");
+pub(crate) const NAME_HEADER: http::HeaderName = http::HeaderName::from_static("mcp-name");
 
 fn single_header<'a>(
     headers: &'a http::HeaderMap,
