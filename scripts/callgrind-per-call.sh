@@ -44,15 +44,6 @@ cargo build --release --quiet --example protected_server --example bench_issuer 
 # shellcheck source=scripts/bench-common.sh
 . "$ROOT/scripts/bench-common.sh"
 
-wait_for() {
-  for _ in $(seq 1200); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "callgrind-per-call: timed out waiting for '$2' in $1" >&2
-  cat "$1" >&2
-  return 1
-}
 
 OURS_PORT="$(free_port)" BARE_PORT="$(free_port)"
 OURS_URL="http://127.0.0.1:$OURS_PORT/mcp" BARE_URL="http://127.0.0.1:$BARE_PORT/mcp"
@@ -62,7 +53,8 @@ sleep infinity >"$WORK/issuer.in" &
 PIDS+=($!)
 "$BIN/bench_issuer" --alg "$ALG" --audience "$OURS_URL" <"$WORK/issuer.in" >"$WORK/issuer.out" 2>&1 &
 PIDS+=($!)
-wait_for "$WORK/issuer.out" '^ready'
+WAIT_SECONDS=120   # a process under valgrind starts slowly
+wait_for "$WORK/issuer.out" '^ready' "$!"
 ISSUER="$(awk '$1 == "issuer" {print $2}' "$WORK/issuer.out")"
 TOKEN="$(awk '$1 == "token" {print $3}' "$WORK/issuer.out")"
 
@@ -76,8 +68,8 @@ valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/bare.cg
   "$BIN/bare_rmcp" --bind "127.0.0.1:$BARE_PORT" --nodelay --json >"$WORK/bare.out" 2>&1 &
 PIDS+=($!)
 BARE_PID=$!
-wait_for "$WORK/ours.out" 'listening on'
-wait_for "$WORK/bare.out" 'listening on'
+wait_for "$WORK/ours.out" 'listening on' "$OURS_PID"
+wait_for "$WORK/bare.out" 'listening on' "$BARE_PID"
 
 echo "callgrind-per-call: alg $ALG, ${SECONDS_COUNTED} s of counted calls per server, one connection"
 for server in ours bare; do

@@ -93,18 +93,6 @@ if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
   PIN_SERVER=(taskset -c 0) PIN_CLIENT=(taskset -c 1)
 fi
 
-# Waits until $1 (a file) has a line matching $2, or fails when process $3
-# exits or after 60 s.
-wait_for() {
-  for _ in $(seq 600); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    kill -0 "$3" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "wrk-bench: timed out waiting for '$2' in $1:" >&2
-  cat "$1" >&2
-  return 1
-}
 
 OURS_PORT="$(free_port)"
 OURS_URL="http://127.0.0.1:$OURS_PORT/mcp"
