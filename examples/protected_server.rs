@@ -4,7 +4,12 @@
 //!
 //! Tools: `whoami` (subject, client_id and scopes as JSON text), `list_notes`
 //! (scope `notes:read`), `add_note` (scope `notes:write`, which implies
-//! `notes:read`).
+//! `notes:read`), `read_note` (`{"id": <integer>, "folder": "shared" |
+//! "private"}`: scope `notes:read`, and `notes:private` for the private
+//! folder, decided from the arguments before dispatch; a missing note is a
+//! result, not an error) and `export_notes` (no arguments; scope
+//! `notes:read`, and the handler asks for `notes:export` mid-call: without
+//! it, HTTP 403 with `scope="notes:read notes:export"`, the late step-up).
 //!
 //! Resources (listed as templates by `resources/templates/list`):
 //! `notes://shared/{id}` (scope `notes:read`; ids `welcome` and `rules`) and

@@ -16,7 +16,10 @@
 //! 5. connects a real rmcp client with the token, lists tools, calls `whoami`;
 //! 6. step-up: `add_note` with a `notes:read` token gets HTTP 403 and an
 //!    `insufficient_scope` challenge; a token with the union of scopes works;
-//! 7. shows a token for another resource being refused with 401.
+//! 7. late step-up: `export_notes` learns mid-call that it needs
+//!    `notes:export`; the handler's check becomes an HTTP 403 naming
+//!    `notes:read notes:export`, and the re-authorized client succeeds;
+//! 8. shows a token for another resource being refused with 401.
 // Test and demo code: a panic here is a failed run, not an outage, so
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
@@ -197,9 +200,44 @@ async fn main() -> Result<(), BoxError> {
         "list_notes -> {}",
         call_text(&client, "list_notes", None).await?
     );
+
+    step(
+        7,
+        "Late step-up: export_notes discovers mid-call that it needs notes:export",
+    );
+    let refused = client
+        .call_tool(CallToolRequestParams::new("export_notes"))
+        .await;
+    let challenge = match &refused {
+        Err(e) => e.auth_challenge().map(str::to_owned),
+        Ok(_) => return Err("export_notes succeeded without notes:export".into()),
+    };
+    let challenge = challenge.ok_or("export_notes was refused without an HTTP challenge")?;
+    println!("the handler asked for notes:export -> HTTP 403");
+    println!("WWW-Authenticate: {challenge}");
+    client.cancel().await?;
+    let needed = challenge
+        .split("scope=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    for scope in needed.split(' ').filter(|s| !s.is_empty()) {
+        if !scopes.iter().any(|s| s == scope) {
+            scopes.push(scope.to_owned());
+        }
+    }
+    println!("re-authorizing with scope \"{}\"", scopes.join(" "));
+    let scope_refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    let export_token = authorize(&http, &as_metadata, &resource, &scope_refs).await?;
+    let client = connect(&resource, &export_token).await?;
+    println!(
+        "export_notes -> {}",
+        call_text(&client, "export_notes", None).await?
+    );
     client.cancel().await?;
 
-    step(7, "A token issued for another resource is refused");
+    step(8, "A token issued for another resource is refused");
     let foreign = issuer
         .token()
         .subject("alice")

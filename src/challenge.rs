@@ -207,6 +207,9 @@ pub(crate) fn render(err: &AuthError, params: Option<&ChallengeParams>) -> Respo
         Some(ErrorCode::TemporarilyUnavailable) => {
             builder = builder.header(RETRY_AFTER, RETRY_AFTER_SECS);
         }
+        // Not about the token: no challenge (a client must not answer
+        // these with a new authorization).
+        Some(ErrorCode::AccessDenied | ErrorCode::ServerError) => {}
         error => {
             let scope =
                 if kind == AuthErrorKind::InsufficientScope && !err.required_scopes().is_empty() {

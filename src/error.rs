@@ -65,6 +65,14 @@ pub enum ErrorCode {
     /// `temporarily_unavailable`: the keys needed to verify tokens cannot be
     /// obtained right now (HTTP 503). Not an RFC 6750 code; used in the JSON body only.
     TemporarilyUnavailable,
+    /// `access_denied`: the server refuses this operation to this caller
+    /// whatever its scopes (HTTP 403; a computed requirement refused it).
+    /// Not an RFC 6750 code: JSON body only, no challenge, so clients do not
+    /// start a step-up that cannot succeed.
+    AccessDenied,
+    /// `server_error`: the server could not decide (HTTP 500; a computed
+    /// requirement failed). JSON body only, no challenge.
+    ServerError,
 }
 
 impl ErrorCode {
@@ -75,6 +83,8 @@ impl ErrorCode {
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::AccessDenied => "access_denied",
+            Self::ServerError => "server_error",
         }
     }
 }
@@ -188,6 +198,15 @@ auth_error_kinds! {
     /// The introspection endpoint could not be reached or answered badly.
     IntrospectionUnavailable => ("introspection_unavailable", TemporarilyUnavailable,
         "Token introspection is temporarily unavailable"),
+    /// A computed scope requirement
+    /// ([`AuthConfigBuilder::tool_scopes_with`](crate::AuthConfigBuilder::tool_scopes_with))
+    /// refused the call: HTTP 403 `access_denied`, without a challenge.
+    RequirementRefused => ("requirement_refused", AccessDenied,
+        "The server does not allow this operation with these arguments"),
+    /// A computed scope requirement panicked or returned an invalid scope:
+    /// HTTP 500 `server_error`, the call is not dispatched.
+    RequirementFailed => ("requirement_failed", ServerError,
+        "The server could not decide which scopes this operation needs"),
     /// The request body could not be read within the size limit.
     BodyUnreadable => ("body_unreadable", InvalidRequest,
         "The request body is too large or could not be read"),
@@ -202,6 +221,8 @@ impl AuthErrorKind {
             Some(ErrorCode::InvalidToken) => StatusCode::UNAUTHORIZED,
             Some(ErrorCode::InsufficientScope) => StatusCode::FORBIDDEN,
             Some(ErrorCode::TemporarilyUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
+            Some(ErrorCode::AccessDenied) => StatusCode::FORBIDDEN,
+            Some(ErrorCode::ServerError) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

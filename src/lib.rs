@@ -52,6 +52,7 @@
 //! | Serve | [`McpServer`], [`McpServerBuilder`], [`Readiness`] |
 //! | Protect your own router | [`AuthLayer`], [`AuthService`], [`ResponseFuture`], [`ProtectedResourceMetadata`] |
 //! | Know the caller in tools | [`AuthContext`], [`AuthContextBuilder`], [`RequestContextExt`], [`MissingAuthContext`], [`ScopeHierarchy`] |
+//! | Scopes computed per call | [`OperationRequest`], [`Refusal`], [`ScopeFn`] |
 //! | Verify tokens | [`JwtVerifier`], [`TokenVerifier`], [`VerifyFuture`], [`BearerToken`] |
 //! | Errors | [`ConfigError`], [`AuthError`], [`AuthErrorKind`], [`ErrorCode`], [`Error`] |
 //! | State handles | [`HandleKey`], [`HandleError`] |
@@ -95,6 +96,7 @@ mod module_graph;
 mod operation;
 mod policy;
 pub mod presets;
+mod requirement;
 mod scope;
 mod server;
 #[cfg(feature = "testing")]
@@ -112,6 +114,7 @@ pub use handle::{HandleError, HandleKey};
 pub use layer::{AuthLayer, AuthService, Metrics, ResponseFuture};
 pub use metadata::ProtectedResourceMetadata;
 pub use metrics::MetricsSnapshot;
+pub use requirement::{OperationRequest, Refusal, ScopeFn};
 pub use scope::ScopeHierarchy;
 pub use server::{McpServer, McpServerBuilder, Readiness};
 pub use verify::jwt::JwtVerifier;

@@ -29,6 +29,7 @@ const ROOMS: &[&str] = &[
     "verify",
     "context",
     "handle",
+    "requirement",
     "operation",
     "filter",
     "layer",

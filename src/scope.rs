@@ -276,6 +276,11 @@ impl Operation {
         &self.method
     }
 
+    /// Every name the call acts on.
+    pub(crate) fn targets(&self) -> &[String] {
+        &self.targets
+    }
+
     /// The single name the call carries (what `Mcp-Name` mirrors): `None`
     /// when it names nothing or several things.
     pub(crate) fn name(&self) -> Option<&str> {

@@ -13,122 +13,14 @@
 mod support;
 
 use support::fixture;
-#[allow(dead_code, unreachable_pub)]
-#[path = "../examples/common/notes.rs"]
-mod notes;
+use support::notes::{Notes, assert_insufficient, server as notes};
 
 use base64::Engine as _;
-use fixture::{bounded, challenge, legacy_client, param, stateless_client};
-use mcp_oauth2::McpServer;
-use mcp_oauth2::testing::TestIssuer;
+use fixture::{bounded, legacy_client, param, stateless_client};
 use rmcp::model::{ReadResourceRequestParams, ResourceContents, SubscribeRequestParams};
-use tokio_util::sync::CancellationToken;
 
 const SHARED: &str = "notes://shared/welcome";
 const PRIVATE: &str = "notes://private/1";
-
-/// The issuer and the reference notes server on 127.0.0.1:0.
-struct Notes {
-    issuer: TestIssuer,
-    resource: String,
-    ct: CancellationToken,
-}
-
-impl Drop for Notes {
-    fn drop(&mut self) {
-        self.ct.cancel();
-    }
-}
-
-impl Notes {
-    async fn start() -> Self {
-        Self::start_with(|b| b).await
-    }
-
-    /// With more rules than the reference server's.
-    async fn start_with(
-        tweak: impl FnOnce(mcp_oauth2::AuthConfigBuilder) -> mcp_oauth2::AuthConfigBuilder,
-    ) -> Self {
-        let issuer = TestIssuer::start().await.expect("issuer");
-        // As tests/support/loopback.rs does (that module is private to
-        // tests/support/fixture.rs): 127.0.0.1:0, plain HTTP allowed on loopback.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let resource = format!("http://{}/mcp", listener.local_addr().expect("addr"));
-        let config = tweak(notes::declare_scopes(
-            mcp_oauth2::AuthConfig::builder()
-                .issuer(issuer.issuer())
-                .resource(&resource)
-                .allow_insecure_http_for_loopback(true),
-        ))
-        .build()
-        .expect("config");
-        let store = notes::NoteStore::default();
-        let server = McpServer::builder()
-            .auth(config)
-            .service(move || Ok(notes::NotesServer::new(store.clone())))
-            .build()
-            .expect("server");
-        let ct = server.cancellation_token();
-        tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
-        Self {
-            issuer,
-            resource,
-            ct,
-        }
-    }
-
-    fn token(&self, scopes: &[&str]) -> String {
-        self.issuer
-            .token()
-            .subject("alice")
-            .audience(&self.resource)
-            .scopes(scopes.iter().copied())
-            .sign()
-    }
-
-    /// POSTs `body` with `token` and extra headers.
-    async fn post(&self, token: &str, headers: &[(&str, &str)], body: &str) -> reqwest::Response {
-        let mut req = reqwest::Client::new()
-            .post(&self.resource)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(body.to_owned());
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        bounded(req.send()).await.expect("request")
-    }
-
-    /// POSTs one 2026-07-28 request (stateless, `Mcp-Method` and, when the
-    /// call names one thing, `Mcp-Name`).
-    async fn post_modern(
-        &self,
-        token: &str,
-        method: &str,
-        name: Option<&str>,
-        params: serde_json::Value,
-    ) -> reqwest::Response {
-        let mut params = params;
-        params["_meta"] = serde_json::json!({
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-            "io.modelcontextprotocol/clientCapabilities": {},
-        });
-        let body =
-            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let mut headers = vec![
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", method),
-        ];
-        if let Some(name) = name {
-            headers.push(("mcp-name", name));
-        }
-        self.post(token, &headers, &body.to_string()).await
-    }
-}
 
 fn read(uri: &str) -> serde_json::Value {
     serde_json::json!({ "uri": uri })
@@ -136,15 +28,6 @@ fn read(uri: &str) -> serde_json::Value {
 
 fn listen(uris: &[&str]) -> serde_json::Value {
     serde_json::json!({ "notifications": { "resourceSubscriptions": uris } })
-}
-
-/// Asserts an RFC 6750 section 3.1 `insufficient_scope` answer naming
-/// exactly `scope`.
-fn assert_insufficient(resp: &reqwest::Response, scope: &str) {
-    assert_eq!(resp.status(), 403);
-    let c = challenge(resp);
-    assert_eq!(param(&c, "error"), Some("insufficient_scope"));
-    assert_eq!(param(&c, "scope"), Some(scope));
 }
 
 // Reference server contract: a `notes:read` token reads the shared notes and

@@ -29,6 +29,10 @@ pub(crate) const NOTES_WRITE: &str = "notes:write";
 /// Scope that reads the caller's private note resources.
 pub(crate) const NOTES_PRIVATE: &str = "notes:private";
 
+/// Scope that exports all of the caller's notes; `export_notes` discovers
+/// mid-call that it needs it (late step-up).
+pub(crate) const NOTES_EXPORT: &str = "notes:export";
+
 /// Template of the shared notes every `notes:read` token may read.
 pub(crate) const SHARED_TEMPLATE: &str = "notes://shared/{id}";
 /// Template of the caller's own notes (`notes:private`).
@@ -57,8 +61,47 @@ pub(crate) struct AddNote {
     pub(crate) text: String,
 }
 
+/// Arguments of `read_note`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub(crate) struct ReadNote {
+    /// The note's number, from 1: in `shared`, 1 is the welcome note and 2
+    /// the rules; in `private`, your n-th note.
+    pub(crate) id: i64,
+    /// Where to read from: `shared` (scope `notes:read`) or `private` (also
+    /// `notes:private`).
+    pub(crate) folder: Folder,
+}
+
+/// The folder `read_note` reads from.
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Folder {
+    /// The shared notes.
+    Shared,
+    /// The caller's own notes.
+    Private,
+}
+
+/// The computed requirement of `read_note`: reading from anything but the
+/// `shared` folder also needs `notes:private`. Fail closed: a value the
+/// handler would refuse anyway (another case, another type) needs the
+/// scope too, so no spelling reaches the handler without it.
+pub(crate) fn read_note_requirement(
+    call: &mcp_oauth2::OperationRequest<'_>,
+    _auth: &AuthContext,
+) -> Result<Vec<String>, mcp_oauth2::Refusal> {
+    Ok(match call.argument_str("folder") {
+        Some("shared") => Vec::new(),
+        _ => vec![NOTES_PRIVATE.to_owned()],
+    })
+}
+
 /// The notes server's scope rules: `list_notes` needs `notes:read`,
 /// `add_note` needs `notes:write`, and `notes:write` implies `notes:read`;
+/// `read_note` needs `notes:read`, and from the `private` folder also
+/// `notes:private` (computed from its arguments before dispatch);
+/// `export_notes` needs `notes:read` and finds out mid-call that it needs
+/// `notes:export` (late step-up, a real HTTP 403 as well);
 /// the resources `notes://shared/{id}` need `notes:read` and
 /// `notes://private/{id}` need `notes:private` (reading, subscribing, and
 /// `subscriptions/listen` alike). The layer enforces them with a real HTTP
@@ -67,6 +110,9 @@ pub(crate) fn declare_scopes(config: AuthConfigBuilder) -> AuthConfigBuilder {
     config
         .tool_scopes("list_notes", [NOTES_READ])
         .tool_scopes("add_note", [NOTES_WRITE])
+        .tool_scopes("read_note", [NOTES_READ])
+        .tool_scopes_with("read_note", read_note_requirement)
+        .tool_scopes("export_notes", [NOTES_READ])
         .resource_scopes(SHARED_TEMPLATE, [NOTES_READ])
         .resource_scopes(PRIVATE_TEMPLATE, [NOTES_PRIVATE])
         .scope_implies(NOTES_WRITE, [NOTES_READ])
@@ -161,6 +207,61 @@ impl NotesServer {
         let mine = notes.entry(auth.subject().to_owned()).or_default();
         mine.push(text);
         Ok(serde_json::json!({ "added": true, "count": mine.len() }).to_string())
+    }
+
+    #[tool(
+        description = "Read one note by number from the shared folder (scope notes:read) or your private one (also notes:private). A missing note is a result, not an error."
+    )]
+    async fn read_note(
+        &self,
+        auth: AuthContext,
+        Parameters(ReadNote { id, folder }): Parameters<ReadNote>,
+    ) -> Result<String, rmcp::ErrorData> {
+        // The layer enforced both scopes before dispatch; checked again here
+        // as defense in depth.
+        let index = usize::try_from(id).ok().and_then(|n| n.checked_sub(1));
+        let (name, text) = match folder {
+            Folder::Shared => {
+                auth.require_scopes([NOTES_READ])?;
+                let note = index.and_then(|i| SHARED_NOTES.get(i));
+                ("shared", note.map(|(_, text)| (*text).to_owned()))
+            }
+            Folder::Private => {
+                auth.require_scopes([NOTES_READ, NOTES_PRIVATE])?;
+                let notes = self
+                    .notes
+                    .lock()
+                    .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
+                let note = index.and_then(|i| notes.get(auth.subject())?.get(i).cloned());
+                ("private", note)
+            }
+        };
+        Ok(match text {
+            Some(text) => {
+                serde_json::json!({ "found": true, "id": id, "folder": name, "text": text })
+            }
+            None => serde_json::json!({ "found": false, "id": id, "folder": name }),
+        }
+        .to_string())
+    }
+
+    #[tool(
+        description = "Export all your notes (scope notes:read; the export itself asks for notes:export when it runs)"
+    )]
+    async fn export_notes(&self, auth: AuthContext) -> Result<String, rmcp::ErrorData> {
+        let notes = self
+            .notes
+            .lock()
+            .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?
+            .get(auth.subject())
+            .cloned()
+            .unwrap_or_default();
+        // Only now, with the notes in hand, does the server learn that an
+        // export is what happens: the handler asks for the scope mid-call.
+        // Without it the caller gets a real HTTP 403 `insufficient_scope`
+        // challenge naming `notes:read notes:export` (late step-up).
+        auth.require_scopes([NOTES_EXPORT])?;
+        Ok(serde_json::json!({ "format": "mcp-oauth2-notes/1", "notes": notes }).to_string())
     }
 }
 

@@ -156,6 +156,7 @@ pub struct AuthConfig {
     pub(crate) required_scopes: Vec<String>,
     pub(crate) scopes_supported: Vec<String>,
     pub(crate) scope_policy: crate::scope::ScopePolicy,
+    pub(crate) computed_scopes: crate::requirement::ComputedScopes,
     pub(crate) introspection: Option<IntrospectionSettings>,
     pub(crate) verified_cache_max_entries: usize,
     pub(crate) extra_audiences: Vec<String>,

@@ -4,9 +4,13 @@
 //! section 3.3 syntax; no `offline_access`, which MCP keeps out of
 //! challenges and metadata).
 
+use std::sync::Arc;
+
 use super::AuthConfigBuilder;
 use super::url::validate_scope_token;
+use crate::context::AuthContext;
 use crate::error::ConfigError;
+use crate::requirement::{OperationRequest, Refusal, Target};
 use crate::scope::ScopePolicy;
 
 impl AuthConfigBuilder {
@@ -72,6 +76,84 @@ impl AuthConfigBuilder {
         S: Into<String>,
     {
         self.scope_policy.hierarchy.imply(scope, implied);
+        self
+    }
+
+    /// A computed requirement for a tool: `f` returns the scopes this call
+    /// needs, from its arguments and the caller, on top of
+    /// [`tool_scopes`](Self::tool_scopes) and the required scopes. The layer
+    /// runs it before dispatch, for every call of `tool` (in batches too);
+    /// a call without the union of the scopes gets one 403
+    /// `insufficient_scope` challenge naming them all.
+    ///
+    /// `f` must be synchronous and cheap (see [`ScopeFn`](crate::ScopeFn)).
+    /// It fails closed: `Err` answers 403 `access_denied` (reason
+    /// `requirement_refused`, no challenge); a panic or a returned scope
+    /// that is not a valid scope token answers 500 `server_error` (reason
+    /// `requirement_failed`). The call is never dispatched in either case.
+    /// Several functions may be attached to one tool; all apply.
+    ///
+    /// ```
+    /// use mcp_oauth2::{AuthConfig, AuthContext, OperationRequest, Refusal};
+    ///
+    /// let config = AuthConfig::builder()
+    ///     .issuer("https://auth.example.com")
+    ///     .resource("https://mcp.example.com/mcp")
+    ///     .tool_scopes("read_note", ["notes:read"])
+    ///     // Reading from anything but the shared folder also needs
+    ///     // `notes:private` (fail closed: an unknown value needs it too).
+    ///     .tool_scopes_with("read_note", |call: &OperationRequest<'_>, _: &AuthContext| {
+    ///         Ok::<_, Refusal>(match call.argument_str("folder") {
+    ///             Some("shared") => vec![],
+    ///             _ => vec!["notes:private".to_owned()],
+    ///         })
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), mcp_oauth2::ConfigError>(())
+    /// ```
+    pub fn tool_scopes_with<F>(mut self, tool: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(&OperationRequest<'_>, &AuthContext) -> Result<Vec<String>, Refusal>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.computed_scopes
+            .push(Target::Tool(tool.into()), Arc::new(f));
+        self
+    }
+
+    /// A computed requirement for a prompt (`prompts/get` with this
+    /// `name`); see [`tool_scopes_with`](Self::tool_scopes_with).
+    pub fn prompt_scopes_with<F>(mut self, prompt: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(&OperationRequest<'_>, &AuthContext) -> Result<Vec<String>, Refusal>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.computed_scopes
+            .push(Target::Prompt(prompt.into()), Arc::new(f));
+        self
+    }
+
+    /// A computed requirement for the resources matching `pattern` (the
+    /// patterns of [`resource_scopes`](Self::resource_scopes): exact URIs,
+    /// templates, prefixes), for reading and subscribing alike; the
+    /// function sees each URI as [`OperationRequest::target`](crate::OperationRequest::target)
+    /// (once per URI of a `subscriptions/listen`). See
+    /// [`tool_scopes_with`](Self::tool_scopes_with).
+    pub fn resource_scopes_with<F>(mut self, pattern: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(&OperationRequest<'_>, &AuthContext) -> Result<Vec<String>, Refusal>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.computed_scopes.push(
+            Target::Resource(crate::scope::UriPattern::new(pattern)),
+            Arc::new(f),
+        );
         self
     }
 

@@ -10,6 +10,7 @@ use http::{HeaderValue, StatusCode};
 use super::http_rules::add_cors;
 
 use super::sessions::SessionHook;
+use super::step_up::{Settled, StepUpCheck};
 
 pin_project_lite::pin_project! {
     /// The response future of [`AuthService`]: an answer decided at once (a
@@ -26,8 +27,15 @@ pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F, E> {
         Ready { response: Option<Response> },
-        Inner { #[pin] future: F, hook: Option<SessionHook>, origin: Option<HeaderValue> },
+        Inner {
+            #[pin] future: F,
+            hook: Option<SessionHook>,
+            origin: Option<HeaderValue>,
+            step_up: Option<StepUpCheck>,
+        },
         Boxed { future: BoxFuture<'static, Result<Response, E>> },
+        // An SSE response held until its first event (late step-up).
+        Held { future: BoxFuture<'static, Response> },
     }
 }
 
@@ -40,12 +48,18 @@ impl<F, E> ResponseFuture<F, E> {
         }
     }
 
-    pub(super) fn inner(future: F, hook: Option<SessionHook>, origin: Option<HeaderValue>) -> Self {
+    pub(super) fn inner(
+        future: F,
+        hook: Option<SessionHook>,
+        origin: Option<HeaderValue>,
+        step_up: Option<StepUpCheck>,
+    ) -> Self {
         Self {
             kind: Kind::Inner {
                 future,
                 hook,
                 origin,
+                step_up,
             },
         }
     }
@@ -63,6 +77,7 @@ impl<F, E> std::fmt::Debug for ResponseFuture<F, E> {
             Kind::Ready { .. } => "ready",
             Kind::Inner { .. } => "inner",
             Kind::Boxed { .. } => "boxed",
+            Kind::Held { .. } => "held",
         };
         f.debug_struct("ResponseFuture")
             .field("kind", &kind)
@@ -77,28 +92,60 @@ where
     type Output = Result<Response, E>;
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Ready { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                // Polled again after completion: a caller bug. Answer with an
-                // error response rather than panicking.
-                None => Poll::Ready(Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())),
-            },
-            KindProj::Inner {
-                future,
-                hook,
-                origin,
-            } => {
-                let mut response = std::task::ready!(future.poll(cx))?;
-                if let Some(hook) = hook.take() {
-                    response = hook.after(response);
+        let mut kind = self.project().kind;
+        loop {
+            let next = match kind.as_mut().project() {
+                KindProj::Ready { response } => {
+                    return match response.take() {
+                        Some(response) => Poll::Ready(Ok(response)),
+                        // Polled again after completion: a caller bug. Answer
+                        // with an error response rather than panicking.
+                        None => Poll::Ready(Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())),
+                    };
                 }
-                if let Some(origin) = origin.take() {
-                    add_cors(&mut response, &origin);
+                KindProj::Inner {
+                    future,
+                    hook,
+                    origin,
+                    step_up,
+                } => {
+                    let response = std::task::ready!(future.poll(cx))?;
+                    let settled = match step_up.take() {
+                        Some(check) => check.settle(response),
+                        None => Settled::Done(response),
+                    };
+                    match settled {
+                        Settled::Done(response) => {
+                            return Poll::Ready(Ok(finish(response, hook.take(), origin.take())));
+                        }
+                        Settled::Held(held) => {
+                            let (hook, origin) = (hook.take(), origin.take());
+                            Kind::Held {
+                                future: Box::pin(async move { finish(held.await, hook, origin) }),
+                            }
+                        }
+                    }
                 }
-                Poll::Ready(Ok(response))
-            }
-            KindProj::Boxed { future } => future.as_mut().poll(cx),
+                KindProj::Boxed { future } => return future.as_mut().poll(cx),
+                KindProj::Held { future } => return future.as_mut().poll(cx).map(Ok),
+            };
+            kind.set(next);
         }
     }
+}
+
+/// What the layer does to an admitted request's response: the session
+/// hook, then the CORS headers.
+pub(super) fn finish(
+    mut response: Response,
+    hook: Option<SessionHook>,
+    origin: Option<HeaderValue>,
+) -> Response {
+    if let Some(hook) = hook {
+        response = hook.after(response);
+    }
+    if let Some(origin) = origin {
+        add_cors(&mut response, &origin);
+    }
+    response
 }

@@ -14,6 +14,7 @@ mod http_rules;
 mod operations;
 mod service;
 mod sessions;
+mod step_up;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use crate::config::{AuthConfig, ExemptRoute};
 use crate::context::AuthContext;
 use crate::error::{AuthError, ConfigError};
 use crate::metadata::{MetadataEndpoint, ProtectedResourceMetadata};
+use crate::requirement::ComputedScopes;
 use crate::scope::{ScopeHierarchy, ScopePolicy};
 use crate::verify::TokenVerifier;
 pub use future::ResponseFuture;
@@ -92,6 +94,10 @@ struct Shared {
     metadata: MetadataEndpoint,
     challenge: ChallengeParams,
     policy: ScopePolicy,
+    /// Requirements computed per call from its arguments and the caller.
+    computed: ComputedScopes,
+    /// The required scopes as shared by every request's step-up slot.
+    global: Arc<[String]>,
     hierarchy: Arc<ScopeHierarchy>,
     exempt: Vec<ExemptRoute>,
     max_token_bytes: usize,
@@ -153,6 +159,8 @@ impl AuthLayer {
                 },
                 hierarchy: Arc::new(config.scope_policy.hierarchy.clone()),
                 policy: config.scope_policy.clone(),
+                computed: config.computed_scopes.clone(),
+                global: config.scope_policy.global.clone().into(),
                 exempt: config.exempt.clone(),
                 max_token_bytes: config.max_token_bytes,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,

@@ -39,7 +39,7 @@ impl Shared {
             || headers.contains_key(SESSION_HEADER)
             || headers.contains_key(METHOD_HEADER)
             || headers.contains_key(PROTOCOL_HEADER);
-        let rules = self.policy.has_operation_rules();
+        let rules = self.policy.has_operation_rules() || !self.computed.is_empty();
         let reads_body = rules && req.method() == Method::POST && (on_mcp || is_json(headers));
         Placement {
             on_mcp,
@@ -48,12 +48,14 @@ impl Shared {
         }
     }
 
-    /// Reads the request's JSON-RPC operations and the scopes they need;
-    /// the body is buffered and put back. `Err` is the response to send.
+    /// Reads the request's JSON-RPC operations and the scopes they need
+    /// (declared, and computed for `ctx`); the body is buffered and put
+    /// back. `Err` is the response to send.
     pub(super) async fn required_for(
         &self,
         req: Request<Body>,
         placement: &mut Placement,
+        ctx: &AuthContext,
     ) -> Result<(Request<Body>, Vec<String>, bool), Response> {
         let (parts, body) = req.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, self.max_body_bytes).await else {
@@ -103,6 +105,11 @@ impl Shared {
                     required.push(scope);
                 }
             }
+        }
+        if self.computed.applies_to(&ops)
+            && let Err(undecided) = self.computed.extend(&bytes, &ops, ctx, &mut required)
+        {
+            return Err(self.reject(&undecided.kind().into(), &parts.method, parts.uri.path()));
         }
         Ok((
             Request::from_parts(parts, Body::from(bytes)),

@@ -22,10 +22,12 @@ use crate::error::{AuthError, AuthErrorKind};
 use crate::verify::TokenVerifier;
 
 use super::Shared;
-use super::future::ResponseFuture;
+use super::future::{ResponseFuture, finish};
 use super::operations::{Placement, filter_lists};
 use super::sessions::principal_key;
 use super::sessions::{OwnerOf, SessionHook, session_id, session_not_found};
+use super::step_up::{Settled, StepUpCheck};
+use crate::context::StepUp;
 
 /// The service produced by [`AuthLayer`](super::AuthLayer).
 #[derive(Clone)]
@@ -78,7 +80,7 @@ where
             return ResponseFuture::ready(preflight_response(origin));
         }
         if !placement.on_mcp && shared.exempt.iter().any(|r| r.matches(req.uri().path())) {
-            return ResponseFuture::inner(self.inner.call(req), None, origin);
+            return ResponseFuture::inner(self.inner.call(req), None, origin, None);
         }
         if placement.stateless {
             // MCP 2026-07-28: a stateless request's session headers are
@@ -102,12 +104,13 @@ where
             Ok(ctx) if placement.reads_body => {
                 return self.call_slow(req, placement, origin, Some(ctx));
             }
-            Ok(ctx) => match shared.admit(&mut req, ctx, &shared.policy.global, placement, false) {
+            Ok(ctx) => match shared.admit(&mut req, ctx, Required::Global, placement, false) {
                 Ok(admitted) => {
                     return ResponseFuture::inner(
                         self.inner.call(req),
                         admitted.session_hook,
                         origin,
+                        admitted.step_up,
                     );
                 }
                 Err(response) => *response,
@@ -166,7 +169,7 @@ where
             let mut lists = false;
             let required = if placement.reads_body {
                 let was_mcp = placement.on_mcp;
-                match shared.required_for(req, &mut placement).await {
+                match shared.required_for(req, &mut placement, &ctx).await {
                     Ok((buffered, required, has_lists)) => {
                         req = buffered;
                         lists = has_lists;
@@ -179,25 +182,28 @@ where
                                 return Ok(shared.refuse(refused, &req));
                             }
                         }
-                        required
+                        Required::Computed(required)
                     }
                     Err(response) => return Ok(with_cors(response, origin.as_ref())),
                 }
             } else {
-                shared.policy.global.clone()
+                Required::Global
             };
-            let admitted = match shared.admit(&mut req, ctx, &required, placement, lists) {
+            let admitted = match shared.admit(&mut req, ctx, required, placement, lists) {
                 Ok(admitted) => admitted,
                 Err(response) => return Ok(with_cors(*response, origin.as_ref())),
             };
             let mut response = inner.call(req).await?;
+            if let Some(check) = admitted.step_up {
+                response = match check.settle(response) {
+                    Settled::Done(response) => response,
+                    Settled::Held(held) => held.await,
+                };
+            }
             if let Some(ctx) = admitted.filter_for {
                 response = filter_lists(response, &shared.policy, &ctx).await;
             }
-            if let Some(hook) = admitted.session_hook {
-                response = hook.after(response);
-            }
-            Ok(with_cors(response, origin.as_ref()))
+            Ok(finish(response, admitted.session_hook, origin))
         }))
     }
 }
@@ -222,8 +228,18 @@ fn record_outcome(span: &tracing::Span, verified: &Result<AuthContext, AuthError
     };
 }
 
+/// The scopes a request needs before dispatch.
+enum Required {
+    /// The required scopes alone (nothing read from the body).
+    Global,
+    /// Declared and computed for the request's operations.
+    Computed(Vec<String>),
+}
+
 /// What [`Shared::admit`] leaves to do around the inner service.
 struct Admitted {
+    /// The late step-up slot of a POST.
+    step_up: Option<StepUpCheck>,
     /// Binds or forgets a legacy session once the response is known.
     session_hook: Option<SessionHook>,
     /// The caller whose list results are filtered.
@@ -264,11 +280,15 @@ impl Shared {
         self: &Arc<Self>,
         req: &mut Request<Body>,
         ctx: AuthContext,
-        required: &[String],
+        required: Required,
         placement: Placement,
         lists: bool,
     ) -> Result<Admitted, Box<Response>> {
-        if let Err(err) = self.check_scopes(&ctx, required) {
+        let needed: &[String] = match &required {
+            Required::Global => &self.global,
+            Required::Computed(scopes) => scopes,
+        };
+        if let Err(err) = self.check_scopes(&ctx, needed) {
             return Err(Box::new(self.reject(&err, req.method(), req.uri().path())));
         }
         let session_hook = if self.bind_sessions {
@@ -288,8 +308,25 @@ impl Shared {
             v.set_sensitive(true);
         }
         let filter_for = (lists && self.policy.hide_unauthorized).then(|| ctx.clone());
+        // A POST carries calls whose handlers may ask for more scopes (late
+        // step-up): a fresh slot, shared with the handler's context.
+        let step_up = (req.method() == Method::POST).then(|| {
+            let required = match required {
+                Required::Global => Arc::clone(&self.global),
+                Required::Computed(scopes) => scopes.into(),
+            };
+            StepUpCheck {
+                shared: Arc::clone(self),
+                slot: Arc::new(StepUp::new(required)),
+            }
+        });
+        let ctx = match &step_up {
+            Some(check) => ctx.with_step_up(Arc::clone(&check.slot)),
+            None => ctx,
+        };
         req.extensions_mut().insert(ctx);
         Ok(Admitted {
+            step_up,
             session_hook,
             filter_for,
         })

@@ -90,6 +90,34 @@ impl EchoServer {
         Ok("read ok".into())
     }
 
+    #[tool(
+        description = "streams a log message, then asks for notes:export (late step-up after bytes were sent)"
+    )]
+    // Logging notifications are deprecated (SEP-2577) but still sent by
+    // rmcp; any notification before the answer serves this test.
+    #[allow(deprecated)]
+    async fn chatty_export(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<String, rmcp::ErrorData> {
+        let message = rmcp::model::LoggingMessageNotificationParam::new(
+            rmcp::model::LoggingLevel::Info,
+            serde_json::json!("exporting"),
+        );
+        ctx.peer
+            .notify_logging_message(message)
+            .await
+            .map_err(|e| rmcp::ErrorData::internal_error(e.to_string(), None))?;
+        ctx.auth()?.require_scopes(["notes:export"])?;
+        Ok("exported".into())
+    }
+
+    #[tool(description = "asks for notes:export before answering (late step-up)")]
+    async fn quiet_export(&self, auth: AuthContext) -> Result<String, rmcp::ErrorData> {
+        auth.require_scopes(["notes:export", "notes:read"])?;
+        Ok("exported".into())
+    }
+
     #[tool(description = "subject via an AuthContext argument")]
     async fn whoami_arg(&self, auth: AuthContext) -> String {
         auth.subject().to_owned()

@@ -9,6 +9,8 @@
 //!   log as the oracle, attacker and victim tokens, and a raw HTTP/1.1 client;
 //! - [`raw_http`]: a raw HTTP/1.1 client (duplicate headers, exact path bytes),
 //!   used through [`attack`];
+//! - [`notes`]: the reference notes server (`examples/common/notes.rs`)
+//!   behind the real layer, with raw HTTP helpers;
 //! - [`loopback`]: a protected endpoint's address and configuration on
 //!   127.0.0.1:0, shared by the fixtures above.
 //!
@@ -18,5 +20,6 @@
 pub mod attack;
 pub mod fixture;
 pub mod loopback;
+pub mod notes;
 pub mod raw_http;
 pub mod rig;

@@ -3,6 +3,8 @@
 //! `ctx.auth()` on rmcp's `RequestContext` ([`RequestContextExt`]), a tool
 //! argument (rmcp `FromContextPart`), and an axum extractor.
 
+mod step_up;
+
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -16,6 +18,7 @@ use serde_json::{Map, Value};
 use crate::error::AuthErrorKind;
 use crate::handle::{HandleError, HandleKey};
 use crate::scope::ScopeHierarchy;
+pub(crate) use step_up::StepUp;
 
 /// The verified identity and grants of the caller.
 ///
@@ -23,7 +26,12 @@ use crate::scope::ScopeHierarchy;
 /// calling and which claim names are present, never claim values beyond the
 /// identifiers below and never the token.
 #[derive(Clone)]
-pub struct AuthContext(Arc<Inner>, Option<Arc<ScopeHierarchy>>);
+pub struct AuthContext(
+    Arc<Inner>,
+    Option<Arc<ScopeHierarchy>>,
+    /// This request's late step-up slot (set by the layer per request).
+    Option<Arc<StepUp>>,
+);
 
 /// Kept small: verified contexts are cached per token (up to 100,000 of
 /// them), so the facts every request needs are stored directly and the rest
@@ -195,6 +203,12 @@ impl AuthContext {
         self
     }
 
+    /// The same context, with this request's step-up slot.
+    pub(crate) fn with_step_up(mut self, slot: Arc<StepUp>) -> Self {
+        self.2 = Some(slot);
+        self
+    }
+
     /// The principal as (issuer, subject, client id): what sessions and
     /// handles are bound to.
     pub fn principal(&self) -> (&str, &str, Option<&str>) {
@@ -245,34 +259,51 @@ impl AuthContext {
         self.claims().get(name)
     }
 
-    /// Fails with an rmcp error unless every scope in `scopes` is granted
-    /// (hierarchy-aware). For checks that depend on arguments. Only declared
-    /// requirements ([`AuthConfigBuilder::tool_scopes`](crate::AuthConfigBuilder::tool_scopes)
-    /// and friends) produce a real HTTP 403 that clients can answer with the
-    /// step-up flow; this check answers inside the JSON-RPC response.
+    /// Fails unless every scope in `scopes` is granted (hierarchy-aware):
+    /// the check for a handler that learns mid-call that it needs more (after
+    /// a lookup, from a backend's answer). Return the error from the handler
+    /// (`auth.require_scopes(["notes:export"])?`).
+    ///
+    /// **Late step-up.** Behind the layer, a refused check turns the
+    /// response into a real HTTP 403 with the challenge
+    /// `Bearer error="insufficient_scope", scope="…"` naming everything the
+    /// operation needs (what the layer required before dispatch, then every
+    /// scope the handler asked for), so the client's step-up flow starts,
+    /// as long as no byte of the response was sent: a JSON response, or an
+    /// SSE stream whose first message is this error. After a notification
+    /// was streamed (progress, logging), the HTTP status is gone and the
+    /// call answers with the JSON-RPC error below, with the same scopes.
+    ///
+    /// The error is JSON-RPC `-32600` (invalid request) with the message
+    /// `insufficient_scope: this operation needs the scope(s) <scopes>` and
+    /// the data `{"error": "insufficient_scope", "scope": "<scopes>"}`,
+    /// `<scopes>` space-separated as in the challenge.
     pub fn require_scopes<I, S>(&self, scopes: I) -> Result<(), rmcp::ErrorData>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let missing: Vec<String> = scopes
-            .into_iter()
-            .filter(|s| !self.has_scope(s.as_ref()))
-            .map(|s| s.as_ref().to_owned())
-            .collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(rmcp::ErrorData::invalid_request(
-                format!(
-                    "insufficient_scope: this operation needs the scope(s) {}",
-                    missing.join(" ")
-                ),
-                Some(
-                    serde_json::json!({ "error": "insufficient_scope", "scope": missing.join(" ") }),
-                ),
-            ))
+        let asked: Vec<S> = scopes.into_iter().collect();
+        if asked.iter().all(|s| self.has_scope(s.as_ref())) {
+            return Ok(());
         }
+        let needed: Vec<String> = match &self.2 {
+            Some(slot) => slot.ask(&asked),
+            None => {
+                let mut out: Vec<String> = Vec::with_capacity(asked.len());
+                for s in &asked {
+                    if !out.iter().any(|o| o == s.as_ref()) {
+                        out.push(s.as_ref().to_owned());
+                    }
+                }
+                out
+            }
+        };
+        let scope = needed.join(" ");
+        Err(rmcp::ErrorData::invalid_request(
+            format!("insufficient_scope: this operation needs the scope(s) {scope}"),
+            Some(serde_json::json!({ "error": "insufficient_scope", "scope": scope })),
+        ))
     }
 }
 
@@ -389,7 +420,7 @@ impl AuthContextBuilder {
             // A fresh OnceLock: setting it cannot fail.
             let _ = inner.derived.set(Box::new(derived));
         }
-        AuthContext(Arc::new(inner), None)
+        AuthContext(Arc::new(inner), None, None)
     }
 }
 

@@ -1,0 +1,105 @@
+//! Late step-up: the per-request slot through which a handler that learns
+//! mid-call that it needs more scopes asks for them
+//! ([`AuthContext::require_scopes`](crate::AuthContext::require_scopes)).
+//!
+//! The layer gives every POST it admits a fresh slot holding the scopes it
+//! required for the request (the required scopes, the declared and the
+//! computed ones). A handler that asks for scopes the token lacks records
+//! them here and answers with a JSON-RPC error; the layer, seeing the slot
+//! filled before any byte of the response left, replaces the response with
+//! a real HTTP 403 `insufficient_scope` challenge naming everything the
+//! operation needs. Once bytes were sent (a notification on an SSE
+//! stream), the JSON-RPC error stands, with the same scopes in its data.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use std::sync::Arc;
+
+/// One request's step-up slot.
+#[derive(Debug)]
+pub(crate) struct StepUp {
+    /// What the layer required before dispatch.
+    required: Arc<[String]>,
+    /// Set once a handler asked for scopes the token lacks.
+    asked: AtomicBool,
+    /// The scopes handlers asked for, in order, without repeats.
+    discovered: Mutex<Vec<String>>,
+}
+
+impl StepUp {
+    /// A slot for a request that needed `required`.
+    pub(crate) fn new(required: Arc<[String]>) -> Self {
+        Self {
+            required,
+            asked: AtomicBool::new(false),
+            discovered: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Records that the handler needs `scopes` (which the token does not
+    /// all grant); returns everything the operation needs: the layer's
+    /// requirement, then every scope asked for so far.
+    pub(crate) fn ask<S: AsRef<str>>(&self, scopes: &[S]) -> Vec<String> {
+        let mut discovered = self
+            .discovered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for s in scopes {
+            let s = s.as_ref();
+            if !discovered.iter().any(|d| d == s) {
+                discovered.push(s.to_owned());
+            }
+        }
+        // Release: the handler's later response message is sent after this
+        // store; the layer reads the flag once it sees that message.
+        self.asked.store(true, Ordering::Release);
+        union(&self.required, &discovered)
+    }
+
+    /// Whether a handler asked for more.
+    pub(crate) fn asked(&self) -> bool {
+        self.asked.load(Ordering::Acquire)
+    }
+
+    /// Everything the operation needs: required, then discovered.
+    pub(crate) fn needed(&self) -> Vec<String> {
+        let discovered = self
+            .discovered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        union(&self.required, &discovered)
+    }
+}
+
+fn union(a: &[String], b: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(a.len() + b.len());
+    for s in a.iter().chain(b) {
+        if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asks_accumulate_after_the_requirement() {
+        let slot = StepUp::new(vec!["notes:read".to_owned()].into());
+        assert!(!slot.asked());
+        assert_eq!(slot.needed(), ["notes:read"]);
+        assert_eq!(
+            slot.ask(&["notes:export", "notes:read"]),
+            ["notes:read", "notes:export"]
+        );
+        assert_eq!(
+            slot.ask(&["admin", "notes:export"]),
+            ["notes:read", "notes:export", "admin"]
+        );
+        assert!(slot.asked());
+        assert_eq!(slot.needed(), ["notes:read", "notes:export", "admin"]);
+    }
+}

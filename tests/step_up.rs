@@ -1,0 +1,479 @@
+//! Authorization decided per request (issue 15): scopes computed from a
+//! call's arguments before dispatch, and late step-up from inside a
+//! handler, on the wire, with raw HTTP and the real rmcp client in both
+//! protocol generations.
+//!
+//! The reference server's contract: `read_note` needs `notes:read`, and from
+//! the `private` folder also `notes:private` (403 before dispatch, one
+//! challenge naming both); `export_notes` needs `notes:read` and asks for
+//! `notes:export` mid-call (403 naming both).
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+mod support;
+
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Value, json};
+use support::fixture::{
+    Client, Harness, bounded, call_text, challenge, legacy_client, param, stateless_client,
+};
+use support::notes::{Notes, assert_insufficient};
+
+fn read_note(id: Value, folder: Value) -> Value {
+    json!({"name": "read_note", "arguments": {"id": id, "folder": folder}})
+}
+
+fn call_body(params: &Value) -> String {
+    json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params}).to_string()
+}
+
+const LEGACY: (&str, &str) = ("mcp-protocol-version", "2025-11-25");
+
+/// The 2026-07-28 `_meta` a stateless request carries.
+const META: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}"#;
+
+/// POSTs a raw stateless `tools/call` of `tool` whose `params` members
+/// (without braces) are `members`.
+async fn post_tool_raw(n: &Notes, token: &str, tool: &str, members: &str) -> reqwest::Response {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{{members},{META}}}}}"#
+    );
+    n.post(
+        token,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+        ],
+        &body,
+    )
+    .await
+}
+
+/// The text of a tool result in a JSON (or single-event SSE) response.
+async fn result_text(resp: reqwest::Response) -> Value {
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    let json_text = body
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("data:")
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+        })
+        .unwrap_or(&body)
+        .to_owned();
+    let message: Value = serde_json::from_str(&json_text).unwrap();
+    let text = message["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no tool result: {message}"));
+    serde_json::from_str(text).unwrap()
+}
+
+// Reference contract, raw HTTP, both protocol generations: the private
+// folder needs both scopes, named in one challenge before dispatch; the
+// shared folder needs notes:read; a missing note is a result.
+#[tokio::test]
+async fn read_note_folder_decides_the_scopes() {
+    let n = Notes::start().await;
+    let reader = n.token(&["notes:read"]);
+    let both = n.token(&["notes:read", "notes:private"]);
+    let private = read_note(json!(1), json!("private"));
+    let shared = read_note(json!(1), json!("shared"));
+
+    let resp = n
+        .post_modern(&reader, "tools/call", Some("read_note"), private.clone())
+        .await;
+    assert_insufficient(&resp, "notes:read notes:private");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_scope");
+    let resp = n.post(&reader, &[LEGACY], &call_body(&private)).await;
+    assert_insufficient(&resp, "notes:read notes:private");
+    // Without any scope, the challenge still names everything at once.
+    let none = n.token(&[]);
+    let resp = n.post(&none, &[LEGACY], &call_body(&private)).await;
+    assert_insufficient(&resp, "notes:read notes:private");
+    let resp = n.post(&none, &[LEGACY], &call_body(&shared)).await;
+    assert_insufficient(&resp, "notes:read");
+
+    let text = result_text(
+        n.post_modern(&reader, "tools/call", Some("read_note"), shared)
+            .await,
+    )
+    .await;
+    assert_eq!(text["found"], true);
+    assert_eq!(text["text"], "Welcome to the notes server.");
+    let text = result_text(
+        n.post_modern(
+            &reader,
+            "tools/call",
+            Some("read_note"),
+            read_note(json!(99), json!("shared")),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(text, json!({"found": false, "id": 99, "folder": "shared"}));
+    let text = result_text(
+        n.post_modern(&both, "tools/call", Some("read_note"), private)
+            .await,
+    )
+    .await;
+    assert_eq!(text, json!({"found": false, "id": 1, "folder": "private"}));
+}
+
+// Attack the computed requirement: every spelling that could reach the
+// private folder (or that the handler refuses anyway) needs notes:private;
+// repeated members are refused before anything is computed; batches union.
+#[tokio::test]
+async fn read_note_spellings_batches_and_duplicates() {
+    let n = Notes::start().await;
+    let reader = n.token(&["notes:read"]);
+    for folder in [
+        json!("PRIVATE"),
+        json!("private "),
+        json!(["shared"]),
+        json!({"shared": true}),
+        Value::Null,
+        json!(""),
+    ] {
+        let resp = n
+            .post(
+                &reader,
+                &[LEGACY],
+                &call_body(&read_note(json!(1), folder.clone())),
+            )
+            .await;
+        assert_insufficient(&resp, "notes:read notes:private");
+    }
+    // JSON escapes decode to the same text rmcp sees.
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note","arguments":{"id":1,"folder":"\u0070rivate"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_\u006eote","arguments":{"id":1,"folder":"private"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note","arguments":{"id":1}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note","arguments":"folder=shared"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note"}}"#,
+    ] {
+        let resp = n.post(&reader, &[LEGACY], body).await;
+        assert_insufficient(&resp, "notes:read notes:private");
+    }
+    let escaped_shared = r#""name":"read_note","arguments":{"id":1,"folder":"\u0073hared"}"#;
+    let resp = post_tool_raw(&n, &reader, "read_note", escaped_shared).await;
+    assert_eq!(result_text(resp).await["found"], true);
+    let escaped_private = r#""name":"read_note","arguments":{"id":1,"folder":"\u0070rivate"}"#;
+    let resp = post_tool_raw(&n, &reader, "read_note", escaped_private).await;
+    assert_insufficient(&resp, "notes:read notes:private");
+    // A repeated member: never guess which copy the handler sees.
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note","arguments":{"id":1,"folder":"shared","folder":"private"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note","arguments":{"id":1,"folder":"private","f\u006flder":"shared"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note","arguments":{"folder":"shared"},"arguments":{"folder":"private"}}}"#,
+    ] {
+        let resp = n.post(&reader, &[LEGACY], body).await;
+        assert_eq!(resp.status(), 400, "{body}");
+    }
+    // A batch: one private read among shared ones needs both.
+    let batch = json!([
+        {"jsonrpc":"2.0","id":1,"method":"tools/call","params":read_note(json!(1), json!("shared"))},
+        {"jsonrpc":"2.0","id":2,"method":"tools/call","params":read_note(json!(1), json!("private"))},
+    ]);
+    let resp = n.post(&reader, &[LEGACY], &batch.to_string()).await;
+    assert_insufficient(&resp, "notes:read notes:private");
+    // Mcp-Name cannot stand in for the body's name.
+    let resp = n
+        .post_modern(
+            &reader,
+            "tools/call",
+            Some("list_notes"),
+            read_note(json!(1), json!("private")),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+}
+
+// Reference contract: export_notes asks for notes:export mid-call; without
+// it the caller gets a real HTTP 403 naming notes:read and notes:export, in
+// both generations (JSON answers and legacy SSE streams).
+#[tokio::test]
+async fn export_notes_steps_up_mid_call_on_the_wire() {
+    let n = Notes::start().await;
+    let reader = n.token(&["notes:read"]);
+    let export = json!({"name": "export_notes", "arguments": {}});
+    let resp = n
+        .post_modern(&reader, "tools/call", Some("export_notes"), export.clone())
+        .await;
+    assert_insufficient(&resp, "notes:read notes:export");
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let c = challenge(&resp);
+    assert!(param(&c, "resource_metadata").is_some());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["reason"], "insufficient_scope");
+
+    // A legacy session: the response is an SSE stream, held until its first
+    // event, so the 403 still replaces it.
+    let client = bounded(legacy_client(&n.resource, &reader)).await.unwrap();
+    let err = bounded(client.call_tool(CallToolRequestParams::new("export_notes")))
+        .await
+        .unwrap_err();
+    let value = err.auth_challenge().expect("an HTTP challenge").to_owned();
+    let c = mcp_oauth2::testing::parse_bearer_challenge(&value).unwrap();
+    assert_eq!(param(&c, "error"), Some("insufficient_scope"));
+    assert_eq!(param(&c, "scope"), Some("notes:read notes:export"));
+    // The session still works after the refusal.
+    assert!(bounded(call_text(&client, "list_notes")).await.is_ok());
+    client.cancel().await.unwrap();
+
+    let exporter = n.token(&["notes:read", "notes:export"]);
+    let text = result_text(
+        n.post_modern(&exporter, "tools/call", Some("export_notes"), export)
+            .await,
+    )
+    .await;
+    assert_eq!(text["notes"], json!([]));
+}
+
+/// A client of either generation.
+async fn client(n: &Notes, token: &str, stateless: bool) -> Client {
+    if stateless {
+        bounded(stateless_client(&n.resource, token)).await.unwrap()
+    } else {
+        bounded(legacy_client(&n.resource, token)).await.unwrap()
+    }
+}
+
+/// Calls `tool` and returns the JSON of its text result.
+async fn call_json(client: &Client, tool: &str, args: Value) -> Result<Value, rmcp::ServiceError> {
+    let params = CallToolRequestParams::new(tool.to_owned())
+        .with_arguments(args.as_object().cloned().unwrap_or_default());
+    let result = bounded(client.call_tool(params)).await?;
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    let text = result.content[0].as_text().unwrap().text.clone();
+    Ok(serde_json::from_str(&text).unwrap())
+}
+
+// MCP "Step-Up Authorization Flow" with the real rmcp client, for both
+// tools and both generations: the call fails with the HTTP challenge; the
+// client re-authorizes at the issuer with exactly the challenged scopes,
+// retries, and succeeds.
+#[tokio::test]
+async fn rmcp_client_completes_both_step_ups() {
+    let n = Notes::start().await;
+    let writer = n.token(&["notes:write"]);
+    let c = client(&n, &writer, true).await;
+    assert!(
+        bounded(call_text(&c, "add_note")).await.is_err(),
+        "needs an argument"
+    );
+    let added = call_json(&c, "add_note", json!({"text": "first"}))
+        .await
+        .unwrap();
+    assert_eq!(added["count"], 1);
+    c.cancel().await.unwrap();
+
+    let calls = [
+        (
+            "read_note",
+            json!({"id": 1, "folder": "private"}),
+            "notes:read notes:private",
+        ),
+        ("export_notes", json!({}), "notes:read notes:export"),
+    ];
+    for stateless in [true, false] {
+        for (tool, args, expected) in &calls {
+            let reader = n.token(&["notes:read"]);
+            let c = client(&n, &reader, stateless).await;
+            let err = call_json(&c, tool, args.clone()).await.unwrap_err();
+            let value = err
+                .auth_challenge()
+                .unwrap_or_else(|| panic!("{tool} (stateless {stateless}): {err:?}"))
+                .to_owned();
+            let challenge = mcp_oauth2::testing::parse_bearer_challenge(&value).unwrap();
+            assert_eq!(param(&challenge, "error"), Some("insufficient_scope"));
+            let scope = param(&challenge, "scope").unwrap().to_owned();
+            assert_eq!(scope, *expected, "{tool}");
+            c.cancel().await.unwrap();
+
+            // Re-authorize with the challenged scopes, retry.
+            let scopes: Vec<&str> = scope.split(' ').collect();
+            let stepped = n.token(&scopes);
+            let c = client(&n, &stepped, stateless).await;
+            let answer = call_json(&c, tool, args.clone()).await.unwrap();
+            match *tool {
+                "read_note" => assert_eq!(answer["text"], "first", "{answer}"),
+                _ => assert_eq!(answer["notes"], json!(["first"]), "{answer}"),
+            }
+            c.cancel().await.unwrap();
+        }
+    }
+}
+
+// Once a notification was streamed the status line is gone: the call
+// answers with the JSON-RPC error carrying the same scopes (documented
+// fallback). Before that, a quiet handler gets the HTTP 403 naming the
+// required scopes first, then what it asked for.
+#[tokio::test]
+async fn late_step_up_after_a_streamed_notification_falls_back_to_json_rpc() {
+    let h = Harness::start(|b| b.required_scopes(["mcp"])).await;
+    let token = h
+        .issuer
+        .token()
+        .subject("alice")
+        .audience(&h.resource)
+        .scopes(["mcp"])
+        .sign();
+    let auth = format!("Bearer {token}");
+    for (headers, body) in [
+        (
+            vec![
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "chatty_export"),
+            ],
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"chatty_export","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#.to_owned(),
+        ),
+    ] {
+        let mut all = headers.clone();
+        all.push(("authorization", &auth));
+        let resp = bounded(h.post(&all, &body)).await;
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        let text = bounded(resp.text()).await.unwrap();
+        let events: Vec<Value> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:").map(str::trim))
+            .filter(|d| !d.is_empty())
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        assert_eq!(events[0]["method"], "notifications/message", "{text}");
+        let error = events
+            .iter()
+            .find(|e| e["id"] == 9)
+            .unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(error["error"]["code"], -32600);
+        assert_eq!(
+            error["error"]["data"],
+            json!({"error": "insufficient_scope", "scope": "mcp notes:export"})
+        );
+
+        // The quiet handler: a real 403 naming the required scope first.
+        let quiet = body.replace("chatty_export", "quiet_export");
+        let mut all = headers
+            .iter()
+            .map(|(k, v)| (*k, if *v == "chatty_export" { "quiet_export" } else { *v }))
+            .collect::<Vec<_>>();
+        all.push(("authorization", &auth));
+        let resp = bounded(h.post(&all, &quiet)).await;
+        assert_eq!(resp.status(), 403);
+        let c = challenge(&resp);
+        assert_eq!(param(&c, "scope"), Some("mcp notes:export notes:read"));
+    }
+
+    // A legacy session with the rmcp client: rmcp sends a log message
+    // that is not tied to a request on the session's own stream, so the
+    // call's stream starts with the error and the 403 still replaces it.
+    let client = bounded(legacy_client(&h.resource, &token)).await.unwrap();
+    let err = bounded(client.call_tool(CallToolRequestParams::new("chatty_export")))
+        .await
+        .unwrap_err();
+    let value = err.auth_challenge().expect("an HTTP challenge").to_owned();
+    let c = mcp_oauth2::testing::parse_bearer_challenge(&value).unwrap();
+    assert_eq!(param(&c, "scope"), Some("mcp notes:export"));
+    let err = bounded(client.call_tool(CallToolRequestParams::new("quiet_export")))
+        .await
+        .unwrap_err();
+    let value = err.auth_challenge().expect("an HTTP challenge").to_owned();
+    let c = mcp_oauth2::testing::parse_bearer_challenge(&value).unwrap();
+    assert_eq!(param(&c, "scope"), Some("mcp notes:export notes:read"));
+    client.cancel().await.unwrap();
+}
+
+// Computed requirements fail closed: a refusal answers 403 access_denied
+// without a challenge, a panic or an invalid scope 500 server_error; the
+// handler never runs. Prompts and resources take computed rules too.
+#[tokio::test]
+async fn computed_requirements_fail_closed_and_cover_prompts_and_resources() {
+    let n = Notes::start_with(|b| {
+        b.tool_scopes_with(
+            "whoami",
+            |call: &mcp_oauth2::OperationRequest<'_>, _: &mcp_oauth2::AuthContext| match call
+                .argument_str("mode")
+            {
+                Some("deny") => Err(mcp_oauth2::Refusal::new("denied by the test")),
+                Some("panic") => panic!("a bug in a requirement"),
+                Some("bad") => Ok(vec!["two words".to_owned()]),
+                Some("offline") => Ok(vec!["offline_access".to_owned()]),
+                _ => Ok(vec![]),
+            },
+        )
+        .prompt_scopes_with(
+            "summary",
+            |call: &mcp_oauth2::OperationRequest<'_>, auth: &mcp_oauth2::AuthContext| {
+                assert_eq!(call.method(), "prompts/get");
+                Ok(vec![format!("prompts:{}", auth.subject())])
+            },
+        )
+        .resource_scopes_with(
+            "notes://shared/{id}",
+            |call: &mcp_oauth2::OperationRequest<'_>, _: &mcp_oauth2::AuthContext| {
+                Ok(if call.target().ends_with("/rules") {
+                    vec!["notes:rules".to_owned()]
+                } else {
+                    vec![]
+                })
+            },
+        )
+    })
+    .await;
+    let reader = n.token(&["notes:read"]);
+    let whoami = |mode: &str| call_body(&json!({"name": "whoami", "arguments": {"mode": mode}}));
+    let resp = n.post(&reader, &[LEGACY], &whoami("deny")).await;
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().get("www-authenticate").is_none());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "access_denied");
+    assert_eq!(body["reason"], "requirement_refused");
+    for mode in ["panic", "bad", "offline"] {
+        let resp = n.post(&reader, &[LEGACY], &whoami(mode)).await;
+        assert_eq!(resp.status(), 500, "{mode}");
+        assert!(resp.headers().get("www-authenticate").is_none());
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "server_error");
+        assert_eq!(body["reason"], "requirement_failed");
+    }
+    // The server survives a panicking rule and answers the next call.
+    let fine = json!({"name": "whoami", "arguments": {"mode": "fine"}});
+    let ok = result_text(
+        n.post_modern(&reader, "tools/call", Some("whoami"), fine)
+            .await,
+    )
+    .await;
+    assert_eq!(ok["subject"], "alice");
+
+    let prompt = json!({"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"summary"}});
+    let resp = n.post(&reader, &[LEGACY], &prompt.to_string()).await;
+    assert_insufficient(&resp, "prompts:alice");
+
+    let read = |uri: &str| {
+        json!({"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":uri}}).to_string()
+    };
+    let resp = n
+        .post(&reader, &[LEGACY], &read("notes://shared/rules"))
+        .await;
+    assert_insufficient(&resp, "notes:read notes:rules");
+    let resp = n
+        .post_modern(
+            &reader,
+            "resources/read",
+            Some("notes://shared/welcome"),
+            json!({"uri": "notes://shared/welcome"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let listen = json!({"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["notes://shared/welcome","notes://shared/rules"]}}});
+    let resp = n.post(&reader, &[], &listen.to_string()).await;
+    assert_insufficient(&resp, "notes:read notes:rules");
+}
