@@ -1,6 +1,6 @@
-//! Clock helpers shared by the verifiers and the context: the Unix time
-//! now, and saturating conversions, so that a hostile `exp` never overflows
-//! [`Instant`] or [`SystemTime`]. A leaf: imports nothing from the crate.
+//! Clock helpers shared by the verifiers, the context and the handles: the
+//! Unix time now, and saturating conversions, so that a hostile `exp` never
+//! overflows [`Instant`] or [`SystemTime`]. A leaf: imports nothing from the crate.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -9,6 +9,15 @@ pub(crate) fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it):
+/// the expiry of handles and request state.
+pub(crate) fn now_unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 

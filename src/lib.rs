@@ -55,7 +55,7 @@
 //! | Scopes computed per call | [`OperationRequest`], [`Refusal`], [`ScopeFn`] |
 //! | Verify tokens | [`JwtVerifier`], [`TokenVerifier`], [`VerifyFuture`], [`BearerToken`] |
 //! | Errors | [`ConfigError`], [`AuthError`], [`AuthErrorKind`], [`ErrorCode`], [`Error`] |
-//! | State handles | [`HandleKey`], [`HandleError`] |
+//! | State handles and request state | [`HandleKeys`], [`HandleKey`], [`Sealing`], [`HandleError`] |
 //! | Observe | [`Metrics`], [`MetricsSnapshot`] |
 //!
 //! Three modules hold what only some servers need:
@@ -110,7 +110,7 @@ pub use config::{
 };
 pub use context::{AuthContext, AuthContextBuilder, MissingAuthContext, RequestContextExt};
 pub use error::{AuthError, AuthErrorKind, ConfigError, Error, ErrorCode};
-pub use handle::{HandleError, HandleKey};
+pub use handle::{HandleError, HandleKey, HandleKeys, Sealing};
 pub use layer::{AuthLayer, AuthService, Metrics, ResponseFuture};
 pub use metadata::ProtectedResourceMetadata;
 pub use metrics::MetricsSnapshot;

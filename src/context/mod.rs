@@ -7,7 +7,7 @@ mod step_up;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ use rmcp::service::{RequestContext, RoleServer};
 use serde_json::{Map, Value};
 
 use crate::error::AuthErrorKind;
-use crate::handle::{HandleError, HandleKey};
+use crate::handle::{HandleError, HandleKeys, Purpose};
 use crate::scope::ScopeHierarchy;
 pub(crate) use step_up::StepUp;
 
@@ -209,23 +209,73 @@ impl AuthContext {
         self
     }
 
-    /// The principal as (issuer, subject, client id): what sessions and
-    /// handles are bound to.
+    /// The principal as (issuer, subject, client id): what sessions,
+    /// handles and request state are bound to.
     pub fn principal(&self) -> (&str, &str, Option<&str>) {
         (&self.0.issuer, &self.0.subject, self.0.client_id.as_deref())
     }
 
-    /// Mints an opaque, unguessable handle bound to this caller, carrying
-    /// `payload` (for example a cart id). Only [`open_handle`](Self::open_handle)
-    /// by the same principal with the same key gets the payload back.
-    pub fn mint_handle(&self, key: &HandleKey, payload: &str) -> Result<String, HandleError> {
-        crate::handle::mint(key, self.principal(), payload)
+    /// Mints a handle bound to this caller, carrying `payload` (for example
+    /// a cart id), sealed with the ring's current key and valid for
+    /// [`HandleKeys::DEFAULT_TTL`] (one hour). Only
+    /// [`open_handle`](Self::open_handle) by the same principal with a ring
+    /// holding that key gets the payload back. Whether the client can read
+    /// the payload depends on the ring's [`Sealing`](crate::Sealing) mode;
+    /// see [`HandleKeys`].
+    pub fn mint_handle(&self, keys: &HandleKeys, payload: &str) -> Result<String, HandleError> {
+        self.mint_handle_with_ttl(keys, payload, HandleKeys::DEFAULT_TTL)
     }
 
-    /// Opens a handle minted by [`mint_handle`](Self::mint_handle); a handle
-    /// minted for anyone else, altered, or forged is refused.
-    pub fn open_handle(&self, key: &HandleKey, handle: &str) -> Result<String, HandleError> {
-        crate::handle::open(key, self.principal(), handle)
+    /// [`mint_handle`](Self::mint_handle) valid for `ttl` (more than zero,
+    /// at most [`HandleKeys::MAX_TTL`]).
+    pub fn mint_handle_with_ttl(
+        &self,
+        keys: &HandleKeys,
+        payload: &str,
+        ttl: Duration,
+    ) -> Result<String, HandleError> {
+        crate::handle::seal(keys, self.principal(), Purpose::Handle, payload, ttl)
+    }
+
+    /// Opens a handle minted by [`mint_handle`](Self::mint_handle). A handle
+    /// minted for anyone else, altered, forged or sealed as request state is
+    /// [`HandleError::Invalid`]; past its expiry, [`HandleError::Expired`];
+    /// sealed with a key the ring no longer holds, [`HandleError::UnknownKey`].
+    pub fn open_handle(&self, keys: &HandleKeys, handle: &str) -> Result<String, HandleError> {
+        crate::handle::open(keys, self.principal(), Purpose::Handle, handle)
+    }
+
+    /// Seals the `requestState` of a multi-round-trip request (MCP
+    /// 2026-07-28): `payload` bound to this caller and to the originating
+    /// request's `method` and `name` (for example `"tools/call"` and
+    /// `"export_notes"`; for `resources/read`, the URI), valid for `ttl`
+    /// (more than zero, at most [`HandleKeys::MAX_TTL`]).
+    pub fn seal_request_state(
+        &self,
+        keys: &HandleKeys,
+        method: &str,
+        name: &str,
+        payload: &str,
+        ttl: Duration,
+    ) -> Result<String, HandleError> {
+        let purpose = Purpose::RequestState { method, name };
+        crate::handle::seal(keys, self.principal(), purpose, payload, ttl)
+    }
+
+    /// Opens `requestState` sealed by
+    /// [`seal_request_state`](Self::seal_request_state), for the request
+    /// being answered (its `method` and `name`). State sealed for another
+    /// principal or another request, a handle, or anything altered is
+    /// [`HandleError::Invalid`]; past its expiry, [`HandleError::Expired`].
+    pub fn open_request_state(
+        &self,
+        keys: &HandleKeys,
+        method: &str,
+        name: &str,
+        state: &str,
+    ) -> Result<String, HandleError> {
+        let purpose = Purpose::RequestState { method, name };
+        crate::handle::open(keys, self.principal(), purpose, state)
     }
 
     /// The audiences (`aud`) of the token.

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::{
-    AuthConfigBuilder, AuthContext, AuthErrorKind, BearerToken, HandleKey, JwtVerifier, McpServer,
+    AuthConfigBuilder, AuthContext, AuthErrorKind, BearerToken, HandleKeys, JwtVerifier, McpServer,
     RequestContextExt, TokenVerifier,
 };
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -29,9 +29,40 @@ pub struct Arg {
     pub value: String,
 }
 
-fn handle_key() -> &'static HandleKey {
-    static KEY: std::sync::OnceLock<HandleKey> = std::sync::OnceLock::new();
-    KEY.get_or_init(|| HandleKey::generate().expect("random"))
+/// A tool argument that may be absent (the first round of a
+/// multi-round-trip request).
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+pub struct OptionalArg {
+    pub value: Option<String>,
+}
+
+fn handle_keys() -> &'static HandleKeys {
+    static KEYS: std::sync::OnceLock<HandleKeys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| HandleKeys::generate().expect("random"))
+}
+
+/// A multi-round-trip tool: without `value` it answers with `requestState`
+/// sealed for ("tools/call", `name`); with `value` it opens that state.
+fn round_trip(
+    auth: &AuthContext,
+    name: &str,
+    state: Option<&str>,
+) -> Result<String, rmcp::ErrorData> {
+    let keys = handle_keys();
+    match state {
+        None => auth
+            .seal_request_state(
+                keys,
+                "tools/call",
+                name,
+                "page=2",
+                std::time::Duration::from_secs(60),
+            )
+            .map_err(|e| rmcp::ErrorData::internal_error(e.to_string(), None)),
+        Some(state) => auth
+            .open_request_state(keys, "tools/call", name, state)
+            .map_err(|e| rmcp::ErrorData::invalid_params(e.to_string(), None)),
+    }
 }
 
 /// A server whose tools report the caller.
@@ -70,7 +101,7 @@ impl EchoServer {
         auth: AuthContext,
         Parameters(arg): Parameters<Arg>,
     ) -> Result<String, rmcp::ErrorData> {
-        auth.mint_handle(handle_key(), &arg.value)
+        auth.mint_handle(handle_keys(), &arg.value)
             .map_err(|e| rmcp::ErrorData::internal_error(e.to_string(), None))
     }
 
@@ -80,8 +111,26 @@ impl EchoServer {
         auth: AuthContext,
         Parameters(arg): Parameters<Arg>,
     ) -> Result<String, rmcp::ErrorData> {
-        auth.open_handle(handle_key(), &arg.value)
+        auth.open_handle(handle_keys(), &arg.value)
             .map_err(|e| rmcp::ErrorData::invalid_params(e.to_string(), None))
+    }
+
+    #[tool(description = "two rounds: returns requestState, then opens it")]
+    async fn export_notes(
+        &self,
+        auth: AuthContext,
+        Parameters(arg): Parameters<OptionalArg>,
+    ) -> Result<String, rmcp::ErrorData> {
+        round_trip(&auth, "export_notes", arg.value.as_deref())
+    }
+
+    #[tool(description = "the same for another tool name")]
+    async fn import_notes(
+        &self,
+        auth: AuthContext,
+        Parameters(arg): Parameters<OptionalArg>,
+    ) -> Result<String, rmcp::ErrorData> {
+        round_trip(&auth, "import_notes", arg.value.as_deref())
     }
 
     #[tool(description = "needs notes:read inside the handler (hierarchy-aware)")]
