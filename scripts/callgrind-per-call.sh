@@ -99,7 +99,7 @@ for server in ours bare; do
   file="$(ls "$WORK/$server.cg".* | tail -1)"
   total="$(awk '$1 == "totals:" {print $2}' "$file")"
   sha="$(callgrind_annotate --inclusive=yes "$file" 2>/dev/null \
-    | awk '/sha256_digest / { gsub(",", "", $1); print $1; exit }')"
+    | awk '/sha256_digest / && !found { gsub(",", "", $1); print $1; found = 1 }')"
   echo "$server $requests $total ${sha:-0}" >>"$WORK/results"
 done
 

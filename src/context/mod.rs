@@ -324,6 +324,11 @@ impl AuthContext {
     /// was streamed (progress, logging), the HTTP status is gone and the
     /// call answers with the JSON-RPC error below, with the same scopes.
     ///
+    /// A failed check marks the request as needing step-up even if the
+    /// handler carries on and answers something else: to test for a scope
+    /// without asking for it, use [`has_scope`](Self::has_scope). In a
+    /// batch, one handler's step-up answers the whole request with the 403.
+    ///
     /// The error is JSON-RPC `-32600` (invalid request) with the message
     /// `insufficient_scope: this operation needs the scope(s) <scopes>` and
     /// the data `{"error": "insufficient_scope", "scope": "<scopes>"}`,
