@@ -8,6 +8,12 @@ MODE:
               Document URL ($RIG_CIMD_URL)
     step-up   dcr, then add_note: expects HTTP 403 insufficient_scope, a second
               authorization with the union of scopes, and success
+    step-up-computed-late
+              dcr, then read_note from the private folder (scope computed
+              from the arguments before dispatch: 403 naming notes:private)
+              and export_notes (the handler asks for notes:export mid-call:
+              late step-up); each must re-authorize with the challenged
+              scopes and then return a tool result
 
 The client knows nothing but MCP_URL; the SDK's OAuthClientProvider discovers
 the rest from the 401 challenge. The "browser" is $RIG_BROWSER, launched with
@@ -152,6 +158,27 @@ async def main(mode: str, mcp_url: str) -> dict:
             tools = await client.list_tools()
             out["tools"] = [t.name for t in tools.tools]
             out["whoami"] = json.loads(text_of(await client.call_tool("whoami", {})))
+            if mode == "step-up-computed-late":
+                # The SDK answers each 403 inside the HTTP request: it
+                # authorizes again and retries before call_tool returns.
+                out["steps"] = []
+                for name, args in (("read_note", {"id": 1, "folder": "private"}), ("export_notes", {})):
+                    exchanges_before = len(exchanges)
+                    authorizations_before = len(authorization_requests)
+                    result = json.loads(text_of(await client.call_tool(name, args)))
+                    out["steps"].append(
+                        {
+                            "tool": name,
+                            "arguments": args,
+                            "challenges": [
+                                e["wwwAuthenticate"] for e in exchanges[exchanges_before:] if e["status"] == 403
+                            ],
+                            "authorizations": authorization_requests[authorizations_before:],
+                            "result": result,
+                        }
+                    )
+                out["notes"] = json.loads(text_of(await client.call_tool("list_notes", {})))
+                out["whoamiAfter"] = json.loads(text_of(await client.call_tool("whoami", {})))
             if mode == "step-up":
                 out["addNote"] = text_of(await client.call_tool("add_note", {"text": "from the rig"}))
                 out["notes"] = json.loads(text_of(await client.call_tool("list_notes", {})))
@@ -176,8 +203,8 @@ def text_of(result) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("dcr", "cimd", "step-up"):
-        print("usage: python_sdk.py dcr|cimd|step-up MCP_URL", file=sys.stderr)
+    if len(sys.argv) != 3 or sys.argv[1] not in ("dcr", "cimd", "step-up", "step-up-computed-late"):
+        print("usage: python_sdk.py dcr|cimd|step-up|step-up-computed-late MCP_URL", file=sys.stderr)
         sys.exit(2)
     try:
         result = asyncio.run(main(sys.argv[1], sys.argv[2]))

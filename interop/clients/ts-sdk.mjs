@@ -10,6 +10,13 @@
 //                       RIG_CC_CLIENT_SECRET, registered beforehand)
 //   step-up             dcr, then add_note: expects HTTP 403 insufficient_scope,
 //                       re-authorization with the union of scopes, success
+//   step-up-computed-late
+//                       dcr, then read_note from the private folder (scope
+//                       computed from the arguments before dispatch: 403
+//                       naming notes:private) and export_notes (the handler
+//                       asks for notes:export mid-call: late step-up); each
+//                       must re-authorize with the challenged scopes and then
+//                       return a tool result
 //
 // The client knows nothing but MCP_URL: the SDK discovers the protected
 // resource metadata and the authorization server from the 401 challenge.
@@ -29,7 +36,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 
 const [mode, mcpUrl] = process.argv.slice(2);
 if (!mode || !mcpUrl) {
-  console.error('usage: ts-sdk.mjs dcr|cimd|client-credentials|step-up MCP_URL');
+  console.error('usage: ts-sdk.mjs dcr|cimd|client-credentials|step-up|step-up-computed-late MCP_URL');
   process.exit(2);
 }
 
@@ -43,23 +50,31 @@ const recordingFetch = async (url, init) => {
   return res;
 };
 
-/** A loopback listener for the authorization redirect; each code arrives as a promise. */
+/**
+ * A loopback listener for the authorization redirect. Redirects are queued in
+ * arrival order, so one that arrives before anyone waits is not lost.
+ */
 async function redirectListener() {
-  let waiting = [];
+  const arrived = [];
+  const waiting = [];
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://127.0.0.1');
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end('You can close this window.');
+    if (url.pathname !== '/callback') return;
     const next = waiting.shift();
-    if (url.pathname === '/callback' && next) next(url);
+    if (next) next(url); else arrived.push(url);
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${server.address().port}/callback`,
-    next: () => new Promise((resolve, reject) => {
-      waiting.push(resolve);
-      setTimeout(() => reject(new Error('no authorization redirect within 30s')), 30000).unref();
-    }),
+    next: () => {
+      if (arrived.length > 0) return Promise.resolve(arrived.shift());
+      return new Promise((resolve, reject) => {
+        waiting.push(resolve);
+        setTimeout(() => reject(new Error('no authorization redirect within 30s')), 30000).unref();
+      });
+    },
     close: () => server.close(),
   };
 }
@@ -125,19 +140,50 @@ async function connect(provider) {
 async function connectInteractive(provider, listener) {
   const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider, fetch: recordingFetch });
   const client = new Client({ name: `rig-ts-sdk-${mode}`, version: '1.0.0' });
-  const redirected = listener.next();
   try {
     await client.connect(transport);
     return { client, transport };
   } catch (err) {
     if (!(err instanceof UnauthorizedError)) throw err;
   }
-  const callback = await redirected;
+  const callback = await listener.next();
   const code = callback.searchParams.get('code');
   if (!code) throw new Error(`authorization failed: ${callback.search}`);
   await transport.finishAuth(code);
   // A transport starts once; connect again with the tokens now in the provider.
   return connect(provider);
+}
+
+/**
+ * Calls a tool on the session the first token opened. Without the scope, the
+ * SDK meets the 403 insufficient_scope, starts a new authorization with the
+ * scope the challenge names and throws UnauthorizedError; the code comes back
+ * to the listener, and the call is made again with the new token. Returns the
+ * result, and the challenges and authorizations this call caused.
+ */
+async function callWithStepUp(session, provider, listener, name, args) {
+  const exchangesBefore = exchanges.length;
+  const authorizationsBefore = provider.authorizationRequests.length;
+  let result;
+  try {
+    result = await session.client.callTool({ name, arguments: args });
+  } catch (err) {
+    if (!(err instanceof UnauthorizedError) || provider.authorizationRequests.length === authorizationsBefore) {
+      throw new Error(`${name} did not lead to re-authorization: ${err.message}`);
+    }
+    const callback = await listener.next();
+    const code = callback.searchParams.get('code');
+    if (!code) throw new Error(`step-up authorization for ${name} failed: ${callback.search}`);
+    await session.transport.finishAuth(code);
+    result = await session.client.callTool({ name, arguments: args });
+  }
+  return {
+    tool: name,
+    arguments: args,
+    challenges: exchanges.slice(exchangesBefore).filter((e) => e.status === 403).map((e) => e.wwwAuthenticate),
+    authorizations: provider.authorizationRequests.slice(authorizationsBefore),
+    result,
+  };
 }
 
 async function main() {
@@ -161,24 +207,19 @@ async function main() {
     out.clientId = provider.clientInformation()?.client_id;
 
     if (mode === 'step-up') {
-      // Uses the session the first token opened; the SDK meets the 403 and
-      // starts a new authorization with the scope the challenge names.
-      const before = provider.authorizationRequests.length;
-      const redirected = listener.next();
-      let added;
-      try {
-        added = await session.client.callTool({ name: 'add_note', arguments: { text: 'from the rig' } });
-      } catch (err) {
-        if (!(err instanceof UnauthorizedError) || provider.authorizationRequests.length === before) {
-          throw new Error(`add_note without notes:write did not lead to re-authorization: ${err.message}`);
-        }
-        const callback = await redirected;
-        const code = callback.searchParams.get('code');
-        if (!code) throw new Error(`step-up authorization failed: ${callback.search}`);
-        await session.transport.finishAuth(code);
-        added = await session.client.callTool({ name: 'add_note', arguments: { text: 'from the rig' } });
+      const added = await callWithStepUp(session, provider, listener, 'add_note', { text: 'from the rig' });
+      out.addNote = toolText(added.result);
+      out.authorizationRequests = provider.authorizationRequests;
+    }
+    if (mode === 'step-up-computed-late') {
+      // The scope read_note needs is computed from its arguments (the private
+      // folder adds notes:private); export_notes learns mid-call that it
+      // needs notes:export. Both are a real 403 the SDK answers.
+      out.steps = [];
+      for (const [name, args] of [['read_note', { id: 1, folder: 'private' }], ['export_notes', {}]]) {
+        const step = await callWithStepUp(session, provider, listener, name, args);
+        out.steps.push({ ...step, result: JSON.parse(toolText(step.result)) });
       }
-      out.addNote = toolText(added);
       out.authorizationRequests = provider.authorizationRequests;
     }
   }
@@ -186,7 +227,7 @@ async function main() {
   const tools = await session.client.listTools();
   out.tools = tools.tools.map((t) => t.name);
   out.whoami = JSON.parse(toolText(await session.client.callTool({ name: 'whoami', arguments: {} })));
-  if (mode === 'step-up') {
+  if (mode.startsWith('step-up')) {
     out.notes = JSON.parse(toolText(await session.client.callTool({ name: 'list_notes', arguments: {} })));
   }
   await session.client.close();

@@ -45,7 +45,10 @@ const RESOURCES = new Set(
 const resourceKnown = (indicator) => [...RESOURCES].some((r) => (r.endsWith('*')
   ? indicator.startsWith(r.slice(0, -1))
   : indicator === r));
-const RESOURCE_SCOPES = 'notes:read notes:write';
+// Every scope the reference server asks for: notes:private (read_note from the
+// private folder, notes://private/ resources) and notes:export (export_notes)
+// are granted like the others, so their step-ups can succeed.
+const RESOURCE_SCOPES = 'notes:read notes:write notes:private notes:export';
 const CIMD_CA = process.env.RIG_CIMD_CA ? readFileSync(process.env.RIG_CIMD_CA) : undefined;
 const CIMD_ORIGIN = process.env.RIG_CIMD_ORIGIN;
 
@@ -110,8 +113,9 @@ const provider = new Provider(issuer, {
   scopes: ['openid', 'offline_access', ...RESOURCE_SCOPES.split(' ')],
   // A registration's `scope` caps what the client may ever request. MCP
   // clients register with the scope of the first challenge (notes:read), and
-  // would then be refused the step-up to notes:write; this provider lets every
-  // registered client ask for every scope of the resource.
+  // would then be refused every step-up (notes:write, notes:private,
+  // notes:export); this provider lets every registered client ask for every
+  // scope of the resource.
   extraClientMetadata: {
     properties: ['rig_scope_policy'],
     validator(_ctx, key, _value, metadata) {

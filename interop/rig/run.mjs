@@ -293,6 +293,75 @@ async function checkStepUp(name, result, challengeHeaders) {
     + `second authorization scope="${second.scope}" (${union.every((s) => asked.includes(s)) ? 'union' : 'no union'})`);
 }
 
+/**
+ * The scopes each step of the computed and late step-up must be challenged
+ * for, exactly: read_note from the private folder needs notes:private on top
+ * of the tool's notes:read (computed from the arguments, before dispatch);
+ * export_notes asks for notes:export from inside its handler (late step-up).
+ */
+const COMPUTED_LATE_STEPS = [
+  { tool: 'read_note', scopes: ['notes:read', 'notes:private'], added: 'notes:private' },
+  { tool: 'export_notes', scopes: ['notes:read', 'notes:export'], added: 'notes:export' },
+];
+
+const sameSet = (a, b) => a.length === b.length && a.every((s) => b.includes(s));
+
+/**
+ * The computed and late step-up: after authorizing with the base scope, the
+ * client calls read_note on the private folder, then export_notes. Each call
+ * must meet an HTTP 403 whose insufficient_scope challenge names exactly the
+ * scopes of COMPUTED_LATE_STEPS, lead to a new authorization asking for at
+ * least those, and end in a tool result (not an error): a read_note answer
+ * for the private folder, and an export in the server's format.
+ */
+async function checkComputedLateStepUp(name, result) {
+  const requests = result.authorizationRequests || [];
+  const first = (requests[0]?.scope || '').split(' ');
+  assert(requests[0] && !first.includes('notes:private') && !first.includes('notes:export'),
+    `the first authorization asked for ${JSON.stringify(requests[0]?.scope)}: not the base scope, nothing to step up from`);
+  const steps = result.steps || [];
+  assert(steps.length === COMPUTED_LATE_STEPS.length, `the client reported ${steps.length} steps: ${JSON.stringify(steps)}`);
+  const notes = [];
+  for (const [i, want] of COMPUTED_LATE_STEPS.entries()) {
+    const step = steps[i];
+    assert(step.tool === want.tool, `step ${i + 1} called ${step.tool}, not ${want.tool}`);
+    const challenges = (step.challenges || []).map(parseChallenge);
+    assert(challenges.length > 0, `${want.tool}: no HTTP 403 from the server before the result`);
+    for (const c of challenges) {
+      assert(c?.error === 'insufficient_scope', `${want.tool}: a 403 whose challenge is not insufficient_scope: ${JSON.stringify(step.challenges)}`);
+      const scopes = (c.scope || '').split(' ').filter(Boolean);
+      assert(sameSet(scopes, want.scopes), `${want.tool}: the 403 challenge's scope is ${JSON.stringify(c.scope)}, expected exactly ${JSON.stringify(want.scopes.join(' '))}`);
+      assert(c.resource_metadata, `${want.tool}: the 403 challenge has no resource_metadata`);
+    }
+    const auths = step.authorizations || [];
+    assert(auths.length > 0, `${want.tool}: the client did not authorize again after the 403`);
+    const last = auths[auths.length - 1];
+    const asked = (last.scope || '').split(' ');
+    assert(want.scopes.every((s) => asked.includes(s)), `${want.tool}: the re-authorization asked for ${JSON.stringify(last.scope)}, not every scope of ${JSON.stringify(want.scopes.join(' '))}`);
+    assert(last.resource === rig.resource, `${want.tool}: the re-authorization named resource ${JSON.stringify(last.resource)}`);
+    const kept = i > 0 && COMPUTED_LATE_STEPS.slice(0, i).every((w) => asked.includes(w.added)) ? ' (keeps the earlier step-up)' : '';
+    notes.push(`${want.tool}: 403 scope="${challenges[0].scope}", re-authorization scope="${last.scope}"${kept}`);
+  }
+  const [read, exported] = steps.map((s) => s.result);
+  assert(read && read.folder === 'private' && read.id === 1 && typeof read.found === 'boolean',
+    `read_note after step-up is not a read_note result for private/1: ${JSON.stringify(read)}`);
+  assert(exported && exported.format === 'mcp-oauth2-notes/1' && Array.isArray(exported.notes),
+    `export_notes after step-up is not an export: ${JSON.stringify(exported)}`);
+  // The same store, seen twice: the private note 1 is the export's first.
+  assert(read.found ? exported.notes[0] === read.text : exported.notes.length === 0,
+    `read_note (${JSON.stringify(read)}) and export_notes (${JSON.stringify(exported.notes)}) disagree`);
+  // The token the session ends with carries the last step-up's scope.
+  const final = result.whoamiAfter ?? result.whoami;
+  assert((final?.scopes || []).includes('notes:export'), `the last token's scopes are ${JSON.stringify(final?.scopes)}, without notes:export`);
+  const clientId = result.whoami?.client_id;
+  const tokens = (await issuedTokens()).filter((t) => t.client_id === clientId && t.sub === rig.subject && t.aud === rig.resource);
+  for (const want of COMPUTED_LATE_STEPS) {
+    assert(tokens.some((t) => (t.scope || '').split(' ').includes(want.added)),
+      `the provider issued client ${clientId} no ${want.added} token for the resource`);
+  }
+  rig.stepUpNotes.push(`${name} (computed and late): ${notes.join('; ')}`);
+}
+
 function failure(name, r) {
   if (r.timedOut) return `${name} timed out`;
   return `${name} exited ${r.signal || r.code}: ${tail(r.stderr || r.stdout)}`;
@@ -378,6 +447,12 @@ async function scenarios() {
     await checkIdentity(result, {});
   });
 
+  await scenario('ts-sdk: computed and late step-up (read_note private, export_notes)', async () => {
+    const result = await runClient('ts-sdk step-up-computed-late', NODE, ['clients/ts-sdk.mjs', 'step-up-computed-late', RES]);
+    await checkComputedLateStepUp('ts-sdk', result);
+    await checkIdentity(result, {});
+  });
+
   await scenario('python-sdk: authorization code + PKCE, dynamic registration', async () => {
     const result = await runClient('python-sdk dcr', PYTHON, ['clients/python_sdk.py', 'dcr', RES]);
     await checkIdentity(result, {});
@@ -388,6 +463,12 @@ async function scenarios() {
   await scenario('python-sdk: step-up (403 insufficient_scope, re-authorize, succeed)', async () => {
     const result = await runClient('python-sdk step-up', PYTHON, ['clients/python_sdk.py', 'step-up', RES]);
     await checkStepUp('python-sdk', result);
+    await checkIdentity(result, {});
+  });
+
+  await scenario('python-sdk: computed and late step-up (read_note private, export_notes)', async () => {
+    const result = await runClient('python-sdk step-up-computed-late', PYTHON, ['clients/python_sdk.py', 'step-up-computed-late', RES]);
+    await checkComputedLateStepUp('python-sdk', result);
     await checkIdentity(result, {});
   });
 
@@ -403,6 +484,13 @@ async function scenarios() {
     if (!existsSync(RMCP_CLIENT_BIN)) throw new Error(`${RMCP_CLIENT_BIN} is not built`);
     const result = await runClient('rmcp step-up', RMCP_CLIENT_BIN, ['step-up', RES]);
     await checkStepUp('rmcp', result, [result.challenge403]);
+    await checkIdentity(result, {});
+  });
+
+  await scenario('rmcp: computed and late step-up (read_note private, export_notes)', async () => {
+    if (!existsSync(RMCP_CLIENT_BIN)) throw new Error(`${RMCP_CLIENT_BIN} is not built`);
+    const result = await runClient('rmcp step-up-computed-late', RMCP_CLIENT_BIN, ['step-up-computed-late', RES]);
+    await checkComputedLateStepUp('rmcp', result);
     await checkIdentity(result, {});
   });
 

@@ -1,7 +1,7 @@
 //! rmcp's own OAuth client (feature `auth`) against the protected server.
 //!
 //! ```sh
-//! rig-rmcp-client dcr|cimd|step-up MCP_URL
+//! rig-rmcp-client dcr|cimd|step-up|step-up-computed-late MCP_URL
 //! ```
 //!
 //! Starts from nothing but the MCP URL: connects without a token, takes the
@@ -12,7 +12,10 @@
 //! `$RIG_BROWSER`, launched with that URL; the redirect arrives on this
 //! process's own loopback listener. Then lists tools and calls `whoami`
 //! (`step-up`: also `add_note`, expecting a 403 `insufficient_scope` that it
-//! answers with rmcp's scope upgrade).
+//! answers with rmcp's scope upgrade; `step-up-computed-late`: the same for
+//! `read_note` on the private folder, whose scope the server computes from
+//! the arguments, and `export_notes`, whose handler asks for `notes:export`
+//! mid-call).
 //!
 //! Prints one line `RIG-RESULT {json}` on success; exits non-zero otherwise.
 
@@ -149,6 +152,65 @@ async fn call(
     client.call_tool(params).await
 }
 
+/// The `scope`, `resource` and `client_id` of an authorization URL.
+fn authorization_request(url: &str) -> Value {
+    json!({
+        "scope": query_param(url, "scope"),
+        "resource": query_param(url, "resource"),
+        "clientId": query_param(url, "client_id"),
+    })
+}
+
+/// Calls a tool; on a 403 `insufficient_scope`, asks rmcp for the scope
+/// upgrade the challenge names, authorizes in the browser, and calls again
+/// with the new token. Returns the result, and the step as the rig records
+/// it: the challenges met and the authorizations made.
+async fn call_with_step_up(
+    client: &RunningService<RoleClient, ClientConfig>,
+    auth_client: &AuthClient<reqwest::Client>,
+    listener: &TcpListener,
+    port: u16,
+    authorization_requests: &mut Vec<Value>,
+    name: &'static str,
+    args: Value,
+) -> Result<(CallToolResult, Value), Error> {
+    let mut step =
+        json!({ "tool": name, "arguments": args.clone(), "challenges": [], "authorizations": [] });
+    let result = match call(client, name, args.clone()).await {
+        Ok(result) => result,
+        Err(e) => {
+            let header = e
+                .auth_challenge()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{name} failed without an HTTP challenge: {e}"))?;
+            step["challenges"] = json!([header]);
+            let scope = challenge_scope(&header)
+                .ok_or_else(|| format!("the 403 challenge names no scope: {header}"))?;
+            let url = auth_client
+                .auth_manager
+                .lock()
+                .await
+                .request_scope_upgrade(&scope)
+                .await?;
+            authorization_requests.push(authorization_request(&url));
+            step["authorizations"] = json!([authorization_request(&url)]);
+            let callback = authorize_in_browser(&url, listener, port).await?;
+            auth_client
+                .auth_manager
+                .lock()
+                .await
+                .exchange_code_for_token_with_issuer(
+                    &callback.code,
+                    &callback.csrf_token,
+                    callback.issuer.as_deref(),
+                )
+                .await?;
+            call(client, name, args).await?
+        }
+    };
+    Ok((result, step))
+}
+
 async fn run(mode: &str, mcp_url: &str) -> Result<Value, Error> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
@@ -178,11 +240,7 @@ async fn run(mode: &str, mcp_url: &str) -> Result<Value, Error> {
     }
     state.start_authorization(request).await?;
     let auth_url = state.get_authorization_url().await?;
-    authorization_requests.push(json!({
-        "scope": query_param(&auth_url, "scope"),
-        "resource": query_param(&auth_url, "resource"),
-        "clientId": query_param(&auth_url, "client_id"),
-    }));
+    authorization_requests.push(authorization_request(&auth_url));
     let client_id = query_param(&auth_url, "client_id");
     let callback = authorize_in_browser(&auth_url, &listener, port).await?;
     state
@@ -215,43 +273,46 @@ async fn run(mode: &str, mcp_url: &str) -> Result<Value, Error> {
     });
 
     if mode == "step-up" {
-        let args = json!({ "text": "from the rig" });
-        let added = match call(&client, "add_note", args.clone()).await {
-            Ok(result) => result,
-            Err(e) => {
-                let header = e.auth_challenge().map(str::to_owned).ok_or_else(|| {
-                    format!("add_note without notes:write failed without an HTTP challenge: {e}")
-                })?;
-                out["challenge403"] = json!(header);
-                let scope = challenge_scope(&header)
-                    .ok_or_else(|| format!("the 403 challenge names no scope: {header}"))?;
-                let url = auth_client
-                    .auth_manager
-                    .lock()
-                    .await
-                    .request_scope_upgrade(&scope)
-                    .await?;
-                authorization_requests.push(json!({
-                    "scope": query_param(&url, "scope"),
-                    "resource": query_param(&url, "resource"),
-                    "clientId": query_param(&url, "client_id"),
-                }));
-                let callback = authorize_in_browser(&url, &listener, port).await?;
-                auth_client
-                    .auth_manager
-                    .lock()
-                    .await
-                    .exchange_code_for_token_with_issuer(
-                        &callback.code,
-                        &callback.csrf_token,
-                        callback.issuer.as_deref(),
-                    )
-                    .await?;
-                call(&client, "add_note", args).await?
-            }
-        };
+        let (added, step) = call_with_step_up(
+            &client,
+            &auth_client,
+            &listener,
+            port,
+            &mut authorization_requests,
+            "add_note",
+            json!({ "text": "from the rig" }),
+        )
+        .await?;
         out["addNote"] = json!(tool_text(&added)?);
-        out["notes"] = serde_json::from_str(&tool_text(&call(&client, "list_notes", json!({})).await?)?)?;
+        out["challenge403"] = step["challenges"][0].clone();
+    }
+    if mode == "step-up-computed-late" {
+        // read_note's scope is computed from its arguments (the private
+        // folder adds notes:private); export_notes asks for notes:export
+        // from inside its handler (late step-up). Both are a real 403.
+        let mut steps = Vec::new();
+        for (name, args) in [
+            ("read_note", json!({ "id": 1, "folder": "private" })),
+            ("export_notes", json!({})),
+        ] {
+            let (result, mut step) = call_with_step_up(
+                &client,
+                &auth_client,
+                &listener,
+                port,
+                &mut authorization_requests,
+                name,
+                args,
+            )
+            .await?;
+            step["result"] = serde_json::from_str(&tool_text(&result)?)?;
+            steps.push(step);
+        }
+        out["steps"] = json!(steps);
+    }
+    if mode.starts_with("step-up") {
+        out["notes"] =
+            serde_json::from_str(&tool_text(&call(&client, "list_notes", json!({})).await?)?)?;
         out["whoamiAfter"] =
             serde_json::from_str(&tool_text(&call(&client, "whoami", json!({})).await?)?)?;
     }
@@ -264,10 +325,10 @@ async fn run(mode: &str, mcp_url: &str) -> Result<Value, Error> {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(url)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: rig-rmcp-client dcr|cimd|step-up MCP_URL");
+        eprintln!("usage: rig-rmcp-client dcr|cimd|step-up|step-up-computed-late MCP_URL");
         std::process::exit(2);
     };
-    if !["dcr", "cimd", "step-up"].contains(&mode.as_str()) {
+    if !["dcr", "cimd", "step-up", "step-up-computed-late"].contains(&mode.as_str()) {
         eprintln!("unknown mode {mode}");
         std::process::exit(2);
     }
