@@ -322,13 +322,71 @@ mod tests {
         assert!(parse_bearer_challenge("Bearer a=\"unterminated").is_none());
     }
 
+    // Every rejection renders: JSON body, the kind's status, and either a
+    // challenge that parses back (RFC 6750 section 3) or `Retry-After`.
+    #[test]
+    fn every_kind_renders_a_parsable_challenge_and_json_body() {
+        let params = ChallengeParams {
+            resource_metadata: "https://rs.example/.well-known/oauth-protected-resource/mcp".into(),
+            scope: "notes:read".into(),
+        };
+        for &kind in AuthErrorKind::ALL {
+            let response = rejection_response(&AuthError::new(kind), &params);
+            assert_eq!(response.status(), kind.status(), "{kind:?}");
+            assert_eq!(response.extensions().get::<AuthErrorKind>(), Some(&kind));
+            assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+            let challenge = response
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .map(|v| parse_bearer_challenge(v.to_str().unwrap()).unwrap());
+            if kind.error_code() == Some(ErrorCode::TemporarilyUnavailable) {
+                assert!(challenge.is_none(), "{kind:?}");
+                assert_eq!(response.headers()[RETRY_AFTER], "5");
+                continue;
+            }
+            if matches!(
+                kind.error_code(),
+                Some(ErrorCode::AccessDenied | ErrorCode::ServerError)
+            ) {
+                // Not about the token: no challenge, no step-up to start.
+                assert!(challenge.is_none(), "{kind:?}");
+                assert!(response.headers().get(RETRY_AFTER).is_none(), "{kind:?}");
+                continue;
+            }
+            let challenge: std::collections::HashMap<_, _> =
+                challenge.expect("a challenge").into_iter().collect();
+            assert_eq!(
+                challenge.get("error").map(String::as_str),
+                kind.error_code().map(ErrorCode::as_str),
+                "{kind:?}"
+            );
+            assert_eq!(
+                challenge.get("error_description").map(String::as_str),
+                kind.error_code().map(|_| kind.description()),
+                "{kind:?}"
+            );
+            assert_eq!(challenge["resource_metadata"], params.resource_metadata);
+        }
+    }
+
+    // RFC 9110 section 11.2: `token` values and optional whitespace around
+    // `=` are read too; a parameter without a name or `=` is malformed.
+    #[test]
+    fn parser_reads_token_values_and_refuses_bare_names() {
+        assert_eq!(
+            parse_bearer_challenge("Bearer error = invalid_token, scope=\"a b\"").unwrap(),
+            vec![
+                ("error".to_owned(), "invalid_token".to_owned()),
+                ("scope".to_owned(), "a b".to_owned()),
+            ]
+        );
+        assert!(parse_bearer_challenge("Bearer realm").is_none());
+        assert!(parse_bearer_challenge("Bearer =x").is_none());
+    }
+
     #[test]
     fn body_is_json() {
-        for kind in [
-            AuthErrorKind::MissingToken,
-            AuthErrorKind::Expired,
-            AuthErrorKind::KeysUnavailable,
-        ] {
+        for &kind in AuthErrorKind::ALL {
             let v: serde_json::Value = serde_json::from_str(&error_body(kind)).unwrap();
             assert_eq!(v["reason"], kind.code());
             assert_eq!(v["error_description"], kind.description());

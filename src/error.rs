@@ -126,6 +126,10 @@ macro_rules! auth_error_kinds {
                     $( Self::$variant => $desc, )*
                 }
             }
+
+            /// Every kind, for the tests that check the whole table.
+            #[cfg(test)]
+            pub(crate) const ALL: &'static [Self] = &[Self::MissingToken, $( Self::$variant, )*];
         }
     };
 }
@@ -358,4 +362,113 @@ pub enum Error {
     /// The issuer's metadata or key set could not be fetched.
     #[error("verification keys unavailable: {0}")]
     KeysUnavailable(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::error::Error as _;
+
+    use super::*;
+
+    // RFC 6750 section 3.1: each error code has its status; the reason codes
+    // are stable and distinct (they key the metrics and the logs).
+    #[test]
+    fn every_kind_has_one_status_one_code_and_a_distinct_reason() {
+        let mut reasons = HashSet::new();
+        for &kind in AuthErrorKind::ALL {
+            assert!(reasons.insert(kind.code()), "{kind:?}: reason reused");
+            assert!(
+                kind.code()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{kind:?}"
+            );
+            let expected = match kind.error_code() {
+                None => StatusCode::UNAUTHORIZED,
+                Some(ErrorCode::InvalidRequest) => StatusCode::BAD_REQUEST,
+                Some(ErrorCode::InvalidToken) => StatusCode::UNAUTHORIZED,
+                Some(ErrorCode::InsufficientScope) => StatusCode::FORBIDDEN,
+                Some(ErrorCode::TemporarilyUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
+                Some(ErrorCode::AccessDenied) => StatusCode::FORBIDDEN,
+                Some(ErrorCode::ServerError) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            assert_eq!(kind.status(), expected, "{kind:?}");
+            assert_eq!(AuthError::from(kind).kind(), kind);
+        }
+        assert_eq!(AuthErrorKind::MissingToken.error_code(), None);
+        assert_eq!(
+            AuthErrorKind::McpHeaderMismatch
+                .error_code()
+                .map(ErrorCode::as_str),
+            Some("invalid_request")
+        );
+        assert_eq!(
+            AuthErrorKind::IntrospectionUnavailable.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    // The descriptions go into a quoted-string header parameter and a JSON
+    // string without escaping (challenge.rs): printable ASCII, no `"` or `\`.
+    #[test]
+    fn every_description_is_safe_unescaped() {
+        for &kind in AuthErrorKind::ALL {
+            let d = kind.description();
+            assert!(!d.is_empty(), "{kind:?}");
+            assert!(
+                d.bytes()
+                    .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\'),
+                "{kind:?}: {d}"
+            );
+        }
+    }
+
+    // A cause is kept as the standard `source`, shown by `Debug`, never by
+    // `Display` (which is the fixed description and the reason code).
+    #[test]
+    fn source_is_kept_and_display_is_fixed() {
+        let io = std::io::Error::other("connection refused by 127.0.0.1:9");
+        let err = AuthError::with_source(AuthErrorKind::KeysUnavailable, io);
+        assert_eq!(
+            err.to_string(),
+            "Token verification keys are temporarily unavailable (keys_unavailable)"
+        );
+        assert_eq!(
+            err.source().map(ToString::to_string).as_deref(),
+            Some("connection refused by 127.0.0.1:9")
+        );
+        assert!(format!("{err:?}").contains("connection refused"), "{err:?}");
+        assert!(AuthError::new(AuthErrorKind::Expired).source().is_none());
+
+        let scoped = AuthError::insufficient_scope(["notes:write", "admin"]);
+        assert_eq!(scoped.required_scopes(), ["notes:write", "admin"]);
+        let dbg = format!("{scoped:?}");
+        assert!(
+            dbg.contains("InsufficientScope") && dbg.contains("notes:write"),
+            "{dbg}"
+        );
+        assert!(
+            !format!("{:?}", AuthError::new(AuthErrorKind::Expired)).contains("required_scopes")
+        );
+    }
+
+    #[test]
+    fn runtime_errors_say_what_failed() {
+        let config = ConfigError::new("resource", "must be an absolute URI");
+        let err = Error::from(config.clone());
+        assert_eq!(
+            err.to_string(),
+            "invalid `resource`: must be an absolute URI"
+        );
+        assert_eq!(
+            config.clone().renamed("MCP_OAUTH2_RESOURCE").to_string(),
+            "invalid `MCP_OAUTH2_RESOURCE`: must be an absolute URI"
+        );
+        let _: &dyn std::error::Error = &config;
+        assert_eq!(
+            Error::KeysUnavailable("https://as.example/jwks: timed out".into()).to_string(),
+            "verification keys unavailable: https://as.example/jwks: timed out"
+        );
+    }
 }

@@ -290,9 +290,6 @@ impl<'de> Deserialize<'de> for Name<'de> {
             fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
                 Ok(Name(Cow::Owned(v.to_owned())))
             }
-            fn visit_string<E>(self, v: String) -> Result<Name<'de>, E> {
-                Ok(Name(Cow::Owned(v)))
-            }
         }
         deserializer.deserialize_str(NameVisitor)
     }

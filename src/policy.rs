@@ -414,10 +414,10 @@ fn numeric_date(raw: Option<&RawValue>) -> Result<Option<u64>, AuthError> {
     if let Ok(u) = raw.get().parse::<u64>() {
         return Ok(Some(u));
     }
+    // Anything else is a fraction, an exponent or a sign (a JSON integer
+    // that does not parse as `u64` is negative or out of range, `-0` aside,
+    // which the range below takes as 0).
     let n: Number = serde_json::from_str(raw.get()).map_err(|_| invalid())?;
-    if let Some(u) = n.as_u64() {
-        return Ok(Some(u));
-    }
     match n.as_f64() {
         // Below 1e15 the cast is exact in its integer part and cannot saturate.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -518,6 +518,8 @@ mod tests {
         assert_eq!(date("5").unwrap(), Some(5));
         assert_eq!(date("5.9").unwrap(), Some(5));
         assert_eq!(date("5e2").unwrap(), Some(500));
+        assert_eq!(date("-0").unwrap(), Some(0));
+        assert_eq!(date("-0.0").unwrap(), Some(0));
         assert_eq!(date("18446744073709551615").unwrap(), Some(u64::MAX));
         assert!(date("-1").is_err());
         assert!(date("\"5\"").is_err());

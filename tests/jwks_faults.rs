@@ -378,6 +378,63 @@ async fn stale_window_then_fail_closed_then_recovery() {
     assert_eq!(rig.send(&good).await.status, 200);
 }
 
+// A stale set that holds the token's key answers at once and is refreshed
+// behind; while that refresh's failure is recent, the stale set keeps
+// answering without another fetch (within the stale window).
+#[tokio::test]
+async fn stale_set_answers_at_once_and_refreshes_behind() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let v = verifier(&issuer, |b| {
+        b.jwks_cache_ttl(ms(300))
+            .jwks_max_stale(Duration::from_secs(30))
+            .jwks_refresh_cooldown(Duration::from_secs(2))
+    });
+    assert!(verify(&v, &token(&issuer)).await.is_ok());
+    assert_eq!(issuer.jwks_hits(), 1);
+    tokio::time::sleep(ms(400)).await;
+    issuer.set_jwks_available(false);
+    // A new token (not in the verified-token cache) with a known key.
+    assert!(verify(&v, &token(&issuer)).await.is_ok());
+    assert!(
+        eventually(|| issuer.jwks_hits() == 2).await,
+        "refreshed behind"
+    );
+    tokio::time::sleep(ms(50)).await;
+    assert!(verify(&v, &token(&issuer)).await.is_ok());
+    assert_eq!(
+        issuer.jwks_hits(),
+        2,
+        "no refetch within the retry interval"
+    );
+}
+
+// Beyond the stale window, with the key server still down: fail closed
+// (503 `keys_unavailable`), and within the retry interval fail fast,
+// without hitting the key server again.
+#[tokio::test]
+async fn beyond_the_stale_window_fails_closed_and_fast() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let v = verifier(&issuer, |b| {
+        b.jwks_cache_ttl(ms(200))
+            .jwks_max_stale(ms(200))
+            .jwks_refresh_cooldown(Duration::from_secs(2))
+    });
+    assert!(verify(&v, &token(&issuer)).await.is_ok());
+    issuer.set_jwks_available(false);
+    tokio::time::sleep(ms(500)).await;
+    assert_eq!(
+        verify(&v, &token(&issuer)).await.err(),
+        Some(AuthErrorKind::KeysUnavailable)
+    );
+    let hits = issuer.jwks_hits();
+    assert_eq!(hits, 2, "one refetch was tried");
+    assert_eq!(
+        verify(&v, &token(&issuer)).await.err(),
+        Some(AuthErrorKind::KeysUnavailable)
+    );
+    assert_eq!(issuer.jwks_hits(), hits, "failed fast, no second fetch");
+}
+
 // Issue 4 "Cache-Control: max-age honoured within configured bounds"
 // (RFC 9111 section 5.2.2.1).
 #[tokio::test]
@@ -547,7 +604,12 @@ async fn a_static_key_set_never_fetches() {
     let config = config(&issuer, |b| b);
     let v = JwtVerifier::with_static_jwks(&config, jwks.as_bytes()).unwrap();
     assert!(v.is_ready());
-    assert!(verify(&v, &token(&issuer)).await.is_ok());
+    v.prefetch().await.unwrap();
+    let known = token(&issuer);
+    assert!(verify(&v, &known).await.is_ok());
+    // A verified token is answered from the cache: its key is still in the set.
+    let cached = v.verify_cached(BearerToken::new(&known)).expect("cached");
+    assert_eq!(cached.issuer(), issuer.issuer());
     issuer.rotate_key();
     assert_eq!(
         verify(&v, &token(&issuer)).await.err(),

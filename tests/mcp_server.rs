@@ -308,3 +308,41 @@ async fn readiness_waits_for_the_first_key_set() {
     assert!(readiness.is_ready());
     ct.cancel();
 }
+
+/// rmcp tools served behind no layer fail closed: `ctx.auth()` and an
+/// `AuthContext` argument answer an internal error naming the missing
+/// layer, never an anonymous caller.
+#[tokio::test]
+async fn rmcp_tools_without_the_layer_fail_closed() {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let service = StreamableHttpService::new(
+        || Ok(fixture::EchoServer::new()),
+        std::sync::Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let app = axum::Router::new().route_service("/mcp", service);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = bounded(stateless_client(&url, "unchecked"))
+        .await
+        .expect("no layer: the transport accepts anyone");
+    for tool in ["whoami", "whoami_arg"] {
+        let err = bounded(client.call_tool(rmcp::model::CallToolRequestParams::new(tool)))
+            .await
+            .expect_err("no caller, no answer");
+        let rmcp::ServiceError::McpError(data) = &err else {
+            panic!("{tool}: {err:?}");
+        };
+        assert_eq!(data.code, rmcp::model::ErrorCode::INTERNAL_ERROR, "{tool}");
+        assert!(
+            data.message.contains("no authenticated caller"),
+            "{tool}: {}",
+            data.message
+        );
+    }
+    client.cancel().await.unwrap();
+}

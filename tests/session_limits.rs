@@ -240,6 +240,39 @@ async fn stateless_only_creates_no_session() {
     assert!(log.iter().all(|e| e.what == "initialize"), "{log:?}");
 }
 
+// A request the layer cannot check against the caps beforehand (an
+// `initialize` declaring the stateless revision, which normally creates no
+// session) is still bound to its creator when the service does open a
+// session, and over the cap that session is closed and refused with 429.
+#[tokio::test]
+async fn a_session_created_past_the_check_is_bound_within_the_caps() {
+    let t = Target::start_with(Mount::Default, |b| b.max_sessions_per_principal(1)).await;
+    let declared = |kind| {
+        t.mcp_post(
+            "/mcp",
+            Some(kind),
+            &attack::initialize_body(1).replace(LEGACY, "2026-07-28"),
+        )
+        .header("MCP-Protocol-Version", "2026-07-28")
+    };
+    let first = send_raw(declared(TokenKind::AliceAll)).await;
+    let id = first
+        .header("mcp-session-id")
+        .unwrap_or_else(|| panic!("rmcp opened a session: {}", first.summary()))
+        .to_owned();
+    assert!(t.session_works(TokenKind::AliceAll, &id).await);
+    assert!(
+        !t.session_works(TokenKind::Bob, &id).await,
+        "bound to its creator"
+    );
+    let second = send_raw(declared(TokenKind::AliceAll)).await;
+    assert_session_refused(&second, "a second session past the check");
+    assert!(
+        t.session_works(TokenKind::AliceAll, &id).await,
+        "the first one stays"
+    );
+}
+
 async fn send_raw(raw: attack::Raw) -> attack::RawResponse {
     raw.send().await.expect("a response within the timeout")
 }

@@ -618,6 +618,12 @@ mod tests {
                 base().issuer_jwks_uri("https://c", "https://c/j"),
                 "issuer_jwks_uri",
             ),
+            (
+                base()
+                    .jwks_uri("https://auth.example.com/jwks")
+                    .issuer_jwks_uri("https://auth.example.com", "https://auth.example.com/k"),
+                "jwks_uri",
+            ),
             (base().accept_audience(" "), "accept_audience"),
             (
                 base().audience_rule(AudienceRule::CognitoClientIds(vec![])),

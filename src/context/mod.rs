@@ -589,6 +589,77 @@ mod tests {
         );
     }
 
+    // A custom verifier's explicit audience and token id win over the
+    // claims; without them they come from `aud` (a string or the strings
+    // of an array) and `jti`.
+    #[test]
+    fn audience_and_token_id_explicit_or_from_the_claims() {
+        let claims: Map<String, Value> = serde_json::from_str(
+            r#"{"aud":["https://a.example/mcp",5,"https://b.example/mcp"],"jti":"from-claims"}"#,
+        )
+        .unwrap();
+        let derived = AuthContext::builder("i", "s")
+            .claims(claims.clone())
+            .build();
+        assert_eq!(
+            derived.audience(),
+            ["https://a.example/mcp", "https://b.example/mcp"]
+        );
+        assert_eq!(derived.token_id(), Some("from-claims"));
+        let explicit = AuthContext::builder("i", "s")
+            .claims(claims)
+            .audience(["https://c.example/mcp"])
+            .token_id("explicit")
+            .build();
+        assert_eq!(explicit.audience(), ["https://c.example/mcp"]);
+        assert_eq!(explicit.token_id(), Some("explicit"));
+        assert_eq!(explicit.claim("jti"), Some(&Value::from("from-claims")));
+        let single = AuthContext::builder("i", "s")
+            .claims(serde_json::from_str(r#"{"aud":"https://a.example/mcp"}"#).unwrap())
+            .build();
+        assert_eq!(single.audience(), ["https://a.example/mcp"]);
+        let bare = AuthContext::builder("i", "s").build();
+        assert!(bare.audience().is_empty() && bare.token_id().is_none());
+    }
+
+    // A verified JWT keeps its other claims as text; parsed on first use,
+    // they are put back whole and the verified-token cache weighs them.
+    #[test]
+    fn claims_parsed_on_first_use_are_complete_and_weighed() {
+        let ctx = AuthContext::builder("https://iss.example", "alice")
+            .client_id("app-1")
+            .expires_at_unix(2_000_000_000)
+            .rest_claims(
+                r#"{"aud":["https://rs.example/mcp"],"jti":"id-1","tenant":"acme"}"#.into(),
+                true,
+            )
+            .build();
+        let before = ctx.retained_bytes();
+        assert_eq!(ctx.audience(), ["https://rs.example/mcp"]);
+        let after = ctx.retained_bytes();
+        assert!(after > before, "{before} -> {after}");
+        let claims = ctx.claims();
+        assert_eq!(claims["iss"], "https://iss.example");
+        assert_eq!(claims["sub"], "alice");
+        assert_eq!(claims["exp"], 2_000_000_000_u64);
+        assert_eq!(claims["client_id"], "app-1");
+        assert_eq!(claims["tenant"], "acme");
+        assert_eq!(ctx.token_id(), Some("id-1"));
+    }
+
+    #[test]
+    fn builder_debug_names_the_caller_only() {
+        let mut claims = Map::new();
+        claims.insert("email".into(), Value::String("alice@example.com".into()));
+        let builder = AuthContext::builder("https://iss", "alice").claims(claims);
+        let dbg = format!("{builder:?}");
+        assert!(
+            dbg.contains("alice") && dbg.contains("https://iss"),
+            "{dbg}"
+        );
+        assert!(!dbg.contains("alice@example.com"), "{dbg}");
+    }
+
     #[test]
     fn require_scopes_names_the_missing_ones() {
         let ctx = AuthContext::builder("i", "s").scopes(["a", "b"]).build();

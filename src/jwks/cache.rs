@@ -112,14 +112,6 @@ pub(crate) struct JwksCache {
     pub(crate) failures: std::sync::atomic::AtomicU64,
 }
 
-impl std::fmt::Debug for JwksCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwksCache")
-            .field("issuer", &self.issuer)
-            .finish_non_exhaustive()
-    }
-}
-
 /// The answer of [`JwksCache::key_set`].
 pub(crate) enum Lookup {
     /// A key set to verify with (it may still lack the wanted key).

@@ -291,3 +291,101 @@ mod prepared {
 pub(crate) fn backend_name() -> &'static str {
     "aws-lc-rs"
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{self as sig, KeyPair as _};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::json;
+
+    use super::*;
+    use crate::jwks::keyset::KeySet;
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    // RFC 7518 section 3.1: one RSA key (no `alg` pinned) verifies each RSA
+    // algorithm's signatures, and only under the algorithm that made them.
+    #[test]
+    fn an_rsa_key_verifies_every_rsa_algorithm_it_signed_with() {
+        let rng = SystemRandom::new();
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let public = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+        let doc =
+            json!({"keys": [{"kty": "RSA", "kid": "r", "n": b64(&public.n), "e": b64(&public.e)}]});
+        let (set, _) = KeySet::parse(doc.to_string().as_bytes()).unwrap();
+        let message = b"header.payload";
+        let cases: [(Algorithm, &'static dyn sig::RsaEncoding); 6] = [
+            (Algorithm::RS256, &sig::RSA_PKCS1_SHA256),
+            (Algorithm::RS384, &sig::RSA_PKCS1_SHA384),
+            (Algorithm::RS512, &sig::RSA_PKCS1_SHA512),
+            (Algorithm::PS256, &sig::RSA_PSS_SHA256),
+            (Algorithm::PS384, &sig::RSA_PSS_SHA384),
+            (Algorithm::PS512, &sig::RSA_PSS_SHA512),
+        ];
+        for (alg, encoding) in cases {
+            let mut signature = vec![0; pair.public_modulus_len()];
+            pair.sign(encoding, &rng, message, &mut signature).unwrap();
+            let [key] = set.candidates(Some("r"), alg)[..] else {
+                panic!("{alg:?}: one candidate");
+            };
+            assert!(verify_signature(alg, key, message, &signature), "{alg:?}");
+            assert!(
+                !verify_signature(alg, key, b"header.other", &signature),
+                "{alg:?}"
+            );
+            let other = if alg == Algorithm::RS384 {
+                Algorithm::PS384
+            } else {
+                Algorithm::RS384
+            };
+            assert!(
+                !verify_signature(other, key, message, &signature),
+                "{alg:?} as {other:?}"
+            );
+        }
+    }
+
+    // RFC 7518 section 3.4: a P-384 key verifies ES384 (fixed-length
+    // signatures), and is never a candidate for ES256.
+    #[test]
+    fn a_p384_key_verifies_es384() {
+        let rng = SystemRandom::new();
+        let pair = sig::EcdsaKeyPair::generate(&sig::ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
+        let point = pair.public_key().as_ref();
+        let (x, y) = point.get(1..).unwrap().split_at(48);
+        let doc = json!({"keys": [
+            {"kty": "EC", "kid": "p384", "crv": "P-384", "x": b64(x), "y": b64(y)},
+            {"kty": "EC", "kid": "p521", "crv": "P-521", "x": b64(&[7; 66]), "y": b64(&[7; 66])},
+            {"kty": "OKP", "kid": "okp-p256", "crv": "P-256", "x": b64(&[7; 32])},
+        ]});
+        let (set, dropped) = KeySet::parse(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(set.len(), 1, "{dropped:?}");
+        assert_eq!(
+            dropped.len(),
+            2,
+            "unsupported curves are dropped: {dropped:?}"
+        );
+        let message = b"header.payload";
+        let signature = pair.sign(&rng, message).unwrap();
+        let [key] = set.candidates(Some("p384"), Algorithm::ES384)[..] else {
+            panic!("one ES384 candidate");
+        };
+        assert!(verify_signature(
+            Algorithm::ES384,
+            key,
+            message,
+            signature.as_ref()
+        ));
+        assert!(!verify_signature(
+            Algorithm::ES384,
+            key,
+            b"tampered",
+            signature.as_ref()
+        ));
+        assert!(set.candidates(Some("p384"), Algorithm::ES256).is_empty());
+    }
+}

@@ -299,7 +299,7 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
             }
             _ => return Err(Dropped::UnsupportedCurve),
         },
-        AlgorithmParameters::OctetKey(_) => return Err(Dropped::Symmetric),
+        // `oct` (symmetric) keys were dropped above, by their `kty`.
         _ => return Err(Dropped::UnsupportedType),
     };
     if alg.is_some_and(|a| !shape.fits(a)) {

@@ -149,3 +149,62 @@ pub(super) fn finish(
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    type Ready = ResponseFuture<std::future::Ready<Result<Response, ()>>, ()>;
+
+    fn poll(f: &mut Ready) -> Poll<Result<Response, ()>> {
+        Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    // A future polled again after it completed is a caller bug: it answers
+    // 500 instead of panicking inside the server.
+    #[test]
+    fn polled_after_completion_answers_500_without_panicking() {
+        let mut f: Ready = ResponseFuture::ready(StatusCode::UNAUTHORIZED.into_response());
+        assert_eq!(format!("{f:?}"), r#"ResponseFuture { kind: "ready" }"#);
+        let Poll::Ready(Ok(first)) = poll(&mut f) else {
+            panic!("a decided answer is ready at once");
+        };
+        assert_eq!(first.status(), StatusCode::UNAUTHORIZED);
+        let Poll::Ready(Ok(again)) = poll(&mut f) else {
+            panic!("polled again: still an answer");
+        };
+        assert_eq!(again.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    // The inner service's future: its answer, with CORS headers for an
+    // allowed origin; the boxed future: its answer as it is.
+    #[test]
+    fn inner_and_boxed_futures_answer_through() {
+        let origin = HeaderValue::from_static("https://app.example");
+        let mut inner: Ready = ResponseFuture::inner(
+            std::future::ready(Ok(StatusCode::OK.into_response())),
+            None,
+            Some(origin),
+            None,
+        );
+        assert_eq!(format!("{inner:?}"), r#"ResponseFuture { kind: "inner" }"#);
+        let Poll::Ready(Ok(response)) = poll(&mut inner) else {
+            panic!("ready");
+        };
+        assert_eq!(
+            response.headers()[http::header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.example"
+        );
+        let mut boxed: Ready =
+            ResponseFuture::boxed(Box::pin(async { Ok(StatusCode::ACCEPTED.into_response()) }));
+        assert_eq!(format!("{boxed:?}"), r#"ResponseFuture { kind: "boxed" }"#);
+        let Poll::Ready(Ok(response)) = poll(&mut boxed) else {
+            panic!("ready");
+        };
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+}

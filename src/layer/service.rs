@@ -25,7 +25,7 @@ use super::Shared;
 use super::future::{ResponseFuture, finish};
 use super::operations::{Placement, filter_lists};
 use super::sessions::principal_key;
-use super::sessions::{OwnerOf, SessionHook, session_id, session_not_found};
+use super::sessions::{AfterResponse, OwnerOf, SessionHook, session_id, session_not_found};
 use super::step_up::{Settled, StepUpCheck};
 use crate::context::StepUp;
 
@@ -372,8 +372,7 @@ impl Shared {
             }
             return Ok((req.method() == Method::DELETE).then(|| SessionHook {
                 shared: Arc::clone(self),
-                owner: None,
-                session,
+                then: AfterResponse::Forget(id.clone()),
             }));
         }
         // Only a POST without a session can create one (`initialize`).
@@ -397,8 +396,7 @@ impl Shared {
         };
         Ok(Some(SessionHook {
             shared: Arc::clone(self),
-            owner: Some(owner.map_or(OwnerOf::Later(ctx.clone()), OwnerOf::Known)),
-            session: None,
+            then: AfterResponse::Bind(owner.map_or(OwnerOf::Later(ctx.clone()), OwnerOf::Known)),
         }))
     }
 

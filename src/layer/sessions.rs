@@ -66,14 +66,6 @@ pub(crate) struct Sessions {
     closer: Mutex<Option<Closer>>,
 }
 
-impl std::fmt::Debug for Sessions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sessions")
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Sessions {
     pub(crate) fn new(limits: SessionLimits) -> Self {
         Self {
@@ -283,10 +275,15 @@ pub(super) enum OwnerOf {
 /// Session bookkeeping after the inner service answered.
 pub(super) struct SessionHook {
     pub(super) shared: Arc<Shared>,
-    /// For a request that may create a session: its owner.
-    pub(super) owner: Option<OwnerOf>,
-    /// For a DELETE: the session it ends.
-    pub(super) session: Option<String>,
+    pub(super) then: AfterResponse,
+}
+
+/// What a successful response settles.
+pub(super) enum AfterResponse {
+    /// A request that may create a session: bind it to its owner.
+    Bind(OwnerOf),
+    /// A DELETE: forget the session it ended.
+    Forget(String),
 }
 
 impl SessionHook {
@@ -294,12 +291,12 @@ impl SessionHook {
         if !response.status().is_success() {
             return response;
         }
-        if let Some(id) = &self.session {
-            self.shared.sessions.unbind(id);
-            return response;
-        }
-        let Some(owner) = self.owner else {
-            return response;
+        let owner = match self.then {
+            AfterResponse::Forget(id) => {
+                self.shared.sessions.unbind(&id);
+                return response;
+            }
+            AfterResponse::Bind(owner) => owner,
         };
         let Some(new_id) = response.headers().get(SESSION_HEADER) else {
             return response;

@@ -242,6 +242,12 @@ mod tests {
             [op("tools/call", Some("add_note"))]
         );
         assert_eq!(read_operations(b"[]").unwrap(), []);
+        // Values of every JSON type elsewhere are checked, not kept.
+        let typed = br#"{"jsonrpc":"2.0","id":-3,"method":"tools/call","params":{"name":"add_note","arguments":{"b":true,"n":-1,"u":2,"f":1.5,"z":null,"a":[1,"x",{"k":false}]},"_meta":{"progressToken":0.25}}}"#;
+        assert_eq!(
+            read_operations(typed).unwrap(),
+            [op("tools/call", Some("add_note"))]
+        );
     }
 
     // Issue 12: with `serde_json::Value` the last duplicate won, while
@@ -298,6 +304,17 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":null}"#,
             br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":null}}"#,
             br#"[["tools/call",{"name":"add_note"}]]"#,
+            // Members of the wrong type, whatever the type.
+            br#"{"jsonrpc":"2.0","id":1,"method":true}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":-1}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":1.5}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":{"name":"tools/call"}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":true}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":{"x":"add_note"}}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":2.5}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":true}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":[false]}}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":{"uri":"notes://1"}}}}"#,
             br#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"}] []"#,
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}{"method":"tools/call"}"#,
         ] {

@@ -235,10 +235,6 @@ impl<'de> Visitor<'de> for Walk<'_, 'de> {
         self.string(Cow::Owned(v.to_owned()));
         Ok(())
     }
-    fn visit_string<E>(self, v: String) -> Result<(), E> {
-        self.string(Cow::Owned(v));
-        Ok(())
-    }
     fn visit_unit<E>(self) -> Result<(), E> {
         match self.role {
             Role::Subscriptions => self.facts.subscriptions = List::Null,

@@ -232,12 +232,6 @@ impl TokenCache {
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
-
-    /// Bytes the entries weigh ([`BYTES_PER_ENTRY`] at least each).
-    #[allow(dead_code)]
-    pub(crate) fn weight(&self) -> u64 {
-        self.map.weight()
-    }
 }
 
 /// SHA-256 of the token bytes.

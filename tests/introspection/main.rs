@@ -280,9 +280,13 @@ async fn results_are_cached_and_lookups_shared() {
 #[tokio::test]
 async fn cache_never_outlives_exp() {
     let (e, base) = start_endpoint().await;
+    // A few seconds ahead, so that a slow run (coverage under ptrace) still
+    // finds the token valid at first; then the test waits past `exp` by the
+    // clock the verifier reads, however long that takes.
+    let exp = now() + 3;
     e.answers.lock().unwrap().insert(
         "t".into(),
-        json!({"active": true, "sub": "a", "aud": RESOURCE, "exp": now() + 1}),
+        json!({"active": true, "sub": "a", "aud": RESOURCE, "exp": exp}),
     );
     let config = AuthConfig::builder()
         .issuer(&base)
@@ -298,7 +302,9 @@ async fn cache_never_outlives_exp() {
     )
     .unwrap();
     assert!(check(&v, "t").await.is_ok());
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    while now() <= exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(check(&v, "t").await.err(), Some(AuthErrorKind::Expired));
     assert_eq!(e.hits.load(Ordering::SeqCst), 2);
 }
@@ -443,4 +449,123 @@ async fn chains_and_closures() {
         .expires_at(2000)
         .sign();
     assert_eq!(verify(expired).await, Err(AuthErrorKind::Expired));
+
+    // When every link passes the token on, the last link's answer is the
+    // chain's; an empty chain refuses everything.
+    let jwts = ChainVerifier::new()
+        .then(mcp_oauth2::JwtVerifier::new(&cfg(&a)).unwrap())
+        .then(mcp_oauth2::JwtVerifier::new(&cfg(&b)).unwrap());
+    assert_eq!(format!("{jwts:?}"), "ChainVerifier { links: 2 }");
+    let kind = |chain: &ChainVerifier, token: &'static str| {
+        let chain = chain.clone();
+        async move {
+            chain
+                .verify(BearerToken::new(token))
+                .await
+                .unwrap_err()
+                .kind()
+        }
+    };
+    assert_eq!(
+        kind(&jwts, "not-a-jwt").await,
+        AuthErrorKind::MalformedToken
+    );
+    assert_eq!(
+        kind(&ChainVerifier::new(), "anything").await,
+        AuthErrorKind::Rejected
+    );
+    let closure =
+        from_fn(|_: String| async { Err(mcp_oauth2::AuthError::new(AuthErrorKind::Rejected)) });
+    assert_eq!(format!("{closure:?}"), "FnVerifier");
+}
+
+// The layer's counters include the verifiers behind it: the chain a
+// configuration with introspection builds reports the introspection calls,
+// and a cached answer costs none.
+#[tokio::test]
+async fn layer_metrics_count_introspection_calls_through_the_chain() {
+    let (e, base) = start_endpoint().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(RESOURCE)
+        .introspection(
+            IntrospectionSettings::new("rs:client", "s3cr&t")
+                .endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap()),
+        )
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    e.answers.lock().unwrap().insert(
+        "opaque-1".into(),
+        json!({"active": true, "sub": "olivia", "aud": RESOURCE, "exp": now() + 300}),
+    );
+    let layer = mcp_oauth2::AuthLayer::new(config).unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", "Bearer opaque-1".parse().unwrap());
+    for _ in 0..2 {
+        let ctx = bounded(layer.authenticate(&headers)).await.unwrap();
+        assert_eq!(ctx.subject(), "olivia");
+    }
+    assert_eq!(e.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(layer.metrics().snapshot().introspection_calls, 1);
+    assert!(format!("{layer:?}").contains(RESOURCE), "{layer:?}");
+}
+
+// Introspection settings that cannot work are refused when the verifier
+// is built, naming the setting.
+#[tokio::test]
+async fn unusable_introspection_settings_are_refused_at_build_time() {
+    let endpoint = url::Url::parse("http://127.0.0.1:9/introspect").unwrap();
+    let plain = AuthConfig::builder()
+        .issuer("http://127.0.0.1:9")
+        .resource(RESOURCE)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let err = IntrospectionVerifier::from_config(&plain).unwrap_err();
+    assert_eq!(err.field(), "introspection", "{err}");
+
+    let err = IntrospectionVerifier::new(
+        &plain,
+        IntrospectionSettings::new("", "s3cr&t").endpoint(endpoint.clone()),
+    )
+    .unwrap_err();
+    assert_eq!(err.field(), "client_id", "{err}");
+
+    // The shared settings would discover the first issuer's endpoint, which
+    // has settings of its own: ambiguous, so refused.
+    let own = AuthConfig::builder()
+        .issuer("http://127.0.0.1:9")
+        .issuer_introspection(
+            "http://127.0.0.1:9",
+            IntrospectionSettings::new("rs:client", "s3cr&t").endpoint(endpoint),
+        )
+        .resource(RESOURCE)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let err = IntrospectionVerifier::new(&own, IntrospectionSettings::new("rs:client", "s3cr&t"))
+        .unwrap_err();
+    assert_eq!(err.field(), "introspection", "{err}");
+    assert!(IntrospectionVerifier::from_config(&own).is_ok());
+}
+
+// RFC 8414 section 3.3: a discovered metadata document must name the issuer
+// it was fetched for; one naming another issuer is refused, and its
+// introspection endpoint is never called.
+#[tokio::test]
+async fn discovery_refuses_a_document_for_another_issuer() {
+    let (e, base) = start_endpoint().await;
+    e.answers.lock().unwrap().insert(
+        "t".into(),
+        json!({"active": true, "sub": "a", "aud": RESOURCE}),
+    );
+    *e.issuer.lock().unwrap() = "https://impostor.example".to_owned();
+    let v = verifier(&base, ClientAuthMethod::ClientSecretBasic, true);
+    assert_eq!(
+        check(&v, "t").await.map(|c| c.subject().to_owned()),
+        Err(AuthErrorKind::IntrospectionUnavailable)
+    );
+    assert_eq!(e.hits.load(Ordering::SeqCst), 0);
 }

@@ -508,3 +508,46 @@ async fn repeated_member_names_in_an_answer_are_refused() {
         Some(AuthErrorKind::IntrospectionUnavailable)
     );
 }
+
+// RFC 7662 section 2.2: `sub` is optional; a token of the client
+// credentials grant is about its client. Without either, or with a
+// `token_type` that is not a string, the answer is refused.
+#[tokio::test]
+async fn subject_falls_back_to_the_client_and_claims_are_typed() {
+    let (e, base) = start_endpoint().await;
+    let v = verifier_with(&base, |b| b);
+    let exp = now() + 300;
+    answer(
+        &e,
+        "client-credentials",
+        json!({"active": true, "client_id": "svc-1", "aud": RESOURCE, "exp": exp}),
+    );
+    let ctx = check(&v, "client-credentials").await.unwrap();
+    assert_eq!(ctx.subject(), "svc-1");
+    assert_eq!(ctx.client_id(), Some("svc-1"));
+    for (token, value) in [
+        (
+            "nobody",
+            json!({"active": true, "aud": RESOURCE, "exp": exp}),
+        ),
+        (
+            "empty-client",
+            json!({"active": true, "client_id": "", "aud": RESOURCE, "exp": exp}),
+        ),
+        (
+            "empty-sub",
+            json!({"active": true, "sub": "", "client_id": "c", "aud": RESOURCE, "exp": exp}),
+        ),
+        (
+            "numeric-type",
+            json!({"active": true, "sub": "a", "aud": RESOURCE, "exp": exp, "token_type": 5}),
+        ),
+    ] {
+        answer(&e, token, value);
+        assert_eq!(
+            check(&v, token).await.map(|c| c.subject().to_owned()),
+            Err(AuthErrorKind::InvalidClaims),
+            "{token}"
+        );
+    }
+}

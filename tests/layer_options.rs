@@ -1,0 +1,354 @@
+//! `AuthLayer` as a plain tower layer in an axum app, over real HTTP on
+//! loopback: its options (`mcp_path`, `max_body_bytes`, `bind_sessions`),
+//! how it places requests it cannot route (Origin, JSON-RPC bodies on other
+//! paths, batches in the stateless revision), and list filtering that fails
+//! closed when the inner service answers something it cannot read.
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+mod support;
+
+use axum::Router;
+use axum::routing::any;
+use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::{AuthConfig, AuthConfigBuilder, AuthContext, AuthLayer};
+use support::fixture::bounded;
+
+const WRITE_CALL: &str =
+    r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"write","arguments":{}}}"#;
+
+/// A protected app: `/mcp` and `/other` echo the caller, `/health` is
+/// exempt. `layer` adjusts the layer, `tweak` the configuration.
+struct App {
+    issuer: TestIssuer,
+    base: String,
+    resource: String,
+    http: reqwest::Client,
+}
+
+impl App {
+    async fn start(
+        tweak: impl FnOnce(AuthConfigBuilder) -> AuthConfigBuilder,
+        layer: impl FnOnce(AuthLayer) -> AuthLayer,
+    ) -> Self {
+        Self::start_with(tweak, layer, Router::new()).await
+    }
+
+    /// The same with extra routes (they override nothing: their paths differ).
+    async fn start_with(
+        tweak: impl FnOnce(AuthConfigBuilder) -> AuthConfigBuilder,
+        layer: impl FnOnce(AuthLayer) -> AuthLayer,
+        extra: Router,
+    ) -> Self {
+        let issuer = TestIssuer::start().await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let resource = format!("{base}/mcp");
+        let config = tweak(
+            AuthConfig::builder()
+                .issuer(issuer.issuer())
+                .resource(&resource)
+                .exempt_path("/health")
+                .allow_insecure_http_for_loopback(true),
+        )
+        .build()
+        .unwrap();
+        let layer = layer(AuthLayer::new(config).unwrap());
+        assert_eq!(layer.metadata().resource, resource);
+        let echo = |auth: AuthContext| async move { format!("hello {}", auth.subject()) };
+        let app = Router::new()
+            .route("/mcp", any(echo))
+            .route("/other", any(echo))
+            .route("/health", any(|| async { "ok" }))
+            .merge(extra)
+            .layer(layer);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            issuer,
+            base,
+            resource,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn token(&self, scopes: &[&str]) -> String {
+        self.issuer
+            .token()
+            .subject("alice")
+            .audience(&self.resource)
+            .scopes(scopes.iter().copied())
+            .sign()
+    }
+
+    fn post(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body.to_owned())
+    }
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = bounded(req.send()).await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
+}
+
+fn reason(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    v["reason"]
+        .as_str()
+        .or(v["error"]["data"]["reason"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn write_rule(b: AuthConfigBuilder) -> AuthConfigBuilder {
+    b.tool_scopes("write", ["notes:write"])
+}
+
+// The body read for per-operation scopes is capped: a larger one is a 400
+// `invalid_request` (reason `body_unreadable`), never read further.
+#[tokio::test]
+async fn body_over_the_cap_is_refused_before_the_service() {
+    let app = App::start(write_rule, |l| l.max_body_bytes(256)).await;
+    let token = app.token(&["notes:write"]);
+    let (status, _, body) = send(app.post("/mcp", &token, "application/json", WRITE_CALL)).await;
+    assert_eq!((status, body.as_str()), (200, "hello alice"));
+    let padded = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"write","arguments":{{"pad":"{}"}}}}}}"#,
+        "x".repeat(300)
+    );
+    let (status, _, body) = send(app.post("/mcp", &token, "application/json", &padded)).await;
+    assert_eq!(status, 400, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"], "invalid_request");
+    assert_eq!(v["reason"], "body_unreadable");
+}
+
+// `mcp_path("/")`: every path is the MCP endpoint, so nothing is exempt
+// and every Origin is checked (fail closed).
+#[tokio::test]
+async fn root_mcp_path_judges_every_path_as_mcp() {
+    let app = App::start(|b| b, |l| l.mcp_path("/")).await;
+    let (status, _, _) = send(app.http.get(format!("{}/health", app.base))).await;
+    assert_eq!(status, 401, "an exemption does not cover the MCP endpoint");
+    let token = app.token(&[]);
+    let (status, _, body) = send(
+        app.http
+            .get(format!("{}/health", app.base))
+            .bearer_auth(&token)
+            .header("origin", "https://evil.example"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(reason(&body), "origin_not_allowed");
+}
+
+// A route of the app that is not MCP answers its own cross-origin
+// requests: the layer still wants a token there but does not refuse the
+// Origin, nor add CORS headers for it.
+#[tokio::test]
+async fn foreign_origin_on_an_app_route_is_left_to_the_app() {
+    let app = App::start(|b| b, |l| l).await;
+    let token = app.token(&[]);
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .header("origin", "https://evil.example");
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req
+    };
+    let (status, headers, body) = send(get("/other", Some(&token))).await;
+    assert_eq!((status, body.as_str()), (200, "hello alice"));
+    assert!(headers.get("access-control-allow-origin").is_none());
+    let (status, _, body) = send(get("/other", None)).await;
+    assert_eq!((status, reason(&body).as_str()), (401, "missing_token"));
+    let (status, _, body) = send(get("/mcp", Some(&token))).await;
+    assert_eq!(
+        (status, reason(&body).as_str()),
+        (403, "origin_not_allowed")
+    );
+}
+
+// With per-operation rules, a JSON POST that carries JSON-RPC calls is
+// judged as MCP on any path (the layer cannot see the routes): the tool's
+// scope is required and the Origin rule applies. A `+json` media type is
+// JSON too; a body sent as text is not read.
+#[tokio::test]
+async fn json_rpc_posts_on_other_paths_are_judged_as_mcp() {
+    let app = App::start(write_rule, |l| l).await;
+    let reader = app.token(&["notes:read"]);
+    for content_type in [
+        "application/json",
+        "application/vnd.example+json; charset=utf-8",
+    ] {
+        let (status, headers, body) =
+            send(app.post("/other", &reader, content_type, WRITE_CALL)).await;
+        assert_eq!(status, 403, "{content_type}: {body}");
+        let challenge = headers["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.contains(r#"error="insufficient_scope""#),
+            "{challenge}"
+        );
+        assert!(challenge.contains(r#"scope="notes:write""#), "{challenge}");
+    }
+    let (status, _, body) = send(app.post("/other", &reader, "text/plain", WRITE_CALL)).await;
+    assert_eq!((status, body.as_str()), (200, "hello alice"));
+    let writer = app.token(&["notes:write"]);
+    let (status, _, body) = send(
+        app.post("/other", &writer, "application/json", WRITE_CALL)
+            .header("origin", "https://evil.example"),
+    )
+    .await;
+    assert_eq!(
+        (status, reason(&body).as_str()),
+        (403, "origin_not_allowed")
+    );
+}
+
+// MCP 2026-07-28: the `Mcp-Method` header names one message, so a batch
+// sent under the stateless revision is a header mismatch (-32020).
+#[tokio::test]
+async fn stateless_batch_is_a_header_mismatch() {
+    let app = App::start(write_rule, |l| l).await;
+    let token = app.token(&["notes:write"]);
+    let batch = format!("[{WRITE_CALL},{WRITE_CALL}]");
+    let (status, _, body) = send(
+        app.post("/mcp", &token, "application/json", &batch)
+            .header("mcp-protocol-version", "2026-07-28"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], -32020);
+    assert_eq!(v["error"]["data"]["reason"], "mcp_header_mismatch");
+}
+
+// Sessions are bound to their creator by default: a session id this layer
+// did not see created is 404. `bind_sessions(false)` leaves sessions to the
+// service behind.
+#[tokio::test]
+async fn unbound_sessions_are_left_to_the_service() {
+    for (bind, expected) in [(true, 404), (false, 200)] {
+        let app = App::start(|b| b, |l| l.bind_sessions(bind)).await;
+        let token = app.token(&[]);
+        let (status, _, _) = send(
+            app.http
+                .get(&app.resource)
+                .bearer_auth(&token)
+                .header("mcp-session-id", "made-up-session"),
+        )
+        .await;
+        assert_eq!(status, expected, "bind_sessions({bind})");
+    }
+}
+
+/// A `tools/list` answer from an inner service with this content type and body.
+fn list_route(path: &'static str, content_type: &'static str, body: &'static str) -> Router {
+    Router::new().route(
+        path,
+        any(move || async move { ([("content-type", content_type)], body) }),
+    )
+}
+
+// `hide_unauthorized_in_lists`: a list the layer cannot read is never
+// shown unfiltered (500); an answer that is not JSON or SSE is no list and
+// passes as it is; a readable one is filtered.
+#[tokio::test]
+async fn list_filtering_fails_closed_on_unreadable_answers() {
+    let routes = Router::new()
+        .merge(list_route(
+            "/broken",
+            "application/json",
+            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":["#,
+        ))
+        .merge(list_route("/plain", "text/plain", "not a list"))
+        .merge(list_route(
+            "/good",
+            "application/json",
+            r#"[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"write"},{"name":"read"}]}}]"#,
+        ));
+    let app = App::start_with(
+        |b| write_rule(b).hide_unauthorized_in_lists(true),
+        |l| l,
+        routes,
+    )
+    .await;
+    let token = app.token(&[]);
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let (status, _, _) = send(app.post("/broken", &token, "application/json", list)).await;
+    assert_eq!(status, 500);
+    let (status, _, body) = send(app.post("/plain", &token, "application/json", list)).await;
+    assert_eq!((status, body.as_str()), (200, "not a list"));
+    let (status, _, body) = send(app.post("/good", &token, "application/json", list)).await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v[0]["result"]["tools"],
+        serde_json::json!([{"name": "read"}])
+    );
+}
+
+// RFC 9110 section 9.3.2: HEAD on the metadata answers as GET would,
+// without the body.
+#[tokio::test]
+async fn metadata_answers_head_without_a_body() {
+    let app = App::start(|b| b, |l| l).await;
+    let url = format!("{}/.well-known/oauth-protected-resource/mcp", app.base);
+    let (status, headers, body) = send(app.http.head(&url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(body.is_empty(), "{body}");
+    let (status, _, body) = send(app.http.get(&url)).await;
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["resource"], app.resource.as_str());
+}
+
+// A custom verifier that checks the MCP headers itself and reports a
+// mismatch is answered as MCP 2026-07-28 requires: 400 with the JSON-RPC
+// error -32020 (HeaderMismatch), not an OAuth challenge.
+#[tokio::test]
+async fn a_verifiers_header_mismatch_is_answered_as_json_rpc() {
+    use mcp_oauth2::{AuthError, AuthErrorKind};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let config = AuthConfig::builder()
+        .issuer("http://127.0.0.1:9")
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let verifier = mcp_oauth2::verify::from_fn(|_: String| async {
+        Err(AuthError::new(AuthErrorKind::McpHeaderMismatch))
+    });
+    let app = Router::new()
+        .route("/mcp", any(|| async { "unreachable" }))
+        .layer(AuthLayer::with_verifier(config, verifier));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (status, headers, body) = send(
+        reqwest::Client::new()
+            .post(&resource)
+            .bearer_auth("any")
+            .header("content-type", "application/json")
+            .body(WRITE_CALL),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(headers.get("www-authenticate").is_none());
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], -32020);
+}

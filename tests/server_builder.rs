@@ -1,0 +1,379 @@
+//! `McpServer`'s builder and lifecycle over real HTTP on loopback: what
+//! `build` refuses, a custom verifier, the mount path and Host allowlist,
+//! rmcp's transport settings, `serve` on the configured address, graceful
+//! shutdown, and the router merged into a larger app.
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+mod support;
+
+use std::time::Duration;
+
+use mcp_oauth2::verify::from_fn;
+use mcp_oauth2::{AuthConfig, AuthContext, AuthError, AuthErrorKind, McpServer};
+use support::fixture::{EchoServer, bounded, challenge, param};
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+const MODERN_TOOLS_LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+
+/// A configuration for `resource` whose issuer is never contacted.
+fn offline_config(resource: &str) -> AuthConfig {
+    AuthConfig::builder()
+        .issuer("http://127.0.0.1:9")
+        .resource(resource)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap()
+}
+
+/// A verifier that knows one static token.
+fn static_token_verifier() -> impl mcp_oauth2::TokenVerifier {
+    from_fn(|token: String| async move {
+        if token == "let-me-in" {
+            Ok(AuthContext::builder("https://static.example", "dev").build())
+        } else {
+            Err(AuthError::new(AuthErrorKind::Rejected))
+        }
+    })
+}
+
+async fn post(url: &str, host: Option<&str>, token: Option<&str>, body: &str) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_owned());
+    if let Some(host) = host {
+        req = req.header("host", host);
+    }
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    bounded(req.send()).await.unwrap()
+}
+
+// Configuration mistakes are found by `build`, never at the first request,
+// and name the setting (STYLE.md: a builder that fails at build time).
+#[tokio::test]
+async fn build_refuses_missing_parts_and_bad_paths() {
+    let resource = "http://127.0.0.1:1/mcp";
+    let err = McpServer::builder()
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "auth");
+    assert!(err.message().contains("fail open"), "{err}");
+
+    for path in ["mcp", "/", "/mcp/", ""] {
+        let err = McpServer::builder()
+            .auth(offline_config(resource))
+            .path(path)
+            .service(|| Ok(EchoServer::new()))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "path", "{path:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("invalid `path`: {path:?} must start with '/' and not end with '/'")
+        );
+    }
+
+    for probe in ["ready", "/mcp"] {
+        let err = McpServer::builder()
+            .auth(offline_config(resource))
+            .readiness_path(probe)
+            .service(|| Ok(EchoServer::new()))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "readiness_path", "{probe:?}");
+    }
+}
+
+// A custom verifier replaces the JWT verifier: its answers decide, the
+// server is ready at once (no key set to fetch), and its refusals get the
+// full RFC 6750 challenge. The mount path and the extra Host are honoured.
+#[tokio::test]
+async fn custom_verifier_at_a_custom_path_with_an_extra_host() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let resource = format!("http://{addr}/rpc");
+    let server = McpServer::builder()
+        .auth(offline_config(&resource))
+        .verifier(static_token_verifier())
+        .path("/rpc")
+        .readiness_path("/ready")
+        .allowed_host("mcp.internal")
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap();
+    assert!(server.readiness().is_ready());
+    let metrics = server.metrics();
+    let ct = server.cancellation_token();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+
+    let ready = reqwest::get(format!("http://{addr}/ready")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.text().await.unwrap(), r#"{"ready":true}"#);
+
+    let ok = post(&resource, None, Some("let-me-in"), INITIALIZE).await;
+    assert_eq!(ok.status(), 200);
+    let extra_host = post(
+        &resource,
+        Some("mcp.internal"),
+        Some("let-me-in"),
+        INITIALIZE,
+    )
+    .await;
+    assert_eq!(extra_host.status(), 200);
+    let foreign_host = post(
+        &resource,
+        Some("evil.example"),
+        Some("let-me-in"),
+        INITIALIZE,
+    )
+    .await;
+    assert_eq!(foreign_host.status(), 403);
+
+    let refused = post(&resource, None, Some("guess"), INITIALIZE).await;
+    assert_eq!(refused.status(), 401);
+    let params = challenge(&refused);
+    assert_eq!(param(&params, "error"), Some("invalid_token"));
+    assert_eq!(
+        param(&params, "resource_metadata"),
+        Some(format!("http://{addr}/.well-known/oauth-protected-resource/rpc").as_str())
+    );
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["reason"], "token_rejected");
+
+    // rmcp is mounted at `/rpc` only: the default path is not routed.
+    let elsewhere = post(
+        &format!("http://{addr}/mcp"),
+        None,
+        Some("let-me-in"),
+        INITIALIZE,
+    )
+    .await;
+    assert_eq!(elsewhere.status(), 404);
+
+    // Authentication accepted three (rmcp then refused the foreign Host).
+    let snapshot = metrics.snapshot();
+    assert_eq!(snapshot.accepted, 3, "{snapshot:?}");
+    assert_eq!(
+        snapshot.rejected.get("token_rejected"),
+        Some(&1),
+        "{snapshot:?}"
+    );
+    ct.cancel();
+}
+
+// `rmcp_config` reaches rmcp's transport: without JSON responses a
+// stateless call answered with one message comes back as an SSE stream
+// (the default is JSON).
+#[tokio::test]
+async fn rmcp_config_adjusts_the_transport() {
+    let mut types = Vec::new();
+    for json in [true, false] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+        let mut builder = McpServer::builder()
+            .auth(offline_config(&resource))
+            .verifier(static_token_verifier());
+        if !json {
+            builder = builder.rmcp_config(|c| c.with_json_response(false));
+        }
+        let server = builder.service(|| Ok(EchoServer::new())).build().unwrap();
+        let ct = server.cancellation_token();
+        tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+        let response = reqwest::Client::new()
+            .post(&resource)
+            .bearer_auth("let-me-in")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/list")
+            .body(MODERN_TOOLS_LIST)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        types.push(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+        ct.cancel();
+    }
+    assert!(types[0].starts_with("application/json"), "{types:?}");
+    assert!(types[1].starts_with("text/event-stream"), "{types:?}");
+}
+
+/// A port free a moment ago.
+async fn free_addr() -> std::net::SocketAddr {
+    let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    probe.local_addr().unwrap()
+}
+
+// `serve` binds the configured address, answers there, and returns once
+// the cancellation token is cancelled.
+#[tokio::test]
+async fn serve_binds_the_configured_address_until_cancelled() {
+    let addr = free_addr().await;
+    let resource = format!("http://{addr}/mcp");
+    let server = McpServer::builder()
+        .auth(offline_config(&resource))
+        .verifier(static_token_verifier())
+        .bind(addr.to_string())
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap();
+    let ct = server.cancellation_token();
+    let serving = tokio::spawn(server.serve());
+    let mut status = None;
+    for _ in 0..200 {
+        if let Ok(r) = reqwest::Client::new().post(&resource).send().await {
+            status = Some(r.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(status, Some(401), "served on the configured address");
+    ct.cancel();
+    let ended = tokio::time::timeout(Duration::from_secs(10), serving)
+        .await
+        .expect("serve returns after cancellation")
+        .unwrap();
+    assert!(ended.is_ok(), "{ended:?}");
+}
+
+// An address that cannot be bound is an error of `serve`, not a panic.
+#[tokio::test]
+async fn serve_reports_an_address_in_use() {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = taken.local_addr().unwrap();
+    let server = McpServer::builder()
+        .auth(offline_config(&format!("http://{addr}/mcp")))
+        .verifier(static_token_verifier())
+        .bind(addr.to_string())
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap();
+    let err = bounded(server.serve()).await.unwrap_err();
+    assert!(matches!(err, mcp_oauth2::Error::Io(_)), "{err:?}");
+    assert!(err.to_string().starts_with("I/O error: "), "{err}");
+}
+
+// The shutdown future ends serving: the cancellation token is cancelled
+// (rmcp's sessions stop with it) and no new connection is accepted.
+#[tokio::test]
+async fn shutdown_future_stops_accepting_and_cancels_the_token() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let resource = format!("http://{addr}/mcp");
+    let server = McpServer::builder()
+        .auth(offline_config(&resource))
+        .verifier(static_token_verifier())
+        .tcp_nodelay(false)
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap();
+    let ct = server.cancellation_token();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve_with_shutdown(listener, async move {
+        let _ = stopped.await;
+    }));
+    assert_eq!(
+        post(&resource, None, Some("let-me-in"), INITIALIZE)
+            .await
+            .status(),
+        200
+    );
+    stop.send(()).unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), serving)
+        .await
+        .expect("serving ends after the shutdown future")
+        .unwrap();
+    assert!(ended.is_ok(), "{ended:?}");
+    assert!(ct.is_cancelled());
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+// `into_router`: the protected endpoint and the metadata inside a larger
+// app that serves itself; the app's own routes stay public.
+#[tokio::test]
+async fn into_router_merges_into_a_larger_app() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let resource = format!("http://{addr}/mcp");
+    let server = McpServer::builder()
+        .auth(offline_config(&resource))
+        .verifier(static_token_verifier())
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap();
+    let app = server
+        .into_router()
+        .route("/health", axum::routing::get(|| async { "ok" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
+    assert_eq!(health.text().await.unwrap(), "ok");
+    let doc: serde_json::Value = reqwest::get(format!(
+        "http://{addr}/.well-known/oauth-protected-resource/mcp"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(doc["resource"], resource.as_str());
+    let anonymous = post(&resource, None, None, INITIALIZE).await;
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(
+        post(&resource, None, Some("let-me-in"), INITIALIZE)
+            .await
+            .status(),
+        200
+    );
+}
+
+// `Debug` of the builder and the server names the resource and the bind
+// address, never a secret of the configuration.
+#[tokio::test]
+async fn debug_output_names_the_server_never_its_secrets() {
+    let resource = "http://127.0.0.1:1/mcp";
+    let config = AuthConfig::builder()
+        .issuer("http://127.0.0.1:9")
+        .resource(resource)
+        .introspection(
+            mcp_oauth2::verify::IntrospectionSettings::new("rs-client", "top-s3cret-value")
+                .endpoint(url::Url::parse("http://127.0.0.1:9/introspect").unwrap()),
+        )
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let builder = McpServer::builder()
+        .auth(config)
+        .bind("127.0.0.1:1")
+        .service(|| Ok(EchoServer::new()));
+    let shown = format!("{builder:?}");
+    assert!(
+        shown.contains(resource) && shown.contains("127.0.0.1:1"),
+        "{shown}"
+    );
+    assert!(!shown.contains("top-s3cret-value"), "{shown}");
+    let server = builder.build().unwrap();
+    let shown = format!("{server:?}");
+    assert!(
+        shown.contains(resource) && shown.contains("127.0.0.1:1"),
+        "{shown}"
+    );
+    assert!(!shown.contains("top-s3cret-value"), "{shown}");
+    // The layer's service shows nothing of its configuration.
+    let layer =
+        mcp_oauth2::AuthLayer::with_verifier(offline_config(resource), static_token_verifier());
+    let service = tower::Layer::layer(&layer, ());
+    assert_eq!(format!("{service:?}"), "AuthService { .. }");
+}
