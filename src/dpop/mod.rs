@@ -167,6 +167,27 @@ fn proof_error_kind(e: ProofError) -> AuthErrorKind {
     }
 }
 
+/// Whether `token` is a JWT whose claims carry `cnf`: a token bound to a
+/// key, sent as Bearer, is refused before it is verified (a verification
+/// may fetch keys; RFC 9449 section 7.2 condemns it on its claims alone).
+/// Reads the claims only; anything that is not a JWT is `false`.
+pub(crate) fn jwt_binds_a_key(token: &str) -> bool {
+    use base64::Engine as _;
+    let mut parts = token.split('.');
+    let (Some(_), Some(claims), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims) else {
+        return false;
+    };
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| crate::json::Members::parse(text).ok())
+        .is_some_and(|m| m.contains("cnf"))
+}
+
 /// Whether the proof's `htu` names `expected` (see the module
 /// documentation): query and fragment of `htu` ignored, user information
 /// refused.

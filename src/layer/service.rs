@@ -82,7 +82,7 @@ where
             return ResponseFuture::ready(preflight_response(origin));
         }
         if !placement.on_mcp && shared.exempt.iter().any(|r| r.matches(req.uri().path())) {
-            return ResponseFuture::inner(self.inner.call(req), None, origin, None);
+            return ResponseFuture::inner(self.inner.call(req), None, origin, None, None);
         }
         if placement.stateless {
             // MCP 2026-07-28: a stateless request's session headers are
@@ -113,6 +113,7 @@ where
                         admitted.session_hook,
                         origin,
                         admitted.step_up,
+                        admitted.dpop_nonce,
                     );
                 }
                 Err(response) => *response,
@@ -208,7 +209,12 @@ where
             if let Some(ctx) = admitted.filter_for {
                 response = filter_lists(response, &shared.policy, &ctx).await;
             }
-            Ok(finish(response, admitted.session_hook, origin))
+            Ok(finish(
+                response,
+                admitted.session_hook,
+                origin,
+                admitted.dpop_nonce,
+            ))
         }))
     }
 }
@@ -252,6 +258,8 @@ struct Admitted {
     session_hook: Option<SessionHook>,
     /// The caller whose list results are filtered.
     filter_for: Option<AuthContext>,
+    /// A fresh server nonce for a DPoP caller, when nonces are demanded.
+    dpop_nonce: Option<HeaderValue>,
 }
 
 impl Shared {
@@ -267,6 +275,9 @@ impl Shared {
         let (token, proof) = match self.read_credentials(headers)? {
             Credentials::Bearer(token) => {
                 self.bearer_allowed()?;
+                if crate::dpop::jwt_binds_a_key(token.as_str()) {
+                    return Err(AuthErrorKind::SenderConstrainedToken.into());
+                }
                 (token, None)
             }
             Credentials::Dpop { token, proof } => {
@@ -391,6 +402,9 @@ impl Shared {
         if let Some(v) = req.headers_mut().get_mut(http::header::AUTHORIZATION) {
             v.set_sensitive(true);
         }
+        if let Some(v) = req.headers_mut().get_mut(crate::bearer::DPOP) {
+            v.set_sensitive(true);
+        }
         let filter_for = (lists && self.policy.hide_unauthorized).then(|| ctx.clone());
         // A POST carries calls whose handlers may ask for more scopes (late
         // step-up): a fresh slot, shared with the handler's context.
@@ -408,11 +422,21 @@ impl Shared {
             Some(check) => ctx.with_step_up(Arc::clone(&check.slot)),
             None => ctx,
         };
+        // RFC 9449 section 8.2: a DPoP caller gets the next nonce with
+        // every answer, before the one it holds expires.
+        let dpop_nonce = if ctx.is_dpop_bound() {
+            self.dpop
+                .fresh_nonce()
+                .and_then(|n| HeaderValue::try_from(n).ok())
+        } else {
+            None
+        };
         req.extensions_mut().insert(ctx);
         Ok(Admitted {
             step_up,
             session_hook,
             filter_for,
+            dpop_nonce,
         })
     }
 
