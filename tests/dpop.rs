@@ -188,7 +188,7 @@ async fn every_proof_check_refuses_with_its_reason() {
             client
                 .proof_builder("POST", uri)
                 .access_token(&token)
-                .issued_at(now() - 301)
+                .issued_at(now() - 330)
                 .sign(),
         ),
         (
@@ -196,7 +196,7 @@ async fn every_proof_check_refuses_with_its_reason() {
             client
                 .proof_builder("POST", uri)
                 .access_token(&token)
-                .issued_at(now() + 301)
+                .issued_at(now() + 330)
                 .sign(),
         ),
         (
