@@ -2,24 +2,15 @@ use super::proof::{Expected, ProofError, ath, check, jwk_thumbprint};
 use super::sign::SigningKey;
 use super::*;
 
-/// RFC 9449 section 7.1 (figure 13): the proof sent to a resource server
-/// with the access token of figure 12, at `iat` 1562262618.
-const RFC9449_RESOURCE_PROOF: &str = concat!(
-    "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6IkVDIiwieCI6Imw4dEZyaHgtMzR0VjNoUklDUkRZOXpDa0RscEJoRjQyVVFVZldWQVdCRnMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10NnY5VERWclUwQ2R2R1JEQSIsImNydiI6IlAtMjU2In19.",
-    "eyJqdGkiOiJlMWozVl9iS2ljOC1MQUVCIiwiaHRtIjoiR0VUIiwiaHR1IjoiaHR0cHM6Ly9yZXNvdXJjZS5leGFtcGxlLm9yZy9wcm90ZWN0ZWRyZXNvdXJjZSIsImlhdCI6MTU2MjI2MjYxOCwiYXRoIjoiZlVIeU8ycjJaM0RaNTNFc05yV0JiMHhXWG9hTnk1OUlpS0NBcWtzbVFFbyJ9.",
-    "2oW9RP35yRqzhrtNP86L-Ey71EOptxRimPPToA1plemAgR6pxHF8y6-yqyVnmcw6Fy1dqd-jfxSYoMxhAJpLjA"
-);
-/// RFC 9449 section 7.1 (figure 12): the access token of that request.
-const RFC9449_ACCESS_TOKEN: &str = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
-/// RFC 9449 section 4.1 (figure 3): a proof for a token request (no `ath`).
-const RFC9449_TOKEN_REQUEST_PROOF: &str = concat!(
-    "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6IkVDIiwieCI6Imw4dEZyaHgtMzR0VjNoUklDUkRZOXpDa0RscEJoRjQyVVFVZldWQVdCRnMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10NnY5VERWclUwQ2R2R1JEQSIsImNydiI6IlAtMjU2In19.",
-    "eyJqdGkiOiItQndDM0VTYzZhY2MybFRjIiwiaHRtIjoiUE9TVCIsImh0dSI6Imh0dHBzOi8vc2VydmVyLmV4YW1wbGUuY29tL3Rva2VuIiwiaWF0IjoxNTYyMjYyNjE2fQ.",
-    "2-GxA6T8lP4vfrg8v-FdWP0A0zdrj8igiMLvqRMUvwnQg4PtFLbdLXiOSsX0x7NVY-FNyJK70nfbV37xRZT3Lg"
-);
-/// RFC 9449 section 6.1 (figure 7): the `cnf.jkt` of a token bound to the
-/// key of the examples above.
-const RFC9449_JKT: &str = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+/// `spec-fixtures/rfc9449-dpop.json`: the RFC 9449 and RFC 7638 examples,
+/// each with its section.
+fn fixture() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../spec-fixtures/rfc9449-dpop.json")).unwrap()
+}
+
+fn text(v: &serde_json::Value) -> String {
+    v.as_str().unwrap().to_owned()
+}
 
 fn all_algs() -> Vec<Algorithm> {
     crate::config::DpopPolicy::default().algorithms
@@ -39,21 +30,22 @@ fn expected<'a>(method: &'a str, htu: &'a url::Url, token: &'a str, now: u64) ->
 // key's thumbprint is the `cnf.jkt` of section 6.1.
 #[test]
 fn rfc9449_resource_proof_example() {
+    let f = fixture();
+    let r = &f["resource_request"];
+    let (resource_proof, access_token) = (&*text(&r["proof"]), &*text(&r["access_token"]));
+    let jkt = &*text(&f["proof_key"]["jkt"]);
     let htu = url::Url::parse("https://resource.example.org/protectedresource").unwrap();
-    let e = expected("GET", &htu, RFC9449_ACCESS_TOKEN, 1_562_262_618);
-    let v = check(RFC9449_RESOURCE_PROOF, &all_algs(), 4096, &e).unwrap();
-    assert_eq!(v.jkt, RFC9449_JKT);
+    let e = expected("GET", &htu, access_token, 1_562_262_618);
+    let v = check(resource_proof, &all_algs(), 4096, &e).unwrap();
+    assert_eq!(v.jkt, jkt);
     assert_eq!(v.jti, "e1j3V_bKic8-LAEB");
     assert_eq!(v.iat, 1_562_262_618);
     // RFC 9449 section 7.1: `ath` of the figure 12 token.
-    assert_eq!(
-        ath(RFC9449_ACCESS_TOKEN),
-        "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
-    );
+    assert_eq!(ath(access_token), text(&r["ath"]));
     // Another token, method, URI or time: refused with the precise reason.
     assert_eq!(
         check(
-            RFC9449_RESOURCE_PROOF,
+            resource_proof,
             &all_algs(),
             4096,
             &expected("GET", &htu, "other", 1_562_262_618)
@@ -63,10 +55,10 @@ fn rfc9449_resource_proof_example() {
     );
     assert_eq!(
         check(
-            RFC9449_RESOURCE_PROOF,
+            resource_proof,
             &all_algs(),
             4096,
-            &expected("POST", &htu, RFC9449_ACCESS_TOKEN, 1_562_262_618)
+            &expected("POST", &htu, access_token, 1_562_262_618)
         )
         .unwrap_err(),
         ProofError::Method
@@ -74,40 +66,40 @@ fn rfc9449_resource_proof_example() {
     let other = url::Url::parse("https://resource.example.org/other").unwrap();
     assert_eq!(
         check(
-            RFC9449_RESOURCE_PROOF,
+            resource_proof,
             &all_algs(),
             4096,
-            &expected("GET", &other, RFC9449_ACCESS_TOKEN, 1_562_262_618)
+            &expected("GET", &other, access_token, 1_562_262_618)
         )
         .unwrap_err(),
         ProofError::Uri
     );
     assert_eq!(
         check(
-            RFC9449_RESOURCE_PROOF,
+            resource_proof,
             &all_algs(),
             4096,
-            &expected("GET", &htu, RFC9449_ACCESS_TOKEN, 1_562_262_919)
+            &expected("GET", &htu, access_token, 1_562_262_919)
         )
         .unwrap_err(),
         ProofError::Expired
     );
     assert_eq!(
         check(
-            RFC9449_RESOURCE_PROOF,
+            resource_proof,
             &all_algs(),
             4096,
-            &expected("GET", &htu, RFC9449_ACCESS_TOKEN, 1_562_262_317)
+            &expected("GET", &htu, access_token, 1_562_262_317)
         )
         .unwrap_err(),
         ProofError::Future
     );
     assert_eq!(
-        check(RFC9449_RESOURCE_PROOF, &[Algorithm::EdDSA], 4096, &e).unwrap_err(),
+        check(resource_proof, &[Algorithm::EdDSA], 4096, &e).unwrap_err(),
         ProofError::Algorithm
     );
     assert_eq!(
-        check(RFC9449_RESOURCE_PROOF, &all_algs(), 100, &e).unwrap_err(),
+        check(resource_proof, &all_algs(), 100, &e).unwrap_err(),
         ProofError::TooLarge
     );
 }
@@ -116,10 +108,13 @@ fn rfc9449_resource_proof_example() {
 // resource server requires (section 7.1); a token endpoint accepts it.
 #[test]
 fn rfc9449_token_request_proof_example() {
+    let f = fixture();
+    let token_proof = &*text(&f["token_request_proof"]["proof"]);
+    let jkt = &*text(&f["proof_key"]["jkt"]);
     let htu = url::Url::parse("https://server.example.com/token").unwrap();
     let e = expected("POST", &htu, "any", 1_562_262_616);
     assert_eq!(
-        check(RFC9449_TOKEN_REQUEST_PROOF, &all_algs(), 4096, &e).unwrap_err(),
+        check(token_proof, &all_algs(), 4096, &e).unwrap_err(),
         ProofError::Ath
     );
     // At a token endpoint (no access token yet) it verifies, with the key
@@ -128,25 +123,37 @@ fn rfc9449_token_request_proof_example() {
         access_token: None,
         ..e
     };
-    let v = check(RFC9449_TOKEN_REQUEST_PROOF, &all_algs(), 4096, &e).unwrap();
-    assert_eq!(v.jkt, RFC9449_JKT);
+    let v = check(token_proof, &all_algs(), 4096, &e).unwrap();
+    assert_eq!(v.jkt, jkt);
     assert_eq!(v.jti, "-BwC3ESc6acc2lTc");
 }
 
-// RFC 7638 section 3.1: the thumbprint of the example RSA key.
+// RFC 7638 section 3.1: the thumbprint of the example RSA key; RFC 9449
+// section 6.1: the example EC key's; RFC 8037 appendix A.3: the Ed25519
+// key's.
 #[test]
-fn rfc7638_thumbprint_example() {
-    let jwk = r#"{"kty":"RSA","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw","e":"AQAB","alg":"RS256","kid":"2011-04-29"}"#;
+fn rfc7638_thumbprint_examples() {
+    let f = fixture();
+    let ex = &f["rfc7638_example"];
     assert_eq!(
-        jwk_thumbprint(jwk).as_deref(),
-        Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
+        jwk_thumbprint(&ex["jwk"].to_string()),
+        Some(text(&ex["thumbprint"]))
     );
-    // RFC 9449 section 6.1: the example EC key's thumbprint.
-    let ec = r#"{"kty":"EC","x":"l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs","y":"9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA","crv":"P-256"}"#;
-    assert_eq!(jwk_thumbprint(ec).as_deref(), Some(RFC9449_JKT));
+    let key = &f["proof_key"];
+    assert_eq!(
+        jwk_thumbprint(&key["jwk"].to_string()),
+        Some(text(&key["jkt"]))
+    );
+    let ed: serde_json::Value =
+        serde_json::from_str(include_str!("../../spec-fixtures/rfc8037-a4-ed25519.json")).unwrap();
+    assert_eq!(
+        jwk_thumbprint(&ed["jwk"].to_string()),
+        Some(text(&ed["thumbprint_b64"]))
+    );
     // Private members: not a public key.
-    let private = r#"{"kty":"EC","x":"l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs","y":"9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA","crv":"P-256","d":"AA"}"#;
-    assert_eq!(jwk_thumbprint(private), None);
+    let mut private = key["jwk"].clone();
+    private["d"] = serde_json::json!("AA");
+    assert_eq!(jwk_thumbprint(&private.to_string()), None);
 }
 
 struct Fixture {
