@@ -19,8 +19,8 @@ pub(crate) const RETRY_AFTER_SECS: u64 = 5;
 /// quoted-string: `"` and `\` are backslash-escaped, and bytes that a
 /// quoted-string cannot carry (controls, DEL, non-ASCII) are dropped.
 fn push_param(out: &mut String, name: &str, value: &str) {
-    // Every parameter is quoted: a quote means one came before.
-    if out.contains('"') {
+    // Every parameter ends with a quote; the scheme name never does.
+    if out.ends_with('"') {
         out.push(',');
     }
     out.push(' ');
