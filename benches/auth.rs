@@ -25,6 +25,9 @@
 //! | `e2e/rmcp` | in process (`oneshot`, no sockets): a stateless `tools/call` of a `ping` tool to an rmcp streamable HTTP server configured as in the load benchmark | for `e2e/*` |
 //! | `e2e/rmcp_after` | `e2e/rmcp` again after the authenticated ones: the two bracket them and show drift | |
 //! | `e2e/{auth_layer,mcp_server}/{RS256,ES256}` | the same call with a reused token through `AuthLayer` over that router, and through `McpServer::into_router` | `e2e/rmcp`, target at most 1/0.95 = 1.05x |
+//! | `dpop/bearer/ES256` | the `e2e` call through `McpServer` (defaults: DPoP allowed, replay detection on) with a reused Bearer token | for `dpop/dpop` |
+//! | `dpop/dpop/ES256` | the same call with a reused DPoP-bound token (`cnf.jkt`) and a fresh ES256 proof per call (signed outside the timed region): one proof check, one replay-store insert | `dpop/bearer/ES256` |
+//! | `dpop/client_sign_proof/ES256` | what the client pays to sign one proof (`testing::DpopClient`), for reference | |
 //!
 //! Cold path: every measured call uses a token the verifier has never seen.
 //! A pool of distinct tokens (distinct `jti`) is minted up front; the timed
@@ -55,11 +58,13 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{
+    BatchSize, BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main,
+};
 use http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use mcp_oauth2::testing::bearer_challenge;
-use mcp_oauth2::testing::{SigningAlg, TestIssuer};
+use mcp_oauth2::testing::{DpopClient, SigningAlg, TestIssuer};
 use mcp_oauth2::{
     AuthConfig, AuthErrorKind, AuthLayer, BearerToken, ErrorCode, JwtVerifier, McpServer,
     TokenVerifier,
@@ -786,6 +791,73 @@ fn e2e(c: &mut Criterion, rt: &Runtime, fixtures: &[AlgFixture]) {
     group.finish();
 }
 
+/// A `tools/call` with `Authorization: DPoP` and its proof.
+fn tools_call_dpop(token: &str, proof: &str) -> Request<Body> {
+    let mut req = tools_call(None);
+    let headers = req.headers_mut();
+    let auth = HeaderValue::from_str(&format!("DPoP {token}")).unwrap();
+    headers.insert(AUTHORIZATION, auth);
+    headers.insert("dpop", HeaderValue::from_str(proof).unwrap());
+    req
+}
+
+/// DPoP end to end against Bearer in the same run (issue 16): the same
+/// `McpServer` (defaults), the same call, a reused token (cache hits), and
+/// for DPoP a fresh ES256 proof per call, signed in the untimed setup.
+fn dpop(c: &mut Criterion, rt: &Runtime, fx: &AlgFixture) {
+    let server = McpServer::builder()
+        .auth(fx.config.clone())
+        .verifier(fx.verifier(true))
+        .rmcp_config(|_| {
+            StreamableHttpServerConfig::default()
+                .with_json_response(true)
+                .with_legacy_session_mode(false)
+                .with_sse_keep_alive(None)
+        })
+        .service(|| Ok(Ping::new()))
+        .build()
+        .unwrap_or_else(|e| panic!("McpServer: {e}"));
+    let metrics = server.metrics();
+    let server = server.into_router();
+    let client = DpopClient::new();
+    let bearer = fx.tokens[0].as_str();
+    let bound = fx
+        .issuer
+        .token()
+        .audience(RESOURCE)
+        .scopes([SCOPE])
+        .dpop_bound_to(client.thumbprint())
+        .sign();
+    let proof = || client.proof("POST", RESOURCE, Some(&bound));
+    let (status, len) = rt.block_on(call(&server, tools_call(Some(bearer))));
+    assert_eq!(status, StatusCode::OK, "dpop/bearer");
+    let answer = rt.block_on(call(&server, tools_call_dpop(&bound, &proof())));
+    assert_eq!(answer, (StatusCode::OK, len), "dpop/dpop");
+    // A proof used twice is refused: the replay store is in the measured path.
+    let once = proof();
+    rt.block_on(call(&server, tools_call_dpop(&bound, &once)));
+    let replay = rt.block_on(call(&server, tools_call_dpop(&bound, &once)));
+    assert_eq!(replay.0, StatusCode::UNAUTHORIZED, "dpop: replay");
+
+    let mut group = c.benchmark_group("dpop");
+    group.bench_function(BenchmarkId::new("bearer", fx.name()), |b| {
+        b.iter(|| rt.block_on(call(&server, tools_call(Some(bearer)))));
+    });
+    group.bench_function(BenchmarkId::new("dpop", fx.name()), |b| {
+        b.iter_batched(
+            proof,
+            |p| rt.block_on(call(&server, tools_call_dpop(&bound, &p))),
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function(BenchmarkId::new("client_sign_proof", fx.name()), |b| {
+        b.iter(|| black_box(proof()));
+    });
+    group.finish();
+    // Both tokens were verified once; every later call was a cache hit.
+    assert_eq!(metrics.snapshot().cache_misses, 2, "dpop: not cache hits");
+}
+
 fn all(c: &mut Criterion) {
     let rt = runtime();
     let fixtures: Vec<AlgFixture> = ALGS.iter().map(|&alg| AlgFixture::new(&rt, alg)).collect();
@@ -800,6 +872,9 @@ fn all(c: &mut Criterion) {
     metadata(c, &rt, rs);
     flood(c, &rt, rs);
     e2e(c, &rt, &fixtures);
+    if let Some(es) = fixtures.iter().find(|fx| fx.alg == SigningAlg::Es256) {
+        dpop(c, &rt, es);
+    }
 
     for fx in fixtures {
         fx.issuer.shutdown();

@@ -44,6 +44,53 @@ pub(crate) enum Credentials<'a> {
     None,
     /// A syntactically valid bearer token.
     Bearer(BearerToken<'a>),
+    /// `Authorization: DPoP <token>` with exactly one `DPoP` proof header
+    /// (RFC 9449 section 7.1), when DPoP is read.
+    Dpop {
+        /// The access token.
+        token: BearerToken<'a>,
+        /// The proof JWT, not yet checked.
+        proof: &'a str,
+    },
+}
+
+/// The `DPoP` proof header (RFC 9449 section 4.1).
+pub(crate) const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
+
+/// Reads the credentials of a request: [`read_bearer`], and with `dpop`
+/// also the `DPoP` scheme (case-insensitive) with the same token syntax and
+/// exactly one `DPoP` header (none: `dpop_proof_missing`; several:
+/// `multiple_dpop_proofs`; not visible ASCII: `dpop_proof_malformed`).
+/// Without `dpop`, a `DPoP` scheme is another scheme: no credentials.
+pub(crate) fn read_credentials(
+    headers: &HeaderMap,
+    max_len: usize,
+    dpop: bool,
+) -> Result<Credentials<'_>, AuthError> {
+    if dpop && let Some(value) = headers.get(AUTHORIZATION) {
+        let bytes = value.as_bytes();
+        let is_dpop = bytes
+            .get(..5)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"dpop "));
+        if is_dpop {
+            if headers.get_all(AUTHORIZATION).iter().nth(1).is_some() {
+                return Err(AuthErrorKind::MultipleAuthorizationHeaders.into());
+            }
+            let token = read_token(bytes.get(5..).unwrap_or_default(), max_len)?;
+            let mut proofs = headers.get_all(DPOP).iter();
+            let proof = proofs
+                .next()
+                .ok_or_else(|| AuthError::new(AuthErrorKind::DpopProofMissing))?;
+            if proofs.next().is_some() {
+                return Err(AuthErrorKind::MultipleDpopProofs.into());
+            }
+            let proof = proof
+                .to_str()
+                .map_err(|_| AuthError::new(AuthErrorKind::DpopProofMalformed))?;
+            return Ok(Credentials::Dpop { token, proof });
+        }
+    }
+    read_bearer(headers, max_len)
 }
 
 /// Reads the bearer token from `headers`.
@@ -81,6 +128,12 @@ pub(crate) fn read_bearer(
         }
         return Ok(Credentials::None);
     }
+    read_token(rest, max_len).map(Credentials::Bearer)
+}
+
+/// The `b64token` after the scheme (RFC 6750 section 2.1), after one or
+/// more spaces.
+fn read_token(rest: &[u8], max_len: usize) -> Result<BearerToken<'_>, AuthError> {
     let token = trim_leading_spaces(rest);
     if token.is_empty() {
         return Err(AuthErrorKind::MalformedAuthorizationHeader.into());
@@ -94,7 +147,7 @@ pub(crate) fn read_bearer(
     // Safe: is_b64token accepts ASCII only.
     let token = std::str::from_utf8(token)
         .map_err(|_| AuthError::new(AuthErrorKind::MalformedAuthorizationHeader))?;
-    Ok(Credentials::Bearer(BearerToken(token)))
+    Ok(BearerToken(token))
 }
 
 fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {
@@ -164,6 +217,7 @@ mod tests {
         match read_bearer(&headers, 64) {
             Ok(Credentials::None) => Ok(None),
             Ok(Credentials::Bearer(t)) => Ok(Some(t.as_str().to_owned())),
+            Ok(Credentials::Dpop { .. }) => unreachable!("read_bearer never reads DPoP"),
             Err(e) => Err(e.kind()),
         }
     }
@@ -230,6 +284,56 @@ mod tests {
         assert!(!is_b64token(b"=="));
         assert!(!is_b64token(b"a=b"));
         assert!(!is_b64token(b"a b"));
+    }
+
+    // RFC 9449 section 7.1: `Authorization: DPoP <token>` and exactly one
+    // `DPoP` header.
+    #[test]
+    fn dpop_scheme_and_proof_header() {
+        let read = |auth: &[&str], proofs: &[&str], dpop: bool| {
+            let mut headers = HeaderMap::new();
+            for v in auth {
+                headers.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            }
+            for v in proofs {
+                headers.append(DPOP, HeaderValue::from_str(v).unwrap());
+            }
+            match read_credentials(&headers, 64, dpop) {
+                Ok(Credentials::None) => Ok("none".to_owned()),
+                Ok(Credentials::Bearer(t)) => Ok(format!("bearer {}", t.as_str())),
+                Ok(Credentials::Dpop { token, proof }) => {
+                    Ok(format!("dpop {} {proof}", token.as_str()))
+                }
+                Err(e) => Err(e.kind()),
+            }
+        };
+        use AuthErrorKind::*;
+        assert_eq!(
+            read(&["DPoP tok"], &["p.r.f"], true),
+            Ok("dpop tok p.r.f".into())
+        );
+        assert_eq!(read(&["dpop  tok"], &["p"], true), Ok("dpop tok p".into()));
+        assert_eq!(read(&["Bearer tok"], &["p"], true), Ok("bearer tok".into()));
+        assert_eq!(read(&["DPoP tok"], &["p"], false), Ok("none".into()));
+        assert_eq!(read(&["DPoP tok"], &[], true), Err(DpopProofMissing));
+        assert_eq!(
+            read(&["DPoP tok"], &["a", "b"], true),
+            Err(MultipleDpopProofs)
+        );
+        assert_eq!(
+            read(&["DPoP a b"], &["p"], true),
+            Err(MalformedAuthorizationHeader)
+        );
+        assert_eq!(
+            read(&["DPoP "], &["p"], true),
+            Err(MalformedAuthorizationHeader)
+        );
+        assert_eq!(
+            read(&["DPoP tok", "DPoP tok"], &["p"], true),
+            Err(MultipleAuthorizationHeaders)
+        );
+        let long = format!("DPoP {}", "a".repeat(65));
+        assert_eq!(read(&[long.as_str()], &["p"], true), Err(TokenTooLarge));
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub(crate) const RETRY_AFTER_SECS: u64 = 5;
 /// quoted-string: `"` and `\` are backslash-escaped, and bytes that a
 /// quoted-string cannot carry (controls, DEL, non-ASCII) are dropped.
 fn push_param(out: &mut String, name: &str, value: &str) {
-    if !out.ends_with("Bearer") {
+    // Every parameter ends with a quote; the scheme name never does.
+    if out.ends_with('"') {
         out.push(',');
     }
     out.push(' ');
@@ -52,13 +53,20 @@ pub(crate) fn bearer_challenge(
     resource_metadata: &str,
     error_description: Option<&str>,
 ) -> String {
-    challenge_value(error, scope, Some(resource_metadata), error_description)
+    challenge_value(
+        "Bearer",
+        error,
+        scope,
+        Some(resource_metadata),
+        error_description,
+    )
 }
 
 /// [`bearer_challenge`] with `resource_metadata` optional: without it (an
 /// [`AuthError`] built outside a layer) the challenge names only what the
 /// error itself knows.
 fn challenge_value(
+    scheme: &str,
     error: Option<ErrorCode>,
     scope: &str,
     resource_metadata: Option<&str>,
@@ -66,7 +74,7 @@ fn challenge_value(
 ) -> String {
     let metadata_len = resource_metadata.map_or(0, str::len);
     let mut out = String::with_capacity(96 + scope.len() + metadata_len);
-    out.push_str("Bearer");
+    out.push_str(scheme);
     match error {
         None => {
             if let Some(resource_metadata) = resource_metadata {
@@ -98,7 +106,16 @@ fn challenge_value(
 /// `mcp_oauth2::testing::parse_bearer_challenge`.
 #[cfg(any(test, feature = "testing"))]
 pub(crate) fn parse_bearer_challenge(value: &str) -> Option<Vec<(String, String)>> {
-    let rest = value.strip_prefix("Bearer")?;
+    parse_challenge("Bearer", value)
+}
+
+/// [`parse_bearer_challenge`] for a challenge of scheme `scheme` (`DPoP`).
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn parse_challenge(scheme: &str, value: &str) -> Option<Vec<(String, String)>> {
+    let rest = value.strip_prefix(scheme)?;
+    if !rest.is_empty() && !rest.starts_with(' ') {
+        return None;
+    }
     let mut params = Vec::new();
     let mut chars = rest.chars().peekable();
     loop {
@@ -217,13 +234,43 @@ pub(crate) fn render(err: &AuthError, params: Option<&ChallengeParams>) -> Respo
                 } else {
                     params.map(|p| p.scope.clone()).unwrap_or_default()
                 };
-            let description = error.map(|_| kind.description());
             let resource_metadata = params.map(|p| p.resource_metadata.as_str());
-            let challenge = challenge_value(error, &scope, resource_metadata, description);
-            match HeaderValue::try_from(challenge) {
-                Ok(value) => builder = builder.header(WWW_AUTHENTICATE, value),
-                // Unreachable: push_param only emits visible ASCII, SP and HTAB.
-                Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            // RFC 9449 sections 7.1 and 9: a DPoP error goes on the `DPoP`
+            // challenge; beside it, the `Bearer` one names no error.
+            let dpop_error = matches!(
+                error,
+                Some(ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce)
+            ) || kind == AuthErrorKind::DpopTokenNotBound;
+            let dpop_algs = params.and_then(|p| p.dpop_algs.as_deref());
+            let required = params.is_some_and(|p| p.dpop_required);
+            let mut values = Vec::with_capacity(2);
+            if !required && (dpop_algs.is_some() || !dpop_error) {
+                let bearer_error = if dpop_error { None } else { error };
+                let description = bearer_error.map(|_| kind.description());
+                values.push(challenge_value(
+                    "Bearer",
+                    bearer_error,
+                    &scope,
+                    resource_metadata,
+                    description,
+                ));
+            }
+            if dpop_algs.is_some() || dpop_error {
+                let dpop_error = if dpop_error || required { error } else { None };
+                let description = dpop_error.map(|_| kind.description());
+                let mut value =
+                    challenge_value("DPoP", dpop_error, &scope, resource_metadata, description);
+                if let Some(algs) = dpop_algs {
+                    push_param(&mut value, "algs", algs);
+                }
+                values.push(value);
+            }
+            for challenge in values {
+                match HeaderValue::try_from(challenge) {
+                    Ok(value) => builder = builder.header(WWW_AUTHENTICATE, value),
+                    // Unreachable: push_param only emits visible ASCII, SP and HTAB.
+                    Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                }
             }
         }
     }
@@ -329,9 +376,23 @@ mod tests {
         let params = ChallengeParams {
             resource_metadata: "https://rs.example/.well-known/oauth-protected-resource/mcp".into(),
             scope: "notes:read".into(),
+            dpop_algs: None,
+            dpop_required: false,
         };
         for &kind in AuthErrorKind::ALL {
             let response = rejection_response(&AuthError::new(kind), &params);
+            let dpop_error = matches!(
+                kind.error_code(),
+                Some(ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce)
+            ) || kind == AuthErrorKind::DpopTokenNotBound;
+            if dpop_error {
+                // RFC 9449 section 7.1: the error goes on the `DPoP`
+                // challenge (tests/dpop.rs checks its parameters).
+                let first = response.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+                assert!(first.starts_with("DPoP "), "{kind:?}: {first}");
+                assert_eq!(response.status(), kind.status(), "{kind:?}");
+                continue;
+            }
             assert_eq!(response.status(), kind.status(), "{kind:?}");
             assert_eq!(response.extensions().get::<AuthErrorKind>(), Some(&kind));
             assert_eq!(response.headers()[CACHE_CONTROL], "no-store");

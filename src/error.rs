@@ -73,6 +73,13 @@ pub enum ErrorCode {
     /// `server_error`: the server could not decide (HTTP 500; a computed
     /// requirement failed). JSON body only, no challenge.
     ServerError,
+    /// `invalid_dpop_proof`: the DPoP proof is missing, malformed, invalid
+    /// for this request, or made with another key than the token is bound to
+    /// (HTTP 401, RFC 9449 section 7.1).
+    InvalidDpopProof,
+    /// `use_dpop_nonce`: the DPoP proof must carry the server nonce sent in
+    /// the `DPoP-Nonce` header (HTTP 401, RFC 9449 section 9).
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -85,6 +92,8 @@ impl ErrorCode {
             Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::AccessDenied => "access_denied",
             Self::ServerError => "server_error",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
         }
     }
 }
@@ -182,6 +191,69 @@ auth_error_kinds! {
     /// presented as a plain Bearer token.
     SenderConstrainedToken => ("sender_constrained_token", InvalidToken,
         "The access token is bound to a key and cannot be used as a Bearer token"),
+    /// `Authorization: DPoP` without a `DPoP` proof header (RFC 9449 section 7.1).
+    DpopProofMissing => ("dpop_proof_missing", InvalidDpopProof,
+        "A DPoP proof header is required with a DPoP-bound token"),
+    /// More than one `DPoP` header (RFC 9449 section 4.3).
+    MultipleDpopProofs => ("multiple_dpop_proofs", InvalidDpopProof,
+        "Send exactly one DPoP header"),
+    /// The DPoP proof is longer than the cap.
+    DpopProofTooLarge => ("dpop_proof_too_large", InvalidDpopProof,
+        "The DPoP proof is too large"),
+    /// The DPoP proof is not a compact JWS of JSON objects, or repeats a member.
+    DpopProofMalformed => ("dpop_proof_malformed", InvalidDpopProof,
+        "The DPoP proof is not a well-formed JWT"),
+    /// The DPoP proof's `typ` is not `dpop+jwt`.
+    DpopInvalidType => ("dpop_invalid_type", InvalidDpopProof,
+        "The DPoP proof is not of type dpop+jwt"),
+    /// The DPoP proof's `alg` is not an accepted asymmetric algorithm.
+    DpopDisallowedAlgorithm => ("dpop_disallowed_algorithm", InvalidDpopProof,
+        "The DPoP proof's signing algorithm is not accepted"),
+    /// The DPoP proof's `jwk` is missing, malformed or does not fit its `alg`
+    /// (or the header has `crit`).
+    DpopInvalidKey => ("dpop_invalid_key", InvalidDpopProof,
+        "The DPoP proof's key is missing, malformed or does not fit its algorithm"),
+    /// The DPoP proof's `jwk` contains private key material.
+    DpopPrivateKey => ("dpop_private_key", InvalidDpopProof,
+        "The DPoP proof's key contains private key material"),
+    /// The DPoP proof's signature does not verify with its `jwk`.
+    DpopInvalidSignature => ("dpop_invalid_signature", InvalidDpopProof,
+        "The DPoP proof signature is invalid"),
+    /// `htm` is not the request method.
+    DpopMethodMismatch => ("dpop_method_mismatch", InvalidDpopProof,
+        "The DPoP proof was made for another HTTP method"),
+    /// `htu` is not the request URI.
+    DpopUriMismatch => ("dpop_uri_mismatch", InvalidDpopProof,
+        "The DPoP proof was made for another URI"),
+    /// `iat` is older than the window.
+    DpopProofExpired => ("dpop_proof_expired", InvalidDpopProof,
+        "The DPoP proof is too old"),
+    /// `iat` is further ahead than the window.
+    DpopProofNotYetValid => ("dpop_proof_not_yet_valid", InvalidDpopProof,
+        "The DPoP proof was issued in the future"),
+    /// `jti` or `iat` is missing or has the wrong type.
+    DpopInvalidClaims => ("dpop_invalid_claims", InvalidDpopProof,
+        "The DPoP proof is missing a required claim or a claim has the wrong type"),
+    /// `ath` is missing or is not the hash of the presented access token.
+    DpopAthMismatch => ("dpop_ath_mismatch", InvalidDpopProof,
+        "The DPoP proof is not bound to this access token"),
+    /// The proof key is not the key the token is bound to (`cnf.jkt`).
+    DpopKeyMismatch => ("dpop_key_mismatch", InvalidDpopProof,
+        "The DPoP proof key is not the key the access token is bound to"),
+    /// The proof (`jti`) was already used within its window.
+    DpopReplay => ("dpop_replay", InvalidDpopProof, "The DPoP proof was already used"),
+    /// The proof carries no server nonce, and this server demands one.
+    DpopNonceRequired => ("dpop_nonce_required", UseDpopNonce,
+        "The DPoP proof must carry the server nonce"),
+    /// The proof's nonce is not one this server issued, or it expired.
+    DpopNonceInvalid => ("dpop_nonce_invalid", UseDpopNonce,
+        "The DPoP nonce is invalid or expired"),
+    /// A token not bound to a key was presented with `Authorization: DPoP`.
+    DpopTokenNotBound => ("dpop_token_not_bound", InvalidToken,
+        "The access token is not bound to a key"),
+    /// A Bearer token was presented where only DPoP-bound tokens are accepted.
+    DpopRequired => ("dpop_required", InvalidToken,
+        "This resource accepts DPoP-bound access tokens only"),
     /// The token was rejected by a custom verifier.
     Rejected => ("token_rejected", InvalidToken, "The access token was rejected"),
     /// The token lacks a required scope.
@@ -227,6 +299,7 @@ impl AuthErrorKind {
             Some(ErrorCode::TemporarilyUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Some(ErrorCode::AccessDenied) => StatusCode::FORBIDDEN,
             Some(ErrorCode::ServerError) => StatusCode::INTERNAL_SERVER_ERROR,
+            Some(ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce) => StatusCode::UNAUTHORIZED,
         }
     }
 }
@@ -312,6 +385,11 @@ pub(crate) struct ChallengeParams {
     pub(crate) resource_metadata: String,
     /// Space-separated scopes that requests need by default.
     pub(crate) scope: String,
+    /// The `algs` of the `DPoP` challenge (RFC 9449 section 7.1), `None`
+    /// when DPoP is off.
+    pub(crate) dpop_algs: Option<Box<str>>,
+    /// DPoP is required: the `DPoP` challenge alone, no `Bearer` one.
+    pub(crate) dpop_required: bool,
 }
 
 impl From<AuthErrorKind> for AuthError {
@@ -392,6 +470,9 @@ mod tests {
                 Some(ErrorCode::TemporarilyUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
                 Some(ErrorCode::AccessDenied) => StatusCode::FORBIDDEN,
                 Some(ErrorCode::ServerError) => StatusCode::INTERNAL_SERVER_ERROR,
+                Some(ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce) => {
+                    StatusCode::UNAUTHORIZED
+                }
             };
             assert_eq!(kind.status(), expected, "{kind:?}");
             assert_eq!(AuthError::from(kind).kind(), kind);

@@ -48,7 +48,7 @@
 //!
 //! | Purpose | Items |
 //! |---|---|
-//! | Configure | [`AuthConfig`], [`AuthConfigBuilder`], [`Algorithm`], [`AudienceRule`], [`TypPolicy`], [`ExemptRoute`], [`JwksPolicy`], [`TokenCachePolicy`], [`IssuerConfig`] |
+//! | Configure | [`AuthConfig`], [`AuthConfigBuilder`], [`Algorithm`], [`AudienceRule`], [`TypPolicy`], [`ExemptRoute`], [`JwksPolicy`], [`TokenCachePolicy`], [`DpopPolicy`], [`DpopMode`], [`IssuerConfig`] |
 //! | Serve | [`McpServer`], [`McpServerBuilder`], [`Readiness`] |
 //! | Protect your own router | [`AuthLayer`], [`AuthService`], [`ResponseFuture`], [`ProtectedResourceMetadata`] |
 //! | Know the caller in tools | [`AuthContext`], [`AuthContextBuilder`], [`RequestContextExt`], [`MissingAuthContext`], [`ScopeHierarchy`] |
@@ -80,6 +80,7 @@ mod challenge;
 mod clock;
 mod config;
 mod context;
+mod dpop;
 mod error;
 mod fetch;
 mod filter;
@@ -105,8 +106,8 @@ pub mod verify;
 
 pub use bearer::BearerToken;
 pub use config::{
-    Algorithm, AudienceRule, AuthConfig, AuthConfigBuilder, ExemptRoute, IssuerConfig, JwksPolicy,
-    TokenCachePolicy, TypPolicy,
+    Algorithm, AudienceRule, AuthConfig, AuthConfigBuilder, DpopMode, DpopPolicy, ExemptRoute,
+    IssuerConfig, JwksPolicy, TokenCachePolicy, TypPolicy,
 };
 pub use context::{AuthContext, AuthContextBuilder, MissingAuthContext, RequestContextExt};
 pub use error::{AuthError, AuthErrorKind, ConfigError, Error, ErrorCode};

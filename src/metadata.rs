@@ -11,7 +11,7 @@ use http::{Method, StatusCode};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, DpopMode};
 
 /// The well-known path prefix of RFC 9728 section 3.
 pub(crate) const WELL_KNOWN_PREFIX: &str = "/.well-known/oauth-protected-resource";
@@ -36,6 +36,14 @@ pub struct ProtectedResourceMetadata {
     /// URL of documentation for developers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_documentation: Option<String>,
+    /// The DPoP proof algorithms accepted (RFC 9728 section 2, RFC 9449);
+    /// empty (and left out) when DPoP is off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dpop_signing_alg_values_supported: Vec<String>,
+    /// Whether only DPoP-bound tokens are accepted (RFC 9728 section 2);
+    /// left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens_required: bool,
 }
 
 impl ProtectedResourceMetadata {
@@ -51,6 +59,17 @@ impl ProtectedResourceMetadata {
                 .resource_documentation
                 .as_ref()
                 .map(|u| u.to_string()),
+            dpop_signing_alg_values_supported: if config.dpop.mode == DpopMode::Off {
+                Vec::new()
+            } else {
+                config
+                    .dpop
+                    .algorithms
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .collect()
+            },
+            dpop_bound_access_tokens_required: config.dpop.mode == DpopMode::Required,
         }
     }
 }

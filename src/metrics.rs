@@ -50,10 +50,11 @@ impl MetricsSnapshot {
 }
 
 /// How many distinct rejection reasons [`Outcomes`] counts on its own; the
-/// closed set of `AuthErrorKind` codes (about 25) fits with room to spare.
+/// closed set of `AuthErrorKind` codes (about 50, half of them DPoP's) and
+/// the layer's other refusals fit with room to spare.
 /// A reason beyond it (never, unless the set grows past it) is counted
 /// under [`OTHER_REASON`].
-const REASON_SLOTS: usize = 64;
+const REASON_SLOTS: usize = 96;
 
 /// The reason a rejection is counted under when every slot is taken.
 const OTHER_REASON: &str = "other";

@@ -25,6 +25,7 @@ const ROOMS: &[&str] = &[
     "challenge",
     "metadata",
     "jwks",
+    "dpop",
     "policy",
     "verify",
     "context",

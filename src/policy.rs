@@ -23,10 +23,12 @@
 //! 6. `sub` a non-empty string (an introspection answer without `sub`
 //!    takes its `client_id`, RFC 7662 tokens of the client credentials
 //!    grant).
-//! 7. Key binding: a token carrying `cnf` (`jkt`, `x5t#S256`, anything;
-//!    RFC 7800, RFC 8705, RFC 9449) is refused as a Bearer token (RFC 9449
-//!    section 7.2), and so is an introspected token whose `token_type` is
-//!    `DPoP` (any case).
+//! 7. Key binding: a token bound to a DPoP key (`cnf.jkt`, RFC 9449
+//!    section 6) has the thumbprint recorded in its context, and the layer
+//!    accepts it only with a DPoP proof made with that key, never as
+//!    Bearer (section 7.2). Any other `cnf` (RFC 8705 `x5t#S256`, an empty
+//!    one, ...) is refused, and so is an introspected token whose
+//!    `token_type` is `DPoP` (any case) without `cnf.jkt`.
 //!
 //! # Audience comparison (MCP "Canonical Server URI", RFC 8707 section 2)
 //!
@@ -103,6 +105,8 @@ pub(crate) struct Checked<'c> {
     pub(crate) exp: Option<u64>,
     /// Who the token is about.
     pub(crate) subject: Cow<'c, str>,
+    /// `cnf.jkt`: the thumbprint of the key a DPoP-bound token is bound to.
+    pub(crate) dpop_jkt: Option<Cow<'c, str>>,
 }
 
 impl TokenPolicy {
@@ -185,18 +189,29 @@ impl TokenPolicy {
             },
             _ => return Err(AuthErrorKind::InvalidClaims.into()),
         };
-        // RFC 9449 section 7.2 / RFC 8705 section 3: a token bound to a key is
-        // only good with a proof of possession; as a Bearer token it is
-        // refused (whatever `cnf` holds).
-        if claims.contains("cnf") {
-            return Err(AuthErrorKind::SenderConstrainedToken.into());
-        }
+        // RFC 9449 section 6: a token bound to a DPoP key carries its
+        // thumbprint in `cnf.jkt`; the layer accepts it only with a proof
+        // made with that key (never as Bearer, section 7.2). Any other
+        // binding (`x5t#S256` of RFC 8705, ...) cannot be proven here: refused.
+        let dpop_jkt = match claims.get("cnf") {
+            None => None,
+            Some(cnf) => {
+                let jkt = Members::parse(cnf.get())
+                    .ok()
+                    .and_then(|m| m.str("jkt").ok().flatten())
+                    .filter(|j| !j.is_empty());
+                match jkt {
+                    Some(jkt) => Some(jkt),
+                    None => return Err(AuthErrorKind::SenderConstrainedToken.into()),
+                }
+            }
+        };
         // RFC 9449 section 6.2: an introspection answer says `token_type:
         // DPoP` for a DPoP-bound token (compared case-insensitively, RFC 9449
-        // section 7.1).
+        // section 7.1); without `cnf.jkt` its key is unknown: refused.
         if matches!(source, Source::Introspection { .. }) {
             match claims.str("token_type") {
-                Ok(Some(t)) if t.eq_ignore_ascii_case("DPoP") => {
+                Ok(Some(t)) if t.eq_ignore_ascii_case("DPoP") && dpop_jkt.is_none() => {
                     return Err(AuthErrorKind::SenderConstrainedToken.into());
                 }
                 Ok(_) => {}
@@ -207,6 +222,7 @@ impl TokenPolicy {
             issuer,
             exp,
             subject,
+            dpop_jkt,
         })
     }
 
@@ -306,6 +322,9 @@ impl TokenPolicy {
         }
         if let Some(c) = client_id(claims) {
             b = b.client_id(c);
+        }
+        if let Some(jkt) = &checked.dpop_jkt {
+            b = b.dpop_thumbprint(jkt.as_ref());
         }
         // Audience, token id and raw claims are derived from the JSON on first
         // use; the members stored directly are left out of it (memory per
@@ -648,8 +667,9 @@ mod tests {
         };
         let base = r#""sub":"a","aud":"https://mcp.example.com/mcp","exp":2000"#;
         for extra in [
-            r#""cnf":{"jkt":"x"}"#,
             r#""cnf":{"x5t#S256":"x"}"#,
+            r#""cnf":{"jkt":""}"#,
+            r#""cnf":"x""#,
             r#""cnf":{}"#,
             r#""token_type":"DPoP""#,
             r#""token_type":"dpop""#,
@@ -664,14 +684,19 @@ mod tests {
             check(&p, &format!(r#"{{{base},"token_type":"Bearer"}}"#), intro),
             Ok(0)
         );
-        assert_eq!(
-            check(
-                &p,
-                &format!(r#"{{{base},"iss":"https://a.example","cnf":{{"jkt":"x"}}}}"#),
-                Source::Jwt
-            ),
-            Err(AuthErrorKind::SenderConstrainedToken)
-        );
+        // RFC 9449 section 6: `cnf.jkt` is recorded (the layer demands the
+        // proof), with or without `token_type: DPoP`.
+        for claims in [
+            format!(r#"{{{base},"iss":"https://a.example","cnf":{{"jkt":"x"}}}}"#),
+            format!(r#"{{{base},"token_type":"DPoP","cnf":{{"jkt":"x"}}}}"#),
+        ] {
+            let m = Members::parse(&claims).unwrap();
+            let checked = p.check(&m, 1_000, intro).unwrap();
+            assert_eq!(checked.dpop_jkt.as_deref(), Some("x"));
+            let ctx = p.context(&m, &checked).unwrap();
+            assert_eq!(ctx.dpop_thumbprint(), Some("x"));
+            assert!(ctx.is_dpop_bound());
+        }
     }
 
     #[test]

@@ -238,6 +238,7 @@ async fn metadata_is_served_at_both_well_known_paths() {
                 "scopes_supported": ["notes:read"],
                 "bearer_methods_supported": ["header"],
                 "resource_name": "Notes",
+                "dpop_signing_alg_values_supported": ["ES256", "ES384", "EdDSA", "PS256", "RS256"],
                 "resource_documentation": "https://docs.example.com/notes",
             })
         );

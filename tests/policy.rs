@@ -255,11 +255,13 @@ async fn jwt_and_introspection_apply_one_policy() {
             json!({"sub": ""}),
             Err(AuthErrorKind::InvalidClaims),
         ),
+        // RFC 9449 section 6: a DPoP-bound token verifies, its context bound
+        // to the key (the layer then demands a proof of that key).
         (
             "cnf jkt",
             same,
             json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
-            Err(AuthErrorKind::SenderConstrainedToken),
+            ok(&["notes:read"]),
         ),
         (
             "cnf x5t#S256",

@@ -62,7 +62,10 @@ fn model(value: &[u8]) -> Result<String, AuthErrorKind> {
         None => (value, &b""[..]),
     };
     let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if !scheme.eq_ignore_ascii_case(b"Bearer") {
+    // RFC 9449 section 7.1: `DPoP <token>` has the same token syntax and
+    // needs a `DPoP` proof header (none here).
+    let dpop = scheme.eq_ignore_ascii_case(b"DPoP") && !rest.is_empty();
+    if !scheme.eq_ignore_ascii_case(b"Bearer") && !dpop {
         return if !scheme.is_empty() && scheme.iter().all(|&b| tchar(b)) {
             Err(AuthErrorKind::MissingToken)
         } else {
@@ -81,7 +84,9 @@ fn model(value: &[u8]) -> Result<String, AuthErrorKind> {
         && body
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
-    if ok {
+    if ok && dpop {
+        Err(AuthErrorKind::DpopProofMissing)
+    } else if ok {
         Ok(String::from_utf8(token.to_vec()).unwrap())
     } else {
         Err(AuthErrorKind::MalformedAuthorizationHeader)
@@ -331,7 +336,12 @@ fn token_plan(issuer: String, kid: String) -> impl Strategy<Value = TokenPlan> {
             vec![s("alice"), s("ü-ser")],
             vec![None, s(""), Some(json!(3))],
         ),
-        choice(vec![None], vec![Some(json!({"jkt": "x"}))]),
+        // RFC 9449 section 6: `cnf.jkt` verifies (bound; the layer demands
+        // the proof); any other confirmation cannot be proven here.
+        choice(
+            vec![None, Some(json!({"jkt": "x"}))],
+            vec![Some(json!({"x5t#S256": "x"})), Some(json!({}))],
+        ),
     )
         .prop_map(|(iss, aud, exp, nbf, sub, cnf)| {
             vec![

@@ -55,7 +55,10 @@ fn model(value: &[u8]) -> Result<String, AuthErrorKind> {
         None => (value, &b""[..]),
     };
     let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if !scheme.eq_ignore_ascii_case(b"Bearer") {
+    // RFC 9449 section 7.1: `DPoP <token>` has the same token syntax and
+    // needs a `DPoP` proof header (none here).
+    let dpop = scheme.eq_ignore_ascii_case(b"DPoP") && !rest.is_empty();
+    if !scheme.eq_ignore_ascii_case(b"Bearer") && !dpop {
         return if !scheme.is_empty() && scheme.iter().all(|&b| tchar(b)) {
             Err(AuthErrorKind::MissingToken)
         } else {
@@ -75,6 +78,9 @@ fn model(value: &[u8]) -> Result<String, AuthErrorKind> {
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
     {
+        if dpop {
+            return Err(AuthErrorKind::DpopProofMissing);
+        }
         Ok(String::from_utf8(token.to_vec()).unwrap())
     } else {
         Err(AuthErrorKind::MalformedAuthorizationHeader)

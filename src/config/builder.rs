@@ -46,6 +46,7 @@ pub struct AuthConfigBuilder {
     pub(super) sessions: SessionLimits,
     pub(super) jwks: JwksPolicy,
     pub(super) token_cache: TokenCachePolicy,
+    pub(super) dpop: super::DpopPolicy,
 }
 
 impl Default for AuthConfigBuilder {
@@ -77,6 +78,7 @@ impl Default for AuthConfigBuilder {
             sessions: SessionLimits::default(),
             jwks: JwksPolicy::default(),
             token_cache: TokenCachePolicy::default(),
+            dpop: super::DpopPolicy::default(),
         }
     }
 }
@@ -542,7 +544,9 @@ impl AuthConfigBuilder {
                 "must be greater than zero",
             ));
         }
+        self.dpop.validate()?;
         Ok(AuthConfig {
+            dpop: self.dpop,
             issuers,
             resource,
             resource_url,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ::url::Url;
 
-use super::{Algorithm, AuthConfig, AuthConfigBuilder, IntrospectionSettings, TypPolicy};
+use super::{Algorithm, AuthConfig, AuthConfigBuilder, DpopMode, IntrospectionSettings, TypPolicy};
 use crate::error::ConfigError;
 
 /// One environment variable: its name, the builder setting it feeds, how
@@ -409,6 +409,60 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         default: "off",
         meaning: "`1`: serve the stateless 2026-07-28 protocol only, no legacy sessions",
     },
+    EnvVar {
+        name: "MCP_OAUTH2_DPOP",
+        setting: "dpop",
+        field: "dpop",
+        required: false,
+        parse: Parse::Text(|s, v| {
+            if !v.trim().is_empty() {
+                let mode: DpopMode = v.parse().map_err(|e: ConfigError| e.message().to_owned())?;
+                s.builder.dpop.mode = mode;
+            }
+            Ok(())
+        }),
+        default: "`allowed`",
+        meaning: "DPoP-bound tokens: `allowed` (beside Bearer), `required` (DPoP only) or `off`",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_DPOP_NONCE",
+        setting: "dpop",
+        field: "dpop_nonce",
+        required: false,
+        parse: Parse::Flag(|s, on| {
+            s.builder.dpop.nonce = on;
+            Ok(())
+        }),
+        default: "off",
+        meaning: "`1`: demand a server nonce in DPoP proofs (`DPoP-Nonce`, `use_dpop_nonce`)",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_DPOP_ALGORITHMS",
+        setting: "dpop",
+        field: "dpop_algorithms",
+        required: false,
+        parse: Parse::List(',', |s, v| {
+            s.builder.dpop.algorithms = v
+                .iter()
+                .map(|a| a.parse::<Algorithm>().map_err(|e| e.message().to_owned()))
+                .collect::<Result<_, _>>()?;
+            Ok(())
+        }),
+        default: "ES256, ES384, EdDSA, PS256, RS256",
+        meaning: "accepted DPoP proof algorithms",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_DPOP_MAX_AGE",
+        setting: "dpop",
+        field: "dpop_max_age",
+        required: false,
+        parse: Parse::Seconds(|s, d| {
+            s.builder.dpop.max_age = d;
+            Ok(())
+        }),
+        default: "300 s (at most 300 s)",
+        meaning: "how far a DPoP proof's `iat` may be from now, either side",
+    },
 ];
 
 /// An error naming a variable of the table.
@@ -562,6 +616,10 @@ mod tests {
             ("MCP_OAUTH2_MAX_SESSIONS", "30"),
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "40"),
             ("MCP_OAUTH2_STATELESS_ONLY", "1"),
+            ("MCP_OAUTH2_DPOP", " Required "),
+            ("MCP_OAUTH2_DPOP_NONCE", "1"),
+            ("MCP_OAUTH2_DPOP_ALGORITHMS", "ES256, EdDSA"),
+            ("MCP_OAUTH2_DPOP_MAX_AGE", "120"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_owned()))
@@ -592,6 +650,10 @@ mod tests {
         assert_eq!(c.sessions.total, 30);
         assert_eq!(c.sessions.idle_timeout, s(40));
         assert!(!c.sessions.enabled);
+        assert_eq!(c.dpop.mode, crate::config::DpopMode::Required);
+        assert!(c.dpop.nonce);
+        assert_eq!(c.dpop.algorithms, [Algorithm::ES256, Algorithm::EdDSA]);
+        assert_eq!(c.dpop.max_age, s(120));
     }
 
     #[test]
@@ -687,6 +749,12 @@ mod tests {
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "0", &[]),
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "5m", &[]),
             ("MCP_OAUTH2_STATELESS_ONLY", "2", &[]),
+            ("MCP_OAUTH2_DPOP", "sometimes", &[]),
+            ("MCP_OAUTH2_DPOP_NONCE", "yes", &[]),
+            ("MCP_OAUTH2_DPOP_ALGORITHMS", "HS256", &[]),
+            ("MCP_OAUTH2_DPOP_ALGORITHMS", " , ", &[]),
+            ("MCP_OAUTH2_DPOP_MAX_AGE", "301", &[]),
+            ("MCP_OAUTH2_DPOP_MAX_AGE", "0", &[]),
         ];
         for (name, bad, with) in cases {
             let mut vars = minimal();

@@ -16,6 +16,7 @@ use ::url::Url;
 
 mod algorithm;
 mod builder;
+mod dpop;
 mod env;
 mod groups;
 pub(crate) mod introspection;
@@ -25,6 +26,7 @@ pub(crate) mod url;
 pub(crate) use self::url::{check_https, is_loopback_origin, metadata_path, normalize_origin};
 pub use algorithm::Algorithm;
 pub use builder::AuthConfigBuilder;
+pub use dpop::{DpopMode, DpopPolicy};
 pub use groups::{JwksPolicy, TokenCachePolicy};
 pub(crate) use introspection::IntrospectionSettings;
 
@@ -178,6 +180,7 @@ pub struct AuthConfig {
     pub(crate) require_keys_before_ready: bool,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) sessions: SessionLimits,
+    pub(crate) dpop: DpopPolicy,
 }
 
 /// Bounds on legacy (2025-11-25 and earlier) sessions.

@@ -51,6 +51,9 @@ struct Inner {
     rest: Option<Box<str>>,
     /// Whether `client_id` was taken out of `rest`.
     client_id_taken: bool,
+    /// `cnf.jkt`: the RFC 7638 thumbprint of the key the token is bound to
+    /// (RFC 9449 section 6).
+    dpop_jkt: Option<Box<str>>,
     derived: OnceLock<Box<Derived>>,
 }
 
@@ -129,6 +132,7 @@ impl AuthContext {
                 expires_at: 0,
                 rest: None,
                 client_id_taken: false,
+                dpop_jkt: None,
                 derived: OnceLock::new(),
             },
             claims: None,
@@ -164,6 +168,7 @@ impl AuthContext {
             + alloc(std::mem::size_of_val(&*inner.scopes))
             + inner.scopes.iter().map(|s| alloc(s.len())).sum::<usize>()
             + inner.rest.as_ref().map_or(0, |r| alloc(r.len()))
+            + inner.dpop_jkt.as_ref().map_or(0, |j| alloc(j.len()))
             + derived
     }
 
@@ -276,6 +281,19 @@ impl AuthContext {
     ) -> Result<String, HandleError> {
         let purpose = Purpose::RequestState { method, name };
         crate::handle::open(keys, self.principal(), purpose, state)
+    }
+
+    /// Whether the token is DPoP-bound (RFC 9449): it carries `cnf.jkt`
+    /// (or its introspection answer does). Behind the layer, a bound token
+    /// was accepted only with a valid proof made with that key.
+    pub fn is_dpop_bound(&self) -> bool {
+        self.0.dpop_jkt.is_some()
+    }
+
+    /// The RFC 7638 SHA-256 thumbprint (base64url) of the key the token is
+    /// bound to (`cnf.jkt`), when it is DPoP-bound.
+    pub fn dpop_thumbprint(&self) -> Option<&str> {
+        self.0.dpop_jkt.as_deref()
     }
 
     /// The audiences (`aud`) of the token.
@@ -427,6 +445,14 @@ impl AuthContextBuilder {
         S: Into<String>,
     {
         self.audience = Some(audience.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Marks the token as DPoP-bound to the key with this RFC 7638
+    /// thumbprint (its `cnf.jkt`, RFC 9449 section 6). Behind the layer, such
+    /// a token is accepted only with a DPoP proof made with that key.
+    pub fn dpop_thumbprint(mut self, jkt: impl Into<String>) -> Self {
+        self.inner.dpop_jkt = Some(jkt.into().into_boxed_str());
         self
     }
 

@@ -32,6 +32,7 @@ pin_project_lite::pin_project! {
             hook: Option<SessionHook>,
             origin: Option<HeaderValue>,
             step_up: Option<StepUpCheck>,
+            nonce: Option<HeaderValue>,
         },
         Boxed { future: BoxFuture<'static, Result<Response, E>> },
         // An SSE response held until its first event (late step-up).
@@ -53,6 +54,7 @@ impl<F, E> ResponseFuture<F, E> {
         hook: Option<SessionHook>,
         origin: Option<HeaderValue>,
         step_up: Option<StepUpCheck>,
+        nonce: Option<HeaderValue>,
     ) -> Self {
         Self {
             kind: Kind::Inner {
@@ -60,6 +62,7 @@ impl<F, E> ResponseFuture<F, E> {
                 hook,
                 origin,
                 step_up,
+                nonce,
             },
         }
     }
@@ -108,6 +111,7 @@ where
                     hook,
                     origin,
                     step_up,
+                    nonce,
                 } => {
                     let response = std::task::ready!(future.poll(cx))?;
                     let settled = match step_up.take() {
@@ -116,12 +120,19 @@ where
                     };
                     match settled {
                         Settled::Done(response) => {
-                            return Poll::Ready(Ok(finish(response, hook.take(), origin.take())));
+                            return Poll::Ready(Ok(finish(
+                                response,
+                                hook.take(),
+                                origin.take(),
+                                nonce.take(),
+                            )));
                         }
                         Settled::Held(held) => {
-                            let (hook, origin) = (hook.take(), origin.take());
+                            let (hook, origin, nonce) = (hook.take(), origin.take(), nonce.take());
                             Kind::Held {
-                                future: Box::pin(async move { finish(held.await, hook, origin) }),
+                                future: Box::pin(
+                                    async move { finish(held.await, hook, origin, nonce) },
+                                ),
                             }
                         }
                     }
@@ -135,14 +146,20 @@ where
 }
 
 /// What the layer does to an admitted request's response: the session
-/// hook, then the CORS headers.
+/// hook, a fresh `DPoP-Nonce` (RFC 9449 section 8.2), then the CORS headers.
 pub(super) fn finish(
     mut response: Response,
     hook: Option<SessionHook>,
     origin: Option<HeaderValue>,
+    nonce: Option<HeaderValue>,
 ) -> Response {
     if let Some(hook) = hook {
         response = hook.after(response);
+    }
+    if let Some(nonce) = nonce {
+        response
+            .headers_mut()
+            .insert(super::service::DPOP_NONCE, nonce);
     }
     if let Some(origin) = origin {
         add_cors(&mut response, &origin);
@@ -189,6 +206,7 @@ mod tests {
             std::future::ready(Ok(StatusCode::OK.into_response())),
             None,
             Some(origin),
+            None,
             None,
         );
         assert_eq!(format!("{inner:?}"), r#"ResponseFuture { kind: "inner" }"#);

@@ -24,9 +24,11 @@ pub(crate) use crate::operation::{METHOD_HEADER, NAME_HEADER};
 
 /// Headers a browser client may send to the MCP endpoint.
 const ALLOW_HEADERS: &str = "authorization, content-type, accept, mcp-protocol-version, \
-mcp-session-id, mcp-method, mcp-name, last-event-id";
-/// Response headers a browser client may read: the challenge, the session.
-const EXPOSE_HEADERS: &str = "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version, Retry-After";
+mcp-session-id, mcp-method, mcp-name, last-event-id, dpop";
+/// Response headers a browser client may read: the challenge, the session,
+/// the DPoP nonce.
+const EXPOSE_HEADERS: &str =
+    "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version, Retry-After, DPoP-Nonce";
 const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 
 /// A request-level refusal that is not about the token: no Bearer

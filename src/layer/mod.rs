@@ -21,8 +21,9 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::challenge::ChallengeParams;
-use crate::config::{AuthConfig, ExemptRoute};
+use crate::config::{AuthConfig, DpopMode, ExemptRoute};
 use crate::context::AuthContext;
+use crate::dpop::Dpop;
 use crate::error::{AuthError, ConfigError};
 use crate::metadata::{MetadataEndpoint, ProtectedResourceMetadata};
 use crate::requirement::ComputedScopes;
@@ -93,6 +94,8 @@ struct Shared {
     verifier: Arc<dyn TokenVerifier>,
     metadata: MetadataEndpoint,
     challenge: ChallengeParams,
+    /// DPoP: mode, proof checks, nonces, replay store.
+    dpop: Arc<Dpop>,
     policy: ScopePolicy,
     /// Requirements computed per call from its arguments and the caller.
     computed: ComputedScopes,
@@ -149,6 +152,7 @@ impl AuthLayer {
             "" | "/" => DEFAULT_MCP_PATH.to_owned(),
             path => path.to_owned(),
         };
+        let dpop = Arc::new(Dpop::new(&config));
         Self {
             shared: Arc::new(Shared {
                 verifier: Arc::new(verifier),
@@ -156,7 +160,10 @@ impl AuthLayer {
                 challenge: ChallengeParams {
                     resource_metadata: config.resource_metadata_url(),
                     scope,
+                    dpop_algs: (dpop.mode() != DpopMode::Off).then(|| dpop.algs().into()),
+                    dpop_required: dpop.mode() == DpopMode::Required,
                 },
+                dpop,
                 hierarchy: Arc::new(config.scope_policy.hierarchy.clone()),
                 policy: config.scope_policy.clone(),
                 computed: config.computed_scopes.clone(),
@@ -246,9 +253,33 @@ impl AuthLayer {
     /// a service behind: the building block of the layer, for custom integrations.
     /// An error carries this layer's challenge: returned from an axum handler
     /// it answers as the layer would (see [`AuthError`]'s `IntoResponse`).
+    ///
+    /// A DPoP proof names the request's method and URI, which headers alone
+    /// do not tell: `Authorization: DPoP` is refused here
+    /// (`dpop_uri_mismatch`); use [`authenticate_request`](Self::authenticate_request).
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<AuthContext, AuthError> {
+        self.authenticate_with(None, headers).await
+    }
+
+    /// [`authenticate`](Self::authenticate) for a request whose method and
+    /// path are known, so that a DPoP-bound token is checked with its proof
+    /// (RFC 9449 section 7.1). The proof's `htu` must name the configured
+    /// resource's scheme and authority with `parts.uri`'s path.
+    pub async fn authenticate_request(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<AuthContext, AuthError> {
+        self.authenticate_with(Some((&parts.method, parts.uri.path())), &parts.headers)
+            .await
+    }
+
+    async fn authenticate_with(
+        &self,
+        request: Option<(&http::Method, &str)>,
+        headers: &http::HeaderMap,
+    ) -> Result<AuthContext, AuthError> {
         let global = &self.shared.policy.global;
-        let checked = self.shared.verify(headers).await;
+        let checked = self.shared.verify(request, headers).await;
         checked
             .and_then(|ctx| self.shared.check_scopes(&ctx, global).map(|()| ctx))
             .map_err(|err| err.with_challenge(&self.shared.challenge))

@@ -15,9 +15,11 @@ use super::http_rules::{
     LAST_EVENT_ID, Refused, SESSION_HEADER, add_cors, check_origin, has_duplicate_host,
     header_mismatch_response, is_preflight, preflight_response,
 };
-use crate::bearer::{Credentials, read_bearer};
+use crate::bearer::{Credentials, read_credentials};
 use crate::challenge::rejection_response;
+use crate::config::DpopMode;
 use crate::context::AuthContext;
+use crate::dpop::proof::Verified;
 use crate::error::{AuthError, AuthErrorKind};
 use crate::verify::TokenVerifier;
 
@@ -80,7 +82,7 @@ where
             return ResponseFuture::ready(preflight_response(origin));
         }
         if !placement.on_mcp && shared.exempt.iter().any(|r| r.matches(req.uri().path())) {
-            return ResponseFuture::inner(self.inner.call(req), None, origin, None);
+            return ResponseFuture::inner(self.inner.call(req), None, origin, None, None);
         }
         if placement.stateless {
             // MCP 2026-07-28: a stateless request's session headers are
@@ -96,7 +98,7 @@ where
         // A request whose body names its operation still has its token
         // judged here when that needs no waiting (a refusal before the body
         // is read; a known token without a verification future).
-        let verified = match shared.verify_now(req.headers()) {
+        let verified = match shared.verify_now(req.method(), req.uri().path(), req.headers()) {
             Some(verified) => verified,
             None => return self.call_slow(req, placement, origin, None),
         };
@@ -111,6 +113,7 @@ where
                         admitted.session_hook,
                         origin,
                         admitted.step_up,
+                        admitted.dpop_nonce,
                     );
                 }
                 Err(response) => *response,
@@ -155,7 +158,10 @@ where
                 Some(ctx) => ctx,
                 None => {
                     let span = verify_span();
-                    let verified = shared.verify(req.headers()).instrument(span.clone()).await;
+                    let verified = shared
+                        .verify(Some((req.method(), req.uri().path())), req.headers())
+                        .instrument(span.clone())
+                        .await;
                     record_outcome(&span, &verified, false);
                     match verified {
                         Ok(ctx) => ctx,
@@ -203,10 +209,18 @@ where
             if let Some(ctx) = admitted.filter_for {
                 response = filter_lists(response, &shared.policy, &ctx).await;
             }
-            Ok(finish(response, admitted.session_hook, origin))
+            Ok(finish(
+                response,
+                admitted.session_hook,
+                origin,
+                admitted.dpop_nonce,
+            ))
         }))
     }
 }
+
+/// The `DPoP-Nonce` response header (RFC 9449 section 8.1).
+pub(crate) const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
 
 /// The span around a verification: outcome and reason code, never token
 /// material.
@@ -244,27 +258,108 @@ struct Admitted {
     session_hook: Option<SessionHook>,
     /// The caller whose list results are filtered.
     filter_for: Option<AuthContext>,
+    /// A fresh server nonce for a DPoP caller, when nonces are demanded.
+    dpop_nonce: Option<HeaderValue>,
 }
 
 impl Shared {
-    pub(super) async fn verify(&self, headers: &http::HeaderMap) -> Result<AuthContext, AuthError> {
-        let token = match read_bearer(headers, self.max_token_bytes)? {
-            Credentials::Bearer(token) => token,
+    /// Verifies a request's credentials: a Bearer token, or a DPoP-bound
+    /// token with its proof for `request` (method and path; `None` when
+    /// they are unknown, and then a DPoP proof cannot be checked).
+    pub(super) async fn verify(
+        &self,
+        request: Option<(&Method, &str)>,
+        headers: &http::HeaderMap,
+    ) -> Result<AuthContext, AuthError> {
+        let now = crate::clock::now_unix();
+        let (token, proof) = match self.read_credentials(headers)? {
+            Credentials::Bearer(token) => {
+                self.bearer_allowed()?;
+                if crate::dpop::jwt_binds_a_key(token.as_str()) {
+                    return Err(AuthErrorKind::SenderConstrainedToken.into());
+                }
+                (token, None)
+            }
+            Credentials::Dpop { token, proof } => {
+                let Some((method, path)) = request else {
+                    return Err(AuthErrorKind::DpopUriMismatch.into());
+                };
+                // The proof first: a bad one costs no token verification
+                // (and no fetch of keys).
+                let checked =
+                    self.dpop
+                        .check_proof(proof, method.as_str(), path, token.as_str(), now)?;
+                (token, Some(checked))
+            }
             Credentials::None => return Err(AuthErrorKind::MissingToken.into()),
         };
         let ctx = self.verifier.verify(token).await?;
+        self.bind(ctx, proof.as_ref(), now)
+    }
+
+    fn read_credentials<'h>(
+        &self,
+        headers: &'h http::HeaderMap,
+    ) -> Result<Credentials<'h>, AuthError> {
+        read_credentials(
+            headers,
+            self.max_token_bytes,
+            self.dpop.mode() != DpopMode::Off,
+        )
+    }
+
+    /// A Bearer token is refused before it is verified when DPoP is required.
+    fn bearer_allowed(&self) -> Result<(), AuthError> {
+        if self.dpop.mode() == DpopMode::Required {
+            return Err(AuthErrorKind::DpopRequired.into());
+        }
+        Ok(())
+    }
+
+    /// RFC 9449 sections 7.1 and 7.2: a token bound to a key is accepted
+    /// with a valid proof made with that key only; a proof needs a bound
+    /// token; a proof is used once.
+    fn bind(
+        &self,
+        ctx: AuthContext,
+        proof: Option<&Verified>,
+        now: u64,
+    ) -> Result<AuthContext, AuthError> {
+        match proof {
+            None if ctx.is_dpop_bound() => {
+                return Err(AuthErrorKind::SenderConstrainedToken.into());
+            }
+            None => {}
+            Some(proof) => self.dpop.bind(proof, ctx.dpop_thumbprint(), now)?,
+        }
         Ok(ctx.with_hierarchy(Arc::clone(&self.hierarchy)))
     }
 
     /// The verdict on a request's credentials when it needs no waiting: a
     /// missing or malformed `Authorization` header, or a token the verifier
-    /// already trusts. `None`: the token must be verified.
-    fn verify_now(&self, headers: &http::HeaderMap) -> Option<Result<AuthContext, AuthError>> {
-        let verified = match read_bearer(headers, self.max_token_bytes) {
-            Ok(Credentials::Bearer(token)) => Ok(self
-                .verifier
-                .verify_cached(token)?
-                .with_hierarchy(Arc::clone(&self.hierarchy))),
+    /// already trusts (with its DPoP proof checked). `None`: the token must
+    /// be verified.
+    fn verify_now(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> Option<Result<AuthContext, AuthError>> {
+        let now = crate::clock::now_unix();
+        let verified = match self.read_credentials(headers) {
+            Ok(Credentials::Bearer(token)) => match self.bearer_allowed() {
+                Ok(()) => {
+                    let ctx = self.verifier.verify_cached(token)?;
+                    self.bind(ctx, None, now)
+                }
+                Err(err) => Err(err),
+            },
+            Ok(Credentials::Dpop { token, proof }) => {
+                let ctx = self.verifier.verify_cached(token)?;
+                self.dpop
+                    .check_proof(proof, method.as_str(), path, token.as_str(), now)
+                    .and_then(|checked| self.bind(ctx, Some(&checked), now))
+            }
             Ok(Credentials::None) => Err(AuthErrorKind::MissingToken.into()),
             Err(err) => Err(err),
         };
@@ -307,6 +402,9 @@ impl Shared {
         if let Some(v) = req.headers_mut().get_mut(http::header::AUTHORIZATION) {
             v.set_sensitive(true);
         }
+        if let Some(v) = req.headers_mut().get_mut(crate::bearer::DPOP) {
+            v.set_sensitive(true);
+        }
         let filter_for = (lists && self.policy.hide_unauthorized).then(|| ctx.clone());
         // A POST carries calls whose handlers may ask for more scopes (late
         // step-up): a fresh slot, shared with the handler's context.
@@ -324,11 +422,21 @@ impl Shared {
             Some(check) => ctx.with_step_up(Arc::clone(&check.slot)),
             None => ctx,
         };
+        // RFC 9449 section 8.2: a DPoP caller gets the next nonce with
+        // every answer, before the one it holds expires.
+        let dpop_nonce = if ctx.is_dpop_bound() {
+            self.dpop
+                .fresh_nonce()
+                .and_then(|n| HeaderValue::try_from(n).ok())
+        } else {
+            None
+        };
         req.extensions_mut().insert(ctx);
         Ok(Admitted {
             step_up,
             session_hook,
             filter_for,
+            dpop_nonce,
         })
     }
 
@@ -443,7 +551,16 @@ impl Shared {
         if kind == AuthErrorKind::McpHeaderMismatch {
             return header_mismatch_response(None);
         }
-        rejection_response(err, &self.challenge)
+        let mut response = rejection_response(err, &self.challenge);
+        // RFC 9449 section 9: with server nonces, every 401 carries a fresh
+        // one (the client's next proof needs it).
+        if response.status() == http::StatusCode::UNAUTHORIZED
+            && let Some(nonce) = self.dpop.fresh_nonce()
+            && let Ok(value) = HeaderValue::try_from(nonce)
+        {
+            response.headers_mut().insert(DPOP_NONCE, value);
+        }
+        response
     }
 
     /// A refusal that is not about the token (no challenge).

@@ -35,7 +35,7 @@ const JWKS_PATH: &str = "/jwks";
 /// Path of the authorization endpoint.
 const AUTHORIZE_PATH: &str = "/authorize";
 /// Path of the token endpoint.
-const TOKEN_PATH: &str = "/token";
+pub(super) const TOKEN_PATH: &str = "/token";
 /// Path of the dynamic client registration endpoint.
 const REGISTER_PATH: &str = "/register";
 /// Default lifetime of an authorization code (OAuth 2.1 section 4.1.2

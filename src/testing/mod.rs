@@ -188,6 +188,7 @@
 
 mod authorize;
 mod clients;
+mod dpop;
 mod issuer;
 mod jwks_endpoint;
 mod keys;
@@ -199,6 +200,7 @@ mod token_builder;
 mod token_endpoint;
 
 pub use clients::ClientRegistration;
+pub use dpop::{DpopClient, ProofBuilder};
 pub use issuer::{TestIssuer, TestIssuerBuilder};
 pub use jwks_endpoint::JwksFault;
 pub use keys::SigningAlg;
@@ -237,6 +239,20 @@ pub fn bearer_challenge(
 /// ```
 pub fn parse_bearer_challenge(value: &str) -> Option<Vec<(String, String)>> {
     crate::challenge::parse_bearer_challenge(value)
+}
+
+/// Parses a `DPoP` challenge (RFC 9449 section 7.1) into its parameters, in
+/// order, as [`parse_bearer_challenge`] does for `Bearer`. `None` for another
+/// scheme or malformed syntax.
+///
+/// ```
+/// use mcp_oauth2::testing::parse_dpop_challenge;
+///
+/// let params = parse_dpop_challenge(r#"DPoP error="invalid_dpop_proof", algs="ES256 EdDSA""#).unwrap();
+/// assert_eq!(params[1], ("algs".to_owned(), "ES256 EdDSA".to_owned()));
+/// ```
+pub fn parse_dpop_challenge(value: &str) -> Option<Vec<(String, String)>> {
+    crate::challenge::parse_challenge("DPoP", value)
 }
 
 /// Whether the `resource_scopes` pattern `pattern` covers the resource URI

@@ -159,6 +159,12 @@ impl<'a> TokenBuilder<'a> {
         self
     }
 
+    /// Binds the token to a DPoP key: `cnf: {"jkt": <thumbprint>}` (RFC 9449
+    /// section 6.1), for example [`DpopClient::thumbprint`](super::DpopClient::thumbprint).
+    pub fn dpop_bound_to(self, jkt: impl Into<String>) -> Self {
+        self.claim("cnf", serde_json::json!({ "jkt": jkt.into() }))
+    }
+
     /// The token without its signature: `base64url(header).base64url(claims)`,
     /// the JWS signing input. Append `.` and any signature to forge one.
     ///

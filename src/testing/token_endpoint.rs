@@ -20,7 +20,7 @@ use super::authorize::{
     CodeRejection, is_code_verifier, is_resource_indicator, parse_scope, verifier_matches,
 };
 use super::clients::{MAX_BODY, authenticate};
-use super::issuer::Shared;
+use super::issuer::{Shared, TOKEN_PATH};
 use super::oauth_error::{OAuthError, method_not_allowed, no_store};
 use super::params::{Params, has_content_type};
 use super::plumbing::{lock, random_b64};
@@ -72,11 +72,13 @@ async fn token(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Respo
         .map_err(|_| OAuthError::invalid_request("the token request is unreadable or too large"))?;
     let params = Params::parse(&bytes)
         .map_err(|_| OAuthError::invalid_request("a parameter is repeated"))?;
+    let dpop = dpop_key(shared, headers)?;
+    let dpop = dpop.as_deref();
     match params.get("grant_type") {
         None => Err(OAuthError::invalid_request("grant_type is required")),
-        Some("authorization_code") => authorization_code(shared, headers, &params),
-        Some("client_credentials") => client_credentials(shared, headers, &params),
-        Some("refresh_token") => refresh_token(shared, headers, &params),
+        Some("authorization_code") => authorization_code(shared, dpop, headers, &params),
+        Some("client_credentials") => client_credentials(shared, dpop, headers, &params),
+        Some("refresh_token") => refresh_token(shared, dpop, headers, &params),
         Some(_) => Err(OAuthError::bad_request(
             "unsupported_grant_type",
             "the grant types are authorization_code, client_credentials and refresh_token",
@@ -87,6 +89,7 @@ async fn token(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Respo
 /// RFC 6749 section 4.1.3, OAuth 2.1 section 4.1.3, RFC 7636 section 4.6.
 fn authorization_code(
     shared: &Shared,
+    dpop: Option<&str>,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Response, OAuthError> {
@@ -139,12 +142,20 @@ fn authorization_code(
         resources: pending.resources,
     };
     let refresh = new_refresh_token(shared, &grant)?;
-    respond(shared, &grant, &grant.scopes, &resources, Some(refresh))
+    respond(
+        shared,
+        dpop,
+        &grant,
+        &grant.scopes,
+        &resources,
+        Some(refresh),
+    )
 }
 
 /// RFC 6749 section 4.4: confidential clients only; `sub` is the client.
 fn client_credentials(
     shared: &Shared,
+    dpop: Option<&str>,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Response, OAuthError> {
@@ -176,13 +187,14 @@ fn client_credentials(
         resources,
     };
     // RFC 6749 section 4.4.3: no refresh token.
-    respond(shared, &grant, &grant.scopes, &grant.resources, None)
+    respond(shared, dpop, &grant, &grant.scopes, &grant.resources, None)
 }
 
 /// RFC 6749 section 6, with rotation (OAuth 2.1 section 4.3.1): the refresh
 /// token is replaced by a new one at each use.
 fn refresh_token(
     shared: &Shared,
+    dpop: Option<&str>,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Response, OAuthError> {
@@ -220,7 +232,36 @@ fn refresh_token(
     };
     let resources = narrow_resources(params.resources(), &grant.resources)?;
     let refresh = new_refresh_token(shared, &grant)?;
-    respond(shared, &grant, &scopes, &resources, Some(refresh))
+    respond(shared, dpop, &grant, &scopes, &resources, Some(refresh))
+}
+
+/// RFC 9449 section 5: a token request with one `DPoP` proof (for `POST`
+/// on this token endpoint, within 300 s, signed by its `jwk`) gets a token
+/// bound to the proof key; the thumbprint is returned. Several proofs, or
+/// an invalid one: 400 `invalid_dpop_proof`.
+fn dpop_key(shared: &Shared, headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
+    let invalid = OAuthError::bad_request("invalid_dpop_proof", "the DPoP proof is invalid");
+    let mut proofs = headers.get_all("dpop").iter();
+    let Some(proof) = proofs.next() else {
+        return Ok(None);
+    };
+    if proofs.next().is_some() {
+        return Err(invalid);
+    }
+    let proof = proof.to_str().map_err(|_| invalid)?;
+    let htu = url::Url::parse(&format!("{}{TOKEN_PATH}", shared.issuer))
+        .map_err(|_| OAuthError::server_error("the token endpoint is not a URL"))?;
+    let expected = crate::dpop::proof::Expected {
+        method: "POST",
+        htu: &htu,
+        access_token: None,
+        now: crate::clock::now_unix(),
+        max_age: 300,
+    };
+    let algs = crate::DpopPolicy::default().algorithms;
+    crate::dpop::proof::check(proof, &algs, 8 * 1024, &expected)
+        .map(|verified| Some(verified.jkt))
+        .map_err(|_| invalid)
 }
 
 /// The audience of a token: the `resource`s of the token request, each of
@@ -254,6 +295,7 @@ fn new_refresh_token(shared: &Shared, grant: &RefreshGrant) -> Result<String, OA
 /// A successful token response (RFC 6749 section 5.1).
 fn respond(
     shared: &Shared,
+    dpop: Option<&str>,
     grant: &RefreshGrant,
     scopes: &[String],
     resources: &[String],
@@ -267,6 +309,9 @@ fn respond(
     if !scopes.is_empty() {
         builder = builder.scopes(scopes.iter().map(String::as_str));
     }
+    if let Some(jkt) = dpop {
+        builder = builder.dpop_bound_to(jkt);
+    }
     builder = match resources {
         [] => builder,
         [one] => builder.audience(one.as_str()),
@@ -278,7 +323,8 @@ fn respond(
 
     let mut body = json!({
         "access_token": access_token,
-        "token_type": "Bearer",
+        // RFC 9449 section 5: a bound token is of type DPoP.
+        "token_type": if dpop.is_some() { "DPoP" } else { "Bearer" },
         "expires_in": lifetime.as_secs(),
     });
     if let Value::Object(members) = &mut body {

@@ -18,6 +18,12 @@ pub type VerifyFuture<'a> =
 /// ...). Implementations must check that the token was issued for this
 /// resource (audience), by a trusted issuer, and is not expired.
 ///
+/// A DPoP-bound token (RFC 9449, `cnf.jkt`) verifies: its context says so
+/// ([`AuthContext::is_dpop_bound`]) and the layer then accepts it only with
+/// a proof of that key, never as Bearer. Code that calls a verifier
+/// directly must do the same: refuse a bound context unless it checked a
+/// proof (or use [`AuthLayer::authenticate_request`](crate::AuthLayer::authenticate_request)).
+///
 /// ```
 /// use mcp_oauth2::{AuthContext, AuthError, AuthErrorKind, BearerToken, TokenVerifier, VerifyFuture};
 ///

@@ -99,7 +99,6 @@ async fn other_schemes_get_a_plain_bearer_challenge() {
     let valid = rig.token().sign();
     for value in [
         "Basic dXNlcjpwYXNz".to_owned(),
-        format!("DPoP {valid}"),
         "Negotiate YIIB".to_owned(),
         format!("MAC {valid}"),
         "Digest username=\"x\"".to_owned(),
@@ -112,6 +111,17 @@ async fn other_schemes_get_a_plain_bearer_challenge() {
         assert_eq!(outcome.error, None, "{value}");
         assert_eq!(outcome.reason.as_deref(), Some("missing_token"), "{value}");
     }
+    // RFC 9449 section 7.1: the DPoP scheme is read (DPoP is allowed by
+    // default); without its proof header it is `invalid_dpop_proof`.
+    let outcome = rig
+        .send_request(
+            rig.http
+                .get(&rig.resource)
+                .header("authorization", format!("DPoP {valid}")),
+        )
+        .await;
+    assert_eq!(outcome.status, 401, "{outcome:?}");
+    assert_eq!(outcome.reason.as_deref(), Some("dpop_proof_missing"));
     assert_eq!(rig.issuer.total_hits(), 0);
 }
 

@@ -551,3 +551,40 @@ async fn subject_falls_back_to_the_client_and_claims_are_typed() {
         );
     }
 }
+
+// RFC 9449 sections 6.2 and 7.1: an introspected DPoP-bound token
+// (`cnf.jkt`, `token_type: DPoP`) is accepted with a proof of its key, and
+// refused with another key's proof (`dpop_key_mismatch`).
+#[tokio::test]
+async fn dpop_bound_opaque_token_is_accepted_with_its_proof() {
+    use mcp_oauth2::testing::DpopClient;
+    let (e, base) = start_endpoint().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let h = Harness::start_with_issuer(issuer, |b| b.introspection(settings(&base))).await;
+    let client = DpopClient::new();
+    answer(
+        &e,
+        "opaque-dpop",
+        json!({"active": true, "sub": "a", "aud": h.resource, "token_type": "DPoP",
+               "cnf": {"jkt": client.thumbprint()}}),
+    );
+    let call = |proof: String| {
+        let h = &h;
+        async move {
+            h.post(
+                &[("authorization", "DPoP opaque-dpop"), ("dpop", &proof)],
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            )
+            .await
+        }
+    };
+    let resp = call(client.proof("POST", &h.resource, Some("opaque-dpop"))).await;
+    // Admitted (rmcp answers the bare `tools/list` itself).
+    assert_ne!(resp.status(), 401);
+    let other = DpopClient::new();
+    let resp = call(other.proof("POST", &h.resource, Some("opaque-dpop"))).await;
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_dpop_proof");
+    assert_eq!(body["reason"], "dpop_key_mismatch");
+}

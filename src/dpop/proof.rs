@@ -1,0 +1,383 @@
+//! Reading and checking one DPoP proof (RFC 9449 section 4.3), cheapest
+//! checks first:
+//!
+//! 1. the size cap, then the compact JWS shape (three base64url parts);
+//! 2. the JOSE header, read strictly (a repeated member is refused):
+//!    `typ` is `dpop+jwt`; `alg` is on the allowlist (asymmetric only);
+//!    no `crit`; `jwk` is a public key (no private member) of the shape
+//!    the `alg` needs;
+//! 3. the claims, read strictly: `htm` equals the request method; `htu`
+//!    equals the request URI (see [`Expected`]); `iat` within the window;
+//!    `jti` a non-empty string; `ath` the base64url SHA-256 of the access
+//!    token; `nonce` when the caller demands one (checked by the caller);
+//! 4. the signature, by the header's `jwk`;
+//! 5. the RFC 7638 thumbprint of that key, for the caller to compare with
+//!    the token's `cnf.jkt`.
+//!
+//! Nothing here logs or returns proof material: a refusal is a
+//! [`ProofError`] and nothing else.
+
+use std::borrow::Cow;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::signature::{self as sig, RsaPublicKeyComponents, UnparsedPublicKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::config::Algorithm;
+use crate::json::{Members, as_str};
+
+/// Default cap on a proof's length, in bytes (an RSA-4096 key in the header
+/// fits in about 1.5 KiB).
+pub(crate) const DEFAULT_MAX_PROOF_BYTES: usize = 4 * 1024;
+
+/// Longest `jti` accepted, in bytes.
+const MAX_JTI_BYTES: usize = 256;
+
+/// Why a proof was refused. Each maps to one reason code (in
+/// `crate::error`) and never carries proof material.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProofError {
+    /// Longer than the cap.
+    TooLarge,
+    /// Not a compact JWS, bad base64url, not a JSON object, a repeated member.
+    Malformed,
+    /// `typ` is not `dpop+jwt`.
+    Type,
+    /// `alg` missing or not on the allowlist.
+    Algorithm,
+    /// `jwk` missing, malformed, or not fit for `alg`; or a `crit` header.
+    Key,
+    /// `jwk` holds a private member.
+    PrivateKey,
+    /// `htm` is not the request method.
+    Method,
+    /// `htu` is not the request URI.
+    Uri,
+    /// `iat` too far in the past.
+    Expired,
+    /// `iat` too far in the future.
+    Future,
+    /// `jti` or `iat` missing or of the wrong type, or another claim malformed.
+    Claims,
+    /// `ath` missing or not the hash of the access token.
+    Ath,
+    /// The signature does not verify.
+    Signature,
+}
+
+/// What the request says the proof must match.
+#[derive(Debug)]
+pub(crate) struct Expected<'a> {
+    /// The request method, as sent (`GET`, `POST`, ...).
+    pub(crate) method: &'a str,
+    /// The request URI as the proof must name it: the configured
+    /// resource's scheme and authority plus the request path, normalised
+    /// (see [`super::htu_matches`]).
+    pub(crate) htu: &'a url::Url,
+    /// The access token the proof must be bound to (`ath`); `None` at a
+    /// token endpoint, where `ath` is not checked.
+    pub(crate) access_token: Option<&'a str>,
+    /// Unix seconds now.
+    pub(crate) now: u64,
+    /// The `iat` window, seconds either side of now.
+    pub(crate) max_age: u64,
+}
+
+/// A proof that passed every check.
+#[derive(Debug)]
+pub(crate) struct Verified {
+    /// RFC 7638 SHA-256 thumbprint of the proof key, base64url.
+    pub(crate) jkt: String,
+    /// `jti`.
+    pub(crate) jti: String,
+    /// `iat`.
+    pub(crate) iat: u64,
+    /// `nonce`, when present.
+    pub(crate) nonce: Option<String>,
+}
+
+/// The proof key, checked against its `alg`.
+#[derive(Debug)]
+enum ProofKey {
+    Ec {
+        crv: &'static str,
+        x: Vec<u8>,
+        y: Vec<u8>,
+        x64: String,
+        y64: String,
+    },
+    Ed25519 {
+        x: Vec<u8>,
+        x64: String,
+    },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+        n64: String,
+        e64: String,
+    },
+}
+
+/// Members a public JWK must not carry (RFC 7518 sections 6.2.2, 6.3.2,
+/// 6.4; RFC 8037 section 2): private or symmetric key material.
+const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// Checks `proof` against `expected` (see the module documentation).
+pub(crate) fn check(
+    proof: &str,
+    allowed: &[Algorithm],
+    max_bytes: usize,
+    expected: &Expected<'_>,
+) -> Result<Verified, ProofError> {
+    use ProofError as E;
+    // 1. Size and shape.
+    if proof.len() > max_bytes {
+        return Err(E::TooLarge);
+    }
+    let mut parts = proof.split('.');
+    let (Some(h64), Some(c64), Some(s64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(E::Malformed);
+    };
+    let header_bytes = URL_SAFE_NO_PAD.decode(h64).map_err(|_| E::Malformed)?;
+    let header_text = std::str::from_utf8(&header_bytes).map_err(|_| E::Malformed)?;
+    let header = Members::parse(header_text).map_err(|_| E::Malformed)?;
+    // 2. The header.
+    match header.str("typ") {
+        Ok(Some(t)) if is_dpop_typ(&t) => {}
+        _ => return Err(E::Type),
+    }
+    let alg = match header.str("alg") {
+        Ok(Some(a)) => a.parse::<Algorithm>().map_err(|_| E::Algorithm)?,
+        _ => return Err(E::Algorithm),
+    };
+    if !allowed.contains(&alg) {
+        return Err(E::Algorithm);
+    }
+    if header.contains("crit") {
+        return Err(E::Key);
+    }
+    let jwk = header.get("jwk").ok_or(E::Key)?;
+    let jwk = Members::parse(jwk.get()).map_err(|_| E::Key)?;
+    if PRIVATE_MEMBERS.iter().any(|m| jwk.contains(m)) {
+        return Err(E::PrivateKey);
+    }
+    let key = read_key(&jwk, alg)?;
+    // 3. The claims.
+    let claims_bytes = URL_SAFE_NO_PAD.decode(c64).map_err(|_| E::Malformed)?;
+    let claims_text = std::str::from_utf8(&claims_bytes).map_err(|_| E::Malformed)?;
+    let claims = Members::parse(claims_text).map_err(|_| E::Malformed)?;
+    match claims.str("htm") {
+        // RFC 9110 section 9.1: the method is case-sensitive.
+        Ok(Some(m)) if m == expected.method => {}
+        _ => return Err(E::Method),
+    }
+    match claims.str("htu") {
+        Ok(Some(u)) if super::htu_matches(&u, expected.htu) => {}
+        _ => return Err(E::Uri),
+    }
+    let iat = claims
+        .get("iat")
+        .and_then(|raw| raw.get().parse::<u64>().ok())
+        .ok_or(E::Claims)?;
+    if iat.saturating_add(expected.max_age) < expected.now {
+        return Err(E::Expired);
+    }
+    if iat > expected.now.saturating_add(expected.max_age) {
+        return Err(E::Future);
+    }
+    let jti = match claims.str("jti") {
+        Ok(Some(j)) if !j.is_empty() && j.len() <= MAX_JTI_BYTES => j.into_owned(),
+        _ => return Err(E::Claims),
+    };
+    if let Some(token) = expected.access_token {
+        match claims.str("ath") {
+            Ok(Some(a)) if a == ath(token) => {}
+            _ => return Err(E::Ath),
+        }
+    }
+    let nonce = match claims.str("nonce") {
+        Ok(n) => n.map(Cow::into_owned),
+        Err(()) => return Err(E::Claims),
+    };
+    // 4. The signature over `header.claims`.
+    let signature = URL_SAFE_NO_PAD.decode(s64).map_err(|_| E::Malformed)?;
+    let signed_len = h64.len() + 1 + c64.len();
+    let message = proof.as_bytes().get(..signed_len).ok_or(E::Malformed)?;
+    if !verify(&key, alg, message, &signature) {
+        return Err(E::Signature);
+    }
+    // 5. The thumbprint.
+    Ok(Verified {
+        jkt: thumbprint(&key),
+        jti,
+        iat,
+        nonce,
+    })
+}
+
+/// `dpop+jwt`, case-insensitively, with or without `application/`
+/// (RFC 7515 section 4.1.9).
+fn is_dpop_typ(typ: &str) -> bool {
+    let prefix = "application/";
+    let t = match (typ.get(..prefix.len()), typ.get(prefix.len()..)) {
+        (Some(p), Some(rest)) if p.eq_ignore_ascii_case(prefix) => rest,
+        _ => typ,
+    };
+    t.eq_ignore_ascii_case("dpop+jwt")
+}
+
+/// The base64url SHA-256 of an access token (RFC 9449 section 4.2, `ath`).
+pub(crate) fn ath(access_token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(digest(&SHA256, access_token.as_bytes()))
+}
+
+/// A base64url member of the JWK, decoded; the text is kept for the
+/// thumbprint. Only the base64url alphabet (no padding) is accepted, so
+/// the text needs no escaping in JSON.
+fn b64_member(jwk: &Members<'_>, name: &str) -> Result<(Vec<u8>, String), ProofError> {
+    let text = jwk
+        .get(name)
+        .and_then(|raw| as_str(raw).ok())
+        .ok_or(ProofError::Key)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text.as_bytes())
+        .map_err(|_| ProofError::Key)?;
+    Ok((bytes, text.into_owned()))
+}
+
+/// The key of a public JWK, refused unless it fits `alg`.
+fn read_key(jwk: &Members<'_>, alg: Algorithm) -> Result<ProofKey, ProofError> {
+    let kty = jwk
+        .get("kty")
+        .and_then(|raw| as_str(raw).ok())
+        .ok_or(ProofError::Key)?;
+    let crv = jwk.get("crv").and_then(|raw| as_str(raw).ok());
+    match (&*kty, alg) {
+        ("EC", Algorithm::ES256 | Algorithm::ES384) => {
+            let (crv, size) = match (crv.as_deref(), alg) {
+                (Some("P-256"), Algorithm::ES256) => ("P-256", 32),
+                (Some("P-384"), Algorithm::ES384) => ("P-384", 48),
+                _ => return Err(ProofError::Key),
+            };
+            let (x, x64) = b64_member(jwk, "x")?;
+            let (y, y64) = b64_member(jwk, "y")?;
+            if x.len() != size || y.len() != size {
+                return Err(ProofError::Key);
+            }
+            Ok(ProofKey::Ec {
+                crv,
+                x,
+                y,
+                x64,
+                y64,
+            })
+        }
+        ("OKP", Algorithm::EdDSA) => {
+            if crv.as_deref() != Some("Ed25519") {
+                return Err(ProofError::Key);
+            }
+            let (x, x64) = b64_member(jwk, "x")?;
+            if x.len() != 32 {
+                return Err(ProofError::Key);
+            }
+            Ok(ProofKey::Ed25519 { x, x64 })
+        }
+        (
+            "RSA",
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512,
+        ) => {
+            let (n, n64) = b64_member(jwk, "n")?;
+            let (e, e64) = b64_member(jwk, "e")?;
+            // RFC 7518 section 6.3.1: no leading zero octets; 2048 bits at least.
+            if n.first() == Some(&0)
+                || n.len() < 256
+                || n.len() > 1024
+                || e.is_empty()
+                || e.len() > 8
+            {
+                return Err(ProofError::Key);
+            }
+            Ok(ProofKey::Rsa { n, e, n64, e64 })
+        }
+        _ => Err(ProofError::Key),
+    }
+}
+
+fn verify(key: &ProofKey, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+    match key {
+        ProofKey::Ec { x, y, .. } => {
+            let algorithm: &'static dyn sig::VerificationAlgorithm = match alg {
+                Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
+                Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+                _ => return false,
+            };
+            // SEC 1 uncompressed point: 0x04 || x || y.
+            let mut point = Vec::with_capacity(1 + x.len() + y.len());
+            point.push(4);
+            point.extend_from_slice(x);
+            point.extend_from_slice(y);
+            UnparsedPublicKey::new(algorithm, point)
+                .verify(message, signature)
+                .is_ok()
+        }
+        ProofKey::Ed25519 { x, .. } => UnparsedPublicKey::new(&sig::ED25519, x)
+            .verify(message, signature)
+            .is_ok(),
+        ProofKey::Rsa { n, e, .. } => {
+            let params: &'static sig::RsaParameters = match alg {
+                Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+                Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+                Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+                Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+                Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+                Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+                _ => return false,
+            };
+            RsaPublicKeyComponents { n, e }
+                .verify(params, message, signature)
+                .is_ok()
+        }
+    }
+}
+
+/// The RFC 7638 JWK thumbprint (SHA-256, base64url): the required members
+/// only, in lexicographic order, without whitespace. The member values are
+/// base64url or fixed names, so they need no escaping.
+fn thumbprint(key: &ProofKey) -> String {
+    let json = match key {
+        ProofKey::Ec { crv, x64, y64, .. } => {
+            format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x64}","y":"{y64}"}}"#)
+        }
+        ProofKey::Ed25519 { x64, .. } => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x64}"}}"#),
+        ProofKey::Rsa { n64, e64, .. } => format!(r#"{{"e":"{e64}","kty":"RSA","n":"{n64}"}}"#),
+    };
+    URL_SAFE_NO_PAD.encode(digest(&SHA256, json.as_bytes()))
+}
+
+/// The RFC 7638 thumbprint of a public JWK given as JSON text, for any
+/// algorithm its shape serves. `None` when it is not a usable public key.
+pub(crate) fn jwk_thumbprint(jwk: &str) -> Option<String> {
+    let members = Members::parse(jwk).ok()?;
+    if PRIVATE_MEMBERS.iter().any(|m| members.contains(m)) {
+        return None;
+    }
+    let alg = match (
+        members.str("kty").ok()??.as_ref(),
+        members.str("crv").ok().flatten().as_deref(),
+    ) {
+        ("EC", Some("P-256")) => Algorithm::ES256,
+        ("EC", Some("P-384")) => Algorithm::ES384,
+        ("OKP", Some("Ed25519")) => Algorithm::EdDSA,
+        ("RSA", _) => Algorithm::RS256,
+        _ => return None,
+    };
+    read_key(&members, alg).ok().map(|k| thumbprint(&k))
+}

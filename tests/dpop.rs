@@ -1,0 +1,592 @@
+//! DPoP on the wire (RFC 9449; the MCP DPoP profile): a real `McpServer`
+//! behind the layer, a real `TestIssuer`, proofs signed by the testing
+//! kit's `DpopClient`, every refusal with its status, OAuth error, reason
+//! code and challenges.
+// Test code: a panic here is a failed run, not an outage.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+mod support;
+
+use std::time::Duration;
+
+use mcp_oauth2::testing::{
+    ClientRegistration, DpopClient, parse_bearer_challenge, parse_dpop_challenge,
+};
+use mcp_oauth2::{Algorithm, DpopMode, DpopPolicy};
+use serde_json::{Value, json};
+use support::fixture::Harness;
+
+/// An `initialize` request: answered 200 once the caller is admitted.
+const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"dpop-test","version":"1"}}}"#;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A token for the harness's resource bound to `client`'s key.
+fn bound_token(h: &Harness, client: &DpopClient) -> String {
+    h.issuer
+        .token()
+        .subject("alice")
+        .audience(&h.resource)
+        .dpop_bound_to(client.thumbprint())
+        .sign()
+}
+
+/// POSTs `tools/list` with `Authorization: DPoP <token>` and each proof as
+/// a `DPoP` header.
+async fn post_dpop(h: &Harness, token: &str, proofs: &[&str]) -> reqwest::Response {
+    let auth = format!("DPoP {token}");
+    let mut headers = vec![("authorization", auth.as_str())];
+    for p in proofs {
+        headers.push(("dpop", p));
+    }
+    h.post(&headers, LIST).await
+}
+
+/// What a refusal said: status, the JSON body's `error` and `reason`, and
+/// the `Bearer` and `DPoP` challenges (absent: `None`).
+struct Refusal {
+    status: u16,
+    error: Option<String>,
+    reason: String,
+    bearer: Option<Vec<(String, String)>>,
+    dpop: Option<Vec<(String, String)>>,
+    nonce: Option<String>,
+}
+
+async fn refusal(resp: reqwest::Response) -> Refusal {
+    let status = resp.status().as_u16();
+    let mut bearer = None;
+    let mut dpop = None;
+    for v in resp.headers().get_all("www-authenticate") {
+        let v = v.to_str().unwrap();
+        if let Some(p) = parse_bearer_challenge(v) {
+            assert!(bearer.replace(p).is_none(), "two Bearer challenges");
+        } else if let Some(p) = parse_dpop_challenge(v) {
+            assert!(dpop.replace(p).is_none(), "two DPoP challenges");
+        } else {
+            panic!("unexpected challenge {v}");
+        }
+    }
+    let nonce = resp
+        .headers()
+        .get("dpop-nonce")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = resp.json().await.unwrap();
+    Refusal {
+        status,
+        error: body["error"].as_str().map(str::to_owned),
+        reason: body["reason"].as_str().unwrap().to_owned(),
+        bearer,
+        dpop,
+        nonce,
+    }
+}
+
+fn param<'a>(c: &'a Option<Vec<(String, String)>>, name: &str) -> Option<&'a str> {
+    c.as_ref()?
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// RFC 9449 section 7.1: a proof error is `invalid_dpop_proof` on the
+/// `DPoP` challenge (with `algs`); the `Bearer` challenge beside it names
+/// no error.
+fn assert_proof_refused(r: &Refusal, reason: &str) {
+    assert_eq!(r.status, 401, "{reason}");
+    assert_eq!(r.error.as_deref(), Some("invalid_dpop_proof"), "{reason}");
+    assert_eq!(r.reason, reason);
+    assert_eq!(
+        param(&r.dpop, "error"),
+        Some("invalid_dpop_proof"),
+        "{reason}"
+    );
+    assert_eq!(
+        param(&r.dpop, "algs"),
+        Some("ES256 ES384 EdDSA PS256 RS256"),
+        "{reason}"
+    );
+    assert!(param(&r.dpop, "resource_metadata").is_some());
+    assert!(r.bearer.is_some(), "{reason}: Bearer challenge beside");
+    assert_eq!(param(&r.bearer, "error"), None, "{reason}");
+}
+
+// RFC 9449 section 7.1: a bound token with a valid proof is accepted; a
+// second request with a fresh proof too (the token comes from the
+// verified-token cache; the proof is checked every time).
+#[tokio::test]
+async fn bound_token_with_a_valid_proof_is_accepted() {
+    let h = Harness::start(|b| b).await;
+    let client = DpopClient::new();
+    let token = bound_token(&h, &client);
+    for _ in 0..2 {
+        let proof = client.proof("POST", &h.resource, Some(&token));
+        let resp = post_dpop(&h, &token, &[&proof]).await;
+        assert_eq!(resp.status(), 200);
+    }
+    // Ed25519 proofs too, and the scheme name is case-insensitive.
+    let ed = DpopClient::ed25519();
+    let token = bound_token(&h, &ed);
+    let proof = ed.proof("POST", &h.resource, Some(&token));
+    let auth = format!("dpop {token}");
+    let resp = h
+        .post(&[("authorization", &auth), ("dpop", &proof)], LIST)
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+// RFC 9449 section 11.1: the same proof twice is refused.
+#[tokio::test]
+async fn a_replayed_proof_is_refused() {
+    let h = Harness::start(|b| b).await;
+    let client = DpopClient::new();
+    let token = bound_token(&h, &client);
+    let proof = client.proof("POST", &h.resource, Some(&token));
+    assert_eq!(post_dpop(&h, &token, &[&proof]).await.status(), 200);
+    let r = refusal(post_dpop(&h, &token, &[&proof]).await).await;
+    assert_proof_refused(&r, "dpop_replay");
+    // With replay detection off, the `iat` window alone bounds a replay.
+    let h = Harness::start(|b| b.dpop(DpopPolicy::default().replay_detection(0))).await;
+    let token = bound_token(&h, &client);
+    let proof = client.proof("POST", &h.resource, Some(&token));
+    assert_eq!(post_dpop(&h, &token, &[&proof]).await.status(), 200);
+    assert_eq!(post_dpop(&h, &token, &[&proof]).await.status(), 200);
+}
+
+// RFC 9449 section 4.3, each check on the wire with its reason code.
+#[tokio::test]
+async fn every_proof_check_refuses_with_its_reason() {
+    let h = Harness::start(|b| b).await;
+    let client = DpopClient::new();
+    let other = DpopClient::new();
+    let token = bound_token(&h, &client);
+    let uri = h.resource.as_str();
+    let mut private_jwk = client.public_jwk();
+    private_jwk["d"] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "dpop_method_mismatch",
+            client.proof("GET", uri, Some(&token)),
+        ),
+        (
+            "dpop_uri_mismatch",
+            client.proof("POST", &format!("{}/other", h.base), Some(&token)),
+        ),
+        (
+            "dpop_uri_mismatch",
+            // The authority is the configured resource's, not a Host the
+            // client chose.
+            client.proof("POST", &uri.replace("127.0.0.1", "localhost"), Some(&token)),
+        ),
+        (
+            "dpop_proof_expired",
+            client
+                .proof_builder("POST", uri)
+                .access_token(&token)
+                .issued_at(now() - 330)
+                .sign(),
+        ),
+        (
+            "dpop_proof_not_yet_valid",
+            client
+                .proof_builder("POST", uri)
+                .access_token(&token)
+                .issued_at(now() + 330)
+                .sign(),
+        ),
+        (
+            "dpop_ath_mismatch",
+            client.proof("POST", uri, Some("another-token")),
+        ),
+        ("dpop_ath_mismatch", client.proof("POST", uri, None)),
+        (
+            "dpop_private_key",
+            client
+                .proof_builder("POST", uri)
+                .access_token(&token)
+                .header("jwk", private_jwk)
+                .sign(),
+        ),
+        (
+            "dpop_invalid_signature",
+            // The header names the bound key; another key signed.
+            other
+                .proof_builder("POST", uri)
+                .access_token(&token)
+                .header("jwk", client.public_jwk())
+                .sign(),
+        ),
+        ("dpop_key_mismatch", other.proof("POST", uri, Some(&token))),
+        (
+            "dpop_invalid_type",
+            client
+                .proof_builder("POST", uri)
+                .access_token(&token)
+                .header("typ", json!("JWT"))
+                .sign(),
+        ),
+        (
+            "dpop_disallowed_algorithm",
+            client
+                .proof_builder("POST", uri)
+                .access_token(&token)
+                .header("alg", json!("HS256"))
+                .sign(),
+        ),
+        (
+            "dpop_invalid_claims",
+            client
+                .proof_builder("POST", uri)
+                .access_token(&token)
+                .claim("jti", Value::Null)
+                .sign(),
+        ),
+        ("dpop_proof_malformed", "not-a-jwt".to_owned()),
+        (
+            "dpop_proof_too_large",
+            client
+                .proof_builder("POST", uri)
+                .access_token(&token)
+                .claim("pad", json!("x".repeat(5000)))
+                .sign(),
+        ),
+    ];
+    for (reason, proof) in &cases {
+        let r = refusal(post_dpop(&h, &token, &[proof]).await).await;
+        assert_proof_refused(&r, reason);
+    }
+    // The token is still good with a proof of its own key.
+    let proof = client.proof("POST", uri, Some(&token));
+    assert_eq!(post_dpop(&h, &token, &[&proof]).await.status(), 200);
+}
+
+// RFC 9449 section 4.3 item 1 / section 7.1: exactly one `DPoP` header.
+#[tokio::test]
+async fn two_proof_headers_or_none_are_refused() {
+    let h = Harness::start(|b| b).await;
+    let client = DpopClient::new();
+    let token = bound_token(&h, &client);
+    let a = client.proof("POST", &h.resource, Some(&token));
+    let b = client.proof("POST", &h.resource, Some(&token));
+    let r = refusal(post_dpop(&h, &token, &[&a, &b]).await).await;
+    assert_proof_refused(&r, "multiple_dpop_proofs");
+    let r = refusal(post_dpop(&h, &token, &[]).await).await;
+    assert_proof_refused(&r, "dpop_proof_missing");
+}
+
+// RFC 9449 section 7.2: a bound token presented as Bearer is refused as
+// `invalid_token`; an unbound token presented with a proof too.
+#[tokio::test]
+async fn bound_as_bearer_and_unbound_as_dpop_are_invalid_tokens() {
+    let h = Harness::start(|b| b).await;
+    let client = DpopClient::new();
+    let bound = bound_token(&h, &client);
+    let r = refusal(
+        h.post(&[("authorization", &format!("Bearer {bound}"))], LIST)
+            .await,
+    )
+    .await;
+    assert_eq!((r.status, r.error.as_deref()), (401, Some("invalid_token")));
+    assert_eq!(r.reason, "sender_constrained_token");
+    assert_eq!(param(&r.bearer, "error"), Some("invalid_token"));
+    assert_eq!(param(&r.dpop, "error"), None);
+    assert!(param(&r.dpop, "algs").is_some());
+
+    let unbound = h.token("bob");
+    let proof = client.proof("POST", &h.resource, Some(&unbound));
+    let r = refusal(post_dpop(&h, &unbound, &[&proof]).await).await;
+    assert_eq!((r.status, r.error.as_deref()), (401, Some("invalid_token")));
+    assert_eq!(r.reason, "dpop_token_not_bound");
+    assert_eq!(param(&r.dpop, "error"), Some("invalid_token"));
+    // Bearer still works for an unbound token in the default mode.
+    let resp = h
+        .post(&[("authorization", &format!("Bearer {unbound}"))], LIST)
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+async fn metadata(h: &Harness) -> Value {
+    reqwest::get(format!(
+        "{}/.well-known/oauth-protected-resource/mcp",
+        h.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap()
+}
+
+// RFC 9728 section 2: the DPoP metadata members, per mode.
+#[tokio::test]
+async fn metadata_advertises_dpop() {
+    let h = Harness::start(|b| b).await;
+    let m = metadata(&h).await;
+    assert_eq!(
+        m["dpop_signing_alg_values_supported"],
+        json!(["ES256", "ES384", "EdDSA", "PS256", "RS256"])
+    );
+    assert!(m.get("dpop_bound_access_tokens_required").is_none());
+    let h = Harness::start(|b| {
+        b.dpop(
+            DpopPolicy::default()
+                .mode(DpopMode::Required)
+                .algorithms([Algorithm::ES256]),
+        )
+    })
+    .await;
+    let m = metadata(&h).await;
+    assert_eq!(m["dpop_signing_alg_values_supported"], json!(["ES256"]));
+    assert_eq!(m["dpop_bound_access_tokens_required"], json!(true));
+    let h = Harness::start(|b| b.dpop(DpopPolicy::default().mode(DpopMode::Off))).await;
+    let m = metadata(&h).await;
+    assert!(m.get("dpop_signing_alg_values_supported").is_none());
+}
+
+// The `required` mode: Bearer refused before verification, the DPoP
+// challenge alone; a proof with an algorithm off the list refused.
+#[tokio::test]
+async fn required_mode_refuses_bearer() {
+    let h = Harness::start(|b| {
+        b.dpop(
+            DpopPolicy::default()
+                .mode(DpopMode::Required)
+                .algorithms([Algorithm::ES256]),
+        )
+    })
+    .await;
+    let r = refusal(
+        h.post(
+            &[("authorization", &format!("Bearer {}", h.token("bob")))],
+            LIST,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((r.status, r.error.as_deref()), (401, Some("invalid_token")));
+    assert_eq!(r.reason, "dpop_required");
+    assert!(r.bearer.is_none());
+    assert_eq!(param(&r.dpop, "error"), Some("invalid_token"));
+    assert_eq!(param(&r.dpop, "algs"), Some("ES256"));
+
+    let r = refusal(h.post(&[], LIST).await).await;
+    assert_eq!((r.status, r.reason.as_str()), (401, "missing_token"));
+    assert!(r.bearer.is_none());
+    assert!(param(&r.dpop, "resource_metadata").is_some());
+    assert_eq!(param(&r.dpop, "error"), None);
+
+    let client = DpopClient::new();
+    let token = bound_token(&h, &client);
+    let proof = client.proof("POST", &h.resource, Some(&token));
+    assert_eq!(post_dpop(&h, &token, &[&proof]).await.status(), 200);
+    let ed = DpopClient::ed25519();
+    let token = bound_token(&h, &ed);
+    let proof = ed.proof("POST", &h.resource, Some(&token));
+    let r = refusal(post_dpop(&h, &token, &[&proof]).await).await;
+    assert_eq!(r.reason, "dpop_disallowed_algorithm");
+    assert_eq!(param(&r.dpop, "error"), Some("invalid_dpop_proof"));
+}
+
+// The `off` mode: the DPoP scheme is not read; bound tokens stay refused.
+#[tokio::test]
+async fn off_mode_reads_no_dpop() {
+    let h = Harness::start(|b| b.dpop(DpopPolicy::default().mode(DpopMode::Off))).await;
+    let client = DpopClient::new();
+    let token = bound_token(&h, &client);
+    let proof = client.proof("POST", &h.resource, Some(&token));
+    let r = refusal(post_dpop(&h, &token, &[&proof]).await).await;
+    assert_eq!((r.status, r.reason.as_str()), (401, "missing_token"));
+    assert!(r.dpop.is_none());
+    let r = refusal(
+        h.post(&[("authorization", &format!("Bearer {token}"))], LIST)
+            .await,
+    )
+    .await;
+    assert_eq!(r.reason, "sender_constrained_token");
+}
+
+// RFC 9449 section 9: server nonces. The first request gets 401
+// `use_dpop_nonce` with a `DPoP-Nonce`; the retry with it succeeds. A
+// replica sharing the secret accepts the nonce; one with another secret
+// does not.
+#[tokio::test]
+async fn nonce_flow() {
+    let secret = [7u8; 32];
+    let policy = DpopPolicy::default().nonce(true).nonce_secret(secret);
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let h = Harness::start_with_issuer(issuer, |b| b.dpop(policy.clone())).await;
+    let client = DpopClient::new();
+    let token = bound_token(&h, &client);
+
+    let proof = client.proof("POST", &h.resource, Some(&token));
+    let r = refusal(post_dpop(&h, &token, &[&proof]).await).await;
+    assert_eq!(
+        (r.status, r.error.as_deref()),
+        (401, Some("use_dpop_nonce"))
+    );
+    assert_eq!(r.reason, "dpop_nonce_required");
+    assert_eq!(param(&r.dpop, "error"), Some("use_dpop_nonce"));
+    assert_eq!(param(&r.bearer, "error"), None);
+    let nonce = r.nonce.expect("DPoP-Nonce header");
+
+    let proof = client
+        .proof_builder("POST", &h.resource)
+        .access_token(&token)
+        .nonce(&nonce)
+        .sign();
+    let resp = post_dpop(&h, &token, &[&proof]).await;
+    assert_eq!(resp.status(), 200);
+    // RFC 9449 section 8.2: the next nonce comes with the answer.
+    assert!(resp.headers().contains_key("dpop-nonce"));
+
+    let junk = client
+        .proof_builder("POST", &h.resource)
+        .access_token(&token)
+        .nonce("not-ours")
+        .sign();
+    let r = refusal(post_dpop(&h, &token, &[&junk]).await).await;
+    assert_eq!(r.reason, "dpop_nonce_invalid");
+    assert_eq!(r.error.as_deref(), Some("use_dpop_nonce"));
+    assert!(r.nonce.is_some());
+
+    // A second replica with the same secret (and the same issuer).
+    let issuer2 = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let h2 = Harness::start_with_issuer(issuer2, |b| b.dpop(policy)).await;
+    let token2 = bound_token(&h2, &client);
+    let proof = client
+        .proof_builder("POST", &h2.resource)
+        .access_token(&token2)
+        .nonce(&nonce)
+        .sign();
+    assert_eq!(post_dpop(&h2, &token2, &[&proof]).await.status(), 200);
+    // One with its own random secret refuses it.
+    let h3 = Harness::start(|b| b.dpop(DpopPolicy::default().nonce(true))).await;
+    let token3 = bound_token(&h3, &client);
+    let proof = client
+        .proof_builder("POST", &h3.resource)
+        .access_token(&token3)
+        .nonce(&nonce)
+        .sign();
+    let r = refusal(post_dpop(&h3, &token3, &[&proof]).await).await;
+    assert_eq!(r.reason, "dpop_nonce_invalid");
+}
+
+// RFC 9449 section 5: the test issuer binds a token to the key of the
+// proof sent to its token endpoint (`token_type: DPoP`, `cnf.jkt`), and the
+// server accepts that token with proofs of that key only.
+#[tokio::test]
+async fn token_endpoint_issues_dpop_bound_tokens() {
+    let h = Harness::start(|b| b).await;
+    h.issuer
+        .register_client(ClientRegistration::confidential("svc", "s3cret"));
+    let client = DpopClient::new();
+    let token_request = |proofs: Vec<String>| {
+        let mut req = reqwest::Client::new()
+            .post(h.issuer.token_endpoint())
+            .basic_auth("svc", Some("s3cret"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=client_credentials&resource={}",
+                url::form_urlencoded::byte_serialize(h.resource.as_bytes()).collect::<String>()
+            ));
+        for p in proofs {
+            req = req.header("dpop", p);
+        }
+        req.send()
+    };
+    let proof = client.proof("POST", &h.issuer.token_endpoint(), None);
+    let resp = token_request(vec![proof]).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["token_type"], "DPoP");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+
+    let proof = client.proof("POST", &h.resource, Some(&token));
+    assert_eq!(post_dpop(&h, &token, &[&proof]).await.status(), 200);
+    let r = refusal(
+        h.post(&[("authorization", &format!("Bearer {token}"))], LIST)
+            .await,
+    )
+    .await;
+    assert_eq!(r.reason, "sender_constrained_token");
+
+    // A proof for another endpoint, or two proofs: 400 invalid_dpop_proof.
+    let wrong = client.proof("POST", &h.resource, None);
+    let resp = token_request(vec![wrong]).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_dpop_proof");
+    let a = client.proof("POST", &h.issuer.token_endpoint(), None);
+    let b = client.proof("POST", &h.issuer.token_endpoint(), None);
+    let resp = token_request(vec![a, b]).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    // Without a proof: a Bearer token, as before.
+    let resp = token_request(vec![]).await.unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+}
+
+// `AuthContext` tells a handler the token was DPoP-bound and by which key.
+#[tokio::test]
+async fn the_context_exposes_the_binding() {
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/api", listener.local_addr().unwrap());
+    let config = mcp_oauth2::AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let layer = mcp_oauth2::AuthLayer::new(config).unwrap();
+    let app: axum::Router = axum::Router::new()
+        .route(
+            "/api",
+            axum::routing::get(|auth: mcp_oauth2::AuthContext| async move {
+                format!(
+                    "{} {}",
+                    auth.is_dpop_bound(),
+                    auth.dpop_thumbprint().unwrap_or("-")
+                )
+            }),
+        )
+        .layer(layer);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = DpopClient::new();
+    let token = issuer
+        .token()
+        .audience(&resource)
+        .dpop_bound_to(client.thumbprint())
+        .sign();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let text = http
+        .get(&resource)
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", client.proof("GET", &resource, Some(&token)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, format!("true {}", client.thumbprint()));
+    let plain = issuer.token().audience(&resource).sign();
+    let text = http
+        .get(&resource)
+        .header("authorization", format!("Bearer {plain}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, "false -");
+}
