@@ -161,28 +161,14 @@ async fn main() -> Result<(), BoxError> {
             CallToolRequestParams::new("add_note").with_arguments(args(r#"{"text":"hello"}"#)),
         )
         .await;
-    let challenge = match &refused {
-        Err(e) => e.auth_challenge().map(str::to_owned),
-        Ok(_) => return Err("add_note succeeded without notes:write".into()),
-    };
-    let challenge = challenge.ok_or("add_note was refused without an HTTP challenge")?;
+    let challenge = challenge_of(&refused, "add_note")?;
     println!("with notes:read only -> HTTP 403");
     println!("WWW-Authenticate: {challenge}");
-    let needed = challenge
-        .split("scope=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap_or_default()
-        .to_owned();
     client.cancel().await?;
     // The client re-authorizes with the union of what it had and what the
     // challenge names (MCP "Step-Up Authorization Flow").
     let mut scopes = vec![notes::NOTES_READ.to_owned()];
-    for scope in needed.split(' ').filter(|s| !s.is_empty()) {
-        if !scopes.iter().any(|s| s == scope) {
-            scopes.push(scope.to_owned());
-        }
-    }
+    add_challenged_scopes(&mut scopes, &challenge);
     println!("re-authorizing with scope \"{}\"", scopes.join(" "));
     let scope_refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
     let write_token = authorize(&http, &as_metadata, &resource, &scope_refs).await?;
@@ -208,25 +194,11 @@ async fn main() -> Result<(), BoxError> {
     let refused = client
         .call_tool(CallToolRequestParams::new("export_notes"))
         .await;
-    let challenge = match &refused {
-        Err(e) => e.auth_challenge().map(str::to_owned),
-        Ok(_) => return Err("export_notes succeeded without notes:export".into()),
-    };
-    let challenge = challenge.ok_or("export_notes was refused without an HTTP challenge")?;
+    let challenge = challenge_of(&refused, "export_notes")?;
     println!("the handler asked for notes:export -> HTTP 403");
     println!("WWW-Authenticate: {challenge}");
     client.cancel().await?;
-    let needed = challenge
-        .split("scope=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap_or_default()
-        .to_owned();
-    for scope in needed.split(' ').filter(|s| !s.is_empty()) {
-        if !scopes.iter().any(|s| s == scope) {
-            scopes.push(scope.to_owned());
-        }
-    }
+    add_challenged_scopes(&mut scopes, &challenge);
     println!("re-authorizing with scope \"{}\"", scopes.join(" "));
     let scope_refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
     let export_token = authorize(&http, &as_metadata, &resource, &scope_refs).await?;
@@ -381,6 +353,36 @@ async fn authorize(
         .as_str()
         .ok_or("no access_token")?
         .to_owned())
+}
+
+/// The `WWW-Authenticate` challenge of a call that must have been refused
+/// with HTTP 403 (a step-up), or why not.
+fn challenge_of<T>(
+    refused: &Result<T, rmcp::ServiceError>,
+    tool: &str,
+) -> Result<String, BoxError> {
+    match refused {
+        Err(e) => e
+            .auth_challenge()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{tool} was refused without an HTTP challenge").into()),
+        Ok(_) => Err(format!("{tool} succeeded without the scope it needs").into()),
+    }
+}
+
+/// Adds the scopes a challenge's `scope` parameter names to `scopes`
+/// (the union the client re-authorizes with).
+fn add_challenged_scopes(scopes: &mut Vec<String>, challenge: &str) {
+    let needed = challenge
+        .split("scope=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_default();
+    for scope in needed.split(' ').filter(|s| !s.is_empty()) {
+        if !scopes.iter().any(|s| s == scope) {
+            scopes.push(scope.to_owned());
+        }
+    }
 }
 
 fn args(json: &str) -> serde_json::Map<String, serde_json::Value> {
