@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 
 use crate::context::AuthContext;
 use crate::error::AuthErrorKind;
-use crate::scope::{Operation, UriPattern, is_resource_method};
+use crate::scope::{Operation, UriPattern, extend_unique, is_resource_method};
 
 /// One JSON-RPC call as a computed requirement sees it: the method, the
 /// name it targets (a tool or prompt name, or one resource URI) and its
@@ -229,11 +229,7 @@ impl ComputedScopes {
                         continue;
                     }
                     let request = OperationRequest::new(op.method(), target, params);
-                    for scope in run(f, &request, ctx)? {
-                        if !required.contains(&scope) {
-                            required.push(scope);
-                        }
-                    }
+                    extend_unique(required, run(f, &request, ctx)?);
                 }
             }
         }

@@ -88,6 +88,20 @@ impl ScopeHierarchy {
     }
 }
 
+/// Appends each of `scopes` to `out` unless it is there already: the
+/// ordered, duplicate-free union every scope requirement and challenge is
+/// built with.
+pub(crate) fn extend_unique<S>(out: &mut Vec<String>, scopes: impl IntoIterator<Item = S>)
+where
+    S: AsRef<str> + Into<String>,
+{
+    for s in scopes {
+        if !out.iter().any(|o| o == s.as_ref()) {
+            out.push(s.into());
+        }
+    }
+}
+
 /// `notes:*` matches `notes:read` and `notes:a:b`; a bare `*` matches everything.
 fn wildcard_matches(granted: &str, needed: &str) -> bool {
     match granted.strip_suffix('*') {
@@ -314,13 +328,7 @@ impl ScopePolicy {
     /// Deduplicated, in that order: the union over all targets.
     pub(crate) fn required_for(&self, op: &Operation) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        let mut push = |scopes: &[String]| {
-            for s in scopes {
-                if !out.contains(s) {
-                    out.push(s.clone());
-                }
-            }
-        };
+        let mut push = |scopes: &[String]| extend_unique(&mut out, scopes);
         push(&self.global);
         if let Some(s) = self.methods.get(&op.method) {
             push(s);

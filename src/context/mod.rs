@@ -364,11 +364,7 @@ impl AuthContext {
             Some(slot) => slot.ask(&asked),
             None => {
                 let mut out: Vec<String> = Vec::with_capacity(asked.len());
-                for s in &asked {
-                    if !out.iter().any(|o| o == s.as_ref()) {
-                        out.push(s.as_ref().to_owned());
-                    }
-                }
+                crate::scope::extend_unique(&mut out, asked.iter().map(AsRef::as_ref));
                 out
             }
         };

@@ -45,12 +45,7 @@ impl StepUp {
             .discovered
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for s in scopes {
-            let s = s.as_ref();
-            if !discovered.iter().any(|d| d == s) {
-                discovered.push(s.to_owned());
-            }
-        }
+        crate::scope::extend_unique(&mut discovered, scopes.iter().map(AsRef::as_ref));
         // Release: the handler's later response message is sent after this
         // store; the layer reads the flag once it sees that message.
         self.asked.store(true, Ordering::Release);
@@ -74,11 +69,7 @@ impl StepUp {
 
 fn union(a: &[String], b: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(a.len() + b.len());
-    for s in a.iter().chain(b) {
-        if !out.contains(s) {
-            out.push(s.clone());
-        }
-    }
+    crate::scope::extend_unique(&mut out, a.iter().chain(b));
     out
 }
 

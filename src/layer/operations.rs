@@ -14,7 +14,7 @@ use super::http_rules::{
 use crate::context::AuthContext;
 use crate::error::AuthErrorKind;
 use crate::operation::{check_headers, read_operations};
-use crate::scope::ScopePolicy;
+use crate::scope::{ScopePolicy, extend_unique};
 
 use super::Shared;
 
@@ -100,11 +100,7 @@ impl Shared {
             ));
         }
         for op in &ops {
-            for scope in self.policy.required_for(op) {
-                if !required.contains(&scope) {
-                    required.push(scope);
-                }
-            }
+            extend_unique(&mut required, self.policy.required_for(op));
         }
         if self.computed.applies_to(&ops)
             && let Err(undecided) = self.computed.extend(&bytes, &ops, ctx, &mut required)
