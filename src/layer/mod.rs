@@ -12,6 +12,7 @@
 mod future;
 mod http_rules;
 mod operations;
+mod refused;
 mod service;
 mod sessions;
 mod step_up;
@@ -111,6 +112,9 @@ struct Shared {
     whole_service: bool,
     bind_sessions: bool,
     sessions: Arc<Sessions>,
+    /// Tokens refused for good a moment ago (a retry storm or a flood of
+    /// one bad token costs one verification per window).
+    refused: Arc<refused::RefusedTokens>,
     allowed_origins: Arc<Origins>,
     outcomes: Arc<crate::metrics::Outcomes>,
     document: ProtectedResourceMetadata,
@@ -175,6 +179,7 @@ impl AuthLayer {
                 whole_service: false,
                 bind_sessions: true,
                 sessions: Arc::new(Sessions::new(config.sessions)),
+                refused: Arc::new(refused::RefusedTokens::new()),
                 allowed_origins: Arc::new(Origins {
                     list: config.allowed_origins.clone(),
                     any_loopback: config.allows_loopback_origins(),

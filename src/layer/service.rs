@@ -293,7 +293,16 @@ impl Shared {
             }
             Credentials::None => return Err(AuthErrorKind::MissingToken.into()),
         };
-        let ctx = self.verifier.verify(token).await?;
+        if let Some(kind) = self.refused.get(token.as_str(), now) {
+            return Err(kind.into());
+        }
+        let ctx = match self.verifier.verify(token).await {
+            Ok(ctx) => ctx,
+            Err(err) => {
+                self.refused.remember(token.as_str(), err.kind(), now);
+                return Err(err);
+            }
+        };
         self.bind(ctx, proof.as_ref(), now)
     }
 
@@ -348,10 +357,12 @@ impl Shared {
         let now = crate::clock::now_unix();
         let verified = match self.read_credentials(headers) {
             Ok(Credentials::Bearer(token)) => match self.bearer_allowed() {
-                Ok(()) => {
-                    let ctx = self.verifier.verify_cached(token)?;
-                    self.bind(ctx, None, now)
-                }
+                Ok(()) => match self.verifier.verify_cached(token) {
+                    Some(ctx) => self.bind(ctx, None, now),
+                    // A token refused for good a moment ago is refused
+                    // again without a verification (see `refused`).
+                    None => Err(self.refused.get(token.as_str(), now)?.into()),
+                },
                 Err(err) => Err(err),
             },
             Ok(Credentials::Dpop { token, proof }) => {
