@@ -76,7 +76,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let store = notes::NoteStore::default();
-    let downstream = std::sync::Arc::new(notes::Downstream::from_vars(|name| std::env::var(name).ok()));
+    let downstream = std::sync::Arc::new(notes::Downstream::from_vars(|name| {
+        std::env::var(name).ok()
+    }));
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     // Tests and scripts read this line to find the port when binding to :0.
     println!("listening on {}", listener.local_addr()?);

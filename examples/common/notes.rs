@@ -87,7 +87,11 @@ impl Downstream {
     /// `MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK` (`1`: `http://` on loopback).
     #[allow(dead_code)] // the reference server's; other examples share this file
     pub(crate) fn from_vars(get: impl Fn(&str) -> Option<String>) -> Self {
-        let value = |name: &str| get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let value = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let missing: Vec<&str> = DOWNSTREAM_VARS
             .iter()
             .copied()
@@ -111,7 +115,9 @@ impl Downstream {
             match url::Url::parse(&endpoint) {
                 Ok(endpoint) => settings = settings.endpoint(endpoint),
                 Err(e) => {
-                    return Self::Unavailable(format!("MCP_OAUTH2_TOKEN_ENDPOINT is not a URL: {e}"));
+                    return Self::Unavailable(format!(
+                        "MCP_OAUTH2_TOKEN_ENDPOINT is not a URL: {e}"
+                    ));
                 }
             }
         }
@@ -241,10 +247,13 @@ impl NotesServer {
     /// answers that it is not configured).
     #[allow(dead_code)] // the tests' notes fixture and other examples use it
     pub(crate) fn new(notes: NoteStore) -> Self {
-        Self::with_downstream(notes, Arc::new(Downstream::Unavailable(format!(
-            "downstream_whoami is not configured: set {}",
-            DOWNSTREAM_VARS.join(", ")
-        ))))
+        Self::with_downstream(
+            notes,
+            Arc::new(Downstream::Unavailable(format!(
+                "downstream_whoami is not configured: set {}",
+                DOWNSTREAM_VARS.join(", ")
+            ))),
+        )
     }
 
     /// A server over `notes` whose `downstream_whoami` uses `downstream`.
@@ -259,7 +268,10 @@ impl NotesServer {
     #[tool(
         description = "The names of the HTTP headers this tool's handler can read from the request, sorted, as a JSON array (the caller's Authorization header is not among them: no token passthrough)"
     )]
-    async fn seen_headers(&self, ctx: RequestContext<RoleServer>) -> Result<String, rmcp::ErrorData> {
+    async fn seen_headers(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<String, rmcp::ErrorData> {
         let mut names: Vec<&str> = ctx
             .extensions
             .get::<http::request::Parts>()
