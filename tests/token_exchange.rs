@@ -95,6 +95,10 @@ impl Api {
             .route("/api/me", get(me))
             .route("/api/away", get(away))
             .route("/api/home", get(home))
+            .route(
+                "/api/loop",
+                get(|| async { (StatusCode::FOUND, [("location", "/api/loop")]) }),
+            )
             .route("/fake-token", any(fake_token))
             .with_state(state);
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -686,7 +690,13 @@ async fn downstream_redirects_stay_within_the_origin() {
     let (url, token) = serve_app(&issuer, home).await;
     let (_, body) = get_call(&url, &token).await;
     assert!(body.starts_with("200\n"), "{body}");
-    for bad in ["http://api.example/me", "not a url", "ftp://127.0.0.1/x"] {
+    let loops = format!("{}/api/loop", api.base);
+    for bad in [
+        "http://api.example/me",
+        "not a url",
+        "ftp://127.0.0.1/x",
+        &loops,
+    ] {
         let mut refused = app(&api, settings(&issuer));
         refused.url = bad.into();
         let (url, token) = serve_app(&issuer, refused).await;
@@ -717,6 +727,14 @@ async fn a_context_built_by_hand_cannot_be_exchanged() {
     assert_eq!(err.code(), "no_subject_token");
     let data = rmcp::ErrorData::from(err);
     assert_eq!(data.data, Some(json!({ "error": "no_subject_token" })));
+    // Discovery refuses the loopback issuer's http:// metadata without the
+    // opt-in: the exchange fails as a transport failure.
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let strict = app(&api, ExchangeSettings::new(CLIENT, SECRET));
+    let (url, token) = serve_app(&issuer, strict).await;
+    assert_eq!(get_call(&url, &token).await, (502, "transport".into()));
+    assert_eq!(issuer.exchange_hits(), 0);
     // Settings refused at build time.
     assert!(TokenExchanger::new(ExchangeSettings::new("", SECRET)).is_err());
     let http = ExchangeSettings::new(CLIENT, SECRET)

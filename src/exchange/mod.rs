@@ -489,3 +489,6 @@ fn grant_name(grant: ExchangeGrant) -> &'static str {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests;
