@@ -919,3 +919,318 @@ async fn reference_server_contract_from_the_environment() {
     client.cancel().await.unwrap();
     child.kill().await.unwrap();
 }
+
+/// POSTs a token request to `issuer` as the confidential client (unless
+/// `auth` is false) and returns the status and the JSON answer.
+async fn token_request(issuer: &TestIssuer, auth: bool, params: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(issuer.token_endpoint())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(params));
+    if auth {
+        request = request.basic_auth(CLIENT, Some(SECRET));
+    }
+    let resp = bounded(request.send()).await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+fn form(params: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+/// The claims of a JWT, unverified (the test trusts its own issuer).
+fn claims_of(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+// The TestIssuer's RFC 8693 grant (section 2.1, 2.2, 4.1, 4.4) with every
+// key type, and its refusals of bad requests and bad subject tokens.
+#[tokio::test]
+async fn test_issuer_token_exchange_grant() {
+    use mcp_oauth2::testing::SigningAlg;
+    for alg in [SigningAlg::Rs256, SigningAlg::Es256, SigningAlg::EdDsa] {
+        let issuer = TestIssuer::start_with_alg(alg).await.unwrap();
+        issuer.register_client(ClientRegistration::confidential(CLIENT, SECRET));
+        // Delegation chain: the subject token already has an actor.
+        let subject = issuer
+            .token()
+            .subject("alice")
+            .claim("act", json!({ "sub": "first-hop" }))
+            .claim("may_act", json!({ "sub": CLIENT }))
+            .sign();
+        let (status, body) = token_request(
+            &issuer,
+            true,
+            &[
+                ("grant_type", TE),
+                ("subject_token", &subject),
+                ("subject_token_type", AT),
+                ("audience", "https://api.example"),
+                ("resource", "https://api.example/v2"),
+                ("scope", "read write"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{alg:?}: {body}");
+        assert_eq!(body["issued_token_type"], AT);
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["scope"], "read write");
+        let claims = claims_of(body["access_token"].as_str().unwrap());
+        assert_eq!(claims["sub"], "alice");
+        assert_eq!(claims["client_id"], CLIENT);
+        assert_eq!(
+            claims["aud"],
+            json!(["https://api.example", "https://api.example/v2"])
+        );
+        assert_eq!(
+            claims["act"],
+            json!({ "sub": CLIENT, "act": { "sub": "first-hop" } })
+        );
+    }
+
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    issuer.register_client(ClientRegistration::public("public-app"));
+    let good = issuer.token().subject("alice").sign();
+    let base = |subject: &str| {
+        vec![
+            ("grant_type", TE.to_owned()),
+            ("subject_token", subject.to_owned()),
+            ("subject_token_type", AT.to_owned()),
+        ]
+    };
+    let with = |mut params: Vec<(&'static str, String)>, extra: &[(&'static str, &str)]| {
+        for (k, v) in extra {
+            params.retain(|(name, _)| name != k);
+            if !v.is_empty() {
+                params.push((k, (*v).to_owned()));
+            }
+        }
+        params
+    };
+    let cases: Vec<(bool, Vec<(&str, String)>, &str)> = vec![
+        (false, base(&good), "invalid_client"),
+        (
+            true,
+            with(base(&good), &[("subject_token", "")]),
+            "invalid_request",
+        ),
+        (
+            true,
+            with(base(&good), &[("subject_token_type", "")]),
+            "invalid_request",
+        ),
+        (
+            true,
+            with(
+                base(&good),
+                &[(
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:id_token",
+                )],
+            ),
+            "invalid_request",
+        ),
+        (
+            true,
+            with(base(&good), &[("actor_token", "x")]),
+            "invalid_request",
+        ),
+        (
+            true,
+            with(base(&good), &[("resource", "not-absolute")]),
+            "invalid_target",
+        ),
+        (
+            true,
+            with(base(&good), &[("scope", "a\"b")]),
+            "invalid_scope",
+        ),
+    ];
+    for (auth, params, code) in cases {
+        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, body) = token_request(&issuer, auth, &params).await;
+        assert!(status == 400 || status == 401, "{params:?}: {status}");
+        assert_eq!(body["error"], code, "{params:?}");
+    }
+    // A public client may not exchange.
+    let resp = reqwest::Client::new()
+        .post(issuer.token_endpoint())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", TE),
+            ("subject_token", &good),
+            ("subject_token_type", AT),
+            ("client_id", "public-app"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized_client");
+
+    // Subject tokens the issuer cannot vouch for.
+    let other = TestIssuer::start().await.unwrap();
+    let [h, p, s]: [&str; 3] = good.split('.').collect::<Vec<_>>().try_into().unwrap();
+    let no_kid = issuer
+        .try_sign_raw(br#"{"alg":"RS256"}"#, p.as_bytes())
+        .unwrap();
+    let wrong_alg = issuer
+        .token()
+        .header("alg", json!("ES256"))
+        .subject("alice")
+        .sign();
+    let bad = [
+        "abc".to_owned(),
+        format!("{good}.x"),
+        format!("!!.{p}.{s}"),
+        format!("{}.{p}.{s}", URL_B64.encode("not json")),
+        format!("{h}.{p}.{}", URL_B64.encode("forged")),
+        format!("{h}.!!.{s}"),
+        no_kid,
+        wrong_alg,
+        other.token().subject("alice").sign(),
+        issuer
+            .token()
+            .header("kid", json!("no-such-key"))
+            .subject("alice")
+            .sign(),
+        issuer
+            .token()
+            .claim("iss", json!("https://elsewhere.example"))
+            .sign(),
+        issuer.token().expires_at(1_000).sign(),
+        issuer.token().claim("sub", Value::Null).sign(),
+        issuer
+            .token()
+            .claim("may_act", json!({ "sub": "someone-else" }))
+            .sign(),
+    ];
+    for subject in bad {
+        let (status, body) = token_request(
+            &issuer,
+            true,
+            &[
+                ("grant_type", TE),
+                ("subject_token", &subject),
+                ("subject_token_type", AT),
+            ],
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{subject}"
+        );
+    }
+    // No audience asked: no `aud`, no scope.
+    let (status, body) = token_request(
+        &issuer,
+        true,
+        &[
+            ("grant_type", TE),
+            ("subject_token", &good),
+            ("subject_token_type", AT),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        claims_of(body["access_token"].as_str().unwrap())
+            .get("aud")
+            .is_none()
+    );
+    assert!(body.get("scope").is_none());
+}
+
+use base64::Engine as _;
+const URL_B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+// The TestIssuer's on-behalf-of form (Entra ID): scopes name their
+// resource; `.default` asks for the audience alone.
+#[tokio::test]
+async fn test_issuer_on_behalf_of_grant() {
+    const JB: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let good = issuer.token().subject("alice").sign();
+    let (status, body) = token_request(
+        &issuer,
+        true,
+        &[
+            ("grant_type", JB),
+            ("assertion", &good),
+            ("requested_token_use", "on_behalf_of"),
+            (
+                "scope",
+                "https://api.example/read https://api.example/.default",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "read");
+    assert!(body.get("issued_token_type").is_none());
+    let claims = claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], "https://api.example");
+    assert_eq!(claims["act"], json!({ "sub": CLIENT }));
+    for (params, code) in [
+        (
+            vec![
+                ("assertion", good.as_str()),
+                ("scope", "https://a/.default"),
+            ],
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("requested_token_use", "on_behalf_of"),
+                ("scope", "https://a/.default"),
+            ],
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("assertion", good.as_str()),
+                ("requested_token_use", "on_behalf_of"),
+                ("scope", "read"),
+            ],
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("assertion", good.as_str()),
+                ("requested_token_use", "on_behalf_of"),
+            ],
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("assertion", good.as_str()),
+                ("requested_token_use", "on_behalf_of"),
+                ("scope", "a\"b/x"),
+            ],
+            "invalid_scope",
+        ),
+    ] {
+        let mut all = vec![("grant_type", JB)];
+        all.extend(params);
+        let (status, body) = token_request(&issuer, true, &all).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some(code)),
+            "{all:?}"
+        );
+    }
+}
