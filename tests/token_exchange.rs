@@ -1019,7 +1019,8 @@ async fn test_issuer_token_exchange_grant() {
         }
         params
     };
-    let cases: Vec<(bool, Vec<(&str, String)>, &str)> = vec![
+    type Case = (bool, Vec<(&'static str, String)>, &'static str);
+    let cases: Vec<Case> = vec![
         (false, base(&good), "invalid_client"),
         (
             true,
