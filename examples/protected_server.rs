@@ -12,6 +12,18 @@
 //! `notes:read`, and the handler asks for `notes:export` mid-call: without
 //! it, HTTP 403 with `scope="notes:read notes:export"`, the late step-up).
 //!
+//! `seen_headers` returns the names of the HTTP headers a handler can read,
+//! sorted, as a JSON array: `authorization` is never among them (no token
+//! passthrough). `downstream_whoami` exchanges the caller's token (RFC 8693,
+//! at `MCP_OAUTH2_TOKEN_ENDPOINT` or the token endpoint discovered from the
+//! caller's issuer, authenticating with `MCP_OAUTH2_CLIENT_ID` /
+//! `MCP_OAUTH2_CLIENT_SECRET`) for a token for `MCP_OAUTH2_DOWNSTREAM_AUDIENCE`,
+//! GETs `MCP_OAUTH2_DOWNSTREAM_URL` with it as Bearer and returns the body;
+//! without those variables, or when the exchange is refused, its result has
+//! `isError: true` naming the missing variables or the token endpoint's error
+//! code (`invalid_grant: ...`). Setting `MCP_OAUTH2_CLIENT_ID` also turns
+//! introspection of opaque tokens on (see the configuration table).
+//!
 //! Resources (listed as templates by `resources/templates/list`):
 //! `notes://shared/{id}` (scope `notes:read`; ids `welcome` and `rules`) and
 //! `notes://private/{id}` (scope `notes:private`; your n-th note, from 1).
@@ -65,13 +77,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let store = notes::NoteStore::default();
+    let downstream = std::sync::Arc::new(notes::Downstream::from_vars(|name| {
+        std::env::var(name).ok()
+    }));
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     // Tests and scripts read this line to find the port when binding to :0.
     println!("listening on {}", listener.local_addr()?);
     McpServer::builder()
         .auth(config)
         .path(path)
-        .service(move || Ok(notes::NotesServer::new(store.clone())))
+        .service(move || {
+            Ok(notes::NotesServer::with_downstream(
+                store.clone(),
+                downstream.clone(),
+            ))
+        })
         .build()?
         .serve_with_shutdown(listener, async {
             let _ = tokio::signal::ctrl_c().await;

@@ -18,6 +18,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::check_https;
+use crate::config::introspection::{ClientAuthMethod, ClientSecret};
 use crate::error::ConfigError;
 
 /// Why a fetch failed. Cheap to clone (shared by everyone waiting on a
@@ -133,6 +134,19 @@ impl Fetcher {
     /// discovery. The document's `issuer` must equal `issuer` exactly
     /// (RFC 8414 section 3.3), or the document is rejected.
     pub(crate) async fn discover_jwks_uri(&self, issuer: &str) -> Result<Url, FetchError> {
+        self.discover_endpoint(issuer, "jwks_uri").await
+    }
+
+    /// Finds the URL named `member` (`jwks_uri`, `token_endpoint`) in the
+    /// issuer's RFC 8414 / OpenID Connect metadata. The document's `issuer`
+    /// must equal `issuer` exactly (RFC 8414 section 3.3), or the document
+    /// is rejected; the URL must be `https://` (or loopback `http://` when
+    /// allowed).
+    pub(crate) async fn discover_endpoint(
+        &self,
+        issuer: &str,
+        member: &'static str,
+    ) -> Result<Url, FetchError> {
         let mut last_err =
             FetchError::new(format!("no metadata document found for issuer {issuer}"));
         for url in discovery_urls(issuer)? {
@@ -150,15 +164,15 @@ impl Fetcher {
                     "{url}: the document's issuer does not equal the configured issuer {issuer} (RFC 8414 section 3.3)"
                 )));
             }
-            let jwks = doc
-                .get("jwks_uri")
+            let found = doc
+                .get(member)
                 .and_then(Value::as_str)
-                .ok_or_else(|| FetchError::new(format!("{url}: metadata has no jwks_uri")))?;
-            let jwks = Url::parse(jwks)
-                .map_err(|_| FetchError::new(format!("{url}: jwks_uri is not a URL")))?;
-            check_https(&jwks, self.allow_loopback_http, "jwks_uri")
+                .ok_or_else(|| FetchError::new(format!("{url}: metadata has no {member}")))?;
+            let found = Url::parse(found)
+                .map_err(|_| FetchError::new(format!("{url}: {member} is not a URL")))?;
+            check_https(&found, self.allow_loopback_http, member)
                 .map_err(|e| FetchError::new(format!("{url}: {}", e.message())))?;
-            return Ok(jwks);
+            return Ok(found);
         }
         Err(last_err)
     }
@@ -192,7 +206,7 @@ pub(crate) fn cache_max_age(value: &str) -> Option<Duration> {
 /// `application/*+json`), at most `max` bytes (announced or read). Errors
 /// are short reasons; the caller names the URL.
 pub(crate) async fn read_json_body(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     max: usize,
 ) -> Result<Vec<u8>, String> {
     let status = response.status();
@@ -202,6 +216,16 @@ pub(crate) async fn read_json_body(
     if status != StatusCode::OK {
         return Err(format!("HTTP status {status}, expected 200"));
     }
+    read_json_any_status(response, max).await
+}
+
+/// The body of a JSON response whatever its status (an OAuth error answer
+/// is a JSON document too, RFC 6749 section 5.2): a JSON media type, at
+/// most `max` bytes.
+pub(crate) async fn read_json_any_status(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, String> {
     let content_type = response
         .headers()
         .get(CONTENT_TYPE)
@@ -234,7 +258,44 @@ pub(crate) async fn read_json_body(
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// How a client authenticates at an authorization server endpoint (RFC
+/// 6749 section 2.3.1): added to a form POST to `request`, whose form
+/// parameters are `form`. Returns the request with the encoded body.
+pub(crate) fn client_form_post<'a>(
+    request: reqwest::RequestBuilder,
+    mut form: Vec<(&'a str, &'a str)>,
+    method: ClientAuthMethod,
+    client_id: &'a str,
+    secret: &'a ClientSecret,
+) -> reqwest::RequestBuilder {
+    let request = match method {
+        ClientAuthMethod::ClientSecretBasic => {
+            // RFC 6749 section 2.3.1: form-encode id and secret, then Basic.
+            request.basic_auth(form_encode(client_id), Some(form_encode(secret.secret())))
+        }
+        ClientAuthMethod::ClientSecretPost => {
+            form.push(("client_id", client_id));
+            form.push(("client_secret", secret.secret()));
+            request
+        }
+    };
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    request
+        .header(ACCEPT, "application/json")
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
+}
+
+/// `application/x-www-form-urlencoded` encoding (WHATWG URL), via the url crate.
+pub(crate) fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -55,6 +55,7 @@
 //! | Scopes computed per call | [`OperationRequest`], [`Refusal`], [`ScopeFn`] |
 //! | Verify tokens | [`JwtVerifier`], [`TokenVerifier`], [`VerifyFuture`], [`BearerToken`] |
 //! | Errors | [`ConfigError`], [`AuthError`], [`AuthErrorKind`], [`ErrorCode`], [`Error`] |
+//! | Call other APIs as the caller (RFC 8693, no passthrough) | [`TokenExchanger`], [`ExchangeSettings`], [`ExchangeGrant`], [`ExchangeRequest`], [`ExchangedToken`], [`ExchangeError`], [`ExchangeErrorKind`], [`DownstreamClient`], [`ExchangeStore`], [`StoredToken`] |
 //! | State handles and request state | [`HandleKeys`], [`HandleKey`], [`Sealing`], [`HandleError`] |
 //! | Observe | [`Metrics`], [`MetricsSnapshot`] |
 //!
@@ -82,6 +83,7 @@ mod config;
 mod context;
 mod dpop;
 mod error;
+mod exchange;
 mod fetch;
 mod filter;
 #[cfg(test)]
@@ -111,6 +113,10 @@ pub use config::{
 };
 pub use context::{AuthContext, AuthContextBuilder, MissingAuthContext, RequestContextExt};
 pub use error::{AuthError, AuthErrorKind, ConfigError, Error, ErrorCode};
+pub use exchange::{
+    DownstreamClient, ExchangeError, ExchangeErrorKind, ExchangeGrant, ExchangeRequest,
+    ExchangeSettings, ExchangeStore, ExchangedToken, StoredToken, TokenExchanger,
+};
 pub use handle::{HandleError, HandleKey, HandleKeys, Sealing};
 pub use layer::{AuthLayer, AuthService, Metrics, ResponseFuture};
 pub use metadata::ProtectedResourceMetadata;

@@ -36,6 +36,7 @@ pub struct McpServerBuilder<S = ()> {
     extra_hosts: Vec<String>,
     readiness_path: Option<String>,
     tcp_nodelay: bool,
+    forward_authorization: bool,
 }
 
 impl<S> std::fmt::Debug for McpServerBuilder<S> {
@@ -120,6 +121,7 @@ impl McpServer {
             extra_hosts: Vec::new(),
             readiness_path: None,
             tcp_nodelay: true,
+            forward_authorization: false,
         }
     }
 }
@@ -198,6 +200,7 @@ impl<S> McpServerBuilder<S> {
             extra_hosts: self.extra_hosts,
             readiness_path: self.readiness_path,
             tcp_nodelay: self.tcp_nodelay,
+            forward_authorization: self.forward_authorization,
         }
     }
 
@@ -213,6 +216,16 @@ impl<S> McpServerBuilder<S> {
     /// ([`McpServer::into_router`]) choose for themselves.
     pub fn tcp_nodelay(mut self, on: bool) -> Self {
         self.tcp_nodelay = on;
+        self
+    }
+
+    /// **Unsafe escape hatch**: leave the caller's `Authorization` header
+    /// (and `DPoP` proof) on the requests rmcp and the handlers see
+    /// (default `false`: the layer removes them, so no handler can pass
+    /// the caller's token on). See
+    /// [`AuthLayer::forward_authorization_header_to_handlers_unsafe`].
+    pub fn forward_authorization_header_to_handlers_unsafe(mut self, on: bool) -> Self {
+        self.forward_authorization = on;
         self
     }
 }
@@ -248,7 +261,10 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         // One source of truth for the MCP path: the layer judges every
         // request routed to rmcp as MCP, whatever the resource URI's path
         // (a root resource, a proxy prefix) and whatever the path spelling.
-        let layer = layer.mcp_path(self.path.clone()).whole_service();
+        let layer = layer
+            .mcp_path(self.path.clone())
+            .whole_service()
+            .forward_authorization_header_to_handlers_unsafe(self.forward_authorization);
         let mut rmcp_config = self.rmcp_config;
         let ct = rmcp_config.cancellation_token.clone();
         rmcp_config.allowed_hosts = allowed_hosts(&config, &self.extra_hosts);

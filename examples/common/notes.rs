@@ -51,7 +51,91 @@ pub(crate) type NoteStore = Arc<Mutex<HashMap<String, Vec<String>>>>;
 #[derive(Clone)]
 pub(crate) struct NotesServer {
     notes: NoteStore,
+    downstream: Arc<Downstream>,
     tool_router: ToolRouter<Self>,
+}
+
+/// The environment variables `downstream_whoami` needs (besides the
+/// optional `MCP_OAUTH2_TOKEN_ENDPOINT`).
+pub(crate) const DOWNSTREAM_VARS: [&str; 4] = [
+    "MCP_OAUTH2_DOWNSTREAM_AUDIENCE",
+    "MCP_OAUTH2_DOWNSTREAM_URL",
+    "MCP_OAUTH2_CLIENT_ID",
+    "MCP_OAUTH2_CLIENT_SECRET",
+];
+
+/// What `downstream_whoami` calls, and how it gets a token for it.
+#[derive(Debug)]
+pub(crate) enum Downstream {
+    /// Not configured: the variables that are missing, or why the
+    /// configuration is unusable.
+    Unavailable(String),
+    /// The exchanger, the HTTP client, the audience and the URL.
+    Ready {
+        exchanger: mcp_oauth2::TokenExchanger,
+        http: mcp_oauth2::DownstreamClient,
+        audience: String,
+        url: String,
+    },
+}
+
+impl Downstream {
+    /// From the variables read through `get`: `MCP_OAUTH2_DOWNSTREAM_AUDIENCE`,
+    /// `MCP_OAUTH2_DOWNSTREAM_URL`, `MCP_OAUTH2_CLIENT_ID`,
+    /// `MCP_OAUTH2_CLIENT_SECRET` (all required), `MCP_OAUTH2_TOKEN_ENDPOINT`
+    /// (default: discovered from the caller's issuer),
+    /// `MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK` (`1`: `http://` on loopback).
+    #[allow(dead_code)] // the reference server's; other examples share this file
+    pub(crate) fn from_vars(get: impl Fn(&str) -> Option<String>) -> Self {
+        let value = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let missing: Vec<&str> = DOWNSTREAM_VARS
+            .iter()
+            .copied()
+            .filter(|name| value(name).is_none())
+            .collect();
+        let (Some(audience), Some(url), Some(id), Some(secret)) = (
+            value(DOWNSTREAM_VARS[0]),
+            value(DOWNSTREAM_VARS[1]),
+            value(DOWNSTREAM_VARS[2]),
+            get(DOWNSTREAM_VARS[3]).filter(|v| !v.is_empty()),
+        ) else {
+            return Self::Unavailable(format!(
+                "downstream_whoami is not configured: set {}",
+                missing.join(", ")
+            ));
+        };
+        let loopback = value("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK").as_deref() == Some("1");
+        let mut settings = mcp_oauth2::ExchangeSettings::new(id, secret)
+            .allow_insecure_http_for_loopback(loopback);
+        if let Some(endpoint) = value("MCP_OAUTH2_TOKEN_ENDPOINT") {
+            match url::Url::parse(&endpoint) {
+                Ok(endpoint) => settings = settings.endpoint(endpoint),
+                Err(e) => {
+                    return Self::Unavailable(format!(
+                        "MCP_OAUTH2_TOKEN_ENDPOINT is not a URL: {e}"
+                    ));
+                }
+            }
+        }
+        let built = mcp_oauth2::TokenExchanger::new(settings).and_then(|exchanger| {
+            let http = mcp_oauth2::DownstreamClient::new(std::time::Duration::from_secs(10))?
+                .allow_insecure_http_for_loopback(loopback);
+            Ok((exchanger, http))
+        });
+        match built {
+            Ok((exchanger, http)) => Self::Ready {
+                exchanger,
+                http,
+                audience,
+                url,
+            },
+            Err(e) => Self::Unavailable(format!("downstream_whoami is misconfigured: {e}")),
+        }
+    }
 }
 
 /// Arguments of `add_note`.
@@ -159,11 +243,88 @@ impl<'a> NoteUri<'a> {
 
 #[tool_router]
 impl NotesServer {
-    /// A server over `notes`.
+    /// A server over `notes`, without a downstream (`downstream_whoami`
+    /// answers that it is not configured).
+    #[allow(dead_code)] // the tests' notes fixture and other examples use it
     pub(crate) fn new(notes: NoteStore) -> Self {
+        Self::with_downstream(
+            notes,
+            Arc::new(Downstream::Unavailable(format!(
+                "downstream_whoami is not configured: set {}",
+                DOWNSTREAM_VARS.join(", ")
+            ))),
+        )
+    }
+
+    /// A server over `notes` whose `downstream_whoami` uses `downstream`.
+    pub(crate) fn with_downstream(notes: NoteStore, downstream: Arc<Downstream>) -> Self {
         Self {
             notes,
+            downstream,
             tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(
+        description = "The names of the HTTP headers this tool's handler can read from the request, sorted, as a JSON array (the caller's Authorization header is not among them: no token passthrough)"
+    )]
+    async fn seen_headers(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<String, rmcp::ErrorData> {
+        let mut names: Vec<&str> = ctx
+            .extensions
+            .get::<http::request::Parts>()
+            .map(|parts| parts.headers.keys().map(http::HeaderName::as_str).collect())
+            .unwrap_or_default();
+        names.sort_unstable();
+        names.dedup();
+        Ok(serde_json::json!(names).to_string())
+    }
+
+    #[tool(
+        description = "Calls the downstream API (MCP_OAUTH2_DOWNSTREAM_URL) as you, with a token obtained by RFC 8693 token exchange for MCP_OAUTH2_DOWNSTREAM_AUDIENCE (never your own token), and returns its answer"
+    )]
+    async fn downstream_whoami(
+        &self,
+        auth: AuthContext,
+    ) -> Result<rmcp::model::CallToolResult, rmcp::ErrorData> {
+        use rmcp::model::{CallToolResult, ContentBlock};
+        let (exchanger, http, audience, url) = match &*self.downstream {
+            Downstream::Ready {
+                exchanger,
+                http,
+                audience,
+                url,
+            } => (exchanger, http, audience, url),
+            Downstream::Unavailable(why) => {
+                return Ok(CallToolResult::error(vec![ContentBlock::text(why.clone())]));
+            }
+        };
+        // The three lines: a token for the downstream, then the call.
+        let request = mcp_oauth2::ExchangeRequest::audience(audience.as_str());
+        let answer = match exchanger.exchange_for(&auth, request).await {
+            Ok(token) => http.get(url, &token).await,
+            Err(e) => Err(e),
+        };
+        let response = match answer {
+            Ok(response) => response,
+            Err(e) => {
+                return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                    "{}: {e}",
+                    e.code()
+                ))]));
+            }
+        };
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            Ok(CallToolResult::success(vec![ContentBlock::text(body)]))
+        } else {
+            Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                "the downstream answered HTTP {}",
+                status.as_u16()
+            ))]))
         }
     }
 

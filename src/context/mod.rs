@@ -31,7 +31,41 @@ pub struct AuthContext(
     Option<Arc<ScopeHierarchy>>,
     /// This request's late step-up slot (set by the layer per request).
     Option<Arc<StepUp>>,
+    /// The caller's own token, kept by the layer for the token exchange
+    /// (set per request; never readable outside this crate).
+    Option<SubjectToken>,
 );
+
+/// The caller's access token as the layer read it from the
+/// `Authorization` header, kept (without a copy: the header value itself)
+/// so that [`TokenExchanger`](crate::TokenExchanger) can send it as the
+/// RFC 8693 `subject_token`. Nothing else reads it: no public accessor, no
+/// `Serialize`, a redacted `Debug`.
+#[derive(Clone)]
+pub(crate) struct SubjectToken(http::HeaderValue);
+
+impl SubjectToken {
+    /// Keeps a verified `Authorization` header value (`Bearer <token>` or
+    /// `DPoP <token>`).
+    pub(crate) fn new(value: http::HeaderValue) -> Self {
+        Self(value)
+    }
+
+    /// The token text after the scheme. The layer verified the header
+    /// before keeping it, so this is `None` only for a value no verifier
+    /// accepted.
+    pub(crate) fn expose(&self) -> Option<&str> {
+        let text = self.0.to_str().ok()?;
+        let (_, token) = text.split_once(' ')?;
+        Some(token.trim_matches(' ')).filter(|t| !t.is_empty())
+    }
+}
+
+impl fmt::Debug for SubjectToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SubjectToken([redacted])")
+    }
+}
 
 /// Kept small: verified contexts are cached per token (up to 100,000 of
 /// them), so the facts every request needs are stored directly and the rest
@@ -212,6 +246,17 @@ impl AuthContext {
     pub(crate) fn with_step_up(mut self, slot: Arc<StepUp>) -> Self {
         self.2 = Some(slot);
         self
+    }
+
+    /// The same context, holding the caller's token for the exchange.
+    pub(crate) fn with_subject_token(mut self, token: SubjectToken) -> Self {
+        self.3 = Some(token);
+        self
+    }
+
+    /// The caller's token, for the token exchange only.
+    pub(crate) fn subject_token(&self) -> Option<&SubjectToken> {
+        self.3.as_ref()
     }
 
     /// The principal as (issuer, subject, client id): what sessions,
@@ -497,7 +542,7 @@ impl AuthContextBuilder {
             // A fresh OnceLock: setting it cannot fail.
             let _ = inner.derived.set(Box::new(derived));
         }
-        AuthContext(Arc::new(inner), None, None)
+        AuthContext(Arc::new(inner), None, None, None)
     }
 }
 

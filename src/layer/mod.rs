@@ -111,6 +111,9 @@ struct Shared {
     /// route alone, as `McpServer` applies it).
     whole_service: bool,
     bind_sessions: bool,
+    /// Leave the caller's `Authorization` (and `DPoP`) header on the
+    /// request handed to the service (default off: no token passthrough).
+    forward_authorization: bool,
     sessions: Arc<Sessions>,
     /// Tokens refused for good a moment ago (a retry storm or a flood of
     /// one bad token costs one verification per window).
@@ -178,6 +181,7 @@ impl AuthLayer {
                 mcp_path,
                 whole_service: false,
                 bind_sessions: true,
+                forward_authorization: false,
                 sessions: Arc::new(Sessions::new(config.sessions)),
                 refused: Arc::new(refused::RefusedTokens::new()),
                 allowed_origins: Arc::new(Origins {
@@ -235,6 +239,24 @@ impl AuthLayer {
     #[must_use]
     pub fn bind_sessions(mut self, on: bool) -> Self {
         Arc::make_mut(&mut self.shared).bind_sessions = on;
+        self
+    }
+
+    /// **Unsafe escape hatch.** Whether the caller's `Authorization` header
+    /// (and `DPoP` proof) reaches the inner service and its handlers
+    /// (default `false`).
+    ///
+    /// By default the layer removes both before the request reaches rmcp:
+    /// the MCP specification forbids passing the caller's token on to
+    /// another API ("token passthrough"), and a handler that cannot read the
+    /// token cannot forward it by accident. To call a downstream API as the
+    /// caller, exchange the token for one meant for that API
+    /// ([`TokenExchanger`](crate::TokenExchanger), which reads the token the
+    /// layer kept aside). Turn this on only for a handler that must see the
+    /// header and never sends it anywhere.
+    #[must_use]
+    pub fn forward_authorization_header_to_handlers_unsafe(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.shared).forward_authorization = on;
         self
     }
 

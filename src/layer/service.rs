@@ -29,7 +29,7 @@ use super::operations::{Placement, filter_lists};
 use super::sessions::principal_key;
 use super::sessions::{AfterResponse, OwnerOf, SessionHook, session_id, session_not_found};
 use super::step_up::{Settled, StepUpCheck};
-use crate::context::StepUp;
+use crate::context::{StepUp, SubjectToken};
 
 /// The service produced by [`AuthLayer`](super::AuthLayer).
 #[derive(Clone)]
@@ -408,13 +408,31 @@ impl Shared {
             issuer = ctx.issuer(),
             "authenticated a request"
         );
-        // Keep the credential out of Debug output of the request further
-        // down (rmcp logs request parts at trace level).
-        if let Some(v) = req.headers_mut().get_mut(http::header::AUTHORIZATION) {
-            v.set_sensitive(true);
-        }
-        if let Some(v) = req.headers_mut().get_mut(crate::bearer::DPOP) {
-            v.set_sensitive(true);
+        // No token passthrough (MCP "Security Considerations"): the
+        // credential is taken out of the request before rmcp and the
+        // handlers see it; the context keeps it for the token exchange
+        // alone. The opt-out leaves it in place, marked sensitive so that
+        // Debug output of the request (rmcp logs request parts at trace
+        // level) does not show it.
+        let headers = req.headers_mut();
+        let ctx = match headers.remove(http::header::AUTHORIZATION) {
+            Some(mut value) => {
+                value.set_sensitive(true);
+                if self.forward_authorization {
+                    headers.insert(http::header::AUTHORIZATION, value.clone());
+                }
+                ctx.with_subject_token(SubjectToken::new(value))
+            }
+            None => ctx,
+        };
+        if self.forward_authorization {
+            if let http::header::Entry::Occupied(mut proofs) = headers.entry(crate::bearer::DPOP) {
+                for v in proofs.iter_mut() {
+                    v.set_sensitive(true);
+                }
+            }
+        } else {
+            headers.remove(crate::bearer::DPOP);
         }
         let filter_for = (lists && self.policy.hide_unauthorized).then(|| ctx.clone());
         // A POST carries calls whose handlers may ask for more scopes (late

@@ -24,7 +24,7 @@ use super::jwks_endpoint::{JwksFault, serve_jwks};
 use super::keys::{KeyMaterial, KeyRing, SigningAlg, SigningKey};
 use super::plumbing::{b64, crypto_error, lock};
 use super::token_builder::{DEFAULT_LIFETIME, DEFAULT_SUBJECT, TokenBuilder};
-use super::{ClientRegistration, authorize, clients, tls, token_endpoint};
+use super::{ClientRegistration, authorize, clients, exchange, tls, token_endpoint};
 
 /// Path of the RFC 8414 metadata document.
 const OAUTH_METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
@@ -53,6 +53,9 @@ pub(super) struct Shared {
     pub(super) authorize_hits: AtomicUsize,
     pub(super) token_hits: AtomicUsize,
     pub(super) registration_hits: AtomicUsize,
+    /// Token requests with a token-exchange grant (RFC 8693 or on-behalf-of).
+    pub(super) exchange_hits: AtomicUsize,
+    pub(super) exchange_policy: Mutex<exchange::ExchangePolicy>,
     /// Subject of the authorizations approved from now on.
     pub(super) subject: Mutex<String>,
     pub(super) clients: Mutex<clients::Registry>,
@@ -91,7 +94,10 @@ impl Shared {
             // REQUIRED by RFC 8414 section 2.
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": clients::GRANT_TYPES,
+            "grant_types_supported": clients::GRANT_TYPES
+                .iter()
+                .chain(&[exchange::TOKEN_EXCHANGE, exchange::JWT_BEARER])
+                .collect::<Vec<_>>(),
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": clients::AUTH_METHODS,
             // RFC 9207 section 3: `iss` is sent with every authorization response.
@@ -202,6 +208,8 @@ impl TestIssuer {
             authorize_hits: AtomicUsize::new(0),
             token_hits: AtomicUsize::new(0),
             registration_hits: AtomicUsize::new(0),
+            exchange_hits: AtomicUsize::new(0),
+            exchange_policy: Mutex::new(exchange::ExchangePolicy::default()),
             subject: Mutex::new(subject),
             clients: Mutex::new(clients::Registry::default()),
             codes: Mutex::new(authorize::Codes::default()),
@@ -536,6 +544,28 @@ impl TestIssuer {
     #[must_use]
     pub fn registration_hits(&self) -> usize {
         self.shared.registration_hits.load(Ordering::SeqCst)
+    }
+
+    /// How many token requests used a token-exchange grant (RFC 8693, or
+    /// the on-behalf-of JWT bearer grant), whatever the answer: what a test
+    /// counts to show that two calls cost one exchange.
+    #[must_use]
+    pub fn exchange_hits(&self) -> usize {
+        self.shared.exchange_hits.load(Ordering::SeqCst)
+    }
+
+    /// Refuses, from now on, exchanges for `audience` (as `audience` or
+    /// `resource`) with `invalid_target` (RFC 8693 section 2.2.2).
+    pub fn refuse_exchange_audience(&self, audience: impl Into<String>) {
+        lock(&self.shared.exchange_policy)
+            .refused_audiences
+            .insert(audience.into());
+    }
+
+    /// While `on`, every exchange with a valid subject token is answered
+    /// `invalid_grant` (as when the user revoked the delegation).
+    pub fn refuse_all_exchanges(&self, on: bool) {
+        lock(&self.shared.exchange_policy).refuse_all = on;
     }
 
     /// Every request received, on any path.

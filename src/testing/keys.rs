@@ -110,6 +110,26 @@ impl SigningKey {
         })
     }
 
+    /// Whether `signature` (JWS encoding) is this key's signature of `message`.
+    pub(super) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey,
+        };
+        match &self.material {
+            KeyMaterial::Rsa(pair) => {
+                UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, pair.public_key().as_ref())
+                    .verify(message, signature)
+            }
+            KeyMaterial::Ec(pair) => {
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, pair.public_key().as_ref())
+                    .verify(message, signature)
+            }
+            KeyMaterial::Ed(pair) => UnparsedPublicKey::new(&ED25519, pair.public_key().as_ref())
+                .verify(message, signature),
+        }
+        .is_ok()
+    }
+
     /// Signs `message` and returns the signature in its JWS encoding.
     pub(super) fn sign(&self, message: &[u8]) -> io::Result<Vec<u8>> {
         match &self.material {

@@ -129,6 +129,19 @@
 //!   `resource` (RFC 8707). **No `resource`, no `aud`**, so a resource server
 //!   bound to its audience refuses the token, as it should. Answers and
 //!   errors follow RFC 6749 sections 5.1 and 5.2.
+//! - **Token exchange** (`POST /token`): RFC 8693
+//!   (`urn:ietf:params:oauth:grant-type:token-exchange` with a
+//!   `subject_token` of type `access_token` or `jwt`, `audience`,
+//!   `resource`, `scope`) and the Entra ID on-behalf-of form of the JWT
+//!   bearer grant (`assertion`, `requested_token_use=on_behalf_of`, scopes
+//!   `<resource>/<name>`), for confidential clients. The subject token must
+//!   be one of this issuer's (signature, `iss`, `exp`), else `invalid_grant`;
+//!   with `may_act`, only the client it names may exchange it. The new token
+//!   keeps the subject's `sub`, has the requested audience as `aud` and
+//!   `act: {"sub": <client_id>}` (nesting an earlier `act`). Refusals on
+//!   demand: [`TestIssuer::refuse_exchange_audience`] (`invalid_target`),
+//!   [`TestIssuer::refuse_all_exchanges`] (`invalid_grant`); every exchange
+//!   is counted ([`TestIssuer::exchange_hits`]).
 //! - **Registration** (`POST /register`): open, per RFC 7591; a client
 //!   registered with `token_endpoint_auth_method` other than `none` gets a
 //!   `client_secret`. Tests can register clients themselves with
@@ -189,6 +202,7 @@
 mod authorize;
 mod clients;
 mod dpop;
+mod exchange;
 mod issuer;
 mod jwks_endpoint;
 mod keys;

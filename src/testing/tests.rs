@@ -127,7 +127,13 @@ async fn serves_rfc_8414_metadata_on_both_well_known_paths() {
         assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(
             doc["grant_types_supported"],
-            json!(["authorization_code", "client_credentials", "refresh_token"])
+            json!([
+                "authorization_code",
+                "client_credentials",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+                "urn:ietf:params:oauth:grant-type:jwt-bearer"
+            ])
         );
         assert_eq!(
             doc["token_endpoint_auth_methods_supported"],

@@ -1,7 +1,8 @@
 //! The token endpoint, `POST /token` (RFC 6749 section 3.2): the
 //! authorization code grant with PKCE (RFC 7636 section 4.6), the client
 //! credentials grant, and refresh tokens with rotation (OAuth 2.1 section
-//! 4.3.1). Access tokens are RFC 9068 JWTs signed with the current key,
+//! 4.3.1), and token exchange (RFC 8693 and the on-behalf-of form, in
+//! `exchange`). Access tokens are RFC 9068 JWTs signed with the current key,
 //! whose `aud` is the resource asked for (RFC 8707): none asked, no `aud`.
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use super::authorize::{
     CodeRejection, is_code_verifier, is_resource_indicator, parse_scope, verifier_matches,
 };
 use super::clients::{MAX_BODY, authenticate};
+use super::exchange::{JWT_BEARER, TOKEN_EXCHANGE, on_behalf_of, token_exchange};
 use super::issuer::{Shared, TOKEN_PATH};
 use super::oauth_error::{OAuthError, method_not_allowed, no_store};
 use super::params::{Params, has_content_type};
@@ -79,9 +81,11 @@ async fn token(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Respo
         Some("authorization_code") => authorization_code(shared, dpop, headers, &params),
         Some("client_credentials") => client_credentials(shared, dpop, headers, &params),
         Some("refresh_token") => refresh_token(shared, dpop, headers, &params),
+        Some(TOKEN_EXCHANGE) => token_exchange(shared, headers, &params),
+        Some(JWT_BEARER) => on_behalf_of(shared, headers, &params),
         Some(_) => Err(OAuthError::bad_request(
             "unsupported_grant_type",
-            "the grant types are authorization_code, client_credentials and refresh_token",
+            "the grant types are authorization_code, client_credentials, refresh_token, token exchange (RFC 8693) and the on-behalf-of JWT bearer grant",
         )),
     }
 }

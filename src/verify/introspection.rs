@@ -28,7 +28,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::ACCEPT;
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -414,33 +414,14 @@ impl IntrospectionVerifier {
             "introspection",
         );
         let s = &endpoint.settings;
-        let mut form: Vec<(&str, &str)> =
-            vec![("token", token), ("token_type_hint", "access_token")];
-        let mut request = self
-            .inner
-            .client
-            .post(url.clone())
-            .header(ACCEPT, "application/json");
-        match s.auth_method {
-            ClientAuthMethod::ClientSecretBasic => {
-                // RFC 6749 section 2.3.1: form-encode id and secret, then Basic.
-                let id = form_encode(&s.client_id);
-                let secret = form_encode(s.client_secret.secret());
-                request = request.basic_auth(id, Some(secret));
-            }
-            ClientAuthMethod::ClientSecretPost => {
-                form.push(("client_id", &s.client_id));
-                form.push(("client_secret", s.client_secret.secret()));
-            }
-        }
-        let body = form
-            .iter()
-            .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let request = request
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body);
+        let form = vec![("token", token), ("token_type_hint", "access_token")];
+        let request = crate::fetch::client_form_post(
+            self.inner.client.post(url.clone()),
+            form,
+            s.auth_method,
+            &s.client_id,
+            &s.client_secret,
+        );
         let doc = self.send(request).await.map_err(|e| {
             tracing::warn!(endpoint = %url, error = %e, "token introspection failed");
             AuthErrorKind::IntrospectionUnavailable
@@ -515,9 +496,4 @@ impl TokenVerifier for IntrospectionVerifier {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `application/x-www-form-urlencoded` encoding (WHATWG URL), via the url crate.
-fn form_encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -34,6 +34,19 @@ impl Notes {
     /// With more rules than the reference server's.
     pub async fn start_with(tweak: impl FnOnce(AuthConfigBuilder) -> AuthConfigBuilder) -> Self {
         let issuer = TestIssuer::start().await.expect("issuer");
+        Self::start_on(issuer, tweak, None, false).await
+    }
+
+    /// On `issuer`, with the reference server's rules, `downstream_whoami`
+    /// configured by `downstream` (else unconfigured), and the caller's
+    /// `Authorization` header forwarded to the handlers when
+    /// `forward_authorization` (the unsafe opt-out).
+    pub async fn start_on(
+        issuer: TestIssuer,
+        tweak: impl FnOnce(AuthConfigBuilder) -> AuthConfigBuilder,
+        downstream: Option<server::Downstream>,
+        forward_authorization: bool,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -47,9 +60,18 @@ impl Notes {
         .build()
         .expect("config");
         let store = server::NoteStore::default();
+        let downstream = std::sync::Arc::new(
+            downstream.unwrap_or_else(|| server::Downstream::from_vars(|_| None)),
+        );
         let server = McpServer::builder()
             .auth(config)
-            .service(move || Ok(server::NotesServer::new(store.clone())))
+            .forward_authorization_header_to_handlers_unsafe(forward_authorization)
+            .service(move || {
+                Ok(server::NotesServer::with_downstream(
+                    store.clone(),
+                    downstream.clone(),
+                ))
+            })
             .build()
             .expect("server");
         let ct = server.cancellation_token();

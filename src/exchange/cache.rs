@@ -1,0 +1,123 @@
+//! The cache of exchanged tokens: keys are SHA-256 hashes of who asked for
+//! what (never a token), entries never outlive `expires_in` minus the
+//! margin, one exchange in flight per key (the others wait for it), bounded
+//! by `quick_cache`.
+//!
+//! [`ExchangeStore`] is the seam for a second level shared between
+//! processes (a Redis store, for example): asked on a local miss, inside the
+//! single flight, and given every token worth keeping.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::future::BoxFuture;
+
+use super::error::ExchangeError;
+use super::token::ExchangedToken;
+use crate::context::AuthContext;
+
+/// A cached outcome. `until` is never later than `expires_in` minus the
+/// margin.
+#[derive(Clone)]
+pub(super) struct Entry {
+    pub(super) outcome: Result<ExchangedToken, ExchangeError>,
+    pub(super) until: Instant,
+    /// When the exchange finished: a call that waited for it takes its
+    /// outcome even when that is not to be kept.
+    pub(super) produced: Instant,
+    /// Not to be kept (a failure, or a token too short-lived): handed to
+    /// the calls that waited, then dropped.
+    pub(super) transient: bool,
+}
+
+impl Entry {
+    pub(super) fn fresh(&self, now: Instant) -> bool {
+        self.until > now
+    }
+}
+
+pub(super) type Cache = quick_cache::sync::Cache<[u8; 32], Entry>;
+
+/// An exchanged token as a shared [`ExchangeStore`] keeps it.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredToken {
+    /// The access token. Never log it.
+    pub token: String,
+    /// Until when it may be reused (already less the margin).
+    pub reuse_until: SystemTime,
+    /// The granted scopes, when known.
+    pub scope: Option<String>,
+}
+
+impl StoredToken {
+    /// A stored token.
+    pub fn new(token: String, reuse_until: SystemTime, scope: Option<String>) -> Self {
+        Self {
+            token,
+            reuse_until,
+            scope,
+        }
+    }
+}
+
+impl std::fmt::Debug for StoredToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredToken")
+            .field("token", &"[redacted]")
+            .field("reuse_until", &self.reuse_until)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// A second-level store of exchanged tokens shared between processes (the
+/// seam for Redis): asked after a local miss, inside the single flight, and
+/// given each token that may be reused. Keys are SHA-256 digests of
+/// (issuer, subject, the caller's client and scopes, this server's client,
+/// the grant, the audience, the requested scopes). A store should encrypt
+/// or otherwise protect the tokens it holds, and forget them at
+/// `reuse_until`; an entry past it is ignored anyway.
+pub trait ExchangeStore: Send + Sync + 'static {
+    /// The token stored under `key`, if any.
+    fn get<'a>(&'a self, key: &'a [u8; 32]) -> BoxFuture<'a, Option<StoredToken>>;
+    /// Stores `token` under `key`.
+    fn put<'a>(&'a self, key: &'a [u8; 32], token: StoredToken) -> BoxFuture<'a, ()>;
+}
+
+/// The cache key of an exchange: a SHA-256 over length-prefixed fields, so
+/// that no two different tuples share a digest input.
+pub(super) fn key(
+    caller: &AuthContext,
+    client_id: &str,
+    grant: &str,
+    audience: &str,
+    scopes: &[String],
+) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut field = |bytes: &[u8]| {
+        ctx.update(&(bytes.len() as u64).to_be_bytes());
+        ctx.update(bytes);
+    };
+    field(b"mcp-oauth2 token exchange v1");
+    let (issuer, subject, caller_client) = caller.principal();
+    field(issuer.as_bytes());
+    field(subject.as_bytes());
+    field(caller_client.unwrap_or_default().as_bytes());
+    let mut granted: Vec<&str> = caller.scopes().iter().map(|s| &**s).collect();
+    granted.sort_unstable();
+    granted.dedup();
+    field(granted.join(" ").as_bytes());
+    field(client_id.as_bytes());
+    field(grant.as_bytes());
+    field(audience.as_bytes());
+    field(scopes.join(" ").as_bytes());
+    crate::verify::token_cache::digest_array(&ctx.finish())
+}
+
+/// How long a token answered with `expires_in` may be reused: until
+/// `expires_in - margin`; `None` (not kept) without `expires_in` or when
+/// that leaves nothing.
+pub(super) fn reuse_for(expires_in: Option<u64>, margin: Duration) -> Option<Duration> {
+    let ttl = Duration::from_secs(expires_in?).checked_sub(margin)?;
+    (!ttl.is_zero()).then_some(ttl)
+}

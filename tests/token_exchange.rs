@@ -1,0 +1,1237 @@
+//! Calling downstream APIs as the caller, never with the caller's token
+//! (issue 18; MCP "Token passthrough", RFC 8693): the layer keeps the
+//! caller's `Authorization` header from the handlers, the exchange runs
+//! against the real `TestIssuer` token endpoint, and a real downstream API on
+//! loopback verifies what it receives with a `JwtVerifier` for its own
+//! audience.
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
+use futures_util::future::BoxFuture;
+use mcp_oauth2::testing::{ClientRegistration, TestIssuer};
+use mcp_oauth2::verify::ClientAuthMethod;
+use mcp_oauth2::{
+    AuthConfig, AuthContext, AuthLayer, DownstreamClient, ExchangeErrorKind, ExchangeGrant,
+    ExchangeRequest, ExchangeSettings, ExchangeStore, JwtVerifier, StoredToken, TokenExchanger,
+};
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Value, json};
+use support::fixture::{Client, bounded, legacy_client, stateless_client, verify};
+use support::notes::Notes;
+use support::notes::server::Downstream;
+
+/// The confidential client the MCP server exchanges tokens as.
+const CLIENT: &str = "mcp-server";
+const SECRET: &str = "s3cret-of-the-mcp-server";
+
+/// A real downstream API on loopback. `GET /api/me` verifies the Bearer
+/// token with a `JwtVerifier` for the API's own audience and echoes `sub`,
+/// `aud`, `act` and `client_id`; every `Authorization` value it receives is
+/// recorded. `/api/away` redirects to another origin, `/api/home` to
+/// `/api/me`. `POST /fake-token` is a token endpoint that answers what the
+/// test set (`{SUBJECT}` in the body is replaced by the `subject_token`).
+struct Api {
+    base: String,
+    audience: String,
+    seen: Arc<Mutex<Vec<String>>>,
+    fake: Arc<Mutex<(u16, String)>>,
+    other_hits: Arc<AtomicUsize>,
+}
+
+#[derive(Clone)]
+struct ApiState {
+    verifier: JwtVerifier,
+    seen: Arc<Mutex<Vec<String>>>,
+    fake: Arc<Mutex<(u16, String)>>,
+    other: String,
+}
+
+impl Api {
+    async fn start(issuer: &TestIssuer) -> Self {
+        let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let other_base = format!("http://{}", other.local_addr().unwrap());
+        let other_hits = Arc::new(AtomicUsize::new(0));
+        let hits = Arc::clone(&other_hits);
+        let other_app = Router::new().fallback(any(move || {
+            let hits = Arc::clone(&hits);
+            async move {
+                hits.fetch_add(1, Ordering::SeqCst);
+                "the other origin"
+            }
+        }));
+        tokio::spawn(async move { axum::serve(other, other_app).await });
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let audience = format!("{base}/api");
+        let config = AuthConfig::builder()
+            .issuer(issuer.issuer())
+            .resource(&audience)
+            .allow_insecure_http_for_loopback(true)
+            .build()
+            .unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let fake = Arc::new(Mutex::new((200, String::new())));
+        let state = ApiState {
+            verifier: JwtVerifier::new(&config).unwrap(),
+            seen: Arc::clone(&seen),
+            fake: Arc::clone(&fake),
+            other: other_base,
+        };
+        let app = Router::new()
+            .route("/api/me", get(me))
+            .route("/api/away", get(away))
+            .route("/api/home", get(home))
+            .route(
+                "/api/loop",
+                get(|| async { (StatusCode::FOUND, [("location", "/api/loop")]) }),
+            )
+            .route("/fake-token", any(fake_token))
+            .with_state(state);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            base,
+            audience,
+            seen,
+            fake,
+            other_hits,
+        }
+    }
+
+    fn me(&self) -> String {
+        format!("{}/me", self.audience)
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn answer(&self, status: u16, body: &str) {
+        *self.fake.lock().unwrap() = (status, body.to_owned());
+    }
+}
+
+async fn me(State(st): State<ApiState>, headers: HeaderMap) -> (StatusCode, String) {
+    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return (StatusCode::UNAUTHORIZED, "no token".into());
+    };
+    st.seen.lock().unwrap().push(value.to_owned());
+    let Some(token) = value.strip_prefix("Bearer ") else {
+        return (StatusCode::UNAUTHORIZED, "not Bearer".into());
+    };
+    match verify(&st.verifier, token).await {
+        Ok(ctx) => (
+            StatusCode::OK,
+            json!({
+                "sub": ctx.subject(),
+                "aud": ctx.audience(),
+                "act": ctx.claim("act"),
+                "client_id": ctx.client_id(),
+            })
+            .to_string(),
+        ),
+        Err(kind) => (StatusCode::UNAUTHORIZED, kind.code().to_owned()),
+    }
+}
+
+async fn away(State(st): State<ApiState>) -> impl IntoResponse {
+    (
+        StatusCode::FOUND,
+        [("location", format!("{}/stolen", st.other))],
+    )
+}
+
+async fn home() -> impl IntoResponse {
+    (StatusCode::FOUND, [("location", "/api/me")])
+}
+
+async fn fake_token(State(st): State<ApiState>, body: String) -> impl IntoResponse {
+    let subject = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "subject_token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let (status, answer) = st.fake.lock().unwrap().clone();
+    (
+        StatusCode::from_u16(status).unwrap(),
+        [("content-type", "application/json")],
+        answer.replace("{SUBJECT}", &subject),
+    )
+}
+
+/// An issuer that knows the MCP server as a confidential client.
+async fn issuer_with_lifetime(lifetime: Duration) -> TestIssuer {
+    let issuer = TestIssuer::builder()
+        .access_token_lifetime(lifetime)
+        .start()
+        .await
+        .unwrap();
+    issuer.register_client(ClientRegistration::confidential(CLIENT, SECRET));
+    issuer
+}
+
+/// The reference server's downstream configuration, as from its variables.
+fn downstream_vars(api: &Api, token_endpoint: Option<&str>) -> Downstream {
+    let mut vars: HashMap<&str, String> = HashMap::from([
+        ("MCP_OAUTH2_DOWNSTREAM_AUDIENCE", api.audience.clone()),
+        ("MCP_OAUTH2_DOWNSTREAM_URL", api.me()),
+        ("MCP_OAUTH2_CLIENT_ID", CLIENT.to_owned()),
+        ("MCP_OAUTH2_CLIENT_SECRET", SECRET.to_owned()),
+        ("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1".to_owned()),
+    ]);
+    if let Some(endpoint) = token_endpoint {
+        vars.insert("MCP_OAUTH2_TOKEN_ENDPOINT", endpoint.to_owned());
+    }
+    Downstream::from_vars(|name| vars.get(name).cloned())
+}
+
+/// Calls `tool` and returns (isError, text).
+async fn call(client: &Client, tool: &'static str) -> (bool, String) {
+    let result = bounded(client.call_tool(CallToolRequestParams::new(tool)))
+        .await
+        .unwrap();
+    let text = result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect();
+    (result.is_error == Some(true), text)
+}
+
+// MCP "Token passthrough": by default the handler cannot read the caller's
+// Authorization header (nor a DPoP proof), with either lifecycle; the tool
+// does list the headers it sees.
+#[tokio::test]
+async fn handlers_do_not_see_the_callers_token_by_default() {
+    let notes = Notes::start().await;
+    let token = notes.token(&["notes:read"]);
+    for stateless in [false, true] {
+        let client = if stateless {
+            bounded(stateless_client(&notes.resource, &token))
+                .await
+                .unwrap()
+        } else {
+            bounded(legacy_client(&notes.resource, &token))
+                .await
+                .unwrap()
+        };
+        let (is_error, text) = call(&client, "seen_headers").await;
+        assert!(!is_error, "{text}");
+        let names: Vec<String> = serde_json::from_str(&text).unwrap();
+        assert!(names.contains(&"content-type".to_owned()), "{names:?}");
+        assert!(!names.contains(&"authorization".to_owned()), "{names:?}");
+        assert!(!names.contains(&"dpop".to_owned()), "{names:?}");
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        assert!(!text.contains(&token));
+        client.cancel().await.unwrap();
+    }
+}
+
+// The loudly named opt-out keeps the header where handlers can read it.
+#[tokio::test]
+async fn the_unsafe_opt_out_forwards_the_header() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let notes = Notes::start_on(issuer, |b| b, None, true).await;
+    let token = notes.token(&["notes:read"]);
+    let client = bounded(legacy_client(&notes.resource, &token))
+        .await
+        .unwrap();
+    let (_, text) = call(&client, "seen_headers").await;
+    let names: Vec<String> = serde_json::from_str(&text).unwrap();
+    assert!(names.contains(&"authorization".to_owned()), "{names:?}");
+    client.cancel().await.unwrap();
+}
+
+// The reference server's `downstream_whoami`: the downstream sees a token
+// with its own audience, the caller as subject and this server as actor,
+// never the caller's token; two calls cost one exchange; another caller
+// gets its own token (the cache is per principal).
+#[tokio::test]
+async fn downstream_whoami_calls_the_api_as_the_caller() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    // The token endpoint discovered from the caller's issuer (RFC 8414).
+    let notes = Notes::start_on(issuer, |b| b, Some(downstream_vars(&api, None)), false).await;
+    let alice = notes.token_for("alice", &["notes:read"]);
+    let client = bounded(legacy_client(&notes.resource, &alice))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let (is_error, text) = call(&client, "downstream_whoami").await;
+        assert!(!is_error, "{text}");
+        let who: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(who["sub"], "alice");
+        assert_eq!(who["aud"], json!([api.audience]));
+        assert_eq!(who["act"], json!({ "sub": CLIENT }));
+        assert_eq!(who["client_id"], CLIENT);
+    }
+    assert_eq!(notes.issuer.exchange_hits(), 1, "two calls, one exchange");
+    client.cancel().await.unwrap();
+
+    let bob = notes.token_for("bob", &["notes:read"]);
+    let client = bounded(legacy_client(&notes.resource, &bob)).await.unwrap();
+    let (_, text) = call(&client, "downstream_whoami").await;
+    let who: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(who["sub"], "bob");
+    assert_eq!(notes.issuer.exchange_hits(), 2);
+    client.cancel().await.unwrap();
+
+    let seen = api.seen();
+    assert_eq!(seen.len(), 3);
+    for value in &seen {
+        assert!(
+            !value.contains(&alice) && !value.contains(&bob),
+            "passthrough"
+        );
+    }
+}
+
+// Without its variables the tool answers `isError: true` naming each
+// missing one; a refused exchange names the token endpoint's error code.
+#[tokio::test]
+async fn downstream_whoami_errors_are_tool_results() {
+    let notes = Notes::start().await;
+    let token = notes.token(&["notes:read"]);
+    let client = bounded(legacy_client(&notes.resource, &token))
+        .await
+        .unwrap();
+    let (is_error, text) = call(&client, "downstream_whoami").await;
+    assert!(is_error);
+    for var in [
+        "MCP_OAUTH2_DOWNSTREAM_AUDIENCE",
+        "MCP_OAUTH2_DOWNSTREAM_URL",
+        "MCP_OAUTH2_CLIENT_ID",
+        "MCP_OAUTH2_CLIENT_SECRET",
+    ] {
+        assert!(text.contains(var), "{text}");
+    }
+    client.cancel().await.unwrap();
+    // Only the missing ones are named; a broken endpoint is named too.
+    let vars = HashMap::from([
+        ("MCP_OAUTH2_DOWNSTREAM_AUDIENCE", "https://api.example"),
+        ("MCP_OAUTH2_CLIENT_ID", "  "),
+    ]);
+    let Downstream::Unavailable(why) =
+        Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()))
+    else {
+        panic!("configured without its variables")
+    };
+    assert!(
+        !why.contains("AUDIENCE") && why.contains("MCP_OAUTH2_CLIENT_ID"),
+        "{why}"
+    );
+    let mut vars: HashMap<&str, &str> = HashMap::from([
+        ("MCP_OAUTH2_DOWNSTREAM_AUDIENCE", "https://api.example"),
+        ("MCP_OAUTH2_DOWNSTREAM_URL", "https://api.example/me"),
+        ("MCP_OAUTH2_CLIENT_ID", "id"),
+        ("MCP_OAUTH2_CLIENT_SECRET", "secret"),
+        ("MCP_OAUTH2_TOKEN_ENDPOINT", "not a url"),
+    ]);
+    let Downstream::Unavailable(why) =
+        Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()))
+    else {
+        panic!("a broken endpoint was accepted")
+    };
+    assert!(why.contains("MCP_OAUTH2_TOKEN_ENDPOINT"), "{why}");
+    vars.insert("MCP_OAUTH2_TOKEN_ENDPOINT", "http://as.example/token");
+    let Downstream::Unavailable(why) =
+        Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()))
+    else {
+        panic!("an http:// endpoint was accepted")
+    };
+    assert!(why.contains("http://"), "{why}");
+
+    // Refusals by the real token endpoint.
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let endpoint = issuer.token_endpoint();
+    let notes = Notes::start_on(
+        issuer,
+        |b| b,
+        Some(downstream_vars(&api, Some(&endpoint))),
+        false,
+    )
+    .await;
+    let token = notes.token(&["notes:read"]);
+    let client = bounded(legacy_client(&notes.resource, &token))
+        .await
+        .unwrap();
+    notes.issuer.refuse_all_exchanges(true);
+    let (is_error, text) = call(&client, "downstream_whoami").await;
+    assert!(is_error && text.starts_with("invalid_grant"), "{text}");
+    notes.issuer.refuse_all_exchanges(false);
+    notes.issuer.refuse_exchange_audience(api.audience.clone());
+    let (is_error, text) = call(&client, "downstream_whoami").await;
+    assert!(is_error && text.starts_with("invalid_target"), "{text}");
+    // Failures are not kept: each call asked again.
+    assert_eq!(notes.issuer.exchange_hits(), 2);
+    assert!(api.seen().is_empty());
+    client.cancel().await.unwrap();
+}
+
+/// A protected axum app whose `GET /call` exchanges the caller's token
+/// with `exchanger` and GETs `url` with the result, answering
+/// `<status>\n<body>` (or 502 with the error code).
+#[derive(Clone)]
+struct App {
+    exchanger: TokenExchanger,
+    http: DownstreamClient,
+    audience: String,
+    url: String,
+    scopes: Vec<String>,
+}
+
+async fn call_downstream(State(app): State<App>, auth: AuthContext) -> (StatusCode, String) {
+    let request = ExchangeRequest::audience(app.audience.as_str()).scopes(app.scopes.clone());
+    let token = match app.exchanger.exchange_for(&auth, request).await {
+        Ok(token) => token,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e.code().to_owned()),
+    };
+    match app.http.get(&app.url, &token).await {
+        Ok(r) => (
+            StatusCode::OK,
+            format!("{}\n{}", r.status().as_u16(), r.text().await.unwrap()),
+        ),
+        Err(e) => (StatusCode::BAD_GATEWAY, e.code().to_owned()),
+    }
+}
+
+/// Serves `app` behind the layer; returns its `/call` URL and a token of
+/// `subject` for it.
+async fn serve_app(issuer: &TestIssuer, app: App) -> (String, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let resource = format!("{base}/mcp");
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route("/call", get(call_downstream))
+        .with_state(app)
+        .layer(AuthLayer::new(config).unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let token = issuer
+        .token()
+        .subject("alice")
+        .audience(&resource)
+        .scopes(["notes:read"])
+        .sign();
+    (format!("{base}/call"), token)
+}
+
+fn settings(issuer: &TestIssuer) -> ExchangeSettings {
+    ExchangeSettings::new(CLIENT, SECRET)
+        .endpoint(url::Url::parse(&issuer.token_endpoint()).unwrap())
+        .allow_insecure_http_for_loopback(true)
+}
+
+fn app(api: &Api, settings: ExchangeSettings) -> App {
+    App {
+        exchanger: TokenExchanger::new(settings).unwrap(),
+        http: DownstreamClient::new(Duration::from_secs(5))
+            .unwrap()
+            .allow_insecure_http_for_loopback(true),
+        audience: api.audience.clone(),
+        url: api.me(),
+        scopes: vec!["read".into()],
+    }
+}
+
+async fn get_call(url: &str, token: &str) -> (u16, String) {
+    let resp = bounded(reqwest::Client::new().get(url).bearer_auth(token).send())
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+// Single flight: concurrent calls needing the same token wait for one
+// exchange.
+#[tokio::test]
+async fn concurrent_calls_share_one_exchange() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let app = app(&api, settings(&issuer));
+    let exchanger = app.exchanger.clone();
+    let (url, token) = serve_app(&issuer, app).await;
+    let calls = (0..8).map(|_| get_call(&url, &token));
+    for (status, body) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with("200\n"), "{body}");
+        let who: Value = serde_json::from_str(body.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(who["sub"], "alice");
+    }
+    assert_eq!(issuer.exchange_hits(), 1);
+    assert_eq!(exchanger.exchanges(), 1);
+}
+
+// A token is reused until `expires_in` minus the margin, then exchanged
+// again.
+#[tokio::test]
+async fn an_expired_exchanged_token_is_renewed() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(2)).await;
+    let api = Api::start(&issuer).await;
+    let app = app(
+        &api,
+        settings(&issuer).expiry_margin(Duration::from_secs(1)),
+    );
+    let (url, token) = serve_app(&issuer, app).await;
+    assert_eq!(get_call(&url, &token).await.0, 200);
+    assert_eq!(get_call(&url, &token).await.0, 200);
+    assert_eq!(issuer.exchange_hits(), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = get_call(&url, &token).await;
+    assert!(status == 200 && body.starts_with("200\n"), "{body}");
+    assert_eq!(issuer.exchange_hits(), 2);
+    // A lifetime within the margin: never kept, exchanged every time.
+    let app2 = app_with_margin(&api, &issuer, Duration::from_secs(5));
+    let (url, token) = serve_app(&issuer, app2).await;
+    get_call(&url, &token).await;
+    get_call(&url, &token).await;
+    assert_eq!(issuer.exchange_hits(), 4);
+}
+
+fn app_with_margin(api: &Api, issuer: &TestIssuer, margin: Duration) -> App {
+    app(api, settings(issuer).expiry_margin(margin))
+}
+
+// The Entra ID on-behalf-of grant (JWT bearer, `requested_token_use`,
+// `<audience>/.default`), with client_secret_post; the preset's endpoint.
+#[tokio::test]
+async fn entra_on_behalf_of_against_the_test_issuer() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let mut app = app(
+        &api,
+        settings(&issuer)
+            .grant(ExchangeGrant::EntraOnBehalfOf)
+            .auth_method(ClientAuthMethod::ClientSecretPost),
+    );
+    app.scopes.clear();
+    let (url, token) = serve_app(&issuer, app).await;
+    let (status, body) = get_call(&url, &token).await;
+    assert_eq!(status, 200, "{body}");
+    let who: Value = serde_json::from_str(body.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(who["sub"], "alice");
+    assert_eq!(who["aud"], json!([api.audience]));
+    let preset = ExchangeSettings::entra_on_behalf_of("contoso.onmicrosoft.com", "id", "s");
+    let dbg = format!("{:?}", preset.unwrap());
+    assert!(
+        dbg.contains("login.microsoftonline.com")
+            && dbg.contains("\"/contoso.onmicrosoft.com/oauth2/v2.0/token\"")
+            && dbg.contains("EntraOnBehalfOf")
+            && dbg.contains("ClientSecretPost"),
+        "{dbg}"
+    );
+    // A tenant cannot add path segments.
+    let dbg = format!(
+        "{:?}",
+        ExchangeSettings::entra_on_behalf_of("../evil/x", "id", "s").unwrap()
+    );
+    assert!(
+        dbg.contains("\"/..%2Fevil%2Fx/oauth2/v2.0/token\""),
+        "{dbg}"
+    );
+    assert!(!dbg.contains("\"s\""), "{dbg}");
+}
+
+// Client authentication as for introspection: a wrong secret is
+// `invalid_client`, a public client `unauthorized_client`, an audience
+// refused `invalid_target`, a subject token the issuer cannot vouch for
+// (another issuer's) `invalid_grant`.
+#[tokio::test]
+async fn refusals_are_typed() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    issuer.register_client(ClientRegistration::public("public-app"));
+    let api = Api::start(&issuer).await;
+    let wrong = app(
+        &api,
+        ExchangeSettings::new(CLIENT, "wrong")
+            .endpoint(url::Url::parse(&issuer.token_endpoint()).unwrap())
+            .allow_insecure_http_for_loopback(true),
+    );
+    let (url, token) = serve_app(&issuer, wrong).await;
+    assert_eq!(get_call(&url, &token).await, (502, "invalid_client".into()));
+    let public = app(
+        &api,
+        ExchangeSettings::new("public-app", "")
+            .endpoint(url::Url::parse(&issuer.token_endpoint()).unwrap())
+            .auth_method(ClientAuthMethod::ClientSecretPost)
+            .allow_insecure_http_for_loopback(true),
+    );
+    let (url, token) = serve_app(&issuer, public).await;
+    assert_eq!(
+        get_call(&url, &token).await,
+        (502, "unauthorized_client".into())
+    );
+    issuer.refuse_exchange_audience(api.audience.clone());
+    let (url, token) = serve_app(&issuer, app(&api, settings(&issuer))).await;
+    assert_eq!(get_call(&url, &token).await, (502, "invalid_target".into()));
+    // Another issuer's token endpoint cannot vouch for this subject token.
+    let stranger = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let (url, token) = serve_app(&issuer, app(&api, settings(&stranger))).await;
+    assert_eq!(get_call(&url, &token).await, (502, "invalid_grant".into()));
+    assert!(api.seen().is_empty());
+}
+
+// A token endpoint's answer that is not a usable token response is
+// refused with a precise kind, never used.
+#[tokio::test]
+async fn malformed_token_responses_are_refused() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let fake = ExchangeSettings::new(CLIENT, SECRET)
+        .endpoint(url::Url::parse(&format!("{}/fake-token", api.base)).unwrap())
+        .allow_insecure_http_for_loopback(true);
+    let (url, token) = serve_app(&issuer, app(&api, fake)).await;
+    let cases: [(u16, &str, &str); 11] = [
+        (200, r#"{"token_type":"Bearer"}"#, "malformed_response"),
+        (
+            200,
+            r#"{"access_token":"","token_type":"Bearer"}"#,
+            "malformed_response",
+        ),
+        (
+            200,
+            r#"{"access_token":"{SUBJECT}","token_type":"Bearer"}"#,
+            "malformed_response",
+        ),
+        (
+            200,
+            r#"{"access_token":"x","token_type":"DPoP"}"#,
+            "malformed_response",
+        ),
+        (
+            200,
+            r#"{"access_token":"x","token_type":"Bearer","access_token":"y"}"#,
+            "malformed_response",
+        ),
+        (
+            200,
+            r#"{"access_token":"x","token_type":"Bearer","expires_in":"60"}"#,
+            "malformed_response",
+        ),
+        (
+            200,
+            r#"{"access_token":5,"token_type":"Bearer"}"#,
+            "malformed_response",
+        ),
+        (
+            200,
+            r#"{"access_token":"x","token_type":"Bearer","issued_token_type":"urn:ietf:params:oauth:token-type:refresh_token"}"#,
+            "malformed_response",
+        ),
+        (500, r#"{"message":"boom"}"#, "transport"),
+        (400, r#"{"error":"consent_required"}"#, "consent_required"),
+        (400, "{\"error\":\"bad\\u0022code\"}", "transport"),
+    ];
+    for (status, body, code) in cases {
+        api.answer(status, body);
+        assert_eq!(
+            get_call(&url, &token).await,
+            (502, code.to_owned()),
+            "{body}"
+        );
+    }
+    // A usable answer without `expires_in` is used but not kept.
+    api.answer(
+        200,
+        r#"{"access_token":"opaque-downstream-token","token_type":"bearer","scope":"read"}"#,
+    );
+    for _ in 0..2 {
+        let (status, body) = get_call(&url, &token).await;
+        assert_eq!(status, 200);
+        assert!(
+            body.starts_with("401\n"),
+            "the API refuses the opaque token: {body}"
+        );
+    }
+    assert_eq!(api.seen(), ["Bearer opaque-downstream-token"; 2]);
+    // Not JSON at all.
+    api.answer(200, "<html>");
+    assert_eq!(
+        get_call(&url, &token).await,
+        (502, "malformed_response".into())
+    );
+}
+
+// The downstream helper never carries the token to another origin; a
+// redirect within the origin is followed; only https:// (or loopback with
+// the opt-in) is called.
+#[tokio::test]
+async fn downstream_redirects_stay_within_the_origin() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let mut away = app(&api, settings(&issuer));
+    away.url = format!("{}/api/away", api.base);
+    let (url, token) = serve_app(&issuer, away).await;
+    let (status, body) = get_call(&url, &token).await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("302\n"), "{body}");
+    assert_eq!(api.other_hits.load(Ordering::SeqCst), 0);
+    let mut home = app(&api, settings(&issuer));
+    home.url = format!("{}/api/home", api.base);
+    let (url, token) = serve_app(&issuer, home).await;
+    let (_, body) = get_call(&url, &token).await;
+    assert!(body.starts_with("200\n"), "{body}");
+    let loops = format!("{}/api/loop", api.base);
+    for bad in [
+        "http://api.example/me",
+        "not a url",
+        "ftp://127.0.0.1/x",
+        &loops,
+    ] {
+        let mut refused = app(&api, settings(&issuer));
+        refused.url = bad.into();
+        let (url, token) = serve_app(&issuer, refused).await;
+        assert_eq!(
+            get_call(&url, &token).await,
+            (502, "downstream".into()),
+            "{bad}"
+        );
+    }
+    // Nothing listens there: a transport failure of the downstream call.
+    let mut closed = app(&api, settings(&issuer));
+    closed.url = "http://127.0.0.1:9/me".into();
+    let (url, token) = serve_app(&issuer, closed).await;
+    assert_eq!(get_call(&url, &token).await, (502, "downstream".into()));
+}
+
+// A context not made by the layer for this request holds no caller token:
+// nothing to exchange.
+#[tokio::test]
+async fn a_context_built_by_hand_cannot_be_exchanged() {
+    let exchanger = TokenExchanger::new(ExchangeSettings::new(CLIENT, SECRET)).unwrap();
+    let ctx = AuthContext::builder("https://as.example", "alice").build();
+    let err = exchanger
+        .exchange_for(&ctx, ExchangeRequest::audience("https://api.example"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ExchangeErrorKind::NoSubjectToken);
+    assert_eq!(err.code(), "no_subject_token");
+    let data = rmcp::ErrorData::from(err);
+    assert_eq!(data.data, Some(json!({ "error": "no_subject_token" })));
+    // Discovery refuses the loopback issuer's http:// metadata without the
+    // opt-in: the exchange fails as a transport failure.
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let strict = app(&api, ExchangeSettings::new(CLIENT, SECRET));
+    let (url, token) = serve_app(&issuer, strict).await;
+    assert_eq!(get_call(&url, &token).await, (502, "transport".into()));
+    assert_eq!(issuer.exchange_hits(), 0);
+    // Settings refused at build time.
+    assert!(TokenExchanger::new(ExchangeSettings::new("", SECRET)).is_err());
+    let http = ExchangeSettings::new(CLIENT, SECRET)
+        .endpoint(url::Url::parse("http://as.example/token").unwrap());
+    assert!(TokenExchanger::new(http).is_err());
+}
+
+/// A shared store (what a Redis store would be), in memory.
+#[derive(Clone, Default)]
+struct MemoryStore(Arc<Mutex<HashMap<[u8; 32], StoredToken>>>);
+
+impl ExchangeStore for MemoryStore {
+    fn get<'a>(&'a self, key: &'a [u8; 32]) -> BoxFuture<'a, Option<StoredToken>> {
+        Box::pin(async move { self.0.lock().unwrap().get(key).cloned() })
+    }
+
+    fn put<'a>(&'a self, key: &'a [u8; 32], token: StoredToken) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.0.lock().unwrap().insert(*key, token);
+        })
+    }
+}
+
+// Two servers sharing a store: the second reuses the first one's token
+// (keys are hashes; the store holds no caller token).
+#[tokio::test]
+async fn a_shared_store_spares_the_second_server_an_exchange() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let store = MemoryStore::default();
+    let mut first = app(&api, settings(&issuer));
+    first.exchanger = first.exchanger.with_store(store.clone());
+    let mut second = app(&api, settings(&issuer));
+    second.exchanger = second.exchanger.with_store(store.clone());
+    let (url1, token1) = serve_app(&issuer, first).await;
+    let (url2, token2) = serve_app(&issuer, second).await;
+    assert_eq!(get_call(&url1, &token1).await.0, 200);
+    // Alice again, with her token for the second server.
+    let (status, body) = get_call(&url2, &token2).await;
+    assert!(status == 200 && body.starts_with("200\n"), "{body}");
+    let stored = store.0.lock().unwrap().values().next().cloned().unwrap();
+    assert!(stored.reuse_until > SystemTime::now());
+    assert!(!format!("{stored:?}").contains(&stored.token));
+    assert_eq!(issuer.exchange_hits(), 1);
+}
+
+/// Everything the subscriber of one test writes.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+// Tokens never in logs: the whole flow (MCP call, exchange, downstream call,
+// a refused exchange) at TRACE level leaves no caller token, exchanged
+// token or client secret in the output. One thread: the subscriber is this
+// test's alone.
+#[tokio::test(flavor = "current_thread")]
+async fn logs_hold_no_token_material() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(capture.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let notes = Notes::start_on(issuer, |b| b, Some(downstream_vars(&api, None)), false).await;
+    let alice = notes.token_for("alice", &["notes:read"]);
+    let client = bounded(legacy_client(&notes.resource, &alice))
+        .await
+        .unwrap();
+    let (is_error, text) = call(&client, "downstream_whoami").await;
+    assert!(!is_error, "{text}");
+    notes.issuer.refuse_all_exchanges(true);
+    let bob = notes.token_for("bob", &["notes:read"]);
+    let client_b = bounded(legacy_client(&notes.resource, &bob)).await.unwrap();
+    let (is_error, _) = call(&client_b, "downstream_whoami").await;
+    assert!(is_error);
+    client.cancel().await.unwrap();
+    client_b.cancel().await.unwrap();
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("exchange"), "the flow was logged");
+    let mut secrets = vec![alice, bob, SECRET.to_owned()];
+    secrets.extend(
+        api.seen()
+            .iter()
+            .map(|v| v.trim_start_matches("Bearer ").to_owned()),
+    );
+    assert_eq!(secrets.len(), 4);
+    for secret in &secrets {
+        // The signature part alone is enough to use nothing of it.
+        let tail = secret.rsplit('.').next().unwrap();
+        assert!(!logs.contains(tail), "token material in the logs");
+    }
+}
+
+// The reference server binary, configured by environment only: tool
+// `seen_headers` shows no Authorization; `downstream_whoami` exchanges at
+// MCP_OAUTH2_TOKEN_ENDPOINT and calls MCP_OAUTH2_DOWNSTREAM_URL.
+#[tokio::test]
+async fn reference_server_contract_from_the_environment() {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("protected_server");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test` (it builds the examples)",
+        bin.display()
+    );
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let mut child = tokio::process::Command::new(&bin)
+        .env("MCP_OAUTH2_ISSUER", issuer.issuer())
+        .env("MCP_OAUTH2_RESOURCE", &resource)
+        .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
+        .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
+        .env("MCP_OAUTH2_CLIENT_ID", CLIENT)
+        .env("MCP_OAUTH2_CLIENT_SECRET", SECRET)
+        .env("MCP_OAUTH2_TOKEN_ENDPOINT", issuer.token_endpoint())
+        .env("MCP_OAUTH2_DOWNSTREAM_AUDIENCE", &api.audience)
+        .env("MCP_OAUTH2_DOWNSTREAM_URL", api.me())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with("listening on"), "{first}");
+    let token = issuer
+        .token()
+        .subject("carol")
+        .audience(&resource)
+        .scopes(["notes:read"])
+        .sign();
+    let client = bounded(legacy_client(&resource, &token)).await.unwrap();
+    let (_, text) = call(&client, "seen_headers").await;
+    assert!(
+        !text.contains("authorization") && text.contains("host"),
+        "{text}"
+    );
+    let (is_error, text) = call(&client, "downstream_whoami").await;
+    assert!(!is_error, "{text}");
+    let who: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(who["sub"], "carol");
+    assert_eq!(who["act"], json!({ "sub": CLIENT }));
+    assert_eq!(issuer.exchange_hits(), 1);
+    client.cancel().await.unwrap();
+    child.kill().await.unwrap();
+}
+
+/// POSTs a token request to `issuer` as the confidential client (unless
+/// `auth` is false) and returns the status and the JSON answer.
+async fn token_request(issuer: &TestIssuer, auth: bool, params: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(issuer.token_endpoint())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(params));
+    if auth {
+        request = request.basic_auth(CLIENT, Some(SECRET));
+    }
+    let resp = bounded(request.send()).await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+fn form(params: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+/// The claims of a JWT, unverified (the test trusts its own issuer).
+fn claims_of(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+// The TestIssuer's RFC 8693 grant (section 2.1, 2.2, 4.1, 4.4) with every
+// key type, and its refusals of bad requests and bad subject tokens.
+#[tokio::test]
+async fn test_issuer_token_exchange_grant() {
+    use mcp_oauth2::testing::SigningAlg;
+    for alg in [SigningAlg::Rs256, SigningAlg::Es256, SigningAlg::EdDsa] {
+        let issuer = TestIssuer::start_with_alg(alg).await.unwrap();
+        issuer.register_client(ClientRegistration::confidential(CLIENT, SECRET));
+        // Delegation chain: the subject token already has an actor.
+        let subject = issuer
+            .token()
+            .subject("alice")
+            .claim("act", json!({ "sub": "first-hop" }))
+            .claim("may_act", json!({ "sub": CLIENT }))
+            .sign();
+        let (status, body) = token_request(
+            &issuer,
+            true,
+            &[
+                ("grant_type", TE),
+                ("subject_token", &subject),
+                ("subject_token_type", AT),
+                ("audience", "https://api.example"),
+                ("resource", "https://api.example/v2"),
+                ("scope", "read write"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{alg:?}: {body}");
+        assert_eq!(body["issued_token_type"], AT);
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["scope"], "read write");
+        let claims = claims_of(body["access_token"].as_str().unwrap());
+        assert_eq!(claims["sub"], "alice");
+        assert_eq!(claims["client_id"], CLIENT);
+        assert_eq!(
+            claims["aud"],
+            json!(["https://api.example", "https://api.example/v2"])
+        );
+        assert_eq!(
+            claims["act"],
+            json!({ "sub": CLIENT, "act": { "sub": "first-hop" } })
+        );
+    }
+
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    issuer.register_client(ClientRegistration::public("public-app"));
+    let good = issuer.token().subject("alice").sign();
+    let base = |subject: &str| {
+        vec![
+            ("grant_type", TE.to_owned()),
+            ("subject_token", subject.to_owned()),
+            ("subject_token_type", AT.to_owned()),
+        ]
+    };
+    let with = |mut params: Vec<(&'static str, String)>, extra: &[(&'static str, &str)]| {
+        for (k, v) in extra {
+            params.retain(|(name, _)| name != k);
+            if !v.is_empty() {
+                params.push((k, (*v).to_owned()));
+            }
+        }
+        params
+    };
+    type Case = (bool, Vec<(&'static str, String)>, &'static str);
+    let cases: Vec<Case> = vec![
+        (false, base(&good), "invalid_client"),
+        (
+            true,
+            with(base(&good), &[("subject_token", "")]),
+            "invalid_request",
+        ),
+        (
+            true,
+            with(base(&good), &[("subject_token_type", "")]),
+            "invalid_request",
+        ),
+        (
+            true,
+            with(
+                base(&good),
+                &[(
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:id_token",
+                )],
+            ),
+            "invalid_request",
+        ),
+        (
+            true,
+            with(base(&good), &[("actor_token", "x")]),
+            "invalid_request",
+        ),
+        (
+            true,
+            with(base(&good), &[("resource", "not-absolute")]),
+            "invalid_target",
+        ),
+        (
+            true,
+            with(base(&good), &[("scope", "a\"b")]),
+            "invalid_scope",
+        ),
+    ];
+    for (auth, params, code) in cases {
+        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, body) = token_request(&issuer, auth, &params).await;
+        assert!(status == 400 || status == 401, "{params:?}: {status}");
+        assert_eq!(body["error"], code, "{params:?}");
+    }
+    // A public client may not exchange.
+    let resp = reqwest::Client::new()
+        .post(issuer.token_endpoint())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", TE),
+            ("subject_token", &good),
+            ("subject_token_type", AT),
+            ("client_id", "public-app"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized_client");
+
+    // Subject tokens the issuer cannot vouch for.
+    let other = TestIssuer::start().await.unwrap();
+    let [h, p, s]: [&str; 3] = good.split('.').collect::<Vec<_>>().try_into().unwrap();
+    let no_kid = issuer
+        .try_sign_raw(br#"{"alg":"RS256"}"#, p.as_bytes())
+        .unwrap();
+    let wrong_alg = issuer
+        .token()
+        .header("alg", json!("ES256"))
+        .subject("alice")
+        .sign();
+    let bad = [
+        "abc".to_owned(),
+        format!("{good}.x"),
+        format!("!!.{p}.{s}"),
+        format!("{}.{p}.{s}", URL_B64.encode("not json")),
+        format!("{h}.{p}.{}", URL_B64.encode("forged")),
+        format!("{h}.!!.{s}"),
+        no_kid,
+        wrong_alg,
+        other.token().subject("alice").sign(),
+        issuer
+            .token()
+            .header("kid", json!("no-such-key"))
+            .subject("alice")
+            .sign(),
+        issuer
+            .token()
+            .claim("iss", json!("https://elsewhere.example"))
+            .sign(),
+        issuer.token().expires_at(1_000).sign(),
+        issuer.token().claim("sub", Value::Null).sign(),
+        issuer
+            .token()
+            .claim("may_act", json!({ "sub": "someone-else" }))
+            .sign(),
+    ];
+    for subject in bad {
+        let (status, body) = token_request(
+            &issuer,
+            true,
+            &[
+                ("grant_type", TE),
+                ("subject_token", &subject),
+                ("subject_token_type", AT),
+            ],
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{subject}"
+        );
+    }
+    // No audience asked: no `aud`, no scope.
+    let (status, body) = token_request(
+        &issuer,
+        true,
+        &[
+            ("grant_type", TE),
+            ("subject_token", &good),
+            ("subject_token_type", AT),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        claims_of(body["access_token"].as_str().unwrap())
+            .get("aud")
+            .is_none()
+    );
+    assert!(body.get("scope").is_none());
+}
+
+use base64::Engine as _;
+const URL_B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+// The TestIssuer's on-behalf-of form (Entra ID): scopes name their
+// resource; `.default` asks for the audience alone.
+#[tokio::test]
+async fn test_issuer_on_behalf_of_grant() {
+    const JB: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let good = issuer.token().subject("alice").sign();
+    let (status, body) = token_request(
+        &issuer,
+        true,
+        &[
+            ("grant_type", JB),
+            ("assertion", &good),
+            ("requested_token_use", "on_behalf_of"),
+            (
+                "scope",
+                "https://api.example/read https://api.example/.default",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "read");
+    assert!(body.get("issued_token_type").is_none());
+    let claims = claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], "https://api.example");
+    assert_eq!(claims["act"], json!({ "sub": CLIENT }));
+    for (params, code) in [
+        (
+            vec![
+                ("assertion", good.as_str()),
+                ("scope", "https://a/.default"),
+            ],
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("requested_token_use", "on_behalf_of"),
+                ("scope", "https://a/.default"),
+            ],
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("assertion", good.as_str()),
+                ("requested_token_use", "on_behalf_of"),
+                ("scope", "read"),
+            ],
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("assertion", good.as_str()),
+                ("requested_token_use", "on_behalf_of"),
+            ],
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("assertion", good.as_str()),
+                ("requested_token_use", "on_behalf_of"),
+                ("scope", "a\"b/x"),
+            ],
+            "invalid_scope",
+        ),
+    ] {
+        let mut all = vec![("grant_type", JB)];
+        all.extend(params);
+        let (status, body) = token_request(&issuer, true, &all).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some(code)),
+            "{all:?}"
+        );
+    }
+}
