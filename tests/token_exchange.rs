@@ -100,6 +100,13 @@ impl Api {
                 get(|| async { (StatusCode::FOUND, [("location", "/api/loop")]) }),
             )
             .route("/fake-token", any(fake_token))
+            .route(
+                "/slow-token",
+                any(|| async {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    "{}"
+                }),
+            )
             .with_state(state);
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
@@ -600,7 +607,7 @@ async fn malformed_token_responses_are_refused() {
         .endpoint(url::Url::parse(&format!("{}/fake-token", api.base)).unwrap())
         .allow_insecure_http_for_loopback(true);
     let (url, token) = serve_app(&issuer, app(&api, fake)).await;
-    let cases: [(u16, &str, &str); 11] = [
+    let cases: [(u16, &str, &str); 12] = [
         (200, r#"{"token_type":"Bearer"}"#, "malformed_response"),
         (
             200,
@@ -640,6 +647,7 @@ async fn malformed_token_responses_are_refused() {
         (500, r#"{"message":"boom"}"#, "transport"),
         (400, r#"{"error":"consent_required"}"#, "consent_required"),
         (400, "{\"error\":\"bad\\u0022code\"}", "transport"),
+        (302, "{}", "transport"),
     ];
     for (status, body, code) in cases {
         api.answer(status, body);
