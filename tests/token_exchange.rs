@@ -721,6 +721,45 @@ async fn downstream_redirects_stay_within_the_origin() {
     assert_eq!(get_call(&url, &token).await, (502, "downstream".into()));
 }
 
+// A custom integration that authenticates headers itself
+// (`AuthLayer::authenticate`) gets a context it can exchange too.
+#[tokio::test]
+async fn a_context_from_authenticate_can_be_exchanged() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let resource = "http://127.0.0.1:1/mcp";
+    let layer = AuthLayer::new(
+        AuthConfig::builder()
+            .issuer(issuer.issuer())
+            .resource(resource)
+            .allow_insecure_http_for_loopback(true)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let token = issuer.token().subject("dora").audience(resource).sign();
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let auth = layer.authenticate(&headers).await.unwrap();
+    let app = app(&api, settings(&issuer));
+    let exchanged = app
+        .exchanger
+        .exchange_for(&auth, ExchangeRequest::audience(api.audience.as_str()))
+        .await
+        .unwrap();
+    assert_ne!(exchanged.secret(), token);
+    let who: Value = app
+        .http
+        .get(&api.me(), &exchanged)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["sub"], "dora");
+    assert!(exchanged.expires_at().is_some());
+}
+
 // A context not made by the layer for this request holds no caller token:
 // nothing to exchange.
 #[tokio::test]
