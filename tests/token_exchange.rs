@@ -100,6 +100,13 @@ impl Api {
                 get(|| async { (StatusCode::FOUND, [("location", "/api/loop")]) }),
             )
             .route("/fake-token", any(fake_token))
+            .route(
+                "/slow-token",
+                any(|| async {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    "{}"
+                }),
+            )
             .with_state(state);
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
@@ -600,7 +607,7 @@ async fn malformed_token_responses_are_refused() {
         .endpoint(url::Url::parse(&format!("{}/fake-token", api.base)).unwrap())
         .allow_insecure_http_for_loopback(true);
     let (url, token) = serve_app(&issuer, app(&api, fake)).await;
-    let cases: [(u16, &str, &str); 11] = [
+    let cases: [(u16, &str, &str); 12] = [
         (200, r#"{"token_type":"Bearer"}"#, "malformed_response"),
         (
             200,
@@ -640,6 +647,7 @@ async fn malformed_token_responses_are_refused() {
         (500, r#"{"message":"boom"}"#, "transport"),
         (400, r#"{"error":"consent_required"}"#, "consent_required"),
         (400, "{\"error\":\"bad\\u0022code\"}", "transport"),
+        (302, "{}", "transport"),
     ];
     for (status, body, code) in cases {
         api.answer(status, body);
@@ -711,6 +719,45 @@ async fn downstream_redirects_stay_within_the_origin() {
     closed.url = "http://127.0.0.1:9/me".into();
     let (url, token) = serve_app(&issuer, closed).await;
     assert_eq!(get_call(&url, &token).await, (502, "downstream".into()));
+}
+
+// A custom integration that authenticates headers itself
+// (`AuthLayer::authenticate`) gets a context it can exchange too.
+#[tokio::test]
+async fn a_context_from_authenticate_can_be_exchanged() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let resource = "http://127.0.0.1:1/mcp";
+    let layer = AuthLayer::new(
+        AuthConfig::builder()
+            .issuer(issuer.issuer())
+            .resource(resource)
+            .allow_insecure_http_for_loopback(true)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let token = issuer.token().subject("dora").audience(resource).sign();
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let auth = layer.authenticate(&headers).await.unwrap();
+    let app = app(&api, settings(&issuer));
+    let exchanged = app
+        .exchanger
+        .exchange_for(&auth, ExchangeRequest::audience(api.audience.as_str()))
+        .await
+        .unwrap();
+    assert_ne!(exchanged.secret(), token);
+    let who: Value = app
+        .http
+        .get(&api.me(), &exchanged)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["sub"], "dora");
+    assert!(exchanged.expires_at().is_some());
 }
 
 // A context not made by the layer for this request holds no caller token:

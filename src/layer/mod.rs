@@ -23,7 +23,7 @@ use tower_layer::Layer;
 
 use crate::challenge::ChallengeParams;
 use crate::config::{AuthConfig, DpopMode, ExemptRoute};
-use crate::context::AuthContext;
+use crate::context::{AuthContext, SubjectToken};
 use crate::dpop::Dpop;
 use crate::error::{AuthError, ConfigError};
 use crate::metadata::{MetadataEndpoint, ProtectedResourceMetadata};
@@ -309,6 +309,12 @@ impl AuthLayer {
         let checked = self.shared.verify(request, headers).await;
         checked
             .and_then(|ctx| self.shared.check_scopes(&ctx, global).map(|()| ctx))
+            // The context keeps the caller's token for the token exchange,
+            // as behind the layer.
+            .map(|ctx| match headers.get(http::header::AUTHORIZATION) {
+                Some(value) => ctx.with_subject_token(SubjectToken::new(value.clone())),
+                None => ctx,
+            })
             .map_err(|err| err.with_challenge(&self.shared.challenge))
     }
 }
