@@ -249,12 +249,17 @@ fn decrement(per_owner: &mut HashMap<Owner, usize>, owner: &Owner) {
     }
 }
 
-/// A digest of (issuer, subject, client id), length-prefixed so that no two
-/// principals share one.
+/// A digest of (issuer, subject, client id, tenant), length-prefixed so
+/// that no two principals share one (`alice` of tenant A is not `alice` of
+/// tenant B, even under one issuer with the tenant in a claim).
 pub(crate) fn principal_key(ctx: &AuthContext) -> Owner {
     let (iss, sub, client) = ctx.principal();
     let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for field in [iss, sub, client.unwrap_or("")] {
+    let tenant = ctx.tenant().map(|t| ["tenant", t]);
+    for field in [iss, sub, client.unwrap_or("")]
+        .into_iter()
+        .chain(tenant.into_iter().flatten())
+    {
         digest.update(&(field.len() as u64).to_be_bytes());
         digest.update(field.as_bytes());
     }
