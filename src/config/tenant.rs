@@ -272,7 +272,7 @@ impl TenantIssuer {
         if let Some(claim) = &self.tenant_claim
             && claim.trim().is_empty()
         {
-            return Err(err("the tenant claim must not be empty".into()));
+            return Err(ConfigError::new("tenant_claim", "must not be empty"));
         }
         if let Some(jwks) = &self.jwks_uri {
             if jwks.matches(TENANT_PLACEHOLDER).count() > 1 {
@@ -454,7 +454,8 @@ mod tests {
             TenantIssuer::new("https://h/").tenants(["a"]),
             TenantIssuer::new("https://h/")
                 .tenants(["a"])
-                .tenant_claim(" "),
+                .tenant_claim("org_id")
+                .tenants(["a b"]),
             TenantIssuer::new("https://h/{tenant}")
                 .allow_any_tenant_unrestricted()
                 .max_key_sets(0),
@@ -464,6 +465,12 @@ mod tests {
             assert_eq!(e.field(), "tenant_issuer", "{e}");
         }
         let fields = [
+            (
+                TenantIssuer::new("https://h/")
+                    .tenants(["a"])
+                    .tenant_claim(" "),
+                "tenant_claim",
+            ),
             (
                 TenantIssuer::new("https://h/{tenant}")
                     .tenants(["a"])
