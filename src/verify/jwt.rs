@@ -125,30 +125,44 @@ impl JwtVerifier {
     }
 
     /// A verifier with a fixed key set (an RFC 7517 JWK Set document) for
-    /// the only configured issuer: nothing is ever fetched, and the verifier
-    /// is ready at once. For air-gapped deployments, pinned keys and tests.
+    /// the only configured issuer, or the only tenant issuer when its key
+    /// set is shared by every tenant: nothing is ever fetched, and the
+    /// verifier is ready at once. For air-gapped deployments, pinned keys
+    /// and tests.
     ///
     /// Keys are filtered as if fetched (unusable keys are dropped with a
-    /// warning). Fails when the configuration names several issuers, when
-    /// the document is not a JWK Set, or when no usable key is left.
+    /// warning). Fails when the configuration names several issuers (or a
+    /// tenant issuer with key sets per tenant), when the document is not a
+    /// JWK Set, or when no usable key is left.
     pub fn with_static_jwks(config: &AuthConfig, jwks: &[u8]) -> Result<Self, ConfigError> {
-        let ([issuer], []) = (config.issuers.as_slice(), config.tenant_issuers.as_slice()) else {
-            return Err(ConfigError::new(
-                "issuer",
-                "a static key set needs exactly one issuer",
-            ));
+        let name = match (config.issuers.as_slice(), config.tenant_issuers.as_slice()) {
+            ([issuer], []) => issuer.issuer.clone(),
+            ([], [tenants]) if TenantKeys::shares_keys(tenants) => tenants.template.clone(),
+            _ => {
+                return Err(ConfigError::new(
+                    "issuer",
+                    "a static key set needs exactly one issuer (or one tenant issuer with a shared key set)",
+                ));
+            }
         };
         let (set, dropped) =
             KeySet::parse(jwks).map_err(|e| ConfigError::new("jwks", e.to_owned()))?;
-        log_key_notes(&issuer.issuer, &set, &dropped);
+        log_key_notes(&name, &set, &dropped);
         if set.len() == 0 {
             return Err(ConfigError::new("jwks", "the key set has no usable keys"));
         }
-        let cache = JwksCache::fixed(issuer.issuer.clone(), set, cache_policy(config));
-        Ok(Self::from_parts(
-            config,
-            vec![IssuerKeys::Fixed(issuer.issuer.clone(), cache)],
-        ))
+        let cache = JwksCache::fixed(name.clone(), set, cache_policy(config));
+        let keys = match config.tenant_issuers.first() {
+            None => IssuerKeys::Fixed(name, cache),
+            Some(t) => IssuerKeys::Tenants(TenantKeys {
+                config: t.clone(),
+                shared: Some(cache),
+                per_tenant: quick_cache::sync::Cache::new(1),
+                fetcher: None,
+                policy: cache_policy(config),
+            }),
+        };
+        Ok(Self::from_parts(config, vec![keys]))
     }
 
     fn from_parts(config: &AuthConfig, issuers: Vec<IssuerKeys>) -> Self {
@@ -440,7 +454,7 @@ impl IssuerKeys {
     fn for_tenant(&self, tenant: Option<&Arc<str>>) -> Option<Arc<JwksCache>> {
         match (self, tenant) {
             (Self::Fixed(_, cache), None) => Some(Arc::clone(cache)),
-            (Self::Tenants(t), Some(tenant)) => Some(t.keys_for(tenant)),
+            (Self::Tenants(t), Some(tenant)) => t.keys_for(tenant),
             _ => None,
         }
     }
@@ -482,21 +496,30 @@ struct TenantKeys {
     config: crate::TenantIssuer,
     shared: Option<Arc<JwksCache>>,
     per_tenant: quick_cache::sync::Cache<Arc<str>, Arc<JwksCache>>,
-    fetcher: Fetcher,
+    /// `None` for a pinned shared key set (nothing is fetched).
+    fetcher: Option<Fetcher>,
     policy: CachePolicy,
 }
 
 impl TenantKeys {
-    fn new(config: &crate::TenantIssuer, fetcher: &Fetcher, policy: CachePolicy) -> Self {
+    /// Whether every tenant of `config` shares one key set: a key-set URL
+    /// without the placeholder, or discovery from an issuer without one (the
+    /// tenant is a claim).
+    fn shares_keys(config: &crate::TenantIssuer) -> bool {
         use crate::config::tenant::TENANT_PLACEHOLDER;
-        let jwks = config.jwks_uri.as_deref();
-        // One key set for all: a key-set URL without the placeholder, or
-        // discovery from an issuer without one (the tenant is a claim).
-        let shared_uri = match jwks {
-            Some(uri) if !uri.contains(TENANT_PLACEHOLDER) => Some(url::Url::parse(uri).ok()),
-            None if !config.template.contains(TENANT_PLACEHOLDER) => Some(None),
-            _ => None,
-        };
+        match config.jwks_uri.as_deref() {
+            Some(uri) => !uri.contains(TENANT_PLACEHOLDER),
+            None => !config.template.contains(TENANT_PLACEHOLDER),
+        }
+    }
+
+    fn new(config: &crate::TenantIssuer, fetcher: &Fetcher, policy: CachePolicy) -> Self {
+        let shared_uri = Self::shares_keys(config).then(|| {
+            config
+                .jwks_uri
+                .as_deref()
+                .and_then(|uri| url::Url::parse(uri).ok())
+        });
         let shared = shared_uri.map(|uri| {
             JwksCache::new(config.template.clone(), uri, fetcher.clone(), policy)
         });
@@ -508,15 +531,16 @@ impl TenantKeys {
             config: config.clone(),
             shared,
             per_tenant: quick_cache::sync::Cache::new(capacity.max(1)),
-            fetcher: fetcher.clone(),
+            fetcher: Some(fetcher.clone()),
             policy,
         }
     }
 
-    fn keys_for(&self, tenant: &Arc<str>) -> Arc<JwksCache> {
+    fn keys_for(&self, tenant: &Arc<str>) -> Option<Arc<JwksCache>> {
         if let Some(shared) = &self.shared {
-            return Arc::clone(shared);
+            return Some(Arc::clone(shared));
         }
+        let fetcher = self.fetcher.as_ref()?;
         let created = self.per_tenant.get_or_insert_with(tenant, || {
             let issuer = self.config.issuer_for(tenant);
             // The tenant id's charset keeps a filled template a URL of the
@@ -528,12 +552,12 @@ impl TenantKeys {
             Ok::<_, std::convert::Infallible>(JwksCache::new(
                 issuer,
                 jwks,
-                self.fetcher.clone(),
+                fetcher.clone(),
                 self.policy,
             ))
         });
         let Ok(cache) = created;
-        cache
+        Some(cache)
     }
 }
 
