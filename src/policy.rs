@@ -255,8 +255,22 @@ impl TokenPolicy {
         now: u64,
         source: Source,
     ) -> Result<Checked<'c>, AuthError> {
+        self.check_with(claims, now, source, |_| Ok(()))
+    }
+
+    /// [`check`](Self::check), with `issuer_rules` run as soon as the
+    /// issuer is known (the JWT verifier checks the issuer's own algorithms
+    /// and `typ` there, before the other claims).
+    pub(crate) fn check_with<'c>(
+        &self,
+        claims: &Members<'c>,
+        now: u64,
+        source: Source,
+        issuer_rules: impl FnOnce(&Rules) -> Result<(), AuthError>,
+    ) -> Result<Checked<'c>, AuthError> {
         let (issuer, tenant) = self.check_issuer(claims, source)?;
         let rules = self.rules(issuer).ok_or(AuthErrorKind::InvalidIssuer)?;
+        issuer_rules(rules)?;
         let leeway = self.leeway;
         let exp = numeric_date(claims.get("exp"))?;
         if exp.is_none() && source == Source::Jwt {

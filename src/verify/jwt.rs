@@ -255,18 +255,18 @@ impl JwtVerifier {
         let claims_text = decode_part(parsed.payload_b64)?;
         let claims = parse_members(&claims_text)?;
         let policy = &self.inner.policy;
-        let checked = policy.check(&claims, now, Source::Jwt)?;
-        // The issuer's own algorithms and `typ` rule (the header check above
-        // admitted those of any issuer).
-        let rules = policy
-            .rules(checked.issuer)
-            .ok_or_else(|| AuthError::new(AuthErrorKind::InvalidIssuer))?;
-        if !rules.algorithms.iter().any(|a| a.to_jwt() == alg) {
-            return Err(AuthErrorKind::DisallowedAlgorithm.into());
-        }
-        if !rules.typ_allowed(header.str("typ").ok().flatten().as_deref()) {
-            return Err(AuthErrorKind::InvalidType.into());
-        }
+        // The issuer's own algorithms and `typ` rule, once `iss` names it
+        // (the header check above admitted those of any issuer).
+        let typ = header.str("typ").ok().flatten();
+        let checked = policy.check_with(&claims, now, Source::Jwt, |rules| {
+            if !rules.algorithms.iter().any(|a| a.to_jwt() == alg) {
+                return Err(AuthErrorKind::DisallowedAlgorithm.into());
+            }
+            if !rules.typ_allowed(typ.as_deref()) {
+                return Err(AuthErrorKind::InvalidType.into());
+            }
+            Ok(())
+        })?;
         // 4: the key (may fetch; an unknown or unlisted tenant never gets here).
         let kid = kid.as_deref();
         let Some(issuer_keys) = self
