@@ -12,7 +12,16 @@
 //!    ([`AuthConfigBuilder::issuer_introspection`](crate::AuthConfigBuilder::issuer_introspection))
 //!    vouches only for that issuer's tokens; the shared endpoint
 //!    ([`AuthConfigBuilder::introspection`](crate::AuthConfigBuilder::introspection))
-//!    for every configured issuer.
+//!    for every configured issuer. A tenant issuer
+//!    ([`TenantIssuer`](crate::TenantIssuer)) matches an `iss` equal to its
+//!    template with `{tenant}` filled by a tenant id (1 to 64 of
+//!    `[A-Za-z0-9_-]`, else `tenant_invalid`) on its allowlist (else
+//!    `tenant_not_allowed`), and its tenant claim, when configured, must be
+//!    a string equal to that tenant (else `tenant_mismatch`); a template
+//!    without a placeholder takes the tenant from the claim. Then the
+//!    issuer's own rules ([`IssuerPolicy`](crate::IssuerPolicy): algorithms
+//!    and `typ`, checked by the JWT verifier at this point; the audience
+//!    rule and scope claims below).
 //! 2. `exp` (a NumericDate, RFC 7519 section 2) not past, with the leeway. A
 //!    JWT must carry it; an introspection answer without it is accepted (its
 //!    cached result still expires with the cache TTL).
@@ -947,6 +956,79 @@ mod tests {
         assert_eq!(
             check(&p, anon, Source::Jwt),
             Err(AuthErrorKind::InvalidIssuer)
+        );
+    }
+
+    // Issue 19: tenant templates, their claims and allowlists; the rules of
+    // each issuer.
+    #[test]
+    fn tenant_templates() {
+        use crate::{IssuerPolicy, TenantIssuer};
+        let p = policy(|b| {
+            b.tenant_issuer(
+                TenantIssuer::new("https://t.example/{tenant}/v2")
+                    .tenants(["a", "b"])
+                    .tenant_claim("tid"),
+            )
+            .tenant_issuer(
+                TenantIssuer::new("https://org.example/")
+                    .tenant_claim("org")
+                    .allow_any_tenant_unrestricted()
+                    .policy(IssuerPolicy::new().scope_claims(["perms"])),
+            )
+            .tenant_issuer(TenantIssuer::new("https://t.example/{tenant}").tenants(["c"]))
+        });
+        let base = r#""sub":"a","aud":"https://mcp.example.com/mcp","exp":2000"#;
+        let claims = |extra: &str| format!("{{{base},{extra}}}");
+        let tenant = |extra: &str| {
+            let m = Members::parse(&claims(extra)).unwrap();
+            p.check(&m, 1_000, Source::Jwt).map(|c| {
+                let ctx = p.context(&m, &c).unwrap();
+                (c.issuer, ctx.tenant().map(str::to_owned), ctx.scopes().len())
+            })
+        };
+        let kind = |extra: &str| tenant(extra).map_err(|e| e.kind()).err();
+        assert_eq!(
+            tenant(r#""iss":"https://t.example/a/v2","tid":"a""#).unwrap(),
+            (2, Some("a".into()), 0)
+        );
+        assert_eq!(
+            tenant(r#""iss":"https://org.example/","org":"x-1","perms":["p"]"#).unwrap(),
+            (3, Some("x-1".into()), 1)
+        );
+        // A later template accepts what an earlier one refused.
+        assert_eq!(
+            tenant(r#""iss":"https://t.example/c""#).unwrap(),
+            (4, Some("c".into()), 0)
+        );
+        for (extra, want) in [
+            (r#""iss":"https://t.example/z/v2","tid":"z""#, AuthErrorKind::TenantNotAllowed),
+            (r#""iss":"https://t.example/a/v2","tid":"b""#, AuthErrorKind::TenantMismatch),
+            (r#""iss":"https://t.example/a/v2","tid":["a"]"#, AuthErrorKind::TenantMismatch),
+            (r#""iss":"https://t.example/a/v2""#, AuthErrorKind::TenantMismatch),
+            (r#""iss":"https://t.example/a.b/v2","tid":"a.b""#, AuthErrorKind::TenantInvalid),
+            (r#""iss":"https://t.example//v2""#, AuthErrorKind::TenantInvalid),
+            (r#""iss":"https://org.example/""#, AuthErrorKind::TenantInvalid),
+            (r#""iss":"https://org.example/","org":"a/b""#, AuthErrorKind::TenantInvalid),
+            (r#""iss":"https://org.example/x","org":"a""#, AuthErrorKind::InvalidIssuer),
+            (r#""iss":"https://t.example""#, AuthErrorKind::InvalidIssuer),
+            (r#""iss":"https://other.example/a/v2""#, AuthErrorKind::InvalidIssuer),
+        ] {
+            assert_eq!(kind(extra), Some(want), "{extra}");
+        }
+        assert!(p.issuer(2).is_none());
+        assert!(p.rules(9).is_none());
+        // An introspection answer without `iss` is about the endpoint's
+        // (fixed) issuer; a template has no concrete issuer to name.
+        let m = Members::parse(&format!("{{{base}}}")).unwrap();
+        let intro = Source::Introspection {
+            issuer: 2,
+            only_own: true,
+        };
+        let checked = p.check(&m, 1_000, intro).unwrap();
+        assert_eq!(
+            p.context(&m, &checked).err().map(|e| e.kind()),
+            Some(AuthErrorKind::InvalidIssuer)
         );
     }
 

@@ -756,3 +756,67 @@ async fn reference_server_with_tenants_from_the_environment() {
     }
     child.kill().await.unwrap();
 }
+
+// The Keycloak realms fixture (`spec-fixtures/providers/keycloak-realms.json`)
+// on the wire: `HOST` is the realms server, each realm signs with its own
+// keys; every variant gets exactly the outcome the fixture names.
+#[tokio::test]
+async fn keycloak_realms_fixture() {
+    let path = format!(
+        "{}/spec-fixtures/providers/keycloak-realms.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let f: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let realms = Realms::start(&["acme", "globex", "initech", "master"]).await;
+    let tenants: Vec<String> = f["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
+    let base = realms.base.clone();
+    let s = serve(move |_| presets::keycloak_realms(&base, tenants)).await;
+    let host = |v: &Value| -> Value {
+        match v.as_str() {
+            Some(text) => json!(text.replace("https://HOST", &realms.base)),
+            None => v.clone(),
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mint = |changes: &serde_json::Map<String, Value>| {
+        let mut claims = f["claims"].as_object().unwrap().clone();
+        for (k, v) in changes {
+            claims.insert(k.clone(), v.clone());
+        }
+        let iss = host(&claims["iss"]).as_str().unwrap().to_owned();
+        let realm = iss.rsplit('/').next().unwrap().to_owned();
+        let signer = ["acme", "globex", "initech", "master"]
+            .contains(&realm.as_str())
+            .then(|| realms.signer(&realm))
+            .unwrap_or_else(|| realms.signer("acme"));
+        let mut b = signer.token().header("typ", json!("JWT"));
+        for (k, v) in &claims {
+            let v = match k.as_str() {
+                "iat" => json!(now - 5),
+                "exp" => json!(now + 300),
+                "aud" => json!(s.resource),
+                _ => host(v),
+            };
+            b = b.claim(k.clone(), v);
+        }
+        b.claim("client_id", Value::Null).sign()
+    };
+    assert_eq!(post(&s.resource, &mint(&Default::default())).await.0, 200);
+    for (name, variant) in f["variants"].as_object().unwrap() {
+        let token = mint(variant["claims_changes"].as_object().unwrap());
+        let (status, reason) = post(&s.resource, &token).await;
+        match variant["expect"].as_str().unwrap() {
+            "accepted" => assert_eq!(status, 200, "{name}: {reason}"),
+            expect => assert_eq!((status, reason.as_str()), (401, expect), "{name}"),
+        }
+    }
+    assert_eq!(realms.hits("initech") + realms.hits("master"), 0);
+}

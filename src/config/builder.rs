@@ -747,6 +747,39 @@ mod tests {
                 "issuer_introspection",
             ),
             (
+                base().issuer_policy("https://x", super::super::IssuerPolicy::new()),
+                "issuer_policy",
+            ),
+            (
+                base()
+                    .issuer_policy("https://auth.example.com", super::super::IssuerPolicy::new())
+                    .issuer_policy("https://auth.example.com", super::super::IssuerPolicy::new()),
+                "issuer_policy",
+            ),
+            (
+                base().issuer_policy(
+                    "https://auth.example.com",
+                    super::super::IssuerPolicy::new().scope_claims([""]),
+                ),
+                "issuer_policy",
+            ),
+            (
+                base().authorization_servers(Vec::<String>::new()),
+                "authorization_servers",
+            ),
+            (
+                base().authorization_servers(["http://as.example"]),
+                "authorization_servers",
+            ),
+            (
+                base().authorization_servers(["::"]),
+                "authorization_servers",
+            ),
+            (
+                base().tenant_issuer(super::super::TenantIssuer::new("https://t/{tenant}")),
+                "tenant_issuer",
+            ),
+            (
                 base().introspection(
                     IntrospectionSettings::new("c", "s")
                         .endpoint(Url::parse("http://as.example/i").unwrap()),
@@ -758,6 +791,47 @@ mod tests {
             let e = builder.build().unwrap_err();
             assert_eq!(e.field(), field, "{e}");
         }
+    }
+
+    // Issue 19: tenant issuers count as issuers; the metadata lists fixed
+    // issuers, then each template's advertised or allowlisted issuers, once.
+    #[test]
+    fn tenant_issuers_and_the_metadata_list() {
+        use super::super::{IssuerPolicy, TenantIssuer};
+        let only = AuthConfig::builder()
+            .tenant_issuer(TenantIssuer::new("https://t/{tenant}").tenants(["a", "b"]))
+            .resource("https://mcp.example.com/mcp")
+            .build()
+            .unwrap();
+        assert!(only.issuers().is_empty());
+        assert_eq!(only.authorization_servers(), ["https://t/a", "https://t/b"]);
+        let mixed = base()
+            .issuer_policy("https://auth.example.com", IssuerPolicy::new().accept_audience("x"))
+            .tenant_issuer(
+                TenantIssuer::new("https://t/{tenant}")
+                    .tenants(["a"])
+                    .advertise("https://auth.example.com")
+                    .advertise("https://t/organizations"),
+            )
+            .build()
+            .unwrap();
+        assert_eq!(
+            mixed.authorization_servers(),
+            ["https://auth.example.com", "https://t/organizations"]
+        );
+        assert_eq!(
+            mixed.issuers().first().unwrap().policy(),
+            Some(&IssuerPolicy::new().accept_audience("x"))
+        );
+        let any = AuthConfig::builder()
+            .tenant_issuer(TenantIssuer::new("https://t/{tenant}").allow_any_tenant_unrestricted())
+            .resource("https://mcp.example.com/mcp");
+        assert_eq!(
+            any.clone().build().unwrap_err().field(),
+            "authorization_servers"
+        );
+        let c = any.authorization_servers(["https://t/common"]).build().unwrap();
+        assert_eq!(c.authorization_servers(), ["https://t/common"]);
     }
 
     // Issue 4: the hardening settings have defaults and refuse zero.
