@@ -396,8 +396,10 @@ impl TokenPolicy {
                     Ok(Some(tenant)) => return Ok((index, Some(tenant))),
                     Ok(None) => {}
                     // The issuer is this template's: its refusal is final
-                    // unless a later template accepts the token.
-                    Err(kind) => refusal = kind,
+                    // unless a later template accepts the token (the first
+                    // template's reason is the one given).
+                    Err(kind) if refusal == AuthErrorKind::InvalidIssuer => refusal = kind,
+                    Err(_) => {}
                 },
             }
         }

@@ -136,7 +136,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "required",
-        meaning: "trusted issuers, compared exactly with `iss`",
+        meaning: "trusted issuers, compared exactly with `iss`; one may hold `{tenant}` (an issuer template)",
     },
     EnvVar {
         name: "MCP_OAUTH2_RESOURCE",
