@@ -983,10 +983,15 @@ mod tests {
         let base = r#""sub":"a","aud":"https://mcp.example.com/mcp","exp":2000"#;
         let claims = |extra: &str| format!("{{{base},{extra}}}");
         let tenant = |extra: &str| {
-            let m = Members::parse(&claims(extra)).unwrap();
+            let text = claims(extra);
+            let m = Members::parse(&text).unwrap();
             p.check(&m, 1_000, Source::Jwt).map(|c| {
                 let ctx = p.context(&m, &c).unwrap();
-                (c.issuer, ctx.tenant().map(str::to_owned), ctx.scopes().len())
+                (
+                    c.issuer,
+                    ctx.tenant().map(str::to_owned),
+                    ctx.scopes().len(),
+                )
             })
         };
         let kind = |extra: &str| tenant(extra).map_err(|e| e.kind()).err();
@@ -1004,17 +1009,47 @@ mod tests {
             (4, Some("c".into()), 0)
         );
         for (extra, want) in [
-            (r#""iss":"https://t.example/z/v2","tid":"z""#, AuthErrorKind::TenantNotAllowed),
-            (r#""iss":"https://t.example/a/v2","tid":"b""#, AuthErrorKind::TenantMismatch),
-            (r#""iss":"https://t.example/a/v2","tid":["a"]"#, AuthErrorKind::TenantMismatch),
-            (r#""iss":"https://t.example/a/v2""#, AuthErrorKind::TenantMismatch),
-            (r#""iss":"https://t.example/a.b/v2","tid":"a.b""#, AuthErrorKind::TenantInvalid),
-            (r#""iss":"https://t.example//v2""#, AuthErrorKind::TenantInvalid),
-            (r#""iss":"https://org.example/""#, AuthErrorKind::TenantInvalid),
-            (r#""iss":"https://org.example/","org":"a/b""#, AuthErrorKind::TenantInvalid),
-            (r#""iss":"https://org.example/x","org":"a""#, AuthErrorKind::InvalidIssuer),
+            (
+                r#""iss":"https://t.example/z/v2","tid":"z""#,
+                AuthErrorKind::TenantNotAllowed,
+            ),
+            (
+                r#""iss":"https://t.example/a/v2","tid":"b""#,
+                AuthErrorKind::TenantMismatch,
+            ),
+            (
+                r#""iss":"https://t.example/a/v2","tid":["a"]"#,
+                AuthErrorKind::TenantMismatch,
+            ),
+            (
+                r#""iss":"https://t.example/a/v2""#,
+                AuthErrorKind::TenantMismatch,
+            ),
+            (
+                r#""iss":"https://t.example/a.b/v2","tid":"a.b""#,
+                AuthErrorKind::TenantInvalid,
+            ),
+            (
+                r#""iss":"https://t.example//v2""#,
+                AuthErrorKind::TenantInvalid,
+            ),
+            (
+                r#""iss":"https://org.example/""#,
+                AuthErrorKind::TenantInvalid,
+            ),
+            (
+                r#""iss":"https://org.example/","org":"a/b""#,
+                AuthErrorKind::TenantInvalid,
+            ),
+            (
+                r#""iss":"https://org.example/x","org":"a""#,
+                AuthErrorKind::InvalidIssuer,
+            ),
             (r#""iss":"https://t.example""#, AuthErrorKind::InvalidIssuer),
-            (r#""iss":"https://other.example/a/v2""#, AuthErrorKind::InvalidIssuer),
+            (
+                r#""iss":"https://other.example/a/v2""#,
+                AuthErrorKind::InvalidIssuer,
+            ),
         ] {
             assert_eq!(kind(extra), Some(want), "{extra}");
         }
@@ -1022,7 +1057,8 @@ mod tests {
         assert!(p.rules(9).is_none());
         // An introspection answer without `iss` is about the endpoint's
         // (fixed) issuer; a template has no concrete issuer to name.
-        let m = Members::parse(&format!("{{{base}}}")).unwrap();
+        let text = format!("{{{base}}}");
+        let m = Members::parse(&text).unwrap();
         let intro = Source::Introspection {
             issuer: 2,
             only_own: true,

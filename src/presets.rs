@@ -178,7 +178,11 @@ where
     AuthConfig::builder()
         .tenant_issuer(
             TenantIssuer::new(format!("https://{domain}/"))
-                .tenants(organizations.into_iter().map(|t| t.into().trim().to_owned()))
+                .tenants(
+                    organizations
+                        .into_iter()
+                        .map(|t| t.into().trim().to_owned()),
+                )
                 .tenant_claim("org_id"),
         )
         .typ_policy(TypPolicy::AllowJwt)

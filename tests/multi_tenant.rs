@@ -230,7 +230,10 @@ async fn cross_tenant_tokens_are_refused_without_a_fetch() {
 async fn crafted_tenant_ids_are_refused() {
     let ms = TestIssuer::start().await.unwrap();
     let s = serve(entra_config(&ms)).await;
-    assert_eq!(post(&s.resource, &entra_token(&ms, T1, Some(T1))).await.0, 200);
+    assert_eq!(
+        post(&s.resource, &entra_token(&ms, T1, Some(T1))).await.0,
+        200
+    );
     let hits = ms.total_hits();
     let long = "a".repeat(65);
     let crafted = [
@@ -306,7 +309,10 @@ async fn a_thousand_unknown_tenants_cost_nothing() {
     let ms = TestIssuer::start().await.unwrap();
     let s = serve(entra_config(&ms)).await;
     // The shared key set is fetched at start (and by a first good token).
-    assert_eq!(post(&s.resource, &entra_token(&ms, T1, Some(T1))).await.0, 200);
+    assert_eq!(
+        post(&s.resource, &entra_token(&ms, T1, Some(T1))).await.0,
+        200
+    );
     let hits = ms.total_hits();
     let fetches = s.metrics.snapshot().jwks_fetches;
     let client = reqwest::Client::new();
@@ -376,7 +382,11 @@ async fn keycloak_realms_each_with_its_own_keys() {
             .subject("alice")
             .sign()
     };
-    assert_eq!(realms.total_hits(), 0, "key sets per realm are fetched lazily");
+    assert_eq!(
+        realms.total_hits(),
+        0,
+        "key sets per realm are fetched lazily"
+    );
     assert_eq!(post(&s.resource, &token("acme")).await.0, 200);
     assert_eq!((realms.hits("acme"), realms.hits("globex")), (1, 0));
     assert_eq!(post(&s.resource, &token("globex")).await.0, 200);
@@ -556,7 +566,10 @@ async fn same_subject_in_two_tenants_is_kept_apart() {
     let alice_a = bounded(legacy_client(&s.resource, &a)).await.unwrap();
     let alice_b = bounded(legacy_client(&s.resource, &b)).await.unwrap();
     let handle = call(&alice_a, "mint", Some("cart-1")).await.unwrap();
-    assert_eq!(call(&alice_a, "open", Some(&handle)).await.unwrap(), "cart-1");
+    assert_eq!(
+        call(&alice_a, "open", Some(&handle)).await.unwrap(),
+        "cart-1"
+    );
     assert_eq!(
         call(&alice_b, "open", Some(&handle)).await,
         Err("the handle is not valid for this caller".into())
@@ -689,7 +702,10 @@ async fn reference_server_with_tenants_from_the_environment() {
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let advertised = format!("{}/organizations/v2.0", ms.issuer());
     let mut child = tokio::process::Command::new(&bin)
-        .env("MCP_OAUTH2_ISSUER", format!("{}/{{tenant}}/v2.0", ms.issuer()))
+        .env(
+            "MCP_OAUTH2_ISSUER",
+            format!("{}/{{tenant}}/v2.0", ms.issuer()),
+        )
         .env("MCP_OAUTH2_TENANTS", format!("{T1}, {T2}"))
         .env("MCP_OAUTH2_TENANT_CLAIM", "tid")
         .env("MCP_OAUTH2_JWKS_URI", ms.jwks_uri())
@@ -793,10 +809,11 @@ async fn keycloak_realms_fixture() {
         }
         let iss = host(&claims["iss"]).as_str().unwrap().to_owned();
         let realm = iss.rsplit('/').next().unwrap().to_owned();
-        let signer = ["acme", "globex", "initech", "master"]
-            .contains(&realm.as_str())
-            .then(|| realms.signer(&realm))
-            .unwrap_or_else(|| realms.signer("acme"));
+        let signer = if ["acme", "globex", "initech", "master"].contains(&realm.as_str()) {
+            realms.signer(&realm)
+        } else {
+            realms.signer("acme")
+        };
         let mut b = signer.token().header("typ", json!("JWT"));
         for (k, v) in &claims {
             let v = match k.as_str() {

@@ -293,7 +293,7 @@ impl NotesServer {
                     .lock()
                     .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
                 index
-                    .and_then(|i| notes.get(&owner(&auth))?.get(i).cloned())
+                    .and_then(|i| notes.get(&owner(auth))?.get(i).cloned())
                     .ok_or_else(not_found)
             }
         }

@@ -416,7 +416,10 @@ impl AuthConfigBuilder {
                 }
                 for s in &list {
                     let url = Url::parse(s).map_err(|e| {
-                        ConfigError::new("authorization_servers", format!("{s:?} is not a URL: {e}"))
+                        ConfigError::new(
+                            "authorization_servers",
+                            format!("{s:?} is not a URL: {e}"),
+                        )
                     })?;
                     check_https(&url, loopback_ok, "authorization_servers")?;
                 }
@@ -752,8 +755,14 @@ mod tests {
             ),
             (
                 base()
-                    .issuer_policy("https://auth.example.com", super::super::IssuerPolicy::new())
-                    .issuer_policy("https://auth.example.com", super::super::IssuerPolicy::new()),
+                    .issuer_policy(
+                        "https://auth.example.com",
+                        super::super::IssuerPolicy::new(),
+                    )
+                    .issuer_policy(
+                        "https://auth.example.com",
+                        super::super::IssuerPolicy::new(),
+                    ),
                 "issuer_policy",
             ),
             (
@@ -806,7 +815,10 @@ mod tests {
         assert!(only.issuers().is_empty());
         assert_eq!(only.authorization_servers(), ["https://t/a", "https://t/b"]);
         let mixed = base()
-            .issuer_policy("https://auth.example.com", IssuerPolicy::new().accept_audience("x"))
+            .issuer_policy(
+                "https://auth.example.com",
+                IssuerPolicy::new().accept_audience("x"),
+            )
             .tenant_issuer(
                 TenantIssuer::new("https://t/{tenant}")
                     .tenants(["a"])
@@ -830,7 +842,10 @@ mod tests {
             any.clone().build().unwrap_err().field(),
             "authorization_servers"
         );
-        let c = any.authorization_servers(["https://t/common"]).build().unwrap();
+        let c = any
+            .authorization_servers(["https://t/common"])
+            .build()
+            .unwrap();
         assert_eq!(c.authorization_servers(), ["https://t/common"]);
     }
 

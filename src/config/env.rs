@@ -923,7 +923,10 @@ mod tests {
         assert_eq!(t.claim(), Some("tid"));
         assert_eq!(c.authorization_servers(), ["https://fixed.example"]);
         // A template alone with any tenant: nothing to advertise.
-        vars.insert("MCP_OAUTH2_ISSUER", "https://login.example/{tenant}/v2.0".into());
+        vars.insert(
+            "MCP_OAUTH2_ISSUER",
+            "https://login.example/{tenant}/v2.0".into(),
+        );
         let e = from_map(&vars).unwrap_err();
         assert_eq!(e.field(), "MCP_OAUTH2_AUTHORIZATION_SERVERS");
         // A template without an allowlist: refused.
@@ -946,7 +949,10 @@ mod tests {
             ]
         );
         let t = c.tenant_issuers().first().unwrap();
-        assert_eq!(t.jwks_uri.as_deref(), Some("https://login.example/{tenant}/keys"));
+        assert_eq!(
+            t.jwks_uri.as_deref(),
+            Some("https://login.example/{tenant}/keys")
+        );
         // No template, no tenant variables: an ordinary issuer.
         let c = from_map(&minimal()).unwrap();
         assert!(c.tenant_issuers().is_empty());

@@ -29,8 +29,8 @@ pub use algorithm::Algorithm;
 pub use builder::AuthConfigBuilder;
 pub use dpop::{DpopMode, DpopPolicy};
 pub use groups::{JwksPolicy, TokenCachePolicy};
-pub use tenant::{IssuerPolicy, TenantIssuer};
 pub(crate) use introspection::IntrospectionSettings;
+pub use tenant::{IssuerPolicy, TenantIssuer};
 
 /// Default leeway for `exp`, `nbf` and `iat`.
 pub(crate) const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);

@@ -223,7 +223,7 @@ impl TenantIssuer {
         check_https(&url, loopback_ok, "tenant_issuer")?;
         if url.query().is_some() || url.fragment().is_some() || sample.contains(['?', '#']) {
             return Err(err(
-                "must not have a query or fragment (RFC 8414 section 2)".into()
+                "must not have a query or fragment (RFC 8414 section 2)".into(),
             ));
         }
         if holes == 1 {
@@ -287,7 +287,10 @@ impl TenantIssuer {
         }
         for adv in &self.advertised {
             let url = Url::parse(adv).map_err(|e| {
-                ConfigError::new("authorization_servers", format!("{adv:?} is not a URL: {e}"))
+                ConfigError::new(
+                    "authorization_servers",
+                    format!("{adv:?} is not a URL: {e}"),
+                )
             })?;
             check_https(&url, loopback_ok, "authorization_servers")?;
         }
@@ -417,7 +420,12 @@ mod tests {
 
     #[test]
     fn tenant_ids() {
-        for ok in ["a", "A-b_9", &"x".repeat(64), "72f988bf-86f1-41af-91ab-2d7cd011db47"] {
+        for ok in [
+            "a",
+            "A-b_9",
+            &"x".repeat(64),
+            "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        ] {
             assert!(is_tenant_id(ok), "{ok}");
         }
         for bad in [

@@ -257,7 +257,13 @@ impl AuthContext {
         payload: &str,
         ttl: Duration,
     ) -> Result<String, HandleError> {
-        crate::handle::seal(keys, self.sealing_principal(), Purpose::Handle, payload, ttl)
+        crate::handle::seal(
+            keys,
+            self.sealing_principal(),
+            Purpose::Handle,
+            payload,
+            ttl,
+        )
     }
 
     /// Opens a handle minted by [`mint_handle`](Self::mint_handle). A handle

@@ -119,7 +119,7 @@ impl JwtVerifier {
             config
                 .tenant_issuers
                 .iter()
-                .map(|t| IssuerKeys::Tenants(TenantKeys::new(t, &fetcher, policy))),
+                .map(|t| IssuerKeys::Tenants(Box::new(TenantKeys::new(t, &fetcher, policy)))),
         );
         Self::from_parts(config, issuers)
     }
@@ -154,13 +154,13 @@ impl JwtVerifier {
         let cache = JwksCache::fixed(name.clone(), set, cache_policy(config));
         let keys = match config.tenant_issuers.first() {
             None => IssuerKeys::Fixed(name, cache),
-            Some(t) => IssuerKeys::Tenants(TenantKeys {
+            Some(t) => IssuerKeys::Tenants(Box::new(TenantKeys {
                 config: t.clone(),
                 shared: Some(cache),
                 per_tenant: quick_cache::sync::Cache::new(1),
                 fetcher: None,
                 policy: cache_policy(config),
-            }),
+            })),
         };
         Ok(Self::from_parts(config, vec![keys]))
     }
@@ -173,7 +173,12 @@ impl JwtVerifier {
             .issuers
             .iter()
             .filter_map(|i| i.policy.as_ref())
-            .chain(config.tenant_issuers.iter().filter_map(|t| t.policy.as_ref()))
+            .chain(
+                config
+                    .tenant_issuers
+                    .iter()
+                    .filter_map(|t| t.policy.as_ref()),
+            )
             .filter_map(|p| p.algorithms.as_ref());
         for a in std::iter::once(&config.algorithms)
             .chain(per_issuer)
@@ -429,7 +434,7 @@ enum IssuerKeys {
     /// A fixed issuer and its key set.
     Fixed(String, Arc<JwksCache>),
     /// A tenant template.
-    Tenants(TenantKeys),
+    Tenants(Box<TenantKeys>),
 }
 
 impl IssuerKeys {
@@ -520,9 +525,8 @@ impl TenantKeys {
                 .as_deref()
                 .and_then(|uri| url::Url::parse(uri).ok())
         });
-        let shared = shared_uri.map(|uri| {
-            JwksCache::new(config.template.clone(), uri, fetcher.clone(), policy)
-        });
+        let shared = shared_uri
+            .map(|uri| JwksCache::new(config.template.clone(), uri, fetcher.clone(), policy));
         let capacity = match config.allowed_tenants() {
             Some(list) => list.len(),
             None => config.max_key_sets,
