@@ -82,6 +82,30 @@ fn refused_for_another_principal_field_by_field() {
                 "{mode:?} {other:?}"
             );
         }
+        // The tenant is part of the principal (issue 19): another tenant,
+        // or a tenant where there was none, never opens the handle.
+        let tenant_a = ("https://iss", "alice", Some("app"), Some("a"));
+        let tenant_b = ("https://iss", "alice", Some("app"), Some("b"));
+        assert_eq!(
+            open_at(&keys, tenant_a, Purpose::Handle, &h, NOW),
+            Err(HandleError::Invalid)
+        );
+        let ha = seal_at(&keys, tenant_a, Purpose::Handle, "x", MINUTE, NOW).unwrap();
+        for other in [
+            tenant_b,
+            ALICE,
+            ("https://iss", "alice", Some("app"), Some("")),
+        ] {
+            assert_eq!(
+                open_at(&keys, other, Purpose::Handle, &ha, NOW),
+                Err(HandleError::Invalid),
+                "{mode:?} {other:?}"
+            );
+        }
+        assert_eq!(
+            open_at(&keys, tenant_a, Purpose::Handle, &ha, NOW).as_deref(),
+            Ok("x")
+        );
         // No client id and an empty one are two principals.
         let none = ("https://iss", "alice", None, None);
         let empty = ("https://iss", "alice", Some(""), None);

@@ -378,6 +378,30 @@ mod tests {
         assert_eq!(s.len(), 2);
     }
 
+    // Issue 19: `alice` of one tenant is not `alice` of another, even under
+    // one issuer with one client; no tenant and a tenant differ too.
+    #[test]
+    fn principal_keys_include_the_tenant() {
+        let ctx = |tenant: Option<&str>| {
+            let b = AuthContext::builder("https://iss", "alice").client_id("app");
+            match tenant {
+                Some(t) => b.tenant(t).build(),
+                None => b.build(),
+            }
+        };
+        let keys = [
+            principal_key(&ctx(None)),
+            principal_key(&ctx(Some("a"))),
+            principal_key(&ctx(Some("b"))),
+            principal_key(&ctx(Some(""))),
+        ];
+        for (i, k) in keys.iter().enumerate() {
+            assert!(keys.iter().skip(i + 1).all(|other| other != k), "{i}");
+        }
+        assert_eq!(principal_key(&ctx(Some("a"))), keys[1]);
+        assert_eq!(ctx(Some("a")).tenant(), Some("a"));
+    }
+
     #[test]
     fn idle_sessions_expire_and_free_their_slot() {
         let s = Sessions::new(limits(1, 10, Duration::from_millis(20)));
