@@ -423,6 +423,33 @@ async fn keycloak_realms_each_with_its_own_keys() {
     assert_eq!(realms.hits("initech"), 0);
 }
 
+// The cache rules hold per tenant: the first tokens of a realm, arriving
+// together, share one fetch of its key set (single flight), and another
+// realm's fetch is its own.
+#[tokio::test]
+async fn a_realms_key_set_is_fetched_once_for_concurrent_first_tokens() {
+    let realms = Realms::start(&["acme", "globex"]).await;
+    let base = realms.base.clone();
+    let s = serve(move |_| presets::keycloak_realms(&base, ["acme", "globex"])).await;
+    let tokens: Vec<String> = (0..12)
+        .map(|i| {
+            let realm = if i % 3 == 0 { "globex" } else { "acme" };
+            realms
+                .token(realm)
+                .audience(&s.resource)
+                .subject(format!("user-{i}"))
+                .sign()
+        })
+        .collect();
+    let statuses =
+        futures_util::future::join_all(tokens.iter().map(|t| post(&s.resource, t))).await;
+    assert!(
+        statuses.iter().all(|(status, _)| *status == 200),
+        "{statuses:?}"
+    );
+    assert_eq!((realms.hits("acme"), realms.hits("globex")), (1, 1));
+}
+
 // With any tenant accepted (the loudly named opt-in), each new tenant costs
 // one key-set fetch, and at most `max_key_sets` key sets are kept.
 #[tokio::test]
