@@ -170,6 +170,19 @@ auth_error_kinds! {
     InvalidSignature => ("invalid_signature", InvalidToken, "The token signature is invalid"),
     /// `iss` is missing, not a string, or not a configured issuer.
     InvalidIssuer => ("invalid_issuer", InvalidToken, "The token issuer is not accepted"),
+    /// The issuer fits a tenant template but the tenant is not a tenant id
+    /// (1 to 64 of `[A-Za-z0-9_-]`: no `/`, `.`, `%` or other escape), or a
+    /// tenant issuer without a placeholder got no valid tenant claim.
+    TenantInvalid => ("tenant_invalid", InvalidToken,
+        "The token does not name a valid tenant"),
+    /// A well-formed tenant of a tenant template that is not on the
+    /// allowlist: a cross-tenant attempt, refused before any network call.
+    TenantNotAllowed => ("tenant_not_allowed", InvalidToken,
+        "The token's tenant is not accepted"),
+    /// The tenant claim (`tid`, `org_id`, ...) is missing or disagrees with
+    /// the tenant of the issuer: a cross-tenant attempt.
+    TenantMismatch => ("tenant_mismatch", InvalidToken,
+        "The token's tenant claim does not match its issuer"),
     /// `aud` is missing or does not contain this resource (RFC 8707).
     InvalidAudience => ("invalid_audience", InvalidToken,
         "The token was not issued for this resource"),

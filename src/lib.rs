@@ -48,7 +48,7 @@
 //!
 //! | Purpose | Items |
 //! |---|---|
-//! | Configure | [`AuthConfig`], [`AuthConfigBuilder`], [`Algorithm`], [`AudienceRule`], [`TypPolicy`], [`ExemptRoute`], [`JwksPolicy`], [`TokenCachePolicy`], [`DpopPolicy`], [`DpopMode`], [`IssuerConfig`] |
+//! | Configure | [`AuthConfig`], [`AuthConfigBuilder`], [`Algorithm`], [`AudienceRule`], [`TypPolicy`], [`ExemptRoute`], [`JwksPolicy`], [`TokenCachePolicy`], [`DpopPolicy`], [`DpopMode`], [`IssuerConfig`], [`TenantIssuer`], [`IssuerPolicy`] |
 //! | Serve | [`McpServer`], [`McpServerBuilder`], [`Readiness`] |
 //! | Protect your own router | [`AuthLayer`], [`AuthService`], [`ResponseFuture`], [`ProtectedResourceMetadata`] |
 //! | Know the caller in tools | [`AuthContext`], [`AuthContextBuilder`], [`RequestContextExt`], [`MissingAuthContext`], [`ScopeHierarchy`] |
@@ -109,7 +109,7 @@ pub mod verify;
 pub use bearer::BearerToken;
 pub use config::{
     Algorithm, AudienceRule, AuthConfig, AuthConfigBuilder, DpopMode, DpopPolicy, ExemptRoute,
-    IssuerConfig, JwksPolicy, TokenCachePolicy, TypPolicy,
+    IssuerConfig, IssuerPolicy, JwksPolicy, TenantIssuer, TokenCachePolicy, TypPolicy,
 };
 pub use context::{AuthContext, AuthContextBuilder, MissingAuthContext, RequestContextExt};
 pub use error::{AuthError, AuthErrorKind, ConfigError, Error, ErrorCode};

@@ -51,7 +51,7 @@ impl ProtectedResourceMetadata {
     pub fn from_config(config: &AuthConfig) -> Self {
         Self {
             resource: config.resource.clone(),
-            authorization_servers: config.issuers.iter().map(|i| i.issuer.clone()).collect(),
+            authorization_servers: config.authorization_servers.clone(),
             scopes_supported: config.scopes_supported.clone(),
             bearer_methods_supported: vec!["header".to_owned()],
             resource_name: config.resource_name.clone(),

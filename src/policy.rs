@@ -12,7 +12,16 @@
 //!    ([`AuthConfigBuilder::issuer_introspection`](crate::AuthConfigBuilder::issuer_introspection))
 //!    vouches only for that issuer's tokens; the shared endpoint
 //!    ([`AuthConfigBuilder::introspection`](crate::AuthConfigBuilder::introspection))
-//!    for every configured issuer.
+//!    for every configured issuer. A tenant issuer
+//!    ([`TenantIssuer`](crate::TenantIssuer)) matches an `iss` equal to its
+//!    template with `{tenant}` filled by a tenant id (1 to 64 of
+//!    `[A-Za-z0-9_-]`, else `tenant_invalid`) on its allowlist (else
+//!    `tenant_not_allowed`), and its tenant claim, when configured, must be
+//!    a string equal to that tenant (else `tenant_mismatch`); a template
+//!    without a placeholder takes the tenant from the claim. Then the
+//!    issuer's own rules ([`IssuerPolicy`](crate::IssuerPolicy): algorithms
+//!    and `typ`, checked by the JWT verifier at this point; the audience
+//!    rule and scope claims below).
 //! 2. `exp` (a NumericDate, RFC 7519 section 2) not past, with the leeway. A
 //!    JWT must carry it; an introspection answer without it is accepted (its
 //!    cached result still expires with the cache TTL).
@@ -59,7 +68,8 @@ use std::sync::Arc;
 use serde_json::Number;
 use serde_json::value::RawValue;
 
-use crate::config::{AudienceRule, AuthConfig, TypPolicy};
+use crate::config::tenant::{TENANT_PLACEHOLDER, is_tenant_id};
+use crate::config::{AudienceRule, AuthConfig, IssuerPolicy, TypPolicy};
 use crate::context::AuthContext;
 use crate::error::{AuthError, AuthErrorKind};
 use crate::json::{self, Members, as_str};
@@ -68,15 +78,83 @@ use crate::json::{self, Members, as_str};
 #[derive(Debug)]
 pub(crate) struct TokenPolicy {
     /// The configured issuers, in configuration order (indices are shared
-    /// with the verifiers), each shared by every context it accepts.
-    issuers: Box<[Arc<str>]>,
+    /// with the verifiers): the fixed issuers, then the tenant templates.
+    issuers: Box<[IssuerEntry]>,
     resource: CanonicalResource,
+    leeway: u64,
+    max_lifetime: u64,
+    /// Whether any issuer accepts `typ: JWT` (the header check before the
+    /// issuer is known; the issuer's own rule is applied after).
+    any_allows_jwt: bool,
+}
+
+/// One configured issuer or tenant template and its rules.
+#[derive(Debug)]
+struct IssuerEntry {
+    matcher: Matcher,
+    rules: Arc<Rules>,
+}
+
+/// How `iss` is matched.
+#[derive(Debug)]
+enum Matcher {
+    /// Exactly this issuer.
+    Fixed(Arc<str>),
+    /// A tenant template.
+    Tenant(TenantMatcher),
+}
+
+/// A compiled [`TenantIssuer`](crate::TenantIssuer).
+#[derive(Debug)]
+struct TenantMatcher {
+    /// The template before the placeholder (the whole issuer without one).
+    prefix: Box<str>,
+    /// The template after the placeholder; `None`: no placeholder, the
+    /// tenant comes from the claim.
+    suffix: Option<Box<str>>,
+    /// The allowlist; `None`: any tenant.
+    allowed: Option<Box<[Arc<str>]>>,
+    claim: Option<Box<str>>,
+}
+
+/// What the tokens of one issuer must satisfy beyond the common rules.
+#[derive(Debug)]
+pub(crate) struct Rules {
+    pub(crate) algorithms: Box<[crate::config::Algorithm]>,
+    typ_policy: TypPolicy,
     extra_audiences: Box<[String]>,
     audience_rule: AudienceRule,
     scope_claims: Option<Box<[String]>>,
-    leeway: u64,
-    max_lifetime: u64,
-    typ_policy: TypPolicy,
+}
+
+impl Rules {
+    fn new(config: &AuthConfig, own: Option<&IssuerPolicy>) -> Self {
+        let own = own.cloned().unwrap_or_default();
+        Self {
+            algorithms: own
+                .algorithms
+                .unwrap_or_else(|| config.algorithms.clone())
+                .into_boxed_slice(),
+            typ_policy: own.typ_policy.unwrap_or(config.typ_policy),
+            extra_audiences: own
+                .audiences
+                .unwrap_or_else(|| config.extra_audiences.clone())
+                .into_boxed_slice(),
+            audience_rule: own
+                .audience_rule
+                .unwrap_or_else(|| config.audience_rule.clone()),
+            scope_claims: own
+                .scope_claims
+                .or_else(|| config.scope_claims.clone())
+                .map(Vec::into_boxed_slice),
+        }
+    }
+
+    /// Whether the JOSE header `typ` is acceptable (RFC 9068 section 2.1,
+    /// see [`TypPolicy`]).
+    pub(crate) fn typ_allowed(&self, typ: Option<&str>) -> bool {
+        typ_allowed(typ, self.typ_policy)
+    }
 }
 
 /// Who handed the claims to the policy.
@@ -99,8 +177,10 @@ pub(crate) enum Source {
 /// What [`TokenPolicy::check`] established.
 #[derive(Debug)]
 pub(crate) struct Checked<'c> {
-    /// Index of the token's issuer.
+    /// Index of the token's issuer (or tenant template).
     pub(crate) issuer: usize,
+    /// The tenant, for a tenant issuer.
+    pub(crate) tenant: Option<Arc<str>>,
     /// `exp`, always present for a JWT.
     pub(crate) exp: Option<u64>,
     /// Who the token is about.
@@ -112,19 +192,36 @@ pub(crate) struct Checked<'c> {
 impl TokenPolicy {
     /// Compiles the policy of `config`.
     pub(crate) fn new(config: &AuthConfig) -> Self {
+        let fixed = config.issuers.iter().map(|i| IssuerEntry {
+            matcher: Matcher::Fixed(Arc::from(i.issuer.as_str())),
+            rules: Arc::new(Rules::new(config, i.policy.as_ref())),
+        });
+        let tenants = config.tenant_issuers.iter().map(|t| {
+            let (prefix, suffix) = match t.template.split_once(TENANT_PLACEHOLDER) {
+                Some((p, s)) => (p, Some(s.into())),
+                None => (t.template.as_str(), None),
+            };
+            IssuerEntry {
+                matcher: Matcher::Tenant(TenantMatcher {
+                    prefix: prefix.into(),
+                    suffix,
+                    allowed: t
+                        .allowed_tenants()
+                        .map(|l| l.iter().map(|t| Arc::from(t.as_str())).collect()),
+                    claim: t.tenant_claim.as_deref().map(Into::into),
+                }),
+                rules: Arc::new(Rules::new(config, t.policy.as_ref())),
+            }
+        });
+        let issuers: Box<[IssuerEntry]> = fixed.chain(tenants).collect();
         Self {
-            issuers: config
-                .issuers
+            any_allows_jwt: issuers
                 .iter()
-                .map(|i| Arc::from(i.issuer.as_str()))
-                .collect(),
+                .any(|i| i.rules.typ_policy == TypPolicy::AllowJwt),
+            issuers,
             resource: CanonicalResource::new(&config.resource),
-            extra_audiences: config.extra_audiences.clone().into_boxed_slice(),
-            audience_rule: config.audience_rule.clone(),
-            scope_claims: config.scope_claims.clone().map(Vec::into_boxed_slice),
             leeway: config.leeway.as_secs(),
             max_lifetime: config.max_token_lifetime.as_secs(),
-            typ_policy: config.typ_policy,
         }
     }
 
@@ -133,16 +230,30 @@ impl TokenPolicy {
         self.leeway
     }
 
-    /// The issuer at `index` (an index from [`Checked`] or the
-    /// configuration's order).
+    /// The fixed issuer at `index` (an index from [`Checked`] or the
+    /// configuration's order); `None` for a tenant template.
     pub(crate) fn issuer(&self, index: usize) -> Option<&Arc<str>> {
-        self.issuers.get(index)
+        match &self.issuers.get(index)?.matcher {
+            Matcher::Fixed(i) => Some(i),
+            Matcher::Tenant(_) => None,
+        }
     }
 
-    /// Whether the JOSE header `typ` is acceptable (RFC 9068 section 2.1, see
-    /// [`TypPolicy`]).
+    /// The rules of the issuer at `index`.
+    pub(crate) fn rules(&self, index: usize) -> Option<&Rules> {
+        self.issuers.get(index).map(|i| &*i.rules)
+    }
+
+    /// Whether the JOSE header `typ` may be acceptable for some issuer (RFC
+    /// 9068 section 2.1, see [`TypPolicy`]); the issuer's own rule is
+    /// applied once the issuer is known.
     pub(crate) fn typ_allowed(&self, typ: Option<&str>) -> bool {
-        typ_allowed(typ, self.typ_policy)
+        let loosest = if self.any_allows_jwt {
+            TypPolicy::AllowJwt
+        } else {
+            TypPolicy::AtJwt
+        };
+        typ_allowed(typ, loosest)
     }
 
     /// Checks `claims` at `now` (Unix seconds); returns the facts they
@@ -153,7 +264,22 @@ impl TokenPolicy {
         now: u64,
         source: Source,
     ) -> Result<Checked<'c>, AuthError> {
-        let issuer = self.check_issuer(claims, source)?;
+        self.check_with(claims, now, source, |_| Ok(()))
+    }
+
+    /// [`check`](Self::check), with `issuer_rules` run as soon as the
+    /// issuer is known (the JWT verifier checks the issuer's own algorithms
+    /// and `typ` there, before the other claims).
+    pub(crate) fn check_with<'c>(
+        &self,
+        claims: &Members<'c>,
+        now: u64,
+        source: Source,
+        issuer_rules: impl FnOnce(&Rules) -> Result<(), AuthError>,
+    ) -> Result<Checked<'c>, AuthError> {
+        let (issuer, tenant) = self.check_issuer(claims, source)?;
+        let rules = self.rules(issuer).ok_or(AuthErrorKind::InvalidIssuer)?;
+        issuer_rules(rules)?;
         let leeway = self.leeway;
         let exp = numeric_date(claims.get("exp"))?;
         if exp.is_none() && source == Source::Jwt {
@@ -178,7 +304,7 @@ impl TokenPolicy {
                 return Err(AuthErrorKind::LifetimeTooLong.into());
             }
         }
-        self.check_audience(claims)?;
+        self.check_audience(claims, rules)?;
         let subject = match (claims.str("sub"), source) {
             (Ok(Some(s)), _) if !s.is_empty() => s,
             // RFC 7662 section 2.2: `sub` is optional; a token of the client
@@ -220,31 +346,31 @@ impl TokenPolicy {
         }
         Ok(Checked {
             issuer,
+            tenant,
             exp,
             subject,
             dpop_jkt,
         })
     }
 
-    /// Rule 1: the index of the token's issuer.
-    fn check_issuer(&self, claims: &Members<'_>, source: Source) -> Result<usize, AuthError> {
+    /// Rule 1: the index of the token's issuer, and its tenant.
+    fn check_issuer(
+        &self,
+        claims: &Members<'_>,
+        source: Source,
+    ) -> Result<(usize, Option<Arc<str>>), AuthError> {
         let invalid = || AuthError::new(AuthErrorKind::InvalidIssuer);
         let named = match claims.str("iss") {
-            Ok(Some(iss)) => Some(
-                self.issuers
-                    .iter()
-                    .position(|i| **i == *iss)
-                    .ok_or_else(invalid)?,
-            ),
+            Ok(Some(iss)) => Some(self.find_issuer(&iss, claims)?),
             Ok(None) => None,
             Err(()) => return Err(invalid()),
         };
         match (source, named) {
             (Source::Jwt, Some(i)) => Ok(i),
             (Source::Jwt, None) => Err(invalid()),
-            (Source::Introspection { issuer, .. }, None) => Ok(issuer),
+            (Source::Introspection { issuer, .. }, None) => Ok((issuer, None)),
             (Source::Introspection { issuer, only_own }, Some(i)) => {
-                if only_own && i != issuer {
+                if only_own && i.0 != issuer {
                     Err(invalid())
                 } else {
                     Ok(i)
@@ -253,10 +379,37 @@ impl TokenPolicy {
         }
     }
 
+    /// The issuer entry `iss` names: a fixed issuer exactly, else a tenant
+    /// template filled with one allowed tenant id (and the tenant claim
+    /// agreeing). No network, no allocation for a fixed issuer.
+    fn find_issuer(
+        &self,
+        iss: &str,
+        claims: &Members<'_>,
+    ) -> Result<(usize, Option<Arc<str>>), AuthError> {
+        let mut refusal = AuthErrorKind::InvalidIssuer;
+        for (index, entry) in self.issuers.iter().enumerate() {
+            match &entry.matcher {
+                Matcher::Fixed(i) if **i == *iss => return Ok((index, None)),
+                Matcher::Fixed(_) => {}
+                Matcher::Tenant(t) => match t.tenant_of(iss, claims) {
+                    Ok(Some(tenant)) => return Ok((index, Some(tenant))),
+                    Ok(None) => {}
+                    // The issuer is this template's: its refusal is final
+                    // unless a later template accepts the token (the first
+                    // template's reason is the one given).
+                    Err(kind) if refusal == AuthErrorKind::InvalidIssuer => refusal = kind,
+                    Err(_) => {}
+                },
+            }
+        }
+        Err(refusal.into())
+    }
+
     /// Whether `aud` names this server (see "Audience comparison" in the
-    /// module documentation).
-    pub(crate) fn names_us(&self, aud: &str) -> bool {
-        self.resource.matches(aud) || self.extra_audiences.iter().any(|x| x == aud)
+    /// module documentation) under `rules`.
+    fn names_us(&self, aud: &str, rules: &Rules) -> bool {
+        self.resource.matches(aud) || rules.extra_audiences.iter().any(|x| x == aud)
     }
 
     /// Rule 5. RFC 8707 / RFC 9068 section 4: `aud` must contain our resource
@@ -264,21 +417,21 @@ impl TokenPolicy {
     /// Cognito rule, which has no `aud`, `token_use` must be `access` and
     /// `client_id` one of the configured clients; an `aud`, if present, must
     /// still name us.
-    fn check_audience(&self, claims: &Members<'_>) -> Result<(), AuthError> {
+    fn check_audience(&self, claims: &Members<'_>, rules: &Rules) -> Result<(), AuthError> {
         let invalid = || AuthError::new(AuthErrorKind::InvalidAudience);
         let audience_ok = match claims.get("aud") {
             // Every member must be a string, even after a match.
             Some(aud) if aud.get().starts_with('[') => json::str_array(aud)
                 .map_err(|()| invalid())?
                 .iter()
-                .any(|a| self.names_us(a)),
-            Some(aud) => as_str(aud).is_ok_and(|a| self.names_us(&a)),
-            None => matches!(self.audience_rule, AudienceRule::CognitoClientIds(_)),
+                .any(|a| self.names_us(a, rules)),
+            Some(aud) => as_str(aud).is_ok_and(|a| self.names_us(&a, rules)),
+            None => matches!(rules.audience_rule, AudienceRule::CognitoClientIds(_)),
         };
         if !audience_ok {
             return Err(invalid());
         }
-        if let AudienceRule::CognitoClientIds(clients) = &self.audience_rule {
+        if let AudienceRule::CognitoClientIds(clients) = &rules.audience_rule {
             if !matches!(claims.str("token_use"), Ok(Some(u)) if u == "access") {
                 return Err(AuthErrorKind::InvalidType.into());
             }
@@ -293,8 +446,13 @@ impl TokenPolicy {
     /// The granted scopes: from the configured
     /// [`scope_claims`](crate::AuthConfigBuilder::scope_claims), else `scope`
     /// or, when absent, `scp`.
-    pub(crate) fn scopes(&self, claims: &Members<'_>) -> Result<Vec<Box<str>>, AuthError> {
-        match &self.scope_claims {
+    pub(crate) fn scopes(
+        &self,
+        claims: &Members<'_>,
+        issuer: usize,
+    ) -> Result<Vec<Box<str>>, AuthError> {
+        let rules = self.rules(issuer).ok_or(AuthErrorKind::InvalidIssuer)?;
+        match &rules.scope_claims {
             Some(paths) => scopes_from_paths(claims, paths),
             None => scopes_from_claims(claims),
         }
@@ -309,14 +467,22 @@ impl TokenPolicy {
         claims: &Members<'_>,
         checked: &Checked<'_>,
     ) -> Result<AuthContext, AuthError> {
-        let scopes = self.scopes(claims)?;
-        let issuer = self
-            .issuers
-            .get(checked.issuer)
-            .cloned()
-            .ok_or_else(|| AuthError::new(AuthErrorKind::InvalidIssuer))?;
+        let scopes = self.scopes(claims, checked.issuer)?;
+        let issuer = match self.issuer(checked.issuer) {
+            Some(fixed) => Arc::clone(fixed),
+            // A tenant issuer: the concrete `iss` (checked against the
+            // template), or for an introspection answer without one the
+            // template is never the answering issuer (fixed issuers only).
+            None => match claims.str("iss") {
+                Ok(Some(iss)) => Arc::from(iss.as_ref()),
+                _ => return Err(AuthErrorKind::InvalidIssuer.into()),
+            },
+        };
         let mut b = AuthContext::builder_shared(issuer, checked.subject.as_ref().into())
             .boxed_scopes(scopes.into_boxed_slice());
+        if let Some(tenant) = &checked.tenant {
+            b = b.shared_tenant(Arc::clone(tenant));
+        }
         if let Some(exp) = checked.exp {
             b = b.expires_at_unix(exp);
         }
@@ -338,6 +504,69 @@ impl TokenPolicy {
         });
         Ok(b.rest_claims(rest.into_boxed_str(), client_id_taken)
             .build())
+    }
+}
+
+impl TenantMatcher {
+    /// The tenant of a token whose issuer is `iss`: `Ok(None)` when `iss`
+    /// is not this template's; refused when it is but the tenant is not a
+    /// tenant id (`tenant_invalid`), not allowed (`tenant_not_allowed`), or
+    /// disagrees with the tenant claim (`tenant_mismatch`).
+    fn tenant_of(
+        &self,
+        iss: &str,
+        claims: &Members<'_>,
+    ) -> Result<Option<Arc<str>>, AuthErrorKind> {
+        let Some(rest) = iss.strip_prefix(&*self.prefix) else {
+            return Ok(None);
+        };
+        let claimed = || match &self.claim {
+            None => Ok(None),
+            Some(name) => match claims.str(name) {
+                Ok(Some(value)) => Ok(Some(value)),
+                _ => Err(()),
+            },
+        };
+        let tenant = match &self.suffix {
+            Some(suffix) => {
+                let Some(tenant) = rest.strip_suffix(&**suffix) else {
+                    return Ok(None);
+                };
+                if !is_tenant_id(tenant) {
+                    return Err(AuthErrorKind::TenantInvalid);
+                }
+                match claimed() {
+                    Ok(None) => {}
+                    Ok(Some(c)) if *c == *tenant => {}
+                    _ => return Err(AuthErrorKind::TenantMismatch),
+                }
+                tenant
+            }
+            // No placeholder: the issuer is the template itself, the tenant
+            // is the claim.
+            None => {
+                if !rest.is_empty() {
+                    return Ok(None);
+                }
+                match claimed() {
+                    Ok(Some(c)) if is_tenant_id(&c) => return self.allowed(&c).map(Some),
+                    _ => return Err(AuthErrorKind::TenantInvalid),
+                }
+            }
+        };
+        self.allowed(tenant).map(Some)
+    }
+
+    /// The shared copy of an allowed tenant id.
+    fn allowed(&self, tenant: &str) -> Result<Arc<str>, AuthErrorKind> {
+        match &self.allowed {
+            None => Ok(Arc::from(tenant)),
+            Some(list) => list
+                .iter()
+                .find(|t| ***t == *tenant)
+                .cloned()
+                .ok_or(AuthErrorKind::TenantNotAllowed),
+        }
     }
 }
 
@@ -729,6 +958,115 @@ mod tests {
         assert_eq!(
             check(&p, anon, Source::Jwt),
             Err(AuthErrorKind::InvalidIssuer)
+        );
+    }
+
+    // Issue 19: tenant templates, their claims and allowlists; the rules of
+    // each issuer.
+    #[test]
+    fn tenant_templates() {
+        use crate::{IssuerPolicy, TenantIssuer};
+        let p = policy(|b| {
+            b.tenant_issuer(
+                TenantIssuer::new("https://t.example/{tenant}/v2")
+                    .tenants(["a", "b"])
+                    .tenant_claim("tid"),
+            )
+            .tenant_issuer(
+                TenantIssuer::new("https://org.example/")
+                    .tenant_claim("org")
+                    .allow_any_tenant_unrestricted()
+                    .policy(IssuerPolicy::new().scope_claims(["perms"])),
+            )
+            .tenant_issuer(TenantIssuer::new("https://t.example/{tenant}").tenants(["c"]))
+        });
+        let base = r#""sub":"a","aud":"https://mcp.example.com/mcp","exp":2000"#;
+        let claims = |extra: &str| format!("{{{base},{extra}}}");
+        let tenant = |extra: &str| {
+            let text = claims(extra);
+            let m = Members::parse(&text).unwrap();
+            p.check(&m, 1_000, Source::Jwt).map(|c| {
+                let ctx = p.context(&m, &c).unwrap();
+                (
+                    c.issuer,
+                    ctx.tenant().map(str::to_owned),
+                    ctx.scopes().len(),
+                )
+            })
+        };
+        let kind = |extra: &str| tenant(extra).map_err(|e| e.kind()).err();
+        assert_eq!(
+            tenant(r#""iss":"https://t.example/a/v2","tid":"a""#).unwrap(),
+            (2, Some("a".into()), 0)
+        );
+        assert_eq!(
+            tenant(r#""iss":"https://org.example/","org":"x-1","perms":["p"]"#).unwrap(),
+            (3, Some("x-1".into()), 1)
+        );
+        // A later template accepts what an earlier one refused.
+        assert_eq!(
+            tenant(r#""iss":"https://t.example/c""#).unwrap(),
+            (4, Some("c".into()), 0)
+        );
+        for (extra, want) in [
+            (
+                r#""iss":"https://t.example/z/v2","tid":"z""#,
+                AuthErrorKind::TenantNotAllowed,
+            ),
+            (
+                r#""iss":"https://t.example/a/v2","tid":"b""#,
+                AuthErrorKind::TenantMismatch,
+            ),
+            (
+                r#""iss":"https://t.example/a/v2","tid":["a"]"#,
+                AuthErrorKind::TenantMismatch,
+            ),
+            (
+                r#""iss":"https://t.example/a/v2""#,
+                AuthErrorKind::TenantMismatch,
+            ),
+            (
+                r#""iss":"https://t.example/a.b/v2","tid":"a.b""#,
+                AuthErrorKind::TenantInvalid,
+            ),
+            (
+                r#""iss":"https://t.example//v2""#,
+                AuthErrorKind::TenantInvalid,
+            ),
+            (
+                r#""iss":"https://org.example/""#,
+                AuthErrorKind::TenantInvalid,
+            ),
+            (
+                r#""iss":"https://org.example/","org":"a/b""#,
+                AuthErrorKind::TenantInvalid,
+            ),
+            (
+                r#""iss":"https://org.example/x","org":"a""#,
+                AuthErrorKind::InvalidIssuer,
+            ),
+            (r#""iss":"https://t.example""#, AuthErrorKind::InvalidIssuer),
+            (
+                r#""iss":"https://other.example/a/v2""#,
+                AuthErrorKind::InvalidIssuer,
+            ),
+        ] {
+            assert_eq!(kind(extra), Some(want), "{extra}");
+        }
+        assert!(p.issuer(2).is_none());
+        assert!(p.rules(9).is_none());
+        // An introspection answer without `iss` is about the endpoint's
+        // (fixed) issuer; a template has no concrete issuer to name.
+        let text = format!("{{{base}}}");
+        let m = Members::parse(&text).unwrap();
+        let intro = Source::Introspection {
+            issuer: 2,
+            only_own: true,
+        };
+        let checked = p.check(&m, 1_000, intro).unwrap();
+        assert_eq!(
+            p.context(&m, &checked).err().map(|e| e.kind()),
+            Some(AuthErrorKind::InvalidIssuer)
         );
     }
 

@@ -11,7 +11,7 @@
 //! That is why the audience matters even more: configure the provider so
 //! that tokens for this server carry an audience no other service accepts.
 
-use crate::config::{AudienceRule, AuthConfig, AuthConfigBuilder, TypPolicy};
+use crate::config::{AudienceRule, AuthConfig, AuthConfigBuilder, TenantIssuer, TypPolicy};
 
 fn trim(s: &str) -> &str {
     s.trim().trim_end_matches('/')
@@ -47,7 +47,7 @@ pub fn auth0(domain: &str) -> AuthConfigBuilder {
 /// registration. Delegated scopes come from `scp` (space-separated);
 /// app-only permissions arrive in `roles` (add `"roles"` to
 /// [`scope_claims`](AuthConfigBuilder::scope_claims) to use them).
-/// Single tenant: multi-tenant issuers are not covered by one exact issuer.
+/// Single tenant; for a multi-tenant app see [`entra_id_multi_tenant`].
 pub fn entra_id(tenant_id: &str, application_id: &str) -> AuthConfigBuilder {
     AuthConfig::builder()
         .issuer(format!(
@@ -113,4 +113,78 @@ where
         .audience_rule(AudienceRule::CognitoClientIds(
             client_ids.into_iter().map(Into::into).collect(),
         ))
+}
+
+/// Microsoft Entra ID multi-tenant app, v2.0 tokens: the issuer template
+/// `https://login.microsoftonline.com/{tenant}/v2.0` with `tid` equal to the
+/// tenant, tenants from `tenants` (directory GUIDs), and the common key set
+/// `https://login.microsoftonline.com/common/discovery/v2.0/keys` shared by
+/// every tenant. `aud` is the API's application ID, as in [`entra_id`]. The
+/// metadata advertises `https://login.microsoftonline.com/organizations/v2.0`
+/// (clients sign users in there; the token names their own tenant).
+///
+/// To admit every organisation instead of a list, build the
+/// [`TenantIssuer`] yourself with
+/// [`allow_any_tenant_unrestricted`](TenantIssuer::allow_any_tenant_unrestricted).
+pub fn entra_id_multi_tenant<I, S>(application_id: &str, tenants: I) -> AuthConfigBuilder
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    AuthConfig::builder()
+        .tenant_issuer(
+            TenantIssuer::new("https://login.microsoftonline.com/{tenant}/v2.0")
+                .tenants(tenants.into_iter().map(|t| t.into().trim().to_owned()))
+                .tenant_claim("tid")
+                .jwks_uri("https://login.microsoftonline.com/common/discovery/v2.0/keys")
+                .advertise("https://login.microsoftonline.com/organizations/v2.0"),
+        )
+        .typ_policy(TypPolicy::AllowJwt)
+        .accept_audience(application_id.trim())
+        .scope_claims(["scp"])
+}
+
+/// Keycloak, one realm per tenant: the issuer template
+/// `{server_url}/realms/{tenant}`, realms from `realms`, each with its own
+/// key set at `{server_url}/realms/{tenant}/protocol/openid-connect/certs`
+/// (fetched on the realm's first token). The realm is the tenant; Keycloak
+/// tokens carry no tenant claim. Audience and scopes as in [`keycloak`].
+pub fn keycloak_realms<I, S>(server_url: &str, realms: I) -> AuthConfigBuilder
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let base = trim(server_url);
+    AuthConfig::builder()
+        .tenant_issuer(
+            TenantIssuer::new(format!("{base}/realms/{{tenant}}"))
+                .tenants(realms.into_iter().map(|t| t.into().trim().to_owned()))
+                .jwks_uri(format!(
+                    "{base}/realms/{{tenant}}/protocol/openid-connect/certs"
+                )),
+        )
+        .typ_policy(TypPolicy::AllowJwt)
+}
+
+/// Auth0 Organizations: one issuer `https://{domain}/`, the organization in
+/// `org_id` (the tenant), organizations from `organizations` (`org_...`
+/// ids); one key set for all. Audience and scopes as in [`auth0`].
+pub fn auth0_organizations<I, S>(domain: &str, organizations: I) -> AuthConfigBuilder
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let domain = trim(domain.trim_start_matches("https://"));
+    AuthConfig::builder()
+        .tenant_issuer(
+            TenantIssuer::new(format!("https://{domain}/"))
+                .tenants(
+                    organizations
+                        .into_iter()
+                        .map(|t| t.into().trim().to_owned()),
+                )
+                .tenant_claim("org_id"),
+        )
+        .typ_policy(TypPolicy::AllowJwt)
+        .scope_claims(["scope", "permissions"])
 }

@@ -268,3 +268,92 @@ async fn entra_id_v1() {
         Some(AuthErrorKind::InvalidIssuer)
     );
 }
+
+/// A multi-tenant preset against its fixture (issue 19): the main example
+/// is accepted with its tenant; each variant is accepted or refused with
+/// exactly the reason the fixture names (`expect`).
+async fn run_tenants(file: &str, preset: AuthConfigBuilder, tenant_claim: &str) {
+    let f = fixture(file);
+    let issuer = TestIssuer::start().await.unwrap();
+    let config = preset.resource(RESOURCE).build().unwrap();
+    // One key set for every tenant: pinned here, nothing is fetched.
+    let v = JwtVerifier::with_static_jwks(&config, issuer.jwks().to_string().as_bytes()).unwrap();
+    let header = f["header"].as_object().unwrap().clone();
+    let claims = f["claims"].as_object().unwrap().clone();
+    let ctx = v
+        .verify(BearerToken::new(&mint(&issuer, &header, &claims)))
+        .await
+        .unwrap_or_else(|e| panic!("{file}: main example refused: {e:?}"));
+    assert_eq!(ctx.tenant(), claims[tenant_claim].as_str(), "{file}");
+    assert_eq!(ctx.issuer(), claims["iss"].as_str().unwrap(), "{file}");
+    for (name, variant) in f["variants"].as_object().unwrap() {
+        let token = mint(&issuer, &header, &variant_claims(&claims, variant));
+        let outcome = v
+            .verify(BearerToken::new(&token))
+            .await
+            .map(|_| "accepted")
+            .map_err(|e| e.kind().code());
+        let expect = variant["expect"].as_str().unwrap();
+        assert_eq!(
+            outcome.unwrap_or_else(|e| e),
+            expect,
+            "{file}: variant {name}"
+        );
+    }
+    assert_eq!(issuer.total_hits(), 0, "{file}: nothing fetched");
+}
+
+fn fixture_tenants(file: &str) -> Vec<String> {
+    fixture(file)["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn entra_id_multi_tenant() {
+    let preset = presets::entra_id_multi_tenant(
+        "3c9f1e2a-5b7d-4f80-a6c2-9e1d4b7a0f35",
+        fixture_tenants("entra-id-multi-tenant"),
+    );
+    let config = preset.clone().resource(RESOURCE).build().unwrap();
+    let f = fixture("entra-id-multi-tenant");
+    let t = &config.tenant_issuers()[0];
+    assert_eq!(t.template(), f["issuer_template"].as_str().unwrap());
+    assert_eq!(t.claim(), f["tenant_claim"].as_str());
+    assert_eq!(
+        config.authorization_servers(),
+        [f["advertised_issuer"].as_str().unwrap()]
+    );
+    run_tenants("entra-id-multi-tenant", preset, "tid").await;
+}
+
+#[tokio::test]
+async fn auth0_organizations() {
+    let preset = presets::auth0_organizations(
+        "https://TENANT.us.auth0.com/",
+        fixture_tenants("auth0-organizations"),
+    );
+    run_tenants("auth0-organizations", preset, "org_id").await;
+}
+
+// Keycloak realms: each realm's own key set, so no pinned set fits (the
+// wire test with per-realm keys is in tests/multi_tenant.rs).
+#[test]
+fn keycloak_realms_have_a_key_set_each() {
+    let f = fixture("keycloak-realms");
+    let config = presets::keycloak_realms("https://HOST/", fixture_tenants("keycloak-realms"))
+        .resource(RESOURCE)
+        .build()
+        .unwrap();
+    let t = &config.tenant_issuers()[0];
+    assert_eq!(t.template(), f["issuer_template"].as_str().unwrap());
+    assert_eq!(
+        config.authorization_servers(),
+        ["https://HOST/realms/acme", "https://HOST/realms/globex"]
+    );
+    let e = JwtVerifier::with_static_jwks(&config, b"{\"keys\":[]}").unwrap_err();
+    assert_eq!(e.field(), "issuer");
+}

@@ -45,6 +45,12 @@ const SHARED_NOTES: [(&str, &str); 2] = [
 ];
 
 /// Notes per subject, shared by every session of the process.
+/// Whose notes: the issuer, the tenant and the subject together (`alice`
+/// of one tenant or issuer never reads `alice`'s notes of another).
+fn owner(auth: &AuthContext) -> String {
+    serde_json::json!([auth.issuer(), auth.tenant(), auth.subject()]).to_string()
+}
+
 pub(crate) type NoteStore = Arc<Mutex<HashMap<String, Vec<String>>>>;
 
 /// The MCP server.
@@ -332,15 +338,19 @@ impl NotesServer {
         description = "Who is calling: subject, client_id and scopes of the access token, as JSON"
     )]
     async fn whoami(&self, auth: AuthContext) -> Result<String, rmcp::ErrorData> {
-        Ok(serde_json::json!({
+        let mut who = serde_json::json!({
             "subject": auth.subject(),
             "client_id": auth.client_id(),
             "scopes": auth.scopes(),
             "issuer": auth.issuer(),
             // RFC 7638 thumbprint of the proof key when the token is DPoP-bound.
             "dpop_jkt": auth.dpop_thumbprint(),
-        })
-        .to_string())
+        });
+        // A tenant issuer's tokens name their tenant.
+        if let (Some(tenant), Some(who)) = (auth.tenant(), who.as_object_mut()) {
+            who.insert("tenant".into(), tenant.into());
+        }
+        Ok(who.to_string())
     }
 
     #[tool(description = "List your notes (scope notes:read)")]
@@ -352,7 +362,7 @@ impl NotesServer {
             .notes
             .lock()
             .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
-        let mine = notes.get(auth.subject()).cloned().unwrap_or_default();
+        let mine = notes.get(&owner(&auth)).cloned().unwrap_or_default();
         Ok(serde_json::json!({ "notes": mine }).to_string())
     }
 
@@ -367,7 +377,7 @@ impl NotesServer {
             .notes
             .lock()
             .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
-        let mine = notes.entry(auth.subject().to_owned()).or_default();
+        let mine = notes.entry(owner(&auth)).or_default();
         mine.push(text);
         Ok(serde_json::json!({ "added": true, "count": mine.len() }).to_string())
     }
@@ -395,7 +405,7 @@ impl NotesServer {
                     .notes
                     .lock()
                     .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
-                let note = index.and_then(|i| notes.get(auth.subject())?.get(i).cloned());
+                let note = index.and_then(|i| notes.get(&owner(&auth))?.get(i).cloned());
                 ("private", note)
             }
         };
@@ -416,7 +426,7 @@ impl NotesServer {
             .notes
             .lock()
             .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?
-            .get(auth.subject())
+            .get(&owner(&auth))
             .cloned()
             .unwrap_or_default();
         // Only now, with the notes in hand, does the server learn that an
@@ -446,7 +456,7 @@ impl NotesServer {
                     .lock()
                     .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
                 index
-                    .and_then(|i| notes.get(auth.subject())?.get(i).cloned())
+                    .and_then(|i| notes.get(&owner(auth))?.get(i).cloned())
                     .ok_or_else(not_found)
             }
         }

@@ -21,6 +21,9 @@ use crate::error::ConfigError;
 #[must_use]
 pub struct AuthConfigBuilder {
     pub(super) issuers: Vec<String>,
+    pub(super) tenant_issuers: Vec<super::TenantIssuer>,
+    pub(super) issuer_policies: Vec<(String, super::IssuerPolicy)>,
+    pub(super) authorization_servers: Option<Vec<String>>,
     pub(super) jwks_uris: Vec<(Option<String>, String)>,
     pub(super) resource: Option<String>,
     pub(super) algorithms: Vec<Algorithm>,
@@ -53,6 +56,9 @@ impl Default for AuthConfigBuilder {
     fn default() -> Self {
         Self {
             issuers: Vec::new(),
+            tenant_issuers: Vec::new(),
+            issuer_policies: Vec::new(),
+            authorization_servers: None,
             jwks_uris: Vec::new(),
             resource: None,
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
@@ -89,6 +95,37 @@ impl AuthConfigBuilder {
     /// [`jwks_uri`](Self::jwks_uri) is given.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuers.push(issuer.into());
+        self
+    }
+
+    /// Adds a multi-tenant issuer: an issuer template with a `{tenant}`
+    /// placeholder, its tenant allowlist, tenant claim and key sets (see
+    /// [`TenantIssuer`](super::TenantIssuer)). It counts as an issuer: a
+    /// configuration may have only tenant issuers.
+    pub fn tenant_issuer(mut self, issuer: super::TenantIssuer) -> Self {
+        self.tenant_issuers.push(issuer);
+        self
+    }
+
+    /// What the tokens of one configured issuer must satisfy where it
+    /// differs from the global settings (see
+    /// [`IssuerPolicy`](super::IssuerPolicy)); for a tenant issuer use
+    /// [`TenantIssuer::policy`](super::TenantIssuer::policy).
+    pub fn issuer_policy(mut self, issuer: impl Into<String>, policy: super::IssuerPolicy) -> Self {
+        self.issuer_policies.push((issuer.into(), policy));
+        self
+    }
+
+    /// The metadata's `authorization_servers`, replacing the list computed
+    /// from the issuers (each fixed issuer, and for each tenant issuer its
+    /// advertised issuers or one per allowlisted tenant). MCP clients pick
+    /// one of them to discover where to get a token.
+    pub fn authorization_servers<I, S>(mut self, issuers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.authorization_servers = Some(issuers.into_iter().map(Into::into).collect());
         self
     }
 
@@ -325,7 +362,7 @@ impl AuthConfigBuilder {
         })?;
         let (resource, resource_url) = canonical_resource(&resource_raw, loopback_ok)?;
 
-        if self.issuers.is_empty() {
+        if self.issuers.is_empty() && self.tenant_issuers.is_empty() {
             return Err(ConfigError::new(
                 "issuer",
                 "at least one issuer is required",
@@ -352,8 +389,61 @@ impl AuthConfigBuilder {
                 issuer,
                 jwks_uri: None,
                 introspection: None,
+                policy: None,
             });
         }
+        for (iss, policy) in self.issuer_policies {
+            policy.validate()?;
+            let target = issuers.iter_mut().find(|i| i.issuer == iss);
+            let Some(target) = target.filter(|t| t.policy.is_none()) else {
+                return Err(ConfigError::new(
+                    "issuer_policy",
+                    format!("{iss:?} is not a configured issuer, or is set twice"),
+                ));
+            };
+            target.policy = Some(policy);
+        }
+        for t in &self.tenant_issuers {
+            t.validate(loopback_ok)?;
+        }
+        let authorization_servers = match self.authorization_servers {
+            Some(list) => {
+                if list.is_empty() {
+                    return Err(ConfigError::new(
+                        "authorization_servers",
+                        "must list at least one issuer (RFC 9728 section 2)",
+                    ));
+                }
+                for s in &list {
+                    let url = Url::parse(s).map_err(|e| {
+                        ConfigError::new(
+                            "authorization_servers",
+                            format!("{s:?} is not a URL: {e}"),
+                        )
+                    })?;
+                    check_https(&url, loopback_ok, "authorization_servers")?;
+                }
+                list
+            }
+            None => {
+                let mut list: Vec<String> = issuers.iter().map(|i| i.issuer.clone()).collect();
+                for t in &self.tenant_issuers {
+                    for adv in t.advertised_issuers() {
+                        if !list.contains(&adv) {
+                            list.push(adv);
+                        }
+                    }
+                }
+                if list.is_empty() {
+                    return Err(ConfigError::new(
+                        "authorization_servers",
+                        "nothing to list: with any tenant accepted, advertise an issuer \
+                         (TenantIssuer::advertise) or set authorization_servers",
+                    ));
+                }
+                list
+            }
+        };
         for (iss, settings) in self.issuer_introspection {
             let target = issuers.iter_mut().find(|i| i.issuer == iss);
             let Some(target) = target.filter(|t| t.introspection.is_none()) else {
@@ -548,6 +638,8 @@ impl AuthConfigBuilder {
         Ok(AuthConfig {
             dpop: self.dpop,
             issuers,
+            tenant_issuers: self.tenant_issuers,
+            authorization_servers,
             resource,
             resource_url,
             algorithms: self.algorithms,
@@ -658,6 +750,45 @@ mod tests {
                 "issuer_introspection",
             ),
             (
+                base().issuer_policy("https://x", super::super::IssuerPolicy::new()),
+                "issuer_policy",
+            ),
+            (
+                base()
+                    .issuer_policy(
+                        "https://auth.example.com",
+                        super::super::IssuerPolicy::new(),
+                    )
+                    .issuer_policy(
+                        "https://auth.example.com",
+                        super::super::IssuerPolicy::new(),
+                    ),
+                "issuer_policy",
+            ),
+            (
+                base().issuer_policy(
+                    "https://auth.example.com",
+                    super::super::IssuerPolicy::new().scope_claims([""]),
+                ),
+                "issuer_policy",
+            ),
+            (
+                base().authorization_servers(Vec::<String>::new()),
+                "authorization_servers",
+            ),
+            (
+                base().authorization_servers(["http://as.example"]),
+                "authorization_servers",
+            ),
+            (
+                base().authorization_servers(["::"]),
+                "authorization_servers",
+            ),
+            (
+                base().tenant_issuer(super::super::TenantIssuer::new("https://t/{tenant}")),
+                "tenant_issuer",
+            ),
+            (
                 base().introspection(
                     IntrospectionSettings::new("c", "s")
                         .endpoint(Url::parse("http://as.example/i").unwrap()),
@@ -669,6 +800,53 @@ mod tests {
             let e = builder.build().unwrap_err();
             assert_eq!(e.field(), field, "{e}");
         }
+    }
+
+    // Issue 19: tenant issuers count as issuers; the metadata lists fixed
+    // issuers, then each template's advertised or allowlisted issuers, once.
+    #[test]
+    fn tenant_issuers_and_the_metadata_list() {
+        use super::super::{IssuerPolicy, TenantIssuer};
+        let only = AuthConfig::builder()
+            .tenant_issuer(TenantIssuer::new("https://t/{tenant}").tenants(["a", "b"]))
+            .resource("https://mcp.example.com/mcp")
+            .build()
+            .unwrap();
+        assert!(only.issuers().is_empty());
+        assert_eq!(only.authorization_servers(), ["https://t/a", "https://t/b"]);
+        let mixed = base()
+            .issuer_policy(
+                "https://auth.example.com",
+                IssuerPolicy::new().accept_audience("x"),
+            )
+            .tenant_issuer(
+                TenantIssuer::new("https://t/{tenant}")
+                    .tenants(["a"])
+                    .advertise("https://auth.example.com")
+                    .advertise("https://t/organizations"),
+            )
+            .build()
+            .unwrap();
+        assert_eq!(
+            mixed.authorization_servers(),
+            ["https://auth.example.com", "https://t/organizations"]
+        );
+        assert_eq!(
+            mixed.issuers().first().unwrap().policy(),
+            Some(&IssuerPolicy::new().accept_audience("x"))
+        );
+        let any = AuthConfig::builder()
+            .tenant_issuer(TenantIssuer::new("https://t/{tenant}").allow_any_tenant_unrestricted())
+            .resource("https://mcp.example.com/mcp");
+        assert_eq!(
+            any.clone().build().unwrap_err().field(),
+            "authorization_servers"
+        );
+        let c = any
+            .authorization_servers(["https://t/common"])
+            .build()
+            .unwrap();
+        assert_eq!(c.authorization_servers(), ["https://t/common"]);
     }
 
     // Issue 4: the hardening settings have defaults and refuse zero.

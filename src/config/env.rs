@@ -45,6 +45,8 @@ pub(crate) struct Staged {
     introspection_uri: Option<Url>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    tenants: Option<Vec<String>>,
+    tenant_claim: Option<String>,
 }
 
 type Apply<T> = fn(&mut Staged, T) -> Result<(), String>;
@@ -134,7 +136,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "required",
-        meaning: "trusted issuers, compared exactly with `iss`",
+        meaning: "trusted issuers, compared exactly with `iss`; one may hold `{tenant}` (an issuer template)",
     },
     EnvVar {
         name: "MCP_OAUTH2_RESOURCE",
@@ -168,7 +170,43 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "discovered",
-        meaning: "key-set URL of the only issuer",
+        meaning: "key-set URL of the only issuer; with `{tenant}`, one key set per tenant",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_TENANTS",
+        setting: "tenant_issuer",
+        field: "tenant_issuer",
+        required: false,
+        parse: Parse::List(',', |s, v| {
+            s.tenants = Some(v);
+            Ok(())
+        }),
+        default: "none (required with `{tenant}`)",
+        meaning: "tenants accepted by the issuer template (`MCP_OAUTH2_ISSUER` with `{tenant}`); `*`: any tenant",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_TENANT_CLAIM",
+        setting: "tenant_issuer",
+        field: "tenant_claim",
+        required: false,
+        parse: Parse::Text(|s, v| {
+            s.tenant_claim = Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+            Ok(())
+        }),
+        default: "none (the issuer decides)",
+        meaning: "a claim that must be present and equal the tenant (`tid`, `org_id`)",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_AUTHORIZATION_SERVERS",
+        setting: "authorization_servers",
+        field: "authorization_servers",
+        required: false,
+        parse: Parse::List(',', |s, v| {
+            s.builder.authorization_servers = Some(v).filter(|v| !v.is_empty());
+            Ok(())
+        }),
+        default: "the issuers (one per listed tenant)",
+        meaning: "`authorization_servers` in the metadata, replacing the computed list",
     },
     EnvVar {
         name: "MCP_OAUTH2_REQUIRED_SCOPES",
@@ -508,7 +546,10 @@ impl AuthConfigBuilder {
             introspection_uri,
             client_id,
             client_secret,
+            tenants,
+            tenant_claim,
         } = staged;
+        tenant_from_env(&mut builder, tenants, tenant_claim)?;
         match (client_id, introspection_uri) {
             (Some(id), uri) => {
                 let mut settings =
@@ -534,6 +575,61 @@ impl AuthConfigBuilder {
         }
         Ok(builder)
     }
+}
+
+/// Tenant mode: the one issuer holding `{tenant}` (or, with
+/// `MCP_OAUTH2_TENANTS` set, the only issuer) becomes a
+/// [`TenantIssuer`](super::TenantIssuer) with the allowlist, the tenant claim
+/// and the key-set URL read from the environment.
+fn tenant_from_env(
+    builder: &mut AuthConfigBuilder,
+    tenants: Option<Vec<String>>,
+    claim: Option<String>,
+) -> Result<(), ConfigError> {
+    use super::tenant::TENANT_PLACEHOLDER;
+    let templates = builder
+        .issuers
+        .iter()
+        .filter(|i| i.contains(TENANT_PLACEHOLDER))
+        .count();
+    let position = match templates {
+        0 if tenants.is_none() && claim.is_none() => return Ok(()),
+        0 if builder.issuers.len() == 1 => 0,
+        0 => {
+            return Err(env_error(
+                "MCP_OAUTH2_TENANTS",
+                "needs exactly one issuer, or one issuer with {tenant}",
+            ));
+        }
+        1 => builder
+            .issuers
+            .iter()
+            .position(|i| i.contains(TENANT_PLACEHOLDER))
+            .unwrap_or_default(),
+        _ => {
+            return Err(env_error(
+                "MCP_OAUTH2_ISSUER",
+                "at most one issuer may hold {tenant}",
+            ));
+        }
+    };
+    let template = builder.issuers.remove(position);
+    let mut issuer = super::TenantIssuer::new(template);
+    match tenants.as_deref() {
+        None => {}
+        Some([any]) if any == "*" => issuer = issuer.allow_any_tenant_unrestricted(),
+        Some(list) => issuer = issuer.tenants(list.iter().cloned()),
+    }
+    if let Some(claim) = claim {
+        issuer = issuer.tenant_claim(claim);
+    }
+    // `MCP_OAUTH2_JWKS_URI` (only accepted with one issuer) is the template's.
+    if let Some(index) = builder.jwks_uris.iter().position(|(i, _)| i.is_none()) {
+        let (_, uri) = builder.jwks_uris.remove(index);
+        issuer = issuer.jwks_uri(uri);
+    }
+    builder.tenant_issuers.push(issuer);
+    Ok(())
 }
 
 impl AuthConfig {
@@ -620,6 +716,12 @@ mod tests {
             ("MCP_OAUTH2_DPOP_NONCE", "1"),
             ("MCP_OAUTH2_DPOP_ALGORITHMS", "ES256, EdDSA"),
             ("MCP_OAUTH2_DPOP_MAX_AGE", "120"),
+            ("MCP_OAUTH2_TENANTS", "acme, globex"),
+            ("MCP_OAUTH2_TENANT_CLAIM", " org_id "),
+            (
+                "MCP_OAUTH2_AUTHORIZATION_SERVERS",
+                "http://127.0.0.1:1, http://127.0.0.1:2",
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_owned()))
@@ -628,8 +730,18 @@ mod tests {
         assert_eq!(vars.len(), ENV_VARS.len());
         let c = from_map(&vars).unwrap();
         let s = Duration::from_secs;
-        assert_eq!(c.issuers().len(), 1);
-        assert!(c.issuers().first().unwrap().jwks_uri().is_some());
+        // One issuer with MCP_OAUTH2_TENANTS: a tenant issuer without a
+        // placeholder (the tenant is the claim), with the key-set URL.
+        assert!(c.issuers().is_empty());
+        let t = c.tenant_issuers().first().unwrap();
+        assert_eq!(t.template(), "http://127.0.0.1:1");
+        assert_eq!(t.allowed_tenants().unwrap(), ["acme", "globex"]);
+        assert_eq!(t.claim(), Some("org_id"));
+        assert_eq!(t.jwks_uri.as_deref(), Some("http://127.0.0.1:1/jwks"));
+        assert_eq!(
+            c.authorization_servers(),
+            ["http://127.0.0.1:1", "http://127.0.0.1:2"]
+        );
         assert_eq!(c.required_scopes(), ["a", "b"]);
         assert_eq!(c.scopes_supported, ["a", "b", "c"]);
         assert_eq!(c.algorithms, [Algorithm::RS256, Algorithm::ES256]);
@@ -755,6 +867,21 @@ mod tests {
             ("MCP_OAUTH2_DPOP_ALGORITHMS", " , ", &[]),
             ("MCP_OAUTH2_DPOP_MAX_AGE", "301", &[]),
             ("MCP_OAUTH2_DPOP_MAX_AGE", "0", &[]),
+            ("MCP_OAUTH2_TENANTS", "a/b", &[]),
+            ("MCP_OAUTH2_TENANTS", "a,a", &[]),
+            ("MCP_OAUTH2_TENANTS", "*,a", &[]),
+            (
+                "MCP_OAUTH2_TENANTS",
+                "a",
+                &[("MCP_OAUTH2_ISSUER", "https://a.example,https://b.example")],
+            ),
+            (
+                "MCP_OAUTH2_ISSUER",
+                "https://h/{tenant},https://k/{tenant}",
+                &[("MCP_OAUTH2_TENANTS", "a")],
+            ),
+            ("MCP_OAUTH2_AUTHORIZATION_SERVERS", "http://as.example", &[]),
+            ("MCP_OAUTH2_AUTHORIZATION_SERVERS", "not a url", &[]),
         ];
         for (name, bad, with) in cases {
             let mut vars = minimal();
@@ -766,7 +893,7 @@ mod tests {
             assert_eq!(err.field(), *name, "{name}={bad:?}: {err}");
         }
         // Free text has no bad value; every other variable has a case above.
-        const FREE_TEXT: &[&str] = &["MCP_OAUTH2_RESOURCE_NAME"];
+        const FREE_TEXT: &[&str] = &["MCP_OAUTH2_RESOURCE_NAME", "MCP_OAUTH2_TENANT_CLAIM"];
         let tested: BTreeSet<&str> = cases.iter().map(|(n, _, _)| *n).collect();
         for v in ENV_VARS {
             assert!(
@@ -775,6 +902,60 @@ mod tests {
                 v.name
             );
         }
+    }
+
+    // Issue 19: the issuer template, its allowlist, claim and key sets from
+    // the environment.
+    #[test]
+    fn tenant_issuers_from_the_environment() {
+        let mut vars = minimal();
+        vars.insert(
+            "MCP_OAUTH2_ISSUER",
+            "https://fixed.example, https://login.example/{tenant}/v2.0".into(),
+        );
+        vars.insert("MCP_OAUTH2_TENANTS", "*".into());
+        vars.insert("MCP_OAUTH2_TENANT_CLAIM", "tid".into());
+        // Any tenant and nothing advertised: the fixed issuer is listed.
+        let c = from_map(&vars).unwrap();
+        assert_eq!(c.issuers().len(), 1);
+        let t = c.tenant_issuers().first().unwrap();
+        assert!(t.allowed_tenants().is_none());
+        assert_eq!(t.claim(), Some("tid"));
+        assert_eq!(c.authorization_servers(), ["https://fixed.example"]);
+        // A template alone with any tenant: nothing to advertise.
+        vars.insert(
+            "MCP_OAUTH2_ISSUER",
+            "https://login.example/{tenant}/v2.0".into(),
+        );
+        let e = from_map(&vars).unwrap_err();
+        assert_eq!(e.field(), "MCP_OAUTH2_AUTHORIZATION_SERVERS");
+        // A template without an allowlist: refused.
+        vars.remove("MCP_OAUTH2_TENANTS");
+        let e = from_map(&vars).unwrap_err();
+        assert_eq!(e.field(), "MCP_OAUTH2_TENANTS");
+        // An allowlist: one issuer per tenant is advertised; the key-set
+        // template is the template's.
+        vars.insert("MCP_OAUTH2_TENANTS", "t1,t2".into());
+        vars.insert(
+            "MCP_OAUTH2_JWKS_URI",
+            "https://login.example/{tenant}/keys".into(),
+        );
+        let c = from_map(&vars).unwrap();
+        assert_eq!(
+            c.authorization_servers(),
+            [
+                "https://login.example/t1/v2.0",
+                "https://login.example/t2/v2.0"
+            ]
+        );
+        let t = c.tenant_issuers().first().unwrap();
+        assert_eq!(
+            t.jwks_uri.as_deref(),
+            Some("https://login.example/{tenant}/keys")
+        );
+        // No template, no tenant variables: an ordinary issuer.
+        let c = from_map(&minimal()).unwrap();
+        assert!(c.tenant_issuers().is_empty());
     }
 
     #[test]

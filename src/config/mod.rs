@@ -21,6 +21,7 @@ mod env;
 mod groups;
 pub(crate) mod introspection;
 mod scopes;
+pub(crate) mod tenant;
 pub(crate) mod url;
 
 pub(crate) use self::url::{check_https, is_loopback_origin, metadata_path, normalize_origin};
@@ -29,6 +30,7 @@ pub use builder::AuthConfigBuilder;
 pub use dpop::{DpopMode, DpopPolicy};
 pub use groups::{JwksPolicy, TokenCachePolicy};
 pub(crate) use introspection::IntrospectionSettings;
+pub use tenant::{IssuerPolicy, TenantIssuer};
 
 /// Default leeway for `exp`, `nbf` and `iat`.
 pub(crate) const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
@@ -124,6 +126,7 @@ pub struct IssuerConfig {
     pub(crate) issuer: String,
     pub(crate) jwks_uri: Option<Url>,
     pub(crate) introspection: Option<IntrospectionSettings>,
+    pub(crate) policy: Option<IssuerPolicy>,
 }
 
 impl IssuerConfig {
@@ -142,6 +145,11 @@ impl IssuerConfig {
     pub fn introspection(&self) -> Option<&IntrospectionSettings> {
         self.introspection.as_ref()
     }
+
+    /// This issuer's own policy, if any ([`AuthConfigBuilder::issuer_policy`]).
+    pub fn policy(&self) -> Option<&IssuerPolicy> {
+        self.policy.as_ref()
+    }
 }
 
 /// The validated configuration of a protected resource.
@@ -150,6 +158,9 @@ impl IssuerConfig {
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub(crate) issuers: Vec<IssuerConfig>,
+    pub(crate) tenant_issuers: Vec<TenantIssuer>,
+    /// The metadata's `authorization_servers`, computed at build time.
+    pub(crate) authorization_servers: Vec<String>,
     pub(crate) resource: String,
     pub(crate) resource_url: Url,
     pub(crate) algorithms: Vec<Algorithm>,
@@ -230,6 +241,16 @@ impl AuthConfig {
     /// The trusted issuers.
     pub fn issuers(&self) -> &[IssuerConfig] {
         &self.issuers
+    }
+
+    /// The multi-tenant issuers ([`AuthConfigBuilder::tenant_issuer`]).
+    pub fn tenant_issuers(&self) -> &[TenantIssuer] {
+        &self.tenant_issuers
+    }
+
+    /// The issuers listed in the metadata's `authorization_servers`.
+    pub fn authorization_servers(&self) -> &[String] {
+        &self.authorization_servers
     }
 
     /// Scopes every request needs.

@@ -88,6 +88,8 @@ struct Inner {
     /// `cnf.jkt`: the RFC 7638 thumbprint of the key the token is bound to
     /// (RFC 9449 section 6).
     dpop_jkt: Option<Box<str>>,
+    /// The tenant of a tenant issuer (shared with the allowlist).
+    tenant: Option<Arc<str>>,
     derived: OnceLock<Box<Derived>>,
 }
 
@@ -167,6 +169,7 @@ impl AuthContext {
                 rest: None,
                 client_id_taken: false,
                 dpop_jkt: None,
+                tenant: None,
                 derived: OnceLock::new(),
             },
             claims: None,
@@ -259,10 +262,25 @@ impl AuthContext {
         self.3.as_ref()
     }
 
-    /// The principal as (issuer, subject, client id): what sessions,
-    /// handles and request state are bound to.
+    /// The principal as (issuer, subject, client id). Sessions, handles and
+    /// request state are bound to it and to the [`tenant`](Self::tenant),
+    /// so `alice` of tenant A is never `alice` of tenant B.
     pub fn principal(&self) -> (&str, &str, Option<&str>) {
         (&self.0.issuer, &self.0.subject, self.0.client_id.as_deref())
+    }
+
+    /// The tenant of a token accepted by a tenant issuer
+    /// ([`TenantIssuer`](crate::TenantIssuer)): the tenant id filled into
+    /// the issuer template (or read from the tenant claim). `None` for
+    /// other issuers.
+    pub fn tenant(&self) -> Option<&str> {
+        self.0.tenant.as_deref()
+    }
+
+    /// The principal with its tenant, as handles and request state bind it.
+    pub(crate) fn sealing_principal(&self) -> crate::handle::Principal<'_> {
+        let (iss, sub, client) = self.principal();
+        (iss, sub, client, self.tenant())
     }
 
     /// Mints a handle bound to this caller, carrying `payload` (for example
@@ -284,7 +302,13 @@ impl AuthContext {
         payload: &str,
         ttl: Duration,
     ) -> Result<String, HandleError> {
-        crate::handle::seal(keys, self.principal(), Purpose::Handle, payload, ttl)
+        crate::handle::seal(
+            keys,
+            self.sealing_principal(),
+            Purpose::Handle,
+            payload,
+            ttl,
+        )
     }
 
     /// Opens a handle minted by [`mint_handle`](Self::mint_handle). A handle
@@ -292,7 +316,7 @@ impl AuthContext {
     /// [`HandleError::Invalid`]; past its expiry, [`HandleError::Expired`];
     /// sealed with a key the ring no longer holds, [`HandleError::UnknownKey`].
     pub fn open_handle(&self, keys: &HandleKeys, handle: &str) -> Result<String, HandleError> {
-        crate::handle::open(keys, self.principal(), Purpose::Handle, handle)
+        crate::handle::open(keys, self.sealing_principal(), Purpose::Handle, handle)
     }
 
     /// Seals the `requestState` of a multi-round-trip request (MCP
@@ -309,7 +333,7 @@ impl AuthContext {
         ttl: Duration,
     ) -> Result<String, HandleError> {
         let purpose = Purpose::RequestState { method, name };
-        crate::handle::seal(keys, self.principal(), purpose, payload, ttl)
+        crate::handle::seal(keys, self.sealing_principal(), purpose, payload, ttl)
     }
 
     /// Opens `requestState` sealed by
@@ -325,7 +349,7 @@ impl AuthContext {
         state: &str,
     ) -> Result<String, HandleError> {
         let purpose = Purpose::RequestState { method, name };
-        crate::handle::open(keys, self.principal(), purpose, state)
+        crate::handle::open(keys, self.sealing_principal(), purpose, state)
     }
 
     /// Whether the token is DPoP-bound (RFC 9449): it carries `cnf.jkt`
@@ -427,6 +451,7 @@ impl fmt::Debug for AuthContext {
             .field("subject", &self.0.subject)
             .field("issuer", &self.0.issuer)
             .field("client_id", &self.0.client_id)
+            .field("tenant", &self.0.tenant)
             .field("scopes", &self.0.scopes)
             .field("audience", &self.audience())
             .field("expires_at", &self.0.expires_at)
@@ -494,6 +519,18 @@ impl AuthContextBuilder {
     /// a token is accepted only with a DPoP proof made with that key.
     pub fn dpop_thumbprint(mut self, jkt: impl Into<String>) -> Self {
         self.inner.dpop_jkt = Some(jkt.into().into_boxed_str());
+        self
+    }
+
+    /// Sets the tenant (see [`AuthContext::tenant`]).
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.inner.tenant = Some(Arc::from(tenant.into()));
+        self
+    }
+
+    /// Sets the tenant, shared with other contexts of that tenant.
+    pub(crate) fn shared_tenant(mut self, tenant: Arc<str>) -> Self {
+        self.inner.tenant = Some(tenant);
         self
     }
 

@@ -21,7 +21,7 @@ use aws_lc_rs::{aead, hkdf, hmac, rand};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-pub(crate) use seal::{Purpose, open, seal};
+pub(crate) use seal::{Principal, Purpose, open, seal};
 
 /// The HKDF salt: these keys are for mcp-oauth2 state, format 2.
 const KDF_SALT: &[u8] = b"mcp-oauth2 state keys v2";

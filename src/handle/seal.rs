@@ -21,8 +21,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::{HandleError, HandleKeys, MAX_KEY_ID_BYTES, Sealing, valid_key_id};
 
-/// The principal: issuer, subject, client id.
-pub(crate) type Principal<'a> = (&'a str, &'a str, Option<&'a str>);
+/// The principal: issuer, subject, client id, tenant.
+pub(crate) type Principal<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>);
 
 /// What a sealed string is for; part of the authenticated data, so a
 /// string sealed for one purpose never opens for another.
@@ -248,7 +248,7 @@ fn associated_data(
     expiry: u64,
     principal: Principal<'_>,
 ) -> Vec<u8> {
-    let (issuer, subject, client_id) = principal;
+    let (issuer, subject, client_id, tenant) = principal;
     let mut ad = Vec::with_capacity(128 + issuer.len() + subject.len());
     let mut field = |bytes: &[u8]| {
         ad.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
@@ -271,6 +271,13 @@ fn associated_data(
     if let Purpose::RequestState { method, name } = purpose {
         field(method.as_bytes());
         field(name.as_bytes());
+    }
+    // The tenant last, only when there is one: handles of principals
+    // without a tenant keep their encoding, and the field count differs
+    // (every field is length-prefixed), so no two principals share one.
+    if let Some(tenant) = tenant {
+        field(b"tenant");
+        field(tenant.as_bytes());
     }
     ad
 }

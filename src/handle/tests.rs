@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::seal::{open_at, seal_at};
 use super::*;
 
-const ALICE: seal::Principal<'static> = ("https://iss", "alice", Some("app"));
+const ALICE: seal::Principal<'static> = ("https://iss", "alice", Some("app"), None);
 const NOW: u64 = 1_800_000_000_000;
 const MINUTE: Duration = Duration::from_secs(60);
 const MODES: [Sealing; 2] = [Sealing::Signed, Sealing::Encrypted];
@@ -68,13 +68,13 @@ fn refused_for_another_principal_field_by_field() {
         let keys = ring(mode);
         let h = mint(&keys, "cart-42");
         for other in [
-            ("https://other", "alice", Some("app")),
-            ("https://iss", "bob", Some("app")),
-            ("https://iss", "alice", Some("other-app")),
-            ("https://iss", "alice", None),
+            ("https://other", "alice", Some("app"), None),
+            ("https://iss", "bob", Some("app"), None),
+            ("https://iss", "alice", Some("other-app"), None),
+            ("https://iss", "alice", None, None),
             // Field boundaries are unambiguous.
-            ("https://issa", "lice", Some("app")),
-            ("https://iss", "aliceapp", Some("")),
+            ("https://issa", "lice", Some("app"), None),
+            ("https://iss", "aliceapp", Some(""), None),
         ] {
             assert_eq!(
                 open_at(&keys, other, Purpose::Handle, &h, NOW),
@@ -82,9 +82,33 @@ fn refused_for_another_principal_field_by_field() {
                 "{mode:?} {other:?}"
             );
         }
+        // The tenant is part of the principal (issue 19): another tenant,
+        // or a tenant where there was none, never opens the handle.
+        let tenant_a = ("https://iss", "alice", Some("app"), Some("a"));
+        let tenant_b = ("https://iss", "alice", Some("app"), Some("b"));
+        assert_eq!(
+            open_at(&keys, tenant_a, Purpose::Handle, &h, NOW),
+            Err(HandleError::Invalid)
+        );
+        let ha = seal_at(&keys, tenant_a, Purpose::Handle, "x", MINUTE, NOW).unwrap();
+        for other in [
+            tenant_b,
+            ALICE,
+            ("https://iss", "alice", Some("app"), Some("")),
+        ] {
+            assert_eq!(
+                open_at(&keys, other, Purpose::Handle, &ha, NOW),
+                Err(HandleError::Invalid),
+                "{mode:?} {other:?}"
+            );
+        }
+        assert_eq!(
+            open_at(&keys, tenant_a, Purpose::Handle, &ha, NOW).as_deref(),
+            Ok("x")
+        );
         // No client id and an empty one are two principals.
-        let none = ("https://iss", "alice", None);
-        let empty = ("https://iss", "alice", Some(""));
+        let none = ("https://iss", "alice", None, None);
+        let empty = ("https://iss", "alice", Some(""), None);
         let h = seal_at(&keys, none, Purpose::Handle, "x", MINUTE, NOW).unwrap();
         assert_eq!(
             open_at(&keys, empty, Purpose::Handle, &h, NOW),
@@ -206,7 +230,7 @@ fn expiry_is_enforced_and_authenticated() {
         assert_eq!(at(NOW + ttl_ms), Err(HandleError::Expired));
         assert_eq!(at(u64::MAX), Err(HandleError::Expired));
         // Expired is only said to the principal it was sealed for.
-        let bob = ("https://iss", "bob", Some("app"));
+        let bob = ("https://iss", "bob", Some("app"), None);
         assert_eq!(
             open_at(&keys, bob, Purpose::Handle, &h, NOW + ttl_ms),
             Err(HandleError::Invalid)
@@ -318,7 +342,7 @@ fn request_state_is_bound_to_the_request() {
                 "{mode:?} {method} {name}"
             );
         }
-        let bob = ("https://iss", "bob", Some("app"));
+        let bob = ("https://iss", "bob", Some("app"), None);
         assert_eq!(
             open_at(&keys, bob, EXPORT, &state, NOW),
             Err(HandleError::Invalid)

@@ -249,12 +249,17 @@ fn decrement(per_owner: &mut HashMap<Owner, usize>, owner: &Owner) {
     }
 }
 
-/// A digest of (issuer, subject, client id), length-prefixed so that no two
-/// principals share one.
+/// A digest of (issuer, subject, client id, tenant), length-prefixed so
+/// that no two principals share one (`alice` of tenant A is not `alice` of
+/// tenant B, even under one issuer with the tenant in a claim).
 pub(crate) fn principal_key(ctx: &AuthContext) -> Owner {
     let (iss, sub, client) = ctx.principal();
     let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for field in [iss, sub, client.unwrap_or("")] {
+    let tenant = ctx.tenant().map(|t| ["tenant", t]);
+    for field in [iss, sub, client.unwrap_or("")]
+        .into_iter()
+        .chain(tenant.into_iter().flatten())
+    {
         digest.update(&(field.len() as u64).to_be_bytes());
         digest.update(field.as_bytes());
     }
@@ -371,6 +376,30 @@ mod tests {
         s.unbind("a1");
         assert!(s.may_open(&a).is_ok());
         assert_eq!(s.len(), 2);
+    }
+
+    // Issue 19: `alice` of one tenant is not `alice` of another, even under
+    // one issuer with one client; no tenant and a tenant differ too.
+    #[test]
+    fn principal_keys_include_the_tenant() {
+        let ctx = |tenant: Option<&str>| {
+            let b = AuthContext::builder("https://iss", "alice").client_id("app");
+            match tenant {
+                Some(t) => b.tenant(t).build(),
+                None => b.build(),
+            }
+        };
+        let keys = [
+            principal_key(&ctx(None)),
+            principal_key(&ctx(Some("a"))),
+            principal_key(&ctx(Some("b"))),
+            principal_key(&ctx(Some(""))),
+        ];
+        for (i, k) in keys.iter().enumerate() {
+            assert!(keys.iter().skip(i + 1).all(|other| other != k), "{i}");
+        }
+        assert_eq!(principal_key(&ctx(Some("a"))), keys[1]);
+        assert_eq!(ctx(Some("a")).tenant(), Some("a"));
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub struct JwtVerifier {
 
 struct Inner {
     /// Key sets, in the policy's issuer order.
-    issuers: Vec<(String, Arc<JwksCache>)>,
+    issuers: Vec<IssuerKeys>,
     /// What the claims must satisfy (shared with introspection).
     policy: Arc<TokenPolicy>,
     cache: Option<TokenCache>,
@@ -70,7 +70,7 @@ impl std::fmt::Debug for JwtVerifier {
                     .inner
                     .issuers
                     .iter()
-                    .map(|(i, _)| i)
+                    .map(IssuerKeys::name)
                     .collect::<Vec<_>>(),
             )
             .field("resource", &self.inner.resource)
@@ -102,7 +102,7 @@ impl JwtVerifier {
             config.http_timeout,
         );
         let policy = cache_policy(config);
-        let issuers = config
+        let mut issuers: Vec<IssuerKeys> = config
             .issuers
             .iter()
             .map(|i| {
@@ -112,40 +112,82 @@ impl JwtVerifier {
                     fetcher.clone(),
                     policy,
                 );
-                (i.issuer.clone(), cache)
+                IssuerKeys::Fixed(i.issuer.clone(), cache)
             })
             .collect();
+        issuers.extend(
+            config
+                .tenant_issuers
+                .iter()
+                .map(|t| IssuerKeys::Tenants(Box::new(TenantKeys::new(t, &fetcher, policy)))),
+        );
         Self::from_parts(config, issuers)
     }
 
     /// A verifier with a fixed key set (an RFC 7517 JWK Set document) for
-    /// the only configured issuer: nothing is ever fetched, and the verifier
-    /// is ready at once. For air-gapped deployments, pinned keys and tests.
+    /// the only configured issuer, or the only tenant issuer when its key
+    /// set is shared by every tenant: nothing is ever fetched, and the
+    /// verifier is ready at once. For air-gapped deployments, pinned keys
+    /// and tests.
     ///
     /// Keys are filtered as if fetched (unusable keys are dropped with a
-    /// warning). Fails when the configuration names several issuers, when
-    /// the document is not a JWK Set, or when no usable key is left.
+    /// warning). Fails when the configuration names several issuers (or a
+    /// tenant issuer with key sets per tenant), when the document is not a
+    /// JWK Set, or when no usable key is left.
     pub fn with_static_jwks(config: &AuthConfig, jwks: &[u8]) -> Result<Self, ConfigError> {
-        let [issuer] = config.issuers.as_slice() else {
-            return Err(ConfigError::new(
-                "issuer",
-                "a static key set needs exactly one issuer",
-            ));
+        let name = match (config.issuers.as_slice(), config.tenant_issuers.as_slice()) {
+            ([issuer], []) => issuer.issuer.clone(),
+            ([], [tenants]) if TenantKeys::shares_keys(tenants) => tenants.template.clone(),
+            _ => {
+                return Err(ConfigError::new(
+                    "issuer",
+                    "a static key set needs exactly one issuer (or one tenant issuer with a shared key set)",
+                ));
+            }
         };
         let (set, dropped) =
             KeySet::parse(jwks).map_err(|e| ConfigError::new("jwks", e.to_owned()))?;
-        log_key_notes(&issuer.issuer, &set, &dropped);
+        log_key_notes(&name, &set, &dropped);
         if set.len() == 0 {
             return Err(ConfigError::new("jwks", "the key set has no usable keys"));
         }
-        let cache = JwksCache::fixed(issuer.issuer.clone(), set, cache_policy(config));
-        Ok(Self::from_parts(
-            config,
-            vec![(issuer.issuer.clone(), cache)],
-        ))
+        let cache = JwksCache::fixed(name.clone(), set, cache_policy(config));
+        let keys = match config.tenant_issuers.first() {
+            None => IssuerKeys::Fixed(name, cache),
+            Some(t) => IssuerKeys::Tenants(Box::new(TenantKeys {
+                config: t.clone(),
+                shared: Some(cache),
+                per_tenant: quick_cache::sync::Cache::new(1),
+                fetcher: None,
+                policy: cache_policy(config),
+            })),
+        };
+        Ok(Self::from_parts(config, vec![keys]))
     }
 
-    fn from_parts(config: &AuthConfig, issuers: Vec<(String, Arc<JwksCache>)>) -> Self {
+    fn from_parts(config: &AuthConfig, issuers: Vec<IssuerKeys>) -> Self {
+        // The header check accepts the algorithms of any issuer; the token's
+        // issuer's own list is applied once the claims name it.
+        let mut algorithms: Vec<Algorithm> = Vec::new();
+        let per_issuer = config
+            .issuers
+            .iter()
+            .filter_map(|i| i.policy.as_ref())
+            .chain(
+                config
+                    .tenant_issuers
+                    .iter()
+                    .filter_map(|t| t.policy.as_ref()),
+            )
+            .filter_map(|p| p.algorithms.as_ref());
+        for a in std::iter::once(&config.algorithms)
+            .chain(per_issuer)
+            .flatten()
+        {
+            if !algorithms.contains(&a.to_jwt()) {
+                algorithms.push(a.to_jwt());
+            }
+        }
         Self {
             inner: Arc::new(Inner {
                 cache: TokenCache::new(
@@ -155,33 +197,42 @@ impl JwtVerifier {
                 issuers,
                 policy: Arc::new(TokenPolicy::new(config)),
                 resource: config.resource.clone(),
-                algorithms: config.algorithms.iter().map(|a| a.to_jwt()).collect(),
+                algorithms,
                 require_keys_before_ready: config.require_keys_before_ready,
             }),
         }
     }
 
-    /// Fetches every issuer's key set now (discovery included). Returns the
-    /// first error; the caches keep retrying on demand either way.
+    /// Fetches every issuer's key set now (discovery included), and the
+    /// shared key set of each tenant issuer that has one (key sets per
+    /// tenant are fetched on first use). Returns the first error; the caches
+    /// keep retrying on demand either way.
     pub async fn prefetch(&self) -> Result<(), crate::Error> {
-        for (issuer, cache) in &self.inner.issuers {
-            cache
-                .refresh_now()
-                .await
-                .map_err(|e| crate::Error::KeysUnavailable(format!("issuer {issuer}: {e}")))?;
+        for keys in &self.inner.issuers {
+            if let Some(cache) = keys.eager() {
+                cache.refresh_now().await.map_err(|e| {
+                    crate::Error::KeysUnavailable(format!("issuer {}: {e}", keys.name()))
+                })?;
+            }
         }
         Ok(())
     }
 
-    /// Whether the verifier can verify tokens: every issuer's key set has
-    /// been fetched successfully at least once. With
+    /// Whether the verifier can verify tokens: every issuer's key set (and
+    /// every shared tenant key set) has been fetched successfully at least
+    /// once; key sets per tenant are fetched on first use and not waited for. With
     /// [`require_keys_before_ready(false)`](crate::AuthConfigBuilder::require_keys_before_ready)
     /// it is always `true`. Meant for a readiness probe; once ready, a later
     /// key-server outage does not make it unready (the stale window and then
     /// 503 answers handle that).
     pub fn is_ready(&self) -> bool {
         !self.inner.require_keys_before_ready
-            || self.inner.issuers.iter().all(|(_, c)| c.is_loaded())
+            || self
+                .inner
+                .issuers
+                .iter()
+                .filter_map(IssuerKeys::eager)
+                .all(|c| c.is_loaded())
     }
 
     async fn verify_token(&self, token: &str) -> Result<AuthContext, AuthError> {
@@ -209,10 +260,26 @@ impl JwtVerifier {
         let claims_text = decode_part(parsed.payload_b64)?;
         let claims = parse_members(&claims_text)?;
         let policy = &self.inner.policy;
-        let checked = policy.check(&claims, now, Source::Jwt)?;
-        // 4: the key (may fetch).
+        // The issuer's own algorithms and `typ` rule, once `iss` names it
+        // (the header check above admitted those of any issuer).
+        let typ = header.str("typ").ok().flatten();
+        let checked = policy.check_with(&claims, now, Source::Jwt, |rules| {
+            if !rules.algorithms.iter().any(|a| a.to_jwt() == alg) {
+                return Err(AuthErrorKind::DisallowedAlgorithm.into());
+            }
+            if !rules.typ_allowed(typ.as_deref()) {
+                return Err(AuthErrorKind::InvalidType.into());
+            }
+            Ok(())
+        })?;
+        // 4: the key (may fetch; an unknown or unlisted tenant never gets here).
         let kid = kid.as_deref();
-        let Some((_, issuer_keys)) = self.inner.issuers.get(checked.issuer) else {
+        let Some(issuer_keys) = self
+            .inner
+            .issuers
+            .get(checked.issuer)
+            .and_then(|k| k.for_tenant(checked.tenant.as_ref()))
+        else {
             return Err(AuthErrorKind::InvalidIssuer.into());
         };
         let keys = match issuer_keys.key_set(kid, alg).await {
@@ -276,7 +343,8 @@ impl JwtVerifier {
             .inner
             .issuers
             .get(entry.issuer)
-            .is_some_and(|(_, keys)| keys.trusts(entry.key))
+            .and_then(|k| k.existing(entry.ctx.tenant()))
+            .is_some_and(|keys| keys.trusts(entry.key))
         {
             cache.count_hit();
             return Some(entry.ctx);
@@ -351,11 +419,149 @@ impl TokenVerifier for JwtVerifier {
             out.cache_invalidations += c.invalidated.load(Relaxed);
             out.cache_entries += cache.len();
         }
-        for (issuer, keys) in &self.inner.issuers {
-            out.jwks_fetches += keys.fetches.load(Relaxed);
-            out.jwks_fetch_failures += keys.failures.load(Relaxed);
-            out.key_set_age.insert(issuer.clone(), keys.age());
+        for issuer in &self.inner.issuers {
+            issuer.for_each(|name, keys| {
+                out.jwks_fetches += keys.fetches.load(Relaxed);
+                out.jwks_fetch_failures += keys.failures.load(Relaxed);
+                out.key_set_age.insert(name.to_owned(), keys.age());
+            });
         }
+    }
+}
+
+/// The key sets of one configured issuer or tenant template.
+enum IssuerKeys {
+    /// A fixed issuer and its key set.
+    Fixed(String, Arc<JwksCache>),
+    /// A tenant template.
+    Tenants(Box<TenantKeys>),
+}
+
+impl IssuerKeys {
+    fn name(&self) -> &str {
+        match self {
+            Self::Fixed(name, _) => name,
+            Self::Tenants(t) => &t.config.template,
+        }
+    }
+
+    /// The key set fetched at start and waited for by readiness: a fixed
+    /// issuer's, or a tenant template's shared one.
+    fn eager(&self) -> Option<&Arc<JwksCache>> {
+        match self {
+            Self::Fixed(_, cache) => Some(cache),
+            Self::Tenants(t) => t.shared.as_ref(),
+        }
+    }
+
+    /// The key set for a token of `tenant` (created on first use for a
+    /// tenant of a template with key sets per tenant).
+    fn for_tenant(&self, tenant: Option<&Arc<str>>) -> Option<Arc<JwksCache>> {
+        match (self, tenant) {
+            (Self::Fixed(_, cache), None) => Some(Arc::clone(cache)),
+            (Self::Tenants(t), Some(tenant)) => t.keys_for(tenant),
+            _ => None,
+        }
+    }
+
+    /// The key set a cached verification of `tenant` used, if still kept.
+    fn existing(&self, tenant: Option<&str>) -> Option<Arc<JwksCache>> {
+        match (self, tenant) {
+            (Self::Fixed(_, cache), None) => Some(Arc::clone(cache)),
+            (Self::Tenants(t), Some(tenant)) => match &t.shared {
+                Some(shared) => Some(Arc::clone(shared)),
+                None => t.per_tenant.peek(tenant),
+            },
+            _ => None,
+        }
+    }
+
+    /// Every key set kept, with the issuer it serves.
+    fn for_each(&self, mut f: impl FnMut(&str, &JwksCache)) {
+        match self {
+            Self::Fixed(name, cache) => f(name, cache),
+            Self::Tenants(t) => {
+                if let Some(shared) = &t.shared {
+                    f(&t.config.template, shared);
+                }
+                for (tenant, cache) in t.per_tenant.iter() {
+                    f(&t.config.issuer_for(&tenant), &cache);
+                }
+            }
+        }
+    }
+}
+
+/// The key sets of a tenant template: one shared by every tenant, or one
+/// per tenant, created on first use (after the tenant passed the policy:
+/// allowlisted, well-formed, agreeing with its claim) and kept in a bounded
+/// cache, each with the usual cache rules (single flight, cooldown, stale
+/// window).
+struct TenantKeys {
+    config: crate::TenantIssuer,
+    shared: Option<Arc<JwksCache>>,
+    per_tenant: quick_cache::sync::Cache<Arc<str>, Arc<JwksCache>>,
+    /// `None` for a pinned shared key set (nothing is fetched).
+    fetcher: Option<Fetcher>,
+    policy: CachePolicy,
+}
+
+impl TenantKeys {
+    /// Whether every tenant of `config` shares one key set: a key-set URL
+    /// without the placeholder, or discovery from an issuer without one (the
+    /// tenant is a claim).
+    fn shares_keys(config: &crate::TenantIssuer) -> bool {
+        use crate::config::tenant::TENANT_PLACEHOLDER;
+        match config.jwks_uri.as_deref() {
+            Some(uri) => !uri.contains(TENANT_PLACEHOLDER),
+            None => !config.template.contains(TENANT_PLACEHOLDER),
+        }
+    }
+
+    fn new(config: &crate::TenantIssuer, fetcher: &Fetcher, policy: CachePolicy) -> Self {
+        let shared_uri = Self::shares_keys(config).then(|| {
+            config
+                .jwks_uri
+                .as_deref()
+                .and_then(|uri| url::Url::parse(uri).ok())
+        });
+        let shared = shared_uri
+            .map(|uri| JwksCache::new(config.template.clone(), uri, fetcher.clone(), policy));
+        let capacity = match config.allowed_tenants() {
+            Some(list) => list.len(),
+            None => config.max_key_sets,
+        };
+        Self {
+            config: config.clone(),
+            shared,
+            per_tenant: quick_cache::sync::Cache::new(capacity.max(1)),
+            fetcher: Some(fetcher.clone()),
+            policy,
+        }
+    }
+
+    fn keys_for(&self, tenant: &Arc<str>) -> Option<Arc<JwksCache>> {
+        if let Some(shared) = &self.shared {
+            return Some(Arc::clone(shared));
+        }
+        let fetcher = self.fetcher.as_ref()?;
+        let created = self.per_tenant.get_or_insert_with(tenant, || {
+            let issuer = self.config.issuer_for(tenant);
+            // The tenant id's charset keeps a filled template a URL of the
+            // same shape (checked at build time with a sample id).
+            let jwks = self.config.jwks_uri.as_deref().and_then(|uri| {
+                url::Url::parse(&uri.replacen(crate::config::tenant::TENANT_PLACEHOLDER, tenant, 1))
+                    .ok()
+            });
+            Ok::<_, std::convert::Infallible>(JwksCache::new(
+                issuer,
+                jwks,
+                fetcher.clone(),
+                self.policy,
+            ))
+        });
+        let Ok(cache) = created;
+        Some(cache)
     }
 }
 

@@ -87,6 +87,7 @@ impl EchoServer {
             "client_id": auth.client_id(),
             "scopes": auth.scopes(),
             "issuer": auth.issuer(),
+            "tenant": auth.tenant(),
             "audience": auth.audience(),
             "token_id": auth.token_id(),
             "expires_at": auth.expires_at_unix(),

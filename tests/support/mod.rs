@@ -22,4 +22,5 @@ pub mod fixture;
 pub mod loopback;
 pub mod notes;
 pub mod raw_http;
+pub mod realms;
 pub mod rig;

@@ -1,0 +1,116 @@
+//! One key server for several tenants, shaped like Keycloak (one realm per
+//! tenant): `GET /realms/{realm}/protocol/openid-connect/certs` serves the
+//! current JWK Set of that realm's own [`TestIssuer`] (its own keys), and
+//! 404 for any other realm. Every request is counted, per realm and in
+//! total, so tests can prove that a refused tenant never caused a fetch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use mcp_oauth2::testing::{TestIssuer, TokenBuilder};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Default)]
+struct Hits {
+    per_realm: HashMap<String, usize>,
+    total: usize,
+}
+
+/// Realms on one loopback server.
+pub struct Realms {
+    /// `http://127.0.0.1:PORT` (the Keycloak server URL).
+    pub base: String,
+    realms: Arc<HashMap<String, TestIssuer>>,
+    hits: Arc<Mutex<Hits>>,
+    ct: CancellationToken,
+}
+
+impl Drop for Realms {
+    fn drop(&mut self) {
+        self.ct.cancel();
+    }
+}
+
+type Shared = (Arc<HashMap<String, TestIssuer>>, Arc<Mutex<Hits>>);
+
+async fn certs(State((realms, hits)): State<Shared>, Path(realm): Path<String>) -> Response {
+    {
+        let mut hits = hits.lock().unwrap();
+        hits.total += 1;
+        *hits.per_realm.entry(realm.clone()).or_default() += 1;
+    }
+    match realms.get(&realm) {
+        Some(issuer) => axum::Json(issuer.jwks()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+impl Realms {
+    /// Starts one `TestIssuer` per realm and the key server in front.
+    pub async fn start(names: &[&str]) -> Self {
+        let mut realms = HashMap::new();
+        for name in names {
+            realms.insert((*name).to_owned(), TestIssuer::start().await.unwrap());
+        }
+        let realms = Arc::new(realms);
+        let hits = Arc::new(Mutex::new(Hits::default()));
+        let app = Router::new()
+            .route("/realms/{realm}/protocol/openid-connect/certs", get(certs))
+            .with_state((Arc::clone(&realms), Arc::clone(&hits)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let ct = CancellationToken::new();
+        let stop = ct.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+                .unwrap();
+        });
+        Self {
+            base,
+            realms,
+            hits,
+            ct,
+        }
+    }
+
+    /// The issuer of `realm`: `{base}/realms/{realm}`.
+    pub fn issuer(&self, realm: &str) -> String {
+        format!("{}/realms/{realm}", self.base)
+    }
+
+    /// A token of `realm`, signed with that realm's key, `iss` its issuer.
+    pub fn token(&self, realm: &str) -> TokenBuilder<'_> {
+        self.signer(realm)
+            .token()
+            .claim("iss", serde_json::json!(self.issuer(realm)))
+    }
+
+    /// The realm's own issuer (its keys).
+    pub fn signer(&self, realm: &str) -> &TestIssuer {
+        &self.realms[realm]
+    }
+
+    /// Key-set requests for `realm` (known or not).
+    pub fn hits(&self, realm: &str) -> usize {
+        self.hits
+            .lock()
+            .unwrap()
+            .per_realm
+            .get(realm)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Key-set requests for any realm.
+    pub fn total_hits(&self) -> usize {
+        self.hits.lock().unwrap().total
+    }
+}
