@@ -76,6 +76,8 @@
 //! - `aws_lc_rs`: no-op, kept for compatibility.
 //! - `testing`: [`testing::TestIssuer`], an in-process issuer for tests and
 //!   local development. Never use it in production.
+//! - `redis`: `store::RedisStore`, state shared by replicas on Redis
+//!   (`MCP_OAUTH2_REDIS_URL`).
 
 mod bearer;
 mod challenge;
