@@ -650,6 +650,7 @@ mod tests {
             ("MCP_OAUTH2_DPOP_NONCE", "1"),
             ("MCP_OAUTH2_DPOP_ALGORITHMS", "ES256, EdDSA"),
             ("MCP_OAUTH2_DPOP_MAX_AGE", "120"),
+            ("MCP_OAUTH2_REDIS_URL", "redis://:pw@127.0.0.1:6399/2"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_owned()))
@@ -684,6 +685,9 @@ mod tests {
         assert!(c.dpop.nonce);
         assert_eq!(c.dpop.algorithms, [Algorithm::ES256, Algorithm::EdDSA]);
         assert_eq!(c.dpop.max_age, s(120));
+        let store = format!("{:?}", c.shared_store.as_ref().unwrap());
+        assert!(store.contains("RedisStore") && store.contains("6399"), "{store}");
+        assert!(!store.contains("pw"), "no password in Debug: {store}");
     }
 
     #[test]
@@ -785,6 +789,8 @@ mod tests {
             ("MCP_OAUTH2_DPOP_ALGORITHMS", " , ", &[]),
             ("MCP_OAUTH2_DPOP_MAX_AGE", "301", &[]),
             ("MCP_OAUTH2_DPOP_MAX_AGE", "0", &[]),
+            ("MCP_OAUTH2_REDIS_URL", "http://127.0.0.1:6379", &[]),
+            ("MCP_OAUTH2_REDIS_URL", "redis://", &[]),
         ];
         for (name, bad, with) in cases {
             let mut vars = minimal();
