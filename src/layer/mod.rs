@@ -111,6 +111,8 @@ struct Shared {
     whole_service: bool,
     bind_sessions: bool,
     sessions: Arc<Sessions>,
+    /// Session owners shared by replicas (`AuthConfigBuilder::shared_store`).
+    session_store: Option<Arc<dyn crate::store::SharedStore>>,
     allowed_origins: Arc<Origins>,
     outcomes: Arc<crate::metrics::Outcomes>,
     document: ProtectedResourceMetadata,
@@ -175,6 +177,7 @@ impl AuthLayer {
                 whole_service: false,
                 bind_sessions: true,
                 sessions: Arc::new(Sessions::new(config.sessions)),
+                session_store: config.shared_store.clone(),
                 allowed_origins: Arc::new(Origins {
                     list: config.allowed_origins.clone(),
                     any_loopback: config.allows_loopback_origins(),

@@ -82,6 +82,19 @@ pub enum StoreError {
     Timeout,
 }
 
+/// The key of one namespace (`mcp_oauth2:session:`, ...) for a digest:
+/// the prefix and the digest in lowercase hex (never the material hashed).
+pub(crate) fn hashed_key(namespace: &str, digest: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut key = String::with_capacity(namespace.len() + 2 * digest.len());
+    key.push_str(namespace);
+    for b in digest {
+        // Writing to a String cannot fail.
+        let _ = write!(key, "{b:02x}");
+    }
+    key
+}
+
 /// A duration in whole milliseconds, rounded up, at least 1 (Redis' `PX`
 /// refuses 0), saturated at `u64::MAX`.
 pub(crate) fn millis_at_least_one(d: Duration) -> u64 {
@@ -105,6 +118,15 @@ mod tests {
         assert_eq!(millis_at_least_one(Duration::from_millis(5)), 5);
         assert_eq!(millis_at_least_one(Duration::from_micros(5_001)), 6);
         assert_eq!(millis_at_least_one(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn hashed_keys_are_the_namespace_and_lowercase_hex() {
+        assert_eq!(
+            hashed_key("mcp_oauth2:dpop:", &[0, 0xab, 0x7f]),
+            "mcp_oauth2:dpop:00ab7f"
+        );
+        assert_eq!(hashed_key("n:", &[]), "n:");
     }
 
     #[test]
