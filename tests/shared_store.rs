@@ -262,3 +262,545 @@ fn bad_urls_are_refused_without_repeating_them() {
     assert!(debug.contains("6390"), "{debug}");
     assert_eq!(RedisStore::DEFAULT_TIMEOUT, Duration::from_millis(250));
 }
+
+// ---------------------------------------------------------------------
+// Two replicas of one server (one resource, two listeners) sharing Redis.
+// ---------------------------------------------------------------------
+
+use std::net::SocketAddr;
+
+use mcp_oauth2::testing::{DpopClient, TestIssuer};
+use mcp_oauth2::verify::IntrospectionSettings;
+use mcp_oauth2::{AuthConfig, AuthConfigBuilder, McpServer, Metrics};
+use support::attack::{INITIALIZED, LEGACY, initialize_body, tool_call_body};
+use support::fixture::EchoServer;
+use tokio_util::sync::CancellationToken;
+
+/// One replica: a real `McpServer` on its own port, configured for the
+/// shared resource URI, with its own `RedisStore` (as another process).
+struct Replica {
+    addr: SocketAddr,
+    metrics: Metrics,
+    ct: CancellationToken,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.ct.cancel();
+    }
+}
+
+impl Replica {
+    async fn start(
+        listener: tokio::net::TcpListener,
+        resource: &str,
+        issuer: &TestIssuer,
+        store: Arc<dyn SharedStore>,
+        tweak: fn(AuthConfigBuilder) -> AuthConfigBuilder,
+    ) -> Self {
+        let addr = listener.local_addr().unwrap();
+        let config = tweak(
+            AuthConfig::builder()
+                .issuer(issuer.issuer())
+                .resource(resource)
+                .allow_insecure_http_for_loopback(true),
+        )
+        .build()
+        .unwrap();
+        let server = McpServer::builder()
+            .auth(config)
+            .shared_store(store)
+            .service(|| Ok(EchoServer::new()))
+            .build()
+            .unwrap();
+        let metrics = server.metrics();
+        let ct = server.cancellation_token();
+        tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+        Self { addr, metrics, ct }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    fn rejected(&self, reason: &str) -> u64 {
+        self.metrics
+            .snapshot()
+            .rejected
+            .get(reason)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Redis, an issuer, and two replicas A and B of the resource served at A.
+struct Pair {
+    redis: RedisServer,
+    issuer: TestIssuer,
+    resource: String,
+    a: Replica,
+    b: Replica,
+}
+
+impl Pair {
+    async fn start(timeout: Duration, tweak: fn(AuthConfigBuilder) -> AuthConfigBuilder) -> Self {
+        let redis = RedisServer::start().await;
+        let issuer = TestIssuer::start().await.unwrap();
+        let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let resource = format!("http://{}/mcp", la.local_addr().unwrap());
+        let store = || -> Arc<dyn SharedStore> {
+            Arc::new(RedisStore::new(&redis.url()).unwrap().timeout(timeout))
+        };
+        let a = Replica::start(la, &resource, &issuer, store(), tweak).await;
+        let b = Replica::start(lb, &resource, &issuer, store(), tweak).await;
+        Self {
+            redis,
+            issuer,
+            resource,
+            a,
+            b,
+        }
+    }
+
+    fn token(&self, sub: &str) -> String {
+        self.issuer
+            .token()
+            .subject(sub)
+            .audience(&self.resource)
+            .sign()
+    }
+}
+
+/// A POST of a JSON-RPC `body` with `Authorization: <auth>` and, when
+/// given, a legacy session.
+async fn post(url: &str, auth: &str, session: Option<&str>, body: &str) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", auth)
+        .body(body.to_owned());
+    if let Some(id) = session {
+        req = req
+            .header("mcp-session-id", id)
+            .header("mcp-protocol-version", LEGACY);
+    }
+    req.send().await.unwrap()
+}
+
+/// A legacy session opened on `url` with `token`: `initialize`, then
+/// `notifications/initialized`.
+async fn open_session(url: &str, token: &str) -> String {
+    let auth = format!("Bearer {token}");
+    let response = post(url, &auth, None, &initialize_body(1)).await;
+    assert_eq!(response.status(), 200);
+    let id = response
+        .headers()
+        .get("mcp-session-id")
+        .expect("a legacy session")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let done = post(url, &auth, Some(&id), INITIALIZED).await;
+    assert!(done.status().is_success(), "{}", done.status());
+    id
+}
+
+/// A `tools/call` of `whoami` inside `session`.
+async fn call_in(url: &str, token: &str, session: &str) -> reqwest::Response {
+    post(
+        url,
+        &format!("Bearer {token}"),
+        Some(session),
+        &tool_call_body(2, "whoami"),
+    )
+    .await
+}
+
+/// The JSON body's `reason` of a refusal.
+async fn reason(response: reqwest::Response) -> String {
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["reason"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A capture of the tracing output of this thread (the test runtime is
+/// current-thread, so the servers' tasks log here too).
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn lines(&self, needle: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_session_created_on_one_replica_is_refused_to_another_principal_on_the_other() {
+    let capture = Capture::default();
+    let _guard = capture.install();
+    let pair = Pair::start(RedisStore::DEFAULT_TIMEOUT, |b| b).await;
+    let (alice, bob) = (pair.token("alice"), pair.token("bob"));
+    let session = open_session(&pair.a.url(), &alice).await;
+    assert_eq!(call_in(&pair.a.url(), &alice, &session).await.status(), 200);
+
+    // Bob on the other replica: refused as without a store (404), counted
+    // and audited as session_not_owned.
+    let refused = call_in(&pair.b.url(), &bob, &session).await;
+    assert_eq!(refused.status(), 404);
+    assert_eq!(pair.b.rejected("session_not_owned"), 1);
+    // And on the replica that created it.
+    assert_eq!(call_in(&pair.a.url(), &bob, &session).await.status(), 404);
+    assert_eq!(pair.a.rejected("session_not_owned"), 1);
+    let audit = capture.lines("session.refused");
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    for line in &audit {
+        assert!(line.contains("mcp_oauth2::audit"), "{line}");
+        assert!(line.contains("session_not_owned"), "{line}");
+        assert!(line.contains("subject=\"bob\""), "{line}");
+        assert!(!line.contains(&bob) && !line.contains(&session), "{line}");
+    }
+
+    // Alice on replica B passes the layer (the store binds the session to
+    // her); B's rmcp does not hold the session, so rmcp itself answers.
+    let accepted = pair.b.metrics.snapshot().accepted;
+    let _ = call_in(&pair.b.url(), &alice, &session).await;
+    assert_eq!(pair.b.metrics.snapshot().accepted, accepted + 1);
+    assert_eq!(pair.b.rejected("session_not_owned"), 1);
+
+    // Another spelling of the id is another session.
+    let upper = session.to_uppercase();
+    if upper != session {
+        assert_eq!(call_in(&pair.b.url(), &alice, &upper).await.status(), 404);
+        assert_eq!(pair.b.rejected("session_not_owned"), 2);
+    }
+
+    // The store holds the id's hash, never the id.
+    let keys: Vec<String> = pair.redis.dump().await.into_iter().map(|(k, _)| k).collect();
+    let session_keys: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.starts_with("mcp_oauth2:session:"))
+        .collect();
+    assert_eq!(session_keys.len(), 1, "{keys:?}");
+    assert_eq!(session_keys[0].len(), "mcp_oauth2:session:".len() + 64);
+    assert!(keys.iter().all(|k| !k.contains(&session)), "{keys:?}");
+
+    // DELETE on A unbinds it everywhere: now refused to Alice on B too.
+    let deleted = reqwest::Client::new()
+        .delete(pair.a.url())
+        .header("authorization", format!("Bearer {alice}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", LEGACY)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    assert!(
+        pair.redis
+            .dump()
+            .await
+            .iter()
+            .all(|(k, _)| !k.starts_with("mcp_oauth2:session:"))
+    );
+    let before = pair.b.rejected("session_not_owned");
+    assert_eq!(call_in(&pair.b.url(), &alice, &session).await.status(), 404);
+    assert_eq!(pair.b.rejected("session_not_owned"), before + 1);
+}
+
+#[tokio::test]
+async fn sessions_fail_closed_when_redis_is_down_and_work_again_after() {
+    let mut pair = Pair::start(Duration::from_millis(300), |b| b).await;
+    let alice = pair.token("alice");
+    let session = open_session(&pair.a.url(), &alice).await;
+    pair.redis.stop();
+
+    // A session request cannot be checked: 503, never the session.
+    let refused = call_in(&pair.a.url(), &alice, &session).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(
+        refused
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(body["reason"], "store_unavailable");
+    assert_eq!(pair.a.rejected("store_unavailable"), 1);
+
+    // A new session cannot be recorded: closed and refused.
+    let new = post(
+        &pair.b.url(),
+        &format!("Bearer {alice}"),
+        None,
+        &initialize_body(1),
+    )
+    .await;
+    assert_eq!(new.status(), 503);
+    assert!(new.headers().get("mcp-session-id").is_none());
+    assert_eq!(reason(new).await, "store_unavailable");
+
+    // Redis back (empty: its bindings are lost, so the old session is
+    // refused, fail closed); new sessions work again.
+    pair.redis.start_again().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let fresh = loop {
+        let r = post(
+            &pair.b.url(),
+            &format!("Bearer {alice}"),
+            None,
+            &initialize_body(1),
+        )
+        .await;
+        if r.status() == 200 {
+            break r
+                .headers()
+                .get("mcp-session-id")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+        }
+        assert!(Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(call_in(&pair.b.url(), &alice, &fresh).await.status(), 200);
+    assert_eq!(call_in(&pair.a.url(), &alice, &session).await.status(), 404);
+}
+
+#[tokio::test]
+async fn a_slow_redis_refuses_sessions_within_the_timeout() {
+    let pair = Pair::start(Duration::from_millis(150), |b| b).await;
+    let alice = pair.token("alice");
+    let session = open_session(&pair.a.url(), &alice).await;
+    pair.redis.pause(2000).await;
+    let started = Instant::now();
+    let refused = call_in(&pair.a.url(), &alice, &session).await;
+    assert_eq!(refused.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(reason(refused).await, "store_unavailable");
+}
+
+/// A `POST initialize` with a DPoP-bound token and one proof.
+async fn post_dpop(url: &str, token: &str, proof: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", proof)
+        .body(initialize_body(1))
+        .send()
+        .await
+        .unwrap()
+}
+
+// RFC 9449 section 11.1 across replicas (issue 16).
+#[tokio::test]
+async fn a_dpop_proof_used_on_one_replica_is_refused_on_the_other() {
+    let mut pair = Pair::start(Duration::from_millis(300), |b| b).await;
+    let client = DpopClient::new();
+    let token = pair
+        .issuer
+        .token()
+        .subject("alice")
+        .audience(&pair.resource)
+        .dpop_bound_to(client.thumbprint())
+        .sign();
+    let proof = client.proof("POST", &pair.resource, Some(&token));
+    assert_eq!(post_dpop(&pair.a.url(), &token, &proof).await.status(), 200);
+    // The same proof, on the other replica and on the same one: a replay.
+    let replay = post_dpop(&pair.b.url(), &token, &proof).await;
+    assert_eq!(replay.status(), 401);
+    assert_eq!(pair.b.rejected("dpop_replay"), 1);
+    assert_eq!(post_dpop(&pair.a.url(), &token, &proof).await.status(), 401);
+    assert_eq!(pair.a.rejected("dpop_replay"), 1);
+    // A fresh proof is welcome anywhere.
+    let fresh = client.proof("POST", &pair.resource, Some(&token));
+    assert_eq!(post_dpop(&pair.b.url(), &token, &fresh).await.status(), 200);
+    // The store holds hashes only.
+    let dump = pair.redis.dump().await;
+    let dpop: Vec<_> = dump
+        .iter()
+        .filter(|(k, _)| k.starts_with("mcp_oauth2:dpop:"))
+        .collect();
+    assert_eq!(dpop.len(), 2, "{dump:?}");
+    for (k, v) in &dump {
+        assert!(!k.contains(&token) && !k.contains(&proof), "{k}");
+        let v = String::from_utf8_lossy(v);
+        assert!(!v.contains(&token) && !v.contains(&proof), "{k}");
+    }
+
+    // Redis down: a first use cannot be checked, so the proof is refused
+    // (503 store_unavailable, fail closed), never accepted.
+    pair.redis.stop();
+    let unchecked = client.proof("POST", &pair.resource, Some(&token));
+    let refused = post_dpop(&pair.a.url(), &token, &unchecked).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(pair.a.rejected("store_unavailable"), 1);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+}
+
+/// A real introspection endpoint on loopback that counts its hits: tokens
+/// starting with `opaque-` are active for the subject after the dash.
+async fn introspection_endpoint(
+    issuer: String,
+    resource: String,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().route(
+        "/introspect",
+        axum::routing::post(move |body: String| {
+            let counter = counter.clone();
+            let (issuer, resource) = (issuer.clone(), resource.clone());
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let token = url::form_urlencoded::parse(body.as_bytes())
+                    .find(|(k, _)| k == "token")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                let answer = match token.strip_prefix("opaque-") {
+                    Some(sub) => serde_json::json!({
+                        "active": true, "sub": sub, "iss": issuer, "aud": resource,
+                        "exp": support::attack::now() + 600, "client_id": "c1",
+                    }),
+                    None => serde_json::json!({"active": false}),
+                };
+                axum::Json(answer)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/introspect", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hits)
+}
+
+#[tokio::test]
+async fn an_introspection_result_cached_by_one_replica_is_used_by_the_other() {
+    use std::sync::atomic::Ordering;
+    let redis = RedisServer::start().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", la.local_addr().unwrap());
+    let (endpoint, hits) =
+        introspection_endpoint(issuer.issuer().to_owned(), resource.clone()).await;
+    static ENDPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ENDPOINT.set(endpoint).unwrap();
+    let tweak: fn(AuthConfigBuilder) -> AuthConfigBuilder = |b| {
+        b.introspection(
+            IntrospectionSettings::new("rs", "secret")
+                .endpoint(url::Url::parse(ENDPOINT.get().unwrap()).unwrap()),
+        )
+    };
+    let store = || -> Arc<dyn SharedStore> {
+        Arc::new(
+            RedisStore::new(&redis.url())
+                .unwrap()
+                .timeout(Duration::from_millis(300)),
+        )
+    };
+    let a = Replica::start(la, &resource, &issuer, store(), tweak).await;
+    let b = Replica::start(lb, &resource, &issuer, store(), tweak).await;
+    let auth = "Bearer opaque-alice";
+    assert_eq!(
+        post(&a.url(), auth, None, &initialize_body(1))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // Replica B has never seen the token: the shared result answers.
+    assert_eq!(
+        post(&b.url(), auth, None, &initialize_body(1))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "one endpoint call for both");
+    assert_eq!(b.metrics.snapshot().introspection_calls, 0);
+    // An inactive token is not shared: each replica asks.
+    for r in [&a, &b] {
+        let refused = post(&r.url(), "Bearer nobody", None, &initialize_body(1)).await;
+        assert_eq!(refused.status(), 401);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    // Stored under the token's hash, without the token.
+    let dump = redis.dump().await;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"opaque-alice");
+    let hex: String = digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let keys: Vec<&String> = dump.iter().map(|(k, _)| k).collect();
+    assert!(
+        keys.contains(&&format!("mcp_oauth2:introspection:{hex}")),
+        "{keys:?}"
+    );
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k.starts_with("mcp_oauth2:introspection:"))
+            .count(),
+        1
+    );
+    for (k, v) in &dump {
+        assert!(!k.contains("opaque-") && !String::from_utf8_lossy(v).contains("opaque-"));
+    }
+
+    // Redis down: introspection falls back to the endpoint (never to
+    // acceptance of an unknown token). A GET opens no session (whose
+    // binding would need the store): the layer's verdict is the count.
+    drop(redis);
+    let get = |url: String, token: &'static str| async move {
+        reqwest::Client::new()
+            .get(url)
+            .header("accept", "text/event-stream")
+            .header("authorization", token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let accepted = b.metrics.snapshot().accepted;
+    let started = Instant::now();
+    assert_ne!(get(b.url(), "Bearer opaque-bob").await, 401);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(b.metrics.snapshot().accepted, accepted + 1);
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
+    assert_eq!(get(a.url(), "Bearer nobody-else").await, 401);
+    assert_eq!(hits.load(Ordering::SeqCst), 5);
+}
