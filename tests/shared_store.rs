@@ -2,6 +2,9 @@
 //! replicas through a real `redis-server` (started by the tests on a free
 //! loopback port), the same contract as the in-memory store, and what each
 //! user of the store does when Redis is down or slow.
+// Test code: a panic here is a failed run, not an outage, so unwrap and
+// indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
 mod support;
 
@@ -25,7 +28,10 @@ async fn contract(store: &dyn SharedStore) {
         .await
         .unwrap();
     assert_eq!(second.count, 2);
-    assert!(second.resets_in <= WINDOW, "a later hit never extends the window");
+    assert!(
+        second.resets_in <= WINDOW,
+        "a later hit never extends the window"
+    );
     assert_eq!(
         store
             .peek("mcp_oauth2:throttle:a")
@@ -138,7 +144,11 @@ async fn two_redis_stores_share_counters_and_first_uses() {
     );
     assert_eq!(winners, 1, "one first use across replicas");
     assert_eq!(
-        b.peek("mcp_oauth2:throttle:x").await.unwrap().unwrap().count,
+        b.peek("mcp_oauth2:throttle:x")
+            .await
+            .unwrap()
+            .unwrap()
+            .count,
         40
     );
 }
@@ -159,8 +169,14 @@ async fn the_prefix_keeps_deployments_apart() {
             .unwrap()
     );
     let keys: Vec<String> = redis.dump().await.into_iter().map(|(k, _)| k).collect();
-    assert!(keys.contains(&"eu:mcp_oauth2:dpop:k".to_owned()), "{keys:?}");
-    assert!(keys.contains(&"us:mcp_oauth2:dpop:k".to_owned()), "{keys:?}");
+    assert!(
+        keys.contains(&"eu:mcp_oauth2:dpop:k".to_owned()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"us:mcp_oauth2:dpop:k".to_owned()),
+        "{keys:?}"
+    );
     // A value that is no count is no counter.
     eu.put("mcp_oauth2:throttle:v", b"not a number", WINDOW)
         .await
@@ -500,7 +516,13 @@ async fn a_session_created_on_one_replica_is_refused_to_another_principal_on_the
     }
 
     // The store holds the id's hash, never the id.
-    let keys: Vec<String> = pair.redis.dump().await.into_iter().map(|(k, _)| k).collect();
+    let keys: Vec<String> = pair
+        .redis
+        .dump()
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     let session_keys: Vec<&String> = keys
         .iter()
         .filter(|k| k.starts_with("mcp_oauth2:session:"))
@@ -761,11 +783,7 @@ async fn an_introspection_result_cached_by_one_replica_is_used_by_the_other() {
     // Stored under the token's hash, without the token.
     let dump = redis.dump().await;
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"opaque-alice");
-    let hex: String = digest
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     let keys: Vec<&String> = dump.iter().map(|(k, _)| k).collect();
     assert!(
         keys.contains(&&format!("mcp_oauth2:introspection:{hex}")),

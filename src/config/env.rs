@@ -686,7 +686,10 @@ mod tests {
         assert_eq!(c.dpop.algorithms, [Algorithm::ES256, Algorithm::EdDSA]);
         assert_eq!(c.dpop.max_age, s(120));
         let store = format!("{:?}", c.shared_store.as_ref().unwrap());
-        assert!(store.contains("RedisStore") && store.contains("6399"), "{store}");
+        assert!(
+            store.contains("RedisStore") && store.contains("6399"),
+            "{store}"
+        );
         assert!(!store.contains("pw"), "no password in Debug: {store}");
     }
 

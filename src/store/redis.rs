@@ -67,8 +67,9 @@ impl RedisStore {
     /// or `redis+unix:///path`; TLS `rediss://` is not built in). Checks the
     /// URL only: the connection is made at the first operation.
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL ({})", e.category())))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            StoreError::Unavailable(format!("invalid Redis URL ({})", e.category()))
+        })?;
         Ok(Self {
             client,
             connection: OnceCell::new(),

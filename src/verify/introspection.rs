@@ -405,10 +405,7 @@ impl IntrospectionVerifier {
     /// did not answer (then the endpoint is asked).
     async fn shared_result(&self, key: &[u8; 32]) -> Option<Entry> {
         let store = self.inner.store.as_ref()?;
-        let stored = match store
-            .get(&crate::store::hashed_key(RESULT_NS, key))
-            .await
-        {
+        let stored = match store.get(&crate::store::hashed_key(RESULT_NS, key)).await {
             Ok(stored) => stored?,
             Err(e) => {
                 tracing::warn!(
@@ -445,7 +442,11 @@ impl IntrospectionVerifier {
             .saturating_add(u64::try_from(share.ttl.as_millis()).unwrap_or(u64::MAX));
         let mut value = Vec::with_capacity(11 + share.body.len());
         value.push(SHARED_V1);
-        value.extend_from_slice(&u16::try_from(share.endpoint).unwrap_or(u16::MAX).to_be_bytes());
+        value.extend_from_slice(
+            &u16::try_from(share.endpoint)
+                .unwrap_or(u16::MAX)
+                .to_be_bytes(),
+        );
         value.extend_from_slice(&until_ms.to_be_bytes());
         value.extend_from_slice(&share.body);
         let key = crate::store::hashed_key(RESULT_NS, key);
