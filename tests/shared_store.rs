@@ -689,8 +689,16 @@ async fn a_dpop_proof_used_on_one_replica_is_refused_on_the_other() {
     let refused = post_dpop(&pair.a.url(), &token, &unchecked).await;
     assert_eq!(refused.status(), 503);
     assert_eq!(pair.a.rejected("store_unavailable"), 1);
+    assert_eq!(
+        refused
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert_eq!(body["reason"], "store_unavailable", "{body}");
 }
 
 /// A real introspection endpoint on loopback that counts its hits: tokens
