@@ -830,3 +830,116 @@ async fn an_introspection_result_cached_by_one_replica_is_used_by_the_other() {
     assert_eq!(get(a.url(), "Bearer nobody-else").await, 401);
     assert_eq!(hits.load(Ordering::SeqCst), 5);
 }
+
+/// The reference server (`examples/protected_server`, built by `cargo
+/// test`) as a child process configured by environment, with its log
+/// lines (stdout) collected.
+struct ReferenceServer {
+    child: tokio::process::Child,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ReferenceServer {
+    async fn start(issuer: &str, resource: &str, port: u16, redis_url: &str) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let exe = std::env::current_exe().unwrap();
+        let bin = exe
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("examples")
+            .join("protected_server");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo test` (it builds the examples)",
+            bin.display()
+        );
+        let mut child = tokio::process::Command::new(&bin)
+            .env("MCP_OAUTH2_ISSUER", issuer)
+            .env("MCP_OAUTH2_RESOURCE", resource)
+            .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
+            .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
+            .env("MCP_OAUTH2_REDIS_URL", redis_url)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(first.starts_with("listening on"), "{first}");
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, log }
+    }
+
+    fn lines(&self, needle: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// Issue 17's reference server contract: two processes pointed at one Redis
+// (MCP_OAUTH2_REDIS_URL) behave as one server for sessions.
+#[tokio::test]
+async fn two_reference_server_processes_share_sessions_through_redis() {
+    let redis = RedisServer::start().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let resource = format!("http://127.0.0.1:{pa}/mcp");
+    let mut a = ReferenceServer::start(issuer.issuer(), &resource, pa, &redis.url()).await;
+    let mut b = ReferenceServer::start(issuer.issuer(), &resource, pb, &redis.url()).await;
+    let url_b = format!("http://127.0.0.1:{pb}/mcp");
+    let token = |sub: &str| {
+        issuer
+            .token()
+            .subject(sub)
+            .audience(&resource)
+            .scopes(["notes:read"])
+            .sign()
+    };
+    let (alice, bob) = (token("alice"), token("bob"));
+    let session = open_session(&resource, &alice).await;
+    assert_eq!(call_in(&resource, &alice, &session).await.status(), 200);
+    assert_eq!(call_in(&url_b, &bob, &session).await.status(), 404);
+    // B's audit stream names the refusal.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let audit = loop {
+        let lines = b.lines("session.refused");
+        if !lines.is_empty() || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(audit.len(), 1, "{:?}", b.log.lock().unwrap());
+    assert!(audit[0].contains("session_not_owned"), "{}", audit[0]);
+    assert!(!audit[0].contains(&bob) && !audit[0].contains(&session));
+    // A never saw Bob.
+    assert!(a.lines("session.refused").is_empty());
+    a.child.kill().await.unwrap();
+    b.child.kill().await.unwrap();
+}

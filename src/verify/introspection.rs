@@ -646,3 +646,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_results_of_another_shape_are_misses() {
+        let mut value = vec![SHARED_V1, 0, 3];
+        value.extend_from_slice(&7u64.to_be_bytes());
+        value.extend_from_slice(b"{}");
+        assert_eq!(decode_shared(&value), Some((3, 7, &b"{}"[..])));
+        // Another version, or cut short: never read as a result.
+        let mut other = value.clone();
+        other[0] = 2;
+        assert_eq!(decode_shared(&other), None);
+        assert_eq!(decode_shared(&value[..5]), None);
+        assert_eq!(decode_shared(&[]), None);
+    }
+}
