@@ -2,7 +2,8 @@
 //! variables: everything [`AuthConfig::from_env`] reads, plus
 //! `MCP_OAUTH2_BIND` (default `127.0.0.1:8080`).
 //!
-//! Tools: `whoami` (subject, client_id and scopes as JSON text), `list_notes`
+//! Tools: `whoami` (subject, client_id, scopes, issuer and, for a DPoP-bound
+//! token, `dpop_jkt` as JSON text), `list_notes`
 //! (scope `notes:read`), `add_note` (scope `notes:write`, which implies
 //! `notes:read`), `read_note` (`{"id": <integer>, "folder": "shared" |
 //! "private"}`: scope `notes:read`, and `notes:private` for the private

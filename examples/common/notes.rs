@@ -176,6 +176,8 @@ impl NotesServer {
             "client_id": auth.client_id(),
             "scopes": auth.scopes(),
             "issuer": auth.issuer(),
+            // RFC 7638 thumbprint of the proof key when the token is DPoP-bound.
+            "dpop_jkt": auth.dpop_thumbprint(),
         })
         .to_string())
     }

@@ -6,6 +6,8 @@
 //   (RFC 9068, header `typ: at+jwt`) signed with ES256, `aud` = the resource.
 // - PKCE is required for every client (oidc-provider only implements S256).
 // - No refresh tokens: every step-up is a new authorization (see below).
+// - DPoP (RFC 9449, on by default in oidc-provider 9): a token request with a
+//   DPoP proof gets a DPoP-bound token (`token_type: DPoP`, `cnf.jkt`).
 // - Open dynamic client registration (RFC 7591), the client credentials
 //   grant, and Client ID Metadata Documents (a client_id that is an https URL;
 //   the document is fetched from the rig's own https host on loopback, whose
@@ -166,8 +168,8 @@ const provider = new Provider(issuer, {
   formats: {
     customizers: {
       async jwt(_ctx, _token, jwt) {
-        const { sub, client_id, aud, scope, iss, jti } = jwt.payload;
-        issued.push({ sub, client_id, aud, scope, iss, jti });
+        const { sub, client_id, aud, scope, iss, jti, cnf } = jwt.payload;
+        issued.push({ sub, client_id, aud, scope, iss, jti, cnf });
       },
     },
   },

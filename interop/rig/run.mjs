@@ -562,6 +562,62 @@ async function scenarios() {
     rig.stepUpNotes.push(`inspector-cli: second authorization scope="${again.searchParams.get('scope')}"`);
   });
 
+  // DPoP (RFC 9449, issue 16): a real DPoP client (oauth4webapi) gets a
+  // DPoP-bound token from oidc-provider and the TypeScript SDK speaks MCP
+  // over it; then it attacks the server with what it holds.
+  const checkDpop = async (name, url, { nonce }) => {
+    const client = await registerConfidentialClient(`rig ${name}`);
+    const result = await runClient(name, NODE, ['clients/dpop.mjs', url], {
+      env: {
+        RIG_ISSUER: rig.issuer,
+        RIG_CC_CLIENT_ID: client.client_id,
+        RIG_CC_CLIENT_SECRET: client.client_secret,
+        RIG_EXPECT_NONCE: nonce ? '1' : '0',
+      },
+    });
+    assert(String(result.tokenType).toLowerCase() === 'dpop', `the provider issued token_type ${result.tokenType}`);
+    assert(result.cnfJkt && result.cnfJkt === result.thumbprint, `cnf.jkt ${result.cnfJkt} is not the client's key thumbprint ${result.thumbprint}`);
+    const issued = (await issuedTokens()).filter((t) => t.client_id === client.client_id);
+    assert(issued.some((t) => t.cnf?.jkt === result.thumbprint), 'the provider recorded no token bound to the client key');
+    assert(result.subject === client.client_id && result.clientId === client.client_id, `whoami says ${result.subject} / ${result.clientId}`);
+    assert(result.issuer === rig.issuer, `whoami issuer ${result.issuer}`);
+    assert(result.dpopJkt === result.thumbprint, `whoami dpop_jkt ${result.dpopJkt}, expected ${result.thumbprint}`);
+    assert(result.tools.includes('whoami') && !result.addNoteError, `tools ${result.tools}, add_note error ${result.addNoteError}`);
+    assert(result.notes?.some((n) => String(n.text ?? n).includes('sent with a DPoP proof')), `the note is not listed: ${JSON.stringify(result.notes)}`);
+    if (nonce) assert(result.nonceRetries >= 1, 'no use_dpop_nonce retry happened');
+    const { asBearer, replayed, wrongKey, wrongMethod } = result.attacks;
+    const refused = (label, a, error, why) => {
+      assert(a.status === 401, `${label}: HTTP ${a.status}`);
+      assert(a.error === error, `${label}: error ${a.error}, expected ${error} (${a.challenges})`);
+      // Refused for the right reason, not for another fault of the attempt.
+      assert(why.test(a.description || ''), `${label}: refused because "${a.description}"`);
+      assert(/(^|,\s*)DPoP\s[^]*algs="[^"]*ES256/.test(a.challenges || ''), `${label}: no DPoP challenge in ${a.challenges}`);
+    };
+    // RFC 9449 section 7.2: a DPoP-bound token presented as Bearer.
+    refused('bound token as Bearer', asBearer, 'invalid_token', nonce ? /DPoP-bound access tokens only/ : /bound to a key/);
+    refused('replayed proof', replayed, 'invalid_dpop_proof', /already used/);
+    refused('proof of another key', wrongKey, 'invalid_dpop_proof', /not the key the access token is bound to/);
+    refused('proof for another method', wrongMethod, 'invalid_dpop_proof', /another HTTP method/);
+  };
+
+  await scenario('dpop (oauth4webapi + ts-sdk): DPoP-bound token from oidc-provider, proofs on every call, attacks refused', async () => {
+    await checkDpop('dpop allowed', RES, { nonce: false });
+  });
+
+  await scenario('dpop (oauth4webapi + ts-sdk): MCP_OAUTH2_DPOP=required with server nonces', async () => {
+    const url = await startResourceServer('protected-server-dpop', SERVER_BIN, await freePort(),
+      (p) => `http://127.0.0.1:${p}/mcp`, { MCP_OAUTH2_DPOP: 'required', MCP_OAUTH2_DPOP_NONCE: '1' });
+    const prm = await (await fetchT(`${new URL(url).origin}/.well-known/oauth-protected-resource/mcp`)).json();
+    assert(prm.dpop_bound_access_tokens_required === true, `metadata dpop_bound_access_tokens_required is ${prm.dpop_bound_access_tokens_required}`);
+    assert((prm.dpop_signing_alg_values_supported || []).includes('ES256'), `metadata algs ${prm.dpop_signing_alg_values_supported}`);
+    // A Bearer token of the same provider is refused in required mode.
+    const bearer = await clientCredentialsToken(await registerConfidentialClient('rig dpop bearer'), url);
+    const res = await mcpPost(url, `Bearer ${bearer}`);
+    assert(res.status === 401, `a Bearer token got HTTP ${res.status} in required mode`);
+    assert(/(^|,\s*)DPoP\s[^]*algs="[^"]*ES256/.test(res.headers.get('www-authenticate') || ''), `no DPoP challenge: ${res.headers.get('www-authenticate')}`);
+    await checkDpop('dpop required nonce', url, { nonce: true });
+  });
+
   await scenario('negative: a token for another resource is refused with 401', async () => {
     const client = await registerConfidentialClient('rig negative');
     for (const other of [rig.otherResource, rig.lookalikeResource]) {

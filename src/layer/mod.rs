@@ -12,6 +12,7 @@
 mod future;
 mod http_rules;
 mod operations;
+mod refused;
 mod service;
 mod sessions;
 mod step_up;
@@ -113,6 +114,9 @@ struct Shared {
     sessions: Arc<Sessions>,
     /// Session owners shared by replicas (`AuthConfigBuilder::shared_store`).
     session_store: Option<Arc<dyn crate::store::SharedStore>>,
+    /// Tokens refused for good a moment ago (a retry storm or a flood of
+    /// one bad token costs one verification per window).
+    refused: Arc<refused::RefusedTokens>,
     allowed_origins: Arc<Origins>,
     outcomes: Arc<crate::metrics::Outcomes>,
     document: ProtectedResourceMetadata,
@@ -178,6 +182,7 @@ impl AuthLayer {
                 bind_sessions: true,
                 sessions: Arc::new(Sessions::new(config.sessions)),
                 session_store: config.shared_store.clone(),
+                refused: Arc::new(refused::RefusedTokens::new()),
                 allowed_origins: Arc::new(Origins {
                     list: config.allowed_origins.clone(),
                     any_loopback: config.allows_loopback_origins(),

@@ -302,7 +302,16 @@ impl Shared {
             }
             Credentials::None => return Err(AuthErrorKind::MissingToken.into()),
         };
-        let ctx = self.verifier.verify(token).await?;
+        if let Some(kind) = self.refused.get(token.as_str(), now) {
+            return Err(kind.into());
+        }
+        let ctx = match self.verifier.verify(token).await {
+            Ok(ctx) => ctx,
+            Err(err) => {
+                self.refused.remember(token.as_str(), err.kind(), now);
+                return Err(err);
+            }
+        };
         let ctx = self.bind(ctx, proof.as_ref(), now)?;
         if let Some(proof) = &proof {
             self.dpop.first_use_shared(proof, now).await?;
@@ -361,10 +370,12 @@ impl Shared {
         let now = crate::clock::now_unix();
         let verified = match self.read_credentials(headers) {
             Ok(Credentials::Bearer(token)) => match self.bearer_allowed() {
-                Ok(()) => {
-                    let ctx = self.verifier.verify_cached(token)?;
-                    self.bind(ctx, None, now)
-                }
+                Ok(()) => match self.verifier.verify_cached(token) {
+                    Some(ctx) => self.bind(ctx, None, now),
+                    // A token refused for good a moment ago is refused
+                    // again without a verification (see `refused`).
+                    None => Err(self.refused.get(token.as_str(), now)?.into()),
+                },
                 Err(err) => Err(err),
             },
             // A proof's first use in a shared store is a wait: slow path.

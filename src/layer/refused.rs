@@ -1,0 +1,197 @@
+//! A short memory of tokens refused for good, so that a client (or an
+//! attacker) sending the same bad token again and again costs one full
+//! verification per [`REMEMBER_SECS`], not one per request.
+//!
+//! Why: a flood of one bad token (a retry loop with a tampered or expired
+//! token, or an attack) made the server check an RSA signature for every
+//! request (issue 13: 5,500 such requests a second took a third of a core
+//! and tripled the accepted calls' p99). With this memory the second and
+//! later copies are refused after a keyed hash of the token's tail and one
+//! SHA-256, before any parsing or signature check.
+//!
+//! What is remembered, and why that is safe:
+//! - only refusals the token's bytes decide under a fixed configuration:
+//!   malformed, encrypted, forbidden header, wrong `typ`, algorithm not
+//!   allowed, bad signature, wrong issuer or audience, expired, bad claims,
+//!   repeated members ([`lasting`]). Never a refusal that can change with
+//!   time or with the issuer: an unknown key (the key set may rotate in),
+//!   not yet valid, keys or introspection unavailable, a custom verifier's
+//!   `Rejected`, an inactive introspected token, anything about DPoP proofs
+//!   or scopes. An unknown kind added later is not remembered;
+//! - a refusal is the same answer the full verification gave (the same
+//!   kind, so the same status, error code, reason and challenge);
+//! - entries live at most [`REMEMBER_SECS`] seconds (a key replaced under the
+//!   same `kid`, which RFC 7517 implementations should not do, can keep a
+//!   token refused that long) and are bounded in number ([`CAPACITY`]), so
+//!   a flood of distinct tokens only evicts older entries;
+//! - no token is kept: an entry is found by a SipHash (per-process random
+//!   keys) of the token's last bytes and confirmed by the SHA-256 of the
+//!   whole token, as in the verified-token cache.
+
+use std::hash::{BuildHasher, RandomState};
+
+use quick_cache::sync::Cache;
+
+use crate::error::AuthErrorKind;
+
+/// How long a refusal is remembered, in seconds.
+pub(super) const REMEMBER_SECS: u64 = 30;
+
+/// How many refused tokens are remembered at most.
+pub(super) const CAPACITY: usize = 4096;
+
+/// How much of a token's end the probe hashes (base64url signature bytes
+/// for a JWS; any 32 bytes otherwise).
+const PROBE_BYTES: usize = 32;
+
+/// Whether a refusal of this kind holds for the same token bytes as long as
+/// the configuration does (see the module documentation).
+pub(super) fn lasting(kind: AuthErrorKind) -> bool {
+    matches!(
+        kind,
+        AuthErrorKind::MalformedToken
+            | AuthErrorKind::EncryptedToken
+            | AuthErrorKind::UnsupportedHeader
+            | AuthErrorKind::InvalidType
+            | AuthErrorKind::DisallowedAlgorithm
+            | AuthErrorKind::InvalidSignature
+            | AuthErrorKind::InvalidIssuer
+            | AuthErrorKind::InvalidAudience
+            | AuthErrorKind::Expired
+            | AuthErrorKind::InvalidClaims
+            | AuthErrorKind::DuplicateMember
+    )
+}
+
+#[derive(Clone)]
+struct Entry {
+    digest: [u8; 32],
+    kind: AuthErrorKind,
+    /// Unix seconds after which the entry is ignored.
+    until: u64,
+}
+
+/// The memory of refused tokens (see the module documentation).
+pub(super) struct RefusedTokens {
+    map: Cache<u64, Entry>,
+    probe_keys: RandomState,
+}
+
+impl std::fmt::Debug for RefusedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefusedTokens")
+            .field("len", &self.map.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RefusedTokens {
+    pub(super) fn new() -> Self {
+        Self {
+            map: Cache::new(CAPACITY),
+            probe_keys: RandomState::new(),
+        }
+    }
+
+    fn probe(&self, token: &str) -> u64 {
+        let bytes = token.as_bytes();
+        self.probe_keys.hash_one(
+            bytes
+                .get(bytes.len().saturating_sub(PROBE_BYTES)..)
+                .unwrap_or(bytes),
+        )
+    }
+
+    /// The remembered refusal of `token` at `now`, if any. A token never
+    /// refused costs the probe alone (no SHA-256).
+    pub(super) fn get(&self, token: &str, now: u64) -> Option<AuthErrorKind> {
+        let entry = self.map.get(&self.probe(token))?;
+        if now >= entry.until {
+            return None;
+        }
+        (entry.digest == crate::verify::token_cache::token_key(token)).then_some(entry.kind)
+    }
+
+    /// Remembers that `token` was refused with `kind` at `now`, when that
+    /// refusal lasts.
+    pub(super) fn remember(&self, token: &str, kind: AuthErrorKind, now: u64) {
+        if !lasting(kind) {
+            return;
+        }
+        self.map.insert(
+            self.probe(token),
+            Entry {
+                digest: crate::verify::token_cache::token_key(token),
+                kind,
+                until: now.saturating_add(REMEMBER_SECS),
+            },
+        );
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_lasting_refusals_for_a_while() {
+        let r = RefusedTokens::new();
+        r.remember("a.b.c", AuthErrorKind::InvalidSignature, 100);
+        assert_eq!(r.get("a.b.c", 100), Some(AuthErrorKind::InvalidSignature));
+        assert_eq!(
+            r.get("a.b.c", 100 + REMEMBER_SECS - 1),
+            Some(AuthErrorKind::InvalidSignature)
+        );
+        assert_eq!(r.get("a.b.c", 100 + REMEMBER_SECS), None);
+        // Another token is not refused by this entry.
+        assert_eq!(r.get("a.b.d", 100), None);
+    }
+
+    #[test]
+    fn passing_refusals_are_not_remembered() {
+        let r = RefusedTokens::new();
+        for kind in [
+            AuthErrorKind::UnknownKey,
+            AuthErrorKind::NotYetValid,
+            AuthErrorKind::KeysUnavailable,
+            AuthErrorKind::IntrospectionUnavailable,
+            AuthErrorKind::TokenInactive,
+            AuthErrorKind::Rejected,
+            AuthErrorKind::InsufficientScope,
+            AuthErrorKind::DpopReplay,
+        ] {
+            r.remember("x.y.z", kind, 1);
+            assert_eq!(r.get("x.y.z", 1), None, "{kind:?}");
+        }
+        assert_eq!(r.len(), 0);
+    }
+
+    // Two tokens sharing their last 32 bytes share a probe: the SHA-256
+    // tells them apart, so a crafted token cannot inherit another's
+    // refusal, nor evade its own by the other's.
+    #[test]
+    fn a_shared_tail_is_told_apart_by_the_digest() {
+        let r = RefusedTokens::new();
+        let tail = "T".repeat(PROBE_BYTES);
+        let bad = format!("bad.{tail}");
+        let other = format!("other.{tail}");
+        r.remember(&bad, AuthErrorKind::Expired, 5);
+        assert_eq!(r.get(&other, 5), None);
+        assert_eq!(r.get(&bad, 5), Some(AuthErrorKind::Expired));
+    }
+
+    #[test]
+    fn bounded_in_number() {
+        let r = RefusedTokens::new();
+        for i in 0..(CAPACITY * 3) {
+            r.remember(&format!("token-{i}"), AuthErrorKind::MalformedToken, 1);
+        }
+        assert!(r.len() <= CAPACITY, "{}", r.len());
+        assert!(format!("{r:?}").starts_with("RefusedTokens"));
+    }
+}
