@@ -59,13 +59,15 @@
 //! | State handles and request state | [`HandleKeys`], [`HandleKey`], [`Sealing`], [`HandleError`] |
 //! | Observe | [`Metrics`], [`MetricsSnapshot`] |
 //!
-//! Three modules hold what only some servers need:
+//! Four modules hold what only some servers need:
 //!
 //! - [`verify`]: composing verifiers ([`verify::ChainVerifier`],
 //!   [`verify::from_fn`]) and opaque tokens through introspection
 //!   ([`verify::IntrospectionVerifier`], [`verify::IntrospectionSettings`]);
 //! - [`presets`]: configurations for common identity providers (Keycloak,
 //!   Auth0, Entra ID, Okta, Cognito);
+//! - [`store`]: state shared by replicas ([`store::SharedStore`],
+//!   [`store::MemoryStore`]);
 //! - `testing` (feature `testing`): an in-process issuer and challenge
 //!   helpers for tests.
 //!
@@ -75,6 +77,8 @@
 //! - `aws_lc_rs`: no-op, kept for compatibility.
 //! - `testing`: [`testing::TestIssuer`], an in-process issuer for tests and
 //!   local development. Never use it in production.
+//! - `redis`: `store::RedisStore`, state shared by replicas on Redis
+//!   (`MCP_OAUTH2_REDIS_URL`).
 
 mod bearer;
 mod challenge;
@@ -102,6 +106,7 @@ pub mod presets;
 mod requirement;
 mod scope;
 mod server;
+pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod verify;

@@ -37,6 +37,7 @@ pub struct McpServerBuilder<S = ()> {
     readiness_path: Option<String>,
     tcp_nodelay: bool,
     forward_authorization: bool,
+    shared_store: Option<Arc<dyn crate::store::SharedStore>>,
 }
 
 impl<S> std::fmt::Debug for McpServerBuilder<S> {
@@ -122,6 +123,7 @@ impl McpServer {
             readiness_path: None,
             tcp_nodelay: true,
             forward_authorization: false,
+            shared_store: None,
         }
     }
 }
@@ -175,6 +177,14 @@ impl<S> McpServerBuilder<S> {
         self
     }
 
+    /// State shared by the replicas of this server (default: the
+    /// configuration's, see [`AuthConfigBuilder::shared_store`](crate::AuthConfigBuilder::shared_store)):
+    /// legacy session owners, DPoP proofs used, introspection results.
+    pub fn shared_store(mut self, store: Arc<dyn crate::store::SharedStore>) -> Self {
+        self.shared_store = Some(store);
+        self
+    }
+
     /// Another accepted `Host` (name or `name:port`), for servers reached
     /// under several names.
     pub fn allowed_host(mut self, host: impl Into<String>) -> Self {
@@ -201,6 +211,7 @@ impl<S> McpServerBuilder<S> {
             readiness_path: self.readiness_path,
             tcp_nodelay: self.tcp_nodelay,
             forward_authorization: self.forward_authorization,
+            shared_store: self.shared_store,
         }
     }
 
@@ -233,12 +244,15 @@ impl<S> McpServerBuilder<S> {
 impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
     /// Validates and assembles the server.
     pub fn build(self) -> Result<McpServer, ConfigError> {
-        let config = self.auth.ok_or_else(|| {
+        let mut config = self.auth.ok_or_else(|| {
             ConfigError::new(
                 "auth",
                 "an AuthConfig is required: a protected server without one would fail open",
             )
         })?;
+        if let Some(store) = self.shared_store {
+            config.shared_store = Some(store);
+        }
         let factory = self
             .factory
             .ok_or_else(|| ConfigError::new("service", "the rmcp service factory is required"))?;

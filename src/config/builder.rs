@@ -50,6 +50,7 @@ pub struct AuthConfigBuilder {
     pub(super) jwks: JwksPolicy,
     pub(super) token_cache: TokenCachePolicy,
     pub(super) dpop: super::DpopPolicy,
+    pub(super) shared_store: Option<std::sync::Arc<dyn crate::store::SharedStore>>,
 }
 
 impl Default for AuthConfigBuilder {
@@ -85,6 +86,7 @@ impl Default for AuthConfigBuilder {
             jwks: JwksPolicy::default(),
             token_cache: TokenCachePolicy::default(),
             dpop: super::DpopPolicy::default(),
+            shared_store: None,
         }
     }
 }
@@ -346,6 +348,21 @@ impl AuthConfigBuilder {
     /// mode off. For deployments without pre-2026 clients.
     pub fn stateless_only(mut self, on: bool) -> Self {
         self.sessions.enabled = !on;
+        self
+    }
+
+    /// State shared by the replicas of this server (default: none, each
+    /// process keeps its own in memory). When set, all of it goes through
+    /// `store`: legacy session owners (a session created on one replica is
+    /// bound on all), the DPoP proofs already used (a proof replayed to
+    /// another replica is refused) and active introspection results (one
+    /// endpoint call serves every replica). The README's "Shared state
+    /// (several replicas)" says what happens when the store is slow or
+    /// down: sessions and DPoP fail closed (503 `store_unavailable`),
+    /// introspection falls back to the endpoint. Environment:
+    /// `MCP_OAUTH2_REDIS_URL` (feature `redis`).
+    pub fn shared_store(mut self, store: std::sync::Arc<dyn crate::store::SharedStore>) -> Self {
+        self.shared_store = Some(store);
         self
     }
 }
@@ -637,6 +654,7 @@ impl AuthConfigBuilder {
         self.dpop.validate()?;
         Ok(AuthConfig {
             dpop: self.dpop,
+            shared_store: self.shared_store,
             issuers,
             tenant_issuers: self.tenant_issuers,
             authorization_servers,

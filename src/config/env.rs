@@ -501,7 +501,37 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         default: "300 s (at most 300 s)",
         meaning: "how far a DPoP proof's `iat` may be from now, either side",
     },
+    EnvVar {
+        name: "MCP_OAUTH2_REDIS_URL",
+        setting: "shared_store",
+        field: "shared_store",
+        required: false,
+        parse: Parse::Url(|s, url| {
+            let url = url.trim();
+            if url.is_empty() {
+                return Ok(());
+            }
+            redis_store(s, url)
+        }),
+        default: "none (state in process memory)",
+        meaning: "`redis://[:password@]host[:port][/db]`: all state shared by replicas goes through this Redis (feature `redis`)",
+    },
 ];
+
+/// `MCP_OAUTH2_REDIS_URL`: a Redis store (its operation timeout the
+/// default), or an error naming the missing feature. The URL is never
+/// repeated in the error (it may hold a password).
+#[cfg(feature = "redis")]
+fn redis_store(s: &mut Staged, url: &str) -> Result<(), String> {
+    let store = crate::store::RedisStore::new(url).map_err(|e| e.to_string())?;
+    s.builder.shared_store = Some(std::sync::Arc::new(store));
+    Ok(())
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_store(_: &mut Staged, _: &str) -> Result<(), String> {
+    Err("needs mcp-oauth2 built with the `redis` feature".to_owned())
+}
 
 /// An error naming a variable of the table.
 fn env_error(name: &'static str, message: impl Into<String>) -> ConfigError {
@@ -722,6 +752,7 @@ mod tests {
                 "MCP_OAUTH2_AUTHORIZATION_SERVERS",
                 "http://127.0.0.1:1, http://127.0.0.1:2",
             ),
+            ("MCP_OAUTH2_REDIS_URL", "redis://:pw@127.0.0.1:6399/2"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_owned()))
@@ -766,6 +797,12 @@ mod tests {
         assert!(c.dpop.nonce);
         assert_eq!(c.dpop.algorithms, [Algorithm::ES256, Algorithm::EdDSA]);
         assert_eq!(c.dpop.max_age, s(120));
+        let store = format!("{:?}", c.shared_store.as_ref().unwrap());
+        assert!(
+            store.contains("RedisStore") && store.contains("6399"),
+            "{store}"
+        );
+        assert!(!store.contains("pw"), "no password in Debug: {store}");
     }
 
     #[test]
@@ -882,6 +919,8 @@ mod tests {
             ),
             ("MCP_OAUTH2_AUTHORIZATION_SERVERS", "http://as.example", &[]),
             ("MCP_OAUTH2_AUTHORIZATION_SERVERS", "not a url", &[]),
+            ("MCP_OAUTH2_REDIS_URL", "http://127.0.0.1:6379", &[]),
+            ("MCP_OAUTH2_REDIS_URL", "redis://", &[]),
         ];
         for (name, bad, with) in cases {
             let mut vars = minimal();

@@ -192,6 +192,8 @@ pub struct AuthConfig {
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) sessions: SessionLimits,
     pub(crate) dpop: DpopPolicy,
+    /// State shared by replicas (`None`: each keeps its own in memory).
+    pub(crate) shared_store: Option<std::sync::Arc<dyn crate::store::SharedStore>>,
 }
 
 /// Bounds on legacy (2025-11-25 and earlier) sessions.

@@ -115,6 +115,8 @@ struct Shared {
     /// request handed to the service (default off: no token passthrough).
     forward_authorization: bool,
     sessions: Arc<Sessions>,
+    /// Session owners shared by replicas (`AuthConfigBuilder::shared_store`).
+    session_store: Option<Arc<dyn crate::store::SharedStore>>,
     /// Tokens refused for good a moment ago (a retry storm or a flood of
     /// one bad token costs one verification per window).
     refused: Arc<refused::RefusedTokens>,
@@ -183,6 +185,7 @@ impl AuthLayer {
                 bind_sessions: true,
                 forward_authorization: false,
                 sessions: Arc::new(Sessions::new(config.sessions)),
+                session_store: config.shared_store.clone(),
                 refused: Arc::new(refused::RefusedTokens::new()),
                 allowed_origins: Arc::new(Origins {
                     list: config.allowed_origins.clone(),

@@ -27,7 +27,10 @@ use super::Shared;
 use super::future::{ResponseFuture, finish};
 use super::operations::{Placement, filter_lists};
 use super::sessions::principal_key;
-use super::sessions::{AfterResponse, OwnerOf, SessionHook, session_id, session_not_found};
+use super::sessions::{
+    AfterResponse, OwnedInStore, OwnerOf, SessionHook, audit_session_refused, session_id,
+    session_not_found,
+};
 use super::step_up::{Settled, StepUpCheck};
 use crate::context::{StepUp, SubjectToken};
 
@@ -103,7 +106,8 @@ where
             None => return self.call_slow(req, placement, origin, None),
         };
         let response = match verified {
-            Ok(ctx) if placement.reads_body => {
+            // A body to read, or a session to check or bind in a shared store.
+            Ok(ctx) if placement.reads_body || shared.session_waits(&req) => {
                 return self.call_slow(req, placement, origin, Some(ctx));
             }
             Ok(ctx) => match shared.admit(&mut req, ctx, Required::Global, placement, false) {
@@ -195,6 +199,9 @@ where
             } else {
                 Required::Global
             };
+            if let Err(response) = shared.check_session_in_store(&mut req, &ctx).await {
+                return Ok(with_cors(*response, origin.as_ref()));
+            }
             let admitted = match shared.admit(&mut req, ctx, required, placement, lists) {
                 Ok(admitted) => admitted,
                 Err(response) => return Ok(with_cors(*response, origin.as_ref())),
@@ -209,12 +216,14 @@ where
             if let Some(ctx) = admitted.filter_for {
                 response = filter_lists(response, &shared.policy, &ctx).await;
             }
-            Ok(finish(
-                response,
-                admitted.session_hook,
-                origin,
-                admitted.dpop_nonce,
-            ))
+            let hook = match admitted.session_hook {
+                Some(hook) if shared.session_store().is_some() => {
+                    response = hook.after_shared(response).await;
+                    None
+                }
+                hook => hook,
+            };
+            Ok(finish(response, hook, origin, admitted.dpop_nonce))
         }))
     }
 }
@@ -303,7 +312,11 @@ impl Shared {
                 return Err(err);
             }
         };
-        self.bind(ctx, proof.as_ref(), now)
+        let ctx = self.bind(ctx, proof.as_ref(), now)?;
+        if let Some(proof) = &proof {
+            self.dpop.first_use_shared(proof, now).await?;
+        }
+        Ok(ctx)
     }
 
     fn read_credentials<'h>(
@@ -365,6 +378,8 @@ impl Shared {
                 },
                 Err(err) => Err(err),
             },
+            // A proof's first use in a shared store is a wait: slow path.
+            Ok(Credentials::Dpop { .. }) if self.dpop.replay_is_shared() => return None,
             Ok(Credentials::Dpop { token, proof }) => {
                 let ctx = self.verifier.verify_cached(token)?;
                 self.dpop
@@ -497,13 +512,15 @@ impl Shared {
             if !limits.enabled {
                 return Err(Box::new(self.refuse(Refused::SessionsDisabled, req)));
             }
-            if !self.sessions.use_session(id, &principal_key(ctx)) {
-                tracing::warn!(
-                    subject = ctx.subject(),
-                    issuer = ctx.issuer(),
-                    reason = "session_not_owned",
-                    "refused a session id that this principal did not create (or that expired)"
-                );
+            let owned = self.sessions.use_session(id, &principal_key(ctx));
+            // With a shared store, the store decided (`check_session_in_store`);
+            // the local table only kept its idle clock.
+            let owned = match self.session_store() {
+                Some(_) => req.extensions().get::<OwnedInStore>().is_some(),
+                None => owned,
+            };
+            if !owned {
+                audit_session_refused(ctx);
                 self.outcomes.reject("session_not_owned");
                 return Err(Box::new(session_not_found()));
             }

@@ -1,0 +1,945 @@
+//! Issue 17 item 4 and issue 16 (replay across replicas): state shared by
+//! replicas through a real `redis-server` (started by the tests on a free
+//! loopback port), the same contract as the in-memory store, and what each
+//! user of the store does when Redis is down or slow.
+// Test code: a panic here is a failed run, not an outage, so unwrap and
+// indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcp_oauth2::store::{MemoryStore, RedisStore, SharedStore, StoreError};
+use support::redis::RedisServer;
+
+const WINDOW: Duration = Duration::from_millis(300);
+
+/// The contract every store keeps, run against both.
+async fn contract(store: &dyn SharedStore) {
+    // Counters: the window starts at the first hit; later hits count in it.
+    assert_eq!(store.peek("mcp_oauth2:throttle:a").await.unwrap(), None);
+    let first = store.hit("mcp_oauth2:throttle:a", WINDOW).await.unwrap();
+    assert_eq!(first.count, 1);
+    assert!(first.resets_in <= WINDOW && first.resets_in > Duration::ZERO);
+    let second = store
+        .hit("mcp_oauth2:throttle:a", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(second.count, 2);
+    assert!(
+        second.resets_in <= WINDOW,
+        "a later hit never extends the window"
+    );
+    assert_eq!(
+        store
+            .peek("mcp_oauth2:throttle:a")
+            .await
+            .unwrap()
+            .unwrap()
+            .count,
+        2
+    );
+    assert_eq!(
+        store
+            .hit("mcp_oauth2:throttle:A", WINDOW)
+            .await
+            .unwrap()
+            .count,
+        1,
+        "another spelling is another key"
+    );
+    // Values: one winner for put_if_absent, put overwrites, delete removes.
+    assert!(
+        store
+            .put_if_absent("mcp_oauth2:dpop:p", b"1", WINDOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_if_absent("mcp_oauth2:dpop:p", b"2", WINDOW)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get("mcp_oauth2:dpop:p").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    store
+        .put("mcp_oauth2:session:s", &[0, 255, 7], WINDOW)
+        .await
+        .unwrap();
+    store
+        .put("mcp_oauth2:session:s", &[1, 2], WINDOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("mcp_oauth2:session:s").await.unwrap().as_deref(),
+        Some(&[1u8, 2][..])
+    );
+    store.delete("mcp_oauth2:session:s").await.unwrap();
+    store.delete("mcp_oauth2:session:never").await.unwrap();
+    assert_eq!(store.get("mcp_oauth2:session:s").await.unwrap(), None);
+    // Expiry: nothing outlives its TTL or window.
+    tokio::time::sleep(WINDOW + Duration::from_millis(100)).await;
+    assert_eq!(store.peek("mcp_oauth2:throttle:a").await.unwrap(), None);
+    assert_eq!(store.get("mcp_oauth2:dpop:p").await.unwrap(), None);
+    assert!(
+        store
+            .put_if_absent("mcp_oauth2:dpop:p", b"3", WINDOW)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .hit("mcp_oauth2:throttle:a", WINDOW)
+            .await
+            .unwrap()
+            .count,
+        1
+    );
+}
+
+#[tokio::test]
+async fn memory_and_redis_stores_keep_one_contract() {
+    contract(&MemoryStore::new(1000)).await;
+    let redis = RedisServer::start().await;
+    contract(&RedisStore::new(&redis.url()).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_redis_stores_share_counters_and_first_uses() {
+    let redis = RedisServer::start().await;
+    let a = Arc::new(RedisStore::new(&redis.url()).unwrap());
+    let b = Arc::new(RedisStore::new(&redis.url()).unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let c = store
+                .hit("mcp_oauth2:throttle:x", Duration::from_secs(60))
+                .await
+                .unwrap();
+            let first = store
+                .put_if_absent("mcp_oauth2:dpop:x", b"1", Duration::from_secs(60))
+                .await
+                .unwrap();
+            (c.count, first)
+        }));
+    }
+    let mut counts = Vec::new();
+    let mut winners = 0;
+    for t in tasks {
+        let (count, first) = t.await.unwrap();
+        counts.push(count);
+        winners += usize::from(first);
+    }
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (1..=40).collect::<Vec<u64>>(),
+        "every hit counted once"
+    );
+    assert_eq!(winners, 1, "one first use across replicas");
+    assert_eq!(
+        b.peek("mcp_oauth2:throttle:x")
+            .await
+            .unwrap()
+            .unwrap()
+            .count,
+        40
+    );
+}
+
+#[tokio::test]
+async fn the_prefix_keeps_deployments_apart() {
+    let redis = RedisServer::start().await;
+    let eu = RedisStore::new(&redis.url()).unwrap().prefix("eu:");
+    let us = RedisStore::new(&redis.url()).unwrap().prefix("us:");
+    assert!(
+        eu.put_if_absent("mcp_oauth2:dpop:k", b"1", WINDOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        us.put_if_absent("mcp_oauth2:dpop:k", b"1", WINDOW)
+            .await
+            .unwrap()
+    );
+    let keys: Vec<String> = redis.dump().await.into_iter().map(|(k, _)| k).collect();
+    assert!(
+        keys.contains(&"eu:mcp_oauth2:dpop:k".to_owned()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"us:mcp_oauth2:dpop:k".to_owned()),
+        "{keys:?}"
+    );
+    // A value that is no count is no counter.
+    eu.put("mcp_oauth2:throttle:v", b"not a number", WINDOW)
+        .await
+        .unwrap();
+    assert_eq!(eu.peek("mcp_oauth2:throttle:v").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn redis_down_is_an_error_never_a_hang_and_recovers() {
+    let mut redis = RedisServer::start().await;
+    let store = RedisStore::new(&redis.url())
+        .unwrap()
+        .timeout(Duration::from_millis(300));
+    store
+        .put("mcp_oauth2:session:k", b"1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    redis.stop();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = store.get("mcp_oauth2:session:k").await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Unavailable(_) | StoreError::Timeout),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2), "bounded");
+        assert!(!err.to_string().contains("mcp_oauth2:session"), "{err}");
+    }
+    assert!(store.hit("mcp_oauth2:throttle:k", WINDOW).await.is_err());
+    assert!(
+        store
+            .put_if_absent("mcp_oauth2:dpop:k", b"1", WINDOW)
+            .await
+            .is_err()
+    );
+    // Up again (empty): the store reconnects by itself.
+    redis.start_again().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(v) = store.get("mcp_oauth2:session:k").await {
+            assert_eq!(v, None, "a restarted Redis without persistence is empty");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never reconnected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_redis_down_at_start_is_not_a_failure_to_start() {
+    let mut redis = RedisServer::start().await;
+    redis.stop();
+    // Built without Redis: fine; each operation fails until it is up.
+    let store = RedisStore::new(&redis.url())
+        .unwrap()
+        .timeout(Duration::from_millis(200));
+    assert!(store.get("mcp_oauth2:session:k").await.is_err());
+    redis.start_again().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.get("mcp_oauth2:session:k").await.is_err() {
+        assert!(Instant::now() < deadline, "never connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_redis_hits_the_timeout() {
+    let redis = RedisServer::start().await;
+    let store = RedisStore::new(&redis.url())
+        .unwrap()
+        .timeout(Duration::from_millis(150));
+    store
+        .put("mcp_oauth2:session:k", b"1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    redis.pause(1500).await;
+    let started = Instant::now();
+    let err = store.get("mcp_oauth2:session:k").await.unwrap_err();
+    assert!(matches!(err, StoreError::Timeout), "{err:?}");
+    assert!(started.elapsed() < Duration::from_millis(1000));
+    assert_eq!(err.to_string(), "store timed out");
+}
+
+#[test]
+fn bad_urls_are_refused_without_repeating_them() {
+    for url in [
+        "http://127.0.0.1:6379",
+        "redis://",
+        "not a url",
+        "rediss://:hunter2@127.0.0.1/0",
+    ] {
+        let err = RedisStore::new(url).unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{url}: {err:?}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+    let store = RedisStore::new("redis://:hunter2@127.0.0.1:6390/0").unwrap();
+    let debug = format!("{store:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(debug.contains("6390"), "{debug}");
+    assert_eq!(RedisStore::DEFAULT_TIMEOUT, Duration::from_millis(250));
+}
+
+// ---------------------------------------------------------------------
+// Two replicas of one server (one resource, two listeners) sharing Redis.
+// ---------------------------------------------------------------------
+
+use std::net::SocketAddr;
+
+use mcp_oauth2::testing::{DpopClient, TestIssuer};
+use mcp_oauth2::verify::IntrospectionSettings;
+use mcp_oauth2::{AuthConfig, AuthConfigBuilder, McpServer, Metrics};
+use support::attack::{INITIALIZED, LEGACY, initialize_body, tool_call_body};
+use support::fixture::EchoServer;
+use tokio_util::sync::CancellationToken;
+
+/// One replica: a real `McpServer` on its own port, configured for the
+/// shared resource URI, with its own `RedisStore` (as another process).
+struct Replica {
+    addr: SocketAddr,
+    metrics: Metrics,
+    ct: CancellationToken,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.ct.cancel();
+    }
+}
+
+impl Replica {
+    async fn start(
+        listener: tokio::net::TcpListener,
+        resource: &str,
+        issuer: &TestIssuer,
+        store: Arc<dyn SharedStore>,
+        tweak: fn(AuthConfigBuilder) -> AuthConfigBuilder,
+    ) -> Self {
+        let addr = listener.local_addr().unwrap();
+        let config = tweak(
+            AuthConfig::builder()
+                .issuer(issuer.issuer())
+                .resource(resource)
+                .allow_insecure_http_for_loopback(true),
+        )
+        .build()
+        .unwrap();
+        let server = McpServer::builder()
+            .auth(config)
+            .shared_store(store)
+            .service(|| Ok(EchoServer::new()))
+            .build()
+            .unwrap();
+        let metrics = server.metrics();
+        let ct = server.cancellation_token();
+        tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+        Self { addr, metrics, ct }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    fn rejected(&self, reason: &str) -> u64 {
+        self.metrics
+            .snapshot()
+            .rejected
+            .get(reason)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Redis, an issuer, and two replicas A and B of the resource served at A.
+struct Pair {
+    redis: RedisServer,
+    issuer: TestIssuer,
+    resource: String,
+    a: Replica,
+    b: Replica,
+}
+
+impl Pair {
+    async fn start(timeout: Duration, tweak: fn(AuthConfigBuilder) -> AuthConfigBuilder) -> Self {
+        let redis = RedisServer::start().await;
+        let issuer = TestIssuer::start().await.unwrap();
+        let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let resource = format!("http://{}/mcp", la.local_addr().unwrap());
+        let store = || -> Arc<dyn SharedStore> {
+            Arc::new(RedisStore::new(&redis.url()).unwrap().timeout(timeout))
+        };
+        let a = Replica::start(la, &resource, &issuer, store(), tweak).await;
+        let b = Replica::start(lb, &resource, &issuer, store(), tweak).await;
+        Self {
+            redis,
+            issuer,
+            resource,
+            a,
+            b,
+        }
+    }
+
+    fn token(&self, sub: &str) -> String {
+        self.issuer
+            .token()
+            .subject(sub)
+            .audience(&self.resource)
+            .sign()
+    }
+}
+
+/// A POST of a JSON-RPC `body` with `Authorization: <auth>` and, when
+/// given, a legacy session.
+async fn post(url: &str, auth: &str, session: Option<&str>, body: &str) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", auth)
+        .body(body.to_owned());
+    if let Some(id) = session {
+        req = req
+            .header("mcp-session-id", id)
+            .header("mcp-protocol-version", LEGACY);
+    }
+    req.send().await.unwrap()
+}
+
+/// A legacy session opened on `url` with `token`: `initialize`, then
+/// `notifications/initialized`.
+async fn open_session(url: &str, token: &str) -> String {
+    let auth = format!("Bearer {token}");
+    let response = post(url, &auth, None, &initialize_body(1)).await;
+    assert_eq!(response.status(), 200);
+    let id = response
+        .headers()
+        .get("mcp-session-id")
+        .expect("a legacy session")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let done = post(url, &auth, Some(&id), INITIALIZED).await;
+    assert!(done.status().is_success(), "{}", done.status());
+    id
+}
+
+/// A `tools/call` of `whoami` inside `session`.
+async fn call_in(url: &str, token: &str, session: &str) -> reqwest::Response {
+    post(
+        url,
+        &format!("Bearer {token}"),
+        Some(session),
+        &tool_call_body(2, "whoami"),
+    )
+    .await
+}
+
+/// The JSON body's `reason` of a refusal.
+async fn reason(response: reqwest::Response) -> String {
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["reason"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A capture of the tracing output of this thread (the test runtime is
+/// current-thread, so the servers' tasks log here too).
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn lines(&self, needle: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_session_created_on_one_replica_is_refused_to_another_principal_on_the_other() {
+    let capture = Capture::default();
+    let _guard = capture.install();
+    let pair = Pair::start(RedisStore::DEFAULT_TIMEOUT, |b| b).await;
+    let (alice, bob) = (pair.token("alice"), pair.token("bob"));
+    let session = open_session(&pair.a.url(), &alice).await;
+    assert_eq!(call_in(&pair.a.url(), &alice, &session).await.status(), 200);
+
+    // Bob on the other replica: refused as without a store (404), counted
+    // and audited as session_not_owned.
+    let refused = call_in(&pair.b.url(), &bob, &session).await;
+    assert_eq!(refused.status(), 404);
+    assert_eq!(pair.b.rejected("session_not_owned"), 1);
+    // And on the replica that created it.
+    assert_eq!(call_in(&pair.a.url(), &bob, &session).await.status(), 404);
+    assert_eq!(pair.a.rejected("session_not_owned"), 1);
+    let audit = capture.lines("session.refused");
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    for line in &audit {
+        assert!(line.contains("mcp_oauth2::audit"), "{line}");
+        assert!(line.contains("session_not_owned"), "{line}");
+        assert!(line.contains("subject=\"bob\""), "{line}");
+        assert!(!line.contains(&bob) && !line.contains(&session), "{line}");
+    }
+
+    // Alice on replica B passes the layer (the store binds the session to
+    // her); B's rmcp does not hold the session, so rmcp itself answers.
+    let accepted = pair.b.metrics.snapshot().accepted;
+    let _ = call_in(&pair.b.url(), &alice, &session).await;
+    assert_eq!(pair.b.metrics.snapshot().accepted, accepted + 1);
+    assert_eq!(pair.b.rejected("session_not_owned"), 1);
+
+    // Another spelling of the id is another session.
+    let upper = session.to_uppercase();
+    if upper != session {
+        assert_eq!(call_in(&pair.b.url(), &alice, &upper).await.status(), 404);
+        assert_eq!(pair.b.rejected("session_not_owned"), 2);
+    }
+
+    // The store holds the id's hash, never the id.
+    let keys: Vec<String> = pair
+        .redis
+        .dump()
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let session_keys: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.starts_with("mcp_oauth2:session:"))
+        .collect();
+    assert_eq!(session_keys.len(), 1, "{keys:?}");
+    assert_eq!(session_keys[0].len(), "mcp_oauth2:session:".len() + 64);
+    assert!(keys.iter().all(|k| !k.contains(&session)), "{keys:?}");
+
+    // DELETE on A unbinds it everywhere: now refused to Alice on B too.
+    let deleted = reqwest::Client::new()
+        .delete(pair.a.url())
+        .header("authorization", format!("Bearer {alice}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", LEGACY)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    assert!(
+        pair.redis
+            .dump()
+            .await
+            .iter()
+            .all(|(k, _)| !k.starts_with("mcp_oauth2:session:"))
+    );
+    let before = pair.b.rejected("session_not_owned");
+    assert_eq!(call_in(&pair.b.url(), &alice, &session).await.status(), 404);
+    assert_eq!(pair.b.rejected("session_not_owned"), before + 1);
+}
+
+#[tokio::test]
+async fn sessions_fail_closed_when_redis_is_down_and_work_again_after() {
+    let mut pair = Pair::start(Duration::from_millis(300), |b| b).await;
+    let alice = pair.token("alice");
+    let session = open_session(&pair.a.url(), &alice).await;
+    pair.redis.stop();
+
+    // A session request cannot be checked: 503, never the session.
+    let refused = call_in(&pair.a.url(), &alice, &session).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(
+        refused
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(body["reason"], "store_unavailable");
+    assert_eq!(pair.a.rejected("store_unavailable"), 1);
+
+    // A new session cannot be recorded: closed and refused.
+    let new = post(
+        &pair.b.url(),
+        &format!("Bearer {alice}"),
+        None,
+        &initialize_body(1),
+    )
+    .await;
+    assert_eq!(new.status(), 503);
+    assert!(new.headers().get("mcp-session-id").is_none());
+    assert_eq!(reason(new).await, "store_unavailable");
+
+    // Redis back (empty: its bindings are lost, so the old session is
+    // refused, fail closed); new sessions work again.
+    pair.redis.start_again().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let fresh = loop {
+        let r = post(
+            &pair.b.url(),
+            &format!("Bearer {alice}"),
+            None,
+            &initialize_body(1),
+        )
+        .await;
+        if r.status() == 200 {
+            break r
+                .headers()
+                .get("mcp-session-id")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+        }
+        assert!(Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(call_in(&pair.b.url(), &alice, &fresh).await.status(), 200);
+    assert_eq!(call_in(&pair.a.url(), &alice, &session).await.status(), 404);
+}
+
+#[tokio::test]
+async fn a_slow_redis_refuses_sessions_within_the_timeout() {
+    let pair = Pair::start(Duration::from_millis(150), |b| b).await;
+    let alice = pair.token("alice");
+    let session = open_session(&pair.a.url(), &alice).await;
+    pair.redis.pause(2000).await;
+    let started = Instant::now();
+    let refused = call_in(&pair.a.url(), &alice, &session).await;
+    assert_eq!(refused.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(reason(refused).await, "store_unavailable");
+}
+
+/// A `POST initialize` with a DPoP-bound token and one proof.
+async fn post_dpop(url: &str, token: &str, proof: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", proof)
+        .body(initialize_body(1))
+        .send()
+        .await
+        .unwrap()
+}
+
+// RFC 9449 section 11.1 across replicas (issue 16).
+#[tokio::test]
+async fn a_dpop_proof_used_on_one_replica_is_refused_on_the_other() {
+    let mut pair = Pair::start(Duration::from_millis(300), |b| b).await;
+    let client = DpopClient::new();
+    let token = pair
+        .issuer
+        .token()
+        .subject("alice")
+        .audience(&pair.resource)
+        .dpop_bound_to(client.thumbprint())
+        .sign();
+    let proof = client.proof("POST", &pair.resource, Some(&token));
+    assert_eq!(post_dpop(&pair.a.url(), &token, &proof).await.status(), 200);
+    // The same proof, on the other replica and on the same one: a replay.
+    let replay = post_dpop(&pair.b.url(), &token, &proof).await;
+    assert_eq!(replay.status(), 401);
+    assert_eq!(pair.b.rejected("dpop_replay"), 1);
+    assert_eq!(post_dpop(&pair.a.url(), &token, &proof).await.status(), 401);
+    assert_eq!(pair.a.rejected("dpop_replay"), 1);
+    // A fresh proof is welcome anywhere.
+    let fresh = client.proof("POST", &pair.resource, Some(&token));
+    assert_eq!(post_dpop(&pair.b.url(), &token, &fresh).await.status(), 200);
+    // The store holds hashes only.
+    let dump = pair.redis.dump().await;
+    let dpop: Vec<_> = dump
+        .iter()
+        .filter(|(k, _)| k.starts_with("mcp_oauth2:dpop:"))
+        .collect();
+    assert_eq!(dpop.len(), 2, "{dump:?}");
+    for (k, v) in &dump {
+        assert!(!k.contains(&token) && !k.contains(&proof), "{k}");
+        let v = String::from_utf8_lossy(v);
+        assert!(!v.contains(&token) && !v.contains(&proof), "{k}");
+    }
+
+    // Redis down: a first use cannot be checked, so the proof is refused
+    // (503 store_unavailable, fail closed), never accepted.
+    pair.redis.stop();
+    let unchecked = client.proof("POST", &pair.resource, Some(&token));
+    let refused = post_dpop(&pair.a.url(), &token, &unchecked).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(pair.a.rejected("store_unavailable"), 1);
+    assert_eq!(
+        refused
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert_eq!(body["reason"], "store_unavailable", "{body}");
+}
+
+/// A real introspection endpoint on loopback that counts its hits: tokens
+/// starting with `opaque-` are active for the subject after the dash.
+async fn introspection_endpoint(
+    issuer: String,
+    resource: String,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().route(
+        "/introspect",
+        axum::routing::post(move |body: String| {
+            let counter = counter.clone();
+            let (issuer, resource) = (issuer.clone(), resource.clone());
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let token = url::form_urlencoded::parse(body.as_bytes())
+                    .find(|(k, _)| k == "token")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                let answer = match token.strip_prefix("opaque-") {
+                    Some(sub) => serde_json::json!({
+                        "active": true, "sub": sub, "iss": issuer, "aud": resource,
+                        "exp": support::attack::now() + 600, "client_id": "c1",
+                    }),
+                    None => serde_json::json!({"active": false}),
+                };
+                axum::Json(answer)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/introspect", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hits)
+}
+
+#[tokio::test]
+async fn an_introspection_result_cached_by_one_replica_is_used_by_the_other() {
+    use std::sync::atomic::Ordering;
+    let redis = RedisServer::start().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", la.local_addr().unwrap());
+    let (endpoint, hits) =
+        introspection_endpoint(issuer.issuer().to_owned(), resource.clone()).await;
+    static ENDPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ENDPOINT.set(endpoint).unwrap();
+    let tweak: fn(AuthConfigBuilder) -> AuthConfigBuilder = |b| {
+        b.introspection(
+            IntrospectionSettings::new("rs", "secret")
+                .endpoint(url::Url::parse(ENDPOINT.get().unwrap()).unwrap()),
+        )
+    };
+    let store = || -> Arc<dyn SharedStore> {
+        Arc::new(
+            RedisStore::new(&redis.url())
+                .unwrap()
+                .timeout(Duration::from_millis(300)),
+        )
+    };
+    let a = Replica::start(la, &resource, &issuer, store(), tweak).await;
+    let b = Replica::start(lb, &resource, &issuer, store(), tweak).await;
+    let auth = "Bearer opaque-alice";
+    assert_eq!(
+        post(&a.url(), auth, None, &initialize_body(1))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // Replica B has never seen the token: the shared result answers.
+    assert_eq!(
+        post(&b.url(), auth, None, &initialize_body(1))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "one endpoint call for both");
+    assert_eq!(b.metrics.snapshot().introspection_calls, 0);
+    // An inactive token is not shared: each replica asks.
+    for r in [&a, &b] {
+        let refused = post(&r.url(), "Bearer nobody", None, &initialize_body(1)).await;
+        assert_eq!(refused.status(), 401);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    // Stored under the token's hash, without the token.
+    let dump = redis.dump().await;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"opaque-alice");
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let keys: Vec<&String> = dump.iter().map(|(k, _)| k).collect();
+    assert!(
+        keys.contains(&&format!("mcp_oauth2:introspection:{hex}")),
+        "{keys:?}"
+    );
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k.starts_with("mcp_oauth2:introspection:"))
+            .count(),
+        1
+    );
+    for (k, v) in &dump {
+        assert!(!k.contains("opaque-") && !String::from_utf8_lossy(v).contains("opaque-"));
+    }
+
+    // Redis down: introspection falls back to the endpoint (never to
+    // acceptance of an unknown token). A GET opens no session (whose
+    // binding would need the store): the layer's verdict is the count.
+    drop(redis);
+    let get = |url: String, token: &'static str| async move {
+        reqwest::Client::new()
+            .get(url)
+            .header("accept", "text/event-stream")
+            .header("authorization", token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let accepted = b.metrics.snapshot().accepted;
+    let started = Instant::now();
+    assert_ne!(get(b.url(), "Bearer opaque-bob").await, 401);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(b.metrics.snapshot().accepted, accepted + 1);
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
+    assert_eq!(get(a.url(), "Bearer nobody-else").await, 401);
+    assert_eq!(hits.load(Ordering::SeqCst), 5);
+}
+
+/// The reference server (`examples/protected_server`, built by `cargo
+/// test`) as a child process configured by environment, with its log
+/// lines (stdout) collected.
+struct ReferenceServer {
+    child: tokio::process::Child,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ReferenceServer {
+    async fn start(issuer: &str, resource: &str, port: u16, redis_url: &str) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let exe = std::env::current_exe().unwrap();
+        let bin = exe
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("examples")
+            .join("protected_server");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo test` (it builds the examples)",
+            bin.display()
+        );
+        let mut child = tokio::process::Command::new(&bin)
+            .env("MCP_OAUTH2_ISSUER", issuer)
+            .env("MCP_OAUTH2_RESOURCE", resource)
+            .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
+            .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
+            .env("MCP_OAUTH2_REDIS_URL", redis_url)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(first.starts_with("listening on"), "{first}");
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, log }
+    }
+
+    fn lines(&self, needle: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// Issue 17's reference server contract: two processes pointed at one Redis
+// (MCP_OAUTH2_REDIS_URL) behave as one server for sessions.
+#[tokio::test]
+async fn two_reference_server_processes_share_sessions_through_redis() {
+    let redis = RedisServer::start().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let resource = format!("http://127.0.0.1:{pa}/mcp");
+    let mut a = ReferenceServer::start(issuer.issuer(), &resource, pa, &redis.url()).await;
+    let mut b = ReferenceServer::start(issuer.issuer(), &resource, pb, &redis.url()).await;
+    let url_b = format!("http://127.0.0.1:{pb}/mcp");
+    let token = |sub: &str| {
+        issuer
+            .token()
+            .subject(sub)
+            .audience(&resource)
+            .scopes(["notes:read"])
+            .sign()
+    };
+    let (alice, bob) = (token("alice"), token("bob"));
+    let session = open_session(&resource, &alice).await;
+    assert_eq!(call_in(&resource, &alice, &session).await.status(), 200);
+    assert_eq!(call_in(&url_b, &bob, &session).await.status(), 404);
+    // B's audit stream names the refusal.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let audit = loop {
+        let lines = b.lines("session.refused");
+        if !lines.is_empty() || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(audit.len(), 1, "{:?}", b.log.lock().unwrap());
+    assert!(audit[0].contains("session_not_owned"), "{}", audit[0]);
+    assert!(!audit[0].contains(&bob) && !audit[0].contains(&session));
+    // A never saw Bob.
+    assert!(a.lines("session.refused").is_empty());
+    a.child.kill().await.unwrap();
+    b.child.kill().await.unwrap();
+}
