@@ -316,7 +316,45 @@ struct Inner {
     /// The challenge parameters of the layer that returned this error
     /// ([`AuthLayer::authenticate`](crate::AuthLayer::authenticate)).
     challenge: Option<ChallengeParams>,
+    /// What the token claimed, for the operator's audit event.
+    diagnosis: Option<Box<Diagnosis>>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// What a refused token claimed, for the operator (audit events only, never
+/// the client): its unverified `iss` when that issuer is not trusted, its
+/// unverified `aud` when it does not name this server. Values are cut to
+/// [`Diagnosis::MAX_LEN`] characters of printable ASCII, at most
+/// [`Diagnosis::MAX_VALUES`] audiences.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Diagnosis {
+    /// The `iss` of a token from an issuer this server does not trust.
+    pub(crate) untrusted_issuer: Option<String>,
+    /// The `aud` values of a token refused for its audience.
+    pub(crate) audience: Vec<String>,
+}
+
+impl Diagnosis {
+    /// Longest value kept.
+    pub(crate) const MAX_LEN: usize = 200;
+    /// Most audience values kept.
+    pub(crate) const MAX_VALUES: usize = 8;
+
+    /// `value` cut to [`MAX_LEN`](Self::MAX_LEN) characters, anything but
+    /// printable ASCII replaced by `?`.
+    pub(crate) fn clean(value: &str) -> String {
+        value
+            .chars()
+            .take(Self::MAX_LEN)
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect()
+    }
 }
 
 impl AuthError {
@@ -326,6 +364,7 @@ impl AuthError {
             kind,
             required_scopes: Vec::new(),
             challenge: None,
+            diagnosis: None,
             source: None,
         }))
     }
@@ -367,6 +406,17 @@ impl AuthError {
     pub(crate) fn with_challenge(mut self, params: &ChallengeParams) -> Self {
         self.0.challenge = Some(params.clone());
         self
+    }
+
+    /// The same error with what the token claimed, for the audit event.
+    pub(crate) fn with_diagnosis(mut self, diagnosis: Diagnosis) -> Self {
+        self.0.diagnosis = Some(Box::new(diagnosis));
+        self
+    }
+
+    /// What the token claimed, when the refusal recorded it.
+    pub(crate) fn diagnosis(&self) -> Option<&Diagnosis> {
+        self.0.diagnosis.as_deref()
     }
 
     /// The challenge parameters of the layer that returned this error, if any.

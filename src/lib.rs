@@ -56,13 +56,15 @@
 //! | Verify tokens | [`JwtVerifier`], [`TokenVerifier`], [`VerifyFuture`], [`BearerToken`] |
 //! | Errors | [`ConfigError`], [`AuthError`], [`AuthErrorKind`], [`ErrorCode`], [`Error`] |
 //! | State handles and request state | [`HandleKeys`], [`HandleKey`], [`Sealing`], [`HandleError`] |
-//! | Observe | [`Metrics`], [`MetricsSnapshot`] |
+//! | Observe | [`Metrics`], [`MetricsSnapshot`], [`LatencyHistogram`], [`RequestId`] (correlation; audit events on the `tracing` target `mcp_oauth2::audit`) |
 //!
-//! Three modules hold what only some servers need:
+//! Four modules hold what only some servers need:
 //!
 //! - [`verify`]: composing verifiers ([`verify::ChainVerifier`],
 //!   [`verify::from_fn`]) and opaque tokens through introspection
 //!   ([`verify::IntrospectionVerifier`], [`verify::IntrospectionSettings`]);
+//! - [`store`]: the [`store::SharedStore`] that holds state shared by
+//!   replicas (throttle counters), with the in-memory default;
 //! - [`presets`]: configurations for common identity providers (Keycloak,
 //!   Auth0, Entra ID, Okta, Cognito);
 //! - `testing` (feature `testing`): an in-process issuer and challenge
@@ -75,11 +77,13 @@
 //! - `testing`: [`testing::TestIssuer`], an in-process issuer for tests and
 //!   local development. Never use it in production.
 
+mod audit;
 mod bearer;
 mod challenge;
 mod clock;
 mod config;
 mod context;
+mod correlation;
 mod dpop;
 mod error;
 mod fetch;
@@ -100,8 +104,10 @@ pub mod presets;
 mod requirement;
 mod scope;
 mod server;
+pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod throttle;
 pub mod verify;
 
 pub use bearer::BearerToken;
@@ -110,11 +116,12 @@ pub use config::{
     IssuerConfig, JwksPolicy, TokenCachePolicy, TypPolicy,
 };
 pub use context::{AuthContext, AuthContextBuilder, MissingAuthContext, RequestContextExt};
+pub use correlation::RequestId;
 pub use error::{AuthError, AuthErrorKind, ConfigError, Error, ErrorCode};
 pub use handle::{HandleError, HandleKey, HandleKeys, Sealing};
 pub use layer::{AuthLayer, AuthService, Metrics, ResponseFuture};
 pub use metadata::ProtectedResourceMetadata;
-pub use metrics::MetricsSnapshot;
+pub use metrics::{LatencyHistogram, MetricsSnapshot};
 pub use requirement::{OperationRequest, Refusal, ScopeFn};
 pub use scope::ScopeHierarchy;
 pub use server::{McpServer, McpServerBuilder, Readiness};

@@ -61,7 +61,7 @@ use serde_json::value::RawValue;
 
 use crate::config::{AudienceRule, AuthConfig, TypPolicy};
 use crate::context::AuthContext;
-use crate::error::{AuthError, AuthErrorKind};
+use crate::error::{AuthError, AuthErrorKind, Diagnosis};
 use crate::json::{self, Members, as_str};
 
 /// The rules every token must satisfy (see the module documentation).
@@ -230,12 +230,17 @@ impl TokenPolicy {
     fn check_issuer(&self, claims: &Members<'_>, source: Source) -> Result<usize, AuthError> {
         let invalid = || AuthError::new(AuthErrorKind::InvalidIssuer);
         let named = match claims.str("iss") {
-            Ok(Some(iss)) => Some(
-                self.issuers
-                    .iter()
-                    .position(|i| **i == *iss)
-                    .ok_or_else(invalid)?,
-            ),
+            Ok(Some(iss)) => Some(self.issuers.iter().position(|i| **i == *iss).ok_or_else(
+                || {
+                    // A token from an issuer this server does not trust
+                    // (another tenant, another server): the operator
+                    // sees which one in the audit event.
+                    invalid().with_diagnosis(Diagnosis {
+                        untrusted_issuer: Some(Diagnosis::clean(&iss)),
+                        ..Diagnosis::default()
+                    })
+                },
+            )?),
             Ok(None) => None,
             Err(()) => return Err(invalid()),
         };
@@ -276,7 +281,20 @@ impl TokenPolicy {
             None => matches!(self.audience_rule, AudienceRule::CognitoClientIds(_)),
         };
         if !audience_ok {
-            return Err(invalid());
+            // The audience the token carried, for the operator (audit).
+            let audience = match claims.get("aud") {
+                Some(aud) if aud.get().starts_with('[') => json::str_array(aud).unwrap_or_default(),
+                Some(aud) => as_str(aud).map(|a| vec![a]).unwrap_or_default(),
+                None => Vec::new(),
+            };
+            return Err(invalid().with_diagnosis(Diagnosis {
+                audience: audience
+                    .iter()
+                    .take(Diagnosis::MAX_VALUES)
+                    .map(|a| Diagnosis::clean(a))
+                    .collect(),
+                ..Diagnosis::default()
+            }));
         }
         if let AudienceRule::CognitoClientIds(clients) = &self.audience_rule {
             if !matches!(claims.str("token_use"), Ok(Some(u)) if u == "access") {

@@ -47,6 +47,7 @@ pub struct AuthConfigBuilder {
     pub(super) jwks: JwksPolicy,
     pub(super) token_cache: TokenCachePolicy,
     pub(super) dpop: super::DpopPolicy,
+    pub(super) watch: super::watch::WatchOptions,
 }
 
 impl Default for AuthConfigBuilder {
@@ -79,6 +80,7 @@ impl Default for AuthConfigBuilder {
             jwks: JwksPolicy::default(),
             token_cache: TokenCachePolicy::default(),
             dpop: super::DpopPolicy::default(),
+            watch: super::watch::WatchOptions::default(),
         }
     }
 }
@@ -545,7 +547,10 @@ impl AuthConfigBuilder {
             ));
         }
         self.dpop.validate()?;
+        let throttle = self.watch.throttle()?;
         Ok(AuthConfig {
+            throttle,
+            metadata_max_age: self.watch.metadata_max_age,
             dpop: self.dpop,
             issuers,
             resource,

@@ -22,6 +22,7 @@ mod groups;
 pub(crate) mod introspection;
 mod scopes;
 pub(crate) mod url;
+mod watch;
 
 pub(crate) use self::url::{check_https, is_loopback_origin, metadata_path, normalize_origin};
 pub use algorithm::Algorithm;
@@ -181,6 +182,8 @@ pub struct AuthConfig {
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) sessions: SessionLimits,
     pub(crate) dpop: DpopPolicy,
+    pub(crate) throttle: crate::throttle::ThrottleSettings,
+    pub(crate) metadata_max_age: Duration,
 }
 
 /// Bounds on legacy (2025-11-25 and earlier) sessions.

@@ -31,6 +31,8 @@ pub struct AuthContext(
     Option<Arc<ScopeHierarchy>>,
     /// This request's late step-up slot (set by the layer per request).
     Option<Arc<StepUp>>,
+    /// This request's correlation id (set by the layer per request).
+    Option<crate::correlation::RequestId>,
 );
 
 /// Kept small: verified contexts are cached per token (up to 100,000 of
@@ -212,6 +214,19 @@ impl AuthContext {
     pub(crate) fn with_step_up(mut self, slot: Arc<StepUp>) -> Self {
         self.2 = Some(slot);
         self
+    }
+
+    /// The same context, with this request's correlation id.
+    pub(crate) fn with_request_id(mut self, id: crate::correlation::RequestId) -> Self {
+        self.3 = Some(id);
+        self
+    }
+
+    /// The correlation id of the request this context was handed to (the
+    /// `X-Request-Id` echoed on its response, in its audit events and its
+    /// error body); `None` for a context not handed out by the layer.
+    pub fn request_id(&self) -> Option<&str> {
+        self.3.as_ref().map(crate::correlation::RequestId::as_str)
     }
 
     /// The principal as (issuer, subject, client id): what sessions,
@@ -497,7 +512,7 @@ impl AuthContextBuilder {
             // A fresh OnceLock: setting it cannot fail.
             let _ = inner.derived.set(Box::new(derived));
         }
-        AuthContext(Arc::new(inner), None, None)
+        AuthContext(Arc::new(inner), None, None, None)
     }
 }
 

@@ -322,7 +322,7 @@ impl SessionHook {
                     reason = refusal.code(),
                     "refused a new session over the session caps"
                 );
-                Refused::TooManySessions(refusal.code()).response()
+                Refused::TooManySessions(refusal.code()).response(None)
             }
         }
     }
@@ -336,7 +336,9 @@ pub(super) fn session_id(req: &Request<Body>) -> Option<String> {
 
 /// What rmcp answers for an unknown session: clients start a new one.
 pub(super) fn session_not_found() -> Response {
-    (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
+    let mut response = (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+    crate::challenge::error_headers(response.headers_mut());
+    response
 }
 
 #[cfg(test)]

@@ -354,6 +354,7 @@ impl TokenVerifier for JwtVerifier {
         for (issuer, keys) in &self.inner.issuers {
             out.jwks_fetches += keys.fetches.load(Relaxed);
             out.jwks_fetch_failures += keys.failures.load(Relaxed);
+            keys.fetch_latency.merge_into(&mut out.jwks_fetch_latency);
             out.key_set_age.insert(issuer.clone(), keys.age());
         }
     }
