@@ -26,7 +26,7 @@ use http::HeaderMap;
 
 use crate::context::AuthContext;
 use crate::correlation::RequestId;
-use crate::error::{AuthError, AuthErrorKind};
+use crate::error::{AuthError, AuthErrorKind, REDACTED, looks_like_a_jwt};
 
 /// The `tracing` target of every audit event.
 pub(crate) const TARGET: &str = "mcp_oauth2::audit";
@@ -94,8 +94,12 @@ impl RequestMeta {
 }
 
 /// Header text for a log field: at most [`MAX_FIELD_LEN`] bytes, anything
-/// but printable ASCII replaced by `?`.
+/// but printable ASCII replaced by `?`; text that looks like a JWT (a
+/// token sent in the wrong place) is not copied at all.
 fn clean(bytes: &[u8]) -> Box<str> {
+    if looks_like_a_jwt(bytes) {
+        return REDACTED.into();
+    }
     bytes
         .iter()
         .take(MAX_FIELD_LEN)
@@ -248,6 +252,9 @@ mod tests {
         assert_eq!(&*clean(b"tools/call"), "tools/call");
         assert_eq!(&*clean(b"a\x00b\xffc"), "a?b?c");
         assert_eq!(clean(&[b'x'; 300]).len(), MAX_FIELD_LEN);
+        assert_eq!(&*clean(b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"), REDACTED);
+        assert_eq!(&*clean(b"Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln"), REDACTED);
+        assert_eq!(&*clean(b"eyJ-not-a-token"), "eyJ-not-a-token");
     }
 
     #[test]

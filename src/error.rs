@@ -321,6 +321,22 @@ struct Inner {
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
+/// What replaces a value that looks like token material.
+pub(crate) const REDACTED: &str = "[redacted]";
+
+/// Whether `bytes` look like a JWS or JWE (`eyJ`, the base64url of `{"`,
+/// then a dot): never copied into an event, whatever field carried it.
+pub(crate) fn looks_like_a_jwt(bytes: &[u8]) -> bool {
+    let trimmed = bytes.trim_ascii();
+    let token = trimmed
+        .iter()
+        .position(|b| *b == b' ')
+        .and_then(|i| trimmed.get(i + 1..))
+        .unwrap_or(trimmed)
+        .trim_ascii();
+    token.starts_with(b"eyJ") && token.contains(&b'.')
+}
+
 /// What a refused token claimed, for the operator (audit events only, never
 /// the client): its unverified `iss` when that issuer is not trusted, its
 /// unverified `aud` when it does not name this server. Values are cut to
@@ -343,6 +359,9 @@ impl Diagnosis {
     /// `value` cut to [`MAX_LEN`](Self::MAX_LEN) characters, anything but
     /// printable ASCII replaced by `?`.
     pub(crate) fn clean(value: &str) -> String {
+        if looks_like_a_jwt(value.as_bytes()) {
+            return REDACTED.to_owned();
+        }
         value
             .chars()
             .take(Self::MAX_LEN)
