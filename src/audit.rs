@@ -252,7 +252,10 @@ mod tests {
         assert_eq!(&*clean(b"tools/call"), "tools/call");
         assert_eq!(&*clean(b"a\x00b\xffc"), "a?b?c");
         assert_eq!(clean(&[b'x'; 300]).len(), MAX_FIELD_LEN);
-        assert_eq!(&*clean(b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"), REDACTED);
+        assert_eq!(
+            &*clean(b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"),
+            REDACTED
+        );
         assert_eq!(&*clean(b"Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln"), REDACTED);
         assert_eq!(&*clean(b"eyJ-not-a-token"), "eyJ-not-a-token");
     }

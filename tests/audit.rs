@@ -177,11 +177,20 @@ fn audit_events_field_by_field_and_no_token_material_anywhere() {
     drop(runtime);
     let logs = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
     let events = audit.all_text();
-    assert!(logs.contains("mcp_oauth2::audit"), "the fmt layer saw the audit events");
-    assert!(logs.contains("mcp_oauth2::layer"), "the layer's own lines were captured");
+    assert!(
+        logs.contains("mcp_oauth2::audit"),
+        "the fmt layer saw the audit events"
+    );
+    assert!(
+        logs.contains("mcp_oauth2::layer"),
+        "the layer's own lines were captured"
+    );
     for secret in &secrets {
         for part in secret.split(['.', ' ']).filter(|p| p.len() >= 12) {
-            assert!(!events.contains(part), "token material in an audit event: {part:.30}");
+            assert!(
+                !events.contains(part),
+                "token material in an audit event: {part:.30}"
+            );
             // Our crate's lines (rmcp traces the JSON-RPC bodies it gets,
             // which are the client's own text, at TRACE).
             let ours = |l: &&str| l.contains("mcp_oauth2") && !l.contains(" rmcp::");
@@ -237,10 +246,16 @@ async fn run(audit: &Audit) -> Vec<String> {
     assert_eq!(get(&e, "mcp_name"), Some("whoami"));
     assert_eq!(get(&e, "client_addr"), Some("127.0.0.1"));
     assert_eq!(get(&e, "protocol_version"), Some("2026-07-28"));
-    assert_eq!(get(&e, "status"), None, "the service answers an accepted call");
+    assert_eq!(
+        get(&e, "status"),
+        None,
+        "the service answers an accepted call"
+    );
 
     // auth.refused, no credentials.
-    let r = c.send("miss-1", None, "tools/list", None, list_body()).await;
+    let r = c
+        .send("miss-1", None, "tools/list", None, list_body())
+        .await;
     assert_eq!(r.status(), 401);
     let e = audit.one("miss-1");
     assert_eq!(get(&e, "event"), Some("auth.refused"));
@@ -255,12 +270,22 @@ async fn run(audit: &Audit) -> Vec<String> {
     parts[2] = "c2lnbmF0dXJlLW9mLWFuLWF0dGFja2Vy";
     let forged = parts.join(".");
     secrets.push(forged.clone());
-    c.send("forged-1", Some(&format!("Bearer {forged}")), "tools/list", None, list_body())
-        .await;
+    c.send(
+        "forged-1",
+        Some(&format!("Bearer {forged}")),
+        "tools/list",
+        None,
+        list_body(),
+    )
+    .await;
     let e = audit.one("forged-1");
     assert_eq!(get(&e, "event"), Some("auth.refused"));
     assert_eq!(get(&e, "reason"), Some("invalid_signature"));
-    assert_eq!(get(&e, "subject"), None, "an unverified subject is never logged");
+    assert_eq!(
+        get(&e, "subject"),
+        None,
+        "an unverified subject is never logged"
+    );
 
     // auth.refused for the audience: what it carried and what would accept it.
     let elsewhere = h
@@ -270,14 +295,26 @@ async fn run(audit: &Audit) -> Vec<String> {
         .audiences(["https://other.example/mcp", "api://x"])
         .sign();
     secrets.push(elsewhere.clone());
-    c.send("aud-1", Some(&format!("Bearer {elsewhere}")), "tools/list", None, list_body())
-        .await;
+    c.send(
+        "aud-1",
+        Some(&format!("Bearer {elsewhere}")),
+        "tools/list",
+        None,
+        list_body(),
+    )
+    .await;
     let e = audit.one("aud-1");
     assert_eq!(get(&e, "reason"), Some("invalid_audience"));
-    assert_eq!(get(&e, "token_audience"), Some("https://other.example/mcp api://x"));
+    assert_eq!(
+        get(&e, "token_audience"),
+        Some("https://other.example/mcp api://x")
+    );
     assert_eq!(get(&e, "expected_audience"), Some(h.resource.as_str()));
     let hint = get(&e, "hint").unwrap();
-    assert!(hint.contains("MCP_OAUTH2_RESOURCE") && hint.contains("accept_audience"), "{hint}");
+    assert!(
+        hint.contains("MCP_OAUTH2_RESOURCE") && hint.contains("accept_audience"),
+        "{hint}"
+    );
 
     // A token from an issuer this server does not trust: its own reason.
     let foreign = h
@@ -287,12 +324,21 @@ async fn run(audit: &Audit) -> Vec<String> {
         .claim("iss", json!("https://login.other-tenant.example/"))
         .sign();
     secrets.push(foreign.clone());
-    c.send("iss-1", Some(&format!("Bearer {foreign}")), "tools/list", None, list_body())
-        .await;
+    c.send(
+        "iss-1",
+        Some(&format!("Bearer {foreign}")),
+        "tools/list",
+        None,
+        list_body(),
+    )
+    .await;
     let e = audit.one("iss-1");
     assert_eq!(get(&e, "event"), Some("auth.refused"));
     assert_eq!(get(&e, "reason"), Some("issuer_not_trusted"));
-    assert_eq!(get(&e, "token_issuer"), Some("https://login.other-tenant.example/"));
+    assert_eq!(
+        get(&e, "token_issuer"),
+        Some("https://login.other-tenant.example/")
+    );
     assert_eq!(get(&e, "token_audience"), None);
 
     // authz.refused: a verified caller without the required scope.
@@ -305,7 +351,13 @@ async fn run(audit: &Audit) -> Vec<String> {
         .sign();
     secrets.push(weak.clone());
     let r = c
-        .send("authz-1", Some(&format!("Bearer {weak}")), "tools/list", None, list_body())
+        .send(
+            "authz-1",
+            Some(&format!("Bearer {weak}")),
+            "tools/list",
+            None,
+            list_body(),
+        )
         .await;
     assert_eq!(r.status(), 403);
     let e = audit.one("authz-1");
@@ -364,10 +416,22 @@ async fn run(audit: &Audit) -> Vec<String> {
         http: reqwest::Client::new(),
         url: t.resource.clone(),
     };
-    tc.send("thr-0", Some("Bearer nope"), "tools/list", None, list_body())
-        .await;
+    tc.send(
+        "thr-0",
+        Some("Bearer nope"),
+        "tools/list",
+        None,
+        list_body(),
+    )
+    .await;
     let r = tc
-        .send("thr-1", Some("Bearer nope"), "tools/list", None, list_body())
+        .send(
+            "thr-1",
+            Some("Bearer nope"),
+            "tools/list",
+            None,
+            list_body(),
+        )
         .await;
     assert_eq!(r.status(), 429);
     let e = audit.one("thr-1");
@@ -415,7 +479,13 @@ async fn run(audit: &Audit) -> Vec<String> {
         assert_eq!(get(e, "mcp_name"), Some("[redacted]"), "{e:?}");
     }
     // As a Bearer value of the wrong shape, and as a DPoP proof.
-    c.send("hostile-3", Some(&format!("{bearer_stolen} extra")), "tools/list", None, list_body())
-        .await;
+    c.send(
+        "hostile-3",
+        Some(&format!("{bearer_stolen} extra")),
+        "tools/list",
+        None,
+        list_body(),
+    )
+    .await;
     secrets
 }

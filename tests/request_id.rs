@@ -101,7 +101,9 @@ async fn request_ids_are_echoed_or_replaced() {
     let (a, b) = (send(&[], &[]).await.unwrap(), send(&[], &[]).await.unwrap());
     assert_ne!(id_of(&a), id_of(&b));
     // An accepted call: rmcp's answer carries the id too.
-    let r = send(&["ok-1"], &[("authorization", &bearer)]).await.unwrap();
+    let r = send(&["ok-1"], &[("authorization", &bearer)])
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(id_of(&r), "ok-1");
 }
@@ -113,7 +115,10 @@ async fn every_answer_carries_the_id_and_error_bodies_are_not_cached() {
     let h = Harness::start(|b| b.metadata_max_age(Duration::from_secs(120))).await;
     let http = reqwest::Client::new();
     let r = http
-        .get(format!("{}/.well-known/oauth-protected-resource/mcp", h.base))
+        .get(format!(
+            "{}/.well-known/oauth-protected-resource/mcp",
+            h.base
+        ))
         .header("x-request-id", "meta-1")
         .send()
         .await

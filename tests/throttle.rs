@@ -14,8 +14,8 @@ mod support;
 
 use std::time::Duration;
 
-use mcp_oauth2::{AuthConfig, McpServer};
 use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::{AuthConfig, McpServer};
 use serde_json::Value;
 use support::fixture::{EchoServer, Harness};
 
@@ -44,7 +44,10 @@ async fn assert_throttled(response: reqwest::Response, reason: &str) -> u64 {
     assert!(response.headers().get("www-authenticate").is_none());
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
-    let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let retry: u64 = response.headers()["retry-after"]
         .to_str()
         .unwrap()
@@ -77,7 +80,12 @@ async fn failures_past_the_limit_get_429_before_any_verification_work() {
     .await;
     assert!((1..=60).contains(&retry), "{retry}");
     // Another bad token from the same address: the address is throttled.
-    let other = h.issuer.token().subject("x").audience("https://elsewhere").sign();
+    let other = h
+        .issuer
+        .token()
+        .subject("x")
+        .audience("https://elsewhere")
+        .sign();
     assert_throttled(
         post(&h, &[("authorization", &format!("Bearer {other}"))]).await,
         "failed_auth_limit",
@@ -94,7 +102,11 @@ async fn failures_past_the_limit_get_429_before_any_verification_work() {
         "failed_auth_limit",
     )
     .await;
-    assert_eq!(h.issuer.jwks_hits(), jwks_before, "no key fetch while throttled");
+    assert_eq!(
+        h.issuer.jwks_hits(),
+        jwks_before,
+        "no key fetch while throttled"
+    );
 }
 
 // Trusted proxy: the client is the right-most untrusted X-Forwarded-For
@@ -199,11 +211,19 @@ async fn a_token_is_throttled_by_its_fingerprint_from_any_address() {
             401
         );
     }
-    let r = post(&h, &[("authorization", &bad), ("x-forwarded-for", "192.0.2.50")]).await;
+    let r = post(
+        &h,
+        &[("authorization", &bad), ("x-forwarded-for", "192.0.2.50")],
+    )
+    .await;
     assert_throttled(r, "failed_auth_limit").await;
     // A valid token from yet another address is served.
     let good = format!("Bearer {}", h.token("bob"));
-    let r = post(&h, &[("authorization", &good), ("x-forwarded-for", "192.0.2.51")]).await;
+    let r = post(
+        &h,
+        &[("authorization", &good), ("x-forwarded-for", "192.0.2.51")],
+    )
+    .await;
     assert_eq!(r.status(), 200);
 }
 
@@ -218,7 +238,12 @@ async fn missing_credentials_have_their_own_limit_and_the_window_passes() {
     for _ in 0..2 {
         let r = post(&h, &[]).await;
         assert_eq!(r.status(), 401);
-        assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
     }
     let retry = assert_throttled(post(&h, &[]).await, "missing_auth_limit").await;
     assert_eq!(retry, 1);
@@ -234,7 +259,10 @@ async fn missing_credentials_have_their_own_limit_and_the_window_passes() {
             break;
         }
     }
-    assert!(passed, "the window passed and requests are answered as usual");
+    assert!(
+        passed,
+        "the window passed and requests are answered as usual"
+    );
 }
 
 // Off by default: any number of failures is answered as usual, and the
@@ -295,11 +323,99 @@ fn bad_limits_and_proxies_are_configuration_errors() {
             .issuer("https://as.example")
             .resource("https://rs.example/mcp")
     };
-    let e = base().failed_auth_limit(0, Duration::from_secs(5)).build().unwrap_err();
+    let e = base()
+        .failed_auth_limit(0, Duration::from_secs(5))
+        .build()
+        .unwrap_err();
     assert_eq!(e.field(), "failed_auth_limit");
-    let e = base().missing_auth_limit(5, Duration::ZERO).build().unwrap_err();
+    let e = base()
+        .missing_auth_limit(5, Duration::ZERO)
+        .build()
+        .unwrap_err();
     assert_eq!(e.field(), "missing_auth_limit");
     let e = base().trusted_proxy("proxy.internal").build().unwrap_err();
     assert_eq!(e.field(), "trusted_proxy");
     assert!(e.message().contains("not a CIDR"), "{e}");
+}
+
+// The reference server, configured by environment only: throttling on with
+// `MCP_OAUTH2_FAILED_AUTH_LIMIT`, audit events as JSON lines with
+// `MCP_OAUTH2_LOG_FORMAT=json`.
+#[tokio::test]
+async fn reference_server_throttles_and_prints_json_audit_lines() {
+    use tokio::io::AsyncBufReadExt as _;
+    // cargo test builds the examples next to the test binaries.
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("protected_server");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test`",
+        bin.display()
+    );
+    let issuer = TestIssuer::start().await.unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let mut child = tokio::process::Command::new(&bin)
+        .env("MCP_OAUTH2_ISSUER", issuer.issuer())
+        .env("MCP_OAUTH2_RESOURCE", &resource)
+        .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
+        .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
+        .env("MCP_OAUTH2_FAILED_AUTH_LIMIT", "1/60")
+        .env("MCP_OAUTH2_LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with("listening on"), "{first}");
+    let http = reqwest::Client::new();
+    let send = || {
+        http.post(&resource)
+            .header("authorization", "Bearer not-a-token")
+            .header("x-request-id", "ref-1")
+            .header("content-type", "application/json")
+            .body(LIST)
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), 401);
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["x-request-id"], "ref-1");
+    let mut seen = Vec::new();
+    let throttled = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let v: Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+            seen.push(v["fields"]["event"].as_str().unwrap_or("").to_owned());
+            if v["target"] == "mcp_oauth2::audit" && v["fields"]["event"] == "throttled" {
+                return v;
+            }
+        }
+        panic!("no throttled event");
+    })
+    .await
+    .unwrap();
+    assert!(seen.iter().any(|e| e == "auth.refused"), "{seen:?}");
+    let f = &throttled["fields"];
+    assert_eq!(f["reason"], "failed_auth_limit");
+    assert_eq!(f["request_id"], "ref-1");
+    assert_eq!(f["client_addr"], "127.0.0.1");
+    assert_eq!(f["status"], 429);
+    child.kill().await.unwrap();
 }
