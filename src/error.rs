@@ -274,6 +274,11 @@ auth_error_kinds! {
     /// The introspection endpoint could not be reached or answered badly.
     IntrospectionUnavailable => ("introspection_unavailable", TemporarilyUnavailable,
         "Token introspection is temporarily unavailable"),
+    /// The shared store (Redis) that decides this request could not be
+    /// reached in time: a DPoP proof's first use cannot be checked, so it
+    /// is refused (fail closed).
+    StoreUnavailable => ("store_unavailable", TemporarilyUnavailable,
+        "Shared server state is temporarily unavailable"),
     /// A computed scope requirement
     /// ([`AuthConfigBuilder::tool_scopes_with`](crate::AuthConfigBuilder::tool_scopes_with))
     /// refused the call: HTTP 403 `access_denied`, without a challenge.

@@ -67,6 +67,8 @@
 //!   replicas (throttle counters), with the in-memory default;
 //! - [`presets`]: configurations for common identity providers (Keycloak,
 //!   Auth0, Entra ID, Okta, Cognito);
+//! - [`store`]: state shared by replicas ([`store::SharedStore`],
+//!   [`store::MemoryStore`]);
 //! - `testing` (feature `testing`): an in-process issuer and challenge
 //!   helpers for tests.
 //!
@@ -76,6 +78,8 @@
 //! - `aws_lc_rs`: no-op, kept for compatibility.
 //! - `testing`: [`testing::TestIssuer`], an in-process issuer for tests and
 //!   local development. Never use it in production.
+//! - `redis`: `store::RedisStore`, state shared by replicas on Redis
+//!   (`MCP_OAUTH2_REDIS_URL`).
 
 mod audit;
 mod bearer;

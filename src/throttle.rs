@@ -263,9 +263,15 @@ impl Throttle {
         }
     }
 
-    fn store_failed(&self, error: &StoreError) {
+    /// Counts a failed store operation of `user` (the `store_errors`
+    /// metric, shared by the layer's users of the store).
+    pub(crate) fn count_store_error(&self, user: &'static str) {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::emit("mcp_oauth2_store_errors_total", "user", "throttle");
+        crate::metrics::emit("mcp_oauth2_store_errors_total", "user", user);
+    }
+
+    fn store_failed(&self, error: &StoreError) {
+        self.count_store_error("throttle");
         tracing::warn!(
             target: crate::audit::TARGET,
             event = "store.error",

@@ -48,6 +48,7 @@ pub struct AuthConfigBuilder {
     pub(super) token_cache: TokenCachePolicy,
     pub(super) dpop: super::DpopPolicy,
     pub(super) watch: super::watch::WatchOptions,
+    pub(super) shared_store: Option<std::sync::Arc<dyn crate::store::SharedStore>>,
 }
 
 impl Default for AuthConfigBuilder {
@@ -81,6 +82,7 @@ impl Default for AuthConfigBuilder {
             token_cache: TokenCachePolicy::default(),
             dpop: super::DpopPolicy::default(),
             watch: super::watch::WatchOptions::default(),
+            shared_store: None,
         }
     }
 }
@@ -311,6 +313,21 @@ impl AuthConfigBuilder {
     /// mode off. For deployments without pre-2026 clients.
     pub fn stateless_only(mut self, on: bool) -> Self {
         self.sessions.enabled = !on;
+        self
+    }
+
+    /// State shared by the replicas of this server (default: none, each
+    /// process keeps its own in memory). When set, all of it goes through
+    /// `store`: legacy session owners (a session created on one replica is
+    /// bound on all), the DPoP proofs already used (a proof replayed to
+    /// another replica is refused) and active introspection results (one
+    /// endpoint call serves every replica). The README's "Shared state
+    /// (several replicas)" says what happens when the store is slow or
+    /// down: sessions and DPoP fail closed (503 `store_unavailable`),
+    /// introspection falls back to the endpoint. Environment:
+    /// `MCP_OAUTH2_REDIS_URL` (feature `redis`).
+    pub fn shared_store(mut self, store: std::sync::Arc<dyn crate::store::SharedStore>) -> Self {
+        self.shared_store = Some(store);
         self
     }
 }
@@ -552,6 +569,7 @@ impl AuthConfigBuilder {
             throttle,
             metadata_max_age: self.watch.metadata_max_age,
             dpop: self.dpop,
+            shared_store: self.shared_store,
             issuers,
             resource,
             resource_url,

@@ -521,7 +521,37 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         default: "3600 s",
         meaning: "`max-age` of the metadata document's `Cache-Control: public`",
     },
+    EnvVar {
+        name: "MCP_OAUTH2_REDIS_URL",
+        setting: "shared_store",
+        field: "shared_store",
+        required: false,
+        parse: Parse::Url(|s, url| {
+            let url = url.trim();
+            if url.is_empty() {
+                return Ok(());
+            }
+            redis_store(s, url)
+        }),
+        default: "none (state in process memory)",
+        meaning: "`redis://[:password@]host[:port][/db]`: all state shared by replicas goes through this Redis (feature `redis`)",
+    },
 ];
+
+/// `MCP_OAUTH2_REDIS_URL`: a Redis store (its operation timeout the
+/// default), or an error naming the missing feature. The URL is never
+/// repeated in the error (it may hold a password).
+#[cfg(feature = "redis")]
+fn redis_store(s: &mut Staged, url: &str) -> Result<(), String> {
+    let store = crate::store::RedisStore::new(url).map_err(|e| e.to_string())?;
+    s.builder.shared_store = Some(std::sync::Arc::new(store));
+    Ok(())
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_store(_: &mut Staged, _: &str) -> Result<(), String> {
+    Err("needs mcp-oauth2 built with the `redis` feature".to_owned())
+}
 
 /// An error naming a variable of the table.
 fn env_error(name: &'static str, message: impl Into<String>) -> ConfigError {
@@ -682,6 +712,7 @@ mod tests {
             ("MCP_OAUTH2_MISSING_AUTH_LIMIT", " 50 / 10 "),
             ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7"),
             ("MCP_OAUTH2_METADATA_MAX_AGE", "60"),
+            ("MCP_OAUTH2_REDIS_URL", "redis://:pw@127.0.0.1:6399/2"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_owned()))
@@ -721,6 +752,12 @@ mod tests {
         assert_eq!(t.missing.map(|l| (l.count, l.window)), Some((50, s(10))));
         assert_eq!(t.trusted_proxies.len(), 2);
         assert_eq!(c.metadata_max_age, s(60));
+        let store = format!("{:?}", c.shared_store.as_ref().unwrap());
+        assert!(
+            store.contains("RedisStore") && store.contains("6399"),
+            "{store}"
+        );
+        assert!(!store.contains("pw"), "no password in Debug: {store}");
     }
 
     #[test]
@@ -831,6 +868,8 @@ mod tests {
             ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/33", &[]),
             ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local", &[]),
             ("MCP_OAUTH2_METADATA_MAX_AGE", "1h", &[]),
+            ("MCP_OAUTH2_REDIS_URL", "http://127.0.0.1:6379", &[]),
+            ("MCP_OAUTH2_REDIS_URL", "redis://", &[]),
         ];
         for (name, bad, with) in cases {
             let mut vars = minimal();

@@ -184,6 +184,8 @@ pub struct AuthConfig {
     pub(crate) dpop: DpopPolicy,
     pub(crate) throttle: crate::throttle::ThrottleSettings,
     pub(crate) metadata_max_age: Duration,
+    /// State shared by replicas (`None`: each keeps its own in memory).
+    pub(crate) shared_store: Option<std::sync::Arc<dyn crate::store::SharedStore>>,
 }
 
 /// Bounds on legacy (2025-11-25 and earlier) sessions.

@@ -41,6 +41,8 @@ pub(crate) struct Dpop {
     origin: url::Url,
     nonces: Option<NonceKeys>,
     replay: Option<Arc<dyn ReplayStore>>,
+    /// The replay memory shared by replicas (replaces `replay` when set).
+    shared: Option<Arc<dyn crate::store::SharedStore>>,
 }
 
 impl Dpop {
@@ -68,13 +70,54 @@ impl Dpop {
             nonces: policy
                 .nonce
                 .then(|| NonceKeys::new(policy.nonce_secret.as_deref(), max_age)),
-            replay: (policy.replay_capacity > 0).then(|| {
+            replay: (policy.replay_capacity > 0 && config.shared_store.is_none()).then(|| {
                 Arc::new(MemoryReplayStore::new(policy.replay_capacity)) as Arc<dyn ReplayStore>
             }),
+            shared: config
+                .shared_store
+                .clone()
+                .filter(|_| policy.replay_capacity > 0),
         }
     }
 
     /// Whether DPoP is accepted, required or off.
+    /// Whether first uses are checked in the shared store (a wait: never
+    /// on the fast path).
+    pub(crate) fn replay_is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// RFC 9449 section 11.1 across replicas: records the proof in the
+    /// shared store (`SET NX`) until its `iat` window closes. A second use,
+    /// on any replica, is `dpop_replay`; a store that cannot answer refuses
+    /// the proof (503 `store_unavailable`: fail closed, a replay could not
+    /// be ruled out). Call after [`bind`](Self::bind) accepted the proof.
+    pub(crate) async fn first_use_shared(
+        &self,
+        verified: &Verified,
+        now: u64,
+    ) -> Result<(), AuthError> {
+        let Some(store) = &self.shared else {
+            return Ok(());
+        };
+        let digest = replay::proof_key(&verified.jkt, &verified.jti);
+        let key = crate::store::hashed_key("mcp_oauth2:dpop:", &digest);
+        let expires = verified.iat.saturating_add(self.max_age).saturating_add(1);
+        let ttl = std::time::Duration::from_secs(expires.saturating_sub(now).max(1));
+        match store.put_if_absent(&key, b"1", ttl).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AuthErrorKind::DpopReplay.into()),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    reason = "store_unavailable",
+                    "refused a DPoP proof: the shared replay store did not answer (fail closed)"
+                );
+                Err(AuthErrorKind::StoreUnavailable.into())
+            }
+        }
+    }
+
     pub(crate) fn mode(&self) -> DpopMode {
         self.mode
     }

@@ -43,6 +43,9 @@ pub(crate) enum Refused {
     TooManySessions(&'static str),
     /// Sessions are off (`stateless_only`) and the request names one.
     SessionsDisabled,
+    /// The shared store holding session owners did not answer in time:
+    /// the session cannot be checked (or bound), so it is refused.
+    SessionStoreUnavailable,
 }
 
 impl Refused {
@@ -52,6 +55,7 @@ impl Refused {
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::TooManySessions(code) => code,
             Self::SessionsDisabled => "sessions_disabled",
+            Self::SessionStoreUnavailable => "store_unavailable",
         }
     }
 
@@ -77,6 +81,11 @@ impl Refused {
                 "session_not_found",
                 "This server serves the stateless protocol only",
             ),
+            Self::SessionStoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "Session state is temporarily unavailable; retry later",
+            ),
         }
     }
 
@@ -96,10 +105,15 @@ impl Refused {
         )
             .into_response();
         crate::challenge::error_headers(response.headers_mut());
-        if let Self::TooManySessions(_) = self {
+        let retry_after = match self {
+            Self::TooManySessions(_) => Some("60"),
+            Self::SessionStoreUnavailable => Some("1"),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("60"));
+                .insert(RETRY_AFTER, HeaderValue::from_static(secs));
         }
         response
     }

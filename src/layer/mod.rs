@@ -111,6 +111,8 @@ struct Shared {
     whole_service: bool,
     bind_sessions: bool,
     sessions: Arc<Sessions>,
+    /// Session owners shared by replicas (`AuthConfigBuilder::shared_store`).
+    session_store: Option<Arc<dyn crate::store::SharedStore>>,
     allowed_origins: Arc<Origins>,
     outcomes: Arc<crate::metrics::Outcomes>,
     document: ProtectedResourceMetadata,
@@ -194,6 +196,7 @@ impl AuthLayer {
                 whole_service: false,
                 bind_sessions: true,
                 sessions: Arc::new(Sessions::new(config.sessions)),
+                session_store: config.shared_store.clone(),
                 allowed_origins: Arc::new(Origins {
                     list: config.allowed_origins.clone(),
                     any_loopback: config.allows_loopback_origins(),
@@ -320,9 +323,13 @@ impl AuthLayer {
     }
 }
 
-/// The store the throttle counts in: the in-memory default.
-fn store_of(_config: &AuthConfig) -> Arc<dyn crate::store::SharedStore> {
-    Arc::new(crate::store::MemoryStore::default())
+/// The store the throttle counts in: the shared one when configured (so
+/// replicas count failures together), else one in this process's memory.
+fn store_of(config: &AuthConfig) -> Arc<dyn crate::store::SharedStore> {
+    config
+        .shared_store
+        .clone()
+        .unwrap_or_else(|| Arc::new(crate::store::MemoryStore::default()))
 }
 
 impl<S> Layer<S> for AuthLayer {

@@ -30,7 +30,9 @@ use super::Shared;
 use super::future::{ResponseFuture, finish};
 use super::operations::{Placement, filter_lists};
 use super::sessions::principal_key;
-use super::sessions::{AfterResponse, OwnerOf, SessionHook, session_id, session_not_found};
+use super::sessions::{
+    AfterResponse, OwnedInStore, OwnerOf, SessionHook, session_id, session_not_found,
+};
 use super::step_up::{Settled, StepUpCheck};
 use crate::context::StepUp;
 
@@ -182,7 +184,8 @@ where
             None => return self.call_slow(req, placement, origin, None, seen, None),
         };
         let response = match verified {
-            Ok(ctx) if placement.reads_body => {
+            // A body to read, or a session to check or bind in a shared store.
+            Ok(ctx) if placement.reads_body || shared.session_waits(&req) => {
                 return self.call_slow(req, placement, origin, Some(ctx), seen, None);
             }
             Ok(ctx) => match shared.admit(&mut req, ctx, Required::Global, placement, false, &seen)
@@ -276,6 +279,9 @@ where
             } else {
                 Required::Global
             };
+            if let Err(response) = shared.check_session_in_store(&mut req, &ctx, &seen).await {
+                return Ok(with_cors(*response, origin.as_ref()));
+            }
             let admitted = match shared.admit(&mut req, ctx, required, placement, lists, &seen) {
                 Ok(admitted) => admitted,
                 Err(response) => return Ok(with_cors(*response, origin.as_ref())),
@@ -290,12 +296,14 @@ where
             if let Some(ctx) = admitted.filter_for {
                 response = filter_lists(response, &shared.policy, &ctx).await;
             }
-            Ok(finish(
-                response,
-                admitted.session_hook,
-                origin,
-                admitted.dpop_nonce,
-            ))
+            let hook = match admitted.session_hook {
+                Some(hook) if shared.session_store().is_some() => {
+                    response = hook.after_shared(response).await;
+                    None
+                }
+                hook => hook,
+            };
+            Ok(finish(response, hook, origin, admitted.dpop_nonce))
         }))
     }
 }
@@ -376,7 +384,11 @@ impl Shared {
             Credentials::None => return Err(AuthErrorKind::MissingToken.into()),
         };
         let ctx = self.verifier.verify(token).await?;
-        self.bind(ctx, proof.as_ref(), now)
+        let ctx = self.bind(ctx, proof.as_ref(), now)?;
+        if let Some(proof) = &proof {
+            self.dpop.first_use_shared(proof, now).await?;
+        }
+        Ok(ctx)
     }
 
     fn read_credentials<'h>(
@@ -437,6 +449,8 @@ impl Shared {
                 }
                 Err(err) => Err(err),
             },
+            // A proof's first use in a shared store is a wait: slow path.
+            Ok(Credentials::Dpop { .. }) if self.dpop.replay_is_shared() => return None,
             Ok(Credentials::Dpop { token, proof }) => {
                 let ctx = self.verifier.verify_cached(token)?;
                 self.dpop
@@ -572,13 +586,14 @@ impl Shared {
                     &seen.meta,
                 )));
             }
-            if !self.sessions.use_session(id, &principal_key(ctx)) {
-                tracing::warn!(
-                    subject = ctx.subject(),
-                    issuer = ctx.issuer(),
-                    reason = "session_not_owned",
-                    "refused a session id that this principal did not create (or that expired)"
-                );
+            let owned = self.sessions.use_session(id, &principal_key(ctx));
+            // With a shared store, the store decided (`check_session_in_store`);
+            // the local table only kept its idle clock.
+            let owned = match self.session_store() {
+                Some(_) => req.extensions().get::<OwnedInStore>().is_some(),
+                None => owned,
+            };
+            if !owned {
                 self.session_refused(ctx, seen);
                 return Err(Box::new(session_not_found()));
             }

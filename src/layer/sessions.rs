@@ -6,6 +6,16 @@
 //! session (429) and never drops a live binding, which would lock its owner
 //! out. The table is touched only by requests that carry or create a
 //! session (never by stateless 2026-07-28 calls), under one short lock.
+//!
+//! With a shared store ([`AuthConfigBuilder::shared_store`](crate::AuthConfigBuilder::shared_store)),
+//! the owner of each session is also kept there (key
+//! `mcp_oauth2:session:<SHA-256 of the id>`, value the owner's digest,
+//! expiring after the idle timeout, refreshed by each use), and the store
+//! decides ownership: a session created on one replica is bound on all.
+//! The local table still enforces this replica's caps. A store that does
+//! not answer refuses the request (503 `store_unavailable`, fail closed):
+//! an owner that cannot be checked is not assumed. A new session that
+//! cannot be recorded is closed and refused the same way.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +29,20 @@ use super::Shared;
 use super::http_rules::{Refused, SESSION_HEADER};
 use crate::config::SessionLimits;
 use crate::context::AuthContext;
+use crate::store::SharedStore;
+
+/// The namespace of session owners in a shared store.
+const SESSION_NS: &str = "mcp_oauth2:session:";
+
+/// A session's key in the shared store: a hash of its id.
+fn store_key(id: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
+    crate::store::hashed_key(SESSION_NS, digest.as_ref())
+}
+
+/// Set on a request whose session the shared store found owned by the caller.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OwnedInStore;
 
 /// A principal's digest: (issuer, subject, client id), length-prefixed.
 pub(crate) type Owner = [u8; 32];
@@ -263,6 +287,76 @@ pub(crate) fn principal_key(ctx: &AuthContext) -> Owner {
     out
 }
 
+impl Shared {
+    /// The shared store of session owners, when sessions are bound and
+    /// such a store is configured.
+    pub(super) fn session_store(&self) -> Option<&Arc<dyn SharedStore>> {
+        self.session_store
+            .as_ref()
+            .filter(|_| self.bind_sessions && self.sessions.limits().enabled)
+    }
+
+    /// Whether the request checks or binds a session in the shared store
+    /// (a wait: the slow path). Any POST may create one.
+    pub(super) fn session_waits(&self, req: &Request<Body>) -> bool {
+        self.session_store().is_some()
+            && (req.method() == http::Method::POST || req.headers().contains_key(SESSION_HEADER))
+    }
+
+    /// With a shared store: whether the store binds the request's session
+    /// to the caller (then [`OwnedInStore`] is set on the request, and the
+    /// binding's idle clock restarts on every replica). A session of
+    /// another principal, or unknown, is left to the session rules, which
+    /// refuse it as without a store. `Err`: the store did not answer (503).
+    pub(super) async fn check_session_in_store(
+        &self,
+        req: &mut Request<Body>,
+        ctx: &AuthContext,
+        seen: &super::service::Seen,
+    ) -> Result<(), Box<Response>> {
+        let Some(store) = self.session_store() else {
+            return Ok(());
+        };
+        let mut ids = req.headers().get_all(SESSION_HEADER).iter();
+        // None, or two (the session rules refuse two).
+        let (Some(id), None) = (ids.next(), ids.next()) else {
+            return Ok(());
+        };
+        let key = store_key(&String::from_utf8_lossy(id.as_bytes()));
+        let owner = principal_key(ctx);
+        let idle = self.sessions.limits().idle_timeout;
+        let checked = match store.get(&key).await {
+            Ok(Some(found)) if found.as_slice() == owner.as_slice() => {
+                store.put(&key, &owner, idle).await.map(|()| true)
+            }
+            Ok(_) => Ok(false),
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(owned) => {
+                if owned {
+                    req.extensions_mut().insert(OwnedInStore);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.throttle.count_store_error("sessions");
+                tracing::warn!(
+                    error = %e,
+                    reason = "store_unavailable",
+                    request_id = seen.request_id(),
+                    "refused a session request: the shared session store did not answer (fail closed)"
+                );
+                Err(Box::new(self.refuse(
+                    Refused::SessionStoreUnavailable,
+                    req,
+                    &seen.meta,
+                )))
+            }
+        }
+    }
+}
+
 /// Who would own a session the request creates.
 pub(super) enum OwnerOf {
     /// Computed before the request (the caps were checked).
@@ -287,6 +381,57 @@ pub(super) enum AfterResponse {
 }
 
 impl SessionHook {
+    /// [`after`](Self::after), then, with a shared store, the binding
+    /// recorded there (or forgotten after a DELETE). A new session that
+    /// cannot be recorded is closed and refused (503): unbound on the other
+    /// replicas, it would be refused there anyway.
+    pub(super) async fn after_shared(self, response: Response) -> Response {
+        let Some(store) = self.shared.session_store().cloned() else {
+            return self.after(response);
+        };
+        if !response.status().is_success() {
+            return response;
+        }
+        let shared = Arc::clone(&self.shared);
+        let owner = match &self.then {
+            AfterResponse::Forget(id) => {
+                if let Err(e) = store.delete(&store_key(id)).await {
+                    tracing::warn!(error = %e, "could not forget a closed session in the shared store; its binding expires with the idle timeout");
+                }
+                return self.after(response);
+            }
+            AfterResponse::Bind(OwnerOf::Known(owner)) => *owner,
+            AfterResponse::Bind(OwnerOf::Later(ctx)) => principal_key(ctx),
+        };
+        let response = self.after(response);
+        let Some(id) = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+        else {
+            // No session created, or refused over the caps (closed).
+            return response;
+        };
+        let idle = shared.sessions.limits().idle_timeout;
+        match store.put_if_absent(&store_key(&id), &owner, idle).await {
+            Ok(true) => response,
+            recorded => {
+                tracing::warn!(
+                    error = ?recorded.err(),
+                    reason = "store_unavailable",
+                    "closed a new session: its owner could not be recorded in the shared store (fail closed)"
+                );
+                shared.sessions.unbind(&id);
+                shared.sessions.close(vec![id.into()]);
+                shared
+                    .outcomes
+                    .reject(Refused::SessionStoreUnavailable.reason());
+                Refused::SessionStoreUnavailable.response(None)
+            }
+        }
+    }
+
     pub(super) fn after(self, response: Response) -> Response {
         if !response.status().is_success() {
             return response;

@@ -23,6 +23,17 @@
 //! dropped when met, or evicted (the cache holds at most `max_entries`). Concurrent lookups of one token share one
 //! request; a lookup that is cancelled hands over to a waiting one, so no
 //! lookup is ever left behind.
+//!
+//! With a shared store ([`AuthConfigBuilder::shared_store`](crate::AuthConfigBuilder::shared_store)),
+//! active results are also shared by the replicas: under
+//! `mcp_oauth2:introspection:<SHA-256 of the token>`, the endpoint's answer
+//! (its claims, which hold no token) with the deadline of the entry, kept
+//! no longer than that deadline. A replica that misses its own cache asks
+//! the store before the endpoint, and judges a stored answer again with the
+//! same policy (so `exp` is checked again). Refusals stay local. A store
+//! that is slow or down is skipped with a warning: the endpoint is asked,
+//! as without a store (fail open to the authoritative source, never to
+//! acceptance).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -95,6 +106,23 @@ struct Inner {
     max_bytes: usize,
     cache: ResultCache,
     calls: std::sync::atomic::AtomicU64,
+    /// Active results shared by replicas.
+    store: Option<Arc<dyn crate::store::SharedStore>>,
+}
+
+/// The namespace of introspection results in a shared store.
+const RESULT_NS: &str = "mcp_oauth2:introspection:";
+
+/// The version byte of a shared result (format: version, endpoint index
+/// as u16, deadline in Unix milliseconds as u64, all big-endian, then the
+/// endpoint's answer).
+const SHARED_V1: u8 = 1;
+
+/// An active answer to share: which endpoint gave it, until when.
+struct ToShare {
+    endpoint: usize,
+    body: Vec<u8>,
+    ttl: Duration,
 }
 
 /// Verifies opaque tokens with RFC 7662 introspection. Cheap to clone.
@@ -253,6 +281,7 @@ impl IntrospectionVerifier {
                 max_bytes: config.max_document_bytes,
                 cache: ResultCache::new(capacity),
                 calls: Default::default(),
+                store: config.shared_store.clone(),
             }),
         })
     }
@@ -279,7 +308,16 @@ impl IntrospectionVerifier {
                     cache.remove_if(&key, |e| !e.fresh(Instant::now()));
                 }
                 Err(guard) => {
-                    let entry = self.lookup(token).await;
+                    let entry = match self.shared_result(&key).await {
+                        Some(entry) => entry,
+                        None => {
+                            let (entry, share) = self.lookup(token).await;
+                            if let Some(share) = share {
+                                self.share_result(&key, share).await;
+                            }
+                            entry
+                        }
+                    };
                     let outcome = entry.outcome.clone();
                     let transient = entry.transient;
                     // Wakes the waiters with the result; a transient one is
@@ -299,10 +337,10 @@ impl IntrospectionVerifier {
     /// policy check included); inactive everywhere is inactive; an endpoint
     /// that cannot be reached makes the result unavailable unless another
     /// one knew the token.
-    async fn lookup(&self, token: &str) -> Entry {
+    async fn lookup(&self, token: &str) -> (Entry, Option<ToShare>) {
         let mut unavailable = false;
         let mut negative_ttl: Option<Duration> = None;
-        for endpoint in &self.inner.endpoints {
+        for (index, endpoint) in self.inner.endpoints.iter().enumerate() {
             let outcome = self.introspect(endpoint, token).await;
             let now = Instant::now();
             let s = &endpoint.settings;
@@ -312,7 +350,7 @@ impl IntrospectionVerifier {
                     negative_ttl =
                         Some(negative_ttl.map_or(s.negative_ttl, |t| t.min(s.negative_ttl)));
                 }
-                Ok(ctx) => {
+                Ok((ctx, body)) => {
                     // Never past `exp` (without the leeway) nor the TTL.
                     let ttl = match ctx.expires_at_unix() {
                         Some(exp) => {
@@ -320,25 +358,32 @@ impl IntrospectionVerifier {
                         }
                         None => s.cache_ttl,
                     };
-                    return Entry {
+                    let entry = Entry {
                         outcome: Ok(ctx),
                         until: deadline(now, ttl),
                         produced: now,
                         transient: false,
                     };
+                    let share = ToShare {
+                        endpoint: index,
+                        body,
+                        ttl,
+                    };
+                    return (entry, Some(share));
                 }
                 Err(kind) => {
-                    return Entry {
+                    let entry = Entry {
                         outcome: Err(kind),
                         until: deadline(now, s.negative_ttl),
                         produced: now,
                         transient: false,
                     };
+                    return (entry, None);
                 }
             }
         }
         let now = Instant::now();
-        match negative_ttl {
+        let entry = match negative_ttl {
             Some(ttl) if !unavailable => Entry {
                 outcome: Err(AuthErrorKind::TokenInactive),
                 until: deadline(now, ttl),
@@ -351,6 +396,66 @@ impl IntrospectionVerifier {
                 produced: now,
                 transient: true,
             },
+        };
+        (entry, None)
+    }
+
+    /// An active result another replica (or this one) put in the shared
+    /// store, judged again; `None`: no store, nothing there, or the store
+    /// did not answer (then the endpoint is asked).
+    async fn shared_result(&self, key: &[u8; 32]) -> Option<Entry> {
+        let store = self.inner.store.as_ref()?;
+        let stored = match store.get(&crate::store::hashed_key(RESULT_NS, key)).await {
+            Ok(stored) => stored?,
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    reason = "store_unavailable",
+                    "introspection: the shared result store did not answer; asking the endpoint"
+                );
+                return None;
+            }
+        };
+        let (endpoint, until_ms, body) = decode_shared(&stored)?;
+        let left = until_ms.saturating_sub(crate::clock::now_unix_millis());
+        let endpoint = self.inner.endpoints.get(endpoint)?;
+        let ctx = self.judge(endpoint, body).ok()?;
+        let now = Instant::now();
+        (left > 0).then(|| Entry {
+            outcome: Ok(ctx),
+            until: deadline(now, Duration::from_millis(left)),
+            produced: now,
+            transient: false,
+        })
+    }
+
+    /// Shares an active result with the other replicas (best effort: a
+    /// store that does not answer only costs them an endpoint call).
+    async fn share_result(&self, key: &[u8; 32], share: ToShare) {
+        let Some(store) = &self.inner.store else {
+            return;
+        };
+        if share.ttl.is_zero() {
+            return;
+        }
+        let until_ms = crate::clock::now_unix_millis()
+            .saturating_add(u64::try_from(share.ttl.as_millis()).unwrap_or(u64::MAX));
+        let mut value = Vec::with_capacity(11 + share.body.len());
+        value.push(SHARED_V1);
+        value.extend_from_slice(
+            &u16::try_from(share.endpoint)
+                .unwrap_or(u16::MAX)
+                .to_be_bytes(),
+        );
+        value.extend_from_slice(&until_ms.to_be_bytes());
+        value.extend_from_slice(&share.body);
+        let key = crate::store::hashed_key(RESULT_NS, key);
+        if let Err(e) = store.put(&key, &value, share.ttl).await {
+            tracing::warn!(
+                error = %e,
+                reason = "store_unavailable",
+                "introspection: could not share a result with the other replicas"
+            );
         }
     }
 
@@ -403,7 +508,11 @@ impl IntrospectionVerifier {
         Err(AuthErrorKind::IntrospectionUnavailable)
     }
 
-    async fn introspect(&self, endpoint: &Endpoint, token: &str) -> Outcome {
+    async fn introspect(
+        &self,
+        endpoint: &Endpoint,
+        token: &str,
+    ) -> Result<(AuthContext, Vec<u8>), AuthErrorKind> {
         let url = self.endpoint(endpoint).await?;
         self.inner
             .calls
@@ -445,7 +554,7 @@ impl IntrospectionVerifier {
             tracing::warn!(endpoint = %url, error = %e, "token introspection failed");
             AuthErrorKind::IntrospectionUnavailable
         })?;
-        self.judge(endpoint, &doc)
+        self.judge(endpoint, &doc).map(|ctx| (ctx, doc))
     }
 
     /// RFC 7662 section 2.2 (`active` is the JSON `true`), then the token
@@ -511,6 +620,22 @@ impl TokenVerifier for IntrospectionVerifier {
     fn add_metrics(&self, out: &mut crate::MetricsSnapshot) {
         out.introspection_calls += self.inner.calls.load(std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// A shared result: (endpoint index, deadline in Unix ms, answer); `None`
+/// for anything else (another version, too short).
+fn decode_shared(stored: &[u8]) -> Option<(usize, u64, &[u8])> {
+    let (&version, rest) = stored.split_first()?;
+    if version != SHARED_V1 {
+        return None;
+    }
+    let (index, rest) = rest.split_first_chunk::<2>()?;
+    let (until, body) = rest.split_first_chunk::<8>()?;
+    Some((
+        usize::from(u16::from_be_bytes(*index)),
+        u64::from_be_bytes(*until),
+        body,
+    ))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -11,6 +11,8 @@
 //!   used through [`attack`];
 //! - [`notes`]: the reference notes server (`examples/common/notes.rs`)
 //!   behind the real layer, with raw HTTP helpers;
+//! - [`redis`]: a real `redis-server` on a free loopback port, stopped and
+//!   started again at will (the shared store's tests);
 //! - [`loopback`]: a protected endpoint's address and configuration on
 //!   127.0.0.1:0, shared by the fixtures above.
 //!
@@ -22,4 +24,5 @@ pub mod fixture;
 pub mod loopback;
 pub mod notes;
 pub mod raw_http;
+pub mod redis;
 pub mod rig;

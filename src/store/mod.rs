@@ -1,0 +1,147 @@
+//! State shared by the replicas of one server: failed-auth counters, legacy
+//! session owners, DPoP proofs already seen, cached introspection results.
+//!
+//! One small trait, [`SharedStore`], with two implementations: [`MemoryStore`]
+//! (the default: in process memory, bounded, each replica its own) and, with
+//! the `redis` feature, a Redis store that several replicas share.
+//!
+//! Keys are short ASCII strings built by the crate from hashes, one namespace
+//! per user of the store (`mcp_oauth2:throttle:`, `mcp_oauth2:session:`,
+//! `mcp_oauth2:dpop:`, `mcp_oauth2:introspection:`); never token material.
+//! Values are small byte strings the crate wrote itself.
+//!
+//! Every operation can fail ([`StoreError`]: unavailable or timed out); each
+//! user of the store decides, and documents, whether it then fails closed
+//! (security depends on the answer) or falls back to its authoritative
+//! source.
+//!
+//! Near the leaves: imports only the clock.
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+
+/// A boxed future returned by store operations.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The count of a fixed window counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WindowCount {
+    /// Hits counted in the current window, this one included.
+    pub count: u64,
+    /// Time until the window closes and the counter starts again from zero.
+    pub resets_in: Duration,
+}
+
+impl WindowCount {
+    /// A count, for implementations of [`SharedStore`] outside this crate.
+    pub fn new(count: u64, resets_in: Duration) -> Self {
+        Self { count, resets_in }
+    }
+}
+
+/// State shared by replicas: counters, owners, seen proofs, cached results.
+/// Keys are short ASCII strings built by the crate from hashes (never token material).
+///
+/// Durations (`window`, `ttl`) are kept to the millisecond, rounded up and
+/// at least one millisecond (Redis' `PX` resolution).
+pub trait SharedStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Adds one to the counter `key`; the window starts at the first hit and the key expires with it.
+    fn hit(&self, key: &str, window: Duration) -> StoreFuture<'_, WindowCount>;
+    /// The counter's current window, if any (no increment).
+    fn peek(&self, key: &str) -> StoreFuture<'_, Option<WindowCount>>;
+    /// Stores `value` under `key` for `ttl` unless the key exists; `true` when stored (Redis: SET NX PX).
+    fn put_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> StoreFuture<'_, bool>;
+    /// The value under `key`, if present and not expired.
+    fn get(&self, key: &str) -> StoreFuture<'_, Option<Vec<u8>>>;
+    /// Stores `value` under `key` for `ttl` (overwrites).
+    fn put(&self, key: &str, value: &[u8], ttl: Duration) -> StoreFuture<'_, ()>;
+    /// Removes `key`.
+    fn delete(&self, key: &str) -> StoreFuture<'_, ()>;
+}
+
+/// A store operation failed (Redis down, timeout, ...). Never contains values.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store could not be reached or refused the operation; the text
+    /// says why (never a key's value).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store did not answer within the operation timeout.
+    #[error("store timed out")]
+    Timeout,
+}
+
+/// The key of one namespace (`mcp_oauth2:session:`, ...) for a digest:
+/// the prefix and the digest in lowercase hex (never the material hashed).
+pub(crate) fn hashed_key(namespace: &str, digest: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut key = String::with_capacity(namespace.len() + 2 * digest.len());
+    key.push_str(namespace);
+    for b in digest {
+        // Writing to a String cannot fail.
+        let _ = write!(key, "{b:02x}");
+    }
+    key
+}
+
+/// A duration in whole milliseconds, rounded up, at least 1 (Redis' `PX`
+/// refuses 0), saturated at `u64::MAX`.
+pub(crate) fn millis_at_least_one(d: Duration) -> u64 {
+    let ms = d.as_millis();
+    let up = if Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)) < d {
+        ms.saturating_add(1)
+    } else {
+        ms
+    };
+    u64::try_from(up).unwrap_or(u64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_up_to_a_millisecond() {
+        assert_eq!(millis_at_least_one(Duration::ZERO), 1);
+        assert_eq!(millis_at_least_one(Duration::from_nanos(1)), 1);
+        assert_eq!(millis_at_least_one(Duration::from_millis(5)), 5);
+        assert_eq!(millis_at_least_one(Duration::from_micros(5_001)), 6);
+        assert_eq!(millis_at_least_one(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn hashed_keys_are_the_namespace_and_lowercase_hex() {
+        assert_eq!(
+            hashed_key("mcp_oauth2:dpop:", &[0, 0xab, 0x7f]),
+            "mcp_oauth2:dpop:00ab7f"
+        );
+        assert_eq!(hashed_key("n:", &[]), "n:");
+    }
+
+    #[test]
+    fn errors_say_what_failed_and_nothing_else() {
+        assert_eq!(
+            StoreError::Unavailable("connection refused".into()).to_string(),
+            "store unavailable: connection refused"
+        );
+        assert_eq!(StoreError::Timeout.to_string(), "store timed out");
+        assert_eq!(
+            WindowCount::new(3, Duration::from_secs(1)),
+            WindowCount {
+                count: 3,
+                resets_in: Duration::from_secs(1)
+            }
+        );
+    }
+}

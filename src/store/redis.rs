@@ -1,0 +1,250 @@
+//! [`RedisStore`] (feature `redis`): a [`SharedStore`] that several
+//! replicas share, on the `redis` crate's multiplexed `ConnectionManager`
+//! (one connection per store, commands pipelined over it, reconnected in
+//! the background after a failure).
+//!
+//! Each operation is one round trip, bounded by the store's timeout
+//! ([`RedisStore::DEFAULT_TIMEOUT`] unless set): past it the operation
+//! fails with [`StoreError::Timeout`] (the command may still run on the
+//! server). A counter `hit` is one `MULTI`: `SET key 0 PX window NX` (the
+//! window starts at the first hit, and the key expires with it), `INCR`,
+//! `PTTL`; so concurrent hits on several replicas are all counted in one
+//! window. Every key gets the store's prefix (empty unless set), so that
+//! several deployments can share one Redis.
+//!
+//! The connection is made at the first operation (building a store needs
+//! no Redis, and no runtime): a Redis that is down at start is an error of
+//! each operation until it is up, not a failure to start.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::OnceCell;
+
+use super::{SharedStore, StoreError, StoreFuture, WindowCount, millis_at_least_one};
+
+/// A [`SharedStore`] on Redis (feature `redis`). Cheap to share behind an `Arc`.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), mcp_oauth2::store::StoreError> {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use mcp_oauth2::store::RedisStore;
+///
+/// let store = RedisStore::new("redis://127.0.0.1:6379/0")?
+///     .timeout(Duration::from_millis(200))
+///     .prefix("my-server:");
+/// let config = mcp_oauth2::AuthConfig::builder()
+///     .issuer("https://auth.example.com")
+///     .resource("https://mcp.example.com/mcp")
+///     .shared_store(Arc::new(store));
+/// # let _ = config; Ok(()) }
+/// ```
+pub struct RedisStore {
+    client: redis::Client,
+    connection: OnceCell<ConnectionManager>,
+    timeout: Duration,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The address only: never the password of the URL.
+        let info = self.client.get_connection_info();
+        f.debug_struct("RedisStore")
+            .field("addr", &info.addr().to_string())
+            .field("timeout", &self.timeout)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// The default time allowed for one operation (one round trip): 250 ms.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+
+    /// A store for the Redis at `url` (`redis://[:password@]host[:port][/db]`,
+    /// or `redis+unix:///path`; TLS `rediss://` is not built in). Checks the
+    /// URL only: the connection is made at the first operation.
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| {
+            StoreError::Unavailable(format!("invalid Redis URL ({})", e.category()))
+        })?;
+        Ok(Self {
+            client,
+            connection: OnceCell::new(),
+            timeout: Self::DEFAULT_TIMEOUT,
+            prefix: String::new(),
+        })
+    }
+
+    /// The time allowed for one operation (default
+    /// [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT)); at least one millisecond.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// A prefix put before every key (default: none), e.g. `"prod-eu:"`
+    /// when several deployments share one Redis.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// Runs `cmd` (a command or a pipeline) within the timeout.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let work = async {
+            let manager = self
+                .connection
+                .get_or_try_init(|| async {
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(self.timeout))
+                        .set_response_timeout(Some(self.timeout))
+                        .set_number_of_retries(2)
+                        .set_max_delay(Duration::from_millis(500));
+                    ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+                })
+                .await
+                .map_err(unavailable)?;
+            let mut manager = manager.clone();
+            f(&mut manager).await.map_err(unavailable)
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+}
+
+/// A Redis error as a store error: its kind and category, never a value.
+fn unavailable(e: redis::RedisError) -> StoreError {
+    if e.is_timeout() {
+        return StoreError::Timeout;
+    }
+    StoreError::Unavailable(format!("redis: {}", e.category()))
+}
+
+impl SharedStore for RedisStore {
+    fn hit(&self, key: &str, window: Duration) -> StoreFuture<'_, WindowCount> {
+        let key = self.key(key);
+        let ms = millis_at_least_one(window);
+        Box::pin(async move {
+            let (count, pttl): (u64, i64) = self
+                .run(async |c| {
+                    redis::pipe()
+                        .atomic()
+                        .cmd("SET")
+                        .arg(&key)
+                        .arg(0)
+                        .arg("PX")
+                        .arg(ms)
+                        .arg("NX")
+                        .ignore()
+                        .cmd("INCR")
+                        .arg(&key)
+                        .cmd("PTTL")
+                        .arg(&key)
+                        .query_async(c)
+                        .await
+                })
+                .await?;
+            Ok(WindowCount::new(count, pttl_duration(pttl)))
+        })
+    }
+
+    fn peek(&self, key: &str) -> StoreFuture<'_, Option<WindowCount>> {
+        let key = self.key(key);
+        Box::pin(async move {
+            let (count, pttl): (Option<Vec<u8>>, i64) = self
+                .run(async |c| {
+                    redis::pipe()
+                        .atomic()
+                        .cmd("GET")
+                        .arg(&key)
+                        .cmd("PTTL")
+                        .arg(&key)
+                        .query_async(c)
+                        .await
+                })
+                .await?;
+            // Not a counter (absent, or a value that is no count): no window.
+            let count = count
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.parse::<u64>().ok());
+            Ok(count.map(|n| WindowCount::new(n, pttl_duration(pttl))))
+        })
+    }
+
+    fn put_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> StoreFuture<'_, bool> {
+        let key = self.key(key);
+        let value = value.to_vec();
+        let ms = millis_at_least_one(ttl);
+        Box::pin(async move {
+            let stored: Option<String> = self
+                .run(async |c| {
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&value)
+                        .arg("PX")
+                        .arg(ms)
+                        .arg("NX")
+                        .query_async(c)
+                        .await
+                })
+                .await?;
+            Ok(stored.is_some())
+        })
+    }
+
+    fn get(&self, key: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
+        let key = self.key(key);
+        Box::pin(async move {
+            self.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
+                .await
+        })
+    }
+
+    fn put(&self, key: &str, value: &[u8], ttl: Duration) -> StoreFuture<'_, ()> {
+        let key = self.key(key);
+        let value = value.to_vec();
+        let ms = millis_at_least_one(ttl);
+        Box::pin(async move {
+            self.run(async |c| {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&value)
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(c)
+                    .await
+            })
+            .await
+        })
+    }
+
+    fn delete(&self, key: &str) -> StoreFuture<'_, ()> {
+        let key = self.key(key);
+        Box::pin(async move {
+            let _: i64 = self
+                .run(async |c| redis::cmd("DEL").arg(&key).query_async(c).await)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// `PTTL`'s answer as the time left: -1 (no expiry, never set by this
+/// crate) and -2 (gone meanwhile) as zero.
+fn pttl_duration(pttl: i64) -> Duration {
+    Duration::from_millis(u64::try_from(pttl).unwrap_or(0))
+}
