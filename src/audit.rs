@@ -17,8 +17,8 @@
 //! | `client_addr` | the client's IP address (see trusted proxies) |
 //! | `request_id` | the correlation id (`X-Request-Id`) |
 //! | `protocol_version` | `MCP-Protocol-Version` |
-//! | `token_issuer` | `issuer_not_trusted`: the issuer the token named |
-//! | `token_audience`, `expected_audience`, `hint` | `invalid_audience`: what the token carried, what this server expects, and the setting that would accept it |
+//! | `token_issuer` | `issuer_not_trusted`: `sha256:` and 16 hex digits of the issuer the token named (its text is the sender's, never logged) |
+//! | `token_audience`, `expected_audience`, `hint` | `invalid_audience`: what the token carried (only when a trusted issuer signed it), what this server expects, and the setting that would accept it |
 
 use std::net::IpAddr;
 

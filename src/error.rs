@@ -349,7 +349,10 @@ pub(crate) fn looks_like_a_jwt(bytes: &[u8]) -> bool {
 /// [`Diagnosis::MAX_VALUES`] audiences.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Diagnosis {
-    /// The `iss` of a token from an issuer this server does not trust.
+    /// A digest of the `iss` of a token from an issuer this server does
+    /// not trust (`sha256:` and 16 hex digits): the claim is the sender's
+    /// text, so only its digest is logged, enough to group attempts and to
+    /// check a suspected issuer against it.
     pub(crate) untrusted_issuer: Option<String>,
     /// The `aud` values of a token refused for its audience.
     pub(crate) audience: Vec<String>,
@@ -363,6 +366,16 @@ impl Diagnosis {
 
     /// `value` cut to [`MAX_LEN`](Self::MAX_LEN) characters, anything but
     /// printable ASCII replaced by `?`.
+    /// The digest of a claimed issuer (see `untrusted_issuer`).
+    pub(crate) fn digest(value: &str) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes());
+        let mut out = String::from("sha256:");
+        for b in digest.as_ref().iter().take(8) {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    }
+
     pub(crate) fn clean(value: &str) -> String {
         if looks_like_a_jwt(value.as_bytes()) {
             return REDACTED.to_owned();
@@ -435,6 +448,12 @@ impl AuthError {
     /// The same error with what the token claimed, for the audit event.
     pub(crate) fn with_diagnosis(mut self, diagnosis: Diagnosis) -> Self {
         self.0.diagnosis = Some(Box::new(diagnosis));
+        self
+    }
+
+    /// The same error without what the token claimed.
+    pub(crate) fn without_diagnosis(mut self) -> Self {
+        self.0.diagnosis = None;
         self
     }
 

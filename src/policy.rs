@@ -236,7 +236,7 @@ impl TokenPolicy {
                     // (another tenant, another server): the operator
                     // sees which one in the audit event.
                     invalid().with_diagnosis(Diagnosis {
-                        untrusted_issuer: Some(Diagnosis::clean(&iss)),
+                        untrusted_issuer: Some(Diagnosis::digest(&iss)),
                         ..Diagnosis::default()
                     })
                 },

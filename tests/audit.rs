@@ -316,6 +316,26 @@ async fn run(audit: &Audit) -> Vec<String> {
         "{hint}"
     );
 
+    // The same wrong audience on a token no trusted issuer signed: the
+    // sender's text is not logged.
+    // (Another token's signature: the right length, the wrong bytes.)
+    let mut parts: Vec<&str> = elsewhere.split('.').collect();
+    parts[2] = good.rsplit('.').next().unwrap();
+    let forged_aud = parts.join(".");
+    secrets.push(forged_aud.clone());
+    c.send(
+        "aud-2",
+        Some(&format!("Bearer {forged_aud}")),
+        "tools/list",
+        None,
+        list_body(),
+    )
+    .await;
+    let e = audit.one("aud-2");
+    assert_eq!(get(&e, "reason"), Some("invalid_audience"));
+    assert_eq!(get(&e, "token_audience"), None);
+    assert_eq!(get(&e, "hint"), None);
+
     // A token from an issuer this server does not trust: its own reason.
     let foreign = h
         .issuer
@@ -335,10 +355,20 @@ async fn run(audit: &Audit) -> Vec<String> {
     let e = audit.one("iss-1");
     assert_eq!(get(&e, "event"), Some("auth.refused"));
     assert_eq!(get(&e, "reason"), Some("issuer_not_trusted"));
+    // A digest of the claimed issuer, never the sender's text.
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        b"https://login.other-tenant.example/",
+    );
+    let hex: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(
         get(&e, "token_issuer"),
-        Some("https://login.other-tenant.example/")
+        Some(format!("sha256:{hex}").as_str())
     );
+    assert!(!audit.all_text().contains("other-tenant"));
     assert_eq!(get(&e, "token_audience"), None);
 
     // authz.refused: a verified caller without the required scope.

@@ -209,9 +209,21 @@ impl JwtVerifier {
         let claims_text = decode_part(parsed.payload_b64)?;
         let claims = parse_members(&claims_text)?;
         let policy = &self.inner.policy;
-        let checked = policy.check(&claims, now, Source::Jwt)?;
-        // 4: the key (may fetch).
         let kid = kid.as_deref();
+        let checked = match policy.check(&claims, now, Source::Jwt) {
+            Ok(checked) => checked,
+            // The audience a refused token carried is logged for the
+            // operator only when a trusted issuer really signed it.
+            Err(err)
+                if err.kind() == AuthErrorKind::InvalidAudience && err.diagnosis().is_some() =>
+            {
+                return Err(self
+                    .confirm_diagnosis(err, &claims, &parsed, alg, kid)
+                    .await);
+            }
+            Err(err) => return Err(err),
+        };
+        // 4: the key (may fetch).
         let Some((_, issuer_keys)) = self.inner.issuers.get(checked.issuer) else {
             return Err(AuthErrorKind::InvalidIssuer.into());
         };
@@ -392,6 +404,36 @@ fn check_signature_length(alg: Algorithm, len: usize) -> Result<(), AuthError> {
 }
 
 /// A compact JWS split into its parts, not yet trusted.
+impl JwtVerifier {
+    /// `err` with its diagnosis (the claims that explain the refusal) kept
+    /// only if one of the trusted issuers signed the token: claims of a
+    /// token nobody trusted signed are the sender's text and are never
+    /// logged.
+    async fn confirm_diagnosis(
+        &self,
+        err: AuthError,
+        claims: &Members<'_>,
+        parsed: &Parsed<'_>,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> AuthError {
+        let iss = claims.str("iss").ok().flatten();
+        let issuer = iss.and_then(|iss| self.inner.issuers.iter().find(|(i, _)| *i == *iss));
+        let Some((_, issuer_keys)) = issuer else {
+            return err.without_diagnosis();
+        };
+        let Lookup::Keys(keys) = issuer_keys.key_set(kid, alg).await else {
+            return err.without_diagnosis();
+        };
+        let signing_input = parsed.signing_input.as_bytes();
+        let signed = keys
+            .candidates(kid, alg)
+            .iter()
+            .any(|k| verify_signature(alg, k, signing_input, &parsed.signature));
+        if signed { err } else { err.without_diagnosis() }
+    }
+}
+
 struct Parsed<'a> {
     header_b64: &'a str,
     payload_b64: &'a str,
