@@ -12,7 +12,10 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use mcp_oauth2::store::{SharedStore, StoreError, StoreFuture, WindowCount};
 
 use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::{AuthConfig, McpServer};
@@ -418,4 +421,142 @@ async fn reference_server_throttles_and_prints_json_audit_lines() {
     assert_eq!(f["client_addr"], "127.0.0.1");
     assert_eq!(f["status"], 429);
     child.kill().await.unwrap();
+}
+
+/// A store that answers only after yielding (as a remote store does), or
+/// not at all (`down`).
+#[derive(Debug, Default)]
+struct RemoteLike {
+    inner: mcp_oauth2::store::MemoryStore,
+    down: bool,
+}
+
+impl RemoteLike {
+    fn unavailable<T>() -> Result<T, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+}
+
+impl SharedStore for RemoteLike {
+    fn hit(&self, key: &str, window: Duration) -> StoreFuture<'_, WindowCount> {
+        let key = key.to_owned();
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            if self.down {
+                return Self::unavailable();
+            }
+            self.inner.hit(&key, window).await
+        })
+    }
+    fn peek(&self, key: &str) -> StoreFuture<'_, Option<WindowCount>> {
+        let key = key.to_owned();
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            if self.down {
+                return Self::unavailable();
+            }
+            self.inner.peek(&key).await
+        })
+    }
+    fn put_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> StoreFuture<'_, bool> {
+        self.inner.put_if_absent(key, value, ttl)
+    }
+    fn get(&self, key: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+    fn put(&self, key: &str, value: &[u8], ttl: Duration) -> StoreFuture<'_, ()> {
+        self.inner.put(key, value, ttl)
+    }
+    fn delete(&self, key: &str) -> StoreFuture<'_, ()> {
+        self.inner.delete(key)
+    }
+}
+
+async fn server_with_store(store: RemoteLike) -> (String, mcp_oauth2::Metrics, TestIssuer) {
+    let issuer = TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .stateless_only(true)
+        .failed_auth_limit(2, Duration::from_secs(60))
+        .shared_store(Arc::new(store))
+        .build()
+        .unwrap();
+    let server = McpServer::builder()
+        .auth(config)
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap();
+    let metrics = server.metrics();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    (resource, metrics, issuer)
+}
+
+async fn post_to(resource: &str, auth: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(resource)
+        .header("authorization", auth)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(LIST)
+        .send()
+        .await
+        .unwrap()
+}
+
+// A store that must be waited for: the verdict is awaited before any
+// verification, failures are counted in a task; the limit still holds.
+#[tokio::test]
+async fn a_store_that_must_be_waited_for_still_throttles() {
+    let (resource, metrics, issuer) = server_with_store(RemoteLike::default()).await;
+    for _ in 0..2 {
+        assert_eq!(post_to(&resource, "Bearer bad").await.status(), 401);
+    }
+    // The failures are counted in a task: wait for them on the clock.
+    let mut throttled = None;
+    for _ in 0..50 {
+        let r = post_to(&resource, "Bearer other").await;
+        if r.status() == 429 {
+            throttled = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_throttled(throttled.expect("throttled"), "failed_auth_limit").await;
+    let good = issuer.token().audience(&resource).sign();
+    assert_eq!(
+        post_to(&resource, &format!("Bearer {good}")).await.status(),
+        429
+    );
+    assert!(metrics.snapshot().throttled >= 2);
+}
+
+// A store that is down: throttling fails open (requests are verified and
+// answered as usual), and every failed store operation is counted.
+#[tokio::test]
+async fn a_store_that_is_down_fails_open_and_is_counted() {
+    let store = RemoteLike {
+        down: true,
+        ..RemoteLike::default()
+    };
+    let (resource, metrics, issuer) = server_with_store(store).await;
+    for _ in 0..4 {
+        assert_eq!(post_to(&resource, "Bearer bad").await.status(), 401);
+    }
+    let good = issuer.token().audience(&resource).sign();
+    assert_eq!(
+        post_to(&resource, &format!("Bearer {good}")).await.status(),
+        200
+    );
+    let snap = metrics.snapshot();
+    assert_eq!(snap.throttled, 0);
+    assert!(snap.store_errors >= 5, "{}", snap.store_errors);
+    // The verification latency of the full verifications was recorded.
+    assert!(snap.verify_latency.count >= 1);
+    assert!(snap.jwks_fetch_latency.count >= 1);
 }
