@@ -217,9 +217,7 @@ impl JwtVerifier {
             Err(err)
                 if err.kind() == AuthErrorKind::InvalidAudience && err.diagnosis().is_some() =>
             {
-                return Err(self
-                    .confirm_diagnosis(err, &claims, &parsed, alg, kid)
-                    .await);
+                return Err(self.confirm_diagnosis(err, &claims, &parsed, alg, kid));
             }
             Err(err) => return Err(err),
         };
@@ -408,8 +406,8 @@ impl JwtVerifier {
     /// `err` with its diagnosis (the claims that explain the refusal) kept
     /// only if one of the trusted issuers signed the token: claims of a
     /// token nobody trusted signed are the sender's text and are never
-    /// logged.
-    async fn confirm_diagnosis(
+    /// logged. Only the key set already held is used (no fetch).
+    fn confirm_diagnosis(
         &self,
         err: AuthError,
         claims: &Members<'_>,
@@ -422,7 +420,8 @@ impl JwtVerifier {
         let Some((_, issuer_keys)) = issuer else {
             return err.without_diagnosis();
         };
-        let Lookup::Keys(keys) = issuer_keys.key_set(kid, alg).await else {
+        // The keys held now: a diagnosis never costs a fetch.
+        let Some(keys) = issuer_keys.current() else {
             return err.without_diagnosis();
         };
         let signing_input = parsed.signing_input.as_bytes();
