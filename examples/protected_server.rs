@@ -1,6 +1,9 @@
 //! The reference protected MCP server, configured only by environment
 //! variables: everything [`AuthConfig::from_env`] reads, plus
-//! `MCP_OAUTH2_BIND` (default `127.0.0.1:8080`).
+//! `MCP_OAUTH2_BIND` (default `127.0.0.1:8080`) and `MCP_OAUTH2_LOG_FORMAT`
+//! (`json`: JSON lines with every audit event, `auth.accepted` included;
+//! default text, with the refusal events only, unless `RUST_LOG` says
+//! otherwise).
 //!
 //! Tools: `whoami` (subject, client_id, scopes, issuer, for a DPoP-bound
 //! token `dpop_jkt`, and for a tenant issuer `tenant`, as JSON text; notes
@@ -55,14 +58,35 @@ use mcp_oauth2::{AuthConfigBuilder, McpServer};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // rmcp logs three INFO lines per stateless call: warnings
-                // only from it by default (they cost about a fifth of a call).
-                .unwrap_or_else(|_| "info,rmcp=warn".into()),
-        )
-        .init();
+    let format = std::env::var("MCP_OAUTH2_LOG_FORMAT");
+    let json = format.as_deref() == Ok("json");
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // rmcp logs three INFO lines per stateless call: warnings only
+        // from it by default (they cost about a fifth of a call). The
+        // audit trail: every event in JSON (a log pipeline wants
+        // `auth.accepted` too); on a terminal, refusals only (one line per
+        // accepted call would cost as much as rmcp's and bury the rest).
+        if json {
+            "info,rmcp=warn".into()
+        } else {
+            "info,rmcp=warn,mcp_oauth2::audit=warn".into()
+        }
+    });
+    // `MCP_OAUTH2_LOG_FORMAT=json`: one JSON object per line (the audit
+    // events on the target `mcp_oauth2::audit` with their fields), for a
+    // log pipeline; anything else: human-readable text.
+    match format.as_deref() {
+        Ok("json") => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+        Ok("" | "text") | Err(_) => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        Ok(other) => {
+            return Err(
+                format!("MCP_OAUTH2_LOG_FORMAT must be json or text, not {other:?}").into(),
+            );
+        }
+    }
 
     let mut config = AuthConfigBuilder::from_env()?;
     if std::env::var_os("MCP_OAUTH2_SCOPES_SUPPORTED").is_none() {

@@ -165,8 +165,21 @@ pub(crate) fn parse_challenge(scheme: &str, value: &str) -> Option<Vec<(String, 
     }
 }
 
-/// JSON body of an error response: `{"error": ..., "error_description": ...}`.
-pub(crate) fn error_body(kind: AuthErrorKind) -> String {
+/// `X-Content-Type-Options`.
+const NOSNIFF: http::HeaderName = http::HeaderName::from_static("x-content-type-options");
+
+/// The headers of every challenge and error body the crate produces:
+/// `Cache-Control: no-store` (an answer about credentials is never cached)
+/// and `X-Content-Type-Options: nosniff`.
+pub(crate) fn error_headers(headers: &mut http::HeaderMap) {
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(NOSNIFF, HeaderValue::from_static("nosniff"));
+}
+
+/// JSON body of an error response: `{"error": ..., "error_description":
+/// ..., "reason": ..., "request_id": ...}` (`request_id` when known; it is
+/// `[A-Za-z0-9._:-]` only, no escaping needed).
+pub(crate) fn error_body(kind: AuthErrorKind, request_id: Option<&str>) -> String {
     let mut body = String::with_capacity(128);
     body.push('{');
     if let Some(code) = kind.error_code() {
@@ -175,17 +188,25 @@ pub(crate) fn error_body(kind: AuthErrorKind) -> String {
     }
     let _ = write!(
         body,
-        "\"error_description\":\"{}\",\"reason\":\"{}\"}}",
+        "\"error_description\":\"{}\",\"reason\":\"{}\"",
         kind.description(),
         kind.code()
     );
+    if let Some(id) = request_id {
+        let _ = write!(body, ",\"request_id\":\"{id}\"");
+    }
+    body.push('}');
     body
 }
 
 /// The response for a rejection. The [`AuthError`]'s kind is attached to the
 /// response extensions as [`AuthErrorKind`] so outer layers can log it.
-pub(crate) fn rejection_response(err: &AuthError, params: &ChallengeParams) -> Response {
-    render(err, Some(params))
+pub(crate) fn rejection_response(
+    err: &AuthError,
+    params: &ChallengeParams,
+    request_id: Option<&str>,
+) -> Response {
+    render(err, Some(params), request_id)
 }
 
 /// The rejection as the layer answers it: the status of the kind
@@ -205,7 +226,7 @@ pub(crate) fn rejection_response(err: &AuthError, params: &ChallengeParams) -> R
 /// [`AuthErrorKind::MissingToken`].
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        render(&self, self.challenge())
+        render(&self, self.challenge(), None)
     }
 }
 
@@ -213,13 +234,16 @@ impl IntoResponse for AuthError {
 /// when known. Without them the challenge is `Bearer` with the error's own
 /// parameters only: `error`, the scopes an `insufficient_scope` error
 /// requires, and `error_description`.
-pub(crate) fn render(err: &AuthError, params: Option<&ChallengeParams>) -> Response {
+pub(crate) fn render(
+    err: &AuthError,
+    params: Option<&ChallengeParams>,
+    request_id: Option<&str>,
+) -> Response {
     let kind = err.kind();
     let status = kind.status();
     let mut builder = Response::builder()
         .status(status)
-        .header(CONTENT_TYPE, "application/json")
-        .header(CACHE_CONTROL, "no-store");
+        .header(CONTENT_TYPE, "application/json");
     match kind.error_code() {
         Some(ErrorCode::TemporarilyUnavailable) => {
             builder = builder.header(RETRY_AFTER, RETRY_AFTER_SECS);
@@ -275,8 +299,9 @@ pub(crate) fn render(err: &AuthError, params: Option<&ChallengeParams>) -> Respo
         }
     }
     let mut response = builder
-        .body(Body::from(error_body(kind)))
+        .body(Body::from(error_body(kind, request_id)))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    error_headers(response.headers_mut());
     response.extensions_mut().insert(kind);
     response
 }
@@ -380,7 +405,7 @@ mod tests {
             dpop_required: false,
         };
         for &kind in AuthErrorKind::ALL {
-            let response = rejection_response(&AuthError::new(kind), &params);
+            let response = rejection_response(&AuthError::new(kind), &params, None);
             let dpop_error = matches!(
                 kind.error_code(),
                 Some(ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce)
@@ -396,6 +421,7 @@ mod tests {
             assert_eq!(response.status(), kind.status(), "{kind:?}");
             assert_eq!(response.extensions().get::<AuthErrorKind>(), Some(&kind));
             assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+            assert_eq!(response.headers()[NOSNIFF], "nosniff");
             let challenge = response
                 .headers()
                 .get(WWW_AUTHENTICATE)
@@ -448,8 +474,10 @@ mod tests {
     #[test]
     fn body_is_json() {
         for &kind in AuthErrorKind::ALL {
-            let v: serde_json::Value = serde_json::from_str(&error_body(kind)).unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(&error_body(kind, Some("r-1"))).unwrap();
             assert_eq!(v["reason"], kind.code());
+            assert_eq!(v["request_id"], "r-1");
             assert_eq!(v["error_description"], kind.description());
             assert_eq!(
                 v.get("error").and_then(|e| e.as_str()),

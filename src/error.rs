@@ -334,7 +334,77 @@ struct Inner {
     /// The challenge parameters of the layer that returned this error
     /// ([`AuthLayer::authenticate`](crate::AuthLayer::authenticate)).
     challenge: Option<ChallengeParams>,
+    /// What the token claimed, for the operator's audit event.
+    diagnosis: Option<Box<Diagnosis>>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// What replaces a value that looks like token material.
+pub(crate) const REDACTED: &str = "[redacted]";
+
+/// Whether `bytes` look like a JWS or JWE (`eyJ`, the base64url of `{"`,
+/// then a dot): never copied into an event, whatever field carried it.
+pub(crate) fn looks_like_a_jwt(bytes: &[u8]) -> bool {
+    let trimmed = bytes.trim_ascii();
+    let token = trimmed
+        .iter()
+        .position(|b| *b == b' ')
+        .and_then(|i| trimmed.get(i + 1..))
+        .unwrap_or(trimmed)
+        .trim_ascii();
+    token.starts_with(b"eyJ") && token.contains(&b'.')
+}
+
+/// What a refused token claimed, for the operator (audit events only, never
+/// the client): its unverified `iss` when that issuer is not trusted, its
+/// unverified `aud` when it does not name this server. Values are cut to
+/// [`Diagnosis::MAX_LEN`] characters of printable ASCII, at most
+/// [`Diagnosis::MAX_VALUES`] audiences.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Diagnosis {
+    /// A digest of the `iss` of a token from an issuer this server does
+    /// not trust (`sha256:` and 16 hex digits): the claim is the sender's
+    /// text, so only its digest is logged, enough to group attempts and to
+    /// check a suspected issuer against it.
+    pub(crate) untrusted_issuer: Option<String>,
+    /// The `aud` values of a token refused for its audience.
+    pub(crate) audience: Vec<String>,
+}
+
+impl Diagnosis {
+    /// Longest value kept.
+    pub(crate) const MAX_LEN: usize = 200;
+    /// Most audience values kept.
+    pub(crate) const MAX_VALUES: usize = 8;
+
+    /// `value` cut to [`MAX_LEN`](Self::MAX_LEN) characters, anything but
+    /// printable ASCII replaced by `?`.
+    /// The digest of a claimed issuer (see `untrusted_issuer`).
+    pub(crate) fn digest(value: &str) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes());
+        let mut out = String::from("sha256:");
+        for b in digest.as_ref().iter().take(8) {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    }
+
+    pub(crate) fn clean(value: &str) -> String {
+        if looks_like_a_jwt(value.as_bytes()) {
+            return REDACTED.to_owned();
+        }
+        value
+            .chars()
+            .take(Self::MAX_LEN)
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect()
+    }
 }
 
 impl AuthError {
@@ -344,6 +414,7 @@ impl AuthError {
             kind,
             required_scopes: Vec::new(),
             challenge: None,
+            diagnosis: None,
             source: None,
         }))
     }
@@ -385,6 +456,23 @@ impl AuthError {
     pub(crate) fn with_challenge(mut self, params: &ChallengeParams) -> Self {
         self.0.challenge = Some(params.clone());
         self
+    }
+
+    /// The same error with what the token claimed, for the audit event.
+    pub(crate) fn with_diagnosis(mut self, diagnosis: Diagnosis) -> Self {
+        self.0.diagnosis = Some(Box::new(diagnosis));
+        self
+    }
+
+    /// The same error without what the token claimed.
+    pub(crate) fn without_diagnosis(mut self) -> Self {
+        self.0.diagnosis = None;
+        self
+    }
+
+    /// What the token claimed, when the refusal recorded it.
+    pub(crate) fn diagnosis(&self) -> Option<&Diagnosis> {
+        self.0.diagnosis.as_deref()
     }
 
     /// The challenge parameters of the layer that returned this error, if any.

@@ -57,13 +57,15 @@
 //! | Errors | [`ConfigError`], [`AuthError`], [`AuthErrorKind`], [`ErrorCode`], [`Error`] |
 //! | Call other APIs as the caller (RFC 8693, no passthrough) | [`TokenExchanger`], [`ExchangeSettings`], [`ExchangeGrant`], [`ExchangeRequest`], [`ExchangedToken`], [`ExchangeError`], [`ExchangeErrorKind`], [`DownstreamClient`], [`ExchangeStore`], [`StoredToken`] |
 //! | State handles and request state | [`HandleKeys`], [`HandleKey`], [`Sealing`], [`HandleError`] |
-//! | Observe | [`Metrics`], [`MetricsSnapshot`] |
+//! | Observe | [`Metrics`], [`MetricsSnapshot`], [`LatencyHistogram`], [`RequestId`] (correlation; audit events on the `tracing` target `mcp_oauth2::audit`) |
 //!
 //! Four modules hold what only some servers need:
 //!
 //! - [`verify`]: composing verifiers ([`verify::ChainVerifier`],
 //!   [`verify::from_fn`]) and opaque tokens through introspection
 //!   ([`verify::IntrospectionVerifier`], [`verify::IntrospectionSettings`]);
+//! - [`store`]: the [`store::SharedStore`] that holds state shared by
+//!   replicas (throttle counters), with the in-memory default;
 //! - [`presets`]: configurations for common identity providers (Keycloak,
 //!   Auth0, Entra ID, Okta, Cognito);
 //! - [`store`]: state shared by replicas ([`store::SharedStore`],
@@ -80,11 +82,13 @@
 //! - `redis`: `store::RedisStore`, state shared by replicas on Redis
 //!   (`MCP_OAUTH2_REDIS_URL`).
 
+mod audit;
 mod bearer;
 mod challenge;
 mod clock;
 mod config;
 mod context;
+mod correlation;
 mod dpop;
 mod error;
 mod exchange;
@@ -109,6 +113,7 @@ mod server;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod throttle;
 pub mod verify;
 
 pub use bearer::BearerToken;
@@ -117,6 +122,7 @@ pub use config::{
     IssuerConfig, IssuerPolicy, JwksPolicy, TenantIssuer, TokenCachePolicy, TypPolicy,
 };
 pub use context::{AuthContext, AuthContextBuilder, MissingAuthContext, RequestContextExt};
+pub use correlation::RequestId;
 pub use error::{AuthError, AuthErrorKind, ConfigError, Error, ErrorCode};
 pub use exchange::{
     DownstreamClient, ExchangeError, ExchangeErrorKind, ExchangeGrant, ExchangeRequest,
@@ -125,7 +131,7 @@ pub use exchange::{
 pub use handle::{HandleError, HandleKey, HandleKeys, Sealing};
 pub use layer::{AuthLayer, AuthService, Metrics, ResponseFuture};
 pub use metadata::ProtectedResourceMetadata;
-pub use metrics::MetricsSnapshot;
+pub use metrics::{LatencyHistogram, MetricsSnapshot};
 pub use requirement::{OperationRequest, Refusal, ScopeFn};
 pub use scope::ScopeHierarchy;
 pub use server::{McpServer, McpServerBuilder, Readiness};

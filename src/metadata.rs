@@ -80,6 +80,8 @@ pub(crate) struct MetadataEndpoint {
     /// The path-suffixed location (RFC 9728 section 3.1).
     pub(crate) path: String,
     body: Bytes,
+    /// `Cache-Control: public, max-age=<seconds>`.
+    cache_control: http::HeaderValue,
 }
 
 impl MetadataEndpoint {
@@ -90,6 +92,13 @@ impl MetadataEndpoint {
         Self {
             path: config.metadata_path(),
             body: Bytes::from(body),
+            cache_control: http::HeaderValue::from(config.metadata_max_age.as_secs())
+                .to_str()
+                .ok()
+                .and_then(|secs| {
+                    http::HeaderValue::try_from(format!("public, max-age={secs}")).ok()
+                })
+                .unwrap_or_else(|| http::HeaderValue::from_static("public, max-age=3600")),
         }
     }
 
@@ -108,7 +117,7 @@ impl MetadataEndpoint {
             Method::GET | Method::HEAD => builder
                 .status(StatusCode::OK)
                 .header(CONTENT_TYPE, "application/json")
-                .header(CACHE_CONTROL, "public, max-age=3600")
+                .header(CACHE_CONTROL, self.cache_control.clone())
                 .body(if *method == Method::GET {
                     Body::from(self.body.clone())
                 } else {

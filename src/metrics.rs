@@ -7,7 +7,10 @@
 //! (Prometheus, OpenTelemetry, ...) can pick them up:
 //! `mcp_oauth2_requests_total{outcome, reason}`,
 //! `mcp_oauth2_token_cache_total{result}`, `mcp_oauth2_jwks_fetches_total{result}`,
-//! `mcp_oauth2_introspection_calls_total`.
+//! `mcp_oauth2_introspection_calls_total`, `mcp_oauth2_throttled_total{reason}`,
+//! `mcp_oauth2_store_errors_total{user}`, and the histograms (seconds)
+//! `mcp_oauth2_verify_duration_seconds` and
+//! `mcp_oauth2_jwks_fetch_duration_seconds`.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -40,12 +43,131 @@ pub struct MetricsSnapshot {
     pub key_set_age: BTreeMap<String, Option<Duration>>,
     /// Calls made to introspection endpoints.
     pub introspection_calls: u64,
+    /// Requests answered 429 by the failed-authentication throttle.
+    pub throttled: u64,
+    /// Shared-store operations that failed (the throttle failed open).
+    pub store_errors: u64,
+    /// Latency of token verifications that were not answered from the
+    /// verified-token cache (signature checks, key fetches, introspection).
+    pub verify_latency: LatencyHistogram,
+    /// Latency of key-set fetches (discovery included), successful or not.
+    pub jwks_fetch_latency: LatencyHistogram,
 }
 
 impl MetricsSnapshot {
     /// All rejections, whatever the reason.
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
+    }
+
+    /// Verified-token cache hits over lookups (`None` before any lookup).
+    pub fn cache_hit_ratio(&self) -> Option<f64> {
+        let lookups = self.cache_hits + self.cache_misses;
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+        (lookups > 0).then(|| self.cache_hits as f64 / lookups as f64)
+    }
+}
+
+/// Upper bounds of the latency buckets: 100 µs to 5 s.
+const LATENCY_BOUNDS: [Duration; 15] = [
+    Duration::from_micros(100),
+    Duration::from_micros(250),
+    Duration::from_micros(500),
+    Duration::from_millis(1),
+    Duration::from_micros(2500),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_micros(2_500_000),
+    Duration::from_secs(5),
+];
+
+/// A latency distribution at one moment: counts per bucket (not
+/// cumulative), the count above the last bound, the total count and sum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LatencyHistogram {
+    /// `(upper bound, observations at most that long and longer than the
+    /// previous bound)`, from 100 µs to 5 s.
+    pub buckets: Vec<(Duration, u64)>,
+    /// Observations longer than the last bound.
+    pub overflow: u64,
+    /// All observations.
+    pub count: u64,
+    /// Their sum.
+    pub sum: Duration,
+}
+
+/// A latency histogram recorded without a lock: one atomic per bucket.
+#[derive(Debug)]
+pub(crate) struct Histogram {
+    /// The facade name (`metrics` feature).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    name: &'static str,
+    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub(crate) fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn record(&self, took: Duration) {
+        let i = LATENCY_BOUNDS
+            .iter()
+            .position(|bound| took <= *bound)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        if let Some(bucket) = self.buckets.get(i) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::histogram!(self.name).record(took.as_secs_f64());
+    }
+
+    pub(crate) fn snapshot(&self) -> LatencyHistogram {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let buckets: Vec<(Duration, u64)> = LATENCY_BOUNDS
+            .iter()
+            .copied()
+            .zip(counts.iter().copied())
+            .collect();
+        LatencyHistogram {
+            buckets,
+            overflow: counts.last().copied().unwrap_or(0),
+            count: counts.iter().sum(),
+            sum: Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Adds `other`'s observations to `into` (key sets of several issuers).
+    pub(crate) fn merge_into(&self, into: &mut LatencyHistogram) {
+        let mine = self.snapshot();
+        if into.buckets.is_empty() {
+            *into = mine;
+            return;
+        }
+        for ((_, total), (_, add)) in into.buckets.iter_mut().zip(mine.buckets) {
+            *total += add;
+        }
+        into.overflow += mine.overflow;
+        into.count += mine.count;
+        into.sum += mine.sum;
     }
 }
 
@@ -144,6 +266,30 @@ pub(crate) fn emit(name: &'static str, label: &'static str, value: &'static str)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histograms_bucket_and_merge() {
+        let h = Histogram::new("t");
+        h.record(Duration::from_micros(50));
+        h.record(Duration::from_millis(1));
+        h.record(Duration::from_secs(9));
+        let snap = h.snapshot();
+        assert_eq!(snap.count, 3);
+        assert_eq!(snap.overflow, 1);
+        assert_eq!(snap.buckets.first(), Some(&(Duration::from_micros(100), 1)));
+        assert_eq!(snap.buckets.get(3), Some(&(Duration::from_millis(1), 1)));
+        assert_eq!(snap.sum, Duration::from_micros(9_001_050));
+        let mut total = LatencyHistogram::default();
+        h.merge_into(&mut total);
+        h.merge_into(&mut total);
+        assert_eq!(total.count, 6);
+        assert_eq!(total.overflow, 2);
+        let mut m = MetricsSnapshot::default();
+        assert_eq!(m.cache_hit_ratio(), None);
+        m.cache_hits = 3;
+        m.cache_misses = 1;
+        assert_eq!(m.cache_hit_ratio(), Some(0.75));
+    }
 
     /// Issue 13: rejections are counted without a lock, one atomic per
     /// reason; threads racing on new reasons agree on one slot per reason

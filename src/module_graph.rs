@@ -39,6 +39,10 @@ const ROOMS: &[&str] = &[
     "metrics",
     "presets",
     "testing",
+    "audit",
+    "correlation",
+    "throttle",
+    "store",
 ];
 
 /// Back edges allowed, each with its reason: only one that a trait object

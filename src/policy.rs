@@ -71,7 +71,7 @@ use serde_json::value::RawValue;
 use crate::config::tenant::{TENANT_PLACEHOLDER, is_tenant_id};
 use crate::config::{AudienceRule, AuthConfig, IssuerPolicy, TypPolicy};
 use crate::context::AuthContext;
-use crate::error::{AuthError, AuthErrorKind};
+use crate::error::{AuthError, AuthErrorKind, Diagnosis};
 use crate::json::{self, Members, as_str};
 
 /// The rules every token must satisfy (see the module documentation).
@@ -361,7 +361,16 @@ impl TokenPolicy {
     ) -> Result<(usize, Option<Arc<str>>), AuthError> {
         let invalid = || AuthError::new(AuthErrorKind::InvalidIssuer);
         let named = match claims.str("iss") {
-            Ok(Some(iss)) => Some(self.find_issuer(&iss, claims)?),
+            Ok(Some(iss)) => Some(self.find_issuer(&iss, claims).map_err(|err| {
+                // A token from an issuer this server does not trust, or
+                // from a tenant it does not admit (a cross-tenant
+                // attempt): the operator sees which issuer, as a digest,
+                // in the audit event.
+                err.with_diagnosis(Diagnosis {
+                    untrusted_issuer: Some(Diagnosis::digest(&iss)),
+                    ..Diagnosis::default()
+                })
+            })?),
             Ok(None) => None,
             Err(()) => return Err(invalid()),
         };
@@ -429,7 +438,20 @@ impl TokenPolicy {
             None => matches!(rules.audience_rule, AudienceRule::CognitoClientIds(_)),
         };
         if !audience_ok {
-            return Err(invalid());
+            // The audience the token carried, for the operator (audit).
+            let audience = match claims.get("aud") {
+                Some(aud) if aud.get().starts_with('[') => json::str_array(aud).unwrap_or_default(),
+                Some(aud) => as_str(aud).map(|a| vec![a]).unwrap_or_default(),
+                None => Vec::new(),
+            };
+            return Err(invalid().with_diagnosis(Diagnosis {
+                audience: audience
+                    .iter()
+                    .take(Diagnosis::MAX_VALUES)
+                    .map(|a| Diagnosis::clean(a))
+                    .collect(),
+                ..Diagnosis::default()
+            }));
         }
         if let AudienceRule::CognitoClientIds(clients) = &rules.audience_rule {
             if !matches!(claims.str("token_use"), Ok(Some(u)) if u == "access") {

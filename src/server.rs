@@ -307,7 +307,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         let mut router = Router::new()
             .route_service(&self.path, service)
             .route_layer(layer.clone())
-            .merge(layer.metadata_router());
+            .merge(layer.shared_metadata_router());
         let readiness = Readiness(jwt.clone());
         if let Some(path) = self.readiness_path {
             if !path.starts_with('/') || path == self.path {
@@ -334,6 +334,9 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
                 }),
             );
         }
+        // Every answer of the server carries its `X-Request-Id` (metadata,
+        // readiness, 404s too); the layer finds the id in the extensions.
+        let router = router.layer(axum::middleware::from_fn(crate::correlation::correlate));
         Ok(McpServer {
             router,
             bind: self.bind,
@@ -488,11 +491,17 @@ async fn serve_connections(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     loop {
-        let (io, _remote) = tokio::select! {
+        let (io, remote) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut stop => break,
         };
-        let service = TowerToHyperService::new(router.clone());
+        // The peer's address, for the throttle and the audit events
+        // (`ConnectInfo`, as `into_make_service_with_connect_info` gives).
+        let service = tower_layer::Layer::layer(
+            &axum::Extension(axum::extract::ConnectInfo(remote)),
+            router.clone(),
+        );
+        let service = TowerToHyperService::new(service);
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();

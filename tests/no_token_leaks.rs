@@ -151,6 +151,15 @@ fn a_hostile_run_logs_reason_codes_and_never_token_material() {
             }
         }
     }
+    // Issue 17: the one claim logged is the audience of a token the trusted
+    // issuer signed (`token_audience` of the audit event), which explains an
+    // operator's configuration problem; it is issuer text, not the sender's.
+    let signed_audience = format!("token_audience=\"https://{MARK}.example/mcp\"");
+    assert!(
+        logs.contains(&signed_audience),
+        "the audit event names the audience"
+    );
+    let logs = logs.replace(&signed_audience, "token_audience=<checked>");
     for needle in [MARK, PRIVATE] {
         if let Some(at) = logs.find(needle) {
             let start = logs[..at].rfind('\n').map_or(0, |i| i + 1);

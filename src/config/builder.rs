@@ -50,6 +50,7 @@ pub struct AuthConfigBuilder {
     pub(super) jwks: JwksPolicy,
     pub(super) token_cache: TokenCachePolicy,
     pub(super) dpop: super::DpopPolicy,
+    pub(super) watch: super::watch::WatchOptions,
     pub(super) shared_store: Option<std::sync::Arc<dyn crate::store::SharedStore>>,
 }
 
@@ -86,6 +87,7 @@ impl Default for AuthConfigBuilder {
             jwks: JwksPolicy::default(),
             token_cache: TokenCachePolicy::default(),
             dpop: super::DpopPolicy::default(),
+            watch: super::watch::WatchOptions::default(),
             shared_store: None,
         }
     }
@@ -652,7 +654,10 @@ impl AuthConfigBuilder {
             ));
         }
         self.dpop.validate()?;
+        let throttle = self.watch.throttle()?;
         Ok(AuthConfig {
+            throttle,
+            metadata_max_age: self.watch.metadata_max_age,
             dpop: self.dpop,
             shared_store: self.shared_store,
             issuers,

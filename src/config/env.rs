@@ -67,6 +67,8 @@ pub(crate) enum Parse {
     Url(Apply<String>),
     /// Free text.
     Text(Apply<String>),
+    /// A rate limit, `<count>/<seconds>`.
+    Limit(Apply<(u64, Duration)>),
 }
 
 impl Parse {
@@ -81,6 +83,7 @@ impl Parse {
             Self::List(_, _) => "space-separated",
             Self::Url(_) => "URL",
             Self::Text(_) => "text",
+            Self::Limit(_) => "`<count>/<seconds>`",
         }
     }
 
@@ -107,6 +110,13 @@ impl Parse {
             },
             Self::List(sep, apply) => apply(staged, split_list(&raw, sep)),
             Self::Url(apply) | Self::Text(apply) => apply(staged, raw),
+            Self::Limit(apply) => {
+                if raw.trim().is_empty() {
+                    return Ok(());
+                }
+                let limit = crate::throttle::RateLimit::parse(&raw)?;
+                apply(staged, (limit.count, limit.window))
+            }
         }
     }
 }
@@ -502,6 +512,54 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         meaning: "how far a DPoP proof's `iat` may be from now, either side",
     },
     EnvVar {
+        name: "MCP_OAUTH2_FAILED_AUTH_LIMIT",
+        setting: "failed_auth_limit",
+        field: "failed_auth_limit",
+        required: false,
+        parse: Parse::Limit(|s, limit| {
+            s.builder.watch.failed_auth_limit = Some(limit);
+            Ok(())
+        }),
+        default: "off",
+        meaning: "failed authentications allowed per client address and per token in a window; then 429 until it passes",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_MISSING_AUTH_LIMIT",
+        setting: "missing_auth_limit",
+        field: "missing_auth_limit",
+        required: false,
+        parse: Parse::Limit(|s, limit| {
+            s.builder.watch.missing_auth_limit = Some(limit);
+            Ok(())
+        }),
+        default: "off",
+        meaning: "requests without credentials allowed per client address in a window; then 429 until it passes",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_TRUSTED_PROXIES",
+        setting: "trusted_proxy",
+        field: "trusted_proxy",
+        required: false,
+        parse: Parse::List(',', |s, v| {
+            s.builder.watch.trusted_proxies = v;
+            Ok(())
+        }),
+        default: "none",
+        meaning: "reverse proxies (CIDRs or addresses) whose `X-Forwarded-For` / `Forwarded` is believed",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_METADATA_MAX_AGE",
+        setting: "metadata_max_age",
+        field: "metadata_max_age",
+        required: false,
+        parse: Parse::Seconds(|s, d| {
+            s.builder.watch.metadata_max_age = d;
+            Ok(())
+        }),
+        default: "3600 s",
+        meaning: "`max-age` of the metadata document's `Cache-Control: public`",
+    },
+    EnvVar {
         name: "MCP_OAUTH2_REDIS_URL",
         setting: "shared_store",
         field: "shared_store",
@@ -752,6 +810,10 @@ mod tests {
                 "MCP_OAUTH2_AUTHORIZATION_SERVERS",
                 "http://127.0.0.1:1, http://127.0.0.1:2",
             ),
+            ("MCP_OAUTH2_FAILED_AUTH_LIMIT", "5/60"),
+            ("MCP_OAUTH2_MISSING_AUTH_LIMIT", " 50 / 10 "),
+            ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7"),
+            ("MCP_OAUTH2_METADATA_MAX_AGE", "60"),
             ("MCP_OAUTH2_REDIS_URL", "redis://:pw@127.0.0.1:6399/2"),
         ]
         .into_iter()
@@ -797,6 +859,11 @@ mod tests {
         assert!(c.dpop.nonce);
         assert_eq!(c.dpop.algorithms, [Algorithm::ES256, Algorithm::EdDSA]);
         assert_eq!(c.dpop.max_age, s(120));
+        let t = &c.throttle;
+        assert_eq!(t.failed.map(|l| (l.count, l.window)), Some((5, s(60))));
+        assert_eq!(t.missing.map(|l| (l.count, l.window)), Some((50, s(10))));
+        assert_eq!(t.trusted_proxies.len(), 2);
+        assert_eq!(c.metadata_max_age, s(60));
         let store = format!("{:?}", c.shared_store.as_ref().unwrap());
         assert!(
             store.contains("RedisStore") && store.contains("6399"),
@@ -919,6 +986,15 @@ mod tests {
             ),
             ("MCP_OAUTH2_AUTHORIZATION_SERVERS", "http://as.example", &[]),
             ("MCP_OAUTH2_AUTHORIZATION_SERVERS", "not a url", &[]),
+            ("MCP_OAUTH2_FAILED_AUTH_LIMIT", "5", &[]),
+            ("MCP_OAUTH2_FAILED_AUTH_LIMIT", "0/60", &[]),
+            ("MCP_OAUTH2_FAILED_AUTH_LIMIT", "5/0", &[]),
+            ("MCP_OAUTH2_FAILED_AUTH_LIMIT", "5/60s", &[]),
+            ("MCP_OAUTH2_MISSING_AUTH_LIMIT", "many/60", &[]),
+            ("MCP_OAUTH2_MISSING_AUTH_LIMIT", "5/100000", &[]),
+            ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/33", &[]),
+            ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local", &[]),
+            ("MCP_OAUTH2_METADATA_MAX_AGE", "1h", &[]),
             ("MCP_OAUTH2_REDIS_URL", "http://127.0.0.1:6379", &[]),
             ("MCP_OAUTH2_REDIS_URL", "redis://", &[]),
         ];

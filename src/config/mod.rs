@@ -23,6 +23,7 @@ pub(crate) mod introspection;
 mod scopes;
 pub(crate) mod tenant;
 pub(crate) mod url;
+mod watch;
 
 pub(crate) use self::url::{check_https, is_loopback_origin, metadata_path, normalize_origin};
 pub use algorithm::Algorithm;
@@ -192,6 +193,8 @@ pub struct AuthConfig {
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) sessions: SessionLimits,
     pub(crate) dpop: DpopPolicy,
+    pub(crate) throttle: crate::throttle::ThrottleSettings,
+    pub(crate) metadata_max_age: Duration,
     /// State shared by replicas (`None`: each keeps its own in memory).
     pub(crate) shared_store: Option<std::sync::Arc<dyn crate::store::SharedStore>>,
 }

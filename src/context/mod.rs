@@ -34,6 +34,8 @@ pub struct AuthContext(
     /// The caller's own token, kept by the layer for the token exchange
     /// (set per request; never readable outside this crate).
     Option<SubjectToken>,
+    /// This request's correlation id (set by the layer per request).
+    Option<crate::correlation::RequestId>,
 );
 
 /// The caller's access token as the layer read it from the
@@ -260,6 +262,19 @@ impl AuthContext {
     /// The caller's token, for the token exchange only.
     pub(crate) fn subject_token(&self) -> Option<&SubjectToken> {
         self.3.as_ref()
+    }
+
+    /// The same context, with this request's correlation id.
+    pub(crate) fn with_request_id(mut self, id: crate::correlation::RequestId) -> Self {
+        self.4 = Some(id);
+        self
+    }
+
+    /// The correlation id of the request this context was handed to (the
+    /// `X-Request-Id` echoed on its response, in its audit events and its
+    /// error body); `None` for a context not handed out by the layer.
+    pub fn request_id(&self) -> Option<&str> {
+        self.4.as_ref().map(crate::correlation::RequestId::as_str)
     }
 
     /// The principal as (issuer, subject, client id). Sessions, handles and
@@ -579,7 +594,7 @@ impl AuthContextBuilder {
             // A fresh OnceLock: setting it cannot fail.
             let _ = inner.derived.set(Box::new(derived));
         }
-        AuthContext(Arc::new(inner), None, None, None)
+        AuthContext(Arc::new(inner), None, None, None, None)
     }
 }
 

@@ -98,6 +98,9 @@ struct Trusted {
     fresh_until: Option<Instant>,
 }
 
+/// The facade name of the key-set fetch latency histogram.
+const FETCH_LATENCY: &str = "mcp_oauth2_jwks_fetch_duration_seconds";
+
 /// Keys of one issuer.
 pub(crate) struct JwksCache {
     issuer: String,
@@ -110,6 +113,8 @@ pub(crate) struct JwksCache {
     state: Mutex<State>,
     pub(crate) fetches: std::sync::atomic::AtomicU64,
     pub(crate) failures: std::sync::atomic::AtomicU64,
+    /// How long fetches take (discovery included).
+    pub(crate) fetch_latency: crate::metrics::Histogram,
 }
 
 /// The answer of [`JwksCache::key_set`].
@@ -147,6 +152,7 @@ impl JwksCache {
             policy,
             fetches: Default::default(),
             failures: Default::default(),
+            fetch_latency: crate::metrics::Histogram::new(FETCH_LATENCY),
             state: Mutex::new(State {
                 jwks_uri,
                 ..State::default()
@@ -167,6 +173,7 @@ impl JwksCache {
             policy,
             fetches: Default::default(),
             failures: Default::default(),
+            fetch_latency: crate::metrics::Histogram::new(FETCH_LATENCY),
             state: Mutex::new(State {
                 keys: Some(keys),
                 fetched_at: Some(Instant::now()),
@@ -229,6 +236,12 @@ impl JwksCache {
     }
 
     /// Whether a key set has been loaded.
+    /// The key set held now, if any, without fetching (for diagnostics
+    /// that must not cost a request to the issuer).
+    pub(crate) fn current(&self) -> Option<Arc<KeySet>> {
+        self.trusted.load().as_ref().map(|t| Arc::clone(&t.keys))
+    }
+
     pub(crate) fn is_loaded(&self) -> bool {
         self.state().keys.is_some()
     }
@@ -336,7 +349,9 @@ impl JwksCache {
     }
 
     async fn fetch_and_store(self: Arc<Self>) -> Result<Arc<KeySet>, FetchError> {
+        let started = Instant::now();
         let result = self.fetch().await;
+        self.fetch_latency.record(started.elapsed());
         let mut st = self.state();
         st.inflight = None;
         match &result {

@@ -20,6 +20,8 @@ pin_project_lite::pin_project! {
     pub struct ResponseFuture<F, E> {
         #[pin]
         kind: Kind<F, E>,
+        // Echoed as `X-Request-Id` on the response, whatever produced it.
+        request_id: Option<HeaderValue>,
     }
 }
 
@@ -46,6 +48,7 @@ impl<F, E> ResponseFuture<F, E> {
             kind: Kind::Ready {
                 response: Some(response),
             },
+            request_id: None,
         }
     }
 
@@ -64,13 +67,21 @@ impl<F, E> ResponseFuture<F, E> {
                 step_up,
                 nonce,
             },
+            request_id: None,
         }
     }
 
     pub(super) fn boxed(future: BoxFuture<'static, Result<Response, E>>) -> Self {
         Self {
             kind: Kind::Boxed { future },
+            request_id: None,
         }
+    }
+
+    /// The same future, its response carrying `X-Request-Id: id`.
+    pub(super) fn with_request_id(mut self, id: HeaderValue) -> Self {
+        self.request_id = Some(id);
+        self
     }
 }
 
@@ -95,53 +106,71 @@ where
     type Output = Result<Response, E>;
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut kind = self.project().kind;
-        loop {
-            let next = match kind.as_mut().project() {
-                KindProj::Ready { response } => {
-                    return match response.take() {
-                        Some(response) => Poll::Ready(Ok(response)),
-                        // Polled again after completion: a caller bug. Answer
-                        // with an error response rather than panicking.
-                        None => Poll::Ready(Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())),
-                    };
-                }
-                KindProj::Inner {
-                    future,
-                    hook,
-                    origin,
-                    step_up,
-                    nonce,
-                } => {
-                    let response = std::task::ready!(future.poll(cx))?;
-                    let settled = match step_up.take() {
-                        Some(check) => check.settle(response),
-                        None => Settled::Done(response),
-                    };
-                    match settled {
-                        Settled::Done(response) => {
-                            return Poll::Ready(Ok(finish(
-                                response,
-                                hook.take(),
-                                origin.take(),
-                                nonce.take(),
-                            )));
-                        }
-                        Settled::Held(held) => {
-                            let (hook, origin, nonce) = (hook.take(), origin.take(), nonce.take());
-                            Kind::Held {
-                                future: Box::pin(
-                                    async move { finish(held.await, hook, origin, nonce) },
-                                ),
-                            }
+        let this = self.project();
+        let mut polled = poll_kind(this.kind, cx);
+        if let Poll::Ready(Ok(response)) = &mut polled
+            && let Some(id) = this.request_id.take()
+        {
+            response
+                .headers_mut()
+                .insert(crate::correlation::REQUEST_ID_HEADER, id);
+        }
+        polled
+    }
+}
+
+fn poll_kind<F, E>(
+    mut kind: std::pin::Pin<&mut Kind<F, E>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response, E>>
+where
+    F: std::future::Future<Output = Result<Response, E>>,
+{
+    loop {
+        let next = match kind.as_mut().project() {
+            KindProj::Ready { response } => {
+                return match response.take() {
+                    Some(response) => Poll::Ready(Ok(response)),
+                    // Polled again after completion: a caller bug. Answer
+                    // with an error response rather than panicking.
+                    None => Poll::Ready(Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())),
+                };
+            }
+            KindProj::Inner {
+                future,
+                hook,
+                origin,
+                step_up,
+                nonce,
+            } => {
+                let response = std::task::ready!(future.poll(cx))?;
+                let settled = match step_up.take() {
+                    Some(check) => check.settle(response),
+                    None => Settled::Done(response),
+                };
+                match settled {
+                    Settled::Done(response) => {
+                        return Poll::Ready(Ok(finish(
+                            response,
+                            hook.take(),
+                            origin.take(),
+                            nonce.take(),
+                        )));
+                    }
+                    Settled::Held(held) => {
+                        let (hook, origin, nonce) = (hook.take(), origin.take(), nonce.take());
+                        Kind::Held {
+                            future: Box::pin(
+                                async move { finish(held.await, hook, origin, nonce) },
+                            ),
                         }
                     }
                 }
-                KindProj::Boxed { future } => return future.as_mut().poll(cx),
-                KindProj::Held { future } => return future.as_mut().poll(cx).map(Ok),
-            };
-            kind.set(next);
-        }
+            }
+            KindProj::Boxed { future } => return future.as_mut().poll(cx),
+            KindProj::Held { future } => return future.as_mut().poll(cx).map(Ok),
+        };
+        kind.set(next);
     }
 }
 

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_METHOD,
-    CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN, RETRY_AFTER, VARY,
+    CONTENT_TYPE, HOST, ORIGIN, RETRY_AFTER, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
@@ -89,22 +89,22 @@ impl Refused {
         }
     }
 
-    pub(crate) fn response(self) -> Response {
+    pub(crate) fn response(self, request_id: Option<&str>) -> Response {
         let (status, error, description) = self.parts();
-        // Fixed ASCII without quotes or backslashes: no escaping needed.
+        // Fixed ASCII without quotes or backslashes (the request id is
+        // `[A-Za-z0-9._:-]`): no escaping needed.
         let body = format!(
-            "{{\"error\":\"{error}\",\"error_description\":\"{description}\",\"reason\":\"{}\"}}",
-            self.reason()
+            "{{\"error\":\"{error}\",\"error_description\":\"{description}\",\"reason\":\"{}\"{}}}",
+            self.reason(),
+            request_id_member(request_id)
         );
         let mut response = (
             status,
-            [
-                (CONTENT_TYPE, HeaderValue::from_static("application/json")),
-                (CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            ],
+            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
             body,
         )
             .into_response();
+        crate::challenge::error_headers(response.headers_mut());
         let retry_after = match self {
             Self::TooManySessions(_) => Some("60"),
             Self::SessionStoreUnavailable => Some("1"),
@@ -117,6 +117,37 @@ impl Refused {
         }
         response
     }
+}
+
+/// `,"request_id":"..."` for a JSON error body, or nothing (the id is
+/// `[A-Za-z0-9._:-]` only).
+fn request_id_member(request_id: Option<&str>) -> String {
+    request_id.map_or_else(String::new, |id| format!(",\"request_id\":\"{id}\""))
+}
+
+/// The 429 of a throttled request: `Retry-After` in whole seconds, the JSON
+/// body `{"error":"too_many_requests", ..., "reason", "request_id"}`.
+pub(crate) fn throttled_response(
+    reason: &str,
+    retry_after: u64,
+    request_id: Option<&str>,
+) -> Response {
+    // Fixed ASCII reason and id: no escaping needed.
+    let body = format!(
+        "{{\"error\":\"too_many_requests\",\"error_description\":\"Too many failed or unauthenticated requests; retry later\",\"reason\":\"{reason}\"{}}}",
+        request_id_member(request_id)
+    );
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response();
+    crate::challenge::error_headers(response.headers_mut());
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+    response
 }
 
 /// RFC 9112 section 3.2: a request with more than one `Host` is a 400.
@@ -229,9 +260,10 @@ pub(crate) fn is_stateless_revision(headers: &HeaderMap) -> bool {
 /// JSON-RPC error `-32020` (HeaderMismatch), not an OAuth error, so that a
 /// modern client does not mistake it for a legacy server. `id` is the raw
 /// JSON id of the single request, when there is one.
-pub(crate) fn header_mismatch_response(id: Option<&str>) -> Response {
+pub(crate) fn header_mismatch_response(id: Option<&str>, request_id: Option<&str>) -> Response {
     jsonrpc_error(
         id,
+        request_id,
         -32020,
         "Header mismatch: the Mcp-Method or Mcp-Name header does not match the request body",
         crate::error::AuthErrorKind::McpHeaderMismatch,
@@ -241,9 +273,10 @@ pub(crate) fn header_mismatch_response(id: Option<&str>) -> Response {
 /// A body the strict reader refuses (not JSON, repeated member names, too
 /// deep): the JSON-RPC parse error `-32700`, so that a 2026-07-28 client
 /// reads a JSON-RPC answer rather than an OAuth one.
-pub(crate) fn parse_error_response() -> Response {
+pub(crate) fn parse_error_response(request_id: Option<&str>) -> Response {
     jsonrpc_error(
         None,
+        request_id,
         -32700,
         "Parse error: the request body is not strictly valid JSON-RPC (repeated member names are refused)",
         crate::error::AuthErrorKind::BodyUnreadable,
@@ -254,24 +287,24 @@ pub(crate) fn parse_error_response() -> Response {
 /// quotes or backslashes, `id` raw JSON of a string or number.
 fn jsonrpc_error(
     id: Option<&str>,
+    request_id: Option<&str>,
     code: i32,
     message: &str,
     kind: crate::error::AuthErrorKind,
 ) -> Response {
     let body = format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":{},\"error\":{{\"code\":{code},\"message\":\"{message}\",\"data\":{{\"reason\":\"{}\"}}}}}}",
+        "{{\"jsonrpc\":\"2.0\",\"id\":{},\"error\":{{\"code\":{code},\"message\":\"{message}\",\"data\":{{\"reason\":\"{}\"{}}}}}}}",
         id.unwrap_or("null"),
-        kind.code()
+        kind.code(),
+        request_id_member(request_id)
     );
     let mut response = (
         StatusCode::BAD_REQUEST,
-        [
-            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
         Body::from(body),
     )
         .into_response();
+    crate::challenge::error_headers(response.headers_mut());
     response.extensions_mut().insert(kind);
     response
 }

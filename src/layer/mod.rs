@@ -123,6 +123,25 @@ struct Shared {
     allowed_origins: Arc<Origins>,
     outcomes: Arc<crate::metrics::Outcomes>,
     document: ProtectedResourceMetadata,
+    /// Failed-authentication throttling and the client address rules.
+    throttle: Arc<crate::throttle::Throttle>,
+    /// Latency histograms of the request path.
+    latency: Arc<Latencies>,
+}
+
+/// The latency histograms the layer records.
+#[derive(Debug)]
+struct Latencies {
+    /// Verifications not answered from the verified-token cache.
+    verify: crate::metrics::Histogram,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self {
+            verify: crate::metrics::Histogram::new("mcp_oauth2_verify_duration_seconds"),
+        }
+    }
 }
 
 impl std::fmt::Debug for AuthLayer {
@@ -193,6 +212,11 @@ impl AuthLayer {
                 }),
                 outcomes: Arc::default(),
                 document: ProtectedResourceMetadata::from_config(&config),
+                throttle: Arc::new(crate::throttle::Throttle::new(
+                    config.throttle.clone(),
+                    store_of(&config),
+                )),
+                latency: Arc::default(),
             }),
         }
     }
@@ -268,15 +292,25 @@ impl AuthLayer {
         Metrics(Arc::clone(&self.shared))
     }
 
+    /// The metadata routes without the correlation middleware (McpServer
+    /// applies it to its whole router).
+    pub(crate) fn shared_metadata_router(&self) -> axum::Router {
+        self.shared.metadata.router()
+    }
+
     /// The metadata document this layer serves.
     pub fn metadata(&self) -> &ProtectedResourceMetadata {
         &self.shared.document
     }
 
     /// An axum router serving the metadata at both well-known paths, for
-    /// apps that apply the layer to some routes only (`route_layer`).
+    /// apps that apply the layer to some routes only (`route_layer`). Its
+    /// responses carry `X-Request-Id` too.
     pub fn metadata_router<S: Clone + Send + Sync + 'static>(&self) -> axum::Router<S> {
-        self.shared.metadata.router()
+        self.shared
+            .metadata
+            .router()
+            .layer(axum::middleware::from_fn(crate::correlation::correlate))
     }
 
     /// Authenticates a request's headers (token and required scopes), without
@@ -322,6 +356,15 @@ impl AuthLayer {
     }
 }
 
+/// The store the throttle counts in: the shared one when configured (so
+/// replicas count failures together), else one in this process's memory.
+fn store_of(config: &AuthConfig) -> Arc<dyn crate::store::SharedStore> {
+    config
+        .shared_store
+        .clone()
+        .unwrap_or_else(|| Arc::new(crate::store::MemoryStore::default()))
+}
+
 impl<S> Layer<S> for AuthLayer {
     type Service = AuthService<S>;
 
@@ -349,6 +392,9 @@ impl Metrics {
         let mut out = crate::MetricsSnapshot::default();
         self.0.outcomes.fill(&mut out);
         self.0.verifier.add_metrics(&mut out);
+        out.throttled = self.0.throttle.throttled();
+        out.store_errors = self.0.throttle.store_errors();
+        out.verify_latency = self.0.latency.verify.snapshot();
         out
     }
 }

@@ -17,6 +17,9 @@ use crate::operation::{check_headers, read_operations};
 use crate::scope::{ScopePolicy, extend_unique};
 
 use super::Shared;
+use super::service::Seen;
+use crate::audit::{Event, Record, emit};
+use std::sync::Arc;
 
 /// What the layer learned about a request before verifying its token.
 #[derive(Clone, Copy)]
@@ -56,6 +59,7 @@ impl Shared {
         req: Request<Body>,
         placement: &mut Placement,
         ctx: &AuthContext,
+        seen: &mut Seen,
     ) -> Result<(Request<Body>, Vec<String>, bool), Response> {
         let (parts, body) = req.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, self.max_body_bytes).await else {
@@ -63,6 +67,8 @@ impl Shared {
                 &AuthErrorKind::BodyUnreadable.into(),
                 &parts.method,
                 parts.uri.path(),
+                seen,
+                Some(ctx),
             ));
         };
         let mut required = self.policy.global.clone();
@@ -70,16 +76,26 @@ impl Shared {
             // Not readable strictly (not JSON, repeated member names, too
             // deep): never guess which copy rmcp would dispatch (fail closed).
             self.outcomes.reject(AuthErrorKind::BodyUnreadable.code());
+            self.audit_body_refusal(AuthErrorKind::BodyUnreadable, seen, ctx);
             tracing::info!(
                 reason = AuthErrorKind::BodyUnreadable.code(),
                 status = 400,
                 path = parts.uri.path(),
                 "refused: the body is not strictly valid JSON-RPC"
             );
-            return Err(parse_error_response());
+            return Err(parse_error_response(Some(seen.request_id())));
         };
         if !ops.is_empty() {
             placement.on_mcp = true;
+        }
+        // The operation, for the audit events, when the headers did not
+        // name it (a single call; a batch is named by its headers only).
+        if let [op] = ops.as_slice()
+            && seen.meta.mcp_method.is_none()
+        {
+            let meta = Arc::make_mut(&mut seen.meta);
+            meta.mcp_method = Some(op.method().into());
+            meta.mcp_name = op.name().map(Into::into);
         }
         let lists = ops
             .iter()
@@ -89,6 +105,7 @@ impl Shared {
         if !headers_ok {
             self.outcomes
                 .reject(AuthErrorKind::McpHeaderMismatch.code());
+            self.audit_body_refusal(AuthErrorKind::McpHeaderMismatch, seen, ctx);
             tracing::info!(
                 reason = AuthErrorKind::McpHeaderMismatch.code(),
                 status = 400,
@@ -97,6 +114,7 @@ impl Shared {
             );
             return Err(header_mismatch_response(
                 single_request_id(&bytes).as_deref(),
+                Some(seen.request_id()),
             ));
         }
         for op in &ops {
@@ -105,13 +123,36 @@ impl Shared {
         if self.computed.applies_to(&ops)
             && let Err(undecided) = self.computed.extend(&bytes, &ops, ctx, &mut required)
         {
-            return Err(self.reject(&undecided.kind().into(), &parts.method, parts.uri.path()));
+            return Err(self.reject(
+                &undecided.kind().into(),
+                &parts.method,
+                parts.uri.path(),
+                seen,
+                Some(ctx),
+            ));
         }
         Ok((
             Request::from_parts(parts, Body::from(bytes)),
             required,
             lists,
         ))
+    }
+}
+
+impl Shared {
+    /// The audit event of a verified caller's request refused for its body
+    /// (400: not strict JSON-RPC, or headers contradicting it).
+    fn audit_body_refusal(&self, kind: AuthErrorKind, seen: &Seen, ctx: &AuthContext) {
+        emit(&Record {
+            meta: Some(&seen.meta),
+            ctx: Some(ctx),
+            ..Record::new(
+                Event::AuthzRefused,
+                kind.code(),
+                Some(400),
+                &self.document.resource,
+            )
+        });
     }
 }
 

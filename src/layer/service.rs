@@ -13,14 +13,17 @@ use tracing::Instrument as _;
 
 use super::http_rules::{
     LAST_EVENT_ID, Refused, SESSION_HEADER, add_cors, check_origin, has_duplicate_host,
-    header_mismatch_response, is_preflight, preflight_response,
+    header_mismatch_response, is_preflight, preflight_response, throttled_response,
 };
+use crate::audit::{Event, Record, RequestMeta, emit, event_of, reason_of};
 use crate::bearer::{Credentials, read_credentials};
 use crate::challenge::rejection_response;
 use crate::config::DpopMode;
 use crate::context::AuthContext;
+use crate::correlation::RequestId;
 use crate::dpop::proof::Verified;
 use crate::error::{AuthError, AuthErrorKind};
+use crate::throttle::{Limit, PendingVerdict, Subject, Verdict, fingerprint};
 use crate::verify::TokenVerifier;
 
 use super::Shared;
@@ -28,8 +31,7 @@ use super::future::{ResponseFuture, finish};
 use super::operations::{Placement, filter_lists};
 use super::sessions::principal_key;
 use super::sessions::{
-    AfterResponse, OwnedInStore, OwnerOf, SessionHook, audit_session_refused, session_id,
-    session_not_found,
+    AfterResponse, OwnedInStore, OwnerOf, SessionHook, session_id, session_not_found,
 };
 use super::step_up::{Settled, StepUpCheck};
 use crate::context::{StepUp, SubjectToken};
@@ -61,12 +63,65 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // The correlation id: set by an outer layer (McpServer's), or read
+        // from the request here; echoed on every response.
+        let request_id = match req.extensions().get::<RequestId>() {
+            Some(id) => id.clone(),
+            None => {
+                let id = RequestId::from_headers(req.headers());
+                req.extensions_mut().insert(id.clone());
+                id
+            }
+        };
+        let header = request_id.header_value();
+        self.route(req, request_id).with_request_id(header)
+    }
+}
+
+pub(super) fn with_cors(mut response: Response, origin: Option<&HeaderValue>) -> Response {
+    if let Some(origin) = origin {
+        add_cors(&mut response, origin);
+    }
+    response
+}
+
+/// What the layer saw of a request before authenticating it: the fields of
+/// its audit events and, when throttling is on, what the throttle counts.
+#[derive(Clone)]
+pub(super) struct Seen {
+    pub(super) meta: Arc<RequestMeta>,
+    pub(super) subject: Option<Subject>,
+}
+
+impl Seen {
+    pub(super) fn request_id(&self) -> &str {
+        self.meta.request_id.as_str()
+    }
+}
+
+impl<S> AuthService<S>
+where
+    S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    /// The request path proper (see [`AuthLayer`](super::AuthLayer)).
+    fn route(
+        &mut self,
+        mut req: Request<Body>,
+        request_id: RequestId,
+    ) -> ResponseFuture<S::Future, S::Error> {
         let shared = &self.shared;
         if shared.metadata.serves(req.uri().path()) {
             return ResponseFuture::ready(shared.metadata.respond(req.method()));
         }
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip());
+        let client_addr = shared.throttle.client_addr(peer, req.headers());
+        let meta = Arc::new(RequestMeta::new(request_id, client_addr, req.headers()));
         if has_duplicate_host(req.headers()) {
-            return ResponseFuture::ready(shared.refuse(Refused::DuplicateHost, &req));
+            return ResponseFuture::ready(shared.refuse(Refused::DuplicateHost, &req, &meta));
         }
         let placement = shared.place(&req);
         let preflight = is_preflight(req.method(), req.headers());
@@ -75,7 +130,7 @@ where
             // Enforced on MCP requests and preflights; another route of the
             // app answers its own cross-origin requests.
             Err(refused) if placement.on_mcp || preflight => {
-                return ResponseFuture::ready(shared.refuse(refused, &req));
+                return ResponseFuture::ready(shared.refuse(refused, &req, &meta));
             }
             Err(_) => None,
         };
@@ -94,6 +149,28 @@ where
             headers.remove(SESSION_HEADER);
             headers.remove(LAST_EVENT_ID);
         }
+        // Throttling, when on: decided before any verification work.
+        let subject = shared.throttle.enabled().then(|| {
+            let authorization = req.headers().get(http::header::AUTHORIZATION);
+            Subject {
+                addr: meta.client_addr,
+                fingerprint: authorization.map(|v| fingerprint(v.as_bytes())),
+                missing: authorization.is_none(),
+            }
+        });
+        let seen = Seen { meta, subject };
+        if let Some(subject) = &seen.subject {
+            match shared.throttle.check(subject) {
+                Ok(Verdict::Pass) => {}
+                Ok(Verdict::Throttled(limit, secs)) => {
+                    let response = shared.throttled(limit, secs, &seen);
+                    return ResponseFuture::ready(with_cors(response, origin.as_ref()));
+                }
+                Err(pending) => {
+                    return self.call_slow(req, placement, origin, None, seen, Some(pending));
+                }
+            }
+        }
         // The fast path, taken by every request of a client that reuses its
         // token and needs nothing read from the body: decided here, without
         // a verification future, and the inner service's future is returned
@@ -101,16 +178,18 @@ where
         // A request whose body names its operation still has its token
         // judged here when that needs no waiting (a refusal before the body
         // is read; a known token without a verification future).
-        let verified = match shared.verify_now(req.method(), req.uri().path(), req.headers()) {
+        let verified = match shared.verify_now(req.method(), req.uri().path(), req.headers(), &seen)
+        {
             Some(verified) => verified,
-            None => return self.call_slow(req, placement, origin, None),
+            None => return self.call_slow(req, placement, origin, None, seen, None),
         };
         let response = match verified {
             // A body to read, or a session to check or bind in a shared store.
             Ok(ctx) if placement.reads_body || shared.session_waits(&req) => {
-                return self.call_slow(req, placement, origin, Some(ctx));
+                return self.call_slow(req, placement, origin, Some(ctx), seen, None);
             }
-            Ok(ctx) => match shared.admit(&mut req, ctx, Required::Global, placement, false) {
+            Ok(ctx) => match shared.admit(&mut req, ctx, Required::Global, placement, false, &seen)
+            {
                 Ok(admitted) => {
                     return ResponseFuture::inner(
                         self.inner.call(req),
@@ -122,24 +201,11 @@ where
                 }
                 Err(response) => *response,
             },
-            Err(err) => shared.reject(&err, req.method(), req.uri().path()),
+            Err(err) => shared.reject(&err, req.method(), req.uri().path(), &seen, None),
         };
         ResponseFuture::ready(with_cors(response, origin.as_ref()))
     }
-}
 
-pub(super) fn with_cors(mut response: Response, origin: Option<&HeaderValue>) -> Response {
-    if let Some(origin) = origin {
-        add_cors(&mut response, origin);
-    }
-    response
-}
-
-impl<S> AuthService<S>
-where
-    S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
     /// Everything that may wait: a verification that is not a cache hit
     /// (keys may be fetched), a body read for per-operation scopes, a list
     /// response filtered for the caller.
@@ -151,6 +217,8 @@ where
         mut placement: Placement,
         origin: Option<HeaderValue>,
         known: Option<AuthContext>,
+        mut seen: Seen,
+        throttle: Option<PendingVerdict>,
     ) -> ResponseFuture<S::Future, S::Error> {
         let shared = Arc::clone(&self.shared);
         // Take the service that was driven to readiness; leave a clone behind
@@ -158,19 +226,28 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::boxed(Box::pin(async move {
+            if let Some(pending) = throttle
+                && let Verdict::Throttled(limit, secs) = pending.await
+            {
+                let response = shared.throttled(limit, secs, &seen);
+                return Ok(with_cors(response, origin.as_ref()));
+            }
             let ctx = match known {
                 Some(ctx) => ctx,
                 None => {
-                    let span = verify_span();
+                    let span = verify_span(seen.request_id());
+                    let started = std::time::Instant::now();
                     let verified = shared
                         .verify(Some((req.method(), req.uri().path())), req.headers())
                         .instrument(span.clone())
                         .await;
+                    shared.latency.verify.record(started.elapsed());
                     record_outcome(&span, &verified, false);
                     match verified {
                         Ok(ctx) => ctx,
                         Err(err) => {
-                            let response = shared.reject(&err, req.method(), req.uri().path());
+                            let response =
+                                shared.reject(&err, req.method(), req.uri().path(), &seen, None);
                             return Ok(with_cors(response, origin.as_ref()));
                         }
                     }
@@ -179,7 +256,10 @@ where
             let mut lists = false;
             let required = if placement.reads_body {
                 let was_mcp = placement.on_mcp;
-                match shared.required_for(req, &mut placement, &ctx).await {
+                match shared
+                    .required_for(req, &mut placement, &ctx, &mut seen)
+                    .await
+                {
                     Ok((buffered, required, has_lists)) => {
                         req = buffered;
                         lists = has_lists;
@@ -189,7 +269,7 @@ where
                             if let Err(refused) =
                                 check_origin(req.headers(), &shared.allowed_origins)
                             {
-                                return Ok(shared.refuse(refused, &req));
+                                return Ok(shared.refuse(refused, &req, &seen.meta));
                             }
                         }
                         Required::Computed(required)
@@ -199,10 +279,10 @@ where
             } else {
                 Required::Global
             };
-            if let Err(response) = shared.check_session_in_store(&mut req, &ctx).await {
+            if let Err(response) = shared.check_session_in_store(&mut req, &ctx, &seen).await {
                 return Ok(with_cors(*response, origin.as_ref()));
             }
-            let admitted = match shared.admit(&mut req, ctx, required, placement, lists) {
+            let admitted = match shared.admit(&mut req, ctx, required, placement, lists, &seen) {
                 Ok(admitted) => admitted,
                 Err(response) => return Ok(with_cors(*response, origin.as_ref())),
             };
@@ -233,9 +313,10 @@ pub(crate) const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("d
 
 /// The span around a verification: outcome and reason code, never token
 /// material.
-fn verify_span() -> tracing::Span {
+fn verify_span(request_id: &str) -> tracing::Span {
     tracing::debug_span!(
         "mcp_oauth2.verify",
+        request_id,
         outcome = tracing::field::Empty,
         reason = tracing::field::Empty,
         cached = tracing::field::Empty,
@@ -366,6 +447,7 @@ impl Shared {
         method: &Method,
         path: &str,
         headers: &http::HeaderMap,
+        seen: &Seen,
     ) -> Option<Result<AuthContext, AuthError>> {
         let now = crate::clock::now_unix();
         let verified = match self.read_credentials(headers) {
@@ -389,7 +471,7 @@ impl Shared {
             Ok(Credentials::None) => Err(AuthErrorKind::MissingToken.into()),
             Err(err) => Err(err),
         };
-        record_outcome(&verify_span(), &verified, verified.is_ok());
+        record_outcome(&verify_span(seen.request_id()), &verified, verified.is_ok());
         Some(verified)
     }
 
@@ -404,20 +486,33 @@ impl Shared {
         required: Required,
         placement: Placement,
         lists: bool,
+        seen: &Seen,
     ) -> Result<Admitted, Box<Response>> {
         let needed: &[String] = match &required {
             Required::Global => &self.global,
             Required::Computed(scopes) => scopes,
         };
         if let Err(err) = self.check_scopes(&ctx, needed) {
-            return Err(Box::new(self.reject(&err, req.method(), req.uri().path())));
+            return Err(Box::new(self.reject(
+                &err,
+                req.method(),
+                req.uri().path(),
+                seen,
+                Some(&ctx),
+            )));
         }
         let session_hook = if self.bind_sessions {
-            self.session_rules(req, &ctx, placement)?
+            self.session_rules(req, &ctx, placement, seen)?
         } else {
             None
         };
         self.outcomes.accept();
+        emit(&Record {
+            meta: Some(&seen.meta),
+            ctx: Some(&ctx),
+            needed,
+            ..Record::new(Event::Accepted, "ok", None, &self.document.resource)
+        });
         tracing::debug!(
             subject = ctx.subject(),
             issuer = ctx.issuer(),
@@ -460,6 +555,8 @@ impl Shared {
             StepUpCheck {
                 shared: Arc::clone(self),
                 slot: Arc::new(StepUp::new(required)),
+                meta: Arc::clone(&seen.meta),
+                ctx: ctx.clone(),
             }
         });
         let ctx = match &step_up {
@@ -475,6 +572,7 @@ impl Shared {
         } else {
             None
         };
+        let ctx = ctx.with_request_id(seen.meta.request_id.clone());
         req.extensions_mut().insert(ctx);
         Ok(Admitted {
             step_up,
@@ -492,6 +590,7 @@ impl Shared {
         req: &Request<Body>,
         ctx: &AuthContext,
         placement: Placement,
+        seen: &Seen,
     ) -> Result<Option<SessionHook>, Box<Response>> {
         let limits = self.sessions.limits();
         // Sessions do not exist in the stateless revision: its requests had
@@ -506,11 +605,15 @@ impl Shared {
                 .is_some()
             {
                 // Two session ids: never guess which one the service uses.
-                self.outcomes.reject("session_not_owned");
+                self.session_refused(ctx, seen);
                 return Err(Box::new(session_not_found()));
             }
             if !limits.enabled {
-                return Err(Box::new(self.refuse(Refused::SessionsDisabled, req)));
+                return Err(Box::new(self.refuse(
+                    Refused::SessionsDisabled,
+                    req,
+                    &seen.meta,
+                )));
             }
             let owned = self.sessions.use_session(id, &principal_key(ctx));
             // With a shared store, the store decided (`check_session_in_store`);
@@ -520,8 +623,7 @@ impl Shared {
                 None => owned,
             };
             if !owned {
-                audit_session_refused(ctx);
-                self.outcomes.reject("session_not_owned");
+                self.session_refused(ctx, seen);
                 return Err(Box::new(session_not_found()));
             }
             return Ok((req.method() == Method::DELETE).then(|| SessionHook {
@@ -542,9 +644,11 @@ impl Shared {
         } else {
             let owner = principal_key(ctx);
             if let Err(refusal) = self.sessions.may_open(&owner) {
-                return Err(Box::new(
-                    self.refuse(Refused::TooManySessions(refusal.code()), req),
-                ));
+                return Err(Box::new(self.refuse(
+                    Refused::TooManySessions(refusal.code()),
+                    req,
+                    &seen.meta,
+                )));
             }
             Some(owner)
         };
@@ -568,9 +672,71 @@ impl Shared {
         }
     }
 
-    pub(super) fn reject(&self, err: &AuthError, method: &Method, path: &str) -> Response {
+    /// A legacy session refused to `ctx` (404): counted and audited.
+    fn session_refused(&self, ctx: &AuthContext, seen: &Seen) {
+        self.outcomes.reject("session_not_owned");
+        emit(&Record {
+            meta: Some(&seen.meta),
+            ctx: Some(ctx),
+            ..Record::new(
+                Event::SessionRefused,
+                "session_not_owned",
+                Some(404),
+                &self.document.resource,
+            )
+        });
+    }
+
+    /// The 429 of a throttled request: counted, audited, answered.
+    pub(super) fn throttled(&self, limit: Limit, secs: u64, seen: &Seen) -> Response {
+        self.outcomes.reject(limit.reason());
+        emit(&Record {
+            meta: Some(&seen.meta),
+            ..Record::new(
+                Event::Throttled,
+                limit.reason(),
+                Some(429),
+                &self.document.resource,
+            )
+        });
+        throttled_response(limit.reason(), secs, Some(seen.request_id()))
+    }
+
+    /// The answer to a refused request: counted, logged, audited (and, for a
+    /// failed authentication, counted by the throttle), then rendered with
+    /// its challenge. `ctx`: the caller, when it was authenticated.
+    pub(super) fn reject(
+        &self,
+        err: &AuthError,
+        method: &Method,
+        path: &str,
+        seen: &Seen,
+        ctx: Option<&AuthContext>,
+    ) -> Response {
         let kind = err.kind();
         self.outcomes.reject(kind.code());
+        let event = event_of(kind);
+        emit(&Record {
+            meta: Some(&seen.meta),
+            ctx,
+            needed: err.required_scopes(),
+            error: Some(err),
+            ..Record::new(
+                event,
+                reason_of(err),
+                Some(kind.status().as_u16()),
+                &self.document.resource,
+            )
+        });
+        // A failed authentication counts against the client, unless the
+        // server could not decide (keys or introspection unavailable).
+        if ctx.is_none()
+            && event == Event::Refused
+            && kind.error_code() != Some(crate::ErrorCode::TemporarilyUnavailable)
+            && let Some(subject) = &seen.subject
+        {
+            self.throttle.record_failure(subject);
+        }
         match kind {
             AuthErrorKind::MissingToken => {
                 tracing::debug!(reason = kind.code(), %method, path, "request without a bearer token")
@@ -595,9 +761,9 @@ impl Shared {
             ),
         }
         if kind == AuthErrorKind::McpHeaderMismatch {
-            return header_mismatch_response(None);
+            return header_mismatch_response(None, Some(seen.request_id()));
         }
-        let mut response = rejection_response(err, &self.challenge);
+        let mut response = rejection_response(err, &self.challenge, Some(seen.request_id()));
         // RFC 9449 section 9: with server nonces, every 401 carries a fresh
         // one (the client's next proof needs it).
         if response.status() == http::StatusCode::UNAUTHORIZED
@@ -610,14 +776,20 @@ impl Shared {
     }
 
     /// A refusal that is not about the token (no challenge).
-    pub(super) fn refuse<B>(&self, refused: Refused, req: &Request<B>) -> Response {
+    pub(super) fn refuse<B>(
+        &self,
+        refused: Refused,
+        req: &Request<B>,
+        meta: &RequestMeta,
+    ) -> Response {
         self.outcomes.reject(refused.reason());
         tracing::info!(
             reason = refused.reason(),
             method = %req.method(),
             path = req.uri().path(),
+            request_id = meta.request_id.as_str(),
             "refused a request"
         );
-        refused.response()
+        refused.response(Some(meta.request_id.as_str()))
     }
 }

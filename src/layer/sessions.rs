@@ -44,22 +44,6 @@ fn store_key(id: &str) -> String {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct OwnedInStore;
 
-/// The audit event of a session id refused to the caller (another
-/// principal's, or one unknown or expired): event `session.refused`,
-/// reason `session_not_owned`. Never token material.
-pub(super) fn audit_session_refused(ctx: &AuthContext) {
-    let (issuer, subject, client_id) = ctx.principal();
-    tracing::warn!(
-        target: "mcp_oauth2::audit",
-        event = "session.refused",
-        reason = "session_not_owned",
-        issuer,
-        subject,
-        client_id = client_id.unwrap_or(""),
-        "refused a session id that this principal did not create (or that expired)"
-    );
-}
-
 /// A principal's digest: (issuer, subject, client id), length-prefixed.
 pub(crate) type Owner = [u8; 32];
 
@@ -333,6 +317,7 @@ impl Shared {
         &self,
         req: &mut Request<Body>,
         ctx: &AuthContext,
+        seen: &super::service::Seen,
     ) -> Result<(), Box<Response>> {
         let Some(store) = self.session_store() else {
             return Ok(());
@@ -360,12 +345,18 @@ impl Shared {
                 Ok(())
             }
             Err(e) => {
+                self.throttle.count_store_error("sessions");
                 tracing::warn!(
                     error = %e,
                     reason = "store_unavailable",
+                    request_id = seen.request_id(),
                     "refused a session request: the shared session store did not answer (fail closed)"
                 );
-                Err(Box::new(self.refuse(Refused::SessionStoreUnavailable, req)))
+                Err(Box::new(self.refuse(
+                    Refused::SessionStoreUnavailable,
+                    req,
+                    &seen.meta,
+                )))
             }
         }
     }
@@ -441,7 +432,7 @@ impl SessionHook {
                 shared
                     .outcomes
                     .reject(Refused::SessionStoreUnavailable.reason());
-                Refused::SessionStoreUnavailable.response()
+                Refused::SessionStoreUnavailable.response(None)
             }
         }
     }
@@ -481,7 +472,7 @@ impl SessionHook {
                     reason = refusal.code(),
                     "refused a new session over the session caps"
                 );
-                Refused::TooManySessions(refusal.code()).response()
+                Refused::TooManySessions(refusal.code()).response(None)
             }
         }
     }
@@ -495,7 +486,9 @@ pub(super) fn session_id(req: &Request<Body>) -> Option<String> {
 
 /// What rmcp answers for an unknown session: clients start a new one.
 pub(super) fn session_not_found() -> Response {
-    (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
+    let mut response = (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+    crate::challenge::error_headers(response.headers_mut());
+    response
 }
 
 #[cfg(test)]

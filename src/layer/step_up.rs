@@ -20,7 +20,9 @@ use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 
 use super::Shared;
+use crate::audit::{Event, Record, RequestMeta, emit};
 use crate::challenge::rejection_response;
+use crate::context::AuthContext;
 use crate::context::StepUp;
 use crate::error::{AuthError, AuthErrorKind};
 
@@ -28,6 +30,10 @@ use crate::error::{AuthError, AuthErrorKind};
 pub(super) struct StepUpCheck {
     pub(super) shared: Arc<Shared>,
     pub(super) slot: Arc<StepUp>,
+    /// The request, for the audit event and the error body.
+    pub(super) meta: Arc<RequestMeta>,
+    /// The caller, for the audit event.
+    pub(super) ctx: AuthContext,
 }
 
 /// The response, or the future that decides it (an SSE stream held until
@@ -79,6 +85,17 @@ impl StepUpCheck {
         let needed = self.slot.needed();
         let kind = AuthErrorKind::InsufficientScope;
         self.shared.outcomes.reject(kind.code());
+        emit(&Record {
+            meta: Some(&self.meta),
+            ctx: Some(&self.ctx),
+            needed: &needed,
+            ..Record::new(
+                Event::AuthzRefused,
+                kind.code(),
+                Some(403),
+                &self.shared.document.resource,
+            )
+        });
         tracing::info!(
             reason = kind.code(),
             status = 403,
@@ -88,6 +105,7 @@ impl StepUpCheck {
         rejection_response(
             &AuthError::insufficient_scope(needed),
             &self.shared.challenge,
+            Some(self.meta.request_id.as_str()),
         )
     }
 }

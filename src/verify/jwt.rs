@@ -263,7 +263,8 @@ impl JwtVerifier {
         // The issuer's own algorithms and `typ` rule, once `iss` names it
         // (the header check above admitted those of any issuer).
         let typ = header.str("typ").ok().flatten();
-        let checked = policy.check_with(&claims, now, Source::Jwt, |rules| {
+        let kid = kid.as_deref();
+        let checked = match policy.check_with(&claims, now, Source::Jwt, |rules| {
             if !rules.algorithms.iter().any(|a| a.to_jwt() == alg) {
                 return Err(AuthErrorKind::DisallowedAlgorithm.into());
             }
@@ -271,9 +272,18 @@ impl JwtVerifier {
                 return Err(AuthErrorKind::InvalidType.into());
             }
             Ok(())
-        })?;
+        }) {
+            Ok(checked) => checked,
+            // The audience a refused token carried is logged for the
+            // operator only when a trusted issuer really signed it.
+            Err(err)
+                if err.kind() == AuthErrorKind::InvalidAudience && err.diagnosis().is_some() =>
+            {
+                return Err(self.confirm_diagnosis(err, &claims, &parsed, alg, kid));
+            }
+            Err(err) => return Err(err),
+        };
         // 4: the key (may fetch; an unknown or unlisted tenant never gets here).
-        let kid = kid.as_deref();
         let Some(issuer_keys) = self
             .inner
             .issuers
@@ -423,6 +433,7 @@ impl TokenVerifier for JwtVerifier {
             issuer.for_each(|name, keys| {
                 out.jwks_fetches += keys.fetches.load(Relaxed);
                 out.jwks_fetch_failures += keys.failures.load(Relaxed);
+                keys.fetch_latency.merge_into(&mut out.jwks_fetch_latency);
                 out.key_set_age.insert(name.to_owned(), keys.age());
             });
         }
@@ -597,6 +608,44 @@ fn check_signature_length(alg: Algorithm, len: usize) -> Result<(), AuthError> {
 }
 
 /// A compact JWS split into its parts, not yet trusted.
+impl JwtVerifier {
+    /// `err` with its diagnosis (the claims that explain the refusal) kept
+    /// only if one of the trusted issuers signed the token: claims of a
+    /// token nobody trusted signed are the sender's text and are never
+    /// logged. Only the key set already held is used (no fetch).
+    fn confirm_diagnosis(
+        &self,
+        err: AuthError,
+        claims: &Members<'_>,
+        parsed: &Parsed<'_>,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> AuthError {
+        let iss = claims.str("iss").ok().flatten();
+        // A fixed issuer's keys (a tenant template's audience refusals are
+        // logged without the token's audience).
+        let issuer = iss.and_then(|iss| {
+            self.inner.issuers.iter().find_map(|k| match k {
+                IssuerKeys::Fixed(name, cache) if *name == *iss => Some(cache),
+                _ => None,
+            })
+        });
+        let Some(issuer_keys) = issuer else {
+            return err.without_diagnosis();
+        };
+        // The keys held now: a diagnosis never costs a fetch.
+        let Some(keys) = issuer_keys.current() else {
+            return err.without_diagnosis();
+        };
+        let signing_input = parsed.signing_input.as_bytes();
+        let signed = keys
+            .candidates(kid, alg)
+            .iter()
+            .any(|k| verify_signature(alg, k, signing_input, &parsed.signature));
+        if signed { err } else { err.without_diagnosis() }
+    }
+}
+
 struct Parsed<'a> {
     header_b64: &'a str,
     payload_b64: &'a str,

@@ -1,0 +1,317 @@
+//! The audit trail: one structured `tracing` event per authentication
+//! decision, per authorization refusal, per throttled request and per
+//! refused session, on the target [`TARGET`] (`mcp_oauth2::audit`), with
+//! stable field names. Never token material: the fields are the verified
+//! principal, the request's correlation id, its MCP operation and client
+//! address, reason codes, and (for an operator's configuration problem) the
+//! issuer or audience a refused token claimed, cut and cleaned.
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `event` | `auth.accepted`, `auth.refused`, `authz.refused`, `throttled`, `session.refused` |
+//! | `reason` | stable snake_case code (`ok`, an [`AuthErrorKind::code`](crate::AuthErrorKind::code), `issuer_not_trusted`, `failed_auth_limit`, `missing_auth_limit`, `session_not_owned`, ...) |
+//! | `status` | the HTTP status answered |
+//! | `issuer`, `subject`, `client_id`, `tenant`, `scopes` | the verified caller (`tenant`: the tenant its issuer template admitted, else its `tid` or `tenant` claim) |
+//! | `needed_scopes` | what the refused operation needs |
+//! | `mcp_method`, `mcp_name` | the MCP operation (headers, or the body when it was read) |
+//! | `client_addr` | the client's IP address (see trusted proxies) |
+//! | `request_id` | the correlation id (`X-Request-Id`) |
+//! | `protocol_version` | `MCP-Protocol-Version` |
+//! | `token_issuer` | `issuer_not_trusted`: `sha256:` and 16 hex digits of the issuer the token named (its text is the sender's, never logged) |
+//! | `token_audience`, `expected_audience`, `hint` | `invalid_audience`: what the token carried (only when a trusted issuer signed it), what this server expects, and the setting that would accept it |
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+
+use crate::context::AuthContext;
+use crate::correlation::RequestId;
+use crate::error::{AuthError, AuthErrorKind, REDACTED, looks_like_a_jwt};
+
+/// The `tracing` target of every audit event.
+pub(crate) const TARGET: &str = "mcp_oauth2::audit";
+
+const PROTOCOL_HEADER: http::HeaderName = http::HeaderName::from_static("mcp-protocol-version");
+
+/// Longest header text (`Mcp-Method`, `Mcp-Name`, `MCP-Protocol-Version`)
+/// copied into an event.
+const MAX_FIELD_LEN: usize = 128;
+
+/// The kinds of audit event (the `event` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A request passed authentication and authorization.
+    Accepted,
+    /// A request's credentials were refused (or missing).
+    Refused,
+    /// A verified caller was refused the operation.
+    AuthzRefused,
+    /// A request was answered 429 before verification.
+    Throttled,
+    /// A legacy session was refused to the caller.
+    SessionRefused,
+}
+
+impl Event {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "auth.accepted",
+            Self::Refused => "auth.refused",
+            Self::AuthzRefused => "authz.refused",
+            Self::Throttled => "throttled",
+            Self::SessionRefused => "session.refused",
+        }
+    }
+}
+
+/// What the layer knows about a request before it is authenticated: the
+/// fields every event of that request carries.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestMeta {
+    pub(crate) request_id: RequestId,
+    pub(crate) client_addr: Option<IpAddr>,
+    pub(crate) protocol_version: Option<Box<str>>,
+    pub(crate) mcp_method: Option<Box<str>>,
+    pub(crate) mcp_name: Option<Box<str>>,
+}
+
+impl RequestMeta {
+    /// The metadata of a request with these headers.
+    pub(crate) fn new(
+        request_id: RequestId,
+        client_addr: Option<IpAddr>,
+        headers: &HeaderMap,
+    ) -> Self {
+        let text = |name: &http::HeaderName| headers.get(name).map(|v| clean(v.as_bytes()));
+        Self {
+            request_id,
+            client_addr,
+            protocol_version: text(&PROTOCOL_HEADER),
+            mcp_method: text(&crate::operation::METHOD_HEADER),
+            mcp_name: text(&crate::operation::NAME_HEADER),
+        }
+    }
+}
+
+/// Header text for a log field: at most [`MAX_FIELD_LEN`] bytes, anything
+/// but printable ASCII replaced by `?`; text that looks like a JWT (a
+/// token sent in the wrong place) is not copied at all.
+fn clean(bytes: &[u8]) -> Box<str> {
+    if looks_like_a_jwt(bytes) {
+        return REDACTED.into();
+    }
+    bytes
+        .iter()
+        .take(MAX_FIELD_LEN)
+        .map(|b| {
+            if b.is_ascii_graphic() || *b == b' ' {
+                char::from(*b)
+            } else {
+                '?'
+            }
+        })
+        .collect::<String>()
+        .into_boxed_str()
+}
+
+/// One audit event about to be emitted.
+#[derive(Debug)]
+pub(crate) struct Record<'a> {
+    pub(crate) event: Event,
+    pub(crate) reason: &'static str,
+    /// The HTTP status answered (`None` for an accepted request: the
+    /// service answers it).
+    pub(crate) status: Option<u16>,
+    pub(crate) meta: Option<&'a RequestMeta>,
+    pub(crate) ctx: Option<&'a AuthContext>,
+    pub(crate) needed: &'a [String],
+    /// The refusal, for what the token claimed (issuer, audience).
+    pub(crate) error: Option<&'a AuthError>,
+    /// The resource this server expects as audience (for the hint).
+    pub(crate) resource: &'a str,
+}
+
+impl<'a> Record<'a> {
+    /// An event with no caller, needed scopes or error.
+    pub(crate) fn new(
+        event: Event,
+        reason: &'static str,
+        status: Option<u16>,
+        resource: &'a str,
+    ) -> Self {
+        Self {
+            event,
+            reason,
+            status,
+            meta: None,
+            ctx: None,
+            needed: &[],
+            error: None,
+            resource,
+        }
+    }
+}
+
+/// The `reason` of a refusal: its kind's code, except a token from an
+/// issuer this server does not trust (`issuer_not_trusted`, a cross-tenant
+/// or cross-server attempt).
+pub(crate) fn reason_of(err: &AuthError) -> &'static str {
+    match err.diagnosis() {
+        Some(d) if d.untrusted_issuer.is_some() && err.kind() == AuthErrorKind::InvalidIssuer => {
+            "issuer_not_trusted"
+        }
+        // A tenant refusal keeps its own code (`tenant_not_allowed`,
+        // `tenant_mismatch`, `tenant_invalid`: cross-tenant attempts); the
+        // issuer's digest still goes out as `token_issuer`.
+        _ => err.kind().code(),
+    }
+}
+
+/// The event of a refusal: `authz.refused` for a verified caller refused
+/// the operation, `auth.refused` otherwise.
+pub(crate) fn event_of(kind: AuthErrorKind) -> Event {
+    match kind {
+        AuthErrorKind::InsufficientScope
+        | AuthErrorKind::RequirementRefused
+        | AuthErrorKind::RequirementFailed => Event::AuthzRefused,
+        _ => Event::Refused,
+    }
+}
+
+/// Emits `record` on [`TARGET`]: `auth.accepted` at INFO, the refusals at
+/// WARN.
+pub(crate) fn emit(record: &Record<'_>) {
+    let meta = record.meta;
+    let ctx = record.ctx;
+    // Joined only when a subscriber records the event (`Display`): an
+    // event nobody's filter enables allocates nothing.
+    let scopes = ctx.map(|c| tracing::field::display(Joined(c.scopes())));
+    let needed =
+        (!record.needed.is_empty()).then(|| tracing::field::display(Joined(record.needed)));
+    let tenant = ctx.and_then(tenant_of);
+    let diagnosis = record.error.and_then(AuthError::diagnosis);
+    let token_issuer = diagnosis.and_then(|d| d.untrusted_issuer.as_deref());
+    let audience_refused = diagnosis.filter(|_| {
+        record
+            .error
+            .is_some_and(|e| e.kind() == AuthErrorKind::InvalidAudience)
+    });
+    let token_audience = audience_refused.map(|d| d.audience.join(" "));
+    let expected_audience = audience_refused.map(|_| record.resource);
+    let hint = audience_refused.map(|_| {
+        "the token's audience does not name this server: if it is meant for this server, \
+set MCP_OAUTH2_RESOURCE (AuthConfigBuilder::resource) to the audience the issuer puts in \
+its tokens, or accept it with AuthConfigBuilder::accept_audience"
+    });
+    let request_id = meta.map(|m| m.request_id.as_str());
+    let client_addr = meta
+        .and_then(|m| m.client_addr)
+        .map(tracing::field::display);
+    let protocol_version = meta.and_then(|m| m.protocol_version.as_deref());
+    let mcp_method = meta.and_then(|m| m.mcp_method.as_deref());
+    let mcp_name = meta.and_then(|m| m.mcp_name.as_deref());
+    macro_rules! event {
+        ($level:expr) => {
+            tracing::event!(
+                target: TARGET,
+                $level,
+                event = record.event.as_str(),
+                reason = record.reason,
+                status = record.status,
+                issuer = ctx.map(AuthContext::issuer),
+                subject = ctx.map(AuthContext::subject),
+                client_id = ctx.and_then(AuthContext::client_id),
+                tenant,
+                scopes,
+                needed_scopes = needed,
+                mcp_method,
+                mcp_name,
+                client_addr,
+                request_id,
+                protocol_version,
+                token_issuer,
+                token_audience,
+                expected_audience,
+                hint,
+                "audit"
+            )
+        };
+    }
+    match record.event {
+        Event::Accepted => event!(tracing::Level::INFO),
+        _ => event!(tracing::Level::WARN),
+    }
+}
+
+/// Scopes written space-separated when the event is recorded.
+struct Joined<'a, T>(&'a [T]);
+
+impl<T: AsRef<str>> std::fmt::Display for Joined<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(s.as_ref())?;
+        }
+        Ok(())
+    }
+}
+
+/// The caller's tenant: the one its tenant issuer admitted it for
+/// ([`AuthContext::tenant`]), else the `tid` (Entra ID) or `tenant` claim
+/// its token carries.
+fn tenant_of(ctx: &AuthContext) -> Option<&str> {
+    ctx.tenant().or_else(|| {
+        ["tid", "tenant"]
+            .iter()
+            .find_map(|name| ctx.claim(name).and_then(serde_json::Value::as_str))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_text_is_cut_and_cleaned() {
+        assert_eq!(&*clean(b"tools/call"), "tools/call");
+        assert_eq!(&*clean(b"a\x00b\xffc"), "a?b?c");
+        assert_eq!(clean(&[b'x'; 300]).len(), MAX_FIELD_LEN);
+        assert_eq!(
+            &*clean(b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"),
+            REDACTED
+        );
+        assert_eq!(&*clean(b"Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln"), REDACTED);
+        assert_eq!(&*clean(b"eyJ-not-a-token"), "eyJ-not-a-token");
+    }
+
+    #[test]
+    fn events_and_reasons() {
+        assert_eq!(Event::Throttled.as_str(), "throttled");
+        assert_eq!(Event::SessionRefused.as_str(), "session.refused");
+        assert_eq!(
+            event_of(AuthErrorKind::RequirementRefused),
+            Event::AuthzRefused
+        );
+        assert_eq!(event_of(AuthErrorKind::Expired), Event::Refused);
+        let plain = AuthError::new(AuthErrorKind::InvalidIssuer);
+        assert_eq!(reason_of(&plain), "invalid_issuer");
+        let untrusted = plain.with_diagnosis(crate::error::Diagnosis {
+            untrusted_issuer: Some("https://other".into()),
+            ..Default::default()
+        });
+        assert_eq!(reason_of(&untrusted), "issuer_not_trusted");
+        // A cross-tenant refusal keeps its own reason.
+        let tenant = AuthError::new(AuthErrorKind::TenantNotAllowed).with_diagnosis(
+            crate::error::Diagnosis {
+                untrusted_issuer: Some("sha256:0".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(reason_of(&tenant), "tenant_not_allowed");
+        let scopes = ["a".to_owned(), "b".to_owned()];
+        assert_eq!(Joined(&scopes[..]).to_string(), "a b");
+        assert_eq!(Joined::<String>(&[]).to_string(), "");
+    }
+}

@@ -1,0 +1,91 @@
+//! Operating settings (issue 17): failed-authentication throttling, the
+//! trusted proxies whose forwarded addresses are believed, and the caching
+//! of the metadata document.
+
+use std::time::Duration;
+
+use super::AuthConfigBuilder;
+use crate::error::ConfigError;
+use crate::throttle::{RateLimit, ThrottleSettings, parse_proxy};
+
+/// Default `max-age` of the metadata document's `Cache-Control`.
+pub(crate) const DEFAULT_METADATA_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// The operating settings as given to the builder, checked by `build`.
+#[derive(Debug, Clone)]
+pub(crate) struct WatchOptions {
+    pub(crate) failed_auth_limit: Option<(u64, Duration)>,
+    pub(crate) missing_auth_limit: Option<(u64, Duration)>,
+    pub(crate) trusted_proxies: Vec<String>,
+    pub(crate) metadata_max_age: Duration,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        Self {
+            failed_auth_limit: None,
+            missing_auth_limit: None,
+            trusted_proxies: Vec::new(),
+            metadata_max_age: DEFAULT_METADATA_MAX_AGE,
+        }
+    }
+}
+
+impl WatchOptions {
+    /// The checked throttle settings; errors name the builder setting.
+    pub(crate) fn throttle(&self) -> Result<ThrottleSettings, ConfigError> {
+        let limit = |field: &'static str, raw: Option<(u64, Duration)>| {
+            raw.map(|(count, window)| RateLimit::new(count, window))
+                .transpose()
+                .map_err(|m| ConfigError::new(field, m))
+        };
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|p| parse_proxy(p).map_err(|m| ConfigError::new("trusted_proxy", m)))
+            .collect::<Result<_, _>>()?;
+        Ok(ThrottleSettings {
+            failed: limit("failed_auth_limit", self.failed_auth_limit)?,
+            missing: limit("missing_auth_limit", self.missing_auth_limit)?,
+            trusted_proxies,
+        })
+    }
+}
+
+impl AuthConfigBuilder {
+    /// Throttles failed authentications (default off): after `count`
+    /// failures within `window` (1 s to 24 h) from one client address, or
+    /// with one token, every further request from that address or with that
+    /// token is answered 429 `too_many_requests` with `Retry-After`, before
+    /// any verification work, until the window passes. Behind a reverse
+    /// proxy set [`trusted_proxy`](Self::trusted_proxy) first, or every
+    /// client shares the proxy's address. Counters live in the shared store.
+    pub fn failed_auth_limit(mut self, count: u64, window: Duration) -> Self {
+        self.watch.failed_auth_limit = Some((count, window));
+        self
+    }
+
+    /// Throttles requests without any credentials (default off), counted
+    /// per client address apart from failed authentications: the retry
+    /// storm of a client that never sends a token.
+    pub fn missing_auth_limit(mut self, count: u64, window: Duration) -> Self {
+        self.watch.missing_auth_limit = Some((count, window));
+        self
+    }
+
+    /// A reverse proxy (a CIDR such as `10.0.0.0/8`, or one address) whose
+    /// `X-Forwarded-For` / `Forwarded` headers are believed (default none:
+    /// the socket peer is the client). The client is then the right-most
+    /// forwarded address that is not itself a trusted proxy.
+    pub fn trusted_proxy(mut self, cidr: impl Into<String>) -> Self {
+        self.watch.trusted_proxies.push(cidr.into());
+        self
+    }
+
+    /// The `max-age` of the metadata document's
+    /// `Cache-Control: public, max-age=<seconds>` (default 3600 s).
+    pub fn metadata_max_age(mut self, max_age: Duration) -> Self {
+        self.watch.metadata_max_age = max_age;
+        self
+    }
+}

@@ -1,0 +1,234 @@
+//! Correlation: the [`RequestId`] of a request, taken from `X-Request-Id`
+//! (1 to 128 characters of `[A-Za-z0-9._:-]`), else from the W3C
+//! `traceparent` trace id, else generated (128 random bits, hex). The layer
+//! echoes it as `X-Request-Id` on every response, puts it in the JSON error
+//! body (`request_id`), in every audit event and in the verification span,
+//! and hands it to handlers in the request extensions and through
+//! [`AuthContext::request_id`](crate::AuthContext::request_id).
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The `X-Request-Id` header.
+pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+/// The W3C Trace Context header.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// Longest `X-Request-Id` taken from a client.
+pub(crate) const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The correlation id of one request: also a request extension, so a handler
+/// (or an outer layer) reads it with `Extension<RequestId>`.
+///
+/// Always 1 to 128 characters of `[A-Za-z0-9._:-]`: safe in a header, a
+/// JSON string and a log line without escaping.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(Arc<str>);
+
+impl RequestId {
+    /// The id of a request with these headers: a valid `X-Request-Id`
+    /// (exactly one), else the trace id of a valid `traceparent`, else a
+    /// fresh random id.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let mut given = headers.get_all(REQUEST_ID_HEADER).iter();
+        if let (Some(value), None) = (given.next(), given.next())
+            && let Some(id) = Self::parse(value.as_bytes())
+        {
+            return id;
+        }
+        let mut parents = headers.get_all(TRACEPARENT).iter();
+        if let (Some(value), None) = (parents.next(), parents.next())
+            && let Some(trace) = trace_id(value.as_bytes())
+        {
+            return Self(trace.into());
+        }
+        Self::generate()
+    }
+
+    /// `value` as an id, when it is 1 to 128 characters of `[A-Za-z0-9._:-]`.
+    pub fn parse(value: &[u8]) -> Option<Self> {
+        let ok = !value.is_empty()
+            && value.len() <= MAX_REQUEST_ID_LEN
+            && value
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        // Checked ASCII above: the conversion cannot fail.
+        ok.then(|| std::str::from_utf8(value).ok().map(|s| Self(s.into())))
+            .flatten()
+    }
+
+    /// A fresh id: 128 random bits as 32 lowercase hex digits.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 16];
+        // aws-lc-rs's system random; if it ever failed, a time-based id is
+        // still unique enough to correlate (it is not a secret).
+        if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            bytes = nanos.to_be_bytes();
+        }
+        Self(hex(&bytes).into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id as a header value.
+    pub(crate) fn header_value(&self) -> HeaderValue {
+        // Only `[A-Za-z0-9._:-]`: always a valid header value.
+        HeaderValue::from_str(&self.0).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RequestId").field(&&*self.0).finish()
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A middleware giving every request its [`RequestId`] (in the request
+/// extensions, where the layer finds it) and echoing it as `X-Request-Id`
+/// on the response: `McpServer` wraps its whole router with it, so that
+/// metadata, readiness and 404 answers carry the id too.
+pub(crate) async fn correlate(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let id = match req.extensions().get::<RequestId>() {
+        Some(id) => id.clone(),
+        None => {
+            let id = RequestId::from_headers(req.headers());
+            req.extensions_mut().insert(id.clone());
+            id
+        }
+    };
+    let mut response = next.run(req).await;
+    response
+        .headers_mut()
+        .insert(REQUEST_ID_HEADER, id.header_value());
+    response
+}
+
+/// The trace id of a W3C `traceparent` (`version-traceid-parentid-flags`,
+/// lowercase hex of 2, 32, 16 and 2 digits; version `ff` and all-zero ids
+/// are invalid; a future version may append fields after a `-`).
+fn trace_id(value: &[u8]) -> Option<&str> {
+    let mut parts = value.split(|b| *b == b'-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let lower_hex = |s: &[u8], n: usize| {
+        s.len() == n
+            && s.iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    };
+    let nonzero = |s: &[u8]| s.iter().any(|b| *b != b'0');
+    let valid = lower_hex(version, 2)
+        && version != b"ff"
+        && lower_hex(trace, 32)
+        && nonzero(trace)
+        && lower_hex(parent, 16)
+        && nonzero(parent)
+        && lower_hex(flags, 2)
+        // Version 00 has exactly four fields.
+        && (version != b"00" || parts.next().is_none());
+    if !valid {
+        return None;
+    }
+    std::str::from_utf8(trace).ok()
+}
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        for nibble in [b >> 4, b & 0x0f] {
+            out.push(char::from(
+                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_valid_request_id_is_kept_and_a_bad_one_replaced() {
+        let id = RequestId::from_headers(&headers(&[("x-request-id", "abc-1.2_3:4")]));
+        assert_eq!(id.as_str(), "abc-1.2_3:4");
+        let long = "a".repeat(128);
+        assert_eq!(
+            RequestId::from_headers(&headers(&[("x-request-id", &long)])).as_str(),
+            long
+        );
+        for bad in ["", "a b", "a/b", "é", "x\"y", &"a".repeat(129)] {
+            let id = RequestId::from_headers(&headers(&[("x-request-id", bad)]));
+            assert_ne!(id.as_str(), bad);
+            assert_eq!(id.as_str().len(), 32, "{bad:?}");
+        }
+        // Two ids: neither is trusted.
+        let two =
+            RequestId::from_headers(&headers(&[("x-request-id", "a"), ("x-request-id", "b")]));
+        assert_eq!(two.as_str().len(), 32);
+        assert_eq!(format!("{two:?}"), format!("RequestId({:?})", two.as_str()));
+        assert_eq!(two.to_string(), two.as_str());
+    }
+
+    // W3C Trace Context section 3.2.
+    #[test]
+    fn traceparent_gives_its_trace_id_when_valid() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let id = RequestId::from_headers(&headers(&[("traceparent", tp)]));
+        assert_eq!(id.as_str(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        // X-Request-Id wins.
+        let id = RequestId::from_headers(&headers(&[("traceparent", tp), ("x-request-id", "r1")]));
+        assert_eq!(id.as_str(), "r1");
+        // A later version may add fields.
+        let v1 = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra";
+        assert_eq!(
+            trace_id(v1.as_bytes()),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "garbage",
+        ] {
+            assert_eq!(trace_id(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_ids_are_distinct_hex() {
+        let (a, b) = (RequestId::generate(), RequestId::generate());
+        assert_ne!(a, b);
+        assert!(a.as_str().bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a.header_value(), a.as_str());
+        assert_eq!(hex(&[0x00, 0xff, 0x1a]), "00ff1a");
+    }
+}

@@ -1,0 +1,507 @@
+//! Failed-authentication throttling: failures counted per client address
+//! and per token fingerprint (the first 16 bytes of the token's SHA-256, in
+//! hex; never the token) in the [`SharedStore`], in fixed windows. Once a
+//! key reaches its limit, every further request from that address (or with
+//! that token) is answered 429 with `Retry-After` before any verification
+//! work, until its window passes. Requests without credentials are counted
+//! on their own key with their own limit (the retry-storm case).
+//!
+//! Off unless a limit is configured. The client address is the socket
+//! peer's; `X-Forwarded-For` (or, without it, `Forwarded`) is read only when
+//! the peer is a configured trusted proxy, and then the right-most address
+//! that is not itself a trusted proxy is the client (the left part of the
+//! header is written by the client and can be anything).
+//!
+//! When the store fails, throttling fails open: the request goes on to be
+//! verified as usual (security never depends on the throttle), the failure
+//! is logged and counted (`store_errors`).
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use http::HeaderMap;
+use ipnet::IpNet;
+
+use crate::store::{SharedStore, StoreError};
+
+/// A limit: `count` failures per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RateLimit {
+    pub(crate) count: u64,
+    pub(crate) window: Duration,
+}
+
+impl RateLimit {
+    /// Longest window accepted.
+    pub(crate) const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+    /// Parses `<count>/<seconds>` (the environment form).
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        let form = "must be <count>/<seconds>, for example 20/60";
+        let (count, secs) = text.trim().split_once('/').ok_or(form)?;
+        let count: u64 = count.trim().parse().map_err(|_| form.to_owned())?;
+        let secs: u64 = secs.trim().parse().map_err(|_| form.to_owned())?;
+        Self::new(count, Duration::from_secs(secs))
+    }
+
+    /// A checked limit: a count of at least 1, a window of 1 s to 24 h.
+    pub(crate) fn new(count: u64, window: Duration) -> Result<Self, String> {
+        if count == 0 {
+            return Err("the count must be at least 1".to_owned());
+        }
+        if window < Duration::from_secs(1) || window > Self::MAX_WINDOW {
+            return Err("the window must be from 1 to 86400 seconds".to_owned());
+        }
+        Ok(Self { count, window })
+    }
+}
+
+/// The throttle settings of a configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ThrottleSettings {
+    /// Failed authentications per address and per token fingerprint.
+    pub(crate) failed: Option<RateLimit>,
+    /// Requests without credentials per address.
+    pub(crate) missing: Option<RateLimit>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` is believed.
+    pub(crate) trusted_proxies: Vec<IpNet>,
+}
+
+/// Parses a trusted proxy: a CIDR (`10.0.0.0/8`, `fd00::/8`) or a single
+/// address.
+pub(crate) fn parse_proxy(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| format!("{text:?} is not a CIDR (10.0.0.0/8) or an IP address"))
+}
+
+/// Why a request is throttled (the audit `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// Too many failed authentications from the address or with the token.
+    FailedAuth,
+    /// Too many requests without credentials from the address.
+    MissingAuth,
+}
+
+impl Limit {
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Self::FailedAuth => "failed_auth_limit",
+            Self::MissingAuth => "missing_auth_limit",
+        }
+    }
+}
+
+/// The decision on a request before verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Pass,
+    /// Answer 429, retry after this many seconds.
+    Throttled(Limit, u64),
+}
+
+/// What the throttle knows of one request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Subject {
+    pub(crate) addr: Option<IpAddr>,
+    /// The token's fingerprint, when the request carries one.
+    pub(crate) fingerprint: Option<Box<str>>,
+    /// No `Authorization` header at all.
+    pub(crate) missing: bool,
+}
+
+/// A verdict not decided at once (the store must be waited for).
+pub(crate) type PendingVerdict = Pin<Box<dyn Future<Output = Verdict> + Send>>;
+
+/// The throttle of a layer: the settings, the store, the counters.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    settings: ThrottleSettings,
+    store: Arc<dyn SharedStore>,
+    throttled: AtomicU64,
+    store_errors: AtomicU64,
+}
+
+const PREFIX: &str = "mcp_oauth2:throttle:";
+
+impl Throttle {
+    pub(crate) fn new(settings: ThrottleSettings, store: Arc<dyn SharedStore>) -> Self {
+        Self {
+            settings,
+            store,
+            throttled: AtomicU64::new(0),
+            store_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether any limit is configured.
+    pub(crate) fn enabled(&self) -> bool {
+        self.settings.failed.is_some() || self.settings.missing.is_some()
+    }
+
+    /// Requests answered 429 so far.
+    pub(crate) fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+
+    /// Store operations that failed so far.
+    pub(crate) fn store_errors(&self) -> u64 {
+        self.store_errors.load(Ordering::Relaxed)
+    }
+
+    /// The client's address: the socket peer, or (when the peer is a
+    /// trusted proxy) the right-most forwarded address that is not a
+    /// trusted proxy.
+    pub(crate) fn client_addr(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        let peer = peer.map(canonical)?;
+        if !self.trusted(peer) {
+            return Some(peer);
+        }
+        let hops = forwarded_hops(headers);
+        for hop in hops.iter().rev() {
+            match hop {
+                Some(addr) if self.trusted(*addr) => continue,
+                Some(addr) => return Some(*addr),
+                // A hop that is not an address: what is left of it was
+                // written by someone untrusted; the last trusted hop is
+                // the best known client.
+                None => break,
+            }
+        }
+        Some(peer)
+    }
+
+    fn trusted(&self, addr: IpAddr) -> bool {
+        self.settings
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&addr))
+    }
+
+    /// The verdict for `subject` before verification: decided at once when
+    /// the store answers at once (the memory store always does), else a
+    /// future to wait for.
+    pub(crate) fn check(self: &Arc<Self>, subject: &Subject) -> Result<Verdict, PendingVerdict> {
+        let this = Arc::clone(self);
+        let subject = subject.clone();
+        let mut future: PendingVerdict = Box::pin(async move { this.verdict(&subject).await });
+        match future.as_mut().now_or_never() {
+            Some(verdict) => Ok(verdict),
+            None => Err(future),
+        }
+    }
+
+    async fn verdict(&self, subject: &Subject) -> Verdict {
+        let mut keys: Vec<(String, RateLimit, Limit)> = Vec::with_capacity(3);
+        if let Some(limit) = self.settings.failed {
+            if let Some(addr) = subject.addr {
+                keys.push((addr_key("addr", addr), limit, Limit::FailedAuth));
+            }
+            if let Some(fp) = &subject.fingerprint {
+                keys.push((format!("{PREFIX}token:{fp}"), limit, Limit::FailedAuth));
+            }
+        }
+        if subject.missing
+            && let (Some(limit), Some(addr)) = (self.settings.missing, subject.addr)
+        {
+            keys.push((addr_key("missing", addr), limit, Limit::MissingAuth));
+        }
+        for (key, limit, which) in keys {
+            match self.store.peek(&key).await {
+                Ok(Some(window)) if window.count >= limit.count => {
+                    self.throttled.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::emit("mcp_oauth2_throttled_total", "reason", which.reason());
+                    return Verdict::Throttled(which, retry_after(window.resets_in));
+                }
+                Ok(_) => {}
+                Err(e) => self.store_failed(&e),
+            }
+        }
+        Verdict::Pass
+    }
+
+    /// Counts a failed authentication of `subject` (a request without
+    /// credentials on its own key). Done at once when the store answers at
+    /// once, else in a task.
+    pub(crate) fn record_failure(self: &Arc<Self>, subject: &Subject) {
+        let mut keys: Vec<(String, Duration)> = Vec::with_capacity(2);
+        if subject.missing {
+            if let (Some(limit), Some(addr)) = (self.settings.missing, subject.addr) {
+                keys.push((addr_key("missing", addr), limit.window));
+            }
+        } else if let Some(limit) = self.settings.failed {
+            if let Some(addr) = subject.addr {
+                keys.push((addr_key("addr", addr), limit.window));
+            }
+            if let Some(fp) = &subject.fingerprint {
+                keys.push((format!("{PREFIX}token:{fp}"), limit.window));
+            }
+        }
+        if keys.is_empty() {
+            return;
+        }
+        let this = Arc::clone(self);
+        let mut future: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+            for (key, window) in keys {
+                if let Err(e) = this.store.hit(&key, window).await {
+                    this.store_failed(&e);
+                }
+            }
+        });
+        if future.as_mut().now_or_never().is_none()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(future);
+        }
+    }
+
+    /// Counts a failed store operation of `user` (the `store_errors`
+    /// metric, shared by the layer's users of the store).
+    pub(crate) fn count_store_error(&self, user: &'static str) {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::emit("mcp_oauth2_store_errors_total", "user", user);
+    }
+
+    fn store_failed(&self, error: &StoreError) {
+        self.count_store_error("throttle");
+        tracing::warn!(
+            target: crate::audit::TARGET,
+            event = "store.error",
+            reason = "store_unavailable",
+            user = "throttle",
+            error = %error,
+            "the shared store failed: throttling fails open for this request"
+        );
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn addr_key(kind: &str, addr: IpAddr) -> String {
+    format!("{PREFIX}{kind}:{addr}")
+}
+
+/// Seconds to wait, rounded up, at least 1.
+fn retry_after(left: Duration) -> u64 {
+    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+/// The forwarded hops, left to right: every `X-Forwarded-For` field's
+/// comma-separated items, or without one, every `Forwarded` element's
+/// `for=` (RFC 7239). `None` for an item that is not an address.
+fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let xff: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+    if !xff.is_empty() {
+        return xff
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("\u{0}").split(','))
+            .map(|item| parse_hop(item.trim()))
+            .collect();
+    }
+    headers
+        .get_all(http::header::FORWARDED)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("for=\u{0}").split(','))
+        .map(|element| {
+            element
+                .split(';')
+                .find_map(|pair| {
+                    let (name, value) = pair.trim().split_once('=')?;
+                    name.trim()
+                        .eq_ignore_ascii_case("for")
+                        .then(|| parse_hop(value.trim().trim_matches('"')))
+                })
+                .flatten()
+        })
+        .collect()
+}
+
+/// An address of a forwarded hop: `192.0.2.1`, `192.0.2.1:443`,
+/// `2001:db8::1`, `[2001:db8::1]:443`.
+fn parse_hop(item: &str) -> Option<IpAddr> {
+    if let Ok(addr) = item.parse::<IpAddr>() {
+        return Some(canonical(addr));
+    }
+    if let Ok(sock) = item.parse::<std::net::SocketAddr>() {
+        return Some(canonical(sock.ip()));
+    }
+    let inner = item.strip_prefix('[')?.split(']').next()?;
+    inner.parse::<IpAddr>().ok().map(canonical)
+}
+
+/// The fingerprint of the credential in an `Authorization` value: the
+/// first 16 bytes of the SHA-256 of the token (after the scheme), in hex.
+pub(crate) fn fingerprint(authorization: &[u8]) -> Box<str> {
+    let token = match memchr::memchr(b' ', authorization) {
+        Some(i) => authorization.get(i + 1..).unwrap_or_default().trim_ascii(),
+        None => authorization,
+    };
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
+    let short = digest.as_ref().get(..16).unwrap_or_default();
+    crate::correlation::hex(short).into_boxed_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn throttle(proxies: &[&str]) -> Arc<Throttle> {
+        Arc::new(Throttle::new(
+            ThrottleSettings {
+                failed: Some(RateLimit::new(2, Duration::from_secs(60)).unwrap()),
+                missing: Some(RateLimit::new(3, Duration::from_secs(60)).unwrap()),
+                trusted_proxies: proxies.iter().map(|p| parse_proxy(p).unwrap()).collect(),
+            },
+            Arc::new(MemoryStore::default()),
+        ))
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn limits_parse_with_precise_errors() {
+        let l = RateLimit::parse(" 20 / 60 ").unwrap();
+        assert_eq!((l.count, l.window), (20, Duration::from_secs(60)));
+        for bad in ["", "20", "x/60", "20/x", "20/60/1", "-1/60"] {
+            assert!(
+                RateLimit::parse(bad)
+                    .unwrap_err()
+                    .contains("<count>/<seconds>"),
+                "{bad}"
+            );
+        }
+        assert!(RateLimit::parse("0/60").unwrap_err().contains("at least 1"));
+        assert!(RateLimit::parse("5/0").unwrap_err().contains("window"));
+        assert!(RateLimit::parse("5/86401").unwrap_err().contains("window"));
+        assert_eq!(parse_proxy("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(parse_proxy("::1").unwrap().to_string(), "::1/128");
+        assert!(
+            parse_proxy("10.0.0.0/33")
+                .unwrap_err()
+                .contains("not a CIDR")
+        );
+    }
+
+    // Forwarded headers count only from a trusted peer, and then the
+    // right-most untrusted hop is the client.
+    #[test]
+    fn client_address_from_trusted_proxies_only() {
+        let t = throttle(&["10.0.0.0/8", "fd00::/8"]);
+        let spoof = headers(&[("x-forwarded-for", "1.1.1.1")]);
+        assert_eq!(
+            t.client_addr(Some(ip("203.0.113.9")), &spoof),
+            Some(ip("203.0.113.9"))
+        );
+        let chain = headers(&[
+            ("x-forwarded-for", "6.6.6.6, 198.51.100.7"),
+            ("x-forwarded-for", "10.0.0.2"),
+        ]);
+        assert_eq!(
+            t.client_addr(Some(ip("10.0.0.1")), &chain),
+            Some(ip("198.51.100.7"))
+        );
+        let all_trusted = headers(&[("x-forwarded-for", "10.0.0.3")]);
+        assert_eq!(
+            t.client_addr(Some(ip("10.0.0.1")), &all_trusted),
+            Some(ip("10.0.0.1"))
+        );
+        let garbage = headers(&[("x-forwarded-for", "7.7.7.7, junk")]);
+        assert_eq!(
+            t.client_addr(Some(ip("10.0.0.1")), &garbage),
+            Some(ip("10.0.0.1"))
+        );
+        let fwd = headers(&[(
+            "forwarded",
+            "for=5.5.5.5, for=\"[2001:db8::1]:443\";proto=https",
+        )]);
+        assert_eq!(
+            t.client_addr(Some(ip("fd00::1")), &fwd),
+            Some(ip("2001:db8::1"))
+        );
+        let port = headers(&[("x-forwarded-for", "192.0.2.1:5000")]);
+        assert_eq!(
+            t.client_addr(Some(ip("10.0.0.1")), &port),
+            Some(ip("192.0.2.1"))
+        );
+        assert_eq!(
+            t.client_addr(Some(ip("::ffff:10.0.0.1")), &port),
+            Some(ip("192.0.2.1"))
+        );
+        assert_eq!(t.client_addr(None, &port), None);
+    }
+
+    #[test]
+    fn failures_throttle_after_the_limit_and_missing_counts_apart() {
+        let t = throttle(&[]);
+        let bad = Subject {
+            addr: Some(ip("192.0.2.1")),
+            fingerprint: Some(fingerprint(b"Bearer abc")),
+            missing: false,
+        };
+        assert_eq!(t.check(&bad).ok().unwrap(), Verdict::Pass);
+        t.record_failure(&bad);
+        t.record_failure(&bad);
+        let Ok(Verdict::Throttled(Limit::FailedAuth, secs)) = t.check(&bad) else {
+            panic!("throttled");
+        };
+        assert!((59..=60).contains(&secs), "{secs}");
+        // The same token from another address, by its fingerprint.
+        let moved = Subject {
+            addr: Some(ip("192.0.2.2")),
+            ..bad.clone()
+        };
+        assert!(matches!(t.check(&moved), Ok(Verdict::Throttled(..))));
+        // Without credentials from a fresh address: its own limit.
+        let missing = Subject {
+            addr: Some(ip("192.0.2.3")),
+            fingerprint: None,
+            missing: true,
+        };
+        for _ in 0..3 {
+            assert_eq!(t.check(&missing).ok().unwrap(), Verdict::Pass);
+            t.record_failure(&missing);
+        }
+        assert!(matches!(
+            t.check(&missing),
+            Ok(Verdict::Throttled(Limit::MissingAuth, _))
+        ));
+        assert_eq!(t.throttled(), 3);
+        assert_eq!(t.store_errors(), 0);
+        assert_eq!(retry_after(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after(Duration::from_millis(2001)), 3);
+    }
+
+    #[test]
+    fn fingerprints_hash_the_token_only() {
+        assert_eq!(fingerprint(b"Bearer abc"), fingerprint(b"DPoP abc"));
+        assert_eq!(fingerprint(b"Bearer abc").len(), 32);
+        assert_ne!(fingerprint(b"Bearer abc"), fingerprint(b"Bearer abd"));
+        assert!(!fingerprint(b"Bearer abc").contains("abc"));
+    }
+}

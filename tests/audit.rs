@@ -1,0 +1,521 @@
+//! The audit trail (issue 17, item 1): every event on the target
+//! `mcp_oauth2::audit` is captured by a real `tracing` subscriber while a
+//! real `McpServer` on 127.0.0.1:0 is called over HTTP with a real
+//! `TestIssuer`'s tokens, and checked field by field for each event kind:
+//! `auth.accepted`, `auth.refused` (missing, forged, wrong audience with the
+//! operator's hint, untrusted issuer as `issuer_not_trusted`),
+//! `authz.refused`, `throttled`, `session.refused`. A hostile run (bad
+//! tokens; tokens in `X-Request-Id`, in the query, in bodies, in `Mcp-Name`)
+//! proves that no token material reaches the audit events or any log line.
+//!
+//! One test in its own binary, because it installs the global subscriber.
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use support::fixture::Harness;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+type Event = BTreeMap<String, String>;
+
+/// Every audit event, its fields as text.
+#[derive(Clone, Default)]
+struct Audit(Arc<Mutex<Vec<Event>>>);
+
+struct Fields<'a>(&'a mut Event);
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.to_string());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Audit {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if event.metadata().target() != "mcp_oauth2::audit" {
+            return;
+        }
+        let mut fields = Event::new();
+        fields.insert("level".into(), event.metadata().level().to_string());
+        event.record(&mut Fields(&mut fields));
+        self.0.lock().unwrap().push(fields);
+    }
+}
+
+impl Audit {
+    /// The events of the request with this id.
+    fn of(&self, request_id: &str) -> Vec<Event> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.get("request_id").map(String::as_str) == Some(request_id))
+            .cloned()
+            .collect()
+    }
+
+    /// The one event of the request with this id.
+    fn one(&self, request_id: &str) -> Event {
+        let events = self.of(request_id);
+        assert_eq!(events.len(), 1, "{request_id}: {events:#?}");
+        events.into_iter().next().unwrap()
+    }
+
+    fn all_text(&self) -> String {
+        format!("{:?}", self.0.lock().unwrap())
+    }
+}
+
+/// Every line any subscriber layer formats.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+struct LineWriter(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for LineWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Lines {
+    type Writer = LineWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter(Arc::clone(&self.0))
+    }
+}
+
+fn get<'e>(e: &'e Event, name: &str) -> Option<&'e str> {
+    e.get(name).map(String::as_str)
+}
+
+const META: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+
+fn list_body() -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{META}}}}}"#)
+}
+
+fn call_body(tool: &str, args: &serde_json::Value) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"{tool}","arguments":{args},{META}}}}}"#
+    )
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Client {
+    async fn send(
+        &self,
+        id: &str,
+        auth: Option<&str>,
+        method: &str,
+        name: Option<&str>,
+        body: String,
+    ) -> reqwest::Response {
+        let mut r = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method)
+            .header("x-request-id", id)
+            .body(body);
+        if let Some(name) = name {
+            r = r.header("mcp-name", name);
+        }
+        if let Some(auth) = auth {
+            r = r.header("authorization", auth);
+        }
+        r.send().await.unwrap()
+    }
+}
+
+#[test]
+fn audit_events_field_by_field_and_no_token_material_anywhere() {
+    let audit = Audit::default();
+    let lines = Lines::default();
+    tracing_subscriber::registry()
+        .with(audit.clone())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(lines.clone())
+                .with_ansi(false),
+        )
+        .with(tracing_subscriber::filter::LevelFilter::TRACE)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let secrets = runtime.block_on(run(&audit));
+    drop(runtime);
+    let logs = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+    let events = audit.all_text();
+    assert!(
+        logs.contains("mcp_oauth2::audit"),
+        "the fmt layer saw the audit events"
+    );
+    assert!(
+        logs.contains("mcp_oauth2::layer"),
+        "the layer's own lines were captured"
+    );
+    for secret in &secrets {
+        for part in secret.split(['.', ' ']).filter(|p| p.len() >= 12) {
+            assert!(
+                !events.contains(part),
+                "token material in an audit event: {part:.30}"
+            );
+            // Our crate's lines (rmcp traces the JSON-RPC bodies it gets,
+            // which are the client's own text, at TRACE).
+            let ours = |l: &&str| l.contains("mcp_oauth2") && !l.contains(" rmcp::");
+            if let Some(line) = logs.lines().filter(ours).find(|l| l.contains(part)) {
+                panic!("token material in a log line: {line:.400}");
+            }
+        }
+    }
+}
+
+/// Runs every scenario; returns every credential sent.
+async fn run(audit: &Audit) -> Vec<String> {
+    let h = Harness::start(|b| b.required_scopes(["mcp:use"])).await;
+    let c = Client {
+        http: reqwest::Client::new(),
+        url: h.resource.clone(),
+    };
+    let mut secrets = Vec::new();
+
+    // auth.accepted: the caller, its scopes, the operation, the address.
+    let good = h
+        .issuer
+        .token()
+        .subject("alice")
+        .audience(&h.resource)
+        .client_id("app-1")
+        .scopes(["mcp:use", "extra"])
+        .claim("tid", json!("tenant-7"))
+        .sign();
+    secrets.push(good.clone());
+    let bearer = format!("Bearer {good}");
+    let r = c
+        .send(
+            "acc-1",
+            Some(&bearer),
+            "tools/call",
+            Some("whoami"),
+            call_body("whoami", &json!({})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let e = audit.one("acc-1");
+    assert_eq!(get(&e, "event"), Some("auth.accepted"));
+    assert_eq!(get(&e, "reason"), Some("ok"));
+    assert_eq!(get(&e, "level"), Some("INFO"));
+    assert_eq!(get(&e, "issuer"), Some(h.issuer.issuer()));
+    assert_eq!(get(&e, "subject"), Some("alice"));
+    assert_eq!(get(&e, "client_id"), Some("app-1"));
+    assert_eq!(get(&e, "tenant"), Some("tenant-7"));
+    assert_eq!(get(&e, "scopes"), Some("mcp:use extra"));
+    assert_eq!(get(&e, "needed_scopes"), Some("mcp:use"));
+    assert_eq!(get(&e, "mcp_method"), Some("tools/call"));
+    assert_eq!(get(&e, "mcp_name"), Some("whoami"));
+    assert_eq!(get(&e, "client_addr"), Some("127.0.0.1"));
+    assert_eq!(get(&e, "protocol_version"), Some("2026-07-28"));
+    assert_eq!(
+        get(&e, "status"),
+        None,
+        "the service answers an accepted call"
+    );
+
+    // auth.refused, no credentials.
+    let r = c
+        .send("miss-1", None, "tools/list", None, list_body())
+        .await;
+    assert_eq!(r.status(), 401);
+    let e = audit.one("miss-1");
+    assert_eq!(get(&e, "event"), Some("auth.refused"));
+    assert_eq!(get(&e, "reason"), Some("missing_token"));
+    assert_eq!(get(&e, "status"), Some("401"));
+    assert_eq!(get(&e, "level"), Some("WARN"));
+    assert_eq!(get(&e, "subject"), None);
+    assert_eq!(get(&e, "client_addr"), Some("127.0.0.1"));
+
+    // auth.refused, forged signature.
+    let mut parts: Vec<&str> = good.split('.').collect();
+    parts[2] = "c2lnbmF0dXJlLW9mLWFuLWF0dGFja2Vy";
+    let forged = parts.join(".");
+    secrets.push(forged.clone());
+    c.send(
+        "forged-1",
+        Some(&format!("Bearer {forged}")),
+        "tools/list",
+        None,
+        list_body(),
+    )
+    .await;
+    let e = audit.one("forged-1");
+    assert_eq!(get(&e, "event"), Some("auth.refused"));
+    assert_eq!(get(&e, "reason"), Some("invalid_signature"));
+    assert_eq!(
+        get(&e, "subject"),
+        None,
+        "an unverified subject is never logged"
+    );
+
+    // auth.refused for the audience: what it carried and what would accept it.
+    let elsewhere = h
+        .issuer
+        .token()
+        .subject("alice")
+        .audiences(["https://other.example/mcp", "api://x"])
+        .sign();
+    secrets.push(elsewhere.clone());
+    c.send(
+        "aud-1",
+        Some(&format!("Bearer {elsewhere}")),
+        "tools/list",
+        None,
+        list_body(),
+    )
+    .await;
+    let e = audit.one("aud-1");
+    assert_eq!(get(&e, "reason"), Some("invalid_audience"));
+    assert_eq!(
+        get(&e, "token_audience"),
+        Some("https://other.example/mcp api://x")
+    );
+    assert_eq!(get(&e, "expected_audience"), Some(h.resource.as_str()));
+    let hint = get(&e, "hint").unwrap();
+    assert!(
+        hint.contains("MCP_OAUTH2_RESOURCE") && hint.contains("accept_audience"),
+        "{hint}"
+    );
+
+    // The same wrong audience on a token no trusted issuer signed: the
+    // sender's text is not logged.
+    // (Another token's signature: the right length, the wrong bytes.)
+    let mut parts: Vec<&str> = elsewhere.split('.').collect();
+    parts[2] = good.rsplit('.').next().unwrap();
+    let forged_aud = parts.join(".");
+    secrets.push(forged_aud.clone());
+    c.send(
+        "aud-2",
+        Some(&format!("Bearer {forged_aud}")),
+        "tools/list",
+        None,
+        list_body(),
+    )
+    .await;
+    let e = audit.one("aud-2");
+    assert_eq!(get(&e, "reason"), Some("invalid_audience"));
+    assert_eq!(get(&e, "token_audience"), None);
+    assert_eq!(get(&e, "hint"), None);
+
+    // A token from an issuer this server does not trust: its own reason.
+    let foreign = h
+        .issuer
+        .token()
+        .audience(&h.resource)
+        .claim("iss", json!("https://login.other-tenant.example/"))
+        .sign();
+    secrets.push(foreign.clone());
+    c.send(
+        "iss-1",
+        Some(&format!("Bearer {foreign}")),
+        "tools/list",
+        None,
+        list_body(),
+    )
+    .await;
+    let e = audit.one("iss-1");
+    assert_eq!(get(&e, "event"), Some("auth.refused"));
+    assert_eq!(get(&e, "reason"), Some("issuer_not_trusted"));
+    // A digest of the claimed issuer, never the sender's text.
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        b"https://login.other-tenant.example/",
+    );
+    let hex: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        get(&e, "token_issuer"),
+        Some(format!("sha256:{hex}").as_str())
+    );
+    assert!(!audit.all_text().contains("other-tenant"));
+    assert_eq!(get(&e, "token_audience"), None);
+
+    // authz.refused: a verified caller without the required scope.
+    let weak = h
+        .issuer
+        .token()
+        .subject("bob")
+        .audience(&h.resource)
+        .scopes(["other"])
+        .sign();
+    secrets.push(weak.clone());
+    let r = c
+        .send(
+            "authz-1",
+            Some(&format!("Bearer {weak}")),
+            "tools/list",
+            None,
+            list_body(),
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    let e = audit.one("authz-1");
+    assert_eq!(get(&e, "event"), Some("authz.refused"));
+    assert_eq!(get(&e, "reason"), Some("insufficient_scope"));
+    assert_eq!(get(&e, "status"), Some("403"));
+    assert_eq!(get(&e, "subject"), Some("bob"));
+    assert_eq!(get(&e, "scopes"), Some("other"));
+    assert_eq!(get(&e, "needed_scopes"), Some("mcp:use"));
+    assert_eq!(get(&e, "mcp_method"), Some("tools/list"));
+
+    // session.refused: alice's legacy session used by carol.
+    let carol = h
+        .issuer
+        .token()
+        .subject("carol")
+        .audience(&h.resource)
+        .scopes(["mcp:use"])
+        .sign();
+    secrets.push(carol.clone());
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let r = c
+        .http
+        .post(&h.resource)
+        .header("authorization", &bearer)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(init)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let r = c
+        .http
+        .post(&h.resource)
+        .header("authorization", format!("Bearer {carol}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("x-request-id", "sess-1")
+        .body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let e = audit.one("sess-1");
+    assert_eq!(get(&e, "event"), Some("session.refused"));
+    assert_eq!(get(&e, "reason"), Some("session_not_owned"));
+    assert_eq!(get(&e, "subject"), Some("carol"));
+    assert_eq!(get(&e, "status"), Some("404"));
+
+    // throttled: another server with a limit.
+    let t = Harness::start(|b| b.failed_auth_limit(1, Duration::from_secs(60))).await;
+    let tc = Client {
+        http: reqwest::Client::new(),
+        url: t.resource.clone(),
+    };
+    tc.send(
+        "thr-0",
+        Some("Bearer nope"),
+        "tools/list",
+        None,
+        list_body(),
+    )
+    .await;
+    let r = tc
+        .send(
+            "thr-1",
+            Some("Bearer nope"),
+            "tools/list",
+            None,
+            list_body(),
+        )
+        .await;
+    assert_eq!(r.status(), 429);
+    let e = audit.one("thr-1");
+    assert_eq!(get(&e, "event"), Some("throttled"));
+    assert_eq!(get(&e, "reason"), Some("failed_auth_limit"));
+    assert_eq!(get(&e, "status"), Some("429"));
+    assert_eq!(get(&e, "client_addr"), Some("127.0.0.1"));
+    assert_eq!(get(&e, "mcp_method"), Some("tools/list"));
+
+    // The hostile run: tokens where they do not belong.
+    let stolen = t.token("victim");
+    secrets.push(stolen.clone());
+    let bearer_stolen = format!("Bearer {stolen}");
+    // As the request id (too long: replaced).
+    c.send(&stolen, None, "tools/list", None, list_body()).await;
+    // In the query string.
+    let _ = c
+        .http
+        .post(format!("{}?access_token={stolen}", h.resource))
+        .header("content-type", "application/json")
+        .body(list_body())
+        .send()
+        .await
+        .unwrap();
+    // In the body, as an argument, and as the tool name (header and body).
+    c.send(
+        "hostile-1",
+        Some(&format!("Bearer {forged}")),
+        "tools/call",
+        Some(&stolen),
+        call_body(&stolen, &json!({ "token": stolen })),
+    )
+    .await;
+    c.send(
+        "hostile-2",
+        Some(&bearer),
+        "tools/call",
+        Some(&stolen),
+        call_body(&stolen, &json!({ "token": stolen })),
+    )
+    .await;
+    let e = audit.of("hostile-2");
+    assert!(!e.is_empty(), "the hostile call was audited");
+    for e in audit.of("hostile-1").iter().chain(e.iter()) {
+        assert_eq!(get(e, "mcp_name"), Some("[redacted]"), "{e:?}");
+    }
+    // As a Bearer value of the wrong shape, and as a DPoP proof.
+    c.send(
+        "hostile-3",
+        Some(&format!("{bearer_stolen} extra")),
+        "tools/list",
+        None,
+        list_body(),
+    )
+    .await;
+    secrets
+}

@@ -1,0 +1,562 @@
+//! Failed-authentication throttling (issue 17, item 3) against a real
+//! `McpServer` on 127.0.0.1:0 and a real `TestIssuer`: the first N failures
+//! of a window are answered as usual, then 429 with `Retry-After` before
+//! any verification work (counted on the issuer's key endpoint and in the
+//! metrics), until the window passes; per client address and per token
+//! fingerprint; forwarded addresses believed from trusted proxies only;
+//! requests without credentials on their own limit; successful callers from
+//! other addresses never affected.
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_oauth2::store::{SharedStore, StoreError, StoreFuture, WindowCount};
+
+use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::{AuthConfig, McpServer};
+use serde_json::Value;
+use support::fixture::{EchoServer, Harness};
+
+const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+const STATELESS: &[(&str, &str)] = &[
+    ("mcp-protocol-version", "2026-07-28"),
+    ("mcp-method", "tools/list"),
+];
+
+/// A token signed by another key (a forgery): refused by signature.
+fn forged(h: &Harness) -> String {
+    let good = h.token("mallory");
+    let mut parts: Vec<&str> = good.split('.').collect();
+    parts[2] = "AAAA";
+    parts.join(".")
+}
+
+async fn post(h: &Harness, extra: &[(&str, &str)]) -> reqwest::Response {
+    let mut headers = STATELESS.to_vec();
+    headers.extend_from_slice(extra);
+    h.post(&headers, LIST).await
+}
+
+async fn assert_throttled(response: reqwest::Response, reason: &str) -> u64 {
+    assert_eq!(response.status(), 429, "expected 429 ({reason})");
+    assert!(response.headers().get("www-authenticate").is_none());
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "too_many_requests");
+    assert_eq!(body["reason"], reason);
+    assert_eq!(body["request_id"], request_id.as_str());
+    retry
+}
+
+// The first N failures are answered as usual (401 with the challenge), the
+// next is 429 before any verification: no key fetch, no verification.
+#[tokio::test]
+async fn failures_past_the_limit_get_429_before_any_verification_work() {
+    let h = Harness::start(|b| b.failed_auth_limit(3, Duration::from_secs(60))).await;
+    let bad = forged(&h);
+    for i in 0..3 {
+        let r = post(&h, &[("authorization", &format!("Bearer {bad}"))]).await;
+        assert_eq!(r.status(), 401, "failure {i} answered as usual");
+        assert!(r.headers().get("www-authenticate").is_some());
+    }
+    let jwks_before = h.issuer.jwks_hits();
+    // The same token, now with a fresh key set available: still no work.
+    let retry = assert_throttled(
+        post(&h, &[("authorization", &format!("Bearer {bad}"))]).await,
+        "failed_auth_limit",
+    )
+    .await;
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Another bad token from the same address: the address is throttled.
+    let other = h
+        .issuer
+        .token()
+        .subject("x")
+        .audience("https://elsewhere")
+        .sign();
+    assert_throttled(
+        post(&h, &[("authorization", &format!("Bearer {other}"))]).await,
+        "failed_auth_limit",
+    )
+    .await;
+    // Even a valid token from that address waits (every further request
+    // from the address), and no verification happened for any of them: this
+    // one is signed by a key the server has not seen, so verifying it would
+    // fetch the key set again.
+    h.issuer.rotate_key();
+    let good = h.token("alice");
+    assert_throttled(
+        post(&h, &[("authorization", &format!("Bearer {good}"))]).await,
+        "failed_auth_limit",
+    )
+    .await;
+    assert_eq!(
+        h.issuer.jwks_hits(),
+        jwks_before,
+        "no key fetch while throttled"
+    );
+}
+
+// Trusted proxy: the client is the right-most untrusted X-Forwarded-For
+// hop. A spoofed left part neither escapes the limit nor frames the victim;
+// a successful caller from another address is never affected.
+#[tokio::test]
+async fn forwarded_addresses_count_only_through_trusted_proxies() {
+    let h = Harness::start(|b| {
+        b.failed_auth_limit(2, Duration::from_secs(60))
+            .trusted_proxy("127.0.0.1/32")
+    })
+    .await;
+    let bad = forged(&h);
+    let good = h.token("victim");
+    let auth_bad = format!("Bearer {bad}-1");
+    // The attacker (198.51.100.66) writes the victim's address in front; the
+    // proxy appends the real one.
+    let spoofing = [
+        ("authorization", auth_bad.as_str()),
+        ("x-forwarded-for", "203.0.113.10, 198.51.100.66"),
+    ];
+    for _ in 0..2 {
+        assert_eq!(post(&h, &spoofing).await.status(), 401);
+    }
+    // A new bad token each time: the address is what is counted.
+    let auth_bad2 = format!("Bearer {bad}-2");
+    let r = post(
+        &h,
+        &[
+            ("authorization", auth_bad2.as_str()),
+            ("x-forwarded-for", "198.51.100.66"),
+        ],
+    )
+    .await;
+    assert_throttled(r, "failed_auth_limit").await;
+    // The victim (203.0.113.10) is not framed.
+    let auth_good = format!("Bearer {good}");
+    let r = post(
+        &h,
+        &[
+            ("authorization", auth_good.as_str()),
+            ("x-forwarded-for", "203.0.113.10"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200, "the victim is served");
+    // Another spelling of the attacker's address (IPv4-mapped) does not escape.
+    let r = post(
+        &h,
+        &[
+            ("authorization", auth_good.as_str()),
+            ("forwarded", "for=\"[::ffff:198.51.100.66]\""),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 429, "Forwarded, mapped spelling");
+}
+
+// Untrusted peer: X-Forwarded-For is ignored, so a client cannot escape by
+// rotating it, and the socket address is what is throttled.
+#[tokio::test]
+async fn a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let h = Harness::start(|b| {
+        b.failed_auth_limit(2, Duration::from_secs(60))
+            .trusted_proxy("10.0.0.0/8")
+    })
+    .await;
+    let bad = forged(&h);
+    for i in 0..2 {
+        let xff = format!("192.0.2.{i}");
+        let auth = format!("Bearer {bad}{i}");
+        let r = post(&h, &[("authorization", &auth), ("x-forwarded-for", &xff)]).await;
+        assert_eq!(r.status(), 401);
+    }
+    let r = post(
+        &h,
+        &[
+            ("authorization", "Bearer another"),
+            ("x-forwarded-for", "192.0.2.99"),
+        ],
+    )
+    .await;
+    assert_throttled(r, "failed_auth_limit").await;
+}
+
+// The fingerprint follows the token across addresses (through a trusted
+// proxy, each request from another client address).
+#[tokio::test]
+async fn a_token_is_throttled_by_its_fingerprint_from_any_address() {
+    let h = Harness::start(|b| {
+        b.failed_auth_limit(2, Duration::from_secs(60))
+            .trusted_proxy("127.0.0.1")
+    })
+    .await;
+    let bad = format!("Bearer {}", forged(&h));
+    for i in 0..2 {
+        let xff = format!("192.0.2.{i}");
+        assert_eq!(
+            post(&h, &[("authorization", &bad), ("x-forwarded-for", &xff)])
+                .await
+                .status(),
+            401
+        );
+    }
+    let r = post(
+        &h,
+        &[("authorization", &bad), ("x-forwarded-for", "192.0.2.50")],
+    )
+    .await;
+    assert_throttled(r, "failed_auth_limit").await;
+    // A valid token from yet another address is served.
+    let good = format!("Bearer {}", h.token("bob"));
+    let r = post(
+        &h,
+        &[("authorization", &good), ("x-forwarded-for", "192.0.2.51")],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+}
+
+// Requests without credentials count on their own limit; the window passes.
+#[tokio::test]
+async fn missing_credentials_have_their_own_limit_and_the_window_passes() {
+    let h = Harness::start(|b| {
+        b.missing_auth_limit(2, Duration::from_secs(1))
+            .failed_auth_limit(100, Duration::from_secs(60))
+    })
+    .await;
+    for _ in 0..2 {
+        let r = post(&h, &[]).await;
+        assert_eq!(r.status(), 401);
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+    }
+    let retry = assert_throttled(post(&h, &[]).await, "missing_auth_limit").await;
+    assert_eq!(retry, 1);
+    // A caller with a token from the same address is not held by it.
+    let good = format!("Bearer {}", h.token("carol"));
+    assert_eq!(post(&h, &[("authorization", &good)]).await.status(), 200);
+    // Wait for the window to pass (on the clock; no speed assertion).
+    let mut passed = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if post(&h, &[]).await.status() == 401 {
+            passed = true;
+            break;
+        }
+    }
+    assert!(
+        passed,
+        "the window passed and requests are answered as usual"
+    );
+}
+
+// Off by default: any number of failures is answered as usual, and the
+// metrics count throttled requests when on.
+#[tokio::test]
+async fn off_unless_configured_and_counted_in_the_metrics() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .missing_auth_limit(1, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let server = McpServer::builder()
+        .auth(config)
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap();
+    let metrics = server.metrics();
+    let ct = server.cancellation_token();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    let http = reqwest::Client::new();
+    let send = |auth: Option<&str>| {
+        let mut r = http
+            .post(&resource)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/list")
+            .body(LIST);
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.send()
+    };
+    // No failed-auth limit configured: bad tokens are never throttled.
+    for _ in 0..5 {
+        assert_eq!(send(Some("Bearer bad")).await.unwrap().status(), 401);
+    }
+    assert_eq!(send(None).await.unwrap().status(), 401);
+    assert_eq!(send(None).await.unwrap().status(), 429);
+    assert_eq!(send(None).await.unwrap().status(), 429);
+    let snap = metrics.snapshot();
+    assert_eq!(snap.throttled, 2);
+    assert_eq!(snap.store_errors, 0);
+    assert_eq!(snap.rejected.get("missing_auth_limit"), Some(&2));
+    ct.cancel();
+}
+
+// Configuration errors are precise.
+#[test]
+fn bad_limits_and_proxies_are_configuration_errors() {
+    let base = || {
+        AuthConfig::builder()
+            .issuer("https://as.example")
+            .resource("https://rs.example/mcp")
+    };
+    let e = base()
+        .failed_auth_limit(0, Duration::from_secs(5))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "failed_auth_limit");
+    let e = base()
+        .missing_auth_limit(5, Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "missing_auth_limit");
+    let e = base().trusted_proxy("proxy.internal").build().unwrap_err();
+    assert_eq!(e.field(), "trusted_proxy");
+    assert!(e.message().contains("not a CIDR"), "{e}");
+}
+
+// The reference server, configured by environment only: throttling on with
+// `MCP_OAUTH2_FAILED_AUTH_LIMIT`, audit events as JSON lines with
+// `MCP_OAUTH2_LOG_FORMAT=json`.
+#[tokio::test]
+async fn reference_server_throttles_and_prints_json_audit_lines() {
+    use tokio::io::AsyncBufReadExt as _;
+    // cargo test builds the examples next to the test binaries.
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("protected_server");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test`",
+        bin.display()
+    );
+    let issuer = TestIssuer::start().await.unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let mut child = tokio::process::Command::new(&bin)
+        .env("MCP_OAUTH2_ISSUER", issuer.issuer())
+        .env("MCP_OAUTH2_RESOURCE", &resource)
+        .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
+        .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
+        .env("MCP_OAUTH2_FAILED_AUTH_LIMIT", "1/60")
+        .env("MCP_OAUTH2_LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with("listening on"), "{first}");
+    let http = reqwest::Client::new();
+    let send = || {
+        http.post(&resource)
+            .header("authorization", "Bearer not-a-token")
+            .header("x-request-id", "ref-1")
+            .header("content-type", "application/json")
+            .body(LIST)
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), 401);
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["x-request-id"], "ref-1");
+    let mut seen = Vec::new();
+    let throttled = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let v: Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+            seen.push(v["fields"]["event"].as_str().unwrap_or("").to_owned());
+            if v["target"] == "mcp_oauth2::audit" && v["fields"]["event"] == "throttled" {
+                return v;
+            }
+        }
+        panic!("no throttled event");
+    })
+    .await
+    .unwrap();
+    assert!(seen.iter().any(|e| e == "auth.refused"), "{seen:?}");
+    let f = &throttled["fields"];
+    assert_eq!(f["reason"], "failed_auth_limit");
+    assert_eq!(f["request_id"], "ref-1");
+    assert_eq!(f["client_addr"], "127.0.0.1");
+    assert_eq!(f["status"], 429);
+    child.kill().await.unwrap();
+}
+
+/// A store that answers only after yielding (as a remote store does), or
+/// not at all (`down`).
+#[derive(Debug, Default)]
+struct RemoteLike {
+    inner: mcp_oauth2::store::MemoryStore,
+    down: bool,
+}
+
+impl RemoteLike {
+    fn unavailable<T>() -> Result<T, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+}
+
+impl SharedStore for RemoteLike {
+    fn hit(&self, key: &str, window: Duration) -> StoreFuture<'_, WindowCount> {
+        let key = key.to_owned();
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            if self.down {
+                return Self::unavailable();
+            }
+            self.inner.hit(&key, window).await
+        })
+    }
+    fn peek(&self, key: &str) -> StoreFuture<'_, Option<WindowCount>> {
+        let key = key.to_owned();
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            if self.down {
+                return Self::unavailable();
+            }
+            self.inner.peek(&key).await
+        })
+    }
+    fn put_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> StoreFuture<'_, bool> {
+        self.inner.put_if_absent(key, value, ttl)
+    }
+    fn get(&self, key: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+    fn put(&self, key: &str, value: &[u8], ttl: Duration) -> StoreFuture<'_, ()> {
+        self.inner.put(key, value, ttl)
+    }
+    fn delete(&self, key: &str) -> StoreFuture<'_, ()> {
+        self.inner.delete(key)
+    }
+}
+
+async fn server_with_store(store: RemoteLike) -> (String, mcp_oauth2::Metrics, TestIssuer) {
+    let issuer = TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .stateless_only(true)
+        .failed_auth_limit(2, Duration::from_secs(60))
+        .shared_store(Arc::new(store))
+        .build()
+        .unwrap();
+    let server = McpServer::builder()
+        .auth(config)
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap();
+    let metrics = server.metrics();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    (resource, metrics, issuer)
+}
+
+async fn post_to(resource: &str, auth: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(resource)
+        .header("authorization", auth)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(LIST)
+        .send()
+        .await
+        .unwrap()
+}
+
+// A store that must be waited for: the verdict is awaited before any
+// verification, failures are counted in a task; the limit still holds.
+#[tokio::test]
+async fn a_store_that_must_be_waited_for_still_throttles() {
+    let (resource, metrics, issuer) = server_with_store(RemoteLike::default()).await;
+    for _ in 0..2 {
+        assert_eq!(post_to(&resource, "Bearer bad").await.status(), 401);
+    }
+    // The failures are counted in a task: wait for them on the clock.
+    let mut throttled = None;
+    for _ in 0..50 {
+        let r = post_to(&resource, "Bearer other").await;
+        if r.status() == 429 {
+            throttled = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_throttled(throttled.expect("throttled"), "failed_auth_limit").await;
+    let good = issuer.token().audience(&resource).sign();
+    assert_eq!(
+        post_to(&resource, &format!("Bearer {good}")).await.status(),
+        429
+    );
+    assert!(metrics.snapshot().throttled >= 2);
+}
+
+// A store that is down: throttling fails open (requests are verified and
+// answered as usual), and every failed store operation is counted.
+#[tokio::test]
+async fn a_store_that_is_down_fails_open_and_is_counted() {
+    let store = RemoteLike {
+        down: true,
+        ..RemoteLike::default()
+    };
+    let (resource, metrics, issuer) = server_with_store(store).await;
+    for _ in 0..4 {
+        assert_eq!(post_to(&resource, "Bearer bad").await.status(), 401);
+    }
+    let good = issuer.token().audience(&resource).sign();
+    assert_eq!(
+        post_to(&resource, &format!("Bearer {good}")).await.status(),
+        200
+    );
+    let snap = metrics.snapshot();
+    assert_eq!(snap.throttled, 0);
+    assert!(snap.store_errors >= 5, "{}", snap.store_errors);
+    // The verification latency of the full verifications was recorded.
+    assert!(snap.verify_latency.count >= 1);
+    assert!(snap.jwks_fetch_latency.count >= 1);
+}
