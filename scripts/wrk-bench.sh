@@ -21,7 +21,12 @@
 # requests on average, random pauses: at most about 6,000 failed
 # authentications/s, rate reported; the flood's wrk runs SCHED_IDLE so it
 # never delays the measuring client). --flood-kind signature|malformed
-# (signature): tokens with a bad signature, or not JWTs at all. Environment: WRK_BENCH_PROFILE (release), CARGO_TARGET_DIR.
+# (signature): tokens with a bad signature, or not JWTs at all. --throttle
+# COUNT/SECONDS (with --flood): `ours` throttles failed authentications
+# (MCP_OAUTH2_FAILED_AUTH_LIMIT) behind a trusted proxy
+# (MCP_OAUTH2_TRUSTED_PROXIES=127.0.0.1/32); the flood says it comes from
+# 203.0.113.9 and the measured calls from 198.51.100.7 (X-Forwarded-For),
+# as two clients behind a load balancer. Environment: WRK_BENCH_PROFILE (release), CARGO_TARGET_DIR.
 #
 # Servers (each pinned to CPU 0 with taskset when there are 2+ CPUs; wrk,
 # one thread, pinned to CPU 1):
@@ -39,7 +44,7 @@
 # of means per server with the ratio to the best bare rmcp configuration.
 set -euo pipefail
 
-ALG=rs256 ROUNDS=5 SECONDS_PER_ROUND=3 CONNECTIONS="1 64" LEGACY=0 SMOKE=0 FLOOD=0 FLOOD_KIND=signature FRESH=0
+ALG=rs256 ROUNDS=5 SECONDS_PER_ROUND=3 CONNECTIONS="1 64" LEGACY=0 SMOKE=0 FLOOD=0 FLOOD_KIND=signature FRESH=0 THROTTLE=
 SERVERS="ours rmcp-default rmcp-nodelay rmcp-json"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -52,6 +57,7 @@ while [ $# -gt 0 ]; do
     --smoke) SMOKE=1; shift ;;
     --flood) FLOOD=1; SERVERS=ours; shift ;;
     --flood-kind) FLOOD_KIND="$2"; shift 2 ;;
+    --throttle) THROTTLE="$2"; shift 2 ;;
     --fresh) FRESH=1; shift ;;
     *) echo "wrk-bench: unknown flag $1" >&2; exit 2 ;;
   esac
@@ -114,8 +120,10 @@ start_server() {
   local server="$1"
   case "$server" in
     ours)
-      MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$OURS_URL" \
-        MCP_OAUTH2_BIND="127.0.0.1:$OURS_PORT" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 \
+      local throttle=()
+      [ -z "$THROTTLE" ] || throttle=(MCP_OAUTH2_FAILED_AUTH_LIMIT="$THROTTLE" MCP_OAUTH2_TRUSTED_PROXIES=127.0.0.1/32)
+      env MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$OURS_URL" \
+        MCP_OAUTH2_BIND="127.0.0.1:$OURS_PORT" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 "${throttle[@]}" \
         "${PIN_SERVER[@]}" "$BIN/protected_server" >"$WORK/$server.out" 2>&1 &
       URL[$server]="$OURS_URL" ;;
     rmcp-default|rmcp-nodelay|rmcp-json)
@@ -160,7 +168,7 @@ run_wrk() {
   local server="$1" conns="$2" seconds="$3" record="$4"
   local out="$WORK/wrk.out"
   WRK_TOKEN="$TOKEN" WRK_PROTOCOL="$PROTOCOL" WRK_SESSION="${SESSION[$server]:-}" \
-    "${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"${seconds}s" --timeout 10s \
+    WRK_FORWARDED_FOR="${THROTTLE:+198.51.100.7}" "${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"${seconds}s" --timeout 10s \
     -s "$ROOT/scripts/wrk-whoami.lua" "${URL[$server]}" >"$out" 2>&1 || true
   local line
   line="$(grep '^RESULT' "$out" || true)"
@@ -188,13 +196,13 @@ run_wrk() {
 }
 
 if [ "$FLOOD" = 1 ]; then
-  echo "wrk-bench --flood: alg $ALG, flood of $FLOOD_KIND tokens, $ROUNDS round(s) of ${SECONDS_PER_ROUND} s, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "wrk-bench --flood: alg $ALG, flood of $FLOOD_KIND tokens, throttle ${THROTTLE:-off}, $ROUNDS round(s) of ${SECONDS_PER_ROUND} s, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
   run_wrk ours 8 1 0   # warm-up
   : >"$WORK/results"
   for round in $(seq "$ROUNDS"); do
     run_wrk ours 1 "$SECONDS_PER_ROUND" 1
     sed -i '$ s/^ours /idle /' "$WORK/results"
-    WRK_TOKEN="$TOKEN" WRK_FLOOD_KIND="$FLOOD_KIND" WRK_DELAY_MS=5 chrt --idle 0 "${PIN_CLIENT[@]}" wrk -t1 -c30 -d"$((SECONDS_PER_ROUND + 1))s" \
+    WRK_TOKEN="$TOKEN" WRK_FLOOD_KIND="$FLOOD_KIND" WRK_DELAY_MS=5 WRK_FORWARDED_FOR="${THROTTLE:+203.0.113.9}" chrt --idle 0 "${PIN_CLIENT[@]}" wrk -t1 -c30 -d"$((SECONDS_PER_ROUND + 1))s" \
       -s "$ROOT/scripts/wrk-flood.lua" "${URL[ours]}" >"$WORK/flood.out" 2>&1 &
     flood=$!
     sleep 0.5

@@ -3,7 +3,7 @@
 -- signature is wrong (WRK_TOKEN with its last characters changed) and waits
 -- on average WRK_DELAY_MS (default 2) between requests, so C connections send
 -- at most about C * 1000 / WRK_DELAY_MS requests per second. done() prints
---   FLOOD requests=<n> rps=<r> rejected=<n 401 answers> other=<n>
+--   FLOOD requests=<n> rps=<r> rejected=<n 401 answers> throttled=<n 429 answers> other=<n>
 local token = os.getenv("WRK_TOKEN") or ""
 local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "2")
 -- Flip the signature's last 4 characters: same length, same header and
@@ -21,23 +21,31 @@ wrk.headers["MCP-Protocol-Version"] = "2026-07-28"
 wrk.headers["Mcp-Method"] = "tools/call"
 wrk.headers["Mcp-Name"] = "whoami"
 wrk.headers["Authorization"] = "Bearer " .. bad
+-- WRK_FORWARDED_FOR: the client address a trusted proxy (the server
+-- trusts 127.0.0.1 in --throttle runs) says this flood comes from.
+local xff = os.getenv("WRK_FORWARDED_FOR")
+if xff and xff ~= "" then wrk.headers["X-Forwarded-For"] = xff end
 wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{},'
   .. '"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",'
   .. '"io.modelcontextprotocol/clientCapabilities":{}}}}'
 
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
-function init(args) rejected = 0 other = 0 math.randomseed(os.time() + (wrk.thread and 0 or 0)) end
+function init(args) rejected = 0 throttled = 0 other = 0 math.randomseed(os.time() + (wrk.thread and 0 or 0)) end
 -- A random pause of 0 to 2 * WRK_DELAY_MS (mean WRK_DELAY_MS): fixed pauses
 -- keep the connections in step, so the flood arrives in bursts of one
 -- request per connection; random pauses spread it over time.
 function delay() return math.random(0, 2 * delay_ms) end
 function response(status, headers, body)
-  if status == 401 then rejected = rejected + 1 else other = other + 1 end
+  if status == 401 then rejected = rejected + 1
+  elseif status == 429 then throttled = throttled + 1
+  else other = other + 1 end
 end
 function done(summary, latency, requests)
-  local r, o = 0, 0
-  for _, t in ipairs(threads) do r = r + t:get("rejected") o = o + t:get("other") end
-  io.write(string.format("FLOOD requests=%d rps=%.1f rejected=%d other=%d\n",
-    summary.requests, summary.requests / (summary.duration / 1e6), r, o))
+  local r, th, o = 0, 0, 0
+  for _, t in ipairs(threads) do
+    r = r + t:get("rejected") th = th + t:get("throttled") o = o + t:get("other")
+  end
+  io.write(string.format("FLOOD requests=%d rps=%.1f rejected=%d throttled=%d other=%d\n",
+    summary.requests, summary.requests / (summary.duration / 1e6), r, th, o))
 end

@@ -13,6 +13,10 @@
 local token = os.getenv("WRK_TOKEN") or ""
 local protocol = os.getenv("WRK_PROTOCOL") or "2026-07-28"
 local session = os.getenv("WRK_SESSION")
+-- WRK_FORWARDED_FOR: the client address a trusted proxy says these calls
+-- come from (scripts/wrk-bench.sh --throttle).
+local xff = os.getenv("WRK_FORWARDED_FOR")
+if xff and xff ~= "" then wrk.headers["X-Forwarded-For"] = xff end
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"

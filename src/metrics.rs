@@ -45,7 +45,10 @@ pub struct MetricsSnapshot {
     pub introspection_calls: u64,
     /// Requests answered 429 by the failed-authentication throttle.
     pub throttled: u64,
-    /// Shared-store operations that failed (the throttle failed open).
+    /// Shared-store operations that failed, of every user of the store:
+    /// the throttle (which then fails open), legacy session owners and DPoP
+    /// replay (which then fail closed, 503) and introspection results
+    /// (which then ask the endpoint).
     pub store_errors: u64,
     /// Latency of token verifications that were not answered from the
     /// verified-token cache (signature checks, key fetches, introspection).

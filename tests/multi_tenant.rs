@@ -423,6 +423,61 @@ async fn keycloak_realms_each_with_its_own_keys() {
     assert_eq!(realms.hits("initech"), 0);
 }
 
+// Without a key-set URL, each tenant's issuer is discovered (its OpenID
+// configuration under the realm), lazily on its first token, once, and a
+// tenant off the list is never discovered.
+#[tokio::test]
+async fn each_tenant_is_discovered_lazily_without_a_key_set_url() {
+    let realms = Realms::start(&["acme", "globex", "initech"]).await;
+    let template = format!("{}/realms/{{tenant}}", realms.base);
+    let s = serve(move |_| {
+        AuthConfig::builder()
+            .tenant_issuer(TenantIssuer::new(template).tenants(["acme", "globex"]))
+            .typ_policy(TypPolicy::AllowJwt)
+    })
+    .await;
+    let token = |realm: &str| {
+        realms
+            .token(realm)
+            .header("typ", json!("JWT"))
+            .audience(&s.resource)
+            .subject("alice")
+            .sign()
+    };
+    assert_eq!(
+        (realms.discovery_hits("acme"), realms.total_hits()),
+        (0, 0),
+        "nothing is discovered before a tenant's first token"
+    );
+    assert_eq!(post(&s.resource, &token("acme")).await.0, 200);
+    assert_eq!((realms.discovery_hits("acme"), realms.hits("acme")), (1, 1));
+    assert_eq!(realms.discovery_hits("globex"), 0);
+    assert_eq!(post(&s.resource, &token("globex")).await.0, 200);
+    assert_eq!(post(&s.resource, &token("acme")).await.0, 200);
+    assert_eq!(
+        (
+            realms.discovery_hits("acme"),
+            realms.hits("acme"),
+            realms.discovery_hits("globex"),
+            realms.hits("globex")
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(
+        whoami(&s.resource, &token("globex")).await["tenant"],
+        "globex"
+    );
+    // A real realm of the same server, not on the list: never discovered.
+    assert_eq!(
+        post(&s.resource, &token("initech")).await,
+        (401, "tenant_not_allowed".into())
+    );
+    assert_eq!(
+        (realms.discovery_hits("initech"), realms.hits("initech")),
+        (0, 0)
+    );
+}
+
 // The cache rules hold per tenant: the first tokens of a realm, arriving
 // together, share one fetch of its key set (single flight), and another
 // realm's fetch is its own.

@@ -659,6 +659,10 @@ async fn a_dpop_proof_used_on_one_replica_is_refused_on_the_other() {
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable", "{body}");
     assert_eq!(body["reason"], "store_unavailable", "{body}");
+    // Counted as a store error of that replica (the metric an operator
+    // alerts on), not of the other.
+    assert_eq!(pair.a.metrics.snapshot().store_errors, 1);
+    assert_eq!(pair.b.metrics.snapshot().store_errors, 0);
 }
 
 /// A real introspection endpoint on loopback that counts its hits: tokens
@@ -789,6 +793,11 @@ async fn an_introspection_result_cached_by_one_replica_is_used_by_the_other() {
     assert_eq!(hits.load(Ordering::SeqCst), 4);
     assert_eq!(get(a.url(), "Bearer nobody-else").await, 401);
     assert_eq!(hits.load(Ordering::SeqCst), 5);
+    // Each failed store operation is counted: B could neither read nor
+    // share bob's result, A could not read nobody-else's (an inactive
+    // result is never shared).
+    assert_eq!(b.metrics.snapshot().store_errors, 2);
+    assert_eq!(a.metrics.snapshot().store_errors, 1);
 }
 
 /// The reference server (`examples/protected_server`, built by `cargo
@@ -902,4 +911,46 @@ async fn two_reference_server_processes_share_sessions_through_redis() {
     assert!(a.lines("session.refused").is_empty());
     a.child.kill().await.unwrap();
     b.child.kill().await.unwrap();
+}
+
+// Failed authentications counted on one replica count on the other: with a
+// limit of 3 per minute, two failures on A and one on B put the client
+// past the limit on both, for any token it sends, while the counters live
+// in Redis (the token by its fingerprint only).
+#[tokio::test]
+async fn failures_on_one_replica_count_on_the_other() {
+    let pair = Pair::start(RedisStore::DEFAULT_TIMEOUT, |b| {
+        b.failed_auth_limit(3, Duration::from_secs(60))
+    })
+    .await;
+    let good = pair.token("alice");
+    let mut tampered = good.clone().into_bytes();
+    let i = tampered.len() - 10;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let bad = format!("Bearer {}", String::from_utf8(tampered).unwrap());
+    let body = initialize_body(1);
+    for url in [pair.a.url(), pair.a.url(), pair.b.url()] {
+        assert_eq!(post(&url, &bad, None, &body).await.status(), 401, "{url}");
+    }
+    // The fourth request, on either replica, with any token: 429.
+    let other = format!("Bearer {}", pair.token("bob"));
+    for (url, auth) in [(pair.b.url(), &other), (pair.a.url(), &bad)] {
+        let response = post(&url, auth, None, &body).await;
+        assert_eq!(response.status(), 429, "{url}");
+        assert!(response.headers().contains_key("retry-after"));
+    }
+    assert_eq!(pair.a.metrics.snapshot().throttled, 1);
+    assert_eq!(pair.b.metrics.snapshot().throttled, 1);
+    // Redis holds the counters (per address, per token fingerprint), never
+    // token material.
+    let dump = pair.redis.dump().await;
+    assert!(
+        dump.iter()
+            .any(|(k, _)| k.starts_with("mcp_oauth2:throttle:token:")),
+        "{dump:?}"
+    );
+    for (k, v) in &dump {
+        assert!(!k.contains(&good[..20]), "{k}");
+        assert!(!String::from_utf8_lossy(v).contains(&good[..20]), "{k}");
+    }
 }

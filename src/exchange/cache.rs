@@ -73,7 +73,7 @@ impl std::fmt::Debug for StoredToken {
 /// A second-level store of exchanged tokens shared between processes (the
 /// seam for Redis): asked after a local miss, inside the single flight, and
 /// given each token that may be reused. Keys are SHA-256 digests of
-/// (issuer, subject, the caller's client and scopes, this server's client,
+/// (issuer, subject, the caller's client, tenant and scopes, this server's client,
 /// the grant, the audience, the requested scopes). A store should encrypt
 /// or otherwise protect the tokens it holds, and forget them at
 /// `reuse_until`; an entry past it is ignored anyway.
@@ -103,6 +103,9 @@ pub(super) fn key(
     field(issuer.as_bytes());
     field(subject.as_bytes());
     field(caller_client.unwrap_or_default().as_bytes());
+    // The tenant too: one issuer may serve several tenants (Auth0
+    // organizations), and `alice` of one is never `alice` of another.
+    field(caller.tenant().unwrap_or_default().as_bytes());
     let mut granted: Vec<&str> = caller.scopes().iter().map(|s| &**s).collect();
     granted.sort_unstable();
     granted.dedup();

@@ -75,7 +75,13 @@ fn cache_keys_separate_principals_and_requests() {
             &["read"]
         )
     );
+    let other_tenant = crate::AuthContext::builder("https://as", "alice")
+        .client_id("app")
+        .scopes(["a", "b"])
+        .tenant("org_other")
+        .build();
     let others = [
+        k(&other_tenant, "rs", "g", "https://api", &["read"]),
         k(
             &ctx("https://as2", "alice", "app", &["a", "b"]),
             "rs",

@@ -393,7 +393,9 @@ impl Metrics {
         self.0.outcomes.fill(&mut out);
         self.0.verifier.add_metrics(&mut out);
         out.throttled = self.0.throttle.throttled();
-        out.store_errors = self.0.throttle.store_errors();
+        // The layer's own users of the store (throttle, sessions, DPoP),
+        // beside the verifier's (introspection results).
+        out.store_errors += self.0.throttle.store_errors();
         out.verify_latency = self.0.latency.verify.snapshot();
         out
     }

@@ -715,6 +715,10 @@ impl Shared {
     ) -> Response {
         let kind = err.kind();
         self.outcomes.reject(kind.code());
+        if kind == AuthErrorKind::StoreUnavailable {
+            // The DPoP replay store did not answer (the refusal fails closed).
+            self.throttle.count_store_error("dpop");
+        }
         let event = event_of(kind);
         emit(&Record {
             meta: Some(&seen.meta),

@@ -106,6 +106,8 @@ struct Inner {
     max_bytes: usize,
     cache: ResultCache,
     calls: std::sync::atomic::AtomicU64,
+    /// Shared-store operations that failed (read or write of a result).
+    store_errors: std::sync::atomic::AtomicU64,
     /// Active results shared by replicas.
     store: Option<Arc<dyn crate::store::SharedStore>>,
 }
@@ -281,6 +283,7 @@ impl IntrospectionVerifier {
                 max_bytes: config.max_document_bytes,
                 cache: ResultCache::new(capacity),
                 calls: Default::default(),
+                store_errors: Default::default(),
                 store: config.shared_store.clone(),
             }),
         })
@@ -400,6 +403,15 @@ impl IntrospectionVerifier {
         (entry, None)
     }
 
+    /// Counts a failed shared-store operation (`store_errors`, and
+    /// `mcp_oauth2_store_errors_total{user="introspection"}`).
+    fn store_error(&self) {
+        self.inner
+            .store_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::emit("mcp_oauth2_store_errors_total", "user", "introspection");
+    }
+
     /// An active result another replica (or this one) put in the shared
     /// store, judged again; `None`: no store, nothing there, or the store
     /// did not answer (then the endpoint is asked).
@@ -408,6 +420,7 @@ impl IntrospectionVerifier {
         let stored = match store.get(&crate::store::hashed_key(RESULT_NS, key)).await {
             Ok(stored) => stored?,
             Err(e) => {
+                self.store_error();
                 tracing::warn!(
                     error = %e,
                     reason = "store_unavailable",
@@ -451,6 +464,7 @@ impl IntrospectionVerifier {
         value.extend_from_slice(&share.body);
         let key = crate::store::hashed_key(RESULT_NS, key);
         if let Err(e) = store.put(&key, &value, share.ttl).await {
+            self.store_error();
             tracing::warn!(
                 error = %e,
                 reason = "store_unavailable",
@@ -599,7 +613,9 @@ impl TokenVerifier for IntrospectionVerifier {
     }
 
     fn add_metrics(&self, out: &mut crate::MetricsSnapshot) {
-        out.introspection_calls += self.inner.calls.load(std::sync::atomic::Ordering::Relaxed);
+        use std::sync::atomic::Ordering::Relaxed;
+        out.introspection_calls += self.inner.calls.load(Relaxed);
+        out.store_errors += self.inner.store_errors.load(Relaxed);
     }
 }
 

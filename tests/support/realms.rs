@@ -1,6 +1,8 @@
 //! One key server for several tenants, shaped like Keycloak (one realm per
 //! tenant): `GET /realms/{realm}/protocol/openid-connect/certs` serves the
 //! current JWK Set of that realm's own [`TestIssuer`] (its own keys), and
+//! `GET /realms/{realm}/.well-known/openid-configuration` its discovery
+//! document (as Keycloak does: `issuer` and `jwks_uri` under the realm);
 //! 404 for any other realm. Every request is counted, per realm and in
 //! total, so tests can prove that a refused tenant never caused a fetch.
 
@@ -20,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 struct Hits {
     per_realm: HashMap<String, usize>,
     total: usize,
+    /// Discovery documents served (or refused), per realm.
+    discovery: HashMap<String, usize>,
 }
 
 /// Realms on one loopback server.
@@ -51,6 +55,36 @@ async fn certs(State((realms, hits)): State<Shared>, Path(realm): Path<String>) 
     }
 }
 
+async fn discovery(
+    State((realms, hits)): State<Shared>,
+    Path(realm): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    *hits
+        .lock()
+        .unwrap()
+        .discovery
+        .entry(realm.clone())
+        .or_default() += 1;
+    if !realms.contains_key(&realm) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let issuer = format!("http://{host}/realms/{realm}");
+    axum::Json(serde_json::json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/protocol/openid-connect/certs"),
+        "token_endpoint": format!("{issuer}/protocol/openid-connect/token"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }))
+    .into_response()
+}
+
 impl Realms {
     /// Starts one `TestIssuer` per realm and the key server in front.
     pub async fn start(names: &[&str]) -> Self {
@@ -62,6 +96,10 @@ impl Realms {
         let hits = Arc::new(Mutex::new(Hits::default()));
         let app = Router::new()
             .route("/realms/{realm}/protocol/openid-connect/certs", get(certs))
+            .route(
+                "/realms/{realm}/.well-known/openid-configuration",
+                get(discovery),
+            )
             .with_state((Arc::clone(&realms), Arc::clone(&hits)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -104,6 +142,17 @@ impl Realms {
             .lock()
             .unwrap()
             .per_realm
+            .get(realm)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Discovery-document requests for `realm` (known or not).
+    pub fn discovery_hits(&self, realm: &str) -> usize {
+        self.hits
+            .lock()
+            .unwrap()
+            .discovery
             .get(realm)
             .copied()
             .unwrap_or(0)
