@@ -28,7 +28,7 @@
 //!   keys) of the token's last bytes and confirmed by the SHA-256 of the
 //!   whole token, as in the verified-token cache.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::RandomState;
 
 use quick_cache::sync::Cache;
 
@@ -39,10 +39,6 @@ pub(super) const REMEMBER_SECS: u64 = 30;
 
 /// How many refused tokens are remembered at most.
 pub(super) const CAPACITY: usize = 4096;
-
-/// How much of a token's end the probe hashes (base64url signature bytes
-/// for a JWS; any 32 bytes otherwise).
-const PROBE_BYTES: usize = 32;
 
 /// Whether a refusal of this kind holds for the same token bytes as long as
 /// the configuration does (see the module documentation).
@@ -94,12 +90,7 @@ impl RefusedTokens {
     }
 
     fn probe(&self, token: &str) -> u64 {
-        let bytes = token.as_bytes();
-        self.probe_keys.hash_one(
-            bytes
-                .get(bytes.len().saturating_sub(PROBE_BYTES)..)
-                .unwrap_or(bytes),
-        )
+        crate::verify::token_cache::tail_probe(&self.probe_keys, token)
     }
 
     /// The remembered refusal of `token` at `now`, if any. A token never
@@ -177,7 +168,7 @@ mod tests {
     #[test]
     fn a_shared_tail_is_told_apart_by_the_digest() {
         let r = RefusedTokens::new();
-        let tail = "T".repeat(PROBE_BYTES);
+        let tail = "T".repeat(crate::verify::token_cache::PROBE_BYTES);
         let bad = format!("bad.{tail}");
         let other = format!("other.{tail}");
         r.remember(&bad, AuthErrorKind::Expired, 5);

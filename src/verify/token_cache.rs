@@ -47,7 +47,7 @@ use crate::context::AuthContext;
 
 /// How much of a token's end the probe hashes: 32 base64url characters are
 /// 192 bits of a JWS signature.
-const PROBE_BYTES: usize = 32;
+pub(crate) const PROBE_BYTES: usize = 32;
 
 /// The byte budget per allowed entry, and the least an entry weighs: 640
 /// bytes, so the default 100,000 entries are bounded by 64 MB. A typical
@@ -179,12 +179,7 @@ impl TokenCache {
 
     /// The probe of `token`: where its entry would be.
     pub(crate) fn probe(&self, token: &str) -> u64 {
-        let bytes = token.as_bytes();
-        self.probe_keys.hash_one(
-            bytes
-                .get(bytes.len().saturating_sub(PROBE_BYTES)..)
-                .unwrap_or(bytes),
-        )
+        tail_probe(&self.probe_keys, token)
     }
 
     /// A live entry for `token` (whose probe is `probe`) at `now`. Counts
@@ -232,6 +227,18 @@ impl TokenCache {
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
+}
+
+/// A keyed SipHash of `token`'s last [`PROBE_BYTES`] bytes: how a token's
+/// entry is found without hashing the whole token (here and in the layer's
+/// memory of refused tokens).
+pub(crate) fn tail_probe(keys: &RandomState, token: &str) -> u64 {
+    let bytes = token.as_bytes();
+    keys.hash_one(
+        bytes
+            .get(bytes.len().saturating_sub(PROBE_BYTES)..)
+            .unwrap_or(bytes),
+    )
 }
 
 /// SHA-256 of the token bytes.
