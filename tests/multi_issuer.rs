@@ -8,14 +8,10 @@ mod support;
 
 use support::fixture;
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use fixture::{EchoServer, bounded, call_text, legacy_client};
 use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::{AuthConfig, McpServer};
 use serde_json::json;
-use tokio::io::AsyncBufReadExt;
 
 async fn serve(
     config: AuthConfig,
@@ -167,49 +163,19 @@ async fn introspected_tokens_of_the_second_issuer_are_accepted() {
 /// `MCP_OAUTH2_ISSUER=a,b` (and is configured by environment only).
 #[tokio::test]
 async fn reference_server_with_two_issuers_from_the_environment() {
-    // cargo test builds the examples next to the test binaries.
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("protected_server");
-    if !bin.exists() {
-        panic!(
-            "{} is missing: run `cargo test` (it builds the examples)",
-            bin.display()
-        );
-    }
     let a = TestIssuer::start().await.unwrap();
     let b = TestIssuer::start().await.unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = support::reference::free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
-    let mut child = tokio::process::Command::new(&bin)
-        .env(
-            "MCP_OAUTH2_ISSUER",
-            format!("{},{}", a.issuer(), b.issuer()),
-        )
-        .env("MCP_OAUTH2_RESOURCE", &resource)
-        .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
-        .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(first.starts_with("listening on"), "{first}");
+    let issuers = format!("{},{}", a.issuer(), b.issuer());
+    let mut server = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", &issuers),
+            ("MCP_OAUTH2_RESOURCE", &resource),
+        ],
+    )
+    .await;
     for (issuer, sub) in [(&a, "alice"), (&b, "bob")] {
         let token = issuer
             .token()
@@ -225,5 +191,5 @@ async fn reference_server_with_two_issuers_from_the_environment() {
         assert!(bounded(call_text(&client, "list_notes")).await.is_ok());
         client.cancel().await.unwrap();
     }
-    child.kill().await.unwrap();
+    server.child.kill().await.unwrap();
 }

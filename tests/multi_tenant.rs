@@ -9,9 +9,6 @@
 
 mod support;
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use support::fixture::{EchoServer, bounded, call_text, call_with, legacy_client};
 use support::realms::Realms;
 
@@ -21,7 +18,6 @@ use mcp_oauth2::{
     presets,
 };
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt;
 
 /// The API's application id (Entra puts it in `aud`).
 const APP_ID: &str = "3c9f1e2a-5b7d-4f80-a6c2-9e1d4b7a0f35";
@@ -763,51 +759,24 @@ async fn a_policy_per_issuer_needs_no_chain() {
 // the metadata's list; `whoami` names the tenant; notes are per tenant.
 #[tokio::test]
 async fn reference_server_with_tenants_from_the_environment() {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("protected_server");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test` (it builds the examples)",
-        bin.display()
-    );
     let ms = TestIssuer::start().await.unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = support::reference::free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let advertised = format!("{}/organizations/v2.0", ms.issuer());
-    let mut child = tokio::process::Command::new(&bin)
-        .env(
-            "MCP_OAUTH2_ISSUER",
-            format!("{}/{{tenant}}/v2.0", ms.issuer()),
-        )
-        .env("MCP_OAUTH2_TENANTS", format!("{T1}, {T2}"))
-        .env("MCP_OAUTH2_TENANT_CLAIM", "tid")
-        .env("MCP_OAUTH2_JWKS_URI", ms.jwks_uri())
-        .env("MCP_OAUTH2_AUTHORIZATION_SERVERS", &advertised)
-        .env("MCP_OAUTH2_RESOURCE", &resource)
-        .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
-        .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(first.starts_with("listening on"), "{first}");
+    let template = format!("{}/{{tenant}}/v2.0", ms.issuer());
+    let tenants = format!("{T1}, {T2}");
+    let mut server = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", &template),
+            ("MCP_OAUTH2_TENANTS", &tenants),
+            ("MCP_OAUTH2_TENANT_CLAIM", "tid"),
+            ("MCP_OAUTH2_JWKS_URI", &ms.jwks_uri()),
+            ("MCP_OAUTH2_AUTHORIZATION_SERVERS", &advertised),
+            ("MCP_OAUTH2_RESOURCE", &resource),
+        ],
+    )
+    .await;
     let doc = metadata(&format!("http://127.0.0.1:{port}")).await;
     assert_eq!(doc["authorization_servers"], json!([advertised]));
     let token = |tenant: &str, tid: &str| {
@@ -852,7 +821,7 @@ async fn reference_server_with_tenants_from_the_environment() {
             (401, reason.to_owned())
         );
     }
-    child.kill().await.unwrap();
+    server.child.kill().await.unwrap();
 }
 
 // The Keycloak realms fixture (`spec-fixtures/providers/keycloak-realms.json`)

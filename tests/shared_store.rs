@@ -810,39 +810,15 @@ struct ReferenceServer {
 
 impl ReferenceServer {
     async fn start(issuer: &str, resource: &str, port: u16, redis_url: &str) -> Self {
-        use tokio::io::AsyncBufReadExt;
-        let exe = std::env::current_exe().unwrap();
-        let bin = exe
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("examples")
-            .join("protected_server");
-        assert!(
-            bin.exists(),
-            "{} is missing: run `cargo test` (it builds the examples)",
-            bin.display()
-        );
-        let mut child = tokio::process::Command::new(&bin)
-            .env("MCP_OAUTH2_ISSUER", issuer)
-            .env("MCP_OAUTH2_RESOURCE", resource)
-            .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
-            .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
-            .env("MCP_OAUTH2_REDIS_URL", redis_url)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert!(first.starts_with("listening on"), "{first}");
+        let support::reference::Reference { child, mut lines } = support::reference::start(
+            port,
+            &[
+                ("MCP_OAUTH2_ISSUER", issuer),
+                ("MCP_OAUTH2_RESOURCE", resource),
+                ("MCP_OAUTH2_REDIS_URL", redis_url),
+            ],
+        )
+        .await;
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = log.clone();
         tokio::spawn(async move {
@@ -864,21 +840,16 @@ impl ReferenceServer {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 // Issue 17's reference server contract: two processes pointed at one Redis
 // (MCP_OAUTH2_REDIS_URL) behave as one server for sessions.
 #[tokio::test]
 async fn two_reference_server_processes_share_sessions_through_redis() {
     let redis = RedisServer::start().await;
     let issuer = TestIssuer::start().await.unwrap();
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb) = (
+        support::reference::free_port(),
+        support::reference::free_port(),
+    );
     let resource = format!("http://127.0.0.1:{pa}/mcp");
     let mut a = ReferenceServer::start(issuer.issuer(), &resource, pa, &redis.url()).await;
     let mut b = ReferenceServer::start(issuer.issuer(), &resource, pb, &redis.url()).await;

@@ -346,47 +346,19 @@ fn bad_limits_and_proxies_are_configuration_errors() {
 // `MCP_OAUTH2_LOG_FORMAT=json`.
 #[tokio::test]
 async fn reference_server_throttles_and_prints_json_audit_lines() {
-    use tokio::io::AsyncBufReadExt as _;
-    // cargo test builds the examples next to the test binaries.
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("protected_server");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test`",
-        bin.display()
-    );
     let issuer = TestIssuer::start().await.unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = support::reference::free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
-    let mut child = tokio::process::Command::new(&bin)
-        .env("MCP_OAUTH2_ISSUER", issuer.issuer())
-        .env("MCP_OAUTH2_RESOURCE", &resource)
-        .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
-        .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
-        .env("MCP_OAUTH2_FAILED_AUTH_LIMIT", "1/60")
-        .env("MCP_OAUTH2_LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(first.starts_with("listening on"), "{first}");
+    let mut server = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+            ("MCP_OAUTH2_RESOURCE", &resource),
+            ("MCP_OAUTH2_FAILED_AUTH_LIMIT", "1/60"),
+            ("MCP_OAUTH2_LOG_FORMAT", "json"),
+        ],
+    )
+    .await;
     let http = reqwest::Client::new();
     let send = || {
         http.post(&resource)
@@ -402,7 +374,7 @@ async fn reference_server_throttles_and_prints_json_audit_lines() {
     assert_eq!(r.headers()["x-request-id"], "ref-1");
     let mut seen = Vec::new();
     let throttled = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
+        while let Some(line) = server.lines.next_line().await.unwrap() {
             let v: Value =
                 serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
             seen.push(v["fields"]["event"].as_str().unwrap_or("").to_owned());
@@ -420,7 +392,7 @@ async fn reference_server_throttles_and_prints_json_audit_lines() {
     assert_eq!(f["request_id"], "ref-1");
     assert_eq!(f["client_addr"], "127.0.0.1");
     assert_eq!(f["status"], 429);
-    child.kill().await.unwrap();
+    server.child.kill().await.unwrap();
 }
 
 /// A store that answers only after yielding (as a remote store does), or

@@ -901,50 +901,25 @@ async fn logs_hold_no_token_material() {
 // MCP_OAUTH2_TOKEN_ENDPOINT and calls MCP_OAUTH2_DOWNSTREAM_URL.
 #[tokio::test]
 async fn reference_server_contract_from_the_environment() {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("protected_server");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test` (it builds the examples)",
-        bin.display()
-    );
     let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
     let api = Api::start(&issuer).await;
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = support::reference::free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
-    let mut child = tokio::process::Command::new(&bin)
-        .env("MCP_OAUTH2_ISSUER", issuer.issuer())
-        .env("MCP_OAUTH2_RESOURCE", &resource)
-        .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
-        .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
-        .env("MCP_OAUTH2_CLIENT_ID", CLIENT)
-        .env("MCP_OAUTH2_CLIENT_SECRET", SECRET)
-        .env("MCP_OAUTH2_TOKEN_ENDPOINT", issuer.token_endpoint())
-        .env("MCP_OAUTH2_DOWNSTREAM_AUDIENCE", &api.audience)
-        .env("MCP_OAUTH2_DOWNSTREAM_URL", api.me())
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines =
-        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(first.starts_with("listening on"), "{first}");
+    let token_endpoint = issuer.token_endpoint();
+    let me = api.me();
+    let mut server = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+            ("MCP_OAUTH2_RESOURCE", &resource),
+            ("MCP_OAUTH2_CLIENT_ID", CLIENT),
+            ("MCP_OAUTH2_CLIENT_SECRET", SECRET),
+            ("MCP_OAUTH2_TOKEN_ENDPOINT", &token_endpoint),
+            ("MCP_OAUTH2_DOWNSTREAM_AUDIENCE", &api.audience),
+            ("MCP_OAUTH2_DOWNSTREAM_URL", &me),
+        ],
+    )
+    .await;
     let token = issuer
         .token()
         .subject("carol")
@@ -964,7 +939,7 @@ async fn reference_server_contract_from_the_environment() {
     assert_eq!(who["act"], json!({ "sub": CLIENT }));
     assert_eq!(issuer.exchange_hits(), 1);
     client.cancel().await.unwrap();
-    child.kill().await.unwrap();
+    server.child.kill().await.unwrap();
 }
 
 /// POSTs a token request to `issuer` as the confidential client (unless

@@ -13,6 +13,8 @@
 //!   behind the real layer, with raw HTTP helpers;
 //! - [`redis`]: a real `redis-server` on a free loopback port, stopped and
 //!   started again at will (the shared store's tests);
+//! - [`reference`]: the reference server binary as a child process,
+//!   configured by environment variables;
 //! - [`loopback`]: a protected endpoint's address and configuration on
 //!   127.0.0.1:0, shared by the fixtures above.
 //!
@@ -26,4 +28,5 @@ pub mod notes;
 pub mod raw_http;
 pub mod realms;
 pub mod redis;
+pub mod reference;
 pub mod rig;

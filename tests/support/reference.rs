@@ -1,0 +1,73 @@
+//! The reference server (`examples/protected_server`, which `cargo test`
+//! builds next to the test binaries) as a child process configured by
+//! environment variables only, as the README runs it.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// The reference server binary; fails the test when `cargo test` did not
+/// build it.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("protected_server");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test` (it builds the examples)",
+        bin.display()
+    );
+    bin
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running reference server: the process (killed on drop) and the lines
+/// of its standard output after `listening on`.
+pub struct Reference {
+    pub child: Child,
+    pub lines: Lines<BufReader<ChildStdout>>,
+}
+
+/// Starts the reference server on `127.0.0.1:port` with loopback HTTP
+/// allowed and `RUST_LOG=warn`, then `env` (which may override those), and
+/// waits (at most 30 s) for its `listening on` line.
+pub async fn start(port: u16, env: &[(&str, &str)]) -> Reference {
+    let mut command = Command::new(binary());
+    command
+        .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
+        .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
+        .env("RUST_LOG", "warn");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with("listening on"), "{first}");
+    Reference { child, lines }
+}
