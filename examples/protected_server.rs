@@ -25,8 +25,16 @@
 //! GETs `MCP_OAUTH2_DOWNSTREAM_URL` with it as Bearer and returns the body;
 //! without those variables, or when the exchange is refused, its result has
 //! `isError: true` naming the missing variables or the token endpoint's error
-//! code (`invalid_grant: ...`). Setting `MCP_OAUTH2_CLIENT_ID` also turns
-//! introspection of opaque tokens on (see the configuration table).
+//! code (`invalid_grant: ...`). When the token endpoint says the user must
+//! interact (`consent_required`, `interaction_required`, ...), the call
+//! answers HTTP 403 `insufficient_scope` instead (the step-up challenge),
+//! naming `MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES` (optional, space-separated)
+//! and the caller's scopes, so the client sends the user back to the
+//! authorization server. With `MCP_OAUTH2_REDIS_URL` and
+//! `MCP_OAUTH2_EXCHANGE_CACHE_KEY` (base64 of 32 bytes or more, the same on
+//! every replica), exchanged tokens are shared by the replicas, sealed with
+//! AES-256-GCM. Setting `MCP_OAUTH2_CLIENT_ID` also turns introspection of
+//! opaque tokens on (see the configuration table).
 //!
 //! Resources (listed as templates by `resources/templates/list`):
 //! `notes://shared/{id}` (scope `notes:read`; ids `welcome` and `rules`) and
@@ -102,9 +110,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let store = notes::NoteStore::default();
-    let downstream = std::sync::Arc::new(notes::Downstream::from_vars(|name| {
-        std::env::var(name).ok()
-    }));
+    let downstream = std::sync::Arc::new(notes::Downstream::from_vars(
+        |name| std::env::var(name).ok(),
+        config.shared_store().cloned(),
+    ));
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     // Tests and scripts read this line to find the port when binding to :0.
     println!("listening on {}", listener.local_addr()?);

@@ -55,7 +55,7 @@
 //! | Scopes computed per call | [`OperationRequest`], [`Refusal`], [`ScopeFn`] |
 //! | Verify tokens | [`JwtVerifier`], [`TokenVerifier`], [`VerifyFuture`], [`BearerToken`] |
 //! | Errors | [`ConfigError`], [`AuthError`], [`AuthErrorKind`], [`ErrorCode`], [`Error`] |
-//! | Call other APIs as the caller (RFC 8693, no passthrough) | [`TokenExchanger`], [`ExchangeSettings`], [`ExchangeGrant`], [`ExchangeRequest`], [`ExchangedToken`], [`ExchangeError`], [`ExchangeErrorKind`], [`DownstreamClient`], [`ExchangeStore`], [`StoredToken`] |
+//! | Call other APIs as the caller (RFC 8693, no passthrough) | [`TokenExchanger`], [`ExchangeSettings`], [`ExchangeGrant`], [`ExchangeRequest`], [`ExchangedToken`], [`ExchangeError`], [`ExchangeErrorKind`], [`DownstreamClient`], [`ExchangeStore`], [`SealedExchangeStore`], [`StoredToken`] |
 //! | State handles and request state | [`HandleKeys`], [`HandleKey`], [`Sealing`], [`HandleError`] |
 //! | Observe | [`Metrics`], [`MetricsSnapshot`], [`LatencyHistogram`], [`RequestId`] (correlation; audit events on the `tracing` target `mcp_oauth2::audit`) |
 //!
@@ -126,7 +126,8 @@ pub use correlation::RequestId;
 pub use error::{AuthError, AuthErrorKind, ConfigError, Error, ErrorCode};
 pub use exchange::{
     DownstreamClient, ExchangeError, ExchangeErrorKind, ExchangeGrant, ExchangeRequest,
-    ExchangeSettings, ExchangeStore, ExchangedToken, StoredToken, TokenExchanger,
+    ExchangeSettings, ExchangeStore, ExchangedToken, SealedExchangeStore, StoredToken,
+    TokenExchanger,
 };
 pub use handle::{HandleError, HandleKey, HandleKeys, Sealing};
 pub use layer::{AuthLayer, AuthService, Metrics, ResponseFuture};

@@ -925,3 +925,185 @@ async fn failures_on_one_replica_count_on_the_other() {
         assert!(!String::from_utf8_lossy(v).contains(&good[..20]), "{k}");
     }
 }
+
+/// A downstream API for the exchange tests: it records every Bearer token
+/// it gets and answers the token's `sub` and `aud` (decoded, unverified:
+/// the tokens come from the test's own issuer; signature and audience are
+/// checked in `tests/token_exchange.rs`).
+async fn recording_api() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use base64::Engine as _;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = seen.clone();
+    let app = axum::Router::new().route(
+        "/me",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let sink = sink.clone();
+            async move {
+                let token = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or_default()
+                    .to_owned();
+                sink.lock().unwrap().push(token.clone());
+                let claims: serde_json::Value = token
+                    .split('.')
+                    .nth(1)
+                    .and_then(|p| {
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .decode(p)
+                            .ok()
+                    })
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                serde_json::json!({ "sub": claims["sub"], "aud": claims["aud"] }).to_string()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/me", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+/// `downstream_whoami` through a real rmcp client: (isError, text).
+async fn downstream_whoami(url: &str, token: &str) -> (bool, String) {
+    use support::fixture::{bounded, stateless_client};
+    // Stateless (2026-07-28): no session, so Redis down touches only the
+    // exchange cache.
+    let client = bounded(stateless_client(url, token)).await.unwrap();
+    let result = bounded(
+        client.call_tool(rmcp::model::CallToolRequestParams::new("downstream_whoami")),
+    )
+    .await
+    .unwrap();
+    client.cancel().await.unwrap();
+    let text = result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect();
+    (result.is_error == Some(true), text)
+}
+
+// Issue 18: exchanged tokens shared by reference server processes through
+// Redis (MCP_OAUTH2_REDIS_URL + MCP_OAUTH2_EXCHANGE_CACHE_KEY), sealed. A
+// user costs one exchange across replicas; Redis holds neither the token
+// nor whom it is for; an entry moved to another user's key, or sealed
+// under another key, is ignored (a new exchange, never someone else's
+// token); Redis down costs an exchange, never the call.
+#[tokio::test]
+async fn reference_servers_share_exchanged_tokens_sealed_in_redis() {
+    use base64::Engine as _;
+    use mcp_oauth2::testing::ClientRegistration;
+    let mut redis = RedisServer::start().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    issuer.register_client(ClientRegistration::confidential("mcp-server", "server-secret"));
+    let (api_url, seen) = recording_api().await;
+    let b64 = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    let (key, other_key) = (b64(7), b64(9));
+    let ports = [
+        support::reference::free_port(),
+        support::reference::free_port(),
+        support::reference::free_port(),
+    ];
+    let resource = format!("http://127.0.0.1:{}/mcp", ports[0]);
+    let audience = "https://downstream.example/api";
+    let redis_url = redis.url();
+    let mut servers = Vec::new();
+    for (port, key) in ports.iter().zip([&key, &key, &other_key]) {
+        servers.push(
+            support::reference::start(
+                *port,
+                &[
+                    ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+                    ("MCP_OAUTH2_RESOURCE", &resource),
+                    ("MCP_OAUTH2_REDIS_URL", &redis_url),
+                    ("MCP_OAUTH2_EXCHANGE_CACHE_KEY", key),
+                    ("MCP_OAUTH2_CLIENT_ID", "mcp-server"),
+                    ("MCP_OAUTH2_CLIENT_SECRET", "server-secret"),
+                    ("MCP_OAUTH2_DOWNSTREAM_AUDIENCE", audience),
+                    ("MCP_OAUTH2_DOWNSTREAM_URL", &api_url),
+                ],
+            )
+            .await,
+        );
+    }
+    let url = |i: usize| format!("http://127.0.0.1:{}/mcp", ports[i]);
+    let token = |sub: &str| {
+        issuer
+            .token()
+            .subject(sub)
+            .audience(&resource)
+            .scopes(["notes:read"])
+            .sign()
+    };
+    let who = |text: &str| -> serde_json::Value { serde_json::from_str(text).unwrap() };
+    let (alice, bob, carol) = (token("alice"), token("bob"), token("carol"));
+
+    // Alice on A, then on B: one exchange, the same downstream token.
+    for i in [0, 1] {
+        let (is_error, text) = downstream_whoami(&url(i), &alice).await;
+        assert!(!is_error, "{text}");
+        assert_eq!(who(&text)["sub"], "alice");
+        assert_eq!(who(&text)["aud"], audience);
+    }
+    assert_eq!(issuer.exchange_hits(), 1, "B reused A's token");
+    let tokens = seen.lock().unwrap().clone();
+    assert_eq!(tokens.len(), 2);
+    assert_eq!(tokens[0], tokens[1]);
+    assert_ne!(tokens[0], alice, "never the caller's own token");
+
+    // What Redis holds: one sealed entry under a hashed key.
+    let exchange_entries = |dump: Vec<(String, Vec<u8>)>| -> Vec<(String, String)> {
+        dump.into_iter()
+            .filter(|(k, _)| k.starts_with("mcp_oauth2:exchange:"))
+            .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
+            .collect()
+    };
+    let entries = exchange_entries(redis.dump().await);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let (alice_key, alice_sealed) = entries[0].clone();
+    assert_eq!(alice_key.len(), "mcp_oauth2:exchange:".len() + 64);
+    assert!(alice_sealed.starts_with("x1e."), "{alice_sealed}");
+    let signature = |t: &str| t.rsplit('.').next().unwrap().to_owned();
+    for secret in [&tokens[0], &alice] {
+        assert!(!alice_sealed.contains(&signature(secret)));
+    }
+    for clear in ["alice", "downstream.example", "notes:read", "mcp-server"] {
+        assert!(!alice_sealed.contains(clear) && !alice_key.contains(clear), "{clear}");
+    }
+
+    // Bob on A; then his entry is overwritten with Alice's sealed token.
+    // B must not hand Alice's token to Bob: it exchanges for Bob.
+    assert!(!downstream_whoami(&url(0), &bob).await.0);
+    assert_eq!(issuer.exchange_hits(), 2);
+    let entries = exchange_entries(redis.dump().await);
+    let (bob_key, _) = entries.iter().find(|(k, _)| *k != alice_key).unwrap().clone();
+    let writer = RedisStore::new(&redis_url).unwrap();
+    writer
+        .put(&bob_key, alice_sealed.as_bytes(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let (is_error, text) = downstream_whoami(&url(1), &bob).await;
+    assert!(!is_error, "{text}");
+    assert_eq!(who(&text)["sub"], "bob");
+    assert_eq!(issuer.exchange_hits(), 3, "the moved entry was ignored");
+    assert_ne!(seen.lock().unwrap().last(), Some(&tokens[0]));
+
+    // C holds another key: Alice's entry does not open there; it exchanges.
+    let (is_error, text) = downstream_whoami(&url(2), &alice).await;
+    assert!(!is_error, "{text}");
+    assert_eq!(who(&text)["sub"], "alice");
+    assert_eq!(issuer.exchange_hits(), 4);
+
+    // Redis down: the call still works, at the price of an exchange.
+    redis.stop();
+    let (is_error, text) = downstream_whoami(&url(0), &carol).await;
+    assert!(!is_error, "{text}");
+    assert_eq!(who(&text)["sub"], "carol");
+    assert_eq!(issuer.exchange_hits(), 5);
+    for server in &mut servers {
+        server.child.kill().await.unwrap();
+    }
+}

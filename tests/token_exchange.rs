@@ -191,6 +191,15 @@ async fn issuer_with_lifetime(lifetime: Duration) -> TestIssuer {
 
 /// The reference server's downstream configuration, as from its variables.
 fn downstream_vars(api: &Api, token_endpoint: Option<&str>) -> Downstream {
+    downstream_vars_with(api, token_endpoint, &[])
+}
+
+/// The same, with more variables.
+fn downstream_vars_with(
+    api: &Api,
+    token_endpoint: Option<&str>,
+    more: &[(&'static str, &str)],
+) -> Downstream {
     let mut vars: HashMap<&str, String> = HashMap::from([
         ("MCP_OAUTH2_DOWNSTREAM_AUDIENCE", api.audience.clone()),
         ("MCP_OAUTH2_DOWNSTREAM_URL", api.me()),
@@ -201,7 +210,10 @@ fn downstream_vars(api: &Api, token_endpoint: Option<&str>) -> Downstream {
     if let Some(endpoint) = token_endpoint {
         vars.insert("MCP_OAUTH2_TOKEN_ENDPOINT", endpoint.to_owned());
     }
-    Downstream::from_vars(|name| vars.get(name).cloned())
+    for (name, value) in more {
+        vars.insert(name, (*value).to_owned());
+    }
+    Downstream::from_vars(|name| vars.get(name).cloned(), None)
 }
 
 /// Calls `tool` and returns (isError, text).
@@ -333,7 +345,7 @@ async fn downstream_whoami_errors_are_tool_results() {
         ("MCP_OAUTH2_CLIENT_ID", "  "),
     ]);
     let Downstream::Unavailable(why) =
-        Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()))
+        Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), None)
     else {
         panic!("configured without its variables")
     };
@@ -349,14 +361,14 @@ async fn downstream_whoami_errors_are_tool_results() {
         ("MCP_OAUTH2_TOKEN_ENDPOINT", "not a url"),
     ]);
     let Downstream::Unavailable(why) =
-        Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()))
+        Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), None)
     else {
         panic!("a broken endpoint was accepted")
     };
     assert!(why.contains("MCP_OAUTH2_TOKEN_ENDPOINT"), "{why}");
     vars.insert("MCP_OAUTH2_TOKEN_ENDPOINT", "http://as.example/token");
     let Downstream::Unavailable(why) =
-        Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()))
+        Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), None)
     else {
         panic!("an http:// endpoint was accepted")
     };
@@ -406,6 +418,10 @@ async fn call_downstream(State(app): State<App>, auth: AuthContext) -> (StatusCo
     let request = ExchangeRequest::audience(app.audience.as_str()).scopes(app.scopes.clone());
     let token = match app.exchanger.exchange_for(&auth, request).await {
         Ok(token) => token,
+        Err(e) if e.needs_user_interaction() => {
+            let suberror = e.suberror().unwrap_or("-");
+            return (StatusCode::FORBIDDEN, format!("{} {suberror}", e.code()));
+        }
         Err(e) => return (StatusCode::BAD_GATEWAY, e.code().to_owned()),
     };
     match app.http.get(&app.url, &token).await {
@@ -558,6 +574,106 @@ async fn entra_on_behalf_of_against_the_test_issuer() {
     assert!(!dbg.contains("\"s\""), "{dbg}");
 }
 
+// Issue 18, "where the user must consent or step up, to the MCP step-up
+// challenge": the token endpoint answers `consent_required`, and the tool
+// call becomes HTTP 403 `insufficient_scope` naming the step-up scope
+// (MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES) and the caller's scopes, with the
+// resource metadata, in both protocol revisions; the downstream is never
+// called. A token that carries the consent
+// gets through. Other refusals stay tool results.
+#[tokio::test]
+async fn a_downstream_needing_consent_answers_the_step_up_challenge() {
+    use support::fixture::{challenge, param};
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    issuer.require_consent_for_exchange(api.audience.clone(), "downstream:consent");
+    let downstream = downstream_vars_with(
+        &api,
+        None,
+        &[("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES", "downstream:consent")],
+    );
+    let notes = Notes::start_on(issuer, |b| b, Some(downstream), false).await;
+    let alice = notes.token_for("alice", &["notes:read", "notes:write"]);
+    let call = json!({ "name": "downstream_whoami", "arguments": {} });
+    // Stateless (an SSE answer, held until its first event), twice.
+    for _ in 0..2 {
+        let mut params = call.clone();
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        });
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params});
+        let headers = [
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "downstream_whoami"),
+        ];
+        let resp = notes.post(&alice, &headers, &body.to_string()).await;
+        assert_eq!(resp.status(), 403);
+        let c = challenge(&resp);
+        assert_eq!(param(&c, "error"), Some("insufficient_scope"));
+        let scope = param(&c, "scope").unwrap();
+        let scopes: Vec<&str> = scope.split(' ').collect();
+        for wanted in ["downstream:consent", "notes:read", "notes:write"] {
+            assert!(scopes.contains(&wanted), "{scope}");
+        }
+        assert!(param(&c, "resource_metadata").is_some());
+    }
+    assert!(api.seen().is_empty(), "the downstream was never called");
+    assert_eq!(notes.issuer.exchange_hits(), 2, "refusals are not cached");
+
+    // Legacy session (rmcp client): the same refusal is an error, never a
+    // result with someone's data.
+    let client = bounded(legacy_client(&notes.resource, &alice))
+        .await
+        .unwrap();
+    let refused = bounded(client.call_tool(CallToolRequestParams::new("downstream_whoami"))).await;
+    assert!(refused.is_err(), "{refused:?}");
+    client.cancel().await.unwrap();
+
+    // After the user consented (the client authorized again with the
+    // step-up scope), the exchange goes through.
+    let consented = notes.token_for("alice", &["notes:read", "downstream:consent"]);
+    let client = bounded(legacy_client(&notes.resource, &consented))
+        .await
+        .unwrap();
+    let (is_error, text) = self::call(&client, "downstream_whoami").await;
+    assert!(!is_error, "{text}");
+    let who: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(who["sub"], "alice");
+    client.cancel().await.unwrap();
+    assert_eq!(api.seen().len(), 1);
+}
+
+// Entra ID's on-behalf-of says "consent first" as `invalid_grant` with
+// `suberror: consent_required`: typed as needing the user, suberror kept.
+#[tokio::test]
+async fn entra_consent_required_is_typed_as_needing_the_user() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    issuer.require_consent_for_exchange(api.audience.clone(), "downstream:consent");
+    let mut app = app(
+        &api,
+        settings(&issuer)
+            .grant(ExchangeGrant::EntraOnBehalfOf)
+            .auth_method(ClientAuthMethod::ClientSecretPost),
+    );
+    app.scopes.clear();
+    let (url, token) = serve_app(&issuer, app).await;
+    assert_eq!(
+        get_call(&url, &token).await,
+        (403, "invalid_grant consent_required".into())
+    );
+    // The RFC 8693 grant, same policy: the OpenID Connect code.
+    let (url, token) = serve_app(&issuer, self::app(&api, settings(&issuer))).await;
+    assert_eq!(
+        get_call(&url, &token).await,
+        (403, "consent_required -".into())
+    );
+    assert!(api.seen().is_empty());
+}
+
 // Client authentication as for introspection: a wrong secret is
 // `invalid_client`, a public client `unauthorized_client`, an audience
 // refused `invalid_target`, a subject token the issuer cannot vouch for
@@ -645,7 +761,7 @@ async fn malformed_token_responses_are_refused() {
             "malformed_response",
         ),
         (500, r#"{"message":"boom"}"#, "transport"),
-        (400, r#"{"error":"consent_required"}"#, "consent_required"),
+        (400, r#"{"error":"temporarily_unavailable"}"#, "temporarily_unavailable"),
         (400, "{\"error\":\"bad\\u0022code\"}", "transport"),
         (302, "{}", "transport"),
     ];
@@ -657,6 +773,24 @@ async fn malformed_token_responses_are_refused() {
             "{body}"
         );
     }
+    // Codes that need the user, and Entra's suberror (kept only when it is
+    // a well-formed code).
+    for (body, answer) in [
+        (r#"{"error":"consent_required"}"#, "consent_required -"),
+        (
+            r#"{"error":"invalid_grant","suberror":"consent_required"}"#,
+            "invalid_grant consent_required",
+        ),
+        (
+            r#"{"error":"interaction_required","suberror":"bad\u0022one"}"#,
+            "interaction_required -",
+        ),
+    ] {
+        api.answer(400, body);
+        assert_eq!(get_call(&url, &token).await, (403, answer.to_owned()), "{body}");
+    }
+    api.answer(400, r#"{"error":"invalid_grant","suberror":"bad_token"}"#);
+    assert_eq!(get_call(&url, &token).await, (502, "invalid_grant".into()));
     // A usable answer without `expires_in` is used but not kept.
     api.answer(
         200,

@@ -76,12 +76,14 @@ pub(crate) enum Downstream {
     /// Not configured: the variables that are missing, or why the
     /// configuration is unusable.
     Unavailable(String),
-    /// The exchanger, the HTTP client, the audience and the URL.
+    /// The exchanger, the HTTP client, the audience and the URL, and the
+    /// scopes to name when the user must consent (step-up).
     Ready {
         exchanger: mcp_oauth2::TokenExchanger,
         http: mcp_oauth2::DownstreamClient,
         audience: String,
         url: String,
+        step_up_scopes: Vec<String>,
     },
 }
 
@@ -90,9 +92,17 @@ impl Downstream {
     /// `MCP_OAUTH2_DOWNSTREAM_URL`, `MCP_OAUTH2_CLIENT_ID`,
     /// `MCP_OAUTH2_CLIENT_SECRET` (all required), `MCP_OAUTH2_TOKEN_ENDPOINT`
     /// (default: discovered from the caller's issuer),
-    /// `MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK` (`1`: `http://` on loopback).
+    /// `MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK` (`1`: `http://` on loopback),
+    /// `MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES` (space-separated scopes of
+    /// this server the step-up challenge names when the user must consent)
+    /// and `MCP_OAUTH2_EXCHANGE_CACHE_KEY` (base64 of 32 bytes or more: with
+    /// `shared`, the replicas' store, exchanged tokens are shared sealed
+    /// under this key).
     #[allow(dead_code)] // the reference server's; other examples share this file
-    pub(crate) fn from_vars(get: impl Fn(&str) -> Option<String>) -> Self {
+    pub(crate) fn from_vars(
+        get: impl Fn(&str) -> Option<String>,
+        shared: Option<Arc<dyn mcp_oauth2::store::SharedStore>>,
+    ) -> Self {
         let value = |name: &str| {
             get(name)
                 .map(|v| v.trim().to_owned())
@@ -127,6 +137,28 @@ impl Downstream {
                 }
             }
         }
+        let sealing = match (value("MCP_OAUTH2_EXCHANGE_CACHE_KEY"), shared) {
+            (Some(secret), Some(store)) => {
+                use base64::Engine as _;
+                let key = base64::engine::general_purpose::STANDARD
+                    .decode(secret.as_bytes())
+                    .ok()
+                    .and_then(|bytes| mcp_oauth2::HandleKey::from_secret(&bytes).ok());
+                match key {
+                    Some(key) => Some(mcp_oauth2::SealedExchangeStore::new(store, key)),
+                    None => {
+                        return Self::Unavailable(
+                            "MCP_OAUTH2_EXCHANGE_CACHE_KEY must be base64 of at least 32 bytes"
+                                .to_owned(),
+                        );
+                    }
+                }
+            }
+            _ => None,
+        };
+        let step_up_scopes = value("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES")
+            .map(|v| v.split_ascii_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
         let built = mcp_oauth2::TokenExchanger::new(settings).and_then(|exchanger| {
             let http = mcp_oauth2::DownstreamClient::new(std::time::Duration::from_secs(10))?
                 .allow_insecure_http_for_loopback(loopback);
@@ -134,10 +166,14 @@ impl Downstream {
         });
         match built {
             Ok((exchanger, http)) => Self::Ready {
-                exchanger,
+                exchanger: match sealing {
+                    Some(store) => exchanger.with_store(store),
+                    None => exchanger,
+                },
                 http,
                 audience,
                 url,
+                step_up_scopes,
             },
             Err(e) => Self::Unavailable(format!("downstream_whoami is misconfigured: {e}")),
         }
@@ -296,25 +332,30 @@ impl NotesServer {
         auth: AuthContext,
     ) -> Result<rmcp::model::CallToolResult, rmcp::ErrorData> {
         use rmcp::model::{CallToolResult, ContentBlock};
-        let (exchanger, http, audience, url) = match &*self.downstream {
+        let (exchanger, http, audience, url, step_up) = match &*self.downstream {
             Downstream::Ready {
                 exchanger,
                 http,
                 audience,
                 url,
-            } => (exchanger, http, audience, url),
+                step_up_scopes,
+            } => (exchanger, http, audience, url, step_up_scopes),
             Downstream::Unavailable(why) => {
                 return Ok(CallToolResult::error(vec![ContentBlock::text(why.clone())]));
             }
         };
         // The three lines: a token for the downstream, then the call.
-        let request = mcp_oauth2::ExchangeRequest::audience(audience.as_str());
+        let request =
+            mcp_oauth2::ExchangeRequest::audience(audience.as_str()).step_up_scopes(step_up);
         let answer = match exchanger.exchange_for(&auth, request).await {
             Ok(token) => http.get(url, &token).await,
             Err(e) => Err(e),
         };
         let response = match answer {
             Ok(response) => response,
+            // The user must consent or sign in again: the step-up
+            // challenge (HTTP 403) sends the client back to authorize.
+            Err(e) if e.needs_user_interaction() => return Err(e.into()),
             Err(e) => {
                 return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
                     "{}: {e}",

@@ -277,6 +277,14 @@ impl AuthConfig {
         metadata_path(&self.resource_url)
     }
 
+    /// The store the replicas share ([`shared_store`](AuthConfigBuilder::shared_store),
+    /// `MCP_OAUTH2_REDIS_URL`), when one is configured: for the server's own
+    /// shared state, such as a
+    /// [`SealedExchangeStore`](crate::SealedExchangeStore).
+    pub fn shared_store(&self) -> Option<&std::sync::Arc<dyn crate::store::SharedStore>> {
+        self.shared_store.as_ref()
+    }
+
     /// The path of the resource URI (`/mcp` for `https://h/mcp`).
     pub fn resource_path(&self) -> &str {
         self.resource_url.path()

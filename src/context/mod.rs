@@ -253,6 +253,11 @@ impl AuthContext {
         self
     }
 
+    /// This request's step-up slot, when the layer made the context.
+    pub(crate) fn step_up_slot(&self) -> Option<&Arc<StepUp>> {
+        self.2.as_ref()
+    }
+
     /// The same context, holding the caller's token for the exchange.
     pub(crate) fn with_subject_token(mut self, token: SubjectToken) -> Self {
         self.3 = Some(token);

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::context::{AuthContext, StepUp};
+
 /// The kind of an [`ExchangeError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -25,6 +27,13 @@ pub enum ExchangeErrorKind {
     InvalidTarget,
     /// `invalid_scope`: the requested scopes are refused.
     InvalidScope,
+    /// The user must come back through the authorization server
+    /// (`interaction_required`, `consent_required`, `login_required`,
+    /// `insufficient_user_authentication`, or `invalid_grant` with one of
+    /// those as Entra ID's `suberror`): consent to the downstream API, sign
+    /// in again, add a factor. Returned from a handler (`?`), it becomes the
+    /// MCP step-up challenge (see [`ExchangeError`]).
+    InteractionRequired,
     /// Another OAuth error code (see [`ExchangeError::code`]).
     Refused,
     /// The token endpoint (or its discovery document) could not be reached
@@ -50,7 +59,28 @@ struct Inner {
     /// The OAuth `error` code of a refusal (RFC 6749 section 5.2), checked
     /// to contain only the characters allowed there.
     code: Option<Box<str>>,
+    /// Entra ID's `suberror`, checked like `code`.
+    suberror: Option<Box<str>>,
     detail: Box<str>,
+    /// For [`ExchangeErrorKind::InteractionRequired`] met by one request:
+    /// that request's step-up slot and the scopes to ask for, filled when
+    /// the error becomes the handler's JSON-RPC error.
+    step_up: Option<(Option<Arc<StepUp>>, Vec<String>)>,
+}
+
+/// The codes by which an authorization server says the user must interact
+/// (OpenID Connect Core section 3.1.2.6; RFC 9470 section 3; Entra ID's
+/// `suberror` values for the same).
+fn needs_interaction(code: &str) -> bool {
+    matches!(
+        code,
+        "interaction_required"
+            | "consent_required"
+            | "login_required"
+            | "insufficient_user_authentication"
+            | "basic_action"
+            | "additional_action"
+    )
 }
 
 impl ExchangeError {
@@ -58,13 +88,21 @@ impl ExchangeError {
         Self(Arc::new(Inner {
             kind,
             code: None,
+            suberror: None,
             detail: detail.into().into_boxed_str(),
+            step_up: None,
         }))
     }
 
-    /// A refusal by the token endpoint with the OAuth error `code`.
-    pub(crate) fn refused(code: &str) -> Self {
+    /// A refusal by the token endpoint with the OAuth error `code` and,
+    /// from Entra ID, a `suberror` (both checked by the caller with
+    /// [`is_error_code`]).
+    pub(crate) fn refused(code: &str, suberror: Option<&str>) -> Self {
         let kind = match code {
+            _ if needs_interaction(code) => ExchangeErrorKind::InteractionRequired,
+            "invalid_grant" if suberror.is_some_and(needs_interaction) => {
+                ExchangeErrorKind::InteractionRequired
+            }
             "invalid_grant" => ExchangeErrorKind::InvalidGrant,
             "unauthorized_client" => ExchangeErrorKind::UnauthorizedClient,
             "invalid_client" => ExchangeErrorKind::InvalidClient,
@@ -72,16 +110,62 @@ impl ExchangeError {
             "invalid_scope" => ExchangeErrorKind::InvalidScope,
             _ => ExchangeErrorKind::Refused,
         };
+        let detail = if kind == ExchangeErrorKind::InteractionRequired {
+            "the user must sign in or consent again before this server may act for them"
+        } else {
+            "the token endpoint refused the exchange"
+        };
         Self(Arc::new(Inner {
             kind,
             code: Some(code.into()),
-            detail: "the token endpoint refused the exchange".into(),
+            suberror: suberror.map(Into::into),
+            detail: detail.into(),
+            step_up: None,
+        }))
+    }
+
+    /// The same error, for one request: an
+    /// [`InteractionRequired`](ExchangeErrorKind::InteractionRequired) one
+    /// carries that request's step-up slot and the scopes to ask for (the
+    /// request's own `step_up_scopes`, then the caller's granted scopes).
+    /// Other kinds are returned as they are.
+    pub(crate) fn for_request(self, caller: &AuthContext, step_up_scopes: &[String]) -> Self {
+        if self.0.kind != ExchangeErrorKind::InteractionRequired {
+            return self;
+        }
+        let mut scopes: Vec<String> = Vec::with_capacity(step_up_scopes.len() + caller.scopes().len());
+        crate::scope::extend_unique(
+            &mut scopes,
+            step_up_scopes
+                .iter()
+                .map(String::as_str)
+                .chain(caller.scopes().iter().map(|s| &**s)),
+        );
+        let inner = &self.0;
+        Self(Arc::new(Inner {
+            kind: inner.kind,
+            code: inner.code.clone(),
+            suberror: inner.suberror.clone(),
+            detail: inner.detail.clone(),
+            step_up: Some((caller.step_up_slot().cloned(), scopes)),
         }))
     }
 
     /// The kind of failure.
     pub fn kind(&self) -> ExchangeErrorKind {
         self.0.kind
+    }
+
+    /// Entra ID's `suberror` of a refusal (`consent_required`, ...), when
+    /// the endpoint sent one.
+    pub fn suberror(&self) -> Option<&str> {
+        self.0.suberror.as_deref()
+    }
+
+    /// Whether the user must come back through the authorization server
+    /// ([`ExchangeErrorKind::InteractionRequired`]).
+    pub fn needs_user_interaction(&self) -> bool {
+        self.0.kind == ExchangeErrorKind::InteractionRequired
     }
 
     /// The token endpoint's OAuth error code for a refusal (`invalid_grant`,
@@ -116,6 +200,7 @@ impl fmt::Debug for ExchangeError {
         f.debug_struct("ExchangeError")
             .field("kind", &self.0.kind)
             .field("code", &self.code())
+            .field("suberror", &self.0.suberror)
             .field("detail", &self.0.detail)
             .finish()
     }
@@ -125,8 +210,32 @@ impl std::error::Error for ExchangeError {}
 
 /// A tool can return the error with `?`: JSON-RPC internal error whose
 /// message is the error's text and whose data is `{"error": <code>}`.
+///
+/// **Step-up.** An [`InteractionRequired`](ExchangeErrorKind::InteractionRequired)
+/// error from [`TokenExchanger::exchange_for`](crate::TokenExchanger::exchange_for)
+/// marks its request for late step-up when it becomes the handler's error,
+/// as [`AuthContext::require_scopes`] does: behind the layer, the response is
+/// a real HTTP 403 `insufficient_scope` challenge naming what the operation
+/// needs (what the layer required, the request's
+/// [`step_up_scopes`](crate::ExchangeRequest::step_up_scopes), the caller's
+/// granted scopes), so the client authorizes again and the user meets the
+/// authorization server (consent, sign-in). Without the layer, or after a
+/// notification was streamed, it is the JSON-RPC error `-32600` with the
+/// data `{"error": <code>, "scope": <scopes>}`. A handler that catches the
+/// error and answers something else triggers nothing.
 impl From<ExchangeError> for rmcp::ErrorData {
     fn from(err: ExchangeError) -> Self {
+        if let Some((slot, scopes)) = &err.0.step_up {
+            let needed = match slot {
+                Some(slot) => slot.ask(scopes),
+                None => scopes.clone(),
+            }
+            .join(" ");
+            return rmcp::ErrorData::invalid_request(
+                format!("{err}; authorize again with the scope(s) {needed}"),
+                Some(serde_json::json!({ "error": err.code(), "scope": needed })),
+            );
+        }
         rmcp::ErrorData::internal_error(
             err.to_string(),
             Some(serde_json::json!({ "error": err.code() })),

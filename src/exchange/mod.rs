@@ -17,6 +17,7 @@ mod cache;
 mod downstream;
 mod error;
 mod settings;
+mod shared;
 mod token;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ pub use cache::{ExchangeStore, StoredToken};
 pub use downstream::DownstreamClient;
 pub use error::{ExchangeError, ExchangeErrorKind};
 pub use settings::{ExchangeGrant, ExchangeSettings};
+pub use shared::SealedExchangeStore;
 pub use token::ExchangedToken;
 
 use crate::clock::deadline;
@@ -55,6 +57,7 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 pub struct ExchangeRequest {
     audience: String,
     scopes: Vec<String>,
+    step_up_scopes: Vec<String>,
 }
 
 impl ExchangeRequest {
@@ -65,7 +68,24 @@ impl ExchangeRequest {
         Self {
             audience: audience.into(),
             scopes: Vec::new(),
+            step_up_scopes: Vec::new(),
         }
+    }
+
+    /// Scopes of *this* server for the client to ask for when the exchange
+    /// needs the user ([`ExchangeErrorKind::InteractionRequired`]): the
+    /// step-up challenge names them first, then the caller's granted
+    /// scopes (and what the layer required). Use the scope whose consent
+    /// covers the downstream API at your authorization server; without it,
+    /// the client authorizes again with what it has, which still brings the
+    /// user to the authorization server.
+    pub fn step_up_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.step_up_scopes = scopes.into_iter().map(Into::into).collect();
+        self
     }
 
     /// The scopes asked for (sent as `scope`; order and duplicates do not
@@ -219,7 +239,9 @@ impl TokenExchanger {
         for _ in 0..3 {
             match cache.get_value_or_guard_async(&key).await {
                 Ok(entry) if entry.produced >= started || entry.fresh(Instant::now()) => {
-                    return entry.outcome;
+                    return entry
+                        .outcome
+                        .map_err(|e| e.for_request(auth, &request.step_up_scopes));
                 }
                 Ok(_) => {
                     cache.remove_if(&key, |e| !e.fresh(Instant::now()));
@@ -232,7 +254,7 @@ impl TokenExchanger {
                     if transient {
                         cache.remove_if(&key, |e| e.transient);
                     }
-                    return outcome;
+                    return outcome.map_err(|e| e.for_request(auth, &request.step_up_scopes));
                 }
             }
         }
@@ -371,15 +393,23 @@ impl TokenExchanger {
             .map_err(|_| malformed("the answer is not a JSON object without repeated members"))?;
         if status != http::StatusCode::OK {
             let code = members.str("error").ok().flatten();
+            // Entra ID says why in `suberror` (consent_required, ...);
+            // kept only when it is a well-formed code.
+            let suberror = members
+                .str("suberror")
+                .ok()
+                .flatten()
+                .filter(|s| error::is_error_code(s));
             return Err(match code {
                 Some(code) if error::is_error_code(&code) => {
                     tracing::info!(
                         endpoint = %endpoint,
                         error = %code,
+                        suberror = suberror.as_deref().unwrap_or_default(),
                         subject = auth.subject(),
                         "the token endpoint refused an exchange"
                     );
-                    ExchangeError::refused(&code)
+                    ExchangeError::refused(&code, suberror.as_deref())
                 }
                 _ => self.transport(
                     &endpoint,

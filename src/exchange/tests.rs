@@ -18,16 +18,40 @@ fn refusals_map_to_kinds() {
         ("invalid_client", ExchangeErrorKind::InvalidClient),
         ("invalid_target", ExchangeErrorKind::InvalidTarget),
         ("invalid_scope", ExchangeErrorKind::InvalidScope),
-        ("consent_required", ExchangeErrorKind::Refused),
+        ("temporarily_unavailable", ExchangeErrorKind::Refused),
+        ("consent_required", ExchangeErrorKind::InteractionRequired),
+        ("interaction_required", ExchangeErrorKind::InteractionRequired),
+        ("login_required", ExchangeErrorKind::InteractionRequired),
+        (
+            "insufficient_user_authentication",
+            ExchangeErrorKind::InteractionRequired,
+        ),
     ] {
-        let err = ExchangeError::refused(code);
+        let err = ExchangeError::refused(code, None);
         assert_eq!(err.kind(), kind);
+        assert_eq!(
+            err.needs_user_interaction(),
+            kind == ExchangeErrorKind::InteractionRequired
+        );
         assert_eq!(err.code(), code);
         assert!(err.to_string().contains(code));
         assert!(format!("{err:?}").contains(code));
     }
+    // Entra ID: `invalid_grant` whose `suberror` asks for the user.
+    for (suberror, kind) in [
+        ("consent_required", ExchangeErrorKind::InteractionRequired),
+        ("basic_action", ExchangeErrorKind::InteractionRequired),
+        ("bad_token", ExchangeErrorKind::InvalidGrant),
+    ] {
+        let err = ExchangeError::refused("invalid_grant", Some(suberror));
+        assert_eq!(err.kind(), kind, "{suberror}");
+        assert_eq!(err.code(), "invalid_grant");
+        assert_eq!(err.suberror(), Some(suberror));
+        assert!(format!("{err:?}").contains(suberror));
+    }
     let err = ExchangeError::new(ExchangeErrorKind::Transport, "down");
     assert_eq!(err.code(), "transport");
+    assert_eq!(err.suberror(), None);
     assert_eq!(err.to_string(), "token exchange failed: transport: down");
     assert!(is_error_code("invalid_grant"));
     for bad in ["", "a\"b", "a\\b", "é", &"x".repeat(65), "a\nb"] {
@@ -165,4 +189,77 @@ fn redacted_debug_and_subject_token() {
     assert!(!format!("{ctx:?}").contains("very-secret"));
     let request = ExchangeRequest::audience("https://api").scopes(["b", "a", "b"]);
     assert!(format!("{request:?}").contains("[\"a\", \"b\"]"));
+}
+
+// Without the layer (no step-up slot), an interaction-required refusal
+// still names the scopes to authorize again with: the request's own, then
+// the caller's, without repeats; other kinds stay internal errors.
+#[test]
+fn interaction_required_becomes_a_step_up_error() {
+    let caller = crate::AuthContext::builder("https://as.example", "alice")
+        .scopes(["notes:read", "mcp:tools"])
+        .build();
+    let err = ExchangeError::refused("consent_required", None)
+        .for_request(&caller, &["downstream:consent".to_owned(), "notes:read".to_owned()]);
+    let data = rmcp::ErrorData::from(err);
+    assert_eq!(data.code, rmcp::model::ErrorCode::INVALID_REQUEST);
+    assert!(data.message.contains("consent_required"), "{}", data.message);
+    assert_eq!(
+        data.data,
+        Some(serde_json::json!({
+            "error": "consent_required",
+            "scope": "downstream:consent notes:read mcp:tools"
+        }))
+    );
+    let other = ExchangeError::refused("invalid_target", None).for_request(&caller, &[]);
+    let data = rmcp::ErrorData::from(other);
+    assert_eq!(data.code, rmcp::model::ErrorCode::INTERNAL_ERROR);
+    assert_eq!(data.data, Some(serde_json::json!({ "error": "invalid_target" })));
+}
+
+// The sealed shared level on its own: a round trip, bound to its key; an
+// entry already due, a token over the sealed size cap, or garbage in the
+// store are not shared (a miss, never an error).
+#[tokio::test]
+async fn sealed_store_round_trip_and_refusals() {
+    use std::time::SystemTime;
+
+    use crate::store::{MemoryStore, SharedStore};
+    let memory: std::sync::Arc<dyn SharedStore> = std::sync::Arc::new(MemoryStore::default());
+    let key = crate::HandleKey::from_secret(&[5; 32]).unwrap();
+    let store = SealedExchangeStore::new(memory.clone(), key);
+    assert!(format!("{store:?}").contains("[redacted]"));
+    let (k1, k2) = ([1u8; 32], [2u8; 32]);
+    let until = SystemTime::now() + Duration::from_secs(60);
+    let token = StoredToken::new("downstream-token".into(), until, Some("read".into()));
+    store.put(&k1, token.clone()).await;
+    let back = store.get(&k1).await.unwrap();
+    assert_eq!(back.token, "downstream-token");
+    assert_eq!(back.scope.as_deref(), Some("read"));
+    let drift = back
+        .reuse_until
+        .duration_since(until)
+        .unwrap_or_else(|e| e.duration());
+    assert!(drift < Duration::from_millis(2), "{drift:?}");
+    assert!(store.get(&k2).await.is_none());
+    // Moved to another key: does not open.
+    let raw = memory
+        .get(&crate::store::hashed_key("mcp_oauth2:exchange:", &k1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&raw).contains("downstream-token"));
+    let k2_name = crate::store::hashed_key("mcp_oauth2:exchange:", &k2);
+    memory.put(&k2_name, &raw, Duration::from_secs(60)).await.unwrap();
+    assert!(store.get(&k2).await.is_none());
+    memory.put(&k2_name, b"\xff\xfe", Duration::from_secs(60)).await.unwrap();
+    assert!(store.get(&k2).await.is_none());
+    // Not shared: already due, or too large to seal.
+    let k3 = [3u8; 32];
+    let past = SystemTime::now() - Duration::from_secs(1);
+    store.put(&k3, StoredToken::new("t".into(), past, None)).await;
+    store
+        .put(&k3, StoredToken::new("x".repeat(9 * 1024), until, None))
+        .await;
+    assert!(store.get(&k3).await.is_none());
 }

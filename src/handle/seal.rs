@@ -1,7 +1,8 @@
 //! The sealed format: `<kind>.<key id>.<base64url blob>`.
 //!
 //! `kind` is `h2s`, `h2e`, `r2s` or `r2e`: handle or request state, format
-//! 2, signed or encrypted. The blob is
+//! 2, signed or encrypted (and `x1e`, an exchanged token in the shared
+//! store, format 1, always encrypted). The blob is
 //!
 //! - signed: `expiry (8) | random (16) | payload | HMAC-SHA256 tag (32)`;
 //! - encrypted: `expiry (8) | nonce (12) | AES-256-GCM ciphertext | tag (16)`.
@@ -10,7 +11,8 @@
 //! authenticated data (the HMAC input before the body, or the AEAD's
 //! associated data) is a sequence of length-prefixed fields: a purpose label,
 //! the kind, the key id, the expiry, the issuer, the subject, the client id
-//! (with a presence byte) and, for request state, the method and the name.
+//! (with a presence byte) and, for request state, the method and the name;
+//! for an exchanged token, its cache key.
 //! Length prefixes make every field boundary unambiguous.
 
 use std::time::Duration;
@@ -33,6 +35,9 @@ pub(crate) enum Purpose<'a> {
     /// The `requestState` of a multi-round-trip request, bound to the
     /// originating request's method and name.
     RequestState { method: &'a str, name: &'a str },
+    /// An exchanged token kept in the replicas' shared store, bound to its
+    /// cache key (a digest of who asked for what).
+    Exchanged { key: &'a [u8; 32] },
 }
 
 impl Purpose<'_> {
@@ -40,6 +45,7 @@ impl Purpose<'_> {
         match self {
             Purpose::Handle => b"mcp-oauth2 handle v2",
             Purpose::RequestState { .. } => b"mcp-oauth2 request state v2",
+            Purpose::Exchanged { .. } => b"mcp-oauth2 exchanged token v1",
         }
     }
 
@@ -49,6 +55,8 @@ impl Purpose<'_> {
             (Purpose::Handle, Sealing::Encrypted) => "h2e",
             (Purpose::RequestState { .. }, Sealing::Signed) => "r2s",
             (Purpose::RequestState { .. }, Sealing::Encrypted) => "r2e",
+            (Purpose::Exchanged { .. }, Sealing::Signed) => "x1s",
+            (Purpose::Exchanged { .. }, Sealing::Encrypted) => "x1e",
         }
     }
 }
@@ -268,9 +276,13 @@ fn associated_data(
             field(c.as_bytes());
         }
     }
-    if let Purpose::RequestState { method, name } = purpose {
-        field(method.as_bytes());
-        field(name.as_bytes());
+    match purpose {
+        Purpose::RequestState { method, name } => {
+            field(method.as_bytes());
+            field(name.as_bytes());
+        }
+        Purpose::Exchanged { key } => field(key),
+        Purpose::Handle => {}
     }
     // The tenant last, only when there is one: handles of principals
     // without a tenant keep their encoding, and the field count differs

@@ -45,6 +45,9 @@ pub(super) struct ExchangePolicy {
     pub(super) refused_audiences: HashSet<String>,
     /// Answer `invalid_grant` to every exchange.
     pub(super) refuse_all: bool,
+    /// Audiences the user must consent to: (audience, the scope of the
+    /// subject token that stands for that consent).
+    pub(super) consent: Vec<(String, String)>,
 }
 
 /// `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`.
@@ -171,6 +174,25 @@ fn issue(
     let claims = verify_subject_token(shared, subject_token)?;
     {
         let policy = lock(&shared.exchange_policy);
+        let granted = claims
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if policy.consent.iter().any(|(audience, scope)| {
+            audiences.contains(audience) && !granted.split(' ').any(|g| g == scope)
+        }) {
+            // The RFC 8693 grant says so with the OpenID Connect code;
+            // Entra ID's on-behalf-of with `invalid_grant` and a suberror.
+            return Err(if rfc8693 {
+                OAuthError::bad_request(
+                    "consent_required",
+                    "the user has not consented to the downstream API",
+                )
+            } else {
+                OAuthError::invalid_grant("the user has not consented to the downstream API")
+                    .with_suberror("consent_required")
+            });
+        }
         if policy.refuse_all {
             return Err(OAuthError::invalid_grant(
                 "the test issuer refuses every exchange",

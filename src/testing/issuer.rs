@@ -562,6 +562,18 @@ impl TestIssuer {
             .insert(audience.into());
     }
 
+    /// Asks for the user's consent, from now on, before exchanging for
+    /// `audience`: unless the subject token grants `scope` (what the user
+    /// consented to when authorizing the MCP client), the exchange is
+    /// refused with `consent_required` (the RFC 8693 grant) or
+    /// `invalid_grant` with `suberror: consent_required` (Entra ID's
+    /// on-behalf-of grant).
+    pub fn require_consent_for_exchange(&self, audience: impl Into<String>, scope: impl Into<String>) {
+        lock(&self.shared.exchange_policy)
+            .consent
+            .push((audience.into(), scope.into()));
+    }
+
     /// While `on`, every exchange with a valid subject token is answered
     /// `invalid_grant` (as when the user revoked the delegation).
     pub fn refuse_all_exchanges(&self, on: bool) {

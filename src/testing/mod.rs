@@ -140,7 +140,9 @@
 //!   keeps the subject's `sub`, has the requested audience as `aud` and
 //!   `act: {"sub": <client_id>}` (nesting an earlier `act`). Refusals on
 //!   demand: [`TestIssuer::refuse_exchange_audience`] (`invalid_target`),
-//!   [`TestIssuer::refuse_all_exchanges`] (`invalid_grant`); every exchange
+//!   [`TestIssuer::refuse_all_exchanges`] (`invalid_grant`),
+//!   [`TestIssuer::require_consent_for_exchange`] (`consent_required`, or
+//!   Entra-style `invalid_grant` with a `suberror`); every exchange
 //!   is counted ([`TestIssuer::exchange_hits`]).
 //! - **Registration** (`POST /register`): open, per RFC 7591; a client
 //!   registered with `token_endpoint_auth_method` other than `none` gets a

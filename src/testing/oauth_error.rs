@@ -20,6 +20,8 @@ pub(super) struct OAuthError {
     pub(super) status: StatusCode,
     pub(super) code: &'static str,
     pub(super) description: &'static str,
+    /// Entra ID's `suberror` member, when set.
+    pub(super) suberror: Option<&'static str>,
 }
 
 impl OAuthError {
@@ -44,6 +46,7 @@ impl OAuthError {
             status: StatusCode::UNAUTHORIZED,
             code: "invalid_client",
             description,
+            suberror: None,
         }
     }
 
@@ -53,6 +56,7 @@ impl OAuthError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "server_error",
             description,
+            suberror: None,
         }
     }
 
@@ -62,13 +66,23 @@ impl OAuthError {
             status: StatusCode::BAD_REQUEST,
             code,
             description,
+            suberror: None,
         }
+    }
+
+    /// The same error with Entra ID's `suberror`.
+    pub(super) const fn with_suberror(mut self, suberror: &'static str) -> Self {
+        self.suberror = Some(suberror);
+        self
     }
 }
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.code, "error_description": self.description });
+        let mut body = json!({ "error": self.code, "error_description": self.description });
+        if let (Some(suberror), Some(members)) = (self.suberror, body.as_object_mut()) {
+            members.insert("suberror".to_owned(), suberror.into());
+        }
         let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, no_store());
