@@ -972,11 +972,10 @@ async fn downstream_whoami(url: &str, token: &str) -> (bool, String) {
     // Stateless (2026-07-28): no session, so Redis down touches only the
     // exchange cache.
     let client = bounded(stateless_client(url, token)).await.unwrap();
-    let result = bounded(
-        client.call_tool(rmcp::model::CallToolRequestParams::new("downstream_whoami")),
-    )
-    .await
-    .unwrap();
+    let result =
+        bounded(client.call_tool(rmcp::model::CallToolRequestParams::new("downstream_whoami")))
+            .await
+            .unwrap();
     client.cancel().await.unwrap();
     let text = result
         .content
@@ -998,7 +997,10 @@ async fn reference_servers_share_exchanged_tokens_sealed_in_redis() {
     use mcp_oauth2::testing::ClientRegistration;
     let mut redis = RedisServer::start().await;
     let issuer = TestIssuer::start().await.unwrap();
-    issuer.register_client(ClientRegistration::confidential("mcp-server", "server-secret"));
+    issuer.register_client(ClientRegistration::confidential(
+        "mcp-server",
+        "server-secret",
+    ));
     let (api_url, seen) = recording_api().await;
     let b64 = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
     let (key, other_key) = (b64(7), b64(9));
@@ -1071,7 +1073,10 @@ async fn reference_servers_share_exchanged_tokens_sealed_in_redis() {
         assert!(!alice_sealed.contains(&signature(secret)));
     }
     for clear in ["alice", "downstream.example", "notes:read", "mcp-server"] {
-        assert!(!alice_sealed.contains(clear) && !alice_key.contains(clear), "{clear}");
+        assert!(
+            !alice_sealed.contains(clear) && !alice_key.contains(clear),
+            "{clear}"
+        );
     }
 
     // Bob on A; then his entry is overwritten with Alice's sealed token.
@@ -1079,7 +1084,11 @@ async fn reference_servers_share_exchanged_tokens_sealed_in_redis() {
     assert!(!downstream_whoami(&url(0), &bob).await.0);
     assert_eq!(issuer.exchange_hits(), 2);
     let entries = exchange_entries(redis.dump().await);
-    let (bob_key, _) = entries.iter().find(|(k, _)| *k != alice_key).unwrap().clone();
+    let (bob_key, _) = entries
+        .iter()
+        .find(|(k, _)| *k != alice_key)
+        .unwrap()
+        .clone();
     let writer = RedisStore::new(&redis_url).unwrap();
     writer
         .put(&bob_key, alice_sealed.as_bytes(), Duration::from_secs(60))

@@ -761,7 +761,11 @@ async fn malformed_token_responses_are_refused() {
             "malformed_response",
         ),
         (500, r#"{"message":"boom"}"#, "transport"),
-        (400, r#"{"error":"temporarily_unavailable"}"#, "temporarily_unavailable"),
+        (
+            400,
+            r#"{"error":"temporarily_unavailable"}"#,
+            "temporarily_unavailable",
+        ),
         (400, "{\"error\":\"bad\\u0022code\"}", "transport"),
         (302, "{}", "transport"),
     ];
@@ -787,7 +791,11 @@ async fn malformed_token_responses_are_refused() {
         ),
     ] {
         api.answer(400, body);
-        assert_eq!(get_call(&url, &token).await, (403, answer.to_owned()), "{body}");
+        assert_eq!(
+            get_call(&url, &token).await,
+            (403, answer.to_owned()),
+            "{body}"
+        );
     }
     api.answer(400, r#"{"error":"invalid_grant","suberror":"bad_token"}"#);
     assert_eq!(get_call(&url, &token).await, (502, "invalid_grant".into()));

@@ -133,7 +133,8 @@ impl ExchangeError {
         if self.0.kind != ExchangeErrorKind::InteractionRequired {
             return self;
         }
-        let mut scopes: Vec<String> = Vec::with_capacity(step_up_scopes.len() + caller.scopes().len());
+        let mut scopes: Vec<String> =
+            Vec::with_capacity(step_up_scopes.len() + caller.scopes().len());
         crate::scope::extend_unique(
             &mut scopes,
             step_up_scopes

@@ -93,7 +93,15 @@ impl ExchangeStore for SealedExchangeStore {
             };
             let opened = std::str::from_utf8(&sealed)
                 .ok()
-                .and_then(|s| open(&self.keys, ("", "", None, None), Purpose::Exchanged { key }, s).ok())
+                .and_then(|s| {
+                    open(
+                        &self.keys,
+                        ("", "", None, None),
+                        Purpose::Exchanged { key },
+                        s,
+                    )
+                    .ok()
+                })
                 .and_then(|payload| serde_json::from_str::<Payload>(&payload).ok());
             let Some(payload) = opened else {
                 tracing::warn!(
@@ -119,9 +127,16 @@ impl ExchangeStore for SealedExchangeStore {
                 s: token.scope,
                 u: unix_millis(token.reuse_until),
             };
-            let sealed = serde_json::to_string(&payload)
+            let sealed = serde_json::to_string(&payload).ok().and_then(|p| {
+                seal(
+                    &self.keys,
+                    ("", "", None, None),
+                    Purpose::Exchanged { key },
+                    &p,
+                    ttl,
+                )
                 .ok()
-                .and_then(|p| seal(&self.keys, ("", "", None, None), Purpose::Exchanged { key }, &p, ttl).ok());
+            });
             let Some(sealed) = sealed else {
                 // A token over the sealed size cap (8 KiB), or a lifetime
                 // over a year: kept in this replica only.

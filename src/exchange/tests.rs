@@ -20,7 +20,10 @@ fn refusals_map_to_kinds() {
         ("invalid_scope", ExchangeErrorKind::InvalidScope),
         ("temporarily_unavailable", ExchangeErrorKind::Refused),
         ("consent_required", ExchangeErrorKind::InteractionRequired),
-        ("interaction_required", ExchangeErrorKind::InteractionRequired),
+        (
+            "interaction_required",
+            ExchangeErrorKind::InteractionRequired,
+        ),
         ("login_required", ExchangeErrorKind::InteractionRequired),
         (
             "insufficient_user_authentication",
@@ -199,11 +202,17 @@ fn interaction_required_becomes_a_step_up_error() {
     let caller = crate::AuthContext::builder("https://as.example", "alice")
         .scopes(["notes:read", "mcp:tools"])
         .build();
-    let err = ExchangeError::refused("consent_required", None)
-        .for_request(&caller, &["downstream:consent".to_owned(), "notes:read".to_owned()]);
+    let err = ExchangeError::refused("consent_required", None).for_request(
+        &caller,
+        &["downstream:consent".to_owned(), "notes:read".to_owned()],
+    );
     let data = rmcp::ErrorData::from(err);
     assert_eq!(data.code, rmcp::model::ErrorCode::INVALID_REQUEST);
-    assert!(data.message.contains("consent_required"), "{}", data.message);
+    assert!(
+        data.message.contains("consent_required"),
+        "{}",
+        data.message
+    );
     assert_eq!(
         data.data,
         Some(serde_json::json!({
@@ -214,7 +223,10 @@ fn interaction_required_becomes_a_step_up_error() {
     let other = ExchangeError::refused("invalid_target", None).for_request(&caller, &[]);
     let data = rmcp::ErrorData::from(other);
     assert_eq!(data.code, rmcp::model::ErrorCode::INTERNAL_ERROR);
-    assert_eq!(data.data, Some(serde_json::json!({ "error": "invalid_target" })));
+    assert_eq!(
+        data.data,
+        Some(serde_json::json!({ "error": "invalid_target" }))
+    );
 }
 
 // The sealed shared level on its own: a round trip, bound to its key; an
@@ -250,14 +262,22 @@ async fn sealed_store_round_trip_and_refusals() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&raw).contains("downstream-token"));
     let k2_name = crate::store::hashed_key("mcp_oauth2:exchange:", &k2);
-    memory.put(&k2_name, &raw, Duration::from_secs(60)).await.unwrap();
+    memory
+        .put(&k2_name, &raw, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert!(store.get(&k2).await.is_none());
-    memory.put(&k2_name, b"\xff\xfe", Duration::from_secs(60)).await.unwrap();
+    memory
+        .put(&k2_name, b"\xff\xfe", Duration::from_secs(60))
+        .await
+        .unwrap();
     assert!(store.get(&k2).await.is_none());
     // Not shared: already due, or too large to seal.
     let k3 = [3u8; 32];
     let past = SystemTime::now() - Duration::from_secs(1);
-    store.put(&k3, StoredToken::new("t".into(), past, None)).await;
+    store
+        .put(&k3, StoredToken::new("t".into(), past, None))
+        .await;
     store
         .put(&k3, StoredToken::new("x".repeat(9 * 1024), until, None))
         .await;

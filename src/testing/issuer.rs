@@ -568,7 +568,11 @@ impl TestIssuer {
     /// refused with `consent_required` (the RFC 8693 grant) or
     /// `invalid_grant` with `suberror: consent_required` (Entra ID's
     /// on-behalf-of grant).
-    pub fn require_consent_for_exchange(&self, audience: impl Into<String>, scope: impl Into<String>) {
+    pub fn require_consent_for_exchange(
+        &self,
+        audience: impl Into<String>,
+        scope: impl Into<String>,
+    ) {
         lock(&self.shared.exchange_policy)
             .consent
             .push((audience.into(), scope.into()));
