@@ -83,12 +83,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `MCP_OAUTH2_LOG_FORMAT=json`: one JSON object per line (the audit
     // events on the target `mcp_oauth2::audit` with their fields), for a
     // log pipeline; anything else: human-readable text.
+    // Colours only on a terminal: escape codes in a log file are noise,
+    // and cost a refusal about a tenth of its log line.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     match format.as_deref() {
         Ok("json") => tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
             .init(),
-        Ok("" | "text") | Err(_) => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        Ok("" | "text") | Err(_) => tracing_subscriber::fmt()
+            .with_ansi(ansi)
+            .with_env_filter(filter)
+            .init(),
         Ok(other) => {
             return Err(
                 format!("MCP_OAUTH2_LOG_FORMAT must be json or text, not {other:?}").into(),
