@@ -30,6 +30,7 @@ const SCOPES = 'downstream:read downstream:write';
 /** The scenarios' names (run.mjs starts the servers when one is selected). */
 export const EXCHANGE_SCENARIOS = {
   ok: 'exchange (ts-sdk, reference server, oidc-provider RFC 8693, downstream API): the user downstream, one exchange for two calls, no passthrough',
+  python: 'exchange (python-sdk, stateless 2026-07-28): the user downstream, one exchange for two calls, no passthrough',
   target: 'exchange refused: a downstream audience the provider does not allow is invalid_target, a tool error',
   secret: 'exchange refused: the MCP server\'s client secret is wrong, invalid_client, a tool error',
   provider: 'exchange at the provider: the grant\'s rules (client, subject token, audience, scope) hold against hostile requests',
@@ -94,7 +95,7 @@ export async function startExchangeServers(ex, { rig, providerMetadata, startRes
 }
 
 export async function exchangeScenarios({
-  scenario, rig, ex, NODE, runClient, issuedTokens, providerMetadata, registerConfidentialClient,
+  scenario, rig, ex, NODE, PYTHON, runClient, issuedTokens, providerMetadata, registerConfidentialClient,
   clientCredentialsToken, fetchT,
 }) {
   const exchanges = async () => (await fetchT(`${rig.issuer}/_rig/exchanges`)).json();
@@ -109,11 +110,16 @@ export async function exchangeScenarios({
     return [res.status, await res.json()];
   };
 
-  /** Runs the TypeScript SDK client's `exchange` mode against one server. */
-  const exchangeClient = async (name) => {
+  const clients = {
+    'ts-sdk': (url) => [NODE, ['clients/ts-sdk.mjs', 'exchange', url]],
+    'python-sdk': (url) => [PYTHON, ['clients/python_sdk.py', 'exchange', url]],
+  };
+
+  /** Runs a client's `exchange` mode against one server. */
+  const exchangeClient = async (name, client = 'ts-sdk') => {
     const exBefore = (await exchanges()).length;
     const seenBefore = downstream.seen.length;
-    const result = await runClient(`ts-sdk exchange ${name}`, NODE, ['clients/ts-sdk.mjs', 'exchange', ex.servers[name].url]);
+    const result = await runClient(`${client} exchange ${name}`, ...clients[client](ex.servers[name].url));
     assert(result.whoami?.subject === rig.subject, `whoami.subject is ${JSON.stringify(result.whoami?.subject)}, the provider issued ${rig.subject}`);
     assert(result.whoami.client_id === result.clientId, `whoami.client_id ${result.whoami.client_id}, the client registered as ${result.clientId}`);
     const held = result.heldTokenSha256 || [];
@@ -128,8 +134,9 @@ export async function exchangeScenarios({
     };
   };
 
-  await scenario(EXCHANGE_SCENARIOS.ok, async () => {
-    const { result, held, attempts, seen } = await exchangeClient('ok');
+  /** The exchange worked: checked at the client, the downstream API and the provider. */
+  const exchanged = async (client) => {
+    const { result, held, attempts, seen } = await exchangeClient('ok', client);
     const answers = result.downstream.map((d, i) => {
       assert(!d.isError, `downstream_whoami call ${i + 1} failed: ${d.text}`);
       return JSON.parse(d.text);
@@ -161,9 +168,19 @@ export async function exchangeScenarios({
     const subjectToken = issued.find((t) => t.jti === x.subject_jti);
     assert(subjectToken && subjectToken.client_id === result.clientId && subjectToken.aud === ex.servers.ok.resource && subjectToken.sub === rig.subject,
       `the subject token of the exchange is ${JSON.stringify(subjectToken)}, not the client's token for ${ex.servers.ok.resource}`);
-    const exchanged = issued.find((t) => t.jti === x.jti);
-    assert(exchanged && exchanged.aud === downstream.audience && exchanged.act?.sub === ex.clientId,
-      `the provider's record of the exchanged token is ${JSON.stringify(exchanged)}`);
+    const record = issued.find((t) => t.jti === x.jti);
+    assert(record && record.aud === downstream.audience && record.act?.sub === ex.clientId,
+      `the provider's record of the exchanged token is ${JSON.stringify(record)}`);
+    return result;
+  };
+
+  await scenario(EXCHANGE_SCENARIOS.ok, () => exchanged('ts-sdk'));
+
+  await scenario(EXCHANGE_SCENARIOS.python, async () => {
+    const result = await exchanged('python-sdk');
+    // The stateless revision: the tool calls came with Mcp-Method.
+    assert(result.seenHeaders.includes('mcp-method') && !result.seenHeaders.includes('mcp-session-id'),
+      `the Python SDK did not speak the stateless protocol: its tools saw ${JSON.stringify(result.seenHeaders)}`);
   });
 
   /** A refused exchange: both calls are tool errors naming `code`, each one refusal at the provider. */

@@ -641,7 +641,7 @@ async function scenarios() {
 
   if (rig.exchange) {
     await exchangeScenarios({
-      scenario, rig, ex: rig.exchange, NODE, runClient, issuedTokens, providerMetadata,
+      scenario, rig, ex: rig.exchange, NODE, PYTHON, runClient, issuedTokens, providerMetadata,
       registerConfidentialClient, clientCredentialsToken, fetchT,
     });
   }
