@@ -186,6 +186,7 @@ export async function exchangeScenarios({
   /** A refused exchange: both calls are tool errors naming `code`, each one refusal at the provider. */
   const refused = async (name, code, aud) => {
     const { result, attempts, seen } = await exchangeClient(name);
+    assert(result.downstream.length === 2, `the client made ${result.downstream.length} downstream_whoami calls`);
     for (const [i, d] of result.downstream.entries()) {
       assert(d.isError, `downstream_whoami call ${i + 1} succeeded: ${d.text}`);
       assert(d.text.startsWith(`${code}:`), `downstream_whoami call ${i + 1} answered ${JSON.stringify(d.text)}, not ${code}`);

@@ -52,7 +52,7 @@ export const sha256 = (text) => createHash('sha256').update(text).digest('hex');
 export function exchangeSettings(env) {
   if (!env.RIG_EXCHANGE_CLIENT_ID) return undefined;
   if (!env.RIG_EXCHANGE_CLIENT_SECRET) throw new Error('RIG_EXCHANGE_CLIENT_SECRET is required');
-  const scopes = list(env.RIG_EXCHANGE_SCOPES || 'downstream:read').join(' ').split(' ');
+  const scopes = (env.RIG_EXCHANGE_SCOPES || 'downstream:read').split(' ').filter(Boolean);
   return {
     clientId: env.RIG_EXCHANGE_CLIENT_ID,
     clientSecret: env.RIG_EXCHANGE_CLIENT_SECRET,
