@@ -31,6 +31,7 @@ const SCOPES = 'downstream:read downstream:write';
 export const EXCHANGE_SCENARIOS = {
   ok: 'exchange (ts-sdk, reference server, oidc-provider RFC 8693, downstream API): the user downstream, one exchange for two calls, no passthrough',
   python: 'exchange (python-sdk, stateless 2026-07-28): the user downstream, one exchange for two calls, no passthrough',
+  concurrent: 'exchange single flight: eight concurrent downstream_whoami calls (stateless, one fresh token) cost one exchange',
   target: 'exchange refused: a downstream audience the provider does not allow is invalid_target, a tool error',
   secret: 'exchange refused: the MCP server\'s client secret is wrong, invalid_client, a tool error',
   provider: 'exchange at the provider: the grant\'s rules (client, subject token, audience, scope) hold against hostile requests',
@@ -181,6 +182,58 @@ export async function exchangeScenarios({
     // The stateless revision: the tool calls came with Mcp-Method.
     assert(result.seenHeaders.includes('mcp-method') && !result.seenHeaders.includes('mcp-session-id'),
       `the Python SDK did not speak the stateless protocol: its tools saw ${JSON.stringify(result.seenHeaders)}`);
+  });
+
+  await scenario(EXCHANGE_SCENARIOS.concurrent, async () => {
+    // A client of its own, so no exchanged token is cached for it yet.
+    const client = await registerConfidentialClient('rig exchange concurrent');
+    const token = await clientCredentialsToken(client, ex.servers.ok.resource);
+    const exBefore = (await exchanges()).length;
+    const seenBefore = downstream.seen.length;
+    const N = 8;
+    const answers = await Promise.all(Array.from({ length: N }, async (_, i) => {
+      const res = await fetchT(ex.servers.ok.url, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-protocol-version': '2026-07-28',
+          'mcp-method': 'tools/call',
+          'mcp-name': 'downstream_whoami',
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: i + 1,
+          method: 'tools/call',
+          params: {
+            name: 'downstream_whoami',
+            arguments: {},
+            _meta: {
+              'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+              'io.modelcontextprotocol/clientCapabilities': {},
+            },
+          },
+        }),
+      }, 20000);
+      const text = await res.text();
+      assert(res.status === 200, `call ${i + 1}: HTTP ${res.status} ${text.slice(0, 200)}`);
+      // One JSON message, or the same as an event stream.
+      const message = (res.headers.get('content-type') || '').startsWith('text/event-stream')
+        ? JSON.parse(text.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5)).find((d) => d.trim().startsWith('{')))
+        : JSON.parse(text);
+      const result = message.result;
+      assert(result && !result.isError, `call ${i + 1}: ${JSON.stringify(message).slice(0, 300)}`);
+      return JSON.parse(result.content.find((c) => c.type === 'text').text);
+    }));
+    const attempts = (await exchanges()).slice(exBefore);
+    assert(attempts.length === 1 && attempts[0].outcome === 'issued' && attempts[0].sub === client.client_id,
+      `${N} concurrent calls cost ${attempts.length} exchange requests: ${JSON.stringify(attempts)}`);
+    assert(answers.every((a) => a.sub === client.client_id && a.token_sha256 === attempts[0].token_sha256),
+      `the calls did not all use the one exchanged token: ${JSON.stringify(answers.map((a) => [a.sub, a.token_sha256]))}`);
+    const seen = downstream.seen.slice(seenBefore);
+    assert(seen.length === N && seen.every((s) => s.accepted && s.token_sha256 === attempts[0].token_sha256),
+      `the downstream API saw ${JSON.stringify(seen)}`);
   });
 
   /** A refused exchange: both calls are tool errors naming `code`, each one refusal at the provider. */
