@@ -3,7 +3,9 @@
 //
 // Starts, on loopback and ephemeral ports: an https host for Client ID
 // Metadata Documents (self-signed), the OpenID provider (rig/provider.mjs),
-// the reference server (examples/protected_server.rs). Then runs each client
+// the reference server (examples/protected_server.rs) and, when a token
+// exchange scenario is selected, the downstream API and the reference servers
+// of rig/exchange.mjs. Then runs each client
 // and scenario, printing `PASS name`, `FAIL name: reason` or `SKIP name:
 // reason` per line and closing with `N passed, N failed`. Exit status 1 when
 // anything failed. Every child runs in its own process group and is killed on
