@@ -14,6 +14,10 @@ MODE:
               and export_notes (the handler asks for notes:export mid-call:
               late step-up); each must re-authorize with the challenged
               scopes and then return a tool result
+    exchange  dcr, then downstream_whoami twice (the server exchanges this
+              client's token for a downstream token, RFC 8693) and
+              seen_headers; each result is reported as is (isError and
+              text), with the SHA-256 of every access token this client held
 
 The client knows nothing but MCP_URL; the SDK's OAuthClientProvider discovers
 the rest from the 401 challenge. The "browser" is $RIG_BROWSER, launched with
@@ -26,6 +30,7 @@ Prints one line `RIG-RESULT {json}` on success; exits non-zero otherwise.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import sys
@@ -44,12 +49,15 @@ class MemoryStorage:
     def __init__(self) -> None:
         self.tokens: OAuthToken | None = None
         self.client_info: OAuthClientInformationFull | None = None
+        # SHA-256 of every access token stored (never the token).
+        self.held_sha256: list[str] = []
 
     async def get_tokens(self) -> OAuthToken | None:
         return self.tokens
 
     async def set_tokens(self, tokens: OAuthToken) -> None:
         self.tokens = tokens
+        self.held_sha256.append(hashlib.sha256(tokens.access_token.encode()).hexdigest())
 
     async def get_client_info(self) -> OAuthClientInformationFull | None:
         return self.client_info
@@ -179,6 +187,16 @@ async def main(mode: str, mcp_url: str) -> dict:
                     )
                 out["notes"] = json.loads(text_of(await client.call_tool("list_notes", {})))
                 out["whoamiAfter"] = json.loads(text_of(await client.call_tool("whoami", {})))
+            if mode == "exchange":
+                # Reported as is: the rig decides whether an error was expected.
+                out["downstream"] = []
+                for _ in range(2):
+                    result = await client.call_tool("downstream_whoami", {})
+                    is_error = bool(getattr(result, "is_error", False) or getattr(result, "isError", False))
+                    text = "".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+                    out["downstream"].append({"isError": is_error, "text": text})
+                out["seenHeaders"] = json.loads(text_of(await client.call_tool("seen_headers", {})))
+                out["heldTokenSha256"] = storage.held_sha256
             if mode == "step-up":
                 out["addNote"] = text_of(await client.call_tool("add_note", {"text": "from the rig"}))
                 out["notes"] = json.loads(text_of(await client.call_tool("list_notes", {})))
@@ -203,8 +221,8 @@ def text_of(result) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("dcr", "cimd", "step-up", "step-up-computed-late"):
-        print("usage: python_sdk.py dcr|cimd|step-up|step-up-computed-late MCP_URL", file=sys.stderr)
+    if len(sys.argv) != 3 or sys.argv[1] not in ("dcr", "cimd", "step-up", "step-up-computed-late", "exchange"):
+        print("usage: python_sdk.py dcr|cimd|step-up|step-up-computed-late|exchange MCP_URL", file=sys.stderr)
         sys.exit(2)
     try:
         result = asyncio.run(main(sys.argv[1], sys.argv[2]))

@@ -17,6 +17,11 @@
 //                       asks for notes:export mid-call: late step-up); each
 //                       must re-authorize with the challenged scopes and then
 //                       return a tool result
+//   exchange            dcr, then downstream_whoami twice (the server
+//                       exchanges this client's token for a downstream
+//                       token, RFC 8693) and seen_headers; each result is
+//                       reported as is (isError and text), with the SHA-256
+//                       of every access token this client held
 //
 // The client knows nothing but MCP_URL: the SDK discovers the protected
 // resource metadata and the authorization server from the 401 challenge.
@@ -27,6 +32,7 @@
 // Prints one line `RIG-RESULT {json}` on success; exits non-zero otherwise.
 
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -36,7 +42,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 
 const [mode, mcpUrl] = process.argv.slice(2);
 if (!mode || !mcpUrl) {
-  console.error('usage: ts-sdk.mjs dcr|cimd|client-credentials|step-up|step-up-computed-late MCP_URL');
+  console.error('usage: ts-sdk.mjs dcr|cimd|client-credentials|step-up|step-up-computed-late|exchange MCP_URL');
   process.exit(2);
 }
 
@@ -93,6 +99,8 @@ class InteractiveProvider {
     this._redirectUrl = redirectUrl;
     this.clientMetadataUrl = clientMetadataUrl;
     this.authorizationRequests = [];
+    // SHA-256 of every access token saved (never the token).
+    this.heldTokenSha256 = [];
   }
 
   get redirectUrl() { return this._redirectUrl; }
@@ -110,7 +118,12 @@ class InteractiveProvider {
   clientInformation() { return this._client; }
   saveClientInformation(info) { this._client = info; }
   tokens() { return this._tokens; }
-  saveTokens(tokens) { this._tokens = tokens; }
+  saveTokens(tokens) {
+    this._tokens = tokens;
+    if (tokens?.access_token) {
+      this.heldTokenSha256.push(createHash('sha256').update(tokens.access_token).digest('hex'));
+    }
+  }
   saveCodeVerifier(v) { this._verifier = v; }
   codeVerifier() { return this._verifier; }
 
@@ -221,6 +234,17 @@ async function main() {
         out.steps.push({ ...step, result: JSON.parse(toolText(step.result)) });
       }
       out.authorizationRequests = provider.authorizationRequests;
+    }
+    if (mode === 'exchange') {
+      // Reported as is: the rig decides whether an error was expected.
+      const text = (r) => r.content.filter((c) => c.type === 'text').map((c) => c.text).join('');
+      out.downstream = [];
+      for (let i = 0; i < 2; i += 1) {
+        const r = await session.client.callTool({ name: 'downstream_whoami', arguments: {} });
+        out.downstream.push({ isError: r.isError === true, text: text(r) });
+      }
+      out.seenHeaders = JSON.parse(toolText(await session.client.callTool({ name: 'seen_headers', arguments: {} })));
+      out.heldTokenSha256 = provider.heldTokenSha256;
     }
   }
 

@@ -17,8 +17,15 @@
 //   requested resource. A client finishes the code flow by following
 //   redirects with a cookie jar; no page is ever shown.
 //
+// - RFC 8693 token exchange (rig/token-exchange.mjs) when
+//   RIG_EXCHANGE_CLIENT_ID is set: a static confidential client (the MCP
+//   server's) may exchange an access token issued for one of
+//   RIG_EXCHANGE_SUBJECT_AUDIENCES for a token for one of
+//   RIG_EXCHANGE_AUDIENCES, the downstream APIs.
+//
 // Rig-only routes (not part of any standard):
-//   GET /_rig/issued   every access token issued so far (its claims, no value)
+//   GET /_rig/issued     every access token issued so far (its claims, no value)
+//   GET /_rig/exchanges  every token exchange attempt, issued or refused
 //
 // Environment:
 //   RIG_SUBJECT        the subject the interaction logs in (required)
@@ -26,6 +33,16 @@
 //                      for; an entry ending in `*` is a prefix
 //   RIG_CIMD_CA        PEM file: the CA to trust when fetching CIMD documents
 //   RIG_CIMD_ORIGIN    the only origin CIMD documents may be fetched from
+//   RIG_EXCHANGE_CLIENT_ID, RIG_EXCHANGE_CLIENT_SECRET
+//                      the client allowed to exchange tokens (client_secret_basic)
+//   RIG_EXCHANGE_SUBJECT_AUDIENCES
+//                      comma-separated: the MCP servers (resources) that client
+//                      is; only their tokens may be exchanged
+//   RIG_EXCHANGE_AUDIENCES
+//                      comma-separated: the downstream APIs tokens are exchanged for
+//   RIG_EXCHANGE_SCOPES
+//                      space-separated scopes of those APIs (default downstream:read;
+//                      the first is granted when none is asked)
 //
 // Prints `issuer http://127.0.0.1:PORT` on stdout once it listens.
 
@@ -35,6 +52,8 @@ import http from 'node:http';
 import https from 'node:https';
 
 import Provider, { errors } from 'oidc-provider';
+
+import { exchangeClient, exchangeSettings, tokenExchange } from './token-exchange.mjs';
 
 const SUBJECT = process.env.RIG_SUBJECT;
 if (!SUBJECT) {
@@ -56,6 +75,8 @@ const CIMD_ORIGIN = process.env.RIG_CIMD_ORIGIN;
 
 // Claims of every access token issued, for the rig's assertions.
 const issued = [];
+
+const EXCHANGE = exchangeSettings(process.env);
 
 function signingKeys() {
   // ES256 signs access tokens; RS256 is what oidc-provider signs ID tokens
@@ -109,8 +130,16 @@ const server = http.createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
+const jwks = signingKeys();
+// The public halves, for verifying the provider's own tokens (the exchange).
+const publicJwks = {
+  keys: jwks.keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub),
+};
+const exchange = EXCHANGE && tokenExchange(EXCHANGE, publicJwks);
+
 const provider = new Provider(issuer, {
-  jwks: signingKeys(),
+  jwks,
+  clients: EXCHANGE ? [exchangeClient(EXCHANGE)] : [],
   cookies: { keys: [randomBytes(32).toString('hex')] },
   scopes: ['openid', 'offline_access', ...RESOURCE_SCOPES.split(' ')],
   // A registration's `scope` caps what the client may ever request. MCP
@@ -165,11 +194,12 @@ const provider = new Provider(issuer, {
     },
   },
   findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+  extraTokenClaims: async (_ctx, token) => exchange?.claims(token),
   formats: {
     customizers: {
       async jwt(_ctx, _token, jwt) {
-        const { sub, client_id, aud, scope, iss, jti, cnf } = jwt.payload;
-        issued.push({ sub, client_id, aud, scope, iss, jti, cnf });
+        const { sub, client_id, aud, scope, iss, jti, cnf, act } = jwt.payload;
+        issued.push({ sub, client_id, aud, scope, iss, jti, cnf, act });
       },
     },
   },
@@ -180,6 +210,7 @@ const provider = new Provider(issuer, {
   },
 });
 provider.proxy = false;
+exchange?.register(provider);
 
 // The auto-approving interaction.
 async function interaction(req, res) {
@@ -213,6 +244,8 @@ server.on('request', async (req, res) => {
       await interaction(req, res);
     } else if (req.method === 'GET' && path === '/_rig/issued') {
       json(res, 200, issued);
+    } else if (req.method === 'GET' && path === '/_rig/exchanges') {
+      json(res, 200, exchange?.log ?? []);
     } else {
       callback(req, res);
     }

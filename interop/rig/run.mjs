@@ -3,7 +3,9 @@
 //
 // Starts, on loopback and ephemeral ports: an https host for Client ID
 // Metadata Documents (self-signed), the OpenID provider (rig/provider.mjs),
-// the reference server (examples/protected_server.rs). Then runs each client
+// the reference server (examples/protected_server.rs) and, when a token
+// exchange scenario is selected, the downstream API and the reference servers
+// of rig/exchange.mjs. Then runs each client
 // and scenario, printing `PASS name`, `FAIL name: reason` or `SKIP name:
 // reason` per line and closing with `N passed, N failed`. Exit status 1 when
 // anything failed. Every child runs in its own process group and is killed on
@@ -23,6 +25,9 @@ import {
   startService, tail,
 } from './lib.mjs';
 import { conformanceScenarios } from './conformance.mjs';
+import {
+  EXCHANGE_SCENARIOS, exchangeScenarios, prepareExchange, startExchangeServers,
+} from './exchange.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
@@ -121,7 +126,7 @@ async function startCimdHost() {
   rig.cimdCertFile = tls.certFile;
 }
 
-async function startProvider(resources) {
+async function startProvider(resources, extraEnv = {}) {
   const { match } = await startService('provider', NODE, [path.join(HERE, 'provider.mjs')], {
     env: {
       ...process.env,
@@ -129,6 +134,7 @@ async function startProvider(resources) {
       RIG_RESOURCES: resources.join(','),
       RIG_CIMD_CA: rig.cimdCertFile,
       RIG_CIMD_ORIGIN: rig.cimdOrigin,
+      ...extraEnv,
     },
     cwd: ROOT,
     log: path.join(LOGS, 'provider.log'),
@@ -138,10 +144,14 @@ async function startProvider(resources) {
   rig.issuer = match[1];
 }
 
-/** Starts a server that must know its own URL before it binds: retries on a lost port race. */
-async function startResourceServer(name, bin, port, resource, extraEnv = {}, args = []) {
+/**
+ * Starts a server that must know its own URL before it binds: retries on a
+ * lost port race, on another port, unless `retry` is false (a port others
+ * were told about).
+ */
+async function startResourceServer(name, bin, port, resource, extraEnv = {}, args = [], { retry = true } = {}) {
   let lastError;
-  for (let attempt = 0; attempt < 3; attempt += 1) {
+  for (let attempt = 0; attempt < (retry ? 3 : 1); attempt += 1) {
     const p = attempt === 0 ? port : await freePort();
     const url = resource(p);
     try {
@@ -631,6 +641,13 @@ async function scenarios() {
     }
   });
 
+  if (rig.exchange) {
+    await exchangeScenarios({
+      scenario, rig, ex: rig.exchange, NODE, PYTHON, runClient, issuedTokens, providerMetadata,
+      registerConfidentialClient, clientCredentialsToken, fetchT,
+    });
+  }
+
   await conformanceScenarios({
     scenario, rig, LOGS, ROOT, NODE, INTEROP_TARGET, startResourceServer, registerConfidentialClient,
     clientCredentialsToken, freePort, selected,
@@ -655,11 +672,18 @@ async function main() {
 
   try {
     await startCimdHost();
+    // The token exchange's downstream API and servers (rig/exchange.mjs):
+    // the provider is told about them when it starts.
+    const exchange = Object.values(EXCHANGE_SCENARIOS).some(selected) ? await prepareExchange({ freePort }) : undefined;
     // The provider issues tokens for any resource on this loopback address
     // (the reference server, the conformance servers, the decoys).
-    await startProvider(['http://127.0.0.1:*']);
+    await startProvider(['http://127.0.0.1:*'], exchange?.providerEnv);
     rig.resource = await startResourceServer('protected-server', SERVER_BIN, mcpPort, resourceFor);
     rig.lookalikeResource = `${rig.resource}/admin`;
+    if (exchange) {
+      await startExchangeServers(exchange, { rig, providerMetadata, startResourceServer, SERVER_BIN });
+      rig.exchange = exchange;
+    }
   } catch (err) {
     report('rig setup', 'FAIL', err.message);
     return;
@@ -674,6 +698,7 @@ async function finish(code) {
   if (exiting) return;
   exiting = true;
   rig.cimdServer?.close();
+  rig.exchange?.downstream.close();
   await killAll();
   process.exit(code);
 }
