@@ -1,12 +1,13 @@
 # Sourced by scripts/wrk-bench.sh and scripts/callgrind-per-call.sh: a
 # scratch folder ($WORK), the processes started into $PIDS killed (and the
-# folder removed) on exit, a free loopback port, and waiting for a line.
+# folder removed on exit, kept with BENCH_KEEP=1 to read the profiles), a
+# free loopback port, and waiting for a line.
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "kept: $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 

@@ -10,6 +10,7 @@
 #
 #   scripts/callgrind-per-call.sh               # RS256, 4 s of counted calls per server
 #   scripts/callgrind-per-call.sh --alg es256 --seconds 6
+#   scripts/callgrind-per-call.sh --legacy       # 2025-11-25 session (bare rmcp: SSE, as rmcp answers in a session)
 #
 # Each server is warmed up first (the first call verifies the token, later
 # ones hit the cache), then its instrumentation is switched on, wrk (one
@@ -23,9 +24,10 @@
 # apart.
 set -euo pipefail
 
-ALG=rs256 SECONDS_COUNTED=4
+ALG=rs256 SECONDS_COUNTED=4 LEGACY=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --legacy) LEGACY=1; shift ;;
     --alg) ALG="$2"; shift 2 ;;
     --seconds) SECONDS_COUNTED="$2"; shift 2 ;;
     *) echo "callgrind-per-call: unknown flag $1" >&2; exit 2 ;;
@@ -64,22 +66,42 @@ MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$OURS_URL" \
   "$BIN/protected_server" >"$WORK/ours.out" 2>&1 &
 PIDS+=($!)
 OURS_PID=$!
+BARE_FLAGS=(--nodelay --json)
+# In a session rmcp answers with SSE whatever its JSON setting: compare
+# like with like.
+[ "$LEGACY" = 0 ] || BARE_FLAGS=(--nodelay)
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/bare.cg" \
-  "$BIN/bare_rmcp" --bind "127.0.0.1:$BARE_PORT" --nodelay --json >"$WORK/bare.out" 2>&1 &
+  "$BIN/bare_rmcp" --bind "127.0.0.1:$BARE_PORT" "${BARE_FLAGS[@]}" >"$WORK/bare.out" 2>&1 &
 PIDS+=($!)
 BARE_PID=$!
 wait_for "$WORK/ours.out" 'listening on' "$OURS_PID"
 wait_for "$WORK/bare.out" 'listening on' "$BARE_PID"
 
-echo "callgrind-per-call: alg $ALG, ${SECONDS_COUNTED} s of counted calls per server, one connection"
+PROTOCOL=2026-07-28
+[ "$LEGACY" = 0 ] || PROTOCOL=2025-11-25
+echo "callgrind-per-call: alg $ALG, protocol $PROTOCOL, ${SECONDS_COUNTED} s of counted calls per server, one connection"
 for server in ours bare; do
   if [ "$server" = ours ]; then url="$OURS_URL" pid="$OURS_PID"; else url="$BARE_URL" pid="$BARE_PID"; fi
+  session=""
+  if [ "$LEGACY" = 1 ]; then
+    # One initialized session, as scripts/wrk-bench.sh --legacy opens it.
+    curl -sS -o /dev/null -D "$WORK/$server.init.headers" -X POST "$url" \
+      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+      -H "Authorization: Bearer $TOKEN" \
+      -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"callgrind","version":"1"}}}'
+    session="$(awk 'tolower($1) == "mcp-session-id:" {print $2}' "$WORK/$server.init.headers" | tr -d '\r')"
+    [ -n "$session" ] || { echo "callgrind-per-call: $server gave no Mcp-Session-Id" >&2; exit 1; }
+    curl -sS -o /dev/null -X POST "$url" \
+      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+      -H "Authorization: Bearer $TOKEN" -H "Mcp-Session-Id: $session" -H "MCP-Protocol-Version: $PROTOCOL" \
+      -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+  fi
   # Warm-up, not counted.
-  WRK_TOKEN="$TOKEN" WRK_PROTOCOL=2026-07-28 wrk -t1 -c1 -d2s --timeout 30s \
+  WRK_TOKEN="$TOKEN" WRK_PROTOCOL=$PROTOCOL WRK_SESSION="$session" wrk -t1 -c1 -d2s --timeout 30s \
     -s "$ROOT/scripts/wrk-whoami.lua" "$url" >"$WORK/warm.out" 2>&1 || true
   callgrind_control -i on "$pid" >/dev/null 2>&1
   callgrind_control -z "$pid" >/dev/null 2>&1
-  WRK_TOKEN="$TOKEN" WRK_PROTOCOL=2026-07-28 wrk -t1 -c1 -d"${SECONDS_COUNTED}s" --timeout 30s \
+  WRK_TOKEN="$TOKEN" WRK_PROTOCOL=$PROTOCOL WRK_SESSION="$session" wrk -t1 -c1 -d"${SECONDS_COUNTED}s" --timeout 30s \
     -s "$ROOT/scripts/wrk-whoami.lua" "$url" >"$WORK/$server.wrk" 2>&1 || true
   callgrind_control -d "$pid" >/dev/null 2>&1
   callgrind_control -i off "$pid" >/dev/null 2>&1

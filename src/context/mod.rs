@@ -93,6 +93,10 @@ struct Inner {
     /// The tenant of a tenant issuer (shared with the allowlist).
     tenant: Option<Arc<str>>,
     derived: OnceLock<Box<Derived>>,
+    /// The principal's digest (legacy session owners), computed on first
+    /// use: a context from the verified-token cache is shared by every
+    /// request of its token, so the hash is paid once per token.
+    principal_key: OnceLock<[u8; 32]>,
 }
 
 struct Derived {
@@ -173,6 +177,7 @@ impl AuthContext {
                 dpop_jkt: None,
                 tenant: None,
                 derived: OnceLock::new(),
+                principal_key: OnceLock::new(),
             },
             claims: None,
             audience: None,
@@ -251,6 +256,12 @@ impl AuthContext {
     pub(crate) fn with_step_up(mut self, slot: Arc<StepUp>) -> Self {
         self.2 = Some(slot);
         self
+    }
+
+    /// The principal's digest, `compute`d once per context (the contexts
+    /// of one cached token share it).
+    pub(crate) fn principal_key_with(&self, compute: impl FnOnce(&Self) -> [u8; 32]) -> [u8; 32] {
+        *self.0.principal_key.get_or_init(|| compute(self))
     }
 
     /// This request's step-up slot, when the layer made the context.

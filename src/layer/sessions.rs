@@ -277,6 +277,10 @@ fn decrement(per_owner: &mut HashMap<Owner, usize>, owner: &Owner) {
 /// that no two principals share one (`alice` of tenant A is not `alice` of
 /// tenant B, even under one issuer with the tenant in a claim).
 pub(crate) fn principal_key(ctx: &AuthContext) -> Owner {
+    ctx.principal_key_with(compute_principal_key)
+}
+
+fn compute_principal_key(ctx: &AuthContext) -> Owner {
     let (iss, sub, client) = ctx.principal();
     let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let tenant = ctx.tenant().map(|t| ["tenant", t]);
