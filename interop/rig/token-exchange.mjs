@@ -17,16 +17,17 @@
 // 4. `audience` and `resource` (any number of each, RFC 8693 section 2.1,
 //    RFC 8707) must together name exactly one downstream API, one of
 //    RIG_EXCHANGE_AUDIENCES or RIG_EXCHANGE_CONSENT_AUDIENCES, compared
-//    exactly (else `invalid_target`; a
-//    request naming none is `invalid_request`).
+//    exactly (else `invalid_target`; a request naming none is
+//    `invalid_request`).
 // 5. `scope` is optional (default: the first of RIG_EXCHANGE_SCOPES); every
 //    scope must be one of RIG_EXCHANGE_SCOPES (else `invalid_scope`).
 // 6. Consent: for a downstream API of RIG_EXCHANGE_CONSENT_AUDIENCES, the
 //    subject token's `scope` must hold RIG_EXCHANGE_CONSENT_SCOPE (default
 //    `downstream:consent`, the scope standing for the user's consent to that
 //    API), compared exactly as one of its space-separated scopes; else HTTP
-//    400 `consent_required` (the error an authorization server answers when
-//    only the user can fix it, as Entra ID's `interaction_required`).
+//    400 `consent_required`, an error only the user can fix (Entra ID
+//    answers `invalid_grant` with `suberror: consent_required` instead;
+//    the crate reads both as needing the user).
 // 7. The answer (RFC 8693 section 2.2.1): a JWT access token minted by the
 //    provider's own AccessToken model, so in the format of the rig's other
 //    tokens (`typ: at+jwt`, ES256), with `sub` = the subject token's `sub`,
