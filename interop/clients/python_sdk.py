@@ -18,6 +18,12 @@ MODE:
               client's token for a downstream token, RFC 8693) and
               seen_headers; each result is reported as is (isError and
               text), with the SHA-256 of every access token this client held
+    exchange-consent
+              dcr, then downstream_whoami twice against a server whose
+              downstream needs the user's consent: the first call meets HTTP
+              403 insufficient_scope naming the consent scope, the SDK
+              authorizes again and retries inside the request; each call is
+              reported with its challenges and authorizations
 
 The client knows nothing but MCP_URL; the SDK's OAuthClientProvider discovers
 the rest from the 401 challenge. The "browser" is $RIG_BROWSER, launched with
@@ -187,14 +193,22 @@ async def main(mode: str, mcp_url: str) -> dict:
                     )
                 out["notes"] = json.loads(text_of(await client.call_tool("list_notes", {})))
                 out["whoamiAfter"] = json.loads(text_of(await client.call_tool("whoami", {})))
-            if mode == "exchange":
+            if mode in ("exchange", "exchange-consent"):
                 # Reported as is: the rig decides whether an error was expected.
                 out["downstream"] = []
                 for _ in range(2):
+                    exchanges_before = len(exchanges)
+                    authorizations_before = len(authorization_requests)
                     result = await client.call_tool("downstream_whoami", {})
                     is_error = bool(getattr(result, "is_error", False) or getattr(result, "isError", False))
                     text = "".join(c.text for c in result.content if getattr(c, "type", None) == "text")
-                    out["downstream"].append({"isError": is_error, "text": text})
+                    call = {"isError": is_error, "text": text}
+                    if mode == "exchange-consent":
+                        call["challenges"] = [
+                            e["wwwAuthenticate"] for e in exchanges[exchanges_before:] if e["status"] == 403
+                        ]
+                        call["authorizations"] = authorization_requests[authorizations_before:]
+                    out["downstream"].append(call)
                 out["seenHeaders"] = json.loads(text_of(await client.call_tool("seen_headers", {})))
                 out["heldTokenSha256"] = storage.held_sha256
             if mode == "step-up":
@@ -221,8 +235,15 @@ def text_of(result) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("dcr", "cimd", "step-up", "step-up-computed-late", "exchange"):
-        print("usage: python_sdk.py dcr|cimd|step-up|step-up-computed-late|exchange MCP_URL", file=sys.stderr)
+    if len(sys.argv) != 3 or sys.argv[1] not in (
+        "dcr",
+        "cimd",
+        "step-up",
+        "step-up-computed-late",
+        "exchange",
+        "exchange-consent",
+    ):
+        print("usage: python_sdk.py dcr|cimd|step-up|step-up-computed-late|exchange|exchange-consent MCP_URL", file=sys.stderr)
         sys.exit(2)
     try:
         result = asyncio.run(main(sys.argv[1], sys.argv[2]))

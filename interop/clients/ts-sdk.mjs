@@ -22,6 +22,15 @@
 //                       token, RFC 8693) and seen_headers; each result is
 //                       reported as is (isError and text), with the SHA-256
 //                       of every access token this client held
+//   exchange-consent    dcr, then downstream_whoami twice against a server
+//                       whose downstream needs the user's consent: the
+//                       first call meets HTTP 403 insufficient_scope naming
+//                       the consent scope (the exchange was refused with
+//                       consent_required), the SDK starts the
+//                       re-authorization, this client finishes it and calls
+//                       again, as in step-up; each call is reported with its
+//                       challenges and authorizations, then seen_headers and
+//                       the SHA-256 of every access token held
 //
 // The client knows nothing but MCP_URL: the SDK discovers the protected
 // resource metadata and the authorization server from the 401 challenge.
@@ -42,7 +51,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 
 const [mode, mcpUrl] = process.argv.slice(2);
 if (!mode || !mcpUrl) {
-  console.error('usage: ts-sdk.mjs dcr|cimd|client-credentials|step-up|step-up-computed-late|exchange MCP_URL');
+  console.error('usage: ts-sdk.mjs dcr|cimd|client-credentials|step-up|step-up-computed-late|exchange|exchange-consent MCP_URL');
   process.exit(2);
 }
 
@@ -233,6 +242,26 @@ async function main() {
         const step = await callWithStepUp(session, provider, listener, name, args);
         out.steps.push({ ...step, result: JSON.parse(toolText(step.result)) });
       }
+      out.authorizationRequests = provider.authorizationRequests;
+    }
+    if (mode === 'exchange-consent') {
+      // The TypeScript SDK answers the 403 by starting the authorization for
+      // the challenged scopes and throwing UnauthorizedError; it does not
+      // retry the call itself, so callWithStepUp finishes the authorization
+      // and calls again (as for add_note in step-up).
+      const text = (r) => r.content.filter((c) => c.type === 'text').map((c) => c.text).join('');
+      out.downstream = [];
+      for (let i = 0; i < 2; i += 1) {
+        const step = await callWithStepUp(session, provider, listener, 'downstream_whoami', {});
+        out.downstream.push({
+          isError: step.result.isError === true,
+          text: text(step.result),
+          challenges: step.challenges,
+          authorizations: step.authorizations,
+        });
+      }
+      out.seenHeaders = JSON.parse(toolText(await session.client.callTool({ name: 'seen_headers', arguments: {} })));
+      out.heldTokenSha256 = provider.heldTokenSha256;
       out.authorizationRequests = provider.authorizationRequests;
     }
     if (mode === 'exchange') {

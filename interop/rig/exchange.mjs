@@ -15,17 +15,26 @@
 //   target  MCP_OAUTH2_DOWNSTREAM_AUDIENCE = <API origin>/admin, a look-alike
 //           the provider does not exchange for (invalid_target)
 //   secret  MCP_OAUTH2_CLIENT_SECRET wrong (invalid_client)
+//   consent MCP_OAUTH2_DOWNSTREAM_AUDIENCE = a second downstream API (the
+//           consent API), whose exchanges the provider refuses with
+//           consent_required unless the subject token holds
+//           downstream:consent; MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES =
+//           downstream:consent, so the refusal becomes a 403
+//           insufficient_scope challenge naming it (late step-up)
 //
 // Scenario names contain `exchange` (`run.sh --only exchange`).
 
 import { randomBytes } from 'node:crypto';
 
 import { startDownstream } from './downstream.mjs';
+import { parseChallenge } from './lib.mjs';
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const EXCHANGE_CLIENT = 'mcp-server-exchange';
 const SCOPES = 'downstream:read downstream:write';
+// The scope standing for the user's consent to the consent API.
+const CONSENT_SCOPE = 'downstream:consent';
 
 /** The scenarios' names (run.mjs starts the servers when one is selected). */
 export const EXCHANGE_SCENARIOS = {
@@ -34,6 +43,8 @@ export const EXCHANGE_SCENARIOS = {
   concurrent: 'exchange single flight: eight concurrent downstream_whoami calls (stateless, one fresh token) cost one exchange',
   target: 'exchange refused: a downstream audience the provider does not allow is invalid_target, a tool error',
   secret: 'exchange refused: the MCP server\'s client secret is wrong, invalid_client, a tool error',
+  consent: 'exchange consent step-up (ts-sdk): consent_required at the provider is a 403 insufficient_scope naming downstream:consent, the re-authorized call reaches the API as the user',
+  consentPython: 'exchange consent step-up (python-sdk, stateless 2026-07-28): consent_required at the provider is a 403 insufficient_scope naming downstream:consent, the re-authorized call reaches the API as the user',
   provider: 'exchange at the provider: the grant\'s rules (client, subject token, audience, scope) hold against hostile requests',
 };
 
@@ -50,13 +61,20 @@ const basic = (id, secret) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${
  */
 export async function prepareExchange({ freePort }) {
   const downstream = await startDownstream();
+  // A second API, whose exchanges need the user's consent.
+  const consentApi = await startDownstream();
   const servers = {};
-  for (const name of ['ok', 'target', 'secret']) {
+  for (const name of ['ok', 'target', 'secret', 'consent']) {
     const port = await freePort();
     servers[name] = { port, resource: `http://127.0.0.1:${port}/mcp` };
   }
   const ex = {
     downstream,
+    consentApi,
+    close: () => {
+      downstream.close();
+      consentApi.close();
+    },
     clientId: EXCHANGE_CLIENT,
     clientSecret: randomBytes(24).toString('base64url'),
     refusedAudience: `${downstream.origin}/admin`,
@@ -68,16 +86,20 @@ export async function prepareExchange({ freePort }) {
     RIG_EXCHANGE_SUBJECT_AUDIENCES: Object.values(servers).map((s) => s.resource).join(','),
     RIG_EXCHANGE_AUDIENCES: downstream.audience,
     RIG_EXCHANGE_SCOPES: SCOPES,
+    RIG_EXCHANGE_CONSENT_AUDIENCES: consentApi.audience,
+    RIG_EXCHANGE_CONSENT_SCOPE: CONSENT_SCOPE,
   };
   return ex;
 }
 
-/** After the provider: the API trusts it, and the three servers start. */
+/** After the provider: the APIs trust it, and the four servers start. */
 export async function startExchangeServers(ex, { rig, providerMetadata, startResourceServer, SERVER_BIN }) {
-  ex.downstream.trust(rig.issuer, (await providerMetadata()).jwks_uri);
-  const env = (audience, secret) => ({
+  const { jwks_uri: jwksUri } = await providerMetadata();
+  ex.downstream.trust(rig.issuer, jwksUri);
+  ex.consentApi.trust(rig.issuer, jwksUri);
+  const env = (audience, secret, url = ex.downstream.url) => ({
     MCP_OAUTH2_DOWNSTREAM_AUDIENCE: audience,
-    MCP_OAUTH2_DOWNSTREAM_URL: ex.downstream.url,
+    MCP_OAUTH2_DOWNSTREAM_URL: url,
     MCP_OAUTH2_CLIENT_ID: ex.clientId,
     MCP_OAUTH2_CLIENT_SECRET: secret,
   });
@@ -85,6 +107,10 @@ export async function startExchangeServers(ex, { rig, providerMetadata, startRes
     ok: env(ex.downstream.audience, ex.clientSecret),
     target: env(ex.refusedAudience, ex.clientSecret),
     secret: env(ex.downstream.audience, `${ex.clientSecret}-wrong`),
+    consent: {
+      ...env(ex.consentApi.audience, ex.clientSecret, ex.consentApi.url),
+      MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES: CONSENT_SCOPE,
+    },
   };
   await Promise.all(Object.entries(wanted).map(async ([name, extra]) => {
     const s = ex.servers[name];
@@ -112,15 +138,15 @@ export async function exchangeScenarios({
   };
 
   const clients = {
-    'ts-sdk': (url) => [NODE, ['clients/ts-sdk.mjs', 'exchange', url]],
-    'python-sdk': (url) => [PYTHON, ['clients/python_sdk.py', 'exchange', url]],
+    'ts-sdk': (mode, url) => [NODE, ['clients/ts-sdk.mjs', mode, url]],
+    'python-sdk': (mode, url) => [PYTHON, ['clients/python_sdk.py', mode, url]],
   };
 
-  /** Runs a client's `exchange` mode against one server. */
-  const exchangeClient = async (name, client = 'ts-sdk') => {
+  /** Runs a client's `exchange` mode (or `mode`) against one server. */
+  const exchangeClient = async (name, client = 'ts-sdk', { mode = 'exchange', api = downstream } = {}) => {
     const exBefore = (await exchanges()).length;
-    const seenBefore = downstream.seen.length;
-    const result = await runClient(`${client} exchange ${name}`, ...clients[client](ex.servers[name].url));
+    const seenBefore = api.seen.length;
+    const result = await runClient(`${client} ${mode} ${name}`, ...clients[client](mode, ex.servers[name].url));
     assert(result.whoami?.subject === rig.subject, `whoami.subject is ${JSON.stringify(result.whoami?.subject)}, the provider issued ${rig.subject}`);
     assert(result.whoami.client_id === result.clientId, `whoami.client_id ${result.whoami.client_id}, the client registered as ${result.clientId}`);
     const held = result.heldTokenSha256 || [];
@@ -131,7 +157,7 @@ export async function exchangeScenarios({
       result,
       held,
       attempts: (await exchanges()).slice(exBefore),
-      seen: downstream.seen.slice(seenBefore),
+      seen: api.seen.slice(seenBefore),
     };
   };
 
@@ -236,6 +262,90 @@ export async function exchangeScenarios({
       `the downstream API saw ${JSON.stringify(seen)}`);
   });
 
+  /**
+   * The consent step-up: the client authorizes from the 401 without
+   * downstream:consent; its first downstream_whoami makes the server
+   * exchange, the provider refuses with consent_required, and the layer
+   * answers the call with HTTP 403 insufficient_scope naming
+   * downstream:consent and the caller's scopes; the client authorizes again
+   * for them and the call is made again: one issued exchange, whose subject
+   * token holds the consent, serves it and the second call.
+   */
+  const consented = async (client) => {
+    const api = ex.consentApi;
+    const mainSeenBefore = downstream.seen.length;
+    const { result, held, attempts, seen } = await exchangeClient('consent', client, { mode: 'exchange-consent', api });
+    const scopesOf = (s) => (s || '').split(' ').filter(Boolean);
+    const sameSet = (a, b) => a.length === b.length && a.every((x) => b.includes(x));
+    assert(result.downstream.length === 2, `the client made ${result.downstream.length} downstream_whoami calls`);
+    const [first, second] = result.downstream;
+    for (const [i, d] of result.downstream.entries()) {
+      assert(!d.isError, `downstream_whoami call ${i + 1} failed after the step-up: ${d.text}`);
+    }
+    // Two authorizations: from the 401 (no consent), from the 403 (consent).
+    const requests = result.authorizationRequests || [];
+    assert(requests.length === 2, `the client authorized ${requests.length} times, expected 2: ${JSON.stringify(requests)}`);
+    assert(!scopesOf(requests[0].scope).includes(CONSENT_SCOPE), `the first authorization already asked for ${CONSENT_SCOPE}: ${requests[0].scope}`);
+    for (const req of requests) {
+      assert(req.resource === ex.servers.consent.resource, `an authorization named resource ${JSON.stringify(req.resource)}, not ${ex.servers.consent.resource}`);
+    }
+    // The provider: one consent_required refusal of the first token, then one
+    // issued exchange of the second, nothing more (the second call is cached).
+    assert(attempts.length === 2, `two calls cost ${attempts.length} exchange requests, expected a refusal and one exchange: ${JSON.stringify(attempts)}`);
+    const [no, yes] = attempts;
+    assert(no.outcome === 'refused' && no.error === 'consent_required' && no.client_id === ex.clientId
+      && no.sub === rig.subject && no.aud === api.audience && typeof no.error_description === 'string' && no.error_description.length > 0,
+    `the first exchange was not refused with consent_required: ${JSON.stringify(no)}`);
+    assert(!scopesOf(no.subject_scope).includes(CONSENT_SCOPE), `the refused subject token held ${CONSENT_SCOPE}: ${no.subject_scope}`);
+    assert(yes.outcome === 'issued' && yes.client_id === ex.clientId && yes.sub === rig.subject && yes.aud === api.audience,
+      `the exchange after the step-up is ${JSON.stringify(yes)}`);
+    assert(scopesOf(yes.subject_scope).includes(CONSENT_SCOPE), `the subject token of the issued exchange lacks ${CONSENT_SCOPE}: ${yes.subject_scope}`);
+    // The 403: exactly one, insufficient_scope, naming the consent scope and
+    // the caller's scopes (those of the refused token), with the metadata.
+    assert(first.challenges.length === 1, `the first call met ${first.challenges.length} HTTP 403 challenges: ${JSON.stringify(first.challenges)}`);
+    const challenge = parseChallenge(first.challenges[0]);
+    assert(challenge?.error === 'insufficient_scope', `the 403 challenge is ${first.challenges[0]}`);
+    const challenged = scopesOf(challenge.scope);
+    const expected = [...new Set([CONSENT_SCOPE, ...scopesOf(no.subject_scope)])];
+    assert(sameSet(challenged, expected), `the 403 challenge names scope ${JSON.stringify(challenge.scope)}, expected ${JSON.stringify(expected.join(' '))}`);
+    assert(challenge.resource_metadata, 'the 403 challenge has no resource_metadata');
+    assert(first.authorizations.length === 1 && challenged.every((x) => scopesOf(first.authorizations[0].scope).includes(x)),
+      `the re-authorization asked for ${JSON.stringify(first.authorizations)}, not every challenged scope ${challenge.scope}`);
+    assert(second.challenges.length === 0 && second.authorizations.length === 0,
+      `the second call met ${JSON.stringify(second.challenges)} and authorized ${JSON.stringify(second.authorizations)}`);
+    // The subject tokens: the client's two tokens for the consent server.
+    const issued = await issuedTokens();
+    const before = issued.find((t) => t.jti === no.subject_jti);
+    const after = issued.find((t) => t.jti === yes.subject_jti);
+    for (const t of [before, after]) {
+      assert(t && t.client_id === result.clientId && t.aud === ex.servers.consent.resource && t.sub === rig.subject,
+        `a subject token of the consent exchanges is ${JSON.stringify(t)}, not the client's token for ${ex.servers.consent.resource}`);
+    }
+    assert(before.jti !== after.jti, 'the exchange after the step-up used the refused token again');
+    assert(scopesOf(after.scope).includes(CONSENT_SCOPE), `the provider's record of the second token has scope ${after.scope}`);
+    // The API: the user, its own audience, the exchanged token, twice.
+    const answers = result.downstream.map((d) => JSON.parse(d.text));
+    const [a, b] = answers;
+    assert(a.sub === rig.subject && a.aud === api.audience && a.client_id === ex.clientId && a.act?.sub === ex.clientId,
+      `the consent API saw ${JSON.stringify({ ...a, token_sha256: undefined })}`);
+    assert(a.token_sha256 === yes.token_sha256 && a.jti === yes.jti && b.token_sha256 === a.token_sha256 && b.jti === a.jti,
+      'the calls did not use the one token of the issued exchange');
+    const record = issued.find((t) => t.jti === yes.jti);
+    assert(record && record.aud === api.audience && record.act?.sub === ex.clientId, `the provider's record of the exchanged token is ${JSON.stringify(record)}`);
+    // No passthrough, and nothing reached the API before the consent.
+    assert(held.length === 2, `the client held ${held.length} access tokens, expected 2 (before and after the step-up)`);
+    assert(seen.length === 2 && seen.every((s) => s.accepted && s.token_sha256 === yes.token_sha256 && !held.includes(s.token_sha256)),
+      `the consent API saw ${JSON.stringify(seen)}`);
+    assert(downstream.seen.length === mainSeenBefore, 'the other downstream API was called during the consent scenario');
+    rig.stepUpNotes.push(`${client} (consent through the token exchange): downstream_whoami: consent_required at the provider, 403 scope="${challenge.scope}", `
+      + `re-authorization scope="${first.authorizations[0].scope}", one exchange after`);
+    return result;
+  };
+
+  await scenario(EXCHANGE_SCENARIOS.consent, () => consented('ts-sdk'));
+
+  await scenario(EXCHANGE_SCENARIOS.consentPython, () => consented('python-sdk'));
+
   /** A refused exchange: both calls are tool errors naming `code`, each one refusal at the provider. */
   const refused = async (name, code, aud) => {
     const { result, attempts, seen } = await exchangeClient(name);
@@ -289,6 +399,16 @@ export async function exchangeScenarios({
     assert(accepted.status === 200 && (await accepted.json()).sub === user.client_id, `the downstream API answered HTTP ${accepted.status} to the exchanged token`);
     const passthrough = await call(subject);
     assert(passthrough.status === 401, `the downstream API answered HTTP ${passthrough.status} to a token for the MCP server`);
+    // The consent API: refused without the consent scope (a hostile case
+    // below), issued with it, and only its own audience is accepted there.
+    const consenting = await clientCredentialsToken(user, ex.servers.ok.resource, `notes:read ${CONSENT_SCOPE}`);
+    const [consentStatus, consentOk] = await tokenRequest(auth, form({ subject_token: consenting, audience: ex.consentApi.audience }));
+    assert(consentStatus === 200 && consentOk.access_token && jwtPart(consentOk.access_token, 1).aud === ex.consentApi.audience,
+      `the exchange for the consent API with ${CONSENT_SCOPE} was refused: HTTP ${consentStatus} ${JSON.stringify({ ...consentOk, access_token: undefined })}`);
+    const consentCall = await fetchT(ex.consentApi.url, { headers: { authorization: `Bearer ${consentOk.access_token}` } });
+    assert(consentCall.status === 200, `the consent API answered HTTP ${consentCall.status} to its exchanged token`);
+    const crossed = await fetchT(ex.consentApi.url, { headers: { authorization: `Bearer ${ok.access_token}` } });
+    assert(crossed.status === 401, `the consent API answered HTTP ${crossed.status} to a token for the other API`);
 
     const forged = (() => {
       const [hh, pp, sig] = subject.split('.');
@@ -330,6 +450,9 @@ export async function exchangeScenarios({
       ['the MCP server as the audience', auth, form({ audience: ex.servers.ok.resource }), 400, 'invalid_target'],
       ['audience and resource naming two APIs', auth, [...Object.entries(form()), ['resource', ex.refusedAudience]], 400, 'invalid_target'],
       ['no audience nor resource', auth, form({ audience: '' }), 400, 'invalid_request'],
+      ['the consent API without downstream:consent', auth, form({ audience: ex.consentApi.audience }), 400, 'consent_required'],
+      ['the consent API as resource, without downstream:consent', auth, form({ audience: '', resource: ex.consentApi.audience }), 400, 'consent_required'],
+      ['the consent API, downstream:consent asked in the exchange', auth, form({ audience: ex.consentApi.audience, scope: CONSENT_SCOPE }), 400, 'invalid_scope'],
       ['a scope of the MCP server', auth, form({ scope: 'notes:write' }), 400, 'invalid_scope'],
       ['one allowed and one unknown scope', auth, form({ scope: 'downstream:read downstream:admin' }), 400, 'invalid_scope'],
       ['subject_token twice', auth, [...Object.entries(form()), ['subject_token', otherServerToken]], 400, 'invalid_request'],

@@ -43,6 +43,11 @@
 //   RIG_EXCHANGE_SCOPES
 //                      space-separated scopes of those APIs (default downstream:read;
 //                      the first is granted when none is asked)
+//   RIG_EXCHANGE_CONSENT_AUDIENCES
+//                      comma-separated: those of the downstream APIs whose
+//                      exchanges need the user's consent, the subject token's
+//                      `scope` holding RIG_EXCHANGE_CONSENT_SCOPE (default
+//                      downstream:consent); else `consent_required`
 //
 // Prints `issuer http://127.0.0.1:PORT` on stdout once it listens.
 
@@ -68,8 +73,11 @@ const resourceKnown = (indicator) => [...RESOURCES].some((r) => (r.endsWith('*')
   : indicator === r));
 // Every scope the reference server asks for: notes:private (read_note from the
 // private folder, notes://private/ resources) and notes:export (export_notes)
-// are granted like the others, so their step-ups can succeed.
-const RESOURCE_SCOPES = 'notes:read notes:write notes:private notes:export';
+// are granted like the others, so their step-ups can succeed. So is
+// downstream:consent, the user's consent to a downstream API whose exchanges
+// need it (RIG_EXCHANGE_CONSENT_AUDIENCES): the consent step-up's
+// re-authorization asks for it, the interaction grants it.
+const RESOURCE_SCOPES = 'notes:read notes:write notes:private notes:export downstream:consent';
 const CIMD_CA = process.env.RIG_CIMD_CA ? readFileSync(process.env.RIG_CIMD_CA) : undefined;
 const CIMD_ORIGIN = process.env.RIG_CIMD_ORIGIN;
 

@@ -698,7 +698,7 @@ async function finish(code) {
   if (exiting) return;
   exiting = true;
   rig.cimdServer?.close();
-  rig.exchange?.downstream.close();
+  rig.exchange?.close();
   await killAll();
   process.exit(code);
 }

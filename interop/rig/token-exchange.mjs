@@ -16,11 +16,19 @@
 //    exactly one of RIG_EXCHANGE_SUBJECT_AUDIENCES (else `invalid_grant`).
 // 4. `audience` and `resource` (any number of each, RFC 8693 section 2.1,
 //    RFC 8707) must together name exactly one downstream API, one of
-//    RIG_EXCHANGE_AUDIENCES, compared exactly (else `invalid_target`; a
-//    request naming none is `invalid_request`).
+//    RIG_EXCHANGE_AUDIENCES or RIG_EXCHANGE_CONSENT_AUDIENCES, compared
+//    exactly (else `invalid_target`; a request naming none is
+//    `invalid_request`).
 // 5. `scope` is optional (default: the first of RIG_EXCHANGE_SCOPES); every
 //    scope must be one of RIG_EXCHANGE_SCOPES (else `invalid_scope`).
-// 6. The answer (RFC 8693 section 2.2.1): a JWT access token minted by the
+// 6. Consent: for a downstream API of RIG_EXCHANGE_CONSENT_AUDIENCES, the
+//    subject token's `scope` must hold RIG_EXCHANGE_CONSENT_SCOPE (default
+//    `downstream:consent`, the scope standing for the user's consent to that
+//    API), compared exactly as one of its space-separated scopes; else HTTP
+//    400 `consent_required`, an error only the user can fix (Entra ID
+//    answers `invalid_grant` with `suberror: consent_required` instead;
+//    the crate reads both as needing the user).
+// 7. The answer (RFC 8693 section 2.2.1): a JWT access token minted by the
 //    provider's own AccessToken model, so in the format of the rig's other
 //    tokens (`typ: at+jwt`, ES256), with `sub` = the subject token's `sub`,
 //    `aud` = the downstream, `client_id` = the exchanging client, `act: {sub:
@@ -57,7 +65,9 @@ export function exchangeSettings(env) {
     clientId: env.RIG_EXCHANGE_CLIENT_ID,
     clientSecret: env.RIG_EXCHANGE_CLIENT_SECRET,
     subjectAudiences: new Set(list(env.RIG_EXCHANGE_SUBJECT_AUDIENCES)),
-    audiences: new Set(list(env.RIG_EXCHANGE_AUDIENCES)),
+    audiences: new Set([...list(env.RIG_EXCHANGE_AUDIENCES), ...list(env.RIG_EXCHANGE_CONSENT_AUDIENCES)]),
+    consentAudiences: new Set(list(env.RIG_EXCHANGE_CONSENT_AUDIENCES)),
+    consentScope: (env.RIG_EXCHANGE_CONSENT_SCOPE || 'downstream:consent').trim(),
     scopes,
   };
 }
@@ -118,6 +128,7 @@ export function tokenExchange(settings, publicJwks) {
       }
       entry.sub = subject.sub;
       entry.subject_jti = subject.jti;
+      entry.subject_scope = typeof subject.scope === 'string' ? subject.scope : null;
       const subjectAud = many(subject.aud);
       if (subjectAud.length !== 1 || !settings.subjectAudiences.has(subjectAud[0])) {
         throw refusal('invalid_grant', `subject_token was issued for ${JSON.stringify(subject.aud)}, not for an MCP server of client ${client.clientId}`);
@@ -137,7 +148,14 @@ export function tokenExchange(settings, publicJwks) {
       if (unknown.length > 0) {
         throw new errors.InvalidScope(`scope ${unknown.join(' ')} is not available for ${target}`, unknown.join(' '));
       }
-      // 6. The token.
+      // 6. The user's consent, for the APIs that need it.
+      if (settings.consentAudiences.has(target)) {
+        const held = typeof subject.scope === 'string' ? subject.scope.split(' ') : [];
+        if (!held.includes(settings.consentScope)) {
+          throw refusal('consent_required', `the user has not consented to ${target}: the subject token's scope lacks ${settings.consentScope}`);
+        }
+      }
+      // 7. The token.
       const token = new provider.AccessToken({
         accountId: subject.sub,
         client,
