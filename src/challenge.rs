@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 
+#[cfg(test)]
+use crate::error::RenderedChallenges;
 use crate::error::{AuthError, AuthErrorKind, ErrorCode};
 // Defined beside `AuthError`, which carries it, so that `error` stays a leaf.
 pub(crate) use crate::error::ChallengeParams;
@@ -252,49 +254,22 @@ pub(crate) fn render(
         // these with a new authorization).
         Some(ErrorCode::AccessDenied | ErrorCode::ServerError) => {}
         error => {
-            let scope =
-                if kind == AuthErrorKind::InsufficientScope && !err.required_scopes().is_empty() {
-                    err.required_scopes().join(" ")
-                } else {
-                    params.map(|p| p.scope.clone()).unwrap_or_default()
-                };
-            let resource_metadata = params.map(|p| p.resource_metadata.as_str());
-            // RFC 9449 sections 7.1 and 9: a DPoP error goes on the `DPoP`
-            // challenge; beside it, the `Bearer` one names no error.
-            let dpop_error = matches!(
-                error,
-                Some(ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce)
-            ) || kind == AuthErrorKind::DpopTokenNotBound;
-            let dpop_algs = params.and_then(|p| p.dpop_algs.as_deref());
-            let required = params.is_some_and(|p| p.dpop_required);
-            let mut values = Vec::with_capacity(2);
-            if !required && (dpop_algs.is_some() || !dpop_error) {
-                let bearer_error = if dpop_error { None } else { error };
-                let description = bearer_error.map(|_| kind.description());
-                values.push(challenge_value(
-                    "Bearer",
-                    bearer_error,
-                    &scope,
-                    resource_metadata,
-                    description,
-                ));
-            }
-            if dpop_algs.is_some() || dpop_error {
-                let dpop_error = if dpop_error || required { error } else { None };
-                let description = dpop_error.map(|_| kind.description());
-                let mut value =
-                    challenge_value("DPoP", dpop_error, &scope, resource_metadata, description);
-                if let Some(algs) = dpop_algs {
-                    push_param(&mut value, "algs", algs);
-                }
-                values.push(value);
-            }
-            for challenge in values {
-                match HeaderValue::try_from(challenge) {
-                    Ok(value) => builder = builder.header(WWW_AUTHENTICATE, value),
-                    // Unreachable: push_param only emits visible ASCII, SP and HTAB.
-                    Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-                }
+            let own_scopes =
+                kind == AuthErrorKind::InsufficientScope && !err.required_scopes().is_empty();
+            let values = match params {
+                // The same for every error of this kind: rendered once.
+                Some(p) if !own_scopes => p
+                    .rendered
+                    .get_or_render(kind, || challenge_headers(err, error, Some(p))),
+                _ => challenge_headers(err, error, params)
+                    .map(|v| std::borrow::Cow::Owned(v.into_vec())),
+            };
+            let Some(values) = values else {
+                // Unreachable: push_param only emits visible ASCII, SP and HTAB.
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            for value in values.iter() {
+                builder = builder.header(WWW_AUTHENTICATE, value.clone());
             }
         }
     }
@@ -304,6 +279,57 @@ pub(crate) fn render(
     error_headers(response.headers_mut());
     response.extensions_mut().insert(kind);
     response
+}
+
+/// The `WWW-Authenticate` values of a rejection (RFC 6750 section 3; RFC
+/// 9449 sections 7.1 and 9 for DPoP); `None` if one is not a valid header
+/// value (unreachable: parameters are checked when they are set).
+fn challenge_headers(
+    err: &AuthError,
+    error: Option<ErrorCode>,
+    params: Option<&ChallengeParams>,
+) -> Option<Box<[HeaderValue]>> {
+    let kind = err.kind();
+    let scope: std::borrow::Cow<'_, str> =
+        if kind == AuthErrorKind::InsufficientScope && !err.required_scopes().is_empty() {
+            err.required_scopes().join(" ").into()
+        } else {
+            params.map_or("", |p| p.scope.as_str()).into()
+        };
+    let resource_metadata = params.map(|p| p.resource_metadata.as_str());
+    // RFC 9449 sections 7.1 and 9: a DPoP error goes on the `DPoP`
+    // challenge; beside it, the `Bearer` one names no error.
+    let dpop_error = matches!(
+        error,
+        Some(ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce)
+    ) || kind == AuthErrorKind::DpopTokenNotBound;
+    let dpop_algs = params.and_then(|p| p.dpop_algs.as_deref());
+    let required = params.is_some_and(|p| p.dpop_required);
+    let mut values = Vec::with_capacity(2);
+    if !required && (dpop_algs.is_some() || !dpop_error) {
+        let bearer_error = if dpop_error { None } else { error };
+        let description = bearer_error.map(|_| kind.description());
+        values.push(challenge_value(
+            "Bearer",
+            bearer_error,
+            &scope,
+            resource_metadata,
+            description,
+        ));
+    }
+    if dpop_algs.is_some() || dpop_error {
+        let dpop_error = if dpop_error || required { error } else { None };
+        let description = dpop_error.map(|_| kind.description());
+        let mut value = challenge_value("DPoP", dpop_error, &scope, resource_metadata, description);
+        if let Some(algs) = dpop_algs {
+            push_param(&mut value, "algs", algs);
+        }
+        values.push(value);
+    }
+    values
+        .into_iter()
+        .map(|challenge| HeaderValue::try_from(challenge).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -394,16 +420,70 @@ mod tests {
         assert!(parse_bearer_challenge("Bearer a=\"unterminated").is_none());
     }
 
+    // A layer's challenges are rendered once per kind and reused; a step-up
+    // challenge naming its own scopes is rendered each time, never cached
+    // under its kind.
+    #[test]
+    fn rendered_challenges_are_reused_per_kind_but_not_for_own_scopes() {
+        let params = ChallengeParams::new(
+            "https://rs.example/.well-known/oauth-protected-resource/mcp".into(),
+            "notes:read".into(),
+            Some("ES256 RS256".into()),
+            false,
+        );
+        let header = |err: AuthError| {
+            let response = rejection_response(&err, &params, Some("id-1"));
+            response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let first = header(AuthError::new(AuthErrorKind::InvalidSignature));
+        assert_eq!(first.len(), 2, "{first:?}");
+        assert!(first[0].contains("error=\"invalid_token\""), "{first:?}");
+        assert!(first[1].starts_with("DPoP ") && first[1].contains("algs="));
+        assert!(params.rendered.is_rendered(AuthErrorKind::InvalidSignature));
+        assert_eq!(
+            header(AuthError::new(AuthErrorKind::InvalidSignature)),
+            first
+        );
+        let a = header(AuthError::insufficient_scope(["notes:write"]));
+        let b = header(AuthError::insufficient_scope(["admin"]));
+        assert!(a[0].contains("scope=\"notes:write\""), "{a:?}");
+        assert!(b[0].contains("scope=\"admin\""), "{b:?}");
+        assert!(
+            !params
+                .rendered
+                .is_rendered(AuthErrorKind::InsufficientScope)
+        );
+        // Without own scopes, insufficient_scope is the layer's default.
+        let plain = header(AuthError::new(AuthErrorKind::InsufficientScope));
+        assert!(plain[0].contains("scope=\"notes:read\""), "{plain:?}");
+        // The slot renders once, however often it is asked.
+        let slots = RenderedChallenges::default();
+        let mut calls = 0;
+        for _ in 0..2 {
+            let v = slots.get_or_render(AuthErrorKind::InvalidSignature, || {
+                calls += 1;
+                Some(Box::new([HeaderValue::from_static("Bearer")]) as Box<[HeaderValue]>)
+            });
+            assert_eq!(v.unwrap().len(), 1);
+        }
+        assert_eq!(calls, 1);
+    }
+
     // Every rejection renders: JSON body, the kind's status, and either a
     // challenge that parses back (RFC 6750 section 3) or `Retry-After`.
     #[test]
     fn every_kind_renders_a_parsable_challenge_and_json_body() {
-        let params = ChallengeParams {
-            resource_metadata: "https://rs.example/.well-known/oauth-protected-resource/mcp".into(),
-            scope: "notes:read".into(),
-            dpop_algs: None,
-            dpop_required: false,
-        };
+        let params = ChallengeParams::new(
+            "https://rs.example/.well-known/oauth-protected-resource/mcp".into(),
+            "notes:read".into(),
+            None,
+            false,
+        );
         for &kind in AuthErrorKind::ALL {
             let response = rejection_response(&AuthError::new(kind), &params, None);
             let dpop_error = matches!(

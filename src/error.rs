@@ -496,6 +496,68 @@ pub(crate) struct ChallengeParams {
     pub(crate) dpop_algs: Option<Box<str>>,
     /// DPoP is required: the `DPoP` challenge alone, no `Bearer` one.
     pub(crate) dpop_required: bool,
+    /// The `WWW-Authenticate` values of each kind under these parameters,
+    /// rendered on first use (a flood of bad tokens answers the same
+    /// challenge each time; building it was an eighth of a refusal's work).
+    pub(crate) rendered: std::sync::Arc<RenderedChallenges>,
+}
+
+/// One slot per [`AuthErrorKind`], by its position in the enum.
+#[derive(Debug)]
+pub(crate) struct RenderedChallenges(
+    [std::sync::OnceLock<Box<[http::HeaderValue]>>; RENDERED_SLOTS],
+);
+
+/// More slots than there are kinds (a kind past them is rendered each time).
+const RENDERED_SLOTS: usize = 64;
+
+impl Default for RenderedChallenges {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| std::sync::OnceLock::new()))
+    }
+}
+
+impl RenderedChallenges {
+    /// Whether `kind`'s values were rendered (for the tests).
+    #[cfg(test)]
+    pub(crate) fn is_rendered(&self, kind: AuthErrorKind) -> bool {
+        self.0.get(kind as usize).is_some_and(|s| s.get().is_some())
+    }
+
+    /// The values of `kind`, made by `render` the first time.
+    pub(crate) fn get_or_render(
+        &self,
+        kind: AuthErrorKind,
+        render: impl FnOnce() -> Option<Box<[http::HeaderValue]>>,
+    ) -> Option<std::borrow::Cow<'_, [http::HeaderValue]>> {
+        use std::borrow::Cow;
+        let Some(slot) = self.0.get(kind as usize) else {
+            return render().map(|v| Cow::Owned(v.into_vec()));
+        };
+        if let Some(values) = slot.get() {
+            return Some(Cow::Borrowed(values));
+        }
+        let values = render()?;
+        Some(Cow::Borrowed(slot.get_or_init(|| values)))
+    }
+}
+
+impl ChallengeParams {
+    /// The parameters of one protected resource.
+    pub(crate) fn new(
+        resource_metadata: String,
+        scope: String,
+        dpop_algs: Option<Box<str>>,
+        dpop_required: bool,
+    ) -> Self {
+        Self {
+            resource_metadata,
+            scope,
+            dpop_algs,
+            dpop_required,
+            rendered: std::sync::Arc::default(),
+        }
+    }
 }
 
 impl From<AuthErrorKind> for AuthError {

@@ -185,12 +185,12 @@ impl AuthLayer {
             shared: Arc::new(Shared {
                 verifier: Arc::new(verifier),
                 metadata: MetadataEndpoint::new(&config),
-                challenge: ChallengeParams {
-                    resource_metadata: config.resource_metadata_url(),
+                challenge: ChallengeParams::new(
+                    config.resource_metadata_url(),
                     scope,
-                    dpop_algs: (dpop.mode() != DpopMode::Off).then(|| dpop.algs().into()),
-                    dpop_required: dpop.mode() == DpopMode::Required,
-                },
+                    (dpop.mode() != DpopMode::Off).then(|| dpop.algs().into()),
+                    dpop.mode() == DpopMode::Required,
+                ),
                 dpop,
                 hierarchy: Arc::new(config.scope_policy.hierarchy.clone()),
                 policy: config.scope_policy.clone(),
