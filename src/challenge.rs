@@ -461,6 +461,9 @@ mod tests {
         // Without own scopes, insufficient_scope is the layer's default.
         let plain = header(AuthError::new(AuthErrorKind::InsufficientScope));
         assert!(plain[0].contains("scope=\"notes:read\""), "{plain:?}");
+        // Every kind has a slot (more kinds than slots would render
+        // uncached: correct, but this test asks for the slots to grow).
+        assert!(AuthErrorKind::ALL.iter().all(|k| (*k as usize) < 64));
         // The slot renders once, however often it is asked.
         let slots = RenderedChallenges::default();
         let mut calls = 0;
