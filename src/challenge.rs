@@ -254,11 +254,9 @@ pub(crate) fn render(
         // these with a new authorization).
         Some(ErrorCode::AccessDenied | ErrorCode::ServerError) => {}
         error => {
-            let own_scopes =
-                kind == AuthErrorKind::InsufficientScope && !err.required_scopes().is_empty();
             let values = match params {
                 // The same for every error of this kind: rendered once.
-                Some(p) if !own_scopes => p
+                Some(p) if !names_own_scopes(err) => p
                     .rendered
                     .get_or_render(kind, || challenge_headers(err, error, Some(p))),
                 _ => challenge_headers(err, error, params)
@@ -281,6 +279,13 @@ pub(crate) fn render(
     response
 }
 
+/// Whether `err` is a step-up naming its own scopes: its challenge's
+/// `scope` is those, not the layer's default (so it is not the same for
+/// every error of its kind).
+fn names_own_scopes(err: &AuthError) -> bool {
+    err.kind() == AuthErrorKind::InsufficientScope && !err.required_scopes().is_empty()
+}
+
 /// The `WWW-Authenticate` values of a rejection (RFC 6750 section 3; RFC
 /// 9449 sections 7.1 and 9 for DPoP); `None` if one is not a valid header
 /// value (unreachable: parameters are checked when they are set).
@@ -290,12 +295,11 @@ fn challenge_headers(
     params: Option<&ChallengeParams>,
 ) -> Option<Box<[HeaderValue]>> {
     let kind = err.kind();
-    let scope: std::borrow::Cow<'_, str> =
-        if kind == AuthErrorKind::InsufficientScope && !err.required_scopes().is_empty() {
-            err.required_scopes().join(" ").into()
-        } else {
-            params.map_or("", |p| p.scope.as_str()).into()
-        };
+    let scope: std::borrow::Cow<'_, str> = if names_own_scopes(err) {
+        err.required_scopes().join(" ").into()
+    } else {
+        params.map_or("", |p| p.scope.as_str()).into()
+    };
     let resource_metadata = params.map(|p| p.resource_metadata.as_str());
     // RFC 9449 sections 7.1 and 9: a DPoP error goes on the `DPoP`
     // challenge; beside it, the `Bearer` one names no error.
@@ -461,9 +465,13 @@ mod tests {
         // Without own scopes, insufficient_scope is the layer's default.
         let plain = header(AuthError::new(AuthErrorKind::InsufficientScope));
         assert!(plain[0].contains("scope=\"notes:read\""), "{plain:?}");
-        // Every kind has a slot (more kinds than slots would render
-        // uncached: correct, but this test asks for the slots to grow).
-        assert!(AuthErrorKind::ALL.iter().all(|k| (*k as usize) < 64));
+        // Every kind has a slot.
+        assert_eq!(AuthErrorKind::ALL.len(), AuthErrorKind::COUNT);
+        assert!(
+            AuthErrorKind::ALL
+                .iter()
+                .all(|k| (*k as usize) < AuthErrorKind::COUNT)
+        );
         // The slot renders once, however often it is asked.
         let slots = RenderedChallenges::default();
         let mut calls = 0;

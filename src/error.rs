@@ -139,6 +139,9 @@ macro_rules! auth_error_kinds {
             /// Every kind, for the tests that check the whole table.
             #[cfg(test)]
             pub(crate) const ALL: &'static [Self] = &[Self::MissingToken, $( Self::$variant, )*];
+
+            /// How many kinds there are (`kind as usize` is below it).
+            pub(crate) const COUNT: usize = 1 + [$( stringify!($variant), )*].len();
         }
     };
 }
@@ -505,11 +508,8 @@ pub(crate) struct ChallengeParams {
 /// One slot per [`AuthErrorKind`], by its position in the enum.
 #[derive(Debug)]
 pub(crate) struct RenderedChallenges(
-    [std::sync::OnceLock<Box<[http::HeaderValue]>>; RENDERED_SLOTS],
+    [std::sync::OnceLock<Box<[http::HeaderValue]>>; AuthErrorKind::COUNT],
 );
-
-/// More slots than there are kinds (a kind past them is rendered each time).
-const RENDERED_SLOTS: usize = 64;
 
 impl Default for RenderedChallenges {
     fn default() -> Self {
@@ -531,6 +531,7 @@ impl RenderedChallenges {
         render: impl FnOnce() -> Option<Box<[http::HeaderValue]>>,
     ) -> Option<std::borrow::Cow<'_, [http::HeaderValue]>> {
         use std::borrow::Cow;
+        // Always a slot: there are `COUNT` of them, one per kind.
         let Some(slot) = self.0.get(kind as usize) else {
             return render().map(|v| Cow::Owned(v.into_vec()));
         };
