@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use crate::error::AuthErrorKind;
 use crate::handle::{HandleError, HandleKeys, Purpose};
 use crate::scope::ScopeHierarchy;
-pub(crate) use step_up::StepUp;
+pub(crate) use step_up::{StepUp, ask_in};
 
 /// The verified identity and grants of the caller.
 ///
@@ -460,15 +460,7 @@ impl AuthContext {
         if asked.iter().all(|s| self.has_scope(s.as_ref())) {
             return Ok(());
         }
-        let needed: Vec<String> = match &self.2 {
-            Some(slot) => slot.ask(&asked),
-            None => {
-                let mut out: Vec<String> = Vec::with_capacity(asked.len());
-                crate::scope::extend_unique(&mut out, asked.iter().map(AsRef::as_ref));
-                out
-            }
-        };
-        let scope = needed.join(" ");
+        let scope = step_up::ask_in(self.2.as_deref(), &asked).join(" ");
         Err(rmcp::ErrorData::invalid_request(
             format!("insufficient_scope: this operation needs the scope(s) {scope}"),
             Some(serde_json::json!({ "error": "insufficient_scope", "scope": scope })),

@@ -67,6 +67,20 @@ impl StepUp {
     }
 }
 
+/// Records `scopes` in the request's `slot` when the layer gave it one,
+/// and returns everything the operation needs; without a slot, `scopes`
+/// themselves (without repeats). What a handler's step-up error names.
+pub(crate) fn ask_in<S: AsRef<str>>(slot: Option<&StepUp>, scopes: &[S]) -> Vec<String> {
+    match slot {
+        Some(slot) => slot.ask(scopes),
+        None => {
+            let mut out: Vec<String> = Vec::with_capacity(scopes.len());
+            crate::scope::extend_unique(&mut out, scopes.iter().map(AsRef::as_ref));
+            out
+        }
+    }
+}
+
 fn union(a: &[String], b: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(a.len() + b.len());
     crate::scope::extend_unique(&mut out, a.iter().chain(b));

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::context::{AuthContext, StepUp};
+use crate::context::{AuthContext, StepUp, ask_in};
 
 /// The kind of an [`ExchangeError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,11 +227,7 @@ impl std::error::Error for ExchangeError {}
 impl From<ExchangeError> for rmcp::ErrorData {
     fn from(err: ExchangeError) -> Self {
         if let Some((slot, scopes)) = &err.0.step_up {
-            let needed = match slot {
-                Some(slot) => slot.ask(scopes),
-                None => scopes.clone(),
-            }
-            .join(" ");
+            let needed = ask_in(slot.as_deref(), scopes).join(" ");
             return rmcp::ErrorData::invalid_request(
                 format!("{err}; authorize again with the scope(s) {needed}"),
                 Some(serde_json::json!({ "error": err.code(), "scope": needed })),
