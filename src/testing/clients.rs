@@ -193,6 +193,25 @@ pub(super) struct TokenClient {
     pub(super) confidential: bool,
 }
 
+/// The client of a grant for confidential clients only (client
+/// credentials, token exchange): authenticated with its secret, else
+/// `invalid_client` (no authentication) or `unauthorized_client` with
+/// `refusal` (a public client). Its client id.
+pub(super) fn confidential_client(
+    shared: &Shared,
+    headers: &HeaderMap,
+    params: &Params,
+    refusal: &'static str,
+) -> Result<String, OAuthError> {
+    let client = authenticate(shared, headers, params)?.ok_or(OAuthError::invalid_client(
+        "client authentication is required",
+    ))?;
+    if !client.confidential {
+        return Err(OAuthError::bad_request("unauthorized_client", refusal));
+    }
+    Ok(client.client_id)
+}
+
 /// Identifies and authenticates the client of a token request (RFC 6749
 /// section 2.3): `client_secret_basic` or `client_secret_post` for clients
 /// registered with a secret, `client_id` alone for public (or unknown)

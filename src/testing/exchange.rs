@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 
 use super::TokenBuilder;
 use super::authorize::{is_resource_indicator, parse_scope};
-use super::clients::authenticate;
+use super::clients::confidential_client;
 use super::issuer::Shared;
 use super::oauth_error::{OAuthError, no_store};
 use super::params::Params;
@@ -57,7 +57,12 @@ pub(super) fn token_exchange(
     params: &Params,
 ) -> Result<Response, OAuthError> {
     shared.exchange_hits.fetch_add(1, Ordering::SeqCst);
-    let client = confidential_client(shared, headers, params)?;
+    let client = confidential_client(
+        shared,
+        headers,
+        params,
+        "token exchange is for clients with a secret",
+    )?;
     let subject_token = params
         .get("subject_token")
         .ok_or(OAuthError::invalid_request("subject_token is required"))?;
@@ -110,7 +115,12 @@ pub(super) fn on_behalf_of(
     params: &Params,
 ) -> Result<Response, OAuthError> {
     shared.exchange_hits.fetch_add(1, Ordering::SeqCst);
-    let client = confidential_client(shared, headers, params)?;
+    let client = confidential_client(
+        shared,
+        headers,
+        params,
+        "token exchange is for clients with a secret",
+    )?;
     if params.get("requested_token_use") != Some("on_behalf_of") {
         return Err(OAuthError::invalid_request(
             "requested_token_use must be on_behalf_of",
@@ -143,23 +153,6 @@ pub(super) fn on_behalf_of(
         ));
     }
     issue(shared, &client, assertion, &audiences, &scopes, false)
-}
-
-fn confidential_client(
-    shared: &Shared,
-    headers: &HeaderMap,
-    params: &Params,
-) -> Result<String, OAuthError> {
-    let client = authenticate(shared, headers, params)?.ok_or(OAuthError::invalid_client(
-        "client authentication is required",
-    ))?;
-    if !client.confidential {
-        return Err(OAuthError::bad_request(
-            "unauthorized_client",
-            "token exchange is for clients with a secret",
-        ));
-    }
-    Ok(client.client_id)
 }
 
 /// Checks the subject token and the policies, then issues the new token.

@@ -20,7 +20,7 @@ use super::TokenBuilder;
 use super::authorize::{
     CodeRejection, is_code_verifier, is_resource_indicator, parse_scope, verifier_matches,
 };
-use super::clients::{MAX_BODY, authenticate};
+use super::clients::{MAX_BODY, authenticate, confidential_client};
 use super::exchange::{JWT_BEARER, TOKEN_EXCHANGE, on_behalf_of, token_exchange};
 use super::issuer::{Shared, TOKEN_PATH};
 use super::oauth_error::{OAuthError, method_not_allowed, no_store};
@@ -163,15 +163,12 @@ fn client_credentials(
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Response, OAuthError> {
-    let client = authenticate(shared, headers, params)?.ok_or(OAuthError::invalid_client(
-        "client authentication is required",
-    ))?;
-    if !client.confidential {
-        return Err(OAuthError::bad_request(
-            "unauthorized_client",
-            "the client_credentials grant is for clients with a secret",
-        ));
-    }
+    let client_id = confidential_client(
+        shared,
+        headers,
+        params,
+        "the client_credentials grant is for clients with a secret",
+    )?;
     let resources = params.resources().to_vec();
     if !resources
         .iter()
@@ -185,8 +182,8 @@ fn client_credentials(
         OAuthError::bad_request("invalid_scope", "scope is malformed"),
     )?;
     let grant = RefreshGrant {
-        subject: client.client_id.clone(),
-        client_id: client.client_id,
+        subject: client_id.clone(),
+        client_id,
         scopes,
         resources,
     };
