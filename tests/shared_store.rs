@@ -968,21 +968,13 @@ async fn recording_api() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
 
 /// `downstream_whoami` through a real rmcp client: (isError, text).
 async fn downstream_whoami(url: &str, token: &str) -> (bool, String) {
-    use support::fixture::{bounded, stateless_client};
+    use support::fixture::{bounded, call_result, stateless_client};
     // Stateless (2026-07-28): no session, so Redis down touches only the
     // exchange cache.
     let client = bounded(stateless_client(url, token)).await.unwrap();
-    let result =
-        bounded(client.call_tool(rmcp::model::CallToolRequestParams::new("downstream_whoami")))
-            .await
-            .unwrap();
+    let answer = call_result(&client, "downstream_whoami").await;
     client.cancel().await.unwrap();
-    let text = result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect();
-    (result.is_error == Some(true), text)
+    answer
 }
 
 // Issue 18: exchanged tokens shared by reference server processes through

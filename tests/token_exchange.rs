@@ -29,7 +29,7 @@ use mcp_oauth2::{
 };
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
-use support::fixture::{Client, bounded, legacy_client, stateless_client, verify};
+use support::fixture::{bounded, call_result, legacy_client, stateless_client, verify};
 use support::notes::Notes;
 use support::notes::server::Downstream;
 
@@ -216,19 +216,6 @@ fn downstream_vars_with(
     Downstream::from_vars(|name| vars.get(name).cloned(), None)
 }
 
-/// Calls `tool` and returns (isError, text).
-async fn call(client: &Client, tool: &'static str) -> (bool, String) {
-    let result = bounded(client.call_tool(CallToolRequestParams::new(tool)))
-        .await
-        .unwrap();
-    let text = result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect();
-    (result.is_error == Some(true), text)
-}
-
 // MCP "Token passthrough": by default the handler cannot read the caller's
 // Authorization header (nor a DPoP proof), with either lifecycle; the tool
 // does list the headers it sees.
@@ -246,7 +233,7 @@ async fn handlers_do_not_see_the_callers_token_by_default() {
                 .await
                 .unwrap()
         };
-        let (is_error, text) = call(&client, "seen_headers").await;
+        let (is_error, text) = call_result(&client, "seen_headers").await;
         assert!(!is_error, "{text}");
         let names: Vec<String> = serde_json::from_str(&text).unwrap();
         assert!(names.contains(&"content-type".to_owned()), "{names:?}");
@@ -269,7 +256,7 @@ async fn the_unsafe_opt_out_forwards_the_header() {
     let client = bounded(legacy_client(&notes.resource, &token))
         .await
         .unwrap();
-    let (_, text) = call(&client, "seen_headers").await;
+    let (_, text) = call_result(&client, "seen_headers").await;
     let names: Vec<String> = serde_json::from_str(&text).unwrap();
     assert!(names.contains(&"authorization".to_owned()), "{names:?}");
     client.cancel().await.unwrap();
@@ -290,7 +277,7 @@ async fn downstream_whoami_calls_the_api_as_the_caller() {
         .await
         .unwrap();
     for _ in 0..2 {
-        let (is_error, text) = call(&client, "downstream_whoami").await;
+        let (is_error, text) = call_result(&client, "downstream_whoami").await;
         assert!(!is_error, "{text}");
         let who: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(who["sub"], "alice");
@@ -303,7 +290,7 @@ async fn downstream_whoami_calls_the_api_as_the_caller() {
 
     let bob = notes.token_for("bob", &["notes:read"]);
     let client = bounded(legacy_client(&notes.resource, &bob)).await.unwrap();
-    let (_, text) = call(&client, "downstream_whoami").await;
+    let (_, text) = call_result(&client, "downstream_whoami").await;
     let who: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(who["sub"], "bob");
     assert_eq!(notes.issuer.exchange_hits(), 2);
@@ -328,7 +315,7 @@ async fn downstream_whoami_errors_are_tool_results() {
     let client = bounded(legacy_client(&notes.resource, &token))
         .await
         .unwrap();
-    let (is_error, text) = call(&client, "downstream_whoami").await;
+    let (is_error, text) = call_result(&client, "downstream_whoami").await;
     assert!(is_error);
     for var in [
         "MCP_OAUTH2_DOWNSTREAM_AUDIENCE",
@@ -390,11 +377,11 @@ async fn downstream_whoami_errors_are_tool_results() {
         .await
         .unwrap();
     notes.issuer.refuse_all_exchanges(true);
-    let (is_error, text) = call(&client, "downstream_whoami").await;
+    let (is_error, text) = call_result(&client, "downstream_whoami").await;
     assert!(is_error && text.starts_with("invalid_grant"), "{text}");
     notes.issuer.refuse_all_exchanges(false);
     notes.issuer.refuse_exchange_audience(api.audience.clone());
-    let (is_error, text) = call(&client, "downstream_whoami").await;
+    let (is_error, text) = call_result(&client, "downstream_whoami").await;
     assert!(is_error && text.starts_with("invalid_target"), "{text}");
     // Failures are not kept: each call asked again.
     assert_eq!(notes.issuer.exchange_hits(), 2);
@@ -638,7 +625,7 @@ async fn a_downstream_needing_consent_answers_the_step_up_challenge() {
     let client = bounded(legacy_client(&notes.resource, &consented))
         .await
         .unwrap();
-    let (is_error, text) = self::call(&client, "downstream_whoami").await;
+    let (is_error, text) = call_result(&client, "downstream_whoami").await;
     assert!(!is_error, "{text}");
     let who: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(who["sub"], "alice");
@@ -1013,12 +1000,12 @@ async fn logs_hold_no_token_material() {
     let client = bounded(legacy_client(&notes.resource, &alice))
         .await
         .unwrap();
-    let (is_error, text) = call(&client, "downstream_whoami").await;
+    let (is_error, text) = call_result(&client, "downstream_whoami").await;
     assert!(!is_error, "{text}");
     notes.issuer.refuse_all_exchanges(true);
     let bob = notes.token_for("bob", &["notes:read"]);
     let client_b = bounded(legacy_client(&notes.resource, &bob)).await.unwrap();
-    let (is_error, _) = call(&client_b, "downstream_whoami").await;
+    let (is_error, _) = call_result(&client_b, "downstream_whoami").await;
     assert!(is_error);
     client.cancel().await.unwrap();
     client_b.cancel().await.unwrap();
@@ -1069,12 +1056,12 @@ async fn reference_server_contract_from_the_environment() {
         .scopes(["notes:read"])
         .sign();
     let client = bounded(legacy_client(&resource, &token)).await.unwrap();
-    let (_, text) = call(&client, "seen_headers").await;
+    let (_, text) = call_result(&client, "seen_headers").await;
     assert!(
         !text.contains("authorization") && text.contains("host"),
         "{text}"
     );
-    let (is_error, text) = call(&client, "downstream_whoami").await;
+    let (is_error, text) = call_result(&client, "downstream_whoami").await;
     assert!(!is_error, "{text}");
     let who: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(who["sub"], "carol");

@@ -298,11 +298,25 @@ pub async fn call_with(
     if result.is_error == Some(true) {
         return Err(rmcp::ServiceError::UnexpectedResponse);
     }
-    Ok(result
+    Ok(tool_text(&result))
+}
+
+/// The text blocks of a tool result, joined.
+pub fn tool_text(result: &rmcp::model::CallToolResult) -> String {
+    result
         .content
         .iter()
         .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect())
+        .collect()
+}
+
+/// Calls `tool` without arguments (bounded) and returns (isError, text):
+/// for tests that look at tool errors too.
+pub async fn call_result(client: &Client, tool: &'static str) -> (bool, String) {
+    let result = bounded(client.call_tool(CallToolRequestParams::new(tool)))
+        .await
+        .expect("tools/call");
+    (result.is_error == Some(true), tool_text(&result))
 }
 
 /// Runs `f` with a timeout so no test can hang.
