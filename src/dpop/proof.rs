@@ -364,6 +364,8 @@ fn thumbprint(key: &ProofKey) -> String {
 
 /// The RFC 7638 thumbprint of a public JWK given as JSON text, for any
 /// algorithm its shape serves. `None` when it is not a usable public key.
+/// (Used by the testing kit's proof signer and the tests.)
+#[cfg(any(test, feature = "testing"))]
 pub(crate) fn jwk_thumbprint(jwk: &str) -> Option<String> {
     let members = Members::parse(jwk).ok()?;
     if PRIVATE_MEMBERS.iter().any(|m| members.contains(m)) {
