@@ -70,9 +70,30 @@ impl Event {
 pub(crate) struct RequestMeta {
     pub(crate) request_id: RequestId,
     pub(crate) client_addr: Option<IpAddr>,
-    pub(crate) protocol_version: Option<Box<str>>,
-    pub(crate) mcp_method: Option<Box<str>>,
-    pub(crate) mcp_name: Option<Box<str>>,
+    pub(crate) protocol_version: Option<Field>,
+    pub(crate) mcp_method: Option<Field>,
+    pub(crate) mcp_name: Option<Field>,
+}
+
+/// A text field of [`RequestMeta`], kept as it came (a header value shares
+/// the request's buffer: no copy) and cleaned by [`Field::text`] only when
+/// an event is emitted, which most requests never do.
+#[derive(Debug, Clone)]
+pub(crate) enum Field {
+    /// A request header's value.
+    Header(http::HeaderValue),
+    /// Text read from the body (the operation of a single call).
+    Text(Box<str>),
+}
+
+impl Field {
+    /// The field as log text (see [`clean`]).
+    pub(crate) fn text(&self) -> Box<str> {
+        match self {
+            Self::Header(value) => clean(value.as_bytes()),
+            Self::Text(text) => clean(text.as_bytes()),
+        }
+    }
 }
 
 impl RequestMeta {
@@ -82,13 +103,13 @@ impl RequestMeta {
         client_addr: Option<IpAddr>,
         headers: &HeaderMap,
     ) -> Self {
-        let text = |name: &http::HeaderName| headers.get(name).map(|v| clean(v.as_bytes()));
+        let field = |name: &http::HeaderName| headers.get(name).cloned().map(Field::Header);
         Self {
             request_id,
             client_addr,
-            protocol_version: text(&PROTOCOL_HEADER),
-            mcp_method: text(&crate::operation::METHOD_HEADER),
-            mcp_name: text(&crate::operation::NAME_HEADER),
+            protocol_version: field(&PROTOCOL_HEADER),
+            mcp_method: field(&crate::operation::METHOD_HEADER),
+            mcp_name: field(&crate::operation::NAME_HEADER),
         }
     }
 }
@@ -181,6 +202,15 @@ pub(crate) fn event_of(kind: AuthErrorKind) -> Event {
 /// Emits `record` on [`TARGET`]: `auth.accepted` at INFO, the refusals at
 /// WARN.
 pub(crate) fn emit(record: &Record<'_>) {
+    // Nothing is gathered for an event no subscriber records (the
+    // reference server's default filter leaves `auth.accepted` off).
+    let on = match record.event {
+        Event::Accepted => tracing::enabled!(target: TARGET, tracing::Level::INFO),
+        _ => tracing::enabled!(target: TARGET, tracing::Level::WARN),
+    };
+    if !on {
+        return;
+    }
     let meta = record.meta;
     let ctx = record.ctx;
     // Joined only when a subscriber records the event (`Display`): an
@@ -207,9 +237,13 @@ its tokens, or accept it with AuthConfigBuilder::accept_audience"
     let client_addr = meta
         .and_then(|m| m.client_addr)
         .map(tracing::field::display);
-    let protocol_version = meta.and_then(|m| m.protocol_version.as_deref());
-    let mcp_method = meta.and_then(|m| m.mcp_method.as_deref());
-    let mcp_name = meta.and_then(|m| m.mcp_name.as_deref());
+    let text = |field: Option<&Field>| field.map(Field::text);
+    let protocol_version = text(meta.and_then(|m| m.protocol_version.as_ref()));
+    let protocol_version = protocol_version.as_deref();
+    let mcp_method = text(meta.and_then(|m| m.mcp_method.as_ref()));
+    let mcp_method = mcp_method.as_deref();
+    let mcp_name = text(meta.and_then(|m| m.mcp_name.as_ref()));
+    let mcp_name = mcp_name.as_deref();
     macro_rules! event {
         ($level:expr) => {
             tracing::event!(

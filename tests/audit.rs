@@ -203,7 +203,12 @@ fn audit_events_field_by_field_and_no_token_material_anywhere() {
 
 /// Runs every scenario; returns every credential sent.
 async fn run(audit: &Audit) -> Vec<String> {
-    let h = Harness::start(|b| b.required_scopes(["mcp:use"])).await;
+    // A per-tool rule makes the layer read `tools/call` bodies.
+    let h = Harness::start(|b| {
+        b.required_scopes(["mcp:use"])
+            .tool_scopes("admin_tool", ["admin"])
+    })
+    .await;
     let c = Client {
         http: reqwest::Client::new(),
         url: h.resource.clone(),
@@ -508,6 +513,49 @@ async fn run(audit: &Audit) -> Vec<String> {
     for e in audit.of("hostile-1").iter().chain(e.iter()) {
         assert_eq!(get(e, "mcp_name"), Some("[redacted]"), "{e:?}");
     }
+    // A 2025-11-25 call names its operation only in the body: the tool
+    // name read from there is cleaned like a header (a token in it is
+    // redacted, control characters replaced), never logged as sent.
+    for (id, name) in [
+        ("hostile-4", stolen.clone()),
+        ("hostile-5", "evil\nname\u{1b}[2J".to_owned()),
+    ] {
+        let body = json!({
+            "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": { "name": name, "arguments": {} }
+        });
+        let _ = c
+            .http
+            .post(&c.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("x-request-id", id)
+            .header("authorization", &bearer)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    let named = |id: &str| {
+        audit
+            .of(id)
+            .iter()
+            .filter_map(|e| get(e, "mcp_name").map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        named("hostile-4"),
+        ["[redacted]"],
+        "{:?}",
+        audit.of("hostile-4")
+    );
+    assert_eq!(
+        named("hostile-5"),
+        ["evil?name?[2J"],
+        "{:?}",
+        audit.of("hostile-5")
+    );
     // As a Bearer value of the wrong shape, and as a DPoP proof.
     c.send(
         "hostile-3",

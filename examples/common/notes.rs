@@ -58,8 +58,16 @@ pub(crate) type NoteStore = Arc<Mutex<HashMap<String, Vec<String>>>>;
 pub(crate) struct NotesServer {
     notes: NoteStore,
     downstream: Arc<Downstream>,
-    tool_router: ToolRouter<Self>,
+    /// Built once per process and shared: a stateless server builds a
+    /// `NotesServer` for every request, and building a `ToolRouter` runs
+    /// rmcp's tool-name check for every tool (a `HashSet` of the allowed
+    /// characters built per name): about half the instructions of a whole
+    /// stateless call when it was built per request (BENCHMARKS.md).
+    tool_router: Arc<ToolRouter<Self>>,
 }
+
+/// The tool router, shared by every `NotesServer` of the process.
+static TOOL_ROUTER: std::sync::OnceLock<Arc<ToolRouter<NotesServer>>> = std::sync::OnceLock::new();
 
 /// The environment variables `downstream_whoami` needs (besides the
 /// optional `MCP_OAUTH2_TOKEN_ENDPOINT`).
@@ -303,7 +311,7 @@ impl NotesServer {
         Self {
             notes,
             downstream,
-            tool_router: Self::tool_router(),
+            tool_router: Arc::clone(TOOL_ROUTER.get_or_init(|| Arc::new(Self::tool_router()))),
         }
     }
 

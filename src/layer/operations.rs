@@ -94,8 +94,8 @@ impl Shared {
             && seen.meta.mcp_method.is_none()
         {
             let meta = Arc::make_mut(&mut seen.meta);
-            meta.mcp_method = Some(op.method().into());
-            meta.mcp_name = op.name().map(Into::into);
+            meta.mcp_method = Some(crate::audit::Field::Text(op.method().into()));
+            meta.mcp_name = op.name().map(|name| crate::audit::Field::Text(name.into()));
         }
         let lists = ops
             .iter()
