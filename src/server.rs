@@ -336,7 +336,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         }
         // Every answer of the server carries its `X-Request-Id` (metadata,
         // readiness, 404s too); the layer finds the id in the extensions.
-        let router = router.layer(axum::middleware::from_fn(crate::correlation::correlate));
+        let router = router.layer(crate::correlation::CorrelateLayer);
         Ok(McpServer {
             router,
             bind: self.bind,

@@ -310,7 +310,7 @@ impl AuthLayer {
         self.shared
             .metadata
             .router()
-            .layer(axum::middleware::from_fn(crate::correlation::correlate))
+            .layer(crate::correlation::CorrelateLayer)
     }
 
     /// Authenticates a request's headers (token and required scopes), without
