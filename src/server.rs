@@ -194,6 +194,15 @@ impl<S> McpServerBuilder<S> {
 
     /// The rmcp service factory (required): called for each session (legacy
     /// protocol) or request (stateless 2026-07-28 protocol).
+    ///
+    /// Because a stateless server calls it for every request, keep it cheap.
+    /// In particular, build a `#[tool_router]` router once and share it:
+    /// `Self::tool_router()` checks every tool name again each time (rmcp
+    /// 3.11, about 29k instructions a name), which was half of every call of
+    /// a 7-tool server. Keep an `Arc<ToolRouter<Self>>` field filled from a
+    /// `static OnceLock` and leave `#[tool_handler(router = self.tool_router)]`
+    /// as it is; `examples/common/notes.rs` does this (BENCHMARKS.md, "fourth
+    /// pass").
     pub fn service<T, F>(self, factory: F) -> McpServerBuilder<T>
     where
         T: ServerHandler + Send + 'static,
