@@ -46,6 +46,18 @@ impl RequestId {
         Self::generate()
     }
 
+    /// The id of `req`: the one an outer layer put in its extensions, else
+    /// one read from its headers (see [`from_headers`](Self::from_headers))
+    /// and put there, so every layer after sees the same.
+    pub(crate) fn of_request<B>(req: &mut http::Request<B>) -> Self {
+        if let Some(id) = req.extensions().get::<Self>() {
+            return id.clone();
+        }
+        let id = Self::from_headers(req.headers());
+        req.extensions_mut().insert(id.clone());
+        id
+    }
+
     /// `value` as an id, when it is 1 to 128 characters of `[A-Za-z0-9._:-]`.
     pub fn parse(value: &[u8]) -> Option<Self> {
         let ok = !value.is_empty()
@@ -162,14 +174,7 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let id = match req.extensions().get::<RequestId>() {
-            Some(id) => id.clone(),
-            None => {
-                let id = RequestId::from_headers(req.headers());
-                req.extensions_mut().insert(id.clone());
-                id
-            }
-        };
+        let id = RequestId::of_request(&mut req);
         CorrelateFuture {
             inner: self.inner.call(req),
             header: Some(id.header_value()),
@@ -234,7 +239,6 @@ fn trace_id(value: &[u8]) -> Option<&str> {
     std::str::from_utf8(trace).ok()
 }
 
-/// Lowercase hex of `bytes`.
 /// The SplitMix64 finalizer (Steele, Lea and Flood, "Fast splittable
 /// pseudorandom number generators", 2014): a bijection of `u64` that
 /// scatters consecutive inputs. Hand-written: three lines, and the `rand`
@@ -246,6 +250,7 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Lowercase hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);

@@ -65,14 +65,7 @@ where
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         // The correlation id: set by an outer layer (McpServer's), or read
         // from the request here; echoed on every response.
-        let request_id = match req.extensions().get::<RequestId>() {
-            Some(id) => id.clone(),
-            None => {
-                let id = RequestId::from_headers(req.headers());
-                req.extensions_mut().insert(id.clone());
-                id
-            }
-        };
+        let request_id = RequestId::of_request(&mut req);
         let header = request_id.header_value();
         self.route(req, request_id).with_request_id(header)
     }
