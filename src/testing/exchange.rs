@@ -56,13 +56,7 @@ pub(super) fn token_exchange(
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Response, OAuthError> {
-    shared.exchange_hits.fetch_add(1, Ordering::SeqCst);
-    let client = confidential_client(
-        shared,
-        headers,
-        params,
-        "token exchange is for clients with a secret",
-    )?;
+    let client = exchange_client(shared, headers, params)?;
     let subject_token = params
         .get("subject_token")
         .ok_or(OAuthError::invalid_request("subject_token is required"))?;
@@ -114,13 +108,7 @@ pub(super) fn on_behalf_of(
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Response, OAuthError> {
-    shared.exchange_hits.fetch_add(1, Ordering::SeqCst);
-    let client = confidential_client(
-        shared,
-        headers,
-        params,
-        "token exchange is for clients with a secret",
-    )?;
+    let client = exchange_client(shared, headers, params)?;
     if params.get("requested_token_use") != Some("on_behalf_of") {
         return Err(OAuthError::invalid_request(
             "requested_token_use must be on_behalf_of",
@@ -153,6 +141,22 @@ pub(super) fn on_behalf_of(
         ));
     }
     issue(shared, &client, assertion, &audiences, &scopes, false)
+}
+
+/// Counts an exchange request (`exchange_hits`) and authenticates its
+/// client, which must be confidential: the start of both exchange grants.
+fn exchange_client(
+    shared: &Shared,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<String, OAuthError> {
+    shared.exchange_hits.fetch_add(1, Ordering::SeqCst);
+    confidential_client(
+        shared,
+        headers,
+        params,
+        "token exchange is for clients with a secret",
+    )
 }
 
 /// Checks the subject token and the policies, then issues the new token.
