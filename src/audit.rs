@@ -19,8 +19,25 @@
 //! | `protocol_version` | `MCP-Protocol-Version` |
 //! | `token_issuer` | `issuer_not_trusted`: `sha256:` and 16 hex digits of the issuer the token named (its text is the sender's, never logged) |
 //! | `token_audience`, `expected_audience`, `hint` | `invalid_audience`: what the token carried (only when a trusted issuer signed it), what this server expects, and the setting that would accept it |
+//! | `suppressed` | events of the same kind left unwritten by the refusal log limit since the last one written (absent when none) |
+//!
+//! **The refusal log limit.** A flood of refusals must not become a flood of
+//! log lines: writing a WARN line cost about a third of a refused request's
+//! CPU time (issue 13), and a log that grows as fast as an attacker sends is
+//! a disk and pipeline problem of its own. Each refusal kind (`auth.refused`,
+//! `authz.refused`, `throttled`, `session.refused`) has its own budget,
+//! 100 events a second by default
+//! ([`audit_refusal_limit`](crate::AuthConfigBuilder::audit_refusal_limit),
+//! `MCP_OAUTH2_AUDIT_REFUSAL_LIMIT`), so a flood of bad tokens cannot hide a
+//! verified caller's `authz.refused`. Past the budget an event is counted,
+//! not written: the next one written carries the count in `suppressed`, and
+//! the layer's metrics count every one (`audit_suppressed`,
+//! `mcp_oauth2_audit_suppressed_total{event}`). The request counters
+//! (`rejected`) count every refusal whatever the limit. `auth.accepted`
+//! (INFO, off in the reference server) is never limited.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderMap;
 
@@ -199,9 +216,134 @@ pub(crate) fn event_of(kind: AuthErrorKind) -> Event {
     }
 }
 
+/// The default refusal log limit: events of one refusal kind written per
+/// window (see the module documentation).
+pub(crate) const DEFAULT_REFUSAL_LIMIT: (u64, std::time::Duration) =
+    (100, std::time::Duration::from_secs(1));
+
+/// The audit log of one layer: writes events and keeps the refusal log
+/// limit (see the module documentation).
+#[derive(Debug, Default)]
+pub(crate) struct AuditLog {
+    /// Events of one refusal kind written per window (`None`: all).
+    limit: Option<Window>,
+    /// The budgets of `auth.refused`, `authz.refused`, `throttled` and
+    /// `session.refused`, in that order.
+    budgets: [Budget; 4],
+}
+
+/// The refusal log limit: `count` events of a kind per `secs` seconds.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    count: u32,
+    secs: u64,
+}
+
+/// The budget of one refusal kind. Hand-rolled rather than a rate-limiting
+/// crate: a fixed window is two atomics, and what is needed besides the
+/// yes/no (how many were left out since the last line written, for its
+/// `suppressed` field) is not what those crates keep.
+#[derive(Debug, Default)]
+struct Budget {
+    /// The current window's index (high 32 bits, wrapping: only equality
+    /// matters) and the events written in it (low 32 bits).
+    window: AtomicU64,
+    /// Events left unwritten since the last one written.
+    missed: AtomicU64,
+    /// Events left unwritten, ever (the metrics).
+    total: AtomicU64,
+}
+
+impl Budget {
+    /// Whether one more event may be written at `now` (Unix seconds):
+    /// `Some(events left out since the last one written)`, or `None` after
+    /// counting this one as left out.
+    fn take(&self, limit: Window, now: u64) -> Option<u64> {
+        let cap = limit.count;
+        let index = now / limit.secs.max(1);
+        // Truncation intended: the index wraps, compared for equality only.
+        #[allow(clippy::cast_possible_truncation)]
+        let index = u64::from(index as u32) << 32;
+        let mut state = self.window.load(Ordering::Relaxed);
+        loop {
+            let next = if state & !u64::from(u32::MAX) == index {
+                if state & u64::from(u32::MAX) >= u64::from(cap) {
+                    self.missed.fetch_add(1, Ordering::Relaxed);
+                    self.total.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                state + 1
+            } else {
+                index | 1
+            };
+            match self.window.compare_exchange_weak(
+                state,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(self.missed.swap(0, Ordering::Relaxed)),
+                Err(now_state) => state = now_state,
+            }
+        }
+    }
+}
+
+impl AuditLog {
+    /// An audit log writing at most `count` events of each refusal kind per
+    /// `window` (`None`: every one). A count past `u32::MAX` is capped.
+    pub(crate) fn new(limit: Option<(u64, std::time::Duration)>) -> Self {
+        Self {
+            limit: limit.map(|(count, window)| Window {
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+                secs: window.as_secs(),
+            }),
+            budgets: Default::default(),
+        }
+    }
+
+    /// Refusal events left unwritten by the limit, all kinds together.
+    pub(crate) fn suppressed(&self) -> u64 {
+        self.budgets
+            .iter()
+            .map(|b| b.total.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Emits `record` (see [`emit_with`]) unless the refusal log limit leaves it
+    /// out.
+    pub(crate) fn emit(&self, record: &Record<'_>) {
+        let slot = match record.event {
+            Event::Accepted => None,
+            Event::Refused => Some(0),
+            Event::AuthzRefused => Some(1),
+            Event::Throttled => Some(2),
+            Event::SessionRefused => Some(3),
+        };
+        let (Some(slot), Some(limit)) = (slot, self.limit) else {
+            return emit_with(record, None);
+        };
+        // An event no subscriber records is not counted against the budget.
+        if !tracing::enabled!(target: TARGET, tracing::Level::WARN) {
+            return;
+        }
+        let Some(budget) = self.budgets.get(slot) else {
+            return emit_with(record, None);
+        };
+        match budget.take(limit, crate::clock::now_unix()) {
+            Some(missed) => emit_with(record, (missed > 0).then_some(missed)),
+            None => crate::metrics::emit(
+                "mcp_oauth2_audit_suppressed_total",
+                "event",
+                record.event.as_str(),
+            ),
+        }
+    }
+}
+
 /// Emits `record` on [`TARGET`]: `auth.accepted` at INFO, the refusals at
-/// WARN.
-pub(crate) fn emit(record: &Record<'_>) {
+/// WARN; `suppressed`: events of its kind left out before it.
+fn emit_with(record: &Record<'_>, suppressed: Option<u64>) {
     // Nothing is gathered for an event no subscriber records (the
     // reference server's default filter leaves `auth.accepted` off).
     let on = match record.event {
@@ -267,6 +409,7 @@ its tokens, or accept it with AuthConfigBuilder::accept_audience"
                 token_audience,
                 expected_audience,
                 hint,
+                suppressed,
                 "audit"
             )
         };
@@ -318,6 +461,97 @@ mod tests {
         );
         assert_eq!(&*clean(b"Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln"), REDACTED);
         assert_eq!(&*clean(b"eyJ-not-a-token"), "eyJ-not-a-token");
+    }
+
+    fn limit(count: u32, secs: u64) -> Window {
+        Window { count, secs }
+    }
+
+    /// The refusal log limit: `count` events per window, the rest counted;
+    /// the first event written after some were left out carries their
+    /// number, once.
+    #[test]
+    fn refusal_budget_writes_count_per_window_and_carries_the_rest() {
+        let budget = Budget::default();
+        let l = limit(3, 10);
+        // Window [100, 110): three written, four left out.
+        let taken: Vec<_> = (0..7).map(|_| budget.take(l, 105)).collect();
+        assert_eq!(taken, [Some(0), Some(0), Some(0), None, None, None, None]);
+        // The next second is the same window.
+        assert_eq!(budget.take(l, 109), None);
+        // A new window: the first event carries the five left out, the next
+        // ones nothing.
+        assert_eq!(budget.take(l, 110), Some(5));
+        assert_eq!(budget.take(l, 111), Some(0));
+        assert_eq!(budget.take(l, 112), Some(0));
+        assert_eq!(budget.take(l, 113), None);
+        // A window skipped entirely, and a clock stepped back: each is a new
+        // window (only equality is compared).
+        assert_eq!(budget.take(l, 150), Some(1));
+        assert_eq!(budget.take(l, 20), Some(0));
+        assert_eq!(budget.total.load(Ordering::Relaxed), 6);
+        // A count beyond u32 is capped, not wrapped to zero.
+        let huge = AuditLog::new(Some((u64::MAX, std::time::Duration::from_secs(1))));
+        assert_eq!(huge.limit.map(|w| w.count), Some(u32::MAX));
+    }
+
+    /// Threads racing on one budget write exactly `count` events per window
+    /// and count every other one.
+    #[test]
+    fn refusal_budget_is_exact_under_contention() {
+        let budget = std::sync::Arc::new(Budget::default());
+        let l = limit(1_000, 60);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let budget = std::sync::Arc::clone(&budget);
+                std::thread::spawn(move || {
+                    (0..2_000).filter(|_| budget.take(l, 600).is_some()).count()
+                })
+            })
+            .collect();
+        let written: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(written, 1_000);
+        assert_eq!(budget.total.load(Ordering::Relaxed), 7_000);
+        assert_eq!(budget.take(l, 660), Some(7_000));
+    }
+
+    /// Each refusal kind has its own budget; accepted events and an
+    /// unlimited log are never counted.
+    #[test]
+    fn refusal_kinds_have_their_own_budgets() {
+        let log = AuditLog::new(Some((1, std::time::Duration::from_secs(3600))));
+        let record = |event| Record::new(event, "r", Some(401), "https://rs.example/mcp");
+        // No subscriber: nothing is written, nothing is counted.
+        log.emit(&record(Event::Refused));
+        assert_eq!(log.suppressed(), 0);
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(std::io::sink)
+                .finish(),
+        );
+        let hour = crate::clock::now_unix() / 3600;
+        for event in [
+            Event::Refused,
+            Event::AuthzRefused,
+            Event::Throttled,
+            Event::SessionRefused,
+            Event::Accepted,
+        ] {
+            log.emit(&record(event));
+            log.emit(&record(event));
+        }
+        // One of each refusal kind left out (a run across the hour's end
+        // starts new windows: then at most that).
+        if crate::clock::now_unix() / 3600 == hour {
+            assert_eq!(log.suppressed(), 4);
+        } else {
+            assert!(log.suppressed() <= 4);
+        }
+        let unlimited = AuditLog::new(None);
+        for _ in 0..10 {
+            unlimited.emit(&record(Event::Refused));
+        }
+        assert_eq!(unlimited.suppressed(), 0);
     }
 
     #[test]

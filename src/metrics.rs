@@ -8,7 +8,8 @@
 //! `mcp_oauth2_requests_total{outcome, reason}`,
 //! `mcp_oauth2_token_cache_total{result}`, `mcp_oauth2_jwks_fetches_total{result}`,
 //! `mcp_oauth2_introspection_calls_total`, `mcp_oauth2_throttled_total{reason}`,
-//! `mcp_oauth2_store_errors_total{user}`, and the histograms (seconds)
+//! `mcp_oauth2_store_errors_total{user}`,
+//! `mcp_oauth2_audit_suppressed_total{event}`, and the histograms (seconds)
 //! `mcp_oauth2_verify_duration_seconds` and
 //! `mcp_oauth2_jwks_fetch_duration_seconds`.
 
@@ -50,6 +51,9 @@ pub struct MetricsSnapshot {
     /// replay (which then fail closed, 503) and introspection results
     /// (which then ask the endpoint).
     pub store_errors: u64,
+    /// Refusal audit events counted but not written because of the refusal
+    /// log limit ([`AuthConfigBuilder::audit_refusal_limit`](crate::AuthConfigBuilder::audit_refusal_limit)).
+    pub audit_suppressed: u64,
     /// Latency of token verifications that were not answered from the
     /// verified-token cache (signature checks, key fetches, introspection).
     pub verify_latency: LatencyHistogram,

@@ -655,8 +655,10 @@ impl AuthConfigBuilder {
         }
         self.dpop.validate()?;
         let throttle = self.watch.throttle()?;
+        let audit_refusal_limit = self.watch.audit_refusal_limit()?;
         Ok(AuthConfig {
             throttle,
+            audit_refusal_limit,
             metadata_max_age: self.watch.metadata_max_age,
             dpop: self.dpop,
             shared_store: self.shared_store,

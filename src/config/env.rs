@@ -69,6 +69,8 @@ pub(crate) enum Parse {
     Text(Apply<String>),
     /// A rate limit, `<count>/<seconds>`.
     Limit(Apply<(u64, Duration)>),
+    /// A rate limit, or `off` (`None`).
+    LimitOrOff(Apply<Option<(u64, Duration)>>),
 }
 
 impl Parse {
@@ -84,6 +86,7 @@ impl Parse {
             Self::Url(_) => "URL",
             Self::Text(_) => "text",
             Self::Limit(_) => "`<count>/<seconds>`",
+            Self::LimitOrOff(_) => "`<count>/<seconds>` or `off`",
         }
     }
 
@@ -117,6 +120,15 @@ impl Parse {
                 let limit = crate::throttle::RateLimit::parse(&raw)?;
                 apply(staged, (limit.count, limit.window))
             }
+            Self::LimitOrOff(apply) => match raw.trim() {
+                "" => Ok(()),
+                "off" => apply(staged, None),
+                text => {
+                    let limit = crate::throttle::RateLimit::parse(text)
+                        .map_err(|m| format!("{m}, or off"))?;
+                    apply(staged, Some((limit.count, limit.window)))
+                }
+            },
         }
     }
 }
@@ -548,6 +560,18 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         meaning: "reverse proxies (CIDRs or addresses) whose `X-Forwarded-For` / `Forwarded` is believed",
     },
     EnvVar {
+        name: "MCP_OAUTH2_AUDIT_REFUSAL_LIMIT",
+        setting: "audit_refusal_limit",
+        field: "audit_refusal_limit",
+        required: false,
+        parse: Parse::LimitOrOff(|s, limit| {
+            s.builder.watch.audit_refusal_limit = limit;
+            Ok(())
+        }),
+        default: "100/1",
+        meaning: "refusal audit events of each kind written in a window; the rest are counted (`suppressed`), not written; `off`: write every one",
+    },
+    EnvVar {
         name: "MCP_OAUTH2_METADATA_MAX_AGE",
         setting: "metadata_max_age",
         field: "metadata_max_age",
@@ -813,6 +837,7 @@ mod tests {
             ("MCP_OAUTH2_FAILED_AUTH_LIMIT", "5/60"),
             ("MCP_OAUTH2_MISSING_AUTH_LIMIT", " 50 / 10 "),
             ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7"),
+            ("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", " 7 / 2 "),
             ("MCP_OAUTH2_METADATA_MAX_AGE", "60"),
             ("MCP_OAUTH2_REDIS_URL", "redis://:pw@127.0.0.1:6399/2"),
         ]
@@ -864,6 +889,10 @@ mod tests {
         assert_eq!(t.missing.map(|l| (l.count, l.window)), Some((50, s(10))));
         assert_eq!(t.trusted_proxies.len(), 2);
         assert_eq!(c.metadata_max_age, s(60));
+        assert_eq!(
+            c.audit_refusal_limit.map(|l| (l.count, l.window)),
+            Some((7, s(2)))
+        );
         let store = format!("{:?}", c.shared_store.as_ref().unwrap());
         assert!(
             store.contains("RedisStore") && store.contains("6399"),
@@ -994,6 +1023,9 @@ mod tests {
             ("MCP_OAUTH2_MISSING_AUTH_LIMIT", "5/100000", &[]),
             ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/33", &[]),
             ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local", &[]),
+            ("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", "0/1", &[]),
+            ("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", "100", &[]),
+            ("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", "Off", &[]),
             ("MCP_OAUTH2_METADATA_MAX_AGE", "1h", &[]),
             ("MCP_OAUTH2_REDIS_URL", "http://127.0.0.1:6379", &[]),
             ("MCP_OAUTH2_REDIS_URL", "redis://", &[]),

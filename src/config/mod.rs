@@ -195,6 +195,8 @@ pub struct AuthConfig {
     pub(crate) dpop: DpopPolicy,
     pub(crate) throttle: crate::throttle::ThrottleSettings,
     pub(crate) metadata_max_age: Duration,
+    /// Refusal audit events of one kind written per window (`None`: all).
+    pub(crate) audit_refusal_limit: Option<crate::throttle::RateLimit>,
     /// State shared by replicas (`None`: each keeps its own in memory).
     pub(crate) shared_store: Option<std::sync::Arc<dyn crate::store::SharedStore>>,
 }

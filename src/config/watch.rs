@@ -18,6 +18,8 @@ pub(crate) struct WatchOptions {
     pub(crate) missing_auth_limit: Option<(u64, Duration)>,
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) metadata_max_age: Duration,
+    /// `None`: every refusal event is written.
+    pub(crate) audit_refusal_limit: Option<(u64, Duration)>,
 }
 
 impl Default for WatchOptions {
@@ -27,6 +29,7 @@ impl Default for WatchOptions {
             missing_auth_limit: None,
             trusted_proxies: Vec::new(),
             metadata_max_age: DEFAULT_METADATA_MAX_AGE,
+            audit_refusal_limit: Some(crate::audit::DEFAULT_REFUSAL_LIMIT),
         }
     }
 }
@@ -49,6 +52,14 @@ impl WatchOptions {
             missing: limit("missing_auth_limit", self.missing_auth_limit)?,
             trusted_proxies,
         })
+    }
+
+    /// The checked refusal log limit.
+    pub(crate) fn audit_refusal_limit(&self) -> Result<Option<RateLimit>, ConfigError> {
+        self.audit_refusal_limit
+            .map(|(count, window)| RateLimit::new(count, window))
+            .transpose()
+            .map_err(|m| ConfigError::new("audit_refusal_limit", m))
     }
 }
 
@@ -79,6 +90,26 @@ impl AuthConfigBuilder {
     /// forwarded address that is not itself a trusted proxy.
     pub fn trusted_proxy(mut self, cidr: impl Into<String>) -> Self {
         self.watch.trusted_proxies.push(cidr.into());
+        self
+    }
+
+    /// The refusal log limit (default 100 per second): at most `count`
+    /// audit events of each refusal kind (`auth.refused`, `authz.refused`,
+    /// `throttled`, `session.refused`) are written per `window` (1 s to
+    /// 24 h). The rest are counted, not written: the next event written
+    /// carries their number in its `suppressed` field, and
+    /// [`MetricsSnapshot::audit_suppressed`](crate::MetricsSnapshot::audit_suppressed)
+    /// counts them all. A flood of bad tokens then costs no log line per
+    /// request (README, "Audit events").
+    pub fn audit_refusal_limit(mut self, count: u64, window: Duration) -> Self {
+        self.watch.audit_refusal_limit = Some((count, window));
+        self
+    }
+
+    /// Writes every refusal audit event, however many (turns the refusal
+    /// log limit off).
+    pub fn unlimited_audit_refusals(mut self) -> Self {
+        self.watch.audit_refusal_limit = None;
         self
     }
 

@@ -122,6 +122,8 @@ struct Shared {
     refused: Arc<refused::RefusedTokens>,
     allowed_origins: Arc<Origins>,
     outcomes: Arc<crate::metrics::Outcomes>,
+    /// The audit events and the refusal log limit.
+    audit: Arc<crate::audit::AuditLog>,
     document: ProtectedResourceMetadata,
     /// Failed-authentication throttling and the client address rules.
     throttle: Arc<crate::throttle::Throttle>,
@@ -211,6 +213,9 @@ impl AuthLayer {
                     any_loopback: config.allows_loopback_origins(),
                 }),
                 outcomes: Arc::default(),
+                audit: Arc::new(crate::audit::AuditLog::new(
+                    config.audit_refusal_limit.map(|l| (l.count, l.window)),
+                )),
                 document: ProtectedResourceMetadata::from_config(&config),
                 throttle: Arc::new(crate::throttle::Throttle::new(
                     config.throttle.clone(),
@@ -393,6 +398,7 @@ impl Metrics {
         self.0.outcomes.fill(&mut out);
         self.0.verifier.add_metrics(&mut out);
         out.throttled = self.0.throttle.throttled();
+        out.audit_suppressed = self.0.audit.suppressed();
         // The layer's own users of the store (throttle, sessions, DPoP),
         // beside the verifier's (introspection results).
         out.store_errors += self.0.throttle.store_errors();

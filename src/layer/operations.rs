@@ -18,7 +18,7 @@ use crate::scope::{ScopePolicy, extend_unique};
 
 use super::Shared;
 use super::service::Seen;
-use crate::audit::{Event, Record, emit};
+use crate::audit::{Event, Record};
 use std::sync::Arc;
 
 /// What the layer learned about a request before verifying its token.
@@ -143,7 +143,7 @@ impl Shared {
     /// The audit event of a verified caller's request refused for its body
     /// (400: not strict JSON-RPC, or headers contradicting it).
     fn audit_body_refusal(&self, kind: AuthErrorKind, seen: &Seen, ctx: &AuthContext) {
-        emit(&Record {
+        self.audit.emit(&Record {
             meta: Some(&seen.meta),
             ctx: Some(ctx),
             ..Record::new(

@@ -15,7 +15,7 @@ use super::http_rules::{
     LAST_EVENT_ID, Refused, SESSION_HEADER, add_cors, check_origin, has_duplicate_host,
     header_mismatch_response, is_preflight, preflight_response, throttled_response,
 };
-use crate::audit::{Event, Record, RequestMeta, emit, event_of, reason_of};
+use crate::audit::{Event, Record, RequestMeta, event_of, reason_of};
 use crate::bearer::{Credentials, read_credentials};
 use crate::challenge::rejection_response;
 use crate::config::DpopMode;
@@ -500,7 +500,7 @@ impl Shared {
             None
         };
         self.outcomes.accept();
-        emit(&Record {
+        self.audit.emit(&Record {
             meta: Some(&seen.meta),
             ctx: Some(&ctx),
             needed,
@@ -668,7 +668,7 @@ impl Shared {
     /// A legacy session refused to `ctx` (404): counted and audited.
     fn session_refused(&self, ctx: &AuthContext, seen: &Seen) {
         self.outcomes.reject("session_not_owned");
-        emit(&Record {
+        self.audit.emit(&Record {
             meta: Some(&seen.meta),
             ctx: Some(ctx),
             ..Record::new(
@@ -683,7 +683,7 @@ impl Shared {
     /// The 429 of a throttled request: counted, audited, answered.
     pub(super) fn throttled(&self, limit: Limit, secs: u64, seen: &Seen) -> Response {
         self.outcomes.reject(limit.reason());
-        emit(&Record {
+        self.audit.emit(&Record {
             meta: Some(&seen.meta),
             ..Record::new(
                 Event::Throttled,
@@ -713,7 +713,7 @@ impl Shared {
             self.throttle.count_store_error("dpop");
         }
         let event = event_of(kind);
-        emit(&Record {
+        self.audit.emit(&Record {
             meta: Some(&seen.meta),
             ctx,
             needed: err.required_scopes(),

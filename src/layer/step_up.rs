@@ -20,7 +20,7 @@ use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 
 use super::Shared;
-use crate::audit::{Event, Record, RequestMeta, emit};
+use crate::audit::{Event, Record, RequestMeta};
 use crate::challenge::rejection_response;
 use crate::context::AuthContext;
 use crate::context::StepUp;
@@ -85,7 +85,7 @@ impl StepUpCheck {
         let needed = self.slot.needed();
         let kind = AuthErrorKind::InsufficientScope;
         self.shared.outcomes.reject(kind.code());
-        emit(&Record {
+        self.shared.audit.emit(&Record {
             meta: Some(&self.meta),
             ctx: Some(&self.ctx),
             needed: &needed,

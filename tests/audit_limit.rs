@@ -1,0 +1,320 @@
+//! The refusal log limit (issue 13: a flood of refusals must not cost a log
+//! line each, nor fill the log): a real `McpServer` on 127.0.0.1:0 and the
+//! reference server as a process, called over HTTP with a real
+//! `TestIssuer`'s tokens, their audit events captured by a real `tracing`
+//! subscriber (in process) or read from the process's JSON lines.
+//!
+//! Window boundaries are not under the test's control (the windows are
+//! whole multiples of their length in Unix time), so the assertions hold
+//! wherever a boundary falls: every refusal is either written or counted,
+//! the counts carried by the `suppressed` fields add up to the metric, and
+//! a burst fits in at most two windows.
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::{AuthConfig, McpServer};
+use serde_json::Value;
+use support::fixture::EchoServer;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+type Event = BTreeMap<String, String>;
+
+/// Every audit event, its fields as text.
+#[derive(Clone, Default)]
+struct Audit(Arc<Mutex<Vec<Event>>>);
+
+struct Fields<'a>(&'a mut Event);
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.to_string());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Audit {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if event.metadata().target() != "mcp_oauth2::audit" {
+            return;
+        }
+        let mut fields = Event::new();
+        event.record(&mut Fields(&mut fields));
+        self.0.lock().unwrap().push(fields);
+    }
+}
+
+impl Audit {
+    /// The events whose `request_id` starts with `prefix`.
+    fn with_prefix(&self, prefix: &str) -> Vec<Event> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.get("request_id").is_some_and(|id| id.starts_with(prefix)))
+            .cloned()
+            .collect()
+    }
+}
+
+fn suppressed(events: &[Event]) -> u64 {
+    events
+        .iter()
+        .filter_map(|e| e.get("suppressed"))
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum()
+}
+
+/// A stateless (2026-07-28) `tools/call whoami`.
+const WHOAMI: &str = concat!(
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{},"#,
+    r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","#,
+    r#""io.modelcontextprotocol/clientCapabilities":{}}}}"#
+);
+
+const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
+
+/// Starts a server; returns its URL and the handle for its metrics.
+async fn start(
+    issuer: &TestIssuer,
+    tweak: impl FnOnce(mcp_oauth2::AuthConfigBuilder) -> mcp_oauth2::AuthConfigBuilder,
+) -> (String, mcp_oauth2::Metrics) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let config = tweak(
+        AuthConfig::builder()
+            .issuer(issuer.issuer())
+            .resource(&resource)
+            .allow_insecure_http_for_loopback(true),
+    )
+    .build()
+    .unwrap();
+    let server = McpServer::builder()
+        .auth(config)
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap();
+    let metrics = server.metrics();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    (resource, metrics)
+}
+
+/// A token of `issuer` for `url` whose signature does not verify (its last
+/// characters changed).
+fn forged(issuer: &TestIssuer, url: &str, subject: &str) -> String {
+    let token = issuer.token().subject(subject).audience(url).sign();
+    let tail = if token.ends_with("AAAA") {
+        "BBBB"
+    } else {
+        "AAAA"
+    };
+    format!("{}{tail}", &token[..token.len() - 4])
+}
+
+async fn post(url: &str, id: &str, auth: &str) -> u16 {
+    send(&reqwest::Client::new(), url, id, auth).await
+}
+
+async fn send(http: &reqwest::Client, url: &str, id: &str, auth: &str) -> u16 {
+    http.post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("x-request-id", id)
+        .header("authorization", auth)
+        .body(LIST)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn refusal_events_are_limited_per_kind_and_the_rest_counted() {
+    let audit = Audit::default();
+    tracing_subscriber::registry()
+        .with(audit.clone())
+        .with(tracing_subscriber::filter::LevelFilter::INFO)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        limited(&audit).await;
+        unlimited(&audit).await;
+    });
+}
+
+/// Two `auth.refused` events a second: a burst of forged tokens is mostly
+/// counted, an `authz.refused` of a verified caller in the same second is
+/// still written, and the first event of a later window carries the count.
+async fn limited(audit: &Audit) {
+    let issuer = TestIssuer::start().await.unwrap();
+    let (url, server) = start(&issuer, |b| {
+        b.required_scopes(["mcp:use"])
+            .audit_refusal_limit(2, Duration::from_secs(1))
+    })
+    .await;
+    const BURST: usize = 12;
+    for i in 0..BURST {
+        // Distinct forged tokens, and a missing one: one budget for both.
+        let auth = if i == 0 {
+            "Basic Zm9vOmJhcg==".to_owned()
+        } else {
+            format!("Bearer {}", forged(&issuer, &url, &format!("f{i}")))
+        };
+        assert_eq!(post(&url, &format!("lim-{i:02}"), &auth).await, 401);
+    }
+    // A verified caller without the scope: its own budget.
+    let weak = issuer.token().subject("bob").audience(&url).sign();
+    assert_eq!(post(&url, "authz-1", &format!("Bearer {weak}")).await, 403);
+    let authz = audit.with_prefix("authz-");
+    assert_eq!(authz.len(), 1, "{authz:#?}");
+    assert_eq!(authz[0]["event"], "authz.refused");
+    assert_eq!(authz[0]["subject"], "bob");
+
+    let burst = audit.with_prefix("lim-");
+    assert!(burst.iter().all(|e| e["event"] == "auth.refused"));
+    // At most two windows of two events each.
+    assert!(
+        (2..=4).contains(&burst.len()),
+        "{} of {BURST} written",
+        burst.len()
+    );
+    // A later window: its first event is written and carries what was
+    // left out since the last one written (so, by then, everything left
+    // out has been carried by some event).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let last = forged(&issuer, &url, "last");
+    assert_eq!(post(&url, "lim-last", &format!("Bearer {last}")).await, 401);
+    let all = audit.with_prefix("lim-");
+    assert!(
+        all.iter().any(|e| e["request_id"] == "lim-last"),
+        "a new window's first event is written"
+    );
+    let metrics = server.snapshot();
+    // Every refusal written or counted, and the counts carried add up.
+    assert_eq!(all.len() as u64 + suppressed(&all), BURST as u64 + 1);
+    assert_eq!(metrics.audit_suppressed, suppressed(&all));
+    assert!(metrics.audit_suppressed >= (BURST - 4) as u64);
+    // The request counters count every refusal, written or not.
+    assert_eq!(metrics.rejected_total(), BURST as u64 + 2);
+}
+
+/// `unlimited_audit_refusals`: every refusal is written.
+async fn unlimited(audit: &Audit) {
+    let issuer = TestIssuer::start().await.unwrap();
+    let (url, server) = start(&issuer, |b| b.unlimited_audit_refusals()).await;
+    for i in 0..150 {
+        let bad = forged(&issuer, &url, &format!("u{i}"));
+        assert_eq!(
+            post(&url, &format!("all-{i:03}"), &format!("Bearer {bad}")).await,
+            401
+        );
+    }
+    let all = audit.with_prefix("all-");
+    assert_eq!(all.len(), 150);
+    assert_eq!(suppressed(&all), 0);
+    assert_eq!(server.snapshot().audit_suppressed, 0);
+}
+
+/// The reference server, configured by environment only: its default
+/// limit (100 a second) applies with no setting, and
+/// `MCP_OAUTH2_AUDIT_REFUSAL_LIMIT` changes it.
+#[tokio::test]
+async fn reference_server_limits_refusal_lines() {
+    let issuer = TestIssuer::start().await.unwrap();
+    for (limit, per_window, sent) in [(None, 100, 400), (Some("3/3600"), 3, 40)] {
+        let port = support::reference::free_port();
+        let resource = format!("http://127.0.0.1:{port}/mcp");
+        let mut env = vec![
+            ("MCP_OAUTH2_ISSUER", issuer.issuer().to_owned()),
+            ("MCP_OAUTH2_RESOURCE", resource.clone()),
+            ("MCP_OAUTH2_LOG_FORMAT", "json".to_owned()),
+            // The marker below is an accepted call (INFO).
+            ("RUST_LOG", "warn,mcp_oauth2::audit=info".to_owned()),
+        ];
+        if let Some(limit) = limit {
+            env.push(("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", limit.to_owned()));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut server = support::reference::start(port, &env).await;
+        // The lines are read while the burst runs (a full pipe would stop
+        // the server's logging, and with it the server).
+        let mut lines = server.lines;
+        let reader = tokio::spawn(async move {
+            let (mut written, mut carried) = (0, 0);
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let v: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+                if v["target"] != "mcp_oauth2::audit" {
+                    continue;
+                }
+                let f = &v["fields"];
+                if f["request_id"] == "marker" {
+                    assert_eq!(f["event"], "auth.accepted", "{line}");
+                    return (written, carried);
+                }
+                assert_eq!(f["event"], "auth.refused", "{line}");
+                written += 1;
+                carried += f["suppressed"].as_u64().unwrap_or(0);
+            }
+            panic!("no marker event");
+        });
+        let http = reqwest::Client::new();
+        // Concurrent, so that the default's 100 a second is passed.
+        let started = std::time::Instant::now();
+        let sends = (0..sent).map(|i| {
+            let (http, resource) = (&http, &resource);
+            async move { send(http, resource, &format!("ref-{i}"), "Bearer not-a-token").await }
+        });
+        for status in futures_util::future::join_all(sends).await {
+            assert_eq!(status, 401);
+        }
+        // The windows the burst can have touched (1 s, or one hour).
+        let secs = started.elapsed().as_secs();
+        let windows = if limit.is_some() { 2 } else { secs + 2 };
+        // A marker after the burst: an accepted call (JSON logs carry
+        // every audit event).
+        let valid = issuer.token().subject("m").audience(&resource).sign();
+        let r = http
+            .post(&resource)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("x-request-id", "marker")
+            .header("authorization", format!("Bearer {valid}"))
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "whoami")
+            .body(WHOAMI)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let (written, carried) = tokio::time::timeout(Duration::from_secs(30), reader)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            written >= per_window && written <= per_window * windows && written + carried <= sent,
+            "{limit:?}: {written} of {sent} written in {secs} s, {carried} carried"
+        );
+        server.child.kill().await.unwrap();
+    }
+}
