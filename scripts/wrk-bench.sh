@@ -20,8 +20,11 @@
 # connections send bad-signature tokens, each waiting 5 ms between
 # requests on average, random pauses: at most about 6,000 failed
 # authentications/s, rate reported; the flood's wrk runs SCHED_IDLE so it
-# never delays the measuring client). --flood-kind signature|malformed
-# (signature): tokens with a bad signature, or not JWTs at all. --throttle
+# never delays the measuring client). --flood-kind signature|malformed|notfound
+# (signature): tokens with a bad signature, or not JWTs at all, or (the
+# control) requests for a path the server does not serve, answered 404 by
+# the router with no authentication work: the p99 ratio under that flood is
+# what any HTTP traffic at that rate costs the accepted calls. --throttle
 # COUNT/SECONDS (with --flood): `ours` throttles failed authentications
 # (MCP_OAUTH2_FAILED_AUTH_LIMIT) behind a trusted proxy
 # (MCP_OAUTH2_TRUSTED_PROXIES=127.0.0.1/32); the flood says it comes from
@@ -196,26 +199,39 @@ run_wrk() {
 }
 
 if [ "$FLOOD" = 1 ]; then
-  echo "wrk-bench --flood: alg $ALG, flood of $FLOOD_KIND tokens, throttle ${THROTTLE:-off}, $ROUNDS round(s) of ${SECONDS_PER_ROUND} s, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "wrk-bench --flood: alg $ALG, flood kind(s) $FLOOD_KIND, throttle ${THROTTLE:-off}, $ROUNDS round(s) of ${SECONDS_PER_ROUND} s, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
   run_wrk ours 8 1 0   # warm-up
   : >"$WORK/results"
   for round in $(seq "$ROUNDS"); do
     run_wrk ours 1 "$SECONDS_PER_ROUND" 1
     sed -i '$ s/^ours /idle /' "$WORK/results"
-    WRK_TOKEN="$TOKEN" WRK_FLOOD_KIND="$FLOOD_KIND" WRK_DELAY_MS=5 WRK_FORWARDED_FOR="${THROTTLE:+203.0.113.9}" chrt --idle 0 "${PIN_CLIENT[@]}" wrk -t1 -c30 -d"$((SECONDS_PER_ROUND + 1))s" \
-      -s "$ROOT/scripts/wrk-flood.lua" "${URL[ours]}" >"$WORK/flood.out" 2>&1 &
-    flood=$!
-    sleep 0.5
-    run_wrk ours 1 "$SECONDS_PER_ROUND" 1
-    sed -i '$ s/^ours /flood /' "$WORK/results"
-    wait "$flood" || true
-    grep '^FLOOD' "$WORK/flood.out" || { cat "$WORK/flood.out" >&2; FAILED=1; }
+    # Several kinds (comma-separated): each round measures under each, in
+    # turn, against the same idle measurement.
+    for kind in ${FLOOD_KIND//,/ }; do
+      label=flood
+      [ "$FLOOD_KIND" = "$kind" ] || label="flood-$kind"
+      WRK_TOKEN="$TOKEN" WRK_FLOOD_KIND="$kind" WRK_DELAY_MS=5 WRK_FORWARDED_FOR="${THROTTLE:+203.0.113.9}" chrt --idle 0 "${PIN_CLIENT[@]}" wrk -t1 -c30 -d"$((SECONDS_PER_ROUND + 1))s" \
+        -s "$ROOT/scripts/wrk-flood.lua" "${URL[ours]}" >"$WORK/flood.out" 2>&1 &
+      flood=$!
+      sleep 0.5
+      run_wrk ours 1 "$SECONDS_PER_ROUND" 1
+      sed -i "\$ s/^ours /$label /" "$WORK/results"
+      wait "$flood" || true
+      sed -n "s/^FLOOD /FLOOD $kind /p" "$WORK/flood.out" | grep . || { cat "$WORK/flood.out" >&2; FAILED=1; }
+    done
   done
   awk '{ n[$1]++; rps[$1] += $3; p50[$1] += $4; p99[$1] += $5 }
     END {
-      for (k in n) printf "%-6s %9.1f calls/s  p50 %8.3f ms  p99 %8.3f ms\n", k, rps[k]/n[k], p50[k]/n[k]/1000, p99[k]/n[k]/1000
-      if (n["idle"] && n["flood"]) printf "p99 under flood / idle: %.2f, p50: %.2f\n", (p99["flood"]/n["flood"])/(p99["idle"]/n["idle"]), (p50["flood"]/n["flood"])/(p50["idle"]/n["idle"])
+      for (k in n) printf "%-16s %9.1f calls/s  p50 %8.3f ms  p99 %8.3f ms\n", k, rps[k]/n[k], p50[k]/n[k]/1000, p99[k]/n[k]/1000
+      for (k in n) if (k != "idle" && n["idle"]) printf "%s: p99 / idle (means) %.2f, p50 %.2f\n", k, (p99[k]/n[k])/(p99["idle"]/n["idle"]), (p50[k]/n[k])/(p50["idle"]/n["idle"])
     }' "$WORK/results"
+  # Per-round ratios (each flood round against the idle round before it)
+  # and their median: one slow round moves a mean, not a median.
+  for label in $(awk '$1 != "idle" { print $1 }' "$WORK/results" | sort -u); do
+    awk -v l="$label" '$1 == "idle" { idle = $5 } $1 == l && idle > 0 { print $5 / idle }' "$WORK/results" | sort -g |
+      awk -v l="$label" '{ r[NR] = $1; list = list sprintf(" %.2f", $1) }
+        END { if (NR) printf "%s: p99 ratio per round (sorted):%s; median %.2f\n", l, list, (NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2) }'
+  done
   echo "load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
   exit "$FAILED"
 fi

@@ -3,7 +3,7 @@
 -- signature is wrong (WRK_TOKEN with its last characters changed) and waits
 -- on average WRK_DELAY_MS (default 2) between requests, so C connections send
 -- at most about C * 1000 / WRK_DELAY_MS requests per second. done() prints
---   FLOOD requests=<n> rps=<r> rejected=<n 401 answers> throttled=<n 429 answers> other=<n>
+--   FLOOD requests=<n> rps=<r> rejected=<n 401 answers (404 for notfound)> throttled=<n 429 answers> other=<n>
 local token = os.getenv("WRK_TOKEN") or ""
 local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "2")
 -- Flip the signature's last 4 characters: same length, same header and
@@ -11,8 +11,13 @@ local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "2")
 -- WRK_FLOOD_KIND=malformed sends a token that is not a JWT at all (refused
 -- before any signature check), to tell the cost of the signature check from
 -- the cost of answering.
+-- WRK_FLOOD_KIND=notfound is the control: the same rate of requests for a
+-- path the server does not serve (404 from the router, no authentication
+-- work at all), so what the flood costs the accepted calls because it is
+-- HTTP traffic can be told from what the refusals themselves cost.
 local bad = string.sub(token, 1, #token - 4) .. (string.sub(token, -4) == "AAAA" and "BBBB" or "AAAA")
-if os.getenv("WRK_FLOOD_KIND") == "malformed" then bad = "not-a-jwt" end
+local kind = os.getenv("WRK_FLOOD_KIND") or "signature"
+if kind == "malformed" then bad = "not-a-jwt" end
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -28,6 +33,7 @@ if xff and xff ~= "" then wrk.headers["X-Forwarded-For"] = xff end
 wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{},'
   .. '"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",'
   .. '"io.modelcontextprotocol/clientCapabilities":{}}}}'
+if kind == "notfound" then wrk.path = "/flood-control-not-found" end
 
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
@@ -37,7 +43,7 @@ function init(args) rejected = 0 throttled = 0 other = 0 math.randomseed(os.time
 -- request per connection; random pauses spread it over time.
 function delay() return math.random(0, 2 * delay_ms) end
 function response(status, headers, body)
-  if status == 401 then rejected = rejected + 1
+  if status == 401 or (kind == "notfound" and status == 404) then rejected = rejected + 1
   elseif status == 429 then throttled = throttled + 1
   else other = other + 1 end
 end
