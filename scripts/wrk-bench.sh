@@ -165,11 +165,21 @@ if [ "$LEGACY" = 1 ]; then
   done
 fi
 
-# One wrk run; appends "server connections rps p50 p99 load" to results.
+# The CPU time (user + system, clock ticks) the process has used so far.
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+cpu_ticks() {
+  # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
+  sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0
+}
+
+# One wrk run; appends "server connections rps p50 p99 load round
+# cpu_us_per_call" to results.
 FAILED=0
 run_wrk() {
   local server="$1" conns="$2" seconds="$3" record="$4"
   local out="$WORK/wrk.out"
+  local cpu_before
+  cpu_before="$(cpu_ticks "${SPID[$server]}")"
   WRK_TOKEN="$TOKEN" WRK_PROTOCOL="$PROTOCOL" WRK_SESSION="${SESSION[$server]:-}" \
     WRK_FORWARDED_FOR="${THROTTLE:+198.51.100.7}" "${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"${seconds}s" --timeout 10s \
     -s "$ROOT/scripts/wrk-whoami.lua" "${URL[$server]}" >"$out" 2>&1 || true
@@ -178,8 +188,14 @@ run_wrk() {
   if [ -z "$line" ]; then
     echo "wrk-bench: $server c=$conns: no result" >&2; cat "$out" >&2; FAILED=1; return
   fi
-  local requests rps p50 p99 errors bad load
+  local requests rps p50 p99 errors bad load cpu_us
   requests="$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")"
+  # The server's CPU time per call during the run (its own work and the
+  # kernel's on its behalf): at 64 connections, where the server's CPU is
+  # the bottleneck, calls/s is its inverse, and it moves less than calls/s
+  # when the machine's speed changes between rounds.
+  cpu_us="$(awk -v a="$cpu_before" -v b="$(cpu_ticks "${SPID[$server]}")" -v n="$requests" -v t="$TICK_US" \
+    'BEGIN { printf "%.1f", (n > 0 ? (b - a) * t / n : 0) }')"
   rps="$(sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$line")"
   p50="$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$line")"
   p99="$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$line")"
@@ -192,9 +208,9 @@ run_wrk() {
     FAILED=1
   fi
   if [ "$record" = 1 ]; then
-    printf '%-13s c=%-3s %9.1f calls/s  p50 %8.3f ms  p99 %8.3f ms  load %s\n' \
-      "$server" "$conns" "$rps" "$(awk "BEGIN{print $p50/1000}")" "$(awk "BEGIN{print $p99/1000}")" "$load"
-    echo "$server $conns $rps $p50 $p99 $load ${round:-0}" >>"$WORK/results"
+    printf '%-13s c=%-3s %9.1f calls/s  p50 %8.3f ms  p99 %8.3f ms  cpu %6.1f us/call  load %s\n' \
+      "$server" "$conns" "$rps" "$(awk "BEGIN{print $p50/1000}")" "$(awk "BEGIN{print $p99/1000}")" "$cpu_us" "$load"
+    echo "$server $conns $rps $p50 $p99 $load ${round:-0} $cpu_us" >>"$WORK/results"
   fi
 }
 
@@ -314,6 +330,31 @@ awk '
       if (n > 0) printf "%-13s c=%-3s median ratio %.3f (rounds %d, min %.3f, max %.3f)  median p50 ratio %.3f\n", s, c, median(r, n), n, r[1], r[n], median(q, n)
     }
   }' "$WORK/results" | sort -k2,2
+# The server's CPU time per call: per round against the same round's
+# cheapest bare rmcp configuration, median over rounds. At 64 connections
+# this is the inverse view of calls/s, read from the server's own clock.
+echo
+echo "server CPU per call (user + system, from /proc): median over rounds of the per-round ratio to the same round's cheapest bare rmcp"
+awk '
+  NF >= 8 { cpu[$7, $1, $2] = $8; rounds[$7] = 1; conns[$2] = 1; servers[$1] = 1 }
+  function median(list, n,    i, j, t) {
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) { t = list[j]; list[j] = list[j - 1]; list[j - 1] = t }
+    return n % 2 ? list[(n + 1) / 2] : (list[n / 2] + list[n / 2 + 1]) / 2
+  }
+  END {
+    for (c in conns) for (s in servers) {
+      n = 0; sum = 0; delete r
+      for (k in rounds) {
+        if (!((k, s, c) in cpu)) continue
+        sum += cpu[k, s, c]
+        best = 0
+        if ((k, "rmcp-nodelay", c) in cpu) best = cpu[k, "rmcp-nodelay", c]
+        if ((k, "rmcp-json", c) in cpu && (best == 0 || cpu[k, "rmcp-json", c] < best)) best = cpu[k, "rmcp-json", c]
+        n++; r[n] = best > 0 ? cpu[k, s, c] / best : 0
+      }
+      if (n > 0) printf "%-13s c=%-3s %7.1f us/call (mean)  median ratio %.3f (min %.3f, max %.3f)\n", s, c, sum / n, median(r, n), r[1], r[n]
+    }
+  }' "$WORK/results" | sort -k2,2 -k1,1
 echo "load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$FAILED" != 0 ]; then
   echo "wrk-bench: FAILED (bad answers or socket errors, see above)" >&2
