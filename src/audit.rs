@@ -227,9 +227,11 @@ pub(crate) const DEFAULT_REFUSAL_LIMIT: (u64, std::time::Duration) =
 pub(crate) struct AuditLog {
     /// Events of one refusal kind written per window (`None`: all).
     limit: Option<Window>,
-    /// The budgets of `auth.refused`, `authz.refused`, `throttled` and
-    /// `session.refused`, in that order.
-    budgets: [Budget; 4],
+    /// One budget per refusal kind.
+    refused: Budget,
+    authz_refused: Budget,
+    throttled: Budget,
+    session_refused: Budget,
 }
 
 /// The refusal log limit: `count` events of a kind per `secs` seconds.
@@ -298,40 +300,48 @@ impl AuditLog {
                 count: u32::try_from(count).unwrap_or(u32::MAX),
                 secs: window.as_secs(),
             }),
-            budgets: Default::default(),
+            ..Self::default()
         }
     }
 
     /// Refusal events left unwritten by the limit, all kinds together.
     pub(crate) fn suppressed(&self) -> u64 {
-        self.budgets
-            .iter()
-            .map(|b| b.total.load(Ordering::Relaxed))
-            .sum()
+        [
+            &self.refused,
+            &self.authz_refused,
+            &self.throttled,
+            &self.session_refused,
+        ]
+        .iter()
+        .map(|b| b.total.load(Ordering::Relaxed))
+        .sum()
     }
 
-    /// Emits `record` (see [`emit_with`]) unless the refusal log limit leaves it
-    /// out.
+    /// Emits `record` on [`TARGET`] (`auth.accepted` at INFO, the refusals
+    /// at WARN) unless the refusal log limit leaves it out.
     pub(crate) fn emit(&self, record: &Record<'_>) {
-        let slot = match record.event {
-            Event::Accepted => None,
-            Event::Refused => Some(0),
-            Event::AuthzRefused => Some(1),
-            Event::Throttled => Some(2),
-            Event::SessionRefused => Some(3),
+        // Nothing is gathered, and nothing counted against a budget, for an
+        // event no subscriber records (the reference server's default
+        // filter leaves `auth.accepted` off).
+        let on = match record.event {
+            Event::Accepted => tracing::enabled!(target: TARGET, tracing::Level::INFO),
+            _ => tracing::enabled!(target: TARGET, tracing::Level::WARN),
         };
-        let (Some(slot), Some(limit)) = (slot, self.limit) else {
-            return emit_with(record, None);
-        };
-        // An event no subscriber records is not counted against the budget.
-        if !tracing::enabled!(target: TARGET, tracing::Level::WARN) {
+        if !on {
             return;
         }
-        let Some(budget) = self.budgets.get(slot) else {
-            return emit_with(record, None);
+        let budget = match record.event {
+            Event::Accepted => None,
+            Event::Refused => Some(&self.refused),
+            Event::AuthzRefused => Some(&self.authz_refused),
+            Event::Throttled => Some(&self.throttled),
+            Event::SessionRefused => Some(&self.session_refused),
+        };
+        let (Some(budget), Some(limit)) = (budget, self.limit) else {
+            return write(record, None);
         };
         match budget.take(limit, crate::clock::now_unix()) {
-            Some(missed) => emit_with(record, (missed > 0).then_some(missed)),
+            Some(missed) => write(record, (missed > 0).then_some(missed)),
             None => crate::metrics::emit(
                 "mcp_oauth2_audit_suppressed_total",
                 "event",
@@ -341,18 +351,9 @@ impl AuditLog {
     }
 }
 
-/// Emits `record` on [`TARGET`]: `auth.accepted` at INFO, the refusals at
-/// WARN; `suppressed`: events of its kind left out before it.
-fn emit_with(record: &Record<'_>, suppressed: Option<u64>) {
-    // Nothing is gathered for an event no subscriber records (the
-    // reference server's default filter leaves `auth.accepted` off).
-    let on = match record.event {
-        Event::Accepted => tracing::enabled!(target: TARGET, tracing::Level::INFO),
-        _ => tracing::enabled!(target: TARGET, tracing::Level::WARN),
-    };
-    if !on {
-        return;
-    }
+/// Writes `record` (a subscriber records it: see [`AuditLog::emit`]);
+/// `suppressed`: events of its kind left out before it.
+fn write(record: &Record<'_>, suppressed: Option<u64>) {
     let meta = record.meta;
     let ctx = record.ctx;
     // Joined only when a subscriber records the event (`Display`): an

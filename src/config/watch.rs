@@ -37,30 +37,32 @@ impl Default for WatchOptions {
 impl WatchOptions {
     /// The checked throttle settings; errors name the builder setting.
     pub(crate) fn throttle(&self) -> Result<ThrottleSettings, ConfigError> {
-        let limit = |field: &'static str, raw: Option<(u64, Duration)>| {
-            raw.map(|(count, window)| RateLimit::new(count, window))
-                .transpose()
-                .map_err(|m| ConfigError::new(field, m))
-        };
         let trusted_proxies = self
             .trusted_proxies
             .iter()
             .map(|p| parse_proxy(p).map_err(|m| ConfigError::new("trusted_proxy", m)))
             .collect::<Result<_, _>>()?;
         Ok(ThrottleSettings {
-            failed: limit("failed_auth_limit", self.failed_auth_limit)?,
-            missing: limit("missing_auth_limit", self.missing_auth_limit)?,
+            failed: checked_limit("failed_auth_limit", self.failed_auth_limit)?,
+            missing: checked_limit("missing_auth_limit", self.missing_auth_limit)?,
             trusted_proxies,
         })
     }
 
     /// The checked refusal log limit.
     pub(crate) fn audit_refusal_limit(&self) -> Result<Option<RateLimit>, ConfigError> {
-        self.audit_refusal_limit
-            .map(|(count, window)| RateLimit::new(count, window))
-            .transpose()
-            .map_err(|m| ConfigError::new("audit_refusal_limit", m))
+        checked_limit("audit_refusal_limit", self.audit_refusal_limit)
     }
+}
+
+/// A limit as given to the builder, checked; an error names `field`.
+fn checked_limit(
+    field: &'static str,
+    raw: Option<(u64, Duration)>,
+) -> Result<Option<RateLimit>, ConfigError> {
+    raw.map(|(count, window)| RateLimit::new(count, window))
+        .transpose()
+        .map_err(|m| ConfigError::new(field, m))
 }
 
 impl AuthConfigBuilder {
