@@ -15,73 +15,16 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
+use support::audit::{Audit, Event};
 use support::fixture::Harness;
-use tracing::field::{Field, Visit};
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
-
-type Event = BTreeMap<String, String>;
-
-/// Every audit event, its fields as text.
-#[derive(Clone, Default)]
-struct Audit(Arc<Mutex<Vec<Event>>>);
-
-struct Fields<'a>(&'a mut Event);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), value.to_string());
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Audit {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        if event.metadata().target() != "mcp_oauth2::audit" {
-            return;
-        }
-        let mut fields = Event::new();
-        fields.insert("level".into(), event.metadata().level().to_string());
-        event.record(&mut Fields(&mut fields));
-        self.0.lock().unwrap().push(fields);
-    }
-}
-
-impl Audit {
-    /// The events of the request with this id.
-    fn of(&self, request_id: &str) -> Vec<Event> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.get("request_id").map(String::as_str) == Some(request_id))
-            .cloned()
-            .collect()
-    }
-
-    /// The one event of the request with this id.
-    fn one(&self, request_id: &str) -> Event {
-        let events = self.of(request_id);
-        assert_eq!(events.len(), 1, "{request_id}: {events:#?}");
-        events.into_iter().next().unwrap()
-    }
-
-    fn all_text(&self) -> String {
-        format!("{:?}", self.0.lock().unwrap())
-    }
-}
 
 /// Every line any subscriber layer formats.
 #[derive(Clone, Default)]

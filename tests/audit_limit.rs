@@ -15,61 +15,14 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mcp_oauth2::testing::TestIssuer;
-use mcp_oauth2::{AuthConfig, McpServer};
 use serde_json::Value;
-use support::fixture::EchoServer;
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use support::audit::{Audit, Event};
+use support::fixture::Harness;
+use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
-
-type Event = BTreeMap<String, String>;
-
-/// Every audit event, its fields as text.
-#[derive(Clone, Default)]
-struct Audit(Arc<Mutex<Vec<Event>>>);
-
-struct Fields<'a>(&'a mut Event);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), value.to_string());
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Audit {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        if event.metadata().target() != "mcp_oauth2::audit" {
-            return;
-        }
-        let mut fields = Event::new();
-        event.record(&mut Fields(&mut fields));
-        self.0.lock().unwrap().push(fields);
-    }
-}
-
-impl Audit {
-    /// The events whose `request_id` starts with `prefix`.
-    fn with_prefix(&self, prefix: &str) -> Vec<Event> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.get("request_id").is_some_and(|id| id.starts_with(prefix)))
-            .cloned()
-            .collect()
-    }
-}
 
 fn suppressed(events: &[Event]) -> u64 {
     events
@@ -87,31 +40,6 @@ const WHOAMI: &str = concat!(
 );
 
 const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
-
-/// Starts a server; returns its URL and the handle for its metrics.
-async fn start(
-    issuer: &TestIssuer,
-    tweak: impl FnOnce(mcp_oauth2::AuthConfigBuilder) -> mcp_oauth2::AuthConfigBuilder,
-) -> (String, mcp_oauth2::Metrics) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let config = tweak(
-        AuthConfig::builder()
-            .issuer(issuer.issuer())
-            .resource(&resource)
-            .allow_insecure_http_for_loopback(true),
-    )
-    .build()
-    .unwrap();
-    let server = McpServer::builder()
-        .auth(config)
-        .service(|| Ok(EchoServer::new()))
-        .build()
-        .unwrap();
-    let metrics = server.metrics();
-    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
-    (resource, metrics)
-}
 
 /// A token of `issuer` for `url` whose signature does not verify (its last
 /// characters changed).
@@ -165,25 +93,25 @@ fn refusal_events_are_limited_per_kind_and_the_rest_counted() {
 /// counted, an `authz.refused` of a verified caller in the same second is
 /// still written, and the first event of a later window carries the count.
 async fn limited(audit: &Audit) {
-    let issuer = TestIssuer::start().await.unwrap();
-    let (url, server) = start(&issuer, |b| {
+    let h = Harness::start(|b| {
         b.required_scopes(["mcp:use"])
             .audit_refusal_limit(2, Duration::from_secs(1))
     })
     .await;
+    let (issuer, url) = (&h.issuer, &h.resource);
     const BURST: usize = 12;
     for i in 0..BURST {
         // Distinct forged tokens, and a missing one: one budget for both.
         let auth = if i == 0 {
             "Basic Zm9vOmJhcg==".to_owned()
         } else {
-            format!("Bearer {}", forged(&issuer, &url, &format!("f{i}")))
+            format!("Bearer {}", forged(issuer, url, &format!("f{i}")))
         };
-        assert_eq!(post(&url, &format!("lim-{i:02}"), &auth).await, 401);
+        assert_eq!(post(url, &format!("lim-{i:02}"), &auth).await, 401);
     }
     // A verified caller without the scope: its own budget.
-    let weak = issuer.token().subject("bob").audience(&url).sign();
-    assert_eq!(post(&url, "authz-1", &format!("Bearer {weak}")).await, 403);
+    let weak = issuer.token().subject("bob").audience(url).sign();
+    assert_eq!(post(url, "authz-1", &format!("Bearer {weak}")).await, 403);
     let authz = audit.with_prefix("authz-");
     assert_eq!(authz.len(), 1, "{authz:#?}");
     assert_eq!(authz[0]["event"], "authz.refused");
@@ -201,14 +129,14 @@ async fn limited(audit: &Audit) {
     // left out since the last one written (so, by then, everything left
     // out has been carried by some event).
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let last = forged(&issuer, &url, "last");
-    assert_eq!(post(&url, "lim-last", &format!("Bearer {last}")).await, 401);
+    let last = forged(issuer, url, "last");
+    assert_eq!(post(url, "lim-last", &format!("Bearer {last}")).await, 401);
     let all = audit.with_prefix("lim-");
     assert!(
         all.iter().any(|e| e["request_id"] == "lim-last"),
         "a new window's first event is written"
     );
-    let metrics = server.snapshot();
+    let metrics = h.metrics.snapshot();
     // Every refusal written or counted, and the counts carried add up.
     assert_eq!(all.len() as u64 + suppressed(&all), BURST as u64 + 1);
     assert_eq!(metrics.audit_suppressed, suppressed(&all));
@@ -219,19 +147,19 @@ async fn limited(audit: &Audit) {
 
 /// `unlimited_audit_refusals`: every refusal is written.
 async fn unlimited(audit: &Audit) {
-    let issuer = TestIssuer::start().await.unwrap();
-    let (url, server) = start(&issuer, |b| b.unlimited_audit_refusals()).await;
+    let h = Harness::start(|b| b.unlimited_audit_refusals()).await;
+    let (issuer, url) = (&h.issuer, &h.resource);
     for i in 0..150 {
-        let bad = forged(&issuer, &url, &format!("u{i}"));
+        let bad = forged(issuer, url, &format!("u{i}"));
         assert_eq!(
-            post(&url, &format!("all-{i:03}"), &format!("Bearer {bad}")).await,
+            post(url, &format!("all-{i:03}"), &format!("Bearer {bad}")).await,
             401
         );
     }
     let all = audit.with_prefix("all-");
     assert_eq!(all.len(), 150);
     assert_eq!(suppressed(&all), 0);
-    assert_eq!(server.snapshot().audit_suppressed, 0);
+    assert_eq!(h.metrics.snapshot().audit_suppressed, 0);
 }
 
 /// The reference server, configured by environment only: its default

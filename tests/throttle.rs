@@ -444,27 +444,13 @@ impl SharedStore for RemoteLike {
     }
 }
 
-async fn server_with_store(store: RemoteLike) -> (String, mcp_oauth2::Metrics, TestIssuer) {
-    let issuer = TestIssuer::start().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let config = AuthConfig::builder()
-        .issuer(issuer.issuer())
-        .resource(&resource)
-        .allow_insecure_http_for_loopback(true)
-        .stateless_only(true)
-        .failed_auth_limit(2, Duration::from_secs(60))
-        .shared_store(Arc::new(store))
-        .build()
-        .unwrap();
-    let server = McpServer::builder()
-        .auth(config)
-        .service(|| Ok(EchoServer::new()))
-        .build()
-        .unwrap();
-    let metrics = server.metrics();
-    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
-    (resource, metrics, issuer)
+async fn server_with_store(store: RemoteLike) -> Harness {
+    Harness::start(|b| {
+        b.stateless_only(true)
+            .failed_auth_limit(2, Duration::from_secs(60))
+            .shared_store(Arc::new(store))
+    })
+    .await
 }
 
 async fn post_to(resource: &str, auth: &str) -> reqwest::Response {
@@ -485,14 +471,15 @@ async fn post_to(resource: &str, auth: &str) -> reqwest::Response {
 // verification, failures are counted in a task; the limit still holds.
 #[tokio::test]
 async fn a_store_that_must_be_waited_for_still_throttles() {
-    let (resource, metrics, issuer) = server_with_store(RemoteLike::default()).await;
+    let h = server_with_store(RemoteLike::default()).await;
+    let (resource, metrics, issuer) = (&h.resource, &h.metrics, &h.issuer);
     for _ in 0..2 {
-        assert_eq!(post_to(&resource, "Bearer bad").await.status(), 401);
+        assert_eq!(post_to(resource, "Bearer bad").await.status(), 401);
     }
     // The failures are counted in a task: wait for them on the clock.
     let mut throttled = None;
     for _ in 0..50 {
-        let r = post_to(&resource, "Bearer other").await;
+        let r = post_to(resource, "Bearer other").await;
         if r.status() == 429 {
             throttled = Some(r);
             break;
@@ -500,9 +487,9 @@ async fn a_store_that_must_be_waited_for_still_throttles() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_throttled(throttled.expect("throttled"), "failed_auth_limit").await;
-    let good = issuer.token().audience(&resource).sign();
+    let good = issuer.token().audience(resource).sign();
     assert_eq!(
-        post_to(&resource, &format!("Bearer {good}")).await.status(),
+        post_to(resource, &format!("Bearer {good}")).await.status(),
         429
     );
     assert!(metrics.snapshot().throttled >= 2);
@@ -516,13 +503,14 @@ async fn a_store_that_is_down_fails_open_and_is_counted() {
         down: true,
         ..RemoteLike::default()
     };
-    let (resource, metrics, issuer) = server_with_store(store).await;
+    let h = server_with_store(store).await;
+    let (resource, metrics, issuer) = (&h.resource, &h.metrics, &h.issuer);
     for _ in 0..4 {
-        assert_eq!(post_to(&resource, "Bearer bad").await.status(), 401);
+        assert_eq!(post_to(resource, "Bearer bad").await.status(), 401);
     }
-    let good = issuer.token().audience(&resource).sign();
+    let good = issuer.token().audience(resource).sign();
     assert_eq!(
-        post_to(&resource, &format!("Bearer {good}")).await.status(),
+        post_to(resource, &format!("Bearer {good}")).await.status(),
         200
     );
     let snap = metrics.snapshot();

@@ -186,6 +186,8 @@ pub struct Harness {
     pub issuer: TestIssuer,
     pub resource: String,
     pub base: String,
+    /// The server's counters.
+    pub metrics: mcp_oauth2::Metrics,
     pub ct: CancellationToken,
 }
 
@@ -214,11 +216,13 @@ impl Harness {
             .build()
             .expect("server");
         let ct = server.cancellation_token();
+        let metrics = server.metrics();
         tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
         Self {
             issuer,
             resource,
             base,
+            metrics,
             ct,
         }
     }

@@ -15,6 +15,8 @@
 //!   started again at will (the shared store's tests);
 //! - [`reference`]: the reference server binary as a child process,
 //!   configured by environment variables;
+//! - [`audit`]: the audit events, captured by a real `tracing` subscriber
+//!   layer;
 //! - [`loopback`]: a protected endpoint's address and configuration on
 //!   127.0.0.1:0, shared by the fixtures above.
 //!
@@ -22,6 +24,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod attack;
+pub mod audit;
 pub mod fixture;
 pub mod loopback;
 pub mod notes;
