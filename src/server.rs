@@ -309,13 +309,16 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
                 });
             }
         }));
-        let service = StreamableHttpService::new(move || factory(), sessions, rmcp_config);
-        // rmcp is mounted at exactly one path; the layer wraps that route
-        // alone (`route_layer`), so nothing else reaches rmcp and nothing
-        // reaches rmcp around the layer. `/mcp/`, `/mcp/x` are not routed.
+        let service = SharedRmcp(Arc::new(StreamableHttpService::new(
+            move || factory(),
+            sessions,
+            rmcp_config,
+        )));
+        // rmcp is mounted at exactly one path, wrapped in the layer, so
+        // nothing else reaches rmcp and nothing reaches rmcp around the
+        // layer. `/mcp/`, `/mcp/x` are not routed.
         let mut router = Router::new()
-            .route_service(&self.path, service)
-            .route_layer(layer.clone())
+            .route_service(&self.path, tower_layer::Layer::layer(&layer, service))
             .merge(layer.shared_metadata_router());
         let readiness = Readiness(jwt.clone());
         if let Some(path) = self.readiness_path {
@@ -355,6 +358,45 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             metrics: layer.metrics(),
             resource: config.resource().to_owned(),
             tcp_nodelay: self.tcp_nodelay,
+        })
+    }
+}
+
+/// rmcp's streamable HTTP service behind one `Arc`: a clone per request is
+/// a reference count. rmcp's own `Service::call` clones the whole service
+/// on every call (its configuration: a `Vec` of allowed hosts and a
+/// `CancellationToken`, whose clone and drop take a lock), and the router
+/// and the layer clone the service they call too; this calls rmcp's
+/// `handle(&self)` on the shared copy instead.
+struct SharedRmcp<S>(Arc<StreamableHttpService<S, LocalSessionManager>>);
+
+impl<S> Clone for SharedRmcp<S> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<S> tower_service::Service<axum::extract::Request> for SharedRmcp<S>
+where
+    S: ServerHandler + Send + 'static,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        let service = Arc::clone(&self.0);
+        Box::pin(async move {
+            Ok(axum::response::IntoResponse::into_response(
+                service.handle(req).await,
+            ))
         })
     }
 }
