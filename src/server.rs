@@ -36,6 +36,7 @@ pub struct McpServerBuilder<S = ()> {
     extra_hosts: Vec<String>,
     readiness_path: Option<String>,
     tcp_nodelay: bool,
+    header_read_timeout: Option<std::time::Duration>,
     forward_authorization: bool,
     shared_store: Option<Arc<dyn crate::store::SharedStore>>,
 }
@@ -60,6 +61,7 @@ pub struct McpServer {
     metrics: crate::layer::Metrics,
     resource: String,
     tcp_nodelay: bool,
+    header_read_timeout: Option<std::time::Duration>,
 }
 
 /// Whether a server can verify tokens yet (its issuers' key sets are loaded).
@@ -122,6 +124,7 @@ impl McpServer {
             extra_hosts: Vec::new(),
             readiness_path: None,
             tcp_nodelay: true,
+            header_read_timeout: Some(HEADER_READ_TIMEOUT),
             forward_authorization: false,
             shared_store: None,
         }
@@ -219,6 +222,7 @@ impl<S> McpServerBuilder<S> {
             extra_hosts: self.extra_hosts,
             readiness_path: self.readiness_path,
             tcp_nodelay: self.tcp_nodelay,
+            header_read_timeout: self.header_read_timeout,
             forward_authorization: self.forward_authorization,
             shared_store: self.shared_store,
         }
@@ -236,6 +240,25 @@ impl<S> McpServerBuilder<S> {
     /// ([`McpServer::into_router`]) choose for themselves.
     pub fn tcp_nodelay(mut self, on: bool) -> Self {
         self.tcp_nodelay = on;
+        self
+    }
+
+    /// How long [`McpServer::serve`] lets an HTTP/1 client take to send a
+    /// request's headers (default 30 s; `None` switches the guard off).
+    ///
+    /// The clock starts when the server waits for a request head: on a new
+    /// connection (its first byte must arrive within the same limit), and
+    /// on a keep-alive connection once the previous response is written. A client that has not sent a whole head by then
+    /// (one trickling header bytes to hold connections open, or an idle
+    /// keep-alive connection) is disconnected without an answer. hyper
+    /// enforces it with a timer armed for every request, which costs a
+    /// call about two system calls and a thread wake-up at one connection
+    /// (BENCHMARKS.md, "sixth pass"); switch it off only when a proxy in
+    /// front already enforces a header timeout. A zero duration is refused
+    /// by [`build`](McpServerBuilder::build). HTTP/2 has its own keep-alive
+    /// pings instead.
+    pub fn header_read_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.header_read_timeout = timeout;
         self
     }
 
@@ -265,6 +288,12 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         let factory = self
             .factory
             .ok_or_else(|| ConfigError::new("service", "the rmcp service factory is required"))?;
+        if self.header_read_timeout == Some(std::time::Duration::ZERO) {
+            return Err(ConfigError::new(
+                "header_read_timeout",
+                "must be longer than zero (None switches the guard off)",
+            ));
+        }
         if !self.path.starts_with('/') || self.path.len() < 2 || self.path.ends_with('/') {
             return Err(ConfigError::new(
                 "path",
@@ -358,6 +387,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             metrics: layer.metrics(),
             resource: config.resource().to_owned(),
             tcp_nodelay: self.tcp_nodelay,
+            header_read_timeout: self.header_read_timeout,
         })
     }
 }
@@ -467,6 +497,8 @@ impl McpServer {
     /// - HTTP/1 request headers must arrive within 30 s (hyper's timer-driven
     ///   default, which `axum::serve` leaves off), so a client trickling
     ///   headers cannot hold a connection open; the connection is closed.
+    ///   A new connection's first byte has the same limit (see
+    ///   [`McpServerBuilder::header_read_timeout`]).
     /// - HTTP/1 keep-alive on; HTTP/2 pings the client every 60 s
     ///   and drops a connection whose peer does not answer within 20 s.
     /// - Accept errors (out of file descriptors, ...) are retried after a
@@ -491,13 +523,24 @@ impl McpServer {
             }
             ct.cancel();
         };
-        serve_connections(listener, self.router, self.tcp_nodelay, stop).await;
+        let options = ConnectionOptions {
+            nodelay: self.tcp_nodelay,
+            header_read_timeout: self.header_read_timeout,
+        };
+        serve_connections(listener, self.router, options, stop).await;
         Ok(())
     }
 }
 
-/// How long a client may take to send an HTTP/1 request's headers once it
-/// has started (hyper's default, enforced only with a timer).
+/// The per-connection settings of [`serve_connections`].
+#[derive(Clone, Copy)]
+struct ConnectionOptions {
+    nodelay: bool,
+    header_read_timeout: Option<std::time::Duration>,
+}
+
+/// How long a client may take to send an HTTP/1 request's headers (hyper's
+/// default, enforced only with a timer).
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Interval of HTTP/2 keep-alive pings.
@@ -514,7 +557,7 @@ const HTTP2_KEEP_ALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_
 async fn serve_connections(
     listener: TcpListener,
     router: Router,
-    nodelay: bool,
+    options: ConnectionOptions,
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
     use axum::serve::{Listener, ListenerExt};
@@ -523,11 +566,17 @@ async fn serve_connections(
     use hyper_util::service::TowerToHyperService;
 
     let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
+    let mut http1 = builder.http1();
+    http1.keep_alive(true);
+    match options.header_read_timeout {
+        Some(timeout) => {
+            http1.timer(TokioTimer::new()).header_read_timeout(timeout);
+        }
+        // hyper's own default is 30 s once a timer is set: said explicitly.
+        None => {
+            http1.header_read_timeout(None);
+        }
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -535,11 +584,17 @@ async fn serve_connections(
         .keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT);
     // axum's `Listener` retries failed accepts (EMFILE, ...) after a pause.
     let mut listener = listener.tap_io(move |tcp| {
-        if nodelay && let Err(e) = tcp.set_nodelay(true) {
+        if options.nodelay
+            && let Err(e) = tcp.set_nodelay(true)
+        {
             tracing::trace!(error = %e, "could not set TCP_NODELAY on an accepted connection");
         }
     });
+    let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Cancelled when the server stops: connections still waiting for their
+    // first byte are dropped instead of holding the drain up.
+    let draining = CancellationToken::new();
     let mut stop = std::pin::pin!(stop);
     loop {
         let (io, remote) = tokio::select! {
@@ -553,17 +608,39 @@ async fn serve_connections(
             router.clone(),
         );
         let service = TowerToHyperService::new(service);
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = Arc::clone(&builder);
+        let watcher = graceful.watcher();
+        let draining = draining.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // hyper's header timer starts once hyper-util has seen enough
+            // bytes to tell HTTP/1 from HTTP/2, and hyper-util waits for
+            // them without a limit: a connection that never sends a byte
+            // would be held forever. The first byte gets the same limit
+            // as a request head (a timer per connection, not per call).
+            if let Some(limit) = options.header_read_timeout {
+                // `peek`, not `readable`: readiness may be reported before
+                // any byte has arrived.
+                let mut first = [0u8; 1];
+                tokio::select! {
+                    peeked = tokio::time::timeout(limit, io.peek(&mut first)) => {
+                        if !matches!(peeked, Ok(Ok(n)) if n > 0) {
+                            tracing::trace!("connection sent nothing within the header read timeout");
+                            return;
+                        }
+                    }
+                    () = draining.cancelled() => return,
+                }
+            }
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::trace!(error = %e, "connection ended with an error");
             }
         });
     }
     drop(listener);
+    draining.cancel();
     graceful.shutdown().await;
 }
 

@@ -1,0 +1,293 @@
+//! Issue 13: `McpServer`'s header read timeout, the guard against clients
+//! that hold connections open by sending a request's headers slowly (or
+//! not at all). Raw TCP on loopback against a served `McpServer`: a
+//! trickling client is disconnected once the timeout passes, an idle
+//! keep-alive connection too, a slow but timely client is answered, and
+//! with the guard switched off (the escape hatch) the same trickle is
+//! still connected, which is what shows the first test can fail.
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mcp_oauth2::McpServer;
+use mcp_oauth2::testing::TestIssuer;
+use rmcp::ServerHandler;
+use rmcp::model::{ServerCapabilities, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Clone)]
+struct Empty;
+
+impl ServerHandler for Empty {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+}
+
+/// A served `McpServer`; stopped when dropped.
+struct Running {
+    addr: SocketAddr,
+    ct: tokio_util::sync::CancellationToken,
+    _issuer: TestIssuer,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.ct.cancel();
+    }
+}
+
+async fn start(timeout: Option<Duration>) -> Running {
+    let issuer = TestIssuer::start().await.expect("issuer");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config = mcp_oauth2::AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(format!("http://{addr}/mcp"))
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .expect("config");
+    let server = McpServer::builder()
+        .auth(config)
+        .header_read_timeout(timeout)
+        .service(|| Ok(Empty))
+        .build()
+        .expect("server");
+    let ct = server.cancellation_token();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    Running {
+        addr,
+        ct,
+        _issuer: issuer,
+    }
+}
+
+/// The head of a POST to the MCP endpoint without a token, up to (not
+/// including) the blank line that ends it.
+fn head_start(addr: SocketAddr) -> String {
+    format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: 2\r\n"
+    )
+}
+
+/// How a connection ended while the client trickled bytes.
+#[derive(Debug)]
+enum Outcome {
+    /// The server closed (or reset) the connection; what it sent before.
+    Closed { after: Duration, sent: Vec<u8> },
+    /// Still open when the client stopped trickling.
+    Open,
+}
+
+/// Sends one byte of a never-ending header line every 100 ms for `for_`,
+/// watching for the server to close the connection.
+async fn trickle(stream: &mut TcpStream, for_: Duration) -> Outcome {
+    let started = Instant::now();
+    let mut sent = Vec::new();
+    let mut buf = [0u8; 1024];
+    stream.write_all(b"X-Slow: ").await.expect("write");
+    while started.elapsed() < for_ {
+        tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return Outcome::Closed { after: started.elapsed(), sent },
+                Ok(n) => sent.extend_from_slice(&buf[..n]),
+            },
+            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                if stream.write_all(b"a").await.is_err() {
+                    return Outcome::Closed { after: started.elapsed(), sent };
+                }
+            }
+        }
+    }
+    Outcome::Open
+}
+
+/// Reads one response head (and what follows in the same reads) within a
+/// guard against a hang.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn a_client_trickling_headers_is_disconnected_without_an_answer() {
+    let s = start(Some(Duration::from_secs(1))).await;
+    let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+    stream
+        .write_all(head_start(s.addr).as_bytes())
+        .await
+        .expect("write");
+    match trickle(&mut stream, Duration::from_secs(15)).await {
+        Outcome::Closed { after, sent } => {
+            // Not before the timeout: it is the guard that fired.
+            assert!(
+                after >= Duration::from_millis(800),
+                "closed after {after:?}"
+            );
+            // Never dispatched: no answer of the layer or of rmcp.
+            assert!(
+                !String::from_utf8_lossy(&sent).contains("WWW-Authenticate"),
+                "{}",
+                String::from_utf8_lossy(&sent)
+            );
+        }
+        Outcome::Open => panic!("a client trickling headers for 15 s was still connected"),
+    }
+    // The server is still serving others.
+    let mut other = TcpStream::connect(s.addr).await.expect("connect");
+    other
+        .write_all(format!("{}Connection: close\r\n\r\n{{}}", head_start(s.addr)).as_bytes())
+        .await
+        .expect("write");
+    let answer = read_response(&mut other).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_connection_that_never_sends_a_byte_is_disconnected() {
+    let s = start(Some(Duration::from_secs(1))).await;
+    let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(15), stream.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent connection was not closed: {read:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(800));
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_disconnected() {
+    let s = start(Some(Duration::from_secs(1))).await;
+    let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+    stream
+        .write_all(format!("{}\r\n{{}}", head_start(s.addr)).as_bytes())
+        .await
+        .expect("write");
+    let answer = read_response(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(!answer.to_ascii_lowercase().contains("connection: close"));
+    // Kept alive, then idle: closed once the timeout passes.
+    let mut buf = [0u8; 4096];
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                // The rest of the 401's body, if it came in a later read.
+                Ok(n) => rest.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle keep-alive connection stayed open");
+}
+
+#[tokio::test]
+async fn a_slow_but_timely_client_is_answered() {
+    let s = start(Some(Duration::from_secs(5))).await;
+    let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+    stream
+        .write_all(head_start(s.addr).as_bytes())
+        .await
+        .expect("write");
+    // One second of trickling, well inside the 5 s allowed.
+    assert!(matches!(
+        trickle(&mut stream, Duration::from_secs(1)).await,
+        Outcome::Open
+    ));
+    stream.write_all(b"\r\n\r\n{}").await.expect("write");
+    let answer = read_response(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("resource_metadata="), "{answer}");
+}
+
+/// The escape hatch: with the guard off, the trickle of the first test is
+/// still connected after three times its timeout, and its request is
+/// answered when it ends.
+#[tokio::test]
+async fn the_guard_can_be_switched_off() {
+    let s = start(None).await;
+    let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+    stream
+        .write_all(head_start(s.addr).as_bytes())
+        .await
+        .expect("write");
+    let outcome = trickle(&mut stream, Duration::from_secs(3)).await;
+    assert!(matches!(outcome, Outcome::Open), "{outcome:?}");
+    stream.write_all(b"\r\n\r\n{}").await.expect("write");
+    let answer = read_response(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_zero_timeout_is_refused() {
+    let issuer = TestIssuer::start().await.expect("issuer");
+    let config = mcp_oauth2::AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource("http://127.0.0.1:1/mcp")
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .expect("config");
+    let err = McpServer::builder()
+        .auth(config)
+        .header_read_timeout(Some(Duration::ZERO))
+        .service(|| Ok(Empty))
+        .build()
+        .expect_err("a zero header timeout must be refused");
+    assert!(err.to_string().contains("header_read_timeout"), "{err}");
+}
+
+/// A connection waiting for its first byte does not hold a graceful stop
+/// up: the server's task ends although the connection never spoke (the
+/// default 30 s timeout is far from over).
+#[tokio::test]
+async fn a_silent_connection_does_not_delay_a_graceful_stop() {
+    let issuer = TestIssuer::start().await.expect("issuer");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config = mcp_oauth2::AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(format!("http://{addr}/mcp"))
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .expect("config");
+    let server = McpServer::builder()
+        .auth(config)
+        .service(|| Ok(Empty))
+        .build()
+        .expect("server");
+    let ct = server.cancellation_token();
+    let serving = tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    // Let the server accept it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ct.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), serving).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "the server did not stop: {stopped:?}"
+    );
+    let mut buf = [0u8; 8];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+}
