@@ -1,9 +1,12 @@
 //! The reference protected MCP server, configured only by environment
 //! variables: everything [`AuthConfig::from_env`] reads, plus
-//! `MCP_OAUTH2_BIND` (default `127.0.0.1:8080`) and `MCP_OAUTH2_LOG_FORMAT`
+//! `MCP_OAUTH2_BIND` (default `127.0.0.1:8080`), `MCP_OAUTH2_LOG_FORMAT`
 //! (`json`: JSON lines with every audit event, `auth.accepted` included;
 //! default text, with the refusal events only, unless `RUST_LOG` says
-//! otherwise).
+//! otherwise) and `MCP_OAUTH2_HEADER_READ_TIMEOUT` (seconds an HTTP/1
+//! client may take to send a request's head, and a new connection its
+//! first byte; default 30; `off` when a proxy in front enforces its own:
+//! [`McpServerBuilder::header_read_timeout`](mcp_oauth2::McpServerBuilder::header_read_timeout)).
 //!
 //! Tools: `whoami` (subject, client_id, scopes, issuer, for a DPoP-bound
 //! token `dpop_jkt`, and for a tenant issuer `tenant`, as JSON text; notes
@@ -120,12 +123,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         |name| std::env::var(name).ok(),
         config.shared_store().cloned(),
     ));
+    let header_read_timeout = match std::env::var("MCP_OAUTH2_HEADER_READ_TIMEOUT") {
+        Err(_) => Some(std::time::Duration::from_secs(30)),
+        Ok(v) if v.trim() == "off" => None,
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(secs) if secs > 0 => Some(std::time::Duration::from_secs(secs)),
+            _ => {
+                return Err(format!(
+                    "MCP_OAUTH2_HEADER_READ_TIMEOUT must be a number of seconds (1 or more) or off, not {v:?}"
+                )
+                .into());
+            }
+        },
+    };
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     // Tests and scripts read this line to find the port when binding to :0.
     println!("listening on {}", listener.local_addr()?);
     McpServer::builder()
         .auth(config)
         .path(path)
+        .header_read_timeout(header_read_timeout)
         .service(move || {
             Ok(notes::NotesServer::with_downstream(
                 store.clone(),

@@ -4,10 +4,14 @@
 //! trickling client is disconnected once the timeout passes, an idle
 //! keep-alive connection too, a slow but timely client is answered, and
 //! with the guard switched off (the escape hatch) the same trickle is
-//! still connected, which is what shows the first test can fail.
+//! still connected, which is what shows the first test can fail. The
+//! reference server, started as the README starts it, applies the 30 s
+//! default and `MCP_OAUTH2_HEADER_READ_TIMEOUT`.
 // Test and demo code: a panic here is a failed run, not an outage, so
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+mod support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -290,4 +294,109 @@ async fn a_silent_connection_does_not_delay_a_graceful_stop() {
     let mut buf = [0u8; 8];
     let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+}
+
+/// The reference server as the README runs it, with its `issuer` and
+/// `resource` and `extra` variables; its address.
+async fn reference(
+    issuer: &TestIssuer,
+    extra: &[(&str, &str)],
+) -> (support::reference::Reference, SocketAddr) {
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let mut env = vec![
+        ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+        ("MCP_OAUTH2_RESOURCE", resource.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    let server = support::reference::start(port, &env).await;
+    (server, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Reads until the server closes the connection (or the guard passes);
+/// how long that took.
+async fn closed_within(stream: &mut TcpStream, guard: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(guard, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    closed.ok().map(|()| started.elapsed())
+}
+
+/// What users run: the reference server with no setting closes a silent
+/// connection after the 30 s default, not before.
+#[tokio::test]
+async fn the_reference_server_applies_the_default() {
+    let issuer = TestIssuer::start().await.expect("issuer");
+    let (_server, addr) = reference(&issuer, &[]).await;
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    let after = closed_within(&mut silent, Duration::from_secs(60))
+        .await
+        .expect("a silent connection to the reference server stayed open for 60 s");
+    assert!(after >= Duration::from_secs(25), "closed after {after:?}");
+}
+
+#[tokio::test]
+async fn the_reference_server_takes_its_timeout_from_the_environment() {
+    let issuer = TestIssuer::start().await.expect("issuer");
+    let (_server, addr) = reference(&issuer, &[("MCP_OAUTH2_HEADER_READ_TIMEOUT", "1")]).await;
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    let after = closed_within(&mut silent, Duration::from_secs(15))
+        .await
+        .expect("a silent connection stayed open");
+    assert!(
+        after >= Duration::from_millis(800),
+        "closed after {after:?}"
+    );
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(head_start(addr).as_bytes())
+        .await
+        .expect("write");
+    assert!(matches!(
+        trickle(&mut slow, Duration::from_secs(15)).await,
+        Outcome::Closed { .. }
+    ));
+    // `off`: the same trickle is still connected after three seconds.
+    let (_server, addr) = reference(&issuer, &[("MCP_OAUTH2_HEADER_READ_TIMEOUT", "off")]).await;
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(head_start(addr).as_bytes())
+        .await
+        .expect("write");
+    assert!(matches!(
+        trickle(&mut slow, Duration::from_secs(3)).await,
+        Outcome::Open
+    ));
+}
+
+#[tokio::test]
+async fn the_reference_server_refuses_a_bad_timeout() {
+    let issuer = TestIssuer::start().await.expect("issuer");
+    for bad in ["0", "-1", "ten", "1.5", ""] {
+        let output = tokio::process::Command::new(support::reference::binary())
+            .env("MCP_OAUTH2_ISSUER", issuer.issuer())
+            .env("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:1/mcp")
+            .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
+            .env("MCP_OAUTH2_BIND", "127.0.0.1:0")
+            .env("MCP_OAUTH2_HEADER_READ_TIMEOUT", bad)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(30), output)
+            .await
+            .expect("the server did not exit")
+            .expect("run");
+        assert!(!output.status.success(), "{bad:?} was accepted");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(!stdout.contains("listening on"), "{bad:?}: {stdout}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("MCP_OAUTH2_HEADER_READ_TIMEOUT"),
+            "{bad:?}: {stderr}"
+        );
+    }
 }
