@@ -248,8 +248,9 @@ impl<S> McpServerBuilder<S> {
     ///
     /// The clock starts when the server waits for a request head: on a new
     /// connection (its first byte must arrive within the same limit), and
-    /// on a keep-alive connection once the previous response is written. A client that has not sent a whole head by then
-    /// (one trickling header bytes to hold connections open, or an idle
+    /// on a keep-alive connection once the previous response is written. A
+    /// client that has not sent a whole head by then (one trickling header
+    /// bytes to hold connections open, a silent connection, an idle
     /// keep-alive connection) is disconnected without an answer. hyper
     /// enforces it with a timer armed for every request, which costs a
     /// call about two system calls and a thread wake-up at one connection
