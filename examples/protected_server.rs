@@ -123,11 +123,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         |name| std::env::var(name).ok(),
         config.shared_store().cloned(),
     ));
+    // Unset: the builder's default (not repeated here).
     let header_read_timeout = match std::env::var("MCP_OAUTH2_HEADER_READ_TIMEOUT") {
-        Err(_) => Some(std::time::Duration::from_secs(30)),
-        Ok(v) if v.trim() == "off" => None,
+        Err(_) => None,
+        Ok(v) if v.trim() == "off" => Some(None),
         Ok(v) => match v.trim().parse::<u64>() {
-            Ok(secs) if secs > 0 => Some(std::time::Duration::from_secs(secs)),
+            Ok(secs) if secs > 0 => Some(Some(std::time::Duration::from_secs(secs))),
             _ => {
                 return Err(format!(
                     "MCP_OAUTH2_HEADER_READ_TIMEOUT must be a number of seconds (1 or more) or off, not {v:?}"
@@ -139,10 +140,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     // Tests and scripts read this line to find the port when binding to :0.
     println!("listening on {}", listener.local_addr()?);
-    McpServer::builder()
-        .auth(config)
-        .path(path)
-        .header_read_timeout(header_read_timeout)
+    let mut server = McpServer::builder().auth(config).path(path);
+    if let Some(timeout) = header_read_timeout {
+        server = server.header_read_timeout(timeout);
+    }
+    server
         .service(move || {
             Ok(notes::NotesServer::with_downstream(
                 store.clone(),

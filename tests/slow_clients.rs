@@ -16,8 +16,8 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mcp_oauth2::McpServer;
 use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::{McpServer, McpServerBuilder};
 use rmcp::ServerHandler;
 use rmcp::model::{ServerCapabilities, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,6 +36,8 @@ impl ServerHandler for Empty {
 struct Running {
     addr: SocketAddr,
     ct: tokio_util::sync::CancellationToken,
+    /// The task serving it; its result once stopped.
+    serving: tokio::task::JoinHandle<Result<(), mcp_oauth2::Error>>,
     _issuer: TestIssuer,
 }
 
@@ -45,31 +47,42 @@ impl Drop for Running {
     }
 }
 
-async fn start(timeout: Option<Duration>) -> Running {
+/// A server for `resource` trusting `issuer`, serving `Empty`, with the
+/// builder's defaults otherwise.
+fn server(issuer: &TestIssuer, resource: &str) -> McpServerBuilder<Empty> {
+    let config = mcp_oauth2::AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(resource)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .expect("config");
+    McpServer::builder().auth(config).service(|| Ok(Empty))
+}
+
+/// Serves [`server`] on a loopback port with `tweak` applied.
+async fn start_with(
+    tweak: impl FnOnce(McpServerBuilder<Empty>) -> McpServerBuilder<Empty>,
+) -> Running {
     let issuer = TestIssuer::start().await.expect("issuer");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let config = mcp_oauth2::AuthConfig::builder()
-        .issuer(issuer.issuer())
-        .resource(format!("http://{addr}/mcp"))
-        .allow_insecure_http_for_loopback(true)
-        .build()
-        .expect("config");
-    let server = McpServer::builder()
-        .auth(config)
-        .header_read_timeout(timeout)
-        .service(|| Ok(Empty))
+    let server = tweak(server(&issuer, &format!("http://{addr}/mcp")))
         .build()
         .expect("server");
     let ct = server.cancellation_token();
-    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    let serving = tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
     Running {
         addr,
         ct,
+        serving,
         _issuer: issuer,
     }
+}
+
+async fn start(timeout: Option<Duration>) -> Running {
+    start_with(|b| b.header_read_timeout(timeout)).await
 }
 
 /// The head of a POST to the MCP endpoint without a token, up to (not
@@ -244,16 +257,8 @@ async fn the_guard_can_be_switched_off() {
 #[tokio::test]
 async fn a_zero_timeout_is_refused() {
     let issuer = TestIssuer::start().await.expect("issuer");
-    let config = mcp_oauth2::AuthConfig::builder()
-        .issuer(issuer.issuer())
-        .resource("http://127.0.0.1:1/mcp")
-        .allow_insecure_http_for_loopback(true)
-        .build()
-        .expect("config");
-    let err = McpServer::builder()
-        .auth(config)
+    let err = server(&issuer, "http://127.0.0.1:1/mcp")
         .header_read_timeout(Some(Duration::ZERO))
-        .service(|| Ok(Empty))
         .build()
         .expect_err("a zero header timeout must be refused");
     assert!(err.to_string().contains("header_read_timeout"), "{err}");
@@ -264,29 +269,13 @@ async fn a_zero_timeout_is_refused() {
 /// default 30 s timeout is far from over).
 #[tokio::test]
 async fn a_silent_connection_does_not_delay_a_graceful_stop() {
-    let issuer = TestIssuer::start().await.expect("issuer");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let config = mcp_oauth2::AuthConfig::builder()
-        .issuer(issuer.issuer())
-        .resource(format!("http://{addr}/mcp"))
-        .allow_insecure_http_for_loopback(true)
-        .build()
-        .expect("config");
-    let server = McpServer::builder()
-        .auth(config)
-        .service(|| Ok(Empty))
-        .build()
-        .expect("server");
-    let ct = server.cancellation_token();
-    let serving = tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    let mut s = start_with(|b| b).await;
+    let addr = s.addr;
     let mut silent = TcpStream::connect(addr).await.expect("connect");
     // Let the server accept it.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    ct.cancel();
-    let stopped = tokio::time::timeout(Duration::from_secs(10), serving).await;
+    s.ct.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), &mut s.serving).await;
     assert!(
         matches!(stopped, Ok(Ok(Ok(())))),
         "the server did not stop: {stopped:?}"
