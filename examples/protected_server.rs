@@ -3,10 +3,13 @@
 //! `MCP_OAUTH2_BIND` (default `127.0.0.1:8080`), `MCP_OAUTH2_LOG_FORMAT`
 //! (`json`: JSON lines with every audit event, `auth.accepted` included;
 //! default text, with the refusal events only, unless `RUST_LOG` says
-//! otherwise) and `MCP_OAUTH2_HEADER_READ_TIMEOUT` (seconds an HTTP/1
+//! otherwise), `MCP_OAUTH2_HEADER_READ_TIMEOUT` (seconds an HTTP/1
 //! client may take to send a request's head, and a new connection its
 //! first byte; default 30; `off` when a proxy in front enforces its own:
-//! [`McpServerBuilder::header_read_timeout`](mcp_oauth2::McpServerBuilder::header_read_timeout)).
+//! [`McpServerBuilder::header_read_timeout`](mcp_oauth2::McpServerBuilder::header_read_timeout))
+//! and `MCP_OAUTH2_BODY_READ_TIMEOUT` (seconds a client may take to send a
+//! request's body once the server waits for it; default 30; `off`:
+//! [`McpServerBuilder::body_read_timeout`](mcp_oauth2::McpServerBuilder::body_read_timeout)).
 //!
 //! Tools: `whoami` (subject, client_id, scopes, issuer, for a DPoP-bound
 //! token `dpop_jkt`, and for a tenant issuer `tenant`, as JSON text; notes
@@ -123,26 +126,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         |name| std::env::var(name).ok(),
         config.shared_store().cloned(),
     ));
-    // Unset: the builder's default (not repeated here).
-    let header_read_timeout = match std::env::var("MCP_OAUTH2_HEADER_READ_TIMEOUT") {
-        Err(_) => None,
-        Ok(v) if v.trim() == "off" => Some(None),
-        Ok(v) => match v.trim().parse::<u64>() {
-            Ok(secs) if secs > 0 => Some(Some(std::time::Duration::from_secs(secs))),
-            _ => {
-                return Err(format!(
-                    "MCP_OAUTH2_HEADER_READ_TIMEOUT must be a number of seconds (1 or more) or off, not {v:?}"
-                )
-                .into());
-            }
-        },
-    };
+    // Unset: the builder's defaults (not repeated here).
+    let header_read_timeout = timeout_var("MCP_OAUTH2_HEADER_READ_TIMEOUT")?;
+    let body_read_timeout = timeout_var("MCP_OAUTH2_BODY_READ_TIMEOUT")?;
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     // Tests and scripts read this line to find the port when binding to :0.
     println!("listening on {}", listener.local_addr()?);
     let mut server = McpServer::builder().auth(config).path(path);
     if let Some(timeout) = header_read_timeout {
         server = server.header_read_timeout(timeout);
+    }
+    if let Some(timeout) = body_read_timeout {
+        server = server.body_read_timeout(timeout);
     }
     server
         .service(move || {
@@ -157,4 +152,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     Ok(())
+}
+
+/// A timeout variable: unset (`None`: the builder's default), a whole
+/// number of seconds (1 or more) or `off`. Any other value stops the server
+/// before it listens, with a message naming the variable.
+fn timeout_var(name: &str) -> Result<Option<Option<std::time::Duration>>, String> {
+    let Ok(value) = std::env::var(name) else {
+        return Ok(None);
+    };
+    match value.trim() {
+        "off" => Ok(Some(None)),
+        v => match v.parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(Some(Some(std::time::Duration::from_secs(secs)))),
+            _ => Err(format!(
+                "{name} must be a number of seconds (1 or more) or off, not {value:?}"
+            )),
+        },
+    }
 }

@@ -14,6 +14,8 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod timed_body;
+
 use crate::config::AuthConfig;
 use crate::error::{ConfigError, Error};
 use crate::layer::AuthLayer;
@@ -37,6 +39,7 @@ pub struct McpServerBuilder<S = ()> {
     readiness_path: Option<String>,
     tcp_nodelay: bool,
     header_read_timeout: Option<std::time::Duration>,
+    body_read_timeout: Option<std::time::Duration>,
     forward_authorization: bool,
     shared_store: Option<Arc<dyn crate::store::SharedStore>>,
 }
@@ -62,6 +65,7 @@ pub struct McpServer {
     resource: String,
     tcp_nodelay: bool,
     header_read_timeout: Option<std::time::Duration>,
+    body_read_timeout: Option<std::time::Duration>,
 }
 
 /// Whether a server can verify tokens yet (its issuers' key sets are loaded).
@@ -125,6 +129,7 @@ impl McpServer {
             readiness_path: None,
             tcp_nodelay: true,
             header_read_timeout: Some(HEADER_READ_TIMEOUT),
+            body_read_timeout: Some(BODY_READ_TIMEOUT),
             forward_authorization: false,
             shared_store: None,
         }
@@ -223,6 +228,7 @@ impl<S> McpServerBuilder<S> {
             readiness_path: self.readiness_path,
             tcp_nodelay: self.tcp_nodelay,
             header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
             forward_authorization: self.forward_authorization,
             shared_store: self.shared_store,
         }
@@ -263,6 +269,31 @@ impl<S> McpServerBuilder<S> {
         self
     }
 
+    /// How long [`McpServer::serve`] lets a client take to send a request's
+    /// body (default 30 s; `None` switches the guard off). HTTP/1 and
+    /// HTTP/2 alike.
+    ///
+    /// hyper bounds the time a request's head may take, not its body: a
+    /// client that sends a head announcing a body and then stalls (or
+    /// trickles a byte now and then) would hold its connection and the task
+    /// reading the body for as long as it likes. With this limit the whole
+    /// body must have arrived within `timeout` of the first moment the
+    /// server has to wait for its bytes; a body that came with its head
+    /// (most MCP requests) never arms the timer, so the guard costs the
+    /// usual call nothing. Past the limit, reading the body fails: the
+    /// auth layer answers HTTP 400 `invalid_request` (`body_unreadable`)
+    /// when it reads the body (per-operation scopes), rmcp answers its own
+    /// 4xx otherwise, and an HTTP/1 connection is closed after the answer
+    /// (its unread bytes cannot be skipped). Raise it for clients that
+    /// upload large bodies over slow links; a zero duration is refused by
+    /// [`build`](McpServerBuilder::build). Routers taken with
+    /// [`McpServer::into_router`] are served by the caller, who sets their
+    /// own limits.
+    pub fn body_read_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.body_read_timeout = timeout;
+        self
+    }
+
     /// **Unsafe escape hatch**: leave the caller's `Authorization` header
     /// (and `DPoP` proof) on the requests rmcp and the handlers see
     /// (default `false`: the layer removes them, so no handler can pass
@@ -292,6 +323,12 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         if self.header_read_timeout == Some(std::time::Duration::ZERO) {
             return Err(ConfigError::new(
                 "header_read_timeout",
+                "must be longer than zero (None switches the guard off)",
+            ));
+        }
+        if self.body_read_timeout == Some(std::time::Duration::ZERO) {
+            return Err(ConfigError::new(
+                "body_read_timeout",
                 "must be longer than zero (None switches the guard off)",
             ));
         }
@@ -389,6 +426,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             resource: config.resource().to_owned(),
             tcp_nodelay: self.tcp_nodelay,
             header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
         })
     }
 }
@@ -500,6 +538,9 @@ impl McpServer {
     ///   headers cannot hold a connection open; the connection is closed.
     ///   A new connection's first byte has the same limit (see
     ///   [`McpServerBuilder::header_read_timeout`]).
+    /// - A request's body must arrive within 30 s of the first wait for
+    ///   its bytes, HTTP/1 and HTTP/2 (see
+    ///   [`McpServerBuilder::body_read_timeout`]).
     /// - HTTP/1 keep-alive on; HTTP/2 pings the client every 60 s
     ///   and drops a connection whose peer does not answer within 20 s.
     /// - Accept errors (out of file descriptors, ...) are retried after a
@@ -527,6 +568,7 @@ impl McpServer {
         let options = ConnectionOptions {
             nodelay: self.tcp_nodelay,
             header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
         };
         serve_connections(listener, self.router, options, stop).await;
         Ok(())
@@ -538,7 +580,12 @@ impl McpServer {
 struct ConnectionOptions {
     nodelay: bool,
     header_read_timeout: Option<std::time::Duration>,
+    body_read_timeout: Option<std::time::Duration>,
 }
+
+/// How long a client may take to send a request's body (see
+/// [`McpServerBuilder::body_read_timeout`]).
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long a client may take to send an HTTP/1 request's headers (hyper's
 /// default, enforced only with a timer).
@@ -608,7 +655,10 @@ async fn serve_connections(
             &axum::Extension(axum::extract::ConnectInfo(remote)),
             router.clone(),
         );
-        let service = TowerToHyperService::new(service);
+        let service = TowerToHyperService::new(timed_body::TimedBodies {
+            inner: service,
+            limit: options.body_read_timeout,
+        });
         let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
         let draining = draining.clone();

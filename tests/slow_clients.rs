@@ -7,6 +7,13 @@
 //! still connected, which is what shows the first test can fail. The
 //! reference server, started as the README starts it, applies the 30 s
 //! default and `MCP_OAUTH2_HEADER_READ_TIMEOUT`.
+//!
+//! The body read timeout likewise: a client that sends a head and then
+//! stalls or trickles its body is answered HTTP 408 once the limit passes
+//! (whether the auth layer reads the body for per-tool scopes or rmcp
+//! does), over HTTP/1 and HTTP/2; a client without a token is answered 401
+//! at once, without its body being waited for; with the guard off the
+//! stalled body is still waited for.
 // Test and demo code: a panic here is a failed run, not an outage, so
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
@@ -38,7 +45,18 @@ struct Running {
     ct: tokio_util::sync::CancellationToken,
     /// The task serving it; its result once stopped.
     serving: tokio::task::JoinHandle<Result<(), mcp_oauth2::Error>>,
-    _issuer: TestIssuer,
+    issuer: TestIssuer,
+}
+
+impl Running {
+    /// A token for this server.
+    fn token(&self) -> String {
+        self.issuer
+            .token()
+            .audience(format!("http://{}/mcp", self.addr))
+            .scopes(["s:write"])
+            .sign()
+    }
 }
 
 impl Drop for Running {
@@ -50,17 +68,34 @@ impl Drop for Running {
 /// A server for `resource` trusting `issuer`, serving `Empty`, with the
 /// builder's defaults otherwise.
 fn server(issuer: &TestIssuer, resource: &str) -> McpServerBuilder<Empty> {
-    let config = mcp_oauth2::AuthConfig::builder()
+    scoped_server(issuer, resource, false)
+}
+
+/// [`server`], with a per-tool scope when `per_tool` (then the auth layer
+/// reads each POST's body; otherwise rmcp alone does).
+fn scoped_server(issuer: &TestIssuer, resource: &str, per_tool: bool) -> McpServerBuilder<Empty> {
+    let mut config = mcp_oauth2::AuthConfig::builder()
         .issuer(issuer.issuer())
         .resource(resource)
-        .allow_insecure_http_for_loopback(true)
-        .build()
-        .expect("config");
-    McpServer::builder().auth(config).service(|| Ok(Empty))
+        .allow_insecure_http_for_loopback(true);
+    if per_tool {
+        config = config.tool_scopes("anything", ["s:write"]);
+    }
+    McpServer::builder()
+        .auth(config.build().expect("config"))
+        .service(|| Ok(Empty))
 }
 
 /// Serves [`server`] on a loopback port with `tweak` applied.
 async fn start_with(
+    tweak: impl FnOnce(McpServerBuilder<Empty>) -> McpServerBuilder<Empty>,
+) -> Running {
+    start_scoped(false, tweak).await
+}
+
+/// Serves [`scoped_server`] on a loopback port with `tweak` applied.
+async fn start_scoped(
+    per_tool: bool,
     tweak: impl FnOnce(McpServerBuilder<Empty>) -> McpServerBuilder<Empty>,
 ) -> Running {
     let issuer = TestIssuer::start().await.expect("issuer");
@@ -68,16 +103,20 @@ async fn start_with(
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let server = tweak(server(&issuer, &format!("http://{addr}/mcp")))
-        .build()
-        .expect("server");
+    let server = tweak(scoped_server(
+        &issuer,
+        &format!("http://{addr}/mcp"),
+        per_tool,
+    ))
+    .build()
+    .expect("server");
     let ct = server.cancellation_token();
     let serving = tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
     Running {
         addr,
         ct,
         serving,
-        _issuer: issuer,
+        issuer,
     }
 }
 
@@ -385,6 +424,312 @@ async fn the_reference_server_refuses_a_bad_timeout() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
             stderr.contains("MCP_OAUTH2_HEADER_READ_TIMEOUT"),
+            "{bad:?}: {stderr}"
+        );
+    }
+}
+
+/// A `tools/list` call as a 2026-07-28 client sends it.
+const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+
+/// The head of an authenticated stateless POST announcing `LIST`'s length,
+/// complete with its blank line: the body is up to the caller.
+fn body_head(addr: SocketAddr, token: &str) -> String {
+    format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\nContent-Length: {}\r\n\r\n",
+        LIST.len()
+    )
+}
+
+/// Sends `body_head` and the first ten bytes of the body, then nothing:
+/// the answer (head and what came with it) and when it came.
+async fn stalled_body(addr: SocketAddr, token: &str) -> (String, Duration, TcpStream) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(format!("{}{}", body_head(addr, token), &LIST[..10]).as_bytes())
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let answer = read_response_within(&mut stream, Duration::from_secs(15)).await;
+    (answer, started.elapsed(), stream)
+}
+
+/// [`read_response`] with its own guard.
+async fn read_response_within(stream: &mut TcpStream, guard: Duration) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + guard;
+    // The whole answer: the head and the JSON body that follows it.
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") || !got.ends_with(b"}") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The 408 of a timed-out body: status, the JSON error, `Connection:
+/// close`, the request id; and then the connection is closed.
+async fn assert_timed_out(answer: &str, after: Duration, stream: &mut TcpStream) {
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("connection: close"), "{answer}");
+    assert!(lower.contains("x-request-id: "), "{answer}");
+    assert!(lower.contains("cache-control: no-store"), "{answer}");
+    assert!(
+        answer.contains(r#""error":"request_timeout""#)
+            && answer.contains(r#""reason":"body_read_timeout""#),
+        "{answer}"
+    );
+    // Not before the limit: it is the guard that answered.
+    assert!(
+        after >= Duration::from_millis(800),
+        "answered after {after:?}"
+    );
+    assert!(
+        closed_within(stream, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "the connection stayed open after the 408"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_answered_408_when_the_layer_reads_it() {
+    let s = start_scoped(true, |b| b.body_read_timeout(Some(Duration::from_secs(1)))).await;
+    let (answer, after, mut stream) = stalled_body(s.addr, &s.token()).await;
+    assert_timed_out(&answer, after, &mut stream).await;
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_answered_408_when_rmcp_reads_it() {
+    let s = start_scoped(false, |b| b.body_read_timeout(Some(Duration::from_secs(1)))).await;
+    let (answer, after, mut stream) = stalled_body(s.addr, &s.token()).await;
+    assert_timed_out(&answer, after, &mut stream).await;
+}
+
+/// The limit is on the whole body, not between bytes: a byte every 100 ms
+/// does not keep the request alive.
+#[tokio::test]
+async fn a_trickled_body_is_answered_408_at_the_limit() {
+    let s = start_scoped(true, |b| b.body_read_timeout(Some(Duration::from_secs(1)))).await;
+    let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+    stream
+        .write_all(body_head(s.addr, &s.token()).as_bytes())
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    for byte in LIST.as_bytes().iter().take(LIST.len() - 1) {
+        tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => { got.extend_from_slice(&buf[..n]); break; }
+            },
+            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                if stream.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let after = started.elapsed();
+    let rest = read_response_within(&mut stream, Duration::from_secs(10)).await;
+    let answer = format!("{}{rest}", String::from_utf8_lossy(&got));
+    assert!(
+        after < Duration::from_secs(4),
+        "still reading after {after:?}"
+    );
+    assert_timed_out(&answer, after, &mut stream).await;
+}
+
+/// A client without a token is refused before its body is waited for.
+#[tokio::test]
+async fn a_stalled_body_without_a_token_is_refused_at_once() {
+    let s = start_scoped(true, |b| b.body_read_timeout(Some(Duration::from_secs(5)))).await;
+    let (answer, after, _stream) = stalled_body(s.addr, "").await;
+    // `Authorization: Bearer ` with nothing after it: malformed, 400 or 401,
+    // either way without waiting for the body.
+    assert!(
+        answer.starts_with("HTTP/1.1 401") || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+    assert!(after < Duration::from_secs(4), "answered after {after:?}");
+    let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+    let head = body_head(s.addr, "x").replace("Authorization: Bearer x\r\n", "");
+    stream
+        .write_all(format!("{head}{}", &LIST[..10]).as_bytes())
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let answer = read_response_within(&mut stream, Duration::from_secs(15)).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("resource_metadata="), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+/// A body that takes a second inside a five-second limit is read and the
+/// call answered; on the same connection, the next call too.
+#[tokio::test]
+async fn a_slow_but_timely_body_is_answered() {
+    let s = start_scoped(true, |b| b.body_read_timeout(Some(Duration::from_secs(5)))).await;
+    let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+    let token = s.token();
+    for _ in 0..2 {
+        stream
+            .write_all(body_head(s.addr, &token).as_bytes())
+            .await
+            .expect("write");
+        for chunk in LIST.as_bytes().chunks(LIST.len() / 10 + 1) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stream.write_all(chunk).await.expect("write");
+        }
+        let answer = read_response_within(&mut stream, Duration::from_secs(10)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains(r#""tools":[]"#), "{answer}");
+    }
+}
+
+/// The escape hatch: with the guard off, a stalled body is still waited
+/// for after three times the limit of the other tests, and answered when
+/// it ends.
+#[tokio::test]
+async fn the_body_guard_can_be_switched_off() {
+    let s = start_scoped(true, |b| b.body_read_timeout(None)).await;
+    let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+    stream
+        .write_all(format!("{}{}", body_head(s.addr, &s.token()), &LIST[..10]).as_bytes())
+        .await
+        .expect("write");
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await;
+    assert!(early.is_err(), "answered or closed: {early:?}");
+    stream
+        .write_all(&LIST.as_bytes()[10..])
+        .await
+        .expect("write");
+    let answer = read_response_within(&mut stream, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_zero_body_timeout_is_refused() {
+    let issuer = TestIssuer::start().await.expect("issuer");
+    let err = server(&issuer, "http://127.0.0.1:1/mcp")
+        .body_read_timeout(Some(Duration::ZERO))
+        .build()
+        .expect_err("a zero body timeout must be refused");
+    assert!(err.to_string().contains("body_read_timeout"), "{err}");
+}
+
+/// HTTP/2 (prior knowledge, as hyper-util serves it next to HTTP/1): a
+/// stream whose body stalls is answered 408; the connection's other
+/// streams are not disturbed.
+#[tokio::test]
+async fn a_stalled_http2_body_is_answered_408() {
+    let s = start_scoped(true, |b| b.body_read_timeout(Some(Duration::from_secs(1)))).await;
+    let tcp = TcpStream::connect(s.addr).await.expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let token = s.token();
+    let request = || {
+        http::Request::post(format!("http://{}/mcp", s.addr))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/list")
+            .header("content-length", LIST.len().to_string())
+            .body(())
+            .expect("request")
+    };
+    let (stalled, mut stalled_body) = client.send_request(request(), false).expect("send");
+    stalled_body
+        .send_data(
+            axum::body::Bytes::from_static(&LIST.as_bytes()[..10]),
+            false,
+        )
+        .expect("data");
+    let started = Instant::now();
+    // Another stream on the same connection, sent whole, is answered.
+    let mut client = client.ready().await.expect("ready");
+    let (whole, mut whole_body) = client.send_request(request(), false).expect("send");
+    whole_body
+        .send_data(axum::body::Bytes::from_static(LIST.as_bytes()), true)
+        .expect("data");
+    let whole = tokio::time::timeout(Duration::from_secs(10), whole)
+        .await
+        .expect("the whole request was not answered")
+        .expect("response");
+    assert_eq!(whole.status(), 200);
+    let response = tokio::time::timeout(Duration::from_secs(15), stalled)
+        .await
+        .expect("the stalled stream was not answered")
+        .expect("response");
+    assert_eq!(response.status(), 408);
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    let mut body = response.into_body();
+    let mut text = Vec::new();
+    while let Some(chunk) = body.data().await {
+        text.extend_from_slice(&chunk.expect("chunk"));
+    }
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains(r#""reason":"body_read_timeout""#), "{text}");
+}
+
+/// What users run: the reference server applies `MCP_OAUTH2_BODY_READ_TIMEOUT`
+/// (its per-tool scopes make the layer read each body), its 30 s default
+/// without it, and refuses a bad value.
+#[tokio::test]
+async fn the_reference_server_takes_its_body_timeout_from_the_environment() {
+    let issuer = TestIssuer::start().await.expect("issuer");
+    let (_server, addr) = reference(&issuer, &[("MCP_OAUTH2_BODY_READ_TIMEOUT", "1")]).await;
+    let token = issuer
+        .token()
+        .audience(format!("http://{addr}/mcp"))
+        .scopes(["notes:read"])
+        .sign();
+    let (answer, after, mut stream) = stalled_body(addr, &token).await;
+    assert_timed_out(&answer, after, &mut stream).await;
+    // The default: still waiting after 5 s (far from 30 s), answered 408 by 60 s.
+    let (_server, addr) = reference(&issuer, &[]).await;
+    let token = issuer
+        .token()
+        .audience(format!("http://{addr}/mcp"))
+        .scopes(["notes:read"])
+        .sign();
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(format!("{}{}", body_head(addr, &token), &LIST[..10]).as_bytes())
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let answer = read_response_within(&mut stream, Duration::from_secs(60)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let after = started.elapsed();
+    assert!(after >= Duration::from_secs(25), "answered after {after:?}");
+    for bad in ["0", "soon", "-5"] {
+        let output = tokio::process::Command::new(support::reference::binary())
+            .env("MCP_OAUTH2_ISSUER", issuer.issuer())
+            .env("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:1/mcp")
+            .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
+            .env("MCP_OAUTH2_BIND", "127.0.0.1:0")
+            .env("MCP_OAUTH2_BODY_READ_TIMEOUT", bad)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(30), output)
+            .await
+            .expect("the server did not exit")
+            .expect("run");
+        assert!(!output.status.success(), "{bad:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("MCP_OAUTH2_BODY_READ_TIMEOUT"),
             "{bad:?}: {stderr}"
         );
     }
