@@ -4,8 +4,9 @@
 //! (`json`: JSON lines with every audit event, `auth.accepted` included;
 //! default text, with the refusal events only, unless `RUST_LOG` says
 //! otherwise), `MCP_OAUTH2_HEADER_READ_TIMEOUT` (seconds an HTTP/1
-//! client may take to send a request's head, and a new connection its
-//! first byte; default 30; `off` when a proxy in front enforces its own:
+//! client may take to send a request's head, a new connection its first
+//! byte, and an HTTP/2 connection to stay without a request in progress;
+//! default 30; `off` when a proxy in front enforces its own:
 //! [`McpServerBuilder::header_read_timeout`](mcp_oauth2::McpServerBuilder::header_read_timeout))
 //! and `MCP_OAUTH2_BODY_READ_TIMEOUT` (seconds a client may take to send a
 //! request's body once the server waits for it; default 30; `off`:

@@ -14,6 +14,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod idle;
 mod timed_body;
 
 use crate::config::AuthConfig;
@@ -262,8 +263,15 @@ impl<S> McpServerBuilder<S> {
     /// call about two system calls and a thread wake-up at one connection
     /// (BENCHMARKS.md, "sixth pass"); switch it off only when a proxy in
     /// front already enforces a header timeout. A zero duration is refused
-    /// by [`build`](McpServerBuilder::build). HTTP/2 has its own keep-alive
-    /// pings instead.
+    /// by [`build`](McpServerBuilder::build).
+    ///
+    /// HTTP/2 has no header timer in hyper, and its keep-alive pings are
+    /// answered by any client library: the same limit applies there to a
+    /// connection with no request in progress (a request counts until its
+    /// response body is finished, so a long event stream keeps its
+    /// connection). Such a connection (idle after its last response, or
+    /// one that sent the preface and nothing else) gets a GOAWAY, and is
+    /// dropped if it has not closed within the same limit again.
     pub fn header_read_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
         self.header_read_timeout = timeout;
         self
@@ -542,7 +550,9 @@ impl McpServer {
     ///   its bytes, HTTP/1 and HTTP/2 (see
     ///   [`McpServerBuilder::body_read_timeout`]).
     /// - HTTP/1 keep-alive on; HTTP/2 pings the client every 60 s
-    ///   and drops a connection whose peer does not answer within 20 s.
+    ///   and drops a connection whose peer does not answer within 20 s,
+    ///   and closes one with no request in progress for the header read
+    ///   timeout (GOAWAY).
     /// - Accept errors (out of file descriptors, ...) are retried after a
     ///   pause instead of ending the server (axum's listener).
     pub async fn serve_with_shutdown(
@@ -639,9 +649,12 @@ async fn serve_connections(
         }
     });
     let builder = Arc::new(builder);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    // Cancelled when the server stops: connections still waiting for their
-    // first byte are dropped instead of holding the drain up.
+    // Every connection's task, so that a stop waits for them to drain.
+    let connections = tokio_util::task::TaskTracker::new();
+    // Cancelled when the server stops: each connection is shut down
+    // gracefully (an HTTP/1 request in progress finishes; HTTP/2 gets a
+    // GOAWAY), and connections still waiting for their first byte are
+    // dropped instead of holding the drain up.
     let draining = CancellationToken::new();
     let mut stop = std::pin::pin!(stop);
     loop {
@@ -655,14 +668,19 @@ async fn serve_connections(
             &axum::Extension(axum::extract::ConnectInfo(remote)),
             router.clone(),
         );
+        // The HTTP/2 idle limit shares the header read timeout: the time a
+        // connection may go without a request in progress.
+        let activity = options
+            .header_read_timeout
+            .map(|limit| (Arc::new(idle::Activity::default()), limit));
         let service = TowerToHyperService::new(timed_body::TimedBodies {
             inner: service,
             limit: options.body_read_timeout,
+            activity: activity.as_ref().map(|(activity, _)| Arc::clone(activity)),
         });
         let builder = Arc::clone(&builder);
-        let watcher = graceful.watcher();
         let draining = draining.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             // hyper's header timer starts once hyper-util has seen enough
             // bytes to tell HTTP/1 from HTTP/2, and hyper-util waits for
             // them without a limit: a connection that never sends a byte
@@ -685,14 +703,42 @@ async fn serve_connections(
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), service)
                 .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
+            let mut conn = std::pin::pin!(conn);
+            let idle = async {
+                match &activity {
+                    Some((activity, limit)) => activity.idle(*limit).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // How long an idle connection may take to close after its
+            // GOAWAY: a peer that does not answer is dropped.
+            let grace = tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::trace!(error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = draining.cancelled() => None,
+                () = idle => {
+                    tracing::trace!("HTTP/2 connection idle for the header read timeout: closing it");
+                    activity.as_ref().map(|(_, limit)| *limit)
+                }
+            };
+            conn.as_mut().graceful_shutdown();
+            let ended = match grace {
+                Some(grace) => tokio::time::timeout(grace, conn).await.ok(),
+                None => Some(conn.await),
+            };
+            if let Some(Err(e)) = ended {
                 tracing::trace!(error = %e, "connection ended with an error");
             }
         });
     }
     drop(listener);
     draining.cancel();
-    graceful.shutdown().await;
+    connections.close();
+    connections.wait().await;
 }
 
 async fn shutdown_signal() {

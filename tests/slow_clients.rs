@@ -14,6 +14,11 @@
 //! does), over HTTP/1 and HTTP/2; a client without a token is answered 401
 //! at once, without its body being waited for; with the guard off the
 //! stalled body is still waited for.
+//!
+//! HTTP/2 (an `h2` client, and raw bytes for the preface alone): a
+//! connection with no request in progress is closed after the header read
+//! timeout, one busy with a slow request is kept, and with the guard off
+//! an idle one stays.
 // Test and demo code: a panic here is a failed run, not an outage, so
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
@@ -733,4 +738,148 @@ async fn the_reference_server_takes_its_body_timeout_from_the_environment() {
             "{bad:?}: {stderr}"
         );
     }
+}
+
+/// An HTTP/2 client on `addr` (prior knowledge); the task driving its
+/// connection ends when the server closes it.
+async fn h2_client(
+    addr: SocketAddr,
+) -> (
+    h2::client::SendRequest<axum::body::Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    (client, tokio::spawn(connection))
+}
+
+/// `LIST` over HTTP/2 for `s`, sent whole; its status.
+async fn h2_list(client: h2::client::SendRequest<axum::body::Bytes>, s: &Running) -> u16 {
+    let mut client = client.ready().await.expect("ready");
+    let request = http::Request::post(format!("http://{}/mcp", s.addr))
+        .header("authorization", format!("Bearer {}", s.token()))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(())
+        .expect("request");
+    let (response, mut body) = client.send_request(request, false).expect("send");
+    body.send_data(axum::body::Bytes::from_static(LIST.as_bytes()), true)
+        .expect("data");
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("no answer")
+        .expect("response");
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        chunk.expect("chunk");
+    }
+    status
+}
+
+/// HTTP/2 has no header timer in hyper: a connection with no request in
+/// progress is closed (GOAWAY) once the header read timeout passes, like
+/// an idle HTTP/1 keep-alive connection.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() {
+    let s = start_scoped(true, |b| {
+        b.header_read_timeout(Some(Duration::from_secs(1)))
+    })
+    .await;
+    let (client, connection) = h2_client(s.addr).await;
+    // The client handle is kept: the connection is the server's to close.
+    assert_eq!(h2_list(client.clone(), &s).await, 200);
+    let idle_from = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(15), connection).await;
+    assert!(
+        ended.is_ok(),
+        "an idle HTTP/2 connection stayed open for 15 s"
+    );
+    assert!(
+        idle_from.elapsed() >= Duration::from_millis(800),
+        "closed after {:?}",
+        idle_from.elapsed()
+    );
+}
+
+/// The HTTP/2 preface and settings, then nothing: closed after the limit.
+#[tokio::test]
+async fn an_http2_preface_alone_is_closed() {
+    let s = start(Some(Duration::from_secs(1))).await;
+    let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+    // RFC 9113 section 3.4: the preface, then an empty SETTINGS frame
+    // (length 0, type 4, flags 0, stream 0).
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("write");
+    let after = closed_within(&mut stream, Duration::from_secs(15))
+        .await
+        .expect("a connection that sent only the HTTP/2 preface stayed open");
+    assert!(
+        after >= Duration::from_millis(800),
+        "closed after {after:?}"
+    );
+}
+
+/// A request in progress keeps its HTTP/2 connection: a body still being
+/// sent after three times the limit (the body guard off) is read and
+/// answered on the same connection, and only then does the idle clock run.
+#[tokio::test]
+async fn a_busy_http2_connection_is_kept() {
+    let s = start_scoped(true, |b| {
+        b.header_read_timeout(Some(Duration::from_secs(1)))
+            .body_read_timeout(None)
+    })
+    .await;
+    let (client, mut connection) = h2_client(s.addr).await;
+    let mut client = client.ready().await.expect("ready");
+    let request = http::Request::post(format!("http://{}/mcp", s.addr))
+        .header("authorization", format!("Bearer {}", s.token()))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(())
+        .expect("request");
+    let (response, mut body) = client.send_request(request, false).expect("send");
+    body.send_data(
+        axum::body::Bytes::from_static(&LIST.as_bytes()[..10]),
+        false,
+    )
+    .expect("data");
+    let early = tokio::time::timeout(Duration::from_secs(3), &mut connection).await;
+    assert!(
+        early.is_err(),
+        "a busy HTTP/2 connection was closed: {early:?}"
+    );
+    body.send_data(axum::body::Bytes::from_static(&LIST.as_bytes()[10..]), true)
+        .expect("data");
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("no answer")
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    drop(response);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(15), connection)
+            .await
+            .is_ok(),
+        "the connection stayed open once idle"
+    );
+}
+
+/// The escape hatch: with the header read timeout off, an idle HTTP/2
+/// connection stays open.
+#[tokio::test]
+async fn an_idle_http2_connection_stays_with_the_guard_off() {
+    let s = start_scoped(true, |b| b.header_read_timeout(None)).await;
+    let (client, connection) = h2_client(s.addr).await;
+    // The client handle is kept: the connection is the server's to close.
+    assert_eq!(h2_list(client.clone(), &s).await, 200);
+    let ended = tokio::time::timeout(Duration::from_secs(3), connection).await;
+    assert!(ended.is_err(), "closed: {ended:?}");
+    drop(client);
 }

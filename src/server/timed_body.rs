@@ -22,6 +22,8 @@ use axum::body::Bytes;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
 
+use super::idle::{Activity, InProgress};
+
 /// The error a [`TimedBody`] ends with when its limit passes first.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BodyTimedOut(pub(crate) Duration);
@@ -118,10 +120,14 @@ where
 /// layer's 400, rmcp's 500). The router boxes a request's body anyway
 /// (`axum::body::Body`): boxing the timed body instead costs nothing more;
 /// a request without a body (a GET) is left as it is.
+///
+/// It also tells the connection's [`Activity`] about each request (the
+/// HTTP/2 idle limit), when the connection has one.
 #[derive(Clone)]
 pub(crate) struct TimedBodies<S> {
     pub(crate) inner: S,
     pub(crate) limit: Option<Duration>,
+    pub(crate) activity: Option<Arc<Activity>>,
 }
 
 impl<S, B> tower_service::Service<http::Request<B>> for TimedBodies<S>
@@ -139,6 +145,10 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let in_progress = self
+            .activity
+            .as_ref()
+            .and_then(|activity| activity.start(req.version()));
         let (parts, body) = req.into_parts();
         let (body, timed_out) = match self.limit {
             Some(limit) if !body.is_end_stream() => {
@@ -151,6 +161,7 @@ where
         TimedResponse {
             inner: self.inner.call(http::Request::from_parts(parts, body)),
             timed_out,
+            in_progress,
         }
     }
 }
@@ -161,6 +172,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         timed_out: Option<(Arc<AtomicBool>, Duration)>,
+        // An HTTP/2 request counted until its response body is dropped.
+        in_progress: Option<InProgress>,
     }
 }
 
@@ -173,11 +186,15 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
-        Poll::Ready(Ok(match this.timed_out {
+        let response = match this.timed_out {
             Some((flag, limit)) if flag.load(Ordering::Relaxed) => {
                 timeout_response(&response, *limit)
             }
             _ => response,
+        };
+        Poll::Ready(Ok(match this.in_progress.take() {
+            Some(in_progress) => in_progress.hold(response),
+            None => response,
         }))
     }
 }
