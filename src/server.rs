@@ -726,9 +726,17 @@ async fn serve_connections(
                 }
             };
             conn.as_mut().graceful_shutdown();
-            let ended = match grace {
-                Some(grace) => tokio::time::timeout(grace, conn).await.ok(),
-                None => Some(conn.await),
+            let ended = match (grace, &activity) {
+                (Some(grace), Some((activity, _))) => loop {
+                    // A request that slipped in before the GOAWAY is
+                    // finished; only a connection with none is dropped.
+                    match tokio::time::timeout(grace, conn.as_mut()).await {
+                        Ok(ended) => break Some(ended),
+                        Err(_) if activity.is_busy() => {}
+                        Err(_) => break None,
+                    }
+                },
+                _ => Some(conn.await),
             };
             if let Some(Err(e)) = ended {
                 tracing::trace!(error = %e, "connection ended with an error");

@@ -20,7 +20,7 @@ pub(crate) const STATELESS_REVISION: &str = "2026-07-28";
 pub(crate) const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
 pub(crate) const PROTOCOL_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
 pub(crate) const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
-pub(crate) use crate::operation::{METHOD_HEADER, NAME_HEADER};
+pub(crate) use crate::operation::METHOD_HEADER;
 
 /// Headers a browser client may send to the MCP endpoint.
 const ALLOW_HEADERS: &str = "authorization, content-type, accept, mcp-protocol-version, \

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{Method, Request, StatusCode};
 
 use super::http_rules::{
-    METHOD_HEADER, NAME_HEADER, PROTOCOL_HEADER, SESSION_HEADER, header_mismatch_response,
+    METHOD_HEADER, PROTOCOL_HEADER, SESSION_HEADER, header_mismatch_response,
     is_stateless_revision, parse_error_response,
 };
 use crate::context::AuthContext;
@@ -100,8 +100,8 @@ impl Shared {
         let lists = ops
             .iter()
             .any(|op| crate::filter::is_list_method(op.method()));
-        let headers_ok = check_headers(&parts.headers, &ops).is_ok()
-            && (!placement.stateless || stateless_headers_present(&parts.headers, &ops));
+        let headers_ok = check_headers(&parts.headers, &ops)
+            .is_ok_and(|present| !placement.stateless || stateless_headers_present(present, &ops));
         if !headers_ok {
             self.outcomes
                 .reject(AuthErrorKind::McpHeaderMismatch.code());
@@ -185,7 +185,10 @@ fn is_json(headers: &http::HeaderMap) -> bool {
 /// MCP 2026-07-28: a request names its method in `Mcp-Method`, and
 /// `tools/call`, `resources/read` and `prompts/get` their target in
 /// `Mcp-Name`; a missing header is a mismatch too.
-fn stateless_headers_present(headers: &http::HeaderMap, ops: &[crate::scope::Operation]) -> bool {
+fn stateless_headers_present(
+    present: crate::operation::Present,
+    ops: &[crate::scope::Operation],
+) -> bool {
     let [op] = ops else {
         // A batch cannot carry the headers of one message.
         return ops.is_empty();
@@ -195,7 +198,7 @@ fn stateless_headers_present(headers: &http::HeaderMap, ops: &[crate::scope::Ope
         return true;
     }
     let named = matches!(op.method(), "tools/call" | "resources/read" | "prompts/get");
-    headers.contains_key(METHOD_HEADER) && (!named || headers.contains_key(NAME_HEADER))
+    present.method && (!named || present.name)
 }
 
 /// The raw JSON `id` of a single JSON-RPC request, for the error answer.

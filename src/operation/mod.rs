@@ -151,15 +151,29 @@ fn header_name(op: &Operation) -> Option<&str> {
     }
 }
 
-/// Checks `Mcp-Method` / `Mcp-Name` against the body's operations.
+/// Which of `Mcp-Method` and `Mcp-Name` a request carries (each once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Present {
+    /// `Mcp-Method`.
+    pub(crate) method: bool,
+    /// `Mcp-Name`.
+    pub(crate) name: bool,
+}
+
+/// Checks `Mcp-Method` / `Mcp-Name` against the body's operations; which
+/// of them the request carries, so that the caller does not look again.
 pub(crate) fn check_headers(
     headers: &http::HeaderMap,
     ops: &[Operation],
-) -> Result<(), OperationError> {
+) -> Result<Present, OperationError> {
     let method = single_header(headers, &METHOD_HEADER)?;
     let name = single_header(headers, &NAME_HEADER)?;
+    let present = Present {
+        method: method.is_some(),
+        name: name.is_some(),
+    };
     if method.is_none() && name.is_none() {
-        return Ok(());
+        return Ok(present);
     }
     // The headers describe one message; a batch cannot carry them truthfully.
     let [op] = ops else {
@@ -176,7 +190,7 @@ pub(crate) fn check_headers(
             return Err(OperationError::HeaderMismatch);
         }
     }
-    Ok(())
+    Ok(present)
 }
 
 /// `Mcp-Method` and `Mcp-Name` (constants: a `&str` name is parsed on

@@ -57,6 +57,11 @@ impl Activity {
         Some(InProgress(Arc::clone(self)))
     }
 
+    /// Whether an HTTP/2 request is in progress.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.in_progress.load(Ordering::Acquire) > 0
+    }
+
     /// Resolves once no HTTP/2 request has been in progress for `limit`;
     /// never on an HTTP/1 connection once its first request was seen.
     pub(crate) async fn idle(&self, limit: Duration) {
