@@ -288,11 +288,12 @@ impl<S> McpServerBuilder<S> {
     /// body must have arrived within `timeout` of the first moment the
     /// server has to wait for its bytes; a body that came with its head
     /// (most MCP requests) never arms the timer, so the guard costs the
-    /// usual call nothing. Past the limit, reading the body fails: the
-    /// auth layer answers HTTP 400 `invalid_request` (`body_unreadable`)
-    /// when it reads the body (per-operation scopes), rmcp answers its own
-    /// 4xx otherwise, and an HTTP/1 connection is closed after the answer
-    /// (its unread bytes cannot be skipped). Raise it for clients that
+    /// usual call nothing. Past the limit, reading the body fails and the
+    /// request is answered HTTP 408 (`request_timeout`, reason
+    /// `body_read_timeout`, `Connection: close`), whichever of the auth
+    /// layer (per-operation scopes) and rmcp was reading it; an HTTP/1
+    /// connection is closed after the answer (its unread bytes cannot be
+    /// skipped). Raise it for clients that
     /// upload large bodies over slow links; a zero duration is refused by
     /// [`build`](McpServerBuilder::build). Routers taken with
     /// [`McpServer::into_router`] are served by the caller, who sets their
@@ -328,17 +329,16 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         let factory = self
             .factory
             .ok_or_else(|| ConfigError::new("service", "the rmcp service factory is required"))?;
-        if self.header_read_timeout == Some(std::time::Duration::ZERO) {
-            return Err(ConfigError::new(
-                "header_read_timeout",
-                "must be longer than zero (None switches the guard off)",
-            ));
-        }
-        if self.body_read_timeout == Some(std::time::Duration::ZERO) {
-            return Err(ConfigError::new(
-                "body_read_timeout",
-                "must be longer than zero (None switches the guard off)",
-            ));
+        for (field, timeout) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+        ] {
+            if timeout == Some(std::time::Duration::ZERO) {
+                return Err(ConfigError::new(
+                    field,
+                    "must be longer than zero (None switches the guard off)",
+                ));
+            }
         }
         if !self.path.starts_with('/') || self.path.len() < 2 || self.path.ends_with('/') {
             return Err(ConfigError::new(
@@ -670,13 +670,12 @@ async fn serve_connections(
         );
         // The HTTP/2 idle limit shares the header read timeout: the time a
         // connection may go without a request in progress.
-        let activity = options
-            .header_read_timeout
-            .map(|limit| (Arc::new(idle::Activity::default()), limit));
+        let idle_limit = options.header_read_timeout;
+        let activity = idle_limit.map(|_| Arc::new(idle::Activity::default()));
         let service = TowerToHyperService::new(timed_body::TimedBodies {
             inner: service,
             limit: options.body_read_timeout,
-            activity: activity.as_ref().map(|(activity, _)| Arc::clone(activity)),
+            activity: activity.clone(),
         });
         let builder = Arc::clone(&builder);
         let draining = draining.clone();
@@ -705,29 +704,29 @@ async fn serve_connections(
                 .into_owned();
             let mut conn = std::pin::pin!(conn);
             let idle = async {
-                match &activity {
-                    Some((activity, limit)) => activity.idle(*limit).await,
-                    None => std::future::pending().await,
+                match (&activity, idle_limit) {
+                    (Some(activity), Some(limit)) => activity.idle(limit).await,
+                    _ => std::future::pending().await,
                 }
             };
-            // How long an idle connection may take to close after its
-            // GOAWAY: a peer that does not answer is dropped.
-            let grace = tokio::select! {
+            // Whether the connection was idle: then a peer that does not
+            // close after its GOAWAY is dropped.
+            let idled = tokio::select! {
                 ended = conn.as_mut() => {
                     if let Err(e) = ended {
                         tracing::trace!(error = %e, "connection ended with an error");
                     }
                     return;
                 }
-                () = draining.cancelled() => None,
+                () = draining.cancelled() => false,
                 () = idle => {
                     tracing::trace!("HTTP/2 connection idle for the header read timeout: closing it");
-                    activity.as_ref().map(|(_, limit)| *limit)
+                    true
                 }
             };
             conn.as_mut().graceful_shutdown();
-            let ended = match (grace, &activity) {
-                (Some(grace), Some((activity, _))) => loop {
+            let ended = match (&activity, idle_limit) {
+                (Some(activity), Some(grace)) if idled => loop {
                     // A request that slipped in before the GOAWAY is
                     // finished; only a connection with none is dropped.
                     match tokio::time::timeout(grace, conn.as_mut()).await {

@@ -301,11 +301,21 @@ async fn the_guard_can_be_switched_off() {
 #[tokio::test]
 async fn a_zero_timeout_is_refused() {
     let issuer = TestIssuer::start().await.expect("issuer");
-    let err = server(&issuer, "http://127.0.0.1:1/mcp")
-        .header_read_timeout(Some(Duration::ZERO))
-        .build()
-        .expect_err("a zero header timeout must be refused");
-    assert!(err.to_string().contains("header_read_timeout"), "{err}");
+    type Setting = fn(McpServerBuilder<Empty>) -> McpServerBuilder<Empty>;
+    let settings: [(&str, Setting); 2] = [
+        ("header_read_timeout", |b| {
+            b.header_read_timeout(Some(Duration::ZERO))
+        }),
+        ("body_read_timeout", |b| {
+            b.body_read_timeout(Some(Duration::ZERO))
+        }),
+    ];
+    for (field, set) in settings {
+        let err = set(server(&issuer, "http://127.0.0.1:1/mcp"))
+            .build()
+            .expect_err("a zero timeout must be refused");
+        assert!(err.to_string().contains(field), "{err}");
+    }
 }
 
 /// A connection waiting for its first byte does not hold a graceful stop
@@ -411,13 +421,24 @@ async fn the_reference_server_takes_its_timeout_from_the_environment() {
 #[tokio::test]
 async fn the_reference_server_refuses_a_bad_timeout() {
     let issuer = TestIssuer::start().await.expect("issuer");
-    for bad in ["0", "-1", "ten", "1.5", ""] {
+    refuses_bad_values(
+        &issuer,
+        "MCP_OAUTH2_HEADER_READ_TIMEOUT",
+        &["0", "-1", "ten", "1.5", ""],
+    )
+    .await;
+}
+
+/// The reference server with `variable` set to each of `bad`: it exits
+/// before listening, naming the variable.
+async fn refuses_bad_values(issuer: &TestIssuer, variable: &str, bad: &[&str]) {
+    for bad in bad {
         let output = tokio::process::Command::new(support::reference::binary())
             .env("MCP_OAUTH2_ISSUER", issuer.issuer())
             .env("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:1/mcp")
             .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
             .env("MCP_OAUTH2_BIND", "127.0.0.1:0")
-            .env("MCP_OAUTH2_HEADER_READ_TIMEOUT", bad)
+            .env(variable, bad)
             .output();
         let output = tokio::time::timeout(Duration::from_secs(30), output)
             .await
@@ -427,10 +448,7 @@ async fn the_reference_server_refuses_a_bad_timeout() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(!stdout.contains("listening on"), "{bad:?}: {stdout}");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            stderr.contains("MCP_OAUTH2_HEADER_READ_TIMEOUT"),
-            "{bad:?}: {stderr}"
-        );
+        assert!(stderr.contains(variable), "{bad:?}: {stderr}");
     }
 }
 
@@ -448,14 +466,21 @@ fn body_head(addr: SocketAddr, token: &str) -> String {
     )
 }
 
-/// Sends `body_head` and the first ten bytes of the body, then nothing:
-/// the answer (head and what came with it) and when it came.
-async fn stalled_body(addr: SocketAddr, token: &str) -> (String, Duration, TcpStream) {
+/// A connection that has sent `body_head` and the first ten bytes of the
+/// body, and sends nothing more.
+async fn open_stalled(addr: SocketAddr, token: &str) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream
         .write_all(format!("{}{}", body_head(addr, token), &LIST[..10]).as_bytes())
         .await
         .expect("write");
+    stream
+}
+
+/// [`open_stalled`]: the answer (head and what came with it) and when it
+/// came.
+async fn stalled_body(addr: SocketAddr, token: &str) -> (String, Duration, TcpStream) {
+    let mut stream = open_stalled(addr, token).await;
     let started = Instant::now();
     let answer = read_response_within(&mut stream, Duration::from_secs(15)).await;
     (answer, started.elapsed(), stream)
@@ -606,11 +631,7 @@ async fn a_slow_but_timely_body_is_answered() {
 #[tokio::test]
 async fn the_body_guard_can_be_switched_off() {
     let s = start_scoped(true, |b| b.body_read_timeout(None)).await;
-    let mut stream = TcpStream::connect(s.addr).await.expect("connect");
-    stream
-        .write_all(format!("{}{}", body_head(s.addr, &s.token()), &LIST[..10]).as_bytes())
-        .await
-        .expect("write");
+    let mut stream = open_stalled(s.addr, &s.token()).await;
     let mut buf = [0u8; 64];
     let early = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await;
     assert!(early.is_err(), "answered or closed: {early:?}");
@@ -622,38 +643,16 @@ async fn the_body_guard_can_be_switched_off() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
-#[tokio::test]
-async fn a_zero_body_timeout_is_refused() {
-    let issuer = TestIssuer::start().await.expect("issuer");
-    let err = server(&issuer, "http://127.0.0.1:1/mcp")
-        .body_read_timeout(Some(Duration::ZERO))
-        .build()
-        .expect_err("a zero body timeout must be refused");
-    assert!(err.to_string().contains("body_read_timeout"), "{err}");
-}
-
 /// HTTP/2 (prior knowledge, as hyper-util serves it next to HTTP/1): a
 /// stream whose body stalls is answered 408; the connection's other
 /// streams are not disturbed.
 #[tokio::test]
 async fn a_stalled_http2_body_is_answered_408() {
     let s = start_scoped(true, |b| b.body_read_timeout(Some(Duration::from_secs(1)))).await;
-    let tcp = TcpStream::connect(s.addr).await.expect("connect");
-    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
-    tokio::spawn(connection);
+    let (client, _connection) = h2_client(s.addr).await;
     let mut client = client.ready().await.expect("ready");
     let token = s.token();
-    let request = || {
-        http::Request::post(format!("http://{}/mcp", s.addr))
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "tools/list")
-            .header("content-length", LIST.len().to_string())
-            .body(())
-            .expect("request")
-    };
+    let request = || h2_request(&s, &token);
     let (stalled, mut stalled_body) = client.send_request(request(), false).expect("send");
     stalled_body
         .send_data(
@@ -709,35 +708,18 @@ async fn the_reference_server_takes_its_body_timeout_from_the_environment() {
         .audience(format!("http://{addr}/mcp"))
         .scopes(["notes:read"])
         .sign();
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(format!("{}{}", body_head(addr, &token), &LIST[..10]).as_bytes())
-        .await
-        .expect("write");
+    let mut stream = open_stalled(addr, &token).await;
     let started = Instant::now();
     let answer = read_response_within(&mut stream, Duration::from_secs(60)).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     let after = started.elapsed();
     assert!(after >= Duration::from_secs(25), "answered after {after:?}");
-    for bad in ["0", "soon", "-5"] {
-        let output = tokio::process::Command::new(support::reference::binary())
-            .env("MCP_OAUTH2_ISSUER", issuer.issuer())
-            .env("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:1/mcp")
-            .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
-            .env("MCP_OAUTH2_BIND", "127.0.0.1:0")
-            .env("MCP_OAUTH2_BODY_READ_TIMEOUT", bad)
-            .output();
-        let output = tokio::time::timeout(Duration::from_secs(30), output)
-            .await
-            .expect("the server did not exit")
-            .expect("run");
-        assert!(!output.status.success(), "{bad:?} was accepted");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            stderr.contains("MCP_OAUTH2_BODY_READ_TIMEOUT"),
-            "{bad:?}: {stderr}"
-        );
-    }
+    refuses_bad_values(
+        &issuer,
+        "MCP_OAUTH2_BODY_READ_TIMEOUT",
+        &["0", "soon", "-5"],
+    )
+    .await;
 }
 
 /// An HTTP/2 client on `addr` (prior knowledge); the task driving its
@@ -753,17 +735,23 @@ async fn h2_client(
     (client, tokio::spawn(connection))
 }
 
-/// `LIST` over HTTP/2 for `s`, sent whole; its status.
-async fn h2_list(client: h2::client::SendRequest<axum::body::Bytes>, s: &Running) -> u16 {
-    let mut client = client.ready().await.expect("ready");
-    let request = http::Request::post(format!("http://{}/mcp", s.addr))
-        .header("authorization", format!("Bearer {}", s.token()))
+/// The head of `LIST` over HTTP/2 for `s`, its body up to the caller.
+fn h2_request(s: &Running, token: &str) -> http::Request<()> {
+    http::Request::post(format!("http://{}/mcp", s.addr))
+        .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2026-07-28")
         .header("mcp-method", "tools/list")
+        .header("content-length", LIST.len().to_string())
         .body(())
-        .expect("request");
+        .expect("request")
+}
+
+/// `LIST` over HTTP/2 for `s`, sent whole; its status.
+async fn h2_list(client: h2::client::SendRequest<axum::body::Bytes>, s: &Running) -> u16 {
+    let mut client = client.ready().await.expect("ready");
+    let request = h2_request(s, &s.token());
     let (response, mut body) = client.send_request(request, false).expect("send");
     body.send_data(axum::body::Bytes::from_static(LIST.as_bytes()), true)
         .expect("data");
@@ -836,14 +824,7 @@ async fn a_busy_http2_connection_is_kept() {
     .await;
     let (client, mut connection) = h2_client(s.addr).await;
     let mut client = client.ready().await.expect("ready");
-    let request = http::Request::post(format!("http://{}/mcp", s.addr))
-        .header("authorization", format!("Bearer {}", s.token()))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/list")
-        .body(())
-        .expect("request");
+    let request = h2_request(&s, &s.token());
     let (response, mut body) = client.send_request(request, false).expect("send");
     body.send_data(
         axum::body::Bytes::from_static(&LIST.as_bytes()[..10]),

@@ -121,7 +121,7 @@ impl Refused {
 
 /// `,"request_id":"..."` for a JSON error body, or nothing (the id is
 /// `[A-Za-z0-9._:-]` only).
-fn request_id_member(request_id: Option<&str>) -> String {
+pub(crate) fn request_id_member(request_id: Option<&str>) -> String {
     request_id.map_or_else(String::new, |id| format!(",\"request_id\":\"{id}\""))
 }
 

@@ -32,6 +32,7 @@ use crate::scope::{ScopeHierarchy, ScopePolicy};
 use crate::verify::TokenVerifier;
 pub use future::ResponseFuture;
 use http_rules::Origins;
+pub(crate) use http_rules::request_id_member;
 pub use service::AuthService;
 pub(crate) use sessions::Closer;
 use sessions::Sessions;

@@ -69,7 +69,7 @@ impl Activity {
             if self.http1.load(Ordering::Relaxed) {
                 return std::future::pending().await;
             }
-            if self.in_progress.load(Ordering::Acquire) > 0 {
+            if self.is_busy() {
                 self.changed.notified().await;
                 continue;
             }
@@ -77,7 +77,7 @@ impl Activity {
             tokio::select! {
                 () = tokio::time::sleep(limit) => {
                     if !self.http1.load(Ordering::Relaxed)
-                        && self.in_progress.load(Ordering::Acquire) == 0
+                        && !self.is_busy()
                         && self.started.load(Ordering::Relaxed) == started
                     {
                         return;

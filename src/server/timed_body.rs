@@ -210,10 +210,8 @@ fn timeout_response(replaced: &Response, limit: Duration) -> Response {
         .get(crate::correlation::REQUEST_ID_HEADER)
         .cloned();
     // Fixed ASCII, and the request id is `[A-Za-z0-9._:-]`: no escaping.
-    let id_member = request_id
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(String::new, |id| format!(",\"request_id\":\"{id}\""));
+    let id_member =
+        crate::layer::request_id_member(request_id.as_ref().and_then(|v| v.to_str().ok()));
     let body = format!(
         "{{\"error\":\"request_timeout\",\"error_description\":\"The request body did not arrive within {} s\",\"reason\":\"body_read_timeout\"{id_member}}}",
         limit.as_secs_f64()
