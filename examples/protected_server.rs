@@ -7,10 +7,14 @@
 //! client may take to send a request's head, a new connection its first
 //! byte, and an HTTP/2 connection to stay without a request in progress;
 //! default 30; `off` when a proxy in front enforces its own:
-//! [`McpServerBuilder::header_read_timeout`](mcp_oauth2::McpServerBuilder::header_read_timeout))
-//! and `MCP_OAUTH2_BODY_READ_TIMEOUT` (seconds a client may take to send a
+//! [`McpServerBuilder::header_read_timeout`](mcp_oauth2::McpServerBuilder::header_read_timeout)),
+//! `MCP_OAUTH2_BODY_READ_TIMEOUT` (seconds a client may take to send a
 //! request's body once the server waits for it; default 30; `off`:
-//! [`McpServerBuilder::body_read_timeout`](mcp_oauth2::McpServerBuilder::body_read_timeout)).
+//! [`McpServerBuilder::body_read_timeout`](mcp_oauth2::McpServerBuilder::body_read_timeout)),
+//! and `MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT` (seconds a response may wait
+//! for its client to read the next bytes before the connection is closed;
+//! default 30; `off`:
+//! [`McpServerBuilder::response_write_timeout`](mcp_oauth2::McpServerBuilder::response_write_timeout)).
 //!
 //! Tools: `whoami` (subject, client_id, scopes, issuer, for a DPoP-bound
 //! token `dpop_jkt`, and for a tenant issuer `tenant`, as JSON text; notes
@@ -130,6 +134,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Unset: the builder's defaults (not repeated here).
     let header_read_timeout = timeout_var("MCP_OAUTH2_HEADER_READ_TIMEOUT")?;
     let body_read_timeout = timeout_var("MCP_OAUTH2_BODY_READ_TIMEOUT")?;
+    let response_write_timeout = timeout_var("MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT")?;
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     // Tests and scripts read this line to find the port when binding to :0.
     println!("listening on {}", listener.local_addr()?);
@@ -139,6 +144,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(timeout) = body_read_timeout {
         server = server.body_read_timeout(timeout);
+    }
+    if let Some(timeout) = response_write_timeout {
+        server = server.response_write_timeout(timeout);
     }
     server
         .service(move || {

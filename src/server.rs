@@ -41,6 +41,7 @@ pub struct McpServerBuilder<S = ()> {
     tcp_nodelay: bool,
     header_read_timeout: Option<std::time::Duration>,
     body_read_timeout: Option<std::time::Duration>,
+    response_write_timeout: Option<std::time::Duration>,
     forward_authorization: bool,
     shared_store: Option<Arc<dyn crate::store::SharedStore>>,
 }
@@ -67,6 +68,7 @@ pub struct McpServer {
     tcp_nodelay: bool,
     header_read_timeout: Option<std::time::Duration>,
     body_read_timeout: Option<std::time::Duration>,
+    response_write_timeout: Option<std::time::Duration>,
 }
 
 /// Whether a server can verify tokens yet (its issuers' key sets are loaded).
@@ -131,6 +133,7 @@ impl McpServer {
             tcp_nodelay: true,
             header_read_timeout: Some(HEADER_READ_TIMEOUT),
             body_read_timeout: Some(BODY_READ_TIMEOUT),
+            response_write_timeout: Some(RESPONSE_WRITE_TIMEOUT),
             forward_authorization: false,
             shared_store: None,
         }
@@ -230,6 +233,7 @@ impl<S> McpServerBuilder<S> {
             tcp_nodelay: self.tcp_nodelay,
             header_read_timeout: self.header_read_timeout,
             body_read_timeout: self.body_read_timeout,
+            response_write_timeout: self.response_write_timeout,
             forward_authorization: self.forward_authorization,
             shared_store: self.shared_store,
         }
@@ -303,6 +307,31 @@ impl<S> McpServerBuilder<S> {
         self
     }
 
+    /// How long [`McpServer::serve`] waits for a client to take the next
+    /// bytes of a response (default 30 s; `None` switches the guard off).
+    /// HTTP/1 and HTTP/2 alike.
+    ///
+    /// Nothing else bounds how long writing a response may take: a client
+    /// that sends a request and then stops reading (its TCP receive window
+    /// stays shut) would hold its connection, the connection's task and
+    /// the unsent answer for as long as it likes (HTTP/2's keep-alive pings
+    /// end such a connection after 60 to 80 s; nothing ends an HTTP/1 one).
+    /// With this limit, once a write has to wait for the peer a timer
+    /// starts; if no byte goes through before it fires, the connection is
+    /// closed (the response cannot be finished, so there is no error
+    /// answer to send). Any progress stops the timer: this bounds the time
+    /// between two writes, not the time a whole response takes (as nginx's
+    /// `send_timeout`), so a quiet event stream or a slow reader that keeps
+    /// up are never cut off. A response the socket takes at once (every
+    /// usual MCP answer) never arms the timer. A zero duration is refused
+    /// by [`build`](McpServerBuilder::build). Routers taken with
+    /// [`McpServer::into_router`] are served by the caller, who sets their
+    /// own limits.
+    pub fn response_write_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.response_write_timeout = timeout;
+        self
+    }
+
     /// **Unsafe escape hatch**: leave the caller's `Authorization` header
     /// (and `DPoP` proof) on the requests rmcp and the handlers see
     /// (default `false`: the layer removes them, so no handler can pass
@@ -332,6 +361,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         for (field, timeout) in [
             ("header_read_timeout", self.header_read_timeout),
             ("body_read_timeout", self.body_read_timeout),
+            ("response_write_timeout", self.response_write_timeout),
         ] {
             if timeout == Some(std::time::Duration::ZERO) {
                 return Err(ConfigError::new(
@@ -435,6 +465,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             tcp_nodelay: self.tcp_nodelay,
             header_read_timeout: self.header_read_timeout,
             body_read_timeout: self.body_read_timeout,
+            response_write_timeout: self.response_write_timeout,
         })
     }
 }
@@ -533,7 +564,9 @@ impl McpServer {
 
     /// Serves on `listener` until `shutdown` completes (or the cancellation
     /// token is cancelled), then drains gracefully: no new connections, and
-    /// the open ones finish their requests. Key sets are fetched first; a
+    /// the open ones finish their requests (an HTTP/2 connection with none
+    /// in progress that its peer keeps open after the GOAWAY is dropped
+    /// after 5 s, or the header read timeout if shorter). Key sets are fetched first; a
     /// failure is logged and retried on demand (requests get 503 until keys
     /// are available).
     ///
@@ -549,6 +582,9 @@ impl McpServer {
     /// - A request's body must arrive within 30 s of the first wait for
     ///   its bytes, HTTP/1 and HTTP/2 (see
     ///   [`McpServerBuilder::body_read_timeout`]).
+    /// - A response the client stops reading: the connection is closed
+    ///   once no byte of it has gone through for 30 s (see
+    ///   [`McpServerBuilder::response_write_timeout`]).
     /// - HTTP/1 keep-alive on; HTTP/2 pings the client every 60 s
     ///   and drops a connection whose peer does not answer within 20 s,
     ///   and closes one with no request in progress for the header read
@@ -579,6 +615,7 @@ impl McpServer {
             nodelay: self.tcp_nodelay,
             header_read_timeout: self.header_read_timeout,
             body_read_timeout: self.body_read_timeout,
+            response_write_timeout: self.response_write_timeout,
         };
         serve_connections(listener, self.router, options, stop).await;
         Ok(())
@@ -591,15 +628,24 @@ struct ConnectionOptions {
     nodelay: bool,
     header_read_timeout: Option<std::time::Duration>,
     body_read_timeout: Option<std::time::Duration>,
+    response_write_timeout: Option<std::time::Duration>,
 }
 
 /// How long a client may take to send a request's body (see
 /// [`McpServerBuilder::body_read_timeout`]).
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long a client may leave a response unread (see
+/// [`McpServerBuilder::response_write_timeout`]).
+const RESPONSE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How long a client may take to send an HTTP/1 request's headers (hyper's
 /// default, enforced only with a timer).
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a stop waits for an HTTP/2 connection with no request in
+/// progress to close after its GOAWAY before dropping it.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Interval of HTTP/2 keep-alive pings.
 const HTTP2_KEEP_ALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -671,7 +717,12 @@ async fn serve_connections(
         // The HTTP/2 idle limit shares the header read timeout: the time a
         // connection may go without a request in progress.
         let idle_limit = options.header_read_timeout;
-        let activity = idle_limit.map(|_| Arc::new(idle::Activity::default()));
+        // The stall limit of an HTTP/2 response its client takes no more
+        // of: the response write timeout (the socket's own write timer
+        // cannot see it; see `idle`).
+        let stall_limit = options.response_write_timeout;
+        let activity = (idle_limit.is_some() || stall_limit.is_some())
+            .then(|| Arc::new(idle::Activity::new(stall_limit.is_some())));
         let service = TowerToHyperService::new(timed_body::TimedBodies {
             inner: service,
             limit: options.body_read_timeout,
@@ -699,8 +750,12 @@ async fn serve_connections(
                     () = draining.cancelled() => return,
                 }
             }
+            // Writes that wait over the limit for the peer to read fail,
+            // which ends the connection.
+            let mut io = tokio_io_timeout::TimeoutWriter::new(io);
+            io.set_timeout(options.response_write_timeout);
             let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .serve_connection_with_upgrades(TokioIo::new(Box::pin(io)), service)
                 .into_owned();
             let mut conn = std::pin::pin!(conn);
             let idle = async {
@@ -709,13 +764,23 @@ async fn serve_connections(
                     _ => std::future::pending().await,
                 }
             };
-            // Whether the connection was idle: then a peer that does not
-            // close after its GOAWAY is dropped.
+            let mut stalled = std::pin::pin!(async {
+                match (&activity, stall_limit) {
+                    (Some(activity), Some(limit)) => activity.stalled(limit).await,
+                    _ => std::future::pending().await,
+                }
+            });
+            // Whether the connection was idle (otherwise the server is
+            // stopping).
             let idled = tokio::select! {
                 ended = conn.as_mut() => {
                     if let Err(e) = ended {
                         tracing::trace!(error = %e, "connection ended with an error");
                     }
+                    return;
+                }
+                () = &mut stalled => {
+                    tracing::trace!("HTTP/2 response not taken by its client within the response write timeout: dropping the connection");
                     return;
                 }
                 () = draining.cancelled() => false,
@@ -725,17 +790,39 @@ async fn serve_connections(
                 }
             };
             conn.as_mut().graceful_shutdown();
-            let ended = match (&activity, idle_limit) {
-                (Some(activity), Some(grace)) if idled => loop {
+            // An HTTP/2 peer may keep its connection open after the
+            // GOAWAY (hyper then waits for its ping timeout, up to 80 s):
+            // one with no request in progress is dropped after a grace,
+            // the idle limit for an idle connection and at most
+            // `DRAIN_GRACE` on a stop. HTTP/1 connections close by
+            // themselves once their request is answered.
+            let grace = match (&activity, idle_limit) {
+                (Some(activity), Some(limit)) if !activity.is_http1() => {
+                    Some((activity, if idled { limit } else { limit.min(DRAIN_GRACE) }))
+                }
+                _ => None,
+            };
+            let ended = loop {
+                let wait = async {
+                    match grace {
+                        Some((_, grace)) => tokio::time::sleep(grace).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    ended = conn.as_mut() => break Some(ended),
+                    () = &mut stalled => {
+                        tracing::trace!("HTTP/2 response not taken by its client within the response write timeout: dropping the connection");
+                        break None;
+                    }
                     // A request that slipped in before the GOAWAY is
                     // finished; only a connection with none is dropped.
-                    match tokio::time::timeout(grace, conn.as_mut()).await {
-                        Ok(ended) => break Some(ended),
-                        Err(_) if activity.is_busy() => {}
-                        Err(_) => break None,
+                    () = wait => {
+                        if grace.is_some_and(|(activity, _)| !activity.is_busy()) {
+                            break None;
+                        }
                     }
-                },
-                _ => Some(conn.await),
+                }
             };
             if let Some(Err(e)) = ended {
                 tracing::trace!(error = %e, "connection ended with an error");

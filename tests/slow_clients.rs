@@ -302,12 +302,15 @@ async fn the_guard_can_be_switched_off() {
 async fn a_zero_timeout_is_refused() {
     let issuer = TestIssuer::start().await.expect("issuer");
     type Setting = fn(McpServerBuilder<Empty>) -> McpServerBuilder<Empty>;
-    let settings: [(&str, Setting); 2] = [
+    let settings: [(&str, Setting); 3] = [
         ("header_read_timeout", |b| {
             b.header_read_timeout(Some(Duration::ZERO))
         }),
         ("body_read_timeout", |b| {
             b.body_read_timeout(Some(Duration::ZERO))
+        }),
+        ("response_write_timeout", |b| {
+            b.response_write_timeout(Some(Duration::ZERO))
         }),
     ];
     for (field, set) in settings {
@@ -425,6 +428,14 @@ async fn the_reference_server_refuses_a_bad_timeout() {
         &issuer,
         "MCP_OAUTH2_HEADER_READ_TIMEOUT",
         &["0", "-1", "ten", "1.5", ""],
+    )
+    .await;
+    // The response write timeout's variable (its effect:
+    // `tests/slow_readers.rs`) reads the same way.
+    refuses_bad_values(
+        &issuer,
+        "MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT",
+        &["0", "soon", "-5", "2.5"],
     )
     .await;
 }
@@ -863,4 +874,52 @@ async fn an_idle_http2_connection_stays_with_the_guard_off() {
     let ended = tokio::time::timeout(Duration::from_secs(3), connection).await;
     assert!(ended.is_err(), "closed: {ended:?}");
     drop(client);
+}
+
+/// The body limit holds on every route the server answers, not only on
+/// the endpoint's own spelling: other spellings of the path, paths under
+/// it and elsewhere. Each stalled body is answered (a route that reads
+/// the body says 408 at the limit; one that does not read it answers at
+/// once), and none is waited for past the limit.
+#[tokio::test]
+async fn a_stalled_body_is_not_waited_for_on_any_route() {
+    let s = start_scoped(true, |b| b.body_read_timeout(Some(Duration::from_secs(1)))).await;
+    let token = s.token();
+    let mut timed_out = Vec::new();
+    for path in [
+        "/mcp/",
+        "/mcp/x",
+        "/mcp//",
+        "/%6Dcp",
+        "/mcp%2F",
+        "/MCP",
+        "/mcp?x=1",
+        "/.well-known/oauth-protected-resource/mcp",
+        "/elsewhere",
+    ] {
+        let head = body_head(s.addr, &token).replacen("POST /mcp ", &format!("POST {path} "), 1);
+        let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+        stream
+            .write_all(format!("{head}{}", &LIST[..10]).as_bytes())
+            .await
+            .expect("write");
+        let started = Instant::now();
+        let answer = read_response_within(&mut stream, Duration::from_secs(15)).await;
+        let after = started.elapsed();
+        assert!(answer.starts_with("HTTP/1.1 "), "{path}: no answer in 15 s");
+        if answer.starts_with("HTTP/1.1 408") {
+            assert_timed_out(&answer, after, &mut stream).await;
+        } else {
+            assert!(
+                after < Duration::from_secs(1),
+                "{path}: {after:?}\n{answer}"
+            );
+        }
+        if answer.starts_with("HTTP/1.1 408") {
+            timed_out.push(path);
+        }
+    }
+    // The endpoint itself (its query does not change the route) read the
+    // body and timed out; the other spellings are not routed to it.
+    assert_eq!(timed_out, ["/mcp?x=1"]);
 }

@@ -12,17 +12,29 @@
 //! [`Activity::idle`] resolves once none has been in progress for the
 //! limit; the connection is then shut down gracefully (GOAWAY). hyper and
 //! h2 expose no count of open streams, hence this count of our own.
+//!
+//! The same count also finds a response the client has stopped taking
+//! (the response write timeout, HTTP/2 side). A client that never grants
+//! flow-control window leaves its stream's response unsent while it keeps
+//! answering pings: the socket never blocks, so the write timer on the
+//! socket never starts, and the request stays in progress forever. hyper
+//! polls a response body only when the stream has window for it, so a
+//! body that has handed hyper a frame (or was just created) and is not
+//! polled again is one whose client does not read: [`Activity::stalled`]
+//! resolves once such a body has waited for the limit (it looks every
+//! quarter of the limit), and the connection is dropped.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// The requests of one connection, as far as its idle limit needs them.
 #[derive(Default)]
@@ -38,9 +50,26 @@ pub(crate) struct Activity {
     /// Wakes the watch when the connection becomes idle or turns out to be
     /// HTTP/1.
     changed: Notify,
+    /// Whether response bodies that hyper does not come back for are
+    /// watched (the response write timeout is on).
+    watch_stalls: bool,
+    /// The HTTP/2 response bodies hyper owes a poll (created and not yet
+    /// polled, or polled for a frame and not polled since), by request
+    /// number, with the time they started waiting. A few entries at most:
+    /// a lock of this connection's alone.
+    owed: Mutex<Vec<(u64, Instant)>>,
 }
 
 impl Activity {
+    /// An activity that also watches for stalled responses when
+    /// `watch_stalls`.
+    pub(crate) fn new(watch_stalls: bool) -> Self {
+        Self {
+            watch_stalls,
+            ..Self::default()
+        }
+    }
+
     /// Notes a request of HTTP version `version`. For HTTP/2, the guard
     /// that keeps the request counted until it is dropped (with the
     /// response body, or with the response future if that never finishes).
@@ -52,9 +81,14 @@ impl Activity {
             }
             return None;
         }
-        self.started.fetch_add(1, Ordering::Relaxed);
+        let number = self.started.fetch_add(1, Ordering::Relaxed);
         self.in_progress.fetch_add(1, Ordering::AcqRel);
-        Some(InProgress(Arc::clone(self)))
+        Some(InProgress(Arc::clone(self), number))
+    }
+
+    /// Whether the connection turned out to be HTTP/1.
+    pub(crate) fn is_http1(&self) -> bool {
+        self.http1.load(Ordering::Relaxed)
     }
 
     /// Whether an HTTP/2 request is in progress.
@@ -87,10 +121,47 @@ impl Activity {
             }
         }
     }
+
+    /// Resolves once an HTTP/2 response body has waited `limit` for hyper
+    /// to poll it again (its client grants no window); never while every
+    /// body is polled or waiting for its own data.
+    pub(crate) async fn stalled(&self, limit: Duration) {
+        // The watch looks every quarter of the limit (a stall is found
+        // between one limit and one and a quarter after it began): a timer
+        // per connection, instead of a wake-up of the connection's task
+        // for every response.
+        let tick = limit / 4;
+        loop {
+            if self.http1.load(Ordering::Relaxed) {
+                return std::future::pending().await;
+            }
+            tokio::time::sleep(tick).await;
+            let oldest = self.owed().iter().map(|(_, since)| *since).min();
+            if oldest.is_some_and(|since| since.elapsed() >= limit) {
+                return;
+            }
+        }
+    }
+
+    fn owed(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Instant)>> {
+        // The list stays consistent whatever panicked while holding it.
+        self.owed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Body `number` now waits for hyper to poll it.
+    fn owe(&self, number: u64) {
+        self.owed().push((number, Instant::now()));
+    }
+
+    /// Body `number` was polled (or dropped).
+    fn paid(&self, number: u64) {
+        self.owed().retain(|(n, _)| *n != number);
+    }
 }
 
-/// One HTTP/2 request in progress; dropped when it is over.
-pub(crate) struct InProgress(Arc<Activity>);
+/// One HTTP/2 request in progress (and its number); dropped when it is
+/// over.
+pub(crate) struct InProgress(Arc<Activity>, u64);
 
 impl Drop for InProgress {
     fn drop(&mut self) {
@@ -104,22 +175,49 @@ impl InProgress {
     /// `response`, with this guard held by its body.
     pub(crate) fn hold(self, response: Response) -> Response {
         response.map(|body| {
+            // A body already over is never polled: it owes nothing.
+            let owes = self.0.watch_stalls && !http_body::Body::is_end_stream(&body);
+            if owes {
+                self.0.owe(self.1);
+            }
             Body::new(Held {
                 body,
-                _in_progress: self,
+                owes,
+                rest: None,
+                in_progress: self,
             })
         })
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that keeps its request counted until it is dropped.
+    /// A response body that keeps its request counted until it is dropped,
+    /// and tells the stall watch when hyper owes it a poll.
     struct Held {
         #[pin]
         body: Body,
-        _in_progress: InProgress,
+        // Whether the body is on the list of those hyper owes a poll.
+        owes: bool,
+        // The rest of a large data frame, handed over in `PIECE`s.
+        rest: Option<Bytes>,
+        in_progress: InProgress,
+    }
+
+    impl PinnedDrop for Held {
+        fn drop(this: Pin<&mut Self>) {
+            if this.owes {
+                this.in_progress.0.paid(this.in_progress.1);
+            }
+        }
     }
 }
+
+/// The largest piece of data a watched body hands hyper at once (HTTP/2's
+/// default frame size). hyper polls again only once the client has taken
+/// (or granted window for) what it was given: in pieces, a large answer
+/// read slowly but steadily brings hyper back often, and only a client
+/// that stops taking data leaves it away for the limit.
+const PIECE: usize = 16 * 1024;
 
 impl http_body::Body for Held {
     type Data = Bytes;
@@ -129,15 +227,54 @@ impl http_body::Body for Held {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.project().body.poll_frame(cx)
+        let this = self.project();
+        let activity = &this.in_progress.0;
+        if !activity.watch_stalls {
+            return this.body.poll_frame(cx);
+        }
+        if *this.owes {
+            activity.paid(this.in_progress.1);
+            *this.owes = false;
+        }
+        let mut body = this.body;
+        let frame = match this.rest.take() {
+            Some(rest) => Frame::data(rest),
+            None => match ready!(body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                other => return Poll::Ready(other),
+            },
+        };
+        let frame = match frame.into_data() {
+            Ok(mut data) => {
+                if data.len() > PIECE {
+                    *this.rest = Some(data.split_off(PIECE));
+                }
+                Frame::data(data)
+            }
+            Err(frame) => frame,
+        };
+        // A frame handed over, more to come: hyper comes back once the
+        // client has taken it (or granted window for the next).
+        if this.rest.is_some() || !body.is_end_stream() {
+            activity.owe(this.in_progress.1);
+            *this.owes = true;
+        }
+        Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_none() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        let rest = self.rest.as_ref().map_or(0, |rest| rest.len() as u64);
+        let inner = self.body.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(rest));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(rest));
+        }
+        hint
     }
 }
 
@@ -179,5 +316,129 @@ mod tests {
         let activity = Arc::new(Activity::default());
         assert!(activity.start(http::Version::HTTP_11).is_none());
         assert!(!idle_within(&activity, LIMIT * 3).await);
+    }
+
+    async fn stalled_within(activity: &Activity, guard: Duration) -> bool {
+        tokio::time::timeout(guard, activity.stalled(LIMIT))
+            .await
+            .is_ok()
+    }
+
+    /// One poll of `body`'s next frame.
+    async fn next_frame(body: &mut Body) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        std::future::poll_fn(|cx| {
+            Poll::Ready(http_body::Body::poll_frame(Pin::new(&mut *body), cx))
+        })
+        .await
+    }
+
+    /// A body that waits for data of its own forever (a quiet event
+    /// stream).
+    struct Quiet;
+
+    impl http_body::Body for Quiet {
+        type Data = Bytes;
+        type Error = axum::Error;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    fn watched() -> (Arc<Activity>, InProgress) {
+        let activity = Arc::new(Activity::new(true));
+        let guard = activity.start(http::Version::HTTP_2).unwrap();
+        (activity, guard)
+    }
+
+    #[tokio::test]
+    async fn a_body_hyper_does_not_come_back_for_is_stalled() {
+        let (activity, guard) = watched();
+        let mut body = guard
+            .hold(Response::new(Body::from(vec![7u8; 100_000])))
+            .into_body();
+        assert!(matches!(
+            next_frame(&mut body).await,
+            Poll::Ready(Some(Ok(_)))
+        ));
+        let handed = std::time::Instant::now();
+        assert!(stalled_within(&activity, Duration::from_secs(5)).await);
+        assert!(handed.elapsed() >= LIMIT);
+    }
+
+    #[tokio::test]
+    async fn a_body_never_polled_is_stalled() {
+        let (activity, guard) = watched();
+        let _response = guard.hold(Response::new(Body::from("x")));
+        assert!(stalled_within(&activity, Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn a_body_waiting_for_its_own_data_is_not_stalled() {
+        let (activity, guard) = watched();
+        let mut body = guard.hold(Response::new(Body::new(Quiet))).into_body();
+        assert!(next_frame(&mut body).await.is_pending());
+        assert!(!stalled_within(&activity, LIMIT * 3).await);
+    }
+
+    #[tokio::test]
+    async fn finished_and_dropped_bodies_owe_nothing() {
+        let (activity, guard) = watched();
+        let mut body = guard.hold(Response::new(Body::from("x"))).into_body();
+        assert!(matches!(
+            next_frame(&mut body).await,
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert!(http_body::Body::is_end_stream(&body));
+        assert!(!stalled_within(&activity, LIMIT * 3).await);
+        let (activity, guard) = watched();
+        let mut body = guard
+            .hold(Response::new(Body::from(vec![7u8; 100_000])))
+            .into_body();
+        assert!(matches!(
+            next_frame(&mut body).await,
+            Poll::Ready(Some(Ok(_)))
+        ));
+        drop(body);
+        assert!(!stalled_within(&activity, LIMIT * 3).await);
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_is_handed_over_in_pieces() {
+        let (_activity, guard) = watched();
+        let mut body = guard
+            .hold(Response::new(Body::from(vec![7u8; 100_000])))
+            .into_body();
+        let mut total = 0usize;
+        let mut frames = 0usize;
+        while let Poll::Ready(Some(Ok(frame))) = next_frame(&mut body).await {
+            let data = frame.into_data().unwrap();
+            assert!(data.len() <= PIECE);
+            assert_eq!(
+                http_body::Body::size_hint(&body).exact(),
+                Some((100_000 - total - data.len()) as u64)
+            );
+            total += data.len();
+            frames += 1;
+        }
+        assert_eq!(total, 100_000);
+        assert_eq!(frames, 100_000_usize.div_ceil(PIECE));
+        assert!(http_body::Body::is_end_stream(&body));
+    }
+
+    #[tokio::test]
+    async fn without_the_watch_nothing_is_split_or_owed() {
+        let activity = Arc::new(Activity::new(false));
+        let guard = activity.start(http::Version::HTTP_2).unwrap();
+        let mut body = guard
+            .hold(Response::new(Body::from(vec![7u8; 100_000])))
+            .into_body();
+        let Poll::Ready(Some(Ok(frame))) = next_frame(&mut body).await else {
+            panic!("no frame");
+        };
+        assert_eq!(frame.into_data().unwrap().len(), 100_000);
+        assert!(!stalled_within(&activity, LIMIT * 3).await);
     }
 }
