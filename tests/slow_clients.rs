@@ -589,7 +589,9 @@ async fn a_trickled_body_is_answered_408_at_the_limit() {
     assert_timed_out(&answer, after, &mut stream).await;
 }
 
-/// A client without a token is refused before its body is waited for.
+/// A client without a token is refused without its body being waited for
+/// (beyond the one-second grace an answer gives the rest of a body its
+/// service did not read; the answer then closes the connection).
 #[tokio::test]
 async fn a_stalled_body_without_a_token_is_refused_at_once() {
     let s = start_scoped(true, |b| b.body_read_timeout(Some(Duration::from_secs(5)))).await;
@@ -601,6 +603,10 @@ async fn a_stalled_body_without_a_token_is_refused_at_once() {
         "{answer}"
     );
     assert!(after < Duration::from_secs(4), "answered after {after:?}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
     let mut stream = TcpStream::connect(s.addr).await.expect("connect");
     let head = body_head(s.addr, "x").replace("Authorization: Bearer x\r\n", "");
     stream
@@ -879,8 +885,9 @@ async fn an_idle_http2_connection_stays_with_the_guard_off() {
 /// The body limit holds on every route the server answers, not only on
 /// the endpoint's own spelling: other spellings of the path, paths under
 /// it and elsewhere. Each stalled body is answered (a route that reads
-/// the body says 408 at the limit; one that does not read it answers at
-/// once), and none is waited for past the limit.
+/// the body says 408 at the limit; one that does not read it answers
+/// after the one-second grace an answer gives the rest of a body, with
+/// `Connection: close`), and none is waited for past the limit.
 #[tokio::test]
 async fn a_stalled_body_is_not_waited_for_on_any_route() {
     let s = start_scoped(true, |b| b.body_read_timeout(Some(Duration::from_secs(1)))).await;
@@ -910,9 +917,15 @@ async fn a_stalled_body_is_not_waited_for_on_any_route() {
         if answer.starts_with("HTTP/1.1 408") {
             assert_timed_out(&answer, after, &mut stream).await;
         } else {
+            // Answered without the body: after the one-second grace for
+            // the rest of it, saying the connection closes.
             assert!(
-                after < Duration::from_secs(1),
+                after < Duration::from_secs(3),
                 "{path}: {after:?}\n{answer}"
+            );
+            assert!(
+                answer.to_ascii_lowercase().contains("connection: close"),
+                "{path}: {answer}"
             );
         }
         if answer.starts_with("HTTP/1.1 408") {
@@ -922,4 +935,127 @@ async fn a_stalled_body_is_not_waited_for_on_any_route() {
     // The endpoint itself (its query does not change the route) read the
     // body and timed out; the other spellings are not routed to it.
     assert_eq!(timed_out, ["/mcp?x=1"]);
+}
+
+/// The head of a stateless POST of `LIST` to `path` with `auth` (a whole
+/// header line or nothing) and `extra` header lines, announcing a body of
+/// `length` bytes.
+fn post_head(addr: SocketAddr, path: &str, auth: &str, extra: &str, length: usize) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n\
+         Mcp-Method: tools/list\r\n{extra}Content-Length: {length}\r\n\r\n"
+    )
+}
+
+/// A refusal answered before the request's body arrived (the client wrote
+/// the head and the body apart, as the Python SDK does under load) leaves
+/// the connection able to serve the next request: the answer reads the
+/// body first. Before, hyper closed such a connection after the answer
+/// without saying so, and the client's next request on it got no answer.
+/// Every kind of early answer: no token, a bad token, a path the endpoint
+/// does not serve, a method it does not allow.
+#[tokio::test]
+async fn a_refusal_before_the_body_keeps_the_connection_usable() {
+    let s = start_scoped(true, |b| b).await;
+    let token = s.token();
+    let cases = [
+        ("/mcp", String::new(), "401"),
+        (
+            "/mcp",
+            "Authorization: Bearer not.a.jwt\r\n".to_owned(),
+            "401",
+        ),
+        ("/mcp/", String::new(), "404"),
+        (
+            "/elsewhere",
+            format!("Authorization: Bearer {token}\r\n"),
+            "404",
+        ),
+    ];
+    for (path, auth, status) in &cases {
+        let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+        stream
+            .write_all(post_head(s.addr, path, auth, "", LIST.len()).as_bytes())
+            .await
+            .expect("write");
+        // The head alone first; the body a moment later.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stream.write_all(LIST.as_bytes()).await.expect("write");
+        let answer = read_response_within(&mut stream, Duration::from_secs(10)).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{path}: {answer}"
+        );
+        assert!(
+            !answer.to_ascii_lowercase().contains("connection: close"),
+            "{path}: {answer}"
+        );
+        // The next request on the same connection: an authorized call.
+        let next = format!(
+            "{}{LIST}",
+            post_head(
+                s.addr,
+                "/mcp",
+                &format!("Authorization: Bearer {token}\r\n"),
+                "",
+                LIST.len()
+            )
+        );
+        stream.write_all(next.as_bytes()).await.expect("write");
+        let answer = read_response_within(&mut stream, Duration::from_secs(10)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "after {path}: {answer}");
+    }
+}
+
+/// When the rest of the body does not come within the grace, or is larger
+/// than an answer reads, or the client waits for a go-ahead before
+/// sending it (`Expect: 100-continue`), the answer says `Connection:
+/// close` (and the connection is closed), so the client knows to open a
+/// new one; the large and the `Expect` cases are answered at once.
+#[tokio::test]
+async fn a_refusal_whose_body_is_not_read_says_connection_close() {
+    let s = start_scoped(true, |b| b).await;
+    let cases = [
+        ("stalled", String::new(), LIST.len(), true),
+        ("large", String::new(), 1024 * 1024, false),
+        (
+            "expect",
+            "Expect: 100-continue\r\n".to_owned(),
+            LIST.len(),
+            false,
+        ),
+    ];
+    for (what, extra, length, waits) in &cases {
+        let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+        stream
+            .write_all(
+                format!(
+                    "{}{}",
+                    post_head(s.addr, "/mcp", "", extra, *length),
+                    &LIST[..10]
+                )
+                .as_bytes(),
+            )
+            .await
+            .expect("write");
+        let started = Instant::now();
+        let answer = read_response_within(&mut stream, Duration::from_secs(10)).await;
+        let after = started.elapsed();
+        assert!(answer.starts_with("HTTP/1.1 401"), "{what}: {answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{what}: {answer}"
+        );
+        if *waits {
+            assert!(after >= Duration::from_millis(800), "{what}: {after:?}");
+        }
+        assert!(after < Duration::from_secs(5), "{what}: {after:?}");
+        assert!(
+            closed_within(&mut stream, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "{what}: the connection stayed open"
+        );
+    }
 }

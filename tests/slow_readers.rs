@@ -335,7 +335,7 @@ async fn h2_client(
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let (client, connection) = h2::client::Builder::new()
         .initial_window_size(window)
-        .initial_connection_window_size(window)
+        .initial_connection_window_size(window.max(65_535))
         .handshake(tcp)
         .await
         .expect("h2 handshake");
@@ -382,13 +382,14 @@ async fn start_mode(limit: Option<Duration>, sse: bool) -> Running {
 }
 
 /// The client never takes the body (no WINDOW_UPDATE past the first
-/// 64 KiB) while its connection keeps answering pings: dropped, whether
-/// the answer is one JSON document or an event stream.
+/// 64 KiB, or a stream window of zero from the start, so that hyper never
+/// polls the body at all) while its connection keeps answering pings:
+/// dropped, whether the answer is one JSON document or an event stream.
 #[tokio::test]
 async fn an_http2_client_that_grants_no_window_is_disconnected() {
-    for sse in [false, true] {
+    for (sse, window) in [(false, 65_535), (true, 65_535), (false, 0), (true, 0)] {
         let s = start_mode(Some(LIMIT), sse).await;
-        let (client, connection) = h2_client(s.addr, 65_535).await;
+        let (client, connection) = h2_client(s.addr, window).await;
         let _body = h2_call(client.clone(), &s, "big").await;
         let stalled_from = Instant::now();
         let ended = tokio::time::timeout(Duration::from_secs(15), connection).await;

@@ -12,8 +12,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -40,37 +40,107 @@ impl std::fmt::Display for BodyTimedOut {
 
 impl std::error::Error for BodyTimedOut {}
 
-pin_project_lite::pin_project! {
-    /// A request body that must be received whole within `limit`, counted
-    /// from the first time its reader has to wait for bytes. A body that
-    /// arrived with its head never waits, so it never arms a timer.
-    pub(crate) struct TimedBody<B> {
-        #[pin]
-        body: B,
-        limit: Duration,
-        #[pin]
-        deadline: Option<tokio::time::Sleep>,
-        expired: bool,
-        // Set when the limit passed: the response is then a 408.
-        timed_out: Arc<AtomicBool>,
+/// What a request's [`TimedBody`] and its [`TimedResponse`] share.
+#[derive(Default)]
+pub(crate) struct Shared {
+    /// The limit passed: the response is a 408.
+    timed_out: AtomicBool,
+    /// The body was read to its end.
+    finished: AtomicBool,
+    /// Set once `left` holds a body.
+    has_left: AtomicBool,
+    /// HTTP/1: what the service left unread of the body when it dropped
+    /// it, for the response to read before it is sent (see
+    /// [`TimedResponse`]).
+    left: Mutex<Option<Body>>,
+}
+
+impl Shared {
+    fn take_left(&self) -> Option<Body> {
+        if !self.has_left.load(Ordering::Acquire) {
+            return None;
+        }
+        self.left
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 }
 
-impl<B> TimedBody<B> {
-    pub(crate) fn new(body: B, limit: Duration, timed_out: Arc<AtomicBool>) -> Self {
+pin_project_lite::pin_project! {
+    /// A request body that must be received whole within `limit` (when
+    /// there is one), counted from the first time its reader has to wait
+    /// for bytes. A body that arrived with its head never waits, so it
+    /// never arms a timer. On HTTP/1, a body its reader drops before its
+    /// end is handed back to the response (`give_back`).
+    pub(crate) struct TimedBody<B>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B: Send,
+        B: Unpin,
+        B: 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        body: Option<B>,
+        limit: Option<Duration>,
+        #[pin]
+        deadline: Option<tokio::time::Sleep>,
+        expired: bool,
+        finished: bool,
+        give_back: bool,
+        shared: Arc<Shared>,
+    }
+
+    impl<B> PinnedDrop for TimedBody<B>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B: Send,
+        B: Unpin,
+        B: 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if !*this.give_back || *this.finished || *this.expired {
+                return;
+            }
+            if let Some(body) = this.body.take()
+                && !body.is_end_stream()
+            {
+                *this.shared.left.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Body::new(body));
+                this.shared.has_left.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+impl<B> TimedBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    pub(crate) fn new(
+        body: B,
+        limit: Option<Duration>,
+        give_back: bool,
+        shared: Arc<Shared>,
+    ) -> Self {
         Self {
-            body,
+            body: Some(body),
             limit,
             deadline: None,
             expired: false,
-            timed_out,
+            finished: false,
+            give_back,
+            shared,
         }
     }
 }
 
 impl<B> http_body::Body for TimedBody<B>
 where
-    B: http_body::Body<Data = Bytes>,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<axum::BoxError>,
 {
     type Data = Bytes;
@@ -84,42 +154,69 @@ where
         if *this.expired {
             return Poll::Ready(None);
         }
-        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
-            if frame.is_none() {
+        let Some(body) = this.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(cx) {
+            if frame.is_none() || body.is_end_stream() {
+                *this.finished = true;
+                this.shared.finished.store(true, Ordering::Relaxed);
                 this.deadline.set(None);
             }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
+        let Some(limit) = *this.limit else {
+            return Poll::Pending;
+        };
         if this.deadline.is_none() {
-            this.deadline.set(Some(tokio::time::sleep(*this.limit)));
+            this.deadline.set(Some(tokio::time::sleep(limit)));
         }
         if let Some(deadline) = this.deadline.as_pin_mut() {
             ready!(deadline.poll(cx));
         }
         *this.expired = true;
-        this.timed_out.store(true, Ordering::Relaxed);
+        this.shared.timed_out.store(true, Ordering::Relaxed);
         tracing::debug!(
-            limit_secs = this.limit.as_secs_f64(),
+            limit_secs = limit.as_secs_f64(),
             "a request body did not arrive within the body read timeout"
         );
-        Poll::Ready(Some(Err(Box::new(BodyTimedOut(*this.limit)))))
+        Poll::Ready(Some(Err(Box::new(BodyTimedOut(limit)))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.expired || self.body.is_end_stream()
+        self.expired
+            || self.finished
+            || self
+                .body
+                .as_ref()
+                .is_none_or(http_body::Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        self.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), http_body::Body::size_hint)
     }
 }
 
-/// A service that gives every request with a body a [`TimedBody`] (with
-/// `Some` limit) before the router sees it, and answers HTTP 408 when that
-/// body timed out, whatever the reader of the body answered (the auth
-/// layer's 400, rmcp's 500). The router boxes a request's body anyway
+/// A service that gives every request with a body a [`TimedBody`] before
+/// the router sees it, answers HTTP 408 when that body timed out, whatever
+/// the reader of the body answered (the auth layer's 400, rmcp's 500),
+/// and keeps HTTP/1 connections usable after answers given without
+/// reading the body. The router boxes a request's body anyway
 /// (`axum::body::Body`): boxing the timed body instead costs nothing more;
 /// a request without a body (a GET) is left as it is.
+///
+/// An answer given before the body was read (a refusal: no token, a bad
+/// one, an unknown path) leaves the body's bytes on an HTTP/1 connection,
+/// in front of the next request. hyper then reads what has already
+/// arrived and, if that is not all, closes the connection after the answer
+/// without saying so, and a client that sends its next request on it
+/// (the Python SDK does, when it wrote the head and the body apart) gets
+/// no answer at all. So the answer reads the rest of the body first (at
+/// most [`DRAIN_MAX`] bytes, waiting at most [`DRAIN_GRACE`] for them) and
+/// the connection serves the next request; when the rest does not come
+/// or is too large, the answer says `Connection: close`.
 ///
 /// It also tells the connection's [`Activity`] about each request (the
 /// HTTP/2 idle limit), when the connection has one.
@@ -130,10 +227,17 @@ pub(crate) struct TimedBodies<S> {
     pub(crate) activity: Option<Arc<Activity>>,
 }
 
+/// The most an answer reads of a body its service left unread.
+const DRAIN_MAX: usize = 64 * 1024;
+
+/// How long an answer waits for the rest of a body its service left
+/// unread.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
 impl<S, B> tower_service::Service<http::Request<B>> for TimedBodies<S>
 where
     S: tower_service::Service<http::Request<Body>, Response = Response>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<axum::BoxError>,
 {
     type Response = Response;
@@ -149,21 +253,44 @@ where
             .activity
             .as_ref()
             .and_then(|activity| activity.start(req.version()));
+        let http1 = req.version() < http::Version::HTTP_2;
+        // With `Expect: 100-continue` the client waits for a go-ahead
+        // before it sends the body: an answer without one is not worth
+        // the body, which is not asked for (the answer closes instead).
+        let give_back = http1 && !req.headers().contains_key(http::header::EXPECT);
         let (parts, body) = req.into_parts();
-        let (body, timed_out) = match self.limit {
-            Some(limit) if !body.is_end_stream() => {
-                let flag = Arc::new(AtomicBool::new(false));
-                let timed = TimedBody::new(body, limit, Arc::clone(&flag));
-                (Body::new(timed), Some((flag, limit)))
-            }
-            _ => (Body::new(body), None),
+        let (body, shared) = if body.is_end_stream() || (self.limit.is_none() && !http1) {
+            (Body::new(body), None)
+        } else {
+            let shared = Arc::new(Shared::default());
+            let timed = TimedBody::new(body, self.limit, give_back, Arc::clone(&shared));
+            (Body::new(timed), Some(shared))
         };
         TimedResponse {
             inner: self.inner.call(http::Request::from_parts(parts, body)),
-            timed_out,
+            shared,
+            limit: self.limit,
+            http1,
             in_progress,
+            state: State::Waiting,
         }
     }
+}
+
+/// Where a [`TimedResponse`] is.
+enum State {
+    /// Waiting for the service's answer.
+    Waiting,
+    /// Reading what the service left of an HTTP/1 body before sending
+    /// `answer`.
+    Draining {
+        answer: Response,
+        left: Body,
+        read: usize,
+        grace: Option<Pin<Box<tokio::time::Sleep>>>,
+    },
+    /// Answered.
+    Done,
 }
 
 pin_project_lite::pin_project! {
@@ -171,9 +298,44 @@ pin_project_lite::pin_project! {
     pub(crate) struct TimedResponse<F> {
         #[pin]
         inner: F,
-        timed_out: Option<(Arc<AtomicBool>, Duration)>,
+        shared: Option<Arc<Shared>>,
+        limit: Option<Duration>,
+        http1: bool,
         // An HTTP/2 request counted until its response body is dropped.
         in_progress: Option<InProgress>,
+        state: State,
+    }
+}
+
+/// Reads `left` to its end; `false` when it errs, passes [`DRAIN_MAX`]
+/// bytes or stalls past [`DRAIN_GRACE`].
+fn poll_drain(
+    left: &mut Body,
+    read: &mut usize,
+    grace: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    cx: &mut Context<'_>,
+) -> Poll<bool> {
+    use http_body::Body as _;
+    loop {
+        let room = DRAIN_MAX.saturating_sub(*read) as u64;
+        if left.size_hint().lower() > room {
+            return Poll::Ready(false);
+        }
+        match Pin::new(&mut *left).poll_frame(cx) {
+            Poll::Ready(None) => return Poll::Ready(true),
+            Poll::Ready(Some(Ok(frame))) => {
+                *read = read.saturating_add(frame.data_ref().map_or(0, Bytes::len));
+                if *read > DRAIN_MAX {
+                    return Poll::Ready(false);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => return Poll::Ready(false),
+            Poll::Pending => {
+                let grace = grace.get_or_insert_with(|| Box::pin(tokio::time::sleep(DRAIN_GRACE)));
+                ready!(grace.as_mut().poll(cx));
+                return Poll::Ready(false);
+            }
+        }
     }
 }
 
@@ -185,18 +347,71 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = ready!(this.inner.poll(cx))?;
-        let response = match this.timed_out {
-            Some((flag, limit)) if flag.load(Ordering::Relaxed) => {
-                timeout_response(&response, *limit)
+        if let State::Waiting = this.state {
+            let response = ready!(this.inner.poll(cx))?;
+            let Some(shared) = this.shared.as_ref() else {
+                return Poll::Ready(Ok(finish(response, this.in_progress)));
+            };
+            if shared.timed_out.load(Ordering::Relaxed) {
+                let limit = this.limit.unwrap_or_default();
+                let response = timeout_response(&response, limit);
+                return Poll::Ready(Ok(finish(response, this.in_progress)));
             }
-            _ => response,
+            if !*this.http1 || shared.finished.load(Ordering::Relaxed) {
+                return Poll::Ready(Ok(finish(response, this.in_progress)));
+            }
+            let Some(left) = shared.take_left() else {
+                // Neither read nor handed back (`Expect`, or a reader
+                // still holds it): the connection cannot serve another
+                // request after this one.
+                return Poll::Ready(Ok(finish(closing(response), this.in_progress)));
+            };
+            *this.state = State::Draining {
+                answer: response,
+                left,
+                read: 0,
+                grace: None,
+            };
+        }
+        // `Done`: polled again after its answer (a caller's bug); nothing
+        // to give, and never a panic.
+        let State::Draining {
+            answer,
+            left,
+            read,
+            grace,
+        } = this.state
+        else {
+            return Poll::Pending;
         };
-        Poll::Ready(Ok(match this.in_progress.take() {
-            Some(in_progress) => in_progress.hold(response),
-            None => response,
-        }))
+        let drained = ready!(poll_drain(left, read, grace, cx));
+        let mut response = std::mem::take(answer);
+        *this.state = State::Done;
+        if !drained {
+            tracing::trace!(
+                "the rest of an unread request body did not come in time: closing the connection after the answer"
+            );
+            response = closing(response);
+        }
+        Poll::Ready(Ok(finish(response, this.in_progress)))
     }
+}
+
+/// `response`, with the request's HTTP/2 guard (if any) held by its body.
+fn finish(response: Response, in_progress: &mut Option<InProgress>) -> Response {
+    match in_progress.take() {
+        Some(in_progress) => in_progress.hold(response),
+        None => response,
+    }
+}
+
+/// `response` saying the connection closes after it.
+fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// HTTP 408 with `Connection: close` (the rest of the body cannot be
@@ -265,28 +480,104 @@ mod tests {
     #[tokio::test]
     async fn a_stalled_body_fails_at_the_limit_and_then_ends() {
         let limit = Duration::from_millis(200);
-        let flag = Arc::new(AtomicBool::new(false));
-        let mut body = Box::pin(TimedBody::new(Stalled, limit, Arc::clone(&flag)));
+        let shared = Arc::new(Shared::default());
+        let mut body = Box::pin(TimedBody::new(
+            Stalled,
+            Some(limit),
+            true,
+            Arc::clone(&shared),
+        ));
         let started = tokio::time::Instant::now();
         let err = next(&mut body).await.unwrap().unwrap_err();
         assert!(started.elapsed() >= limit, "{:?}", started.elapsed());
         assert!(err.downcast_ref::<BodyTimedOut>().is_some(), "{err}");
         assert!(err.to_string().contains("0.2 s"), "{err}");
-        assert!(flag.load(Ordering::Relaxed));
+        assert!(shared.timed_out.load(Ordering::Relaxed));
         assert!(body.is_end_stream());
         assert!(next(&mut body).await.is_none());
+        // A timed-out body is not handed back: the answer is the 408.
+        drop(body);
+        assert!(shared.take_left().is_none());
     }
 
     #[tokio::test]
     async fn a_body_that_is_there_is_read_whole() {
-        let flag = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared::default());
         let body = TimedBody::new(
             Body::from("{\"jsonrpc\":\"2.0\"}"),
-            Duration::from_secs(1),
-            Arc::clone(&flag),
+            Some(Duration::from_secs(1)),
+            true,
+            Arc::clone(&shared),
         );
         let bytes = axum::body::to_bytes(Body::new(body), 1024).await.unwrap();
         assert_eq!(&bytes[..], b"{\"jsonrpc\":\"2.0\"}");
-        assert!(!flag.load(Ordering::Relaxed));
+        assert!(!shared.timed_out.load(Ordering::Relaxed));
+        assert!(shared.finished.load(Ordering::Relaxed));
+        assert!(shared.take_left().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_unread_is_handed_back_on_http1_only() {
+        for give_back in [true, false] {
+            let shared = Arc::new(Shared::default());
+            let body = TimedBody::new(Stalled, None, give_back, Arc::clone(&shared));
+            drop(body);
+            assert!(!shared.finished.load(Ordering::Relaxed));
+            assert_eq!(shared.take_left().is_some(), give_back);
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_limit_a_stalled_body_waits() {
+        let shared = Arc::new(Shared::default());
+        let mut body = Box::pin(TimedBody::new(Stalled, None, true, shared));
+        let waited = tokio::time::timeout(Duration::from_millis(300), next(&mut body)).await;
+        assert!(waited.is_err());
+    }
+
+    /// A body of `len` bytes, in one frame.
+    fn sized(len: usize) -> Body {
+        Body::from(vec![b'x'; len])
+    }
+
+    async fn drain(mut left: Body) -> bool {
+        let mut read = 0;
+        let mut grace = None;
+        std::future::poll_fn(|cx| poll_drain(&mut left, &mut read, &mut grace, cx)).await
+    }
+
+    #[tokio::test]
+    async fn what_is_left_is_drained_up_to_the_cap_and_the_grace() {
+        assert!(drain(sized(10)).await);
+        assert!(drain(sized(DRAIN_MAX)).await);
+        // Known too large: refused without reading.
+        assert!(!drain(sized(DRAIN_MAX + 1)).await);
+        // Of unknown length and too large: refused once past the cap.
+        let chunks = unsized_chunks(DRAIN_MAX / 1000 + 2, 1000);
+        assert!(!drain(chunks).await);
+        // Stalled: refused after the grace, not before.
+        let started = tokio::time::Instant::now();
+        assert!(!drain(Body::new(Stalled)).await);
+        assert!(started.elapsed() >= DRAIN_GRACE);
+    }
+
+    /// A body of `count` frames of `len` bytes with no size hint.
+    fn unsized_chunks(count: usize, len: usize) -> Body {
+        struct Chunks(usize, usize);
+        impl http_body::Body for Chunks {
+            type Data = Bytes;
+            type Error = std::convert::Infallible;
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+                if self.0 == 0 {
+                    return Poll::Ready(None);
+                }
+                self.0 -= 1;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; self.1])))))
+            }
+        }
+        Body::new(Chunks(count, len))
     }
 }
