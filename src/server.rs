@@ -766,7 +766,10 @@ async fn serve_connections(
             };
             let mut stalled = std::pin::pin!(async {
                 match (&activity, stall_limit) {
-                    (Some(activity), Some(limit)) => activity.stalled(limit).await,
+                    (Some(activity), Some(limit)) => {
+                        activity.stalled(limit).await;
+                        tracing::trace!("HTTP/2 response not taken by its client within the response write timeout: dropping the connection");
+                    }
                     _ => std::future::pending().await,
                 }
             });
@@ -779,10 +782,7 @@ async fn serve_connections(
                     }
                     return;
                 }
-                () = &mut stalled => {
-                    tracing::trace!("HTTP/2 response not taken by its client within the response write timeout: dropping the connection");
-                    return;
-                }
+                () = &mut stalled => return,
                 () = draining.cancelled() => false,
                 () = idle => {
                     tracing::trace!("HTTP/2 connection idle for the header read timeout: closing it");
@@ -811,10 +811,7 @@ async fn serve_connections(
                 };
                 tokio::select! {
                     ended = conn.as_mut() => break Some(ended),
-                    () = &mut stalled => {
-                        tracing::trace!("HTTP/2 response not taken by its client within the response write timeout: dropping the connection");
-                        break None;
-                    }
+                    () = &mut stalled => break None,
                     // A request that slipped in before the GOAWAY is
                     // finished; only a connection with none is dropped.
                     () = wait => {

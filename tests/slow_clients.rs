@@ -469,20 +469,27 @@ const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_
 /// The head of an authenticated stateless POST announcing `LIST`'s length,
 /// complete with its blank line: the body is up to the caller.
 fn body_head(addr: SocketAddr, token: &str) -> String {
-    format!(
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
-         MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\nContent-Length: {}\r\n\r\n",
-        LIST.len()
+    post_head(
+        addr,
+        "/mcp",
+        &format!("Authorization: Bearer {token}\r\n"),
+        "",
+        LIST.len(),
     )
 }
 
 /// A connection that has sent `body_head` and the first ten bytes of the
 /// body, and sends nothing more.
 async fn open_stalled(addr: SocketAddr, token: &str) -> TcpStream {
+    open_stalled_with(addr, &body_head(addr, token)).await
+}
+
+/// A connection that has sent `head` and the first ten bytes of `LIST`,
+/// and sends nothing more.
+async fn open_stalled_with(addr: SocketAddr, head: &str) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream
-        .write_all(format!("{}{}", body_head(addr, token), &LIST[..10]).as_bytes())
+        .write_all(format!("{head}{}", &LIST[..10]).as_bytes())
         .await
         .expect("write");
     stream
@@ -607,12 +614,8 @@ async fn a_stalled_body_without_a_token_is_refused_at_once() {
         answer.to_ascii_lowercase().contains("connection: close"),
         "{answer}"
     );
-    let mut stream = TcpStream::connect(s.addr).await.expect("connect");
-    let head = body_head(s.addr, "x").replace("Authorization: Bearer x\r\n", "");
-    stream
-        .write_all(format!("{head}{}", &LIST[..10]).as_bytes())
-        .await
-        .expect("write");
+    let head = post_head(s.addr, "/mcp", "", "", LIST.len());
+    let mut stream = open_stalled_with(s.addr, &head).await;
     let started = Instant::now();
     let answer = read_response_within(&mut stream, Duration::from_secs(15)).await;
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
@@ -904,12 +907,9 @@ async fn a_stalled_body_is_not_waited_for_on_any_route() {
         "/.well-known/oauth-protected-resource/mcp",
         "/elsewhere",
     ] {
-        let head = body_head(s.addr, &token).replacen("POST /mcp ", &format!("POST {path} "), 1);
-        let mut stream = TcpStream::connect(s.addr).await.expect("connect");
-        stream
-            .write_all(format!("{head}{}", &LIST[..10]).as_bytes())
-            .await
-            .expect("write");
+        let auth = format!("Authorization: Bearer {token}\r\n");
+        let head = post_head(s.addr, path, &auth, "", LIST.len());
+        let mut stream = open_stalled_with(s.addr, &head).await;
         let started = Instant::now();
         let answer = read_response_within(&mut stream, Duration::from_secs(15)).await;
         let after = started.elapsed();
@@ -1027,18 +1027,8 @@ async fn a_refusal_whose_body_is_not_read_says_connection_close() {
         ),
     ];
     for (what, extra, length, waits) in &cases {
-        let mut stream = TcpStream::connect(s.addr).await.expect("connect");
-        stream
-            .write_all(
-                format!(
-                    "{}{}",
-                    post_head(s.addr, "/mcp", "", extra, *length),
-                    &LIST[..10]
-                )
-                .as_bytes(),
-            )
-            .await
-            .expect("write");
+        let head = post_head(s.addr, "/mcp", "", extra, *length);
+        let mut stream = open_stalled_with(s.addr, &head).await;
         let started = Instant::now();
         let answer = read_response_within(&mut stream, Duration::from_secs(10)).await;
         let after = started.elapsed();

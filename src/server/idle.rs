@@ -280,6 +280,7 @@ impl http_body::Body for Held {
 
 #[cfg(test)]
 mod tests {
+    use super::super::timed_body::Stalled;
     use super::*;
 
     const LIMIT: Duration = Duration::from_millis(200);
@@ -332,21 +333,6 @@ mod tests {
         .await
     }
 
-    /// A body that waits for data of its own forever (a quiet event
-    /// stream).
-    struct Quiet;
-
-    impl http_body::Body for Quiet {
-        type Data = Bytes;
-        type Error = axum::Error;
-        fn poll_frame(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Pending
-        }
-    }
-
     fn watched() -> (Arc<Activity>, InProgress) {
         let activity = Arc::new(Activity::new(true));
         let guard = activity.start(http::Version::HTTP_2).unwrap();
@@ -378,7 +364,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_waiting_for_its_own_data_is_not_stalled() {
         let (activity, guard) = watched();
-        let mut body = guard.hold(Response::new(Body::new(Quiet))).into_body();
+        let mut body = guard.hold(Response::new(Body::new(Stalled))).into_body();
         assert!(next_frame(&mut body).await.is_pending());
         assert!(!stalled_within(&activity, LIMIT * 3).await);
     }

@@ -40,6 +40,19 @@ impl std::fmt::Display for BodyTimedOut {
 
 impl std::error::Error for BodyTimedOut {}
 
+/// A request body [`TimedBodies`] can wrap (hyper's `Incoming`, and
+/// `axum::body::Body` in tests): one name for the bounds every impl here
+/// repeats.
+pub(crate) trait RequestBody:
+    http_body::Body<Data = Bytes, Error: Into<axum::BoxError>> + Send + Unpin + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: http_body::Body<Data = Bytes, Error: Into<axum::BoxError>> + Send + Unpin + 'static
+{
+}
+
 /// What a request's [`TimedBody`] and its [`TimedResponse`] share.
 #[derive(Default)]
 pub(crate) struct Shared {
@@ -47,8 +60,6 @@ pub(crate) struct Shared {
     timed_out: AtomicBool,
     /// The body was read to its end.
     finished: AtomicBool,
-    /// Set once `left` holds a body.
-    has_left: AtomicBool,
     /// HTTP/1: what the service left unread of the body when it dropped
     /// it, for the response to read before it is sent (see
     /// [`TimedResponse`]).
@@ -56,10 +67,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The body was read to its end, or timed out.
+    fn is_over(&self) -> bool {
+        self.finished.load(Ordering::Relaxed) || self.timed_out.load(Ordering::Relaxed)
+    }
+
+    /// Taken only for a body that was not read to its end (never on the
+    /// path of a call that succeeds).
     fn take_left(&self) -> Option<Body> {
-        if !self.has_left.load(Ordering::Acquire) {
-            return None;
-        }
         self.left
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -75,33 +90,23 @@ pin_project_lite::pin_project! {
     /// end is handed back to the response (`give_back`).
     pub(crate) struct TimedBody<B>
     where
-        B: http_body::Body<Data = Bytes>,
-        B: Send,
-        B: Unpin,
-        B: 'static,
-        B::Error: Into<axum::BoxError>,
+        B: RequestBody,
     {
         body: Option<B>,
         limit: Option<Duration>,
         #[pin]
         deadline: Option<tokio::time::Sleep>,
-        expired: bool,
-        finished: bool,
         give_back: bool,
         shared: Arc<Shared>,
     }
 
     impl<B> PinnedDrop for TimedBody<B>
     where
-        B: http_body::Body<Data = Bytes>,
-        B: Send,
-        B: Unpin,
-        B: 'static,
-        B::Error: Into<axum::BoxError>,
+        B: RequestBody,
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if !*this.give_back || *this.finished || *this.expired {
+            if !*this.give_back || this.shared.is_over() {
                 return;
             }
             if let Some(body) = this.body.take()
@@ -109,7 +114,6 @@ pin_project_lite::pin_project! {
             {
                 *this.shared.left.lock().unwrap_or_else(PoisonError::into_inner) =
                     Some(Body::new(body));
-                this.shared.has_left.store(true, Ordering::Release);
             }
         }
     }
@@ -117,8 +121,7 @@ pin_project_lite::pin_project! {
 
 impl<B> TimedBody<B>
 where
-    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<axum::BoxError>,
+    B: RequestBody,
 {
     pub(crate) fn new(
         body: B,
@@ -130,8 +133,6 @@ where
             body: Some(body),
             limit,
             deadline: None,
-            expired: false,
-            finished: false,
             give_back,
             shared,
         }
@@ -140,8 +141,7 @@ where
 
 impl<B> http_body::Body for TimedBody<B>
 where
-    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<axum::BoxError>,
+    B: RequestBody,
 {
     type Data = Bytes;
     type Error = axum::BoxError;
@@ -151,7 +151,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let mut this = self.project();
-        if *this.expired {
+        if this.shared.timed_out.load(Ordering::Relaxed) {
             return Poll::Ready(None);
         }
         let Some(body) = this.body.as_mut() else {
@@ -159,7 +159,6 @@ where
         };
         if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(cx) {
             if frame.is_none() || body.is_end_stream() {
-                *this.finished = true;
                 this.shared.finished.store(true, Ordering::Relaxed);
                 this.deadline.set(None);
             }
@@ -174,7 +173,6 @@ where
         if let Some(deadline) = this.deadline.as_pin_mut() {
             ready!(deadline.poll(cx));
         }
-        *this.expired = true;
         this.shared.timed_out.store(true, Ordering::Relaxed);
         tracing::debug!(
             limit_secs = limit.as_secs_f64(),
@@ -184,8 +182,7 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.expired
-            || self.finished
+        self.shared.is_over()
             || self
                 .body
                 .as_ref()
@@ -237,8 +234,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(1);
 impl<S, B> tower_service::Service<http::Request<B>> for TimedBodies<S>
 where
     S: tower_service::Service<http::Request<Body>, Response = Response>,
-    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<axum::BoxError>,
+    B: RequestBody,
 {
     type Response = Response;
     type Error = S::Error;
@@ -452,6 +448,23 @@ fn timeout_response(replaced: &Response, limit: Duration) -> Response {
     response
 }
 
+/// A body whose bytes never come (a stalled upload; a quiet event stream
+/// as a response), for the tests of this module and of `idle`.
+#[cfg(test)]
+pub(super) struct Stalled;
+
+#[cfg(test)]
+impl http_body::Body for Stalled {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Pending
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,20 +474,6 @@ mod tests {
         body: &mut B,
     ) -> Option<Result<Frame<B::Data>, B::Error>> {
         std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
-    }
-
-    /// A body whose bytes never come.
-    struct Stalled;
-
-    impl http_body::Body for Stalled {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Pending
-        }
     }
 
     #[tokio::test]
