@@ -135,7 +135,9 @@ pub use metadata::ProtectedResourceMetadata;
 pub use metrics::{LatencyHistogram, MetricsSnapshot};
 pub use requirement::{OperationRequest, Refusal, ScopeFn};
 pub use scope::ScopeHierarchy;
-pub use server::{McpServer, McpServerBuilder, Readiness};
+pub use server::{
+    BodyGuard, BodyGuardFuture, BodyGuardLayer, McpServer, McpServerBuilder, Readiness,
+};
 pub use verify::jwt::JwtVerifier;
 pub use verify::token::TokenVerifier;
 pub use verify::token::VerifyFuture;

@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 mod idle;
 mod timed_body;
 
+pub use timed_body::{BodyGuard, BodyGuardFuture, BodyGuardLayer};
+
 use crate::config::AuthConfig;
 use crate::error::{ConfigError, Error};
 use crate::layer::AuthLayer;
@@ -300,8 +302,7 @@ impl<S> McpServerBuilder<S> {
     /// skipped). Raise it for clients that
     /// upload large bodies over slow links; a zero duration is refused by
     /// [`build`](McpServerBuilder::build). Routers taken with
-    /// [`McpServer::into_router`] are served by the caller, who sets their
-    /// own limits.
+    /// [`McpServer::into_router`] keep this limit (see [`BodyGuardLayer`]).
     pub fn body_read_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
         self.body_read_timeout = timeout;
         self
@@ -530,8 +531,18 @@ fn allowed_hosts(config: &AuthConfig, extra: &[String]) -> Vec<String> {
 impl McpServer {
     /// The axum router: the protected MCP endpoint and the metadata routes.
     /// Merge it into a larger app; the caller then owns serving.
+    ///
+    /// Its routes carry the request-body guards of [`BodyGuardLayer`] (the
+    /// configured [`body_read_timeout`](McpServerBuilder::body_read_timeout),
+    /// and keep-alive after answers given before a body was read), so an
+    /// app serving it with `axum::serve` keeps them; the guards that need
+    /// the accept loop (header read and response write timeouts, the
+    /// HTTP/2 idle limit) come only with [`serve`](Self::serve). Routes the
+    /// app adds itself are guarded when the app puts a [`BodyGuardLayer`]
+    /// around the whole router.
     pub fn into_router(self) -> Router {
         self.router
+            .layer(BodyGuardLayer::new().read_timeout(self.body_read_timeout))
     }
 
     /// A handle on the authentication counters (see [`MetricsSnapshot`](crate::MetricsSnapshot)).
@@ -633,7 +644,7 @@ struct ConnectionOptions {
 
 /// How long a client may take to send a request's body (see
 /// [`McpServerBuilder::body_read_timeout`]).
-const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long a client may leave a response unread (see
 /// [`McpServerBuilder::response_write_timeout`]).

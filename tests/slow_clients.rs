@@ -509,8 +509,9 @@ async fn read_response_within(stream: &mut TcpStream, guard: Duration) -> String
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + guard;
-    // The whole answer: the head and the JSON body that follows it.
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") || !got.ends_with(b"}") {
+    // The whole answer: the head and the body its `Content-Length`
+    // announces (or, without one, the JSON body that follows it).
+    while !is_whole(&got) {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, stream.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
@@ -518,6 +519,23 @@ async fn read_response_within(stream: &mut TcpStream, guard: Duration) -> String
         }
     }
     String::from_utf8_lossy(&got).into_owned()
+}
+
+/// `got` holds a whole answer: its head, and its body as long as its
+/// `Content-Length` says or, without one, up to a closing brace.
+fn is_whole(got: &[u8]) -> bool {
+    let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    match length {
+        Some(length) => got.len() >= end + 4 + length,
+        None => got.ends_with(b"}"),
+    }
 }
 
 /// The 408 of a timed-out body: status, the JSON error, `Connection:
@@ -1046,6 +1064,230 @@ async fn a_refusal_whose_body_is_not_read_says_connection_close() {
                 .await
                 .is_some(),
             "{what}: the connection stayed open"
+        );
+    }
+}
+
+/// An app served with `axum::serve` (not `McpServer::serve`); aborted when
+/// dropped.
+struct AxumApp {
+    addr: SocketAddr,
+    issuer: TestIssuer,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AxumApp {
+    fn token(&self) -> String {
+        self.issuer
+            .token()
+            .audience(format!("http://{}/mcp", self.addr))
+            .scopes(["s:write"])
+            .sign()
+    }
+}
+
+impl Drop for AxumApp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How an [`AxumApp`] is put together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Assembly {
+    /// `McpServer::into_router()`, served as it is.
+    IntoRouter,
+    /// An app of its own: `AuthLayer` around a route, `BodyGuardLayer`
+    /// around the whole app.
+    LayerWithGuard,
+    /// The same app without `BodyGuardLayer` (the control).
+    LayerAlone,
+}
+
+/// Serves an [`Assembly`] with `axum::serve` on a loopback port; every
+/// variant protects `/mcp` with per-tool scopes (the layer reads bodies),
+/// and 404s other paths. `body_timeout` is the guard's (where there is one).
+async fn start_axum(assembly: Assembly, body_timeout: Option<Duration>) -> AxumApp {
+    use axum::routing::post;
+    let issuer = TestIssuer::start().await.expect("issuer");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let resource = format!("http://{addr}/mcp");
+    let app = match assembly {
+        Assembly::IntoRouter => scoped_server(&issuer, &resource, true)
+            .body_read_timeout(body_timeout)
+            .build()
+            .expect("server")
+            .into_router(),
+        Assembly::LayerWithGuard | Assembly::LayerAlone => {
+            let config = mcp_oauth2::AuthConfig::builder()
+                .issuer(issuer.issuer())
+                .resource(&resource)
+                .allow_insecure_http_for_loopback(true)
+                .tool_scopes("anything", ["s:write"])
+                .build()
+                .expect("config");
+            // A handler that reads the body, as rmcp would.
+            let app = axum::Router::new()
+                .route(
+                    "/mcp",
+                    post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+                )
+                .layer(mcp_oauth2::AuthLayer::new(config).expect("layer"));
+            if assembly == Assembly::LayerWithGuard {
+                app.layer(mcp_oauth2::BodyGuardLayer::new().read_timeout(body_timeout))
+            } else {
+                app
+            }
+        }
+    };
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    AxumApp { addr, issuer, task }
+}
+
+/// Sends `head`, waits 200 ms, sends `LIST`; the answer.
+async fn head_then_body(stream: &mut TcpStream, head: &str) -> String {
+    stream.write_all(head.as_bytes()).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream.write_all(LIST.as_bytes()).await.expect("write");
+    read_response_within(stream, Duration::from_secs(10)).await
+}
+
+/// The next request on a connection that was answered early: an
+/// authorized call to the endpoint; its answer ("" when the connection
+/// was lost).
+async fn next_call(stream: &mut TcpStream, addr: SocketAddr, token: &str) -> String {
+    let next = format!("{}{LIST}", body_head(addr, token));
+    if stream.write_all(next.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    read_response_within(stream, Duration::from_secs(10)).await
+}
+
+/// The early answers of an app served with `axum::serve`: no token, a bad
+/// token, a path the endpoint does not serve (`/mcp/`, another), a method
+/// it does not allow.
+fn early_answers(addr: SocketAddr, token: &str) -> Vec<(String, &'static str)> {
+    let bearer = format!("Authorization: Bearer {token}\r\n");
+    vec![
+        (post_head(addr, "/mcp", "", "", LIST.len()), "401"),
+        (
+            post_head(
+                addr,
+                "/mcp",
+                "Authorization: Bearer not.a.jwt\r\n",
+                "",
+                LIST.len(),
+            ),
+            "401",
+        ),
+        (post_head(addr, "/mcp/", &bearer, "", LIST.len()), "404"),
+        (
+            post_head(addr, "/elsewhere", &bearer, "", LIST.len()),
+            "404",
+        ),
+        (
+            post_head(addr, "/mcp", &bearer, "", LIST.len()).replacen("POST", "PUT", 1),
+            "405",
+        ),
+    ]
+}
+
+/// A router taken with `into_router` and an app with `AuthLayer` and
+/// `BodyGuardLayer`, both served with `axum::serve`, keep a connection
+/// usable after each kind of early answer given before the body arrived,
+/// as `McpServer::serve` does.
+#[tokio::test]
+async fn axum_served_apps_keep_the_connection_after_an_early_answer() {
+    for assembly in [Assembly::IntoRouter, Assembly::LayerWithGuard] {
+        let app = start_axum(assembly, Some(Duration::from_secs(30))).await;
+        let token = app.token();
+        for (head, status) in early_answers(app.addr, &token) {
+            let what = format!("{assembly:?} {}", head.lines().next().unwrap_or(""));
+            let mut stream = TcpStream::connect(app.addr).await.expect("connect");
+            let answer = head_then_body(&mut stream, &head).await;
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status}")),
+                "{what}: {answer}"
+            );
+            assert!(
+                !answer.to_ascii_lowercase().contains("connection: close"),
+                "{what}: {answer}"
+            );
+            let answer = next_call(&mut stream, app.addr, &token).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 200"),
+                "after {what}: {answer:?}"
+            );
+        }
+    }
+}
+
+/// The control: the same app without `BodyGuardLayer` loses the
+/// connection after a refusal given before the body arrived (hyper closes
+/// it without `Connection: close`), which is what the guard is for.
+#[tokio::test]
+async fn without_the_guard_an_early_refusal_loses_the_connection() {
+    let app = start_axum(Assembly::LayerAlone, None).await;
+    let token = app.token();
+    let mut stream = TcpStream::connect(app.addr).await.expect("connect");
+    let answer = head_then_body(
+        &mut stream,
+        &post_head(app.addr, "/mcp", "", "", LIST.len()),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let answer = next_call(&mut stream, app.addr, &token).await;
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // With the guard, the same exchange goes through.
+    let app = start_axum(Assembly::LayerWithGuard, None).await;
+    let mut stream = TcpStream::connect(app.addr).await.expect("connect");
+    let answer = head_then_body(
+        &mut stream,
+        &post_head(app.addr, "/mcp", "", "", LIST.len()),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    let answer = next_call(&mut stream, app.addr, &app.token()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// The body read timeout holds on routers served with `axum::serve`: a
+/// stalled body is answered 408 at the limit (the layer reading it for
+/// per-tool scopes), with `Connection: close`, and the connection closed;
+/// an early refusal whose body stalls says `Connection: close` after the
+/// grace.
+#[tokio::test]
+async fn axum_served_apps_bound_a_stalled_body() {
+    for assembly in [Assembly::IntoRouter, Assembly::LayerWithGuard] {
+        let app = start_axum(assembly, Some(Duration::from_secs(1))).await;
+        let (answer, after, mut stream) = stalled_body(app.addr, &app.token()).await;
+        assert!(
+            after >= Duration::from_millis(900),
+            "{assembly:?}: {after:?}"
+        );
+        assert_timed_out(&answer, after, &mut stream).await;
+        let head = post_head(app.addr, "/mcp", "", "", LIST.len());
+        let mut stream = open_stalled_with(app.addr, &head).await;
+        let answer = read_response_within(&mut stream, Duration::from_secs(10)).await;
+        assert!(answer.starts_with("HTTP/1.1 401"), "{assembly:?}: {answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{assembly:?}: {answer}"
+        );
+        assert!(
+            closed_within(&mut stream, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "{assembly:?}: the connection stayed open"
         );
     }
 }

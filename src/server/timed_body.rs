@@ -448,6 +448,141 @@ fn timeout_response(replaced: &Response, limit: Duration) -> Response {
     response
 }
 
+/// The request-body guards of [`McpServer::serve`](crate::McpServer::serve)
+/// as a tower layer, for an app served by something else (`axum::serve`,
+/// a router taken with [`McpServer::into_router`](crate::McpServer::into_router),
+/// [`AuthLayer`](crate::AuthLayer) in an app of your own). Put it
+/// outermost, so that it sees every request the app answers:
+///
+/// - **A body read timeout** (default 30 s, as
+///   [`McpServerBuilder::body_read_timeout`](crate::McpServerBuilder::body_read_timeout)):
+///   a request's whole body must arrive within the limit of the first
+///   moment its reader has to wait for its bytes, or reading it fails and
+///   the request is answered HTTP 408 (`request_timeout`, reason
+///   `body_read_timeout`, `Connection: close`). A body that came with its
+///   head (most MCP requests) never arms the timer.
+/// - **Keep-alive after early answers.** An answer given before the
+///   request's body was read (a refusal: no token, a bad one, an unknown
+///   path, a method not allowed) leaves the body's bytes on an HTTP/1
+///   connection. hyper then reads what has already arrived and, if that is
+///   not all, closes the connection after the answer without saying so; a
+///   client that wrote the head and the body apart (the Python SDK does,
+///   under load) and sends its next request on that connection gets no
+///   answer. With this layer the answer first reads the rest of the body
+///   (at most 64 KiB, waiting at most 1 s), so the connection serves the
+///   next request; when the rest does not come in time or is larger, the
+///   answer says `Connection: close`. A request with
+///   `Expect: 100-continue` is answered at once, with `Connection: close`.
+///
+/// What needs the server's own accept loop is not here: the header read
+/// timeout, the response write timeout and the HTTP/2 idle limit belong to
+/// `McpServer::serve` (see its documentation); an app served with
+/// `axum::serve` sets such limits in front of it (a reverse proxy).
+///
+/// ```
+/// use std::time::Duration;
+/// use mcp_oauth2::BodyGuardLayer;
+///
+/// let app: axum::Router = axum::Router::new()
+///     .route("/health", axum::routing::get(|| async { "ok" }))
+///     .layer(BodyGuardLayer::new().read_timeout(Some(Duration::from_secs(10))));
+/// # let _ = app;
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub struct BodyGuardLayer {
+    limit: Option<Duration>,
+}
+
+impl Default for BodyGuardLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BodyGuardLayer {
+    /// The guards with a body read timeout of 30 s.
+    pub fn new() -> Self {
+        Self {
+            limit: Some(super::BODY_READ_TIMEOUT),
+        }
+    }
+
+    /// How long a request's body may take to arrive (`None`: no limit; the
+    /// keep-alive handling stays). Zero fails every body that did not
+    /// arrive with its head.
+    pub fn read_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
+impl<S> tower_layer::Layer<S> for BodyGuardLayer {
+    type Service = BodyGuard<S>;
+    fn layer(&self, inner: S) -> BodyGuard<S> {
+        BodyGuard(TimedBodies {
+            inner,
+            limit: self.limit,
+            activity: None,
+        })
+    }
+}
+
+/// The service of [`BodyGuardLayer`].
+#[derive(Clone)]
+pub struct BodyGuard<S>(TimedBodies<S>);
+
+impl<S> std::fmt::Debug for BodyGuard<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyGuard")
+            .field("read_timeout", &self.0.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> tower_service::Service<http::Request<Body>> for BodyGuard<S>
+where
+    S: tower_service::Service<http::Request<Body>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BodyGuardFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        BodyGuardFuture {
+            inner: self.0.call(req),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`BodyGuard`].
+    pub struct BodyGuardFuture<F> {
+        #[pin]
+        inner: TimedResponse<F>,
+    }
+}
+
+impl<F> std::fmt::Debug for BodyGuardFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyGuardFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, E> Future for BodyGuardFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
 /// A body whose bytes never come (a stalled upload; a quiet event stream
 /// as a response), for the tests of this module and of `idle`.
 #[cfg(test)]
