@@ -508,7 +508,7 @@ impl TokenPolicy {
         if let Some(exp) = checked.exp {
             b = b.expires_at_unix(exp);
         }
-        if let Some(c) = client_id(claims) {
+        if let Some(c) = client_id(claims)? {
             b = b.client_id(c);
         }
         if let Some(jkt) = &checked.dpop_jkt {
@@ -594,11 +594,19 @@ impl TenantMatcher {
 
 /// The client a token was issued to: RFC 9068 `client_id`; else what
 /// providers use: `azp` (OpenID, Auth0, Keycloak, Entra v2), `cid` (Okta),
-/// `appid` (Entra v1).
-fn client_id<'c>(claims: &Members<'c>) -> Option<Cow<'c, str>> {
-    ["client_id", "azp", "cid", "appid"]
-        .into_iter()
-        .find_map(|name| claims.str(name).ok().flatten())
+/// `appid` (Entra v1). The first of them present names the client; one
+/// present that is not a non-empty string makes the token malformed
+/// (`invalid_claims`), as a `sub` would: skipping it would let a later
+/// member, or none, stand for the client, and sessions are bound to it.
+fn client_id<'c>(claims: &Members<'c>) -> Result<Option<Cow<'c, str>>, AuthError> {
+    for name in ["client_id", "azp", "cid", "appid"] {
+        match claims.str(name) {
+            Ok(None) => {}
+            Ok(Some(client)) if !client.is_empty() => return Ok(Some(client)),
+            Ok(Some(_)) | Err(()) => return Err(AuthErrorKind::InvalidClaims.into()),
+        }
+    }
+    Ok(None)
 }
 
 /// The resource URI split for the canonical comparison.

@@ -284,12 +284,17 @@ fn compute_principal_key(ctx: &AuthContext) -> Owner {
     let (iss, sub, client) = ctx.principal();
     let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let tenant = ctx.tenant().map(|t| ["tenant", t]);
-    for field in [iss, sub, client.unwrap_or("")]
+    // No client and an empty one differ (a custom verifier may set either):
+    // each field is tagged as present or absent before its length.
+    for field in [Some(iss), Some(sub), client]
         .into_iter()
-        .chain(tenant.into_iter().flatten())
+        .chain(tenant.into_iter().flatten().map(Some))
     {
+        let field = field.map(str::as_bytes);
+        digest.update(&[u8::from(field.is_some())]);
+        let field = field.unwrap_or_default();
         digest.update(&(field.len() as u64).to_be_bytes());
-        digest.update(field.as_bytes());
+        digest.update(field);
     }
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.finish().as_ref());
@@ -551,6 +556,25 @@ mod tests {
         }
         assert_eq!(principal_key(&ctx(Some("a"))), keys[1]);
         assert_eq!(ctx(Some("a")).tenant(), Some("a"));
+    }
+
+    // No client and an empty client are two principals (a token cannot
+    // carry an empty one, a custom verifier can set it); so are a client
+    // named like the tenant marker and a tenant.
+    #[test]
+    fn principal_keys_tell_no_client_from_an_empty_one() {
+        let no_client = AuthContext::builder("https://iss", "alice").build();
+        let empty = AuthContext::builder("https://iss", "alice")
+            .client_id("")
+            .build();
+        assert_ne!(principal_key(&no_client), principal_key(&empty));
+        let tenant = AuthContext::builder("https://iss", "alice")
+            .tenant("t")
+            .build();
+        let client = AuthContext::builder("https://iss", "alice")
+            .client_id("tenant")
+            .build();
+        assert_ne!(principal_key(&tenant), principal_key(&client));
     }
 
     #[test]

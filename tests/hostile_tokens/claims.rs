@@ -217,6 +217,68 @@ async fn sub_missing_or_not_a_string_is_refused() {
     assert_eq!(rig.issuer.total_hits(), 0);
 }
 
+// RFC 9068 section 2.2: `client_id` is a string; what providers use in
+// its place (`azp`, `cid`, `appid`) too. A session is bound to the client,
+// so a member of the wrong type must not let a later member, or no client
+// at all, stand for it: such a token is refused, as a `sub` of the wrong
+// type is.
+#[tokio::test]
+async fn a_client_id_that_is_not_a_string_is_refused() {
+    let rig = Rig::start(|b| b).await;
+    let refused = [
+        ("number", rig.token().claim("client_id", json!(5)).sign()),
+        ("empty", rig.token().claim("client_id", json!("")).sign()),
+        (
+            "array",
+            rig.token().claim("client_id", json!(["app"])).sign(),
+        ),
+        (
+            "object",
+            rig.token().claim("client_id", json!({"a": 1})).sign(),
+        ),
+        (
+            "number before azp",
+            rig.token()
+                .claim("client_id", json!(5))
+                .claim("azp", json!("web"))
+                .sign(),
+        ),
+        (
+            "azp number",
+            without_client_id(&rig).claim("azp", json!(7)).sign(),
+        ),
+        (
+            "cid empty",
+            without_client_id(&rig).claim("cid", json!("")).sign(),
+        ),
+        (
+            "appid bool",
+            without_client_id(&rig).claim("appid", json!(true)).sign(),
+        ),
+    ];
+    for (name, token) in refused {
+        assert_invalid_token(&rig.send(&token).await, "invalid_claims", name);
+    }
+    for (name, token) in [
+        (
+            "client_id",
+            rig.token().claim("client_id", json!("app")).sign(),
+        ),
+        (
+            "azp",
+            without_client_id(&rig).claim("azp", json!("web")).sign(),
+        ),
+        ("none", without_client_id(&rig).sign()),
+    ] {
+        assert_eq!(rig.send(&token).await.status, 200, "{name}");
+    }
+}
+
+/// A token of `rig` without the `client_id` the test issuer adds.
+fn without_client_id(rig: &Rig) -> mcp_oauth2::testing::TokenBuilder<'_> {
+    rig.token().claim("client_id", Value::Null)
+}
+
 // RFC 9449 section 7.2 / RFC 8705 section 3 / RFC 7800 section 3: a token
 // bound to a key (`cnf`) is useless without the proof of possession;
 // presented as a plain Bearer token it is refused.
