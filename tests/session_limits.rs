@@ -97,6 +97,62 @@ async fn other_principals_still_open_sessions_when_one_is_capped() {
     }
 }
 
+// The per-principal cap counts the user (issuer, subject), whatever the
+// client: one subject with tokens of many clients (dynamic client
+// registration makes them cheap) cannot multiply it and fill the total
+// cap. Each session still belongs to its own client.
+#[tokio::test]
+async fn the_cap_counts_a_user_across_clients() {
+    let t = Target::start_with(Mount::Default, |b| b.max_sessions_per_principal(2)).await;
+    let token = |client: &str| {
+        t.issuer
+            .token()
+            .subject("mallory")
+            .client_id(client)
+            .audience(&t.resource)
+            .scopes([attack::READ, attack::WRITE])
+            .sign()
+    };
+    let open = |token: String| {
+        let t = &t;
+        async move {
+            t.request("POST", t.path())
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json, text/event-stream")
+                .header("Authorization", &format!("Bearer {token}"))
+                .body(attack::initialize_body(1))
+                .send()
+                .await
+                .unwrap_or_else(|e| RawResponse::failed(&e))
+        }
+    };
+    let mut sessions = Vec::new();
+    for client in ["dcr-0", "dcr-1"] {
+        let response = open(token(client)).await;
+        assert_eq!(response.status, 200, "{client}: {}", response.summary());
+        sessions.push(response.header("mcp-session-id").expect("id").to_owned());
+    }
+    for client in ["dcr-2", "dcr-3", "dcr-0"] {
+        assert_session_refused(&open(token(client)).await, client);
+    }
+    // Another user is not counted with mallory.
+    let (bob, response) = t.open_session(TokenKind::Bob).await;
+    assert!(bob.is_some(), "bob: {}", response.summary());
+    // Each session belongs to its client: dcr-1 cannot use dcr-0's.
+    let used = t
+        .request("POST", t.path())
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json, text/event-stream")
+        .header("Authorization", &format!("Bearer {}", token("dcr-1")))
+        .header("Mcp-Session-Id", &sessions[0])
+        .header("MCP-Protocol-Version", attack::LEGACY)
+        .body(tool_call_body(9, "open_tool"))
+        .send()
+        .await
+        .unwrap_or_else(|e| RawResponse::failed(&e));
+    assert_eq!(used.status, 404, "{}", used.summary());
+}
+
 // Ending a session frees its slot.
 #[tokio::test]
 async fn ended_session_frees_a_slot() {

@@ -322,9 +322,12 @@ impl AuthConfigBuilder {
     }
 
     /// Cap on the legacy sessions (`Mcp-Session-Id`, protocol 2025-11-25
-    /// and earlier) one principal (issuer, subject, client) holds open
-    /// (default 64). One more `initialize`
-    /// gets 429 with `Retry-After`; open sessions are never evicted for it.
+    /// and earlier) one user (issuer, tenant and subject: all its clients
+    /// together) holds open (default 64). One more `initialize` gets 429
+    /// with `Retry-After`; open sessions are never evicted for it. Counted
+    /// per user, not per client, so that tokens of many clients (cheap with
+    /// dynamic client registration) do not multiply it; each session still
+    /// belongs to the client that opened it.
     pub fn max_sessions_per_principal(mut self, sessions: usize) -> Self {
         self.sessions.per_principal = sessions;
         self

@@ -29,10 +29,10 @@ use crate::verify::TokenVerifier;
 use super::Shared;
 use super::future::{ResponseFuture, finish};
 use super::operations::{Placement, filter_lists};
-use super::sessions::principal_key;
 use super::sessions::{
     AfterResponse, OwnedInStore, OwnerOf, SessionHook, session_id, session_not_found,
 };
+use super::sessions::{principal_key, user_key};
 use super::step_up::{Settled, StepUpCheck};
 use crate::context::{StepUp, SubjectToken};
 
@@ -635,19 +635,22 @@ impl Shared {
             // what was created, within the caps.
             None
         } else {
-            let owner = principal_key(ctx);
-            if let Err(refusal) = self.sessions.may_open(&owner) {
+            let user = user_key(ctx);
+            if let Err(refusal) = self.sessions.may_open(&user) {
                 return Err(Box::new(self.refuse(
                     Refused::TooManySessions(refusal.code()),
                     req,
                     &seen.meta,
                 )));
             }
-            Some(owner)
+            Some((principal_key(ctx), user))
         };
         Ok(Some(SessionHook {
             shared: Arc::clone(self),
-            then: AfterResponse::Bind(owner.map_or(OwnerOf::Later(ctx.clone()), OwnerOf::Known)),
+            then: AfterResponse::Bind(owner.map_or_else(
+                || OwnerOf::Later(ctx.clone()),
+                |(owner, user)| OwnerOf::Known(owner, user),
+            )),
         }))
     }
 

@@ -44,7 +44,9 @@ fn store_key(id: &str) -> String {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct OwnedInStore;
 
-/// A principal's digest: (issuer, subject, client id), length-prefixed.
+/// A principal's digest: (issuer, subject, client id, tenant),
+/// length-prefixed: who a session belongs to. The same digest without the
+/// client names the user a session is counted against.
 pub(crate) type Owner = [u8; 32];
 
 /// Closes a session in the MCP service (set by `McpServer`, which owns
@@ -55,7 +57,8 @@ pub(crate) type Closer = Arc<dyn Fn(String) + Send + Sync>;
 /// Why a new session was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
-    /// The principal holds `max_sessions_per_principal` sessions already.
+    /// The user (issuer, tenant, subject: whatever the client) holds
+    /// `max_sessions_per_principal` sessions already.
     PrincipalCap,
     /// All principals together hold `max_sessions` sessions.
     TotalCap,
@@ -72,13 +75,17 @@ impl Refusal {
 
 struct Entry {
     owner: Owner,
+    /// The user it counts against (see [`user_key`]).
+    user: Owner,
     last_used: Instant,
 }
 
 #[derive(Default)]
 struct Table {
     sessions: HashMap<Box<str>, Entry>,
-    per_owner: HashMap<Owner, usize>,
+    /// Sessions per user: the per-principal cap counts users, not clients,
+    /// so that one user cannot multiply it by registering clients.
+    per_user: HashMap<Owner, usize>,
     /// When the whole table was last swept for idle sessions.
     last_sweep: Option<Instant>,
 }
@@ -129,20 +136,20 @@ impl Sessions {
         }
     }
 
-    /// Whether `owner` may open one more session now (a check before the
+    /// Whether `user` may open one more session now (a check before the
     /// request reaches the service; [`bind`](Self::bind) decides for good).
-    pub(crate) fn may_open(&self, owner: &Owner) -> Result<(), Refusal> {
+    pub(crate) fn may_open(&self, user: &Owner) -> Result<(), Refusal> {
         let (verdict, expired) = {
             let mut table = self.lock();
-            let expired = self.sweep_if_full(&mut table, owner);
-            (self.check(&table, owner), expired)
+            let expired = self.sweep_if_full(&mut table, user);
+            (self.check(&table, user), expired)
         };
         self.close(expired);
         verdict
     }
 
-    fn check(&self, table: &Table, owner: &Owner) -> Result<(), Refusal> {
-        if table.per_owner.get(owner).copied().unwrap_or(0) >= self.limits.per_principal {
+    fn check(&self, table: &Table, user: &Owner) -> Result<(), Refusal> {
+        if table.per_user.get(user).copied().unwrap_or(0) >= self.limits.per_principal {
             return Err(Refusal::PrincipalCap);
         }
         if table.sessions.len() >= self.limits.total {
@@ -151,16 +158,15 @@ impl Sessions {
         Ok(())
     }
 
-    /// Frees idle sessions when a cap is reached: the principal's own
-    /// first, the whole table at most once a second.
-    fn sweep_if_full(&self, table: &mut Table, owner: &Owner) -> Vec<Box<str>> {
+    /// Frees idle sessions when a cap is reached: the user's own first,
+    /// the whole table at most once a second.
+    fn sweep_if_full(&self, table: &mut Table, user: &Owner) -> Vec<Box<str>> {
         let now = Instant::now();
         let idle = self.limits.idle_timeout;
         let mut expired = Vec::new();
-        let owner_full =
-            table.per_owner.get(owner).copied().unwrap_or(0) >= self.limits.per_principal;
+        let user_full = table.per_user.get(user).copied().unwrap_or(0) >= self.limits.per_principal;
         let total_full = table.sessions.len() >= self.limits.total;
-        if !owner_full && !total_full {
+        if !user_full && !total_full {
             return expired;
         }
         let sweep_all = total_full
@@ -171,14 +177,12 @@ impl Sessions {
             table.last_sweep = Some(now);
         }
         let Table {
-            sessions,
-            per_owner,
-            ..
+            sessions, per_user, ..
         } = table;
         sessions.retain(|id, entry| {
-            let candidate = sweep_all || entry.owner == *owner;
+            let candidate = sweep_all || entry.user == *user;
             if candidate && now.duration_since(entry.last_used) >= idle {
-                decrement(per_owner, &entry.owner);
+                decrement(per_user, &entry.user);
                 expired.push(id.clone());
                 false
             } else {
@@ -188,24 +192,25 @@ impl Sessions {
         expired
     }
 
-    /// Binds a session the service just created to `owner`, within the
-    /// caps. `Err`: the session must not be used (the caller closes it and
-    /// answers 429).
-    pub(crate) fn bind(&self, id: &str, owner: Owner) -> Result<(), Refusal> {
+    /// Binds a session the service just created to `owner`, counted
+    /// against `user`, within the caps. `Err`: the session must not be used
+    /// (the caller closes it and answers 429).
+    pub(crate) fn bind(&self, id: &str, owner: Owner, user: Owner) -> Result<(), Refusal> {
         let (verdict, expired) = {
             let mut table = self.lock();
-            let expired = self.sweep_if_full(&mut table, &owner);
-            let verdict = self.check(&table, &owner);
+            let expired = self.sweep_if_full(&mut table, &user);
+            let verdict = self.check(&table, &user);
             if verdict.is_ok() {
                 let entry = Entry {
                     owner,
+                    user,
                     last_used: Instant::now(),
                 };
                 if let Some(old) = table.sessions.insert(id.into(), entry) {
                     // A service that hands out one id twice: keep the counts right.
-                    decrement(&mut table.per_owner, &old.owner);
+                    decrement(&mut table.per_user, &old.user);
                 }
-                *table.per_owner.entry(owner).or_insert(0) += 1;
+                *table.per_user.entry(user).or_insert(0) += 1;
             }
             (verdict, expired)
         };
@@ -220,7 +225,7 @@ impl Sessions {
     pub(crate) fn unbind(&self, id: &str) {
         let mut table = self.lock();
         if let Some(entry) = table.sessions.remove(id) {
-            decrement(&mut table.per_owner, &entry.owner);
+            decrement(&mut table.per_user, &entry.user);
         }
     }
 
@@ -232,15 +237,13 @@ impl Sessions {
         let owned = {
             let mut table = self.lock();
             let Table {
-                sessions,
-                per_owner,
-                ..
+                sessions, per_user, ..
             } = &mut *table;
             match sessions.get_mut(id) {
                 Some(entry) if now.duration_since(entry.last_used) >= self.limits.idle_timeout => {
-                    let owner = entry.owner;
+                    let user = entry.user;
                     sessions.remove(id);
-                    decrement(per_owner, &owner);
+                    decrement(per_user, &user);
                     expired = Some(Box::<str>::from(id));
                     false
                 }
@@ -264,11 +267,11 @@ impl Sessions {
     }
 }
 
-fn decrement(per_owner: &mut HashMap<Owner, usize>, owner: &Owner) {
-    if let Some(n) = per_owner.get_mut(owner) {
+fn decrement(per_user: &mut HashMap<Owner, usize>, user: &Owner) {
+    if let Some(n) = per_user.get_mut(user) {
         *n = n.saturating_sub(1);
         if *n == 0 {
-            per_owner.remove(owner);
+            per_user.remove(user);
         }
     }
 }
@@ -277,16 +280,28 @@ fn decrement(per_owner: &mut HashMap<Owner, usize>, owner: &Owner) {
 /// that no two principals share one (`alice` of tenant A is not `alice` of
 /// tenant B, even under one issuer with the tenant in a claim).
 pub(crate) fn principal_key(ctx: &AuthContext) -> Owner {
-    ctx.principal_key_with(compute_principal_key)
+    ctx.principal_key_with(|ctx| {
+        let (iss, sub, client) = ctx.principal();
+        digest_of([Some(iss), Some(sub), client], ctx.tenant())
+    })
 }
 
-fn compute_principal_key(ctx: &AuthContext) -> Owner {
-    let (iss, sub, client) = ctx.principal();
+/// The user `ctx` is: its principal without the client (issuer, subject,
+/// tenant), what the per-principal session cap counts. Computed only when
+/// a session is opened.
+pub(crate) fn user_key(ctx: &AuthContext) -> Owner {
+    let (iss, sub, _) = ctx.principal();
+    // "user" first: never the digest of a principal.
+    digest_of([Some("user"), Some(iss), Some(sub)], ctx.tenant())
+}
+
+/// The SHA-256 of `fields` and the tenant, each tagged as present or
+/// absent and length-prefixed: no client and an empty one differ (a custom
+/// verifier may set either), and no two lists of fields share a digest.
+fn digest_of(fields: [Option<&str>; 3], tenant: Option<&str>) -> Owner {
     let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let tenant = ctx.tenant().map(|t| ["tenant", t]);
-    // No client and an empty one differ (a custom verifier may set either):
-    // each field is tagged as present or absent before its length.
-    for field in [Some(iss), Some(sub), client]
+    let tenant = tenant.map(|t| ["tenant", t]);
+    for field in fields
         .into_iter()
         .chain(tenant.into_iter().flatten().map(Some))
     {
@@ -373,8 +388,9 @@ impl Shared {
 
 /// Who would own a session the request creates.
 pub(super) enum OwnerOf {
-    /// Computed before the request (the caps were checked).
-    Known(Owner),
+    /// Computed before the request (the caps were checked): the owner and
+    /// the user it counts against.
+    Known(Owner, Owner),
     /// Computed only if a session is created (a stateless call normally
     /// creates none, so it pays nothing).
     Later(AuthContext),
@@ -414,7 +430,7 @@ impl SessionHook {
                 }
                 return self.after(response);
             }
-            AfterResponse::Bind(OwnerOf::Known(owner)) => *owner,
+            AfterResponse::Bind(OwnerOf::Known(owner, _)) => *owner,
             AfterResponse::Bind(OwnerOf::Later(ctx)) => principal_key(ctx),
         };
         let response = self.after(response);
@@ -460,12 +476,12 @@ impl SessionHook {
         let Some(new_id) = response.headers().get(SESSION_HEADER) else {
             return response;
         };
-        let owner = match owner {
-            OwnerOf::Known(owner) => owner,
-            OwnerOf::Later(ctx) => principal_key(&ctx),
+        let (owner, user) = match owner {
+            OwnerOf::Known(owner, user) => (owner, user),
+            OwnerOf::Later(ctx) => (principal_key(&ctx), user_key(&ctx)),
         };
         let bound = match new_id.to_str() {
-            Ok(id) => self.shared.sessions.bind(id, owner),
+            Ok(id) => self.shared.sessions.bind(id, owner, user),
             // Unreachable with rmcp (its ids are ASCII); unbound means unusable.
             Err(_) => return response,
         };
@@ -517,12 +533,12 @@ mod tests {
     fn caps_refuse_instead_of_evicting() {
         let s = Sessions::new(limits(2, 3, Duration::from_secs(300)));
         let (a, b) = ([1u8; 32], [2u8; 32]);
-        assert!(s.bind("a1", a).is_ok());
-        assert!(s.bind("a2", a).is_ok());
+        assert!(s.bind("a1", a, a).is_ok());
+        assert!(s.bind("a2", a, a).is_ok());
         assert_eq!(s.may_open(&a), Err(Refusal::PrincipalCap));
-        assert_eq!(s.bind("a3", a), Err(Refusal::PrincipalCap));
-        assert!(s.bind("b1", b).is_ok());
-        assert_eq!(s.bind("b2", b), Err(Refusal::TotalCap));
+        assert_eq!(s.bind("a3", a, a), Err(Refusal::PrincipalCap));
+        assert!(s.bind("b1", b, b).is_ok());
+        assert_eq!(s.bind("b2", b, b), Err(Refusal::TotalCap));
         // Nothing live was evicted.
         assert!(s.use_session("a1", &a) && s.use_session("a2", &a) && s.use_session("b1", &b));
         assert!(
@@ -532,6 +548,39 @@ mod tests {
         s.unbind("a1");
         assert!(s.may_open(&a).is_ok());
         assert_eq!(s.len(), 2);
+    }
+
+    // The per-principal cap counts the user, whatever the client: one user
+    // with tokens of many clients (registered dynamically, say) cannot
+    // multiply it; each session still belongs to its own client.
+    #[test]
+    fn the_cap_counts_the_user_across_clients() {
+        let s = Sessions::new(limits(2, 10, Duration::from_secs(300)));
+        let ctx = |client: &str| {
+            AuthContext::builder("https://iss", "mallory")
+                .client_id(client)
+                .build()
+        };
+        let (one, two, three) = (ctx("c1"), ctx("c2"), ctx("c3"));
+        assert_eq!(user_key(&one), user_key(&two));
+        assert_ne!(principal_key(&one), principal_key(&two));
+        assert_ne!(user_key(&one), principal_key(&one));
+        assert!(s.bind("s1", principal_key(&one), user_key(&one)).is_ok());
+        assert!(s.bind("s2", principal_key(&two), user_key(&two)).is_ok());
+        assert_eq!(s.may_open(&user_key(&three)), Err(Refusal::PrincipalCap));
+        assert_eq!(
+            s.bind("s3", principal_key(&three), user_key(&three)),
+            Err(Refusal::PrincipalCap)
+        );
+        assert!(!s.use_session("s1", &principal_key(&two)));
+        assert!(s.use_session("s2", &principal_key(&two)));
+        // Another user is not counted with them.
+        let other = AuthContext::builder("https://iss", "alice")
+            .client_id("c1")
+            .build();
+        assert!(s.may_open(&user_key(&other)).is_ok());
+        s.unbind("s1");
+        assert!(s.may_open(&user_key(&three)).is_ok());
     }
 
     // Issue 19: `alice` of one tenant is not `alice` of another, even under
@@ -581,7 +630,7 @@ mod tests {
     fn idle_sessions_expire_and_free_their_slot() {
         let s = Sessions::new(limits(1, 10, Duration::from_millis(20)));
         let a = [1u8; 32];
-        assert!(s.bind("a1", a).is_ok());
+        assert!(s.bind("a1", a, a).is_ok());
         assert_eq!(s.may_open(&a), Err(Refusal::PrincipalCap));
         std::thread::sleep(Duration::from_millis(40));
         assert!(s.may_open(&a).is_ok(), "the idle session no longer counts");
