@@ -306,6 +306,43 @@ async fn downstream_whoami_calls_the_api_as_the_caller() {
     }
 }
 
+// The reference server trusting two issuers (`MCP_OAUTH2_ISSUER=A,B`)
+// without `MCP_OAUTH2_TOKEN_ENDPOINT`: its client is taken as registered
+// at the first, so a caller of B gets `issuer_not_allowed` as the tool's
+// error and B's token endpoint is never sent the secret; a caller of A is
+// served.
+#[tokio::test]
+async fn the_reference_server_exchanges_only_at_its_first_issuer() {
+    let a = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let b = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&a).await;
+    let issuers = format!("{},{}", a.issuer(), b.issuer());
+    let vars = downstream_vars_with(&api, None, &[("MCP_OAUTH2_ISSUER", &issuers)]);
+    let b_issuer = b.issuer().to_owned();
+    let notes = Notes::start_on(a, |c| c.issuer(b_issuer), Some(vars), false).await;
+    let from_b = b
+        .token()
+        .subject("alice")
+        .audience(&notes.resource)
+        .scopes(["notes:read"])
+        .sign();
+    let client = bounded(legacy_client(&notes.resource, &from_b))
+        .await
+        .unwrap();
+    let (is_error, text) = call_result(&client, "downstream_whoami").await;
+    assert!(is_error && text.contains("issuer_not_allowed"), "{text}");
+    assert_eq!((b.token_hits(), b.exchange_hits()), (0, 0));
+    client.cancel().await.unwrap();
+    let from_a = notes.token_for("alice", &["notes:read"]);
+    let client = bounded(legacy_client(&notes.resource, &from_a))
+        .await
+        .unwrap();
+    let (is_error, text) = call_result(&client, "downstream_whoami").await;
+    assert!(!is_error, "{text}");
+    assert_eq!(notes.issuer.exchange_hits(), 1);
+    client.cancel().await.unwrap();
+}
+
 // Without its variables the tool answers `isError: true` naming each
 // missing one; a refused exchange names the token endpoint's error code.
 #[tokio::test]
@@ -469,6 +506,65 @@ async fn get_call(url: &str, token: &str) -> (u16, String) {
         .await
         .unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// Serves `app` behind a layer trusting both issuers; its `/call` URL and
+/// a token of `alice` from each.
+async fn serve_app_for_two(a: &TestIssuer, b: &TestIssuer, app: App) -> (String, String, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let resource = format!("{base}/mcp");
+    let config = AuthConfig::builder()
+        .issuer(a.issuer())
+        .issuer(b.issuer())
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route("/call", get(call_downstream))
+        .with_state(app)
+        .layer(AuthLayer::new(config).unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let token = |issuer: &TestIssuer| {
+        issuer
+            .token()
+            .subject("alice")
+            .audience(&resource)
+            .scopes(["notes:read"])
+            .sign()
+    };
+    (format!("{base}/call"), token(a), token(b))
+}
+
+// A server trusting two authorization servers, its client registered at
+// one (A): with `ExchangeSettings::issuer(A)` a caller of B gets
+// `issuer_not_allowed` and B hears nothing (no discovery, no token
+// request: the client's secret never reaches it); a caller of A is
+// exchanged at A's discovered endpoint. Without the setting (the control)
+// B's endpoint is discovered and sent the secret.
+#[tokio::test]
+async fn the_client_secret_goes_only_to_the_issuers_it_is_registered_at() {
+    let a = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let b = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&a).await;
+    let discovered =
+        || ExchangeSettings::new(CLIENT, SECRET).allow_insecure_http_for_loopback(true);
+    let bound = app(&api, discovered().issuer(a.issuer()));
+    let (url, from_a, from_b) = serve_app_for_two(&a, &b, bound).await;
+    let (status, body) = get_call(&url, &from_b).await;
+    assert_eq!((status, body.as_str()), (502, "issuer_not_allowed"));
+    // B's token endpoint was never called (its metadata and keys were
+    // fetched by the layer, to verify the token).
+    assert_eq!((b.token_hits(), b.exchange_hits()), (0, 0));
+    let (status, body) = get_call(&url, &from_a).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(a.exchange_hits(), 1);
+
+    let open = app(&api, discovered());
+    let (url, _, from_b) = serve_app_for_two(&a, &b, open).await;
+    let _ = get_call(&url, &from_b).await;
+    assert_eq!(b.exchange_hits(), 1, "the control: B got the exchange");
 }
 
 // Single flight: concurrent calls needing the same token wait for one

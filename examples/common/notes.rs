@@ -145,6 +145,20 @@ impl Downstream {
                 }
             }
         }
+        // Without a token endpoint it is discovered from the caller's
+        // issuer, and the client authenticates there with its secret. The
+        // client is registered at one authorization server: with several
+        // issuers trusted, the first (as introspection uses it) is the only
+        // one the exchange serves, so the secret never goes to the others.
+        let issuers = value("MCP_OAUTH2_ISSUER").unwrap_or_default();
+        let mut issuers = issuers.split(',').map(str::trim).filter(|i| !i.is_empty());
+        if let (None, Some(first), Some(_)) = (
+            value("MCP_OAUTH2_TOKEN_ENDPOINT"),
+            issuers.next(),
+            issuers.next(),
+        ) {
+            settings = settings.issuer(first);
+        }
         let sealing = match (value("MCP_OAUTH2_EXCHANGE_CACHE_KEY"), shared) {
             (Some(secret), Some(store)) => {
                 use base64::Engine as _;

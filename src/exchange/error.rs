@@ -47,6 +47,11 @@ pub enum ExchangeErrorKind {
     /// The downstream call was refused before it was sent (a URL that is not
     /// `https://`) or failed (network, deadline).
     Downstream,
+    /// The caller's issuer is not one this server's client is registered
+    /// at ([`ExchangeSettings::issuer`](crate::ExchangeSettings::issuer)):
+    /// nothing was sent, the client's credentials never go to another
+    /// authorization server.
+    IssuerNotAllowed,
 }
 
 /// Why a token exchange or a downstream call failed. Its text names the
@@ -171,7 +176,8 @@ impl ExchangeError {
 
     /// The token endpoint's OAuth error code for a refusal (`invalid_grant`,
     /// `invalid_target`, ...); otherwise a reason code of this crate:
-    /// `no_subject_token`, `transport`, `malformed_response`, `downstream`.
+    /// `no_subject_token`, `transport`, `malformed_response`, `downstream`,
+    /// `issuer_not_allowed`.
     pub fn code(&self) -> &str {
         if let Some(code) = &self.0.code {
             return code;
@@ -180,6 +186,7 @@ impl ExchangeError {
             ExchangeErrorKind::NoSubjectToken => "no_subject_token",
             ExchangeErrorKind::MalformedResponse => "malformed_response",
             ExchangeErrorKind::Downstream => "downstream",
+            ExchangeErrorKind::IssuerNotAllowed => "issuer_not_allowed",
             _ => "transport",
         }
     }

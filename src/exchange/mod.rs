@@ -428,9 +428,20 @@ impl TokenExchanger {
         )
     }
 
-    /// The configured endpoint, or the one discovered from `issuer`.
+    /// The configured endpoint, or the one discovered from `issuer`; never
+    /// for an issuer the client is not registered at (when that is said).
     async fn endpoint(&self, issuer: &str) -> Result<Url, ExchangeError> {
         let s = &self.inner.settings;
+        if !s.issuers.is_empty() && !s.issuers.iter().any(|allowed| allowed == issuer) {
+            tracing::warn!(
+                issuer,
+                "refused a token exchange: this server's client is not registered at the caller's issuer"
+            );
+            return Err(ExchangeError::new(
+                ExchangeErrorKind::IssuerNotAllowed,
+                "the caller's issuer is not one this server's client is registered at",
+            ));
+        }
         if let Some(url) = &s.endpoint {
             return Ok(url.clone());
         }

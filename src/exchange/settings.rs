@@ -33,6 +33,8 @@ pub enum ExchangeGrant {
 #[must_use]
 pub struct ExchangeSettings {
     pub(crate) endpoint: Option<Url>,
+    /// The issuers whose token endpoint may be discovered (empty: any).
+    pub(crate) issuers: Vec<String>,
     pub(crate) client_id: String,
     pub(crate) client_secret: ClientSecret,
     pub(crate) auth_method: ClientAuthMethod,
@@ -54,6 +56,7 @@ impl ExchangeSettings {
     pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
         Self {
             endpoint: None,
+            issuers: Vec::new(),
             client_id: client_id.into(),
             client_secret: ClientSecret::new(client_secret),
             auth_method: ClientAuthMethod::default(),
@@ -92,6 +95,21 @@ impl ExchangeSettings {
     /// The token endpoint (default: discovered from the caller's issuer).
     pub fn endpoint(mut self, url: Url) -> Self {
         self.endpoint = Some(url);
+        self
+    }
+
+    /// An issuer this client is registered at (repeatable): the exchange
+    /// then serves only callers whose token comes from one of the listed
+    /// issuers, and a caller of another issuer gets
+    /// [`IssuerNotAllowed`](crate::ExchangeErrorKind::IssuerNotAllowed)
+    /// before anything is sent. Without an [`endpoint`](Self::endpoint) the
+    /// token endpoint is discovered from the caller's issuer, and the client
+    /// authenticates there with its secret: **a server that trusts several
+    /// authorization servers must list the one(s) its client belongs to
+    /// here** (or set the endpoint), or the secret would be sent to any
+    /// of them. Compared exactly with the caller's issuer, as `iss` is.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
         self
     }
 
