@@ -364,25 +364,71 @@ async fn unreadable_bodies_are_refused_when_rules_exist() {
         .scopes(["notes:read"])
         .sign();
     let auth = format!("Bearer {read}");
-    for body in [
+    let utf16: Vec<u8> = r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let cases: [(Vec<u8>, i32, &str); 11] = [
         // serde_json keeps the last `name`: whoami_arg would run.
-        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","name":"whoami_arg","arguments":{}}}"#,
-        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","\u006eame":"whoami_arg"}}"#,
-        r#"{"jsonrpc":"2.0","id":7,"method":"tools/list","method":"tools/call","params":{"name":"whoami_arg"}}"#,
-        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami\ud800"}}"#,
-        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami"}"#,
-        "not json",
-    ] {
+        (
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","name":"whoami_arg","arguments":{}}}"#.to_vec(),
+            -32700,
+            "repeats a member name",
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","\u006eame":"whoami_arg"}}"#.to_vec(),
+            -32700,
+            "repeats a member name",
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/list","method":"tools/call","params":{"name":"whoami_arg"}}"#.to_vec(),
+            -32700,
+            "repeats a member name",
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami\ud800"}}"#.to_vec(),
+            -32700,
+            "not valid JSON",
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami"}"#.to_vec(),
+            -32700,
+            "ends before its JSON value",
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}{}"#.to_vec(),
+            -32700,
+            "more after its JSON value",
+        ),
+        (b"not json".to_vec(), -32600, "not a JSON object or array"),
+        (
+            "\u{feff}{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/list\"}".into(),
+            -32600,
+            "byte order mark",
+        ),
+        (vec![0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe], -32700, "not UTF-8"),
+        (utf16, -32700, "not valid JSON"),
+        (
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"arguments":{}}}"#.to_vec(),
+            -32602,
+            "params.name",
+        ),
+    ];
+    for (body, code, says) in cases {
+        let shown = String::from_utf8_lossy(&body).into_owned();
         let resp = h.post(&[("authorization", &auth)], body).await;
-        assert_eq!(resp.status(), 400, "{body}");
-        // A JSON-RPC parse error, not an OAuth challenge (a 2026-07-28
-        // client must not take it for a legacy server).
-        assert!(resp.headers().get("www-authenticate").is_none(), "{body}");
+        assert_eq!(resp.status(), 400, "{shown}");
+        // A JSON-RPC error naming the rule the body broke, not an OAuth
+        // challenge (a 2026-07-28 client must not take it for a legacy
+        // server).
+        assert!(resp.headers().get("www-authenticate").is_none(), "{shown}");
         let answer: serde_json::Value = resp.json().await.unwrap();
-        assert_eq!(answer["error"]["code"], -32700, "{body}");
+        assert_eq!(answer["error"]["code"], code, "{shown}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{shown}: {message}");
         assert_eq!(
             answer["error"]["data"]["reason"], "body_unreadable",
-            "{body}"
+            "{shown}"
         );
     }
 }

@@ -271,14 +271,19 @@ pub(crate) fn header_mismatch_response(id: Option<&str>, request_id: Option<&str
 }
 
 /// A body the strict reader refuses (not JSON, repeated member names, too
-/// deep): the JSON-RPC parse error `-32700`, so that a 2026-07-28 client
-/// reads a JSON-RPC answer rather than an OAuth one.
-pub(crate) fn parse_error_response(request_id: Option<&str>) -> Response {
+/// deep, not a request): a JSON-RPC error naming the rule it broke (parse
+/// error `-32700`, invalid request `-32600` or invalid params `-32602`,
+/// see [`Unreadable`](crate::operation::Unreadable)), so that a
+/// 2026-07-28 client reads a JSON-RPC answer rather than an OAuth one.
+pub(crate) fn parse_error_response(
+    why: crate::operation::Unreadable,
+    request_id: Option<&str>,
+) -> Response {
     jsonrpc_error(
         None,
         request_id,
-        -32700,
-        "Parse error: the request body is not strictly valid JSON-RPC (repeated member names are refused)",
+        why.jsonrpc_code(),
+        why.message(),
         crate::error::AuthErrorKind::BodyUnreadable,
     )
 }

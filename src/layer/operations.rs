@@ -72,18 +72,21 @@ impl Shared {
             ));
         };
         let mut required = self.policy.global.clone();
-        let Ok(ops) = read_operations(&bytes) else {
-            // Not readable strictly (not JSON, repeated member names, too
-            // deep): never guess which copy rmcp would dispatch (fail closed).
-            self.outcomes.reject(AuthErrorKind::BodyUnreadable.code());
-            self.audit_body_refusal(AuthErrorKind::BodyUnreadable, seen, ctx);
-            tracing::info!(
-                reason = AuthErrorKind::BodyUnreadable.code(),
-                status = 400,
-                path = parts.uri.path(),
-                "refused: the body is not strictly valid JSON-RPC"
-            );
-            return Err(parse_error_response(Some(seen.request_id())));
+        let ops = match read_operations(&bytes) {
+            Ok(ops) => ops,
+            Err(why) => {
+                // Not readable strictly (not JSON, repeated member names, too
+                // deep): never guess which copy rmcp would dispatch (fail closed).
+                self.outcomes.reject(AuthErrorKind::BodyUnreadable.code());
+                self.audit_body_refusal(AuthErrorKind::BodyUnreadable, seen, ctx);
+                tracing::info!(
+                    reason = AuthErrorKind::BodyUnreadable.code(),
+                    status = 400,
+                    path = parts.uri.path(),
+                    "refused: the body is not strictly valid JSON-RPC"
+                );
+                return Err(parse_error_response(why, Some(seen.request_id())));
+            }
         };
         if !ops.is_empty() {
             placement.on_mcp = true;

@@ -5,7 +5,7 @@
 //! (with a size cap) for every protocol revision, batches included, with the
 //! crate's strict JSON reader: a body in which two readers could see
 //! different operations is refused rather than guessed at. Refused, as
-//! [`OperationError::Unreadable`]:
+//! [`Unreadable`] (which says the rule the body broke):
 //! - a body that is not UTF-8 or not JSON, or whose top level is neither an
 //!   object nor an array of objects;
 //! - an object, at any depth, that repeats a member name (`serde_json`, and so
@@ -37,11 +37,74 @@ use crate::scope::Operation;
 /// Why the operations of a request could not be determined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OperationError {
-    /// The body cannot be read strictly (see the module documentation): the
-    /// layer answers 400 whenever per-operation rules exist.
-    Unreadable,
     /// `Mcp-Method`/`Mcp-Name` contradict the body, or are malformed.
     HeaderMismatch,
+}
+
+/// Which rule an unreadable body broke: what the JSON-RPC error of the
+/// refusal says (each message is fixed ASCII, without quotes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unreadable {
+    /// Not UTF-8 (a compressed body, UTF-16).
+    NotUtf8,
+    /// Its first character (after JSON whitespace) opens neither an object
+    /// nor an array (a byte order mark, plain text, a bare value).
+    NotAMessage,
+    /// Not JSON (a syntax error, a lone surrogate, nesting too deep).
+    Syntax,
+    /// Ends before its JSON value does.
+    Truncated,
+    /// Something after the JSON value.
+    Trailing,
+    /// An object, at some depth, repeats a member name.
+    RepeatedName,
+    /// A number out of range.
+    OutOfRange,
+    /// A message is not an object, or its `method` is not a string.
+    NotARequest,
+    /// A request's target (`params.name`, `params.uri`,
+    /// `resourceSubscriptions`) is missing or not a string.
+    BadTarget,
+}
+
+impl Unreadable {
+    /// The JSON-RPC 2.0 error code: parse error (-32700) for a body that is
+    /// not strict JSON, invalid request (-32600) for one that is JSON but
+    /// not a request, invalid params (-32602) for a missing target.
+    pub(crate) fn jsonrpc_code(self) -> i32 {
+        match self {
+            Self::NotARequest | Self::NotAMessage => -32600,
+            Self::BadTarget => -32602,
+            _ => -32700,
+        }
+    }
+
+    /// The JSON-RPC error message.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            Self::NotUtf8 => {
+                "Parse error: the request body is not UTF-8 (compressed and UTF-16 bodies are not accepted)"
+            }
+            Self::NotAMessage => {
+                "Invalid Request: the request body is not a JSON object or array (nothing may come before it, a byte order mark included)"
+            }
+            Self::Syntax => {
+                "Parse error: the request body is not valid JSON (a syntax error, a lone surrogate escape, or nesting too deep)"
+            }
+            Self::Truncated => "Parse error: the request body ends before its JSON value does",
+            Self::Trailing => "Parse error: the request body has more after its JSON value",
+            Self::RepeatedName => {
+                "Parse error: an object in the request body repeats a member name (refused: readers disagree on which copy counts)"
+            }
+            Self::OutOfRange => "Parse error: the request body holds a number out of range",
+            Self::NotARequest => {
+                "Invalid Request: a message is not a JSON object, or its method is not a string"
+            }
+            Self::BadTarget => {
+                "Invalid params: the target of a request (params.name, params.uri or resourceSubscriptions) is missing or not a string"
+            }
+        }
+    }
 }
 
 const BASE64_PREFIX: &str = "=?base64?";
@@ -63,10 +126,10 @@ pub(crate) fn decode_header_value(raw: &str) -> Option<String> {
 
 /// A target that must be a string: anything else is unreadable (rmcp would
 /// not dispatch the call, but we do not guess).
-fn required(params: Shape, target: Text<'_>) -> Result<String, OperationError> {
+fn required(params: Shape, target: Text<'_>) -> Result<String, Unreadable> {
     match (params, target) {
         (Shape::Object, Text::Str(s)) => Ok(s.into_owned()),
-        _ => Err(OperationError::Unreadable),
+        _ => Err(Unreadable::BadTarget),
     }
 }
 
@@ -76,19 +139,19 @@ fn listened_uris(
     params: Shape,
     notifications: Shape,
     subscriptions: List<'_>,
-) -> Result<Vec<String>, OperationError> {
+) -> Result<Vec<String>, Unreadable> {
     match (params, notifications, subscriptions) {
         (Shape::Absent, ..) | (Shape::Object, Shape::Absent, _) => Ok(Vec::new()),
         (Shape::Object, Shape::Object, List::Absent | List::Null) => Ok(Vec::new()),
         (Shape::Object, Shape::Object, List::Strs(uris)) => {
             Ok(uris.into_iter().map(Cow::into_owned).collect())
         }
-        _ => Err(OperationError::Unreadable),
+        _ => Err(Unreadable::BadTarget),
     }
 }
 
 /// The operation of one message; `None` for a message without `method`.
-fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, OperationError> {
+fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, Unreadable> {
     let Facts {
         object,
         method,
@@ -99,11 +162,11 @@ fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, OperationError> {
         subscriptions,
     } = facts;
     if !object {
-        return Err(OperationError::Unreadable);
+        return Err(Unreadable::NotARequest);
     }
     let method = match method {
         Text::Absent => return Ok(None),
-        Text::Other => return Err(OperationError::Unreadable),
+        Text::Other => return Err(Unreadable::NotARequest),
         Text::Str(method) => method.into_owned(),
     };
     let targets = match method.as_str() {
@@ -118,21 +181,20 @@ fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, OperationError> {
 }
 
 /// The operations in a JSON-RPC body (one message or a batch), read
-/// strictly. See the module documentation for what is
-/// [`Unreadable`](OperationError::Unreadable).
+/// strictly. See the module documentation for what is [`Unreadable`].
 ///
 /// One pass ([`scan`]) checks the whole body as strictly as
 /// [`crate::json::is_clean`] and keeps only the members that name each
 /// message's operation: no tree of values is built.
-pub(crate) fn read_operations(body: &[u8]) -> Result<Vec<Operation>, OperationError> {
-    let text = std::str::from_utf8(body).map_err(|_| OperationError::Unreadable)?;
+pub(crate) fn read_operations(body: &[u8]) -> Result<Vec<Operation>, Unreadable> {
+    let text = std::str::from_utf8(body).map_err(|_| Unreadable::NotUtf8)?;
     // JSON whitespace (RFC 8259 section 2) before the value; the strict
     // check looks at the value's first byte.
     let text = text.trim_start_matches([' ', '\t', '\n', '\r']);
     if !matches!(text.as_bytes().first(), Some(b'{' | b'[')) {
-        return Err(OperationError::Unreadable);
+        return Err(Unreadable::NotAMessage);
     }
-    let messages = scan(text).ok_or(OperationError::Unreadable)?;
+    let messages = scan(text)?;
     let mut ops = Vec::with_capacity(messages.len());
     for facts in messages {
         if let Some(op) = operation_of(facts)? {
@@ -225,12 +287,65 @@ mod tests {
     }
 
     fn unreadable(body: &[u8]) {
-        assert_eq!(
-            read_operations(body),
-            Err(OperationError::Unreadable),
+        assert!(
+            read_operations(body).is_err(),
             "{}",
             String::from_utf8_lossy(body)
         );
+    }
+
+    // Each refusal names the rule the body broke, with the JSON-RPC code
+    // that fits it.
+    #[test]
+    fn refusals_say_which_rule_the_body_broke() {
+        let cases: [(&[u8], Unreadable, i32); 14] = [
+            (b"\x1f\x8b\x08\x00\xff", Unreadable::NotUtf8, -32700),
+            (b"{\x00\"\x00", Unreadable::Syntax, -32700),
+            ("\u{feff}{}".as_bytes(), Unreadable::NotAMessage, -32600),
+            (b"\"tools/call\"", Unreadable::NotAMessage, -32600),
+            (b"{\"method\":\"tools/list\"", Unreadable::Truncated, -32700),
+            (
+                b"{\"method\":\"tools/list\"} {}",
+                Unreadable::Trailing,
+                -32700,
+            ),
+            (b"{\"method\":tools/list}", Unreadable::Syntax, -32700),
+            (
+                br#"{"method":"a","method":"b"}"#,
+                Unreadable::RepeatedName,
+                -32700,
+            ),
+            (
+                br#"{"params":{"n":1,"\u006e":2}}"#,
+                Unreadable::RepeatedName,
+                -32700,
+            ),
+            (br#"{"method":"a\ud800"}"#, Unreadable::Syntax, -32700),
+            (br#"{"id":1e400}"#, Unreadable::OutOfRange, -32700),
+            (
+                br#"[{"method":"tools/list"},7]"#,
+                Unreadable::NotARequest,
+                -32600,
+            ),
+            (br#"{"method":7}"#, Unreadable::NotARequest, -32600),
+            (
+                br#"{"method":"tools/call","params":{}}"#,
+                Unreadable::BadTarget,
+                -32602,
+            ),
+        ];
+        for (body, why, code) in cases {
+            let shown = String::from_utf8_lossy(body);
+            assert_eq!(read_operations(body), Err(why), "{shown}");
+            assert_eq!(why.jsonrpc_code(), code, "{shown}");
+            let message = why.message();
+            assert!(
+                message.is_ascii() && !message.contains(['"', '\\']),
+                "{message}"
+            );
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(read_operations(deep.as_bytes()), Err(Unreadable::Syntax));
     }
 
     #[test]
@@ -396,9 +511,9 @@ mod tests {
 
     /// The reader before issue 13's single pass, kept as the reference the
     /// single pass must agree with: the strict check, then a tree of values.
-    fn tree_reader(body: &[u8]) -> Result<Vec<Operation>, OperationError> {
+    fn tree_reader(body: &[u8]) -> Result<Vec<Operation>, ()> {
         use serde_json::Value;
-        let bad = OperationError::Unreadable;
+        let bad = ();
         let text = std::str::from_utf8(body).map_err(|_| bad)?;
         let text = text.trim_start_matches([' ', '\t', '\n', '\r']);
         if !matches!(text.as_bytes().first(), Some(b'{' | b'['))
@@ -598,7 +713,7 @@ mod tests {
         /// tree reader did (same operations, same refusals).
         #[test]
         fn single_pass_agrees_with_the_tree_reader(body in proptest::prop_oneof![json_like(), message_like()]) {
-            proptest::prop_assert_eq!(read_operations(body.as_bytes()), tree_reader(body.as_bytes()), "{}", body);
+            proptest::prop_assert_eq!(read_operations(body.as_bytes()).map_err(drop), tree_reader(body.as_bytes()), "{}", body);
         }
 
         /// The same on bodies cut or with one byte changed.
@@ -609,7 +724,7 @@ mod tests {
                 let at = at % bytes.len();
                 if cut { bytes.truncate(at) } else { bytes[at] = byte }
             }
-            proptest::prop_assert_eq!(read_operations(&bytes), tree_reader(&bytes));
+            proptest::prop_assert_eq!(read_operations(&bytes).map_err(drop), tree_reader(&bytes));
         }
     }
 }

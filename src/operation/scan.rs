@@ -16,6 +16,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
+use super::Unreadable;
 use crate::json::{Name, NameSet};
 
 /// A member that must be a string, as found.
@@ -92,15 +93,33 @@ enum Role {
     Subscription,
 }
 
-/// Reads `text` (one JSON value) strictly. `None`: not strictly valid JSON,
-/// or its top level is neither an object nor an array. Otherwise one
-/// [`Facts`] per message: one for an object, one per element of an array.
-pub(super) fn scan(text: &str) -> Option<Vec<Facts<'_>>> {
+/// Reads `text` (one JSON value) strictly. `Err`: not strictly valid JSON
+/// (which rule it broke), or its top level is neither an object nor an
+/// array. Otherwise one [`Facts`] per message: one for an object, one per
+/// element of an array.
+pub(super) fn scan(text: &str) -> Result<Vec<Facts<'_>>, Unreadable> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let facts = Body.deserialize(&mut de).ok()?;
-    de.end().ok()?;
-    Some(facts)
+    let facts = Body.deserialize(&mut de).map_err(|e| why(&e))?;
+    de.end().map_err(|_| Unreadable::Trailing)?;
+    Ok(facts)
 }
+
+/// The rule a `serde_json` error of [`scan`] says the body broke.
+fn why(e: &serde_json::Error) -> Unreadable {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof => Unreadable::Truncated,
+        Category::Data if e.to_string().starts_with(REPEATED) => Unreadable::RepeatedName,
+        // serde_json's own ("number out of range") and ours alike.
+        _ if e.to_string().contains(OUT_OF_RANGE) => Unreadable::OutOfRange,
+        Category::Data => Unreadable::NotAMessage,
+        Category::Syntax | Category::Io => Unreadable::Syntax,
+    }
+}
+
+/// The texts of this module's own errors, which [`why`] tells apart.
+const REPEATED: &str = "a repeated member name";
+const OUT_OF_RANGE: &str = "number out of range";
 
 /// The top level.
 struct Body;
@@ -223,7 +242,7 @@ impl<'de> Visitor<'de> for Walk<'_, 'de> {
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
         // As `serde_json::Value` would: a number out of range is malformed.
-        Number::from_f64(v).ok_or_else(|| E::custom("a number out of range"))?;
+        Number::from_f64(v).ok_or_else(|| E::custom(OUT_OF_RANGE))?;
         self.other();
         Ok(())
     }
@@ -291,7 +310,7 @@ impl<'de> Visitor<'de> for Walk<'_, 'de> {
         if names.distinct() {
             Ok(())
         } else {
-            Err(de::Error::custom("a repeated member name"))
+            Err(de::Error::custom(REPEATED))
         }
     }
 }

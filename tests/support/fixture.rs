@@ -237,12 +237,16 @@ impl Harness {
     }
 
     /// POSTs a JSON-RPC body with optional extra headers.
-    pub async fn post(&self, headers: &[(&str, &str)], body: &str) -> reqwest::Response {
+    pub async fn post(
+        &self,
+        headers: &[(&str, &str)],
+        body: impl AsRef<[u8]>,
+    ) -> reqwest::Response {
         let mut req = reqwest::Client::new()
             .post(&self.resource)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
-            .body(body.to_owned());
+            .body(body.as_ref().to_vec());
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
