@@ -503,11 +503,64 @@ where
     fn call(&mut self, req: axum::extract::Request) -> Self::Future {
         let service = Arc::clone(&self.0);
         Box::pin(async move {
-            Ok(axum::response::IntoResponse::into_response(
-                service.handle(req).await,
-            ))
+            let response = axum::response::IntoResponse::into_response(service.handle(req).await);
+            Ok(unsupported_version_as_jsonrpc(response).await)
         })
     }
+}
+
+/// The start of rmcp's plain-text answer to an `MCP-Protocol-Version` it
+/// does not know, given to a request whose body carries no protocol
+/// version of its own (rmcp answers those with the JSON-RPC error).
+const UNSUPPORTED_VERSION_TEXT: &str = "Bad Request: Unsupported MCP-Protocol-Version: ";
+
+/// rmcp answers an unknown `MCP-Protocol-Version` header with a plain-text
+/// 400 when the body carries no `_meta` protocol version; MCP 2026-07-28
+/// asks for the JSON-RPC `UnsupportedProtocolVersionError` (-32022, with
+/// the versions the server knows in `data.supported`), which a client
+/// reads to pick a version it shares, while a 400 without a modern
+/// JSON-RPC error sends it back to the legacy `initialize` flow. Only a
+/// 400 without a content type (rmcp's plain-text answers) is looked at;
+/// its body is a few dozen bytes.
+async fn unsupported_version_as_jsonrpc(
+    response: axum::response::Response,
+) -> axum::response::Response {
+    if response.status() != http::StatusCode::BAD_REQUEST
+        || response.headers().contains_key(http::header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 4096).await else {
+        return axum::response::Response::from_parts(parts, axum::body::Body::empty());
+    };
+    let requested = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| text.strip_prefix(UNSUPPORTED_VERSION_TEXT));
+    let Some(requested) = requested else {
+        return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    let supported: Vec<&str> = rmcp::model::ProtocolVersion::KNOWN_VERSIONS
+        .iter()
+        .map(rmcp::model::ProtocolVersion::as_str)
+        .collect();
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {
+            "code": -32022,
+            "message": "Unsupported protocol version",
+            "data": { "requested": requested, "supported": supported },
+        },
+    });
+    let mut response =
+        axum::response::Response::from_parts(parts, axum::body::Body::from(body.to_string()));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response.headers_mut().remove(http::header::CONTENT_LENGTH);
+    response
 }
 
 /// The resource URL's host (any port: a reverse proxy may forward with or

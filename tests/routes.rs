@@ -347,6 +347,59 @@ async fn modern_header_mismatch_is_400_with_jsonrpc_error_32020() {
     assert_header_mismatch(&lying_method, "Mcp-Method tools/list, body tools/call");
 }
 
+// MCP 2026-07-28 "Transports": an unknown protocol version is 400 with the
+// JSON-RPC UnsupportedProtocolVersionError (-32022) naming the versions the
+// server knows, which a client reads to pick one. rmcp answered a body
+// without its own `_meta` version with plain text; a body with one gets
+// rmcp's JSON-RPC answer; a value that needs escaping is escaped.
+#[tokio::test]
+async fn an_unknown_protocol_version_is_a_jsonrpc_error() {
+    let t = Target::start(Mount::Default).await;
+    let legacy_body = tool_call_body(7, "open_tool");
+    let modern_body = modern_tool_call_body(7, "open_tool").replace(
+        r#"protocolVersion":"2026-07-28""#,
+        r#"protocolVersion":"2027-01-01""#,
+    );
+    for (version, body, id) in [
+        ("2027-01-01", legacy_body.as_str(), serde_json::Value::Null),
+        ("2027-01-01", modern_body.as_str(), serde_json::json!(7)),
+        (r#"2027"\x"#, legacy_body.as_str(), serde_json::Value::Null),
+    ] {
+        let response = send(
+            t.mcp_post("/mcp", Some(TokenKind::AliceAll), body)
+                .header("MCP-Protocol-Version", version)
+                .header("Mcp-Method", "tools/call")
+                .header("Mcp-Name", "open_tool"),
+        )
+        .await;
+        let case = format!("{version} {body}");
+        assert_eq!(response.status, 400, "{case}: {}", response.summary());
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/json"),
+            "{case}"
+        );
+        let answer: serde_json::Value = serde_json::from_slice(&response.body)
+            .unwrap_or_else(|e| panic!("{case}: {e}: {}", response.summary()));
+        assert_eq!(answer["error"]["code"], -32022, "{case}: {answer}");
+        assert_eq!(answer["id"], id, "{case}: {answer}");
+        assert_eq!(answer["error"]["data"]["requested"], version, "{case}");
+        let supported = answer["error"]["data"]["supported"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            supported.contains(&serde_json::json!("2026-07-28")),
+            "{case}: {answer}"
+        );
+        assert!(
+            supported.contains(&serde_json::json!("2025-11-25")),
+            "{case}: {answer}"
+        );
+    }
+    assert!(t.log.take().is_empty(), "nothing ran");
+}
+
 // MCP 2026-07-28 "Transports": a server SHOULD ignore Mcp-Session-Id on a
 // 2026-07-28 request (someone else's or garbage): served, not 404.
 #[tokio::test]
