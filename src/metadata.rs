@@ -5,7 +5,7 @@ use axum::body::{Body, Bytes};
 use axum::response::Response;
 use http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_MAX_AGE, ALLOW, CACHE_CONTROL, CONTENT_TYPE,
+    ACCESS_CONTROL_MAX_AGE, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE,
 };
 use http::{Method, StatusCode};
 use schemars::JsonSchema;
@@ -114,15 +114,20 @@ impl MetadataEndpoint {
             .header(ACCESS_CONTROL_ALLOW_ORIGIN, "*")
             .header(ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS");
         let result = match *method {
-            Method::GET | Method::HEAD => builder
+            Method::GET => builder
                 .status(StatusCode::OK)
                 .header(CONTENT_TYPE, "application/json")
                 .header(CACHE_CONTROL, self.cache_control.clone())
-                .body(if *method == Method::GET {
-                    Body::from(self.body.clone())
-                } else {
-                    Body::empty()
-                }),
+                .body(Body::from(self.body.clone())),
+            // RFC 9110 sections 8.6 and 9.3.2: a HEAD answer sends the
+            // Content-Length the GET would have, not that of its own
+            // (absent) body; hyper keeps an explicit one on a HEAD answer.
+            Method::HEAD => builder
+                .status(StatusCode::OK)
+                .header(CONTENT_TYPE, "application/json")
+                .header(CACHE_CONTROL, self.cache_control.clone())
+                .header(CONTENT_LENGTH, self.body.len())
+                .body(Body::empty()),
             Method::OPTIONS => builder
                 .status(StatusCode::NO_CONTENT)
                 .header(ACCESS_CONTROL_ALLOW_HEADERS, "*")

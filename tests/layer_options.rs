@@ -352,3 +352,33 @@ async fn a_verifiers_header_mismatch_is_answered_as_json_rpc() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"]["code"], -32020);
 }
+
+// RFC 9110 sections 8.6 and 9.3.2: HEAD on either metadata document sends
+// the Content-Length a GET would (the length of the document), never 0; on
+// the layer in an axum app and on McpServer, read from the raw response.
+#[tokio::test]
+async fn metadata_head_sends_the_length_of_the_get() {
+    use support::raw_http::Raw;
+    let app = App::start(|b| b, |l| l).await;
+    let server = support::fixture::Harness::start(|b| b).await;
+    for base in [&app.base, &server.base] {
+        let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+        for path in [
+            "/.well-known/oauth-protected-resource",
+            "/.well-known/oauth-protected-resource/mcp",
+        ] {
+            let get = Raw::new(addr, "GET", path).send().await.unwrap();
+            assert_eq!(get.status, 200, "{path}: {}", get.summary());
+            let length = get.header("content-length").unwrap().to_owned();
+            assert_eq!(length, get.body.len().to_string(), "{path}");
+            let head = Raw::new(addr, "HEAD", path).send().await.unwrap();
+            assert_eq!(head.status, 200, "{path}: {}", head.summary());
+            assert!(head.body.is_empty(), "{path}: {}", head.summary());
+            let head_length = head.header("content-length");
+            assert!(
+                head_length.is_none() || head_length == Some(length.as_str()),
+                "{base}{path}: HEAD Content-Length {head_length:?}, GET {length}"
+            );
+        }
+    }
+}
