@@ -696,7 +696,10 @@ async fn rejections_are_readable_by_an_allowed_origin() {
 }
 
 // `allowed_origin(..)` adds an origin; any other stays refused, preflights
-// included.
+// included. Only the exact RFC 6454 serialization is allowed (what a browser
+// sends): another spelling of an allowed origin (trailing slash, explicit or
+// zero-padded default port, uppercase) is not an origin and is refused, as
+// docs/security-model.md says, instead of being echoed as it came.
 #[tokio::test]
 async fn configured_origins_are_allowed_and_others_refused() {
     let t = Target::start_with(Mount::Default, |b| {
@@ -705,14 +708,26 @@ async fn configured_origins_are_allowed_and_others_refused() {
     .await;
     let ok = send(
         modern_call(&t, "/mcp", TokenKind::AliceAll, "open_tool")
-            .header("Origin", "https://APP.example.com:443"),
+            .header("Origin", "https://app.example.com"),
     )
     .await;
     assert_eq!(ok.status, 200, "{}", ok.summary());
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    let own = t.origin();
+    let loopback_slash = format!("{own}/");
     for origin in [
         "https://app.example.com.evil.example",
         "null",
         "http://app.example.com",
+        "https://app.example.com/",
+        "https://app.example.com:0443",
+        "https://app.example.com:443",
+        "https://APP.example.com",
+        "HTTPS://app.example.com",
+        loopback_slash.as_str(),
     ] {
         let refused = send(
             modern_call(&t, "/mcp", TokenKind::AliceAll, "open_tool").header("Origin", origin),

@@ -158,7 +158,7 @@ pub(crate) fn has_duplicate_host(headers: &HeaderMap) -> bool {
 
 /// The request's `Origin`, when present: `Ok(None)` absent, `Ok(Some)`
 /// allowed, `Err` present and not allowed (also: two `Origin` fields,
-/// `null`, not a tuple origin).
+/// `null`, not a tuple origin, not exactly its RFC 6454 serialization).
 pub(crate) fn check_origin<'h>(
     headers: &'h HeaderMap,
     allowed: &Origins,
@@ -170,10 +170,12 @@ pub(crate) fn check_origin<'h>(
     if origins.next().is_some() {
         return Err(Refused::OriginNotAllowed);
     }
-    let normalized = origin
-        .to_str()
-        .ok()
-        .and_then(crate::config::normalize_origin)
+    // Only an exact RFC 6454 serialization is an origin (what browsers
+    // send): another spelling of one (a trailing slash, an explicit or
+    // zero-padded default port, uppercase) is refused, never echoed.
+    let text = origin.to_str().map_err(|_| Refused::OriginNotAllowed)?;
+    let normalized = crate::config::normalize_origin(text)
+        .filter(|normalized| normalized == text)
         .ok_or(Refused::OriginNotAllowed)?;
     if allowed.list.contains(&normalized)
         || (allowed.any_loopback && crate::config::is_loopback_origin(&normalized))
