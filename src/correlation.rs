@@ -1,5 +1,5 @@
 //! Correlation: the [`RequestId`] of a request, taken from `X-Request-Id`
-//! (1 to 128 characters of `[A-Za-z0-9._:-]`), else from the W3C
+//! (1 to 128 characters of `[A-Za-z0-9._:-]`, not shaped like a JWT), else from the W3C
 //! `traceparent` trace id, else generated (32 hex digits, never repeated in
 //! a process, unpredictable across processes). The layer
 //! echoes it as `X-Request-Id` on every response, puts it in the JSON error
@@ -58,13 +58,18 @@ impl RequestId {
         id
     }
 
-    /// `value` as an id, when it is 1 to 128 characters of `[A-Za-z0-9._:-]`.
+    /// `value` as an id, when it is 1 to 128 characters of `[A-Za-z0-9._:-]`
+    /// and does not look like a JWT (`eyJ` then a dot somewhere: a token
+    /// sent in the wrong header). Such a value is never taken: it would be
+    /// written as it is in the audit events, the spans and the error body,
+    /// where token material must never appear.
     pub fn parse(value: &[u8]) -> Option<Self> {
         let ok = !value.is_empty()
             && value.len() <= MAX_REQUEST_ID_LEN
             && value
                 .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+            && !crate::error::looks_like_a_jwt(value);
         // Checked ASCII above: the conversion cannot fail.
         ok.then(|| std::str::from_utf8(value).ok().map(|s| Self(s.into())))
             .flatten()

@@ -425,6 +425,27 @@ async fn run(audit: &Audit) -> Vec<String> {
     let bearer_stolen = format!("Bearer {stolen}");
     // As the request id (too long: replaced).
     c.send(&stolen, None, "tools/list", None, list_body()).await;
+    // As a request id short enough to be taken (under 128 characters of the
+    // allowed set) but shaped like a JWT: never written as the audit's
+    // `request_id` (README "Correlation ids"): the server generates an id,
+    // echoes that one, and audits under it.
+    let short_jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXBhcnQ";
+    secrets.push(short_jwt.to_owned());
+    for sent in [short_jwt, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"] {
+        let r = c.send(sent, None, "tools/list", None, list_body()).await;
+        assert_eq!(r.status(), 401);
+        let echoed = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(
+            echoed.len() == 32 && echoed.bytes().all(|b| b.is_ascii_hexdigit()),
+            "a generated id is echoed, got {echoed:.40}"
+        );
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["request_id"], echoed.as_str());
+        let e = audit.one(&echoed);
+        assert_eq!(get(&e, "event"), Some("auth.refused"));
+        assert!(audit.of(sent).is_empty(), "{:?}", audit.of(sent));
+        assert!(!audit.all_text().contains("eyJzdWIiOiJ4In0"));
+    }
     // In the query string.
     let _ = c
         .http
