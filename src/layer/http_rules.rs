@@ -350,8 +350,11 @@ mod tests {
         assert_eq!(check_origin(&h, &allowed), Ok(None));
         for (v, ok) in [
             ("https://mcp.example.com", true),
-            ("HTTPS://MCP.EXAMPLE.COM", true),
-            ("https://mcp.example.com:443", true),
+            // Only the exact RFC 6454 serialization (what browsers send).
+            ("HTTPS://MCP.EXAMPLE.COM", false),
+            ("https://mcp.example.com:443", false),
+            ("https://mcp.example.com:0443", false),
+            ("https://mcp.example.com/", false),
             ("https://mcp.example.com:8443", false),
             ("http://mcp.example.com", false),
             ("https://evil.example", false),
