@@ -1,8 +1,10 @@
 //! Reading the bearer token from the `Authorization` header (RFC 6750 section 2.1).
 //!
 //! Only the header is read: tokens in the query string or a form body are never
-//! looked at (RFC 6750 sections 2.2 and 2.3 are not supported, as OAuth 2.1
-//! section 5.2 and the MCP specification require).
+//! accepted (RFC 6750 sections 2.2 and 2.3 are not supported, as OAuth 2.1
+//! section 5.2 and the MCP specification require). A form body is not looked
+//! at; an `access_token` query parameter is refused with `invalid_request`
+//! ([`query_names_access_token`]), as the token in it has already leaked.
 
 use std::fmt;
 
@@ -52,6 +54,50 @@ pub(crate) enum Credentials<'a> {
         /// The proof JWT, not yet checked.
         proof: &'a str,
     },
+}
+
+/// Whether a URI query names an `access_token` parameter (RFC 6750
+/// section 2.3), which is refused rather than ignored: a token in a URL
+/// leaks into logs and histories, and a request that also sends one in the
+/// header uses two methods (RFC 6750 section 2).
+///
+/// Parameters are separated by `&` or `;`; a name is what comes before the
+/// first `=`, compared after percent-decoding (`access%5Ftoken`) and `+` as
+/// a space, ignoring ASCII case (some frameworks match names that way).
+/// Every parameter is looked at, so a repeated one is found too.
+pub(crate) fn query_names_access_token(query: &str) -> bool {
+    query.split(['&', ';']).any(|pair| {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        decoded_name_is(name.as_bytes(), b"access_token")
+    })
+}
+
+/// Whether `raw`, percent-decoded (RFC 3986 section 2.1, `+` as a space),
+/// equals `expected` ignoring ASCII case. Decoded on the fly: no copy.
+fn decoded_name_is(raw: &[u8], expected: &[u8]) -> bool {
+    let mut expected = expected.iter();
+    let mut rest = raw;
+    while let Some((&b, tail)) = rest.split_first() {
+        let (byte, tail) = match (b, tail) {
+            (b'%', [hi, lo, after @ ..]) => match (hex_value(*hi), hex_value(*lo)) {
+                (Some(hi), Some(lo)) => ((hi << 4) | lo, after),
+                _ => (b, tail),
+            },
+            (b'+', _) => (b' ', tail),
+            _ => (b, tail),
+        };
+        match expected.next() {
+            Some(e) if e.eq_ignore_ascii_case(&byte) => rest = tail,
+            _ => return false,
+        }
+    }
+    expected.next().is_none()
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// The `DPoP` proof header (RFC 9449 section 4.1).
@@ -222,6 +268,39 @@ fn is_tchar(b: u8) -> bool {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    // RFC 6750 section 2.3: the parameter is found however it is spelled.
+    #[test]
+    fn query_access_token_is_found_in_every_spelling() {
+        for query in [
+            "access_token=x",
+            "access_token",
+            "access_token=",
+            "a=1&access_token=x",
+            "a=1;access_token=x",
+            "access%5Ftoken=x",
+            "access%5ftoken=x",
+            "%61%63cess_token=x",
+            "ACCESS_TOKEN=x",
+            "access_token=x&access_token=y",
+        ] {
+            assert!(query_names_access_token(query), "{query}");
+        }
+        for query in [
+            "",
+            "x=access_token",
+            "my_access_token=x",
+            "access_token_hint=x",
+            "access_toke=x",
+            "access%5token=x",
+            "access%255Ftoken=x",
+            "access+token=x",
+            "%",
+            "access_token%",
+        ] {
+            assert!(!query_names_access_token(query), "{query}");
+        }
+    }
 
     fn read(values: &[&[u8]]) -> Result<Option<String>, AuthErrorKind> {
         let mut headers = HeaderMap::new();

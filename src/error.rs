@@ -153,6 +153,12 @@ auth_error_kinds! {
     /// The `Authorization` header is not valid `Bearer <b64token>` syntax (RFC 6750 section 2.1).
     MalformedAuthorizationHeader => ("malformed_authorization_header", InvalidRequest,
         "The Authorization header is not valid Bearer syntax"),
+    /// The URI query names an `access_token` parameter (RFC 6750 section
+    /// 2.3, which this server never supports: OAuth 2.1 section 5.2), with
+    /// or without a token in the header (RFC 6750 section 2: one method
+    /// only).
+    TokenInQuery => ("token_in_query", InvalidRequest,
+        "Access tokens are accepted only in the Authorization header, never in the URI query"),
     /// The token is longer than the configured maximum.
     TokenTooLarge => ("token_too_large", InvalidToken, "The access token is too large"),
     /// The token is not a compact JWS (three base64url parts).

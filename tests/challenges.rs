@@ -11,6 +11,8 @@ use support::fixture;
 use fixture::{Harness, challenge, param};
 
 const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+/// A stateless (2026-07-28) `tools/list`, answered without a session.
+const MODERN_LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
 
 fn metadata_url(h: &Harness) -> String {
     format!("{}/.well-known/oauth-protected-resource/mcp", h.base)
@@ -129,13 +131,15 @@ async fn malformed_requests_get_invalid_request() {
     assert_eq!(body(resp).await["reason"], "multiple_authorization_headers");
 }
 
-// OAuth 2.1 section 5.2 / MCP "Access Token Usage": never from the query string or body.
+// OAuth 2.1 section 5.2 / MCP "Access Token Usage": never from the query
+// string or body. A form body is not read (no credentials: 401 without an
+// error); a token in the query is refused outright (see the next test).
 #[tokio::test]
 async fn tokens_outside_the_header_are_never_read() {
     let h = Harness::start(|b| b).await;
     let token = h.token("alice");
     let resp = reqwest::Client::new()
-        .post(format!("{}?access_token={token}", h.resource))
+        .post(&h.resource)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!("access_token={token}"))
         .send()
@@ -143,6 +147,96 @@ async fn tokens_outside_the_header_are_never_read() {
         .unwrap();
     assert_eq!(resp.status(), 401);
     assert_eq!(param(&challenge(&resp), "error"), None);
+}
+
+// RFC 6750 section 2 (a client MUST NOT use more than one method to send
+// the token) and section 3.1 (`invalid_request`); OAuth 2.1 section 5.2 and
+// MCP "Access Token Usage" (tokens in the query string MUST NOT be
+// accepted): an `access_token` parameter in the URI query is 400
+// `invalid_request` (`token_in_query`), with or without a token in the
+// header, whatever token it holds, however its name is spelled
+// (percent-encoded, repeated, among other parameters). Raw HTTP/1.1 on
+// McpServer, so the target reaches the server exactly as written.
+#[tokio::test]
+async fn an_access_token_in_the_query_is_invalid_request() {
+    use support::raw_http::Raw;
+    let h = Harness::start(|b| b).await;
+    let alice = h.token("alice");
+    let bob = h.token("bob");
+    let addr: std::net::SocketAddr = h.base.trim_start_matches("http://").parse().unwrap();
+    let post = |target: String, auth: Option<&str>| {
+        let mut raw = Raw::new(addr, "POST", &target)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/list")
+            .body(MODERN_LIST);
+        if let Some(token) = auth {
+            raw = raw.header("authorization", &format!("Bearer {token}"));
+        }
+        raw
+    };
+    // The control: the header alone is accepted.
+    let ok = post("/mcp".into(), Some(&alice)).send().await.unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.summary());
+    let queries = [
+        format!("access_token={alice}"),
+        format!("access_token={bob}"),
+        format!("access%5Ftoken={alice}"),
+        format!("access%5ftoken={alice}"),
+        format!("%61ccess_token={alice}"),
+        format!("x=1&access_token={alice}&y=2"),
+        format!("access_token={alice}&access_token={bob}"),
+        format!("ACCESS_TOKEN={alice}"),
+        "access_token=".to_owned(),
+        "access_token".to_owned(),
+    ];
+    for query in &queries {
+        for auth in [Some(alice.as_str()), None] {
+            let target = format!("/mcp?{query}");
+            let resp = post(target, auth).send().await.unwrap();
+            let what = format!("{query:.40} header={}", auth.is_some());
+            assert_eq!(resp.status, 400, "{what}: {}", resp.summary());
+            let c = mcp_oauth2::testing::parse_bearer_challenge(
+                resp.header("www-authenticate").unwrap(),
+            )
+            .unwrap();
+            assert_eq!(param(&c, "error"), Some("invalid_request"), "{what}");
+            let b: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+            assert_eq!(b["error"], "invalid_request", "{what}");
+            assert_eq!(b["reason"], "token_in_query", "{what}");
+            assert!(
+                b["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Authorization header"),
+                "{what}: {b}"
+            );
+        }
+    }
+    // Other parameters, and names that only contain the word, are not it.
+    for query in [
+        "x=1",
+        "my_access_token=1",
+        "access_token_hint=1",
+        "a=access_token",
+    ] {
+        let resp = post(format!("/mcp?{query}"), Some(&alice))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status, 200, "{query}: {}", resp.summary());
+    }
+    // The metadata is public: a query there changes nothing.
+    let meta = Raw::new(
+        addr,
+        "GET",
+        &format!("/.well-known/oauth-protected-resource/mcp?access_token={alice}"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(meta.status, 200, "{}", meta.summary());
 }
 
 #[tokio::test]

@@ -382,3 +382,52 @@ async fn metadata_head_sends_the_length_of_the_get() {
         }
     }
 }
+
+// RFC 6750 sections 2 and 3.1: on every route the layer protects in an
+// axum app (the MCP endpoint and the app's other routes), an `access_token`
+// in the query is 400 invalid_request, with or without the header; the
+// exempt route and the metadata are not the layer's to judge.
+#[tokio::test]
+async fn an_access_token_in_the_query_is_refused_on_every_protected_route() {
+    let app = App::start(|b| b, |l| l).await;
+    let token = app.token(&[]);
+    for path in ["/mcp", "/other"] {
+        let (status, _, body) = send(app.post(path, &token, "text/plain", "x")).await;
+        assert_eq!((status, body.as_str()), (200, "hello alice"), "{path}");
+        for query in [
+            format!("access_token={token}"),
+            format!("access%5Ftoken={token}"),
+            format!("a=b&access_token={token}&access_token=x"),
+        ] {
+            let url = format!("{path}?{query}");
+            let (status, headers, body) = send(app.post(&url, &token, "text/plain", "x")).await;
+            assert_eq!(status, 400, "{url:.30}: {body}");
+            assert_eq!(reason(&body), "token_in_query", "{url:.30}");
+            let challenge = headers["www-authenticate"].to_str().unwrap();
+            assert!(
+                challenge.contains("error=\"invalid_request\""),
+                "{challenge}"
+            );
+            let (status, _, body) = send(
+                app.http
+                    .get(format!("{}{url}", app.base))
+                    .header("content-type", "text/plain"),
+            )
+            .await;
+            assert_eq!(status, 400, "no header, {url:.30}: {body}");
+            assert_eq!(reason(&body), "token_in_query");
+        }
+    }
+    let (status, _, body) = send(
+        app.http
+            .get(format!("{}/health?access_token={token}", app.base)),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, _, _) = send(app.http.get(format!(
+        "{}/.well-known/oauth-protected-resource/mcp?access_token={token}",
+        app.base
+    )))
+    .await;
+    assert_eq!(status, 200);
+}

@@ -385,16 +385,16 @@ async fn hostile_run() -> Vec<Sent> {
         secret: format!("{MARK}1"),
         reason: Some("multiple_authorization_headers"),
     });
-    // A token in the query string is not read (and not logged).
+    // A token in the query string is refused, not read (and not logged).
     let response = http
         .post(format!("{resource}?access_token={valid}"))
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 401);
+    assert_eq!(response.status(), 400);
     sent.push(Sent {
         secret: valid.clone(),
-        reason: Some("missing_token"),
+        reason: Some("token_in_query"),
     });
 
     // The key server goes down and the stale window is long gone: 503,

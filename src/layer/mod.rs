@@ -25,7 +25,7 @@ use crate::challenge::ChallengeParams;
 use crate::config::{AuthConfig, DpopMode, ExemptRoute};
 use crate::context::{AuthContext, SubjectToken};
 use crate::dpop::Dpop;
-use crate::error::{AuthError, ConfigError};
+use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::metadata::{MetadataEndpoint, ProtectedResourceMetadata};
 use crate::requirement::ComputedScopes;
 use crate::scope::{ScopeHierarchy, ScopePolicy};
@@ -334,11 +334,21 @@ impl AuthLayer {
     /// [`authenticate`](Self::authenticate) for a request whose method and
     /// path are known, so that a DPoP-bound token is checked with its proof
     /// (RFC 9449 section 7.1). The proof's `htu` must name the configured
-    /// resource's scheme and authority with `parts.uri`'s path.
+    /// resource's scheme and authority with `parts.uri`'s path. A query
+    /// naming an `access_token` parameter is refused with `invalid_request`
+    /// (`token_in_query`), as the layer refuses it.
     pub async fn authenticate_request(
         &self,
         parts: &http::request::Parts,
     ) -> Result<AuthContext, AuthError> {
+        if parts
+            .uri
+            .query()
+            .is_some_and(crate::bearer::query_names_access_token)
+        {
+            let err: AuthError = AuthErrorKind::TokenInQuery.into();
+            return Err(err.with_challenge(&self.shared.challenge));
+        }
         self.authenticate_with(Some((&parts.method, parts.uri.path())), &parts.headers)
             .await
     }

@@ -176,7 +176,9 @@ async fn non_ascii_and_control_characters_are_refused() {
 
 // RFC 6750 sections 2.2 and 2.3 are not supported (OAuth 2.1 section 5.2;
 // MCP "Access Token Usage": tokens in the query string MUST NOT be accepted):
-// a valid token in the query or a form body is never read.
+// a valid token in the query is refused (400 invalid_request,
+// `token_in_query`), one in a form or JSON body is never read; neither is
+// verified.
 #[tokio::test]
 async fn tokens_in_the_query_string_or_form_body_are_never_read() {
     let rig = Rig::start(|b| b).await;
@@ -184,6 +186,10 @@ async fn tokens_in_the_query_string_or_form_body_are_never_read() {
     let query = rig
         .http
         .get(format!("{}?access_token={valid}", rig.resource));
+    let outcome = rig.send_request(query).await;
+    assert_eq!(outcome.status, 400, "{outcome:?}");
+    assert_eq!(outcome.error.as_deref(), Some("invalid_request"));
+    assert_eq!(outcome.reason.as_deref(), Some("token_in_query"));
     let form = rig
         .http
         .post(&rig.resource)
@@ -194,7 +200,7 @@ async fn tokens_in_the_query_string_or_form_body_are_never_read() {
         .post(&rig.resource)
         .header("content-type", "application/json")
         .body(format!("{{\"access_token\":\"{valid}\"}}"));
-    for request in [query, form, json_body] {
+    for request in [form, json_body] {
         let outcome = rig.send_request(request).await;
         assert_eq!(outcome.status, 401, "{outcome:?}");
         assert_eq!(outcome.error, None);
