@@ -122,24 +122,38 @@ pub(crate) fn read_credentials(
             .get(..5)
             .is_some_and(|s| s.eq_ignore_ascii_case(b"dpop "));
         if is_dpop {
-            if second.is_some() {
-                return Err(AuthErrorKind::MultipleAuthorizationHeaders.into());
-            }
-            let token = read_token(bytes.get(5..).unwrap_or_default(), max_len)?;
-            let mut proofs = headers.get_all(DPOP).iter();
-            let proof = proofs
-                .next()
-                .ok_or_else(|| AuthError::new(AuthErrorKind::DpopProofMissing))?;
-            if proofs.next().is_some() {
-                return Err(AuthErrorKind::MultipleDpopProofs.into());
-            }
-            let proof = proof
-                .to_str()
-                .map_err(|_| AuthError::new(AuthErrorKind::DpopProofMalformed))?;
-            return Ok(Credentials::Dpop { token, proof });
+            // RFC 9449 section 7.1: every refusal of a `DPoP` request names
+            // its error on the `DPoP` challenge.
+            return read_dpop(headers, bytes, second.is_some(), max_len)
+                .map_err(|err| err.on_dpop_scheme(true));
         }
     }
     bearer_of(first, second, max_len)
+}
+
+/// The `DPoP` scheme's credentials: `bytes` is the `Authorization` value,
+/// `more` whether a second one was sent.
+fn read_dpop<'h>(
+    headers: &'h HeaderMap,
+    bytes: &'h [u8],
+    more: bool,
+    max_len: usize,
+) -> Result<Credentials<'h>, AuthError> {
+    if more {
+        return Err(AuthErrorKind::MultipleAuthorizationHeaders.into());
+    }
+    let token = read_token(bytes.get(5..).unwrap_or_default(), max_len)?;
+    let mut proofs = headers.get_all(DPOP).iter();
+    let proof = proofs
+        .next()
+        .ok_or_else(|| AuthError::new(AuthErrorKind::DpopProofMissing))?;
+    if proofs.next().is_some() {
+        return Err(AuthErrorKind::MultipleDpopProofs.into());
+    }
+    let proof = proof
+        .to_str()
+        .map_err(|_| AuthError::new(AuthErrorKind::DpopProofMalformed))?;
+    Ok(Credentials::Dpop { token, proof })
 }
 
 /// [`bearer_of`] on `headers` (the tests' entry point).

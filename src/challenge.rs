@@ -203,12 +203,16 @@ pub(crate) fn error_body(kind: AuthErrorKind, request_id: Option<&str>) -> Strin
 
 /// The response for a rejection. The [`AuthError`]'s kind is attached to the
 /// response extensions as [`AuthErrorKind`] so outer layers can log it.
+/// `dpop_scheme`: the request used the `DPoP` scheme (as does an error
+/// marked [`AuthError::is_dpop_scheme`]), so the error goes on the `DPoP`
+/// challenge (RFC 9449 section 7.1).
 pub(crate) fn rejection_response(
     err: &AuthError,
     params: &ChallengeParams,
     request_id: Option<&str>,
+    dpop_scheme: bool,
 ) -> Response {
-    render(err, Some(params), request_id)
+    render(err, Some(params), request_id, dpop_scheme)
 }
 
 /// The rejection as the layer answers it: the status of the kind
@@ -228,19 +232,23 @@ pub(crate) fn rejection_response(
 /// [`AuthErrorKind::MissingToken`].
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        render(&self, self.challenge(), None)
+        render(&self, self.challenge(), None, false)
     }
 }
 
 /// The response for a rejection, with the resource's challenge parameters
 /// when known. Without them the challenge is `Bearer` with the error's own
 /// parameters only: `error`, the scopes an `insufficient_scope` error
-/// requires, and `error_description`.
+/// requires, and `error_description`. The error is on the `DPoP` challenge
+/// for a request that used the `DPoP` scheme (`dpop_scheme`, or the error
+/// marked so).
 pub(crate) fn render(
     err: &AuthError,
     params: Option<&ChallengeParams>,
     request_id: Option<&str>,
+    dpop_scheme: bool,
 ) -> Response {
+    let dpop_scheme = dpop_scheme || err.is_dpop_scheme();
     let kind = err.kind();
     let status = kind.status();
     let mut builder = Response::builder()
@@ -256,10 +264,12 @@ pub(crate) fn render(
         error => {
             let values = match params {
                 // The same for every error of this kind: rendered once.
-                Some(p) if !names_own_scopes(err) => p
-                    .rendered
-                    .get_or_render(kind, || challenge_headers(err, error, Some(p))),
-                _ => challenge_headers(err, error, params)
+                Some(p) if !names_own_scopes(err) => {
+                    p.rendered.get_or_render(kind, dpop_scheme, || {
+                        challenge_headers(err, error, Some(p), dpop_scheme)
+                    })
+                }
+                _ => challenge_headers(err, error, params, dpop_scheme)
                     .map(|v| std::borrow::Cow::Owned(v.into_vec())),
             };
             let Some(values) = values else {
@@ -289,10 +299,13 @@ fn names_own_scopes(err: &AuthError) -> bool {
 /// The `WWW-Authenticate` values of a rejection (RFC 6750 section 3; RFC
 /// 9449 sections 7.1 and 9 for DPoP); `None` if one is not a valid header
 /// value (unreachable: parameters are checked when they are set).
+/// `dpop_scheme`: the request used the `DPoP` scheme, so every error of it
+/// goes on the `DPoP` challenge.
 fn challenge_headers(
     err: &AuthError,
     error: Option<ErrorCode>,
     params: Option<&ChallengeParams>,
+    dpop_scheme: bool,
 ) -> Option<Box<[HeaderValue]>> {
     let kind = err.kind();
     let scope: std::borrow::Cow<'_, str> = if names_own_scopes(err) {
@@ -301,12 +314,15 @@ fn challenge_headers(
         params.map_or("", |p| p.scope.as_str()).into()
     };
     let resource_metadata = params.map(|p| p.resource_metadata.as_str());
-    // RFC 9449 sections 7.1 and 9: a DPoP error goes on the `DPoP`
-    // challenge; beside it, the `Bearer` one names no error.
-    let dpop_error = matches!(
-        error,
-        Some(ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce)
-    ) || kind == AuthErrorKind::DpopTokenNotBound;
+    // RFC 9449 sections 7.1 and 9: a DPoP error, and any error of a
+    // request made with the `DPoP` scheme, goes on the `DPoP` challenge;
+    // beside it, the `Bearer` one names no error.
+    let dpop_error = dpop_scheme
+        || matches!(
+            error,
+            Some(ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce)
+        )
+        || kind == AuthErrorKind::DpopTokenNotBound;
     let dpop_algs = params.and_then(|p| p.dpop_algs.as_deref());
     let required = params.is_some_and(|p| p.dpop_required);
     let mut values = Vec::with_capacity(2);
@@ -436,7 +452,7 @@ mod tests {
             false,
         );
         let header = |err: AuthError| {
-            let response = rejection_response(&err, &params, Some("id-1"));
+            let response = rejection_response(&err, &params, Some("id-1"), false);
             response
                 .headers()
                 .get_all(WWW_AUTHENTICATE)
@@ -448,7 +464,11 @@ mod tests {
         assert_eq!(first.len(), 2, "{first:?}");
         assert!(first[0].contains("error=\"invalid_token\""), "{first:?}");
         assert!(first[1].starts_with("DPoP ") && first[1].contains("algs="));
-        assert!(params.rendered.is_rendered(AuthErrorKind::InvalidSignature));
+        assert!(
+            params
+                .rendered
+                .is_rendered(AuthErrorKind::InvalidSignature, false)
+        );
         assert_eq!(
             header(AuthError::new(AuthErrorKind::InvalidSignature)),
             first
@@ -460,7 +480,7 @@ mod tests {
         assert!(
             !params
                 .rendered
-                .is_rendered(AuthErrorKind::InsufficientScope)
+                .is_rendered(AuthErrorKind::InsufficientScope, false)
         );
         // Without own scopes, insufficient_scope is the layer's default.
         let plain = header(AuthError::new(AuthErrorKind::InsufficientScope));
@@ -476,13 +496,54 @@ mod tests {
         let slots = RenderedChallenges::default();
         let mut calls = 0;
         for _ in 0..2 {
-            let v = slots.get_or_render(AuthErrorKind::InvalidSignature, || {
+            let v = slots.get_or_render(AuthErrorKind::InvalidSignature, false, || {
                 calls += 1;
                 Some(Box::new([HeaderValue::from_static("Bearer")]) as Box<[HeaderValue]>)
             });
             assert_eq!(v.unwrap().len(), 1);
         }
         assert_eq!(calls, 1);
+    }
+
+    // RFC 9449 section 7.1: for a request made with the `DPoP` scheme every
+    // error is on the `DPoP` challenge, the `Bearer` one beside it names
+    // none; rendered in its own slot, so a Bearer request's challenge of the
+    // same kind is unchanged.
+    #[test]
+    fn a_dpop_requests_errors_are_on_the_dpop_challenge() {
+        let params = ChallengeParams::new(
+            "https://rs.example/.well-known/oauth-protected-resource/mcp".into(),
+            "notes:read".into(),
+            Some("ES256".into()),
+            false,
+        );
+        let header = |err: &AuthError, dpop: bool| {
+            rejection_response(err, &params, None, dpop)
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        for kind in [
+            AuthErrorKind::Expired,
+            AuthErrorKind::InsufficientScope,
+            AuthErrorKind::MalformedAuthorizationHeader,
+        ] {
+            let code = kind.error_code().unwrap().as_str();
+            let marked = AuthError::new(kind).on_dpop_scheme(true);
+            for values in [header(&AuthError::new(kind), true), header(&marked, false)] {
+                let bearer = parse_bearer_challenge(&values[0]).unwrap();
+                assert!(bearer.iter().all(|(n, _)| n != "error"), "{values:?}");
+                let dpop = parse_challenge("DPoP", &values[1]).unwrap();
+                assert!(dpop.contains(&("error".into(), code.into())), "{values:?}");
+            }
+            let plain = header(&AuthError::new(kind), false);
+            let bearer = parse_bearer_challenge(&plain[0]).unwrap();
+            assert!(bearer.contains(&("error".into(), code.into())), "{plain:?}");
+            assert!(params.rendered.is_rendered(kind, true));
+            assert!(params.rendered.is_rendered(kind, false));
+        }
     }
 
     // Every rejection renders: JSON body, the kind's status, and either a
@@ -496,7 +557,7 @@ mod tests {
             false,
         );
         for &kind in AuthErrorKind::ALL {
-            let response = rejection_response(&AuthError::new(kind), &params, None);
+            let response = rejection_response(&AuthError::new(kind), &params, None, false);
             let dpop_error = matches!(
                 kind.error_code(),
                 Some(ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce)

@@ -346,6 +346,9 @@ struct Inner {
     /// What the token claimed, for the operator's audit event.
     diagnosis: Option<Box<Diagnosis>>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// The refused request used the `DPoP` scheme: the challenge names the
+    /// error on the `DPoP` challenge (RFC 9449 section 7.1).
+    dpop_scheme: bool,
 }
 
 /// What replaces a value that looks like token material.
@@ -425,6 +428,7 @@ impl AuthError {
             challenge: None,
             diagnosis: None,
             source: None,
+            dpop_scheme: false,
         }))
     }
 
@@ -488,6 +492,19 @@ impl AuthError {
     pub(crate) fn challenge(&self) -> Option<&ChallengeParams> {
         self.0.challenge.as_ref()
     }
+
+    /// The same error, marked as the refusal of a request made with the
+    /// `DPoP` scheme when `dpop` (RFC 9449 section 7.1: its error goes on
+    /// the `DPoP` challenge).
+    pub(crate) fn on_dpop_scheme(mut self, dpop: bool) -> Self {
+        self.0.dpop_scheme |= dpop;
+        self
+    }
+
+    /// Whether the refused request used the `DPoP` scheme.
+    pub(crate) fn is_dpop_scheme(&self) -> bool {
+        self.0.dpop_scheme
+    }
 }
 
 /// What a rejection response needs to know about the protected resource
@@ -511,10 +528,12 @@ pub(crate) struct ChallengeParams {
     pub(crate) rendered: std::sync::Arc<RenderedChallenges>,
 }
 
-/// One slot per [`AuthErrorKind`], by its position in the enum.
+/// One slot per [`AuthErrorKind`], by its position in the enum, for a
+/// request without the `DPoP` scheme; then one per kind for a request with
+/// it (its error is on the `DPoP` challenge).
 #[derive(Debug)]
 pub(crate) struct RenderedChallenges(
-    [std::sync::OnceLock<Box<[http::HeaderValue]>>; AuthErrorKind::COUNT],
+    [std::sync::OnceLock<Box<[http::HeaderValue]>>; 2 * AuthErrorKind::COUNT],
 );
 
 impl Default for RenderedChallenges {
@@ -526,19 +545,27 @@ impl Default for RenderedChallenges {
 impl RenderedChallenges {
     /// Whether `kind`'s values were rendered (for the tests).
     #[cfg(test)]
-    pub(crate) fn is_rendered(&self, kind: AuthErrorKind) -> bool {
-        self.0.get(kind as usize).is_some_and(|s| s.get().is_some())
+    pub(crate) fn is_rendered(&self, kind: AuthErrorKind, dpop_scheme: bool) -> bool {
+        self.0
+            .get(Self::slot(kind, dpop_scheme))
+            .is_some_and(|s| s.get().is_some())
     }
 
-    /// The values of `kind`, made by `render` the first time.
+    fn slot(kind: AuthErrorKind, dpop_scheme: bool) -> usize {
+        kind as usize + if dpop_scheme { AuthErrorKind::COUNT } else { 0 }
+    }
+
+    /// The values of `kind` for a request with or without the `DPoP`
+    /// scheme, made by `render` the first time.
     pub(crate) fn get_or_render(
         &self,
         kind: AuthErrorKind,
+        dpop_scheme: bool,
         render: impl FnOnce() -> Option<Box<[http::HeaderValue]>>,
     ) -> Option<std::borrow::Cow<'_, [http::HeaderValue]>> {
         use std::borrow::Cow;
-        // Always a slot: there are `COUNT` of them, one per kind.
-        let Some(slot) = self.0.get(kind as usize) else {
+        // Always a slot: there are `2 * COUNT` of them, two per kind.
+        let Some(slot) = self.0.get(Self::slot(kind, dpop_scheme)) else {
             return render().map(|v| Cow::Owned(v.into_vec()));
         };
         if let Some(values) = slot.get() {

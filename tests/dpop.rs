@@ -590,3 +590,108 @@ async fn the_context_exposes_the_binding() {
         .unwrap();
     assert_eq!(text, "false -");
 }
+
+// RFC 9449 section 7.1: every refusal of a request made with the `DPoP`
+// scheme names its error on the `DPoP` challenge, not only the proof's own
+// errors: an expired or wrong-audience token (401 invalid_token), a token
+// without the scope (403 insufficient_scope, from a fresh verification and
+// from the verified-token cache), a malformed `DPoP` credential (400
+// invalid_request). The `Bearer` challenge beside it names no error, as in
+// the section's examples. A Bearer request still gets its error on the
+// `Bearer` challenge (the control).
+#[tokio::test]
+async fn every_error_of_a_dpop_request_is_on_the_dpop_challenge() {
+    let h = Harness::start(|b| b.required_scopes(["mcp:use"])).await;
+    let client = DpopClient::new();
+    let bound = |aud: &str, scopes: &[&str], exp: i64| {
+        h.issuer
+            .token()
+            .subject("alice")
+            .audience(aud)
+            .scopes(scopes.iter().copied())
+            .expires_at(exp)
+            .dpop_bound_to(client.thumbprint())
+            .sign()
+    };
+    let later = now() + 600;
+    let good = bound(&h.resource, &["mcp:use"], later);
+    let proof = client.proof("POST", &h.resource, Some(&good));
+    assert_eq!(post_dpop(&h, &good, &[&proof]).await.status(), 200);
+    let cases = [
+        (
+            "expired",
+            bound(&h.resource, &["mcp:use"], now() - 600),
+            401,
+            "invalid_token",
+        ),
+        (
+            "wrong audience",
+            bound("https://other.example/mcp", &["mcp:use"], later),
+            401,
+            "invalid_token",
+        ),
+        (
+            "no scope",
+            bound(&h.resource, &[], later),
+            403,
+            "insufficient_scope",
+        ),
+        // The same token again: the refusal comes from the cache.
+        (
+            "no scope, cached",
+            bound(&h.resource, &[], later),
+            403,
+            "insufficient_scope",
+        ),
+    ];
+    let mut no_scope = None;
+    for (what, token, status, error) in cases {
+        let token = match (what, &no_scope) {
+            ("no scope, cached", Some(first)) => String::clone(first),
+            _ => token,
+        };
+        if what == "no scope" {
+            no_scope = Some(token.clone());
+        }
+        let proof = client.proof("POST", &h.resource, Some(&token));
+        let r = refusal(post_dpop(&h, &token, &[&proof]).await).await;
+        assert_eq!(r.status, status, "{what}: {}", r.reason);
+        assert_eq!(r.error.as_deref(), Some(error), "{what}");
+        assert_eq!(param(&r.dpop, "error"), Some(error), "{what}");
+        assert!(param(&r.dpop, "error_description").is_some(), "{what}");
+        assert!(param(&r.dpop, "algs").is_some(), "{what}");
+        assert!(param(&r.dpop, "resource_metadata").is_some(), "{what}");
+        assert!(r.bearer.is_some(), "{what}: Bearer challenge beside");
+        assert_eq!(param(&r.bearer, "error"), None, "{what}");
+        if status == 403 {
+            assert_eq!(param(&r.dpop, "scope"), Some("mcp:use"), "{what}");
+        }
+    }
+    // A malformed DPoP credential (two tokens after the scheme).
+    let auth = format!("DPoP {good} {good}");
+    let proof = client.proof("POST", &h.resource, Some(&good));
+    let r = refusal(
+        h.post(&[("authorization", &auth), ("dpop", &proof)], LIST)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.error.as_deref()),
+        (400, Some("invalid_request"))
+    );
+    assert_eq!(param(&r.dpop, "error"), Some("invalid_request"));
+    assert_eq!(param(&r.bearer, "error"), None);
+    // The control: a Bearer request's error stays on the Bearer challenge.
+    let unbound = h.issuer.token().subject("bob").audience(&h.resource).sign();
+    let r = refusal(
+        h.post(&[("authorization", &format!("Bearer {unbound}"))], LIST)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.error.as_deref()),
+        (403, Some("insufficient_scope"))
+    );
+    assert_eq!(param(&r.bearer, "error"), Some("insufficient_scope"));
+    assert_eq!(param(&r.dpop, "error"), None);
+}

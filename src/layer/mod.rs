@@ -361,7 +361,12 @@ impl AuthLayer {
         let global = &self.shared.policy.global;
         let checked = self.shared.verify(request, headers).await;
         checked
-            .and_then(|ctx| self.shared.check_scopes(&ctx, global).map(|()| ctx))
+            .and_then(|ctx| match self.shared.check_scopes(&ctx, global) {
+                Ok(()) => Ok(ctx),
+                // RFC 9449 section 7.1: on the `DPoP` challenge for a
+                // caller that used the scheme.
+                Err(err) => Err(err.on_dpop_scheme(ctx.is_dpop_bound())),
+            })
             // The context keeps the caller's token for the token exchange,
             // as behind the layer.
             .map(|ctx| match headers.get(http::header::AUTHORIZATION) {

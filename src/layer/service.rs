@@ -364,8 +364,21 @@ impl Shared {
         request: Option<(&Method, &str)>,
         headers: &http::HeaderMap,
     ) -> Result<AuthContext, AuthError> {
+        let credentials = self.read_credentials(headers)?;
+        let dpop = matches!(credentials, Credentials::Dpop { .. });
+        self.verify_credentials(request, credentials)
+            .await
+            .map_err(|err| err.on_dpop_scheme(dpop))
+    }
+
+    /// [`verify`](Self::verify) once the credentials are read.
+    async fn verify_credentials(
+        &self,
+        request: Option<(&Method, &str)>,
+        credentials: Credentials<'_>,
+    ) -> Result<AuthContext, AuthError> {
         let now = crate::clock::now_unix();
-        let (token, proof) = match self.read_credentials(headers)? {
+        let (token, proof) = match credentials {
             Credentials::Bearer(token) => {
                 self.bearer_allowed()?;
                 if crate::dpop::jwt_binds_a_key(token.as_str()) {
@@ -470,6 +483,7 @@ impl Shared {
                 self.dpop
                     .check_proof(proof, method.as_str(), path, token.as_str(), now)
                     .and_then(|checked| self.bind(ctx, Some(&checked), now))
+                    .map_err(|err| err.on_dpop_scheme(true))
             }
             Ok(Credentials::None) => Err(AuthErrorKind::MissingToken.into()),
             Err(err) => Err(err),
@@ -778,7 +792,12 @@ impl Shared {
         if kind == AuthErrorKind::McpHeaderMismatch {
             return header_mismatch_response(None, Some(seen.request_id()));
         }
-        let mut response = rejection_response(err, &self.challenge, Some(seen.request_id()));
+        // RFC 9449 section 7.1: the error of a request made with the `DPoP`
+        // scheme goes on the `DPoP` challenge. Its credentials' errors are
+        // marked so; an admitted caller with a bound key used the scheme.
+        let dpop_scheme = ctx.is_some_and(AuthContext::is_dpop_bound);
+        let mut response =
+            rejection_response(err, &self.challenge, Some(seen.request_id()), dpop_scheme);
         // RFC 9449 section 9: with server nonces, every 401 carries a fresh
         // one (the client's next proof needs it).
         if response.status() == http::StatusCode::UNAUTHORIZED

@@ -106,6 +106,7 @@ impl StepUpCheck {
             &AuthError::insufficient_scope(needed),
             &self.shared.challenge,
             Some(self.meta.request_id.as_str()),
+            self.ctx.is_dpop_bound(),
         )
     }
 }
