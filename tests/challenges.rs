@@ -596,3 +596,118 @@ async fn missing_auth_context_is_a_401_with_a_bearer_challenge() {
     assert_eq!(a.body["error"], "invalid_token");
     assert_eq!(a.body["reason"], "not_authenticated");
 }
+
+// The outside tester's black-box findings, replayed on the reference server
+// (examples/protected_server, configured by environment only) over raw
+// HTTP/1.1: a token in the query (RFC 6750 sections 2 and 3.1), HEAD on the
+// metadata (RFC 9110 section 9.3.2), Origin spellings (RFC 6454, MCP
+// "Transports"), a JWT-shaped X-Request-Id (README "Correlation ids").
+#[tokio::test]
+async fn reference_server_replays_the_black_box_findings() {
+    use support::raw_http::Raw;
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let mut server = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+            ("MCP_OAUTH2_RESOURCE", &resource),
+            ("MCP_OAUTH2_ALLOWED_ORIGINS", "https://app.example.com"),
+        ],
+    )
+    .await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let token = |sub: &str| {
+        issuer
+            .token()
+            .subject(sub)
+            .audience(&resource)
+            .scopes(["notes:read"])
+            .sign()
+    };
+    let (alice, bob) = (token("alice"), token("bob"));
+    let post = |target: &str, auth: Option<&str>| {
+        let mut raw = Raw::new(addr, "POST", target)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/list")
+            .body(MODERN_LIST);
+        if let Some(token) = auth {
+            raw = raw.header("authorization", &format!("Bearer {token}"));
+        }
+        raw
+    };
+    let ok = post("/mcp", Some(&alice)).send().await.unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.summary());
+
+    // 1. A token in the query, beside the header or alone.
+    for (query, auth) in [
+        (&alice, Some(alice.as_str())),
+        (&bob, Some(alice.as_str())),
+        (&alice, None),
+    ] {
+        let r = post(&format!("/mcp?access_token={query}"), auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status, 400, "{}", r.summary());
+        assert!(r.text().contains("token_in_query"), "{}", r.summary());
+    }
+
+    // 3. HEAD on the metadata sends the GET's length.
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+    ] {
+        let get = Raw::new(addr, "GET", path).send().await.unwrap();
+        let head = Raw::new(addr, "HEAD", path).send().await.unwrap();
+        assert_eq!(head.status, 200);
+        let length = get.body.len().to_string();
+        assert!(
+            head.header("content-length").is_none_or(|l| l == length),
+            "{path}: {}",
+            head.summary()
+        );
+    }
+
+    // 4. Only exact serialized origins.
+    let loopback_slash = format!("http://127.0.0.1:{port}/");
+    for origin in [
+        "https://app.example.com/",
+        "https://app.example.com:0443",
+        loopback_slash.as_str(),
+    ] {
+        let r = post("/mcp", Some(&alice))
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status, 403, "{origin}: {}", r.summary());
+        assert_eq!(r.header("access-control-allow-origin"), None);
+    }
+    let own = format!("http://127.0.0.1:{port}");
+    for origin in ["https://app.example.com", own.as_str()] {
+        let r = post("/mcp", Some(&alice))
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{origin}: {}", r.summary());
+        assert_eq!(r.header("access-control-allow-origin"), Some(origin));
+    }
+
+    // 5. A JWT-shaped X-Request-Id is not taken.
+    let jwt_id = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+    let r = post("/mcp", None)
+        .header("x-request-id", jwt_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let echoed = r.header("x-request-id").unwrap();
+    assert_ne!(echoed, jwt_id);
+    assert!(!r.text().contains("eyJ"), "{}", r.summary());
+    server.child.kill().await.unwrap();
+}

@@ -695,3 +695,54 @@ async fn every_error_of_a_dpop_request_is_on_the_dpop_challenge() {
     assert_eq!(param(&r.bearer, "error"), Some("insufficient_scope"));
     assert_eq!(param(&r.dpop, "error"), None);
 }
+
+// RFC 9449 section 7.1 for the late step-up: a handler that asks for more
+// scopes mid-call (the reference contract's export_notes) answers a DPoP
+// caller with 403 insufficient_scope on the `DPoP` challenge, naming every
+// scope the call needs.
+#[tokio::test]
+async fn a_late_step_up_of_a_dpop_caller_is_on_the_dpop_challenge() {
+    let n = support::notes::Notes::start().await;
+    let client = DpopClient::new();
+    let token = n
+        .issuer
+        .token()
+        .subject("alice")
+        .audience(&n.resource)
+        .scopes(["notes:read"])
+        .dpop_bound_to(client.thumbprint())
+        .sign();
+    let body = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {
+            "name": "export_notes", "arguments": {},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {},
+            }
+        }
+    });
+    let proof = client.proof("POST", &n.resource, Some(&token));
+    let resp = reqwest::Client::new()
+        .post(&n.resource)
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", proof)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "export_notes")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let r = refusal(resp).await;
+    assert_eq!(
+        (r.status, r.error.as_deref()),
+        (403, Some("insufficient_scope"))
+    );
+    assert_eq!(param(&r.dpop, "error"), Some("insufficient_scope"));
+    assert_eq!(param(&r.dpop, "scope"), Some("notes:read notes:export"));
+    assert_eq!(param(&r.bearer, "error"), None);
+}
