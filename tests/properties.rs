@@ -9,7 +9,9 @@
 //! - JWK Set parsing never panics, and junk keys never stop a good key from
 //!   verifying;
 //! - challenge building round-trips through the challenge parser
-//!   (RFC 6750 section 3, RFC 9110 section 5.6.4 quoted-string).
+//!   (RFC 6750 section 3, RFC 9110 section 5.6.4 quoted-string);
+//! - an `access_token` in the URI query, in any spelling, is found exactly
+//!   when a small independent model finds it (RFC 6750 section 2.3).
 // Test and demo code: a panic here is a failed run, not an outage, so
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
@@ -166,6 +168,115 @@ fn authorization_header_parsing_matches_the_model() {
                     prop_assert_eq!(handed, None);
                     prop_assert_eq!(result.err().map(|e| e.kind()), Some(kind));
                 }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Whether a URI query names `access_token` (RFC 6750 section 2.3), written
+/// independently of `bearer.rs`: parameters split on `&` and `;`, the name
+/// before the first `=`, percent-decoded with `+` as a space, compared
+/// ignoring ASCII case.
+fn query_model(query: &str) -> bool {
+    query.split(['&', ';']).any(|pair| {
+        let name = pair.split('=').next().unwrap().as_bytes();
+        let mut decoded = Vec::new();
+        let mut i = 0;
+        while i < name.len() {
+            let hex = |b: u8| char::from(b).to_digit(16);
+            match name[i] {
+                b'%' if name.get(i + 1).and_then(|b| hex(*b)).is_some()
+                    && name.get(i + 2).and_then(|b| hex(*b)).is_some() =>
+                {
+                    let hi = hex(name[i + 1]).unwrap();
+                    let lo = hex(name[i + 2]).unwrap();
+                    decoded.push(u8::try_from(hi * 16 + lo).unwrap());
+                    i += 3;
+                }
+                b'+' => {
+                    decoded.push(b' ');
+                    i += 1;
+                }
+                b => {
+                    decoded.push(b);
+                    i += 1;
+                }
+            }
+        }
+        decoded.eq_ignore_ascii_case(b"access_token")
+    })
+}
+
+/// Queries: parameters whose names are spellings of `access_token`, near
+/// misses and noise, joined by `&` or `;`.
+fn query_value() -> impl Strategy<Value = String> {
+    let name = prop_oneof![
+        Just("access_token".to_owned()),
+        Just("ACCESS_Token".to_owned()),
+        Just("access%5Ftoken".to_owned()),
+        Just("access%5ftoken".to_owned()),
+        Just("%61ccess_token".to_owned()),
+        Just("access_toke".to_owned()),
+        Just("access%5token".to_owned()),
+        Just("access%255Ftoken".to_owned()),
+        Just("my_access_token".to_owned()),
+        Just("access+token".to_owned()),
+        Just(String::new()),
+        "[a-z_%5F+]{0,14}",
+    ];
+    let value = prop_oneof![Just(None), "[a-z0-9=.%_]{0,8}".prop_map(Some)];
+    let separator = prop_oneof![Just("&"), Just(";")];
+    proptest::collection::vec((name, value, separator), 1..5).prop_map(|params| {
+        let mut query = String::new();
+        for (i, (name, value, separator)) in params.into_iter().enumerate() {
+            if i > 0 {
+                query.push_str(separator);
+            }
+            query.push_str(&name);
+            if let Some(value) = value {
+                query.push('=');
+                query.push_str(&value);
+            }
+        }
+        query
+    })
+}
+
+// RFC 6750 sections 2 and 2.3: a query naming `access_token`, in any
+// spelling, is refused (`token_in_query`) before the header's token reaches
+// the verifier; any other query changes nothing.
+#[test]
+fn query_access_token_detection_matches_the_model() {
+    let rt = runtime();
+    let recorder = Recorder::default();
+    let layer = header_layer(recorder.clone());
+    let mut runner = TestRunner::new(Config {
+        cases: 2000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&query_value(), |query| {
+            let Ok(request) = http::Request::post(format!("/mcp?{query}"))
+                .header(http::header::AUTHORIZATION, "Bearer abc")
+                .body(())
+            else {
+                return Ok(()); // not a valid request target
+            };
+            let (parts, ()) = request.into_parts();
+            *recorder.0.lock().unwrap() = None;
+            let kind = rt
+                .block_on(layer.authenticate_request(&parts))
+                .err()
+                .map(|e| e.kind());
+            let handed = recorder.0.lock().unwrap().take();
+            if query_model(&query) {
+                prop_assert_eq!(kind, Some(AuthErrorKind::TokenInQuery), "{}", query);
+                prop_assert_eq!(handed, None);
+            } else {
+                prop_assert_eq!(kind, Some(AuthErrorKind::Rejected), "{}", query);
+                prop_assert_eq!(handed.as_deref(), Some("abc"));
             }
             Ok(())
         })
