@@ -711,3 +711,59 @@ async fn reference_server_replays_the_black_box_findings() {
     assert!(!r.text().contains("eyJ"), "{}", r.summary());
     server.child.kill().await.unwrap();
 }
+
+// RFC 6750 sections 2 and 3.1 over HTTP/2 (prior knowledge, as McpServer
+// serves both): the `:path` with an `access_token` query is refused like
+// the HTTP/1.1 request target, with or without the header.
+#[tokio::test]
+async fn an_access_token_in_the_query_is_invalid_request_over_http2() {
+    let h = Harness::start(|b| b).await;
+    let alice = h.token("alice");
+    let addr: std::net::SocketAddr = h.base.trim_start_matches("http://").parse().unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let send = |query: &str, auth: bool| {
+        let mut client = client.clone();
+        let uri = format!("{}{query}", h.resource);
+        let auth = auth.then(|| format!("Bearer {alice}"));
+        async move {
+            let mut request = http::Request::post(uri)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/list");
+            if let Some(auth) = auth {
+                request = request.header("authorization", auth);
+            }
+            client = client.ready().await.unwrap();
+            let (response, mut body) = client
+                .send_request(request.body(()).unwrap(), false)
+                .unwrap();
+            body.send_data(axum::body::Bytes::from_static(MODERN_LIST.as_bytes()), true)
+                .unwrap();
+            let response = fixture::bounded(response).await.unwrap();
+            let status = response.status().as_u16();
+            let mut stream = response.into_body();
+            let mut text = Vec::new();
+            while let Some(chunk) = fixture::bounded(stream.data()).await {
+                let chunk = chunk.unwrap();
+                let _ = stream.flow_control().release_capacity(chunk.len());
+                text.extend_from_slice(&chunk);
+            }
+            (status, String::from_utf8_lossy(&text).into_owned())
+        }
+    };
+    let (status, body) = send("", true).await;
+    assert_eq!(status, 200, "{body:.200}");
+    for query in [
+        format!("?access_token={alice}"),
+        format!("?x=1&access%5Ftoken={alice}"),
+    ] {
+        for auth in [true, false] {
+            let (status, body) = send(&query, auth).await;
+            assert_eq!(status, 400, "{query:.30} header={auth}: {body:.200}");
+            assert!(body.contains("token_in_query"), "{body:.200}");
+        }
+    }
+}
