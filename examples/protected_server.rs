@@ -120,6 +120,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let config = notes::declare_scopes(config).build()?;
     let bind = std::env::var("MCP_OAUTH2_BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    // The MCP endpoint is mounted at the resource's path as written: a
+    // trailing slash is refused (the endpoint would be `/mcp/` and `/mcp`
+    // would not be routed), as is a path the router cannot serve.
     let path = config.resource_path().to_owned();
     let path = if path == "/" || path.is_empty() {
         "/mcp".to_owned()
@@ -136,9 +139,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let header_read_timeout = timeout_var("MCP_OAUTH2_HEADER_READ_TIMEOUT")?;
     let body_read_timeout = timeout_var("MCP_OAUTH2_BODY_READ_TIMEOUT")?;
     let response_write_timeout = timeout_var("MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT")?;
-    let listener = tokio::net::TcpListener::bind(&bind).await?;
-    // Tests and scripts read this line to find the port when binding to :0.
-    println!("listening on {}", listener.local_addr()?);
     let mut server = McpServer::builder().auth(config).path(path);
     if let Some(timeout) = header_read_timeout {
         server = server.header_read_timeout(timeout);
@@ -149,14 +149,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(timeout) = response_write_timeout {
         server = server.response_write_timeout(timeout);
     }
-    server
+    // Everything is checked before the server listens: scripts wait for
+    // the `listening on` line to know it is up.
+    let server = server
         .service(move || {
             Ok(notes::NotesServer::with_downstream(
                 store.clone(),
                 downstream.clone(),
             ))
         })
-        .build()?
+        .build()
+        .map_err(|e| match e.field() {
+            // The only path set here is the resource's.
+            "path" => format!(
+                "MCP_OAUTH2_RESOURCE: its path is where the MCP endpoint is served: {}",
+                e.message()
+            ),
+            _ => e.to_string(),
+        })?;
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .map_err(|e| format!("MCP_OAUTH2_BIND: cannot listen on {bind:?}: {e}"))?;
+    // Tests and scripts read this line to find the port when binding to :0.
+    println!("listening on {}", listener.local_addr()?);
+    server
         .serve_with_shutdown(listener, async {
             let _ = tokio::signal::ctrl_c().await;
         })

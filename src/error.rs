@@ -26,13 +26,6 @@ impl ConfigError {
         }
     }
 
-    /// The same error under another setting name. The environment table
-    /// (`config/env.rs`, `ConfigError::for_env`) uses it to name the
-    /// variable behind a builder setting.
-    pub(crate) fn renamed(self, field: &'static str) -> Self {
-        Self { field, ..self }
-    }
-
     /// The setting that is wrong, for example `resource` or `MCP_OAUTH2_ISSUER`.
     pub fn field(&self) -> &'static str {
         self.field
@@ -745,7 +738,7 @@ mod tests {
             "invalid `resource`: must be an absolute URI"
         );
         assert_eq!(
-            config.clone().renamed("MCP_OAUTH2_RESOURCE").to_string(),
+            config.clone().for_env().to_string(),
             "invalid `MCP_OAUTH2_RESOURCE`: must be an absolute URI"
         );
         let _: &dyn std::error::Error = &config;

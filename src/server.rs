@@ -155,7 +155,12 @@ impl<S> McpServerBuilder<S> {
         self
     }
 
-    /// The path the MCP endpoint is mounted at (default `/mcp`).
+    /// The path the MCP endpoint is mounted at (default `/mcp`), exactly:
+    /// it must start with `/` and not end with `/`, and [`build`](McpServerBuilder::build)
+    /// refuses (never panics on) a path axum would read as a pattern or
+    /// refuse (a `{` or `}`, a segment starting with `:` or `*`) and one
+    /// the metadata routes hold (`/.well-known/oauth-protected-resource`
+    /// and the resource's metadata path).
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
         self
@@ -185,7 +190,9 @@ impl<S> McpServerBuilder<S> {
     /// Serve a readiness probe at `path` (default none), without
     /// authentication: 200 once every issuer's key set has been fetched (or
     /// at once with `require_keys_before_ready(false)` or a custom
-    /// verifier), 503 with `Retry-After` before.
+    /// verifier), 503 with `Retry-After` before. The path follows the rules
+    /// of [`path`](Self::path) (a trailing `/` aside) and must differ from
+    /// it.
     pub fn readiness_path(mut self, path: impl Into<String>) -> Self {
         self.readiness_path = Some(path.into());
         self
@@ -377,6 +384,22 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
                 format!("{:?} must start with '/' and not end with '/'", self.path),
             ));
         }
+        // Every route is checked here, so that axum never panics below: a
+        // path it refuses or reads as a pattern, or one two routes share.
+        let metadata_paths = [
+            crate::metadata::WELL_KNOWN_PREFIX.to_owned(),
+            config.metadata_path(),
+        ];
+        check_route("path", &self.path, &metadata_paths)?;
+        if let Some(probe) = &self.readiness_path {
+            if probe == &self.path {
+                return Err(ConfigError::new(
+                    "readiness_path",
+                    format!("{probe:?} must start with '/' and differ from the MCP path"),
+                ));
+            }
+            check_route("readiness_path", probe, &metadata_paths)?;
+        }
         let (layer, jwt) = match self.verifier {
             Some(v) => (AuthLayer::with_verifier(config.clone(), v), None),
             None => {
@@ -427,13 +450,8 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             .route_service(&self.path, tower_layer::Layer::layer(&layer, service))
             .merge(layer.shared_metadata_router());
         let readiness = Readiness(jwt.clone());
+        // Checked above, with the MCP path.
         if let Some(path) = self.readiness_path {
-            if !path.starts_with('/') || path == self.path {
-                return Err(ConfigError::new(
-                    "readiness_path",
-                    format!("{path:?} must start with '/' and differ from the MCP path"),
-                ));
-            }
             let probe = readiness.clone();
             router = router.route(
                 &path,
@@ -561,6 +579,28 @@ async fn unsupported_version_as_jsonrpc(
     );
     response.headers_mut().remove(http::header::CONTENT_LENGTH);
     response
+}
+
+/// A path the server routes: one axum serves literally
+/// ([`route_path_problem`](crate::config::route_path_problem)) and that no
+/// metadata route holds.
+fn check_route(
+    field: &'static str,
+    path: &str,
+    metadata_paths: &[String],
+) -> Result<(), ConfigError> {
+    if let Some(problem) = crate::config::route_path_problem(path) {
+        return Err(ConfigError::new(field, format!("{path:?} {problem}")));
+    }
+    if metadata_paths.iter().any(|m| m == path) {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "{path:?} is where the protected resource metadata is served (RFC 9728 section 3.1)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The resource URL's host (any port: a reverse proxy may forward with or

@@ -91,6 +91,63 @@ async fn build_refuses_missing_parts_and_bad_paths() {
     }
 }
 
+// A path axum's router refuses (it panics: a segment starting with `:` or
+// `*`, axum 0.7 syntax) or reads as a pattern (`{x}`, `{*x}`, the `{{` and
+// `}}` escapes, a lone brace), and a path another route of the server
+// already holds (the metadata at either well-known path, the readiness
+// probe), is a `ConfigError` from `build`, never a panic.
+#[tokio::test]
+async fn build_refuses_paths_the_router_would_panic_on_or_share() {
+    let resource = "http://127.0.0.1:1/mcp";
+    let build = |path: &str, probe: Option<&str>| {
+        let mut builder = McpServer::builder()
+            .auth(offline_config(resource))
+            .path(path);
+        if let Some(probe) = probe {
+            builder = builder.readiness_path(probe);
+        }
+        builder.service(|| Ok(EchoServer::new())).build()
+    };
+    let patterns = [
+        "/:x", "/*x", "/a/:b", "/{x}", "/{*x}", "/{{", "/}}", "/}", "/a{b", "/a}b",
+    ];
+    let taken = [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+    ];
+    for path in patterns.iter().chain(&taken) {
+        let err = build(path, None).expect_err(path);
+        assert_eq!(err.field(), "path", "{path:?}");
+        assert!(err.message().contains(path), "{err}");
+    }
+    for probe in patterns.iter().chain(&taken) {
+        let err = build("/mcp", Some(probe)).expect_err(probe);
+        assert_eq!(err.field(), "readiness_path", "{probe:?}");
+        assert!(err.message().contains(probe), "{err}");
+    }
+    // Colons and asterisks inside a segment, and encoded braces, are
+    // literal to axum: they are served.
+    for path in ["/rpc:v1", "/a*b", "/%7Bx%7D", "/.well-known/other"] {
+        build(path, Some("/ready")).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    }
+}
+
+// The resource's own path is routed too (its metadata lives under the
+// well-known prefix followed by it): a resource path axum would refuse is a
+// `ConfigError` of the configuration, never a panic in `metadata_router`.
+#[test]
+fn auth_config_refuses_a_resource_path_the_router_refuses() {
+    for resource in ["http://127.0.0.1:1/:x", "http://127.0.0.1:1/a/*x"] {
+        let err = AuthConfig::builder()
+            .issuer("http://127.0.0.1:9")
+            .resource(resource)
+            .allow_insecure_http_for_loopback(true)
+            .build()
+            .expect_err(resource);
+        assert_eq!(err.field(), "resource", "{resource}");
+    }
+}
+
 // A custom verifier replaces the JWT verifier: its answers decide, the
 // server is ready at once (no key set to fetch), and its refusals get the
 // full RFC 6750 challenge. The mount path and the extra Host are honoured.

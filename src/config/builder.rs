@@ -7,7 +7,9 @@ use std::time::Duration;
 use ::url::Url;
 
 use super::scopes::check_scopes;
-use super::url::{canonical_resource, check_https, normalize_origin, origin_of};
+use super::url::{
+    canonical_resource, check_https, metadata_path, normalize_origin, origin_of, route_path_problem,
+};
 use super::{
     Algorithm, AudienceRule, AuthConfig, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY,
     DEFAULT_MAX_TOKEN_LIFETIME, ExemptRoute, IntrospectionSettings, IssuerConfig, JwksPolicy,
@@ -42,6 +44,9 @@ pub struct AuthConfigBuilder {
     pub(super) resource_documentation: Option<String>,
     pub(super) exempt: Vec<ExemptRoute>,
     pub(super) allow_insecure_loopback: bool,
+    /// Filled by [`from_env`](Self::from_env): the errors of `build` name
+    /// the environment variables (`ConfigError::for_env`).
+    pub(super) from_env: bool,
     pub(super) max_token_bytes: usize,
     pub(super) max_token_lifetime: Duration,
     pub(super) require_keys_before_ready: bool,
@@ -79,6 +84,7 @@ impl Default for AuthConfigBuilder {
             resource_documentation: None,
             exempt: Vec::new(),
             allow_insecure_loopback: false,
+            from_env: false,
             max_token_bytes: crate::bearer::DEFAULT_MAX_TOKEN_BYTES,
             max_token_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
             require_keys_before_ready: true,
@@ -156,6 +162,9 @@ impl AuthConfigBuilder {
     /// names it when equal, ignoring only the case of the scheme and host and,
     /// for a root resource, a trailing slash (`https://h/` names `https://h`);
     /// never by prefix, and below the root a trailing slash is significant.
+    /// Its metadata is routed at the well-known prefix followed by its
+    /// path, so a path segment starting with `:` or `*` (which axum's router
+    /// refuses) is refused by [`build`](Self::build).
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
         self.resource = Some(resource.into());
         self
@@ -373,8 +382,17 @@ impl AuthConfigBuilder {
 }
 
 impl AuthConfigBuilder {
-    /// Validates and builds the configuration.
+    /// Validates and builds the configuration. The errors of a builder made
+    /// by [`from_env`](Self::from_env) name the environment variable behind
+    /// the setting (`MCP_OAUTH2_RESOURCE`, not `resource`), those of any
+    /// other builder the builder setting.
     pub fn build(self) -> Result<AuthConfig, ConfigError> {
+        let from_env = self.from_env;
+        self.build_checked()
+            .map_err(|e| if from_env { e.for_env() } else { e })
+    }
+
+    fn build_checked(self) -> Result<AuthConfig, ConfigError> {
         let loopback_ok = self.allow_insecure_loopback;
         let resource_raw = self.resource.ok_or_else(|| {
             ConfigError::new(
@@ -383,6 +401,17 @@ impl AuthConfigBuilder {
             )
         })?;
         let (resource, resource_url) = canonical_resource(&resource_raw, loopback_ok)?;
+        // The metadata is routed at the well-known prefix followed by the
+        // resource's path (RFC 9728 section 3.1).
+        if let Some(problem) = route_path_problem(&metadata_path(&resource_url)) {
+            return Err(ConfigError::new(
+                "resource",
+                format!(
+                    "its path {:?} cannot be routed: {problem}",
+                    resource_url.path()
+                ),
+            ));
+        }
 
         if self.issuers.is_empty() && self.tenant_issuers.is_empty() {
             return Err(ConfigError::new(

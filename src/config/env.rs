@@ -624,18 +624,50 @@ impl ConfigError {
     /// The same error naming the environment variable behind the setting
     /// (its row in [`ENV_VARS`]), for configurations read by
     /// [`AuthConfig::from_env`]. A setting no variable feeds keeps its name.
+    /// Builder settings the message names (`allow_insecure_http_for_loopback`,
+    /// `max_sessions`) are replaced by their variables too.
     pub(crate) fn for_env(self) -> Self {
-        match ENV_VARS.iter().find(|v| v.field == self.field()) {
-            Some(var) => self.renamed(var.name),
-            None => self,
+        let mut message = self.message().to_owned();
+        for var in ENV_VARS {
+            for name in [var.setting, var.field] {
+                // Words such as `issuer` or `dpop` are plain English too:
+                // only names with an underscore are rewritten.
+                if name.contains('_') {
+                    message = replace_word(&message, name, var.name);
+                }
+            }
         }
+        let field = match ENV_VARS.iter().find(|v| v.field == self.field()) {
+            Some(var) => var.name,
+            None => self.field(),
+        };
+        Self::new(field, message)
     }
+}
+
+/// `text` with every occurrence of the identifier `word` (not part of a
+/// longer identifier) replaced by `by`.
+fn replace_word(text: &str, word: &str, by: &str) -> String {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(word) {
+        let (before, after) = rest.split_at(at);
+        let after = after.get(word.len()..).unwrap_or_default();
+        let alone = !before.ends_with(ident) && !after.starts_with(ident);
+        out.push_str(before);
+        out.push_str(if alone { by } else { word });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 impl AuthConfigBuilder {
     /// A builder filled from the environment (see [`AuthConfig::from_env`]),
-    /// to adjust before [`build`](Self::build). Its errors name the
-    /// variable; the errors of `build` name the builder setting.
+    /// to adjust before [`build`](Self::build). Its errors, and those of
+    /// its `build`, name the variable (a setting no variable feeds keeps
+    /// its builder name).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_env_vars(|name| std::env::var(name).ok())
     }
@@ -685,6 +717,7 @@ impl AuthConfigBuilder {
             }
             (None, None) => {}
         }
+        builder.from_env = true;
         Ok(builder)
     }
 }
@@ -747,9 +780,7 @@ fn tenant_from_env(
 impl AuthConfig {
     /// [`AuthConfig::from_env`] with the variables read through `get`.
     pub(crate) fn from_env_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        AuthConfigBuilder::from_env_vars(get)?
-            .build()
-            .map_err(ConfigError::for_env)
+        AuthConfigBuilder::from_env_vars(get)?.build()
     }
 }
 
@@ -940,6 +971,9 @@ mod tests {
             ("MCP_OAUTH2_RESOURCE", "http://rs.example/mcp", &[]),
             ("MCP_OAUTH2_RESOURCE", "https://rs.example/mcp#f", &[]),
             ("MCP_OAUTH2_RESOURCE", "", &[]),
+            ("MCP_OAUTH2_RESOURCE", "garbage", &[]),
+            ("MCP_OAUTH2_RESOURCE", "https://rs.example/:x", &[]),
+            ("MCP_OAUTH2_RESOURCE", "https://rs.example/a/*x", &[]),
             ("MCP_OAUTH2_JWKS_URI", "http://as.example/jwks", &[]),
             ("MCP_OAUTH2_JWKS_URI", "not a url", &[]),
             (
@@ -1036,8 +1070,18 @@ mod tests {
                 vars.insert(k, (*v).to_owned());
             }
             vars.insert(name, (*bad).to_owned());
-            let err = from_map(&vars).unwrap_err();
-            assert_eq!(err.field(), *name, "{name}={bad:?}: {err}");
+            // `AuthConfig::from_env`, and the builder it fills built later
+            // (as the reference server does, after adjusting it).
+            let built = AuthConfigBuilder::from_env_vars(|k| vars.get(k).cloned())
+                .and_then(AuthConfigBuilder::build);
+            for err in [from_map(&vars).unwrap_err(), built.unwrap_err()] {
+                assert_eq!(err.field(), *name, "{name}={bad:?}: {err}");
+                // The message speaks of variables, not builder settings.
+                for v in ENV_VARS.iter().filter(|v| v.setting.contains('_')) {
+                    let named = replace_word(err.message(), v.setting, "");
+                    assert_eq!(named, err.message(), "{name}={bad:?}: {err}");
+                }
+            }
         }
         // Free text has no bad value; every other variable has a case above.
         const FREE_TEXT: &[&str] = &["MCP_OAUTH2_RESOURCE_NAME", "MCP_OAUTH2_TENANT_CLAIM"];

@@ -25,7 +25,9 @@ pub(crate) mod tenant;
 pub(crate) mod url;
 mod watch;
 
-pub(crate) use self::url::{check_https, is_loopback_origin, metadata_path, normalize_origin};
+pub(crate) use self::url::{
+    check_https, is_loopback_origin, metadata_path, normalize_origin, route_path_problem,
+};
 pub use algorithm::Algorithm;
 pub use builder::AuthConfigBuilder;
 pub use dpop::{DpopMode, DpopPolicy};

@@ -17,6 +17,30 @@ pub(crate) fn metadata_path(resource: &Url) -> String {
     }
 }
 
+/// Why axum's router (0.8) cannot serve `path` as a literal route, or
+/// `None` when it can: a route must start with `/`; a segment starting with
+/// `:` or `*` (axum 0.7's capture syntax) makes it panic; a brace is read as
+/// a capture (`{x}`, `{*x}`), an escape (`{{`, `}}`) or is refused. Every
+/// path the crate routes (the MCP path, the readiness probe, the metadata
+/// paths) goes through this check when it is built, so that a mistake is a
+/// `ConfigError`, never a panic or a route matching other paths.
+pub(crate) fn route_path_problem(path: &str) -> Option<&'static str> {
+    if !path.starts_with('/') {
+        return Some("must start with '/'");
+    }
+    if path.contains(['{', '}']) {
+        return Some(
+            "must not contain '{' or '}' (the router reads them as a capture or an escape)",
+        );
+    }
+    if path.split('/').any(|s| s.starts_with([':', '*'])) {
+        return Some(
+            "must not have a segment starting with ':' or '*' (the router refuses them as capture syntax)",
+        );
+    }
+    None
+}
+
 /// RFC 6749 section 3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
 /// `field` names the setting the scope came from.
 pub(crate) fn validate_scope_token(field: &'static str, scope: &str) -> Result<(), ConfigError> {

@@ -1,0 +1,102 @@
+//! The reference server's startup checks (`examples/protected_server`, run
+//! as the README runs it, configured by environment variables only): a
+//! configuration it cannot serve stops it before it listens, with exit
+//! code 1 (an error, never a panic), no `listening on` line (scripts wait
+//! for that line to know the server is up) and a message naming the
+//! variable to fix.
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+mod support;
+
+use std::time::Duration;
+
+/// Runs the reference server with a loopback issuer (never contacted: the
+/// server must stop before), resource `http://127.0.0.1:1/mcp`, loopback
+/// HTTP allowed and an ephemeral port, then `env`; asserts that it exits
+/// with code 1 before listening and that its error names `variable`.
+/// Returns the error output.
+async fn refused(env: &[(&str, &str)], variable: &str) -> String {
+    let mut command = tokio::process::Command::new(support::reference::binary());
+    command
+        .env("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9")
+        .env("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:1/mcp")
+        .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
+        .env("MCP_OAUTH2_BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "warn");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("the server did not exit")
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    // 1: `main` returned an error; 101 would be a panic.
+    assert_eq!(output.status.code(), Some(1), "{env:?}: {stderr}");
+    assert!(!stdout.contains("listening on"), "{env:?}: {stdout}");
+    assert!(stderr.contains(variable), "{env:?}: {stderr}");
+    stderr
+}
+
+// The MCP endpoint is mounted at the resource's path: a path the router
+// cannot serve as it is written (a trailing slash, axum's capture syntax)
+// or that the metadata routes hold is refused before the server listens,
+// naming MCP_OAUTH2_RESOURCE.
+#[tokio::test]
+async fn resource_paths_that_cannot_be_mounted_stop_it_before_listening() {
+    for path in [
+        "/mcp/",
+        "/:x",
+        "/*x",
+        "/a/:b",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let resource = format!("http://127.0.0.1:1{path}");
+        refused(&[("MCP_OAUTH2_RESOURCE", &resource)], "MCP_OAUTH2_RESOURCE").await;
+    }
+    let stderr = refused(
+        &[("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:1/mcp/")],
+        "MCP_OAUTH2_RESOURCE",
+    )
+    .await;
+    assert!(stderr.contains("'/'"), "{stderr}");
+}
+
+// MCP_OAUTH2_BIND is the reference server's own variable: an address it
+// cannot listen on names it.
+#[tokio::test]
+async fn a_bad_bind_address_names_its_variable() {
+    for bad in ["garbage", "127.0.0.1", "127.0.0.1:99999", ""] {
+        refused(&[("MCP_OAUTH2_BIND", bad)], "MCP_OAUTH2_BIND").await;
+    }
+}
+
+// The reference server adjusts the builder `AuthConfigBuilder::from_env`
+// filled before building it: the errors of that build name the variables
+// too, in the field and in the advice of the message.
+#[tokio::test]
+async fn configuration_errors_name_the_variables() {
+    refused(&[("MCP_OAUTH2_RESOURCE", "garbage")], "MCP_OAUTH2_RESOURCE").await;
+    refused(&[("MCP_OAUTH2_LEEWAY", "301")], "MCP_OAUTH2_LEEWAY").await;
+    refused(
+        &[("MCP_OAUTH2_REQUIRED_SCOPES", "offline_access")],
+        "MCP_OAUTH2_REQUIRED_SCOPES",
+    )
+    .await;
+    let stderr = refused(
+        &[
+            ("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "0"),
+            ("MCP_OAUTH2_RESOURCE", "https://127.0.0.1:1/mcp"),
+        ],
+        "MCP_OAUTH2_ISSUER",
+    )
+    .await;
+    assert!(
+        stderr.contains("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK")
+            && !stderr.contains("allow_insecure_http_for_loopback"),
+        "{stderr}"
+    );
+}
