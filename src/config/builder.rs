@@ -59,6 +59,10 @@ pub struct AuthConfigBuilder {
     pub(super) shared_store: Option<std::sync::Arc<dyn crate::store::SharedStore>>,
 }
 
+/// The longest `max-age` of the metadata document: RFC 9111 section 1.2.2
+/// asks senders not to send a delta-seconds above 2^31.
+const MAX_METADATA_MAX_AGE: Duration = Duration::from_secs(2_147_483_648);
+
 impl Default for AuthConfigBuilder {
     fn default() -> Self {
         Self {
@@ -102,7 +106,11 @@ impl Default for AuthConfigBuilder {
 impl AuthConfigBuilder {
     /// Adds a trusted issuer (required, at least one). `iss` must equal it
     /// exactly; its keys are found by RFC 8414 / OpenID discovery unless a
-    /// [`jwks_uri`](Self::jwks_uri) is given.
+    /// [`jwks_uri`](Self::jwks_uri) is given. Write it exactly as the
+    /// authorization server publishes it: issuers are compared exactly
+    /// (RFC 8414 section 3.3), so [`build`](Self::build) refuses capitals in
+    /// its scheme or host (`HTTP://`, `https://Auth.example.com`), which no
+    /// server publishes and which would never match.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuers.push(issuer.into());
         self
@@ -269,7 +277,11 @@ impl AuthConfigBuilder {
         self
     }
 
-    /// `resource_documentation` in the metadata (default none).
+    /// `resource_documentation` in the metadata (default none): an
+    /// `https://` URL (`http://` on a loopback host with
+    /// [`allow_insecure_http_for_loopback`](Self::allow_insecure_http_for_loopback));
+    /// any other scheme (`javascript:`, `data:`, `ftp:`) is refused by
+    /// [`build`](Self::build).
     pub fn resource_documentation(mut self, url: impl Into<String>) -> Self {
         self.resource_documentation = Some(url.into());
         self
@@ -424,6 +436,28 @@ impl AuthConfigBuilder {
             let url = Url::parse(&issuer)
                 .map_err(|e| ConfigError::new("issuer", format!("{issuer:?} is not a URL: {e}")))?;
             check_https(&url, loopback_ok, "issuer")?;
+            // RFC 8414 section 3.3: `iss` and the discovery document's
+            // `issuer` are compared with this text exactly, and servers
+            // publish the scheme and host in lowercase (the form URLs take).
+            let authority = issuer
+                .split_once("://")
+                .map_or(issuer.as_str(), |(scheme, rest)| {
+                    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                    issuer
+                        .get(..scheme.len() + 3 + host.len())
+                        .unwrap_or(scheme)
+                });
+            if authority.bytes().any(|b| b.is_ascii_uppercase()) {
+                return Err(ConfigError::new(
+                    "issuer",
+                    format!(
+                        "{issuer:?} has capitals in its scheme or host: write the issuer exactly as \
+                         the authorization server publishes it (lowercase scheme and host); \
+                         issuers are compared exactly (RFC 8414 section 3.3), so no token \
+                         would ever verify"
+                    ),
+                ));
+            }
             if url.query().is_some() || url.fragment().is_some() {
                 return Err(ConfigError::new(
                     "issuer",
@@ -592,11 +626,22 @@ impl AuthConfigBuilder {
         let resource_documentation = self
             .resource_documentation
             .map(|d| {
-                Url::parse(&d).map_err(|e| {
+                let url = Url::parse(&d).map_err(|e| {
                     ConfigError::new("resource_documentation", format!("not a URL: {e}"))
-                })
+                })?;
+                check_https(&url, loopback_ok, "resource_documentation")?;
+                Ok::<_, ConfigError>(url)
             })
             .transpose()?;
+        if self.watch.metadata_max_age > MAX_METADATA_MAX_AGE {
+            return Err(ConfigError::new(
+                "metadata_max_age",
+                format!(
+                    "must be at most {} seconds (RFC 9111 section 1.2.2)",
+                    MAX_METADATA_MAX_AGE.as_secs()
+                ),
+            ));
+        }
         if self.jwks.refresh_cooldown.is_zero() {
             return Err(ConfigError::new(
                 "jwks_refresh_cooldown",
@@ -742,6 +787,25 @@ mod tests {
             .resource("https://mcp.example.com/mcp")
     }
 
+    // The controls of the refusals below: the limits themselves, loopback
+    // http:// with the opt-in, capitals where the issuer's path has them.
+    #[test]
+    fn values_at_the_limits_are_accepted() {
+        let c = base()
+            .metadata_max_age(Duration::from_secs(2_147_483_648))
+            .resource_documentation("https://docs.example.com/x")
+            .build()
+            .unwrap();
+        assert_eq!(c.metadata_max_age.as_secs(), 2_147_483_648);
+        AuthConfig::builder()
+            .issuer("http://127.0.0.1:9/Tenant/V2")
+            .resource("http://127.0.0.1:1/mcp")
+            .allow_insecure_http_for_loopback(true)
+            .resource_documentation("http://localhost:8000/docs")
+            .build()
+            .unwrap();
+    }
+
     #[test]
     fn errors_name_the_field() {
         let e = AuthConfig::builder()
@@ -761,6 +825,55 @@ mod tests {
             (base().issuer("https://auth.example.com"), "issuer"),
             (base().algorithms([]), "algorithms"),
             (base().leeway(Duration::from_secs(301)), "leeway"),
+            // README: every URL is https:// (http:// on loopback with the
+            // opt-in), the documentation link included.
+            (
+                base().resource_documentation("http://docs.example.com/x"),
+                "resource_documentation",
+            ),
+            (
+                base().resource_documentation("javascript:alert(1)"),
+                "resource_documentation",
+            ),
+            (
+                base().resource_documentation("data:text/html,hi"),
+                "resource_documentation",
+            ),
+            (
+                base().resource_documentation("ftp://x/y"),
+                "resource_documentation",
+            ),
+            (
+                base()
+                    .allow_insecure_http_for_loopback(true)
+                    .resource_documentation("http://docs.example.com/x"),
+                "resource_documentation",
+            ),
+            // RFC 8414 section 3.3: the issuer is compared exactly, so one
+            // written otherwise than its canonical form never matches the
+            // discovery document's.
+            (
+                AuthConfig::builder()
+                    .issuer("HTTP://127.0.0.1:18900")
+                    .resource("http://127.0.0.1:1/mcp")
+                    .allow_insecure_http_for_loopback(true),
+                "issuer",
+            ),
+            (
+                AuthConfig::builder()
+                    .issuer("https://Auth.Example.com")
+                    .resource("https://mcp.example.com/mcp"),
+                "issuer",
+            ),
+            // RFC 9111 section 1.2.2: no delta-seconds above 2^31.
+            (
+                base().metadata_max_age(Duration::from_secs(u64::MAX)),
+                "metadata_max_age",
+            ),
+            (
+                base().metadata_max_age(Duration::from_secs(2_147_483_649)),
+                "metadata_max_age",
+            ),
             (base().exempt_prefix("/"), "exempt_path"),
             (base().exempt_path("health"), "exempt_path"),
             (

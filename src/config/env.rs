@@ -580,7 +580,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             s.builder.watch.metadata_max_age = d;
             Ok(())
         }),
-        default: "3600 s",
+        default: "3600 s (at most 2147483648 s)",
         meaning: "`max-age` of the metadata document's `Cache-Control: public`",
     },
     EnvVar {
@@ -992,6 +992,25 @@ mod tests {
             ("MCP_OAUTH2_LEEWAY", "301", &[]),
             ("MCP_OAUTH2_ACCEPT_JWT_TYP", "yes", &[]),
             ("MCP_OAUTH2_RESOURCE_DOCUMENTATION", "not a url", &[]),
+            (
+                "MCP_OAUTH2_RESOURCE_DOCUMENTATION",
+                "http://docs.example.com/x",
+                &[],
+            ),
+            (
+                "MCP_OAUTH2_RESOURCE_DOCUMENTATION",
+                "javascript:alert(1)",
+                &[],
+            ),
+            (
+                "MCP_OAUTH2_RESOURCE_DOCUMENTATION",
+                "data:text/html,hi",
+                &[],
+            ),
+            ("MCP_OAUTH2_RESOURCE_DOCUMENTATION", "ftp://x/y", &[]),
+            ("MCP_OAUTH2_ISSUER", "HTTPS://as.example", &[]),
+            ("MCP_OAUTH2_METADATA_MAX_AGE", "18446744073709551615", &[]),
+            ("MCP_OAUTH2_METADATA_MAX_AGE", "2147483649", &[]),
             ("MCP_OAUTH2_JWKS_CACHE_TTL", "-1", &[]),
             ("MCP_OAUTH2_JWKS_CACHE_TTL", "0", &[]),
             ("MCP_OAUTH2_JWKS_REFRESH_COOLDOWN", "0", &[]),

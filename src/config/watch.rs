@@ -116,7 +116,9 @@ impl AuthConfigBuilder {
     }
 
     /// The `max-age` of the metadata document's
-    /// `Cache-Control: public, max-age=<seconds>` (default 3600 s).
+    /// `Cache-Control: public, max-age=<seconds>` (default 3600 s; at most
+    /// 2147483648 s, RFC 9111 section 1.2.2, or [`build`](Self::build)
+    /// refuses it).
     pub fn metadata_max_age(mut self, max_age: Duration) -> Self {
         self.watch.metadata_max_age = max_age;
         self
