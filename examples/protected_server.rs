@@ -58,7 +58,8 @@
 //! A call without the scopes of its tool or of every resource it names
 //! gets HTTP 403 with one `insufficient_scope` challenge naming all of them
 //! (the step-up flow). The metadata advertises `notes:read` as the basic
-//! scope unless `MCP_OAUTH2_SCOPES_SUPPORTED` says otherwise. Serves the
+//! scope unless `MCP_OAUTH2_SCOPES_SUPPORTED` says otherwise, followed by
+//! the `MCP_OAUTH2_REQUIRED_SCOPES` it lacks. Serves the
 //! stateless 2026-07-28 protocol and legacy sessions.
 //!
 //! ```sh

@@ -295,6 +295,34 @@ async fn unreachable_keys_fail_closed_with_503() {
     assert_eq!(body(resp).await["error"], "temporarily_unavailable");
 }
 
+// RFC 9728 section 2: `scopes_supported` lists scopes used to request
+// access to the resource; every request needs the required ones, so the
+// document names them even when `scopes_supported` lists others (README:
+// scopes_supported defaults to the required scopes).
+#[tokio::test]
+async fn metadata_scopes_include_the_required_scopes() {
+    let h = Harness::start(|b| {
+        b.required_scopes(["mcp:use"])
+            .scopes_supported(["notes:read", "mcp:use", "notes:write"])
+    })
+    .await;
+    let doc = body(reqwest::get(metadata_url(&h)).await.unwrap()).await;
+    assert_eq!(
+        doc["scopes_supported"],
+        serde_json::json!(["notes:read", "mcp:use", "notes:write"])
+    );
+    let h = Harness::start(|b| {
+        b.required_scopes(["mcp:use", "mcp:base"])
+            .scopes_supported(["notes:read"])
+    })
+    .await;
+    let doc = body(reqwest::get(metadata_url(&h)).await.unwrap()).await;
+    assert_eq!(
+        doc["scopes_supported"],
+        serde_json::json!(["notes:read", "mcp:use", "mcp:base"])
+    );
+}
+
 // RFC 9728 sections 2, 3 and 3.1: the document at both well-known paths,
 // public, JSON, CORS-readable.
 #[tokio::test]

@@ -100,3 +100,28 @@ async fn configuration_errors_name_the_variables() {
         "{stderr}"
     );
 }
+
+// The reference server advertises `notes:read` unless
+// MCP_OAUTH2_SCOPES_SUPPORTED says otherwise; with
+// MCP_OAUTH2_REQUIRED_SCOPES the metadata names the required scopes too,
+// since every request needs them.
+#[tokio::test]
+async fn the_metadata_names_the_required_scopes() {
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let _server = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9"),
+            ("MCP_OAUTH2_RESOURCE", &resource),
+            ("MCP_OAUTH2_REQUIRED_SCOPES", "mcp:use"),
+        ],
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp");
+    let doc: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        doc["scopes_supported"],
+        serde_json::json!(["notes:read", "mcp:use"])
+    );
+}

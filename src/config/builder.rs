@@ -210,6 +210,8 @@ impl AuthConfigBuilder {
 
     /// `scopes_supported` in the metadata (default: the required scopes).
     /// Keep it to the scopes basic use needs; `offline_access` is refused.
+    /// The [required scopes](Self::required_scopes) it does not list are
+    /// added after it: every request needs them.
     pub fn scopes_supported<I, S>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -620,9 +622,16 @@ impl AuthConfigBuilder {
         {
             check_https(endpoint, loopback_ok, "introspection_endpoint")?;
         }
-        let scopes_supported = self
+        // Every request needs the required scopes: the metadata names them
+        // whatever else it lists (RFC 9728 section 2).
+        let mut scopes_supported = self
             .scopes_supported
             .unwrap_or_else(|| self.required_scopes.clone());
+        for scope in &self.required_scopes {
+            if !scopes_supported.contains(scope) {
+                scopes_supported.push(scope.clone());
+            }
+        }
         let resource_documentation = self
             .resource_documentation
             .map(|d| {
