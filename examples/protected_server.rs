@@ -45,7 +45,10 @@
 //! authorization server. With `MCP_OAUTH2_REDIS_URL` and
 //! `MCP_OAUTH2_EXCHANGE_CACHE_KEY` (base64 of 32 bytes or more, the same on
 //! every replica), exchanged tokens are shared by the replicas, sealed with
-//! AES-256-GCM. Setting `MCP_OAUTH2_CLIENT_ID` also turns introspection of
+//! AES-256-GCM. A downstream variable that is set but unusable (the token
+//! endpoint or the downstream URL not `https://`, or `http://` on loopback
+//! with `MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1`; the cache key too short)
+//! stops the server before it listens, naming the variable. Setting `MCP_OAUTH2_CLIENT_ID` also turns introspection of
 //! opaque tokens on (see the configuration table).
 //!
 //! Resources (listed as templates by `resources/templates/list`):
@@ -135,7 +138,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let downstream = std::sync::Arc::new(notes::Downstream::from_vars(
         |name| std::env::var(name).ok(),
         config.shared_store().cloned(),
-    ));
+    )?);
     // Unset: the builder's defaults (not repeated here).
     let header_read_timeout = timeout_var("MCP_OAUTH2_HEADER_READ_TIMEOUT")?;
     let body_read_timeout = timeout_var("MCP_OAUTH2_BODY_READ_TIMEOUT")?;

@@ -24,11 +24,13 @@ async fn refused(env: &[(&str, &str)], variable: &str) -> String {
         .env("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:1/mcp")
         .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
         .env("MCP_OAUTH2_BIND", "127.0.0.1:0")
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        // A server that starts after all is stopped when the test gives up.
+        .kill_on_drop(true);
     for (name, value) in env {
         command.env(name, value);
     }
-    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+    let output = tokio::time::timeout(Duration::from_secs(20), command.output())
         .await
         .expect("the server did not exit")
         .expect("run");
@@ -124,4 +126,33 @@ async fn the_metadata_names_the_required_scopes() {
         doc["scopes_supported"],
         serde_json::json!(["notes:read", "mcp:use"])
     );
+}
+
+// `downstream_whoami`'s variables (the top comment of
+// examples/protected_server.rs): one that is set but unusable stops the
+// server before it listens, naming it, instead of showing up in the tool's
+// result, which any caller can read.
+#[tokio::test]
+async fn downstream_variables_are_checked_before_listening() {
+    let downstream = [
+        ("MCP_OAUTH2_DOWNSTREAM_AUDIENCE", "https://api.example"),
+        ("MCP_OAUTH2_DOWNSTREAM_URL", "https://api.example/me"),
+        ("MCP_OAUTH2_CLIENT_ID", "notes"),
+        ("MCP_OAUTH2_CLIENT_SECRET", "s3cret"),
+    ];
+    let cases = [
+        ("MCP_OAUTH2_TOKEN_ENDPOINT", "garbage"),
+        ("MCP_OAUTH2_TOKEN_ENDPOINT", "http://example.com/token"),
+        ("MCP_OAUTH2_TOKEN_ENDPOINT", "ftp://127.0.0.1/token"),
+        ("MCP_OAUTH2_DOWNSTREAM_URL", "garbage"),
+        ("MCP_OAUTH2_DOWNSTREAM_URL", "http://example.com/me"),
+        ("MCP_OAUTH2_DOWNSTREAM_URL", "javascript:alert(1)"),
+        ("MCP_OAUTH2_EXCHANGE_CACHE_KEY", "short"),
+        ("MCP_OAUTH2_EXCHANGE_CACHE_KEY", "c2hvcnQ="),
+    ];
+    for (variable, bad) in cases {
+        let mut env = downstream.to_vec();
+        env.push((variable, bad));
+        refused(&env, variable).await;
+    }
 }

@@ -213,7 +213,7 @@ fn downstream_vars_with(
     for (name, value) in more {
         vars.insert(name, (*value).to_owned());
     }
-    Downstream::from_vars(|name| vars.get(name).cloned(), None)
+    Downstream::from_vars(|name| vars.get(name).cloned(), None).unwrap()
 }
 
 // MCP "Token passthrough": by default the handler cannot read the caller's
@@ -363,12 +363,12 @@ async fn downstream_whoami_errors_are_tool_results() {
         assert!(text.contains(var), "{text}");
     }
     client.cancel().await.unwrap();
-    // Only the missing ones are named; a broken endpoint is named too.
+    // Only the missing ones are named.
     let vars = HashMap::from([
         ("MCP_OAUTH2_DOWNSTREAM_AUDIENCE", "https://api.example"),
         ("MCP_OAUTH2_CLIENT_ID", "  "),
     ]);
-    let Downstream::Unavailable(why) =
+    let Ok(Downstream::Unavailable(why)) =
         Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), None)
     else {
         panic!("configured without its variables")
@@ -377,26 +377,50 @@ async fn downstream_whoami_errors_are_tool_results() {
         !why.contains("AUDIENCE") && why.contains("MCP_OAUTH2_CLIENT_ID"),
         "{why}"
     );
-    let mut vars: HashMap<&str, &str> = HashMap::from([
+    // A variable that is set but unusable is an error naming it (the
+    // reference server stops before listening: tests/reference_config.rs),
+    // whatever else is missing.
+    let vars: HashMap<&str, &str> = HashMap::from([
         ("MCP_OAUTH2_DOWNSTREAM_AUDIENCE", "https://api.example"),
         ("MCP_OAUTH2_DOWNSTREAM_URL", "https://api.example/me"),
         ("MCP_OAUTH2_CLIENT_ID", "id"),
         ("MCP_OAUTH2_CLIENT_SECRET", "secret"),
-        ("MCP_OAUTH2_TOKEN_ENDPOINT", "not a url"),
     ]);
-    let Downstream::Unavailable(why) =
-        Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), None)
-    else {
-        panic!("a broken endpoint was accepted")
-    };
-    assert!(why.contains("MCP_OAUTH2_TOKEN_ENDPOINT"), "{why}");
-    vars.insert("MCP_OAUTH2_TOKEN_ENDPOINT", "http://as.example/token");
-    let Downstream::Unavailable(why) =
-        Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), None)
-    else {
-        panic!("an http:// endpoint was accepted")
-    };
-    assert!(why.contains("http://"), "{why}");
+    for (name, bad, loopback) in [
+        ("MCP_OAUTH2_TOKEN_ENDPOINT", "not a url", "1"),
+        ("MCP_OAUTH2_TOKEN_ENDPOINT", "http://as.example/token", "1"),
+        ("MCP_OAUTH2_TOKEN_ENDPOINT", "http://127.0.0.1:1/token", "0"),
+        ("MCP_OAUTH2_DOWNSTREAM_URL", "garbage", "1"),
+        ("MCP_OAUTH2_DOWNSTREAM_URL", "http://api.example/me", "1"),
+        ("MCP_OAUTH2_DOWNSTREAM_URL", "data:text/plain,me", "1"),
+        ("MCP_OAUTH2_EXCHANGE_CACHE_KEY", "short", "1"),
+        ("MCP_OAUTH2_EXCHANGE_CACHE_KEY", "c2hvcnQ=", "1"),
+    ] {
+        for without in [None, Some("MCP_OAUTH2_DOWNSTREAM_AUDIENCE")] {
+            let mut vars = vars.clone();
+            vars.insert(name, bad);
+            vars.insert("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", loopback);
+            if let Some(without) = without {
+                vars.remove(without);
+            }
+            let why =
+                Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), None).expect_err(bad);
+            assert!(why.contains(name), "{name}={bad:?}: {why}");
+        }
+    }
+    // The control: loopback http:// with the opt-in, a 32-byte key.
+    let mut vars = vars.clone();
+    vars.insert("MCP_OAUTH2_TOKEN_ENDPOINT", "http://127.0.0.1:1/token");
+    vars.insert("MCP_OAUTH2_DOWNSTREAM_URL", "http://localhost:1/me");
+    vars.insert("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1");
+    vars.insert(
+        "MCP_OAUTH2_EXCHANGE_CACHE_KEY",
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    );
+    assert!(matches!(
+        Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), None),
+        Ok(Downstream::Ready { .. })
+    ));
 
     // Refusals by the real token endpoint.
     let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;

@@ -81,8 +81,7 @@ pub(crate) const DOWNSTREAM_VARS: [&str; 4] = [
 /// What `downstream_whoami` calls, and how it gets a token for it.
 #[derive(Debug)]
 pub(crate) enum Downstream {
-    /// Not configured: the variables that are missing, or why the
-    /// configuration is unusable.
+    /// Not configured: the variables that are missing.
     Unavailable(String),
     /// The exchanger, the HTTP client, the audience and the URL, and the
     /// scopes to name when the user must consent (step-up).
@@ -106,16 +105,44 @@ impl Downstream {
     /// and `MCP_OAUTH2_EXCHANGE_CACHE_KEY` (base64 of 32 bytes or more: with
     /// `shared`, the replicas' store, exchanged tokens are shared sealed
     /// under this key).
+    ///
+    /// [`Downstream::Unavailable`] when a required variable is missing (the
+    /// tool says which); an error naming the variable when one that is set
+    /// is unusable (the token endpoint or the downstream URL is not an
+    /// `https://` URL, or `http://` on loopback with the opt-in; the cache
+    /// key is not base64 of 32 bytes or more): the server refuses to start
+    /// rather than tell every caller of the tool.
     #[allow(dead_code)] // the reference server's; other examples share this file
     pub(crate) fn from_vars(
         get: impl Fn(&str) -> Option<String>,
         shared: Option<Arc<dyn mcp_oauth2::store::SharedStore>>,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let value = |name: &str| {
             get(name)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
+        let loopback = value("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK").as_deref() == Some("1");
+        // The variables that are set are checked first, whatever is missing.
+        let endpoint = value("MCP_OAUTH2_TOKEN_ENDPOINT")
+            .map(|v| https_url("MCP_OAUTH2_TOKEN_ENDPOINT", &v, loopback))
+            .transpose()?;
+        if let Some(url) = value(DOWNSTREAM_VARS[1]) {
+            https_url(DOWNSTREAM_VARS[1], &url, loopback)?;
+        }
+        let cache_key = value("MCP_OAUTH2_EXCHANGE_CACHE_KEY")
+            .map(|secret| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(secret.as_bytes())
+                    .ok()
+                    .and_then(|bytes| mcp_oauth2::HandleKey::from_secret(&bytes).ok())
+                    .ok_or_else(|| {
+                        "MCP_OAUTH2_EXCHANGE_CACHE_KEY must be base64 of at least 32 bytes"
+                            .to_owned()
+                    })
+            })
+            .transpose()?;
         let missing: Vec<&str> = DOWNSTREAM_VARS
             .iter()
             .copied()
@@ -127,23 +154,15 @@ impl Downstream {
             value(DOWNSTREAM_VARS[2]),
             get(DOWNSTREAM_VARS[3]).filter(|v| !v.is_empty()),
         ) else {
-            return Self::Unavailable(format!(
+            return Ok(Self::Unavailable(format!(
                 "downstream_whoami is not configured: set {}",
                 missing.join(", ")
-            ));
+            )));
         };
-        let loopback = value("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK").as_deref() == Some("1");
         let mut settings = mcp_oauth2::ExchangeSettings::new(id, secret)
             .allow_insecure_http_for_loopback(loopback);
-        if let Some(endpoint) = value("MCP_OAUTH2_TOKEN_ENDPOINT") {
-            match url::Url::parse(&endpoint) {
-                Ok(endpoint) => settings = settings.endpoint(endpoint),
-                Err(e) => {
-                    return Self::Unavailable(format!(
-                        "MCP_OAUTH2_TOKEN_ENDPOINT is not a URL: {e}"
-                    ));
-                }
-            }
+        if let Some(endpoint) = endpoint {
+            settings = settings.endpoint(endpoint);
         }
         // Without a token endpoint it is discovered from the caller's
         // issuer, and the client authenticates there with its secret. The
@@ -159,46 +178,50 @@ impl Downstream {
         ) {
             settings = settings.issuer(first);
         }
-        let sealing = match (value("MCP_OAUTH2_EXCHANGE_CACHE_KEY"), shared) {
-            (Some(secret), Some(store)) => {
-                use base64::Engine as _;
-                let key = base64::engine::general_purpose::STANDARD
-                    .decode(secret.as_bytes())
-                    .ok()
-                    .and_then(|bytes| mcp_oauth2::HandleKey::from_secret(&bytes).ok());
-                match key {
-                    Some(key) => Some(mcp_oauth2::SealedExchangeStore::new(store, key)),
-                    None => {
-                        return Self::Unavailable(
-                            "MCP_OAUTH2_EXCHANGE_CACHE_KEY must be base64 of at least 32 bytes"
-                                .to_owned(),
-                        );
-                    }
-                }
-            }
+        let sealing = match (cache_key, shared) {
+            (Some(key), Some(store)) => Some(mcp_oauth2::SealedExchangeStore::new(store, key)),
             _ => None,
         };
         let step_up_scopes = value("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES")
             .map(|v| v.split_ascii_whitespace().map(str::to_owned).collect())
             .unwrap_or_default();
-        let built = mcp_oauth2::TokenExchanger::new(settings).and_then(|exchanger| {
-            let http = mcp_oauth2::DownstreamClient::new(std::time::Duration::from_secs(10))?
-                .allow_insecure_http_for_loopback(loopback);
-            Ok((exchanger, http))
-        });
-        match built {
-            Ok((exchanger, http)) => Self::Ready {
-                exchanger: match sealing {
-                    Some(store) => exchanger.with_store(store),
-                    None => exchanger,
-                },
-                http,
-                audience,
-                url,
-                step_up_scopes,
+        let exchanger = mcp_oauth2::TokenExchanger::new(settings)
+            .map_err(|e| format!("downstream_whoami: the token exchange: {e}"))?;
+        let http = mcp_oauth2::DownstreamClient::new(std::time::Duration::from_secs(10))
+            .map_err(|e| format!("downstream_whoami: the HTTP client: {e}"))?
+            .allow_insecure_http_for_loopback(loopback);
+        Ok(Self::Ready {
+            exchanger: match sealing {
+                Some(store) => exchanger.with_store(store),
+                None => exchanger,
             },
-            Err(e) => Self::Unavailable(format!("downstream_whoami is misconfigured: {e}")),
-        }
+            http,
+            audience,
+            url,
+            step_up_scopes,
+        })
+    }
+}
+
+/// `value` of variable `name` as a URL the server may call: `https://`, or
+/// `http://` on a loopback host when `loopback` (the opt-in) is set. The
+/// error names the variable.
+fn https_url(name: &str, value: &str, loopback: bool) -> Result<url::Url, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("{name} is not a URL: {e}"))?;
+    let on_loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback && on_loopback => Ok(url),
+        "http" => Err(format!(
+            "{name} uses http://: use https:// (http:// only on a loopback host, with \
+             MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1)"
+        )),
+        other => Err(format!("{name}: unsupported URL scheme {other:?}")),
     }
 }
 

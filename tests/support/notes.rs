@@ -61,7 +61,7 @@ impl Notes {
         .expect("config");
         let store = server::NoteStore::default();
         let downstream = std::sync::Arc::new(
-            downstream.unwrap_or_else(|| server::Downstream::from_vars(|_| None, None)),
+            downstream.unwrap_or_else(|| server::Downstream::from_vars(|_| None, None).unwrap()),
         );
         let server = McpServer::builder()
             .auth(config)
