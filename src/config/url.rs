@@ -1,8 +1,8 @@
 //! URL rules of the configuration: `https://` everywhere (loopback `http://`
 //! only on request), the canonical resource URI (RFC 8707 section 2), the
-//! RFC 9728 well-known path, browser origins (RFC 6454) and scope tokens
-//! (RFC 6749 section 3.3). A leaf: the key-set fetcher and the layer use
-//! these rules too.
+//! RFC 9728 well-known path, paths axum's router can serve literally,
+//! browser origins (RFC 6454) and scope tokens (RFC 6749 section 3.3). A
+//! leaf: the key-set fetcher, the layer and the server use these rules too.
 
 use ::url::Url;
 
