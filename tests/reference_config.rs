@@ -156,3 +156,37 @@ async fn downstream_variables_are_checked_before_listening() {
         refused(&env, variable).await;
     }
 }
+
+// Braces in the resource's path are percent-encoded when it is read (the
+// URL standard's path set), so `{x}`, `{{` and `}` reach the router as
+// literal `%7B` / `%7D` text, never as axum's capture or escape syntax:
+// the server starts and serves the metadata at the encoded path only.
+#[tokio::test]
+async fn braces_in_the_resource_path_are_literal() {
+    for (path, encoded) in [("/{x}", "/%7Bx%7D"), ("/{{", "/%7B%7B"), ("/a/}", "/a/%7D")] {
+        let port = support::reference::free_port();
+        let _server = support::reference::start(
+            port,
+            &[
+                ("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9"),
+                (
+                    "MCP_OAUTH2_RESOURCE",
+                    &format!("http://127.0.0.1:{port}{path}"),
+                ),
+            ],
+        )
+        .await;
+        let base = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource");
+        let resp = reqwest::get(format!("{base}{encoded}")).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let doc: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(
+            doc["resource"],
+            format!("http://127.0.0.1:{port}{encoded}"),
+            "{path}"
+        );
+        // A capture would have matched any segment.
+        let other = reqwest::get(format!("{base}/other")).await.unwrap();
+        assert_eq!(other.status(), 404, "{path}");
+    }
+}
