@@ -12,13 +12,29 @@ use serde_json::{Map, Value, json};
 
 const RESOURCE: &str = "https://mcp.example.com/mcp";
 
+/// A provider fixture, its placeholders in hosts written in lowercase: an
+/// issuer with capitals in its host is refused at build (the provider
+/// publishes it in lowercase, and issuers are compared exactly), and the
+/// fixtures spell placeholders in capitals (`TENANT`, `HOST`, ...).
 fn fixture(name: &str) -> Value {
     let path = format!(
         "{}/spec-fixtures/providers/{name}.json",
         env!("CARGO_MANIFEST_DIR")
     );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    let mut text = std::fs::read_to_string(path).unwrap();
+    for (placeholder, host) in LOWERCASE_HOSTS {
+        text = text.replace(placeholder, host);
+    }
+    serde_json::from_str(&text).unwrap()
 }
+
+/// The host placeholders of the fixtures and their lowercase spelling.
+const LOWERCASE_HOSTS: [(&str, &str); 4] = [
+    ("https://TENANT.", "https://tenant."),
+    ("https://HOST/", "https://host/"),
+    ("https://DOMAIN", "https://domain"),
+    ("cognito-idp.REGION.", "cognito-idp.region."),
+];
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -139,7 +155,7 @@ async fn run(case: Case) {
 async fn keycloak() {
     run(Case {
         file: "keycloak",
-        preset: presets::keycloak("https://HOST/", "REALM"),
+        preset: presets::keycloak("https://host/", "REALM"),
         client_id: "mcp-client",
         scope: "mcp:tools",
         accepted_variants: &["at_jwt_client_setting", "resource_indicator_feature"],
@@ -151,7 +167,7 @@ async fn keycloak() {
 async fn auth0() {
     run(Case {
         file: "auth0",
-        preset: presets::auth0("TENANT.us.auth0.com"),
+        preset: presets::auth0("tenant.us.auth0.com"),
         client_id: "hQ7pK2mN9vR4sT1wY6zB3cD8fG5jL0xE",
         scope: "mcp:resources",
         accepted_variants: &[
@@ -180,7 +196,7 @@ async fn entra_id_v2() {
 async fn okta() {
     run(Case {
         file: "okta",
-        preset: presets::okta("DOMAIN", "aus8q2wz4rT1bC5dE0x7"),
+        preset: presets::okta("domain", "aus8q2wz4rT1bC5dE0x7"),
         client_id: "0oa9x7c6v5b4n3m2l1k0",
         scope: "mcp:tools",
         accepted_variants: &["client_credentials"],
@@ -192,7 +208,7 @@ async fn okta() {
 async fn cognito() {
     run(Case {
         file: "cognito",
-        preset: presets::cognito("REGION", "POOL_ID", ["5r8kq2lm7n4p0s9t3v6w1x8y2z"]),
+        preset: presets::cognito("region", "POOL_ID", ["5r8kq2lm7n4p0s9t3v6w1x8y2z"]),
         client_id: "5r8kq2lm7n4p0s9t3v6w1x8y2z",
         scope: "https://mcp.example.com/mcp/tools",
         accepted_variants: &["client_credentials_m2m", "resource_binding"],
@@ -333,7 +349,7 @@ async fn entra_id_multi_tenant() {
 #[tokio::test]
 async fn auth0_organizations() {
     let preset = presets::auth0_organizations(
-        "https://TENANT.us.auth0.com/",
+        "https://tenant.us.auth0.com/",
         fixture_tenants("auth0-organizations"),
     );
     run_tenants("auth0-organizations", preset, "org_id").await;
@@ -344,7 +360,7 @@ async fn auth0_organizations() {
 #[test]
 fn keycloak_realms_have_a_key_set_each() {
     let f = fixture("keycloak-realms");
-    let config = presets::keycloak_realms("https://HOST/", fixture_tenants("keycloak-realms"))
+    let config = presets::keycloak_realms("https://host/", fixture_tenants("keycloak-realms"))
         .resource(RESOURCE)
         .build()
         .unwrap();
@@ -352,7 +368,7 @@ fn keycloak_realms_have_a_key_set_each() {
     assert_eq!(t.template(), f["issuer_template"].as_str().unwrap());
     assert_eq!(
         config.authorization_servers(),
-        ["https://HOST/realms/acme", "https://HOST/realms/globex"]
+        ["https://host/realms/acme", "https://host/realms/globex"]
     );
     let e = JwtVerifier::with_static_jwks(&config, b"{\"keys\":[]}").unwrap_err();
     assert_eq!(e.field(), "issuer");
