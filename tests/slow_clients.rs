@@ -56,12 +56,18 @@ struct Running {
 impl Running {
     /// A token for this server.
     fn token(&self) -> String {
-        self.issuer
-            .token()
-            .audience(format!("http://{}/mcp", self.addr))
-            .scopes(["s:write"])
-            .sign()
+        token_for(&self.issuer, self.addr)
     }
+}
+
+/// A token of `issuer` for the endpoint at `addr`, with the scope the
+/// servers of these tests ask for.
+fn token_for(issuer: &TestIssuer, addr: SocketAddr) -> String {
+    issuer
+        .token()
+        .audience(format!("http://{addr}/mcp"))
+        .scopes(["s:write"])
+        .sign()
 }
 
 impl Drop for Running {
@@ -1078,11 +1084,7 @@ struct AxumApp {
 
 impl AxumApp {
     fn token(&self) -> String {
-        self.issuer
-            .token()
-            .audience(format!("http://{}/mcp", self.addr))
-            .scopes(["s:write"])
-            .sign()
+        token_for(&self.issuer, self.addr)
     }
 }
 

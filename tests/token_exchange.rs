@@ -482,13 +482,23 @@ async fn call_downstream(State(app): State<App>, auth: AuthContext) -> (StatusCo
 }
 
 /// Serves `app` behind the layer; returns its `/call` URL and a token of
-/// `subject` for it.
+/// `alice` for it.
 async fn serve_app(issuer: &TestIssuer, app: App) -> (String, String) {
+    let (url, mut tokens) = serve_app_trusting(&[issuer], app).await;
+    (url, tokens.remove(0))
+}
+
+/// Serves `app` behind a layer trusting `issuers`; its `/call` URL and a
+/// token of `alice` from each issuer.
+async fn serve_app_trusting(issuers: &[&TestIssuer], app: App) -> (String, Vec<String>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let resource = format!("{base}/mcp");
-    let config = AuthConfig::builder()
-        .issuer(issuer.issuer())
+    let mut config = AuthConfig::builder();
+    for issuer in issuers {
+        config = config.issuer(issuer.issuer());
+    }
+    let config = config
         .resource(&resource)
         .allow_insecure_http_for_loopback(true)
         .build()
@@ -498,13 +508,18 @@ async fn serve_app(issuer: &TestIssuer, app: App) -> (String, String) {
         .with_state(app)
         .layer(AuthLayer::new(config).unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let token = issuer
-        .token()
-        .subject("alice")
-        .audience(&resource)
-        .scopes(["notes:read"])
-        .sign();
-    (format!("{base}/call"), token)
+    let tokens = issuers
+        .iter()
+        .map(|issuer| {
+            issuer
+                .token()
+                .subject("alice")
+                .audience(&resource)
+                .scopes(["notes:read"])
+                .sign()
+        })
+        .collect();
+    (format!("{base}/call"), tokens)
 }
 
 fn settings(issuer: &TestIssuer) -> ExchangeSettings {
@@ -532,35 +547,6 @@ async fn get_call(url: &str, token: &str) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
-/// Serves `app` behind a layer trusting both issuers; its `/call` URL and
-/// a token of `alice` from each.
-async fn serve_app_for_two(a: &TestIssuer, b: &TestIssuer, app: App) -> (String, String, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let resource = format!("{base}/mcp");
-    let config = AuthConfig::builder()
-        .issuer(a.issuer())
-        .issuer(b.issuer())
-        .resource(&resource)
-        .allow_insecure_http_for_loopback(true)
-        .build()
-        .unwrap();
-    let router = Router::new()
-        .route("/call", get(call_downstream))
-        .with_state(app)
-        .layer(AuthLayer::new(config).unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    let token = |issuer: &TestIssuer| {
-        issuer
-            .token()
-            .subject("alice")
-            .audience(&resource)
-            .scopes(["notes:read"])
-            .sign()
-    };
-    (format!("{base}/call"), token(a), token(b))
-}
-
 // A server trusting two authorization servers, its client registered at
 // one (A): with `ExchangeSettings::issuer(A)` a caller of B gets
 // `issuer_not_allowed` and B hears nothing (no discovery, no token
@@ -575,7 +561,8 @@ async fn the_client_secret_goes_only_to_the_issuers_it_is_registered_at() {
     let discovered =
         || ExchangeSettings::new(CLIENT, SECRET).allow_insecure_http_for_loopback(true);
     let bound = app(&api, discovered().issuer(a.issuer()));
-    let (url, from_a, from_b) = serve_app_for_two(&a, &b, bound).await;
+    let (url, tokens) = serve_app_trusting(&[&a, &b], bound).await;
+    let [from_a, from_b] = <[String; 2]>::try_from(tokens).unwrap();
     let (status, body) = get_call(&url, &from_b).await;
     assert_eq!((status, body.as_str()), (502, "issuer_not_allowed"));
     // B's token endpoint was never called (its metadata and keys were
@@ -586,8 +573,9 @@ async fn the_client_secret_goes_only_to_the_issuers_it_is_registered_at() {
     assert_eq!(a.exchange_hits(), 1);
 
     let open = app(&api, discovered());
-    let (url, _, from_b) = serve_app_for_two(&a, &b, open).await;
-    let _ = get_call(&url, &from_b).await;
+    let (url, tokens) = serve_app_trusting(&[&a, &b], open).await;
+    let from_b = &tokens[1];
+    let _ = get_call(&url, from_b).await;
     assert_eq!(b.exchange_hits(), 1, "the control: B got the exchange");
 }
 
