@@ -72,6 +72,13 @@ pub(crate) fn query_names_access_token(query: &str) -> bool {
     })
 }
 
+/// Whether `uri`'s query names an `access_token` parameter
+/// ([`query_names_access_token`]); a URI without a query (every usual
+/// request) is not scanned.
+pub(crate) fn uri_names_access_token(uri: &http::Uri) -> bool {
+    uri.query().is_some_and(query_names_access_token)
+}
+
 /// Whether `raw`, percent-decoded (RFC 3986 section 2.1, `+` as a space),
 /// equals `expected` ignoring ASCII case. Decoded on the fly: no copy.
 fn decoded_name_is(raw: &[u8], expected: &[u8]) -> bool {

@@ -114,20 +114,23 @@ impl MetadataEndpoint {
             .header(ACCESS_CONTROL_ALLOW_ORIGIN, "*")
             .header(ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS");
         let result = match *method {
-            Method::GET => builder
-                .status(StatusCode::OK)
-                .header(CONTENT_TYPE, "application/json")
-                .header(CACHE_CONTROL, self.cache_control.clone())
-                .body(Body::from(self.body.clone())),
-            // RFC 9110 sections 8.6 and 9.3.2: a HEAD answer sends the
-            // Content-Length the GET would have, not that of its own
-            // (absent) body; hyper keeps an explicit one on a HEAD answer.
-            Method::HEAD => builder
-                .status(StatusCode::OK)
-                .header(CONTENT_TYPE, "application/json")
-                .header(CACHE_CONTROL, self.cache_control.clone())
-                .header(CONTENT_LENGTH, self.body.len())
-                .body(Body::empty()),
+            Method::GET | Method::HEAD => {
+                let builder = builder
+                    .status(StatusCode::OK)
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(CACHE_CONTROL, self.cache_control.clone());
+                if *method == Method::GET {
+                    builder.body(Body::from(self.body.clone()))
+                } else {
+                    // RFC 9110 sections 8.6 and 9.3.2: a HEAD answer sends
+                    // the Content-Length the GET would have, not that of its
+                    // own (absent) body; hyper keeps an explicit one on a
+                    // HEAD answer.
+                    builder
+                        .header(CONTENT_LENGTH, self.body.len())
+                        .body(Body::empty())
+                }
+            }
             Method::OPTIONS => builder
                 .status(StatusCode::NO_CONTENT)
                 .header(ACCESS_CONTROL_ALLOW_HEADERS, "*")

@@ -149,6 +149,25 @@ async fn tokens_outside_the_header_are_never_read() {
     assert_eq!(param(&challenge(&resp), "error"), None);
 }
 
+/// A raw stateless `tools/list` POST to `target` at `addr`, with `auth`
+/// as its Bearer token when given.
+fn modern_list(
+    addr: std::net::SocketAddr,
+    target: &str,
+    auth: Option<&str>,
+) -> support::raw_http::Raw {
+    let mut raw = support::raw_http::Raw::new(addr, "POST", target)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(MODERN_LIST);
+    if let Some(token) = auth {
+        raw = raw.header("authorization", &format!("Bearer {token}"));
+    }
+    raw
+}
+
 // RFC 6750 section 2 (a client MUST NOT use more than one method to send
 // the token) and section 3.1 (`invalid_request`); OAuth 2.1 section 5.2 and
 // MCP "Access Token Usage" (tokens in the query string MUST NOT be
@@ -164,18 +183,7 @@ async fn an_access_token_in_the_query_is_invalid_request() {
     let alice = h.token("alice");
     let bob = h.token("bob");
     let addr: std::net::SocketAddr = h.base.trim_start_matches("http://").parse().unwrap();
-    let post = |target: String, auth: Option<&str>| {
-        let mut raw = Raw::new(addr, "POST", &target)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "tools/list")
-            .body(MODERN_LIST);
-        if let Some(token) = auth {
-            raw = raw.header("authorization", &format!("Bearer {token}"));
-        }
-        raw
-    };
+    let post = |target: String, auth: Option<&str>| modern_list(addr, &target, auth);
     // The control: the header alone is accepted.
     let ok = post("/mcp".into(), Some(&alice)).send().await.unwrap();
     assert_eq!(ok.status, 200, "{}", ok.summary());
@@ -655,18 +663,7 @@ async fn reference_server_replays_the_black_box_findings() {
             .sign()
     };
     let (alice, bob) = (token("alice"), token("bob"));
-    let post = |target: &str, auth: Option<&str>| {
-        let mut raw = Raw::new(addr, "POST", target)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "tools/list")
-            .body(MODERN_LIST);
-        if let Some(token) = auth {
-            raw = raw.header("authorization", &format!("Bearer {token}"));
-        }
-        raw
-    };
+    let post = |target: &str, auth: Option<&str>| modern_list(addr, target, auth);
     let ok = post("/mcp", Some(&alice)).send().await.unwrap();
     assert_eq!(ok.status, 200, "{}", ok.summary());
 

@@ -982,54 +982,7 @@ fn post_head(addr: SocketAddr, path: &str, auth: &str, extra: &str, length: usiz
 #[tokio::test]
 async fn a_refusal_before_the_body_keeps_the_connection_usable() {
     let s = start_scoped(true, |b| b).await;
-    let token = s.token();
-    let cases = [
-        ("/mcp", String::new(), "401"),
-        (
-            "/mcp",
-            "Authorization: Bearer not.a.jwt\r\n".to_owned(),
-            "401",
-        ),
-        ("/mcp/", String::new(), "404"),
-        (
-            "/elsewhere",
-            format!("Authorization: Bearer {token}\r\n"),
-            "404",
-        ),
-    ];
-    for (path, auth, status) in &cases {
-        let mut stream = TcpStream::connect(s.addr).await.expect("connect");
-        stream
-            .write_all(post_head(s.addr, path, auth, "", LIST.len()).as_bytes())
-            .await
-            .expect("write");
-        // The head alone first; the body a moment later.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        stream.write_all(LIST.as_bytes()).await.expect("write");
-        let answer = read_response_within(&mut stream, Duration::from_secs(10)).await;
-        assert!(
-            answer.starts_with(&format!("HTTP/1.1 {status}")),
-            "{path}: {answer}"
-        );
-        assert!(
-            !answer.to_ascii_lowercase().contains("connection: close"),
-            "{path}: {answer}"
-        );
-        // The next request on the same connection: an authorized call.
-        let next = format!(
-            "{}{LIST}",
-            post_head(
-                s.addr,
-                "/mcp",
-                &format!("Authorization: Bearer {token}\r\n"),
-                "",
-                LIST.len()
-            )
-        );
-        stream.write_all(next.as_bytes()).await.expect("write");
-        let answer = read_response_within(&mut stream, Duration::from_secs(10)).await;
-        assert!(answer.starts_with("HTTP/1.1 200"), "after {path}: {answer}");
-    }
+    assert_early_answers_keep_the_connection(s.addr, &s.token(), "McpServer::serve").await;
 }
 
 /// When the rest of the body does not come within the grace, or is larger
@@ -1170,9 +1123,9 @@ async fn next_call(stream: &mut TcpStream, addr: SocketAddr, token: &str) -> Str
     read_response_within(stream, Duration::from_secs(10)).await
 }
 
-/// The early answers of an app served with `axum::serve`: no token, a bad
-/// token, a path the endpoint does not serve (`/mcp/`, another), a method
-/// it does not allow.
+/// The kinds of early answer (given before the body is read): no token, a
+/// bad token, a path the endpoint does not serve (`/mcp/`, another), a
+/// method it does not allow.
 fn early_answers(addr: SocketAddr, token: &str) -> Vec<(String, &'static str)> {
     let bearer = format!("Authorization: Bearer {token}\r\n");
     vec![
@@ -1199,6 +1152,30 @@ fn early_answers(addr: SocketAddr, token: &str) -> Vec<(String, &'static str)> {
     ]
 }
 
+/// Each early answer of [`early_answers`], given before the body arrived,
+/// leaves the connection at `addr` usable: no `Connection: close`, and an
+/// authorized call on it next gets 200. `what` names the server.
+async fn assert_early_answers_keep_the_connection(addr: SocketAddr, token: &str, what: &str) {
+    for (head, status) in early_answers(addr, token) {
+        let what = format!("{what} {}", head.lines().next().unwrap_or(""));
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let answer = head_then_body(&mut stream, &head).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{what}: {answer}"
+        );
+        assert!(
+            !answer.to_ascii_lowercase().contains("connection: close"),
+            "{what}: {answer}"
+        );
+        let answer = next_call(&mut stream, addr, token).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "after {what}: {answer:?}"
+        );
+    }
+}
+
 /// A router taken with `into_router` and an app with `AuthLayer` and
 /// `BodyGuardLayer`, both served with `axum::serve`, keep a connection
 /// usable after each kind of early answer given before the body arrived,
@@ -1207,25 +1184,8 @@ fn early_answers(addr: SocketAddr, token: &str) -> Vec<(String, &'static str)> {
 async fn axum_served_apps_keep_the_connection_after_an_early_answer() {
     for assembly in [Assembly::IntoRouter, Assembly::LayerWithGuard] {
         let app = start_axum(assembly, Some(Duration::from_secs(30))).await;
-        let token = app.token();
-        for (head, status) in early_answers(app.addr, &token) {
-            let what = format!("{assembly:?} {}", head.lines().next().unwrap_or(""));
-            let mut stream = TcpStream::connect(app.addr).await.expect("connect");
-            let answer = head_then_body(&mut stream, &head).await;
-            assert!(
-                answer.starts_with(&format!("HTTP/1.1 {status}")),
-                "{what}: {answer}"
-            );
-            assert!(
-                !answer.to_ascii_lowercase().contains("connection: close"),
-                "{what}: {answer}"
-            );
-            let answer = next_call(&mut stream, app.addr, &token).await;
-            assert!(
-                answer.starts_with("HTTP/1.1 200"),
-                "after {what}: {answer:?}"
-            );
-        }
+        let what = format!("{assembly:?}");
+        assert_early_answers_keep_the_connection(app.addr, &app.token(), &what).await;
     }
 }
 

@@ -341,11 +341,7 @@ impl AuthLayer {
         &self,
         parts: &http::request::Parts,
     ) -> Result<AuthContext, AuthError> {
-        if parts
-            .uri
-            .query()
-            .is_some_and(crate::bearer::query_names_access_token)
-        {
+        if crate::bearer::uri_names_access_token(&parts.uri) {
             let err: AuthError = AuthErrorKind::TokenInQuery.into();
             return Err(err.with_challenge(&self.shared.challenge));
         }

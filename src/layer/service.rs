@@ -16,7 +16,7 @@ use super::http_rules::{
     header_mismatch_response, is_preflight, preflight_response, throttled_response,
 };
 use crate::audit::{Event, Record, RequestMeta, event_of, reason_of};
-use crate::bearer::{Credentials, query_names_access_token, read_credentials};
+use crate::bearer::{Credentials, read_credentials, uri_names_access_token};
 use crate::challenge::rejection_response;
 use crate::config::DpopMode;
 use crate::context::AuthContext;
@@ -155,9 +155,7 @@ where
         // RFC 6750 sections 2 and 2.3: a token in the query is refused
         // (400 invalid_request), alone or beside one in the header. Normal
         // requests have no query: nothing is scanned.
-        if let Some(query) = req.uri().query()
-            && query_names_access_token(query)
-        {
+        if uri_names_access_token(req.uri()) {
             let err = AuthErrorKind::TokenInQuery.into();
             let response = shared.reject(&err, req.method(), req.uri().path(), &seen, None);
             return ResponseFuture::ready(with_cors(response, origin.as_ref()));

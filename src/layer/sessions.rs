@@ -44,9 +44,9 @@ fn store_key(id: &str) -> String {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct OwnedInStore;
 
-/// A principal's digest: (issuer, subject, client id, tenant),
-/// length-prefixed: who a session belongs to. The same digest without the
-/// client names the user a session is counted against.
+/// A SHA-256 digest naming who a session belongs to ([`principal_key`]:
+/// issuer, subject, client id, tenant) or the user it is counted against
+/// ([`user_key`]: the same without the client).
 pub(crate) type Owner = [u8; 32];
 
 /// Closes a session in the MCP service (set by `McpServer`, which owns

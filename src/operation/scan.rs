@@ -107,11 +107,12 @@ pub(super) fn scan(text: &str) -> Result<Vec<Facts<'_>>, Unreadable> {
 /// The rule a `serde_json` error of [`scan`] says the body broke.
 fn why(e: &serde_json::Error) -> Unreadable {
     use serde_json::error::Category;
+    let text = e.to_string();
     match e.classify() {
         Category::Eof => Unreadable::Truncated,
-        Category::Data if e.to_string().starts_with(REPEATED) => Unreadable::RepeatedName,
+        Category::Data if text.starts_with(REPEATED) => Unreadable::RepeatedName,
         // serde_json's own ("number out of range") and ours alike.
-        _ if e.to_string().contains(OUT_OF_RANGE) => Unreadable::OutOfRange,
+        _ if text.contains(OUT_OF_RANGE) => Unreadable::OutOfRange,
         Category::Data => Unreadable::NotAMessage,
         Category::Syntax | Category::Io => Unreadable::Syntax,
     }
