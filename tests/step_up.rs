@@ -192,6 +192,67 @@ async fn read_note_spellings_batches_and_duplicates() {
     assert_eq!(resp.status(), 400);
 }
 
+// MCP 2026-07-28 "Transports": values mirrored into `Mcp-Param-*` headers
+// (`x-mcp-header`) are never trusted for a security decision. The computed
+// requirement reads the body's arguments: a header saying `shared` beside a
+// body reading the private folder still needs notes:private, in every
+// spelling of the header and in both generations.
+#[tokio::test]
+async fn mirrored_param_headers_never_decide() {
+    let n = Notes::start().await;
+    let reader = n.token(&["notes:read"]);
+    let private = r#""name":"read_note","arguments":{"id":1,"folder":"private"}"#;
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{{private},{META}}}}}"#
+    );
+    for header in [
+        "mcp-param-folder",
+        "Mcp-Param-Folder",
+        "x-mcp-header-folder",
+    ] {
+        for value in ["shared", "=?base64?c2hhcmVk?="] {
+            let resp = n
+                .post(
+                    &reader,
+                    &[
+                        ("mcp-protocol-version", "2026-07-28"),
+                        ("mcp-method", "tools/call"),
+                        ("mcp-name", "read_note"),
+                        (header, value),
+                    ],
+                    &body,
+                )
+                .await;
+            assert_insufficient(&resp, "notes:read notes:private");
+        }
+    }
+    let resp = n
+        .post(
+            &reader,
+            &[LEGACY, ("mcp-param-folder", "shared")],
+            &call_body(&read_note(json!(1), json!("private"))),
+        )
+        .await;
+    assert_insufficient(&resp, "notes:read notes:private");
+    // The header does not add a requirement either: the body decides.
+    let shared = r#""name":"read_note","arguments":{"id":1,"folder":"shared"}"#;
+    let body =
+        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{{shared},{META}}}}}"#);
+    let resp = n
+        .post(
+            &reader,
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "read_note"),
+                ("mcp-param-folder", "private"),
+            ],
+            &body,
+        )
+        .await;
+    assert_eq!(result_text(resp).await["found"], true);
+}
+
 // Reference contract: export_notes asks for notes:export mid-call; without
 // it the caller gets a real HTTP 403 naming notes:read and notes:export, in
 // both generations (JSON answers and legacy SSE streams).
