@@ -202,10 +202,13 @@ auth_error_kinds! {
     /// `exp` lies further ahead than the configured maximum token lifetime.
     LifetimeTooLong => ("token_lifetime_too_long", InvalidToken,
         "The access token's lifetime exceeds the accepted maximum"),
-    /// The token is bound to a key (`cnf`, RFC 7800 / RFC 9449) but was
-    /// presented as a plain Bearer token.
+    /// The token is bound to a key (`cnf`, RFC 7800 / RFC 9449) that the
+    /// request does not prove: a DPoP-bound token presented as a plain
+    /// Bearer token, or a binding this server cannot check (`cnf` with
+    /// anything but a `jkt` string: RFC 8705 `x5t#S256`, alone or beside
+    /// `jkt`).
     SenderConstrainedToken => ("sender_constrained_token", InvalidToken,
-        "The access token is bound to a key and cannot be used as a Bearer token"),
+        "The access token is bound to a key that this request does not prove"),
     /// `Authorization: DPoP` without a `DPoP` proof header (RFC 9449 section 7.1).
     DpopProofMissing => ("dpop_proof_missing", InvalidDpopProof,
         "A DPoP proof header is required with a DPoP-bound token"),

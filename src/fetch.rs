@@ -261,12 +261,23 @@ pub(crate) async fn read_json_any_status(
 /// How a client authenticates at an authorization server endpoint (RFC
 /// 6749 section 2.3.1): added to a form POST to `request`, whose form
 /// parameters are `form`. Returns the request with the encoded body.
+///
+/// `caller_client`: `request` comes from a caller's client, which may
+/// follow redirects. The body is then handed to reqwest as a stream, which
+/// it cannot replay: such a client stops at a 307 or 308 instead of sending
+/// the form (the token, `client_secret`) again to the URL the redirect
+/// names, and after a 301, 302 or 303 it asks with an empty GET (reqwest
+/// drops `Authorization` for another origin); the answer of a redirect is
+/// refused by [`from_url`]. Our own clients never follow a redirect, so
+/// their body stays replayable (reqwest retries a request an HTTP/2 server
+/// refused before reading it).
 pub(crate) fn client_form_post<'a>(
     request: reqwest::RequestBuilder,
     mut form: Vec<(&'a str, &'a str)>,
     method: ClientAuthMethod,
     client_id: &'a str,
     secret: &'a ClientSecret,
+    caller_client: bool,
 ) -> reqwest::RequestBuilder {
     let request = match method {
         ClientAuthMethod::ClientSecretBasic => {
@@ -287,7 +298,27 @@ pub(crate) fn client_form_post<'a>(
     request
         .header(ACCEPT, "application/json")
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body)
+        .body(if caller_client {
+            reqwest::Body::wrap(body)
+        } else {
+            reqwest::Body::from(body)
+        })
+}
+
+/// `response`, unless a client that follows redirects fetched it from
+/// another URL than `url` (the one asked): then an error, whatever its
+/// status. The default clients never follow redirects; a caller's may.
+pub(crate) fn from_url(
+    response: reqwest::Response,
+    url: &Url,
+) -> Result<reqwest::Response, String> {
+    if response.url() == url {
+        Ok(response)
+    } else {
+        Err(format!(
+            "{url}: the response came from another URL (redirects are not followed)"
+        ))
+    }
 }
 
 /// `application/x-www-form-urlencoded` encoding (WHATWG URL), via the url crate.

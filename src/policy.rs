@@ -318,12 +318,15 @@ impl TokenPolicy {
         // RFC 9449 section 6: a token bound to a DPoP key carries its
         // thumbprint in `cnf.jkt`; the layer accepts it only with a proof
         // made with that key (never as Bearer, section 7.2). Any other
-        // binding (`x5t#S256` of RFC 8705, ...) cannot be proven here: refused.
+        // binding (`x5t#S256` of RFC 8705, ...) cannot be proven here:
+        // refused, alone or beside `jkt` (RFC 7800 section 3: each member
+        // of `cnf` is a confirmation method the presenter must satisfy).
         let dpop_jkt = match claims.get("cnf") {
             None => None,
             Some(cnf) => {
                 let jkt = Members::parse(cnf.get())
                     .ok()
+                    .filter(|m| m.iter().all(|(name, _)| name == "jkt"))
                     .and_then(|m| m.str("jkt").ok().flatten())
                     .filter(|j| !j.is_empty());
                 match jkt {

@@ -310,6 +310,56 @@ async fn bound_as_bearer_and_unbound_as_dpop_are_invalid_tokens() {
     assert_eq!(resp.status(), 200);
 }
 
+// RFC 7800 section 3 and RFC 8705 section 3.1: a `cnf` that binds the
+// token by another confirmation method beside `jkt` (a client certificate,
+// `x5t#S256`) cannot be proven here, whatever the DPoP proof: refused as
+// `sender_constrained_token` (401 `invalid_token` on the DPoP challenge),
+// the way a `cnf` with `x5t#S256` alone is. A `jkt` that is not a string
+// is refused the same way.
+#[tokio::test]
+async fn a_binding_beside_jkt_is_refused_even_with_a_valid_proof() {
+    let h = Harness::start(|b| b).await;
+    let client = DpopClient::new();
+    let jkt = client.thumbprint();
+    for cnf in [
+        json!({"jkt": jkt, "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
+        json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2", "jkt": jkt}),
+        json!({"jkt": jkt, "jwk": client.public_jwk()}),
+        json!({"jkt": jkt, "kid": "k1"}),
+        json!({"jkt": [jkt]}),
+    ] {
+        let token = h
+            .issuer
+            .token()
+            .subject("alice")
+            .audience(&h.resource)
+            .claim("cnf", cnf.clone())
+            .sign();
+        let proof = client.proof("POST", &h.resource, Some(&token));
+        let r = refusal(post_dpop(&h, &token, &[&proof]).await).await;
+        assert_eq!(
+            (r.status, r.error.as_deref(), r.reason.as_str()),
+            (401, Some("invalid_token"), "sender_constrained_token"),
+            "{cnf}"
+        );
+        assert_eq!(param(&r.dpop, "error"), Some("invalid_token"), "{cnf}");
+        let r = refusal(
+            h.post(&[("authorization", &format!("Bearer {token}"))], LIST)
+                .await,
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.reason.as_str()),
+            (401, "sender_constrained_token"),
+            "{cnf}"
+        );
+    }
+    // The control: `jkt` alone, with its proof.
+    let token = bound_token(&h, &client);
+    let proof = client.proof("POST", &h.resource, Some(&token));
+    assert_eq!(post_dpop(&h, &token, &[&proof]).await.status(), 200);
+}
+
 async fn metadata(h: &Harness) -> Value {
     reqwest::get(format!(
         "{}/.well-known/oauth-protected-resource/mcp",

@@ -1494,3 +1494,87 @@ async fn test_issuer_on_behalf_of_grant() {
         );
     }
 }
+
+/// A token endpoint elsewhere: records every request (method, `Authorization`,
+/// body) and answers with a usable token response.
+async fn start_elsewhere_token_endpoint() -> (Arc<Mutex<Vec<String>>>, String) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let log = Arc::clone(&seen);
+    let app = Router::new().fallback(
+        move |method: axum::http::Method, headers: HeaderMap, body: String| {
+            let log = Arc::clone(&log);
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap_or("").to_owned())
+                    .unwrap_or_default();
+                log.lock()
+                    .unwrap()
+                    .push(format!("{method} auth={auth} body={body}"));
+                (
+                    [("content-type", "application/json")],
+                    r#"{"access_token":"forged-downstream-token","token_type":"Bearer","expires_in":60}"#,
+                )
+            }
+        },
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (seen, base)
+}
+
+// RFC 6749 section 2.3.1 and RFC 8693 section 2.1: the client secret and
+// the subject token go to the configured token endpoint only. A caller's
+// HTTP client that follows redirects (reqwest's default) must not carry
+// them to the host a redirect names (307/308 re-send a POST body), and that
+// host's answer is never used: the call fails as `transport`.
+#[tokio::test]
+async fn a_redirecting_token_endpoint_is_refused_even_with_a_following_client() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    for method in [
+        ClientAuthMethod::ClientSecretPost,
+        ClientAuthMethod::ClientSecretBasic,
+    ] {
+        for status in [301u16, 302, 303, 307, 308] {
+            let (seen, other) = start_elsewhere_token_endpoint().await;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let redirector = format!("http://{}/token", listener.local_addr().unwrap());
+            let target = format!("{other}/token");
+            let router = Router::new().fallback(move || {
+                let target = target.clone();
+                async move {
+                    (
+                        StatusCode::from_u16(status).unwrap(),
+                        [("location", target)],
+                    )
+                }
+            });
+            tokio::spawn(async move { axum::serve(listener, router).await });
+            let settings = ExchangeSettings::new(CLIENT, SECRET)
+                .endpoint(url::Url::parse(&redirector).unwrap())
+                .auth_method(method)
+                .allow_insecure_http_for_loopback(true);
+            let mut app = app(&api, settings.clone());
+            app.exchanger =
+                TokenExchanger::with_http_client(settings, reqwest::Client::new()).unwrap();
+            let (url, token) = serve_app(&issuer, app).await;
+            assert_eq!(
+                get_call(&url, &token).await,
+                (502, "transport".to_owned()),
+                "{method:?} {status}"
+            );
+            for request in seen.lock().unwrap().iter() {
+                assert!(
+                    !request.contains(&token[token.len() - 20..])
+                        && !request.contains("subject_token")
+                        && !request.contains("client_secret")
+                        && !request.contains("Basic"),
+                    "{method:?} {status}: the other host received {request}"
+                );
+            }
+        }
+    }
+    assert!(api.seen().is_empty());
+}

@@ -131,6 +131,8 @@ pub struct TokenExchanger {
 struct Inner {
     settings: ExchangeSettings,
     client: reqwest::Client,
+    /// Whether `client` is a caller's (it may follow redirects).
+    caller_client: bool,
     cache: Cache,
     store: Option<Arc<dyn ExchangeStore>>,
     /// Token endpoints discovered, per issuer.
@@ -151,7 +153,7 @@ impl TokenExchanger {
     /// endpoint that is not `https://`.
     pub fn new(settings: ExchangeSettings) -> Result<Self, ConfigError> {
         let client = default_client(settings.timeout)?;
-        Self::with_http_client(settings, client)
+        Self::build(settings, client, false)
     }
 
     /// Like [`new`](Self::new), with a caller's HTTP client (custom roots).
@@ -159,6 +161,14 @@ impl TokenExchanger {
     pub fn with_http_client(
         settings: ExchangeSettings,
         client: reqwest::Client,
+    ) -> Result<Self, ConfigError> {
+        Self::build(settings, client, true)
+    }
+
+    fn build(
+        settings: ExchangeSettings,
+        client: reqwest::Client,
+        caller_client: bool,
     ) -> Result<Self, ConfigError> {
         if settings.client_id.is_empty() {
             return Err(ConfigError::new(
@@ -178,6 +188,7 @@ impl TokenExchanger {
                 cache: Cache::new(settings.max_entries.max(1)),
                 settings,
                 client,
+                caller_client,
                 store: None,
                 discovered: Mutex::new(HashMap::new()),
                 exchanges: AtomicU64::new(0),
@@ -194,6 +205,7 @@ impl TokenExchanger {
             inner: Arc::new(Inner {
                 settings: inner.settings.clone(),
                 client: inner.client.clone(),
+                caller_client: inner.caller_client,
                 cache: Cache::new(inner.settings.max_entries.max(1)),
                 store: Some(Arc::new(store)),
                 discovered: Mutex::new(HashMap::new()),
@@ -365,15 +377,20 @@ impl TokenExchanger {
             s.auth_method,
             &s.client_id,
             &s.client_secret,
+            self.inner.caller_client,
         );
         self.inner.exchanges.fetch_add(1, Ordering::Relaxed);
         crate::metrics::emit("mcp_oauth2_token_exchange_calls_total", "endpoint", "token");
         let max = s.max_response_bytes;
+        let asked = &endpoint;
         let sent = async move {
             let response = http
                 .send()
                 .await
                 .map_err(|e| crate::fetch::error_chain(&e))?;
+            // A caller's client may have followed a redirect: an answer
+            // from another URL is never used.
+            let response = crate::fetch::from_url(response, asked)?;
             let status = response.status();
             if status.is_redirection() {
                 return Err(format!("HTTP status {status}: redirects are not followed"));

@@ -101,6 +101,8 @@ struct Inner {
     endpoints: Vec<Endpoint>,
     resource: String,
     client: reqwest::Client,
+    /// Whether `client` is a caller's (it may follow redirects).
+    caller_client: bool,
     allow_loopback_http: bool,
     timeout: Duration,
     max_bytes: usize,
@@ -165,6 +167,11 @@ impl IntrospectionVerifier {
     }
 
     /// Like [`new`](Self::new), with a caller's HTTP client (custom roots).
+    ///
+    /// Whatever `client` is configured to do, redirects are refused: the
+    /// form (token, client secret) is never sent again to the URL a
+    /// redirect names, and an answer from another URL than the endpoint's
+    /// is `introspection_unavailable`.
     pub fn with_http_client(
         config: &AuthConfig,
         settings: IntrospectionSettings,
@@ -173,7 +180,7 @@ impl IntrospectionVerifier {
         Self::build(
             config,
             Some(settings),
-            client,
+            (client, true),
             Arc::new(TokenPolicy::new(config)),
         )
     }
@@ -185,7 +192,7 @@ impl IntrospectionVerifier {
         Self::build(
             config,
             config.introspection.clone(),
-            default_client(config.http_timeout)?,
+            (default_client(config.http_timeout)?, false),
             Arc::new(TokenPolicy::new(config)),
         )
     }
@@ -203,7 +210,7 @@ impl IntrospectionVerifier {
         Self::build(
             config,
             config.introspection.clone(),
-            default_client(config.http_timeout)?,
+            (default_client(config.http_timeout)?, false),
             policy,
         )
     }
@@ -211,7 +218,7 @@ impl IntrospectionVerifier {
     fn build(
         config: &AuthConfig,
         shared: Option<IntrospectionSettings>,
-        client: reqwest::Client,
+        (client, caller_client): (reqwest::Client, bool),
         policy: Arc<TokenPolicy>,
     ) -> Result<Self, ConfigError> {
         if config.issuers.is_empty() {
@@ -278,6 +285,7 @@ impl IntrospectionVerifier {
                 endpoints,
                 resource: config.resource.clone(),
                 client,
+                caller_client,
                 allow_loopback_http: config.allow_insecure_loopback,
                 timeout: config.http_timeout,
                 max_bytes: config.max_document_bytes,
@@ -496,7 +504,7 @@ impl IntrospectionVerifier {
                 .client
                 .get(url.clone())
                 .header(ACCEPT, "application/json");
-            let Ok(doc) = self.send(request).await else {
+            let Ok(doc) = self.send(request, &url).await else {
                 continue;
             };
             let Ok(doc) = serde_json::from_slice::<Map<String, Value>>(&doc) else {
@@ -544,8 +552,9 @@ impl IntrospectionVerifier {
             s.auth_method,
             &s.client_id,
             &s.client_secret,
+            self.inner.caller_client,
         );
-        let doc = self.send(request).await.map_err(|e| {
+        let doc = self.send(request, &url).await.map_err(|e| {
             tracing::warn!(endpoint = %url, error = %e, "token introspection failed");
             AuthErrorKind::IntrospectionUnavailable
         })?;
@@ -579,15 +588,17 @@ impl IntrospectionVerifier {
         policy.context(&claims, &checked).map_err(|e| e.kind())
     }
 
-    /// Sends a request: status 200, a JSON body within the size cap and the
-    /// deadline, no redirects.
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, String> {
+    /// Sends a request to `url`: status 200, a JSON body within the size
+    /// cap and the deadline, no redirects (an answer from another URL than
+    /// `url`, which a caller's client may have followed, is refused).
+    async fn send(&self, request: reqwest::RequestBuilder, url: &Url) -> Result<Vec<u8>, String> {
         let max = self.inner.max_bytes;
         let fut = async move {
             let response = request
                 .send()
                 .await
                 .map_err(|e| format!("request failed: {e}"))?;
+            let response = crate::fetch::from_url(response, url)?;
             crate::fetch::read_json_body(response, max).await
         };
         tokio::time::timeout(self.inner.timeout, fut)

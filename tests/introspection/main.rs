@@ -569,3 +569,139 @@ async fn discovery_refuses_a_document_for_another_issuer() {
     );
     assert_eq!(e.hits.load(Ordering::SeqCst), 0);
 }
+
+/// An endpoint that answers every introspection request with a redirect
+/// (`status`, `Location: target`).
+async fn start_redirector(status: u16, target: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(move || {
+        let target = target.clone();
+        async move {
+            axum::response::Response::builder()
+                .status(status)
+                .header("location", target)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+/// What a host that a redirect points at received: every request's method
+/// and body, and what it answers (an active token, whatever is asked).
+#[derive(Clone, Default)]
+struct Elsewhere {
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+async fn start_elsewhere() -> (Elsewhere, String) {
+    let e = Elsewhere::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = e.clone();
+    let app = axum::Router::new().fallback(
+        move |method: axum::http::Method, headers: HeaderMap, body: String| {
+            let seen = seen.clone();
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap_or("").to_owned())
+                    .unwrap_or_default();
+                seen.seen
+                    .lock()
+                    .unwrap()
+                    .push(format!("{method} auth={auth} body={body}"));
+                axum::Json(json!({"active": true, "sub": "mallory", "aud": RESOURCE}))
+            }
+        },
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (e, base)
+}
+
+// RFC 7662 section 4 (the endpoint's answer must come from the endpoint) and
+// RFC 6749 section 2.3.1 (client credentials go to the authorization server
+// only): a caller's HTTP client that follows redirects must neither carry
+// the token and the client secret to the host a redirect names (307/308
+// re-send a POST body) nor have that host's answer taken for the endpoint's.
+// Expected: 503 `introspection_unavailable`, and the other host sees no
+// token, no secret.
+#[tokio::test]
+async fn a_redirecting_endpoint_is_refused_even_with_a_following_client() {
+    for method in [
+        ClientAuthMethod::ClientSecretPost,
+        ClientAuthMethod::ClientSecretBasic,
+    ] {
+        for status in [301, 302, 303, 307, 308] {
+            let (elsewhere, other) = start_elsewhere().await;
+            let base = start_redirector(status, format!("{other}/introspect")).await;
+            let config = AuthConfig::builder()
+                .issuer(&base)
+                .resource(RESOURCE)
+                .allow_insecure_http_for_loopback(true)
+                .build()
+                .unwrap();
+            let settings = IntrospectionSettings::new("rs:client", "s3cr&t")
+                .auth_method(method)
+                .endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap());
+            // reqwest's default policy follows up to ten redirects.
+            let following = reqwest::Client::new();
+            let v = IntrospectionVerifier::with_http_client(&config, settings, following).unwrap();
+            let outcome = check(&v, "opaque-secret-token")
+                .await
+                .map(|c| c.subject().to_owned());
+            assert_eq!(
+                outcome,
+                Err(AuthErrorKind::IntrospectionUnavailable),
+                "{method:?} {status}"
+            );
+            for request in elsewhere.seen.lock().unwrap().iter() {
+                assert!(
+                    !request.contains("opaque-secret-token")
+                        && !request.contains("s3cr")
+                        && !request.contains("Basic"),
+                    "{method:?} {status}: the other host received {request}"
+                );
+            }
+        }
+    }
+}
+
+// RFC 7662 section 4 / the deadline (`http_timeout`): an endpoint slower
+// than the deadline is cut off with `introspection_unavailable` (503), not
+// waited for, and the failure is not cached: the next request asks again.
+#[tokio::test]
+async fn a_slow_endpoint_is_cut_off_by_the_deadline_and_not_cached() {
+    let (e, base) = start_endpoint().await;
+    e.answers.lock().unwrap().insert(
+        "slow".into(),
+        json!({"active": true, "sub": "a", "aud": RESOURCE, "exp": now() + 300}),
+    );
+    e.delay_ms.store(5_000, Ordering::SeqCst);
+    let config = AuthConfig::builder()
+        .issuer(&base)
+        .resource(RESOURCE)
+        .allow_insecure_http_for_loopback(true)
+        .http_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let settings = IntrospectionSettings::new("rs:client", "s3cr&t")
+        .endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap());
+    let v = IntrospectionVerifier::new(&config, settings).unwrap();
+    for round in 1..=2 {
+        // Waited for, the call would answer `active` after 5 s.
+        assert_eq!(
+            bounded(check(&v, "slow")).await.err(),
+            Some(AuthErrorKind::IntrospectionUnavailable),
+            "round {round}"
+        );
+        assert_eq!(e.hits.load(Ordering::SeqCst), round, "round {round}");
+    }
+    e.delay_ms.store(0, Ordering::SeqCst);
+    assert_eq!(
+        check(&v, "slow").await.map(|c| c.subject().to_owned()),
+        Ok("a".to_owned())
+    );
+}
