@@ -42,7 +42,8 @@ impl ScopeHierarchy {
             .extend(implied.into_iter().map(Into::into));
     }
 
-    /// Whether a granted `prefix:*` grants every scope starting with `prefix:`.
+    /// Whether a granted `prefix:*` grants every scope starting with `prefix:`
+    /// (the prefix ends in `:`, `.` or `/`; a bare `*` grants nothing).
     pub fn set_wildcards(&mut self, on: bool) {
         self.wildcards = on;
     }
@@ -102,15 +103,13 @@ where
     }
 }
 
-/// `notes:*` matches `notes:read` and `notes:a:b`; a bare `*` matches everything.
+/// `notes:*` matches `notes:read` and `notes:a:b`. A bare `*` matches
+/// nothing: a scope that grants every other one, this server's included,
+/// would be a surprise no setting announced (fail closed; declare it with
+/// `scope_implies` if an issuer really grants it).
 fn wildcard_matches(granted: &str, needed: &str) -> bool {
     match granted.strip_suffix('*') {
-        Some(prefix)
-            if prefix.is_empty()
-                || prefix.ends_with(':')
-                || prefix.ends_with('.')
-                || prefix.ends_with('/') =>
-        {
+        Some(prefix) if prefix.ends_with(':') || prefix.ends_with('.') || prefix.ends_with('/') => {
             needed.starts_with(prefix) && needed.len() > prefix.len()
         }
         _ => false,
@@ -399,7 +398,11 @@ mod tests {
         assert!(!h.grants(&["notes:*"], "notes:"));
         assert!(!h.grants(&["notes:*"], "notesx"));
         assert!(!h.grants(&["no*"], "notes:read"));
-        assert!(h.grants(&["*"], "anything"));
+        // A bare `*` (or a lone separator before it) grants nothing.
+        for bare in ["*", ":*", "**"] {
+            assert!(!h.grants(&[bare], "anything"), "{bare}");
+            assert!(!h.grants(&[bare], "notes:read"), "{bare}");
+        }
     }
 
     #[test]

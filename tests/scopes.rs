@@ -140,6 +140,18 @@ async fn implied_scopes_and_wildcards() {
         "w"
     );
     client.cancel().await.unwrap();
+    // Even with wildcards on, a bare `*` (or `:*`) grants nothing: only a
+    // `prefix:*` is a wildcard.
+    for bare in ["*", ":*"] {
+        let token = h.issuer.token().audience(&h.resource).scopes([bare]).sign();
+        let resp = h
+            .post(
+                &[("authorization", &format!("Bearer {token}"))],
+                &tool_call("whoami"),
+            )
+            .await;
+        assert_eq!(resp.status(), 403, "{bare}");
+    }
     // Wildcards are off unless enabled.
     let h = Harness::start(notes_rules).await;
     let wildcard = h

@@ -166,6 +166,8 @@ impl AuthConfigBuilder {
     }
 
     /// Whether a granted `prefix:*` grants every `prefix:…` scope (default off).
+    /// The prefix ends in `:`, `.` or `/` (`notes:*`, `api.*`, `files/*`); a
+    /// bare `*` grants nothing.
     pub fn scope_wildcards(mut self, on: bool) -> Self {
         self.scope_policy.hierarchy.set_wildcards(on);
         self
