@@ -688,6 +688,27 @@ mod tests {
         );
     }
 
+    // "Every bad input gets a precise, documented error": the security
+    // model's table lists every kind with its status, error code and
+    // description, exactly as the code answers.
+    #[test]
+    fn the_security_model_documents_every_reason() {
+        let doc = include_str!("../docs/security-model.md");
+        for &kind in AuthErrorKind::ALL {
+            let error = kind
+                .error_code()
+                .map_or_else(|| "(none)".to_owned(), |c| format!("`{}`", c.as_str()));
+            let row = format!(
+                "| `{}` | {} | {} | {} |",
+                kind.code(),
+                kind.status().as_u16(),
+                error,
+                kind.description()
+            );
+            assert!(doc.contains(&row), "docs/security-model.md lacks: {row}");
+        }
+    }
+
     // The descriptions go into a quoted-string header parameter and a JSON
     // string without escaping (challenge.rs): printable ASCII, no `"` or `\`.
     #[test]
