@@ -306,9 +306,19 @@ auth_error_kinds! {
     /// HTTP 500 `server_error`, the call is not dispatched.
     RequirementFailed => ("requirement_failed", ServerError,
         "The server could not decide which scopes this operation needs"),
-    /// The request body could not be read within the size limit.
+    /// A legacy session request reuses the JSON-RPC id of a request of the
+    /// session still in flight (MCP: an id is never reused in a session;
+    /// rmcp would route one's answer to the other).
+    RequestIdInUse => ("request_id_in_use", InvalidRequest,
+        "The request id is in use by another request of this session"),
+    /// A legacy session holds too many requests in flight (or ids whose
+    /// answers were never read to their end).
+    TooManyRequestsInFlight => ("too_many_requests_in_flight", InvalidRequest,
+        "This session has too many requests in flight"),
+    /// The request body could not be read (a broken or aborted body; one
+    /// over the size limit is a 413 `body_too_large` instead).
     BodyUnreadable => ("body_unreadable", InvalidRequest,
-        "The request body is too large or could not be read"),
+        "The request body could not be read"),
 }
 
 impl AuthErrorKind {

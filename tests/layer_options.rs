@@ -116,8 +116,12 @@ fn write_rule(b: AuthConfigBuilder) -> AuthConfigBuilder {
     b.tool_scopes("write", ["notes:write"])
 }
 
-// The body read for per-operation scopes is capped: a larger one is a 400
-// `invalid_request` (reason `body_unreadable`), never read further.
+// The body read for per-operation scopes is capped: a larger one is a 413
+// (RFC 9110 section 15.5.14, what rmcp answers itself for a body over its
+// own cap) `invalid_request` (reason `body_too_large`), never read further,
+// whether it declares its length or comes chunked. It was a 400
+// `body_unreadable` with a Bearer `invalid_request` challenge: the same
+// body got 413 or 400 depending on whether per-tool scopes were declared.
 #[tokio::test]
 async fn body_over_the_cap_is_refused_before_the_service() {
     let app = App::start(write_rule, |l| l.max_body_bytes(256)).await;
@@ -128,11 +132,39 @@ async fn body_over_the_cap_is_refused_before_the_service() {
         r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"write","arguments":{{"pad":"{}"}}}}}}"#,
         "x".repeat(300)
     );
-    let (status, _, body) = send(app.post("/mcp", &token, "application/json", &padded)).await;
-    assert_eq!(status, 400, "{body}");
+    let (status, headers, body) = send(app.post("/mcp", &token, "application/json", &padded)).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(headers.get("www-authenticate").is_none(), "{headers:?}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"], "invalid_request");
-    assert_eq!(v["reason"], "body_unreadable");
+    assert_eq!(v["reason"], "body_too_large");
+    // Chunked: no length declared, the cap is found while reading.
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let half = padded.len() / 2;
+    let chunks = format!(
+        "{:x}\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+        half,
+        &padded[..half],
+        padded.len() - half,
+        &padded[half..]
+    );
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\n{chunks}"
+    );
+    let answer = bounded(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&addr).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&out).into_owned())
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"reason\":\"body_too_large\""), "{answer}");
 }
 
 // `mcp_path("/")`: every path is the MCP endpoint, so nothing is exempt

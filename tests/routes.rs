@@ -201,6 +201,171 @@ async fn two_host_fields_are_400() {
     }
 }
 
+/// A refusal of the layer (not rmcp's plain-text 400): JSON with `reason`.
+fn assert_host_refused(response: &RawResponse, reason: &str, what: &str) {
+    assert_eq!(response.status, 400, "{what}: {}", response.summary());
+    let body: serde_json::Value = serde_json::from_slice(&response.body)
+        .unwrap_or_else(|_| panic!("{what}: not the layer's JSON: {}", response.summary()));
+    assert_eq!(body["error"], "invalid_request", "{what}: {body}");
+    assert_eq!(body["reason"], reason, "{what}: {body}");
+}
+
+// RFC 9112 section 3.2: an HTTP/1.1 request without a Host field is 400,
+// with a token or without one (it was 401 without a token and rmcp's
+// plain-text 400 with one).
+#[tokio::test]
+async fn http11_without_host_is_400() {
+    let t = Target::start(Mount::Default).await;
+    for (what, raw) in [
+        (
+            "tools/call with a token",
+            modern_call(&t, "/mcp", TokenKind::AliceAll, "open_tool"),
+        ),
+        (
+            "tools/call without a token",
+            t.mcp_post("/mcp", None, &modern_tool_call_body(7, "open_tool"))
+                .header("MCP-Protocol-Version", MODERN),
+        ),
+        ("GET", t.request("GET", "/mcp")),
+    ] {
+        let response = send(raw.without_host()).await;
+        let log = t.log.take();
+        assert!(log.is_empty(), "{what}: {log:?}");
+        assert_host_refused(&response, "missing_host", what);
+    }
+}
+
+// RFC 9112 section 3.2: a Host field whose value is not `uri-host [":"
+// port]` is 400 (userinfo, a path, a space, two ports, an empty host);
+// rmcp let `user@host` through to the tool.
+#[tokio::test]
+async fn invalid_host_values_are_400() {
+    let t = Target::start(Mount::Default).await;
+    let own = t.addr.to_string();
+    for host in [
+        format!("user@{own}"),
+        format!("evil.example@{own}"),
+        format!("{own}/x"),
+        format!("{own}:1"),
+        "a b".to_owned(),
+        format!("{own}?"),
+        "[::1".to_owned(),
+        "127.0.0.1:80x".to_owned(),
+        // RFC 9110 section 4.2.1: an http(s) URI never has an empty host.
+        String::new(),
+        format!(":{}", t.addr.port()),
+    ] {
+        for kind in [Some(TokenKind::AliceAll), None] {
+            let raw = t
+                .mcp_post("/mcp", kind, &modern_tool_call_body(7, "open_tool"))
+                .header("Host", &host)
+                .header("MCP-Protocol-Version", MODERN)
+                .header("Mcp-Method", "tools/call")
+                .header("Mcp-Name", "open_tool");
+            let response = send(raw).await;
+            let log = t.log.take();
+            let what = format!("Host {host:?} token {}", kind.is_some());
+            assert!(log.is_empty(), "{what}: {log:?}");
+            assert_host_refused(&response, "invalid_host", &what);
+        }
+    }
+    // The valid spellings still reach the tool.
+    for host in [own.clone(), own.to_uppercase()] {
+        let response =
+            send(modern_call(&t, "/mcp", TokenKind::AliceAll, "open_tool").header("Host", &host))
+                .await;
+        let log = t.log.take();
+        assert_eq!(response.status, 200, "Host {host}: {}", response.summary());
+        assert!(ran(&log, "open_tool"), "Host {host}: {log:?}");
+    }
+}
+
+// RFC 9112 section 3.2.2: with an absolute-form target the authority of the
+// target is the host, not the Host field. rmcp checks the Host field only
+// (its DNS-rebinding guard), so `POST http://evil.example/mcp` with this
+// server's Host reached the tool; a target whose authority disagrees with
+// the Host field is 400. The same target naming this server is served.
+#[tokio::test]
+async fn absolute_form_target_must_agree_with_host() {
+    let t = Target::start(Mount::Default).await;
+    let own = t.addr.to_string();
+    for target in [
+        "http://evil.example/mcp".to_owned(),
+        format!("http://evil.example:{}/mcp", t.addr.port()),
+        format!("http://user@{own}/mcp"),
+    ] {
+        let response = send(modern_call(&t, &target, TokenKind::AliceAll, "open_tool")).await;
+        let log = t.log.take();
+        assert!(log.is_empty(), "{target}: {log:?}");
+        assert_host_refused(&response, "host_mismatch", &target);
+    }
+    let target = format!("http://{own}/mcp");
+    let response = send(modern_call(&t, &target, TokenKind::AliceAll, "open_tool")).await;
+    let log = t.log.take();
+    assert_eq!(response.status, 200, "{target}: {}", response.summary());
+    assert!(ran(&log, "open_tool"), "{target}: {log:?}");
+}
+
+// RFC 9110 sections 8.4 and 15.5.16: a body is read as its Content-Encoding
+// says. Neither the layer nor rmcp decodes one, so a declared coding other
+// than identity is refused with 415 (and `Accept-Encoding: identity`), never
+// read as if it were absent: the tool ran for a plain JSON body declared
+// `gzip` or `br`, which something in front that honours the header reads
+// differently (and a real gzip body got a parse error).
+#[tokio::test]
+async fn content_encoded_bodies_are_415() {
+    let t = Target::start(Mount::Default).await;
+    for coding in [
+        "gzip",
+        "br",
+        "deflate",
+        "x-unknown",
+        "identity, gzip",
+        "GZIP",
+    ] {
+        for kind in [TokenKind::AliceAll, TokenKind::AliceRead] {
+            let response =
+                send(modern_call(&t, "/mcp", kind, "open_tool").header("Content-Encoding", coding))
+                    .await;
+            let log = t.log.take();
+            let what = format!("Content-Encoding {coding:?} ({kind:?})");
+            assert!(log.is_empty(), "{what}: {log:?}");
+            assert_eq!(response.status, 415, "{what}: {}", response.summary());
+            assert_eq!(
+                response.header("accept-encoding"),
+                Some("identity"),
+                "{what}: {}",
+                response.summary()
+            );
+            let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+            assert_eq!(
+                body["reason"], "unsupported_content_encoding",
+                "{what}: {body}"
+            );
+        }
+    }
+    // Two fields, one of them a coding.
+    let response = send(
+        modern_call(&t, "/mcp", TokenKind::AliceAll, "open_tool")
+            .header("Content-Encoding", "identity")
+            .header("Content-Encoding", "gzip"),
+    )
+    .await;
+    assert!(t.log.take().is_empty());
+    assert_eq!(response.status, 415, "{}", response.summary());
+    // `identity` (no coding) is what an uncompressed body is.
+    for coding in ["identity", "Identity", "identity, identity"] {
+        let response = send(
+            modern_call(&t, "/mcp", TokenKind::AliceAll, "open_tool")
+                .header("Content-Encoding", coding),
+        )
+        .await;
+        let log = t.log.take();
+        assert_eq!(response.status, 200, "{coding}: {}", response.summary());
+        assert!(ran(&log, "open_tool"), "{coding}: {log:?}");
+    }
+}
+
 // MCP 2026-07-28 "Transports", security warning: Origin MUST be validated;
 // present and not allowed is 403.
 #[tokio::test]

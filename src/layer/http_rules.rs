@@ -6,11 +6,11 @@
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_METHOD,
-    CONTENT_TYPE, HOST, ORIGIN, RETRY_AFTER, VARY,
+    ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
+    ACCESS_CONTROL_REQUEST_METHOD, CONTENT_ENCODING, CONTENT_TYPE, HOST, ORIGIN, RETRY_AFTER, VARY,
 };
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
 /// The first protocol revision without sessions, whose requests carry
 /// `Mcp-Method` / `Mcp-Name`.
@@ -37,8 +37,22 @@ const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 pub(crate) enum Refused {
     /// RFC 9112 section 3.2: more than one `Host` field.
     DuplicateHost,
+    /// RFC 9112 section 3.2: an HTTP/1.1 request without a `Host` field.
+    MissingHost,
+    /// RFC 9112 section 3.2: a `Host` value that is not `uri-host [":" port]`.
+    InvalidHost,
+    /// RFC 9112 section 3.2.2 / RFC 9113 section 8.3.1: the request target
+    /// names an authority (absolute form, HTTP/2 `:authority`) other than
+    /// the `Host` field.
+    HostMismatch,
     /// MCP streamable HTTP: `Origin` present and not allowed.
     OriginNotAllowed,
+    /// RFC 9110 section 15.5.14: a body over the cap of the body read for
+    /// per-operation rules (`max_body_bytes`).
+    BodyTooLarge,
+    /// RFC 9110 section 8.4: a request body with a content coding (neither
+    /// the layer nor rmcp decodes one).
+    UnsupportedContentEncoding,
     /// A session cap is reached (see `max_sessions_per_principal`).
     TooManySessions(&'static str),
     /// Sessions are off (`stateless_only`) and the request names one.
@@ -52,7 +66,12 @@ impl Refused {
     pub(crate) fn reason(self) -> &'static str {
         match self {
             Self::DuplicateHost => "duplicate_host",
+            Self::MissingHost => "missing_host",
+            Self::InvalidHost => "invalid_host",
+            Self::HostMismatch => "host_mismatch",
             Self::OriginNotAllowed => "origin_not_allowed",
+            Self::UnsupportedContentEncoding => "unsupported_content_encoding",
+            Self::BodyTooLarge => "body_too_large",
             Self::TooManySessions(code) => code,
             Self::SessionsDisabled => "sessions_disabled",
             Self::SessionStoreUnavailable => "store_unavailable",
@@ -66,10 +85,35 @@ impl Refused {
                 "invalid_request",
                 "The request has more than one Host header field",
             ),
+            Self::MissingHost => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "An HTTP/1.1 request needs a Host header field",
+            ),
+            Self::InvalidHost => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The Host header field is not a host and optional port",
+            ),
+            Self::HostMismatch => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The request target names another host than the Host header field",
+            ),
             Self::OriginNotAllowed => (
                 StatusCode::FORBIDDEN,
                 "origin_not_allowed",
                 "The Origin of this request is not allowed",
+            ),
+            Self::BodyTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "The request body is larger than this server accepts",
+            ),
+            Self::UnsupportedContentEncoding => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                "The request body has a Content-Encoding; send it uncompressed",
             ),
             Self::TooManySessions(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -115,6 +159,12 @@ impl Refused {
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static(secs));
         }
+        if self == Self::UnsupportedContentEncoding {
+            // RFC 9110 section 12.5.3: the codings a request may use.
+            response
+                .headers_mut()
+                .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        }
         response
     }
 }
@@ -150,10 +200,109 @@ pub(crate) fn throttled_response(
     response
 }
 
-/// RFC 9112 section 3.2: a request with more than one `Host` is a 400.
-pub(crate) fn has_duplicate_host(headers: &HeaderMap) -> bool {
+/// RFC 9112 section 3.2: a request with more than one `Host`, an HTTP/1.1
+/// request without one, or a `Host` value that is not `uri-host [":"
+/// port]` is a 400. And the request has one host: a target that names an
+/// authority (the absolute form of RFC 9112 section 3.2.2, HTTP/2
+/// `:authority`) must name the `Host` field's (compared without case), so
+/// that nothing behind the layer judges a Host the target contradicts
+/// (rmcp's DNS-rebinding check reads the field only).
+pub(crate) fn check_host(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<(), Refused> {
     let mut hosts = headers.get_all(HOST).iter();
-    hosts.next().is_some() && hosts.next().is_some()
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(Refused::DuplicateHost),
+        (Some(host), None) => host,
+        // HTTP/1.0 may omit it; HTTP/2 and 3 carry `:authority` instead.
+        (None, _) if version == Version::HTTP_11 => return Err(Refused::MissingHost),
+        (None, _) => return Ok(()),
+    };
+    if !is_host_value(host.as_bytes()) {
+        return Err(Refused::InvalidHost);
+    }
+    match uri.authority() {
+        Some(authority)
+            if !authority
+                .as_str()
+                .as_bytes()
+                .eq_ignore_ascii_case(host.as_bytes()) =>
+        {
+            Err(Refused::HostMismatch)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether a `Last-Event-ID` names anything but the standalone stream:
+/// rmcp's standalone (common) stream has event ids of digits only; the
+/// stream of one request has `<index>/<request>`, and any other spelling
+/// (an event store's ids, two fields) is judged as one, fail closed.
+pub(crate) fn resumes_a_request_stream(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(LAST_EVENT_ID).iter();
+    match (values.next(), values.next()) {
+        (None, _) => false,
+        (Some(v), None) => {
+            let v = v.as_bytes();
+            v.is_empty() || !v.iter().all(u8::is_ascii_digit)
+        }
+        (Some(_), Some(_)) => true,
+    }
+}
+
+/// RFC 9110 section 8.4: whether the request body is content-coded: any
+/// `Content-Encoding` member other than `identity` (no coding), in any of
+/// its fields. Neither the layer nor rmcp decodes a body, so one that says
+/// it is coded is never read as if it were not.
+pub(crate) fn has_content_coding(headers: &HeaderMap) -> bool {
+    headers.get_all(CONTENT_ENCODING).iter().any(|value| {
+        value.as_bytes().split(|&c| c == b',').any(|member| {
+            let member = member.trim_ascii();
+            !member.is_empty() && !member.eq_ignore_ascii_case(b"identity")
+        })
+    })
+}
+
+/// RFC 9110 section 7.2 / RFC 3986 section 3.2: `uri-host [":" port]`,
+/// where `uri-host` is an IP literal in brackets or a reg-name (unreserved,
+/// percent-encoded or sub-delims characters: never `@`, `/`, `?`, `#`, `:`
+/// or a space) and `port` is digits. The host is never empty: the layer
+/// serves `http(s)` resources, and RFC 9110 section 4.2.1 has a recipient
+/// reject an `http` URI with an empty host.
+fn is_host_value(value: &[u8]) -> bool {
+    let (host, port) = if value.first() == Some(&b'[') {
+        let Some(end) = value.iter().position(|&c| c == b']') else {
+            return false;
+        };
+        let (literal, rest) = value.split_at(end + 1);
+        let inner = literal.get(1..end).unwrap_or_default();
+        let literal_ok = !inner.is_empty()
+            && inner
+                .iter()
+                // RFC 6874: an IPv6 zone id is `%25` and unreserved characters.
+                .all(|&c| c.is_ascii_alphanumeric() || b":._~!$&'()*+,;=%-".contains(&c));
+        if !literal_ok {
+            return false;
+        }
+        match rest.split_first() {
+            None => return true,
+            Some((b':', port)) => (None, port),
+            Some(_) => return false,
+        }
+    } else {
+        match value.iter().rposition(|&c| c == b':') {
+            Some(i) => (value.get(..i), value.get(i + 1..).unwrap_or_default()),
+            None => (Some(value), &[][..]),
+        }
+    };
+    let reg_name_ok = host.is_none_or(|host| {
+        !host.is_empty()
+            && host.iter().enumerate().all(|(i, &c)| match c {
+                b'%' => host
+                    .get(i + 1..i + 3)
+                    .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)),
+                c => c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&c),
+            })
+    });
+    reg_name_ok && port.iter().all(u8::is_ascii_digit)
 }
 
 /// The request's `Origin`, when present: `Ok(None)` absent, `Ok(Some)`
@@ -272,6 +421,25 @@ pub(crate) fn header_mismatch_response(id: Option<&str>, request_id: Option<&str
     )
 }
 
+/// A legacy session request whose JSON-RPC id cannot be used now
+/// ([`AuthErrorKind::RequestIdInUse`](crate::error::AuthErrorKind::RequestIdInUse),
+/// [`AuthErrorKind::TooManyRequestsInFlight`](crate::error::AuthErrorKind::TooManyRequestsInFlight)):
+/// 400 with the JSON-RPC error invalid request `-32600`. `id` is the raw
+/// JSON id of the single request, when there is one.
+pub(crate) fn request_id_refused(
+    kind: crate::error::AuthErrorKind,
+    id: Option<&str>,
+    request_id: Option<&str>,
+) -> Response {
+    let message = match kind {
+        crate::error::AuthErrorKind::RequestIdInUse => {
+            "Invalid Request: the request id is in use by another request of this session"
+        }
+        _ => "Invalid Request: this session has too many requests in flight",
+    };
+    jsonrpc_error(id, request_id, -32600, message, kind)
+}
+
 /// A body the strict reader refuses (not JSON, repeated member names, too
 /// deep, not a request): a JSON-RPC error naming the rule it broke (parse
 /// error `-32700`, invalid request `-32600` or invalid params `-32602`,
@@ -319,6 +487,45 @@ fn jsonrpc_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // RFC 9110 section 7.2, RFC 3986 section 3.2.2: what a Host value is.
+    #[test]
+    fn host_values() {
+        for ok in [
+            "mcp.example.com",
+            "MCP.example.com:443",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "[::1]",
+            "h:",
+            "[v1.x]",
+            "[fe80::1%25eth0]:8080",
+            "caf%C3%A9.example",
+            "a_b~c!$&'()*+,;=",
+        ] {
+            assert!(is_host_value(ok.as_bytes()), "{ok:?}");
+        }
+        for bad in [
+            "",
+            ":8080",
+            "user@host",
+            "host/x",
+            "host:1:2",
+            "a b",
+            "host?",
+            "host#",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "[::1]:8x",
+            "host:80x",
+            "%zz.example",
+            "%4",
+            "h\tx",
+        ] {
+            assert!(!is_host_value(bad.as_bytes()), "{bad:?}");
+        }
+    }
 
     #[test]
     fn stateless_revision_detection() {

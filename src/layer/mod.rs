@@ -256,7 +256,8 @@ impl AuthLayer {
     }
 
     /// Cap on a JSON-RPC body read for scope decisions (default
-    /// 4 MiB); larger bodies get 400 `invalid_request`.
+    /// 4 MiB, rmcp's own); larger bodies get 413 `invalid_request`
+    /// (reason `body_too_large`).
     #[must_use]
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.shared).max_body_bytes = bytes;

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{Method, Request, StatusCode};
 
 use super::http_rules::{
-    METHOD_HEADER, PROTOCOL_HEADER, SESSION_HEADER, header_mismatch_response,
+    METHOD_HEADER, PROTOCOL_HEADER, Refused, SESSION_HEADER, header_mismatch_response,
     is_stateless_revision, parse_error_response,
 };
 use crate::context::AuthContext;
@@ -20,6 +20,13 @@ use super::Shared;
 use super::service::Seen;
 use crate::audit::{Event, Record};
 use std::sync::Arc;
+
+/// The JSON-RPC request ids of a legacy session POST (see
+/// [`request_ids`](super::sessions::request_ids)), for the session rules.
+/// The second member is the raw JSON id of a single request, for the
+/// refusal's body.
+#[derive(Clone)]
+pub(super) struct RequestIds(pub(super) Vec<Box<str>>, pub(super) Option<String>);
 
 /// What the layer learned about a request before verifying its token.
 #[derive(Clone, Copy)]
@@ -42,12 +49,17 @@ impl Shared {
             || headers.contains_key(SESSION_HEADER)
             || headers.contains_key(METHOD_HEADER)
             || headers.contains_key(PROTOCOL_HEADER);
+        let stateless = is_stateless_revision(headers);
         let rules = self.policy.has_operation_rules() || !self.computed.is_empty();
-        let reads_body = rules && req.method() == Method::POST && (on_mcp || is_json(headers));
+        // A legacy session's POST is read for its request ids too (see
+        // `Sessions::claim_ids`), rules or not.
+        let session_post = self.bind_sessions && !stateless && headers.contains_key(SESSION_HEADER);
+        let reads_body = req.method() == Method::POST
+            && ((rules && (on_mcp || is_json(headers))) || session_post);
         Placement {
             on_mcp,
             reads_body,
-            stateless: is_stateless_revision(headers),
+            stateless,
         }
     }
 
@@ -61,15 +73,32 @@ impl Shared {
         ctx: &AuthContext,
         seen: &mut Seen,
     ) -> Result<(Request<Body>, Vec<String>, bool), Response> {
-        let (parts, body) = req.into_parts();
-        let Ok(bytes) = axum::body::to_bytes(body, self.max_body_bytes).await else {
-            return Err(self.reject(
-                &AuthErrorKind::BodyUnreadable.into(),
-                &parts.method,
-                parts.uri.path(),
-                seen,
-                Some(ctx),
-            ));
+        // A body that declares a length over the cap is refused unread.
+        let declared_too_large = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|len| len > self.max_body_bytes as u64);
+        if declared_too_large {
+            return Err(self.refuse(Refused::BodyTooLarge, &req, &seen.meta));
+        }
+        let (mut parts, body) = req.into_parts();
+        let bytes = match axum::body::to_bytes(body, self.max_body_bytes).await {
+            Ok(bytes) => bytes,
+            Err(e) if is_length_limit(&e) => {
+                let req = Request::from_parts(parts, ());
+                return Err(self.refuse(Refused::BodyTooLarge, &req, &seen.meta));
+            }
+            Err(_) => {
+                return Err(self.reject(
+                    &AuthErrorKind::BodyUnreadable.into(),
+                    &parts.method,
+                    parts.uri.path(),
+                    seen,
+                    Some(ctx),
+                ));
+            }
         };
         let mut required = self.policy.global.clone();
         let ops = match read_operations(&bytes) {
@@ -120,6 +149,12 @@ impl Shared {
                 Some(seen.request_id()),
             ));
         }
+        if !placement.stateless && parts.headers.contains_key(SESSION_HEADER) {
+            parts.extensions.insert(RequestIds(
+                super::sessions::request_ids(&bytes),
+                single_request_id(&bytes),
+            ));
+        }
         for op in &ops {
             extend_unique(&mut required, self.policy.required_for(op));
         }
@@ -157,6 +192,20 @@ impl Shared {
             )
         });
     }
+}
+
+/// Whether reading a body failed at the cap of `axum::body::to_bytes`
+/// (its `http_body_util::Limited` error, inside `axum::Error`), rather than
+/// for a broken body.
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Whether `path` is `base` or lies under it (on a `/` boundary).

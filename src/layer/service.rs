@@ -12,8 +12,9 @@ use tower_service::Service;
 use tracing::Instrument as _;
 
 use super::http_rules::{
-    LAST_EVENT_ID, Refused, SESSION_HEADER, add_cors, check_origin, has_duplicate_host,
-    header_mismatch_response, is_preflight, preflight_response, throttled_response,
+    LAST_EVENT_ID, Refused, SESSION_HEADER, add_cors, check_host, check_origin, has_content_coding,
+    header_mismatch_response, is_preflight, preflight_response, request_id_refused,
+    resumes_a_request_stream, throttled_response,
 };
 use crate::audit::{Event, Record, RequestMeta, event_of, reason_of};
 use crate::bearer::{Credentials, read_credentials, uri_names_access_token};
@@ -28,9 +29,10 @@ use crate::verify::TokenVerifier;
 
 use super::Shared;
 use super::future::{ResponseFuture, finish};
-use super::operations::{Placement, filter_lists};
+use super::operations::{Placement, RequestIds, filter_lists};
 use super::sessions::{
-    AfterResponse, OwnedInStore, OwnerOf, SessionHook, session_id, session_not_found,
+    AfterResponse, IdClaim, InFlight, OwnedInStore, OwnerOf, SessionHook, session_id,
+    session_not_found,
 };
 use super::sessions::{principal_key, user_key};
 use super::step_up::{Settled, StepUpCheck};
@@ -113,8 +115,8 @@ where
             .map(|info| info.0.ip());
         let client_addr = shared.throttle.client_addr(peer, req.headers());
         let meta = Arc::new(RequestMeta::new(request_id, client_addr, req.headers()));
-        if has_duplicate_host(req.headers()) {
-            return ResponseFuture::ready(shared.refuse(Refused::DuplicateHost, &req, &meta));
+        if let Err(refused) = check_host(req.version(), req.uri(), req.headers()) {
+            return ResponseFuture::ready(shared.refuse(refused, &req, &meta));
         }
         let placement = shared.place(&req);
         let preflight = is_preflight(req.method(), req.headers());
@@ -132,6 +134,14 @@ where
             // handed to the service unauthenticated.
             return ResponseFuture::ready(preflight_response(origin));
         }
+        if req.method() == http::Method::POST
+            && (placement.on_mcp || placement.reads_body)
+            && has_content_coding(req.headers())
+        {
+            // Before the token: the body could not be judged either way.
+            let response = shared.refuse(Refused::UnsupportedContentEncoding, &req, &meta);
+            return ResponseFuture::ready(with_cors(response, origin.as_ref()));
+        }
         if !placement.on_mcp && shared.exempt.iter().any(|r| r.matches(req.uri().path())) {
             return ResponseFuture::inner(self.inner.call(req), None, origin, None, None);
         }
@@ -141,6 +151,13 @@ where
             let headers = req.headers_mut();
             headers.remove(SESSION_HEADER);
             headers.remove(LAST_EVENT_ID);
+        } else if resumes_a_request_stream(req.headers()) {
+            // A legacy GET naming a request's stream (`<index>/<request>`)
+            // would take that request's answer over in rmcp, away from the
+            // response the layer holds and judges (late step-up, list
+            // filtering). Resumption is optional (MCP "Resumability"): the
+            // header is ignored, and the GET opens a plain stream.
+            req.headers_mut().remove(LAST_EVENT_ID);
         }
         // Throttling, when on: decided before any verification work.
         let subject = shared.throttle.enabled().then(|| {
@@ -287,6 +304,7 @@ where
                 Ok(admitted) => admitted,
                 Err(response) => return Ok(with_cors(*response, origin.as_ref())),
             };
+            let in_flight = admitted.in_flight;
             let mut response = inner.call(req).await?;
             if let Some(check) = admitted.step_up {
                 response = match check.settle(response) {
@@ -296,6 +314,9 @@ where
             }
             if let Some(ctx) = admitted.filter_for {
                 response = filter_lists(response, &shared.policy, &ctx).await;
+            }
+            if let Some(in_flight) = in_flight {
+                response = in_flight.hold(response);
             }
             let hook = match admitted.session_hook {
                 Some(hook) if shared.session_store().is_some() => {
@@ -347,6 +368,9 @@ struct Admitted {
     step_up: Option<StepUpCheck>,
     /// Binds or forgets a legacy session once the response is known.
     session_hook: Option<SessionHook>,
+    /// The request ids a legacy session request holds while its answer
+    /// streams.
+    in_flight: Option<InFlight>,
     /// The caller whose list results are filtered.
     filter_for: Option<AuthContext>,
     /// A fresh server nonce for a DPoP caller, when nonces are demanded.
@@ -516,10 +540,10 @@ impl Shared {
                 Some(&ctx),
             )));
         }
-        let session_hook = if self.bind_sessions {
+        let (session_hook, in_flight) = if self.bind_sessions {
             self.session_rules(req, &ctx, placement, seen)?
         } else {
-            None
+            (None, None)
         };
         self.outcomes.accept();
         self.audit.emit(&Record {
@@ -592,6 +616,7 @@ impl Shared {
         Ok(Admitted {
             step_up,
             session_hook,
+            in_flight,
             filter_for,
             dpop_nonce,
         })
@@ -606,7 +631,7 @@ impl Shared {
         ctx: &AuthContext,
         placement: Placement,
         seen: &Seen,
-    ) -> Result<Option<SessionHook>, Box<Response>> {
+    ) -> Result<(Option<SessionHook>, Option<InFlight>), Box<Response>> {
         let limits = self.sessions.limits();
         // Sessions do not exist in the stateless revision: its requests had
         // their session header removed before this point.
@@ -641,14 +666,16 @@ impl Shared {
                 self.session_refused(ctx, seen);
                 return Err(Box::new(session_not_found()));
             }
-            return Ok((req.method() == Method::DELETE).then(|| SessionHook {
+            let in_flight = self.claim_request_ids(req, id, ctx, seen)?;
+            let hook = (req.method() == Method::DELETE).then(|| SessionHook {
                 shared: Arc::clone(self),
                 then: AfterResponse::Forget(id.clone()),
-            }));
+            });
+            return Ok((hook, in_flight));
         }
         // Only a POST without a session can create one (`initialize`).
         if req.method() != Method::POST || !limits.enabled {
-            return Ok(None);
+            return Ok((None, None));
         }
         let owner = if placement.stateless || !placement.on_mcp {
             // A stateless call creates no session (an `initialize` sent with
@@ -667,13 +694,72 @@ impl Shared {
             }
             Some((principal_key(ctx), user))
         };
-        Ok(Some(SessionHook {
-            shared: Arc::clone(self),
-            then: AfterResponse::Bind(owner.map_or_else(
-                || OwnerOf::Later(ctx.clone()),
-                |(owner, user)| OwnerOf::Known(owner, user),
-            )),
-        }))
+        Ok((
+            Some(SessionHook {
+                shared: Arc::clone(self),
+                then: AfterResponse::Bind(owner.map_or_else(
+                    || OwnerOf::Later(ctx.clone()),
+                    |(owner, user)| OwnerOf::Known(owner, user),
+                )),
+            }),
+            None,
+        ))
+    }
+
+    /// Claims the JSON-RPC request ids of a POST in session `session` (read
+    /// from its body: [`RequestIds`]) for as long as its answer streams: a
+    /// second request with an id in flight would receive the first one's
+    /// answer from rmcp (400 `request_id_in_use`).
+    fn claim_request_ids(
+        self: &Arc<Self>,
+        req: &Request<Body>,
+        session: &str,
+        ctx: &AuthContext,
+        seen: &Seen,
+    ) -> Result<Option<InFlight>, Box<Response>> {
+        let Some(RequestIds(ids, raw_id)) = req.extensions().get::<RequestIds>() else {
+            return Ok(None);
+        };
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let kind = match self.sessions.claim_ids(session, ids) {
+            Ok(()) => {
+                return Ok(Some(InFlight {
+                    shared: Arc::clone(self),
+                    session: session.to_owned(),
+                    ids: ids.clone(),
+                }));
+            }
+            Err(IdClaim::InUse) => AuthErrorKind::RequestIdInUse,
+            Err(IdClaim::TooMany) => AuthErrorKind::TooManyRequestsInFlight,
+        };
+        self.outcomes.reject(kind.code());
+        self.audit.emit(&Record {
+            meta: Some(&seen.meta),
+            ctx: Some(ctx),
+            ..Record::new(
+                Event::AuthzRefused,
+                kind.code(),
+                Some(400),
+                &self.document.resource,
+            )
+        });
+        tracing::info!(
+            reason = kind.code(),
+            status = 400,
+            request_id = seen.request_id(),
+            "refused a session request: its JSON-RPC id is in flight already"
+        );
+        let id = match ids.as_slice() {
+            [_] => raw_id.as_deref(),
+            _ => None,
+        };
+        Err(Box::new(request_id_refused(
+            kind,
+            id,
+            Some(seen.request_id()),
+        )))
     }
 
     pub(super) fn check_scopes(

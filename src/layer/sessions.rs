@@ -17,7 +17,7 @@
 //! an owner that cannot be checked is not assumed. A new session that
 //! cannot be recorded is closed and refused the same way.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,22 @@ struct Entry {
     /// The user it counts against (see [`user_key`]).
     user: Owner,
     last_used: Instant,
+    /// JSON-RPC ids of the session's requests in flight (see
+    /// [`Sessions::claim_ids`]).
+    in_flight: HashSet<Box<str>>,
+}
+
+/// How many request ids one session may hold in flight (or keep reserved:
+/// an id whose response was never read to its end stays reserved).
+pub(crate) const MAX_IDS_IN_FLIGHT: usize = 1024;
+
+/// Why a session's request ids were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdClaim {
+    /// An id is in flight already (MCP: an id is never reused in a session).
+    InUse,
+    /// The session holds [`MAX_IDS_IN_FLIGHT`] ids already.
+    TooMany,
 }
 
 #[derive(Default)]
@@ -205,6 +221,7 @@ impl Sessions {
                     owner,
                     user,
                     last_used: Instant::now(),
+                    in_flight: HashSet::new(),
                 };
                 if let Some(old) = table.sessions.insert(id.into(), entry) {
                     // A service that hands out one id twice: keep the counts right.
@@ -258,6 +275,44 @@ impl Sessions {
             self.close(vec![id]);
         }
         owned
+    }
+
+    /// Claims the JSON-RPC request ids of one request in session `id`:
+    /// rmcp routes an answer by its id within the session, so a second
+    /// request in flight with the id of another would receive that one's
+    /// answer on its own response, judged by the layer as its own (late
+    /// step-up, list filtering). All or nothing; an unknown session claims
+    /// nothing (the service answers it).
+    pub(crate) fn claim_ids(&self, id: &str, ids: &[Box<str>]) -> Result<(), IdClaim> {
+        let mut table = self.lock();
+        let Some(entry) = table.sessions.get_mut(id) else {
+            return Ok(());
+        };
+        if entry.in_flight.len().saturating_add(ids.len()) > MAX_IDS_IN_FLIGHT {
+            return Err(IdClaim::TooMany);
+        }
+        // In flight already, or twice in this body (a batch): all or nothing.
+        let mut claimed: Vec<&Box<str>> = Vec::with_capacity(ids.len());
+        for i in ids {
+            if !entry.in_flight.insert(i.clone()) {
+                for c in claimed {
+                    entry.in_flight.remove(c);
+                }
+                return Err(IdClaim::InUse);
+            }
+            claimed.push(i);
+        }
+        Ok(())
+    }
+
+    /// Releases ids claimed with [`claim_ids`](Self::claim_ids).
+    pub(crate) fn release_ids(&self, id: &str, ids: &[Box<str>]) {
+        let mut table = self.lock();
+        if let Some(entry) = table.sessions.get_mut(id) {
+            for i in ids {
+                entry.in_flight.remove(i);
+            }
+        }
     }
 
     /// How many sessions are bound now.
@@ -516,9 +571,151 @@ pub(super) fn session_not_found() -> Response {
     response
 }
 
+/// The request ids of a legacy session request, held while its answer is
+/// streamed: released once the response body has been read to its end
+/// (rmcp has then routed the answer), kept reserved otherwise (a client
+/// that dropped the response may still have the call running in rmcp).
+pub(super) struct InFlight {
+    pub(super) shared: Arc<Shared>,
+    pub(super) session: String,
+    pub(super) ids: Vec<Box<str>>,
+}
+
+impl InFlight {
+    /// `response` with its body wrapped so that its end releases the ids.
+    pub(super) fn hold(self, response: Response) -> Response {
+        response.map(|body| {
+            Body::new(ReleaseAtEnd {
+                body,
+                in_flight: Some(self),
+            })
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that releases its request's ids at its end (hyper
+    /// stops polling a body that says it has ended, so the end is also
+    /// checked after each frame and when the body is dropped).
+    struct ReleaseAtEnd {
+        #[pin]
+        body: Body,
+        in_flight: Option<InFlight>,
+    }
+
+    impl PinnedDrop for ReleaseAtEnd {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if http_body::Body::is_end_stream(&*this.body) {
+                release(this.in_flight);
+            }
+        }
+    }
+}
+
+fn release(in_flight: &mut Option<InFlight>) {
+    if let Some(done) = in_flight.take() {
+        done.shared.sessions.release_ids(&done.session, &done.ids);
+    }
+}
+
+impl http_body::Body for ReleaseAtEnd {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let polled = this.body.as_mut().poll_frame(cx);
+        let ended = match &polled {
+            std::task::Poll::Ready(None) => true,
+            std::task::Poll::Ready(Some(Ok(_))) => http_body::Body::is_end_stream(&*this.body),
+            _ => false,
+        };
+        if ended {
+            release(this.in_flight);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The ids of the JSON-RPC requests of a body (messages with a `method`
+/// and an `id`; notifications and responses carry none that rmcp routes
+/// an answer by), spelled as rmcp compares them: a string by its value, a
+/// number by its integer value when it has one. The body was read
+/// strictly before; anything unreadable here gives no ids.
+pub(crate) fn request_ids(body: &[u8]) -> Vec<Box<str>> {
+    fn id_of(message: &serde_json::Value) -> Option<Box<str>> {
+        let object = message.as_object()?;
+        object.get("method")?.as_str()?;
+        match object.get("id")? {
+            serde_json::Value::String(s) => Some(format!("s:{s}").into()),
+            serde_json::Value::Number(n) => Some(match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => format!("n:{i}").into(),
+                (None, Some(u), _) => format!("n:{u}").into(),
+                // An integral float (`5.0`) is rmcp's integer 5.
+                #[allow(clippy::cast_possible_truncation)]
+                (None, None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                    format!("n:{}", f as i64).into()
+                }
+                _ => format!("n:{n}").into(),
+            }),
+            _ => None,
+        }
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Array(messages)) => messages.iter().filter_map(id_of).collect(),
+        Ok(message) => id_of(&message).into_iter().collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_as_rmcp_compares_them() {
+        let ids = |b: &str| request_ids(b.as_bytes());
+        assert_eq!(ids(r#"{"id":5,"method":"x"}"#), vec![Box::from("n:5")]);
+        assert_eq!(ids(r#"{"id":5.0,"method":"x"}"#), vec![Box::from("n:5")]);
+        assert_eq!(ids(r#"{"id":"5","method":"x"}"#), vec![Box::from("s:5")]);
+        assert!(ids(r#"{"id":5,"result":{}}"#).is_empty());
+        assert!(ids(r#"{"method":"notifications/x"}"#).is_empty());
+        assert_eq!(
+            ids(r#"[{"id":1,"method":"x"},{"id":"a","method":"y"},{"method":"z"}]"#),
+            vec![Box::from("n:1"), Box::from("s:a")]
+        );
+    }
+
+    #[test]
+    fn ids_in_flight_are_not_claimed_twice() {
+        let s = Sessions::new(limits(2, 10, Duration::from_secs(300)));
+        let a = [1u8; 32];
+        assert!(s.bind("a1", a, a).is_ok());
+        let five: Vec<Box<str>> = vec!["n:5".into()];
+        assert_eq!(s.claim_ids("a1", &five), Ok(()));
+        assert_eq!(s.claim_ids("a1", &five), Err(IdClaim::InUse));
+        assert_eq!(s.claim_ids("unknown", &five), Ok(()));
+        s.release_ids("a1", &five);
+        assert_eq!(s.claim_ids("a1", &five), Ok(()));
+        let twice: Vec<Box<str>> = vec!["n:7".into(), "n:7".into()];
+        assert_eq!(s.claim_ids("a1", &twice), Err(IdClaim::InUse));
+        let many: Vec<Box<str>> = (0..MAX_IDS_IN_FLIGHT)
+            .map(|i| format!("s:{i}").into())
+            .collect();
+        assert_eq!(s.claim_ids("a1", &many), Err(IdClaim::TooMany));
+    }
 
     fn limits(per: usize, total: usize, idle: Duration) -> SessionLimits {
         SessionLimits {

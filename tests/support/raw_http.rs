@@ -19,6 +19,8 @@ pub struct Raw {
     pub body: Vec<u8>,
     /// Stop reading an event stream once its head is in (a GET stream never ends).
     pub head_only_for_streams: bool,
+    /// Send no `Host` field at all (RFC 9112 section 3.2 tests).
+    pub omit_host: bool,
 }
 
 /// What came back.
@@ -95,7 +97,14 @@ impl Raw {
             headers: Vec::new(),
             body: Vec::new(),
             head_only_for_streams: true,
+            omit_host: false,
         }
+    }
+
+    /// Sends the request without any `Host` field.
+    pub fn without_host(mut self) -> Self {
+        self.omit_host = true;
+        self
     }
 
     /// Appends a header field (a second one of the same name is a second field).
@@ -112,10 +121,11 @@ impl Raw {
     /// The request's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.target).into_bytes();
-        if !self
-            .headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("host"))
+        if !self.omit_host
+            && !self
+                .headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("host"))
         {
             out.extend_from_slice(format!("Host: {}\r\n", self.addr).as_bytes());
         }
