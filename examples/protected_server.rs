@@ -15,6 +15,9 @@
 //! for its client to read the next bytes before the connection is closed;
 //! default 30; `off`:
 //! [`McpServerBuilder::response_write_timeout`](mcp_oauth2::McpServerBuilder::response_write_timeout)).
+//! Each timeout is at most 86400 seconds (a day). Any other `MCP_OAUTH2_*`
+//! variable (a misspelling such as `MCP_OAUTH2_REQUIRED_SCOPE`) stops the
+//! server before it listens, naming it.
 //!
 //! Tools: `whoami` (subject, client_id, scopes, issuer, for a DPoP-bound
 //! token `dpop_jkt`, and for a tenant issuer `tenant`, as JSON text; notes
@@ -47,7 +50,9 @@
 //! every replica), exchanged tokens are shared by the replicas, sealed with
 //! AES-256-GCM. A downstream variable that is set but unusable (the token
 //! endpoint or the downstream URL not `https://`, or `http://` on loopback
-//! with `MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1`; the cache key too short)
+//! with `MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1`; the cache key too short or
+//! without `MCP_OAUTH2_REDIS_URL`; a step-up scope that is `offline_access`
+//! or not a scope token)
 //! stops the server before it listens, naming the variable. Setting `MCP_OAUTH2_CLIENT_ID` also turns introspection of
 //! opaque tokens on (see the configuration table).
 //!
@@ -79,6 +84,21 @@
 mod notes;
 
 use mcp_oauth2::{AuthConfigBuilder, McpServer};
+
+/// The variables this server reads beside those of `AuthConfig::from_env`;
+/// any other `MCP_OAUTH2_*` variable is refused as a misspelling.
+const OWN_VARIABLES: &[&str] = &[
+    "MCP_OAUTH2_BIND",
+    "MCP_OAUTH2_LOG_FORMAT",
+    "MCP_OAUTH2_HEADER_READ_TIMEOUT",
+    "MCP_OAUTH2_BODY_READ_TIMEOUT",
+    "MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT",
+    "MCP_OAUTH2_TOKEN_ENDPOINT",
+    "MCP_OAUTH2_DOWNSTREAM_AUDIENCE",
+    "MCP_OAUTH2_DOWNSTREAM_URL",
+    "MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES",
+    "MCP_OAUTH2_EXCHANGE_CACHE_KEY",
+];
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -118,7 +138,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let mut config = AuthConfigBuilder::from_env()?;
+    let mut config = AuthConfigBuilder::from_env_allowing(OWN_VARIABLES)?;
     if std::env::var_os("MCP_OAUTH2_SCOPES_SUPPORTED").is_none() {
         config = config.scopes_supported([notes::NOTES_READ]);
     }
@@ -169,6 +189,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "MCP_OAUTH2_RESOURCE: its path is where the MCP endpoint is served: {}",
                 e.message()
             ),
+            "header_read_timeout" => format!("MCP_OAUTH2_HEADER_READ_TIMEOUT: {}", e.message()),
+            "body_read_timeout" => format!("MCP_OAUTH2_BODY_READ_TIMEOUT: {}", e.message()),
+            "response_write_timeout" => {
+                format!("MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT: {}", e.message())
+            }
             _ => e.to_string(),
         })?;
     let listener = tokio::net::TcpListener::bind(&bind)

@@ -45,7 +45,9 @@ fn step(n: u32, title: &str) {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let once = std::env::args().any(|a| a == "--once");
+    // Colours only on a terminal: a piped run (a CI log) gets plain text.
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "warn,rmcp=error".into()),

@@ -79,6 +79,9 @@ impl ProtectedResourceMetadata {
 pub(crate) struct MetadataEndpoint {
     /// The path-suffixed location (RFC 9728 section 3.1).
     pub(crate) path: String,
+    /// Whether the root location (`/.well-known/oauth-protected-resource`,
+    /// where clients fall back) is served too.
+    root: bool,
     body: Bytes,
     /// `Cache-Control: public, max-age=<seconds>`.
     cache_control: http::HeaderValue,
@@ -91,6 +94,7 @@ impl MetadataEndpoint {
         let body = serde_json::to_vec(&doc).unwrap_or_default();
         Self {
             path: config.metadata_path(),
+            root: true,
             body: Bytes::from(body),
             cache_control: http::HeaderValue::from(config.metadata_max_age.as_secs())
                 .to_str()
@@ -102,9 +106,17 @@ impl MetadataEndpoint {
         }
     }
 
-    /// Whether `path` is one of the two well-known locations.
+    /// Leaves the root location to another resource of the same host (the
+    /// path-suffixed one is still served; for a root resource it is the
+    /// root location).
+    pub(crate) fn without_root(mut self) -> Self {
+        self.root = false;
+        self
+    }
+
+    /// Whether `path` is one of the well-known locations served.
     pub(crate) fn serves(&self, path: &str) -> bool {
-        path == self.path || path == WELL_KNOWN_PREFIX
+        path == self.path || (self.root && path == WELL_KNOWN_PREFIX)
     }
 
     /// The response to a request for the document. Public, cacheable, and
@@ -151,9 +163,9 @@ impl MetadataEndpoint {
     /// An axum router serving the document at both well-known paths.
     pub(crate) fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         let mut router = Router::new();
-        let mut paths = vec![WELL_KNOWN_PREFIX.to_owned()];
-        if self.path != WELL_KNOWN_PREFIX {
-            paths.push(self.path.clone());
+        let mut paths = vec![self.path.clone()];
+        if self.root && self.path != WELL_KNOWN_PREFIX {
+            paths.push(WELL_KNOWN_PREFIX.to_owned());
         }
         for path in paths {
             let this = self.clone();

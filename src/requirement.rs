@@ -279,7 +279,7 @@ fn run(
 
 /// RFC 6749 section 3.3 `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`,
 /// and not `offline_access` (MCP keeps it out of challenges).
-fn is_scope_token(s: &str) -> bool {
+pub(crate) fn is_scope_token(s: &str) -> bool {
     !s.is_empty()
         && s != "offline_access"
         && s.bytes()

@@ -46,6 +46,7 @@ pub struct McpServerBuilder<S = ()> {
     response_write_timeout: Option<std::time::Duration>,
     forward_authorization: bool,
     shared_store: Option<Arc<dyn crate::store::SharedStore>>,
+    root_metadata: bool,
 }
 
 impl<S> std::fmt::Debug for McpServerBuilder<S> {
@@ -138,6 +139,7 @@ impl McpServer {
             response_write_timeout: Some(RESPONSE_WRITE_TIMEOUT),
             forward_authorization: false,
             shared_store: None,
+            root_metadata: true,
         }
     }
 }
@@ -206,6 +208,19 @@ impl<S> McpServerBuilder<S> {
         self
     }
 
+    /// Whether the document is also served at the root well-known
+    /// location, `/.well-known/oauth-protected-resource` (default `true`:
+    /// MCP clients fall back to it). Several servers of one host merged
+    /// into one app ([`McpServer::into_router`]) share that location: keep
+    /// it on one of them and turn it off on the others, whose routers
+    /// would otherwise both claim the route (axum panics when they are
+    /// merged). Each keeps its path-suffixed document (RFC 9728 section
+    /// 3.1); a root resource's own location is the root and stays served.
+    pub fn root_metadata(mut self, on: bool) -> Self {
+        self.root_metadata = on;
+        self
+    }
+
     /// Another accepted `Host` (name or `name:port`), for servers reached
     /// under several names.
     pub fn allowed_host(mut self, host: impl Into<String>) -> Self {
@@ -245,6 +260,7 @@ impl<S> McpServerBuilder<S> {
             response_write_timeout: self.response_write_timeout,
             forward_authorization: self.forward_authorization,
             shared_store: self.shared_store,
+            root_metadata: self.root_metadata,
         }
     }
 
@@ -275,8 +291,8 @@ impl<S> McpServerBuilder<S> {
     /// enforces it with a timer armed for every request, which costs a
     /// call about two system calls and a thread wake-up at one connection
     /// (BENCHMARKS.md, "sixth pass"); switch it off only when a proxy in
-    /// front already enforces a header timeout. A zero duration is refused
-    /// by [`build`](McpServerBuilder::build).
+    /// front already enforces a header timeout. A zero duration, or one
+    /// over a day (86,400 s), is refused by [`build`](McpServerBuilder::build).
     ///
     /// HTTP/2 has no header timer in hyper, and its keep-alive pings are
     /// answered by any client library: the same limit applies there to a
@@ -307,8 +323,8 @@ impl<S> McpServerBuilder<S> {
     /// layer (per-operation scopes) and rmcp was reading it; an HTTP/1
     /// connection is closed after the answer (its unread bytes cannot be
     /// skipped). Raise it for clients that
-    /// upload large bodies over slow links; a zero duration is refused by
-    /// [`build`](McpServerBuilder::build). Routers taken with
+    /// upload large bodies over slow links; a zero duration, or one over a
+    /// day (86,400 s), is refused by [`build`](McpServerBuilder::build). Routers taken with
     /// [`McpServer::into_router`] keep this limit (see [`BodyGuardLayer`]).
     pub fn body_read_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
         self.body_read_timeout = timeout;
@@ -331,8 +347,8 @@ impl<S> McpServerBuilder<S> {
     /// between two writes, not the time a whole response takes (as nginx's
     /// `send_timeout`), so a quiet event stream or a slow reader that keeps
     /// up are never cut off. A response the socket takes at once (every
-    /// usual MCP answer) never arms the timer. A zero duration is refused
-    /// by [`build`](McpServerBuilder::build). Routers taken with
+    /// usual MCP answer) never arms the timer. A zero duration, or one over
+    /// a day (86,400 s), is refused by [`build`](McpServerBuilder::build). Routers taken with
     /// [`McpServer::into_router`] are served by the caller, who sets their
     /// own limits.
     pub fn response_write_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
@@ -377,6 +393,18 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
                     "must be longer than zero (None switches the guard off)",
                 ));
             }
+            // hyper and the write timer add the limit to the clock's
+            // `Instant`: past its range every connection's task would
+            // panic, so the server would listen and answer nothing.
+            if timeout.is_some_and(|t| t > MAX_CONNECTION_TIMEOUT) {
+                return Err(ConfigError::new(
+                    field,
+                    format!(
+                        "must be at most {} seconds, a day (None switches the guard off)",
+                        MAX_CONNECTION_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
         }
         if !self.path.starts_with('/') || self.path.len() < 2 || self.path.ends_with('/') {
             return Err(ConfigError::new(
@@ -416,7 +444,8 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         let layer = layer
             .mcp_path(self.path.clone())
             .whole_service()
-            .forward_authorization_header_to_handlers_unsafe(self.forward_authorization);
+            .forward_authorization_header_to_handlers_unsafe(self.forward_authorization)
+            .root_metadata(self.root_metadata);
         let mut rmcp_config = self.rmcp_config;
         let ct = rmcp_config.cancellation_token.clone();
         rmcp_config.allowed_hosts = allowed_hosts(&config, &self.extra_hosts);
@@ -734,6 +763,11 @@ struct ConnectionOptions {
     body_read_timeout: Option<std::time::Duration>,
     response_write_timeout: Option<std::time::Duration>,
 }
+
+/// The longest header read, body read and response write timeout: a day
+/// (each is added to the clock's `Instant`, which a larger value could
+/// overflow).
+const MAX_CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 /// How long a client may take to send a request's body (see
 /// [`McpServerBuilder::body_read_timeout`]).

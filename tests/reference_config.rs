@@ -18,7 +18,7 @@ use std::time::Duration;
 /// with code 1 before listening and that its error names `variable`.
 /// Returns the error output.
 async fn refused(env: &[(&str, &str)], variable: &str) -> String {
-    let mut command = tokio::process::Command::new(support::reference::binary());
+    let mut command = support::reference::command();
     command
         .env("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9")
         .env("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:1/mcp")
@@ -149,6 +149,15 @@ async fn downstream_variables_are_checked_before_listening() {
         ("MCP_OAUTH2_DOWNSTREAM_URL", "javascript:alert(1)"),
         ("MCP_OAUTH2_EXCHANGE_CACHE_KEY", "short"),
         ("MCP_OAUTH2_EXCHANGE_CACHE_KEY", "c2hvcnQ="),
+        // A key with nowhere to share the tokens (no MCP_OAUTH2_REDIS_URL).
+        (
+            "MCP_OAUTH2_EXCHANGE_CACHE_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
+        // Scopes a challenge cannot name.
+        ("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES", "offline_access"),
+        ("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES", "notes:export a\"b"),
+        ("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES", "caf\u{e9}"),
     ];
     for (variable, bad) in cases {
         let mut env = downstream.to_vec();
@@ -188,5 +197,93 @@ async fn braces_in_the_resource_path_are_literal() {
         // A capture would have matched any segment.
         let other = reqwest::get(format!("{base}/other")).await.unwrap();
         assert_eq!(other.status(), 404, "{path}");
+    }
+}
+
+// A misspelled variable (`MCP_OAUTH2_REQUIRED_SCOPE` for
+// `MCP_OAUTH2_REQUIRED_SCOPES`, `MCP_OAUTH2_DPOP_MODE` for `MCP_OAUTH2_DPOP`)
+// was ignored: the server started without the required scope, or accepting
+// Bearer tokens, and said nothing. Every `MCP_OAUTH2_*` variable must now be
+// one the server reads; another stops it before it listens, naming the
+// variable and the one it resembles.
+#[tokio::test]
+async fn a_misspelled_variable_stops_it_before_listening() {
+    for (typo, meant) in [
+        ("MCP_OAUTH2_REQUIRED_SCOPE", "MCP_OAUTH2_REQUIRED_SCOPES"),
+        ("MCP_OAUTH2_DPOP_MODE", "MCP_OAUTH2_DPOP"),
+        ("MCP_OAUTH2_ALLOWED_ORIGIN", "MCP_OAUTH2_ALLOWED_ORIGINS"),
+        (
+            "MCP_OAUTH2_HEADER_READ_TIMEOUTS",
+            "MCP_OAUTH2_HEADER_READ_TIMEOUT",
+        ),
+        ("mcp_oauth2_required_scopes", "MCP_OAUTH2_REQUIRED_SCOPES"),
+        ("MCP_OAUTH2_SOMETHING_ELSE", ""),
+    ] {
+        let stderr = refused(&[(typo, "x")], typo).await;
+        assert!(stderr.contains(meant), "{typo}: {stderr}");
+    }
+    // The control: every variable the reference server reads of its own
+    // (beside `AuthConfig::from_env`'s) is known, and it starts with them.
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let _server = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9"),
+            ("MCP_OAUTH2_RESOURCE", &resource),
+            ("MCP_OAUTH2_LOG_FORMAT", "text"),
+            ("MCP_OAUTH2_HEADER_READ_TIMEOUT", "30"),
+            ("MCP_OAUTH2_BODY_READ_TIMEOUT", "30"),
+            ("MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT", "30"),
+            ("MCP_OAUTH2_DOWNSTREAM_AUDIENCE", "https://api.example"),
+            ("MCP_OAUTH2_DOWNSTREAM_URL", "https://api.example/me"),
+            ("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES", "notes:export"),
+            ("MCP_OAUTH2_TOKEN_ENDPOINT", "https://as.example/token"),
+        ],
+    )
+    .await;
+}
+
+// A value that is not UTF-8 read as unset: `MCP_OAUTH2_REQUIRED_SCOPES` with
+// one stray byte started the server requiring nothing. It now stops it,
+// naming the variable.
+#[tokio::test]
+async fn a_value_that_is_not_utf8_stops_it_before_listening() {
+    use std::os::unix::ffi::OsStrExt;
+    for variable in ["MCP_OAUTH2_REQUIRED_SCOPES", "MCP_OAUTH2_DPOP"] {
+        let output = support::reference::command()
+            .env("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9")
+            .env("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:1/mcp")
+            .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
+            .env("MCP_OAUTH2_BIND", "127.0.0.1:0")
+            .env(variable, std::ffi::OsStr::from_bytes(b"admin\xff"))
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(20), output)
+            .await
+            .expect("the server did not exit")
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{variable}: {stderr}");
+        assert!(
+            !String::from_utf8_lossy(&output.stdout).contains("listening on"),
+            "{variable}"
+        );
+        assert!(stderr.contains(variable), "{variable}: {stderr}");
+    }
+}
+
+// A session idle timeout past a day was accepted, and with
+// MCP_OAUTH2_REDIS_URL every session then failed at run time (Redis refuses
+// such an expiry: 503 store_unavailable on each `initialize`). Refused
+// before listening, naming the variable.
+#[tokio::test]
+async fn a_session_idle_timeout_past_a_day_stops_it_before_listening() {
+    for bad in ["18446744073709551615", "86401"] {
+        refused(
+            &[("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", bad)],
+            "MCP_OAUTH2_SESSION_IDLE_TIMEOUT",
+        )
+        .await;
     }
 }

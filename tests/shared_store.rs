@@ -545,7 +545,19 @@ async fn sessions_fail_closed_when_redis_is_down_and_work_again_after() {
     .await;
     assert_eq!(new.status(), 503);
     assert!(new.headers().get("mcp-session-id").is_none());
-    assert_eq!(reason(new).await, "store_unavailable");
+    // The same answer as any refusal: Retry-After, and the request id in
+    // the body as in `X-Request-Id` (it was missing from this body).
+    let header = |name: &str| {
+        new.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(header("retry-after").as_deref(), Some("1"));
+    let request_id = header("x-request-id").expect("X-Request-Id");
+    let body: serde_json::Value = new.json().await.unwrap();
+    assert_eq!(body["reason"], "store_unavailable");
+    assert_eq!(body["request_id"], request_id.as_str(), "{body}");
 
     // Redis back (empty: its bindings are lost, so the old session is
     // refused, fail closed); new sessions work again.

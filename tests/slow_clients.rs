@@ -327,6 +327,53 @@ async fn a_zero_timeout_is_refused() {
     }
 }
 
+// A timeout past the clock's range made hyper panic in every connection's
+// task (`Instant + Duration` overflows: "overflow when adding duration to
+// instant"), so a server built with it accepted connections and closed
+// each one without an answer. `build` refuses a timeout over 24 hours,
+// naming the setting; 24 hours exactly is the control.
+#[tokio::test]
+async fn a_timeout_past_a_day_is_refused_and_a_day_is_served() {
+    let issuer = TestIssuer::start().await.expect("issuer");
+    type Setting = fn(McpServerBuilder<Empty>, Duration) -> McpServerBuilder<Empty>;
+    let settings: [(&str, Setting); 3] = [
+        ("header_read_timeout", |b, d| b.header_read_timeout(Some(d))),
+        ("body_read_timeout", |b, d| b.body_read_timeout(Some(d))),
+        ("response_write_timeout", |b, d| {
+            b.response_write_timeout(Some(d))
+        }),
+    ];
+    let day = Duration::from_secs(86_400);
+    for (field, set) in settings {
+        for too_long in [
+            Duration::MAX,
+            Duration::from_secs(u64::MAX),
+            day + Duration::from_secs(1),
+        ] {
+            let err = set(server(&issuer, "http://127.0.0.1:1/mcp"), too_long)
+                .build()
+                .expect_err("a timeout over a day must be refused");
+            assert_eq!(err.field(), field, "{err}");
+            assert!(err.message().contains("86400"), "{err}");
+        }
+    }
+    // Served with a day for each: a request is answered (a 401 here).
+    let s = start_with(|b| {
+        b.header_read_timeout(Some(day))
+            .body_read_timeout(Some(day))
+            .response_write_timeout(Some(day))
+    })
+    .await;
+    let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+    stream
+        .write_all(format!("{}\r\n{{}}", head_start(s.addr)).as_bytes())
+        .await
+        .expect("write");
+    let answer = read_response(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    s.ct.cancel();
+}
+
 /// A connection waiting for its first byte does not hold a graceful stop
 /// up: the server's task ends although the connection never spoke (the
 /// default 30 s timeout is far from over).
@@ -444,13 +491,23 @@ async fn the_reference_server_refuses_a_bad_timeout() {
         &["0", "soon", "-5", "2.5"],
     )
     .await;
+    // Over a day (past the clock's range, the server listened and then
+    // every connection's task panicked): refused before listening, naming
+    // the variable, for each of the three.
+    for variable in [
+        "MCP_OAUTH2_HEADER_READ_TIMEOUT",
+        "MCP_OAUTH2_BODY_READ_TIMEOUT",
+        "MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT",
+    ] {
+        refuses_bad_values(&issuer, variable, &["18446744073709551615", "86401"]).await;
+    }
 }
 
 /// The reference server with `variable` set to each of `bad`: it exits
 /// before listening, naming the variable.
 async fn refuses_bad_values(issuer: &TestIssuer, variable: &str, bad: &[&str]) {
     for bad in bad {
-        let output = tokio::process::Command::new(support::reference::binary())
+        let output = support::reference::command()
             .env("MCP_OAUTH2_ISSUER", issuer.issuer())
             .env("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:1/mcp")
             .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")

@@ -538,3 +538,73 @@ async fn computed_requirements_fail_closed_and_cover_prompts_and_resources() {
     let resp = n.post(&reader, &[], &listen.to_string()).await;
     assert_insufficient(&resp, "notes:read notes:rules");
 }
+
+// MCP "Scope Selection Strategy": `offline_access` never goes in a
+// challenge, and RFC 6750 section 3 / RFC 6749 section 3.3: a challenge's
+// `scope` is scope tokens. A handler's late `require_scopes` of something
+// that is not one (`offline_access`, a quote, a space, nothing) was put in
+// the 403 challenge as it came (`scope="offline_access"`). It is now
+// answered as a computed requirement that returns such a scope is: 500
+// `server_error`, reason `requirement_failed`, no challenge. A valid scope
+// is the control (403 naming it).
+#[tokio::test]
+async fn a_late_step_up_of_a_scope_no_challenge_may_name_is_a_server_error() {
+    use axum::routing::post;
+    use mcp_oauth2::{AuthConfig, AuthContext, AuthLayer};
+
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let resource = format!("http://{addr}/mcp");
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/mcp/{scope}",
+            post(
+                |auth: AuthContext, axum::extract::Path(scope): axum::extract::Path<String>| async move {
+                    match auth.require_scopes([scope]) {
+                        Ok(()) => "granted".to_owned(),
+                        Err(e) => e.message.to_string(),
+                    }
+                },
+            ),
+        )
+        .layer(AuthLayer::new(config).unwrap());
+    let serving = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let token = issuer
+        .token()
+        .subject("alice")
+        .audience(&resource)
+        .scopes(["notes:read"])
+        .sign();
+    let post = |scope: &str| {
+        reqwest::Client::new()
+            .post(format!("http://{addr}/mcp/{scope}"))
+            .bearer_auth(&token)
+            .send()
+    };
+    let control = post("notes:export").await.unwrap();
+    assert_eq!(control.status(), 403);
+    let challenge = control.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains(r#"scope="notes:export""#), "{challenge}");
+    for bad in ["offline_access", "a%22b", "a%20b", "a%5Cb", "caf%C3%A9"] {
+        let response = post(bad).await.unwrap();
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 500, "{bad}: {challenge:?} {body}");
+        assert!(challenge.is_none(), "{bad}: {challenge:?}");
+        assert!(body.contains("requirement_failed"), "{bad}: {body}");
+    }
+    serving.abort();
+}

@@ -417,10 +417,33 @@ async fn downstream_whoami_errors_are_tool_results() {
         "MCP_OAUTH2_EXCHANGE_CACHE_KEY",
         "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
     );
+    // A key needs a store to share the tokens through (MCP_OAUTH2_REDIS_URL).
+    let why = Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), None)
+        .err()
+        .unwrap_or_default();
+    assert!(
+        why.contains("MCP_OAUTH2_EXCHANGE_CACHE_KEY") && why.contains("MCP_OAUTH2_REDIS_URL"),
+        "{why}"
+    );
+    let store: std::sync::Arc<dyn mcp_oauth2::store::SharedStore> =
+        std::sync::Arc::new(mcp_oauth2::store::MemoryStore::default());
     assert!(matches!(
-        Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), None),
+        Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), Some(store)),
         Ok(Downstream::Ready { .. })
     ));
+    // Step-up scopes a challenge cannot name.
+    for bad in ["offline_access", "a\"b", "caf\u{e9}"] {
+        let mut vars = vars.clone();
+        vars.remove("MCP_OAUTH2_EXCHANGE_CACHE_KEY");
+        vars.insert("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES", bad);
+        let why = Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), None)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            why.contains("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES"),
+            "{bad}: {why}"
+        );
+    }
 
     // Refusals by the real token endpoint.
     let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;

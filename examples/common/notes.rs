@@ -143,6 +143,29 @@ impl Downstream {
                     })
             })
             .transpose()?;
+        if cache_key.is_some() && shared.is_none() {
+            return Err(
+                "MCP_OAUTH2_EXCHANGE_CACHE_KEY is set without MCP_OAUTH2_REDIS_URL: there is no \
+                 shared store to keep exchanged tokens in"
+                    .to_owned(),
+            );
+        }
+        // The step-up challenge names these scopes: scope tokens (RFC 6749
+        // section 3.3), never `offline_access` (MCP scope selection).
+        let step_up_scopes: Vec<String> = value("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES")
+            .map(|v| v.split_ascii_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        if let Some(bad) = step_up_scopes.iter().find(|s| {
+            *s == "offline_access"
+                || !s
+                    .bytes()
+                    .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+        }) {
+            return Err(format!(
+                "MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES: {bad:?} cannot be named in a challenge \
+                 (a scope token, RFC 6749 section 3.3, and not offline_access)"
+            ));
+        }
         let missing: Vec<&str> = DOWNSTREAM_VARS
             .iter()
             .copied()
@@ -182,9 +205,6 @@ impl Downstream {
             (Some(key), Some(store)) => Some(mcp_oauth2::SealedExchangeStore::new(store, key)),
             _ => None,
         };
-        let step_up_scopes = value("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES")
-            .map(|v| v.split_ascii_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default();
         let exchanger = mcp_oauth2::TokenExchanger::new(settings)
             .map_err(|e| format!("downstream_whoami: the token exchange: {e}"))?;
         let http = mcp_oauth2::DownstreamClient::new(std::time::Duration::from_secs(10))

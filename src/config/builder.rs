@@ -63,6 +63,11 @@ pub struct AuthConfigBuilder {
 /// asks senders not to send a delta-seconds above 2^31.
 const MAX_METADATA_MAX_AGE: Duration = Duration::from_secs(2_147_483_648);
 
+/// The longest `session_idle_timeout`: a day. The binding's expiry is
+/// handed to the shared store (Redis refuses an expiry past its range, so
+/// every session would fail at run time) and to rmcp's session keep-alive.
+pub(crate) const MAX_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(86_400);
+
 impl Default for AuthConfigBuilder {
     fn default() -> Self {
         Self {
@@ -364,7 +369,7 @@ impl AuthConfigBuilder {
     }
 
     /// How long a legacy session stays bound to its owner without a request
-    /// (default 300 s, rmcp's session keep-alive);
+    /// (default 300 s, rmcp's session keep-alive; at most a day, 86,400 s);
     /// an idle session no longer counts against the caps and answers 404.
     pub fn session_idle_timeout(mut self, timeout: Duration) -> Self {
         self.sessions.idle_timeout = timeout;
@@ -501,7 +506,13 @@ impl AuthConfigBuilder {
                         "must list at least one issuer (RFC 9728 section 2)",
                     ));
                 }
-                for s in &list {
+                for (i, s) in list.iter().enumerate() {
+                    if list.get(..i).is_some_and(|before| before.contains(s)) {
+                        return Err(ConfigError::new(
+                            "authorization_servers",
+                            format!("{s:?} is listed twice"),
+                        ));
+                    }
                     let url = Url::parse(s).map_err(|e| {
                         ConfigError::new(
                             "authorization_servers",
@@ -710,6 +721,13 @@ impl AuthConfigBuilder {
                     format!("{raw:?} is not an origin (scheme://host[:port], no path)"),
                 )
             })?;
+            // The URL rule of every setting: a page served over http:// is
+            // one anyone on its path can rewrite, so it may call the
+            // endpoint only on loopback, with the development opt-in.
+            let url = Url::parse(&origin).map_err(|e| {
+                ConfigError::new("allowed_origin", format!("{raw:?} is not an origin: {e}"))
+            })?;
+            check_https(&url, loopback_ok, "allowed_origin")?;
             if !allowed_origins.contains(&origin) {
                 allowed_origins.push(origin);
             }
@@ -737,6 +755,15 @@ impl AuthConfigBuilder {
             return Err(ConfigError::new(
                 "session_idle_timeout",
                 "must be greater than zero",
+            ));
+        }
+        if sessions.idle_timeout > MAX_SESSION_IDLE_TIMEOUT {
+            return Err(ConfigError::new(
+                "session_idle_timeout",
+                format!(
+                    "must be at most {} seconds (a day)",
+                    MAX_SESSION_IDLE_TIMEOUT.as_secs()
+                ),
             ));
         }
         self.dpop.validate()?;
@@ -803,14 +830,17 @@ mod tests {
         let c = base()
             .metadata_max_age(Duration::from_secs(2_147_483_648))
             .resource_documentation("https://docs.example.com/x")
+            .session_idle_timeout(MAX_SESSION_IDLE_TIMEOUT)
             .build()
             .unwrap();
         assert_eq!(c.metadata_max_age.as_secs(), 2_147_483_648);
+        assert_eq!(c.sessions.idle_timeout.as_secs(), 86_400);
         AuthConfig::builder()
             .issuer("http://127.0.0.1:9/Tenant/V2")
             .resource("http://127.0.0.1:1/mcp")
             .allow_insecure_http_for_loopback(true)
             .resource_documentation("http://localhost:8000/docs")
+            .allowed_origin("http://localhost:5173")
             .build()
             .unwrap();
     }
@@ -828,6 +858,40 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.field(), "issuer");
         let cases: Vec<(AuthConfigBuilder, &str)> = vec![
+            (
+                base().session_idle_timeout(Duration::MAX),
+                "session_idle_timeout",
+            ),
+            (
+                base().session_idle_timeout(Duration::from_secs(86_401)),
+                "session_idle_timeout",
+            ),
+            (
+                base().allowed_origin("http://app.example.com"),
+                "allowed_origin",
+            ),
+            (
+                base()
+                    .allow_insecure_http_for_loopback(true)
+                    .allowed_origin("http://app.example.com"),
+                "allowed_origin",
+            ),
+            (
+                base().allowed_origin("http://localhost:5173"),
+                "allowed_origin",
+            ),
+            (
+                base().authorization_servers(["https://a.example", "https://a.example"]),
+                "authorization_servers",
+            ),
+            (
+                base().dpop(
+                    crate::config::DpopPolicy::default()
+                        .mode(crate::config::DpopMode::Off)
+                        .nonce(true),
+                ),
+                "dpop_nonce",
+            ),
             (base().resource("http://mcp.example.com/mcp"), "resource"),
             (base().resource("https://mcp.example.com/mcp#x"), "resource"),
             (base().issuer("http://127.0.0.1:9/"), "issuer"),

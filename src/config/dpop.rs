@@ -190,6 +190,12 @@ impl DpopPolicy {
                 "must be between 1 and 300 seconds",
             ));
         }
+        if self.mode == DpopMode::Off && self.nonce {
+            return Err(ConfigError::new(
+                "dpop_nonce",
+                "demands nonces in DPoP proofs, but DPoP is off (proofs are not read)",
+            ));
+        }
         if self.nonce_secret.as_ref().is_some_and(|s| s.len() < 32) {
             return Err(ConfigError::new(
                 "dpop_nonce_secret",

@@ -301,7 +301,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         field: "resource_name",
         required: false,
         parse: Parse::Text(|s, v| {
-            s.builder.resource_name = Some(v).filter(|v| !v.is_empty());
+            s.builder.resource_name = Some(v).filter(|v| !v.trim().is_empty());
             Ok(())
         }),
         default: "none",
@@ -452,7 +452,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             s.builder.sessions.idle_timeout = d;
             Ok(())
         }),
-        default: "300 s",
+        default: "300 s (at most 86400 s)",
         meaning: "how long a legacy session stays bound without a request",
     },
     EnvVar {
@@ -663,27 +663,172 @@ fn replace_word(text: &str, word: &str, by: &str) -> String {
     out
 }
 
+/// The variables that configure DPoP proofs (meaningless with DPoP off).
+const DPOP_PROOF_VARIABLES: &[&str] = &[
+    "MCP_OAUTH2_DPOP_NONCE",
+    "MCP_OAUTH2_DPOP_ALGORITHMS",
+    "MCP_OAUTH2_DPOP_MAX_AGE",
+];
+
+/// The prefix of every variable of the table.
+const PREFIX: &str = "MCP_OAUTH2_";
+
+/// The process environment's `MCP_OAUTH2_*` variables: each name, and
+/// whether its value is UTF-8.
+fn prefixed_process_vars() -> Vec<(String, bool)> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| {
+            let name = name.to_string_lossy();
+            // In any case: `mcp_oauth2_required_scopes` is a misspelling too.
+            let prefixed = name
+                .get(..PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX));
+            prefixed.then(|| (name.into_owned(), value.to_str().is_some()))
+        })
+        .collect()
+}
+
+/// Every `MCP_OAUTH2_*` variable set must be one of the table or one of
+/// `app_vars` (the application's own), and a variable of the table must
+/// hold UTF-8: a misspelled variable (`MCP_OAUTH2_REQUIRED_SCOPE`) or an
+/// unreadable value would otherwise be read as unset, and the setting it
+/// meant to make (a required scope, DPoP required) silently left out.
+pub(crate) fn check_names(
+    present: &[(String, bool)],
+    app_vars: &[&str],
+) -> Result<(), ConfigError> {
+    for (name, utf8) in present {
+        if let Some(var) = ENV_VARS.iter().find(|v| v.name == name) {
+            if !utf8 {
+                return Err(env_error(var.name, "is not valid UTF-8"));
+            }
+            continue;
+        }
+        if app_vars.contains(&name.as_str()) {
+            continue;
+        }
+        let known = ENV_VARS
+            .iter()
+            .map(|v| v.name)
+            .chain(app_vars.iter().copied());
+        let hint = known
+            .map(|k| (resemblance(&name.to_ascii_uppercase(), k), k))
+            .filter(|(d, _)| *d <= 3)
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, k)| format!(" (did you mean {k}?)"))
+            .unwrap_or_default();
+        // The name is the sender's text only in the sense that the
+        // operator set it: printed escaped all the same.
+        return Err(ConfigError::new(
+            "environment",
+            format!(
+                "{name:?} is set but is not a variable this server reads{hint}; a misspelled \
+                 variable would leave its setting out, so it is refused: unset it, or name it \
+                 among the application's own variables (AuthConfigBuilder::from_env_allowing)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// How far `name` is from the known variable `known`, for the hint: one
+/// when either extends the other (`MCP_OAUTH2_DPOP_MODE` for
+/// `MCP_OAUTH2_DPOP`), else their edit distance.
+fn resemblance(name: &str, known: &str) -> usize {
+    let (short, long) = if name.len() <= known.len() {
+        (name, known)
+    } else {
+        (known, name)
+    };
+    if short.len() > PREFIX.len() && long.starts_with(short) {
+        return 1;
+    }
+    edit_distance(name, known)
+}
+
+/// The Levenshtein distance of two ASCII-ish names (for the hint only).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row.first().copied().unwrap_or_default();
+        if let Some(first) = row.first_mut() {
+            *first = i + 1;
+        }
+        for (j, cb) in b.iter().enumerate() {
+            let above = row.get(j + 1).copied().unwrap_or_default();
+            let left = row.get(j).copied().unwrap_or_default();
+            let cost = usize::from(ca != *cb);
+            let best = (diagonal + cost).min(above + 1).min(left + 1);
+            diagonal = above;
+            if let Some(cell) = row.get_mut(j + 1) {
+                *cell = best;
+            }
+        }
+    }
+    row.last().copied().unwrap_or_default()
+}
+
 impl AuthConfigBuilder {
     /// A builder filled from the environment (see [`AuthConfig::from_env`]),
     /// to adjust before [`build`](Self::build). Its errors, and those of
     /// its `build`, name the variable (a setting no variable feeds keeps
     /// its builder name).
+    ///
+    /// Every `MCP_OAUTH2_*` variable set must be one this crate reads: a
+    /// misspelled one (`MCP_OAUTH2_REQUIRED_SCOPE`) is an error (field
+    /// `environment`, the message naming it and the variable it resembles),
+    /// as is a value that is not UTF-8 (naming its variable), instead of
+    /// being read as unset. An application with `MCP_OAUTH2_*` variables of
+    /// its own names them with [`from_env_allowing`](Self::from_env_allowing).
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_allowing(std::iter::empty::<&str>())
+    }
+
+    /// [`from_env`](Self::from_env) for an application that reads
+    /// `MCP_OAUTH2_*` variables of its own (`app_vars`, such as the
+    /// reference server's `MCP_OAUTH2_BIND`): those are allowed beside the
+    /// crate's, any other is refused.
+    pub fn from_env_allowing<I, S>(app_vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let app_vars: Vec<S> = app_vars.into_iter().collect();
+        let app_vars: Vec<&str> = app_vars.iter().map(AsRef::as_ref).collect();
+        check_names(&prefixed_process_vars(), &app_vars)?;
         Self::from_env_vars(|name| std::env::var(name).ok())
     }
 
     /// Reads every row of [`ENV_VARS`] through `get`.
     pub(crate) fn from_env_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut staged = Staged::default();
+        // The DPoP proof settings given a value (not blank).
+        let mut dpop_settings: Vec<&'static str> = Vec::new();
         for var in ENV_VARS {
             match get(var.name) {
-                Some(raw) => var
-                    .parse
-                    .read(raw, &mut staged)
-                    .map_err(|m| env_error(var.name, m))?,
+                Some(raw) => {
+                    if DPOP_PROOF_VARIABLES.contains(&var.name) && !raw.trim().is_empty() {
+                        dpop_settings.push(var.name);
+                    }
+                    var.parse
+                        .read(raw, &mut staged)
+                        .map_err(|m| env_error(var.name, m))?;
+                }
                 None if var.required => return Err(env_error(var.name, "is not set")),
                 None => {}
             }
+        }
+        // Settings of DPoP proofs with DPoP off contradict it: the operator
+        // meant DPoP to be checked one way, and it would not be checked at all.
+        if staged.builder.dpop.mode == DpopMode::Off
+            && let Some(name) = dpop_settings.first()
+        {
+            return Err(env_error(
+                name,
+                "is set but MCP_OAUTH2_DPOP is off (DPoP proofs are not read): \
+                 unset it, or set MCP_OAUTH2_DPOP to allowed or required",
+            ));
         }
         let Staged {
             mut builder,
@@ -778,7 +923,9 @@ fn tenant_from_env(
 }
 
 impl AuthConfig {
-    /// [`AuthConfig::from_env`] with the variables read through `get`.
+    /// [`AuthConfig::from_env`] with the variables read through `get` (the
+    /// tests' map instead of the process environment).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn from_env_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         AuthConfigBuilder::from_env_vars(get)?.build()
     }
@@ -950,6 +1097,10 @@ mod tests {
         vars.remove("MCP_OAUTH2_CLIENT_SECRET");
         let c = from_map(&vars).unwrap();
         assert_eq!(format!("{c:?}"), format!("{d:?}"));
+        // A blank name is no name (it was published as "   ").
+        vars.insert("MCP_OAUTH2_RESOURCE_NAME", "   ".to_owned());
+        let c = from_map(&vars).unwrap();
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
     }
 
     /// A bad value for each variable, with the variables it needs beside it.
@@ -1039,6 +1190,12 @@ mod tests {
                 &[],
             ),
             ("MCP_OAUTH2_ALLOWED_ORIGINS", "null", &[]),
+            ("MCP_OAUTH2_ALLOWED_ORIGINS", "http://app.example", &[]),
+            (
+                "MCP_OAUTH2_ALLOWED_ORIGINS",
+                "https://app.example, http://localhost:5173",
+                &[],
+            ),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "0", &[]),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "many", &[]),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "20000", &[]),
@@ -1046,6 +1203,12 @@ mod tests {
             ("MCP_OAUTH2_MAX_SESSIONS", "x", &[]),
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "0", &[]),
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "5m", &[]),
+            ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "86401", &[]),
+            (
+                "MCP_OAUTH2_SESSION_IDLE_TIMEOUT",
+                "18446744073709551615",
+                &[],
+            ),
             ("MCP_OAUTH2_STATELESS_ONLY", "2", &[]),
             ("MCP_OAUTH2_DPOP", "sometimes", &[]),
             ("MCP_OAUTH2_DPOP_NONCE", "yes", &[]),
@@ -1053,6 +1216,17 @@ mod tests {
             ("MCP_OAUTH2_DPOP_ALGORITHMS", " , ", &[]),
             ("MCP_OAUTH2_DPOP_MAX_AGE", "301", &[]),
             ("MCP_OAUTH2_DPOP_MAX_AGE", "0", &[]),
+            ("MCP_OAUTH2_DPOP_NONCE", "1", &[("MCP_OAUTH2_DPOP", "off")]),
+            (
+                "MCP_OAUTH2_DPOP_ALGORITHMS",
+                "ES256",
+                &[("MCP_OAUTH2_DPOP", "off")],
+            ),
+            (
+                "MCP_OAUTH2_DPOP_MAX_AGE",
+                "60",
+                &[("MCP_OAUTH2_DPOP", "off")],
+            ),
             ("MCP_OAUTH2_TENANTS", "a/b", &[]),
             ("MCP_OAUTH2_TENANTS", "a,a", &[]),
             ("MCP_OAUTH2_TENANTS", "*,a", &[]),
@@ -1068,6 +1242,11 @@ mod tests {
             ),
             ("MCP_OAUTH2_AUTHORIZATION_SERVERS", "http://as.example", &[]),
             ("MCP_OAUTH2_AUTHORIZATION_SERVERS", "not a url", &[]),
+            (
+                "MCP_OAUTH2_AUTHORIZATION_SERVERS",
+                "https://as.example, https://as.example",
+                &[],
+            ),
             ("MCP_OAUTH2_FAILED_AUTH_LIMIT", "5", &[]),
             ("MCP_OAUTH2_FAILED_AUTH_LIMIT", "0/60", &[]),
             ("MCP_OAUTH2_FAILED_AUTH_LIMIT", "5/0", &[]),
@@ -1166,6 +1345,60 @@ mod tests {
         // No template, no tenant variables: an ordinary issuer.
         let c = from_map(&minimal()).unwrap();
         assert!(c.tenant_issuers().is_empty());
+    }
+
+    // A misspelled variable was read as unset, and the setting it meant to
+    // make silently left out (no required scope, DPoP not required): every
+    // `MCP_OAUTH2_*` variable must be of the table or the application's.
+    #[test]
+    fn unknown_and_unreadable_variables_are_refused() {
+        let set = |names: &[(&str, bool)]| -> Vec<(String, bool)> {
+            names.iter().map(|(n, u)| ((*n).to_owned(), *u)).collect()
+        };
+        for (typo, meant) in [
+            (
+                "MCP_OAUTH2_REQUIRED_SCOPE",
+                Some("MCP_OAUTH2_REQUIRED_SCOPES"),
+            ),
+            ("MCP_OAUTH2_DPOP_MODE", Some("MCP_OAUTH2_DPOP")),
+            ("MCP_OAUTH2_ISUER", Some("MCP_OAUTH2_ISSUER")),
+            ("MCP_OAUTH2_BIN", Some("MCP_OAUTH2_BIND")),
+            (
+                "mcp_oauth2_required_scopes",
+                Some("MCP_OAUTH2_REQUIRED_SCOPES"),
+            ),
+            ("Mcp_OAuth2_Dpop", Some("MCP_OAUTH2_DPOP")),
+            ("MCP_OAUTH2_", None),
+            ("MCP_OAUTH2_COMPLETELY_DIFFERENT", None),
+        ] {
+            let present = set(&[("MCP_OAUTH2_ISSUER", true), (typo, true)]);
+            let err = check_names(&present, &["MCP_OAUTH2_BIND"]).unwrap_err();
+            assert_eq!(err.field(), "environment", "{typo}");
+            assert!(err.message().contains(typo), "{typo}: {err}");
+            match meant {
+                Some(m) => assert!(
+                    err.message().contains(&format!("did you mean {m}?")),
+                    "{err}"
+                ),
+                None => assert!(!err.message().contains("did you mean"), "{err}"),
+            }
+        }
+        // Every variable of the table, and the application's own, pass.
+        let mut all: Vec<(String, bool)> =
+            ENV_VARS.iter().map(|v| (v.name.to_owned(), true)).collect();
+        all.push(("MCP_OAUTH2_BIND".to_owned(), true));
+        assert!(check_names(&all, &["MCP_OAUTH2_BIND"]).is_ok());
+        // Without the application naming it, its variable is refused.
+        assert!(check_names(&all, &[]).is_err());
+        // A value that is not UTF-8 names its variable (an application's
+        // own variable is the application's business).
+        for v in ENV_VARS {
+            let err = check_names(&set(&[(v.name, false)]), &[]).unwrap_err();
+            assert_eq!(err.field(), v.name);
+        }
+        assert!(check_names(&set(&[("MCP_OAUTH2_BIND", false)]), &["MCP_OAUTH2_BIND"]).is_ok());
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

@@ -238,8 +238,14 @@ impl AuthConfig {
     /// Errors name the variable ([`ConfigError::field`]). The other settings
     /// keep their defaults; to set them too, start from
     /// [`AuthConfigBuilder::from_env`].
+    ///
+    /// Every `MCP_OAUTH2_*` variable set must be one of the table: a
+    /// misspelled one (`MCP_OAUTH2_REQUIRED_SCOPE`) is refused (field
+    /// `environment`, the message naming it), and so is a value that is not
+    /// UTF-8, rather than read as unset. Applications with `MCP_OAUTH2_*`
+    /// variables of their own use [`AuthConfigBuilder::from_env_allowing`].
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_env_vars(|name| std::env::var(name).ok())
+        AuthConfigBuilder::from_env()?.build()
     }
 
     /// The canonical resource URI: the expected audience and the metadata's `resource`.

@@ -130,6 +130,8 @@ struct Shared {
     throttle: Arc<crate::throttle::Throttle>,
     /// Latency histograms of the request path.
     latency: Arc<Latencies>,
+    /// Whether the warning about a layer inside a nested router was logged.
+    nested_warned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The latency histograms the layer records.
@@ -223,6 +225,7 @@ impl AuthLayer {
                     store_of(&config),
                 )),
                 latency: Arc::default(),
+                nested_warned: Arc::default(),
             }),
         }
     }
@@ -240,6 +243,24 @@ impl AuthLayer {
         } else {
             trimmed.to_owned()
         };
+        self
+    }
+
+    /// Whether the layer (and [`metadata_router`](Self::metadata_router))
+    /// serves the document at the root well-known location,
+    /// `/.well-known/oauth-protected-resource`, besides the path-suffixed
+    /// one (default `true`: MCP clients fall back to the root). An app with
+    /// several protected resources on one host has one root location:
+    /// leave it to one of them and turn it off on the others (their
+    /// routers would otherwise both claim the route, which axum refuses
+    /// with a panic when they are merged). A root resource's own location
+    /// is the root: it is always served.
+    #[must_use]
+    pub fn root_metadata(mut self, on: bool) -> Self {
+        if !on {
+            let shared = Arc::make_mut(&mut self.shared);
+            shared.metadata = shared.metadata.clone().without_root();
+        }
         self
     }
 
@@ -346,7 +367,8 @@ impl AuthLayer {
             let err: AuthError = AuthErrorKind::TokenInQuery.into();
             return Err(err.with_challenge(&self.shared.challenge));
         }
-        self.authenticate_with(Some((&parts.method, parts.uri.path())), &parts.headers)
+        let path = service::requested_path(&parts.extensions, &parts.uri);
+        self.authenticate_with(Some((&parts.method, path)), &parts.headers)
             .await
     }
 

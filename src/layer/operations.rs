@@ -45,7 +45,13 @@ impl Shared {
     pub(super) fn place(&self, req: &Request<Body>) -> Placement {
         let headers = req.headers();
         let on_mcp = self.whole_service
+            // The path the client requested (inside a nest) and the one
+            // this router was handed (after a rewrite): either is enough.
             || under_path(req.uri().path(), &self.mcp_path)
+            || under_path(
+                super::service::requested_path(req.extensions(), req.uri()),
+                &self.mcp_path,
+            )
             || headers.contains_key(SESSION_HEADER)
             || headers.contains_key(METHOD_HEADER)
             || headers.contains_key(PROTOCOL_HEADER);

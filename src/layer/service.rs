@@ -73,6 +73,17 @@ where
     }
 }
 
+/// The path the client requested. A router nested with `Router::nest` or
+/// `nest_service` is handed the request with its prefix stripped (`/mcp`
+/// for `/api/mcp`); axum's outermost router records the original URI
+/// first, and that is the one a DPoP proof names (`htu`, RFC 9449 section
+/// 4.3) and the MCP path is compared with. Elsewhere the request's own.
+pub(super) fn requested_path<'r>(extensions: &'r http::Extensions, uri: &'r http::Uri) -> &'r str {
+    extensions
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| uri.path(), |original| original.0.path())
+}
+
 pub(super) fn with_cors(mut response: Response, origin: Option<&HeaderValue>) -> Response {
     if let Some(origin) = origin {
         add_cors(&mut response, origin);
@@ -108,6 +119,11 @@ where
         let shared = &self.shared;
         if shared.metadata.serves(req.uri().path()) {
             return ResponseFuture::ready(shared.metadata.respond(req.method()));
+        }
+        // Discovery starts with a request without credentials: judged
+        // there, so that an authenticated call pays nothing for it.
+        if !req.headers().contains_key(http::header::AUTHORIZATION) {
+            shared.warn_if_nested(&req);
         }
         let peer = req
             .extensions()
@@ -196,8 +212,8 @@ where
         // A request whose body names its operation still has its token
         // judged here when that needs no waiting (a refusal before the body
         // is read; a known token without a verification future).
-        let verified = match shared.verify_now(req.method(), req.uri().path(), req.headers(), &seen)
-        {
+        let path = requested_path(req.extensions(), req.uri());
+        let verified = match shared.verify_now(req.method(), path, req.headers(), &seen) {
             Some(verified) => verified,
             None => return self.call_slow(req, placement, origin, None, seen, None),
         };
@@ -256,7 +272,10 @@ where
                     let span = verify_span(seen.request_id());
                     let started = std::time::Instant::now();
                     let verified = shared
-                        .verify(Some((req.method(), req.uri().path())), req.headers())
+                        .verify(
+                            Some((req.method(), requested_path(req.extensions(), req.uri()))),
+                            req.headers(),
+                        )
                         .instrument(span.clone())
                         .await;
                     shared.latency.verify.record(started.elapsed());
@@ -378,6 +397,29 @@ struct Admitted {
 }
 
 impl Shared {
+    /// A layer applied inside `Router::nest` / `nest_service` sees requests
+    /// with their prefix stripped, and only those under the prefix: the
+    /// well-known metadata URL its challenges name (at the root, RFC 9728
+    /// section 3.1) never reaches it, so clients following the challenge
+    /// find nothing. Said once, loudly, with the remedy.
+    fn warn_if_nested<B>(&self, req: &Request<B>) {
+        use std::sync::atomic::Ordering;
+        if self.nested_warned.load(Ordering::Relaxed) {
+            return;
+        }
+        let requested = requested_path(req.extensions(), req.uri());
+        if requested == req.uri().path() || self.nested_warned.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        tracing::warn!(
+            resource_metadata = %self.challenge.resource_metadata,
+            "the AuthLayer (or the McpServer::into_router() router) is inside a nested router \
+             (Router::nest or nest_service): the protected resource metadata its challenges \
+             name is not routed to it; apply the layer to the outermost router, or merge \
+             AuthLayer::metadata_router() into it"
+        );
+    }
+
     /// Verifies a request's credentials: a Bearer token, or a DPoP-bound
     /// token with its proof for `request` (method and path; `None` when
     /// they are unknown, and then a DPoP proof cannot be checked).
@@ -670,6 +712,7 @@ impl Shared {
             let hook = (req.method() == Method::DELETE).then(|| SessionHook {
                 shared: Arc::clone(self),
                 then: AfterResponse::Forget(id.clone()),
+                meta: Arc::clone(&seen.meta),
             });
             return Ok((hook, in_flight));
         }
@@ -697,6 +740,7 @@ impl Shared {
         Ok((
             Some(SessionHook {
                 shared: Arc::clone(self),
+                meta: Arc::clone(&seen.meta),
                 then: AfterResponse::Bind(owner.map_or_else(
                     || OwnerOf::Later(ctx.clone()),
                     |(owner, user)| OwnerOf::Known(owner, user),

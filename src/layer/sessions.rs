@@ -455,6 +455,8 @@ pub(super) enum OwnerOf {
 pub(super) struct SessionHook {
     pub(super) shared: Arc<Shared>,
     pub(super) then: AfterResponse,
+    /// The request's audit fields: its id goes in a refusal's body.
+    pub(super) meta: Arc<crate::audit::RequestMeta>,
 }
 
 /// What a successful response settles.
@@ -478,6 +480,7 @@ impl SessionHook {
             return response;
         }
         let shared = Arc::clone(&self.shared);
+        let meta = Arc::clone(&self.meta);
         let owner = match &self.then {
             AfterResponse::Forget(id) => {
                 if let Err(e) = store.delete(&store_key(id)).await {
@@ -512,7 +515,7 @@ impl SessionHook {
                 shared
                     .outcomes
                     .reject(Refused::SessionStoreUnavailable.reason());
-                Refused::SessionStoreUnavailable.response(None)
+                Refused::SessionStoreUnavailable.response(Some(meta.request_id.as_str()))
             }
         }
     }

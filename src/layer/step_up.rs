@@ -80,22 +80,46 @@ impl StepUpCheck {
         Response::from_parts(parts, Body::from_stream(front.chain(stream)))
     }
 
-    /// The 403 for everything the operation needs.
+    /// The 403 for everything the operation needs; 500 when the handler
+    /// asked for something a challenge cannot name (`offline_access`, or
+    /// not a scope token), as for a computed requirement that returns it.
     fn challenge(&self) -> Response {
         let needed = self.slot.needed();
-        let kind = AuthErrorKind::InsufficientScope;
+        let kind = if needed.iter().all(|s| crate::requirement::is_scope_token(s)) {
+            AuthErrorKind::InsufficientScope
+        } else {
+            AuthErrorKind::RequirementFailed
+        };
         self.shared.outcomes.reject(kind.code());
         self.shared.audit.emit(&Record {
             meta: Some(&self.meta),
             ctx: Some(&self.ctx),
-            needed: &needed,
+            needed: if kind == AuthErrorKind::InsufficientScope {
+                &needed
+            } else {
+                &[]
+            },
             ..Record::new(
                 Event::AuthzRefused,
                 kind.code(),
-                Some(403),
+                Some(kind.status().as_u16()),
                 &self.shared.document.resource,
             )
         });
+        if kind == AuthErrorKind::RequirementFailed {
+            // The handler's text is not logged (it is not a scope).
+            tracing::error!(
+                reason = kind.code(),
+                status = 500,
+                "late step-up: the handler asked for offline_access or a text that is not a scope token; refused"
+            );
+            return rejection_response(
+                &kind.into(),
+                &self.shared.challenge,
+                Some(self.meta.request_id.as_str()),
+                self.ctx.is_dpop_bound(),
+            );
+        }
         tracing::info!(
             reason = kind.code(),
             status = 403,

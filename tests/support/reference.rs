@@ -28,6 +28,24 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// A command running the reference server with none of the `MCP_OAUTH2_*`
+/// variables of the test's own environment (a developer's shell or CI may
+/// set some; the server refuses
+/// variables it does not know, and each test sets what it needs).
+pub fn command() -> Command {
+    let mut command = Command::new(binary());
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_string_lossy()
+            .to_ascii_uppercase()
+            .starts_with("MCP_OAUTH2_")
+        {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -48,7 +66,7 @@ pub struct Reference {
 /// allowed and `RUST_LOG=warn`, then `env` (which may override those), and
 /// waits (at most 30 s) for its `listening on` line.
 pub async fn start(port: u16, env: &[(&str, &str)]) -> Reference {
-    let mut command = Command::new(binary());
+    let mut command = command();
     command
         .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
         .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")

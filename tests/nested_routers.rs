@@ -1,0 +1,419 @@
+//! `AuthLayer` in apps that nest routers (`Router::nest`, `nest_service`):
+//! axum hands a nested router the request with its prefix stripped, so a
+//! layer applied inside the nest sees `/mcp` for a request to `/api/mcp`.
+//! Real `TestIssuer`, real axum apps on 127.0.0.1:0, real HTTP.
+// Test and demo code: a panic here is a failed run, not an outage, so
+// unwrap and indexing are allowed (the library itself is clean of them).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+use axum::Router;
+use axum::routing::post;
+use mcp_oauth2::testing::{DpopClient, TestIssuer};
+use mcp_oauth2::{AuthConfig, AuthContext, AuthLayer};
+
+async fn whoami(auth: AuthContext) -> String {
+    auth.subject().to_owned()
+}
+
+/// How the app places the layer around `/api/mcp`.
+#[derive(Debug, Clone, Copy)]
+enum Placement {
+    /// `Router::new().nest("/api", McpServer::builder()..path("/mcp")..into_router())`.
+    McpServerInsideNest,
+    /// `Router::new().nest("/api", Router::new().route("/mcp", ..).layer(layer))`.
+    InsideNest,
+    /// `Router::new().nest_service("/api/mcp", Router::new().route("/", ..).layer(layer))`.
+    InsideNestService,
+    /// `Router::new().nest("/api", Router::new().route("/mcp", ..)).layer(layer)`.
+    OutsideNest,
+}
+
+struct App {
+    addr: std::net::SocketAddr,
+    resource: String,
+    issuer: TestIssuer,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn start(placement: Placement) -> App {
+    start_with(placement, false).await
+}
+
+/// `merge_metadata`: the app also merges `AuthLayer::metadata_router()`
+/// into its outermost router (the remedy for a layer inside a nest).
+async fn start_with(placement: Placement, merge_metadata: bool) -> App {
+    let issuer = TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let resource = format!("http://{addr}/api/mcp");
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let server = mcp_oauth2::McpServer::builder()
+        .auth(config.clone())
+        .path("/mcp")
+        .service(|| Ok(Empty))
+        .build()
+        .unwrap();
+    let layer = AuthLayer::new(config).unwrap();
+    let metadata = layer.metadata_router();
+    let app: Router = match placement {
+        Placement::McpServerInsideNest => Router::new().nest("/api", server.into_router()),
+        Placement::InsideNest => Router::new().nest(
+            "/api",
+            Router::new().route("/mcp", post(whoami)).layer(layer),
+        ),
+        Placement::InsideNestService => Router::new().nest_service(
+            "/api/mcp",
+            Router::new().route("/", post(whoami)).layer(layer),
+        ),
+        Placement::OutsideNest => Router::new()
+            .nest("/api", Router::new().route("/mcp", post(whoami)))
+            .layer(layer),
+    };
+    let app = if merge_metadata {
+        app.merge(metadata)
+    } else {
+        app
+    };
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    App {
+        addr,
+        resource,
+        issuer,
+        server,
+    }
+}
+
+// RFC 9449 section 4.3: `htu` is the URI the client requested
+// (`http://host/api/mcp`), whatever path the layer's router is handed.
+#[tokio::test]
+async fn a_dpop_proof_for_the_requested_uri_is_accepted_wherever_the_layer_sits() {
+    for placement in [
+        Placement::OutsideNest,
+        Placement::InsideNest,
+        Placement::InsideNestService,
+    ] {
+        let app = start(placement).await;
+        let client = DpopClient::new();
+        let token = app
+            .issuer
+            .token()
+            .subject("alice")
+            .audience(&app.resource)
+            .dpop_bound_to(client.thumbprint())
+            .sign();
+        let call = |proof: String| {
+            reqwest::Client::new()
+                .post(format!("http://{}/api/mcp", app.addr))
+                .header("authorization", format!("DPoP {token}"))
+                .header("dpop", proof)
+                .send()
+        };
+        let ok = call(client.proof("POST", &app.resource, Some(&token)))
+            .await
+            .unwrap();
+        let status = ok.status();
+        let body = ok.text().await.unwrap();
+        assert_eq!(status, 200, "{placement:?}: {body}");
+        assert_eq!(body, "alice", "{placement:?}");
+        // A proof made for the path the nested router is handed is a proof
+        // for another URI: refused.
+        let stripped = format!("http://{}/mcp", app.addr);
+        let refused = call(client.proof("POST", &stripped, Some(&token)))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401, "{placement:?}");
+        let body = refused.text().await.unwrap();
+        assert!(body.contains("dpop_uri_mismatch"), "{placement:?}: {body}");
+    }
+}
+
+/// The `resource_metadata` URL of a 401 challenge from `POST /api/mcp`.
+async fn challenge_url(app: &App) -> String {
+    let refused = reqwest::Client::new()
+        .post(format!("http://{}/api/mcp", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let challenge = refused.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    challenge
+        .split("resource_metadata=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned()
+}
+
+/// Every WARN event of the `mcp_oauth2` crate, as text.
+#[derive(Clone, Default)]
+struct Warnings(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={value:?}", field.name()));
+            }
+        }
+        let meta = event.metadata();
+        if *meta.level() == tracing::Level::WARN && meta.target().starts_with("mcp_oauth2") {
+            let mut text = Text(String::new());
+            event.record(&mut text);
+            self.0.lock().unwrap().push(text.0);
+        }
+    }
+}
+
+// RFC 9728 section 5.1: the challenge's `resource_metadata` must serve the
+// document. A layer inside a nest cannot route the root well-known URL to
+// itself: it says so once (a WARN naming the remedy) instead of letting
+// clients meet a 404, and with the remedy (the layer's metadata router
+// merged into the outermost router) the URL serves the document. A layer
+// outside the nest serves it by itself and says nothing.
+#[tokio::test]
+async fn the_challenge_names_a_url_that_serves_the_metadata() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    for placement in [
+        Placement::OutsideNest,
+        Placement::InsideNest,
+        Placement::InsideNestService,
+        Placement::McpServerInsideNest,
+    ] {
+        let warnings = Warnings::default();
+        let _guard =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
+        let inside = !matches!(placement, Placement::OutsideNest);
+        let app = start(placement).await;
+        let url = challenge_url(&app).await;
+        let _ = challenge_url(&app).await;
+        let found = reqwest::get(&url).await.unwrap().status();
+        let warned: Vec<String> = warnings
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|w| w.contains("nested router"))
+            .cloned()
+            .collect();
+        if inside {
+            assert_eq!(found, 404, "{placement:?}: {url}");
+            assert_eq!(warned.len(), 1, "{placement:?}: {warned:?}");
+            assert!(
+                warned[0].contains("metadata_router") && warned[0].contains(&url),
+                "{placement:?}: {warned:?}"
+            );
+        } else {
+            assert_eq!(found, 200, "{placement:?}: {url}");
+            assert!(warned.is_empty(), "{placement:?}: {warned:?}");
+        }
+        // With the remedy the URL serves this resource's document.
+        let app = start_with(placement, true).await;
+        let url = challenge_url(&app).await;
+        let doc = reqwest::get(&url).await.unwrap();
+        assert_eq!(doc.status(), 200, "{placement:?}: {url}");
+        let doc: serde_json::Value = doc.json().await.unwrap();
+        assert_eq!(doc["resource"], app.resource.as_str(), "{placement:?}");
+    }
+}
+
+// The MCP path is compared with the path the client requested: behind a
+// layer inside the nest, `/api/mcp` is judged as MCP (its `Origin` checked)
+// although the nested router is handed `/mcp`.
+#[tokio::test]
+async fn a_nested_layer_places_the_mcp_path_by_the_requested_path() {
+    for placement in [Placement::InsideNest, Placement::InsideNestService] {
+        let app = start(placement).await;
+        let token = app
+            .issuer
+            .token()
+            .subject("alice")
+            .audience(&app.resource)
+            .sign();
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/api/mcp", app.addr))
+            .bearer_auth(&token)
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{placement:?}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("origin_not_allowed"), "{placement:?}: {body}");
+    }
+}
+
+// Several resources in one app: two protected MCP servers (`/a/mcp`,
+// `/b/mcp`) merged into one router, as `McpServer::into_router` invites.
+// Both routers claimed the root well-known route, and axum panicked when
+// they were merged ("Cannot merge two `MethodRouter`s that both have a
+// fallback"). The root location is one per host: the second server leaves
+// it to the first (`root_metadata(false)`), and each document is served at
+// its own path-suffixed location (RFC 9728 section 3.1) with its own
+// `resource`; the root serves the first's. The same holds for two
+// `AuthLayer::metadata_router`s.
+#[tokio::test]
+async fn several_resources_in_one_app_each_serve_their_metadata() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = |path: &str| {
+        AuthConfig::builder()
+            .issuer(issuer.issuer())
+            .resource(format!("http://{addr}{path}"))
+            .allow_insecure_http_for_loopback(true)
+            .build()
+            .unwrap()
+    };
+    let server = |path: &str, root: bool| {
+        mcp_oauth2::McpServer::builder()
+            .auth(config(path))
+            .path(path)
+            .root_metadata(root)
+            .service(|| Ok(Empty))
+            .build()
+            .unwrap()
+    };
+    let layer = |path: &str, root: bool| AuthLayer::new(config(path)).unwrap().root_metadata(root);
+    let app = Router::new()
+        .merge(server("/a/mcp", true).into_router())
+        .merge(server("/b/mcp", false).into_router())
+        .merge(layer("/c/api", false).metadata_router())
+        .route("/d/api", post(whoami).layer(layer("/d/api", false)));
+    let serving = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let document = |suffix: &str| {
+        let url = format!("http://{addr}/.well-known/oauth-protected-resource{suffix}");
+        async move {
+            let response = reqwest::get(&url).await.unwrap();
+            assert_eq!(response.status(), 200, "{url}");
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    for path in ["/a/mcp", "/b/mcp", "/c/api"] {
+        assert_eq!(
+            document(path).await["resource"],
+            format!("http://{addr}{path}")
+        );
+    }
+    assert_eq!(
+        document("").await["resource"],
+        format!("http://{addr}/a/mcp")
+    );
+    // Each challenge names its own document.
+    for path in ["/b/mcp", "/d/api"] {
+        let refused = reqwest::Client::new()
+            .post(format!("http://{addr}{path}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401, "{path}");
+        let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.contains(&format!(
+                "resource_metadata=\"http://{addr}/.well-known/oauth-protected-resource{path}\""
+            )),
+            "{path}: {challenge}"
+        );
+    }
+    serving.abort();
+}
+
+// A root resource's own location is the root: `root_metadata(false)`
+// cannot take it away.
+#[tokio::test]
+async fn a_root_resource_keeps_its_document_without_the_root_fallback() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(format!("http://{addr}/"))
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let server = mcp_oauth2::McpServer::builder()
+        .auth(config)
+        .root_metadata(false)
+        .service(|| Ok(Empty))
+        .build()
+        .unwrap();
+    let app = server.into_router();
+    let serving = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let response = reqwest::get(format!(
+        "http://{addr}/.well-known/oauth-protected-resource"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let doc: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(doc["resource"], format!("http://{addr}"));
+    serving.abort();
+}
+
+#[derive(Clone)]
+struct Empty;
+impl rmcp::ServerHandler for Empty {}
+
+// A middleware between the router and the layer that rewrites the URI
+// (`/v1/mcp` handed on as `/mcp`): the layer is placed by the path it is
+// handed as well as by the one the client requested, whichever names the
+// MCP path (fail closed): a foreign `Origin` is refused.
+#[tokio::test]
+async fn a_rewritten_path_is_placed_as_well_as_the_requested_one() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let resource = format!("http://{addr}/mcp");
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let rewrite = axum::middleware::map_request(|mut req: axum::extract::Request| async move {
+        *req.uri_mut() = http::Uri::from_static("/mcp");
+        req
+    });
+    let app = Router::new().route(
+        "/v1/mcp",
+        post(whoami)
+            .layer(AuthLayer::new(config).unwrap())
+            .layer(rewrite),
+    );
+    let serving = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let token = issuer.token().subject("alice").audience(&resource).sign();
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/mcp"))
+        .bearer_auth(&token)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    serving.abort();
+}
