@@ -6,10 +6,13 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
+mod support;
+
 use axum::Router;
 use axum::routing::post;
 use mcp_oauth2::testing::{DpopClient, TestIssuer};
 use mcp_oauth2::{AuthConfig, AuthContext, AuthLayer};
+use support::loopback::{bind_at, bind_with_config};
 
 async fn whoami(auth: AuthContext) -> String {
     auth.subject().to_owned()
@@ -49,15 +52,8 @@ async fn start(placement: Placement) -> App {
 /// into its outermost router (the remedy for a layer inside a nest).
 async fn start_with(placement: Placement, merge_metadata: bool) -> App {
     let issuer = TestIssuer::start().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (listener, resource, config) = bind_at(&issuer, "/api/mcp", |b| b).await;
     let addr = listener.local_addr().unwrap();
-    let resource = format!("http://{addr}/api/mcp");
-    let config = AuthConfig::builder()
-        .issuer(issuer.issuer())
-        .resource(&resource)
-        .allow_insecure_http_for_loopback(true)
-        .build()
-        .unwrap();
     let server = mcp_oauth2::McpServer::builder()
         .auth(config.clone())
         .path("/mcp")
@@ -384,15 +380,8 @@ impl rmcp::ServerHandler for Empty {}
 #[tokio::test]
 async fn a_rewritten_path_is_placed_as_well_as_the_requested_one() {
     let issuer = TestIssuer::start().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (listener, resource, config) = bind_with_config(&issuer, |b| b).await;
     let addr = listener.local_addr().unwrap();
-    let resource = format!("http://{addr}/mcp");
-    let config = AuthConfig::builder()
-        .issuer(issuer.issuer())
-        .resource(&resource)
-        .allow_insecure_http_for_loopback(true)
-        .build()
-        .unwrap();
     let rewrite = axum::middleware::map_request(|mut req: axum::extract::Request| async move {
         *req.uri_mut() = http::Uri::from_static("/mcp");
         req

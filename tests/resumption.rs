@@ -14,7 +14,7 @@ mod support;
 use std::time::Duration;
 
 use mcp_oauth2::testing::TestIssuer;
-use mcp_oauth2::{AuthConfig, AuthContext, McpServer};
+use mcp_oauth2::{AuthContext, McpServer};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{ServerCapabilities, ServerConfig};
 use rmcp::{ServerHandler, tool, tool_handler, tool_router};
@@ -74,15 +74,8 @@ impl Drop for Server {
 
 async fn start() -> Server {
     let issuer = TestIssuer::start().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (listener, resource, config) = support::loopback::bind_with_config(&issuer, |b| b).await;
     let addr = listener.local_addr().unwrap();
-    let resource = format!("http://{addr}/mcp");
-    let config = AuthConfig::builder()
-        .issuer(issuer.issuer())
-        .resource(&resource)
-        .allow_insecure_http_for_loopback(true)
-        .build()
-        .unwrap();
     let server = McpServer::builder()
         .auth(config)
         .service(|| Ok(Slow::new()))

@@ -550,18 +550,11 @@ async fn computed_requirements_fail_closed_and_cover_prompts_and_resources() {
 #[tokio::test]
 async fn a_late_step_up_of_a_scope_no_challenge_may_name_is_a_server_error() {
     use axum::routing::post;
-    use mcp_oauth2::{AuthConfig, AuthContext, AuthLayer};
+    use mcp_oauth2::{AuthContext, AuthLayer};
 
     let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (listener, resource, config) = support::loopback::bind_with_config(&issuer, |b| b).await;
     let addr = listener.local_addr().unwrap();
-    let resource = format!("http://{addr}/mcp");
-    let config = AuthConfig::builder()
-        .issuer(issuer.issuer())
-        .resource(&resource)
-        .allow_insecure_http_for_loopback(true)
-        .build()
-        .unwrap();
     let app = axum::Router::new()
         .route(
             "/mcp/{scope}",

@@ -11,10 +11,19 @@ pub(crate) async fn bind_with_config(
     issuer: &TestIssuer,
     tweak: impl FnOnce(AuthConfigBuilder) -> AuthConfigBuilder,
 ) -> (tokio::net::TcpListener, String, AuthConfig) {
+    bind_at(issuer, "/mcp", tweak).await
+}
+
+/// [`bind_with_config`] with the endpoint at `path` (`/api/mcp`, ...).
+pub(crate) async fn bind_at(
+    issuer: &TestIssuer,
+    path: &str,
+    tweak: impl FnOnce(AuthConfigBuilder) -> AuthConfigBuilder,
+) -> (tokio::net::TcpListener, String, AuthConfig) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let resource = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+    let resource = format!("http://{}{path}", listener.local_addr().expect("addr"));
     let config = tweak(
         AuthConfig::builder()
             .issuer(issuer.issuer())
