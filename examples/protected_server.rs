@@ -85,21 +85,6 @@ mod notes;
 
 use mcp_oauth2::{AuthConfigBuilder, McpServer};
 
-/// The variables this server reads beside those of `AuthConfig::from_env`;
-/// any other `MCP_OAUTH2_*` variable is refused as a misspelling.
-const OWN_VARIABLES: &[&str] = &[
-    "MCP_OAUTH2_BIND",
-    "MCP_OAUTH2_LOG_FORMAT",
-    "MCP_OAUTH2_HEADER_READ_TIMEOUT",
-    "MCP_OAUTH2_BODY_READ_TIMEOUT",
-    "MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT",
-    "MCP_OAUTH2_TOKEN_ENDPOINT",
-    "MCP_OAUTH2_DOWNSTREAM_AUDIENCE",
-    "MCP_OAUTH2_DOWNSTREAM_URL",
-    "MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES",
-    "MCP_OAUTH2_EXCHANGE_CACHE_KEY",
-];
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let format = std::env::var("MCP_OAUTH2_LOG_FORMAT");
@@ -138,7 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let mut config = AuthConfigBuilder::from_env_allowing(OWN_VARIABLES)?;
+    let mut config = AuthConfigBuilder::from_env()?;
     if std::env::var_os("MCP_OAUTH2_SCOPES_SUPPORTED").is_none() {
         config = config.scopes_supported([notes::NOTES_READ]);
     }

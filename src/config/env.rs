@@ -688,6 +688,26 @@ fn prefixed_process_vars() -> Vec<(String, bool)> {
         .collect()
 }
 
+/// The documented variables of this namespace that a server reads for
+/// itself rather than for [`AuthConfig`]: the reference server's
+/// (`examples/protected_server.rs`: the address, the log format, the
+/// server's timeouts, the downstream API). The contract of a server built
+/// like it is "`AuthConfig::from_env()` plus `MCP_OAUTH2_BIND`", so
+/// `from_env` never refuses these, whoever calls it; any other unknown
+/// `MCP_OAUTH2_*` name is refused.
+pub const SERVER_ENV_VARIABLES: &[&str] = &[
+    "MCP_OAUTH2_BIND",
+    "MCP_OAUTH2_LOG_FORMAT",
+    "MCP_OAUTH2_HEADER_READ_TIMEOUT",
+    "MCP_OAUTH2_BODY_READ_TIMEOUT",
+    "MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT",
+    "MCP_OAUTH2_TOKEN_ENDPOINT",
+    "MCP_OAUTH2_DOWNSTREAM_AUDIENCE",
+    "MCP_OAUTH2_DOWNSTREAM_URL",
+    "MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES",
+    "MCP_OAUTH2_EXCHANGE_CACHE_KEY",
+];
+
 /// Every `MCP_OAUTH2_*` variable set must be one of the table or one of
 /// `app_vars` (the application's own), and a variable of the table must
 /// hold UTF-8: a misspelled variable (`MCP_OAUTH2_REQUIRED_SCOPE`) or an
@@ -704,12 +724,13 @@ pub(crate) fn check_names(
             }
             continue;
         }
-        if app_vars.contains(&name.as_str()) {
+        if app_vars.contains(&name.as_str()) || SERVER_ENV_VARIABLES.contains(&name.as_str()) {
             continue;
         }
         let known = ENV_VARS
             .iter()
             .map(|v| v.name)
+            .chain(SERVER_ENV_VARIABLES.iter().copied())
             .chain(app_vars.iter().copied());
         let hint = known
             .map(|k| (resemblance(&name.to_ascii_uppercase(), k), k))
@@ -779,16 +800,22 @@ impl AuthConfigBuilder {
     /// misspelled one (`MCP_OAUTH2_REQUIRED_SCOPE`) is an error (field
     /// `environment`, the message naming it and the variable it resembles),
     /// as is a value that is not UTF-8 (naming its variable), instead of
-    /// being read as unset. An application with `MCP_OAUTH2_*` variables of
-    /// its own names them with [`from_env_allowing`](Self::from_env_allowing).
+    /// being read as unset. The documented server variables
+    /// ([`SERVER_ENV_VARIABLES`](crate::SERVER_ENV_VARIABLES):
+    /// `MCP_OAUTH2_BIND`, the log format, the server timeouts, the
+    /// downstream API) are always allowed. An application with other
+    /// `MCP_OAUTH2_*` variables of its own names them with
+    /// [`from_env_allowing`](Self::from_env_allowing).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_env_allowing(std::iter::empty::<&str>())
     }
 
     /// [`from_env`](Self::from_env) for an application that reads
     /// `MCP_OAUTH2_*` variables of its own (`app_vars`, such as the
-    /// reference server's `MCP_OAUTH2_BIND`): those are allowed beside the
-    /// crate's, any other is refused.
+    /// application's `MCP_OAUTH2_API_KEY`): those are allowed beside the
+    /// crate's and the documented server variables
+    /// ([`SERVER_ENV_VARIABLES`](crate::SERVER_ENV_VARIABLES): `MCP_OAUTH2_BIND`,
+    /// ...), any other is refused.
     pub fn from_env_allowing<I, S>(app_vars: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
@@ -1372,7 +1399,7 @@ mod tests {
             ("MCP_OAUTH2_COMPLETELY_DIFFERENT", None),
         ] {
             let present = set(&[("MCP_OAUTH2_ISSUER", true), (typo, true)]);
-            let err = check_names(&present, &["MCP_OAUTH2_BIND"]).unwrap_err();
+            let err = check_names(&present, &[]).unwrap_err();
             assert_eq!(err.field(), "environment", "{typo}");
             assert!(err.message().contains(typo), "{typo}: {err}");
             match meant {
@@ -1383,13 +1410,22 @@ mod tests {
                 None => assert!(!err.message().contains("did you mean"), "{err}"),
             }
         }
-        // Every variable of the table, and the application's own, pass.
+        // Every variable of the table, the documented server variables
+        // (`MCP_OAUTH2_BIND`: "from_env() plus MCP_OAUTH2_BIND", as the
+        // interop rig's conformance server is built) and the application's
+        // own pass.
         let mut all: Vec<(String, bool)> =
             ENV_VARS.iter().map(|v| (v.name.to_owned(), true)).collect();
-        all.push(("MCP_OAUTH2_BIND".to_owned(), true));
-        assert!(check_names(&all, &["MCP_OAUTH2_BIND"]).is_ok());
+        all.extend(SERVER_ENV_VARIABLES.iter().map(|n| ((*n).to_owned(), true)));
+        assert!(check_names(&all, &[]).is_ok());
+        all.push(("MCP_OAUTH2_API_KEY".to_owned(), true));
+        assert!(check_names(&all, &["MCP_OAUTH2_API_KEY"]).is_ok());
         // Without the application naming it, its variable is refused.
         assert!(check_names(&all, &[]).is_err());
+        // No server variable is one of the table's.
+        for n in SERVER_ENV_VARIABLES {
+            assert!(ENV_VARS.iter().all(|v| v.name != *n), "{n}");
+        }
         // A value that is not UTF-8 names its variable (an application's
         // own variable is the application's business).
         for v in ENV_VARS {

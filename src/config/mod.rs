@@ -18,6 +18,7 @@ mod algorithm;
 mod builder;
 mod dpop;
 mod env;
+pub use env::SERVER_ENV_VARIABLES;
 mod groups;
 pub(crate) mod introspection;
 mod scopes;
