@@ -714,6 +714,92 @@ async fn introspection_endpoint(
     (url, hits)
 }
 
+/// The store key of the introspection result of `token`.
+fn introspection_key(token: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("mcp_oauth2:introspection:{hex}")
+}
+
+// "Secure token storage": whoever can write to the store cannot plant an
+// active introspection result for a token they made up (in the format of
+// 0.1's untagged results, or with a tag not made with this deployment's
+// client secret); the endpoint is asked and says inactive. A replica of
+// another deployment sharing the store (another client secret) does not
+// take this deployment's genuine results either.
+#[tokio::test]
+async fn an_introspection_result_planted_in_the_store_is_not_trusted() {
+    use std::sync::atomic::Ordering;
+    let redis = RedisServer::start().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", la.local_addr().unwrap());
+    let (endpoint, hits) =
+        introspection_endpoint(issuer.issuer().to_owned(), resource.clone()).await;
+    static ENDPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ENDPOINT.set(endpoint).unwrap();
+    fn settings(secret: &str) -> IntrospectionSettings {
+        IntrospectionSettings::new("rs", secret)
+            .endpoint(url::Url::parse(ENDPOINT.get().unwrap()).unwrap())
+    }
+    let ours: fn(AuthConfigBuilder) -> AuthConfigBuilder = |b| b.introspection(settings("secret"));
+    let theirs: fn(AuthConfigBuilder) -> AuthConfigBuilder =
+        |b| b.introspection(settings("another-secret"));
+    let store = || -> Arc<dyn SharedStore> {
+        Arc::new(
+            RedisStore::new(&redis.url())
+                .unwrap()
+                .timeout(Duration::from_millis(300)),
+        )
+    };
+    let a = Replica::start(la, &resource, &issuer, store(), ours).await;
+
+    let answer = serde_json::json!({
+        "active": true, "sub": "mallory", "iss": issuer.issuer(), "aud": resource,
+        "exp": support::attack::now() + 600, "client_id": "c1", "scope": "admin",
+    })
+    .to_string();
+    let until = u64::try_from(support::attack::now() + 600).unwrap() * 1000;
+    let head = |version: u8| {
+        let mut v = vec![version, 0, 0];
+        v.extend_from_slice(&until.to_be_bytes());
+        v
+    };
+    let untagged = [head(1), answer.as_bytes().to_vec()].concat();
+    let bad_tag = [head(2), vec![0; 32], answer.as_bytes().to_vec()].concat();
+    for (token, value) in [("planted-1", untagged), ("planted-2", bad_tag)] {
+        store()
+            .put(&introspection_key(token), &value, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let refused = post(
+            &a.url(),
+            &format!("Bearer {token}"),
+            None,
+            &initialize_body(1),
+        )
+        .await;
+        assert_eq!(refused.status(), 401, "{token}");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "the endpoint decided both");
+
+    // A genuine result of this deployment, then a replica of another one.
+    let auth = "Bearer opaque-alice";
+    let ok = post(&a.url(), auth, None, &initialize_body(1)).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    let b = Replica::start(lb, &resource, &issuer, store(), theirs).await;
+    let ok = post(&b.url(), auth, None, &initialize_body(1)).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        4,
+        "another deployment asked its endpoint itself"
+    );
+    assert_eq!(b.metrics.snapshot().introspection_calls, 1);
+}
+
 #[tokio::test]
 async fn an_introspection_result_cached_by_one_replica_is_used_by_the_other() {
     use std::sync::atomic::Ordering;

@@ -28,7 +28,10 @@
 //! active results are also shared by the replicas: under
 //! `mcp_oauth2:introspection:<SHA-256 of the token>`, the endpoint's answer
 //! (its claims, which hold no token) with the deadline of the entry, kept
-//! no longer than that deadline. A replica that misses its own cache asks
+//! no longer than that deadline, authenticated with HMAC-SHA256 under a key
+//! derived from the client secret, client id and resource (a writer of the
+//! store without the secret cannot plant an answer; another deployment's
+//! answers are misses). A replica that misses its own cache asks
 //! the store before the endpoint, and judges a stored answer again with the
 //! same policy (so `exp` is checked again). Refusals stay local. A store
 //! that is slow or down is skipped with a warning: the endpoint is asked,
@@ -94,6 +97,10 @@ struct Endpoint {
     only_own: bool,
     settings: IntrospectionSettings,
     url: Mutex<Option<Url>>,
+    /// Authenticates the results of this endpoint shared in a store (see
+    /// [`seal_key`]): a replica trusts a stored result only if it was made
+    /// with the same client credentials for the same resource.
+    seal: aws_lc_rs::hmac::Key,
 }
 
 struct Inner {
@@ -118,9 +125,61 @@ struct Inner {
 const RESULT_NS: &str = "mcp_oauth2:introspection:";
 
 /// The version byte of a shared result (format: version, endpoint index
-/// as u16, deadline in Unix milliseconds as u64, all big-endian, then the
-/// endpoint's answer).
-const SHARED_V1: u8 = 1;
+/// as u16, deadline in Unix milliseconds as u64, all big-endian, the
+/// HMAC-SHA256 tag, then the endpoint's answer). Version 1 had no tag: such
+/// a value is a miss.
+const SHARED_V2: u8 = 2;
+
+/// Length of a shared result before the endpoint's answer.
+const SHARED_HEAD: usize = 1 + 2 + 8 + TAG_LEN;
+
+/// Length of the tag of a shared result (HMAC-SHA256).
+const TAG_LEN: usize = 32;
+
+/// The key that authenticates the results of an endpoint shared in a store.
+///
+/// Anyone who can write to the store could otherwise plant an active
+/// answer for a token they made up and be admitted as any subject; and two
+/// deployments sharing a store would share their answers. The key is
+/// derived (HKDF-SHA256, RFC 5869) from what every replica of one
+/// deployment already shares and nobody else holds: the client secret the
+/// endpoint authenticates, salted with the client id and the resource.
+fn seal_key(settings: &IntrospectionSettings, resource: &str) -> aws_lc_rs::hmac::Key {
+    use aws_lc_rs::{hkdf, hmac};
+    let mut salt = Vec::with_capacity(64 + settings.client_id.len() + resource.len());
+    salt.extend_from_slice(b"mcp-oauth2 introspection results v2\0");
+    salt.extend_from_slice(settings.client_id.as_bytes());
+    salt.push(0);
+    salt.extend_from_slice(resource.as_bytes());
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt)
+        .extract(settings.client_secret.secret().as_bytes());
+    match prk.expand(&[b"hmac-sha256"], hmac::HMAC_SHA256) {
+        Ok(okm) => okm.into(),
+        // Unreachable (one hash length is a valid HKDF output); a key no
+        // replica shares makes every stored result a miss (fail closed).
+        Err(_) => hmac::Key::generate(hmac::HMAC_SHA256, &aws_lc_rs::rand::SystemRandom::new())
+            .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &[0; 32])),
+    }
+}
+
+/// The tag of a shared result: its store key, its head and its answer.
+fn shared_tag(
+    key: &aws_lc_rs::hmac::Key,
+    store_key: &str,
+    head: &[u8],
+    body: &[u8],
+) -> aws_lc_rs::hmac::Tag {
+    let mut ctx = aws_lc_rs::hmac::Context::with_key(key);
+    ctx.update(
+        &u64::try_from(store_key.len())
+            .unwrap_or(u64::MAX)
+            .to_be_bytes(),
+    );
+    ctx.update(store_key.as_bytes());
+    ctx.update(head);
+    ctx.update(body);
+    ctx.sign()
+}
 
 /// An active answer to share: which endpoint gave it, until when.
 struct ToShare {
@@ -264,6 +323,7 @@ impl IntrospectionVerifier {
                 issuer,
                 only_own,
                 url: Mutex::new(settings.endpoint.clone()),
+                seal: seal_key(&settings, &config.resource),
                 settings,
             });
         }
@@ -425,7 +485,8 @@ impl IntrospectionVerifier {
     /// did not answer (then the endpoint is asked).
     async fn shared_result(&self, key: &[u8; 32]) -> Option<Entry> {
         let store = self.inner.store.as_ref()?;
-        let stored = match store.get(&crate::store::hashed_key(RESULT_NS, key)).await {
+        let store_key = crate::store::hashed_key(RESULT_NS, key);
+        let stored = match store.get(&store_key).await {
             Ok(stored) => stored?,
             Err(e) => {
                 self.store_error();
@@ -437,9 +498,20 @@ impl IntrospectionVerifier {
                 return None;
             }
         };
-        let (endpoint, until_ms, body) = decode_shared(&stored)?;
+        let (endpoint, until_ms, tag, body) = decode_shared(&stored)?;
         let left = until_ms.saturating_sub(crate::clock::now_unix_millis());
         let endpoint = self.inner.endpoints.get(endpoint)?;
+        // Made by a replica holding this endpoint's client secret, for this
+        // resource and this token (constant-time comparison).
+        let head = stored.get(..SHARED_HEAD - TAG_LEN)?;
+        let expected = shared_tag(&endpoint.seal, &store_key, head, body);
+        if aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_ref(), tag).is_err() {
+            tracing::warn!(
+                reason = "store_result_forged",
+                "introspection: a stored result is not authenticated by this deployment's key; asking the endpoint"
+            );
+            return None;
+        }
         let ctx = self.judge(endpoint, body).ok()?;
         let now = Instant::now();
         (left > 0).then(|| Entry {
@@ -461,16 +533,21 @@ impl IntrospectionVerifier {
         }
         let until_ms = crate::clock::now_unix_millis()
             .saturating_add(u64::try_from(share.ttl.as_millis()).unwrap_or(u64::MAX));
-        let mut value = Vec::with_capacity(11 + share.body.len());
-        value.push(SHARED_V1);
+        let Some(endpoint) = self.inner.endpoints.get(share.endpoint) else {
+            return;
+        };
+        let key = crate::store::hashed_key(RESULT_NS, key);
+        let mut value = Vec::with_capacity(SHARED_HEAD + share.body.len());
+        value.push(SHARED_V2);
         value.extend_from_slice(
             &u16::try_from(share.endpoint)
                 .unwrap_or(u16::MAX)
                 .to_be_bytes(),
         );
         value.extend_from_slice(&until_ms.to_be_bytes());
+        let tag = shared_tag(&endpoint.seal, &key, &value, &share.body);
+        value.extend_from_slice(tag.as_ref());
         value.extend_from_slice(&share.body);
-        let key = crate::store::hashed_key(RESULT_NS, key);
         if let Err(e) = store.put(&key, &value, share.ttl).await {
             self.store_error();
             tracing::warn!(
@@ -632,16 +709,20 @@ impl TokenVerifier for IntrospectionVerifier {
 
 /// A shared result: (endpoint index, deadline in Unix ms, answer); `None`
 /// for anything else (another version, too short).
-fn decode_shared(stored: &[u8]) -> Option<(usize, u64, &[u8])> {
+/// A shared result's endpoint index, deadline, tag and answer; `None` for
+/// another version or a value cut short.
+fn decode_shared(stored: &[u8]) -> Option<(usize, u64, &[u8], &[u8])> {
     let (&version, rest) = stored.split_first()?;
-    if version != SHARED_V1 {
+    if version != SHARED_V2 {
         return None;
     }
     let (index, rest) = rest.split_first_chunk::<2>()?;
-    let (until, body) = rest.split_first_chunk::<8>()?;
+    let (until, rest) = rest.split_first_chunk::<8>()?;
+    let (tag, body) = rest.split_first_chunk::<TAG_LEN>()?;
     Some((
         usize::from(u16::from_be_bytes(*index)),
         u64::from_be_bytes(*until),
+        tag,
         body,
     ))
 }
@@ -656,15 +737,34 @@ mod tests {
 
     #[test]
     fn shared_results_of_another_shape_are_misses() {
-        let mut value = vec![SHARED_V1, 0, 3];
+        let mut value = vec![SHARED_V2, 0, 3];
         value.extend_from_slice(&7u64.to_be_bytes());
+        value.extend_from_slice(&[9; TAG_LEN]);
         value.extend_from_slice(b"{}");
-        assert_eq!(decode_shared(&value), Some((3, 7, &b"{}"[..])));
-        // Another version, or cut short: never read as a result.
+        assert_eq!(
+            decode_shared(&value),
+            Some((3, 7, &[9; TAG_LEN][..], &b"{}"[..]))
+        );
+        // Another version (1 had no tag), or cut short: never read as a result.
         let mut other = value.clone();
-        other[0] = 2;
+        other[0] = 1;
         assert_eq!(decode_shared(&other), None);
-        assert_eq!(decode_shared(&value[..5]), None);
+        assert_eq!(decode_shared(&value[..SHARED_HEAD - 1]), None);
         assert_eq!(decode_shared(&[]), None);
+    }
+
+    // The key is the deployment's: another client secret, client id or
+    // resource gives another tag for the same stored result.
+    #[test]
+    fn the_seal_key_depends_on_the_secret_the_client_and_the_resource() {
+        let tag = |id: &str, secret: &str, resource: &str| {
+            let key = seal_key(&IntrospectionSettings::new(id, secret), resource);
+            shared_tag(&key, "k", b"head", b"{}").as_ref().to_vec()
+        };
+        let base = tag("rs", "secret", "https://h/mcp");
+        assert_eq!(base, tag("rs", "secret", "https://h/mcp"));
+        assert_ne!(base, tag("rs", "other", "https://h/mcp"));
+        assert_ne!(base, tag("rs2", "secret", "https://h/mcp"));
+        assert_ne!(base, tag("rs", "secret", "https://h/other"));
     }
 }
