@@ -722,8 +722,8 @@ fn introspection_key(token: &str) -> String {
 }
 
 // "Secure token storage": whoever can write to the store cannot plant an
-// active introspection result for a token they made up (in the format of
-// 0.1's untagged results, or with a tag not made with this deployment's
+// active introspection result for a token they made up (in the untagged
+// format of earlier builds, or with a tag not made with this deployment's
 // client secret); the endpoint is asked and says inactive. A replica of
 // another deployment sharing the store (another client secret) does not
 // take this deployment's genuine results either.

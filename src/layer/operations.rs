@@ -185,8 +185,9 @@ impl Shared {
 
 impl Shared {
     /// The audit event of a verified caller's request refused for its body
-    /// (400: not strict JSON-RPC, or headers contradicting it).
-    fn audit_body_refusal(&self, kind: AuthErrorKind, seen: &Seen, ctx: &AuthContext) {
+    /// (400: not strict JSON-RPC, headers contradicting it, or a JSON-RPC id
+    /// in flight in its session).
+    pub(super) fn audit_body_refusal(&self, kind: AuthErrorKind, seen: &Seen, ctx: &AuthContext) {
         self.audit.emit(&Record {
             meta: Some(&seen.meta),
             ctx: Some(ctx),

@@ -779,16 +779,7 @@ impl Shared {
             Err(IdClaim::TooMany) => AuthErrorKind::TooManyRequestsInFlight,
         };
         self.outcomes.reject(kind.code());
-        self.audit.emit(&Record {
-            meta: Some(&seen.meta),
-            ctx: Some(ctx),
-            ..Record::new(
-                Event::AuthzRefused,
-                kind.code(),
-                Some(400),
-                &self.document.resource,
-            )
-        });
+        self.audit_body_refusal(kind, seen, ctx);
         tracing::info!(
             reason = kind.code(),
             status = 400,
