@@ -6,6 +6,8 @@
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
+mod support;
+
 use std::time::Duration;
 
 // The walk-through completes and exits 0; its output, read through a pipe
@@ -13,26 +15,8 @@ use std::time::Duration;
 // prints were coloured whatever the output was).
 #[tokio::test]
 async fn the_quickstart_walks_through_and_exits() {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("quickstart");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test`",
-        bin.display()
-    );
-    let mut command = tokio::process::Command::new(bin);
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy().into_owned();
-        if name.starts_with("MCP_OAUTH2_") || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
+    let mut command = support::reference::example_command("quickstart");
+    command.env_remove("RUST_LOG");
     let output = tokio::time::timeout(
         Duration::from_secs(120),
         command.arg("--once").kill_on_drop(true).output(),

@@ -144,7 +144,10 @@ const TAG_LEN: usize = 32;
 /// derived (HKDF-SHA256, RFC 5869) from what every replica of one
 /// deployment already shares and nobody else holds: the client secret the
 /// endpoint authenticates, salted with the client id and the resource.
-fn seal_key(settings: &IntrospectionSettings, resource: &str) -> aws_lc_rs::hmac::Key {
+fn seal_key(
+    settings: &IntrospectionSettings,
+    resource: &str,
+) -> Result<aws_lc_rs::hmac::Key, ConfigError> {
     use aws_lc_rs::{hkdf, hmac};
     let mut salt = Vec::with_capacity(64 + settings.client_id.len() + resource.len());
     salt.extend_from_slice(b"mcp-oauth2 introspection results v2\0");
@@ -153,13 +156,9 @@ fn seal_key(settings: &IntrospectionSettings, resource: &str) -> aws_lc_rs::hmac
     salt.extend_from_slice(resource.as_bytes());
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt)
         .extract(settings.client_secret.secret().as_bytes());
-    match prk.expand(&[b"hmac-sha256"], hmac::HMAC_SHA256) {
-        Ok(okm) => okm.into(),
-        // Unreachable (one hash length is a valid HKDF output); a key no
-        // replica shares makes every stored result a miss (fail closed).
-        Err(_) => hmac::Key::generate(hmac::HMAC_SHA256, &aws_lc_rs::rand::SystemRandom::new())
-            .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &[0; 32])),
-    }
+    prk.expand(&[b"hmac-sha256"], hmac::HMAC_SHA256)
+        .map(Into::into)
+        .map_err(|_| ConfigError::new("introspection", "could not derive the result store key"))
 }
 
 /// The tag of a shared result: its store key, its head and its answer.
@@ -323,7 +322,7 @@ impl IntrospectionVerifier {
                 issuer,
                 only_own,
                 url: Mutex::new(settings.endpoint.clone()),
-                seal: seal_key(&settings, &config.resource),
+                seal: seal_key(&settings, &config.resource)?,
                 settings,
             });
         }
@@ -758,7 +757,7 @@ mod tests {
     #[test]
     fn the_seal_key_depends_on_the_secret_the_client_and_the_resource() {
         let tag = |id: &str, secret: &str, resource: &str| {
-            let key = seal_key(&IntrospectionSettings::new(id, secret), resource);
+            let key = seal_key(&IntrospectionSettings::new(id, secret), resource).unwrap();
             shared_tag(&key, "k", b"head", b"{}").as_ref().to_vec()
         };
         let base = tag("rs", "secret", "https://h/mcp");

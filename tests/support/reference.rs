@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-/// The reference server binary; fails the test when `cargo test` did not
-/// build it.
-pub fn binary() -> PathBuf {
+/// The binary of the example `name`, which `cargo test` builds next to the
+/// test binaries; fails the test when it is missing.
+pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe
         .parent()
@@ -19,7 +19,7 @@ pub fn binary() -> PathBuf {
         .parent()
         .unwrap()
         .join("examples")
-        .join("protected_server");
+        .join(name);
     assert!(
         bin.exists(),
         "{} is missing: run `cargo test` (it builds the examples)",
@@ -33,7 +33,13 @@ pub fn binary() -> PathBuf {
 /// set some; the server refuses
 /// variables it does not know, and each test sets what it needs).
 pub fn command() -> Command {
-    let mut command = Command::new(binary());
+    example_command("protected_server")
+}
+
+/// A command running the example `name` without the test environment's
+/// `MCP_OAUTH2_*` variables (see [`command`]).
+pub fn example_command(name: &str) -> Command {
+    let mut command = Command::new(example(name));
     for (name, _) in std::env::vars_os() {
         if name
             .to_string_lossy()
