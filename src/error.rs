@@ -292,6 +292,16 @@ auth_error_kinds! {
     /// The introspection endpoint could not be reached or answered badly.
     IntrospectionUnavailable => ("introspection_unavailable", TemporarilyUnavailable,
         "Token introspection is temporarily unavailable"),
+    /// The token verifier did not decide within the verification deadline
+    /// ([`AuthConfigBuilder::verify_timeout`](crate::AuthConfigBuilder::verify_timeout)):
+    /// the request is refused (fail closed) and may be retried.
+    VerificationTimeout => ("verification_timeout", TemporarilyUnavailable,
+        "The access token could not be verified in time"),
+    /// The token verifier panicked (a defect of a custom
+    /// [`TokenVerifier`](crate::TokenVerifier)): HTTP 500 `server_error`,
+    /// the request is refused and the server keeps serving.
+    VerifierFailed => ("verifier_failed", ServerError,
+        "The server could not verify the access token"),
     /// The shared store (Redis) that decides this request could not be
     /// reached in time: a DPoP proof's first use cannot be checked, so it
     /// is refused (fail closed).

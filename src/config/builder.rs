@@ -49,6 +49,7 @@ pub struct AuthConfigBuilder {
     pub(super) from_env: bool,
     pub(super) max_token_bytes: usize,
     pub(super) max_token_lifetime: Duration,
+    pub(super) verify_timeout: Duration,
     pub(super) require_keys_before_ready: bool,
     pub(super) allowed_origins: Vec<String>,
     pub(super) sessions: SessionLimits,
@@ -67,6 +68,10 @@ const MAX_METADATA_MAX_AGE: Duration = Duration::from_secs(2_147_483_648);
 /// handed to the shared store (Redis refuses an expiry past its range, so
 /// every session would fail at run time) and to rmcp's session keep-alive.
 pub(crate) const MAX_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// The longest `verify_timeout`: five minutes (a client waiting longer
+/// for an answer has given up long before).
+const MAX_VERIFY_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Default for AuthConfigBuilder {
     fn default() -> Self {
@@ -96,6 +101,7 @@ impl Default for AuthConfigBuilder {
             from_env: false,
             max_token_bytes: crate::bearer::DEFAULT_MAX_TOKEN_BYTES,
             max_token_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
+            verify_timeout: super::DEFAULT_VERIFY_TIMEOUT,
             require_keys_before_ready: true,
             allowed_origins: Vec::new(),
             sessions: SessionLimits::default(),
@@ -317,6 +323,21 @@ impl AuthConfigBuilder {
     /// Cap on a bearer token's length (default 8 KiB).
     pub fn max_token_bytes(mut self, bytes: usize) -> Self {
         self.max_token_bytes = bytes;
+        self
+    }
+
+    /// The deadline of one token verification (default 30 s, from 1 ms to
+    /// 300 s): a verifier that has not decided by then (a custom
+    /// [`TokenVerifier`](crate::TokenVerifier) waiting on a slow service,
+    /// or fetches of keys and introspection that add up) costs its request
+    /// a 503 `temporarily_unavailable` (reason `verification_timeout`, with
+    /// `Retry-After`), never a request left hanging. The built-in verifiers'
+    /// own fetches have shorter deadlines
+    /// ([`JwksPolicy::http_timeout`](crate::JwksPolicy::http_timeout)), so
+    /// they answer with their precise reason first. Environment:
+    /// `MCP_OAUTH2_VERIFY_TIMEOUT` (seconds).
+    pub fn verify_timeout(mut self, timeout: Duration) -> Self {
+        self.verify_timeout = timeout;
         self
     }
 
@@ -686,6 +707,14 @@ impl AuthConfigBuilder {
                 "must be greater than zero",
             ));
         }
+        if self.verify_timeout < Duration::from_millis(1)
+            || self.verify_timeout > MAX_VERIFY_TIMEOUT
+        {
+            return Err(ConfigError::new(
+                "verify_timeout",
+                "must be from 1 millisecond to 300 seconds",
+            ));
+        }
         if self.max_token_lifetime.is_zero() {
             return Err(ConfigError::new(
                 "max_token_lifetime",
@@ -804,6 +833,7 @@ impl AuthConfigBuilder {
             max_document_bytes: self.jwks.max_document_bytes,
             max_token_bytes: self.max_token_bytes,
             max_token_lifetime: self.max_token_lifetime,
+            verify_timeout: self.verify_timeout,
             jwks_cache_max_ttl: self.jwks.max_ttl,
             require_keys_before_ready: self.require_keys_before_ready,
             allowed_origins,

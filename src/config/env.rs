@@ -282,6 +282,18 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         meaning: "clock leeway for `exp`, `nbf`, `iat`",
     },
     EnvVar {
+        name: "MCP_OAUTH2_VERIFY_TIMEOUT",
+        setting: "verify_timeout",
+        field: "verify_timeout",
+        required: false,
+        parse: Parse::Seconds(|s, d| {
+            s.builder.verify_timeout = d;
+            Ok(())
+        }),
+        default: "30 s (at most 300 s)",
+        meaning: "deadline of one token verification (past it: 503 `verification_timeout`)",
+    },
+    EnvVar {
         name: "MCP_OAUTH2_ACCEPT_JWT_TYP",
         setting: "typ_policy",
         field: "typ_policy",
@@ -1028,6 +1040,7 @@ mod tests {
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "3"),
             ("MCP_OAUTH2_MAX_SESSIONS", "30"),
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "40"),
+            ("MCP_OAUTH2_VERIFY_TIMEOUT", "12"),
             ("MCP_OAUTH2_STATELESS_ONLY", "1"),
             ("MCP_OAUTH2_DPOP", " Required "),
             ("MCP_OAUTH2_DPOP_NONCE", "1"),
@@ -1075,6 +1088,7 @@ mod tests {
         assert_eq!(c.jwks_cache_ttl, s(10));
         assert_eq!(c.jwks_refresh_cooldown, s(2));
         assert_eq!(c.max_token_lifetime, s(3600));
+        assert_eq!(c.verify_timeout, s(12));
         assert!(c.allows_insecure_loopback());
         let i = c.introspection.as_ref().unwrap();
         assert_eq!(i.client_id, "rs");
@@ -1229,6 +1243,9 @@ mod tests {
             ("MCP_OAUTH2_MAX_SESSIONS", "0", &[]),
             ("MCP_OAUTH2_MAX_SESSIONS", "x", &[]),
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "0", &[]),
+            ("MCP_OAUTH2_VERIFY_TIMEOUT", "0", &[]),
+            ("MCP_OAUTH2_VERIFY_TIMEOUT", "301", &[]),
+            ("MCP_OAUTH2_VERIFY_TIMEOUT", "1.5", &[]),
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "5m", &[]),
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "86401", &[]),
             (

@@ -45,6 +45,8 @@ pub(crate) const DEFAULT_JWKS_CACHE_TTL: Duration = Duration::from_secs(300);
 pub(crate) const DEFAULT_JWKS_REFRESH_COOLDOWN: Duration = Duration::from_secs(30);
 /// Default total deadline of one fetch of metadata or keys.
 pub(crate) const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default deadline of one token verification (`verify_timeout`).
+pub(crate) const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time the last good key set keeps serving when refreshing fails.
 pub(crate) const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(3600);
 /// Default cap on a fetched metadata or key-set document.
@@ -191,6 +193,8 @@ pub struct AuthConfig {
     pub(crate) max_document_bytes: usize,
     pub(crate) max_token_bytes: usize,
     pub(crate) max_token_lifetime: Duration,
+    /// The deadline of one token verification (`verify_timeout`).
+    pub(crate) verify_timeout: Duration,
     pub(crate) jwks_cache_max_ttl: Duration,
     pub(crate) require_keys_before_ready: bool,
     pub(crate) allowed_origins: Vec<String>,

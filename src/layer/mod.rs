@@ -106,6 +106,8 @@ struct Shared {
     hierarchy: Arc<ScopeHierarchy>,
     exempt: Vec<ExemptRoute>,
     max_token_bytes: usize,
+    /// The deadline of one verification (`AuthConfigBuilder::verify_timeout`).
+    verify_timeout: std::time::Duration,
     max_body_bytes: usize,
     mcp_path: String,
     /// Every request reaching the layer is MCP (the layer wraps the MCP
@@ -203,6 +205,7 @@ impl AuthLayer {
                 global: config.scope_policy.global.clone().into(),
                 exempt: config.exempt.clone(),
                 max_token_bytes: config.max_token_bytes,
+                verify_timeout: config.verify_timeout,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 mcp_path,
                 whole_service: false,

@@ -2,11 +2,13 @@
 //! inner future returned unboxed), the slow path that may wait (a
 //! verification, a body read, a filtered list), and the verification span.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::response::Response;
+use futures_util::FutureExt as _;
 use http::{HeaderValue, Method, Request};
 use tower_service::Service;
 use tracing::Instrument as _;
@@ -17,7 +19,7 @@ use super::http_rules::{
     resumes_a_request_stream, throttled_response,
 };
 use crate::audit::{Event, Record, RequestMeta, event_of, reason_of};
-use crate::bearer::{Credentials, read_credentials, uri_names_access_token};
+use crate::bearer::{BearerToken, Credentials, read_credentials, uri_names_access_token};
 use crate::challenge::rejection_response;
 use crate::config::DpopMode;
 use crate::context::AuthContext;
@@ -466,7 +468,7 @@ impl Shared {
         if let Some(kind) = self.refused.get(token.as_str(), now) {
             return Err(kind.into());
         }
-        let ctx = match self.verifier.verify(token).await {
+        let ctx = match self.verify_guarded(token).await? {
             Ok(ctx) => ctx,
             Err(err) => {
                 self.refused.remember(token.as_str(), err.kind(), now);
@@ -478,6 +480,39 @@ impl Shared {
             self.dpop.first_use_shared(proof, now).await?;
         }
         Ok(ctx)
+    }
+
+    /// The verifier's verdict on `token`, held to the verification
+    /// deadline and with a panic contained: the outer `Err` is the layer's
+    /// own refusal (`verification_timeout`, `verifier_failed`), never
+    /// remembered against the token; the inner result is the verifier's.
+    async fn verify_guarded(
+        &self,
+        token: BearerToken<'_>,
+    ) -> Result<Result<AuthContext, AuthError>, AuthError> {
+        // The future is built inside the guarded block: a verifier that
+        // panics while building it is contained too.
+        let verifying =
+            AssertUnwindSafe(async { self.verifier.verify(token).await }).catch_unwind();
+        match tokio::time::timeout(self.verify_timeout, verifying).await {
+            Ok(Ok(verdict)) => Ok(verdict),
+            Ok(Err(_panic)) => Err(verifier_panicked()),
+            Err(_elapsed) => {
+                tracing::warn!(
+                    reason = AuthErrorKind::VerificationTimeout.code(),
+                    timeout_ms = u64::try_from(self.verify_timeout.as_millis()).unwrap_or(u64::MAX),
+                    "the token verifier did not decide within the verification deadline"
+                );
+                Err(AuthErrorKind::VerificationTimeout.into())
+            }
+        }
+    }
+
+    /// [`TokenVerifier::verify_cached`] with a panic contained (`Err`:
+    /// `verifier_failed`).
+    fn cached(&self, token: BearerToken<'_>) -> Result<Option<AuthContext>, AuthError> {
+        std::panic::catch_unwind(AssertUnwindSafe(|| self.verifier.verify_cached(token)))
+            .map_err(|_panic| verifier_panicked())
     }
 
     fn read_credentials<'h>(
@@ -532,23 +567,26 @@ impl Shared {
         let now = crate::clock::now_unix();
         let verified = match self.read_credentials(headers) {
             Ok(Credentials::Bearer(token)) => match self.bearer_allowed() {
-                Ok(()) => match self.verifier.verify_cached(token) {
-                    Some(ctx) => self.bind(ctx, None, now),
+                Ok(()) => match self.cached(token) {
+                    Ok(Some(ctx)) => self.bind(ctx, None, now),
                     // A token refused for good a moment ago is refused
                     // again without a verification (see `refused`).
-                    None => Err(self.refused.get(token.as_str(), now)?.into()),
+                    Ok(None) => Err(self.refused.get(token.as_str(), now)?.into()),
+                    Err(err) => Err(err),
                 },
                 Err(err) => Err(err),
             },
             // A proof's first use in a shared store is a wait: slow path.
             Ok(Credentials::Dpop { .. }) if self.dpop.replay_is_shared() => return None,
-            Ok(Credentials::Dpop { token, proof }) => {
-                let ctx = self.verifier.verify_cached(token)?;
-                self.dpop
-                    .check_proof(proof, method.as_str(), path, token.as_str(), now)
-                    .and_then(|checked| self.bind(ctx, Some(&checked), now))
-                    .map_err(|err| err.on_dpop_scheme(true))
-            }
+            Ok(Credentials::Dpop { token, proof }) => self
+                .cached(token)
+                .transpose()?
+                .and_then(|ctx| {
+                    self.dpop
+                        .check_proof(proof, method.as_str(), path, token.as_str(), now)
+                        .and_then(|checked| self.bind(ctx, Some(&checked), now))
+                })
+                .map_err(|err| err.on_dpop_scheme(true)),
             Ok(Credentials::None) => Err(AuthErrorKind::MissingToken.into()),
             Err(err) => Err(err),
         };
@@ -872,10 +910,14 @@ impl Shared {
             )
         });
         // A failed authentication counts against the client, unless the
-        // server could not decide (keys or introspection unavailable).
+        // server could not decide (keys or introspection unavailable, the
+        // verification deadline, a verifier that panicked).
         if ctx.is_none()
             && event == Event::Refused
-            && kind.error_code() != Some(crate::ErrorCode::TemporarilyUnavailable)
+            && !matches!(
+                kind.error_code(),
+                Some(crate::ErrorCode::TemporarilyUnavailable | crate::ErrorCode::ServerError)
+            )
             && let Some(subject) = &seen.subject
         {
             self.throttle.record_failure(subject);
@@ -945,4 +987,14 @@ impl Shared {
         );
         refused.response(Some(meta.request_id.as_str()))
     }
+}
+
+/// The refusal of a request whose verifier panicked (logged here, once,
+/// without the token: the panic message is the verifier's and may name it).
+fn verifier_panicked() -> AuthError {
+    tracing::error!(
+        reason = AuthErrorKind::VerifierFailed.code(),
+        "the token verifier panicked; the request is refused"
+    );
+    AuthErrorKind::VerifierFailed.into()
 }
