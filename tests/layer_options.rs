@@ -251,6 +251,48 @@ async fn json_rpc_posts_on_other_paths_are_judged_as_mcp() {
     );
 }
 
+// With per-operation rules, the application's own JSON routes under the
+// layer: a REST body (an object, or an array of objects, without a
+// JSON-RPC request in it) reaches its handler unchanged;
+// a body the layer cannot read strictly is refused on every route with the
+// JSON-RPC parse error (it cannot tell which route reaches rmcp), as
+// docs/security-model.md says.
+#[tokio::test]
+async fn rest_bodies_on_other_paths_pass_and_unreadable_ones_are_refused() {
+    let echo_body = Router::new().route(
+        "/items",
+        axum::routing::post(|auth: AuthContext, body: String| async move {
+            format!("{} sent {body}", auth.subject())
+        }),
+    );
+    let app = App::start_with(write_rule, |l| l, echo_body).await;
+    let reader = app.token(&["notes:read"]);
+    for body in [
+        r#"{"name":"pen","price":3}"#,
+        r#"[{"sku":1},{"sku":2}]"#,
+        r#"{"method":"card","amount":5}"#,
+        "[]",
+    ] {
+        let (status, _, answer) = send(app.post("/items", &reader, "application/json", body)).await;
+        assert_eq!(
+            (status, answer.as_str()),
+            (200, format!("alice sent {body}").as_str()),
+            "{body}"
+        );
+    }
+    for (body, code) in [
+        ("{oops", -32700),
+        (r#"{"a":1,"a":2}"#, -32700),
+        ("[1,2,3]", -32600),
+        (r#""just a string""#, -32600),
+    ] {
+        let (status, _, answer) = send(app.post("/items", &reader, "application/json", body)).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(v["error"]["code"], code, "{body}: {answer}");
+    }
+}
+
 // MCP 2026-07-28: the `Mcp-Method` header names one message, so a batch
 // sent under the stateless revision is a header mismatch (-32020).
 #[tokio::test]
