@@ -11,7 +11,11 @@
 //! - challenge building round-trips through the challenge parser
 //!   (RFC 6750 section 3, RFC 9110 section 5.6.4 quoted-string);
 //! - an `access_token` in the URI query, in any spelling, is found exactly
-//!   when a small independent model finds it (RFC 6750 section 2.3).
+//!   when a small independent model finds it (RFC 6750 section 2.3);
+//! - with per-operation scopes, no body that reaches the service behind
+//!   `AuthLayer` (on any path, with any MCP headers) and that rmcp would
+//!   read holds a call the token lacks the scope for, whichever copy of a
+//!   repeated member wins.
 // Test and demo code: a panic here is a failed run, not an outage, so
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
@@ -737,4 +741,231 @@ fn challenges_round_trip_through_the_parser() {
             },
         )
         .unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Per-operation scopes: no forbidden call reaches the service
+// ---------------------------------------------------------------------------
+
+#[path = "support/reach.rs"]
+mod reach;
+
+/// One JSON-RPC-like message: the members a call is judged by, in any
+/// order, some repeated with another value, names and values in several
+/// spellings (escapes), sometimes with a member of the wrong type.
+fn message() -> impl Strategy<Value = String> {
+    let method = proptest::sample::select(vec![
+        r#""tools/call""#,
+        r#""tools\/call""#,
+        r#""tools/c\u0061ll""#,
+        r#""prompts/get""#,
+        r#""resources/read""#,
+        r#""logging/setLevel""#,
+        r#""tools/list""#,
+        r#""ping""#,
+        "7",
+        "null",
+    ]);
+    let name = proptest::sample::select(vec![
+        r#""secret""#,
+        r#""s\u0065cret""#,
+        r#""public""#,
+        r#""secret ""#,
+        r#""SECRET""#,
+        "1",
+    ]);
+    let uri = proptest::sample::select(vec![
+        r#""secret://x""#,
+        r#""secret:\/\/x""#,
+        r#""public://x""#,
+        r#""secret://x/""#,
+    ]);
+    // Each parameter at most once, in one of its spellings; now and then a
+    // second copy under another spelling (a repeated member).
+    let params = (
+        proptest::option::weighted(
+            0.7,
+            (
+                proptest::sample::select(vec![r#""name""#, r#""n\u0061me""#]),
+                name.clone(),
+            ),
+        ),
+        proptest::option::weighted(0.4, uri),
+        proptest::option::weighted(0.3, Just(r#""arguments":{}"#)),
+        proptest::option::weighted(0.1, name.clone()),
+    )
+        .prop_map(|(n, u, a, again)| {
+            let mut members = Vec::new();
+            if let Some((key, value)) = n {
+                members.push(format!("{key}:{value}"));
+            }
+            if let Some(u) = u {
+                members.push(format!(r#""uri":{u}"#));
+            }
+            if let Some(a) = a {
+                members.push(a.to_owned());
+            }
+            if let Some(value) = again {
+                members.push(format!(r#""n\u0061me":{value}"#));
+            }
+            format!("{{{}}}", members.join(","))
+        });
+    let member = prop_oneof![
+        method.clone().prop_map(|m| format!(r#""method":{m}"#)),
+        method.clone().prop_map(|m| format!(r#""m\u0065thod":{m}"#)),
+        params.clone().prop_map(|p| format!(r#""params":{p}"#)),
+        Just(r#""jsonrpc":"2.0""#.to_owned()),
+        Just(r#""id":1"#.to_owned()),
+        Just(r#""id":"a""#.to_owned()),
+    ];
+    // Mostly a well-formed call, sometimes with members added (repeated,
+    // or in another spelling), sometimes built from members alone.
+    let call = (
+        method,
+        params,
+        proptest::collection::vec(member.clone(), 0..3),
+    )
+        .prop_map(|(m, p, extra)| {
+            let mut members = vec![
+                r#""jsonrpc":"2.0""#.to_owned(),
+                r#""id":1"#.to_owned(),
+                format!(r#""method":{m}"#),
+                format!(r#""params":{p}"#),
+            ];
+            members.extend(extra);
+            format!("{{{}}}", members.join(","))
+        });
+    prop_oneof![
+        3 => call,
+        1 => proptest::collection::vec(member, 1..7).prop_map(|m| format!("{{{}}}", m.join(","))),
+    ]
+}
+
+/// A body: one message or a batch, sometimes damaged by one byte.
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    let text = prop_oneof![
+        3 => message(),
+        1 => proptest::collection::vec(message(), 0..4).prop_map(|m| format!("[{}]", m.join(","))),
+    ];
+    let damage = proptest::option::weighted(0.2, (any::<usize>(), any::<u8>()));
+    (text, damage).prop_map(|(text, damage)| {
+        let mut bytes = text.into_bytes();
+        if let Some((at, byte)) = damage
+            && !bytes.is_empty()
+        {
+            let at = at % bytes.len();
+            bytes[at] = byte;
+        }
+        bytes
+    })
+}
+
+/// The headers a client may send with it (names in any case).
+fn headers() -> impl Strategy<Value = Vec<(&'static str, Vec<u8>)>> {
+    let content_type = proptest::option::weighted(
+        0.9,
+        proptest::sample::select(vec![
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/json ;x=1",
+            "text/plain",
+            "application/vnd.api+json",
+        ]),
+    );
+    let version = proptest::option::weighted(
+        0.4,
+        proptest::sample::select(vec!["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26"]),
+    );
+    let method = proptest::option::weighted(
+        0.3,
+        proptest::sample::select(vec![
+            "tools/call",
+            "tools/list",
+            "prompts/get",
+            "resources/read",
+            "logging/setLevel",
+        ]),
+    );
+    let name = proptest::option::weighted(
+        0.3,
+        proptest::sample::select(vec![
+            "secret",
+            "public",
+            "=?base64?c2VjcmV0?=",
+            "secret://x",
+        ]),
+    );
+    (content_type, version, method, name).prop_map(|(ct, v, m, n)| {
+        let mut out = Vec::new();
+        if let Some(ct) = ct {
+            out.push(("content-type", ct.as_bytes().to_vec()));
+        }
+        if let Some(v) = v {
+            out.push(("mcp-protocol-version", v.as_bytes().to_vec()));
+        }
+        if let Some(m) = m {
+            out.push(("Mcp-Method", m.as_bytes().to_vec()));
+        }
+        if let Some(n) = n {
+            out.push(("mcp-name", n.as_bytes().to_vec()));
+        }
+        out
+    })
+}
+
+// Issue 12 and the routes rule: with per-operation rules, a body that
+// reaches the service and that rmcp would read never holds a call the
+// token lacks the scope for, on any path, with any headers, read with
+// either copy of a repeated member winning (the same property as
+// `fuzz/fuzz_targets/layer_body.rs`).
+#[test]
+fn no_forbidden_call_reaches_the_service() {
+    use tower::ServiceExt as _;
+    let rt = runtime();
+    let (app, reached) = reach::app();
+    let path = proptest::sample::select(vec!["/mcp", "/mcp/", "/mcp/x", "/other", "/", "/MCP"]);
+    let mut runner = TestRunner::new(Config {
+        cases: 4000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let passed = std::cell::Cell::new(0u32);
+    runner
+        .run(&(path, headers(), body()), |(path, headers, body)| {
+            let named: Vec<(&str, &[u8])> =
+                headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+            let Some(req) = reach::request(path, &named, body.clone()) else {
+                return Ok(());
+            };
+            let readable = reach::rmcp_reads(req.headers());
+            *reached.lock().unwrap() = None;
+            let response = rt.block_on(app.clone().oneshot(req)).unwrap();
+            let handed = reached.lock().unwrap().take();
+            if let Some(handed) = handed {
+                prop_assert_eq!(response.status(), 200);
+                prop_assert_eq!(
+                    &handed[..],
+                    &body[..],
+                    "the body reached the service changed"
+                );
+                if readable {
+                    passed.set(passed.get() + 1);
+                    let found = reach::forbidden_call(&handed);
+                    prop_assert!(
+                        found.is_none(),
+                        "{:?} reached the service with {:?}",
+                        found,
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    // The property is not vacuous: JSON bodies did reach the service.
+    let passed = passed.get();
+    assert!(
+        passed > 100,
+        "only {passed} readable bodies reached the service"
+    );
 }
