@@ -761,6 +761,7 @@ fn message() -> impl Strategy<Value = String> {
         r#""prompts/get""#,
         r#""resources/read""#,
         r#""logging/setLevel""#,
+        r#""completion/complete""#,
         r#""tools/list""#,
         r#""ping""#,
         "7",
@@ -793,8 +794,19 @@ fn message() -> impl Strategy<Value = String> {
         proptest::option::weighted(0.4, uri),
         proptest::option::weighted(0.3, Just(r#""arguments":{}"#)),
         proptest::option::weighted(0.1, name.clone()),
+        proptest::option::weighted(
+            0.3,
+            proptest::sample::select(vec![
+                r#"{"type":"ref/prompt","name":"secret"}"#,
+                r#"{"type":"ref/prompt","n\u0061me":"secret"}"#,
+                r#"{"type":"ref/resource","uri":"secret://x"}"#,
+                r#"{"type":"ref/resource","uri":"public://x"}"#,
+                r#"{"type":"ref/prompt","name":"public"}"#,
+                r#"{"type":"ref/prompt"}"#,
+            ]),
+        ),
     )
-        .prop_map(|(n, u, a, again)| {
+        .prop_map(|(n, u, a, again, reference)| {
             let mut members = Vec::new();
             if let Some((key, value)) = n {
                 members.push(format!("{key}:{value}"));
@@ -807,6 +819,9 @@ fn message() -> impl Strategy<Value = String> {
             }
             if let Some(value) = again {
                 members.push(format!(r#""n\u0061me":{value}"#));
+            }
+            if let Some(reference) = reference {
+                members.push(format!(r#""ref":{reference}"#));
             }
             format!("{{{}}}", members.join(","))
         });

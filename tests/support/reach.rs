@@ -5,7 +5,8 @@
 //!
 //! The app: an `AuthLayer` with per-operation rules (the tool `secret`, the
 //! resource `secret://x`, the prompt `secret` and the method
-//! `logging/setLevel` need `admin`) in front of a router whose every path
+//! `logging/setLevel` need `admin`, and so does completing that prompt or
+//! resource) in front of a router whose every path
 //! records the body it is handed. The verifier admits any token with the
 //! scope `user` only. The property: a body that reaches the service, and
 //! that rmcp would read (its `Content-Type` is `application/json`), holds
@@ -118,6 +119,16 @@ fn forbidden_in(value: &Value) -> Option<String> {
         let forbidden = match method {
             "tools/call" | "prompts/get" => param("name") == Some("secret"),
             "resources/read" => param("uri") == Some("secret://x"),
+            "completion/complete" => {
+                let reference = params.and_then(|p| p.get("ref"));
+                let field =
+                    |name: &str| reference.and_then(|r| r.get(name)).and_then(Value::as_str);
+                match field("type") {
+                    Some("ref/prompt") => field("name") == Some("secret"),
+                    Some("ref/resource") => field("uri") == Some("secret://x"),
+                    _ => false,
+                }
+            }
             "logging/setLevel" => true,
             _ => false,
         };
