@@ -79,7 +79,9 @@ async fn main() -> Result<(), BoxError> {
     println!("Development issuer: {}", issuer.issuer());
     println!("Protected MCP server: {resource}");
 
-    let http = reqwest::Client::new();
+    // Everything here is on loopback: never through a proxy of the
+    // environment (`HTTP_PROXY` on a company machine or a CI runner).
+    let http = direct_client()?;
 
     step(1, "Call the MCP endpoint without a token");
     let response = http
@@ -309,6 +311,7 @@ async fn authorize(
     ));
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .build()?;
     let scope = scopes.join(" ");
     let mut authorize_url = url::Url::parse(&endpoint("authorization_endpoint")?)?;
@@ -395,11 +398,18 @@ async fn connect(
     resource: &str,
     token: &str,
 ) -> Result<rmcp::service::RunningService<rmcp::RoleClient, ()>, BoxError> {
-    let transport = StreamableHttpClientTransport::from_config(
+    let transport = StreamableHttpClientTransport::with_client(
+        direct_client()?,
         StreamableHttpClientTransportConfig::with_uri(resource.to_owned())
             .auth_header(token.to_owned()),
     );
     Ok(().serve(transport).await?)
+}
+
+/// An HTTP client that ignores the environment's proxies: the walk-through
+/// talks to loopback only.
+fn direct_client() -> Result<reqwest::Client, BoxError> {
+    Ok(reqwest::Client::builder().no_proxy().build()?)
 }
 
 async fn call_text(

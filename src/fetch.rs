@@ -35,21 +35,103 @@ impl FetchError {
 
 /// The one default HTTP client of the crate, for key sets, discovery and
 /// introspection: rustls with the platform's roots, no redirects, `timeout`
-/// as total and connect deadline.
-pub(crate) fn default_client(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .user_agent(concat!("mcp-oauth2/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ConfigError::new("http_client", format!("cannot build the HTTP client: {e}")))
+/// as total and connect deadline, and the environment's proxy settings
+/// (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`) for every
+/// destination but loopback (see [`HttpClient`]).
+pub(crate) fn default_client(timeout: Duration) -> Result<HttpClient, ConfigError> {
+    let builder = || {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("mcp-oauth2/", env!("CARGO_PKG_VERSION")))
+    };
+    HttpClient::new(builder(), builder())
+}
+
+/// An HTTP client that reaches loopback destinations directly. `http://`
+/// is only ever allowed to a loopback host (`allow_insecure_http_for_loopback`),
+/// on the promise that the plain text never leaves the machine; a proxy of
+/// the environment (`HTTP_PROXY=http://proxy.corp:3128`, common on company
+/// machines and CI) would otherwise receive it, key sets, client secrets and
+/// tokens included, and could answer in the server's place. Other
+/// destinations go through the environment's proxies, as reqwest does. A
+/// caller's own client (`with_http_client`) is used as it is, for every
+/// destination.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpClient {
+    /// For every destination but loopback.
+    any: reqwest::Client,
+    /// For loopback destinations: no proxy.
+    loopback: reqwest::Client,
+}
+
+impl HttpClient {
+    /// `any` as configured; `loopback` without proxies.
+    pub(crate) fn new(
+        any: reqwest::ClientBuilder,
+        loopback: reqwest::ClientBuilder,
+    ) -> Result<Self, ConfigError> {
+        let build = |b: reqwest::ClientBuilder| {
+            b.build().map_err(|e| {
+                ConfigError::new("http_client", format!("cannot build the HTTP client: {e}"))
+            })
+        };
+        Ok(Self {
+            any: build(any)?,
+            loopback: build(loopback.no_proxy())?,
+        })
+    }
+
+    /// The client for `url`.
+    fn client(&self, url: &Url) -> &reqwest::Client {
+        if crate::config::url::is_loopback(url) {
+            &self.loopback
+        } else {
+            &self.any
+        }
+    }
+
+    /// A request to `url`.
+    pub(crate) fn request(&self, method: http::Method, url: &Url) -> reqwest::RequestBuilder {
+        self.client(url).request(method, url.clone())
+    }
+
+    /// A GET of `url`.
+    pub(crate) fn get(&self, url: &Url) -> reqwest::RequestBuilder {
+        self.client(url).get(url.clone())
+    }
+
+    /// A POST to `url`.
+    pub(crate) fn post(&self, url: &Url) -> reqwest::RequestBuilder {
+        self.client(url).post(url.clone())
+    }
+}
+
+impl From<reqwest::Client> for HttpClient {
+    /// A caller's client, used for every destination.
+    fn from(client: reqwest::Client) -> Self {
+        Self {
+            any: client.clone(),
+            loopback: client,
+        }
+    }
+}
+
+/// The instant `timeout` from now; a timeout past the clock's range (a
+/// caller's `http_timeout(Duration::MAX)`) is a deadline in the far future,
+/// never an overflow.
+pub(crate) fn deadline_after(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 30)))
+        .unwrap_or(now)
 }
 
 /// The HTTP client used for metadata and keys.
 #[derive(Debug, Clone)]
 pub(crate) struct Fetcher {
-    client: reqwest::Client,
+    client: HttpClient,
     max_bytes: usize,
     allow_loopback_http: bool,
     timeout: Duration,
@@ -68,7 +150,7 @@ impl Fetcher {
     /// A fetcher around an existing client. Redirects are refused and
     /// `timeout` bounds each request, whatever the client is configured to do.
     pub(crate) fn with_client(
-        client: reqwest::Client,
+        client: HttpClient,
         max_bytes: usize,
         allow_loopback_http: bool,
         timeout: Duration,
@@ -84,9 +166,20 @@ impl Fetcher {
     /// GETs `url`: status 200, a JSON media type, at most `max_bytes`, all
     /// within the deadline.
     pub(crate) async fn get_json(&self, url: &Url) -> Result<Fetched, FetchError> {
+        self.get_json_until(url, deadline_after(self.timeout)).await
+    }
+
+    /// [`get_json`](Self::get_json) within `deadline` (and the fetcher's
+    /// timeout, whichever comes first).
+    async fn get_json_until(
+        &self,
+        url: &Url,
+        deadline: tokio::time::Instant,
+    ) -> Result<Fetched, FetchError> {
         check_https(url, self.allow_loopback_http, "url")
             .map_err(|e| FetchError::new(e.message().to_owned()))?;
-        match tokio::time::timeout(self.timeout, self.get_json_inner(url)).await {
+        let deadline = deadline.min(deadline_after(self.timeout));
+        match tokio::time::timeout_at(deadline, self.get_json_inner(url)).await {
             Ok(result) => result,
             Err(_) => Err(FetchError::new(format!("{url}: timed out"))),
         }
@@ -95,7 +188,7 @@ impl Fetcher {
     async fn get_json_inner(&self, url: &Url) -> Result<Fetched, FetchError> {
         let response = self
             .client
-            .get(url.clone())
+            .get(url)
             .header(ACCEPT, "application/json")
             .send()
             .await
@@ -141,7 +234,9 @@ impl Fetcher {
     /// issuer's RFC 8414 / OpenID Connect metadata. The document's `issuer`
     /// must equal `issuer` exactly (RFC 8414 section 3.3), or the document
     /// is rejected; the URL must be `https://` (or loopback `http://` when
-    /// allowed).
+    /// allowed). The discovery URLs share one deadline (the fetcher's
+    /// timeout): an issuer that does not answer costs that once, not once
+    /// per URL.
     pub(crate) async fn discover_endpoint(
         &self,
         issuer: &str,
@@ -149,8 +244,14 @@ impl Fetcher {
     ) -> Result<Url, FetchError> {
         let mut last_err =
             FetchError::new(format!("no metadata document found for issuer {issuer}"));
+        let deadline = deadline_after(self.timeout);
         for url in discovery_urls(issuer)? {
-            let body = match self.get_json(&url).await {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(FetchError::new(format!(
+                    "issuer {issuer}: discovery timed out (one deadline for every discovery URL); last error: {last_err}"
+                )));
+            }
+            let body = match self.get_json_until(&url, deadline).await {
                 Ok(fetched) => fetched.body,
                 Err(e) => {
                     last_err = e;

@@ -1,5 +1,5 @@
 //! Failed-authentication throttling: failures counted per client address
-//! and per token fingerprint (the first 16 bytes of the token's SHA-256, in
+//! (an IPv6 address by its /64) and per token fingerprint (the first 16 bytes of the token's SHA-256, in
 //! hex; never the token) in the [`SharedStore`], in fixed windows. Once a
 //! key reaches its limit, every further request from that address (or with
 //! that token) is answered 429 with `Retry-After` before any verification
@@ -73,13 +73,24 @@ pub(crate) struct ThrottleSettings {
 }
 
 /// Parses a trusted proxy: a CIDR (`10.0.0.0/8`, `fd00::/8`) or a single
-/// address.
+/// address. A network of every address (`0.0.0.0/0`, `::/0`) is refused:
+/// it would believe the `X-Forwarded-For` any client writes, so each
+/// request could name its own client address and escape every limit (or
+/// be counted as someone else).
 pub(crate) fn parse_proxy(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
-    text.parse::<IpNet>()
+    let net = text
+        .parse::<IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
         .map(|net| net.trunc())
-        .map_err(|_| format!("{text:?} is not a CIDR (10.0.0.0/8) or an IP address"))
+        .map_err(|_| format!("{text:?} is not a CIDR (10.0.0.0/8) or an IP address"))?;
+    if net.prefix_len() == 0 {
+        return Err(format!(
+            "{text:?} trusts every address: any client's X-Forwarded-For would be believed; \
+             list the proxies' own addresses or networks (10.0.0.0/8)"
+        ));
+    }
+    Ok(net)
 }
 
 /// Why a request is throttled (the audit `reason`).
@@ -291,8 +302,18 @@ fn canonical(addr: IpAddr) -> IpAddr {
     }
 }
 
+/// The counter key of a client address. An IPv6 client counts by its /64:
+/// a subscriber is given a whole /64 (RFC 6177, RFC 8273) and can pick any
+/// of its 2^64 addresses for each request, so counting /128s would give it
+/// 2^64 budgets. IPv4 addresses count one by one.
 fn addr_key(kind: &str, addr: IpAddr) -> String {
-    format!("{PREFIX}{kind}:{addr}")
+    match addr {
+        IpAddr::V4(v4) => format!("{PREFIX}{kind}:{v4}"),
+        IpAddr::V6(v6) => {
+            let net = u128::from(v6) & !(u128::MAX >> 64);
+            format!("{PREFIX}{kind}:{}/64", std::net::Ipv6Addr::from(net))
+        }
+    }
 }
 
 /// Seconds to wait, rounded up, at least 1.

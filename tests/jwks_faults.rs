@@ -115,6 +115,70 @@ async fn a_hanging_key_server_is_cut_off_by_the_deadline() {
     assert_eq!(issuer.jwks_hits(), 2);
 }
 
+// A blackholed issuer (accepts, never answers) costs one `http_timeout` for
+// the whole discovery, not one per discovery URL: with a path, three URLs
+// are tried in turn (RFC 8414 section 3.1, OpenID Connect Discovery), and
+// each waiting its own deadline made the first request (and the start-up
+// fetch) wait three times as long. Counted by the connections the
+// blackhole accepts: the URLs after a timed-out one are not tried.
+#[tokio::test]
+async fn a_blackholed_issuer_costs_one_deadline_for_the_whole_discovery() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}/tenant", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    let blackhole = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let config = AuthConfig::builder()
+        .issuer(&issuer)
+        .resource(RESOURCE)
+        .allow_insecure_http_for_loopback(true)
+        .http_timeout(ms(300))
+        .build()
+        .unwrap();
+    let v = JwtVerifier::new(&config).unwrap();
+    let signer = TestIssuer::start().await.unwrap();
+    let forged = signer
+        .token()
+        .claim("iss", json!(issuer))
+        .audience(RESOURCE)
+        .sign();
+    assert_eq!(
+        verify(&v, &forged).await.err(),
+        Some(AuthErrorKind::KeysUnavailable)
+    );
+    // Whatever a URL still in flight does, nothing more is tried after the
+    // deadline.
+    tokio::time::sleep(ms(700)).await;
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one discovery URL tried within the deadline"
+    );
+    blackhole.abort();
+}
+
+// The control: a deadline past the clock's range (`Duration::MAX`) is no
+// deadline, never an overflow, for discovery and the key set alike.
+#[tokio::test]
+async fn a_deadline_past_the_clocks_range_is_no_deadline() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(RESOURCE)
+        .allow_insecure_http_for_loopback(true)
+        .http_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let v = JwtVerifier::new(&config).unwrap();
+    assert!(verify(&v, &token(&issuer)).await.is_ok());
+}
+
 // Issue 4 "Fetching: a body size cap": enforced on a declared length and
 // while streaming a chunked body; a body under the cap is fine.
 #[tokio::test]

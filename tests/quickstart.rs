@@ -32,3 +32,36 @@ async fn the_quickstart_walks_through_and_exits() {
         assert!(!text.contains('\u{1b}'), "colour codes on {name}: {text}");
     }
 }
+
+// A machine with a proxy in its environment (company laptops, CI runners:
+// `HTTP_PROXY`, `ALL_PROXY`, without `NO_PROXY` for loopback): the
+// walk-through talks to loopback only and must not send that through the
+// proxy (it failed at step 1 with "tcp connect error" to the proxy, and the
+// server's own key fetch went there too).
+#[tokio::test]
+async fn the_quickstart_ignores_a_proxy_in_the_environment() {
+    let mut command = support::reference::example_command("quickstart");
+    command.env_remove("RUST_LOG");
+    for name in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        command.env(name, "http://127.0.0.1:9");
+    }
+    command.env_remove("NO_PROXY").env_remove("no_proxy");
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        command.arg("--once").kill_on_drop(true).output(),
+    )
+    .await
+    .expect("the quickstart did not exit")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Walk-through complete."), "{stdout}");
+}

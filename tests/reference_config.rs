@@ -287,3 +287,78 @@ async fn a_session_idle_timeout_past_a_day_stops_it_before_listening() {
         .await;
     }
 }
+
+// `http://` is allowed to loopback hosts only (`MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK`)
+// on the promise that the plain text never leaves the machine. With a proxy
+// in the environment (`HTTP_PROXY`, common on company machines and CI
+// runners) the key set of a loopback issuer was fetched through that proxy
+// in plain text (and the introspection form, client secret and token
+// included, would have been posted through it): the proxy, or anyone on the
+// way to it, could answer with its own keys. Loopback destinations are now
+// reached directly; the proxy sees nothing and the call is served.
+#[tokio::test]
+async fn loopback_fetches_never_go_through_a_proxy_of_the_environment() {
+    use tokio::io::AsyncReadExt as _;
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = std::sync::Arc::clone(&seen);
+    let proxy_task = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = proxy.accept().await {
+            let mut head = vec![0; 512];
+            let n = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut head))
+                .await
+                .map_or(0, |r| r.unwrap_or(0));
+            let line = String::from_utf8_lossy(&head[..n])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            record.lock().unwrap().push(line);
+            // Dropped: the request fails, as through a proxy that cannot
+            // reach the server's loopback.
+        }
+    });
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let _server = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+            ("MCP_OAUTH2_RESOURCE", &resource),
+            ("HTTP_PROXY", &proxy_url),
+            ("http_proxy", &proxy_url),
+            ("ALL_PROXY", &proxy_url),
+            ("all_proxy", &proxy_url),
+            ("NO_PROXY", ""),
+            ("no_proxy", ""),
+        ],
+    )
+    .await;
+    let token = issuer
+        .token()
+        .audience(&resource)
+        .scopes(["notes:read"])
+        .sign();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(&resource)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.is_empty(), "the proxy received: {seen:?}");
+    assert_eq!(status, 200, "keys fetched directly");
+    proxy_task.abort();
+}

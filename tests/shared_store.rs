@@ -225,6 +225,60 @@ async fn redis_down_is_an_error_never_a_hang_and_recovers() {
     }
 }
 
+// What the operator reads when Redis cannot be used says why: a password
+// Redis refuses is "authentication failed", a port where nothing listens an
+// I/O error, never "store timed out" (what both were: the connection was
+// retried until the operation's deadline), and never the password.
+#[tokio::test]
+async fn a_refused_password_or_a_closed_port_is_named_not_a_timeout() {
+    let redis = RedisServer::start().await;
+    redis
+        .command(&["CONFIG", "SET", "requirepass", "right-password"])
+        .await;
+    let port = redis.url().rsplit(':').next().unwrap().to_owned();
+    let port = port.trim_end_matches("/0");
+    let wrong = RedisStore::new(&format!("redis://:wrong-password@127.0.0.1:{port}/0"))
+        .unwrap()
+        .timeout(Duration::from_millis(500));
+    let err = wrong.get("mcp_oauth2:session:k").await.unwrap_err();
+    assert!(err.to_string().contains("authentication"), "{err}");
+    assert!(!err.to_string().contains("password"), "{err}");
+    let right = RedisStore::new(&format!("redis://:right-password@127.0.0.1:{port}/0"))
+        .unwrap()
+        .timeout(Duration::from_millis(500));
+    assert_eq!(right.get("mcp_oauth2:session:k").await.unwrap(), None);
+
+    let closed = support::reference::free_port();
+    let down = RedisStore::new(&format!("redis://127.0.0.1:{closed}/0"))
+        .unwrap()
+        .timeout(Duration::from_millis(500));
+    let err = down.get("mcp_oauth2:session:k").await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
+
+// After an outage longer than the connection's own retries, the first
+// operation once Redis is back is served (it was refused: the failed
+// connection answered it, and only then started to reconnect), so a replica
+// does not answer one more 503 per store user after Redis recovered.
+#[tokio::test]
+async fn the_first_operation_after_an_outage_is_served() {
+    let mut redis = RedisServer::start().await;
+    let store = RedisStore::new(&redis.url())
+        .unwrap()
+        .timeout(Duration::from_millis(300));
+    store
+        .put("mcp_oauth2:session:k", b"1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    redis.stop();
+    for _ in 0..3 {
+        assert!(store.get("mcp_oauth2:session:k").await.is_err());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.start_again().await;
+    assert_eq!(store.get("mcp_oauth2:session:k").await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn a_redis_down_at_start_is_not_a_failure_to_start() {
     let mut redis = RedisServer::start().await;
@@ -1205,4 +1259,58 @@ async fn reference_servers_share_exchanged_tokens_sealed_in_redis() {
     for server in &mut servers {
         server.child.kill().await.unwrap();
     }
+}
+
+// Two reference servers sharing one Redis, each with its own
+// `MCP_OAUTH2_REDIS_PREFIX`: every key either writes starts with its prefix,
+// so their session owners and throttle counters stay apart (without a
+// prefix variable, an operator configuring by environment had no way to
+// separate them).
+#[tokio::test]
+async fn the_reference_server_prefixes_its_keys() {
+    let redis = RedisServer::start().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let mut servers = Vec::new();
+    for prefix in ["staging:", "prod:"] {
+        let port = support::reference::free_port();
+        let resource = format!("http://127.0.0.1:{port}/mcp");
+        let server = support::reference::start(
+            port,
+            &[
+                ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+                ("MCP_OAUTH2_RESOURCE", &resource),
+                ("MCP_OAUTH2_REDIS_URL", &redis.url()),
+                ("MCP_OAUTH2_REDIS_PREFIX", prefix),
+                ("MCP_OAUTH2_FAILED_AUTH_LIMIT", "5/60"),
+            ],
+        )
+        .await;
+        let token = issuer
+            .token()
+            .audience(&resource)
+            .scopes(["notes:read"])
+            .sign();
+        open_session(&resource, &token).await;
+        let refused = post(&resource, "Bearer not-a-token", None, &initialize_body(1)).await;
+        assert_eq!(refused.status(), 401);
+        servers.push(server);
+    }
+    let keys: Vec<String> = redis.dump().await.into_iter().map(|(k, _)| k).collect();
+    for prefix in ["staging:", "prod:"] {
+        assert!(
+            keys.iter()
+                .any(|k| k.starts_with(&format!("{prefix}mcp_oauth2:session:"))),
+            "{keys:?}"
+        );
+        assert!(
+            keys.iter()
+                .any(|k| k.starts_with(&format!("{prefix}mcp_oauth2:throttle:"))),
+            "{keys:?}"
+        );
+    }
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("staging:") || k.starts_with("prod:")),
+        "{keys:?}"
+    );
 }

@@ -230,6 +230,47 @@ async fn a_token_is_throttled_by_its_fingerprint_from_any_address() {
     assert_eq!(r.status(), 200);
 }
 
+// IPv6: one subscriber gets a /64 (RFC 6177, RFC 8273) and picks any of its
+// 2^64 addresses freely, so addresses count per /64: rotating within it
+// does not escape the limit, and the neighbouring /64 is not affected.
+#[tokio::test]
+async fn ipv6_clients_count_per_64_prefix() {
+    let h = Harness::start(|b| {
+        b.failed_auth_limit(2, Duration::from_secs(60))
+            .trusted_proxy("127.0.0.1")
+    })
+    .await;
+    let bad = forged(&h);
+    for i in 1..=2 {
+        let xff = format!("2001:db8:1:2::{i:x}");
+        let auth = format!("Bearer {bad}-{i}");
+        let r = post(&h, &[("authorization", &auth), ("x-forwarded-for", &xff)]).await;
+        assert_eq!(r.status(), 401, "{xff}");
+    }
+    // Another address of the same /64, a new bad token: throttled.
+    let auth = format!("Bearer {bad}-3");
+    let r = post(
+        &h,
+        &[
+            ("authorization", auth.as_str()),
+            ("x-forwarded-for", "2001:db8:1:2:ffff:1:2:3"),
+        ],
+    )
+    .await;
+    assert_throttled(r, "failed_auth_limit").await;
+    // The next /64 is someone else: served.
+    let good = format!("Bearer {}", h.token("neighbour"));
+    let r = post(
+        &h,
+        &[
+            ("authorization", good.as_str()),
+            ("x-forwarded-for", "2001:db8:1:3::1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200, "the next /64 is not throttled");
+}
+
 // Requests without credentials count on their own limit; the window passes.
 #[tokio::test]
 async fn missing_credentials_have_their_own_limit_and_the_window_passes() {
@@ -339,6 +380,29 @@ fn bad_limits_and_proxies_are_configuration_errors() {
     let e = base().trusted_proxy("proxy.internal").build().unwrap_err();
     assert_eq!(e.field(), "trusted_proxy");
     assert!(e.message().contains("not a CIDR"), "{e}");
+    // Trusting every address believes any client's X-Forwarded-For: each
+    // request could name its own client address and escape the limit.
+    for every in ["0.0.0.0/0", "::/0", " 0.0.0.0/0 "] {
+        let e = base().trusted_proxy(every).build().unwrap_err();
+        assert_eq!(e.field(), "trusted_proxy", "{every}");
+        assert!(e.message().contains("every address"), "{every}: {e}");
+    }
+    // Every address in pieces is every address too.
+    for halves in [["0.0.0.0/1", "128.0.0.0/1"], ["::/1", "8000::/1"]] {
+        let e = base()
+            .trusted_proxy(halves[0])
+            .trusted_proxy(halves[1])
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "trusted_proxy", "{halves:?}");
+        assert!(e.message().contains("every"), "{halves:?}: {e}");
+    }
+    // The broadest private ranges are fine.
+    base()
+        .trusted_proxy("10.0.0.0/8")
+        .trusted_proxy("fc00::/7")
+        .build()
+        .unwrap();
 }
 
 // The reference server, configured by environment only: throttling on with

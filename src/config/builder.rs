@@ -64,6 +64,11 @@ pub struct AuthConfigBuilder {
 /// asks senders not to send a delta-seconds above 2^31.
 const MAX_METADATA_MAX_AGE: Duration = Duration::from_secs(2_147_483_648);
 
+/// The longest key-set interval accepted (`jwks_cache_ttl`,
+/// `jwks_refresh_cooldown`, `jwks_cache_max_ttl`): a day. Longer, a key the
+/// issuer withdraws stays trusted for as long.
+const MAX_JWKS_INTERVAL: Duration = Duration::from_secs(86_400);
+
 /// The longest `session_idle_timeout`: a day. The binding's expiry is
 /// handed to the shared store (Redis refuses an expiry past its range, so
 /// every session would fail at run time) and to rmcp's session keep-alive.
@@ -209,7 +214,8 @@ impl AuthConfigBuilder {
     }
 
     /// Scopes every request needs (default none). They are also the default
-    /// `scopes_supported` and the `scope` of the 401 challenge.
+    /// `scopes_supported` and the `scope` of the 401 challenge. A scope
+    /// listed twice is refused at build time.
     pub fn required_scopes<I, S>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -222,7 +228,8 @@ impl AuthConfigBuilder {
     /// `scopes_supported` in the metadata (default: the required scopes).
     /// Keep it to the scopes basic use needs; `offline_access` is refused.
     /// The [required scopes](Self::required_scopes) it does not list are
-    /// added after it: every request needs them.
+    /// added after it: every request needs them. A scope listed twice is
+    /// refused at build time.
     pub fn scopes_supported<I, S>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -695,6 +702,21 @@ impl AuthConfigBuilder {
                 "must be greater than zero",
             ));
         }
+        for (field, interval) in [
+            ("jwks_cache_ttl", self.jwks.cache_ttl),
+            ("jwks_refresh_cooldown", self.jwks.refresh_cooldown),
+            ("jwks_cache_max_ttl", self.jwks.max_ttl),
+        ] {
+            if interval > MAX_JWKS_INTERVAL {
+                return Err(ConfigError::new(
+                    field,
+                    format!(
+                        "must be at most {} seconds (a day): a key the issuer withdraws would stay trusted for as long",
+                        MAX_JWKS_INTERVAL.as_secs()
+                    ),
+                ));
+            }
+        }
         if self.jwks.http_timeout.is_zero() {
             return Err(ConfigError::new(
                 "http_timeout",
@@ -888,6 +910,10 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.field(), "issuer");
         let cases: Vec<(AuthConfigBuilder, &str)> = vec![
+            // A scope listed twice was published twice (challenge
+            // `scope="a a"`, metadata `["a","a"]`).
+            (base().required_scopes(["a", "b", "a"]), "required_scopes"),
+            (base().scopes_supported(["x", "x"]), "scopes_supported"),
             (
                 base().session_idle_timeout(Duration::MAX),
                 "session_idle_timeout",

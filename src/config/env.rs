@@ -47,6 +47,8 @@ pub(crate) struct Staged {
     client_secret: Option<String>,
     tenants: Option<Vec<String>>,
     tenant_claim: Option<String>,
+    /// `MCP_OAUTH2_REDIS_PREFIX`, for the store `MCP_OAUTH2_REDIS_URL` makes.
+    redis_prefix: Option<String>,
 }
 
 type Apply<T> = fn(&mut Staged, T) -> Result<(), String>;
@@ -340,7 +342,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             s.builder.jwks.cache_ttl = d;
             Ok(())
         }),
-        default: "300 s",
+        default: "300 s (at most 86400 s)",
         meaning: "how long a key set is used before it is fetched again",
     },
     EnvVar {
@@ -352,7 +354,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             s.builder.jwks.refresh_cooldown = d;
             Ok(())
         }),
-        default: "30 s",
+        default: "30 s (at most 86400 s)",
         meaning: "minimum time between two key-set fetches for unknown `kid`s",
     },
     EnvVar {
@@ -596,6 +598,28 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         meaning: "`max-age` of the metadata document's `Cache-Control: public`",
     },
     EnvVar {
+        name: "MCP_OAUTH2_REDIS_PREFIX",
+        setting: "shared_store",
+        field: "redis_prefix",
+        required: false,
+        parse: Parse::Text(|s, v| {
+            let v = v.trim();
+            if v.is_empty() {
+                return Ok(());
+            }
+            if v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(
+                    "must be 1 to 64 printable ASCII characters without spaces (e.g. prod-eu:)"
+                        .to_owned(),
+                );
+            }
+            s.redis_prefix = Some(v.to_owned());
+            Ok(())
+        }),
+        default: "none",
+        meaning: "put before every key in `MCP_OAUTH2_REDIS_URL`'s Redis, so that deployments sharing one keep their state apart (`prod-eu:`)",
+    },
+    EnvVar {
         name: "MCP_OAUTH2_REDIS_URL",
         setting: "shared_store",
         field: "shared_store",
@@ -617,7 +641,10 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
 /// repeated in the error (it may hold a password).
 #[cfg(feature = "redis")]
 fn redis_store(s: &mut Staged, url: &str) -> Result<(), String> {
-    let store = crate::store::RedisStore::new(url).map_err(|e| e.to_string())?;
+    let mut store = crate::store::RedisStore::new(url).map_err(|e| e.to_string())?;
+    if let Some(prefix) = &s.redis_prefix {
+        store = store.prefix(prefix.clone());
+    }
     s.builder.shared_store = Some(std::sync::Arc::new(store));
     Ok(())
 }
@@ -876,7 +903,14 @@ impl AuthConfigBuilder {
             client_secret,
             tenants,
             tenant_claim,
+            redis_prefix,
         } = staged;
+        if redis_prefix.is_some() && builder.shared_store.is_none() {
+            return Err(env_error(
+                "MCP_OAUTH2_REDIS_PREFIX",
+                "is set without MCP_OAUTH2_REDIS_URL (it prefixes that Redis's keys)",
+            ));
+        }
         tenant_from_env(&mut builder, tenants, tenant_claim)?;
         match (client_id, introspection_uri) {
             (Some(id), uri) => {
@@ -1058,6 +1092,7 @@ mod tests {
             ("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", " 7 / 2 "),
             ("MCP_OAUTH2_METADATA_MAX_AGE", "60"),
             ("MCP_OAUTH2_REDIS_URL", "redis://:pw@127.0.0.1:6399/2"),
+            ("MCP_OAUTH2_REDIS_PREFIX", " prod-eu: "),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_owned()))
@@ -1118,6 +1153,7 @@ mod tests {
             "{store}"
         );
         assert!(!store.contains("pw"), "no password in Debug: {store}");
+        assert!(store.contains(r#"prefix: "prod-eu:""#), "{store}");
     }
 
     #[test]
@@ -1299,12 +1335,28 @@ mod tests {
             ("MCP_OAUTH2_MISSING_AUTH_LIMIT", "5/100000", &[]),
             ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/33", &[]),
             ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local", &[]),
+            ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/8, 0.0.0.0/0", &[]),
+            ("MCP_OAUTH2_TRUSTED_PROXIES", "::/0", &[]),
+            ("MCP_OAUTH2_TRUSTED_PROXIES", "0.0.0.0/1, 128.0.0.0/1", &[]),
+            ("MCP_OAUTH2_JWKS_CACHE_TTL", "86401", &[]),
+            ("MCP_OAUTH2_REQUIRED_SCOPES", "mcp:use mcp:use", &[]),
+            ("MCP_OAUTH2_SCOPES_SUPPORTED", "a b a", &[]),
+            ("MCP_OAUTH2_JWKS_CACHE_TTL", "18446744073709551615", &[]),
+            ("MCP_OAUTH2_JWKS_REFRESH_COOLDOWN", "86401", &[]),
             ("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", "0/1", &[]),
             ("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", "100", &[]),
             ("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", "Off", &[]),
             ("MCP_OAUTH2_METADATA_MAX_AGE", "1h", &[]),
             ("MCP_OAUTH2_REDIS_URL", "http://127.0.0.1:6379", &[]),
             ("MCP_OAUTH2_REDIS_URL", "redis://", &[]),
+            // A prefix without a store to put it on, and one with a space or
+            // a control character (a key name an operator cannot type back).
+            ("MCP_OAUTH2_REDIS_PREFIX", "prod:", &[]),
+            (
+                "MCP_OAUTH2_REDIS_PREFIX",
+                "prod eu:",
+                &[("MCP_OAUTH2_REDIS_URL", "redis://127.0.0.1:6399")],
+            ),
         ];
         for (name, bad, with) in cases {
             let mut vars = minimal();

@@ -21,7 +21,7 @@ use super::{
 /// | [`refresh_cooldown`](Self::refresh_cooldown) | 30 s | minimum time between two fetches forced by an unknown `kid` or a failure |
 /// | [`max_stale`](Self::max_stale) | 1 h | how long the last good key set serves while refreshing fails; then 503 |
 /// | [`max_ttl`](Self::max_ttl) | 1 h | upper bound on a lifetime taken from `Cache-Control: max-age` |
-/// | [`http_timeout`](Self::http_timeout) | 5 s | total deadline of one metadata, key-set or introspection request |
+/// | [`http_timeout`](Self::http_timeout) | 5 s | total deadline of one key-set or introspection request, and of an issuer's whole discovery (every metadata URL tried) |
 /// | [`max_document_bytes`](Self::max_document_bytes) | 256 KiB | cap on a fetched document |
 ///
 /// ```
@@ -65,7 +65,7 @@ impl Default for JwksPolicy {
 
 impl JwksPolicy {
     /// How long a fetched key set is used before it is fetched again
-    /// (default 300 s; must be greater than zero).
+    /// (default 300 s; must be greater than zero and at most a day).
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache_ttl = ttl;
         self
@@ -73,7 +73,7 @@ impl JwksPolicy {
 
     /// Minimum time between two fetches forced by an unknown `kid` or after
     /// a failed fetch (default 30 s; must be
-    /// greater than zero).
+    /// greater than zero and at most a day).
     pub fn refresh_cooldown(mut self, cooldown: Duration) -> Self {
         self.refresh_cooldown = cooldown;
         self
@@ -89,15 +89,18 @@ impl JwksPolicy {
 
     /// Upper bound on a key set's lifetime taken from the key server's
     /// `Cache-Control: max-age` (default 1 h; must
-    /// be greater than zero). See [`AuthConfigBuilder::jwks_cache_max_ttl`]
+    /// be greater than zero and at most a day). See [`AuthConfigBuilder::jwks_cache_max_ttl`]
     /// for how `max-age` is clamped.
     pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
         self.max_ttl = max_ttl;
         self
     }
 
-    /// Total deadline of one metadata, key-set or introspection request
-    /// (default 5 s; must be greater than zero).
+    /// Total deadline of one key-set or introspection request, and of an
+    /// issuer's whole metadata discovery: the discovery URLs (RFC 8414
+    /// section 3.1, OpenID Connect Discovery) share it, so an issuer that
+    /// does not answer costs it once, not once per URL (default 5 s; must
+    /// be greater than zero).
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
         self
@@ -199,7 +202,7 @@ impl AuthConfigBuilder {
     }
 
     /// Shortcut for [`JwksPolicy::cache_ttl`]: how long a fetched key set is
-    /// used before it is fetched again (default 300 s).
+    /// used before it is fetched again (default 300 s, at most a day).
     pub fn jwks_cache_ttl(mut self, ttl: Duration) -> Self {
         self.jwks.cache_ttl = ttl;
         self
@@ -207,7 +210,7 @@ impl AuthConfigBuilder {
 
     /// Shortcut for [`JwksPolicy::refresh_cooldown`]: minimum time between
     /// two fetches forced by an unknown `kid` or after a failed fetch
-    /// (default 30 s).
+    /// (default 30 s, at most a day).
     pub fn jwks_refresh_cooldown(mut self, cooldown: Duration) -> Self {
         self.jwks.refresh_cooldown = cooldown;
         self
@@ -222,7 +225,7 @@ impl AuthConfigBuilder {
     }
 
     /// Shortcut for [`JwksPolicy::http_timeout`]: total deadline of one
-    /// metadata or key-set fetch (default 5 s).
+    /// key-set fetch, and of an issuer's whole metadata discovery (default 5 s).
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.jwks.http_timeout = timeout;
         self
@@ -237,7 +240,7 @@ impl AuthConfigBuilder {
 
     /// Shortcut for [`JwksPolicy::max_ttl`]: upper bound on a key set's
     /// lifetime taken from the key server's `Cache-Control: max-age`
-    /// (default 1 h).
+    /// (default 1 h, at most a day).
     ///
     /// A key-set response's `max-age` is honoured, clamped to at least the
     /// smaller of the refresh cooldown and [`jwks_cache_ttl`](Self::jwks_cache_ttl)
@@ -358,6 +361,40 @@ mod tests {
             let e = base().jwks_policy(policy).build().unwrap_err();
             assert_eq!(e.field(), field);
         }
+    }
+
+    // A key set kept for longer than a day (`MCP_OAUTH2_JWKS_CACHE_TTL` with
+    // a value meant in milliseconds, or `u64::MAX`) keeps trusting a key the
+    // issuer has withdrawn, compromised or not, until the process restarts:
+    // refused, naming the setting. A day itself is accepted.
+    #[test]
+    fn jwks_intervals_past_a_day_are_refused_naming_the_setting() {
+        let day = Duration::from_secs(86_400);
+        let over = day + Duration::from_secs(1);
+        for (policy, field) in [
+            (JwksPolicy::default().cache_ttl(over), "jwks_cache_ttl"),
+            (
+                JwksPolicy::default().refresh_cooldown(over),
+                "jwks_refresh_cooldown",
+            ),
+            (
+                JwksPolicy::default().max_ttl(Duration::MAX),
+                "jwks_cache_max_ttl",
+            ),
+        ] {
+            let e = base().jwks_policy(policy).build().unwrap_err();
+            assert_eq!(e.field(), field);
+            assert!(e.message().contains("86400"), "{e}");
+        }
+        base()
+            .jwks_policy(
+                JwksPolicy::default()
+                    .cache_ttl(day)
+                    .refresh_cooldown(day)
+                    .max_ttl(day),
+            )
+            .build()
+            .unwrap();
     }
 
     #[test]

@@ -200,6 +200,19 @@ pub(super) fn check_scopes(
             validate_scope_token(field, scope)?;
         }
     }
+    // The two lists published as they are (the challenge's `scope`, the
+    // metadata's `scopes_supported`): a scope listed twice would be
+    // published twice.
+    for (field, scopes) in declared.iter().take(2) {
+        for (i, scope) in scopes.iter().enumerate() {
+            if scopes.iter().take(i).any(|earlier| earlier == scope) {
+                return Err(ConfigError::new(
+                    field,
+                    format!("{scope:?} is listed twice"),
+                ));
+            }
+        }
+    }
     // MCP scope selection: offline_access is not a resource scope and must
     // never reach a challenge or the metadata.
     for (field, scopes) in declared {

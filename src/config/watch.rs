@@ -37,11 +37,24 @@ impl Default for WatchOptions {
 impl WatchOptions {
     /// The checked throttle settings; errors name the builder setting.
     pub(crate) fn throttle(&self) -> Result<ThrottleSettings, ConfigError> {
-        let trusted_proxies = self
+        let trusted_proxies: Vec<ipnet::IpNet> = self
             .trusted_proxies
             .iter()
             .map(|p| parse_proxy(p).map_err(|m| ConfigError::new("trusted_proxy", m)))
             .collect::<Result<_, _>>()?;
+        // Every address in pieces (`0.0.0.0/1` and `128.0.0.0/1`) is every
+        // address too (a single `/0` is refused by `parse_proxy`).
+        if ipnet::IpNet::aggregate(&trusted_proxies)
+            .iter()
+            .any(|net| net.prefix_len() == 0)
+        {
+            return Err(ConfigError::new(
+                "trusted_proxy",
+                "the trusted proxies together cover every IPv4 or every IPv6 address: \
+                 any client's X-Forwarded-For would be believed; list the proxies' own \
+                 addresses or networks",
+            ));
+        }
         Ok(ThrottleSettings {
             failed: checked_limit("failed_auth_limit", self.failed_auth_limit)?,
             missing: checked_limit("missing_auth_limit", self.missing_auth_limit)?,
@@ -72,7 +85,8 @@ impl AuthConfigBuilder {
     /// token is answered 429 `too_many_requests` with `Retry-After`, before
     /// any verification work, until the window passes. Behind a reverse
     /// proxy set [`trusted_proxy`](Self::trusted_proxy) first, or every
-    /// client shares the proxy's address. Counters live in the shared store.
+    /// client shares the proxy's address. An IPv6 client address counts by
+    /// its /64 (one subscriber's network). Counters live in the shared store.
     pub fn failed_auth_limit(mut self, count: u64, window: Duration) -> Self {
         self.watch.failed_auth_limit = Some((count, window));
         self
@@ -89,7 +103,9 @@ impl AuthConfigBuilder {
     /// A reverse proxy (a CIDR such as `10.0.0.0/8`, or one address) whose
     /// `X-Forwarded-For` / `Forwarded` headers are believed (default none:
     /// the socket peer is the client). The client is then the right-most
-    /// forwarded address that is not itself a trusted proxy.
+    /// forwarded address that is not itself a trusted proxy. A network of
+    /// every address (`0.0.0.0/0`, `::/0`) is refused at build time: any
+    /// client's `X-Forwarded-For` would be believed.
     pub fn trusted_proxy(mut self, cidr: impl Into<String>) -> Self {
         self.watch.trusted_proxies.push(cidr.into());
         self

@@ -25,35 +25,38 @@ const MAX_REDIRECTS: usize = 5;
 ///   [`allow_insecure_http_for_loopback`](Self::allow_insecure_http_for_loopback)).
 #[derive(Debug, Clone)]
 pub struct DownstreamClient {
-    client: reqwest::Client,
+    client: crate::fetch::HttpClient,
     allow_insecure_loopback: bool,
 }
 
 impl DownstreamClient {
     /// A client whose requests must finish within `timeout`.
     pub fn new(timeout: Duration) -> Result<Self, ConfigError> {
-        let policy = reqwest::redirect::Policy::custom(|attempt| {
-            let same_origin = attempt
-                .previous()
-                .first()
-                .is_some_and(|first| first.origin() == attempt.url().origin());
-            if !same_origin {
-                attempt.stop()
-            } else if attempt.previous().len() > MAX_REDIRECTS {
-                attempt.error("too many redirects")
-            } else {
-                attempt.follow()
-            }
-        });
-        let client = reqwest::Client::builder()
-            .redirect(policy)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("mcp-oauth2/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                ConfigError::new("http_client", format!("cannot build the HTTP client: {e}"))
-            })?;
+        let policy = || {
+            reqwest::redirect::Policy::custom(|attempt| {
+                let same_origin = attempt
+                    .previous()
+                    .first()
+                    .is_some_and(|first| first.origin() == attempt.url().origin());
+                if !same_origin {
+                    attempt.stop()
+                } else if attempt.previous().len() > MAX_REDIRECTS {
+                    attempt.error("too many redirects")
+                } else {
+                    attempt.follow()
+                }
+            })
+        };
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(policy())
+                .timeout(timeout)
+                .connect_timeout(timeout)
+                .user_agent(concat!("mcp-oauth2/", env!("CARGO_PKG_VERSION")))
+        };
+        // A loopback URL (`http://` with the opt-in) is reached directly,
+        // never through a proxy of the environment (see `HttpClient`).
+        let client = crate::fetch::HttpClient::new(builder(), builder())?;
         Ok(Self {
             client,
             allow_insecure_loopback: false,
@@ -89,7 +92,7 @@ impl DownstreamClient {
         bearer.set_sensitive(true);
         Ok(self
             .client
-            .request(method, url)
+            .request(method, &url)
             .header(http::header::AUTHORIZATION, bearer))
     }
 

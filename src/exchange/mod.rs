@@ -38,7 +38,7 @@ pub use token::ExchangedToken;
 use crate::clock::deadline;
 use crate::context::AuthContext;
 use crate::error::ConfigError;
-use crate::fetch::{Fetcher, default_client};
+use crate::fetch::{Fetcher, HttpClient, default_client};
 use crate::json::Members;
 use cache::{Cache, Entry};
 
@@ -130,7 +130,7 @@ pub struct TokenExchanger {
 
 struct Inner {
     settings: ExchangeSettings,
-    client: reqwest::Client,
+    client: HttpClient,
     /// Whether `client` is a caller's (it may follow redirects).
     caller_client: bool,
     cache: Cache,
@@ -162,12 +162,12 @@ impl TokenExchanger {
         settings: ExchangeSettings,
         client: reqwest::Client,
     ) -> Result<Self, ConfigError> {
-        Self::build(settings, client, true)
+        Self::build(settings, client.into(), true)
     }
 
     fn build(
         settings: ExchangeSettings,
-        client: reqwest::Client,
+        client: HttpClient,
         caller_client: bool,
     ) -> Result<Self, ConfigError> {
         if settings.client_id.is_empty() {
@@ -372,7 +372,7 @@ impl TokenExchanger {
             }
         }
         let http = crate::fetch::client_form_post(
-            self.inner.client.post(endpoint.clone()),
+            self.inner.client.post(&endpoint),
             form,
             s.auth_method,
             &s.client_id,

@@ -98,11 +98,12 @@ impl RedisStore {
         format!("{}{key}", self.prefix)
     }
 
-    /// Runs `cmd` (a command or a pipeline) within the timeout.
+    /// Runs `query` (a command or a pipeline) within the timeout.
     async fn run<T: redis::FromRedisValue>(
         &self,
-        f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+        query: impl Into<Query>,
     ) -> Result<T, StoreError> {
+        let query = query.into();
         let work = async {
             let manager = self
                 .connection
@@ -111,18 +112,59 @@ impl RedisStore {
                         .set_connection_timeout(Some(self.timeout))
                         .set_response_timeout(Some(self.timeout))
                         .set_number_of_retries(2)
-                        .set_max_delay(Duration::from_millis(500));
+                        .set_min_delay(Duration::from_millis(5))
+                        .set_max_delay(Duration::from_millis(20));
                     ConnectionManager::new_lazy_with_config(self.client.clone(), config)
                 })
                 .await
                 .map_err(unavailable)?;
             let mut manager = manager.clone();
-            f(&mut manager).await.map_err(unavailable)
+            match query.send(&mut manager).await {
+                // The connection was lost (Redis restarted, a network
+                // blip): the failed answer starts a reconnection; one more
+                // try within the same deadline, so that the first operation
+                // after an outage is not refused.
+                Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                    query.send(&mut manager).await.map_err(unavailable)
+                }
+                result => result.map_err(unavailable),
+            }
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Timeout),
         }
+    }
+}
+
+/// What one operation sends: a command or a pipeline.
+#[derive(Debug)]
+enum Query {
+    Cmd(redis::Cmd),
+    Pipe(redis::Pipeline),
+}
+
+impl Query {
+    async fn send<T: redis::FromRedisValue>(
+        &self,
+        connection: &mut ConnectionManager,
+    ) -> redis::RedisResult<T> {
+        match self {
+            Self::Cmd(cmd) => cmd.query_async(connection).await,
+            Self::Pipe(pipe) => pipe.query_async(connection).await,
+        }
+    }
+}
+
+impl From<&mut redis::Cmd> for Query {
+    fn from(cmd: &mut redis::Cmd) -> Self {
+        Self::Cmd(cmd.clone())
+    }
+}
+
+impl From<&mut redis::Pipeline> for Query {
+    fn from(pipe: &mut redis::Pipeline) -> Self {
+        Self::Pipe(pipe.clone())
     }
 }
 
@@ -140,7 +182,7 @@ impl SharedStore for RedisStore {
         let ms = millis_at_least_one(window);
         Box::pin(async move {
             let (count, pttl): (u64, i64) = self
-                .run(async |c| {
+                .run(
                     redis::pipe()
                         .atomic()
                         .cmd("SET")
@@ -153,10 +195,8 @@ impl SharedStore for RedisStore {
                         .cmd("INCR")
                         .arg(&key)
                         .cmd("PTTL")
-                        .arg(&key)
-                        .query_async(c)
-                        .await
-                })
+                        .arg(&key),
+                )
                 .await?;
             Ok(WindowCount::new(count, pttl_duration(pttl)))
         })
@@ -166,16 +206,14 @@ impl SharedStore for RedisStore {
         let key = self.key(key);
         Box::pin(async move {
             let (count, pttl): (Option<Vec<u8>>, i64) = self
-                .run(async |c| {
+                .run(
                     redis::pipe()
                         .atomic()
                         .cmd("GET")
                         .arg(&key)
                         .cmd("PTTL")
-                        .arg(&key)
-                        .query_async(c)
-                        .await
-                })
+                        .arg(&key),
+                )
                 .await?;
             // Not a counter (absent, or a value that is no count): no window.
             let count = count
@@ -191,16 +229,14 @@ impl SharedStore for RedisStore {
         let ms = millis_at_least_one(ttl);
         Box::pin(async move {
             let stored: Option<String> = self
-                .run(async |c| {
+                .run(
                     redis::cmd("SET")
                         .arg(&key)
                         .arg(&value)
                         .arg("PX")
                         .arg(ms)
-                        .arg("NX")
-                        .query_async(c)
-                        .await
-                })
+                        .arg("NX"),
+                )
                 .await?;
             Ok(stored.is_some())
         })
@@ -208,10 +244,7 @@ impl SharedStore for RedisStore {
 
     fn get(&self, key: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
         let key = self.key(key);
-        Box::pin(async move {
-            self.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
-                .await
-        })
+        Box::pin(async move { self.run(redis::cmd("GET").arg(&key)).await })
     }
 
     fn put(&self, key: &str, value: &[u8], ttl: Duration) -> StoreFuture<'_, ()> {
@@ -219,25 +252,15 @@ impl SharedStore for RedisStore {
         let value = value.to_vec();
         let ms = millis_at_least_one(ttl);
         Box::pin(async move {
-            self.run(async |c| {
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&value)
-                    .arg("PX")
-                    .arg(ms)
-                    .query_async(c)
-                    .await
-            })
-            .await
+            self.run(redis::cmd("SET").arg(&key).arg(&value).arg("PX").arg(ms))
+                .await
         })
     }
 
     fn delete(&self, key: &str) -> StoreFuture<'_, ()> {
         let key = self.key(key);
         Box::pin(async move {
-            let _: i64 = self
-                .run(async |c| redis::cmd("DEL").arg(&key).query_async(c).await)
-                .await?;
+            let _: i64 = self.run(redis::cmd("DEL").arg(&key)).await?;
             Ok(())
         })
     }

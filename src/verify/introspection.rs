@@ -54,7 +54,7 @@ pub use crate::config::introspection::{ClientAuthMethod, ClientSecret, Introspec
 use crate::config::{AuthConfig, check_https};
 use crate::context::AuthContext;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
-use crate::fetch::default_client;
+use crate::fetch::{HttpClient, default_client};
 use crate::json::{Members, ObjectError};
 use crate::policy::{Source, TokenPolicy};
 
@@ -107,7 +107,7 @@ struct Inner {
     policy: Arc<TokenPolicy>,
     endpoints: Vec<Endpoint>,
     resource: String,
-    client: reqwest::Client,
+    client: HttpClient,
     /// Whether `client` is a caller's (it may follow redirects).
     caller_client: bool,
     allow_loopback_http: bool,
@@ -221,7 +221,12 @@ impl IntrospectionVerifier {
     /// settings ([`AuthConfigBuilder::issuer_introspection`](crate::AuthConfigBuilder::issuer_introspection))
     /// are used too, before it.
     pub fn new(config: &AuthConfig, settings: IntrospectionSettings) -> Result<Self, ConfigError> {
-        Self::with_http_client(config, settings, default_client(config.http_timeout)?)
+        Self::build(
+            config,
+            Some(settings),
+            (default_client(config.http_timeout)?, false),
+            Arc::new(TokenPolicy::new(config)),
+        )
     }
 
     /// Like [`new`](Self::new), with a caller's HTTP client (custom roots).
@@ -238,7 +243,7 @@ impl IntrospectionVerifier {
         Self::build(
             config,
             Some(settings),
-            (client, true),
+            (client.into(), true),
             Arc::new(TokenPolicy::new(config)),
         )
     }
@@ -276,7 +281,7 @@ impl IntrospectionVerifier {
     fn build(
         config: &AuthConfig,
         shared: Option<IntrospectionSettings>,
-        (client, caller_client): (reqwest::Client, bool),
+        (client, caller_client): (HttpClient, bool),
         policy: Arc<TokenPolicy>,
     ) -> Result<Self, ConfigError> {
         if config.issuers.is_empty() {
@@ -574,13 +579,21 @@ impl IntrospectionVerifier {
             .ok_or(AuthErrorKind::IntrospectionUnavailable)?;
         let urls = crate::fetch::discovery_urls(issuer)
             .map_err(|_| AuthErrorKind::IntrospectionUnavailable)?;
+        // One deadline for every discovery URL: an issuer that does not
+        // answer costs it once, not once per URL.
+        let deadline = crate::fetch::deadline_after(self.inner.timeout);
         for url in urls {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(%issuer, "introspection discovery timed out");
+                break;
+            }
             let request = self
                 .inner
                 .client
-                .get(url.clone())
+                .get(&url)
                 .header(ACCEPT, "application/json");
-            let Ok(doc) = self.send(request, &url).await else {
+            let Ok(Ok(doc)) = tokio::time::timeout_at(deadline, self.send(request, &url)).await
+            else {
                 continue;
             };
             let Ok(doc) = serde_json::from_slice::<Map<String, Value>>(&doc) else {
@@ -623,7 +636,7 @@ impl IntrospectionVerifier {
         let s = &endpoint.settings;
         let form = vec![("token", token), ("token_type_hint", "access_token")];
         let request = crate::fetch::client_form_post(
-            self.inner.client.post(url.clone()),
+            self.inner.client.post(&url),
             form,
             s.auth_method,
             &s.client_id,

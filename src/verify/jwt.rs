@@ -85,7 +85,7 @@ impl JwtVerifier {
     /// platform's trust roots, no redirects, the configured deadline).
     pub fn new(config: &AuthConfig) -> Result<Self, ConfigError> {
         let client = crate::fetch::default_client(config.http_timeout)?;
-        Ok(Self::with_http_client(config, client))
+        Ok(Self::with_fetch_client(config, client))
     }
 
     /// A verifier that fetches metadata and keys with `client` (for custom
@@ -95,6 +95,10 @@ impl JwtVerifier {
     /// response from another URL than the one asked is thrown away) and each
     /// request is bounded by the configured `http_timeout`.
     pub fn with_http_client(config: &AuthConfig, client: reqwest::Client) -> Self {
+        Self::with_fetch_client(config, client.into())
+    }
+
+    fn with_fetch_client(config: &AuthConfig, client: crate::fetch::HttpClient) -> Self {
         let fetcher = Fetcher::with_client(
             client,
             config.max_document_bytes,

@@ -512,6 +512,45 @@ async fn layer_metrics_count_introspection_calls_through_the_chain() {
     assert!(format!("{layer:?}").contains(RESOURCE), "{layer:?}");
 }
 
+// An issuer that accepts and never answers costs one `http_timeout` for
+// the whole discovery of its introspection endpoint (three URLs for an
+// issuer with a path), not one per URL: counted by the connections it
+// accepts.
+#[tokio::test]
+async fn a_blackholed_issuer_costs_one_deadline_for_the_whole_discovery() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}/tenant", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    let blackhole = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let config = AuthConfig::builder()
+        .issuer(&issuer)
+        .resource(RESOURCE)
+        .introspection(IntrospectionSettings::new("rs:client", "s3cr&t"))
+        .allow_insecure_http_for_loopback(true)
+        .http_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let verifier = IntrospectionVerifier::from_config(&config).unwrap();
+    let err = bounded(verifier.verify(BearerToken::new("opaque-1")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), AuthErrorKind::IntrospectionUnavailable);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one discovery URL tried within the deadline"
+    );
+    blackhole.abort();
+}
+
 // Introspection settings that cannot work are refused when the verifier
 // is built, naming the setting.
 #[tokio::test]
