@@ -269,6 +269,21 @@ fn close(atoms: &[Atom], states: &mut [bool]) {
 pub(crate) struct Operation {
     method: String,
     targets: Vec<String>,
+    /// What a `completion/complete` completes (its target is that prompt's
+    /// name or that template's URI).
+    completes: Option<Completes>,
+}
+
+/// What a `completion/complete` request completes an argument of (MCP
+/// "Completion", `params.ref`): the answer may reveal what the prompt or
+/// the resources hold, so the request needs their scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Completes {
+    /// `ref/prompt`: a prompt, by name (`prompt_scopes`).
+    Prompt,
+    /// `ref/resource`: a resource template, by its URI template as written
+    /// (`resource_scopes`, matched as a URI is).
+    Resource,
 }
 
 impl Operation {
@@ -281,6 +296,17 @@ impl Operation {
         Self {
             method: method.into(),
             targets: targets.into_iter().map(Into::into).collect(),
+            completes: None,
+        }
+    }
+
+    /// A `completion/complete` of an argument of `target`, a prompt or a
+    /// resource template.
+    pub(crate) fn completion(completes: Completes, target: String) -> Self {
+        Self {
+            method: COMPLETE.to_owned(),
+            targets: vec![target],
+            completes: Some(completes),
         }
     }
 
@@ -303,6 +329,9 @@ impl Operation {
         }
     }
 }
+
+/// The method of argument completion (MCP "Completion").
+pub(crate) const COMPLETE: &str = "completion/complete";
 
 /// The methods whose targets are resource URIs.
 pub(crate) fn is_resource_method(method: &str) -> bool {
@@ -351,6 +380,23 @@ impl ScopePolicy {
                         }
                     }
                 }
+                // A completion needs what the prompt or template it
+                // completes needs (their declared scopes).
+                COMPLETE => match op.completes {
+                    Some(Completes::Prompt) => {
+                        if let Some(s) = self.prompts.get(target) {
+                            push(s);
+                        }
+                    }
+                    Some(Completes::Resource) => {
+                        for (pattern, s) in &self.resources {
+                            if pattern.matches(target) {
+                                push(s);
+                            }
+                        }
+                    }
+                    None => {}
+                },
                 _ => {}
             }
         }

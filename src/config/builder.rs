@@ -53,6 +53,7 @@ pub struct AuthConfigBuilder {
     pub(super) require_keys_before_ready: bool,
     pub(super) allowed_origins: Vec<String>,
     pub(super) sessions: SessionLimits,
+    pub(super) close_streams_at_expiry: bool,
     pub(super) jwks: JwksPolicy,
     pub(super) token_cache: TokenCachePolicy,
     pub(super) dpop: super::DpopPolicy,
@@ -110,6 +111,7 @@ impl Default for AuthConfigBuilder {
             require_keys_before_ready: true,
             allowed_origins: Vec::new(),
             sessions: SessionLimits::default(),
+            close_streams_at_expiry: true,
             jwks: JwksPolicy::default(),
             token_cache: TokenCachePolicy::default(),
             dpop: super::DpopPolicy::default(),
@@ -409,6 +411,23 @@ impl AuthConfigBuilder {
     /// mode off. For deployments without pre-2026 clients.
     pub fn stateless_only(mut self, on: bool) -> Self {
         self.sessions.enabled = !on;
+        self
+    }
+
+    /// End every event stream (`text/event-stream` response: a legacy GET
+    /// stream, a POST answered with SSE, a 2026-07-28
+    /// `subscriptions/listen`) when the token that opened it expires, its
+    /// `exp` plus the [`leeway`](Self::leeway) (default on). The client
+    /// sees the stream end, as if the server had closed it, and reconnects
+    /// with its current token, which is verified like any request: nothing
+    /// more is delivered on the strength of an expired credential. A call
+    /// still running then loses its answer on that stream (resumption of a
+    /// request's stream is not offered); tokens outlive calls by far in
+    /// practice. Off: a stream lasts as long as the server keeps it open,
+    /// whatever its token (the behaviour of earlier versions). A token
+    /// without `exp` (a custom verifier's) opens streams without an end.
+    pub fn close_streams_at_expiry(mut self, on: bool) -> Self {
+        self.close_streams_at_expiry = on;
         self
     }
 
@@ -860,6 +879,7 @@ impl AuthConfigBuilder {
             require_keys_before_ready: self.require_keys_before_ready,
             allowed_origins,
             sessions,
+            close_streams_at_expiry: self.close_streams_at_expiry,
         })
     }
 }

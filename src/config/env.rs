@@ -109,7 +109,9 @@ impl Parse {
                 apply(staged, n)
             }
             Self::Flag(apply) => match raw.trim() {
-                "" | "0" => apply(staged, false),
+                // Empty is unset: the default stays (some flags default on).
+                "" => Ok(()),
+                "0" => apply(staged, false),
                 "1" => apply(staged, true),
                 _ => Err("must be 1 or 0".to_owned()),
             },
@@ -482,6 +484,18 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         }),
         default: "off",
         meaning: "`1`: serve the stateless 2026-07-28 protocol only, no legacy sessions",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_CLOSE_STREAMS_AT_EXPIRY",
+        setting: "close_streams_at_expiry",
+        field: "close_streams_at_expiry",
+        required: false,
+        parse: Parse::Flag(|s, on| {
+            s.builder.close_streams_at_expiry = on;
+            Ok(())
+        }),
+        default: "on",
+        meaning: "`0`: event streams outlive the token that opened them (by default they end at its expiry plus the leeway)",
     },
     EnvVar {
         name: "MCP_OAUTH2_DPOP",
@@ -1076,6 +1090,7 @@ mod tests {
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "40"),
             ("MCP_OAUTH2_VERIFY_TIMEOUT", "12"),
             ("MCP_OAUTH2_STATELESS_ONLY", "1"),
+            ("MCP_OAUTH2_CLOSE_STREAMS_AT_EXPIRY", "0"),
             ("MCP_OAUTH2_DPOP", " Required "),
             ("MCP_OAUTH2_DPOP_NONCE", "1"),
             ("MCP_OAUTH2_DPOP_ALGORITHMS", "ES256, EdDSA"),
@@ -1134,6 +1149,7 @@ mod tests {
         assert_eq!(c.sessions.total, 30);
         assert_eq!(c.sessions.idle_timeout, s(40));
         assert!(!c.sessions.enabled);
+        assert!(!c.close_streams_at_expiry);
         assert_eq!(c.dpop.mode, crate::config::DpopMode::Required);
         assert!(c.dpop.nonce);
         assert_eq!(c.dpop.algorithms, [Algorithm::ES256, Algorithm::EdDSA]);
@@ -1290,6 +1306,7 @@ mod tests {
                 &[],
             ),
             ("MCP_OAUTH2_STATELESS_ONLY", "2", &[]),
+            ("MCP_OAUTH2_CLOSE_STREAMS_AT_EXPIRY", "yes", &[]),
             ("MCP_OAUTH2_DPOP", "sometimes", &[]),
             ("MCP_OAUTH2_DPOP_NONCE", "yes", &[]),
             ("MCP_OAUTH2_DPOP_ALGORITHMS", "HS256", &[]),

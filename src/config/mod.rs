@@ -206,6 +206,8 @@ pub struct AuthConfig {
     pub(crate) audit_refusal_limit: Option<crate::throttle::RateLimit>,
     /// State shared by replicas (`None`: each keeps its own in memory).
     pub(crate) shared_store: Option<std::sync::Arc<dyn crate::store::SharedStore>>,
+    /// End event streams when their token expires.
+    pub(crate) close_streams_at_expiry: bool,
 }
 
 /// Bounds on legacy (2025-11-25 and earlier) sessions.

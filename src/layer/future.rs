@@ -35,6 +35,7 @@ pin_project_lite::pin_project! {
             origin: Option<HeaderValue>,
             step_up: Option<StepUpCheck>,
             nonce: Option<HeaderValue>,
+            stream_end: Option<tokio::time::Instant>,
         },
         Boxed { future: BoxFuture<'static, Result<Response, E>> },
         // An SSE response held until its first event (late step-up).
@@ -58,6 +59,7 @@ impl<F, E> ResponseFuture<F, E> {
         origin: Option<HeaderValue>,
         step_up: Option<StepUpCheck>,
         nonce: Option<HeaderValue>,
+        stream_end: Option<tokio::time::Instant>,
     ) -> Self {
         Self {
             kind: Kind::Inner {
@@ -66,6 +68,7 @@ impl<F, E> ResponseFuture<F, E> {
                 origin,
                 step_up,
                 nonce,
+                stream_end,
             },
             request_id: None,
         }
@@ -142,6 +145,7 @@ where
                 origin,
                 step_up,
                 nonce,
+                stream_end,
             } => {
                 let response = std::task::ready!(future.poll(cx))?;
                 let settled = match step_up.take() {
@@ -155,14 +159,16 @@ where
                             hook.take(),
                             origin.take(),
                             nonce.take(),
+                            *stream_end,
                         )));
                     }
                     Settled::Held(held) => {
                         let (hook, origin, nonce) = (hook.take(), origin.take(), nonce.take());
+                        let stream_end = *stream_end;
                         Kind::Held {
-                            future: Box::pin(
-                                async move { finish(held.await, hook, origin, nonce) },
-                            ),
+                            future: Box::pin(async move {
+                                finish(held.await, hook, origin, nonce, stream_end)
+                            }),
                         }
                     }
                 }
@@ -175,15 +181,20 @@ where
 }
 
 /// What the layer does to an admitted request's response: the session
-/// hook, a fresh `DPoP-Nonce` (RFC 9449 section 8.2), then the CORS headers.
+/// hook, a fresh `DPoP-Nonce` (RFC 9449 section 8.2), the end of an event
+/// stream at its token's expiry (`stream_end`), then the CORS headers.
 pub(super) fn finish(
     mut response: Response,
     hook: Option<SessionHook>,
     origin: Option<HeaderValue>,
     nonce: Option<HeaderValue>,
+    stream_end: Option<tokio::time::Instant>,
 ) -> Response {
     if let Some(hook) = hook {
         response = hook.after(response);
+    }
+    if let Some(deadline) = stream_end {
+        response = super::stream_end::end_streams_at(response, deadline);
     }
     if let Some(nonce) = nonce {
         response
@@ -235,6 +246,7 @@ mod tests {
             std::future::ready(Ok(StatusCode::OK.into_response())),
             None,
             Some(origin),
+            None,
             None,
             None,
         );

@@ -16,6 +16,7 @@ mod refused;
 mod service;
 mod sessions;
 mod step_up;
+mod stream_end;
 
 use std::sync::Arc;
 
@@ -138,6 +139,9 @@ struct Shared {
     latency: Arc<Latencies>,
     /// Whether the warning about a layer inside a nested router was logged.
     nested_warned: Arc<std::sync::atomic::AtomicBool>,
+    /// End event streams at their token's expiry plus this leeway (seconds);
+    /// `None`: streams outlive their tokens (`close_streams_at_expiry(false)`).
+    stream_leeway: Option<u64>,
 }
 
 /// The latency histograms the layer records.
@@ -233,6 +237,9 @@ impl AuthLayer {
                 )),
                 latency: Arc::default(),
                 nested_warned: Arc::default(),
+                stream_leeway: config
+                    .close_streams_at_expiry
+                    .then_some(config.leeway.as_secs()),
             }),
         }
     }

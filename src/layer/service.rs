@@ -161,7 +161,7 @@ where
             return ResponseFuture::ready(with_cors(response, origin.as_ref()));
         }
         if !placement.on_mcp && shared.exempt.iter().any(|r| r.matches(req.uri().path())) {
-            return ResponseFuture::inner(self.inner.call(req), None, origin, None, None);
+            return ResponseFuture::inner(self.inner.call(req), None, origin, None, None, None);
         }
         if placement.stateless {
             // MCP 2026-07-28: a stateless request's session headers are
@@ -233,6 +233,7 @@ where
                         origin,
                         admitted.step_up,
                         admitted.dpop_nonce,
+                        admitted.stream_end,
                     );
                 }
                 Err(response) => *response,
@@ -346,7 +347,13 @@ where
                 }
                 hook => hook,
             };
-            Ok(finish(response, hook, origin, admitted.dpop_nonce))
+            Ok(finish(
+                response,
+                hook,
+                origin,
+                admitted.dpop_nonce,
+                admitted.stream_end,
+            ))
         }))
     }
 }
@@ -396,6 +403,9 @@ struct Admitted {
     filter_for: Option<AuthContext>,
     /// A fresh server nonce for a DPoP caller, when nonces are demanded.
     dpop_nonce: Option<HeaderValue>,
+    /// When an event stream answering the request ends (its token's
+    /// expiry), unless `close_streams_at_expiry(false)`.
+    stream_end: Option<tokio::time::Instant>,
 }
 
 impl Shared {
@@ -691,6 +701,9 @@ impl Shared {
         } else {
             None
         };
+        let stream_end = self
+            .stream_leeway
+            .and_then(|leeway| super::stream_end::deadline(&ctx, leeway));
         let ctx = ctx.with_request_id(seen.meta.request_id.clone());
         req.extensions_mut().insert(ctx);
         Ok(Admitted {
@@ -699,6 +712,7 @@ impl Shared {
             in_flight,
             filter_for,
             dpop_nonce,
+            stream_end,
         })
     }
 

@@ -135,7 +135,7 @@ impl StepUpCheck {
     }
 }
 
-fn is_event_stream(response: &Response) -> bool {
+pub(super) fn is_event_stream(response: &Response) -> bool {
     response
         .headers()
         .get(http::header::CONTENT_TYPE)

@@ -16,7 +16,9 @@
 //!   (`params.name` of `tools/call` and `prompts/get`, `params.uri` of
 //!   `resources/read`, `resources/subscribe`, `resources/unsubscribe`), a
 //!   `subscriptions/listen` whose `params.notifications.resourceSubscriptions`
-//!   is not an array of strings, a `method` that is not a string.
+//!   is not an array of strings, a `completion/complete` whose `params.ref`
+//!   is not a `ref/prompt` with a string `name` or a `ref/resource` with a
+//!   string `uri`, a `method` that is not a string.
 //!
 //! Messages without a `method` (responses the client sends back) are not
 //! dispatched as calls and carry no operation.
@@ -32,7 +34,7 @@ mod scan;
 
 use scan::{Facts, List, Shape, Text, scan};
 
-use crate::scope::Operation;
+use crate::scope::{COMPLETE, Completes, Operation};
 
 /// Why the operations of a request could not be determined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +65,8 @@ pub(crate) enum Unreadable {
     /// A message is not an object, or its `method` is not a string.
     NotARequest,
     /// A request's target (`params.name`, `params.uri`,
-    /// `resourceSubscriptions`) is missing or not a string.
+    /// `resourceSubscriptions`, a completion's `params.ref`) is missing or
+    /// not a string.
     BadTarget,
 }
 
@@ -101,7 +104,7 @@ impl Unreadable {
                 "Invalid Request: a message is not a JSON object, or its method is not a string"
             }
             Self::BadTarget => {
-                "Invalid params: the target of a request (params.name, params.uri or resourceSubscriptions) is missing or not a string"
+                "Invalid params: the target of a request (params.name, params.uri, resourceSubscriptions or a completion's params.ref) is missing or not a string"
             }
         }
     }
@@ -150,6 +153,29 @@ fn listened_uris(
     }
 }
 
+/// What a `completion/complete` completes (`params.ref`: `ref/prompt` with
+/// a string `name`, or `ref/resource` with a string `uri`). Anything else
+/// is unreadable: rmcp would not dispatch it, and we do not guess.
+fn completed(
+    params: Shape,
+    reference: Shape,
+    kind: Text<'_>,
+    name: Text<'_>,
+    uri: Text<'_>,
+) -> Result<(Completes, String), Unreadable> {
+    if params != Shape::Object || reference != Shape::Object {
+        return Err(Unreadable::BadTarget);
+    }
+    let Text::Str(kind) = kind else {
+        return Err(Unreadable::BadTarget);
+    };
+    match kind.as_ref() {
+        "ref/prompt" => Ok((Completes::Prompt, required(Shape::Object, name)?)),
+        "ref/resource" => Ok((Completes::Resource, required(Shape::Object, uri)?)),
+        _ => Err(Unreadable::BadTarget),
+    }
+}
+
 /// The operation of one message; `None` for a message without `method`.
 fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, Unreadable> {
     let Facts {
@@ -160,6 +186,10 @@ fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, Unreadable> {
         uri,
         notifications,
         subscriptions,
+        reference,
+        ref_type,
+        ref_name,
+        ref_uri,
     } = facts;
     if !object {
         return Err(Unreadable::NotARequest);
@@ -175,6 +205,10 @@ fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, Unreadable> {
             vec![required(params, uri)?]
         }
         "subscriptions/listen" => listened_uris(params, notifications, subscriptions)?,
+        COMPLETE => {
+            let (completes, target) = completed(params, reference, ref_type, ref_name, ref_uri)?;
+            return Ok(Some(Operation::completion(completes, target)));
+        }
         _ => Vec::new(),
     };
     Ok(Some(Operation::new(method, targets)))
@@ -208,7 +242,9 @@ pub(crate) fn read_operations(body: &[u8]) -> Result<Vec<Operation>, Unreadable>
 /// resource URI of a call that names exactly one thing.
 fn header_name(op: &Operation) -> Option<&str> {
     match op.method() {
-        "subscriptions/listen" => None,
+        // MCP 2026-07-28 mirrors the name of tools/call, resources/read and
+        // prompts/get only.
+        "subscriptions/listen" | COMPLETE => None,
         _ => op.name(),
     }
 }

@@ -74,6 +74,14 @@ pub(super) struct Facts<'a> {
     pub(super) notifications: Shape,
     /// `params.notifications.resourceSubscriptions`.
     pub(super) subscriptions: List<'a>,
+    /// `params.ref` (`completion/complete`).
+    pub(super) reference: Shape,
+    /// `params.ref.type`.
+    pub(super) ref_type: Text<'a>,
+    /// `params.ref.name` (a prompt's).
+    pub(super) ref_name: Text<'a>,
+    /// `params.ref.uri` (a resource template's).
+    pub(super) ref_uri: Text<'a>,
 }
 
 /// Where in a message a value sits: what is kept of it.
@@ -91,6 +99,11 @@ enum Role {
     Subscriptions,
     /// An element of `resourceSubscriptions`.
     Subscription,
+    /// `params.ref`.
+    Ref,
+    RefType,
+    RefName,
+    RefUri,
 }
 
 /// Reads `text` (one JSON value) strictly. `Err`: not strictly valid JSON
@@ -171,6 +184,10 @@ fn member_role(parent: Role, name: &str) -> Role {
         (Role::Params, "uri") => Role::Uri,
         (Role::Params, "notifications") => Role::Notifications,
         (Role::Notifications, "resourceSubscriptions") => Role::Subscriptions,
+        (Role::Params, "ref") => Role::Ref,
+        (Role::Ref, "type") => Role::RefType,
+        (Role::Ref, "name") => Role::RefName,
+        (Role::Ref, "uri") => Role::RefUri,
         _ => Role::Skip,
     }
 }
@@ -201,6 +218,10 @@ impl<'de> Walk<'_, 'de> {
             Role::Uri => facts.uri = Text::Other,
             Role::Notifications => facts.notifications = Shape::Other,
             Role::Subscriptions | Role::Subscription => facts.subscriptions = List::Other,
+            Role::Ref => facts.reference = Shape::Other,
+            Role::RefType => facts.ref_type = Text::Other,
+            Role::RefName => facts.ref_name = Text::Other,
+            Role::RefUri => facts.ref_uri = Text::Other,
         }
     }
 
@@ -210,6 +231,9 @@ impl<'de> Walk<'_, 'de> {
             Role::Method => facts.method = Text::Str(s),
             Role::Name => facts.name = Text::Str(s),
             Role::Uri => facts.uri = Text::Str(s),
+            Role::RefType => facts.ref_type = Text::Str(s),
+            Role::RefName => facts.ref_name = Text::Str(s),
+            Role::RefUri => facts.ref_uri = Text::Str(s),
             Role::Subscription => {
                 if let List::Strs(all) = &mut facts.subscriptions {
                     all.push(s);
@@ -293,6 +317,7 @@ impl<'de> Visitor<'de> for Walk<'_, 'de> {
             Role::Message => facts.object = true,
             Role::Params => facts.params = Shape::Object,
             Role::Notifications => facts.notifications = Shape::Object,
+            Role::Ref => facts.reference = Shape::Object,
             Role::Skip => {}
             _ => Walk {
                 role,

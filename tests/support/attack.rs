@@ -19,8 +19,9 @@ use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::{AuthConfig, AuthConfigBuilder, McpServer, RequestContextExt};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{
-    InitializeRequestParams, InitializeResult, ReadResourceRequestParams, ReadResourceResponse,
-    ReadResourceResult, ResourceContents, ServerCapabilities, ServerConfig, SubscribeRequestParams,
+    CompleteRequestParams, CompleteResult, CompletionInfo, InitializeRequestParams,
+    InitializeResult, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    Reference, ResourceContents, ServerCapabilities, ServerConfig, SubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ServerHandler, tool, tool_handler, tool_router};
@@ -49,7 +50,8 @@ pub fn required_scopes(what: &str) -> &'static [&'static str] {
         "read_tool" => &[READ],
         "write_tool" => &[WRITE],
         w if w.starts_with("resource:res://private/")
-            || w.starts_with("subscribe:res://private/") =>
+            || w.starts_with("subscribe:res://private/")
+            || w.starts_with("complete:res://private/") =>
         {
             &[PRIVATE]
         }
@@ -61,7 +63,7 @@ pub fn required_scopes(what: &str) -> &'static [&'static str] {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exec {
     /// `read_tool`, `write_tool`, `open_tool`, `initialize`, `resource:<uri>`,
-    /// `subscribe:<uri>`.
+    /// `subscribe:<uri>`, `complete:<template uri or prompt name>`.
     pub what: String,
     /// The subject of the `AuthContext` the handler saw (`None`: none).
     pub subject: Option<String>,
@@ -169,8 +171,27 @@ impl ServerHandler for ScopedServer {
                 .enable_tools()
                 .enable_resources()
                 .enable_resources_subscribe()
+                .enable_completions()
                 .build(),
         )
+    }
+
+    // Argument completion of a prompt or a resource template: what it
+    // answers may reveal what the prompt or the resources hold.
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, rmcp::ErrorData> {
+        let what = match &request.r#ref {
+            Reference::Resource(template) => template.uri.clone(),
+            Reference::Prompt(prompt) => prompt.name.clone(),
+            _ => String::new(),
+        };
+        self.record(&format!("complete:{what}"), &context);
+        let info = CompletionInfo::new(vec!["secret-1".into()])
+            .map_err(|e| rmcp::ErrorData::internal_error(e, None))?;
+        Ok(CompleteResult::new(info))
     }
 
     async fn initialize(
