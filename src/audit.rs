@@ -11,7 +11,7 @@
 //! | `event` | `auth.accepted`, `auth.refused`, `authz.refused`, `throttled`, `session.refused` |
 //! | `reason` | stable snake_case code (`ok`, an [`AuthErrorKind::code`](crate::AuthErrorKind::code), `issuer_not_trusted`, `failed_auth_limit`, `missing_auth_limit`, `session_not_owned`, ...) |
 //! | `status` | the HTTP status answered |
-//! | `issuer`, `subject`, `client_id`, `tenant`, `scopes` | the verified caller (`tenant`: the tenant its issuer template admitted, else its `tid` or `tenant` claim) |
+//! | `issuer`, `subject`, `client_id`, `tenant`, `scopes` | the verified caller (`tenant`: the tenant its issuer template admitted, else its `tid` or `tenant` claim; `scopes` space-separated, each cleaned: printable ASCII only, a space inside a scope `?`) |
 //! | `needed_scopes` | what the refused operation needs |
 //! | `mcp_method`, `mcp_name` | the MCP operation (headers, or the body when it was read) |
 //! | `client_addr` | the client's IP address (see trusted proxies) |
@@ -358,7 +358,7 @@ fn write(record: &Record<'_>, suppressed: Option<u64>) {
     let ctx = record.ctx;
     // Joined only when a subscriber records the event (`Display`): an
     // event nobody's filter enables allocates nothing.
-    let scopes = ctx.map(|c| tracing::field::display(Joined(c.scopes())));
+    let scopes = ctx.map(|c| tracing::field::display(Scopes(c.scopes())));
     let needed =
         (!record.needed.is_empty()).then(|| tracing::field::display(Joined(record.needed)));
     let tenant = ctx.and_then(tenant_of);
@@ -431,6 +431,38 @@ impl<T: AsRef<str>> std::fmt::Display for Joined<'_, T> {
                 f.write_str(" ")?;
             }
             f.write_str(s.as_ref())?;
+        }
+        Ok(())
+    }
+}
+
+/// Granted scopes for a log field, joined by spaces. They come from the
+/// token's claims (an `scp` or role array may hold any text), so each is
+/// cleaned as header text is: at most [`MAX_FIELD_LEN`] bytes, anything
+/// but printable ASCII `?` (a line break cannot start a forged log line),
+/// and a space inside a scope `?` too, so that a space always separates
+/// two scopes; one that looks like a JWT is redacted.
+struct Scopes<'a, T>(&'a [T]);
+
+impl<T: AsRef<str>> std::fmt::Display for Scopes<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        for (i, scope) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_char(' ')?;
+            }
+            let bytes = scope.as_ref().as_bytes();
+            if looks_like_a_jwt(bytes) {
+                f.write_str(REDACTED)?;
+                continue;
+            }
+            for b in bytes.iter().take(MAX_FIELD_LEN) {
+                f.write_char(if b.is_ascii_graphic() {
+                    char::from(*b)
+                } else {
+                    '?'
+                })?;
+            }
         }
         Ok(())
     }
@@ -582,5 +614,22 @@ mod tests {
         let scopes = ["a".to_owned(), "b".to_owned()];
         assert_eq!(Joined(&scopes[..]).to_string(), "a b");
         assert_eq!(Joined::<String>(&[]).to_string(), "");
+        let claimed = [
+            "notes:read".to_owned(),
+            "a\nWARN forged".to_owned(),
+            "two words".to_owned(),
+            "é".to_owned(),
+            "eyJhbGciOiJSUzI1NiJ9.e30.c2ln".to_owned(),
+            "x".repeat(300),
+        ];
+        let written = Scopes(&claimed[..]).to_string();
+        let words: Vec<&str> = written.split(' ').collect();
+        assert_eq!(words.len(), claimed.len(), "{written}");
+        assert_eq!(
+            &words[..4],
+            ["notes:read", "a?WARN?forged", "two?words", "??"]
+        );
+        assert_eq!(words[4], REDACTED);
+        assert_eq!(words[5].len(), MAX_FIELD_LEN);
     }
 }

@@ -163,6 +163,12 @@ auth_error_kinds! {
         "The token header uses an unsupported or forbidden parameter"),
     /// The `typ` header is not an accepted access-token type (RFC 9068 section 2.1).
     InvalidType => ("invalid_type", InvalidToken, "The token is not a JWT access token (typ)"),
+    /// The claims say the token is a refresh token or an ID token
+    /// (`token_use`, `token_type` or Keycloak's `typ` claim), never an
+    /// access token, whatever its audience (RFC 6749 section 1.5, RFC 7662
+    /// section 2.2, OpenID Connect Core section 2).
+    NotAnAccessToken => ("not_an_access_token", InvalidToken,
+        "The token is not an access token"),
     /// `alg` is not on the configured allowlist (RFC 8725 section 3.1).
     DisallowedAlgorithm => ("disallowed_algorithm", InvalidToken,
         "The token's signing algorithm is not accepted"),

@@ -29,10 +29,20 @@
 //! 4. The lifetime cap: `exp` no further ahead than the maximum token
 //!    lifetime, and `exp - iat` not longer than it.
 //! 5. The audience (RFC 8707, RFC 9068 section 4, see [`AudienceRule`]).
-//! 6. `sub` a non-empty string (an introspection answer without `sub`
+//! 6. The claims do not name another kind of token: `token_use` other
+//!    than `access` / `access_token`, `token_type` `refresh_token` /
+//!    `refresh` / `id_token`, or Keycloak's `typ` claim `ID` / `Refresh` /
+//!    `Offline` / `Logout` (any case) is refused (`not_an_access_token`): a
+//!    refresh or ID token that names this server as its audience is still
+//!    not an access token. With
+//!    [`require_client_id`](crate::AuthConfigBuilder::require_client_id)
+//!    (the Entra ID presets), a token naming no client (`client_id`, `azp`,
+//!    `cid`, `appid`) is refused the same way: an ID token names its client
+//!    only as its audience.
+//! 7. `sub` a non-empty string (an introspection answer without `sub`
 //!    takes its `client_id`, RFC 7662 tokens of the client credentials
 //!    grant).
-//! 7. Key binding: a token bound to a DPoP key (`cnf.jkt`, RFC 9449
+//! 8. Key binding: a token bound to a DPoP key (`cnf.jkt`, RFC 9449
 //!    section 6) has the thumbprint recorded in its context, and the layer
 //!    accepts it only with a DPoP proof made with that key, never as
 //!    Bearer (section 7.2). Any other `cnf` (RFC 8705 `x5t#S256`, an empty
@@ -83,6 +93,9 @@ pub(crate) struct TokenPolicy {
     resource: CanonicalResource,
     leeway: u64,
     max_lifetime: u64,
+    /// Whether a token must name its client (`client_id`, `azp`, `cid` or
+    /// `appid`): see [`AuthConfigBuilder::require_client_id`](crate::AuthConfigBuilder::require_client_id).
+    require_client: bool,
     /// Whether any issuer accepts `typ: JWT` (the header check before the
     /// issuer is known; the issuer's own rule is applied after).
     any_allows_jwt: bool,
@@ -222,6 +235,7 @@ impl TokenPolicy {
             resource: CanonicalResource::new(&config.resource),
             leeway: config.leeway.as_secs(),
             max_lifetime: config.max_token_lifetime.as_secs(),
+            require_client: config.require_client_id,
         }
     }
 
@@ -305,6 +319,11 @@ impl TokenPolicy {
             }
         }
         self.check_audience(claims, rules)?;
+        check_token_kind(claims)?;
+        // An ID token names its client only as its audience.
+        if self.require_client && client_id(claims)?.is_none() {
+            return Err(AuthErrorKind::NotAnAccessToken.into());
+        }
         let subject = match (claims.str("sub"), source) {
             (Ok(Some(s)), _) if !s.is_empty() => s,
             // RFC 7662 section 2.2: `sub` is optional; a token of the client
@@ -663,6 +682,42 @@ impl CanonicalResource {
             && scheme.eq_ignore_ascii_case(&self.scheme)
             && authority.eq_ignore_ascii_case(&self.authority)
     }
+}
+
+/// Rule 6: the claims do not say the token is another kind than an access
+/// token. An introspection endpoint may answer `active: true` for a
+/// refresh token (RFC 7662 section 2.2 lets it look the token up among
+/// every kind), and a provider may sign ID tokens with the keys of its
+/// access tokens; neither is an access token (RFC 6749 section 1.5, OpenID
+/// Connect Core section 2), whatever its audience. Refused, compared
+/// case-insensitively:
+/// - `token_use` (Cognito `access` / `id`, Ory Hydra `access_token` /
+///   `refresh_token`) other than `access` or `access_token`;
+/// - `token_type` `refresh_token`, `refresh` or `id_token` (RFC 7662
+///   `token_type` names an access token type: `Bearer`, `DPoP`);
+/// - Keycloak's `typ` claim `ID`, `Refresh`, `Offline` or `Logout` (its
+///   access tokens say `Bearer`).
+///
+/// One of these members of another JSON type than a string is
+/// `invalid_claims`.
+fn check_token_kind(claims: &Members<'_>) -> Result<(), AuthError> {
+    let refused = || AuthError::new(AuthErrorKind::NotAnAccessToken);
+    let is_any = |name: &str, values: &[&str]| -> Result<bool, AuthError> {
+        match claims.str(name) {
+            Ok(None) => Ok(false),
+            Ok(Some(v)) => Ok(values.iter().any(|x| v.eq_ignore_ascii_case(x))),
+            Err(()) => Err(AuthErrorKind::InvalidClaims.into()),
+        }
+    };
+    if claims.contains("token_use") && !is_any("token_use", &["access", "access_token"])? {
+        return Err(refused());
+    }
+    if is_any("token_type", &["refresh_token", "refresh", "id_token"])?
+        || is_any("typ", &["id", "refresh", "offline", "logout"])?
+    {
+        return Err(refused());
+    }
+    Ok(())
 }
 
 /// RFC 9068 section 2.1: `at+jwt`, compared case-insensitively, with or

@@ -44,7 +44,11 @@ pub fn auth0(domain: &str) -> AuthConfigBuilder {
 /// `https://login.microsoftonline.com/{tenant_id}/v2.0`. Entra puts the API
 /// app registration's application (client) ID in `aud`, never a URL, so that
 /// ID is accepted as this server's audience: give the MCP server its own app
-/// registration. Delegated scopes come from `scp` (space-separated);
+/// registration. An ID token issued to a client of that same registration
+/// carries that ID as its audience too; it names no client (`azp`,
+/// `appid`), which every Entra access token does, so tokens without one
+/// are refused ([`require_client_id`](AuthConfigBuilder::require_client_id)).
+/// Delegated scopes come from `scp` (space-separated);
 /// app-only permissions arrive in `roles` (add `"roles"` to
 /// [`scope_claims`](AuthConfigBuilder::scope_claims) to use them).
 /// Single tenant; for a multi-tenant app see [`entra_id_multi_tenant`].
@@ -56,6 +60,7 @@ pub fn entra_id(tenant_id: &str, application_id: &str) -> AuthConfigBuilder {
         ))
         .typ_policy(TypPolicy::AllowJwt)
         .accept_audience(application_id.trim())
+        .require_client_id(true)
         .scope_claims(["scp"])
 }
 
@@ -63,12 +68,14 @@ pub fn entra_id(tenant_id: &str, application_id: &str) -> AuthConfigBuilder {
 /// `aud` the application ID URI (`api://...`) or ID the client asked for.
 /// Discovery from that issuer is not documented by Microsoft: set the key-set
 /// URL (`https://login.microsoftonline.com/{tenant_id}/discovery/keys`) with
-/// [`jwks_uri`](AuthConfigBuilder::jwks_uri).
+/// [`jwks_uri`](AuthConfigBuilder::jwks_uri). Tokens without `appid` (or
+/// another client claim: ID tokens) are refused, as in [`entra_id`].
 pub fn entra_id_v1(tenant_id: &str, application_id_uri: &str) -> AuthConfigBuilder {
     AuthConfig::builder()
         .issuer(format!("https://sts.windows.net/{}/", tenant_id.trim()))
         .typ_policy(TypPolicy::AllowJwt)
         .accept_audience(application_id_uri.trim())
+        .require_client_id(true)
         .scope_claims(["scp"])
 }
 
@@ -119,7 +126,8 @@ where
 /// `https://login.microsoftonline.com/{tenant}/v2.0` with `tid` equal to the
 /// tenant, tenants from `tenants` (directory GUIDs), and the common key set
 /// `https://login.microsoftonline.com/common/discovery/v2.0/keys` shared by
-/// every tenant. `aud` is the API's application ID, as in [`entra_id`]. The
+/// every tenant. `aud` is the API's application ID and tokens naming no
+/// client are refused, as in [`entra_id`]. The
 /// metadata advertises `https://login.microsoftonline.com/organizations/v2.0`
 /// (clients sign users in there; the token names their own tenant).
 ///
@@ -141,6 +149,7 @@ where
         )
         .typ_policy(TypPolicy::AllowJwt)
         .accept_audience(application_id.trim())
+        .require_client_id(true)
         .scope_claims(["scp"])
 }
 

@@ -8,7 +8,8 @@
 //! tokens; tokens in `X-Request-Id`, in the query, in bodies, in `Mcp-Name`)
 //! proves that no token material reaches the audit events or any log line.
 //!
-//! One test in its own binary, because it installs the global subscriber.
+//! One in-process test in its own binary, because it installs the global
+//! subscriber; the other reads the reference server's own log lines.
 // Test and demo code: a panic here is a failed run, not an outage, so
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
@@ -530,4 +531,111 @@ async fn run(audit: &Audit) -> Vec<String> {
     )
     .await;
     secrets
+}
+
+/// A whoami call of MCP 2026-07-28.
+const WHOAMI: &str = concat!(
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{},"#,
+    r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","#,
+    r#""io.modelcontextprotocol/clientCapabilities":{}}}}"#
+);
+
+// The audit log is for the operator to trust: a value a token carries must
+// not write a line of its own. The granted scopes come from claims (group
+// or role names with `scope_claims`, whatever a client asked for), and a
+// scope holding a line break, a control character or a space (an array
+// entry `"a b"` read as two scopes; Entra and Okta send `scp` arrays) is
+// written cleaned, in the reference server's default text format and in
+// JSON. Each log line is read as the server prints it.
+#[tokio::test]
+async fn scope_values_cannot_forge_or_blur_log_lines() {
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let forged = "2026-12-03T00:00:00.000000Z  WARN mcp_oauth2::audit: audit event=forged";
+    for format in ["text", "json"] {
+        let port = support::reference::free_port();
+        let resource = format!("http://127.0.0.1:{port}/mcp");
+        let env = [
+            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+            ("MCP_OAUTH2_RESOURCE", resource.as_str()),
+            ("MCP_OAUTH2_LOG_FORMAT", format),
+            ("RUST_LOG", "warn,mcp_oauth2::audit=info"),
+        ];
+        let mut server = support::reference::start(port, &env).await;
+        let token = issuer
+            .token()
+            .audience(&resource)
+            .subject("mallory")
+            .claim(
+                "scp",
+                json!([
+                    "notes:read",
+                    format!("x\n{forged}\r\u{1b}[2J"),
+                    "two words",
+                    "tab\there"
+                ]),
+            )
+            .sign();
+        let r = reqwest::Client::new()
+            .post(&resource)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("authorization", format!("Bearer {token}"))
+            .header("x-request-id", "forge-attempt")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "whoami")
+            .body(WHOAMI)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{format}");
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = server.lines.next_line().await.unwrap() {
+                let done = line.contains("forge-attempt");
+                seen.push(line);
+                if done {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap();
+        assert!(found, "{format}: no audit line: {seen:?}");
+        for line in &seen {
+            assert!(
+                !line.starts_with("2026-12-03T00:00:00"),
+                "{format}: a forged line: {seen:?}"
+            );
+            assert!(
+                !line.contains('\u{1b}') && !line.contains('\r'),
+                "{format}: a control character: {line:?}"
+            );
+        }
+        let event = seen.last().unwrap();
+        let scopes = if format == "json" {
+            let v: serde_json::Value = serde_json::from_str(event).unwrap();
+            v["fields"]["scopes"].as_str().unwrap().to_owned()
+        } else {
+            event
+                .split(" scopes=")
+                .nth(1)
+                .and_then(|rest| rest.split(" mcp_method=").next())
+                .unwrap()
+                .to_owned()
+        };
+        // Four granted scopes, four words: a space inside one is not a
+        // separator.
+        assert_eq!(scopes.split(' ').count(), 4, "{format}: {scopes:?}");
+        assert!(
+            scopes.starts_with("notes:read x?2026"),
+            "{format}: {scopes:?}"
+        );
+        assert!(
+            scopes.contains("two?words") && scopes.contains("tab?here"),
+            "{format}: {scopes:?}"
+        );
+        server.child.kill().await.unwrap();
+    }
 }

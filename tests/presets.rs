@@ -373,3 +373,77 @@ fn keycloak_realms_have_a_key_set_each() {
     let e = JwtVerifier::with_static_jwks(&config, b"{\"keys\":[]}").unwrap_err();
     assert_eq!(e.field(), "issuer");
 }
+
+// OpenID Connect Core section 2: an Entra ID token issued to a client of
+// the MCP server's own app registration has that registration's
+// application ID as its audience, the one value the Entra presets accept
+// beside the resource, and is signed with the same keys; `typ: JWT`
+// passes under every preset. It names no client (`azp` in v2.0, `appid`
+// in v1.0), which every Entra access token does: refused as
+// `not_an_access_token`, v2.0 and v1.0, while the access tokens of the
+// fixture pass (the control).
+#[tokio::test]
+async fn entra_id_tokens_are_not_access_tokens() {
+    let f = fixture("entra-id");
+    let issuer = TestIssuer::start().await.unwrap();
+    let app = "3c9f1e2a-5b7d-4f80-a6c2-9e1d4b7a0f35";
+    let header = f["header"].as_object().unwrap().clone();
+    let access = f["claims"].as_object().unwrap().clone();
+    // The claims of a v2.0 ID token: no azp/azpacr, no scp; a nonce.
+    let mut id_token = access.clone();
+    for name in ["azp", "azpacr", "scp"] {
+        id_token.remove(name);
+    }
+    id_token.insert("aud".into(), json!(app));
+    id_token.insert("nonce".into(), json!("n-0S6_WzA2Mj"));
+    let v2 = presets::entra_id("TENANT_ID", app)
+        .resource(RESOURCE)
+        .build()
+        .unwrap();
+    let v = JwtVerifier::with_static_jwks(&v2, issuer.jwks().to_string().as_bytes()).unwrap();
+    let verify = |claims: &Map<String, Value>| {
+        let token = mint(&issuer, &header, claims);
+        let v = v.clone();
+        async move {
+            v.verify(BearerToken::new(&token))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.kind())
+        }
+    };
+    assert_eq!(verify(&access).await, Ok(()));
+    assert_eq!(
+        verify(&id_token).await,
+        Err(AuthErrorKind::NotAnAccessToken)
+    );
+    // v1.0: an ID token from sts.windows.net with the application ID URI.
+    let variant = &f["variants"]["v1_delegated"];
+    let v1_access = variant_claims(&access, variant);
+    let aud = v1_access["aud"].as_str().unwrap().to_owned();
+    let mut v1_id = v1_access.clone();
+    for name in ["appid", "appidacr", "scp"] {
+        v1_id.remove(name);
+    }
+    let v1 = presets::entra_id_v1("TENANT_ID", &aud)
+        .resource(RESOURCE)
+        .build()
+        .unwrap();
+    let v = JwtVerifier::with_static_jwks(&v1, issuer.jwks().to_string().as_bytes()).unwrap();
+    let v1_header = variant
+        .get("header")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or(header.clone());
+    let verify1 = |claims: &Map<String, Value>| {
+        let token = mint(&issuer, &v1_header, claims);
+        let v = v.clone();
+        async move {
+            v.verify(BearerToken::new(&token))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.kind())
+        }
+    };
+    assert_eq!(verify1(&v1_access).await, Ok(()));
+    assert_eq!(verify1(&v1_id).await, Err(AuthErrorKind::NotAnAccessToken));
+}

@@ -51,6 +51,7 @@ pub struct AuthConfigBuilder {
     pub(super) max_token_lifetime: Duration,
     pub(super) verify_timeout: Duration,
     pub(super) require_keys_before_ready: bool,
+    pub(super) require_client_id: bool,
     pub(super) allowed_origins: Vec<String>,
     pub(super) sessions: SessionLimits,
     pub(super) close_streams_at_expiry: bool,
@@ -109,6 +110,7 @@ impl Default for AuthConfigBuilder {
             max_token_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
             verify_timeout: super::DEFAULT_VERIFY_TIMEOUT,
             require_keys_before_ready: true,
+            require_client_id: false,
             allowed_origins: Vec::new(),
             sessions: SessionLimits::default(),
             close_streams_at_expiry: true,
@@ -365,6 +367,21 @@ impl AuthConfigBuilder {
     /// let the first requests fetch the keys (they get 503 until then).
     pub fn require_keys_before_ready(mut self, require: bool) -> Self {
         self.require_keys_before_ready = require;
+        self
+    }
+
+    /// Refuse a token that does not name its client (default `false`):
+    /// one without a `client_id`, `azp`, `cid` or `appid` claim is refused
+    /// (`not_an_access_token`), for JWTs and introspection answers alike.
+    /// RFC 9068 section 2.2 makes `client_id` required in access tokens,
+    /// and providers that do not follow it name the client in one of the
+    /// others, while an OpenID Connect ID token names its client only as
+    /// its audience. With an audience accepted by
+    /// [`accept_audience`](Self::accept_audience) that is also a client's id
+    /// (Entra ID: the application ID), an ID token issued to that client
+    /// would otherwise pass for an access token. On in the Entra ID presets.
+    pub fn require_client_id(mut self, require: bool) -> Self {
+        self.require_client_id = require;
         self
     }
 
@@ -877,6 +894,7 @@ impl AuthConfigBuilder {
             verify_timeout: self.verify_timeout,
             jwks_cache_max_ttl: self.jwks.max_ttl,
             require_keys_before_ready: self.require_keys_before_ready,
+            require_client_id: self.require_client_id,
             allowed_origins,
             sessions,
             close_streams_at_expiry: self.close_streams_at_expiry,

@@ -197,6 +197,8 @@ pub struct AuthConfig {
     pub(crate) verify_timeout: Duration,
     pub(crate) jwks_cache_max_ttl: Duration,
     pub(crate) require_keys_before_ready: bool,
+    /// Tokens must name their client ([`AuthConfigBuilder::require_client_id`]).
+    pub(crate) require_client_id: bool,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) sessions: SessionLimits,
     pub(crate) dpop: DpopPolicy,

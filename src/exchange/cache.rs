@@ -98,7 +98,7 @@ pub(super) fn key(
         ctx.update(&(bytes.len() as u64).to_be_bytes());
         ctx.update(bytes);
     };
-    field(b"mcp-oauth2 token exchange v1");
+    field(b"mcp-oauth2 token exchange v2");
     let (issuer, subject, caller_client) = caller.principal();
     field(issuer.as_bytes());
     field(subject.as_bytes());
@@ -109,11 +109,16 @@ pub(super) fn key(
     let mut granted: Vec<&str> = caller.scopes().iter().map(|s| &**s).collect();
     granted.sort_unstable();
     granted.dedup();
-    field(granted.join(" ").as_bytes());
+    // Each scope is a field of its own, after their count: a scope may
+    // hold a space (an `scp` array entry), so `["a b"]` joined would read
+    // as `["a", "b"]`.
+    field(&(granted.len() as u64).to_be_bytes());
+    granted.iter().for_each(|s| field(s.as_bytes()));
     field(client_id.as_bytes());
     field(grant.as_bytes());
     field(audience.as_bytes());
-    field(scopes.join(" ").as_bytes());
+    field(&(scopes.len() as u64).to_be_bytes());
+    scopes.iter().for_each(|s| field(s.as_bytes()));
     crate::verify::token_cache::digest_array(&ctx.finish())
 }
 

@@ -92,6 +92,18 @@ fn cache_keys_separate_principals_and_requests() {
         key(c, me, grant, aud, &scopes)
     };
     let reference = k(&base, "rs", "g", "https://api", &["read"]);
+    // A granted scope holding a space (an `scp` array entry) is one scope,
+    // not two: `["a b"]` and `["a", "b"]` are different callers' grants.
+    assert_ne!(
+        reference,
+        k(
+            &ctx("https://as", "alice", "app", &["a b"]),
+            "rs",
+            "g",
+            "https://api",
+            &["read"]
+        )
+    );
     assert_eq!(
         reference,
         k(

@@ -49,6 +49,7 @@ pub(super) fn lasting(kind: AuthErrorKind) -> bool {
             | AuthErrorKind::EncryptedToken
             | AuthErrorKind::UnsupportedHeader
             | AuthErrorKind::InvalidType
+            | AuthErrorKind::NotAnAccessToken
             | AuthErrorKind::DisallowedAlgorithm
             | AuthErrorKind::InvalidSignature
             | AuthErrorKind::InvalidIssuer

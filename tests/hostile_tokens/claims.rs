@@ -301,3 +301,54 @@ async fn a_key_bound_token_presented_as_bearer_is_refused() {
 }
 
 // ---------------------------------------------------------------------------
+
+// RFC 6749 section 1.5, OpenID Connect Core section 2: a refresh token or
+// an ID token signed by a trusted issuer is not an access token, even when
+// its audience names this server (a provider's audience mapper may add it
+// to ID tokens too) and the `typ` policy lets `JWT` through, as every
+// provider preset does. Keycloak says what a token is in its `typ` claim,
+// Cognito and Ory Hydra in `token_use`.
+#[tokio::test]
+async fn refresh_and_id_tokens_are_not_access_tokens() {
+    let rig = Rig::start(|b| b.typ_policy(mcp_oauth2::TypPolicy::AllowJwt)).await;
+    let jwt = |name: &str, value: Value| {
+        rig.token()
+            .header("typ", json!("JWT"))
+            .claim(name, value)
+            .sign()
+    };
+    for (case, token) in [
+        ("keycloak id token", jwt("typ", json!("ID"))),
+        ("keycloak refresh token", jwt("typ", json!("Refresh"))),
+        ("keycloak offline token", jwt("typ", json!("offline"))),
+        ("cognito id token", jwt("token_use", json!("id"))),
+        (
+            "hydra refresh token",
+            jwt("token_use", json!("refresh_token")),
+        ),
+        (
+            "refresh token type",
+            jwt("token_type", json!("refresh_token")),
+        ),
+        (
+            "at+jwt saying refresh",
+            rig.token()
+                .claim("token_use", json!("refresh_token"))
+                .sign(),
+        ),
+    ] {
+        let outcome = rig.send(&token).await;
+        assert_invalid_token(&outcome, "not_an_access_token", case);
+    }
+    for (case, token) in [
+        ("keycloak access token", jwt("typ", json!("Bearer"))),
+        ("cognito access token", jwt("token_use", json!("access"))),
+        (
+            "hydra access token",
+            jwt("token_use", json!("access_token")),
+        ),
+    ] {
+        let outcome = rig.send(&token).await;
+        assert_eq!(outcome.status, 200, "{case}: {outcome:?}");
+    }
+}

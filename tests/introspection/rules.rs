@@ -588,3 +588,57 @@ async fn dpop_bound_opaque_token_is_accepted_with_its_proof() {
     assert_eq!(body["error"], "invalid_dpop_proof");
     assert_eq!(body["reason"], "dpop_key_mismatch");
 }
+
+// RFC 7662 section 2.2 and RFC 6749 section 1.5: an introspection endpoint
+// may answer `active: true` for a refresh token (Ory Hydra says so with
+// `token_use: refresh_token`, others with `token_type: refresh_token`,
+// Keycloak with the claim `typ: Refresh`). A refresh token is never an
+// access token: presented as one, it is refused (`not_an_access_token`),
+// whatever it says about its audience. Access tokens that say so are
+// accepted.
+#[tokio::test]
+async fn refresh_and_id_tokens_are_not_access_tokens() {
+    let (e, base) = start_endpoint().await;
+    let fine = json!({"active": true, "sub": "a", "aud": RESOURCE, "exp": now() + 300});
+    let with = |extra: Value| {
+        let mut v = fine.clone();
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v
+    };
+    let refused = [
+        ("hydra-refresh", json!({"token_use": "refresh_token"})),
+        ("token-type-refresh", json!({"token_type": "refresh_token"})),
+        (
+            "token-type-refresh-case",
+            json!({"token_type": "Refresh_Token"}),
+        ),
+        ("keycloak-refresh", json!({"typ": "Refresh"})),
+        ("keycloak-offline", json!({"typ": "Offline"})),
+        ("keycloak-id", json!({"typ": "ID"})),
+        ("cognito-id", json!({"token_use": "id"})),
+        ("token-type-id", json!({"token_type": "id_token"})),
+    ];
+    let accepted = [
+        ("plain", json!({})),
+        ("hydra-access", json!({"token_use": "access_token"})),
+        ("cognito-access", json!({"token_use": "access"})),
+        ("bearer", json!({"token_type": "Bearer"})),
+        ("keycloak-bearer", json!({"typ": "Bearer"})),
+    ];
+    for (name, extra) in refused.iter().chain(&accepted) {
+        answer(&e, name, with(extra.clone()));
+    }
+    let v = verifier_with(&base, |b| b);
+    for (name, _) in &accepted {
+        assert!(check(&v, name).await.is_ok(), "{name}");
+    }
+    for (name, _) in &refused {
+        assert_eq!(
+            check(&v, name).await.err(),
+            Some(AuthErrorKind::NotAnAccessToken),
+            "{name}"
+        );
+    }
+}
