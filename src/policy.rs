@@ -767,7 +767,7 @@ fn numeric_date(raw: Option<&RawValue>) -> Result<Option<u64>, AuthError> {
 fn scope_list(raw: &RawValue, out: &mut Vec<Box<str>>) -> Result<(), AuthError> {
     let invalid = || AuthError::new(AuthErrorKind::InvalidClaims);
     let mut add = |scope: &str| {
-        if !scope.is_empty() && !out.iter().any(|s| **s == *scope) {
+        if !scope.is_empty() {
             out.push(scope.into());
         }
     };
@@ -782,7 +782,27 @@ fn scope_list(raw: &RawValue, out: &mut Vec<Box<str>>) -> Result<(), AuthError> 
             .split(' ')
             .for_each(add);
     }
+    dedup_in_order(out);
     Ok(())
+}
+
+/// Removes repeated scopes, keeping the first of each in order. A short
+/// list (every real token's) is compared pairwise; a long one (an
+/// introspection answer may hold tens of thousands) through a set, so that
+/// the cost stays linear.
+fn dedup_in_order(out: &mut Vec<Box<str>>) {
+    const PAIRWISE_UP_TO: usize = 16;
+    let keep: Vec<bool> = if out.len() <= PAIRWISE_UP_TO {
+        out.iter()
+            .enumerate()
+            .map(|(i, s)| !out.iter().take(i).any(|earlier| earlier == s))
+            .collect()
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(out.len());
+        out.iter().map(|s| seen.insert(&**s)).collect()
+    };
+    let mut keep = keep.into_iter();
+    out.retain(|_| keep.next().unwrap_or(true));
 }
 
 /// Scopes from `scope` (RFC 9068 section 2.2.3, a space-separated string) or,
@@ -828,6 +848,32 @@ fn scopes_from_paths(claims: &Members<'_>, paths: &[String]) -> Result<Vec<Box<s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_scopes_are_dropped_in_order_short_and_long() {
+        let boxed = |v: &[&str]| v.iter().map(|s| Box::<str>::from(*s)).collect::<Vec<_>>();
+        let mut short = boxed(&["b", "a", "b", "c", "a"]);
+        dedup_in_order(&mut short);
+        assert_eq!(short, boxed(&["b", "a", "c"]));
+        // A long list (past the pairwise threshold): the same rule, and an
+        // introspection-sized answer of 60,000 scopes stays linear.
+        let mut long: Vec<Box<str>> = (0..60_000)
+            .map(|i| format!("s{}", i % 20_000).into())
+            .collect();
+        dedup_in_order(&mut long);
+        assert_eq!(long.len(), 20_000);
+        assert!(
+            long.iter()
+                .enumerate()
+                .all(|(i, s)| **s == *format!("s{i}"))
+        );
+        let raw =
+            serde_json::value::RawValue::from_string(r#"["x","y","x","","z","y"]"#.to_owned())
+                .unwrap();
+        let mut out = boxed(&["y"]);
+        scope_list(&raw, &mut out).unwrap();
+        assert_eq!(out, boxed(&["y", "x", "z"]));
+    }
 
     #[test]
     fn typ_policy() {
