@@ -135,21 +135,27 @@ impl RequestMeta {
 /// but printable ASCII replaced by `?`; text that looks like a JWT (a
 /// token sent in the wrong place) is not copied at all.
 fn clean(bytes: &[u8]) -> Box<str> {
+    let mut out = String::new();
+    // Writing to a `String` cannot fail.
+    let _ = write_clean(&mut out, bytes, true);
+    out.into_boxed_str()
+}
+
+/// Writes `bytes` cleaned as [`clean`] says; a space is kept only when
+/// `spaces` (a scope's inner space is written `?`, so that a space always
+/// separates two scopes).
+fn write_clean(out: &mut impl std::fmt::Write, bytes: &[u8], spaces: bool) -> std::fmt::Result {
     if looks_like_a_jwt(bytes) {
-        return REDACTED.into();
+        return out.write_str(REDACTED);
     }
-    bytes
-        .iter()
-        .take(MAX_FIELD_LEN)
-        .map(|b| {
-            if b.is_ascii_graphic() || *b == b' ' {
-                char::from(*b)
-            } else {
-                '?'
-            }
-        })
-        .collect::<String>()
-        .into_boxed_str()
+    for b in bytes.iter().take(MAX_FIELD_LEN) {
+        out.write_char(if b.is_ascii_graphic() || (spaces && *b == b' ') {
+            char::from(*b)
+        } else {
+            '?'
+        })?;
+    }
+    Ok(())
 }
 
 /// One audit event about to be emitted.
@@ -451,18 +457,7 @@ impl<T: AsRef<str>> std::fmt::Display for Scopes<'_, T> {
             if i > 0 {
                 f.write_char(' ')?;
             }
-            let bytes = scope.as_ref().as_bytes();
-            if looks_like_a_jwt(bytes) {
-                f.write_str(REDACTED)?;
-                continue;
-            }
-            for b in bytes.iter().take(MAX_FIELD_LEN) {
-                f.write_char(if b.is_ascii_graphic() {
-                    char::from(*b)
-                } else {
-                    '?'
-                })?;
-            }
+            write_clean(f, scope.as_ref().as_bytes(), false)?;
         }
         Ok(())
     }
