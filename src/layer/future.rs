@@ -35,7 +35,7 @@ pin_project_lite::pin_project! {
             origin: Option<HeaderValue>,
             step_up: Option<StepUpCheck>,
             nonce: Option<HeaderValue>,
-            stream_end: Option<tokio::time::Instant>,
+            stream_end: Option<u64>,
         },
         Boxed { future: BoxFuture<'static, Result<Response, E>> },
         // An SSE response held until its first event (late step-up).
@@ -59,7 +59,7 @@ impl<F, E> ResponseFuture<F, E> {
         origin: Option<HeaderValue>,
         step_up: Option<StepUpCheck>,
         nonce: Option<HeaderValue>,
-        stream_end: Option<tokio::time::Instant>,
+        stream_end: Option<u64>,
     ) -> Self {
         Self {
             kind: Kind::Inner {
@@ -188,13 +188,13 @@ pub(super) fn finish(
     hook: Option<SessionHook>,
     origin: Option<HeaderValue>,
     nonce: Option<HeaderValue>,
-    stream_end: Option<tokio::time::Instant>,
+    stream_end: Option<u64>,
 ) -> Response {
     if let Some(hook) = hook {
         response = hook.after(response);
     }
-    if let Some(deadline) = stream_end {
-        response = super::stream_end::end_streams_at(response, deadline);
+    if let Some(end) = stream_end {
+        response = super::stream_end::end_streams_at(response, end);
     }
     if let Some(nonce) = nonce {
         response

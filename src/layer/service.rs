@@ -403,9 +403,10 @@ struct Admitted {
     filter_for: Option<AuthContext>,
     /// A fresh server nonce for a DPoP caller, when nonces are demanded.
     dpop_nonce: Option<HeaderValue>,
-    /// When an event stream answering the request ends (its token's
-    /// expiry), unless `close_streams_at_expiry(false)`.
-    stream_end: Option<tokio::time::Instant>,
+    /// When an event stream answering the request ends, in Unix seconds
+    /// (its token's expiry plus the leeway), unless
+    /// `close_streams_at_expiry(false)`.
+    stream_end: Option<u64>,
 }
 
 impl Shared {
@@ -703,7 +704,7 @@ impl Shared {
         };
         let stream_end = self
             .stream_leeway
-            .and_then(|leeway| super::stream_end::deadline(&ctx, leeway));
+            .and_then(|leeway| super::stream_end::end_of(&ctx, leeway));
         let ctx = ctx.with_request_id(seen.meta.request_id.clone());
         req.extensions_mut().insert(ctx);
         Ok(Admitted {

@@ -23,13 +23,19 @@ use http_body::Frame;
 
 use crate::context::AuthContext;
 
-/// When the event streams of `ctx`'s request end: its `exp` plus `leeway`,
-/// as a timer instant. `None`: no expiry known, or one more than a year
-/// away (streams then end only when the server ends them).
-pub(super) fn deadline(ctx: &AuthContext, leeway: u64) -> Option<tokio::time::Instant> {
-    let end = ctx.expires_at_unix()?.saturating_add(leeway);
+/// When the event streams of `ctx`'s request end, in Unix seconds: its
+/// `exp` plus `leeway`. `None`: no expiry known. Only a number: the clock
+/// is read (in [`end_streams_at`]) when the answer is an event stream, never
+/// on the path of a JSON answer.
+pub(super) fn end_of(ctx: &AuthContext, leeway: u64) -> Option<u64> {
+    Some(ctx.expires_at_unix()?.saturating_add(leeway))
+}
+
+/// `end` (Unix seconds) as a timer instant. `None`: more than a year away
+/// (streams then end only when the server ends them).
+fn deadline(end: u64) -> Option<tokio::time::Instant> {
     let end = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(end))?;
-    // Past already (a clock step between verification and now): end at once.
+    // Past already (a clock step since verification): end at once.
     let left = end
         .duration_since(SystemTime::now())
         .unwrap_or(Duration::ZERO);
@@ -44,11 +50,15 @@ pub(super) fn deadline(ctx: &AuthContext, leeway: u64) -> Option<tokio::time::In
 /// at most `max_token_lifetime`, 24 h by default).
 const LONGEST: Duration = Duration::from_secs(366 * 86_400);
 
-/// `response`, ended at `deadline` if it is an event stream.
-pub(super) fn end_streams_at(response: Response, deadline: tokio::time::Instant) -> Response {
+/// `response`, ended at `end` (Unix seconds, see [`end_of`]) if it is an
+/// event stream.
+pub(super) fn end_streams_at(response: Response, end: u64) -> Response {
     if !super::step_up::is_event_stream(&response) {
         return response;
     }
+    let Some(deadline) = deadline(end) else {
+        return response;
+    };
     response.map(|body| {
         Body::new(EndAt {
             body,
@@ -125,15 +135,16 @@ mod tests {
         let start = tokio::time::Instant::now();
         let left = |d: Option<tokio::time::Instant>| d.map(|d| d.duration_since(start));
         // exp + leeway, within the clock's second.
-        let in_15 = left(deadline(&ctx(Some(now + 10)), 5)).unwrap();
+        let at = |c: AuthContext, leeway| end_of(&c, leeway).and_then(deadline);
+        let in_15 = left(at(ctx(Some(now + 10)), 5)).unwrap();
         assert!(in_15 > Duration::from_secs(13) && in_15 <= Duration::from_secs(16));
         // Past already: at once.
-        let past = left(deadline(&ctx(Some(now - 100)), 60)).unwrap();
+        let past = left(at(ctx(Some(now - 100)), 60)).unwrap();
         assert!(past < Duration::from_secs(1), "{past:?}");
         // No expiry, or an absurd one: no timer, no panic.
-        assert_eq!(deadline(&ctx(None), 60), None);
+        assert_eq!(at(ctx(None), 60), None);
         for exp in [u64::MAX, u64::MAX - 1, 1 << 40, now + 400 * 86_400] {
-            assert_eq!(deadline(&ctx(Some(exp)), 300), None, "{exp}");
+            assert_eq!(at(ctx(Some(exp)), 300), None, "{exp}");
         }
     }
 }
