@@ -39,9 +39,19 @@ impl FetchError {
 /// (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`) for every
 /// destination but loopback (see [`HttpClient`]).
 pub(crate) fn default_client(timeout: Duration) -> Result<HttpClient, ConfigError> {
+    client_with(timeout, reqwest::redirect::Policy::none)
+}
+
+/// The crate's client with `timeout` and the redirect policy `redirect`
+/// makes (one per inner client): [`default_client`] follows none, the
+/// downstream client its own origin only.
+pub(crate) fn client_with(
+    timeout: Duration,
+    redirect: impl Fn() -> reqwest::redirect::Policy,
+) -> Result<HttpClient, ConfigError> {
     let builder = || {
         reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(redirect())
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("mcp-oauth2/", env!("CARGO_PKG_VERSION")))

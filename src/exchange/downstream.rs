@@ -47,16 +47,9 @@ impl DownstreamClient {
                 }
             })
         };
-        let builder = || {
-            reqwest::Client::builder()
-                .redirect(policy())
-                .timeout(timeout)
-                .connect_timeout(timeout)
-                .user_agent(concat!("mcp-oauth2/", env!("CARGO_PKG_VERSION")))
-        };
         // A loopback URL (`http://` with the opt-in) is reached directly,
         // never through a proxy of the environment (see `HttpClient`).
-        let client = crate::fetch::HttpClient::new(builder(), builder())?;
+        let client = crate::fetch::client_with(timeout, policy)?;
         Ok(Self {
             client,
             allow_insecure_loopback: false,
