@@ -930,57 +930,82 @@ fn headers() -> impl Strategy<Value = Vec<(&'static str, Vec<u8>)>> {
 
 // Issue 12 and the routes rule: with per-operation rules, a body that
 // reaches the service and that rmcp would read never holds a call the
-// token lacks the scope for, on any path, with any headers, read with
-// either copy of a repeated member winning (the same property as
-// `fuzz/fuzz_targets/layer_body.rs`).
+// token lacks the scope for, on any path, with any headers, under every
+// mount of `reach::MOUNTS` (root, deep and trailing-slash resources, a
+// nested router, a route layer), read with either copy of a repeated
+// member winning (the same property as `fuzz/fuzz_targets/layer_body.rs`).
 #[test]
 fn no_forbidden_call_reaches_the_service() {
     use tower::ServiceExt as _;
     let rt = runtime();
-    let (app, reached) = reach::app();
-    let path = proptest::sample::select(vec!["/mcp", "/mcp/", "/mcp/x", "/other", "/", "/MCP"]);
+    let apps: Vec<_> = reach::MOUNTS.iter().map(reach::app_at).collect();
+    let mount = 0..apps.len();
+    // Half the requests go to the mount's own endpoint, spelled one of its
+    // ways; the others to any of the paths.
+    let path = (
+        any::<bool>(),
+        proptest::sample::select(reach::PATHS.to_vec()),
+        any::<usize>(),
+    );
     let mut runner = TestRunner::new(Config {
-        cases: 4000,
+        cases: 9000,
         failure_persistence: None,
         ..Config::default()
     });
-    let passed = std::cell::Cell::new(0u32);
+    let passed = std::cell::RefCell::new(vec![0u32; apps.len()]);
     runner
-        .run(&(path, headers(), body()), |(path, headers, body)| {
-            let named: Vec<(&str, &[u8])> =
-                headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-            let Some(req) = reach::request(path, &named, body.clone()) else {
-                return Ok(());
-            };
-            let readable = reach::rmcp_reads(req.headers());
-            *reached.lock().unwrap() = None;
-            let response = rt.block_on(app.clone().oneshot(req)).unwrap();
-            let handed = reached.lock().unwrap().take();
-            if let Some(handed) = handed {
-                prop_assert_eq!(response.status(), 200);
-                prop_assert_eq!(
-                    &handed[..],
-                    &body[..],
-                    "the body reached the service changed"
-                );
-                if readable {
-                    passed.set(passed.get() + 1);
-                    let found = reach::forbidden_call(&handed);
-                    prop_assert!(
-                        found.is_none(),
-                        "{:?} reached the service with {:?}",
-                        found,
-                        String::from_utf8_lossy(&body)
+        .run(
+            &(mount, path, headers(), body()),
+            |(mount, (own, any_path, pick), headers, body)| {
+                let (app, reached) = &apps[mount];
+                let own_paths = reach::MOUNTS[mount].own;
+                let path = if own {
+                    own_paths[pick % own_paths.len()]
+                } else {
+                    any_path
+                };
+                let named: Vec<(&str, &[u8])> =
+                    headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+                let Some(req) = reach::request(path, &named, body.clone()) else {
+                    return Ok(());
+                };
+                let readable = reach::rmcp_reads(req.headers());
+                *reached.lock().unwrap() = None;
+                let response = rt.block_on(app.clone().oneshot(req)).unwrap();
+                let handed = reached.lock().unwrap().take();
+                if let Some(handed) = handed {
+                    prop_assert_eq!(response.status(), 200);
+                    prop_assert_eq!(
+                        &handed[..],
+                        &body[..],
+                        "the body reached the service changed"
                     );
+                    if readable {
+                        passed.borrow_mut()[mount] += 1;
+                        let found = reach::forbidden_call(&handed);
+                        prop_assert!(
+                            found.is_none(),
+                            "{:?} reached the service on {} under {:?} with {:?}",
+                            found,
+                            path,
+                            reach::MOUNTS[mount],
+                            String::from_utf8_lossy(&body)
+                        );
+                    }
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
         .unwrap();
-    // The property is not vacuous: JSON bodies did reach the service.
-    let passed = passed.get();
-    assert!(
-        passed > 100,
-        "only {passed} readable bodies reached the service"
-    );
+    // The property is not vacuous: JSON bodies did reach the service under
+    // every mount.
+    let passed = passed.into_inner();
+    eprintln!("readable bodies that reached the service, by mount: {passed:?}");
+    for (mount, passed) in passed.into_iter().enumerate() {
+        assert!(
+            passed > 15,
+            "only {passed} readable bodies reached the service under {:?}",
+            reach::MOUNTS[mount]
+        );
+    }
 }

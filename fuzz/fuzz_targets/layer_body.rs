@@ -7,9 +7,11 @@
 //! `tests/properties.rs::no_forbidden_call_reaches_the_service`, sharing
 //! its app and its judge (`tests/support/reach.rs`).
 //!
-//! Input: one byte choosing the path, the `Content-Type` and the
-//! `MCP-Protocol-Version`, then `Mcp-Method`, `Mcp-Name` and the body,
-//! separated by 0xFF (an empty header is not sent).
+//! Input: one byte choosing the `Content-Type` and the
+//! `MCP-Protocol-Version`, one choosing the app's mount (`reach::MOUNTS`:
+//! the builder's resource and the layer's placement) and the path (one of
+//! the mount's own spellings or any of `reach::PATHS`), then `Mcp-Method`,
+//! `Mcp-Name` and the body, separated by 0xFF (an empty header is not sent).
 #![no_main]
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -21,7 +23,6 @@ use tower::ServiceExt as _;
 #[path = "../../tests/support/reach.rs"]
 mod reach;
 
-const PATHS: [&str; 6] = ["/mcp", "/mcp/", "/mcp/x", "/other", "/", "/MCP"];
 const CONTENT_TYPES: [&str; 4] = [
     "application/json",
     "Application/JSON; charset=utf-8",
@@ -32,31 +33,40 @@ const VERSIONS: [Option<&str>; 4] = [None, Some("2026-07-28"), Some("2025-11-25"
 
 struct Fixture {
     rt: tokio::runtime::Runtime,
-    app: axum::Router,
-    reached: Arc<Mutex<Option<Bytes>>>,
+    apps: Vec<(axum::Router, Arc<Mutex<Option<Bytes>>>)>,
 }
 
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let (app, reached) = reach::app();
+        let apps = reach::MOUNTS.iter().map(reach::app_at).collect();
         Fixture {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_time()
                 .build()
                 .unwrap(),
-            app,
-            reached,
+            apps,
         }
     })
 }
 
 fuzz_target!(|data: &[u8]| {
     let f = fixture();
-    let Some((&choice, rest)) = data.split_first() else {
+    let [choice, place, rest @ ..] = data else {
         return;
     };
-    let path = PATHS[usize::from(choice) % PATHS.len()];
+    let (choice, place) = (*choice, usize::from(*place));
+    let mount = place % f.apps.len();
+    let (app, reached) = &f.apps[mount];
+    let own = reach::MOUNTS[mount].own;
+    // Every mount meets every path: the mount is the byte modulo their
+    // number, the path the quotient (odd: one of its own spellings).
+    let k = place / f.apps.len();
+    let path = if k % 2 == 1 {
+        own[(k / 2) % own.len()]
+    } else {
+        reach::PATHS[(k / 2) % reach::PATHS.len()]
+    };
     let content_type = CONTENT_TYPES[usize::from(choice / 8) % CONTENT_TYPES.len()];
     let version = VERSIONS[usize::from(choice / 32) % VERSIONS.len()];
     let mut parts = rest.splitn(3, |&b| b == 0xff);
@@ -77,15 +87,19 @@ fuzz_target!(|data: &[u8]| {
         return; // not sendable over HTTP
     };
     let readable = reach::rmcp_reads(req.headers());
-    *f.reached.lock().unwrap() = None;
-    let response = f.rt.block_on(f.app.clone().oneshot(req)).unwrap();
-    let handed = f.reached.lock().unwrap().take();
+    *reached.lock().unwrap() = None;
+    let response = f.rt.block_on(app.clone().oneshot(req)).unwrap();
+    let handed = reached.lock().unwrap().take();
     if let Some(handed) = handed {
         assert_eq!(response.status(), 200);
         assert_eq!(&handed[..], &body[..], "the body reached the service changed");
         if readable {
             let found = reach::forbidden_call(&handed);
-            assert!(found.is_none(), "{found:?} reached the service");
+            assert!(
+                found.is_none(),
+                "{found:?} reached the service on {path} under {:?}",
+                reach::MOUNTS[mount]
+            );
         }
     }
 });

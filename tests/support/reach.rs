@@ -7,7 +7,9 @@
 //! resource `secret://x`, the prompt `secret` and the method
 //! `logging/setLevel` need `admin`, and so does completing that prompt or
 //! resource) in front of a router whose every path
-//! records the body it is handed. The verifier admits any token with the
+//! records the body it is handed; [`MOUNTS`] places it under the builder's
+//! other settings (a root, a deep or a trailing-slash resource, a nested
+//! router, a route layer). The verifier admits any token with the
 //! scope `user` only. The property: a body that reaches the service, and
 //! that rmcp would read (its `Content-Type` is `application/json`), holds
 //! none of those calls, read with either copy of a repeated member winning.
@@ -37,11 +39,103 @@ impl TokenVerifier for UserOnly {
     }
 }
 
-/// The app, and where it records the last body its service was handed.
+/// The app, and where it records the last body its service was handed:
+/// the first of [`MOUNTS`] (the layer on the whole router, resource
+/// `/mcp`).
 pub(crate) fn app() -> (axum::Router, Arc<Mutex<Option<Bytes>>>) {
+    app_at(&MOUNTS[0])
+}
+
+/// Where the protected service sits: the resource the layer is configured
+/// for and how the app places the layer.
+#[derive(Debug)]
+pub(crate) struct Mount {
+    /// The configured resource.
+    pub(crate) resource: &'static str,
+    /// How the layer is placed.
+    pub(crate) placement: Placement,
+    /// The spellings of its own endpoint a request is sent to most often.
+    pub(crate) own: &'static [&'static str],
+}
+
+/// How an app places the layer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Placement {
+    /// `Router::layer` on the whole router (every path is the service's).
+    Outer,
+    /// The service and its layer in `Router::nest(prefix, ..)`.
+    Nested(&'static str),
+    /// `Router::route_layer` over the routes `/mcp` and `/mcp/{*rest}`.
+    RouteLayer,
+}
+
+/// The builder settings the property is checked under: the resource at
+/// `/mcp`, at the root, deep and with a trailing slash, and the layer
+/// nested or on the matched routes only.
+pub(crate) const MOUNTS: [Mount; 6] = [
+    Mount {
+        resource: RESOURCE,
+        placement: Placement::Outer,
+        own: &["/mcp", "/mcp/", "/mcp/x", "/MCP"],
+    },
+    Mount {
+        resource: "https://mcp.example.com/",
+        placement: Placement::Outer,
+        own: &["/", "/mcp", "/x/y", "/%2F"],
+    },
+    Mount {
+        resource: "https://mcp.example.com/api/v1/mcp",
+        placement: Placement::Outer,
+        own: &[
+            "/api/v1/mcp",
+            "/api/v1/mcp/",
+            "/api/v1/mcp/x",
+            "/api/v1/MCP",
+        ],
+    },
+    Mount {
+        resource: "https://mcp.example.com/mcp/",
+        placement: Placement::Outer,
+        own: &["/mcp/", "/mcp", "/mcp//", "/mcp/x"],
+    },
+    Mount {
+        resource: "https://mcp.example.com/api/v1/mcp",
+        placement: Placement::Nested("/api/v1"),
+        own: &["/api/v1/mcp", "/api/v1/mcp/", "/api/v1/x", "/api/v1/"],
+    },
+    Mount {
+        resource: RESOURCE,
+        placement: Placement::RouteLayer,
+        own: &["/mcp", "/mcp/", "/mcp/x", "/mcp/x/y"],
+    },
+];
+
+/// The paths a request is sent to: every mount's own spellings and others.
+pub(crate) const PATHS: [&str; 16] = [
+    "/mcp",
+    "/mcp/",
+    "/mcp/x",
+    "/other",
+    "/",
+    "/MCP",
+    "/api/v1/mcp",
+    "/api/v1/mcp/",
+    "/api/v1/mcp/x",
+    "/api/v1",
+    "/api/v1/",
+    "/api/v1/other",
+    "/mcp%2F",
+    "/%6Dcp",
+    "/mcp;x",
+    "/mcp/..",
+];
+
+/// The app for `mount`, and where it records the last body its service
+/// was handed.
+pub(crate) fn app_at(mount: &Mount) -> (axum::Router, Arc<Mutex<Option<Bytes>>>) {
     let config = AuthConfig::builder()
         .issuer("https://as.example")
-        .resource(RESOURCE)
+        .resource(mount.resource)
         .tool_scopes("secret", ["admin"])
         .resource_scopes("secret://x", ["admin"])
         .prompt_scopes("secret", ["admin"])
@@ -57,9 +151,17 @@ pub(crate) fn app() -> (axum::Router, Arc<Mutex<Option<Bytes>>>) {
             "reached"
         }
     };
-    let router = axum::Router::new()
-        .fallback(record)
-        .layer(AuthLayer::with_verifier(config, UserOnly));
+    let layer = AuthLayer::with_verifier(config, UserOnly);
+    let router = match mount.placement {
+        Placement::Outer => axum::Router::new().fallback(record).layer(layer),
+        Placement::Nested(prefix) => {
+            axum::Router::new().nest(prefix, axum::Router::new().fallback(record).layer(layer))
+        }
+        Placement::RouteLayer => axum::Router::new()
+            .route("/mcp", axum::routing::any(record.clone()))
+            .route("/mcp/{*rest}", axum::routing::any(record))
+            .route_layer(layer),
+    };
     (router, reached)
 }
 
