@@ -158,6 +158,76 @@ async fn a_replayed_proof_is_refused() {
     assert_eq!(post_dpop(&h, &token, &[&proof]).await.status(), 200);
 }
 
+/// A `ping` without a session: past authentication (the proof is checked
+/// and remembered), then answered by the MCP service, whatever it says.
+const PING: &str = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+
+// RFC 9449 section 11.1: one client flooding fresh proofs with its own key
+// (and its own valid bound token) cannot make the replay memory forget
+// another client's proof. Before the fix the memory evicted the least used
+// entries, whoever they belonged to: the victim's captured proof was
+// replayable within its `iat` window. A small memory (64 proofs) stands
+// for the default 100,000 (about 170 proofs a second over the window).
+#[tokio::test]
+async fn a_client_flooding_its_own_proofs_cannot_make_another_clients_replayable() {
+    let h = Harness::start(|b| b.dpop(DpopPolicy::default().replay_detection(64))).await;
+    let victim = DpopClient::new();
+    let victim_token = bound_token(&h, &victim);
+    let flooder = DpopClient::new();
+    let flooder_token = h
+        .issuer
+        .token()
+        .subject("mallory")
+        .audience(&h.resource)
+        .dpop_bound_to(flooder.thumbprint())
+        .sign();
+    let auth = format!("DPoP {flooder_token}");
+    let flood = |n: usize| {
+        let (h, flooder, flooder_token, auth) = (&h, &flooder, &flooder_token, &auth);
+        async move {
+            let mut last = String::new();
+            for _ in 0..n {
+                last = flooder.proof("POST", &h.resource, Some(flooder_token));
+                let resp = h
+                    .post(&[("authorization", auth), ("dpop", &last)], PING)
+                    .await;
+                // A fast client is never refused for its rate.
+                assert!(
+                    !matches!(resp.status().as_u16(), 401 | 403 | 429 | 503),
+                    "the flooder's fresh proof was refused: {}",
+                    resp.status()
+                );
+            }
+            last
+        }
+    };
+    // The memory is full (a server that has been running), then the victim
+    // sends a proof, which an attacker captures, then the flood goes on.
+    flood(2 * 64).await;
+    let captured = victim.proof("POST", &h.resource, Some(&victim_token));
+    assert_eq!(
+        post_dpop(&h, &victim_token, &[&captured]).await.status(),
+        200
+    );
+    let last = flood(4 * 64).await;
+
+    let replayed = post_dpop(&h, &victim_token, &[&captured]).await;
+    assert_eq!(
+        replayed.status(),
+        401,
+        "the victim's captured proof was replayed after the flood"
+    );
+    assert_proof_refused(&refusal(replayed).await, "dpop_replay");
+    // The flooder's latest proofs are remembered too.
+    let resp = h
+        .post(&[("authorization", &auth), ("dpop", &last)], PING)
+        .await;
+    assert_proof_refused(&refusal(resp).await, "dpop_replay");
+    // And the victim keeps working.
+    let fresh = victim.proof("POST", &h.resource, Some(&victim_token));
+    assert_eq!(post_dpop(&h, &victim_token, &[&fresh]).await.status(), 200);
+}
+
 // RFC 9449 section 4.3, each check on the wire with its reason code.
 #[tokio::test]
 async fn every_proof_check_refuses_with_its_reason() {

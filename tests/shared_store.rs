@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcp_oauth2::store::{MemoryStore, RedisStore, SharedStore, StoreError};
-use support::redis::RedisServer;
+use support::redis::{RedisServer, ReplyDroppingProxy};
 
 const WINDOW: Duration = Duration::from_millis(300);
 
@@ -312,6 +312,121 @@ async fn a_slow_redis_hits_the_timeout() {
     assert!(matches!(err, StoreError::Timeout), "{err:?}");
     assert!(started.elapsed() < Duration::from_millis(1000));
     assert_eq!(err.to_string(), "store timed out");
+}
+
+// A write whose reply was lost (the command ran, then the connection
+// dropped) is retried once on the new connection; the retry must not apply
+// it a second time. Before the fix, `put_if_absent` found its own write and
+// answered "already present" (a fresh DPoP proof refused as `dpop_replay`),
+// and `hit` counted one failure twice.
+#[tokio::test]
+async fn a_write_retried_after_its_reply_was_lost_is_applied_once() {
+    let redis = RedisServer::start().await;
+    let proxy = ReplyDroppingProxy::start(redis.port()).await;
+    let store = RedisStore::new(&proxy.url())
+        .unwrap()
+        .timeout(Duration::from_secs(3));
+    // Connected (the handshake is not what is lost).
+    assert_eq!(store.get("mcp_oauth2:session:warm").await.unwrap(), None);
+
+    proxy.drop_reply_to("mcp_oauth2:dpop:fresh");
+    let first = store
+        .put_if_absent("mcp_oauth2:dpop:fresh", b"1", Duration::from_secs(60))
+        .await;
+    assert_eq!(proxy.dropped(), 1, "the reply was lost");
+    assert!(
+        first.unwrap(),
+        "the first use of a key is stored, even when its reply was lost"
+    );
+    // A real second use is still refused, on this store and another.
+    assert!(
+        !store
+            .put_if_absent("mcp_oauth2:dpop:fresh", b"1", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    let direct = RedisStore::new(&redis.url()).unwrap();
+    assert!(
+        !direct
+            .put_if_absent("mcp_oauth2:dpop:fresh", b"1", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+
+    proxy.drop_reply_to("mcp_oauth2:throttle:lost");
+    let hit = store
+        .hit("mcp_oauth2:throttle:lost", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(proxy.dropped(), 2, "the reply was lost");
+    assert_eq!(hit.count, 1, "one hit is counted once");
+    assert_eq!(
+        direct
+            .peek("mcp_oauth2:throttle:lost")
+            .await
+            .unwrap()
+            .unwrap()
+            .count,
+        1
+    );
+    assert_eq!(
+        store
+            .hit("mcp_oauth2:throttle:lost", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .count,
+        2
+    );
+}
+
+// docs/security-model.md, "Shared state across replicas": Redis runs with
+// `maxmemory-policy noeviction`, so a full Redis refuses writes (`OOM`)
+// rather than forgetting used proofs: the store answers an error that names
+// the cause (the callers fail closed), never "stored", and what it holds
+// is kept.
+#[tokio::test]
+async fn a_full_redis_under_noeviction_refuses_writes_and_forgets_nothing() {
+    let redis = RedisServer::start().await;
+    let store = RedisStore::new(&redis.url()).unwrap();
+    assert!(
+        store
+            .put_if_absent("mcp_oauth2:dpop:used", b"1", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    for (name, value) in [("maxmemory-policy", "noeviction"), ("maxmemory", "1")] {
+        assert_eq!(
+            redis
+                .command(&["CONFIG", "SET", name, value])
+                .await
+                .as_deref(),
+            Some("+OK")
+        );
+    }
+    let err = store
+        .put_if_absent("mcp_oauth2:dpop:fresh", b"1", Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "store unavailable: redis: extension error (OOM)"
+    );
+    let err = store
+        .put_if_absent("mcp_oauth2:dpop:used", b"1", Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        store
+            .hit("mcp_oauth2:throttle:full", Duration::from_secs(60))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.get("mcp_oauth2:dpop:used").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
 }
 
 #[test]
@@ -729,6 +844,55 @@ async fn a_dpop_proof_used_on_one_replica_is_refused_on_the_other() {
     // alerts on), not of the other.
     assert_eq!(pair.a.metrics.snapshot().store_errors, 1);
     assert_eq!(pair.b.metrics.snapshot().store_errors, 0);
+}
+
+// RFC 9449 section 11.1 through the layer, with the reply of the proof's
+// write to Redis lost (the write ran, the connection dropped, the store
+// retried): a fresh proof is accepted, once. Before the fix the retry found
+// the proof's own write and the request was refused as `dpop_replay`.
+#[tokio::test]
+async fn a_fresh_dpop_proof_whose_store_reply_was_lost_is_accepted_once() {
+    let redis = RedisServer::start().await;
+    let proxy = ReplyDroppingProxy::start(redis.port()).await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let store = Arc::new(
+        RedisStore::new(&proxy.url())
+            .unwrap()
+            .timeout(Duration::from_secs(3)),
+    );
+    let replica = Replica::start(listener, &resource, &issuer, store, |b| b).await;
+    let client = DpopClient::new();
+    let token = issuer
+        .token()
+        .subject("alice")
+        .audience(&resource)
+        .dpop_bound_to(client.thumbprint())
+        .sign();
+    let first = client.proof("POST", &resource, Some(&token));
+    assert_eq!(
+        post_dpop(&replica.url(), &token, &first).await.status(),
+        200
+    );
+
+    proxy.drop_reply_to("mcp_oauth2:dpop:");
+    let fresh = client.proof("POST", &resource, Some(&token));
+    let response = post_dpop(&replica.url(), &token, &fresh).await;
+    assert_eq!(proxy.dropped(), 1, "the reply was lost");
+    assert_eq!(
+        response.status(),
+        200,
+        "a fresh proof was refused: {}",
+        response.text().await.unwrap()
+    );
+    assert_eq!(replica.rejected("dpop_replay"), 0);
+    // Its replay is refused.
+    assert_eq!(
+        post_dpop(&replica.url(), &token, &fresh).await.status(),
+        401
+    );
+    assert_eq!(replica.rejected("dpop_replay"), 1);
 }
 
 /// A real introspection endpoint on loopback that counts its hits: tokens

@@ -170,7 +170,17 @@ impl DpopPolicy {
     /// Remember up to `capacity` proofs and refuse one used twice within its
     /// `iat` window (RFC 9449 section 11.1; default 100,000; 0 turns replay
     /// detection off, leaving the window alone to bound a replay). The
-    /// store is in memory, per process.
+    /// store is in memory, per process, unless a
+    /// [`shared_store`](AuthConfigBuilder::shared_store) is configured
+    /// (then proofs are remembered there, and `capacity` only says whether).
+    ///
+    /// A full memory forgets expired proofs first, then a proof of the key
+    /// (`jkt`) holding the most, the inserting key's own when it holds as
+    /// many as any: a client flooding fresh proofs with its own key forgets
+    /// only its own, never another client's. No client is refused for its
+    /// rate; a key sending more than `capacity` proofs within one window
+    /// (about 330 a second at the default, proofs living about 301 s)
+    /// forgets its own oldest. About 200 bytes per proof remembered.
     pub fn replay_detection(mut self, capacity: usize) -> Self {
         self.replay_capacity = capacity;
         self

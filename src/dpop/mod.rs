@@ -181,9 +181,8 @@ impl Dpop {
             Some(_) => {}
         }
         if let Some(store) = &self.replay {
-            let key = replay::proof_key(&verified.jkt, &verified.jti);
             let expires = verified.iat.saturating_add(self.max_age).saturating_add(1);
-            if !store.first_use(key, expires, now) {
+            if !store.first_use(&verified.jkt, &verified.jti, expires, now) {
                 return Err(AuthErrorKind::DpopReplay.into());
             }
         }

@@ -7,7 +7,8 @@
 //!
 //! Keys are short ASCII strings built by the crate from hashes, one namespace
 //! per user of the store (`mcp_oauth2:throttle:`, `mcp_oauth2:session:`,
-//! `mcp_oauth2:dpop:`, `mcp_oauth2:introspection:`); never token material.
+//! `mcp_oauth2:dpop:`, `mcp_oauth2:introspection:`; the Redis store's
+//! short-lived write markers `mcp_oauth2:op:`); never token material.
 //! Values are small byte strings the crate wrote itself.
 //!
 //! Every operation can fail ([`StoreError`]: unavailable or timed out); each
@@ -56,10 +57,13 @@ impl WindowCount {
 /// at least one millisecond (Redis' `PX` resolution).
 pub trait SharedStore: Send + Sync + std::fmt::Debug + 'static {
     /// Adds one to the counter `key`; the window starts at the first hit and the key expires with it.
+    /// Exactly once per call, even when an implementation retries it.
     fn hit(&self, key: &str, window: Duration) -> StoreFuture<'_, WindowCount>;
     /// The counter's current window, if any (no increment).
     fn peek(&self, key: &str) -> StoreFuture<'_, Option<WindowCount>>;
     /// Stores `value` under `key` for `ttl` unless the key exists; `true` when stored (Redis: SET NX PX).
+    /// A call that stored the key answers `true` even when an
+    /// implementation retried it (its own write is not "already present").
     fn put_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> StoreFuture<'_, bool>;
     /// The value under `key`, if present and not expired.
     fn get(&self, key: &str) -> StoreFuture<'_, Option<Vec<u8>>>;

@@ -6,11 +6,37 @@
 //! Each operation is one round trip, bounded by the store's timeout
 //! ([`RedisStore::DEFAULT_TIMEOUT`] unless set): past it the operation
 //! fails with [`StoreError::Timeout`] (the command may still run on the
-//! server). A counter `hit` is one `MULTI`: `SET key 0 PX window NX` (the
-//! window starts at the first hit, and the key expires with it), `INCR`,
-//! `PTTL`; so concurrent hits on several replicas are all counted in one
-//! window. Every key gets the store's prefix (empty unless set), so that
-//! several deployments can share one Redis.
+//! server). A counter `hit` is one Lua script (atomic, like `MULTI`):
+//! `SET key 0 PX window NX` (the window starts at the first hit, and the
+//! key expires with it), `INCR`, `PTTL`; so concurrent hits on several
+//! replicas are all counted in one window. Every key gets the store's
+//! prefix (empty unless set), so that several deployments can share one
+//! Redis.
+//!
+//! # A write is applied once, even when its reply was lost
+//!
+//! An operation whose connection was lost is sent once more on the new
+//! connection (within the same deadline). The command may have run before
+//! the connection dropped, only its reply lost; run again, `put_if_absent`
+//! would find its own write and answer "already present" (a fresh DPoP
+//! proof refused as `dpop_replay`, a new session closed), and `hit` would
+//! count one failure twice. So both writes are scripts that also record a
+//! per-call marker: a key `mcp_oauth2:op:<128 random bits in hex>`,
+//! living twice the operation timeout plus one second. Its retry finds the
+//! marker and answers what the first application did (stored; the count
+//! reached) without writing again; another call, with another marker, is
+//! still refused or counted. The other operations are idempotent as they
+//! are (`GET`, `PTTL`, `SET` of a value, `DEL`). Redis must allow `EVAL`
+//! (Lua scripting, Redis 2.6 and later; not disabled by an ACL). The
+//! scripts touch two keys (the key and the marker), which a single Redis
+//! (what this store connects to) allows; a Redis Cluster would need both in
+//! one slot.
+//!
+//! Redis must also keep what it is given: `maxmemory-policy noeviction`
+//! (Redis' default). Under an eviction policy a full Redis forgets live
+//! keys (used DPoP proofs, session owners), which a client flooding fresh
+//! proofs can force; under `noeviction` it refuses writes, an error here
+//! (`redis: extension error (OOM)`) on which the callers fail closed.
 //!
 //! The connection is made at the first operation (building a store needs
 //! no Redis, and no runtime): a Redis that is down at start is an error of
@@ -98,6 +124,22 @@ impl RedisStore {
         format!("{}{key}", self.prefix)
     }
 
+    /// A fresh marker key for one write (`mcp_oauth2:op:` and 128 random
+    /// bits): the retry of that write recognises its own first application.
+    fn marker(&self) -> Result<String, StoreError> {
+        let mut random = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut random)
+            .map_err(|_| StoreError::Unavailable("random generation failed".into()))?;
+        Ok(self.key(&super::hashed_key("mcp_oauth2:op:", &random)))
+    }
+
+    /// How long a write's marker lives: past the operation's deadline (the
+    /// retry is sent before it), with a margin for a first attempt that
+    /// reaches Redis after its retry.
+    fn marker_ms(&self) -> u64 {
+        millis_at_least_one(self.timeout.saturating_mul(2) + Duration::from_secs(1))
+    }
+
     /// Runs `query` (a command or a pipeline) within the timeout.
     async fn run<T: redis::FromRedisValue>(
         &self,
@@ -137,6 +179,33 @@ impl RedisStore {
     }
 }
 
+/// `put_if_absent` as one atomic script: `SET NX PX` of the key and, when
+/// it was stored, of this call's marker (`KEYS[2]`, short-lived). A key
+/// already present counts as stored when the marker exists: this call's
+/// own first attempt stored it and only the reply was lost.
+const SET_ONCE: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+  return 1
+end
+return redis.call('EXISTS', KEYS[2])
+";
+
+/// `hit` as one atomic script: when this call's marker (`KEYS[2]`) holds a
+/// count, the hit was already counted (its reply was lost) and that count
+/// is answered; otherwise `SET 0 PX window NX` (the window starts at the
+/// first hit), `INCR`, and the count kept under the marker.
+const HIT_ONCE: &str = r"
+local done = redis.call('GET', KEYS[2])
+if done then
+  return {tonumber(done), redis.call('PTTL', KEYS[1])}
+end
+redis.call('SET', KEYS[1], 0, 'PX', ARGV[1], 'NX')
+local n = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], n, 'PX', ARGV[2])
+return {n, redis.call('PTTL', KEYS[1])}
+";
+
 /// What one operation sends: a command or a pipeline.
 #[derive(Debug)]
 enum Query {
@@ -169,9 +238,21 @@ impl From<&mut redis::Pipeline> for Query {
 }
 
 /// A Redis error as a store error: its kind and category, never a value.
+/// An error code the client has no category for (`OOM` from a full Redis
+/// under `noeviction`, ...) is named after the category: the server's code
+/// word, never its message.
 fn unavailable(e: redis::RedisError) -> StoreError {
     if e.is_timeout() {
         return StoreError::Timeout;
+    }
+    if e.kind() == redis::ErrorKind::Extension
+        && let Some(code) = e.code().filter(|c| {
+            (1..=32).contains(&c.len())
+                && c.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        })
+    {
+        return StoreError::Unavailable(format!("redis: {} ({code})", e.category()));
     }
     StoreError::Unavailable(format!("redis: {}", e.category()))
 }
@@ -181,21 +262,16 @@ impl SharedStore for RedisStore {
         let key = self.key(key);
         let ms = millis_at_least_one(window);
         Box::pin(async move {
+            let marker = self.marker()?;
             let (count, pttl): (u64, i64) = self
                 .run(
-                    redis::pipe()
-                        .atomic()
-                        .cmd("SET")
+                    redis::cmd("EVAL")
+                        .arg(HIT_ONCE)
+                        .arg(2)
                         .arg(&key)
-                        .arg(0)
-                        .arg("PX")
+                        .arg(&marker)
                         .arg(ms)
-                        .arg("NX")
-                        .ignore()
-                        .cmd("INCR")
-                        .arg(&key)
-                        .cmd("PTTL")
-                        .arg(&key),
+                        .arg(self.marker_ms()),
                 )
                 .await?;
             Ok(WindowCount::new(count, pttl_duration(pttl)))
@@ -228,17 +304,20 @@ impl SharedStore for RedisStore {
         let value = value.to_vec();
         let ms = millis_at_least_one(ttl);
         Box::pin(async move {
-            let stored: Option<String> = self
+            let marker = self.marker()?;
+            let stored: i64 = self
                 .run(
-                    redis::cmd("SET")
+                    redis::cmd("EVAL")
+                        .arg(SET_ONCE)
+                        .arg(2)
                         .arg(&key)
+                        .arg(&marker)
                         .arg(&value)
-                        .arg("PX")
                         .arg(ms)
-                        .arg("NX"),
+                        .arg(self.marker_ms()),
                 )
                 .await?;
-            Ok(stored.is_some())
+            Ok(stored == 1)
         })
     }
 

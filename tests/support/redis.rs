@@ -30,6 +30,11 @@ impl RedisServer {
         server
     }
 
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The URL of this server (database 0).
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
@@ -143,6 +148,114 @@ impl RedisServer {
             }
         }
         (!out.is_empty()).then_some(out)
+    }
+}
+
+/// A loopback TCP proxy in front of a Redis that, when armed with
+/// [`ReplyDroppingProxy::drop_reply_to`], forwards the next client write
+/// containing the given bytes (a command naming a key), waits for Redis'
+/// reply, and then drops both connections without forwarding it: the
+/// command ran, only its answer was lost (a network blip at the worst time).
+pub struct ReplyDroppingProxy {
+    port: u16,
+    armed: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReplyDroppingProxy {
+    /// A proxy on a free loopback port forwarding to the Redis on `upstream`.
+    pub async fn start(upstream: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = std::sync::Arc::new(std::sync::Mutex::new(None::<Vec<u8>>));
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (a, d) = (armed.clone(), dropped.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (a, d) = (a.clone(), d.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                        return;
+                    };
+                    Self::pump(client, server, a, d).await;
+                });
+            }
+        });
+        Self {
+            port,
+            armed,
+            dropped,
+            task,
+        }
+    }
+
+    async fn pump(
+        mut client: TcpStream,
+        mut server: TcpStream,
+        armed: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+        dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let mut from_client = [0u8; 65536];
+        let mut from_server = [0u8; 65536];
+        loop {
+            tokio::select! {
+                read = client.read(&mut from_client) => {
+                    let Ok(n @ 1..) = read else { return };
+                    let chunk = &from_client[..n];
+                    let hit = {
+                        let mut armed = armed.lock().unwrap();
+                        let hit = armed
+                            .as_ref()
+                            .is_some_and(|p| chunk.windows(p.len()).any(|w| w == p.as_slice()));
+                        if hit {
+                            *armed = None;
+                        }
+                        hit
+                    };
+                    if server.write_all(chunk).await.is_err() {
+                        return;
+                    }
+                    if hit {
+                        // Wait for the reply (the command ran), then lose it.
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(5),
+                            server.read(&mut from_server),
+                        )
+                        .await;
+                        dropped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                }
+                read = server.read(&mut from_server) => {
+                    let Ok(n @ 1..) = read else { return };
+                    if client.write_all(&from_server[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The URL of the proxy (database 0).
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Loses the reply to the next command whose bytes contain `needle`.
+    pub fn drop_reply_to(&self, needle: &str) {
+        *self.armed.lock().unwrap() = Some(needle.as_bytes().to_vec());
+    }
+
+    /// How many replies were lost so far.
+    pub fn dropped(&self) -> usize {
+        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for ReplyDroppingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
