@@ -222,7 +222,10 @@ impl<S> McpServerBuilder<S> {
     }
 
     /// Another accepted `Host` (name or `name:port`), for servers reached
-    /// under several names.
+    /// under several names. The allowlist (the resource URL's host at any
+    /// port, `localhost`, `127.0.0.1`, `::1`, and these) is applied by the
+    /// layer before the token is read: a request naming another host (its
+    /// `Host`, else its HTTP/2 `:authority`) gets 403 `host_not_allowed`.
     pub fn allowed_host(mut self, host: impl Into<String>) -> Self {
         self.extra_hosts.push(host.into());
         self
@@ -441,14 +444,16 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         // One source of truth for the MCP path: the layer judges every
         // request routed to rmcp as MCP, whatever the resource URI's path
         // (a root resource, a proxy prefix) and whatever the path spelling.
+        let hosts = allowed_hosts(&config, &self.extra_hosts);
         let layer = layer
             .mcp_path(self.path.clone())
             .whole_service()
+            .allowed_hosts(&hosts)
             .forward_authorization_header_to_handlers_unsafe(self.forward_authorization)
             .root_metadata(self.root_metadata);
         let mut rmcp_config = self.rmcp_config;
         let ct = rmcp_config.cancellation_token.clone();
-        rmcp_config.allowed_hosts = allowed_hosts(&config, &self.extra_hosts);
+        rmcp_config.allowed_hosts = hosts;
         let limits = config.sessions;
         if !limits.enabled {
             rmcp_config.legacy_session_mode = false;

@@ -366,6 +366,371 @@ async fn content_encoded_bodies_are_415() {
     }
 }
 
+/// rmcp behind `AuthLayer` in an application's own router, served by
+/// `axum::serve`: nested at `mount_at` (routed at `/` exactly when that is
+/// `/`), the resource `http://ADDR{resource_path}`, [`attack::scoped_rules`].
+struct LayerApp {
+    addr: std::net::SocketAddr,
+    log: attack::ExecLog,
+    /// `Authorization` for alice with every scope.
+    bearer: String,
+    server: tokio::task::JoinHandle<()>,
+    _issuer: mcp_oauth2::testing::TestIssuer,
+}
+
+impl Drop for LayerApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl LayerApp {
+    async fn start(resource_path: &str, mount_at: &str) -> Self {
+        use std::sync::Arc;
+
+        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+        use rmcp::transport::streamable_http_server::{
+            StreamableHttpServerConfig, StreamableHttpService,
+        };
+
+        let issuer = mcp_oauth2::testing::TestIssuer::start()
+            .await
+            .expect("issuer");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let resource = format!("http://{addr}{resource_path}");
+        let config = attack::scoped_rules(
+            mcp_oauth2::AuthConfig::builder()
+                .issuer(issuer.issuer())
+                .resource(&resource)
+                .allow_insecure_http_for_loopback(true),
+        )
+        .build()
+        .expect("config");
+        let log = attack::ExecLog::default();
+        let factory_log = log.clone();
+        let rmcp_service = StreamableHttpService::new(
+            move || Ok(attack::ScopedServer::new(factory_log.clone())),
+            Arc::new(LocalSessionManager::default()),
+            StreamableHttpServerConfig::default(),
+        );
+        let app = if mount_at == "/" {
+            axum::Router::new().route_service("/", rmcp_service)
+        } else {
+            axum::Router::new().nest_service(mount_at, rmcp_service)
+        };
+        let app = app.layer(mcp_oauth2::AuthLayer::new(config).expect("layer"));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let bearer = format!(
+            "Bearer {}",
+            issuer
+                .token()
+                .subject("alice")
+                .audience(&resource)
+                .scopes([attack::READ, attack::WRITE, attack::PRIVATE])
+                .sign()
+        );
+        Self {
+            addr,
+            log,
+            bearer,
+            server,
+            _issuer: issuer,
+        }
+    }
+}
+
+/// A 2026-07-28 call of `write_tool` on `addr` at `target` with `auth`.
+fn write_call(addr: std::net::SocketAddr, target: &str, auth: &str) -> attack::Raw {
+    attack::Raw::new(addr, "POST", target)
+        .header("Authorization", auth)
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json, text/event-stream")
+        .header("MCP-Protocol-Version", MODERN)
+        .header("Mcp-Method", "tools/call")
+        .header("Mcp-Name", "write_tool")
+        .body(modern_tool_call_body(7, "write_tool"))
+}
+
+/// The transfer codings of [`transfer_coded_bodies_are_501`], on one
+/// server: `write_tool` (which `auth` may call) never runs for a body sent
+/// under a coding other than `chunked` alone, and runs for `chunked`.
+async fn assert_transfer_codings(
+    addr: std::net::SocketAddr,
+    target: &str,
+    auth: &str,
+    log: &attack::ExecLog,
+    server: &str,
+) {
+    let refused = [
+        ("gzip, chunked", None),
+        ("deflate, chunked", None),
+        ("x-unknown, chunked", None),
+        ("identity, chunked", None),
+        ("chunked, chunked", None),
+        ("CHUNKED,chunked", None),
+        ("chunked", Some("gzip")),
+    ];
+    for (coding, earlier_field) in refused {
+        let mut raw = write_call(addr, target, auth);
+        if let Some(field) = earlier_field {
+            raw = raw.header("Transfer-Encoding", field);
+        }
+        let response = send(raw.chunked_as(coding)).await;
+        let ran_now = log.take();
+        let what = format!("{server}: Transfer-Encoding {earlier_field:?} + {coding:?}");
+        assert!(ran_now.is_empty(), "{what}: {ran_now:?}");
+        assert_eq!(response.status, 501, "{what}: {}", response.summary());
+        let body: serde_json::Value = serde_json::from_slice(&response.body)
+            .unwrap_or_else(|_| panic!("{what}: {}", response.summary()));
+        assert_eq!(body["error"], "invalid_request", "{what}: {body}");
+        assert_eq!(
+            body["reason"], "unsupported_transfer_coding",
+            "{what}: {body}"
+        );
+        assert_eq!(
+            response.header("connection"),
+            Some("close"),
+            "{what}: {}",
+            response.summary()
+        );
+        assert!(response.header("www-authenticate").is_none(), "{what}");
+    }
+    // `chunked` alone is HTTP/1.1's own framing, served.
+    for coding in ["chunked", "Chunked"] {
+        let response = send(write_call(addr, target, auth).chunked_as(coding)).await;
+        let ran_now = log.take();
+        assert_eq!(
+            response.status,
+            200,
+            "{server} {coding}: {}",
+            response.summary()
+        );
+        assert!(
+            ran(&ran_now, "write_tool"),
+            "{server} {coding}: {ran_now:?}"
+        );
+    }
+}
+
+// RFC 9112 section 6.1: a server that receives a transfer coding it does
+// not implement SHOULD answer 501, and a sender MUST NOT chunk twice.
+// hyper undoes the chunking and hands the rest on still coded (`gzip,
+// chunked`), or decodes `chunked, chunked` once: the tool ran for a plain
+// JSON body that something in front honouring the field frames or decodes
+// otherwise (as `Content-Encoding` before it). Refused before the token,
+// with `Connection: close` (the framing is not shared), on every route to
+// rmcp: McpServer at `/mcp`, a custom path and for a root resource, and
+// `AuthLayer` in an application's router, nested and at `/`.
+#[tokio::test]
+async fn transfer_coded_bodies_are_501() {
+    for mount in [Mount::Default, Mount::RootResource, Mount::Custom] {
+        let t = Target::start(mount).await;
+        let auth = t.bearer(TokenKind::AliceAll);
+        let server = format!("McpServer {mount:?}");
+        assert_transfer_codings(t.addr, t.path(), &auth, &t.log, &server).await;
+    }
+    for (resource_path, mount_at) in [("/mcp", "/mcp"), ("", "/")] {
+        let app = LayerApp::start(resource_path, mount_at).await;
+        let server = format!("AuthLayer at {mount_at:?}");
+        assert_transfer_codings(app.addr, mount_at, &app.bearer, &app.log, &server).await;
+    }
+}
+
+/// A 2026-07-28 call of `write_tool` over HTTP/2 (prior knowledge) to
+/// `uri` (`/path` alone sends no `:authority`) with `auth`: the status and
+/// the body.
+async fn h2_write_call(addr: std::net::SocketAddr, uri: &str, auth: &str) -> (u16, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    let driver = tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let body = modern_tool_call_body(7, "write_tool");
+    let request = http::Request::post(uri)
+        .header("authorization", auth)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "write_tool")
+        .body(())
+        .expect("request");
+    let (response, mut stream) = client.send_request(request, false).expect("send");
+    stream
+        .send_data(axum::body::Bytes::from(body), true)
+        .expect("data");
+    let response = tokio::time::timeout(attack::HEAD_TIMEOUT, response)
+        .await
+        .expect("an answer within the timeout")
+        .expect("response");
+    let status = response.status().as_u16();
+    let mut received = response.into_body();
+    let mut text = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(attack::HEAD_TIMEOUT, received.data())
+        .await
+        .expect("the body within the timeout")
+    {
+        let chunk = chunk.expect("chunk");
+        let _ = received.flow_control().release_capacity(chunk.len());
+        text.extend_from_slice(&chunk);
+    }
+    driver.abort();
+    (status, String::from_utf8_lossy(&text).into_owned())
+}
+
+/// The host cases of [`a_request_naming_no_host_is_400_on_every_protocol`]
+/// on one server; the failures, described.
+async fn host_failures(
+    addr: std::net::SocketAddr,
+    path: &str,
+    auth: &str,
+    log: &attack::ExecLog,
+    server: &str,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut judge = |what: String, status: u16, body: &str, reason: &str| {
+        let ran_now = log.take();
+        let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        if !ran_now.is_empty() || status != 400 || parsed["reason"] != reason {
+            failures.push(format!(
+                "{server}, {what}: {status} {body:.160} ran {:?} (want 400 {reason})",
+                ran_now.iter().map(|e| e.what.as_str()).collect::<Vec<_>>()
+            ));
+        }
+    };
+    let (status, body) = h2_write_call(addr, path, auth).await;
+    judge(
+        "HTTP/2 without :authority or Host".into(),
+        status,
+        &body,
+        "missing_host",
+    );
+    let uri = format!("http://alice@{addr}{path}");
+    let (status, body) = h2_write_call(addr, &uri, auth).await;
+    judge(
+        "HTTP/2 :authority with userinfo".into(),
+        status,
+        &body,
+        "invalid_host",
+    );
+    let response = send(write_call(addr, path, auth).without_host().http_1_0()).await;
+    judge(
+        "HTTP/1.0 without Host".into(),
+        response.status,
+        &response.text(),
+        "missing_host",
+    );
+    // The controls: each protocol naming this server is served.
+    let (status, body) = h2_write_call(addr, &format!("http://{addr}{path}"), auth).await;
+    if status != 200 || !ran(&log.take(), "write_tool") {
+        failures.push(format!("{server}, HTTP/2 control: {status} {body:.160}"));
+    }
+    let response = send(write_call(addr, path, auth).http_1_0()).await;
+    if response.status != 200 || !ran(&log.take(), "write_tool") {
+        failures.push(format!(
+            "{server}, HTTP/1.0 control: {}",
+            response.summary()
+        ));
+    }
+    failures
+}
+
+// RFC 9113 section 8.3.1: an HTTP/2 request for an `http(s)` URI MUST carry
+// `:authority` or `Host`, and `:authority` MUST NOT include userinfo (RFC
+// 9112 section 3.2 says the same of HTTP/1.1's `Host`, already 400). The
+// layer let both through (its rules looked at `Host` only), and so did it
+// an HTTP/1.0 MCP request without `Host`: rmcp, after the token was
+// verified, answered the first and the last with its plain-text 400 (no
+// documented error), and took the userinfo form's host as allowed. Each
+// is now the layer's 400 (`missing_host`, `invalid_host`), before the
+// token, on every route to rmcp.
+#[tokio::test]
+async fn a_request_naming_no_host_is_400_on_every_protocol() {
+    let mut failures = Vec::new();
+    for mount in [Mount::Default, Mount::RootResource, Mount::Custom] {
+        let t = Target::start(mount).await;
+        let auth = t.bearer(TokenKind::AliceAll);
+        let server = format!("McpServer {mount:?}");
+        failures.extend(host_failures(t.addr, t.path(), &auth, &t.log, &server).await);
+    }
+    for (resource_path, mount_at) in [("/mcp", "/mcp"), ("", "/")] {
+        let app = LayerApp::start(resource_path, mount_at).await;
+        let server = format!("AuthLayer at {mount_at:?}");
+        failures.extend(host_failures(app.addr, mount_at, &app.bearer, &app.log, &server).await);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+// MCP streamable HTTP (DNS rebinding): McpServer serves the resource's host
+// and the loopback names only. rmcp refused another `Host` with a
+// plain-text 403 ("Forbidden: Host header is not allowed", no documented
+// error) and only after the token was verified: without one the page got
+// 401 and a challenge. The layer now refuses it first, 403
+// `host_not_allowed`, with a token, a bad one or none, over HTTP/1.1 and
+// HTTP/2 (`:authority`), on every mount.
+#[tokio::test]
+async fn a_foreign_host_is_403_before_the_token() {
+    let mut failures = Vec::new();
+    for mount in [Mount::Default, Mount::RootResource, Mount::Custom] {
+        let t = Target::start(mount).await;
+        let path = t.path();
+        let port = t.addr.port();
+        for host in ["evil.example".to_owned(), format!("evil.example:{port}")] {
+            for kind in [Some(TokenKind::AliceAll), Some(TokenKind::Expired), None] {
+                let raw = match kind {
+                    Some(kind) => write_call(t.addr, path, &t.bearer(kind)),
+                    None => t.mcp_post(path, None, &modern_tool_call_body(7, "write_tool")),
+                };
+                let response = send(raw.header("Host", &host)).await;
+                let ran_now = t.log.take();
+                let body: serde_json::Value =
+                    serde_json::from_slice(&response.body).unwrap_or_default();
+                if !ran_now.is_empty()
+                    || response.status != 403
+                    || body["error"] != "host_not_allowed"
+                    || body["reason"] != "host_not_allowed"
+                    || response.header("www-authenticate").is_some()
+                {
+                    failures.push(format!(
+                        "{mount:?} Host {host} {kind:?}: {}",
+                        response.summary()
+                    ));
+                }
+            }
+        }
+        let uri = format!("http://evil.example:{port}{path}");
+        let (status, body) = h2_write_call(t.addr, &uri, &t.bearer(TokenKind::AliceAll)).await;
+        let ran_now = t.log.take();
+        if !ran_now.is_empty() || status != 403 || !body.contains("\"host_not_allowed\"") {
+            failures.push(format!(
+                "{mount:?} HTTP/2 :authority {uri}: {status} {body:.160}"
+            ));
+        }
+        // The controls: the resource's host and the loopback names, any case.
+        for host in [
+            t.addr.to_string(),
+            format!("localhost:{port}"),
+            format!("LOCALHOST:{port}"),
+        ] {
+            let response = send(
+                write_call(t.addr, path, &t.bearer(TokenKind::AliceAll)).header("Host", &host),
+            )
+            .await;
+            if response.status != 200 || !ran(&t.log.take(), "write_tool") {
+                failures.push(format!(
+                    "{mount:?} control Host {host}: {}",
+                    response.summary()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 // MCP 2026-07-28 "Transports", security warning: Origin MUST be validated;
 // present and not allowed is 403.
 #[tokio::test]

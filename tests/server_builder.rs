@@ -214,9 +214,15 @@ async fn custom_verifier_at_a_custom_path_with_an_extra_host() {
     .await;
     assert_eq!(elsewhere.status(), 404);
 
-    // Authentication accepted three (rmcp then refused the foreign Host).
+    // Authentication accepted two: the foreign Host was refused before
+    // its token was read.
     let snapshot = metrics.snapshot();
-    assert_eq!(snapshot.accepted, 3, "{snapshot:?}");
+    assert_eq!(snapshot.accepted, 2, "{snapshot:?}");
+    assert_eq!(
+        snapshot.rejected.get("host_not_allowed"),
+        Some(&1),
+        "{snapshot:?}"
+    );
     assert_eq!(
         snapshot.rejected.get("token_rejected"),
         Some(&1),

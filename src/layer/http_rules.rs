@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use http::header::{
     ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
-    ACCESS_CONTROL_REQUEST_METHOD, CONTENT_ENCODING, CONTENT_TYPE, HOST, ORIGIN, RETRY_AFTER, VARY,
+    ACCESS_CONTROL_REQUEST_METHOD, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE, HOST, ORIGIN,
+    RETRY_AFTER, TRANSFER_ENCODING, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
@@ -37,14 +38,20 @@ const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 pub(crate) enum Refused {
     /// RFC 9112 section 3.2: more than one `Host` field.
     DuplicateHost,
-    /// RFC 9112 section 3.2: an HTTP/1.1 request without a `Host` field.
+    /// RFC 9112 section 3.2: an HTTP/1.1 request without a `Host` field;
+    /// RFC 9113 section 8.3.1: an HTTP/2 one without `Host` or
+    /// `:authority`; an MCP request naming no host at all (HTTP/1.0).
     MissingHost,
-    /// RFC 9112 section 3.2: a `Host` value that is not `uri-host [":" port]`.
+    /// RFC 9112 section 3.2: a `Host` value (or, without one, an HTTP/2
+    /// `:authority`) that is not `uri-host [":" port]`.
     InvalidHost,
     /// RFC 9112 section 3.2.2 / RFC 9113 section 8.3.1: the request target
     /// names an authority (absolute form, HTTP/2 `:authority`) other than
     /// the `Host` field.
     HostMismatch,
+    /// MCP streamable HTTP (DNS rebinding): the request's host (`Host`,
+    /// else the target's authority) is not one `McpServer` serves.
+    HostNotAllowed,
     /// MCP streamable HTTP: `Origin` present and not allowed.
     OriginNotAllowed,
     /// RFC 9110 section 15.5.14: a body over the cap of the body read for
@@ -53,6 +60,11 @@ pub(crate) enum Refused {
     /// RFC 9110 section 8.4: a request body with a content coding (neither
     /// the layer nor rmcp decodes one).
     UnsupportedContentEncoding,
+    /// RFC 9112 section 6.1: a `Transfer-Encoding` other than `chunked`
+    /// alone (`gzip, chunked`, `chunked, chunked`, ...). hyper undoes the
+    /// chunking and hands the rest on still coded, and something in front
+    /// that reads the field otherwise frames or decodes the body otherwise.
+    UnsupportedTransferCoding,
     /// A session cap is reached (see `max_sessions_per_principal`).
     TooManySessions(&'static str),
     /// Sessions are off (`stateless_only`) and the request names one.
@@ -69,8 +81,10 @@ impl Refused {
             Self::MissingHost => "missing_host",
             Self::InvalidHost => "invalid_host",
             Self::HostMismatch => "host_mismatch",
+            Self::HostNotAllowed => "host_not_allowed",
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::UnsupportedContentEncoding => "unsupported_content_encoding",
+            Self::UnsupportedTransferCoding => "unsupported_transfer_coding",
             Self::BodyTooLarge => "body_too_large",
             Self::TooManySessions(code) => code,
             Self::SessionsDisabled => "sessions_disabled",
@@ -88,7 +102,7 @@ impl Refused {
             Self::MissingHost => (
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                "An HTTP/1.1 request needs a Host header field",
+                "The request needs a Host header field (or an HTTP/2 :authority)",
             ),
             Self::InvalidHost => (
                 StatusCode::BAD_REQUEST,
@@ -99,6 +113,11 @@ impl Refused {
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "The request target names another host than the Host header field",
+            ),
+            Self::HostNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "host_not_allowed",
+                "The Host of this request is not one this server serves",
             ),
             Self::OriginNotAllowed => (
                 StatusCode::FORBIDDEN,
@@ -114,6 +133,11 @@ impl Refused {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "invalid_request",
                 "The request body has a Content-Encoding; send it uncompressed",
+            ),
+            Self::UnsupportedTransferCoding => (
+                StatusCode::NOT_IMPLEMENTED,
+                "invalid_request",
+                "The request body has a transfer coding other than chunked; send it with Content-Length or chunked alone",
             ),
             Self::TooManySessions(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -159,6 +183,14 @@ impl Refused {
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static(secs));
         }
+        if self == Self::UnsupportedTransferCoding {
+            // RFC 9112 section 6.1: the message's framing is not one this
+            // server shares with whatever sent it, so the bytes after it on
+            // the connection are not trusted to start a request.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         if self == Self::UnsupportedContentEncoding {
             // RFC 9110 section 12.5.3: the codings a request may use.
             response
@@ -202,19 +234,32 @@ pub(crate) fn throttled_response(
 
 /// RFC 9112 section 3.2: a request with more than one `Host`, an HTTP/1.1
 /// request without one, or a `Host` value that is not `uri-host [":"
-/// port]` is a 400. And the request has one host: a target that names an
-/// authority (the absolute form of RFC 9112 section 3.2.2, HTTP/2
-/// `:authority`) must name the `Host` field's (compared without case), so
-/// that nothing behind the layer judges a Host the target contradicts
-/// (rmcp's DNS-rebinding check reads the field only).
+/// port]` is a 400. RFC 9113 section 8.3.1: an HTTP/2 (or later) request
+/// without `Host` must carry `:authority`, itself without userinfo (the
+/// same `uri-host [":" port]`). And the request has one host: a target
+/// that names an authority (the absolute form of RFC 9112 section 3.2.2,
+/// HTTP/2 `:authority`) must name the `Host` field's (compared without
+/// case), so that nothing behind the layer judges a Host the target
+/// contradicts (rmcp's DNS-rebinding check reads the field, else the
+/// authority). An HTTP/1.0 request may name no host at all: see
+/// [`names_no_host`].
 pub(crate) fn check_host(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<(), Refused> {
     let mut hosts = headers.get_all(HOST).iter();
     let host = match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => return Err(Refused::DuplicateHost),
         (Some(host), None) => host,
-        // HTTP/1.0 may omit it; HTTP/2 and 3 carry `:authority` instead.
         (None, _) if version == Version::HTTP_11 => return Err(Refused::MissingHost),
-        (None, _) => return Ok(()),
+        (None, _) => {
+            return match uri.authority() {
+                Some(authority) if !is_host_value(authority.as_str().as_bytes()) => {
+                    Err(Refused::InvalidHost)
+                }
+                Some(_) => Ok(()),
+                None if version >= Version::HTTP_2 => Err(Refused::MissingHost),
+                // HTTP/1.0 may omit it (judged on MCP requests only).
+                None => Ok(()),
+            };
+        }
     };
     if !is_host_value(host.as_bytes()) {
         return Err(Refused::InvalidHost);
@@ -230,6 +275,15 @@ pub(crate) fn check_host(version: Version, uri: &Uri, headers: &HeaderMap) -> Re
         }
         _ => Ok(()),
     }
+}
+
+/// Whether a request names no host at all: no `Host` field and a target
+/// without an authority (an HTTP/1.0 request may be so, RFC 9112 section
+/// 3.2). rmcp cannot judge its DNS-rebinding rule on such a request and
+/// refuses it in plain text after the token was verified; the layer
+/// refuses it on MCP requests first (`missing_host`).
+pub(crate) fn names_no_host(uri: &Uri, headers: &HeaderMap) -> bool {
+    uri.authority().is_none() && !headers.contains_key(HOST)
 }
 
 /// Whether a `Last-Event-ID` names anything but the standalone stream:
@@ -259,6 +313,33 @@ pub(crate) fn has_content_coding(headers: &HeaderMap) -> bool {
             !member.is_empty() && !member.eq_ignore_ascii_case(b"identity")
         })
     })
+}
+
+/// RFC 9112 sections 6.1 and 7: whether a request's `Transfer-Encoding`
+/// fields name anything but one `chunked` (any case). hyper refuses a list
+/// whose last coding is not `chunked` (and the field on HTTP/1.0), but
+/// undoes the chunking and hands the body on with any coding listed before
+/// it still applied (`gzip, chunked`), and decodes `chunked, chunked` once:
+/// neither the layer nor rmcp would read the body as sent.
+pub(crate) fn has_transfer_coding(headers: &HeaderMap) -> bool {
+    let mut fields = headers.get_all(TRANSFER_ENCODING).iter().peekable();
+    if fields.peek().is_none() {
+        return false;
+    }
+    let mut chunked = 0usize;
+    for value in fields {
+        for member in value.as_bytes().split(|&c| c == b',') {
+            let member = member.trim_ascii();
+            if member.is_empty() {
+                continue;
+            }
+            if !member.eq_ignore_ascii_case(b"chunked") {
+                return true;
+            }
+            chunked += 1;
+        }
+    }
+    chunked != 1
 }
 
 /// RFC 9110 section 7.2 / RFC 3986 section 3.2: `uri-host [":" port]`,
@@ -333,6 +414,62 @@ pub(crate) fn check_origin<'h>(
     } else {
         Err(Refused::OriginNotAllowed)
     }
+}
+
+/// The `Host` allowlist of the rmcp service behind `McpServer`, read as
+/// rmcp reads it (its `allowed_hosts`): an entry is a host (any port) or
+/// `host:port`; hosts compare without case and without IPv6 brackets; the
+/// request's host is its first `Host` field, else its target's authority.
+/// The layer applies it before the token, so that a request for another
+/// host (a DNS-rebinding page's) gets the layer's documented 403 rather
+/// than rmcp's plain-text one after its token was verified.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AllowedHosts(Vec<(String, Option<u16>)>);
+
+impl AllowedHosts {
+    pub(crate) fn new(hosts: &[String]) -> Self {
+        Self(
+            hosts
+                .iter()
+                .map(|h| h.trim())
+                .filter(|h| !h.is_empty())
+                .map(|h| match http::uri::Authority::try_from(h) {
+                    Ok(authority) => (normalize_host(authority.host()), authority.port_u16()),
+                    Err(_) => (normalize_host(h), None),
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether the request's host is allowed (always, for an empty list,
+    /// as rmcp). A host that cannot be read is not.
+    pub(crate) fn admits(&self, uri: &Uri, headers: &HeaderMap) -> bool {
+        if self.0.is_empty() {
+            return true;
+        }
+        let named = match headers.get(HOST) {
+            Some(host) => host
+                .to_str()
+                .ok()
+                .and_then(|h| http::uri::Authority::try_from(h).ok()),
+            None => uri.authority().cloned(),
+        };
+        let Some(named) = named else {
+            return false;
+        };
+        let host = normalize_host(named.host());
+        let port = named.port_u16();
+        self.0.iter().any(|(allowed, allowed_port)| {
+            *allowed == host && allowed_port.is_none_or(|p| Some(p) == port)
+        })
+    }
+}
+
+/// A host as rmcp compares it: without IPv6 brackets, lowercase.
+fn normalize_host(host: &str) -> String {
+    host.trim_matches('[')
+        .trim_matches(']')
+        .to_ascii_lowercase()
 }
 
 /// The origins a layer allows.

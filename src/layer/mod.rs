@@ -32,8 +32,8 @@ use crate::requirement::ComputedScopes;
 use crate::scope::{ScopeHierarchy, ScopePolicy};
 use crate::verify::TokenVerifier;
 pub use future::ResponseFuture;
-use http_rules::Origins;
 pub(crate) use http_rules::request_id_member;
+use http_rules::{AllowedHosts, Origins};
 pub use service::AuthService;
 pub(crate) use sessions::Closer;
 use sessions::Sessions;
@@ -118,6 +118,9 @@ struct Shared {
     /// Every request reaching the layer is MCP (the layer wraps the MCP
     /// route alone, as `McpServer` applies it).
     whole_service: bool,
+    /// The `Host` allowlist of the rmcp service behind the layer (set by
+    /// `McpServer`, `None` elsewhere): judged here, before the token.
+    allowed_hosts: Option<Arc<AllowedHosts>>,
     bind_sessions: bool,
     /// Leave the caller's `Authorization` (and `DPoP`) header on the
     /// request handed to the service (default off: no token passthrough).
@@ -217,6 +220,7 @@ impl AuthLayer {
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 mcp_path,
                 whole_service: false,
+                allowed_hosts: None,
                 bind_sessions: true,
                 forward_authorization: false,
                 sessions: Arc::new(Sessions::new(config.sessions)),
@@ -282,6 +286,14 @@ impl AuthLayer {
     /// judged as MCP, whatever its path.
     pub(crate) fn whole_service(mut self) -> Self {
         Arc::make_mut(&mut self.shared).whole_service = true;
+        self
+    }
+
+    /// The `Host` allowlist of the rmcp service the layer wraps: a request
+    /// naming another host is refused here (403 `host_not_allowed`)
+    /// before its token is read, rather than by rmcp in plain text after.
+    pub(crate) fn allowed_hosts(mut self, hosts: &[String]) -> Self {
+        Arc::make_mut(&mut self.shared).allowed_hosts = Some(Arc::new(AllowedHosts::new(hosts)));
         self
     }
 

@@ -15,8 +15,8 @@ use tracing::Instrument as _;
 
 use super::http_rules::{
     LAST_EVENT_ID, Refused, SESSION_HEADER, add_cors, check_host, check_origin, has_content_coding,
-    header_mismatch_response, is_preflight, preflight_response, request_id_refused,
-    resumes_a_request_stream, throttled_response,
+    has_transfer_coding, header_mismatch_response, is_preflight, names_no_host, preflight_response,
+    request_id_refused, resumes_a_request_stream, throttled_response,
 };
 use crate::audit::{Event, Record, RequestMeta, event_of, reason_of};
 use crate::bearer::{BearerToken, Credentials, read_credentials, uri_names_access_token};
@@ -137,6 +137,15 @@ where
             return ResponseFuture::ready(shared.refuse(refused, &req, &meta));
         }
         let placement = shared.place(&req);
+        if placement.on_mcp && names_no_host(req.uri(), req.headers()) {
+            return ResponseFuture::ready(shared.refuse(Refused::MissingHost, &req, &meta));
+        }
+        if placement.on_mcp
+            && let Some(hosts) = &shared.allowed_hosts
+            && !hosts.admits(req.uri(), req.headers())
+        {
+            return ResponseFuture::ready(shared.refuse(Refused::HostNotAllowed, &req, &meta));
+        }
         let preflight = is_preflight(req.method(), req.headers());
         let origin = match check_origin(req.headers(), &shared.allowed_origins) {
             Ok(origin) => origin.cloned(),
@@ -158,6 +167,11 @@ where
         {
             // Before the token: the body could not be judged either way.
             let response = shared.refuse(Refused::UnsupportedContentEncoding, &req, &meta);
+            return ResponseFuture::ready(with_cors(response, origin.as_ref()));
+        }
+        if (placement.on_mcp || placement.reads_body) && has_transfer_coding(req.headers()) {
+            // Before the token too: the body is not read as it was sent.
+            let response = shared.refuse(Refused::UnsupportedTransferCoding, &req, &meta);
             return ResponseFuture::ready(with_cors(response, origin.as_ref()));
         }
         if !placement.on_mcp && shared.exempt.iter().any(|r| r.matches(req.uri().path())) {

@@ -21,6 +21,11 @@ pub struct Raw {
     pub head_only_for_streams: bool,
     /// Send no `Host` field at all (RFC 9112 section 3.2 tests).
     pub omit_host: bool,
+    /// Send the body chunked (one chunk) under this `Transfer-Encoding`
+    /// value instead of with a `Content-Length`.
+    pub transfer_encoding: Option<String>,
+    /// The request line's version (`HTTP/1.1` unless set).
+    pub version: &'static str,
 }
 
 /// What came back.
@@ -98,6 +103,8 @@ impl Raw {
             body: Vec::new(),
             head_only_for_streams: true,
             omit_host: false,
+            transfer_encoding: None,
+            version: "HTTP/1.1",
         }
     }
 
@@ -113,6 +120,20 @@ impl Raw {
         self
     }
 
+    /// Sends the request as HTTP/1.0 (which may omit `Host`, RFC 9112
+    /// section 3.2).
+    pub fn http_1_0(mut self) -> Self {
+        self.version = "HTTP/1.0";
+        self
+    }
+
+    /// Sends the body in one chunk with `Transfer-Encoding: value` (RFC
+    /// 9112 section 7.1) instead of a `Content-Length`.
+    pub fn chunked_as(mut self, value: &str) -> Self {
+        self.transfer_encoding = Some(value.to_owned());
+        self
+    }
+
     pub fn body(mut self, body: impl AsRef<[u8]>) -> Self {
         self.body = body.as_ref().to_vec();
         self
@@ -120,7 +141,7 @@ impl Raw {
 
     /// The request's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.target).into_bytes();
+        let mut out = format!("{} {} {}\r\n", self.method, self.target, self.version).into_bytes();
         if !self.omit_host
             && !self
                 .headers
@@ -131,6 +152,17 @@ impl Raw {
         }
         for (k, v) in &self.headers {
             out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
+        if let Some(coding) = &self.transfer_encoding {
+            out.extend_from_slice(format!("Transfer-Encoding: {coding}\r\n").as_bytes());
+            out.extend_from_slice(b"Connection: close\r\n\r\n");
+            if !self.body.is_empty() {
+                out.extend_from_slice(format!("{:x}\r\n", self.body.len()).as_bytes());
+                out.extend_from_slice(&self.body);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+            return out;
         }
         if !self.body.is_empty() || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH") {
             out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
