@@ -19,8 +19,9 @@
 //! variable (a misspelling such as `MCP_OAUTH2_REQUIRED_SCOPE`) stops the
 //! server before it listens, naming it.
 //!
-//! Tools: `whoami` (subject, client_id, scopes, issuer, for a DPoP-bound
-//! token `dpop_jkt`, and for a tenant issuer `tenant`, as JSON text; notes
+//! Tools: `whoami` (subject, client_id, scopes, issuer, `dpop_jkt` (the key
+//! thumbprint of a DPoP-bound token, else `null`), and for a tenant issuer
+//! `tenant`, as JSON text; notes
 //! are kept per issuer, tenant and subject), `list_notes`
 //! (scope `notes:read`), `add_note` (scope `notes:write`, which implies
 //! `notes:read`), `read_note` (`{"id": <integer>, "folder": "shared" |

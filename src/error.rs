@@ -217,7 +217,7 @@ auth_error_kinds! {
         "The access token is bound to a key that this request does not prove"),
     /// `Authorization: DPoP` without a `DPoP` proof header (RFC 9449 section 7.1).
     DpopProofMissing => ("dpop_proof_missing", InvalidDpopProof,
-        "A DPoP proof header is required with a DPoP-bound token"),
+        "A DPoP proof header is required with the DPoP authorization scheme"),
     /// More than one `DPoP` header (RFC 9449 section 4.3).
     MultipleDpopProofs => ("multiple_dpop_proofs", InvalidDpopProof,
         "Send exactly one DPoP header"),

@@ -1,5 +1,5 @@
 //! Optional: hiding the tools, prompts and resources a caller may not use
-//! from list results (`AuthLayer::hide_unauthorized`). The JSON-RPC responses
+//! from list results ([`AuthConfigBuilder::hide_unauthorized_in_lists`](crate::AuthConfigBuilder::hide_unauthorized_in_lists)). The JSON-RPC responses
 //! are rewritten in the HTTP response, JSON or SSE alike, and every filtered
 //! list is marked `cacheScope: "private"` (SEP-2549, protocol 2026-07-28):
 //! a list that depends on the caller must not be cached for others.

@@ -65,11 +65,11 @@
 //!   [`verify::from_fn`]) and opaque tokens through introspection
 //!   ([`verify::IntrospectionVerifier`], [`verify::IntrospectionSettings`]);
 //! - [`store`]: the [`store::SharedStore`] that holds state shared by
-//!   replicas (throttle counters), with the in-memory default;
+//!   replicas (legacy session owners, DPoP replays, introspection results,
+//!   throttle counters), with the in-memory default ([`store::MemoryStore`])
+//!   and, with the `redis` feature, `store::RedisStore`;
 //! - [`presets`]: configurations for common identity providers (Keycloak,
 //!   Auth0, Entra ID, Okta, Cognito);
-//! - [`store`]: state shared by replicas ([`store::SharedStore`],
-//!   [`store::MemoryStore`]);
 //! - `testing` (feature `testing`): an in-process issuer and challenge
 //!   helpers for tests.
 //!

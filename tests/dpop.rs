@@ -349,6 +349,19 @@ async fn two_proof_headers_or_none_are_refused() {
     assert_proof_refused(&r, "dpop_proof_missing");
 }
 
+// RFC 9449 section 7.1: `Authorization: DPoP` without a proof. The token
+// need not be bound (this one is not): the description speaks of the
+// scheme the request used, not of a binding the token may not have.
+#[tokio::test]
+async fn the_dpop_scheme_without_a_proof_names_the_scheme() {
+    let h = Harness::start(|b| b).await;
+    let unbound = h.token("bob");
+    let r = refusal(post_dpop(&h, &unbound, &[]).await).await;
+    assert_proof_refused(&r, "dpop_proof_missing");
+    let said = "A DPoP proof header is required with the DPoP authorization scheme";
+    assert_eq!(param(&r.dpop, "error_description"), Some(said));
+}
+
 // RFC 9449 section 7.2: a bound token presented as Bearer is refused as
 // `invalid_token`; an unbound token presented with a proof too.
 #[tokio::test]

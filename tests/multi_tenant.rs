@@ -773,6 +773,8 @@ async fn reference_server_with_tenants_from_the_environment() {
             ("MCP_OAUTH2_TENANT_CLAIM", "tid"),
             ("MCP_OAUTH2_JWKS_URI", &ms.jwks_uri()),
             ("MCP_OAUTH2_AUTHORIZATION_SERVERS", &advertised),
+            // Entra's front door is not an issuer: the explicit opt-in.
+            ("MCP_OAUTH2_UNTRUSTED_AUTHORIZATION_SERVERS", &advertised),
             ("MCP_OAUTH2_RESOURCE", &resource),
         ],
     )

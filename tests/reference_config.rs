@@ -103,6 +103,46 @@ async fn configuration_errors_name_the_variables() {
     );
 }
 
+// RFC 9728 section 7.6: MCP_OAUTH2_AUTHORIZATION_SERVERS sends clients to
+// the servers it lists; one that is not a trusted issuer (its tokens would
+// all be refused as `invalid_issuer`) stops the server before it listens,
+// and the error names the opt-in for a deliberate front door. The opt-in
+// names URLs that must be listed.
+#[tokio::test]
+async fn an_advertised_server_that_is_not_an_issuer_stops_it_before_listening() {
+    let stderr = refused(
+        &[("MCP_OAUTH2_AUTHORIZATION_SERVERS", "https://other.example")],
+        "MCP_OAUTH2_AUTHORIZATION_SERVERS",
+    )
+    .await;
+    assert!(
+        stderr.contains("not a trusted issuer")
+            && stderr.contains("MCP_OAUTH2_UNTRUSTED_AUTHORIZATION_SERVERS"),
+        "{stderr}"
+    );
+    // A tenant the allowlist does not hold.
+    refused(
+        &[
+            ("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9/{tenant}/v2.0"),
+            ("MCP_OAUTH2_TENANTS", "acme"),
+            (
+                "MCP_OAUTH2_AUTHORIZATION_SERVERS",
+                "http://127.0.0.1:9/globex/v2.0",
+            ),
+        ],
+        "MCP_OAUTH2_AUTHORIZATION_SERVERS",
+    )
+    .await;
+    refused(
+        &[(
+            "MCP_OAUTH2_UNTRUSTED_AUTHORIZATION_SERVERS",
+            "https://other.example",
+        )],
+        "MCP_OAUTH2_UNTRUSTED_AUTHORIZATION_SERVERS",
+    )
+    .await;
+}
+
 // The reference server advertises `notes:read` unless
 // MCP_OAUTH2_SCOPES_SUPPORTED says otherwise; with
 // MCP_OAUTH2_REQUIRED_SCOPES the metadata names the required scopes too,
@@ -246,11 +286,19 @@ async fn a_misspelled_variable_stops_it_before_listening() {
 
 // A value that is not UTF-8 read as unset: `MCP_OAUTH2_REQUIRED_SCOPES` with
 // one stray byte started the server requiring nothing. It now stops it,
-// naming the variable.
+// naming the variable. The server's own variables too: a non-UTF-8
+// MCP_OAUTH2_BIND was read as unset and the server listened on the default
+// 127.0.0.1:8080; a timeout fell back to its default.
 #[tokio::test]
 async fn a_value_that_is_not_utf8_stops_it_before_listening() {
     use std::os::unix::ffi::OsStrExt;
-    for variable in ["MCP_OAUTH2_REQUIRED_SCOPES", "MCP_OAUTH2_DPOP"] {
+    for variable in [
+        "MCP_OAUTH2_REQUIRED_SCOPES",
+        "MCP_OAUTH2_DPOP",
+        "MCP_OAUTH2_BIND",
+        "MCP_OAUTH2_LOG_FORMAT",
+        "MCP_OAUTH2_BODY_READ_TIMEOUT",
+    ] {
         let output = support::reference::command()
             .env("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9")
             .env("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:1/mcp")

@@ -8,7 +8,8 @@ use ::url::Url;
 
 use super::scopes::check_scopes;
 use super::url::{
-    canonical_resource, check_https, metadata_path, normalize_origin, origin_of, route_path_problem,
+    UrlParts, canonical_resource, check_https, check_url_parts, metadata_path, normalize_origin,
+    origin_of, route_path_problem,
 };
 use super::{
     Algorithm, AudienceRule, AuthConfig, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY,
@@ -16,6 +17,14 @@ use super::{
     SessionLimits, TokenCachePolicy, TypPolicy,
 };
 use crate::error::ConfigError;
+
+/// The first item of `list` that an earlier item equals.
+pub(super) fn first_repeated<T: PartialEq>(list: &[T]) -> Option<&T> {
+    list.iter()
+        .enumerate()
+        .find(|(i, item)| list.get(..*i).is_some_and(|before| before.contains(item)))
+        .map(|(_, item)| item)
+}
 
 /// Builder for [`AuthConfig`]. Every setting has a documented default; the
 /// issuer and the resource are required.
@@ -26,6 +35,8 @@ pub struct AuthConfigBuilder {
     pub(super) tenant_issuers: Vec<super::TenantIssuer>,
     pub(super) issuer_policies: Vec<(String, super::IssuerPolicy)>,
     pub(super) authorization_servers: Option<Vec<String>>,
+    /// Entries of `authorization_servers` allowed not to be trusted issuers.
+    pub(super) untrusted_authorization_servers: Vec<String>,
     pub(super) jwks_uris: Vec<(Option<String>, String)>,
     pub(super) resource: Option<String>,
     pub(super) algorithms: Vec<Algorithm>,
@@ -87,6 +98,7 @@ impl Default for AuthConfigBuilder {
             tenant_issuers: Vec::new(),
             issuer_policies: Vec::new(),
             authorization_servers: None,
+            untrusted_authorization_servers: Vec::new(),
             jwks_uris: Vec::new(),
             resource: None,
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
@@ -158,12 +170,36 @@ impl AuthConfigBuilder {
     /// from the issuers (each fixed issuer, and for each tenant issuer its
     /// advertised issuers or one per allowlisted tenant). MCP clients pick
     /// one of them to discover where to get a token.
+    ///
+    /// Each entry must be a trusted issuer: a configured [`issuer`](Self::issuer),
+    /// an issuer a [`TenantIssuer`](super::TenantIssuer) accepts (its
+    /// template with an accepted tenant), or one of its
+    /// [`advertise`](super::TenantIssuer::advertise)d front doors. Any other
+    /// entry is refused at build (`authorization_servers`): clients would
+    /// get their tokens there and every one of them would be refused
+    /// (`invalid_issuer`). A front door that is deliberately not an issuer
+    /// is allowed by naming it with
+    /// [`allow_untrusted_authorization_server`](Self::allow_untrusted_authorization_server).
     pub fn authorization_servers<I, S>(mut self, issuers: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
         self.authorization_servers = Some(issuers.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Lets `url`, listed in [`authorization_servers`](Self::authorization_servers),
+    /// be a server that is not a trusted issuer: the explicit opt-in for a
+    /// front door whose tokens name another issuer (Entra ID's multi-tenant
+    /// `https://login.microsoftonline.com/organizations/v2.0` or `common`
+    /// endpoints, with an issuer template whose tenants the tokens name).
+    /// Default: none, every advertised server must be a trusted issuer.
+    /// A URL given here that `authorization_servers` does not list is
+    /// refused at build (`untrusted_authorization_servers`). May be called
+    /// several times. Environment: `MCP_OAUTH2_UNTRUSTED_AUTHORIZATION_SERVERS`.
+    pub fn allow_untrusted_authorization_server(mut self, url: impl Into<String>) -> Self {
+        self.untrusted_authorization_servers.push(url.into());
         self
     }
 
@@ -506,6 +542,7 @@ impl AuthConfigBuilder {
         for issuer in self.issuers {
             let url = Url::parse(&issuer)
                 .map_err(|e| ConfigError::new("issuer", format!("{issuer:?} is not a URL: {e}")))?;
+            check_url_parts(&url, UrlParts::Issuer, "issuer")?;
             check_https(&url, loopback_ok, "issuer")?;
             // RFC 8414 section 3.3: `iss` and the discovery document's
             // `issuer` are compared with this text exactly, and servers
@@ -583,7 +620,25 @@ impl AuthConfigBuilder {
                             format!("{s:?} is not a URL: {e}"),
                         )
                     })?;
+                    check_url_parts(&url, UrlParts::Issuer, "authorization_servers")?;
                     check_https(&url, loopback_ok, "authorization_servers")?;
+                    let trusted = issuers.iter().any(|i| i.issuer == *s)
+                        || self
+                            .tenant_issuers
+                            .iter()
+                            .any(|t| t.issues(s) || t.advertised.contains(s));
+                    if !trusted && !self.untrusted_authorization_servers.contains(s) {
+                        return Err(ConfigError::new(
+                            "authorization_servers",
+                            format!(
+                                "{s:?} is not a trusted issuer: clients would get tokens \
+                                 there and every one would be refused (invalid_issuer); list \
+                                 only configured issuers (compared exactly), or allow a front \
+                                 door that is not an issuer explicitly \
+                                 (allow_untrusted_authorization_server)"
+                            ),
+                        ));
+                    }
                 }
                 list
             }
@@ -606,6 +661,19 @@ impl AuthConfigBuilder {
                 list
             }
         };
+        if let Some(unused) = self
+            .untrusted_authorization_servers
+            .iter()
+            .find(|u| !authorization_servers.contains(u))
+        {
+            return Err(ConfigError::new(
+                "untrusted_authorization_servers",
+                format!(
+                    "{unused:?} is allowed as an untrusted authorization server but \
+                     authorization_servers does not list it"
+                ),
+            ));
+        }
         for (iss, settings) in self.issuer_introspection {
             let target = issuers.iter_mut().find(|i| i.issuer == iss);
             let Some(target) = target.filter(|t| t.introspection.is_none()) else {
@@ -615,6 +683,7 @@ impl AuthConfigBuilder {
                 ));
             };
             if let Some(endpoint) = &settings.endpoint {
+                check_url_parts(endpoint, UrlParts::Endpoint, "introspection_endpoint")?;
                 check_https(endpoint, loopback_ok, "introspection_endpoint")?;
             }
             target.introspection = Some(settings);
@@ -622,6 +691,7 @@ impl AuthConfigBuilder {
         for (issuer, jwks) in self.jwks_uris {
             let url = Url::parse(&jwks)
                 .map_err(|e| ConfigError::new("jwks_uri", format!("{jwks:?} is not a URL: {e}")))?;
+            check_url_parts(&url, UrlParts::Endpoint, "jwks_uri")?;
             check_https(&url, loopback_ok, "jwks_uri")?;
             let target = match issuer {
                 None if issuers.len() == 1 => issuers.first_mut().ok_or_else(|| {
@@ -656,6 +726,12 @@ impl AuthConfigBuilder {
             return Err(ConfigError::new(
                 "algorithms",
                 "at least one algorithm is required",
+            ));
+        }
+        if let Some(alg) = first_repeated(&self.algorithms) {
+            return Err(ConfigError::new(
+                "algorithms",
+                format!("{alg} is listed twice"),
             ));
         }
         if self.leeway > Duration::from_secs(300) {
@@ -695,6 +771,7 @@ impl AuthConfigBuilder {
             .as_ref()
             .and_then(|i| i.endpoint.as_ref())
         {
+            check_url_parts(endpoint, UrlParts::Endpoint, "introspection_endpoint")?;
             check_https(endpoint, loopback_ok, "introspection_endpoint")?;
         }
         // Every request needs the required scopes: the metadata names them
@@ -713,6 +790,7 @@ impl AuthConfigBuilder {
                 let url = Url::parse(&d).map_err(|e| {
                     ConfigError::new("resource_documentation", format!("not a URL: {e}"))
                 })?;
+                check_url_parts(&url, UrlParts::Link, "resource_documentation")?;
                 check_https(&url, loopback_ok, "resource_documentation")?;
                 Ok::<_, ConfigError>(url)
             })
@@ -815,6 +893,18 @@ impl AuthConfigBuilder {
                 ConfigError::new("allowed_origin", format!("{raw:?} is not an origin: {e}"))
             })?;
             check_https(&url, loopback_ok, "allowed_origin")?;
+            // The resource's own origin is always allowed (naming it is
+            // harmless); another origin given twice, perhaps in another
+            // spelling, is a mistake, as in every other list.
+            if allowed_origins
+                .get(1..)
+                .is_some_and(|given| given.contains(&origin))
+            {
+                return Err(ConfigError::new(
+                    "allowed_origin",
+                    format!("{raw:?} is listed twice (as origin {origin})"),
+                ));
+            }
             if !allowed_origins.contains(&origin) {
                 allowed_origins.push(origin);
             }
@@ -1184,6 +1274,106 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(c.authorization_servers(), ["https://t/common"]);
+    }
+
+    // RFC 9728 section 2 and 7.6: the metadata sends clients to the servers
+    // it lists, and the tokens they get there must pass the issuer check. A
+    // listed server that is not a trusted issuer (a typo, a server of
+    // another deployment, a tenant not on the allowlist) is refused at build
+    // instead of advertising a server whose every token is refused.
+    #[test]
+    fn advertised_servers_must_be_trusted_issuers() {
+        use super::super::TenantIssuer;
+        for list in [
+            vec!["https://other.example.com"],
+            vec!["https://auth.example.com", "https://auth.example.com/"],
+            vec!["https://auth.example.com/realms/x"],
+        ] {
+            let e = base()
+                .authorization_servers(list.clone())
+                .build()
+                .unwrap_err();
+            assert_eq!(e.field(), "authorization_servers", "{list:?}");
+            assert!(e.message().contains("not a trusted issuer"), "{e}");
+        }
+        let tenants = || {
+            AuthConfig::builder()
+                .tenant_issuer(TenantIssuer::new("https://t/{tenant}/v2").tenants(["a", "b"]))
+                .resource("https://mcp.example.com/mcp")
+        };
+        // A tenant not on the allowlist, or not a tenant id, is not trusted.
+        for bad in [
+            "https://t/c/v2",
+            "https://t/a/b/v2",
+            "https://t/{tenant}/v2",
+        ] {
+            let e = tenants().authorization_servers([bad]).build().unwrap_err();
+            assert_eq!(e.field(), "authorization_servers", "{bad}");
+        }
+        // The issuers themselves are: fixed, or a template's accepted ones.
+        let c = base()
+            .issuer("https://second.example.com")
+            .authorization_servers(["https://second.example.com"])
+            .build()
+            .unwrap();
+        assert_eq!(c.authorization_servers(), ["https://second.example.com"]);
+        let c = tenants()
+            .authorization_servers(["https://t/b/v2"])
+            .build()
+            .unwrap();
+        assert_eq!(c.authorization_servers(), ["https://t/b/v2"]);
+    }
+
+    // The explicit opt-in for a front door that is not an issuer (Entra
+    // ID's `organizations`): named per URL, and only for listed URLs.
+    #[test]
+    fn untrusted_front_doors_need_the_explicit_opt_in() {
+        use super::super::TenantIssuer;
+        let org = "https://t/organizations/v2";
+        let tenants = || {
+            AuthConfig::builder()
+                .tenant_issuer(TenantIssuer::new("https://t/{tenant}/v2").tenants(["a"]))
+                .resource("https://mcp.example.com/mcp")
+        };
+        let e = tenants().authorization_servers([org]).build().unwrap_err();
+        assert_eq!(e.field(), "authorization_servers");
+        assert!(
+            e.message().contains("allow_untrusted_authorization_server"),
+            "{e}"
+        );
+        let c = tenants()
+            .authorization_servers([org, "https://t/a/v2"])
+            .allow_untrusted_authorization_server(org)
+            .build()
+            .unwrap();
+        assert_eq!(c.authorization_servers(), [org, "https://t/a/v2"]);
+        // The opt-in covers the URL it names, not its neighbours.
+        let e = tenants()
+            .authorization_servers([org, "https://t/common/v2"])
+            .allow_untrusted_authorization_server(org)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "authorization_servers");
+        assert!(e.message().contains("common"), "{e}");
+        // An opt-in for a URL that is not listed is a mistake too.
+        let e = tenants()
+            .allow_untrusted_authorization_server(org)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "untrusted_authorization_servers");
+        // TenantIssuer::advertise is the other explicit opt-in: its front
+        // doors may be listed again in the replacement list.
+        let c = AuthConfig::builder()
+            .tenant_issuer(
+                TenantIssuer::new("https://t/{tenant}/v2")
+                    .tenants(["a"])
+                    .advertise(org),
+            )
+            .resource("https://mcp.example.com/mcp")
+            .authorization_servers([org])
+            .build()
+            .unwrap();
+        assert_eq!(c.authorization_servers(), [org]);
     }
 
     // Issue 4: the hardening settings have defaults and refuse zero.

@@ -194,6 +194,12 @@ impl DpopPolicy {
                 "at least one algorithm is required",
             ));
         }
+        if let Some(alg) = super::builder::first_repeated(&self.algorithms) {
+            return Err(ConfigError::new(
+                "dpop_algorithms",
+                format!("{alg} is listed twice"),
+            ));
+        }
         if self.max_age < Duration::from_secs(1) || self.max_age > MAX_DPOP_MAX_AGE {
             return Err(ConfigError::new(
                 "dpop_max_age",

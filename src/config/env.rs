@@ -61,7 +61,7 @@ pub(crate) enum Parse {
     Seconds(Apply<Duration>),
     /// A whole number.
     Count(Apply<usize>),
-    /// `1` (on), `0` or empty (off).
+    /// `1` (on) or `0` (off); empty keeps the default.
     Flag(Apply<bool>),
     /// A list split on the separator, items trimmed, empty items dropped.
     List(char, Apply<Vec<String>>),
@@ -232,7 +232,19 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "the issuers (one per listed tenant)",
-        meaning: "`authorization_servers` in the metadata, replacing the computed list",
+        meaning: "`authorization_servers` in the metadata, replacing the computed list; each must be a trusted issuer",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_UNTRUSTED_AUTHORIZATION_SERVERS",
+        setting: "allow_untrusted_authorization_server",
+        field: "untrusted_authorization_servers",
+        required: false,
+        parse: Parse::List(',', |s, v| {
+            s.builder.untrusted_authorization_servers = v;
+            Ok(())
+        }),
+        default: "none",
+        meaning: "entries of `MCP_OAUTH2_AUTHORIZATION_SERVERS` allowed not to be trusted issuers (Entra ID's `organizations` front door)",
     },
     EnvVar {
         name: "MCP_OAUTH2_REQUIRED_SCOPES",
@@ -746,7 +758,8 @@ fn prefixed_process_vars() -> Vec<(String, bool)> {
 /// (`examples/protected_server.rs`: the address, the log format, the
 /// server's timeouts, the downstream API). The contract of a server built
 /// like it is "`AuthConfig::from_env()` plus `MCP_OAUTH2_BIND`", so
-/// `from_env` never refuses these, whoever calls it; any other unknown
+/// `from_env` never refuses these names, whoever calls it (only a value
+/// that is not UTF-8, which the server could not read); any other unknown
 /// `MCP_OAUTH2_*` name is refused.
 pub const SERVER_ENV_VARIABLES: &[&str] = &[
     "MCP_OAUTH2_BIND",
@@ -777,7 +790,18 @@ pub(crate) fn check_names(
             }
             continue;
         }
-        if app_vars.contains(&name.as_str()) || SERVER_ENV_VARIABLES.contains(&name.as_str()) {
+        // A variable the application names is the application's to read.
+        if app_vars.contains(&name.as_str()) {
+            continue;
+        }
+        if let Some(var) = SERVER_ENV_VARIABLES.iter().find(|v| **v == name.as_str()) {
+            // The server's documented variables are read with
+            // `std::env::var`, which gives a non-UTF-8 value as unset: the
+            // server would fall back to its default (listen on the default
+            // address) instead of what the operator set.
+            if !utf8 {
+                return Err(ConfigError::new(var, "is not valid UTF-8"));
+            }
             continue;
         }
         let known = ENV_VARS
@@ -992,6 +1016,10 @@ fn tenant_from_env(
     };
     let template = builder.issuers.remove(position);
     let mut issuer = super::TenantIssuer::new(template);
+    // A bad template was written in MCP_OAUTH2_ISSUER: name that variable.
+    issuer
+        .validate_template(builder.allow_insecure_loopback)
+        .map_err(|e| env_error("MCP_OAUTH2_ISSUER", e.for_env().message()))?;
     match tenants.as_deref() {
         None => {}
         Some([any]) if any == "*" => issuer = issuer.allow_any_tenant_unrestricted(),
@@ -1058,6 +1086,18 @@ mod tests {
         ])
     }
 
+    // `AuthConfig::from_env`'s documentation: an empty flag is unset, so
+    // a flag that defaults on stays on (and one that defaults off, off).
+    #[test]
+    fn an_empty_flag_keeps_its_default() {
+        let mut vars = minimal();
+        vars.insert("MCP_OAUTH2_CLOSE_STREAMS_AT_EXPIRY", " ".into());
+        vars.insert("MCP_OAUTH2_STATELESS_ONLY", String::new());
+        let c = from_map(&vars).unwrap();
+        assert!(c.close_streams_at_expiry);
+        assert!(c.sessions.enabled);
+    }
+
     #[test]
     fn from_env_reads_every_variable() {
         let vars: HashMap<&str, String> = [
@@ -1100,6 +1140,11 @@ mod tests {
             (
                 "MCP_OAUTH2_AUTHORIZATION_SERVERS",
                 "http://127.0.0.1:1, http://127.0.0.1:2",
+            ),
+            // :1 is the issuer; :2 is not, so it needs the opt-in.
+            (
+                "MCP_OAUTH2_UNTRUSTED_AUTHORIZATION_SERVERS",
+                " http://127.0.0.1:2 ",
             ),
             ("MCP_OAUTH2_FAILED_AUTH_LIMIT", "5/60"),
             ("MCP_OAUTH2_MISSING_AUTH_LIMIT", " 50 / 10 "),
@@ -1212,6 +1257,49 @@ mod tests {
             ("MCP_OAUTH2_ISSUER", " , ", &[]),
             ("MCP_OAUTH2_ISSUER", "http://as.example", &[]),
             ("MCP_OAUTH2_ISSUER", "https://as.example?x=1", &[]),
+            // User information would be published in the metadata.
+            ("MCP_OAUTH2_ISSUER", "https://user:pw@as.example", &[]),
+            ("MCP_OAUTH2_ISSUER", "https://user@as.example", &[]),
+            (
+                "MCP_OAUTH2_JWKS_URI",
+                "https://user:pw@as.example/jwks",
+                &[],
+            ),
+            ("MCP_OAUTH2_JWKS_URI", "https://as.example/jwks#keys", &[]),
+            (
+                "MCP_OAUTH2_INTROSPECTION_URI",
+                "https://as.example/introspect#x",
+                &[("MCP_OAUTH2_CLIENT_ID", "c")],
+            ),
+            (
+                "MCP_OAUTH2_INTROSPECTION_URI",
+                "https://u:p@as.example/introspect",
+                &[("MCP_OAUTH2_CLIENT_ID", "c")],
+            ),
+            (
+                "MCP_OAUTH2_RESOURCE_DOCUMENTATION",
+                "https://u:p@docs.example/",
+                &[],
+            ),
+            (
+                "MCP_OAUTH2_AUTHORIZATION_SERVERS",
+                "https://as.example#x",
+                &[],
+            ),
+            (
+                "MCP_OAUTH2_ISSUER",
+                "https://u@h.example/{tenant}",
+                &[("MCP_OAUTH2_TENANTS", "a")],
+            ),
+            // Duplicates are refused in every list, as scopes and issuers are.
+            ("MCP_OAUTH2_ALGORITHMS", "RS256, ES256, RS256", &[]),
+            ("MCP_OAUTH2_DPOP_ALGORITHMS", "ES256,ES256", &[]),
+            (
+                "MCP_OAUTH2_ALLOWED_ORIGINS",
+                "https://a.example, HTTPS://A.example:443",
+                &[],
+            ),
+            ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.1, 10.0.0.1/32", &[]),
             ("MCP_OAUTH2_RESOURCE", "http://rs.example/mcp", &[]),
             ("MCP_OAUTH2_RESOURCE", "https://rs.example/mcp#f", &[]),
             ("MCP_OAUTH2_RESOURCE", "", &[]),
@@ -1342,6 +1430,24 @@ mod tests {
             (
                 "MCP_OAUTH2_AUTHORIZATION_SERVERS",
                 "https://as.example, https://as.example",
+                &[],
+            ),
+            // Not a trusted issuer: clients would get tokens there that are
+            // all refused.
+            (
+                "MCP_OAUTH2_AUTHORIZATION_SERVERS",
+                "https://other.example",
+                &[],
+            ),
+            (
+                "MCP_OAUTH2_AUTHORIZATION_SERVERS",
+                "https://as.example/",
+                &[],
+            ),
+            // The opt-in names a URL the list does not hold.
+            (
+                "MCP_OAUTH2_UNTRUSTED_AUTHORIZATION_SERVERS",
+                "https://other.example",
                 &[],
             ),
             ("MCP_OAUTH2_FAILED_AUTH_LIMIT", "5", &[]),
@@ -1519,6 +1625,13 @@ mod tests {
             assert_eq!(err.field(), v.name);
         }
         assert!(check_names(&set(&[("MCP_OAUTH2_BIND", false)]), &["MCP_OAUTH2_BIND"]).is_ok());
+        // The server's documented variables are read by the reference
+        // server (and servers built like it) with `std::env::var`, which
+        // gives a non-UTF-8 value as unset: refused, naming the variable.
+        for n in SERVER_ENV_VARIABLES {
+            let err = check_names(&set(&[(n, false)]), &[]).unwrap_err();
+            assert_eq!(err.field(), *n);
+        }
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }

@@ -240,7 +240,9 @@ impl AuthConfig {
     }
 
     /// Reads the configuration from the environment. Every variable is
-    /// optional except the first two; an empty flag means off.
+    /// optional except the first two; a variable set to an empty value (or
+    /// only spaces) is read as unset: its setting keeps its default (on for
+    /// `MCP_OAUTH2_CLOSE_STREAMS_AT_EXPIRY`, off for the other flags).
     ///
     #[doc = include_str!("env_table.md")]
     ///

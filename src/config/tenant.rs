@@ -9,7 +9,7 @@
 
 use ::url::Url;
 
-use super::url::check_https;
+use super::url::{UrlParts, check_https, check_url_parts};
 use super::{Algorithm, AudienceRule, TypPolicy};
 use crate::error::ConfigError;
 
@@ -151,6 +151,12 @@ impl TenantIssuer {
     /// `https://login.microsoftonline.com/organizations/v2.0`). Required
     /// with [`allow_any_tenant_unrestricted`](Self::allow_any_tenant_unrestricted)
     /// when no other issuer is listed. May be called several times.
+    ///
+    /// This is the explicit opt-in for a front door that is not itself an
+    /// issuer: clients sign in there, and the tokens they get name the
+    /// user's own tenant, which this template must accept. The URL is not
+    /// checked against the template; advertise only the provider's own
+    /// multi-tenant endpoint, since clients are sent there.
     pub fn advertise(mut self, issuer: impl Into<String>) -> Self {
         self.advertised.push(issuer.into());
         self
@@ -195,6 +201,25 @@ impl TenantIssuer {
         self.template.replacen(TENANT_PLACEHOLDER, tenant, 1)
     }
 
+    /// Whether a token whose `iss` is `issuer` can come from this template:
+    /// the template itself when it has no placeholder, else the template
+    /// with an accepted tenant (listed, or any tenant id with
+    /// [`allow_any_tenant_unrestricted`](Self::allow_any_tenant_unrestricted))
+    /// in place of the placeholder, compared exactly.
+    pub(crate) fn issues(&self, issuer: &str) -> bool {
+        let Some((prefix, suffix)) = self.template.split_once(TENANT_PLACEHOLDER) else {
+            return self.template == issuer;
+        };
+        let tenant = issuer
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(suffix));
+        match (tenant, &self.tenants) {
+            (Some(t), Tenants::Listed(list)) => list.iter().any(|l| l == t),
+            (Some(t), Tenants::Any) => is_tenant_id(t),
+            _ => false,
+        }
+    }
+
     /// The issuers the metadata lists for this template.
     pub(crate) fn advertised_issuers(&self) -> Vec<String> {
         if !self.advertised.is_empty() {
@@ -209,8 +234,12 @@ impl TenantIssuer {
         }
     }
 
-    /// Validates the template at build time.
-    pub(crate) fn validate(&self, loopback_ok: bool) -> Result<(), ConfigError> {
+    /// Validates the template itself (a URL, `https://`, no user
+    /// information, query or fragment, the placeholder once and in the
+    /// path); [`validate`](Self::validate) starts with it. `from_env` calls
+    /// it alone so that a bad template names `MCP_OAUTH2_ISSUER`, where it
+    /// was written, not the allowlist's variable.
+    pub(crate) fn validate_template(&self, loopback_ok: bool) -> Result<(), ConfigError> {
         let err = |m: String| ConfigError::new("tenant_issuer", m);
         let template = &self.template;
         let holes = template.matches(TENANT_PLACEHOLDER).count();
@@ -220,6 +249,7 @@ impl TenantIssuer {
         let sample = self.issuer_for("tenant");
         let url =
             Url::parse(&sample).map_err(|e| err(format!("{template:?} is not a URL: {e}")))?;
+        check_url_parts(&url, UrlParts::Issuer, "tenant_issuer")?;
         check_https(&url, loopback_ok, "tenant_issuer")?;
         if url.query().is_some() || url.fragment().is_some() || sample.contains(['?', '#']) {
             return Err(err(
@@ -237,7 +267,16 @@ impl TenantIssuer {
                     "{template:?}: {{tenant}} must be in the path, not the host"
                 )));
             }
-        } else if self.tenant_claim.is_none() {
+        }
+        Ok(())
+    }
+
+    /// Validates the template at build time.
+    pub(crate) fn validate(&self, loopback_ok: bool) -> Result<(), ConfigError> {
+        self.validate_template(loopback_ok)?;
+        let err = |m: String| ConfigError::new("tenant_issuer", m);
+        let template = &self.template;
+        if !template.contains(TENANT_PLACEHOLDER) && self.tenant_claim.is_none() {
             return Err(err(format!(
                 "{template:?} has no {{tenant}}: set tenant_claim (the tenant comes from it)"
             )));
@@ -283,6 +322,7 @@ impl TenantIssuer {
             }
             let url = Url::parse(&jwks.replacen(TENANT_PLACEHOLDER, "tenant", 1))
                 .map_err(|e| ConfigError::new("jwks_uri", format!("{jwks:?} is not a URL: {e}")))?;
+            check_url_parts(&url, UrlParts::Endpoint, "jwks_uri")?;
             check_https(&url, loopback_ok, "jwks_uri")?;
         }
         for adv in &self.advertised {
@@ -292,6 +332,7 @@ impl TenantIssuer {
                     format!("{adv:?} is not a URL: {e}"),
                 )
             })?;
+            check_url_parts(&url, UrlParts::Issuer, "authorization_servers")?;
             check_https(&url, loopback_ok, "authorization_servers")?;
         }
         if let Some(policy) = &self.policy {

@@ -67,6 +67,53 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// What a configured URL may carry besides scheme, host, port and path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UrlParts {
+    /// An issuer identifier (RFC 8414 section 2): no query, no fragment.
+    Issuer,
+    /// An endpoint the crate calls (key set, introspection): a query is
+    /// part of it; a fragment is never sent, so it is a mistake.
+    Endpoint,
+    /// A link published for people (`resource_documentation`): a query
+    /// and a fragment (`#section`) are part of it.
+    Link,
+}
+
+/// Refuses user information in any configured URL (a user name or
+/// password would be published in the metadata, sent to the host or
+/// written to logs; the message never repeats it), and the query or
+/// fragment `parts` does not allow. Checked before [`check_https`], whose
+/// message shows the URL.
+pub(crate) fn check_url_parts(
+    url: &Url,
+    parts: UrlParts,
+    field: &'static str,
+) -> Result<(), ConfigError> {
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::new(
+            field,
+            "must not contain user information (user@ or user:password@ before the host)",
+        ));
+    }
+    match parts {
+        UrlParts::Issuer if url.query().is_some() || url.fragment().is_some() => {
+            Err(ConfigError::new(
+                field,
+                "must not have a query or fragment (RFC 8414 section 2)",
+            ))
+        }
+        UrlParts::Endpoint if url.fragment().is_some() => Err(ConfigError::new(
+            field,
+            format!(
+                "{}: must not have a fragment (it is never sent)",
+                url.as_str().split('#').next().unwrap_or_default()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `https` everywhere; `http` only on loopback with the explicit opt-in.
 pub(crate) fn check_https(
     url: &Url,

@@ -42,6 +42,12 @@ impl WatchOptions {
             .iter()
             .map(|p| parse_proxy(p).map_err(|m| ConfigError::new("trusted_proxy", m)))
             .collect::<Result<_, _>>()?;
+        if let Some(net) = super::builder::first_repeated(&trusted_proxies) {
+            return Err(ConfigError::new(
+                "trusted_proxy",
+                format!("{net} is listed twice"),
+            ));
+        }
         // Every address in pieces (`0.0.0.0/1` and `128.0.0.0/1`) is every
         // address too (a single `/0` is refused by `parse_proxy`).
         if ipnet::IpNet::aggregate(&trusted_proxies)
