@@ -448,21 +448,62 @@ impl AllowedHosts {
             return true;
         }
         let named = match headers.get(HOST) {
-            Some(host) => host
-                .to_str()
-                .ok()
-                .and_then(|h| http::uri::Authority::try_from(h).ok()),
+            Some(host) => {
+                // The usual `Host` (a name or an IPv4 address, an optional
+                // port) is compared in place: no parse into an `Authority`
+                // and no lowercase copy on every request.
+                if let Some((host, port)) = plain_host_port(host.as_bytes()) {
+                    return self.admits_parts(host, port);
+                }
+                host.to_str()
+                    .ok()
+                    .and_then(|h| http::uri::Authority::try_from(h).ok())
+            }
             None => uri.authority().cloned(),
         };
         let Some(named) = named else {
             return false;
         };
-        let host = normalize_host(named.host());
-        let port = named.port_u16();
+        self.admits_parts(&normalize_host(named.host()), named.port_u16())
+    }
+
+    /// `host` (without brackets; any case) and `port` against the list.
+    fn admits_parts(&self, host: &str, port: Option<u16>) -> bool {
         self.0.iter().any(|(allowed, allowed_port)| {
-            *allowed == host && allowed_port.is_none_or(|p| Some(p) == port)
+            allowed.eq_ignore_ascii_case(host) && allowed_port.is_none_or(|p| Some(p) == port)
         })
     }
+}
+
+/// A `Host` value made only of a name (letters, digits, `.`, `-`) and an
+/// optional port of one to five digits: its host and port as
+/// [`http::uri::Authority`] reads them. `None` for anything else (IPv6
+/// literals, percent-encoding, an empty port, ...), which takes the
+/// general path.
+fn plain_host_port(value: &[u8]) -> Option<(&str, Option<u16>)> {
+    let (host, port) = match memchr::memchr(b':', value) {
+        Some(i) => (value.get(..i)?, Some(value.get(i + 1..)?)),
+        None => (value, None),
+    };
+    if host.is_empty()
+        || !host
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-')
+    {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(digits)
+            if (1..=5).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) =>
+        {
+            // Five digits over 65535 are a port `Authority` cannot read
+            // as a u16 either.
+            std::str::from_utf8(digits).ok()?.parse::<u16>().ok()
+        }
+        Some(_) => return None,
+    };
+    Some((std::str::from_utf8(host).ok()?, port))
 }
 
 /// A host as rmcp compares it: without IPv6 brackets, lowercase.
@@ -624,6 +665,69 @@ fn jsonrpc_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The in-place reading of a plain `Host` decides as the general one
+    // (an `Authority`, a lowercase copy) on every spelling, including
+    // those it hands to the general path.
+    #[test]
+    fn allowed_hosts_read_in_place_as_the_general_path_does() {
+        fn general(list: &AllowedHosts, value: &str) -> bool {
+            let Ok(named) = http::uri::Authority::try_from(value) else {
+                return false;
+            };
+            let host = normalize_host(named.host());
+            let port = named.port_u16();
+            list.0.iter().any(|(allowed, allowed_port)| {
+                *allowed == host && allowed_port.is_none_or(|p| Some(p) == port)
+            })
+        }
+        let lists = [
+            vec!["mcp.example.com".to_owned()],
+            vec!["MCP.Example.COM:8443".to_owned(), "localhost".to_owned()],
+            vec!["127.0.0.1:8080".to_owned(), "[::1]".to_owned()],
+            vec!["xn--caf-dma.example".to_owned(), "h:0".to_owned()],
+        ];
+        let values = [
+            "mcp.example.com",
+            "MCP.EXAMPLE.COM",
+            "mcp.example.com:8443",
+            "mcp.example.com:08443",
+            "mcp.example.com:99999",
+            "mcp.example.com:",
+            "mcp.example.com:x",
+            "mcp.example.com.",
+            "mcp.example.co",
+            "mcp.example.com:8443:1",
+            "localhost",
+            "LocalHost:1",
+            "127.0.0.1:8080",
+            "127.0.0.1:80800",
+            "127.0.0.1",
+            "[::1]",
+            "[::1]:8080",
+            "[::2]",
+            "h:0",
+            "h:00000",
+            "h",
+            "xn--caf-dma.example",
+            "caf%C3%A9.example",
+            "user@mcp.example.com",
+            "",
+            ":8080",
+        ];
+        for list in &lists {
+            let hosts = AllowedHosts::new(list);
+            for value in values {
+                let mut headers = HeaderMap::new();
+                headers.insert(HOST, HeaderValue::from_str(value).unwrap());
+                assert_eq!(
+                    hosts.admits(&Uri::from_static("/mcp"), &headers),
+                    general(&hosts, value),
+                    "{value:?} against {list:?}"
+                );
+            }
+        }
+    }
 
     // RFC 9110 section 7.2, RFC 3986 section 3.2.2: what a Host value is.
     #[test]
