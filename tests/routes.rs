@@ -366,26 +366,25 @@ async fn content_encoded_bodies_are_415() {
     }
 }
 
-/// rmcp behind `AuthLayer` in an application's own router, served by
-/// `axum::serve`: nested at `mount_at` (routed at `/` exactly when that is
-/// `/`), the resource `http://ADDR{resource_path}`, [`attack::scoped_rules`].
-struct LayerApp {
+/// What an app serving rmcp behind the layer is built from: a test issuer,
+/// a loopback listener, the resource `http://ADDR{resource_path}` with
+/// [`attack::scoped_rules`], and rmcp's service of [`attack::ScopedServer`]
+/// recording what runs in `log`.
+struct Scoped {
+    issuer: mcp_oauth2::testing::TestIssuer,
+    listener: tokio::net::TcpListener,
     addr: std::net::SocketAddr,
+    resource: String,
+    config: mcp_oauth2::AuthConfig,
     log: attack::ExecLog,
-    /// `Authorization` for alice with every scope.
-    bearer: String,
-    server: tokio::task::JoinHandle<()>,
-    _issuer: mcp_oauth2::testing::TestIssuer,
+    rmcp_service: rmcp::transport::streamable_http_server::StreamableHttpService<
+        attack::ScopedServer,
+        rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+    >,
 }
 
-impl Drop for LayerApp {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-impl LayerApp {
-    async fn start(resource_path: &str, mount_at: &str) -> Self {
+impl Scoped {
+    async fn start(resource_path: &str) -> Self {
         use std::sync::Arc;
 
         use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -416,6 +415,47 @@ impl LayerApp {
             Arc::new(LocalSessionManager::default()),
             StreamableHttpServerConfig::default(),
         );
+        Self {
+            issuer,
+            listener,
+            addr,
+            resource,
+            config,
+            log,
+            rmcp_service,
+        }
+    }
+}
+
+/// rmcp behind `AuthLayer` in an application's own router, served by
+/// `axum::serve`: nested at `mount_at` (routed at `/` exactly when that is
+/// `/`), the resource `http://ADDR{resource_path}`, [`attack::scoped_rules`].
+struct LayerApp {
+    addr: std::net::SocketAddr,
+    log: attack::ExecLog,
+    /// `Authorization` for alice with every scope.
+    bearer: String,
+    server: tokio::task::JoinHandle<()>,
+    _issuer: mcp_oauth2::testing::TestIssuer,
+}
+
+impl Drop for LayerApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl LayerApp {
+    async fn start(resource_path: &str, mount_at: &str) -> Self {
+        let Scoped {
+            issuer,
+            listener,
+            addr,
+            resource,
+            config,
+            log,
+            rmcp_service,
+        } = Scoped::start(resource_path).await;
         let app = if mount_at == "/" {
             axum::Router::new().route_service("/", rmcp_service)
         } else {
@@ -1034,36 +1074,15 @@ async fn fixture_sanity_allowed_calls_run_and_are_logged() {
 // (only its owner may use it).
 #[tokio::test]
 async fn auth_layer_in_an_arbitrary_router_judges_unplaced_jsonrpc_as_mcp() {
-    use std::sync::Arc;
-
-    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-    use rmcp::transport::streamable_http_server::{
-        StreamableHttpServerConfig, StreamableHttpService,
-    };
-
-    let issuer = mcp_oauth2::testing::TestIssuer::start()
-        .await
-        .expect("issuer");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let resource = format!("http://{addr}/mcp");
-    let config = attack::scoped_rules(
-        mcp_oauth2::AuthConfig::builder()
-            .issuer(issuer.issuer())
-            .resource(&resource)
-            .allow_insecure_http_for_loopback(true),
-    )
-    .build()
-    .expect("config");
-    let log = attack::ExecLog::default();
-    let factory_log = log.clone();
-    let rmcp_service = StreamableHttpService::new(
-        move || Ok(attack::ScopedServer::new(factory_log.clone())),
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
-    );
+    let Scoped {
+        issuer,
+        listener,
+        addr,
+        resource,
+        config,
+        log,
+        rmcp_service,
+    } = Scoped::start("/mcp").await;
     let app = axum::Router::new()
         .nest_service("/rpc", rmcp_service)
         .layer(mcp_oauth2::AuthLayer::new(config).expect("layer"));
@@ -1220,6 +1239,70 @@ async fn rejections_are_readable_by_an_allowed_origin() {
         .to_ascii_lowercase();
     assert!(
         expose.contains("www-authenticate"),
+        "{}",
+        response.summary()
+    );
+    // The correlation id, which the body quotes too, is readable as well.
+    assert!(
+        expose.split(',').any(|h| h.trim() == "x-request-id"),
+        "{}",
+        response.summary()
+    );
+    assert!(
+        response.header("x-request-id").is_some(),
+        "{}",
+        response.summary()
+    );
+}
+
+// A browser client may send its own correlation id: the preflight allows
+// `X-Request-Id`, and the answer to the call echoes it where the page can
+// read it.
+#[tokio::test]
+async fn a_browser_client_sends_and_reads_its_correlation_id() {
+    let t = Target::start(Mount::Default).await;
+    let origin = t.origin();
+    let preflight = send(
+        t.request("OPTIONS", "/mcp")
+            .header("Origin", &origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type, x-request-id",
+            ),
+    )
+    .await;
+    assert!(
+        matches!(preflight.status, 200 | 204),
+        "{}",
+        preflight.summary()
+    );
+    let allowed = preflight
+        .header("access-control-allow-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(
+        allowed.split(',').any(|h| h.trim() == "x-request-id"),
+        "{}",
+        preflight.summary()
+    );
+    let response = send(
+        t.mcp_post("/mcp", None, &modern_tool_call_body(1, "open_tool"))
+            .header("MCP-Protocol-Version", MODERN)
+            .header("Mcp-Method", "tools/call")
+            .header("Mcp-Name", "open_tool")
+            .header("Origin", &origin)
+            .header("X-Request-Id", "page-42"),
+    )
+    .await;
+    assert_eq!(response.status, 401, "{}", response.summary());
+    assert_eq!(response.header("x-request-id"), Some("page-42"));
+    let expose = response
+        .header("access-control-expose-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(
+        expose.split(',').any(|h| h.trim() == "x-request-id"),
         "{}",
         response.summary()
     );

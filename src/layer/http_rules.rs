@@ -23,13 +23,14 @@ pub(crate) const PROTOCOL_HEADER: HeaderName = HeaderName::from_static("mcp-prot
 pub(crate) const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 pub(crate) use crate::operation::METHOD_HEADER;
 
-/// Headers a browser client may send to the MCP endpoint.
+/// Headers a browser client may send to the MCP endpoint (its own
+/// correlation id included).
 const ALLOW_HEADERS: &str = "authorization, content-type, accept, mcp-protocol-version, \
-mcp-session-id, mcp-method, mcp-name, last-event-id, dpop";
+mcp-session-id, mcp-method, mcp-name, last-event-id, dpop, x-request-id";
 /// Response headers a browser client may read: the challenge, the session,
-/// the DPoP nonce.
-const EXPOSE_HEADERS: &str =
-    "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version, Retry-After, DPoP-Nonce";
+/// the DPoP nonce, the correlation id (to quote in a report).
+const EXPOSE_HEADERS: &str = "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version, \
+Retry-After, DPoP-Nonce, X-Request-Id";
 const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 
 /// A request-level refusal that is not about the token: no Bearer
