@@ -88,7 +88,8 @@ use mcp_oauth2::{AuthConfigBuilder, McpServer};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let format = std::env::var("MCP_OAUTH2_LOG_FORMAT");
+    // `json` or `text`, in any case (keywords are, as `MCP_OAUTH2_DPOP`'s).
+    let format = std::env::var("MCP_OAUTH2_LOG_FORMAT").map(|f| f.trim().to_ascii_lowercase());
     let json = format.as_deref() == Ok("json");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         // rmcp logs three INFO lines per stateless call: warnings only
@@ -203,7 +204,7 @@ fn timeout_var(name: &str) -> Result<Option<Option<std::time::Duration>>, String
         return Ok(None);
     };
     match value.trim() {
-        "off" => Ok(Some(None)),
+        off if off.eq_ignore_ascii_case("off") => Ok(Some(None)),
         v => match v.parse::<u64>() {
             Ok(secs) if secs > 0 => Ok(Some(Some(std::time::Duration::from_secs(secs)))),
             _ => Err(format!(

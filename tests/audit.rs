@@ -639,3 +639,45 @@ async fn scope_values_cannot_forge_or_blur_log_lines() {
         server.child.kill().await.unwrap();
     }
 }
+
+// The reference server reads its own keywords in any case, as
+// `MCP_OAUTH2_DPOP`'s: `MCP_OAUTH2_LOG_FORMAT=JSON` writes JSON lines (it
+// stopped the server before), and a timeout of `OFF` is off.
+#[tokio::test]
+async fn the_reference_server_reads_its_keywords_in_any_case() {
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let env = [
+        ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+        ("MCP_OAUTH2_RESOURCE", resource.as_str()),
+        ("MCP_OAUTH2_LOG_FORMAT", " JSON "),
+        ("MCP_OAUTH2_HEADER_READ_TIMEOUT", "OFF"),
+        ("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", "Off"),
+    ];
+    let mut server = support::reference::start(port, &env).await;
+    let r = reqwest::Client::new()
+        .post(&resource)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("x-request-id", "keywords-in-any-case")
+        .body(WHOAMI)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let line = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = server.lines.next_line().await.unwrap() {
+            if line.contains("keywords-in-any-case") {
+                return line;
+            }
+        }
+        panic!("the server's output ended");
+    })
+    .await
+    .unwrap();
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+        panic!("not a JSON line ({e}): {line}");
+    });
+    assert_eq!(event["fields"]["event"], "auth.refused", "{line}");
+}

@@ -331,7 +331,11 @@ impl AuthConfigBuilder {
         self
     }
 
-    /// `resource_name` in the metadata (default none).
+    /// `resource_name` in the metadata (default none): the name a client
+    /// shows its user (RFC 9728 section 2). A name with a control character
+    /// (a line break, an escape sequence, a direction override such as
+    /// U+202E) is refused by [`build`](Self::build): shown in a consent
+    /// screen or a terminal, it can make the name read as another.
     pub fn resource_name(mut self, name: impl Into<String>) -> Self {
         self.resource_name = Some(name.into());
         self
@@ -784,6 +788,19 @@ impl AuthConfigBuilder {
                 scopes_supported.push(scope.clone());
             }
         }
+        if let Some(name) = &self.resource_name
+            && let Some(c) = name
+                .chars()
+                .find(|c| c.is_control() || is_direction_control(*c))
+        {
+            return Err(ConfigError::new(
+                "resource_name",
+                format!(
+                    "contains the control character U+{:04X}; the name is shown to users as it is",
+                    u32::from(c)
+                ),
+            ));
+        }
         let resource_documentation = self
             .resource_documentation
             .map(|d| {
@@ -990,6 +1007,13 @@ impl AuthConfigBuilder {
             close_streams_at_expiry: self.close_streams_at_expiry,
         })
     }
+}
+
+/// The bidirectional formatting characters (Unicode's `Bidi_Control`):
+/// not `char::is_control` (they are format characters), yet they reorder
+/// what a name shows (U+202E turns the rest of it around).
+fn is_direction_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]

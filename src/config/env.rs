@@ -126,7 +126,8 @@ impl Parse {
             }
             Self::LimitOrOff(apply) => match raw.trim() {
                 "" => Ok(()),
-                "off" => apply(staged, None),
+                // Keywords in any case, as `MCP_OAUTH2_DPOP`'s.
+                off if off.eq_ignore_ascii_case("off") => apply(staged, None),
                 text => {
                     let limit = crate::throttle::RateLimit::parse(text)
                         .map_err(|m| format!("{m}, or off"))?;
@@ -333,7 +334,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "none",
-        meaning: "`resource_name` in the metadata",
+        meaning: "`resource_name` in the metadata (no control or text-direction characters)",
     },
     EnvVar {
         name: "MCP_OAUTH2_RESOURCE_DOCUMENTATION",
@@ -1079,6 +1080,20 @@ mod tests {
         AuthConfig::from_env_vars(|k| vars.get(k).cloned())
     }
 
+    // Keywords are read in any case and with blanks around them, as
+    // `MCP_OAUTH2_DPOP`'s always were: `off` as `OFF` or ` Off `.
+    #[test]
+    fn keywords_are_read_in_any_case() {
+        for off in ["off", "OFF", " Off "] {
+            let mut vars = minimal();
+            vars.insert("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", off.to_owned());
+            let c = from_map(&vars).unwrap();
+            assert!(c.audit_refusal_limit.is_none(), "{off:?}");
+        }
+        let c = from_map(&minimal()).unwrap();
+        assert!(c.audit_refusal_limit.is_some(), "on by default");
+    }
+
     fn minimal() -> HashMap<&'static str, String> {
         HashMap::from([
             ("MCP_OAUTH2_ISSUER", "https://as.example".to_owned()),
@@ -1468,7 +1483,9 @@ mod tests {
             ("MCP_OAUTH2_JWKS_REFRESH_COOLDOWN", "86401", &[]),
             ("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", "0/1", &[]),
             ("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", "100", &[]),
-            ("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", "Off", &[]),
+            ("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", "of", &[]),
+            ("MCP_OAUTH2_RESOURCE_NAME", "Notes\u{202E}txt.exe", &[]),
+            ("MCP_OAUTH2_RESOURCE_NAME", "Notes\nAdmin", &[]),
             ("MCP_OAUTH2_METADATA_MAX_AGE", "1h", &[]),
             ("MCP_OAUTH2_REDIS_URL", "http://127.0.0.1:6379", &[]),
             ("MCP_OAUTH2_REDIS_URL", "redis://", &[]),
@@ -1501,7 +1518,7 @@ mod tests {
             }
         }
         // Free text has no bad value; every other variable has a case above.
-        const FREE_TEXT: &[&str] = &["MCP_OAUTH2_RESOURCE_NAME", "MCP_OAUTH2_TENANT_CLAIM"];
+        const FREE_TEXT: &[&str] = &["MCP_OAUTH2_TENANT_CLAIM"];
         let tested: BTreeSet<&str> = cases.iter().map(|(n, _, _)| *n).collect();
         for v in ENV_VARS {
             assert!(

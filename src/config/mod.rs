@@ -243,6 +243,9 @@ impl AuthConfig {
     /// optional except the first two; a variable set to an empty value (or
     /// only spaces) is read as unset: its setting keeps its default (on for
     /// `MCP_OAUTH2_CLOSE_STREAMS_AT_EXPIRY`, off for the other flags).
+    /// Keywords (`off`, the DPoP modes, the reference server's `json` and
+    /// `text`) are read in any case, with spaces around them ignored;
+    /// algorithm names are JOSE's, exact (`RS256`, not `rs256`).
     ///
     #[doc = include_str!("env_table.md")]
     ///
