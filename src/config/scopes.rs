@@ -204,13 +204,11 @@ pub(super) fn check_scopes(
     // metadata's `scopes_supported`): a scope listed twice would be
     // published twice.
     for (field, scopes) in declared.iter().take(2) {
-        for (i, scope) in scopes.iter().enumerate() {
-            if scopes.iter().take(i).any(|earlier| earlier == scope) {
-                return Err(ConfigError::new(
-                    field,
-                    format!("{scope:?} is listed twice"),
-                ));
-            }
+        if let Some(scope) = super::builder::first_repeated(scopes) {
+            return Err(ConfigError::new(
+                field,
+                format!("{scope:?} is listed twice"),
+            ));
         }
     }
     // MCP scope selection: offline_access is not a resource scope and must
