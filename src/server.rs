@@ -873,7 +873,9 @@ async fn serve_connections(
         });
         let builder = Arc::clone(&builder);
         let draining = draining.clone();
-        connections.spawn(async move {
+        // The connection's memory of its last token's digest (see
+        // `token_cache::per_connection`).
+        connections.spawn(crate::verify::token_cache::per_connection(async move {
             // hyper's header timer starts once hyper-util has seen enough
             // bytes to tell HTTP/1 from HTTP/2, and hyper-util waits for
             // them without a limit: a connection that never sends a byte
@@ -967,7 +969,7 @@ async fn serve_connections(
             if let Some(Err(e)) = ended {
                 tracing::trace!(error = %e, "connection ended with an error");
             }
-        });
+        }));
     }
     drop(listener);
     draining.cancel();

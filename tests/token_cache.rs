@@ -255,3 +255,86 @@ async fn the_cache_is_bounded_in_bytes_not_only_in_entries() {
         small.cached_tokens()
     );
 }
+
+/// `McpServer` remembers, per connection, the digest of the last token it
+/// hashed, so that a client repeating its token skips the SHA-256. On one
+/// keep-alive connection, every request must still be judged on its own
+/// bytes: two principals alternating, a forgery ending like a cached token
+/// (its lookup finds that token's entry, so its digest is computed while
+/// the connection remembers the real token), a one-byte change, and the
+/// same token again once its key has left the key set.
+#[tokio::test]
+async fn tokens_on_one_connection_are_each_judged_on_their_own_bytes() {
+    use support::attack::modern_tool_call_body;
+    use support::notes::Notes;
+    use support::raw_http::Raw;
+
+    let notes = Notes::start_with(|b| b.jwks_refresh_cooldown(Duration::from_millis(50))).await;
+    let addr: std::net::SocketAddr = notes
+        .resource
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .parse()
+        .unwrap();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let whoami = |token: &str| {
+        Raw::new(addr, "POST", "/mcp")
+            .keep_alive()
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream")
+            .header("MCP-Protocol-Version", "2026-07-28")
+            .header("Mcp-Method", "tools/call")
+            .header("Mcp-Name", "whoami")
+            .body(modern_tool_call_body(1, "whoami"))
+    };
+    // The subject whoami reports, or the refusal's status.
+    async fn call(conn: &mut tokio::net::TcpStream, raw: Raw) -> Result<String, u16> {
+        let resp = raw
+            .send_on(conn)
+            .await
+            .expect("an answer on the connection");
+        assert!(resp.complete, "{}", resp.summary());
+        if resp.status != 200 {
+            return Err(resp.status);
+        }
+        let text = resp.messages()[0]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let who: serde_json::Value = serde_json::from_str(&text).unwrap();
+        Ok(who["subject"].as_str().unwrap().to_owned())
+    }
+
+    let alice = notes.token_for("alice", &[]);
+    let bob = notes.token_for("bob", &[]);
+    for expected in ["alice", "alice", "bob", "alice", "bob", "bob", "alice"] {
+        let token = if expected == "alice" { &alice } else { &bob };
+        assert_eq!(call(&mut conn, whoami(token)).await, Ok(expected.into()));
+    }
+    // Mallory's payload under alice's signature: the same tail as alice's
+    // cached token.
+    let mallory = notes.token_for("mallory", &[]);
+    let (mallory_input, _) = mallory.rsplit_once('.').unwrap();
+    let (_, alice_sig) = alice.rsplit_once('.').unwrap();
+    let forged = format!("{mallory_input}.{alice_sig}");
+    assert_eq!(call(&mut conn, whoami(&forged)).await, Err(401));
+    assert_eq!(call(&mut conn, whoami(&alice)).await, Ok("alice".into()));
+    // Alice's token with one character of its payload changed (same
+    // length, same tail).
+    let dot = alice.find('.').unwrap() + 5;
+    let mut changed = alice.clone().into_bytes();
+    changed[dot] = if changed[dot] == b'A' { b'B' } else { b'A' };
+    let changed = String::from_utf8(changed).unwrap();
+    assert_eq!(changed.len(), alice.len());
+    assert_eq!(call(&mut conn, whoami(&changed)).await, Err(401));
+    assert_eq!(call(&mut conn, whoami(&alice)).await, Ok("alice".into()));
+    // The key that signed alice's token leaves the set: the token the
+    // connection just presented is refused on the same connection.
+    notes.issuer.rotate_key();
+    notes.issuer.retire_old_keys();
+    let carol = notes.token_for("carol", &[]);
+    assert_eq!(call(&mut conn, whoami(&carol)).await, Ok("carol".into()));
+    assert_eq!(call(&mut conn, whoami(&alice)).await, Err(401));
+    assert_eq!(call(&mut conn, whoami(&carol)).await, Ok("carol".into()));
+}

@@ -339,7 +339,9 @@ impl JwtVerifier {
                         // The signing input is a prefix of the token.
                         let rest = token.as_bytes().get(signing_input.len()..);
                         hash.update(rest.unwrap_or_default());
-                        token_cache::digest_array(&hash.finish())
+                        let digest = token_cache::digest_array(&hash.finish());
+                        token_cache::remember_key(token, digest);
+                        digest
                     }
                     None => token_cache::token_key(token),
                 },

@@ -26,6 +26,9 @@ pub struct Raw {
     pub transfer_encoding: Option<String>,
     /// The request line's version (`HTTP/1.1` unless set).
     pub version: &'static str,
+    /// Leave the connection open after the answer (no `Connection: close`),
+    /// for [`Raw::send_on`] a connection several times.
+    pub keep_alive: bool,
 }
 
 /// What came back.
@@ -105,7 +108,15 @@ impl Raw {
             omit_host: false,
             transfer_encoding: None,
             version: "HTTP/1.1",
+            keep_alive: false,
         }
+    }
+
+    /// Sends no `Connection: close`: the connection stays open for the
+    /// next request (see [`Raw::send_on`]).
+    pub fn keep_alive(mut self) -> Self {
+        self.keep_alive = true;
+        self
     }
 
     /// Sends the request without any `Host` field.
@@ -167,7 +178,10 @@ impl Raw {
         if !self.body.is_empty() || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH") {
             out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
         }
-        out.extend_from_slice(b"Connection: close\r\n\r\n");
+        if !self.keep_alive {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&self.body);
         out
     }
@@ -191,6 +205,13 @@ impl Raw {
         let mut stream = tokio::net::TcpStream::connect(self.addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
+        self.send_on(&mut stream).await
+    }
+
+    /// Sends the request on `stream`, an open connection (one request at a
+    /// time: the answer to the previous one was read whole), and reads the
+    /// answer.
+    pub async fn send_on(&self, stream: &mut tokio::net::TcpStream) -> Result<RawResponse, String> {
         stream
             .write_all(&self.to_bytes())
             .await
