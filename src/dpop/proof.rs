@@ -229,9 +229,11 @@ fn is_dpop_typ(typ: &str) -> bool {
     t.eq_ignore_ascii_case("dpop+jwt")
 }
 
-/// The base64url SHA-256 of an access token (RFC 9449 section 4.2, `ath`).
+/// The base64url SHA-256 of an access token (RFC 9449 section 4.2, `ath`):
+/// the digest the token cache finds the token by, so a connection repeating
+/// its token does not hash it again (`token_cache::per_connection`).
 pub(crate) fn ath(access_token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(digest(&SHA256, access_token.as_bytes()))
+    URL_SAFE_NO_PAD.encode(crate::verify::token_cache::token_key(access_token))
 }
 
 /// A base64url member of the JWK, decoded; the text is kept for the

@@ -13,7 +13,7 @@ use super::http_rules::{
 };
 use crate::context::AuthContext;
 use crate::error::AuthErrorKind;
-use crate::operation::{check_headers, read_operations};
+use crate::operation::{check_headers, read_requests};
 use crate::scope::{ScopePolicy, extend_unique};
 
 use super::Shared;
@@ -21,12 +21,12 @@ use super::service::Seen;
 use crate::audit::{Event, Record};
 use std::sync::Arc;
 
-/// The JSON-RPC request ids of a legacy session POST (see
-/// [`request_ids`](super::sessions::request_ids)), for the session rules.
-/// The second member is the raw JSON id of a single request, for the
-/// refusal's body.
+/// The JSON-RPC request ids of a legacy session POST (as
+/// [`read_requests`] spells them), for the session rules. The second member
+/// is the body, from which a refusal reads the raw JSON id of a single
+/// request ([`single_request_id`]).
 #[derive(Clone)]
-pub(super) struct RequestIds(pub(super) Vec<Box<str>>, pub(super) Option<String>);
+pub(super) struct RequestIds(pub(super) Vec<Box<str>>, pub(super) axum::body::Bytes);
 
 /// What the layer learned about a request before verifying its token.
 #[derive(Clone, Copy)]
@@ -107,8 +107,11 @@ impl Shared {
             }
         };
         let mut required = self.policy.global.clone();
-        let ops = match read_operations(&bytes) {
-            Ok(ops) => ops,
+        // A legacy session's requests are claimed by their ids, read in
+        // the same pass.
+        let session_ids = !placement.stateless && parts.headers.contains_key(SESSION_HEADER);
+        let (ops, ids) = match read_requests(&bytes, session_ids) {
+            Ok(read) => read,
             Err(why) => {
                 // Not readable strictly (not JSON, repeated member names, too
                 // deep): never guess which copy rmcp would dispatch (fail closed).
@@ -155,11 +158,8 @@ impl Shared {
                 Some(seen.request_id()),
             ));
         }
-        if !placement.stateless && parts.headers.contains_key(SESSION_HEADER) {
-            parts.extensions.insert(RequestIds(
-                super::sessions::request_ids(&bytes),
-                single_request_id(&bytes),
-            ));
+        if session_ids {
+            parts.extensions.insert(RequestIds(ids, bytes.clone()));
         }
         for op in &ops {
             extend_unique(&mut required, self.policy.required_for(op));
@@ -261,7 +261,7 @@ fn stateless_headers_present(
 }
 
 /// The raw JSON `id` of a single JSON-RPC request, for the error answer.
-fn single_request_id(body: &[u8]) -> Option<String> {
+pub(super) fn single_request_id(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct IdOnly<'a> {
         #[serde(borrow)]

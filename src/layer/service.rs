@@ -828,7 +828,7 @@ impl Shared {
         ctx: &AuthContext,
         seen: &Seen,
     ) -> Result<Option<InFlight>, Box<Response>> {
-        let Some(RequestIds(ids, raw_id)) = req.extensions().get::<RequestIds>() else {
+        let Some(RequestIds(ids, body)) = req.extensions().get::<RequestIds>() else {
             return Ok(None);
         };
         if ids.is_empty() {
@@ -854,12 +854,12 @@ impl Shared {
             "refused a session request: its JSON-RPC id is in flight already"
         );
         let id = match ids.as_slice() {
-            [_] => raw_id.as_deref(),
+            [_] => super::operations::single_request_id(body),
             _ => None,
         };
         Err(Box::new(request_id_refused(
             kind,
-            id,
+            id.as_deref(),
             Some(seen.request_id()),
         )))
     }

@@ -652,54 +652,9 @@ impl http_body::Body for ReleaseAtEnd {
     }
 }
 
-/// The ids of the JSON-RPC requests of a body (messages with a `method`
-/// and an `id`; notifications and responses carry none that rmcp routes
-/// an answer by), spelled as rmcp compares them: a string by its value, a
-/// number by its integer value when it has one. The body was read
-/// strictly before; anything unreadable here gives no ids.
-pub(crate) fn request_ids(body: &[u8]) -> Vec<Box<str>> {
-    fn id_of(message: &serde_json::Value) -> Option<Box<str>> {
-        let object = message.as_object()?;
-        object.get("method")?.as_str()?;
-        match object.get("id")? {
-            serde_json::Value::String(s) => Some(format!("s:{s}").into()),
-            serde_json::Value::Number(n) => Some(match (n.as_i64(), n.as_u64(), n.as_f64()) {
-                (Some(i), _, _) => format!("n:{i}").into(),
-                (None, Some(u), _) => format!("n:{u}").into(),
-                // An integral float (`5.0`) is rmcp's integer 5.
-                #[allow(clippy::cast_possible_truncation)]
-                (None, None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
-                    format!("n:{}", f as i64).into()
-                }
-                _ => format!("n:{n}").into(),
-            }),
-            _ => None,
-        }
-    }
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Array(messages)) => messages.iter().filter_map(id_of).collect(),
-        Ok(message) => id_of(&message).into_iter().collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_ids_as_rmcp_compares_them() {
-        let ids = |b: &str| request_ids(b.as_bytes());
-        assert_eq!(ids(r#"{"id":5,"method":"x"}"#), vec![Box::from("n:5")]);
-        assert_eq!(ids(r#"{"id":5.0,"method":"x"}"#), vec![Box::from("n:5")]);
-        assert_eq!(ids(r#"{"id":"5","method":"x"}"#), vec![Box::from("s:5")]);
-        assert!(ids(r#"{"id":5,"result":{}}"#).is_empty());
-        assert!(ids(r#"{"method":"notifications/x"}"#).is_empty());
-        assert_eq!(
-            ids(r#"[{"id":1,"method":"x"},{"id":"a","method":"y"},{"method":"z"}]"#),
-            vec![Box::from("n:1"), Box::from("s:a")]
-        );
-    }
 
     #[test]
     fn ids_in_flight_are_not_claimed_twice() {

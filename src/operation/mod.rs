@@ -180,6 +180,7 @@ fn completed(
 fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, Unreadable> {
     let Facts {
         object,
+        id: _,
         method,
         params,
         name,
@@ -220,7 +221,20 @@ fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, Unreadable> {
 /// One pass ([`scan`]) checks the whole body as strictly as
 /// [`crate::json::is_clean`] and keeps only the members that name each
 /// message's operation: no tree of values is built.
+#[cfg(test)]
 pub(crate) fn read_operations(body: &[u8]) -> Result<Vec<Operation>, Unreadable> {
+    read_requests(body, false).map(|(ops, _)| ops)
+}
+
+/// [`read_operations`], and with `ids` the ids of the body's requests (its
+/// messages with a `method`), each spelled as rmcp compares the ids of a
+/// session's requests (`s:` and a string's value, `n:` and a number's
+/// integer value when it has one), in the body's order; read in the same
+/// pass.
+pub(crate) fn read_requests(
+    body: &[u8],
+    ids: bool,
+) -> Result<(Vec<Operation>, Vec<Box<str>>), Unreadable> {
     let text = std::str::from_utf8(body).map_err(|_| Unreadable::NotUtf8)?;
     // JSON whitespace (RFC 8259 section 2) before the value; the strict
     // check looks at the value's first byte.
@@ -230,12 +244,19 @@ pub(crate) fn read_operations(body: &[u8]) -> Result<Vec<Operation>, Unreadable>
     }
     let messages = scan(text)?;
     let mut ops = Vec::with_capacity(messages.len());
+    let mut keys = Vec::new();
     for facts in messages {
+        // A request is a message with a `method` (a string, or the body is
+        // refused below).
+        let key = (ids && matches!(facts.method, Text::Str(_)))
+            .then(|| facts.id.key())
+            .flatten();
         if let Some(op) = operation_of(facts)? {
             ops.push(op);
         }
+        keys.extend(key);
     }
-    Ok(ops)
+    Ok((ops, keys))
 }
 
 /// The name `Mcp-Name` mirrors for `op`: the tool or prompt name or the
@@ -316,6 +337,136 @@ fn single_header<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ids of a body's requests as the layer read them before they came
+    /// from the strict scan: a `serde_json::Value` of the whole body, then
+    /// each message with a string `method` and a string or number `id`.
+    /// The oracle of `request_ids_are_read_as_a_parsed_value_reads_them`.
+    fn ids_from_a_value(body: &[u8]) -> Vec<Box<str>> {
+        fn id_of(message: &serde_json::Value) -> Option<Box<str>> {
+            let object = message.as_object()?;
+            object.get("method")?.as_str()?;
+            match object.get("id")? {
+                serde_json::Value::String(s) => Some(format!("s:{s}").into()),
+                serde_json::Value::Number(n) => Some(match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                    (Some(i), _, _) => format!("n:{i}").into(),
+                    (None, Some(u), _) => format!("n:{u}").into(),
+                    #[allow(clippy::cast_possible_truncation)]
+                    (None, None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                        format!("n:{}", f as i64).into()
+                    }
+                    _ => format!("n:{n}").into(),
+                }),
+                _ => None,
+            }
+        }
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Array(messages)) => messages.iter().filter_map(id_of).collect(),
+            Ok(message) => id_of(&message).into_iter().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn ids(body: &str) -> Vec<Box<str>> {
+        read_requests(body.as_bytes(), true).unwrap().1
+    }
+
+    #[test]
+    fn request_ids_as_rmcp_compares_them() {
+        assert_eq!(ids(r#"{"id":5,"method":"x"}"#), vec![Box::from("n:5")]);
+        assert_eq!(ids(r#"{"id":5.0,"method":"x"}"#), vec![Box::from("n:5")]);
+        assert_eq!(ids(r#"{"id":"5","method":"x"}"#), vec![Box::from("s:5")]);
+        assert!(ids(r#"{"id":5,"result":{}}"#).is_empty());
+        assert!(ids(r#"{"method":"notifications/x"}"#).is_empty());
+        assert_eq!(
+            ids(r#"[{"id":1,"method":"x"},{"id":"a","method":"y"},{"method":"z"}]"#),
+            vec![Box::from("n:1"), Box::from("s:a")]
+        );
+        // Asked for nothing, nothing is spelled.
+        let body = br#"{"id":5,"method":"x"}"#;
+        assert!(read_requests(body, false).unwrap().1.is_empty());
+    }
+
+    /// Every id shape, in every place of a message and of a batch, is read
+    /// by the one-pass scan exactly as a parsed `serde_json::Value` reads it
+    /// (the ids a legacy session claims must be the ones rmcp routes
+    /// answers by).
+    #[test]
+    fn request_ids_are_read_as_a_parsed_value_reads_them() {
+        let ids_shapes = [
+            "5",
+            "0",
+            "-0",
+            "-5",
+            "5.0",
+            "5.5",
+            "-5.0",
+            "0.0",
+            "-0.0",
+            "1e2",
+            "1E2",
+            "1e-2",
+            "2.5e0",
+            "9007199254740993",
+            "9007199254740993.0",
+            "8999999999999999.0",
+            "9000000000000000.0",
+            "1e15",
+            "9e15",
+            "1e16",
+            "1e300",
+            "-1e300",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "0.1",
+            "123456789.123456789",
+            "\"5\"",
+            "\"\"",
+            "\"\\u0041\"",
+            "\"\\\"\"",
+            "\"\\ud83d\\ude00\"",
+            "\"n:5\"",
+            "\"s:5\"",
+            "null",
+            "true",
+            "false",
+            "{}",
+            "[]",
+            "{\"a\":1}",
+            "[1]",
+        ];
+        let methods = [r#""method":"tools/list""#, r#""method":7"#, ""];
+        for id in ids_shapes {
+            for method in methods {
+                for body in [
+                    format!(
+                        r#"{{"jsonrpc":"2.0","id":{id}{}{method}}}"#,
+                        if method.is_empty() { "" } else { "," }
+                    ),
+                    format!(
+                        r#"{{{method}{}"id":{id}}}"#,
+                        if method.is_empty() { "" } else { "," }
+                    ),
+                    format!(
+                        r#"[{{"id":{id},"method":"a"}},{{"jsonrpc":"2.0"{}{method},"id":{id}}},{{"id":"x","method":"b"}}]"#,
+                        if method.is_empty() { "" } else { "," }
+                    ),
+                ] {
+                    let expected = ids_from_a_value(body.as_bytes());
+                    match read_requests(body.as_bytes(), true) {
+                        Ok((_, got)) => assert_eq!(got, expected, "{body}"),
+                        // Refused bodies (a `method` that is not a string)
+                        // are never claimed.
+                        Err(_) => assert!(method == r#""method":7"#, "{body}"),
+                    }
+                }
+            }
+        }
+    }
     use http::HeaderValue;
 
     fn op(m: &str, t: Option<&str>) -> Operation {

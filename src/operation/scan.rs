@@ -57,11 +57,49 @@ pub(super) enum List<'a> {
     Other,
 }
 
+/// A message's `id`, as found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) enum Id<'a> {
+    /// The member is not there.
+    #[default]
+    Absent,
+    /// A string.
+    Str(Cow<'a, str>),
+    /// A number, as `serde_json` reads it.
+    Num(Number),
+    /// Another kind of value (`null` included).
+    Other,
+}
+
+impl Id<'_> {
+    /// The id spelled as rmcp compares the ids of a session's requests: a
+    /// string by its value (`s:`), a number by its integer value when it has
+    /// one (`n:`; `5.0` is rmcp's integer 5). `None`: not an id rmcp routes
+    /// an answer by.
+    pub(super) fn key(&self) -> Option<Box<str>> {
+        match self {
+            Self::Str(s) => Some(format!("s:{s}").into()),
+            Self::Num(n) => Some(match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => format!("n:{i}").into(),
+                (None, Some(u), _) => format!("n:{u}").into(),
+                #[allow(clippy::cast_possible_truncation)]
+                (None, None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                    format!("n:{}", f as i64).into()
+                }
+                _ => format!("n:{n}").into(),
+            }),
+            Self::Absent | Self::Other => None,
+        }
+    }
+}
+
 /// What one message says about its operation.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Facts<'a> {
     /// The message is an object.
     pub(super) object: bool,
+    /// `id`.
+    pub(super) id: Id<'a>,
     /// `method`.
     pub(super) method: Text<'a>,
     /// `params`.
@@ -91,6 +129,7 @@ enum Role {
     Skip,
     /// A message (the body, or an element of a batch).
     Message,
+    Id,
     Method,
     Params,
     Name,
@@ -178,6 +217,7 @@ impl<'de> Visitor<'de> for Body {
 /// The role of member `name` of an object in role `parent`.
 fn member_role(parent: Role, name: &str) -> Role {
     match (parent, name) {
+        (Role::Message, "id") => Role::Id,
         (Role::Message, "method") => Role::Method,
         (Role::Message, "params") => Role::Params,
         (Role::Params, "name") => Role::Name,
@@ -206,12 +246,21 @@ impl<'de> DeserializeSeed<'de> for Walk<'_, 'de> {
 }
 
 impl<'de> Walk<'_, 'de> {
+    /// Records a number.
+    fn number(self, n: Number) {
+        match self.role {
+            Role::Id => self.facts.id = Id::Num(n),
+            _ => self.other(),
+        }
+    }
+
     /// Records a value that is neither a string nor an object nor an array
     /// (`null` is handled apart).
     fn other(self) {
         let facts = self.facts;
         match self.role {
             Role::Skip | Role::Message => {}
+            Role::Id => facts.id = Id::Other,
             Role::Method => facts.method = Text::Other,
             Role::Params => facts.params = Shape::Other,
             Role::Name => facts.name = Text::Other,
@@ -228,6 +277,7 @@ impl<'de> Walk<'_, 'de> {
     fn string(self, s: Cow<'de, str>) {
         let facts = self.facts;
         match self.role {
+            Role::Id => facts.id = Id::Str(s),
             Role::Method => facts.method = Text::Str(s),
             Role::Name => facts.name = Text::Str(s),
             Role::Uri => facts.uri = Text::Str(s),
@@ -257,18 +307,18 @@ impl<'de> Visitor<'de> for Walk<'_, 'de> {
         self.other();
         Ok(())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        self.other();
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.number(v.into());
         Ok(())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        self.other();
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.number(v.into());
         Ok(())
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
         // As `serde_json::Value` would: a number out of range is malformed.
-        Number::from_f64(v).ok_or_else(|| E::custom(OUT_OF_RANGE))?;
-        self.other();
+        let n = Number::from_f64(v).ok_or_else(|| E::custom(OUT_OF_RANGE))?;
+        self.number(n);
         Ok(())
     }
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
