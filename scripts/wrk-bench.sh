@@ -175,11 +175,18 @@ cpu_ticks() {
 # One wrk run; appends "server connections rps p50 p99 load round
 # cpu_us_per_call" to results.
 FAILED=0
+# Each wrk run numbers its session requests from its own base: a request a
+# run left in flight when it stopped keeps its id reserved in the session
+# (the layer cannot know whether rmcp still runs it), so the next run must
+# not reuse that id.
+WRK_RUNS=0
 run_wrk() {
   local server="$1" conns="$2" seconds="$3" record="$4"
   local out="$WORK/wrk.out"
   local cpu_before
   cpu_before="$(cpu_ticks "${SPID[$server]}")"
+  WRK_RUNS=$((WRK_RUNS + 1))
+  WRK_ID_BASE=$((WRK_RUNS * 100000000)) \
   WRK_TOKEN="$TOKEN" WRK_PROTOCOL="$PROTOCOL" WRK_SESSION="${SESSION[$server]:-}" \
     WRK_FORWARDED_FOR="${THROTTLE:+198.51.100.7}" "${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"${seconds}s" --timeout 10s \
     -s "$ROOT/scripts/wrk-whoami.lua" "${URL[$server]}" >"$out" 2>&1 || true

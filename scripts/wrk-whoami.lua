@@ -34,6 +34,19 @@ else
     wrk.headers["Mcp-Session-Id"] = session
   end
   wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{}}}'
+  -- All connections share one session, where a JSON-RPC id may not be
+  -- reused while its request is in flight (the server answers 400
+  -- `request_id_in_use`, as rmcp would route two answers by one id): each
+  -- request gets its own id (wrk runs with one thread, so one counter),
+  -- counted from WRK_ID_BASE (scripts/wrk-bench.sh gives each run its own:
+  -- a request a run abandoned keeps its id reserved).
+  next_id = tonumber(os.getenv("WRK_ID_BASE") or "0") or 0
+  function request()
+    next_id = next_id + 1
+    return wrk.format(nil, nil, nil,
+      '{"jsonrpc":"2.0","id":' .. next_id
+        .. ',"method":"tools/call","params":{"name":"whoami","arguments":{}}}')
+  end
 end
 
 local threads = {}

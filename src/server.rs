@@ -179,8 +179,10 @@ impl<S> McpServerBuilder<S> {
     /// default with `json_response` on: a stateless call answered with one
     /// message gets `application/json`, and one whose handler sends a
     /// notification or request first (progress) gets an SSE stream. The
-    /// Host allowlist is computed from the resource URL afterwards; extend
-    /// it with [`allowed_host`](Self::allowed_host).
+    /// Host allowlist is the layer's, computed from the resource URL
+    /// (extend it with [`allowed_host`](Self::allowed_host)): rmcp's
+    /// `allowed_hosts` set here is replaced by an empty list, since the
+    /// layer refuses a foreign Host before rmcp sees the request.
     pub fn rmcp_config(
         mut self,
         f: impl FnOnce(StreamableHttpServerConfig) -> StreamableHttpServerConfig,
@@ -453,7 +455,14 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             .root_metadata(self.root_metadata);
         let mut rmcp_config = self.rmcp_config;
         let ct = rmcp_config.cancellation_token.clone();
-        rmcp_config.allowed_hosts = hosts;
+        // The layer enforces `hosts` on every request routed to rmcp (the
+        // whole service is MCP), before the token: 403 `host_not_allowed`
+        // (tests/routes.rs, `a_foreign_host_never_reaches_rmcp_on_any_route`).
+        // rmcp's own copy of the check is off: it parsed each allowed entry
+        // again on every call, about 4,500 instructions (2% of a call;
+        // BENCHMARKS.md, "thirteenth pass"). rmcp still refuses a Host it
+        // cannot read.
+        rmcp_config.allowed_hosts = Vec::new();
         let limits = config.sessions;
         if !limits.enabled {
             rmcp_config.legacy_session_mode = false;

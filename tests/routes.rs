@@ -771,6 +771,82 @@ async fn a_foreign_host_is_403_before_the_token() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// `McpServer` enforces its Host allowlist in the layer only (rmcp's own
+/// copy is off: it parsed every allowed entry on every call). So the layer
+/// must refuse a foreign Host on every route the router sends to rmcp:
+/// every path spelling and method, with a good token. Each request is sent
+/// twice, with the resource's Host (the control) and with a foreign one;
+/// whatever the control's answer, the foreign one is 403
+/// `host_not_allowed`, or the router's own 404 (no body) when the control
+/// got a 404 too (the path reaches no service).
+#[tokio::test]
+async fn a_foreign_host_never_reaches_rmcp_on_any_route() {
+    let mut failures = Vec::new();
+    let mut reached = 0;
+    for mount in [Mount::Default, Mount::RootResource, Mount::Custom] {
+        let t = Target::start(mount).await;
+        let path = t.path();
+        let port = t.addr.port();
+        let auth = t.bearer(TokenKind::AliceAll);
+        let targets = [
+            path.to_owned(),
+            format!("{path}/"),
+            format!("{path}/x"),
+            format!("{path}?x=1"),
+            format!("{path}%2F"),
+            format!("{path};x"),
+            format!("{path}/.."),
+            path.to_uppercase(),
+            "/".to_owned(),
+            "/other".to_owned(),
+        ];
+        for target in &targets {
+            let requests = |host: &str| {
+                [
+                    write_call(t.addr, target, &auth),
+                    t.request("GET", target)
+                        .header("Authorization", &auth)
+                        .header("Accept", "text/event-stream"),
+                    t.request("DELETE", target)
+                        .header("Authorization", &auth)
+                        .header("Mcp-Session-Id", "abc"),
+                    t.request("PUT", target).header("Authorization", &auth),
+                ]
+                .map(|raw| raw.header("Host", host))
+            };
+            let controls = requests(&t.addr.to_string());
+            let foreign = requests(&format!("evil.example:{port}"));
+            for (control, foreign) in controls.into_iter().zip(foreign) {
+                let what = format!("{mount:?} {} {target}", control.method);
+                let control = send(control).await;
+                t.log.take();
+                let answer = send(foreign).await;
+                let ran_now = t.log.take();
+                let body: serde_json::Value =
+                    serde_json::from_slice(&answer.body).unwrap_or_default();
+                let refused = answer.status == 403 && body["error"] == "host_not_allowed";
+                // The router's own 404 has no body (a session's 404 has one).
+                let unrouted =
+                    control.status == 404 && answer.status == 404 && answer.body.is_empty();
+                if control.status != 404 {
+                    reached += 1;
+                }
+                if !ran_now.is_empty() || !(refused || unrouted) {
+                    failures.push(format!(
+                        "{what}: control {} / foreign Host {}",
+                        control.status,
+                        answer.summary()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    // The controls reached the service (POST, GET and PUT on each mount's
+    // path, with and without a query; not only 404s).
+    assert!(reached >= 12, "only {reached} controls were routed");
+}
+
 // MCP 2026-07-28 "Transports", security warning: Origin MUST be validated;
 // present and not allowed is 403.
 #[tokio::test]
