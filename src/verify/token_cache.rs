@@ -299,8 +299,10 @@ tokio::task_local! {
 /// and their invalidation are unchanged: only the hash is skipped, and only
 /// for identical bytes, so no decision can differ from hashing.
 ///
-/// What it holds: one token (the connection's last), for as long as the
-/// connection lives; the request buffers of the connection held it too. It
+/// What it holds: one token (the connection's last, at most
+/// `max_token_bytes`: 8 KiB by default, less than hyper's read buffer of
+/// the same connection), for as long as the connection lives; the request
+/// buffers of the connection held it too. It
 /// is compared in constant time, since a connection may carry requests of
 /// several principals (a proxy's pooled connection). HTTP/2 streams and the
 /// plain tower layer run outside this scope and hash every time.
