@@ -348,15 +348,10 @@ mod tests {
             object.get("method")?.as_str()?;
             match object.get("id")? {
                 serde_json::Value::String(s) => Some(format!("s:{s}").into()),
-                serde_json::Value::Number(n) => Some(match (n.as_i64(), n.as_u64(), n.as_f64()) {
-                    (Some(i), _, _) => format!("n:{i}").into(),
-                    (None, Some(u), _) => format!("n:{u}").into(),
-                    #[allow(clippy::cast_possible_truncation)]
-                    (None, None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
-                        format!("n:{}", f as i64).into()
-                    }
-                    _ => format!("n:{n}").into(),
-                }),
+                // The spelling of a number is `number_key`'s (its rule is
+                // `request_ids_as_rmcp_compares_them`'s); what is compared
+                // here is the number each reading hands it.
+                serde_json::Value::Number(n) => Some(scan::number_key(n)),
                 _ => None,
             }
         }
@@ -376,6 +371,22 @@ mod tests {
         assert_eq!(ids(r#"{"id":5,"method":"x"}"#), vec![Box::from("n:5")]);
         assert_eq!(ids(r#"{"id":5.0,"method":"x"}"#), vec![Box::from("n:5")]);
         assert_eq!(ids(r#"{"id":"5","method":"x"}"#), vec![Box::from("s:5")]);
+        // Numbers: by their integer value when they have one (below 9e15 for
+        // a float), else as `serde_json` writes them.
+        for (id, key) in [
+            ("-5", "n:-5"),
+            ("0.5e1", "n:5"),
+            ("1e2", "n:100"),
+            ("-0.0", "n:0"),
+            ("5.5", "n:5.5"),
+            ("1e15", "n:1000000000000000"),
+            ("1e16", "n:1e+16"),
+            ("18446744073709551615", "n:18446744073709551615"),
+            ("-9223372036854775808", "n:-9223372036854775808"),
+        ] {
+            let body = format!(r#"{{"id":{id},"method":"x"}}"#);
+            assert_eq!(ids(&body), vec![Box::from(key)], "{body}");
+        }
         assert!(ids(r#"{"id":5,"result":{}}"#).is_empty());
         assert!(ids(r#"{"method":"notifications/x"}"#).is_empty());
         assert_eq!(

@@ -79,17 +79,23 @@ impl Id<'_> {
     pub(super) fn key(&self) -> Option<Box<str>> {
         match self {
             Self::Str(s) => Some(format!("s:{s}").into()),
-            Self::Num(n) => Some(match (n.as_i64(), n.as_u64(), n.as_f64()) {
-                (Some(i), _, _) => format!("n:{i}").into(),
-                (None, Some(u), _) => format!("n:{u}").into(),
-                #[allow(clippy::cast_possible_truncation)]
-                (None, None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
-                    format!("n:{}", f as i64).into()
-                }
-                _ => format!("n:{n}").into(),
-            }),
+            Self::Num(n) => Some(number_key(n)),
             Self::Absent | Self::Other => None,
         }
+    }
+}
+
+/// A number id as rmcp compares it: by its integer value when it has one
+/// (`5.0` is rmcp's integer 5), else as written by `serde_json`.
+pub(super) fn number_key(n: &Number) -> Box<str> {
+    match (n.as_i64(), n.as_u64(), n.as_f64()) {
+        (Some(i), _, _) => format!("n:{i}").into(),
+        (None, Some(u), _) => format!("n:{u}").into(),
+        #[allow(clippy::cast_possible_truncation)]
+        (None, None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            format!("n:{}", f as i64).into()
+        }
+        _ => format!("n:{n}").into(),
     }
 }
 
