@@ -58,6 +58,15 @@ impl RawResponse {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Whether the comma-separated list in the field `name` (a CORS
+    /// header list) names `item`, in any case.
+    pub fn lists(&self, name: &str, item: &str) -> bool {
+        self.header(name)
+            .unwrap_or_default()
+            .split(',')
+            .any(|h| h.trim().eq_ignore_ascii_case(item))
+    }
+
     /// Every field named `name`.
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
         self.headers
