@@ -252,6 +252,56 @@ async fn a_request_id_in_flight_is_not_reused() {
     }
 }
 
+// A call whose client went away still runs in rmcp, which would route its
+// answer by its id: the id stays in use while the handler runs and is free
+// again once the handler has answered. Before, it stayed claimed until the
+// session ended, so a client that dropped calls (a timeout, a closed tab)
+// used its session up: 1,024 such ids, then `too_many_requests_in_flight`
+// for every request of the session.
+#[tokio::test]
+async fn a_dropped_call_frees_its_id_once_its_handler_answers() {
+    use tokio::io::AsyncWriteExt;
+    let s = start().await;
+    let session = s.open_session().await;
+    let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"slow_echo","arguments":{}}}"#;
+    let ping = r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#;
+    let other = r#"{"jsonrpc":"2.0","id":10,"method":"ping"}"#;
+    let started = tokio::time::Instant::now();
+    {
+        let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        conn.write_all(&s.post(Some(&session), call).to_bytes())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Dropped here: the client leaves before any answer.
+    }
+    let busy = s.post(Some(&session), ping).send().await.unwrap();
+    assert_eq!(busy.status, 400, "{}", busy.summary());
+    let body: serde_json::Value = serde_json::from_slice(&busy.body).unwrap();
+    assert_eq!(
+        body["error"]["data"]["reason"], "request_id_in_use",
+        "{body}"
+    );
+    let free = s.post(Some(&session), other).send().await.unwrap();
+    assert_eq!(free.status, 200, "{}", free.summary());
+    // slow_echo answers 3 s after it started; its id is free from then on.
+    let mut last = None;
+    while started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let again = s.post(Some(&session), ping).send().await.unwrap();
+        if again.status == 200 {
+            assert!(
+                started.elapsed() >= Duration::from_millis(2900),
+                "the id was freed while its call still ran: {}",
+                again.summary()
+            );
+            return;
+        }
+        last = Some(again.summary());
+    }
+    panic!("the dropped call's id was never freed: {last:?}");
+}
+
 // A call cancelled by its client (`notifications/cancelled`) is forgotten by
 // rmcp's routing; if its handler answers anyway, rmcp sends the answer to
 // the session's standalone GET stream, which the layer does not judge.

@@ -342,6 +342,12 @@ where
             };
             let in_flight = admitted.in_flight;
             let mut response = inner.call(req).await?;
+            // The ids are held by rmcp's own body, innermost: they are in
+            // use for exactly as long as rmcp has the call (its stream ends
+            // once the answer is routed), whatever the wrappers below do.
+            if let Some(in_flight) = in_flight {
+                response = in_flight.hold(response);
+            }
             if let Some(check) = admitted.step_up {
                 response = match check.settle(response) {
                     Settled::Done(response) => response,
@@ -350,9 +356,6 @@ where
             }
             if let Some(ctx) = admitted.filter_for {
                 response = filter_lists(response, &shared.policy, &ctx).await;
-            }
-            if let Some(in_flight) = in_flight {
-                response = in_flight.hold(response);
             }
             let hook = match admitted.session_hook {
                 Some(hook) if shared.session_store().is_some() => {

@@ -574,10 +574,13 @@ pub(super) fn session_not_found() -> Response {
     response
 }
 
-/// The request ids of a legacy session request, held while its answer is
-/// streamed: released once the response body has been read to its end
-/// (rmcp has then routed the answer), kept reserved otherwise (a client
-/// that dropped the response may still have the call running in rmcp).
+/// The request ids of a legacy session request, held for as long as rmcp
+/// has the call: released once rmcp's response body has ended (rmcp has
+/// then routed the answer and forgotten the id). A body dropped before its
+/// end (the client went away, the stream ended at the token's expiry, a
+/// held answer abandoned) is read on to its end by a task of its own and
+/// the ids released then, when the handler has answered: a client that
+/// drops its calls does not use up its session's ids.
 pub(super) struct InFlight {
     pub(super) shared: Arc<Shared>,
     pub(super) session: String,
@@ -596,24 +599,49 @@ impl InFlight {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A response body that releases its request's ids at its end (hyper
-    /// stops polling a body that says it has ended, so the end is also
-    /// checked after each frame and when the body is dropped).
-    struct ReleaseAtEnd {
-        #[pin]
-        body: Body,
-        in_flight: Option<InFlight>,
-    }
+/// A response body that releases its request's ids at its end (hyper
+/// stops polling a body that says it has ended, so the end is also checked
+/// after each frame and when the body is dropped).
+struct ReleaseAtEnd {
+    body: Body,
+    in_flight: Option<InFlight>,
+}
 
-    impl PinnedDrop for ReleaseAtEnd {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if http_body::Body::is_end_stream(&*this.body) {
-                release(this.in_flight);
-            }
+impl Drop for ReleaseAtEnd {
+    fn drop(&mut self) {
+        if self.in_flight.is_none() {
+            return;
+        }
+        if http_body::Body::is_end_stream(&self.body) {
+            release(&mut self.in_flight);
+            return;
+        }
+        // Dropped before its end: rmcp still runs the call and would route
+        // its answer by the id, so the id stays claimed until rmcp's body
+        // ends. Without a runtime (shutdown) nothing is left to serve the
+        // session, and the ids stay with it.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let body = std::mem::replace(&mut self.body, Body::empty());
+        let in_flight = self.in_flight.take();
+        runtime.spawn(drain_then_release(body, in_flight));
+    }
+}
+
+/// Reads `body` to its end, discarding what it carries (its client is
+/// gone), then releases the ids. An error from the body keeps them: rmcp
+/// may still have the call.
+async fn drain_then_release(mut body: Body, mut in_flight: Option<InFlight>) {
+    use http_body_util::BodyExt as _;
+    loop {
+        match body.frame().await {
+            Some(Ok(_)) => {}
+            Some(Err(_)) => return,
+            None => break,
         }
     }
+    release(&mut in_flight);
 }
 
 fn release(in_flight: &mut Option<InFlight>) {
@@ -630,15 +658,15 @@ impl http_body::Body for ReleaseAtEnd {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let polled = this.body.as_mut().poll_frame(cx);
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.body).poll_frame(cx);
         let ended = match &polled {
             std::task::Poll::Ready(None) => true,
-            std::task::Poll::Ready(Some(Ok(_))) => http_body::Body::is_end_stream(&*this.body),
+            std::task::Poll::Ready(Some(Ok(_))) => http_body::Body::is_end_stream(&this.body),
             _ => false,
         };
         if ended {
-            release(this.in_flight);
+            release(&mut this.in_flight);
         }
         polled
     }
