@@ -37,6 +37,9 @@
 #                 MCP_OAUTH2_RESOURCE, MCP_OAUTH2_BIND and
 #                 MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 (the issuer is
 #                 examples/bench_issuer, plain HTTP on loopback)
+#   ours-unheld   the same plus MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP=0 (an
+#                 event stream's head leaves at once; not a default: only
+#                 in --servers when asked for)
 #   rmcp-default  rmcp alone, its defaults (SSE responses, Nagle on)
 #   rmcp-nodelay  rmcp alone, SSE responses, TCP_NODELAY on accepted sockets
 #   rmcp-json     rmcp alone, TCP_NODELAY and JSON responses
@@ -103,21 +106,26 @@ if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
 fi
 
 
-OURS_PORT="$(free_port)"
-OURS_URL="http://127.0.0.1:$OURS_PORT/mcp"
+OURS_PORT="$(free_port)" UNHELD_PORT="$(free_port)"
+OURS_URL="http://127.0.0.1:$OURS_PORT/mcp" UNHELD_URL="http://127.0.0.1:$UNHELD_PORT/mcp"
 
 # The issuer: stdin is a pipe from a sleeping process we own, so it exits
 # when we kill that process (or on its own when the pipe closes).
 mkfifo "$WORK/issuer.in"
 sleep infinity >"$WORK/issuer.in" &
 PIDS+=($!)
-"$BIN/bench_issuer" --alg "$ALG" --audience "$OURS_URL" <"$WORK/issuer.in" >"$WORK/issuer.out" 2>&1 &
+"$BIN/bench_issuer" --alg "$ALG" --audience "$OURS_URL" --audience "$UNHELD_URL" <"$WORK/issuer.in" >"$WORK/issuer.out" 2>&1 &
 PIDS+=($!)
 wait_for "$WORK/issuer.out" '^ready' "$!"
 ISSUER="$(awk '$1 == "issuer" {print $2}' "$WORK/issuer.out")"
-TOKEN="$(awk '$1 == "token" {print $3}' "$WORK/issuer.out")"
+TOKEN="$(awk -v a="$OURS_URL" '$1 == "token" && $2 == a {print $3}' "$WORK/issuer.out")"
+UNHELD_TOKEN="$(awk -v a="$UNHELD_URL" '$1 == "token" && $2 == a {print $3}' "$WORK/issuer.out")"
 
 declare -A URL SPID PORT
+# The token whose audience is the server's resource.
+token_of() {
+  if [ "$1" = ours-unheld ]; then echo "$UNHELD_TOKEN"; else echo "$TOKEN"; fi
+}
 # Starts (or restarts) one server process; its URL stays the same.
 start_server() {
   local server="$1"
@@ -129,6 +137,14 @@ start_server() {
         MCP_OAUTH2_BIND="127.0.0.1:$OURS_PORT" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 "${throttle[@]}" \
         "${PIN_SERVER[@]}" "$BIN/protected_server" >"$WORK/$server.out" 2>&1 &
       URL[$server]="$OURS_URL" ;;
+    ours-unheld)
+      # The same with one setting changed, on its own port and resource
+      # (the issuer signed a token for each).
+      env MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$UNHELD_URL" \
+        MCP_OAUTH2_BIND="127.0.0.1:$UNHELD_PORT" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 \
+        MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP=0 \
+        "${PIN_SERVER[@]}" "$BIN/protected_server" >"$WORK/$server.out" 2>&1 &
+      URL[$server]="$UNHELD_URL" ;;
     rmcp-default|rmcp-nodelay|rmcp-json)
       local flags=()
       [ "$server" = rmcp-default ] || flags+=(--nodelay)
@@ -153,13 +169,13 @@ if [ "$LEGACY" = 1 ]; then
     headers="$WORK/$server.init.headers"
     curl -sS -o /dev/null -D "$headers" -X POST "${URL[$server]}" \
       -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-      -H "Authorization: Bearer $TOKEN" \
+      -H "Authorization: Bearer $(token_of "$server")" \
       -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"wrk-bench","version":"1"}}}'
     sid="$(awk 'tolower($1) == "mcp-session-id:" {print $2}' "$headers" | tr -d '\r')"
     [ -n "$sid" ] || { echo "wrk-bench: $server gave no Mcp-Session-Id" >&2; cat "$headers" >&2; exit 1; }
     curl -sS -o /dev/null -X POST "${URL[$server]}" \
       -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-      -H "Authorization: Bearer $TOKEN" -H "Mcp-Session-Id: $sid" -H "MCP-Protocol-Version: $PROTOCOL" \
+      -H "Authorization: Bearer $(token_of "$server")" -H "Mcp-Session-Id: $sid" -H "MCP-Protocol-Version: $PROTOCOL" \
       -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
     SESSION[$server]="$sid"
   done
@@ -187,7 +203,7 @@ run_wrk() {
   cpu_before="$(cpu_ticks "${SPID[$server]}")"
   WRK_RUNS=$((WRK_RUNS + 1))
   WRK_ID_BASE=$((WRK_RUNS * 100000000)) \
-  WRK_TOKEN="$TOKEN" WRK_PROTOCOL="$PROTOCOL" WRK_SESSION="${SESSION[$server]:-}" \
+  WRK_TOKEN="$(token_of "$server")" WRK_PROTOCOL="$PROTOCOL" WRK_SESSION="${SESSION[$server]:-}" \
     WRK_FORWARDED_FOR="${THROTTLE:+198.51.100.7}" "${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"${seconds}s" --timeout 10s \
     -s "$ROOT/scripts/wrk-whoami.lua" "${URL[$server]}" >"$out" 2>&1 || true
   local line

@@ -16,7 +16,8 @@ mod support;
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 use support::fixture::{
-    Client, Harness, bounded, call_text, challenge, legacy_client, param, stateless_client,
+    Client, GATE, Harness, STEP_UP_SECRET, bounded, call_text, challenge, legacy_client, param,
+    stateless_client,
 };
 use support::notes::{Notes, assert_insufficient};
 
@@ -449,6 +450,196 @@ async fn late_step_up_after_a_streamed_notification_falls_back_to_json_rpc() {
     let value = err.auth_challenge().expect("an HTTP challenge").to_owned();
     let c = mcp_oauth2::testing::parse_bearer_challenge(&value).unwrap();
     assert_eq!(param(&c, "scope"), Some("mcp notes:export notes:read"));
+    client.cancel().await.unwrap();
+}
+
+/// The JSON-RPC messages of an SSE body (its non-empty `data:` fields).
+fn events(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:").map(str::trim))
+        .filter(|d| !d.is_empty())
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}")))
+        .collect()
+}
+
+/// The one answer to request `id` among `events`: the step-up error.
+fn assert_step_up_error(events: &[Value], id: u64, scope: &str, text: &str) {
+    let answers: Vec<&Value> = events.iter().filter(|e| e["id"] == id).collect();
+    assert_eq!(answers.len(), 1, "{text}");
+    assert_eq!(answers[0]["error"]["code"], -32600, "{text}");
+    assert_eq!(
+        answers[0]["error"]["data"],
+        json!({"error": "insufficient_scope", "scope": scope}),
+        "{text}"
+    );
+    assert!(answers[0].get("result").is_none(), "{text}");
+}
+
+/// A legacy (2025-11-25) session opened with raw requests.
+async fn legacy_session(h: &Harness, auth: &str) -> String {
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let resp = bounded(h.post(&[("authorization", auth)], init)).await;
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    bounded(resp.text()).await.unwrap();
+    let done = bounded(h.post(
+        &[("authorization", auth), ("mcp-session-id", &id), LEGACY],
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    ))
+    .await;
+    assert_eq!(done.status(), 202);
+    id
+}
+
+// "A failed `require_scopes` marks the request even if the handler carries
+// on." After a streamed notification the head has left; a handler that
+// ignores its failed step-up and answers anyway must still not get its
+// answer out. Before, the answer (the secret) was streamed as it was.
+#[tokio::test]
+async fn a_handler_carrying_on_after_its_step_up_never_gets_its_answer_out() {
+    let h = Harness::start(|b| b.required_scopes(["mcp"])).await;
+    let token = h
+        .issuer
+        .token()
+        .subject("alice")
+        .audience(&h.resource)
+        .scopes(["mcp"])
+        .sign();
+    let auth = format!("Bearer {token}");
+    let before = h.metrics.snapshot();
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"chatty_carry_on","arguments":{{}},{META}}}}}"#
+    );
+    let resp = bounded(h.post(
+        &[
+            ("authorization", &auth),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "chatty_carry_on"),
+        ],
+        &body,
+    ))
+    .await;
+    assert_eq!(resp.status(), 200);
+    let text = bounded(resp.text()).await.unwrap();
+    assert!(!text.contains(STEP_UP_SECRET), "{text}");
+    let seen = events(&text);
+    assert_eq!(seen[0]["method"], "notifications/message", "{text}");
+    assert_step_up_error(&seen, 9, "mcp notes:export", &text);
+    let after = h.metrics.snapshot();
+    assert_eq!(
+        after
+            .rejected
+            .get("insufficient_scope")
+            .copied()
+            .unwrap_or(0),
+        before
+            .rejected
+            .get("insufficient_scope")
+            .copied()
+            .unwrap_or(0)
+            + 1,
+        "counted once"
+    );
+
+    // In a legacy session, held: the quiet one is a 403 with nothing sent.
+    let session = legacy_session(&h, &auth).await;
+    for tool in ["quiet_carry_on", "chatty_carry_on"] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+        );
+        let resp = bounded(h.post(
+            &[
+                ("authorization", &auth),
+                ("mcp-session-id", &session),
+                LEGACY,
+            ],
+            &body,
+        ))
+        .await;
+        let status = resp.status();
+        let text = bounded(resp.text()).await.unwrap();
+        assert!(!text.contains(STEP_UP_SECRET), "{tool}: {text}");
+        if status == 403 {
+            continue;
+        }
+        assert_eq!(status, 200, "{tool}: {text}");
+        assert_step_up_error(&events(&text), 3, "mcp notes:export", &text);
+    }
+}
+
+// `hold_streams_for_step_up(false)`: the head of a legacy call's stream
+// leaves before the handler answers (as rmcp alone sends it), a late
+// step-up is answered in the stream with the JSON-RPC error, for the raw
+// wire and the real rmcp client, and a handler carrying on still never
+// gets its answer out.
+#[tokio::test]
+async fn with_streams_unheld_a_late_step_up_answers_in_the_stream() {
+    let h = Harness::start(|b| b.hold_streams_for_step_up(false)).await;
+    let token = h.token("alice");
+    let auth = format!("Bearer {token}");
+    let session = legacy_session(&h, &auth).await;
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("mcp-session-id", &session),
+        LEGACY,
+    ];
+    let call = |id: u64, tool: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+        )
+    };
+
+    // The head arrives while the handler waits for the gate.
+    let resp = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        h.post(&headers, call(1, "gated_echo")),
+    )
+    .await
+    .expect("the head was held until the answer");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    GATE.notify_one();
+    let text = bounded(resp.text()).await.unwrap();
+    assert!(text.contains("released"), "{text}");
+
+    for (id, tool, scope) in [
+        (2, "quiet_export", "notes:export notes:read"),
+        (3, "quiet_carry_on", "notes:export"),
+        (4, "chatty_carry_on", "notes:export"),
+    ] {
+        let resp = bounded(h.post(&headers, call(id, tool))).await;
+        assert_eq!(resp.status(), 200, "{tool}");
+        let text = bounded(resp.text()).await.unwrap();
+        assert!(!text.contains(STEP_UP_SECRET), "{tool}: {text}");
+        assert_step_up_error(&events(&text), id, scope, &text);
+    }
+    // A call that needs nothing more is untouched.
+    let resp = bounded(h.post(&headers, call(5, "whoami"))).await;
+    let text = bounded(resp.text()).await.unwrap();
+    assert!(text.contains("alice"), "{text}");
+
+    // The real rmcp client reads the JSON-RPC error.
+    let client = bounded(legacy_client(&h.resource, &token)).await.unwrap();
+    let err = bounded(client.call_tool(CallToolRequestParams::new("quiet_carry_on")))
+        .await
+        .unwrap_err();
+    let rmcp::ServiceError::McpError(data) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(data.code.0, -32600, "{err:?}");
+    assert_eq!(
+        data.data,
+        Some(json!({"error": "insufficient_scope", "scope": "notes:export"}))
+    );
     client.cancel().await.unwrap();
 }
 

@@ -66,6 +66,7 @@ pub struct AuthConfigBuilder {
     pub(super) allowed_origins: Vec<String>,
     pub(super) sessions: SessionLimits,
     pub(super) close_streams_at_expiry: bool,
+    pub(super) hold_streams_for_step_up: bool,
     pub(super) jwks: JwksPolicy,
     pub(super) token_cache: TokenCachePolicy,
     pub(super) dpop: super::DpopPolicy,
@@ -126,6 +127,7 @@ impl Default for AuthConfigBuilder {
             allowed_origins: Vec::new(),
             sessions: SessionLimits::default(),
             close_streams_at_expiry: true,
+            hold_streams_for_step_up: true,
             jwks: JwksPolicy::default(),
             token_cache: TokenCachePolicy::default(),
             dpop: super::DpopPolicy::default(),
@@ -485,6 +487,29 @@ impl AuthConfigBuilder {
     /// without `exp` (a custom verifier's) opens streams without an end.
     pub fn close_streams_at_expiry(mut self, on: bool) -> Self {
         self.close_streams_at_expiry = on;
+        self
+    }
+
+    /// Hold the head of an event-stream answer to a POST (a legacy
+    /// session's call; a stateless call that streams) until its first
+    /// event with data (default on), so that a handler whose
+    /// [`require_scopes`](crate::AuthContext::require_scopes) fails before
+    /// its first message gets a real HTTP 403 `insufficient_scope`
+    /// challenge (late step-up).
+    ///
+    /// Off: the head and rmcp's priming event leave at once, as rmcp alone
+    /// sends them, and the client reads them while the handler runs (about
+    /// 20 µs less per legacy call at one connection on loopback:
+    /// BENCHMARKS.md). A late step-up is then answered in the stream, with
+    /// the JSON-RPC error `-32600` (data `{"error": "insufficient_scope",
+    /// "scope": ...}`) in place of the call's answer, as after a streamed
+    /// notification. Either way the request stays marked: whatever the
+    /// handler answers after a failed `require_scopes` is replaced, never
+    /// sent. For clients that read step-up from the JSON-RPC error as well
+    /// as from a 403; JSON answers (the stateless revision's default) are
+    /// never held and always get the 403.
+    pub fn hold_streams_for_step_up(mut self, on: bool) -> Self {
+        self.hold_streams_for_step_up = on;
         self
     }
 
@@ -1005,6 +1030,7 @@ impl AuthConfigBuilder {
             allowed_origins,
             sessions,
             close_streams_at_expiry: self.close_streams_at_expiry,
+            hold_streams_for_step_up: self.hold_streams_for_step_up,
         })
     }
 }

@@ -511,6 +511,18 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         meaning: "`0`: event streams outlive the token that opened them (by default they end at its expiry plus the leeway)",
     },
     EnvVar {
+        name: "MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP",
+        setting: "hold_streams_for_step_up",
+        field: "hold_streams_for_step_up",
+        required: false,
+        parse: Parse::Flag(|s, on| {
+            s.builder.hold_streams_for_step_up = on;
+            Ok(())
+        }),
+        default: "on",
+        meaning: "`0`: an event-stream answer's head leaves at once; a late step-up is answered in the stream with the JSON-RPC error instead of HTTP 403",
+    },
+    EnvVar {
         name: "MCP_OAUTH2_DPOP",
         setting: "dpop",
         field: "dpop",
@@ -1146,6 +1158,7 @@ mod tests {
             ("MCP_OAUTH2_VERIFY_TIMEOUT", "12"),
             ("MCP_OAUTH2_STATELESS_ONLY", "1"),
             ("MCP_OAUTH2_CLOSE_STREAMS_AT_EXPIRY", "0"),
+            ("MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP", "0"),
             ("MCP_OAUTH2_DPOP", " Required "),
             ("MCP_OAUTH2_DPOP_NONCE", "1"),
             ("MCP_OAUTH2_DPOP_ALGORITHMS", "ES256, EdDSA"),
@@ -1210,6 +1223,7 @@ mod tests {
         assert_eq!(c.sessions.idle_timeout, s(40));
         assert!(!c.sessions.enabled);
         assert!(!c.close_streams_at_expiry);
+        assert!(!c.hold_streams_for_step_up);
         assert_eq!(c.dpop.mode, crate::config::DpopMode::Required);
         assert!(c.dpop.nonce);
         assert_eq!(c.dpop.algorithms, [Algorithm::ES256, Algorithm::EdDSA]);
@@ -1410,6 +1424,7 @@ mod tests {
             ),
             ("MCP_OAUTH2_STATELESS_ONLY", "2", &[]),
             ("MCP_OAUTH2_CLOSE_STREAMS_AT_EXPIRY", "yes", &[]),
+            ("MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP", "no", &[]),
             ("MCP_OAUTH2_DPOP", "sometimes", &[]),
             ("MCP_OAUTH2_DPOP_NONCE", "yes", &[]),
             ("MCP_OAUTH2_DPOP_ALGORITHMS", "HS256", &[]),

@@ -210,6 +210,8 @@ pub struct AuthConfig {
     pub(crate) shared_store: Option<std::sync::Arc<dyn crate::store::SharedStore>>,
     /// End event streams when their token expires.
     pub(crate) close_streams_at_expiry: bool,
+    /// Hold an event stream's head until its first event with data.
+    pub(crate) hold_streams_for_step_up: bool,
 }
 
 /// Bounds on legacy (2025-11-25 and earlier) sessions.

@@ -443,8 +443,10 @@ impl AuthContext {
     /// call answers with the JSON-RPC error below, with the same scopes.
     ///
     /// A failed check marks the request as needing step-up even if the
-    /// handler carries on and answers something else: to test for a scope
-    /// without asking for it, use [`has_scope`](Self::has_scope). In a
+    /// handler carries on and answers something else (after the head of a
+    /// stream has left, the layer replaces every answer of the request with
+    /// the error below): to test for a scope without asking for it, use
+    /// [`has_scope`](Self::has_scope). In a
     /// batch, one handler's step-up answers the whole request with the 403.
     ///
     /// The error is JSON-RPC `-32600` (invalid request) with the message

@@ -145,6 +145,9 @@ struct Shared {
     /// End event streams at their token's expiry plus this leeway (seconds);
     /// `None`: streams outlive their tokens (`close_streams_at_expiry(false)`).
     stream_leeway: Option<u64>,
+    /// Hold an event stream's head until its first event with data
+    /// (`hold_streams_for_step_up`).
+    hold_streams: bool,
 }
 
 /// The latency histograms the layer records.
@@ -244,6 +247,7 @@ impl AuthLayer {
                 stream_leeway: config
                     .close_streams_at_expiry
                     .then_some(config.leeway.as_secs()),
+                hold_streams: config.hold_streams_for_step_up,
             }),
         }
     }

@@ -11,13 +11,24 @@
 //! is filled by then. Events without data (the priming event of a
 //! resumable stream) pass while held. No body byte is copied: the frames
 //! read while holding are handed on as they are.
+//!
+//! Once the head has left (a notification came first, or holding is off:
+//! [`hold_streams_for_step_up(false)`](crate::AuthConfigBuilder::hold_streams_for_step_up)),
+//! the mark still holds: every later answer of the request is replaced
+//! with the JSON-RPC step-up error for its id and its other messages are
+//! dropped, even if the handler carried on after its failed
+//! `require_scopes`. Checking costs one atomic load per frame.
 
 use std::sync::Arc;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::body::{Body, Bytes};
 use axum::response::Response;
-use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
+use http_body::Frame;
+use http_body_util::BodyExt as _;
 
 use super::Shared;
 use crate::audit::{Event, Record, RequestMeta};
@@ -52,20 +63,33 @@ impl StepUpCheck {
         if !is_event_stream(&response) {
             return Settled::Done(response);
         }
+        if !self.shared.hold_streams {
+            return Settled::Done(response.map(|rest| self.guard(Vec::new(), rest)));
+        }
         Settled::Held(Box::pin(self.hold(response)))
+    }
+
+    /// The body of a stream whose head leaves now: `front` (frames read
+    /// while holding), then `rest`, answers replaced once the handler asks.
+    fn guard(self, front: Vec<Result<Frame<Bytes>, axum::Error>>, rest: Body) -> Body {
+        Body::new(Guarded {
+            front: front.into_iter(),
+            rest,
+            check: self,
+            counted: false,
+        })
     }
 
     /// Reads the stream's frames up to its first event with data, then
     /// decides: the challenge if the handler asked by then (nothing was
     /// sent), else the stream with the frames read put back in front.
     async fn hold(self, response: Response) -> Response {
-        let (parts, body) = response.into_parts();
-        let mut stream = body.into_data_stream();
-        let mut held: Vec<Result<Bytes, axum::Error>> = Vec::new();
+        let (parts, mut body) = response.into_parts();
+        let mut held: Vec<Result<Frame<Bytes>, axum::Error>> = Vec::new();
         let mut scan = FirstData::default();
-        while let Some(item) = stream.next().await {
+        while let Some(item) = body.frame().await {
             let stop = match &item {
-                Ok(data) => scan.feed(data),
+                Ok(frame) => frame.data_ref().is_some_and(|data| scan.feed(data)),
                 Err(_) => true,
             };
             held.push(item);
@@ -76,8 +100,42 @@ impl StepUpCheck {
         if self.slot.asked() {
             return self.challenge();
         }
-        let front = futures_util::stream::iter(held);
-        Response::from_parts(parts, Body::from_stream(front.chain(stream)))
+        Response::from_parts(parts, self.guard(held, body))
+    }
+
+    /// Whether everything the handler asked for may be named in a
+    /// challenge (else the refusal is `requirement_failed`).
+    fn kind(needed: &[String]) -> AuthErrorKind {
+        if needed.iter().all(|s| crate::requirement::is_scope_token(s)) {
+            AuthErrorKind::InsufficientScope
+        } else {
+            AuthErrorKind::RequirementFailed
+        }
+    }
+
+    /// Counts and audits the refusal of a request answered in its stream.
+    fn refused_in_stream(&self, needed: &[String]) {
+        let kind = Self::kind(needed);
+        self.shared.outcomes.reject(kind.code());
+        self.shared.audit.emit(&Record {
+            meta: Some(&self.meta),
+            ctx: Some(&self.ctx),
+            needed: if kind == AuthErrorKind::InsufficientScope {
+                needed
+            } else {
+                &[]
+            },
+            ..Record::new(
+                Event::AuthzRefused,
+                kind.code(),
+                None,
+                &self.shared.document.resource,
+            )
+        });
+        tracing::info!(
+            reason = kind.code(),
+            "late step-up after the response head left: the request's answers are replaced with the JSON-RPC error"
+        );
     }
 
     /// The 403 for everything the operation needs; 500 when the handler
@@ -85,11 +143,7 @@ impl StepUpCheck {
     /// not a scope token), as for a computed requirement that returns it.
     fn challenge(&self) -> Response {
         let needed = self.slot.needed();
-        let kind = if needed.iter().all(|s| crate::requirement::is_scope_token(s)) {
-            AuthErrorKind::InsufficientScope
-        } else {
-            AuthErrorKind::RequirementFailed
-        };
+        let kind = Self::kind(&needed);
         self.shared.outcomes.reject(kind.code());
         self.shared.audit.emit(&Record {
             meta: Some(&self.meta),
@@ -133,6 +187,141 @@ impl StepUpCheck {
             self.ctx.is_dpop_bound(),
         )
     }
+}
+
+/// An event stream whose head has left: the frames read while holding,
+/// then the rest. Once the handler asked for scopes, each later frame is
+/// judged (see [`replacement`]): the request's answers become the step-up
+/// error, its other messages are dropped.
+struct Guarded {
+    front: std::vec::IntoIter<Result<Frame<Bytes>, axum::Error>>,
+    rest: Body,
+    check: StepUpCheck,
+    /// The refusal was counted and audited (once per request).
+    counted: bool,
+}
+
+impl http_body::Body for Guarded {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        if let Some(item) = this.front.next() {
+            // Read before the handler asked (else the head was a 403).
+            return Poll::Ready(Some(item));
+        }
+        loop {
+            let frame = match std::task::ready!(Pin::new(&mut this.rest).poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                other => return Poll::Ready(other),
+            };
+            // Acquire: the handler marked the slot before it sent the
+            // message this frame carries.
+            if !this.check.slot.asked() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            let needed = this.check.slot.needed();
+            match replacement(data, &needed) {
+                Judged::Pass => return Poll::Ready(Some(Ok(frame))),
+                Judged::Drop => {}
+                Judged::Replace(event) => {
+                    if !this.counted {
+                        this.counted = true;
+                        this.check.refused_in_stream(&needed);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(event))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.front.len() == 0 && self.rest.is_end_stream()
+    }
+}
+
+/// What becomes of one event of a request whose handler asked for scopes.
+#[derive(Debug, PartialEq)]
+enum Judged {
+    /// No data (a priming event, a comment): harmless, sent.
+    Pass,
+    /// A message that is not an answer (a notification), or data that is
+    /// not one JSON-RPC message: dropped.
+    Drop,
+    /// An answer: this event, its data the step-up error for its id.
+    Replace(Bytes),
+}
+
+/// Judges one SSE event (rmcp writes one event per frame) of a request
+/// whose handler asked for `needed`: an answer (`id` with `result` or
+/// `error`) becomes the JSON-RPC error a handler's `require_scopes` returns
+/// (`-32600`, `insufficient_scope`), or `-32603` when a scope cannot be
+/// named (as the 500 `requirement_failed` would); the event's other fields
+/// (`id:`, `event:`) are kept.
+fn replacement(event: &[u8], needed: &[String]) -> Judged {
+    let Ok(text) = std::str::from_utf8(event) else {
+        return Judged::Drop;
+    };
+    if text.replace("\r\n", "").contains('\r') {
+        // Lines ended by CR alone: not what rmcp writes, so not read here.
+        return Judged::Drop;
+    }
+    let mut data = String::new();
+    let mut fields = String::new();
+    let mut has_data = false;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\r', '\n']);
+        if let Some(value) = bare.strip_prefix("data:") {
+            if has_data {
+                data.push('\n');
+            }
+            has_data = true;
+            data.push_str(value.strip_prefix(' ').unwrap_or(value));
+        } else if !bare.is_empty() {
+            fields.push_str(bare);
+            fields.push('\n');
+        }
+    }
+    if data.trim().is_empty() {
+        return Judged::Pass;
+    }
+    let Ok(serde_json::Value::Object(message)) = serde_json::from_str::<serde_json::Value>(&data)
+    else {
+        return Judged::Drop;
+    };
+    let Some(id) = message.get("id") else {
+        return Judged::Drop;
+    };
+    if !(message.contains_key("result") || message.contains_key("error")) {
+        // A request the server sends the client (sampling, elicitation).
+        return Judged::Drop;
+    }
+    let error = if StepUpCheck::kind(needed) == AuthErrorKind::InsufficientScope {
+        let scope = needed.join(" ");
+        serde_json::json!({
+            "code": -32600,
+            "message": format!("insufficient_scope: this operation needs the scope(s) {scope}"),
+            "data": {"error": "insufficient_scope", "scope": scope},
+        })
+    } else {
+        serde_json::json!({
+            "code": -32603,
+            "message": "server_error: the operation's requirement cannot be met",
+            "data": {"error": "server_error", "reason": "requirement_failed"},
+        })
+    };
+    let answer = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": error});
+    fields.push_str("data: ");
+    fields.push_str(&answer.to_string());
+    fields.push_str("\n\n");
+    Judged::Replace(Bytes::from(fields))
 }
 
 pub(super) fn is_event_stream(response: &Response) -> bool {
@@ -194,7 +383,78 @@ impl FirstData {
 
 #[cfg(test)]
 mod tests {
-    use super::FirstData;
+    use super::{FirstData, Judged, replacement};
+
+    fn scopes(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn replaced(event: &str, needed: &[&str]) -> serde_json::Value {
+        match replacement(event.as_bytes(), &scopes(needed)) {
+            Judged::Replace(bytes) => {
+                let text = std::str::from_utf8(&bytes).unwrap();
+                assert!(text.ends_with("\n\n"), "{text:?}");
+                let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+                serde_json::from_str(data).unwrap()
+            }
+            other => panic!("{event:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn after_a_step_up_answers_are_replaced_and_the_rest_dropped() {
+        let needed = ["mcp", "notes:export"];
+        // An answer: the step-up error for its id, whatever it said.
+        let v = replaced(
+            "data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"secret\":1}}\n\n",
+            &needed,
+        );
+        assert_eq!(v["id"], 7);
+        assert_eq!(v["error"]["code"], -32600);
+        assert_eq!(
+            v["error"]["data"],
+            serde_json::json!({"error": "insufficient_scope", "scope": "mcp notes:export"})
+        );
+        assert!(v.get("result").is_none());
+        // A string id, an error answer, CRLF lines, a data field split in
+        // two lines, the event's own id kept.
+        let event =
+            "id: 0/4\r\ndata: {\"jsonrpc\":\"2.0\",\r\ndata: \"id\":\"x\",\"error\":{}}\r\n\r\n";
+        let Judged::Replace(bytes) = replacement(event.as_bytes(), &scopes(&needed)) else {
+            panic!()
+        };
+        assert!(bytes.starts_with(b"id: 0/4\ndata: "), "{bytes:?}");
+        assert_eq!(replaced(event, &needed)["id"], "x");
+        // A scope no challenge may name: the server error, never the text.
+        let v = replaced("data: {\"id\":1,\"result\":{}}\n\n", &["offline_access"]);
+        assert_eq!(v["error"]["code"], -32603);
+        assert!(!v.to_string().contains("offline_access"), "{v}");
+        // Nothing to judge: a priming event, a comment.
+        for pass in ["id: 0\ndata:\n\n", ": keep-alive\n\n", "retry: 3000\n\n"] {
+            assert_eq!(
+                replacement(pass.as_bytes(), &scopes(&needed)),
+                Judged::Pass,
+                "{pass:?}"
+            );
+        }
+        // Dropped: notifications, requests to the client, what cannot be
+        // read (not JSON, not UTF-8, lines ended by CR alone).
+        for drop in [
+            &b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n"[..],
+            b"data: {\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"sampling/createMessage\"}\n\n",
+            b"data: {\"id\":1,\"result\n\n",
+            b"data: [{\"id\":1,\"result\":{}}]\n\n",
+            b"data: \xff{\"id\":1}\n\n",
+            b"id: 1\rdata: {\"id\":1,\"result\":{}}\r\r",
+        ] {
+            assert_eq!(
+                replacement(drop, &scopes(&needed)),
+                Judged::Drop,
+                "{:?}",
+                String::from_utf8_lossy(drop)
+            );
+        }
+    }
 
     fn found(pieces: &[&str]) -> bool {
         let mut scan = FirstData::default();

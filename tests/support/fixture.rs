@@ -65,6 +65,13 @@ fn round_trip(
     }
 }
 
+/// What `chatty_carry_on` and `quiet_carry_on` answer after their failed
+/// step-up: never to be sent.
+pub const STEP_UP_SECRET: &str = "the-secret-export";
+
+/// Opened by a test to let `gated_echo` answer.
+pub static GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// A server whose tools report the caller.
 #[derive(Clone)]
 pub struct EchoServer {
@@ -160,6 +167,34 @@ impl EchoServer {
             .map_err(|e| rmcp::ErrorData::internal_error(e.to_string(), None))?;
         ctx.auth()?.require_scopes(["notes:export"])?;
         Ok("exported".into())
+    }
+
+    #[tool(
+        description = "streams a log message, ignores its failed ask for notes:export and answers a secret"
+    )]
+    #[allow(deprecated)]
+    async fn chatty_carry_on(&self, ctx: RequestContext<RoleServer>) -> String {
+        let message = rmcp::model::LoggingMessageNotificationParam::new(
+            rmcp::model::LoggingLevel::Info,
+            serde_json::json!("exporting"),
+        );
+        let _ = ctx.peer.notify_logging_message(message).await;
+        if let Ok(auth) = ctx.auth() {
+            let _ = auth.require_scopes(["notes:export"]);
+        }
+        STEP_UP_SECRET.to_owned()
+    }
+
+    #[tool(description = "ignores its failed ask for notes:export and answers a secret")]
+    async fn quiet_carry_on(&self, auth: AuthContext) -> String {
+        let _ = auth.require_scopes(["notes:export"]);
+        STEP_UP_SECRET.to_owned()
+    }
+
+    #[tool(description = "answers once the test opens GATE")]
+    async fn gated_echo(&self) -> String {
+        GATE.notified().await;
+        "released".to_owned()
     }
 
     #[tool(description = "asks for notes:export before answering (late step-up)")]
