@@ -32,9 +32,10 @@
 //! 6. The claims do not name another kind of token: `token_use` other
 //!    than `access` / `access_token`, `token_type` `refresh_token` /
 //!    `refresh` / `id_token`, or Keycloak's `typ` claim `ID` / `Refresh` /
-//!    `Offline` / `Logout` (any case) is refused (`not_an_access_token`): a
-//!    refresh or ID token that names this server as its audience is still
-//!    not an access token. With
+//!    `Offline` / `Logout` (any case), or an ID token's `at_hash` /
+//!    `c_hash` / `s_hash` is refused (`not_an_access_token`): a refresh or
+//!    ID token that names this server as its audience is still not an
+//!    access token. With
 //!    [`require_client_id`](crate::AuthConfigBuilder::require_client_id)
 //!    (the Entra ID presets), a token naming no client (`client_id`, `azp`,
 //!    `cid`, `appid`) is refused the same way: an ID token names its client
@@ -696,7 +697,10 @@ impl CanonicalResource {
 /// - `token_type` `refresh_token`, `refresh` or `id_token` (RFC 7662
 ///   `token_type` names an access token type: `Bearer`, `DPoP`);
 /// - Keycloak's `typ` claim `ID`, `Refresh`, `Offline` or `Logout` (its
-///   access tokens say `Bearer`).
+///   access tokens say `Bearer`);
+/// - an OpenID Connect ID token's `at_hash`, `c_hash` or `s_hash`, of any
+///   value (with an audience that is also a client's id, an ID token
+///   issued to that client would otherwise pass).
 ///
 /// One of these members of another JSON type than a string is
 /// `invalid_claims`.
@@ -714,6 +718,17 @@ fn check_token_kind(claims: &Members<'_>) -> Result<(), AuthError> {
     }
     if is_any("token_type", &["refresh_token", "refresh", "id_token"])?
         || is_any("typ", &["id", "refresh", "offline", "logout"])?
+    {
+        return Err(refused());
+    }
+    // OpenID Connect Core sections 3.1.3.6 and 3.3.2.11 (and FAPI 1.0's
+    // `s_hash`): an ID token's hashes of the access token, code and state
+    // issued beside it. No access token carries a hash of itself, so their
+    // presence marks an ID token whatever its audience or `typ`. (`nonce`
+    // is not used: some providers copy it into access tokens.)
+    if ["at_hash", "c_hash", "s_hash"]
+        .iter()
+        .any(|name| claims.contains(name))
     {
         return Err(refused());
     }

@@ -322,6 +322,16 @@ async fn refresh_and_id_tokens_are_not_access_tokens() {
         ("keycloak refresh token", jwt("typ", json!("Refresh"))),
         ("keycloak offline token", jwt("typ", json!("offline"))),
         ("cognito id token", jwt("token_use", json!("id"))),
+        // An OpenID Connect ID token with nothing else to tell it by.
+        (
+            "id token with at_hash",
+            jwt("at_hash", json!("77QmUPtjPfzWtF2AnpK9RQ")),
+        ),
+        (
+            "id token with c_hash",
+            jwt("c_hash", json!("LDktKdoQak3Pk0cnXxCltA")),
+        ),
+        ("id token with s_hash", jwt("s_hash", json!("x"))),
         (
             "hydra refresh token",
             jwt("token_use", json!("refresh_token")),

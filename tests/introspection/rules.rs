@@ -619,6 +619,8 @@ async fn refresh_and_id_tokens_are_not_access_tokens() {
         ("keycloak-id", json!({"typ": "ID"})),
         ("cognito-id", json!({"token_use": "id"})),
         ("token-type-id", json!({"token_type": "id_token"})),
+        ("oidc-at-hash", json!({"at_hash": "77QmUPtjPfzWtF2AnpK9RQ"})),
+        ("oidc-c-hash", json!({"c_hash": "LDktKdoQak3Pk0cnXxCltA"})),
     ];
     let accepted = [
         ("plain", json!({})),
