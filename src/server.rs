@@ -713,7 +713,10 @@ impl McpServer {
     /// token is cancelled), then drains gracefully: no new connections, and
     /// the open ones finish their requests (an HTTP/2 connection with none
     /// in progress that its peer keeps open after the GOAWAY is dropped
-    /// after 5 s, or the header read timeout if shorter). Key sets are fetched first; a
+    /// after 5 s, or the header read timeout if shorter). The cancellation
+    /// token is cancelled once the connections have drained, or 5 s after
+    /// `shutdown` completed: the calls in progress are answered first, and
+    /// the event streams (which end only with the token) end then. Key sets are fetched first; a
     /// failure is logged and retried on demand (requests get 503 until keys
     /// are available).
     ///
@@ -756,7 +759,6 @@ impl McpServer {
                 _ = shutdown => {}
                 _ = ct.cancelled() => {}
             }
-            ct.cancel();
         };
         let options = ConnectionOptions {
             nodelay: self.tcp_nodelay,
@@ -764,7 +766,7 @@ impl McpServer {
             body_read_timeout: self.body_read_timeout,
             response_write_timeout: self.response_write_timeout,
         };
-        serve_connections(listener, self.router, options, stop).await;
+        serve_connections(listener, self.router, options, stop, self.ct.clone()).await;
         Ok(())
     }
 }
@@ -809,12 +811,16 @@ const HTTP2_KEEP_ALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_
 /// HTTP/1 + HTTP/2 connection builder with a Tokio timer (which
 /// `axum::serve` does not set, so header timeouts never fire there), each
 /// connection in its own task, watched for a graceful drain once `stop`
-/// completes.
+/// completes. `ct` (rmcp's) is cancelled once the connections have drained,
+/// or [`DRAIN_GRACE`] after the stop if some have not: the calls in
+/// progress are answered first (cancelling it at once made rmcp drop them
+/// with a 500), and the event streams, which only end with it, end then.
 async fn serve_connections(
     listener: TcpListener,
     router: Router,
     options: ConnectionOptions,
     stop: impl Future<Output = ()> + Send + 'static,
+    ct: CancellationToken,
 ) {
     use axum::serve::{Listener, ListenerExt};
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -983,6 +989,11 @@ async fn serve_connections(
     drop(listener);
     draining.cancel();
     connections.close();
+    // The calls in progress finish; a connection still open after the
+    // grace holds an event stream (or a call slower than the grace), which
+    // rmcp ends when its token is cancelled.
+    let _drained = tokio::time::timeout(DRAIN_GRACE, connections.wait()).await;
+    ct.cancel();
     connections.wait().await;
 }
 

@@ -363,6 +363,130 @@ async fn shutdown_future_stops_accepting_and_cancels_the_token() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
+// A graceful stop lets the calls in progress finish: a call whose body is
+// still arriving when the shutdown future completes is dispatched and
+// answered (the server then stops). rmcp's cancellation token used to be
+// cancelled at the stop itself, so rmcp dropped such a call and answered
+// it 500 "no response message received from handler".
+#[tokio::test]
+async fn a_call_in_progress_at_the_stop_gets_its_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let resource = format!("http://{addr}/mcp");
+    let server = McpServer::builder()
+        .auth(offline_config(&resource))
+        .verifier(static_token_verifier())
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap();
+    let ct = server.cancellation_token();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve_with_shutdown(listener, async move {
+        let _ = stopped.await;
+    }));
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer let-me-in\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\n\
+         Content-Length: {}\r\n\r\n{MODERN_TOOLS_LIST}",
+        MODERN_TOOLS_LIST.len()
+    );
+    let (first, rest) = request.as_bytes().split_at(request.len() - 20);
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(first).await.unwrap();
+    // The server has the head and waits for the rest of the body.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = stream.write_all(rest).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.contains("\"tools\""), "{answer:?}");
+    let ended = tokio::time::timeout(Duration::from_secs(10), serving)
+        .await
+        .expect("serving ends after the call")
+        .unwrap();
+    assert!(ended.is_ok(), "{ended:?}");
+    assert!(ct.is_cancelled());
+}
+
+// A legacy session's event stream only ends when rmcp's token is cancelled:
+// a graceful stop ends it after a short grace (the calls in progress have
+// had theirs), cleanly (the chunked body's last chunk), and the server
+// stops; an open stream never holds the stop up.
+#[tokio::test]
+async fn an_open_event_stream_ends_shortly_after_the_stop() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let resource = format!("http://{addr}/mcp");
+    let server = McpServer::builder()
+        .auth(offline_config(&resource))
+        .verifier(static_token_verifier())
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve_with_shutdown(listener, async move {
+        let _ = stopped.await;
+    }));
+    let opened = post(&resource, None, Some("let-me-in"), INITIALIZE).await;
+    assert_eq!(opened.status(), 200);
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let initialized = reqwest::Client::new()
+        .post(&resource)
+        .bearer_auth("let-me-in")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(initialized.status().is_success(), "{initialized:?}");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "GET /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer let-me-in\r\n\
+         Accept: text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\n\
+         Mcp-Session-Id: {session}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut first = [0u8; 64];
+    let n = stream.read(&mut first).await.unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &first[..n]);
+    let stopping = std::time::Instant::now();
+    stop.send(()).unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut rest))
+        .await
+        .expect("the event stream outlived the stop")
+        .unwrap();
+    assert!(
+        rest.ends_with(b"0\r\n\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(15), serving)
+        .await
+        .expect("the server did not stop")
+        .unwrap();
+    assert!(ended.is_ok(), "{ended:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopping.elapsed()
+    );
+}
+
 // `into_router`: the protected endpoint and the metadata inside a larger
 // app that serves itself; the app's own routes stay public.
 #[tokio::test]
