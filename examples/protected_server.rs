@@ -17,7 +17,9 @@
 //! [`McpServerBuilder::response_write_timeout`](mcp_oauth2::McpServerBuilder::response_write_timeout)).
 //! Each timeout is at most 86400 seconds (a day). Any other `MCP_OAUTH2_*`
 //! variable (a misspelling such as `MCP_OAUTH2_REQUIRED_SCOPE`) stops the
-//! server before it listens, naming it.
+//! server before it listens, naming it. Ctrl-C (SIGINT) or SIGTERM stops it
+//! gracefully: it accepts no new connection, the calls in progress get their
+//! answers, and it exits with status 0.
 //!
 //! Tools: `whoami` (subject, client_id, scopes, issuer, `dpop_jkt` (the key
 //! thumbprint of a DPoP-bound token, else `null`), and for a tenant issuer
@@ -186,14 +188,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .map_err(|e| format!("MCP_OAUTH2_BIND: cannot listen on {bind:?}: {e}"))?;
+    // Installed before the `listening on` line: a stop signal sent as soon
+    // as a script sees it must start the graceful stop, not kill the
+    // process (a signal's default action).
+    let stop = stop_signal()?;
     // Tests and scripts read this line to find the port when binding to :0.
     println!("listening on {}", listener.local_addr()?);
-    server
-        .serve_with_shutdown(listener, async {
+    server.serve_with_shutdown(listener, stop).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM: what systemd, Docker
+/// and Kubernetes send to stop a service. Either starts the graceful stop
+/// (the calls in progress get their answers), as `McpServer::serve` does;
+/// without SIGTERM here the process was killed at once, cutting them off.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await?;
-    Ok(())
+    }
 }
 
 /// A timeout variable: unset (`None`: the builder's default), a whole

@@ -410,3 +410,71 @@ async fn loopback_fetches_never_go_through_a_proxy_of_the_environment() {
     assert_eq!(status, 200, "keys fetched directly");
     proxy_task.abort();
 }
+
+// Process managers (systemd, Docker, Kubernetes) stop a server with
+// SIGTERM, not Ctrl-C. The reference server drains on it as on Ctrl-C: a
+// call in progress (its body half sent when the signal arrives) gets its
+// whole answer, and the server exits with status 0. It used to wait for
+// Ctrl-C only, so SIGTERM killed it at once: the call's connection was
+// closed without an answer and the exit was the signal's.
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_stops_it_gracefully_like_ctrl_c() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let mut server = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+            ("MCP_OAUTH2_RESOURCE", &resource),
+        ],
+    )
+    .await;
+    let token = issuer
+        .token()
+        .subject("sigterm-caller")
+        .audience(resource.as_str())
+        .sign();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let request = support::raw_http::Raw::new(addr, "POST", "/mcp")
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json, text/event-stream")
+        .header("MCP-Protocol-Version", "2026-07-28")
+        .header("Mcp-Method", "tools/call")
+        .header("Mcp-Name", "whoami")
+        .body(body)
+        .to_bytes();
+    let (first, rest) = request.split_at(request.len() - 20);
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(first).await.unwrap();
+    // The server has the request's head and waits for the rest of its body.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = server.child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A server killed by the signal has closed the connection: this write
+    // may fail, and the read below then finds no answer.
+    let _ = stream.write_all(rest).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the call in progress got no answer: {answer:?}"
+    );
+    assert!(answer.contains("sigterm-caller"), "{answer}");
+    let status = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
+        .await
+        .expect("the server did not stop after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit: {status:?}");
+}
