@@ -26,7 +26,8 @@
 //! `tenant`, as JSON text; notes
 //! are kept per issuer, tenant and subject), `list_notes`
 //! (scope `notes:read`), `add_note` (scope `notes:write`, which implies
-//! `notes:read`), `read_note` (`{"id": <integer>, "folder": "shared" |
+//! `notes:read`; at most 16 KiB a note and 1,000 notes a user, else the
+//! JSON-RPC error `-32602`), `read_note` (`{"id": <integer>, "folder": "shared" |
 //! "private"}`: scope `notes:read`, and `notes:private` for the private
 //! folder, decided from the arguments before dispatch; a missing note is a
 //! result, not an error) and `export_notes` (no arguments; scope

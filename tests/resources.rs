@@ -273,3 +273,52 @@ async fn private_note_round_trip_with_the_rmcp_client() {
     );
     client.cancel().await.unwrap();
 }
+
+// The reference server keeps notes in memory: a token with `notes:write`
+// cannot grow it without end. A note over 16 KiB and a user's 1,001st note
+// are refused with `-32602`, on the wire through the real rmcp client;
+// another user still writes. Before, every note was kept (about 3 MiB a
+// call with the 4 MiB body cap).
+#[tokio::test]
+async fn add_note_is_bounded_per_note_and_per_user() {
+    let n = Notes::start().await;
+    let writer = n.token_for("mallory", &["notes:write"]);
+    let client = bounded(stateless_client(&n.resource, &writer))
+        .await
+        .unwrap();
+    let add = |text: String| {
+        let mut args = serde_json::Map::new();
+        args.insert("text".into(), text.into());
+        client.call_tool(rmcp::model::CallToolRequestParams::new("add_note").with_arguments(args))
+    };
+    let refused = |result: Result<rmcp::model::CallToolResult, rmcp::ServiceError>| match result {
+        Err(rmcp::ServiceError::McpError(e)) => {
+            assert_eq!(e.code.0, -32602, "{e:?}");
+            e.message.into_owned()
+        }
+        other => panic!("{other:?}"),
+    };
+    // The limit is on UTF-8 bytes: 16 KiB of a two-byte character is over.
+    let message = refused(bounded(add("é".repeat(notes::MAX_NOTE_BYTES / 2 + 1))).await);
+    assert!(message.contains("16384 bytes"), "{message}");
+    bounded(add("x".repeat(notes::MAX_NOTE_BYTES)))
+        .await
+        .unwrap();
+    for i in 1..notes::MAX_NOTES_PER_USER {
+        bounded(add(format!("note {i}"))).await.unwrap();
+    }
+    let message = refused(bounded(add("one more".into())).await);
+    assert!(message.contains("1000 notes"), "{message}");
+    // Another user is not affected.
+    let other = n.token_for("alice", &["notes:write"]);
+    let client = bounded(stateless_client(&n.resource, &other))
+        .await
+        .unwrap();
+    let mut args = serde_json::Map::new();
+    args.insert("text".into(), "mine".into());
+    bounded(
+        client.call_tool(rmcp::model::CallToolRequestParams::new("add_note").with_arguments(args)),
+    )
+    .await
+    .unwrap();
+}

@@ -245,6 +245,13 @@ fn https_url(name: &str, value: &str, loopback: bool) -> Result<url::Url, String
     }
 }
 
+/// The longest note `add_note` keeps, in bytes of UTF-8.
+pub(crate) const MAX_NOTE_BYTES: usize = 16 * 1024;
+
+/// The most notes one user keeps: the store lives in memory, and a token
+/// with `notes:write` must not be able to grow it without end.
+pub(crate) const MAX_NOTES_PER_USER: usize = 1000;
+
 /// Arguments of `add_note`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub(crate) struct AddNote {
@@ -479,11 +486,23 @@ impl NotesServer {
         Parameters(AddNote { text }): Parameters<AddNote>,
     ) -> Result<String, rmcp::ErrorData> {
         auth.require_scopes([NOTES_WRITE])?;
+        if text.len() > MAX_NOTE_BYTES {
+            return Err(rmcp::ErrorData::invalid_params(
+                format!("a note holds at most {MAX_NOTE_BYTES} bytes"),
+                None,
+            ));
+        }
         let mut notes = self
             .notes
             .lock()
             .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
         let mine = notes.entry(owner(&auth)).or_default();
+        if mine.len() >= MAX_NOTES_PER_USER {
+            return Err(rmcp::ErrorData::invalid_params(
+                format!("a user keeps at most {MAX_NOTES_PER_USER} notes"),
+                None,
+            ));
+        }
         mine.push(text);
         Ok(serde_json::json!({ "added": true, "count": mine.len() }).to_string())
     }
