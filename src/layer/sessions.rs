@@ -616,6 +616,21 @@ impl Drop for ReleaseAtEnd {
             release(&mut self.in_flight);
             return;
         }
+        // What is ready now is read at once: an answer whose stream has
+        // ended already (a held answer turned into a 403) frees its id
+        // before the client can send the next request.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        for _ in 0..64 {
+            match http_body::Body::poll_frame(std::pin::Pin::new(&mut self.body), &mut cx) {
+                std::task::Poll::Ready(Some(Ok(_))) => {}
+                std::task::Poll::Ready(None) => {
+                    release(&mut self.in_flight);
+                    return;
+                }
+                std::task::Poll::Ready(Some(Err(_))) => return,
+                std::task::Poll::Pending => break,
+            }
+        }
         // Dropped before its end: rmcp still runs the call and would route
         // its answer by the id, so the id stays claimed until rmcp's body
         // ends. Without a runtime (shutdown) nothing is left to serve the
