@@ -879,3 +879,54 @@ async fn a_late_step_up_of_a_dpop_caller_is_on_the_dpop_challenge() {
     assert_eq!(param(&r.dpop, "scope"), Some("notes:read notes:export"));
     assert_eq!(param(&r.bearer, "error"), None);
 }
+
+// `AuthLayer::authenticate` (the layer's API for a stack of one's own)
+// answers a token its verifier already trusts from the cache, as the
+// server's fast path does, without reading the claims again; the rules are
+// the same: a bound token in the cache, sent as Bearer, is still
+// `sender_constrained_token`, and a plain one is admitted with its hit
+// counted.
+#[tokio::test]
+async fn authenticate_answers_known_tokens_from_the_cache_with_the_same_rules() {
+    let h = Harness::start(|b| b).await;
+    let (_listener, resource, config) = support::loopback::bind_with_config(&h.issuer, |b| b).await;
+    let verifier = mcp_oauth2::JwtVerifier::new(&config).unwrap();
+    let layer = mcp_oauth2::AuthLayer::with_verifier(config, verifier.clone());
+    let bearer = |token: &str| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        headers
+    };
+    let issue = |bound: Option<&DpopClient>| {
+        let token = h.issuer.token().subject("alice").audience(&resource);
+        match bound {
+            Some(client) => token.dpop_bound_to(client.thumbprint()).sign(),
+            None => token.sign(),
+        }
+    };
+    let plain = issue(None);
+    for _ in 0..3 {
+        let ctx = layer.authenticate(&bearer(&plain)).await.unwrap();
+        assert_eq!(ctx.subject(), "alice");
+    }
+    assert_eq!(layer.metrics().snapshot().cache_hits, 2);
+
+    let client = DpopClient::new();
+    let bound = issue(Some(&client));
+    // Verified once (as a DPoP request would have it), so it is cached.
+    let ctx = mcp_oauth2::TokenVerifier::verify(&verifier, mcp_oauth2::BearerToken::new(&bound))
+        .await
+        .unwrap();
+    assert!(ctx.is_dpop_bound());
+    for _ in 0..2 {
+        let err = layer.authenticate(&bearer(&bound)).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            mcp_oauth2::AuthErrorKind::SenderConstrainedToken
+        );
+    }
+    assert_eq!(layer.metrics().snapshot().cache_hits, 4);
+}
