@@ -505,3 +505,45 @@ async fn an_access_token_in_the_query_is_refused_on_every_protected_route() {
     .await;
     assert_eq!(status, 200);
 }
+
+// A resource whose path ends with `/` (`http://h/mcp/`, significant and
+// kept by the configuration): the MCP path is `/mcp/` and "it and every
+// path under it are judged as MCP" (`AuthLayer::mcp_path`). The layer
+// compared the untrimmed `/mcp/` and so judged `/mcp/x` (and `/mcp`) as
+// another route of the app: a foreign `Origin` reached the service there.
+// `AuthLayer::mcp_path("/mcp/")` trimmed the slash; the default did not.
+#[tokio::test]
+async fn a_resource_with_a_trailing_slash_judges_its_subpaths_as_mcp() {
+    let echo = |auth: AuthContext| async move { format!("hello {}", auth.subject()) };
+    let issuer = TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let resource = format!("{base}/mcp/");
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/mcp", any(echo))
+        .route("/mcp/", any(echo))
+        .route("/mcp/{*rest}", any(echo))
+        .layer(AuthLayer::new(config).unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let token = issuer.token().subject("alice").audience(&resource).sign();
+    let http = reqwest::Client::new();
+    for path in ["/mcp/", "/mcp/x", "/mcp"] {
+        let (status, _, body) = send(
+            http.post(format!("{base}{path}"))
+                .bearer_auth(&token)
+                .header("origin", "https://evil.example"),
+        )
+        .await;
+        assert_eq!(
+            (status, reason(&body).as_str()),
+            (403, "origin_not_allowed"),
+            "{path}: {body}"
+        );
+    }
+}

@@ -199,7 +199,9 @@ impl AuthLayer {
         };
         let mcp_path = match config.resource_path() {
             "" | "/" => DEFAULT_MCP_PATH.to_owned(),
-            path => path.to_owned(),
+            // A significant trailing slash (`https://h/mcp/`): `/mcp/x` is
+            // under it too, as `mcp_path("/mcp/")` has it.
+            path => local_mcp_path(path),
         };
         let dpop = Arc::new(Dpop::new(&config));
         Self {
@@ -253,18 +255,13 @@ impl AuthLayer {
     }
 
     /// The local path of the MCP endpoint (default: the resource URI's
-    /// path, or `/mcp` for a root resource). It and every path under it are
+    /// path, or `/mcp` for a root resource; a trailing slash is dropped, so
+    /// `/mcp/` covers `/mcp` and `/mcp/x` too). It and every path under it are
     /// judged as MCP. Set it when a proxy maps the public path to another
     /// local one. `McpServer` sets it from its mount path.
     #[must_use]
     pub fn mcp_path(mut self, path: impl Into<String>) -> Self {
-        let path = path.into();
-        let trimmed = path.trim_end_matches('/');
-        Arc::make_mut(&mut self.shared).mcp_path = if trimmed.is_empty() {
-            "/".to_owned()
-        } else {
-            trimmed.to_owned()
-        };
+        Arc::make_mut(&mut self.shared).mcp_path = local_mcp_path(&path.into());
         self
     }
 
@@ -426,6 +423,15 @@ impl AuthLayer {
                 None => ctx,
             })
             .map_err(|err| err.with_challenge(&self.shared.challenge))
+    }
+}
+
+/// The MCP path as the layer compares it: without its trailing slashes
+/// (`/mcp/` covers `/mcp`, `/mcp/` and `/mcp/x`), `/` for the root.
+fn local_mcp_path(path: &str) -> String {
+    match path.trim_end_matches('/') {
+        "" => "/".to_owned(),
+        trimmed => trimmed.to_owned(),
     }
 }
 
