@@ -406,3 +406,69 @@ async fn a_rewritten_path_is_placed_as_well_as_the_requested_one() {
     assert_eq!(response.status(), 403);
     serving.abort();
 }
+
+// A proxy in front maps the public path to a local one: the resource is
+// `http://host/api/mcp`, the proxy strips `/api`, and the server is
+// mounted at `/mcp` (`McpServer`'s default path, or `AuthLayer::mcp_path`,
+// "set it when a proxy maps the public path to another local one"). RFC
+// 9449 section 4.3: the proof's `htu` is the URI the client sent its
+// request to, the public one. The layer expected the resource's scheme and
+// authority with the *local* path (`http://host/mcp`), so every DPoP
+// request behind such a proxy was refused (401 `dpop_uri_mismatch`).
+#[tokio::test]
+async fn a_dpop_proof_for_the_public_uri_is_accepted_behind_a_path_mapping_proxy() {
+    for mcp_server in [true, false] {
+        let issuer = TestIssuer::start().await.unwrap();
+        let (listener, resource, config) = bind_at(&issuer, "/api/mcp", |b| b).await;
+        let addr = listener.local_addr().unwrap();
+        // What the proxy forwards to: the local path.
+        let app: Router = if mcp_server {
+            mcp_oauth2::McpServer::builder()
+                .auth(config)
+                .service(|| Ok(Empty))
+                .build()
+                .unwrap()
+                .into_router()
+        } else {
+            Router::new()
+                .route("/mcp", post(whoami))
+                .layer(AuthLayer::new(config).unwrap().mcp_path("/mcp"))
+        };
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let client = DpopClient::new();
+        let token = issuer
+            .token()
+            .subject("alice")
+            .audience(&resource)
+            .dpop_bound_to(client.thumbprint())
+            .sign();
+        let call = |proof: String| {
+            reqwest::Client::new()
+                .post(format!("http://{addr}/mcp"))
+                .header("authorization", format!("DPoP {token}"))
+                .header("dpop", proof)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+                .send()
+        };
+        let ok = call(client.proof("POST", &resource, Some(&token)))
+            .await
+            .unwrap();
+        let status = ok.status();
+        let body = ok.text().await.unwrap();
+        assert_ne!(status, 401, "mcp_server={mcp_server}: {body}");
+        assert!(!body.contains("dpop_"), "mcp_server={mcp_server}: {body}");
+        // A proof for the local URI names a URI the client never used.
+        let local = format!("http://{addr}/mcp");
+        let refused = call(client.proof("POST", &local, Some(&token)))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401, "mcp_server={mcp_server}");
+        let body = refused.text().await.unwrap();
+        assert!(body.contains("dpop_uri_mismatch"), "{body}");
+        server.abort();
+    }
+}

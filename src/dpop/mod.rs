@@ -9,7 +9,8 @@
 //! nonces, when demanded, are stateless ([`nonce`]).
 //!
 //! The `htu` a proof must name is the configured resource's scheme and
-//! authority with the request's path, never a `Host` header the client
+//! authority with the request's path (the public one, when a proxy maps
+//! the resource's path to a local MCP path), never a `Host` header the client
 //! chose; both sides are compared after RFC 3986 normalisation (case of
 //! the scheme and host, default port, dot segments, percent-encoding case,
 //! unreserved characters decoded), without query and fragment.

@@ -115,6 +115,10 @@ struct Shared {
     verify_timeout: std::time::Duration,
     max_body_bytes: usize,
     mcp_path: String,
+    /// The resource URI's path without its trailing slashes (`""` for a
+    /// root resource): the public path a DPoP proof names when a proxy
+    /// maps it to another local `mcp_path`.
+    resource_path: String,
     /// Every request reaching the layer is MCP (the layer wraps the MCP
     /// route alone, as `McpServer` applies it).
     whole_service: bool,
@@ -224,6 +228,7 @@ impl AuthLayer {
                 verify_timeout: config.verify_timeout,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 mcp_path,
+                resource_path: config.resource_path().trim_end_matches('/').to_owned(),
                 whole_service: false,
                 allowed_hosts: None,
                 bind_sessions: true,

@@ -216,7 +216,7 @@ fn is_length_limit(e: &axum::Error) -> bool {
 }
 
 /// Whether `path` is `base` or lies under it (on a `/` boundary).
-fn under_path(path: &str, base: &str) -> bool {
+pub(super) fn under_path(path: &str, base: &str) -> bool {
     if base == "/" {
         return true;
     }

@@ -450,6 +450,31 @@ impl Shared {
         );
     }
 
+    /// The path of the URI a DPoP proof must name (`htu`, RFC 9449 section
+    /// 4.3: the URI the client sent its request to) for a request to the
+    /// local `path`. A proxy that maps the resource's public path to
+    /// another local MCP path (`/api/mcp` to `/mcp`: `McpServerBuilder::path`,
+    /// `AuthLayer::mcp_path`) hands the layer the local one; the client
+    /// used the public one, so a request under the MCP path and not
+    /// already under the resource's path is named by the resource's path
+    /// followed by the rest of the request's. Elsewhere `path` itself.
+    fn htu_path<'p>(&self, path: &'p str) -> std::borrow::Cow<'p, str> {
+        let public = self.resource_path.as_str();
+        let local = match self.mcp_path.as_str() {
+            "/" => "",
+            local => local,
+        };
+        if public.is_empty() || public == local || super::operations::under_path(path, public) {
+            return path.into();
+        }
+        match path.strip_prefix(local) {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') || local.is_empty() => {
+                format!("{public}{rest}").into()
+            }
+            _ => path.into(),
+        }
+    }
+
     /// Verifies a request's credentials: a Bearer token, or a DPoP-bound
     /// token with its proof for `request` (method and path; `None` when
     /// they are unknown, and then a DPoP proof cannot be checked).
@@ -507,9 +532,14 @@ impl Shared {
                 };
                 // The proof first: a bad one costs no token verification
                 // (and no fetch of keys).
-                let checked =
-                    self.dpop
-                        .check_proof(proof, method.as_str(), path, token.as_str(), now)?;
+                let htu_path = self.htu_path(path);
+                let checked = self.dpop.check_proof(
+                    proof,
+                    method.as_str(),
+                    &htu_path,
+                    token.as_str(),
+                    now,
+                )?;
                 (token, Some(checked))
             }
             Credentials::None => return Err(AuthErrorKind::MissingToken.into()),
@@ -632,7 +662,13 @@ impl Shared {
                 .transpose()?
                 .and_then(|ctx| {
                     self.dpop
-                        .check_proof(proof, method.as_str(), path, token.as_str(), now)
+                        .check_proof(
+                            proof,
+                            method.as_str(),
+                            &self.htu_path(path),
+                            token.as_str(),
+                            now,
+                        )
                         .and_then(|checked| self.bind(ctx, Some(&checked), now))
                 })
                 .map_err(|err| err.on_dpop_scheme(true)),
