@@ -472,3 +472,38 @@ async fn a_dpop_proof_for_the_public_uri_is_accepted_behind_a_path_mapping_proxy
         server.abort();
     }
 }
+
+// Exempt routes are paths the client requests, as the MCP path and a DPoP
+// proof's `htu` are ("inside a nest the layer still judges the path the
+// client requested"): a layer inside `Router::nest("/api", ..)` with
+// `exempt_path("/api/health")` serves `/api/health` without a token, and
+// `exempt_path("/health")` (the app's own `/health`, outside the nest) does
+// not open the nested router's `/health`, reached as `/api/health`. The
+// layer matched exemptions against the path with the prefix stripped:
+// the first was refused (401) and the second served without a token.
+#[tokio::test]
+async fn exempt_routes_are_judged_by_the_requested_path_inside_a_nest() {
+    for (exempt, status) in [("/api/health", 200), ("/health", 401)] {
+        let issuer = TestIssuer::start().await.unwrap();
+        let (listener, _, config) = bind_at(&issuer, "/api/mcp", |b| b.exempt_path(exempt)).await;
+        let addr = listener.local_addr().unwrap();
+        let inner = Router::new()
+            .route("/mcp", post(whoami))
+            .route(
+                "/health",
+                axum::routing::get(|| async { "internal details" }),
+            )
+            .layer(AuthLayer::new(config).unwrap());
+        let app = Router::new()
+            .route("/health", axum::routing::get(|| async { "ok" }))
+            .nest("/api", inner);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let response = reqwest::get(format!("http://{addr}/api/health"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "exempt_path({exempt:?})");
+        server.abort();
+    }
+}

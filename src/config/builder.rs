@@ -353,7 +353,9 @@ impl AuthConfigBuilder {
         self
     }
 
-    /// A path served without authentication (default none).
+    /// A path served without authentication (default none), as the client
+    /// requests it: for a layer inside `Router::nest("/api", ..)`,
+    /// `/api/health`, not the `/health` the nested router is handed.
     pub fn exempt_path(mut self, path: impl Into<String>) -> Self {
         self.exempt.push(ExemptRoute::Exact(path.into()));
         self

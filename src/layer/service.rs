@@ -174,7 +174,14 @@ where
             let response = shared.refuse(Refused::UnsupportedTransferCoding, &req, &meta);
             return ResponseFuture::ready(with_cors(response, origin.as_ref()));
         }
-        if !placement.on_mcp && shared.exempt.iter().any(|r| r.matches(req.uri().path())) {
+        // Exempt routes are paths the client requests (inside a nest, the
+        // one with the prefix), as the MCP path is.
+        if !placement.on_mcp
+            && shared
+                .exempt
+                .iter()
+                .any(|r| r.matches(requested_path(req.extensions(), req.uri())))
+        {
             return ResponseFuture::inner(self.inner.call(req), None, origin, None, None, None);
         }
         if placement.stateless {
