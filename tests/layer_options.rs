@@ -547,3 +547,27 @@ async fn a_resource_with_a_trailing_slash_judges_its_subpaths_as_mcp() {
         );
     }
 }
+
+// `mcp_path` takes a path; one written without its leading `/` (`"mcp"`,
+// `"v1/mcp"`) named no request path, so nothing was judged as MCP by its
+// path: a foreign `Origin` reached the endpoint. It is read as the
+// absolute path it names.
+#[tokio::test]
+async fn an_mcp_path_without_its_leading_slash_still_names_the_endpoint() {
+    let app = App::start(|b| b, |l| l.mcp_path("mcp")).await;
+    let token = app.token(&[]);
+    for path in ["/mcp", "/mcp/x"] {
+        let (status, _, body) = send(
+            app.http
+                .post(format!("{}{path}", app.base))
+                .bearer_auth(&token)
+                .header("origin", "https://evil.example"),
+        )
+        .await;
+        assert_eq!(
+            (status, reason(&body).as_str()),
+            (403, "origin_not_allowed"),
+            "{path}: {body}"
+        );
+    }
+}

@@ -261,9 +261,10 @@ impl AuthLayer {
 
     /// The local path of the MCP endpoint (default: the resource URI's
     /// path, or `/mcp` for a root resource; a trailing slash is dropped, so
-    /// `/mcp/` covers `/mcp` and `/mcp/x` too). It and every path under it are
-    /// judged as MCP. Set it when a proxy maps the public path to another
-    /// local one. `McpServer` sets it from its mount path.
+    /// `/mcp/` covers `/mcp` and `/mcp/x` too, and `mcp` is read as `/mcp`).
+    /// It and every path under it are judged as MCP. Set it when a proxy
+    /// maps the public path to another local one (a DPoP proof then names
+    /// the public one). `McpServer` sets it from its mount path.
     #[must_use]
     pub fn mcp_path(mut self, path: impl Into<String>) -> Self {
         Arc::make_mut(&mut self.shared).mcp_path = local_mcp_path(&path.into());
@@ -431,12 +432,14 @@ impl AuthLayer {
     }
 }
 
-/// The MCP path as the layer compares it: without its trailing slashes
+/// The MCP path as the layer compares it: absolute (`mcp` names `/mcp`:
+/// no request path lacks the leading `/`), without its trailing slashes
 /// (`/mcp/` covers `/mcp`, `/mcp/` and `/mcp/x`), `/` for the root.
 fn local_mcp_path(path: &str) -> String {
     match path.trim_end_matches('/') {
         "" => "/".to_owned(),
-        trimmed => trimmed.to_owned(),
+        trimmed if trimmed.starts_with('/') => trimmed.to_owned(),
+        relative => format!("/{relative}"),
     }
 }
 
