@@ -526,6 +526,54 @@ async fn into_router_merges_into_a_larger_app() {
     );
 }
 
+// `into_router` merged into an app that protects all its routes with an
+// `AuthLayer` of its own: the outer layer admits the caller and, as it
+// must (no token passthrough), takes the `Authorization` header off the
+// request before the router; the server's own layer then found no token
+// and refused every call with 401 `missing_token` ("a Bearer token is
+// required", to a client that sent one). The inner layer verifies the
+// same credentials the outer one admitted, against its own policy: a token
+// the server's verifier refuses is still refused.
+#[tokio::test]
+async fn into_router_works_under_an_outer_auth_layer() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let resource = format!("http://{addr}/mcp");
+    let server = McpServer::builder()
+        .auth(offline_config(&resource))
+        .verifier(static_token_verifier())
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap();
+    // The app's layer admits two tokens; the server's only `let-me-in`.
+    let outer = mcp_oauth2::AuthLayer::with_verifier(
+        offline_config(&resource),
+        from_fn(|token: String| async move {
+            if token == "let-me-in" || token == "app-only" {
+                Ok(AuthContext::builder("https://static.example", "dev").build())
+            } else {
+                Err(AuthError::new(AuthErrorKind::Rejected))
+            }
+        }),
+    );
+    let app = axum::Router::new()
+        .route(
+            "/api",
+            axum::routing::get(|auth: AuthContext| async move { auth.subject().to_owned() }),
+        )
+        .merge(server.into_router())
+        .layer(outer);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let ok = post(&resource, None, Some("let-me-in"), INITIALIZE).await;
+    let status = ok.status();
+    assert_eq!(status, 200, "{}", ok.text().await.unwrap());
+    let refused = post(&resource, None, Some("app-only"), INITIALIZE).await;
+    assert_eq!(refused.status(), 401);
+    let params = challenge(&refused);
+    assert_eq!(param(&params, "error"), Some("invalid_token"));
+    assert_eq!(post(&resource, None, None, INITIALIZE).await.status(), 401);
+}
+
 // `Debug` of the builder and the server names the resource and the bind
 // address, never a secret of the configuration.
 #[tokio::test]

@@ -53,6 +53,12 @@ impl SubjectToken {
         Self(value)
     }
 
+    /// The `Authorization` header value the layer verified (marked
+    /// sensitive), for a layer inside the one that admitted it.
+    pub(crate) fn header_value(&self) -> &http::HeaderValue {
+        &self.0
+    }
+
     /// The token text after the scheme. The layer verified the header
     /// before keeping it, so this is `None` only for a value no verifier
     /// accepted.

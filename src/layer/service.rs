@@ -122,10 +122,24 @@ where
         if shared.metadata.serves(req.uri().path()) {
             return ResponseFuture::ready(shared.metadata.respond(req.method()));
         }
-        // Discovery starts with a request without credentials: judged
-        // there, so that an authenticated call pays nothing for it.
         if !req.headers().contains_key(http::header::AUTHORIZATION) {
-            shared.warn_if_nested(&req);
+            // An outer AuthLayer (an app protecting all its routes around
+            // `McpServer::into_router()`) admitted this request and took its
+            // `Authorization` header off (no token passthrough): this layer
+            // verifies the same credentials again, against its own policy.
+            if let Some(value) = req
+                .extensions()
+                .get::<AuthContext>()
+                .and_then(AuthContext::subject_token)
+                .map(|token| token.header_value().clone())
+            {
+                req.headers_mut().insert(http::header::AUTHORIZATION, value);
+            } else {
+                // Discovery starts with a request without credentials:
+                // judged there, so that an authenticated call pays nothing
+                // for it.
+                shared.warn_if_nested(&req);
+            }
         }
         let peer = req
             .extensions()
