@@ -480,20 +480,7 @@ impl Shared {
     /// already under the resource's path is named by the resource's path
     /// followed by the rest of the request's. Elsewhere `path` itself.
     fn htu_path<'p>(&self, path: &'p str) -> std::borrow::Cow<'p, str> {
-        let public = self.resource_path.as_str();
-        let local = match self.mcp_path.as_str() {
-            "/" => "",
-            local => local,
-        };
-        if public.is_empty() || public == local || super::operations::under_path(path, public) {
-            return path.into();
-        }
-        match path.strip_prefix(local) {
-            Some(rest) if rest.is_empty() || rest.starts_with('/') || local.is_empty() => {
-                format!("{public}{rest}").into()
-            }
-            _ => path.into(),
-        }
+        public_path(path, &self.mcp_path, &self.resource_path)
     }
 
     /// Verifies a request's credentials: a Bearer token, or a DPoP-bound
@@ -1099,6 +1086,29 @@ impl Shared {
     }
 }
 
+/// [`Shared::htu_path`]: `path` under the local MCP path `local` named by
+/// the resource's path `public` (trimmed; `""` for a root resource, which
+/// maps nothing). A path under both is named by the longer, the more
+/// specific (a local `/mcp/v2` for a public `/mcp`; a server nested at
+/// `/mcp` for a public `/mcp/mcp`, whose requested path is the public one).
+fn public_path<'p>(path: &'p str, local: &str, public: &str) -> std::borrow::Cow<'p, str> {
+    use super::operations::under_path;
+    let local = if local == "/" { "" } else { local };
+    let under_local = local.is_empty() || under_path(path, local);
+    let under_public = under_path(path, public);
+    if public.is_empty()
+        || public == local
+        || !under_local
+        || (under_public && public.len() >= local.len())
+    {
+        return path.into();
+    }
+    match path.get(local.len()..) {
+        Some(rest) => format!("{public}{rest}").into(),
+        None => path.into(),
+    }
+}
+
 /// The refusal of a request whose verifier panicked (logged here, once,
 /// without the token: the panic message is the verifier's and may name it).
 fn verifier_panicked() -> AuthError {
@@ -1107,4 +1117,38 @@ fn verifier_panicked() -> AuthError {
         "the token verifier panicked; the request is refused"
     );
     AuthErrorKind::VerifierFailed.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_path;
+
+    // RFC 9449 section 4.3: the `htu` a proof names is the URI the client
+    // used, the public one, whatever local path a proxy hands the layer.
+    #[test]
+    fn a_local_mcp_path_is_named_by_the_resource_path() {
+        for (path, local, public, named) in [
+            // No mapping: the same path, a root resource.
+            ("/mcp", "/mcp", "/mcp", "/mcp"),
+            ("/mcp", "/mcp", "", "/mcp"),
+            // A proxy strips a prefix, or adds one.
+            ("/mcp", "/mcp", "/api/mcp", "/api/mcp"),
+            ("/mcp/x", "/mcp", "/api/mcp", "/api/mcp/x"),
+            ("/rpc/v2", "/rpc/v2", "/mcp", "/mcp"),
+            ("/mcp/v2", "/mcp/v2", "/mcp", "/mcp"),
+            // Inside a nest the requested path is the public one already.
+            ("/api/mcp", "/mcp", "/api/mcp", "/api/mcp"),
+            ("/mcp/mcp", "/mcp", "/mcp/mcp", "/mcp/mcp"),
+            // Elsewhere, and every path under a root MCP path.
+            ("/other", "/mcp", "/api/mcp", "/other"),
+            ("/mcpx", "/mcp", "/api/mcp", "/mcpx"),
+            ("/x", "/", "/api/mcp", "/api/mcp/x"),
+        ] {
+            assert_eq!(
+                public_path(path, local, public),
+                named,
+                "{path} {local} {public}"
+            );
+        }
+    }
 }
