@@ -574,6 +574,46 @@ async fn into_router_works_under_an_outer_auth_layer() {
     assert_eq!(post(&resource, None, None, INITIALIZE).await.status(), 401);
 }
 
+// Two layers, the inner one with an exempt route: the inner layer
+// verifies the credentials the outer one admitted, but an exempt route
+// is served without a verification, so it must not see them either (no
+// token passthrough).
+#[tokio::test]
+async fn an_exempt_route_under_two_layers_never_sees_the_token() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let resource = format!("http://{addr}/mcp");
+    let inner_config = AuthConfig::builder()
+        .issuer("http://127.0.0.1:9")
+        .resource(&resource)
+        .exempt_path("/public")
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let inner = mcp_oauth2::AuthLayer::with_verifier(inner_config, static_token_verifier());
+    let outer =
+        mcp_oauth2::AuthLayer::with_verifier(offline_config(&resource), static_token_verifier());
+    let seen = |headers: http::HeaderMap| async move {
+        format!("authorization: {}", headers.contains_key("authorization"))
+    };
+    let app = axum::Router::new()
+        .merge(
+            axum::Router::new()
+                .route("/public", axum::routing::get(seen))
+                .layer(inner),
+        )
+        .layer(outer);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let response = reqwest::Client::new()
+        .get(format!("http://{addr}/public"))
+        .bearer_auth("let-me-in")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "authorization: false");
+}
+
 // `Debug` of the builder and the server names the resource and the bind
 // address, never a secret of the configuration.
 #[tokio::test]

@@ -122,6 +122,7 @@ where
         if shared.metadata.serves(req.uri().path()) {
             return ResponseFuture::ready(shared.metadata.respond(req.method()));
         }
+        let mut restored = false;
         if !req.headers().contains_key(http::header::AUTHORIZATION) {
             // An outer AuthLayer (an app protecting all its routes around
             // `McpServer::into_router()`) admitted this request and took its
@@ -134,6 +135,7 @@ where
                 .map(|token| token.header_value().clone())
             {
                 req.headers_mut().insert(http::header::AUTHORIZATION, value);
+                restored = true;
             } else {
                 // Discovery starts with a request without credentials:
                 // judged there, so that an authenticated call pays nothing
@@ -196,6 +198,11 @@ where
                 .iter()
                 .any(|r| r.matches(requested_path(req.extensions(), req.uri())))
         {
+            if restored {
+                // Served without a verification: the credentials the outer
+                // layer took off stay off (no token passthrough).
+                req.headers_mut().remove(http::header::AUTHORIZATION);
+            }
             return ResponseFuture::inner(self.inner.call(req), None, origin, None, None, None);
         }
         if placement.stateless {
