@@ -52,7 +52,10 @@
 //! authorization server. With `MCP_OAUTH2_REDIS_URL` and
 //! `MCP_OAUTH2_EXCHANGE_CACHE_KEY` (base64 of 32 bytes or more, the same on
 //! every replica), exchanged tokens are shared by the replicas, sealed with
-//! AES-256-GCM. A downstream variable that is set but unusable (the token
+//! AES-256-GCM. With `MCP_OAUTH2_REDIS_URL` and `MCP_OAUTH2_DPOP_NONCE=1`,
+//! `MCP_OAUTH2_DPOP_NONCE_SECRET` (32 bytes or more, the same on every
+//! replica) is required, so that a DPoP nonce one replica issued is good at
+//! the others. A downstream variable that is set but unusable (the token
 //! endpoint or the downstream URL not `https://`, or `http://` on loopback
 //! with `MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1`; the cache key too short or
 //! without `MCP_OAUTH2_REDIS_URL`; a step-up scope that is `offline_access`

@@ -336,6 +336,26 @@ async fn a_session_idle_timeout_past_a_day_stops_it_before_listening() {
     }
 }
 
+// Replicas sharing a Redis that demand DPoP nonces each drew their own
+// nonce secret (no variable set one): a nonce one replica handed out was
+// refused by the others (`use_dpop_nonce` again), so a client behind a load
+// balancer could go round forever. Without MCP_OAUTH2_DPOP_NONCE_SECRET
+// that configuration now stops the server before it listens, naming the
+// variable; a secret shorter than 32 bytes too, without repeating it.
+#[tokio::test]
+async fn dpop_nonces_with_redis_and_no_shared_secret_stop_it_before_listening() {
+    let nonce = ("MCP_OAUTH2_DPOP_NONCE", "1");
+    let redis = ("MCP_OAUTH2_REDIS_URL", "redis://127.0.0.1:9/0");
+    refused(&[nonce, redis], "MCP_OAUTH2_DPOP_NONCE_SECRET").await;
+    let short = "twenty-byte-secret!!";
+    let stderr = refused(
+        &[nonce, redis, ("MCP_OAUTH2_DPOP_NONCE_SECRET", short)],
+        "MCP_OAUTH2_DPOP_NONCE_SECRET",
+    )
+    .await;
+    assert!(!stderr.contains(short), "{stderr}");
+}
+
 // `http://` is allowed to loopback hosts only (`MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK`)
 // on the promise that the plain text never leaves the machine. With a proxy
 // in the environment (`HTTP_PROXY`, common on company machines and CI

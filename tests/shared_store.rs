@@ -1126,15 +1126,25 @@ struct ReferenceServer {
 
 impl ReferenceServer {
     async fn start(issuer: &str, resource: &str, port: u16, redis_url: &str) -> Self {
-        let support::reference::Reference { child, mut lines } = support::reference::start(
-            port,
-            &[
-                ("MCP_OAUTH2_ISSUER", issuer),
-                ("MCP_OAUTH2_RESOURCE", resource),
-                ("MCP_OAUTH2_REDIS_URL", redis_url),
-            ],
-        )
-        .await;
+        Self::start_with(issuer, resource, port, redis_url, &[]).await
+    }
+
+    /// [`start`](Self::start) with more variables.
+    async fn start_with(
+        issuer: &str,
+        resource: &str,
+        port: u16,
+        redis_url: &str,
+        more: &[(&str, &str)],
+    ) -> Self {
+        let mut env = vec![
+            ("MCP_OAUTH2_ISSUER", issuer),
+            ("MCP_OAUTH2_RESOURCE", resource),
+            ("MCP_OAUTH2_REDIS_URL", redis_url),
+        ];
+        env.extend_from_slice(more);
+        let support::reference::Reference { child, mut lines } =
+            support::reference::start(port, &env).await;
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = log.clone();
         tokio::spawn(async move {
@@ -1196,6 +1206,73 @@ async fn two_reference_server_processes_share_sessions_through_redis() {
     assert!(!audit[0].contains(&bob) && !audit[0].contains(&session));
     // A never saw Bob.
     assert!(a.lines("session.refused").is_empty());
+    a.child.kill().await.unwrap();
+    b.child.kill().await.unwrap();
+}
+
+// RFC 9449 section 9 across replicas configured by environment (the
+// reference server): a server nonce one replica issued is good at the
+// other, as the README promises for replicas that share `nonce_secret`.
+// Before the fix no variable set that secret, so each process drew its
+// own: behind a load balancer a client's retry with the nonce it was
+// given landed on the other replica and was refused again
+// (`use_dpop_nonce`, a fresh nonce of that replica), round after round:
+// without the variable this test saw B answer 401 `dpop_nonce_invalid`
+// to A's nonce (and, with it, the server refused the unknown variable).
+#[tokio::test]
+async fn reference_servers_sharing_redis_accept_each_others_dpop_nonces() {
+    let redis = RedisServer::start().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let (pa, pb) = (
+        support::reference::free_port(),
+        support::reference::free_port(),
+    );
+    let resource = format!("http://127.0.0.1:{pa}/mcp");
+    let more = [
+        ("MCP_OAUTH2_DPOP_NONCE", "1"),
+        (
+            "MCP_OAUTH2_DPOP_NONCE_SECRET",
+            "a-nonce-secret-every-replica-shares",
+        ),
+    ];
+    let mut a =
+        ReferenceServer::start_with(issuer.issuer(), &resource, pa, &redis.url(), &more).await;
+    let mut b =
+        ReferenceServer::start_with(issuer.issuer(), &resource, pb, &redis.url(), &more).await;
+    let url_b = format!("http://127.0.0.1:{pb}/mcp");
+    let client = DpopClient::new();
+    let token = issuer
+        .token()
+        .subject("alice")
+        .audience(&resource)
+        .scopes(["notes:read"])
+        .dpop_bound_to(client.thumbprint())
+        .sign();
+    // A demands a nonce and hands one out.
+    let first = post_dpop(
+        &resource,
+        &token,
+        &client.proof("POST", &resource, Some(&token)),
+    )
+    .await;
+    assert_eq!(first.status(), 401);
+    let nonce = first.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    // The retry with it lands on B, and on A: both take it.
+    for url in [&url_b, &resource] {
+        let proof = client
+            .proof_builder("POST", &resource)
+            .access_token(&token)
+            .nonce(&nonce)
+            .sign();
+        let retried = post_dpop(url, &token, &proof).await;
+        let status = retried.status();
+        let challenge = retried
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = retried.text().await.unwrap();
+        assert_eq!(status, 200, "{url}: {challenge:?} {body}");
+    }
     a.child.kill().await.unwrap();
     b.child.kill().await.unwrap();
 }

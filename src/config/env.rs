@@ -49,6 +49,9 @@ pub(crate) struct Staged {
     tenant_claim: Option<String>,
     /// `MCP_OAUTH2_REDIS_PREFIX`, for the store `MCP_OAUTH2_REDIS_URL` makes.
     redis_prefix: Option<String>,
+    /// `MCP_OAUTH2_DPOP_NONCE_SECRET`, checked against the nonce setting
+    /// and the shared store once all rows are read.
+    nonce_secret: Option<String>,
 }
 
 type Apply<T> = fn(&mut Staged, T) -> Result<(), String>;
@@ -550,6 +553,20 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         meaning: "`1`: demand a server nonce in DPoP proofs (`DPoP-Nonce`, `use_dpop_nonce`)",
     },
     EnvVar {
+        name: "MCP_OAUTH2_DPOP_NONCE_SECRET",
+        setting: "dpop",
+        field: "dpop_nonce_secret",
+        required: false,
+        parse: Parse::Text(|s, v| {
+            if !v.trim().is_empty() {
+                s.nonce_secret = Some(v);
+            }
+            Ok(())
+        }),
+        default: "random, per process",
+        meaning: "the secret DPoP nonces are sealed with (at least 32 bytes; never logged): the same on every replica, required with `MCP_OAUTH2_DPOP_NONCE=1` and `MCP_OAUTH2_REDIS_URL`",
+    },
+    EnvVar {
         name: "MCP_OAUTH2_DPOP_ALGORITHMS",
         setting: "dpop",
         field: "dpop_algorithms",
@@ -744,6 +761,7 @@ fn replace_word(text: &str, word: &str, by: &str) -> String {
 /// The variables that configure DPoP proofs (meaningless with DPoP off).
 const DPOP_PROOF_VARIABLES: &[&str] = &[
     "MCP_OAUTH2_DPOP_NONCE",
+    "MCP_OAUTH2_DPOP_NONCE_SECRET",
     "MCP_OAUTH2_DPOP_ALGORITHMS",
     "MCP_OAUTH2_DPOP_MAX_AGE",
 ];
@@ -955,6 +973,7 @@ impl AuthConfigBuilder {
             tenants,
             tenant_claim,
             redis_prefix,
+            nonce_secret,
         } = staged;
         if redis_prefix.is_some() && builder.shared_store.is_none() {
             return Err(env_error(
@@ -962,6 +981,7 @@ impl AuthConfigBuilder {
                 "is set without MCP_OAUTH2_REDIS_URL (it prefixes that Redis's keys)",
             ));
         }
+        nonce_secret_from_env(&mut builder, nonce_secret)?;
         tenant_from_env(&mut builder, tenants, tenant_claim)?;
         match (client_id, introspection_uri) {
             (Some(id), uri) => {
@@ -988,6 +1008,36 @@ impl AuthConfigBuilder {
         }
         builder.from_env = true;
         Ok(builder)
+    }
+}
+
+/// `MCP_OAUTH2_DPOP_NONCE_SECRET`: the nonce secret, when nonces are
+/// demanded. Replicas sharing a Redis (`MCP_OAUTH2_REDIS_URL`) must share
+/// it too: with a secret drawn per process, a nonce one replica issued is
+/// refused by the others (`use_dpop_nonce` again), and a client behind a
+/// load balancer may never get through; so demanding nonces there without
+/// the secret is refused. The secret is never repeated in an error.
+fn nonce_secret_from_env(
+    builder: &mut AuthConfigBuilder,
+    secret: Option<String>,
+) -> Result<(), ConfigError> {
+    const NAME: &str = "MCP_OAUTH2_DPOP_NONCE_SECRET";
+    match secret {
+        Some(_) if !builder.dpop.nonce => Err(env_error(
+            NAME,
+            "is set but MCP_OAUTH2_DPOP_NONCE is off (no nonce is issued): \
+             unset it, or set MCP_OAUTH2_DPOP_NONCE=1",
+        )),
+        Some(secret) => {
+            builder.dpop.nonce_secret = Some(std::sync::Arc::from(secret.as_bytes()));
+            Ok(())
+        }
+        None if builder.dpop.nonce && builder.shared_store.is_some() => Err(env_error(
+            NAME,
+            "is required with MCP_OAUTH2_DPOP_NONCE=1 and MCP_OAUTH2_REDIS_URL: \
+             replicas must share it, or each refuses the nonces of the others",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -1161,6 +1211,10 @@ mod tests {
             ("MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP", "0"),
             ("MCP_OAUTH2_DPOP", " Required "),
             ("MCP_OAUTH2_DPOP_NONCE", "1"),
+            (
+                "MCP_OAUTH2_DPOP_NONCE_SECRET",
+                "nonce-secret-shared-by-every-replica",
+            ),
             ("MCP_OAUTH2_DPOP_ALGORITHMS", "ES256, EdDSA"),
             ("MCP_OAUTH2_DPOP_MAX_AGE", "120"),
             ("MCP_OAUTH2_TENANTS", "acme, globex"),
@@ -1226,6 +1280,11 @@ mod tests {
         assert!(!c.hold_streams_for_step_up);
         assert_eq!(c.dpop.mode, crate::config::DpopMode::Required);
         assert!(c.dpop.nonce);
+        assert_eq!(
+            c.dpop.nonce_secret.as_deref(),
+            Some(&b"nonce-secret-shared-by-every-replica"[..])
+        );
+        assert!(!format!("{:?}", c.dpop).contains("nonce-secret"));
         assert_eq!(c.dpop.algorithms, [Algorithm::ES256, Algorithm::EdDSA]);
         assert_eq!(c.dpop.max_age, s(120));
         let t = &c.throttle;
@@ -1432,6 +1491,32 @@ mod tests {
             ("MCP_OAUTH2_DPOP_MAX_AGE", "301", &[]),
             ("MCP_OAUTH2_DPOP_MAX_AGE", "0", &[]),
             ("MCP_OAUTH2_DPOP_NONCE", "1", &[("MCP_OAUTH2_DPOP", "off")]),
+            // Shorter than 32 bytes; set without nonces; nonces demanded by
+            // replicas sharing a Redis without a shared secret (each would
+            // refuse the others' nonces).
+            (
+                "MCP_OAUTH2_DPOP_NONCE_SECRET",
+                "too-short",
+                &[("MCP_OAUTH2_DPOP_NONCE", "1")],
+            ),
+            (
+                "MCP_OAUTH2_DPOP_NONCE_SECRET",
+                "nonce-secret-shared-by-every-replica",
+                &[],
+            ),
+            (
+                "MCP_OAUTH2_DPOP_NONCE_SECRET",
+                "nonce-secret-shared-by-every-replica",
+                &[("MCP_OAUTH2_DPOP", "off")],
+            ),
+            (
+                "MCP_OAUTH2_DPOP_NONCE_SECRET",
+                "",
+                &[
+                    ("MCP_OAUTH2_DPOP_NONCE", "1"),
+                    ("MCP_OAUTH2_REDIS_URL", "redis://127.0.0.1:6399"),
+                ],
+            ),
             (
                 "MCP_OAUTH2_DPOP_ALGORITHMS",
                 "ES256",
@@ -1542,6 +1627,35 @@ mod tests {
                 v.name
             );
         }
+    }
+
+    // Replicas configured by environment share the DPoP nonce secret: a
+    // nonce one issued is good at the others. Without it, nonces with a
+    // shared store are refused at startup (each replica would refuse the
+    // others' nonces); a lone server keeps its random per-process secret.
+    // No error repeats the secret.
+    #[test]
+    fn the_dpop_nonce_secret_from_the_environment() {
+        let secret = "a-secret-of-at-least-32-bytes-long!";
+        let with = |more: &[(&'static str, &str)]| {
+            let mut vars = minimal();
+            vars.insert("MCP_OAUTH2_DPOP_NONCE", "1".to_owned());
+            for (k, v) in more {
+                vars.insert(k, (*v).to_owned());
+            }
+            from_map(&vars)
+        };
+        let redis = ("MCP_OAUTH2_REDIS_URL", "redis://127.0.0.1:6399");
+        let c = with(&[redis, ("MCP_OAUTH2_DPOP_NONCE_SECRET", secret)]).unwrap();
+        assert_eq!(c.dpop.nonce_secret.as_deref(), Some(secret.as_bytes()));
+        assert!(with(&[]).unwrap().dpop.nonce_secret.is_none());
+        let err = with(&[redis]).unwrap_err();
+        assert_eq!(err.field(), "MCP_OAUTH2_DPOP_NONCE_SECRET", "{err}");
+        assert!(err.message().contains("MCP_OAUTH2_REDIS_URL"), "{err}");
+        let short = "short-secret-value";
+        let err = with(&[("MCP_OAUTH2_DPOP_NONCE_SECRET", short)]).unwrap_err();
+        assert_eq!(err.field(), "MCP_OAUTH2_DPOP_NONCE_SECRET", "{err}");
+        assert!(!err.to_string().contains(short), "{err}");
     }
 
     // Issue 19: the issuer template, its allowlist, claim and key sets from
