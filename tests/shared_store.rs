@@ -1555,3 +1555,139 @@ async fn the_reference_server_prefixes_its_keys() {
         "{keys:?}"
     );
 }
+
+/// The key of a legacy session's owner (see `src/layer/sessions.rs`).
+fn session_key(id: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("mcp_oauth2:session:{hex}")
+}
+
+// Something that is not Redis at the Redis URL: a peer that accepts the
+// connection and never answers (nor even the connection's handshake), one
+// that answers bytes that are not RESP, an HTTP server, and one that
+// announces a bulk string of a gigabyte and never sends it. Every operation
+// is an error within its timeout (never a hang, never a panic), and the
+// error never repeats the URL's password.
+#[tokio::test]
+async fn a_peer_that_is_not_redis_is_an_error_within_the_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for answer in [
+        None,
+        Some(&b"\x00\x01zz\r\n"[..]),
+        Some(&b"HTTP/1.1 400 Bad Request\r\n\r\n"[..]),
+        Some(&b"$999999999\r\nabc"[..]),
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let peer = tokio::spawn(async move {
+            let mut silent = Vec::new();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let Some(answer) = answer else {
+                    silent.push(socket);
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(1..) = socket.read(&mut buf).await {
+                        if socket.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let store = RedisStore::new(&format!("redis://:hunter2@127.0.0.1:{port}/0"))
+            .unwrap()
+            .timeout(Duration::from_millis(200));
+        for _ in 0..3 {
+            let started = Instant::now();
+            let errors = [
+                store.get("mcp_oauth2:session:k").await.err(),
+                store.hit("mcp_oauth2:throttle:k", WINDOW).await.err(),
+                store
+                    .put_if_absent("mcp_oauth2:dpop:k", b"1", WINDOW)
+                    .await
+                    .err(),
+            ];
+            assert!(
+                started.elapsed() < Duration::from_millis(1500),
+                "{answer:?}: bounded"
+            );
+            for err in errors {
+                let err = err.expect("an error, never a value");
+                assert!(!err.to_string().contains("hunter2"), "{err}");
+            }
+        }
+        peer.abort();
+    }
+}
+
+// Someone else writing under our keys (another program sharing the Redis
+// and its prefix): a session owner that is not a string makes Redis refuse
+// the read, and the session request is refused 503 `store_unavailable`
+// (fail closed), never served; a string that is not the caller's digest is
+// somebody else's session (404). Throttle counters that are not counters
+// make throttling fail open as documented: the requests are verified as
+// usual, counted as store errors.
+#[tokio::test]
+async fn values_of_another_type_under_our_keys_fail_closed() {
+    let pair = Pair::start(RedisStore::DEFAULT_TIMEOUT, |b| {
+        b.failed_auth_limit(3, Duration::from_secs(60))
+    })
+    .await;
+    let alice = pair.token("alice");
+    let session = open_session(&pair.a.url(), &alice).await;
+    let key = session_key(&session);
+    assert!(pair.redis.dump().await.iter().any(|(k, _)| *k == key));
+
+    pair.redis.command(&["DEL", &key]).await;
+    pair.redis.command(&["HSET", &key, "owner", "x"]).await;
+    let refused = call_in(&pair.a.url(), &alice, &session).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(reason(refused).await, "store_unavailable");
+
+    pair.redis.command(&["DEL", &key]).await;
+    pair.redis.command(&["SET", &key, "not-a-digest"]).await;
+    assert_eq!(call_in(&pair.a.url(), &alice, &session).await.status(), 404);
+
+    // A tampered token fails once and leaves its counters; each becomes a
+    // list.
+    let mut tampered = alice.clone().into_bytes();
+    let i = tampered.len() - 10;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let bad = format!("Bearer {}", String::from_utf8(tampered).unwrap());
+    assert_eq!(
+        post(&pair.b.url(), &bad, None, &initialize_body(1))
+            .await
+            .status(),
+        401
+    );
+    let counters: Vec<String> = pair
+        .redis
+        .dump()
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("mcp_oauth2:throttle:"))
+        .collect();
+    assert_eq!(counters.len(), 2, "{counters:?}");
+    for k in &counters {
+        pair.redis.command(&["DEL", k]).await;
+        pair.redis.command(&["RPUSH", k, "9"]).await;
+    }
+    let errors = pair.b.metrics.snapshot().store_errors;
+    for _ in 0..4 {
+        let response = post(&pair.b.url(), &bad, None, &initialize_body(1)).await;
+        assert_eq!(response.status(), 401);
+    }
+    let good = post(
+        &pair.b.url(),
+        &format!("Bearer {alice}"),
+        None,
+        &initialize_body(1),
+    )
+    .await;
+    assert_eq!(good.status(), 200);
+    assert!(pair.b.metrics.snapshot().store_errors > errors);
+}
