@@ -172,7 +172,9 @@ impl DpopPolicy {
     /// detection off, leaving the window alone to bound a replay). The
     /// store is in memory, per process, unless a
     /// [`shared_store`](AuthConfigBuilder::shared_store) is configured
-    /// (then proofs are remembered there, and `capacity` only says whether).
+    /// (then proofs are remembered there, for the window plus the clock
+    /// [`leeway`](AuthConfigBuilder::leeway), so that replicas whose clocks
+    /// differ by up to it all refuse a replay; `capacity` only says whether).
     ///
     /// A full memory forgets expired proofs first, then a proof of the key
     /// (`jkt`) holding the most, the inserting key's own when it holds as

@@ -44,6 +44,11 @@ pub(crate) struct Dpop {
     replay: Option<Arc<dyn ReplayStore>>,
     /// The replay memory shared by replicas (replaces `replay` when set).
     shared: Option<Arc<dyn crate::store::SharedStore>>,
+    /// How much longer than the window a first use is kept in the shared
+    /// store (the clock leeway, in seconds): replicas whose clocks differ
+    /// by up to it all still find the record while the proof is fresh to
+    /// them.
+    skew: u64,
 }
 
 impl Dpop {
@@ -78,6 +83,7 @@ impl Dpop {
                 .shared_store
                 .clone()
                 .filter(|_| policy.replay_capacity > 0),
+            skew: config.leeway.as_secs(),
         }
     }
 
@@ -89,7 +95,9 @@ impl Dpop {
     }
 
     /// RFC 9449 section 11.1 across replicas: records the proof in the
-    /// shared store (`SET NX`) until its `iat` window closes. A second use,
+    /// shared store (`SET NX`) until its `iat` window closes, plus the clock
+    /// leeway (a replica whose clock runs behind takes the proof as fresh
+    /// for that much longer, and must still find it). A second use,
     /// on any replica, is `dpop_replay`; a store that cannot answer refuses
     /// the proof (503 `store_unavailable`: fail closed, a replay could not
     /// be ruled out). Call after [`bind`](Self::bind) accepted the proof.
@@ -104,7 +112,9 @@ impl Dpop {
         let digest = replay::proof_key(&verified.jkt, &verified.jti);
         let key = crate::store::hashed_key("mcp_oauth2:dpop:", &digest);
         let expires = verified.iat.saturating_add(self.max_age).saturating_add(1);
-        let ttl = std::time::Duration::from_secs(expires.saturating_sub(now).max(1));
+        let ttl = std::time::Duration::from_secs(
+            expires.saturating_sub(now).max(1).saturating_add(self.skew),
+        );
         match store.put_if_absent(&key, b"1", ttl).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(AuthErrorKind::DpopReplay.into()),

@@ -415,3 +415,46 @@ fn nonces_are_demanded_when_configured() {
     assert!(d.check_proof(&ok, "GET", "/mcp", "tok", now).is_ok());
     assert_eq!(d.algs(), "ES256 ES384 EdDSA PS256 RS256");
 }
+
+// RFC 9449 section 11.1 across replicas whose clocks differ: the proof's
+// first use is kept in the shared store for as long as any replica may
+// still take the proof as fresh. Replica B's clock runs 3 s behind A's; A
+// takes a proof at the end of its window. Before the fix its record lived
+// until the window closed by A's clock only (1 s here): once it expired, B,
+// for which the proof was still fresh, accepted it a second time. The
+// record now outlives the window by the clock leeway (the skew tolerated
+// between clocks everywhere else).
+#[tokio::test]
+async fn a_proof_replayed_to_a_replica_with_a_slower_clock_is_refused() {
+    let store: Arc<dyn crate::store::SharedStore> = Arc::new(crate::store::MemoryStore::default());
+    let replica = || {
+        let config = AuthConfig::builder()
+            .issuer("https://auth.example.com")
+            .resource("https://mcp.example.com/mcp")
+            .dpop(crate::config::DpopPolicy::default().max_age(std::time::Duration::from_secs(5)))
+            .shared_store(Arc::clone(&store))
+            .build()
+            .unwrap();
+        Dpop::new(&config)
+    };
+    let (a, b) = (replica(), replica());
+    let key = SigningKey::es256().unwrap();
+    let now_a = crate::clock::now_unix();
+    let iat = now_a - 5;
+    let claims = format!(
+        r#"{{"htm":"POST","htu":"https://mcp.example.com/mcp","iat":{iat},"jti":"skew","ath":"{}"}}"#,
+        ath("tok")
+    );
+    let proof = key.sign_raw(&key.header(), &claims);
+    let v = a.check_proof(&proof, "POST", "/mcp", "tok", now_a).unwrap();
+    a.bind(&v, Some(&key.thumbprint()), now_a).unwrap();
+    a.first_use_shared(&v, now_a).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let now_b = crate::clock::now_unix() - 3;
+    let v = b.check_proof(&proof, "POST", "/mcp", "tok", now_b).unwrap();
+    b.bind(&v, Some(&key.thumbprint()), now_b).unwrap();
+    assert_eq!(
+        b.first_use_shared(&v, now_b).await.unwrap_err().kind(),
+        AuthErrorKind::DpopReplay
+    );
+}
