@@ -73,9 +73,13 @@ impl Dpop {
             max_age,
             max_proof_bytes: proof::DEFAULT_MAX_PROOF_BYTES,
             origin,
-            nonces: policy
-                .nonce
-                .then(|| NonceKeys::new(policy.nonce_secret.as_deref(), max_age)),
+            nonces: policy.nonce.then(|| {
+                NonceKeys::new(
+                    policy.nonce_secret.as_deref(),
+                    max_age,
+                    config.leeway.as_secs(),
+                )
+            }),
             replay: (policy.replay_capacity > 0 && config.shared_store.is_none()).then(|| {
                 Arc::new(MemoryReplayStore::new(policy.replay_capacity)) as Arc<dyn ReplayStore>
             }),

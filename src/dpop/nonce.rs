@@ -8,8 +8,9 @@
 //! divided by the lifetime; it selects the key (derived from the secret with
 //! HKDF-SHA256, the epoch as info) and is the AEAD's associated data. A
 //! nonce opens under the key of its own epoch only, and only the current
-//! and the previous epochs are accepted, so a key lives at most two
-//! lifetimes.
+//! and the previous epochs are accepted (and the next, for a nonce issued
+//! within the clock leeway ahead: another replica's clock may run ahead),
+//! so a key lives at most two lifetimes and the leeway.
 
 use aws_lc_rs::{aead, hkdf, rand};
 use base64::Engine as _;
@@ -25,6 +26,9 @@ const SEALED_LEN: usize = EPOCH_LEN + IV_LEN + TIME_LEN + TAG_LEN;
 pub(crate) struct NonceKeys {
     prk: hkdf::Prk,
     lifetime: u64,
+    /// How far ahead of this server's clock a nonce's issue time may be
+    /// (the clock leeway, seconds): another replica's clock may run ahead.
+    skew: u64,
 }
 
 impl std::fmt::Debug for NonceKeys {
@@ -32,6 +36,7 @@ impl std::fmt::Debug for NonceKeys {
         f.debug_struct("NonceKeys")
             .field("secret", &"[redacted]")
             .field("lifetime", &self.lifetime)
+            .field("skew", &self.skew)
             .finish()
     }
 }
@@ -47,9 +52,10 @@ pub(crate) enum NonceError {
 
 impl NonceKeys {
     /// Keys from `secret` (any length; 32 random bytes are plenty), nonces
-    /// good for `lifetime` seconds (at least 1). `None` secret: a random
-    /// one, good for this process only.
-    pub(crate) fn new(secret: Option<&[u8]>, lifetime: u64) -> Self {
+    /// good for `lifetime` seconds (at least 1), issued up to `skew`
+    /// seconds ahead of this server's clock (by a replica whose clock runs
+    /// ahead). `None` secret: a random one, good for this process only.
+    pub(crate) fn new(secret: Option<&[u8]>, lifetime: u64, skew: u64) -> Self {
         let mut random = [0u8; 32];
         let secret = match secret {
             Some(s) => s,
@@ -64,6 +70,7 @@ impl NonceKeys {
         Self {
             prk: salt.extract(secret),
             lifetime: lifetime.max(1),
+            skew,
         }
     }
 
@@ -95,7 +102,7 @@ impl NonceKeys {
     }
 
     /// Whether `nonce` is one of ours, issued at most the lifetime
-    /// ago (and not in the future) at `now`.
+    /// ago and at most the skew ahead of `now`.
     pub(crate) fn check(&self, nonce: Option<&str>, now: u64) -> Result<(), NonceError> {
         let nonce = nonce.ok_or(NonceError::Missing)?;
         let invalid = NonceError::Invalid;
@@ -109,8 +116,11 @@ impl NonceKeys {
         let (epoch, rest) = raw.split_at_checked(EPOCH_LEN).ok_or(invalid)?;
         let (iv, sealed) = rest.split_at_checked(IV_LEN).ok_or(invalid)?;
         let epoch = u64::from_be_bytes(epoch.try_into().map_err(|_| invalid)?);
+        // The current and previous epochs, and the next one when the skew
+        // reaches it (a replica whose clock runs ahead crossed over first).
         let current = now / self.lifetime;
-        if epoch != current && epoch.saturating_add(1) != current {
+        let latest = now.saturating_add(self.skew) / self.lifetime;
+        if epoch.saturating_add(1) < current || epoch > latest {
             return Err(invalid);
         }
         let key = self.key(epoch).ok_or(invalid)?;
@@ -124,7 +134,10 @@ impl NonceKeys {
             )
             .map_err(|_| invalid)?;
         let issued = u64::from_be_bytes((&*opened).try_into().map_err(|_| invalid)?);
-        if issued > now || now - issued > self.lifetime || issued / self.lifetime != epoch {
+        if issued > now.saturating_add(self.skew)
+            || now.saturating_sub(issued) > self.lifetime
+            || issued / self.lifetime != epoch
+        {
             return Err(invalid);
         }
         Ok(())
@@ -137,7 +150,7 @@ mod tests {
 
     #[test]
     fn a_nonce_opens_within_its_lifetime_only() {
-        let keys = NonceKeys::new(Some(b"secret"), 300);
+        let keys = NonceKeys::new(Some(b"secret"), 300, 0);
         let n = keys.issue(1_000_000).unwrap();
         assert_eq!(keys.check(Some(&n), 1_000_000), Ok(()));
         assert_eq!(keys.check(Some(&n), 1_000_300), Ok(()));
@@ -148,17 +161,46 @@ mod tests {
 
     #[test]
     fn replicas_sharing_the_secret_agree_and_others_do_not() {
-        let a = NonceKeys::new(Some(b"shared"), 60);
-        let b = NonceKeys::new(Some(b"shared"), 60);
-        let other = NonceKeys::new(None, 60);
+        let a = NonceKeys::new(Some(b"shared"), 60, 0);
+        let b = NonceKeys::new(Some(b"shared"), 60, 0);
+        let other = NonceKeys::new(None, 60, 0);
         let n = a.issue(6_000).unwrap();
         assert_eq!(b.check(Some(&n), 6_010), Ok(()));
         assert_eq!(other.check(Some(&n), 6_010), Err(NonceError::Invalid));
     }
 
+    // Replicas' clocks differ a little, and a client's retry with the nonce
+    // one handed out may land on another whose clock runs behind. Before
+    // the fix a nonce issued even one second "in the future" of the
+    // checking replica was refused (`dpop_nonce_invalid`), and one issued
+    // in an epoch that replica had not reached yet too: with clocks a few
+    // milliseconds apart, every nonce handed out across a second boundary
+    // could be refused by the other replica. Up to the clock leeway ahead
+    // is now taken; further ahead is not.
+    #[test]
+    fn a_replica_whose_clock_runs_behind_takes_the_others_nonces() {
+        let a = NonceKeys::new(Some(b"shared"), 60, 5);
+        let b = NonceKeys::new(Some(b"shared"), 60, 5);
+        // Within an epoch, and across the epoch boundary (6_000 / 60 = 100).
+        for issued in [6_030, 6_000] {
+            let n = a.issue(issued).unwrap();
+            assert_eq!(b.check(Some(&n), issued - 1), Ok(()), "{issued}");
+            assert_eq!(b.check(Some(&n), issued - 5), Ok(()), "{issued}");
+            assert_eq!(
+                b.check(Some(&n), issued - 6),
+                Err(NonceError::Invalid),
+                "{issued}"
+            );
+        }
+        // No leeway: the issuing second only.
+        let strict = NonceKeys::new(Some(b"shared"), 60, 0);
+        let n = strict.issue(6_000).unwrap();
+        assert_eq!(strict.check(Some(&n), 5_999), Err(NonceError::Invalid));
+    }
+
     #[test]
     fn tampered_and_foreign_nonces_are_refused() {
-        let keys = NonceKeys::new(Some(b"secret"), 300);
+        let keys = NonceKeys::new(Some(b"secret"), 300, 0);
         let n = keys.issue(1_000_000).unwrap();
         let mut raw = URL_SAFE_NO_PAD.decode(&n).unwrap();
         let last = raw.len() - 1;
