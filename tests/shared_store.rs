@@ -1663,14 +1663,22 @@ async fn values_of_another_type_under_our_keys_fail_closed() {
             .status(),
         401
     );
-    let counters: Vec<String> = pair
-        .redis
-        .dump()
-        .await
-        .into_iter()
-        .map(|(k, _)| k)
-        .filter(|k| k.starts_with("mcp_oauth2:throttle:"))
-        .collect();
+    // Counted after the answer (in a task): wait for both counters.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let counters = loop {
+        let counters: Vec<String> = pair
+            .redis
+            .dump()
+            .await
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with("mcp_oauth2:throttle:"))
+            .collect();
+        if counters.len() == 2 || Instant::now() > deadline {
+            break counters;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(counters.len(), 2, "{counters:?}");
     for k in &counters {
         pair.redis.command(&["DEL", k]).await;
@@ -1690,4 +1698,78 @@ async fn values_of_another_type_under_our_keys_fail_closed() {
     .await;
     assert_eq!(good.status(), 200);
     assert!(pair.b.metrics.snapshot().store_errors > errors);
+}
+
+// A connection that goes silent without closing (a NAT or load balancer
+// that dropped its state, a network partition: no FIN, no RST) leaves the
+// store's connection half open. Each operation then timed out, and the
+// connection was never replaced: every later operation timed out too,
+// until the kernel gave up on the socket (minutes to hours), and with it
+// every session request and DPoP proof was refused 503. A timed-out
+// operation now drops its connection: the next one opens a new connection
+// and is served.
+#[tokio::test]
+async fn a_connection_gone_silent_is_replaced_after_a_timeout() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = RedisServer::start().await;
+    let upstream = redis.port();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // A loopback proxy: connections numbered up to `silenced` forward
+    // nothing any more (and stay open).
+    let opened = Arc::new(AtomicU64::new(0));
+    let silenced = Arc::new(AtomicU64::new(0));
+    let (count, cut) = (opened.clone(), silenced.clone());
+    let proxy = tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let number = count.fetch_add(1, Ordering::SeqCst) + 1;
+            let cut = cut.clone();
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    return;
+                };
+                let (mut up, mut down) = ([0u8; 65536], [0u8; 65536]);
+                loop {
+                    let live = number > cut.load(Ordering::SeqCst);
+                    tokio::select! {
+                        read = client.read(&mut up) => {
+                            let Ok(n @ 1..) = read else { return };
+                            if live && server.write_all(&up[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                        read = server.read(&mut down) => {
+                            let Ok(n @ 1..) = read else { return };
+                            if live && client.write_all(&down[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let store = RedisStore::new(&format!("redis://127.0.0.1:{port}/0"))
+        .unwrap()
+        .timeout(Duration::from_millis(200));
+    store
+        .put("mcp_oauth2:session:k", b"1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    silenced.store(opened.load(Ordering::SeqCst), Ordering::SeqCst);
+    let err = store.get("mcp_oauth2:session:k").await.unwrap_err();
+    assert!(matches!(err, StoreError::Timeout), "{err:?}");
+    // Served again within a few operations, on a new connection.
+    let mut served = None;
+    for _ in 0..5 {
+        if let Ok(value) = store.get("mcp_oauth2:session:k").await {
+            served = Some(value);
+            break;
+        }
+    }
+    assert_eq!(served, Some(Some(b"1".to_vec())), "never reconnected");
+    assert!(opened.load(Ordering::SeqCst) > silenced.load(Ordering::SeqCst));
+    proxy.abort();
 }

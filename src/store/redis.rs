@@ -6,7 +6,9 @@
 //! Each operation is one round trip, bounded by the store's timeout
 //! ([`RedisStore::DEFAULT_TIMEOUT`] unless set): past it the operation
 //! fails with [`StoreError::Timeout`] (the command may still run on the
-//! server). A counter `hit` is one Lua script (atomic, like `MULTI`):
+//! server), and its connection is dropped: the next operation connects
+//! again, so a connection that went silent without closing is not used
+//! until the kernel gives up on it. A counter `hit` is one Lua script (atomic, like `MULTI`):
 //! `SET key 0 PX window NX` (the window starts at the first hit, and the
 //! key expires with it), `INCR`, `PTTL`; so concurrent hits on several
 //! replicas are all counted in one window. Every key gets the store's
@@ -44,8 +46,10 @@
 
 use std::time::Duration;
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::OnceCell;
 
 use super::{SharedStore, StoreError, StoreFuture, WindowCount, millis_at_least_one};
 
@@ -68,7 +72,12 @@ use super::{SharedStore, StoreError, StoreFuture, WindowCount, millis_at_least_o
 /// ```
 pub struct RedisStore {
     client: redis::Client,
-    connection: OnceCell<ConnectionManager>,
+    /// The connection in use and its number; `None` before the first
+    /// operation and after a timeout (see [`RedisStore::connection`]).
+    connection: Mutex<Option<(u64, ConnectionManager)>>,
+    /// Numbers the connections made, so that a timed-out operation drops
+    /// its own connection only, never a newer one.
+    made: AtomicU64,
     timeout: Duration,
     prefix: String,
 }
@@ -98,7 +107,8 @@ impl RedisStore {
         })?;
         Ok(Self {
             client,
-            connection: OnceCell::new(),
+            connection: Mutex::new(None),
+            made: AtomicU64::new(0),
             timeout: Self::DEFAULT_TIMEOUT,
             prefix: String::new(),
         })
@@ -140,27 +150,51 @@ impl RedisStore {
         millis_at_least_one(self.timeout.saturating_mul(2) + Duration::from_secs(1))
     }
 
+    /// The connection in use (made, lazily, when there is none) and its
+    /// number.
+    fn connection(&self) -> Result<(u64, ConnectionManager), StoreError> {
+        let mut slot = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((number, manager)) = slot.as_ref() {
+            return Ok((*number, manager.clone()));
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(5))
+            .set_max_delay(Duration::from_millis(20));
+        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            .map_err(unavailable)?;
+        let number = self.made.fetch_add(1, Ordering::Relaxed);
+        *slot = Some((number, manager.clone()));
+        Ok((number, manager))
+    }
+
+    /// Drops connection `number` if it is still the one in use: the next
+    /// operation makes a new one.
+    fn drop_connection(&self, number: u64) {
+        let mut slot = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|(n, _)| *n == number) {
+            *slot = None;
+        }
+    }
+
     /// Runs `query` (a command or a pipeline) within the timeout.
+    ///
+    /// An operation that times out drops its connection: a connection
+    /// that went silent without closing (a NAT or load balancer that lost
+    /// its state, a partition: no FIN, no RST) is never reported broken by
+    /// the socket until the kernel gives up on it, minutes or hours later,
+    /// and every operation sent on it would time out until then. The next
+    /// operation connects again (a Redis that is merely slow costs one new
+    /// connection per timeout).
     async fn run<T: redis::FromRedisValue>(
         &self,
         query: impl Into<Query>,
     ) -> Result<T, StoreError> {
         let query = query.into();
+        let (number, mut manager) = self.connection()?;
         let work = async {
-            let manager = self
-                .connection
-                .get_or_try_init(|| async {
-                    let config = ConnectionManagerConfig::new()
-                        .set_connection_timeout(Some(self.timeout))
-                        .set_response_timeout(Some(self.timeout))
-                        .set_number_of_retries(2)
-                        .set_min_delay(Duration::from_millis(5))
-                        .set_max_delay(Duration::from_millis(20));
-                    ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-                })
-                .await
-                .map_err(unavailable)?;
-            let mut manager = manager.clone();
             match query.send(&mut manager).await {
                 // The connection was lost (Redis restarted, a network
                 // blip): the failed answer starts a reconnection; one more
@@ -172,10 +206,14 @@ impl RedisStore {
                 result => result.map_err(unavailable),
             }
         };
-        match tokio::time::timeout(self.timeout, work).await {
+        let result = match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Timeout),
+        };
+        if matches!(result, Err(StoreError::Timeout)) {
+            self.drop_connection(number);
         }
+        result
     }
 }
 
