@@ -39,6 +39,23 @@ fn static_token_verifier() -> impl mcp_oauth2::TokenVerifier {
     })
 }
 
+/// A listener on 127.0.0.1:0, its address and the resource URI there.
+async fn loopback() -> (tokio::net::TcpListener, std::net::SocketAddr, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr, format!("http://{addr}/mcp"))
+}
+
+/// The echo server for `resource`, admitting the static token only.
+fn echo_server(resource: &str) -> McpServer {
+    McpServer::builder()
+        .auth(offline_config(resource))
+        .verifier(static_token_verifier())
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap()
+}
+
 async fn post(url: &str, host: Option<&str>, token: Option<&str>, body: &str) -> reqwest::Response {
     let mut req = reqwest::Client::new()
         .post(url)
@@ -332,9 +349,7 @@ async fn serve_reports_an_address_in_use() {
 // (rmcp's sessions stop with it) and no new connection is accepted.
 #[tokio::test]
 async fn shutdown_future_stops_accepting_and_cancels_the_token() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let resource = format!("http://{addr}/mcp");
+    let (listener, addr, resource) = loopback().await;
     let server = McpServer::builder()
         .auth(offline_config(&resource))
         .verifier(static_token_verifier())
@@ -372,15 +387,8 @@ async fn shutdown_future_stops_accepting_and_cancels_the_token() {
 async fn a_call_in_progress_at_the_stop_gets_its_answer() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let resource = format!("http://{addr}/mcp");
-    let server = McpServer::builder()
-        .auth(offline_config(&resource))
-        .verifier(static_token_verifier())
-        .service(|| Ok(EchoServer::new()))
-        .build()
-        .unwrap();
+    let (listener, addr, resource) = loopback().await;
+    let server = echo_server(&resource);
     let ct = server.cancellation_token();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.serve_with_shutdown(listener, async move {
@@ -422,15 +430,8 @@ async fn a_call_in_progress_at_the_stop_gets_its_answer() {
 async fn an_open_event_stream_ends_shortly_after_the_stop() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let resource = format!("http://{addr}/mcp");
-    let server = McpServer::builder()
-        .auth(offline_config(&resource))
-        .verifier(static_token_verifier())
-        .service(|| Ok(EchoServer::new()))
-        .build()
-        .unwrap();
+    let (listener, addr, resource) = loopback().await;
+    let server = echo_server(&resource);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.serve_with_shutdown(listener, async move {
         let _ = stopped.await;
@@ -491,15 +492,8 @@ async fn an_open_event_stream_ends_shortly_after_the_stop() {
 // app that serves itself; the app's own routes stay public.
 #[tokio::test]
 async fn into_router_merges_into_a_larger_app() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let resource = format!("http://{addr}/mcp");
-    let server = McpServer::builder()
-        .auth(offline_config(&resource))
-        .verifier(static_token_verifier())
-        .service(|| Ok(EchoServer::new()))
-        .build()
-        .unwrap();
+    let (listener, addr, resource) = loopback().await;
+    let server = echo_server(&resource);
     let app = server
         .into_router()
         .route("/health", axum::routing::get(|| async { "ok" }));
@@ -536,15 +530,8 @@ async fn into_router_merges_into_a_larger_app() {
 // the server's verifier refuses is still refused.
 #[tokio::test]
 async fn into_router_works_under_an_outer_auth_layer() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let resource = format!("http://{addr}/mcp");
-    let server = McpServer::builder()
-        .auth(offline_config(&resource))
-        .verifier(static_token_verifier())
-        .service(|| Ok(EchoServer::new()))
-        .build()
-        .unwrap();
+    let (listener, _, resource) = loopback().await;
+    let server = echo_server(&resource);
     // The app's layer admits two tokens; the server's only `let-me-in`.
     let outer = mcp_oauth2::AuthLayer::with_verifier(
         offline_config(&resource),
@@ -580,9 +567,7 @@ async fn into_router_works_under_an_outer_auth_layer() {
 // token passthrough).
 #[tokio::test]
 async fn an_exempt_route_under_two_layers_never_sees_the_token() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let resource = format!("http://{addr}/mcp");
+    let (listener, addr, resource) = loopback().await;
     let inner_config = AuthConfig::builder()
         .issuer("http://127.0.0.1:9")
         .resource(&resource)

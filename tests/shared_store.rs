@@ -932,11 +932,17 @@ async fn introspection_endpoint(
     (url, hits)
 }
 
+/// The store key of `text` in namespace `ns` (`mcp_oauth2:<ns>:` and the
+/// hex SHA-256 of `text`, see `crate::store::hashed_key`).
+fn hashed_key(ns: &str, text: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("mcp_oauth2:{ns}:{hex}")
+}
+
 /// The store key of the introspection result of `token`.
 fn introspection_key(token: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("mcp_oauth2:introspection:{hex}")
+    hashed_key("introspection", token)
 }
 
 // "Secure token storage": whoever can write to the store cannot plant an
@@ -1558,9 +1564,7 @@ async fn the_reference_server_prefixes_its_keys() {
 
 /// The key of a legacy session's owner (see `src/layer/sessions.rs`).
 fn session_key(id: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("mcp_oauth2:session:{hex}")
+    hashed_key("session", id)
 }
 
 // Something that is not Redis at the Redis URL: a peer that accepts the
