@@ -59,13 +59,14 @@ const basic = (id, secret) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${
  * The downstream API, the exchange client and the ports of the scenario
  * servers; `providerEnv` configures the provider's grant with them.
  */
-export async function prepareExchange({ freePort }) {
+export async function prepareExchange({ reservedPort }) {
   const downstream = await startDownstream();
   // A second API, whose exchanges need the user's consent.
   const consentApi = await startDownstream();
   const servers = {};
   for (const name of ['ok', 'target', 'secret', 'consent']) {
-    const port = await freePort();
+    // Told to the provider before the servers start: no retry elsewhere.
+    const port = await reservedPort();
     servers[name] = { port, resource: `http://127.0.0.1:${port}/mcp` };
   }
   const ex = {

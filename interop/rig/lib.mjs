@@ -130,6 +130,26 @@ export function run(cmd, args, { env, cwd, log, timeoutMs = 60000, stdin } = {})
   });
 }
 
+/**
+ * A port for a server whose URL others are told before it starts (it
+ * cannot retry on another): free a moment ago on 127.0.0.1, and below
+ * Linux's ephemeral range (32768 and up by default), from which every
+ * `bind(0)` and outgoing connection on the machine draws, so that no other
+ * process takes it meanwhile by chance.
+ */
+export async function reservedPort() {
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const free = await new Promise((resolve) => {
+      const srv = net.createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  return freePort();
+}
+
 /** A port that was free a moment ago on 127.0.0.1. */
 export function freePort() {
   return new Promise((resolve, reject) => {

@@ -21,7 +21,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import {
-  fetchT, freePort, killAll, killAllSync, parseChallenge, recordProcessGroupsIn, rigResult, run,
+  fetchT, freePort, reservedPort, killAll, killAllSync, parseChallenge, recordProcessGroupsIn, rigResult, run,
   startService, tail,
 } from './lib.mjs';
 import { conformanceScenarios } from './conformance.mjs';
@@ -674,7 +674,7 @@ async function main() {
     await startCimdHost();
     // The token exchange's downstream API and servers (rig/exchange.mjs):
     // the provider is told about them when it starts.
-    const exchange = Object.values(EXCHANGE_SCENARIOS).some(selected) ? await prepareExchange({ freePort }) : undefined;
+    const exchange = Object.values(EXCHANGE_SCENARIOS).some(selected) ? await prepareExchange({ reservedPort }) : undefined;
     // The provider issues tokens for any resource on this loopback address
     // (the reference server, the conformance servers, the decoys).
     await startProvider(['http://127.0.0.1:*'], exchange?.providerEnv);
