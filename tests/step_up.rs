@@ -792,3 +792,109 @@ async fn a_late_step_up_of_a_scope_no_challenge_may_name_is_a_server_error() {
     }
     serving.abort();
 }
+
+/// rmcp behind the layer with a wrapper between them that cuts the answer
+/// stream into `piece`-byte frames (as a proxy to an upstream server, or
+/// any body re-framed, hands on what it read): events split across
+/// frames, and frames holding the end of one event and the start of the
+/// next.
+async fn rechunked_server(
+    issuer: &mcp_oauth2::testing::TestIssuer,
+    piece: usize,
+) -> (String, tokio_util::sync::CancellationToken) {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let config = mcp_oauth2::AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(&resource)
+        .required_scopes(["mcp"])
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let rmcp = StreamableHttpService::new(
+        || Ok(support::fixture::EchoServer::new()),
+        std::sync::Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_json_response(true),
+    );
+    let recut = move |response: http::Response<_>| {
+        use futures_util::StreamExt as _;
+        response.map(|body| {
+            let body = axum::body::Body::new(body);
+            let pieces = body.into_data_stream().flat_map(move |chunk| {
+                let cut: Vec<Result<axum::body::Bytes, axum::Error>> = match chunk {
+                    Ok(bytes) => (0..bytes.len())
+                        .step_by(piece)
+                        .map(|at| Ok(bytes.slice(at..(at + piece).min(bytes.len()))))
+                        .collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures_util::stream::iter(cut)
+            });
+            axum::body::Body::from_stream(pieces)
+        })
+    };
+    let app = axum::Router::new()
+        .route_service(
+            "/mcp",
+            tower::ServiceBuilder::new()
+                .map_response(recut)
+                .service(rmcp),
+        )
+        .layer(mcp_oauth2::AuthLayer::new(config).unwrap());
+    let ct = tokio_util::sync::CancellationToken::new();
+    let stop = ct.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    (resource, ct)
+}
+
+// The in-stream judge read each frame as one whole event (as rmcp writes
+// them). With events cut across frames by a wrapper between the layer and
+// rmcp, a piece without a `data:` line passed as "nothing to judge", so
+// the answer of a handler carrying on after its failed step-up reached
+// the client piece by piece (the secret on the wire). Events are now
+// judged whole, whatever the framing.
+#[tokio::test]
+async fn a_step_up_holds_when_events_are_cut_across_frames() {
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    for piece in [1, 5, 7, 64] {
+        let (resource, ct) = rechunked_server(&issuer, piece).await;
+        let token = issuer
+            .token()
+            .subject("alice")
+            .audience(&resource)
+            .scopes(["mcp"])
+            .sign();
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"chatty_carry_on","arguments":{{}},{META}}}}}"#
+        );
+        let resp = bounded(
+            reqwest::Client::new()
+                .post(&resource)
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", "chatty_carry_on")
+                .body(body)
+                .send(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 200, "piece {piece}");
+        let text = bounded(resp.text()).await.unwrap();
+        assert!(!text.contains(STEP_UP_SECRET), "piece {piece}: {text}");
+        let seen = events(&text);
+        assert_eq!(seen[0]["method"], "notifications/message", "{text}");
+        assert_step_up_error(&seen, 9, "mcp notes:export", &text);
+        ct.cancel();
+    }
+}

@@ -17,7 +17,11 @@
 //! the mark still holds: every later answer of the request is replaced
 //! with the JSON-RPC step-up error for its id and its other messages are
 //! dropped, even if the handler carried on after its failed
-//! `require_scopes`. Checking costs one atomic load per frame.
+//! `require_scopes`. Events are judged whole whatever their framing (rmcp
+//! writes one per frame; a wrapper between the layer and rmcp may split
+//! or join them): once the handler asked, bytes are sent only for
+//! complete events. Checking costs one atomic load per frame and keeping
+//! its last three bytes.
 
 use std::sync::Arc;
 
@@ -77,6 +81,9 @@ impl StepUpCheck {
             rest,
             check: self,
             counted: false,
+            tail: b"\n\n".to_vec(),
+            pending: Vec::new(),
+            partial: None,
         })
     }
 
@@ -199,6 +206,82 @@ struct Guarded {
     check: StepUpCheck,
     /// The refusal was counted and audited (once per request).
     counted: bool,
+    /// The last (up to 3) bytes sent as they were: whether they ended an
+    /// event (a blank line). rmcp writes one event per frame, but a wrapper
+    /// between the layer and rmcp (a proxy, a re-chunking body) may split
+    /// or join events.
+    tail: Vec<u8>,
+    /// Once the handler asked: what was read of an event not yet ended,
+    /// judged when its blank line arrives (never sent as it is).
+    pending: Vec<u8>,
+    /// Once the handler asked mid-event: how many bytes in front of
+    /// `pending` were sent already (put back to find the event's end).
+    /// The rest of that event is sent as it is: its head left before the
+    /// ask, so all of it was written before (a frame carrying anything
+    /// the handler sent after asking is read after the mark is set).
+    partial: Option<usize>,
+}
+
+impl Guarded {
+    /// Notes where a frame sent as it is (before the handler asked) ended.
+    fn passed(&mut self, frame: &Frame<Bytes>) {
+        if let Some(data) = frame.data_ref() {
+            let keep = data.len().min(3);
+            self.tail
+                .extend_from_slice(data.get(data.len() - keep..).unwrap_or_default());
+            let over = self.tail.len().saturating_sub(3);
+            self.tail.drain(..over);
+        }
+    }
+
+    /// Judges every complete event in `pending` (see [`replacement`]);
+    /// what is to be sent, if anything. An event's end is a blank line
+    /// (LF LF or LF CR LF); an event with lines ended by CR alone never
+    /// ends here, and is dropped with the stream's end.
+    fn judge_complete_events(&mut self) -> Option<Bytes> {
+        let mut out: Vec<u8> = Vec::new();
+        let needed = self.check.slot.needed();
+        while let Some(end) = event_end(&self.pending) {
+            let event: Vec<u8> = self.pending.drain(..end).collect();
+            if let Some(sent) = self.partial.take() {
+                // The rest of an event whose head left before the ask.
+                out.extend_from_slice(event.get(sent..).unwrap_or_default());
+                continue;
+            }
+            match replacement(&event, &needed) {
+                Judged::Pass => out.extend_from_slice(&event),
+                Judged::Drop => {}
+                Judged::Replace(bytes) => {
+                    if !self.counted {
+                        self.counted = true;
+                        self.check.refused_in_stream(&needed);
+                    }
+                    out.extend_from_slice(&bytes);
+                }
+            }
+        }
+        (!out.is_empty()).then(|| Bytes::from(out))
+    }
+}
+
+/// Whether `bytes` end an event: a blank line (a CR alone at the end may
+/// be the first half of a CRLF, so it is not taken as an end).
+fn ends_event(bytes: &[u8]) -> bool {
+    bytes.ends_with(b"\n\n") || bytes.ends_with(b"\n\r\n")
+}
+
+/// Where the first event in `bytes` ends (just past its blank line).
+fn event_end(bytes: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = bytes.get(from..)?.iter().position(|&b| b == b'\n') {
+        let lf = from + at;
+        match (bytes.get(lf + 1), bytes.get(lf + 2)) {
+            (Some(b'\n'), _) => return Some(lf + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(lf + 3),
+            _ => from = lf + 1,
+        }
+    }
+    None
 }
 
 impl http_body::Body for Guarded {
@@ -212,32 +295,39 @@ impl http_body::Body for Guarded {
         let this = self.get_mut();
         if let Some(item) = this.front.next() {
             // Read before the handler asked (else the head was a 403).
+            if let Ok(frame) = &item {
+                this.passed(frame);
+            }
             return Poll::Ready(Some(item));
         }
         loop {
             let frame = match std::task::ready!(Pin::new(&mut this.rest).poll_frame(cx)) {
                 Some(Ok(frame)) => frame,
+                // What is left of an event never ended is dropped.
                 other => return Poll::Ready(other),
             };
             // Acquire: the handler marked the slot before it sent the
             // message this frame carries.
-            if !this.check.slot.asked() {
+            if this.pending.is_empty() && this.partial.is_none() && !this.check.slot.asked() {
+                this.passed(&frame);
                 return Poll::Ready(Some(Ok(frame)));
             }
             let Some(data) = frame.data_ref() else {
                 continue;
             };
-            let needed = this.check.slot.needed();
-            match replacement(data, &needed) {
-                Judged::Pass => return Poll::Ready(Some(Ok(frame))),
-                Judged::Drop => {}
-                Judged::Replace(event) => {
-                    if !this.counted {
-                        this.counted = true;
-                        this.check.refused_in_stream(&needed);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(event))));
+            if this.pending.is_empty() && this.partial.is_none() && !this.tail.is_empty() {
+                // The first bytes after the ask: if what was sent stopped
+                // inside an event, the bytes sent last are put in front to
+                // find that event's end.
+                let tail = std::mem::take(&mut this.tail);
+                if !ends_event(&tail) {
+                    this.partial = Some(tail.len());
+                    this.pending = tail;
                 }
+            }
+            this.pending.extend_from_slice(data);
+            if let Some(out) = this.judge_complete_events() {
+                return Poll::Ready(Some(Ok(Frame::data(out))));
             }
         }
     }
@@ -259,7 +349,7 @@ enum Judged {
     Replace(Bytes),
 }
 
-/// Judges one SSE event (rmcp writes one event per frame) of a request
+/// Judges one whole SSE event (up to and with its blank line) of a request
 /// whose handler asked for `needed`: an answer (`id` with `result` or
 /// `error`) becomes the JSON-RPC error a handler's `require_scopes` returns
 /// (`-32600`, `insufficient_scope`), or `-32603` when a scope cannot be
@@ -383,7 +473,7 @@ impl FirstData {
 
 #[cfg(test)]
 mod tests {
-    use super::{FirstData, Judged, replacement};
+    use super::{FirstData, Judged, ends_event, event_end, replacement};
 
     fn scopes(s: &[&str]) -> Vec<String> {
         s.iter().map(|s| (*s).to_owned()).collect()
@@ -454,6 +544,19 @@ mod tests {
                 String::from_utf8_lossy(drop)
             );
         }
+    }
+
+    #[test]
+    fn events_end_at_a_blank_line_whatever_the_framing() {
+        assert_eq!(event_end(b"data: {}\n\n"), Some(10));
+        assert_eq!(event_end(b"data: {}\r\n\r\ndata: x"), Some(12));
+        assert_eq!(event_end(b"data: {}\n\ndata: x\n\n"), Some(10));
+        assert_eq!(event_end(b"\n\ndata: x"), Some(2));
+        for open in [&b"data: {}\n"[..], b"data: {}\r\n\r", b"data: {}\r\r", b""] {
+            assert_eq!(event_end(open), None, "{open:?}");
+        }
+        assert!(ends_event(b"}\n\n") && ends_event(b"\n\r\n"));
+        assert!(!ends_event(b"\r\n\r") && !ends_event(b"}\n") && !ends_event(b"\n"));
     }
 
     fn found(pieces: &[&str]) -> bool {
