@@ -356,3 +356,61 @@ async fn a_cancelled_call_never_answers_on_the_standalone_stream() {
     let call = call.unwrap();
     assert!(!call.text().contains(SECRET), "{}", call.summary());
 }
+
+// A call cancelled by its client (`notifications/cancelled`) has its
+// stream ended by rmcp at once, but its handler runs on (rmcp only
+// signals the cancellation). The layer freed the call's id with that
+// stream's end, so a second request with the same id was admitted while
+// the first handler still ran; rmcp then routed the first handler's
+// answer (here: a secret returned after a failed step-up) by the id to
+// the second request, which the layer judged as the second request's own
+// (no step-up asked) and sent. The id of a call cancelled while in flight
+// now stays claimed for the session's life (400 `request_id_in_use`).
+#[tokio::test]
+async fn a_cancelled_call_keeps_its_id_for_the_session() {
+    let s = start().await;
+    let session = s.open_session().await;
+    let started = tokio::time::Instant::now();
+    let first = {
+        let raw = s.post(Some(&session), CALL);
+        tokio::spawn(async move { raw.send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancel = s
+        .post(
+            Some(&session),
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5}}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status, 202, "{}", cancel.summary());
+    let first = first.await.unwrap().unwrap();
+    assert!(!first.text().contains(SECRET), "{}", first.summary());
+    // The same id again while the first handler still runs (it answers
+    // 1.5 s after it started): refused, or if admitted, never answered
+    // with the first call's answer.
+    let again = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow_echo","arguments":{}}}"#;
+    let second = tokio::time::timeout(
+        Duration::from_secs(10),
+        s.post(Some(&session), again).send(),
+    )
+    .await
+    .expect("the second call ends")
+    .unwrap();
+    assert!(!second.text().contains(SECRET), "{}", second.summary());
+    assert_eq!(second.status, 400, "{}", second.summary());
+    let body: serde_json::Value = serde_json::from_slice(&second.body).unwrap();
+    assert_eq!(
+        body["error"]["data"]["reason"], "request_id_in_use",
+        "{body}"
+    );
+    // After the first handler has ended the id stays retired (MCP never
+    // reuses an id in a session); the session goes on with others.
+    tokio::time::sleep(Duration::from_millis(1800).saturating_sub(started.elapsed())).await;
+    let ping = |id: u32| format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+    let again = s.post(Some(&session), &ping(5)).send().await.unwrap();
+    assert_eq!(again.status, 400, "{}", again.summary());
+    let other = s.post(Some(&session), &ping(6)).send().await.unwrap();
+    assert_eq!(other.status, 200, "{}", other.summary());
+}

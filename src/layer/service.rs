@@ -907,6 +907,12 @@ impl Shared {
             return Ok(None);
         };
         if ids.is_empty() {
+            // A cancellation of calls in flight: rmcp ends their streams at
+            // once, their handlers run on; their ids stay claimed.
+            let cancelled = cancelled_ids(body);
+            if !cancelled.is_empty() {
+                self.sessions.retire_ids(session, &cancelled);
+            }
             return Ok(None);
         }
         let kind = match self.sessions.claim_ids(session, ids) {
@@ -1124,6 +1130,29 @@ fn verifier_panicked() -> AuthError {
         "the token verifier panicked; the request is refused"
     );
     AuthErrorKind::VerifierFailed.into()
+}
+
+/// The `params.requestId` of each `notifications/cancelled` in a session
+/// POST's body (one message, or a batch), spelled as the claimed ids are.
+fn cancelled_ids(body: &[u8]) -> Vec<Box<str>> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let messages = match &value {
+        serde_json::Value::Array(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    messages
+        .into_iter()
+        .filter(|m| {
+            m.get("method").and_then(serde_json::Value::as_str) == Some("notifications/cancelled")
+        })
+        .filter_map(|m| match m.get("params")?.get("requestId")? {
+            serde_json::Value::String(s) => Some(format!("s:{s}").into()),
+            serde_json::Value::Number(n) => Some(crate::operation::number_key(n)),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

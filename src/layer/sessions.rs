@@ -81,10 +81,15 @@ struct Entry {
     /// JSON-RPC ids of the session's requests in flight (see
     /// [`Sessions::claim_ids`]).
     in_flight: HashSet<Box<str>>,
+    /// Ids in flight whose call its client cancelled: kept claimed for the
+    /// session's life (see [`Sessions::retire_ids`]).
+    retired: HashSet<Box<str>>,
 }
 
 /// How many request ids one session may hold in flight (or keep reserved:
-/// an id whose response was never read to its end stays reserved).
+/// an id whose response was never read to its end stays reserved until its
+/// handler answers; the id of a call cancelled while in flight, for the
+/// session's life).
 pub(crate) const MAX_IDS_IN_FLIGHT: usize = 1024;
 
 /// Why a session's request ids were refused.
@@ -222,6 +227,7 @@ impl Sessions {
                     user,
                     last_used: Instant::now(),
                     in_flight: HashSet::new(),
+                    retired: HashSet::new(),
                 };
                 if let Some(old) = table.sessions.insert(id.into(), entry) {
                     // A service that hands out one id twice: keep the counts right.
@@ -305,12 +311,32 @@ impl Sessions {
         Ok(())
     }
 
-    /// Releases ids claimed with [`claim_ids`](Self::claim_ids).
+    /// Releases ids claimed with [`claim_ids`](Self::claim_ids), but for
+    /// retired ones.
     pub(crate) fn release_ids(&self, id: &str, ids: &[Box<str>]) {
         let mut table = self.lock();
         if let Some(entry) = table.sessions.get_mut(id) {
             for i in ids {
-                entry.in_flight.remove(i);
+                if !entry.retired.contains(i) {
+                    entry.in_flight.remove(i);
+                }
+            }
+        }
+    }
+
+    /// Keeps the ids of session `id` that are in flight claimed for the
+    /// session's life: their client cancelled them. rmcp ends a cancelled
+    /// call's stream at once (so the claim would be released) while its
+    /// handler runs on, and would route that handler's answer by the id to
+    /// a later request that reused it. MCP never reuses an id within a
+    /// session; such ids still count against [`MAX_IDS_IN_FLIGHT`].
+    pub(crate) fn retire_ids(&self, id: &str, ids: &[Box<str>]) {
+        let mut table = self.lock();
+        if let Some(entry) = table.sessions.get_mut(id) {
+            for i in ids {
+                if entry.in_flight.contains(i) {
+                    entry.retired.insert(i.clone());
+                }
             }
         }
     }
@@ -712,6 +738,17 @@ mod tests {
         assert_eq!(s.claim_ids("a1", &five), Ok(()));
         let twice: Vec<Box<str>> = vec!["n:7".into(), "n:7".into()];
         assert_eq!(s.claim_ids("a1", &twice), Err(IdClaim::InUse));
+        // Cancelled while in flight: kept for the session's life; an id
+        // not in flight is not retired.
+        let eight: Vec<Box<str>> = vec!["n:8".into()];
+        assert_eq!(s.claim_ids("a1", &eight), Ok(()));
+        s.release_ids("a1", &five);
+        s.retire_ids("a1", &eight);
+        s.retire_ids("a1", &five);
+        s.release_ids("a1", &eight);
+        assert_eq!(s.claim_ids("a1", &eight), Err(IdClaim::InUse));
+        assert_eq!(s.claim_ids("a1", &five), Ok(()));
+        s.release_ids("a1", &five);
         let many: Vec<Box<str>> = (0..MAX_IDS_IN_FLIGHT)
             .map(|i| format!("s:{i}").into())
             .collect();

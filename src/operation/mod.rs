@@ -32,6 +32,8 @@ use std::borrow::Cow;
 
 mod scan;
 
+pub(crate) use scan::number_key;
+
 use scan::{Facts, List, Shape, Text, scan};
 
 use crate::scope::{COMPLETE, Completes, Operation};

@@ -87,7 +87,7 @@ impl Id<'_> {
 
 /// A number id as rmcp compares it: by its integer value when it has one
 /// (`5.0` is rmcp's integer 5), else as written by `serde_json`.
-pub(super) fn number_key(n: &Number) -> Box<str> {
+pub(crate) fn number_key(n: &Number) -> Box<str> {
     match (n.as_i64(), n.as_u64(), n.as_f64()) {
         (Some(i), _, _) => format!("n:{i}").into(),
         (None, Some(u), _) => format!("n:{u}").into(),
