@@ -898,3 +898,116 @@ async fn a_step_up_holds_when_events_are_cut_across_frames() {
         ct.cancel();
     }
 }
+
+// `hold_streams_for_step_up(false)` with the real rmcp client in both
+// generations: a late step-up is never a success and never carries what
+// the handler returned after its failed check (the 403 challenge for a
+// JSON answer, the JSON-RPC error in a stream).
+#[tokio::test]
+async fn with_streams_unheld_the_rmcp_client_never_gets_the_answer_of_a_failed_step_up() {
+    let h = Harness::start(|b| b.required_scopes(["mcp"]).hold_streams_for_step_up(false)).await;
+    let token = h
+        .issuer
+        .token()
+        .subject("alice")
+        .audience(&h.resource)
+        .scopes(["mcp"])
+        .sign();
+    for stateless in [true, false] {
+        let client = if stateless {
+            bounded(stateless_client(&h.resource, &token))
+                .await
+                .unwrap()
+        } else {
+            bounded(legacy_client(&h.resource, &token)).await.unwrap()
+        };
+        for tool in ["quiet_carry_on", "chatty_carry_on", "quiet_export"] {
+            let err = bounded(client.call_tool(CallToolRequestParams::new(tool)))
+                .await
+                .expect_err(tool);
+            let text = format!("{err:?}");
+            assert!(!text.contains(STEP_UP_SECRET), "{stateless} {tool}: {text}");
+            if let Some(value) = err.auth_challenge() {
+                let c = mcp_oauth2::testing::parse_bearer_challenge(value).unwrap();
+                assert!(
+                    param(&c, "scope").is_some_and(|s| s.contains("notes:export")),
+                    "{stateless} {tool}: {value}"
+                );
+                continue;
+            }
+            let rmcp::ServiceError::McpError(data) = &err else {
+                panic!("{stateless} {tool}: {err:?}");
+            };
+            assert_eq!(data.code.0, -32600, "{stateless} {tool}: {err:?}");
+            assert_eq!(data.data.as_ref().unwrap()["error"], "insufficient_scope");
+        }
+        // A call needing nothing more still answers.
+        assert!(
+            bounded(call_text(&client, "whoami"))
+                .await
+                .unwrap()
+                .contains("alice")
+        );
+        client.cancel().await.unwrap();
+    }
+}
+
+// The reference server with `MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP=0`:
+// `export_notes` asks for `notes:export` mid-call. A legacy session's
+// answer is a stream whose head left at once, so the real rmcp client gets
+// the JSON-RPC error naming both scopes; a stateless call answers JSON,
+// so it still gets the 403 challenge. Neither ever gets the export.
+#[tokio::test]
+async fn reference_server_unheld_answers_export_notes_in_the_stream() {
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let _server = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+            ("MCP_OAUTH2_RESOURCE", &resource),
+            ("MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP", "0"),
+        ],
+    )
+    .await;
+    let token = issuer
+        .token()
+        .subject("alice")
+        .audience(&resource)
+        .scopes(["notes:read", "notes:write"])
+        .sign();
+    for stateless in [false, true] {
+        let client = if stateless {
+            bounded(stateless_client(&resource, &token)).await.unwrap()
+        } else {
+            bounded(legacy_client(&resource, &token)).await.unwrap()
+        };
+        let params = CallToolRequestParams::new("add_note").with_arguments(
+            json!({"text": "secret plans"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        );
+        bounded(client.call_tool(params)).await.unwrap();
+        let err = bounded(client.call_tool(CallToolRequestParams::new("export_notes")))
+            .await
+            .expect_err("no notes:export");
+        assert!(!format!("{err:?}").contains("secret plans"), "{err:?}");
+        if stateless {
+            let value = err.auth_challenge().expect("an HTTP challenge").to_owned();
+            let c = mcp_oauth2::testing::parse_bearer_challenge(&value).unwrap();
+            assert_eq!(param(&c, "scope"), Some("notes:read notes:export"));
+        } else {
+            let rmcp::ServiceError::McpError(data) = &err else {
+                panic!("{err:?}");
+            };
+            assert_eq!(data.code.0, -32600, "{err:?}");
+            assert_eq!(
+                data.data,
+                Some(json!({"error": "insufficient_scope", "scope": "notes:read notes:export"}))
+            );
+        }
+        client.cancel().await.unwrap();
+    }
+}
