@@ -544,9 +544,10 @@ async fn the_reference_server_takes_its_write_timeout_from_the_environment() {
             .audience(resource.as_str())
             .scopes(["notes:write"])
             .sign();
-        // Three notes of 3 MiB (each under the 4 MiB body limit).
-        let text = "n".repeat(3 * 1024 * 1024);
-        for _ in 0..3 {
+        // 640 notes of 16 KiB (the reference server's largest note): an
+        // answer of 10 MiB, past what the sockets buffer.
+        let text = "n".repeat(16 * 1024);
+        for _ in 0..640 {
             let body = format!(
                 r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"add_note","arguments":{{"text":"{text}"}},{}}}}}"#,
                 support::attack::MODERN_META
