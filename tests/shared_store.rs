@@ -1542,7 +1542,22 @@ async fn the_reference_server_prefixes_its_keys() {
         assert_eq!(refused.status(), 401);
         servers.push(server);
     }
-    let keys: Vec<String> = redis.dump().await.into_iter().map(|(k, _)| k).collect();
+    // A refusal is counted by the throttle after its answer is sent: wait
+    // (a bounded while) for both servers' counts to land.
+    let wanted = |keys: &[String]| {
+        ["staging:", "prod:"].iter().all(|prefix| {
+            keys.iter()
+                .any(|k| k.starts_with(&format!("{prefix}mcp_oauth2:throttle:")))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let keys = loop {
+        let keys: Vec<String> = redis.dump().await.into_iter().map(|(k, _)| k).collect();
+        if wanted(&keys) || Instant::now() > deadline {
+            break keys;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     for prefix in ["staging:", "prod:"] {
         assert!(
             keys.iter()
