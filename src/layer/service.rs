@@ -1147,11 +1147,7 @@ fn cancelled_ids(body: &[u8]) -> Vec<Box<str>> {
         .filter(|m| {
             m.get("method").and_then(serde_json::Value::as_str) == Some("notifications/cancelled")
         })
-        .filter_map(|m| match m.get("params")?.get("requestId")? {
-            serde_json::Value::String(s) => Some(format!("s:{s}").into()),
-            serde_json::Value::Number(n) => Some(crate::operation::number_key(n)),
-            _ => None,
-        })
+        .filter_map(|m| crate::operation::value_key(m.get("params")?.get("requestId")?))
         .collect()
 }
 

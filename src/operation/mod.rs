@@ -32,7 +32,7 @@ use std::borrow::Cow;
 
 mod scan;
 
-pub(crate) use scan::number_key;
+pub(crate) use scan::value_key;
 
 use scan::{Facts, List, Shape, Text, scan};
 

@@ -78,16 +78,32 @@ impl Id<'_> {
     /// an answer by.
     pub(super) fn key(&self) -> Option<Box<str>> {
         match self {
-            Self::Str(s) => Some(format!("s:{s}").into()),
+            Self::Str(s) => Some(string_key(s)),
             Self::Num(n) => Some(number_key(n)),
             Self::Absent | Self::Other => None,
         }
     }
 }
 
+/// A string id as rmcp compares it: by its value.
+fn string_key(s: &str) -> Box<str> {
+    format!("s:{s}").into()
+}
+
+/// A JSON-RPC id read as a `serde_json::Value` (a `requestId` of a
+/// `notifications/cancelled`), spelled as [`Id::key`] spells the ids the
+/// scan reads; `None` for anything but a string or a number.
+pub(crate) fn value_key(id: &serde_json::Value) -> Option<Box<str>> {
+    match id {
+        serde_json::Value::String(s) => Some(string_key(s)),
+        serde_json::Value::Number(n) => Some(number_key(n)),
+        _ => None,
+    }
+}
+
 /// A number id as rmcp compares it: by its integer value when it has one
 /// (`5.0` is rmcp's integer 5), else as written by `serde_json`.
-pub(crate) fn number_key(n: &Number) -> Box<str> {
+pub(super) fn number_key(n: &Number) -> Box<str> {
     match (n.as_i64(), n.as_u64(), n.as_f64()) {
         (Some(i), _, _) => format!("n:{i}").into(),
         (None, Some(u), _) => format!("n:{u}").into(),
