@@ -92,6 +92,13 @@ mod notes;
 
 use mcp_oauth2::{AuthConfigBuilder, McpServer};
 
+// mimalloc, not the system allocator: rmcp allocates about 80 times a call,
+// and glibc's malloc and free were a quarter of the instructions of a
+// stateless `tools/call` (BENCHMARKS.md, fifteenth pass). Two lines in any
+// binary that serves `McpServer`; the library does not choose for it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `json` or `text`, in any case (keywords are, as `MCP_OAUTH2_DPOP`'s).

@@ -43,6 +43,11 @@
 #   rmcp-default  rmcp alone, its defaults (SSE responses, Nagle on)
 #   rmcp-nodelay  rmcp alone, SSE responses, TCP_NODELAY on accepted sockets
 #   rmcp-json     rmcp alone, TCP_NODELAY and JSON responses
+#   rmcp-json-mimalloc  the same with mimalloc, the reference server's
+#                 allocator (examples/bare_rmcp_mimalloc): the control that
+#                 takes the allocator out of the ratio (not a baseline of
+#                 the ratios, which stay against rmcp as built by default;
+#                 only in --servers when asked for)
 # Every answer is checked by scripts/wrk-whoami.lua (status 200, a successful
 # whoami result for subject `bench`); the script exits non-zero if any answer
 # was bad, any socket error happened, or a round served nothing.
@@ -95,7 +100,7 @@ for tool in curl python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "wrk-bench: $tool is required" >&2; exit 2; }
 done
 
-cargo build $PROFILE_FLAG --quiet --example protected_server --example bench_issuer --example bare_rmcp
+cargo build $PROFILE_FLAG --quiet --example protected_server --example bench_issuer --example bare_rmcp --example bare_rmcp_mimalloc
 
 # shellcheck source=scripts/bench-common.sh
 . "$ROOT/scripts/bench-common.sh"
@@ -145,12 +150,13 @@ start_server() {
         MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP=0 \
         "${PIN_SERVER[@]}" "$BIN/protected_server" >"$WORK/$server.out" 2>&1 &
       URL[$server]="$UNHELD_URL" ;;
-    rmcp-default|rmcp-nodelay|rmcp-json)
-      local flags=()
+    rmcp-default|rmcp-nodelay|rmcp-json|rmcp-json-mimalloc)
+      local flags=() bin=bare_rmcp
       [ "$server" = rmcp-default ] || flags+=(--nodelay)
       [ "$server" = rmcp-json ] && flags+=(--json)
+      [ "$server" = rmcp-json-mimalloc ] && { flags+=(--json); bin=bare_rmcp_mimalloc; }
       [ -n "${PORT[$server]:-}" ] || PORT[$server]="$(free_port)"
-      "${PIN_SERVER[@]}" "$BIN/bare_rmcp" --bind "127.0.0.1:${PORT[$server]}" "${flags[@]}" >"$WORK/$server.out" 2>&1 &
+      "${PIN_SERVER[@]}" "$BIN/$bin" --bind "127.0.0.1:${PORT[$server]}" "${flags[@]}" >"$WORK/$server.out" 2>&1 &
       URL[$server]="http://127.0.0.1:${PORT[$server]}/mcp" ;;
     *) echo "wrk-bench: unknown server $server" >&2; exit 2 ;;
   esac
@@ -378,6 +384,33 @@ awk '
       if (n > 0) printf "%-13s c=%-3s %7.1f us/call (mean)  median ratio %.3f (min %.3f, max %.3f)\n", s, c, sum / n, median(r, n), r[1], r[n]
     }
   }' "$WORK/results" | sort -k2,2 -k1,1
+# With the allocator control in the run: each of our servers against rmcp
+# alone with the same allocator, per round, median over rounds (the layer's
+# own cost, the allocator taken out of the ratio).
+if grep -q '^rmcp-json-mimalloc ' "$WORK/results"; then
+  echo
+  echo "against rmcp-json-mimalloc (same allocator), median over rounds of the per-round ratio (calls/s; p50; CPU per call)"
+  awk '
+    { rps[$7, $1, $2] = $3; p50[$7, $1, $2] = $4; cpu[$7, $1, $2] = $8; rounds[$7] = 1; conns[$2] = 1; servers[$1] = 1 }
+    function median(list, n,    i, j, t) {
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) { t = list[j]; list[j] = list[j - 1]; list[j - 1] = t }
+      return n % 2 ? list[(n + 1) / 2] : (list[n / 2] + list[n / 2 + 1]) / 2
+    }
+    END {
+      for (c in conns) for (s in servers) {
+        if (s !~ /^ours/) continue
+        n = 0; delete r; delete q; delete u
+        for (k in rounds) {
+          if (!((k, s, c) in rps) || !((k, "rmcp-json-mimalloc", c) in rps)) continue
+          n++
+          r[n] = rps[k, s, c] / rps[k, "rmcp-json-mimalloc", c]
+          q[n] = p50[k, s, c] / p50[k, "rmcp-json-mimalloc", c]
+          u[n] = cpu[k, "rmcp-json-mimalloc", c] > 0 ? cpu[k, s, c] / cpu[k, "rmcp-json-mimalloc", c] : 0
+        }
+        if (n > 0) printf "%-13s c=%-3s calls/s ratio %.3f  p50 ratio %.3f  CPU per call ratio %.3f (rounds %d)\n", s, c, median(r, n), median(q, n), median(u, n), n
+      }
+    }' "$WORK/results" | sort -k2,2
+fi
 echo "load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$FAILED" != 0 ]; then
   echo "wrk-bench: FAILED (bad answers or socket errors, see above)" >&2
