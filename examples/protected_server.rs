@@ -61,7 +61,8 @@
 //! without `MCP_OAUTH2_REDIS_URL`; a step-up scope that is `offline_access`
 //! or not a scope token)
 //! stops the server before it listens, naming the variable. Setting `MCP_OAUTH2_CLIENT_ID` also turns introspection of
-//! opaque tokens on (see the configuration table).
+//! opaque tokens on, and then `MCP_OAUTH2_CLIENT_SECRET` is required (see the
+//! configuration table).
 //!
 //! Resources (listed as templates by `resources/templates/list`):
 //! `notes://shared/{id}` (scope `notes:read`; ids `welcome` and `rules`) and

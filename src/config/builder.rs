@@ -88,6 +88,11 @@ const MAX_JWKS_INTERVAL: Duration = Duration::from_secs(86_400);
 /// every session would fail at run time) and to rmcp's session keep-alive.
 pub(crate) const MAX_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(86_400);
 
+/// The fields naming introspection's client id and secret in a
+/// [`ConfigError`] of the builder (the environment names their variables).
+const INTROSPECTION_CREDENTIALS: (&str, &str) =
+    ("introspection_client_id", "introspection_client_secret");
+
 /// The longest `verify_timeout`: five minutes (a client waiting longer
 /// for an answer has given up long before).
 const MAX_VERIFY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -717,6 +722,7 @@ impl AuthConfigBuilder {
                 check_url_parts(endpoint, UrlParts::Endpoint, "introspection_endpoint")?;
                 check_https(endpoint, loopback_ok, "introspection_endpoint")?;
             }
+            settings.check_credentials(INTROSPECTION_CREDENTIALS)?;
             target.introspection = Some(settings);
         }
         for (issuer, jwks) in self.jwks_uris {
@@ -797,13 +803,12 @@ impl AuthConfigBuilder {
                 "claim names must be non-empty (dot-separated paths)",
             ));
         }
-        if let Some(endpoint) = self
-            .introspection
-            .as_ref()
-            .and_then(|i| i.endpoint.as_ref())
-        {
-            check_url_parts(endpoint, UrlParts::Endpoint, "introspection_endpoint")?;
-            check_https(endpoint, loopback_ok, "introspection_endpoint")?;
+        if let Some(settings) = &self.introspection {
+            if let Some(endpoint) = &settings.endpoint {
+                check_url_parts(endpoint, UrlParts::Endpoint, "introspection_endpoint")?;
+                check_https(endpoint, loopback_ok, "introspection_endpoint")?;
+            }
+            settings.check_credentials(INTROSPECTION_CREDENTIALS)?;
         }
         // Every request needs the required scopes: the metadata names them
         // whatever else it lists (RFC 9728 section 2).

@@ -436,8 +436,8 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             s.client_secret = Some(v);
             Ok(())
         }),
-        default: "empty",
-        meaning: "client secret for introspection (never logged)",
+        default: "none (required with `MCP_OAUTH2_CLIENT_ID`)",
+        meaning: "client secret for introspection (never logged; RFC 7662 section 2.1: not empty)",
     },
     EnvVar {
         name: "MCP_OAUTH2_ALLOWED_ORIGINS",
@@ -1329,6 +1329,16 @@ mod tests {
         assert_eq!(format!("{c:?}"), format!("{d:?}"));
     }
 
+    // RFC 7662 section 2.1: a client id alone turns introspection on
+    // without authenticating to the endpoint; refused, naming the secret.
+    #[test]
+    fn introspection_needs_a_client_secret() {
+        let mut vars = minimal();
+        vars.insert("MCP_OAUTH2_CLIENT_ID", "rs".to_owned());
+        let err = from_map(&vars).unwrap_err();
+        assert_eq!(err.field(), "MCP_OAUTH2_CLIENT_SECRET", "{err}");
+    }
+
     /// A bad value for each variable, with the variables it needs beside it.
     /// Every `ConfigError` of a `from_env` build names the variable, whether
     /// the text cannot be read or the builder refuses the value.
@@ -1453,6 +1463,12 @@ mod tests {
                 &[("MCP_OAUTH2_INTROSPECTION_URI", "https://as.example/i")],
             ),
             ("MCP_OAUTH2_CLIENT_SECRET", "s3cret", &[]),
+            // RFC 7662 section 2.1: a blank secret is no authentication.
+            (
+                "MCP_OAUTH2_CLIENT_SECRET",
+                "  ",
+                &[("MCP_OAUTH2_CLIENT_ID", "rs")],
+            ),
             (
                 "MCP_OAUTH2_ALLOWED_ORIGINS",
                 "https://app.example/path",

@@ -62,6 +62,9 @@ impl IntrospectionSettings {
     /// Settings with the defaults: endpoint discovered from the issuer's
     /// metadata (`introspection_endpoint`), `client_secret_basic`, results
     /// cached up to 60 s, inactive results 5 s, at most 10,000 entries.
+    /// The client id and the secret must not be empty (RFC 7662 section
+    /// 2.1: the resource server authenticates); an empty or blank one is
+    /// refused when the configuration or the verifier is built.
     pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
         Self {
             endpoint: None,
@@ -99,6 +102,30 @@ impl IntrospectionSettings {
     pub fn negative_ttl(mut self, ttl: Duration) -> Self {
         self.negative_ttl = ttl;
         self
+    }
+
+    /// RFC 7662 section 2.1: the resource server authenticates to the
+    /// endpoint, so a client id and a secret are required (neither empty
+    /// nor blank). The secret also keys the tags of results shared in a
+    /// store: an empty one would leave only public values (the client id,
+    /// the resource) to derive that key from. `fields` name the client id
+    /// and the secret in the error.
+    pub(crate) fn check_credentials(
+        &self,
+        (id_field, secret_field): (&'static str, &'static str),
+    ) -> Result<(), crate::error::ConfigError> {
+        use crate::error::ConfigError;
+        if self.client_id.trim().is_empty() {
+            return Err(ConfigError::new(id_field, "is required for introspection"));
+        }
+        if self.client_secret.secret().trim().is_empty() {
+            return Err(ConfigError::new(
+                secret_field,
+                "is required for introspection: the resource server authenticates to the \
+                 endpoint (RFC 7662 section 2.1)",
+            ));
+        }
+        Ok(())
     }
 
     /// Cap on cached results (the verifier's cache holds the largest cap

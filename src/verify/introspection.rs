@@ -317,12 +317,7 @@ impl IntrospectionVerifier {
                     "introspection_endpoint",
                 )?;
             }
-            if settings.client_id.is_empty() {
-                return Err(ConfigError::new(
-                    "client_id",
-                    "is required for introspection",
-                ));
-            }
+            settings.check_credentials(("client_id", "client_secret"))?;
             endpoints.push(Endpoint {
                 issuer,
                 only_own,

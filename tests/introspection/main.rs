@@ -572,6 +572,30 @@ async fn unusable_introspection_settings_are_refused_at_build_time() {
     .unwrap_err();
     assert_eq!(err.field(), "client_id", "{err}");
 
+    // RFC 7662 section 2.1: the resource server authenticates to the
+    // endpoint. An empty secret is no authentication, and the key that
+    // authenticates results shared in a store would be derived from public
+    // values only (client id, resource): anyone able to write to the store
+    // could plant an active answer. Refused by the verifier and the builder.
+    for secret in ["", "  "] {
+        let settings = || IntrospectionSettings::new("rs:client", secret).endpoint(endpoint.clone());
+        let err = IntrospectionVerifier::new(&plain, settings()).unwrap_err();
+        assert_eq!(err.field(), "client_secret", "{secret:?}: {err}");
+        let builder = || {
+            AuthConfig::builder()
+                .issuer("http://127.0.0.1:9")
+                .resource(RESOURCE)
+                .allow_insecure_http_for_loopback(true)
+        };
+        let err = builder().introspection(settings()).build().unwrap_err();
+        assert_eq!(err.field(), "introspection_client_secret", "{err}");
+        let err = builder()
+            .issuer_introspection("http://127.0.0.1:9", settings())
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "introspection_client_secret", "{err}");
+    }
+
     // The shared settings would discover the first issuer's endpoint, which
     // has settings of its own: ambiguous, so refused.
     let own = AuthConfig::builder()
