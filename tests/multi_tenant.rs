@@ -511,6 +511,7 @@ async fn any_tenant_keeps_a_bounded_number_of_key_sets() {
         "{}/realms/{{tenant}}/protocol/openid-connect/certs",
         realms.base
     );
+    let front_door = format!("{}/realms/master", realms.base);
     let s = serve(move |_| {
         AuthConfig::builder()
             .tenant_issuer(
@@ -518,7 +519,7 @@ async fn any_tenant_keeps_a_bounded_number_of_key_sets() {
                     .allow_any_tenant_unrestricted()
                     .max_key_sets(4)
                     .jwks_uri(keys)
-                    .advertise("http://127.0.0.1:1/realms/master"),
+                    .advertise(front_door),
             )
             .typ_policy(TypPolicy::AllowJwt)
     })

@@ -634,6 +634,24 @@ impl AuthConfigBuilder {
         }
         for t in &self.tenant_issuers {
             t.validate(loopback_ok)?;
+            // A front door is where clients are sent to sign in: a trusted
+            // issuer, or the template filled with a tenant id (Entra ID's
+            // `organizations`), never another host, path or shape.
+            for adv in &t.advertised {
+                let trusted = issuers.iter().any(|i| i.issuer == *adv)
+                    || self.tenant_issuers.iter().any(|u| u.issues(adv))
+                    || t.fits_template(adv);
+                if !trusted {
+                    return Err(ConfigError::new(
+                        "authorization_servers",
+                        format!(
+                            "{adv:?} (TenantIssuer::advertise) is neither a configured issuer nor \
+                             the template {:?} filled with a tenant id",
+                            t.template
+                        ),
+                    ));
+                }
+            }
         }
         let authorization_servers = match self.authorization_servers {
             Some(list) => {
@@ -1379,6 +1397,44 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(c.authorization_servers(), ["https://t/b/v2"]);
+    }
+
+    // TenantIssuer::advertise is checked against the template: a front
+    // door is a trusted issuer, or the template filled with a tenant id
+    // (Entra ID's `organizations`), never another host, path or shape.
+    #[test]
+    fn advertised_front_doors_fit_the_template() {
+        use super::super::TenantIssuer;
+        let with = |adv: &str| {
+            base()
+                .tenant_issuer(
+                    TenantIssuer::new("https://t/{tenant}/v2")
+                        .tenants(["a"])
+                        .advertise(adv),
+                )
+                .build()
+        };
+        for bad in [
+            "https://elsewhere.example/organizations/v2",
+            "https://t/organizations/v2/x",
+            "https://t/organizations",
+            "https://t/a/b/v2",
+            "https://t:8443/organizations/v2",
+            "https://t/orga.nizations/v2",
+        ] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.field(), "authorization_servers", "{bad}: {e}");
+            assert!(e.message().contains("template"), "{bad}: {e}");
+        }
+        for good in [
+            "https://t/organizations/v2",
+            "https://t/common/v2",
+            "https://t/a/v2",
+            "https://auth.example.com",
+        ] {
+            let c = with(good).unwrap();
+            assert_eq!(c.authorization_servers().last().unwrap(), good);
+        }
     }
 
     // The explicit opt-in for a front door that is not an issuer (Entra

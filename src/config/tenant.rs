@@ -154,9 +154,13 @@ impl TenantIssuer {
     ///
     /// This is the explicit opt-in for a front door that is not itself an
     /// issuer: clients sign in there, and the tokens they get name the
-    /// user's own tenant, which this template must accept. The URL is not
-    /// checked against the template; advertise only the provider's own
-    /// multi-tenant endpoint, since clients are sent there.
+    /// user's own tenant, which this template must accept. The URL must be
+    /// a configured issuer (fixed, or accepted by an issuer template) or
+    /// this template with the placeholder filled by a tenant id, allowlisted
+    /// or not (`https://login.microsoftonline.com/organizations/v2.0` for
+    /// the template `https://login.microsoftonline.com/{tenant}/v2.0`);
+    /// anything else (another host, another path) is refused at build
+    /// (`authorization_servers`), since clients are sent there.
     pub fn advertise(mut self, issuer: impl Into<String>) -> Self {
         self.advertised.push(issuer.into());
         self
@@ -218,6 +222,16 @@ impl TenantIssuer {
             (Some(t), Tenants::Any) => is_tenant_id(t),
             _ => false,
         }
+    }
+
+    /// Whether `url` is the template with its placeholder filled by a
+    /// tenant id, allowlisted or not (a front door such as Entra ID's
+    /// `organizations`).
+    pub(crate) fn fits_template(&self, url: &str) -> bool {
+        self.template
+            .split_once(TENANT_PLACEHOLDER)
+            .and_then(|(prefix, suffix)| url.strip_prefix(prefix)?.strip_suffix(suffix))
+            .is_some_and(is_tenant_id)
     }
 
     /// The issuers the metadata lists for this template.

@@ -578,7 +578,8 @@ async fn unusable_introspection_settings_are_refused_at_build_time() {
     // values only (client id, resource): anyone able to write to the store
     // could plant an active answer. Refused by the verifier and the builder.
     for secret in ["", "  "] {
-        let settings = || IntrospectionSettings::new("rs:client", secret).endpoint(endpoint.clone());
+        let settings =
+            || IntrospectionSettings::new("rs:client", secret).endpoint(endpoint.clone());
         let err = IntrospectionVerifier::new(&plain, settings()).unwrap_err();
         assert_eq!(err.field(), "client_secret", "{secret:?}: {err}");
         let builder = || {
