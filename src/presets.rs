@@ -10,11 +10,27 @@
 //! default, so every preset accepts `typ: JWT` ([`TypPolicy::AllowJwt`]).
 //! That is why the audience matters even more: configure the provider so
 //! that tokens for this server carry an audience no other service accepts.
+//!
+//! Domains and URLs are read as pasted from the provider's console:
+//! surrounding spaces, trailing slashes and an `https://` are dropped. Any
+//! other scheme (`http://`) makes an issuer that [`build`](AuthConfigBuilder::build)
+//! refuses.
 
 use crate::config::{AudienceRule, AuthConfig, AuthConfigBuilder, TenantIssuer, TypPolicy};
 
+/// A URL or domain as pasted from a provider's console: surrounding
+/// spaces and trailing slashes dropped.
 fn trim(s: &str) -> &str {
     s.trim().trim_end_matches('/')
+}
+
+/// A domain as pasted from a provider's console, with or without its
+/// `https://` (surrounding spaces and trailing slashes dropped first or
+/// last). Another scheme is kept, so the issuer built from it is refused
+/// at build rather than naming a host called `http`.
+fn bare_domain(s: &str) -> &str {
+    let s = trim(s);
+    s.strip_prefix("https://").unwrap_or(s)
 }
 
 /// Keycloak: issuer `{server_url}/realms/{realm}` (no trailing slash). Put the
@@ -24,7 +40,7 @@ fn trim(s: &str) -> &str {
 /// Scopes come from `scope`.
 pub fn keycloak(server_url: &str, realm: &str) -> AuthConfigBuilder {
     AuthConfig::builder()
-        .issuer(format!("{}/realms/{}", trim(server_url), realm))
+        .issuer(format!("{}/realms/{}", trim(server_url), realm.trim()))
         .typ_policy(TypPolicy::AllowJwt)
 }
 
@@ -33,7 +49,7 @@ pub fn keycloak(server_url: &str, realm: &str) -> AuthConfigBuilder {
 /// Scopes come from `scope` and, with RBAC's "Add Permissions in the Access
 /// Token", from `permissions` (merged).
 pub fn auth0(domain: &str) -> AuthConfigBuilder {
-    let domain = trim(domain.trim_start_matches("https://"));
+    let domain = bare_domain(domain);
     AuthConfig::builder()
         .issuer(format!("https://{domain}/"))
         .typ_policy(TypPolicy::AllowJwt)
@@ -86,7 +102,7 @@ pub fn entra_id_v1(tenant_id: &str, application_id_uri: &str) -> AuthConfigBuild
 /// authorization server (`https://{domain}`) are for Okta itself and are
 /// refused by the issuer check.
 pub fn okta(domain: &str, authorization_server_id: &str) -> AuthConfigBuilder {
-    let domain = trim(domain.trim_start_matches("https://"));
+    let domain = bare_domain(domain);
     AuthConfig::builder()
         .issuer(format!(
             "https://{domain}/oauth2/{}",
@@ -183,7 +199,7 @@ where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
-    let domain = trim(domain.trim_start_matches("https://"));
+    let domain = bare_domain(domain);
     AuthConfig::builder()
         .tenant_issuer(
             TenantIssuer::new(format!("https://{domain}/"))

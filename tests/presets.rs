@@ -355,6 +355,60 @@ async fn auth0_organizations() {
     run_tenants("auth0-organizations", preset, "org_id").await;
 }
 
+// The domain given to a preset is read as written in the provider's
+// console: surrounding spaces, the `https://` scheme and a trailing slash
+// are dropped, in any order. A scheme that is not `https://` is not turned
+// into a host named `http` (RFC 8414 section 3.3: the issuer names the host
+// keys are fetched from): the build is refused.
+#[test]
+fn preset_domains_are_read_as_written_in_the_console() {
+    let issuer = |b: mcp_oauth2::AuthConfigBuilder| {
+        b.resource(RESOURCE)
+            .build()
+            .map(|c| c.issuers()[0].issuer().to_owned())
+    };
+    for domain in [
+        "t.auth0.com",
+        " https://t.auth0.com/ ",
+        "https://t.auth0.com",
+        "t.auth0.com/",
+    ] {
+        assert_eq!(
+            issuer(presets::auth0(domain)).unwrap(),
+            "https://t.auth0.com/",
+            "{domain:?}"
+        );
+        assert_eq!(
+            issuer(presets::okta(domain, " default ")).unwrap(),
+            "https://t.auth0.com/oauth2/default",
+            "{domain:?}"
+        );
+        assert_eq!(
+            issuer(presets::keycloak(
+                &format!(" https://{} ", domain.trim().trim_start_matches("https://")),
+                " acme "
+            ))
+            .unwrap(),
+            "https://t.auth0.com/realms/acme",
+            "{domain:?}"
+        );
+    }
+    for domain in ["http://t.auth0.com", " http://t.auth0.com/"] {
+        assert_eq!(
+            issuer(presets::auth0(domain)).unwrap_err().field(),
+            "issuer",
+            "{domain:?}"
+        );
+        assert_eq!(
+            issuer(presets::okta(domain, "default"))
+                .unwrap_err()
+                .field(),
+            "issuer",
+            "{domain:?}"
+        );
+    }
+}
+
 // Keycloak realms: each realm's own key set, so no pinned set fits (the
 // wire test with per-realm keys is in tests/multi_tenant.rs).
 #[test]

@@ -9,7 +9,7 @@ use ::url::Url;
 use super::scopes::check_scopes;
 use super::url::{
     UrlParts, canonical_resource, check_https, check_url_parts, metadata_path, normalize_origin,
-    origin_of, route_path_problem,
+    origin_of, route_path_problem, written_as_url,
 };
 use super::{
     Algorithm, AudienceRule, AuthConfig, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY,
@@ -149,7 +149,11 @@ impl AuthConfigBuilder {
     /// authorization server publishes it: issuers are compared exactly
     /// (RFC 8414 section 3.3), so [`build`](Self::build) refuses capitals in
     /// its scheme or host (`HTTP://`, `https://Auth.example.com`), which no
-    /// server publishes and which would never match.
+    /// server publishes and which would never match, and a text that is not
+    /// the form of its own URL (`https://http://as.example/`, a scheme pasted
+    /// twice, is the host `http`; `../`, spaces, an explicit default port):
+    /// keys are fetched from the host the URL names, while `iss` is compared
+    /// with the text.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuers.push(issuer.into());
         self
@@ -606,6 +610,18 @@ impl AuthConfigBuilder {
                 return Err(ConfigError::new(
                     "issuer",
                     "must not have a query or fragment (RFC 8414 section 2)",
+                ));
+            }
+            if !written_as_url(&issuer, &url) {
+                return Err(ConfigError::new(
+                    "issuer",
+                    format!(
+                        "{issuer:?} is not written as its URL ({:?}): the issuer is compared as \
+                         written (RFC 8414 section 3.3) but its keys would be fetched from \
+                         the host that URL names; write it exactly as the authorization \
+                         server publishes it",
+                        url.as_str()
+                    ),
                 ));
             }
             if issuers.iter().any(|i| i.issuer == issuer) {
@@ -1098,6 +1114,60 @@ mod tests {
             .allowed_origin("http://localhost:5173")
             .build()
             .unwrap();
+    }
+
+    // RFC 8414 section 3.3: `iss` is compared with the issuer's text
+    // exactly, and discovery and key fetches go to the host its URL names.
+    // A text that is not the form of its own URL names another place than
+    // it reads: `https://http://as.example/` (a scheme pasted twice) is the
+    // host `http` with an empty port, `../` and spaces are rewritten. No
+    // server publishes such an issuer: refused, fixed and template alike.
+    #[test]
+    fn issuers_must_be_written_in_their_url_form() {
+        use super::super::TenantIssuer;
+        for bad in [
+            "https://http://as.example/",
+            "https://https://as.example",
+            "https://as.example:/x",
+            "https://as.example/realms/ a ",
+            "https://as.example/t/../x/v2.0",
+            "https://as.example/./x",
+            "https://as.example\\x",
+        ] {
+            let e = AuthConfig::builder()
+                .issuer(bad)
+                .resource("https://mcp.example.com/mcp")
+                .build()
+                .unwrap_err();
+            assert_eq!(e.field(), "issuer", "{bad}: {e}");
+            assert!(e.message().contains("written"), "{bad}: {e}");
+        }
+        for bad in [
+            "https://http://as.example/{tenant}",
+            "https://as.example/x/../{tenant}",
+        ] {
+            let e = AuthConfig::builder()
+                .tenant_issuer(TenantIssuer::new(bad).tenants(["a"]))
+                .resource("https://mcp.example.com/mcp")
+                .build()
+                .unwrap_err();
+            assert_eq!(e.field(), "tenant_issuer", "{bad}: {e}");
+        }
+        // The controls: a root issuer with or without its slash, a path
+        // with its own case and trailing slash, a percent-encoding.
+        for good in [
+            "https://as.example",
+            "https://as.example/",
+            "https://as.example/Realms/X/",
+            "https://as.example/a%20b",
+            "https://as.example:8443/x",
+        ] {
+            AuthConfig::builder()
+                .issuer(good)
+                .resource("https://mcp.example.com/mcp")
+                .build()
+                .unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
     }
 
     #[test]

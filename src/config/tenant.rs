@@ -9,7 +9,7 @@
 
 use ::url::Url;
 
-use super::url::{UrlParts, check_https, check_url_parts};
+use super::url::{UrlParts, check_https, check_url_parts, written_as_url};
 use super::{Algorithm, AudienceRule, TypPolicy};
 use crate::error::ConfigError;
 
@@ -265,6 +265,13 @@ impl TenantIssuer {
             Url::parse(&sample).map_err(|e| err(format!("{template:?} is not a URL: {e}")))?;
         check_url_parts(&url, UrlParts::Issuer, "tenant_issuer")?;
         check_https(&url, loopback_ok, "tenant_issuer")?;
+        if !written_as_url(&sample, &url) {
+            return Err(err(format!(
+                "{template:?} is not written as its URL ({:?} for the tenant \"tenant\"): \
+                 issuers are compared as written (RFC 8414 section 3.3)",
+                url.as_str()
+            )));
+        }
         if url.query().is_some() || url.fragment().is_some() || sample.contains(['?', '#']) {
             return Err(err(
                 "must not have a query or fragment (RFC 8414 section 2)".into(),

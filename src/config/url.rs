@@ -114,6 +114,17 @@ pub(crate) fn check_url_parts(
     }
 }
 
+/// Whether `text` is written in the form of its own `url`: what the `url`
+/// crate serializes, except that a root URL may leave out its `/`. A text
+/// that is not (`https://http://h/`, the host `http` with an empty port; a
+/// `../`; a space; a backslash) names another place than it reads, and an
+/// issuer is compared as written (RFC 8414 section 3.3) while its keys are
+/// fetched from the host its URL names.
+pub(crate) fn written_as_url(text: &str, url: &Url) -> bool {
+    let form = url.as_str();
+    form == text || (url.path() == "/" && form.strip_suffix('/') == Some(text))
+}
+
 /// `https` everywhere; `http` only on loopback with the explicit opt-in.
 pub(crate) fn check_https(
     url: &Url,
