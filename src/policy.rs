@@ -446,9 +446,9 @@ impl TokenPolicy {
 
     /// Rule 5. RFC 8707 / RFC 9068 section 4: `aud` must contain our resource
     /// (or an audience explicitly configured for this server). Under the
-    /// Cognito rule, which has no `aud`, `token_use` must be `access` and
-    /// `client_id` one of the configured clients; an `aud`, if present, must
-    /// still name us.
+    /// Cognito rule, which has no `aud`, `token_use` must be `access` (else
+    /// `not_an_access_token`) and `client_id` one of the configured clients;
+    /// an `aud`, if present, must still name us.
     fn check_audience(&self, claims: &Members<'_>, rules: &Rules) -> Result<(), AuthError> {
         let invalid = || AuthError::new(AuthErrorKind::InvalidAudience);
         let audience_ok = match claims.get("aud") {
@@ -477,8 +477,10 @@ impl TokenPolicy {
             }));
         }
         if let AudienceRule::CognitoClientIds(clients) = &rules.audience_rule {
+            // Another kind of token (an ID token's `id`), or one that does
+            // not say: not an access token (the `typ` header is not at issue).
             if !matches!(claims.str("token_use"), Ok(Some(u)) if u == "access") {
-                return Err(AuthErrorKind::InvalidType.into());
+                return Err(AuthErrorKind::NotAnAccessToken.into());
             }
             let client = claims.str("client_id").ok().flatten();
             if !client.is_some_and(|c| clients.iter().any(|x| *x == *c)) {

@@ -241,6 +241,39 @@ async fn cognito_refuses_other_clients() {
     );
 }
 
+// Cognito: a token of a listed client that does not say `token_use:
+// access` (an ID token's `id`, another spelling, none at all) is refused as
+// what it is, `not_an_access_token` (docs/security-model.md), not as a
+// header `typ` problem (`invalid_type`).
+#[tokio::test]
+async fn cognito_refuses_other_kinds_of_token_as_not_access_tokens() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let config = presets::cognito("eu-west-1", "eu-west-1_Ab12Cd34E", ["ours"])
+        .resource(RESOURCE)
+        .build()
+        .unwrap();
+    let v = JwtVerifier::with_static_jwks(&config, issuer.jwks().to_string().as_bytes()).unwrap();
+    for token_use in [json!("id"), json!("Access"), json!(null), json!(["access"])] {
+        let mut t = issuer
+            .token()
+            .header("typ", Value::Null)
+            .claim(
+                "iss",
+                json!("https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Ab12Cd34E"),
+            )
+            .claim("client_id", json!("ours"));
+        if !token_use.is_null() {
+            t = t.claim("token_use", token_use.clone());
+        }
+        let t = t.sign();
+        assert_eq!(
+            v.verify(BearerToken::new(&t)).await.err().map(|e| e.kind()),
+            Some(AuthErrorKind::NotAnAccessToken),
+            "token_use {token_use}"
+        );
+    }
+}
+
 // Entra ID v1.0 tokens: issuer sts.windows.net, audience the application ID URI.
 #[tokio::test]
 async fn entra_id_v1() {

@@ -149,7 +149,7 @@ async fn introspection_honours_accept_audience_and_the_audience_rule() {
     );
     assert_eq!(
         check(&cognito, "cog-id").await.err(),
-        Some(AuthErrorKind::InvalidType)
+        Some(AuthErrorKind::NotAnAccessToken)
     );
     assert_eq!(
         check(&cognito, "cog-aud").await.err(),
