@@ -17,6 +17,7 @@
 //! refuses.
 
 use crate::config::{AudienceRule, AuthConfig, AuthConfigBuilder, TenantIssuer, TypPolicy};
+use crate::error::ConfigError;
 
 /// A URL or domain as pasted from a provider's console: surrounding
 /// spaces and trailing slashes dropped.
@@ -56,6 +57,35 @@ pub fn auth0(domain: &str) -> AuthConfigBuilder {
         .scope_claims(["scope", "permissions"])
 }
 
+/// Entra ID's sign-in front doors: no token names them as its issuer (a
+/// token names its user's own tenant).
+const ENTRA_FRONT_DOORS: [&str; 3] = ["common", "organizations", "consumers"];
+
+/// An Entra ID directory (tenant) ID, trimmed.
+fn entra_tenant(tenant_id: &str) -> String {
+    tenant_id.trim().to_owned()
+}
+
+/// A single-tenant Entra ID preset for `tenant`: refused at build when it
+/// is a front door, not a tenant.
+fn entra_single(builder: AuthConfigBuilder, tenant: &str) -> AuthConfigBuilder {
+    if ENTRA_FRONT_DOORS
+        .iter()
+        .any(|door| door.eq_ignore_ascii_case(tenant))
+    {
+        return builder.refuse(ConfigError::new(
+            "tenant_id",
+            format!(
+                "{tenant:?} is a sign-in front door, not a tenant: Entra ID tokens name their \
+                 user's own directory (tenant) ID as issuer, so every token would be refused; \
+                 give the directory ID, or use presets::entra_id_multi_tenant with the tenants \
+                 to accept"
+            ),
+        ));
+    }
+    builder
+}
+
 /// Microsoft Entra ID, v2.0 tokens: issuer
 /// `https://login.microsoftonline.com/{tenant_id}/v2.0`. Entra puts the API
 /// app registration's application (client) ID in `aud`, never a URL, so that
@@ -67,17 +97,19 @@ pub fn auth0(domain: &str) -> AuthConfigBuilder {
 /// Delegated scopes come from `scp` (space-separated);
 /// app-only permissions arrive in `roles` (add `"roles"` to
 /// [`scope_claims`](AuthConfigBuilder::scope_claims) to use them).
-/// Single tenant; for a multi-tenant app see [`entra_id_multi_tenant`].
+/// Single tenant: `tenant_id` is the directory ID. `common`,
+/// `organizations` and `consumers` (any case) are sign-in front doors that
+/// no token names as its issuer: [`build`](AuthConfigBuilder::build) refuses
+/// them (`tenant_id`); for a multi-tenant app see [`entra_id_multi_tenant`].
 pub fn entra_id(tenant_id: &str, application_id: &str) -> AuthConfigBuilder {
-    AuthConfig::builder()
-        .issuer(format!(
-            "https://login.microsoftonline.com/{}/v2.0",
-            tenant_id.trim()
-        ))
+    let tenant = entra_tenant(tenant_id);
+    let builder = AuthConfig::builder()
+        .issuer(format!("https://login.microsoftonline.com/{tenant}/v2.0"))
         .typ_policy(TypPolicy::AllowJwt)
         .accept_audience(application_id.trim())
         .require_client_id(true)
-        .scope_claims(["scp"])
+        .scope_claims(["scp"]);
+    entra_single(builder, &tenant)
 }
 
 /// Microsoft Entra ID, v1.0 tokens: issuer `https://sts.windows.net/{tenant_id}/`,
@@ -85,14 +117,17 @@ pub fn entra_id(tenant_id: &str, application_id: &str) -> AuthConfigBuilder {
 /// Discovery from that issuer is not documented by Microsoft: set the key-set
 /// URL (`https://login.microsoftonline.com/{tenant_id}/discovery/keys`) with
 /// [`jwks_uri`](AuthConfigBuilder::jwks_uri). Tokens without `appid` (or
-/// another client claim: ID tokens) are refused, as in [`entra_id`].
+/// another client claim: ID tokens) are refused, and `common`,
+/// `organizations` and `consumers` are refused as tenants, as in [`entra_id`].
 pub fn entra_id_v1(tenant_id: &str, application_id_uri: &str) -> AuthConfigBuilder {
-    AuthConfig::builder()
-        .issuer(format!("https://sts.windows.net/{}/", tenant_id.trim()))
+    let tenant = entra_tenant(tenant_id);
+    let builder = AuthConfig::builder()
+        .issuer(format!("https://sts.windows.net/{tenant}/"))
         .typ_policy(TypPolicy::AllowJwt)
         .accept_audience(application_id_uri.trim())
         .require_client_id(true)
-        .scope_claims(["scp"])
+        .scope_claims(["scp"]);
+    entra_single(builder, &tenant)
 }
 
 /// Okta, custom authorization server: issuer
@@ -158,7 +193,7 @@ where
     AuthConfig::builder()
         .tenant_issuer(
             TenantIssuer::new("https://login.microsoftonline.com/{tenant}/v2.0")
-                .tenants(tenants.into_iter().map(|t| t.into().trim().to_owned()))
+                .tenants(tenants.into_iter().map(|t| entra_tenant(&t.into())))
                 .tenant_claim("tid")
                 .jwks_uri("https://login.microsoftonline.com/common/discovery/v2.0/keys")
                 .advertise("https://login.microsoftonline.com/organizations/v2.0"),

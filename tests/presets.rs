@@ -442,6 +442,25 @@ fn preset_domains_are_read_as_written_in_the_console() {
     }
 }
 
+// Entra ID: `common`, `organizations` and `consumers` are sign-in front
+// doors, not issuers: a token names its user's own tenant, never them. A
+// single-tenant preset given one (as MSAL authorities often are) would
+// refuse every token and advertise a server whose tokens it refuses:
+// refused at build, pointing to `entra_id_multi_tenant`.
+#[test]
+fn entra_front_doors_are_not_tenants() {
+    for tenant in ["common", "organizations", " Consumers "] {
+        for preset in [
+            presets::entra_id(tenant, "app"),
+            presets::entra_id_v1(tenant, "api://app"),
+        ] {
+            let e = preset.resource(RESOURCE).build().unwrap_err();
+            assert_eq!(e.field(), "tenant_id", "{tenant}: {e}");
+            assert!(e.message().contains("entra_id_multi_tenant"), "{e}");
+        }
+    }
+}
+
 // Keycloak realms: each realm's own key set, so no pinned set fits (the
 // wire test with per-realm keys is in tests/multi_tenant.rs).
 #[test]

@@ -72,6 +72,9 @@ pub struct AuthConfigBuilder {
     pub(super) dpop: super::DpopPolicy,
     pub(super) watch: super::watch::WatchOptions,
     pub(super) shared_store: Option<std::sync::Arc<dyn crate::store::SharedStore>>,
+    /// A preset's refusal of its own arguments (presets return a builder,
+    /// not a `Result`): [`build`](Self::build) returns it first.
+    pub(super) preset_error: Option<ConfigError>,
 }
 
 /// The longest `max-age` of the metadata document: RFC 9111 section 1.2.2
@@ -138,11 +141,19 @@ impl Default for AuthConfigBuilder {
             dpop: super::DpopPolicy::default(),
             watch: super::watch::WatchOptions::default(),
             shared_store: None,
+            preset_error: None,
         }
     }
 }
 
 impl AuthConfigBuilder {
+    /// Makes [`build`](Self::build) fail with `error` (a preset refusing
+    /// its arguments); the first such error is kept.
+    pub(crate) fn refuse(mut self, error: ConfigError) -> Self {
+        self.preset_error.get_or_insert(error);
+        self
+    }
+
     /// Adds a trusted issuer (required, at least one). `iss` must equal it
     /// exactly; its keys are found by RFC 8414 / OpenID discovery unless a
     /// [`jwks_uri`](Self::jwks_uri) is given. Write it exactly as the
@@ -552,6 +563,9 @@ impl AuthConfigBuilder {
     }
 
     fn build_checked(self) -> Result<AuthConfig, ConfigError> {
+        if let Some(error) = self.preset_error {
+            return Err(error);
+        }
         let loopback_ok = self.allow_insecure_loopback;
         let resource_raw = self.resource.ok_or_else(|| {
             ConfigError::new(
