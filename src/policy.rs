@@ -7,7 +7,9 @@
 //! The rules, in the order they are checked (cheapest first):
 //! 1. `iss` is one of the configured issuers, compared exactly. A JWT must
 //!    carry it; an introspection answer may leave it out (RFC 7662 section
-//!    2.2), and then the issuer is the one whose endpoint answered. An
+//!    2.2), and then the issuer is the one whose endpoint answered (a fixed
+//!    issuer: with tenant templates only, an answer without `iss` is
+//!    refused, it names no tenant). An
 //!    endpoint configured for one issuer
 //!    ([`AuthConfigBuilder::issuer_introspection`](crate::AuthConfigBuilder::issuer_introspection))
 //!    vouches only for that issuer's tokens; the shared endpoint

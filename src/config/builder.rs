@@ -855,6 +855,8 @@ impl AuthConfigBuilder {
             if let Some(endpoint) = &settings.endpoint {
                 check_url_parts(endpoint, UrlParts::Endpoint, "introspection_endpoint")?;
                 check_https(endpoint, loopback_ok, "introspection_endpoint")?;
+            } else if issuers.is_empty() {
+                return Err(super::introspection::no_endpoint_to_discover());
             }
             settings.check_credentials(INTROSPECTION_CREDENTIALS)?;
         }

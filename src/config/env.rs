@@ -412,7 +412,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             }
             Ok(())
         }),
-        default: "discovered",
+        default: "discovered (required when every issuer is a `{tenant}` template)",
         meaning: "RFC 7662 introspection endpoint (needs `MCP_OAUTH2_CLIENT_ID`)",
     },
     EnvVar {

@@ -135,3 +135,13 @@ impl IntrospectionSettings {
         self
     }
 }
+
+/// The refusal of shared settings without an endpoint when every issuer is
+/// a tenant template (there is no single issuer to discover it from).
+pub(crate) fn no_endpoint_to_discover() -> crate::error::ConfigError {
+    crate::error::ConfigError::new(
+        "introspection_endpoint",
+        "is required when every issuer is a tenant template: there is no single issuer to \
+         discover it from",
+    )
+}

@@ -285,10 +285,18 @@ impl IntrospectionVerifier {
         policy: Arc<TokenPolicy>,
     ) -> Result<Self, ConfigError> {
         if config.issuers.is_empty() {
-            return Err(ConfigError::new(
-                "issuer",
-                "at least one issuer is required",
-            ));
+            if config.tenant_issuers.is_empty() {
+                return Err(ConfigError::new(
+                    "issuer",
+                    "at least one issuer is required",
+                ));
+            }
+            // Tenant templates only: the shared endpoint vouches for the
+            // tenants they accept (an answer must then name its `iss`), and
+            // there is no single issuer to discover it from.
+            if shared.as_ref().is_some_and(|s| s.endpoint.is_none()) {
+                return Err(crate::config::introspection::no_endpoint_to_discover());
+            }
         }
         let own = config
             .issuers

@@ -256,6 +256,69 @@ async fn answer_naming_the_second_configured_issuer_is_accepted() {
     );
 }
 
+// Multi-tenant issuers only (no fixed issuer): the shared endpoint, given
+// explicitly (there is no single issuer to discover it from), vouches for
+// the tenants the template accepts, by the same rules as a JWT: an answer
+// naming an allowlisted tenant's issuer is accepted with that tenant, one
+// of another tenant or with a tenant claim that disagrees is refused, and
+// an answer naming no issuer cannot be placed in a tenant: refused. Without
+// an endpoint the configuration is refused at build.
+#[tokio::test]
+async fn tenant_issuers_alone_are_introspected_through_an_explicit_endpoint() {
+    use mcp_oauth2::TenantIssuer;
+    let (e, base) = start_endpoint().await;
+    let iss = |tenant: &str| format!("{base}/realms/{tenant}");
+    let good =
+        json!({"active": true, "sub": "a", "aud": RESOURCE, "iss": iss("acme"), "org": "acme"});
+    answer(&e, "acme", good);
+    answer(
+        &e,
+        "globex",
+        json!({"active": true, "sub": "a", "aud": RESOURCE, "iss": iss("globex"), "org": "globex"}),
+    );
+    answer(
+        &e,
+        "claim",
+        json!({"active": true, "sub": "a", "aud": RESOURCE, "iss": iss("acme"), "org": "initech"}),
+    );
+    answer(
+        &e,
+        "no-iss",
+        json!({"active": true, "sub": "a", "aud": RESOURCE}),
+    );
+    let builder = || {
+        AuthConfig::builder()
+            .tenant_issuer(
+                TenantIssuer::new(format!("{base}/realms/{{tenant}}"))
+                    .tenants(["acme"])
+                    .tenant_claim("org"),
+            )
+            .resource(RESOURCE)
+            .allow_insecure_http_for_loopback(true)
+    };
+    let config = builder().introspection(settings(&base)).build().unwrap();
+    let v = IntrospectionVerifier::from_config(&config).unwrap();
+    let ctx = check(&v, "acme").await.unwrap();
+    assert_eq!((ctx.issuer(), ctx.tenant()), (&*iss("acme"), Some("acme")));
+    assert_eq!(
+        check(&v, "globex").await.err(),
+        Some(AuthErrorKind::TenantNotAllowed)
+    );
+    assert_eq!(
+        check(&v, "claim").await.err(),
+        Some(AuthErrorKind::TenantMismatch)
+    );
+    assert_eq!(
+        check(&v, "no-iss").await.err(),
+        Some(AuthErrorKind::InvalidIssuer)
+    );
+    let err = builder()
+        .introspection(IntrospectionSettings::new("rs:client", "s3cr&t"))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "introspection_endpoint", "{err}");
+}
+
 // Settings per issuer: each issuer's endpoint is asked (discovered from
 // that issuer), vouches only for its own issuer, and the first `active`
 // answer decides; the shared `introspection(..)` keeps working beside them.
