@@ -1331,12 +1331,28 @@ mod tests {
 
     // RFC 7662 section 2.1: a client id alone turns introspection on
     // without authenticating to the endpoint; refused, naming the secret.
+    // With a `{tenant}` template as the only issuer, the endpoint cannot be
+    // discovered: refused, naming the variable that gives it.
     #[test]
     fn introspection_needs_a_client_secret() {
         let mut vars = minimal();
         vars.insert("MCP_OAUTH2_CLIENT_ID", "rs".to_owned());
         let err = from_map(&vars).unwrap_err();
         assert_eq!(err.field(), "MCP_OAUTH2_CLIENT_SECRET", "{err}");
+        vars.insert("MCP_OAUTH2_CLIENT_SECRET", "s3cret".to_owned());
+        vars.insert(
+            "MCP_OAUTH2_ISSUER",
+            "https://as.example/{tenant}".to_owned(),
+        );
+        vars.insert("MCP_OAUTH2_TENANTS", "acme".to_owned());
+        let err = from_map(&vars).unwrap_err();
+        assert_eq!(err.field(), "MCP_OAUTH2_INTROSPECTION_URI", "{err}");
+        vars.insert(
+            "MCP_OAUTH2_INTROSPECTION_URI",
+            "https://as.example/introspect".to_owned(),
+        );
+        let c = from_map(&vars).unwrap();
+        assert!(crate::verify::IntrospectionVerifier::from_config(&c).is_ok());
     }
 
     /// A bad value for each variable, with the variables it needs beside it.
