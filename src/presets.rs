@@ -34,14 +34,19 @@ fn bare_domain(s: &str) -> &str {
     s.strip_prefix("https://").unwrap_or(s)
 }
 
-/// Keycloak: issuer `{server_url}/realms/{realm}` (no trailing slash). Put the
+/// Keycloak: issuer `{server_url}/realms/{realm}` (no trailing slash; spaces
+/// and slashes around `realm` are dropped). Put the
 /// resource URI in `aud` with an *Audience* mapper (or "Included Custom
 /// Audience") on the client scope that MCP clients request; without it,
 /// Keycloak's `aud` is `account` or absent and every token is refused.
 /// Scopes come from `scope`.
 pub fn keycloak(server_url: &str, realm: &str) -> AuthConfigBuilder {
     AuthConfig::builder()
-        .issuer(format!("{}/realms/{}", trim(server_url), realm.trim()))
+        .issuer(format!(
+            "{}/realms/{}",
+            trim(server_url),
+            realm.trim().trim_matches('/')
+        ))
         .typ_policy(TypPolicy::AllowJwt)
 }
 

@@ -419,7 +419,7 @@ fn preset_domains_are_read_as_written_in_the_console() {
         assert_eq!(
             issuer(presets::keycloak(
                 &format!(" https://{} ", domain.trim().trim_start_matches("https://")),
-                " acme "
+                " acme/ "
             ))
             .unwrap(),
             "https://t.auth0.com/realms/acme",
