@@ -425,6 +425,85 @@ async fn hostile_run() -> Vec<Sent> {
         reason: Some("keys_unavailable"),
     });
 
+    // Opaque tokens through introspection (RFC 7662), the client
+    // authenticating with each method: neither the tokens nor the client
+    // secret (nor its Basic encoding) reach the log at any level.
+    const CLIENT_SECRET: &str = "Q2xpZW50U2VjcmV0VmFsdWUtMTIzNDU2";
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("rs-client:{CLIENT_SECRET}"))
+    };
+    let active = format!("opaque{MARK}active0123456789");
+    let answer = json!({"active": true, "sub": "carol", "aud": &resource, "iss": issuer.issuer(),
+        "exp": t + 300, "client_id": "c"});
+    let known = active.clone();
+    let endpoint = axum::Router::new().route(
+        "/introspect",
+        axum::routing::post(move |body: String| {
+            let answer = if body.contains(&known) {
+                answer.clone()
+            } else {
+                json!({"active": false})
+            };
+            async move { axum::Json(answer) }
+        }),
+    );
+    let endpoint_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint_url = format!(
+        "http://{}/introspect",
+        endpoint_listener.local_addr().unwrap()
+    );
+    let endpoint_server = tokio::spawn(async move {
+        let _ = axum::serve(endpoint_listener, endpoint).await;
+    });
+    for (i, method) in [
+        mcp_oauth2::verify::ClientAuthMethod::ClientSecretBasic,
+        mcp_oauth2::verify::ClientAuthMethod::ClientSecretPost,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let settings = mcp_oauth2::verify::IntrospectionSettings::new("rs-client", CLIENT_SECRET)
+            .auth_method(method)
+            .endpoint(url::Url::parse(&endpoint_url).unwrap());
+        let config = AuthConfig::builder()
+            .issuer(issuer.issuer())
+            .resource(&resource)
+            .allow_insecure_http_for_loopback(true)
+            .introspection(settings)
+            .build()
+            .unwrap();
+        let app = axum::Router::new()
+            .route("/mcp", axum::routing::any(|| async { "ok" }))
+            .layer(mcp_oauth2::AuthLayer::new(config).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        assert_eq!(
+            post(&http, &url, Some(format!("Bearer {active}").as_bytes())).await,
+            200
+        );
+        let inactive = format!("opaque{MARK}inactive{i}0123456789");
+        assert_eq!(
+            post(&http, &url, Some(format!("Bearer {inactive}").as_bytes())).await,
+            401
+        );
+        sent.push(Sent {
+            secret: inactive,
+            reason: Some("token_inactive"),
+        });
+        server.abort();
+    }
+    endpoint_server.abort();
+    for secret in [active, CLIENT_SECRET.to_owned(), basic] {
+        sent.push(Sent {
+            secret,
+            reason: None,
+        });
+    }
+
     cold_server.abort();
     ct.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), serving).await;
