@@ -159,8 +159,22 @@ impl UriPattern {
         Self { text, atoms }
     }
 
-    /// Whether `uri` matches.
+    /// Whether `uri` matches, as the client spelled it or in a spelling
+    /// RFC 3986 (section 6.2.2) says names the same resource: a handler
+    /// that reads the URI with a URI library (or a file system) serves
+    /// `NOTES://Private/./1` or `notes://%70rivate/1` as
+    /// `notes://private/1`, so a rule on the latter covers the former
+    /// (fail closed: every spelling can only add requirements). See
+    /// [`equivalent_spellings`].
     pub(crate) fn matches(&self, uri: &str) -> bool {
+        self.matches_as_written(uri)
+            || equivalent_spellings(uri)
+                .iter()
+                .any(|spelling| self.matches_as_written(spelling))
+    }
+
+    /// Whether `uri`, byte for byte, matches.
+    fn matches_as_written(&self, uri: &str) -> bool {
         if self.atoms.iter().all(|a| matches!(a, Atom::Byte(_))) {
             // An exact URI: only itself.
             return self.atoms.len() == uri.len()
@@ -172,6 +186,29 @@ impl UriPattern {
         }
         run(&self.atoms, uri.as_bytes())
     }
+}
+
+/// The spellings of `uri` other than its own that name the same resource
+/// by RFC 3986 syntax-based normalization (section 6.2.2: scheme and host
+/// in lower case, percent-encoded unreserved characters decoded and the
+/// other escapes in upper case, dot segments removed), with and without
+/// its fragment (section 3.5: the fragment is not sent to, nor part of,
+/// the resource). Empty when `uri` is not a URI (or IRI) at all, or when
+/// it is already normal and has no fragment.
+fn equivalent_spellings(uri: &str) -> Vec<String> {
+    use iri_string::types::IriStr;
+    let Ok(iri) = IriStr::new(uri) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    let normal = iri.normalize().to_string();
+    let without_fragment = iri.to_absolute().normalize().to_string();
+    for spelling in [normal, without_fragment] {
+        if spelling != uri && !out.contains(&spelling) {
+            out.push(spelling);
+        }
+    }
+    out
 }
 
 /// Compiles a pattern's text into atoms.
@@ -536,6 +573,52 @@ mod tests {
         assert!(UriPattern::new("notes://{id}é").matches("notes://aé"));
         assert!(!UriPattern::new("notes://{id}x").matches("notes://é"));
         assert!(UriPattern::new("notes://é{id}é").matches("notes://é😀é"));
+    }
+
+    // RFC 3986 section 6.2.2: a URI spelled with another case of scheme or
+    // host, percent-encoded unreserved characters, dot segments or a
+    // fragment names the same resource; a handler reading it with a URI
+    // library serves the same note, so the rule must cover it.
+    #[test]
+    fn equivalent_spellings_of_a_uri_match() {
+        let private = UriPattern::new("notes://private/{id}");
+        for uri in [
+            "notes://private/1",
+            "NOTES://private/1",
+            "notes://PRIVATE/1",
+            "Notes://Private/1",
+            "notes://%70rivate/1",
+            "notes://%70%72%69%76%61%74%65/1",
+            "notes://private/x/../1",
+            "notes://private/./1",
+            "notes://private/a/b/../../1",
+            "notes://private/1#top",
+        ] {
+            assert!(private.matches(uri), "{uri}");
+        }
+        let exact = UriPattern::new("config://secrets");
+        for uri in [
+            "config://secrets",
+            "CONFIG://SECRETS",
+            "config://secrets#x",
+            "config://%73ecrets",
+        ] {
+            assert!(exact.matches(uri), "{uri}");
+        }
+        let home = UriPattern::new("file:///home/*");
+        for uri in [
+            "file:///etc/../home/alice/notes",
+            "FILE:///home/alice",
+            "file:///%68ome/alice",
+        ] {
+            assert!(home.matches(uri), "{uri}");
+        }
+        // Not equivalent: other paths, other hosts, an escaped `/`
+        // (a reserved character keeps its escape).
+        assert!(!private.matches("notes://shared/1"));
+        assert!(!private.matches("notes://private%2F1"));
+        assert!(!home.matches("file:///etc/passwd"));
+        assert!(!exact.matches("config://secrets/x"));
     }
 
     // Linear time: a hostile URI against a template with many placeholders.

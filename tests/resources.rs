@@ -187,6 +187,54 @@ async fn duplicate_uri_member_is_refused() {
     }
 }
 
+// RFC 3986 section 6.2.2: `NOTES://private/1`, `notes://%70rivate/1` and
+// `notes://private/x/../1` name the same resource as `notes://private/1`, and
+// a handler that reads URIs with a URI library (or a file system) serves
+// them as that one. The layer matched the rule byte for byte, so these
+// spellings reached the handler with no scope asked (this reference handler
+// is strict and answers "no such note"; a normalizing one served the note).
+// Every equivalent spelling needs the scope, on both revisions.
+#[tokio::test]
+async fn equivalent_spellings_of_a_private_uri_need_notes_private() {
+    let n = Notes::start().await;
+    let reader = n.token(&["notes:read"]);
+    for uri in [
+        "NOTES://private/1",
+        "notes://PRIVATE/1",
+        "notes://%70rivate/1",
+        "notes://private/x/../1",
+        "notes://private/./1",
+    ] {
+        let resp = n
+            .post_modern(&reader, "resources/read", Some(uri), read(uri))
+            .await;
+        assert_insufficient(&resp, "notes:private");
+        let body = serde_json::json!({"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":uri}});
+        let resp = n
+            .post(
+                &reader,
+                &[("mcp-protocol-version", "2025-11-25")],
+                &body.to_string(),
+            )
+            .await;
+        assert_insufficient(&resp, "notes:private");
+        let resp = n
+            .post_modern(&reader, "subscriptions/listen", None, listen(&[uri]))
+            .await;
+        assert_insufficient(&resp, "notes:private");
+    }
+    // Another spelling of a shared note still needs only `notes:read`.
+    let resp = n
+        .post_modern(
+            &reader,
+            "resources/read",
+            Some("NOTES://shared/welcome"),
+            read("NOTES://shared/welcome"),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
 // 2026-07-28: `Mcp-Name` mirrors the URI; one naming the shared note cannot
 // carry a private read through.
 #[tokio::test]

@@ -45,6 +45,15 @@ impl AuthConfigBuilder {
     /// `{#name}` parts may span `/`, or a prefix ending in `*` (after
     /// placeholders too). Every matching pattern applies; where a pattern is
     /// ambiguous it matches more (asks for the scope), never less.
+    ///
+    /// A URI matches as the client wrote it and in every spelling that
+    /// RFC 3986 (section 6.2.2) says names the same resource: scheme and
+    /// host in any case, percent-encoded unreserved characters
+    /// (`notes://%70rivate/1`), dot segments (`notes://private/x/../1`),
+    /// a fragment. A handler that reads URIs with a URI library serves
+    /// those as `notes://private/1`, so they need its scopes too. Write
+    /// patterns in normal form (lower-case scheme and host, no escapes of
+    /// unreserved characters, no dot segments).
     pub fn resource_scopes<I, S>(mut self, pattern: impl Into<String>, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -141,7 +150,11 @@ impl AuthConfigBuilder {
     /// patterns of [`resource_scopes`](Self::resource_scopes): exact URIs,
     /// templates, prefixes), for reading and subscribing alike; the
     /// function sees each URI as [`OperationRequest::target`](crate::OperationRequest::target)
-    /// (once per URI of a `subscriptions/listen`). See
+    /// (once per URI of a `subscriptions/listen`), as the client spelled
+    /// it: the pattern also matches equivalent spellings (see
+    /// [`resource_scopes`](Self::resource_scopes)), so a function that
+    /// looks inside the URI must decide on a normalized form, or fail
+    /// closed on anything it does not recognise. See
     /// [`tool_scopes_with`](Self::tool_scopes_with).
     pub fn resource_scopes_with<F>(mut self, pattern: impl Into<String>, f: F) -> Self
     where

@@ -281,6 +281,8 @@ pub fn parse_dpop_challenge(value: &str) -> Option<Vec<(String, String)>> {
 /// assert!(resource_pattern_matches("notes://private/{id}", "notes://private/7"));
 /// assert!(!resource_pattern_matches("notes://private/{id}", "notes://private/7/x"));
 /// assert!(resource_pattern_matches("notes://*", "notes://shared/1"));
+/// // RFC 3986 equivalent spellings are covered too.
+/// assert!(resource_pattern_matches("notes://private/{id}", "NOTES://private/x/../7"));
 /// ```
 pub fn resource_pattern_matches(pattern: &str, uri: &str) -> bool {
     crate::scope::UriPattern::new(pattern).matches(uri)
