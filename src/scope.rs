@@ -188,22 +188,38 @@ impl UriPattern {
     }
 }
 
-/// The spellings of `uri` other than its own that name the same resource
-/// by RFC 3986 syntax-based normalization (section 6.2.2: scheme and host
-/// in lower case, percent-encoded unreserved characters decoded and the
-/// other escapes in upper case, dot segments removed), with and without
-/// its fragment (section 3.5: the fragment is not sent to, nor part of,
-/// the resource). Empty when `uri` is not a URI (or IRI) at all, or when
-/// it is already normal and has no fragment.
+/// The spellings of `uri` other than its own that name, or that a handler
+/// reading `uri` with a URI library takes for, the same resource: its
+/// RFC 3986 syntax-based normalization (section 6.2.2: scheme and host in
+/// lower case, percent-encoded unreserved characters decoded and the other
+/// escapes in upper case, dot segments removed), then that form without its
+/// fragment (section 3.5: never part of the resource), and without its
+/// userinfo, an empty port, its query and its fragment (what a handler that
+/// looks at the host and the path serves). Empty when `uri` is not a URI
+/// (or IRI) at all, or already has none of these.
 fn equivalent_spellings(uri: &str) -> Vec<String> {
     use iri_string::types::IriStr;
     let Ok(iri) = IriStr::new(uri) else {
         return Vec::new();
     };
-    let mut out: Vec<String> = Vec::new();
     let normal = iri.normalize().to_string();
-    let without_fragment = iri.to_absolute().normalize().to_string();
-    for spelling in [normal, without_fragment] {
+    let absolute = iri.to_absolute().normalize().to_string();
+    let mut bare = None;
+    if let Ok(normal) = IriStr::new(&absolute) {
+        let mut out = format!("{}:", normal.scheme_str());
+        if let Some(authority) = normal.authority_components() {
+            out.push_str("//");
+            out.push_str(authority.host());
+            if let Some(port) = authority.port().filter(|p| !p.is_empty()) {
+                out.push(':');
+                out.push_str(port);
+            }
+        }
+        out.push_str(normal.path_str());
+        bare = Some(out);
+    }
+    let mut out: Vec<String> = Vec::new();
+    for spelling in [Some(normal), Some(absolute), bare].into_iter().flatten() {
         if spelling != uri && !out.contains(&spelling) {
             out.push(spelling);
         }
@@ -593,6 +609,10 @@ mod tests {
             "notes://private/./1",
             "notes://private/a/b/../../1",
             "notes://private/1#top",
+            "notes://private/1#/x",
+            "notes://private/1?a=/b",
+            "notes://alice@private/1",
+            "notes://private:/1",
         ] {
             assert!(private.matches(uri), "{uri}");
         }

@@ -204,6 +204,8 @@ async fn equivalent_spellings_of_a_private_uri_need_notes_private() {
         "notes://%70rivate/1",
         "notes://private/x/../1",
         "notes://private/./1",
+        "notes://private/1?x=/y",
+        "notes://alice@private/1",
     ] {
         let resp = n
             .post_modern(&reader, "resources/read", Some(uri), read(uri))

@@ -50,7 +50,9 @@ impl AuthConfigBuilder {
     /// RFC 3986 (section 6.2.2) says names the same resource: scheme and
     /// host in any case, percent-encoded unreserved characters
     /// (`notes://%70rivate/1`), dot segments (`notes://private/x/../1`),
-    /// a fragment. A handler that reads URIs with a URI library serves
+    /// a fragment; and, since a handler that looks at the host and the path
+    /// ignores them, without its userinfo, empty port and query
+    /// (`notes://alice@private/1?x=/y`). A handler that reads URIs with a URI library serves
     /// those as `notes://private/1`, so they need its scopes too. Write
     /// patterns in normal form (lower-case scheme and host, no escapes of
     /// unreserved characters, no dot segments).
