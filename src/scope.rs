@@ -195,12 +195,23 @@ impl UriPattern {
 /// escapes in upper case, dot segments removed), then that form without its
 /// fragment (section 3.5: never part of the resource), and without its
 /// userinfo, an empty port, its query and its fragment (what a handler that
-/// looks at the host and the path serves). Empty when `uri` is not a URI
-/// (or IRI) at all, or already has none of these.
+/// looks at the host and the path serves). A URI template (the target of
+/// a completion's `ref/resource`) is read with its braces escaped, and
+/// spelled with them again. Empty when `uri` is not a URI (or IRI, or
+/// template) at all, or already has none of these.
 fn equivalent_spellings(uri: &str) -> Vec<String> {
     use iri_string::types::IriStr;
-    let Ok(iri) = IriStr::new(uri) else {
-        return Vec::new();
+    let escaped;
+    let (iri, template) = match IriStr::new(uri) {
+        Ok(iri) => (iri, false),
+        Err(_) if uri.contains(['{', '}']) => {
+            escaped = uri.replace('{', "%7B").replace('}', "%7D");
+            match IriStr::new(&escaped) {
+                Ok(iri) => (iri, true),
+                Err(_) => return Vec::new(),
+            }
+        }
+        Err(_) => return Vec::new(),
     };
     let normal = iri.normalize().to_string();
     let absolute = iri.to_absolute().normalize().to_string();
@@ -220,6 +231,11 @@ fn equivalent_spellings(uri: &str) -> Vec<String> {
     }
     let mut out: Vec<String> = Vec::new();
     for spelling in [Some(normal), Some(absolute), bare].into_iter().flatten() {
+        let spelling = if template {
+            spelling.replace("%7B", "{").replace("%7D", "}")
+        } else {
+            spelling
+        };
         if spelling != uri && !out.contains(&spelling) {
             out.push(spelling);
         }
@@ -635,7 +651,16 @@ mod tests {
         }
         // Not equivalent: other paths, other hosts, an escaped `/`
         // (a reserved character keeps its escape).
-        assert!(!private.matches("notes://shared/1"));
+        // A completion names a template: its other spellings match too.
+        for template in [
+            "notes://private/{id}",
+            "NOTES://private/{id}",
+            "notes://%70rivate/{id}",
+            "notes://private/x/../{id}",
+        ] {
+            assert!(private.matches(template), "{template}");
+        }
+        assert!(!private.matches("notes://shared/{id}"));
         assert!(!private.matches("notes://private%2F1"));
         assert!(!home.matches("file:///etc/passwd"));
         assert!(!exact.matches("config://secrets/x"));

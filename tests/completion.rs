@@ -88,6 +88,20 @@ async fn completing_a_protected_template_or_prompt_needs_its_scopes() {
             );
             assert!(ran.is_empty(), "{reference}: the handler ran: {ran:?}");
         }
+        // RFC 3986 section 6.2.2: another spelling of the protected
+        // template (scheme case, an escaped unreserved character, a dot
+        // segment) needs its scope too (before: completed, 200).
+        for reference in [
+            r#"{"type":"ref/resource","uri":"RES://private/{id}"}"#,
+            r#"{"type":"ref/resource","uri":"res://%70rivate/{id}"}"#,
+            r#"{"type":"ref/resource","uri":"res://private/x/../{id}"}"#,
+        ] {
+            let response = complete(&target, TokenKind::AliceRead, session, reference).await;
+            let ran = target.log.take();
+            assert_eq!(response.status, 403, "{reference}: {}", response.summary());
+            assert_eq!(challenge_scope(&response).as_deref(), Some(PRIVATE));
+            assert!(ran.is_empty(), "{reference}: the handler ran: {ran:?}");
+        }
         // A template no rule protects is completed for any verified caller.
         let response = complete(&target, TokenKind::AliceRead, session, PUBLIC_TEMPLATE).await;
         let ran = target.log.take();
