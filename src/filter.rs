@@ -29,7 +29,14 @@ pub(crate) struct Unfilterable;
 pub(crate) fn is_list_method(method: &str) -> bool {
     matches!(
         method,
-        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list"
+        "tools/list"
+            | "prompts/list"
+            | "resources/list"
+            | "resources/templates/list"
+            // SEP-2640 (rmcp 3.11): a directory's children (the shape of
+            // `resources/list`) and the skills (their `SKILL.md` URIs).
+            | crate::scope::DIRECTORY_READ
+            | "skills/list"
     )
 }
 
@@ -56,6 +63,8 @@ fn filter_message(
         ("resources", "resources/read", "uri")
     } else if result.contains_key("resourceTemplates") {
         ("resourceTemplates", "resources/read", "uriTemplate")
+    } else if result.contains_key("skills") {
+        ("skills", crate::scope::SKILL_GET, "uri")
     } else {
         return Ok(false);
     };
@@ -278,6 +287,17 @@ mod tests {
             out["result"]["resources"],
             serde_json::json!([{"uri":"notes://1"}])
         );
+        // SEP-2640 `skills/list`: each skill is the resource of its
+        // `SKILL.md`.
+        let skills = br#"{"jsonrpc":"2.0","id":1,"result":{"skills":[{"uri":"admin://a/SKILL.md"},{"uri":"notes://b/SKILL.md"}]}}"#;
+        let out: Value =
+            serde_json::from_slice(&rewrite_json(skills, &policy(), &ctx).unwrap().unwrap())
+                .unwrap();
+        assert_eq!(
+            out["result"]["skills"],
+            serde_json::json!([{"uri":"notes://b/SKILL.md"}])
+        );
+        assert!(is_list_method("skills/list") && is_list_method("resources/directory/read"));
         assert_eq!(
             rewrite_json(
                 br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,

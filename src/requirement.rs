@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 
 use crate::context::AuthContext;
 use crate::error::AuthErrorKind;
-use crate::scope::{Operation, UriPattern, extend_unique, is_resource_method};
+use crate::scope::{Operation, UriPattern, extend_unique, resource_rule_applies};
 
 /// One JSON-RPC call as a computed requirement sees it: the method, the
 /// name it targets (a tool or prompt name, or one resource URI) and its
@@ -136,7 +136,7 @@ impl Target {
         match self {
             Self::Tool(name) => method == "tools/call" && name == target,
             Self::Prompt(name) => method == "prompts/get" && name == target,
-            Self::Resource(pattern) => is_resource_method(method) && pattern.matches(target),
+            Self::Resource(pattern) => resource_rule_applies(pattern, method, target),
         }
     }
 }

@@ -173,6 +173,37 @@ impl UriPattern {
                 .any(|spelling| self.matches_as_written(spelling))
     }
 
+    /// Whether some direct child of the directory `uri` (`uri`, a `/`
+    /// unless it ends with one, then a run of bytes without `/`) matches,
+    /// in any spelling of `uri` that [`matches`](Self::matches) tries.
+    pub(crate) fn matches_a_child(&self, uri: &str) -> bool {
+        let child_prefix = |dir: &str| {
+            let mut prefix = dir.to_owned();
+            if !prefix.ends_with('/') {
+                prefix.push('/');
+            }
+            prefix
+        };
+        self.may_match_a_segment_after(&child_prefix(uri))
+            || equivalent_spellings(uri)
+                .iter()
+                .any(|dir| self.may_match_a_segment_after(&child_prefix(dir)))
+    }
+
+    /// Whether `prefix` followed by some run of bytes without `/` matches:
+    /// after reading `prefix`, some live state reaches the end through
+    /// atoms that can each take such bytes (anything but a literal `/`).
+    fn may_match_a_segment_after(&self, prefix: &str) -> bool {
+        live_states(&self.atoms, prefix.as_bytes()).is_some_and(|live| {
+            live.iter().enumerate().any(|(k, on)| {
+                *on && self
+                    .atoms
+                    .get(k..)
+                    .is_some_and(|rest| rest.iter().all(|a| *a != Atom::Byte(b'/')))
+            })
+        })
+    }
+
     /// Whether `uri`, byte for byte, matches.
     fn matches_as_written(&self, uri: &str) -> bool {
         if self.atoms.iter().all(|a| matches!(a, Atom::Byte(_))) {
@@ -282,6 +313,11 @@ fn compile(text: &str) -> Vec<Atom> {
 /// zero or more bytes, so a live state before one makes the state after it
 /// live too (one forward pass).
 fn run(atoms: &[Atom], uri: &[u8]) -> bool {
+    live_states(atoms, uri).is_some_and(|live| live.last().copied().unwrap_or(false))
+}
+
+/// The states live after reading `uri` (`None` when none is).
+fn live_states(atoms: &[Atom], uri: &[u8]) -> Option<Vec<bool>> {
     let mut live = vec![false; atoms.len() + 1];
     let mut next = vec![false; atoms.len() + 1];
     if let Some(first) = live.first_mut() {
@@ -307,12 +343,12 @@ fn run(atoms: &[Atom], uri: &[u8]) -> bool {
             }
         }
         if !any {
-            return false;
+            return None;
         }
         close(atoms, &mut next);
         std::mem::swap(&mut live, &mut next);
     }
-    live.last().copied().unwrap_or(false)
+    Some(live)
 }
 
 /// Follows the empty transitions: past a live placeholder is live too.
@@ -402,12 +438,36 @@ impl Operation {
 /// The method of argument completion (MCP "Completion").
 pub(crate) const COMPLETE: &str = "completion/complete";
 
+/// SEP-2640 (rmcp 3.11): the direct children of a directory resource,
+/// named by `params.uri`.
+pub(crate) const DIRECTORY_READ: &str = "resources/directory/read";
+
+/// SEP-2640 (rmcp 3.11): one skill's manifest, named by the resource URI
+/// of its `SKILL.md` (`params.uri`).
+pub(crate) const SKILL_GET: &str = "skills/get";
+
 /// The methods whose targets are resource URIs.
 pub(crate) fn is_resource_method(method: &str) -> bool {
     matches!(
         method,
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" | "subscriptions/listen"
+        "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "subscriptions/listen"
+            | DIRECTORY_READ
+            | SKILL_GET
     )
+}
+
+/// Whether the rule of `pattern` applies to `method` on `target`: a
+/// resource method on a URI it matches, and a directory read
+/// ([`DIRECTORY_READ`]) also when the pattern matches one of the
+/// directory's direct children, whose URIs, names and descriptions the
+/// answer lists.
+pub(crate) fn resource_rule_applies(pattern: &UriPattern, method: &str, target: &str) -> bool {
+    is_resource_method(method)
+        && (pattern.matches(target)
+            || (method == DIRECTORY_READ && pattern.matches_a_child(target)))
 }
 
 impl ScopePolicy {
@@ -444,7 +504,7 @@ impl ScopePolicy {
                 }
                 method if is_resource_method(method) => {
                     for (pattern, s) in &self.resources {
-                        if pattern.matches(target) {
+                        if resource_rule_applies(pattern, method, target) {
                             push(s);
                         }
                     }
@@ -664,6 +724,45 @@ mod tests {
         assert!(!private.matches("notes://private%2F1"));
         assert!(!home.matches("file:///etc/passwd"));
         assert!(!exact.matches("config://secrets/x"));
+    }
+
+    // SEP-2640: a directory read lists the directory's direct children, so
+    // it needs the rules of the directory and of each child; a skill is
+    // the resource of its `SKILL.md`.
+    #[test]
+    fn directory_reads_need_the_rules_of_their_children() {
+        let mut p = ScopePolicy::default();
+        p.resources.push((
+            UriPattern::new("notes://private/{id}"),
+            vec!["notes:private".into()],
+        ));
+        p.resources
+            .push((UriPattern::new("file:///home/*"), vec!["home".into()]));
+        p.resources
+            .push((UriPattern::new("cfg://secrets"), vec!["admin".into()]));
+        let dir = |uri: &str| p.required_for(&Operation::new(DIRECTORY_READ, [uri]));
+        for uri in [
+            "notes://private",
+            "notes://private/",
+            "NOTES://private",
+            "notes://private/x/..",
+        ] {
+            assert_eq!(dir(uri), ["notes:private"], "{uri}");
+        }
+        assert_eq!(dir("file:///home"), ["home"]);
+        assert_eq!(dir("file:///home/alice"), ["home"]);
+        // The child of `cfg://` is `cfg://secrets`.
+        assert_eq!(dir("cfg://"), ["admin"]);
+        // Neither the directory nor a direct child matches.
+        assert!(dir("notes://shared").is_empty());
+        assert!(dir("notes://").is_empty());
+        assert!(dir("file:///").is_empty());
+        assert!(dir("cfg://secrets/x").is_empty());
+        // Only a directory read looks at the children.
+        let read = Operation::new("resources/read", ["notes://private"]);
+        assert!(p.required_for(&read).is_empty());
+        let skill = Operation::new(SKILL_GET, ["file:///home/a/SKILL.md"]);
+        assert_eq!(p.required_for(&skill), ["home"]);
     }
 
     // Linear time: a hostile URI against a template with many placeholders.

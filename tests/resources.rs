@@ -12,6 +12,7 @@
 
 mod support;
 
+use support::attack;
 use support::fixture;
 use support::notes::{Notes, assert_insufficient, server as notes};
 
@@ -371,4 +372,115 @@ async fn add_note_is_bounded_per_note_and_per_user() {
     )
     .await
     .unwrap();
+}
+
+/// A SEP-2640 request (`resources/directory/read`, `skills/get`) on the
+/// attack fixture with `kind`'s token, in a legacy session of that token
+/// when `session` is given, else as a 2026-07-28 stateless call.
+async fn sep2640(
+    target: &attack::Target,
+    kind: attack::TokenKind,
+    session: Option<&str>,
+    method: &str,
+    params: &str,
+) -> attack::RawResponse {
+    let body = |meta: &str| {
+        format!(r#"{{"jsonrpc":"2.0","id":5,"method":"{method}","params":{{{params}{meta}}}}}"#)
+    };
+    let raw = match session {
+        Some(session) => target
+            .mcp_post("/mcp", Some(kind), &body(""))
+            .header("Mcp-Session-Id", session)
+            .header("MCP-Protocol-Version", attack::LEGACY),
+        None => target
+            .mcp_post(
+                "/mcp",
+                Some(kind),
+                &body(&format!(",{}", attack::MODERN_META)),
+            )
+            .header("MCP-Protocol-Version", attack::MODERN)
+            .header("Mcp-Method", method),
+    };
+    raw.send()
+        .await
+        .unwrap_or_else(|e| attack::RawResponse::failed(&e))
+}
+
+// SEP-2640 (rmcp 3.11 dispatches it): `resources/directory/read` lists the
+// children of a directory resource and `skills/get` answers a skill's
+// manifest by its `SKILL.md` URI. The layer read neither method's `uri`,
+// so `res://private` (whose children `res://private/{id}` need
+// `s:private`) was listed, and `res://private/SKILL.md` reached its
+// handler, for a token without the scope. Both are judged as resources now
+// (a directory by itself and by its direct children); a request without
+// its `uri` is unreadable (-32602).
+#[tokio::test]
+async fn directory_reads_and_skills_need_the_scopes_of_their_resources() {
+    use attack::TokenKind::{AliceAll, AliceRead};
+    let target = attack::Target::start_with(attack::Mount::Default, |b| b).await;
+    let (read_session, _) = target.open_session(AliceRead).await;
+    let (all_session, _) = target.open_session(AliceAll).await;
+    let protected = [
+        ("resources/directory/read", "res://private"),
+        ("resources/directory/read", "res://private/"),
+        ("resources/directory/read", "RES://private"),
+        ("skills/get", "res://private/SKILL.md"),
+    ];
+    for session in [read_session.as_deref(), None] {
+        for (method, uri) in protected {
+            let _ = target.log.take();
+            let params = format!(r#""uri":"{uri}""#);
+            let response = sep2640(&target, AliceRead, session, method, &params).await;
+            let ran = target.log.take();
+            assert_eq!(
+                response.status,
+                403,
+                "{method} {uri}: {}",
+                response.summary()
+            );
+            let challenge = response.header("www-authenticate").unwrap_or_default();
+            assert!(
+                challenge.contains(r#"error="insufficient_scope""#)
+                    && challenge.contains(&format!(r#"scope="{}""#, attack::PRIVATE)),
+                "{method} {uri}: {challenge}"
+            );
+            assert!(ran.is_empty(), "{method} {uri}: the handler ran: {ran:?}");
+        }
+        // A directory no rule covers is read; a refusal without its `uri`
+        // is a JSON-RPC -32602, never guessed at.
+        let _ = target.log.take();
+        let response = sep2640(
+            &target,
+            AliceRead,
+            session,
+            "resources/directory/read",
+            r#""uri":"res://public""#,
+        )
+        .await;
+        assert_eq!(response.status, 200, "{}", response.summary());
+        assert_eq!(target.log.take().len(), 1);
+        for method in ["resources/directory/read", "skills/get"] {
+            let response = sep2640(&target, AliceRead, session, method, r#""cursor":"x""#).await;
+            assert_eq!(response.status, 400, "{method}: {}", response.summary());
+            let body: serde_json::Value = serde_json::from_str(&response.text()).unwrap();
+            assert_eq!(body["error"]["code"], -32602, "{method}: {body}");
+            assert!(target.log.take().is_empty());
+        }
+    }
+    // The control: with the scope, both reach their handlers.
+    for session in [all_session.as_deref(), None] {
+        for (method, uri) in protected {
+            let _ = target.log.take();
+            let params = format!(r#""uri":"{uri}""#);
+            let response = sep2640(&target, AliceAll, session, method, &params).await;
+            assert_eq!(
+                response.status,
+                200,
+                "{method} {uri}: {}",
+                response.summary()
+            );
+            let ran = target.log.take();
+            assert_eq!(ran.len(), 1, "{method} {uri}: {ran:?}");
+        }
+    }
 }

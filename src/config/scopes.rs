@@ -39,7 +39,12 @@ impl AuthConfigBuilder {
     }
 
     /// Scopes reading (or subscribing to, with `resources/subscribe` or
-    /// `subscriptions/listen`) a resource needs. `pattern` is an exact URI, a
+    /// `subscriptions/listen`) a resource needs. The SEP-2640 methods rmcp
+    /// serves are judged the same way: `skills/get` as a read of the
+    /// skill's `SKILL.md` URI, and `resources/directory/read`, which lists
+    /// a directory's children, by the directory's URI and by its direct
+    /// children (`notes://private` needs the scopes of
+    /// `notes://private/{id}`). `pattern` is an exact URI, a
     /// template whose `{name}` parts match any run of characters without `/`,
     /// the empty one included (`notes://{id}`), and whose `{+name}` or
     /// `{#name}` parts may span `/`, or a prefix ending in `*` (after
@@ -173,7 +178,10 @@ impl AuthConfigBuilder {
     }
 
     /// Hide the tools, prompts and resources the caller may not use from
-    /// list results (default off). Filtered lists are marked
+    /// list results (default off): `tools/list`, `prompts/list`,
+    /// `resources/list`, `resources/templates/list`, and the SEP-2640
+    /// `resources/directory/read` (a directory's children) and
+    /// `skills/list` (each skill judged as its `SKILL.md` resource). Filtered lists are marked
     /// `cacheScope: "private"`, since they depend on the caller.
     pub fn hide_unauthorized_in_lists(mut self, on: bool) -> Self {
         self.scope_policy.hide_unauthorized = on;

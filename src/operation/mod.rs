@@ -14,7 +14,8 @@
 //!   deeper than `serde_json`'s recursion limit;
 //! - a request whose method needs a target that is missing or not a string
 //!   (`params.name` of `tools/call` and `prompts/get`, `params.uri` of
-//!   `resources/read`, `resources/subscribe`, `resources/unsubscribe`), a
+//!   `resources/read`, `resources/subscribe`, `resources/unsubscribe`, and
+//!   of the SEP-2640 `resources/directory/read` and `skills/get`), a
 //!   `subscriptions/listen` whose `params.notifications.resourceSubscriptions`
 //!   is not an array of strings, a `completion/complete` whose `params.ref`
 //!   is not a `ref/prompt` with a string `name` or a `ref/resource` with a
@@ -36,7 +37,7 @@ pub(crate) use scan::value_key;
 
 use scan::{Facts, List, Shape, Text, scan};
 
-use crate::scope::{COMPLETE, Completes, Operation};
+use crate::scope::{COMPLETE, Completes, DIRECTORY_READ, Operation, SKILL_GET};
 
 /// Why the operations of a request could not be determined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,9 +205,11 @@ fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, Unreadable> {
     };
     let targets = match method.as_str() {
         "tools/call" | "prompts/get" => vec![required(params, name)?],
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            vec![required(params, uri)?]
-        }
+        "resources/read"
+        | "resources/subscribe"
+        | "resources/unsubscribe"
+        | DIRECTORY_READ
+        | SKILL_GET => vec![required(params, uri)?],
         "subscriptions/listen" => listened_uris(params, notifications, subscriptions)?,
         COMPLETE => {
             let (completes, target) = completed(params, reference, ref_type, ref_name, ref_uri)?;
@@ -266,8 +269,8 @@ pub(crate) fn read_requests(
 fn header_name(op: &Operation) -> Option<&str> {
     match op.method() {
         // MCP 2026-07-28 mirrors the name of tools/call, resources/read and
-        // prompts/get only.
-        "subscriptions/listen" | COMPLETE => None,
+        // prompts/get only (rmcp reads none for the SEP-2640 methods).
+        "subscriptions/listen" | COMPLETE | DIRECTORY_READ | SKILL_GET => None,
         _ => op.name(),
     }
 }
@@ -571,6 +574,19 @@ mod tests {
             [op("tools/call", Some("add_note"))]
         );
         assert_eq!(read_operations(b"[]").unwrap(), []);
+        // SEP-2640 (rmcp 3.11): a directory read and a skill name a
+        // resource by `params.uri`, which they must carry.
+        for method in ["resources/directory/read", "skills/get"] {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"uri":"x://d","cursor":"c"}}}}"#
+            );
+            assert_eq!(
+                read_operations(body.as_bytes()).unwrap(),
+                [op(method, Some("x://d"))]
+            );
+            let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{}}}}"#);
+            assert_eq!(read_operations(body.as_bytes()), Err(Unreadable::BadTarget));
+        }
         // Values of every JSON type elsewhere are checked, not kept.
         let typed = br#"{"jsonrpc":"2.0","id":-3,"method":"tools/call","params":{"name":"add_note","arguments":{"b":true,"n":-1,"u":2,"f":1.5,"z":null,"a":[1,"x",{"k":false}]},"_meta":{"progressToken":0.25}}}"#;
         assert_eq!(
@@ -744,9 +760,11 @@ mod tests {
             let params = message.get("params");
             let targets = match method {
                 "tools/call" | "prompts/get" => vec![required(params, "name")?],
-                "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                    vec![required(params, "uri")?]
-                }
+                "resources/read"
+                | "resources/subscribe"
+                | "resources/unsubscribe"
+                | "resources/directory/read"
+                | "skills/get" => vec![required(params, "uri")?],
                 "subscriptions/listen" => match params {
                     None => Vec::new(),
                     Some(p) => {

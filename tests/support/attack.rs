@@ -19,9 +19,11 @@ use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::{AuthConfig, AuthConfigBuilder, McpServer, RequestContextExt};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{
-    CompleteRequestParams, CompleteResult, CompletionInfo, InitializeRequestParams,
-    InitializeResult, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
-    Reference, ResourceContents, ServerCapabilities, ServerConfig, SubscribeRequestParams,
+    CompleteRequestParams, CompleteResult, CompletionInfo, GetSkillRequestParams, GetSkillResult,
+    InitializeRequestParams, InitializeResult, ReadResourceDirectoryRequestParams,
+    ReadResourceDirectoryResult, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Reference, Resource, ResourceContents, ServerCapabilities, ServerConfig,
+    SubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ServerHandler, tool, tool_handler, tool_router};
@@ -51,7 +53,9 @@ pub fn required_scopes(what: &str) -> &'static [&'static str] {
         "write_tool" => &[WRITE],
         w if w.starts_with("resource:res://private/")
             || w.starts_with("subscribe:res://private/")
-            || w.starts_with("complete:res://private/") =>
+            || w.starts_with("complete:res://private/")
+            || w.starts_with("directory:res://private")
+            || w.starts_with("skill:res://private/") =>
         {
             &[PRIVATE]
         }
@@ -63,7 +67,9 @@ pub fn required_scopes(what: &str) -> &'static [&'static str] {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exec {
     /// `read_tool`, `write_tool`, `open_tool`, `initialize`, `resource:<uri>`,
-    /// `subscribe:<uri>`, `complete:<template uri or prompt name>`.
+    /// `subscribe:<uri>`, `complete:<template uri or prompt name>`,
+    /// `directory:<uri>` (SEP-2640 `resources/directory/read`),
+    /// `skill:<uri>` (`skills/get`).
     pub what: String,
     /// The subject of the `AuthContext` the handler saw (`None`: none).
     pub subject: Option<String>,
@@ -172,8 +178,33 @@ impl ServerHandler for ScopedServer {
                 .enable_resources()
                 .enable_resources_subscribe()
                 .enable_completions()
+                .enable_skills_with_directory_read()
                 .build(),
         )
+    }
+
+    // SEP-2640 (rmcp 3.11): the children of a directory resource. The
+    // answer lists what the directory holds, so its rules apply.
+    async fn read_resource_directory(
+        &self,
+        request: ReadResourceDirectoryRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceDirectoryResult, rmcp::ErrorData> {
+        self.record(&format!("directory:{}", request.uri), &context);
+        let mut result = ReadResourceDirectoryResult::default();
+        result.resources = vec![Resource::new(PRIVATE_URI, "secret-1")];
+        Ok(result)
+    }
+
+    // SEP-2640: one skill's manifest, named by its `SKILL.md` resource URI.
+    // Recorded, then refused (the log is the oracle).
+    async fn get_skill(
+        &self,
+        request: GetSkillRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetSkillResult, rmcp::ErrorData> {
+        self.record(&format!("skill:{}", request.uri), &context);
+        Err(rmcp::ErrorData::invalid_params("no such skill", None))
     }
 
     // Argument completion of a prompt or a resource template: what it
