@@ -191,9 +191,9 @@ impl ServerHandler for ScopedServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceDirectoryResult, rmcp::ErrorData> {
         self.record(&format!("directory:{}", request.uri), &context);
-        let mut result = ReadResourceDirectoryResult::default();
-        result.resources = vec![Resource::new(PRIVATE_URI, "secret-1")];
-        Ok(result)
+        Ok(ReadResourceDirectoryResult::with_all_items(vec![
+            Resource::new(PRIVATE_URI, "secret-1"),
+        ]))
     }
 
     // SEP-2640: one skill's manifest, named by its `SKILL.md` resource URI.
