@@ -493,6 +493,45 @@ async fn lying_headers_are_refused() {
     assert_eq!(resp.status(), 403);
 }
 
+// SEP-2663 (rmcp 3.11): a 2026-07-28 client names the task of
+// `tasks/get`, `tasks/update` and `tasks/cancel` in `Mcp-Name` (rmcp's
+// client sends it and rmcp's server requires it). The layer read no target
+// for these methods, so every truthful `Mcp-Name` was refused as a
+// mismatch (400 -32020 `mcp_header_mismatch`) and no task could be polled
+// behind it. The name is `params.taskId`; a lying one is still refused.
+#[tokio::test]
+async fn task_requests_name_their_task_in_mcp_name() {
+    let h = Harness::start(notes_rules).await;
+    let read = h
+        .issuer
+        .token()
+        .audience(&h.resource)
+        .scopes(["notes:read"])
+        .sign();
+    for method in ["tasks/get", "tasks/update", "tasks/cancel"] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":7,"method":"{method}","params":{{"taskId":"t-1","inputResponses":{{}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}}}}"#
+        );
+        let truthful = [("mcp-method", method), ("mcp-name", "t-1")];
+        let resp = stateless_post(&h, &read, &truthful, &body).await;
+        // Past the layer: rmcp answers (this server serves no tasks).
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains("mcp_header_mismatch"), "{method}: {text}");
+        let lying = [("mcp-method", method), ("mcp-name", "t-2")];
+        let resp = stateless_post(&h, &read, &lying, &body).await;
+        assert_eq!(resp.status(), 400, "{method}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], -32020, "{body}");
+        assert_eq!(body["error"]["data"]["reason"], "mcp_header_mismatch");
+    }
+    // Without a string `taskId` the request is unreadable (-32602).
+    let body = r#"{"jsonrpc":"2.0","id":7,"method":"tasks/get","params":{"taskId":7}}"#;
+    let resp = stateless_post(&h, &read, &[("mcp-method", "tasks/get")], body).await;
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+}
+
 // A legacy session belongs to the principal that created it.
 #[tokio::test]
 async fn sessions_are_bound_to_their_principal() {

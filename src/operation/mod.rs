@@ -17,7 +17,9 @@
 //!   `resources/read`, `resources/subscribe`, `resources/unsubscribe`, and
 //!   of the SEP-2640 `resources/directory/read` and `skills/get`), a
 //!   `subscriptions/listen` whose `params.notifications.resourceSubscriptions`
-//!   is not an array of strings, a `completion/complete` whose `params.ref`
+//!   is not an array of strings, a `tasks/get`, `tasks/update` or
+//!   `tasks/cancel` (SEP-2663) whose `params.taskId` is not a string, a
+//!   `completion/complete` whose `params.ref`
 //!   is not a `ref/prompt` with a string `name` or a `ref/resource` with a
 //!   string `uri`, a `method` that is not a string.
 //!
@@ -68,8 +70,8 @@ pub(crate) enum Unreadable {
     /// A message is not an object, or its `method` is not a string.
     NotARequest,
     /// A request's target (`params.name`, `params.uri`,
-    /// `resourceSubscriptions`, a completion's `params.ref`) is missing or
-    /// not a string.
+    /// `resourceSubscriptions`, a completion's `params.ref`, a task's
+    /// `params.taskId`) is missing or not a string.
     BadTarget,
 }
 
@@ -194,6 +196,7 @@ fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, Unreadable> {
         ref_type,
         ref_name,
         ref_uri,
+        task_id,
     } = facts;
     if !object {
         return Err(Unreadable::NotARequest);
@@ -211,6 +214,9 @@ fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, Unreadable> {
         | DIRECTORY_READ
         | SKILL_GET => vec![required(params, uri)?],
         "subscriptions/listen" => listened_uris(params, notifications, subscriptions)?,
+        // SEP-2663 (rmcp 3.11): the task a request acts on. No scope rule
+        // names tasks; it is what `Mcp-Name` mirrors for these methods.
+        "tasks/get" | "tasks/update" | "tasks/cancel" => vec![required(params, task_id)?],
         COMPLETE => {
             let (completes, target) = completed(params, reference, ref_type, ref_name, ref_uri)?;
             return Ok(Some(Operation::completion(completes, target)));
@@ -720,6 +726,23 @@ mod tests {
         assert!(check_headers(&h, &ops).is_ok());
         h.insert("mcp-method", HeaderValue::from_static("tools/list"));
         assert_eq!(check_headers(&h, &ops), Err(OperationError::HeaderMismatch));
+        // SEP-2663: `Mcp-Name` of a task request is its `taskId`.
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t-1"}}"#;
+        let task = read_operations(body).unwrap();
+        assert_eq!(task, [op("tasks/get", Some("t-1"))]);
+        let mut t = http::HeaderMap::new();
+        t.insert("mcp-method", HeaderValue::from_static("tasks/get"));
+        t.insert("mcp-name", HeaderValue::from_static("t-1"));
+        assert!(check_headers(&t, &task).is_ok());
+        t.insert("mcp-name", HeaderValue::from_static("t-2"));
+        assert_eq!(
+            check_headers(&t, &task),
+            Err(OperationError::HeaderMismatch)
+        );
+        assert_eq!(
+            read_operations(br#"{"jsonrpc":"2.0","id":1,"method":"tasks/cancel","params":{}}"#),
+            Err(Unreadable::BadTarget)
+        );
         // Headers with a batch.
         let two = [op("tools/list", None), op("tools/list", None)];
         assert_eq!(check_headers(&h, &two), Err(OperationError::HeaderMismatch));
@@ -765,6 +788,9 @@ mod tests {
                 | "resources/unsubscribe"
                 | "resources/directory/read"
                 | "skills/get" => vec![required(params, "uri")?],
+                "tasks/get" | "tasks/update" | "tasks/cancel" => {
+                    vec![required(params, "taskId")?]
+                }
                 "subscriptions/listen" => match params {
                     None => Vec::new(),
                     Some(p) => {

@@ -142,6 +142,8 @@ pub(super) struct Facts<'a> {
     pub(super) ref_name: Text<'a>,
     /// `params.ref.uri` (a resource template's).
     pub(super) ref_uri: Text<'a>,
+    /// `params.taskId` (`tasks/get`, `tasks/update`, `tasks/cancel`).
+    pub(super) task_id: Text<'a>,
 }
 
 /// Where in a message a value sits: what is kept of it.
@@ -165,6 +167,8 @@ enum Role {
     RefType,
     RefName,
     RefUri,
+    /// `params.taskId`.
+    TaskId,
 }
 
 /// Reads `text` (one JSON value) strictly. `Err`: not strictly valid JSON
@@ -250,6 +254,7 @@ fn member_role(parent: Role, name: &str) -> Role {
         (Role::Ref, "type") => Role::RefType,
         (Role::Ref, "name") => Role::RefName,
         (Role::Ref, "uri") => Role::RefUri,
+        (Role::Params, "taskId") => Role::TaskId,
         _ => Role::Skip,
     }
 }
@@ -293,6 +298,7 @@ impl<'de> Walk<'_, 'de> {
             Role::RefType => facts.ref_type = Text::Other,
             Role::RefName => facts.ref_name = Text::Other,
             Role::RefUri => facts.ref_uri = Text::Other,
+            Role::TaskId => facts.task_id = Text::Other,
         }
     }
 
@@ -306,6 +312,7 @@ impl<'de> Walk<'_, 'de> {
             Role::RefType => facts.ref_type = Text::Str(s),
             Role::RefName => facts.ref_name = Text::Str(s),
             Role::RefUri => facts.ref_uri = Text::Str(s),
+            Role::TaskId => facts.task_id = Text::Str(s),
             Role::Subscription => {
                 if let List::Strs(all) = &mut facts.subscriptions {
                     all.push(s);
