@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 
 use crate::context::AuthContext;
 use crate::error::AuthErrorKind;
-use crate::scope::{Operation, UriPattern, extend_unique, resource_rule_applies};
+use crate::scope::{Operation, Spellings, UriPattern, extend_unique, resource_rule_applies};
 
 /// One JSON-RPC call as a computed requirement sees it: the method, the
 /// name it targets (a tool or prompt name, or one resource URI) and its
@@ -132,10 +132,10 @@ pub(crate) enum Target {
 }
 
 impl Target {
-    fn applies(&self, method: &str, target: &str) -> bool {
+    fn applies(&self, method: &str, target: &Spellings<'_>) -> bool {
         match self {
-            Self::Tool(name) => method == "tools/call" && name == target,
-            Self::Prompt(name) => method == "prompts/get" && name == target,
+            Self::Tool(name) => method == "tools/call" && name == target.raw(),
+            Self::Prompt(name) => method == "prompts/get" && name == target.raw(),
             Self::Resource(pattern) => resource_rule_applies(pattern, method, target),
         }
     }
@@ -190,7 +190,8 @@ impl ComputedScopes {
             && ops.iter().any(|op| {
                 op.targets()
                     .iter()
-                    .any(|t| self.rules.iter().any(|(r, _)| r.applies(op.method(), t)))
+                    .map(|t| Spellings::new(t))
+                    .any(|t| self.rules.iter().any(|(r, _)| r.applies(op.method(), &t)))
             })
     }
 
@@ -224,8 +225,9 @@ impl ComputedScopes {
             }
             let params = message.get("params");
             for target in op.targets() {
+                let spelled = Spellings::new(target);
                 for (rule, f) in &self.rules {
-                    if !rule.applies(op.method(), target) {
+                    if !rule.applies(op.method(), &spelled) {
                         continue;
                     }
                     let request = OperationRequest::new(op.method(), target, params);

@@ -166,9 +166,17 @@ impl UriPattern {
     /// `notes://private/1`, so a rule on the latter covers the former
     /// (fail closed: every spelling can only add requirements). See
     /// [`equivalent_spellings`].
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn matches(&self, uri: &str) -> bool {
-        self.matches_as_written(uri)
-            || equivalent_spellings(uri)
+        self.matches_spelled(&Spellings::new(uri))
+    }
+
+    /// [`matches`](Self::matches) for a URI whose other spellings are
+    /// worked out once for every pattern it is matched against.
+    pub(crate) fn matches_spelled(&self, uri: &Spellings<'_>) -> bool {
+        self.matches_as_written(uri.raw)
+            || uri
+                .others()
                 .iter()
                 .any(|spelling| self.matches_as_written(spelling))
     }
@@ -176,7 +184,7 @@ impl UriPattern {
     /// Whether some direct child of the directory `uri` (`uri`, a `/`
     /// unless it ends with one, then a run of bytes without `/`) matches,
     /// in any spelling of `uri` that [`matches`](Self::matches) tries.
-    pub(crate) fn matches_a_child(&self, uri: &str) -> bool {
+    pub(crate) fn matches_a_child(&self, uri: &Spellings<'_>) -> bool {
         let child_prefix = |dir: &str| {
             let mut prefix = dir.to_owned();
             if !prefix.ends_with('/') {
@@ -184,8 +192,9 @@ impl UriPattern {
             }
             prefix
         };
-        self.may_match_a_segment_after(&child_prefix(uri))
-            || equivalent_spellings(uri)
+        self.may_match_a_segment_after(&child_prefix(uri.raw))
+            || uri
+                .others()
                 .iter()
                 .any(|dir| self.may_match_a_segment_after(&child_prefix(dir)))
     }
@@ -216,6 +225,35 @@ impl UriPattern {
                     .all(|(a, b)| *a == Atom::Byte(b));
         }
         run(&self.atoms, uri.as_bytes())
+    }
+}
+
+/// A resource URI as the client wrote it, and its other spellings
+/// ([`equivalent_spellings`]), worked out on first use and then shared by
+/// every pattern it is matched against (a `subscriptions/listen` may name
+/// many URIs, and a server may declare many patterns).
+#[derive(Debug)]
+pub(crate) struct Spellings<'a> {
+    raw: &'a str,
+    others: std::cell::OnceCell<Vec<String>>,
+}
+
+impl<'a> Spellings<'a> {
+    /// `raw`, its other spellings not worked out yet.
+    pub(crate) fn new(raw: &'a str) -> Self {
+        Self {
+            raw,
+            others: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The URI as the client wrote it.
+    pub(crate) fn raw(&self) -> &'a str {
+        self.raw
+    }
+
+    fn others(&self) -> &[String] {
+        self.others.get_or_init(|| equivalent_spellings(self.raw))
     }
 }
 
@@ -464,9 +502,13 @@ pub(crate) fn is_resource_method(method: &str) -> bool {
 /// ([`DIRECTORY_READ`]) also when the pattern matches one of the
 /// directory's direct children, whose URIs, names and descriptions the
 /// answer lists.
-pub(crate) fn resource_rule_applies(pattern: &UriPattern, method: &str, target: &str) -> bool {
+pub(crate) fn resource_rule_applies(
+    pattern: &UriPattern,
+    method: &str,
+    target: &Spellings<'_>,
+) -> bool {
     is_resource_method(method)
-        && (pattern.matches(target)
+        && (pattern.matches_spelled(target)
             || (method == DIRECTORY_READ && pattern.matches_a_child(target)))
 }
 
@@ -503,8 +545,9 @@ impl ScopePolicy {
                     }
                 }
                 method if is_resource_method(method) => {
+                    let target = Spellings::new(target);
                     for (pattern, s) in &self.resources {
-                        if resource_rule_applies(pattern, method, target) {
+                        if resource_rule_applies(pattern, method, &target) {
                             push(s);
                         }
                     }
@@ -518,8 +561,9 @@ impl ScopePolicy {
                         }
                     }
                     Some(Completes::Resource) => {
+                        let target = Spellings::new(target);
                         for (pattern, s) in &self.resources {
-                            if pattern.matches(target) {
+                            if pattern.matches_spelled(&target) {
                                 push(s);
                             }
                         }
