@@ -532,6 +532,15 @@ impl ScopePolicy {
         if let Some(s) = self.methods.get(&op.method) {
             push(s);
         }
+        // `subscriptions/listen` replaced `resources/subscribe` (MCP
+        // 2026-07-28): a listen that subscribes to resources subscribes,
+        // so a rule on subscribing applies to it too.
+        if op.method == "subscriptions/listen"
+            && !op.targets.is_empty()
+            && let Some(s) = self.methods.get("resources/subscribe")
+        {
+            push(s);
+        }
         for target in &op.targets {
             match op.method.as_str() {
                 "tools/call" => {

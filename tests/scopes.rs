@@ -363,6 +363,37 @@ async fn subscriptions_listen_needs_every_resource_scope() {
     assert_ne!(resp.status(), 403);
 }
 
+// `subscriptions/listen` replaced `resources/subscribe` in 2026-07-28: a
+// `method_scopes("resources/subscribe", ..)` gate on subscribing applies to a
+// listen that subscribes to resources too. Before, a 2026-07-28 client
+// subscribed to any resource without it.
+#[tokio::test]
+async fn a_subscribe_method_rule_covers_subscriptions_listen() {
+    let h = Harness::start(|b| b.method_scopes("resources/subscribe", ["notes:subscribe"])).await;
+    let none = h.issuer.token().audience(&h.resource).sign();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["notes://1"]},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let resp = stateless_post(&h, &none, &[("mcp-method", "subscriptions/listen")], body).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(param(&challenge(&resp), "scope"), Some("notes:subscribe"));
+    // Legacy `resources/subscribe`, as before.
+    let body =
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"notes://1"}}"#;
+    let resp = h
+        .post(
+            &[
+                ("authorization", &format!("Bearer {none}")),
+                ("mcp-protocol-version", "2025-11-25"),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    // A listen that subscribes to no resource does not subscribe.
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true}}}"#;
+    let resp = stateless_post(&h, &none, &[("mcp-method", "subscriptions/listen")], body).await;
+    assert_ne!(resp.status(), 403);
+}
+
 // The operation reader is strict (duplicate members, lone surrogates, bodies
 // that are not JSON): whenever per-operation rules exist, a body it cannot
 // read is 400 with the JSON-RPC parse error, never dispatched on a guess.

@@ -73,7 +73,10 @@ impl AuthConfigBuilder {
         self
     }
 
-    /// Scopes a JSON-RPC method needs, for example `tools/list`.
+    /// Scopes a JSON-RPC method needs, for example `tools/list`. A rule on
+    /// `resources/subscribe` also applies to a 2026-07-28
+    /// `subscriptions/listen` that subscribes to resources (its
+    /// replacement), so that subscribing needs it in every revision.
     pub fn method_scopes<I, S>(mut self, method: impl Into<String>, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
