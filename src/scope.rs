@@ -138,6 +138,11 @@ fn wildcard_matches(granted: &str, needed: &str) -> bool {
 pub(crate) struct UriPattern {
     text: String,
     atoms: Vec<Atom>,
+    /// The pattern's RFC 3986 normal form (scheme and host in lower case,
+    /// ...), when it differs: `Notes://Private/{id}` is matched as
+    /// `notes://private/{id}` too, since the URIs compared with it are
+    /// tried in their normal form.
+    normal: Option<Vec<Atom>>,
 }
 
 /// One step of a compiled pattern.
@@ -156,7 +161,19 @@ impl UriPattern {
     pub(crate) fn new(pattern: impl Into<String>) -> Self {
         let text = pattern.into();
         let atoms = compile(&text);
-        Self { text, atoms }
+        let (body, any) = match text.strip_suffix('*') {
+            Some(body) => (body, "*"),
+            None => (text.as_str(), ""),
+        };
+        let normal = normal_form(body)
+            .map(|n| n + any)
+            .filter(|n| *n != text)
+            .map(|n| compile(&n));
+        Self {
+            text,
+            atoms,
+            normal,
+        }
     }
 
     /// Whether `uri` matches, as the client spelled it or in a spelling
@@ -203,29 +220,57 @@ impl UriPattern {
     /// after reading `prefix`, some live state reaches the end through
     /// atoms that can each take such bytes (anything but a literal `/`).
     fn may_match_a_segment_after(&self, prefix: &str) -> bool {
-        live_states(&self.atoms, prefix.as_bytes()).is_some_and(|live| {
-            live.iter().enumerate().any(|(k, on)| {
-                *on && self
-                    .atoms
-                    .get(k..)
-                    .is_some_and(|rest| rest.iter().all(|a| *a != Atom::Byte(b'/')))
+        self.compiled().any(|atoms| {
+            live_states(atoms, prefix.as_bytes()).is_some_and(|live| {
+                live.iter().enumerate().any(|(k, on)| {
+                    *on && atoms
+                        .get(k..)
+                        .is_some_and(|rest| rest.iter().all(|a| *a != Atom::Byte(b'/')))
+                })
             })
         })
     }
 
-    /// Whether `uri`, byte for byte, matches.
+    /// Whether `uri`, byte for byte, matches the pattern as written or its
+    /// normal form.
     fn matches_as_written(&self, uri: &str) -> bool {
-        if self.atoms.iter().all(|a| matches!(a, Atom::Byte(_))) {
-            // An exact URI: only itself.
-            return self.atoms.len() == uri.len()
-                && self
-                    .atoms
-                    .iter()
-                    .zip(uri.bytes())
-                    .all(|(a, b)| *a == Atom::Byte(b));
-        }
-        run(&self.atoms, uri.as_bytes())
+        self.compiled().any(|atoms| atoms_match(atoms, uri))
     }
+
+    /// The pattern as written, then its normal form if that differs.
+    fn compiled(&self) -> impl Iterator<Item = &[Atom]> {
+        std::iter::once(self.atoms.as_slice()).chain(self.normal.as_deref())
+    }
+}
+
+/// Whether `uri`, byte for byte, matches the compiled `atoms`.
+fn atoms_match(atoms: &[Atom], uri: &str) -> bool {
+    if atoms.iter().all(|a| matches!(a, Atom::Byte(_))) {
+        // An exact URI: only itself.
+        return atoms.len() == uri.len()
+            && atoms
+                .iter()
+                .zip(uri.bytes())
+                .all(|(a, b)| *a == Atom::Byte(b));
+    }
+    run(atoms, uri.as_bytes())
+}
+
+/// The RFC 3986 normal form of a URI or URI template (section 6.2.2), the
+/// braces of a template escaped while it is read; `None` when it is not one.
+fn normal_form(uri: &str) -> Option<String> {
+    use iri_string::types::IriStr;
+    if let Ok(iri) = IriStr::new(uri) {
+        return Some(iri.normalize().to_string());
+    }
+    let escaped = uri.replace('{', "%7B").replace('}', "%7D");
+    let iri = IriStr::new(&escaped).ok()?;
+    Some(
+        iri.normalize()
+            .to_string()
+            .replace("%7B", "{")
+            .replace("%7D", "}"),
+    )
 }
 
 /// A resource URI as the client wrote it, and its other spellings
@@ -774,6 +819,16 @@ mod tests {
             assert!(private.matches(template), "{template}");
         }
         assert!(!private.matches("notes://shared/{id}"));
+        // A pattern not written in normal form is matched in it too.
+        let odd = UriPattern::new("Notes://Private/{id}");
+        for uri in [
+            "Notes://Private/1",
+            "notes://private/1",
+            "NOTES://PRIVATE/1",
+        ] {
+            assert!(odd.matches(uri), "{uri}");
+        }
+        assert!(UriPattern::new("FILE:///home/*").matches("file:///home/a"));
         assert!(!private.matches("notes://private%2F1"));
         assert!(!home.matches("file:///etc/passwd"));
         assert!(!exact.matches("config://secrets/x"));

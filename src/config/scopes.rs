@@ -57,10 +57,10 @@ impl AuthConfigBuilder {
     /// (`notes://%70rivate/1`), dot segments (`notes://private/x/../1`),
     /// a fragment; and, since a handler that looks at the host and the path
     /// ignores them, without its userinfo, empty port and query
-    /// (`notes://alice@private/1?x=/y`). A handler that reads URIs with a URI library serves
-    /// those as `notes://private/1`, so they need its scopes too. Write
-    /// patterns in normal form (lower-case scheme and host, no escapes of
-    /// unreserved characters, no dot segments).
+    /// (`notes://alice@private/1?x=/y`); a pattern is matched as written
+    /// and in its own normal form (`Notes://Private/{id}` as
+    /// `notes://private/{id}`). A handler that reads URIs with a URI library serves
+    /// those as `notes://private/1`, so they need its scopes too.
     pub fn resource_scopes<I, S>(mut self, pattern: impl Into<String>, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
