@@ -15,6 +15,8 @@ use support::rig;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcp_oauth2::testing::{JwksFault, SigningAlg, TestIssuer};
 use mcp_oauth2::{
     AuthConfig, AuthConfigBuilder, AuthContext, AuthErrorKind, BearerToken, JwtVerifier,
@@ -339,6 +341,36 @@ async fn an_empty_or_unusable_set_keeps_the_last_good_one() {
         assert!(verify(&v, &good).await.is_ok(), "the good set was dropped");
     }
     assert_eq!(issuer.jwks_hits(), 3);
+    // Well-formed members the crypto backend refuses are no usable key
+    // either: EC points off their curve (full-length coordinates, SEC 1
+    // section 3.2.2.1) and an even RSA modulus.
+    let mut even = issuer.public_jwk().unwrap();
+    even["kid"] = json!("even");
+    even["n"] = json!(URL_SAFE_NO_PAD.encode([0xc2u8; 256]));
+    let off = |crv: &str, len: usize| {
+        json!({"kty": "EC", "kid": format!("off-{crv}"), "crv": crv,
+               "x": URL_SAFE_NO_PAD.encode(vec![7u8; len]),
+               "y": URL_SAFE_NO_PAD.encode(vec![7u8; len])})
+    };
+    issuer.set_jwks_fault(JwksFault::None);
+    issuer.set_jwks_document(Some(
+        json!({"keys": [off("P-256", 32), off("P-384", 48), even]}),
+    ));
+    tokio::time::sleep(ms(150)).await;
+    let unknown = issuer
+        .token()
+        .audience(RESOURCE)
+        .header("kid", json!("newer"))
+        .sign();
+    assert_eq!(
+        verify(&v, &unknown).await.err(),
+        Some(AuthErrorKind::UnknownKey)
+    );
+    assert!(
+        verify(&v, &good).await.is_ok(),
+        "a set of keys the backend refuses replaced the good set"
+    );
+    assert_eq!(issuer.jwks_hits(), 4);
 }
 
 // Issue 4 "one fetch in flight at a time (single flight)": N concurrent

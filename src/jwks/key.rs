@@ -129,25 +129,28 @@ pub(crate) struct Prepared {
 
 impl Prepared {
     /// An RSA key (`n`, `e` big-endian), prepared now for `primary` and
-    /// lazily for the other RSA algorithms.
-    pub(crate) fn rsa(n: Vec<u8>, e: Vec<u8>, primary: Algorithm) -> Self {
+    /// lazily for the other RSA algorithms. `None` when the backend refuses
+    /// the key for `primary` (an even modulus, for one): such a key can
+    /// verify nothing, and is dropped when its set is loaded.
+    pub(crate) fn rsa(n: Vec<u8>, e: Vec<u8>, primary: Algorithm) -> Option<Self> {
         let inner = prepared::Inner::rsa(n, e);
-        inner.rsa_for(primary);
-        Self { inner: Some(inner) }
+        inner.rsa_for(primary)?;
+        Some(Self { inner: Some(inner) })
     }
 
-    /// An EC key from its coordinates, for `alg` (ES256 or ES384).
-    pub(crate) fn ec(alg: Algorithm, x: &[u8], y: &[u8]) -> Self {
-        Self {
-            inner: prepared::Inner::ec(alg, x, y),
-        }
+    /// An EC key from its coordinates, for `alg` (ES256 or ES384). `None`
+    /// when the point is not on the curve (SEC 1 section 3.2.2.1).
+    pub(crate) fn ec(alg: Algorithm, x: &[u8], y: &[u8]) -> Option<Self> {
+        Some(Self {
+            inner: Some(prepared::Inner::ec(alg, x, y)?),
+        })
     }
 
-    /// An Ed25519 key.
-    pub(crate) fn ed25519(x: &[u8]) -> Self {
-        Self {
-            inner: prepared::Inner::ed25519(x),
-        }
+    /// An Ed25519 key. `None` when the backend refuses it.
+    pub(crate) fn ed25519(x: &[u8]) -> Option<Self> {
+        Some(Self {
+            inner: Some(prepared::Inner::ed25519(x)?),
+        })
     }
 
     /// `Some(verdict)` when prepared for `alg`; `None` to fall back.

@@ -5,8 +5,12 @@
 //! `key_ops` without `verify`, symmetric (`oct`) keys, RSA moduli outside
 //! 2048..=8192 bits or with an implausible exponent, EC curves other than
 //! P-256/P-384 or coordinates of the wrong length, OKP curves other than
-//! Ed25519, a JWK `alg` that does not fit the key, repeated member names,
-//! and anything malformed. One bad key never poisons the others.
+//! Ed25519, a JWK `alg` that does not fit the key, well-formed members no
+//! key can have (an EC point off its curve, an even RSA modulus, anything
+//! the crypto backend refuses), repeated member names, and anything
+//! malformed. One bad key never poisons the others, and a set left with no
+//! usable key is a failed fetch (the last good set is kept, see
+//! [`super::cache`]).
 //!
 //! A key that carries private members (`d`, `p`, `q`, ...) is a publishing
 //! mistake of the issuer: its public part is used and a warning is logged
@@ -60,6 +64,10 @@ pub(crate) enum Dropped {
     UnsupportedType,
     WeakOrHugeRsa,
     UnsupportedCurve,
+    /// Well-formed members that make no valid key: an EC point off its
+    /// curve, an even RSA modulus, or anything else the crypto backend
+    /// refuses.
+    InvalidKey,
     DuplicateMember,
     TooManyKeys,
 }
@@ -245,6 +253,11 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
             if !(2048..=8192).contains(&bits) {
                 return Err(Dropped::WeakOrHugeRsa);
             }
+            // A product of two odd primes is odd (RFC 8017 section 3.1);
+            // the backend does not check it when it parses the key.
+            if n.last().is_none_or(|b| b % 2 == 0) {
+                return Err(Dropped::InvalidKey);
+            }
             let e = URL_SAFE_NO_PAD
                 .decode(&p.e)
                 .map_err(|_| Dropped::Malformed)?;
@@ -254,7 +267,8 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
             material.extend_from_slice(b"RSA");
             material.extend_from_slice(&n);
             material.extend_from_slice(&e);
-            prepared = Prepared::rsa(n, e, alg.unwrap_or(Algorithm::RS256));
+            prepared =
+                Prepared::rsa(n, e, alg.unwrap_or(Algorithm::RS256)).ok_or(Dropped::InvalidKey)?;
             KeyShape::Rsa
         }
         AlgorithmParameters::EllipticCurve(p) => {
@@ -280,7 +294,7 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
             } else {
                 Algorithm::ES384
             };
-            prepared = Prepared::ec(ec_alg, &x, &y);
+            prepared = Prepared::ec(ec_alg, &x, &y).ok_or(Dropped::InvalidKey)?;
             shape
         }
         AlgorithmParameters::OctetKeyPair(p) => match p.curve {
@@ -294,7 +308,7 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
                 }
                 material.extend_from_slice(b"OKP");
                 material.extend_from_slice(&x);
-                prepared = Prepared::ed25519(&x);
+                prepared = Prepared::ed25519(&x).ok_or(Dropped::InvalidKey)?;
                 KeyShape::Ed25519
             }
             _ => return Err(Dropped::UnsupportedCurve),
@@ -398,13 +412,29 @@ mod tests {
         URL_SAFE_NO_PAD.encode(vec![7u8; len])
     }
 
+    /// The coordinates of a fresh P-256 public key (a point on the curve).
+    fn p256() -> (String, String) {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let point = pair.public_key().as_ref();
+        let (x, y) = point.get(1..).unwrap().split_at(32);
+        (URL_SAFE_NO_PAD.encode(x), URL_SAFE_NO_PAD.encode(y))
+    }
+
     // RFC 7517 sections 4.2, 4.3; RFC 7518 section 6; RFC 8725 section 3.1.
     #[test]
     fn drops_keys_with_bad_members() {
+        let (x, y) = p256();
+        let mut even_n = vec![0xc2u8; 256];
+        even_n[0] = 0xc1;
         let doc = json!({"keys": [
-            {"kty": "EC", "kid": "p256", "crv": "P-256", "x": coord(32), "y": coord(32)},
+            {"kty": "EC", "kid": "p256", "crv": "P-256", "x": x, "y": y},
             {"kty": "EC", "kid": "short", "crv": "P-256", "x": coord(31), "y": coord(32)},
-            {"kty": "EC", "kid": "crv-vs-alg", "crv": "P-256", "x": coord(32), "y": coord(32), "alg": "ES384"},
+            {"kty": "EC", "kid": "crv-vs-alg", "crv": "P-256", "x": x, "y": y, "alg": "ES384"},
+            // SEC 1 section 3.2.2.1: full-length coordinates, not on the curve.
+            {"kty": "EC", "kid": "off-curve", "crv": "P-256", "x": coord(32), "y": coord(32)},
+            {"kty": "EC", "kid": "off-curve-384", "crv": "P-384", "x": coord(48), "y": coord(48)},
+            {"kty": "RSA", "kid": "n-even", "n": URL_SAFE_NO_PAD.encode(&even_n), "e": "AQAB"},
             {"kty": "EC", "kid": "p384-short", "crv": "P-384", "x": coord(32), "y": coord(32)},
             {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": coord(32)},
             {"kty": "OKP", "kid": "ed-long", "crv": "Ed25519", "x": coord(33)},
@@ -421,7 +451,13 @@ mod tests {
         let (set, dropped) = KeySet::parse(doc.to_string().as_bytes()).unwrap();
         let kept: Vec<_> = set.keys.iter().map(|k| k.kid.clone().unwrap()).collect();
         assert_eq!(kept, ["p256", "ed", "ops-ok"], "{dropped:?}");
-        assert_eq!(dropped.len(), 12);
+        assert_eq!(dropped.len(), 15);
+        for kid in ["off-curve", "off-curve-384", "n-even"] {
+            assert!(
+                dropped.contains(&(Some(kid.to_owned()), Dropped::InvalidKey)),
+                "{kid}: {dropped:?}"
+            );
+        }
         assert!(set.candidates(Some("p256"), Algorithm::ES384).is_empty());
         assert_eq!(set.candidates(Some("p256"), Algorithm::ES256).len(), 1);
     }
@@ -429,9 +465,10 @@ mod tests {
     // Private members are a publishing mistake: use the public part, report it.
     #[test]
     fn private_members_are_ignored_and_reported() {
+        let (x, y) = p256();
         let doc = json!({"keys": [
             {"kty": "RSA", "kid": "leaky", "n": rsa_n(2048), "e": "AQAB", "d": "c2VjcmV0", "p": "AQ"},
-            {"kty": "EC", "kid": "leaky-ec", "crv": "P-256", "x": coord(32), "y": coord(32), "d": coord(32)},
+            {"kty": "EC", "kid": "leaky-ec", "crv": "P-256", "x": x, "y": y, "d": coord(32)},
             {"kty": "RSA", "kid": "clean", "n": rsa_n(2048), "e": "AQAB"},
         ]});
         let (set, dropped) = KeySet::parse(doc.to_string().as_bytes()).unwrap();
@@ -448,9 +485,10 @@ mod tests {
     // RFC 7517 section 4.5: kids are hints; duplicates are tried in order.
     #[test]
     fn duplicate_kids_are_all_candidates_in_document_order() {
+        let (x, y) = p256();
         let doc = json!({"keys": [
             {"kty": "RSA", "kid": "same", "n": rsa_n(2048), "e": "AQAB"},
-            {"kty": "EC", "kid": "same", "crv": "P-256", "x": coord(32), "y": coord(32)},
+            {"kty": "EC", "kid": "same", "crv": "P-256", "x": x, "y": y},
             {"kty": "RSA", "kid": "same", "n": rsa_n(4096), "e": "AQAB", "alg": "RS256"},
         ]});
         let (set, _) = KeySet::parse(doc.to_string().as_bytes()).unwrap();
