@@ -10,6 +10,7 @@
 
 mod support;
 
+use support::realms::Realms;
 use support::rig;
 
 use std::sync::Arc;
@@ -722,4 +723,44 @@ async fn a_static_key_set_never_fetches() {
         .build()
         .unwrap();
     assert!(JwtVerifier::with_static_jwks(&two, jwks.as_bytes()).is_err());
+}
+
+// RFC 8414 section 3: the key-set URL found by discovery is the issuer's to
+// change (an upgrade, a new path). Once the old URL stops serving keys, the
+// next attempt asks the metadata again, rather than retrying the old URL
+// until a restart; the keys held meanwhile keep serving.
+#[tokio::test]
+async fn a_key_set_that_moved_is_found_again_through_discovery() {
+    let realms = Realms::start(&["acme"]).await;
+    let v = JwtVerifier::new(
+        &AuthConfig::builder()
+            .issuer(realms.issuer("acme"))
+            .resource(RESOURCE)
+            .allow_insecure_http_for_loopback(true)
+            .jwks_refresh_cooldown(ms(100))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let old = realms.token("acme").audience(RESOURCE).sign();
+    assert!(verify(&v, &old).await.is_ok());
+    assert_eq!(realms.discovery_hits("acme"), 1);
+    realms.relocate_keys("acme");
+    realms.signer("acme").rotate_key();
+    let new = realms.token("acme").audience(RESOURCE).sign();
+    tokio::time::sleep(ms(150)).await;
+    // The old URL answers 404: that refetch fails, the held keys stay.
+    assert_eq!(
+        verify(&v, &new).await.err(),
+        Some(AuthErrorKind::UnknownKey)
+    );
+    assert!(verify(&v, &old).await.is_ok());
+    tokio::time::sleep(ms(150)).await;
+    assert!(
+        verify(&v, &new).await.is_ok(),
+        "the moved key set was not found again"
+    );
+    assert!(verify(&v, &old).await.is_ok(), "both keys are published");
+    assert_eq!(realms.discovery_hits("acme"), 2);
+    assert_eq!(realms.hits("acme"), 3);
 }

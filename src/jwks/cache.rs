@@ -19,6 +19,9 @@
 //! - a fetch that yields no usable key is a failed fetch, so that one bad
 //!   publication does not wipe a good set; a successful fetch replaces the
 //!   whole set;
+//! - a key-set URL found by discovery is kept until a fetch from it fails:
+//!   the next attempt runs discovery again, so a key set the issuer moved
+//!   is found without a restart (a configured `jwks_uri` is kept for good);
 //! - at most one fetch per issuer is in flight; everyone who needs it waits
 //!   on the same one.
 //!
@@ -109,6 +112,9 @@ pub(crate) struct JwksCache {
     trusted: ArcSwapOption<Trusted>,
     /// `None` for a fixed key set that is never fetched.
     fetcher: Option<Fetcher>,
+    /// Whether the key-set URL comes from discovery (none was configured):
+    /// then a failed fetch forgets it, and the next attempt discovers again.
+    discovers: bool,
     policy: CachePolicy,
     state: Mutex<State>,
     pub(crate) fetches: std::sync::atomic::AtomicU64,
@@ -149,6 +155,7 @@ impl JwksCache {
             issuer,
             trusted: ArcSwapOption::empty(),
             fetcher: Some(fetcher),
+            discovers: jwks_uri.is_none(),
             policy,
             fetches: Default::default(),
             failures: Default::default(),
@@ -170,6 +177,7 @@ impl JwksCache {
                 fresh_until: None,
             }),
             fetcher: None,
+            discovers: false,
             policy,
             fetches: Default::default(),
             failures: Default::default(),
@@ -380,6 +388,11 @@ impl JwksCache {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 crate::metrics::emit("mcp_oauth2_jwks_fetches_total", "result", "error");
                 st.last_failed = true;
+                if self.discovers {
+                    // The issuer may have moved its key set: ask its
+                    // metadata again next time.
+                    st.jwks_uri = None;
+                }
                 tracing::warn!(issuer = %self.issuer, error = %e, "fetching the issuer's key set failed");
             }
         }

@@ -5,6 +5,9 @@
 //! document (as Keycloak does: `issuer` and `jwks_uri` under the realm);
 //! 404 for any other realm. Every request is counted, per realm and in
 //! total, so tests can prove that a refused tenant never caused a fetch.
+//! A realm's key set can be moved ([`Realms::relocate_keys`]): it is then
+//! served at `GET /realms/{realm}/keys` only, and the discovery document
+//! names that URL.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +27,8 @@ struct Hits {
     total: usize,
     /// Discovery documents served (or refused), per realm.
     discovery: HashMap<String, usize>,
+    /// Realms whose key set moved to `/realms/{realm}/keys`.
+    relocated: std::collections::HashSet<String>,
 }
 
 /// Realms on one loopback server.
@@ -43,15 +48,30 @@ impl Drop for Realms {
 
 type Shared = (Arc<HashMap<String, TestIssuer>>, Arc<Mutex<Hits>>);
 
-async fn certs(State((realms, hits)): State<Shared>, Path(realm): Path<String>) -> Response {
-    {
+async fn certs(state: State<Shared>, realm: Path<String>) -> Response {
+    keys_at(state, realm, false)
+}
+
+async fn moved_certs(state: State<Shared>, realm: Path<String>) -> Response {
+    keys_at(state, realm, true)
+}
+
+/// The realm's key set, if it is served at the original URL (`moved`
+/// false) or the new one (`moved` true) now.
+fn keys_at(
+    State((realms, hits)): State<Shared>,
+    Path(realm): Path<String>,
+    moved: bool,
+) -> Response {
+    let here = {
         let mut hits = hits.lock().unwrap();
         hits.total += 1;
         *hits.per_realm.entry(realm.clone()).or_default() += 1;
-    }
+        hits.relocated.contains(&realm) == moved
+    };
     match realms.get(&realm) {
-        Some(issuer) => axum::Json(issuer.jwks()).into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
+        Some(issuer) if here => axum::Json(issuer.jwks()).into_response(),
+        _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
@@ -60,12 +80,11 @@ async fn discovery(
     Path(realm): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    *hits
-        .lock()
-        .unwrap()
-        .discovery
-        .entry(realm.clone())
-        .or_default() += 1;
+    let moved = {
+        let mut hits = hits.lock().unwrap();
+        *hits.discovery.entry(realm.clone()).or_default() += 1;
+        hits.relocated.contains(&realm)
+    };
     if !realms.contains_key(&realm) {
         return StatusCode::NOT_FOUND.into_response();
     }
@@ -76,7 +95,11 @@ async fn discovery(
     let issuer = format!("http://{host}/realms/{realm}");
     axum::Json(serde_json::json!({
         "issuer": issuer,
-        "jwks_uri": format!("{issuer}/protocol/openid-connect/certs"),
+        "jwks_uri": if moved {
+            format!("{issuer}/keys")
+        } else {
+            format!("{issuer}/protocol/openid-connect/certs")
+        },
         "token_endpoint": format!("{issuer}/protocol/openid-connect/token"),
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
@@ -96,6 +119,7 @@ impl Realms {
         let hits = Arc::new(Mutex::new(Hits::default()));
         let app = Router::new()
             .route("/realms/{realm}/protocol/openid-connect/certs", get(certs))
+            .route("/realms/{realm}/keys", get(moved_certs))
             .route(
                 "/realms/{realm}/.well-known/openid-configuration",
                 get(discovery),
@@ -156,6 +180,13 @@ impl Realms {
             .get(realm)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Moves `realm`'s key set: from now on the old URL answers 404, the
+    /// key set is served at `/realms/{realm}/keys`, and the discovery
+    /// document names the new URL.
+    pub fn relocate_keys(&self, realm: &str) {
+        self.hits.lock().unwrap().relocated.insert(realm.to_owned());
     }
 
     /// Key-set requests for any realm.
