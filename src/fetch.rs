@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use http::StatusCode;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
-use serde_json::Value;
 use url::Url;
 
 use crate::config::check_https;
 use crate::config::introspection::{ClientAuthMethod, ClientSecret};
 use crate::error::ConfigError;
+use crate::json::{self, Members};
 
 /// Why a fetch failed. Cheap to clone (shared by everyone waiting on a
 /// single-flight fetch); never contains a token.
@@ -241,9 +241,10 @@ impl Fetcher {
     }
 
     /// Finds the URL named `member` (`jwks_uri`, `token_endpoint`) in the
-    /// issuer's RFC 8414 / OpenID Connect metadata. The document's `issuer`
-    /// must equal `issuer` exactly (RFC 8414 section 3.3), or the document
-    /// is rejected; the URL must be `https://` (or loopback `http://` when
+    /// issuer's RFC 8414 / OpenID Connect metadata. The document must be
+    /// one JSON object that repeats no member name at any depth, and its
+    /// `issuer` must equal `issuer` exactly (RFC 8414 section 3.3), or the
+    /// document is rejected; the URL must be `https://` (or loopback `http://` when
     /// allowed). The discovery URLs share one deadline (the fetcher's
     /// timeout): an issuer that does not answer costs that once, not once
     /// per URL.
@@ -268,18 +269,31 @@ impl Fetcher {
                     continue;
                 }
             };
-            let doc: Value = serde_json::from_slice(&body)
-                .map_err(|_| FetchError::new(format!("{url}: metadata is not valid JSON")))?;
-            if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+            // One object without repeated member names at any depth: two
+            // copies of `issuer` or `jwks_uri` would let the one checked and
+            // the one used differ, depending on the reader.
+            let doc = std::str::from_utf8(&body)
+                .map_err(|_| json::ObjectError::Malformed)
+                .and_then(Members::parse)
+                .map_err(|e| match e {
+                    json::ObjectError::Malformed => {
+                        FetchError::new(format!("{url}: metadata is not a JSON object"))
+                    }
+                    json::ObjectError::Duplicate => FetchError::new(format!(
+                        "{url}: metadata repeats a member name (RFC 8259 section 4)"
+                    )),
+                })?;
+            if doc.str("issuer").ok().flatten().as_deref() != Some(issuer) {
                 return Err(FetchError::new(format!(
                     "{url}: the document's issuer does not equal the configured issuer {issuer} (RFC 8414 section 3.3)"
                 )));
             }
             let found = doc
-                .get(member)
-                .and_then(Value::as_str)
+                .str(member)
+                .ok()
+                .flatten()
                 .ok_or_else(|| FetchError::new(format!("{url}: metadata has no {member}")))?;
-            let found = Url::parse(found)
+            let found = Url::parse(&found)
                 .map_err(|_| FetchError::new(format!("{url}: {member} is not a URL")))?;
             check_https(&found, self.allow_loopback_http, member)
                 .map_err(|e| FetchError::new(format!("{url}: {}", e.message())))?;

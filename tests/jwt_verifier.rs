@@ -318,6 +318,96 @@ async fn discovery_rejects_a_document_for_another_issuer() {
     assert_eq!(issuer.jwks_hits(), 0);
 }
 
+/// A metadata server on loopback that answers its RFC 8414 URL with `body`
+/// (as `application/json`, byte for byte) and counts the requests. Returns
+/// its issuer (its own origin), the request count and the server task.
+async fn raw_metadata(
+    body: impl Fn(&str) -> String + Send + Sync + 'static,
+) -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (counted, text) = (Arc::clone(&hits), body(&base));
+    let app = axum::Router::new().route(
+        "/.well-known/oauth-authorization-server",
+        axum::routing::get(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let text = text.clone();
+            async move { ([(http::header::CONTENT_TYPE, "application/json")], text) }
+        }),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, hits, server)
+}
+
+// RFC 8414 section 3.3 and RFC 8259 section 4: a metadata document that
+// repeats a member name (at any depth, even after leading whitespace) is
+// rejected whole. Parsers disagree on which copy counts, so the `issuer`
+// checked and the `jwks_uri` used could come from different copies.
+#[tokio::test]
+async fn discovery_rejects_a_document_that_repeats_a_member() {
+    let keys = TestIssuer::start().await.unwrap();
+    let other = TestIssuer::start().await.unwrap();
+    let (good, evil) = (keys.jwks_uri(), other.jwks_uri());
+    let docs: [Box<dyn Fn(&str) -> String + Send + Sync>; 4] = [
+        Box::new(move |base| {
+            format!(r#"{{"issuer":"{base}","jwks_uri":"{evil}","jwks_uri":"{good}"}}"#)
+        }),
+        Box::new({
+            let good = keys.jwks_uri();
+            move |base| {
+                format!(
+                    r#"{{"issuer":"https://as.example","issuer":"{base}","jwks_uri":"{good}"}}"#
+                )
+            }
+        }),
+        Box::new({
+            let good = keys.jwks_uri();
+            move |base| {
+                format!(
+                    r#" {{"issuer":"{base}","jwks_uri":"{good}","mtls_endpoint_aliases":{{"a":"x","\u0061":"y"}}}}"#
+                )
+            }
+        }),
+        // The control: the same document without a repeated name is used.
+        Box::new({
+            let good = keys.jwks_uri();
+            move |base| format!(r#"{{"issuer":"{base}","jwks_uri":"{good}"}}"#)
+        }),
+    ];
+    for (i, doc) in docs.into_iter().enumerate() {
+        let (base, hits, server) = raw_metadata(doc).await;
+        let cfg = AuthConfig::builder()
+            .issuer(&base)
+            .resource(RESOURCE)
+            .allow_insecure_http_for_loopback(true)
+            .build()
+            .unwrap();
+        let v = JwtVerifier::new(&cfg).unwrap();
+        let token = keys
+            .token()
+            .audience(RESOURCE)
+            .claim("iss", json!(base))
+            .sign();
+        let got = verify(&v, &token).await.err();
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "{i}");
+        if i == 3 {
+            assert_eq!(got, None, "the clean document");
+        } else {
+            assert_eq!(got, Some(AuthErrorKind::KeysUnavailable), "document {i}");
+        }
+        server.abort();
+    }
+    assert_eq!(keys.jwks_hits(), 1, "only the clean document's key set");
+    assert_eq!(other.jwks_hits(), 0);
+}
+
 #[tokio::test]
 async fn the_key_set_is_cached_and_concurrent_misses_share_one_fetch() {
     let issuer = TestIssuer::start().await.unwrap();
