@@ -42,8 +42,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::header::ACCEPT;
-use serde_json::{Map, Value};
 use url::Url;
 
 use super::token_cache::token_key;
@@ -574,52 +572,29 @@ impl IntrospectionVerifier {
         Ok(url)
     }
 
+    /// The issuer's `introspection_endpoint`, by the crate's one discovery
+    /// ([`Fetcher::discover_endpoint`](crate::fetch::Fetcher::discover_endpoint):
+    /// one deadline for every discovery URL, the document's `issuer` equal
+    /// to the issuer, no repeated member names, an `https://` endpoint).
     async fn discover(&self, issuer: usize) -> Result<Url, AuthErrorKind> {
         let issuer = self
             .inner
             .policy
             .issuer(issuer)
             .ok_or(AuthErrorKind::IntrospectionUnavailable)?;
-        let urls = crate::fetch::discovery_urls(issuer)
-            .map_err(|_| AuthErrorKind::IntrospectionUnavailable)?;
-        // One deadline for every discovery URL: an issuer that does not
-        // answer costs it once, not once per URL.
-        let deadline = crate::fetch::deadline_after(self.inner.timeout);
-        for url in urls {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(%issuer, "introspection discovery timed out");
-                break;
-            }
-            let request = self
-                .inner
-                .client
-                .get(&url)
-                .header(ACCEPT, "application/json");
-            let Ok(Ok(doc)) = tokio::time::timeout_at(deadline, self.send(request, &url)).await
-            else {
-                continue;
-            };
-            let Ok(doc) = serde_json::from_slice::<Map<String, Value>>(&doc) else {
-                continue;
-            };
-            if doc.get("issuer").and_then(Value::as_str) != Some(&**issuer) {
-                tracing::warn!(%url, "introspection discovery: the document's issuer differs; rejected");
-                return Err(AuthErrorKind::IntrospectionUnavailable);
-            }
-            let endpoint = doc
-                .get("introspection_endpoint")
-                .and_then(Value::as_str)
-                .and_then(|s| Url::parse(s).ok())
-                .ok_or(AuthErrorKind::IntrospectionUnavailable)?;
-            check_https(
-                &endpoint,
-                self.inner.allow_loopback_http,
-                "introspection_endpoint",
-            )
-            .map_err(|_| AuthErrorKind::IntrospectionUnavailable)?;
-            return Ok(endpoint);
-        }
-        Err(AuthErrorKind::IntrospectionUnavailable)
+        let fetcher = crate::fetch::Fetcher::with_client(
+            self.inner.client.clone(),
+            self.inner.max_bytes,
+            self.inner.allow_loopback_http,
+            self.inner.timeout,
+        );
+        fetcher
+            .discover_endpoint(issuer, "introspection_endpoint")
+            .await
+            .map_err(|e| {
+                tracing::warn!(%issuer, error = %e, "introspection discovery failed");
+                AuthErrorKind::IntrospectionUnavailable
+            })
     }
 
     async fn introspect(

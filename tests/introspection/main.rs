@@ -39,6 +39,9 @@ struct Endpoint {
     seen_auth: Arc<Mutex<Vec<String>>>,
     /// Answers given as raw JSON text (for shapes a `Value` cannot hold).
     raw: Arc<Mutex<HashMap<String, String>>>,
+    /// A metadata document given as raw JSON text, served instead of the
+    /// usual one (for shapes a `Value` cannot hold).
+    raw_metadata: Arc<Mutex<Option<String>>>,
 }
 
 async fn introspect(
@@ -97,11 +100,20 @@ async fn introspect(
     axum::Json(answer).into_response()
 }
 
-async fn metadata(State(e): State<Endpoint>) -> axum::Json<Value> {
+async fn metadata(State(e): State<Endpoint>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Some(raw) = e.raw_metadata.lock().unwrap().clone() {
+        return (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            raw,
+        )
+            .into_response();
+    }
     let iss = e.issuer.lock().unwrap().clone();
     axum::Json(
         json!({"issuer": iss, "introspection_endpoint": format!("{iss}/introspect"), "jwks_uri": format!("{iss}/jwks")}),
     )
+    .into_response()
 }
 
 async fn start_endpoint() -> (Endpoint, String) {
@@ -632,6 +644,34 @@ async fn discovery_refuses_a_document_for_another_issuer() {
         Err(AuthErrorKind::IntrospectionUnavailable)
     );
     assert_eq!(e.hits.load(Ordering::SeqCst), 0);
+}
+
+// RFC 8414 section 3.3, RFC 8259 section 4: a metadata document that
+// repeats a member name is refused whole, as the key-set discovery does
+// (readers disagree on which `introspection_endpoint` counts); the clean
+// document is used.
+#[tokio::test]
+async fn discovery_refuses_a_document_that_repeats_a_member() {
+    let (e, base) = start_endpoint().await;
+    e.answers.lock().unwrap().insert(
+        "t".into(),
+        json!({"active": true, "sub": "a", "aud": RESOURCE}),
+    );
+    *e.raw_metadata.lock().unwrap() = Some(format!(
+        r#"{{"issuer":"{base}","introspection_endpoint":"http://127.0.0.1:9/introspect","introspection_endpoint":"{base}/introspect"}}"#
+    ));
+    let v = verifier(&base, ClientAuthMethod::ClientSecretBasic, true);
+    assert_eq!(
+        check(&v, "t").await.map(|c| c.subject().to_owned()),
+        Err(AuthErrorKind::IntrospectionUnavailable)
+    );
+    assert_eq!(e.hits.load(Ordering::SeqCst), 0);
+    *e.raw_metadata.lock().unwrap() = Some(format!(
+        r#"{{"issuer":"{base}","introspection_endpoint":"{base}/introspect"}}"#
+    ));
+    let v = verifier(&base, ClientAuthMethod::ClientSecretBasic, true);
+    assert_eq!(check(&v, "t").await.unwrap().subject(), "a");
+    assert_eq!(e.hits.load(Ordering::SeqCst), 1);
 }
 
 /// An endpoint that answers every introspection request with a redirect
