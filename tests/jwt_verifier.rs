@@ -318,11 +318,12 @@ async fn discovery_rejects_a_document_for_another_issuer() {
     assert_eq!(issuer.jwks_hits(), 0);
 }
 
-/// A metadata server on loopback that answers its RFC 8414 URL with `body`
-/// (as `application/json`, byte for byte) and counts the requests. Returns
-/// its issuer (its own origin), the request count and the server task.
+/// A metadata server on loopback that answers its RFC 8414 URL with
+/// `template`, its own origin put in place of `{base}` (as
+/// `application/json`, byte for byte), and counts the requests. Returns its
+/// issuer (that origin), the request count and the server task.
 async fn raw_metadata(
-    body: impl Fn(&str) -> String + Send + Sync + 'static,
+    template: &str,
 ) -> (
     String,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -333,7 +334,7 @@ async fn raw_metadata(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let hits = Arc::new(AtomicUsize::new(0));
-    let (counted, text) = (Arc::clone(&hits), body(&base));
+    let (counted, text) = (Arc::clone(&hits), template.replace("{base}", &base));
     let app = axum::Router::new().route(
         "/.well-known/oauth-authorization-server",
         axum::routing::get(move || {
@@ -355,33 +356,16 @@ async fn discovery_rejects_a_document_that_repeats_a_member() {
     let keys = TestIssuer::start().await.unwrap();
     let other = TestIssuer::start().await.unwrap();
     let (good, evil) = (keys.jwks_uri(), other.jwks_uri());
-    let docs: [Box<dyn Fn(&str) -> String + Send + Sync>; 4] = [
-        Box::new(move |base| {
-            format!(r#"{{"issuer":"{base}","jwks_uri":"{evil}","jwks_uri":"{good}"}}"#)
-        }),
-        Box::new({
-            let good = keys.jwks_uri();
-            move |base| {
-                format!(
-                    r#"{{"issuer":"https://as.example","issuer":"{base}","jwks_uri":"{good}"}}"#
-                )
-            }
-        }),
-        Box::new({
-            let good = keys.jwks_uri();
-            move |base| {
-                format!(
-                    r#" {{"issuer":"{base}","jwks_uri":"{good}","mtls_endpoint_aliases":{{"a":"x","\u0061":"y"}}}}"#
-                )
-            }
-        }),
+    let docs = [
+        format!(r#"{{"issuer":"{{base}}","jwks_uri":"{evil}","jwks_uri":"{good}"}}"#),
+        format!(r#"{{"issuer":"https://as.example","issuer":"{{base}}","jwks_uri":"{good}"}}"#),
+        format!(
+            r#" {{"issuer":"{{base}}","jwks_uri":"{good}","mtls_endpoint_aliases":{{"a":"x","\u0061":"y"}}}}"#
+        ),
         // The control: the same document without a repeated name is used.
-        Box::new({
-            let good = keys.jwks_uri();
-            move |base| format!(r#"{{"issuer":"{base}","jwks_uri":"{good}"}}"#)
-        }),
+        format!(r#"{{"issuer":"{{base}}","jwks_uri":"{good}"}}"#),
     ];
-    for (i, doc) in docs.into_iter().enumerate() {
+    for (i, doc) in docs.iter().enumerate() {
         let (base, hits, server) = raw_metadata(doc).await;
         let cfg = AuthConfig::builder()
             .issuer(&base)
