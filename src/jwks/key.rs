@@ -4,10 +4,12 @@
 //! module knows nothing of sets.
 //!
 //! aws-lc-rs is the only backend. A key is parsed once, when its set is
-//! loaded ([`Prepared`]); a key that could not be prepared is verified
-//! through jsonwebtoken's aws-lc-rs provider, called directly (never
-//! jsonwebtoken's process-wide default, which panics at first use when
-//! feature unification enables both of its backends).
+//! loaded ([`Prepared`]), and a key the backend refuses then is no key (its
+//! set drops it). An RSA key is prepared for its other RSA algorithms on
+//! first use; one it cannot be prepared for is verified through
+//! jsonwebtoken's aws-lc-rs provider, called directly (never jsonwebtoken's
+//! process-wide default, which panics at first use when feature
+//! unification enables both of its backends).
 
 use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -72,7 +74,8 @@ impl VerifyingKey {
 /// (wrong key type, malformed key, bad signature) is `false`.
 ///
 /// The key was parsed once, when the key set was loaded ([`Prepared`]);
-/// a key that could not be prepared is parsed per call by the provider.
+/// an RSA key that cannot be prepared for `alg` (another RSA algorithm
+/// than the one it was loaded for) is parsed per call by the provider.
 pub(crate) fn verify_signature(
     alg: Algorithm,
     key: &VerifyingKey,
@@ -101,10 +104,7 @@ pub(crate) fn verify_prehashed(
     digest: &aws_lc_rs::digest::Digest,
     signature: &[u8],
 ) -> Option<bool> {
-    key.prepared
-        .inner
-        .as_ref()?
-        .verify_digest(alg, digest, signature)
+    key.prepared.inner.verify_digest(alg, digest, signature)
 }
 
 /// The same through jsonwebtoken's provider (no preparation).
@@ -121,10 +121,9 @@ pub(crate) fn verify_with_provider(
 }
 
 /// A public key parsed once for the algorithms it serves (aws-lc-rs
-/// `ParsedPublicKey`), so a verification does no key parsing. `None` when
-/// the key could not be prepared: the provider verifies it.
+/// `ParsedPublicKey`), so a verification does no key parsing.
 pub(crate) struct Prepared {
-    inner: Option<prepared::Inner>,
+    inner: prepared::Inner,
 }
 
 impl Prepared {
@@ -135,27 +134,27 @@ impl Prepared {
     pub(crate) fn rsa(n: Vec<u8>, e: Vec<u8>, primary: Algorithm) -> Option<Self> {
         let inner = prepared::Inner::rsa(n, e);
         inner.rsa_for(primary)?;
-        Some(Self { inner: Some(inner) })
+        Some(Self { inner })
     }
 
     /// An EC key from its coordinates, for `alg` (ES256 or ES384). `None`
     /// when the point is not on the curve (SEC 1 section 3.2.2.1).
     pub(crate) fn ec(alg: Algorithm, x: &[u8], y: &[u8]) -> Option<Self> {
         Some(Self {
-            inner: Some(prepared::Inner::ec(alg, x, y)?),
+            inner: prepared::Inner::ec(alg, x, y)?,
         })
     }
 
     /// An Ed25519 key. `None` when the backend refuses it.
     pub(crate) fn ed25519(x: &[u8]) -> Option<Self> {
         Some(Self {
-            inner: Some(prepared::Inner::ed25519(x)?),
+            inner: prepared::Inner::ed25519(x)?,
         })
     }
 
     /// `Some(verdict)` when prepared for `alg`; `None` to fall back.
     fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> Option<bool> {
-        self.inner.as_ref()?.verify(alg, message, signature)
+        self.inner.verify(alg, message, signature)
     }
 }
 
