@@ -352,7 +352,7 @@ async fn raw_metadata(
 // rejected whole. Parsers disagree on which copy counts, so the `issuer`
 // checked and the `jwks_uri` used could come from different copies.
 #[tokio::test]
-async fn discovery_rejects_a_document_that_repeats_a_member() {
+async fn discovery_rejects_a_document_that_repeats_a_member_or_names_plain_http_keys() {
     let keys = TestIssuer::start().await.unwrap();
     let other = TestIssuer::start().await.unwrap();
     let (good, evil) = (keys.jwks_uri(), other.jwks_uri());
@@ -362,6 +362,10 @@ async fn discovery_rejects_a_document_that_repeats_a_member() {
         format!(
             r#" {{"issuer":"{{base}}","jwks_uri":"{good}","mtls_endpoint_aliases":{{"a":"x","\u0061":"y"}}}}"#
         ),
+        // SPEC-NOTES "All authorization server endpoints are HTTPS": a
+        // discovered key-set URL on plain http to a host that is not
+        // loopback is refused before any connection, opt-in or not.
+        format!(r#"{{"issuer":"{{base}}","jwks_uri":"http://keys.example/jwks"}}"#),
         // The control: the same document without a repeated name is used.
         format!(r#"{{"issuer":"{{base}}","jwks_uri":"{good}"}}"#),
     ];
@@ -381,7 +385,7 @@ async fn discovery_rejects_a_document_that_repeats_a_member() {
             .sign();
         let got = verify(&v, &token).await.err();
         assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "{i}");
-        if i == 3 {
+        if i == docs.len() - 1 {
             assert_eq!(got, None, "the clean document");
         } else {
             assert_eq!(got, Some(AuthErrorKind::KeysUnavailable), "document {i}");
