@@ -226,7 +226,10 @@ impl AuthConfigBuilder {
     }
 
     /// The key-set URL of the only issuer; skips discovery. With several
-    /// issuers use [`issuer_jwks_uri`](Self::issuer_jwks_uri).
+    /// issuers use [`issuer_jwks_uri`](Self::issuer_jwks_uri). Default:
+    /// discovered from the issuer's metadata (RFC 8414, then OpenID
+    /// Connect), and discovered again after a failed fetch from it (an
+    /// issuer may move its key set); a URL given here is kept for good.
     pub fn jwks_uri(mut self, jwks_uri: impl Into<String>) -> Self {
         self.jwks_uris.push((None, jwks_uri.into()));
         self
