@@ -643,6 +643,28 @@ async fn unusable_keys_are_dropped_on_load() {
     );
 }
 
+// RFC 7518 section 6.3.1.1: `n` and `e` carry no leading zero octets, and
+// some libraries add one anyway. Such a key is read as the number it
+// names, and the tokens it signed verify (they were all refused).
+#[tokio::test]
+async fn an_rsa_key_published_with_leading_zero_octets_verifies() {
+    let issuer = TestIssuer::start_with_alg(SigningAlg::Rs256).await.unwrap();
+    let mut jwk = issuer.public_jwk().unwrap();
+    for member in ["n", "e"] {
+        let mut bytes = vec![0u8];
+        bytes.extend(
+            URL_SAFE_NO_PAD
+                .decode(jwk[member].as_str().unwrap())
+                .unwrap(),
+        );
+        jwk[member] = json!(URL_SAFE_NO_PAD.encode(bytes));
+    }
+    issuer.set_jwks_document(Some(json!({ "keys": [jwk] })));
+    let v = verifier(&issuer, |b| b);
+    assert!(verify(&v, &token(&issuer)).await.is_ok());
+    assert_eq!(issuer.jwks_hits(), 1);
+}
+
 // RFC 7517 section 4.5 (`kid` need not be unique): keys sharing a kid are
 // all tried, in document order; tokens signed by either verify.
 #[tokio::test]

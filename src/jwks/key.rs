@@ -351,6 +351,36 @@ mod tests {
         }
     }
 
+    // Some issuers publish `n` with a leading zero byte (a two's-complement
+    // habit; RFC 7518 section 6.3.1.1 asks for none): the key still loads
+    // and verifies.
+    #[test]
+    fn an_rsa_modulus_with_a_leading_zero_still_verifies() {
+        let rng = SystemRandom::new();
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let public = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+        let mut n = vec![0u8];
+        n.extend_from_slice(&public.n);
+        let doc = json!({"keys": [{"kty": "RSA", "kid": "z", "n": b64(&n), "e": b64(&public.e)}]});
+        let (set, dropped) = KeySet::parse(doc.to_string().as_bytes()).unwrap();
+        assert!(dropped.is_empty(), "{dropped:?}");
+        let message = b"header.payload";
+        for (alg, encoding) in [
+            (
+                Algorithm::RS256,
+                &sig::RSA_PKCS1_SHA256 as &'static dyn sig::RsaEncoding,
+            ),
+            (Algorithm::PS256, &sig::RSA_PSS_SHA256),
+        ] {
+            let mut signature = vec![0; pair.public_modulus_len()];
+            pair.sign(encoding, &rng, message, &mut signature).unwrap();
+            let [key] = set.candidates(Some("z"), alg)[..] else {
+                panic!("{alg:?}: one candidate");
+            };
+            assert!(verify_signature(alg, key, message, &signature), "{alg:?}");
+        }
+    }
+
     // RFC 7518 section 3.4: a P-384 key verifies ES384 (fixed-length
     // signatures), and is never a candidate for ES256.
     #[test]

@@ -264,11 +264,15 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
             if !plausible_rsa_exponent(&e) {
                 return Err(Dropped::Malformed);
             }
+            // RFC 7518 section 6.3.1.1 asks for no leading zero octets,
+            // and notes that some libraries add one (a two's-complement
+            // habit); the backend refuses them, so they are removed.
+            let (n, e) = (strip_leading_zeros(&n), strip_leading_zeros(&e));
             material.extend_from_slice(b"RSA");
-            material.extend_from_slice(&n);
-            material.extend_from_slice(&e);
-            prepared =
-                Prepared::rsa(n, e, alg.unwrap_or(Algorithm::RS256)).ok_or(Dropped::InvalidKey)?;
+            material.extend_from_slice(n);
+            material.extend_from_slice(e);
+            prepared = Prepared::rsa(n.to_vec(), e.to_vec(), alg.unwrap_or(Algorithm::RS256))
+                .ok_or(Dropped::InvalidKey)?;
             KeyShape::Rsa
         }
         AlgorithmParameters::EllipticCurve(p) => {
