@@ -365,7 +365,7 @@ async fn discovery_rejects_a_document_that_repeats_a_member_or_names_plain_http_
         // SPEC-NOTES "All authorization server endpoints are HTTPS": a
         // discovered key-set URL on plain http to a host that is not
         // loopback is refused before any connection, opt-in or not.
-        format!(r#"{{"issuer":"{{base}}","jwks_uri":"http://keys.example/jwks"}}"#),
+        r#"{"issuer":"{base}","jwks_uri":"http://keys.example/jwks"}"#.to_owned(),
         // The control: the same document without a repeated name is used.
         format!(r#"{{"issuer":"{{base}}","jwks_uri":"{good}"}}"#),
     ];
