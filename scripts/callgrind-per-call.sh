@@ -11,6 +11,8 @@
 #   scripts/callgrind-per-call.sh               # RS256, 4 s of counted calls per server
 #   scripts/callgrind-per-call.sh --alg es256 --seconds 6
 #   scripts/callgrind-per-call.sh --legacy       # 2025-11-25 session (bare rmcp: SSE, as rmcp answers in a session)
+#   scripts/callgrind-per-call.sh --bare-mimalloc  # bare rmcp with the reference server's allocator
+#                                                  # (examples/bare_rmcp_mimalloc): the layer's own instructions
 #
 # Each server is warmed up first (the first call verifies the token, later
 # ones hit the cache), then its instrumentation is switched on, wrk (one
@@ -24,10 +26,11 @@
 # apart.
 set -euo pipefail
 
-ALG=rs256 SECONDS_COUNTED=4 LEGACY=0
+ALG=rs256 SECONDS_COUNTED=4 LEGACY=0 BARE_BIN=bare_rmcp
 while [ $# -gt 0 ]; do
   case "$1" in
     --legacy) LEGACY=1; shift ;;
+    --bare-mimalloc) BARE_BIN=bare_rmcp_mimalloc; shift ;;
     --alg) ALG="$2"; shift 2 ;;
     --seconds) SECONDS_COUNTED="$2"; shift 2 ;;
     *) echo "callgrind-per-call: unknown flag $1" >&2; exit 2 ;;
@@ -41,7 +44,7 @@ BIN="$TARGET_DIR/release/examples"
 for tool in valgrind callgrind_control callgrind_annotate wrk curl python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "callgrind-per-call: $tool is required (Debian: valgrind, wrk)" >&2; exit 2; }
 done
-cargo build --release --quiet --example protected_server --example bench_issuer --example bare_rmcp
+cargo build --release --quiet --example protected_server --example bench_issuer --example "$BARE_BIN"
 
 # shellcheck source=scripts/bench-common.sh
 . "$ROOT/scripts/bench-common.sh"
@@ -71,7 +74,7 @@ BARE_FLAGS=(--nodelay --json)
 # like with like.
 [ "$LEGACY" = 0 ] || BARE_FLAGS=(--nodelay)
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/bare.cg" \
-  "$BIN/bare_rmcp" --bind "127.0.0.1:$BARE_PORT" "${BARE_FLAGS[@]}" >"$WORK/bare.out" 2>&1 &
+  "$BIN/$BARE_BIN" --bind "127.0.0.1:$BARE_PORT" "${BARE_FLAGS[@]}" >"$WORK/bare.out" 2>&1 &
 PIDS+=($!)
 BARE_PID=$!
 wait_for "$WORK/ours.out" 'listening on' "$OURS_PID"
