@@ -80,12 +80,7 @@ async fn step_up_with_the_rmcp_client() {
 #[tokio::test]
 async fn insufficient_scope_response_on_the_wire() {
     let h = Harness::start(|b| notes_rules(b).required_scopes(["mcp"])).await;
-    let token = h
-        .issuer
-        .token()
-        .audience(&h.resource)
-        .scopes(["mcp", "notes:read"])
-        .sign();
+    let token = h.scoped_token(&["mcp", "notes:read"]);
     let resp = h
         .post(
             &[("authorization", &format!("Bearer {token}"))],
@@ -106,12 +101,7 @@ async fn insufficient_scope_response_on_the_wire() {
 #[tokio::test]
 async fn implied_scopes_and_wildcards() {
     let h = Harness::start(|b| notes_rules(b).scope_wildcards(true)).await;
-    let write_only = h
-        .issuer
-        .token()
-        .audience(&h.resource)
-        .scopes(["notes:write"])
-        .sign();
+    let write_only = h.scoped_token(&["notes:write"]);
     let client = bounded(legacy_client(&h.resource, &write_only))
         .await
         .unwrap();
@@ -143,7 +133,7 @@ async fn implied_scopes_and_wildcards() {
     // Even with wildcards on, a bare `*` (or `:*`) grants nothing: only a
     // `prefix:*` is a wildcard.
     for bare in ["*", ":*"] {
-        let token = h.issuer.token().audience(&h.resource).scopes([bare]).sign();
+        let token = h.scoped_token(&[bare]);
         let resp = h
             .post(
                 &[("authorization", &format!("Bearer {token}"))],
@@ -154,12 +144,7 @@ async fn implied_scopes_and_wildcards() {
     }
     // Wildcards are off unless enabled.
     let h = Harness::start(notes_rules).await;
-    let wildcard = h
-        .issuer
-        .token()
-        .audience(&h.resource)
-        .scopes(["notes:*"])
-        .sign();
+    let wildcard = h.scoped_token(&["notes:*"]);
     let resp = h
         .post(
             &[("authorization", &format!("Bearer {wildcard}"))],
@@ -282,12 +267,7 @@ async fn resources_prompts_and_methods() {
         let resp = stateless_post(&h, &none, &[], body).await;
         assert_eq!(resp.status(), 403, "{body}");
         assert_eq!(param(&challenge(&resp), "scope"), Some(scope), "{body}");
-        let granted = h
-            .issuer
-            .token()
-            .audience(&h.resource)
-            .scopes([scope])
-            .sign();
+        let granted = h.scoped_token(&[scope]);
         let resp = stateless_post(&h, &granted, &[], body).await;
         assert_ne!(resp.status(), 403, "{body}");
     }
@@ -307,12 +287,7 @@ async fn resources_prompts_and_methods() {
 #[tokio::test]
 async fn batches_and_legacy_bodies() {
     let h = Harness::start(notes_rules).await;
-    let read = h
-        .issuer
-        .token()
-        .audience(&h.resource)
-        .scopes(["notes:read"])
-        .sign();
+    let read = h.scoped_token(&["notes:read"]);
     let batch = format!(
         "[{},{}]",
         r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
@@ -348,12 +323,7 @@ async fn subscriptions_listen_needs_every_resource_scope() {
     let resp = stateless_post(&h, &none, &[("mcp-method", "subscriptions/listen")], body).await;
     assert_eq!(resp.status(), 403);
     assert_eq!(param(&challenge(&resp), "scope"), Some("notes:read admin"));
-    let read = h
-        .issuer
-        .token()
-        .audience(&h.resource)
-        .scopes(["notes:read"])
-        .sign();
+    let read = h.scoped_token(&["notes:read"]);
     let resp = stateless_post(&h, &read, &[("mcp-method", "subscriptions/listen")], body).await;
     assert_eq!(resp.status(), 403);
     assert_eq!(param(&challenge(&resp), "scope"), Some("notes:read admin"));
@@ -400,12 +370,7 @@ async fn a_subscribe_method_rule_covers_subscriptions_listen() {
 #[tokio::test]
 async fn unreadable_bodies_are_refused_when_rules_exist() {
     let h = Harness::start(notes_rules).await;
-    let read = h
-        .issuer
-        .token()
-        .audience(&h.resource)
-        .scopes(["notes:read"])
-        .sign();
+    let read = h.scoped_token(&["notes:read"]);
     let auth = format!("Bearer {read}");
     let utf16: Vec<u8> = r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#
         .encode_utf16()
@@ -480,12 +445,7 @@ async fn unreadable_bodies_are_refused_when_rules_exist() {
 #[tokio::test]
 async fn lying_headers_are_refused() {
     let h = Harness::start(notes_rules).await;
-    let read = h
-        .issuer
-        .token()
-        .audience(&h.resource)
-        .scopes(["notes:read"])
-        .sign();
+    let read = h.scoped_token(&["notes:read"]);
     let lies: [&[(&str, &str)]; 4] = [
         &[("mcp-method", "tools/call"), ("mcp-name", "whoami")],
         &[("mcp-method", "tools/list")],
@@ -533,12 +493,7 @@ async fn lying_headers_are_refused() {
 #[tokio::test]
 async fn task_requests_name_their_task_in_mcp_name() {
     let h = Harness::start(notes_rules).await;
-    let read = h
-        .issuer
-        .token()
-        .audience(&h.resource)
-        .scopes(["notes:read"])
-        .sign();
+    let read = h.scoped_token(&["notes:read"]);
     for method in ["tasks/get", "tasks/update", "tasks/cancel"] {
         let body = format!(
             r#"{{"jsonrpc":"2.0","id":7,"method":"{method}","params":{{"taskId":"t-1","inputResponses":{{}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}}}}"#
@@ -644,12 +599,7 @@ async fn sessions_are_bound_to_their_principal() {
 #[tokio::test]
 async fn hidden_tools_and_private_cache_scope() {
     let h = Harness::start(|b| notes_rules(b).hide_unauthorized_in_lists(true)).await;
-    let read = h
-        .issuer
-        .token()
-        .audience(&h.resource)
-        .scopes(["notes:read"])
-        .sign();
+    let read = h.scoped_token(&["notes:read"]);
     for stateless in [false, true] {
         let client = if stateless {
             bounded(stateless_client(&h.resource, &read)).await.unwrap()
@@ -667,12 +617,7 @@ async fn hidden_tools_and_private_cache_scope() {
         assert!(names.contains(&"mint".to_owned()), "{names:?}");
         client.cancel().await.unwrap();
     }
-    let write = h
-        .issuer
-        .token()
-        .audience(&h.resource)
-        .scopes(["notes:write"])
-        .sign();
+    let write = h.scoped_token(&["notes:write"]);
     let client = bounded(legacy_client(&h.resource, &write)).await.unwrap();
     let names: Vec<String> = bounded(client.list_all_tools())
         .await
@@ -695,12 +640,7 @@ async fn hidden_tools_and_private_cache_scope() {
 #[tokio::test]
 async fn lists_are_not_filtered_by_default() {
     let h = Harness::start(notes_rules).await;
-    let read = h
-        .issuer
-        .token()
-        .audience(&h.resource)
-        .scopes(["notes:read"])
-        .sign();
+    let read = h.scoped_token(&["notes:read"]);
     let client = bounded(legacy_client(&h.resource, &read)).await.unwrap();
     let names: Vec<String> = bounded(client.list_all_tools())
         .await

@@ -571,6 +571,55 @@ async fn a_handler_carrying_on_after_its_step_up_never_gets_its_answer_out() {
     }
 }
 
+// A refusal in the stream is counted and audited when the handler asks,
+// not when its answer would have been replaced: a client that leaves after
+// the head (and a notification) but before the answer still leaves a
+// refusal on record. Before, nothing was counted or audited.
+#[tokio::test]
+async fn a_refusal_in_the_stream_is_counted_when_the_client_leaves_before_the_answer() {
+    let h = Harness::start(|b| b.required_scopes(["mcp"])).await;
+    let token = h.scoped_token(&["mcp"]);
+    let auth = format!("Bearer {token}");
+    let refused = |m: &mcp_oauth2::MetricsSnapshot| {
+        m.rejected.get("insufficient_scope").copied().unwrap_or(0)
+    };
+    let before = refused(&h.metrics.snapshot());
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"chatty_ask_then_wait","arguments":{{}},{META}}}}}"#
+    );
+    let asked = support::fixture::ASKED.notified();
+    let mut resp = bounded(h.post(
+        &[
+            ("authorization", &auth),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "chatty_ask_then_wait"),
+        ],
+        &body,
+    ))
+    .await;
+    assert_eq!(resp.status(), 200);
+    // The notification, sent before the ask.
+    let first = bounded(resp.chunk()).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("notifications/message"));
+    bounded(asked).await;
+    assert_eq!(refused(&h.metrics.snapshot()), before, "not yet answered");
+    drop(resp);
+    let mut counted = refused(&h.metrics.snapshot());
+    for _ in 0..200 {
+        if counted > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        counted = refused(&h.metrics.snapshot());
+    }
+    assert_eq!(
+        counted,
+        before + 1,
+        "the refusal is counted once the client left"
+    );
+}
+
 // `hold_streams_for_step_up(false)`: the head of a legacy call's stream
 // leaves before the handler answers (as rmcp alone sends it), a late
 // step-up is answered in the stream with the JSON-RPC error, for the raw

@@ -264,6 +264,18 @@ impl Guarded {
     }
 }
 
+impl Drop for Guarded {
+    /// A handler that asked and failed is a refusal whether or not its
+    /// answer ever came through here: a client that left first (or a
+    /// handler that never answered) still leaves it counted and audited.
+    fn drop(&mut self) {
+        if !self.counted && self.check.slot.asked() {
+            self.counted = true;
+            self.check.refused_in_stream(&self.check.slot.needed());
+        }
+    }
+}
+
 /// Whether `bytes` end an event: a blank line (a CR alone at the end may
 /// be the first half of a CRLF, so it is not taken as an end).
 fn ends_event(bytes: &[u8]) -> bool {

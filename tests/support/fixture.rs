@@ -72,6 +72,9 @@ pub const STEP_UP_SECRET: &str = "the-secret-export";
 /// Opened by a test to let `gated_echo` answer.
 pub static GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
+/// Told by `chatty_ask_then_wait` once its step-up has failed.
+pub static ASKED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// A server whose tools report the caller.
 #[derive(Clone)]
 pub struct EchoServer {
@@ -185,6 +188,24 @@ impl EchoServer {
         STEP_UP_SECRET.to_owned()
     }
 
+    #[tool(
+        description = "streams a log message, asks for notes:export, tells ASKED, then answers only after a minute"
+    )]
+    #[allow(deprecated)]
+    async fn chatty_ask_then_wait(&self, ctx: RequestContext<RoleServer>) -> String {
+        let message = rmcp::model::LoggingMessageNotificationParam::new(
+            rmcp::model::LoggingLevel::Info,
+            serde_json::json!("exporting"),
+        );
+        let _ = ctx.peer.notify_logging_message(message).await;
+        if let Ok(auth) = ctx.auth() {
+            let _ = auth.require_scopes(["notes:export"]);
+        }
+        ASKED.notify_one();
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        STEP_UP_SECRET.to_owned()
+    }
+
     #[tool(description = "ignores its failed ask for notes:export and answers a secret")]
     async fn quiet_carry_on(&self, auth: AuthContext) -> String {
         let _ = auth.require_scopes(["notes:export"]);
@@ -268,6 +289,15 @@ impl Harness {
             .token()
             .subject(sub)
             .audience(&self.resource)
+            .sign()
+    }
+
+    /// A valid token for the default subject with these scopes.
+    pub fn scoped_token(&self, scopes: &[&str]) -> String {
+        self.issuer
+            .token()
+            .audience(&self.resource)
+            .scopes(scopes.iter().copied())
             .sign()
     }
 
