@@ -901,16 +901,37 @@ async fn introspection_endpoint(
     issuer: String,
     resource: String,
 ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (url, hits, _) = switchable_introspection_endpoint(issuer, resource).await;
+    (url, hits)
+}
+
+/// [`introspection_endpoint`] with a switch: while it is on, every request
+/// is answered 503 (an outage).
+async fn switchable_introspection_endpoint(
+    issuer: String,
+    resource: String,
+) -> (
+    String,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<std::sync::atomic::AtomicBool>,
+) {
+    use axum::response::IntoResponse;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let hits = Arc::new(AtomicUsize::new(0));
+    let down = Arc::new(AtomicBool::new(false));
     let counter = hits.clone();
+    let switch = down.clone();
     let app = axum::Router::new().route(
         "/introspect",
         axum::routing::post(move |body: String| {
             let counter = counter.clone();
+            let switch = switch.clone();
             let (issuer, resource) = (issuer.clone(), resource.clone());
             async move {
                 counter.fetch_add(1, Ordering::SeqCst);
+                if switch.load(Ordering::SeqCst) {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+                }
                 let token = url::form_urlencoded::parse(body.as_bytes())
                     .find(|(k, _)| k == "token")
                     .map(|(_, v)| v.into_owned())
@@ -922,14 +943,14 @@ async fn introspection_endpoint(
                     }),
                     None => serde_json::json!({"active": false}),
                 };
-                axum::Json(answer)
+                axum::Json(answer).into_response()
             }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/introspect", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, hits)
+    (url, hits, down)
 }
 
 /// The store key of `text` in namespace `ns` (`mcp_oauth2:<ns>:` and the
@@ -1791,4 +1812,72 @@ async fn a_connection_gone_silent_is_replaced_after_a_timeout() {
     assert_eq!(served, Some(Some(b"1".to_vec())), "never reconnected");
     assert!(opened.load(Ordering::SeqCst) > silenced.load(Ordering::SeqCst));
     proxy.abort();
+}
+
+// An introspection outage with a shared store: the semantics do not
+// change. Each replica has its own outage cooldown (one request finds the
+// endpoint down, then new tokens are refused at once with 503
+// `introspection_unavailable`); an active result in the store (or in the
+// replica's cache) keeps being served until its deadline; after the
+// cooldown, one request finds the recovered endpoint.
+#[tokio::test]
+async fn an_introspection_outage_is_cooled_down_per_replica_and_shared_results_still_serve() {
+    use std::sync::atomic::Ordering;
+    let redis = RedisServer::start().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", la.local_addr().unwrap());
+    let (endpoint, hits, down) =
+        switchable_introspection_endpoint(issuer.issuer().to_owned(), resource.clone()).await;
+    static ENDPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ENDPOINT.set(endpoint).unwrap();
+    let tweak: fn(AuthConfigBuilder) -> AuthConfigBuilder = |b| {
+        b.introspection(
+            IntrospectionSettings::new("rs", "secret")
+                .endpoint(url::Url::parse(ENDPOINT.get().unwrap()).unwrap()),
+        )
+    };
+    let store = || -> Arc<dyn SharedStore> {
+        Arc::new(
+            RedisStore::new(&redis.url())
+                .unwrap()
+                .timeout(Duration::from_millis(300)),
+        )
+    };
+    let a = Replica::start(la, &resource, &issuer, store(), tweak).await;
+    let b = Replica::start(lb, &resource, &issuer, store(), tweak).await;
+    let status = |url: String, token: &'static str| async move {
+        let response = post(&url, &format!("Bearer {token}"), None, &initialize_body(1)).await;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        (
+            status,
+            body["reason"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    assert_eq!(status(a.url(), "opaque-alice").await.0, 200);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    down.store(true, Ordering::SeqCst);
+    let unavailable = (503, "introspection_unavailable".to_owned());
+    assert_eq!(status(b.url(), "opaque-bob").await, unavailable);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    for token in ["opaque-carol", "opaque-dan", "opaque-eve", "opaque-fay"] {
+        assert_eq!(status(b.url(), token).await, unavailable);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "refused without a request");
+    // B never saw alice's token: the store answers, breaker open or not.
+    assert_eq!(status(b.url(), "opaque-alice").await.0, 200);
+    // A has its own cooldown: its first new token finds the endpoint down.
+    assert_eq!(status(a.url(), "opaque-gus").await, unavailable);
+    assert_eq!(status(a.url(), "opaque-hal").await, unavailable);
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+
+    down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(status(b.url(), "opaque-ivy").await.0, 200);
+    assert_eq!(hits.load(Ordering::SeqCst), 4, "one request: the probe");
+    assert_eq!(status(a.url(), "opaque-ivy").await.0, 200, "shared by B");
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
 }

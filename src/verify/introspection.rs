@@ -24,6 +24,19 @@
 //! request; a lookup that is cancelled hands over to a waiting one, so no
 //! lookup is ever left behind.
 //!
+//! An outage of an endpoint (no answer, a 5xx or 429, past `http_timeout`;
+//! or a failed discovery of it) opens a short cooldown for that endpoint:
+//! tokens not in the cache are refused at once (`introspection_unavailable`,
+//! 503) instead of costing it one request each; after 1 s one request
+//! probes it (the others still fail fast), and an answer closes the
+//! cooldown, so a recovered endpoint is used again at once, while a failed
+//! probe doubles the cooldown, up to 5 s (as the key sets' retries after a
+//! failed fetch). Any other answer (a 4xx such as `invalid_client`, about
+//! this server's own configuration; a redirect; a body that is not JSON)
+//! is not an outage: it is answered at once and opens no cooldown. Cached
+//! results (and results in a shared store) keep serving until their
+//! deadline; each replica has its own cooldown.
+//!
 //! With a shared store ([`AuthConfigBuilder::shared_store`](crate::AuthConfigBuilder::shared_store)),
 //! active results are also shared by the replicas: under
 //! `mcp_oauth2:introspection:<SHA-256 of the token>`, the endpoint's answer
@@ -44,6 +57,7 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 
+use super::breaker::{Breaker, Settle};
 use super::token_cache::token_key;
 use super::{TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
@@ -99,6 +113,24 @@ struct Endpoint {
     /// [`seal_key`]): a replica trusts a stored result only if it was made
     /// with the same client credentials for the same resource.
     seal: aws_lc_rs::hmac::Key,
+    /// The outage cooldown of this endpoint and of its discovery.
+    breaker: Breaker,
+}
+
+/// Why a request to an endpoint failed: the message for the log, and
+/// whether it is an outage (no answer, a 5xx or 429, the deadline), which
+/// opens the endpoint's [`Breaker`], or an answer that is not usable (a
+/// 4xx about our own configuration, a redirect, a body that is not JSON),
+/// which does not.
+struct Failed {
+    message: String,
+    outage: bool,
+}
+
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 struct Inner {
@@ -329,6 +361,7 @@ impl IntrospectionVerifier {
                 only_own,
                 url: Mutex::new(settings.endpoint.clone()),
                 seal: seal_key(&settings, &config.resource)?,
+                breaker: Breaker::default(),
                 settings,
             });
         }
@@ -602,7 +635,22 @@ impl IntrospectionVerifier {
         endpoint: &Endpoint,
         token: &str,
     ) -> Result<(AuthContext, Vec<u8>), AuthErrorKind> {
-        let url = self.endpoint(endpoint).await?;
+        // In an outage's cooldown: refused at once, without a request
+        // (see `super::breaker`).
+        let pass = endpoint
+            .breaker
+            .admit()
+            .ok_or(AuthErrorKind::IntrospectionUnavailable)?;
+        let url = match self.endpoint(endpoint).await {
+            Ok(url) => url,
+            Err(kind) => {
+                // A discovery's answer is the same for every token: a
+                // failed one (whatever the reason) is not tried again per
+                // token.
+                pass.settle(Settle::Outage);
+                return Err(kind);
+            }
+        };
         self.inner
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -621,7 +669,12 @@ impl IntrospectionVerifier {
             &s.client_secret,
             self.inner.caller_client,
         );
-        let doc = self.send(request, &url).await.map_err(|e| {
+        let sent = self.send(request, &url).await;
+        pass.settle(match &sent {
+            Err(Failed { outage: true, .. }) => Settle::Outage,
+            _ => Settle::Answered,
+        });
+        let doc = sent.map_err(|e| {
             tracing::warn!(endpoint = %url, error = %e, "token introspection failed");
             AuthErrorKind::IntrospectionUnavailable
         })?;
@@ -658,19 +711,29 @@ impl IntrospectionVerifier {
     /// Sends a request to `url`: status 200, a JSON body within the size
     /// cap and the deadline, no redirects (an answer from another URL than
     /// `url`, which a caller's client may have followed, is refused).
-    async fn send(&self, request: reqwest::RequestBuilder, url: &Url) -> Result<Vec<u8>, String> {
+    async fn send(&self, request: reqwest::RequestBuilder, url: &Url) -> Result<Vec<u8>, Failed> {
         let max = self.inner.max_bytes;
         let fut = async move {
-            let response = request
-                .send()
+            let response = request.send().await.map_err(|e| Failed {
+                message: format!("request failed: {e}"),
+                outage: true,
+            })?;
+            let response = crate::fetch::from_url(response, url).map_err(|message| Failed {
+                message,
+                outage: false,
+            })?;
+            let status = response.status();
+            let outage = status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS;
+            crate::fetch::read_json_body(response, max)
                 .await
-                .map_err(|e| format!("request failed: {e}"))?;
-            let response = crate::fetch::from_url(response, url)?;
-            crate::fetch::read_json_body(response, max).await
+                .map_err(|message| Failed { message, outage })
         };
         tokio::time::timeout(self.inner.timeout, fut)
             .await
-            .map_err(|_| "timed out".to_owned())?
+            .map_err(|_| Failed {
+                message: "timed out".to_owned(),
+                outage: true,
+            })?
     }
 }
 

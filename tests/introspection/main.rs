@@ -9,6 +9,7 @@ mod support;
 
 use support::fixture;
 
+mod outage;
 mod rules;
 
 use std::collections::HashMap;
@@ -335,7 +336,16 @@ async fn endpoint_failure_fails_closed_and_is_not_cached() {
         Some(AuthErrorKind::IntrospectionUnavailable)
     );
     e.down.store(0, Ordering::SeqCst);
+    // Within the outage cooldown (1 s, see outage.rs) the token is still
+    // refused, without a request; past it, the failure was not cached.
+    assert_eq!(
+        check(&v, "t").await.err(),
+        Some(AuthErrorKind::IntrospectionUnavailable)
+    );
+    assert_eq!(e.hits.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert!(check(&v, "t").await.is_ok());
+    assert_eq!(e.hits.load(Ordering::SeqCst), 2);
 }
 
 // With introspection configured, opaque tokens go to introspection and JWTs
@@ -775,7 +785,9 @@ async fn a_redirecting_endpoint_is_refused_even_with_a_following_client() {
 
 // RFC 7662 section 4 / the deadline (`http_timeout`): an endpoint slower
 // than the deadline is cut off with `introspection_unavailable` (503), not
-// waited for, and the failure is not cached: the next request asks again.
+// waited for, and the failure is not cached: the next request asks again
+// once the outage cooldown (1 s, then 2 s; see outage.rs) is over, and is
+// refused at once before.
 #[tokio::test]
 async fn a_slow_endpoint_is_cut_off_by_the_deadline_and_not_cached() {
     let (e, base) = start_endpoint().await;
@@ -802,6 +814,13 @@ async fn a_slow_endpoint_is_cut_off_by_the_deadline_and_not_cached() {
             "round {round}"
         );
         assert_eq!(e.hits.load(Ordering::SeqCst), round, "round {round}");
+        // In the cooldown: refused without a request.
+        assert_eq!(
+            bounded(check(&v, "slow")).await.err(),
+            Some(AuthErrorKind::IntrospectionUnavailable),
+        );
+        assert_eq!(e.hits.load(Ordering::SeqCst), round, "round {round}");
+        tokio::time::sleep(Duration::from_millis(1_000 * round as u64 + 100)).await;
     }
     e.delay_ms.store(0, Ordering::SeqCst);
     assert_eq!(

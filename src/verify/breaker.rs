@@ -1,0 +1,181 @@
+//! The outage cooldown of an introspection endpoint (a circuit breaker):
+//! after an outage is seen (no answer, a 5xx or 429, the deadline; or a
+//! failed discovery of the endpoint), requests for tokens not in the cache
+//! are refused at once (`introspection_unavailable`, 503) instead of
+//! costing the endpoint one request each, until a cooldown ends; then one
+//! request probes the endpoint (half-open) while the others keep failing
+//! fast. A probe that gets an answer closes the breaker (the recovered
+//! endpoint is used again at once); one that finds the endpoint still down
+//! opens it again for twice as long, up to [`MAX_COOLDOWN`].
+//!
+//! The cooldowns follow the key sets' retry interval after a failed fetch
+//! (`min(jwks_refresh_cooldown, 5 s)`): [`FIRST_COOLDOWN`] doubling up to
+//! [`MAX_COOLDOWN`], fixed (short enough that a recovered endpoint is back
+//! within seconds, long enough that an outage costs it a request every
+//! few seconds, not one per token).
+//!
+//! A small state machine under a plain mutex rather than a crate: it is
+//! taken only on a cache miss, for a few field reads and writes, never
+//! across an await; the circuit-breaker crates wrap the call itself (their
+//! own futures, clocks and failure predicates), which does not fit a
+//! lookup whose outcome is classified after the fact and whose probe may
+//! be cancelled (a caller that goes away hands the probe to the next one).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The cooldown after the first failure.
+pub(crate) const FIRST_COOLDOWN: Duration = Duration::from_secs(1);
+
+/// The longest cooldown (after failed probes; as the key sets' 5 s).
+pub(crate) const MAX_COOLDOWN: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Default)]
+struct State {
+    /// Open until then; `None`: closed.
+    open_until: Option<Instant>,
+    /// Outages in a row (the backoff).
+    failures: u32,
+    /// A probe is in flight.
+    probing: bool,
+}
+
+/// The breaker of one endpoint.
+#[derive(Debug, Default)]
+pub(crate) struct Breaker {
+    state: Mutex<State>,
+}
+
+/// Leave to ask the endpoint, to be [`settled`](Pass::settle); a probe
+/// dropped unsettled (its caller went away) hands the probe to the next
+/// request.
+#[derive(Debug)]
+pub(crate) struct Pass<'a> {
+    breaker: &'a Breaker,
+    probe: bool,
+    settled: bool,
+}
+
+/// How a request to the endpoint ended, for the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settle {
+    /// The endpoint answered (whatever it said).
+    Answered,
+    /// An outage: no answer, a 5xx or 429, the deadline.
+    Outage,
+}
+
+impl Breaker {
+    /// Leave to ask the endpoint now, or `None`: refuse at once.
+    pub(crate) fn admit(&self) -> Option<Pass<'_>> {
+        let mut state = self.lock();
+        let probe = match state.open_until {
+            None => false,
+            Some(until) if Instant::now() < until || state.probing => return None,
+            Some(_) => {
+                state.probing = true;
+                true
+            }
+        };
+        Some(Pass {
+            breaker: self,
+            probe,
+            settled: false,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Pass<'_> {
+    /// Records how the request ended.
+    pub(crate) fn settle(mut self, how: Settle) {
+        self.settled = true;
+        let mut state = self.breaker.lock();
+        if self.probe {
+            state.probing = false;
+        }
+        match how {
+            Settle::Answered => {
+                if state.open_until.is_some() {
+                    tracing::info!(
+                        "introspection: the endpoint answers again; new tokens are looked up"
+                    );
+                }
+                *state = State::default();
+            }
+            Settle::Outage => {
+                let now = Instant::now();
+                // Requests let through before the breaker opened that fail
+                // afterwards do not lengthen the cooldown: only a failure
+                // while closed, or a failed probe, opens it (again).
+                if !self.probe && state.open_until.is_some_and(|until| now < until) {
+                    return;
+                }
+                state.failures = state.failures.saturating_add(1);
+                let cooldown = cooldown(state.failures);
+                state.open_until = Some(crate::clock::deadline(now, cooldown));
+                tracing::warn!(
+                    cooldown_ms = u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX),
+                    failures = state.failures,
+                    "introspection: the endpoint is unavailable; new tokens are refused (503 introspection_unavailable) until one request finds it back after the cooldown"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        if self.probe && !self.settled {
+            self.breaker.lock().probing = false;
+        }
+    }
+}
+
+/// The cooldown after `failures` outages in a row: 1 s, 2 s, 4 s, then 5 s.
+fn cooldown(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(8);
+    FIRST_COOLDOWN
+        .saturating_mul(1 << doublings)
+        .min(MAX_COOLDOWN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cooldowns_double_up_to_the_cap() {
+        let secs: Vec<u64> = (1..=6).map(|n| cooldown(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 5, 5, 5]);
+        assert_eq!(cooldown(u32::MAX), MAX_COOLDOWN);
+    }
+
+    #[test]
+    fn closed_open_half_open_closed() {
+        let b = Breaker::default();
+        // Closed: everyone passes; an outage opens it.
+        let (p1, p2) = (b.admit().unwrap(), b.admit().unwrap());
+        p1.settle(Settle::Outage);
+        assert!(b.admit().is_none(), "open: refused at once");
+        // A request let through before does not lengthen the cooldown.
+        p2.settle(Settle::Outage);
+        assert_eq!(b.lock().failures, 1);
+        // Past the cooldown: one probe, the others refused.
+        b.lock().open_until = Some(Instant::now());
+        let probe = b.admit().unwrap();
+        assert!(b.admit().is_none(), "one probe at a time");
+        // A probe whose caller went away hands over to the next request.
+        drop(probe);
+        let probe = b.admit().unwrap();
+        probe.settle(Settle::Outage);
+        assert_eq!(b.lock().failures, 2, "a failed probe backs off");
+        b.lock().open_until = Some(Instant::now());
+        b.admit().unwrap().settle(Settle::Answered);
+        assert!(b.lock().open_until.is_none(), "closed again");
+        assert_eq!(b.lock().failures, 0);
+    }
+}

@@ -1,0 +1,309 @@
+//! Introspection under an outage of its endpoint (or of the discovery of
+//! it): like the key sets (`jwks_faults.rs`), a failing endpoint is not
+//! asked once per new token. After a failure (connection refused, 5xx,
+//! timeout) new tokens are refused at once with the documented 503
+//! `introspection_unavailable` for a short cooldown; then one request
+//! probes the endpoint, and a recovered endpoint is used again at once.
+//! Counted by the hits on real loopback endpoints; no wall-clock asserts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::verify::IntrospectionSettings;
+use serde_json::{Value, json};
+
+use super::fixture::{Harness, bounded};
+use super::{now, start_endpoint};
+
+/// Tokens asked about in each outage.
+const TOKENS: usize = 200;
+
+/// Hits on the endpoint allowed for `TOKENS` new tokens during one outage:
+/// the first failure, then one probe per cooldown (1 s, 2 s, 4 s, then
+/// every 5 s), so 10 covers a run of 35 s on a loaded machine (the
+/// requests are sent one after the other and take a few seconds in a debug
+/// build). Before the cooldown, it was one hit per token (200).
+const ALLOWED: usize = 10;
+
+/// A loopback server that answers every request with `status` and counts
+/// them (an introspection endpoint or an issuer's metadata in an outage).
+async fn failing_server(status: u16) -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    let app = axum::Router::new().fallback(move || {
+        let counter = Arc::clone(&counter);
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            axum::http::StatusCode::from_u16(status).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, hits)
+}
+
+/// A loopback port that refuses connections, with a count of the
+/// connections attempted: a listener that accepts and drops each one at
+/// once (a reset, as a crashed endpoint behind a proxy).
+async fn refusing_server() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    (base, hits)
+}
+
+/// A loopback endpoint that accepts and never answers; counts connections.
+async fn silent_server() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (base, hits)
+}
+
+/// A protected server (real `McpServer`) whose introspection endpoint is
+/// `endpoint`.
+async fn server(endpoint: &str, timeout: Duration) -> Harness {
+    let settings = IntrospectionSettings::new("rs:client", "s3cr&t")
+        .endpoint(url::Url::parse(endpoint).unwrap());
+    Harness::start(move |b| b.introspection(settings).http_timeout(timeout)).await
+}
+
+/// An `initialize` request (200 once admitted).
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+/// `initialize` with `token`: the status and the body's `reason`.
+async fn call(h: &Harness, token: &str) -> (u16, String) {
+    let resp = bounded(h.post(&[("authorization", &format!("Bearer {token}"))], INITIALIZE)).await;
+    let status = resp.status().as_u16();
+    let retry_after = resp.headers().get("retry-after").cloned();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let reason = body["reason"].as_str().unwrap_or_default().to_owned();
+    if status == 503 {
+        // docs/security-model.md: 503 `temporarily_unavailable`, with
+        // `Retry-After` and no challenge.
+        assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+        assert!(retry_after.is_some(), "{body}");
+    }
+    (status, reason)
+}
+
+/// Sends `TOKENS` distinct opaque tokens; every one must be refused with
+/// the documented 503. Returns the hits the endpoint got.
+async fn flood(h: &Harness, hits: &AtomicUsize, label: &str) -> usize {
+    let started = std::time::Instant::now();
+    for i in 0..TOKENS {
+        let (status, reason) = call(h, &format!("opaque-{label}-{i}")).await;
+        assert_eq!(
+            (status, reason.as_str()),
+            (503, "introspection_unavailable"),
+            "{label}: token {i}"
+        );
+    }
+    let n = hits.load(Ordering::SeqCst);
+    // A measurement for the record, not an assertion.
+    eprintln!(
+        "{label}: {TOKENS} new tokens -> {n} endpoint requests, callers waited {:?} in all",
+        started.elapsed()
+    );
+    n
+}
+
+// Connection refused (reset), 503 and a timeout: during an outage shorter
+// than the cooldown, new tokens cost the endpoint one request in all (the
+// one that found it down), not one each, and are answered without waiting
+// for the endpoint (they never reach it).
+#[tokio::test]
+async fn a_failing_endpoint_is_asked_once_per_cooldown_not_once_per_token() {
+    let (refusing, refused_hits) = refusing_server().await;
+    let (unavailable, unavailable_hits) = failing_server(503).await;
+    let (silent, silent_hits) = silent_server().await;
+    let cases = [
+        ("refused", refusing, refused_hits),
+        ("503", unavailable, unavailable_hits),
+        ("timeout", silent, silent_hits),
+    ];
+    let mut counts = Vec::new();
+    for (label, base, hits) in cases {
+        let h = server(&format!("{base}/introspect"), Duration::from_millis(100)).await;
+        counts.push((label, flood(&h, &hits, label).await));
+    }
+    for (label, n) in counts {
+        assert!(
+            (1..=ALLOWED).contains(&n),
+            "{label}: {n} endpoint requests for {TOKENS} new tokens"
+        );
+    }
+}
+
+// Discovery of the endpoint (the issuer's metadata) in an outage: the
+// same bound, where each new token used to cost every discovery URL.
+#[tokio::test]
+async fn a_failing_discovery_is_tried_once_per_cooldown_not_once_per_token() {
+    use mcp_oauth2::verify::IntrospectionVerifier;
+    use mcp_oauth2::{AuthConfig, AuthErrorKind, BearerToken, TokenVerifier};
+    for (label, (base, hits)) in [
+        ("503", failing_server(503).await),
+        ("refused", refusing_server().await),
+    ] {
+        let config = AuthConfig::builder()
+            .issuer(format!("{base}/tenant"))
+            .resource(super::RESOURCE)
+            .introspection(IntrospectionSettings::new("rs:client", "s3cr&t"))
+            .allow_insecure_http_for_loopback(true)
+            .http_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let v = IntrospectionVerifier::from_config(&config).unwrap();
+        for i in 0..TOKENS {
+            let token = format!("opaque-{i}");
+            let err = bounded(v.verify(BearerToken::new(&token)))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.kind(),
+                AuthErrorKind::IntrospectionUnavailable,
+                "{label}"
+            );
+        }
+        let n = hits.load(Ordering::SeqCst);
+        eprintln!("discovery {label}: {TOKENS} new tokens -> {n} metadata requests");
+        // One discovery: up to three metadata URLs for an issuer with a path.
+        assert!((1..=3).contains(&n), "{label}: {n} metadata requests");
+    }
+}
+
+// Recovery: after the endpoint comes back, a new token is admitted within
+// the cooldown and one request (the probe); while it was down, a token
+// already found active kept being served from the cache, and tokens not
+// seen before were refused without a request.
+#[tokio::test]
+async fn a_recovered_endpoint_is_used_again_after_one_probe() {
+    let (e, base) = start_endpoint().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let h = Harness::start_with_issuer(issuer, |b| {
+        b.introspection(
+            IntrospectionSettings::new("rs:client", "s3cr&t")
+                .endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap()),
+        )
+    })
+    .await;
+    let active =
+        |sub: &str| json!({"active": true, "sub": sub, "aud": h.resource, "exp": now() + 300});
+    for (token, sub) in [
+        ("opaque-known", "kim"),
+        ("opaque-new", "nat"),
+        ("opaque-2", "ola"),
+    ] {
+        e.answers.lock().unwrap().insert(token.into(), active(sub));
+    }
+    assert_eq!(call(&h, "opaque-known").await.0, 200);
+    assert_eq!(e.hits.load(Ordering::SeqCst), 1);
+
+    // Down (502): the first new token finds it down; the next are refused
+    // without a request; the cached one keeps being served.
+    e.down.store(1, Ordering::SeqCst);
+    for i in 0..20 {
+        let (status, reason) = call(&h, &format!("opaque-down-{i}")).await;
+        assert_eq!(
+            (status, reason.as_str()),
+            (503, "introspection_unavailable")
+        );
+        assert_eq!(call(&h, "opaque-known").await.0, 200, "cached, served");
+    }
+    assert_eq!(
+        e.hits.load(Ordering::SeqCst),
+        2,
+        "one request for 20 new tokens"
+    );
+
+    // Back: within the cooldown (1 s after the first failure) new tokens
+    // still fail fast; past it, one request (the probe) admits the new token
+    // and closes the breaker.
+    e.down.store(0, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(call(&h, "opaque-new").await.0, 200);
+    assert_eq!(e.hits.load(Ordering::SeqCst), 3, "the probe");
+    assert_eq!(call(&h, "opaque-2").await.0, 200);
+    assert_eq!(
+        e.hits.load(Ordering::SeqCst),
+        4,
+        "closed again: one per new token"
+    );
+}
+
+// A probe that finds the endpoint still down opens the breaker again for
+// a longer cooldown (backoff: 1 s, 2 s, 4 s, capped at 5 s).
+#[tokio::test]
+async fn a_failed_probe_backs_off() {
+    let (e, base) = start_endpoint().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let h = Harness::start_with_issuer(issuer, |b| {
+        b.introspection(
+            IntrospectionSettings::new("rs:client", "s3cr&t")
+                .endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap()),
+        )
+    })
+    .await;
+    e.down.store(1, Ordering::SeqCst);
+    assert_eq!(call(&h, "opaque-a").await.0, 503);
+    assert_eq!(e.hits.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // The probe: still down.
+    assert_eq!(call(&h, "opaque-b").await.0, 503);
+    assert_eq!(e.hits.load(Ordering::SeqCst), 2);
+    // 1.1 s later the doubled cooldown (2 s) is not over: no request.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(call(&h, "opaque-c").await.0, 503);
+    assert_eq!(e.hits.load(Ordering::SeqCst), 2, "still cooling down");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    e.down.store(0, Ordering::SeqCst);
+    e.answers.lock().unwrap().insert(
+        "opaque-d".into(),
+        json!({"active": true, "sub": "d", "aud": h.resource, "exp": now() + 300}),
+    );
+    assert_eq!(call(&h, "opaque-d").await.0, 200);
+    assert_eq!(e.hits.load(Ordering::SeqCst), 3);
+}
+
+// An answer of the endpoint that is about this server's own configuration
+// (401 `invalid_client`: wrong credentials) is not an outage: it is
+// answered at once, so it opens no cooldown; every token is asked about
+// (and refused with the documented 503 until the configuration is fixed).
+#[tokio::test]
+async fn a_client_error_of_the_endpoint_opens_no_cooldown() {
+    let (e, base) = start_endpoint().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let h = Harness::start_with_issuer(issuer, |b| {
+        b.introspection(
+            IntrospectionSettings::new("rs:client", "wrong")
+                .endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap()),
+        )
+    })
+    .await;
+    for i in 0..5 {
+        let (status, reason) = call(&h, &format!("opaque-{i}")).await;
+        assert_eq!(
+            (status, reason.as_str()),
+            (503, "introspection_unavailable")
+        );
+    }
+    assert_eq!(e.hits.load(Ordering::SeqCst), 5);
+}
