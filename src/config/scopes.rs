@@ -16,7 +16,12 @@ use crate::scope::ScopePolicy;
 impl AuthConfigBuilder {
     /// Scopes a tool call needs (`tools/call` with this `name`), on top of
     /// the required scopes. A call without them gets a real HTTP 403
-    /// `insufficient_scope` challenge before rmcp dispatches it.
+    /// `insufficient_scope` challenge before rmcp dispatches it. A task the
+    /// call creates (SEP-2663) keeps needing them: `tasks/get`,
+    /// `tasks/update` and `tasks/cancel` of that task are held to the
+    /// scopes its creating call needed, and refused to any principal but
+    /// its creator (see the README, "Sessions and handles bound to the
+    /// caller").
     pub fn tool_scopes<I, S>(mut self, tool: impl Into<String>, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,

@@ -73,6 +73,9 @@ pub(crate) enum Refused {
     /// The shared store holding session owners did not answer in time:
     /// the session cannot be checked (or bound), so it is refused.
     SessionStoreUnavailable,
+    /// The store of task owners did not answer (or could not record a new
+    /// task's owner): the task request cannot be checked, so it is refused.
+    TaskStoreUnavailable,
 }
 
 impl Refused {
@@ -89,7 +92,7 @@ impl Refused {
             Self::BodyTooLarge => "body_too_large",
             Self::TooManySessions(code) => code,
             Self::SessionsDisabled => "sessions_disabled",
-            Self::SessionStoreUnavailable => "store_unavailable",
+            Self::SessionStoreUnavailable | Self::TaskStoreUnavailable => "store_unavailable",
         }
     }
 
@@ -155,6 +158,11 @@ impl Refused {
                 "temporarily_unavailable",
                 "Session state is temporarily unavailable; retry later",
             ),
+            Self::TaskStoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "Task state is temporarily unavailable; retry later",
+            ),
         }
     }
 
@@ -176,7 +184,7 @@ impl Refused {
         crate::challenge::error_headers(response.headers_mut());
         let retry_after = match self {
             Self::TooManySessions(_) => Some("60"),
-            Self::SessionStoreUnavailable => Some("1"),
+            Self::SessionStoreUnavailable | Self::TaskStoreUnavailable => Some("1"),
             _ => None,
         };
         if let Some(secs) = retry_after {

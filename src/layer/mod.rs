@@ -17,6 +17,7 @@ mod service;
 mod sessions;
 mod step_up;
 mod stream_end;
+mod tasks;
 
 use std::sync::Arc;
 
@@ -132,6 +133,8 @@ struct Shared {
     sessions: Arc<Sessions>,
     /// Session owners shared by replicas (`AuthConfigBuilder::shared_store`).
     session_store: Option<Arc<dyn crate::store::SharedStore>>,
+    /// Task owners (`tasks.rs`): the shared store, else a private memory one.
+    task_store: Arc<dyn crate::store::SharedStore>,
     /// Tokens refused for good a moment ago (a retry storm or a flood of
     /// one bad token costs one verification per window).
     refused: Arc<refused::RefusedTokens>,
@@ -235,6 +238,7 @@ impl AuthLayer {
                 forward_authorization: false,
                 sessions: Arc::new(Sessions::new(config.sessions)),
                 session_store: config.shared_store.clone(),
+                task_store: store_of(&config),
                 refused: Arc::new(refused::RefusedTokens::new()),
                 allowed_origins: Arc::new(Origins {
                     list: config.allowed_origins.clone(),

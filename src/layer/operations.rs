@@ -60,8 +60,13 @@ impl Shared {
         // A legacy session's POST is read for its request ids too (see
         // `Sessions::claim_ids`), rules or not.
         let session_post = self.bind_sessions && !stateless && headers.contains_key(SESSION_HEADER);
+        // Every JSON POST to MCP is read too: tasks are bound to their
+        // creators (`tasks.rs`), and a task is named only in the body
+        // (rmcp dispatches nothing but `application/json`, which
+        // `is_json` admits).
+        let json = is_json(headers);
         let reads_body = req.method() == Method::POST
-            && ((rules && (on_mcp || is_json(headers))) || session_post);
+            && ((rules && (on_mcp || json)) || (on_mcp && json) || session_post);
         Placement {
             on_mcp,
             reads_body,
@@ -78,7 +83,7 @@ impl Shared {
         placement: &mut Placement,
         ctx: &AuthContext,
         seen: &mut Seen,
-    ) -> Result<(Request<Body>, Vec<String>, bool), Response> {
+    ) -> Result<(Request<Body>, Vec<String>, bool, super::tasks::TaskWork), Response> {
         // A body that declares a length over the cap is refused unread.
         let declared_too_large = req
             .headers()
@@ -175,10 +180,12 @@ impl Shared {
                 Some(ctx),
             ));
         }
+        let tasks = super::tasks::TaskWork::of(&ops, &bytes);
         Ok((
             Request::from_parts(parts, Body::from(bytes)),
             required,
             lists,
+            tasks,
         ))
     }
 }

@@ -336,15 +336,17 @@ where
                 }
             };
             let mut lists = false;
+            let mut tasks = super::tasks::TaskWork::default();
             let required = if placement.reads_body {
                 let was_mcp = placement.on_mcp;
                 match shared
                     .required_for(req, &mut placement, &ctx, &mut seen)
                     .await
                 {
-                    Ok((buffered, required, has_lists)) => {
+                    Ok((buffered, mut required, has_lists, work)) => {
                         req = buffered;
                         lists = has_lists;
+                        tasks = work;
                         if placement.on_mcp && !was_mcp {
                             // A JSON-RPC POST on a path the layer could not
                             // place: judged as MCP, Origin included.
@@ -352,6 +354,29 @@ where
                                 check_origin(req.headers(), &shared.allowed_origins)
                             {
                                 return Ok(shared.refuse(refused, &req, &seen.meta));
+                            }
+                        }
+                        if !tasks.named.is_empty() {
+                            match shared.check_tasks(&tasks.named, &ctx).await {
+                                // The owner: held to the creating call's scopes too.
+                                Ok(needed) => crate::scope::extend_unique(&mut required, needed),
+                                // Someone else's task, once the request's own
+                                // scopes are there (else the usual 403 below).
+                                Err(refusal)
+                                    if refusal.is_unavailable()
+                                        || shared.check_scopes(&ctx, &required).is_ok() =>
+                                {
+                                    let response = shared.refuse_task(
+                                        refusal,
+                                        tasks.request_id.as_deref(),
+                                        placement.stateless,
+                                        &seen,
+                                        &ctx,
+                                        &req,
+                                    );
+                                    return Ok(with_cors(response, origin.as_ref()));
+                                }
+                                Err(_) => {}
                             }
                         }
                         Required::Computed(required)
@@ -364,6 +389,16 @@ where
             if let Err(response) = shared.check_session_in_store(&mut req, &ctx, &seen).await {
                 return Ok(with_cors(*response, origin.as_ref()));
             }
+            let recorder = tasks.creates.then(|| super::tasks::TaskRecorder {
+                store: Arc::clone(&shared.task_store),
+                owner: principal_key(&ctx),
+                scopes: match &required {
+                    Required::Computed(scopes) => scopes.clone(),
+                    Required::Global => shared.global.to_vec(),
+                },
+                shared: Arc::clone(&shared),
+                meta: Arc::clone(&seen.meta),
+            });
             let admitted = match shared.admit(&mut req, ctx, required, placement, lists, &seen) {
                 Ok(admitted) => admitted,
                 Err(response) => return Ok(with_cors(*response, origin.as_ref())),
@@ -381,6 +416,9 @@ where
                     Settled::Done(response) => response,
                     Settled::Held(held) => held.await,
                 };
+            }
+            if let Some(recorder) = recorder {
+                response = recorder.settle(response).await;
             }
             if let Some(ctx) = admitted.filter_for {
                 response = filter_lists(response, &shared.policy, &ctx).await;

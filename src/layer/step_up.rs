@@ -283,7 +283,7 @@ fn ends_event(bytes: &[u8]) -> bool {
 }
 
 /// Where the first event in `bytes` ends (just past its blank line).
-fn event_end(bytes: &[u8]) -> Option<usize> {
+pub(super) fn event_end(bytes: &[u8]) -> Option<usize> {
     let mut from = 0;
     while let Some(at) = bytes.get(from..)?.iter().position(|&b| b == b'\n') {
         let lf = from + at;

@@ -1,5 +1,6 @@
 //! State shared by the replicas of one server: failed-auth counters, legacy
-//! session owners, DPoP proofs already seen, cached introspection results.
+//! session owners, MCP task owners, DPoP proofs already seen, cached
+//! introspection results.
 //!
 //! One small trait, [`SharedStore`], with two implementations: [`MemoryStore`]
 //! (the default: in process memory, bounded, each replica its own) and, with
@@ -7,8 +8,9 @@
 //!
 //! Keys are short ASCII strings built by the crate from hashes, one namespace
 //! per user of the store (`mcp_oauth2:throttle:`, `mcp_oauth2:session:`,
-//! `mcp_oauth2:dpop:`, `mcp_oauth2:introspection:`; the Redis store's
-//! short-lived write markers `mcp_oauth2:op:`); never token material.
+//! `mcp_oauth2:task:`, `mcp_oauth2:dpop:`, `mcp_oauth2:introspection:`; the
+//! Redis store's short-lived write markers `mcp_oauth2:op:`); never token
+//! material.
 //! Values are small byte strings the crate wrote itself.
 //!
 //! Every operation can fail ([`StoreError`]: unavailable or timed out); each

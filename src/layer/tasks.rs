@@ -1,0 +1,472 @@
+//! MCP tasks (SEP-2663, `io.modelcontextprotocol/tasks`) bound to the
+//! principal that created them.
+//!
+//! rmcp's `TaskManager` keys a task by a random id only, and `tasks/get`
+//! answers the tool's result to whoever names that id. The layer binds
+//! each task to its creator: it reads the `taskId` of every task a
+//! `tools/call` answer creates (a JSON answer, or an event of an SSE
+//! stream, before it leaves) and records the owner (the principal digest
+//! legacy sessions use: issuer, subject, client id, tenant) and the scopes
+//! the creating call needed. A `tasks/get`, `tasks/update` or
+//! `tasks/cancel` naming a task is then:
+//!
+//! - answered as rmcp answers an unknown task (JSON-RPC `-32602`,
+//!   `unknown task: <id>`) when the caller is not the owner, or the task
+//!   has no recorded owner: nothing tells another principal the task
+//!   exists (counted and audited with reason `unknown_task`);
+//! - held to the creating call's scopes too when the caller is the owner,
+//!   so a narrower token of the owner gets the usual 403
+//!   `insufficient_scope` step-up before it reads the result.
+//!
+//! Owners live in the shared store when one is configured
+//! ([`AuthConfigBuilder::shared_store`](crate::AuthConfigBuilder::shared_store):
+//! key `mcp_oauth2:task:<SHA-256 of the id>`, so replicas agree), else in
+//! a private bounded [`MemoryStore`](crate::store::MemoryStore) (100,000
+//! entries, least useful evicted first). A binding expires after twice
+//! the task's `ttlMs` (rmcp fails a task at its TTL and keeps a finished
+//! one a TTL longer), at most [`LONGEST_BINDING`] (also for a task without
+//! a TTL); a task whose binding is gone is answered as unknown to everyone
+//! (fail closed). A store that does not answer refuses the task request
+//! (503 `temporarily_unavailable`, reason `store_unavailable`); a new
+//! task whose owner cannot be recorded is never shown to its creator (the
+//! JSON answer becomes that 503; in an SSE stream its event is replaced
+//! by a JSON-RPC `-32603` error for the request).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode};
+use http_body_util::BodyExt as _;
+use serde_json::Value;
+
+use super::Shared;
+use super::http_rules::Refused;
+use super::service::Seen;
+use super::sessions::{Owner, principal_key};
+use crate::audit::{Event, Record};
+use crate::context::AuthContext;
+use crate::store::SharedStore;
+
+/// The namespace of task owners in the store.
+const TASK_NS: &str = "mcp_oauth2:task:";
+
+/// The longest a task stays bound (24 hours): also the binding of a task
+/// without a TTL. Past it, the task is answered as unknown.
+pub(crate) const LONGEST_BINDING: Duration = Duration::from_secs(24 * 3600);
+
+/// Cap on an answer buffered to read the tasks it creates (JSON), or on
+/// one event of a stream (SSE).
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// The methods that name a task by `params.taskId`.
+pub(super) fn names_a_task(method: &str) -> bool {
+    matches!(method, "tasks/get" | "tasks/update" | "tasks/cancel")
+}
+
+/// What a request's body says about tasks.
+#[derive(Debug, Default, Clone)]
+pub(super) struct TaskWork {
+    /// The task ids its `tasks/*` requests name (decoded JSON strings).
+    pub(super) named: Vec<String>,
+    /// Whether it holds a `tools/call` (which may create a task).
+    pub(super) creates: bool,
+    /// The raw JSON-RPC id of a single request, for a refusal's answer.
+    pub(super) request_id: Option<String>,
+}
+
+impl TaskWork {
+    pub(super) fn of(ops: &[crate::scope::Operation], body: &[u8]) -> Self {
+        let mut work = Self::default();
+        for op in ops {
+            if names_a_task(op.method()) {
+                work.named.extend(op.targets().iter().cloned());
+            } else if op.method() == "tools/call" {
+                work.creates = true;
+            }
+        }
+        if !work.named.is_empty() {
+            work.request_id = super::operations::single_request_id(body);
+        }
+        work
+    }
+}
+
+/// A task's key in the store: a hash of its id.
+fn store_key(task_id: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, task_id.as_bytes());
+    crate::store::hashed_key(TASK_NS, digest.as_ref())
+}
+
+/// The stored value: the owner's digest, then the creating call's scopes
+/// separated by spaces (a scope token has none).
+fn encode(owner: &Owner, scopes: &[String]) -> Vec<u8> {
+    let mut value = owner.to_vec();
+    value.extend_from_slice(scopes.join(" ").as_bytes());
+    value
+}
+
+fn decode(value: &[u8]) -> Option<(&[u8], Vec<String>)> {
+    let owner = value.get(..32)?;
+    let scopes = std::str::from_utf8(value.get(32..)?).ok()?;
+    Some((
+        owner,
+        scopes
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    ))
+}
+
+/// Why a task request is not passed on.
+pub(super) enum TaskRefusal {
+    /// Not the caller's task (or unknown): answered as rmcp answers an
+    /// unknown task id.
+    Unknown(String),
+    /// The store did not answer.
+    Unavailable,
+}
+
+impl TaskRefusal {
+    pub(super) fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable)
+    }
+}
+
+impl Shared {
+    /// Checks the tasks `named` belong to `ctx`; `Ok`: the scopes their
+    /// creating calls needed, which the request needs too.
+    pub(super) async fn check_tasks(
+        &self,
+        named: &[String],
+        ctx: &AuthContext,
+    ) -> Result<Vec<String>, TaskRefusal> {
+        let owner = principal_key(ctx);
+        let mut scopes = Vec::new();
+        for id in named {
+            let found = match self.task_store.get(&store_key(id)).await {
+                Ok(found) => found,
+                Err(e) => {
+                    self.throttle.count_store_error("tasks");
+                    tracing::warn!(error = %e, reason = "store_unavailable", "refused a task request: the task owner store did not answer (fail closed)");
+                    return Err(TaskRefusal::Unavailable);
+                }
+            };
+            match found.as_deref().and_then(decode) {
+                Some((who, needed)) if who == owner.as_slice() => {
+                    crate::scope::extend_unique(&mut scopes, &needed);
+                }
+                _ => return Err(TaskRefusal::Unknown(id.clone())),
+            }
+        }
+        Ok(scopes)
+    }
+
+    /// The answer to a refused task request: rmcp's own answer for an
+    /// unknown task (counted and audited), or 503.
+    pub(super) fn refuse_task(
+        &self,
+        refusal: TaskRefusal,
+        request_id: Option<&str>,
+        stateless: bool,
+        seen: &Seen,
+        ctx: &AuthContext,
+        req: &http::Request<Body>,
+    ) -> Response {
+        let id = match refusal {
+            TaskRefusal::Unavailable => {
+                return self.refuse(Refused::TaskStoreUnavailable, req, &seen.meta);
+            }
+            TaskRefusal::Unknown(id) => id,
+        };
+        self.outcomes.reject("unknown_task");
+        self.audit.emit(&Record {
+            meta: Some(&seen.meta),
+            ctx: Some(ctx),
+            ..Record::new(
+                Event::AuthzRefused,
+                "unknown_task",
+                Some(200),
+                &self.document.resource,
+            )
+        });
+        tracing::info!(
+            reason = "unknown_task",
+            request_id = seen.request_id(),
+            "refused a task request: the task is not the caller's"
+        );
+        let message = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": request_id
+                .and_then(|raw| serde_json::from_str::<Value>(raw).ok())
+                .unwrap_or(Value::Null),
+            "error": {"code": -32602, "message": format!("unknown task: {id}")},
+        })
+        .to_string();
+        if stateless {
+            (
+                StatusCode::OK,
+                [(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                message,
+            )
+                .into_response()
+        } else {
+            (
+                StatusCode::OK,
+                [(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream"),
+                )],
+                format!("data: {message}\n\n"),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Records the owner of every task an answer creates, before the answer
+/// leaves.
+pub(super) struct TaskRecorder {
+    pub(super) store: Arc<dyn SharedStore>,
+    pub(super) owner: Owner,
+    /// The scopes the creating call needed.
+    pub(super) scopes: Vec<String>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) meta: Arc<crate::audit::RequestMeta>,
+}
+
+/// A task an answer creates: its id and how long it lives.
+fn created_task(message: &Value) -> Option<(&str, Duration)> {
+    let result = message.get("result")?;
+    if result.get("resultType")?.as_str()? != "task" {
+        return None;
+    }
+    let id = result.get("taskId")?.as_str()?;
+    let ttl = result
+        .get("ttlMs")
+        .and_then(Value::as_u64)
+        .map_or(LONGEST_BINDING, |ms| {
+            Duration::from_millis(ms.saturating_mul(2)).min(LONGEST_BINDING)
+        });
+    Some((id, ttl))
+}
+
+impl TaskRecorder {
+    /// Records the tasks `messages` create; `false`: one could not be.
+    async fn record(&self, messages: &[Value]) -> bool {
+        for message in messages {
+            let Some((id, ttl)) = created_task(message) else {
+                continue;
+            };
+            let value = encode(&self.owner, &self.scopes);
+            match self.store.put_if_absent(&store_key(id), &value, ttl).await {
+                Ok(true) => {}
+                recorded => {
+                    if recorded.is_err() {
+                        self.shared.throttle.count_store_error("tasks");
+                    }
+                    tracing::warn!(
+                        error = ?recorded.err(),
+                        reason = "store_unavailable",
+                        request_id = self.meta.request_id.as_str(),
+                        "withheld a new task: its owner could not be recorded (fail closed)"
+                    );
+                    self.shared.outcomes.reject("store_unavailable");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// The answer, once the tasks it creates are bound.
+    pub(super) async fn settle(self, response: Response) -> Response {
+        if !response.status().is_success() {
+            return response;
+        }
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if content_type.starts_with("text/event-stream") {
+            return response.map(|body| self.stream(body));
+        }
+        if !content_type.starts_with("application/json") {
+            return response;
+        }
+        let (parts, mut body) = response.into_parts();
+        let mut read = Vec::new();
+        loop {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        read.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "a tools/call answer broke while read for its tasks");
+                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+                None => break,
+            }
+            if read.len() > MAX_ANSWER_BYTES {
+                // Too large to judge: passed on unread. A task it creates
+                // has no owner, so it is answered as unknown to everyone
+                // (fail closed).
+                let front = futures_util::stream::iter([Ok::<Bytes, axum::Error>(read.into())]);
+                let rest = body.into_data_stream();
+                return Response::from_parts(
+                    parts,
+                    Body::from_stream(futures_util::StreamExt::chain(front, rest)),
+                );
+            }
+        }
+        let messages = match serde_json::from_slice::<Value>(&read) {
+            Ok(Value::Array(all)) => all,
+            Ok(one) => vec![one],
+            Err(_) => Vec::new(),
+        };
+        if !self.record(&messages).await {
+            return Refused::TaskStoreUnavailable.response(Some(self.meta.request_id.as_str()));
+        }
+        Response::from_parts(parts, Body::from(read))
+    }
+
+    /// An event stream whose events pass whole, each task-creating one
+    /// after its task is bound.
+    fn stream(self, body: Body) -> Body {
+        struct State {
+            body: Body,
+            pending: Vec<u8>,
+            done: bool,
+            recorder: TaskRecorder,
+        }
+        let state = State {
+            body,
+            pending: Vec::new(),
+            done: false,
+            recorder: self,
+        };
+        let events = futures_util::stream::unfold(state, |mut st| async move {
+            loop {
+                if let Some(end) = super::step_up::event_end(&st.pending) {
+                    let event: Vec<u8> = st.pending.drain(..end).collect();
+                    let event = st.recorder.judge(event).await;
+                    return Some((Ok::<Bytes, axum::Error>(Bytes::from(event)), st));
+                }
+                if st.done {
+                    if st.pending.is_empty() {
+                        return None;
+                    }
+                    // An unterminated last event: never an answer rmcp sends;
+                    // judged whole all the same.
+                    let event = std::mem::take(&mut st.pending);
+                    let event = st.recorder.judge(event).await;
+                    return Some((Ok(Bytes::from(event)), st));
+                }
+                if st.pending.len() > MAX_ANSWER_BYTES {
+                    // An event too large to judge passes on unread: a task
+                    // it creates has no owner, so it is answered as
+                    // unknown to everyone (fail closed).
+                    let front = Bytes::from(std::mem::take(&mut st.pending));
+                    return Some((Ok(front), st));
+                }
+                match st.body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            st.pending.extend_from_slice(&data);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        st.done = true;
+                        st.pending.clear();
+                        return Some((Err(e), st));
+                    }
+                    None => st.done = true,
+                }
+            }
+        });
+        Body::from_stream(events)
+    }
+
+    /// One whole event: as it is, or, when it creates a task whose owner
+    /// cannot be recorded, a JSON-RPC error for its request.
+    async fn judge(&self, event: Vec<u8>) -> Vec<u8> {
+        let Ok(text) = std::str::from_utf8(&event) else {
+            return event;
+        };
+        let data: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let Ok(message) = serde_json::from_str::<Value>(&data) else {
+            return event;
+        };
+        let messages = match message {
+            Value::Array(all) => all,
+            one => vec![one],
+        };
+        if self.record(&messages).await {
+            return event;
+        }
+        let id = messages
+            .iter()
+            .find_map(|m| created_task(m).and(m.get("id")).cloned())
+            .unwrap_or(Value::Null);
+        let error = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {"code": -32603, "message": "Task state is temporarily unavailable; retry later"},
+        });
+        format!("data: {error}\n\n").into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A binding lives twice the task's TTL (rmcp fails a task at its TTL
+    // and keeps it a TTL longer), at most a day, a day without a TTL.
+    #[test]
+    fn a_created_task_is_read_with_its_lifetime() {
+        let answer =
+            |result: Value| serde_json::json!({"jsonrpc": "2.0", "id": 1, "result": result});
+        let task =
+            answer(serde_json::json!({"resultType": "task", "taskId": "t-1", "ttlMs": 1000}));
+        assert_eq!(created_task(&task), Some(("t-1", Duration::from_secs(2))));
+        let none = answer(serde_json::json!({"resultType": "task", "taskId": "t", "ttlMs": null}));
+        assert_eq!(created_task(&none), Some(("t", LONGEST_BINDING)));
+        let long =
+            answer(serde_json::json!({"resultType": "task", "taskId": "t", "ttlMs": u64::MAX}));
+        assert_eq!(created_task(&long), Some(("t", LONGEST_BINDING)));
+        let done = answer(serde_json::json!({"resultType": "complete", "taskId": "t"}));
+        assert_eq!(created_task(&done), None);
+        let no_id = answer(serde_json::json!({"resultType": "task", "taskId": 7}));
+        assert_eq!(created_task(&no_id), None);
+    }
+
+    #[test]
+    fn an_owner_and_its_scopes_round_trip() {
+        let owner = [7u8; 32];
+        let scopes = vec!["notes:write".to_owned(), "mcp".to_owned()];
+        let value = encode(&owner, &scopes);
+        assert_eq!(decode(&value), Some((owner.as_slice(), scopes)));
+        assert_eq!(
+            decode(&encode(&owner, &[])),
+            Some((owner.as_slice(), vec![]))
+        );
+        assert_eq!(decode(&[1, 2, 3]), None);
+        assert!(store_key("t-1").starts_with("mcp_oauth2:task:"));
+        assert!(!store_key("t-1").contains("t-1"));
+    }
+}

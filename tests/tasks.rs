@@ -1,0 +1,553 @@
+//! MCP tasks (SEP-2663, rmcp 3.11) are bound to the principal that created
+//! them: another principal, or the owner with a token that no longer
+//! carries the creating call's scopes, cannot read, update or cancel them.
+//! A real rmcp server sharing one `TaskManager` across its sessions (as a
+//! stateless 2026-07-28 server must) behind `McpServer`, over loopback HTTP.
+// Test code: a panic here is a failed run.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod support;
+
+use std::sync::Arc;
+
+use mcp_oauth2::McpServer;
+use mcp_oauth2::store::{RedisStore, SharedStore};
+use mcp_oauth2::testing::TestIssuer;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
+    CreateTaskResult, GetTaskParams, GetTaskResult, ServerCapabilities, ServerConfig,
+    UpdateTaskParams,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::task_manager::{TaskManager, TaskOptions};
+use rmcp::{ErrorData, ServerHandler};
+use serde_json::{Value, json};
+use support::fixture::bounded;
+use support::loopback::bind_with_config;
+use support::redis::RedisServer;
+use tokio_util::sync::CancellationToken;
+
+/// Runs every `tools/call` as a task answering its caller's subject.
+#[derive(Clone)]
+struct TaskServer {
+    tasks: TaskManager,
+}
+
+impl ServerHandler for TaskServer {
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let subject = mcp_oauth2::RequestContextExt::auth(&context)?
+            .subject()
+            .to_owned();
+        let name = request.name.to_string();
+        if name == "chatty" {
+            // A notification first: a stateless answer then comes as an
+            // SSE stream.
+            #[allow(deprecated)]
+            let message = rmcp::model::LoggingMessageNotificationParam::new(
+                rmcp::model::LoggingLevel::Info,
+                json!("starting"),
+            );
+            #[allow(deprecated)]
+            let _ = context.peer.notify_logging_message(message).await;
+        }
+        let task = self.tasks.spawn(TaskOptions::new(), move |_ctx| {
+            Box::pin(async move {
+                Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+                    "{name}: secret of {subject}"
+                ))]))
+            })
+        });
+        Ok(CallToolResponse::Task(CreateTaskResult::new(task)))
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        Ok(GetTaskResult::new(self.tasks.get_task(&request.task_id)?))
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.tasks
+            .update_task(&request.task_id, request.input_responses)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.tasks.cancel_task(&request.task_id)
+    }
+
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tasks()
+                .build(),
+        )
+    }
+}
+
+struct Tasks {
+    issuer: Arc<TestIssuer>,
+    resource: String,
+    metrics: mcp_oauth2::Metrics,
+    ct: CancellationToken,
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.ct.cancel();
+    }
+}
+
+impl Tasks {
+    async fn start() -> Self {
+        let issuer = Arc::new(TestIssuer::start().await.expect("issuer"));
+        Self::replica(issuer, None, TaskManager::new()).await
+    }
+
+    /// A server on `issuer` keeping task owners in `store` (else its own
+    /// memory), its handlers serving `tasks`.
+    async fn replica(
+        issuer: Arc<TestIssuer>,
+        store: Option<Arc<dyn SharedStore>>,
+        tasks: TaskManager,
+    ) -> Self {
+        let (listener, resource, config) = bind_with_config(&issuer, |b| {
+            let b = b
+                .scopes_supported(["notes:read", "notes:write"])
+                .tool_scopes("report", ["notes:write"])
+                .scope_implies("notes:write", ["notes:read"]);
+            match store {
+                Some(store) => b.shared_store(store),
+                None => b,
+            }
+        })
+        .await;
+        let server = McpServer::builder()
+            .auth(config)
+            .service(move || {
+                Ok(TaskServer {
+                    tasks: tasks.clone(),
+                })
+            })
+            .build()
+            .expect("server");
+        let ct = server.cancellation_token();
+        let metrics = server.metrics();
+        tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+        Self {
+            issuer,
+            resource,
+            metrics,
+            ct,
+        }
+    }
+
+    fn token(&self, subject: &str, scopes: &[&str]) -> String {
+        self.issuer
+            .token()
+            .subject(subject)
+            .audience(&self.resource)
+            .scopes(scopes.iter().copied())
+            .sign()
+    }
+
+    /// POSTs `body` (a raw JSON-RPC text) as a stateless 2026-07-28
+    /// request from a client that declares tasks.
+    async fn post_raw(
+        &self,
+        token: &str,
+        method: &str,
+        name: &str,
+        body: &str,
+    ) -> reqwest::Response {
+        let req = reqwest::Client::new()
+            .post(&self.resource)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method)
+            .header("mcp-name", name)
+            .body(body.to_owned());
+        bounded(req.send()).await.expect("request")
+    }
+
+    async fn post(
+        &self,
+        token: &str,
+        method: &str,
+        name: &str,
+        params: Value,
+    ) -> reqwest::Response {
+        let mut params = params;
+        params["_meta"] = meta();
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        self.post_raw(token, method, name, &body.to_string()).await
+    }
+
+    /// Creates a task as `token`; returns its id.
+    async fn create(&self, token: &str) -> String {
+        self.create_with(token, "report").await
+    }
+
+    /// Creates a task with `tool` as `token`; returns its id.
+    async fn create_with(&self, token: &str, tool: &str) -> String {
+        let resp = self
+            .post(
+                token,
+                "tools/call",
+                tool,
+                json!({"name": tool, "arguments": {}}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let answer = message(resp).await;
+        assert_eq!(answer["result"]["resultType"], "task", "{answer}");
+        answer["result"]["taskId"].as_str().unwrap().to_owned()
+    }
+
+    /// `tasks/get` of `task` as `token`: the JSON-RPC answer.
+    async fn get(&self, token: &str, task: &str) -> (u16, Value) {
+        let resp = self
+            .post(token, "tasks/get", task, json!({"taskId": task}))
+            .await;
+        let status = resp.status().as_u16();
+        (status, message(resp).await)
+    }
+
+    /// Polls `tasks/get` as the owner until the task settles.
+    async fn settle(&self, token: &str, task: &str) -> Value {
+        for _ in 0..200 {
+            let (status, answer) = self.get(token, task).await;
+            assert_eq!(status, 200, "{answer}");
+            if answer["result"]["status"] != "working" {
+                return answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("task {task} never settled");
+    }
+}
+
+fn meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {
+            "extensions": {"io.modelcontextprotocol/tasks": {}}
+        },
+    })
+}
+
+/// The one JSON-RPC message of an answer (JSON or a one-event SSE stream).
+async fn message(resp: reqwest::Response) -> Value {
+    let text = resp.text().await.unwrap();
+    if let Ok(value) = serde_json::from_str(&text) {
+        return value;
+    }
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|m| m.get("id").is_some())
+        .unwrap_or_else(|| panic!("no JSON-RPC answer in {text:?}"))
+}
+
+/// What the server answers for a task that does not exist, with the id
+/// replaced, so two answers can be compared.
+fn unknown_shape(answer: &Value, task: &str) -> Value {
+    let mut a = answer.clone();
+    if let Some(m) = a["error"]["message"].as_str() {
+        a["error"]["message"] = Value::String(m.replace(task, "<id>"));
+    }
+    a
+}
+
+// The defect: before, bob (same issuer, another subject) holding alice's
+// task id read alice's result with `tasks/get`, updated and cancelled it.
+// Now he gets exactly what rmcp answers for a task that does not exist.
+#[tokio::test]
+async fn another_principal_cannot_reach_a_task() {
+    let t = Tasks::start().await;
+    let alice = t.token("alice", &["notes:write"]);
+    let bob = t.token("bob", &["notes:write"]);
+    let task = t.create(&alice).await;
+    let done = t.settle(&alice, &task).await;
+    assert!(done.to_string().contains("secret of alice"), "{done}");
+
+    let missing = "00000000-0000-4000-8000-000000000000";
+    let (_, unknown) = t.get(&bob, missing).await;
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+    // Byte for byte what rmcp answers for a task that does not exist
+    // (content type and body, the id aside).
+    let raw = |resp: reqwest::Response| async move {
+        let status = resp.status().as_u16();
+        let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        (status, content_type, resp.text().await.unwrap())
+    };
+    let theirs = raw(t
+        .post(&bob, "tasks/get", &task, json!({"taskId": task}))
+        .await)
+    .await;
+    let none = raw(t
+        .post(&bob, "tasks/get", missing, json!({"taskId": missing}))
+        .await)
+    .await;
+    assert_eq!(
+        (theirs.0, theirs.1, theirs.2.replace(&task, "<id>")),
+        (none.0, none.1, none.2.replace(missing, "<id>"))
+    );
+
+    let (status, answer) = t.get(&bob, &task).await;
+    assert!(!answer.to_string().contains("secret"), "{answer}");
+    assert_eq!(status, 200);
+    assert_eq!(
+        unknown_shape(&answer, &task),
+        unknown_shape(&unknown, missing)
+    );
+    for method in ["tasks/update", "tasks/cancel"] {
+        let params = json!({"taskId": task, "inputResponses": {}});
+        let resp = t.post(&bob, method, &task, params.clone()).await;
+        let answer = message(resp).await;
+        let resp = t
+            .post(
+                &bob,
+                method,
+                missing,
+                json!({"taskId": missing, "inputResponses": {}}),
+            )
+            .await;
+        let unknown = message(resp).await;
+        assert_eq!(
+            unknown_shape(&answer, &task),
+            unknown_shape(&unknown, missing),
+            "{method}"
+        );
+    }
+    // Each counted as a refusal: a task without a binding (the unknown id)
+    // is answered by the layer too, as rmcp would.
+    assert_eq!(t.metrics.snapshot().rejected.get("unknown_task"), Some(&8));
+    // Bob's refusals did not cancel alice's task.
+    let (_, again) = t.get(&alice, &task).await;
+    assert_eq!(again["result"]["status"], "completed", "{again}");
+}
+
+// A task of the same subject at another issuer is another principal's.
+// The owner's own token, narrowed to scopes that no longer allow the tool
+// that made the task, must step up to read its result.
+#[tokio::test]
+async fn a_narrower_token_of_the_owner_must_step_up() {
+    let t = Tasks::start().await;
+    let alice = t.token("alice", &["notes:write"]);
+    let task = t.create(&alice).await;
+    t.settle(&alice, &task).await;
+    let narrow = t.token("alice", &["notes:read"]);
+    let resp = t
+        .post(&narrow, "tasks/get", &task, json!({"taskId": task}))
+        .await;
+    assert_eq!(resp.status(), 403);
+    let c = support::fixture::challenge(&resp);
+    assert_eq!(
+        support::fixture::param(&c, "error"),
+        Some("insufficient_scope")
+    );
+    assert_eq!(support::fixture::param(&c, "scope"), Some("notes:write"));
+    let body = resp.text().await.unwrap();
+    assert!(!body.contains("secret"), "{body}");
+}
+
+// The task id read from the body is its decoded JSON string: an escaped
+// spelling names the same task (and is refused to another principal).
+#[tokio::test]
+async fn an_escaped_task_id_names_the_same_task() {
+    let t = Tasks::start().await;
+    let alice = t.token("alice", &["notes:write"]);
+    let bob = t.token("bob", &["notes:write"]);
+    let task = t.create(&alice).await;
+    t.settle(&alice, &task).await;
+    // "\u0030" etc.: every character of the id escaped.
+    let escaped: String = task
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{{"taskId":"{escaped}","_meta":{}}}}}"#,
+        meta()
+    );
+    let answer = message(t.post_raw(&bob, "tasks/get", &task, &body).await).await;
+    assert!(!answer.to_string().contains("secret"), "{answer}");
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    let answer = message(t.post_raw(&alice, "tasks/get", &task, &body).await).await;
+    assert!(answer.to_string().contains("secret of alice"), "{answer}");
+}
+
+// rmcp 3.11 serves no `tasks/list` (SEP-2663 has none): nothing to filter.
+#[tokio::test]
+async fn there_is_no_task_list() {
+    let t = Tasks::start().await;
+    let alice = t.token("alice", &["notes:write"]);
+    t.create(&alice).await;
+    let body =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tasks/list", "params": {"_meta": meta()}});
+    let req = reqwest::Client::new()
+        .post(&t.resource)
+        .header("authorization", format!("Bearer {alice}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tasks/list")
+        .body(body.to_string());
+    let resp = bounded(req.send()).await.unwrap();
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("taskId"), "{text}");
+    assert!(text.contains("-32601") || text.contains("-32602"), "{text}");
+}
+
+// Two replicas sharing Redis (and, as a deployment serving tasks from any
+// replica must, one task backend): a task created through one is its
+// owner's through the other and nobody else's; with Redis down a task
+// request is refused (503) and a new task is withheld from its creator.
+#[tokio::test]
+async fn replicas_share_task_owners_and_fail_closed() {
+    let redis = RedisServer::start().await;
+    let issuer = Arc::new(TestIssuer::start().await.expect("issuer"));
+    let backend = TaskManager::new();
+    let store = || -> Option<Arc<dyn SharedStore>> {
+        Some(Arc::new(RedisStore::new(&redis.url()).unwrap()))
+    };
+    let one = Tasks::replica(Arc::clone(&issuer), store(), backend.clone()).await;
+    let two = Tasks::replica(issuer, store(), backend).await;
+    // One issuer, one audience per replica: each its own tokens.
+    let task = one.create(&one.token("alice", &["notes:write"])).await;
+    let done = two
+        .settle(&two.token("alice", &["notes:write"]), &task)
+        .await;
+    assert!(done.to_string().contains("secret of alice"), "{done}");
+    let (_, answer) = two.get(&two.token("bob", &["notes:write"]), &task).await;
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert!(!answer.to_string().contains("secret"), "{answer}");
+    let keys: Vec<String> = redis.dump().await.into_iter().map(|(k, _)| k).collect();
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("mcp_oauth2:task:") && !k.contains(&task)),
+        "{keys:?}"
+    );
+
+    // A stateless answer streamed (a notification first): bound from its event.
+    let streamed = one
+        .create_with(&one.token("alice", &["notes:write"]), "chatty")
+        .await;
+    two.settle(&two.token("alice", &["notes:write"]), &streamed)
+        .await;
+    let (_, answer) = two
+        .get(&two.token("bob", &["notes:write"]), &streamed)
+        .await;
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+
+    let mut redis = redis;
+    redis.stop();
+    let alice = two.token("alice", &["notes:write"]);
+    let resp = two
+        .post(&alice, "tasks/get", &task, json!({"taskId": task}))
+        .await;
+    assert_eq!(resp.status(), 503);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("store_unavailable"), "{body}");
+    let resp = two
+        .post(
+            &alice,
+            "tools/call",
+            "report",
+            json!({"name": "report", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(resp.status(), 503);
+    let body = resp.text().await.unwrap();
+    assert!(!body.contains("taskId"), "{body}");
+    // Its stream had started (a notification first): the answer that
+    // would name the task is replaced by a JSON-RPC error.
+    let resp = two
+        .post(
+            &alice,
+            "tools/call",
+            "chatty",
+            json!({"name": "chatty", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("taskId"), "{text}");
+    assert!(text.contains("-32603"), "{text}");
+}
+
+// A legacy session (2025-11-25): rmcp answers the task-creating call in an
+// SSE stream; the task is bound from that event before it leaves.
+#[tokio::test]
+async fn a_task_created_in_a_legacy_session_is_bound_from_its_stream() {
+    let t = Tasks::start().await;
+    let alice = t.token("alice", &["notes:write"]);
+    let bob = t.token("bob", &["notes:write"]);
+    let send = |session: Option<String>, body: Value| {
+        let mut req = reqwest::Client::new()
+            .post(&t.resource)
+            .header("authorization", format!("Bearer {alice}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_string());
+        if let Some(session) = session {
+            req = req
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        async move { bounded(req.send()).await.unwrap() }
+    };
+    let init = send(
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+    )
+    .await;
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    message(init).await;
+    send(
+        Some(session.clone()),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    let resp = send(
+        Some(session),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "report", "arguments": {}}}),
+    )
+    .await;
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let answer = message(resp).await;
+    let task = answer["result"]["taskId"].as_str().unwrap().to_owned();
+    t.settle(&alice, &task).await;
+    let (_, answer) = t.get(&bob, &task).await;
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert!(!answer.to_string().contains("secret"), "{answer}");
+}
