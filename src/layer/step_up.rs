@@ -278,7 +278,7 @@ impl Drop for Guarded {
 
 /// Whether `bytes` end an event: a blank line (a CR alone at the end may
 /// be the first half of a CRLF, so it is not taken as an end).
-fn ends_event(bytes: &[u8]) -> bool {
+pub(super) fn ends_event(bytes: &[u8]) -> bool {
     bytes.ends_with(b"\n\n") || bytes.ends_with(b"\n\r\n")
 }
 

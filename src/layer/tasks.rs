@@ -256,6 +256,39 @@ fn created_task(message: &Value) -> Option<(&str, Duration)> {
     Some((id, ttl))
 }
 
+/// Whether `bytes` may hold an answer that creates a task: a
+/// `resultType` member whose value is `"task"` (whitespace allowed
+/// around the colon). Every 2026-07-28 result has a `resultType`, so the
+/// value is what tells; only such bytes are parsed. A spelling this does
+/// not see (a member name written with escapes, which no serializer
+/// writes) leaves the task unbound: answered as unknown to everyone,
+/// its creator included (fail closed).
+fn mentions_a_task(bytes: &[u8]) -> bool {
+    memchr::memmem::find_iter(bytes, b"resultType").any(|at| {
+        let mut rest = bytes.get(at + b"resultType".len()..).unwrap_or_default();
+        let skip = |r: &mut &[u8], what: &[u8]| {
+            while let Some((b, tail)) = r.split_first() {
+                if !what.contains(b) {
+                    break;
+                }
+                *r = tail;
+            }
+        };
+        // The name's closing quote, then `:` between any whitespace.
+        if rest.first() != Some(&b'"') {
+            return false;
+        }
+        rest = rest.get(1..).unwrap_or_default();
+        skip(&mut rest, b" \t\r\n");
+        if rest.first() != Some(&b':') {
+            return false;
+        }
+        rest = rest.get(1..).unwrap_or_default();
+        skip(&mut rest, b" \t\r\n");
+        rest.starts_with(b"\"task\"")
+    })
+}
+
 impl TaskRecorder {
     /// Records the tasks `messages` create; `false`: one could not be.
     async fn record(&self, messages: &[Value]) -> bool {
@@ -302,12 +335,23 @@ impl TaskRecorder {
             return response;
         }
         let (parts, mut body) = response.into_parts();
-        let mut read = Vec::new();
+        // rmcp's JSON answer is one frame: kept as it is, copied only
+        // when there are more.
+        let mut first: Option<Bytes> = None;
+        let mut read: Vec<u8> = Vec::new();
         loop {
             match body.frame().await {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        read.extend_from_slice(&data);
+                        match first.take() {
+                            None if read.is_empty() => first = Some(data),
+                            earlier => {
+                                if let Some(earlier) = earlier {
+                                    read.extend_from_slice(&earlier);
+                                }
+                                read.extend_from_slice(&data);
+                            }
+                        }
                     }
                 }
                 Some(Err(e)) => {
@@ -316,11 +360,13 @@ impl TaskRecorder {
                 }
                 None => break,
             }
-            if read.len() > MAX_ANSWER_BYTES {
+            let size = first.as_ref().map_or(read.len(), Bytes::len);
+            if size > MAX_ANSWER_BYTES {
                 // Too large to judge: passed on unread. A task it creates
                 // has no owner, so it is answered as unknown to everyone
                 // (fail closed).
-                let front = futures_util::stream::iter([Ok::<Bytes, axum::Error>(read.into())]);
+                let front = first.unwrap_or_else(|| Bytes::from(read));
+                let front = futures_util::stream::iter([Ok::<Bytes, axum::Error>(front)]);
                 let rest = body.into_data_stream();
                 return Response::from_parts(
                     parts,
@@ -328,13 +374,16 @@ impl TaskRecorder {
                 );
             }
         }
-        let messages = match serde_json::from_slice::<Value>(&read) {
-            Ok(Value::Array(all)) => all,
-            Ok(one) => vec![one],
-            Err(_) => Vec::new(),
-        };
-        if !self.record(&messages).await {
-            return Refused::TaskStoreUnavailable.response(Some(self.meta.request_id.as_str()));
+        let read = first.unwrap_or_else(|| Bytes::from(read));
+        if mentions_a_task(&read) {
+            let messages = match serde_json::from_slice::<Value>(&read) {
+                Ok(Value::Array(all)) => all,
+                Ok(one) => vec![one],
+                Err(_) => Vec::new(),
+            };
+            if !self.record(&messages).await {
+                return Refused::TaskStoreUnavailable.response(Some(self.meta.request_id.as_str()));
+            }
         }
         Response::from_parts(parts, Body::from(read))
     }
@@ -381,6 +430,14 @@ impl TaskRecorder {
                 match st.body.frame().await {
                     Some(Ok(frame)) => {
                         if let Ok(data) = frame.into_data() {
+                            if st.pending.is_empty()
+                                && super::step_up::ends_event(&data)
+                                && !mentions_a_task(&data)
+                            {
+                                // Whole events (as rmcp writes them), none
+                                // creating a task: passed as they are.
+                                return Some((Ok(data), st));
+                            }
                             st.pending.extend_from_slice(&data);
                         }
                     }
@@ -399,6 +456,9 @@ impl TaskRecorder {
     /// One whole event: as it is, or, when it creates a task whose owner
     /// cannot be recorded, a JSON-RPC error for its request.
     async fn judge(&self, event: Vec<u8>) -> Vec<u8> {
+        if !mentions_a_task(&event) {
+            return event;
+        }
         let Ok(text) = std::str::from_utf8(&event) else {
             return event;
         };
@@ -453,6 +513,28 @@ mod tests {
         assert_eq!(created_task(&done), None);
         let no_id = answer(serde_json::json!({"resultType": "task", "taskId": 7}));
         assert_eq!(created_task(&no_id), None);
+    }
+
+    #[test]
+    fn only_answers_naming_a_task_result_are_parsed() {
+        for yes in [
+            &br#"{"result":{"resultType":"task","taskId":"t"}}"#[..],
+            br#"{"result":{"resultType" :	"task"}}"#,
+            b"data: {\"result\":{\"resultType\":\n \"task\"}}\n\n",
+            br#"{"resultType":"complete","x":{"resultType":"task"}}"#,
+        ] {
+            assert!(mentions_a_task(yes), "{}", String::from_utf8_lossy(yes));
+        }
+        for no in [
+            &br#"{"result":{"resultType":"complete","content":[]}}"#[..],
+            br#"{"result":{"resultType":"tasks"}}"#,
+            br#"{"result":{"content":[{"text":"resultType task"}]}}"#,
+            br#"{"text":""resultType\":"task""}"#,
+            br#"{"resultType":"#,
+            b"",
+        ] {
+            assert!(!mentions_a_task(no), "{}", String::from_utf8_lossy(no));
+        }
     }
 
     #[test]
