@@ -391,74 +391,18 @@ impl TaskRecorder {
     /// An event stream whose events pass whole, each task-creating one
     /// after its task is bound.
     fn stream(self, body: Body) -> Body {
-        struct State {
-            body: Body,
-            pending: Vec<u8>,
-            done: bool,
-            recorder: TaskRecorder,
-        }
-        let state = State {
+        Body::new(Recording {
             body,
             pending: Vec::new(),
             done: false,
-            recorder: self,
-        };
-        let events = futures_util::stream::unfold(state, |mut st| async move {
-            loop {
-                if let Some(end) = super::step_up::event_end(&st.pending) {
-                    let event: Vec<u8> = st.pending.drain(..end).collect();
-                    let event = st.recorder.judge(event).await;
-                    return Some((Ok::<Bytes, axum::Error>(Bytes::from(event)), st));
-                }
-                if st.done {
-                    if st.pending.is_empty() {
-                        return None;
-                    }
-                    // An unterminated last event: never an answer rmcp sends;
-                    // judged whole all the same.
-                    let event = std::mem::take(&mut st.pending);
-                    let event = st.recorder.judge(event).await;
-                    return Some((Ok(Bytes::from(event)), st));
-                }
-                if st.pending.len() > MAX_ANSWER_BYTES {
-                    // An event too large to judge passes on unread: a task
-                    // it creates has no owner, so it is answered as
-                    // unknown to everyone (fail closed).
-                    let front = Bytes::from(std::mem::take(&mut st.pending));
-                    return Some((Ok(front), st));
-                }
-                match st.body.frame().await {
-                    Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data() {
-                            if st.pending.is_empty()
-                                && super::step_up::ends_event(&data)
-                                && !mentions_a_task(&data)
-                            {
-                                // Whole events (as rmcp writes them), none
-                                // creating a task: passed as they are.
-                                return Some((Ok(data), st));
-                            }
-                            st.pending.extend_from_slice(&data);
-                        }
-                    }
-                    Some(Err(e)) => {
-                        st.done = true;
-                        st.pending.clear();
-                        return Some((Err(e), st));
-                    }
-                    None => st.done = true,
-                }
-            }
-        });
-        Body::from_stream(events)
+            recorder: Arc::new(self),
+            judging: None,
+        })
     }
 
     /// One whole event: as it is, or, when it creates a task whose owner
     /// cannot be recorded, a JSON-RPC error for its request.
-    async fn judge(&self, event: Vec<u8>) -> Vec<u8> {
-        if !mentions_a_task(&event) {
-            return event;
-        }
+    async fn judge(self: Arc<Self>, event: Vec<u8>) -> Vec<u8> {
         let Ok(text) = std::str::from_utf8(&event) else {
             return event;
         };
@@ -488,6 +432,102 @@ impl TaskRecorder {
             "error": {"code": -32603, "message": "Task state is temporarily unavailable; retry later"},
         });
         format!("data: {error}\n\n").into_bytes()
+    }
+}
+
+/// The body of an event stream that may create tasks: frames of whole
+/// events that create none (as rmcp writes them) pass as they are; other
+/// bytes are cut into whole events, and an event that creates a task
+/// leaves once its owner is recorded (or is replaced, see
+/// [`TaskRecorder::judge`]).
+struct Recording {
+    body: Body,
+    /// Bytes of an event not yet ended.
+    pending: Vec<u8>,
+    /// The inner body has ended.
+    done: bool,
+    recorder: Arc<TaskRecorder>,
+    /// An event being judged (its task's owner being recorded).
+    judging: Option<futures_util::future::BoxFuture<'static, Vec<u8>>>,
+}
+
+impl Recording {
+    /// An event to send: as it is, or once judged when it creates a task.
+    fn send(&mut self, event: Vec<u8>) -> Option<Bytes> {
+        if mentions_a_task(&event) {
+            self.judging = Some(Box::pin(Arc::clone(&self.recorder).judge(event)));
+            None
+        } else {
+            Some(Bytes::from(event))
+        }
+    }
+}
+
+impl http_body::Body for Recording {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            if let Some(judging) = this.judging.as_mut() {
+                let event = std::task::ready!(judging.as_mut().poll(cx));
+                this.judging = None;
+                return Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(event)))));
+            }
+            if let Some(end) = super::step_up::event_end(&this.pending) {
+                let event: Vec<u8> = this.pending.drain(..end).collect();
+                if let Some(bytes) = this.send(event) {
+                    return Poll::Ready(Some(Ok(http_body::Frame::data(bytes))));
+                }
+                continue;
+            }
+            if this.done {
+                if this.pending.is_empty() {
+                    return Poll::Ready(None);
+                }
+                // An unterminated last event: never an answer rmcp sends;
+                // judged whole all the same.
+                let event = std::mem::take(&mut this.pending);
+                if let Some(bytes) = this.send(event) {
+                    return Poll::Ready(Some(Ok(http_body::Frame::data(bytes))));
+                }
+                continue;
+            }
+            if this.pending.len() > MAX_ANSWER_BYTES {
+                // An event too large to judge passes on unread: a task it
+                // creates has no owner, so it is answered as unknown to
+                // everyone (fail closed).
+                let front = Bytes::from(std::mem::take(&mut this.pending));
+                return Poll::Ready(Some(Ok(http_body::Frame::data(front))));
+            }
+            match std::task::ready!(std::pin::Pin::new(&mut this.body).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        if this.pending.is_empty()
+                            && super::step_up::ends_event(&data)
+                            && !mentions_a_task(&data)
+                        {
+                            // Whole events, none creating a task.
+                            return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
+                        }
+                        this.pending.extend_from_slice(&data);
+                    }
+                    // Trailers: nothing to judge.
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                Some(Err(e)) => {
+                    this.done = true;
+                    this.pending.clear();
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => this.done = true,
+            }
+        }
     }
 }
 
