@@ -84,6 +84,7 @@
 
 mod audit;
 mod bearer;
+mod breaker;
 mod challenge;
 mod clock;
 mod config;

@@ -19,6 +19,7 @@ const ROOMS: &[&str] = &[
     "json",
     "fetch",
     "clock",
+    "breaker",
     "store",
     "config",
     "scope",

@@ -48,6 +48,8 @@ struct Api {
     audience: String,
     seen: Arc<Mutex<Vec<String>>>,
     fake: Arc<Mutex<(u16, String)>>,
+    /// Another origin, answering any request with 200 and plain text.
+    other_base: String,
     other_hits: Arc<AtomicUsize>,
 }
 
@@ -89,7 +91,7 @@ impl Api {
             verifier: JwtVerifier::new(&config).unwrap(),
             seen: Arc::clone(&seen),
             fake: Arc::clone(&fake),
-            other: other_base,
+            other: other_base.clone(),
         };
         let app = Router::new()
             .route("/api/me", get(me))
@@ -114,6 +116,7 @@ impl Api {
             audience,
             seen,
             fake,
+            other_base,
             other_hits,
         }
     }
@@ -841,7 +844,7 @@ async fn malformed_token_responses_are_refused() {
         .endpoint(url::Url::parse(&format!("{}/fake-token", api.base)).unwrap())
         .allow_insecure_http_for_loopback(true);
     let (url, token) = serve_app(&issuer, app(&api, fake)).await;
-    let cases: [(u16, &str, &str); 12] = [
+    let cases: [(u16, &str, &str); 11] = [
         (200, r#"{"token_type":"Bearer"}"#, "malformed_response"),
         (
             200,
@@ -878,7 +881,6 @@ async fn malformed_token_responses_are_refused() {
             r#"{"access_token":"x","token_type":"Bearer","issued_token_type":"urn:ietf:params:oauth:token-type:refresh_token"}"#,
             "malformed_response",
         ),
-        (500, r#"{"message":"boom"}"#, "transport"),
         (
             400,
             r#"{"error":"temporarily_unavailable"}"#,
@@ -937,6 +939,10 @@ async fn malformed_token_responses_are_refused() {
         get_call(&url, &token).await,
         (502, "malformed_response".into())
     );
+    // Last: a 5xx is an outage, whose cooldown would turn the answers
+    // above into `transport` (see the outage test below).
+    api.answer(500, r#"{"message":"boom"}"#);
+    assert_eq!(get_call(&url, &token).await, (502, "transport".into()));
 }
 
 // The downstream helper never carries the token to another origin; a
@@ -1600,4 +1606,265 @@ async fn a_redirecting_token_endpoint_is_refused_even_with_a_following_client() 
         }
     }
     assert!(api.seen().is_empty());
+}
+
+/// Distinct users asking for a downstream token during one outage.
+const OUTAGE_USERS: usize = 40;
+
+/// Requests the token endpoint may get from `OUTAGE_USERS` users in one
+/// outage: the first failure, then one probe per cooldown (1 s, 2 s, 4 s,
+/// then every 5 s) on a loaded machine. Before the cooldown it was one
+/// request per user (40).
+const OUTAGE_ALLOWED: u64 = 8;
+
+/// `OUTAGE_USERS` distinct users (`alice` tokens of other subjects) call
+/// `url` once each; every call must fail with `transport`. Returns the
+/// requests the exchanger sent.
+async fn outage_flood(issuer: &TestIssuer, url: &str, exchanger: &TokenExchanger) -> u64 {
+    let resource = url.replace("/call", "/mcp");
+    let before = exchanger.exchanges();
+    for i in 0..OUTAGE_USERS {
+        let token = issuer
+            .token()
+            .subject(format!("user-{i}"))
+            .audience(&resource)
+            .scopes(["notes:read"])
+            .sign();
+        assert_eq!(
+            get_call(url, &token).await,
+            (502, "transport".to_owned()),
+            "user {i}"
+        );
+    }
+    exchanger.exchanges() - before
+}
+
+// An outage of the token endpoint (5xx, 429, a refused connection, the
+// deadline) is not paid once per user: after the first failure the
+// exchange fails fast with the documented `transport` for a cooldown, one
+// probe per cooldown; an answer (a recovered endpoint) is used again at
+// once. A 4xx OAuth refusal is not an outage (the control: one request
+// per call, as before).
+#[tokio::test]
+async fn an_outage_of_the_token_endpoint_is_asked_once_per_cooldown() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let fake = format!("{}/fake-token", api.base);
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/token", l.local_addr().unwrap())
+    };
+    let slow = format!("{}/slow-token", api.base);
+    for (label, endpoint, status) in [
+        ("503", &fake, 503),
+        ("429", &fake, 429),
+        ("refused", &closed, 0),
+        ("timeout", &slow, 0),
+    ] {
+        if status != 0 {
+            api.answer(status, r#"{"message":"down"}"#);
+        }
+        let app = app(
+            &api,
+            ExchangeSettings::new(CLIENT, SECRET)
+                .endpoint(url::Url::parse(endpoint).unwrap())
+                .timeout(Duration::from_millis(300))
+                .allow_insecure_http_for_loopback(true),
+        );
+        let exchanger = app.exchanger.clone();
+        let (url, _) = serve_app(&issuer, app).await;
+        let sent = outage_flood(&issuer, &url, &exchanger).await;
+        assert!(
+            (1..=OUTAGE_ALLOWED).contains(&sent),
+            "{label}: {sent} requests for {OUTAGE_USERS} users"
+        );
+        if label == "503" {
+            // The endpoint recovers: within the cooldown (at most 5 s) a
+            // probe gets through and the next users are served.
+            api.answer(
+                200,
+                r#"{"access_token":"recovered-token","token_type":"Bearer","expires_in":600}"#,
+            );
+            let resource = url.replace("/call", "/mcp");
+            let mut served = false;
+            for i in 0..80 {
+                let token = issuer
+                    .token()
+                    .subject(format!("back-{i}"))
+                    .audience(&resource)
+                    .scopes(["notes:read"])
+                    .sign();
+                let (status, body) = get_call(&url, &token).await;
+                if status == 200 {
+                    served = true;
+                    break;
+                }
+                assert_eq!((status, body.as_str()), (502, "transport"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(served, "the recovered endpoint is used again");
+        }
+    }
+    // The control: OAuth refusals are answers, each call asks.
+    api.answer(400, r#"{"error":"invalid_grant"}"#);
+    let app = app(
+        &api,
+        ExchangeSettings::new(CLIENT, SECRET)
+            .endpoint(url::Url::parse(&fake).unwrap())
+            .allow_insecure_http_for_loopback(true),
+    );
+    let exchanger = app.exchanger.clone();
+    let (url, token) = serve_app(&issuer, app).await;
+    for _ in 0..5 {
+        assert_eq!(get_call(&url, &token).await, (502, "invalid_grant".into()));
+    }
+    assert_eq!(
+        exchanger.exchanges(),
+        5,
+        "a refusal is neither kept nor an outage"
+    );
+}
+
+// The discovery of the token endpoint in an outage (the caller's issuer
+// answers its metadata URLs with something that is not a document): tried
+// once per cooldown, not once per call. The layer knows the issuer's keys
+// from `jwks_uri`, so callers are verified while discovery fails.
+#[tokio::test]
+async fn a_failing_discovery_of_the_token_endpoint_is_tried_once_per_cooldown() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let resource = "http://127.0.0.1:1/mcp";
+    let layer = AuthLayer::new(
+        AuthConfig::builder()
+            .issuer(&api.other_base)
+            .jwks_uri(issuer.jwks_uri())
+            .resource(resource)
+            .allow_insecure_http_for_loopback(true)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let app = app(
+        &api,
+        ExchangeSettings::new(CLIENT, SECRET)
+            .timeout(Duration::from_millis(300))
+            .allow_insecure_http_for_loopback(true),
+    );
+    for i in 0..OUTAGE_USERS {
+        let token = issuer
+            .token()
+            .claim("iss", json!(api.other_base))
+            .subject(format!("user-{i}"))
+            .audience(resource)
+            .sign();
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let auth = layer.authenticate(&headers).await.unwrap();
+        let err = bounded(
+            app.exchanger
+                .exchange_for(&auth, ExchangeRequest::audience(api.audience.as_str())),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ExchangeErrorKind::Transport, "user {i}");
+    }
+    let hits = api.other_hits.load(Ordering::SeqCst);
+    // One discovery: the RFC 8414 then the OpenID Connect metadata URL.
+    assert!(
+        (1..=OUTAGE_ALLOWED as usize * 2).contains(&hits),
+        "{hits} metadata requests for {OUTAGE_USERS} users"
+    );
+    assert_eq!(app.exchanger.exchanges(), 0);
+}
+
+// Odd answers of a token endpoint that does answer (none is an outage, so
+// none starts a cooldown): lifetimes that are not whole seconds, zero or
+// absurd; an access token near the size cap; a body over it; a 400
+// `invalid_grant` (an answer: neither kept nor a cooldown). The exchanger,
+// its settings and the exchanged token never show a secret in `Debug`.
+#[tokio::test]
+async fn odd_answers_of_the_token_endpoint_are_judged_without_a_cooldown() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let fake = ExchangeSettings::new(CLIENT, SECRET)
+        .endpoint(url::Url::parse(&format!("{}/fake-token", api.base)).unwrap())
+        .allow_insecure_http_for_loopback(true);
+    let app = app(&api, fake);
+    let exchanger = app.exchanger.clone();
+    let (url, token) = serve_app(&issuer, app).await;
+    let ok =
+        |expires: &str| format!(r#"{{"access_token":"odd-token","token_type":"Bearer"{expires}}}"#);
+    let big = "t".repeat(60 * 1024);
+    let cases = [
+        (200, ok(r#","expires_in":-1"#), "malformed_response"),
+        (200, ok(r#","expires_in":1.5"#), "malformed_response"),
+        (200, ok(r#","expires_in":1e3"#), "malformed_response"),
+        (
+            200,
+            ok(r#","expires_in":99999999999999999999999"#),
+            "malformed_response",
+        ),
+        (200, ok(r#","expires_in":null"#), "malformed_response"),
+        (
+            200,
+            format!(
+                r#"{{"access_token":"x","token_type":"Bearer","pad":"{}"}}"#,
+                "p".repeat(70 * 1024)
+            ),
+            "transport",
+        ),
+        (
+            400,
+            r#"{"error":"invalid_grant"}"#.to_owned(),
+            "invalid_grant",
+        ),
+        (200, ok(r#","expires_in":0"#), "200"),
+        (200, ok(r#","expires_in":18446744073709551615"#), "200"),
+        (
+            200,
+            format!(r#"{{"access_token":"{big}","token_type":"Bearer","expires_in":60}}"#),
+            "200",
+        ),
+    ];
+    for (status, body, expected) in cases {
+        api.answer(status, &body);
+        let (got, text) = get_call(&url, &token).await;
+        let short = &body[..body.len().min(120)];
+        if expected == "200" {
+            assert_eq!(got, 200, "{short}: {text}");
+        } else {
+            assert_eq!((got, text.as_str()), (502, expected), "{short}");
+        }
+    }
+    // Every answer was asked for: none started a cooldown, none was kept
+    // but the last (a lifetime of 60 s) and `u64::MAX` seconds (whose
+    // deadline cannot be represented: used, not kept).
+    assert_eq!(exchanger.exchanges(), 10);
+    assert_eq!(get_call(&url, &token).await.0, 200);
+    assert_eq!(exchanger.exchanges(), 10, "the 60 s token is reused");
+    let shown = format!("{exchanger:?} {:?}", ExchangeSettings::new(CLIENT, SECRET));
+    assert!(!shown.contains(SECRET), "{shown}");
+    let exchanged = exchanger
+        .exchange_for(
+            &AuthLayer::new(
+                AuthConfig::builder()
+                    .issuer(issuer.issuer())
+                    .resource(url.replace("/call", "/mcp"))
+                    .allow_insecure_http_for_loopback(true)
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap()
+            .authenticate(&{
+                let mut h = HeaderMap::new();
+                h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+                h
+            })
+            .await
+            .unwrap(),
+            ExchangeRequest::audience(api.audience.as_str()).scopes(["read"]),
+        )
+        .await
+        .unwrap();
+    assert!(!format!("{exchanged:?}").contains("ttt"), "{exchanged:?}");
 }

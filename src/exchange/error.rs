@@ -38,7 +38,9 @@ pub enum ExchangeErrorKind {
     Refused,
     /// The token endpoint (or its discovery document) could not be reached
     /// or did not answer with a usable document: network, deadline, status,
-    /// size, media type.
+    /// size, media type; or it failed moments ago and is not asked again
+    /// before its outage cooldown ends (see
+    /// [`TokenExchanger`](crate::TokenExchanger), "Outages").
     Transport,
     /// The endpoint answered 200 with something that is not a usable token
     /// response (no `access_token`, a `token_type` other than Bearer, a

@@ -35,6 +35,7 @@ pub use settings::{ExchangeGrant, ExchangeSettings};
 pub use shared::SealedExchangeStore;
 pub use token::ExchangedToken;
 
+use crate::breaker::{Breaker, Settle};
 use crate::clock::deadline;
 use crate::context::AuthContext;
 use crate::error::ConfigError;
@@ -123,6 +124,16 @@ impl ExchangeRequest {
 /// same token while it is being exchanged wait for that one exchange.
 /// Failures are not kept: the calls that waited share it, the next call
 /// tries again. A token answered without `expires_in` is not kept.
+///
+/// **Outages.** A token endpoint that does not answer (connection refused
+/// or reset, past the timeout), answers 5xx or 429, or whose discovery
+/// fails, starts a cooldown of that endpoint: calls that need a new token
+/// fail at once with [`ExchangeErrorKind::Transport`], without a request,
+/// for 1 s; then one call probes the endpoint (the others still fail
+/// fast); an answer ends the cooldown, a failed probe doubles it up to
+/// 5 s. Cached tokens keep serving; an OAuth refusal is an answer and
+/// starts no cooldown. Per endpoint (per issuer when discovered) and per
+/// process.
 #[derive(Clone)]
 pub struct TokenExchanger {
     inner: Arc<Inner>,
@@ -137,6 +148,10 @@ struct Inner {
     store: Option<Arc<dyn ExchangeStore>>,
     /// Token endpoints discovered, per issuer.
     discovered: Mutex<HashMap<String, Url>>,
+    /// The outage breaker of each token endpoint: per issuer when it is
+    /// discovered, one (under `""`) when it is configured. Bounded by the
+    /// issuers the layer trusts (only their callers get this far).
+    breakers: Mutex<HashMap<String, Arc<Breaker>>>,
     exchanges: AtomicU64,
 }
 
@@ -191,6 +206,7 @@ impl TokenExchanger {
                 caller_client,
                 store: None,
                 discovered: Mutex::new(HashMap::new()),
+                breakers: Mutex::new(HashMap::new()),
                 exchanges: AtomicU64::new(0),
             }),
         })
@@ -209,6 +225,7 @@ impl TokenExchanger {
                 cache: Cache::new(inner.settings.max_entries.max(1)),
                 store: Some(Arc::new(store)),
                 discovered: Mutex::new(HashMap::new()),
+                breakers: Mutex::new(HashMap::new()),
                 exchanges: AtomicU64::new(0),
             }),
         }
@@ -337,7 +354,25 @@ impl TokenExchanger {
         request: &ExchangeRequest,
     ) -> Result<(ExchangedToken, Option<u64>), ExchangeError> {
         let s = &self.inner.settings;
-        let endpoint = self.endpoint(auth.issuer()).await?;
+        self.check_issuer(auth.issuer())?;
+        // In an outage's cooldown: refused at once, without a request
+        // (see `crate::breaker`).
+        let breaker = self.breaker(auth.issuer());
+        let pass = breaker.admit().ok_or_else(|| {
+            ExchangeError::new(
+                ExchangeErrorKind::Transport,
+                "the token endpoint failed moments ago (no answer, 5xx or 429, the deadline, or its discovery): not asked again before its cooldown ends",
+            )
+        })?;
+        let endpoint = match self.endpoint(auth.issuer()).await {
+            Ok(url) => url,
+            Err(e) => {
+                // A discovery's answer is the same for every caller: a
+                // failed one is not tried again per call.
+                pass.settle(Settle::Outage);
+                return Err(e);
+            }
+        };
         let scope = request.scopes.join(" ");
         let default_scope;
         let mut form: Vec<(&str, &str)> = Vec::with_capacity(8);
@@ -383,27 +418,40 @@ impl TokenExchanger {
         crate::metrics::emit("mcp_oauth2_token_exchange_calls_total", "endpoint", "token");
         let max = s.max_response_bytes;
         let asked = &endpoint;
+        // An error is `(outage, detail)`: an outage is no answer, a 5xx
+        // or 429 (whatever the body says), the deadline.
         let sent = async move {
             let response = http
                 .send()
                 .await
-                .map_err(|e| crate::fetch::error_chain(&e))?;
+                .map_err(|e| (true, crate::fetch::error_chain(&e)))?;
             // A caller's client may have followed a redirect: an answer
             // from another URL is never used.
-            let response = crate::fetch::from_url(response, asked)?;
+            let response = crate::fetch::from_url(response, asked).map_err(|e| (false, e))?;
             let status = response.status();
+            let outage = status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS;
             if status.is_redirection() {
-                return Err(format!("HTTP status {status}: redirects are not followed"));
+                return Err((
+                    false,
+                    format!("HTTP status {status}: redirects are not followed"),
+                ));
             }
             let body = crate::fetch::read_json_any_status(response, max)
                 .await
-                .map_err(|e| format!("HTTP status {status}: {e}"))?;
-            Ok((status, body))
+                .map_err(|e| (outage, format!("HTTP status {status}: {e}")))?;
+            Ok((status, body, outage))
         };
-        let (status, body) = match tokio::time::timeout(s.timeout, sent).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => return Err(self.transport(&endpoint, e)),
-            Err(_) => return Err(self.transport(&endpoint, "timed out".to_owned())),
+        let answer = match tokio::time::timeout(s.timeout, sent).await {
+            Ok(answer) => answer,
+            Err(_) => Err((true, "timed out".to_owned())),
+        };
+        pass.settle(match &answer {
+            Err((true, _)) | Ok((_, _, true)) => Settle::Outage,
+            _ => Settle::Answered,
+        });
+        let (status, body) = match answer {
+            Ok((status, body, _)) => (status, body),
+            Err((_, e)) => return Err(self.transport(&endpoint, e)),
         };
         let text = std::str::from_utf8(&body).map_err(|_| malformed("the answer is not UTF-8"))?;
         let members = Members::parse(text)
@@ -445,9 +493,26 @@ impl TokenExchanger {
         )
     }
 
-    /// The configured endpoint, or the one discovered from `issuer`; never
-    /// for an issuer the client is not registered at (when that is said).
-    async fn endpoint(&self, issuer: &str) -> Result<Url, ExchangeError> {
+    /// The outage breaker of the token endpoint used for `issuer`'s
+    /// callers.
+    fn breaker(&self, issuer: &str) -> Arc<Breaker> {
+        let key = if self.inner.settings.endpoint.is_some() {
+            ""
+        } else {
+            issuer
+        };
+        let mut breakers = lock(&self.inner.breakers);
+        if let Some(breaker) = breakers.get(key) {
+            return Arc::clone(breaker);
+        }
+        let breaker = Arc::new(Breaker::new("token_exchange", "transport"));
+        breakers.insert(key.to_owned(), Arc::clone(&breaker));
+        breaker
+    }
+
+    /// Never an exchange for an issuer the client is not registered at
+    /// (when that is said).
+    fn check_issuer(&self, issuer: &str) -> Result<(), ExchangeError> {
         let s = &self.inner.settings;
         if !s.issuers.is_empty() && !s.issuers.iter().any(|allowed| allowed == issuer) {
             tracing::warn!(
@@ -459,6 +524,13 @@ impl TokenExchanger {
                 "the caller's issuer is not one this server's client is registered at",
             ));
         }
+        Ok(())
+    }
+
+    /// The configured endpoint, or the one discovered from `issuer` (after
+    /// [`check_issuer`](Self::check_issuer)).
+    async fn endpoint(&self, issuer: &str) -> Result<Url, ExchangeError> {
+        let s = &self.inner.settings;
         if let Some(url) = &s.endpoint {
             return Ok(url.clone());
         }

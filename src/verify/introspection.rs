@@ -57,10 +57,10 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 
-use super::breaker::{Breaker, Settle};
 use super::token_cache::token_key;
 use super::{TokenVerifier, VerifyFuture};
 use crate::bearer::BearerToken;
+use crate::breaker::{Breaker, Settle};
 use crate::clock::{deadline, now_unix};
 pub use crate::config::introspection::{ClientAuthMethod, ClientSecret, IntrospectionSettings};
 use crate::config::{AuthConfig, check_https};
@@ -361,7 +361,7 @@ impl IntrospectionVerifier {
                 only_own,
                 url: Mutex::new(settings.endpoint.clone()),
                 seal: seal_key(&settings, &config.resource)?,
-                breaker: Breaker::default(),
+                breaker: Breaker::new("introspection", "503 introspection_unavailable"),
                 settings,
             });
         }
@@ -636,7 +636,7 @@ impl IntrospectionVerifier {
         token: &str,
     ) -> Result<(AuthContext, Vec<u8>), AuthErrorKind> {
         // In an outage's cooldown: refused at once, without a request
-        // (see `super::breaker`).
+        // (see `crate::breaker`).
         let pass = endpoint
             .breaker
             .admit()

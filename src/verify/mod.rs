@@ -3,7 +3,6 @@
 //! (RFC 7662). The [`TokenVerifier`] trait, its [`VerifyFuture`] and the
 //! [`JwtVerifier`] are exported at the crate root.
 
-pub(crate) mod breaker;
 pub(crate) mod chain;
 pub(crate) mod introspection;
 pub(crate) mod jwt;

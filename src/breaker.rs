@@ -1,10 +1,12 @@
-//! The outage cooldown of an introspection endpoint (a circuit breaker):
-//! after an outage is seen (no answer, a 5xx or 429, the deadline; or a
-//! failed discovery of the endpoint), requests for tokens not in the cache
-//! are refused at once (`introspection_unavailable`, 503) instead of
-//! costing the endpoint one request each, until a cooldown ends; then one
-//! request probes the endpoint (half-open) while the others keep failing
-//! fast. A probe that gets an answer closes the breaker (the recovered
+//! The outage cooldown of an authorization server's endpoint (a circuit
+//! breaker), shared by the introspection endpoint and the token endpoint of
+//! the token exchange: after an outage is seen (no answer, a 5xx or 429,
+//! the deadline; or a failed discovery of the endpoint), requests that
+//! would need the endpoint are refused at once with the caller's
+//! documented error (introspection: 503 `introspection_unavailable`; the
+//! exchange: `ExchangeErrorKind::Transport`) instead of costing the
+//! endpoint one request each, until a cooldown ends; then one request
+//! probes the endpoint (half-open) while the others keep failing fast. A probe that gets an answer closes the breaker (the recovered
 //! endpoint is used again at once); one that finds the endpoint still down
 //! opens it again for twice as long, up to [`MAX_COOLDOWN`].
 //!
@@ -41,9 +43,13 @@ struct State {
 }
 
 /// The breaker of one endpoint.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Breaker {
     state: Mutex<State>,
+    /// Which endpoint, for the logs (`introspection`, `token_exchange`).
+    service: &'static str,
+    /// What a refused request gets, for the logs.
+    refusal: &'static str,
 }
 
 /// Leave to ask the endpoint, to be [`settled`](Pass::settle); a probe
@@ -66,6 +72,16 @@ pub(crate) enum Settle {
 }
 
 impl Breaker {
+    /// A closed breaker for the endpoint of `service`, whose refused
+    /// requests get `refusal` (both only for the logs).
+    pub(crate) fn new(service: &'static str, refusal: &'static str) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            service,
+            refusal,
+        }
+    }
+
     /// Leave to ask the endpoint now, or `None`: refuse at once.
     pub(crate) fn admit(&self) -> Option<Pass<'_>> {
         let mut state = self.lock();
@@ -101,7 +117,8 @@ impl Pass<'_> {
             Settle::Answered => {
                 if state.open_until.is_some() {
                     tracing::info!(
-                        "introspection: the endpoint answers again; new tokens are looked up"
+                        service = self.breaker.service,
+                        "the endpoint answers again; it is asked again"
                     );
                 }
                 *state = State::default();
@@ -118,9 +135,11 @@ impl Pass<'_> {
                 let cooldown = cooldown(state.failures);
                 state.open_until = Some(crate::clock::deadline(now, cooldown));
                 tracing::warn!(
+                    service = self.breaker.service,
                     cooldown_ms = u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX),
                     failures = state.failures,
-                    "introspection: the endpoint is unavailable; new tokens are refused (503 introspection_unavailable) until one request finds it back after the cooldown"
+                    refusal = self.breaker.refusal,
+                    "the endpoint is unavailable; requests that need it are refused at once until one request finds it back after the cooldown"
                 );
             }
         }
@@ -156,7 +175,7 @@ mod tests {
 
     #[test]
     fn closed_open_half_open_closed() {
-        let b = Breaker::default();
+        let b = Breaker::new("test", "refused");
         // Closed: everyone passes; an outage opens it.
         let (p1, p2) = (b.admit().unwrap(), b.admit().unwrap());
         p1.settle(Settle::Outage);
