@@ -1867,4 +1867,31 @@ async fn odd_answers_of_the_token_endpoint_are_judged_without_a_cooldown() {
         .await
         .unwrap();
     assert!(!format!("{exchanged:?}").contains("ttt"), "{exchanged:?}");
+    // A lifetime past what the clock can represent: the token's expiry is
+    // unknown (`None`), never "now" (it used to read as expired at once).
+    api.answer(200, &ok(r#","expires_in":18446744073709551615"#));
+    let auth = AuthLayer::new(
+        AuthConfig::builder()
+            .issuer(issuer.issuer())
+            .resource(url.replace("/call", "/mcp"))
+            .allow_insecure_http_for_loopback(true)
+            .build()
+            .unwrap(),
+    )
+    .unwrap()
+    .authenticate(&{
+        let mut h = HeaderMap::new();
+        h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        h
+    })
+    .await
+    .unwrap();
+    let endless = exchanger
+        .exchange_for(
+            &auth,
+            ExchangeRequest::audience(api.audience.as_str()).scopes(["other"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(endless.expires_at(), None);
 }

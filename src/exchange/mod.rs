@@ -602,7 +602,9 @@ fn read_token_response(
     Ok((
         ExchangedToken {
             token: Arc::from(&*token),
-            expires_at: expires_in.map(|s| deadline(now, Duration::from_secs(s))),
+            // A lifetime past what the clock can represent is unknown
+            // (`None`), not "now" (`deadline` saturates to `now`).
+            expires_at: expires_in.and_then(|s| now.checked_add(Duration::from_secs(s))),
             scope: scope.map(|s| Arc::from(&*s)),
         },
         expires_in,

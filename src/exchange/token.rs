@@ -22,7 +22,8 @@ impl ExchangedToken {
     }
 
     /// When the token expires, as the authorization server announced it
-    /// (`expires_in`); `None` when it did not.
+    /// (`expires_in`); `None` when it did not, or announced a lifetime
+    /// past what [`Instant`] can represent on this platform.
     pub fn expires_at(&self) -> Option<Instant> {
         self.expires_at
     }
