@@ -1674,6 +1674,7 @@ async fn an_outage_of_the_token_endpoint_is_asked_once_per_cooldown() {
         let exchanger = app.exchanger.clone();
         let (url, _) = serve_app(&issuer, app).await;
         let sent = outage_flood(&issuer, &url, &exchanger).await;
+        eprintln!("{label}: {OUTAGE_USERS} users -> {sent} token requests");
         assert!(
             (1..=OUTAGE_ALLOWED).contains(&sent),
             "{label}: {sent} requests for {OUTAGE_USERS} users"
@@ -1769,6 +1770,7 @@ async fn a_failing_discovery_of_the_token_endpoint_is_tried_once_per_cooldown() 
         assert_eq!(err.kind(), ExchangeErrorKind::Transport, "user {i}");
     }
     let hits = api.other_hits.load(Ordering::SeqCst);
+    eprintln!("discovery: {OUTAGE_USERS} users -> {hits} metadata requests");
     // One discovery: the RFC 8414 then the OpenID Connect metadata URL.
     assert!(
         (1..=OUTAGE_ALLOWED as usize * 2).contains(&hits),
