@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 mod idle;
+mod stream_slots;
 mod timed_body;
 
 pub use timed_body::{BodyGuard, BodyGuardFuture, BodyGuardLayer};
@@ -739,6 +740,14 @@ impl McpServer {
     ///   and drops a connection whose peer does not answer within 20 s,
     ///   and closes one with no request in progress for the header read
     ///   timeout (GOAWAY).
+    /// - HTTP/2: at most 200 streams open at once on a connection
+    ///   (SETTINGS_MAX_CONCURRENT_STREAMS), and at most 200 of its requests
+    ///   in progress, streams the client reset included: a reset request is
+    ///   run to its end in its slot (rmcp's handler would run on without
+    ///   it anyway), and a request finding no slot free waits for one, so
+    ///   a client resetting its streams in a loop (CVE-2023-44487) cannot
+    ///   start more handlers than the stream limit. A handler is then not
+    ///   cancelled by a reset of its stream.
     /// - Accept errors (out of file descriptors, ...) are retried after a
     ///   pause instead of ending the server (axum's listener).
     pub async fn serve_with_shutdown(
@@ -843,7 +852,8 @@ async fn serve_connections(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
-        .keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT);
+        .keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT)
+        .max_concurrent_streams(stream_slots::HTTP2_MAX_CONCURRENT_STREAMS);
     // axum's `Listener` retries failed accepts (EMFILE, ...) after a pause.
     let mut listener = listener.tap_io(move |tcp| {
         if options.nodelay
@@ -881,6 +891,12 @@ async fn serve_connections(
         let stall_limit = options.response_write_timeout;
         let activity = (idle_limit.is_some() || stall_limit.is_some())
             .then(|| Arc::new(idle::Activity::new(stall_limit.is_some())));
+        // The handlers of an HTTP/2 connection's requests are bounded by
+        // its stream limit, reset streams included (see `stream_slots`).
+        let service = stream_slots::StreamSlots {
+            inner: service,
+            slots: stream_slots::slots(),
+        };
         let service = TowerToHyperService::new(timed_body::TimedBodies {
             inner: service,
             limit: options.body_read_timeout,

@@ -1,0 +1,188 @@
+//! The handler work of one HTTP/2 connection, bounded by its stream limit.
+//!
+//! hyper lets an HTTP/2 client have at most [`HTTP2_MAX_CONCURRENT_STREAMS`]
+//! streams open at once, and drops a request's future when the client
+//! resets its stream. rmcp runs each call's handler in a task of its own,
+//! which the reset does not stop (a handler ends when it returns, whether or
+//! not anyone waits for its answer). So a client that opens a stream, sends
+//! a call and resets the stream at once, in a loop (the "rapid reset" of
+//! CVE-2023-44487), started handlers far beyond the stream limit on one
+//! connection: h2 answers such a flood with a GOAWAY only after about two
+//! thousand resets, and a reconnect starts again (`tests/h2_surface.rs`
+//! measured 1,383 handlers of one connection running at once).
+//!
+//! [`StreamSlots`] gives each HTTP/2 request of a connection one of as many
+//! slots as the connection has streams. A request whose stream is reset
+//! before its answer is ready keeps its slot: its future (the auth layer's,
+//! then rmcp's, which waits for the handler's answer) is not dropped but
+//! run to its end in a task of its own, and the slot is freed then. A
+//! request that finds no slot free waits for one (cheaply: nothing has run
+//! for it yet, and a reset drops the wait). An honest client, whose open
+//! streams never exceed the limit, never waits. HTTP/1 requests are passed
+//! through: a connection carries one at a time.
+//!
+//! A handler that watches its `RequestContext` cancellation token is no
+//! longer cancelled by a reset of its stream before its first message
+//! (rmcp cancels it when the request's future is dropped): it answers into
+//! the void, within the slot it holds. A notification cancels it as before
+//! (`notifications/cancelled`, on the legacy protocol).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::PollSemaphore;
+
+/// How many streams an HTTP/2 client may have open on one connection
+/// (SETTINGS_MAX_CONCURRENT_STREAMS, hyper's default), and how many of its
+/// requests may be in progress at once, reset ones included.
+pub(crate) const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 200;
+
+/// The slots of one connection (see the module documentation).
+pub(crate) fn slots() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(HTTP2_MAX_CONCURRENT_STREAMS as usize))
+}
+
+/// The per-connection service that hands out the slots.
+#[derive(Clone)]
+pub(crate) struct StreamSlots<S> {
+    pub(crate) inner: S,
+    pub(crate) slots: Arc<Semaphore>,
+}
+
+impl<S> tower_service::Service<http::Request<Body>> for StreamSlots<S>
+where
+    S: tower_service::Service<http::Request<Body>, Response = Response>
+        + Clone
+        + Send
+        + Unpin
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<S::Future, Held<S>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        if req.version() != http::Version::HTTP_2 {
+            return Either::Left(self.inner.call(req));
+        }
+        let slots = PollSemaphore::new(Arc::clone(&self.slots));
+        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+            return Either::Right(Held {
+                slots,
+                waiting: None,
+                running: Some(Box::pin(self.inner.call(req))),
+                permit: Some(permit),
+            });
+        }
+        // Every slot is held: wait for one. `poll_ready` was called on
+        // `self.inner`, not on this clone, which is made ready in turn.
+        Either::Right(Held {
+            slots,
+            waiting: Some((self.inner.clone(), Some(req))),
+            running: None,
+            permit: None,
+        })
+    }
+}
+
+/// The response future of an HTTP/2 request under [`StreamSlots`].
+pub(crate) struct Held<S>
+where
+    S: tower_service::Service<http::Request<Body>>,
+    S::Future: Send + 'static,
+{
+    slots: PollSemaphore,
+    /// The service and the request, until a slot is free.
+    waiting: Option<(S, Option<http::Request<Body>>)>,
+    /// The service's future, once the request holds a slot.
+    running: Option<Pin<Box<S::Future>>>,
+    /// The request's slot.
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<S> Future for Held<S>
+where
+    S: tower_service::Service<http::Request<Body>, Response = Response> + Unpin,
+    S::Future: Send + 'static,
+{
+    type Output = Result<Response, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if this.permit.is_none() {
+            match this.slots.poll_acquire(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(permit)) => this.permit = Some(permit),
+                // The semaphore is never closed; fail closed if it were.
+                Poll::Ready(None) => {
+                    this.waiting = None;
+                    return Poll::Ready(Ok(http::StatusCode::SERVICE_UNAVAILABLE.into_response()));
+                }
+            }
+        }
+        if let Some((service, req)) = this.waiting.as_mut() {
+            if let Err(e) = std::task::ready!(service.poll_ready(cx)) {
+                this.waiting = None;
+                this.permit = None;
+                return Poll::Ready(Err(e));
+            }
+            if let Some(req) = req.take() {
+                this.running = Some(Box::pin(service.call(req)));
+            }
+            this.waiting = None;
+        }
+        let Some(running) = this.running.as_mut() else {
+            // Polled after its end.
+            return Poll::Ready(Ok(http::StatusCode::SERVICE_UNAVAILABLE.into_response()));
+        };
+        let answer = std::task::ready!(running.as_mut().poll(cx));
+        this.running = None;
+        this.permit = None;
+        Poll::Ready(answer)
+    }
+}
+
+impl<S> Drop for Held<S>
+where
+    S: tower_service::Service<http::Request<Body>>,
+    S::Future: Send + 'static,
+{
+    fn drop(&mut self) {
+        // The stream was reset (or the connection lost) while the request
+        // was in progress: finish it, in its slot, rather than leave a
+        // handler running outside the count.
+        if let (Some(running), Some(permit)) = (self.running.take(), self.permit.take())
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            drop(runtime.spawn(Orphan {
+                running,
+                _permit: permit,
+            }));
+        }
+    }
+}
+
+/// A reset request's future, run to its end with its slot.
+struct Orphan<F> {
+    running: Pin<Box<F>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<F: Future> Future for Orphan<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.running.as_mut().poll(cx).map(drop)
+    }
+}

@@ -1,0 +1,434 @@
+//! HTTP/2 (prior knowledge on the plain listener) and connection-level
+//! probes of `McpServer`: every protection of the HTTP/1.1 tests holds on
+//! HTTP/2 streams, and one client cannot take the connection's resources.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+mod support;
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use http::HeaderMap;
+use support::attack::{self, MODERN, Target, TokenKind, modern_tool_call_body};
+
+/// An HTTP/2 answer: status, headers, body text.
+#[derive(Debug)]
+struct H2Answer {
+    status: u16,
+    body: String,
+}
+
+/// One HTTP/2 exchange on a fresh prior-knowledge connection.
+#[derive(Clone)]
+struct H2Call {
+    uri: String,
+    headers: Vec<(String, String)>,
+    /// The body, as DATA frames of these pieces.
+    pieces: Vec<Vec<u8>>,
+    trailers: Option<HeaderMap>,
+}
+
+impl H2Call {
+    fn modern(t: &Target, kind: Option<TokenKind>, tool: &str) -> Self {
+        let mut headers = vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            (
+                "accept".to_owned(),
+                "application/json, text/event-stream".to_owned(),
+            ),
+            ("mcp-protocol-version".to_owned(), MODERN.to_owned()),
+            ("mcp-method".to_owned(), "tools/call".to_owned()),
+            ("mcp-name".to_owned(), tool.to_owned()),
+        ];
+        if let Some(kind) = kind {
+            headers.push(("authorization".to_owned(), t.bearer(kind)));
+        }
+        Self {
+            uri: format!("http://{}{}", t.addr, t.path()),
+            headers,
+            pieces: vec![modern_tool_call_body(7, tool).into_bytes()],
+            trailers: None,
+        }
+    }
+
+    fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    async fn send(self, addr: std::net::SocketAddr) -> Result<H2Answer, String> {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (client, connection) = h2::client::handshake(tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let mut request = http::Request::post(&self.uri);
+        for (name, value) in &self.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let request = request.body(()).map_err(|e| e.to_string())?;
+        let mut client = client.ready().await.map_err(|e| e.to_string())?;
+        let (response, mut body) = client
+            .send_request(request, false)
+            .map_err(|e| e.to_string())?;
+        let count = self.pieces.len();
+        for (i, piece) in self.pieces.into_iter().enumerate() {
+            let last = i + 1 == count && self.trailers.is_none();
+            body.send_data(Bytes::from(piece), last)
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(trailers) = self.trailers {
+            body.send_trailers(trailers).map_err(|e| e.to_string())?;
+        }
+        let response = tokio::time::timeout(attack::HEAD_TIMEOUT, response)
+            .await
+            .map_err(|_| "no answer".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let mut stream = response.into_body();
+        let mut text = Vec::new();
+        while let Ok(Some(chunk)) = tokio::time::timeout(attack::HEAD_TIMEOUT, stream.data()).await
+        {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            let _ = stream.flow_control().release_capacity(chunk.len());
+            text.extend_from_slice(&chunk);
+        }
+        Ok(H2Answer {
+            status,
+            body: String::from_utf8_lossy(&text).into_owned(),
+        })
+    }
+}
+
+fn ran(t: &Target) -> Vec<String> {
+    t.log.take().into_iter().map(|e| e.what).collect()
+}
+
+/// `call` sent over HTTP/2: its status and the operations it ran.
+async fn outcome(t: &Target, call: H2Call) -> (Result<u16, String>, Vec<String>) {
+    let answer = call.send(t.addr).await.map(|a| a.status);
+    (answer, ran(t))
+}
+
+// Every rule of the HTTP/1.1 tests holds on an HTTP/2 stream (prior
+// knowledge on the plain listener): per-tool scopes, one host (RFC 9113
+// section 8.3.1: `:authority` and a `host` field that differ), one
+// `authorization` field (h2 allows repeated fields), a token in trailers
+// is never read, a body in one-byte DATA frames is judged whole, a
+// `content-length` the DATA frames contradict is a stream error (RFC 9113
+// section 8.1.1), connection-specific fields cannot be sent, the
+// header list is bounded, and `:path` spellings other than the mount path
+// reach nothing.
+#[tokio::test]
+async fn http2_requests_meet_every_http1_rule() {
+    let t = Target::start(attack::Mount::Default).await;
+    let write = |kind| H2Call::modern(&t, Some(kind), "write_tool");
+    let done = |r: (Result<u16, String>, Vec<String>)| r;
+    assert_eq!(
+        done(outcome(&t, write(TokenKind::AliceWrite)).await),
+        (Ok(200), vec!["write_tool".to_owned()])
+    );
+    assert_eq!(
+        outcome(&t, write(TokenKind::AliceRead)).await,
+        (Ok(403), vec![])
+    );
+    // Hosts: `:authority` foreign and `host` ours, and the reverse.
+    let mut foreign_authority = write(TokenKind::AliceWrite).header("host", &t.addr.to_string());
+    foreign_authority.uri = format!("http://evil.example{}", t.path());
+    let foreign_host = write(TokenKind::AliceWrite).header("host", "evil.example");
+    for call in [foreign_authority, foreign_host] {
+        let answer = call.send(t.addr).await.expect("an answer");
+        assert_eq!(answer.status, 400, "{answer:?}");
+        assert!(answer.body.contains("host_mismatch"), "{answer:?}");
+        assert!(ran(&t).is_empty());
+    }
+    // A second `authorization` field.
+    let answer = write(TokenKind::AliceRead)
+        .header("authorization", &t.bearer(TokenKind::AliceWrite))
+        .send(t.addr)
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert!(answer.body.contains("multiple_authorization_headers"));
+    assert!(ran(&t).is_empty());
+    // A token in trailers, alone or over a weaker one.
+    let mut trailers = HeaderMap::new();
+    trailers.insert(
+        "authorization",
+        t.bearer(TokenKind::AliceWrite).parse().expect("value"),
+    );
+    let mut alone = H2Call::modern(&t, None, "write_tool");
+    alone.trailers = Some(trailers.clone());
+    assert_eq!(outcome(&t, alone).await, (Ok(401), vec![]));
+    let mut over = write(TokenKind::AliceRead);
+    over.trailers = Some(trailers);
+    assert_eq!(outcome(&t, over).await, (Ok(403), vec![]));
+    // A body in one-byte DATA frames.
+    for (kind, status, runs) in [
+        (TokenKind::AliceRead, 403, vec![]),
+        (TokenKind::AliceWrite, 200, vec!["write_tool".to_owned()]),
+    ] {
+        let mut call = write(kind);
+        call.pieces = call.pieces[0].iter().map(|b| vec![*b]).collect();
+        assert_eq!(outcome(&t, call).await, (Ok(status), runs));
+    }
+    // `content-length` longer or shorter than the DATA frames.
+    for length in ["5000", "3"] {
+        let (answer, runs) = outcome(
+            &t,
+            write(TokenKind::AliceWrite).header("content-length", length),
+        )
+        .await;
+        assert!(answer.is_err(), "content-length {length}: {answer:?}");
+        assert!(runs.is_empty(), "content-length {length}: {runs:?}");
+    }
+    // `te: trailers` is the one connection-specific field HTTP/2 allows.
+    assert_eq!(
+        outcome(&t, write(TokenKind::AliceWrite).header("te", "trailers")).await,
+        (Ok(200), vec!["write_tool".to_owned()])
+    );
+    // Other `:path` spellings, with a token too weak for the call.
+    for path in [
+        "/mcp/",
+        "//mcp",
+        "/%6dcp",
+        "/mcp/x",
+        "/MCP",
+        "/mcp;x",
+        "/./mcp",
+        "/a/../mcp",
+    ] {
+        let mut call = write(TokenKind::AliceRead);
+        call.uri = format!("http://{}{path}", t.addr);
+        let (answer, runs) = outcome(&t, call).await;
+        assert_eq!(answer, Ok(404), "{path}");
+        assert!(runs.is_empty(), "{path}: {runs:?}");
+    }
+    let mut query = write(TokenKind::AliceRead);
+    query.uri = format!("http://{}/mcp?x", t.addr);
+    assert_eq!(outcome(&t, query).await, (Ok(403), vec![]));
+    // A header list over hyper's 16 KiB: the connection is refused, nothing runs.
+    let big = write(TokenKind::AliceWrite).header("x-big", &"a".repeat(64 * 1024));
+    let (answer, runs) = outcome(&t, big).await;
+    assert!(answer.is_err(), "{answer:?}");
+    assert!(runs.is_empty());
+    // A foreign Origin.
+    assert_eq!(
+        outcome(
+            &t,
+            write(TokenKind::AliceWrite).header("origin", "http://evil.example")
+        )
+        .await,
+        (Ok(403), vec![])
+    );
+}
+
+/// Sends `call` as a request on `client` and reads its answer's status.
+async fn send_on(client: h2::client::SendRequest<Bytes>, call: &H2Call) -> Result<u16, String> {
+    send_for_head(client, call).await.map(|(status, _)| status)
+}
+
+/// [`send_on`], with the answer's headers.
+async fn send_for_head(
+    client: h2::client::SendRequest<Bytes>,
+    call: &H2Call,
+) -> Result<(u16, HeaderMap), String> {
+    let mut request = http::Request::post(&call.uri);
+    for (name, value) in &call.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let mut client = client.ready().await.map_err(|e| e.to_string())?;
+    let (response, mut body) = client
+        .send_request(request.body(()).map_err(|e| e.to_string())?, false)
+        .map_err(|e| e.to_string())?;
+    body.send_data(Bytes::from(call.pieces.concat()), true)
+        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(attack::HEAD_TIMEOUT, response)
+        .await
+        .map_err(|_| "no answer".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let mut stream = response.into_body();
+    while let Some(chunk) = stream.data().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        let _ = stream.flow_control().release_capacity(chunk.len());
+    }
+    Ok((status, headers))
+}
+
+// The stream limit is SETTINGS_MAX_CONCURRENT_STREAMS 200 (RFC 9113
+// section 6.5.2), and a connection's slots are given back: more calls
+// than the limit, in sequence and 200 at once, and more legacy sessions
+// than the limit, are all answered on one connection.
+#[tokio::test]
+async fn one_connection_serves_more_calls_than_its_stream_limit() {
+    let t = Target::start(attack::Mount::Default).await;
+    let tcp = tokio::net::TcpStream::connect(t.addr)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("handshake");
+    tokio::spawn(connection);
+    let call = H2Call::modern(&t, Some(TokenKind::AliceWrite), "write_tool");
+    assert_eq!(send_on(client.clone(), &call).await, Ok(200));
+    let client = client.ready().await.expect("ready");
+    assert_eq!(client.current_max_send_streams(), 200);
+    for i in 0..250 {
+        assert_eq!(send_on(client.clone(), &call).await, Ok(200), "call {i}");
+    }
+    let together = (0..200).map(|_| send_on(client.clone(), &call));
+    for answer in futures_util::future::join_all(together).await {
+        assert_eq!(answer, Ok(200));
+    }
+    assert_eq!(t.log.take().len(), 451);
+    // A legacy session's calls, on the same connection.
+    let mut initialize = H2Call::modern(&t, Some(TokenKind::AliceWrite), "write_tool");
+    initialize
+        .headers
+        .retain(|(name, _)| !name.starts_with("mcp-"));
+    initialize.pieces = vec![attack::initialize_body(1).into_bytes()];
+    let (status, head) = send_for_head(client.clone(), &initialize)
+        .await
+        .expect("initialize");
+    assert_eq!(status, 200);
+    let session = head
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session")
+        .to_owned();
+    let mut in_session = initialize.clone();
+    in_session
+        .headers
+        .push(("mcp-session-id".to_owned(), session));
+    in_session
+        .headers
+        .push(("mcp-protocol-version".to_owned(), attack::LEGACY.to_owned()));
+    let mut initialized = in_session.clone();
+    initialized.pieces = vec![attack::INITIALIZED.as_bytes().to_vec()];
+    assert_eq!(send_on(client.clone(), &initialized).await, Ok(202));
+    in_session.pieces = vec![attack::tool_call_body(9, "write_tool").into_bytes()];
+    for i in 0..210 {
+        assert_eq!(
+            send_on(client.clone(), &in_session).await,
+            Ok(200),
+            "session call {i}"
+        );
+    }
+    t.log.take();
+}
+
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[derive(Clone)]
+struct Slow {
+    tool_router: rmcp::handler::server::router::tool::ToolRouter<Self>,
+}
+
+#[rmcp::tool_router]
+impl Slow {
+    #[rmcp::tool(description = "takes ten seconds")]
+    async fn slow(&self) -> String {
+        use std::sync::atomic::Ordering;
+        let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+        PEAK.fetch_max(now, Ordering::SeqCst);
+        struct Leave;
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let _leave = Leave;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        "done".to_owned()
+    }
+}
+
+#[rmcp::tool_handler(router = self.tool_router)]
+impl rmcp::ServerHandler for Slow {
+    fn get_info(&self) -> rmcp::model::ServerConfig {
+        rmcp::model::ServerConfig::new(
+            rmcp::model::ServerCapabilities::builder()
+                .enable_tools()
+                .build(),
+        )
+    }
+}
+
+/// A slow call on a fresh HTTP/2 connection's stream, reset right after
+/// its body was sent, `count` times (or until the server refuses more).
+async fn open_and_reset(
+    addr: std::net::SocketAddr,
+    resource: &str,
+    token: &str,
+    count: usize,
+) -> usize {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let body = modern_tool_call_body(7, "slow");
+    let mut sent = 0;
+    for _ in 0..count {
+        let request = http::Request::post(resource)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "slow")
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap();
+        client = match client.ready().await {
+            Ok(client) => client,
+            Err(_) => break,
+        };
+        let Ok((_response, mut stream)) = client.send_request(request, false) else {
+            break;
+        };
+        let _ = stream.send_data(Bytes::from(body.clone()), true);
+        // Long enough for the server to take the request in (h2 ends a
+        // connection that resets streams before they are taken in).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        stream.send_reset(h2::Reason::CANCEL);
+        sent += 1;
+    }
+    sent
+}
+
+// CVE-2023-44487 (HTTP/2 rapid reset), RFC 9113 section 5.1.2: the
+// handlers one connection starts are bounded by its stream limit (200),
+// even when the client resets each stream as soon as its call is sent
+// (rmcp's handler tasks outlive the reset). Before, 1,383 ran at once.
+#[tokio::test]
+async fn reset_streams_cannot_run_more_handlers_than_the_stream_limit() {
+    use std::sync::atomic::Ordering;
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let (listener, resource, config) = support::loopback::bind_with_config(&issuer, |b| b).await;
+    let addr = listener.local_addr().unwrap();
+    let server = mcp_oauth2::McpServer::builder()
+        .auth(config)
+        .service(|| {
+            Ok(Slow {
+                tool_router: Slow::tool_router(),
+            })
+        })
+        .build()
+        .unwrap();
+    let ct = server.cancellation_token();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    let token = issuer.token().audience(&resource).sign();
+    let sent = open_and_reset(addr, &resource, &token, 600).await;
+    assert!(sent > 400, "only {sent} streams could be opened");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let peak = PEAK.load(Ordering::SeqCst);
+    assert!(peak > 0, "no handler ran");
+    assert!(
+        peak <= 200,
+        "{peak} handlers of one connection ran at once (stream limit 200)"
+    );
+    // The connection still serves once the handlers are done.
+    ct.cancel();
+}
