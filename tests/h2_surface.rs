@@ -432,3 +432,83 @@ async fn reset_streams_cannot_run_more_handlers_than_the_stream_limit() {
     // The connection still serves once the handlers are done.
     ct.cancel();
 }
+
+// HTTP/1.1 on one keep-alive connection: pipelined requests of several
+// principals and tokens are each judged by their own token (the
+// connection's memory of its last token's digest is byte for byte), and
+// the framing attacks of RFC 9112 sections 6.3 and 5.2 (both
+// `Content-Length` and `Transfer-Encoding`, a coding list, two lengths,
+// an obs-fold line) and over 100 header fields are refused before anything
+// runs.
+#[tokio::test]
+async fn http1_pipelined_tokens_and_framing_attacks() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = Target::start(attack::Mount::Default).await;
+    let call = |kind, tool: &str| {
+        t.mcp_post("/mcp", Some(kind), &modern_tool_call_body(7, tool))
+            .header("MCP-Protocol-Version", MODERN)
+            .header("Mcp-Method", "tools/call")
+            .header("Mcp-Name", tool)
+            .keep_alive()
+    };
+    let mut bytes = Vec::new();
+    for kind in [
+        TokenKind::AliceWrite,
+        TokenKind::Bob,
+        TokenKind::Garbage,
+        TokenKind::AliceRead,
+        TokenKind::Expired,
+        TokenKind::AliceWrite,
+    ] {
+        bytes.extend(call(kind, "write_tool").to_bytes());
+    }
+    let mut stream = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while out.windows(9).filter(|w| w == b"HTTP/1.1 ").count() < 6 {
+        match tokio::time::timeout(attack::HEAD_TIMEOUT, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            other => panic!("{other:?} after {}", String::from_utf8_lossy(&out)),
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &text[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "200", "401", "403", "401", "200"]);
+    let ran: Vec<_> = t
+        .log
+        .take()
+        .into_iter()
+        .map(|e| (e.what, e.subject))
+        .collect();
+    let write = |who: &str| ("write_tool".to_owned(), Some(who.to_owned()));
+    assert_eq!(ran, [write("alice"), write("bob"), write("alice")]);
+    for head in [
+        "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked, identity\r\n",
+        "Transfer-Encoding: identity\r\nContent-Length: 3\r\n",
+        "Content-Length: 3\r\nContent-Length: 4\r\n",
+        "X-Fold: a\r\n b\r\nContent-Length: 3\r\n",
+    ] {
+        let request = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{head}\r\n0\r\n\r\n",
+            t.addr,
+            t.bearer(TokenKind::AliceWrite)
+        );
+        let mut stream = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(attack::HEAD_TIMEOUT, stream.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 400 "), "{head:?}: {text:.200}");
+    }
+    let mut many = call(TokenKind::AliceWrite, "write_tool");
+    for i in 0..150 {
+        many = many.header(&format!("X-H{i}"), "v");
+    }
+    assert_eq!(many.send().await.map(|r| r.status), Ok(431));
+    assert!(t.log.take().is_empty());
+}
