@@ -357,19 +357,20 @@ impl rmcp::ServerHandler for Slow {
     }
 }
 
-/// A slow call on a fresh HTTP/2 connection's stream, reset right after
-/// its body was sent, `count` times (or until the server refuses more).
+/// A call of `tool` on a fresh HTTP/2 connection's stream, reset right
+/// after its body was sent, `count` times (or until the server refuses more).
 async fn open_and_reset(
     addr: std::net::SocketAddr,
     resource: &str,
     token: &str,
+    tool: &str,
     count: usize,
 ) -> usize {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
     let mut client = client.ready().await.unwrap();
-    let body = modern_tool_call_body(7, "slow");
+    let body = modern_tool_call_body(7, tool);
     let mut sent = 0;
     for _ in 0..count {
         let request = http::Request::post(resource)
@@ -377,7 +378,7 @@ async fn open_and_reset(
             .header("accept", "application/json, text/event-stream")
             .header("mcp-protocol-version", MODERN)
             .header("mcp-method", "tools/call")
-            .header("mcp-name", "slow")
+            .header("mcp-name", tool)
             .header("authorization", format!("Bearer {token}"))
             .body(())
             .unwrap();
@@ -420,7 +421,7 @@ async fn reset_streams_cannot_run_more_handlers_than_the_stream_limit() {
     let ct = server.cancellation_token();
     tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
     let token = issuer.token().audience(&resource).sign();
-    let sent = open_and_reset(addr, &resource, &token, 600).await;
+    let sent = open_and_reset(addr, &resource, &token, "slow", 600).await;
     assert!(sent > 400, "only {sent} streams could be opened");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let peak = PEAK.load(Ordering::SeqCst);
@@ -511,4 +512,53 @@ async fn http1_pipelined_tokens_and_framing_attacks() {
     }
     assert_eq!(many.send().await.map(|r| r.status), Ok(431));
     assert!(t.log.take().is_empty());
+}
+
+// The reference server (`examples/protected_server.rs`) over HTTP/2: it
+// advertises the stream limit, and a connection resetting every call it
+// sends does not keep the next client from being served.
+#[tokio::test]
+async fn the_reference_server_holds_under_rapid_reset() {
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let env = [
+        ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+        ("MCP_OAUTH2_RESOURCE", resource.as_str()),
+    ];
+    let _server = support::reference::start(port, &env).await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let token = issuer
+        .token()
+        .audience(&resource)
+        .scopes(["notes:read"])
+        .sign();
+    let call = H2Call {
+        uri: resource.clone(),
+        headers: vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            (
+                "accept".to_owned(),
+                "application/json, text/event-stream".to_owned(),
+            ),
+            ("mcp-protocol-version".to_owned(), MODERN.to_owned()),
+            ("mcp-method".to_owned(), "tools/call".to_owned()),
+            ("mcp-name".to_owned(), "whoami".to_owned()),
+            ("authorization".to_owned(), format!("Bearer {token}")),
+        ],
+        pieces: vec![modern_tool_call_body(7, "whoami").into_bytes()],
+        trailers: None,
+    };
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    assert_eq!(send_on(client.clone(), &call).await, Ok(200));
+    assert_eq!(
+        client.ready().await.unwrap().current_max_send_streams(),
+        200
+    );
+    let sent = open_and_reset(addr, &resource, &token, "whoami", 1000).await;
+    assert!(sent > 0);
+    let answer = call.send(addr).await.expect("an answer after the flood");
+    assert_eq!(answer.status, 200, "{answer:?}");
 }
