@@ -8,9 +8,9 @@
 //! a call and resets the stream at once, in a loop (the "rapid reset" of
 //! CVE-2023-44487), started handlers far beyond the stream limit on one
 //! connection: h2 ends such a connection (GOAWAY `too_many_resets`) only
-//! once more than 20 streams reset before hyper took them in wait in its
-//! accept queue at once, which a server keeping up never reaches (about 1,800 calls got through in our runs),
-//! and a reconnect starts again (`tests/h2_surface.rs` measured 1,383
+//! once more than 20 streams, reset before hyper took them in, wait in its
+//! accept queue at once. A server keeping up never gets there (about 1,800
+//! calls got through in our runs), and a reconnect starts again (`tests/h2_surface.rs` measured 1,383
 //! handlers of one connection running at once).
 //!
 //! [`StreamSlots`] gives each HTTP/2 request of a connection one of as many
