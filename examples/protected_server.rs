@@ -93,10 +93,10 @@ mod notes;
 
 use mcp_oauth2::{AuthConfigBuilder, McpServer};
 
-// mimalloc, not the system allocator: rmcp allocates about 80 times a call,
-// and glibc's malloc and free were a quarter of the instructions of a
-// stateless `tools/call` (BENCHMARKS.md, fifteenth pass). Two lines in any
-// binary that serves `McpServer`; the library does not choose for it.
+// mimalloc, not the system allocator: a stateless `tools/call` allocates
+// about 225 times (bare rmcp as much), and glibc's malloc and free were a
+// quarter of its instructions (BENCHMARKS.md, fifteenth pass). Two lines in
+// any binary that serves `McpServer`; the library does not choose for it.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
