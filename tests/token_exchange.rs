@@ -994,19 +994,8 @@ async fn a_context_from_authenticate_can_be_exchanged() {
     let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
     let api = Api::start(&issuer).await;
     let resource = "http://127.0.0.1:1/mcp";
-    let layer = AuthLayer::new(
-        AuthConfig::builder()
-            .issuer(issuer.issuer())
-            .resource(resource)
-            .allow_insecure_http_for_loopback(true)
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
     let token = issuer.token().subject("dora").audience(resource).sign();
-    let mut headers = HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let auth = layer.authenticate(&headers).await.unwrap();
+    let auth = authenticated(&issuer, resource, &token).await;
     let app = app(&api, settings(&issuer));
     let exchanged = app
         .exchanger
@@ -1846,24 +1835,10 @@ async fn odd_answers_of_the_token_endpoint_are_judged_without_a_cooldown() {
     assert_eq!(exchanger.exchanges(), 10, "the 60 s token is reused");
     let shown = format!("{exchanger:?} {:?}", ExchangeSettings::new(CLIENT, SECRET));
     assert!(!shown.contains(SECRET), "{shown}");
+    let auth = authenticated(&issuer, &url.replace("/call", "/mcp"), &token).await;
     let exchanged = exchanger
         .exchange_for(
-            &AuthLayer::new(
-                AuthConfig::builder()
-                    .issuer(issuer.issuer())
-                    .resource(url.replace("/call", "/mcp"))
-                    .allow_insecure_http_for_loopback(true)
-                    .build()
-                    .unwrap(),
-            )
-            .unwrap()
-            .authenticate(&{
-                let mut h = HeaderMap::new();
-                h.insert("authorization", format!("Bearer {token}").parse().unwrap());
-                h
-            })
-            .await
-            .unwrap(),
+            &auth,
             ExchangeRequest::audience(api.audience.as_str()).scopes(["read"]),
         )
         .await
@@ -1872,10 +1847,23 @@ async fn odd_answers_of_the_token_endpoint_are_judged_without_a_cooldown() {
     // A lifetime past what the clock can represent: the token's expiry is
     // unknown (`None`), never "now" (it used to read as expired at once).
     api.answer(200, &ok(r#","expires_in":18446744073709551615"#));
-    let auth = AuthLayer::new(
+    let endless = exchanger
+        .exchange_for(
+            &auth,
+            ExchangeRequest::audience(api.audience.as_str()).scopes(["other"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(endless.expires_at(), None);
+}
+
+/// The context `AuthLayer::authenticate` gives `token` (issued by `issuer`
+/// for `resource`), as a custom integration gets it.
+async fn authenticated(issuer: &TestIssuer, resource: &str, token: &str) -> AuthContext {
+    AuthLayer::new(
         AuthConfig::builder()
             .issuer(issuer.issuer())
-            .resource(url.replace("/call", "/mcp"))
+            .resource(resource)
             .allow_insecure_http_for_loopback(true)
             .build()
             .unwrap(),
@@ -1887,13 +1875,5 @@ async fn odd_answers_of_the_token_endpoint_are_judged_without_a_cooldown() {
         h
     })
     .await
-    .unwrap();
-    let endless = exchanger
-        .exchange_for(
-            &auth,
-            ExchangeRequest::audience(api.audience.as_str()).scopes(["other"]),
-        )
-        .await
-        .unwrap();
-    assert_eq!(endless.expires_at(), None);
+    .unwrap()
 }

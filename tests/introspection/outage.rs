@@ -45,25 +45,11 @@ async fn failing_server(status: u16) -> (String, Arc<AtomicUsize>) {
     (base, hits)
 }
 
-/// A loopback port that refuses connections, with a count of the
-/// connections attempted: a listener that accepts and drops each one at
-/// once (a reset, as a crashed endpoint behind a proxy).
-async fn refusing_server() -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&hits);
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            drop(socket);
-        }
-    });
-    (base, hits)
-}
-
-/// A loopback endpoint that accepts and never answers; counts connections.
-async fn silent_server() -> (String, Arc<AtomicUsize>) {
+/// A loopback port that takes connections and never answers, with a
+/// count of the connections attempted: `hold` false drops each at once (a
+/// reset, as a crashed endpoint behind a proxy), true keeps it open and
+/// silent (a hung endpoint).
+async fn mute_server(hold: bool) -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let hits = Arc::new(AtomicUsize::new(0));
@@ -72,7 +58,9 @@ async fn silent_server() -> (String, Arc<AtomicUsize>) {
         let mut held = Vec::new();
         while let Ok((socket, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
-            held.push(socket);
+            if hold {
+                held.push(socket);
+            }
         }
     });
     (base, hits)
@@ -132,9 +120,9 @@ async fn flood(h: &Harness, hits: &AtomicUsize, label: &str) -> usize {
 // for the endpoint (they never reach it).
 #[tokio::test]
 async fn a_failing_endpoint_is_asked_once_per_cooldown_not_once_per_token() {
-    let (refusing, refused_hits) = refusing_server().await;
+    let (refusing, refused_hits) = mute_server(false).await;
     let (unavailable, unavailable_hits) = failing_server(503).await;
-    let (silent, silent_hits) = silent_server().await;
+    let (silent, silent_hits) = mute_server(true).await;
     let cases = [
         ("refused", refusing, refused_hits),
         ("503", unavailable, unavailable_hits),
@@ -161,7 +149,7 @@ async fn a_failing_discovery_is_tried_once_per_cooldown_not_once_per_token() {
     use mcp_oauth2::{AuthConfig, AuthErrorKind, BearerToken, TokenVerifier};
     for (label, (base, hits)) in [
         ("503", failing_server(503).await),
-        ("refused", refusing_server().await),
+        ("refused", mute_server(false).await),
     ] {
         let config = AuthConfig::builder()
             .issuer(format!("{base}/tenant"))

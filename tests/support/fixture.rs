@@ -75,6 +75,21 @@ pub static GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
 /// Told by `chatty_ask_then_wait` once its step-up has failed.
 pub static ASKED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
+/// Streams a log message of the request, then asks for `notes:export`
+/// (which the test tokens lack) and carries on whatever the answer.
+// Logging notifications are deprecated (SEP-2577) but still sent by rmcp.
+#[allow(deprecated)]
+async fn log_then_fail_to_step_up(ctx: &RequestContext<RoleServer>) {
+    let message = rmcp::model::LoggingMessageNotificationParam::new(
+        rmcp::model::LoggingLevel::Info,
+        serde_json::json!("exporting"),
+    );
+    let _ = ctx.peer.notify_logging_message(message).await;
+    if let Ok(auth) = ctx.auth() {
+        let _ = auth.require_scopes(["notes:export"]);
+    }
+}
+
 /// A server whose tools report the caller.
 #[derive(Clone)]
 pub struct EchoServer {
@@ -175,32 +190,16 @@ impl EchoServer {
     #[tool(
         description = "streams a log message, ignores its failed ask for notes:export and answers a secret"
     )]
-    #[allow(deprecated)]
     async fn chatty_carry_on(&self, ctx: RequestContext<RoleServer>) -> String {
-        let message = rmcp::model::LoggingMessageNotificationParam::new(
-            rmcp::model::LoggingLevel::Info,
-            serde_json::json!("exporting"),
-        );
-        let _ = ctx.peer.notify_logging_message(message).await;
-        if let Ok(auth) = ctx.auth() {
-            let _ = auth.require_scopes(["notes:export"]);
-        }
+        log_then_fail_to_step_up(&ctx).await;
         STEP_UP_SECRET.to_owned()
     }
 
     #[tool(
         description = "streams a log message, asks for notes:export, tells ASKED, then answers only after a minute"
     )]
-    #[allow(deprecated)]
     async fn chatty_ask_then_wait(&self, ctx: RequestContext<RoleServer>) -> String {
-        let message = rmcp::model::LoggingMessageNotificationParam::new(
-            rmcp::model::LoggingLevel::Info,
-            serde_json::json!("exporting"),
-        );
-        let _ = ctx.peer.notify_logging_message(message).await;
-        if let Ok(auth) = ctx.auth() {
-            let _ = auth.require_scopes(["notes:export"]);
-        }
+        log_then_fail_to_step_up(&ctx).await;
         ASKED.notify_one();
         tokio::time::sleep(std::time::Duration::from_secs(60)).await;
         STEP_UP_SECRET.to_owned()
