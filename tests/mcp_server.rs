@@ -27,7 +27,7 @@ async fn legacy_session_client_reaches_tools_with_auth_context() {
         .await
         .expect("connect");
     let tools = bounded(client.list_all_tools()).await.expect("list tools");
-    assert_eq!(tools.len(), 12);
+    assert_eq!(tools.len(), 13);
     let who: serde_json::Value =
         serde_json::from_str(&bounded(call_text(&client, "whoami")).await.unwrap()).unwrap();
     assert_eq!(who["subject"], "alice");
