@@ -15,7 +15,7 @@ use mcp_oauth2::verify::IntrospectionSettings;
 use serde_json::{Value, json};
 
 use super::fixture::{Harness, bounded};
-use super::{now, start_endpoint};
+use super::{Endpoint, now, start_endpoint};
 
 /// Tokens asked about in each outage.
 const TOKENS: usize = 200;
@@ -43,6 +43,21 @@ async fn failing_server(status: u16) -> (String, Arc<AtomicUsize>) {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (base, hits)
+}
+
+/// A server introspecting at a fresh endpoint (`start_endpoint`) as
+/// client `rs:client` with `secret`.
+async fn introspecting(secret: &str) -> (Endpoint, Harness) {
+    let (e, base) = start_endpoint().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let h = Harness::start_with_issuer(issuer, |b| {
+        b.introspection(
+            IntrospectionSettings::new("rs:client", secret)
+                .endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap()),
+        )
+    })
+    .await;
+    (e, h)
 }
 
 /// A loopback port that takes connections and never answers, with a
@@ -184,15 +199,7 @@ async fn a_failing_discovery_is_tried_once_per_cooldown_not_once_per_token() {
 // seen before were refused without a request.
 #[tokio::test]
 async fn a_recovered_endpoint_is_used_again_after_one_probe() {
-    let (e, base) = start_endpoint().await;
-    let issuer = TestIssuer::start().await.unwrap();
-    let h = Harness::start_with_issuer(issuer, |b| {
-        b.introspection(
-            IntrospectionSettings::new("rs:client", "s3cr&t")
-                .endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap()),
-        )
-    })
-    .await;
+    let (e, h) = introspecting("s3cr&t").await;
     let active =
         |sub: &str| json!({"active": true, "sub": sub, "aud": h.resource, "exp": now() + 300});
     for (token, sub) in [
@@ -259,15 +266,7 @@ async fn a_recovered_endpoint_is_used_again_after_one_probe() {
 // a longer cooldown (backoff: 1 s, 2 s, 4 s, capped at 5 s).
 #[tokio::test]
 async fn a_failed_probe_backs_off() {
-    let (e, base) = start_endpoint().await;
-    let issuer = TestIssuer::start().await.unwrap();
-    let h = Harness::start_with_issuer(issuer, |b| {
-        b.introspection(
-            IntrospectionSettings::new("rs:client", "s3cr&t")
-                .endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap()),
-        )
-    })
-    .await;
+    let (e, h) = introspecting("s3cr&t").await;
     e.down.store(1, Ordering::SeqCst);
     assert_eq!(call(&h, "opaque-a").await.0, 503);
     assert_eq!(e.hits.load(Ordering::SeqCst), 1);
@@ -295,15 +294,7 @@ async fn a_failed_probe_backs_off() {
 // (and refused with the documented 503 until the configuration is fixed).
 #[tokio::test]
 async fn a_client_error_of_the_endpoint_opens_no_cooldown() {
-    let (e, base) = start_endpoint().await;
-    let issuer = TestIssuer::start().await.unwrap();
-    let h = Harness::start_with_issuer(issuer, |b| {
-        b.introspection(
-            IntrospectionSettings::new("rs:client", "wrong")
-                .endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap()),
-        )
-    })
-    .await;
+    let (e, h) = introspecting("wrong").await;
     for i in 0..5 {
         let (status, reason) = call(&h, &format!("opaque-{i}")).await;
         assert_eq!(
