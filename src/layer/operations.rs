@@ -293,16 +293,11 @@ pub(super) async fn filter_lists(
     ctx: &AuthContext,
 ) -> Response {
     let (mut parts, body) = response.into_parts();
-    let content_type = parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let sse = content_type.starts_with("text/event-stream");
-    if !sse && !content_type.starts_with("application/json") {
-        return Response::from_parts(parts, body);
-    }
+    let sse = match super::step_up::answer_kind(&parts.headers) {
+        super::step_up::AnswerKind::EventStream => true,
+        super::step_up::AnswerKind::Json => false,
+        super::step_up::AnswerKind::Other => return Response::from_parts(parts, body),
+    };
     let read = tokio::time::timeout(
         std::time::Duration::from_secs(60),
         axum::body::to_bytes(body, MAX_LIST_RESPONSE_BYTES),

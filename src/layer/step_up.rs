@@ -426,6 +426,36 @@ fn replacement(event: &[u8], needed: &[String]) -> Judged {
     Judged::Replace(Bytes::from(fields))
 }
 
+/// What an answer's `Content-Type` says it carries, read without a copy:
+/// an event stream, JSON, or something else (no type, or not text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AnswerKind {
+    EventStream,
+    Json,
+    Other,
+}
+
+/// The [`AnswerKind`] of an answer with these headers.
+pub(super) fn answer_kind(headers: &http::HeaderMap) -> AnswerKind {
+    let value = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .as_bytes();
+    let starts = |prefix: &[u8]| {
+        value
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    };
+    if starts(b"text/event-stream") {
+        AnswerKind::EventStream
+    } else if starts(b"application/json") {
+        AnswerKind::Json
+    } else {
+        AnswerKind::Other
+    }
+}
+
 pub(super) fn is_event_stream(response: &Response) -> bool {
     response
         .headers()

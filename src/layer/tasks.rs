@@ -45,6 +45,7 @@ use super::Shared;
 use super::http_rules::Refused;
 use super::service::Seen;
 use super::sessions::{Owner, principal_key};
+use super::step_up::AnswerKind;
 use crate::audit::{Event, Record};
 use crate::context::AuthContext;
 use crate::store::SharedStore;
@@ -322,17 +323,10 @@ impl TaskRecorder {
         if !response.status().is_success() {
             return response;
         }
-        let content_type = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if content_type.starts_with("text/event-stream") {
-            return response.map(|body| self.stream(body));
-        }
-        if !content_type.starts_with("application/json") {
-            return response;
+        match super::step_up::answer_kind(response.headers()) {
+            AnswerKind::EventStream => return response.map(|body| self.stream(body)),
+            AnswerKind::Json => {}
+            AnswerKind::Other => return response,
         }
         let (parts, mut body) = response.into_parts();
         // rmcp's JSON answer is one frame: kept as it is, copied only
