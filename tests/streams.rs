@@ -14,14 +14,34 @@ use support::fixture::{Harness, now};
 
 const LEGACY: &str = "2025-11-25";
 
-/// A token for alice that expires `secs` from now.
-fn expiring_token(h: &Harness, secs: i64) -> String {
-    h.issuer
+/// A token for alice that expires `secs` from now, and its `exp`.
+fn expiring_token(h: &Harness, secs: i64) -> (String, i64) {
+    let exp = now() + secs;
+    let token = h
+        .issuer
         .token()
         .subject("alice")
         .audience(&h.resource)
-        .expires_at(now() + secs)
-        .sign()
+        .expires_at(exp)
+        .sign();
+    (token, exp)
+}
+
+/// Asserts that a stream ended no earlier than `deadline` (Unix seconds):
+/// the wall clock is compared with the token's own expiry, so a loaded
+/// machine that is slow to open the stream cannot make a correct end look
+/// early. 50 ms of slack for the timer's rounding.
+fn assert_not_before(deadline: i64, lasted: Duration) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let deadline_ms = u128::try_from(deadline).unwrap() * 1000;
+    assert!(
+        now_ms + 50 >= deadline_ms,
+        "ended {} ms before the token expired (open for {lasted:?})",
+        deadline_ms - now_ms
+    );
 }
 
 /// Opens a legacy session with `token`; its id.
@@ -80,14 +100,14 @@ async fn time_to_end(mut stream: reqwest::Response, limit: Duration) -> Option<D
     read.ok().map(|()| started.elapsed())
 }
 
-// A GET event stream opened with a token that expires in 3 s (leeway 0)
+// A GET event stream opened with a token that expires in 5 s (leeway 0)
 // ends then, not before; the reconnection with that token is refused 401
 // `invalid_token` (RFC 6750 section 3.1), and a fresh token opens a new
 // stream in the same session.
 #[tokio::test]
 async fn a_get_event_stream_ends_when_its_token_expires() {
     let h = Harness::start(|b| b.leeway(Duration::ZERO)).await;
-    let token = expiring_token(&h, 3);
+    let (token, exp) = expiring_token(&h, 5);
     let session = open_session(&h, &token).await;
     let stream = open_stream(&h, &token, &session).await;
     assert_eq!(stream.status(), 200);
@@ -97,13 +117,9 @@ async fn a_get_event_stream_ends_when_its_token_expires() {
             .unwrap()
             .starts_with("text/event-stream")
     );
-    let opened = Instant::now();
     let lasted = time_to_end(stream, Duration::from_secs(15)).await;
     let lasted = lasted.expect("the stream outlived its token by more than 10 s");
-    assert!(
-        opened.elapsed() >= Duration::from_secs(1),
-        "ended too early: {lasted:?}"
-    );
+    assert_not_before(exp, lasted);
     // The token is expired now: reconnecting with it is refused.
     let again = open_stream(&h, &token, &session).await;
     assert_eq!(again.status(), 401);
@@ -112,7 +128,7 @@ async fn a_get_event_stream_ends_when_its_token_expires() {
     let body: serde_json::Value = again.json().await.unwrap();
     assert_eq!(body["reason"], "token_expired");
     // A fresh token of the same principal opens the session's stream again.
-    let fresh = expiring_token(&h, 600);
+    let (fresh, _) = expiring_token(&h, 600);
     let reopened = open_stream(&h, &fresh, &session).await;
     assert_eq!(reopened.status(), 200);
     assert_eq!(
@@ -127,14 +143,15 @@ async fn a_get_event_stream_ends_when_its_token_expires() {
 #[tokio::test]
 async fn the_leeway_extends_a_stream_as_it_extends_the_token() {
     let h = Harness::start(|b| b.leeway(Duration::from_secs(3))).await;
-    let token = expiring_token(&h, 1);
+    let (token, exp) = expiring_token(&h, 2);
     let session = open_session(&h, &token).await;
     let stream = open_stream(&h, &token, &session).await;
     assert_eq!(stream.status(), 200);
     let lasted = time_to_end(stream, Duration::from_secs(15))
         .await
         .expect("the stream outlived its token and the leeway");
-    assert!(lasted >= Duration::from_secs(2), "ended at exp: {lasted:?}");
+    // Not at `exp`: at `exp` plus the 3 s leeway.
+    assert_not_before(exp + 3, lasted);
 }
 
 // The opt-out: with `close_streams_at_expiry(false)` the stream outlives
@@ -142,27 +159,28 @@ async fn the_leeway_extends_a_stream_as_it_extends_the_token() {
 #[tokio::test]
 async fn streams_outlive_their_token_when_switched_off() {
     let h = Harness::start(|b| b.leeway(Duration::ZERO).close_streams_at_expiry(false)).await;
-    let token = expiring_token(&h, 2);
+    let (token, _) = expiring_token(&h, 4);
     let session = open_session(&h, &token).await;
     let stream = open_stream(&h, &token, &session).await;
     assert_eq!(stream.status(), 200);
-    assert_eq!(time_to_end(stream, Duration::from_secs(5)).await, None);
+    assert_eq!(time_to_end(stream, Duration::from_secs(7)).await, None);
 }
 
 // A POST answered with an event stream ends the same way: a 2026-07-28
 // `subscriptions/listen` on the reference notes server, opened with a
-// `notes:read` token that expires in 3 s (leeway 0), ends then; the same
+// `notes:read` token that expires in 5 s (leeway 0), ends then; the same
 // request with that token is refused 401 afterwards.
 #[tokio::test]
 async fn a_subscriptions_listen_stream_ends_when_its_token_expires() {
     let n = support::notes::Notes::start_with(|b| b.leeway(Duration::ZERO)).await;
+    let exp = now() + 5;
     let token = n
         .issuer
         .token()
         .subject("alice")
         .audience(&n.resource)
         .scopes(["notes:read"])
-        .expires_at(now() + 3)
+        .expires_at(exp)
         .sign();
     let listen = serde_json::json!({
         "notifications": { "resourceSubscriptions": ["notes://shared/welcome"] }
@@ -177,14 +195,10 @@ async fn a_subscriptions_listen_stream_ends_when_its_token_expires() {
             .unwrap()
             .starts_with("text/event-stream")
     );
-    let opened = Instant::now();
     let lasted = time_to_end(stream, Duration::from_secs(15))
         .await
         .expect("the listen stream outlived its token by more than 10 s");
-    assert!(
-        opened.elapsed() >= Duration::from_secs(1),
-        "ended too early: {lasted:?}"
-    );
+    assert_not_before(exp, lasted);
     let again = n
         .post_modern(&token, "subscriptions/listen", None, listen)
         .await;
