@@ -15,7 +15,13 @@
 //! for its client to read the next bytes before the connection is closed;
 //! default 30; `off`:
 //! [`McpServerBuilder::response_write_timeout`](mcp_oauth2::McpServerBuilder::response_write_timeout)).
-//! Each timeout is at most 86400 seconds (a day). Any other `MCP_OAUTH2_*`
+//! Each timeout is at most 86400 seconds (a day).
+//! `MCP_OAUTH2_MAX_CONNECTIONS` (a whole number, 1 or more) is how many
+//! connections the server holds at once, the requests still in progress of
+//! closed connections included; at the limit new connections wait in the
+//! listen backlog (default three quarters of the process's file-descriptor
+//! limit, `ulimit -n`:
+//! [`McpServerBuilder::max_connections`](mcp_oauth2::McpServerBuilder::max_connections)). Any other `MCP_OAUTH2_*`
 //! variable (a misspelling such as `MCP_OAUTH2_REQUIRED_SCOPE`) stops the
 //! server before it listens, naming it. Ctrl-C (SIGINT) or SIGTERM stops it
 //! gracefully: it accepts no new connection, the calls in progress get their
@@ -164,7 +170,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let header_read_timeout = timeout_var("MCP_OAUTH2_HEADER_READ_TIMEOUT")?;
     let body_read_timeout = timeout_var("MCP_OAUTH2_BODY_READ_TIMEOUT")?;
     let response_write_timeout = timeout_var("MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT")?;
+    let max_connections = match std::env::var("MCP_OAUTH2_MAX_CONNECTIONS") {
+        Ok(value) => match value.trim().parse::<usize>() {
+            Ok(limit) if limit > 0 => Some(limit),
+            _ => {
+                return Err(format!(
+                    "MCP_OAUTH2_MAX_CONNECTIONS must be a whole number (1 or more), not {value:?}"
+                )
+                .into());
+            }
+        },
+        Err(_) => None,
+    };
     let mut server = McpServer::builder().auth(config).path(path);
+    if let Some(limit) = max_connections {
+        server = server.max_connections(limit);
+    }
     if let Some(timeout) = header_read_timeout {
         server = server.header_read_timeout(timeout);
     }
@@ -195,6 +216,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "response_write_timeout" => {
                 format!("MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT: {}", e.message())
             }
+            "max_connections" => format!("MCP_OAUTH2_MAX_CONNECTIONS: {}", e.message()),
             _ => e.to_string(),
         })?;
     let listener = tokio::net::TcpListener::bind(&bind)

@@ -14,6 +14,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod connections;
 mod idle;
 mod stream_slots;
 mod timed_body;
@@ -45,6 +46,7 @@ pub struct McpServerBuilder<S = ()> {
     header_read_timeout: Option<std::time::Duration>,
     body_read_timeout: Option<std::time::Duration>,
     response_write_timeout: Option<std::time::Duration>,
+    max_connections: Option<usize>,
     forward_authorization: bool,
     shared_store: Option<Arc<dyn crate::store::SharedStore>>,
     root_metadata: bool,
@@ -73,6 +75,7 @@ pub struct McpServer {
     header_read_timeout: Option<std::time::Duration>,
     body_read_timeout: Option<std::time::Duration>,
     response_write_timeout: Option<std::time::Duration>,
+    max_connections: Option<usize>,
 }
 
 /// Whether a server can verify tokens yet (its issuers' key sets are loaded).
@@ -138,6 +141,7 @@ impl McpServer {
             header_read_timeout: Some(HEADER_READ_TIMEOUT),
             body_read_timeout: Some(BODY_READ_TIMEOUT),
             response_write_timeout: Some(RESPONSE_WRITE_TIMEOUT),
+            max_connections: None,
             forward_authorization: false,
             shared_store: None,
             root_metadata: true,
@@ -264,6 +268,7 @@ impl<S> McpServerBuilder<S> {
             header_read_timeout: self.header_read_timeout,
             body_read_timeout: self.body_read_timeout,
             response_write_timeout: self.response_write_timeout,
+            max_connections: self.max_connections,
             forward_authorization: self.forward_authorization,
             shared_store: self.shared_store,
             root_metadata: self.root_metadata,
@@ -362,6 +367,45 @@ impl<S> McpServerBuilder<S> {
         self
     }
 
+    /// How many connections [`McpServer::serve`] holds at once, HTTP/1 and
+    /// HTTP/2 alike (default: three quarters of the process's soft
+    /// file-descriptor limit, `RLIMIT_NOFILE`, read when serving starts;
+    /// 768 where it cannot be read or is unlimited).
+    ///
+    /// Each connection costs a file descriptor and a task: without a bound,
+    /// a client opening connections until the process ran out of
+    /// descriptors made every accept fail, for every client, and left none
+    /// for the server's own outgoing connections (key sets, introspection,
+    /// Redis). At the limit the server stops accepting: new connections
+    /// wait in the kernel's listen backlog, and are accepted in order as
+    /// open ones close. They are not accepted to be answered 503: that
+    /// would spend the descriptor the limit keeps, and the TLS or HTTP/2
+    /// exchange that must precede any answer. A client past the backlog
+    /// (which the kernel caps, `net.core.somaxconn`) sees its connection
+    /// attempts time out or be refused, as from any server at capacity. A
+    /// warning is logged when the limit is reached, at most once every
+    /// 10 s.
+    ///
+    /// A request still in progress when its connection closes (a client
+    /// that sends a slow call and hangs up; an HTTP/2 stream reset) is run
+    /// to its end and keeps its connection's slot until then: rmcp would
+    /// run its handler on anyway, and a client cannot have more abandoned
+    /// handlers running than the limit. Idle connections do not hold a
+    /// slot for ever: a connection that sends nothing, or an idle
+    /// keep-alive one, is closed after the
+    /// [`header_read_timeout`](Self::header_read_timeout). The limit is
+    /// the server's, not a client's: one client that opens the limit's
+    /// worth of connections (and keeps each busy) makes the others wait;
+    /// bound connections per client address in a proxy in front when that
+    /// matters. Zero is refused by [`build`](McpServerBuilder::build), as
+    /// is more than `tokio::sync::Semaphore::MAX_PERMITS`. Routers taken
+    /// with [`McpServer::into_router`] are served by the caller, who sets
+    /// their own limit.
+    pub fn max_connections(mut self, limit: usize) -> Self {
+        self.max_connections = Some(limit);
+        self
+    }
+
     /// **Unsafe escape hatch**: leave the caller's `Authorization` header
     /// (and `DPoP` proof) on the requests rmcp and the handlers see
     /// (default `false`: the layer removes them, so no handler can pass
@@ -411,6 +455,17 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
                     ),
                 ));
             }
+        }
+        if let Some(limit) = self.max_connections
+            && !(1..=connections::MAX_MAX_CONNECTIONS).contains(&limit)
+        {
+            return Err(ConfigError::new(
+                "max_connections",
+                format!(
+                    "must be between 1 and {} (a server that accepts no connection serves nothing)",
+                    connections::MAX_MAX_CONNECTIONS
+                ),
+            ));
         }
         if !self.path.starts_with('/') || self.path.len() < 2 || self.path.ends_with('/') {
             return Err(ConfigError::new(
@@ -529,6 +584,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             header_read_timeout: self.header_read_timeout,
             body_read_timeout: self.body_read_timeout,
             response_write_timeout: self.response_write_timeout,
+            max_connections: self.max_connections,
         })
     }
 }
@@ -748,8 +804,13 @@ impl McpServer {
     ///   a client resetting its streams in a loop (CVE-2023-44487) cannot
     ///   start more handlers than the stream limit. A handler is then not
     ///   cancelled by a reset of its stream.
+    /// - At most [`McpServerBuilder::max_connections`] connections at once
+    ///   (default: three quarters of the file-descriptor limit), requests
+    ///   still in progress of closed connections included; at the limit,
+    ///   new connections wait in the listen backlog.
     /// - Accept errors (out of file descriptors, ...) are retried after a
-    ///   pause instead of ending the server (axum's listener).
+    ///   pause (5 ms, doubling up to 1 s) instead of ending the server or
+    ///   spinning, and logged at most once every 10 s.
     pub async fn serve_with_shutdown(
         self,
         listener: TcpListener,
@@ -774,7 +835,14 @@ impl McpServer {
             header_read_timeout: self.header_read_timeout,
             body_read_timeout: self.body_read_timeout,
             response_write_timeout: self.response_write_timeout,
+            max_connections: self
+                .max_connections
+                .unwrap_or_else(connections::default_max_connections),
         };
+        tracing::debug!(
+            max_connections = options.max_connections,
+            "connection limit"
+        );
         serve_connections(listener, self.router, options, stop, self.ct.clone()).await;
         Ok(())
     }
@@ -787,6 +855,7 @@ struct ConnectionOptions {
     header_read_timeout: Option<std::time::Duration>,
     body_read_timeout: Option<std::time::Duration>,
     response_write_timeout: Option<std::time::Duration>,
+    max_connections: usize,
 }
 
 /// The longest header read, body read and response write timeout: a day
@@ -831,7 +900,6 @@ async fn serve_connections(
     stop: impl Future<Output = ()> + Send + 'static,
     ct: CancellationToken,
 ) {
-    use axum::serve::{Listener, ListenerExt};
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::service::TowerToHyperService;
@@ -854,14 +922,14 @@ async fn serve_connections(
         .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT)
         .max_concurrent_streams(stream_slots::HTTP2_MAX_CONCURRENT_STREAMS);
-    // axum's `Listener` retries failed accepts (EMFILE, ...) after a pause.
-    let mut listener = listener.tap_io(move |tcp| {
-        if options.nodelay
-            && let Err(e) = tcp.set_nodelay(true)
-        {
-            tracing::trace!(error = %e, "could not set TCP_NODELAY on an accepted connection");
-        }
-    });
+    // Failed accepts (EMFILE, ...) are retried after a pause (see
+    // `connections::accept`).
+    let mut backoff = connections::initial_backoff();
+    let mut accept_log = connections::Every::default();
+    // The connection limit (see `connections`): a slot is taken before
+    // each accept.
+    let limit = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
+    let mut limit_log = connections::Every::default();
     let builder = Arc::new(builder);
     // Every connection's task, so that a stop waits for them to drain.
     let connections = tokio_util::task::TaskTracker::new();
@@ -872,10 +940,36 @@ async fn serve_connections(
     let draining = CancellationToken::new();
     let mut stop = std::pin::pin!(stop);
     loop {
+        let slot = match Arc::clone(&limit).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if let Some(suppressed) = limit_log.due() {
+                    tracing::warn!(
+                        max_connections = options.max_connections,
+                        times_not_logged = suppressed,
+                        "connection limit reached: new connections wait in the listen backlog"
+                    );
+                }
+                tokio::select! {
+                    slot = Arc::clone(&limit).acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        // Never closed.
+                        Err(_) => break,
+                    },
+                    () = &mut stop => break,
+                }
+            }
+        };
+        let slot: connections::ConnectionSlot = Arc::new(slot);
         let (io, remote) = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = connections::accept(&listener, &mut backoff, &mut accept_log) => accepted,
             () = &mut stop => break,
         };
+        if options.nodelay
+            && let Err(e) = io.set_nodelay(true)
+        {
+            tracing::trace!(error = %e, "could not set TCP_NODELAY on an accepted connection");
+        }
         // The peer's address, for the throttle and the audit events
         // (`ConnectInfo`, as `into_make_service_with_connect_info` gives).
         let service = tower_layer::Layer::layer(
@@ -896,6 +990,7 @@ async fn serve_connections(
         let service = stream_slots::StreamSlots {
             inner: service,
             slots: stream_slots::slots(),
+            connection: Arc::clone(&slot),
         };
         let service = TowerToHyperService::new(timed_body::TimedBodies {
             inner: service,
@@ -907,6 +1002,9 @@ async fn serve_connections(
         // The connection's memory of its last token's digest (see
         // `token_cache::per_connection`).
         connections.spawn(crate::verify::token_cache::per_connection(async move {
+            // The connection's slot, until its task ends (and requests of
+            // it still in progress hold their clones).
+            let _slot = slot;
             // hyper's header timer starts once hyper-util has seen enough
             // bytes to tell HTTP/1 from HTTP/2, and hyper-util waits for
             // them without a limit: a connection that never sends a byte

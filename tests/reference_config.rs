@@ -275,6 +275,7 @@ async fn a_misspelled_variable_stops_it_before_listening() {
             ("MCP_OAUTH2_HEADER_READ_TIMEOUT", "30"),
             ("MCP_OAUTH2_BODY_READ_TIMEOUT", "30"),
             ("MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT", "30"),
+            ("MCP_OAUTH2_MAX_CONNECTIONS", "100"),
             ("MCP_OAUTH2_DOWNSTREAM_AUDIENCE", "https://api.example"),
             ("MCP_OAUTH2_DOWNSTREAM_URL", "https://api.example/me"),
             ("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES", "notes:export"),
@@ -318,6 +319,21 @@ async fn a_value_that_is_not_utf8_stops_it_before_listening() {
             "{variable}"
         );
         assert!(stderr.contains(variable), "{variable}: {stderr}");
+    }
+}
+
+// The connection limit is a whole number of connections, 1 or more: zero
+// (a server that accepts nothing), a negative, a fraction, a word or a
+// limit past Tokio's semaphore stops the server before it listens, naming
+// the variable.
+#[tokio::test]
+async fn a_connection_limit_that_is_not_a_positive_count_stops_it_before_listening() {
+    for bad in ["0", "-1", "1.5", "many", "", "18446744073709551615"] {
+        refused(
+            &[("MCP_OAUTH2_MAX_CONNECTIONS", bad)],
+            "MCP_OAUTH2_MAX_CONNECTIONS",
+        )
+        .await;
     }
 }
 

@@ -787,7 +787,7 @@ fn prefixed_process_vars() -> Vec<(String, bool)> {
 /// The documented variables of this namespace that a server reads for
 /// itself rather than for [`AuthConfig`]: the reference server's
 /// (`examples/protected_server.rs`: the address, the log format, the
-/// server's timeouts, the downstream API). The contract of a server built
+/// server's timeouts and connection limit, the downstream API). The contract of a server built
 /// like it is "`AuthConfig::from_env()` plus `MCP_OAUTH2_BIND`", so
 /// `from_env` never refuses these names, whoever calls it (only a value
 /// that is not UTF-8, which the server could not read); any other unknown
@@ -798,6 +798,7 @@ pub const SERVER_ENV_VARIABLES: &[&str] = &[
     "MCP_OAUTH2_HEADER_READ_TIMEOUT",
     "MCP_OAUTH2_BODY_READ_TIMEOUT",
     "MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT",
+    "MCP_OAUTH2_MAX_CONNECTIONS",
     "MCP_OAUTH2_TOKEN_ENDPOINT",
     "MCP_OAUTH2_DOWNSTREAM_AUDIENCE",
     "MCP_OAUTH2_DOWNSTREAM_URL",
@@ -910,7 +911,7 @@ impl AuthConfigBuilder {
     /// as is a value that is not UTF-8 (naming its variable), instead of
     /// being read as unset. The documented server variables
     /// ([`SERVER_ENV_VARIABLES`](crate::SERVER_ENV_VARIABLES):
-    /// `MCP_OAUTH2_BIND`, the log format, the server timeouts, the
+    /// `MCP_OAUTH2_BIND`, the log format, the server timeouts and connection limit, the
     /// downstream API) are always allowed. An application with other
     /// `MCP_OAUTH2_*` variables of its own names them with
     /// [`from_env_allowing`](Self::from_env_allowing).

@@ -20,8 +20,19 @@
 //! run to its end in a task of its own, and the slot is freed then. A
 //! request that finds no slot free waits for one (cheaply: nothing has run
 //! for it yet, and a reset drops the wait). An honest client, whose open
-//! streams never exceed the limit, never waits. HTTP/1 requests are passed
-//! through: a connection carries one at a time.
+//! streams never exceed the limit, never waits.
+//!
+//! HTTP/1 requests need no slot (a connection carries one at a time), but
+//! the same happens when a client closes its connection while its request
+//! is in progress: hyper drops the request's future, and rmcp's handler
+//! runs on. Closing the connection right after sending a slow call, on 400
+//! connections one after the other, left 400 handlers running. So every
+//! request, HTTP/1 or HTTP/2, whose future is dropped before its end is run
+//! to its end in a task of its own holding its connection's slot of the
+//! server's connection limit (see `connections`): the handlers a client
+//! abandons count as open connections until they end, and a client cannot
+//! have more of them running than the limit. The request that completes
+//! (every honest one) pays a reference count.
 //!
 //! A handler that watches its `RequestContext` cancellation token is no
 //! longer cancelled by a reset of its stream before its first message
@@ -40,6 +51,8 @@ use futures_util::future::Either;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::PollSemaphore;
 
+use super::connections::ConnectionSlot;
+
 /// How many streams an HTTP/2 client may have open on one connection
 /// (SETTINGS_MAX_CONCURRENT_STREAMS, hyper's default), and how many of its
 /// requests may be in progress at once, reset ones included.
@@ -55,6 +68,9 @@ pub(crate) fn slots() -> Arc<Semaphore> {
 pub(crate) struct StreamSlots<S> {
     pub(crate) inner: S,
     pub(crate) slots: Arc<Semaphore>,
+    /// The connection's slot of the server's connection limit, which a
+    /// request dropped before its end keeps until it ends.
+    pub(crate) connection: ConnectionSlot,
 }
 
 impl<S> tower_service::Service<http::Request<Body>> for StreamSlots<S>
@@ -64,11 +80,11 @@ where
         + Send
         + Unpin
         + 'static,
-    S::Future: Send + 'static,
+    S::Future: Send + Unpin + 'static,
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = Either<S::Future, Held<S>>;
+    type Future = Either<Finish<S::Future>, Held<S>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -76,7 +92,10 @@ where
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         if req.version() != http::Version::HTTP_2 {
-            return Either::Left(self.inner.call(req));
+            return Either::Left(Finish {
+                running: Some(self.inner.call(req)),
+                connection: Some(Arc::clone(&self.connection)),
+            });
         }
         let slots = PollSemaphore::new(Arc::clone(&self.slots));
         if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
@@ -85,6 +104,7 @@ where
                 waiting: None,
                 running: Some(Box::pin(self.inner.call(req))),
                 permit: Some(permit),
+                connection: Arc::clone(&self.connection),
             });
         }
         // Every slot is held: wait for one. `poll_ready` was called on
@@ -94,6 +114,7 @@ where
             waiting: Some((self.inner.clone(), Some(req))),
             running: None,
             permit: None,
+            connection: Arc::clone(&self.connection),
         })
     }
 }
@@ -111,6 +132,8 @@ where
     running: Option<Pin<Box<S::Future>>>,
     /// The request's slot.
     permit: Option<OwnedSemaphorePermit>,
+    /// The connection's slot of the connection limit.
+    connection: ConnectionSlot,
 }
 
 impl<S> Future for Held<S>
@@ -169,16 +192,19 @@ where
         {
             drop(runtime.spawn(Orphan {
                 running,
-                _permit: permit,
+                _permit: Some(permit),
+                _connection: Arc::clone(&self.connection),
             }));
         }
     }
 }
 
-/// A reset request's future, run to its end with its slot.
+/// A reset request's future, run to its end with its slots.
 struct Orphan<F> {
     running: Pin<Box<F>>,
-    _permit: OwnedSemaphorePermit,
+    /// The HTTP/2 stream slot (none for HTTP/1).
+    _permit: Option<OwnedSemaphorePermit>,
+    _connection: ConnectionSlot,
 }
 
 impl<F: Future> Future for Orphan<F> {
@@ -186,5 +212,45 @@ impl<F: Future> Future for Orphan<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.running.as_mut().poll(cx).map(drop)
+    }
+}
+
+/// The response future of an HTTP/1 request: the service's own, which is
+/// run to its end with the connection's slot if it is dropped before.
+pub(crate) struct Finish<F: Future + Send + Unpin + 'static> {
+    running: Option<F>,
+    connection: Option<ConnectionSlot>,
+}
+
+impl<F: Future + Send + Unpin + 'static> Future for Finish<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        let Some(running) = this.running.as_mut() else {
+            // Polled after its end: hyper never does.
+            return Poll::Pending;
+        };
+        let answer = std::task::ready!(Pin::new(running).poll(cx));
+        this.running = None;
+        this.connection = None;
+        Poll::Ready(answer)
+    }
+}
+
+impl<F: Future + Send + Unpin + 'static> Drop for Finish<F> {
+    fn drop(&mut self) {
+        // The connection was closed while the request was in progress:
+        // finish it, holding the connection's slot, rather than leave its
+        // handler running outside the count.
+        if let (Some(running), Some(connection)) = (self.running.take(), self.connection.take())
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            drop(runtime.spawn(Orphan {
+                running: Box::pin(running),
+                _permit: None,
+                _connection: connection,
+            }));
+        }
     }
 }

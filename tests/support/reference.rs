@@ -39,7 +39,23 @@ pub fn command() -> Command {
 /// A command running the example `name` without the test environment's
 /// `MCP_OAUTH2_*` variables (see [`command`]).
 pub fn example_command(name: &str) -> Command {
-    let mut command = Command::new(example(name));
+    without_our_variables(Command::new(example(name)))
+}
+
+/// The reference server (see [`command`]) with its soft and hard
+/// file-descriptor limits (`RLIMIT_NOFILE`) set to `limit` by the shell
+/// that starts it.
+pub fn command_with_fd_limit(limit: u32) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\""))
+        .arg(example("protected_server"));
+    without_our_variables(command)
+}
+
+/// `command` without the test environment's `MCP_OAUTH2_*` variables.
+fn without_our_variables(mut command: Command) -> Command {
     for (name, _) in std::env::vars_os() {
         if name
             .to_string_lossy()
@@ -72,7 +88,11 @@ pub struct Reference {
 /// allowed and `RUST_LOG=warn`, then `env` (which may override those), and
 /// waits (at most 30 s) for its `listening on` line.
 pub async fn start(port: u16, env: &[(&str, &str)]) -> Reference {
-    let mut command = command();
+    start_command(command(), port, env).await
+}
+
+/// [`start`] with `command` (such as [`command_with_fd_limit`]).
+pub async fn start_command(mut command: Command, port: u16, env: &[(&str, &str)]) -> Reference {
     command
         .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
         .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
