@@ -4,8 +4,10 @@
 //! in the listen backlog and are served once one closes (HTTP/1.1 and
 //! HTTP/2), a silent connection holds its slot only for the header read
 //! timeout, handlers of HTTP/1.1 calls whose client hung up count against
-//! the limit until they end, and the reference server, run with a low
-//! `RLIMIT_NOFILE`, neither spins nor floods its log when accepts fail.
+//! the limit until they end (an in-process slow tool, and the reference
+//! server's `downstream_whoami` against a token endpoint that never
+//! answers), and the reference server, run with a low `RLIMIT_NOFILE`,
+//! neither spins nor floods its log when accepts fail.
 // Test code: a panic here is a failed run, not an outage.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
 
@@ -445,4 +447,82 @@ async fn the_reference_server_out_of_descriptors_backs_off_and_recovers() {
     .expect("not served after the flood")
     .unwrap();
     assert_eq!(answer.status, 200);
+}
+
+/// A token endpoint that answers nothing: it holds each connection until
+/// its client closes it, counting those it holds and the most at once.
+async fn holding_endpoint() -> (SocketAddr, Arc<Count>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(Count::default());
+    let counted = Arc::clone(&count);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let count = Arc::clone(&counted);
+            let now = count.now.fetch_add(1, Ordering::SeqCst) + 1;
+            count.peak.fetch_max(now, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut sink = Vec::new();
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut sink).await;
+                count.now.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, count)
+}
+
+// The reference server's slow path: `downstream_whoami` exchanges the
+// caller's token at MCP_OAUTH2_TOKEN_ENDPOINT, here one that never answers
+// (the exchange gives up after 5 s). Thirty callers (each its own subject,
+// so no exchange is shared) send the call over HTTP/1.1 and hang up at
+// once: with MCP_OAUTH2_MAX_CONNECTIONS=5, at most 5 of their handlers
+// wait on the token endpoint at once (the endpoint counts its
+// connections); before, every abandoned handler ran on outside the count.
+#[tokio::test]
+async fn the_reference_server_bounds_abandoned_calls_of_its_slow_tool() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let (endpoint, held) = holding_endpoint().await;
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let token_endpoint = format!("http://{endpoint}/token");
+    let env = [
+        ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+        ("MCP_OAUTH2_RESOURCE", resource.as_str()),
+        ("MCP_OAUTH2_CLIENT_ID", "mcp-server"),
+        ("MCP_OAUTH2_CLIENT_SECRET", "a secret of the test"),
+        ("MCP_OAUTH2_TOKEN_ENDPOINT", token_endpoint.as_str()),
+        ("MCP_OAUTH2_DOWNSTREAM_AUDIENCE", "https://api.example"),
+        ("MCP_OAUTH2_DOWNSTREAM_URL", "http://127.0.0.1:1/me"),
+        ("MCP_OAUTH2_MAX_CONNECTIONS", "5"),
+    ];
+    let _server = support::reference::start(port, &env).await;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for i in 0..30 {
+        let token = issuer
+            .token()
+            .subject(format!("caller-{i}"))
+            .audience(&resource)
+            .scopes(["notes:read"])
+            .sign();
+        let call = Raw::new(addr, "POST", "/mcp")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "downstream_whoami")
+            .header("authorization", &format!("Bearer {token}"))
+            .body(modern_tool_call_body(7, "downstream_whoami"))
+            .to_bytes();
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(&call).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(stream);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let peak = held.peak.load(Ordering::SeqCst);
+    assert!(peak > 0, "no exchange reached the token endpoint");
+    assert!(
+        peak <= 5,
+        "{peak} abandoned calls waited on the token endpoint at once (limit 5)"
+    );
 }
