@@ -269,6 +269,87 @@ async fn algorithm_allowlist_and_typ_policy() {
     );
 }
 
+// RFC 7515 section 4 / RFC 8725 sections 2.1, 3.1: the verifier keeps the
+// outcome of the last header that passed and reuses it for the same header
+// text only. Any other header is decoded and checked in full, in a verifier
+// that has just accepted a token, and the kept header never stands in for
+// the rest of a token.
+#[tokio::test]
+async fn a_header_seen_before_is_reused_for_the_same_text_only() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let v = JwtVerifier::new(&config(&issuer, |b| b)).unwrap();
+    let good = || issuer.token().audience(RESOURCE).sign();
+    assert!(verify(&v, &good()).await.is_ok());
+    let refused = [
+        ("alg", json!("none"), AuthErrorKind::DisallowedAlgorithm),
+        ("alg", json!("HS256"), AuthErrorKind::DisallowedAlgorithm),
+        ("crit", json!(["exp"]), AuthErrorKind::UnsupportedHeader),
+        ("b64", json!(false), AuthErrorKind::UnsupportedHeader),
+        ("kid", json!(7), AuthErrorKind::UnsupportedHeader),
+        ("typ", json!("JWT"), AuthErrorKind::InvalidType),
+        ("typ", json!(["at+jwt"]), AuthErrorKind::InvalidType),
+    ];
+    for (name, value, kind) in refused {
+        let token = issuer
+            .token()
+            .audience(RESOURCE)
+            .header(name, value.clone())
+            .sign();
+        assert_eq!(
+            verify(&v, &token).await.err(),
+            Some(kind),
+            "{name}: {value}"
+        );
+        // The header accepted before is still accepted, and still refused
+        // under the other header.
+        assert!(verify(&v, &good()).await.is_ok(), "{name}: {value}");
+        assert_eq!(
+            verify(&v, &token).await.err(),
+            Some(kind),
+            "{name}: {value}"
+        );
+    }
+    // A repeated member, and a header that is not base64url JSON, behind a
+    // known one.
+    let token = good();
+    let (header, rest) = token.split_once('.').unwrap();
+    let repeated = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","alg":"none"}"#)
+    };
+    for (bad, kind) in [
+        (repeated.as_str(), AuthErrorKind::DuplicateMember),
+        ("eyJhbGciOiJSUzI1NiJ9=", AuthErrorKind::MalformedToken),
+        ("e30", AuthErrorKind::MalformedToken),
+    ] {
+        let token = format!("{bad}.{rest}");
+        assert_eq!(verify(&v, &token).await.err(), Some(kind), "{bad}");
+    }
+    // The known header does not vouch for the rest of a token.
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    let other_signature = good();
+    let (_, signature) = other_signature.rsplit_once('.').unwrap();
+    assert_eq!(
+        verify(&v, &format!("{signed}.{signature}")).await.err(),
+        Some(AuthErrorKind::InvalidSignature)
+    );
+    assert!(verify(&v, &format!("{header}.{rest}")).await.is_ok());
+    // Each verifier keeps its own: a header one configuration accepts is
+    // checked again by another one.
+    let lenient =
+        JwtVerifier::new(&config(&issuer, |b| b.typ_policy(TypPolicy::AllowJwt))).unwrap();
+    let jwt_typ = issuer
+        .token()
+        .audience(RESOURCE)
+        .header("typ", json!("JWT"))
+        .sign();
+    assert!(verify(&lenient, &jwt_typ).await.is_ok());
+    assert_eq!(
+        verify(&v, &jwt_typ).await.err(),
+        Some(AuthErrorKind::InvalidType)
+    );
+}
+
 // RFC 8414 section 3 / OpenID discovery: the key set is found from the issuer.
 #[tokio::test]
 async fn discovers_the_key_set_or_uses_the_configured_one() {

@@ -24,8 +24,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use arc_swap::ArcSwapOption;
 use jsonwebtoken::Algorithm;
 
 use super::{TokenVerifier, VerifyFuture};
@@ -59,6 +58,36 @@ struct Inner {
     resource: String,
     algorithms: Vec<Algorithm>,
     require_keys_before_ready: bool,
+    /// The last header that passed [`JwtVerifier::check_header`] (see
+    /// [`KnownHeader`]).
+    known_header: ArcSwapOption<KnownHeader>,
+}
+
+/// A JOSE header that passed the header checks, kept with the exact
+/// base64url text it came from.
+///
+/// Every token of an issuer carries the same header, byte for byte (`alg`,
+/// `typ`, `kid`): its decoding, parsing and checks are a function of that
+/// text alone and of this verifier's configuration, so a token whose
+/// header text equals the last accepted one reuses the outcome instead of
+/// deciding again (a fifth of the fixed cost of a cold verification).
+/// Any other text is decoded, parsed and checked in full, as before. One
+/// entry, replaced by the next header that passes (a key rotation changes
+/// `kid`); a header longer than [`KnownHeader::MAX_LEN`] is never kept.
+/// Hand-written (one slot swapped atomically) rather than a cache crate:
+/// nothing is evicted, there is one entry.
+struct KnownHeader {
+    /// The header part of the token, as sent (base64url).
+    b64: Box<str>,
+    alg: Algorithm,
+    kid: Option<Box<str>>,
+    typ: Option<Box<str>>,
+}
+
+impl KnownHeader {
+    /// The longest header text kept (real headers are under 200
+    /// characters; a header with a certificate chain is decoded each time).
+    const MAX_LEN: usize = 512;
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -203,6 +232,7 @@ impl JwtVerifier {
                 resource: config.resource.clone(),
                 algorithms,
                 require_keys_before_ready: config.require_keys_before_ready,
+                known_header: ArcSwapOption::empty(),
             }),
         }
     }
@@ -257,22 +287,21 @@ impl JwtVerifier {
         // 1-3: everything that needs neither keys nor the network; the
         // header and the claims are decoded and parsed once each.
         let parsed = Parsed::split(token)?;
-        let header_text = decode_part(parsed.header_b64)?;
-        let header = parse_members(&header_text)?;
-        let (alg, kid) = self.check_header(&header)?;
+        let header = self.header(parsed.header_b64)?;
+        let alg = header.alg;
         check_signature_length(alg, parsed.signature.len())?;
         let claims_text = decode_part(parsed.payload_b64)?;
         let claims = parse_members(&claims_text)?;
         let policy = &self.inner.policy;
         // The issuer's own algorithms and `typ` rule, once `iss` names it
         // (the header check above admitted those of any issuer).
-        let typ = header.str("typ").ok().flatten();
-        let kid = kid.as_deref();
+        let typ = header.typ.as_deref();
+        let kid = header.kid.as_deref();
         let checked = match policy.check_with(&claims, now, Source::Jwt, |rules| {
             if !rules.algorithms.iter().any(|a| a.to_jwt() == alg) {
                 return Err(AuthErrorKind::DisallowedAlgorithm.into());
             }
-            if !rules.typ_allowed(typ.as_deref()) {
+            if !rules.typ_allowed(typ) {
                 return Err(AuthErrorKind::InvalidType.into());
             }
             Ok(())
@@ -377,6 +406,31 @@ impl JwtVerifier {
     /// Entries in the verified-token cache.
     pub fn cached_tokens(&self) -> usize {
         self.inner.cache.as_ref().map_or(0, TokenCache::len)
+    }
+
+    /// The header part `b64` decoded, parsed and checked (rule 2), or the
+    /// outcome kept for the same text ([`KnownHeader`]).
+    fn header(&self, b64: &str) -> Result<Arc<KnownHeader>, AuthError> {
+        if let Some(known) = self.inner.known_header.load_full()
+            && *known.b64 == *b64
+        {
+            return Ok(known);
+        }
+        let text = decode_part(b64)?;
+        let members = parse_members(&text)?;
+        let (alg, kid) = self.check_header(&members)?;
+        // `check_header` refused a `typ` that is not a string.
+        let typ = members.str("typ").ok().flatten();
+        let checked = Arc::new(KnownHeader {
+            b64: b64.into(),
+            alg,
+            kid: kid.map(Into::into),
+            typ: typ.map(Into::into),
+        });
+        if b64.len() <= KnownHeader::MAX_LEN {
+            self.inner.known_header.store(Some(Arc::clone(&checked)));
+        }
+        Ok(checked)
     }
 
     fn check_header<'h>(
@@ -679,9 +733,7 @@ impl<'a> Parsed<'a> {
         // signature has one encoding.
         // An empty signature (an unsecured JWS, RFC 7515 appendix A.5) is
         // refused by the length check once `alg` is known.
-        let signature = URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))?;
+        let signature = decode_b64(s)?;
         Ok(Self {
             header_b64: h,
             payload_b64: p,
@@ -691,11 +743,20 @@ impl<'a> Parsed<'a> {
     }
 }
 
+/// One part of a compact JWS decoded: canonical base64url without padding
+/// (RFC 7515 section 2), so that one value has one encoding. Refused, as
+/// `malformed_token`: a padding `=`, any character outside the URL-safe
+/// alphabet (`+`, `/`, whitespace), a length of 1 modulo 4, and set bits
+/// after the last whole byte.
+fn decode_b64(part: &str) -> Result<Vec<u8>, AuthError> {
+    base64_simd::URL_SAFE_NO_PAD
+        .decode_to_vec(part)
+        .map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))
+}
+
 /// A header or payload part as JSON text (base64url, UTF-8).
 fn decode_part(part: &str) -> Result<String, AuthError> {
-    let malformed = || AuthError::new(AuthErrorKind::MalformedToken);
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| malformed())?;
-    String::from_utf8(bytes).map_err(|_| malformed())
+    String::from_utf8(decode_b64(part)?).map_err(|_| AuthError::new(AuthErrorKind::MalformedToken))
 }
 
 fn parse_members(text: &str) -> Result<Members<'_>, AuthError> {
@@ -735,6 +796,82 @@ mod tests {
             );
         }
         assert!(Parsed::split("aa.bb.").ok().unwrap().signature.is_empty());
+    }
+
+    /// What the `base64` crate's strict unpadded URL-safe engine (the
+    /// decoder before issue 13's sixteenth pass) makes of `text`.
+    fn reference_decode(text: &str) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()
+    }
+
+    // RFC 7515 section 2: base64url without padding. Every spelling the
+    // earlier decoder refused is refused (`malformed_token`), and every
+    // accepted one decodes to the same bytes.
+    #[test]
+    fn part_decoding_refuses_every_non_canonical_spelling() {
+        for bad in [
+            "cQ=", "cQ==", "c", "cc", "cR", "c+", "c/", "c Q", " cQ", "cQ\n", "YWJj=", "YW=j",
+            "YWJjZA=", "YWJjZA==", "YWJjZB", "YWJjZGU=", "YWJjZGF", "\u{e9}Q",
+        ] {
+            assert_eq!(
+                reference_decode(bad),
+                None,
+                "{bad:?}: the reference accepts it"
+            );
+            assert_eq!(
+                decode_b64(bad).err().map(|e| e.kind()),
+                Some(AuthErrorKind::MalformedToken),
+                "{bad:?}"
+            );
+        }
+        for good in ["", "cQ", "YWI", "YWJj", "YWJjZA", "YWJjZGU", "_-8", "-_-_"] {
+            assert_eq!(decode_b64(good).ok(), reference_decode(good), "{good:?}");
+        }
+        assert_eq!(
+            decode_part("bm90IFVURi04_w").err().map(|e| e.kind()),
+            Some(AuthErrorKind::MalformedToken),
+            "not UTF-8"
+        );
+        assert_eq!(decode_part("e30").ok().as_deref(), Some("{}"));
+    }
+
+    fn base64_like() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        // Mostly the URL-safe alphabet, with the characters a wrong decoder
+        // would take (padding, the standard alphabet, whitespace, a dot).
+        let ch = prop_oneof![
+            20 => proptest::char::ranges(vec!['A'..='Z', 'a'..='z', '0'..='9'].into()),
+            3 => Just('-'),
+            3 => Just('_'),
+            1 => Just('='),
+            1 => Just('+'),
+            1 => Just('/'),
+            1 => Just(' '),
+            1 => Just('.'),
+        ];
+        proptest::collection::vec(ch, 0..80).prop_map(|v| v.into_iter().collect())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        /// Issue 13: the SIMD decoder accepts exactly what the `base64`
+        /// crate's strict engine accepts, with the same bytes.
+        #[test]
+        fn part_decoding_agrees_with_the_reference(text in base64_like()) {
+            proptest::prop_assert_eq!(decode_b64(&text).ok(), reference_decode(&text), "{:?}", text);
+        }
+
+        /// Every byte string round-trips, whatever its length modulo 3.
+        #[test]
+        fn part_decoding_round_trips(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            use base64::Engine as _;
+            let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes);
+            proptest::prop_assert_eq!(decode_b64(&text).ok(), Some(bytes));
+        }
     }
 
     // RFC 7518 sections 3.3, 3.4; RFC 8037 section 3.1.
