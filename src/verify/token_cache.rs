@@ -187,6 +187,10 @@ impl TokenCache {
 
     /// A live entry for `token` (whose probe is `probe`) at `now`. Counts
     /// nothing: the caller decides whether the entry is still good.
+    ///
+    /// Inlined into the hit path: called on its own, the entry is moved out
+    /// through a copy (about 100 instructions more per hit, callgrind).
+    #[inline]
     pub(crate) fn get(&self, probe: u64, token: &str, now: u64) -> Option<Entry> {
         let candidate = self.map.get(&probe).filter(|s| now < s.entry.until)?;
         // The digest is computed only when the probe found something.
