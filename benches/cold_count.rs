@@ -7,13 +7,14 @@
 //! cargo bench --bench cold_count --no-run
 //! valgrind --tool=callgrind --callgrind-out-file=cold.cg \
 //!     target/release/deps/cold_count-<hash> RS256 200
-//! callgrind_annotate --inclusive=yes cold.cg | grep -E 'cold_count::(bare|cold|warm)_pass'
+//! callgrind_annotate --inclusive=yes --threshold=100 cold.cg | grep -E 'cold_count::(bare|cold|warm|layer)_pass'
 //! ```
 //!
 //! Divide each pass's inclusive count by the number of tokens (the second
 //! argument, 200 by default). `warm_pass` verifies the first token again as
 //! many times (cache hits, outside any connection's memory of its last
-//! token, so each hit hashes the token). Both passes walk the same tokens; the cold
+//! token, so each hit hashes the token); `layer_pass` authenticates the
+//! second token as many times through `AuthLayer::authenticate`. Both passes walk the same tokens; the cold
 //! pass uses a fresh verifier (empty verified-token cache, its key prepared
 //! by one primer token outside the pass), as `cold/verify/{alg}` in
 //! `benches/auth.rs` does. Instruction counts do not depend on the other
@@ -30,7 +31,7 @@ use aws_lc_rs::signature::{
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcp_oauth2::testing::{SigningAlg, TestIssuer};
-use mcp_oauth2::{AuthConfig, BearerToken, JwtVerifier, TokenVerifier};
+use mcp_oauth2::{AuthConfig, AuthLayer, BearerToken, JwtVerifier, TokenVerifier};
 
 const RESOURCE: &str = "https://mcp.example.com/mcp";
 
@@ -72,6 +73,26 @@ fn warm_pass(
         let mut ok = 0;
         for _ in 0..count {
             if black_box(verifier.verify(BearerToken::new(black_box(token))).await).is_ok() {
+                ok += 1;
+            }
+        }
+        ok
+    })
+}
+
+/// `AuthLayer::authenticate` of the same token again and again (what
+/// `warm/authenticate/{alg}` measures): header, cache hit, scopes.
+#[inline(never)]
+fn layer_pass(
+    rt: &tokio::runtime::Runtime,
+    layer: &AuthLayer,
+    headers: &http::HeaderMap,
+    count: usize,
+) -> usize {
+    rt.block_on(async {
+        let mut ok = 0;
+        for _ in 0..count {
+            if black_box(layer.authenticate(black_box(headers)).await).is_ok() {
                 ok += 1;
             }
         }
@@ -147,5 +168,13 @@ fn main() {
         "every token verifies"
     );
     assert_eq!(verifier.cached_tokens(), count + 1, "every call was cold");
+    let layer = AuthLayer::with_verifier(config.clone(), verifier.clone());
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        http::HeaderValue::from_str(&format!("Bearer {}", tokens[1])).unwrap(),
+    );
+    assert!(rt.block_on(layer.authenticate(&headers)).is_ok());
+    assert_eq!(layer_pass(&rt, &layer, &headers, count), count);
     println!("{count} tokens: bare and cold passes done");
 }
