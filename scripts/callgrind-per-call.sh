@@ -53,15 +53,9 @@ cargo build --release --quiet --example protected_server --example bench_issuer 
 OURS_PORT="$(free_port)" BARE_PORT="$(free_port)"
 OURS_URL="http://127.0.0.1:$OURS_PORT/mcp" BARE_URL="http://127.0.0.1:$BARE_PORT/mcp"
 
-mkfifo "$WORK/issuer.in"
-sleep infinity >"$WORK/issuer.in" &
-PIDS+=($!)
-"$BIN/bench_issuer" --alg "$ALG" --audience "$OURS_URL" <"$WORK/issuer.in" >"$WORK/issuer.out" 2>&1 &
-PIDS+=($!)
 WAIT_SECONDS=120   # a process under valgrind starts slowly
-wait_for "$WORK/issuer.out" '^ready' "$!"
-ISSUER="$(awk '$1 == "issuer" {print $2}' "$WORK/issuer.out")"
-TOKEN="$(awk '$1 == "token" {print $3}' "$WORK/issuer.out")"
+start_issuer "$ALG" "$OURS_URL"
+TOKEN="$(issuer_token "$OURS_URL")"
 
 MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$OURS_URL" \
   MCP_OAUTH2_BIND="127.0.0.1:$OURS_PORT" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 \
@@ -88,16 +82,7 @@ for server in ours bare; do
   session=""
   if [ "$LEGACY" = 1 ]; then
     # One initialized session, as scripts/wrk-bench.sh --legacy opens it.
-    curl -sS -o /dev/null -D "$WORK/$server.init.headers" -X POST "$url" \
-      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-      -H "Authorization: Bearer $TOKEN" \
-      -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"callgrind","version":"1"}}}'
-    session="$(awk 'tolower($1) == "mcp-session-id:" {print $2}' "$WORK/$server.init.headers" | tr -d '\r')"
-    [ -n "$session" ] || { echo "callgrind-per-call: $server gave no Mcp-Session-Id" >&2; exit 1; }
-    curl -sS -o /dev/null -X POST "$url" \
-      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-      -H "Authorization: Bearer $TOKEN" -H "Mcp-Session-Id: $session" -H "MCP-Protocol-Version: $PROTOCOL" \
-      -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+    session="$(open_legacy_session "$url" "$TOKEN" callgrind)"
   fi
   # Warm-up, not counted.
   WRK_TOKEN="$TOKEN" WRK_PROTOCOL=$PROTOCOL WRK_SESSION="$session" wrk -t1 -c1 -d2s --timeout 30s \

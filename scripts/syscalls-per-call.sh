@@ -65,13 +65,7 @@ cargo build --release --quiet --example protected_server --example bench_issuer 
 
 OURS_PORT="$(free_port)" UNHELD_PORT="$(free_port)"
 OURS_URL="http://127.0.0.1:$OURS_PORT/mcp" UNHELD_URL="http://127.0.0.1:$UNHELD_PORT/mcp"
-mkfifo "$WORK/issuer.in"
-sleep infinity >"$WORK/issuer.in" &
-PIDS+=($!)
-"$BIN/bench_issuer" --alg "$ALG" --audience "$OURS_URL" --audience "$UNHELD_URL" <"$WORK/issuer.in" >"$WORK/issuer.out" 2>&1 &
-PIDS+=($!)
-wait_for "$WORK/issuer.out" '^ready' "$!"
-ISSUER="$(awk '$1 == "issuer" {print $2}' "$WORK/issuer.out")"
+start_issuer "$ALG" "$OURS_URL" "$UNHELD_URL"
 
 PROTOCOL=2026-07-28
 [ "$LEGACY" = 0 ] || PROTOCOL=2025-11-25
@@ -101,19 +95,10 @@ for server in $SERVERS; do
   pid=$!
   PIDS+=($pid)
   wait_for "$WORK/$server.out" 'listening on' "$pid"
-  token="$(awk -v a="$token_aud" '$1 == "token" && $2 == a {print $3}' "$WORK/issuer.out")"
+  token="$(issuer_token "$token_aud")"
   session=""
   if [ "$LEGACY" = 1 ]; then
-    curl -sS -o /dev/null -D "$WORK/$server.init.headers" -X POST "$url" \
-      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-      -H "Authorization: Bearer $token" \
-      -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"probe","version":"1"}}}'
-    session="$(awk 'tolower($1) == "mcp-session-id:" {print $2}' "$WORK/$server.init.headers" | tr -d '\r')"
-    [ -n "$session" ] || { echo "syscalls-per-call: $server gave no Mcp-Session-Id" >&2; exit 1; }
-    curl -sS -o /dev/null -X POST "$url" \
-      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-      -H "Authorization: Bearer $token" -H "Mcp-Session-Id: $session" -H "MCP-Protocol-Version: $PROTOCOL" \
-      -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+    session="$(open_legacy_session "$url" "$token" probe)"
   fi
   run_wrk() { # $1: output file, $2: seconds, $3: id base
     WRK_TOKEN="$token" WRK_PROTOCOL=$PROTOCOL WRK_SESSION="$session" WRK_ID_BASE="$3" \

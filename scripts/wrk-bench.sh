@@ -114,17 +114,9 @@ fi
 OURS_PORT="$(free_port)" UNHELD_PORT="$(free_port)"
 OURS_URL="http://127.0.0.1:$OURS_PORT/mcp" UNHELD_URL="http://127.0.0.1:$UNHELD_PORT/mcp"
 
-# The issuer: stdin is a pipe from a sleeping process we own, so it exits
-# when we kill that process (or on its own when the pipe closes).
-mkfifo "$WORK/issuer.in"
-sleep infinity >"$WORK/issuer.in" &
-PIDS+=($!)
-"$BIN/bench_issuer" --alg "$ALG" --audience "$OURS_URL" --audience "$UNHELD_URL" <"$WORK/issuer.in" >"$WORK/issuer.out" 2>&1 &
-PIDS+=($!)
-wait_for "$WORK/issuer.out" '^ready' "$!"
-ISSUER="$(awk '$1 == "issuer" {print $2}' "$WORK/issuer.out")"
-TOKEN="$(awk -v a="$OURS_URL" '$1 == "token" && $2 == a {print $3}' "$WORK/issuer.out")"
-UNHELD_TOKEN="$(awk -v a="$UNHELD_URL" '$1 == "token" && $2 == a {print $3}' "$WORK/issuer.out")"
+start_issuer "$ALG" "$OURS_URL" "$UNHELD_URL"
+TOKEN="$(issuer_token "$OURS_URL")"
+UNHELD_TOKEN="$(issuer_token "$UNHELD_URL")"
 
 declare -A URL SPID PORT
 # The token whose audience is the server's resource.
@@ -172,17 +164,7 @@ if [ "$LEGACY" = 1 ]; then
   PROTOCOL=2025-11-25
   # One initialized session per server, shared by all connections.
   for server in $SERVERS; do
-    headers="$WORK/$server.init.headers"
-    curl -sS -o /dev/null -D "$headers" -X POST "${URL[$server]}" \
-      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-      -H "Authorization: Bearer $(token_of "$server")" \
-      -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"wrk-bench","version":"1"}}}'
-    sid="$(awk 'tolower($1) == "mcp-session-id:" {print $2}' "$headers" | tr -d '\r')"
-    [ -n "$sid" ] || { echo "wrk-bench: $server gave no Mcp-Session-Id" >&2; cat "$headers" >&2; exit 1; }
-    curl -sS -o /dev/null -X POST "${URL[$server]}" \
-      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-      -H "Authorization: Bearer $(token_of "$server")" -H "Mcp-Session-Id: $sid" -H "MCP-Protocol-Version: $PROTOCOL" \
-      -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+    sid="$(open_legacy_session "${URL[$server]}" "$(token_of "$server")" wrk-bench)"
     SESSION[$server]="$sid"
   done
 fi
