@@ -434,6 +434,127 @@ async fn reset_streams_cannot_run_more_handlers_than_the_stream_limit() {
     ct.cancel();
 }
 
+/// Handlers of `Chatty::chatty` running now, and the most at once.
+static CHATTY_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static CHATTY_PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A tool that streams a log message first (its answer's head leaves
+/// then), and works on for ten seconds.
+#[derive(Clone)]
+struct Chatty {
+    tool_router: rmcp::handler::server::router::tool::ToolRouter<Self>,
+}
+
+#[rmcp::tool_router]
+impl Chatty {
+    #[rmcp::tool(description = "logs, then takes ten seconds")]
+    async fn chatty(
+        &self,
+        context: rmcp::service::RequestContext<rmcp::service::RoleServer>,
+    ) -> String {
+        use std::sync::atomic::Ordering;
+        let now = CHATTY_IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+        CHATTY_PEAK.fetch_max(now, Ordering::SeqCst);
+        struct Leave;
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                CHATTY_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let _leave = Leave;
+        #[allow(deprecated)]
+        let message = rmcp::model::LoggingMessageNotificationParam::new(
+            rmcp::model::LoggingLevel::Info,
+            serde_json::json!("starting"),
+        );
+        #[allow(deprecated)]
+        let _ = context.peer.notify_logging_message(message).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        "done".to_owned()
+    }
+}
+
+#[rmcp::tool_handler(router = self.tool_router)]
+impl rmcp::ServerHandler for Chatty {
+    fn get_info(&self) -> rmcp::model::ServerConfig {
+        rmcp::model::ServerConfig::new(
+            rmcp::model::ServerCapabilities::builder()
+                .enable_tools()
+                .build(),
+        )
+    }
+}
+
+// Rapid reset against a handler that streams before it answers: the
+// answer's head leaves with the handler's first message, and a client
+// that resets the stream once it has the head must not get more handlers
+// of one connection running than its stream limit either.
+#[tokio::test]
+async fn reset_streams_after_the_head_cannot_run_more_handlers_than_the_stream_limit() {
+    use std::sync::atomic::Ordering;
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let (listener, resource, config) = support::loopback::bind_with_config(&issuer, |b| b).await;
+    let addr = listener.local_addr().unwrap();
+    let server = mcp_oauth2::McpServer::builder()
+        .auth(config)
+        .service(|| {
+            Ok(Chatty {
+                tool_router: Chatty::tool_router(),
+            })
+        })
+        .build()
+        .unwrap();
+    let ct = server.cancellation_token();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    let token = issuer.token().audience(&resource).sign();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let body = modern_tool_call_body(7, "chatty");
+    let mut heads = 0;
+    for _ in 0..400 {
+        let request = http::Request::post(&resource)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "chatty")
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap();
+        client = match client.ready().await {
+            Ok(client) => client,
+            Err(_) => break,
+        };
+        let Ok((response, mut stream)) = client.send_request(request, false) else {
+            break;
+        };
+        let _ = stream.send_data(Bytes::from(body.clone()), true);
+        // The head, then the reset; no head within a second: the server
+        // holds the request back (no slot free), and so does the client.
+        match tokio::time::timeout(Duration::from_secs(1), response).await {
+            Ok(Ok(response)) => {
+                heads += 1;
+                drop(response);
+                stream.send_reset(h2::Reason::CANCEL);
+            }
+            _ => {
+                stream.send_reset(h2::Reason::CANCEL);
+                break;
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let peak = CHATTY_PEAK.load(Ordering::SeqCst);
+    assert!(heads > 0 && peak > 0, "no handler ran");
+    assert!(
+        peak <= 200,
+        "{peak} handlers of one connection ran at once (stream limit 200; {heads} heads)"
+    );
+    ct.cancel();
+}
+
 // HTTP/1.1 on one keep-alive connection: pipelined requests of several
 // principals and tokens are each judged by their own token (the
 // connection's memory of its last token's digest is byte for byte), and

@@ -17,7 +17,11 @@
 //! slots as the connection has streams. A request whose stream is reset
 //! before its answer is ready keeps its slot: its future (the auth layer's,
 //! then rmcp's, which waits for the handler's answer) is not dropped but
-//! run to its end in a task of its own, and the slot is freed then. A
+//! run to its end in a task of its own, and the slot is freed then. A call
+//! (a POST) keeps its slot until its answer's body ends, since an event
+//! stream's head leaves before its handler is done (see
+//! [`hold_until_the_end`]): reset once the head has arrived, its body is
+//! read to its end in a task of its own. A
 //! request that finds no slot free waits for one (cheaply: nothing has run
 //! for it yet, and a reset drops the wait). An honest client, whose open
 //! streams never exceed the limit, never waits.
@@ -98,6 +102,7 @@ where
             });
         }
         let slots = PollSemaphore::new(Arc::clone(&self.slots));
+        let call = req.method() == http::Method::POST;
         if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
             return Either::Right(Held {
                 slots,
@@ -105,6 +110,7 @@ where
                 running: Some(Box::pin(self.inner.call(req))),
                 permit: Some(permit),
                 connection: Arc::clone(&self.connection),
+                call,
             });
         }
         // Every slot is held: wait for one. `poll_ready` was called on
@@ -115,6 +121,7 @@ where
             running: None,
             permit: None,
             connection: Arc::clone(&self.connection),
+            call,
         })
     }
 }
@@ -122,7 +129,7 @@ where
 /// The response future of an HTTP/2 request under [`StreamSlots`].
 pub(crate) struct Held<S>
 where
-    S: tower_service::Service<http::Request<Body>>,
+    S: tower_service::Service<http::Request<Body>, Response = Response>,
     S::Future: Send + 'static,
 {
     slots: PollSemaphore,
@@ -134,6 +141,8 @@ where
     permit: Option<OwnedSemaphorePermit>,
     /// The connection's slot of the connection limit.
     connection: ConnectionSlot,
+    /// A POST (a call): its answer's body holds the slot until it ends.
+    call: bool,
 }
 
 impl<S> Future for Held<S>
@@ -173,14 +182,17 @@ where
         };
         let answer = std::task::ready!(running.as_mut().poll(cx));
         this.running = None;
-        this.permit = None;
-        Poll::Ready(answer)
+        let permit = this.permit.take();
+        Poll::Ready(answer.map(|response| match permit {
+            Some(permit) if this.call => hold_until_the_end(response, permit),
+            _ => response,
+        }))
     }
 }
 
 impl<S> Drop for Held<S>
 where
-    S: tower_service::Service<http::Request<Body>>,
+    S: tower_service::Service<http::Request<Body>, Response = Response>,
     S::Future: Send + 'static,
 {
     fn drop(&mut self) {
@@ -192,26 +204,129 @@ where
         {
             drop(runtime.spawn(Orphan {
                 running,
-                _permit: Some(permit),
+                permit: Some(permit),
                 _connection: Arc::clone(&self.connection),
+                call: self.call,
+                drain: None,
             }));
         }
     }
 }
 
-/// A reset request's future, run to its end with its slots.
+/// A reset request's future, run to its end with its slots; a call's
+/// answer is then read to its end too (and thrown away).
 struct Orphan<F> {
     running: Pin<Box<F>>,
     /// The HTTP/2 stream slot (none for HTTP/1).
-    _permit: Option<OwnedSemaphorePermit>,
+    permit: Option<OwnedSemaphorePermit>,
+    /// The connection's slot of the connection limit, until the end.
     _connection: ConnectionSlot,
+    call: bool,
+    /// A call's answer, read to its end.
+    drain: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
-impl<F: Future> Future for Orphan<F> {
+impl<F, E> Future for Orphan<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.running.as_mut().poll(cx).map(drop)
+        loop {
+            if let Some(drain) = self.drain.as_mut() {
+                return drain.as_mut().poll(cx);
+            }
+            let answer = std::task::ready!(self.running.as_mut().poll(cx));
+            let permit = self.permit.take();
+            match (answer, permit) {
+                (Ok(response), Some(permit)) if self.call => {
+                    self.drain = Some(Box::pin(drain(response.into_body(), permit)));
+                }
+                _ => return Poll::Ready(()),
+            }
+        }
+    }
+}
+
+/// A call's answer whose body holds the request's slot until it ends.
+///
+/// The head of an answer leaves before its handler is done whenever the
+/// answer is an event stream: with the handler's first message (a log
+/// message, a progress notification), or at once (a legacy session's
+/// request stream). A client that reset the stream once it had the head
+/// would otherwise free the slot while the handler runs on (rmcp does
+/// not stop it), and start handlers beyond the stream limit in a loop.
+/// The slot is freed when the body ends (rmcp ends a call's stream once
+/// its answer is sent); a body dropped before its end (the stream was
+/// reset, the connection lost) is read to its end, in a task of its own
+/// holding the slot, its bytes thrown away.
+fn hold_until_the_end(response: Response, permit: OwnedSemaphorePermit) -> Response {
+    response.map(|body| {
+        Body::new(SlotBody {
+            body: Some(body),
+            permit: Some(permit),
+        })
+    })
+}
+
+/// Reads `body` to its end, holding `permit`.
+async fn drain(body: Body, permit: OwnedSemaphorePermit) {
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    while let Some(Ok(_)) = body.frame().await {}
+    drop(permit);
+}
+
+/// The body of [`hold_until_the_end`].
+struct SlotBody {
+    body: Option<Body>,
+    /// Held until the body ends.
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl http_body::Body for SlotBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let Some(body) = self.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = std::task::ready!(Pin::new(body).poll_frame(cx));
+        if !matches!(frame, Some(Ok(_))) {
+            // The end (or an error, which ends it): the slot is free.
+            self.body = None;
+            self.permit = None;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.as_ref().map_or_else(
+            || http_body::SizeHint::with_exact(0),
+            http_body::Body::size_hint,
+        )
+    }
+}
+
+impl Drop for SlotBody {
+    fn drop(&mut self) {
+        if let (Some(body), Some(permit)) = (self.body.take(), self.permit.take())
+            && !http_body::Body::is_end_stream(&body)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            drop(runtime.spawn(drain(body, permit)));
+        }
     }
 }
 
@@ -246,10 +361,10 @@ impl<F: Future + Send + Unpin + 'static> Drop for Finish<F> {
         if let (Some(running), Some(connection)) = (self.running.take(), self.connection.take())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            drop(runtime.spawn(Orphan {
-                running: Box::pin(running),
-                _permit: None,
-                _connection: connection,
+            drop(runtime.spawn(async move {
+                // The connection's slot, until the request's end.
+                let _connection = connection;
+                drop(running.await);
             }));
         }
     }
