@@ -314,14 +314,38 @@ impl<'a> Spellings<'a> {
 /// spelled with them again. Empty when `uri` is not a URI (or IRI, or
 /// template) at all, or already has none of these.
 fn equivalent_spellings(uri: &str) -> Vec<String> {
+    let template = uri.contains(['{', '}']);
+    let mut out: Vec<String> = Vec::new();
+    for spelling in rfc3986_spellings(uri)
+        .into_iter()
+        .chain(whatwg_spellings(uri))
+    {
+        // A template's braces, escaped while it was read, are spelled
+        // again.
+        let spelling = if template {
+            spelling.replace("%7B", "{").replace("%7D", "}")
+        } else {
+            spelling
+        };
+        if spelling != uri && !out.contains(&spelling) {
+            out.push(spelling);
+        }
+    }
+    out
+}
+
+/// The RFC 3986 spellings of [`equivalent_spellings`]: the normal form,
+/// without the fragment, and bare (host and path); none when `uri` is not
+/// a URI, IRI or template.
+fn rfc3986_spellings(uri: &str) -> Vec<String> {
     use iri_string::types::IriStr;
     let escaped;
-    let (iri, template) = match IriStr::new(uri) {
-        Ok(iri) => (iri, false),
+    let iri = match IriStr::new(uri) {
+        Ok(iri) => iri,
         Err(_) if uri.contains(['{', '}']) => {
             escaped = uri.replace('{', "%7B").replace('}', "%7D");
             match IriStr::new(&escaped) {
-                Ok(iri) => (iri, true),
+                Ok(iri) => iri,
                 Err(_) => return Vec::new(),
             }
         }
@@ -343,18 +367,32 @@ fn equivalent_spellings(uri: &str) -> Vec<String> {
         out.push_str(normal.path_str());
         bare = Some(out);
     }
-    let mut out: Vec<String> = Vec::new();
-    for spelling in [Some(normal), Some(absolute), bare].into_iter().flatten() {
-        let spelling = if template {
-            spelling.replace("%7B", "{").replace("%7D", "}")
-        } else {
-            spelling
-        };
-        if spelling != uri && !out.contains(&spelling) {
-            out.push(spelling);
-        }
-    }
-    out
+    [Some(normal), Some(absolute), bare]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The spellings of `uri` as the WHATWG URL standard reads it (the `url`
+/// crate, browsers and most URL libraries), whole and bare (without
+/// userinfo, query and fragment). It reads more than RFC 3986 admits: in
+/// a special scheme (`file`, `http`, `https`, `ws`, `wss`, `ftp`) a
+/// backslash is a path separator, tabs and line breaks are dropped
+/// anywhere, `%2e` is a dot in a dot segment, and leading and trailing
+/// spaces are trimmed; so a handler that reads
+/// `file:///srv/public\..\private/1` with `url::Url` serves
+/// `file:///srv/private/1`, and the rules of that URI must cover it.
+fn whatwg_spellings(uri: &str) -> Vec<String> {
+    let Ok(mut url) = url::Url::parse(uri) else {
+        return Vec::new();
+    };
+    let whole = url.as_str().to_owned();
+    // Cannot-be-a-base URLs have no userinfo: nothing to remove then.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    vec![whole, url.as_str().to_owned()]
 }
 
 /// Compiles a pattern's text into atoms.
@@ -763,6 +801,36 @@ mod tests {
         assert!(UriPattern::new("notes://{id}é").matches("notes://aé"));
         assert!(!UriPattern::new("notes://{id}x").matches("notes://é"));
         assert!(UriPattern::new("notes://é{id}é").matches("notes://é😀é"));
+    }
+
+    // The WHATWG URL standard (the `url` crate) reads more than RFC 3986
+    // admits: backslashes as slashes in special schemes, tabs and line
+    // breaks dropped, `%2e` dot segments, spaces trimmed. A handler reading
+    // the URI with it serves the private file: the rule must cover it.
+    #[test]
+    fn whatwg_spellings_of_a_uri_match() {
+        let file = UriPattern::new("file:///srv/private/*");
+        for uri in [
+            "file:///srv/public\\..\\private/1",
+            "file:///srv\\private\\1",
+            "file:///srv/pri\tvate/1",
+            "file:///srv/pri\r\nvate/1",
+            " file:///srv/private/1",
+            "file:///srv/public/%2e%2E/private/1",
+        ] {
+            assert!(file.matches(uri), "{uri:?}");
+        }
+        let web = UriPattern::new("https://files.example/private/{id}");
+        for uri in [
+            "https://files.example\\private\\1",
+            "HTTPS://FILES.example/x/..\\private/1",
+            "https://files.example/private/1?a=/b#/c",
+            "https://u:p@files.example/private/1",
+        ] {
+            assert!(web.matches(uri), "{uri:?}");
+        }
+        assert!(!file.matches("file:///srv/public/1"));
+        assert!(!web.matches("https://files.example/public/1"));
     }
 
     // RFC 3986 section 6.2.2: a URI spelled with another case of scheme or

@@ -238,6 +238,53 @@ async fn equivalent_spellings_of_a_private_uri_need_notes_private() {
     assert_eq!(resp.status(), 200);
 }
 
+// A URI that is not an RFC 3986 URI at all, as the WHATWG URL standard
+// (the `url` crate, browsers, most URL libraries) reads it: in a special
+// scheme (`file`, `http`, `https`, ...) a backslash is a path separator,
+// tabs and line breaks are dropped, and `%2e%2e` is a dot segment. A handler
+// reading `file:///srv/public\..\private/1` with `url::Url` serves
+// `/srv/private/1`: the rule on `file:///srv/private/*` must cover it.
+#[tokio::test]
+async fn whatwg_spellings_of_a_private_uri_need_its_scopes() {
+    let n = Notes::start_with(|b| {
+        b.resource_scopes("file:///srv/private/*", ["notes:private"])
+            .resource_scopes("https://files.example/private/{id}", ["notes:private"])
+    })
+    .await;
+    let reader = n.token(&["notes:read"]);
+    for uri in [
+        "file:///srv/public\\..\\private/1",
+        "file:///srv\\private\\1",
+        "file:///srv/pri\tvate/1",
+        "file:///srv/pri\nvate/1",
+        "https://files.example\\private\\1",
+        "https://files.example/public/%2e%2e\\private/1",
+        "HTTPS://files.example/x/..\\private/1",
+    ] {
+        let encoded = format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(uri)
+        );
+        let resp = n
+            .post_modern(&reader, "resources/read", Some(&encoded), read(uri))
+            .await;
+        assert_insufficient(&resp, "notes:private");
+        let body = serde_json::json!({"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":uri}});
+        let resp = n
+            .post(
+                &reader,
+                &[("mcp-protocol-version", "2025-11-25")],
+                &body.to_string(),
+            )
+            .await;
+        assert_insufficient(&resp, "notes:private");
+        let resp = n
+            .post_modern(&reader, "subscriptions/listen", None, listen(&[uri]))
+            .await;
+        assert_insufficient(&resp, "notes:private");
+    }
+}
+
 // 2026-07-28: `Mcp-Name` mirrors the URI; one naming the shared note cannot
 // carry a private read through.
 #[tokio::test]

@@ -65,7 +65,12 @@ impl AuthConfigBuilder {
     /// (`notes://alice@private/1?x=/y`); a pattern is matched as written
     /// and in its own normal form (`Notes://Private/{id}` as
     /// `notes://private/{id}`). A handler that reads URIs with a URI library serves
-    /// those as `notes://private/1`, so they need its scopes too.
+    /// those as `notes://private/1`, so they need its scopes too. So do the
+    /// spellings the WHATWG URL standard (the `url` crate) reads as the
+    /// same URL, RFC 3986 or not: in `file`, `http(s)` and the other
+    /// special schemes a backslash is a `/` (`file:///srv/public\..\private/1`
+    /// is `file:///srv/private/1`), tabs and line breaks are dropped, and
+    /// `%2e%2e` is a dot segment.
     pub fn resource_scopes<I, S>(mut self, pattern: impl Into<String>, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
