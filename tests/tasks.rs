@@ -54,8 +54,16 @@ impl ServerHandler for TaskServer {
             #[allow(deprecated)]
             let _ = context.peer.notify_logging_message(message).await;
         }
+        // `late`: the task learns it needs `notes:admin`, asks, and carries
+        // on (a handler bug the layer promises to contain).
+        let auth = mcp_oauth2::RequestContextExt::auth(&context)?.clone();
         let task = self.tasks.spawn(TaskOptions::new(), move |_ctx| {
             Box::pin(async move {
+                if name == "late" {
+                    // After the creating call's answer has left.
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    let _ignored = auth.require_scopes(["notes:admin"]);
+                }
                 Ok(CallToolResult::success(vec![ContentBlock::text(format!(
                     "{name}: secret of {subject}"
                 ))]))
@@ -367,6 +375,47 @@ async fn a_narrower_token_of_the_owner_must_step_up() {
     assert_eq!(support::fixture::param(&c, "scope"), Some("notes:write"));
     let body = resp.text().await.unwrap();
     assert!(!body.contains("secret"), "{body}");
+}
+
+// A task whose work asked for a scope the creating token lacks
+// (`AuthContext::require_scopes`, late step-up) and carried on: its result
+// is held to that scope too, as a call's answer is, so the owner's token
+// that lacks it gets the 403 step-up instead of the result.
+#[tokio::test]
+async fn a_task_that_asked_for_a_scope_needs_it_for_its_result() {
+    let t = Tasks::start().await;
+    let alice = t.token("alice", &["notes:write"]);
+    let task = t.create_with(&alice, "late").await;
+    // Until the task has run, its owner may poll it; then it is held.
+    let mut answer = None;
+    for _ in 0..200 {
+        let resp = t
+            .post(&alice, "tasks/get", &task, json!({"taskId": task}))
+            .await;
+        if resp.status() == 403 {
+            answer = Some(resp);
+            break;
+        }
+        let body = message(resp).await;
+        assert!(!body.to_string().contains("secret"), "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let resp = answer.expect("the task's result was never held to its late scope");
+    let c = support::fixture::challenge(&resp);
+    assert_eq!(
+        support::fixture::param(&c, "error"),
+        Some("insufficient_scope")
+    );
+    // Everything it needs: the `late` tool has no rule, the work asked
+    // for `notes:admin`.
+    assert_eq!(support::fixture::param(&c, "scope"), Some("notes:admin"));
+    let body = resp.text().await.unwrap();
+    assert!(!body.contains("secret"), "{body}");
+    // With the scope, the owner reads it.
+    let admin = t.token("alice", &["notes:write", "notes:admin"]);
+    let (status, done) = t.get(&admin, &task).await;
+    assert_eq!(status, 200, "{done}");
+    assert!(done.to_string().contains("late: secret of alice"), "{done}");
 }
 
 // The task id read from the body is its decoded JSON string: an escaped

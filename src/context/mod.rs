@@ -454,6 +454,10 @@ impl AuthContext {
     /// the error below): to test for a scope without asking for it, use
     /// [`has_scope`](Self::has_scope). In a
     /// batch, one handler's step-up answers the whole request with the 403.
+    /// In the work of an MCP task (SEP-2663) that runs after its
+    /// `tools/call` answered, a failed check makes every later `tasks/get`,
+    /// `tasks/update` and `tasks/cancel` of the task need the scopes asked
+    /// for (403 `insufficient_scope`), on the process running the work.
     ///
     /// The error is JSON-RPC `-32600` (invalid request) with the message
     /// `insufficient_scope: this operation needs the scope(s) <scopes>` and

@@ -135,6 +135,9 @@ struct Shared {
     session_store: Option<Arc<dyn crate::store::SharedStore>>,
     /// Task owners (`tasks.rs`): the shared store, else a private memory one.
     task_store: Arc<dyn crate::store::SharedStore>,
+    /// The step-up slots of the calls that created this process's tasks
+    /// (`tasks.rs`): scopes their work asked for late.
+    task_asks: Arc<tasks::TaskAsks>,
     /// Tokens refused for good a moment ago (a retry storm or a flood of
     /// one bad token costs one verification per window).
     refused: Arc<refused::RefusedTokens>,
@@ -239,6 +242,7 @@ impl AuthLayer {
                 sessions: Arc::new(Sessions::new(config.sessions)),
                 session_store: config.shared_store.clone(),
                 task_store: store_of(&config),
+                task_asks: Arc::default(),
                 refused: Arc::new(refused::RefusedTokens::new()),
                 allowed_origins: Arc::new(Origins {
                     list: config.allowed_origins.clone(),

@@ -389,7 +389,7 @@ where
             if let Err(response) = shared.check_session_in_store(&mut req, &ctx, &seen).await {
                 return Ok(with_cors(*response, origin.as_ref()));
             }
-            let recorder = tasks.creates.then(|| super::tasks::TaskRecorder {
+            let mut recorder = tasks.creates.then(|| super::tasks::TaskRecorder {
                 store: Arc::clone(&shared.task_store),
                 owner: principal_key(&ctx),
                 scopes: match &required {
@@ -398,11 +398,15 @@ where
                 },
                 shared: Arc::clone(&shared),
                 meta: Arc::clone(&seen.meta),
+                slot: None,
             });
             let admitted = match shared.admit(&mut req, ctx, required, placement, lists, &seen) {
                 Ok(admitted) => admitted,
                 Err(response) => return Ok(with_cors(*response, origin.as_ref())),
             };
+            if let (Some(recorder), Some(check)) = (recorder.as_mut(), admitted.step_up.as_ref()) {
+                recorder.slot = Some(Arc::clone(&check.slot));
+            }
             let in_flight = admitted.in_flight;
             let mut response = inner.call(req).await?;
             // The ids are held by rmcp's own body, innermost: they are in

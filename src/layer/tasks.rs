@@ -31,6 +31,17 @@
 //! task whose owner cannot be recorded is never shown to its creator (the
 //! JSON answer becomes that 503; in an SSE stream its event is replaced
 //! by a JSON-RPC `-32603` error for the request).
+//!
+//! A task's work runs after its creating call has answered, with the
+//! caller's [`AuthContext`] if the tool handed it on: a late
+//! [`AuthContext::require_scopes`] there (late step-up) marks the creating
+//! call's step-up slot, which no answer reads any more. The process that
+//! created a task keeps that slot with the binding ([`TaskAsks`]), and a
+//! `tasks/*` request for the task needs every scope the work asked for
+//! too (403 `insufficient_scope` naming them), even if the work carried
+//! on after its failed check. Only the process running the task's work
+//! sees its asks: replicas answering `tasks/get` for another's task (a
+//! shared `TaskManager`) hold it to the creating call's scopes alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +59,7 @@ use super::sessions::{Owner, principal_key};
 use super::step_up::AnswerKind;
 use crate::audit::{Event, Record};
 use crate::context::AuthContext;
+use crate::context::StepUp;
 use crate::store::SharedStore;
 
 /// The namespace of task owners in the store.
@@ -64,6 +76,49 @@ const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 /// The methods that name a task by `params.taskId`.
 pub(super) fn names_a_task(method: &str) -> bool {
     matches!(method, "tasks/get" | "tasks/update" | "tasks/cancel")
+}
+
+/// The step-up slots of the calls that created this process's tasks, by
+/// the task's store key, each until its binding expires: the scopes a
+/// task's work asked for after its creating call answered (see the
+/// module documentation). Bounded like the memory store of owners.
+#[derive(Default)]
+pub(super) struct TaskAsks(
+    std::sync::Mutex<std::collections::HashMap<String, (Arc<StepUp>, std::time::Instant)>>,
+);
+
+/// The most tasks whose slots are kept at once.
+const MAX_TASK_ASKS: usize = 100_000;
+
+impl TaskAsks {
+    /// Keeps `slot` for the task `key` for `ttl`; `false` when full of
+    /// live tasks (the task is then withheld: fail closed).
+    fn remember(&self, key: String, slot: &Arc<StepUp>, ttl: Duration) -> bool {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        if map.len() >= MAX_TASK_ASKS {
+            map.retain(|_, (_, until)| *until > now);
+        }
+        if map.len() >= MAX_TASK_ASKS {
+            return false;
+        }
+        map.insert(key, (Arc::clone(slot), now + ttl));
+        true
+    }
+
+    /// Everything the task `key`'s creating call and its work need, when
+    /// the work asked for more.
+    fn needed(&self, key: &str) -> Option<Vec<String>> {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (slot, until) = map.get(key)?;
+        (*until > std::time::Instant::now() && slot.asked()).then(|| slot.needed())
+    }
 }
 
 /// What a request's body says about tasks.
@@ -158,6 +213,9 @@ impl Shared {
             match found.as_deref().and_then(decode) {
                 Some((who, needed)) if who == owner.as_slice() => {
                     crate::scope::extend_unique(&mut scopes, &needed);
+                    if let Some(asked) = self.task_asks.needed(&store_key(id)) {
+                        crate::scope::extend_unique(&mut scopes, &asked);
+                    }
                 }
                 _ => return Err(TaskRefusal::Unknown(id.clone())),
             }
@@ -239,6 +297,8 @@ pub(super) struct TaskRecorder {
     pub(super) scopes: Vec<String>,
     pub(super) shared: Arc<Shared>,
     pub(super) meta: Arc<crate::audit::RequestMeta>,
+    /// The creating call's step-up slot, kept with each task it creates.
+    pub(super) slot: Option<Arc<StepUp>>,
 }
 
 /// A task an answer creates: its id and how long it lives.
@@ -298,8 +358,13 @@ impl TaskRecorder {
                 continue;
             };
             let value = encode(&self.owner, &self.scopes);
-            match self.store.put_if_absent(&store_key(id), &value, ttl).await {
-                Ok(true) => {}
+            let key = store_key(id);
+            let kept = self
+                .slot
+                .as_ref()
+                .is_none_or(|slot| self.shared.task_asks.remember(key.clone(), slot, ttl));
+            match self.store.put_if_absent(&key, &value, ttl).await {
+                Ok(true) if kept => {}
                 recorded => {
                     if recorded.is_err() {
                         self.shared.throttle.count_store_error("tasks");
