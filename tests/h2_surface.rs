@@ -434,15 +434,21 @@ async fn reset_streams_cannot_run_more_handlers_than_the_stream_limit() {
     ct.cancel();
 }
 
-/// Handlers of `Chatty::chatty` running now, and the most at once.
-static CHATTY_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static CHATTY_PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Handlers running now, and the most at once (one pair per test: tests
+/// run in parallel).
+#[derive(Default)]
+struct Count {
+    now: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
 
-/// A tool that streams a log message first (its answer's head leaves
-/// then), and works on for ten seconds.
+/// A tool that streams a log message first (a stateless answer's head
+/// leaves then; a legacy session's left at once), and works on for ten
+/// seconds.
 #[derive(Clone)]
 struct Chatty {
     tool_router: rmcp::handler::server::router::tool::ToolRouter<Self>,
+    count: std::sync::Arc<Count>,
 }
 
 #[rmcp::tool_router]
@@ -453,15 +459,15 @@ impl Chatty {
         context: rmcp::service::RequestContext<rmcp::service::RoleServer>,
     ) -> String {
         use std::sync::atomic::Ordering;
-        let now = CHATTY_IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
-        CHATTY_PEAK.fetch_max(now, Ordering::SeqCst);
-        struct Leave;
+        let now = self.count.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.count.peak.fetch_max(now, Ordering::SeqCst);
+        struct Leave(std::sync::Arc<Count>);
         impl Drop for Leave {
             fn drop(&mut self) {
-                CHATTY_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                self.0.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             }
         }
-        let _leave = Leave;
+        let _leave = Leave(std::sync::Arc::clone(&self.count));
         #[allow(deprecated)]
         let message = rmcp::model::LoggingMessageNotificationParam::new(
             rmcp::model::LoggingLevel::Info,
@@ -485,21 +491,29 @@ impl rmcp::ServerHandler for Chatty {
     }
 }
 
-// Rapid reset against a handler that streams before it answers: the
-// answer's head leaves with the handler's first message, and a client
-// that resets the stream once it has the head must not get more handlers
-// of one connection running than its stream limit either.
-#[tokio::test]
-async fn reset_streams_after_the_head_cannot_run_more_handlers_than_the_stream_limit() {
-    use std::sync::atomic::Ordering;
+/// A server of `Chatty` counting into `count`, configured by `tweak`: its
+/// address, resource, a token for it, its stop and its issuer (kept alive
+/// by the caller).
+async fn chatty_server(
+    count: &std::sync::Arc<Count>,
+    tweak: impl FnOnce(mcp_oauth2::AuthConfigBuilder) -> mcp_oauth2::AuthConfigBuilder,
+) -> (
+    std::net::SocketAddr,
+    String,
+    String,
+    tokio_util::sync::CancellationToken,
+    mcp_oauth2::testing::TestIssuer,
+) {
     let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
-    let (listener, resource, config) = support::loopback::bind_with_config(&issuer, |b| b).await;
+    let (listener, resource, config) = support::loopback::bind_with_config(&issuer, tweak).await;
     let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::clone(count);
     let server = mcp_oauth2::McpServer::builder()
         .auth(config)
-        .service(|| {
+        .service(move || {
             Ok(Chatty {
                 tool_router: Chatty::tool_router(),
+                count: std::sync::Arc::clone(&count),
             })
         })
         .build()
@@ -507,14 +521,58 @@ async fn reset_streams_after_the_head_cannot_run_more_handlers_than_the_stream_l
     let ct = server.cancellation_token();
     tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
     let token = issuer.token().audience(&resource).sign();
+    (addr, resource, token, ct, issuer)
+}
+
+/// Sends `count` calls on one HTTP/2 connection, each reset once its
+/// answer's head arrived; stops at the first call whose head does not
+/// arrive within a second (the server holds it back: no slot free).
+/// Returns how many heads arrived.
+async fn reset_after_each_head(
+    client: h2::client::SendRequest<Bytes>,
+    count: usize,
+    request: impl Fn(usize) -> (http::Request<()>, String),
+) -> usize {
+    let mut client = client;
+    let mut heads = 0;
+    for i in 0..count {
+        let (head, body) = request(i);
+        client = match client.ready().await {
+            Ok(client) => client,
+            Err(_) => break,
+        };
+        let Ok((response, mut stream)) = client.send_request(head, false) else {
+            break;
+        };
+        let _ = stream.send_data(Bytes::from(body), true);
+        let arrived = matches!(
+            tokio::time::timeout(Duration::from_secs(1), response).await,
+            Ok(Ok(_))
+        );
+        stream.send_reset(h2::Reason::CANCEL);
+        if !arrived {
+            break;
+        }
+        heads += 1;
+    }
+    heads
+}
+
+// Rapid reset against answers whose head leaves before the handler is
+// done (a stateless handler that streams a log message first): a client
+// that resets each stream once it has the head must not get more handlers
+// of one connection running than its stream limit either. Before, 400
+// ran at once (every head arrived).
+#[tokio::test]
+async fn reset_streams_after_the_head_cannot_run_more_handlers_than_the_stream_limit() {
+    use std::sync::atomic::Ordering;
+    let count = std::sync::Arc::new(Count::default());
+    let (addr, resource, token, ct, _issuer) = chatty_server(&count, |b| b).await;
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
-    let body = modern_tool_call_body(7, "chatty");
-    let mut heads = 0;
-    for _ in 0..400 {
-        let request = http::Request::post(&resource)
+    let heads = reset_after_each_head(client, 400, |_| {
+        let head = http::Request::post(&resource)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
             .header("mcp-protocol-version", MODERN)
@@ -523,30 +581,70 @@ async fn reset_streams_after_the_head_cannot_run_more_handlers_than_the_stream_l
             .header("authorization", format!("Bearer {token}"))
             .body(())
             .unwrap();
-        client = match client.ready().await {
-            Ok(client) => client,
-            Err(_) => break,
-        };
-        let Ok((response, mut stream)) = client.send_request(request, false) else {
-            break;
-        };
-        let _ = stream.send_data(Bytes::from(body.clone()), true);
-        // The head, then the reset; no head within a second: the server
-        // holds the request back (no slot free), and so does the client.
-        match tokio::time::timeout(Duration::from_secs(1), response).await {
-            Ok(Ok(response)) => {
-                heads += 1;
-                drop(response);
-                stream.send_reset(h2::Reason::CANCEL);
-            }
-            _ => {
-                stream.send_reset(h2::Reason::CANCEL);
-                break;
-            }
-        }
-    }
+        (head, modern_tool_call_body(7, "chatty"))
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let peak = CHATTY_PEAK.load(Ordering::SeqCst);
+    let peak = count.peak.load(Ordering::SeqCst);
+    assert!(heads > 0 && peak > 0, "no handler ran");
+    assert!(
+        peak <= 200,
+        "{peak} handlers of one connection ran at once (stream limit 200; {heads} heads)"
+    );
+    ct.cancel();
+}
+
+// The same in a legacy (2025-11-25) session with
+// `hold_streams_for_step_up(false)`: a call's answer is an event stream
+// whose head leaves at once (the log message goes to the session's own
+// stream).
+#[tokio::test]
+async fn legacy_session_calls_reset_after_the_head_are_bounded_too() {
+    use std::sync::atomic::Ordering;
+    let count = std::sync::Arc::new(Count::default());
+    let (addr, resource, token, ct, _issuer) =
+        chatty_server(&count, |b| b.hold_streams_for_step_up(false)).await;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let post = |session: Option<&str>| {
+        let mut head = http::Request::post(&resource)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("authorization", format!("Bearer {token}"));
+        if let Some(session) = session {
+            head = head
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", attack::LEGACY);
+        }
+        head.body(()).unwrap()
+    };
+    let mut sender = client.ready().await.unwrap();
+    let (response, mut stream) = sender.send_request(post(None), false).unwrap();
+    stream
+        .send_data(Bytes::from(attack::initialize_body(1)), true)
+        .unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut sender = sender.ready().await.unwrap();
+    let (response, mut stream) = sender.send_request(post(Some(&session)), false).unwrap();
+    stream
+        .send_data(Bytes::from(attack::INITIALIZED), true)
+        .unwrap();
+    assert_eq!(response.await.unwrap().status(), 202);
+    let heads = reset_after_each_head(sender, 400, |i| {
+        (
+            post(Some(&session)),
+            attack::tool_call_body(100 + i as u64, "chatty"),
+        )
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let peak = count.peak.load(Ordering::SeqCst);
     assert!(heads > 0 && peak > 0, "no handler ran");
     assert!(
         peak <= 200,
