@@ -600,3 +600,87 @@ async fn a_task_created_in_a_legacy_session_is_bound_from_its_stream() {
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
     assert!(!answer.to_string().contains("secret"), "{answer}");
 }
+
+// A plain `AuthLayer` cannot know the app's routes: it judges a JSON POST
+// whose body holds JSON-RPC calls as MCP wherever it is sent. Here rmcp
+// serves legacy requests without sessions (`legacy_session_mode = false`)
+// at `/rpc`, not at the resource's path, and the client sends no MCP
+// header. Before, without per-operation rules, such a body was not read:
+// alice's task was never bound, and bob read its result.
+#[tokio::test]
+async fn a_plain_layer_binds_tasks_served_off_its_mcp_path() {
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    };
+    let issuer = Arc::new(TestIssuer::start().await.expect("issuer"));
+    let (listener, resource, config) = bind_with_config(&issuer, |b| b).await;
+    let addr = listener.local_addr().unwrap();
+    let tasks = TaskManager::new();
+    let mut rmcp_config = StreamableHttpServerConfig::default();
+    rmcp_config.legacy_session_mode = false;
+    rmcp_config.allowed_hosts = Vec::new();
+    let service = StreamableHttpService::new(
+        move || {
+            Ok(TaskServer {
+                tasks: tasks.clone(),
+            })
+        },
+        Arc::new(LocalSessionManager::default()),
+        rmcp_config,
+    );
+    let app = axum::Router::new()
+        .route_service("/rpc", service)
+        .layer(mcp_oauth2::AuthLayer::new(config).unwrap());
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+    let token = |subject: &str| {
+        issuer
+            .token()
+            .subject(subject)
+            .audience(&resource)
+            .scopes(["notes:write"])
+            .sign()
+    };
+    // Legacy (no protocol version): the client declares tasks in `_meta`.
+    let meta = json!({"io.modelcontextprotocol/clientCapabilities": {
+        "extensions": {"io.modelcontextprotocol/tasks": {}}
+    }});
+    let post = |token: String, body: Value| async move {
+        let req = reqwest::Client::new()
+            .post(format!("http://{addr}/rpc"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_string());
+        message(bounded(req.send()).await.expect("request")).await
+    };
+    let created = post(
+        token("alice"),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": "report", "arguments": {}, "_meta": meta}}),
+    )
+    .await;
+    let task = created["result"]["taskId"]
+        .as_str()
+        .expect("a task")
+        .to_owned();
+    let get = |who: &str| {
+        post(
+            token(who),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tasks/get",
+                   "params": {"taskId": task, "_meta": meta}}),
+        )
+    };
+    let mut done = Value::Null;
+    for _ in 0..200 {
+        done = get("alice").await;
+        if done["result"]["status"] != "working" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(done.to_string().contains("secret of alice"), "{done}");
+    let answer = get("bob").await;
+    assert!(!answer.to_string().contains("secret"), "{answer}");
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    serving.abort();
+}

@@ -70,9 +70,10 @@ pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// As a plain layer in another router it cannot know the routes, so it
 /// judges as MCP, failing closed: the MCP path (see [`mcp_path`](Self::mcp_path))
 /// and everything under it, any request carrying `Mcp-Session-Id`,
-/// `Mcp-Method` or `MCP-Protocol-Version`, and, when per-operation rules
-/// exist, any JSON POST whose body holds JSON-RPC calls. With such rules,
-/// every JSON POST's body is read strictly: one that is not strict JSON,
+/// `Mcp-Method` or `MCP-Protocol-Version`, and any JSON POST whose body
+/// holds JSON-RPC calls (tasks are bound to their creators, and rules
+/// apply, on whatever route reaches rmcp). Every JSON POST's body is read
+/// strictly: one that is not strict JSON,
 /// repeats a member name, or is not an object or an array of objects is
 /// refused with the JSON-RPC parse error (HTTP 400) on any route; a JSON
 /// object without a JSON-RPC `method` passes to its handler unchanged.

@@ -60,13 +60,14 @@ impl Shared {
         // A legacy session's POST is read for its request ids too (see
         // `Sessions::claim_ids`), rules or not.
         let session_post = self.bind_sessions && !stateless && headers.contains_key(SESSION_HEADER);
-        // Every JSON POST to MCP is read too: tasks are bound to their
-        // creators (`tasks.rs`), and a task is named only in the body
-        // (rmcp dispatches nothing but `application/json`, which
-        // `is_json` admits).
+        // Every JSON POST is read too, on any path: tasks are bound to
+        // their creators (`tasks.rs`), a task is named only in the body
+        // (rmcp dispatches nothing but `application/json`, which `is_json`
+        // admits), and a plain layer cannot know every route that reaches
+        // rmcp (a body holding JSON-RPC calls is judged as MCP).
         let json = is_json(headers);
-        let reads_body = req.method() == Method::POST
-            && ((rules && (on_mcp || json)) || (on_mcp && json) || session_post);
+        let reads_body =
+            req.method() == Method::POST && ((rules && on_mcp) || json || session_post);
         Placement {
             on_mcp,
             reads_body,
