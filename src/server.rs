@@ -987,10 +987,14 @@ async fn serve_connections(
             .then(|| Arc::new(idle::Activity::new(stall_limit.is_some())));
         // The handlers of an HTTP/2 connection's requests are bounded by
         // its stream limit, reset streams included (see `stream_slots`).
+        // Cancelled when the connection's task ends (the guard moves in).
+        let closed = CancellationToken::new();
+        let closed_guard = closed.clone().drop_guard();
         let service = stream_slots::StreamSlots {
             inner: service,
             slots: stream_slots::slots(),
             connection: Arc::clone(&slot),
+            closed,
         };
         let service = TowerToHyperService::new(timed_body::TimedBodies {
             inner: service,
@@ -1005,6 +1009,7 @@ async fn serve_connections(
             // The connection's slot, until its task ends (and requests of
             // it still in progress hold their clones).
             let _slot = slot;
+            let _closed = closed_guard;
             // hyper's header timer starts once hyper-util has seen enough
             // bytes to tell HTTP/1 from HTTP/2, and hyper-util waits for
             // them without a limit: a connection that never sends a byte

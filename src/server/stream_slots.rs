@@ -53,7 +53,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::PollSemaphore;
+use tokio_util::sync::{CancellationToken, PollSemaphore};
 
 use super::connections::ConnectionSlot;
 
@@ -75,6 +75,11 @@ pub(crate) struct StreamSlots<S> {
     /// The connection's slot of the server's connection limit, which a
     /// request dropped before its end keeps until it ends.
     pub(crate) connection: ConnectionSlot,
+    /// Cancelled when the connection ends: answers read after a reset
+    /// (see [`hold_until_the_end`]) are dropped then, so that nothing the
+    /// client left (a `subscriptions/listen` stream, which ends only with
+    /// its token) outlives the connection.
+    pub(crate) closed: CancellationToken,
 }
 
 impl<S> tower_service::Service<http::Request<Body>> for StreamSlots<S>
@@ -111,6 +116,7 @@ where
                 permit: Some(permit),
                 connection: Arc::clone(&self.connection),
                 call,
+                closed: self.closed.clone(),
             });
         }
         // Every slot is held: wait for one. `poll_ready` was called on
@@ -122,6 +128,7 @@ where
             permit: None,
             connection: Arc::clone(&self.connection),
             call,
+            closed: self.closed.clone(),
         })
     }
 }
@@ -143,6 +150,8 @@ where
     connection: ConnectionSlot,
     /// A POST (a call): its answer's body holds the slot until it ends.
     call: bool,
+    /// The connection's end.
+    closed: CancellationToken,
 }
 
 impl<S> Future for Held<S>
@@ -184,7 +193,7 @@ where
         this.running = None;
         let permit = this.permit.take();
         Poll::Ready(answer.map(|response| match permit {
-            Some(permit) if this.call => hold_until_the_end(response, permit),
+            Some(permit) if this.call => hold_until_the_end(response, permit, &this.closed),
             _ => response,
         }))
     }
@@ -207,6 +216,7 @@ where
                 permit: Some(permit),
                 _connection: Arc::clone(&self.connection),
                 call: self.call,
+                closed: self.closed.clone(),
                 drain: None,
             }));
         }
@@ -222,6 +232,7 @@ struct Orphan<F> {
     /// The connection's slot of the connection limit, until the end.
     _connection: ConnectionSlot,
     call: bool,
+    closed: CancellationToken,
     /// A call's answer, read to its end.
     drain: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
@@ -241,7 +252,8 @@ where
             let permit = self.permit.take();
             match (answer, permit) {
                 (Ok(response), Some(permit)) if self.call => {
-                    self.drain = Some(Box::pin(drain(response.into_body(), permit)));
+                    let closed = self.closed.clone();
+                    self.drain = Some(Box::pin(drain(response.into_body(), permit, closed)));
                 }
                 _ => return Poll::Ready(()),
             }
@@ -260,21 +272,32 @@ where
 /// The slot is freed when the body ends (rmcp ends a call's stream once
 /// its answer is sent); a body dropped before its end (the stream was
 /// reset, the connection lost) is read to its end, in a task of its own
-/// holding the slot, its bytes thrown away.
-fn hold_until_the_end(response: Response, permit: OwnedSemaphorePermit) -> Response {
+/// holding the slot, its bytes thrown away, until it ends or the
+/// connection does.
+fn hold_until_the_end(
+    response: Response,
+    permit: OwnedSemaphorePermit,
+    closed: &CancellationToken,
+) -> Response {
+    let closed = closed.clone();
     response.map(|body| {
         Body::new(SlotBody {
             body: Some(body),
             permit: Some(permit),
+            closed,
         })
     })
 }
 
-/// Reads `body` to its end, holding `permit`.
-async fn drain(body: Body, permit: OwnedSemaphorePermit) {
+/// Reads `body` to its end, holding `permit`, or until `closed`.
+async fn drain(body: Body, permit: OwnedSemaphorePermit, closed: CancellationToken) {
     use http_body_util::BodyExt as _;
     let mut body = body;
-    while let Some(Ok(_)) = body.frame().await {}
+    let read = async { while let Some(Ok(_)) = body.frame().await {} };
+    tokio::select! {
+        () = read => {}
+        () = closed.cancelled() => {}
+    }
     drop(permit);
 }
 
@@ -283,6 +306,8 @@ struct SlotBody {
     body: Option<Body>,
     /// Held until the body ends.
     permit: Option<OwnedSemaphorePermit>,
+    /// The connection's end.
+    closed: CancellationToken,
 }
 
 impl http_body::Body for SlotBody {
@@ -325,7 +350,7 @@ impl Drop for SlotBody {
             && !http_body::Body::is_end_stream(&body)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            drop(runtime.spawn(drain(body, permit)));
+            drop(runtime.spawn(drain(body, permit, self.closed.clone())));
         }
     }
 }
