@@ -15,59 +15,15 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mcp_oauth2::McpServer;
 use mcp_oauth2::testing::TestIssuer;
 use support::attack::{MODERN, modern_tool_call_body};
 use support::raw_http::Raw;
+use support::slow_tools::{Count, Slow};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// Handlers of [`Slow`] running now, and the most at once.
-#[derive(Default)]
-struct Count {
-    now: AtomicUsize,
-    peak: AtomicUsize,
-}
-
-/// A server whose one tool, `slow`, takes three seconds and does not watch
-/// its cancellation token (as most handlers).
-#[derive(Clone)]
-struct Slow {
-    count: Arc<Count>,
-    tool_router: rmcp::handler::server::router::tool::ToolRouter<Self>,
-}
-
-#[rmcp::tool_router]
-impl Slow {
-    #[rmcp::tool(description = "takes three seconds")]
-    async fn slow(&self) -> String {
-        let now = self.count.now.fetch_add(1, Ordering::SeqCst) + 1;
-        self.count.peak.fetch_max(now, Ordering::SeqCst);
-        struct Leave(Arc<Count>);
-        impl Drop for Leave {
-            fn drop(&mut self) {
-                self.0.now.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        let _leave = Leave(Arc::clone(&self.count));
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        "done".to_owned()
-    }
-}
-
-#[rmcp::tool_handler(router = self.tool_router)]
-impl rmcp::ServerHandler for Slow {
-    fn get_info(&self) -> rmcp::model::ServerConfig {
-        rmcp::model::ServerConfig::new(
-            rmcp::model::ServerCapabilities::builder()
-                .enable_tools()
-                .build(),
-        )
-    }
-}
 
 /// A served `McpServer` of [`Slow`]; stopped when dropped.
 struct Running {
@@ -95,17 +51,11 @@ async fn start(
     let (listener, resource, config) = support::loopback::bind_with_config(&issuer, |b| b).await;
     let addr = listener.local_addr().unwrap();
     let count = Arc::new(Count::default());
-    let router = Arc::new(Slow::tool_router());
     let shared = Arc::clone(&count);
     let server = tweak(
         McpServer::builder()
             .auth(config)
-            .service(move || {
-                Ok(Slow {
-                    count: Arc::clone(&shared),
-                    tool_router: (*router).clone(),
-                })
-            })
+            .service(move || Ok(Slow::new(&shared, Duration::from_secs(3))))
             .max_connections(limit),
     )
     .build()
@@ -289,7 +239,7 @@ async fn abandoned_http1_calls_cannot_run_more_handlers_than_the_limit() {
         drop(stream);
     }
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let peak = server.count.peak.load(Ordering::SeqCst);
+    let peak = server.count.peak();
     assert!(peak > 0, "no handler ran");
     assert!(
         peak <= 10,
@@ -312,12 +262,7 @@ async fn a_zero_limit_is_refused_at_build_time() {
     let (_listener, _resource, config) = support::loopback::bind_with_config(&issuer, |b| b).await;
     let error = McpServer::builder()
         .auth(config)
-        .service(|| {
-            Ok(Slow {
-                count: Arc::default(),
-                tool_router: Slow::tool_router(),
-            })
-        })
+        .service(|| Ok(Slow::new(&Arc::default(), Duration::from_secs(3))))
         .max_connections(0)
         .build()
         .unwrap_err();
@@ -458,13 +403,11 @@ async fn holding_endpoint() -> (SocketAddr, Arc<Count>) {
     let counted = Arc::clone(&count);
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let count = Arc::clone(&counted);
-            let now = count.now.fetch_add(1, Ordering::SeqCst) + 1;
-            count.peak.fetch_max(now, Ordering::SeqCst);
+            let entered = counted.enter();
             tokio::spawn(async move {
                 let mut sink = Vec::new();
                 let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut sink).await;
-                count.now.fetch_sub(1, Ordering::SeqCst);
+                drop(entered);
             });
         }
     });
@@ -519,7 +462,7 @@ async fn the_reference_server_bounds_abandoned_calls_of_its_slow_tool() {
         drop(stream);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let peak = held.peak.load(Ordering::SeqCst);
+    let peak = held.peak();
     assert!(peak > 0, "no exchange reached the token endpoint");
     assert!(
         peak <= 5,

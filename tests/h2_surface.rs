@@ -5,11 +5,13 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use http::HeaderMap;
 use support::attack::{self, MODERN, Target, TokenKind, modern_tool_call_body};
+use support::slow_tools::{Count, Slow};
 
 /// An HTTP/2 answer: status, headers, body text.
 #[derive(Debug)]
@@ -319,44 +321,6 @@ async fn one_connection_serves_more_calls_than_its_stream_limit() {
     t.log.take();
 }
 
-static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-#[derive(Clone)]
-struct Slow {
-    tool_router: rmcp::handler::server::router::tool::ToolRouter<Self>,
-}
-
-#[rmcp::tool_router]
-impl Slow {
-    #[rmcp::tool(description = "takes ten seconds")]
-    async fn slow(&self) -> String {
-        use std::sync::atomic::Ordering;
-        let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
-        PEAK.fetch_max(now, Ordering::SeqCst);
-        struct Leave;
-        impl Drop for Leave {
-            fn drop(&mut self) {
-                IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            }
-        }
-        let _leave = Leave;
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        "done".to_owned()
-    }
-}
-
-#[rmcp::tool_handler(router = self.tool_router)]
-impl rmcp::ServerHandler for Slow {
-    fn get_info(&self) -> rmcp::model::ServerConfig {
-        rmcp::model::ServerConfig::new(
-            rmcp::model::ServerCapabilities::builder()
-                .enable_tools()
-                .build(),
-        )
-    }
-}
-
 /// A call of `tool` on a fresh HTTP/2 connection's stream, reset right
 /// after its body was sent, `count` times (or until the server refuses more).
 async fn open_and_reset(
@@ -405,17 +369,14 @@ async fn open_and_reset(
 // (rmcp's handler tasks outlive the reset). Before, 1,383 ran at once.
 #[tokio::test]
 async fn reset_streams_cannot_run_more_handlers_than_the_stream_limit() {
-    use std::sync::atomic::Ordering;
+    let count = Arc::new(Count::default());
+    let counted = Arc::clone(&count);
     let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
     let (listener, resource, config) = support::loopback::bind_with_config(&issuer, |b| b).await;
     let addr = listener.local_addr().unwrap();
     let server = mcp_oauth2::McpServer::builder()
         .auth(config)
-        .service(|| {
-            Ok(Slow {
-                tool_router: Slow::tool_router(),
-            })
-        })
+        .service(move || Ok(Slow::new(&counted, Duration::from_secs(10))))
         .build()
         .unwrap();
     let ct = server.cancellation_token();
@@ -424,7 +385,7 @@ async fn reset_streams_cannot_run_more_handlers_than_the_stream_limit() {
     let sent = open_and_reset(addr, &resource, &token, "slow", 600).await;
     assert!(sent > 400, "only {sent} streams could be opened");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let peak = PEAK.load(Ordering::SeqCst);
+    let peak = count.peak();
     assert!(peak > 0, "no handler ran");
     assert!(
         peak <= 200,
@@ -434,68 +395,11 @@ async fn reset_streams_cannot_run_more_handlers_than_the_stream_limit() {
     ct.cancel();
 }
 
-/// Handlers running now, and the most at once (one pair per test: tests
-/// run in parallel).
-#[derive(Default)]
-struct Count {
-    now: std::sync::atomic::AtomicUsize,
-    peak: std::sync::atomic::AtomicUsize,
-}
-
-/// A tool that streams a log message first (a stateless answer's head
-/// leaves then; a legacy session's left at once), and works on for ten
-/// seconds.
-#[derive(Clone)]
-struct Chatty {
-    tool_router: rmcp::handler::server::router::tool::ToolRouter<Self>,
-    count: std::sync::Arc<Count>,
-}
-
-#[rmcp::tool_router]
-impl Chatty {
-    #[rmcp::tool(description = "logs, then takes ten seconds")]
-    async fn chatty(
-        &self,
-        context: rmcp::service::RequestContext<rmcp::service::RoleServer>,
-    ) -> String {
-        use std::sync::atomic::Ordering;
-        let now = self.count.now.fetch_add(1, Ordering::SeqCst) + 1;
-        self.count.peak.fetch_max(now, Ordering::SeqCst);
-        struct Leave(std::sync::Arc<Count>);
-        impl Drop for Leave {
-            fn drop(&mut self) {
-                self.0.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            }
-        }
-        let _leave = Leave(std::sync::Arc::clone(&self.count));
-        #[allow(deprecated)]
-        let message = rmcp::model::LoggingMessageNotificationParam::new(
-            rmcp::model::LoggingLevel::Info,
-            serde_json::json!("starting"),
-        );
-        #[allow(deprecated)]
-        let _ = context.peer.notify_logging_message(message).await;
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        "done".to_owned()
-    }
-}
-
-#[rmcp::tool_handler(router = self.tool_router)]
-impl rmcp::ServerHandler for Chatty {
-    fn get_info(&self) -> rmcp::model::ServerConfig {
-        rmcp::model::ServerConfig::new(
-            rmcp::model::ServerCapabilities::builder()
-                .enable_tools()
-                .build(),
-        )
-    }
-}
-
-/// A server of `Chatty` counting into `count`, configured by `tweak`: its
+/// A server of [`Slow`] (its `chatty` tool) counting into `count`, configured by `tweak`: its
 /// address, resource, a token for it, its stop and its issuer (kept alive
 /// by the caller).
 async fn chatty_server(
-    count: &std::sync::Arc<Count>,
+    count: &Arc<Count>,
     tweak: impl FnOnce(mcp_oauth2::AuthConfigBuilder) -> mcp_oauth2::AuthConfigBuilder,
 ) -> (
     std::net::SocketAddr,
@@ -507,15 +411,10 @@ async fn chatty_server(
     let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
     let (listener, resource, config) = support::loopback::bind_with_config(&issuer, tweak).await;
     let addr = listener.local_addr().unwrap();
-    let count = std::sync::Arc::clone(count);
+    let count = Arc::clone(count);
     let server = mcp_oauth2::McpServer::builder()
         .auth(config)
-        .service(move || {
-            Ok(Chatty {
-                tool_router: Chatty::tool_router(),
-                count: std::sync::Arc::clone(&count),
-            })
-        })
+        .service(move || Ok(Slow::new(&count, Duration::from_secs(10))))
         .build()
         .unwrap();
     let ct = server.cancellation_token();
@@ -565,8 +464,7 @@ async fn reset_after_each_head(
 // ran at once (every head arrived).
 #[tokio::test]
 async fn reset_streams_after_the_head_cannot_run_more_handlers_than_the_stream_limit() {
-    use std::sync::atomic::Ordering;
-    let count = std::sync::Arc::new(Count::default());
+    let count = Arc::new(Count::default());
     let (addr, resource, token, ct, _issuer) = chatty_server(&count, |b| b).await;
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
@@ -585,7 +483,7 @@ async fn reset_streams_after_the_head_cannot_run_more_handlers_than_the_stream_l
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let peak = count.peak.load(Ordering::SeqCst);
+    let peak = count.peak();
     assert!(heads > 0 && peak > 0, "no handler ran");
     assert!(
         peak <= 200,
@@ -600,8 +498,7 @@ async fn reset_streams_after_the_head_cannot_run_more_handlers_than_the_stream_l
 // stream).
 #[tokio::test]
 async fn legacy_session_calls_reset_after_the_head_are_bounded_too() {
-    use std::sync::atomic::Ordering;
-    let count = std::sync::Arc::new(Count::default());
+    let count = Arc::new(Count::default());
     let (addr, resource, token, ct, _issuer) =
         chatty_server(&count, |b| b.hold_streams_for_step_up(false)).await;
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -644,7 +541,7 @@ async fn legacy_session_calls_reset_after_the_head_are_bounded_too() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let peak = count.peak.load(Ordering::SeqCst);
+    let peak = count.peak();
     assert!(heads > 0 && peak > 0, "no handler ran");
     assert!(
         peak <= 200,

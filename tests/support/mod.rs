@@ -18,7 +18,9 @@
 //! - [`audit`]: the audit events, captured by a real `tracing` subscriber
 //!   layer;
 //! - [`loopback`]: a protected endpoint's address and configuration on
-//!   127.0.0.1:0, shared by the fixtures above.
+//!   127.0.0.1:0, shared by the fixtures above;
+//! - [`slow_tools`]: an rmcp server whose tools take their time and count
+//!   their running handlers (the oracle of the handler bounds).
 //!
 //! Every test binary compiles all of it and uses a part.
 #![allow(dead_code, unreachable_pub)]
@@ -33,3 +35,4 @@ pub mod realms;
 pub mod redis;
 pub mod reference;
 pub mod rig;
+pub mod slow_tools;
