@@ -31,6 +31,39 @@ fn listen(uris: &[&str]) -> serde_json::Value {
     serde_json::json!({ "notifications": { "resourceSubscriptions": uris } })
 }
 
+/// The `Mcp-Name` of `uri` in SEP-2243's Base64 form (for a URI that is not
+/// plain printable ASCII).
+fn base64_name(uri: &str) -> String {
+    format!(
+        "=?base64?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(uri)
+    )
+}
+
+/// `uri` read in 2026-07-28 (with `name` as its `Mcp-Name`), read in a
+/// 2025-11-25 request, and listened to: each is refused 403
+/// `insufficient_scope` naming `scope`.
+async fn every_reach_needs(n: &Notes, token: &str, uri: &str, name: &str, scope: &str) {
+    let resp = n
+        .post_modern(token, "resources/read", Some(name), read(uri))
+        .await;
+    assert_insufficient(&resp, scope);
+    let body =
+        serde_json::json!({"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":uri}});
+    let resp = n
+        .post(
+            token,
+            &[("mcp-protocol-version", "2025-11-25")],
+            &body.to_string(),
+        )
+        .await;
+    assert_insufficient(&resp, scope);
+    let resp = n
+        .post_modern(token, "subscriptions/listen", None, listen(&[uri]))
+        .await;
+    assert_insufficient(&resp, scope);
+}
+
 // Reference server contract: a `notes:read` token reads the shared notes and
 // gets 403 naming `notes:private` on the private ones (resources/read,
 // 2026-07-28 headers).
@@ -208,23 +241,7 @@ async fn equivalent_spellings_of_a_private_uri_need_notes_private() {
         "notes://private/1?x=/y",
         "notes://alice@private/1",
     ] {
-        let resp = n
-            .post_modern(&reader, "resources/read", Some(uri), read(uri))
-            .await;
-        assert_insufficient(&resp, "notes:private");
-        let body = serde_json::json!({"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":uri}});
-        let resp = n
-            .post(
-                &reader,
-                &[("mcp-protocol-version", "2025-11-25")],
-                &body.to_string(),
-            )
-            .await;
-        assert_insufficient(&resp, "notes:private");
-        let resp = n
-            .post_modern(&reader, "subscriptions/listen", None, listen(&[uri]))
-            .await;
-        assert_insufficient(&resp, "notes:private");
+        every_reach_needs(&n, &reader, uri, uri, "notes:private").await;
     }
     // Another spelling of a shared note still needs only `notes:read`.
     let resp = n
@@ -261,27 +278,7 @@ async fn whatwg_spellings_of_a_private_uri_need_its_scopes() {
         "https://files.example/public/%2e%2e\\private/1",
         "HTTPS://files.example/x/..\\private/1",
     ] {
-        let encoded = format!(
-            "=?base64?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(uri)
-        );
-        let resp = n
-            .post_modern(&reader, "resources/read", Some(&encoded), read(uri))
-            .await;
-        assert_insufficient(&resp, "notes:private");
-        let body = serde_json::json!({"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":uri}});
-        let resp = n
-            .post(
-                &reader,
-                &[("mcp-protocol-version", "2025-11-25")],
-                &body.to_string(),
-            )
-            .await;
-        assert_insufficient(&resp, "notes:private");
-        let resp = n
-            .post_modern(&reader, "subscriptions/listen", None, listen(&[uri]))
-            .await;
-        assert_insufficient(&resp, "notes:private");
+        every_reach_needs(&n, &reader, uri, &base64_name(uri), "notes:private").await;
     }
 }
 
@@ -311,10 +308,7 @@ async fn multibyte_uri_is_answered_not_a_panic() {
         "notes://ü",
     ] {
         // SEP-2243: a name that is not plain ASCII goes in the Base64 form.
-        let name = format!(
-            "=?base64?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(uri)
-        );
+        let name = base64_name(uri);
         let resp = n
             .post_modern(&reader, "resources/read", Some(&name), read(uri))
             .await;
