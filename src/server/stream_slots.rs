@@ -394,3 +394,161 @@ impl<F: Future + Send + Unpin + 'static> Drop for Finish<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use futures_util::FutureExt as _;
+    use http_body_util::BodyExt as _;
+    use tokio::sync::{mpsc, oneshot};
+    use tower_service::Service as _;
+
+    use super::*;
+
+    /// An HTTP/2 POST (a call).
+    fn call() -> http::Request<Body> {
+        http::Request::builder()
+            .method(http::Method::POST)
+            .version(http::Version::HTTP_2)
+            .uri("/mcp")
+            .body(Body::empty())
+            .unwrap_or_default()
+    }
+
+    /// A body whose frames are sent through the returned sender; it ends
+    /// when the sender is dropped.
+    fn streamed() -> (mpsc::UnboundedSender<&'static str>, Body) {
+        let (tx, rx) = mpsc::unbounded_channel::<&'static str>();
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|text| (Ok::<_, Infallible>(axum::body::Bytes::from(text)), rx))
+        });
+        (tx, Body::from_stream(stream))
+    }
+
+    /// One stream slot, and the connection's slot.
+    fn one_slot<S>(inner: S) -> StreamSlots<S> {
+        let connection = Arc::new(Semaphore::new(1))
+            .try_acquire_owned()
+            .map(Arc::new)
+            .ok();
+        StreamSlots {
+            inner,
+            slots: Arc::new(Semaphore::new(1)),
+            connection: connection
+                .unwrap_or_else(|| unreachable!("a fresh semaphore has a permit")),
+            closed: CancellationToken::new(),
+        }
+    }
+
+    /// Whether `future` is still pending after the others had time to run.
+    async fn still_pending<F: Future + Unpin>(future: &mut F) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), future)
+            .await
+            .is_err()
+    }
+
+    // A call's answer holds its slot until its body ends: a second call
+    // waits (the path a client past the stream limit takes), then runs.
+    #[tokio::test]
+    async fn a_call_past_the_limit_waits_until_an_answer_ends() {
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let senders = Arc::clone(&bodies);
+        let service = tower::service_fn(move |_req: http::Request<Body>| {
+            let (tx, body) = streamed();
+            if let Ok(mut held) = senders.lock() {
+                held.push(tx);
+            }
+            futures_util::future::ready(Ok::<_, Infallible>(Response::new(body)))
+        });
+        let mut slots = one_slot(service);
+        let first = slots.call(call()).await.ok();
+        let first = first.unwrap_or_else(|| unreachable!("infallible"));
+        assert!(!http_body::Body::is_end_stream(first.body()));
+        let mut second = slots.call(call());
+        assert!(still_pending(&mut second).await, "ran past the limit");
+        // The first answer ends: its slot is free, and the second runs.
+        let sender = bodies.lock().ok().and_then(|mut held| held.pop());
+        if let Some(tx) = sender {
+            assert!(tx.send("data: done\n\n").is_ok());
+        }
+        let collected = first.into_body().collect().await.ok();
+        assert_eq!(
+            collected.map(|c| c.to_bytes()),
+            Some(axum::body::Bytes::from_static(b"data: done\n\n"))
+        );
+        let second = tokio::time::timeout(Duration::from_secs(5), second).await;
+        assert!(matches!(second, Ok(Ok(_))), "the freed slot was not taken");
+    }
+
+    // A call dropped before its answer (a reset stream) is run to its end
+    // in a task of its own, and its answer read to its end, holding the
+    // slot all along; the slot is free only then.
+    #[tokio::test]
+    async fn a_reset_call_keeps_its_slot_until_its_answer_is_read() {
+        let (answer_tx, answer_rx) = oneshot::channel::<Response>();
+        let pending = Arc::new(Mutex::new(Some(answer_rx)));
+        let service = tower::service_fn(move |_req: http::Request<Body>| {
+            let rx = pending.lock().ok().and_then(|mut rx| rx.take());
+            match rx {
+                Some(rx) => rx
+                    .map(|answer| Ok::<_, Infallible>(answer.unwrap_or_default()))
+                    .left_future(),
+                None => futures_util::future::ready(Ok(Response::default())).right_future(),
+            }
+        });
+        let mut slots = one_slot(service);
+        let mut first = slots.call(call());
+        assert!(still_pending(&mut first).await);
+        // The client resets the stream: the call goes on without it.
+        drop(first);
+        let mut second = slots.call(call());
+        assert!(
+            still_pending(&mut second).await,
+            "a reset call freed its slot"
+        );
+        // Its answer comes, a stream still open: the slot stays taken.
+        let (tx, body) = streamed();
+        assert!(answer_tx.send(Response::new(body)).is_ok());
+        assert!(
+            still_pending(&mut second).await,
+            "freed before the answer ended"
+        );
+        // The answer ends: the slot is free.
+        drop(tx);
+        let second = tokio::time::timeout(Duration::from_secs(5), second).await;
+        assert!(matches!(second, Ok(Ok(_))), "the slot was never freed");
+    }
+
+    // The answer of a reset call is no longer read once its connection is
+    // gone (a stream that would end only with its token).
+    #[tokio::test]
+    async fn a_dropped_answer_is_read_only_while_its_connection_lasts() {
+        let service = tower::service_fn(|_req: http::Request<Body>| {
+            let (tx, body) = streamed();
+            // Never ends: the sender lives as long as the body.
+            let body = Body::new(body.map_frame(move |frame| {
+                let _keep = &tx;
+                frame
+            }));
+            futures_util::future::ready(Ok::<_, Infallible>(Response::new(body)))
+        });
+        let mut slots = one_slot(service);
+        let closed = slots.closed.clone();
+        let first = slots.call(call()).await.ok();
+        // Dropped before its end: drained in a task holding the slot.
+        drop(first);
+        let mut second = slots.call(call());
+        assert!(still_pending(&mut second).await, "freed before the end");
+        closed.cancel();
+        let second = tokio::time::timeout(Duration::from_secs(5), second).await;
+        assert!(
+            matches!(second, Ok(Ok(_))),
+            "held past the connection's end"
+        );
+    }
+}
