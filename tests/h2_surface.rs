@@ -395,6 +395,18 @@ async fn reset_streams_cannot_run_more_handlers_than_the_stream_limit() {
     ct.cancel();
 }
 
+/// After `heads` answers' heads arrived and their streams were reset: some
+/// handler ran, and never more at once than the connection's 200 streams.
+async fn assert_within_the_stream_limit(count: &Count, heads: usize) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let peak = count.peak();
+    assert!(heads > 0 && peak > 0, "no handler ran");
+    assert!(
+        peak <= 200,
+        "{peak} handlers of one connection ran at once (stream limit 200; {heads} heads)"
+    );
+}
+
 /// A server of [`Slow`] (its `chatty` tool) counting into `count`, configured by `tweak`: its
 /// address, resource, a token for it, its stop and its issuer (kept alive
 /// by the caller).
@@ -482,13 +494,7 @@ async fn reset_streams_after_the_head_cannot_run_more_handlers_than_the_stream_l
         (head, modern_tool_call_body(7, "chatty"))
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let peak = count.peak();
-    assert!(heads > 0 && peak > 0, "no handler ran");
-    assert!(
-        peak <= 200,
-        "{peak} handlers of one connection ran at once (stream limit 200; {heads} heads)"
-    );
+    assert_within_the_stream_limit(&count, heads).await;
     ct.cancel();
 }
 
@@ -540,13 +546,7 @@ async fn legacy_session_calls_reset_after_the_head_are_bounded_too() {
         )
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let peak = count.peak();
-    assert!(heads > 0 && peak > 0, "no handler ran");
-    assert!(
-        peak <= 200,
-        "{peak} handlers of one connection ran at once (stream limit 200; {heads} heads)"
-    );
+    assert_within_the_stream_limit(&count, heads).await;
     ct.cancel();
 }
 
