@@ -11,10 +11,11 @@
 #   scripts/wrk-bench.sh --legacy              # 2025-11-25 sessions instead of stateless calls
 #   scripts/wrk-bench.sh --smoke               # CI: one 1-second round of each, fails on any bad answer
 #   scripts/wrk-bench.sh --flood               # accepted calls' p99, idle vs under ~5,000 failed auths/s
+#   scripts/wrk-bench.sh --keep-client-awake   # the control: wrk's CPU kept from halting between answers
 #
 # Flags: --alg rs256|es256|eddsa (rs256), --rounds N (5), --seconds N (3),
 # --connections "1 64", --legacy, --servers "ours rmcp-default rmcp-nodelay
-# rmcp-json", --smoke, --fresh (every server restarted and warmed up again
+# rmcp-json", --alt-env "NAME=VALUE ..." (for ours-alt), --smoke, --fresh (every server restarted and warmed up again
 # before each round after the first), --flood (only `ours`: rounds alternate between
 # one connection of accepted calls alone and the same while 30 more
 # connections send bad-signature tokens, each waiting 5 ms between
@@ -29,7 +30,14 @@
 # (MCP_OAUTH2_FAILED_AUTH_LIMIT) behind a trusted proxy
 # (MCP_OAUTH2_TRUSTED_PROXIES=127.0.0.1/32); the flood says it comes from
 # 203.0.113.9 and the measured calls from 198.51.100.7 (X-Forwarded-For),
-# as two clients behind a load balancer. Environment: WRK_BENCH_PROFILE (release), CARGO_TARGET_DIR.
+# as two clients behind a load balancer. --keep-client-awake (not with
+# --flood): a busy loop at SCHED_IDLE priority pinned to wrk's CPU for the
+# whole run, so that CPU never goes idle: wrk preempts it at once, and
+# waiting for an answer costs wrk no wake-up from a halted CPU. On a
+# virtual machine without guest halt polling that wake-up is a large part
+# of a one-connection call's latency (BENCHMARKS.md, "seventeenth pass");
+# the control shows the servers' latencies without it (the load average
+# then counts the loop). Environment: WRK_BENCH_PROFILE (release), CARGO_TARGET_DIR.
 #
 # Servers (each pinned to CPU 0 with taskset when there are 2+ CPUs; wrk,
 # one thread, pinned to CPU 1):
@@ -40,6 +48,9 @@
 #   ours-unheld   the same plus MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP=0 (an
 #                 event stream's head leaves at once; not a default: only
 #                 in --servers when asked for)
+#   ours-alt      the same plus the variables of --alt-env "NAME=VALUE ..."
+#                 (a setting's cost, measured in the same rounds as the
+#                 defaults; only in --servers when asked for)
 #   rmcp-default  rmcp alone, its defaults (SSE responses, Nagle on)
 #   rmcp-nodelay  rmcp alone, SSE responses, TCP_NODELAY on accepted sockets
 #   rmcp-json     rmcp alone, TCP_NODELAY and JSON responses
@@ -57,6 +68,7 @@ set -euo pipefail
 
 ALG=rs256 ROUNDS=5 SECONDS_PER_ROUND=3 CONNECTIONS="1 64" LEGACY=0 SMOKE=0 FLOOD=0 FLOOD_KIND=signature FRESH=0 THROTTLE=
 SERVERS="ours rmcp-default rmcp-nodelay rmcp-json"
+ALT_ENV= KEEP_CLIENT_AWAKE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --alg) ALG="$2"; shift 2 ;;
@@ -64,17 +76,22 @@ while [ $# -gt 0 ]; do
     --seconds) SECONDS_PER_ROUND="$2"; shift 2 ;;
     --connections) CONNECTIONS="$2"; shift 2 ;;
     --servers) SERVERS="$2"; shift 2 ;;
+    --alt-env) ALT_ENV="$2"; shift 2 ;;
     --legacy) LEGACY=1; shift ;;
     --smoke) SMOKE=1; shift ;;
     --flood) FLOOD=1; SERVERS=ours; shift ;;
     --flood-kind) FLOOD_KIND="$2"; shift 2 ;;
     --throttle) THROTTLE="$2"; shift 2 ;;
     --fresh) FRESH=1; shift ;;
+    --keep-client-awake) KEEP_CLIENT_AWAKE=1; shift ;;
     *) echo "wrk-bench: unknown flag $1" >&2; exit 2 ;;
   esac
 done
 if [ "$SMOKE" = 1 ]; then
   ROUNDS=1 SECONDS_PER_ROUND=1
+fi
+if [ "$KEEP_CLIENT_AWAKE" = 1 ] && [ "$FLOOD" = 1 ]; then
+  echo "wrk-bench: --keep-client-awake is not for --flood (the flood's wrk runs at the same priority)" >&2; exit 2
 fi
 if [ "$FRESH" = 1 ] && { [ "$LEGACY" = 1 ] || [ "$FLOOD" = 1 ]; }; then
   echo "wrk-bench: --fresh is for stateless runs (not --legacy or --flood)" >&2; exit 2
@@ -111,17 +128,23 @@ if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
 fi
 
 
-OURS_PORT="$(free_port)" UNHELD_PORT="$(free_port)"
+OURS_PORT="$(free_port)" UNHELD_PORT="$(free_port)" ALT_PORT="$(free_port)"
 OURS_URL="http://127.0.0.1:$OURS_PORT/mcp" UNHELD_URL="http://127.0.0.1:$UNHELD_PORT/mcp"
+ALT_URL="http://127.0.0.1:$ALT_PORT/mcp"
 
-start_issuer "$ALG" "$OURS_URL" "$UNHELD_URL"
+start_issuer "$ALG" "$OURS_URL" "$UNHELD_URL" "$ALT_URL"
 TOKEN="$(issuer_token "$OURS_URL")"
 UNHELD_TOKEN="$(issuer_token "$UNHELD_URL")"
+ALT_TOKEN="$(issuer_token "$ALT_URL")"
 
 declare -A URL SPID PORT
 # The token whose audience is the server's resource.
 token_of() {
-  if [ "$1" = ours-unheld ]; then echo "$UNHELD_TOKEN"; else echo "$TOKEN"; fi
+  case "$1" in
+    ours-unheld) echo "$UNHELD_TOKEN" ;;
+    ours-alt) echo "$ALT_TOKEN" ;;
+    *) echo "$TOKEN" ;;
+  esac
 }
 # Starts (or restarts) one server process; its URL stays the same.
 start_server() {
@@ -142,6 +165,15 @@ start_server() {
         MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP=0 \
         "${PIN_SERVER[@]}" "$BIN/protected_server" >"$WORK/$server.out" 2>&1 &
       URL[$server]="$UNHELD_URL" ;;
+    ours-alt)
+      # The same with the settings of --alt-env (word-split on purpose:
+      # NAME=VALUE pairs without spaces).
+      # shellcheck disable=SC2086
+      env MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$ALT_URL" \
+        MCP_OAUTH2_BIND="127.0.0.1:$ALT_PORT" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 \
+        $ALT_ENV \
+        "${PIN_SERVER[@]}" "$BIN/protected_server" >"$WORK/$server.out" 2>&1 &
+      URL[$server]="$ALT_URL" ;;
     rmcp-default|rmcp-nodelay|rmcp-json|rmcp-json-mimalloc)
       local flags=() bin=bare_rmcp
       [ "$server" = rmcp-default ] || flags+=(--nodelay)
@@ -157,6 +189,13 @@ start_server() {
   wait_for "$WORK/$server.out" 'listening on' "$!"
 }
 for server in $SERVERS; do start_server "$server"; done
+if [ "$KEEP_CLIENT_AWAKE" = 1 ]; then
+  if [ "${#PIN_CLIENT[@]}" = 0 ] || ! command -v chrt >/dev/null 2>&1; then
+    echo "wrk-bench: --keep-client-awake needs 2+ CPUs, taskset and chrt" >&2; exit 2
+  fi
+  chrt --idle 0 "${PIN_CLIENT[@]}" sh -c 'while :; do :; done' &
+  PIDS+=($!)
+fi
 
 PROTOCOL=2026-07-28
 declare -A SESSION
