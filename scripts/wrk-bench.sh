@@ -146,6 +146,18 @@ token_of() {
     *) echo "$TOKEN" ;;
   esac
 }
+# Starts examples/protected_server as server $1 for resource $2 on port $3,
+# configured by environment variables only, the variables that follow
+# ("NAME=VALUE") added to the defaults. The variants of `ours` each have
+# their own port and resource (the issuer signed a token for each).
+start_reference() {
+  local server="$1" url="$2" port="$3"
+  shift 3
+  env MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$url" \
+    MCP_OAUTH2_BIND="127.0.0.1:$port" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 "$@" \
+    "${PIN_SERVER[@]}" "$BIN/protected_server" >"$WORK/$server.out" 2>&1 &
+  URL[$server]="$url"
+}
 # Starts (or restarts) one server process; its URL stays the same.
 start_server() {
   local server="$1"
@@ -153,27 +165,14 @@ start_server() {
     ours)
       local throttle=()
       [ -z "$THROTTLE" ] || throttle=(MCP_OAUTH2_FAILED_AUTH_LIMIT="$THROTTLE" MCP_OAUTH2_TRUSTED_PROXIES=127.0.0.1/32)
-      env MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$OURS_URL" \
-        MCP_OAUTH2_BIND="127.0.0.1:$OURS_PORT" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 "${throttle[@]}" \
-        "${PIN_SERVER[@]}" "$BIN/protected_server" >"$WORK/$server.out" 2>&1 &
-      URL[$server]="$OURS_URL" ;;
+      start_reference "$server" "$OURS_URL" "$OURS_PORT" "${throttle[@]}" ;;
     ours-unheld)
-      # The same with one setting changed, on its own port and resource
-      # (the issuer signed a token for each).
-      env MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$UNHELD_URL" \
-        MCP_OAUTH2_BIND="127.0.0.1:$UNHELD_PORT" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 \
-        MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP=0 \
-        "${PIN_SERVER[@]}" "$BIN/protected_server" >"$WORK/$server.out" 2>&1 &
-      URL[$server]="$UNHELD_URL" ;;
+      start_reference "$server" "$UNHELD_URL" "$UNHELD_PORT" MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP=0 ;;
     ours-alt)
-      # The same with the settings of --alt-env (word-split on purpose:
-      # NAME=VALUE pairs without spaces).
+      # The settings of --alt-env, word-split on purpose (NAME=VALUE pairs
+      # without spaces).
       # shellcheck disable=SC2086
-      env MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$ALT_URL" \
-        MCP_OAUTH2_BIND="127.0.0.1:$ALT_PORT" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 \
-        $ALT_ENV \
-        "${PIN_SERVER[@]}" "$BIN/protected_server" >"$WORK/$server.out" 2>&1 &
-      URL[$server]="$ALT_URL" ;;
+      start_reference "$server" "$ALT_URL" "$ALT_PORT" $ALT_ENV ;;
     rmcp-default|rmcp-nodelay|rmcp-json|rmcp-json-mimalloc)
       local flags=() bin=bare_rmcp
       [ "$server" = rmcp-default ] || flags+=(--nodelay)
