@@ -128,35 +128,33 @@ if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
 fi
 
 
-OURS_PORT="$(free_port)" UNHELD_PORT="$(free_port)" ALT_PORT="$(free_port)"
-OURS_URL="http://127.0.0.1:$OURS_PORT/mcp" UNHELD_URL="http://127.0.0.1:$UNHELD_PORT/mcp"
-ALT_URL="http://127.0.0.1:$ALT_PORT/mcp"
+declare -A URL SPID PORT REF_TOKEN
+# The reference server's variants each have their own port and resource,
+# and the issuer signs a token for each.
+REFERENCES="ours ours-unheld ours-alt"
+audiences=()
+for server in $REFERENCES; do
+  PORT[$server]="$(free_port)"
+  URL[$server]="http://127.0.0.1:${PORT[$server]}/mcp"
+  audiences+=("${URL[$server]}")
+done
+start_issuer "$ALG" "${audiences[@]}"
+for server in $REFERENCES; do REF_TOKEN[$server]="$(issuer_token "${URL[$server]}")"; done
+TOKEN="${REF_TOKEN[ours]}"
 
-start_issuer "$ALG" "$OURS_URL" "$UNHELD_URL" "$ALT_URL"
-TOKEN="$(issuer_token "$OURS_URL")"
-UNHELD_TOKEN="$(issuer_token "$UNHELD_URL")"
-ALT_TOKEN="$(issuer_token "$ALT_URL")"
-
-declare -A URL SPID PORT
-# The token whose audience is the server's resource.
+# The token whose audience is the server's resource (bare rmcp checks none).
 token_of() {
-  case "$1" in
-    ours-unheld) echo "$UNHELD_TOKEN" ;;
-    ours-alt) echo "$ALT_TOKEN" ;;
-    *) echo "$TOKEN" ;;
-  esac
+  echo "${REF_TOKEN[$1]:-$TOKEN}"
 }
-# Starts examples/protected_server as server $1 for resource $2 on port $3,
-# configured by environment variables only, the variables that follow
-# ("NAME=VALUE") added to the defaults. The variants of `ours` each have
-# their own port and resource (the issuer signed a token for each).
+# Starts examples/protected_server as server $1 (one of $REFERENCES) on
+# its port and resource, configured by environment variables only, the
+# variables that follow ("NAME=VALUE") added to the defaults.
 start_reference() {
-  local server="$1" url="$2" port="$3"
-  shift 3
-  env MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$url" \
-    MCP_OAUTH2_BIND="127.0.0.1:$port" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 "$@" \
+  local server="$1"
+  shift
+  env MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="${URL[$server]}" \
+    MCP_OAUTH2_BIND="127.0.0.1:${PORT[$server]}" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 "$@" \
     "${PIN_SERVER[@]}" "$BIN/protected_server" >"$WORK/$server.out" 2>&1 &
-  URL[$server]="$url"
 }
 # Starts (or restarts) one server process; its URL stays the same.
 start_server() {
@@ -165,14 +163,14 @@ start_server() {
     ours)
       local throttle=()
       [ -z "$THROTTLE" ] || throttle=(MCP_OAUTH2_FAILED_AUTH_LIMIT="$THROTTLE" MCP_OAUTH2_TRUSTED_PROXIES=127.0.0.1/32)
-      start_reference "$server" "$OURS_URL" "$OURS_PORT" "${throttle[@]}" ;;
+      start_reference "$server" "${throttle[@]}" ;;
     ours-unheld)
-      start_reference "$server" "$UNHELD_URL" "$UNHELD_PORT" MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP=0 ;;
+      start_reference "$server" MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP=0 ;;
     ours-alt)
       # The settings of --alt-env, word-split on purpose (NAME=VALUE pairs
       # without spaces).
       # shellcheck disable=SC2086
-      start_reference "$server" "$ALT_URL" "$ALT_PORT" $ALT_ENV ;;
+      start_reference "$server" $ALT_ENV ;;
     rmcp-default|rmcp-nodelay|rmcp-json|rmcp-json-mimalloc)
       local flags=() bin=bare_rmcp
       [ "$server" = rmcp-default ] || flags+=(--nodelay)
