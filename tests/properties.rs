@@ -998,11 +998,11 @@ fn no_forbidden_call_reaches_the_service() {
         )
         .unwrap();
     // The property is not vacuous: JSON bodies did reach the service under
-    // every mount. The counts depend on the run's random cases: 15 to 65 a
-    // mount over many runs (the route layer, which sees only its own four
-    // paths, the fewest), and a bound of 15 failed once in CI. A handful
-    // is what proves the point; fewer than 4 of an expected 25 or more is
-    // under one run in a million.
+    // every mount. The counts depend on the run's random cases: 15 to 76 a
+    // mount in the runs seen (the route layer, which sees only its own four
+    // paths, the fewest: about 30 on average), and a bound of 15 failed
+    // once in CI. A handful is what proves the point; fewer than 4 where
+    // about 30 are expected is under one run in a million.
     let passed = passed.into_inner();
     eprintln!("readable bodies that reached the service, by mount: {passed:?}");
     for (mount, passed) in passed.into_iter().enumerate() {
