@@ -332,3 +332,53 @@ async fn a_session_created_past_the_check_is_bound_within_the_caps() {
 async fn send_raw(raw: attack::Raw) -> attack::RawResponse {
     raw.send().await.expect("a response within the timeout")
 }
+
+// Issue 13: a POST without a session whose body holds no `initialize` gets
+// no session hook (rmcp opens sessions for `initialize` only). Every
+// spelling of `initialize` that rmcp reads (an escaped method name, a
+// declared stateless revision) is still held to the caps and bound to its
+// creator; the other POSTs open nothing, within the caps or past them.
+#[tokio::test]
+async fn every_spelling_of_initialize_is_held_to_the_caps_and_nothing_else_opens_a_session() {
+    let t = Target::start_with(Mount::Default, |b| b.max_sessions_per_principal(2)).await;
+    let escaped = attack::initialize_body(1).replace("\"initialize\"", "\"initi\\u0061lize\"");
+    let first = send_raw(t.mcp_post("/mcp", Some(TokenKind::AliceAll), &escaped)).await;
+    let id = first
+        .header("mcp-session-id")
+        .unwrap_or_else(|| panic!("rmcp opened a session: {}", first.summary()))
+        .to_owned();
+    assert!(t.session_works(TokenKind::AliceAll, &id).await);
+    assert!(
+        !t.session_works(TokenKind::Bob, &id).await,
+        "an escaped initialize's session is bound to its creator"
+    );
+    let _second = open_n(&t, TokenKind::AliceAll, 1).await;
+    let third = send_raw(t.mcp_post("/mcp", Some(TokenKind::AliceAll), &escaped)).await;
+    assert_session_refused(&third, "an escaped initialize past the cap");
+    let declared = t
+        .mcp_post(
+            "/mcp",
+            Some(TokenKind::AliceAll),
+            &escaped.replace(LEGACY, "2026-07-28"),
+        )
+        .header("MCP-Protocol-Version", "2026-07-28");
+    assert_session_refused(
+        &send_raw(declared).await,
+        "a stateless initialize past the cap",
+    );
+    // Past the cap, requests that cannot open a session are rmcp's to
+    // answer, and none opens one.
+    for body in [
+        tool_call_body(2, "whoami"),
+        attack::INITIALIZED.to_owned(),
+        r#"{"jsonrpc":"2.0","id":3,"result":{}}"#.to_owned(),
+    ] {
+        let response = send_raw(t.mcp_post("/mcp", Some(TokenKind::AliceAll), &body)).await;
+        assert_ne!(response.status, 429, "{body}: {}", response.summary());
+        assert!(
+            response.header("mcp-session-id").is_none(),
+            "{body}: {}",
+            response.summary()
+        );
+    }
+}

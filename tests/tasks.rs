@@ -684,3 +684,114 @@ async fn a_plain_layer_binds_tasks_served_off_its_mcp_path() {
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
     serving.abort();
 }
+
+/// A service behind a plain `AuthLayer` that answers every `tools/call`
+/// with a new task, whatever the client declared (it skips the check
+/// rmcp's `ServerHandler` makes), and every `tasks/get` with that task's
+/// secret, to anyone.
+async fn rogue_task_service(body: String) -> axum::Json<Value> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let message: Value = serde_json::from_str(&body).unwrap();
+    let result = match message["method"].as_str() {
+        Some("tools/call") => {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            json!({"resultType": "task", "taskId": format!("rogue-{n}"), "status": "working",
+                   "createdAt": "2026-12-04T00:00:00Z", "lastUpdatedAt": "2026-12-04T00:00:00Z",
+                   "ttlMs": 60_000})
+        }
+        Some("tasks/get") => json!({"resultType": "complete", "status": "completed",
+                                    "result": format!("secret of {}", message["params"]["taskId"])}),
+        _ => json!({}),
+    };
+    axum::Json(json!({"jsonrpc": "2.0", "id": message["id"], "result": result}))
+}
+
+// Issue 13: a stateless `tools/call` that does not declare the tasks
+// extension is not read for tasks (its answer leaves as rmcp writes it):
+// rmcp lets no handler answer it with a task. A service that creates one
+// anyway leaves it without an owner, unknown to everyone, its creator
+// included (fail closed); a declared call, or any legacy call (whose
+// client declares in `initialize`), is still read and bound.
+#[tokio::test]
+async fn a_task_of_a_call_that_did_not_declare_tasks_has_no_owner() {
+    let issuer = Arc::new(TestIssuer::start().await.expect("issuer"));
+    let (listener, resource, config) = bind_with_config(&issuer, |b| b).await;
+    let app = axum::Router::new()
+        .route("/mcp", axum::routing::post(rogue_task_service))
+        .layer(mcp_oauth2::AuthLayer::new(config).unwrap());
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+    let token = |subject: &str| {
+        issuer
+            .token()
+            .subject(subject)
+            .audience(&resource)
+            .scopes(["notes:write"])
+            .sign()
+    };
+    let post = |token: String, version: &'static str, body: Value| {
+        let resource = resource.clone();
+        async move {
+            let method = body["method"].as_str().unwrap().to_owned();
+            let name = body["params"]["name"]
+                .as_str()
+                .or(body["params"]["taskId"].as_str())
+                .unwrap()
+                .to_owned();
+            let req = reqwest::Client::new()
+                .post(&resource)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", version)
+                .header("mcp-method", method)
+                .header("mcp-name", name)
+                .body(body.to_string());
+            message(bounded(req.send()).await.expect("request")).await
+        }
+    };
+    let create = |version: &'static str, meta: Value| {
+        let created = post(
+            token("alice"),
+            version,
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": "report", "arguments": {}, "_meta": meta}}),
+        );
+        async move {
+            let created = created.await;
+            assert_eq!(created["result"]["resultType"], "task", "{created}");
+            created["result"]["taskId"].as_str().unwrap().to_owned()
+        }
+    };
+    let get = |who: &str, version: &'static str, task: &str| {
+        post(
+            token(who),
+            version,
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tasks/get",
+                   "params": {"taskId": task, "_meta": meta()}}),
+        )
+    };
+    let unknown = |answer: &Value| {
+        assert_eq!(answer["error"]["code"], -32602, "{answer}");
+        assert!(!answer.to_string().contains("secret"), "{answer}");
+    };
+
+    // Declared, stateless: bound to alice.
+    let declared = create("2026-07-28", meta()).await;
+    let answer = get("alice", "2026-07-28", &declared).await;
+    assert!(answer.to_string().contains("secret of"), "{answer}");
+    unknown(&get("bob", "2026-07-28", &declared).await);
+
+    // Not declared, stateless: nobody's.
+    let mut undeclared_meta = meta();
+    undeclared_meta["io.modelcontextprotocol/clientCapabilities"] = json!({});
+    let undeclared = create("2026-07-28", undeclared_meta).await;
+    unknown(&get("alice", "2026-07-28", &undeclared).await);
+    unknown(&get("bob", "2026-07-28", &undeclared).await);
+
+    // Not declared in the request, legacy revision: still bound to alice.
+    let legacy = create("2025-11-25", json!({})).await;
+    let answer = get("alice", "2025-11-25", &legacy).await;
+    assert!(answer.to_string().contains("secret of"), "{answer}");
+    unknown(&get("bob", "2025-11-25", &legacy).await);
+    serving.abort();
+}

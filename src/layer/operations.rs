@@ -37,6 +37,10 @@ pub(super) struct Placement {
     pub(super) reads_body: bool,
     /// Declares the stateless revision: sessions do not apply.
     pub(super) stateless: bool,
+    /// May open a legacy session: rmcp opens one for an `initialize` only,
+    /// so `false` once the body is read and holds none (then no session
+    /// hook is set and no session cap applies).
+    pub(super) opens_session: bool,
 }
 
 impl Shared {
@@ -72,6 +76,7 @@ impl Shared {
             on_mcp,
             reads_body,
             stateless,
+            opens_session: true,
         }
     }
 
@@ -116,7 +121,11 @@ impl Shared {
         // A legacy session's requests are claimed by their ids, read in
         // the same pass.
         let session_ids = !placement.stateless && parts.headers.contains_key(SESSION_HEADER);
-        let (ops, ids) = match read_requests(&bytes, session_ids) {
+        let crate::operation::Requests {
+            ops,
+            ids,
+            declares_tasks,
+        } = match read_requests(&bytes, session_ids) {
             Ok(read) => read,
             Err(why) => {
                 // Not readable strictly (not JSON, repeated member names, too
@@ -135,6 +144,7 @@ impl Shared {
         if !ops.is_empty() {
             placement.on_mcp = true;
         }
+        placement.opens_session = ops.iter().any(|op| op.method() == "initialize");
         // The operation, for the audit events, when the headers did not
         // name it (a single call; a batch is named by its headers only).
         if let [op] = ops.as_slice()
@@ -181,7 +191,15 @@ impl Shared {
                 Some(ctx),
             ));
         }
-        let tasks = super::tasks::TaskWork::of(&ops, &bytes);
+        // A stateless `tools/call` can create a task only if it declares
+        // the tasks extension (rmcp's `ServerHandler` refuses a handler's
+        // task otherwise); its answer then leaves without being read for
+        // one. A task created anyway (a service that skips rmcp's check)
+        // has no owner, and is answered as unknown to everyone (fail
+        // closed). A legacy session's client declares in `initialize`,
+        // which this request does not show: its calls are always read.
+        let may_create = declares_tasks || !placement.stateless;
+        let tasks = super::tasks::TaskWork::of(&ops, &bytes, may_create);
         Ok((
             Request::from_parts(parts, Body::from(bytes)),
             required,

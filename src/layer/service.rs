@@ -900,8 +900,9 @@ impl Shared {
             });
             return Ok((hook, in_flight));
         }
-        // Only a POST without a session can create one (`initialize`).
-        if req.method() != Method::POST || !limits.enabled {
+        // Only a POST without a session can create one (`initialize`; see
+        // `Placement::opens_session`).
+        if req.method() != Method::POST || !limits.enabled || !placement.opens_session {
             return Ok((None, None));
         }
         let owner = if placement.stateless || !placement.on_mcp {

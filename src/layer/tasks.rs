@@ -7,8 +7,14 @@
 //! `tools/call` answer creates (a JSON answer, or an event of an SSE
 //! stream, before it leaves) and records the owner (the principal digest
 //! legacy sessions use: issuer, subject, client id, tenant) and the scopes
-//! the creating call needed. A `tasks/get`, `tasks/update` or
-//! `tasks/cancel` naming a task is then:
+//! the creating call needed. A stateless (2026-07-28) `tools/call` is
+//! read so only when its `params._meta` client capabilities declare the
+//! tasks extension: rmcp's `ServerHandler` lets no handler answer an
+//! undeclared one with a task, so its answer leaves unread; a task a
+//! service creates anyway (skipping that check) has no owner and is
+//! unknown to everyone (fail closed). A legacy call is always read (its
+//! client declares in `initialize`, which the request does not show).
+//! A `tasks/get`, `tasks/update` or `tasks/cancel` naming a task is then:
 //!
 //! - answered as rmcp answers an unknown task (JSON-RPC `-32602`,
 //!   `unknown task: <id>`) when the caller is not the owner, or the task
@@ -126,20 +132,23 @@ impl TaskAsks {
 pub(super) struct TaskWork {
     /// The task ids its `tasks/*` requests name (decoded JSON strings).
     pub(super) named: Vec<String>,
-    /// Whether it holds a `tools/call` (which may create a task).
+    /// Whether it holds a `tools/call` that may create a task (its answer
+    /// is read for the tasks it creates).
     pub(super) creates: bool,
     /// The raw JSON-RPC id of a single request, for a refusal's answer.
     pub(super) request_id: Option<String>,
 }
 
 impl TaskWork {
-    pub(super) fn of(ops: &[crate::scope::Operation], body: &[u8]) -> Self {
+    /// `may_create`: whether the body's `tools/call` requests may be
+    /// answered with a task (see `Shared::required_for`).
+    pub(super) fn of(ops: &[crate::scope::Operation], body: &[u8], may_create: bool) -> Self {
         let mut work = Self::default();
         for op in ops {
             if names_a_task(op.method()) {
                 work.named.extend(op.targets().iter().cloned());
             } else if op.method() == "tools/call" {
-                work.creates = true;
+                work.creates = may_create;
             }
         }
         if !work.named.is_empty() {
@@ -325,7 +334,10 @@ fn created_task(message: &Value) -> Option<(&str, Duration)> {
 /// writes) leaves the task unbound: answered as unknown to everyone,
 /// its creator included (fail closed).
 fn mentions_a_task(bytes: &[u8]) -> bool {
-    memchr::memmem::find_iter(bytes, b"resultType").any(|at| {
+    // Built once: building a searcher costs more than searching an answer.
+    static RESULT_TYPE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"resultType"));
+    RESULT_TYPE.find_iter(bytes).any(|at| {
         let mut rest = bytes.get(at + b"resultType".len()..).unwrap_or_default();
         let skip = |r: &mut &[u8], what: &[u8]| {
             while let Some((b, tail)) = r.split_first() {

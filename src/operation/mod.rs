@@ -197,6 +197,7 @@ fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, Unreadable> {
         ref_name,
         ref_uri,
         task_id,
+        declares_tasks: _,
     } = facts;
     if !object {
         return Err(Unreadable::NotARequest);
@@ -234,18 +235,29 @@ fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, Unreadable> {
 /// message's operation: no tree of values is built.
 #[cfg(test)]
 pub(crate) fn read_operations(body: &[u8]) -> Result<Vec<Operation>, Unreadable> {
-    read_requests(body, false).map(|(ops, _)| ops)
+    read_requests(body, false).map(|read| read.ops)
 }
 
-/// [`read_operations`], and with `ids` the ids of the body's requests (its
-/// messages with a `method`), each spelled as rmcp compares the ids of a
-/// session's requests (`s:` and a string's value, `n:` and a number's
-/// integer value when it has one), in the body's order; read in the same
-/// pass.
-pub(crate) fn read_requests(
-    body: &[u8],
-    ids: bool,
-) -> Result<(Vec<Operation>, Vec<Box<str>>), Unreadable> {
+/// What [`read_requests`] reads of a body, in one pass.
+#[derive(Debug, Default)]
+pub(crate) struct Requests {
+    /// The operations of its requests, in the body's order.
+    pub(crate) ops: Vec<Operation>,
+    /// When asked for, the ids of its requests (its messages with a
+    /// `method`), each spelled as rmcp compares the ids of a session's
+    /// requests (`s:` and a string's value, `n:` and a number's integer
+    /// value when it has one), in the body's order.
+    pub(crate) ids: Vec<Box<str>>,
+    /// Whether a message declares the tasks extension (SEP-2663) in the
+    /// client capabilities of its `params._meta` (MCP 2026-07-28): without
+    /// that declaration rmcp lets no handler answer a stateless `tools/call`
+    /// with a task.
+    pub(crate) declares_tasks: bool,
+}
+
+/// [`read_operations`], and with `ids` the ids of the body's requests (see
+/// [`Requests`]); read in the same pass.
+pub(crate) fn read_requests(body: &[u8], ids: bool) -> Result<Requests, Unreadable> {
     let text = std::str::from_utf8(body).map_err(|_| Unreadable::NotUtf8)?;
     // JSON whitespace (RFC 8259 section 2) before the value; the strict
     // check looks at the value's first byte.
@@ -256,7 +268,9 @@ pub(crate) fn read_requests(
     let messages = scan(text)?;
     let mut ops = Vec::with_capacity(messages.len());
     let mut keys = Vec::new();
+    let mut declares_tasks = false;
     for facts in messages {
+        declares_tasks |= facts.declares_tasks;
         // A request is a message with a `method` (a string, or the body is
         // refused below).
         let key = (ids && matches!(facts.method, Text::Str(_)))
@@ -267,7 +281,11 @@ pub(crate) fn read_requests(
         }
         keys.extend(key);
     }
-    Ok((ops, keys))
+    Ok(Requests {
+        ops,
+        ids: keys,
+        declares_tasks,
+    })
 }
 
 /// The name `Mcp-Name` mirrors for `op`: the tool or prompt name or the
@@ -373,8 +391,59 @@ mod tests {
         }
     }
 
+    /// The oracle of `a_declaration_of_tasks_is_read_where_rmcp_reads_it`:
+    /// a `serde_json::Value` of the whole body, then each message's
+    /// `params._meta`, its client capabilities and their `extensions`
+    /// looked up as rmcp does (`ClientCapabilities::supports_tasks`).
+    fn declares_tasks_in_a_value(body: &[u8]) -> bool {
+        fn declares(message: &serde_json::Value) -> bool {
+            message
+                .pointer("/params/_meta")
+                .and_then(|meta| meta.get("io.modelcontextprotocol/clientCapabilities"))
+                .and_then(|caps| caps.get("extensions"))
+                .and_then(serde_json::Value::as_object)
+                .is_some_and(|e| e.contains_key("io.modelcontextprotocol/tasks"))
+        }
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Array(messages)) => messages.iter().any(declares),
+            Ok(message) => declares(&message),
+            Err(_) => false,
+        }
+    }
+
+    #[test]
+    fn a_declaration_of_tasks_is_read_from_params_meta_only() {
+        let declares = |body: &str| {
+            read_requests(body.as_bytes(), false)
+                .unwrap()
+                .declares_tasks
+        };
+        let caps = r#"{"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}"#;
+        let call = |meta: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","_meta":{meta}}}}}"#
+            )
+        };
+        assert!(declares(&call(caps)));
+        // rmcp decodes escapes in member names as any JSON reader does.
+        assert!(declares(&call(&caps.replace("tasks", "t\\u0061sks"))));
+        assert!(declares(&format!("[{},{}]", call("{}"), call(caps))));
+        assert!(!declares(&call("{}")));
+        assert!(!declares(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}"#
+        ));
+        // Anywhere else it declares nothing to rmcp.
+        assert!(!declares(&call(&caps.replace("tasks", "tasks2"))));
+        assert!(!declares(&format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","_meta":{caps},"params":{{"name":"a","arguments":{{"_meta":{caps}}}}}}}"#
+        )));
+        assert!(!declares(&call(
+            r#"{"extensions":{"io.modelcontextprotocol/tasks":{}}}"#
+        )));
+    }
+
     fn ids(body: &str) -> Vec<Box<str>> {
-        read_requests(body.as_bytes(), true).unwrap().1
+        read_requests(body.as_bytes(), true).unwrap().ids
     }
 
     #[test]
@@ -406,7 +475,7 @@ mod tests {
         );
         // Asked for nothing, nothing is spelled.
         let body = br#"{"id":5,"method":"x"}"#;
-        assert!(read_requests(body, false).unwrap().1.is_empty());
+        assert!(read_requests(body, false).unwrap().ids.is_empty());
     }
 
     /// Every id shape, in every place of a message and of a batch, is read
@@ -480,7 +549,7 @@ mod tests {
                 ] {
                     let expected = ids_from_a_value(body.as_bytes());
                     match read_requests(body.as_bytes(), true) {
-                        Ok((_, got)) => assert_eq!(got, expected, "{body}"),
+                        Ok(read) => assert_eq!(read.ids, expected, "{body}"),
                         // Refused bodies (a `method` that is not a string)
                         // are never claimed.
                         Err(_) => assert!(method == r#""method":7"#, "{body}"),
@@ -923,9 +992,30 @@ mod tests {
                 )),
             pick(&["null", "[]", "\"x\""]),
         ];
+        // `_meta`, spelled plainly or with an escape, declaring the tasks
+        // extension or shaped nearly so.
+        let meta = (
+            pick(&["\"_meta\"", "\"\\u005fmeta\""]),
+            prop_oneof![
+                3 => pick(&[
+                    r#"{"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}"#,
+                    r#"{"io.modelcontextprotocol/clientCapabilities":{"extensions":{"a":{},"io.modelcontextprotocol\/tasks":null}}}"#,
+                    r#"{"io.modelcontextprotocol\u002fclientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":[]}},"x":1}"#,
+                    r#"{"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{},"io.modelcontextprotocol/tasks":{}}}}"#,
+                    r#"{"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/task":{}}}}"#,
+                    r#"{"io.modelcontextprotocol/clientCapabilities":{"extensions":["io.modelcontextprotocol/tasks"]}}"#,
+                    r#"{"io.modelcontextprotocol/clientCapabilities":{"io.modelcontextprotocol/tasks":{}}}"#,
+                    r#"{"extensions":{"io.modelcontextprotocol/tasks":{}}}"#,
+                    r#"{"io.modelcontextprotocol/clientCapabilities":null}"#,
+                    r#"{"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}},"io.modelcontextprotocol/clientCapabilities":{}}"#,
+                ]),
+                1 => json_like(),
+            ],
+        )
+            .prop_map(|(name, value)| format!("{name}:{value}"));
         let params = prop_oneof![
-            4 => (member("name", target.clone().boxed()), member("uri", target.boxed()), member("notifications", notifications.boxed()), member("arguments", json_like().boxed()))
-                .prop_map(|(a, b, c, d)| format!("{{{}}}", [d, a, b, c].into_iter().flatten().collect::<Vec<_>>().join(","))),
+            4 => (member("name", target.clone().boxed()), member("uri", target.boxed()), member("notifications", notifications.boxed()), member("arguments", json_like().boxed()), prop::option::of(meta))
+                .prop_map(|(a, b, c, d, e)| format!("{{{}}}", [d, a, e, b, c].into_iter().flatten().collect::<Vec<_>>().join(","))),
             1 => pick(&["null", "\"whoami\"", "[]", "3"]),
         ];
         let message = (
@@ -958,6 +1048,16 @@ mod tests {
         #[test]
         fn single_pass_agrees_with_the_tree_reader(body in proptest::prop_oneof![json_like(), message_like()]) {
             proptest::prop_assert_eq!(read_operations(body.as_bytes()).map_err(drop), tree_reader(body.as_bytes()), "{}", body);
+        }
+
+        /// The tasks extension is seen declared exactly where rmcp looks
+        /// for it (`params._meta`, its client capabilities, their
+        /// `extensions`), in any message of a batch, whatever its value.
+        #[test]
+        fn a_declaration_of_tasks_is_read_where_rmcp_reads_it(body in message_like()) {
+            if let Ok(read) = read_requests(body.as_bytes(), false) {
+                proptest::prop_assert_eq!(read.declares_tasks, declares_tasks_in_a_value(body.as_bytes()), "{}", body);
+            }
         }
 
         /// The same on bodies cut or with one byte changed.

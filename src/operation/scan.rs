@@ -144,6 +144,11 @@ pub(super) struct Facts<'a> {
     pub(super) ref_uri: Text<'a>,
     /// `params.taskId` (`tasks/get`, `tasks/update`, `tasks/cancel`).
     pub(super) task_id: Text<'a>,
+    /// `params._meta` holds the client capabilities of MCP 2026-07-28
+    /// with the tasks extension (SEP-2663) among their `extensions`,
+    /// whatever its value: what rmcp reads before it lets a handler answer
+    /// a `tools/call` with a task.
+    pub(super) declares_tasks: bool,
 }
 
 /// Where in a message a value sits: what is kept of it.
@@ -169,7 +174,21 @@ enum Role {
     RefUri,
     /// `params.taskId`.
     TaskId,
+    /// `params._meta`.
+    Meta,
+    /// `params._meta["io.modelcontextprotocol/clientCapabilities"]`.
+    Capabilities,
+    /// Their `extensions`.
+    Extensions,
+    /// `extensions["io.modelcontextprotocol/tasks"]`: its presence is
+    /// the declaration.
+    TasksExtension,
 }
+
+/// The `_meta` key of a request's client capabilities (MCP 2026-07-28),
+/// and the tasks extension's id (SEP-2663), as rmcp reads them.
+const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
 
 /// Reads `text` (one JSON value) strictly. `Err`: not strictly valid JSON
 /// (which rule it broke), or its top level is neither an object nor an
@@ -255,6 +274,10 @@ fn member_role(parent: Role, name: &str) -> Role {
         (Role::Ref, "name") => Role::RefName,
         (Role::Ref, "uri") => Role::RefUri,
         (Role::Params, "taskId") => Role::TaskId,
+        (Role::Params, "_meta") => Role::Meta,
+        (Role::Meta, CLIENT_CAPABILITIES) => Role::Capabilities,
+        (Role::Capabilities, "extensions") => Role::Extensions,
+        (Role::Extensions, TASKS_EXTENSION) => Role::TasksExtension,
         _ => Role::Skip,
     }
 }
@@ -268,6 +291,15 @@ struct Walk<'f, 'de> {
 impl<'de> DeserializeSeed<'de> for Walk<'_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if let Role::TasksExtension = self.role {
+            // Any value: rmcp asks whether the key is there. Still read
+            // (strictly) as any other value.
+            self.facts.declares_tasks = true;
+            return d.deserialize_any(Walk {
+                role: Role::Skip,
+                facts: self.facts,
+            });
+        }
         d.deserialize_any(self)
     }
 }
@@ -286,7 +318,14 @@ impl<'de> Walk<'_, 'de> {
     fn other(self) {
         let facts = self.facts;
         match self.role {
-            Role::Skip | Role::Message => {}
+            // What a client declares is read for the tasks extension's
+            // key only: any other shape declares nothing.
+            Role::Skip
+            | Role::Message
+            | Role::Meta
+            | Role::Capabilities
+            | Role::Extensions
+            | Role::TasksExtension => {}
             Role::Id => facts.id = Id::Other,
             Role::Method => facts.method = Text::Other,
             Role::Params => facts.params = Shape::Other,
@@ -397,7 +436,7 @@ impl<'de> Visitor<'de> for Walk<'_, 'de> {
             Role::Params => facts.params = Shape::Object,
             Role::Notifications => facts.notifications = Shape::Object,
             Role::Ref => facts.reference = Shape::Object,
-            Role::Skip => {}
+            Role::Skip | Role::Meta | Role::Capabilities | Role::Extensions => {}
             _ => Walk {
                 role,
                 facts: &mut *facts,
