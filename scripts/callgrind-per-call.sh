@@ -17,7 +17,10 @@
 # Each server is warmed up first (the first call verifies the token, later
 # ones hit the cache), then its instrumentation is switched on, wrk (one
 # connection) drives it for the given time, and the count is dumped. Output:
-# calls, instructions, instructions per call for each server, and the ratio.
+# calls, instructions, instructions per call for each server, and the ratio;
+# then the code each call touches (scripts/callgrind-lines.py: 64-byte lines
+# of machine code run at least once per call), what a call starting with
+# cold caches fetches again.
 #
 # Caveat: valgrind runs the code on a synthetic CPU without SHA extensions,
 # so aws-lc-rs hashes with its AVX code; the token cache's SHA-256 of each
@@ -59,7 +62,7 @@ TOKEN="$(issuer_token "$OURS_URL")"
 
 MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$OURS_URL" \
   MCP_OAUTH2_BIND="127.0.0.1:$OURS_PORT" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 \
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/ours.cg" \
+  valgrind --tool=callgrind --dump-instr=yes --instr-atstart=no --callgrind-out-file="$WORK/ours.cg" \
   "$BIN/protected_server" >"$WORK/ours.out" 2>&1 &
 PIDS+=($!)
 OURS_PID=$!
@@ -67,7 +70,7 @@ BARE_FLAGS=(--nodelay --json)
 # In a session rmcp answers with SSE whatever its JSON setting: compare
 # like with like.
 [ "$LEGACY" = 0 ] || BARE_FLAGS=(--nodelay)
-valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/bare.cg" \
+valgrind --tool=callgrind --dump-instr=yes --instr-atstart=no --callgrind-out-file="$WORK/bare.cg" \
   "$BIN/$BARE_BIN" --bind "127.0.0.1:$BARE_PORT" "${BARE_FLAGS[@]}" >"$WORK/bare.out" 2>&1 &
 PIDS+=($!)
 BARE_PID=$!
@@ -110,13 +113,15 @@ for server in ours bare; do
   total="$(awk '$1 == "totals:" {print $2}' "$file")"
   sha="$(callgrind_annotate --inclusive=yes "$file" 2>/dev/null \
     | awk '/sha256_digest / && !found { gsub(",", "", $1); print $1; found = 1 }')"
-  echo "$server $requests $total ${sha:-0}" >>"$WORK/results"
+  lines="$(python3 "$ROOT/scripts/callgrind-lines.py" "$file" "$requests")"
+  echo "$server $requests $total ${sha:-0} $lines" >>"$WORK/results"
 done
 
 awk '
-  { calls[$1] = $2; ir[$1] = $3; sha[$1] = $4 }
+  { calls[$1] = $2; ir[$1] = $3; sha[$1] = $4; lines[$1] = $5 }
   END {
     for (s in calls) printf "%-5s %7d calls  %14d instructions  %8.0f per call  (SHA-256 %6.0f per call)\n", s, calls[s], ir[s], ir[s] / calls[s], sha[s] / calls[s]
     o = ir["ours"] / calls["ours"]; b = ir["bare"] / calls["bare"]; h = sha["ours"] / calls["ours"]
     printf "ours / bare rmcp: %.3f (%.0f more instructions per call); without the SHA-256: %.3f\n", o / b, o - b, (o - h) / b
+    printf "code touched per call (64-byte lines run at least once a call): ours %d, bare %d, ratio %.3f (%d more lines, %d KiB)\n", lines["ours"], lines["bare"], lines["ours"] / lines["bare"], lines["ours"] - lines["bare"], (lines["ours"] - lines["bare"]) * 64 / 1024
   }' "$WORK/results"

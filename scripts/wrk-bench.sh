@@ -15,7 +15,7 @@
 #
 # Flags: --alg rs256|es256|eddsa (rs256), --rounds N (5), --seconds N (3),
 # --connections "1 64", --legacy, --servers "ours rmcp-default rmcp-nodelay
-# rmcp-json", --alt-env "NAME=VALUE ..." (for ours-alt), --smoke, --fresh (every server restarted and warmed up again
+# rmcp-json", --alt-env "NAME=VALUE ..." and --alt-bin PATH (for ours-alt), --smoke, --fresh (every server restarted and warmed up again
 # before each round after the first), --flood (only `ours`: rounds alternate between
 # one connection of accepted calls alone and the same while 30 more
 # connections send bad-signature tokens, each waiting 5 ms between
@@ -48,9 +48,12 @@
 #   ours-unheld   the same plus MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP=0 (an
 #                 event stream's head leaves at once; not a default: only
 #                 in --servers when asked for)
-#   ours-alt      the same plus the variables of --alt-env "NAME=VALUE ..."
-#                 (a setting's cost, measured in the same rounds as the
-#                 defaults; only in --servers when asked for)
+#   ours-alt      the same plus the variables of --alt-env "NAME=VALUE ...",
+#                 and run from the binary of --alt-bin PATH when given (a
+#                 setting's cost, or another build's, such as a copy of
+#                 target/release/examples/protected_server made before a
+#                 change, measured in the same rounds as the defaults; only
+#                 in --servers when asked for)
 #   rmcp-default  rmcp alone, its defaults (SSE responses, Nagle on)
 #   rmcp-nodelay  rmcp alone, SSE responses, TCP_NODELAY on accepted sockets
 #   rmcp-json     rmcp alone, TCP_NODELAY and JSON responses
@@ -68,7 +71,7 @@ set -euo pipefail
 
 ALG=rs256 ROUNDS=5 SECONDS_PER_ROUND=3 CONNECTIONS="1 64" LEGACY=0 SMOKE=0 FLOOD=0 FLOOD_KIND=signature FRESH=0 THROTTLE=
 SERVERS="ours rmcp-default rmcp-nodelay rmcp-json"
-ALT_ENV= KEEP_CLIENT_AWAKE=0
+ALT_ENV= ALT_BIN= KEEP_CLIENT_AWAKE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --alg) ALG="$2"; shift 2 ;;
@@ -77,6 +80,7 @@ while [ $# -gt 0 ]; do
     --connections) CONNECTIONS="$2"; shift 2 ;;
     --servers) SERVERS="$2"; shift 2 ;;
     --alt-env) ALT_ENV="$2"; shift 2 ;;
+    --alt-bin) ALT_BIN="$2"; shift 2 ;;
     --legacy) LEGACY=1; shift ;;
     --smoke) SMOKE=1; shift ;;
     --flood) FLOOD=1; SERVERS=ours; shift ;;
@@ -89,6 +93,9 @@ while [ $# -gt 0 ]; do
 done
 if [ "$SMOKE" = 1 ]; then
   ROUNDS=1 SECONDS_PER_ROUND=1
+fi
+if [ -n "$ALT_BIN" ] && [ ! -x "$ALT_BIN" ]; then
+  echo "wrk-bench: --alt-bin $ALT_BIN is not an executable file" >&2; exit 2
 fi
 if [ "$KEEP_CLIENT_AWAKE" = 1 ] && [ "$FLOOD" = 1 ]; then
   echo "wrk-bench: --keep-client-awake is not for --flood (the flood's wrk runs at the same priority)" >&2; exit 2
@@ -150,11 +157,12 @@ token_of() {
 # its port and resource, configured by environment variables only, the
 # variables that follow ("NAME=VALUE") added to the defaults.
 start_reference() {
-  local server="$1"
+  local server="$1" bin="$BIN/protected_server"
   shift
+  [ "$server" != ours-alt ] || [ -z "$ALT_BIN" ] || bin="$ALT_BIN"
   env MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="${URL[$server]}" \
     MCP_OAUTH2_BIND="127.0.0.1:${PORT[$server]}" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 "$@" \
-    "${PIN_SERVER[@]}" "$BIN/protected_server" >"$WORK/$server.out" 2>&1 &
+    "${PIN_SERVER[@]}" "$bin" >"$WORK/$server.out" 2>&1 &
 }
 # Starts (or restarts) one server process; its URL stays the same.
 start_server() {
