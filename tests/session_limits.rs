@@ -303,30 +303,37 @@ async fn stateless_only_creates_no_session() {
 #[tokio::test]
 async fn a_session_created_past_the_check_is_bound_within_the_caps() {
     let t = Target::start_with(Mount::Default, |b| b.max_sessions_per_principal(1)).await;
-    let declared = |kind| {
-        t.mcp_post(
-            "/mcp",
-            Some(kind),
-            &attack::initialize_body(1).replace(LEGACY, "2026-07-28"),
-        )
-        .header("MCP-Protocol-Version", "2026-07-28")
-    };
+    let declared = |kind| stateless_initialize(&t, kind, &attack::initialize_body(1));
     let first = send_raw(declared(TokenKind::AliceAll)).await;
-    let id = first
-        .header("mcp-session-id")
-        .unwrap_or_else(|| panic!("rmcp opened a session: {}", first.summary()))
-        .to_owned();
-    assert!(t.session_works(TokenKind::AliceAll, &id).await);
-    assert!(
-        !t.session_works(TokenKind::Bob, &id).await,
-        "bound to its creator"
-    );
+    let id = opened_for_alice(&t, &first).await;
     let second = send_raw(declared(TokenKind::AliceAll)).await;
     assert_session_refused(&second, "a second session past the check");
     assert!(
         t.session_works(TokenKind::AliceAll, &id).await,
         "the first one stays"
     );
+}
+
+/// The session `response` opened, checked to serve alice, its creator,
+/// and not bob.
+async fn opened_for_alice(t: &Target, response: &RawResponse) -> String {
+    let id = response
+        .header("mcp-session-id")
+        .unwrap_or_else(|| panic!("rmcp opened a session: {}", response.summary()))
+        .to_owned();
+    assert!(t.session_works(TokenKind::AliceAll, &id).await);
+    assert!(
+        !t.session_works(TokenKind::Bob, &id).await,
+        "bound to its creator"
+    );
+    id
+}
+
+/// `initialize` as `body` spells it, declaring the stateless revision (in
+/// its `protocolVersion` and its header), which normally opens no session.
+fn stateless_initialize(t: &Target, kind: TokenKind, body: &str) -> attack::Raw {
+    t.mcp_post("/mcp", Some(kind), &body.replace(LEGACY, "2026-07-28"))
+        .header("MCP-Protocol-Version", "2026-07-28")
 }
 
 async fn send_raw(raw: attack::Raw) -> attack::RawResponse {
@@ -343,25 +350,11 @@ async fn every_spelling_of_initialize_is_held_to_the_caps_and_nothing_else_opens
     let t = Target::start_with(Mount::Default, |b| b.max_sessions_per_principal(2)).await;
     let escaped = attack::initialize_body(1).replace("\"initialize\"", "\"initi\\u0061lize\"");
     let first = send_raw(t.mcp_post("/mcp", Some(TokenKind::AliceAll), &escaped)).await;
-    let id = first
-        .header("mcp-session-id")
-        .unwrap_or_else(|| panic!("rmcp opened a session: {}", first.summary()))
-        .to_owned();
-    assert!(t.session_works(TokenKind::AliceAll, &id).await);
-    assert!(
-        !t.session_works(TokenKind::Bob, &id).await,
-        "an escaped initialize's session is bound to its creator"
-    );
+    opened_for_alice(&t, &first).await;
     let _second = open_n(&t, TokenKind::AliceAll, 1).await;
     let third = send_raw(t.mcp_post("/mcp", Some(TokenKind::AliceAll), &escaped)).await;
     assert_session_refused(&third, "an escaped initialize past the cap");
-    let declared = t
-        .mcp_post(
-            "/mcp",
-            Some(TokenKind::AliceAll),
-            &escaped.replace(LEGACY, "2026-07-28"),
-        )
-        .header("MCP-Protocol-Version", "2026-07-28");
+    let declared = stateless_initialize(&t, TokenKind::AliceAll, &escaped);
     assert_session_refused(
         &send_raw(declared).await,
         "a stateless initialize past the cap",

@@ -612,9 +612,6 @@ async fn a_plain_layer_binds_tasks_served_off_its_mcp_path() {
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
     };
-    let issuer = Arc::new(TestIssuer::start().await.expect("issuer"));
-    let (listener, resource, config) = bind_with_config(&issuer, |b| b).await;
-    let addr = listener.local_addr().unwrap();
     let tasks = TaskManager::new();
     let mut rmcp_config = StreamableHttpServerConfig::default();
     rmcp_config.legacy_session_mode = false;
@@ -628,18 +625,9 @@ async fn a_plain_layer_binds_tasks_served_off_its_mcp_path() {
         Arc::new(LocalSessionManager::default()),
         rmcp_config,
     );
-    let app = axum::Router::new()
-        .route_service("/rpc", service)
-        .layer(mcp_oauth2::AuthLayer::new(config).unwrap());
-    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
-    let token = |subject: &str| {
-        issuer
-            .token()
-            .subject(subject)
-            .audience(&resource)
-            .scopes(["notes:write"])
-            .sign()
-    };
+    let app = PlainApp::start(axum::Router::new().route_service("/rpc", service)).await;
+    let token = |subject: &str| app.token(subject);
+    let addr = app.addr;
     // Legacy (no protocol version): the client declares tasks in `_meta`.
     let meta = json!({"io.modelcontextprotocol/clientCapabilities": {
         "extensions": {"io.modelcontextprotocol/tasks": {}}
@@ -682,7 +670,47 @@ async fn a_plain_layer_binds_tasks_served_off_its_mcp_path() {
     let answer = get("bob").await;
     assert!(!answer.to_string().contains("secret"), "{answer}");
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
-    serving.abort();
+}
+
+/// An app with a plain `AuthLayer` (resource `/mcp`) in front of its
+/// routes, served on loopback until dropped.
+struct PlainApp {
+    issuer: Arc<TestIssuer>,
+    resource: String,
+    addr: std::net::SocketAddr,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl PlainApp {
+    async fn start(routes: axum::Router) -> Self {
+        let issuer = Arc::new(TestIssuer::start().await.expect("issuer"));
+        let (listener, resource, config) = bind_with_config(&issuer, |b| b).await;
+        let addr = listener.local_addr().unwrap();
+        let app = routes.layer(mcp_oauth2::AuthLayer::new(config).unwrap());
+        let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            issuer,
+            resource,
+            addr,
+            serving,
+        }
+    }
+
+    /// A token of `subject` for the resource, with `notes:write`.
+    fn token(&self, subject: &str) -> String {
+        self.issuer
+            .token()
+            .subject(subject)
+            .audience(&self.resource)
+            .scopes(["notes:write"])
+            .sign()
+    }
+}
+
+impl Drop for PlainApp {
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
 }
 
 /// A service behind a plain `AuthLayer` that answers every `tools/call`
@@ -714,22 +742,12 @@ async fn rogue_task_service(body: String) -> axum::Json<Value> {
 // client declares in `initialize`), is still read and bound.
 #[tokio::test]
 async fn a_task_of_a_call_that_did_not_declare_tasks_has_no_owner() {
-    let issuer = Arc::new(TestIssuer::start().await.expect("issuer"));
-    let (listener, resource, config) = bind_with_config(&issuer, |b| b).await;
-    let app = axum::Router::new()
-        .route("/mcp", axum::routing::post(rogue_task_service))
-        .layer(mcp_oauth2::AuthLayer::new(config).unwrap());
-    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
-    let token = |subject: &str| {
-        issuer
-            .token()
-            .subject(subject)
-            .audience(&resource)
-            .scopes(["notes:write"])
-            .sign()
-    };
+    let app =
+        PlainApp::start(axum::Router::new().route("/mcp", axum::routing::post(rogue_task_service)))
+            .await;
+    let token = |subject: &str| app.token(subject);
     let post = |token: String, version: &'static str, body: Value| {
-        let resource = resource.clone();
+        let resource = app.resource.clone();
         async move {
             let method = body["method"].as_str().unwrap().to_owned();
             let name = body["params"]["name"]
@@ -793,5 +811,4 @@ async fn a_task_of_a_call_that_did_not_declare_tasks_has_no_owner() {
     let answer = get("alice", "2025-11-25", &legacy).await;
     assert!(answer.to_string().contains("secret of"), "{answer}");
     unknown(&get("bob", "2025-11-25", &legacy).await);
-    serving.abort();
 }
