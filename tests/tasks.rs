@@ -263,8 +263,12 @@ fn meta() -> Value {
 
 /// The one JSON-RPC message of an answer (JSON or a one-event SSE stream).
 async fn message(resp: reqwest::Response) -> Value {
-    let text = resp.text().await.unwrap();
-    if let Ok(value) = serde_json::from_str(&text) {
+    message_of(&resp.text().await.unwrap())
+}
+
+/// The one JSON-RPC message of an answer's text.
+fn message_of(text: &str) -> Value {
+    if let Ok(value) = serde_json::from_str(text) {
         return value;
     }
     text.lines()
@@ -811,4 +815,113 @@ async fn a_task_of_a_call_that_did_not_declare_tasks_has_no_owner() {
     let answer = get("alice", "2025-11-25", &legacy).await;
     assert!(answer.to_string().contains("secret of"), "{answer}");
     unknown(&get("bob", "2025-11-25", &legacy).await);
+}
+
+/// A service behind a plain `AuthLayer` whose `tools/call` answer creates
+/// a task and reaches the layer cut into small frames: a JSON answer in
+/// 7-byte frames (`json`), an event stream with a progress event first
+/// in 5-byte frames (`sse`), or one whose last event has no blank line
+/// after it (`sse-open`). `tasks/get` answers the task's secret to anyone.
+async fn framed_task_service(body: String) -> axum::response::Response {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let message: Value = serde_json::from_str(&body).unwrap();
+    let id = &message["id"];
+    if message["method"] == "tasks/get" {
+        let task = &message["params"]["taskId"];
+        let answer = json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "complete",
+            "status": "completed", "result": format!("secret of {task}")}});
+        return axum::response::IntoResponse::into_response(axum::Json(answer));
+    }
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let answer = json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "task",
+        "taskId": format!("framed-{n}"), "status": "working", "ttlMs": 60_000,
+        "createdAt": "2026-12-04T00:00:00Z", "lastUpdatedAt": "2026-12-04T00:00:00Z"}});
+    let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress",
+        "params": {"progressToken": 1, "progress": 1}});
+    let tool = message["params"]["name"].as_str().unwrap();
+    let (content_type, text, frame) = match tool {
+        "json" => ("application/json", answer.to_string(), 7),
+        "sse" => (
+            "text/event-stream",
+            format!("data: {progress}\n\ndata: {answer}\n\n"),
+            5,
+        ),
+        _ => (
+            "text/event-stream",
+            format!("data: {progress}\n\ndata: {answer}"),
+            5,
+        ),
+    };
+    let frames: Vec<Result<Vec<u8>, std::io::Error>> = text
+        .into_bytes()
+        .chunks(frame)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
+    axum::response::Response::builder()
+        .header("content-type", content_type)
+        .body(axum::body::Body::from_stream(futures_util::stream::iter(
+            frames,
+        )))
+        .unwrap()
+}
+
+// A declared call's task is bound to its creator whatever the framing of
+// its answer: a JSON answer in several frames, events cut across frames,
+// a last event left open. Each answer reaches the client whole.
+#[tokio::test]
+async fn a_task_is_bound_whatever_the_framing_of_its_answer() {
+    let app = PlainApp::start(
+        axum::Router::new().route("/mcp", axum::routing::post(framed_task_service)),
+    )
+    .await;
+    let post = |who: &str, method: &str, name: &str, params: Value| {
+        let req = reqwest::Client::new()
+            .post(&app.resource)
+            .bearer_auth(app.token(who))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method)
+            .header("mcp-name", name)
+            .body(
+                json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string(),
+            );
+        async move { bounded(req.send()).await.expect("request") }
+    };
+    for tool in ["json", "sse", "sse-open"] {
+        let resp = post(
+            "alice",
+            "tools/call",
+            tool,
+            json!({"name": tool, "arguments": {}, "_meta": meta()}),
+        )
+        .await;
+        assert_eq!(resp.status(), 200, "{tool}");
+        let text = resp.text().await.unwrap();
+        if tool != "json" {
+            assert!(text.contains("notifications/progress"), "{tool}: {text}");
+        }
+        let created = message_of(&text);
+        assert_eq!(created["result"]["resultType"], "task", "{tool}: {text}");
+        let task = created["result"]["taskId"].as_str().unwrap().to_owned();
+        let get = |who: &'static str| {
+            let task = task.clone();
+            let post = &post;
+            async move {
+                let resp = post(
+                    who,
+                    "tasks/get",
+                    &task,
+                    json!({"taskId": task, "_meta": meta()}),
+                )
+                .await;
+                message_of(&resp.text().await.unwrap())
+            }
+        };
+        let mine = get("alice").await;
+        assert!(mine.to_string().contains("secret of"), "{tool}: {mine}");
+        let theirs = get("bob").await;
+        assert_eq!(theirs["error"]["code"], -32602, "{tool}: {theirs}");
+        assert!(!theirs.to_string().contains("secret"), "{tool}: {theirs}");
+    }
 }
