@@ -709,33 +709,34 @@ impl PlainApp {
             .scopes(["notes:write"])
             .sign()
     }
+
+    /// POSTs the JSON-RPC request `body` to the resource as `who`, in the
+    /// protocol revision `version`, with the `Mcp-Method` and `Mcp-Name`
+    /// headers it calls for (the tool's name, or the task's id).
+    async fn post(&self, who: &str, version: &str, body: Value) -> reqwest::Response {
+        let method = body["method"].as_str().unwrap().to_owned();
+        let name = body["params"]["name"]
+            .as_str()
+            .or(body["params"]["taskId"].as_str())
+            .unwrap()
+            .to_owned();
+        let req = reqwest::Client::new()
+            .post(&self.resource)
+            .bearer_auth(self.token(who))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", version)
+            .header("mcp-method", method)
+            .header("mcp-name", name)
+            .body(body.to_string());
+        bounded(req.send()).await.expect("request")
+    }
 }
 
 impl Drop for PlainApp {
     fn drop(&mut self) {
         self.serving.abort();
     }
-}
-
-/// A service behind a plain `AuthLayer` that answers every `tools/call`
-/// with a new task, whatever the client declared (it skips the check
-/// rmcp's `ServerHandler` makes), and every `tasks/get` with that task's
-/// secret, to anyone.
-async fn rogue_task_service(body: String) -> axum::Json<Value> {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let message: Value = serde_json::from_str(&body).unwrap();
-    let result = match message["method"].as_str() {
-        Some("tools/call") => {
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            json!({"resultType": "task", "taskId": format!("rogue-{n}"), "status": "working",
-                   "createdAt": "2026-12-04T00:00:00Z", "lastUpdatedAt": "2026-12-04T00:00:00Z",
-                   "ttlMs": 60_000})
-        }
-        Some("tasks/get") => json!({"resultType": "complete", "status": "completed",
-                                    "result": format!("secret of {}", message["params"]["taskId"])}),
-        _ => json!({}),
-    };
-    axum::Json(json!({"jsonrpc": "2.0", "id": message["id"], "result": result}))
 }
 
 // Issue 13: a stateless `tools/call` that does not declare the tasks
@@ -747,33 +748,14 @@ async fn rogue_task_service(body: String) -> axum::Json<Value> {
 #[tokio::test]
 async fn a_task_of_a_call_that_did_not_declare_tasks_has_no_owner() {
     let app =
-        PlainApp::start(axum::Router::new().route("/mcp", axum::routing::post(rogue_task_service)))
-            .await;
-    let token = |subject: &str| app.token(subject);
-    let post = |token: String, version: &'static str, body: Value| {
-        let resource = app.resource.clone();
-        async move {
-            let method = body["method"].as_str().unwrap().to_owned();
-            let name = body["params"]["name"]
-                .as_str()
-                .or(body["params"]["taskId"].as_str())
-                .unwrap()
-                .to_owned();
-            let req = reqwest::Client::new()
-                .post(&resource)
-                .bearer_auth(token)
-                .header("content-type", "application/json")
-                .header("accept", "application/json, text/event-stream")
-                .header("mcp-protocol-version", version)
-                .header("mcp-method", method)
-                .header("mcp-name", name)
-                .body(body.to_string());
-            message(bounded(req.send()).await.expect("request")).await
-        }
+        PlainApp::start(axum::Router::new().route("/mcp", axum::routing::post(task_service))).await;
+    let post = |who: &'static str, version: &'static str, body: Value| {
+        let sent = app.post(who, version, body);
+        async move { message(sent.await).await }
     };
     let create = |version: &'static str, meta: Value| {
         let created = post(
-            token("alice"),
+            "alice",
             version,
             json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                    "params": {"name": "report", "arguments": {}, "_meta": meta}}),
@@ -784,9 +766,9 @@ async fn a_task_of_a_call_that_did_not_declare_tasks_has_no_owner() {
             created["result"]["taskId"].as_str().unwrap().to_owned()
         }
     };
-    let get = |who: &str, version: &'static str, task: &str| {
+    let get = |who: &'static str, version: &'static str, task: &str| {
         post(
-            token(who),
+            who,
             version,
             json!({"jsonrpc": "2.0", "id": 2, "method": "tasks/get",
                    "params": {"taskId": task, "_meta": meta()}}),
@@ -817,12 +799,15 @@ async fn a_task_of_a_call_that_did_not_declare_tasks_has_no_owner() {
     unknown(&get("bob", "2025-11-25", &legacy).await);
 }
 
-/// A service behind a plain `AuthLayer` whose `tools/call` answer creates
-/// a task and reaches the layer cut into small frames: a JSON answer in
-/// 7-byte frames (`json`), an event stream with a progress event first
-/// in 5-byte frames (`sse`), or one whose last event has no blank line
-/// after it (`sse-open`). `tasks/get` answers the task's secret to anyone.
-async fn framed_task_service(body: String) -> axum::response::Response {
+/// A service behind a plain `AuthLayer` that answers every `tools/call`
+/// with a new task, whatever the client declared (it skips the check
+/// rmcp's `ServerHandler` makes), and every `tasks/get` with that task's
+/// secret, to anyone. The creating answer is one JSON frame, or reaches
+/// the layer cut into small frames by the tool's name: a JSON answer in
+/// 7-byte frames (`json`), an event stream with a progress event first in
+/// 5-byte frames (`sse`), or one whose last event has no blank line after
+/// it (`sse-open`).
+async fn task_service(body: String) -> axum::response::Response {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let message: Value = serde_json::from_str(&body).unwrap();
     let id = &message["id"];
@@ -841,16 +826,19 @@ async fn framed_task_service(body: String) -> axum::response::Response {
     let tool = message["params"]["name"].as_str().unwrap();
     let (content_type, text, frame) = match tool {
         "json" => ("application/json", answer.to_string(), 7),
+        "sse-open" => (
+            "text/event-stream",
+            format!("data: {progress}\n\ndata: {answer}"),
+            5,
+        ),
         "sse" => (
             "text/event-stream",
             format!("data: {progress}\n\ndata: {answer}\n\n"),
             5,
         ),
-        _ => (
-            "text/event-stream",
-            format!("data: {progress}\n\ndata: {answer}"),
-            5,
-        ),
+        _ => {
+            return axum::response::IntoResponse::into_response(axum::Json(answer));
+        }
     };
     let frames: Vec<Result<Vec<u8>, std::io::Error>> = text
         .into_bytes()
@@ -870,29 +858,19 @@ async fn framed_task_service(body: String) -> axum::response::Response {
 // a last event left open. Each answer reaches the client whole.
 #[tokio::test]
 async fn a_task_is_bound_whatever_the_framing_of_its_answer() {
-    let app = PlainApp::start(
-        axum::Router::new().route("/mcp", axum::routing::post(framed_task_service)),
-    )
-    .await;
-    let post = |who: &str, method: &str, name: &str, params: Value| {
-        let req = reqwest::Client::new()
-            .post(&app.resource)
-            .bearer_auth(app.token(who))
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", method)
-            .header("mcp-name", name)
-            .body(
-                json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string(),
-            );
-        async move { bounded(req.send()).await.expect("request") }
+    let app =
+        PlainApp::start(axum::Router::new().route("/mcp", axum::routing::post(task_service))).await;
+    let post = |who: &'static str, method: &str, params: Value| {
+        app.post(
+            who,
+            "2026-07-28",
+            json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+        )
     };
     for tool in ["json", "sse", "sse-open"] {
         let resp = post(
             "alice",
             "tools/call",
-            tool,
             json!({"name": tool, "arguments": {}, "_meta": meta()}),
         )
         .await;
@@ -905,18 +883,8 @@ async fn a_task_is_bound_whatever_the_framing_of_its_answer() {
         assert_eq!(created["result"]["resultType"], "task", "{tool}: {text}");
         let task = created["result"]["taskId"].as_str().unwrap().to_owned();
         let get = |who: &'static str| {
-            let task = task.clone();
-            let post = &post;
-            async move {
-                let resp = post(
-                    who,
-                    "tasks/get",
-                    &task,
-                    json!({"taskId": task, "_meta": meta()}),
-                )
-                .await;
-                message_of(&resp.text().await.unwrap())
-            }
+            let sent = post(who, "tasks/get", json!({"taskId": task, "_meta": meta()}));
+            async move { message(sent.await).await }
         };
         let mine = get("alice").await;
         assert!(mine.to_string().contains("secret of"), "{tool}: {mine}");
