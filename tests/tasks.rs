@@ -893,3 +893,189 @@ async fn a_task_is_bound_whatever_the_framing_of_its_answer() {
         assert!(!theirs.to_string().contains("secret"), "{tool}: {theirs}");
     }
 }
+
+/// A service behind a plain `AuthLayer` that keeps legacy sessions as
+/// rmcp does (an `initialize` opens one, named in `Mcp-Session-Id`) and,
+/// as [`task_service`], answers every `tools/call` with a new task in an
+/// event stream whatever the client declared, and every `tasks/get` with
+/// that task's secret.
+async fn session_task_service(body: String) -> axum::response::Response {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let message: Value = serde_json::from_str(&body).unwrap();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let answer = match message["method"].as_str().unwrap() {
+        "initialize" => {
+            let answer = json!({"jsonrpc": "2.0", "id": message["id"], "result": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "serverInfo": {"name": "s", "version": "1"}}});
+            let mut resp = axum::response::IntoResponse::into_response(axum::Json(answer));
+            resp.headers_mut()
+                .insert("mcp-session-id", format!("session-{n}").parse().unwrap());
+            return resp;
+        }
+        "tools/call" => json!({"jsonrpc": "2.0", "id": message["id"], "result": {
+            "resultType": "task", "taskId": format!("in-session-{n}"), "status": "working",
+            "ttlMs": 60_000, "createdAt": "2026-12-04T00:00:00Z",
+            "lastUpdatedAt": "2026-12-04T00:00:00Z"}}),
+        _ => {
+            let task = &message["params"]["taskId"];
+            json!({"jsonrpc": "2.0", "id": message["id"], "result": {"resultType": "complete",
+                "status": "completed", "result": format!("secret of {task}")}})
+        }
+    };
+    axum::response::Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(axum::body::Body::from(format!("data: {answer}\n\n")))
+        .unwrap()
+}
+
+// Issue 13: in a legacy session rmcp lets a handler answer a `tools/call`
+// with a task only if the client declared the tasks extension, in the
+// `initialize` that opened the session or in the call's own `_meta`. The
+// session table remembers the first: a call of a session that declared
+// nothing is not read for tasks (one wrapper less on every such call). A
+// service that creates one anyway leaves it without an owner, unknown to
+// everyone (fail closed); a declaring session, a declaring call and a
+// session that declares in a later `initialize` are still read and bound.
+#[tokio::test]
+async fn a_legacy_session_that_did_not_declare_tasks_has_none_bound() {
+    let app = PlainApp::start(
+        axum::Router::new().route("/mcp", axum::routing::post(session_task_service)),
+    )
+    .await;
+    let app = &app;
+    let send = |who: &'static str, session: Option<&str>, body: Value| {
+        let mut req = reqwest::Client::new()
+            .post(&app.resource)
+            .bearer_auth(app.token(who))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_string());
+        if let Some(session) = session {
+            req = req
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        async move { bounded(req.send()).await.expect("request") }
+    };
+    let initialize = |capabilities: Value| {
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": capabilities,
+            "clientInfo": {"name": "t", "version": "1"}}})
+    };
+    let open = |capabilities: Value| {
+        let sent = send("alice", None, initialize(capabilities));
+        async move {
+            let resp = sent.await;
+            assert_eq!(resp.status(), 200);
+            resp.headers()["mcp-session-id"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let create = |session: String, meta: Value| async move {
+        let created = message(
+            send(
+                "alice",
+                Some(&session),
+                json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "report", "arguments": {}, "_meta": meta}}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(created["result"]["resultType"], "task", "{created}");
+        created["result"]["taskId"].as_str().unwrap().to_owned()
+    };
+    // Read without a session: the binding is the principal's, not the
+    // session's.
+    let get = |who: &'static str, task: String| async move {
+        message(
+            send(
+                who,
+                None,
+                json!({"jsonrpc": "2.0", "id": 2, "method": "tasks/get",
+                       "params": {"taskId": task}}),
+            )
+            .await,
+        )
+        .await
+    };
+    let bound_to_alice = |task: String| async move {
+        let mine = get("alice", task.clone()).await;
+        assert!(mine.to_string().contains("secret of"), "{task}: {mine}");
+        let theirs = get("bob", task.clone()).await;
+        assert_eq!(theirs["error"]["code"], -32602, "{task}: {theirs}");
+        assert!(!theirs.to_string().contains("secret"), "{task}: {theirs}");
+    };
+    let nobodys = |task: String| async move {
+        for who in ["alice", "bob"] {
+            let answer = get(who, task.clone()).await;
+            assert_eq!(answer["error"]["code"], -32602, "{who}, {task}: {answer}");
+            assert!(!answer.to_string().contains("secret"), "{task}: {answer}");
+        }
+    };
+    let tasks_extension = json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+
+    // Declared in `initialize` (also spelled with an escape): bound.
+    let declaring = open(tasks_extension.clone()).await;
+    bound_to_alice(create(declaring, json!({})).await).await;
+    let escaped = {
+        let text = initialize(tasks_extension.clone())
+            .to_string()
+            .replace("/tasks", "/t\\u0061sks");
+        assert!(text.contains("t\\u0061sks"), "{text}");
+        let resp = bounded(
+            reqwest::Client::new()
+                .post(&app.resource)
+                .bearer_auth(app.token("alice"))
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(text)
+                .send(),
+        )
+        .await
+        .expect("request");
+        resp.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    bound_to_alice(create(escaped, json!({})).await).await;
+
+    // Declared nowhere, or elsewhere than rmcp reads it: nobody's.
+    let silent = open(json!({"experimental": {"io.modelcontextprotocol/tasks": {}}})).await;
+    nobodys(create(silent.clone(), json!({})).await).await;
+    let in_meta_of_initialize = {
+        let mut init = initialize(json!({}));
+        init["params"]["_meta"] = json!({"io.modelcontextprotocol/clientCapabilities":
+            tasks_extension.clone()});
+        let resp = send("alice", None, init).await;
+        resp.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    nobodys(create(in_meta_of_initialize, json!({})).await).await;
+
+    // Declared by the call itself, in a silent session: bound.
+    let meta = json!({"io.modelcontextprotocol/clientCapabilities": tasks_extension.clone()});
+    bound_to_alice(create(silent.clone(), meta).await).await;
+
+    // A later `initialize` in the session that declares them: from then
+    // on, bound.
+    let resp = send("alice", Some(&silent), initialize(tasks_extension.clone())).await;
+    assert_eq!(resp.status(), 200);
+    bound_to_alice(create(silent.clone(), json!({})).await).await;
+
+    // Another principal cannot use alice's session to learn anything.
+    let resp = send(
+        "bob",
+        Some(&silent),
+        json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+               "params": {"name": "report", "arguments": {}}}),
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+}

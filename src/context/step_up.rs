@@ -53,6 +53,11 @@ impl StepUp {
     }
 
     /// Whether a handler asked for more.
+    /// What the layer required before dispatch.
+    pub(crate) fn required(&self) -> &[String] {
+        &self.required
+    }
+
     pub(crate) fn asked(&self) -> bool {
         self.asked.load(Ordering::Acquire)
     }

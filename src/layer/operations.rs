@@ -41,6 +41,10 @@ pub(super) struct Placement {
     /// so `false` once the body is read and holds none (then no session
     /// hook is set and no session cap applies).
     pub(super) opens_session: bool,
+    /// Its `initialize` may declare the tasks extension for the session it
+    /// opens (or runs in): `false` once the body is read and no
+    /// `initialize` in it declares them (`Sessions::bind`).
+    pub(super) session_tasks: bool,
 }
 
 impl Shared {
@@ -77,6 +81,7 @@ impl Shared {
             reads_body,
             stateless,
             opens_session: true,
+            session_tasks: true,
         }
     }
 
@@ -125,6 +130,7 @@ impl Shared {
             ops,
             ids,
             declares_tasks,
+            session_declares_tasks,
         } = match read_requests(&bytes, session_ids) {
             Ok(read) => read,
             Err(why) => {
@@ -145,6 +151,7 @@ impl Shared {
             placement.on_mcp = true;
         }
         placement.opens_session = ops.iter().any(|op| op.method() == "initialize");
+        placement.session_tasks = session_declares_tasks;
         // The operation, for the audit events, when the headers did not
         // name it (a single call; a batch is named by its headers only).
         if let [op] = ops.as_slice()
@@ -196,10 +203,12 @@ impl Shared {
         // task otherwise); its answer then leaves without being read for
         // one. A task created anyway (a service that skips rmcp's check)
         // has no owner, and is answered as unknown to everyone (fail
-        // closed). A legacy session's client declares in `initialize`,
-        // which this request does not show: its calls are always read.
+        // closed). A legacy session's client may declare them in its
+        // `initialize` instead, which the session table remembers
+        // (`Shared::admit` settles those calls).
         let may_create = declares_tasks || !placement.stateless;
-        let tasks = super::tasks::TaskWork::of(&ops, &bytes, may_create);
+        let mut tasks = super::tasks::TaskWork::of(&ops, &bytes, may_create);
+        tasks.declared = declares_tasks;
         Ok((
             Request::from_parts(parts, Body::from(bytes)),
             required,

@@ -36,7 +36,7 @@ use super::sessions::{
     AfterResponse, IdClaim, InFlight, OwnedInStore, OwnerOf, SessionHook, session_id,
     session_not_found,
 };
-use super::sessions::{principal_key, user_key};
+use super::sessions::{Owner, principal_key, user_key};
 use super::step_up::{Settled, StepUpCheck};
 use crate::context::{StepUp, SubjectToken};
 
@@ -389,24 +389,26 @@ where
             if let Err(response) = shared.check_session_in_store(&mut req, &ctx, &seen).await {
                 return Ok(with_cors(*response, origin.as_ref()));
             }
-            let mut recorder = tasks.creates.then(|| super::tasks::TaskRecorder {
-                store: Arc::clone(&shared.task_store),
-                owner: principal_key(&ctx),
-                scopes: match &required {
-                    Required::Computed(scopes) => scopes.clone(),
-                    Required::Global => shared.global.to_vec(),
-                },
-                shared: Arc::clone(&shared),
-                meta: Arc::clone(&seen.meta),
-                slot: None,
-            });
             let admitted = match shared.admit(&mut req, ctx, required, placement, lists, &seen) {
                 Ok(admitted) => admitted,
                 Err(response) => return Ok(with_cors(*response, origin.as_ref())),
             };
-            if let (Some(recorder), Some(check)) = (recorder.as_mut(), admitted.step_up.as_ref()) {
-                recorder.slot = Some(Arc::clone(&check.slot));
-            }
+            // A call that may create a task has its answer read for the
+            // tasks it creates. In a legacy session whose client declared
+            // no tasks (in its `initialize`, nor in this call's `_meta`)
+            // rmcp lets no handler answer with one: left unread.
+            let records = tasks.creates && (tasks.declared || !admitted.session_declines_tasks);
+            let recorder = match (&admitted.step_up, records) {
+                (Some(check), true) => Some(super::tasks::TaskRecorder {
+                    store: Arc::clone(&shared.task_store),
+                    owner: admitted.owner.unwrap_or_else(|| principal_key(&check.ctx)),
+                    scopes: check.slot.required().to_vec(),
+                    shared: Arc::clone(&shared),
+                    meta: Arc::clone(&seen.meta),
+                    slot: Some(Arc::clone(&check.slot)),
+                }),
+                _ => None,
+            };
             let in_flight = admitted.in_flight;
             let mut response = inner.call(req).await?;
             // The ids are held by rmcp's own body, innermost: they are in
@@ -494,6 +496,24 @@ struct Admitted {
     /// (its token's expiry plus the leeway), unless
     /// `close_streams_at_expiry(false)`.
     stream_end: Option<u64>,
+    /// The caller's session owner key, when the session rules computed it.
+    owner: Option<Owner>,
+    /// The request runs in a legacy session this process knows, whose
+    /// client declared no tasks (see
+    /// [`Sessions::use_session`](super::sessions::Sessions::use_session)).
+    session_declines_tasks: bool,
+}
+
+/// What the session rules leave to do and learned (see
+/// [`Shared::session_rules`]).
+#[derive(Default)]
+struct SessionUse {
+    hook: Option<SessionHook>,
+    in_flight: Option<InFlight>,
+    /// The caller's owner key (computed for a session's request).
+    owner: Option<Owner>,
+    /// See [`Admitted::session_declines_tasks`].
+    declines_tasks: bool,
 }
 
 impl Shared {
@@ -762,10 +782,10 @@ impl Shared {
                 Some(&ctx),
             )));
         }
-        let (session_hook, in_flight) = if self.bind_sessions {
+        let sessions = if self.bind_sessions {
             self.session_rules(req, &ctx, placement, seen)?
         } else {
-            (None, None)
+            SessionUse::default()
         };
         self.outcomes.accept();
         self.audit.emit(&Record {
@@ -840,11 +860,13 @@ impl Shared {
         req.extensions_mut().insert(ctx);
         Ok(Admitted {
             step_up,
-            session_hook,
-            in_flight,
+            session_hook: sessions.hook,
+            in_flight: sessions.in_flight,
             filter_for,
             dpop_nonce,
             stream_end,
+            owner: sessions.owner,
+            session_declines_tasks: sessions.declines_tasks,
         })
     }
 
@@ -857,7 +879,7 @@ impl Shared {
         ctx: &AuthContext,
         placement: Placement,
         seen: &Seen,
-    ) -> Result<(Option<SessionHook>, Option<InFlight>), Box<Response>> {
+    ) -> Result<SessionUse, Box<Response>> {
         let limits = self.sessions.limits();
         // Sessions do not exist in the stateless revision: its requests had
         // their session header removed before this point.
@@ -881,12 +903,16 @@ impl Shared {
                     &seen.meta,
                 )));
             }
-            let owned = self.sessions.use_session(id, &principal_key(ctx));
+            let owner = principal_key(ctx);
+            // An `initialize` sent in the session may declare tasks anew.
+            let declares = placement.opens_session && placement.session_tasks;
+            let local = self.sessions.use_session(id, &owner, declares);
             // With a shared store, the store decided (`check_session_in_store`);
-            // the local table only kept its idle clock.
+            // the local table only kept its idle clock (and knows what its
+            // client declared only if this process bound it).
             let owned = match self.session_store() {
                 Some(_) => req.extensions().get::<OwnedInStore>().is_some(),
-                None => owned,
+                None => local.is_some(),
             };
             if !owned {
                 self.session_refused(ctx, seen);
@@ -898,12 +924,17 @@ impl Shared {
                 then: AfterResponse::Forget(id.clone()),
                 meta: Arc::clone(&seen.meta),
             });
-            return Ok((hook, in_flight));
+            return Ok(SessionUse {
+                hook,
+                in_flight,
+                owner: Some(owner),
+                declines_tasks: local == Some(false),
+            });
         }
         // Only a POST without a session can create one (`initialize`; see
         // `Placement::opens_session`).
         if req.method() != Method::POST || !limits.enabled || !placement.opens_session {
-            return Ok((None, None));
+            return Ok(SessionUse::default());
         }
         let owner = if placement.stateless || !placement.on_mcp {
             // A stateless call creates no session (an `initialize` sent with
@@ -922,17 +953,20 @@ impl Shared {
             }
             Some((principal_key(ctx), user))
         };
-        Ok((
-            Some(SessionHook {
+        Ok(SessionUse {
+            hook: Some(SessionHook {
                 shared: Arc::clone(self),
                 meta: Arc::clone(&seen.meta),
-                then: AfterResponse::Bind(owner.map_or_else(
-                    || OwnerOf::Later(ctx.clone()),
-                    |(owner, user)| OwnerOf::Known(owner, user),
-                )),
+                then: AfterResponse::Bind(
+                    owner.map_or_else(
+                        || OwnerOf::Later(ctx.clone()),
+                        |(owner, user)| OwnerOf::Known(owner, user),
+                    ),
+                    placement.session_tasks,
+                ),
             }),
-            None,
-        ))
+            ..SessionUse::default()
+        })
     }
 
     /// Claims the JSON-RPC request ids of a POST in session `session` (read

@@ -84,6 +84,12 @@ struct Entry {
     /// Ids in flight whose call its client cancelled: kept claimed for the
     /// session's life (see [`Sessions::retire_ids`]).
     retired: HashSet<Box<str>>,
+    /// Its client may have declared the tasks extension (SEP-2663) in its
+    /// `initialize`: then rmcp lets a handler answer any of the session's
+    /// calls with a task, and their answers are read for the tasks they
+    /// create (`tasks.rs`). Without it, only a call that declares them in
+    /// its own `_meta` may get one.
+    tasks: bool,
 }
 
 /// How many request ids one session may hold in flight (or keep reserved:
@@ -214,9 +220,17 @@ impl Sessions {
     }
 
     /// Binds a session the service just created to `owner`, counted
-    /// against `user`, within the caps. `Err`: the session must not be used
-    /// (the caller closes it and answers 429).
-    pub(crate) fn bind(&self, id: &str, owner: Owner, user: Owner) -> Result<(), Refusal> {
+    /// against `user`, within the caps; `tasks`: whether the `initialize`
+    /// that opened it may have declared the tasks extension (see
+    /// [`use_session`](Self::use_session)). `Err`: the session must not be
+    /// used (the caller closes it and answers 429).
+    pub(crate) fn bind(
+        &self,
+        id: &str,
+        owner: Owner,
+        user: Owner,
+        tasks: bool,
+    ) -> Result<(), Refusal> {
         let (verdict, expired) = {
             let mut table = self.lock();
             let expired = self.sweep_if_full(&mut table, &user);
@@ -228,6 +242,7 @@ impl Sessions {
                     last_used: Instant::now(),
                     in_flight: HashSet::new(),
                     retired: HashSet::new(),
+                    tasks,
                 };
                 if let Some(old) = table.sessions.insert(id.into(), entry) {
                     // A service that hands out one id twice: keep the counts right.
@@ -253,8 +268,17 @@ impl Sessions {
     }
 
     /// Whether `id` is a live session of `owner`; refreshes its idle clock.
-    /// An idle-expired session is forgotten (and closed) and answers `false`.
-    pub(crate) fn use_session(&self, id: &str, owner: &Owner) -> bool {
+    /// An idle-expired session is forgotten (and closed) and answers
+    /// `None`. `Some(tasks)`: owned, and whether its client may have
+    /// declared the tasks extension, in the `initialize` that opened it or
+    /// in one sent since (`declares_tasks`: this request's; once declared,
+    /// the session stays so).
+    pub(crate) fn use_session(
+        &self,
+        id: &str,
+        owner: &Owner,
+        declares_tasks: bool,
+    ) -> Option<bool> {
         let now = Instant::now();
         let mut expired = None;
         let owned = {
@@ -268,13 +292,14 @@ impl Sessions {
                     sessions.remove(id);
                     decrement(per_user, &user);
                     expired = Some(Box::<str>::from(id));
-                    false
+                    None
                 }
                 Some(entry) if entry.owner == *owner => {
                     entry.last_used = now;
-                    true
+                    entry.tasks |= declares_tasks;
+                    Some(entry.tasks)
                 }
-                _ => false,
+                _ => None,
             }
         };
         if let Some(id) = expired {
@@ -487,8 +512,10 @@ pub(super) struct SessionHook {
 
 /// What a successful response settles.
 pub(super) enum AfterResponse {
-    /// A request that may create a session: bind it to its owner.
-    Bind(OwnerOf),
+    /// A request that may create a session: bind it to its owner; and
+    /// whether it may declare the tasks extension for the session
+    /// ([`Sessions::bind`]).
+    Bind(OwnerOf, bool),
     /// A DELETE: forget the session it ended.
     Forget(String),
 }
@@ -514,8 +541,8 @@ impl SessionHook {
                 }
                 return self.after(response);
             }
-            AfterResponse::Bind(OwnerOf::Known(owner, _)) => *owner,
-            AfterResponse::Bind(OwnerOf::Later(ctx)) => principal_key(ctx),
+            AfterResponse::Bind(OwnerOf::Known(owner, _), _) => *owner,
+            AfterResponse::Bind(OwnerOf::Later(ctx), _) => principal_key(ctx),
         };
         let response = self.after(response);
         let Some(id) = response
@@ -550,12 +577,12 @@ impl SessionHook {
         if !response.status().is_success() {
             return response;
         }
-        let owner = match self.then {
+        let (owner, tasks) = match self.then {
             AfterResponse::Forget(id) => {
                 self.shared.sessions.unbind(&id);
                 return response;
             }
-            AfterResponse::Bind(owner) => owner,
+            AfterResponse::Bind(owner, tasks) => (owner, tasks),
         };
         let Some(new_id) = response.headers().get(SESSION_HEADER) else {
             return response;
@@ -565,7 +592,7 @@ impl SessionHook {
             OwnerOf::Later(ctx) => (principal_key(&ctx), user_key(&ctx)),
         };
         let bound = match new_id.to_str() {
-            Ok(id) => self.shared.sessions.bind(id, owner, user),
+            Ok(id) => self.shared.sessions.bind(id, owner, user, tasks),
             // Unreachable with rmcp (its ids are ASCII); unbound means unusable.
             Err(_) => return response,
         };
@@ -729,7 +756,7 @@ mod tests {
     fn ids_in_flight_are_not_claimed_twice() {
         let s = Sessions::new(limits(2, 10, Duration::from_secs(300)));
         let a = [1u8; 32];
-        assert!(s.bind("a1", a, a).is_ok());
+        assert!(s.bind("a1", a, a, true).is_ok());
         let five: Vec<Box<str>> = vec!["n:5".into()];
         assert_eq!(s.claim_ids("a1", &five), Ok(()));
         assert_eq!(s.claim_ids("a1", &five), Err(IdClaim::InUse));
@@ -768,16 +795,20 @@ mod tests {
     fn caps_refuse_instead_of_evicting() {
         let s = Sessions::new(limits(2, 3, Duration::from_secs(300)));
         let (a, b) = ([1u8; 32], [2u8; 32]);
-        assert!(s.bind("a1", a, a).is_ok());
-        assert!(s.bind("a2", a, a).is_ok());
+        assert!(s.bind("a1", a, a, true).is_ok());
+        assert!(s.bind("a2", a, a, true).is_ok());
         assert_eq!(s.may_open(&a), Err(Refusal::PrincipalCap));
-        assert_eq!(s.bind("a3", a, a), Err(Refusal::PrincipalCap));
-        assert!(s.bind("b1", b, b).is_ok());
-        assert_eq!(s.bind("b2", b, b), Err(Refusal::TotalCap));
+        assert_eq!(s.bind("a3", a, a, true), Err(Refusal::PrincipalCap));
+        assert!(s.bind("b1", b, b, true).is_ok());
+        assert_eq!(s.bind("b2", b, b, true), Err(Refusal::TotalCap));
         // Nothing live was evicted.
-        assert!(s.use_session("a1", &a) && s.use_session("a2", &a) && s.use_session("b1", &b));
         assert!(
-            !s.use_session("a1", &b),
+            s.use_session("a1", &a, false).is_some()
+                && s.use_session("a2", &a, false).is_some()
+                && s.use_session("b1", &b, false).is_some()
+        );
+        assert!(
+            s.use_session("a1", &b, false).is_none(),
             "another principal never uses a session"
         );
         s.unbind("a1");
@@ -800,15 +831,21 @@ mod tests {
         assert_eq!(user_key(&one), user_key(&two));
         assert_ne!(principal_key(&one), principal_key(&two));
         assert_ne!(user_key(&one), principal_key(&one));
-        assert!(s.bind("s1", principal_key(&one), user_key(&one)).is_ok());
-        assert!(s.bind("s2", principal_key(&two), user_key(&two)).is_ok());
+        assert!(
+            s.bind("s1", principal_key(&one), user_key(&one), true)
+                .is_ok()
+        );
+        assert!(
+            s.bind("s2", principal_key(&two), user_key(&two), true)
+                .is_ok()
+        );
         assert_eq!(s.may_open(&user_key(&three)), Err(Refusal::PrincipalCap));
         assert_eq!(
-            s.bind("s3", principal_key(&three), user_key(&three)),
+            s.bind("s3", principal_key(&three), user_key(&three), true),
             Err(Refusal::PrincipalCap)
         );
-        assert!(!s.use_session("s1", &principal_key(&two)));
-        assert!(s.use_session("s2", &principal_key(&two)));
+        assert!(s.use_session("s1", &principal_key(&two), false).is_none());
+        assert!(s.use_session("s2", &principal_key(&two), false).is_some());
         // Another user is not counted with them.
         let other = AuthContext::builder("https://iss", "alice")
             .client_id("c1")
@@ -865,10 +902,13 @@ mod tests {
     fn idle_sessions_expire_and_free_their_slot() {
         let s = Sessions::new(limits(1, 10, Duration::from_millis(20)));
         let a = [1u8; 32];
-        assert!(s.bind("a1", a, a).is_ok());
+        assert!(s.bind("a1", a, a, true).is_ok());
         assert_eq!(s.may_open(&a), Err(Refusal::PrincipalCap));
         std::thread::sleep(Duration::from_millis(40));
         assert!(s.may_open(&a).is_ok(), "the idle session no longer counts");
-        assert!(!s.use_session("a1", &a), "an expired session answers 404");
+        assert!(
+            s.use_session("a1", &a, false).is_none(),
+            "an expired session answers 404"
+        );
     }
 }

@@ -135,6 +135,9 @@ pub(super) struct TaskWork {
     /// Whether it holds a `tools/call` that may create a task (its answer
     /// is read for the tasks it creates).
     pub(super) creates: bool,
+    /// Whether it declares the tasks extension in its own `params._meta`
+    /// (then a call may create a task in any session).
+    pub(super) declared: bool,
     /// The raw JSON-RPC id of a single request, for a refusal's answer.
     pub(super) request_id: Option<String>,
 }

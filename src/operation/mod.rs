@@ -198,6 +198,7 @@ fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, Unreadable> {
         ref_uri,
         task_id,
         declares_tasks: _,
+        declares_tasks_for_session: _,
     } = facts;
     if !object {
         return Err(Unreadable::NotARequest);
@@ -253,6 +254,11 @@ pub(crate) struct Requests {
     /// that declaration rmcp lets no handler answer a stateless `tools/call`
     /// with a task.
     pub(crate) declares_tasks: bool,
+    /// Whether an `initialize` declares the tasks extension in its
+    /// `params.capabilities.extensions`: what rmcp reads, for a legacy
+    /// session, for each later call whose `_meta` declares no client
+    /// capabilities.
+    pub(crate) session_declares_tasks: bool,
 }
 
 /// [`read_operations`], and with `ids` the ids of the body's requests (see
@@ -269,8 +275,11 @@ pub(crate) fn read_requests(body: &[u8], ids: bool) -> Result<Requests, Unreadab
     let mut ops = Vec::with_capacity(messages.len());
     let mut keys = Vec::new();
     let mut declares_tasks = false;
+    let mut session_declares_tasks = false;
     for facts in messages {
         declares_tasks |= facts.declares_tasks;
+        session_declares_tasks |= facts.declares_tasks_for_session
+            && matches!(&facts.method, Text::Str(m) if m == "initialize");
         // A request is a message with a `method` (a string, or the body is
         // refused below).
         let key = (ids && matches!(facts.method, Text::Str(_)))
@@ -285,6 +294,7 @@ pub(crate) fn read_requests(body: &[u8], ids: bool) -> Result<Requests, Unreadab
         ops,
         ids: keys,
         declares_tasks,
+        session_declares_tasks,
     })
 }
 
@@ -409,6 +419,67 @@ mod tests {
             Ok(message) => declares(&message),
             Err(_) => false,
         }
+    }
+
+    /// The oracle for a session's declaration: an `initialize` message
+    /// whose `params.capabilities` (the client capabilities rmcp keeps as
+    /// its peer's) hold the tasks extension among their `extensions`.
+    fn session_declares_tasks_in_a_value(body: &[u8]) -> bool {
+        fn declares(message: &serde_json::Value) -> bool {
+            message.get("method").and_then(serde_json::Value::as_str) == Some("initialize")
+                && message
+                    .pointer("/params/capabilities/extensions")
+                    .and_then(serde_json::Value::as_object)
+                    .is_some_and(|e| e.contains_key("io.modelcontextprotocol/tasks"))
+        }
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Array(messages)) => messages.iter().any(declares),
+            Ok(message) => declares(&message),
+            Err(_) => false,
+        }
+    }
+
+    #[test]
+    fn a_declaration_of_tasks_for_a_session_is_read_from_initialize_only() {
+        let read = |body: &str| read_requests(body.as_bytes(), false).unwrap();
+        let message = |method: &str, params: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{params}}}"#)
+        };
+        let declaring = r#"{"capabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}"#;
+        let init = read(&message("initialize", declaring));
+        assert!(init.session_declares_tasks && !init.declares_tasks);
+        assert!(
+            read(&message(
+                "initialize",
+                &declaring.replace("extensions", "ext\\u0065nsions")
+            ))
+            .session_declares_tasks
+        );
+        // Another method's `capabilities`, or another place: nothing.
+        let call = declaring.replacen('{', r#"{"name":"a","#, 1);
+        assert!(!read(&message("tools/call", &call)).session_declares_tasks);
+        assert!(
+            !read(&message(
+                "initialize",
+                r#"{"capabilities":{"experimental":{"io.modelcontextprotocol/tasks":{}}}}"#
+            ))
+            .session_declares_tasks
+        );
+        assert!(
+            !read(&message(
+                "initialize",
+                r#"{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}}"#
+            ))
+            .session_declares_tasks
+        );
+        assert!(
+            read(&format!(
+                "[{},{}]",
+                message("tools/call", r#"{"name":"a"}"#),
+                message("initialize", declaring)
+            ))
+            .session_declares_tasks
+        );
     }
 
     #[test]
@@ -954,6 +1025,8 @@ mod tests {
             "\"subscriptions/listen\"",
             "\"tools/list\"",
             "\"tools\\/call\"",
+            "\"initialize\"",
+            "\"initi\\u0061lize\"",
             "null",
             "5",
             "[\"tools/call\"]",
@@ -1013,9 +1086,22 @@ mod tests {
             ],
         )
             .prop_map(|(name, value)| format!("{name}:{value}"));
+        // An `initialize`'s `capabilities`, declaring the tasks extension
+        // for its session or shaped nearly so.
+        let capabilities = pick(&[
+            r#"{"extensions":{"io.modelcontextprotocol/tasks":{}}}"#,
+            r#"{"extensions":{"a":{},"io.modelcontextprotocol\/tasks":null}}"#,
+            r#"{"ext\u0065nsions":{"io.modelcontextprotocol/tasks":[]},"x":1}"#,
+            r#"{"extensions":{"io.modelcontextprotocol/task":{}}}"#,
+            r#"{"extensions":["io.modelcontextprotocol/tasks"]}"#,
+            r#"{"io.modelcontextprotocol/tasks":{}}"#,
+            r#"{"experimental":{"io.modelcontextprotocol/tasks":{}}}"#,
+            r#"{"extensions":null}"#,
+            "null",
+        ]);
         let params = prop_oneof![
-            4 => (member("name", target.clone().boxed()), member("uri", target.boxed()), member("notifications", notifications.boxed()), member("arguments", json_like().boxed()), prop::option::of(meta))
-                .prop_map(|(a, b, c, d, e)| format!("{{{}}}", [d, a, e, b, c].into_iter().flatten().collect::<Vec<_>>().join(","))),
+            4 => (member("name", target.clone().boxed()), member("uri", target.boxed()), member("notifications", notifications.boxed()), member("arguments", json_like().boxed()), prop::option::of(meta), member("capabilities", capabilities.boxed()))
+                .prop_map(|(a, b, c, d, e, f)| format!("{{{}}}", [d, a, e, f, b, c].into_iter().flatten().collect::<Vec<_>>().join(","))),
             1 => pick(&["null", "\"whoami\"", "[]", "3"]),
         ];
         let message = (
@@ -1052,11 +1138,14 @@ mod tests {
 
         /// The tasks extension is seen declared exactly where rmcp looks
         /// for it (`params._meta`, its client capabilities, their
-        /// `extensions`), in any message of a batch, whatever its value.
+        /// `extensions`; for the session, an `initialize`'s
+        /// `params.capabilities.extensions`), in any message of a batch,
+        /// whatever its value.
         #[test]
         fn a_declaration_of_tasks_is_read_where_rmcp_reads_it(body in message_like()) {
             if let Ok(read) = read_requests(body.as_bytes(), false) {
                 proptest::prop_assert_eq!(read.declares_tasks, declares_tasks_in_a_value(body.as_bytes()), "{}", body);
+                proptest::prop_assert_eq!(read.session_declares_tasks, session_declares_tasks_in_a_value(body.as_bytes()), "{}", body);
             }
         }
 

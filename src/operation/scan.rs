@@ -149,6 +149,11 @@ pub(super) struct Facts<'a> {
     /// whatever its value: what rmcp reads before it lets a handler answer
     /// a `tools/call` with a task.
     pub(super) declares_tasks: bool,
+    /// `params.capabilities.extensions` holds the tasks extension: what an
+    /// `initialize` declares for the whole of its legacy session (rmcp
+    /// keeps those capabilities as its peer's and reads them for every
+    /// later call of the session whose `_meta` declares none).
+    pub(super) declares_tasks_for_session: bool,
 }
 
 /// Where in a message a value sits: what is kept of it.
@@ -183,6 +188,12 @@ enum Role {
     /// `extensions["io.modelcontextprotocol/tasks"]`: its presence is
     /// the declaration.
     TasksExtension,
+    /// `params.capabilities` (an `initialize`'s client capabilities).
+    SessionCapabilities,
+    /// Their `extensions`.
+    SessionExtensions,
+    /// `extensions["io.modelcontextprotocol/tasks"]` there.
+    SessionTasksExtension,
 }
 
 /// The `_meta` key of a request's client capabilities (MCP 2026-07-28),
@@ -278,6 +289,9 @@ fn member_role(parent: Role, name: &str) -> Role {
         (Role::Meta, CLIENT_CAPABILITIES) => Role::Capabilities,
         (Role::Capabilities, "extensions") => Role::Extensions,
         (Role::Extensions, TASKS_EXTENSION) => Role::TasksExtension,
+        (Role::Params, "capabilities") => Role::SessionCapabilities,
+        (Role::SessionCapabilities, "extensions") => Role::SessionExtensions,
+        (Role::SessionExtensions, TASKS_EXTENSION) => Role::SessionTasksExtension,
         _ => Role::Skip,
     }
 }
@@ -291,16 +305,17 @@ struct Walk<'f, 'de> {
 impl<'de> DeserializeSeed<'de> for Walk<'_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        if let Role::TasksExtension = self.role {
-            // Any value: rmcp asks whether the key is there. Still read
-            // (strictly) as any other value.
-            self.facts.declares_tasks = true;
-            return d.deserialize_any(Walk {
-                role: Role::Skip,
-                facts: self.facts,
-            });
+        // Any value: rmcp asks whether the key is there. Still read
+        // (strictly) as any other value.
+        match self.role {
+            Role::TasksExtension => self.facts.declares_tasks = true,
+            Role::SessionTasksExtension => self.facts.declares_tasks_for_session = true,
+            _ => return d.deserialize_any(self),
         }
-        d.deserialize_any(self)
+        d.deserialize_any(Walk {
+            role: Role::Skip,
+            facts: self.facts,
+        })
     }
 }
 
@@ -325,7 +340,10 @@ impl<'de> Walk<'_, 'de> {
             | Role::Meta
             | Role::Capabilities
             | Role::Extensions
-            | Role::TasksExtension => {}
+            | Role::TasksExtension
+            | Role::SessionCapabilities
+            | Role::SessionExtensions
+            | Role::SessionTasksExtension => {}
             Role::Id => facts.id = Id::Other,
             Role::Method => facts.method = Text::Other,
             Role::Params => facts.params = Shape::Other,
@@ -436,7 +454,12 @@ impl<'de> Visitor<'de> for Walk<'_, 'de> {
             Role::Params => facts.params = Shape::Object,
             Role::Notifications => facts.notifications = Shape::Object,
             Role::Ref => facts.reference = Shape::Object,
-            Role::Skip | Role::Meta | Role::Capabilities | Role::Extensions => {}
+            Role::Skip
+            | Role::Meta
+            | Role::Capabilities
+            | Role::Extensions
+            | Role::SessionCapabilities
+            | Role::SessionExtensions => {}
             _ => Walk {
                 role,
                 facts: &mut *facts,
