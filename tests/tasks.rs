@@ -688,7 +688,21 @@ struct PlainApp {
 impl PlainApp {
     async fn start(routes: axum::Router) -> Self {
         let issuer = Arc::new(TestIssuer::start().await.expect("issuer"));
-        let (listener, resource, config) = bind_with_config(&issuer, |b| b).await;
+        Self::replica(routes, issuer, None).await
+    }
+
+    /// One of several apps trusting `issuer`, each its own resource,
+    /// sharing `store` (session and task owners) when given.
+    async fn replica(
+        routes: axum::Router,
+        issuer: Arc<TestIssuer>,
+        store: Option<Arc<dyn SharedStore>>,
+    ) -> Self {
+        let (listener, resource, config) = bind_with_config(&issuer, |b| match store {
+            Some(store) => b.shared_store(store),
+            None => b,
+        })
+        .await;
         let addr = listener.local_addr().unwrap();
         let app = routes.layer(mcp_oauth2::AuthLayer::new(config).unwrap());
         let serving = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -713,6 +727,73 @@ impl PlainApp {
     /// POSTs the JSON-RPC request `body` to the resource as `who`, in the
     /// protocol revision `version`, with the `Mcp-Method` and `Mcp-Name`
     /// headers it calls for (the tool's name, or the task's id).
+    /// POSTs `body` (a legacy JSON-RPC message) as `who`, in `session`
+    /// when given (with the 2025-11-25 protocol header).
+    async fn post_legacy(&self, who: &str, session: Option<&str>, body: &str) -> reqwest::Response {
+        let mut req = reqwest::Client::new()
+            .post(&self.resource)
+            .bearer_auth(self.token(who))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_owned());
+        if let Some(session) = session {
+            req = req
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        bounded(req.send()).await.expect("request")
+    }
+
+    /// Opens a legacy session as `who` with `initialize` (its text).
+    async fn open_session(&self, who: &str, initialize: &str) -> String {
+        let resp = self.post_legacy(who, None, initialize).await;
+        assert_eq!(resp.status(), 200);
+        resp.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Creates a task as alice with a `tools/call` in `session` whose
+    /// `_meta` is `meta`; its id.
+    async fn create_in_session(&self, session: &str, meta: Value) -> String {
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                          "params": {"name": "report", "arguments": {}, "_meta": meta}});
+        let created = message(
+            self.post_legacy("alice", Some(session), &call.to_string())
+                .await,
+        )
+        .await;
+        assert_eq!(created["result"]["resultType"], "task", "{created}");
+        created["result"]["taskId"].as_str().unwrap().to_owned()
+    }
+
+    /// What `tasks/get` of `task` answers `who` (legacy, no session: a
+    /// task's binding is the principal's, not the session's).
+    async fn get_legacy(&self, who: &str, task: &str) -> Value {
+        let get = json!({"jsonrpc": "2.0", "id": 2, "method": "tasks/get",
+                         "params": {"taskId": task}});
+        message(self.post_legacy(who, None, &get.to_string()).await).await
+    }
+
+    /// Asserts that alice, and alice only, reads `task`'s result here.
+    async fn assert_bound_to_alice(&self, task: &str) {
+        let mine = self.get_legacy("alice", task).await;
+        assert!(mine.to_string().contains("secret of"), "{task}: {mine}");
+        let theirs = self.get_legacy("bob", task).await;
+        assert_eq!(theirs["error"]["code"], -32602, "{task}: {theirs}");
+        assert!(!theirs.to_string().contains("secret"), "{task}: {theirs}");
+    }
+
+    /// Asserts that nobody reads `task`'s result here (no owner).
+    async fn assert_nobodys(&self, task: &str) {
+        for who in ["alice", "bob"] {
+            let answer = self.get_legacy(who, task).await;
+            assert_eq!(answer["error"]["code"], -32602, "{who}, {task}: {answer}");
+            assert!(!answer.to_string().contains("secret"), "{task}: {answer}");
+        }
+    }
+
     async fn post(&self, who: &str, version: &str, body: Value) -> reqwest::Response {
         let method = body["method"].as_str().unwrap().to_owned();
         let name = body["params"]["name"]
@@ -943,139 +1024,90 @@ async fn a_legacy_session_that_did_not_declare_tasks_has_none_bound() {
         axum::Router::new().route("/mcp", axum::routing::post(session_task_service)),
     )
     .await;
-    let app = &app;
-    let send = |who: &'static str, session: Option<&str>, body: Value| {
-        let mut req = reqwest::Client::new()
-            .post(&app.resource)
-            .bearer_auth(app.token(who))
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(body.to_string());
-        if let Some(session) = session {
-            req = req
-                .header("mcp-session-id", session)
-                .header("mcp-protocol-version", "2025-11-25");
-        }
-        async move { bounded(req.send()).await.expect("request") }
-    };
-    let initialize = |capabilities: Value| {
-        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": capabilities,
-            "clientInfo": {"name": "t", "version": "1"}}})
-    };
-    let open = |capabilities: Value| {
-        let sent = send("alice", None, initialize(capabilities));
-        async move {
-            let resp = sent.await;
-            assert_eq!(resp.status(), 200);
-            resp.headers()["mcp-session-id"]
-                .to_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
-    let create = |session: String, meta: Value| async move {
-        let created = message(
-            send(
-                "alice",
-                Some(&session),
-                json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                       "params": {"name": "report", "arguments": {}, "_meta": meta}}),
-            )
-            .await,
-        )
-        .await;
-        assert_eq!(created["result"]["resultType"], "task", "{created}");
-        created["result"]["taskId"].as_str().unwrap().to_owned()
-    };
-    // Read without a session: the binding is the principal's, not the
-    // session's.
-    let get = |who: &'static str, task: String| async move {
-        message(
-            send(
-                who,
-                None,
-                json!({"jsonrpc": "2.0", "id": 2, "method": "tasks/get",
-                       "params": {"taskId": task}}),
-            )
-            .await,
-        )
-        .await
-    };
-    let bound_to_alice = |task: String| async move {
-        let mine = get("alice", task.clone()).await;
-        assert!(mine.to_string().contains("secret of"), "{task}: {mine}");
-        let theirs = get("bob", task.clone()).await;
-        assert_eq!(theirs["error"]["code"], -32602, "{task}: {theirs}");
-        assert!(!theirs.to_string().contains("secret"), "{task}: {theirs}");
-    };
-    let nobodys = |task: String| async move {
-        for who in ["alice", "bob"] {
-            let answer = get(who, task.clone()).await;
-            assert_eq!(answer["error"]["code"], -32602, "{who}, {task}: {answer}");
-            assert!(!answer.to_string().contains("secret"), "{task}: {answer}");
-        }
-    };
     let tasks_extension = json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
 
     // Declared in `initialize` (also spelled with an escape): bound.
-    let declaring = open(tasks_extension.clone()).await;
-    bound_to_alice(create(declaring, json!({})).await).await;
-    let escaped = {
-        let text = initialize(tasks_extension.clone())
-            .to_string()
-            .replace("/tasks", "/t\\u0061sks");
-        assert!(text.contains("t\\u0061sks"), "{text}");
-        let resp = bounded(
-            reqwest::Client::new()
-                .post(&app.resource)
-                .bearer_auth(app.token("alice"))
-                .header("content-type", "application/json")
-                .header("accept", "application/json, text/event-stream")
-                .body(text)
-                .send(),
-        )
-        .await
-        .expect("request");
-        resp.headers()["mcp-session-id"]
-            .to_str()
-            .unwrap()
-            .to_owned()
-    };
-    bound_to_alice(create(escaped, json!({})).await).await;
+    let declaring = app
+        .open_session("alice", &legacy_initialize(&tasks_extension))
+        .await;
+    app.assert_bound_to_alice(&app.create_in_session(&declaring, json!({})).await)
+        .await;
+    let escaped = legacy_initialize(&tasks_extension).replace("/tasks", "/t\\u0061sks");
+    assert!(escaped.contains("t\\u0061sks"), "{escaped}");
+    let escaped = app.open_session("alice", &escaped).await;
+    app.assert_bound_to_alice(&app.create_in_session(&escaped, json!({})).await)
+        .await;
 
     // Declared nowhere, or elsewhere than rmcp reads it: nobody's.
-    let silent = open(json!({"experimental": {"io.modelcontextprotocol/tasks": {}}})).await;
-    nobodys(create(silent.clone(), json!({})).await).await;
-    let in_meta_of_initialize = {
-        let mut init = initialize(json!({}));
-        init["params"]["_meta"] = json!({"io.modelcontextprotocol/clientCapabilities":
-            tasks_extension.clone()});
-        let resp = send("alice", None, init).await;
-        resp.headers()["mcp-session-id"]
-            .to_str()
-            .unwrap()
-            .to_owned()
-    };
-    nobodys(create(in_meta_of_initialize, json!({})).await).await;
+    let silent = app
+        .open_session(
+            "alice",
+            &legacy_initialize(&json!({"experimental": {"io.modelcontextprotocol/tasks": {}}})),
+        )
+        .await;
+    app.assert_nobodys(&app.create_in_session(&silent, json!({})).await)
+        .await;
+    let mut in_meta: Value = serde_json::from_str(&legacy_initialize(&json!({}))).unwrap();
+    in_meta["params"]["_meta"] =
+        json!({"io.modelcontextprotocol/clientCapabilities": tasks_extension.clone()});
+    let in_meta = app.open_session("alice", &in_meta.to_string()).await;
+    app.assert_nobodys(&app.create_in_session(&in_meta, json!({})).await)
+        .await;
 
     // Declared by the call itself, in a silent session: bound.
     let meta = json!({"io.modelcontextprotocol/clientCapabilities": tasks_extension.clone()});
-    bound_to_alice(create(silent.clone(), meta).await).await;
+    app.assert_bound_to_alice(&app.create_in_session(&silent, meta).await)
+        .await;
 
     // A later `initialize` in the session that declares them: from then
     // on, bound.
-    let resp = send("alice", Some(&silent), initialize(tasks_extension.clone())).await;
+    let resp = app
+        .post_legacy("alice", Some(&silent), &legacy_initialize(&tasks_extension))
+        .await;
     assert_eq!(resp.status(), 200);
-    bound_to_alice(create(silent.clone(), json!({})).await).await;
+    app.assert_bound_to_alice(&app.create_in_session(&silent, json!({})).await)
+        .await;
 
-    // Another principal cannot use alice's session to learn anything.
-    let resp = send(
-        "bob",
-        Some(&silent),
-        json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
-               "params": {"name": "report", "arguments": {}}}),
-    )
-    .await;
+    // Another principal cannot use alice's session at all.
+    let call = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                      "params": {"name": "report", "arguments": {}}});
+    let resp = app
+        .post_legacy("bob", Some(&silent), &call.to_string())
+        .await;
     assert_eq!(resp.status(), 404);
+}
+
+/// An `initialize` of the 2025-11-25 revision declaring `capabilities`.
+fn legacy_initialize(capabilities: &Value) -> String {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": capabilities,
+        "clientInfo": {"name": "t", "version": "1"}}})
+    .to_string()
+}
+
+// With replicas sharing a store, a session opened on one may declare the
+// tasks extension in a later `initialize` handled by another: the replica
+// that bound the session must not trust what it saw at the start. Each
+// replica reads every session call (the declaration is kept only to spare
+// a single process the reading).
+#[tokio::test]
+async fn with_replicas_a_session_declaring_tasks_later_has_them_bound_everywhere() {
+    let redis = RedisServer::start().await;
+    let issuer = Arc::new(TestIssuer::start().await.expect("issuer"));
+    let store = || -> Option<Arc<dyn SharedStore>> {
+        Some(Arc::new(RedisStore::new(&redis.url()).unwrap()))
+    };
+    let routes = || axum::Router::new().route("/mcp", axum::routing::post(session_task_service));
+    let one = PlainApp::replica(routes(), Arc::clone(&issuer), store()).await;
+    let two = PlainApp::replica(routes(), issuer, store()).await;
+    let silent = one
+        .open_session("alice", &legacy_initialize(&json!({})))
+        .await;
+    let declaring =
+        legacy_initialize(&json!({"extensions": {"io.modelcontextprotocol/tasks": {}}}));
+    let resp = two.post_legacy("alice", Some(&silent), &declaring).await;
+    assert_eq!(resp.status(), 200);
+    let task = one.create_in_session(&silent, json!({})).await;
+    one.assert_bound_to_alice(&task).await;
+    two.assert_bound_to_alice(&task).await;
 }

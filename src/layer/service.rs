@@ -908,8 +908,7 @@ impl Shared {
             let declares = placement.opens_session && placement.session_tasks;
             let local = self.sessions.use_session(id, &owner, declares);
             // With a shared store, the store decided (`check_session_in_store`);
-            // the local table only kept its idle clock (and knows what its
-            // client declared only if this process bound it).
+            // the local table only kept its idle clock.
             let owned = match self.session_store() {
                 Some(_) => req.extensions().get::<OwnedInStore>().is_some(),
                 None => local.is_some(),
@@ -928,7 +927,9 @@ impl Shared {
                 hook,
                 in_flight,
                 owner: Some(owner),
-                declines_tasks: local == Some(false),
+                // With a shared store another replica may have seen a
+                // later `initialize` of the session: its calls are read.
+                declines_tasks: local == Some(false) && self.session_store().is_none(),
             });
         }
         // Only a POST without a session can create one (`initialize`; see
