@@ -261,6 +261,28 @@ fn meta() -> Value {
     })
 }
 
+/// A JSON-RPC POST of `body` to `url` with the Bearer `token`, in the
+/// legacy `session` when given (with the 2025-11-25 protocol header).
+fn legacy_post(
+    url: &str,
+    token: &str,
+    session: Option<&str>,
+    body: String,
+) -> reqwest::RequestBuilder {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body);
+    if let Some(session) = session {
+        req = req
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-11-25");
+    }
+    req
+}
+
 /// The one JSON-RPC message of an answer (JSON or a one-event SSE stream).
 async fn message(resp: reqwest::Response) -> Value {
     message_of(&resp.text().await.unwrap())
@@ -554,17 +576,7 @@ async fn a_task_created_in_a_legacy_session_is_bound_from_its_stream() {
     let alice = t.token("alice", &["notes:write"]);
     let bob = t.token("bob", &["notes:write"]);
     let send = |session: Option<String>, body: Value| {
-        let mut req = reqwest::Client::new()
-            .post(&t.resource)
-            .header("authorization", format!("Bearer {alice}"))
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(body.to_string());
-        if let Some(session) = session {
-            req = req
-                .header("mcp-session-id", session)
-                .header("mcp-protocol-version", "2025-11-25");
-        }
+        let req = legacy_post(&t.resource, &alice, session.as_deref(), body.to_string());
         async move { bounded(req.send()).await.unwrap() }
     };
     let init = send(
@@ -730,17 +742,7 @@ impl PlainApp {
     /// POSTs `body` (a legacy JSON-RPC message) as `who`, in `session`
     /// when given (with the 2025-11-25 protocol header).
     async fn post_legacy(&self, who: &str, session: Option<&str>, body: &str) -> reqwest::Response {
-        let mut req = reqwest::Client::new()
-            .post(&self.resource)
-            .bearer_auth(self.token(who))
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(body.to_owned());
-        if let Some(session) = session {
-            req = req
-                .header("mcp-session-id", session)
-                .header("mcp-protocol-version", "2025-11-25");
-        }
+        let req = legacy_post(&self.resource, &self.token(who), session, body.to_owned());
         bounded(req.send()).await.expect("request")
     }
 
@@ -880,6 +882,20 @@ async fn a_task_of_a_call_that_did_not_declare_tasks_has_no_owner() {
     unknown(&get("bob", "2025-11-25", &legacy).await);
 }
 
+/// The answer (to the request `id`) of a call that created the task `task`.
+fn task_created(id: &Value, task: String) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "task",
+        "taskId": task, "status": "working", "ttlMs": 60_000,
+        "createdAt": "2026-12-04T00:00:00Z", "lastUpdatedAt": "2026-12-04T00:00:00Z"}})
+}
+
+/// The answer of a `tasks/get` (`message`): the task's secret, to anyone.
+fn task_secret(message: &Value) -> Value {
+    let task = &message["params"]["taskId"];
+    json!({"jsonrpc": "2.0", "id": message["id"], "result": {"resultType": "complete",
+        "status": "completed", "result": format!("secret of {task}")}})
+}
+
 /// A service behind a plain `AuthLayer` that answers every `tools/call`
 /// with a new task, whatever the client declared (it skips the check
 /// rmcp's `ServerHandler` makes), and every `tasks/get` with that task's
@@ -893,15 +909,11 @@ async fn task_service(body: String) -> axum::response::Response {
     let message: Value = serde_json::from_str(&body).unwrap();
     let id = &message["id"];
     if message["method"] == "tasks/get" {
-        let task = &message["params"]["taskId"];
-        let answer = json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "complete",
-            "status": "completed", "result": format!("secret of {task}")}});
+        let answer = task_secret(&message);
         return axum::response::IntoResponse::into_response(axum::Json(answer));
     }
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let answer = json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "task",
-        "taskId": format!("framed-{n}"), "status": "working", "ttlMs": 60_000,
-        "createdAt": "2026-12-04T00:00:00Z", "lastUpdatedAt": "2026-12-04T00:00:00Z"}});
+    let answer = task_created(id, format!("framed-{n}"));
     let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress",
         "params": {"progressToken": 1, "progress": 1}});
     let tool = message["params"]["name"].as_str().unwrap();
@@ -994,15 +1006,8 @@ async fn session_task_service(body: String) -> axum::response::Response {
                 .insert("mcp-session-id", format!("session-{n}").parse().unwrap());
             return resp;
         }
-        "tools/call" => json!({"jsonrpc": "2.0", "id": message["id"], "result": {
-            "resultType": "task", "taskId": format!("in-session-{n}"), "status": "working",
-            "ttlMs": 60_000, "createdAt": "2026-12-04T00:00:00Z",
-            "lastUpdatedAt": "2026-12-04T00:00:00Z"}}),
-        _ => {
-            let task = &message["params"]["taskId"];
-            json!({"jsonrpc": "2.0", "id": message["id"], "result": {"resultType": "complete",
-                "status": "completed", "result": format!("secret of {task}")}})
-        }
+        "tools/call" => task_created(&message["id"], format!("in-session-{n}")),
+        _ => task_secret(&message),
     };
     axum::response::Response::builder()
         .header("content-type", "text/event-stream")

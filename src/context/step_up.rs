@@ -52,12 +52,12 @@ impl StepUp {
         union(&self.required, &discovered)
     }
 
-    /// Whether a handler asked for more.
     /// What the layer required before dispatch.
     pub(crate) fn required(&self) -> &[String] {
         &self.required
     }
 
+    /// Whether a handler asked for more.
     pub(crate) fn asked(&self) -> bool {
         self.asked.load(Ordering::Acquire)
     }

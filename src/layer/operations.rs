@@ -43,7 +43,8 @@ pub(super) struct Placement {
     pub(super) opens_session: bool,
     /// Its `initialize` may declare the tasks extension for the session it
     /// opens (or runs in): `false` once the body is read and no
-    /// `initialize` in it declares them (`Sessions::bind`).
+    /// `initialize` in it declares them (`Sessions::bind`,
+    /// `Sessions::use_session`).
     pub(super) session_tasks: bool,
 }
 

@@ -905,8 +905,9 @@ impl Shared {
             }
             let owner = principal_key(ctx);
             // An `initialize` sent in the session may declare tasks anew.
-            let declares = placement.opens_session && placement.session_tasks;
-            let local = self.sessions.use_session(id, &owner, declares);
+            let local = self
+                .sessions
+                .use_session(id, &owner, placement.session_tasks);
             // With a shared store, the store decided (`check_session_in_store`);
             // the local table only kept its idle clock.
             let owned = match self.session_store() {

@@ -414,9 +414,15 @@ mod tests {
                 .and_then(serde_json::Value::as_object)
                 .is_some_and(|e| e.contains_key("io.modelcontextprotocol/tasks"))
         }
+        any_message(body, declares)
+    }
+
+    /// Whether `test` holds for a message of `body` (one, or an element of
+    /// a batch), read as a `serde_json::Value`.
+    fn any_message(body: &[u8], test: fn(&serde_json::Value) -> bool) -> bool {
         match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(serde_json::Value::Array(messages)) => messages.iter().any(declares),
-            Ok(message) => declares(&message),
+            Ok(serde_json::Value::Array(messages)) => messages.iter().any(test),
+            Ok(message) => test(&message),
             Err(_) => false,
         }
     }
@@ -432,11 +438,7 @@ mod tests {
                     .and_then(serde_json::Value::as_object)
                     .is_some_and(|e| e.contains_key("io.modelcontextprotocol/tasks"))
         }
-        match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(serde_json::Value::Array(messages)) => messages.iter().any(declares),
-            Ok(message) => declares(&message),
-            Err(_) => false,
-        }
+        any_message(body, declares)
     }
 
     #[test]
