@@ -31,6 +31,17 @@ impl RequestId {
     /// (exactly one), else the trace id of a valid `traceparent`, else a
     /// fresh random id.
     pub fn from_headers(headers: &HeaderMap) -> Self {
+        // Most requests carry neither field: one pass over the field names
+        // tells, where a lookup of each would hash its name (about 400
+        // instructions a request; BENCHMARKS.md, twentieth pass).
+        let (mut named, mut traced) = (false, false);
+        for name in headers.keys() {
+            named |= name == REQUEST_ID_HEADER;
+            traced |= name == TRACEPARENT;
+        }
+        if !named && !traced {
+            return Self::generate();
+        }
         let mut given = headers.get_all(REQUEST_ID_HEADER).iter();
         if let (Some(value), None) = (given.next(), given.next())
             && let Some(id) = Self::parse(value.as_bytes())
@@ -258,15 +269,17 @@ fn mix(mut z: u64) -> u64 {
 /// Lowercase hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
+    // Bytes first, one string at the end: pushing `char`s encodes each as
+    // UTF-8 and checks the capacity every time.
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    // A nibble is below 16: `get` never misses (and compiles to a plain load).
+    let digit = |nibble: u8| DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0');
     for b in bytes {
-        for nibble in [b >> 4, b & 0x0f] {
-            out.push(char::from(
-                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
-            ));
-        }
+        out.push(digit(b >> 4));
+        out.push(digit(b & 0x0f));
     }
-    out
+    // Only ASCII digits and letters: the conversion cannot fail.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -724,6 +724,70 @@ async fn the_context_exposes_the_binding() {
     assert_eq!(text, "false -");
 }
 
+// No token passthrough for proofs either: an admitted request's `DPoP`
+// field is taken off before the handler runs, whatever its spelling, with a
+// DPoP-bound token, and beside a Bearer token (admitted: a `DPoP` field is
+// read only with the `DPoP` scheme). The handler lists the fields it sees.
+#[tokio::test]
+async fn a_proof_never_reaches_the_handler() {
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/api", listener.local_addr().unwrap());
+    let config = mcp_oauth2::AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let layer = mcp_oauth2::AuthLayer::new(config).unwrap();
+    let app: axum::Router = axum::Router::new()
+        .route(
+            "/api",
+            axum::routing::any(|headers: http::HeaderMap| async move {
+                let names: Vec<&str> = headers.keys().map(http::HeaderName::as_str).collect();
+                names.join(",")
+            }),
+        )
+        .layer(layer);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = DpopClient::new();
+    let bound = issuer
+        .token()
+        .audience(&resource)
+        .dpop_bound_to(client.thumbprint())
+        .sign();
+    let plain = issuer.token().audience(&resource).sign();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for (method, scheme, token, field) in [
+        ("GET", "DPoP", &bound, "dpop"),
+        ("POST", "DPoP", &bound, "DPoP"),
+        ("GET", "Bearer", &plain, "DPoP"),
+        ("POST", "Bearer", &plain, "dpop"),
+    ] {
+        let proof = client.proof(
+            method,
+            &resource,
+            (scheme == "DPoP").then_some(token.as_str()),
+        );
+        let resp = http
+            .request(method.parse().unwrap(), &resource)
+            .header("authorization", format!("{scheme} {token}"))
+            .header(field, proof)
+            .header("x-seen", "1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{method} {scheme}");
+        let seen = resp.text().await.unwrap();
+        assert!(seen.contains("x-seen"), "{seen}");
+        assert!(!seen.contains("dpop"), "{method} {scheme}: {seen}");
+        assert!(!seen.contains("authorization"), "{method} {scheme}: {seen}");
+    }
+}
+
 // RFC 9449 section 7.1: every refusal of a request made with the `DPoP`
 // scheme names its error on the `DPoP` challenge, not only the proof's own
 // errors: an expired or wrong-audience token (401 invalid_token), a token

@@ -1073,6 +1073,112 @@ async fn modern_request_ignores_session_ids() {
     assert!(t.session_works(TokenKind::Bob, &bobs).await);
 }
 
+// MCP 2026-07-28: a stateless request's session fields (`Mcp-Session-Id`,
+// `Last-Event-ID`) are taken off before the service sees them, however
+// spelled and however many; a legacy request keeps its session id and a
+// `Last-Event-ID` of the standalone stream (digits), and loses one naming a
+// request's stream. The handler behind a plain layer lists what it sees.
+#[tokio::test]
+async fn session_fields_the_service_must_not_act_on_never_reach_it() {
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let config = mcp_oauth2::AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let layer = mcp_oauth2::AuthLayer::new(config)
+        .unwrap()
+        .bind_sessions(false);
+    let app: axum::Router = axum::Router::new()
+        .route(
+            "/mcp",
+            axum::routing::get(|headers: http::HeaderMap| async move {
+                let names: Vec<&str> = headers.keys().map(http::HeaderName::as_str).collect();
+                names.join(",")
+            }),
+        )
+        .layer(layer);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let token = issuer.token().audience(&resource).sign();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // (protocol, fields sent, names the service sees, names it does not)
+    type Case<'a> = (
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        &'a [&'a str],
+        &'a [&'a str],
+    );
+    let cases: [Case; 5] = [
+        (
+            "2026-07-28",
+            &[("Mcp-Session-Id", "s1"), ("last-event-id", "0/1")],
+            &[],
+            &["mcp-session-id", "last-event-id"],
+        ),
+        (
+            "2026-07-28",
+            &[
+                ("LAST-EVENT-ID", "7"),
+                ("last-event-id", "8"),
+                ("MCP-SESSION-ID", "s"),
+            ],
+            &[],
+            &["mcp-session-id", "last-event-id"],
+        ),
+        (
+            "2026-07-28",
+            &[("Last-Event-ID", "12")],
+            &[],
+            &["last-event-id"],
+        ),
+        (
+            "2025-11-25",
+            &[("Mcp-Session-Id", "s1"), ("Last-Event-ID", "12")],
+            &["mcp-session-id", "last-event-id"],
+            &[],
+        ),
+        (
+            "2025-11-25",
+            &[("Mcp-Session-Id", "s1"), ("Last-Event-ID", "0/1")],
+            &["mcp-session-id"],
+            &["last-event-id"],
+        ),
+    ];
+    for (protocol, fields, kept, gone) in cases {
+        let mut request = http
+            .get(&resource)
+            .header("authorization", format!("Bearer {token}"))
+            .header("accept", "text/event-stream")
+            .header("mcp-protocol-version", protocol);
+        for (name, value) in fields {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "{protocol} {fields:?}");
+        let seen = response.text().await.unwrap();
+        let seen: Vec<&str> = seen.split(',').collect();
+        assert!(seen.contains(&"mcp-protocol-version"), "{seen:?}");
+        for name in kept {
+            assert!(
+                seen.contains(name),
+                "{protocol} {fields:?}: {name} kept: {seen:?}"
+            );
+        }
+        for name in gone {
+            assert!(
+                !seen.contains(name),
+                "{protocol} {fields:?}: {name} gone: {seen:?}"
+            );
+        }
+    }
+}
+
 // Issue 12 item 3: the operation reader is strict and answers 400 on a body
 // it cannot read (duplicate keys) whenever per-operation rules exist.
 #[tokio::test]

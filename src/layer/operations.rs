@@ -8,8 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{Method, Request, StatusCode};
 
 use super::http_rules::{
-    METHOD_HEADER, PROTOCOL_HEADER, Refused, SESSION_HEADER, header_mismatch_response,
-    is_stateless_revision, parse_error_response,
+    Refused, header_mismatch_response, is_stateless_revision, parse_error_response,
 };
 use crate::context::AuthContext;
 use crate::error::AuthErrorKind;
@@ -46,12 +45,18 @@ pub(super) struct Placement {
     /// `initialize` in it declares them (`Sessions::bind`,
     /// `Sessions::use_session`).
     pub(super) session_tasks: bool,
+    /// The fields the layer's rules read that the request carries.
+    pub(super) present: super::http_rules::Present,
 }
 
 impl Shared {
     /// Whether the request is judged as MCP (see [`AuthLayer`](super::AuthLayer)): by the
     /// router's placement, never by one path spelling.
-    pub(super) fn place(&self, req: &Request<Body>) -> Placement {
+    pub(super) fn place(
+        &self,
+        req: &Request<Body>,
+        present: super::http_rules::Present,
+    ) -> Placement {
         let headers = req.headers();
         let on_mcp = self.whole_service
             // The path the client requested (inside a nest) and the one
@@ -61,14 +66,14 @@ impl Shared {
                 super::service::requested_path(req.extensions(), req.uri()),
                 &self.mcp_path,
             )
-            || headers.contains_key(SESSION_HEADER)
-            || headers.contains_key(METHOD_HEADER)
-            || headers.contains_key(PROTOCOL_HEADER);
+            || present.session
+            || present.method
+            || present.protocol;
         let stateless = is_stateless_revision(headers);
         let rules = self.policy.has_operation_rules() || !self.computed.is_empty();
         // A legacy session's POST is read for its request ids too (see
         // `Sessions::claim_ids`), rules or not.
-        let session_post = self.bind_sessions && !stateless && headers.contains_key(SESSION_HEADER);
+        let session_post = self.bind_sessions && !stateless && present.session;
         // Every JSON POST is read too, on any path: tasks are bound to
         // their creators (`tasks.rs`), a task is named only in the body
         // (rmcp dispatches nothing but `application/json`, which `is_json`
@@ -83,6 +88,7 @@ impl Shared {
             stateless,
             opens_session: true,
             session_tasks: true,
+            present,
         }
     }
 
@@ -126,7 +132,7 @@ impl Shared {
         let mut required = self.policy.global.clone();
         // A legacy session's requests are claimed by their ids, read in
         // the same pass.
-        let session_ids = !placement.stateless && parts.headers.contains_key(SESSION_HEADER);
+        let session_ids = !placement.stateless && placement.present.session;
         let crate::operation::Requests {
             ops,
             ids,

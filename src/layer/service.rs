@@ -14,9 +14,9 @@ use tower_service::Service;
 use tracing::Instrument as _;
 
 use super::http_rules::{
-    LAST_EVENT_ID, Refused, SESSION_HEADER, add_cors, check_host, check_origin, has_content_coding,
-    has_transfer_coding, header_mismatch_response, is_preflight, names_no_host, preflight_response,
-    request_id_refused, resumes_a_request_stream, throttled_response,
+    LAST_EVENT_ID, Present, Refused, SESSION_HEADER, add_cors, check_host, check_origin,
+    has_content_coding, has_transfer_coding, header_mismatch_response, is_preflight, names_no_host,
+    preflight_response, request_id_refused, resumes_a_request_stream, throttled_response,
 };
 use crate::audit::{Event, Record, RequestMeta, event_of, reason_of};
 use crate::bearer::{BearerToken, Credentials, read_credentials, uri_names_access_token};
@@ -122,8 +122,11 @@ where
         if shared.metadata.serves(req.uri().path()) {
             return ResponseFuture::ready(shared.metadata.respond(req.method()));
         }
+        // One pass over the field names: the rules below skip the fields
+        // the request does not carry without a lookup each.
+        let present = Present::of(req.headers());
         let mut restored = false;
-        if !req.headers().contains_key(http::header::AUTHORIZATION) {
+        if !present.authorization {
             // An outer AuthLayer (an app protecting all its routes around
             // `McpServer::into_router()`) admitted this request and took its
             // `Authorization` header off (no token passthrough): this layer
@@ -152,8 +155,8 @@ where
         if let Err(refused) = check_host(req.version(), req.uri(), req.headers()) {
             return ResponseFuture::ready(shared.refuse(refused, &req, &meta));
         }
-        let placement = shared.place(&req);
-        if placement.on_mcp && names_no_host(req.uri(), req.headers()) {
+        let placement = shared.place(&req, present);
+        if placement.on_mcp && names_no_host(req.uri(), &present) {
             return ResponseFuture::ready(shared.refuse(Refused::MissingHost, &req, &meta));
         }
         if placement.on_mcp
@@ -162,8 +165,13 @@ where
         {
             return ResponseFuture::ready(shared.refuse(Refused::HostNotAllowed, &req, &meta));
         }
-        let preflight = is_preflight(req.method(), req.headers());
-        let origin = match check_origin(req.headers(), &shared.allowed_origins) {
+        let preflight = is_preflight(req.method(), &present);
+        let checked_origin = if present.origin {
+            check_origin(req.headers(), &shared.allowed_origins)
+        } else {
+            Ok(None)
+        };
+        let origin = match checked_origin {
             Ok(origin) => origin.cloned(),
             // Enforced on MCP requests and preflights; another route of the
             // app answers its own cross-origin requests.
@@ -179,13 +187,17 @@ where
         }
         if req.method() == http::Method::POST
             && (placement.on_mcp || placement.reads_body)
+            && present.content_encoding
             && has_content_coding(req.headers())
         {
             // Before the token: the body could not be judged either way.
             let response = shared.refuse(Refused::UnsupportedContentEncoding, &req, &meta);
             return ResponseFuture::ready(with_cors(response, origin.as_ref()));
         }
-        if (placement.on_mcp || placement.reads_body) && has_transfer_coding(req.headers()) {
+        if (placement.on_mcp || placement.reads_body)
+            && present.transfer_encoding
+            && has_transfer_coding(req.headers())
+        {
             // Before the token too: the body is not read as it was sent.
             let response = shared.refuse(Refused::UnsupportedTransferCoding, &req, &meta);
             return ResponseFuture::ready(with_cors(response, origin.as_ref()));
@@ -209,9 +221,13 @@ where
             // MCP 2026-07-28: a stateless request's session headers are
             // ignored (removed, so the service cannot act on them either).
             let headers = req.headers_mut();
-            headers.remove(SESSION_HEADER);
-            headers.remove(LAST_EVENT_ID);
-        } else if resumes_a_request_stream(req.headers()) {
+            if present.session {
+                headers.remove(SESSION_HEADER);
+            }
+            if present.last_event_id {
+                headers.remove(LAST_EVENT_ID);
+            }
+        } else if present.last_event_id && resumes_a_request_stream(req.headers()) {
             // A legacy GET naming a request's stream (`<index>/<request>`)
             // would take that request's answer over in rmcp, away from the
             // response the layer holds and judges (late step-up, list
@@ -822,7 +838,7 @@ impl Shared {
                     v.set_sensitive(true);
                 }
             }
-        } else {
+        } else if placement.present.dpop {
             headers.remove(crate::bearer::DPOP);
         }
         let filter_for = (lists && self.policy.hide_unauthorized).then(|| ctx.clone());
