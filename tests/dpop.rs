@@ -15,6 +15,7 @@ use mcp_oauth2::testing::{
 use mcp_oauth2::{Algorithm, DpopMode, DpopPolicy};
 use serde_json::{Value, json};
 use support::fixture::Harness;
+use support::loopback::{seen_headers, serve_route};
 
 /// An `initialize` request: answered 200 once the caller is admitted.
 const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"dpop-test","version":"1"}}}"#;
@@ -668,28 +669,14 @@ async fn token_endpoint_issues_dpop_bound_tokens() {
 #[tokio::test]
 async fn the_context_exposes_the_binding() {
     let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let resource = format!("http://{}/api", listener.local_addr().unwrap());
-    let config = mcp_oauth2::AuthConfig::builder()
-        .issuer(issuer.issuer())
-        .resource(&resource)
-        .allow_insecure_http_for_loopback(true)
-        .build()
-        .unwrap();
-    let layer = mcp_oauth2::AuthLayer::new(config).unwrap();
-    let app: axum::Router = axum::Router::new()
-        .route(
-            "/api",
-            axum::routing::get(|auth: mcp_oauth2::AuthContext| async move {
-                format!(
-                    "{} {}",
-                    auth.is_dpop_bound(),
-                    auth.dpop_thumbprint().unwrap_or("-")
-                )
-            }),
+    let route = axum::routing::get(|auth: mcp_oauth2::AuthContext| async move {
+        format!(
+            "{} {}",
+            auth.is_dpop_bound(),
+            auth.dpop_thumbprint().unwrap_or("-")
         )
-        .layer(layer);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    });
+    let resource = serve_route(&issuer, "/api", |l| l, route).await;
     let client = DpopClient::new();
     let token = issuer
         .token()
@@ -731,25 +718,7 @@ async fn the_context_exposes_the_binding() {
 #[tokio::test]
 async fn a_proof_never_reaches_the_handler() {
     let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let resource = format!("http://{}/api", listener.local_addr().unwrap());
-    let config = mcp_oauth2::AuthConfig::builder()
-        .issuer(issuer.issuer())
-        .resource(&resource)
-        .allow_insecure_http_for_loopback(true)
-        .build()
-        .unwrap();
-    let layer = mcp_oauth2::AuthLayer::new(config).unwrap();
-    let app: axum::Router = axum::Router::new()
-        .route(
-            "/api",
-            axum::routing::any(|headers: http::HeaderMap| async move {
-                let names: Vec<&str> = headers.keys().map(http::HeaderName::as_str).collect();
-                names.join(",")
-            }),
-        )
-        .layer(layer);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let resource = serve_route(&issuer, "/api", |l| l, seen_headers()).await;
     let client = DpopClient::new();
     let bound = issuer
         .token()

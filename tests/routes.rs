@@ -1081,27 +1081,13 @@ async fn modern_request_ignores_session_ids() {
 #[tokio::test]
 async fn session_fields_the_service_must_not_act_on_never_reach_it() {
     let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let config = mcp_oauth2::AuthConfig::builder()
-        .issuer(issuer.issuer())
-        .resource(&resource)
-        .allow_insecure_http_for_loopback(true)
-        .build()
-        .unwrap();
-    let layer = mcp_oauth2::AuthLayer::new(config)
-        .unwrap()
-        .bind_sessions(false);
-    let app: axum::Router = axum::Router::new()
-        .route(
-            "/mcp",
-            axum::routing::get(|headers: http::HeaderMap| async move {
-                let names: Vec<&str> = headers.keys().map(http::HeaderName::as_str).collect();
-                names.join(",")
-            }),
-        )
-        .layer(layer);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let resource = support::loopback::serve_route(
+        &issuer,
+        "/mcp",
+        |layer| layer.bind_sessions(false),
+        support::loopback::seen_headers(),
+    )
+    .await;
     let token = issuer.token().audience(&resource).sign();
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))

@@ -34,3 +34,29 @@ pub(crate) async fn bind_at(
     .expect("config");
     (listener, resource, config)
 }
+
+/// A plain `AuthLayer` for `issuer` (configured as [`bind_at`] does, then
+/// `layer` applied) in front of one axum route at `path`, served on
+/// 127.0.0.1:0 until the test ends. Returns the resource URI.
+pub(crate) async fn serve_route(
+    issuer: &TestIssuer,
+    path: &str,
+    layer: impl FnOnce(mcp_oauth2::AuthLayer) -> mcp_oauth2::AuthLayer,
+    route: axum::routing::MethodRouter,
+) -> String {
+    let (listener, resource, config) = bind_at(issuer, path, |b| b).await;
+    let layer = layer(mcp_oauth2::AuthLayer::new(config).expect("layer"));
+    let app: axum::Router = axum::Router::new().route(path, route).layer(layer);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    resource
+}
+
+/// A route answering, for any method, the names of the header fields its
+/// handler sees, comma-separated in the order of the map (the oracle of
+/// what the layer takes off before the handler).
+pub(crate) fn seen_headers() -> axum::routing::MethodRouter {
+    axum::routing::any(|headers: http::HeaderMap| async move {
+        let names: Vec<&str> = headers.keys().map(http::HeaderName::as_str).collect();
+        names.join(",")
+    })
+}
