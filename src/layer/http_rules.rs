@@ -463,10 +463,15 @@ fn is_host_value(value: &[u8]) -> bool {
 /// The request's `Origin`, when present: `Ok(None)` absent, `Ok(Some)`
 /// allowed, `Err` present and not allowed (also: two `Origin` fields,
 /// `null`, not a tuple origin, not exactly its RFC 6454 serialization).
+/// `present` says whether to look (most requests carry no `Origin`).
 pub(crate) fn check_origin<'h>(
+    present: &Present,
     headers: &'h HeaderMap,
     allowed: &Origins,
 ) -> Result<Option<&'h HeaderValue>, Refused> {
+    if !present.origin {
+        return Ok(None);
+    }
     let mut origins = headers.get_all(ORIGIN).iter();
     let Some(origin) = origins.next() else {
         return Ok(None);
@@ -920,7 +925,7 @@ mod tests {
             any_loopback: false,
         };
         let mut h = HeaderMap::new();
-        assert_eq!(check_origin(&h, &allowed), Ok(None));
+        assert_eq!(check_origin(&Present::of(&h), &h, &allowed), Ok(None));
         for (v, ok) in [
             ("https://mcp.example.com", true),
             // Only the exact RFC 6454 serialization (what browsers send).
@@ -936,11 +941,18 @@ mod tests {
             ("https://mcp.example.com/path", false),
         ] {
             h.insert(ORIGIN, HeaderValue::from_static(v));
-            assert_eq!(check_origin(&h, &allowed).is_ok(), ok, "{v}");
+            assert_eq!(
+                check_origin(&Present::of(&h), &h, &allowed).is_ok(),
+                ok,
+                "{v}"
+            );
         }
         h.insert(ORIGIN, HeaderValue::from_static("https://mcp.example.com"));
         h.append(ORIGIN, HeaderValue::from_static("https://mcp.example.com"));
-        assert!(check_origin(&h, &allowed).is_err(), "two Origin fields");
+        assert!(
+            check_origin(&Present::of(&h), &h, &allowed).is_err(),
+            "two Origin fields"
+        );
     }
 }
 
@@ -970,7 +982,11 @@ mod loopback_tests {
             ("null", false),
         ] {
             h.insert(ORIGIN, HeaderValue::from_static(v));
-            assert_eq!(check_origin(&h, &allowed).is_ok(), ok, "{v}");
+            assert_eq!(
+                check_origin(&Present::of(&h), &h, &allowed).is_ok(),
+                ok,
+                "{v}"
+            );
         }
         let public = url::Url::parse("https://mcp.example.com/mcp").unwrap();
         assert_eq!(

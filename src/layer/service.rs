@@ -166,12 +166,7 @@ where
             return ResponseFuture::ready(shared.refuse(Refused::HostNotAllowed, &req, &meta));
         }
         let preflight = is_preflight(req.method(), &present);
-        let checked_origin = if present.origin {
-            check_origin(req.headers(), &shared.allowed_origins)
-        } else {
-            Ok(None)
-        };
-        let origin = match checked_origin {
+        let origin = match check_origin(&present, req.headers(), &shared.allowed_origins) {
             Ok(origin) => origin.cloned(),
             // Enforced on MCP requests and preflights; another route of the
             // app answers its own cross-origin requests.
@@ -366,9 +361,11 @@ where
                         if placement.on_mcp && !was_mcp {
                             // A JSON-RPC POST on a path the layer could not
                             // place: judged as MCP, Origin included.
-                            if let Err(refused) =
-                                check_origin(req.headers(), &shared.allowed_origins)
-                            {
+                            if let Err(refused) = check_origin(
+                                &placement.present,
+                                req.headers(),
+                                &shared.allowed_origins,
+                            ) {
                                 return Ok(shared.refuse(refused, &req, &seen.meta));
                             }
                         }
