@@ -622,7 +622,8 @@ where
         let service = Arc::clone(&self.0);
         Box::pin(async move {
             let response = axum::response::IntoResponse::into_response(service.handle(req).await);
-            Ok(unsupported_version_as_jsonrpc(response).await)
+            let response = unsupported_version_as_jsonrpc(response).await;
+            Ok(undeserializable_as_jsonrpc(response).await)
         })
     }
 }
@@ -679,6 +680,54 @@ async fn unsupported_version_as_jsonrpc(
     );
     response.headers_mut().remove(http::header::CONTENT_LENGTH);
     response
+}
+
+/// The start of rmcp's plain-text answer (415) to a JSON body it cannot
+/// read as one JSON-RPC message.
+const UNDESERIALIZABLE_TEXT: &str = "fail to deserialize request body";
+
+/// The JSON-RPC error for a body that is JSON but not one message rmcp
+/// accepts.
+const INVALID_MESSAGE: &str = "Invalid Request: the body is not a JSON-RPC message this server accepts (a batch included: MCP removed JSON-RPC batches in 2025-06-18)";
+
+/// rmcp answers a JSON body that is not one JSON-RPC message it knows (a
+/// batch above all: rmcp reads none, and MCP 2025-06-18 removed them) with
+/// `415 Unsupported Media Type` and a plain-text serde error, although
+/// the media type is right. JSON-RPC 2.0 (section 5.1) answers that with
+/// the error -32600 (Invalid Request) and a `null` id, which a client
+/// reads; HTTP 400, as MCP 2026-07-28 "Transports" gives every JSON-RPC
+/// error of a request that is not served. By the time rmcp sees a body,
+/// the layer has read it strictly (valid JSON, no repeated names) and
+/// authorized every call in it: this only relabels rmcp's refusal. Only
+/// rmcp's own answer is looked at (a 415 whose text says so; a few dozen
+/// bytes); its other 415, to a media type that is not JSON, stays.
+async fn undeserializable_as_jsonrpc(
+    response: axum::response::Response,
+) -> axum::response::Response {
+    if response.status() != http::StatusCode::UNSUPPORTED_MEDIA_TYPE
+        || response.headers().contains_key(http::header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 4096).await else {
+        return axum::response::Response::from_parts(parts, axum::body::Body::empty());
+    };
+    if !bytes.starts_with(UNDESERIALIZABLE_TEXT.as_bytes()) {
+        return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": -32600, "message": INVALID_MESSAGE },
+    });
+    parts.status = http::StatusCode::BAD_REQUEST;
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }
 
 /// A path the server routes: one axum serves literally

@@ -201,6 +201,31 @@ async fn run(audit: &Audit) -> Vec<String> {
         "the service answers an accepted call"
     );
 
+    // Before 2026-07-28 `Mcp-Method` / `Mcp-Name` mean nothing: the event
+    // names the operation the body holds, not what stray headers say.
+    let r = c
+        .http
+        .post(&c.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-method", "tools/list")
+        .header("mcp-name", "admin_tool")
+        .header("x-request-id", "legacy-1")
+        .header("authorization", &bearer)
+        .body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#)
+        .send()
+        .await
+        .unwrap();
+    // (rmcp then answers that a legacy call needs a session.)
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("mcp_header_mismatch"), "{text}");
+    let e = audit.one("legacy-1");
+    assert_eq!(get(&e, "event"), Some("auth.accepted"));
+    assert_eq!(get(&e, "protocol_version"), Some("2025-11-25"));
+    assert_eq!(get(&e, "mcp_method"), Some("tools/call"));
+    assert_eq!(get(&e, "mcp_name"), Some("whoami"));
+
     // auth.refused, no credentials.
     let r = c
         .send("miss-1", None, "tools/list", None, list_body())

@@ -118,6 +118,58 @@ async fn a_hanging_key_server_is_cut_off_by_the_deadline() {
     assert_eq!(issuer.jwks_hits(), 2);
 }
 
+// A key server that hangs for longer than the retry interval (found from
+// outside in round 2: the interval was counted from the start of the failed
+// fetch, so with `http_timeout` past it every request started a new fetch
+// and waited the whole deadline). The interval counts from the failure; and
+// a retry after a failure is a probe that only its own request waits for:
+// the others answer at once (503) while it hangs.
+#[tokio::test]
+async fn a_key_server_hanging_past_the_retry_interval_still_fails_fast() {
+    let issuer = TestIssuer::start().await.unwrap();
+    issuer.set_jwks_fault(JwksFault::Hang);
+    // The deadline (2 s) is longer than the retry interval (the cooldown,
+    // 800 ms).
+    let tweak = |b: AuthConfigBuilder| b.http_timeout(ms(2000)).jwks_refresh_cooldown(ms(800));
+    let v = Arc::new(verifier(&issuer, tweak));
+    let good = token(&issuer);
+    let unavailable = Some(AuthErrorKind::KeysUnavailable);
+    // The first request starts the fetch and waits for its deadline.
+    assert_eq!(verify(&v, &good).await.err(), unavailable);
+    assert_eq!(issuer.jwks_hits(), 1);
+    // Right after the failure: within the interval, whatever the deadline.
+    for _ in 0..3 {
+        assert_eq!(verify(&v, &good).await.err(), unavailable);
+    }
+    assert_eq!(
+        issuer.jwks_hits(),
+        1,
+        "the retry interval counts from the failure, not from the start"
+    );
+    // After the interval one request probes the key server (and waits) ...
+    tokio::time::sleep(ms(900)).await;
+    let probe = tokio::spawn({
+        let (v, good) = (Arc::clone(&v), good.clone());
+        async move { verify(&v, &good).await.err() }
+    });
+    assert!(eventually(|| issuer.jwks_hits() == 2).await);
+    // ... and the others do not join it.
+    for _ in 0..3 {
+        assert_eq!(verify(&v, &good).await.err(), unavailable);
+    }
+    assert!(
+        !probe.is_finished(),
+        "the other requests answered while the probe still waited"
+    );
+    assert_eq!(issuer.jwks_hits(), 2);
+    assert_eq!(probe.await.unwrap(), unavailable);
+    // The key server is back: the next retry after the interval loads the set.
+    issuer.set_jwks_fault(JwksFault::None);
+    tokio::time::sleep(ms(900)).await;
+    assert!(verify(&v, &good).await.is_ok());
+    assert_eq!(issuer.jwks_hits(), 3);
+}
+
 // A blackholed issuer (accepts, never answers) costs one `http_timeout` for
 // the whole discovery, not one per discovery URL: with a path, three URLs
 // are tried in turn (RFC 8414 section 3.1, OpenID Connect Discovery), and

@@ -67,6 +67,23 @@ async fn resource_paths_that_cannot_be_mounted_stop_it_before_listening() {
     assert!(stderr.contains("'/'"), "{stderr}");
 }
 
+// A resource path that reads as one path and names another (RFC 3986
+// section 6.2.2; found from outside in round 2: `/m%63p` was served only as
+// written and advertised so, `/a/../mcp` became `/mcp` silently) stops the
+// server, naming the variable and the form to write.
+#[tokio::test]
+async fn resource_paths_not_in_normal_form_stop_it_before_listening() {
+    for (path, says) in [
+        ("/m%63p", "the character 'c'"),
+        ("/a/../mcp", "names /mcp, write that"),
+        ("/a/%2e/mcp", "names /a/mcp, write that"),
+    ] {
+        let resource = format!("http://127.0.0.1:1{path}");
+        let stderr = refused(&[("MCP_OAUTH2_RESOURCE", &resource)], "MCP_OAUTH2_RESOURCE").await;
+        assert!(stderr.contains(says), "{path}: {stderr}");
+    }
+}
+
 // MCP_OAUTH2_BIND is the reference server's own variable: an address it
 // cannot listen on names it.
 #[tokio::test]

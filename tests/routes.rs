@@ -989,6 +989,124 @@ async fn modern_header_mismatch_is_400_with_jsonrpc_error_32020() {
     assert_header_mismatch(&lying_method, "Mcp-Method tools/list, body tools/call");
 }
 
+// SPEC-NOTES "Protocol revisions": `Mcp-Method` / `Mcp-Name` are trusted
+// and checked only in a revision that defines them; an older one is judged
+// by its body alone (found from outside in round 2: a legacy session's
+// truthful call carrying a stray `Mcp-Name` was refused with -32020, an
+// error of 2026-07-28). Both ways: a header naming the allowed tool never
+// lets the body's forbidden one run, and a header naming the forbidden tool
+// never refuses the body's allowed one. Mounts: default and custom path.
+#[tokio::test]
+async fn older_revisions_are_judged_by_their_body_whatever_the_mcp_headers_say() {
+    for mount in [Mount::Default, Mount::Custom] {
+        let t = Target::start(mount).await;
+        let path = mount.path();
+        let (session, opened) = t.open_session_at(path, TokenKind::AliceRead).await;
+        let session = session.unwrap_or_else(|| panic!("a session: {}", opened.summary()));
+        let _ = t.log.take();
+        let stray: [&[(&str, &str)]; 4] = [
+            &[("Mcp-Method", "tools/call"), ("Mcp-Name", "write_tool")],
+            &[("Mcp-Method", "tools/list")],
+            &[("Mcp-Name", "=?base64?not base64?=")],
+            &[("Mcp-Name", "read_tool"), ("Mcp-Name", "write_tool")],
+        ];
+        for version in [Some(LEGACY), Some("2025-06-18"), None] {
+            for headers in stray {
+                for (tool, allowed) in [("read_tool", true), ("write_tool", false)] {
+                    let mut raw = t
+                        .mcp_post(path, Some(TokenKind::AliceRead), &tool_call_body(9, tool))
+                        .header("Mcp-Session-Id", &session);
+                    if let Some(version) = version {
+                        raw = raw.header("MCP-Protocol-Version", version);
+                    }
+                    for (name, value) in headers {
+                        raw = raw.header(name, value);
+                    }
+                    let response = send(raw).await;
+                    let log = t.log.take();
+                    let case = format!("{path} {version:?} {headers:?} {tool}");
+                    assert!(
+                        !String::from_utf8_lossy(&response.body).contains("mcp_header_mismatch"),
+                        "{case}: {}",
+                        response.summary()
+                    );
+                    if allowed {
+                        assert_eq!(response.status, 200, "{case}: {}", response.summary());
+                        assert!(ran(&log, "read_tool"), "{case}: {log:?}");
+                    } else {
+                        assert_eq!(response.status, 403, "{case}: {}", response.summary());
+                        assert!(log.is_empty(), "{case}: {log:?}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+// rmcp answers a JSON body that is not one JSON-RPC message it reads (a
+// batch, which MCP removed in 2025-06-18; a message of no known shape) with
+// a plain-text 415, although the media type is right (found from outside
+// in round 2). Behind `McpServer` it is the JSON-RPC error -32600 (Invalid
+// Request) with a null id, HTTP 400; nothing in it runs. A body of another
+// media type keeps rmcp's 415.
+#[tokio::test]
+async fn a_batch_or_a_message_rmcp_cannot_read_is_a_jsonrpc_error() {
+    let t = Target::start(Mount::Default).await;
+    let (session, opened) = t.open_session(TokenKind::AliceAll).await;
+    let session = session.unwrap_or_else(|| panic!("a session: {}", opened.summary()));
+    let _ = t.log.take();
+    let call = tool_call_body(5, "open_tool");
+    let bodies = [
+        "[]".to_owned(),
+        format!("[{call}]"),
+        format!("[{call},{}]", tool_call_body(6, "read_tool")),
+        r#"{"jsonrpc":"2.0","id":1}"#.to_owned(),
+    ];
+    for body in &bodies {
+        for in_session in [true, false] {
+            let mut raw = t
+                .mcp_post("/mcp", Some(TokenKind::AliceAll), body)
+                .header("MCP-Protocol-Version", LEGACY);
+            if in_session {
+                raw = raw.header("Mcp-Session-Id", &session);
+            }
+            let response = send(raw).await;
+            let log = t.log.take();
+            let case = format!("{body} (in a session: {in_session})");
+            assert!(log.is_empty(), "{case}: {log:?}");
+            assert_eq!(response.status, 400, "{case}: {}", response.summary());
+            assert_eq!(
+                response.header("content-type"),
+                Some("application/json"),
+                "{case}"
+            );
+            let answer: serde_json::Value = serde_json::from_slice(&response.body)
+                .unwrap_or_else(|e| panic!("{case}: {e}: {}", response.summary()));
+            assert_eq!(answer["error"]["code"], -32600, "{case}: {answer}");
+            assert_eq!(answer["id"], serde_json::Value::Null, "{case}: {answer}");
+            assert!(
+                answer["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("batch")),
+                "{case}: {answer}"
+            );
+        }
+    }
+    // Another media type: rmcp's own 415 stays.
+    let response = send(
+        t.request("POST", "/mcp")
+            .header("Authorization", &t.bearer(TokenKind::AliceAll))
+            .header("Accept", "application/json, text/event-stream")
+            .header("Content-Type", "text/plain")
+            .header("MCP-Protocol-Version", LEGACY)
+            .header("Mcp-Session-Id", &session)
+            .body(call.as_bytes()),
+    )
+    .await;
+    assert_eq!(response.status, 415, "{}", response.summary());
+    assert!(t.log.take().is_empty());
+}
+
 // MCP 2026-07-28 "Transports": an unknown protocol version is 400 with the
 // JSON-RPC UnsupportedProtocolVersionError (-32022) naming the versions the
 // server knows, which a client reads to pick one. rmcp answered a body

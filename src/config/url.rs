@@ -177,11 +177,74 @@ pub(super) fn canonical_resource(
             "must not contain user information",
         ));
     }
+    // The path must name what it reads (RFC 3986 section 6.2.2): a dot
+    // segment (`/a/../mcp`, also as `%2e`), a backslash or a tab or line
+    // break (which the URL standard turns into `/` or drops), or a
+    // percent-encoded unreserved character (`/m%63p` for `/mcp`) reads as
+    // one path and names another, so that the server would serve one
+    // spelling while clients that normalise ask for the other, and the
+    // metadata would advertise a resource nobody wrote. (A character the URL
+    // standard percent-encodes, a space or a brace, is encoded alike by
+    // clients: `/m cp` is served and advertised as `/m%20cp`.)
+    let text = raw.trim();
+    let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let written = written_path(text);
+    if after_scheme.contains(['\\', '\t', '\n', '\r']) || has_dot_segment(written) {
+        return Err(ConfigError::new(
+            "resource",
+            format!(
+                "{raw:?}: the path is not in its normal form (RFC 3986 section 6.2.2: no dot segment, backslash, tab or line break); it names {}, write that",
+                url.path()
+            ),
+        ));
+    }
+    if let Some((encoded, plain)) = encoded_unreserved(url.path()) {
+        return Err(ConfigError::new(
+            "resource",
+            format!(
+                "{raw:?}: {encoded} in the path is the character {plain:?}, which is written plainly (RFC 3986 section 6.2.2.2)"
+            ),
+        ));
+    }
     let mut canonical = url.to_string();
     if url.path() == "/" {
         canonical.pop();
     }
     Ok((canonical, url))
+}
+
+/// The path of a URL as written: from the first `/` after the authority to
+/// the query, the fragment or the end (empty when there is none).
+fn written_path(text: &str) -> &str {
+    let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let rest = after_scheme
+        .find(['/', '?', '#'])
+        .and_then(|at| after_scheme.get(at..))
+        .unwrap_or_default();
+    if !rest.starts_with('/') {
+        return "";
+    }
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    rest.get(..end).unwrap_or_default()
+}
+
+/// Whether a path has a `.` or `..` segment, plain or percent-encoded.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let plain = segment.to_ascii_lowercase().replace("%2e", ".");
+        plain == "." || plain == ".."
+    })
+}
+
+/// The first percent-encoded unreserved character of `path` (RFC 3986
+/// section 2.3: ALPHA, DIGIT, `-`, `.`, `_`, `~`), as written and decoded.
+fn encoded_unreserved(path: &str) -> Option<(&str, char)> {
+    path.match_indices('%').find_map(|(at, _)| {
+        let encoded = path.get(at..at + 3)?;
+        let byte = u8::from_str_radix(encoded.get(1..)?, 16).ok()?;
+        (byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~'))
+            .then_some((encoded, char::from(byte)))
+    })
 }
 
 /// The ASCII serialization of a URL's origin (RFC 6454 section 6.2):
@@ -265,6 +328,55 @@ mod tests {
         // Below the root a trailing slash is significant and kept.
         let (c, _) = canonical_resource("https://h/mcp/", false).unwrap();
         assert_eq!(c, "https://h/mcp/");
+    }
+
+    // RFC 3986 section 6.2.2: a path that reads as one path and names
+    // another is refused, naming the form to write (found from outside in
+    // round 2: `/m%63p` was served only as `/m%63p`, `/a/../mcp` became
+    // `/mcp` silently).
+    #[test]
+    fn resource_path_must_be_written_in_normal_form() {
+        for (bad, says) in [
+            ("https://h/a/../mcp", "names /mcp, write that"),
+            ("https://h/./mcp", "names /mcp, write that"),
+            ("https://h/mcp/.", "names /mcp/, write that"),
+            ("https://h/a/%2E%2e/mcp", "names /mcp, write that"),
+            ("https://h/a/.%2e/mcp", "names /mcp, write that"),
+            ("https://h\\mcp", "names /mcp, write that"),
+            ("https://h/a\\mcp", "names /a/mcp, write that"),
+            ("https://h/m\tcp", "names /mcp, write that"),
+            ("https://h/m%63p", "%63 in the path is the character 'c'"),
+            ("https://h/m%7ecp", "%7e in the path is the character '~'"),
+            (
+                "https://h/%41pi/mcp",
+                "%41 in the path is the character 'A'",
+            ),
+            ("https://h/mcp%2D1", "%2D in the path is the character '-'"),
+        ] {
+            let e = canonical_resource(bad, false).unwrap_err();
+            assert_eq!(e.field(), "resource", "{bad}");
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
+        for (good, canonical) in [
+            ("HTTPS://H.Example:443/mcp", "https://h.example/mcp"),
+            ("https://h", "https://h"),
+            ("https://h/", "https://h"),
+            ("https://h/mcp/", "https://h/mcp/"),
+            // Encoded by the URL standard, as clients encode them.
+            ("https://h/m cp", "https://h/m%20cp"),
+            ("https://h/{x}", "https://h/%7Bx%7D"),
+            ("https://h/a.b/..c/.well", "https://h/a.b/..c/.well"),
+            // Reserved and non-ASCII characters stay encoded: they have no
+            // plain form that means the same.
+            ("https://h/a%2Fb", "https://h/a%2Fb"),
+            ("https://h/caf%C3%A9", "https://h/caf%C3%A9"),
+            ("https://h/100%25", "https://h/100%25"),
+            ("https://h/mcp%", "https://h/mcp%"),
+            ("  https://h/mcp  ", "https://h/mcp"),
+        ] {
+            let (c, _) = canonical_resource(good, false).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!(c, canonical, "{good}");
+        }
     }
 
     #[test]

@@ -14,8 +14,14 @@
 //! - a stale set is refetched: in the background while it still has the
 //!   wanted key and is within the stale window, else in the foreground;
 //! - a failed fetch keeps the last good set (until the stale window ends)
-//!   and is retried no sooner than `min(cooldown, 5 s)` later; meanwhile
-//!   requests without a usable set fail fast (`keys_unavailable`, 503);
+//!   and is retried no sooner than `min(cooldown, 5 s)` after it failed
+//!   (counted from its end, so a key server that hangs for the whole
+//!   `http_timeout` still leaves that window); meanwhile requests without a
+//!   usable set fail fast (`keys_unavailable`, 503);
+//! - a retry after a failed fetch is a probe: only the request that
+//!   started it waits for it, the others answer at once from what the
+//!   cache holds (503 without a usable set), so that a hung key server
+//!   holds one request per retry, not every request;
 //! - a fetch that yields no usable key is a failed fetch, so that one bad
 //!   publication does not wipe a good set; a successful fetch replaces the
 //!   whole set;
@@ -87,6 +93,8 @@ struct State {
     fetched_at: Option<Instant>,
     /// Lifetime of `keys`.
     ttl: Duration,
+    /// When the last fetch started, and when it ended if it failed: the
+    /// retry interval after a failure counts from there.
     last_attempt: Option<Instant>,
     /// When a refetch for an unknown `kid` last started.
     last_kid_refetch: Option<Instant>,
@@ -136,7 +144,9 @@ struct Plan {
     keys: Option<Arc<KeySet>>,
     fresh: bool,
     usable: bool,
-    /// A fetch is in flight: joining it costs nothing.
+    /// A fetch is in flight: joining it costs nothing (unless it is a
+    /// retry after a failure, which nobody joins: `may_refresh` and
+    /// `may_refetch_for_kid` are then `false`).
     inflight: bool,
     /// A routine refresh (expired set, or no set yet) may start.
     may_refresh: bool,
@@ -272,14 +282,18 @@ impl JwksCache {
         let retry_ok =
             !st.last_failed || since_attempt.is_none_or(|d| d >= self.policy.retry_interval());
         let inflight = st.inflight.is_some();
+        // A retry after a failure (a probe) may hang for the whole deadline
+        // again: the request that started it waits, nobody else does.
+        let probing = inflight && st.last_failed;
         Plan {
             keys: st.keys.clone(),
             fresh: age.is_some_and(|a| a < st.ttl),
             usable: age.is_some_and(|a| a < st.ttl.saturating_add(self.policy.max_stale)),
             inflight,
-            may_refresh: inflight || retry_ok,
-            may_refetch_for_kid: inflight
-                || (retry_ok && since_kid_refetch.is_none_or(|d| d >= self.policy.cooldown)),
+            may_refresh: !probing && (inflight || retry_ok),
+            may_refetch_for_kid: !probing
+                && (inflight
+                    || (retry_ok && since_kid_refetch.is_none_or(|d| d >= self.policy.cooldown))),
         }
     }
 
@@ -388,6 +402,11 @@ impl JwksCache {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 crate::metrics::emit("mcp_oauth2_jwks_fetches_total", "result", "error");
                 st.last_failed = true;
+                // The retry interval counts from the failure, not from the
+                // start: a fetch cut off by `http_timeout` (longer than the
+                // interval) would otherwise let the next request start
+                // another at once, and every request wait the deadline.
+                st.last_attempt = Some(Instant::now());
                 if self.discovers {
                     // The issuer may have moved its key set: ask its
                     // metadata again next time.

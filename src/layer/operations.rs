@@ -161,6 +161,14 @@ impl Shared {
         placement.session_tasks = session_declares_tasks;
         // The operation, for the audit events, when the headers did not
         // name it (a single call; a batch is named by its headers only).
+        // Before 2026-07-28 the headers mean nothing: the body names the
+        // operation, or nothing does.
+        if !placement.stateless && (seen.meta.mcp_method.is_some() || seen.meta.mcp_name.is_some())
+        {
+            let meta = Arc::make_mut(&mut seen.meta);
+            meta.mcp_method = None;
+            meta.mcp_name = None;
+        }
         if let [op] = ops.as_slice()
             && seen.meta.mcp_method.is_none()
         {
@@ -171,8 +179,16 @@ impl Shared {
         let lists = ops
             .iter()
             .any(|op| crate::filter::is_list_method(op.method()));
-        let headers_ok = check_headers(&parts.headers, &ops)
-            .is_ok_and(|present| !placement.stateless || stateless_headers_present(present, &ops));
+        // MCP 2026-07-28 "Transports": `Mcp-Method` / `Mcp-Name` are checked
+        // against the body in a revision that defines them, as rmcp does.
+        // An older revision is judged by its body alone and a header it
+        // carries means nothing (a proxy or a client of several revisions
+        // may add them): refusing it would turn away a truthful body. No
+        // rule of the layer reads these headers, so ignoring them lets
+        // nothing through.
+        let headers_ok = !placement.stateless
+            || check_headers(&parts.headers, &ops)
+                .is_ok_and(|present| stateless_headers_present(present, &ops));
         if !headers_ok {
             self.outcomes
                 .reject(AuthErrorKind::McpHeaderMismatch.code());
