@@ -622,8 +622,15 @@ where
         let service = Arc::clone(&self.0);
         Box::pin(async move {
             let response = axum::response::IntoResponse::into_response(service.handle(req).await);
-            let response = unsupported_version_as_jsonrpc(response).await;
-            Ok(undeserializable_as_jsonrpc(response).await)
+            // Only two statuses are ever rewritten: a served call moves
+            // no response into a rewriting future (code a call would touch).
+            Ok(match response.status() {
+                http::StatusCode::BAD_REQUEST => unsupported_version_as_jsonrpc(response).await,
+                http::StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                    undeserializable_as_jsonrpc(response).await
+                }
+                _ => response,
+            })
         })
     }
 }
