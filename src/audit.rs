@@ -402,9 +402,9 @@ its tokens, or accept it with AuthConfigBuilder::accept_audience"
                 reason = record.reason,
                 status = record.status,
                 issuer = ctx.map(AuthContext::issuer),
-                subject = ctx.map(AuthContext::subject),
-                client_id = ctx.and_then(AuthContext::client_id),
-                tenant,
+                subject = ctx.map(|c| loggable(c.subject())),
+                client_id = ctx.and_then(AuthContext::client_id).map(loggable),
+                tenant = tenant.map(loggable),
                 scopes,
                 needed_scopes = needed,
                 mcp_method,
@@ -424,6 +424,18 @@ its tokens, or accept it with AuthConfigBuilder::accept_audience"
     match record.event {
         Event::Accepted => event!(tracing::Level::INFO),
         _ => event!(tracing::Level::WARN),
+    }
+}
+
+/// A verified claim as a log field: a value that looks like a JWT (a
+/// `sub` or `client_id` an issuer filled with a token) is written
+/// [`REDACTED`], as in every other field; anything else as it is (the
+/// subscriber escapes control characters).
+pub(crate) fn loggable(value: &str) -> &str {
+    if looks_like_a_jwt(value.as_bytes()) {
+        REDACTED
+    } else {
+        value
     }
 }
 

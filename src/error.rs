@@ -124,7 +124,8 @@ macro_rules! auth_error_kinds {
             /// The fixed, human-readable `error_description`.
             pub fn description(self) -> &'static str {
                 match self {
-                    Self::MissingToken => "Authorization with a Bearer token is required",
+                    // Neutral on the scheme: with DPoP required, Bearer is refused.
+                    Self::MissingToken => "Authorization with an access token is required",
                     $( Self::$variant => $desc, )*
                 }
             }
@@ -190,7 +191,7 @@ auth_error_kinds! {
     /// The tenant claim (`tid`, `org_id`, ...) is missing or disagrees with
     /// the tenant of the issuer: a cross-tenant attempt.
     TenantMismatch => ("tenant_mismatch", InvalidToken,
-        "The token's tenant claim does not match its issuer"),
+        "The token's tenant claim is missing or does not match its issuer"),
     /// `aud` is missing or does not contain this resource (RFC 8707).
     InvalidAudience => ("invalid_audience", InvalidToken,
         "The token was not issued for this resource"),

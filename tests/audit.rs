@@ -226,6 +226,43 @@ async fn run(audit: &Audit) -> Vec<String> {
     assert_eq!(get(&e, "mcp_method"), Some("tools/call"));
     assert_eq!(get(&e, "mcp_name"), Some("whoami"));
 
+    // A verified claim that looks like a JWT (an issuer that put a token
+    // in `sub`, `client_id` or `tid`) is written `[redacted]` like any other
+    // field (found from outside in round 2: `subject` and `client_id` were
+    // written as they came); the lines of the layer are scanned for them
+    // with the other secrets at the end.
+    let jwt_like = [
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzdWJqZWN0LWFzLWp3dCJ9.c2lnbmF0dXJlLXN1Yg",
+        "eyJhbGciOiJSUzI1NiJ9.eyJjbGllbnQiOiJjbGllbnQtYXMtand0In0.c2lnbmF0dXJlLWNsaWVudA",
+        "eyJhbGciOiJSUzI1NiJ9.eyJ0aWQiOiJ0ZW5hbnQtYXMtand0In0.c2lnbmF0dXJlLXRpZA",
+    ];
+    let odd = h
+        .issuer
+        .token()
+        .subject(jwt_like[0])
+        .audience(&h.resource)
+        .client_id(jwt_like[1])
+        .scopes(["mcp:use"])
+        .claim("tid", json!(jwt_like[2]))
+        .sign();
+    secrets.push(odd.clone());
+    secrets.extend(jwt_like.iter().map(|s| (*s).to_owned()));
+    let r = c
+        .send(
+            "jwt-like-1",
+            Some(&format!("Bearer {odd}")),
+            "tools/call",
+            Some("whoami"),
+            call_body("whoami", &json!({})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let e = audit.one("jwt-like-1");
+    assert_eq!(get(&e, "event"), Some("auth.accepted"));
+    assert_eq!(get(&e, "subject"), Some("[redacted]"));
+    assert_eq!(get(&e, "client_id"), Some("[redacted]"));
+    assert_eq!(get(&e, "tenant"), Some("[redacted]"));
+
     // auth.refused, no credentials.
     let r = c
         .send("miss-1", None, "tools/list", None, list_body())

@@ -306,7 +306,11 @@ impl AuthConfigBuilder {
 
     /// Also accept opaque tokens through RFC 7662 introspection (default
     /// off). JWTs are still verified locally; only tokens that are not JWTs
-    /// are introspected.
+    /// are introspected. With several issuers, an endpoint given in
+    /// `settings` vouches for every one of them (an answer's `iss` may name
+    /// any); one discovered from the first issuer vouches for that issuer
+    /// only. Give an issuer that has its own endpoint its own settings
+    /// ([`issuer_introspection`](Self::issuer_introspection)).
     pub fn introspection(mut self, settings: IntrospectionSettings) -> Self {
         self.introspection = Some(settings);
         self
@@ -316,7 +320,8 @@ impl AuthConfigBuilder {
     /// from that issuer unless given). Its endpoint vouches only for that
     /// issuer's tokens, whereas the endpoint of
     /// [`introspection`](Self::introspection) vouches for every configured
-    /// issuer. Endpoints are asked in issuer order, the shared one last;
+    /// issuer when it is given (`IntrospectionSettings::endpoint`), and for
+    /// the first issuer only when it is discovered from that issuer. Endpoints are asked in issuer order, the shared one last;
     /// the first `active` answer decides.
     pub fn issuer_introspection(
         mut self,

@@ -471,7 +471,7 @@ impl TokenExchanger {
                         endpoint = %endpoint,
                         error = %code,
                         suberror = suberror.as_deref().unwrap_or_default(),
-                        subject = auth.subject(),
+                        subject = crate::audit::loggable(auth.subject()),
                         "the token endpoint refused an exchange"
                     );
                     ExchangeError::refused(&code, suberror.as_deref())

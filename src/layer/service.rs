@@ -808,7 +808,7 @@ impl Shared {
             ..Record::new(Event::Accepted, "ok", None, &self.document.resource)
         });
         tracing::debug!(
-            subject = ctx.subject(),
+            subject = crate::audit::loggable(ctx.subject()),
             issuer = ctx.issuer(),
             "authenticated a request"
         );

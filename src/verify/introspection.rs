@@ -246,8 +246,8 @@ impl fmt::Debug for IntrospectionVerifier {
 
 impl IntrospectionVerifier {
     /// A verifier for `config`'s resource and issuers: `settings` describe
-    /// the shared endpoint (given, or discovered from the first issuer),
-    /// which vouches for every configured issuer; the issuers' own
+    /// the shared endpoint: given, it vouches for every configured issuer;
+    /// discovered from the first issuer, for that issuer only. The issuers' own
     /// settings ([`AuthConfigBuilder::issuer_introspection`](crate::AuthConfigBuilder::issuer_introspection))
     /// are used too, before it.
     pub fn new(config: &AuthConfig, settings: IntrospectionSettings) -> Result<Self, ConfigError> {
@@ -346,8 +346,17 @@ impl IntrospectionVerifier {
                 "the shared settings would discover the first issuer's endpoint, which has its own settings: give the shared settings an endpoint",
             ));
         }
+        // The shared settings' endpoint, when given, vouches for every
+        // configured issuer (the operator named it for the deployment).
+        // Discovered, it is the first issuer's own endpoint and vouches for
+        // that issuer only, as an issuer's own settings do: another issuer's
+        // users are not its to vouch for (found from outside in round 2:
+        // issuer A's endpoint answered `iss` B, `sub` victim, and the
+        // caller was B's victim). Tenant templates alone need an endpoint
+        // (checked above).
+        let shared = shared.map(|s| (0, s.endpoint.is_none(), s));
         let mut endpoints = Vec::new();
-        for (issuer, only_own, settings) in own.chain(shared.map(|s| (0, false, s))) {
+        for (issuer, only_own, settings) in own.chain(shared) {
             if let Some(endpoint) = &settings.endpoint {
                 check_https(
                     endpoint,

@@ -319,6 +319,56 @@ async fn tenant_issuers_alone_are_introspected_through_an_explicit_endpoint() {
     assert_eq!(err.field(), "introspection_endpoint", "{err}");
 }
 
+// The shared settings without an endpoint discover the first issuer's: that
+// is the first issuer's own endpoint, which vouches for it alone (found from
+// outside in round 2: issuer A's endpoint answered `iss` B with B's user as
+// `sub`, and the caller was that user of B). Given explicitly, the shared
+// endpoint vouches for every configured issuer, as documented.
+#[tokio::test]
+async fn a_discovered_shared_endpoint_vouches_for_its_own_issuer_only() {
+    let (e1, base1) = start_endpoint().await;
+    let (_e2, base2) = start_endpoint().await;
+    answer(
+        &e1,
+        "as-1",
+        json!({"active": true, "sub": "one", "aud": RESOURCE, "iss": base1}),
+    );
+    answer(
+        &e1,
+        "no-iss",
+        json!({"active": true, "sub": "anon", "aud": RESOURCE}),
+    );
+    answer(
+        &e1,
+        "as-2",
+        json!({"active": true, "sub": "victim", "aud": RESOURCE, "iss": base2}),
+    );
+    let build = |settings: IntrospectionSettings| {
+        let config = AuthConfig::builder()
+            .issuer(&base1)
+            .issuer(&base2)
+            .resource(RESOURCE)
+            .allow_insecure_http_for_loopback(true)
+            .introspection(settings)
+            .build()
+            .unwrap();
+        IntrospectionVerifier::from_config(&config).unwrap()
+    };
+    let discovered = build(IntrospectionSettings::new("rs:client", "s3cr&t"));
+    let ctx = check(&discovered, "as-1").await.unwrap();
+    assert_eq!((ctx.subject(), ctx.issuer()), ("one", base1.as_str()));
+    let ctx = check(&discovered, "no-iss").await.unwrap();
+    assert_eq!((ctx.subject(), ctx.issuer()), ("anon", base1.as_str()));
+    assert_eq!(
+        check(&discovered, "as-2").await.err(),
+        Some(AuthErrorKind::InvalidIssuer),
+        "issuer 1's endpoint vouched for a user of issuer 2"
+    );
+    let given = build(settings(&base1));
+    let ctx = check(&given, "as-2").await.unwrap();
+    assert_eq!((ctx.subject(), ctx.issuer()), ("victim", base2.as_str()));
+}
+
 // Settings per issuer: each issuer's endpoint is asked (discovered from
 // that issuer), vouches only for its own issuer, and the first `active`
 // answer decides; the shared `introspection(..)` keeps working beside them.
