@@ -651,14 +651,9 @@ const UNSUPPORTED_VERSION_TEXT: &str = "Bad Request: Unsupported MCP-Protocol-Ve
 async fn unsupported_version_as_jsonrpc(
     response: axum::response::Response,
 ) -> axum::response::Response {
-    if response.status() != http::StatusCode::BAD_REQUEST
-        || response.headers().contains_key(http::header::CONTENT_TYPE)
-    {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, 4096).await else {
-        return axum::response::Response::from_parts(parts, axum::body::Body::empty());
+    let (parts, bytes) = match rmcp_plain_text(response, http::StatusCode::BAD_REQUEST).await {
+        Ok(plain) => plain,
+        Err(response) => return response,
     };
     let requested = std::str::from_utf8(&bytes)
         .ok()
@@ -670,23 +665,48 @@ async fn unsupported_version_as_jsonrpc(
         .iter()
         .map(rmcp::model::ProtocolVersion::as_str)
         .collect();
-    let body = serde_json::json!({
-        "jsonrpc": "2.0",
-        "id": null,
-        "error": {
-            "code": -32022,
-            "message": "Unsupported protocol version",
-            "data": { "requested": requested, "supported": supported },
-        },
+    let error = serde_json::json!({
+        "code": -32022,
+        "message": "Unsupported protocol version",
+        "data": { "requested": requested, "supported": supported },
     });
-    let mut response =
-        axum::response::Response::from_parts(parts, axum::body::Body::from(body.to_string()));
-    response.headers_mut().insert(
+    jsonrpc_answer(parts, error)
+}
+
+/// The parts and body of `response` when it is one of rmcp's plain-text
+/// answers (no content type) with `status`, its body read (at most 4 KiB:
+/// rmcp's are a few dozen bytes); else `Err`, the response to pass on.
+async fn rmcp_plain_text(
+    response: axum::response::Response,
+    status: http::StatusCode,
+) -> Result<(http::response::Parts, axum::body::Bytes), axum::response::Response> {
+    if response.status() != status || response.headers().contains_key(http::header::CONTENT_TYPE) {
+        return Err(response);
+    }
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, 4096).await {
+        Ok(bytes) => Ok((parts, bytes)),
+        Err(_) => Err(axum::response::Response::from_parts(
+            parts,
+            axum::body::Body::empty(),
+        )),
+    }
+}
+
+/// A 400 answering with the JSON-RPC `error` (id `null`), in place of the
+/// plain-text answer whose `parts` it keeps (its other headers).
+fn jsonrpc_answer(
+    mut parts: http::response::Parts,
+    error: serde_json::Value,
+) -> axum::response::Response {
+    let body = serde_json::json!({ "jsonrpc": "2.0", "id": null, "error": error });
+    parts.status = http::StatusCode::BAD_REQUEST;
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    parts.headers.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
-    response.headers_mut().remove(http::header::CONTENT_LENGTH);
-    response
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }
 
 /// The start of rmcp's plain-text answer (415) to a JSON body it cannot
@@ -711,30 +731,18 @@ const INVALID_MESSAGE: &str = "Invalid Request: the body is not a JSON-RPC messa
 async fn undeserializable_as_jsonrpc(
     response: axum::response::Response,
 ) -> axum::response::Response {
-    if response.status() != http::StatusCode::UNSUPPORTED_MEDIA_TYPE
-        || response.headers().contains_key(http::header::CONTENT_TYPE)
-    {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, 4096).await else {
-        return axum::response::Response::from_parts(parts, axum::body::Body::empty());
+    let status = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    let (parts, bytes) = match rmcp_plain_text(response, status).await {
+        Ok(plain) => plain,
+        Err(response) => return response,
     };
     if !bytes.starts_with(UNDESERIALIZABLE_TEXT.as_bytes()) {
         return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
     }
-    let body = serde_json::json!({
-        "jsonrpc": "2.0",
-        "id": null,
-        "error": { "code": -32600, "message": INVALID_MESSAGE },
-    });
-    parts.status = http::StatusCode::BAD_REQUEST;
-    parts.headers.remove(http::header::CONTENT_LENGTH);
-    parts.headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    axum::response::Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+    jsonrpc_answer(
+        parts,
+        serde_json::json!({ "code": -32600, "message": INVALID_MESSAGE }),
+    )
 }
 
 /// A path the server routes: one axum serves literally

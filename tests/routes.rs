@@ -935,6 +935,18 @@ async fn plain_options_without_token_is_401() {
     );
 }
 
+/// Asserts a 400 whose body is JSON (`application/json`) and returns it.
+fn jsonrpc_400(response: &RawResponse, case: &str) -> serde_json::Value {
+    assert_eq!(response.status, 400, "{case}: {}", response.summary());
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/json"),
+        "{case}"
+    );
+    serde_json::from_slice(&response.body)
+        .unwrap_or_else(|e| panic!("{case}: {e}: {}", response.summary()))
+}
+
 /// Asserts the MCP 2026-07-28 HeaderMismatch answer: 400, a JSON-RPC error
 /// -32020 with the request's id, no OAuth `invalid_request` challenge.
 #[track_caller]
@@ -1074,14 +1086,7 @@ async fn a_batch_or_a_message_rmcp_cannot_read_is_a_jsonrpc_error() {
             let log = t.log.take();
             let case = format!("{body} (in a session: {in_session})");
             assert!(log.is_empty(), "{case}: {log:?}");
-            assert_eq!(response.status, 400, "{case}: {}", response.summary());
-            assert_eq!(
-                response.header("content-type"),
-                Some("application/json"),
-                "{case}"
-            );
-            let answer: serde_json::Value = serde_json::from_slice(&response.body)
-                .unwrap_or_else(|e| panic!("{case}: {e}: {}", response.summary()));
+            let answer = jsonrpc_400(&response, &case);
             assert_eq!(answer["error"]["code"], -32600, "{case}: {answer}");
             assert_eq!(answer["id"], serde_json::Value::Null, "{case}: {answer}");
             assert!(
@@ -1133,14 +1138,7 @@ async fn an_unknown_protocol_version_is_a_jsonrpc_error() {
         )
         .await;
         let case = format!("{version} {body}");
-        assert_eq!(response.status, 400, "{case}: {}", response.summary());
-        assert_eq!(
-            response.header("content-type"),
-            Some("application/json"),
-            "{case}"
-        );
-        let answer: serde_json::Value = serde_json::from_slice(&response.body)
-            .unwrap_or_else(|e| panic!("{case}: {e}: {}", response.summary()));
+        let answer = jsonrpc_400(&response, &case);
         assert_eq!(answer["error"]["code"], -32022, "{case}: {answer}");
         assert_eq!(answer["id"], id, "{case}: {answer}");
         assert_eq!(answer["error"]["data"]["requested"], version, "{case}");
