@@ -16,6 +16,13 @@
 //! within seconds, long enough that an outage costs it a request every
 //! few seconds, not one per token).
 //!
+//! The shared store's breaker ([`Breaker::probing_at_once`]) opens on a
+//! timeout only (a store that answers, even with an error, costs no wait)
+//! and probes at once after the first one: a single connection gone
+//! silent costs one timeout and is replaced by the probe's new connection
+//! without refusing anything for a second; a store that keeps not
+//! answering is then cooled down as above.
+//!
 //! A small state machine under a plain mutex rather than a crate: it is
 //! taken only on a cache miss, for a few field reads and writes, never
 //! across an await; the circuit-breaker crates wrap the call itself (their
@@ -50,6 +57,9 @@ pub(crate) struct Breaker {
     service: &'static str,
     /// What a refused request gets, for the logs.
     refusal: &'static str,
+    /// The first outage is followed by a probe at once (no cooldown);
+    /// later ones by the cooldowns.
+    probe_at_once: bool,
 }
 
 /// Leave to ask the endpoint, to be [`settled`](Pass::settle); a probe
@@ -79,6 +89,16 @@ impl Breaker {
             state: Mutex::new(State::default()),
             service,
             refusal,
+            probe_at_once: false,
+        }
+    }
+
+    /// A breaker whose first outage is followed by a probe at once, and
+    /// only a failed probe starts the cooldowns (1 s, 2 s, 4 s, then 5 s).
+    pub(crate) fn probing_at_once(service: &'static str, refusal: &'static str) -> Self {
+        Self {
+            probe_at_once: true,
+            ..Self::new(service, refusal)
         }
     }
 
@@ -126,13 +146,18 @@ impl Pass<'_> {
             Settle::Outage => {
                 let now = Instant::now();
                 // Requests let through before the breaker opened that fail
-                // afterwards do not lengthen the cooldown: only a failure
-                // while closed, or a failed probe, opens it (again).
-                if !self.probe && state.open_until.is_some_and(|until| now < until) {
+                // afterwards do not lengthen the cooldown (nor, once it has
+                // passed, start one without a probe): only a failure while
+                // closed, or a failed probe, opens it (again).
+                if !self.probe && state.open_until.is_some() {
                     return;
                 }
                 state.failures = state.failures.saturating_add(1);
-                let cooldown = cooldown(state.failures);
+                let cooldown = cooldown(
+                    state
+                        .failures
+                        .saturating_sub(u32::from(self.breaker.probe_at_once)),
+                );
                 state.open_until = Some(crate::clock::deadline(now, cooldown));
                 tracing::warn!(
                     service = self.breaker.service,
@@ -154,8 +179,12 @@ impl Drop for Pass<'_> {
     }
 }
 
-/// The cooldown after `failures` outages in a row: 1 s, 2 s, 4 s, then 5 s.
+/// The cooldown after `failures` outages in a row: 1 s, 2 s, 4 s, then 5 s
+/// (none for none: the probe at once of [`Breaker::probing_at_once`]).
 fn cooldown(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
     let doublings = failures.saturating_sub(1).min(8);
     FIRST_COOLDOWN
         .saturating_mul(1 << doublings)
@@ -170,6 +199,7 @@ mod tests {
     fn cooldowns_double_up_to_the_cap() {
         let secs: Vec<u64> = (1..=6).map(|n| cooldown(n).as_secs()).collect();
         assert_eq!(secs, [1, 2, 4, 5, 5, 5]);
+        assert_eq!(cooldown(0), Duration::ZERO);
         assert_eq!(cooldown(u32::MAX), MAX_COOLDOWN);
     }
 
@@ -196,5 +226,30 @@ mod tests {
         b.admit().unwrap().settle(Settle::Answered);
         assert!(b.lock().open_until.is_none(), "closed again");
         assert_eq!(b.lock().failures, 0);
+    }
+
+    // The store's breaker: the first outage leaves the next request to
+    // probe at once (a connection gone silent is replaced without a second
+    // of refusals); requests let through before that fail afterwards, even
+    // after the probe started, neither open it nor back it off; a failed
+    // probe starts the cooldowns at 1 s.
+    #[test]
+    fn probing_at_once_then_cooling_down() {
+        let b = Breaker::probing_at_once("store", "refused");
+        let (p1, p2) = (b.admit().unwrap(), b.admit().unwrap());
+        p1.settle(Settle::Outage);
+        let probe = b.admit().expect("a probe at once");
+        assert!(b.admit().is_none(), "one probe at a time");
+        p2.settle(Settle::Outage);
+        assert_eq!(b.lock().failures, 1, "a late failure is not a probe's");
+        probe.settle(Settle::Answered);
+        assert!(b.lock().open_until.is_none(), "the probe closed it");
+        // Down for good: the failed probe opens it for the first cooldown.
+        b.admit().unwrap().settle(Settle::Outage);
+        b.admit().unwrap().settle(Settle::Outage);
+        assert_eq!(b.lock().failures, 2);
+        let left = b.lock().open_until.unwrap() - Instant::now();
+        assert!(left > Duration::from_millis(500), "{left:?}");
+        assert!(b.admit().is_none(), "cooling down");
     }
 }

@@ -314,6 +314,63 @@ async fn a_slow_redis_hits_the_timeout() {
     assert_eq!(err.to_string(), "store timed out");
 }
 
+// A Redis that stops answering (SIGSTOP: a hung host, a partition; the
+// kernel still takes connections and commands) is not waited for on every
+// operation. After a timeout the next operation probes on a new
+// connection; once that times out too, the others fail at once for the
+// cooldown (1 s, doubling to 5 s), naming why. Before, each of the twelve
+// operations here waited its whole timeout. Once Redis answers again, a
+// probe after the cooldown finds it and the store serves what it kept.
+#[tokio::test]
+async fn a_frozen_redis_costs_a_timeout_per_cooldown_not_one_per_operation() {
+    let redis = RedisServer::start().await;
+    let store = RedisStore::new(&redis.url())
+        .unwrap()
+        .timeout(Duration::from_millis(200));
+    store
+        .put("mcp_oauth2:session:k", b"1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    redis.freeze();
+    let (mut timeouts, mut refused) = (0, 0);
+    for _ in 0..12 {
+        match store.get("mcp_oauth2:session:k").await {
+            Err(StoreError::Timeout) => timeouts += 1,
+            Err(StoreError::Unavailable(why)) => {
+                assert!(why.contains("not answering"), "{why}");
+                assert!(!why.contains("mcp_oauth2:session"), "{why}");
+                refused += 1;
+            }
+            other => panic!("frozen, yet {other:?}"),
+        }
+    }
+    // The first operation and its probe; a machine slow enough to pass the
+    // first cooldown between two operations gives one more probe.
+    assert!((2..=3).contains(&timeouts), "{timeouts} timeouts");
+    assert_eq!(refused, 12 - timeouts);
+    // Writes are refused at once too (nothing is queued for later).
+    assert!(matches!(
+        store.put_if_absent("mcp_oauth2:dpop:k", b"1", WINDOW).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    redis.thaw();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match store.get("mcp_oauth2:session:k").await {
+            Ok(value) => {
+                assert_eq!(value, Some(b"1".to_vec()), "what it kept");
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "never answered again: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Closed again: the next operations are served, one after another.
+    for _ in 0..3 {
+        assert!(store.hit("mcp_oauth2:throttle:k", WINDOW).await.is_ok());
+    }
+}
+
 // A write whose reply was lost (the command ran, then the connection
 // dropped) is retried once on the new connection; the retry must not apply
 // it a second time. Before the fix, `put_if_absent` found its own write and
@@ -1302,6 +1359,84 @@ async fn reference_servers_sharing_redis_accept_each_others_dpop_nonces() {
     }
     a.child.kill().await.unwrap();
     b.child.kill().await.unwrap();
+}
+
+// Throttling on a Redis that stops answering fails open, as documented,
+// without holding every request: the reference server with
+// MCP_OAUTH2_FAILED_AUTH_LIMIT reads two counters (the address's, the
+// token's) before verifying each request, and each read waited the whole
+// store timeout (250 ms) for as long as Redis stayed frozen: twenty store
+// timeouts for these ten calls. Now a frozen Redis costs a timeout and a
+// probe, then the reads fail at once (logged as such) for the cooldown,
+// and the calls are still served.
+#[tokio::test]
+async fn throttling_on_a_frozen_redis_fails_open_without_a_timeout_per_request() {
+    let redis = RedisServer::start().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let mut server = ReferenceServer::start_with(
+        issuer.issuer(),
+        &resource,
+        port,
+        &redis.url(),
+        &[("MCP_OAUTH2_FAILED_AUTH_LIMIT", "5/60")],
+    )
+    .await;
+    let token = issuer
+        .token()
+        .subject("alice")
+        .audience(&resource)
+        .scopes(["notes:read"])
+        .sign();
+    // A stateless 2026-07-28 call: no session, so only the throttle's
+    // counters use the store.
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "whoami", "arguments": {}, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }},
+    })
+    .to_string();
+    let call = || async {
+        reqwest::Client::new()
+            .post(&resource)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "whoami")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(call().await, 200);
+    redis.freeze();
+    for _ in 0..10 {
+        assert_eq!(call().await, 200, "throttling fails open");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.lines("not answering").len() < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            server.log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let timeouts = server.lines("store timed out").len();
+    assert!((2..=3).contains(&timeouts), "{timeouts} store timeouts");
+    for line in server.lines("store.error") {
+        assert!(line.contains("fails open"), "{line}");
+        assert!(!line.contains(&token), "{line}");
+    }
+    redis.thaw();
+    server.child.kill().await.unwrap();
 }
 
 // Failed authentications counted on one replica count on the other: with a

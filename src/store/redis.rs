@@ -8,7 +8,26 @@
 //! fails with [`StoreError::Timeout`] (the command may still run on the
 //! server), and its connection is dropped: the next operation connects
 //! again, so a connection that went silent without closing is not used
-//! until the kernel gives up on it. A counter `hit` is one Lua script (atomic, like `MULTI`):
+//! until the kernel gives up on it.
+//!
+//! # A Redis that does not answer is not waited for on every request
+//!
+//! A timeout is followed by one probe (the next operation, on a new
+//! connection; the operations meanwhile fail at once): a probe that is
+//! answered closes the breaker, so a single connection gone silent costs
+//! one timeout. A probe that times out too opens the breaker: every
+//! operation then fails at once ([`StoreError::Unavailable`], "redis: not
+//! answering; ...") for 1 s, then one operation probes again, the
+//! cooldown doubling to 5 s while Redis stays silent. So a frozen Redis (a
+//! stopped process, a hung host, a partition) costs each store user one
+//! timeout every few seconds, not one per request: throttling fails open
+//! and the users that fail closed answer 503 at once. An answer of any
+//! kind (a value, an error reply, a refused connection) is not an outage:
+//! it cost no wait, and a restarted Redis is used at once.
+//!
+//! # Writes
+//!
+//! A counter `hit` is one Lua script (atomic, like `MULTI`):
 //! `SET key 0 PX window NX` (the window starts at the first hit, and the
 //! key expires with it), `INCR`, `PTTL`; so concurrent hits on several
 //! replicas are all counted in one window. Every key gets the store's
@@ -52,6 +71,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{SharedStore, StoreError, StoreFuture, WindowCount, millis_at_least_one};
+use crate::breaker::{Breaker, Settle};
+
+/// What an operation refused by the breaker fails with.
+const COOLING_DOWN: &str =
+    "redis: not answering; refused at once until a probe after the cooldown is answered";
 
 /// A [`SharedStore`] on Redis (feature `redis`). Cheap to share behind an `Arc`.
 ///
@@ -78,6 +102,8 @@ pub struct RedisStore {
     /// Numbers the connections made, so that a timed-out operation drops
     /// its own connection only, never a newer one.
     made: AtomicU64,
+    /// Opens when Redis does not answer in time (see the module's doc).
+    breaker: Breaker,
     timeout: Duration,
     prefix: String,
 }
@@ -109,6 +135,7 @@ impl RedisStore {
             client,
             connection: Mutex::new(None),
             made: AtomicU64::new(0),
+            breaker: Breaker::probing_at_once("redis_store", "store_unavailable"),
             timeout: Self::DEFAULT_TIMEOUT,
             prefix: String::new(),
         })
@@ -187,11 +214,15 @@ impl RedisStore {
     /// the socket until the kernel gives up on it, minutes or hours later,
     /// and every operation sent on it would time out until then. The next
     /// operation connects again (a Redis that is merely slow costs one new
-    /// connection per timeout).
+    /// connection per timeout). Timeouts open the store's breaker (see the
+    /// module's doc): while it is open, the operation fails at once.
     async fn run<T: redis::FromRedisValue>(
         &self,
         query: impl Into<Query>,
     ) -> Result<T, StoreError> {
+        let Some(pass) = self.breaker.admit() else {
+            return Err(StoreError::Unavailable(COOLING_DOWN.to_owned()));
+        };
         let query = query.into();
         let (number, mut manager) = self.connection()?;
         let work = async {
@@ -212,6 +243,9 @@ impl RedisStore {
         };
         if matches!(result, Err(StoreError::Timeout)) {
             self.drop_connection(number);
+            pass.settle(Settle::Outage);
+        } else {
+            pass.settle(Settle::Answered);
         }
         result
     }

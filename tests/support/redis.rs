@@ -79,6 +79,24 @@ impl RedisServer {
         }
     }
 
+    /// Stops the process (`SIGSTOP`): the kernel still accepts connections
+    /// and takes commands, nothing answers (a hung host, a partition),
+    /// until [`thaw`](Self::thaw).
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a [`freeze`](Self::freeze)d process run again (`SIGCONT`).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Makes every client command wait `millis` (a slow Redis).
     pub async fn pause(&self, millis: u64) {
         let answer = self
