@@ -188,7 +188,7 @@ pub(super) fn canonical_resource(
     // clients: `/m cp` is served and advertised as `/m%20cp`.)
     let text = raw.trim();
     let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
-    let written = written_path(text);
+    let written = written_path(after_scheme);
     if after_scheme.contains(['\\', '\t', '\n', '\r']) || has_dot_segment(written) {
         return Err(ConfigError::new(
             "resource",
@@ -213,10 +213,10 @@ pub(super) fn canonical_resource(
     Ok((canonical, url))
 }
 
-/// The path of a URL as written: from the first `/` after the authority to
-/// the query, the fragment or the end (empty when there is none).
-fn written_path(text: &str) -> &str {
-    let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
+/// The path of a URL as written, given the text after its `scheme://`:
+/// from the first `/` after the authority to the query, the fragment or
+/// the end (empty when there is none).
+fn written_path(after_scheme: &str) -> &str {
     let rest = after_scheme
         .find(['/', '?', '#'])
         .and_then(|at| after_scheme.get(at..))
