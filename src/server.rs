@@ -239,7 +239,9 @@ impl<S> McpServerBuilder<S> {
     }
 
     /// The rmcp service factory (required): called for each session (legacy
-    /// protocol) or request (stateless 2026-07-28 protocol).
+    /// protocol) or request (stateless 2026-07-28 protocol), and once by
+    /// [`build`](McpServerBuilder::build), which reads the handler's
+    /// capabilities (`get_info`: whether it serves tasks).
     ///
     /// Because a stateless server calls it for every request, keep it cheap.
     /// In particular, build a `#[tool_router]` router once and share it:
@@ -503,7 +505,15 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         // request routed to rmcp as MCP, whatever the resource URI's path
         // (a root resource, a proxy prefix) and whatever the path spelling.
         let hosts = allowed_hosts(&config, &self.extra_hosts);
+        // What the service declares, read once from a handler of the
+        // factory: a request naming a task that is not the caller's is
+        // answered as rmcp answers it for a task that does not exist,
+        // which depends on whether the service serves tasks at all.
+        let service_tasks = factory()
+            .ok()
+            .map(|handler| handler.get_info().capabilities.supports_tasks());
         let layer = layer
+            .service_tasks(service_tasks, self.rmcp_config.json_response)
             .mcp_path(self.path.clone())
             .whole_service()
             .allowed_hosts(&hosts)

@@ -1116,3 +1116,193 @@ async fn with_replicas_a_session_declaring_tasks_later_has_them_bound_everywhere
     one.assert_bound_to_alice(&task).await;
     two.assert_bound_to_alice(&task).await;
 }
+
+/// A service without tasks: rmcp's defaults, tools only.
+#[derive(Clone)]
+struct NoTasks;
+
+impl ServerHandler for NoTasks {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+}
+
+/// rmcp alone serving `handler` (no layer), answering stateless requests
+/// in JSON (`McpServer`'s default) or in event streams (rmcp's), at the
+/// URL returned, until the guard is dropped.
+async fn bare_rmcp<S>(handler: S, json: bool) -> (String, tokio_util::sync::DropGuard)
+where
+    S: ServerHandler + Clone + Send + Sync + 'static,
+{
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    };
+    let ct = CancellationToken::new();
+    let mut config = StreamableHttpServerConfig::default().with_json_response(json);
+    config.allowed_hosts = Vec::new();
+    let service = StreamableHttpService::new(
+        move || Ok(handler.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let app = axum::Router::new().route_service("/mcp", service);
+    let stop = ct.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    });
+    (url, ct.drop_guard())
+}
+
+/// A stateless request of `method` naming the task `id`, from a client
+/// that declares the tasks extension or not: status, content type, body.
+async fn ask_for_task(
+    url: &str,
+    token: Option<&str>,
+    method: &str,
+    id: &str,
+    declared: bool,
+) -> (u16, String, String) {
+    let mut meta = meta();
+    if !declared {
+        meta["io.modelcontextprotocol/clientCapabilities"] = json!({});
+    }
+    let mut params = json!({"taskId": id, "_meta": meta});
+    if method == "tasks/update" {
+        params["inputResponses"] = json!({});
+    }
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method)
+        .header("mcp-name", id)
+        .body(body.to_string());
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = bounded(req.send()).await.expect("request");
+    let status = resp.status().as_u16();
+    let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    (status, content_type, resp.text().await.unwrap())
+}
+
+// Found from outside (round 2): a request naming a task that is not the
+// caller's was answered "unknown task" (-32602, HTTP 200) whatever the
+// service, although rmcp alone answers -32601 (HTTP 404, "method not
+// found") for a service without tasks and -32021 (HTTP 400) to a client
+// that did not declare the tasks extension, and the layer's message had
+// its members in another order than rmcp's. The docs promise rmcp's own
+// answer for a task that does not exist: compared here byte for byte with
+// rmcp alone, for every method, with and without the client's
+// declaration, for a service with tasks (bob naming alice's task) and one
+// without.
+#[tokio::test]
+async fn a_task_that_is_not_the_callers_gets_rmcps_own_answer_byte_for_byte() {
+    let t = Tasks::start().await;
+    let alice = t.token("alice", &["notes:write"]);
+    let bob = t.token("bob", &["notes:write"]);
+    let task = t.create(&alice).await;
+    let (bare_tasks, _stop) = bare_rmcp(
+        TaskServer {
+            tasks: TaskManager::new(),
+        },
+        true,
+    )
+    .await;
+    let (bare_none, _stop_none) = bare_rmcp(NoTasks, true).await;
+    let (listener, none_url, config) = bind_with_config(&t.issuer, |b| b).await;
+    let server = McpServer::builder()
+        .auth(config)
+        .service(|| Ok(NoTasks))
+        .build()
+        .unwrap();
+    let none_metrics = server.metrics();
+    let _stop_layered = server.cancellation_token().drop_guard();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    let bob_none = t.issuer.token().subject("bob").audience(&none_url).sign();
+
+    let missing = "00000000-0000-4000-8000-000000000000";
+    let mut seen = std::collections::BTreeSet::new();
+    for declared in [true, false] {
+        for method in ["tasks/get", "tasks/update", "tasks/cancel"] {
+            let ours = ask_for_task(&t.resource, Some(&bob), method, &task, declared).await;
+            let theirs = ask_for_task(&bare_tasks, None, method, missing, declared).await;
+            assert_eq!(
+                (ours.0, ours.1, ours.2.replace(&task, "<id>")),
+                (theirs.0, theirs.1, theirs.2.replace(missing, "<id>")),
+                "{method}, declared: {declared}"
+            );
+            assert!(!ours.2.contains("secret"), "{}", ours.2);
+            seen.insert(ours.0);
+            let ours = ask_for_task(&none_url, Some(&bob_none), method, missing, declared).await;
+            let theirs = ask_for_task(&bare_none, None, method, missing, declared).await;
+            assert_eq!(ours, theirs, "no tasks: {method}, declared: {declared}");
+            seen.insert(ours.0);
+        }
+    }
+    // All three of rmcp's answers were met: unknown task, undeclared
+    // client, no tasks at all.
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [200, 400, 404]);
+    // Each still the layer's refusal, counted.
+    assert_eq!(t.metrics.snapshot().rejected.get("unknown_task"), Some(&6));
+    assert_eq!(
+        none_metrics.snapshot().rejected.get("unknown_task"),
+        Some(&6)
+    );
+    // Alice's task is untouched.
+    let (_, again) = t.get(&alice, &task).await;
+    assert!(again.to_string().contains("secret of alice"), "{again}");
+
+    // rmcp set to answer in event streams (its own default): the unknown
+    // task is an event there too, the other answers JSON, as rmcp has them.
+    let (bare_sse, _stop_sse) = bare_rmcp(
+        TaskServer {
+            tasks: TaskManager::new(),
+        },
+        false,
+    )
+    .await;
+    let (listener, sse_url, config) = bind_with_config(&t.issuer, |b| {
+        b.scopes_supported(["notes:read", "notes:write"])
+    })
+    .await;
+    let tasks = TaskManager::new();
+    let server = McpServer::builder()
+        .auth(config)
+        .rmcp_config(|c| c.with_json_response(false))
+        .service(move || {
+            Ok(TaskServer {
+                tasks: tasks.clone(),
+            })
+        })
+        .build()
+        .unwrap();
+    let _stop_layered_sse = server.cancellation_token().drop_guard();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    let token = |sub: &str| {
+        t.issuer
+            .token()
+            .subject(sub)
+            .audience(&sse_url)
+            .scopes(["notes:write"])
+            .sign()
+    };
+    for declared in [true, false] {
+        let ours = ask_for_task(
+            &sse_url,
+            Some(&token("bob")),
+            "tasks/get",
+            missing,
+            declared,
+        )
+        .await;
+        let theirs = ask_for_task(&bare_sse, None, "tasks/get", missing, declared).await;
+        assert_eq!(ours, theirs, "event streams, declared: {declared}");
+    }
+}

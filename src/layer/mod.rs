@@ -124,6 +124,14 @@ struct Shared {
     /// Every request reaching the layer is MCP (the layer wraps the MCP
     /// route alone, as `McpServer` applies it).
     whole_service: bool,
+    /// Whether the service behind declares the tasks extension (set by
+    /// `McpServer` from its handler; `None`: not known), for the answer to
+    /// a request naming a task that is not the caller's.
+    service_tasks: Option<bool>,
+    /// Whether the service behind answers a stateless request in JSON
+    /// rather than in an event stream (`McpServer`'s rmcp configuration;
+    /// `true` elsewhere), for the same answer.
+    service_json: bool,
     /// The `Host` allowlist of the rmcp service behind the layer (set by
     /// `McpServer`, `None` elsewhere): judged here, before the token.
     allowed_hosts: Option<Arc<AllowedHosts>>,
@@ -237,6 +245,8 @@ impl AuthLayer {
                 mcp_path,
                 resource_path: config.resource_path().trim_end_matches('/').to_owned(),
                 whole_service: false,
+                service_tasks: None,
+                service_json: true,
                 allowed_hosts: None,
                 bind_sessions: true,
                 forward_authorization: false,
@@ -295,6 +305,16 @@ impl AuthLayer {
             let shared = Arc::make_mut(&mut self.shared);
             shared.metadata = shared.metadata.clone().without_root();
         }
+        self
+    }
+
+    /// Whether the service behind declares the tasks extension (`None`:
+    /// not known) and answers stateless requests in JSON: how a request
+    /// naming someone else's task is answered.
+    pub(crate) fn service_tasks(mut self, declared: Option<bool>, json: bool) -> Self {
+        let shared = Arc::make_mut(&mut self.shared);
+        shared.service_tasks = declared;
+        shared.service_json = json;
         self
     }
 

@@ -381,7 +381,7 @@ where
                                 {
                                     let response = shared.refuse_task(
                                         refusal,
-                                        tasks.request_id.as_deref(),
+                                        &tasks,
                                         placement.stateless,
                                         &seen,
                                         &ctx,

@@ -79,9 +79,12 @@ pub(crate) const LONGEST_BINDING: Duration = Duration::from_secs(24 * 3600);
 /// one event of a stream (SSE).
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
-/// The methods that name a task by `params.taskId`.
-pub(super) fn names_a_task(method: &str) -> bool {
-    matches!(method, "tasks/get" | "tasks/update" | "tasks/cancel")
+/// `method` when it is one of the methods that name a task by
+/// `params.taskId` (`tasks/get`, `tasks/update`, `tasks/cancel`).
+fn task_method(method: &str) -> Option<&'static str> {
+    ["tasks/get", "tasks/update", "tasks/cancel"]
+        .into_iter()
+        .find(|m| *m == method)
 }
 
 /// The step-up slots of the calls that created this process's tasks, by
@@ -140,6 +143,9 @@ pub(super) struct TaskWork {
     pub(super) declared: bool,
     /// The raw JSON-RPC id of a single request, for a refusal's answer.
     pub(super) request_id: Option<String>,
+    /// The method of the first request naming a task, for a refusal's
+    /// answer.
+    pub(super) method: Option<&'static str>,
 }
 
 impl TaskWork {
@@ -148,7 +154,8 @@ impl TaskWork {
     pub(super) fn of(ops: &[crate::scope::Operation], body: &[u8], may_create: bool) -> Self {
         let mut work = Self::default();
         for op in ops {
-            if names_a_task(op.method()) {
+            if let Some(method) = task_method(op.method()) {
+                work.method.get_or_insert(method);
                 work.named.extend(op.targets().iter().cloned());
             } else if op.method() == "tools/call" {
                 work.creates = may_create;
@@ -235,12 +242,12 @@ impl Shared {
         Ok(scopes)
     }
 
-    /// The answer to a refused task request: rmcp's own answer for an
-    /// unknown task (counted and audited), or 503.
+    /// The answer to a refused task request: what rmcp answers for a task
+    /// that does not exist (counted and audited), or 503.
     pub(super) fn refuse_task(
         &self,
         refusal: TaskRefusal,
-        request_id: Option<&str>,
+        work: &TaskWork,
         stateless: bool,
         seen: &Seen,
         ctx: &AuthContext,
@@ -252,6 +259,8 @@ impl Shared {
             }
             TaskRefusal::Unknown(id) => id,
         };
+        let (status, message) = unknown_task_answer(&id, work, self.service_tasks, stateless);
+        let status = if stateless { status } else { StatusCode::OK };
         self.outcomes.reject("unknown_task");
         self.audit.emit(&Record {
             meta: Some(&seen.meta),
@@ -259,7 +268,7 @@ impl Shared {
             ..Record::new(
                 Event::AuthzRefused,
                 "unknown_task",
-                Some(200),
+                Some(status.as_u16()),
                 &self.document.resource,
             )
         });
@@ -268,17 +277,11 @@ impl Shared {
             request_id = seen.request_id(),
             "refused a task request: the task is not the caller's"
         );
-        let message = serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": request_id
-                .and_then(|raw| serde_json::from_str::<Value>(raw).ok())
-                .unwrap_or(Value::Null),
-            "error": {"code": -32602, "message": format!("unknown task: {id}")},
-        })
-        .to_string();
-        if stateless {
+        // As rmcp: a stateless answer other than 200 is JSON, whatever the
+        // response mode; in a legacy session, an event.
+        if stateless && (self.service_json || status != StatusCode::OK) {
             (
-                StatusCode::OK,
+                status,
                 [(
                     http::header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
@@ -288,7 +291,7 @@ impl Shared {
                 .into_response()
         } else {
             (
-                StatusCode::OK,
+                status,
                 [(
                     http::header::CONTENT_TYPE,
                     HeaderValue::from_static("text/event-stream"),
@@ -603,6 +606,57 @@ impl http_body::Body for Recording {
             }
         }
     }
+}
+
+/// What rmcp answers a request naming the task `id` that does not exist,
+/// and its HTTP status in a stateless request (a legacy session's answers
+/// are events, HTTP 200), built from rmcp's own types so that the body is
+/// rmcp's byte for byte. rmcp checks, in this order (`ServerHandler`'s
+/// `tasks/*` dispatch, rmcp 3.11): that the service declares the tasks
+/// extension (else `-32601`, the method's name; HTTP 404), that the
+/// request's client does (else `-32021`; HTTP 400; read here for a
+/// stateless request only: a legacy session's client may have declared
+/// them in an `initialize` another replica saw), then the task (`-32602`,
+/// `unknown task: <id>`; HTTP 200). `service_tasks` is `None` where the
+/// layer does not know the service (a plain `AuthLayer`): the last answer.
+fn unknown_task_answer(
+    id: &str,
+    work: &TaskWork,
+    service_tasks: Option<bool>,
+    stateless: bool,
+) -> (StatusCode, String) {
+    use rmcp::model::{CancelTaskMethod, ErrorData, GetTaskMethod, UpdateTaskMethod};
+    let (status, error) = match (service_tasks, work.method) {
+        (Some(false), Some(method)) => (
+            StatusCode::NOT_FOUND,
+            match method {
+                "tasks/update" => ErrorData::method_not_found::<UpdateTaskMethod>(),
+                "tasks/cancel" => ErrorData::method_not_found::<CancelTaskMethod>(),
+                _ => ErrorData::method_not_found::<GetTaskMethod>(),
+            },
+        ),
+        (Some(true), Some(_)) if stateless && !work.declared => (
+            StatusCode::BAD_REQUEST,
+            ErrorData::missing_required_client_capability(
+                rmcp::model::ClientCapabilities::builder()
+                    .enable_tasks()
+                    .build(),
+            ),
+        ),
+        _ => (
+            StatusCode::OK,
+            ErrorData::invalid_params(format!("unknown task: {id}"), None),
+        ),
+    };
+    let request_id = work
+        .request_id
+        .as_deref()
+        .and_then(|raw| serde_json::from_str::<rmcp::model::RequestId>(raw).ok());
+    let message = rmcp::model::JsonRpcError::new(request_id, error);
+    // rmcp's types serialize to JSON without fail; an empty object would
+    // still be an answer without the task.
+    let text = serde_json::to_string(&message).unwrap_or_else(|_| "{}".to_owned());
+    (status, text)
 }
 
 #[cfg(test)]
