@@ -518,6 +518,8 @@ async fn any_tenant_keeps_a_bounded_number_of_key_sets() {
                 TenantIssuer::new(template)
                     .allow_any_tenant_unrestricted()
                     .max_key_sets(4)
+                    // The budget of new tenants is tested apart.
+                    .max_new_tenants_per_second(1_000)
                     .jwks_uri(keys)
                     .advertise(front_door),
             )
@@ -561,6 +563,73 @@ async fn any_tenant_keeps_a_bounded_number_of_key_sets() {
         (401, "tenant_invalid".into())
     );
     assert_eq!(realms.total_hits(), before);
+}
+
+// Found from outside (round 2): with any tenant accepted, each token
+// naming a made-up tenant made the server ask the authorization server
+// for that tenant's key set before any signature could be checked, so
+// garbage bought outbound requests one for one (a provider may throttle
+// or block such a server, for every tenant). Now at most
+// `max_new_tenants_per_second` tenants not yet kept are fetched in a
+// second; past it, such a token gets 503 `keys_unavailable` at once, with
+// no request to the issuer, while tenants already kept are served and a
+// real new tenant is served once the second has passed.
+#[tokio::test]
+async fn new_tenants_past_the_budget_cost_the_issuer_nothing() {
+    let realms = Realms::start(&["acme", "globex"]).await;
+    let template = format!("{}/realms/{{tenant}}", realms.base);
+    let front_door = format!("{}/realms/master", realms.base);
+    let s = serve(move |_| {
+        AuthConfig::builder()
+            .tenant_issuer(
+                TenantIssuer::new(template)
+                    .allow_any_tenant_unrestricted()
+                    .max_new_tenants_per_second(5)
+                    .advertise(front_door),
+            )
+            .typ_policy(TypPolicy::AllowJwt)
+    })
+    .await;
+    let token = |realm: &str| {
+        realms
+            .token(realm)
+            .header("typ", json!("JWT"))
+            .audience(&s.resource)
+            .sign()
+    };
+    let acme = token("acme");
+    assert_eq!(post(&s.resource, &acme).await.0, 200);
+    let started = std::time::Instant::now();
+    let mut fetched = 0;
+    let mut refused_at_once = 0;
+    for i in 0..30 {
+        let realm = format!("made-up-{i}");
+        let garbage = realms
+            .signer("acme")
+            .token()
+            .claim("iss", json!(format!("{}/realms/{realm}", realms.base)))
+            .audience(&s.resource)
+            .sign();
+        assert_eq!(
+            post(&s.resource, &garbage).await,
+            (503, "keys_unavailable".into()),
+            "{realm}"
+        );
+        match realms.discovery_hits(&realm) + realms.hits(&realm) {
+            0 => refused_at_once += 1,
+            _ => fetched += 1,
+        }
+        // The tenant already kept is served all along.
+        assert_eq!(post(&s.resource, &acme).await.0, 200, "{realm}");
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    assert!(fetched <= 5 * seconds, "{fetched} fetched in {seconds} s");
+    assert!(refused_at_once >= 30 - 5 * seconds, "{refused_at_once}");
+    assert!(refused_at_once > 0);
+    // A real new tenant, once the second has passed: served.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(post(&s.resource, &token("globex")).await.0, 200);
+    assert_eq!(realms.hits("globex"), 1);
 }
 
 /// Calls `tool`, returning the text or the JSON-RPC error message.

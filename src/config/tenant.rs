@@ -21,6 +21,11 @@ pub(crate) const TENANT_PLACEHOLDER: &str = "{tenant}";
 /// with an allowlist, one per listed tenant.
 pub(crate) const DEFAULT_MAX_TENANT_KEY_SETS: usize = 1_000;
 
+/// How many tenants not yet kept may have their key set fetched in one
+/// second, by default, when any tenant is accepted
+/// ([`TenantIssuer::max_new_tenants_per_second`]).
+pub(crate) const DEFAULT_NEW_TENANTS_PER_SECOND: u32 = 20;
+
 /// Whether `id` is a tenant id: 1 to 64 characters of `[A-Za-z0-9_-]`.
 pub(crate) fn is_tenant_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
@@ -85,6 +90,7 @@ pub struct TenantIssuer {
     pub(crate) advertised: Vec<String>,
     pub(crate) policy: Option<IssuerPolicy>,
     pub(crate) max_key_sets: usize,
+    pub(crate) new_tenants_per_second: u32,
 }
 
 impl TenantIssuer {
@@ -99,6 +105,7 @@ impl TenantIssuer {
             advertised: Vec::new(),
             policy: None,
             max_key_sets: DEFAULT_MAX_TENANT_KEY_SETS,
+            new_tenants_per_second: DEFAULT_NEW_TENANTS_PER_SECOND,
         }
     }
 
@@ -170,6 +177,22 @@ impl TenantIssuer {
     /// global settings.
     pub fn policy(mut self, policy: IssuerPolicy) -> Self {
         self.policy = Some(policy);
+        self
+    }
+
+    /// How many tenants whose key set is not kept may have it fetched in
+    /// any one second (default 20). Only matters with
+    /// [`allow_any_tenant_unrestricted`](Self::allow_any_tenant_unrestricted):
+    /// anyone can then send tokens naming made-up tenants, and each new
+    /// tenant costs a discovery and a key-set request to the authorization
+    /// server before a signature can be checked (a provider may throttle or
+    /// block a server that floods it). Past the budget, a token of a tenant
+    /// not yet kept is refused at once with 503 `keys_unavailable` and
+    /// `Retry-After` (a real tenant's client retries); tenants already kept
+    /// are never affected. Raise it for a deployment where many tenants
+    /// come back at once (a restart with thousands of active tenants).
+    pub fn max_new_tenants_per_second(mut self, per_second: u32) -> Self {
+        self.new_tenants_per_second = per_second;
         self
     }
 
@@ -326,6 +349,12 @@ impl TenantIssuer {
             Tenants::Any => {
                 if self.max_key_sets == 0 {
                     return Err(err("max_key_sets must be greater than zero".into()));
+                }
+                if self.new_tenants_per_second == 0 {
+                    return Err(err(
+                        "max_new_tenants_per_second must be greater than zero (no new tenant could ever be served)"
+                            .into(),
+                    ));
                 }
             }
         }
@@ -529,6 +558,9 @@ mod tests {
             TenantIssuer::new("https://h/{tenant}")
                 .allow_any_tenant_unrestricted()
                 .max_key_sets(0),
+            TenantIssuer::new("https://h/{tenant}")
+                .allow_any_tenant_unrestricted()
+                .max_new_tenants_per_second(0),
         ];
         for t in bad {
             let e = t.validate(false).unwrap_err();

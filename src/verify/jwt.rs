@@ -193,6 +193,7 @@ impl JwtVerifier {
                 per_tenant: quick_cache::sync::Cache::new(1),
                 fetcher: None,
                 policy: cache_policy(config),
+                new_tenants: None,
             })),
         };
         Ok(Self::from_parts(config, vec![keys]))
@@ -317,14 +318,12 @@ impl JwtVerifier {
             Err(err) => return Err(err),
         };
         // 4: the key (may fetch; an unknown or unlisted tenant never gets here).
-        let Some(issuer_keys) = self
+        let issuer_keys = self
             .inner
             .issuers
             .get(checked.issuer)
-            .and_then(|k| k.for_tenant(checked.tenant.as_ref()))
-        else {
-            return Err(AuthErrorKind::InvalidIssuer.into());
-        };
+            .ok_or(AuthErrorKind::InvalidIssuer)
+            .and_then(|k| k.for_tenant(checked.tenant.as_ref()))?;
         let keys = match issuer_keys.key_set(kid, alg).await {
             Lookup::Keys(keys) => keys,
             Lookup::Unavailable => return Err(AuthErrorKind::KeysUnavailable.into()),
@@ -526,12 +525,14 @@ impl IssuerKeys {
     }
 
     /// The key set for a token of `tenant` (created on first use for a
-    /// tenant of a template with key sets per tenant).
-    fn for_tenant(&self, tenant: Option<&Arc<str>>) -> Option<Arc<JwksCache>> {
+    /// tenant of a template with key sets per tenant): `KeysUnavailable`
+    /// past the budget of new tenants, `InvalidIssuer` for a token that
+    /// does not fit the issuer.
+    fn for_tenant(&self, tenant: Option<&Arc<str>>) -> Result<Arc<JwksCache>, AuthErrorKind> {
         match (self, tenant) {
-            (Self::Fixed(_, cache), None) => Some(Arc::clone(cache)),
+            (Self::Fixed(_, cache), None) => Ok(Arc::clone(cache)),
             (Self::Tenants(t), Some(tenant)) => t.keys_for(tenant),
-            _ => None,
+            _ => Err(AuthErrorKind::InvalidIssuer),
         }
     }
 
@@ -575,6 +576,42 @@ struct TenantKeys {
     /// `None` for a pinned shared key set (nothing is fetched).
     fetcher: Option<Fetcher>,
     policy: CachePolicy,
+    /// The budget of new tenants a second, when any tenant is accepted.
+    new_tenants: Option<NewTenants>,
+}
+
+/// At most `per_second` key sets of tenants not yet kept created in one
+/// second (a fixed window): with any tenant accepted, a flood of tokens
+/// naming made-up tenants would otherwise cost the authorization server
+/// two requests each. A counter under a mutex rather than a rate-limiting
+/// crate: it is taken only for a tenant's first token (or one whose key set
+/// was pushed out), for two field updates.
+struct NewTenants {
+    per_second: u32,
+    window: std::sync::Mutex<(std::time::Instant, u32)>,
+}
+
+impl NewTenants {
+    fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            window: std::sync::Mutex::new((std::time::Instant::now(), 0)),
+        }
+    }
+
+    /// Whether one more new tenant fits this second's budget.
+    fn take(&self) -> bool {
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if now.duration_since(window.0) >= std::time::Duration::from_secs(1) {
+            *window = (now, 0);
+        }
+        if window.1 >= self.per_second {
+            return false;
+        }
+        window.1 += 1;
+        true
+    }
 }
 
 impl TenantKeys {
@@ -602,20 +639,36 @@ impl TenantKeys {
             Some(list) => list.len(),
             None => config.max_key_sets,
         };
+        let new_tenants = (shared.is_none() && config.allowed_tenants().is_none())
+            .then(|| NewTenants::new(config.new_tenants_per_second));
         Self {
             config: config.clone(),
             shared,
             per_tenant: quick_cache::sync::Cache::new(capacity.max(1)),
             fetcher: Some(fetcher.clone()),
             policy,
+            new_tenants,
         }
     }
 
-    fn keys_for(&self, tenant: &Arc<str>) -> Option<Arc<JwksCache>> {
+    fn keys_for(&self, tenant: &Arc<str>) -> Result<Arc<JwksCache>, AuthErrorKind> {
         if let Some(shared) = &self.shared {
-            return Some(Arc::clone(shared));
+            return Ok(Arc::clone(shared));
         }
-        let fetcher = self.fetcher.as_ref()?;
+        let fetcher = self.fetcher.as_ref().ok_or(AuthErrorKind::InvalidIssuer)?;
+        if let Some(budget) = &self.new_tenants {
+            if let Some(kept) = self.per_tenant.get(tenant) {
+                return Ok(kept);
+            }
+            if !budget.take() {
+                tracing::debug!(
+                    issuer = %self.config.template,
+                    per_second = budget.per_second,
+                    "refused a token of a tenant whose key set is not kept: the budget of new tenants a second is spent"
+                );
+                return Err(AuthErrorKind::KeysUnavailable);
+            }
+        }
         let created = self.per_tenant.get_or_insert_with(tenant, || {
             let issuer = self.config.issuer_for(tenant);
             // The tenant id's charset keeps a filled template a URL of the
@@ -632,7 +685,7 @@ impl TenantKeys {
             ))
         });
         let Ok(cache) = created;
-        Some(cache)
+        Ok(cache)
     }
 }
 
