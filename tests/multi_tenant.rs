@@ -588,6 +588,7 @@ async fn new_tenants_past_the_budget_cost_the_issuer_nothing() {
                     .advertise(front_door),
             )
             .typ_policy(TypPolicy::AllowJwt)
+            .jwks_refresh_cooldown(std::time::Duration::from_millis(100))
     })
     .await;
     let token = |realm: &str| {
@@ -630,6 +631,38 @@ async fn new_tenants_past_the_budget_cost_the_issuer_nothing() {
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     assert_eq!(post(&s.resource, &token("globex")).await.0, 200);
     assert_eq!(realms.hits("globex"), 1);
+
+    // A made-up tenant kept after its failed fetch is asked for again
+    // after each retry interval (100 ms here): those fetches are within
+    // the budget too. Before, cycling through the kept ones cost the
+    // issuer a request per tenant per interval, whatever the budget.
+    let kept: Vec<String> = (0..30)
+        .map(|i| format!("made-up-{i}"))
+        .filter(|realm| realms.discovery_hits(realm) > 0)
+        .collect();
+    assert!(!kept.is_empty());
+    let asked = |realms: &Realms| -> usize {
+        kept.iter()
+            .map(|r| realms.discovery_hits(r) + realms.hits(r))
+            .sum()
+    };
+    let before = asked(&realms);
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(1_500) {
+        for realm in &kept {
+            let garbage = realms
+                .signer("acme")
+                .token()
+                .claim("iss", json!(format!("{}/realms/{realm}", realms.base)))
+                .audience(&s.resource)
+                .sign();
+            assert_eq!(post(&s.resource, &garbage).await.0, 503);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(110)).await;
+    }
+    let seconds = started.elapsed().as_secs() as usize + 1;
+    let again = asked(&realms) - before;
+    assert!(again <= 5 * seconds, "{again} fetches in {seconds} s");
 }
 
 /// Calls `tool`, returning the text or the JSON-RPC error message.

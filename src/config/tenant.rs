@@ -180,8 +180,9 @@ impl TenantIssuer {
         self
     }
 
-    /// How many tenants whose key set is not kept may have it fetched in
-    /// any one second (default 20). Only matters with
+    /// How many tenants without a usable key set (not kept yet, or kept
+    /// after their fetches failed) may have it fetched in any one second
+    /// (default 20). Only matters with
     /// [`allow_any_tenant_unrestricted`](Self::allow_any_tenant_unrestricted):
     /// anyone can then send tokens naming made-up tenants, and each new
     /// tenant costs a discovery and a key-set request to the authorization

@@ -253,13 +253,13 @@ impl JwksCache {
         self.state().fetched_at.map(|t| t.elapsed())
     }
 
-    /// Whether a key set has been loaded.
     /// The key set held now, if any, without fetching (for diagnostics
     /// that must not cost a request to the issuer).
     pub(crate) fn current(&self) -> Option<Arc<KeySet>> {
         self.trusted.load().as_ref().map(|t| Arc::clone(&t.keys))
     }
 
+    /// Whether a key set has been loaded.
     pub(crate) fn is_loaded(&self) -> bool {
         self.state().keys.is_some()
     }

@@ -657,8 +657,16 @@ impl TenantKeys {
         }
         let fetcher = self.fetcher.as_ref().ok_or(AuthErrorKind::InvalidIssuer)?;
         if let Some(budget) = &self.new_tenants {
-            if let Some(kept) = self.per_tenant.get(tenant) {
-                return Ok(kept);
+            let kept = self.per_tenant.get(tenant);
+            // A tenant kept without a usable key set (its fetches failed:
+            // a made-up tenant) is fetched again after each retry
+            // interval: within the same budget, or a thousand kept
+            // made-up tenants would cost the issuer a request each every
+            // few seconds.
+            if let Some(kept) = &kept
+                && kept.current().is_some()
+            {
+                return Ok(Arc::clone(kept));
             }
             if !budget.take() {
                 tracing::debug!(
@@ -667,6 +675,9 @@ impl TenantKeys {
                     "refused a token of a tenant whose key set is not kept: the budget of new tenants a second is spent"
                 );
                 return Err(AuthErrorKind::KeysUnavailable);
+            }
+            if let Some(kept) = kept {
+                return Ok(kept);
             }
         }
         let created = self.per_tenant.get_or_insert_with(tenant, || {
