@@ -212,7 +212,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "none (required with `{tenant}`)",
-        meaning: "tenants accepted by the issuer template (`MCP_OAUTH2_ISSUER` with `{tenant}`); `*`: any tenant",
+        meaning: "tenants accepted by the issuer template (`MCP_OAUTH2_ISSUER` with `{tenant}`), or, with one issuer without it, the tenants its `MCP_OAUTH2_TENANT_CLAIM` may name (organizations); `*`: any tenant",
     },
     EnvVar {
         name: "MCP_OAUTH2_TENANT_CLAIM",
@@ -1743,6 +1743,24 @@ mod tests {
         // No template, no tenant variables: an ordinary issuer.
         let c = from_map(&minimal()).unwrap();
         assert!(c.tenant_issuers().is_empty());
+        // Organizations: one issuer without a placeholder, tenants named by
+        // a claim. Introspection needs its endpoint, and the refusal says
+        // why for this form too (it spoke of templates only).
+        let mut vars = minimal();
+        vars.insert("MCP_OAUTH2_TENANTS", "acme,globex".into());
+        vars.insert("MCP_OAUTH2_TENANT_CLAIM", "org_id".into());
+        let c = from_map(&vars).unwrap();
+        assert_eq!(c.tenant_issuers().first().unwrap().claim(), Some("org_id"));
+        vars.insert("MCP_OAUTH2_CLIENT_ID", "rs".into());
+        vars.insert("MCP_OAUTH2_CLIENT_SECRET", "rs-secret".into());
+        let e = from_map(&vars).unwrap_err();
+        assert_eq!(e.field(), "MCP_OAUTH2_INTROSPECTION_URI", "{e}");
+        assert!(e.message().contains("tenants named by a claim"), "{e}");
+        vars.insert(
+            "MCP_OAUTH2_INTROSPECTION_URI",
+            "https://auth.example.com/introspect".into(),
+        );
+        assert!(from_map(&vars).is_ok());
     }
 
     // A misspelled variable was read as unset, and the setting it meant to

@@ -137,11 +137,13 @@ impl IntrospectionSettings {
 }
 
 /// The refusal of shared settings without an endpoint when every issuer is
-/// a tenant template (there is no single issuer to discover it from).
+/// a tenant issuer (a template, or one issuer whose tenants a claim names):
+/// the endpoint is discovered from a plain issuer only.
 pub(crate) fn no_endpoint_to_discover() -> crate::error::ConfigError {
     crate::error::ConfigError::new(
         "introspection_endpoint",
-        "is required when every issuer is a tenant template: there is no single issuer to \
-         discover it from",
+        "is required when every issuer is a tenant issuer (an issuer with {tenant}, or \
+         tenants named by a claim: MCP_OAUTH2_TENANTS): the endpoint is discovered from a \
+         plain issuer only",
     )
 }
