@@ -79,6 +79,14 @@ const COOLING_DOWN: &str =
 
 /// A [`SharedStore`] on Redis (feature `redis`). Cheap to share behind an `Arc`.
 ///
+/// Each operation is bounded by [`timeout`](Self::timeout). A Redis that
+/// stops answering is not waited for on every operation: a timeout is
+/// followed by one probe on a new connection, and when that times out too,
+/// every operation fails at once ([`StoreError::Unavailable`], "redis: not
+/// answering; ...") for 1 s, then one probes again, the cooldown doubling to
+/// 5 s while Redis stays silent. An error reply or a refused connection
+/// costs no wait and never starts a cooldown.
+///
 /// ```no_run
 /// # fn demo() -> Result<(), mcp_oauth2::store::StoreError> {
 /// use std::sync::Arc;

@@ -580,12 +580,13 @@ struct TenantKeys {
     new_tenants: Option<NewTenants>,
 }
 
-/// At most `per_second` key sets of tenants not yet kept created in one
-/// second (a fixed window): with any tenant accepted, a flood of tokens
-/// naming made-up tenants would otherwise cost the authorization server
-/// two requests each. A counter under a mutex rather than a rate-limiting
-/// crate: it is taken only for a tenant's first token (or one whose key set
-/// was pushed out), for two field updates.
+/// At most `per_second` tenants without a usable key set (not kept yet, or
+/// kept after failed fetches) let through to a fetch in one second (a
+/// fixed window): with any tenant accepted, a flood of tokens naming
+/// made-up tenants would otherwise cost the authorization server two
+/// requests each. A counter under a mutex rather than a rate-limiting
+/// crate: it is taken only for such a tenant's token, for two field
+/// updates, never for a tenant whose keys are held.
 struct NewTenants {
     per_second: u32,
     window: std::sync::Mutex<(std::time::Instant, u32)>,
@@ -672,7 +673,7 @@ impl TenantKeys {
                 tracing::debug!(
                     issuer = %self.config.template,
                     per_second = budget.per_second,
-                    "refused a token of a tenant whose key set is not kept: the budget of new tenants a second is spent"
+                    "refused a token of a tenant without a usable key set: the budget of new tenants a second is spent"
                 );
                 return Err(AuthErrorKind::KeysUnavailable);
             }
