@@ -534,12 +534,7 @@ async fn any_tenant_keeps_a_bounded_number_of_key_sets() {
     assert_eq!(post(&s.resource, &acme).await.0, 200);
     for i in 0..40 {
         let realm = format!("unknown-{i}");
-        let token = realms
-            .signer("acme")
-            .token()
-            .claim("iss", json!(format!("{}/realms/{realm}", realms.base)))
-            .audience(&s.resource)
-            .sign();
+        let token = foreign_realm_token(&realms, &realm, &s.resource);
         // Accepted as a tenant, but the realm has no keys: 503, fail closed.
         assert_eq!(
             post(&s.resource, &token).await,
@@ -605,12 +600,7 @@ async fn new_tenants_past_the_budget_cost_the_issuer_nothing() {
     let mut refused_at_once = 0;
     for i in 0..30 {
         let realm = format!("made-up-{i}");
-        let garbage = realms
-            .signer("acme")
-            .token()
-            .claim("iss", json!(format!("{}/realms/{realm}", realms.base)))
-            .audience(&s.resource)
-            .sign();
+        let garbage = foreign_realm_token(&realms, &realm, &s.resource);
         assert_eq!(
             post(&s.resource, &garbage).await,
             (503, "keys_unavailable".into()),
@@ -650,12 +640,7 @@ async fn new_tenants_past_the_budget_cost_the_issuer_nothing() {
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_millis(1_500) {
         for realm in &kept {
-            let garbage = realms
-                .signer("acme")
-                .token()
-                .claim("iss", json!(format!("{}/realms/{realm}", realms.base)))
-                .audience(&s.resource)
-                .sign();
+            let garbage = foreign_realm_token(&realms, realm, &s.resource);
             assert_eq!(post(&s.resource, &garbage).await.0, 503);
         }
         tokio::time::sleep(std::time::Duration::from_millis(110)).await;
@@ -663,6 +648,17 @@ async fn new_tenants_past_the_budget_cost_the_issuer_nothing() {
     let seconds = started.elapsed().as_secs() as usize + 1;
     let again = asked(&realms) - before;
     assert!(again <= 5 * seconds, "{again} fetches in {seconds} s");
+}
+
+/// A token for `audience` naming the realm `realm` as its issuer, signed
+/// with acme's key (a realm that does not exist has no key set to fetch).
+fn foreign_realm_token(realms: &Realms, realm: &str, audience: &str) -> String {
+    realms
+        .signer("acme")
+        .token()
+        .claim("iss", json!(format!("{}/realms/{realm}", realms.base)))
+        .audience(audience)
+        .sign()
 }
 
 /// Calls `tool`, returning the text or the JSON-RPC error message.

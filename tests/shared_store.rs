@@ -184,16 +184,21 @@ async fn the_prefix_keeps_deployments_apart() {
     assert_eq!(eu.peek("mcp_oauth2:throttle:v").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn redis_down_is_an_error_never_a_hang_and_recovers() {
-    let mut redis = RedisServer::start().await;
-    let store = RedisStore::new(&redis.url())
-        .unwrap()
-        .timeout(Duration::from_millis(300));
+/// A store on `redis` with this operation timeout, holding
+/// `mcp_oauth2:session:k` = `1` for a minute.
+async fn holding_k(redis: &RedisServer, timeout: Duration) -> RedisStore {
+    let store = RedisStore::new(&redis.url()).unwrap().timeout(timeout);
     store
         .put("mcp_oauth2:session:k", b"1", Duration::from_secs(60))
         .await
         .unwrap();
+    store
+}
+
+#[tokio::test]
+async fn redis_down_is_an_error_never_a_hang_and_recovers() {
+    let mut redis = RedisServer::start().await;
+    let store = holding_k(&redis, Duration::from_millis(300)).await;
     redis.stop();
     for _ in 0..3 {
         let started = Instant::now();
@@ -263,13 +268,7 @@ async fn a_refused_password_or_a_closed_port_is_named_not_a_timeout() {
 #[tokio::test]
 async fn the_first_operation_after_an_outage_is_served() {
     let mut redis = RedisServer::start().await;
-    let store = RedisStore::new(&redis.url())
-        .unwrap()
-        .timeout(Duration::from_millis(300));
-    store
-        .put("mcp_oauth2:session:k", b"1", Duration::from_secs(60))
-        .await
-        .unwrap();
+    let store = holding_k(&redis, Duration::from_millis(300)).await;
     redis.stop();
     for _ in 0..3 {
         assert!(store.get("mcp_oauth2:session:k").await.is_err());
@@ -299,13 +298,7 @@ async fn a_redis_down_at_start_is_not_a_failure_to_start() {
 #[tokio::test]
 async fn a_slow_redis_hits_the_timeout() {
     let redis = RedisServer::start().await;
-    let store = RedisStore::new(&redis.url())
-        .unwrap()
-        .timeout(Duration::from_millis(150));
-    store
-        .put("mcp_oauth2:session:k", b"1", Duration::from_secs(60))
-        .await
-        .unwrap();
+    let store = holding_k(&redis, Duration::from_millis(150)).await;
     redis.pause(1500).await;
     let started = Instant::now();
     let err = store.get("mcp_oauth2:session:k").await.unwrap_err();
@@ -324,13 +317,7 @@ async fn a_slow_redis_hits_the_timeout() {
 #[tokio::test]
 async fn a_frozen_redis_costs_a_timeout_per_cooldown_not_one_per_operation() {
     let redis = RedisServer::start().await;
-    let store = RedisStore::new(&redis.url())
-        .unwrap()
-        .timeout(Duration::from_millis(200));
-    store
-        .put("mcp_oauth2:session:k", b"1", Duration::from_secs(60))
-        .await
-        .unwrap();
+    let store = holding_k(&redis, Duration::from_millis(200)).await;
     redis.freeze();
     let (mut timeouts, mut refused) = (0, 0);
     for _ in 0..12 {
