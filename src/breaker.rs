@@ -16,15 +16,16 @@
 //! within seconds, long enough that an outage costs it a request every
 //! few seconds, not one per token).
 //!
-//! The shared store's breaker ([`Breaker::probing_at_once`]) opens on a
-//! timeout only (a store that answers, even with an error, costs no wait)
-//! and probes at once after the first one: a single connection gone
-//! silent costs one timeout and is replaced by the probe's new connection
-//! without refusing anything for a second; a store that keeps not
-//! answering is then cooled down as above.
+//! The shared store's breakers ([`Breaker::probing_at_once`], one for
+//! reads, one for writes) open on an outage (a timeout, a connection lost
+//! or refused; an error reply is an answer) and probe at once after the
+//! first one: a single connection gone silent costs one timeout and is
+//! replaced by the probe's new connection without refusing anything for a
+//! second; a store that keeps not answering is then cooled down as above.
 //!
 //! A small state machine under a plain mutex rather than a crate: it is
-//! taken only on a cache miss, for a few field reads and writes, never
+//! taken only before a request to the endpoint (a cache miss, a store
+//! operation: each a network round trip), for a few field reads and writes, never
 //! across an await; the circuit-breaker crates wrap the call itself (their
 //! own futures, clocks and failure predicates), which does not fit a
 //! lookup whose outcome is classified after the fact and whose probe may
@@ -160,13 +161,22 @@ impl Pass<'_> {
                         .saturating_sub(u32::from(self.breaker.probe_at_once)),
                 );
                 state.open_until = Some(crate::clock::deadline(now, cooldown));
-                tracing::warn!(
-                    service = self.breaker.service,
-                    cooldown_ms = u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX),
-                    failures = state.failures,
-                    refusal = self.breaker.refusal,
-                    "the endpoint is unavailable; requests that need it are refused at once until one request finds it back after the cooldown"
-                );
+                if cooldown.is_zero() {
+                    tracing::warn!(
+                        service = self.breaker.service,
+                        failures = state.failures,
+                        refusal = self.breaker.refusal,
+                        "the endpoint did not answer; the next request probes it, the others meanwhile are refused at once"
+                    );
+                } else {
+                    tracing::warn!(
+                        service = self.breaker.service,
+                        cooldown_ms = u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX),
+                        failures = state.failures,
+                        refusal = self.breaker.refusal,
+                        "the endpoint is unavailable; requests that need it are refused at once until one request finds it back after the cooldown"
+                    );
+                }
             }
         }
     }

@@ -283,7 +283,8 @@ impl Throttle {
 
     fn store_failed(&self, error: &StoreError) {
         self.count_store_error("throttle");
-        tracing::warn!(
+        crate::store::log_store_error!(
+            error,
             target: crate::audit::TARGET,
             event = "store.error",
             reason = "store_unavailable",

@@ -123,7 +123,8 @@ impl Dpop {
             Ok(true) => Ok(()),
             Ok(false) => Err(AuthErrorKind::DpopReplay.into()),
             Err(e) => {
-                tracing::warn!(
+                crate::store::log_store_error!(
+                    &e,
                     error = %e,
                     reason = "store_unavailable",
                     "refused a DPoP proof: the shared replay store did not answer (fail closed)"

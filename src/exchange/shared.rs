@@ -87,7 +87,7 @@ impl ExchangeStore for SealedExchangeStore {
                 Ok(Some(sealed)) => sealed,
                 Ok(None) => return None,
                 Err(e) => {
-                    tracing::warn!(error = %e, "shared exchange cache unavailable: exchanging again");
+                    crate::store::log_store_error!(&e, error = %e, "shared exchange cache unavailable: exchanging again");
                     return None;
                 }
             };

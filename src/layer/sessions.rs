@@ -476,7 +476,8 @@ impl Shared {
             }
             Err(e) => {
                 self.throttle.count_store_error("sessions");
-                tracing::warn!(
+                crate::store::log_store_error!(
+                    &e,
                     error = %e,
                     reason = "store_unavailable",
                     request_id = seen.request_id(),

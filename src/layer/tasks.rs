@@ -225,7 +225,7 @@ impl Shared {
                 Ok(found) => found,
                 Err(e) => {
                     self.throttle.count_store_error("tasks");
-                    tracing::warn!(error = %e, reason = "store_unavailable", "refused a task request: the task owner store did not answer (fail closed)");
+                    crate::store::log_store_error!(&e, error = %e, reason = "store_unavailable", "refused a task request: the task owner store did not answer (fail closed)");
                     return Err(TaskRefusal::Unavailable);
                 }
             };

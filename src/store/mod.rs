@@ -88,6 +88,34 @@ pub enum StoreError {
     Timeout,
 }
 
+/// What an operation refused at once while a store's breaker is open fails
+/// with (`StoreError::Unavailable`; the Redis store's).
+pub(crate) const COOLING_DOWN: &str =
+    "redis: not answering; refused at once until a probe after the cooldown is answered";
+
+/// Whether `error` is a refusal at once while the store's breaker is open:
+/// the breaker logged the outage when it opened, so such errors are logged
+/// at `debug` (see [`log_store_error!`]), not a `warn` line per request.
+pub(crate) fn cooling_down(error: &StoreError) -> bool {
+    matches!(error, StoreError::Unavailable(why) if why == COOLING_DOWN)
+}
+
+/// Logs a failed store operation: at `warn`, or at `debug` when the store
+/// refused it at once while cooling down after an outage (a store down
+/// would otherwise write a `warn` line for each request, thousands a
+/// second, once requests no longer wait for it). The first argument is the
+/// error, the rest what `tracing::warn!` takes.
+macro_rules! log_store_error {
+    ($error:expr, $($event:tt)+) => {
+        if $crate::store::cooling_down($error) {
+            tracing::debug!($($event)+)
+        } else {
+            tracing::warn!($($event)+)
+        }
+    };
+}
+pub(crate) use log_store_error;
+
 /// The key of one namespace (`mcp_oauth2:session:`, ...) for a digest:
 /// the prefix and the digest in lowercase hex (never the material hashed).
 pub(crate) fn hashed_key(namespace: &str, digest: &[u8]) -> String {

@@ -12,18 +12,23 @@
 //!
 //! # A Redis that does not answer is not waited for on every request
 //!
-//! A timeout is followed by one probe (the next operation, on a new
-//! connection; the operations meanwhile fail at once): a probe that is
-//! answered closes the breaker, so a single connection gone silent costs
-//! one timeout. A probe that times out too opens the breaker: every
-//! operation then fails at once ([`StoreError::Unavailable`], "redis: not
-//! answering; ...") for 1 s, then one operation probes again, the
-//! cooldown doubling to 5 s while Redis stays silent. So a frozen Redis (a
-//! stopped process, a hung host, a partition) costs each store user one
-//! timeout every few seconds, not one per request: throttling fails open
-//! and the users that fail closed answer 503 at once. An answer of any
-//! kind (a value, an error reply, a refused connection) is not an outage:
-//! it cost no wait, and a restarted Redis is used at once.
+//! An outage (no answer within the timeout, a connection lost or refused)
+//! is followed by one probe (the next operation, on a new connection; the
+//! operations meanwhile fail at once): a probe that is answered closes the
+//! breaker, so a single connection gone silent costs one timeout. A probe
+//! that fails too opens the breaker: every operation then fails at once
+//! ([`StoreError::Unavailable`], "redis: not answering; ...") for 1 s,
+//! then one operation probes again, the cooldown doubling to 5 s while
+//! Redis stays away. So a frozen Redis (a stopped process, a hung host, a
+//! partition) costs each store user one timeout every few seconds, not one
+//! per request, and a Redis that is down (connections refused) no longer
+//! costs each operation the client's reconnection attempts (about 60 ms):
+//! throttling fails open and the users that fail closed answer 503 at once.
+//! A restarted Redis is used again within the cooldown (at most 5 s). An
+//! error reply (a refused password, `OOM`) is an answer, not an outage.
+//! Reads and writes have a breaker each: a Redis can answer one and not
+//! the other (`CLIENT PAUSE .. WRITE`, what a failover does), and a read's
+//! answer must not close the breaker that writes time out behind.
 //!
 //! # Writes
 //!
@@ -70,22 +75,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use super::COOLING_DOWN;
 use super::{SharedStore, StoreError, StoreFuture, WindowCount, millis_at_least_one};
 use crate::breaker::{Breaker, Settle};
-
-/// What an operation refused by the breaker fails with.
-const COOLING_DOWN: &str =
-    "redis: not answering; refused at once until a probe after the cooldown is answered";
 
 /// A [`SharedStore`] on Redis (feature `redis`). Cheap to share behind an `Arc`.
 ///
 /// Each operation is bounded by [`timeout`](Self::timeout). A Redis that
-/// stops answering is not waited for on every operation: a timeout is
-/// followed by one probe on a new connection, and when that times out too,
-/// every operation fails at once ([`StoreError::Unavailable`], "redis: not
-/// answering; ...") for 1 s, then one probes again, the cooldown doubling to
-/// 5 s while Redis stays silent. An error reply or a refused connection
-/// costs no wait and never starts a cooldown.
+/// stops answering, or is down, is not asked on every operation: an outage
+/// (a timeout, a connection lost or refused) is followed by one probe on a
+/// new connection, and when that fails too, every operation fails at once
+/// ([`StoreError::Unavailable`], "redis: not answering; ...") for 1 s, then
+/// one probes again, the cooldown doubling to 5 s while Redis stays away;
+/// reads and writes each have their own breaker. An error reply is an
+/// answer and never starts a cooldown.
 ///
 /// ```no_run
 /// # fn demo() -> Result<(), mcp_oauth2::store::StoreError> {
@@ -110,8 +113,10 @@ pub struct RedisStore {
     /// Numbers the connections made, so that a timed-out operation drops
     /// its own connection only, never a newer one.
     made: AtomicU64,
-    /// Opens when Redis does not answer in time (see the module's doc).
-    breaker: Breaker,
+    /// Open when Redis does not answer reads, or writes (see the module's
+    /// doc).
+    reads: Breaker,
+    writes: Breaker,
     timeout: Duration,
     prefix: String,
 }
@@ -143,7 +148,8 @@ impl RedisStore {
             client,
             connection: Mutex::new(None),
             made: AtomicU64::new(0),
-            breaker: Breaker::probing_at_once("redis_store", "store_unavailable"),
+            reads: Breaker::probing_at_once("redis_store_reads", "store_unavailable"),
+            writes: Breaker::probing_at_once("redis_store_writes", "store_unavailable"),
             timeout: Self::DEFAULT_TIMEOUT,
             prefix: String::new(),
         })
@@ -226,9 +232,14 @@ impl RedisStore {
     /// module's doc): while it is open, the operation fails at once.
     async fn run<T: redis::FromRedisValue>(
         &self,
+        kind: Kind,
         query: impl Into<Query>,
     ) -> Result<T, StoreError> {
-        let Some(pass) = self.breaker.admit() else {
+        let breaker = match kind {
+            Kind::Read => &self.reads,
+            Kind::Write => &self.writes,
+        };
+        let Some(pass) = breaker.admit() else {
             return Err(StoreError::Unavailable(COOLING_DOWN.to_owned()));
         };
         let query = query.into();
@@ -240,23 +251,47 @@ impl RedisStore {
                 // try within the same deadline, so that the first operation
                 // after an outage is not refused.
                 Err(e) if e.is_io_error() || e.is_connection_dropped() => {
-                    query.send(&mut manager).await.map_err(unavailable)
+                    query.send(&mut manager).await
                 }
-                result => result.map_err(unavailable),
+                result => result,
             }
         };
-        let result = match tokio::time::timeout(self.timeout, work).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Timeout),
+        let (result, outage) = match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(value)) => (Ok(value), false),
+            // No answer from Redis (down, unreachable, the connection
+            // lost again): an outage. An error reply (a refused password,
+            // `OOM`, a script error) is an answer.
+            Ok(Err(e)) => {
+                let outage = e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout();
+                (Err(unavailable(e)), outage)
+            }
+            Err(_) => (Err(StoreError::Timeout), true),
         };
         if matches!(result, Err(StoreError::Timeout)) {
             self.drop_connection(number);
-            pass.settle(Settle::Outage);
-        } else {
-            pass.settle(Settle::Answered);
         }
+        pass.settle(if outage {
+            Settle::Outage
+        } else {
+            Settle::Answered
+        });
         result
     }
+}
+
+/// Which breaker an operation passes: reads and writes apart, since a Redis
+/// can answer one and not the other (`CLIENT PAUSE WRITE`, what a failover
+/// does): a read answered must not close the breaker that writes time out
+/// behind.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// `GET`, `GET` and `PTTL`.
+    Read,
+    /// The scripts, `SET`, `DEL`.
+    Write,
 }
 
 /// `put_if_absent` as one atomic script: `SET NX PX` of the key and, when
@@ -345,6 +380,7 @@ impl SharedStore for RedisStore {
             let marker = self.marker()?;
             let (count, pttl): (u64, i64) = self
                 .run(
+                    Kind::Write,
                     redis::cmd("EVAL")
                         .arg(HIT_ONCE)
                         .arg(2)
@@ -363,6 +399,7 @@ impl SharedStore for RedisStore {
         Box::pin(async move {
             let (count, pttl): (Option<Vec<u8>>, i64) = self
                 .run(
+                    Kind::Read,
                     redis::pipe()
                         .atomic()
                         .cmd("GET")
@@ -387,6 +424,7 @@ impl SharedStore for RedisStore {
             let marker = self.marker()?;
             let stored: i64 = self
                 .run(
+                    Kind::Write,
                     redis::cmd("EVAL")
                         .arg(SET_ONCE)
                         .arg(2)
@@ -403,7 +441,7 @@ impl SharedStore for RedisStore {
 
     fn get(&self, key: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
         let key = self.key(key);
-        Box::pin(async move { self.run(redis::cmd("GET").arg(&key)).await })
+        Box::pin(async move { self.run(Kind::Read, redis::cmd("GET").arg(&key)).await })
     }
 
     fn put(&self, key: &str, value: &[u8], ttl: Duration) -> StoreFuture<'_, ()> {
@@ -411,15 +449,18 @@ impl SharedStore for RedisStore {
         let value = value.to_vec();
         let ms = millis_at_least_one(ttl);
         Box::pin(async move {
-            self.run(redis::cmd("SET").arg(&key).arg(&value).arg("PX").arg(ms))
-                .await
+            self.run(
+                Kind::Write,
+                redis::cmd("SET").arg(&key).arg(&value).arg("PX").arg(ms),
+            )
+            .await
         })
     }
 
     fn delete(&self, key: &str) -> StoreFuture<'_, ()> {
         let key = self.key(key);
         Box::pin(async move {
-            let _: i64 = self.run(redis::cmd("DEL").arg(&key)).await?;
+            let _: i64 = self.run(Kind::Write, redis::cmd("DEL").arg(&key)).await?;
             Ok(())
         })
     }

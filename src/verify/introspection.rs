@@ -537,7 +537,8 @@ impl IntrospectionVerifier {
             Ok(stored) => stored?,
             Err(e) => {
                 self.store_error();
-                tracing::warn!(
+                crate::store::log_store_error!(
+                    &e,
                     error = %e,
                     reason = "store_unavailable",
                     "introspection: the shared result store did not answer; asking the endpoint"
