@@ -1249,12 +1249,58 @@ async fn a_task_that_is_not_the_callers_gets_rmcps_own_answer_byte_for_byte() {
     // All three of rmcp's answers were met: unknown task, undeclared
     // client, no tasks at all.
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), [200, 400, 404]);
-    // Each still the layer's refusal, counted.
+    // With tasks, each is the layer's refusal, counted; without, rmcp
+    // refuses them itself before any task is looked up, so they reach it.
     assert_eq!(t.metrics.snapshot().rejected.get("unknown_task"), Some(&6));
-    assert_eq!(
-        none_metrics.snapshot().rejected.get("unknown_task"),
-        Some(&6)
-    );
+    assert_eq!(none_metrics.snapshot().rejected.get("unknown_task"), None);
+
+    // Found from outside (fourth pass): in a legacy session the answer was
+    // one bare event, where rmcp sends a priming event, event ids and a
+    // retry hint. Without tasks it is rmcp's own now, compared byte for
+    // byte after the same requests in a session of each.
+    let mut answers = Vec::new();
+    for (url, token) in [(&none_url, Some(bob_none.as_str())), (&bare_none, None)] {
+        let post = |session: Option<&str>, body: String| {
+            let mut req = reqwest::Client::new()
+                .post(url.as_str())
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(body);
+            if let Some(token) = token {
+                req = req.bearer_auth(token);
+            }
+            if let Some(session) = session {
+                req = req
+                    .header("mcp-session-id", session)
+                    .header("mcp-protocol-version", "2025-11-25");
+            }
+            req
+        };
+        let opened = bounded(post(None, legacy_initialize(&json!({}))).send())
+            .await
+            .expect("initialize");
+        assert_eq!(opened.status(), 200, "{url}");
+        let session = opened.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let _ = opened.text().await;
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let done = bounded(post(Some(&session), initialized.to_string()).send())
+            .await
+            .expect("initialized");
+        assert_eq!(done.status(), 202, "{url}");
+        let get = json!({"jsonrpc": "2.0", "id": 7, "method": "tasks/get",
+                         "params": {"taskId": missing}});
+        let resp = bounded(post(Some(&session), get.to_string()).send())
+            .await
+            .expect("tasks/get");
+        let status = resp.status().as_u16();
+        let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        answers.push((status, content_type, resp.text().await.unwrap()));
+    }
+    assert_eq!(answers[0], answers[1], "legacy, no tasks");
+    assert!(answers[0].2.contains("-32601"), "{:?}", answers[0]);
     // Alice's task is untouched.
     let (_, again) = t.get(&alice, &task).await;
     assert!(again.to_string().contains("secret of alice"), "{again}");

@@ -369,7 +369,12 @@ where
                                 return Ok(shared.refuse(refused, &req, &seen.meta));
                             }
                         }
-                        if !tasks.named.is_empty() {
+                        // A service without tasks (as `McpServer` read
+                        // it): rmcp refuses every `tasks/*` request itself
+                        // (`-32601`) before any task is looked up, so it
+                        // gives its own answer, exact in every revision
+                        // and framing.
+                        if !tasks.named.is_empty() && shared.service_tasks != Some(false) {
                             match shared.check_tasks(&tasks.named, &ctx).await {
                                 // The owner: held to the creating call's scopes too.
                                 Ok(needed) => crate::scope::extend_unique(&mut required, needed),

@@ -79,12 +79,9 @@ pub(crate) const LONGEST_BINDING: Duration = Duration::from_secs(24 * 3600);
 /// one event of a stream (SSE).
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
-/// `method` when it is one of the methods that name a task by
-/// `params.taskId` (`tasks/get`, `tasks/update`, `tasks/cancel`).
-fn task_method(method: &str) -> Option<&'static str> {
-    ["tasks/get", "tasks/update", "tasks/cancel"]
-        .into_iter()
-        .find(|m| *m == method)
+/// The methods that name a task by `params.taskId`.
+fn names_a_task(method: &str) -> bool {
+    matches!(method, "tasks/get" | "tasks/update" | "tasks/cancel")
 }
 
 /// The step-up slots of the calls that created this process's tasks, by
@@ -143,9 +140,6 @@ pub(super) struct TaskWork {
     pub(super) declared: bool,
     /// The raw JSON-RPC id of a single request, for a refusal's answer.
     pub(super) request_id: Option<String>,
-    /// The method of the first request naming a task, for a refusal's
-    /// answer.
-    pub(super) method: Option<&'static str>,
 }
 
 impl TaskWork {
@@ -154,8 +148,7 @@ impl TaskWork {
     pub(super) fn of(ops: &[crate::scope::Operation], body: &[u8], may_create: bool) -> Self {
         let mut work = Self::default();
         for op in ops {
-            if let Some(method) = task_method(op.method()) {
-                work.method.get_or_insert(method);
+            if names_a_task(op.method()) {
                 work.named.extend(op.targets().iter().cloned());
             } else if op.method() == "tools/call" {
                 work.creates = may_create;
@@ -613,40 +606,34 @@ impl http_body::Body for Recording {
 /// are events, HTTP 200), built from rmcp's own types so that the body is
 /// rmcp's byte for byte. rmcp checks, in this order (`ServerHandler`'s
 /// `tasks/*` dispatch, rmcp 3.11): that the service declares the tasks
-/// extension (else `-32601`, the method's name; HTTP 404), that the
-/// request's client does (else `-32021`; HTTP 400; read here for a
-/// stateless request only: a legacy session's client may have declared
-/// them in an `initialize` another replica saw), then the task (`-32602`,
-/// `unknown task: <id>`; HTTP 200). `service_tasks` is `None` where the
-/// layer does not know the service (a plain `AuthLayer`): the last answer.
+/// extension (else `-32601`: a service `McpServer` read as without tasks
+/// gets these requests itself, see the layer's `call`), that the request's
+/// client does (else `-32021`; HTTP 400; read here for a stateless request
+/// only: a legacy session's client may have declared them in an
+/// `initialize` another replica saw), then the task (`-32602`, `unknown
+/// task: <id>`; HTTP 200). `service_tasks` is `None` where the layer does
+/// not know the service (a plain `AuthLayer`): the last answer.
 fn unknown_task_answer(
     id: &str,
     work: &TaskWork,
     service_tasks: Option<bool>,
     stateless: bool,
 ) -> (StatusCode, String) {
-    use rmcp::model::{CancelTaskMethod, ErrorData, GetTaskMethod, UpdateTaskMethod};
-    let (status, error) = match (service_tasks, work.method) {
-        (Some(false), Some(method)) => (
-            StatusCode::NOT_FOUND,
-            match method {
-                "tasks/update" => ErrorData::method_not_found::<UpdateTaskMethod>(),
-                "tasks/cancel" => ErrorData::method_not_found::<CancelTaskMethod>(),
-                _ => ErrorData::method_not_found::<GetTaskMethod>(),
-            },
-        ),
-        (Some(true), Some(_)) if stateless && !work.declared => (
+    use rmcp::model::ErrorData;
+    let (status, error) = if service_tasks == Some(true) && stateless && !work.declared {
+        (
             StatusCode::BAD_REQUEST,
             ErrorData::missing_required_client_capability(
                 rmcp::model::ClientCapabilities::builder()
                     .enable_tasks()
                     .build(),
             ),
-        ),
-        _ => (
+        )
+    } else {
+        (
             StatusCode::OK,
             ErrorData::invalid_params(format!("unknown task: {id}"), None),
-        ),
+        )
     };
     let request_id = work
         .request_id
