@@ -241,7 +241,10 @@ impl<S> McpServerBuilder<S> {
     /// The rmcp service factory (required): called for each session (legacy
     /// protocol) or request (stateless 2026-07-28 protocol), and once by
     /// [`build`](McpServerBuilder::build), which reads the handler's
-    /// capabilities (`get_info`: whether it serves tasks).
+    /// capabilities (`get_info`: whether it serves tasks; a service without
+    /// the tasks extension has `tasks/*` requests refused by rmcp itself, so
+    /// every handler the factory makes must declare the same capabilities,
+    /// as rmcp asks of `get_info`).
     ///
     /// Because a stateless server calls it for every request, keep it cheap.
     /// In particular, build a `#[tool_router]` router once and share it:
