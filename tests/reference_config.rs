@@ -77,6 +77,8 @@ async fn resource_paths_not_in_normal_form_stop_it_before_listening() {
         ("/m%63p", "the character 'c'"),
         ("/a/../mcp", "names /mcp, write that"),
         ("/a/%2e/mcp", "names /a/mcp, write that"),
+        // Found from outside: served at this spelling only, 404 at `%2F`.
+        ("/mcp%2fx", "%2f in the path is written %2F"),
     ] {
         let resource = format!("http://127.0.0.1:1{path}");
         let stderr = refused(&[("MCP_OAUTH2_RESOURCE", &resource)], "MCP_OAUTH2_RESOURCE").await;

@@ -179,8 +179,9 @@ pub(super) fn canonical_resource(
     }
     // The path must name what it reads (RFC 3986 section 6.2.2): a dot
     // segment (`/a/../mcp`, also as `%2e`), a backslash or a tab or line
-    // break (which the URL standard turns into `/` or drops), or a
-    // percent-encoded unreserved character (`/m%63p` for `/mcp`) reads as
+    // break (which the URL standard turns into `/` or drops), a
+    // percent-encoded unreserved character (`/m%63p` for `/mcp`) or a
+    // lowercase percent-encoding (`%2f` for `%2F`) reads as
     // one path and names another, so that the server would serve one
     // spelling while clients that normalise ask for the other, and the
     // metadata would advertise a resource nobody wrote. (A character the URL
@@ -195,6 +196,15 @@ pub(super) fn canonical_resource(
             format!(
                 "{raw:?}: the path is not in its normal form (RFC 3986 section 6.2.2: no dot segment, backslash, tab or line break); it names {}, write that",
                 url.path()
+            ),
+        ));
+    }
+    if let Some(encoded) = lowercase_encoding(url.path()) {
+        return Err(ConfigError::new(
+            "resource",
+            format!(
+                "{raw:?}: {encoded} in the path is written {} in normal form (RFC 3986 section 6.2.2.1: uppercase hexadecimal digits), as clients and the metadata write it",
+                encoded.to_ascii_uppercase()
             ),
         ));
     }
@@ -233,6 +243,19 @@ fn has_dot_segment(path: &str) -> bool {
     path.split('/').any(|segment| {
         let plain = segment.to_ascii_lowercase().replace("%2e", ".");
         plain == "." || plain == ".."
+    })
+}
+
+/// The first percent-encoding of `path` written with a lowercase
+/// hexadecimal digit (`%2f`): the same octet as `%2F`, which is its normal
+/// form, but a different path to a router that compares paths exactly.
+fn lowercase_encoding(path: &str) -> Option<&str> {
+    path.match_indices('%').find_map(|(at, _)| {
+        let encoded = path.get(at..at + 3)?;
+        let digits = encoded.get(1..)?;
+        (digits.bytes().all(|b| b.is_ascii_hexdigit())
+            && digits.bytes().any(|b| b.is_ascii_lowercase()))
+        .then_some(encoded)
     })
 }
 
@@ -346,7 +369,10 @@ mod tests {
             ("https://h/a\\mcp", "names /a/mcp, write that"),
             ("https://h/m\tcp", "names /mcp, write that"),
             ("https://h/m%63p", "%63 in the path is the character 'c'"),
-            ("https://h/m%7ecp", "%7e in the path is the character '~'"),
+            ("https://h/m%7Ecp", "%7E in the path is the character '~'"),
+            ("https://h/m%7ecp", "%7e in the path is written %7E"),
+            ("https://h/mcp%2fx", "%2f in the path is written %2F"),
+            ("https://h/caf%c3%a9", "%c3 in the path is written %C3"),
             (
                 "https://h/%41pi/mcp",
                 "%41 in the path is the character 'A'",
