@@ -246,25 +246,32 @@ fn has_dot_segment(path: &str) -> bool {
     })
 }
 
+/// The percent-encodings of `path` (`%` and two hexadecimal digits), each
+/// as written and the octet it encodes.
+fn encodings(path: &str) -> impl Iterator<Item = (&str, u8)> {
+    path.match_indices('%').filter_map(|(at, _)| {
+        let encoded = path.get(at..at + 3)?;
+        let digits = encoded.get(1..)?;
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some((encoded, u8::from_str_radix(digits, 16).ok()?))
+    })
+}
+
 /// The first percent-encoding of `path` written with a lowercase
 /// hexadecimal digit (`%2f`): the same octet as `%2F`, which is its normal
 /// form, but a different path to a router that compares paths exactly.
 fn lowercase_encoding(path: &str) -> Option<&str> {
-    path.match_indices('%').find_map(|(at, _)| {
-        let encoded = path.get(at..at + 3)?;
-        let digits = encoded.get(1..)?;
-        (digits.bytes().all(|b| b.is_ascii_hexdigit())
-            && digits.bytes().any(|b| b.is_ascii_lowercase()))
-        .then_some(encoded)
-    })
+    encodings(path)
+        .map(|(encoded, _)| encoded)
+        .find(|encoded| encoded.bytes().any(|b| b.is_ascii_lowercase()))
 }
 
 /// The first percent-encoded unreserved character of `path` (RFC 3986
 /// section 2.3: ALPHA, DIGIT, `-`, `.`, `_`, `~`), as written and decoded.
 fn encoded_unreserved(path: &str) -> Option<(&str, char)> {
-    path.match_indices('%').find_map(|(at, _)| {
-        let encoded = path.get(at..at + 3)?;
-        let byte = u8::from_str_radix(encoded.get(1..)?, 16).ok()?;
+    encodings(path).find_map(|(encoded, byte)| {
         (byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~'))
             .then_some((encoded, char::from(byte)))
     })

@@ -252,8 +252,8 @@ impl Shared {
             }
             TaskRefusal::Unknown(id) => id,
         };
+        // HTTP 200 but for a stateless request (see `unknown_task_answer`).
         let (status, message) = unknown_task_answer(&id, work, self.service_tasks, stateless);
-        let status = if stateless { status } else { StatusCode::OK };
         self.outcomes.reject("unknown_task");
         self.audit.emit(&Record {
             meta: Some(&seen.meta),
