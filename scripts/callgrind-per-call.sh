@@ -13,6 +13,13 @@
 #   scripts/callgrind-per-call.sh --legacy       # 2025-11-25 session (bare rmcp: SSE, as rmcp answers in a session)
 #   scripts/callgrind-per-call.sh --bare-mimalloc  # bare rmcp with the reference server's allocator
 #                                                  # (examples/bare_rmcp_mimalloc): the layer's own instructions
+#   scripts/callgrind-per-call.sh --ours-bin /tmp/ps-base  # another build of the reference server
+#                                                  # (an earlier commit's) in place of this tree's
+#
+# Run it on an otherwise idle machine: the count does not depend on the
+# machine's speed, but a loaded one interleaves the server's tasks
+# differently (more wake-ups and polls), which adds instructions (a legacy
+# call counted 178.6k under a concurrent fuzzing run, 167.2k alone).
 #
 # Each server is warmed up first (the first call verifies the token, later
 # ones hit the cache), then its instrumentation is switched on, wrk (one
@@ -29,11 +36,12 @@
 # apart.
 set -euo pipefail
 
-ALG=rs256 SECONDS_COUNTED=4 LEGACY=0 BARE_BIN=bare_rmcp
+ALG=rs256 SECONDS_COUNTED=4 LEGACY=0 BARE_BIN=bare_rmcp OURS_BIN=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --legacy) LEGACY=1; shift ;;
     --bare-mimalloc) BARE_BIN=bare_rmcp_mimalloc; shift ;;
+    --ours-bin) OURS_BIN="$2"; shift 2 ;;
     --alg) ALG="$2"; shift 2 ;;
     --seconds) SECONDS_COUNTED="$2"; shift 2 ;;
     *) echo "callgrind-per-call: unknown flag $1" >&2; exit 2 ;;
@@ -63,7 +71,7 @@ TOKEN="$(issuer_token "$OURS_URL")"
 MCP_OAUTH2_ISSUER="$ISSUER" MCP_OAUTH2_RESOURCE="$OURS_URL" \
   MCP_OAUTH2_BIND="127.0.0.1:$OURS_PORT" MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK=1 \
   valgrind --tool=callgrind --dump-instr=yes --instr-atstart=no --callgrind-out-file="$WORK/ours.cg" \
-  "$BIN/protected_server" >"$WORK/ours.out" 2>&1 &
+  "${OURS_BIN:-$BIN/protected_server}" >"$WORK/ours.out" 2>&1 &
 PIDS+=($!)
 OURS_PID=$!
 BARE_FLAGS=(--nodelay --json)

@@ -115,10 +115,16 @@ pub(crate) const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
 /// exactly one `DPoP` header (none: `dpop_proof_missing`; several:
 /// `multiple_dpop_proofs`; not visible ASCII: `dpop_proof_malformed`).
 /// Without `dpop`, a `DPoP` scheme is another scheme: no credentials.
+///
+/// `known` tells whether some bytes are a token already judged well formed
+/// (the connection's last one: the layer passes
+/// `verify::token_cache::is_last_well_formed_token`); such a token skips
+/// the scan of its bytes, with the same answer.
 pub(crate) fn read_credentials(
     headers: &HeaderMap,
     max_len: usize,
     dpop: bool,
+    known: Known,
 ) -> Result<Credentials<'_>, AuthError> {
     // One lookup of `Authorization` for both schemes (the hot path).
     let mut values = headers.get_all(AUTHORIZATION).iter();
@@ -131,12 +137,16 @@ pub(crate) fn read_credentials(
         if is_dpop {
             // RFC 9449 section 7.1: every refusal of a `DPoP` request names
             // its error on the `DPoP` challenge.
-            return read_dpop(headers, bytes, second.is_some(), max_len)
+            return read_dpop(headers, bytes, second.is_some(), max_len, known)
                 .map_err(|err| err.on_dpop_scheme(true));
         }
     }
-    bearer_of(first, second, max_len)
+    bearer_of(first, second, max_len, known)
 }
+
+/// Whether some bytes are a token already judged well formed (see
+/// [`read_credentials`]).
+pub(crate) type Known = fn(&[u8]) -> bool;
 
 /// The `DPoP` scheme's credentials: `bytes` is the `Authorization` value,
 /// `more` whether a second one was sent.
@@ -145,11 +155,12 @@ fn read_dpop<'h>(
     bytes: &'h [u8],
     more: bool,
     max_len: usize,
+    known: Known,
 ) -> Result<Credentials<'h>, AuthError> {
     if more {
         return Err(AuthErrorKind::MultipleAuthorizationHeaders.into());
     }
-    let token = read_token(bytes.get(5..).unwrap_or_default(), max_len)?;
+    let token = read_token(bytes.get(5..).unwrap_or_default(), max_len, known)?;
     let mut proofs = headers.get_all(DPOP).iter();
     let proof = proofs
         .next()
@@ -170,7 +181,7 @@ pub(crate) fn read_bearer(
     max_len: usize,
 ) -> Result<Credentials<'_>, AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
-    bearer_of(values.next(), values.next(), max_len)
+    bearer_of(values.next(), values.next(), max_len, |_| false)
 }
 
 /// Reads the bearer token from a request's first two `Authorization`
@@ -188,6 +199,7 @@ fn bearer_of<'h>(
     first: Option<&'h http::HeaderValue>,
     second: Option<&'h http::HeaderValue>,
     max_len: usize,
+    known: Known,
 ) -> Result<Credentials<'h>, AuthError> {
     let Some(value) = first else {
         return Ok(Credentials::None);
@@ -209,12 +221,12 @@ fn bearer_of<'h>(
         }
         return Ok(Credentials::None);
     }
-    read_token(rest, max_len).map(Credentials::Bearer)
+    read_token(rest, max_len, known).map(Credentials::Bearer)
 }
 
 /// The `b64token` after the scheme (RFC 6750 section 2.1), after one or
 /// more spaces.
-fn read_token(rest: &[u8], max_len: usize) -> Result<BearerToken<'_>, AuthError> {
+fn read_token(rest: &[u8], max_len: usize, known: Known) -> Result<BearerToken<'_>, AuthError> {
     let token = trim_leading_spaces(rest);
     if token.is_empty() {
         return Err(AuthErrorKind::MalformedAuthorizationHeader.into());
@@ -222,7 +234,8 @@ fn read_token(rest: &[u8], max_len: usize) -> Result<BearerToken<'_>, AuthError>
     if token.len() > max_len {
         return Err(AuthErrorKind::TokenTooLarge.into());
     }
-    if !is_b64token(token) {
+    // A token already judged (the connection's last) is not scanned again.
+    if !known(token) && !is_b64token(token) {
         return Err(AuthErrorKind::MalformedAuthorizationHeader.into());
     }
     // Safe: is_b64token accepts ASCII only.
@@ -238,7 +251,7 @@ fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
 /// (RFC 6750 section 2.1).
-fn is_b64token(token: &[u8]) -> bool {
+pub(crate) fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
     // Every request pays this over the whole token: a branch-free test per
     // byte folded without an early exit, which the compiler vectorizes.
@@ -412,7 +425,7 @@ mod tests {
             for v in proofs {
                 headers.append(DPOP, HeaderValue::from_str(v).unwrap());
             }
-            match read_credentials(&headers, 64, dpop) {
+            match read_credentials(&headers, 64, dpop, |_| false) {
                 Ok(Credentials::None) => Ok("none".to_owned()),
                 Ok(Credentials::Bearer(t)) => Ok(format!("bearer {}", t.as_str())),
                 Ok(Credentials::Dpop { token, proof }) => {

@@ -630,6 +630,79 @@ async fn http1_pipelined_tokens_and_framing_attacks() {
     assert!(t.log.take().is_empty());
 }
 
+// Issue 13: a connection remembers its last token, and the Bearer reader
+// skips its scan of the bytes of a token equal to it. A token one byte
+// away from the remembered one (a character outside `b64token`, a space, a
+// byte cut or added), sent on the same keep-alive connection right after
+// it, is still judged malformed, and the remembered token still passes.
+#[tokio::test]
+async fn a_token_one_byte_from_the_connection_s_last_is_still_read_strictly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = Target::start(attack::Mount::Default).await;
+    let good = t.token(TokenKind::AliceWrite).to_owned();
+    let mid = good.len() / 2;
+    let with = |at: usize, byte: &str| format!("{}{byte}{}", &good[..at], &good[at + 1..]);
+    let variants = [
+        with(mid, "!"),
+        with(mid, " "),
+        with(mid, ","),
+        with(mid, "\\"),
+        with(0, "\""),
+        with(good.len() - 1, "%"),
+        format!("{good} x"),
+        format!("{good}="),
+        format!("{good}=a"),
+        good[..good.len() - 1].to_owned() + "=" + &good[good.len() - 1..],
+    ];
+    let call = |token: &str| {
+        t.mcp_post("/mcp", None, &modern_tool_call_body(7, "write_tool"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("MCP-Protocol-Version", MODERN)
+            .header("Mcp-Method", "tools/call")
+            .header("Mcp-Name", "write_tool")
+            .keep_alive()
+            .to_bytes()
+    };
+    let mut bytes = call(&good);
+    for variant in &variants {
+        bytes.extend(call(variant));
+        bytes.extend(call(&good));
+    }
+    let mut stream = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    let answers = 1 + 2 * variants.len();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while out.windows(9).filter(|w| w == b"HTTP/1.1 ").count() < answers {
+        match tokio::time::timeout(attack::HEAD_TIMEOUT, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            other => panic!("{other:?} after {}", String::from_utf8_lossy(&out)),
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    let heads: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &text[i + 9..i + 12])
+        .collect();
+    // Malformed (a byte outside `b64token`, or `=` before the end): 400
+    // `invalid_request` (RFC 6750 section 3.1); `{good}=` is well formed
+    // and fails verification: 401 `invalid_token`.
+    let mut want = vec!["200"];
+    for status in [
+        "400", "400", "400", "400", "400", "400", "400", "401", "400", "400",
+    ] {
+        want.extend([status, "200"]);
+    }
+    assert_eq!(heads, want, "{text:.3000}");
+    assert_eq!(
+        text.matches("error=\"invalid_request\"").count(),
+        9,
+        "{text:.3000}"
+    );
+    let ran = t.log.take().len();
+    assert_eq!(ran, 1 + variants.len());
+}
+
 // The reference server (`examples/protected_server.rs`) over HTTP/2: it
 // advertises the stream limit, and a connection resetting every call it
 // sends does not keep the next client from being served.

@@ -67,8 +67,17 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        // The correlation id: set by an outer layer (McpServer's), or read
-        // from the request here; echoed on every response.
+        // The correlation id: set by an outer layer (McpServer's, which
+        // echoes it on every response of its router), or read from the
+        // request here and echoed here.
+        if req
+            .extensions()
+            .get::<crate::correlation::Echoed>()
+            .is_some()
+        {
+            let request_id = RequestId::of_request(&mut req);
+            return self.route(req, request_id);
+        }
         let request_id = RequestId::of_request(&mut req);
         let header = request_id.header_value();
         self.route(req, request_id).with_request_id(header)
@@ -697,6 +706,7 @@ impl Shared {
             headers,
             self.max_token_bytes,
             self.dpop.mode() != DpopMode::Off,
+            crate::verify::token_cache::is_last_well_formed_token,
         )
     }
 

@@ -1128,6 +1128,192 @@ mod tests {
         ]
     }
 
+    /// `scan` against the reader it replaced (`serde_json`'s deserializer
+    /// walked by the same roles): the same facts, or the same refusal.
+    fn scans_alike(text: &str) -> Result<(), String> {
+        let text = text.trim_start_matches([' ', '\t', '\n', '\r']);
+        if !matches!(text.as_bytes().first(), Some(b'{' | b'[')) {
+            return Ok(());
+        }
+        let ours = scan::scan(text);
+        let reference = scan::oracle::scan(text);
+        if ours == reference {
+            Ok(())
+        } else {
+            Err(format!("{text:?}: {ours:?} but {reference:?}"))
+        }
+    }
+
+    /// Tokens as a hostile client writes them: numbers at every edge of
+    /// their grammar and range, escapes valid and not, surrogates paired
+    /// and lone, control characters, every kind of whitespace, literals cut
+    /// short.
+    const TOKENS: &[&str] = &[
+        "0",
+        "-0",
+        "01",
+        "-01",
+        "1.",
+        "1.e5",
+        "1e",
+        "1e+",
+        "1E-2",
+        "-",
+        "-x",
+        "1.5",
+        "-2.5e-3",
+        "12345678901234567890",
+        "1234567890123456789",
+        "9999999999999999999",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "1e308",
+        "1.7976931348623157e308",
+        "1.8e308",
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "0e99999999999999999999",
+        "1e99999999999999999999",
+        "4.9e-324",
+        "\"\"",
+        "\"a\"",
+        "\"\\\"\"",
+        "\"\\\\\"",
+        "\"\\/\"",
+        "\"\\b\\f\\n\\r\\t\"",
+        "\"\\x\"",
+        "\"\\u\"",
+        "\"\\u12\"",
+        "\"\\u00e9\"",
+        "\"\\u00E9\"",
+        "\"\\uD83D\\uDE00\"",
+        "\"\\ud800\"",
+        "\"\\udc00\"",
+        "\"\\ud800x\"",
+        "\"\\ud800\\u0041\"",
+        "\"\\ud800\\\"",
+        "\"a\u{1}b\"",
+        "\"\\n\u{1f}\"",
+        "\"\u{7f}\"",
+        "\"é\"",
+        "\"\\é\"",
+        "\"\\",
+        "\"ab",
+        "\"\\u00",
+        "true",
+        "false",
+        "null",
+        "tru",
+        "nul",
+        "truex",
+        "nulL",
+        "t",
+        "x",
+        "+1",
+        ".5",
+        "[]",
+        "{}",
+        "[ ]",
+        "{ }",
+        "[,]",
+        "[1,]",
+        "{\"a\":1,}",
+        "{,}",
+        "{\"a\"}",
+        "{\"a\" 1}",
+        "{1:2}",
+        "{\"a\":}",
+        "[1 2]",
+        "{\"a\":1 \"b\":2}",
+        "{\"a\":1,\"a\":2}",
+        "{\"a\":1,\"\\u0061\":2}",
+        "]",
+        "}",
+        ":",
+        ",",
+    ];
+
+    /// Bodies built from [`TOKENS`], member names the reader looks for, and
+    /// JSON whitespace, nested.
+    fn token_soup() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let ws = prop::sample::select(vec!["", "", " ", "\t", "\n", "\r\n ", "\u{b}", "\u{a0}"]);
+        let leaf = (prop::sample::select(TOKENS.to_vec()), ws.clone())
+            .prop_map(|(t, w)| format!("{w}{t}"));
+        let name = prop::sample::select(vec![
+            "\"method\"",
+            "\"params\"",
+            "\"name\"",
+            "\"id\"",
+            "\"_meta\"",
+            "\"meth\\u006fd\"",
+            "\"uri\"",
+            "\"\\u\"",
+            "\"a\u{0}\"",
+            "\"notifications\"",
+            "\"resourceSubscriptions\"",
+        ]);
+        leaf.prop_recursive(4, 40, 5, move |inner| {
+            prop_oneof![
+                (prop::collection::vec(inner.clone(), 0..4), ws.clone())
+                    .prop_map(|(v, w)| format!("[{w}{}{w}]", v.join(","))),
+                (
+                    prop::collection::vec((name.clone(), inner), 0..5),
+                    ws.clone()
+                )
+                    .prop_map(|(members, w)| {
+                        let members: Vec<String> =
+                            members.iter().map(|(n, v)| format!("{n}{w}:{v}")).collect();
+                        format!("{{{}{w}}}", members.join(","))
+                    }),
+            ]
+        })
+    }
+
+    #[test]
+    fn the_reader_refuses_as_serde_json_does_token_by_token() {
+        let mut failures = Vec::new();
+        for token in TOKENS {
+            for body in [
+                format!("[{token}]"),
+                format!("[{token}"),
+                format!("[{token} ,1]"),
+                format!("{{\"id\":{token}}}"),
+                format!("{{\"id\":{token},\"method\":\"tools/list\"}}"),
+                format!("{{\"method\":\"tools/call\",\"params\":{{\"name\":{token}}}}}"),
+                format!("{{{token}:1}}"),
+                (*token).to_owned(),
+                format!("[1]{token}"),
+                format!("[1] {token}"),
+                format!("{{\"a\":[1,{token}]}} "),
+            ] {
+                if let Err(e) = scans_alike(&body) {
+                    failures.push(e);
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn the_reader_stops_nesting_where_serde_json_does() {
+        for depth in 120..=132 {
+            for (open, close) in [("[", "]"), ("{\"a\":", "}"), ("[{\"params\":", "}]")] {
+                let body = format!("{}{}{}", open.repeat(depth), "1", close.repeat(depth));
+                scans_alike(&body).unwrap();
+                let cut = format!("{}{}", open.repeat(depth), "1");
+                scans_alike(&cut).unwrap();
+            }
+        }
+        // Both ways of the limit are met: the limit is not just agreed on.
+        let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(scan::scan(&nested(127)).is_ok());
+        assert_eq!(scan::scan(&nested(128)), Err(Unreadable::Syntax));
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
 
@@ -1160,6 +1346,26 @@ mod tests {
                 if cut { bytes.truncate(at) } else { bytes[at] = byte }
             }
             proptest::prop_assert_eq!(read_operations(&bytes).map_err(drop), tree_reader(&bytes));
+        }
+
+        /// Issue 13, the hand-written reader: every body of every generator,
+        /// whole, cut or with one byte changed, is read as the reader it
+        /// replaced read it (the same facts, or the same refusal).
+        #[test]
+        fn the_reader_agrees_with_serde_json_s_walk(body in proptest::prop_oneof![json_like(), message_like(), token_soup()], at in 0usize..400, byte in proptest::prelude::any::<u8>(), damage in 0u8..3) {
+            let mut bytes = body.into_bytes();
+            if !bytes.is_empty() {
+                let at = at % bytes.len();
+                match damage {
+                    0 => {}
+                    1 => bytes.truncate(at),
+                    _ => bytes[at] = byte,
+                }
+            }
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                let agreed = scans_alike(text);
+                proptest::prop_assert!(agreed.is_ok(), "{}", agreed.unwrap_err());
+            }
         }
     }
 }
