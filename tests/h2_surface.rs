@@ -550,6 +550,33 @@ async fn legacy_session_calls_reset_after_the_head_are_bounded_too() {
     ct.cancel();
 }
 
+/// Sends `bytes` (pipelined HTTP/1.1 requests) on one connection and
+/// reads until `answers` response heads have come: their statuses, and the
+/// whole text.
+async fn pipelined(
+    addr: std::net::SocketAddr,
+    bytes: &[u8],
+    answers: usize,
+) -> (Vec<String>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while out.windows(9).filter(|w| w == b"HTTP/1.1 ").count() < answers {
+        match tokio::time::timeout(attack::HEAD_TIMEOUT, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            other => panic!("{other:?} after {}", String::from_utf8_lossy(&out)),
+        }
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let statuses = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| text[i + 9..i + 12].to_owned())
+        .collect();
+    (statuses, text)
+}
+
 // HTTP/1.1 on one keep-alive connection: pipelined requests of several
 // principals and tokens are each judged by their own token (the
 // connection's memory of its last token's digest is byte for byte), and
@@ -579,21 +606,7 @@ async fn http1_pipelined_tokens_and_framing_attacks() {
     ] {
         bytes.extend(call(kind, "write_tool").to_bytes());
     }
-    let mut stream = tokio::net::TcpStream::connect(t.addr).await.unwrap();
-    stream.write_all(&bytes).await.unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    while out.windows(9).filter(|w| w == b"HTTP/1.1 ").count() < 6 {
-        match tokio::time::timeout(attack::HEAD_TIMEOUT, stream.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
-            other => panic!("{other:?} after {}", String::from_utf8_lossy(&out)),
-        }
-    }
-    let text = String::from_utf8_lossy(&out);
-    let statuses: Vec<&str> = text
-        .match_indices("HTTP/1.1 ")
-        .map(|(i, _)| &text[i + 9..i + 12])
-        .collect();
+    let (statuses, _) = pipelined(t.addr, &bytes, 6).await;
     assert_eq!(statuses, ["200", "200", "401", "403", "401", "200"]);
     let ran: Vec<_> = t
         .log
@@ -637,7 +650,6 @@ async fn http1_pipelined_tokens_and_framing_attacks() {
 // it, is still judged malformed, and the remembered token still passes.
 #[tokio::test]
 async fn a_token_one_byte_from_the_connection_s_last_is_still_read_strictly() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let t = Target::start(attack::Mount::Default).await;
     let good = t.token(TokenKind::AliceWrite).to_owned();
     let mid = good.len() / 2;
@@ -668,22 +680,7 @@ async fn a_token_one_byte_from_the_connection_s_last_is_still_read_strictly() {
         bytes.extend(call(variant));
         bytes.extend(call(&good));
     }
-    let mut stream = tokio::net::TcpStream::connect(t.addr).await.unwrap();
-    stream.write_all(&bytes).await.unwrap();
-    let answers = 1 + 2 * variants.len();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    while out.windows(9).filter(|w| w == b"HTTP/1.1 ").count() < answers {
-        match tokio::time::timeout(attack::HEAD_TIMEOUT, stream.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
-            other => panic!("{other:?} after {}", String::from_utf8_lossy(&out)),
-        }
-    }
-    let text = String::from_utf8_lossy(&out);
-    let heads: Vec<&str> = text
-        .match_indices("HTTP/1.1 ")
-        .map(|(i, _)| &text[i + 9..i + 12])
-        .collect();
+    let (heads, text) = pipelined(t.addr, &bytes, 1 + 2 * variants.len()).await;
     // Malformed (a byte outside `b64token`, or `=` before the end): 400
     // `invalid_request` (RFC 6750 section 3.1); `{good}=` is well formed
     // and fails verification: 401 `invalid_token`.
