@@ -70,15 +70,14 @@ where
         // The correlation id: set by an outer layer (McpServer's, which
         // echoes it on every response of its router), or read from the
         // request here and echoed here.
-        if req
+        let echoed = req
             .extensions()
             .get::<crate::correlation::Echoed>()
-            .is_some()
-        {
-            let request_id = RequestId::of_request(&mut req);
+            .is_some();
+        let request_id = RequestId::of_request(&mut req);
+        if echoed {
             return self.route(req, request_id);
         }
-        let request_id = RequestId::of_request(&mut req);
         let header = request_id.header_value();
         self.route(req, request_id).with_request_id(header)
     }
