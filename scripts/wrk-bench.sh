@@ -11,6 +11,7 @@
 #   scripts/wrk-bench.sh --legacy              # 2025-11-25 sessions instead of stateless calls
 #   scripts/wrk-bench.sh --smoke               # CI: one 1-second round of each, fails on any bad answer
 #   scripts/wrk-bench.sh --flood               # accepted calls' p99, idle vs under ~5,000 failed auths/s
+#   scripts/wrk-bench.sh --flood --flood-kind signature,notfound --pace 1 --seconds 8   # the same, paced, with its control
 #   scripts/wrk-bench.sh --keep-client-awake   # the control: wrk's CPU kept from halting between answers
 #
 # Flags: --alg rs256|es256|eddsa (rs256), --rounds N (5), --seconds N (3),
@@ -30,7 +31,16 @@
 # (MCP_OAUTH2_FAILED_AUTH_LIMIT) behind a trusted proxy
 # (MCP_OAUTH2_TRUSTED_PROXIES=127.0.0.1/32); the flood says it comes from
 # 203.0.113.9 and the measured calls from 198.51.100.7 (X-Forwarded-For),
-# as two clients behind a load balancer. --keep-client-awake (not with
+# as two clients behind a load balancer. --pace MS: the measuring wrk
+# waits MS milliseconds before each call (wrk's `delay()`, not counted in
+# the latency), so one connection makes one call about every MS ms plus the
+# call's time, as an interactive client does, instead of calls back to
+# back. With --flood this is what makes the target measurable on 2 vCPUs:
+# back to back, the measuring client keeps the server's CPU busy most of
+# the time (the "idle" server is not idle) and its own CPU, which the
+# flood's client shares, too; paced, both CPUs are mostly free, and the
+# control (--flood-kind notfound) shows what any traffic at the flood's rate
+# costs the tail (BENCHMARKS.md, twenty-fourth pass). --keep-client-awake (not with
 # --flood): a busy loop at SCHED_IDLE priority pinned to wrk's CPU for the
 # whole run, so that CPU never goes idle: wrk preempts it at once, and
 # waiting for an answer costs wrk no wake-up from a halted CPU. On a
@@ -65,13 +75,17 @@
 # Every answer is checked by scripts/wrk-whoami.lua (status 200, a successful
 # whoami result for subject `bench`); the script exits non-zero if any answer
 # was bad, any socket error happened, or a round served nothing.
-# Output: one line per round with the machine's load average, then a table
-# of means per server with the ratio to the best bare rmcp configuration.
+# Rounds alternate the order of the servers (A B C, then C B A). Output:
+# one line per round with the machine's load average, then a table of
+# means per server with the ratio to the best bare rmcp configuration, the
+# median over rounds of each round's ratio to the configuration that is
+# best over the run, the same against the better configuration of each
+# round (stricter: biased against us), and the server's CPU per call.
 set -euo pipefail
 
 ALG=rs256 ROUNDS=5 SECONDS_PER_ROUND=3 CONNECTIONS="1 64" LEGACY=0 SMOKE=0 FLOOD=0 FLOOD_KIND=signature FRESH=0 THROTTLE=
 SERVERS="ours rmcp-default rmcp-nodelay rmcp-json"
-ALT_ENV= ALT_BIN= KEEP_CLIENT_AWAKE=0
+ALT_ENV= ALT_BIN= KEEP_CLIENT_AWAKE=0 PACE_MS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --alg) ALG="$2"; shift 2 ;;
@@ -83,9 +97,10 @@ while [ $# -gt 0 ]; do
     --alt-bin) ALT_BIN="$2"; shift 2 ;;
     --legacy) LEGACY=1; shift ;;
     --smoke) SMOKE=1; shift ;;
-    --flood) FLOOD=1; SERVERS=ours; shift ;;
+    --flood) FLOOD=1; shift ;;
     --flood-kind) FLOOD_KIND="$2"; shift 2 ;;
     --throttle) THROTTLE="$2"; shift 2 ;;
+    --pace) PACE_MS="$2"; shift 2 ;;
     --fresh) FRESH=1; shift ;;
     --keep-client-awake) KEEP_CLIENT_AWAKE=1; shift ;;
     *) echo "wrk-bench: unknown flag $1" >&2; exit 2 ;;
@@ -93,6 +108,15 @@ while [ $# -gt 0 ]; do
 done
 if [ "$SMOKE" = 1 ]; then
   ROUNDS=1 SECONDS_PER_ROUND=1
+fi
+if [ "$FLOOD" = 1 ]; then
+  # The flood measures the reference server only: `ours`, and `ours-alt`
+  # when --servers names it (a setting's or another build's effect on the
+  # tail, in the same rounds).
+  case "$SERVERS" in
+    *ours-alt*) SERVERS="ours ours-alt" ;;
+    *) SERVERS=ours ;;
+  esac
 fi
 if [ -n "$ALT_BIN" ] && [ ! -x "$ALT_BIN" ]; then
   echo "wrk-bench: --alt-bin $ALT_BIN is not an executable file" >&2; exit 2
@@ -235,7 +259,7 @@ run_wrk() {
   cpu_before="$(cpu_ticks "${SPID[$server]}")"
   WRK_RUNS=$((WRK_RUNS + 1))
   WRK_ID_BASE=$((WRK_RUNS * 100000000)) \
-  WRK_TOKEN="$(token_of "$server")" WRK_PROTOCOL="$PROTOCOL" WRK_SESSION="${SESSION[$server]:-}" \
+  WRK_TOKEN="$(token_of "$server")" WRK_PROTOCOL="$PROTOCOL" WRK_SESSION="${SESSION[$server]:-}" WRK_PACE_MS="$PACE_MS" \
     WRK_FORWARDED_FOR="${THROTTLE:+198.51.100.7}" "${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"${seconds}s" --timeout 10s \
     -s "$ROOT/scripts/wrk-whoami.lua" "${URL[$server]}" >"$out" 2>&1 || true
   local line
@@ -270,38 +294,60 @@ run_wrk() {
 }
 
 if [ "$FLOOD" = 1 ]; then
-  echo "wrk-bench --flood: alg $ALG, flood kind(s) $FLOOD_KIND, throttle ${THROTTLE:-off}, $ROUNDS round(s) of ${SECONDS_PER_ROUND} s, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
-  run_wrk ours 8 1 0   # warm-up
+  echo "wrk-bench --flood: alg $ALG, servers $SERVERS, flood kind(s) $FLOOD_KIND, throttle ${THROTTLE:-off}, pace ${PACE_MS} ms, $ROUNDS round(s) of ${SECONDS_PER_ROUND} s, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+  for server in $SERVERS; do run_wrk "$server" 8 1 0; done   # warm-up
   : >"$WORK/results"
   for round in $(seq "$ROUNDS"); do
-    run_wrk ours 1 "$SECONDS_PER_ROUND" 1
-    sed -i '$ s/^ours /idle /' "$WORK/results"
-    # Several kinds (comma-separated): each round measures under each, in
-    # turn, against the same idle measurement.
-    for kind in ${FLOOD_KIND//,/ }; do
-      label=flood
-      [ "$FLOOD_KIND" = "$kind" ] || label="flood-$kind"
-      WRK_TOKEN="$TOKEN" WRK_FLOOD_KIND="$kind" WRK_DELAY_MS=5 WRK_FORWARDED_FOR="${THROTTLE:+203.0.113.9}" chrt --idle 0 "${PIN_CLIENT[@]}" wrk -t1 -c30 -d"$((SECONDS_PER_ROUND + 1))s" \
-        -s "$ROOT/scripts/wrk-flood.lua" "${URL[ours]}" >"$WORK/flood.out" 2>&1 &
-      flood=$!
-      sleep 0.5
-      run_wrk ours 1 "$SECONDS_PER_ROUND" 1
-      sed -i "\$ s/^ours /$label /" "$WORK/results"
-      wait "$flood" || true
-      sed -n "s/^FLOOD /FLOOD $kind /p" "$WORK/flood.out" | grep . || { cat "$WORK/flood.out" >&2; FAILED=1; }
+    for server in $SERVERS; do
+      run_wrk "$server" 1 "$SECONDS_PER_ROUND" 1
+      sed -i "\$ s/^$server /$server:idle /" "$WORK/results"
+      # Several kinds (comma-separated): each round measures under each, in
+      # turn, against the same idle measurement.
+      for kind in ${FLOOD_KIND//,/ }; do
+        label=flood
+        [ "$FLOOD_KIND" = "$kind" ] || label="flood-$kind"
+        WRK_TOKEN="$(token_of "$server")" WRK_FLOOD_KIND="$kind" WRK_DELAY_MS=5 WRK_FORWARDED_FOR="${THROTTLE:+203.0.113.9}" chrt --idle 0 "${PIN_CLIENT[@]}" wrk -t1 -c30 -d"$((SECONDS_PER_ROUND + 1))s" \
+          -s "$ROOT/scripts/wrk-flood.lua" "${URL[$server]}" >"$WORK/flood.out" 2>&1 &
+        flood=$!
+        sleep 0.5
+        run_wrk "$server" 1 "$SECONDS_PER_ROUND" 1
+        sed -i "\$ s/^$server /$server:$label /" "$WORK/results"
+        wait "$flood" || true
+        sed -n "s/^FLOOD /FLOOD $server $kind /p" "$WORK/flood.out" | tee -a "$WORK/flood-lines" | grep . || { cat "$WORK/flood.out" >&2; FAILED=1; }
+      done
     done
   done
   awk '{ n[$1]++; rps[$1] += $3; p50[$1] += $4; p99[$1] += $5 }
     END {
-      for (k in n) printf "%-16s %9.1f calls/s  p50 %8.3f ms  p99 %8.3f ms\n", k, rps[k]/n[k], p50[k]/n[k]/1000, p99[k]/n[k]/1000
-      for (k in n) if (k != "idle" && n["idle"]) printf "%s: p99 / idle (means) %.2f, p50 %.2f\n", k, (p99[k]/n[k])/(p99["idle"]/n["idle"]), (p50[k]/n[k])/(p50["idle"]/n["idle"])
-    }' "$WORK/results"
-  # Per-round ratios (each flood round against the idle round before it)
-  # and their median: one slow round moves a mean, not a median.
-  for label in $(awk '$1 != "idle" { print $1 }' "$WORK/results" | sort -u); do
-    awk -v l="$label" '$1 == "idle" { idle = $5 } $1 == l && idle > 0 { print $5 / idle }' "$WORK/results" | sort -g |
+      for (k in n) printf "%-26s %9.1f calls/s  p50 %8.3f ms  p99 %8.3f ms\n", k, rps[k]/n[k], p50[k]/n[k]/1000, p99[k]/n[k]/1000
+      for (k in n) {
+        split(k, parts, ":"); idle = parts[1] ":idle"
+        if (parts[2] != "idle" && n[idle]) printf "%s: p99 / idle (means) %.2f, p50 %.2f\n", k, (p99[k]/n[k])/(p99[idle]/n[idle]), (p50[k]/n[k])/(p50[idle]/n[idle])
+      }
+    }' "$WORK/results" | sort
+  # Per-round ratios (each flood round against the same server's idle
+  # round before it) and their median: one slow round moves a mean, not a
+  # median.
+  for label in $(awk '$1 !~ /:idle$/ { print $1 }' "$WORK/results" | sort -u); do
+    idle_label="${label%%:*}:idle"
+    awk -v l="$label" -v i="$idle_label" '$1 == i { idle = $5 } $1 == l && idle > 0 { print $5 / idle }' "$WORK/results" | sort -g |
       awk -v l="$label" '{ r[NR] = $1; list = list sprintf(" %.2f", $1) }
         END { if (NR) printf "%s: p99 ratio per round (sorted):%s; median %.2f\n", l, list, (NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2) }'
+  done
+  # The server's CPU per request of the flood: its CPU time per accepted
+  # call under the flood, less the same in the idle measurement before it,
+  # times the accepted calls, over the flood's requests (about 5,750 a
+  # second); median over rounds.
+  awk '
+    $1 ~ /:idle$/ { split($1, p, ":"); idle[p[1]] = $3 * $8; next }
+    { split($1, p, ":"); if (p[1] in idle && NF >= 8) print $1, ($3 * $8 - idle[p[1]]) }' "$WORK/results" >"$WORK/extra"
+  for label in $(awk '{ print $1 }' "$WORK/extra" | sort -u); do
+    server="${label%%:*}" kind="${label#*:}"; kind="${kind#flood}"; kind="${kind#-}"
+    [ -n "$kind" ] || kind="$FLOOD_KIND"
+    rate="$(awk -v s="$server" -v k="$kind" '$1 == "FLOOD" && $2 == s && $3 == k { sub("rps=", "", $5); n++; t += $5 } END { if (n) print t / n }' "$WORK/flood-lines" 2>/dev/null || true)"
+    [ -n "$rate" ] || continue
+    awk -v l="$label" -v r="$rate" '$1 == l { print $2 / r }' "$WORK/extra" | sort -g |
+      awk -v l="$label" '{ v[NR] = $1 } END { if (NR) printf "%s: server CPU per flood request over idle, median %.1f us\n", l, (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
   done
   echo "load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
   exit "$FAILED"
@@ -325,8 +371,16 @@ for round in $(seq "$ROUNDS"); do
       run_wrk "$server" 8 1 0
     done
   fi
+  # Even rounds take the servers in the reverse order (A B C, C B A, ...):
+  # a server always measured first (or right after another) would carry
+  # whatever that place in the round costs or gains, and a drift of the
+  # machine's speed within a round cancels over a pair of rounds.
+  order="$SERVERS"
+  if [ $((round % 2)) = 0 ]; then
+    order="$(tr ' ' '\n' <<<"$SERVERS" | grep . | tac | tr '\n' ' ')"
+  fi
   for conns in $CONNECTIONS; do
-    for server in $SERVERS; do
+    for server in $order; do
       run_wrk "$server" "$conns" "$SECONDS_PER_ROUND" 1
     done
   done
@@ -355,12 +409,55 @@ awk '
       }
     }
   }' "$WORK/results" | sort -k2,2 -k1,1
-# Per round: each server against the best bare rmcp configuration of the
-# same round (servers measured back to back), then the median over rounds:
-# a round in which the machine slowed down moves every server of that
-# round, so these ratios are steadier than ratios of means.
+# Per round: each server against bare rmcp's best configuration, then the
+# median over rounds: a round in which the machine slowed down moves every
+# server of that round, so these ratios are steadier than ratios of means.
+# The best configuration (rmcp-nodelay or rmcp-json) is the one with the
+# higher median calls/s over the run (for the calls/s ratio) and the one
+# with the lower median p50 (for the p50 ratio), and every round is
+# compared with that configuration's figure of the same round. The
+# stricter second view compares each round with the better of the two
+# configurations *in that round*: the lower of two noisy figures is lower
+# than either configuration's typical one (a selection bias, about 3
+# points of p50 ratio when both are close; BENCHMARKS.md, twenty-fourth
+# pass), so it overstates the ratio to any one configuration.
 echo
-echo "median over rounds of the per-round ratio to the same round's best bare rmcp (calls/s; p50)"
+echo "median over rounds of the per-round ratio to bare rmcp's best configuration over the run (calls/s; p50)"
+awk '
+  { rps[$7, $1, $2] = $3; p50[$7, $1, $2] = $4; rounds[$7] = 1; conns[$2] = 1; servers[$1] = 1 }
+  function median(list, n,    i, j, t) {
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) { t = list[j]; list[j] = list[j - 1]; list[j - 1] = t }
+    return n % 2 ? list[(n + 1) / 2] : (list[n / 2] + list[n / 2 + 1]) / 2
+  }
+  function med_of(s, c, which,    k, n, l) {
+    n = 0; delete l
+    for (k in rounds) if ((k, s, c) in rps) { n++; l[n] = which == "rps" ? rps[k, s, c] : p50[k, s, c] }
+    return n ? median(l, n) : 0
+  }
+  END {
+    for (c in conns) {
+      bestr = ""; bestq = ""
+      split("rmcp-nodelay rmcp-json", configs, " ")
+      for (i in configs) {
+        b = configs[i]
+        if (!(b in servers)) continue
+        if (bestr == "" || med_of(b, c, "rps") > med_of(bestr, c, "rps")) bestr = b
+        if (bestq == "" || med_of(b, c, "p50") < med_of(bestq, c, "p50")) bestq = b
+      }
+      if (bestr == "") continue
+      for (s in servers) {
+        if (s ~ /^rmcp-/) continue
+        n = 0; delete r; delete q
+        for (k in rounds) {
+          if (!((k, s, c) in rps) || !((k, bestr, c) in rps) || !((k, bestq, c) in rps)) continue
+          n++; r[n] = rps[k, s, c] / rps[k, bestr, c]; q[n] = p50[k, s, c] / p50[k, bestq, c]
+        }
+        if (n > 0) printf "%-13s c=%-3s median ratio %.3f (rounds %d, min %.3f, max %.3f; against %s)  median p50 ratio %.3f (min %.3f, max %.3f; against %s)\n", s, c, median(r, n), n, r[1], r[n], bestr, median(q, n), q[1], q[n], bestq
+      }
+    }
+  }' "$WORK/results" | sort -k2,2
+echo
+echo "stricter: median over rounds of the per-round ratio to the better bare rmcp configuration of each round (calls/s; p50)"
 awk '
   { rps[$7, $1, $2] = $3; p50[$7, $1, $2] = $4; rounds[$7] = 1; conns[$2] = 1; servers[$1] = 1 }
   function median(list, n,    i, j, t) {

@@ -49,6 +49,16 @@ else
   end
 end
 
+-- WRK_PACE_MS (scripts/wrk-bench.sh --pace): a pause of that many
+-- milliseconds before each request, so the connection makes about one call
+-- per pause plus the call's time, as an interactive client does, instead of
+-- keeping the server busy with calls back to back. wrk starts a request's
+-- latency when it writes it, so the pause is not in the figures.
+local pace_ms = tonumber(os.getenv("WRK_PACE_MS") or "0") or 0
+if pace_ms > 0 then
+  function delay() return pace_ms end
+end
+
 local threads = {}
 
 function setup(thread)
