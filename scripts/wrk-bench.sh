@@ -386,6 +386,13 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
+# The median of list[1..n] (sorted in place, so list[1] and list[n] are
+# then its minimum and maximum), for the awk programs below.
+AWK_MEDIAN='
+  function median(list, n,    i, j, t) {
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) { t = list[j]; list[j] = list[j - 1]; list[j - 1] = t }
+    return n % 2 ? list[(n + 1) / 2] : (list[n / 2] + list[n / 2 + 1]) / 2
+  }'
 echo
 echo "means over $ROUNDS round(s); ratio = calls/s over the best bare rmcp configuration's (rmcp-nodelay or rmcp-json), p50 ratio = p50 over its lowest p50"
 awk '
@@ -423,12 +430,8 @@ awk '
 # pass), so it overstates the ratio to any one configuration.
 echo
 echo "median over rounds of the per-round ratio to bare rmcp's best configuration over the run (calls/s; p50)"
-awk '
+awk "$AWK_MEDIAN"'
   { rps[$7, $1, $2] = $3; p50[$7, $1, $2] = $4; rounds[$7] = 1; conns[$2] = 1; servers[$1] = 1 }
-  function median(list, n,    i, j, t) {
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) { t = list[j]; list[j] = list[j - 1]; list[j - 1] = t }
-    return n % 2 ? list[(n + 1) / 2] : (list[n / 2] + list[n / 2 + 1]) / 2
-  }
   function med_of(s, c, which,    k, n, l) {
     n = 0; delete l
     for (k in rounds) if ((k, s, c) in rps) { n++; l[n] = which == "rps" ? rps[k, s, c] : p50[k, s, c] }
@@ -458,12 +461,8 @@ awk '
   }' "$WORK/results" | sort -k2,2
 echo
 echo "stricter: median over rounds of the per-round ratio to the better bare rmcp configuration of each round (calls/s; p50)"
-awk '
+awk "$AWK_MEDIAN"'
   { rps[$7, $1, $2] = $3; p50[$7, $1, $2] = $4; rounds[$7] = 1; conns[$2] = 1; servers[$1] = 1 }
-  function median(list, n,    i, j, t) {
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) { t = list[j]; list[j] = list[j - 1]; list[j - 1] = t }
-    return n % 2 ? list[(n + 1) / 2] : (list[n / 2] + list[n / 2 + 1]) / 2
-  }
   END {
     for (c in conns) for (s in servers) {
       if (s == "rmcp-nodelay" || s == "rmcp-json" || s == "rmcp-default") continue
@@ -487,12 +486,8 @@ awk '
 # this is the inverse view of calls/s, read from the server's own clock.
 echo
 echo "server CPU per call (user + system, from /proc): median over rounds of the per-round ratio to the same round's cheapest bare rmcp"
-awk '
+awk "$AWK_MEDIAN"'
   NF >= 8 { cpu[$7, $1, $2] = $8; rounds[$7] = 1; conns[$2] = 1; servers[$1] = 1 }
-  function median(list, n,    i, j, t) {
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) { t = list[j]; list[j] = list[j - 1]; list[j - 1] = t }
-    return n % 2 ? list[(n + 1) / 2] : (list[n / 2] + list[n / 2 + 1]) / 2
-  }
   END {
     for (c in conns) for (s in servers) {
       n = 0; sum = 0; delete r
@@ -513,12 +508,8 @@ awk '
 if grep -q '^rmcp-json-mimalloc ' "$WORK/results"; then
   echo
   echo "against rmcp-json-mimalloc (same allocator), median over rounds of the per-round ratio (calls/s; p50; CPU per call)"
-  awk '
+  awk "$AWK_MEDIAN"'
     { rps[$7, $1, $2] = $3; p50[$7, $1, $2] = $4; cpu[$7, $1, $2] = $8; rounds[$7] = 1; conns[$2] = 1; servers[$1] = 1 }
-    function median(list, n,    i, j, t) {
-      for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) { t = list[j]; list[j] = list[j - 1]; list[j - 1] = t }
-      return n % 2 ? list[(n + 1) / 2] : (list[n / 2] + list[n / 2 + 1]) / 2
-    }
     END {
       for (c in conns) for (s in servers) {
         if (s !~ /^ours/) continue
