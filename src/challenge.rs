@@ -180,21 +180,43 @@ pub(crate) fn error_headers(headers: &mut http::HeaderMap) {
 /// ..., "reason": ..., "request_id": ...}` (`request_id` when known; it is
 /// `[A-Za-z0-9._:-]` only, no escaping needed).
 pub(crate) fn error_body(kind: AuthErrorKind, request_id: Option<&str>) -> String {
-    // Pieces pushed in place: `write!` costs a formatter pass per piece
-    // (about 1,100 instructions a refusal; BENCHMARKS.md, twenty-fourth
-    // pass).
-    let mut body = String::with_capacity(128);
+    json_error_body(
+        kind.error_code().map(ErrorCode::as_str),
+        kind.description(),
+        kind.code(),
+        request_id,
+    )
+}
+
+/// The JSON error body of the crate's refusals (the challenge's, the
+/// layer's HTTP rules, throttling): `{"error": ..., "error_description":
+/// ..., "reason": ..., "request_id": ...}`, `error` and `request_id` when
+/// given. Every piece is fixed ASCII without quotes or backslashes, or a
+/// request id (`[A-Za-z0-9._:-]` only): nothing to escape. Pushed in
+/// place: `write!` costs a formatter pass per piece (about 1,100
+/// instructions a refusal; BENCHMARKS.md, twenty-fourth pass).
+pub(crate) fn json_error_body(
+    error: Option<&str>,
+    description: &str,
+    reason: &str,
+    request_id: Option<&str>,
+) -> String {
+    let mut body = String::with_capacity(
+        64 + error.map_or(0, str::len)
+            + description.len()
+            + reason.len()
+            + request_id.map_or(0, str::len),
+    );
     body.push('{');
-    if let Some(code) = kind.error_code() {
-        // Codes and descriptions are fixed ASCII without quotes or backslashes.
+    if let Some(error) = error {
         body.push_str("\"error\":\"");
-        body.push_str(code.as_str());
+        body.push_str(error);
         body.push_str("\",");
     }
     body.push_str("\"error_description\":\"");
-    body.push_str(kind.description());
+    body.push_str(description);
     body.push_str("\",\"reason\":\"");
-    body.push_str(kind.code());
+    body.push_str(reason);
     body.push('"');
     if let Some(id) = request_id {
         body.push_str(",\"request_id\":\"");

@@ -168,13 +168,8 @@ impl Refused {
 
     pub(crate) fn response(self, request_id: Option<&str>) -> Response {
         let (status, error, description) = self.parts();
-        // Fixed ASCII without quotes or backslashes (the request id is
-        // `[A-Za-z0-9._:-]`): no escaping needed.
-        let body = format!(
-            "{{\"error\":\"{error}\",\"error_description\":\"{description}\",\"reason\":\"{}\"{}}}",
-            self.reason(),
-            request_id_member(request_id)
-        );
+        let body =
+            crate::challenge::json_error_body(Some(error), description, self.reason(), request_id);
         let mut response = (
             status,
             [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
@@ -223,10 +218,11 @@ pub(crate) fn throttled_response(
     retry_after: u64,
     request_id: Option<&str>,
 ) -> Response {
-    // Fixed ASCII reason and id: no escaping needed.
-    let body = format!(
-        "{{\"error\":\"too_many_requests\",\"error_description\":\"Too many failed or unauthenticated requests; retry later\",\"reason\":\"{reason}\"{}}}",
-        request_id_member(request_id)
+    let body = crate::challenge::json_error_body(
+        Some("too_many_requests"),
+        "Too many failed or unauthenticated requests; retry later",
+        reason,
+        request_id,
     );
     let mut response = (
         StatusCode::TOO_MANY_REQUESTS,
@@ -747,6 +743,59 @@ mod tests {
     // finds, whatever the request's other fields, their order, their case
     // as sent, repeated fields, and names that differ from a rule's by one
     // character or a prefix.
+    /// Every refusal's JSON body, byte for byte as the `format!` spelling
+    /// it replaced wrote it (the reference here), with and without a
+    /// request id; the 429's too.
+    #[test]
+    fn refusal_bodies_are_spelled_as_before() {
+        async fn body_of(response: Response) -> String {
+            let bytes = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .unwrap();
+            String::from_utf8(bytes.to_vec()).unwrap()
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let all = [
+            Refused::DuplicateHost,
+            Refused::MissingHost,
+            Refused::InvalidHost,
+            Refused::HostMismatch,
+            Refused::HostNotAllowed,
+            Refused::OriginNotAllowed,
+            Refused::BodyTooLarge,
+            Refused::UnsupportedContentEncoding,
+            Refused::UnsupportedTransferCoding,
+            Refused::TooManySessions("too_many_sessions"),
+            Refused::SessionsDisabled,
+            Refused::SessionStoreUnavailable,
+            Refused::TaskStoreUnavailable,
+        ];
+        for request_id in [Some("r-1"), Some("0a.B_c:d-9"), None] {
+            for refused in all {
+                let (status, error, description) = refused.parts();
+                let expected = format!(
+                    "{{\"error\":\"{error}\",\"error_description\":\"{description}\",\"reason\":\"{}\"{}}}",
+                    refused.reason(),
+                    request_id_member(request_id)
+                );
+                let response = refused.response(request_id);
+                assert_eq!(response.status(), status, "{refused:?}");
+                assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+                assert_eq!(runtime.block_on(body_of(response)), expected, "{refused:?}");
+            }
+            let expected = format!(
+                "{{\"error\":\"too_many_requests\",\"error_description\":\"Too many failed or unauthenticated requests; retry later\",\"reason\":\"failed_auth\"{}}}",
+                request_id_member(request_id)
+            );
+            let response = throttled_response("failed_auth", 7, request_id);
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(response.headers()[RETRY_AFTER], "7");
+            assert_eq!(runtime.block_on(body_of(response)), expected);
+        }
+    }
+
     #[test]
     fn present_fields_are_those_a_lookup_finds() {
         use proptest::prelude::*;
