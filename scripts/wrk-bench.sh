@@ -293,6 +293,13 @@ run_wrk() {
   fi
 }
 
+# The median of list[1..n] (sorted in place, so list[1] and list[n] are
+# then its minimum and maximum), for the awk programs below.
+AWK_MEDIAN='
+  function median(list, n,    i, j, t) {
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) { t = list[j]; list[j] = list[j - 1]; list[j - 1] = t }
+    return n % 2 ? list[(n + 1) / 2] : (list[n / 2] + list[n / 2 + 1]) / 2
+  }'
 if [ "$FLOOD" = 1 ]; then
   echo "wrk-bench --flood: alg $ALG, servers $SERVERS, flood kind(s) $FLOOD_KIND, throttle ${THROTTLE:-off}, pace ${PACE_MS} ms, $ROUNDS round(s) of ${SECONDS_PER_ROUND} s, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
   for server in $SERVERS; do run_wrk "$server" 8 1 0; done   # warm-up
@@ -331,8 +338,8 @@ if [ "$FLOOD" = 1 ]; then
   for label in $(awk '$1 !~ /:idle$/ { print $1 }' "$WORK/results" | sort -u); do
     idle_label="${label%%:*}:idle"
     awk -v l="$label" -v i="$idle_label" '$1 == i { idle = $5 } $1 == l && idle > 0 { print $5 / idle }' "$WORK/results" | sort -g |
-      awk -v l="$label" '{ r[NR] = $1; list = list sprintf(" %.2f", $1) }
-        END { if (NR) printf "%s: p99 ratio per round (sorted):%s; median %.2f\n", l, list, (NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2) }'
+      awk -v l="$label" "$AWK_MEDIAN"'{ r[NR] = $1; list = list sprintf(" %.2f", $1) }
+        END { if (NR) printf "%s: p99 ratio per round (sorted):%s; median %.2f\n", l, list, median(r, NR) }'
   done
   # The server's CPU per request of the flood: its CPU time per accepted
   # call under the flood, less the same in the idle measurement before it,
@@ -346,8 +353,8 @@ if [ "$FLOOD" = 1 ]; then
     [ -n "$kind" ] || kind="$FLOOD_KIND"
     rate="$(awk -v s="$server" -v k="$kind" '$1 == "FLOOD" && $2 == s && $3 == k { sub("rps=", "", $5); n++; t += $5 } END { if (n) print t / n }' "$WORK/flood-lines" 2>/dev/null || true)"
     [ -n "$rate" ] || continue
-    awk -v l="$label" -v r="$rate" '$1 == l { print $2 / r }' "$WORK/extra" | sort -g |
-      awk -v l="$label" '{ v[NR] = $1 } END { if (NR) printf "%s: server CPU per flood request over idle, median %.1f us\n", l, (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+    awk -v l="$label" -v r="$rate" "$AWK_MEDIAN"'$1 == l { v[++n] = $2 / r }
+      END { if (n) printf "%s: server CPU per flood request over idle, median %.1f us\n", l, median(v, n) }' "$WORK/extra"
   done
   echo "load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
   exit "$FAILED"
@@ -386,13 +393,6 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-# The median of list[1..n] (sorted in place, so list[1] and list[n] are
-# then its minimum and maximum), for the awk programs below.
-AWK_MEDIAN='
-  function median(list, n,    i, j, t) {
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) { t = list[j]; list[j] = list[j - 1]; list[j - 1] = t }
-    return n % 2 ? list[(n + 1) / 2] : (list[n / 2] + list[n / 2 + 1]) / 2
-  }'
 echo
 echo "means over $ROUNDS round(s); ratio = calls/s over the best bare rmcp configuration's (rmcp-nodelay or rmcp-json), p50 ratio = p50 over its lowest p50"
 awk '

@@ -739,10 +739,6 @@ fn jsonrpc_error(
 mod tests {
     use super::*;
 
-    // The one pass over the field names finds what a lookup of each name
-    // finds, whatever the request's other fields, their order, their case
-    // as sent, repeated fields, and names that differ from a rule's by one
-    // character or a prefix.
     /// Every refusal's JSON body, byte for byte as the `format!` spelling
     /// it replaced wrote it (the reference here), with and without a
     /// request id; the 429's too.
@@ -796,6 +792,10 @@ mod tests {
         }
     }
 
+    // The one pass over the field names finds what a lookup of each name
+    // finds, whatever the request's other fields, their order, their case
+    // as sent, repeated fields, and names that differ from a rule's by one
+    // character or a prefix.
     #[test]
     fn present_fields_are_those_a_lookup_finds() {
         use proptest::prelude::*;
