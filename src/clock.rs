@@ -21,6 +21,14 @@ pub(crate) fn now_unix_millis() -> u64 {
         .unwrap_or(0)
 }
 
+/// Nanoseconds on a monotonic clock that starts at the first call (never
+/// steps back, whatever the system clock does): spacing events in time.
+pub(crate) fn monotonic_nanos() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// `now + after`, or `now` when that is not representable (a deadline that
 /// cannot be computed is already due: fail closed, never panic).
 pub(crate) fn deadline(now: Instant, after: Duration) -> Instant {

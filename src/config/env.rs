@@ -639,7 +639,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "100/1",
-        meaning: "refusal audit events of each kind written in a window; the rest are counted (`suppressed`), not written; `off`: write every one",
+        meaning: "refusal audit events of each kind written in a window, spread through it (ten at once, then one every window/count); the rest are counted (`suppressed`), not written; `off`: write every one",
     },
     EnvVar {
         name: "MCP_OAUTH2_METADATA_MAX_AGE",

@@ -117,10 +117,14 @@ impl AuthConfigBuilder {
         self
     }
 
-    /// The refusal log limit (default 100 per second): at most `count`
-    /// audit events of each refusal kind (`auth.refused`, `authz.refused`,
+    /// The refusal log limit (default 100 per second): `count` audit
+    /// events of each refusal kind (`auth.refused`, `authz.refused`,
     /// `throttled`, `session.refused`) are written per `window` (1 s to
-    /// 24 h). The rest are counted, not written: the next event written
+    /// 24 h), spread through it: up to ten (or `count`, when smaller) at
+    /// once, then one every `window / count`, so a flood's lines are
+    /// written evenly (at most `count` plus nine in any window) rather
+    /// than in a burst that delays the calls behind it. The rest are
+    /// counted, not written: the next event written
     /// carries their number in its `suppressed` field, and
     /// [`MetricsSnapshot::audit_suppressed`](crate::MetricsSnapshot::audit_suppressed)
     /// counts them all. A flood of bad tokens then costs no log line per
