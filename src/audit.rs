@@ -41,16 +41,12 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use http::HeaderMap;
-
 use crate::context::AuthContext;
 use crate::correlation::RequestId;
 use crate::error::{AuthError, AuthErrorKind, REDACTED, looks_like_a_jwt};
 
 /// The `tracing` target of every audit event.
 pub(crate) const TARGET: &str = "mcp_oauth2::audit";
-
-const PROTOCOL_HEADER: http::HeaderName = http::HeaderName::from_static("mcp-protocol-version");
 
 /// Longest header text (`Mcp-Method`, `Mcp-Name`, `MCP-Protocol-Version`)
 /// copied into an event.
@@ -117,18 +113,21 @@ impl Field {
 
 impl RequestMeta {
     /// The metadata of a request with these headers.
+    /// The metadata of a request with these first values of
+    /// `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name`.
     pub(crate) fn new(
         request_id: RequestId,
         client_addr: Option<IpAddr>,
-        headers: &HeaderMap,
+        protocol_version: Option<http::HeaderValue>,
+        mcp_method: Option<http::HeaderValue>,
+        mcp_name: Option<http::HeaderValue>,
     ) -> Self {
-        let field = |name: &http::HeaderName| headers.get(name).cloned().map(Field::Header);
         Self {
             request_id,
             client_addr,
-            protocol_version: field(&PROTOCOL_HEADER),
-            mcp_method: field(&crate::operation::METHOD_HEADER),
-            mcp_name: field(&crate::operation::NAME_HEADER),
+            protocol_version: protocol_version.map(Field::Header),
+            mcp_method: mcp_method.map(Field::Header),
+            mcp_name: mcp_name.map(Field::Header),
         }
     }
 }

@@ -248,11 +248,10 @@ pub(crate) fn throttled_response(
 /// contradicts (rmcp's DNS-rebinding check reads the field, else the
 /// authority). An HTTP/1.0 request may name no host at all: see
 /// [`names_no_host`].
-pub(crate) fn check_host(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<(), Refused> {
-    let mut hosts = headers.get_all(HOST).iter();
-    let host = match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => return Err(Refused::DuplicateHost),
-        (Some(host), None) => host,
+pub(crate) fn check_host(version: Version, uri: &Uri, hosts: &FieldValues) -> Result<(), Refused> {
+    let host = match (hosts.first(), hosts.repeated()) {
+        (Some(_), true) => return Err(Refused::DuplicateHost),
+        (Some(host), false) => host,
         (None, _) if version == Version::HTTP_11 => return Err(Refused::MissingHost),
         (None, _) => {
             return match uri.authority() {
@@ -318,14 +317,74 @@ pub(crate) struct Present {
     pub(crate) protocol: bool,
 }
 
+/// The values of one field as [`Present::scan`] found them: the first,
+/// and whether another followed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FieldValues {
+    first: Option<HeaderValue>,
+    repeated: bool,
+}
+
+impl FieldValues {
+    fn see(&mut self, value: &HeaderValue) {
+        if self.first.is_none() {
+            self.first = Some(value.clone());
+        } else {
+            self.repeated = true;
+        }
+    }
+
+    /// The first value (what `HeaderMap::get` answers).
+    pub(crate) fn first(&self) -> Option<&HeaderValue> {
+        self.first.as_ref()
+    }
+
+    /// The first value, taken out (the rest of what was seen stays).
+    pub(crate) fn take_first(&mut self) -> Option<HeaderValue> {
+        self.first.take()
+    }
+
+    /// The value when the field is there exactly once.
+    pub(crate) fn single(&self) -> Option<&HeaderValue> {
+        self.first.as_ref().filter(|_| !self.repeated)
+    }
+
+    /// Whether the field is there more than once.
+    pub(crate) fn repeated(&self) -> bool {
+        self.repeated
+    }
+}
+
+/// The values of the fields every request's rules and audit events read
+/// (`Host`, and the MCP fields `MCP-Protocol-Version`, `Mcp-Method`,
+/// `Mcp-Name`), taken in the same pass as [`Present`]: each was looked up
+/// in the header map two or three times a request before (a hashed lookup
+/// costs about 110 to 200 instructions; BENCHMARKS.md, twenty-fifth pass).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fields {
+    pub(crate) host: FieldValues,
+    pub(crate) protocol: FieldValues,
+    pub(crate) method: FieldValues,
+    pub(crate) name: FieldValues,
+}
+
 impl Present {
     /// The fields of `headers` the rules read.
+    #[cfg(test)]
     pub(crate) fn of(headers: &HeaderMap) -> Self {
+        Self::scan(headers).0
+    }
+
+    /// The fields of `headers` the rules read, and the values of those in
+    /// [`Fields`]: one pass over the map's entries.
+    pub(crate) fn scan(headers: &HeaderMap) -> (Self, Fields) {
         let mut present = Self::default();
+        let mut fields = Fields::default();
         // `HeaderName` equality compares a standard name's tag, or a
         // custom name's length before its bytes: a few instructions a name.
-        for name in headers.keys() {
+        for (name, value) in headers {
             let flag = if name == HOST {
+                fields.host.see(value);
                 &mut present.host
             } else if name == http::header::AUTHORIZATION {
                 &mut present.authorization
@@ -344,15 +403,20 @@ impl Present {
             } else if name == LAST_EVENT_ID {
                 &mut present.last_event_id
             } else if name == METHOD_HEADER {
+                fields.method.see(value);
                 &mut present.method
             } else if name == PROTOCOL_HEADER {
+                fields.protocol.see(value);
                 &mut present.protocol
             } else {
+                if name == crate::operation::NAME_HEADER {
+                    fields.name.see(value);
+                }
                 continue;
             };
             *flag = true;
         }
-        present
+        (present, fields)
     }
 }
 
@@ -518,11 +582,12 @@ impl AllowedHosts {
 
     /// Whether the request's host is allowed (always, for an empty list,
     /// as rmcp). A host that cannot be read is not.
-    pub(crate) fn admits(&self, uri: &Uri, headers: &HeaderMap) -> bool {
+    /// `host`: the request's first `Host` value ([`FieldValues::first`]).
+    pub(crate) fn admits(&self, uri: &Uri, host: Option<&HeaderValue>) -> bool {
         if self.0.is_empty() {
             return true;
         }
-        let named = match headers.get(HOST) {
+        let named = match host {
             Some(host) => {
                 // The usual `Host` (a name or an IPv4 address, an optional
                 // port) is compared in place: no parse into an `Authority`
@@ -640,9 +705,10 @@ pub(crate) fn add_cors(response: &mut Response, origin: &HeaderValue) {
 /// Whether the request declares the stateless revision (2026-07-28 or a
 /// later dated revision) in `MCP-Protocol-Version`. Revisions are dates,
 /// so they compare as strings; a malformed value is not stateless.
-pub(crate) fn is_stateless_revision(headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(PROTOCOL_HEADER).iter();
-    let (Some(v), None) = (values.next(), values.next()) else {
+/// `value`: the request's `MCP-Protocol-Version` when it has exactly one
+/// ([`FieldValues::single`]; two values are not trusted).
+pub(crate) fn is_stateless_revision(value: Option<&HeaderValue>) -> bool {
+    let Some(v) = value else {
         return false;
     };
     let Ok(v) = v.to_str() else { return false };
@@ -739,6 +805,12 @@ fn jsonrpc_error(
 mod tests {
     use super::*;
 
+    /// `is_stateless_revision` of a request with these headers, as the
+    /// layer reads them.
+    fn stateless(h: &HeaderMap) -> bool {
+        is_stateless_revision(Present::scan(h).1.protocol.single())
+    }
+
     /// Every refusal's JSON body, byte for byte as the `format!` spelling
     /// it replaced wrote it (the reference here), with and without a
     /// request id; the 429's too.
@@ -824,9 +896,24 @@ mod tests {
         let names = proptest::collection::vec(0..NAMES.len(), 0..12);
         proptest!(|(picked in names)| {
             let mut headers = HeaderMap::new();
-            for i in &picked {
+            // Each value tells its place, so the first is told apart.
+            for (n, i) in picked.iter().enumerate() {
                 let name = HeaderName::from_bytes(NAMES[*i].as_bytes()).unwrap();
-                headers.append(name, HeaderValue::from_static("v"));
+                headers.append(name, HeaderValue::from_str(&format!("v{n}")).unwrap());
+            }
+            // The values the same pass keeps are the map's own: the first
+            // (`get`), and whether there is a second.
+            let (_, fields) = Present::scan(&headers);
+            for (name, seen) in [
+                ("host", &fields.host),
+                ("mcp-protocol-version", &fields.protocol),
+                ("mcp-method", &fields.method),
+                ("mcp-name", &fields.name),
+            ] {
+                let all: Vec<_> = headers.get_all(name).iter().collect();
+                prop_assert_eq!(seen.first(), all.first().copied(), "{}", name);
+                prop_assert_eq!(seen.repeated(), all.len() > 1, "{}", name);
+                prop_assert_eq!(seen.single(), (all.len() == 1).then(|| all[0]), "{}", name);
             }
             let expected = Present {
                 host: headers.contains_key(HOST),
@@ -900,7 +987,10 @@ mod tests {
                 let mut headers = HeaderMap::new();
                 headers.insert(HOST, HeaderValue::from_str(value).unwrap());
                 assert_eq!(
-                    hosts.admits(&Uri::from_static("/mcp"), &headers),
+                    hosts.admits(
+                        &Uri::from_static("/mcp"),
+                        Present::scan(&headers).1.host.first()
+                    ),
                     general(&hosts, value),
                     "{value:?} against {list:?}"
                 );
@@ -950,7 +1040,7 @@ mod tests {
     #[test]
     fn stateless_revision_detection() {
         let mut h = HeaderMap::new();
-        assert!(!is_stateless_revision(&h));
+        assert!(!stateless(&h));
         for (v, want) in [
             ("2026-07-28", true),
             ("2027-01-01", true),
@@ -961,10 +1051,10 @@ mod tests {
             ("2026-07-28 ", false),
         ] {
             h.insert(PROTOCOL_HEADER, HeaderValue::from_static(v));
-            assert_eq!(is_stateless_revision(&h), want, "{v}");
+            assert_eq!(stateless(&h), want, "{v}");
         }
         h.append(PROTOCOL_HEADER, HeaderValue::from_static("2026-07-28"));
-        assert!(!is_stateless_revision(&h), "two values: not trusted");
+        assert!(!stateless(&h), "two values: not trusted");
     }
 
     #[test]

@@ -7,9 +7,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{Method, Request, StatusCode};
 
-use super::http_rules::{
-    Refused, header_mismatch_response, is_stateless_revision, parse_error_response,
-};
+use super::http_rules::{Refused, header_mismatch_response, parse_error_response};
 use crate::context::AuthContext;
 use crate::error::AuthErrorKind;
 use crate::operation::{check_headers, read_requests};
@@ -56,6 +54,9 @@ impl Shared {
         &self,
         req: &Request<Body>,
         present: super::http_rules::Present,
+        // `MCP-Protocol-Version` names the stateless revision
+        // (`is_stateless_revision`).
+        stateless: bool,
     ) -> Placement {
         let headers = req.headers();
         let on_mcp = self.whole_service
@@ -69,7 +70,6 @@ impl Shared {
             || present.session
             || present.method
             || present.protocol;
-        let stateless = is_stateless_revision(headers);
         let rules = self.policy.has_operation_rules() || !self.computed.is_empty();
         // A legacy session's POST is read for its request ids too (see
         // `Sessions::claim_ids`), rules or not.

@@ -15,8 +15,9 @@ use tracing::Instrument as _;
 
 use super::http_rules::{
     LAST_EVENT_ID, Present, Refused, SESSION_HEADER, add_cors, check_host, check_origin,
-    has_content_coding, has_transfer_coding, header_mismatch_response, is_preflight, names_no_host,
-    preflight_response, request_id_refused, resumes_a_request_stream, throttled_response,
+    has_content_coding, has_transfer_coding, header_mismatch_response, is_preflight,
+    is_stateless_revision, names_no_host, preflight_response, request_id_refused,
+    resumes_a_request_stream, throttled_response,
 };
 use crate::audit::{Event, Record, RequestMeta, event_of, reason_of};
 use crate::bearer::{BearerToken, Credentials, read_credentials, uri_names_access_token};
@@ -130,9 +131,10 @@ where
         if shared.metadata.serves(req.uri().path()) {
             return ResponseFuture::ready(shared.metadata.respond(req.method()));
         }
-        // One pass over the field names: the rules below skip the fields
-        // the request does not carry without a lookup each.
-        let present = Present::of(req.headers());
+        // One pass over the fields: the rules below skip the fields the
+        // request does not carry without a lookup each, and read Host and
+        // the MCP fields from what the pass kept.
+        let (present, mut fields) = Present::scan(req.headers());
         let mut restored = false;
         if !present.authorization {
             // An outer AuthLayer (an app protecting all its routes around
@@ -159,17 +161,24 @@ where
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|info| info.0.ip());
         let client_addr = shared.throttle.client_addr(peer, req.headers());
-        let meta = Arc::new(RequestMeta::new(request_id, client_addr, req.headers()));
-        if let Err(refused) = check_host(req.version(), req.uri(), req.headers()) {
+        let stateless_revision = is_stateless_revision(fields.protocol.single());
+        let meta = Arc::new(RequestMeta::new(
+            request_id,
+            client_addr,
+            fields.protocol.take_first(),
+            fields.method.take_first(),
+            fields.name.take_first(),
+        ));
+        if let Err(refused) = check_host(req.version(), req.uri(), &fields.host) {
             return ResponseFuture::ready(shared.refuse(refused, &req, &meta));
         }
-        let placement = shared.place(&req, present);
+        let placement = shared.place(&req, present, stateless_revision);
         if placement.on_mcp && names_no_host(req.uri(), &present) {
             return ResponseFuture::ready(shared.refuse(Refused::MissingHost, &req, &meta));
         }
         if placement.on_mcp
             && let Some(hosts) = &shared.allowed_hosts
-            && !hosts.admits(req.uri(), req.headers())
+            && !hosts.admits(req.uri(), fields.host.first())
         {
             return ResponseFuture::ready(shared.refuse(Refused::HostNotAllowed, &req, &meta));
         }
