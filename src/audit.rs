@@ -302,9 +302,11 @@ impl Budget {
     /// `count` lines per window in the long run and at most `count` plus
     /// nine in any one window. Why spread rather than the first `count` of
     /// each window: 100 of 5,000 refusals a second arrive within 20 ms, and
-    /// writing them back to back delayed the accepted calls waiting behind
-    /// them (BENCHMARKS.md, twenty-fifth pass); spread, the lines also
-    /// sample the whole flood rather than each second's start.
+    /// written back to back they are a burst of work in front of the
+    /// accepted calls waiting behind it (with the lines off, those calls'
+    /// p99 under a flood was lower at the same CPU per refusal;
+    /// BENCHMARKS.md, twenty-fifth pass); spread, the lines also sample the
+    /// whole flood rather than each second's start.
     fn take(&self, spacing: Spacing, now_ns: u64) -> Option<u64> {
         let mut due = self.due.load(Ordering::Relaxed);
         loop {
