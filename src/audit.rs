@@ -112,7 +112,6 @@ impl Field {
 }
 
 impl RequestMeta {
-    /// The metadata of a request with these headers.
     /// The metadata of a request with these first values of
     /// `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name`.
     pub(crate) fn new(

@@ -357,8 +357,9 @@ impl FieldValues {
 
 /// The values of the fields every request's rules and audit events read
 /// (`Host`, and the MCP fields `MCP-Protocol-Version`, `Mcp-Method`,
-/// `Mcp-Name`), taken in the same pass as [`Present`]: each was looked up
-/// in the header map two or three times a request before (a hashed lookup
+/// `Mcp-Name`), taken in the same pass as [`Present`]: each rule and the
+/// audit metadata looked them up in the header map again (`Host` and
+/// `MCP-Protocol-Version` twice a request, the others once; a hashed lookup
 /// costs about 110 to 200 instructions; BENCHMARKS.md, twenty-fifth pass).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Fields {
