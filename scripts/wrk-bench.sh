@@ -22,11 +22,14 @@
 # connections send bad-signature tokens, each waiting 5 ms between
 # requests on average, random pauses: at most about 6,000 failed
 # authentications/s, rate reported; the flood's wrk runs SCHED_IDLE so it
-# never delays the measuring client). --flood-kind signature|malformed|notfound
+# never delays the measuring client). --flood-kind signature|malformed|notfound|metadata
 # (signature): tokens with a bad signature, or not JWTs at all, or (the
 # control) requests for a path the server does not serve, answered 404 by
 # the router with no authentication work: the p99 ratio under that flood is
-# what any HTTP traffic at that rate costs the accepted calls. --throttle
+# what any HTTP traffic at that rate costs the accepted calls; or (a second
+# control) GETs of the protected resource metadata, a 200 with a JSON body
+# about the refusal's size answered by the layer before any authentication
+# work. --throttle
 # COUNT/SECONDS (with --flood): `ours` throttles failed authentications
 # (MCP_OAUTH2_FAILED_AUTH_LIMIT) behind a trusted proxy
 # (MCP_OAUTH2_TRUSTED_PROXIES=127.0.0.1/32); the flood says it comes from

@@ -3,7 +3,7 @@
 -- signature is wrong (WRK_TOKEN with its last characters changed) and waits
 -- on average WRK_DELAY_MS (default 2) between requests, so C connections send
 -- at most about C * 1000 / WRK_DELAY_MS requests per second. done() prints
---   FLOOD requests=<n> rps=<r> rejected=<n 401 answers (404 for notfound)> throttled=<n 429 answers> other=<n>
+--   FLOOD requests=<n> rps=<r> rejected=<n 401 answers (404 for notfound, 200 for metadata)> throttled=<n 429 answers> other=<n>
 local token = os.getenv("WRK_TOKEN") or ""
 local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "2")
 -- Flip the signature's last 4 characters: same length, same header and
@@ -15,6 +15,11 @@ local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "2")
 -- path the server does not serve (404 from the router, no authentication
 -- work at all), so what the flood costs the accepted calls because it is
 -- HTTP traffic can be told from what the refusals themselves cost.
+-- WRK_FLOOD_KIND=metadata is a second control: GETs of the protected
+-- resource metadata (200 with a JSON body of about the refusal's size,
+-- answered by the layer before any authentication work), so what the
+-- refusal's answer and a trip into the layer cost can be told from what
+-- the authentication work costs.
 local bad = string.sub(token, 1, #token - 4) .. (string.sub(token, -4) == "AAAA" and "BBBB" or "AAAA")
 local kind = os.getenv("WRK_FLOOD_KIND") or "signature"
 if kind == "malformed" then bad = "not-a-jwt" end
@@ -34,6 +39,17 @@ wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoa
   .. '"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",'
   .. '"io.modelcontextprotocol/clientCapabilities":{}}}}'
 if kind == "notfound" then wrk.path = "/flood-control-not-found" end
+if kind == "metadata" then
+  wrk.method = "GET"
+  wrk.body = nil
+  wrk.headers["Authorization"] = nil
+  wrk.headers["Content-Type"] = nil
+  wrk.headers["Mcp-Method"] = nil
+  wrk.headers["Mcp-Name"] = nil
+  wrk.headers["MCP-Protocol-Version"] = nil
+  wrk.headers["Accept"] = "application/json"
+  wrk.path = "/.well-known/oauth-protected-resource/mcp"
+end
 
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
@@ -43,7 +59,7 @@ function init(args) rejected = 0 throttled = 0 other = 0 math.randomseed(os.time
 -- request per connection; random pauses spread it over time.
 function delay() return math.random(0, 2 * delay_ms) end
 function response(status, headers, body)
-  if status == 401 or (kind == "notfound" and status == 404) then rejected = rejected + 1
+  if status == 401 or (kind == "notfound" and status == 404) or (kind == "metadata" and status == 200) then rejected = rejected + 1
   elseif status == 429 then throttled = throttled + 1
   else other = other + 1 end
 end
