@@ -18,9 +18,9 @@ local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "2")
 -- WRK_FLOOD_KIND=metadata is a second control: GETs of the protected
 -- resource metadata (a 200 of about 520 bytes, head and JSON body, where
 -- a refusal's answer is about 750 and a 404's 130; answered by the layer
--- before any authentication work), so what the
--- refusal's answer and a trip into the layer cost can be told from what
--- the authentication work costs.
+-- before any authentication work), so what the refusal's answer and a
+-- trip into the layer cost can be told from what the authentication work
+-- costs.
 local bad = string.sub(token, 1, #token - 4) .. (string.sub(token, -4) == "AAAA" and "BBBB" or "AAAA")
 local kind = os.getenv("WRK_FLOOD_KIND") or "signature"
 if kind == "malformed" then bad = "not-a-jwt" end
