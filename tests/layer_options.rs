@@ -571,3 +571,180 @@ async fn an_mcp_path_without_its_leading_slash_still_names_the_endpoint() {
         );
     }
 }
+
+/// A plain layer for a root resource (`http://h:port`, whose default MCP
+/// path is `/mcp`) in front of rmcp served at the root
+/// (`fallback_service`: every path reaches rmcp). The layer cannot place
+/// these requests by their path, so it judges them by what they carry
+/// (MCP fields, a JSON-RPC body), and every rule of MCP requests holds on
+/// every path: Origin, Host, per-tool scopes, sessions. The notes the
+/// handlers stored are the oracle: no refused `add_note` ever ran.
+#[tokio::test]
+async fn rmcp_at_the_root_of_a_root_resource_keeps_every_mcp_rule() {
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    };
+    use support::attack::{LEGACY, MODERN, MODERN_META, initialize_body};
+    use support::notes::server::{NoteStore, NotesServer, declare_scopes};
+    use support::raw_http::Raw;
+
+    let issuer = TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = declare_scopes(
+        AuthConfig::builder()
+            .issuer(issuer.issuer())
+            .resource(format!("http://{addr}"))
+            .allow_insecure_http_for_loopback(true),
+    )
+    .build()
+    .unwrap();
+    let layer = AuthLayer::new(config).unwrap();
+    let resource = layer.metadata().resource.clone();
+    let mut rmcp_config = StreamableHttpServerConfig::default();
+    rmcp_config.allowed_hosts = Vec::new();
+    let store = NoteStore::default();
+    let service = StreamableHttpService::new(
+        {
+            let store = store.clone();
+            move || Ok(NotesServer::new(store.clone()))
+        },
+        std::sync::Arc::new(LocalSessionManager::default()),
+        rmcp_config,
+    );
+    let app = Router::new().fallback_service(service).layer(layer);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let token = |scopes: &[&str]| {
+        issuer
+            .token()
+            .subject("alice")
+            .audience(&resource)
+            .scopes(scopes.iter().copied())
+            .sign()
+    };
+    let (reader, writer) = (token(&["notes:read"]), token(&["notes:write"]));
+    let post = |target: &str, token: &str, body: String| {
+        Raw::new(addr, "POST", target)
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream")
+            .body(body)
+    };
+    let add_note = |id: u64, meta: bool| {
+        let meta = if meta {
+            format!(",{MODERN_META}")
+        } else {
+            String::new()
+        };
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"add_note","arguments":{{"text":"n{id}"}}{meta}}}}}"#
+        )
+    };
+    let reason = |answer: &support::raw_http::RawResponse| {
+        let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+        body["reason"]
+            .as_str()
+            .or(body["error"]["data"]["reason"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let challenge_error = |answer: &support::raw_http::RawResponse| {
+        answer
+            .header("www-authenticate")
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // A session opened at the root, as an MCP client would.
+    let opened = post("/", &writer, initialize_body(1)).send().await.unwrap();
+    assert_eq!(opened.status, 200, "{}", opened.summary());
+    let session = opened.header("mcp-session-id").unwrap().to_owned();
+    let initialized = post("/", &writer, support::attack::INITIALIZED.to_owned())
+        .header("Mcp-Session-Id", &session)
+        .header("MCP-Protocol-Version", LEGACY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(initialized.status, 202, "{}", initialized.summary());
+
+    for target in ["/", "/x", "/mcp-not"] {
+        // A foreign Origin: an initialize carries no MCP field, only its
+        // body says MCP.
+        let answer = post(target, &writer, initialize_body(2))
+            .header("Origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            (answer.status, reason(&answer).as_str()),
+            (403, "origin_not_allowed"),
+            "{target}: {}",
+            answer.summary()
+        );
+        // No Host at all (HTTP/1.0): refused as on the MCP path.
+        let answer = post(target, &writer, initialize_body(3))
+            .http_1_0()
+            .without_host()
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 400, "{target}: {}", answer.summary());
+        assert_eq!(
+            reason(&answer),
+            "missing_host",
+            "{target}: {}",
+            answer.summary()
+        );
+        // Per-tool scopes, in the session and statelessly.
+        let in_session = post(target, &reader, add_note(4, false))
+            .header("Mcp-Session-Id", &session)
+            .header("MCP-Protocol-Version", LEGACY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(in_session.status, 403, "{target}: {}", in_session.summary());
+        assert!(
+            challenge_error(&in_session).contains("insufficient_scope"),
+            "{target}: {}",
+            in_session.summary()
+        );
+        let stateless = post(target, &reader, add_note(5, true))
+            .header("MCP-Protocol-Version", MODERN)
+            .header("Mcp-Method", "tools/call")
+            .header("Mcp-Name", "add_note")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stateless.status, 403, "{target}: {}", stateless.summary());
+        // The right scope from a foreign page: refused for its Origin.
+        let foreign = post(target, &writer, add_note(6, false))
+            .header("Mcp-Session-Id", &session)
+            .header("MCP-Protocol-Version", LEGACY)
+            .header("Origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            (foreign.status, reason(&foreign).as_str()),
+            (403, "origin_not_allowed"),
+            "{target}: {}",
+            foreign.summary()
+        );
+    }
+    // None of the refused calls ran; the writer's own call does.
+    let allowed = post("/", &writer, add_note(7, false))
+        .header("Mcp-Session-Id", &session)
+        .header("MCP-Protocol-Version", LEGACY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status, 200, "{}", allowed.summary());
+    let notes = store
+        .lock()
+        .unwrap()
+        .values()
+        .flatten()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(notes, ["n7"]);
+}

@@ -72,7 +72,10 @@ pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// and everything under it, any request carrying `Mcp-Session-Id`,
 /// `Mcp-Method` or `MCP-Protocol-Version`, and any JSON POST whose body
 /// holds JSON-RPC calls (tasks are bound to their creators, and rules
-/// apply, on whatever route reaches rmcp). Every JSON POST's body is read
+/// apply, on whatever route reaches rmcp; once its body is read, such a
+/// request also meets the Host and `Origin` rules of MCP requests: 400
+/// `missing_host` when it names no host, 403 for a foreign `Origin`).
+/// Every JSON POST's body is read
 /// strictly: one that is not strict JSON,
 /// repeats a member name, or is not an object or an array of objects is
 /// refused with the JSON-RPC parse error (HTTP 400) on any route; a JSON

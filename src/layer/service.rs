@@ -377,7 +377,20 @@ where
                         tasks = work;
                         if placement.on_mcp && !was_mcp {
                             // A JSON-RPC POST on a path the layer could not
-                            // place: judged as MCP, Origin included.
+                            // place: judged as MCP, its Host and Origin
+                            // included (as `route` judges a placed one).
+                            if names_no_host(req.uri(), &placement.present) {
+                                return Ok(shared.refuse(Refused::MissingHost, &req, &seen.meta));
+                            }
+                            if let Some(hosts) = &shared.allowed_hosts
+                                && !hosts.admits(req.uri(), req.headers().get(http::header::HOST))
+                            {
+                                return Ok(shared.refuse(
+                                    Refused::HostNotAllowed,
+                                    &req,
+                                    &seen.meta,
+                                ));
+                            }
                             if let Err(refused) = check_origin(
                                 &placement.present,
                                 req.headers(),
