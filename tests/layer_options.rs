@@ -748,3 +748,140 @@ async fn rmcp_at_the_root_of_a_root_resource_keeps_every_mcp_rule() {
         .collect::<Vec<_>>();
     assert_eq!(notes, ["n7"]);
 }
+
+/// Exempt routes pass through unless the request is judged as MCP, and a
+/// JSON POST whose body holds JSON-RPC calls is MCP on any route: with
+/// rmcp reachable at an exempt path (here as the app's fallback, served
+/// statelessly, and an exempt prefix it also answers), a headerless
+/// `tools/call` there needs its token and the tool's scopes like on the
+/// MCP path. The execution log is the oracle. The app's own exempt route
+/// still serves its REST body, and a GET there, without a token.
+#[tokio::test]
+async fn json_rpc_calls_on_exempt_routes_are_judged_as_mcp() {
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    };
+    use support::attack::{ExecLog, ScopedServer, scoped_rules, tool_call_body};
+    use support::raw_http::Raw;
+
+    let issuer = TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let resource = format!("http://{addr}/mcp");
+    let config = scoped_rules(
+        AuthConfig::builder()
+            .issuer(issuer.issuer())
+            .resource(&resource)
+            .exempt_path("/health")
+            .exempt_prefix("/public")
+            .allow_insecure_http_for_loopback(true),
+    )
+    .build()
+    .unwrap();
+    let mut rmcp_config = StreamableHttpServerConfig::default();
+    rmcp_config.allowed_hosts = Vec::new();
+    rmcp_config.legacy_session_mode = false;
+    let log = ExecLog::default();
+    let service = StreamableHttpService::new(
+        {
+            let log = log.clone();
+            move || Ok(ScopedServer::new(log.clone()))
+        },
+        std::sync::Arc::new(LocalSessionManager::default()),
+        rmcp_config,
+    );
+    let app = Router::new()
+        .route("/health", any(|| async { "ok" }))
+        .fallback_service(service)
+        .layer(AuthLayer::new(config).unwrap().max_body_bytes(64 * 1024));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let reader = issuer
+        .token()
+        .subject("alice")
+        .audience(&resource)
+        .scopes(["s:read"])
+        .sign();
+    let post = |target: &str, token: Option<&str>, body: String| {
+        let mut raw = Raw::new(addr, "POST", target)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream")
+            .body(body);
+        if let Some(token) = token {
+            raw = raw.header("Authorization", &format!("Bearer {token}"));
+        }
+        raw
+    };
+    for target in ["/public", "/public/x", "/health"] {
+        let anonymous = post(target, None, tool_call_body(1, "write_tool"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status, 401, "{target}: {}", anonymous.summary());
+        let narrow = post(target, Some(&reader), tool_call_body(2, "write_tool"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(narrow.status, 403, "{target}: {}", narrow.summary());
+        let ran = log.take();
+        assert!(ran.is_empty(), "{target}: {ran:?}");
+    }
+    // Other shapes of a call: in a batch, under another JSON media type,
+    // with the member names in another order. A body the layer cannot
+    // read strictly (a repeated `method`: which copy would rmcp take?) is
+    // refused as on any route; one over the cap too, unread.
+    let batch = format!("[{}]", tool_call_body(4, "write_tool"));
+    let reordered = r#"{"params":{"arguments":{},"name":"write_tool"},"method":"tools/call","id":5,"jsonrpc":"2.0"}"#;
+    for (target, body) in [("/public/x", batch.as_str()), ("/health", reordered)] {
+        let answer = post(target, Some(&reader), body.to_owned())
+            .header(
+                "Content-Type",
+                "application/vnd.example+json; charset=utf-8",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 403, "{target} {body}: {}", answer.summary());
+    }
+    let twice = r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","method":"tools/list","params":{"name":"write_tool","arguments":{}}}"#;
+    let answer = post("/public/x", None, twice.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 400, "{}", answer.summary());
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"write_tool","arguments":{{"pad":"{}"}}}}}}"#,
+        "x".repeat(100 * 1024)
+    );
+    let answer = post("/public/x", None, huge).send().await.unwrap();
+    assert_eq!(answer.status, 413, "{}", answer.summary());
+    let ran = log.take();
+    assert!(ran.is_empty(), "{ran:?}");
+    // The exempt route's own traffic is untouched.
+    let rest = post("/health", None, r#"{"check":"deep"}"#.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (rest.status, rest.text().as_str()),
+        (200, "ok"),
+        "{}",
+        rest.summary()
+    );
+    let get = Raw::new(addr, "GET", "/health").send().await.unwrap();
+    assert_eq!(
+        (get.status, get.text().as_str()),
+        (200, "ok"),
+        "{}",
+        get.summary()
+    );
+    // And the allowed call runs, on the exempt prefix as elsewhere.
+    let allowed = post("/public/x", Some(&reader), tool_call_body(3, "read_tool"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status, 200, "{}", allowed.summary());
+    let ran = log.take();
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert_eq!(ran[0].what, "read_tool");
+    assert_eq!(ran[0].subject.as_deref(), Some("alice"));
+}

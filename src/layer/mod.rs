@@ -56,7 +56,9 @@ pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// - a request judged as MCP (see below) whose `Origin` is present and not
 ///   allowed gets 403 (MCP streamable HTTP); CORS preflights are answered
 ///   by the layer itself and never reach the inner service;
-/// - exempt routes pass through (unless the request is judged as MCP);
+/// - exempt routes pass through (unless the request is judged as MCP: a
+///   JSON POST on an exempt route is read first, as on any route, and one
+///   whose body holds JSON-RPC calls needs its token and scopes);
 /// - otherwise the bearer token is read from the `Authorization` header and
 ///   verified; for MCP requests, a POST's JSON-RPC operations are read and
 ///   their declared scope requirements checked (403 `insufficient_scope`

@@ -25,6 +25,12 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub(super) struct RequestIds(pub(super) Vec<Box<str>>, pub(super) axum::body::Bytes);
 
+/// Put in the extensions of a JSON POST on an exempt route whose body
+/// holds JSON-RPC calls, before it is judged again: judged as MCP (see
+/// [`Shared::peek_json_rpc`]). Only the layer puts it there.
+#[derive(Clone, Copy)]
+pub(super) struct PlacedByBody;
+
 /// What the layer learned about a request before verifying its token.
 #[derive(Clone, Copy)]
 pub(super) struct Placement {
@@ -69,7 +75,8 @@ impl Shared {
             )
             || present.session
             || present.method
-            || present.protocol;
+            || present.protocol
+            || req.extensions().get::<PlacedByBody>().is_some();
         let rules = self.policy.has_operation_rules() || !self.computed.is_empty();
         // A legacy session's POST is read for its request ids too (see
         // `Sessions::claim_ids`), rules or not.
@@ -102,32 +109,13 @@ impl Shared {
         ctx: &AuthContext,
         seen: &mut Seen,
     ) -> Result<(Request<Body>, Vec<String>, bool, super::tasks::TaskWork), Response> {
-        // A body that declares a length over the cap is refused unread.
-        let declared_too_large = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|len| len > self.max_body_bytes as u64);
-        if declared_too_large {
+        if self.declares_too_large(&req) {
             return Err(self.refuse(Refused::BodyTooLarge, &req, &seen.meta));
         }
         let (mut parts, body) = req.into_parts();
         let bytes = match axum::body::to_bytes(body, self.max_body_bytes).await {
             Ok(bytes) => bytes,
-            Err(e) if is_length_limit(&e) => {
-                let req = Request::from_parts(parts, ());
-                return Err(self.refuse(Refused::BodyTooLarge, &req, &seen.meta));
-            }
-            Err(_) => {
-                return Err(self.reject(
-                    &AuthErrorKind::BodyUnreadable.into(),
-                    &parts.method,
-                    parts.uri.path(),
-                    seen,
-                    Some(ctx),
-                ));
-            }
+            Err(e) => return Err(self.unread_body(&e, parts, seen, Some(ctx))),
         };
         let mut required = self.policy.global.clone();
         // A legacy session's requests are claimed by their ids, read in
@@ -140,19 +128,7 @@ impl Shared {
             session_declares_tasks,
         } = match read_requests(&bytes, session_ids) {
             Ok(read) => read,
-            Err(why) => {
-                // Not readable strictly (not JSON, repeated member names, too
-                // deep): never guess which copy rmcp would dispatch (fail closed).
-                self.outcomes.reject(AuthErrorKind::BodyUnreadable.code());
-                self.audit_body_refusal(AuthErrorKind::BodyUnreadable, seen, ctx);
-                tracing::info!(
-                    reason = AuthErrorKind::BodyUnreadable.code(),
-                    status = 400,
-                    path = parts.uri.path(),
-                    "refused: the body is not strictly valid JSON-RPC"
-                );
-                return Err(parse_error_response(why, Some(seen.request_id())));
-            }
+            Err(why) => return Err(self.unreadable_body(why, &parts, seen, Some(ctx))),
         };
         if !ops.is_empty() {
             placement.on_mcp = true;
@@ -192,7 +168,7 @@ impl Shared {
         if !headers_ok {
             self.outcomes
                 .reject(AuthErrorKind::McpHeaderMismatch.code());
-            self.audit_body_refusal(AuthErrorKind::McpHeaderMismatch, seen, ctx);
+            self.audit_body_refusal(AuthErrorKind::McpHeaderMismatch, seen, Some(ctx));
             tracing::info!(
                 reason = AuthErrorKind::McpHeaderMismatch.code(),
                 status = 400,
@@ -242,13 +218,99 @@ impl Shared {
 }
 
 impl Shared {
-    /// The audit event of a verified caller's request refused for its body
-    /// (400: not strict JSON-RPC, headers contradicting it, or a JSON-RPC id
-    /// in flight in its session).
-    pub(super) fn audit_body_refusal(&self, kind: AuthErrorKind, seen: &Seen, ctx: &AuthContext) {
+    /// A JSON POST on an exempt route (see [`AuthLayer`](super::AuthLayer)):
+    /// its body is read as on any route (within the cap, strictly) and put
+    /// back, with whether it holds JSON-RPC calls. Such a body is judged as
+    /// MCP, exemption or not: the layer cannot tell whether the route
+    /// reaches rmcp (a fallback service, a prefix it also serves), where an
+    /// exemption would let a call through without its token. `Err` is the
+    /// response to send.
+    pub(super) async fn peek_json_rpc(
+        &self,
+        req: Request<Body>,
+        seen: &Seen,
+    ) -> Result<(Request<Body>, bool), Response> {
+        if self.declares_too_large(&req) {
+            return Err(self.refuse(Refused::BodyTooLarge, &req, &seen.meta));
+        }
+        let (parts, body) = req.into_parts();
+        let bytes = match axum::body::to_bytes(body, self.max_body_bytes).await {
+            Ok(bytes) => bytes,
+            Err(e) => return Err(self.unread_body(&e, parts, seen, None)),
+        };
+        let calls = match read_requests(&bytes, false) {
+            Ok(read) => !read.ops.is_empty(),
+            Err(why) => return Err(self.unreadable_body(why, &parts, seen, None)),
+        };
+        Ok((Request::from_parts(parts, Body::from(bytes)), calls))
+    }
+
+    /// Whether the body declares a length over `max_body_bytes` (refused
+    /// unread: 413).
+    fn declares_too_large<B>(&self, req: &Request<B>) -> bool {
+        req.headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|len| len > self.max_body_bytes as u64)
+    }
+
+    /// The answer to a body that could not be read whole: 413 over the cap,
+    /// 400 for one that broke off. `ctx`: the caller, when authenticated.
+    fn unread_body(
+        &self,
+        e: &axum::Error,
+        parts: http::request::Parts,
+        seen: &Seen,
+        ctx: Option<&AuthContext>,
+    ) -> Response {
+        if is_length_limit(e) {
+            let req = Request::from_parts(parts, ());
+            return self.refuse(Refused::BodyTooLarge, &req, &seen.meta);
+        }
+        self.reject(
+            &AuthErrorKind::BodyUnreadable.into(),
+            &parts.method,
+            parts.uri.path(),
+            seen,
+            ctx,
+        )
+    }
+
+    /// The answer to a body not readable strictly (not JSON, repeated
+    /// member names, too deep): never guess which copy rmcp would dispatch
+    /// (fail closed). 400 with the JSON-RPC parse error.
+    fn unreadable_body(
+        &self,
+        why: crate::operation::Unreadable,
+        parts: &http::request::Parts,
+        seen: &Seen,
+        ctx: Option<&AuthContext>,
+    ) -> Response {
+        self.outcomes.reject(AuthErrorKind::BodyUnreadable.code());
+        self.audit_body_refusal(AuthErrorKind::BodyUnreadable, seen, ctx);
+        tracing::info!(
+            reason = AuthErrorKind::BodyUnreadable.code(),
+            status = 400,
+            path = parts.uri.path(),
+            "refused: the body is not strictly valid JSON-RPC"
+        );
+        parse_error_response(why, Some(seen.request_id()))
+    }
+
+    /// The audit event of a request refused for its body (400: not strict
+    /// JSON-RPC, headers contradicting it, or a JSON-RPC id in flight in its
+    /// session). `ctx`: the caller, when authenticated (an exempt route's
+    /// body is read before any token).
+    pub(super) fn audit_body_refusal(
+        &self,
+        kind: AuthErrorKind,
+        seen: &Seen,
+        ctx: Option<&AuthContext>,
+    ) {
         self.audit.emit(&Record {
             meta: Some(&seen.meta),
-            ctx: Some(ctx),
+            ctx,
             ..Record::new(
                 Event::AuthzRefused,
                 kind.code(),

@@ -222,6 +222,14 @@ where
                 .iter()
                 .any(|r| r.matches(requested_path(req.extensions(), req.uri())))
         {
+            if placement.reads_body {
+                // A JSON POST: exempt unless its body holds JSON-RPC calls.
+                let seen = Seen {
+                    meta,
+                    subject: None,
+                };
+                return self.exempt_unless_mcp(req, restored, origin, seen);
+            }
             if restored {
                 // Served without a verification: the credentials the outer
                 // layer took off stay off (no token passthrough).
@@ -311,6 +319,42 @@ where
             Err(err) => shared.reject(&err, req.method(), req.uri().path(), &seen, None),
         };
         ResponseFuture::ready(with_cors(response, origin.as_ref()))
+    }
+
+    /// A JSON POST on an exempt route: served as exempt when its body holds
+    /// no JSON-RPC call, judged again as MCP when it does (see
+    /// [`Shared::peek_json_rpc`]).
+    fn exempt_unless_mcp(
+        &mut self,
+        req: Request<Body>,
+        restored: bool,
+        origin: Option<HeaderValue>,
+        seen: Seen,
+    ) -> ResponseFuture<S::Future, S::Error> {
+        let shared = Arc::clone(&self.shared);
+        // The service driven to readiness goes with the request; a clone
+        // stays behind (as in `call_slow`).
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::boxed(Box::pin(async move {
+            let (mut req, calls) = match shared.peek_json_rpc(req, &seen).await {
+                Ok(peeked) => peeked,
+                Err(response) => return Ok(with_cors(response, origin.as_ref())),
+            };
+            if calls {
+                req.extensions_mut().insert(super::operations::PlacedByBody);
+                let mut judged = AuthService { inner, shared };
+                return judged.route(req, seen.meta.request_id.clone()).await;
+            }
+            if restored {
+                // As on any exempt route: the credentials an outer layer
+                // took off stay off.
+                req.headers_mut().remove(http::header::AUTHORIZATION);
+            }
+            let mut inner = inner;
+            let response = inner.call(req).await?;
+            Ok(finish(response, None, origin, None, None))
+        }))
     }
 
     /// Everything that may wait: a verification that is not a cache hit
@@ -1055,7 +1099,7 @@ impl Shared {
             Err(IdClaim::TooMany) => AuthErrorKind::TooManyRequestsInFlight,
         };
         self.outcomes.reject(kind.code());
-        self.audit_body_refusal(kind, seen, ctx);
+        self.audit_body_refusal(kind, seen, Some(ctx));
         tracing::info!(
             reason = kind.code(),
             status = 400,
