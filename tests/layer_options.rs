@@ -854,6 +854,36 @@ async fn json_rpc_calls_on_exempt_routes_are_judged_as_mcp() {
     );
     let answer = post("/public/x", None, huge).send().await.unwrap();
     assert_eq!(answer.status, 413, "{}", answer.summary());
+    // The right scope, but from a foreign page, or naming no host.
+    let writer = issuer
+        .token()
+        .subject("alice")
+        .audience(&resource)
+        .scopes(["s:write"])
+        .sign();
+    let foreign = post("/public/x", Some(&writer), tool_call_body(8, "write_tool"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status, 403, "{}", foreign.summary());
+    assert!(
+        foreign.text().contains("origin_not_allowed"),
+        "{}",
+        foreign.summary()
+    );
+    let hostless = post("/public/x", Some(&writer), tool_call_body(9, "write_tool"))
+        .http_1_0()
+        .without_host()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hostless.status, 400, "{}", hostless.summary());
+    assert!(
+        hostless.text().contains("missing_host"),
+        "{}",
+        hostless.summary()
+    );
     let ran = log.take();
     assert!(ran.is_empty(), "{ran:?}");
     // The exempt route's own traffic is untouched.
