@@ -886,6 +886,19 @@ async fn json_rpc_calls_on_exempt_routes_are_judged_as_mcp() {
     );
     let ran = log.take();
     assert!(ran.is_empty(), "{ran:?}");
+    // What any route reads as a call, or refuses, an exempt one does too:
+    // an object with a string `method` (with or without `jsonrpc`) needs
+    // a token; a body that is not objects is 400.
+    let bare_method = post("/health", None, r#"{"method":"card"}"#.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare_method.status, 401, "{}", bare_method.summary());
+    let numbers = post("/health", None, "[1,2]".to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(numbers.status, 400, "{}", numbers.summary());
     // The exempt route's own traffic is untouched.
     let rest = post("/health", None, r#"{"check":"deep"}"#.to_owned())
         .send()
