@@ -899,6 +899,19 @@ async fn json_rpc_calls_on_exempt_routes_are_judged_as_mcp() {
         .await
         .unwrap();
     assert_eq!(numbers.status, 400, "{}", numbers.summary());
+    // An empty body (a ping) carries no call: still exempt.
+    for empty in ["", " \r\n"] {
+        let ping = post("/health", None, empty.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            (ping.status, ping.text().as_str()),
+            (200, "ok"),
+            "{}",
+            ping.summary()
+        );
+    }
     // The exempt route's own traffic is untouched.
     let rest = post("/health", None, r#"{"check":"deep"}"#.to_owned())
         .send()

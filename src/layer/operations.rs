@@ -241,7 +241,13 @@ impl Shared {
             Ok(bytes) => bytes,
             Err(e) => return Err(self.unread_body(&e, parts, seen, None)),
         };
+        // An empty body (or JSON whitespace alone: a ping) carries no
+        // call, and rmcp dispatches none: the exemption holds.
+        let empty = bytes
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
         let calls = match read_requests(&bytes, false) {
+            _ if empty => false,
             Ok(read) => !read.ops.is_empty(),
             Err(why) => return Err(self.unreadable_body(why, &parts, seen, None)),
         };
