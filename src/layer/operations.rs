@@ -246,11 +246,11 @@ impl Shared {
         let empty = bytes
             .iter()
             .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-        let calls = match read_requests(&bytes, false) {
-            _ if empty => false,
-            Ok(read) => !read.ops.is_empty(),
-            Err(why) => return Err(self.unreadable_body(why, &parts, seen, None)),
-        };
+        let calls = !empty
+            && match read_requests(&bytes, false) {
+                Ok(read) => !read.ops.is_empty(),
+                Err(why) => return Err(self.unreadable_body(why, &parts, seen, None)),
+            };
         Ok((Request::from_parts(parts, Body::from(bytes)), calls))
     }
 

@@ -173,14 +173,10 @@ where
             return ResponseFuture::ready(shared.refuse(refused, &req, &meta));
         }
         let placement = shared.place(&req, present, stateless_revision);
-        if placement.on_mcp && names_no_host(req.uri(), &present) {
-            return ResponseFuture::ready(shared.refuse(Refused::MissingHost, &req, &meta));
-        }
         if placement.on_mcp
-            && let Some(hosts) = &shared.allowed_hosts
-            && !hosts.admits(req.uri(), fields.host.first())
+            && let Some(refused) = shared.mcp_host_rule(req.uri(), &present, fields.host.first())
         {
-            return ResponseFuture::ready(shared.refuse(Refused::HostNotAllowed, &req, &meta));
+            return ResponseFuture::ready(shared.refuse(refused, &req, &meta));
         }
         let preflight = is_preflight(req.method(), &present);
         let origin = match check_origin(&present, req.headers(), &shared.allowed_origins) {
@@ -423,17 +419,12 @@ where
                             // A JSON-RPC POST on a path the layer could not
                             // place: judged as MCP, its Host and Origin
                             // included (as `route` judges a placed one).
-                            if names_no_host(req.uri(), &placement.present) {
-                                return Ok(shared.refuse(Refused::MissingHost, &req, &seen.meta));
-                            }
-                            if let Some(hosts) = &shared.allowed_hosts
-                                && !hosts.admits(req.uri(), req.headers().get(http::header::HOST))
-                            {
-                                return Ok(shared.refuse(
-                                    Refused::HostNotAllowed,
-                                    &req,
-                                    &seen.meta,
-                                ));
+                            if let Some(refused) = shared.mcp_host_rule(
+                                req.uri(),
+                                &placement.present,
+                                req.headers().get(http::header::HOST),
+                            ) {
+                                return Ok(shared.refuse(refused, &req, &seen.meta));
                             }
                             if let Err(refused) = check_origin(
                                 &placement.present,
@@ -1250,6 +1241,25 @@ impl Shared {
             response.headers_mut().insert(DPOP_NONCE, value);
         }
         response
+    }
+
+    /// The Host rules of a request judged as MCP, beyond those of every
+    /// request (`check_host`): it must name a host (`missing_host`), one
+    /// the allowlist admits when there is one (`host_not_allowed`). `host`:
+    /// its first `Host` field.
+    fn mcp_host_rule(
+        &self,
+        uri: &http::Uri,
+        present: &Present,
+        host: Option<&HeaderValue>,
+    ) -> Option<Refused> {
+        if names_no_host(uri, present) {
+            return Some(Refused::MissingHost);
+        }
+        match &self.allowed_hosts {
+            Some(hosts) if !hosts.admits(uri, host) => Some(Refused::HostNotAllowed),
+            _ => None,
+        }
     }
 
     /// A refusal that is not about the token (no challenge).
