@@ -9,11 +9,11 @@
 //! | field | meaning |
 //! |---|---|
 //! | `event` | `auth.accepted`, `auth.refused`, `authz.refused`, `throttled`, `session.refused` |
-//! | `reason` | stable snake_case code (`ok`, an [`AuthErrorKind::code`](crate::AuthErrorKind::code), `issuer_not_trusted`, `failed_auth_limit`, `missing_auth_limit`, `session_not_owned`, ...) |
+//! | `reason` | stable snake_case code (`ok`, an [`AuthErrorKind::code`](crate::AuthErrorKind::code), `issuer_not_trusted`, `failed_auth_limit`, `missing_auth_limit`, `session_not_owned`, `session_unknown`, ...) |
 //! | `status` | the HTTP status answered |
 //! | `issuer`, `subject`, `client_id`, `tenant`, `scopes` | the verified caller (`tenant`: the tenant its issuer template admitted, else its `tid` or `tenant` claim; `scopes` space-separated, each cleaned: printable ASCII only, a space inside a scope `?`) |
 //! | `needed_scopes` | what the refused operation needs |
-//! | `mcp_method`, `mcp_name` | the MCP operation (headers, or the body when it was read) |
+//! | `mcp_method`, `mcp_name` | the MCP operation (a POST's headers, or its body when it was read; none for another method) |
 //! | `client_addr` | the client's IP address (see trusted proxies) |
 //! | `request_id` | the correlation id (`X-Request-Id`) |
 //! | `protocol_version` | `MCP-Protocol-Version` |

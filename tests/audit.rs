@@ -226,6 +226,42 @@ async fn run(audit: &Audit) -> Vec<String> {
     assert_eq!(get(&e, "mcp_method"), Some("tools/call"));
     assert_eq!(get(&e, "mcp_name"), Some("whoami"));
 
+    // `Mcp-Method` / `Mcp-Name` on a request that is not a POST name no
+    // message (nothing is dispatched: rmcp answers 405): its events name no
+    // operation, accepted or refused (found from outside: a GET naming
+    // `tools/call admin_tool` was logged as accepted for that tool).
+    for (i, method) in ["GET", "DELETE", "PUT", "PATCH"].into_iter().enumerate() {
+        for (j, auth) in [Some(bearer.as_str()), None].into_iter().enumerate() {
+            let id = format!("not-post-{i}-{j}");
+            let mut r = c
+                .http
+                .request(method.parse().unwrap(), &c.url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", "admin_tool")
+                .header("x-request-id", &id)
+                .body(call_body("admin_tool", &json!({})));
+            if let Some(auth) = auth {
+                r = r.header("authorization", auth);
+            }
+            let status = r.send().await.unwrap().status();
+            let e = audit.one(&id);
+            let expected = if auth.is_some() {
+                assert_eq!(status, 405, "{method}: rmcp answers");
+                "auth.accepted"
+            } else {
+                assert_eq!(status, 401, "{method}");
+                "auth.refused"
+            };
+            assert_eq!(get(&e, "event"), Some(expected), "{method}");
+            assert_eq!(get(&e, "mcp_method"), None, "{method}: {e:?}");
+            assert_eq!(get(&e, "mcp_name"), None, "{method}: {e:?}");
+            assert_eq!(get(&e, "protocol_version"), Some("2026-07-28"));
+        }
+    }
+
     // A verified claim that looks like a JWT (an issuer that put a token
     // in `sub`, `client_id` or `tid`) is written `[redacted]` like any other
     // field (found from outside in round 2: `subject` and `client_id` were
@@ -450,6 +486,36 @@ async fn run(audit: &Audit) -> Vec<String> {
     assert_eq!(get(&e, "reason"), Some("session_not_owned"));
     assert_eq!(get(&e, "subject"), Some("carol"));
     assert_eq!(get(&e, "status"), Some("404"));
+    // An id no session has (made up, or deleted): the same 404, logged as
+    // unknown rather than as another principal's (found from outside: both
+    // were `session_not_owned`).
+    let delete = |id: &str, rid: &str| {
+        c.http
+            .delete(&h.resource)
+            .header("authorization", &bearer)
+            .header("mcp-session-id", id)
+            .header("x-request-id", rid)
+            .send()
+    };
+    for (rid, id) in [
+        ("sess-2", "00000000-0000-0000-0000-000000000000"),
+        ("sess-3", session.as_str()),
+        ("sess-4", session.as_str()),
+    ] {
+        let status = delete(id, rid).await.unwrap().status();
+        if rid == "sess-3" {
+            // Alice ends her own session.
+            assert!(status.is_success(), "{status}");
+            assert_eq!(get(&audit.one(rid), "event"), Some("auth.accepted"));
+            continue;
+        }
+        assert_eq!(status, 404, "{rid}");
+        let e = audit.one(rid);
+        assert_eq!(get(&e, "event"), Some("session.refused"), "{rid}");
+        assert_eq!(get(&e, "reason"), Some("session_unknown"), "{rid}");
+        assert_eq!(get(&e, "subject"), Some("alice"), "{rid}");
+        assert_eq!(get(&e, "status"), Some("404"), "{rid}");
+    }
 
     // throttled: another server with a limit.
     let t = Harness::start(|b| b.failed_auth_limit(1, Duration::from_secs(60))).await;

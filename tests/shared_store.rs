@@ -752,11 +752,13 @@ async fn a_session_created_on_one_replica_is_refused_to_another_principal_on_the
     assert_eq!(pair.b.metrics.snapshot().accepted, accepted + 1);
     assert_eq!(pair.b.rejected("session_not_owned"), 1);
 
-    // Another spelling of the id is another session.
+    // Another spelling of the id is another session: unknown, refused the
+    // same way and logged as such.
     let upper = session.to_uppercase();
     if upper != session {
         assert_eq!(call_in(&pair.b.url(), &alice, &upper).await.status(), 404);
-        assert_eq!(pair.b.rejected("session_not_owned"), 2);
+        assert_eq!(pair.b.rejected("session_unknown"), 1);
+        assert_eq!(pair.b.rejected("session_not_owned"), 1);
     }
 
     // The store holds the id's hash, never the id.
@@ -792,9 +794,13 @@ async fn a_session_created_on_one_replica_is_refused_to_another_principal_on_the
             .iter()
             .all(|(k, _)| !k.starts_with("mcp_oauth2:session:"))
     );
-    let before = pair.b.rejected("session_not_owned");
+    let (before, owned) = (
+        pair.b.rejected("session_unknown"),
+        pair.b.rejected("session_not_owned"),
+    );
     assert_eq!(call_in(&pair.b.url(), &alice, &session).await.status(), 404);
-    assert_eq!(pair.b.rejected("session_not_owned"), before + 1);
+    assert_eq!(pair.b.rejected("session_unknown"), before + 1);
+    assert_eq!(pair.b.rejected("session_not_owned"), owned);
 }
 
 #[tokio::test]

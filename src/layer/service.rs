@@ -34,8 +34,8 @@ use super::Shared;
 use super::future::{ResponseFuture, finish};
 use super::operations::{Placement, RequestIds, filter_lists};
 use super::sessions::{
-    AfterResponse, IdClaim, InFlight, OwnedInStore, OwnerOf, SessionHook, session_id,
-    session_not_found,
+    AfterResponse, ForeignInStore, IdClaim, InFlight, OwnedInStore, OwnerOf, SessionHook,
+    session_id, session_not_found,
 };
 use super::sessions::{Owner, principal_key, user_key};
 use super::step_up::{Settled, StepUpCheck};
@@ -162,12 +162,20 @@ where
             .map(|info| info.0.ip());
         let client_addr = shared.throttle.client_addr(peer, req.headers());
         let stateless_revision = is_stateless_revision(fields.protocol.single());
+        // `Mcp-Method` / `Mcp-Name` name the JSON-RPC message a POST
+        // carries; on another method (a GET stream, a DELETE) they name
+        // nothing that runs, and the events must not say that one did.
+        let (mcp_method, mcp_name) = if req.method() == http::Method::POST {
+            (fields.method.take_first(), fields.name.take_first())
+        } else {
+            (None, None)
+        };
         let meta = Arc::new(RequestMeta::new(
             request_id,
             client_addr,
             fields.protocol.take_first(),
-            fields.method.take_first(),
-            fields.name.take_first(),
+            mcp_method,
+            mcp_name,
         ));
         if let Err(refused) = check_host(req.version(), req.uri(), &fields.host) {
             return ResponseFuture::ready(shared.refuse(refused, &req, &meta));
@@ -977,7 +985,7 @@ impl Shared {
                 .is_some()
             {
                 // Two session ids: never guess which one the service uses.
-                self.session_refused(ctx, seen);
+                self.session_refused(ctx, seen, "session_not_owned");
                 return Err(Box::new(session_not_found()));
             }
             if !limits.enabled {
@@ -999,7 +1007,19 @@ impl Shared {
                 None => local.is_some(),
             };
             if !owned {
-                self.session_refused(ctx, seen);
+                // The answer is the same (404, as if unknown); the log
+                // tells an id of another principal from one that is
+                // unknown, expired or deleted (a stale client).
+                let foreign = match self.session_store() {
+                    Some(_) => req.extensions().get::<ForeignInStore>().is_some(),
+                    None => self.sessions.knows(id),
+                };
+                let reason = if foreign {
+                    "session_not_owned"
+                } else {
+                    "session_unknown"
+                };
+                self.session_refused(ctx, seen, reason);
                 return Err(Box::new(session_not_found()));
             }
             let in_flight = self.claim_request_ids(req, id, ctx, seen)?;
@@ -1122,15 +1142,16 @@ impl Shared {
         }
     }
 
-    /// A legacy session refused to `ctx` (404): counted and audited.
-    fn session_refused(&self, ctx: &AuthContext, seen: &Seen) {
-        self.outcomes.reject("session_not_owned");
+    /// A legacy session refused to `ctx` (404): counted and audited with
+    /// `reason` (`session_not_owned`, `session_unknown`).
+    fn session_refused(&self, ctx: &AuthContext, seen: &Seen, reason: &'static str) {
+        self.outcomes.reject(reason);
         self.audit.emit(&Record {
             meta: Some(&seen.meta),
             ctx: Some(ctx),
             ..Record::new(
                 Event::SessionRefused,
-                "session_not_owned",
+                reason,
                 Some(404),
                 &self.document.resource,
             )

@@ -44,6 +44,12 @@ fn store_key(id: &str) -> String {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct OwnedInStore;
 
+/// Set on a request whose session the shared store found owned by another
+/// principal: refused as unknown (404), logged as `session_not_owned`
+/// rather than `session_unknown`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ForeignInStore;
+
 /// A SHA-256 digest naming who a session belongs to ([`principal_key`]:
 /// issuer, subject, client id, tenant) or the user it is counted against
 /// ([`user_key`]: the same without the client).
@@ -259,6 +265,12 @@ impl Sessions {
         verdict
     }
 
+    /// Whether `id` is a session the table holds, of any owner (which
+    /// reason a refused session is logged with).
+    pub(crate) fn knows(&self, id: &str) -> bool {
+        self.lock().sessions.contains_key(id)
+    }
+
     /// Forgets a session (after a successful DELETE).
     pub(crate) fn unbind(&self, id: &str) {
         let mut table = self.lock();
@@ -441,8 +453,9 @@ impl Shared {
     /// With a shared store: whether the store binds the request's session
     /// to the caller (then [`OwnedInStore`] is set on the request, and the
     /// binding's idle clock restarts on every replica). A session of
-    /// another principal, or unknown, is left to the session rules, which
-    /// refuse it as without a store. `Err`: the store did not answer (503).
+    /// another principal ([`ForeignInStore`] set), or unknown, is left to
+    /// the session rules, which refuse it as without a store. `Err`: the
+    /// store did not answer (503).
     pub(super) async fn check_session_in_store(
         &self,
         req: &mut Request<Body>,
@@ -462,15 +475,22 @@ impl Shared {
         let idle = self.sessions.limits().idle_timeout;
         let checked = match store.get(&key).await {
             Ok(Some(found)) if found.as_slice() == owner.as_slice() => {
-                store.put(&key, &owner, idle).await.map(|()| true)
+                store.put(&key, &owner, idle).await.map(|()| Some(true))
             }
-            Ok(_) => Ok(false),
+            Ok(Some(_)) => Ok(Some(false)),
+            Ok(None) => Ok(None),
             Err(e) => Err(e),
         };
         match checked {
-            Ok(owned) => {
-                if owned {
-                    req.extensions_mut().insert(OwnedInStore);
+            Ok(found) => {
+                match found {
+                    Some(true) => {
+                        req.extensions_mut().insert(OwnedInStore);
+                    }
+                    Some(false) => {
+                        req.extensions_mut().insert(ForeignInStore);
+                    }
+                    None => {}
                 }
                 Ok(())
             }
