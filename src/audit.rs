@@ -8,7 +8,7 @@
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `event` | `auth.accepted`, `auth.refused`, `authz.refused`, `throttled`, `session.refused` |
+//! | `event` | `auth.accepted`, `auth.refused`, `authz.refused`, `throttled`, `session.refused`, `request.refused` (an HTTP rule before authentication: Host, `Origin`, body size or coding, session caps, a store that did not answer) |
 //! | `reason` | stable snake_case code (`ok`, an [`AuthErrorKind::code`](crate::AuthErrorKind::code), `issuer_not_trusted`, `failed_auth_limit`, `missing_auth_limit`, `session_not_owned`, `session_unknown`, ...) |
 //! | `status` | the HTTP status answered |
 //! | `issuer`, `subject`, `client_id`, `tenant`, `scopes` | the verified caller (`tenant`: the tenant its issuer template admitted, else its `tid` or `tenant` claim; `scopes` space-separated, each cleaned: printable ASCII only, a space inside a scope `?`) |
@@ -25,7 +25,8 @@
 //! log lines: writing a WARN line cost about a third of a refused request's
 //! CPU time (issue 13), and a log that grows as fast as an attacker sends is
 //! a disk and pipeline problem of its own. Each refusal kind (`auth.refused`,
-//! `authz.refused`, `throttled`, `session.refused`) has its own budget,
+//! `authz.refused`, `throttled`, `session.refused`, `request.refused`) has
+//! its own budget,
 //! 100 events a second by default
 //! ([`audit_refusal_limit`](crate::AuthConfigBuilder::audit_refusal_limit),
 //! `MCP_OAUTH2_AUDIT_REFUSAL_LIMIT`), so a flood of bad tokens cannot hide a
@@ -65,6 +66,10 @@ pub(crate) enum Event {
     Throttled,
     /// A legacy session was refused to the caller.
     SessionRefused,
+    /// A request was refused by an HTTP rule before authentication: its
+    /// Host or `Origin`, its body's size or coding, a session cap, a store
+    /// that did not answer.
+    RequestRefused,
 }
 
 impl Event {
@@ -75,6 +80,7 @@ impl Event {
             Self::AuthzRefused => "authz.refused",
             Self::Throttled => "throttled",
             Self::SessionRefused => "session.refused",
+            Self::RequestRefused => "request.refused",
         }
     }
 }
@@ -238,6 +244,7 @@ pub(crate) struct AuditLog {
     authz_refused: Budget,
     throttled: Budget,
     session_refused: Budget,
+    request_refused: Budget,
 }
 
 /// The refusal log limit of one kind: `count` events per window, as the
@@ -348,6 +355,7 @@ impl AuditLog {
             &self.authz_refused,
             &self.throttled,
             &self.session_refused,
+            &self.request_refused,
         ]
         .iter()
         .map(|b| b.total.load(Ordering::Relaxed))
@@ -373,6 +381,7 @@ impl AuditLog {
             Event::AuthzRefused => Some(&self.authz_refused),
             Event::Throttled => Some(&self.throttled),
             Event::SessionRefused => Some(&self.session_refused),
+            Event::RequestRefused => Some(&self.request_refused),
         };
         let (Some(budget), Some(limit)) = (budget, self.limit) else {
             return write(record, None);
@@ -532,6 +541,32 @@ mod tests {
         );
         assert_eq!(&*clean(b"Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln"), REDACTED);
         assert_eq!(&*clean(b"eyJ-not-a-token"), "eyJ-not-a-token");
+        // Inside a longer value, after any prefix (found from outside:
+        // `user:<token>` was written whole).
+        for value in [
+            "user:eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln",
+            "\"eyJhbGciOiJSUzI1NiJ9.e30.c2ln\"",
+            "a eyJhbGciOiJSUzI1NiJ9.e30.c2ln b",
+            "xeyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+            "eyJ eyJ0eXAiOiJKV1QifQ.e30",
+        ] {
+            assert_eq!(&*clean(value.as_bytes()), REDACTED, "{value}");
+            assert_eq!(loggable(value), REDACTED, "{value}");
+        }
+        // `eyJ` without a header's length of base64url, a dot and more is
+        // no token (a name may hold it).
+        for value in [
+            "eyJ",
+            "eyJ.",
+            "key eyJ x.y",
+            "surveyJan.report",
+            "joeyJ.smith@example.com",
+            "eyJhbGciOiJSUzI1NiJ9",
+            "eyJhbGciOiJSUzI1NiJ9.",
+            "eyJhbGciOiJSUzI1NiJ9. e30",
+        ] {
+            assert_eq!(loggable(value), value, "{value}");
+        }
     }
 
     fn limit(count: u32, secs: u64) -> Spacing {
@@ -659,13 +694,14 @@ mod tests {
             Event::AuthzRefused,
             Event::Throttled,
             Event::SessionRefused,
+            Event::RequestRefused,
             Event::Accepted,
         ] {
             log.emit(&record(event));
             log.emit(&record(event));
         }
         // One of each refusal kind left out (the next is due an hour later).
-        assert_eq!(log.suppressed(), 4);
+        assert_eq!(log.suppressed(), 5);
         let unlimited = AuditLog::new(None);
         for _ in 0..10 {
             unlimited.emit(&record(Event::Refused));
@@ -677,6 +713,7 @@ mod tests {
     fn events_and_reasons() {
         assert_eq!(Event::Throttled.as_str(), "throttled");
         assert_eq!(Event::SessionRefused.as_str(), "session.refused");
+        assert_eq!(Event::RequestRefused.as_str(), "request.refused");
         assert_eq!(
             event_of(AuthErrorKind::RequirementRefused),
             Event::AuthzRefused

@@ -377,18 +377,27 @@ struct Inner {
 /// What replaces a value that looks like token material.
 pub(crate) const REDACTED: &str = "[redacted]";
 
-/// Whether `bytes` look like a JWS or JWE (`eyJ`, the base64url of `{"`,
-/// then a dot): never copied into an event, whatever field carried it.
+/// Whether `bytes` hold something that looks like a JWS or JWE anywhere
+/// in them: `eyJ` (the base64url of `{"`) starting a run of at least
+/// [`JWT_HEADER_MIN`] base64url characters (the shortest JOSE header,
+/// `{"a":1}`, is ten), then a dot and another base64url character. Never
+/// copied into an event, whatever field carried it, and wherever in it
+/// (found from outside: a `sub` of `user:<token>` was written whole,
+/// signature included, where a `sub` of `<token>` alone was redacted).
 pub(crate) fn looks_like_a_jwt(bytes: &[u8]) -> bool {
-    let trimmed = bytes.trim_ascii();
-    let token = trimmed
-        .iter()
-        .position(|b| *b == b' ')
-        .and_then(|i| trimmed.get(i + 1..))
-        .unwrap_or(trimmed)
-        .trim_ascii();
-    token.starts_with(b"eyJ") && token.contains(&b'.')
+    let base64url = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_');
+    memchr::memmem::find_iter(bytes, b"eyJ").any(|at| {
+        let rest = bytes.get(at..).unwrap_or_default();
+        let head = rest.iter().take_while(|b| base64url(b)).count();
+        head >= JWT_HEADER_MIN
+            && rest.get(head) == Some(&b'.')
+            && rest.get(head + 1).is_some_and(base64url)
+    })
 }
+
+/// The fewest base64url characters of a JOSE header that
+/// [`looks_like_a_jwt`] takes for one.
+const JWT_HEADER_MIN: usize = 10;
 
 /// What a refused token claimed, for the operator (audit events only, never
 /// the client): its unverified `iss` when that issuer is not trusted, its

@@ -298,6 +298,33 @@ async fn run(audit: &Audit) -> Vec<String> {
     assert_eq!(get(&e, "subject"), Some("[redacted]"));
     assert_eq!(get(&e, "client_id"), Some("[redacted]"));
     assert_eq!(get(&e, "tenant"), Some("[redacted]"));
+    // The same inside longer values (found from outside: `user:<token>`
+    // was written whole, signature included).
+    let wrapped = h
+        .issuer
+        .token()
+        .subject(format!("user:{}", jwt_like[0]))
+        .audience(&h.resource)
+        .client_id(format!("\"{}\"", jwt_like[1]))
+        .scopes(["mcp:use"])
+        .claim("tid", json!(format!("t {} x", jwt_like[2])))
+        .sign();
+    secrets.push(wrapped.clone());
+    let r = c
+        .send(
+            "jwt-like-2",
+            Some(&format!("Bearer {wrapped}")),
+            "tools/call",
+            Some("whoami"),
+            call_body("whoami", &json!({})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let e = audit.one("jwt-like-2");
+    assert_eq!(get(&e, "event"), Some("auth.accepted"));
+    assert_eq!(get(&e, "subject"), Some("[redacted]"));
+    assert_eq!(get(&e, "client_id"), Some("[redacted]"));
+    assert_eq!(get(&e, "tenant"), Some("[redacted]"));
 
     // auth.refused, no credentials.
     let r = c

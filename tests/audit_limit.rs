@@ -259,3 +259,117 @@ async fn reference_server_limits_refusal_lines() {
         server.child.kill().await.unwrap();
     }
 }
+
+/// Floods of the other refusals write within the limit too: requests
+/// refused by an HTTP rule before authentication (a foreign `Origin`, a
+/// content coding) as `request.refused` events, and tokens refused while
+/// the keys are unavailable as `auth.refused` alone (found from outside:
+/// each wrote a line of its own per request, at INFO and WARN, with no
+/// limit and, for the HTTP rules, no audit event).
+#[tokio::test]
+async fn reference_server_limits_the_lines_of_every_refusal() {
+    let issuer = TestIssuer::start().await.unwrap();
+    issuer.set_jwks_available(false);
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let env = [
+        ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+        ("MCP_OAUTH2_RESOURCE", resource.as_str()),
+        ("MCP_OAUTH2_LOG_FORMAT", "json"),
+        // The reference server's own default filter for JSON logs.
+        ("RUST_LOG", "info,rmcp=warn"),
+    ];
+    let server = support::reference::start(port, &env).await;
+    let mut lines = server.lines;
+    let mut child = server.child;
+    let reader = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let v: Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+            all.push(v);
+        }
+        all
+    });
+    let token = issuer.token().subject("alice").audience(&resource).sign();
+    let http = reqwest::Client::new();
+    const EACH: usize = 200;
+    let started = std::time::Instant::now();
+    let sends = (0..3 * EACH).map(|i| {
+        let (http, resource, token) = (&http, &resource, &token);
+        async move {
+            let r = http
+                .post(resource)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("authorization", format!("Bearer {token}"))
+                .header("x-request-id", format!("flood-{i}"));
+            let (r, expected) = match i % 3 {
+                0 => (r.header("origin", "https://evil.example"), 403),
+                1 => (r.header("content-encoding", "gzip"), 415),
+                _ => (r, 503),
+            };
+            let status = r.body(LIST).send().await.unwrap().status().as_u16();
+            assert_eq!(status, expected, "request {i}");
+        }
+    });
+    futures_util::future::join_all(sends).await;
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap();
+    child.kill().await.unwrap();
+    let all = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .unwrap()
+        .unwrap();
+    // The default limit: ten at once, then one every 10 ms, per kind.
+    let most = 10 + elapsed_ms / 10;
+    let events = |event: &str, reason: &str| {
+        let of: Vec<&Value> = all
+            .iter()
+            .filter(|v| v["fields"]["event"] == event && v["fields"]["reason"] == reason)
+            .collect();
+        let written = u64::try_from(of.len()).unwrap();
+        let carried: u64 = of
+            .iter()
+            .filter_map(|v| v["fields"]["suppressed"].as_u64())
+            .sum();
+        (written, carried)
+    };
+    let origin = events("request.refused", "origin_not_allowed");
+    let coding = events("request.refused", "unsupported_content_encoding");
+    let keys = events("auth.refused", "keys_unavailable");
+    let each = u64::try_from(EACH).unwrap();
+    // One budget for the two HTTP rules, another for the token refusals.
+    assert!(
+        origin.0 >= 1 && coding.0 >= 1 && origin.0 + coding.0 <= most,
+        "{origin:?} {coding:?}, at most {most} in {elapsed_ms} ms"
+    );
+    assert!(origin.0 + origin.1 + coding.0 + coding.1 <= 2 * each);
+    assert!(keys.0 >= 1 && keys.0 <= most, "{keys:?}, at most {most}");
+    let example = all
+        .iter()
+        .find(|v| v["fields"]["reason"] == "origin_not_allowed")
+        .unwrap();
+    assert_eq!(example["level"], "WARN", "{example}");
+    assert_eq!(example["target"], "mcp_oauth2::audit", "{example}");
+    assert_eq!(example["fields"]["status"], 403, "{example}");
+    assert!(
+        example["fields"]["request_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("flood-")),
+        "{example}"
+    );
+    // Nothing else is written per request: the server's other lines are
+    // a handful (the failed key-set fetches, at most one per retry
+    // interval), not one per refusal.
+    let other: Vec<&Value> = all
+        .iter()
+        .filter(|v| v["target"] != "mcp_oauth2::audit")
+        .collect();
+    assert!(
+        other.len() <= 10,
+        "{} other lines for {} refusals: {:?}",
+        other.len(),
+        3 * EACH,
+        other.iter().take(5).collect::<Vec<_>>()
+    );
+}

@@ -1220,8 +1220,13 @@ impl Shared {
             AuthErrorKind::MissingToken => {
                 tracing::debug!(reason = kind.code(), %method, path, "request without a bearer token")
             }
+            // DEBUG too: the audit event is the record, and each failed
+            // fetch of the key set is a WARN of its own (at most one per
+            // retry interval); a WARN per refused request wrote a line for
+            // every request of a flood while the keys were unavailable
+            // (found from outside).
             AuthErrorKind::KeysUnavailable => {
-                tracing::warn!(reason = kind.code(), %method, path, "rejected: verification keys unavailable")
+                tracing::debug!(reason = kind.code(), %method, path, "rejected: verification keys unavailable")
             }
             // DEBUG: the audit event above (`authz.refused`, `auth.refused`,
             // WARN) is the operator's record of a refusal; a second line per
@@ -1291,14 +1296,27 @@ impl Shared {
         meta: &RequestMeta,
     ) -> Response {
         self.outcomes.reject(refused.reason());
-        tracing::info!(
+        let response = refused.response(Some(meta.request_id.as_str()));
+        // The operator's record, under the refusal log limit like every
+        // refusal event: a flood of foreign `Origin`s or hosts writes at
+        // most the budget (found from outside: a line for each at INFO).
+        self.audit.emit(&Record {
+            meta: Some(meta),
+            ..Record::new(
+                Event::RequestRefused,
+                refused.reason(),
+                Some(response.status().as_u16()),
+                &self.document.resource,
+            )
+        });
+        tracing::debug!(
             reason = refused.reason(),
             method = %req.method(),
             path = req.uri().path(),
             request_id = meta.request_id.as_str(),
             "refused a request"
         );
-        refused.response(Some(meta.request_id.as_str()))
+        response
     }
 }
 
