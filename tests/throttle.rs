@@ -230,6 +230,94 @@ async fn a_token_is_throttled_by_its_fingerprint_from_any_address() {
     assert_eq!(r.status(), 200);
 }
 
+// A failed proof of possession counts against the sender's address only:
+// a thief holding a stolen DPoP-bound token, who cannot use it, cannot get
+// it refused to its holder either (found from outside: after the thief's
+// failures the holder got 429 with valid proofs from another address).
+// Failures of the token itself still follow it across addresses.
+#[tokio::test]
+async fn a_stolen_bound_token_cannot_be_throttled_away_from_its_holder() {
+    use mcp_oauth2::testing::DpopClient;
+    let h = Harness::start(|b| {
+        b.failed_auth_limit(2, Duration::from_secs(60))
+            .trusted_proxy("127.0.0.1")
+    })
+    .await;
+    let (holder, thief) = (DpopClient::new(), DpopClient::new());
+    let token = h
+        .issuer
+        .token()
+        .subject("alice")
+        .audience(&h.resource)
+        .dpop_bound_to(holder.thumbprint())
+        .sign();
+    let (dpop, bearer) = (format!("DPoP {token}"), format!("Bearer {token}"));
+    // Every way the thief can fail with the token, from its own addresses:
+    // its own key's proof, a proof for another URI, no proof, a replayed
+    // proof of the holder's (seen on the wire), the Bearer scheme.
+    let seen = holder.proof("POST", &h.resource, Some(&token));
+    assert_eq!(
+        post(
+            &h,
+            &[
+                ("authorization", &dpop),
+                ("dpop", &seen),
+                ("x-forwarded-for", "198.51.100.1")
+            ]
+        )
+        .await
+        .status(),
+        200,
+        "the holder's own call"
+    );
+    for i in 0..3 {
+        let xff = format!("192.0.2.{i}");
+        let own = thief.proof("POST", &h.resource, Some(&token));
+        let elsewhere = holder.proof("POST", "http://127.0.0.1:1/other", Some(&token));
+        for headers in [
+            vec![("authorization", dpop.as_str()), ("dpop", own.as_str())],
+            vec![
+                ("authorization", dpop.as_str()),
+                ("dpop", elsewhere.as_str()),
+            ],
+            vec![("authorization", dpop.as_str()), ("dpop", seen.as_str())],
+            vec![("authorization", dpop.as_str())],
+            vec![("authorization", bearer.as_str())],
+        ] {
+            let mut headers = headers;
+            headers.push(("x-forwarded-for", &xff));
+            let status = post(&h, &headers).await.status();
+            assert!(status == 401 || status == 429, "{status}");
+        }
+        // The thief's address is throttled.
+        let own = thief.proof("POST", &h.resource, Some(&token));
+        let r = post(
+            &h,
+            &[
+                ("authorization", &dpop),
+                ("dpop", &own),
+                ("x-forwarded-for", &xff),
+            ],
+        )
+        .await;
+        assert_throttled(r, "failed_auth_limit").await;
+    }
+    // The holder, from another address, with a fresh proof: served.
+    for _ in 0..3 {
+        let proof = holder.proof("POST", &h.resource, Some(&token));
+        let r = post(
+            &h,
+            &[
+                ("authorization", &dpop),
+                ("dpop", &proof),
+                ("x-forwarded-for", "198.51.100.2"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+}
+
 // IPv6: one subscriber gets a /64 (RFC 6177, RFC 8273) and picks any of its
 // 2^64 addresses freely, so addresses count per /64: rotating within it
 // does not escape the limit, and the neighbouring /64 is not affected.

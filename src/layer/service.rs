@@ -1214,7 +1214,21 @@ impl Shared {
             )
             && let Some(subject) = &seen.subject
         {
-            self.throttle.record_failure(subject);
+            if fails_the_presenter(kind) && subject.fingerprint.is_some() {
+                // The token may be good: what failed is the proof of
+                // possession (or the scheme) its sender gave. Counted
+                // against the sender's address only, or a thief holding a
+                // stolen DPoP-bound token, unable to use it, could still
+                // get it refused to its holder everywhere (found from
+                // outside: 429 for the holder with valid proofs).
+                let sender = crate::throttle::Subject {
+                    fingerprint: None,
+                    ..subject.clone()
+                };
+                self.throttle.record_failure(&sender);
+            } else {
+                self.throttle.record_failure(subject);
+            }
         }
         match kind {
             AuthErrorKind::MissingToken => {
@@ -1318,6 +1332,17 @@ impl Shared {
         );
         response
     }
+}
+
+/// Whether a refusal of `kind` is about how the token was presented (its
+/// DPoP proof, a server nonce the proof lacked, a bound token sent with
+/// the `Bearer` scheme) rather than about the token: a failure of the
+/// sender, which the token's holder may not be (see the throttle).
+fn fails_the_presenter(kind: AuthErrorKind) -> bool {
+    matches!(
+        kind.error_code(),
+        Some(crate::ErrorCode::InvalidDpopProof | crate::ErrorCode::UseDpopNonce)
+    ) || kind == AuthErrorKind::SenderConstrainedToken
 }
 
 /// [`Shared::htu_path`]: `path` under the local MCP path `local` named by
