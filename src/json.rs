@@ -372,6 +372,27 @@ impl<'de> Deserialize<'de> for NoDuplicates {
     }
 }
 
+/// A NumericDate (RFC 7519 section 2): a non-negative JSON number, possibly
+/// fractional (truncated), in seconds. `None` for anything else (negative,
+/// `1e300`, a string, `null`). The `exp`, `nbf` and `iat` of a token and the
+/// `iat` of a DPoP proof are read so.
+pub(crate) fn numeric_date(raw: &RawValue) -> Option<u64> {
+    // The common case, plain digits (the text is valid JSON, so no sign).
+    if let Ok(u) = raw.get().parse::<u64>() {
+        return Some(u);
+    }
+    // Anything else is a fraction, an exponent or a sign (a JSON integer
+    // that does not parse as `u64` is negative or out of range, `-0` aside,
+    // which the range below takes as 0).
+    let n: Number = serde_json::from_str(raw.get()).ok()?;
+    match n.as_f64() {
+        // Below 1e15 the cast is exact in its integer part and cannot saturate.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Some(f) if (0.0..1e15).contains(&f) => Some(f as u64),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Map, Value};

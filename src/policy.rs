@@ -78,7 +78,6 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde_json::Number;
 use serde_json::value::RawValue;
 
 use crate::config::tenant::{TENANT_PLACEHOLDER, is_tenant_id};
@@ -757,28 +756,13 @@ fn typ_allowed(typ: Option<&str>, policy: TypPolicy) -> bool {
     }
 }
 
-/// A NumericDate (RFC 7519 section 2): a non-negative JSON number, possibly
-/// fractional (truncated). Anything else (negative, `1e300`, a string,
-/// `null`) is an invalid claim.
+/// A NumericDate claim (see [`json::numeric_date`]); anything but one is
+/// an invalid claim.
 fn numeric_date(raw: Option<&RawValue>) -> Result<Option<u64>, AuthError> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    let invalid = || AuthError::new(AuthErrorKind::InvalidClaims);
-    // The common case, plain digits (the text is valid JSON, so no sign).
-    if let Ok(u) = raw.get().parse::<u64>() {
-        return Ok(Some(u));
-    }
-    // Anything else is a fraction, an exponent or a sign (a JSON integer
-    // that does not parse as `u64` is negative or out of range, `-0` aside,
-    // which the range below takes as 0).
-    let n: Number = serde_json::from_str(raw.get()).map_err(|_| invalid())?;
-    match n.as_f64() {
-        // Below 1e15 the cast is exact in its integer part and cannot saturate.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        Some(f) if (0.0..1e15).contains(&f) => Ok(Some(f as u64)),
-        _ => Err(invalid()),
-    }
+    raw.map(|raw| {
+        json::numeric_date(raw).ok_or_else(|| AuthError::new(AuthErrorKind::InvalidClaims))
+    })
+    .transpose()
 }
 
 /// The scopes of a claim value: a space-separated string or an array of

@@ -249,7 +249,22 @@ pub(crate) fn jwt_binds_a_key(token: &str) -> bool {
 /// Whether the proof's `htu` names `expected` (see the module
 /// documentation): query and fragment of `htu` ignored, user information
 /// refused.
+///
+/// `htu` must be an RFC 3986 URI (RFC 9449 section 4.2), checked before the
+/// WHATWG reading of `url` normalises it: that reading drops tabs and line
+/// breaks, takes a backslash for a slash and an empty user information
+/// (`https://@host/`) for none, so such texts named the resource although
+/// no RFC 3986 reader takes them for it (found from outside).
 pub(crate) fn htu_matches(htu: &str, expected: &url::Url) -> bool {
+    let Ok(uri) = iri_string::types::UriStr::new(htu) else {
+        return false;
+    };
+    if uri
+        .authority_components()
+        .is_some_and(|a| a.userinfo().is_some())
+    {
+        return false;
+    }
     let Ok(htu) = url::Url::parse(htu) else {
         return false;
     };

@@ -5,9 +5,11 @@
 //! 2. the JOSE header, read strictly (a repeated member is refused):
 //!    `typ` is `dpop+jwt`; `alg` is on the allowlist (asymmetric only);
 //!    no `crit`; `jwk` is a public key (no private member) of the shape
-//!    the `alg` needs;
+//!    the `alg` needs, whose own `alg`, `use` and `key_ops`, when present,
+//!    allow verifying with that `alg`;
 //! 3. the claims, read strictly: `htm` equals the request method; `htu`
-//!    equals the request URI (see [`Expected`]); `iat` within the window;
+//!    equals the request URI (see [`Expected`]); `iat` (a NumericDate)
+//!    within the window;
 //!    `jti` a non-empty string; `ath` the base64url SHA-256 of the access
 //!    token; `nonce` when the caller demands one (checked by the caller);
 //! 4. the signature, by the header's `jwk`;
@@ -40,13 +42,15 @@ const MAX_JTI_BYTES: usize = 256;
 pub(crate) enum ProofError {
     /// Longer than the cap.
     TooLarge,
-    /// Not a compact JWS, bad base64url, not a JSON object, a repeated member.
+    /// Not a compact JWS, bad base64url, not a JSON object, a repeated
+    /// member; or a `crit` header.
     Malformed,
     /// `typ` is not `dpop+jwt`.
     Type,
     /// `alg` missing or not on the allowlist.
     Algorithm,
-    /// `jwk` missing, malformed, or not fit for `alg`; or a `crit` header.
+    /// `jwk` missing, malformed, or not fit for `alg` (its shape, or its
+    /// own `alg`, `use`, `key_ops`).
     Key,
     /// `jwk` holds a private member.
     PrivateKey,
@@ -157,12 +161,17 @@ pub(crate) fn check(
         return Err(E::Algorithm);
     }
     if header.contains("crit") {
-        return Err(E::Key);
+        // No extension is understood (RFC 7515 section 4.1.11): a header
+        // this reader cannot honour, not a key problem.
+        return Err(E::Malformed);
     }
     let jwk = header.get("jwk").ok_or(E::Key)?;
     let jwk = Members::parse(jwk.get()).map_err(|_| E::Key)?;
     if PRIVATE_MEMBERS.iter().any(|m| jwk.contains(m)) {
         return Err(E::PrivateKey);
+    }
+    if !fit_to_verify(&jwk, alg) {
+        return Err(E::Key);
     }
     let key = read_key(&jwk, alg)?;
     // 3. The claims.
@@ -178,9 +187,12 @@ pub(crate) fn check(
         Ok(Some(u)) if super::htu_matches(&u, expected.htu) => {}
         _ => return Err(E::Uri),
     }
+    // A NumericDate, fractions included (RFC 9449 section 4.2 through RFC
+    // 7519 section 2), as a token's (found from outside: `1733400000.5`
+    // was refused).
     let iat = claims
         .get("iat")
-        .and_then(|raw| raw.get().parse::<u64>().ok())
+        .and_then(crate::json::numeric_date)
         .ok_or(E::Claims)?;
     if iat.saturating_add(expected.max_age) < expected.now {
         return Err(E::Expired);
@@ -251,6 +263,30 @@ fn b64_member(jwk: &Members<'_>, name: &str) -> Result<(Vec<u8>, String), ProofE
 }
 
 /// The key of a public JWK, refused unless it fits `alg`.
+/// Whether the key's own limits (RFC 7517 sections 4.2 to 4.4), when it
+/// states them, let it verify this proof: `alg` naming the header's
+/// algorithm, `use` of `sig`, `key_ops` holding `verify` (found from
+/// outside: a key saying `"alg":"ES384"` verified an ES256 proof; the
+/// issuer's keys were held to theirs already).
+fn fit_to_verify(jwk: &Members<'_>, alg: Algorithm) -> bool {
+    let text = |name: &str| jwk.get(name).map(as_str);
+    let alg_ok = match text("alg") {
+        None => true,
+        Some(Ok(named)) => named.parse::<Algorithm>().is_ok_and(|named| named == alg),
+        Some(Err(_)) => false,
+    };
+    let use_ok = match text("use") {
+        None => true,
+        Some(Ok(named)) => named == "sig",
+        Some(Err(_)) => false,
+    };
+    let ops_ok = jwk.get("key_ops").is_none_or(|raw| {
+        serde_json::from_str::<Vec<String>>(raw.get())
+            .is_ok_and(|ops| ops.iter().any(|op| op == "verify"))
+    });
+    alg_ok && use_ok && ops_ok
+}
+
 fn read_key(jwk: &Members<'_>, alg: Algorithm) -> Result<ProofKey, ProofError> {
     let kty = jwk
         .get("kty")

@@ -196,6 +196,32 @@ fn signed_proofs_of_each_shape_verify() {
         let proof = f.key.sign_raw(&f.key.header(), &f.claims(""));
         let v = f.run(&proof).unwrap();
         assert_eq!(v.jkt, f.key.thumbprint());
+        // A key that states limits allowing it, and an `iat` with a
+        // fraction or an exponent (a NumericDate; found from outside:
+        // refused before).
+        let jwk = f.key.public_jwk();
+        let alg = f.key.alg();
+        let limited = jwk.replace(
+            '}',
+            &format!(r#","alg":"{alg}","use":"sig","key_ops":["verify"]}}"#),
+        );
+        let header = format!(r#"{{"typ":"dpop+jwt","alg":"{alg}","jwk":{limited}}}"#);
+        for iat in [
+            format!("{}.75", f.now),
+            format!("{}e0", f.now),
+            format!("{}.0", f.now),
+        ] {
+            let claims = f
+                .claims("")
+                .replace(&format!("\"iat\":{}", f.now), &format!("\"iat\":{iat}"));
+            let v = f.run(&f.key.sign_raw(&header, &claims)).unwrap();
+            assert_eq!(v.iat, f.now, "{iat}");
+            assert_eq!(
+                v.jkt,
+                f.key.thumbprint(),
+                "the limits are not in the thumbprint"
+            );
+        }
     }
 }
 
@@ -253,6 +279,48 @@ fn hostile_proofs_are_refused_with_their_reason() {
                 &format!(r#"{{"typ":"dpop+jwt","alg":"ES256","crit":["x"],"jwk":{jwk}}}"#),
                 &good_claims,
             ),
+            ProofError::Malformed,
+        ),
+        // The key's own limits, when it states them (found from outside:
+        // a key saying ES384 verified an ES256 proof).
+        (
+            f.key.sign_raw(
+                &format!(
+                    r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{}}}"#,
+                    jwk.replace('}', r#","alg":"ES384"}"#)
+                ),
+                &good_claims,
+            ),
+            ProofError::Key,
+        ),
+        (
+            f.key.sign_raw(
+                &format!(
+                    r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{}}}"#,
+                    jwk.replace('}', r#","alg":5}"#)
+                ),
+                &good_claims,
+            ),
+            ProofError::Key,
+        ),
+        (
+            f.key.sign_raw(
+                &format!(
+                    r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{}}}"#,
+                    jwk.replace('}', r#","use":"enc"}"#)
+                ),
+                &good_claims,
+            ),
+            ProofError::Key,
+        ),
+        (
+            f.key.sign_raw(
+                &format!(
+                    r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{}}}"#,
+                    jwk.replace('}', r#","key_ops":["sign"]}"#)
+                ),
+                &good_claims,
+            ),
             ProofError::Key,
         ),
         (
@@ -303,6 +371,28 @@ fn hostile_proofs_are_refused_with_their_reason() {
             f.key.sign_raw(&f.key.header(), &f.claims(r#","nonce":5"#)),
             ProofError::Claims,
         ),
+        // `iat` must be a NumericDate.
+        (
+            f.key.sign_raw(
+                &f.key.header(),
+                &good_claims.replace(&format!("\"iat\":{}", f.now), "\"iat\":\"1800000000\""),
+            ),
+            ProofError::Claims,
+        ),
+        (
+            f.key.sign_raw(
+                &f.key.header(),
+                &good_claims.replace(&format!("\"iat\":{}", f.now), "\"iat\":-1"),
+            ),
+            ProofError::Claims,
+        ),
+        (
+            f.key.sign_raw(
+                &f.key.header(),
+                &good_claims.replace(&format!("\"iat\":{}", f.now), "\"iat\":1e300"),
+            ),
+            ProofError::Claims,
+        ),
         // Signature by another key than the header's.
         (
             other.sign_raw(&f.key.header(), &good_claims),
@@ -335,6 +425,18 @@ fn htu_is_compared_after_normalisation() {
         "https://mcp.example.com:8443/mcp/a~b",
         "https://evil.example.com/mcp/a~b",
         "https://user@mcp.example.com/mcp/a~b",
+        // Not RFC 3986 URIs, although the WHATWG reading takes them for
+        // the resource (found from outside).
+        "https://@mcp.example.com/mcp/a~b",
+        "https://:@mcp.example.com/mcp/a~b",
+        "https://mcp.example.com/m\tcp/a~b",
+        "https://mcp.example.com/mcp/a~b\n",
+        "https://mcp.example.com\\mcp\\a~b",
+        "https://mcp.example.com/mcp\\a~b",
+        " https://mcp.example.com/mcp/a~b",
+        "https://mcp.example.com/mcp/a~b ",
+        "https://mcp.example.com/mcp/a~b?q=a b",
+        "https://mcp.example.com/mcp/a~b#{x}",
         "https://mcp.example.com/MCP/a~b",
         "https://mcp.example.com/mcp/a~b/",
         "/mcp/a~b",
