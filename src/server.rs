@@ -728,7 +728,7 @@ const UNDESERIALIZABLE_TEXT: &str = "fail to deserialize request body";
 
 /// The JSON-RPC error for a body that is JSON but not one message rmcp
 /// accepts.
-const INVALID_MESSAGE: &str = "Invalid Request: the body is not a JSON-RPC message this server accepts (a batch included: MCP removed JSON-RPC batches in 2025-06-18)";
+const INVALID_MESSAGE: &str = "Invalid Request: the body is not one JSON-RPC message this server accepts (a member missing or of the wrong type, such as an id that is neither a string nor an integer, or a batch: MCP removed JSON-RPC batches in 2025-06-18)";
 
 /// rmcp answers a JSON body that is not one JSON-RPC message it knows (a
 /// batch above all: rmcp reads none, and MCP 2025-06-18 removed them) with

@@ -262,18 +262,23 @@ async fn reference_server_limits_refusal_lines() {
 
 /// Floods of the other refusals write within the limit too: requests
 /// refused by an HTTP rule before authentication (a foreign `Origin`, a
-/// content coding) as `request.refused` events, and tokens refused while
-/// the keys are unavailable as `auth.refused` alone (found from outside:
-/// each wrote a line of its own per request, at INFO and WARN, with no
-/// limit and, for the HTTP rules, no audit event).
+/// content coding) as `request.refused` events, tokens refused while the
+/// keys are unavailable as `auth.refused` alone, unreadable bodies of an
+/// authenticated caller as their event alone (found from outside: each
+/// wrote a line of its own per request, at INFO or WARN, with no limit
+/// and, for the HTTP rules, no audit event).
 #[tokio::test]
 async fn reference_server_limits_the_lines_of_every_refusal() {
+    // Two issuers: one whose keys are unavailable, one whose callers send
+    // unreadable bodies.
     let issuer = TestIssuer::start().await.unwrap();
     issuer.set_jwks_available(false);
+    let up = TestIssuer::start().await.unwrap();
+    let issuers = format!("{},{}", issuer.issuer(), up.issuer());
     let port = support::reference::free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let env = [
-        ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+        ("MCP_OAUTH2_ISSUER", issuers.as_str()),
         ("MCP_OAUTH2_RESOURCE", resource.as_str()),
         ("MCP_OAUTH2_LOG_FORMAT", "json"),
         // The reference server's own default filter for JSON logs.
@@ -292,24 +297,26 @@ async fn reference_server_limits_the_lines_of_every_refusal() {
         all
     });
     let token = issuer.token().subject("alice").audience(&resource).sign();
+    let good = up.token().subject("bob").audience(&resource).sign();
     let http = reqwest::Client::new();
-    const EACH: usize = 200;
+    const EACH: usize = 150;
     let started = std::time::Instant::now();
-    let sends = (0..3 * EACH).map(|i| {
-        let (http, resource, token) = (&http, &resource, &token);
+    let sends = (0..4 * EACH).map(|i| {
+        let (http, resource, token, good) = (&http, &resource, &token, &good);
         async move {
             let r = http
                 .post(resource)
                 .header("content-type", "application/json")
                 .header("accept", "application/json, text/event-stream")
-                .header("authorization", format!("Bearer {token}"))
                 .header("x-request-id", format!("flood-{i}"));
-            let (r, expected) = match i % 3 {
-                0 => (r.header("origin", "https://evil.example"), 403),
-                1 => (r.header("content-encoding", "gzip"), 415),
-                _ => (r, 503),
+            let bearer = |t: &str| format!("Bearer {t}");
+            let (r, body, expected) = match i % 4 {
+                0 => (r.header("origin", "https://evil.example"), LIST, 403),
+                1 => (r.header("content-encoding", "gzip"), LIST, 415),
+                2 => (r.header("authorization", bearer(token)), LIST, 503),
+                _ => (r.header("authorization", bearer(good)), "[1,2]", 400),
             };
-            let status = r.body(LIST).send().await.unwrap().status().as_u16();
+            let status = r.body(body).send().await.unwrap().status().as_u16();
             assert_eq!(status, expected, "request {i}");
         }
     });
@@ -337,7 +344,16 @@ async fn reference_server_limits_the_lines_of_every_refusal() {
     let origin = events("request.refused", "origin_not_allowed");
     let coding = events("request.refused", "unsupported_content_encoding");
     let keys = events("auth.refused", "keys_unavailable");
+    let unreadable: Vec<&Value> = all
+        .iter()
+        .filter(|v| v["fields"]["reason"] == "body_unreadable")
+        .collect();
     let each = u64::try_from(EACH).unwrap();
+    assert!(
+        !unreadable.is_empty() && u64::try_from(unreadable.len()).unwrap() <= most,
+        "{} body_unreadable events, at most {most}",
+        unreadable.len()
+    );
     // One budget for the two HTTP rules, another for the token refusals.
     assert!(
         origin.0 >= 1 && coding.0 >= 1 && origin.0 + coding.0 <= most,
@@ -369,7 +385,7 @@ async fn reference_server_limits_the_lines_of_every_refusal() {
         other.len() <= 10,
         "{} other lines for {} refusals: {:?}",
         other.len(),
-        3 * EACH,
+        4 * EACH,
         other.iter().take(5).collect::<Vec<_>>()
     );
 }

@@ -133,6 +133,43 @@ async fn subscriptions_listen_covers_every_named_resource() {
     assert_eq!(resp.status(), 200);
 }
 
+// A listen names at most 1,000 resource URIs: past that it is refused
+// before dispatch (400, JSON-RPC -32602), since rmcp intersects them in
+// quadratic time on a runtime worker (found from outside: 150,000 shared
+// URIs cost 30 s of CPU and stalled the server). A thousand is served.
+#[tokio::test]
+async fn a_listen_of_too_many_uris_is_refused_before_dispatch() {
+    let n = Notes::start().await;
+    let reader = n.token(&["notes:read"]);
+    let uris = |count: usize| -> Vec<String> {
+        (0..count).map(|i| format!("notes://shared/{i}")).collect()
+    };
+    let at_most = uris(1_000);
+    let names: Vec<&str> = at_most.iter().map(String::as_str).collect();
+    let resp = n
+        .post_modern(&reader, "subscriptions/listen", None, listen(&names))
+        .await;
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+    for count in [1_001, 150_000] {
+        let over = uris(count);
+        let names: Vec<&str> = over.iter().map(String::as_str).collect();
+        let resp = n
+            .post_modern(&reader, "subscriptions/listen", None, listen(&names))
+            .await;
+        assert_eq!(resp.status(), 400, "{count}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], -32602, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("more than 1000 resource URIs"),
+            "{body}"
+        );
+    }
+}
+
 // Before 2026-07-28: `resources/subscribe` (and `unsubscribe`) on a private
 // note need `notes:private`, checked before rmcp sees the request.
 #[tokio::test]

@@ -1073,6 +1073,10 @@ async fn a_batch_or_a_message_rmcp_cannot_read_is_a_jsonrpc_error() {
         format!("[{call}]"),
         format!("[{call},{}]", tool_call_body(6, "read_tool")),
         r#"{"jsonrpc":"2.0","id":1}"#.to_owned(),
+        // An id rmcp does not take (found from outside: the message spoke
+        // of batches only).
+        r#"{"jsonrpc":"2.0","id":1.5,"method":"tools/list"}"#.to_owned(),
+        r#"{"jsonrpc":"2.0","id":true,"method":"tools/list"}"#.to_owned(),
     ];
     for body in &bodies {
         for in_session in [true, false] {
@@ -1089,10 +1093,9 @@ async fn a_batch_or_a_message_rmcp_cannot_read_is_a_jsonrpc_error() {
             let answer = jsonrpc_400(&response, &case);
             assert_eq!(answer["error"]["code"], -32600, "{case}: {answer}");
             assert_eq!(answer["id"], serde_json::Value::Null, "{case}: {answer}");
+            let message = answer["error"]["message"].as_str().unwrap_or_default();
             assert!(
-                answer["error"]["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("batch")),
+                message.contains("batch") && message.contains("an id that is neither"),
                 "{case}: {answer}"
             );
         }

@@ -169,7 +169,7 @@ impl Shared {
             self.outcomes
                 .reject(AuthErrorKind::McpHeaderMismatch.code());
             self.audit_body_refusal(AuthErrorKind::McpHeaderMismatch, seen, Some(ctx));
-            tracing::info!(
+            tracing::debug!(
                 reason = AuthErrorKind::McpHeaderMismatch.code(),
                 status = 400,
                 path = parts.uri.path(),
@@ -298,7 +298,7 @@ impl Shared {
     ) -> Response {
         self.outcomes.reject(AuthErrorKind::BodyUnreadable.code());
         self.audit_body_refusal(AuthErrorKind::BodyUnreadable, seen, ctx);
-        tracing::info!(
+        tracing::debug!(
             reason = AuthErrorKind::BodyUnreadable.code(),
             status = 400,
             path = parts.uri.path(),

@@ -745,7 +745,11 @@ impl Shared {
             Ok(Ok(verdict)) => Ok(verdict),
             Ok(Err(_panic)) => Err(verifier_panicked()),
             Err(_elapsed) => {
-                tracing::warn!(
+                // DEBUG: the refusal's audit event (`auth.refused`, reason
+                // `verification_timeout`, WARN) is the record, within the
+                // refusal log limit; a hanging verifier under a flood would
+                // otherwise write a line per request.
+                tracing::debug!(
                     reason = AuthErrorKind::VerificationTimeout.code(),
                     timeout_ms = u64::try_from(self.verify_timeout.as_millis()).unwrap_or(u64::MAX),
                     "the token verifier did not decide within the verification deadline"
@@ -1111,7 +1115,7 @@ impl Shared {
         };
         self.outcomes.reject(kind.code());
         self.audit_body_refusal(kind, seen, Some(ctx));
-        tracing::info!(
+        tracing::debug!(
             reason = kind.code(),
             status = 400,
             request_id = seen.request_id(),

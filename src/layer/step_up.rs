@@ -139,7 +139,7 @@ impl StepUpCheck {
                 &self.shared.document.resource,
             )
         });
-        tracing::info!(
+        tracing::debug!(
             reason = kind.code(),
             "late step-up after the response head left: the request's answers are replaced with the JSON-RPC error"
         );
@@ -181,7 +181,7 @@ impl StepUpCheck {
                 self.ctx.is_dpop_bound(),
             );
         }
-        tracing::info!(
+        tracing::debug!(
             reason = kind.code(),
             status = 403,
             required = %needed.join(" "),

@@ -265,7 +265,7 @@ impl Shared {
                 &self.document.resource,
             )
         });
-        tracing::info!(
+        tracing::debug!(
             reason = "unknown_task",
             request_id = seen.request_id(),
             "refused a task request: the task is not the caller's"

@@ -73,7 +73,20 @@ pub(crate) enum Unreadable {
     /// `resourceSubscriptions`, a completion's `params.ref`, a task's
     /// `params.taskId`) is missing or not a string.
     BadTarget,
+    /// A `subscriptions/listen` names more than [`MAX_LISTENED_URIS`]
+    /// resource URIs.
+    TooManyUris,
 }
+
+/// The most resource URIs one `subscriptions/listen` may name. rmcp 3.11
+/// intersects the requested URIs with those the service accepts in time
+/// quadratic in their number, on a runtime worker, before the answer's
+/// first event (found from outside: 150,000 URIs in a 3.6 MB body cost 30 s
+/// of CPU, and three such requests stalled every other request, the
+/// unauthenticated metadata included, for over 30 s). A thousand costs
+/// rmcp about a millisecond and is far beyond what a client subscribes to
+/// at once.
+pub(crate) const MAX_LISTENED_URIS: usize = 1_000;
 
 impl Unreadable {
     /// The JSON-RPC 2.0 error code: parse error (-32700) for a body that is
@@ -82,7 +95,7 @@ impl Unreadable {
     pub(crate) fn jsonrpc_code(self) -> i32 {
         match self {
             Self::NotARequest | Self::NotAMessage => -32600,
-            Self::BadTarget => -32602,
+            Self::BadTarget | Self::TooManyUris => -32602,
             _ => -32700,
         }
     }
@@ -110,6 +123,9 @@ impl Unreadable {
             }
             Self::BadTarget => {
                 "Invalid params: the target of a request (params.name, params.uri, resourceSubscriptions or a completion's params.ref) is missing or not a string"
+            }
+            Self::TooManyUris => {
+                "Invalid params: a subscriptions/listen names more than 1000 resource URIs in resourceSubscriptions"
             }
         }
     }
@@ -151,6 +167,9 @@ fn listened_uris(
     match (params, notifications, subscriptions) {
         (Shape::Absent, ..) | (Shape::Object, Shape::Absent, _) => Ok(Vec::new()),
         (Shape::Object, Shape::Object, List::Absent | List::Null) => Ok(Vec::new()),
+        (Shape::Object, Shape::Object, List::Strs(uris)) if uris.len() > MAX_LISTENED_URIS => {
+            Err(Unreadable::TooManyUris)
+        }
         (Shape::Object, Shape::Object, List::Strs(uris)) => {
             Ok(uris.into_iter().map(Cow::into_owned).collect())
         }
@@ -649,7 +668,8 @@ mod tests {
     // that fits it.
     #[test]
     fn refusals_say_which_rule_the_body_broke() {
-        let cases: [(&[u8], Unreadable, i32); 14] = [
+        let too_many = listen(MAX_LISTENED_URIS + 1);
+        let cases: [(&[u8], Unreadable, i32); 15] = [
             (b"\x1f\x8b\x08\x00\xff", Unreadable::NotUtf8, -32700),
             (b"{\x00\"\x00", Unreadable::Syntax, -32700),
             ("\u{feff}{}".as_bytes(), Unreadable::NotAMessage, -32600),
@@ -684,6 +704,7 @@ mod tests {
                 Unreadable::BadTarget,
                 -32602,
             ),
+            (too_many.as_bytes(), Unreadable::TooManyUris, -32602),
         ];
         for (body, why, code) in cases {
             let shown = String::from_utf8_lossy(body);
@@ -813,6 +834,32 @@ mod tests {
         ] {
             unreadable(body);
         }
+    }
+
+    /// A `subscriptions/listen` naming `n` distinct resource URIs.
+    fn listen(n: usize) -> String {
+        let uris: Vec<String> = (0..n).map(|i| format!("\"notes://shared/{i}\"")).collect();
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{{"notifications":{{"resourceSubscriptions":[{}]}}}}}}"#,
+            uris.join(",")
+        )
+    }
+
+    // At most `MAX_LISTENED_URIS` URIs in one listen (found from outside:
+    // rmcp's intersection of 150,000 took 30 s of CPU); the limit itself
+    // is read.
+    #[test]
+    fn a_listen_names_at_most_the_limit_of_uris() {
+        let ops = read_operations(listen(MAX_LISTENED_URIS).as_bytes()).unwrap();
+        assert_eq!(ops.len(), 1);
+        assert_eq!(
+            read_operations(listen(MAX_LISTENED_URIS + 1).as_bytes()),
+            Err(Unreadable::TooManyUris)
+        );
+        assert_eq!(
+            read_operations(listen(150_000).as_bytes()),
+            Err(Unreadable::TooManyUris)
+        );
     }
 
     // MCP 2026-07-28: `subscriptions/listen` carries its resource URIs in
