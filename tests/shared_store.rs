@@ -724,6 +724,43 @@ async fn reason(response: reqwest::Response) -> String {
     body["reason"].as_str().unwrap_or_default().to_owned()
 }
 
+// A session ended on the other replica (a DELETE routed there) is gone
+// from the store: the replica that created it forgets and closes it at its
+// owner's next request, freeing the owner's slot (found from outside: the
+// slot stayed taken, and each refused call kept the session's idle clock
+// going, so the owner could open no new session).
+#[tokio::test]
+async fn a_session_deleted_on_the_other_replica_frees_its_slot() {
+    let pair = Pair::start(RedisStore::DEFAULT_TIMEOUT, |b| {
+        b.max_sessions_per_principal(1)
+    })
+    .await;
+    let alice = pair.token("alice");
+    let session = open_session(&pair.a.url(), &alice).await;
+    assert_eq!(call_in(&pair.a.url(), &alice, &session).await.status(), 200);
+    // At her cap: a second session is refused.
+    let auth = format!("Bearer {alice}");
+    let second = post(&pair.a.url(), &auth, None, &initialize_body(1)).await;
+    assert_eq!(second.status(), 429);
+    // Ended through replica B.
+    let deleted = reqwest::Client::new()
+        .delete(pair.b.url())
+        .header("authorization", &auth)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", LEGACY)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    // On A: unknown now, as everywhere, and her slot is free again.
+    let refused = call_in(&pair.a.url(), &alice, &session).await;
+    assert_eq!(refused.status(), 404);
+    assert_eq!(pair.a.rejected("session_unknown"), 1);
+    let again = open_session(&pair.a.url(), &alice).await;
+    assert_ne!(again, session);
+    assert_eq!(call_in(&pair.a.url(), &alice, &again).await.status(), 200);
+}
+
 #[tokio::test]
 async fn a_session_created_on_one_replica_is_refused_to_another_principal_on_the_other() {
     let pair = Pair::start(RedisStore::DEFAULT_TIMEOUT, |b| b).await;

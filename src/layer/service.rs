@@ -1007,7 +1007,20 @@ impl Shared {
             // With a shared store, the store decided (`check_session_in_store`);
             // the local table only kept its idle clock.
             let owned = match self.session_store() {
-                Some(_) => req.extensions().get::<OwnedInStore>().is_some(),
+                Some(_) => {
+                    let in_store = req.extensions().get::<OwnedInStore>().is_some();
+                    if !in_store && local.is_some() {
+                        // The caller's session here, gone from the store:
+                        // ended on another replica (a DELETE there) or lost
+                        // with the store's data. The store decides: it is
+                        // forgotten and closed here too, freeing its slot
+                        // (found from outside: it stayed counted, and the
+                        // owner's refused calls kept its idle clock going).
+                        self.sessions.unbind(id);
+                        self.sessions.close_one(id);
+                    }
+                    in_store
+                }
                 None => local.is_some(),
             };
             if !owned {

@@ -153,6 +153,11 @@ impl Sessions {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Closes session `id` in the service (after it was unbound).
+    pub(crate) fn close_one(&self, id: &str) {
+        self.close(vec![id.into()]);
+    }
+
     fn close(&self, ids: Vec<Box<str>>) {
         if ids.is_empty() {
             return;
