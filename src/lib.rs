@@ -120,8 +120,8 @@ pub mod verify;
 pub use bearer::BearerToken;
 pub use config::{
     Algorithm, AudienceRule, AuthConfig, AuthConfigBuilder, DpopMode, DpopPolicy, ExemptRoute,
-    IssuerConfig, IssuerPolicy, JwksPolicy, SERVER_ENV_VARIABLES, TenantIssuer, TokenCachePolicy,
-    TypPolicy,
+    ForwardedHeader, IssuerConfig, IssuerPolicy, JwksPolicy, SERVER_ENV_VARIABLES, TenantIssuer,
+    TokenCachePolicy, TypPolicy,
 };
 pub use context::{AuthContext, AuthContextBuilder, MissingAuthContext, RequestContextExt};
 pub use correlation::RequestId;

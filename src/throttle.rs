@@ -68,8 +68,10 @@ pub(crate) struct ThrottleSettings {
     pub(crate) failed: Option<RateLimit>,
     /// Requests without credentials per address.
     pub(crate) missing: Option<RateLimit>,
-    /// Peers whose `X-Forwarded-For` / `Forwarded` is believed.
+    /// Peers whose forwarded header is believed.
     pub(crate) trusted_proxies: Vec<IpNet>,
+    /// The header they write the client's address in.
+    pub(crate) forwarded_header: crate::config::ForwardedHeader,
 }
 
 /// Parses a trusted proxy: a CIDR (`10.0.0.0/8`, `fd00::/8`) or a single
@@ -176,7 +178,7 @@ impl Throttle {
         if !self.trusted(peer) {
             return Some(peer);
         }
-        let hops = forwarded_hops(headers);
+        let hops = forwarded_hops(headers, self.settings.forwarded_header);
         for hop in hops.iter().rev() {
             match hop {
                 Some(addr) if self.trusted(*addr) => continue,
@@ -326,32 +328,45 @@ fn retry_after(left: Duration) -> u64 {
 /// The forwarded hops, left to right: every `X-Forwarded-For` field's
 /// comma-separated items, or without one, every `Forwarded` element's
 /// `for=` (RFC 7239). `None` for an item that is not an address.
-fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let xff: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
-    if !xff.is_empty() {
-        return xff
+fn forwarded_hops(
+    headers: &HeaderMap,
+    header: crate::config::ForwardedHeader,
+) -> Vec<Option<IpAddr>> {
+    // Each element on its own: one that is not UTF-8 (or not an address)
+    // is a hop of unknown address, not a reason to drop the elements the
+    // proxy appended after it (found from outside: `\xff, 198.51.100.30`,
+    // as nginx's `$proxy_add_x_forwarded_for` writes it, charged the
+    // client's failures to the proxy).
+    let elements = |name: http::HeaderName| -> Vec<Option<String>> {
+        headers
+            .get_all(name)
             .iter()
-            .flat_map(|v| v.to_str().unwrap_or("\u{0}").split(','))
-            .map(|item| parse_hop(item.trim()))
-            .collect();
-    }
-    headers
-        .get_all(http::header::FORWARDED)
-        .iter()
-        .flat_map(|v| v.to_str().unwrap_or("for=\u{0}").split(','))
-        .map(|element| {
-            element
-                .split(';')
-                .find_map(|pair| {
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(|element| std::str::from_utf8(element).ok().map(str::to_owned))
+            .collect()
+    };
+    match header {
+        crate::config::ForwardedHeader::XForwardedFor => elements(X_FORWARDED_FOR)
+            .into_iter()
+            .map(|item| parse_hop(item?.trim()))
+            .collect(),
+        crate::config::ForwardedHeader::Forwarded => elements(http::header::FORWARDED)
+            .into_iter()
+            .map(|element| {
+                element?.split(';').find_map(|pair| {
                     let (name, value) = pair.trim().split_once('=')?;
-                    name.trim()
-                        .eq_ignore_ascii_case("for")
-                        .then(|| parse_hop(value.trim().trim_matches('"')))
-                })
-                .flatten()
-        })
-        .collect()
+                    if name.trim().eq_ignore_ascii_case("for") {
+                        Some(parse_hop(value.trim().trim_matches('"')))
+                    } else {
+                        None
+                    }
+                })?
+            })
+            .collect(),
+    }
 }
+
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 /// An address of a forwarded hop: `192.0.2.1`, `192.0.2.1:443`,
 /// `2001:db8::1`, `[2001:db8::1]:443`.
@@ -384,11 +399,16 @@ mod tests {
     use crate::store::MemoryStore;
 
     fn throttle(proxies: &[&str]) -> Arc<Throttle> {
+        throttle_reading(proxies, crate::config::ForwardedHeader::default())
+    }
+
+    fn throttle_reading(proxies: &[&str], header: crate::config::ForwardedHeader) -> Arc<Throttle> {
         Arc::new(Throttle::new(
             ThrottleSettings {
                 failed: Some(RateLimit::new(2, Duration::from_secs(60)).unwrap()),
                 missing: Some(RateLimit::new(3, Duration::from_secs(60)).unwrap()),
                 trusted_proxies: proxies.iter().map(|p| parse_proxy(p).unwrap()).collect(),
+                forwarded_header: header,
             },
             Arc::new(MemoryStore::default()),
         ))
@@ -462,8 +482,17 @@ mod tests {
             "forwarded",
             "for=5.5.5.5, for=\"[2001:db8::1]:443\";proto=https",
         )]);
+        // `Forwarded` is read only when the proxies are said to write it.
         assert_eq!(
             t.client_addr(Some(ip("fd00::1")), &fwd),
+            Some(ip("fd00::1"))
+        );
+        let reads_forwarded = throttle_reading(
+            &["10.0.0.0/8", "fd00::/8"],
+            crate::config::ForwardedHeader::Forwarded,
+        );
+        assert_eq!(
+            reads_forwarded.client_addr(Some(ip("fd00::1")), &fwd),
             Some(ip("2001:db8::1"))
         );
         let port = headers(&[("x-forwarded-for", "192.0.2.1:5000")]);
@@ -476,6 +505,73 @@ mod tests {
             Some(ip("192.0.2.1"))
         );
         assert_eq!(t.client_addr(None, &port), None);
+    }
+
+    // Only the configured header is read: a proxy passes on what the client
+    // sent in the other one (found from outside: behind a proxy writing
+    // `Forwarded`, a client's own `X-Forwarded-For` named any address). An
+    // element that is not UTF-8 is one unknown hop, not the end of the
+    // header (found from outside: the whole line was dropped).
+    #[test]
+    fn only_the_configured_header_names_the_client() {
+        use crate::config::ForwardedHeader;
+        let both = headers(&[
+            ("x-forwarded-for", "203.0.113.20"),
+            ("forwarded", "for=198.51.100.7"),
+        ]);
+        let xff = throttle_reading(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
+        let fwd = throttle_reading(&["10.0.0.0/8"], ForwardedHeader::Forwarded);
+        assert_eq!(
+            xff.client_addr(Some(ip("10.0.0.1")), &both),
+            Some(ip("203.0.113.20"))
+        );
+        assert_eq!(
+            fwd.client_addr(Some(ip("10.0.0.1")), &both),
+            Some(ip("198.51.100.7"))
+        );
+        // The other header alone names nobody: the peer is the client.
+        let only_xff = headers(&[("x-forwarded-for", "203.0.113.20")]);
+        assert_eq!(
+            fwd.client_addr(Some(ip("10.0.0.1")), &only_xff),
+            Some(ip("10.0.0.1"))
+        );
+        let mut odd = HeaderMap::new();
+        odd.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff, 198.51.100.30").unwrap(),
+        );
+        assert_eq!(
+            xff.client_addr(Some(ip("10.0.0.1")), &odd),
+            Some(ip("198.51.100.30"))
+        );
+        let mut odd_last = HeaderMap::new();
+        odd_last.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"198.51.100.30, \xff").unwrap(),
+        );
+        assert_eq!(
+            xff.client_addr(Some(ip("10.0.0.1")), &odd_last),
+            Some(ip("10.0.0.1")),
+            "an unknown last hop: the proxy is the best known client"
+        );
+        let mut odd_fwd = HeaderMap::new();
+        odd_fwd.append(
+            "forwarded",
+            http::HeaderValue::from_bytes(b"for=\xff, for=198.51.100.31").unwrap(),
+        );
+        assert_eq!(
+            fwd.client_addr(Some(ip("10.0.0.1")), &odd_fwd),
+            Some(ip("198.51.100.31"))
+        );
+        assert_eq!(
+            "Forwarded".parse::<ForwardedHeader>().unwrap(),
+            ForwardedHeader::Forwarded
+        );
+        assert_eq!(
+            " X-Forwarded-For ".parse::<ForwardedHeader>().unwrap(),
+            ForwardedHeader::XForwardedFor
+        );
+        assert!("x-real-ip".parse::<ForwardedHeader>().is_err());
     }
 
     #[test]

@@ -161,11 +161,70 @@ async fn forwarded_addresses_count_only_through_trusted_proxies() {
         &h,
         &[
             ("authorization", auth_good.as_str()),
-            ("forwarded", "for=\"[::ffff:198.51.100.66]\""),
+            ("x-forwarded-for", "::ffff:198.51.100.66"),
         ],
     )
     .await;
-    assert_eq!(r.status(), 429, "Forwarded, mapped spelling");
+    assert_eq!(r.status(), 429, "mapped spelling");
+    // `Forwarded` is not read by default: a client behind an
+    // `X-Forwarded-For` proxy cannot name another address in it.
+    let r = post(
+        &h,
+        &[
+            ("authorization", auth_good.as_str()),
+            ("forwarded", "for=203.0.113.99"),
+            ("x-forwarded-for", "198.51.100.66"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 429, "Forwarded is not read");
+}
+
+// Behind a proxy that writes `Forwarded` (`forwarded_header`), only that
+// header names the client: an `X-Forwarded-For` the client sent, which the
+// proxy passes on, names nobody (found from outside: it was read first, so
+// the client chose its address, a victim's to lock out or a new one per
+// request to escape the limit).
+#[tokio::test]
+async fn behind_a_forwarded_proxy_a_client_s_x_forwarded_for_is_ignored() {
+    let h = Harness::start(|b| {
+        b.failed_auth_limit(2, Duration::from_secs(60))
+            .trusted_proxy("127.0.0.1/32")
+            .forwarded_header(mcp_oauth2::ForwardedHeader::Forwarded)
+    })
+    .await;
+    let bad = forged(&h);
+    // The attacker (198.51.100.66, as the proxy writes it) names the victim
+    // and then a new address each time in its own X-Forwarded-For.
+    for i in 0..4 {
+        let auth = format!("Bearer {bad}-{i}");
+        let spoof = format!("203.0.113.{}", if i == 0 { 10 } else { i });
+        let r = post(
+            &h,
+            &[
+                ("authorization", &auth),
+                ("x-forwarded-for", &spoof),
+                ("forwarded", "for=198.51.100.66;proto=https"),
+            ],
+        )
+        .await;
+        if i < 2 {
+            assert_eq!(r.status(), 401, "attempt {i}");
+        } else {
+            assert_throttled(r, "failed_auth_limit").await;
+        }
+    }
+    // The victim, as the proxy writes it, is served.
+    let good = format!("Bearer {}", h.token("victim"));
+    let r = post(
+        &h,
+        &[
+            ("authorization", &good),
+            ("forwarded", "for=203.0.113.10;proto=https"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200, "the victim is served");
 }
 
 // Untrusted peer: X-Forwarded-For is ignored, so a client cannot escape by

@@ -191,14 +191,13 @@ impl Downstream {
         // issuer, and the client authenticates there with its secret. The
         // client is registered at one authorization server: with several
         // issuers trusted, the first (as introspection uses it) is the only
-        // one the exchange serves, so the secret never goes to the others.
+        // one the exchange serves, so the secret never goes to the others,
+        // and, with a token endpoint given, another issuer's callers' tokens
+        // never go to it (found from outside: issuer B's users' tokens,
+        // good at this server, were sent to A's endpoint).
         let issuers = value("MCP_OAUTH2_ISSUER").unwrap_or_default();
         let mut issuers = issuers.split(',').map(str::trim).filter(|i| !i.is_empty());
-        if let (None, Some(first), Some(_)) = (
-            value("MCP_OAUTH2_TOKEN_ENDPOINT"),
-            issuers.next(),
-            issuers.next(),
-        ) {
+        if let (Some(first), Some(_)) = (issuers.next(), issuers.next()) {
             settings = settings.issuer(first);
         }
         let sealing = match (cache_key, shared) {

@@ -627,7 +627,22 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "none",
-        meaning: "reverse proxies (CIDRs or addresses) whose `X-Forwarded-For` / `Forwarded` is believed",
+        meaning: "reverse proxies (CIDRs or addresses) whose forwarded header is believed",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_FORWARDED_HEADER",
+        setting: "forwarded_header",
+        field: "forwarded_header",
+        required: false,
+        parse: Parse::Text(|s, v| {
+            if !v.trim().is_empty() {
+                s.builder.watch.forwarded_header =
+                    v.parse().map_err(|e: ConfigError| e.message().to_owned())?;
+            }
+            Ok(())
+        }),
+        default: "`x-forwarded-for`",
+        meaning: "the header the trusted proxies write the client's address in: `x-forwarded-for` or `forwarded` (RFC 7239); the other is never read",
     },
     EnvVar {
         name: "MCP_OAUTH2_AUDIT_REFUSAL_LIMIT",
@@ -1232,6 +1247,7 @@ mod tests {
             ("MCP_OAUTH2_FAILED_AUTH_LIMIT", "5/60"),
             ("MCP_OAUTH2_MISSING_AUTH_LIMIT", " 50 / 10 "),
             ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7"),
+            ("MCP_OAUTH2_FORWARDED_HEADER", " Forwarded "),
             ("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", " 7 / 2 "),
             ("MCP_OAUTH2_METADATA_MAX_AGE", "60"),
             ("MCP_OAUTH2_REDIS_URL", "redis://:pw@127.0.0.1:6399/2"),
@@ -1292,6 +1308,10 @@ mod tests {
         assert_eq!(t.failed.map(|l| (l.count, l.window)), Some((5, s(60))));
         assert_eq!(t.missing.map(|l| (l.count, l.window)), Some((50, s(10))));
         assert_eq!(t.trusted_proxies.len(), 2);
+        assert_eq!(
+            t.forwarded_header,
+            crate::config::ForwardedHeader::Forwarded
+        );
         assert_eq!(c.metadata_max_age, s(60));
         assert_eq!(
             c.audit_refusal_limit.map(|l| (l.count, l.window)),
@@ -1608,6 +1628,12 @@ mod tests {
             ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local", &[]),
             ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/8, 0.0.0.0/0", &[]),
             ("MCP_OAUTH2_TRUSTED_PROXIES", "::/0", &[]),
+            ("MCP_OAUTH2_FORWARDED_HEADER", "x-real-ip", &[]),
+            (
+                "MCP_OAUTH2_FORWARDED_HEADER",
+                "x-forwarded-for, forwarded",
+                &[],
+            ),
             ("MCP_OAUTH2_TRUSTED_PROXIES", "0.0.0.0/1, 128.0.0.0/1", &[]),
             ("MCP_OAUTH2_JWKS_CACHE_TTL", "86401", &[]),
             ("MCP_OAUTH2_REQUIRED_SCOPES", "mcp:use mcp:use", &[]),

@@ -35,6 +35,7 @@ pub use dpop::{DpopMode, DpopPolicy};
 pub use groups::{JwksPolicy, TokenCachePolicy};
 pub(crate) use introspection::IntrospectionSettings;
 pub use tenant::{IssuerPolicy, TenantIssuer};
+pub use watch::ForwardedHeader;
 
 /// Default leeway for `exp`, `nbf` and `iat`.
 pub(crate) const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);

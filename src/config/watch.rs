@@ -11,12 +11,43 @@ use crate::throttle::{RateLimit, ThrottleSettings, parse_proxy};
 /// Default `max-age` of the metadata document's `Cache-Control`.
 pub(crate) const DEFAULT_METADATA_MAX_AGE: Duration = Duration::from_secs(3600);
 
+/// The header a trusted proxy writes the client's address in (see
+/// [`AuthConfigBuilder::forwarded_header`]). Only that one is read: the
+/// other is whatever the client sent, passed on by the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (the default): what nginx, Envoy, HAProxy,
+    /// Traefik and the cloud load balancers append to.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239), its `for=` parameters.
+    Forwarded,
+}
+
+impl std::str::FromStr for ForwardedHeader {
+    type Err = ConfigError;
+
+    /// `x-forwarded-for` or `forwarded` (ASCII case-insensitive).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(Self::XForwardedFor),
+            "forwarded" => Ok(Self::Forwarded),
+            _ => Err(ConfigError::new(
+                "forwarded_header",
+                format!("{s:?} is not one of x-forwarded-for, forwarded"),
+            )),
+        }
+    }
+}
+
 /// The operating settings as given to the builder, checked by `build`.
 #[derive(Debug, Clone)]
 pub(crate) struct WatchOptions {
     pub(crate) failed_auth_limit: Option<(u64, Duration)>,
     pub(crate) missing_auth_limit: Option<(u64, Duration)>,
     pub(crate) trusted_proxies: Vec<String>,
+    pub(crate) forwarded_header: ForwardedHeader,
     pub(crate) metadata_max_age: Duration,
     /// `None`: every refusal event is written.
     pub(crate) audit_refusal_limit: Option<(u64, Duration)>,
@@ -28,6 +59,7 @@ impl Default for WatchOptions {
             failed_auth_limit: None,
             missing_auth_limit: None,
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
             metadata_max_age: DEFAULT_METADATA_MAX_AGE,
             audit_refusal_limit: Some(crate::audit::DEFAULT_REFUSAL_LIMIT),
         }
@@ -65,6 +97,7 @@ impl WatchOptions {
             failed: checked_limit("failed_auth_limit", self.failed_auth_limit)?,
             missing: checked_limit("missing_auth_limit", self.missing_auth_limit)?,
             trusted_proxies,
+            forwarded_header: self.forwarded_header,
         })
     }
 
@@ -107,13 +140,27 @@ impl AuthConfigBuilder {
     }
 
     /// A reverse proxy (a CIDR such as `10.0.0.0/8`, or one address) whose
-    /// `X-Forwarded-For` / `Forwarded` headers are believed (default none:
-    /// the socket peer is the client). The client is then the right-most
+    /// `X-Forwarded-For` (or `Forwarded`, see
+    /// [`forwarded_header`](Self::forwarded_header)) header is believed
+    /// (default none: the socket peer is the client). The client is then the right-most
     /// forwarded address that is not itself a trusted proxy. A network of
     /// every address (`0.0.0.0/0`, `::/0`) is refused at build time: any
     /// client's `X-Forwarded-For` would be believed.
     pub fn trusted_proxy(mut self, cidr: impl Into<String>) -> Self {
         self.watch.trusted_proxies.push(cidr.into());
+        self
+    }
+
+    /// Which header the trusted proxies write the client's address in
+    /// (default [`ForwardedHeader::XForwardedFor`]); the other one is never
+    /// read. A proxy passes on the headers a client sent: were both read,
+    /// a client behind a proxy that writes `Forwarded` would choose its own
+    /// address with an `X-Forwarded-For` of its making (an address of
+    /// someone else to lock out, or a new one per request to escape the
+    /// limits). Set [`ForwardedHeader::Forwarded`] when the proxy writes
+    /// only `Forwarded` (RFC 7239).
+    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
+        self.watch.forwarded_header = header;
         self
     }
 

@@ -262,7 +262,6 @@ fn b64_member(jwk: &Members<'_>, name: &str) -> Result<(Vec<u8>, String), ProofE
     Ok((bytes, text.into_owned()))
 }
 
-/// The key of a public JWK, refused unless it fits `alg`.
 /// Whether the key's own limits (RFC 7517 sections 4.2 to 4.4), when it
 /// states them, let it verify this proof: `alg` naming the header's
 /// algorithm, `use` of `sig`, `key_ops` holding `verify` (found from
@@ -287,6 +286,7 @@ fn fit_to_verify(jwk: &Members<'_>, alg: Algorithm) -> bool {
     alg_ok && use_ok && ops_ok
 }
 
+/// The key of a public JWK, refused unless it fits `alg`.
 fn read_key(jwk: &Members<'_>, alg: Algorithm) -> Result<ProofKey, ProofError> {
     let kty = jwk
         .get("kty")

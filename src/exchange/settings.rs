@@ -106,8 +106,12 @@ impl ExchangeSettings {
     /// token endpoint is discovered from the caller's issuer, and the client
     /// authenticates there with its secret: **a server that trusts several
     /// authorization servers must list the one(s) its client belongs to
-    /// here** (or set the endpoint), or the secret would be sent to any
-    /// of them. Compared exactly with the caller's issuer, as `iss` is.
+    /// here**, or the secret would be sent to any of them. With an endpoint
+    /// set, list them too: otherwise every caller's token, whatever its
+    /// issuer, is sent to that one endpoint as the `subject_token`, and an
+    /// authorization server that receives another's users' tokens (good at
+    /// this server) can use them here. Compared exactly with the caller's
+    /// issuer, as `iss` is.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuers.push(issuer.into());
         self

@@ -343,14 +343,12 @@ impl Sessions {
         // nothing (the ids before the first taken one were all claimed
         // here).
         for (n, i) in ids.iter().enumerate() {
-            let key = id_key(i);
-            if entry.in_flight.contains(key.as_ref()) {
+            if !entry.in_flight.insert(id_key(i).into()) {
                 for claimed in ids.iter().take(n) {
                     entry.in_flight.remove(id_key(claimed).as_ref());
                 }
                 return Err(IdClaim::InUse);
             }
-            entry.in_flight.insert(key.into());
         }
         Ok(())
     }
