@@ -74,7 +74,7 @@ pub(crate) enum Unreadable {
     /// `params.taskId`) is missing or not a string.
     BadTarget,
     /// A `subscriptions/listen` names more than [`MAX_LISTENED_URIS`]
-    /// resource URIs.
+    /// resource URIs, or more than [`MAX_LISTENED_URI_BYTES`] bytes of them.
     TooManyUris,
 }
 
@@ -87,6 +87,12 @@ pub(crate) enum Unreadable {
 /// rmcp about a millisecond and is far beyond what a client subscribes to
 /// at once.
 pub(crate) const MAX_LISTENED_URIS: usize = 1_000;
+
+/// The most bytes of resource URIs one `subscriptions/listen` may name,
+/// all together: rmcp keeps them for as long as the stream is open (found
+/// from outside: 1,000 URIs of 4,000 bytes held 20 MB per open listen).
+/// 128 bytes a URI on average at the URI limit.
+pub(crate) const MAX_LISTENED_URI_BYTES: usize = 128 * 1024;
 
 impl Unreadable {
     /// The JSON-RPC 2.0 error code: parse error (-32700) for a body that is
@@ -125,7 +131,7 @@ impl Unreadable {
                 "Invalid params: the target of a request (params.name, params.uri, resourceSubscriptions or a completion's params.ref) is missing or not a string"
             }
             Self::TooManyUris => {
-                "Invalid params: a subscriptions/listen names more than 1000 resource URIs in resourceSubscriptions"
+                "Invalid params: a subscriptions/listen names more than 1000 resource URIs, or more than 131072 bytes of them, in resourceSubscriptions"
             }
         }
     }
@@ -167,7 +173,10 @@ fn listened_uris(
     match (params, notifications, subscriptions) {
         (Shape::Absent, ..) | (Shape::Object, Shape::Absent, _) => Ok(Vec::new()),
         (Shape::Object, Shape::Object, List::Absent | List::Null) => Ok(Vec::new()),
-        (Shape::Object, Shape::Object, List::Strs(uris)) if uris.len() > MAX_LISTENED_URIS => {
+        (Shape::Object, Shape::Object, List::Strs(uris))
+            if uris.len() > MAX_LISTENED_URIS
+                || uris.iter().map(|u| u.len()).sum::<usize>() > MAX_LISTENED_URI_BYTES =>
+        {
             Err(Unreadable::TooManyUris)
         }
         (Shape::Object, Shape::Object, List::Strs(uris)) => {
@@ -858,6 +867,28 @@ mod tests {
         );
         assert_eq!(
             read_operations(listen(150_000).as_bytes()),
+            Err(Unreadable::TooManyUris)
+        );
+        // And at most `MAX_LISTENED_URI_BYTES` of them (found from outside:
+        // 1,000 URIs of 4,000 bytes held 20 MB per open listen).
+        let long = |n: usize, len: usize| {
+            let uris: Vec<String> = (0..n)
+                .map(|i| format!("\"{i:05}{}\"", "u".repeat(len - 5)))
+                .collect();
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{{"notifications":{{"resourceSubscriptions":[{}]}}}}}}"#,
+                uris.join(",")
+            )
+        };
+        let at_limit = long(32, MAX_LISTENED_URI_BYTES / 32);
+        assert_eq!(read_operations(at_limit.as_bytes()).unwrap().len(), 1);
+        let over = long(32, MAX_LISTENED_URI_BYTES / 32 + 1);
+        assert_eq!(
+            read_operations(over.as_bytes()),
+            Err(Unreadable::TooManyUris)
+        );
+        assert_eq!(
+            read_operations(long(1, MAX_LISTENED_URI_BYTES + 1).as_bytes()),
             Err(Unreadable::TooManyUris)
         );
     }
