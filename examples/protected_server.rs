@@ -116,15 +116,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let format = std::env::var("MCP_OAUTH2_LOG_FORMAT").map(|f| f.trim().to_ascii_lowercase());
     let json = format.as_deref() == Ok("json");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // rmcp logs three INFO lines per stateless call: warnings only
-        // from it by default (they cost about a fifth of a call). The
+        // rmcp logs three INFO lines per stateless call (they cost about a
+        // fifth of a call), and a WARN per call it answers with a JSON-RPC
+        // error, holding the client's id and method as sent, unlimited
+        // (found from outside: a JWT sent as the id was written whole, and
+        // 1 MB ids wrote 1 MB lines): errors only from it by default. The
         // audit trail: every event in JSON (a log pipeline wants
         // `auth.accepted` too); on a terminal, refusals only (one line per
         // accepted call would cost as much as rmcp's and bury the rest).
         if json {
-            "info,rmcp=warn".into()
+            "info,rmcp=error".into()
         } else {
-            "info,rmcp=warn,mcp_oauth2::audit=warn".into()
+            "info,rmcp=error,mcp_oauth2::audit=warn".into()
         }
     });
     // `MCP_OAUTH2_LOG_FORMAT=json`: one JSON object per line (the audit

@@ -282,7 +282,7 @@ async fn reference_server_limits_the_lines_of_every_refusal() {
         ("MCP_OAUTH2_RESOURCE", resource.as_str()),
         ("MCP_OAUTH2_LOG_FORMAT", "json"),
         // The reference server's own default filter for JSON logs.
-        ("RUST_LOG", "info,rmcp=warn"),
+        ("RUST_LOG", "info,rmcp=error"),
     ];
     let server = support::reference::start(port, &env).await;
     let mut lines = server.lines;
@@ -388,4 +388,68 @@ async fn reference_server_limits_the_lines_of_every_refusal() {
         4 * EACH,
         other.iter().take(5).collect::<Vec<_>>()
     );
+}
+
+/// The reference server's default filter keeps rmcp's per-call WARN lines
+/// out: rmcp writes one for each call it answers with a JSON-RPC error,
+/// holding the client's `id` and `method` as sent (found from outside: a
+/// JWT sent as the id was written whole, one line per request, unlimited).
+#[tokio::test]
+async fn the_reference_server_s_default_log_holds_no_client_text_from_rmcp() {
+    let issuer = TestIssuer::start().await.unwrap();
+    for format in ["text", "json"] {
+        let port = support::reference::free_port();
+        let resource = format!("http://127.0.0.1:{port}/mcp");
+        let env = [
+            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+            ("MCP_OAUTH2_RESOURCE", resource.as_str()),
+            ("MCP_OAUTH2_LOG_FORMAT", format),
+            // Unset: the server's own default.
+            ("RUST_LOG", ""),
+        ];
+        let server = support::reference::start(port, &env).await;
+        let mut lines = server.lines;
+        let mut child = server.child;
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                all.push(line);
+            }
+            all
+        });
+        let token = issuer.token().subject("alice").audience(&resource).sign();
+        let planted = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwbGFudGVkIn0.cGxhbnRlZC1zaWduYXR1cmU";
+        let http = reqwest::Client::new();
+        for i in 0..30 {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":"{planted}-{i}","method":"x/{planted}","params":{{"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+            );
+            let r = http
+                .post(&resource)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("authorization", format!("Bearer {token}"))
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", format!("x/{planted}"))
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let text = r.text().await.unwrap();
+            assert!(text.contains("-32601"), "{status} {text}");
+        }
+        child.kill().await.unwrap();
+        let all = tokio::time::timeout(Duration::from_secs(30), reader)
+            .await
+            .unwrap()
+            .unwrap();
+        let signature = planted.rsplit('.').next().unwrap();
+        let leaked: Vec<&String> = all.iter().filter(|l| l.contains(signature)).collect();
+        assert!(leaked.is_empty(), "{format}: {leaked:?}");
+        assert!(
+            all.iter().filter(|l| l.contains("rmcp")).count() == 0,
+            "{format}: {all:?}"
+        );
+    }
 }

@@ -85,8 +85,9 @@ pub struct Reference {
 }
 
 /// Starts the reference server on `127.0.0.1:port` with loopback HTTP
-/// allowed and `RUST_LOG=warn`, then `env` (which may override those), and
-/// waits (at most 30 s) for its `listening on` line.
+/// allowed and `RUST_LOG=warn`, then `env` (which may override those; an
+/// empty `RUST_LOG` leaves it unset, for the server's own default filter),
+/// and waits (at most 30 s) for its `listening on` line.
 pub async fn start(port: u16, env: &[(&str, &str)]) -> Reference {
     start_command(command(), port, env).await
 }
@@ -99,6 +100,12 @@ pub async fn start_command(mut command: Command, port: u16, env: &[(&str, &str)]
         .env("RUST_LOG", "warn");
     for (name, value) in env {
         command.env(name, value);
+    }
+    if env
+        .iter()
+        .any(|(name, value)| *name == "RUST_LOG" && value.is_empty())
+    {
+        command.env_remove("RUST_LOG");
     }
     let mut child = command
         .stdout(Stdio::piped())
