@@ -337,21 +337,18 @@ fn forwarded_hops(
     // proxy appended after it (found from outside: `\xff, 198.51.100.30`,
     // as nginx's `$proxy_add_x_forwarded_for` writes it, charged the
     // client's failures to the proxy).
-    let elements = |name: http::HeaderName| -> Vec<Option<String>> {
+    let elements = |name: http::HeaderName| {
         headers
             .get_all(name)
-            .iter()
+            .into_iter()
             .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .map(|element| std::str::from_utf8(element).ok().map(str::to_owned))
-            .collect()
+            .map(|element| std::str::from_utf8(element).ok())
     };
     match header {
         crate::config::ForwardedHeader::XForwardedFor => elements(X_FORWARDED_FOR)
-            .into_iter()
             .map(|item| parse_hop(item?.trim()))
             .collect(),
         crate::config::ForwardedHeader::Forwarded => elements(http::header::FORWARDED)
-            .into_iter()
             .map(|element| {
                 element?.split(';').find_map(|pair| {
                     let (name, value) = pair.trim().split_once('=')?;
