@@ -439,6 +439,32 @@ async fn the_reference_server_s_default_log_holds_no_client_text_from_rmcp() {
             let text = r.text().await.unwrap();
             assert!(text.contains("-32601"), "{status} {text}");
         }
+        // Listen streams closed by their client: rmcp writes an ERROR for
+        // each (found from outside: thousands of lines a second).
+        for _ in 0..30 {
+            let body = r#"{"jsonrpc":"2.0","id":7,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+            // A client of its own, so that the connection closes with it.
+            let one = reqwest::Client::new();
+            let mut r = one
+                .post(&resource)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("authorization", format!("Bearer {token}"))
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "subscriptions/listen")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            // The acknowledgement, then the client goes.
+            let first = r.chunk().await.unwrap();
+            assert!(first.is_some());
+            drop(r);
+            drop(one);
+        }
+        // The server notices the closed streams.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         child.kill().await.unwrap();
         let all = tokio::time::timeout(Duration::from_secs(30), reader)
             .await
