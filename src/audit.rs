@@ -138,8 +138,9 @@ impl RequestMeta {
 }
 
 /// Header text for a log field: at most [`MAX_FIELD_LEN`] bytes, anything
-/// but printable ASCII replaced by `?`; text that looks like a JWT (a
-/// token sent in the wrong place) is not copied at all.
+/// but printable ASCII replaced by `?`; text that looks like a JWT, or
+/// holds a long run of base64url characters (a token or a signature sent
+/// in the wrong place), is not copied at all.
 fn clean(bytes: &[u8]) -> Box<str> {
     let mut out = String::new();
     // Writing to a `String` cannot fail.
@@ -151,7 +152,7 @@ fn clean(bytes: &[u8]) -> Box<str> {
 /// `spaces` (a scope's inner space is written `?`, so that a space always
 /// separates two scopes).
 fn write_clean(out: &mut impl std::fmt::Write, bytes: &[u8], spaces: bool) -> std::fmt::Result {
-    if looks_like_a_jwt(bytes) {
+    if looks_like_a_jwt(bytes) || holds_a_long_base64url_run(bytes) {
         return out.write_str(REDACTED);
     }
     for b in bytes.iter().take(MAX_FIELD_LEN) {
@@ -162,6 +163,29 @@ fn write_clean(out: &mut impl std::fmt::Write, bytes: &[u8], spaces: bool) -> st
         })?;
     }
     Ok(())
+}
+
+/// The longest run of base64url characters copied from a request's text
+/// into an event: a JWT's signature alone (342 characters for RS256, 86
+/// for ES256) or an opaque token has no dots to give it away (found from
+/// outside: a signature sent as `Mcp-Name` was written, cut to 128).
+const MAX_BASE64URL_RUN: usize = 63;
+
+/// Whether `bytes` hold more than [`MAX_BASE64URL_RUN`] base64url
+/// characters in a row.
+fn holds_a_long_base64url_run(bytes: &[u8]) -> bool {
+    let mut run = 0;
+    for b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_') {
+            run += 1;
+            if run > MAX_BASE64URL_RUN {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
 }
 
 /// One audit event about to be emitted.
@@ -534,7 +558,7 @@ mod tests {
     fn header_text_is_cut_and_cleaned() {
         assert_eq!(&*clean(b"tools/call"), "tools/call");
         assert_eq!(&*clean(b"a\x00b\xffc"), "a?b?c");
-        assert_eq!(clean(&[b'x'; 300]).len(), MAX_FIELD_LEN);
+        assert_eq!(clean("x/".repeat(150).as_bytes()).len(), MAX_FIELD_LEN);
         assert_eq!(
             &*clean(b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"),
             REDACTED
@@ -553,6 +577,16 @@ mod tests {
             assert_eq!(&*clean(value.as_bytes()), REDACTED, "{value}");
             assert_eq!(loggable(value), REDACTED, "{value}");
         }
+        // A long run of base64url characters (a signature or an opaque
+        // token alone) in request text is redacted too; shorter runs, and
+        // long text broken by other characters, are kept.
+        let signature = "c2lnbmF0dXJl".repeat(6);
+        assert_eq!(&*clean(signature.as_bytes()), REDACTED);
+        assert_eq!(&*clean(format!("tool-{signature}").as_bytes()), REDACTED);
+        let short = "a".repeat(MAX_BASE64URL_RUN);
+        assert_eq!(&*clean(short.as_bytes()), short.as_str());
+        let broken = format!("notes://shared/{}/{}", "a".repeat(50), "b".repeat(50));
+        assert_eq!(&*clean(broken.as_bytes()), broken.as_str());
         // `eyJ` without a header's length of base64url, a dot and more is
         // no token (a name may hold it).
         for value in [
@@ -743,7 +777,7 @@ mod tests {
             "two words".to_owned(),
             "é".to_owned(),
             "eyJhbGciOiJSUzI1NiJ9.e30.c2ln".to_owned(),
-            "x".repeat(300),
+            "x:".repeat(150),
         ];
         let written = Scopes(&claimed[..]).to_string();
         let words: Vec<&str> = written.split(' ').collect();
