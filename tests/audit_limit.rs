@@ -284,18 +284,7 @@ async fn reference_server_limits_the_lines_of_every_refusal() {
         // The reference server's own default filter for JSON logs.
         ("RUST_LOG", "info,rmcp=error"),
     ];
-    let server = support::reference::start(port, &env).await;
-    let mut lines = server.lines;
-    let mut child = server.child;
-    let reader = tokio::spawn(async move {
-        let mut all = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let v: Value =
-                serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-            all.push(v);
-        }
-        all
-    });
+    let (mut child, reader) = support::reference::start(port, &env).await.gather();
     let token = issuer.token().subject("alice").audience(&resource).sign();
     let good = up.token().subject("bob").audience(&resource).sign();
     let http = reqwest::Client::new();
@@ -323,10 +312,13 @@ async fn reference_server_limits_the_lines_of_every_refusal() {
     futures_util::future::join_all(sends).await;
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap();
     child.kill().await.unwrap();
-    let all = tokio::time::timeout(Duration::from_secs(30), reader)
+    let all: Vec<Value> = tokio::time::timeout(Duration::from_secs(30), reader)
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
     // The default limit: ten at once, then one every 10 ms, per kind.
     let most = 10 + elapsed_ms / 10;
     let events = |event: &str, reason: &str| {
@@ -407,16 +399,7 @@ async fn the_reference_server_s_default_log_holds_no_client_text_from_rmcp() {
             // Unset: the server's own default.
             ("RUST_LOG", ""),
         ];
-        let server = support::reference::start(port, &env).await;
-        let mut lines = server.lines;
-        let mut child = server.child;
-        let reader = tokio::spawn(async move {
-            let mut all = Vec::new();
-            while let Ok(Some(line)) = lines.next_line().await {
-                all.push(line);
-            }
-            all
-        });
+        let (mut child, reader) = support::reference::start(port, &env).await.gather();
         let token = issuer.token().subject("alice").audience(&resource).sign();
         let planted = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwbGFudGVkIn0.cGxhbnRlZC1zaWduYXR1cmU";
         let http = reqwest::Client::new();

@@ -309,80 +309,55 @@ async fn downstream_whoami_calls_the_api_as_the_caller() {
     }
 }
 
-// The reference server trusting two issuers (`MCP_OAUTH2_ISSUER=A,B`)
-// without `MCP_OAUTH2_TOKEN_ENDPOINT`: its client is taken as registered
-// at the first, so a caller of B gets `issuer_not_allowed` as the tool's
-// error and B's token endpoint is never sent the secret; a caller of A is
-// served.
-#[tokio::test]
-async fn the_reference_server_exchanges_only_at_its_first_issuer() {
-    let a = issuer_with_lifetime(Duration::from_secs(300)).await;
-    let b = issuer_with_lifetime(Duration::from_secs(300)).await;
-    let api = Api::start(&a).await;
-    let issuers = format!("{},{}", a.issuer(), b.issuer());
-    let vars = downstream_vars_with(&api, None, &[("MCP_OAUTH2_ISSUER", &issuers)]);
-    let b_issuer = b.issuer().to_owned();
-    let notes = Notes::start_on(a, |c| c.issuer(b_issuer), Some(vars), false).await;
-    let from_b = b
-        .token()
-        .subject("alice")
-        .audience(&notes.resource)
-        .scopes(["notes:read"])
-        .sign();
-    let client = bounded(legacy_client(&notes.resource, &from_b))
-        .await
-        .unwrap();
-    let (is_error, text) = call_result(&client, "downstream_whoami").await;
-    assert!(is_error && text.contains("issuer_not_allowed"), "{text}");
-    assert_eq!((b.token_hits(), b.exchange_hits()), (0, 0));
-    client.cancel().await.unwrap();
-    let from_a = notes.token_for("alice", &["notes:read"]);
-    let client = bounded(legacy_client(&notes.resource, &from_a))
-        .await
-        .unwrap();
-    let (is_error, text) = call_result(&client, "downstream_whoami").await;
-    assert!(!is_error, "{text}");
-    assert_eq!(notes.issuer.exchange_hits(), 1);
-    client.cancel().await.unwrap();
-}
-
-// The same with `MCP_OAUTH2_TOKEN_ENDPOINT` set to A's endpoint: a caller
-// of B is still refused `issuer_not_allowed`, and nothing is sent to A
+// The reference server trusting two issuers (`MCP_OAUTH2_ISSUER=A,B`): its
+// client is taken as registered at the first, so a caller of B gets
+// `issuer_not_allowed` as the tool's error, B's token endpoint is never
+// sent the secret, and A's is never sent B's caller's token; a caller of A
+// is served. The same with `MCP_OAUTH2_TOKEN_ENDPOINT` set to A's endpoint
 // (found from outside: B's users' tokens, good at this server, went to A's
 // endpoint as the subject token, and the exchange succeeded).
 #[tokio::test]
-async fn with_a_token_endpoint_the_reference_server_still_exchanges_only_its_first_issuer_s_callers()
- {
-    let a = issuer_with_lifetime(Duration::from_secs(300)).await;
-    let b = issuer_with_lifetime(Duration::from_secs(300)).await;
-    let api = Api::start(&a).await;
-    let issuers = format!("{},{}", a.issuer(), b.issuer());
-    let endpoint = a.token_endpoint();
-    let vars = downstream_vars_with(&api, Some(&endpoint), &[("MCP_OAUTH2_ISSUER", &issuers)]);
-    let b_issuer = b.issuer().to_owned();
-    let notes = Notes::start_on(a, |c| c.issuer(b_issuer), Some(vars), false).await;
-    let from_b = b
-        .token()
-        .subject("alice")
-        .audience(&notes.resource)
-        .scopes(["notes:read"])
-        .sign();
-    let client = bounded(legacy_client(&notes.resource, &from_b))
-        .await
-        .unwrap();
-    let (is_error, text) = call_result(&client, "downstream_whoami").await;
-    assert!(is_error && text.contains("issuer_not_allowed"), "{text}");
-    assert_eq!(notes.issuer.exchange_hits(), 0, "A heard nothing");
-    assert_eq!((b.token_hits(), b.exchange_hits()), (0, 0));
-    client.cancel().await.unwrap();
-    let from_a = notes.token_for("alice", &["notes:read"]);
-    let client = bounded(legacy_client(&notes.resource, &from_a))
-        .await
-        .unwrap();
-    let (is_error, text) = call_result(&client, "downstream_whoami").await;
-    assert!(!is_error, "{text}");
-    assert_eq!(notes.issuer.exchange_hits(), 1);
-    client.cancel().await.unwrap();
+async fn the_reference_server_exchanges_only_its_first_issuer_s_callers() {
+    for given_endpoint in [false, true] {
+        let a = issuer_with_lifetime(Duration::from_secs(300)).await;
+        let b = issuer_with_lifetime(Duration::from_secs(300)).await;
+        let api = Api::start(&a).await;
+        let issuers = format!("{},{}", a.issuer(), b.issuer());
+        let endpoint = given_endpoint.then(|| a.token_endpoint());
+        let vars = downstream_vars_with(
+            &api,
+            endpoint.as_deref(),
+            &[("MCP_OAUTH2_ISSUER", &issuers)],
+        );
+        let b_issuer = b.issuer().to_owned();
+        let notes = Notes::start_on(a, |c| c.issuer(b_issuer), Some(vars), false).await;
+        let from_b = b
+            .token()
+            .subject("alice")
+            .audience(&notes.resource)
+            .scopes(["notes:read"])
+            .sign();
+        let client = bounded(legacy_client(&notes.resource, &from_b))
+            .await
+            .unwrap();
+        let (is_error, text) = call_result(&client, "downstream_whoami").await;
+        let case = format!("token endpoint given: {given_endpoint}");
+        assert!(
+            is_error && text.contains("issuer_not_allowed"),
+            "{case}: {text}"
+        );
+        assert_eq!(notes.issuer.exchange_hits(), 0, "{case}: A heard nothing");
+        assert_eq!((b.token_hits(), b.exchange_hits()), (0, 0), "{case}");
+        client.cancel().await.unwrap();
+        let from_a = notes.token_for("alice", &["notes:read"]);
+        let client = bounded(legacy_client(&notes.resource, &from_a))
+            .await
+            .unwrap();
+        let (is_error, text) = call_result(&client, "downstream_whoami").await;
+        assert!(!is_error, "{case}: {text}");
+        assert_eq!(notes.issuer.exchange_hits(), 1, "{case}");
+        client.cancel().await.unwrap();
+    }
 }
 
 // Without its variables the tool answers `isError: true` naming each

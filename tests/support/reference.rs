@@ -84,6 +84,24 @@ pub struct Reference {
     pub lines: Lines<BufReader<ChildStdout>>,
 }
 
+impl Reference {
+    /// The process, and a task gathering every line it prints until it
+    /// ends (read as they come: a full pipe would stop the server's
+    /// logging, and with it the server).
+    #[allow(dead_code)] // not every test binary reads the whole output
+    pub fn gather(self) -> (Child, tokio::task::JoinHandle<Vec<String>>) {
+        let mut lines = self.lines;
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                all.push(line);
+            }
+            all
+        });
+        (self.child, reader)
+    }
+}
+
 /// Starts the reference server on `127.0.0.1:port` with loopback HTTP
 /// allowed and `RUST_LOG=warn`, then `env` (which may override those; an
 /// empty `RUST_LOG` leaves it unset, for the server's own default filter),
