@@ -27,6 +27,7 @@ use futures_util::FutureExt as _;
 use http::HeaderMap;
 use ipnet::IpNet;
 
+use crate::error::ConfigError;
 use crate::store::{SharedStore, StoreError};
 
 /// A limit: `count` failures per `window`.
@@ -61,6 +62,36 @@ impl RateLimit {
     }
 }
 
+/// The header a trusted proxy writes the client's address in (see
+/// [`AuthConfigBuilder::forwarded_header`](crate::AuthConfigBuilder::forwarded_header)). Only that one is read: the
+/// other is whatever the client sent, passed on by the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (the default): what nginx, Envoy, HAProxy,
+    /// Traefik and the cloud load balancers append to.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239), its `for=` parameters.
+    Forwarded,
+}
+
+impl std::str::FromStr for ForwardedHeader {
+    type Err = ConfigError;
+
+    /// `x-forwarded-for` or `forwarded` (ASCII case-insensitive).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(Self::XForwardedFor),
+            "forwarded" => Ok(Self::Forwarded),
+            _ => Err(ConfigError::new(
+                "forwarded_header",
+                format!("{s:?} is not one of x-forwarded-for, forwarded"),
+            )),
+        }
+    }
+}
+
 /// The throttle settings of a configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ThrottleSettings {
@@ -71,7 +102,7 @@ pub(crate) struct ThrottleSettings {
     /// Peers whose forwarded header is believed.
     pub(crate) trusted_proxies: Vec<IpNet>,
     /// The header they write the client's address in.
-    pub(crate) forwarded_header: crate::config::ForwardedHeader,
+    pub(crate) forwarded_header: ForwardedHeader,
 }
 
 /// Parses a trusted proxy: a CIDR (`10.0.0.0/8`, `fd00::/8`) or a single
@@ -328,10 +359,7 @@ fn retry_after(left: Duration) -> u64 {
 /// The forwarded hops, left to right: every `X-Forwarded-For` field's
 /// comma-separated items, or without one, every `Forwarded` element's
 /// `for=` (RFC 7239). `None` for an item that is not an address.
-fn forwarded_hops(
-    headers: &HeaderMap,
-    header: crate::config::ForwardedHeader,
-) -> Vec<Option<IpAddr>> {
+fn forwarded_hops(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
     // Each element on its own: one that is not UTF-8 (or not an address)
     // is a hop of unknown address, not a reason to drop the elements the
     // proxy appended after it (found from outside: `\xff, 198.51.100.30`,
@@ -345,10 +373,10 @@ fn forwarded_hops(
             .map(|element| std::str::from_utf8(element).ok())
     };
     match header {
-        crate::config::ForwardedHeader::XForwardedFor => elements(X_FORWARDED_FOR)
+        ForwardedHeader::XForwardedFor => elements(X_FORWARDED_FOR)
             .map(|item| parse_hop(item?.trim()))
             .collect(),
-        crate::config::ForwardedHeader::Forwarded => elements(http::header::FORWARDED)
+        ForwardedHeader::Forwarded => elements(http::header::FORWARDED)
             .map(|element| {
                 element?.split(';').find_map(|pair| {
                     let (name, value) = pair.trim().split_once('=')?;
@@ -396,10 +424,10 @@ mod tests {
     use crate::store::MemoryStore;
 
     fn throttle(proxies: &[&str]) -> Arc<Throttle> {
-        throttle_reading(proxies, crate::config::ForwardedHeader::default())
+        throttle_reading(proxies, ForwardedHeader::default())
     }
 
-    fn throttle_reading(proxies: &[&str], header: crate::config::ForwardedHeader) -> Arc<Throttle> {
+    fn throttle_reading(proxies: &[&str], header: ForwardedHeader) -> Arc<Throttle> {
         Arc::new(Throttle::new(
             ThrottleSettings {
                 failed: Some(RateLimit::new(2, Duration::from_secs(60)).unwrap()),
@@ -484,10 +512,8 @@ mod tests {
             t.client_addr(Some(ip("fd00::1")), &fwd),
             Some(ip("fd00::1"))
         );
-        let reads_forwarded = throttle_reading(
-            &["10.0.0.0/8", "fd00::/8"],
-            crate::config::ForwardedHeader::Forwarded,
-        );
+        let reads_forwarded =
+            throttle_reading(&["10.0.0.0/8", "fd00::/8"], ForwardedHeader::Forwarded);
         assert_eq!(
             reads_forwarded.client_addr(Some(ip("fd00::1")), &fwd),
             Some(ip("2001:db8::1"))
@@ -511,7 +537,7 @@ mod tests {
     // header (found from outside: the whole line was dropped).
     #[test]
     fn only_the_configured_header_names_the_client() {
-        use crate::config::ForwardedHeader;
+        use ForwardedHeader;
         let both = headers(&[
             ("x-forwarded-for", "203.0.113.20"),
             ("forwarded", "for=198.51.100.7"),

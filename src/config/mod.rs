@@ -29,13 +29,13 @@ mod watch;
 pub(crate) use self::url::{
     check_https, is_loopback_origin, metadata_path, normalize_origin, route_path_problem,
 };
+pub use crate::throttle::ForwardedHeader;
 pub use algorithm::Algorithm;
 pub use builder::AuthConfigBuilder;
 pub use dpop::{DpopMode, DpopPolicy};
 pub use groups::{JwksPolicy, TokenCachePolicy};
 pub(crate) use introspection::IntrospectionSettings;
 pub use tenant::{IssuerPolicy, TenantIssuer};
-pub use watch::ForwardedHeader;
 
 /// Default leeway for `exp`, `nbf` and `iat`.
 pub(crate) const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);

@@ -6,40 +6,10 @@ use std::time::Duration;
 
 use super::AuthConfigBuilder;
 use crate::error::ConfigError;
-use crate::throttle::{RateLimit, ThrottleSettings, parse_proxy};
+use crate::throttle::{ForwardedHeader, RateLimit, ThrottleSettings, parse_proxy};
 
 /// Default `max-age` of the metadata document's `Cache-Control`.
 pub(crate) const DEFAULT_METADATA_MAX_AGE: Duration = Duration::from_secs(3600);
-
-/// The header a trusted proxy writes the client's address in (see
-/// [`AuthConfigBuilder::forwarded_header`]). Only that one is read: the
-/// other is whatever the client sent, passed on by the proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum ForwardedHeader {
-    /// `X-Forwarded-For` (the default): what nginx, Envoy, HAProxy,
-    /// Traefik and the cloud load balancers append to.
-    #[default]
-    XForwardedFor,
-    /// `Forwarded` (RFC 7239), its `for=` parameters.
-    Forwarded,
-}
-
-impl std::str::FromStr for ForwardedHeader {
-    type Err = ConfigError;
-
-    /// `x-forwarded-for` or `forwarded` (ASCII case-insensitive).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "x-forwarded-for" => Ok(Self::XForwardedFor),
-            "forwarded" => Ok(Self::Forwarded),
-            _ => Err(ConfigError::new(
-                "forwarded_header",
-                format!("{s:?} is not one of x-forwarded-for, forwarded"),
-            )),
-        }
-    }
-}
 
 /// The operating settings as given to the builder, checked by `build`.
 #[derive(Debug, Clone)]
