@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::context::AuthContext;
 use crate::correlation::RequestId;
-use crate::error::{AuthError, AuthErrorKind, REDACTED, looks_like_a_jwt};
+use crate::error::{AuthError, AuthErrorKind, REDACTED, is_base64url, looks_like_a_jwt};
 
 /// The `tracing` target of every audit event.
 pub(crate) const TARGET: &str = "mcp_oauth2::audit";
@@ -175,8 +175,8 @@ const MAX_BASE64URL_RUN: usize = 63;
 /// characters in a row.
 fn holds_a_long_base64url_run(bytes: &[u8]) -> bool {
     let mut run = 0;
-    for b in bytes {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_') {
+    for &b in bytes {
+        if is_base64url(b) {
             run += 1;
             if run > MAX_BASE64URL_RUN {
                 return true;

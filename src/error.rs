@@ -385,14 +385,20 @@ pub(crate) const REDACTED: &str = "[redacted]";
 /// (found from outside: a `sub` of `user:<token>` was written whole,
 /// signature included, where a `sub` of `<token>` alone was redacted).
 pub(crate) fn looks_like_a_jwt(bytes: &[u8]) -> bool {
-    let base64url = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_');
     memchr::memmem::find_iter(bytes, b"eyJ").any(|at| {
         let rest = bytes.get(at..).unwrap_or_default();
-        let head = rest.iter().take_while(|b| base64url(b)).count();
+        let head = rest.iter().take_while(|b| is_base64url(**b)).count();
         head >= JWT_HEADER_MIN
             && rest.get(head) == Some(&b'.')
-            && rest.get(head + 1).is_some_and(base64url)
+            && rest.get(head + 1).is_some_and(|b| is_base64url(*b))
     })
+}
+
+/// Whether `b` is a character of the base64url alphabet without padding
+/// (RFC 4648, section 5): `A-Z a-z 0-9 - _`. Token parts, key ids, tenant
+/// ids and the log's redaction all read this one alphabet.
+pub(crate) fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')
 }
 
 /// The fewest base64url characters of a JOSE header that

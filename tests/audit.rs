@@ -707,15 +707,12 @@ async fn scope_values_cannot_forge_or_blur_log_lines() {
     let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
     let forged = "2026-12-03T00:00:00.000000Z  WARN mcp_oauth2::audit: audit event=forged";
     for format in ["text", "json"] {
-        let port = support::reference::free_port();
-        let resource = format!("http://127.0.0.1:{port}/mcp");
-        let env = [
-            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
-            ("MCP_OAUTH2_RESOURCE", resource.as_str()),
-            ("MCP_OAUTH2_LOG_FORMAT", format),
-            ("RUST_LOG", "warn,mcp_oauth2::audit=info"),
-        ];
-        let mut server = support::reference::start(port, &env).await;
+        let (mut server, resource) = support::reference::start_logging(
+            issuer.issuer(),
+            format,
+            "warn,mcp_oauth2::audit=info",
+        )
+        .await;
         let token = issuer
             .token()
             .audience(&resource)

@@ -390,16 +390,10 @@ async fn reference_server_limits_the_lines_of_every_refusal() {
 async fn the_reference_server_s_default_log_holds_no_client_text_from_rmcp() {
     let issuer = TestIssuer::start().await.unwrap();
     for format in ["text", "json"] {
-        let port = support::reference::free_port();
-        let resource = format!("http://127.0.0.1:{port}/mcp");
-        let env = [
-            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
-            ("MCP_OAUTH2_RESOURCE", resource.as_str()),
-            ("MCP_OAUTH2_LOG_FORMAT", format),
-            // Unset: the server's own default.
-            ("RUST_LOG", ""),
-        ];
-        let (mut child, reader) = support::reference::start(port, &env).await.gather();
+        // `RUST_LOG` unset: the server's own default filter.
+        let (server, resource) =
+            support::reference::start_logging(issuer.issuer(), format, "").await;
+        let (mut child, reader) = server.gather();
         let token = issuer.token().subject("alice").audience(&resource).sign();
         let planted = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwbGFudGVkIn0.cGxhbnRlZC1zaWduYXR1cmU";
         let http = reqwest::Client::new();

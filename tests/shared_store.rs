@@ -718,6 +718,18 @@ async fn call_in(url: &str, token: &str, session: &str) -> reqwest::Response {
     .await
 }
 
+/// A `DELETE` of `session`, the client ending it.
+async fn end_session(url: &str, token: &str, session: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .delete(url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", LEGACY)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The JSON body's `reason` of a refusal.
 async fn reason(response: reqwest::Response) -> String {
     let body: serde_json::Value = response.json().await.unwrap();
@@ -743,14 +755,7 @@ async fn a_session_deleted_on_the_other_replica_frees_its_slot() {
     let second = post(&pair.a.url(), &auth, None, &initialize_body(1)).await;
     assert_eq!(second.status(), 429);
     // Ended through replica B.
-    let deleted = reqwest::Client::new()
-        .delete(pair.b.url())
-        .header("authorization", &auth)
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", LEGACY)
-        .send()
-        .await
-        .unwrap();
+    let deleted = end_session(&pair.b.url(), &alice, &session).await;
     assert!(deleted.status().is_success(), "{}", deleted.status());
     // On A: unknown now, as everywhere, and her slot is free again.
     let refused = call_in(&pair.a.url(), &alice, &session).await;
@@ -815,14 +820,7 @@ async fn a_session_created_on_one_replica_is_refused_to_another_principal_on_the
     assert!(keys.iter().all(|k| !k.contains(&session)), "{keys:?}");
 
     // DELETE on A unbinds it everywhere: now refused to Alice on B too.
-    let deleted = reqwest::Client::new()
-        .delete(pair.a.url())
-        .header("authorization", format!("Bearer {alice}"))
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", LEGACY)
-        .send()
-        .await
-        .unwrap();
+    let deleted = end_session(&pair.a.url(), &alice, &session).await;
     assert!(deleted.status().is_success(), "{}", deleted.status());
     assert!(
         pair.redis

@@ -28,10 +28,7 @@ pub(crate) const DEFAULT_NEW_TENANTS_PER_SECOND: u32 = 20;
 
 /// Whether `id` is a tenant id: 1 to 64 characters of `[A-Za-z0-9_-]`.
 pub(crate) fn is_tenant_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=64).contains(&id.len()) && id.bytes().all(crate::error::is_base64url)
 }
 
 /// Which tenants a [`TenantIssuer`] accepts.

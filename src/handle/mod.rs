@@ -137,10 +137,7 @@ fn extract(secret: &[u8]) -> Result<hkdf::Prk, HandleError> {
 /// 1 to 64 bytes of `A-Z a-z 0-9 - _`: never a `.`, so a sealed string
 /// splits one way only.
 pub(crate) fn valid_key_id(id: &str) -> bool {
-    (1..=MAX_KEY_ID_BYTES).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=MAX_KEY_ID_BYTES).contains(&id.len()) && id.bytes().all(crate::error::is_base64url)
 }
 
 /// How the payload is protected. Both modes are tamper-evident and bound to

@@ -1005,8 +1005,12 @@ impl Shared {
                 .sessions
                 .use_session(id, &owner, placement.session_tasks);
             // With a shared store, the store decided (`check_session_in_store`);
-            // the local table only kept its idle clock.
-            let owned = match self.session_store() {
+            // the local table only kept its idle clock. `foreign` is only
+            // read when the session is not the caller's: the answer is the
+            // same 404 either way, and the log tells an id of another
+            // principal from one that is unknown, expired or deleted (a
+            // stale client).
+            let (owned, foreign) = match self.session_store() {
                 Some(_) => {
                     let in_store = req.extensions().get::<OwnedInStore>().is_some();
                     if !in_store && local.is_some() {
@@ -1019,18 +1023,14 @@ impl Shared {
                         self.sessions.unbind(id);
                         self.sessions.close_one(id);
                     }
-                    in_store
+                    (in_store, req.extensions().get::<ForeignInStore>().is_some())
                 }
-                None => local.is_some(),
+                None => {
+                    let owned = local.is_some();
+                    (owned, !owned && self.sessions.knows(id))
+                }
             };
             if !owned {
-                // The answer is the same (404, as if unknown); the log
-                // tells an id of another principal from one that is
-                // unknown, expired or deleted (a stale client).
-                let foreign = match self.session_store() {
-                    Some(_) => req.extensions().get::<ForeignInStore>().is_some(),
-                    None => self.sessions.knows(id),
-                };
                 let reason = if foreign {
                     "session_not_owned"
                 } else {

@@ -83,10 +83,7 @@ pub(super) fn is_code_verifier(verifier: &str) -> bool {
 /// An S256 challenge: base64url without padding of a SHA-256 hash, so 43
 /// characters of the base64url alphabet (RFC 7636 section 4.2).
 fn is_s256_challenge(challenge: &str) -> bool {
-    challenge.len() == 43
-        && challenge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+    challenge.len() == 43 && challenge.bytes().all(crate::error::is_base64url)
 }
 
 /// RFC 7636 section 4.6: `BASE64URL(SHA256(ASCII(code_verifier)))` equals

@@ -110,6 +110,23 @@ pub async fn start(port: u16, env: &[(&str, &str)]) -> Reference {
     start_command(command(), port, env).await
 }
 
+/// The reference server trusting `issuer`, on a free port, writing its log
+/// in `format` (`text` or `json`, `MCP_OAUTH2_LOG_FORMAT`) through the
+/// filter `rust_log` (empty: the server's own default); with the resource
+/// it serves.
+#[allow(dead_code)] // not every test binary reads logs
+pub async fn start_logging(issuer: &str, format: &str, rust_log: &str) -> (Reference, String) {
+    let port = free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let env = [
+        ("MCP_OAUTH2_ISSUER", issuer),
+        ("MCP_OAUTH2_RESOURCE", resource.as_str()),
+        ("MCP_OAUTH2_LOG_FORMAT", format),
+        ("RUST_LOG", rust_log),
+    ];
+    (start(port, &env).await, resource)
+}
+
 /// [`start`] with `command` (such as [`command_with_fd_limit`]).
 pub async fn start_command(mut command: Command, port: u16, env: &[(&str, &str)]) -> Reference {
     command
