@@ -180,6 +180,80 @@ async fn a_listen_of_too_many_uris_is_refused_before_dispatch() {
     }
 }
 
+/// Opens a listen to the shared welcome note with `token`.
+async fn open_listen(n: &Notes, token: &str) -> reqwest::Response {
+    n.post_modern(token, "subscriptions/listen", None, listen(&[SHARED]))
+        .await
+}
+
+// One user holds at most `max_listens_per_principal` open listens (found
+// from outside: nothing bounded them but the connections, 200 per HTTP/2
+// connection, each holding what it names until its token expired). All of
+// the user's clients count together, another user not at all; the refused
+// one never reaches rmcp, and a closed stream gives its slot back.
+#[tokio::test]
+async fn a_user_holds_at_most_max_listens_per_principal_listens() {
+    let n = Notes::start_with(|b| b.max_listens_per_principal(3)).await;
+    let alice = n.token(&["notes:read"]);
+    let alice_elsewhere = n
+        .issuer
+        .token()
+        .subject("alice")
+        .client_id("another-app")
+        .audience(&n.resource)
+        .scopes(["notes:read"])
+        .sign();
+    let bob = n.token_for("bob", &["notes:read"]);
+    let mut open = Vec::new();
+    for token in [&alice, &alice, &alice_elsewhere] {
+        let resp = open_listen(&n, token).await;
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        open.push(resp);
+    }
+    for token in [&alice, &alice_elsewhere] {
+        let resp = open_listen(&n, token).await;
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "60");
+        assert!(resp.headers().get("www-authenticate").is_none());
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "too_many_listens", "{body}");
+        assert_eq!(body["reason"], "too_many_listens_for_principal", "{body}");
+    }
+    // Her other calls are not limited by it, nor is another user.
+    let read_it = n
+        .post_modern(&alice, "resources/read", Some(SHARED), read(SHARED))
+        .await;
+    assert_eq!(read_it.status(), 200);
+    let his = open_listen(&n, &bob).await;
+    assert_eq!(his.status(), 200);
+    // A listen without the scope is refused for the scope, not counted.
+    let unscoped = n.token(&[]);
+    assert_insufficient(&open_listen(&n, &unscoped).await, "notes:read");
+    // The client closes one stream: its slot comes back once the server
+    // sees the connection go.
+    drop(open.pop());
+    let again = bounded(async {
+        loop {
+            let resp = open_listen(&n, &alice).await;
+            if resp.status() == 200 {
+                break resp;
+            }
+            assert_eq!(resp.status(), 429);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // And the cap holds again.
+    assert_eq!(open_listen(&n, &alice).await.status(), 429);
+    drop((again, his, open));
+}
+
 // Before 2026-07-28: `resources/subscribe` (and `unsubscribe`) on a private
 // note need `notes:private`, checked before rmcp sees the request.
 #[tokio::test]

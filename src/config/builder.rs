@@ -65,6 +65,7 @@ pub struct AuthConfigBuilder {
     pub(super) require_client_id: bool,
     pub(super) allowed_origins: Vec<String>,
     pub(super) sessions: SessionLimits,
+    pub(super) max_listens_per_principal: usize,
     pub(super) close_streams_at_expiry: bool,
     pub(super) hold_streams_for_step_up: bool,
     pub(super) jwks: JwksPolicy,
@@ -134,6 +135,7 @@ impl Default for AuthConfigBuilder {
             require_client_id: false,
             allowed_origins: Vec::new(),
             sessions: SessionLimits::default(),
+            max_listens_per_principal: super::DEFAULT_MAX_LISTENS_PER_PRINCIPAL,
             close_streams_at_expiry: true,
             hold_streams_for_step_up: true,
             jwks: JwksPolicy::default(),
@@ -477,6 +479,20 @@ impl AuthConfigBuilder {
     /// belongs to the client that opened it.
     pub fn max_sessions_per_principal(mut self, sessions: usize) -> Self {
         self.sessions.per_principal = sessions;
+        self
+    }
+
+    /// Cap on the `subscriptions/listen` event streams (MCP 2026-07-28) one
+    /// user (issuer, tenant and subject: all its clients together) holds
+    /// open at once on this process (default 16; with several replicas,
+    /// each counts its own). One more gets 429 with `Retry-After` and the
+    /// JSON `reason` `too_many_listens_for_principal`, before dispatch; open
+    /// listens are never closed for it. A listen's stream lasts until its
+    /// client closes it or its token expires, and holds what it names
+    /// (about 0.8 MB at most): without a cap one token could hold 200 per
+    /// HTTP/2 connection on every connection it opens.
+    pub fn max_listens_per_principal(mut self, listens: usize) -> Self {
+        self.max_listens_per_principal = listens;
         self
     }
 
@@ -1035,6 +1051,12 @@ impl AuthConfigBuilder {
                 "must not exceed max_sessions",
             ));
         }
+        if self.max_listens_per_principal == 0 {
+            return Err(ConfigError::new(
+                "max_listens_per_principal",
+                "must be greater than zero",
+            ));
+        }
         if sessions.idle_timeout.is_zero() {
             return Err(ConfigError::new(
                 "session_idle_timeout",
@@ -1094,6 +1116,7 @@ impl AuthConfigBuilder {
             require_client_id: self.require_client_id,
             allowed_origins,
             sessions,
+            max_listens_per_principal: self.max_listens_per_principal,
             close_streams_at_expiry: self.close_streams_at_expiry,
             hold_streams_for_step_up: self.hold_streams_for_step_up,
         })
@@ -1329,6 +1352,10 @@ mod tests {
             (base().allowed_origin("https://h/path"), "allowed_origin"),
             (base().max_token_bytes(0), "max_token_bytes"),
             (base().max_sessions(0), "max_sessions"),
+            (
+                base().max_listens_per_principal(0),
+                "max_listens_per_principal",
+            ),
             (
                 base().max_sessions_per_principal(0),
                 "max_sessions_per_principal",

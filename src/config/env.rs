@@ -464,6 +464,18 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         meaning: "legacy sessions one principal may hold open",
     },
     EnvVar {
+        name: "MCP_OAUTH2_MAX_LISTENS_PER_PRINCIPAL",
+        setting: "max_listens_per_principal",
+        field: "max_listens_per_principal",
+        required: false,
+        parse: Parse::Count(|s, n| {
+            s.builder.max_listens_per_principal = n;
+            Ok(())
+        }),
+        default: "16",
+        meaning: "`subscriptions/listen` streams one principal may hold open",
+    },
+    EnvVar {
         name: "MCP_OAUTH2_MAX_SESSIONS",
         setting: "max_sessions",
         field: "max_sessions",
@@ -1219,6 +1231,7 @@ mod tests {
                 "https://app.example, http://localhost:5173",
             ),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "3"),
+            ("MCP_OAUTH2_MAX_LISTENS_PER_PRINCIPAL", " 5 "),
             ("MCP_OAUTH2_MAX_SESSIONS", "30"),
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "40"),
             ("MCP_OAUTH2_VERIFY_TIMEOUT", "12"),
@@ -1290,6 +1303,7 @@ mod tests {
         assert!(i.endpoint.is_some());
         assert_eq!(c.allowed_origins.len(), 3);
         assert_eq!(c.sessions.per_principal, 3);
+        assert_eq!(c.max_listens_per_principal, 5);
         assert_eq!(c.sessions.total, 30);
         assert_eq!(c.sessions.idle_timeout, s(40));
         assert!(!c.sessions.enabled);
@@ -1519,6 +1533,8 @@ mod tests {
                 &[],
             ),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "0", &[]),
+            ("MCP_OAUTH2_MAX_LISTENS_PER_PRINCIPAL", "0", &[]),
+            ("MCP_OAUTH2_MAX_LISTENS_PER_PRINCIPAL", "-1", &[]),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "many", &[]),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "20000", &[]),
             ("MCP_OAUTH2_MAX_SESSIONS", "0", &[]),

@@ -66,6 +66,8 @@ pub(crate) const DEFAULT_VERIFIED_CACHE_MAX_AGE: Duration = Duration::from_secs(
 
 /// Default cap on the legacy sessions (`Mcp-Session-Id`) one principal holds open.
 pub(crate) const DEFAULT_MAX_SESSIONS_PER_PRINCIPAL: usize = 64;
+/// Default cap on the `subscriptions/listen` streams one user holds open.
+pub(crate) const DEFAULT_MAX_LISTENS_PER_PRINCIPAL: usize = 16;
 /// Default cap on the legacy sessions held open by all principals together.
 pub(crate) const DEFAULT_MAX_SESSIONS: usize = 10_000;
 /// Default time a legacy session stays bound to its owner without a request
@@ -202,6 +204,8 @@ pub struct AuthConfig {
     pub(crate) require_client_id: bool,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) sessions: SessionLimits,
+    /// Open `subscriptions/listen` streams per user and process.
+    pub(crate) max_listens_per_principal: usize,
     pub(crate) dpop: DpopPolicy,
     pub(crate) throttle: crate::throttle::ThrottleSettings,
     pub(crate) metadata_max_age: Duration,

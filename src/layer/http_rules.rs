@@ -68,6 +68,9 @@ pub(crate) enum Refused {
     UnsupportedTransferCoding,
     /// A session cap is reached (see `max_sessions_per_principal`).
     TooManySessions(&'static str),
+    /// The caller's user holds `max_listens_per_principal` open
+    /// `subscriptions/listen` streams already.
+    TooManyListens,
     /// Sessions are off (`stateless_only`) and the request names one.
     SessionsDisabled,
     /// The shared store holding session owners did not answer in time:
@@ -91,6 +94,7 @@ impl Refused {
             Self::UnsupportedTransferCoding => "unsupported_transfer_coding",
             Self::BodyTooLarge => "body_too_large",
             Self::TooManySessions(code) => code,
+            Self::TooManyListens => "too_many_listens_for_principal",
             Self::SessionsDisabled => "sessions_disabled",
             Self::SessionStoreUnavailable | Self::TaskStoreUnavailable => "store_unavailable",
         }
@@ -148,6 +152,11 @@ impl Refused {
                 "too_many_sessions",
                 "Too many open sessions; close one or retry later",
             ),
+            Self::TooManyListens => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_listens",
+                "Too many open subscriptions/listen streams for this user; close one or retry later",
+            ),
             Self::SessionsDisabled => (
                 StatusCode::NOT_FOUND,
                 "session_not_found",
@@ -178,7 +187,7 @@ impl Refused {
             .into_response();
         crate::challenge::error_headers(response.headers_mut());
         let retry_after = match self {
-            Self::TooManySessions(_) => Some("60"),
+            Self::TooManySessions(_) | Self::TooManyListens => Some("60"),
             Self::SessionStoreUnavailable | Self::TaskStoreUnavailable => Some("1"),
             _ => None,
         };

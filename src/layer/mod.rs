@@ -11,6 +11,7 @@
 
 mod future;
 mod http_rules;
+mod listens;
 mod operations;
 mod refused;
 mod service;
@@ -145,6 +146,8 @@ struct Shared {
     /// request handed to the service (default off: no token passthrough).
     forward_authorization: bool,
     sessions: Arc<Sessions>,
+    /// The `subscriptions/listen` streams each user holds open.
+    listens: Arc<listens::Listens>,
     /// Session owners shared by replicas (`AuthConfigBuilder::shared_store`).
     session_store: Option<Arc<dyn crate::store::SharedStore>>,
     /// Task owners (`tasks.rs`): the shared store, else a private memory one.
@@ -256,6 +259,7 @@ impl AuthLayer {
                 bind_sessions: true,
                 forward_authorization: false,
                 sessions: Arc::new(Sessions::new(config.sessions)),
+                listens: Arc::new(listens::Listens::new(config.max_listens_per_principal)),
                 session_store: config.shared_store.clone(),
                 task_store: store_of(&config),
                 task_asks: Arc::default(),

@@ -51,6 +51,9 @@ pub(super) struct Placement {
     pub(super) session_tasks: bool,
     /// The fields the layer's rules read that the request carries.
     pub(super) present: super::http_rules::Present,
+    /// Opens a `subscriptions/listen` stream (known once the body is read):
+    /// counted against its user's `max_listens_per_principal`.
+    pub(super) listens: bool,
 }
 
 impl Shared {
@@ -96,6 +99,7 @@ impl Shared {
             opens_session: true,
             session_tasks: true,
             present,
+            listens: false,
         }
     }
 
@@ -135,6 +139,7 @@ impl Shared {
         }
         placement.opens_session = ops.iter().any(|op| op.method() == "initialize");
         placement.session_tasks = session_declares_tasks;
+        placement.listens = ops.iter().any(|op| op.method() == "subscriptions/listen");
         // The operation, for the audit events, when the headers did not
         // name it (a single call; a batch is named by its headers only).
         // Before 2026-07-28 the headers mean nothing: the body names the

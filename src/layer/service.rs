@@ -508,6 +508,9 @@ where
             if let Some(in_flight) = in_flight {
                 response = in_flight.hold(response);
             }
+            if let Some(listen) = admitted.listen {
+                response = listen.hold(response);
+            }
             if let Some(check) = admitted.step_up {
                 response = match check.settle(response) {
                     Settled::Done(response) => response,
@@ -579,6 +582,9 @@ struct Admitted {
     /// The request ids a legacy session request holds while its answer
     /// streams.
     in_flight: Option<InFlight>,
+    /// The caller's user's slot of a `subscriptions/listen`, held while its
+    /// stream is open.
+    listen: Option<super::listens::ListenSlot>,
     /// The caller whose list results are filtered.
     filter_for: Option<AuthContext>,
     /// A fresh server nonce for a DPoP caller, when nonces are demanded.
@@ -883,6 +889,21 @@ impl Shared {
         } else {
             SessionUse::default()
         };
+        // A listen's stream stays open: within its user's cap (`listens.rs`).
+        let listen = if placement.listens {
+            match self.listens.open(user_key(&ctx)) {
+                Some(slot) => Some(slot),
+                None => {
+                    return Err(Box::new(self.refuse(
+                        Refused::TooManyListens,
+                        req,
+                        &seen.meta,
+                    )));
+                }
+            }
+        } else {
+            None
+        };
         self.outcomes.accept();
         self.audit.emit(&Record {
             meta: Some(&seen.meta),
@@ -958,6 +979,7 @@ impl Shared {
             step_up,
             session_hook: sessions.hook,
             in_flight: sessions.in_flight,
+            listen,
             filter_for,
             dpop_nonce,
             stream_end,
