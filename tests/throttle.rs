@@ -342,12 +342,41 @@ async fn a_stolen_bound_token_cannot_be_throttled_away_from_its_holder() {
             vec![("authorization", dpop.as_str()), ("dpop", seen.as_str())],
             vec![("authorization", dpop.as_str())],
             vec![("authorization", bearer.as_str())],
+            // The request around it: a second `Authorization` field (400
+            // `invalid_request`, found from outside).
+            vec![
+                ("authorization", dpop.as_str()),
+                ("authorization", dpop.as_str()),
+                ("dpop", own.as_str()),
+            ],
+            vec![
+                ("authorization", dpop.as_str()),
+                ("authorization", "Basic eA=="),
+            ],
         ] {
             let mut headers = headers;
             headers.push(("x-forwarded-for", &xff));
             let status = post(&h, &headers).await.status();
-            assert!(status == 401 || status == 429, "{status}");
+            assert!(status == 400 || status == 401 || status == 429, "{status}");
         }
+        // And a token in the query beside it (400 `token_in_query`, answered
+        // before the throttle looks, so never 429 itself).
+        let own = thief.proof("POST", &h.resource, Some(&token));
+        let status = reqwest::Client::new()
+            .post(format!("{}?access_token=x", h.resource))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/list")
+            .header("authorization", &dpop)
+            .header("dpop", &own)
+            .header("x-forwarded-for", &xff)
+            .body(LIST)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 400);
         // The thief's address is throttled.
         let own = thief.proof("POST", &h.resource, Some(&token));
         let r = post(

@@ -1375,12 +1375,21 @@ impl Shared {
 
 /// Whether a refusal of `kind` is about how the token was presented (its
 /// DPoP proof, a server nonce the proof lacked, a bound token sent with
-/// the `Bearer` scheme) rather than about the token: a failure of the
-/// sender, which the token's holder may not be (see the throttle).
+/// the `Bearer` scheme) or about the request around it (every
+/// `invalid_request`: two `Authorization` fields, a token in the query, a
+/// malformed field, ...) rather than about the token: a failure of the
+/// sender, which the token's holder may not be (see the throttle). Found
+/// from outside: a thief sending a stolen bound token beside a second
+/// `Authorization` field, or with `?access_token=` in the query, got it
+/// refused to its holder.
 fn fails_the_presenter(kind: AuthErrorKind) -> bool {
     matches!(
         kind.error_code(),
-        Some(crate::ErrorCode::InvalidDpopProof | crate::ErrorCode::UseDpopNonce)
+        Some(
+            crate::ErrorCode::InvalidDpopProof
+                | crate::ErrorCode::UseDpopNonce
+                | crate::ErrorCode::InvalidRequest
+        )
     ) || kind == AuthErrorKind::SenderConstrainedToken
 }
 
