@@ -170,6 +170,7 @@ async fn a_listen_of_too_many_uris_is_refused_before_dispatch() {
         assert_eq!(resp.status(), 400, "{count}");
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], -32602, "{body}");
+        assert_eq!(body["id"], 1, "{body}");
         assert!(
             body["error"]["message"]
                 .as_str()
@@ -177,6 +178,51 @@ async fn a_listen_of_too_many_uris_is_refused_before_dispatch() {
                 .contains("more than 1000 resource URIs"),
             "{body}"
         );
+    }
+}
+
+// A request refused for its params (`-32602`) was read: its answer names
+// its id, as JSON-RPC 2.0 section 5 wants (`null` only when the id could
+// not be read; found from outside: `null` every time). A body that is not
+// JSON keeps `null`.
+#[tokio::test]
+async fn invalid_params_answers_name_the_request_s_id() {
+    let n = Notes::start().await;
+    let token = n.token(&["notes:read", "notes:private"]);
+    let headers = [("mcp-protocol-version", "2025-11-25")];
+    for (body, id) in [
+        (
+            r#"{"jsonrpc":"2.0","id":"call-7","method":"tools/call","params":{}}"#,
+            serde_json::json!("call-7"),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":42,"method":"resources/read","params":{"uri":5}}"#,
+            serde_json::json!(42),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":-3,"method":"tasks/get","params":{"taskId":9}}"#,
+            serde_json::json!(-3),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"#,
+            serde_json::Value::Null,
+        ),
+    ] {
+        let resp = n.post(&token, &headers, body).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        let answer: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(answer["id"], id, "{body}: {answer}");
+        assert_eq!(
+            answer["error"]["data"]["reason"], "body_unreadable",
+            "{answer}"
+        );
+        if id.is_null() {
+            assert_eq!(answer["error"]["code"], -32700, "{answer}");
+        } else {
+            assert_eq!(answer["error"]["code"], -32602, "{answer}");
+            let message = answer["error"]["message"].as_str().unwrap();
+            assert!(message.contains("params.taskId"), "{answer}");
+        }
     }
 }
 

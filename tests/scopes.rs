@@ -441,6 +441,41 @@ async fn unreadable_bodies_are_refused_when_rules_exist() {
     }
 }
 
+// The -32020 answer says what is wrong: a header that differs from the
+// body, one that is missing, or a batch (found from outside: a missing
+// header was said not to match).
+#[tokio::test]
+async fn header_mismatch_answers_say_what_is_wrong() {
+    let h = Harness::start(notes_rules).await;
+    let read = h.scoped_token(&["notes:read"]);
+    let auth = format!("Bearer {read}");
+    let call = tool_call("whoami");
+    let batch = format!("[{call},{}]", tool_call("whoami_arg"));
+    let differs: &[(&str, &str)] = &[("mcp-method", "tools/call"), ("mcp-name", "other")];
+    let no_name: &[(&str, &str)] = &[("mcp-method", "tools/call")];
+    let named: &[(&str, &str)] = &[("mcp-method", "tools/call"), ("mcp-name", "whoami")];
+    let cases = [
+        (differs, &call, "does not match", serde_json::json!(7)),
+        (no_name, &call, "is missing", serde_json::json!(7)),
+        (&[][..], &call, "is missing", serde_json::json!(7)),
+        (named, &batch, "no batches", serde_json::Value::Null),
+    ];
+    for (extra, body, says, id) in cases {
+        let mut headers = vec![
+            ("authorization", auth.as_str()),
+            ("mcp-protocol-version", "2026-07-28"),
+        ];
+        headers.extend_from_slice(extra);
+        let resp = h.post(&headers, body).await;
+        assert_eq!(resp.status(), 400, "{extra:?} {body}");
+        let answer: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], -32020, "{answer}");
+        assert_eq!(answer["id"], id, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{extra:?}: {answer}");
+    }
+}
+
 // A header that disagrees with the body never gets a call through.
 #[tokio::test]
 async fn lying_headers_are_refused() {

@@ -311,6 +311,7 @@ async fn a_stolen_bound_token_cannot_be_throttled_away_from_its_holder() {
         .dpop_bound_to(holder.thumbprint())
         .sign();
     let (dpop, bearer) = (format!("DPoP {token}"), format!("Bearer {token}"));
+    let (basic, unknown) = (format!("Basic {token}"), format!("DPoPX {token}"));
     // Every way the thief can fail with the token, from its own addresses:
     // its own key's proof, a proof for another URI, no proof, a replayed
     // proof of the holder's (seen on the wire), the Bearer scheme.
@@ -353,6 +354,10 @@ async fn a_stolen_bound_token_cannot_be_throttled_away_from_its_holder() {
                 ("authorization", dpop.as_str()),
                 ("authorization", "Basic eA=="),
             ],
+            // Under another scheme (401 without a token, found from
+            // outside).
+            vec![("authorization", basic.as_str())],
+            vec![("authorization", unknown.as_str()), ("dpop", own.as_str())],
         ] {
             let mut headers = headers;
             headers.push(("x-forwarded-for", &xff));

@@ -734,16 +734,47 @@ pub(crate) fn is_stateless_revision(value: Option<&HeaderValue>) -> bool {
     dated && v >= STATELESS_REVISION
 }
 
-/// MCP 2026-07-28 "Transports": a header/body mismatch is a 400 with the
-/// JSON-RPC error `-32020` (HeaderMismatch), not an OAuth error, so that a
-/// modern client does not mistake it for a legacy server. `id` is the raw
-/// JSON id of the single request, when there is one.
-pub(crate) fn header_mismatch_response(id: Option<&str>, request_id: Option<&str>) -> Response {
+/// What is wrong with a 2026-07-28 request's `Mcp-Method` / `Mcp-Name`
+/// headers (see [`header_mismatch_response`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeaderFault {
+    /// A header is present and names another method or target than the
+    /// body, or is repeated.
+    Differs,
+    /// A header the request needs is absent.
+    Missing,
+    /// A batch: 2026-07-28 has none, and one message's headers cannot
+    /// describe several.
+    Batch,
+}
+
+/// MCP 2026-07-28 "Transports": a header/body mismatch, a missing required
+/// header included, is a 400 with the JSON-RPC error `-32020`
+/// (HeaderMismatch), not an OAuth error, so that a modern client does not
+/// mistake it for a legacy server. The message says which (found from
+/// outside: a missing header was said not to match). `id` is the raw JSON
+/// id of the single request, when there is one.
+pub(crate) fn header_mismatch_response(
+    fault: HeaderFault,
+    id: Option<&str>,
+    request_id: Option<&str>,
+) -> Response {
+    let message = match fault {
+        HeaderFault::Differs => {
+            "Header mismatch: the Mcp-Method or Mcp-Name header does not match the request body"
+        }
+        HeaderFault::Missing => {
+            "Header mismatch: a required header is missing (Mcp-Method, and Mcp-Name for tools/call, resources/read and prompts/get)"
+        }
+        HeaderFault::Batch => {
+            "Header mismatch: the 2026-07-28 revision has no batches; send one message per request with its Mcp-Method and Mcp-Name headers"
+        }
+    };
     jsonrpc_error(
         id,
         request_id,
         -32020,
-        "Header mismatch: the Mcp-Method or Mcp-Name header does not match the request body",
+        message,
         crate::error::AuthErrorKind::McpHeaderMismatch,
     )
 }
@@ -774,10 +805,11 @@ pub(crate) fn request_id_refused(
 /// 2026-07-28 client reads a JSON-RPC answer rather than an OAuth one.
 pub(crate) fn parse_error_response(
     why: crate::operation::Unreadable,
+    id: Option<&str>,
     request_id: Option<&str>,
 ) -> Response {
     jsonrpc_error(
-        None,
+        id,
         request_id,
         why.jsonrpc_code(),
         why.message(),

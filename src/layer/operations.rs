@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{Method, Request, StatusCode};
 
-use super::http_rules::{Refused, header_mismatch_response, parse_error_response};
+use super::http_rules::{HeaderFault, Refused, header_mismatch_response, parse_error_response};
 use crate::context::AuthContext;
 use crate::error::AuthErrorKind;
 use crate::operation::{check_headers, read_requests};
@@ -132,7 +132,7 @@ impl Shared {
             session_declares_tasks,
         } = match read_requests(&bytes, session_ids) {
             Ok(read) => read,
-            Err(why) => return Err(self.unreadable_body(why, &parts, seen, Some(ctx))),
+            Err(why) => return Err(self.unreadable_body(why, &bytes, &parts, seen, Some(ctx))),
         };
         if !ops.is_empty() {
             placement.on_mcp = true;
@@ -167,10 +167,19 @@ impl Shared {
         // may add them): refusing it would turn away a truthful body. No
         // rule of the layer reads these headers, so ignoring them lets
         // nothing through.
-        let headers_ok = !placement.stateless
-            || check_headers(&parts.headers, &ops)
-                .is_ok_and(|present| stateless_headers_present(present, &ops));
-        if !headers_ok {
+        let fault = if placement.stateless {
+            match check_headers(&parts.headers, &ops) {
+                _ if ops.len() > 1 => Some(HeaderFault::Batch),
+                Err(_) => Some(HeaderFault::Differs),
+                Ok(present) if !stateless_headers_present(present, &ops) => {
+                    Some(HeaderFault::Missing)
+                }
+                Ok(_) => None,
+            }
+        } else {
+            None
+        };
+        if let Some(fault) = fault {
             self.outcomes
                 .reject(AuthErrorKind::McpHeaderMismatch.code());
             self.audit_body_refusal(AuthErrorKind::McpHeaderMismatch, seen, Some(ctx));
@@ -181,6 +190,7 @@ impl Shared {
                 "refused: Mcp-Method / Mcp-Name do not match the body"
             );
             return Err(header_mismatch_response(
+                fault,
                 single_request_id(&bytes).as_deref(),
                 Some(seen.request_id()),
             ));
@@ -254,7 +264,7 @@ impl Shared {
         let calls = !empty
             && match read_requests(&bytes, false) {
                 Ok(read) => !read.ops.is_empty(),
-                Err(why) => return Err(self.unreadable_body(why, &parts, seen, None)),
+                Err(why) => return Err(self.unreadable_body(why, &bytes, &parts, seen, None)),
             };
         Ok((Request::from_parts(parts, Body::from(bytes)), calls))
     }
@@ -293,10 +303,14 @@ impl Shared {
 
     /// The answer to a body not readable strictly (not JSON, repeated
     /// member names, too deep): never guess which copy rmcp would dispatch
-    /// (fail closed). 400 with the JSON-RPC parse error.
+    /// (fail closed). 400 with the JSON-RPC parse error; a request whose
+    /// params are what is wrong (`-32602`) was read, and its answer names
+    /// its `id` (JSON-RPC 2.0 section 5: `null` only when the id could not
+    /// be read; found from outside).
     fn unreadable_body(
         &self,
         why: crate::operation::Unreadable,
+        body: &[u8],
         parts: &http::request::Parts,
         seen: &Seen,
         ctx: Option<&AuthContext>,
@@ -309,7 +323,10 @@ impl Shared {
             path = parts.uri.path(),
             "refused: the body is not strictly valid JSON-RPC"
         );
-        parse_error_response(why, Some(seen.request_id()))
+        let id = (why.jsonrpc_code() == -32602)
+            .then(|| single_request_id(body))
+            .flatten();
+        parse_error_response(why, id.as_deref(), Some(seen.request_id()))
     }
 
     /// The audit event of a request refused for its body (400: not strict

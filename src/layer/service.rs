@@ -1253,9 +1253,10 @@ impl Shared {
             )
             && let Some(subject) = &seen.subject
         {
-            if fails_the_presenter(kind) && subject.fingerprint.is_some() {
+            if !fails_the_token(kind) && subject.fingerprint.is_some() {
                 // The token may be good: what failed is the proof of
-                // possession (or the scheme) its sender gave. Counted
+                // possession its sender gave, the scheme, or the request
+                // around the token (`fails_the_token`). Counted
                 // against the sender's address only, or a thief holding a
                 // stolen DPoP-bound token, unable to use it, could still
                 // get it refused to its holder everywhere (found from
@@ -1303,7 +1304,11 @@ impl Shared {
             ),
         }
         if kind == AuthErrorKind::McpHeaderMismatch {
-            return header_mismatch_response(None, Some(seen.request_id()));
+            return header_mismatch_response(
+                super::http_rules::HeaderFault::Differs,
+                None,
+                Some(seen.request_id()),
+            );
         }
         // RFC 9449 section 7.1: the error of a request made with the `DPoP`
         // scheme goes on the `DPoP` challenge. Its credentials' errors are
@@ -1373,24 +1378,20 @@ impl Shared {
     }
 }
 
-/// Whether a refusal of `kind` is about how the token was presented (its
-/// DPoP proof, a server nonce the proof lacked, a bound token sent with
-/// the `Bearer` scheme) or about the request around it (every
-/// `invalid_request`: two `Authorization` fields, a token in the query, a
-/// malformed field, ...) rather than about the token: a failure of the
-/// sender, which the token's holder may not be (see the throttle). Found
-/// from outside: a thief sending a stolen bound token beside a second
-/// `Authorization` field, or with `?access_token=` in the query, got it
+/// Whether a refusal of `kind` judged the token itself (`invalid_token`:
+/// its signature, issuer, audience, expiry, claims), and so counts against
+/// the token wherever it is sent from. Everything else failed its sender:
+/// how the token was presented (its DPoP proof, a server nonce the proof
+/// lacked, a bound token sent with the `Bearer` scheme, another scheme) or
+/// the request around it (every `invalid_request`: two `Authorization`
+/// fields, a token in the query, a malformed field), which the token's
+/// holder may not be (see the throttle). Found from outside: a thief
+/// sending a stolen bound token beside a second `Authorization` field,
+/// with `?access_token=` in the query, or under the `Basic` scheme, got it
 /// refused to its holder.
-fn fails_the_presenter(kind: AuthErrorKind) -> bool {
-    matches!(
-        kind.error_code(),
-        Some(
-            crate::ErrorCode::InvalidDpopProof
-                | crate::ErrorCode::UseDpopNonce
-                | crate::ErrorCode::InvalidRequest
-        )
-    ) || kind == AuthErrorKind::SenderConstrainedToken
+fn fails_the_token(kind: AuthErrorKind) -> bool {
+    kind.error_code() == Some(crate::ErrorCode::InvalidToken)
+        && kind != AuthErrorKind::SenderConstrainedToken
 }
 
 /// [`Shared::htu_path`]: `path` under the local MCP path `local` named by

@@ -128,7 +128,7 @@ impl Unreadable {
                 "Invalid Request: a message is not a JSON object, or its method is not a string"
             }
             Self::BadTarget => {
-                "Invalid params: the target of a request (params.name, params.uri, resourceSubscriptions or a completion's params.ref) is missing or not a string"
+                "Invalid params: the target of a request (params.name, params.uri, resourceSubscriptions, a completion's params.ref or params.taskId) is missing or not a string"
             }
             Self::TooManyUris => {
                 "Invalid params: a subscriptions/listen names more than 1000 resource URIs, or more than 131072 bytes of them, in resourceSubscriptions"
