@@ -261,6 +261,44 @@ async fn a_refused_password_or_a_closed_port_is_named_not_a_timeout() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
 
+// An ACL that refuses what the store needs (`EVAL`, or keys outside its
+// pattern: a prefix that does not match it) is named by Redis' code
+// (found from outside: logged `redis: `, no cause at all).
+#[tokio::test]
+async fn an_acl_refusal_is_named() {
+    let redis = RedisServer::start().await;
+    for args in [
+        &[
+            "ACL", "SETUSER", "noeval", "on", ">pw", "~*", "+@all", "-eval",
+        ][..],
+        &[
+            "ACL",
+            "SETUSER",
+            "keyed",
+            "on",
+            ">pw",
+            "~tenant1:*",
+            "+@all",
+        ][..],
+    ] {
+        assert_eq!(redis.command(args).await.as_deref(), Some("+OK"));
+    }
+    let port = redis.url().rsplit(':').next().unwrap().to_owned();
+    let port = port.trim_end_matches("/0");
+    for user in ["noeval", "keyed"] {
+        let store = RedisStore::new(&format!("redis://{user}:pw@127.0.0.1:{port}/0"))
+            .unwrap()
+            .timeout(Duration::from_millis(500));
+        let err = store
+            .hit("mcp_oauth2:throttle:k", Duration::from_secs(60))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(err.to_string().contains("(NOPERM)"), "{user}: {err}");
+        assert!(!err.to_string().contains("pw"), "{err}");
+    }
+}
+
 // After an outage longer than the connection's own retries, the first
 // operation once Redis is back is served (it was refused: the failed
 // connection answered it, and only then started to reconnect), so a replica
@@ -838,6 +876,33 @@ async fn a_session_created_on_one_replica_is_refused_to_another_principal_on_the
     assert_eq!(pair.b.rejected("session_not_owned"), owned);
 }
 
+// A replica's own binding of a session wins over a store value that
+// disagrees: the store's values are plain owner digests, and a writer to
+// the store copied bob's onto alice's session key (found from outside:
+// bob's call then ran in her session, on the replica that created it).
+#[tokio::test]
+async fn a_store_value_cannot_hand_a_replica_s_session_to_another() {
+    let pair = Pair::start(Duration::from_secs(2), |b| b).await;
+    let (alice, bob) = (pair.token("alice"), pair.token("bob"));
+    let hers = open_session(&pair.a.url(), &alice).await;
+    let his = open_session(&pair.a.url(), &bob).await;
+    let copied = pair
+        .redis
+        .command(&[
+            "COPY",
+            &hashed_key("session", &his),
+            &hashed_key("session", &hers),
+            "REPLACE",
+        ])
+        .await;
+    assert_eq!(copied.as_deref(), Some(":1"));
+    let refused = call_in(&pair.a.url(), &bob, &hers).await;
+    assert_eq!(refused.status(), 404);
+    assert_eq!(pair.a.rejected("session_not_owned"), 1);
+    // His own session is untouched.
+    assert_eq!(call_in(&pair.a.url(), &bob, &his).await.status(), 200);
+}
+
 #[tokio::test]
 async fn sessions_fail_closed_when_redis_is_down_and_work_again_after() {
     let mut pair = Pair::start(Duration::from_millis(300), |b| b).await;
@@ -1347,6 +1412,42 @@ impl ReferenceServer {
             .cloned()
             .collect()
     }
+}
+
+// While Redis is away, what the server writes about it is one line per
+// outage, not one per request: operations refused at once while the
+// store's breaker is open are logged at DEBUG (README, "Shared state"),
+// the writes of new sessions included (found from outside: a WARN line
+// for every `initialize`, the error written as Rust `Debug`).
+#[tokio::test]
+async fn an_outage_writes_a_few_lines_not_one_per_request() {
+    let mut redis = RedisServer::start().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let mut server = ReferenceServer::start(issuer.issuer(), &resource, port, &redis.url()).await;
+    let alice = issuer
+        .token()
+        .subject("alice")
+        .audience(&resource)
+        .scopes(["notes:read"])
+        .sign();
+    redis.stop();
+    let auth = format!("Bearer {alice}");
+    for i in 0..40 {
+        let r = post(&resource, &auth, None, &initialize_body(i)).await;
+        assert_eq!(r.status(), 503, "{i}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let warned = server.lines("WARN");
+    assert!(warned.len() <= 4, "{warned:#?}");
+    assert!(
+        warned
+            .iter()
+            .all(|l| !l.contains("Some(") && !l.contains("None")),
+        "{warned:#?}"
+    );
+    server.child.kill().await.unwrap();
 }
 
 // Issue 17's reference server contract: two processes pointed at one Redis

@@ -148,7 +148,7 @@ impl ExchangeStore for SealedExchangeStore {
                 .put(&hashed_key(NAMESPACE, key), sealed.as_bytes(), ttl)
                 .await
             {
-                tracing::warn!(error = %e, "shared exchange cache unavailable: token kept in this replica only");
+                crate::store::log_store_error!(&e, error = %e, "shared exchange cache unavailable: token kept in this replica only");
             }
         })
     }

@@ -1045,7 +1045,18 @@ impl Shared {
                         self.sessions.unbind(id);
                         self.sessions.close_one(id);
                     }
-                    (in_store, req.extensions().get::<ForeignInStore>().is_some())
+                    // A session this replica bound to someone else stays
+                    // theirs, whatever the store says: the store's values
+                    // are plain owner digests, and a writer to it could
+                    // copy the caller's onto another's session (found from
+                    // outside: bob's call ran in alice's session on the
+                    // replica that created it). The extra lookup is on a
+                    // rare path: the caller's own session held elsewhere.
+                    let owned = in_store && (local.is_some() || !self.sessions.knows(id));
+                    // Refused although the store named the caller: this
+                    // replica's binding is another principal's.
+                    let foreign = in_store || req.extensions().get::<ForeignInStore>().is_some();
+                    (owned, foreign)
                 }
                 None => {
                     let owned = local.is_some();

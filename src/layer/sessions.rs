@@ -590,7 +590,7 @@ impl SessionHook {
         let owner = match &self.then {
             AfterResponse::Forget(id) => {
                 if let Err(e) = store.delete(&store_key(id)).await {
-                    tracing::warn!(error = %e, "could not forget a closed session in the shared store; its binding expires with the idle timeout");
+                    crate::store::log_store_error!(&e, error = %e, "could not forget a closed session in the shared store; its binding expires with the idle timeout");
                 }
                 return self.after(response);
             }
@@ -611,11 +611,21 @@ impl SessionHook {
         match store.put_if_absent(&store_key(&id), &owner, idle).await {
             Ok(true) => response,
             recorded => {
-                tracing::warn!(
-                    error = ?recorded.err(),
-                    reason = "store_unavailable",
-                    "closed a new session: its owner could not be recorded in the shared store (fail closed)"
-                );
+                // One line per outage, not per request: while the store's
+                // breaker is open its refusals are DEBUG (found from
+                // outside: a WARN per `initialize`), and the error is
+                // written as the other store errors are.
+                const WHY: &str = "closed a new session: its owner could not be recorded in the shared store (fail closed)";
+                match &recorded {
+                    Err(e) => {
+                        crate::store::log_store_error!(e, error = %e, reason = "store_unavailable", "{WHY}")
+                    }
+                    Ok(_) => tracing::warn!(
+                        error = "the session id is bound in the store already",
+                        reason = "store_unavailable",
+                        "{WHY}"
+                    ),
+                }
                 shared.sessions.unbind(&id);
                 shared.sessions.close(vec![id.into()]);
                 shared

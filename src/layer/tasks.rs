@@ -377,15 +377,29 @@ impl TaskRecorder {
             match self.store.put_if_absent(&key, &value, ttl).await {
                 Ok(true) if kept => {}
                 recorded => {
-                    if recorded.is_err() {
-                        self.shared.throttle.count_store_error("tasks");
+                    // As for sessions: DEBUG while the store's breaker is
+                    // open, and the error written as text.
+                    const WHY: &str =
+                        "withheld a new task: its owner could not be recorded (fail closed)";
+                    let request_id = self.meta.request_id.as_str();
+                    match &recorded {
+                        Err(e) => {
+                            self.shared.throttle.count_store_error("tasks");
+                            crate::store::log_store_error!(e, error = %e, reason = "store_unavailable", request_id, "{WHY}");
+                        }
+                        Ok(true) => tracing::warn!(
+                            error = "too many tasks remembered in this process",
+                            reason = "store_unavailable",
+                            request_id,
+                            "{WHY}"
+                        ),
+                        Ok(false) => tracing::warn!(
+                            error = "the task id is bound in the store already",
+                            reason = "store_unavailable",
+                            request_id,
+                            "{WHY}"
+                        ),
                     }
-                    tracing::warn!(
-                        error = ?recorded.err(),
-                        reason = "store_unavailable",
-                        request_id = self.meta.request_id.as_str(),
-                        "withheld a new task: its owner could not be recorded (fail closed)"
-                    );
                     self.shared.outcomes.reject("store_unavailable");
                     return false;
                 }

@@ -356,20 +356,30 @@ impl From<&mut redis::Pipeline> for Query {
 /// An error code the client has no category for (`OOM` from a full Redis
 /// under `noeviction`, ...) is named after the category: the server's code
 /// word, never its message.
+///
+/// A category the client leaves empty (redis 1.8 has none for `NOPERM`, an
+/// ACL that forbids `EVAL` or the key prefix) is named by the code alone
+/// (found from outside: such refusals were logged `redis: `, no cause).
 fn unavailable(e: redis::RedisError) -> StoreError {
     if e.is_timeout() {
         return StoreError::Timeout;
     }
-    if e.kind() == redis::ErrorKind::Extension
-        && let Some(code) = e.code().filter(|c| {
-            (1..=32).contains(&c.len())
-                && c.bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-        })
-    {
-        return StoreError::Unavailable(format!("redis: {} ({code})", e.category()));
+    let category = e.category();
+    let code = e.code().filter(|c| {
+        (1..=32).contains(&c.len())
+            && c.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    });
+    match code {
+        Some(code) if category.is_empty() => {
+            StoreError::Unavailable(format!("redis: error reply ({code})"))
+        }
+        Some(code) if e.kind() == redis::ErrorKind::Extension => {
+            StoreError::Unavailable(format!("redis: {category} ({code})"))
+        }
+        _ if category.is_empty() => StoreError::Unavailable("redis: unknown error".to_owned()),
+        _ => StoreError::Unavailable(format!("redis: {category}")),
     }
-    StoreError::Unavailable(format!("redis: {}", e.category()))
 }
 
 impl SharedStore for RedisStore {

@@ -598,7 +598,8 @@ impl IntrospectionVerifier {
         value.extend_from_slice(&share.body);
         if let Err(e) = store.put(&key, &value, share.ttl).await {
             self.store_error();
-            tracing::warn!(
+            crate::store::log_store_error!(
+                &e,
                 error = %e,
                 reason = "store_unavailable",
                 "introspection: could not share a result with the other replicas"
