@@ -295,6 +295,16 @@ impl Fetcher {
                 .ok_or_else(|| FetchError::new(format!("{url}: metadata has no {member}")))?;
             let found = Url::parse(&found)
                 .map_err(|_| FetchError::new(format!("{url}: {member} is not a URL")))?;
+            // Checked first: its message never repeats user information,
+            // where `check_https`'s shows the URL (found from outside: a
+            // discovered `jwks_uri` with a password was fetched, refused
+            // as "redirected", and its password written in two WARN lines).
+            crate::config::url::check_url_parts(
+                &found,
+                crate::config::url::UrlParts::Endpoint,
+                member,
+            )
+            .map_err(|e| FetchError::new(format!("{url}: {}", e.message())))?;
             check_https(&found, self.allow_loopback_http, member)
                 .map_err(|e| FetchError::new(format!("{url}: {}", e.message())))?;
             return Ok(found);

@@ -447,6 +447,13 @@ async fn discovery_rejects_a_document_that_repeats_a_member_or_names_plain_http_
         // discovered key-set URL on plain http to a host that is not
         // loopback is refused before any connection, opt-in or not.
         r#"{"issuer":"{base}","jwks_uri":"http://keys.example/jwks"}"#.to_owned(),
+        // A key-set URL with user information is refused before any
+        // connection (found from outside: fetched, then refused as
+        // redirected, its password written to the log).
+        format!(
+            r#"{{"issuer":"{{base}}","jwks_uri":"{}"}}"#,
+            good.replacen("://", "://svc:secretpw@", 1)
+        ),
         // The control: the same document without a repeated name is used.
         format!(r#"{{"issuer":"{{base}}","jwks_uri":"{good}"}}"#),
     ];

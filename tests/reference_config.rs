@@ -203,6 +203,19 @@ async fn downstream_variables_are_checked_before_listening() {
         ("MCP_OAUTH2_TOKEN_ENDPOINT", "garbage"),
         ("MCP_OAUTH2_TOKEN_ENDPOINT", "http://example.com/token"),
         ("MCP_OAUTH2_TOKEN_ENDPOINT", "ftp://127.0.0.1/token"),
+        // User information (sent as Basic credentials in place of the
+        // client's, and written wherever the URL was; found from outside)
+        // and a fragment (never sent).
+        (
+            "MCP_OAUTH2_TOKEN_ENDPOINT",
+            "https://svc:S3cr3tPw@as.example/token",
+        ),
+        ("MCP_OAUTH2_TOKEN_ENDPOINT", "https://as.example/token#x"),
+        (
+            "MCP_OAUTH2_DOWNSTREAM_URL",
+            "https://u:S3cr3tPw@api.example/me",
+        ),
+        ("MCP_OAUTH2_DOWNSTREAM_URL", "https://api.example/me#x"),
         ("MCP_OAUTH2_DOWNSTREAM_URL", "garbage"),
         ("MCP_OAUTH2_DOWNSTREAM_URL", "http://example.com/me"),
         ("MCP_OAUTH2_DOWNSTREAM_URL", "javascript:alert(1)"),
@@ -221,7 +234,8 @@ async fn downstream_variables_are_checked_before_listening() {
     for (variable, bad) in cases {
         let mut env = downstream.to_vec();
         env.push((variable, bad));
-        refused(&env, variable).await;
+        let said = refused(&env, variable).await;
+        assert!(!said.contains("S3cr3tPw"), "{said}");
     }
 }
 

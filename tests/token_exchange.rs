@@ -407,6 +407,17 @@ async fn downstream_whoami_errors_are_tool_results() {
         ("MCP_OAUTH2_TOKEN_ENDPOINT", "not a url", "1"),
         ("MCP_OAUTH2_TOKEN_ENDPOINT", "http://as.example/token", "1"),
         ("MCP_OAUTH2_TOKEN_ENDPOINT", "http://127.0.0.1:1/token", "0"),
+        (
+            "MCP_OAUTH2_TOKEN_ENDPOINT",
+            "http://svc:S3cr3tPw@127.0.0.1:1/token",
+            "1",
+        ),
+        (
+            "MCP_OAUTH2_DOWNSTREAM_URL",
+            "https://u:S3cr3tPw@api.example/me",
+            "1",
+        ),
+        ("MCP_OAUTH2_DOWNSTREAM_URL", "https://api.example/me#x", "1"),
         ("MCP_OAUTH2_DOWNSTREAM_URL", "garbage", "1"),
         ("MCP_OAUTH2_DOWNSTREAM_URL", "http://api.example/me", "1"),
         ("MCP_OAUTH2_DOWNSTREAM_URL", "data:text/plain,me", "1"),
@@ -423,6 +434,7 @@ async fn downstream_whoami_errors_are_tool_results() {
             let why =
                 Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), None).expect_err(bad);
             assert!(why.contains(name), "{name}={bad:?}: {why}");
+            assert!(!why.contains("S3cr3tPw"), "{why}");
         }
     }
     // The control: loopback http:// with the opt-in, a 32-byte key.

@@ -223,10 +223,23 @@ impl Downstream {
 }
 
 /// `value` of variable `name` as a URL the server may call: `https://`, or
-/// `http://` on a loopback host when `loopback` (the opt-in) is set. The
-/// error names the variable.
+/// `http://` on a loopback host when `loopback` (the opt-in) is set; no
+/// user information (a password there would be sent as Basic credentials
+/// instead of the configured client's and written wherever the URL is,
+/// logs and error results included; found from outside) and no fragment
+/// (never sent). The error names the variable, never the value.
 fn https_url(name: &str, value: &str, loopback: bool) -> Result<url::Url, String> {
     let url = url::Url::parse(value).map_err(|e| format!("{name} is not a URL: {e}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{name} must not contain user information (user@ or user:password@ before the host)"
+        ));
+    }
+    if url.fragment().is_some() {
+        return Err(format!(
+            "{name} must not have a fragment (it is never sent)"
+        ));
+    }
     let on_loopback = match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

@@ -192,6 +192,14 @@ impl TokenExchanger {
             ));
         }
         if let Some(endpoint) = &settings.endpoint {
+            // User information would go out as Basic credentials in place
+            // of the client's, and into every log line and error naming
+            // the endpoint (found from outside).
+            crate::config::url::check_url_parts(
+                endpoint,
+                crate::config::url::UrlParts::Endpoint,
+                "token_endpoint",
+            )?;
             crate::config::check_https(
                 endpoint,
                 settings.allow_insecure_loopback,

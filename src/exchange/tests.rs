@@ -295,3 +295,28 @@ async fn sealed_store_round_trip_and_refusals() {
         .await;
     assert!(store.get(&k3).await.is_none());
 }
+
+// A token endpoint with user information is refused when the exchanger is
+// built, without repeating it (found from outside: the password went out as
+// Basic credentials in place of the client's, and into every log line and
+// error naming the endpoint); so is a fragment, which is never sent.
+#[test]
+fn an_endpoint_with_user_information_or_a_fragment_is_refused() {
+    for bad in [
+        "https://svc:S3cr3tPw@as.example/token",
+        "https://svc@as.example/token",
+        "https://as.example/token#x",
+    ] {
+        let settings = ExchangeSettings::new("client", "secret")
+            .endpoint(url::Url::parse(bad).unwrap_or_else(|e| panic!("{bad}: {e}")));
+        let Err(err) = TokenExchanger::new(settings) else {
+            panic!("{bad}: accepted");
+        };
+        assert_eq!(err.field(), "token_endpoint", "{bad}");
+        assert!(!err.to_string().contains("S3cr3tPw"), "{err}");
+    }
+    let good = ExchangeSettings::new("client", "secret").endpoint(
+        url::Url::parse("https://as.example/token?tenant=a").unwrap_or_else(|e| panic!("{e}")),
+    );
+    assert!(TokenExchanger::new(good).is_ok());
+}
