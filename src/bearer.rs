@@ -132,13 +132,20 @@ pub(crate) fn read_credentials(
     if dpop && let Some(value) = first {
         let bytes = value.as_bytes();
         let is_dpop = bytes
-            .get(..5)
-            .is_some_and(|s| s.eq_ignore_ascii_case(b"dpop "));
+            .get(..4)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"dpop"))
+            && matches!(bytes.get(4), Some(b' ' | b'\t'));
         if is_dpop {
             // RFC 9449 section 7.1: every refusal of a `DPoP` request names
-            // its error on the `DPoP` challenge.
-            return read_dpop(headers, bytes, second.is_some(), max_len, known)
-                .map_err(|err| err.on_dpop_scheme(true));
+            // its error on the `DPoP` challenge, a tab after the scheme
+            // included (malformed: RFC 9110 section 11.4 wants one space;
+            // found from outside: named on the `Bearer` challenge).
+            let read = if bytes.get(4) == Some(&b'\t') {
+                Err(AuthErrorKind::MalformedAuthorizationHeader.into())
+            } else {
+                read_dpop(headers, bytes, second.is_some(), max_len, known)
+            };
+            return read.map_err(|err| err.on_dpop_scheme(true));
         }
     }
     bearer_of(first, second, max_len, known)
@@ -461,6 +468,22 @@ mod tests {
         );
         let long = format!("DPoP {}", "a".repeat(65));
         assert_eq!(read(&[long.as_str()], &["p"], true), Err(TokenTooLarge));
+        // A tab after the scheme is malformed (RFC 9110 section 11.4: one
+        // or more spaces), and named on the `DPoP` challenge (found from
+        // outside: on the `Bearer` one).
+        assert_eq!(
+            read(&["DPoP\ttok"], &["p"], true),
+            Err(MalformedAuthorizationHeader)
+        );
+        let mut headers = HeaderMap::new();
+        headers.append(AUTHORIZATION, HeaderValue::from_static("DPoP\ttok"));
+        let err = read_credentials(&headers, 64, true, |_| false).unwrap_err();
+        assert!(err.is_dpop_scheme());
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("DPoP tok extra"));
+        headers.append(DPOP, HeaderValue::from_static("p"));
+        let err = read_credentials(&headers, 64, true, |_| false).unwrap_err();
+        assert!(err.is_dpop_scheme());
+        assert!(!err.kind().description().contains("Bearer"));
     }
 
     #[test]

@@ -144,9 +144,11 @@ auth_error_kinds! {
     /// More than one `Authorization` header.
     MultipleAuthorizationHeaders => ("multiple_authorization_headers", InvalidRequest,
         "Send exactly one Authorization header"),
-    /// The `Authorization` header is not valid `Bearer <b64token>` syntax (RFC 6750 section 2.1).
+    /// The `Authorization` header is not valid `Bearer <b64token>` syntax
+    /// (RFC 6750 section 2.1), nor `DPoP <b64token>` (RFC 9449 section 7.1)
+    /// when DPoP is on.
     MalformedAuthorizationHeader => ("malformed_authorization_header", InvalidRequest,
-        "The Authorization header is not valid Bearer syntax"),
+        "The Authorization header is malformed: send the scheme, one space and the token"),
     /// The URI query names an `access_token` parameter (RFC 6750 section
     /// 2.3, which this server never supports: OAuth 2.1 section 5.2), with
     /// or without a token in the header (RFC 6750 section 2: one method

@@ -115,7 +115,7 @@ pub(crate) fn parse_proxy(text: &str) -> Result<IpNet, String> {
     let net = text
         .parse::<IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-        .map(|net| net.trunc())
+        .map(|net| ipv4_of_mapped(net.trunc()))
         .map_err(|_| format!("{text:?} is not a CIDR (10.0.0.0/8) or an IP address"))?;
     if net.prefix_len() == 0 {
         return Err(format!(
@@ -124,6 +124,22 @@ pub(crate) fn parse_proxy(text: &str) -> Result<IpNet, String> {
         ));
     }
     Ok(net)
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network
+/// it maps (`10.0.0.0/8`): client addresses are compared in their IPv4 form
+/// ([`canonical`]), so the mapped form never matched, and its whole range
+/// (`::ffff:0:0/96`) escaped the check for networks of every address
+/// (found from outside).
+fn ipv4_of_mapped(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => v6
+            .network()
+            .to_ipv4_mapped()
+            .and_then(|v4| ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).ok())
+            .map_or(net, IpNet::V4),
+        other => other,
+    }
 }
 
 /// Why a request is throttled (the audit `reason`).
@@ -468,6 +484,30 @@ mod tests {
         assert!(RateLimit::parse("5/86401").unwrap_err().contains("window"));
         assert_eq!(parse_proxy("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
         assert_eq!(parse_proxy("::1").unwrap().to_string(), "::1/128");
+        // IPv4-mapped networks are read as the IPv4 networks they map,
+        // as client addresses are (found from outside: they never
+        // matched), and the whole mapped range trusts every IPv4 client.
+        assert_eq!(
+            parse_proxy("::ffff:127.0.0.1").unwrap().to_string(),
+            "127.0.0.1/32"
+        );
+        assert_eq!(
+            parse_proxy("::ffff:10.1.0.0/104").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert!(
+            parse_proxy("::ffff:0:0/96")
+                .unwrap_err()
+                .contains("every address")
+        );
+        let t = throttle(&["::ffff:127.0.0.1"]);
+        assert_eq!(
+            t.client_addr(
+                Some(ip("127.0.0.1")),
+                &headers(&[("x-forwarded-for", "198.51.100.7")])
+            ),
+            Some(ip("198.51.100.7"))
+        );
         assert!(
             parse_proxy("10.0.0.0/33")
                 .unwrap_err()

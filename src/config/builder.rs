@@ -1046,10 +1046,28 @@ impl AuthConfigBuilder {
             ));
         }
         if sessions.per_principal > sessions.total {
-            return Err(ConfigError::new(
-                "max_sessions_per_principal",
-                "must not exceed max_sessions",
-            ));
+            // Said of the setting the operator changed: a `max_sessions`
+            // below the per-principal default was told the per-principal
+            // cap, which it never set, was wrong (found from outside).
+            return Err(
+                if sessions.per_principal == super::DEFAULT_MAX_SESSIONS_PER_PRINCIPAL {
+                    ConfigError::new(
+                        "max_sessions",
+                        format!(
+                            "is {}, below max_sessions_per_principal ({} by default): lower max_sessions_per_principal too",
+                            sessions.total, sessions.per_principal
+                        ),
+                    )
+                } else {
+                    ConfigError::new(
+                        "max_sessions_per_principal",
+                        format!(
+                            "is {}, more than max_sessions ({})",
+                            sessions.per_principal, sessions.total
+                        ),
+                    )
+                },
+            );
         }
         if self.max_listens_per_principal == 0 {
             return Err(ConfigError::new(
@@ -1360,6 +1378,9 @@ mod tests {
                 base().max_sessions_per_principal(0),
                 "max_sessions_per_principal",
             ),
+            // Only `max_sessions` set, below the per-principal default:
+            // said of `max_sessions` (found from outside).
+            (base().max_sessions(5), "max_sessions"),
             (
                 base().max_sessions(2).max_sessions_per_principal(3),
                 "max_sessions_per_principal",

@@ -96,20 +96,27 @@ impl Parse {
     }
 
     fn read(self, raw: String, staged: &mut Staged) -> Result<(), String> {
+        /// A whole number (ASCII digits, around whitespace), saturated.
+        fn whole_number(raw: &str) -> Option<u64> {
+            let digits = raw.trim();
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some(digits.parse::<u64>().unwrap_or(u64::MAX))
+        }
         match self {
+            // A whole number too large for the type is read as its largest
+            // value (which anyone can type): the setting's own range check
+            // then says what is allowed, not "must be a whole number"
+            // (found from outside).
             Self::Seconds(apply) => {
-                let secs = raw
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| "must be a whole number of seconds".to_owned())?;
+                let secs = whole_number(&raw)
+                    .ok_or_else(|| "must be a whole number of seconds".to_owned())?;
                 apply(staged, Duration::from_secs(secs))
             }
             Self::Count(apply) => {
-                let n = raw
-                    .trim()
-                    .parse::<usize>()
-                    .map_err(|_| "must be a whole number".to_owned())?;
-                apply(staged, n)
+                let n = whole_number(&raw).ok_or_else(|| "must be a whole number".to_owned())?;
+                apply(staged, usize::try_from(n).unwrap_or(usize::MAX))
             }
             Self::Flag(apply) => match raw.trim() {
                 // Empty is unset: the default stays (some flags default on).
@@ -1533,6 +1540,7 @@ mod tests {
                 &[],
             ),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "0", &[]),
+            ("MCP_OAUTH2_MAX_SESSIONS", "5", &[]),
             ("MCP_OAUTH2_MAX_LISTENS_PER_PRINCIPAL", "0", &[]),
             ("MCP_OAUTH2_MAX_LISTENS_PER_PRINCIPAL", "-1", &[]),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "many", &[]),
@@ -1558,6 +1566,7 @@ mod tests {
             ("MCP_OAUTH2_DPOP_ALGORITHMS", "HS256", &[]),
             ("MCP_OAUTH2_DPOP_ALGORITHMS", " , ", &[]),
             ("MCP_OAUTH2_DPOP_MAX_AGE", "301", &[]),
+            ("MCP_OAUTH2_DPOP_MAX_AGE", "99999999999999999999", &[]),
             ("MCP_OAUTH2_DPOP_MAX_AGE", "0", &[]),
             ("MCP_OAUTH2_DPOP_NONCE", "1", &[("MCP_OAUTH2_DPOP", "off")]),
             // Shorter than 32 bytes; set without nonces; nonces demanded by
@@ -1898,6 +1907,26 @@ mod tests {
             ConfigError::new("exempt_path", "x").for_env().field(),
             "exempt_path"
         );
+    }
+
+    // A whole number too large for its type is out of the setting's range,
+    // not "not a whole number" (found from outside).
+    #[test]
+    fn a_huge_whole_number_is_told_its_range() {
+        for (name, says) in [
+            ("MCP_OAUTH2_DPOP_MAX_AGE", "between 1 and 300"),
+            ("MCP_OAUTH2_JWKS_CACHE_TTL", "at most"),
+        ] {
+            let mut vars = minimal();
+            vars.insert(name, "99999999999999999999".to_owned());
+            let err = from_map(&vars).unwrap_err();
+            assert_eq!(err.field(), name);
+            assert!(err.message().contains(says), "{name}: {err}");
+        }
+        let mut vars = minimal();
+        vars.insert("MCP_OAUTH2_MAX_SESSIONS", "+5".to_owned());
+        let err = from_map(&vars).unwrap_err();
+        assert!(err.message().contains("whole number"), "{err}");
     }
 
     #[test]

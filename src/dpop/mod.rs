@@ -255,24 +255,38 @@ pub(crate) fn jwt_binds_a_key(token: &str) -> bool {
 /// breaks, takes a backslash for a slash and an empty user information
 /// (`https://@host/`) for none, so such texts named the resource although
 /// no RFC 3986 reader takes them for it (found from outside).
+///
+/// The host is compared as RFC 3986 text too (case and percent-encodings
+/// of unreserved characters normalised): the WHATWG reading takes `127.1`,
+/// `0x7f.1`, `2130706433`, `0177.0.0.1` and `127.0.0.1.` for `127.0.0.1`,
+/// which RFC 3986 reads as other names (found from outside). Only an IP
+/// literal (`[...]`) is compared as the address it names.
 pub(crate) fn htu_matches(htu: &str, expected: &url::Url) -> bool {
     let Ok(uri) = iri_string::types::UriStr::new(htu) else {
         return false;
     };
-    if uri
-        .authority_components()
-        .is_some_and(|a| a.userinfo().is_some())
-    {
+    let Some(authority) = uri.authority_components() else {
+        return false;
+    };
+    if authority.userinfo().is_some() {
         return false;
     }
+    let raw_host = authority.host();
     let Ok(htu) = url::Url::parse(htu) else {
         return false;
     };
     if !htu.username().is_empty() || htu.password().is_some() {
         return false;
     }
+    let host_matches = if raw_host.starts_with('[') {
+        htu.host_str() == expected.host_str()
+    } else {
+        expected
+            .host_str()
+            .is_some_and(|want| normalize_path(raw_host).eq_ignore_ascii_case(want))
+    };
     htu.scheme() == expected.scheme()
-        && htu.host_str() == expected.host_str()
+        && host_matches
         && htu.port_or_known_default() == expected.port_or_known_default()
         && normalize_path(htu.path()) == normalize_path(expected.path())
 }

@@ -444,6 +444,33 @@ fn htu_is_compared_after_normalisation() {
     ] {
         assert!(!htu_matches(bad, &want), "{bad}");
     }
+    // The host as RFC 3986 text: an IPv4 address only in its dotted
+    // decimal form (found from outside: the WHATWG reading took these for
+    // 127.0.0.1); a domain in any case; an IP literal as its address.
+    let v4 = url::Url::parse("http://127.0.0.1:8080/mcp").unwrap();
+    // RFC 3986 section 6.2.2.2: `%31` is `1`, the same text normalised.
+    for ok in ["http://127.0.0.1:8080/mcp", "http://127.0.0.%31:8080/mcp"] {
+        assert!(htu_matches(ok, &v4), "{ok}");
+    }
+    for bad in [
+        "http://127.1:8080/mcp",
+        "http://0x7f.1:8080/mcp",
+        "http://2130706433:8080/mcp",
+        "http://0177.0.0.1:8080/mcp",
+        "http://127.000.000.001:8080/mcp",
+        "http://0x7F000001:8080/mcp",
+        "http://127.0.0.1.:8080/mcp",
+        "http://[::ffff:127.0.0.1]:8080/mcp",
+    ] {
+        assert!(!htu_matches(bad, &v4), "{bad}");
+    }
+    assert!(htu_matches("https://MCP.ex%61mple.com/mcp/a~b", &want));
+    assert!(!htu_matches("https://mcp.example.com./mcp/a~b", &want));
+    let v6 = url::Url::parse("http://[::1]:8080/mcp").unwrap();
+    for ok in ["http://[::1]:8080/mcp", "http://[0:0:0:0:0:0:0:1]:8080/mcp"] {
+        assert!(htu_matches(ok, &v6), "{ok}");
+    }
+    assert!(!htu_matches("http://[::2]:8080/mcp", &v6));
     assert_eq!(normalize_path("/a%2fb%41"), "/a%2FbA");
     assert_eq!(normalize_path("/%zz%"), "/%zz%");
 }
