@@ -157,7 +157,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let mut config = AuthConfigBuilder::from_env()?;
-    if std::env::var_os("MCP_OAUTH2_SCOPES_SUPPORTED").is_none() {
+    // Unset or empty (as an env-file template leaves it): the default.
+    if std::env::var("MCP_OAUTH2_SCOPES_SUPPORTED").map_or(true, |v| v.trim().is_empty()) {
         config = config.scopes_supported([notes::NOTES_READ]);
     }
     let config = notes::declare_scopes(config).build()?;

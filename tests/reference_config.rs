@@ -166,25 +166,31 @@ async fn an_advertised_server_that_is_not_an_issuer_stops_it_before_listening() 
 // MCP_OAUTH2_SCOPES_SUPPORTED says otherwise; with
 // MCP_OAUTH2_REQUIRED_SCOPES the metadata names the required scopes too,
 // since every request needs them.
+// An empty MCP_OAUTH2_SCOPES_SUPPORTED (as an env-file template leaves it)
+// is unset, as for every other variable (found from outside: it dropped
+// the advertised scope).
 #[tokio::test]
 async fn the_metadata_names_the_required_scopes() {
-    let port = support::reference::free_port();
-    let resource = format!("http://127.0.0.1:{port}/mcp");
-    let _server = support::reference::start(
-        port,
-        &[
+    for supported in [None, Some(""), Some(" ")] {
+        let port = support::reference::free_port();
+        let resource = format!("http://127.0.0.1:{port}/mcp");
+        let mut env = vec![
             ("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9"),
-            ("MCP_OAUTH2_RESOURCE", &resource),
+            ("MCP_OAUTH2_RESOURCE", resource.as_str()),
             ("MCP_OAUTH2_REQUIRED_SCOPES", "mcp:use"),
-        ],
-    )
-    .await;
-    let url = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp");
-    let doc: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
-    assert_eq!(
-        doc["scopes_supported"],
-        serde_json::json!(["notes:read", "mcp:use"])
-    );
+        ];
+        if let Some(value) = supported {
+            env.push(("MCP_OAUTH2_SCOPES_SUPPORTED", value));
+        }
+        let _server = support::reference::start(port, &env).await;
+        let url = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp");
+        let doc: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        assert_eq!(
+            doc["scopes_supported"],
+            serde_json::json!(["notes:read", "mcp:use"]),
+            "{supported:?}"
+        );
+    }
 }
 
 // `downstream_whoami`'s variables (the top comment of

@@ -148,6 +148,20 @@ impl Parse {
     }
 }
 
+/// A scope list read from a variable, whose scopes are separated by
+/// spaces: a comma in one is refused. RFC 6749 allows it in a scope, but
+/// every other list variable is comma-separated, and `a,b` read as one
+/// scope no token holds refused every request with nothing said at start
+/// (found from outside). A scope with a comma is set with the builder.
+fn space_separated(scopes: Vec<String>) -> Result<Vec<String>, String> {
+    match scopes.iter().find(|s| s.contains(',')) {
+        Some(scope) => Err(format!(
+            "must separate scopes with spaces, not commas ({scope:?} would be one scope)"
+        )),
+        None => Ok(scopes),
+    }
+}
+
 fn split_list(value: &str, sep: char) -> Vec<String> {
     value
         .split(sep)
@@ -263,7 +277,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         field: "required_scopes",
         required: false,
         parse: Parse::List(' ', |s, v| {
-            s.builder.required_scopes = v;
+            s.builder.required_scopes = space_separated(v)?;
             Ok(())
         }),
         default: "none",
@@ -275,7 +289,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         field: "scopes_supported",
         required: false,
         parse: Parse::List(' ', |s, v| {
-            s.builder.scopes_supported = Some(v);
+            s.builder.scopes_supported = Some(space_separated(v)?);
             Ok(())
         }),
         default: "the required scopes",
@@ -1662,6 +1676,10 @@ mod tests {
             ("MCP_OAUTH2_TRUSTED_PROXIES", "0.0.0.0/1, 128.0.0.0/1", &[]),
             ("MCP_OAUTH2_JWKS_CACHE_TTL", "86401", &[]),
             ("MCP_OAUTH2_REQUIRED_SCOPES", "mcp:use mcp:use", &[]),
+            // Commas: every other list is comma-separated (found from
+            // outside: `a,b` read as one scope no token holds).
+            ("MCP_OAUTH2_REQUIRED_SCOPES", "notes:read,notes:write", &[]),
+            ("MCP_OAUTH2_SCOPES_SUPPORTED", "a b,c", &[]),
             ("MCP_OAUTH2_SCOPES_SUPPORTED", "a b a", &[]),
             ("MCP_OAUTH2_JWKS_CACHE_TTL", "18446744073709551615", &[]),
             ("MCP_OAUTH2_JWKS_REFRESH_COOLDOWN", "86401", &[]),
