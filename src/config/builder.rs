@@ -148,6 +148,48 @@ impl Default for AuthConfigBuilder {
     }
 }
 
+/// An issuer identifier's text in the form its URL takes (RFC 8414 section
+/// 3.3: `iss` and the discovery document's `issuer` are compared with it
+/// exactly, and servers publish the scheme and host in lowercase): no
+/// capitals in scheme or host, no query or fragment, and written as the URL
+/// it parses to (not `https://h:443`, `../`, a space, a backslash).
+fn check_issuer_form(text: &str, url: &Url, field: &'static str) -> Result<(), ConfigError> {
+    let authority = text.split_once("://").map_or(text, |(scheme, rest)| {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        text.get(..scheme.len() + 3 + host.len()).unwrap_or(scheme)
+    });
+    if authority.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "{text:?} has capitals in its scheme or host: write the issuer exactly as \
+                 the authorization server publishes it (lowercase scheme and host); \
+                 issuers are compared exactly (RFC 8414 section 3.3), so no token \
+                 would ever verify"
+            ),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::new(
+            field,
+            "must not have a query or fragment (RFC 8414 section 2)",
+        ));
+    }
+    if !written_as_url(text, url) {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "{text:?} is not written as its URL ({:?}): the issuer is compared as \
+                 written (RFC 8414 section 3.3) but its metadata and keys would be \
+                 fetched from the host that URL names; write it exactly as the \
+                 authorization server publishes it",
+                url.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl AuthConfigBuilder {
     /// Makes [`build`](Self::build) fail with `error` (a preset refusing
     /// its arguments); the first such error is kept.
@@ -622,46 +664,7 @@ impl AuthConfigBuilder {
                 .map_err(|e| ConfigError::new("issuer", format!("{issuer:?} is not a URL: {e}")))?;
             check_url_parts(&url, UrlParts::Issuer, "issuer")?;
             check_https(&url, loopback_ok, "issuer")?;
-            // RFC 8414 section 3.3: `iss` and the discovery document's
-            // `issuer` are compared with this text exactly, and servers
-            // publish the scheme and host in lowercase (the form URLs take).
-            let authority = issuer
-                .split_once("://")
-                .map_or(issuer.as_str(), |(scheme, rest)| {
-                    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-                    issuer
-                        .get(..scheme.len() + 3 + host.len())
-                        .unwrap_or(scheme)
-                });
-            if authority.bytes().any(|b| b.is_ascii_uppercase()) {
-                return Err(ConfigError::new(
-                    "issuer",
-                    format!(
-                        "{issuer:?} has capitals in its scheme or host: write the issuer exactly as \
-                         the authorization server publishes it (lowercase scheme and host); \
-                         issuers are compared exactly (RFC 8414 section 3.3), so no token \
-                         would ever verify"
-                    ),
-                ));
-            }
-            if url.query().is_some() || url.fragment().is_some() {
-                return Err(ConfigError::new(
-                    "issuer",
-                    "must not have a query or fragment (RFC 8414 section 2)",
-                ));
-            }
-            if !written_as_url(&issuer, &url) {
-                return Err(ConfigError::new(
-                    "issuer",
-                    format!(
-                        "{issuer:?} is not written as its URL ({:?}): the issuer is compared as \
-                         written (RFC 8414 section 3.3) but its keys would be fetched from \
-                         the host that URL names; write it exactly as the authorization \
-                         server publishes it",
-                        url.as_str()
-                    ),
-                ));
-            }
+            check_issuer_form(&issuer, &url, "issuer")?;
             if issuers.iter().any(|i| i.issuer == issuer) {
                 return Err(ConfigError::new(
                     "issuer",
@@ -688,6 +691,22 @@ impl AuthConfigBuilder {
         }
         for t in &self.tenant_issuers {
             t.validate(loopback_ok)?;
+            // One issuer reached twice, once plain and once through the
+            // template, would take that tenant's tokens away from the
+            // template's rules (its tenant claim, the tenant in the
+            // principal), silently (found from outside): refused, as an
+            // issuer written twice is.
+            if let Some(plain) = issuers.iter().find(|i| t.issues(&i.issuer)) {
+                return Err(ConfigError::new(
+                    "issuer",
+                    format!(
+                        "{:?} is configured both as an issuer and through the tenant issuer {:?}: \
+                         configure it once (tokens of that tenant would skip the tenant issuer's rules)",
+                        plain.issuer,
+                        t.template()
+                    ),
+                ));
+            }
             // A front door is where clients are sent to sign in: a trusted
             // issuer, or the template filled with a tenant id (Entra ID's
             // `organizations`), never another host, path or shape.
@@ -730,6 +749,13 @@ impl AuthConfigBuilder {
                     })?;
                     check_url_parts(&url, UrlParts::Issuer, "authorization_servers")?;
                     check_https(&url, loopback_ok, "authorization_servers")?;
+                    // A client finds an authorization server's metadata
+                    // from this text and must find it again as that
+                    // metadata's `issuer` (RFC 8414 section 3.3): the form
+                    // checks of issuers hold here too (found from outside:
+                    // an untrusted front door was advertised as typed,
+                    // capitals, `:443` and a space included).
+                    check_issuer_form(s, &url, "authorization_servers")?;
                     let trusted = issuers.iter().any(|i| i.issuer == *s)
                         || self
                             .tenant_issuers
@@ -1629,6 +1655,41 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(c.authorization_servers(), [org]);
+        // A plain issuer that the template also issues: refused (found
+        // from outside: the plain one silently took the tenant over).
+        for (template, plain) in [
+            ("https://t/{tenant}/v2", "https://t/a/v2"),
+            ("https://t/claims", "https://t/claims"),
+        ] {
+            let e = AuthConfig::builder()
+                .tenant_issuer(
+                    TenantIssuer::new(template)
+                        .tenants(["a"])
+                        .tenant_claim("tid"),
+                )
+                .issuer(plain)
+                .resource("https://mcp.example.com/mcp")
+                .build()
+                .unwrap_err();
+            assert_eq!(e.field(), "issuer", "{e}");
+            assert!(e.message().contains("configure it once"), "{e}");
+        }
+        // An opted-in front door is held to an issuer's form too: a client
+        // must find it again as its metadata's `issuer` (found from
+        // outside: advertised as typed).
+        for bad in [
+            "https://Other.example",
+            "https://other.example:443",
+            "https://other.example/a/../b",
+            "https://other.example/ x",
+        ] {
+            let e = tenants()
+                .authorization_servers([bad])
+                .allow_untrusted_authorization_server(bad)
+                .build()
+                .unwrap_err();
+            assert_eq!(e.field(), "authorization_servers", "{bad}: {e}");
+        }
     }
 
     // Issue 4: the hardening settings have defaults and refuse zero.
