@@ -296,6 +296,10 @@ async fn a_misspelled_variable_stops_it_before_listening() {
             "MCP_OAUTH2_HEADER_READ_TIMEOUT",
         ),
         ("mcp_oauth2_required_scopes", "MCP_OAUTH2_REQUIRED_SCOPES"),
+        // The prefix itself misspelled (found from outside: ignored, and
+        // calls without the scope served).
+        ("MCP_OAUTH_REQUIRED_SCOPES", "MCP_OAUTH2_REQUIRED_SCOPES"),
+        ("MCP_OAUTH2REQUIRED_SCOPES", "MCP_OAUTH2_REQUIRED_SCOPES"),
         ("MCP_OAUTH2_SOMETHING_ELSE", ""),
     ] {
         let stderr = refused(&[(typo, "x")], typo).await;

@@ -817,19 +817,38 @@ const DPOP_PROOF_VARIABLES: &[&str] = &[
 /// The prefix of every variable of the table.
 const PREFIX: &str = "MCP_OAUTH2_";
 
-/// The process environment's `MCP_OAUTH2_*` variables: each name, and
-/// whether its value is UTF-8.
+/// The process environment's `MCP_OAUTH2_*` variables, and those whose
+/// names are a misspelling of one of ours: each name, and whether its value
+/// is UTF-8.
 fn prefixed_process_vars() -> Vec<(String, bool)> {
     std::env::vars_os()
         .filter_map(|(name, value)| {
             let name = name.to_string_lossy();
-            // In any case: `mcp_oauth2_required_scopes` is a misspelling too.
-            let prefixed = name
-                .get(..PREFIX.len())
-                .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX));
-            prefixed.then(|| (name.into_owned(), value.to_str().is_some()))
+            is_ours(&name).then(|| (name.into_owned(), value.to_str().is_some()))
         })
         .collect()
+}
+
+/// Whether `name` is in this namespace (`MCP_OAUTH2_` in any case:
+/// `mcp_oauth2_required_scopes` is a misspelling too), or a misspelling of
+/// one of its variables in the prefix itself (`MCP_OAUTH_REQUIRED_SCOPES`,
+/// `MCP_OAUTH2REQUIRED_SCOPES`, `MPC_OAUTH2_ISSUER`: within two edits of a
+/// name of the table or of [`SERVER_ENV_VARIABLES`]). Found from outside:
+/// such a name was read as another program's variable, and the required
+/// scope it set silently left out, so calls without it were served.
+fn is_ours(name: &str) -> bool {
+    if name
+        .get(..PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
+    {
+        return true;
+    }
+    let upper = name.to_ascii_uppercase();
+    ENV_VARS
+        .iter()
+        .map(|v| v.name)
+        .chain(SERVER_ENV_VARIABLES.iter().copied())
+        .any(|known| known.len().abs_diff(upper.len()) <= 2 && edit_distance(&upper, known) <= 2)
 }
 
 /// The documented variables of this namespace that a server reads for
@@ -1945,6 +1964,41 @@ mod tests {
         vars.insert("MCP_OAUTH2_MAX_SESSIONS", "+5".to_owned());
         let err = from_map(&vars).unwrap_err();
         assert!(err.message().contains("whole number"), "{err}");
+    }
+
+    // Misspellings of the prefix itself are ours too (found from outside:
+    // `MCP_OAUTH_REQUIRED_SCOPES` was ignored, and its scope not required);
+    // other programs' variables are not.
+    #[test]
+    fn misspelled_prefixes_are_ours() {
+        for name in [
+            "MCP_OAUTH2_ISSUER",
+            "mcp_oauth2_anything",
+            "MCP_OAUTH_REQUIRED_SCOPES",
+            "MCP_OAUTH2REQUIRED_SCOPES",
+            "MCPOAUTH2_REQUIRED_SCOPES",
+            "MPC_OAUTH2_ISSUER",
+            "mcp_oauth_dpop",
+            "MCP_OAUTH3_BIND",
+        ] {
+            assert!(is_ours(name), "{name}");
+        }
+        for name in [
+            "PATH",
+            "HOME",
+            "RUST_LOG",
+            "MCP_SERVER_URL",
+            "OAUTH2_ISSUER_URL",
+            "MCP_DPOP",
+        ] {
+            assert!(!is_ours(name), "{name}");
+        }
+        let err = check_names(&[("MCP_OAUTH_REQUIRED_SCOPES".to_owned(), true)], &[]).unwrap_err();
+        assert!(
+            err.message()
+                .contains("did you mean MCP_OAUTH2_REQUIRED_SCOPES"),
+            "{err}"
+        );
     }
 
     #[test]
