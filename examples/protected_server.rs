@@ -110,8 +110,31 @@ use mcp_oauth2::{AuthConfigBuilder, McpServer};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Runs the server; a configuration or start-up error is printed as text
+/// (`Error: invalid `MCP_OAUTH2_...`: ...`), exit status 1. Returning it
+/// from `main` printed its `Debug` form, quotes escaped (found from
+/// outside).
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // `json` or `text`, in any case (keywords are, as `MCP_OAUTH2_DPOP`'s).
     let format = std::env::var("MCP_OAUTH2_LOG_FORMAT").map(|f| f.trim().to_ascii_lowercase());
     let json = format.as_deref() == Ok("json");
@@ -162,7 +185,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         config = config.scopes_supported([notes::NOTES_READ]);
     }
     let config = notes::declare_scopes(config).build()?;
-    let bind = std::env::var("MCP_OAUTH2_BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    // Trimmed, as every other variable is.
+    let bind = std::env::var("MCP_OAUTH2_BIND")
+        .map(|b| b.trim().to_owned())
+        .unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     // The MCP endpoint is mounted at the resource's path as written: a
     // trailing slash is refused (the endpoint would be `/mcp/` and `/mcp`
     // would not be routed), as is a path the router cannot serve.
@@ -217,19 +243,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ))
         })
         .build()
-        .map_err(|e| match e.field() {
-            // The only path set here is the resource's.
-            "path" => format!(
-                "MCP_OAUTH2_RESOURCE: its path is where the MCP endpoint is served: {}",
-                e.message()
-            ),
-            "header_read_timeout" => format!("MCP_OAUTH2_HEADER_READ_TIMEOUT: {}", e.message()),
-            "body_read_timeout" => format!("MCP_OAUTH2_BODY_READ_TIMEOUT: {}", e.message()),
-            "response_write_timeout" => {
-                format!("MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT: {}", e.message())
+        .map_err(|e| {
+            // The builder's advice in this server's spelling: a timeout is
+            // switched off with `off`, not `None` (found from outside).
+            let message = e.message().replace("(None switches", "(off switches");
+            match e.field() {
+                // The only path set here is the resource's.
+                "path" => format!(
+                    "MCP_OAUTH2_RESOURCE: its path is where the MCP endpoint is served: {}",
+                    message
+                ),
+                "header_read_timeout" => format!("MCP_OAUTH2_HEADER_READ_TIMEOUT: {}", message),
+                "body_read_timeout" => format!("MCP_OAUTH2_BODY_READ_TIMEOUT: {}", message),
+                "response_write_timeout" => {
+                    format!("MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT: {}", message)
+                }
+                "max_connections" => format!("MCP_OAUTH2_MAX_CONNECTIONS: {}", message),
+                _ => e.to_string(),
             }
-            "max_connections" => format!("MCP_OAUTH2_MAX_CONNECTIONS: {}", e.message()),
-            _ => e.to_string(),
         })?;
     let listener = tokio::net::TcpListener::bind(&bind)
         .await

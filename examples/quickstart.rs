@@ -38,8 +38,20 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// `println!` that ends the walk-through quietly, status 0, once its reader
+/// has gone (`quickstart --once | head -1`): `println!` panics on a closed
+/// pipe (found from outside: exit 101 and a panic message).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 fn step(n: u32, title: &str) {
-    println!("\n== {n}. {title}");
+    say!("\n== {n}. {title}");
 }
 
 #[tokio::main]
@@ -76,8 +88,8 @@ async fn main() -> Result<(), BoxError> {
         .build()?;
     let stop = server.cancellation_token();
     let serving = tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
-    println!("Development issuer: {}", issuer.issuer());
-    println!("Protected MCP server: {resource}");
+    say!("Development issuer: {}", issuer.issuer());
+    say!("Protected MCP server: {resource}");
 
     // Everything here is on loopback: never through a proxy of the
     // environment (`HTTP_PROXY` on a company machine or a CI runner).
@@ -97,8 +109,8 @@ async fn main() -> Result<(), BoxError> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    println!("HTTP {}", response.status());
-    println!("WWW-Authenticate: {challenge}");
+    say!("HTTP {}", response.status());
+    say!("WWW-Authenticate: {challenge}");
     let metadata_url = challenge
         .split("resource_metadata=\"")
         .nth(1)
@@ -108,7 +120,7 @@ async fn main() -> Result<(), BoxError> {
 
     step(2, "Fetch the protected resource metadata (RFC 9728)");
     let metadata: serde_json::Value = http.get(&metadata_url).send().await?.json().await?;
-    println!(
+    say!(
         "GET {metadata_url}\n{}",
         serde_json::to_string_pretty(&metadata)?
     );
@@ -120,9 +132,9 @@ async fn main() -> Result<(), BoxError> {
     step(3, "Discover the authorization server (RFC 8414)");
     let as_metadata_url = format!("{authorization_server}/.well-known/oauth-authorization-server");
     let as_metadata: serde_json::Value = http.get(&as_metadata_url).send().await?.json().await?;
-    println!("GET {as_metadata_url}");
-    println!("issuer:   {}", as_metadata["issuer"]);
-    println!("jwks_uri: {}", as_metadata["jwks_uri"]);
+    say!("GET {as_metadata_url}");
+    say!("issuer:   {}", as_metadata["issuer"]);
+    say!("jwks_uri: {}", as_metadata["jwks_uri"]);
 
     step(
         4,
@@ -133,7 +145,7 @@ async fn main() -> Result<(), BoxError> {
     // the code. The development issuer approves at once (no login page).
     issuer.set_next_subject("alice");
     let read_token = authorize(&http, &as_metadata, &resource, &[notes::NOTES_READ]).await?;
-    println!(
+    say!(
         "token (scope notes:read): {}...",
         &read_token[..24.min(read_token.len())]
     );
@@ -144,7 +156,7 @@ async fn main() -> Result<(), BoxError> {
     );
     let client = connect(&resource, &read_token).await?;
     let tools = client.list_all_tools().await?;
-    println!(
+    say!(
         "tools: {}",
         tools
             .iter()
@@ -153,7 +165,7 @@ async fn main() -> Result<(), BoxError> {
             .join(", ")
     );
     let whoami = call_text(&client, "whoami", None).await?;
-    println!("whoami -> {whoami}");
+    say!("whoami -> {whoami}");
     let who: serde_json::Value = serde_json::from_str(&whoami)?;
     if who["subject"] != "alice" {
         return Err("whoami did not return the token's subject".into());
@@ -166,18 +178,18 @@ async fn main() -> Result<(), BoxError> {
         )
         .await;
     let challenge = challenge_of(&refused, "add_note")?;
-    println!("with notes:read only -> HTTP 403");
-    println!("WWW-Authenticate: {challenge}");
+    say!("with notes:read only -> HTTP 403");
+    say!("WWW-Authenticate: {challenge}");
     client.cancel().await?;
     // The client re-authorizes with the union of what it had and what the
     // challenge names (MCP "Step-Up Authorization Flow").
     let mut scopes = vec![notes::NOTES_READ.to_owned()];
     add_challenged_scopes(&mut scopes, &challenge);
-    println!("re-authorizing with scope \"{}\"", scopes.join(" "));
+    say!("re-authorizing with scope \"{}\"", scopes.join(" "));
     let scope_refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
     let write_token = authorize(&http, &as_metadata, &resource, &scope_refs).await?;
     let client = connect(&resource, &write_token).await?;
-    println!(
+    say!(
         "with notes:write -> add_note: {}",
         call_text(
             &client,
@@ -186,7 +198,7 @@ async fn main() -> Result<(), BoxError> {
         )
         .await?
     );
-    println!(
+    say!(
         "list_notes -> {}",
         call_text(&client, "list_notes", None).await?
     );
@@ -199,15 +211,15 @@ async fn main() -> Result<(), BoxError> {
         .call_tool(CallToolRequestParams::new("export_notes"))
         .await;
     let challenge = challenge_of(&refused, "export_notes")?;
-    println!("the handler asked for notes:export -> HTTP 403");
-    println!("WWW-Authenticate: {challenge}");
+    say!("the handler asked for notes:export -> HTTP 403");
+    say!("WWW-Authenticate: {challenge}");
     client.cancel().await?;
     add_challenged_scopes(&mut scopes, &challenge);
-    println!("re-authorizing with scope \"{}\"", scopes.join(" "));
+    say!("re-authorizing with scope \"{}\"", scopes.join(" "));
     let scope_refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
     let export_token = authorize(&http, &as_metadata, &resource, &scope_refs).await?;
     let client = connect(&resource, &export_token).await?;
-    println!(
+    say!(
         "export_notes -> {}",
         call_text(&client, "export_notes", None).await?
     );
@@ -228,8 +240,8 @@ async fn main() -> Result<(), BoxError> {
         .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
         .send()
         .await?;
-    println!("HTTP {}", response.status());
-    println!(
+    say!("HTTP {}", response.status());
+    say!(
         "WWW-Authenticate: {}",
         response
             .headers()
@@ -242,7 +254,7 @@ async fn main() -> Result<(), BoxError> {
     }
 
     if once {
-        println!("\nWalk-through complete.");
+        say!("\nWalk-through complete.");
         stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
         return Ok(());
@@ -255,15 +267,15 @@ async fn main() -> Result<(), BoxError> {
         .scopes([notes::NOTES_READ, notes::NOTES_WRITE])
         .expires_in(Duration::from_secs(3600))
         .sign();
-    println!("\nStill serving. Try it with curl (token valid for one hour):\n");
-    println!("curl -i {metadata_url}");
-    println!(
+    say!("\nStill serving. Try it with curl (token valid for one hour):\n");
+    say!("curl -i {metadata_url}");
+    say!(
         "curl -i -X POST {resource} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}}'"
     );
-    println!(
+    say!(
         "curl -i -X POST {resource} -H 'authorization: Bearer {token}' -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: tools/call' -H 'mcp-name: whoami' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"whoami\",\"arguments\":{{}},\"_meta\":{{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{{}}}}}}}}'"
     );
-    println!("\nPress Ctrl-C to stop.");
+    say!("\nPress Ctrl-C to stop.");
     tokio::signal::ctrl_c().await?;
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;

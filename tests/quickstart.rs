@@ -65,3 +65,35 @@ async fn the_quickstart_ignores_a_proxy_in_the_environment() {
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("Walk-through complete."), "{stdout}");
 }
+
+// Its reader going early (`quickstart --once | head -1`) ends it quietly,
+// not with a panic (found from outside: exit 101, "failed printing to
+// stdout: Broken pipe").
+#[tokio::test]
+async fn the_quickstart_ends_quietly_when_its_reader_goes() {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut command = support::reference::example_command("quickstart");
+    command.env_remove("RUST_LOG");
+    let mut child = command
+        .arg("--once")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("no first line")
+        .unwrap();
+    assert!(first.is_some());
+    drop(lines);
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("the quickstart did not exit")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -557,3 +557,53 @@ async fn sigterm_stops_it_gracefully_like_ctrl_c() {
         .unwrap();
     assert!(status.success(), "exit: {status:?}");
 }
+
+// A start-up error reads as text in the variables' own spelling (found
+// from outside: printed as Rust `Debug`, quotes escaped, with builder calls
+// such as `allow_any_tenant_unrestricted` or `None` as the advice).
+#[tokio::test]
+async fn start_up_errors_speak_in_variables() {
+    for (env, variable, says) in [
+        (
+            &[("MCP_OAUTH2_HEADER_READ_TIMEOUT", "86401")][..],
+            "MCP_OAUTH2_HEADER_READ_TIMEOUT",
+            "off switches",
+        ),
+        (
+            &[("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9/{tenant}")][..],
+            "MCP_OAUTH2_TENANTS",
+            "MCP_OAUTH2_TENANTS=*",
+        ),
+        (
+            &[("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:1/m%63p")][..],
+            "MCP_OAUTH2_RESOURCE",
+            "%63",
+        ),
+    ] {
+        let stderr = refused(env, variable).await;
+        assert!(stderr.contains(says), "{env:?}: {stderr}");
+        for builder in ["ConfigError {", "\\\"", "None", "allow_any_tenant"] {
+            assert!(!stderr.contains(builder), "{env:?}: {stderr}");
+        }
+    }
+}
+
+// `MCP_OAUTH2_BIND` is trimmed like every other variable (found from
+// outside: a trailing space was "invalid port value").
+#[tokio::test]
+async fn the_bind_address_is_trimmed() {
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let bind = format!(" 127.0.0.1:{port} ");
+    let _server = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9"),
+            ("MCP_OAUTH2_RESOURCE", &resource),
+            ("MCP_OAUTH2_BIND", &bind),
+        ],
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp");
+    assert_eq!(reqwest::get(url).await.unwrap().status(), 200);
+}

@@ -828,6 +828,18 @@ impl AuthConfigBuilder {
                 .map_err(|e| ConfigError::new("jwks_uri", format!("{jwks:?} is not a URL: {e}")))?;
             check_url_parts(&url, UrlParts::Endpoint, "jwks_uri")?;
             check_https(&url, loopback_ok, "jwks_uri")?;
+            // A plain issuer's key-set URL is fetched as written: a
+            // `{tenant}` in it is never filled (found from outside: fetched
+            // as `%7Btenant%7D`, every token 503).
+            if jwks.contains(crate::config::tenant::TENANT_PLACEHOLDER) {
+                return Err(ConfigError::new(
+                    "jwks_uri",
+                    format!(
+                        "{jwks:?} holds {{tenant}}, which only the key-set URL of an issuer \
+                         with {{tenant}} in it can hold (it is filled with each tenant)"
+                    ),
+                ));
+            }
             let target = match issuer {
                 None if issuers.len() == 1 => issuers.first_mut().ok_or_else(|| {
                     ConfigError::new("jwks_uri", "at least one issuer is required")
@@ -1407,6 +1419,11 @@ mod tests {
             // Only `max_sessions` set, below the per-principal default:
             // said of `max_sessions` (found from outside).
             (base().max_sessions(5), "max_sessions"),
+            // A `{tenant}` no tenant issuer fills (found from outside).
+            (
+                base().jwks_uri("https://auth.example.com/{tenant}/jwks"),
+                "jwks_uri",
+            ),
             (
                 base().max_sessions(2).max_sessions_per_principal(3),
                 "max_sessions_per_principal",

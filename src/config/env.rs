@@ -90,7 +90,7 @@ impl Parse {
             Self::List(_, _) => "space-separated",
             Self::Url(_) => "URL",
             Self::Text(_) => "text",
-            Self::Limit(_) => "`<count>/<seconds>`",
+            Self::Limit(_) => "`<count>/<seconds>` or `off`",
             Self::LimitOrOff(_) => "`<count>/<seconds>` or `off`",
         }
     }
@@ -127,11 +127,15 @@ impl Parse {
             },
             Self::List(sep, apply) => apply(staged, split_list(&raw, sep)),
             Self::Url(apply) | Self::Text(apply) => apply(staged, raw),
+            // Off by default: `off` (any case) says so, as the table's
+            // default reads (found from outside: refused).
             Self::Limit(apply) => {
-                if raw.trim().is_empty() {
+                let text = raw.trim();
+                if text.is_empty() || text.eq_ignore_ascii_case("off") {
                     return Ok(());
                 }
-                let limit = crate::throttle::RateLimit::parse(&raw)?;
+                let limit =
+                    crate::throttle::RateLimit::parse(text).map_err(|m| format!("{m}, or off"))?;
                 apply(staged, (limit.count, limit.window))
             }
             Self::LimitOrOff(apply) => match raw.trim() {
@@ -771,6 +775,20 @@ impl ConfigError {
     /// `max_sessions`) are replaced by their variables too.
     pub(crate) fn for_env(self) -> Self {
         let mut message = self.message().to_owned();
+        // Advice that names builder calls an operator of variables cannot
+        // make, said in variables (found from outside).
+        for (builder, env) in [
+            (
+                "an allowlist (tenants) or allow_any_tenant_unrestricted",
+                "an allowlist (MCP_OAUTH2_TENANTS=a,b) or MCP_OAUTH2_TENANTS=*",
+            ),
+            (
+                "advertise an issuer (TenantIssuer::advertise) or set",
+                "set",
+            ),
+        ] {
+            message = message.replace(builder, env);
+        }
         for var in ENV_VARS {
             for name in [var.setting, var.field] {
                 // Words such as `issuer` or `dpop` are plain English too:
@@ -1233,6 +1251,25 @@ mod tests {
 
     // `AuthConfig::from_env`'s documentation: an empty flag is unset, so
     // a flag that defaults on stays on (and one that defaults off, off).
+    // The throttle's limits are off by default, and `off` says so (found
+    // from outside: refused).
+    #[test]
+    fn the_throttle_limits_take_off() {
+        for off in ["off", " OFF ", ""] {
+            let mut vars = minimal();
+            vars.insert("MCP_OAUTH2_FAILED_AUTH_LIMIT", off.to_owned());
+            vars.insert("MCP_OAUTH2_MISSING_AUTH_LIMIT", off.to_owned());
+            let c = from_map(&vars).unwrap();
+            assert!(
+                c.throttle.failed.is_none() && c.throttle.missing.is_none(),
+                "{off:?}"
+            );
+        }
+        let mut vars = minimal();
+        vars.insert("MCP_OAUTH2_FAILED_AUTH_LIMIT", "offf".to_owned());
+        assert!(from_map(&vars).unwrap_err().message().contains("or off"));
+    }
+
     #[test]
     fn an_empty_flag_keeps_its_default() {
         let mut vars = minimal();
