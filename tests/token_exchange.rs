@@ -423,6 +423,13 @@ async fn downstream_whoami_errors_are_tool_results() {
         ("MCP_OAUTH2_DOWNSTREAM_URL", "data:text/plain,me", "1"),
         ("MCP_OAUTH2_EXCHANGE_CACHE_KEY", "short", "1"),
         ("MCP_OAUTH2_EXCHANGE_CACHE_KEY", "c2hvcnQ=", "1"),
+        // One byte repeated (found from outside: an all-zero key was
+        // accepted).
+        (
+            "MCP_OAUTH2_EXCHANGE_CACHE_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "1",
+        ),
     ] {
         for without in [None, Some("MCP_OAUTH2_DOWNSTREAM_AUDIENCE")] {
             let mut vars = vars.clone();
@@ -454,12 +461,26 @@ async fn downstream_whoami_errors_are_tool_results() {
         why.contains("MCP_OAUTH2_EXCHANGE_CACHE_KEY") && why.contains("MCP_OAUTH2_REDIS_URL"),
         "{why}"
     );
-    let store: std::sync::Arc<dyn mcp_oauth2::store::SharedStore> =
-        std::sync::Arc::new(mcp_oauth2::store::MemoryStore::default());
-    assert!(matches!(
-        Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), Some(store)),
-        Ok(Downstream::Ready { .. })
-    ));
+    // The key in either base64 alphabet, padded or not (found from
+    // outside: only padded standard base64 was read).
+    for key in [
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY",
+        "-_8yMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY",
+        "+/8yMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    ] {
+        let mut vars = vars.clone();
+        vars.insert("MCP_OAUTH2_EXCHANGE_CACHE_KEY", key);
+        let store: std::sync::Arc<dyn mcp_oauth2::store::SharedStore> =
+            std::sync::Arc::new(mcp_oauth2::store::MemoryStore::default());
+        assert!(
+            matches!(
+                Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), Some(store)),
+                Ok(Downstream::Ready { .. })
+            ),
+            "{key}"
+        );
+    }
     // Step-up scopes a challenge cannot name.
     for bad in ["offline_access", "a\"b", "caf\u{e9}"] {
         let mut vars = vars.clone();

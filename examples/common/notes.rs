@@ -133,14 +133,32 @@ impl Downstream {
         let cache_key = value("MCP_OAUTH2_EXCHANGE_CACHE_KEY")
             .map(|secret| {
                 use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD
-                    .decode(secret.as_bytes())
-                    .ok()
-                    .and_then(|bytes| mcp_oauth2::HandleKey::from_secret(&bytes).ok())
+                use base64::engine::general_purpose::{
+                    STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+                };
+                // Either alphabet, padded or not (found from outside: only
+                // padded standard base64 was read, and the message said the
+                // key was not base64); never a key of one repeated byte.
+                let secret = secret.trim();
+                let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+                    .iter()
+                    .find_map(|engine| engine.decode(secret.as_bytes()).ok())
                     .ok_or_else(|| {
-                        "MCP_OAUTH2_EXCHANGE_CACHE_KEY must be base64 of at least 32 bytes"
+                        "MCP_OAUTH2_EXCHANGE_CACHE_KEY is not base64 (standard or URL-safe, \
+                         padded or not)"
                             .to_owned()
-                    })
+                    })?;
+                if bytes.windows(2).all(|w| w[0] == w[1]) {
+                    return Err("MCP_OAUTH2_EXCHANGE_CACHE_KEY is one byte repeated: use 32 \
+                                random bytes (head -c 32 /dev/urandom | base64)"
+                        .to_owned());
+                }
+                mcp_oauth2::HandleKey::from_secret(&bytes).map_err(|_| {
+                    format!(
+                        "MCP_OAUTH2_EXCHANGE_CACHE_KEY is base64 of {} bytes: at least 32 are needed",
+                        bytes.len()
+                    )
+                })
             })
             .transpose()?;
         if cache_key.is_some() && shared.is_none() {

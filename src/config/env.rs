@@ -749,7 +749,12 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
 /// repeated in the error (it may hold a password).
 #[cfg(feature = "redis")]
 fn redis_store(s: &mut Staged, url: &str) -> Result<(), String> {
-    let mut store = crate::store::RedisStore::new(url).map_err(|e| e.to_string())?;
+    // The reason alone: a URL refused at start is a mistake, not an outage
+    // ("store unavailable: ...", found from outside).
+    let mut store = crate::store::RedisStore::new(url).map_err(|e| match e {
+        crate::store::StoreError::Unavailable(why) => why,
+        other => other.to_string(),
+    })?;
     if let Some(prefix) = &s.redis_prefix {
         store = store.prefix(prefix.clone());
     }
@@ -1251,6 +1256,30 @@ mod tests {
 
     // `AuthConfig::from_env`'s documentation: an empty flag is unset, so
     // a flag that defaults on stays on (and one that defaults off, off).
+    // A Redis URL refused at start says why, never "store unavailable" and
+    // never its password (found from outside).
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_bad_redis_url_says_why() {
+        for (url, says) in [
+            ("rediss://:pw@127.0.0.1:6379", "TLS"),
+            ("http://127.0.0.1:6379", "redis://"),
+            ("redis://127.0.0.1:6379/-1", "database number"),
+            (
+                "redis://:pw@127.0.0.1:notaport",
+                "redis://[user:password@]host",
+            ),
+        ] {
+            let mut vars = minimal();
+            vars.insert("MCP_OAUTH2_REDIS_URL", url.to_owned());
+            let err = from_map(&vars).unwrap_err();
+            assert_eq!(err.field(), "MCP_OAUTH2_REDIS_URL");
+            assert!(err.message().contains(says), "{url}: {err}");
+            assert!(!err.message().contains("unavailable"), "{err}");
+            assert!(!err.message().contains(":pw@"), "{err}");
+        }
+    }
+
     // The throttle's limits are off by default, and `off` says so (found
     // from outside: refused).
     #[test]
@@ -1747,6 +1776,10 @@ mod tests {
             ("MCP_OAUTH2_METADATA_MAX_AGE", "1h", &[]),
             ("MCP_OAUTH2_REDIS_URL", "http://127.0.0.1:6379", &[]),
             ("MCP_OAUTH2_REDIS_URL", "redis://", &[]),
+            // Said precisely (found from outside: "store unavailable").
+            ("MCP_OAUTH2_REDIS_URL", "rediss://:pw@127.0.0.1:6379", &[]),
+            ("MCP_OAUTH2_REDIS_URL", "redis://127.0.0.1:6379/-1", &[]),
+            ("MCP_OAUTH2_REDIS_URL", "redis://127.0.0.1:notaport", &[]),
             // A prefix without a store to put it on, and one with a space or
             // a control character (a key name an operator cannot type back).
             ("MCP_OAUTH2_REDIS_PREFIX", "prod:", &[]),

@@ -141,9 +141,30 @@ impl RedisStore {
     /// or `redis+unix:///path`; TLS `rediss://` is not built in). Checks the
     /// URL only: the connection is made at the first operation.
     pub fn new(url: &str) -> Result<Self, StoreError> {
+        // Said precisely, never repeating the URL (it may hold a password;
+        // found from outside: every mistake read "invalid client config").
+        let invalid = |why: &str| StoreError::Unavailable(format!("invalid Redis URL: {why}"));
+        match url
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase())
+        {
+            Some(scheme) if matches!(scheme.as_str(), "redis" | "unix" | "redis+unix") => {}
+            Some(scheme) if scheme == "rediss" => {
+                return Err(invalid(
+                    "rediss:// (TLS) is not built in; use redis:// and keep Redis on a private network",
+                ));
+            }
+            _ => return Err(invalid("it must start with redis://")),
+        }
         let client = redis::Client::open(url).map_err(|e| {
-            StoreError::Unavailable(format!("invalid Redis URL ({})", e.category()))
+            invalid(&format!(
+                "not redis://[user:password@]host[:port][/database] ({})",
+                e.category()
+            ))
         })?;
+        if client.get_connection_info().redis_settings().db() < 0 {
+            return Err(invalid("the database number must be 0 or more"));
+        }
         Ok(Self {
             client,
             connection: Mutex::new(None),
