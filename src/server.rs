@@ -850,9 +850,12 @@ impl McpServer {
     /// after 5 s, or the header read timeout if shorter). The cancellation
     /// token is cancelled once the connections have drained, or 5 s after
     /// `shutdown` completed: the calls in progress are answered first, and
-    /// the event streams (which end only with the token) end then. Key sets are fetched first; a
+    /// the event streams (which end only with the token) end then. Key sets
+    /// are fetched as serving starts, beside it: the metadata and the
+    /// challenges, which need no key, are answered at once, and a request
+    /// that needs a key joins that fetch (within `verify_timeout`). A
     /// failure is logged and retried on demand (requests get 503 until keys
-    /// are available).
+    /// are available; the readiness probe says not ready).
     ///
     /// Connection settings (HTTP/1.1 and HTTP/2 on the same port):
     /// - `TCP_NODELAY` on every accepted socket (see
@@ -893,10 +896,24 @@ impl McpServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        if let Some(jwt) = &self.jwt
-            && let Err(e) = jwt.prefetch().await
-        {
-            tracing::warn!(error = %e, "could not fetch the issuers' keys at start-up; will retry on demand");
+        // Beside serving, not before it (found from outside: with an
+        // issuer that did not answer, nothing was accepted for the whole
+        // fetch deadline after the server said it was listening, the
+        // metadata and a stop signal included, and `verify_timeout` did not
+        // hold in that window). Requests that need keys join the same
+        // fetch (the caches' single flight).
+        if let Some(jwt) = self.jwt.clone() {
+            let ct = self.ct.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    fetched = jwt.prefetch() => {
+                        if let Err(e) = fetched {
+                            tracing::warn!(error = %e, "could not fetch the issuers' keys at start-up; will retry on demand");
+                        }
+                    }
+                    () = ct.cancelled() => {}
+                }
+            });
         }
         let local: Option<SocketAddr> = listener.local_addr().ok();
         tracing::info!(addr = ?local, resource = %self.resource, "serving the protected MCP endpoint");

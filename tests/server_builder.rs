@@ -637,3 +637,76 @@ async fn debug_output_names_the_server_never_its_secrets() {
     let service = tower::Layer::layer(&layer, ());
     assert_eq!(format!("{service:?}"), "AuthService { .. }");
 }
+
+// The key sets are fetched beside serving, not before it (found from
+// outside: with an issuer that did not answer, nothing was accepted for the
+// whole fetch deadline after the server was up, the metadata and the
+// challenges included, and `verify_timeout` did not hold in that window).
+// Here the issuer accepts connections and never answers, the fetch deadline
+// is a minute: the metadata and a 401 are answered meanwhile, and a request
+// that needs the keys gets 503 within its own verification deadline.
+#[tokio::test]
+async fn serving_does_not_wait_for_the_key_fetch() {
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", hung.local_addr().unwrap());
+    let held = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = hung.accept().await {
+            keep.lock().await.push(socket);
+        }
+    });
+    let (listener, addr, resource) = loopback().await;
+    let config = AuthConfig::builder()
+        .issuer(&issuer)
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .http_timeout(Duration::from_secs(60))
+        .verify_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let server = McpServer::builder()
+        .auth(config)
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap();
+    let ct = server.cancellation_token();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    let metadata = bounded(reqwest::get(format!(
+        "http://{addr}/.well-known/oauth-protected-resource/mcp"
+    )))
+    .await
+    .unwrap();
+    assert_eq!(metadata.status(), 200);
+    let anonymous = bounded(post(&resource, None, None, MODERN_TOOLS_LIST)).await;
+    assert_eq!(anonymous.status(), 401);
+    // A token of that issuer (its signature cannot be checked without keys).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let part = |json: serde_json::Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+    };
+    let token = format!(
+        "{}.{}.{}",
+        part(serde_json::json!({"alg": "RS256", "kid": "k1", "typ": "at+jwt"})),
+        part(serde_json::json!({
+            "iss": issuer, "aud": resource, "sub": "a",
+            "exp": now + 600, "iat": now,
+        })),
+        // An RS256 signature's length (256 bytes), never checked here.
+        "A".repeat(342),
+    );
+    let needs_keys = bounded(post(&resource, None, Some(&token), MODERN_TOOLS_LIST)).await;
+    assert_eq!(
+        needs_keys.status(),
+        503,
+        "{:?}",
+        needs_keys.headers().get("www-authenticate")
+    );
+    // The fetch is still waiting on the issuer that never answers.
+    assert!(!held.lock().await.is_empty());
+    ct.cancel();
+}

@@ -1759,7 +1759,13 @@ async fn reference_servers_share_exchanged_tokens_sealed_in_redis() {
         "server-secret",
     ));
     let (api_url, seen) = recording_api().await;
-    let b64 = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    // 32 bytes, not one repeated (the server refuses such a key).
+    let b64 = |seed: u8| {
+        let bytes: Vec<u8> = (0..32u8)
+            .map(|i| i.wrapping_mul(31).wrapping_add(seed))
+            .collect();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
     let (key, other_key) = (b64(7), b64(9));
     let ports = [
         support::reference::free_port(),
