@@ -9,13 +9,12 @@
 
 mod support;
 
-use support::fixture::{EchoServer, bounded, call_text, call_with, legacy_client};
+use support::fixture::{bounded, call_text, call_with, legacy_client};
 use support::realms::Realms;
 
 use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::{
-    Algorithm, AuthConfig, AuthConfigBuilder, IssuerPolicy, McpServer, TenantIssuer, TypPolicy,
-    presets,
+    Algorithm, AuthConfig, AuthConfigBuilder, IssuerPolicy, TenantIssuer, TypPolicy, presets,
 };
 use serde_json::{Value, json};
 
@@ -50,14 +49,7 @@ async fn serve(config: impl FnOnce(&str) -> AuthConfigBuilder) -> Served {
         .allow_insecure_http_for_loopback(true)
         .build()
         .unwrap();
-    let server = McpServer::builder()
-        .auth(config)
-        .service(|| Ok(EchoServer::new()))
-        .build()
-        .unwrap();
-    let metrics = server.metrics();
-    let ct = server.cancellation_token();
-    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    let (ct, metrics) = support::fixture::serve_echo(listener, config);
     Served {
         resource,
         base,

@@ -665,13 +665,7 @@ async fn serving_does_not_wait_for_the_key_fetch() {
         .verify_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
-    let server = McpServer::builder()
-        .auth(config)
-        .service(|| Ok(EchoServer::new()))
-        .build()
-        .unwrap();
-    let ct = server.cancellation_token();
-    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    let (ct, _) = support::fixture::serve_echo(listener, config);
     let metadata = bounded(reqwest::get(format!(
         "http://{addr}/.well-known/oauth-protected-resource/mcp"
     )))

@@ -92,36 +92,17 @@ impl Drop for ListenSlot {
 }
 
 impl ListenSlot {
-    /// `response` with its body holding the slot until it is dropped.
+    /// `response` with its body holding the slot until it is dropped
+    /// (hyper drops a body when its stream ends or its client goes, so no
+    /// end needs watching): the slot lives in the body's frame mapping.
     pub(super) fn hold(self, response: Response) -> Response {
-        response.map(|body| Body::new(Holding { body, _slot: self }))
-    }
-}
-
-/// A response body that keeps a [`ListenSlot`] for its life. hyper drops a
-/// body when its stream ends or its client goes, so no end needs watching.
-struct Holding {
-    body: Body,
-    _slot: ListenSlot,
-}
-
-impl http_body::Body for Holding {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        use http_body_util::BodyExt as _;
+        response.map(|body| {
+            Body::new(body.map_frame(move |frame| {
+                let _held = &self;
+                frame
+            }))
+        })
     }
 }
 

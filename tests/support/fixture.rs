@@ -265,14 +265,7 @@ impl Harness {
     ) -> Self {
         let (listener, resource, config) = bind_with_config(&issuer, tweak).await;
         let base = resource.trim_end_matches("/mcp").to_owned();
-        let server = McpServer::builder()
-            .auth(config)
-            .service(|| Ok(EchoServer::new()))
-            .build()
-            .expect("server");
-        let ct = server.cancellation_token();
-        let metrics = server.metrics();
-        tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+        let (ct, metrics) = serve_echo(listener, config);
         Self {
             issuer,
             resource,
@@ -319,6 +312,25 @@ impl Harness {
 }
 
 pub type Client = RunningService<RoleClient, ()>;
+
+/// `McpServer` with `config` around the echo service, serving on
+/// `listener` until its cancellation token (returned, with its counters) is
+/// cancelled.
+#[allow(dead_code)] // not every test binary serves the echo service itself
+pub fn serve_echo(
+    listener: tokio::net::TcpListener,
+    config: mcp_oauth2::AuthConfig,
+) -> (CancellationToken, mcp_oauth2::Metrics) {
+    let server = McpServer::builder()
+        .auth(config)
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .expect("server");
+    let ct = server.cancellation_token();
+    let metrics = server.metrics();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    (ct, metrics)
+}
 
 /// A real rmcp client with a bearer token, using the legacy (initialize +
 /// session) lifecycle.
