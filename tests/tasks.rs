@@ -568,6 +568,35 @@ async fn replicas_share_task_owners_and_fail_closed() {
     assert!(text.contains("-32603"), "{text}");
 }
 
+// The replica that created a task keeps its owner whatever the shared
+// store says: the store's values are plain owner digests, and a writer to
+// it could copy bob's onto alice's task (found from outside for sessions).
+#[tokio::test]
+async fn a_store_value_cannot_hand_a_replica_s_task_to_another() {
+    let redis = RedisServer::start().await;
+    let issuer = Arc::new(TestIssuer::start().await.expect("issuer"));
+    let store: Arc<dyn SharedStore> = Arc::new(RedisStore::new(&redis.url()).unwrap());
+    let one = Tasks::replica(issuer, Some(store), TaskManager::new()).await;
+    let hers = one.create(&one.token("alice", &["notes:write"])).await;
+    let bob = one.token("bob", &["notes:write"]);
+    let his = one.create(&bob).await;
+    let key = |id: &str| {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("mcp_oauth2:task:{hex}")
+    };
+    let copied = redis
+        .command(&["COPY", &key(&his), &key(&hers), "REPLACE"])
+        .await;
+    assert_eq!(copied.as_deref(), Some(":1"));
+    let (_, answer) = one.get(&bob, &hers).await;
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert!(!answer.to_string().contains("secret"), "{answer}");
+    // His own task is still his.
+    let done = one.settle(&bob, &his).await;
+    assert!(done.to_string().contains("secret of bob"), "{done}");
+}
+
 // A legacy session (2025-11-25): rmcp answers the task-creating call in an
 // SSE stream; the task is bound from that event before it leaves.
 #[tokio::test]

@@ -87,11 +87,18 @@ fn names_a_task(method: &str) -> bool {
 /// The step-up slots of the calls that created this process's tasks, by
 /// the task's store key, each until its binding expires: the scopes a
 /// task's work asked for after its creating call answered (see the
-/// module documentation). Bounded like the memory store of owners.
+/// module documentation), and the task's owner as this process bound it
+/// (a shared store's value that names someone else never overrides it).
+/// Bounded like the memory store of owners.
 #[derive(Default)]
-pub(super) struct TaskAsks(
-    std::sync::Mutex<std::collections::HashMap<String, (Arc<StepUp>, std::time::Instant)>>,
-);
+pub(super) struct TaskAsks(std::sync::Mutex<std::collections::HashMap<String, TaskAsk>>);
+
+/// What [`TaskAsks`] keeps of one task.
+struct TaskAsk {
+    slot: Arc<StepUp>,
+    owner: Owner,
+    until: std::time::Instant,
+}
 
 /// The most tasks whose slots are kept at once.
 const MAX_TASK_ASKS: usize = 100_000;
@@ -99,31 +106,40 @@ const MAX_TASK_ASKS: usize = 100_000;
 impl TaskAsks {
     /// Keeps `slot` for the task `key` for `ttl`; `false` when full of
     /// live tasks (the task is then withheld: fail closed).
-    fn remember(&self, key: String, slot: &Arc<StepUp>, ttl: Duration) -> bool {
+    fn remember(&self, key: String, owner: Owner, slot: &Arc<StepUp>, ttl: Duration) -> bool {
         let mut map = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = std::time::Instant::now();
         if map.len() >= MAX_TASK_ASKS {
-            map.retain(|_, (_, until)| *until > now);
+            map.retain(|_, ask| ask.until > now);
         }
         if map.len() >= MAX_TASK_ASKS {
             return false;
         }
-        map.insert(key, (Arc::clone(slot), now + ttl));
+        map.insert(
+            key,
+            TaskAsk {
+                slot: Arc::clone(slot),
+                owner,
+                until: now + ttl,
+            },
+        );
         true
     }
 
-    /// Everything the task `key`'s creating call and its work need, when
-    /// the work asked for more.
-    fn needed(&self, key: &str) -> Option<Vec<String>> {
+    /// What this process knows of the task `key` it created: its owner,
+    /// and everything its creating call and its work need when the work
+    /// asked for more.
+    fn local(&self, key: &str) -> Option<(Owner, Option<Vec<String>>)> {
         let map = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (slot, until) = map.get(key)?;
-        (*until > std::time::Instant::now() && slot.asked()).then(|| slot.needed())
+        let ask = map.get(key)?;
+        (ask.until > std::time::Instant::now())
+            .then(|| (ask.owner, ask.slot.asked().then(|| ask.slot.needed())))
     }
 }
 
@@ -224,8 +240,16 @@ impl Shared {
             };
             match found.as_deref().and_then(decode) {
                 Some((who, needed)) if who == owner.as_slice() => {
+                    // A task this process bound to someone else stays
+                    // theirs whatever the store says (its values are plain
+                    // owner digests a writer to it could copy; found from
+                    // outside for sessions).
+                    let local = self.task_asks.local(&store_key(id));
+                    if local.as_ref().is_some_and(|(bound, _)| *bound != owner) {
+                        return Err(TaskRefusal::Unknown(id.clone()));
+                    }
                     crate::scope::extend_unique(&mut scopes, &needed);
-                    if let Some(asked) = self.task_asks.needed(&store_key(id)) {
+                    if let Some((_, Some(asked))) = local {
                         crate::scope::extend_unique(&mut scopes, &asked);
                     }
                 }
@@ -370,10 +394,11 @@ impl TaskRecorder {
             };
             let value = encode(&self.owner, &self.scopes);
             let key = store_key(id);
-            let kept = self
-                .slot
-                .as_ref()
-                .is_none_or(|slot| self.shared.task_asks.remember(key.clone(), slot, ttl));
+            let kept = self.slot.as_ref().is_none_or(|slot| {
+                self.shared
+                    .task_asks
+                    .remember(key.clone(), self.owner, slot, ttl)
+            });
             match self.store.put_if_absent(&key, &value, ttl).await {
                 Ok(true) if kept => {}
                 recorded => {
