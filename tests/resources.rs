@@ -300,6 +300,90 @@ async fn a_user_holds_at_most_max_listens_per_principal_listens() {
     drop((again, his, open));
 }
 
+/// Opens a listen on an HTTP/2 connection: its status, and its streams
+/// (the answer's body, and the request's side to reset it).
+async fn open_listen_h2(
+    client: &h2::client::SendRequest<axum::body::Bytes>,
+    resource: &str,
+    token: &str,
+) -> (u16, h2::RecvStream, h2::SendStream<axum::body::Bytes>) {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen",
+        "params": {
+            "notifications": {"resourceSubscriptions": [SHARED]},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    });
+    let request = http::Request::post(resource)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap();
+    let mut client = client.clone().ready().await.unwrap();
+    let (response, mut send) = client.send_request(request, false).unwrap();
+    send.send_data(body.to_string().into_bytes().into(), true)
+        .unwrap();
+    let response = bounded(response).await.unwrap();
+    (response.status().as_u16(), response.into_body(), send)
+}
+
+// HTTP/2: a listen whose client resets its stream (what HTTP clients do
+// when a response body is dropped on a pooled connection, to change
+// subscriptions) gives its user's slot back at once (found from outside:
+// the slot was held until the connection closed or the token expired, so
+// re-subscribing locked the user out everywhere).
+#[tokio::test]
+async fn a_listen_reset_by_its_client_gives_its_slot_back() {
+    let n = Notes::start_with(|b| b.max_listens_per_principal(2)).await;
+    let alice = n.token(&["notes:read"]);
+    let addr = n
+        .resource
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_owned();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let (status, _kept_body, _kept_send) = open_listen_h2(&client, &n.resource, &alice).await;
+    assert_eq!(status, 200);
+    for round in 0..6 {
+        // Each new listen gets the slot the last reset one gave back.
+        let (body, mut send) = bounded(async {
+            loop {
+                let (status, body, send) = open_listen_h2(&client, &n.resource, &alice).await;
+                if status == 200 {
+                    break (body, send);
+                }
+                assert_eq!(status, 429, "round {round}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        send.send_reset(h2::Reason::CANCEL);
+        drop(body);
+    }
+    // The cap still holds: the kept listen and one more.
+    let (status, _second, _send) = bounded(async {
+        loop {
+            let opened = open_listen_h2(&client, &n.resource, &alice).await;
+            if opened.0 == 200 {
+                break opened;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = open_listen_h2(&client, &n.resource, &alice).await;
+    assert_eq!(status, 429);
+}
+
 // Before 2026-07-28: `resources/subscribe` (and `unsubscribe`) on a private
 // note need `notes:private`, checked before rmcp sees the request.
 #[tokio::test]

@@ -95,16 +95,31 @@ impl ListenSlot {
     /// `response` with its body holding the slot until it is dropped
     /// (hyper drops a body when its stream ends or its client goes, so no
     /// end needs watching): the slot lives in the body's frame mapping.
+    /// The response is marked [`ListenStream`].
     pub(super) fn hold(self, response: Response) -> Response {
         use http_body_util::BodyExt as _;
-        response.map(|body| {
+        let mut response = response.map(|body| {
             Body::new(body.map_frame(move |frame| {
                 let _held = &self;
                 frame
             }))
-        })
+        });
+        response.extensions_mut().insert(ListenStream);
+        response
     }
 }
+
+/// Marks the answer of a `subscriptions/listen` (a response extension):
+/// a stream that ends only when its client closes it or its token expires.
+/// `McpServer` reads a call's answer dropped before its end (an HTTP/2
+/// stream reset) to its end so that its handler stays counted; a listen
+/// has no handler left once its client goes, and read to its end it would
+/// hold its user's listen slot and the connection's stream slot until the
+/// connection ends (found from outside: a client changing its
+/// subscriptions by resetting streams locked its user out). Dropped at
+/// once instead.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ListenStream;
 
 #[cfg(test)]
 mod tests {

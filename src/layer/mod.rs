@@ -12,6 +12,7 @@
 mod future;
 mod http_rules;
 mod listens;
+pub(crate) use listens::ListenStream;
 mod operations;
 mod refused;
 mod service;

@@ -251,7 +251,13 @@ where
             let answer = std::task::ready!(self.running.as_mut().poll(cx));
             let permit = self.permit.take();
             match (answer, permit) {
-                (Ok(response), Some(permit)) if self.call => {
+                (Ok(response), Some(permit))
+                    if self.call
+                        && response
+                            .extensions()
+                            .get::<crate::layer::ListenStream>()
+                            .is_none() =>
+                {
                     let closed = self.closed.clone();
                     self.drain = Some(Box::pin(drain(response.into_body(), permit, closed)));
                 }
@@ -280,11 +286,18 @@ fn hold_until_the_end(
     closed: &CancellationToken,
 ) -> Response {
     let closed = closed.clone();
+    // A listen's stream is dropped at once when its client goes (see
+    // `ListenStream`): nothing runs for it any more.
+    let drains = response
+        .extensions()
+        .get::<crate::layer::ListenStream>()
+        .is_none();
     response.map(|body| {
         Body::new(SlotBody {
             body: Some(body),
             permit: Some(permit),
             closed,
+            drains,
         })
     })
 }
@@ -308,6 +321,9 @@ struct SlotBody {
     permit: Option<OwnedSemaphorePermit>,
     /// The connection's end.
     closed: CancellationToken,
+    /// Dropped before its end, the body is read to its end (a call whose
+    /// handler may still run); `false` for a listen.
+    drains: bool,
 }
 
 impl http_body::Body for SlotBody {
@@ -347,6 +363,7 @@ impl http_body::Body for SlotBody {
 impl Drop for SlotBody {
     fn drop(&mut self) {
         if let (Some(body), Some(permit)) = (self.body.take(), self.permit.take())
+            && self.drains
             && !http_body::Body::is_end_stream(&body)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
