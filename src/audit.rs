@@ -432,6 +432,7 @@ fn write(record: &Record<'_>, suppressed: Option<u64>) {
     let needed =
         (!record.needed.is_empty()).then(|| tracing::field::display(Joined(record.needed)));
     let tenant = ctx.and_then(tenant_of);
+    let tenant = tenant.as_deref();
     let diagnosis = record.error.and_then(AuthError::diagnosis);
     let token_issuer = diagnosis.and_then(|d| d.untrusted_issuer.as_deref());
     let audience_refused = diagnosis.filter(|_| {
@@ -541,13 +542,12 @@ impl<T: AsRef<str>> std::fmt::Display for Scopes<'_, T> {
 
 /// The caller's tenant: the one its tenant issuer admitted it for
 /// ([`AuthContext::tenant`]), else the `tid` (Entra ID) or `tenant` claim
-/// its token carries.
-fn tenant_of(ctx: &AuthContext) -> Option<&str> {
-    ctx.tenant().or_else(|| {
-        ["tid", "tenant"]
-            .iter()
-            .find_map(|name| ctx.claim(name).and_then(serde_json::Value::as_str))
-    })
+/// its token carries, read without parsing every claim (see
+/// [`AuthContext::tenant_claim`]).
+fn tenant_of(ctx: &AuthContext) -> Option<std::borrow::Cow<'_, str>> {
+    ctx.tenant()
+        .map(std::borrow::Cow::Borrowed)
+        .or_else(|| ctx.tenant_claim())
 }
 
 #[cfg(test)]

@@ -341,3 +341,70 @@ async fn tokens_on_one_connection_are_each_judged_on_their_own_bytes() {
     assert_eq!(call(&mut conn, whoami(&alice)).await, Err(401));
     assert_eq!(call(&mut conn, whoami(&carol)).await, Ok("carol".into()));
 }
+
+/// The reference server's resident memory, in bytes (Linux).
+fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+// Claims parsed for an audit event (the tenant field) or a handler were
+// kept in the cached context, past the weight the verified-token cache
+// gave it: distinct 7 KB tokens of many tiny members held about 500 KB
+// each (found from outside: 748 MB after 1,500 accepted calls with JSON
+// logs, every `auth.accepted` reading the tenant). The reference server
+// as the README runs it, JSON logs, 1,500 such tokens: its resident memory
+// grows by the cache's budget at most, not by half a gigabyte.
+#[tokio::test]
+async fn claims_read_for_the_log_are_not_kept_past_the_cache_budget() {
+    let issuer = TestIssuer::start_with_alg(mcp_oauth2::testing::SigningAlg::EdDsa)
+        .await
+        .unwrap();
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let env = [
+        ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+        ("MCP_OAUTH2_RESOURCE", resource.as_str()),
+        ("MCP_OAUTH2_LOG_FORMAT", "json"),
+        ("RUST_LOG", ""),
+    ];
+    let (child, _lines) = support::reference::start(port, &env).await.gather();
+    let pid = child.id().unwrap();
+    let pad = json!((0..700).map(|_| json!({"": 0})).collect::<Vec<_>>());
+    let http = reqwest::Client::new();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let call = |token: String| {
+        http.post(&resource)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "whoami")
+            .body(body)
+            .send()
+    };
+    let token = |i: usize| {
+        issuer
+            .token()
+            .subject(format!("user-{i}"))
+            .audience(&resource)
+            .claim("pad", pad.clone())
+            .sign()
+    };
+    assert_eq!(call(token(0)).await.unwrap().status(), 200);
+    let before = rss_of(pid);
+    for i in 1..=1_500 {
+        let response = call(token(i)).await.unwrap();
+        assert_eq!(response.status(), 200, "{i}");
+    }
+    let grown = rss_of(pid).saturating_sub(before);
+    assert!(grown < 250 << 20, "grew {} MB", grown >> 20);
+    drop(child);
+}
