@@ -296,10 +296,23 @@ async fn a_token_is_throttled_by_its_fingerprint_from_any_address() {
 // Failures of the token itself still follow it across addresses.
 #[tokio::test]
 async fn a_stolen_bound_token_cannot_be_throttled_away_from_its_holder() {
+    // DPoP allowed (the default) and required (found from outside: there
+    // a `Bearer` request is refused before the token is read, and was
+    // counted against the token).
+    for mode in [
+        mcp_oauth2::DpopMode::Allowed,
+        mcp_oauth2::DpopMode::Required,
+    ] {
+        stolen_bound_token_in(mode).await;
+    }
+}
+
+async fn stolen_bound_token_in(mode: mcp_oauth2::DpopMode) {
     use mcp_oauth2::testing::DpopClient;
     let h = Harness::start(|b| {
         b.failed_auth_limit(2, Duration::from_secs(60))
             .trusted_proxy("127.0.0.1")
+            .dpop(mcp_oauth2::DpopPolicy::default().mode(mode))
     })
     .await;
     let (holder, thief) = (DpopClient::new(), DpopClient::new());
@@ -394,6 +407,21 @@ async fn a_stolen_bound_token_cannot_be_throttled_away_from_its_holder() {
         )
         .await;
         assert_throttled(r, "failed_auth_limit").await;
+    }
+    // The stolen token sent as `Bearer` alone, once from each of more
+    // addresses than the limit (found from outside with DPoP required).
+    for i in 10..14 {
+        let xff = format!("192.0.2.{i}");
+        let status = post(
+            &h,
+            &[
+                ("authorization", bearer.as_str()),
+                ("x-forwarded-for", &xff),
+            ],
+        )
+        .await
+        .status();
+        assert_eq!(status, 401, "{mode:?}");
     }
     // The holder, from another address, with a fresh proof: served.
     for _ in 0..3 {

@@ -855,10 +855,12 @@ fn prefixed_process_vars() -> Vec<(String, bool)> {
 /// Whether `name` is in this namespace (`MCP_OAUTH2_` in any case:
 /// `mcp_oauth2_required_scopes` is a misspelling too), or a misspelling of
 /// one of its variables in the prefix itself (`MCP_OAUTH_REQUIRED_SCOPES`,
-/// `MCP_OAUTH2REQUIRED_SCOPES`, `MPC_OAUTH2_ISSUER`: within two edits of a
-/// name of the table or of [`SERVER_ENV_VARIABLES`]). Found from outside:
-/// such a name was read as another program's variable, and the required
-/// scope it set silently left out, so calls without it were served.
+/// `MCP_OAUTH2REQUIRED_SCOPES`, an invisible character inserted: one edit
+/// from a name of the table or of [`SERVER_ENV_VARIABLES`]). Found from
+/// outside: such a name was read as another program's variable, and the
+/// required scope it set silently left out, so calls without it were
+/// served. One edit, not two: `MCP_AUTH_ISSUER` and the like are other
+/// MCP programs' variables.
 fn is_ours(name: &str) -> bool {
     if name
         .get(..PREFIX.len())
@@ -867,11 +869,14 @@ fn is_ours(name: &str) -> bool {
         return true;
     }
     let upper = name.to_ascii_uppercase();
+    // In characters, as the distance counts them (a zero-width space is
+    // three bytes, one edit).
+    let chars = upper.chars().count();
     ENV_VARS
         .iter()
         .map(|v| v.name)
         .chain(SERVER_ENV_VARIABLES.iter().copied())
-        .any(|known| known.len().abs_diff(upper.len()) <= 2 && edit_distance(&upper, known) <= 2)
+        .any(|known| known.len().abs_diff(chars) <= 1 && edit_distance(&upper, known) <= 1)
 }
 
 /// The documented variables of this namespace that a server reads for
@@ -2047,9 +2052,9 @@ mod tests {
             "MCP_OAUTH_REQUIRED_SCOPES",
             "MCP_OAUTH2REQUIRED_SCOPES",
             "MCPOAUTH2_REQUIRED_SCOPES",
-            "MPC_OAUTH2_ISSUER",
             "mcp_oauth_dpop",
             "MCP_OAUTH3_BIND",
+            "MCP_OAUTH2\u{200b}_REQUIRED_SCOPES",
         ] {
             assert!(is_ours(name), "{name}");
         }
@@ -2060,6 +2065,9 @@ mod tests {
             "MCP_SERVER_URL",
             "OAUTH2_ISSUER_URL",
             "MCP_DPOP",
+            // Other MCP programs' variables (found from outside).
+            "MCP_AUTH_ISSUER",
+            "MCP_AUTH_RESOURCE",
         ] {
             assert!(!is_ours(name), "{name}");
         }

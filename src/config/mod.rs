@@ -261,8 +261,8 @@ impl AuthConfig {
     /// [`AuthConfigBuilder::from_env`].
     ///
     /// Every `MCP_OAUTH2_*` variable set must be one of the table: a
-    /// misspelled one (`MCP_OAUTH2_REQUIRED_SCOPE`, or a name within two
-    /// edits of one of the table's, `MCP_OAUTH_REQUIRED_SCOPES`) is refused (field
+    /// misspelled one (`MCP_OAUTH2_REQUIRED_SCOPE`, or a name one edit from
+    /// one of the table's, `MCP_OAUTH_REQUIRED_SCOPES`) is refused (field
     /// `environment`, the message naming it), and so is a value that is not
     /// UTF-8, rather than read as unset. Applications with `MCP_OAUTH2_*`
     /// variables of their own use [`AuthConfigBuilder::from_env_allowing`].

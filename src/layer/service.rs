@@ -1402,7 +1402,14 @@ impl Shared {
 /// refused to its holder.
 fn fails_the_token(kind: AuthErrorKind) -> bool {
     kind.error_code() == Some(crate::ErrorCode::InvalidToken)
-        && kind != AuthErrorKind::SenderConstrainedToken
+        // The scheme, not the token: a bound token sent as `Bearer`, or any
+        // `Bearer` token where DPoP is required (refused before the token
+        // is read; found from outside: a thief's `Bearer` requests got the
+        // holder's bound token throttled).
+        && !matches!(
+            kind,
+            AuthErrorKind::SenderConstrainedToken | AuthErrorKind::DpopRequired
+        )
 }
 
 /// [`Shared::htu_path`]: `path` under the local MCP path `local` named by
