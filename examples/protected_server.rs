@@ -21,7 +21,13 @@
 //! closed connections included; at the limit new connections wait in the
 //! listen backlog (default three quarters of the process's file-descriptor
 //! limit, `ulimit -n`:
-//! [`McpServerBuilder::max_connections`](mcp_oauth2::McpServerBuilder::max_connections)). Any other `MCP_OAUTH2_*`
+//! [`McpServerBuilder::max_connections`](mcp_oauth2::McpServerBuilder::max_connections)).
+//! `MCP_OAUTH2_READINESS_PATH` (a path such as `/readyz`; default none)
+//! serves a readiness probe there without authentication: 200 once the
+//! issuers' key sets are fetched, 503 with `Retry-After` before (the server
+//! answers from the start, the metadata and challenges included, and fetches
+//! the keys beside serving:
+//! [`McpServerBuilder::readiness_path`](mcp_oauth2::McpServerBuilder::readiness_path)). Any other `MCP_OAUTH2_*`
 //! variable (a misspelling such as `MCP_OAUTH2_REQUIRED_SCOPE`) stops the
 //! server before it listens, naming it. Ctrl-C (SIGINT) or SIGTERM stops it
 //! gracefully: it accepts no new connection, the calls in progress get their
@@ -233,6 +239,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(timeout) = response_write_timeout {
         server = server.response_write_timeout(timeout);
     }
+    // A readiness probe, unauthenticated: 200 once the issuers' keys are
+    // fetched, 503 before (the server answers from the start, fetching the
+    // keys beside serving).
+    if let Ok(path) = std::env::var("MCP_OAUTH2_READINESS_PATH") {
+        let path = path.trim();
+        if !path.is_empty() {
+            server = server.readiness_path(path);
+        }
+    }
     // Everything is checked before the server listens: scripts wait for
     // the `listening on` line to know it is up.
     let server = server
@@ -259,6 +274,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                     format!("MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT: {}", message)
                 }
                 "max_connections" => format!("MCP_OAUTH2_MAX_CONNECTIONS: {}", message),
+                "readiness_path" => format!("MCP_OAUTH2_READINESS_PATH: {}", message),
                 _ => e.to_string(),
             }
         })?;

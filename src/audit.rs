@@ -141,7 +141,7 @@ impl RequestMeta {
 /// but printable ASCII replaced by `?`; text that looks like a JWT, or
 /// holds a long run of base64url characters (a token or a signature sent
 /// in the wrong place), is not copied at all.
-fn clean(bytes: &[u8]) -> Box<str> {
+pub(crate) fn clean(bytes: &[u8]) -> Box<str> {
     let mut out = String::new();
     // Writing to a `String` cannot fail.
     let _ = write_clean(&mut out, bytes, true);

@@ -833,3 +833,47 @@ async fn the_reference_server_reads_its_keywords_in_any_case() {
     });
     assert_eq!(event["fields"]["event"], "auth.refused", "{line}");
 }
+
+// A request's method and path are the sender's text: the layer's debug
+// lines cut and clean them like every other such text (found from outside:
+// a JWT sent as the method, which HTTP allows, was written whole, and a
+// 100 KB method wrote a 100 KB line per request).
+#[tokio::test]
+async fn debug_lines_hold_no_token_sent_as_the_method_or_path() {
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let (server, resource) =
+        support::reference::start_logging(issuer.issuer(), "json", "warn,mcp_oauth2=debug").await;
+    let (mut child, reader) = server.gather();
+    let token = issuer.token().subject("alice").audience(&resource).sign();
+    let signature = token.rsplit('.').next().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let long = "M".repeat(100_000);
+    for method in [token.as_str(), long.as_str()] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let _ = http
+            .request(method, &resource)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+    }
+    for path in [format!("{resource}/{token}"), format!("{resource}?{token}")] {
+        let _ = http
+            .post(&path)
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+            .send()
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    child.kill().await.unwrap();
+    let lines = reader.await.unwrap();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        assert!(!line.contains(&signature), "{line}");
+        assert!(line.len() < 4_096, "a line of {} bytes", line.len());
+    }
+}

@@ -607,3 +607,62 @@ async fn the_bind_address_is_trimmed() {
     let url = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp");
     assert_eq!(reqwest::get(url).await.unwrap().status(), 200);
 }
+
+// MCP_OAUTH2_READINESS_PATH: an unauthenticated probe, 503 while the
+// issuer's keys cannot be fetched (the server answers meanwhile: the
+// metadata is 200), 200 once they are.
+#[tokio::test]
+async fn the_readiness_probe_follows_the_keys() {
+    // An issuer that is not there: never ready.
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let _down = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9"),
+            ("MCP_OAUTH2_RESOURCE", &resource),
+            ("MCP_OAUTH2_READINESS_PATH", " /readyz "),
+        ],
+    )
+    .await;
+    let base = format!("http://127.0.0.1:{port}");
+    let probe = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(probe.status(), 503);
+    assert!(probe.headers().get("retry-after").is_some());
+    let metadata = reqwest::get(format!("{base}/.well-known/oauth-protected-resource/mcp"))
+        .await
+        .unwrap();
+    assert_eq!(metadata.status(), 200);
+    // A real issuer: ready.
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let _up = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+            ("MCP_OAUTH2_RESOURCE", &resource),
+            ("MCP_OAUTH2_READINESS_PATH", "/readyz"),
+        ],
+    )
+    .await;
+    let ready = support::fixture::bounded(async {
+        loop {
+            let probe = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+                .await
+                .unwrap();
+            if probe.status() == 200 {
+                break probe.status();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(ready, 200);
+    // A path the router cannot serve stops it, naming the variable.
+    refused(
+        &[("MCP_OAUTH2_READINESS_PATH", "/mcp")],
+        "MCP_OAUTH2_READINESS_PATH",
+    )
+    .await;
+}

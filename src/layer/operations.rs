@@ -186,7 +186,7 @@ impl Shared {
             tracing::debug!(
                 reason = AuthErrorKind::McpHeaderMismatch.code(),
                 status = 400,
-                path = parts.uri.path(),
+                path = %super::service::logged(parts.uri.path()),
                 "refused: Mcp-Method / Mcp-Name do not match the body"
             );
             return Err(header_mismatch_response(
@@ -320,7 +320,7 @@ impl Shared {
         tracing::debug!(
             reason = AuthErrorKind::BodyUnreadable.code(),
             status = 400,
-            path = parts.uri.path(),
+            path = %super::service::logged(parts.uri.path()),
             "refused: the body is not strictly valid JSON-RPC"
         );
         let id = (why.jsonrpc_code() == -32602)
