@@ -882,7 +882,8 @@ fn is_ours(name: &str) -> bool {
 /// The documented variables of this namespace that a server reads for
 /// itself rather than for [`AuthConfig`]: the reference server's
 /// (`examples/protected_server.rs`: the address, the log format, the
-/// server's timeouts and connection limit, the downstream API). The contract of a server built
+/// server's timeouts, connection limit and readiness path, the downstream
+/// API). The contract of a server built
 /// like it is "`AuthConfig::from_env()` plus `MCP_OAUTH2_BIND`", so
 /// `from_env` never refuses these names, whoever calls it (only a value
 /// that is not UTF-8, which the server could not read); any other unknown
