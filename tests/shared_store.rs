@@ -1440,7 +1440,14 @@ async fn an_outage_writes_a_few_lines_not_one_per_request() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let warned = server.lines("WARN");
-    assert!(warned.len() <= 4, "{warned:#?}");
+    // A line per probe of the store (its breaker's own, and the request
+    // that made it), however slowly the requests came (an instrumented
+    // build takes longer than the breaker's cooldown): never one per
+    // request refused at once in between.
+    let probes = server.lines("mcp_oauth2::breaker").len();
+    let sessions = server.lines("closed a new session").len();
+    assert!(sessions <= probes.max(1), "{warned:#?}");
+    assert!(sessions < 40 / 2, "{warned:#?}");
     assert!(
         warned
             .iter()
