@@ -68,13 +68,29 @@ fn without_our_variables(mut command: Command) -> Command {
     command
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, below the kernel's
+/// ephemeral range (32768-60999 by default): there, the outgoing
+/// connections of the tests running beside this one take their local
+/// ports, and one could take the port before the server binds it (a
+/// reference server then stopped, unable to listen). Ports are handed out
+/// in turn from a place that depends on the process, each checked free.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const LAST: u16 = 32_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = FIRST + (std::process::id() % u32::from(LAST - FIRST)) as u16;
+    let _ = NEXT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::Relaxed);
+        if !(FIRST..LAST).contains(&port) {
+            NEXT.store(FIRST, Ordering::Relaxed);
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A running reference server: the process (killed on drop) and the lines
