@@ -134,26 +134,24 @@ struct Derived {
 impl Inner {
     /// The claims parsed from `rest` (see [`LazyClaims`]).
     fn parse_derived(&self) -> Derived {
-        {
-            let mut claims: Map<String, Value> = self
-                .rest
-                .as_deref()
-                .and_then(|raw| serde_json::from_str(raw).ok())
-                .unwrap_or_default();
-            if self.rest.is_some() {
-                claims.insert("iss".to_owned(), Value::String(self.issuer.to_string()));
-                claims.insert("sub".to_owned(), Value::String(self.subject.to_string()));
-                if self.expires_at != 0 {
-                    claims.insert("exp".to_owned(), Value::from(self.expires_at));
-                }
-                if self.client_id_taken
-                    && let Some(c) = &self.client_id
-                {
-                    claims.insert("client_id".to_owned(), Value::String(c.to_string()));
-                }
+        let mut claims: Map<String, Value> = self
+            .rest
+            .as_deref()
+            .and_then(|raw| serde_json::from_str(raw).ok())
+            .unwrap_or_default();
+        if self.rest.is_some() {
+            claims.insert("iss".to_owned(), Value::String(self.issuer.to_string()));
+            claims.insert("sub".to_owned(), Value::String(self.subject.to_string()));
+            if self.expires_at != 0 {
+                claims.insert("exp".to_owned(), Value::from(self.expires_at));
             }
-            Derived::new(claims, None, None)
+            if self.client_id_taken
+                && let Some(c) = &self.client_id
+            {
+                claims.insert("client_id".to_owned(), Value::String(c.to_string()));
+            }
         }
+        Derived::new(claims, None, None)
     }
 }
 
