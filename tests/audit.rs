@@ -575,6 +575,48 @@ async fn run(audit: &Audit) -> Vec<String> {
     assert_eq!(get(&e, "client_addr"), Some("127.0.0.1"));
     assert_eq!(get(&e, "mcp_method"), Some("tools/list"));
 
+    // request.refused after the token was verified (a session cap): the
+    // event names the caller whose requests fill the cap (found from
+    // outside: the session and listen caps' refusals had no subject), and
+    // a rule before authentication still names none.
+    let capped = Harness::start(|b| b.max_sessions_per_principal(1)).await;
+    let dave = capped.token("dave");
+    secrets.push(dave.clone());
+    let open_session = |rid: &'static str| {
+        c.http
+            .post(&capped.resource)
+            .header("authorization", format!("Bearer {dave}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("x-request-id", rid)
+            .body(init)
+            .send()
+    };
+    assert_eq!(open_session("cap-0").await.unwrap().status(), 200);
+    let r = open_session("cap-1").await.unwrap();
+    assert_eq!(r.status(), 429);
+    let e = audit.one("cap-1");
+    assert_eq!(get(&e, "event"), Some("request.refused"));
+    assert_eq!(get(&e, "reason"), Some("too_many_sessions_for_principal"));
+    assert_eq!(get(&e, "status"), Some("429"));
+    assert_eq!(get(&e, "subject"), Some("dave"));
+    assert_eq!(get(&e, "issuer"), Some(capped.issuer.issuer()));
+    let r = c
+        .http
+        .post(&capped.resource)
+        .header("authorization", format!("Bearer {dave}"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .header("x-request-id", "cap-2")
+        .body(list_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let e = audit.one("cap-2");
+    assert_eq!(get(&e, "event"), Some("request.refused"));
+    assert_eq!(get(&e, "subject"), None, "{e:?}");
+
     // The hostile run: tokens where they do not belong.
     let stolen = t.token("victim");
     secrets.push(stolen.clone());

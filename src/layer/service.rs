@@ -894,10 +894,11 @@ impl Shared {
             match self.listens.open(user_key(&ctx)) {
                 Some(slot) => Some(slot),
                 None => {
-                    return Err(Box::new(self.refuse(
+                    return Err(Box::new(self.refuse_caller(
                         Refused::TooManyListens,
                         req,
                         &seen.meta,
+                        &ctx,
                     )));
                 }
             }
@@ -1015,10 +1016,11 @@ impl Shared {
                 return Err(Box::new(session_not_found()));
             }
             if !limits.enabled {
-                return Err(Box::new(self.refuse(
+                return Err(Box::new(self.refuse_caller(
                     Refused::SessionsDisabled,
                     req,
                     &seen.meta,
+                    ctx,
                 )));
             }
             let owner = principal_key(ctx);
@@ -1101,10 +1103,11 @@ impl Shared {
         } else {
             let user = user_key(ctx);
             if let Err(refusal) = self.sessions.may_open(&user) {
-                return Err(Box::new(self.refuse(
+                return Err(Box::new(self.refuse_caller(
                     Refused::TooManySessions(refusal.code()),
                     req,
                     &seen.meta,
+                    ctx,
                 )));
             }
             Some((principal_key(ctx), user))
@@ -1116,7 +1119,7 @@ impl Shared {
                 then: AfterResponse::Bind(
                     owner.map_or_else(
                         || OwnerOf::Later(ctx.clone()),
-                        |(owner, user)| OwnerOf::Known(owner, user),
+                        |(owner, user)| OwnerOf::Known(owner, user, ctx.clone()),
                     ),
                     placement.session_tasks,
                 ),
@@ -1364,20 +1367,7 @@ impl Shared {
         req: &Request<B>,
         meta: &RequestMeta,
     ) -> Response {
-        self.outcomes.reject(refused.reason());
-        let response = refused.response(Some(meta.request_id.as_str()));
-        // The operator's record, under the refusal log limit like every
-        // refusal event: a flood of foreign `Origin`s or hosts writes at
-        // most the budget (found from outside: a line for each at INFO).
-        self.audit.emit(&Record {
-            meta: Some(meta),
-            ..Record::new(
-                Event::RequestRefused,
-                refused.reason(),
-                Some(response.status().as_u16()),
-                &self.document.resource,
-            )
-        });
+        let response = self.refused_by(refused, meta, None);
         tracing::debug!(
             reason = refused.reason(),
             method = %logged(req.method().as_str()),
@@ -1385,6 +1375,68 @@ impl Shared {
             request_id = meta.request_id.as_str(),
             "refused a request"
         );
+        response
+    }
+
+    /// [`refuse`](Self::refuse) for a rule applied after the token was
+    /// verified (the session and listen caps, a store that did not answer
+    /// for a verified caller's session or task): the audit event names the
+    /// caller, as `authz.refused` does (found from outside: a user filling
+    /// the caps was recorded without a name).
+    pub(super) fn refuse_caller<B>(
+        &self,
+        refused: Refused,
+        req: &Request<B>,
+        meta: &RequestMeta,
+        ctx: &AuthContext,
+    ) -> Response {
+        let response = self.refused_by(refused, meta, Some(ctx));
+        tracing::debug!(
+            reason = refused.reason(),
+            method = %logged(req.method().as_str()),
+            path = %logged(req.uri().path()),
+            request_id = meta.request_id.as_str(),
+            subject = crate::audit::loggable(ctx.subject()),
+            "refused a verified caller's request"
+        );
+        response
+    }
+
+    /// A refusal after the inner service answered (a session created over
+    /// the caps in a race, or whose owner the shared store did not
+    /// record): counted and recorded like
+    /// [`refuse_caller`](Self::refuse_caller).
+    pub(super) fn refused_after_authentication(
+        &self,
+        refused: Refused,
+        meta: &RequestMeta,
+        ctx: &AuthContext,
+    ) -> Response {
+        self.refused_by(refused, meta, Some(ctx))
+    }
+
+    /// Counts a refusal, writes its audit event (under the refusal log
+    /// limit like every refusal event: a flood of foreign `Origin`s or
+    /// hosts writes at most the budget; found from outside: a line for each
+    /// at INFO) and builds its answer.
+    fn refused_by(
+        &self,
+        refused: Refused,
+        meta: &RequestMeta,
+        ctx: Option<&AuthContext>,
+    ) -> Response {
+        self.outcomes.reject(refused.reason());
+        let response = refused.response(Some(meta.request_id.as_str()));
+        self.audit.emit(&Record {
+            meta: Some(meta),
+            ctx,
+            ..Record::new(
+                Event::RequestRefused,
+                refused.reason(),
+                Some(response.status().as_u16()),
+                &self.document.resource,
+            )
+        });
         response
     }
 }

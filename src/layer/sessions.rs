@@ -535,10 +535,11 @@ impl Shared {
                     request_id = seen.request_id(),
                     "refused a session request: the shared session store did not answer (fail closed)"
                 );
-                Err(Box::new(self.refuse(
+                Err(Box::new(self.refuse_caller(
                     Refused::SessionStoreUnavailable,
                     req,
                     &seen.meta,
+                    ctx,
                 )))
             }
         }
@@ -548,8 +549,9 @@ impl Shared {
 /// Who would own a session the request creates.
 pub(super) enum OwnerOf {
     /// Computed before the request (the caps were checked): the owner and
-    /// the user it counts against.
-    Known(Owner, Owner),
+    /// the user it counts against, and the caller (for the audit event of a
+    /// refusal over the caps).
+    Known(Owner, Owner, AuthContext),
     /// Computed only if a session is created (a stateless call normally
     /// creates none, so it pays nothing).
     Later(AuthContext),
@@ -594,8 +596,14 @@ impl SessionHook {
                 }
                 return self.after(response);
             }
-            AfterResponse::Bind(OwnerOf::Known(owner, _), _) => *owner,
+            AfterResponse::Bind(OwnerOf::Known(owner, _, _), _) => *owner,
             AfterResponse::Bind(OwnerOf::Later(ctx), _) => principal_key(ctx),
+        };
+        let caller = match &self.then {
+            AfterResponse::Bind(OwnerOf::Known(_, _, ctx) | OwnerOf::Later(ctx), _) => {
+                Some(ctx.clone())
+            }
+            AfterResponse::Forget(_) => None,
         };
         let response = self.after(response);
         let Some(id) = response
@@ -628,10 +636,20 @@ impl SessionHook {
                 }
                 shared.sessions.unbind(&id);
                 shared.sessions.close(vec![id.into()]);
-                shared
-                    .outcomes
-                    .reject(Refused::SessionStoreUnavailable.reason());
-                Refused::SessionStoreUnavailable.response(Some(meta.request_id.as_str()))
+                match &caller {
+                    Some(ctx) => shared.refused_after_authentication(
+                        Refused::SessionStoreUnavailable,
+                        &meta,
+                        ctx,
+                    ),
+                    // Unreachable: only a `Bind` creates a session.
+                    None => {
+                        shared
+                            .outcomes
+                            .reject(Refused::SessionStoreUnavailable.reason());
+                        Refused::SessionStoreUnavailable.response(Some(meta.request_id.as_str()))
+                    }
+                }
             }
         }
     }
@@ -650,9 +668,9 @@ impl SessionHook {
         let Some(new_id) = response.headers().get(SESSION_HEADER) else {
             return response;
         };
-        let (owner, user) = match owner {
-            OwnerOf::Known(owner, user) => (owner, user),
-            OwnerOf::Later(ctx) => (principal_key(&ctx), user_key(&ctx)),
+        let (owner, user, ctx) = match owner {
+            OwnerOf::Known(owner, user, ctx) => (owner, user, ctx),
+            OwnerOf::Later(ctx) => (principal_key(&ctx), user_key(&ctx), ctx),
         };
         let bound = match new_id.to_str() {
             Ok(id) => self.shared.sessions.bind(id, owner, user, tasks),
@@ -663,15 +681,19 @@ impl SessionHook {
             Ok(()) => response,
             Err(refusal) => {
                 // Over a cap (a race, or an `initialize` that slipped past the
-                // check): the session was closed; the client is told to wait.
-                self.shared
-                    .outcomes
-                    .reject(Refused::TooManySessions(refusal.code()).reason());
+                // check): the session was closed; the client is told to wait,
+                // and the operator's record names the caller like the check
+                // before the request does.
                 tracing::info!(
                     reason = refusal.code(),
+                    request_id = self.meta.request_id.as_str(),
                     "refused a new session over the session caps"
                 );
-                Refused::TooManySessions(refusal.code()).response(None)
+                self.shared.refused_after_authentication(
+                    Refused::TooManySessions(refusal.code()),
+                    &self.meta,
+                    &ctx,
+                )
             }
         }
     }

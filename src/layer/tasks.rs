@@ -272,7 +272,7 @@ impl Shared {
     ) -> Response {
         let id = match refusal {
             TaskRefusal::Unavailable => {
-                return self.refuse(Refused::TaskStoreUnavailable, req, &seen.meta);
+                return self.refuse_caller(Refused::TaskStoreUnavailable, req, &seen.meta, ctx);
             }
             TaskRefusal::Unknown(id) => id,
         };
