@@ -251,13 +251,7 @@ where
             let answer = std::task::ready!(self.running.as_mut().poll(cx));
             let permit = self.permit.take();
             match (answer, permit) {
-                (Ok(response), Some(permit))
-                    if self.call
-                        && response
-                            .extensions()
-                            .get::<crate::layer::ListenStream>()
-                            .is_none() =>
-                {
+                (Ok(response), Some(permit)) if self.call && drains(&response) => {
                     let closed = self.closed.clone();
                     self.drain = Some(Box::pin(drain(response.into_body(), permit, closed)));
                 }
@@ -265,6 +259,17 @@ where
             }
         }
     }
+}
+
+/// Whether an answer its client left is read to its end (a call's: its
+/// handler runs on, and stays counted) rather than dropped at once (a
+/// listen's stream, marked [`ListenStream`](crate::layer::ListenStream),
+/// which never ends and has nothing running for it).
+fn drains(response: &Response) -> bool {
+    response
+        .extensions()
+        .get::<crate::layer::ListenStream>()
+        .is_none()
 }
 
 /// A call's answer whose body holds the request's slot until it ends.
@@ -286,12 +291,7 @@ fn hold_until_the_end(
     closed: &CancellationToken,
 ) -> Response {
     let closed = closed.clone();
-    // A listen's stream is dropped at once when its client goes (see
-    // `ListenStream`): nothing runs for it any more.
-    let drains = response
-        .extensions()
-        .get::<crate::layer::ListenStream>()
-        .is_none();
+    let drains = drains(&response);
     response.map(|body| {
         Body::new(SlotBody {
             body: Some(body),
