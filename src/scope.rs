@@ -308,18 +308,16 @@ impl<'a> Spellings<'a> {
 /// lower case, percent-encoded unreserved characters decoded and the other
 /// escapes in upper case, dot segments removed), then that form without its
 /// fragment (section 3.5: never part of the resource), and without its
-/// userinfo, an empty port, its query and its fragment (what a handler that
-/// looks at the host and the path serves). A URI template (the target of
+/// userinfo, port, query and fragment (what a handler that looks at the
+/// host and the path serves); then the WHATWG readings
+/// ([`whatwg_spellings`]) and their RFC 3986 spellings. A URI template (the target of
 /// a completion's `ref/resource`) is read with its braces escaped, and
 /// spelled with them again. Empty when `uri` is not a URI (or IRI, or
 /// template) at all, or already has none of these.
 fn equivalent_spellings(uri: &str) -> Vec<String> {
     let template = uri.contains(['{', '}']);
     let mut out: Vec<String> = Vec::new();
-    for spelling in rfc3986_spellings(uri)
-        .into_iter()
-        .chain(whatwg_spellings(uri))
-    {
+    let add = |spelling: String, out: &mut Vec<String>| {
         // A template's braces, escaped while it was read, are spelled
         // again.
         let spelling = if template {
@@ -330,12 +328,28 @@ fn equivalent_spellings(uri: &str) -> Vec<String> {
         if spelling != uri && !out.contains(&spelling) {
             out.push(spelling);
         }
+    };
+    for spelling in rfc3986_spellings(uri) {
+        add(spelling, &mut out);
+    }
+    // The WHATWG reading, and the RFC 3986 reading of what it gives: a
+    // tab, a line break or a space at either end (which the WHATWG reading
+    // drops) makes a text no URI, and hid the case of its host and its
+    // escapes from the RFC 3986 reading (found from outside:
+    // `NOTES://PRIVATE/1\n` and `notes://Pri\tvate/1` needed no scope, each
+    // trick alone did).
+    for whatwg in whatwg_spellings(uri) {
+        for spelling in rfc3986_spellings(&whatwg) {
+            add(spelling, &mut out);
+        }
+        add(whatwg, &mut out);
     }
     out
 }
 
 /// The RFC 3986 spellings of [`equivalent_spellings`]: the normal form,
-/// without the fragment, and bare (host and path); none when `uri` is not
+/// without the fragment, and bare (host and path, with and without the
+/// port); none when `uri` is not
 /// a URI, IRI or template.
 fn rfc3986_spellings(uri: &str) -> Vec<String> {
     use iri_string::types::IriStr;
@@ -354,28 +368,32 @@ fn rfc3986_spellings(uri: &str) -> Vec<String> {
     let normal = iri.normalize().to_string();
     let absolute = iri.to_absolute().normalize().to_string();
     let mut bare = None;
+    let mut with_port = None;
     if let Ok(normal) = IriStr::new(&absolute) {
-        let mut out = format!("{}:", normal.scheme_str());
+        let mut head = format!("{}:", normal.scheme_str());
         if let Some(authority) = normal.authority_components() {
-            out.push_str("//");
-            out.push_str(authority.host());
+            head.push_str("//");
+            head.push_str(authority.host());
+            // Bare with its port (a pattern may name one) and without it:
+            // a handler that looks at the host and the path ignores the
+            // port as it ignores the userinfo (found from outside:
+            // `notes://private:1/1` matched no rule).
             if let Some(port) = authority.port().filter(|p| !p.is_empty()) {
-                out.push(':');
-                out.push_str(port);
+                with_port = Some(format!("{head}:{port}{}", normal.path_str()));
             }
         }
-        out.push_str(normal.path_str());
-        bare = Some(out);
+        head.push_str(normal.path_str());
+        bare = Some(head);
     }
-    [Some(normal), Some(absolute), bare]
+    [Some(normal), Some(absolute), bare, with_port]
         .into_iter()
         .flatten()
         .collect()
 }
 
 /// The spellings of `uri` as the WHATWG URL standard reads it (the `url`
-/// crate, browsers and most URL libraries), whole and bare (without
-/// userinfo, query and fragment). It reads more than RFC 3986 admits: in
+/// crate, browsers and most URL libraries), whole, bare (without
+/// userinfo, query and fragment) and bare without its port. It reads more than RFC 3986 admits: in
 /// a special scheme (`file`, `http`, `https`, `ws`, `wss`, `ftp`) a
 /// backslash is a path separator, tabs and line breaks are dropped
 /// anywhere, `%2e` is a dot in a dot segment, and leading and trailing
@@ -392,7 +410,15 @@ fn whatwg_spellings(uri: &str) -> Vec<String> {
     let _ = url.set_password(None);
     url.set_query(None);
     url.set_fragment(None);
-    vec![whole, url.as_str().to_owned()]
+    let bare = url.as_str().to_owned();
+    // And without the port (see `rfc3986_spellings`); a URL without a host
+    // keeps none.
+    let portless =
+        (url.port().is_some() && url.set_port(None).is_ok()).then(|| url.as_str().to_owned());
+    [Some(whole), Some(bare), portless]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Compiles a pattern's text into atoms.
@@ -855,9 +881,44 @@ mod tests {
             "notes://private/1?a=/b",
             "notes://alice@private/1",
             "notes://private:/1",
+            // A port, which a handler looking at the host and the path
+            // ignores as it ignores the userinfo (found from outside).
+            "notes://private:1/1",
+            "notes://private:443/1",
+            "notes://a:b@private:9/1?q#f",
+            "NOTES://Private:1/1",
+            // Characters the WHATWG reading drops, beside what the RFC 3986
+            // reading folds (found from outside: each trick alone was
+            // covered, together they were not).
+            "NOTES://PRIVATE/1\n",
+            "notes://Pri\tvate/1",
+            "notes://Private/1\r",
+            " Notes://Private/1",
+            "\u{1}notes://Private/1",
+            "notes://Private/\t1",
+            "notes://%70ri\tvate/1",
+            "notes://al\tice@Private/1",
+            "notes://Private:1/\t1",
         ] {
-            assert!(private.matches(uri), "{uri}");
+            assert!(private.matches(uri), "{uri:?}");
         }
+        // A pattern naming a port is matched with it; a rule without one
+        // covers every port.
+        let ported = UriPattern::new("https://files.example:8443/private/{id}");
+        assert!(ported.matches("https://FILES.example:8443/private/1"));
+        assert!(!ported.matches("https://files.example/private/1"));
+        let web = UriPattern::new("https://files.example/private/{id}");
+        for uri in [
+            "https://files.example:8443/private/1",
+            "https://files.example:443/private/1",
+            "HTTPS://Files.Example:8443/private/\t1",
+        ] {
+            assert!(web.matches(uri), "{uri:?}");
+        }
+        assert!(!web.matches("https://files.example:8443/public/1"));
+        // A template too (a completion's `ref/resource`).
+        assert!(private.matches("Notes://Private/{id}\t"));
+        assert!(private.matches("notes://private:7/{id}"));
         let exact = UriPattern::new("config://secrets");
         for uri in [
             "config://secrets",

@@ -491,8 +491,26 @@ async fn equivalent_spellings_of_a_private_uri_need_notes_private() {
         "notes://private/./1",
         "notes://private/1?x=/y",
         "notes://alice@private/1",
+        // A port: a handler looking at the host and the path ignores it as
+        // it ignores the userinfo (found from outside: no scope asked).
+        "notes://private:1/1",
+        "notes://private:443/1",
+        "notes://a:b@private:9/1?q",
     ] {
         every_reach_needs(&n, &reader, uri, uri, "notes:private").await;
+    }
+    // Characters the WHATWG reading drops, beside the case and escapes
+    // the RFC 3986 reading folds (found from outside: each trick alone
+    // needed the scope, together they did not). Not header text: `Mcp-Name`
+    // carries them in its base64 form.
+    for uri in [
+        "NOTES://PRIVATE/1\n",
+        "notes://Pri\tvate/1",
+        " Notes://Private/1",
+        "notes://%70ri\tvate/1",
+        "notes://al\tice@Private/1",
+    ] {
+        every_reach_needs(&n, &reader, uri, &base64_name(uri), "notes:private").await;
     }
     // Another spelling of a shared note still needs only `notes:read`.
     let resp = n

@@ -61,16 +61,19 @@ impl AuthConfigBuilder {
     /// host in any case, percent-encoded unreserved characters
     /// (`notes://%70rivate/1`), dot segments (`notes://private/x/../1`),
     /// a fragment; and, since a handler that looks at the host and the path
-    /// ignores them, without its userinfo, empty port and query
-    /// (`notes://alice@private/1?x=/y`); a pattern is matched as written
+    /// ignores them, without its userinfo, port and query
+    /// (`notes://alice@private:1/1?x=/y`; a pattern naming a port is
+    /// matched with it too); a pattern is matched as written
     /// and in its own normal form (`Notes://Private/{id}` as
     /// `notes://private/{id}`). A handler that reads URIs with a URI library serves
     /// those as `notes://private/1`, so they need its scopes too. So do the
     /// spellings the WHATWG URL standard (the `url` crate) reads as the
     /// same URL, RFC 3986 or not: in `file`, `http(s)` and the other
     /// special schemes a backslash is a `/` (`file:///srv/public\..\private/1`
-    /// is `file:///srv/private/1`), tabs and line breaks are dropped, and
-    /// `%2e%2e` is a dot segment.
+    /// is `file:///srv/private/1`) and `%2e%2e` is a dot segment; in every
+    /// scheme tabs and line breaks are dropped and spaces and control
+    /// characters at either end trimmed, and what that reading gives is
+    /// matched in its RFC 3986 spellings too (`NOTES://PRIVATE/1\n`).
     pub fn resource_scopes<I, S>(mut self, pattern: impl Into<String>, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
