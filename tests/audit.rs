@@ -919,3 +919,76 @@ async fn debug_lines_hold_no_token_sent_as_the_method_or_path() {
         assert!(line.len() < 4_096, "a line of {} bytes", line.len());
     }
 }
+
+// A body that does not come within the body read timeout is an HTTP rule's
+// refusal, answered 408 `request_timeout`: audited as `request.refused`
+// with reason `body_read_timeout` and status 408, naming the caller whose
+// token was verified (found from outside: it was audited as
+// `auth.refused`, 400, `body_unreadable`, a valid caller "refused", and a
+// search for the slow bodies found nothing).
+#[tokio::test]
+async fn a_body_read_timeout_is_audited_as_the_408_it_answers() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let server = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+            ("MCP_OAUTH2_RESOURCE", resource.as_str()),
+            ("MCP_OAUTH2_LOG_FORMAT", "json"),
+            ("MCP_OAUTH2_BODY_READ_TIMEOUT", "1"),
+            ("RUST_LOG", ""),
+        ],
+    )
+    .await;
+    let (mut child, reader) = server.gather();
+    let token = issuer.token().subject("erin").audience(&resource).sign();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\nX-Request-Id: slow-1\r\n\
+         Content-Length: 46\r\n\r\n{{\"jsonrpc\""
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(r#""reason":"body_read_timeout""#),
+        "{answer}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    child.kill().await.unwrap();
+    let lines = reader.await.unwrap();
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["fields"]["request_id"] == "slow-1")
+        .collect();
+    let refused: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e["fields"]["event"]
+                .as_str()
+                .is_some_and(|e| e != "auth.accepted")
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "{lines:#?}");
+    let fields = &refused[0]["fields"];
+    assert_eq!(fields["event"], "request.refused", "{fields}");
+    assert_eq!(fields["reason"], "body_read_timeout", "{fields}");
+    assert_eq!(fields["status"], 408, "{fields}");
+    assert_eq!(fields["subject"], "erin", "{fields}");
+}

@@ -9,6 +9,8 @@
 //! rules (Host, Origin, CORS, MCP headers); `sessions` the legacy session
 //! binding.
 
+mod body_timeout;
+pub(crate) use body_timeout::{BodyTimedOut, body_timeout_response};
 mod future;
 mod http_rules;
 mod listens;

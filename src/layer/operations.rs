@@ -292,6 +292,9 @@ impl Shared {
             let req = Request::from_parts(parts, ());
             return self.refuse(Refused::BodyTooLarge, &req, &seen.meta);
         }
+        if let Some(timed_out) = body_timed_out(e) {
+            return self.body_timed_out(timed_out, seen, ctx);
+        }
         self.reject(
             &AuthErrorKind::BodyUnreadable.into(),
             &parts.method,
@@ -299,6 +302,34 @@ impl Shared {
             seen,
             ctx,
         )
+    }
+
+    /// The answer to a body that did not arrive within the server's body
+    /// read timeout (`McpServer`'s guard, or [`BodyGuardLayer`](crate::BodyGuardLayer)
+    /// in front): 408, audited as the HTTP rule it is, `request.refused`
+    /// with reason `body_read_timeout`, the caller named when known (found
+    /// from outside: it was audited as `auth.refused`, 400,
+    /// `body_unreadable`, a valid caller's token "refused").
+    fn body_timed_out(
+        &self,
+        timed_out: super::BodyTimedOut,
+        seen: &Seen,
+        ctx: Option<&AuthContext>,
+    ) -> Response {
+        const REASON: &str = "body_read_timeout";
+        self.outcomes.reject(REASON);
+        self.audit.emit(&Record {
+            meta: Some(&seen.meta),
+            ctx,
+            ..Record::new(
+                Event::RequestRefused,
+                REASON,
+                Some(408),
+                &self.document.resource,
+            )
+        });
+        let id = http::HeaderValue::from_str(seen.request_id()).ok();
+        super::body_timeout_response(id, timed_out.0)
     }
 
     /// The answer to a body not readable strictly (not JSON, repeated
@@ -364,6 +395,20 @@ fn is_length_limit(e: &axum::Error) -> bool {
         source = err.source();
     }
     false
+}
+
+/// The body read timeout that ended reading a body, if that is why it
+/// failed (a [`BodyTimedOut`](super::BodyTimedOut) in
+/// the error's chain).
+fn body_timed_out(e: &axum::Error) -> Option<super::BodyTimedOut> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(timed_out) = err.downcast_ref::<super::BodyTimedOut>() {
+            return Some(*timed_out);
+        }
+        source = err.source();
+    }
+    None
 }
 
 /// Whether `path` is `base` or lies under it (on a `/` boundary).

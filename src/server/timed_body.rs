@@ -24,21 +24,7 @@ use http_body::{Frame, SizeHint};
 
 use super::idle::{Activity, InProgress};
 
-/// The error a [`TimedBody`] ends with when its limit passes first.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct BodyTimedOut(pub(crate) Duration);
-
-impl std::fmt::Display for BodyTimedOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the request body did not arrive within the body read timeout ({} s)",
-            self.0.as_secs_f64()
-        )
-    }
-}
-
-impl std::error::Error for BodyTimedOut {}
+pub(crate) use crate::layer::BodyTimedOut;
 
 /// A request body [`TimedBodies`] can wrap (hyper's `Incoming`, and
 /// `axum::body::Body` in tests): one name for the bounds every impl here
@@ -414,38 +400,13 @@ fn closing(mut response: Response) -> Response {
 /// skipped on an HTTP/1 connection) and the JSON error body of the crate's
 /// other refusals; `X-Request-Id` kept from the answer it replaces.
 fn timeout_response(replaced: &Response, limit: Duration) -> Response {
-    use axum::response::IntoResponse as _;
-    use http::header::{CONNECTION, CONTENT_TYPE};
-    let request_id = replaced
-        .headers()
-        .get(crate::correlation::REQUEST_ID_HEADER)
-        .cloned();
-    // Fixed ASCII, and the request id is `[A-Za-z0-9._:-]`: no escaping.
-    let id_member =
-        crate::layer::request_id_member(request_id.as_ref().and_then(|v| v.to_str().ok()));
-    let body = format!(
-        "{{\"error\":\"request_timeout\",\"error_description\":\"The request body did not arrive within {} s\",\"reason\":\"body_read_timeout\"{id_member}}}",
-        limit.as_secs_f64()
-    );
-    let mut response = (
-        http::StatusCode::REQUEST_TIMEOUT,
-        [
-            (
-                CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            ),
-            (CONNECTION, http::HeaderValue::from_static("close")),
-        ],
-        body,
+    crate::layer::body_timeout_response(
+        replaced
+            .headers()
+            .get(crate::correlation::REQUEST_ID_HEADER)
+            .cloned(),
+        limit,
     )
-        .into_response();
-    crate::challenge::error_headers(response.headers_mut());
-    if let Some(id) = request_id {
-        response
-            .headers_mut()
-            .insert(crate::correlation::REQUEST_ID_HEADER, id);
-    }
-    response
 }
 
 /// The request-body guards of [`McpServer::serve`](crate::McpServer::serve)
