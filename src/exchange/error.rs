@@ -142,12 +142,20 @@ impl ExchangeError {
         }
         let mut scopes: Vec<String> =
             Vec::with_capacity(step_up_scopes.len() + caller.scopes().len());
+        // The caller's granted scopes are the authorization server's words:
+        // `offline_access` (in the `scope` of any token whose client asked
+        // for a refresh token) and texts that are no scope token are left
+        // out, not copied into a challenge that would refuse them (found
+        // from outside: the consent flow ended in a 500 for such callers).
         crate::scope::extend_unique(
             &mut scopes,
-            step_up_scopes
-                .iter()
-                .map(String::as_str)
-                .chain(caller.scopes().iter().map(|s| &**s)),
+            step_up_scopes.iter().map(String::as_str).chain(
+                caller
+                    .scopes()
+                    .iter()
+                    .map(|s| &**s)
+                    .filter(|s| crate::requirement::is_scope_token(s)),
+            ),
         );
         let inner = &self.0;
         Self(Arc::new(Inner {
