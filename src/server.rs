@@ -199,7 +199,9 @@ impl<S> McpServerBuilder<S> {
     /// Serve a readiness probe at `path` (default none), without
     /// authentication: 200 once every issuer's key set has been fetched (or
     /// at once with `require_keys_before_ready(false)` or a custom
-    /// verifier), 503 with `Retry-After` before. The path follows the rules
+    /// verifier), 503 with `Retry-After` before. A probe fetches a key set
+    /// that is missing only when a request would (within the failure
+    /// backoff) and never one that is loaded. The path follows the rules
     /// of [`path`](Self::path) (a trailing `/` aside) and must differ from
     /// it.
     pub fn readiness_path(mut self, path: impl Into<String>) -> Self {
@@ -570,12 +572,13 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
                 axum::routing::get(move || {
                     let probe = probe.clone();
                     async move {
-                        // Not ready yet: try to fetch now (single flight,
-                        // with the cache's failure backoff) before answering.
+                        // Not ready yet: fetch the missing key sets now if
+                        // their failure backoff allows (single flight), else
+                        // answer from what is loaded.
                         if !probe.is_ready()
                             && let Some(jwt) = &probe.0
                         {
-                            let _ = jwt.prefetch().await;
+                            jwt.load_missing().await;
                         }
                         probe.response()
                     }

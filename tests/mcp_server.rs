@@ -309,6 +309,78 @@ async fn readiness_waits_for_the_first_key_set() {
     ct.cancel();
 }
 
+/// The readiness probe needs no token, so it fetches no more often than
+/// requests do: while an issuer's key set fails to load, probes answer 503
+/// from the cache's state within its failure backoff (found from outside:
+/// every probe started a discovery and a key-set fetch, 419 of each in
+/// 2 s, and a WARN line each), and an issuer whose set is loaded is never
+/// fetched again for a probe (found from outside: each probe re-downloaded
+/// the healthy issuer's set while the other was down).
+#[tokio::test]
+async fn readiness_probes_fetch_no_more_often_than_the_backoff_allows() {
+    let healthy = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let down = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    down.set_jwks_available(false);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = AuthConfig::builder()
+        .issuer(healthy.issuer())
+        .issuer(down.issuer())
+        .resource(format!("http://{addr}/mcp"))
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let server = mcp_oauth2::McpServer::builder()
+        .auth(config)
+        .readiness_path("/ready")
+        .service(|| Ok(fixture::EchoServer::new()))
+        .build()
+        .unwrap();
+    let ct = server.cancellation_token();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    let ready_url = format!("http://{addr}/ready");
+    let http = reqwest::Client::new();
+    // The start-up fetch of both sets has run (one failed).
+    bounded(async {
+        while healthy.jwks_hits() == 0 || down.jwks_hits() == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (healthy_before, down_before) = (healthy.jwks_hits(), down.jwks_hits());
+    for _ in 0..200 {
+        let r = http.get(&ready_url).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["retry-after"], "5");
+    }
+    assert_eq!(
+        healthy.jwks_hits(),
+        healthy_before,
+        "a loaded set is left alone"
+    );
+    // Within the failure backoff (5 s at most): at most one retry.
+    assert!(
+        down.jwks_hits() <= down_before + 1,
+        "{} fetches of the failing set for 200 probes",
+        down.jwks_hits() - down_before
+    );
+    // The probe still loads what comes back, once the backoff allows.
+    down.set_jwks_available(true);
+    let status = bounded(async {
+        loop {
+            let status = http.get(&ready_url).send().await.unwrap().status();
+            if status == 200 {
+                break status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(status, 200);
+    ct.cancel();
+}
+
 /// rmcp tools served behind no layer fail closed: `ctx.auth()` and an
 /// `AuthContext` argument answer an internal error naming the missing
 /// layer, never an anonymous caller.

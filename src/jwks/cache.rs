@@ -272,6 +272,22 @@ impl JwksCache {
         self.refresh().await.map(|k| k.len())
     }
 
+    /// Fetches when no key set is loaded yet and the failure backoff allows
+    /// it (a request needing keys would fetch then too), joining a fetch in
+    /// flight that is not a retry after a failure; otherwise returns at
+    /// once. The readiness probe's question: an unauthenticated probe must
+    /// never fetch more often than requests do (found from outside: every
+    /// probe started a discovery and a key-set fetch, 419 of each in 2 s,
+    /// and a WARN line each, while the issuer was failing).
+    pub(crate) async fn load_if_due(self: &Arc<Self>) {
+        if self.fetcher.is_none() || self.is_loaded() {
+            return;
+        }
+        if self.plan(Instant::now()).may_refresh {
+            let _ = self.refresh().await;
+        }
+    }
+
     fn plan(&self, now: Instant) -> Plan {
         let st = self.state();
         let since_attempt = st.last_attempt.map(|t| now.saturating_duration_since(t));

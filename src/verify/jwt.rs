@@ -253,6 +253,22 @@ impl JwtVerifier {
         Ok(())
     }
 
+    /// Fetches the issuers' key sets that are not loaded yet, each only
+    /// when its failure backoff allows (see `JwksCache::load_if_due`); loaded
+    /// ones are left alone (found from outside: a probe re-downloaded a
+    /// healthy issuer's set while another issuer was down). For the
+    /// readiness probe, which anyone may call.
+    pub(crate) async fn load_missing(&self) {
+        futures_util::future::join_all(
+            self.inner
+                .issuers
+                .iter()
+                .filter_map(IssuerKeys::eager)
+                .map(|cache| cache.load_if_due()),
+        )
+        .await;
+    }
+
     /// Whether the verifier can verify tokens: every issuer's key set (and
     /// every shared tenant key set) has been fetched successfully at least
     /// once; key sets per tenant are fetched on first use and not waited for. With
