@@ -426,11 +426,15 @@ impl AuditLog {
 fn write(record: &Record<'_>, suppressed: Option<u64>) {
     let meta = record.meta;
     let ctx = record.ctx;
-    // Joined only when a subscriber records the event (`Display`): an
-    // event nobody's filter enables allocates nothing.
-    let scopes = ctx.map(|c| tracing::field::display(Scopes(c.scopes())));
-    let needed =
-        (!record.needed.is_empty()).then(|| tracing::field::display(Joined(record.needed)));
+    // Joined as text only when a subscriber records the event (the field
+    // values are read inside the event macro, behind its filter): an event
+    // nobody's filter enables allocates nothing. Text, not `Display`: the
+    // text format quotes and escapes a text field, and printed a displayed
+    // one bare, so granted scopes such as `subject=root` (RFC 6749 allows
+    // `=` and `"` in a scope) read as fields of their own (found from
+    // outside).
+    let scopes = ctx.map(|c| Scopes(c.scopes()));
+    let needed = (!record.needed.is_empty()).then(|| Joined(record.needed));
     let tenant = ctx.and_then(tenant_of);
     let tenant = tenant.as_deref();
     let diagnosis = record.error.and_then(AuthError::diagnosis);
@@ -470,8 +474,8 @@ its tokens, or accept it with AuthConfigBuilder::accept_audience"
                 subject = ctx.map(|c| loggable(c.subject())),
                 client_id = ctx.and_then(AuthContext::client_id).map(loggable),
                 tenant = tenant.map(loggable),
-                scopes,
-                needed_scopes = needed,
+                scopes = scopes.as_ref().map(ToString::to_string),
+                needed_scopes = needed.as_ref().map(ToString::to_string),
                 mcp_method,
                 mcp_name,
                 client_addr,

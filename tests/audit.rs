@@ -817,6 +817,7 @@ async fn scope_values_cannot_forge_or_blur_log_lines() {
                 .nth(1)
                 .and_then(|rest| rest.split(" mcp_method=").next())
                 .unwrap()
+                .trim_matches('"')
                 .to_owned()
         };
         // Four granted scopes, four words: a space inside one is not a
@@ -991,4 +992,70 @@ async fn a_body_read_timeout_is_audited_as_the_408_it_answers() {
     assert_eq!(fields["reason"], "body_read_timeout", "{fields}");
     assert_eq!(fields["status"], 408, "{fields}");
     assert_eq!(fields["subject"], "erin", "{fields}");
+}
+
+// The default text log quotes every text field of an audit event: a scope
+// may hold `=` and `"` (RFC 6749 section 3.3), and granted scopes written
+// bare read as fields of their own (found from outside: a token granted
+// `subject=root event=auth.accepted` wrote a second `subject` and `event`
+// into an `authz.refused` line at the default level).
+#[tokio::test]
+async fn granted_scopes_cannot_write_fields_of_their_own_in_the_text_log() {
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let (server, resource) = support::reference::start_logging(issuer.issuer(), "text", "").await;
+    let (mut child, reader) = server.gather();
+    let token = issuer
+        .token()
+        .subject("alice")
+        .audience(&resource)
+        .scopes([
+            "notes:read",
+            "subject=root",
+            "event=auth.accepted",
+            "x=\"y\"",
+        ])
+        .sign();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_note","arguments":{"text":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let r = reqwest::Client::new()
+        .post(&resource)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {token}"))
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "add_note")
+        .header("x-request-id", "scoped-1")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    child.kill().await.unwrap();
+    let lines = reader.await.unwrap();
+    let line = lines
+        .iter()
+        .find(|l| l.contains("scoped-1") && l.contains("authz.refused"))
+        .unwrap_or_else(|| panic!("no authz.refused line: {lines:#?}"));
+    assert!(
+        line.contains(r#"scopes="notes:read subject=root event=auth.accepted x=\"y\"""#),
+        "{line}"
+    );
+    assert!(line.contains(r#"needed_scopes="notes:write""#), "{line}");
+    // Outside the quoted values, each field is written once.
+    let mut bare = String::new();
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in line.chars() {
+        match (quoted, escaped, c) {
+            (true, false, '\\') => escaped = true,
+            (true, true, _) => escaped = false,
+            (_, false, '"') => quoted = !quoted,
+            (false, _, c) => bare.push(c),
+            _ => {}
+        }
+    }
+    for field in [" subject=", " event=", " issuer=", " scopes="] {
+        assert_eq!(bare.matches(field).count(), 1, "{field} in {line}");
+    }
 }
