@@ -44,7 +44,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::context::AuthContext;
 use crate::correlation::RequestId;
-use crate::error::{AuthError, AuthErrorKind, REDACTED, is_base64url, looks_like_a_jwt};
+use crate::error::{
+    AuthError, AuthErrorKind, REDACTED, holds_a_long_base64url_run, looks_like_a_jwt,
+};
 
 /// The `tracing` target of every audit event.
 pub(crate) const TARGET: &str = "mcp_oauth2::audit";
@@ -163,29 +165,6 @@ fn write_clean(out: &mut impl std::fmt::Write, bytes: &[u8], spaces: bool) -> st
         })?;
     }
     Ok(())
-}
-
-/// The longest run of base64url characters copied from a request's text
-/// into an event: a JWT's signature alone (342 characters for RS256, 86
-/// for ES256) or an opaque token has no dots to give it away (found from
-/// outside: a signature sent as `Mcp-Name` was written, cut to 128).
-const MAX_BASE64URL_RUN: usize = 63;
-
-/// Whether `bytes` hold more than [`MAX_BASE64URL_RUN`] base64url
-/// characters in a row.
-fn holds_a_long_base64url_run(bytes: &[u8]) -> bool {
-    let mut run = 0;
-    for &b in bytes {
-        if is_base64url(b) {
-            run += 1;
-            if run > MAX_BASE64URL_RUN {
-                return true;
-            }
-        } else {
-            run = 0;
-        }
-    }
-    false
 }
 
 /// One audit event about to be emitted.
@@ -587,7 +566,7 @@ mod tests {
         let signature = "c2lnbmF0dXJl".repeat(6);
         assert_eq!(&*clean(signature.as_bytes()), REDACTED);
         assert_eq!(&*clean(format!("tool-{signature}").as_bytes()), REDACTED);
-        let short = "a".repeat(MAX_BASE64URL_RUN);
+        let short = "a".repeat(crate::error::MAX_BASE64URL_RUN);
         assert_eq!(&*clean(short.as_bytes()), short.as_str());
         let broken = format!("notes://shared/{}/{}", "a".repeat(50), "b".repeat(50));
         assert_eq!(&*clean(broken.as_bytes()), broken.as_str());

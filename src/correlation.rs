@@ -69,18 +69,23 @@ impl RequestId {
         id
     }
 
-    /// `value` as an id, when it is 1 to 128 characters of `[A-Za-z0-9._:-]`
-    /// and does not look like a JWT (`eyJ` then a dot somewhere: a token
-    /// sent in the wrong header). Such a value is never taken: it would be
-    /// written as it is in the audit events, the spans and the error body,
-    /// where token material must never appear.
+    /// `value` as an id, when it is 1 to 128 characters of `[A-Za-z0-9._:-]`,
+    /// does not look like a JWT (`eyJ` then a dot somewhere: a token sent in
+    /// the wrong header) and holds no more than 63 base64url characters in a
+    /// row (a JWT's signature alone, or a long opaque token, has no dot to
+    /// give it away; found from outside: one was echoed and written in
+    /// every audit line of its request). Such a value is never taken: it
+    /// would be written as it is in the audit events, the spans and the
+    /// error body, where token material must never appear. The rule is the
+    /// one the audit applies to every other text of a request.
     pub fn parse(value: &[u8]) -> Option<Self> {
         let ok = !value.is_empty()
             && value.len() <= MAX_REQUEST_ID_LEN
             && value
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-            && !crate::error::looks_like_a_jwt(value);
+            && !crate::error::looks_like_a_jwt(value)
+            && !crate::error::holds_a_long_base64url_run(value);
         // Checked ASCII above: the conversion cannot fail.
         ok.then(|| std::str::from_utf8(value).ok().map(|s| Self(s.into())))
             .flatten()
@@ -311,12 +316,32 @@ mod tests {
     fn a_valid_request_id_is_kept_and_a_bad_one_replaced() {
         let id = RequestId::from_headers(&headers(&[("x-request-id", "abc-1.2_3:4")]));
         assert_eq!(id.as_str(), "abc-1.2_3:4");
-        let long = "a".repeat(128);
+        let long = format!("{}.{}", "a".repeat(63), "b".repeat(64 - 1));
+        assert_eq!(long.len(), 127);
         assert_eq!(
             RequestId::from_headers(&headers(&[("x-request-id", &long)])).as_str(),
             long
         );
-        for bad in ["", "a b", "a/b", "é", "x\"y", &"a".repeat(129)] {
+        let uuid = "550e8400-e29b-41d4-a716-446655440000";
+        assert_eq!(
+            RequestId::from_headers(&headers(&[("x-request-id", uuid)])).as_str(),
+            uuid
+        );
+        // A signature or an opaque token alone: more than 63 base64url
+        // characters in a row (found from outside: echoed and logged).
+        let signature = "Q".repeat(86);
+        let run = format!("x.{}", "a".repeat(64));
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "é",
+            "x\"y",
+            &"a".repeat(129),
+            &"a".repeat(128),
+            &signature,
+            &run,
+        ] {
             let id = RequestId::from_headers(&headers(&[("x-request-id", bad)]));
             assert_ne!(id.as_str(), bad);
             assert_eq!(id.as_str().len(), 32, "{bad:?}");

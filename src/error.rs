@@ -379,6 +379,29 @@ struct Inner {
 /// What replaces a value that looks like token material.
 pub(crate) const REDACTED: &str = "[redacted]";
 
+/// The longest run of base64url characters copied from a request's text
+/// into an event: a JWT's signature alone (342 characters for RS256, 86
+/// for ES256) or an opaque token has no dots to give it away (found from
+/// outside: a signature sent as `Mcp-Name` was written, cut to 128).
+pub(crate) const MAX_BASE64URL_RUN: usize = 63;
+
+/// Whether `bytes` hold more than [`MAX_BASE64URL_RUN`] base64url
+/// characters in a row.
+pub(crate) fn holds_a_long_base64url_run(bytes: &[u8]) -> bool {
+    let mut run = 0;
+    for &b in bytes {
+        if is_base64url(b) {
+            run += 1;
+            if run > MAX_BASE64URL_RUN {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
 /// Whether `bytes` hold something that looks like a JWS or JWE anywhere
 /// in them: `eyJ` (the base64url of `{"`) starting a run of at least
 /// [`JWT_HEADER_MIN`] base64url characters (the shortest JOSE header,
