@@ -401,7 +401,28 @@ impl TokenPolicy {
         match (source, named) {
             (Source::Jwt, Some(i)) => Ok(i),
             (Source::Jwt, None) => Err(invalid()),
-            (Source::Introspection { issuer, .. }, None) => Ok((issuer, None)),
+            // An answer without `iss` (RFC 7662 makes it optional) is the
+            // answering endpoint's issuer's only when that endpoint speaks
+            // for one fixed issuer: its own settings or discovered from it,
+            // or a shared endpoint with one issuer configured. A shared
+            // endpoint given for several issuers (or a template) must say
+            // whose token it was (found from outside: issuer B's user
+            // `alice`, answered without `iss`, was taken as the first
+            // issuer's `alice`, her notes and exchanged token included).
+            (Source::Introspection { issuer, only_own }, None) => {
+                let one_fixed = matches!(
+                    &*self.issuers,
+                    [IssuerEntry {
+                        matcher: Matcher::Fixed(_),
+                        ..
+                    }]
+                );
+                if only_own || one_fixed {
+                    Ok((issuer, None))
+                } else {
+                    Err(invalid())
+                }
+            }
             (Source::Introspection { issuer, only_own }, Some(i)) => {
                 if only_own && i.0 != issuer {
                     Err(invalid())
@@ -1016,6 +1037,13 @@ mod tests {
         TokenPolicy::new(&f(b).build().unwrap())
     }
 
+    fn policy_one_issuer() -> TokenPolicy {
+        let b = AuthConfig::builder()
+            .issuer("https://a.example")
+            .resource("https://mcp.example.com/mcp");
+        TokenPolicy::new(&b.build().unwrap())
+    }
+
     fn check(p: &TokenPolicy, claims: &str, source: Source) -> Result<usize, AuthErrorKind> {
         let m = Members::parse(claims).unwrap();
         p.check(&m, 1_000, source)
@@ -1029,7 +1057,7 @@ mod tests {
         let p = policy(|b| b);
         let intro = Source::Introspection {
             issuer: 0,
-            only_own: false,
+            only_own: true,
         };
         let base = r#""sub":"a","aud":"https://mcp.example.com/mcp","exp":2000"#;
         for extra in [
@@ -1089,9 +1117,14 @@ mod tests {
             check(&p, &claims("https://c.example"), shared),
             Err(AuthErrorKind::InvalidIssuer)
         );
-        // No `iss`: the answering endpoint's issuer; a JWT must name one.
+        // No `iss`: the answering endpoint's issuer when it speaks for one
+        // (its own settings); a shared endpoint of several issuers must
+        // name it (found from outside); a JWT must name one.
         let anon = r#"{"sub":"a","aud":"https://mcp.example.com/mcp","exp":2000}"#;
         assert_eq!(check(&p, anon, own), Ok(0));
+        assert_eq!(check(&p, anon, shared), Err(AuthErrorKind::InvalidIssuer));
+        let single = policy_one_issuer();
+        assert_eq!(check(&single, anon, shared), Ok(0));
         assert_eq!(
             check(&p, anon, Source::Jwt),
             Err(AuthErrorKind::InvalidIssuer)
@@ -1212,7 +1245,7 @@ mod tests {
         let p = policy(|b| b);
         let intro = Source::Introspection {
             issuer: 0,
-            only_own: false,
+            only_own: true,
         };
         for (exp, kind) in [
             ("1e300", AuthErrorKind::InvalidClaims),
