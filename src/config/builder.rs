@@ -352,8 +352,9 @@ impl AuthConfigBuilder {
     /// off). JWTs are still verified locally; only tokens that are not JWTs
     /// are introspected. With several issuers, an endpoint given in
     /// `settings` vouches for every one of them (an answer's `iss` may name
-    /// any); one discovered from the first issuer vouches for that issuer
-    /// only. Give an issuer that has its own endpoint its own settings
+    /// any, and must name one: an answer without it is refused,
+    /// `invalid_issuer`); one discovered from the first issuer vouches for
+    /// that issuer only (an answer without `iss` is that issuer's). Give an issuer that has its own endpoint its own settings
     /// ([`issuer_introspection`](Self::issuer_introspection)).
     pub fn introspection(mut self, settings: IntrospectionSettings) -> Self {
         self.introspection = Some(settings);
