@@ -35,6 +35,15 @@ pub(crate) fn deadline(now: Instant, after: Duration) -> Instant {
     now.checked_add(after).unwrap_or(now)
 }
 
+/// The time `after` from now, saturated at the latest time
+/// [`system_time`] gives (never an overflow panic).
+pub(crate) fn system_now_after(after: Duration) -> SystemTime {
+    let now = SystemTime::now();
+    now.checked_add(after)
+        .filter(|t| *t <= system_time(LATEST_UNIX))
+        .unwrap_or_else(|| system_time(LATEST_UNIX))
+}
+
 /// The latest time every platform's [`SystemTime`] can represent that we
 /// use: 9999-12-31T23:59:59Z.
 const LATEST_UNIX: u64 = 253_402_300_799;
@@ -55,6 +64,16 @@ mod tests {
     fn time_arithmetic_saturates() {
         let now = Instant::now();
         assert_eq!(deadline(now, Duration::MAX), now);
+        assert_eq!(
+            system_now_after(Duration::MAX),
+            system_time(LATEST_UNIX),
+            "a token endpoint's expires_in of 10^18 s panicked here"
+        );
+        assert_eq!(
+            system_now_after(Duration::from_secs(10u64.pow(18))),
+            system_time(LATEST_UNIX)
+        );
+        assert!(system_now_after(Duration::from_secs(60)) > SystemTime::now());
         assert_eq!(
             deadline(now, Duration::from_secs(5)),
             now + Duration::from_secs(5)

@@ -122,10 +122,17 @@ pub(super) fn key(
     crate::verify::token_cache::digest_array(&ctx.finish())
 }
 
+/// The longest an exchanged token is reused, whatever its `expires_in`: a
+/// day. A token endpoint's number is its text (`expires_in` of 10^18 s was
+/// added to the clock when the token was shared in a store, and the call
+/// panicked: found from outside), and a day is past any lifetime an
+/// exchange gives.
+pub(super) const MAX_REUSE: Duration = Duration::from_secs(86_400);
+
 /// How long a token answered with `expires_in` may be reused: until
-/// `expires_in - margin`; `None` (not kept) without `expires_in` or when
-/// that leaves nothing.
+/// `expires_in - margin`, at most [`MAX_REUSE`]; `None` (not kept) without
+/// `expires_in` or when that leaves nothing.
 pub(super) fn reuse_for(expires_in: Option<u64>, margin: Duration) -> Option<Duration> {
     let ttl = Duration::from_secs(expires_in?).checked_sub(margin)?;
-    (!ttl.is_zero()).then_some(ttl)
+    (!ttl.is_zero()).then_some(ttl.min(MAX_REUSE))
 }

@@ -337,7 +337,7 @@ impl TokenExchanger {
                 if let (Some(store), Some(ttl)) = (store, reuse) {
                     let stored = StoredToken::new(
                         token.token.to_string(),
-                        std::time::SystemTime::now() + ttl,
+                        crate::clock::system_now_after(ttl),
                         token.scope.as_deref().map(str::to_owned),
                     );
                     store.put(key, stored).await;

@@ -70,9 +70,15 @@ fn reuse_time() {
     assert_eq!(reuse_for(Some(30), margin), None);
     assert_eq!(reuse_for(Some(10), margin), None);
     assert_eq!(reuse_for(None, margin), None);
+    // A day at most, whatever the endpoint says (found from outside: a
+    // huge `expires_in` overflowed the clock when stored).
     assert_eq!(
         reuse_for(Some(u64::MAX), Duration::ZERO),
-        Some(Duration::from_secs(u64::MAX))
+        Some(super::cache::MAX_REUSE)
+    );
+    assert_eq!(
+        reuse_for(Some(10u64.pow(18)), margin),
+        Some(Duration::from_secs(86_400))
     );
 }
 
