@@ -129,7 +129,9 @@ impl IntrospectionSettings {
     }
 
     /// Cap on cached results (the verifier's cache holds the largest cap
-    /// among its endpoints' settings, at least one).
+    /// among its endpoints' settings, at least one), default 10,000; the
+    /// cache is also bounded in bytes, 4 KiB per allowed entry, each result
+    /// weighing the answer's members it keeps.
     pub fn max_entries(mut self, n: usize) -> Self {
         self.max_entries = n;
         self

@@ -20,7 +20,8 @@
 //! the token (never the token itself), until the earlier of `exp` and the
 //! cache TTL; refusals are cached for the negative TTL; a failure to reach
 //! the endpoint is not cached. An entry past its time is never served: it is
-//! dropped when met, or evicted (the cache holds at most `max_entries`). Concurrent lookups of one token share one
+//! dropped when met, or evicted (the cache holds at most `max_entries`,
+//! and at most 4 KiB per allowed entry: see `ResultCache`). Concurrent lookups of one token share one
 //! request; a lookup that is cancelled hands over to a waiting one, so no
 //! lookup is ever left behind.
 //!
@@ -97,7 +98,43 @@ impl Entry {
 /// requests for the same token wait on (single flight; a cancelled or
 /// failed lookup hands the placeholder to a waiter, so none is ever left
 /// behind).
-type ResultCache = quick_cache::sync::Cache<[u8; 32], Entry>;
+///
+/// Bounded twice, as the verified-token cache is: in entries (the largest
+/// `max_entries` of the endpoints' settings) and in bytes,
+/// [`BYTES_PER_ENTRY`] per allowed entry (40 MB at the default 10,000).
+/// Each entry weighs what its context holds (the answer's members kept as
+/// claims), at least `BYTES_PER_ENTRY`: found from outside, answers of
+/// 250 KB kept about 360 KB each, 3.5 GB at the entry cap.
+type ResultCache = quick_cache::sync::Cache<[u8; 32], Entry, ByBytes>;
+
+/// The byte budget per allowed entry of the result cache, and the least an
+/// entry weighs (an introspection answer's context is larger than a JWT's:
+/// its members are kept as claims).
+const BYTES_PER_ENTRY: u64 = 4_096;
+
+/// Weighs a cached result by what it holds (see [`ResultCache`]).
+#[derive(Clone, Copy, Default)]
+struct ByBytes;
+
+impl quick_cache::Weighter<[u8; 32], Entry> for ByBytes {
+    fn weight(&self, _key: &[u8; 32], entry: &Entry) -> u64 {
+        let held = entry
+            .outcome
+            .as_ref()
+            .map_or(0, AuthContext::retained_bytes);
+        ((std::mem::size_of::<([u8; 32], Entry)>() + 16 + held) as u64).max(BYTES_PER_ENTRY)
+    }
+}
+
+/// A result cache for `capacity` entries, bounded in bytes too.
+fn result_cache(capacity: usize) -> ResultCache {
+    let capacity = capacity.max(1);
+    ResultCache::with_weighter(
+        capacity,
+        (capacity as u64).saturating_mul(BYTES_PER_ENTRY),
+        ByBytes,
+    )
+}
 
 /// One introspection endpoint and what it may vouch for.
 struct Endpoint {
@@ -396,7 +433,7 @@ impl IntrospectionVerifier {
                 allow_loopback_http: config.allow_insecure_loopback,
                 timeout: config.http_timeout,
                 max_bytes: config.max_document_bytes,
-                cache: ResultCache::new(capacity),
+                cache: result_cache(capacity),
                 calls: Default::default(),
                 store_errors: Default::default(),
                 store: config.shared_store.clone(),
@@ -798,6 +835,41 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Found from outside: answers of 250 KB kept about 360 KB each, 3.5 GB
+    // at the default entry cap. The cache holds at most its byte budget,
+    // and small answers are limited by the entry count alone.
+    #[test]
+    fn the_result_cache_is_bounded_in_bytes() {
+        let entry = |bytes: usize| {
+            let mut claims = serde_json::Map::new();
+            claims.insert("big".into(), serde_json::Value::String("x".repeat(bytes)));
+            let now = Instant::now();
+            Entry {
+                outcome: Ok(AuthContext::builder("https://a.example", "u")
+                    .claims(claims)
+                    .build()),
+                until: now + std::time::Duration::from_secs(60),
+                produced: now,
+                transient: false,
+            }
+        };
+        let cache = result_cache(100);
+        for i in 0..100u8 {
+            cache.insert([i; 32], entry(250_000));
+        }
+        assert!(
+            cache.weight() <= 100 * BYTES_PER_ENTRY,
+            "{}",
+            cache.weight()
+        );
+        assert!(cache.len() < 5, "{} answers of 250 KB kept", cache.len());
+        let cache = result_cache(100);
+        for i in 0..100u8 {
+            cache.insert([i; 32], entry(10));
+        }
+        assert!(cache.len() >= 90, "{}", cache.len());
+    }
 
     #[test]
     fn shared_results_of_another_shape_are_misses() {
