@@ -204,3 +204,70 @@ async fn reference_server_with_two_issuers_from_the_environment() {
     }
     server.child.kill().await.unwrap();
 }
+
+// A hung introspection endpoint opens its cooldown even when the
+// verification deadline is shorter than the HTTP timeout: its request
+// times out first and counts as the outage it is (found from outside: with
+// `verify_timeout` 1 s the request was dropped unsettled, the endpoint
+// never cooled down, and every new token cost it a request and its caller
+// the whole second).
+#[tokio::test]
+async fn a_hung_introspection_endpoint_cools_down_under_a_short_verification_deadline() {
+    use axum::routing::post;
+    use mcp_oauth2::verify::IntrospectionSettings;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&hits);
+    let endpoint = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/introspect", endpoint.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/introspect",
+        post(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                axum::Json(json!({"active": false}))
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(endpoint, app).await });
+    let h = support::fixture::Harness::start(|b| {
+        b.verify_timeout(Duration::from_secs(1)).introspection(
+            IntrospectionSettings::new("rs", "secret").endpoint(url::Url::parse(&url).unwrap()),
+        )
+    })
+    .await;
+    let status = |token: &'static str| {
+        let resource = h.resource.clone();
+        async move {
+            let resp = reqwest::Client::new()
+                .post(&resource)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            (
+                status,
+                body["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        }
+    };
+    let (first, _) = bounded(status("opaque-1")).await;
+    assert_eq!(first, 503);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    for token in ["opaque-2", "opaque-3", "opaque-4", "opaque-5"] {
+        assert_eq!(
+            bounded(status(token)).await,
+            (503, "introspection_unavailable".to_owned()),
+            "{token}"
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "refused without a request");
+}

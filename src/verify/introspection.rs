@@ -126,6 +126,13 @@ impl quick_cache::Weighter<[u8; 32], Entry> for ByBytes {
     }
 }
 
+/// The deadline of one request to an endpoint: `http_timeout`, but within
+/// nine tenths of the verification deadline, so that it fails (and the
+/// endpoint's breaker learns of it) before the verification is abandoned.
+fn endpoint_timeout(http_timeout: Duration, verify_timeout: Duration) -> Duration {
+    http_timeout.min(verify_timeout.mul_f64(0.9))
+}
+
 /// A result cache for `capacity` entries, bounded in bytes too.
 fn result_cache(capacity: usize) -> ResultCache {
     let capacity = capacity.max(1);
@@ -431,7 +438,13 @@ impl IntrospectionVerifier {
                 client,
                 caller_client,
                 allow_loopback_http: config.allow_insecure_loopback,
-                timeout: config.http_timeout,
+                // Within the verification deadline: a request the layer's
+                // `verify_timeout` cut off was dropped before it failed, so
+                // a hung endpoint never opened the cooldown and every new
+                // token cost it a request and its caller the whole wait
+                // (found from outside, `MCP_OAUTH2_VERIFY_TIMEOUT=1`). It
+                // times out first now, and counts as the outage it is.
+                timeout: endpoint_timeout(config.http_timeout, config.verify_timeout),
                 max_bytes: config.max_document_bytes,
                 cache: result_cache(capacity),
                 calls: Default::default(),
@@ -839,6 +852,13 @@ mod tests {
     // Found from outside: answers of 250 KB kept about 360 KB each, 3.5 GB
     // at the default entry cap. The cache holds at most its byte budget,
     // and small answers are limited by the entry count alone.
+    #[test]
+    fn an_endpoint_times_out_within_the_verification_deadline() {
+        let s = Duration::from_secs;
+        assert_eq!(endpoint_timeout(s(5), s(30)), s(5));
+        assert_eq!(endpoint_timeout(s(5), s(1)), Duration::from_millis(900));
+    }
+
     #[test]
     fn the_result_cache_is_bounded_in_bytes() {
         let entry = |bytes: usize| {
