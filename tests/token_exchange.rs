@@ -1884,12 +1884,13 @@ async fn odd_answers_of_the_token_endpoint_are_judged_without_a_cooldown() {
             assert_eq!((got, text.as_str()), (502, expected), "{short}");
         }
     }
-    // Every answer was asked for: none started a cooldown, none was kept
-    // but the last (a lifetime of 60 s) and `u64::MAX` seconds (whose
-    // deadline cannot be represented: used, not kept).
-    assert_eq!(exchanger.exchanges(), 10);
+    // Every answer was asked for but the last: none started a cooldown,
+    // none was kept but `u64::MAX` seconds, kept a day at most (it was
+    // added to the clock unchecked once: found from outside), which
+    // served the last case.
+    assert_eq!(exchanger.exchanges(), 9);
     assert_eq!(get_call(&url, &token).await.0, 200);
-    assert_eq!(exchanger.exchanges(), 10, "the 60 s token is reused");
+    assert_eq!(exchanger.exchanges(), 9, "the kept token is reused");
     let shown = format!("{exchanger:?} {:?}", ExchangeSettings::new(CLIENT, SECRET));
     assert!(!shown.contains(SECRET), "{shown}");
     let auth = authenticated(&issuer, &url.replace("/call", "/mcp"), &token).await;
