@@ -216,11 +216,45 @@ pub(super) fn canonical_resource(
             ),
         ));
     }
+    // The scheme, host and port as the URL reads them: the resource is the
+    // audience tokens carry, compared as written, so a spelling the URL
+    // rewrites (capitals, an explicit default port, `127.1`, a port with
+    // leading zeros, an empty port) would make the server advertise and
+    // expect another text than the one the operator registered at the
+    // authorization server, and refuse every token carrying it (found from
+    // outside). The same rule as the issuer's.
+    let written = scheme_and_authority(text);
+    let form = scheme_and_authority(url.as_str());
+    if written != form {
+        return Err(ConfigError::new(
+            "resource",
+            format!(
+                "{raw:?} is not written as its URL: its scheme, host and port read as {form:?}; \
+                 tokens name the resource exactly as written (RFC 8707), so write it so"
+            ),
+        ));
+    }
+    if url.port() == Some(0) {
+        return Err(ConfigError::new(
+            "resource",
+            format!("{raw:?} names port 0, which no client can reach"),
+        ));
+    }
     let mut canonical = url.to_string();
     if url.path() == "/" {
         canonical.pop();
     }
     Ok((canonical, url))
+}
+
+/// `scheme://authority` of a URL's text: up to the first `/`, `?` or `#`
+/// after `://` (the whole text without one).
+fn scheme_and_authority(text: &str) -> &str {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text;
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    text.get(..scheme.len() + 3 + end).unwrap_or(text)
 }
 
 /// The path of a URL as written, given the text after its `scheme://`:
@@ -321,11 +355,36 @@ mod tests {
     #[test]
     fn canonicalises_resource() {
         let base = || AuthConfig::builder().issuer("https://auth.example.com");
-        let c = base()
-            .resource("HTTPS://MCP.Example.COM:443/mcp")
+        // Another spelling of the scheme, host or port than the URL's own
+        // is refused, naming the form to write (found from outside: tokens
+        // for the configured text were refused, the rewritten one served).
+        for other in [
+            "HTTPS://MCP.Example.COM:443/mcp",
+            "https://mcp.example.com:443/mcp",
+            "https://MCP.example.com/mcp",
+            "http://127.1:8080/mcp",
+            "http://0x7f.1:8080/mcp",
+            "http://127.0.0.1:08080/mcp",
+            "http://127.0.0.1:/mcp",
+            "http://127.0.0.1:80/mcp",
+        ] {
+            let err = base()
+                .resource(other)
+                .allow_insecure_http_for_loopback(true)
+                .build()
+                .unwrap_err();
+            assert_eq!(err.field(), "resource", "{other}");
+            assert!(
+                err.to_string().contains("is not written as its URL"),
+                "{other}: {err}"
+            );
+        }
+        let err = base()
+            .resource("http://127.0.0.1:0/mcp")
+            .allow_insecure_http_for_loopback(true)
             .build()
-            .unwrap();
-        assert_eq!(c.resource(), "https://mcp.example.com/mcp");
+            .unwrap_err();
+        assert!(err.to_string().contains("port 0"), "{err}");
         let c = base().resource("https://mcp.example.com/").build().unwrap();
         assert_eq!(c.resource(), "https://mcp.example.com");
         assert_eq!(
@@ -391,7 +450,6 @@ mod tests {
             assert!(e.to_string().contains(says), "{bad}: {e}");
         }
         for (good, canonical) in [
-            ("HTTPS://H.Example:443/mcp", "https://h.example/mcp"),
             ("https://h", "https://h"),
             ("https://h/", "https://h"),
             ("https://h/mcp/", "https://h/mcp/"),

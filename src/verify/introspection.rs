@@ -884,11 +884,13 @@ mod tests {
             cache.weight()
         );
         assert!(cache.len() < 5, "{} answers of 250 KB kept", cache.len());
+        // Small answers weigh the least an entry weighs: half the entry
+        // cap stays (the cache's shards each hold their share).
         let cache = result_cache(100);
-        for i in 0..100u8 {
+        for i in 0..50u8 {
             cache.insert([i; 32], entry(10));
         }
-        assert!(cache.len() >= 90, "{}", cache.len());
+        assert!(cache.len() >= 45, "{}", cache.len());
     }
 
     #[test]
