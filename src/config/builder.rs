@@ -101,6 +101,13 @@ const INTROSPECTION_CREDENTIALS: (&str, &str) =
 /// for an answer has given up long before).
 const MAX_VERIFY_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The longest `max_token_lifetime`: 366 days. The setting is a defence
+/// (a stolen token must not live for years); past a year it defends
+/// nothing, and a mistyped digit or unit turned it off silently (found
+/// from outside: `MCP_OAUTH2_MAX_TOKEN_LIFETIME=99999999999999999999`
+/// started, and a token expiring in 2^62 s was served).
+const MAX_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(366 * 86_400);
+
 impl Default for AuthConfigBuilder {
     fn default() -> Self {
         Self {
@@ -469,8 +476,8 @@ impl AuthConfigBuilder {
         self
     }
 
-    /// Longest accepted token lifetime (default 24 h,
-    /// 24 hours). A token whose `exp` is more than this after its `iat`, or
+    /// Longest accepted token lifetime (default 24 hours, at most 366
+    /// days). A token whose `exp` is more than this after its `iat`, or
     /// more than this (plus the leeway) from now, is refused
     /// (`token_lifetime_too_long`): a stolen token must not live for years.
     pub fn max_token_lifetime(mut self, lifetime: Duration) -> Self {
@@ -1017,6 +1024,15 @@ impl AuthConfigBuilder {
             return Err(ConfigError::new(
                 "max_token_lifetime",
                 "must be greater than zero",
+            ));
+        }
+        if self.max_token_lifetime > MAX_MAX_TOKEN_LIFETIME {
+            return Err(ConfigError::new(
+                "max_token_lifetime",
+                format!(
+                    "must be at most {} seconds (366 days): a longer limit defends nothing",
+                    MAX_MAX_TOKEN_LIFETIME.as_secs()
+                ),
             ));
         }
         if self.jwks.max_ttl.is_zero() {

@@ -1610,6 +1610,8 @@ mod tests {
             ("MCP_OAUTH2_JWKS_REFRESH_COOLDOWN", "0", &[]),
             ("MCP_OAUTH2_MAX_TOKEN_LIFETIME", "0", &[]),
             ("MCP_OAUTH2_MAX_TOKEN_LIFETIME", "1.5", &[]),
+            ("MCP_OAUTH2_MAX_TOKEN_LIFETIME", "31622401", &[]),
+            ("MCP_OAUTH2_MAX_TOKEN_LIFETIME", "99999999999999999999", &[]),
             ("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "true", &[]),
             (
                 "MCP_OAUTH2_INTROSPECTION_URI",
