@@ -215,8 +215,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let body_read_timeout = timeout_var("MCP_OAUTH2_BODY_READ_TIMEOUT")?;
     let response_write_timeout = timeout_var("MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT")?;
     let max_connections = match std::env::var("MCP_OAUTH2_MAX_CONNECTIONS") {
-        Ok(value) => match value.trim().parse::<usize>() {
-            Ok(limit) if limit > 0 => Some(limit),
+        Ok(value) => match whole_number(&value) {
+            Some(limit) if limit > 0 => Some(usize::try_from(limit).unwrap_or(usize::MAX)),
             _ => {
                 return Err(format!(
                     "MCP_OAUTH2_MAX_CONNECTIONS must be a whole number (1 or more), not {value:?}"
@@ -325,11 +325,24 @@ fn timeout_var(name: &str) -> Result<Option<Option<std::time::Duration>>, String
     };
     match value.trim() {
         off if off.eq_ignore_ascii_case("off") => Ok(Some(None)),
-        v => match v.parse::<u64>() {
-            Ok(secs) if secs > 0 => Ok(Some(Some(std::time::Duration::from_secs(secs)))),
+        v => match whole_number(v) {
+            Some(secs) if secs > 0 => Ok(Some(Some(std::time::Duration::from_secs(secs)))),
             _ => Err(format!(
                 "{name} must be a number of seconds (1 or more) or off, not {value:?}"
             )),
         },
     }
+}
+
+/// `value` as a whole number written in digits alone, as the library reads
+/// its variables: no sign (Rust's parser took `+5`, the library's variables
+/// refuse it; found from outside), and a number too large for the type read
+/// as its largest value, so that the builder's range check says what is
+/// allowed rather than "must be a whole number".
+fn whole_number(value: &str) -> Option<u64> {
+    let digits = value.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse::<u64>().unwrap_or(u64::MAX))
 }

@@ -371,13 +371,45 @@ async fn a_value_that_is_not_utf8_stops_it_before_listening() {
 // the variable.
 #[tokio::test]
 async fn a_connection_limit_that_is_not_a_positive_count_stops_it_before_listening() {
-    for bad in ["0", "-1", "1.5", "many", "", "18446744073709551615"] {
+    for bad in [
+        "0",
+        "-1",
+        "1.5",
+        "many",
+        "",
+        "18446744073709551615",
+        "+5",
+        "99999999999999999999",
+    ] {
         refused(
             &[("MCP_OAUTH2_MAX_CONNECTIONS", bad)],
             "MCP_OAUTH2_MAX_CONNECTIONS",
         )
         .await;
     }
+}
+
+// The server's own numbers read as the library's: digits alone (found from
+// outside: `+5` was taken, which every library variable refuses), and a
+// number past the type's range is told the setting's range, not "must be
+// a whole number".
+#[tokio::test]
+async fn the_server_s_numbers_read_as_the_library_s() {
+    for variable in [
+        "MCP_OAUTH2_HEADER_READ_TIMEOUT",
+        "MCP_OAUTH2_BODY_READ_TIMEOUT",
+        "MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT",
+    ] {
+        refused(&[(variable, "+5")], variable).await;
+        let stderr = refused(&[(variable, "99999999999999999999")], variable).await;
+        assert!(stderr.contains("86400"), "{variable}: {stderr}");
+    }
+    let stderr = refused(
+        &[("MCP_OAUTH2_MAX_CONNECTIONS", "99999999999999999999")],
+        "MCP_OAUTH2_MAX_CONNECTIONS",
+    )
+    .await;
+    assert!(!stderr.contains("whole number"), "{stderr}");
 }
 
 // A session idle timeout past a day was accepted, and with
