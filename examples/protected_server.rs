@@ -286,7 +286,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // process (a signal's default action).
     let stop = stop_signal()?;
     // Tests and scripts read this line to find the port when binding to :0.
-    println!("listening on {}", listener.local_addr()?);
+    // Written, not `println!`, which panicked (exit 101) when standard
+    // output could not take it (found from outside: `> /dev/full`).
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {}", listener.local_addr()?)
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("cannot write to standard output: {e}"))?;
+    }
     server.serve_with_shutdown(listener, stop).await?;
     Ok(())
 }

@@ -698,3 +698,33 @@ async fn the_readiness_probe_follows_the_keys() {
     )
     .await;
 }
+
+// A standard output that cannot take the `listening on` line stops the
+// server with an error and exit status 1, not a panic (found from outside:
+// `> /dev/full` exited 101, "failed printing to stdout").
+#[tokio::test]
+async fn an_unwritable_standard_output_is_an_error_not_a_panic() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return; // not Linux
+    };
+    let mut command = support::reference::command();
+    command
+        .env("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9")
+        .env("MCP_OAUTH2_RESOURCE", "http://127.0.0.1:1/mcp")
+        .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
+        .env("MCP_OAUTH2_BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "off")
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    // `spawn`, not `output`, which would capture standard output anew.
+    let child = command.spawn().expect("run");
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("the server did not exit")
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("standard output"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
