@@ -1058,6 +1058,19 @@ impl AuthConfigBuilder {
         }
         let mut allowed_origins = vec![origin_of(&resource_url)];
         for raw in &self.allowed_origins {
+            // Origins are compared exactly: a wildcard matches nothing
+            // (found from outside: `https://*.example` was taken as a
+            // literal origin no browser sends, and every subdomain was
+            // then refused; `*` alone was refused already).
+            if raw.contains('*') {
+                return Err(ConfigError::new(
+                    "allowed_origin",
+                    format!(
+                        "{raw:?}: origins are compared exactly and `*` is no wildcard; \
+                         list each origin"
+                    ),
+                ));
+            }
             let origin = normalize_origin(raw).ok_or_else(|| {
                 ConfigError::new(
                     "allowed_origin",

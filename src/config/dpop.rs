@@ -160,8 +160,8 @@ impl DpopPolicy {
     }
 
     /// The secret nonces are sealed with (default: random, per process).
-    /// Give every replica the same secret (at least 32 bytes) so that a
-    /// nonce from one is good at the others.
+    /// Give every replica the same secret (at least 32 bytes, not one byte
+    /// repeated) so that a nonce from one is good at the others.
     pub fn nonce_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.nonce_secret = Some(Arc::from(secret.as_ref()));
         self
@@ -218,6 +218,19 @@ impl DpopPolicy {
             return Err(ConfigError::new(
                 "dpop_nonce_secret",
                 "must be at least 32 bytes",
+            ));
+        }
+        // A placeholder (`aaaa...`, forty spaces) is no secret: anyone who
+        // guesses it seals nonces the server accepts. Refused as the
+        // exchange cache key's is (found from outside: accepted here).
+        if self
+            .nonce_secret
+            .as_ref()
+            .is_some_and(|s| s.iter().all(|b| Some(b) == s.first()))
+        {
+            return Err(ConfigError::new(
+                "dpop_nonce_secret",
+                "is one byte repeated: use 32 random bytes or more (head -c 32 /dev/urandom | base64)",
             ));
         }
         Ok(())

@@ -1642,6 +1642,8 @@ mod tests {
             ),
             ("MCP_OAUTH2_ALLOWED_ORIGINS", "null", &[]),
             ("MCP_OAUTH2_ALLOWED_ORIGINS", "http://app.example", &[]),
+            ("MCP_OAUTH2_ALLOWED_ORIGINS", "https://*.example", &[]),
+            ("MCP_OAUTH2_ALLOWED_ORIGINS", "https://app.example:*", &[]),
             (
                 "MCP_OAUTH2_ALLOWED_ORIGINS",
                 "https://app.example, http://localhost:5173",
@@ -1856,6 +1858,13 @@ mod tests {
         let err = with(&[("MCP_OAUTH2_DPOP_NONCE_SECRET", short)]).unwrap_err();
         assert_eq!(err.field(), "MCP_OAUTH2_DPOP_NONCE_SECRET", "{err}");
         assert!(!err.to_string().contains(short), "{err}");
+        // A placeholder of one byte repeated is no secret (found from
+        // outside: accepted, where the exchange cache key refused it).
+        let placeholder = "a".repeat(40);
+        let err = with(&[redis, ("MCP_OAUTH2_DPOP_NONCE_SECRET", &placeholder)]).unwrap_err();
+        assert_eq!(err.field(), "MCP_OAUTH2_DPOP_NONCE_SECRET", "{err}");
+        assert!(err.message().contains("one byte repeated"), "{err}");
+        assert!(!err.to_string().contains(&placeholder), "{err}");
     }
 
     // Issue 19: the issuer template, its allowlist, claim and key sets from
