@@ -868,7 +868,16 @@ fn is_ours(name: &str) -> bool {
     {
         return true;
     }
-    let upper = name.to_ascii_uppercase();
+    // Dashes or dots for underscores are the same name (found from
+    // outside: `MCP-OAUTH2-DPOP=required`, which docker-compose and
+    // systemd accept, was read as another program's and left DPoP off).
+    let upper = name.to_ascii_uppercase().replace(['-', '.'], "_");
+    if upper
+        .get(..PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
+    {
+        return true;
+    }
     // In characters, as the distance counts them (a zero-width space is
     // three bytes, one edit).
     let chars = upper.chars().count();
@@ -2068,6 +2077,11 @@ mod tests {
             "mcp_oauth_dpop",
             "MCP_OAUTH3_BIND",
             "MCP_OAUTH2\u{200b}_REQUIRED_SCOPES",
+            // Dashes or dots for underscores (found from outside).
+            "MCP-OAUTH2-DPOP",
+            "mcp-oauth2-required-scopes",
+            "MCP.OAUTH2.ISSUER",
+            "MCP-OAUTH-DPOP",
         ] {
             assert!(is_ours(name), "{name}");
         }
