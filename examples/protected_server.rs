@@ -144,7 +144,22 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // `json` or `text`, in any case (keywords are, as `MCP_OAUTH2_DPOP`'s).
     let format = std::env::var("MCP_OAUTH2_LOG_FORMAT").map(|f| f.trim().to_ascii_lowercase());
     let json = format.as_deref() == Ok("json");
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+    let from_env = tracing_subscriber::EnvFilter::try_from_default_env().map(|filter| {
+        // A `RUST_LOG` that does not name rmcp keeps rmcp's lines of client
+        // text out as the default does (found from outside: `RUST_LOG=debug`
+        // wrote a JWT sent as a JSON-RPC id whole); name `rmcp` in it
+        // (`RUST_LOG=debug,rmcp=debug`) to see them.
+        let named = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rmcp"));
+        if named {
+            filter
+        } else {
+            ["rmcp=error", "rmcp::service=off"]
+                .into_iter()
+                .filter_map(|d| d.parse().ok())
+                .fold(filter, tracing_subscriber::EnvFilter::add_directive)
+        }
+    });
+    let filter = from_env.unwrap_or_else(|_| {
         // rmcp logs three INFO lines per stateless call (they cost about a
         // fifth of a call), and a WARN per call it answers with a JSON-RPC
         // error, holding the client's id and method as sent, unlimited

@@ -389,10 +389,22 @@ async fn reference_server_limits_the_lines_of_every_refusal() {
 #[tokio::test]
 async fn the_reference_server_s_default_log_holds_no_client_text_from_rmcp() {
     let issuer = TestIssuer::start().await.unwrap();
-    for format in ["text", "json"] {
-        // `RUST_LOG` unset: the server's own default filter.
-        let (server, resource) =
-            support::reference::start_logging(issuer.issuer(), format, "").await;
+    // `RUST_LOG` unset (the server's own default filter), and set without
+    // naming rmcp, which keeps rmcp's lines of client text out too (found
+    // from outside: `RUST_LOG=debug` wrote a JWT sent as the id whole).
+    for (format, rust_log) in [
+        ("text", ""),
+        ("json", ""),
+        ("text", "debug,rustls_platform_verifier=warn"),
+        ("json", "debug,rustls_platform_verifier=warn"),
+    ] {
+        let format = format!("{format} {rust_log}");
+        let (server, resource) = support::reference::start_logging(
+            issuer.issuer(),
+            format.split(' ').next().unwrap(),
+            rust_log,
+        )
+        .await;
         let (mut child, reader) = server.gather();
         let token = issuer.token().subject("alice").audience(&resource).sign();
         let planted = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwbGFudGVkIn0.cGxhbnRlZC1zaWduYXR1cmU";
