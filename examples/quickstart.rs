@@ -40,15 +40,27 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// `println!` that ends the walk-through quietly, status 0, once its reader
 /// has gone (`quickstart --once | head -1`): `println!` panics on a closed
-/// pipe (found from outside: exit 101 and a panic message).
+/// pipe (found from outside: exit 101 and a panic message). Any other
+/// failure to write (a full disk) ends it with status 1 and says so: a
+/// walk-through nobody could read has not run (found from outside: `--once`
+/// exited 0 with `> /dev/full`, and a CI smoke run would have passed).
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        if writeln!(std::io::stdout(), $($arg)*).is_err() {
-            std::process::exit(0);
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("quickstart: cannot write the walk-through: {e}");
+            std::process::exit(1);
         }
     }};
 }
+
+/// What the quickstart takes: `--once`, or `--help`.
+const USAGE: &str = "usage: quickstart [--once]\n  \
+    --once  run the walk-through, then exit (0 when every step held)\n  \
+    (none)  run the walk-through, then keep serving for curl until Ctrl-C";
 
 fn step(n: u32, title: &str) {
     say!("\n== {n}. {title}");
@@ -56,7 +68,22 @@ fn step(n: u32, title: &str) {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let once = std::env::args().any(|a| a == "--once");
+    // Only what it knows: an unknown argument (`--help` included) ran the
+    // whole walk-through and kept serving (found from outside).
+    let mut once = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--once" => once = true,
+            "--help" | "-h" => {
+                say!("{USAGE}");
+                return Ok(());
+            }
+            other => {
+                eprintln!("quickstart: unknown argument {other:?}\n{USAGE}");
+                std::process::exit(2);
+            }
+        }
+    }
     // Colours only on a terminal: a piped run (a CI log) gets plain text.
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))

@@ -97,3 +97,41 @@ async fn the_quickstart_ends_quietly_when_its_reader_goes() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+// It takes `--once` and `--help` and nothing else: an unknown argument
+// (`--help` once too) ran the whole walk-through and kept serving (found
+// from outside). And a walk-through it could not write is a failure, not
+// a success: `--once > /dev/full` exited 0 (found from outside), so a CI
+// smoke run would have passed without it.
+#[tokio::test]
+async fn the_quickstart_takes_only_its_arguments_and_fails_when_unwritten() {
+    let run = |args: &'static [&'static str], stdout: std::process::Stdio| {
+        let mut command = support::reference::example_command("quickstart");
+        command
+            .env_remove("RUST_LOG")
+            .args(args)
+            .stdout(stdout)
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        async move {
+            let child = command.spawn().unwrap();
+            tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+                .await
+                .expect("the quickstart did not exit")
+                .unwrap()
+        }
+    };
+    let help = run(&["--help"], std::process::Stdio::piped()).await;
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--once"));
+    let unknown = run(&["--bogus"], std::process::Stdio::piped()).await;
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("--bogus"));
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return; // not Linux
+    };
+    let unwritten = run(&["--once"], full.into()).await;
+    let stderr = String::from_utf8_lossy(&unwritten.stderr);
+    assert_eq!(unwritten.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
