@@ -202,8 +202,9 @@ impl<S> McpServerBuilder<S> {
     /// verifier), 503 with `Retry-After` before. A probe fetches a key set
     /// that is missing only when a request would (within the failure
     /// backoff) and never one that is loaded. The path follows the rules
-    /// of [`path`](Self::path) (a trailing `/` aside) and must differ from
-    /// it.
+    /// of [`path`](Self::path) (a trailing `/` aside: no query, fragment,
+    /// space, dot segment or needless escape, nothing under the metadata's
+    /// well-known path) and must differ from it.
     pub fn readiness_path(mut self, path: impl Into<String>) -> Self {
         self.readiness_path = Some(path.into());
         self
@@ -772,7 +773,16 @@ fn check_route(
     if let Some(problem) = crate::config::route_path_problem(path) {
         return Err(ConfigError::new(field, format!("{path:?} {problem}")));
     }
-    if metadata_paths.iter().any(|m| m == path) {
+    // The metadata routes, and the rest of their well-known namespace,
+    // where a client of a resource at another path looks for its metadata
+    // (RFC 9728 section 3.1; found from outside: a readiness probe was
+    // served at `/.well-known/oauth-protected-resource/x`).
+    let well_known = crate::metadata::WELL_KNOWN_PREFIX;
+    if metadata_paths.iter().any(|m| m == path)
+        || path
+            .strip_prefix(well_known)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    {
         return Err(ConfigError::new(
             field,
             format!(

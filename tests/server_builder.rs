@@ -147,6 +147,35 @@ async fn build_refuses_paths_the_router_would_panic_on_or_share() {
     for path in ["/rpc:v1", "/a*b", "/%7Bx%7D", "/.well-known/other"] {
         build(path, Some("/ready")).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     }
+    // A route no request can reach as written: a query or fragment, a
+    // space or control character, non-ASCII, a dot segment, an escape of an
+    // unreserved character or in lowercase; and the rest of the metadata's
+    // well-known namespace (found from outside: a readiness probe at each
+    // started and answered 404 for good, or was served where clients look
+    // for another resource's metadata).
+    let unreachable = [
+        "/readyz?x",
+        "/readyz#x",
+        "/ready z",
+        "/ready\tz",
+        "/réady",
+        "/a/../readyz",
+        "/./readyz",
+        "/%2e%2e/readyz",
+        "/%72eadyz",
+        "/ready%2fz",
+        "/.well-known/oauth-protected-resource/x",
+    ];
+    for probe in unreachable {
+        let err = build("/mcp", Some(probe)).expect_err(probe);
+        assert_eq!(err.field(), "readiness_path", "{probe:?}");
+    }
+    for path in unreachable {
+        let err = build(path, None).expect_err(path);
+        assert_eq!(err.field(), "path", "{path:?}");
+    }
+    // A probe with a trailing `/` is served where it is written.
+    build("/mcp", Some("/readyz/")).unwrap();
 }
 
 // The resource's own path is routed too (its metadata lives under the

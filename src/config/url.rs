@@ -38,6 +38,29 @@ pub(crate) fn route_path_problem(path: &str) -> Option<&'static str> {
             "must not have a segment starting with ':' or '*' (the router refuses them as capture syntax)",
         );
     }
+    // A route is matched against the request's path as sent: a query or a
+    // fragment, a space or control character, a character outside ASCII
+    // can never be in one as written, and a dot segment or an escape of an
+    // unreserved character is one no client sends (they normalise it), so
+    // such a route answers 404 for good (found from outside: a readiness
+    // probe at `/readyz?x` or `/a/../readyz` started and never became
+    // ready).
+    if path.contains(['?', '#']) {
+        return Some("must not hold '?' or '#' (a query or fragment is no part of a route)");
+    }
+    if !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Some(
+            "must be printable ASCII without spaces (a request's path holds them percent-encoded)",
+        );
+    }
+    if has_dot_segment(path) {
+        return Some("must not have a '.' or '..' segment (clients remove them before sending)");
+    }
+    if lowercase_encoding(path).is_some() || encoded_unreserved(path).is_some() {
+        return Some(
+            "must be in normal form (RFC 3986 section 6.2.2: uppercase escapes, unreserved characters written plainly)",
+        );
+    }
     None
 }
 
