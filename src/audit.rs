@@ -110,10 +110,22 @@ pub(crate) enum Field {
 }
 
 impl Field {
-    /// The field as log text (see [`clean`]).
+    /// The field as log text (see [`clean`]). A header in the
+    /// `=?base64?...?=` form of MCP 2026-07-28 is written as the text it
+    /// encodes, cleaned alike (found from outside: `mcp_name` read
+    /// `=?base64?YWRkX25vdGU=?=`, and a search for `add_note` missed it);
+    /// one that does not decode is written as sent.
     pub(crate) fn text(&self) -> Box<str> {
         match self {
-            Self::Header(value) => clean(value.as_bytes()),
+            Self::Header(value) => match value
+                .to_str()
+                .ok()
+                .filter(|v| v.starts_with("=?base64?"))
+                .and_then(crate::operation::decode_header_value)
+            {
+                Some(decoded) => clean(decoded.as_bytes()),
+                None => clean(value.as_bytes()),
+            },
             Self::Text(text) => clean(text.as_bytes()),
         }
     }
@@ -536,6 +548,28 @@ fn tenant_of(ctx: &AuthContext) -> Option<std::borrow::Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // MCP 2026-07-28's base64 form of a header is logged as the name it
+    // encodes, cleaned and redacted alike (found from outside: the encoded
+    // text was logged).
+    #[test]
+    fn a_base64_header_is_logged_as_what_it_encodes() {
+        use base64::Engine as _;
+        let field = |text: &str| Field::Header(http::HeaderValue::from_str(text).unwrap()).text();
+        let encode = |text: &str| {
+            format!(
+                "=?base64?{}?=",
+                base64::engine::general_purpose::STANDARD.encode(text)
+            )
+        };
+        assert_eq!(&*field(&encode("add_note")), "add_note");
+        assert_eq!(&*field(&encode("evil\nname")), "evil?name");
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        assert_eq!(&*field(&encode(jwt)), REDACTED);
+        // Not base64 inside: written as sent.
+        assert_eq!(&*field("=?base64?@@@?="), "=?base64?@@@?=");
+        assert_eq!(&*field("whoami"), "whoami");
+    }
 
     #[test]
     fn header_text_is_cut_and_cleaned() {
