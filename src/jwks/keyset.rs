@@ -328,6 +328,15 @@ fn prepare(raw: &Value) -> Result<VerifyingKey, Dropped> {
         material.push(0);
         material.extend_from_slice(kid.as_bytes());
     }
+    // The algorithm the JWK binds the key to is part of what it is: an
+    // issuer pinning a key to one algorithm (RFC 8725 section 3.1) makes
+    // it another key, and the verifications cached under the unpinned one
+    // are no longer trusted (found from outside: a PS256 token verified
+    // before the key was pinned to RS256 kept passing from the cache).
+    if let Some(alg) = alg {
+        material.push(1);
+        material.extend_from_slice(format!("{alg:?}").as_bytes());
+    }
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &material);
     let mut fp = [0u8; 8];
     for (out, byte) in fp.iter_mut().zip(digest.as_ref()) {
@@ -402,6 +411,27 @@ mod tests {
         assert!(set.candidates(Some("good"), Algorithm::ES256).is_empty());
         assert!(set.candidates(Some("other"), Algorithm::RS256).is_empty());
         assert_eq!(set.candidates(None, Algorithm::RS256).len(), 1);
+    }
+
+    // The JWK's `alg` is part of a key's fingerprint: pinning a key to an
+    // algorithm ends the trust in verifications cached under it unpinned
+    // (found from outside: a PS256 token kept passing from the cache).
+    #[test]
+    fn pinning_a_key_s_algorithm_changes_its_fingerprint() {
+        let n = rsa_n(2048);
+        let fingerprint = |alg: Option<&str>| {
+            let mut jwk = json!({"kty": "RSA", "kid": "r1", "n": n, "e": "AQAB"});
+            if let Some(alg) = alg {
+                jwk["alg"] = json!(alg);
+            }
+            let doc = json!({ "keys": [jwk] }).to_string();
+            let (set, _) = KeySet::parse(doc.as_bytes()).unwrap();
+            set.keys[0].fingerprint
+        };
+        assert_eq!(fingerprint(None), fingerprint(None));
+        assert_ne!(fingerprint(None), fingerprint(Some("RS256")));
+        assert_ne!(fingerprint(Some("RS256")), fingerprint(Some("PS256")));
+        assert_eq!(fingerprint(Some("RS256")), fingerprint(Some("RS256")));
     }
 
     #[test]
