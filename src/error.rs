@@ -374,6 +374,10 @@ struct Inner {
     /// The refused request used the `DPoP` scheme: the challenge names the
     /// error on the `DPoP` challenge (RFC 9449 section 7.1).
     dpop_scheme: bool,
+    /// The refusal judged an answer about the token (an introspection
+    /// endpoint's), not the token's own bytes: the same token may be
+    /// answered otherwise later, so the layer does not remember it.
+    judged_an_answer: bool,
 }
 
 /// What replaces a value that looks like token material.
@@ -492,7 +496,21 @@ impl AuthError {
             diagnosis: None,
             source: None,
             dpop_scheme: false,
+            judged_an_answer: false,
         }))
+    }
+
+    /// This refusal judged an answer about the token (an introspection
+    /// endpoint's), which can change, rather than the token's bytes.
+    pub(crate) fn judging_an_answer(mut self) -> Self {
+        self.0.judged_an_answer = true;
+        self
+    }
+
+    /// Whether this refusal judged an answer about the token rather than
+    /// the token's bytes (see [`judging_an_answer`](Self::judging_an_answer)).
+    pub(crate) fn judged_an_answer(&self) -> bool {
+        self.0.judged_an_answer
     }
 
     /// A rejection with an underlying cause (kept as a boxed `source`). The

@@ -271,3 +271,66 @@ async fn a_hung_introspection_endpoint_cools_down_under_a_short_verification_dea
     }
     assert_eq!(hits.load(Ordering::SeqCst), 1, "refused without a request");
 }
+
+// A refusal of an introspected token judged the endpoint's answer, which
+// may change: it is kept the negative TTL, not remembered as a refusal of
+// the token's bytes (found from outside: an answer refused for its
+// audience kept the token refused 30 s after the endpoint fixed it).
+#[tokio::test]
+async fn a_refused_introspection_answer_is_asked_again_after_the_negative_ttl() {
+    use axum::routing::post;
+    use mcp_oauth2::verify::IntrospectionSettings;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+    let fixed = Arc::new(AtomicBool::new(false));
+    let switch = Arc::clone(&fixed);
+    let endpoint = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/introspect", endpoint.local_addr().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let aud = resource.clone();
+    let app = axum::Router::new().route(
+        "/introspect",
+        post(move || {
+            let audience = if switch.load(Ordering::SeqCst) {
+                aud.clone()
+            } else {
+                "https://elsewhere.example/mcp".to_owned()
+            };
+            async move { axum::Json(json!({"active": true, "sub": "carol", "aud": audience})) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(endpoint, app).await });
+    let issuer = TestIssuer::start().await.unwrap();
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(&resource)
+        .allow_insecure_http_for_loopback(true)
+        .introspection(
+            IntrospectionSettings::new("rs", "secret")
+                .endpoint(url::Url::parse(&url).unwrap())
+                .negative_ttl(Duration::from_millis(200)),
+        )
+        .build()
+        .unwrap();
+    let ct = serve(config, listener).await;
+    let call = || {
+        reqwest::Client::new()
+            .post(&resource)
+            .bearer_auth("opaque-carol")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+            .send()
+    };
+    let refused = call().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["reason"], "invalid_audience");
+    fixed.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let status = call().await.unwrap().status();
+    assert_ne!(status, 401, "still refused after the negative TTL");
+    ct.cancel();
+}

@@ -16,7 +16,9 @@
 //!   repeated members ([`lasting`]). Never a refusal that can change with
 //!   time or with the issuer: an unknown key (the key set may rotate in),
 //!   not yet valid, keys or introspection unavailable, a custom verifier's
-//!   `Rejected`, an inactive introspected token, anything about DPoP proofs
+//!   `Rejected`, any refusal of an introspected token (it judged the
+//!   endpoint's answer, which may change: its audience, issuer, expiry,
+//!   activity; found from outside), anything about DPoP proofs
 //!   or scopes. An unknown kind added later is not remembered;
 //! - a refusal is the same answer the full verification gave (the same
 //!   kind, so the same status, error code, reason and challenge);

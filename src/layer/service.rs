@@ -724,7 +724,9 @@ impl Shared {
         let ctx = match self.verify_guarded(token).await? {
             Ok(ctx) => ctx,
             Err(err) => {
-                self.refused.remember(token.as_str(), err.kind(), now);
+                if !err.judged_an_answer() {
+                    self.refused.remember(token.as_str(), err.kind(), now);
+                }
                 return Err(err);
             }
         };

@@ -126,6 +126,15 @@ impl quick_cache::Weighter<[u8; 32], Entry> for ByBytes {
     }
 }
 
+/// A refusal of an introspected token: it judged the endpoint's answer,
+/// which may differ the next time, so the layer never remembers it as a
+/// refusal of the token's bytes (found from outside: an answer refused for
+/// its audience kept the token refused 30 s after the endpoint fixed it,
+/// where the README promises 5 s).
+fn answered(kind: AuthErrorKind) -> AuthError {
+    AuthError::new(kind).judging_an_answer()
+}
+
 /// The deadline of one request to an endpoint: `http_timeout`, but within
 /// nine tenths of the verification deadline, so that it fails (and the
 /// endpoint's breaker learns of it) before the verification is abandoned.
@@ -459,7 +468,7 @@ impl IntrospectionVerifier {
         let cache = &self.inner.cache;
         if let Some(entry) = cache.get(&key) {
             if entry.fresh(Instant::now()) {
-                return entry.outcome.map_err(AuthError::new);
+                return entry.outcome.map_err(answered);
             }
             cache.remove_if(&key, |e| !e.fresh(Instant::now()));
         }
@@ -470,7 +479,7 @@ impl IntrospectionVerifier {
         for _ in 0..3 {
             match cache.get_value_or_guard_async(&key).await {
                 Ok(entry) if entry.produced >= started || entry.fresh(Instant::now()) => {
-                    return entry.outcome.map_err(AuthError::new);
+                    return entry.outcome.map_err(answered);
                 }
                 Ok(_) => {
                     cache.remove_if(&key, |e| !e.fresh(Instant::now()));
@@ -494,7 +503,7 @@ impl IntrospectionVerifier {
                     if transient {
                         cache.remove_if(&key, |e| e.transient);
                     }
-                    return outcome.map_err(AuthError::new);
+                    return outcome.map_err(answered);
                 }
             }
         }
