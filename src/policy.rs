@@ -361,7 +361,16 @@ impl TokenPolicy {
         // section 7.1); without `cnf.jkt` its key is unknown: refused.
         if matches!(source, Source::Introspection { .. }) {
             match claims.str("token_type") {
-                Ok(Some(t)) if t.eq_ignore_ascii_case("DPoP") && dpop_jkt.is_none() => {
+                Ok(Some(t)) if t.trim().eq_ignore_ascii_case("DPoP") && dpop_jkt.is_none() => {
+                    return Err(AuthErrorKind::SenderConstrainedToken.into());
+                }
+                // Other proof-of-possession types this server cannot check
+                // (found from outside: accepted as Bearer tokens).
+                Ok(Some(t))
+                    if ["mac", "pop"]
+                        .iter()
+                        .any(|k| t.trim().eq_ignore_ascii_case(k)) =>
+                {
                     return Err(AuthErrorKind::SenderConstrainedToken.into());
                 }
                 Ok(_) => {}
@@ -718,8 +727,9 @@ impl CanonicalResource {
 /// case-insensitively:
 /// - `token_use` (Cognito `access` / `id`, Ory Hydra `access_token` /
 ///   `refresh_token`) other than `access` or `access_token`;
-/// - `token_type` `refresh_token`, `refresh` or `id_token` (RFC 7662
-///   `token_type` names an access token type: `Bearer`, `DPoP`);
+/// - `token_type` `refresh_token`, `refresh`, `id_token`, their RFC 8693
+///   identifiers or `N_A` (RFC 7662 `token_type` names an access token
+///   type: `Bearer`, `DPoP`), whitespace around them ignored;
 /// - Keycloak's `typ` claim `ID`, `Refresh`, `Offline` or `Logout` (its
 ///   access tokens say `Bearer`);
 /// - an OpenID Connect ID token's `at_hash`, `c_hash` or `s_hash`, of any
@@ -730,18 +740,32 @@ impl CanonicalResource {
 /// `invalid_claims`.
 fn check_token_kind(claims: &Members<'_>) -> Result<(), AuthError> {
     let refused = || AuthError::new(AuthErrorKind::NotAnAccessToken);
+    // Compared trimmed too: `"DPoP "` or `" refresh_token"` is the same
+    // word to whoever wrote it (found from outside: a trailing space made
+    // a DPoP-bound answer a Bearer token).
     let is_any = |name: &str, values: &[&str]| -> Result<bool, AuthError> {
         match claims.str(name) {
             Ok(None) => Ok(false),
-            Ok(Some(v)) => Ok(values.iter().any(|x| v.eq_ignore_ascii_case(x))),
+            Ok(Some(v)) => Ok(values.iter().any(|x| v.trim().eq_ignore_ascii_case(x))),
             Err(()) => Err(AuthErrorKind::InvalidClaims.into()),
         }
     };
     if claims.contains("token_use") && !is_any("token_use", &["access", "access_token"])? {
         return Err(refused());
     }
-    if is_any("token_type", &["refresh_token", "refresh", "id_token"])?
-        || is_any("typ", &["id", "refresh", "offline", "logout"])?
+    if is_any(
+        "token_type",
+        &[
+            "refresh_token",
+            "refresh",
+            "id_token",
+            // RFC 8693 section 3's token type identifiers, and its `N_A`
+            // (section 2.2.1: not an access token).
+            "urn:ietf:params:oauth:token-type:refresh_token",
+            "urn:ietf:params:oauth:token-type:id_token",
+            "N_A",
+        ],
+    )? || is_any("typ", &["id", "refresh", "offline", "logout"])?
     {
         return Err(refused());
     }
@@ -1051,6 +1075,52 @@ mod tests {
             .map_err(|e| e.kind())
     }
 
+    // An answer naming a token that is not an access token, in any of its
+    // spellings (found from outside: RFC 8693's identifiers, `N_A` and
+    // spaces around the word were accepted).
+    #[test]
+    fn answers_about_other_kinds_of_token_are_refused() {
+        let p = policy(|b| b);
+        let intro = Source::Introspection {
+            issuer: 0,
+            only_own: true,
+        };
+        let base = r#""sub":"a","aud":"https://mcp.example.com/mcp","exp":2000"#;
+        for token_type in [
+            "refresh_token",
+            " Refresh_Token ",
+            "id_token",
+            "urn:ietf:params:oauth:token-type:refresh_token",
+            "urn:ietf:params:oauth:token-type:id_token",
+            "N_A",
+        ] {
+            assert_eq!(
+                check(
+                    &p,
+                    &format!(r#"{{{base},"token_type":"{token_type}"}}"#),
+                    intro
+                ),
+                Err(AuthErrorKind::NotAnAccessToken),
+                "{token_type:?}"
+            );
+        }
+        for token_type in [
+            "Bearer",
+            "bearer",
+            "urn:ietf:params:oauth:token-type:access_token",
+        ] {
+            assert_eq!(
+                check(
+                    &p,
+                    &format!(r#"{{{base},"token_type":"{token_type}"}}"#),
+                    intro
+                ),
+                Ok(0),
+                "{token_type:?}"
+            );
+        }
+    }
+
     // RFC 9449 section 7.2: key-bound tokens are not Bearer tokens.
     #[test]
     fn key_bound_tokens_are_refused_as_bearer() {
@@ -1067,6 +1137,10 @@ mod tests {
             r#""cnf":{}"#,
             r#""token_type":"DPoP""#,
             r#""token_type":"dpop""#,
+            // Found from outside: accepted as Bearer.
+            r#""token_type":"DPoP ""#,
+            r#""token_type":"mac""#,
+            r#""token_type":"PoP""#,
         ] {
             assert_eq!(
                 check(&p, &format!("{{{base},{extra}}}"), intro),
