@@ -360,6 +360,26 @@ async fn the_reference_server_exchanges_only_its_first_issuer_s_callers() {
     }
 }
 
+// A failed exchange's result names its code, not its detail: the token
+// endpoint's URL and the HTTP client's error text are the operator's, in
+// the log (found from outside: the internal endpoint's URL reached any
+// caller).
+#[tokio::test]
+async fn a_failed_exchange_tells_the_caller_its_code_not_its_detail() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let downstream = downstream_vars_with(&api, Some("http://127.0.0.1:1/internal-token"), &[]);
+    let notes = Notes::start_on(issuer, |b| b, Some(downstream), false).await;
+    let token = notes.token_for("alice", &["notes:read"]);
+    let client = bounded(legacy_client(&notes.resource, &token))
+        .await
+        .unwrap();
+    let (is_error, text) = call_result(&client, "downstream_whoami").await;
+    assert!(is_error, "{text}");
+    assert_eq!(text, "transport: the token exchange failed");
+    client.cancel().await.unwrap();
+}
+
 // Without its variables the tool answers `isError: true` naming each
 // missing one; a refused exchange names the token endpoint's error code.
 #[tokio::test]

@@ -458,9 +458,12 @@ impl NotesServer {
             // The user must consent or sign in again: the step-up
             // challenge (HTTP 403) sends the client back to authorize.
             Err(e) if e.needs_user_interaction() => return Err(e.into()),
+            // The code, not the detail: the endpoint's URL and the HTTP
+            // client's error text are the operator's (the log has them;
+            // found from outside: they reached any caller).
             Err(e) => {
                 return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
-                    "{}: {e}",
+                    "{}: the token exchange failed",
                     e.code()
                 ))]));
             }

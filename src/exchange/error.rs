@@ -227,7 +227,8 @@ impl fmt::Debug for ExchangeError {
 impl std::error::Error for ExchangeError {}
 
 /// A tool can return the error with `?`: JSON-RPC internal error whose
-/// message is the error's text and whose data is `{"error": <code>}`.
+/// message names the error's code (`token exchange failed: <code>`, never
+/// its detail, which the log holds) and whose data is `{"error": <code>}`.
 ///
 /// **Step-up.** An [`InteractionRequired`](ExchangeErrorKind::InteractionRequired)
 /// error from [`TokenExchanger::exchange_for`](crate::TokenExchanger::exchange_for)
@@ -243,15 +244,22 @@ impl std::error::Error for ExchangeError {}
 /// error and answers something else triggers nothing.
 impl From<ExchangeError> for rmcp::ErrorData {
     fn from(err: ExchangeError) -> Self {
+        // The code only: the detail (the endpoint's URL, an HTTP client's
+        // error chain) is the operator's, written in the log when the
+        // exchange failed, not the caller's (found from outside: the
+        // internal token endpoint's URL reached any caller).
         if let Some((slot, scopes)) = &err.0.step_up {
             let needed = ask_in(slot.as_deref(), scopes).join(" ");
             return rmcp::ErrorData::invalid_request(
-                format!("{err}; authorize again with the scope(s) {needed}"),
+                format!(
+                    "token exchange failed: {}; authorize again with the scope(s) {needed}",
+                    err.code()
+                ),
                 Some(serde_json::json!({ "error": err.code(), "scope": needed })),
             );
         }
         rmcp::ErrorData::internal_error(
-            err.to_string(),
+            format!("token exchange failed: {}", err.code()),
             Some(serde_json::json!({ "error": err.code() })),
         )
     }

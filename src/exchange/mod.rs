@@ -372,7 +372,7 @@ impl TokenExchanger {
                 "the token endpoint failed moments ago (no answer, 5xx or 429, the deadline, or its discovery): not asked again before its cooldown ends",
             )
         })?;
-        let endpoint = match self.endpoint(auth.issuer()).await {
+        let endpoint = match self.endpoint(auth.issuer(), auth.tenant().is_some()).await {
             Ok(url) => url,
             Err(e) => {
                 // A discovery's answer is the same for every caller: a
@@ -536,8 +536,12 @@ impl TokenExchanger {
     }
 
     /// The configured endpoint, or the one discovered from `issuer` (after
-    /// [`check_issuer`](Self::check_issuer)).
-    async fn endpoint(&self, issuer: &str) -> Result<Url, ExchangeError> {
+    /// [`check_issuer`](Self::check_issuer)). For a tenant of an issuer
+    /// template (`tenant`), whose metadata any tenant's administrator may
+    /// shape, a discovered endpoint must be on the issuer's own origin: the
+    /// client's secret is sent there (found from outside: with
+    /// `MCP_OAUTH2_TENANTS=*`, a tenant's metadata could name any host).
+    async fn endpoint(&self, issuer: &str, tenant: bool) -> Result<Url, ExchangeError> {
         let s = &self.inner.settings;
         if let Some(url) = &s.endpoint {
             return Ok(url.clone());
@@ -558,6 +562,17 @@ impl TokenExchanger {
                 tracing::warn!(issuer, error = %e, "token endpoint discovery failed");
                 ExchangeError::new(ExchangeErrorKind::Transport, e.to_string())
             })?;
+        if tenant && Url::parse(issuer).map_or(true, |i| i.origin() != url.origin()) {
+            tracing::warn!(
+                issuer,
+                endpoint = %url,
+                "refused a token exchange: the tenant's discovered token endpoint is not on its issuer's origin"
+            );
+            return Err(ExchangeError::new(
+                ExchangeErrorKind::IssuerNotAllowed,
+                "the tenant's discovered token endpoint is not on its issuer's origin: give the endpoint",
+            ));
+        }
         lock(&self.inner.discovered).insert(issuer.to_owned(), url.clone());
         Ok(url)
     }

@@ -326,3 +326,86 @@ fn an_endpoint_with_user_information_or_a_fragment_is_refused() {
     );
     assert!(TokenExchanger::new(good).is_ok());
 }
+
+// A tenant of an issuer template: its discovered token endpoint must be on
+// its issuer's origin, since any tenant's administrator shapes its
+// metadata and the client's secret is sent there (found from outside:
+// with `MCP_OAUTH2_TENANTS=*` it went to whatever host a tenant named).
+// A plain issuer's callers are unaffected.
+#[tokio::test]
+async fn a_tenant_s_discovered_token_endpoint_must_be_on_its_issuer_s_origin() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let elsewhere_hits = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&elsewhere_hits);
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_url = format!("http://{}/token", elsewhere.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async {
+                (
+                    http::StatusCode::BAD_REQUEST,
+                    axum::Json(serde_json::json!({"error": "invalid_grant"})),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(elsewhere, app).await });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let issuer = format!("{base}/t1");
+    let metadata = serde_json::json!({
+        "issuer": issuer,
+        "token_endpoint": elsewhere_url,
+        "jwks_uri": format!("{base}/t1/jwks"),
+    });
+    let app = axum::Router::new().route(
+        "/.well-known/oauth-authorization-server/t1",
+        axum::routing::get(move || {
+            let metadata = metadata.clone();
+            async move { axum::Json(metadata) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let exchanger = TokenExchanger::new(
+        ExchangeSettings::new("client", "client-secret").allow_insecure_http_for_loopback(true),
+    )
+    .unwrap();
+    let caller = |tenant: Option<&str>| {
+        let mut b = crate::AuthContext::builder(issuer.clone(), "alice");
+        if let Some(t) = tenant {
+            b = b.tenant(t);
+        }
+        b.build()
+            .with_subject_token(SubjectToken::new(http::HeaderValue::from_static(
+                "Bearer caller-token",
+            )))
+    };
+    let err = exchanger
+        .exchange_for(
+            &caller(Some("t1")),
+            ExchangeRequest::audience("https://api"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "issuer_not_allowed", "{err}");
+    assert_eq!(
+        elsewhere_hits.load(Ordering::SeqCst),
+        0,
+        "the secret went elsewhere"
+    );
+    // A plain issuer's discovered endpoint may be on another host (Google's
+    // and Cognito's are).
+    let exchanger = TokenExchanger::new(
+        ExchangeSettings::new("client", "client-secret").allow_insecure_http_for_loopback(true),
+    )
+    .unwrap();
+    let err = exchanger
+        .exchange_for(&caller(None), ExchangeRequest::audience("https://api"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_grant", "{err}");
+    assert_eq!(elsewhere_hits.load(Ordering::SeqCst), 1);
+}
