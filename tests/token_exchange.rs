@@ -1017,8 +1017,10 @@ async fn malformed_token_responses_are_refused() {
         (502, "malformed_response".into())
     );
     // Last: a 5xx is an outage, whose cooldown would turn the answers
-    // above into `transport` (see the outage test below).
-    api.answer(500, r#"{"message":"boom"}"#);
+    // above into `transport` (see the outage test below), an OAuth error
+    // code in it or not (found from outside: `server_error` was typed as a
+    // refusal).
+    api.answer(500, r#"{"error":"server_error"}"#);
     assert_eq!(get_call(&url, &token).await, (502, "transport".into()));
 }
 

@@ -464,6 +464,21 @@ impl TokenExchanger {
         let text = std::str::from_utf8(&body).map_err(|_| malformed("the answer is not UTF-8"))?;
         let members = Members::parse(text)
             .map_err(|_| malformed("the answer is not a JSON object without repeated members"))?;
+        // A 5xx or 429 is an outage whatever its body says (its cooldown
+        // started above): `transport`, as the calls refused during the
+        // cooldown are (found from outside: the first was `server_error`,
+        // typed as a refusal, the next ones `transport`).
+        if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+            let code = members
+                .str("error")
+                .ok()
+                .flatten()
+                .filter(|c| error::is_error_code(c));
+            return Err(self.transport(
+                &endpoint,
+                format!("HTTP status {status} ({})", code.as_deref().unwrap_or("-")),
+            ));
+        }
         if status != http::StatusCode::OK {
             let code = members.str("error").ok().flatten();
             // Entra ID says why in `suberror` (consent_required, ...);
