@@ -315,8 +315,46 @@ impl<'a> Spellings<'a> {
 /// spelled with them again. Empty when `uri` is not a URI (or IRI, or
 /// template) at all, or already has none of these.
 fn equivalent_spellings(uri: &str) -> Vec<String> {
-    let template = uri.contains(['{', '}']);
     let mut out: Vec<String> = Vec::new();
+    spell(uri, uri, &mut out);
+    // A port that neither reading takes for one (`private:abc`,
+    // `private:%31`, `private:1:2`, a full-width digit) makes the text no
+    // URL to either, yet a handler reading the host as many libraries do
+    // (Python's `urlsplit`: after the last `@`, before the first `:`)
+    // serves `private` (found from outside): the text without its
+    // userinfo and port is read too.
+    if let Some(loose) = without_userinfo_and_port(uri) {
+        if loose != uri && !out.contains(&loose) {
+            out.push(loose.clone());
+        }
+        spell(&loose, uri, &mut out);
+    }
+    out
+}
+
+/// `uri` with its authority cut to its host: no userinfo (up to the last
+/// `@`), no port (from the first `:` of a host that is not an IP literal
+/// in brackets); `None` when it has no `://` or nothing to cut.
+fn without_userinfo_and_port(uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once("://")?;
+    let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+    let authority = rest.get(..end)?;
+    let tail = rest.get(end..)?;
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = if host_port.starts_with('[') {
+        host_port.find(']').and_then(|at| host_port.get(..=at))?
+    } else {
+        host_port.split(':').next()?
+    };
+    (host.len() < authority.len()).then(|| format!("{scheme}://{host}{tail}"))
+}
+
+/// Adds to `out` the spellings of `text` (see [`equivalent_spellings`])
+/// other than `uri`, the text the client sent.
+fn spell(text: &str, uri: &str, out: &mut Vec<String>) {
+    let template = uri.contains(['{', '}']);
     let add = |spelling: String, out: &mut Vec<String>| {
         // A template's braces, escaped while it was read, are spelled
         // again.
@@ -329,8 +367,8 @@ fn equivalent_spellings(uri: &str) -> Vec<String> {
             out.push(spelling);
         }
     };
-    for spelling in rfc3986_spellings(uri) {
-        add(spelling, &mut out);
+    for spelling in rfc3986_spellings(text) {
+        add(spelling, out);
     }
     // The WHATWG reading, and the RFC 3986 reading of what it gives: a
     // tab, a line break or a space at either end (which the WHATWG reading
@@ -338,13 +376,12 @@ fn equivalent_spellings(uri: &str) -> Vec<String> {
     // escapes from the RFC 3986 reading (found from outside:
     // `NOTES://PRIVATE/1\n` and `notes://Pri\tvate/1` needed no scope, each
     // trick alone did).
-    for whatwg in whatwg_spellings(uri) {
+    for whatwg in whatwg_spellings(text) {
         for spelling in rfc3986_spellings(&whatwg) {
-            add(spelling, &mut out);
+            add(spelling, out);
         }
-        add(whatwg, &mut out);
+        add(whatwg, out);
     }
-    out
 }
 
 /// The RFC 3986 spellings of [`equivalent_spellings`]: the normal form,
@@ -899,9 +936,19 @@ mod tests {
             "notes://%70ri\tvate/1",
             "notes://al\tice@Private/1",
             "notes://Private:1/\t1",
+            // A port neither reading takes for one, which Python's
+            // `urlsplit` cuts off (found from outside).
+            "notes://private:abc/1",
+            "notes://private: 1/1",
+            "notes://private:1:2/1",
+            "notes://private:%31/1",
+            "notes://private:\u{ff11}/1",
+            "notes://a@b@Private:x/1",
+            " notes://private:abc/\t1",
         ] {
             assert!(private.matches(uri), "{uri:?}");
         }
+        assert!(!private.matches("notes://shared:abc/1"));
         // A pattern naming a port is matched with it; a rule without one
         // covers every port.
         let ported = UriPattern::new("https://files.example:8443/private/{id}");

@@ -496,6 +496,10 @@ async fn equivalent_spellings_of_a_private_uri_need_notes_private() {
         "notes://private:1/1",
         "notes://private:443/1",
         "notes://a:b@private:9/1?q",
+        // A port neither reading takes for one (found from outside).
+        "notes://private:abc/1",
+        "notes://private:1:2/1",
+        "notes://private:%31/1",
     ] {
         every_reach_needs(&n, &reader, uri, uri, "notes:private").await;
     }
