@@ -183,14 +183,21 @@ fn check_issuer_form(text: &str, url: &Url, field: &'static str) -> Result<(), C
         ));
     }
     if !written_as_url(text, url) {
+        // The URL's form, without the `/` a root path adds when the text
+        // had none (found from outside: the message suggested a trailing
+        // `/`, a different issuer that no token names).
+        let form = url.as_str();
+        let form = match form.strip_suffix('/') {
+            Some(bare) if url.path() == "/" && !text.ends_with('/') => bare,
+            _ => form,
+        };
         return Err(ConfigError::new(
             field,
             format!(
-                "{text:?} is not written as its URL ({:?}): the issuer is compared as \
+                "{text:?} is not written as its URL ({form:?}): the issuer is compared as \
                  written (RFC 8414 section 3.3) but its metadata and keys would be \
                  fetched from the host that URL names; write it exactly as the \
-                 authorization server publishes it",
-                url.as_str()
+                 authorization server publishes it"
             ),
         ));
     }
@@ -1737,6 +1744,15 @@ mod tests {
                 .unwrap_err();
             assert_eq!(e.field(), "authorization_servers", "{bad}: {e}");
         }
+        // The form it names is the issuer to write: a root issuer without
+        // the `/` its URL's path adds (found from outside: it suggested
+        // `https://as.example/`, which no token names).
+        let e = AuthConfig::builder()
+            .issuer("https://as.example:443")
+            .resource("https://mcp.example.com/mcp")
+            .build()
+            .unwrap_err();
+        assert!(e.message().contains(r#"("https://as.example")"#), "{e}");
     }
 
     // Issue 4: the hardening settings have defaults and refuse zero.

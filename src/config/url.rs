@@ -222,20 +222,20 @@ pub(super) fn canonical_resource(
             ),
         ));
     }
+    if let Some((encoded, plain)) = encoded_unreserved(url.path()) {
+        return Err(ConfigError::new(
+            "resource",
+            format!(
+                "{raw:?}: {encoded} in the path is the character {plain:?}, which is written plainly (RFC 3986 section 6.2.2.2)"
+            ),
+        ));
+    }
     if let Some(encoded) = lowercase_encoding(url.path()) {
         return Err(ConfigError::new(
             "resource",
             format!(
                 "{raw:?}: {encoded} in the path is written {} in normal form (RFC 3986 section 6.2.2.1: uppercase hexadecimal digits), as clients and the metadata write it",
                 encoded.to_ascii_uppercase()
-            ),
-        ));
-    }
-    if let Some((encoded, plain)) = encoded_unreserved(url.path()) {
-        return Err(ConfigError::new(
-            "resource",
-            format!(
-                "{raw:?}: {encoded} in the path is the character {plain:?}, which is written plainly (RFC 3986 section 6.2.2.2)"
             ),
         ));
     }
@@ -459,7 +459,8 @@ mod tests {
             ("https://h/m\tcp", "names /mcp, write that"),
             ("https://h/m%63p", "%63 in the path is the character 'c'"),
             ("https://h/m%7Ecp", "%7E in the path is the character '~'"),
-            ("https://h/m%7ecp", "%7e in the path is written %7E"),
+            ("https://h/m%7ecp", "%7e in the path is the character '~'"),
+            ("https://h/m%6acp", "%6a in the path is the character 'j'"),
             ("https://h/mcp%2fx", "%2f in the path is written %2F"),
             ("https://h/caf%c3%a9", "%c3 in the path is written %C3"),
             (
