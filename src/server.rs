@@ -576,10 +576,17 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
                         // Not ready yet: fetch the missing key sets now if
                         // their failure backoff allows (single flight), else
                         // answer from what is loaded.
+                        // At most a second: a probe answers promptly while
+                        // an issuer hangs (found from outside: it waited the
+                        // whole fetch deadline); the fetch goes on beside.
                         if !probe.is_ready()
                             && let Some(jwt) = &probe.0
                         {
-                            jwt.load_missing().await;
+                            let _ = tokio::time::timeout(
+                                std::time::Duration::from_secs(1),
+                                jwt.load_missing(),
+                            )
+                            .await;
                         }
                         probe.response()
                     }
