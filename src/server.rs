@@ -936,7 +936,11 @@ impl McpServer {
             });
         }
         let local: Option<SocketAddr> = listener.local_addr().ok();
-        tracing::info!(addr = ?local, resource = %self.resource, "serving the protected MCP endpoint");
+        tracing::info!(
+            addr = local.map(tracing::field::display),
+            resource = %self.resource,
+            "serving the protected MCP endpoint"
+        );
         let ct = self.ct.clone();
         let stop = async move {
             tokio::select! {

@@ -921,6 +921,21 @@ pub(crate) fn check_names(
     present: &[(String, bool)],
     app_vars: &[&str],
 ) -> Result<(), ConfigError> {
+    // A name given twice (a supervisor's environment can; glibc reads the
+    // first, Kubernetes keeps the last) sets a setting two ways: refused
+    // rather than guessed (found from outside: `MCP_OAUTH2_DPOP=required`
+    // then `=off` started with DPoP required, the other order without).
+    for (at, (name, _)) in present.iter().enumerate() {
+        if present
+            .get(..at)
+            .is_some_and(|before| before.iter().any(|(n, _)| n == name))
+        {
+            return Err(ConfigError::new(
+                "environment",
+                format!("{name:?} is set more than once: give it once"),
+            ));
+        }
+    }
     for (name, utf8) in present {
         if let Some(var) = ENV_VARS.iter().find(|v| v.name == name) {
             if !utf8 {
@@ -947,10 +962,14 @@ pub(crate) fn check_names(
             .map(|v| v.name)
             .chain(SERVER_ENV_VARIABLES.iter().copied())
             .chain(app_vars.iter().copied());
+        let upper = name.to_ascii_uppercase();
+        // Ties broken by the plain edit distance: `MCP_OAUTH2_DPOP_NONCES`
+        // means `MCP_OAUTH2_DPOP_NONCE` more than `MCP_OAUTH2_DPOP` (both
+        // prefixes of it; found from outside).
         let hint = known
-            .map(|k| (resemblance(&name.to_ascii_uppercase(), k), k))
+            .map(|k| (resemblance(&upper, k), k))
             .filter(|(d, _)| *d <= 3)
-            .min_by_key(|(d, _)| *d)
+            .min_by_key(|(d, k)| (*d, edit_distance(&upper, k)))
             .map(|(_, k)| format!(" (did you mean {k}?)"))
             .unwrap_or_default();
         // The name is the sender's text only in the sense that the
@@ -1969,6 +1988,9 @@ mod tests {
                 Some("MCP_OAUTH2_REQUIRED_SCOPES"),
             ),
             ("Mcp_OAuth2_Dpop", Some("MCP_OAUTH2_DPOP")),
+            // The nearest of two names it starts with (found from outside:
+            // `MCP_OAUTH2_DPOP` was named).
+            ("MCP_OAUTH2_DPOP_NONCES", Some("MCP_OAUTH2_DPOP_NONCE")),
             ("MCP_OAUTH2_", None),
             ("MCP_OAUTH2_COMPLETELY_DIFFERENT", None),
         ] {
@@ -1984,6 +2006,16 @@ mod tests {
                 None => assert!(!err.message().contains("did you mean"), "{err}"),
             }
         }
+        // A name given twice is refused, whichever value would win (found
+        // from outside: the first did, silently).
+        let twice = set(&[
+            ("MCP_OAUTH2_DPOP", true),
+            ("MCP_OAUTH2_ISSUER", true),
+            ("MCP_OAUTH2_DPOP", true),
+        ]);
+        let err = check_names(&twice, &[]).unwrap_err();
+        assert!(err.message().contains("MCP_OAUTH2_DPOP"), "{err}");
+        assert!(err.message().contains("more than once"), "{err}");
         // Every variable of the table, the documented server variables
         // (`MCP_OAUTH2_BIND`: "from_env() plus MCP_OAUTH2_BIND", as the
         // interop rig's conformance server is built) and the application's
