@@ -63,6 +63,7 @@ pub(super) fn end_streams_at(response: Response, end: u64) -> Response {
         Body::new(EndAt {
             body,
             timer: tokio::time::sleep_until(deadline),
+            deadline,
             ended: false,
         })
     })
@@ -78,6 +79,11 @@ pin_project_lite::pin_project! {
         body: Body,
         #[pin]
         timer: tokio::time::Sleep,
+        // Read as well as the timer: a timer due now fires at the timer
+        // wheel's next tick, and frames ready at once went out before it
+        // (found from outside: a held legacy answer, ready after its token
+        // expired, was delivered whole).
+        deadline: tokio::time::Instant,
         ended: bool,
     }
 }
@@ -94,7 +100,7 @@ impl http_body::Body for EndAt {
         if *this.ended {
             return Poll::Ready(None);
         }
-        if this.timer.poll(cx).is_ready() {
+        if this.timer.poll(cx).is_ready() || tokio::time::Instant::now() >= *this.deadline {
             *this.ended = true;
             tracing::debug!("ended an event stream: the token that opened it expired");
             return Poll::Ready(None);
@@ -127,6 +133,27 @@ mod tests {
             Some(exp) => b.expires_at_unix(exp).build(),
             None => b.build(),
         }
+    }
+
+    // An answer ready only after its token expired (a held legacy answer,
+    // whose head waits for the handler) delivers nothing, though its frames
+    // are ready at once (found from outside: the timer, due now, fired at
+    // the wheel's next tick, after the frames had gone out).
+    #[tokio::test]
+    async fn an_answer_past_its_end_delivers_nothing_even_when_ready() {
+        let sse = || {
+            Response::builder()
+                .header(http::header::CONTENT_TYPE, "text/event-stream")
+                .body(Body::from("data: {\"result\":\"secret\"}\n\n"))
+                .unwrap()
+        };
+        let now = crate::clock::now_unix();
+        let ended = end_streams_at(sse(), now - 1);
+        let bytes = axum::body::to_bytes(ended.into_body(), 1024).await.unwrap();
+        assert!(bytes.is_empty(), "{bytes:?}");
+        let open = end_streams_at(sse(), now + 60);
+        let bytes = axum::body::to_bytes(open.into_body(), 1024).await.unwrap();
+        assert!(!bytes.is_empty());
     }
 
     #[tokio::test]
