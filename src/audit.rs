@@ -425,7 +425,7 @@ fn write(record: &Record<'_>, suppressed: Option<u64>) {
     // `=` and `"` in a scope) read as fields of their own (found from
     // outside).
     let scopes = ctx.map(|c| Scopes(c.scopes()));
-    let needed = (!record.needed.is_empty()).then(|| Joined(record.needed));
+    let needed = (!record.needed.is_empty()).then_some(Joined(record.needed));
     let tenant = ctx.and_then(tenant_of);
     let tenant = tenant.as_deref();
     let diagnosis = record.error.and_then(AuthError::diagnosis);

@@ -870,7 +870,9 @@ impl McpServer {
     /// after 5 s, or the header read timeout if shorter). The cancellation
     /// token is cancelled once the connections have drained, or 5 s after
     /// `shutdown` completed: the calls in progress are answered first, and
-    /// the event streams (which end only with the token) end then. Key sets
+    /// the event streams (which end only with the token) end then. The
+    /// connections still open 30 s after that (a client reading an answer
+    /// slowly) are dropped, and this returns. Key sets
     /// are fetched as serving starts, beside it: the metadata and the
     /// challenges, which need no key, are answered at once, and a request
     /// that needs a key joins that fetch (within `verify_timeout`). A
@@ -1056,6 +1058,8 @@ async fn serve_connections(
     // GOAWAY), and connections still waiting for their first byte are
     // dropped instead of holding the drain up.
     let draining = CancellationToken::new();
+    // Past the stop limit: the connections still open are dropped.
+    let forced = CancellationToken::new();
     let mut stop = std::pin::pin!(stop);
     loop {
         let slot = match Arc::clone(&limit).try_acquire_owned() {
@@ -1121,6 +1125,7 @@ async fn serve_connections(
         });
         let builder = Arc::clone(&builder);
         let draining = draining.clone();
+        let forced = forced.clone();
         // The connection's memory of its last token's digest (see
         // `token_cache::per_connection`).
         connections.spawn(crate::verify::token_cache::per_connection(async move {
@@ -1209,6 +1214,7 @@ async fn serve_connections(
                 tokio::select! {
                     ended = conn.as_mut() => break Some(ended),
                     () = &mut stalled => break None,
+                    () = forced.cancelled() => break None,
                     // A request that slipped in before the GOAWAY is
                     // finished; only a connection with none is dropped.
                     () = wait => {
@@ -1231,8 +1237,30 @@ async fn serve_connections(
     // rmcp ends when its token is cancelled.
     let _drained = tokio::time::timeout(DRAIN_GRACE, connections.wait()).await;
     ct.cancel();
-    connections.wait().await;
+    // Then a last limit: a client reading an answer slowly but steadily
+    // (each piece within `response_write_timeout`) held the stop for as long
+    // as it liked (found from outside: a minute at 16 KiB every 3 s, hours
+    // for a large answer). Connections still open after it are dropped.
+    if tokio::time::timeout(STOP_LIMIT, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            limit_s = STOP_LIMIT.as_secs(),
+            "stopping with connections still open past the stop limit: they are dropped"
+        );
+        forced.cancel();
+        // What is left (a call abandoned by its client, run to its end in
+        // a task of its own) is not waited for again.
+        let _dropped = tokio::time::timeout(DRAIN_GRACE, connections.wait()).await;
+    }
 }
+
+/// How long a stop waits for the connections after [`DRAIN_GRACE`] and
+/// the cancellation of the event streams, before it drops those still
+/// open.
+const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn shutdown_signal() {
     let ctrl_c = async {

@@ -1310,3 +1310,24 @@ async fn axum_served_apps_bound_a_stalled_body() {
         );
     }
 }
+
+// A stop has a last limit: a connection still busy 5 s (the drain grace)
+// plus 30 s after the stop is dropped, and the server returns (found from
+// outside: a client reading an answer slowly but steadily held the stop as
+// long as it liked). Here the body guard is off and the body never comes,
+// which held the stop for good before.
+#[tokio::test]
+async fn a_stop_drops_what_is_still_open_past_its_limit() {
+    let mut s = start_scoped(true, |b| b.body_read_timeout(None)).await;
+    let mut stream = open_stalled(s.addr, &s.token()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.ct.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(60), &mut s.serving).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "the server did not stop: {stopped:?}"
+    );
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+}
