@@ -153,15 +153,7 @@ async fn introspected_tokens_of_the_second_issuer_are_accepted() {
     // outside: it was taken as the first issuer's, another issuer's user
     // of the same `sub` then reached her notes and exchanged token).
     for token in ["from-stranger", "no-iss"] {
-        let resp = reqwest::Client::new()
-            .post(&resource)
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
-            .send()
-            .await
-            .unwrap();
+        let resp = list_tools_with(&resource, token).await;
         assert_eq!(resp.status(), 401, "{token}");
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["error"], "invalid_token", "{token}");
@@ -242,15 +234,7 @@ async fn a_hung_introspection_endpoint_cools_down_under_a_short_verification_dea
     let status = |token: &'static str| {
         let resource = h.resource.clone();
         async move {
-            let resp = reqwest::Client::new()
-                .post(&resource)
-                .bearer_auth(token)
-                .header("content-type", "application/json")
-                .header("accept", "application/json, text/event-stream")
-                .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
-                .send()
-                .await
-                .unwrap();
+            let resp = list_tools_with(&resource, token).await;
             let status = resp.status().as_u16();
             let body: serde_json::Value = resp.json().await.unwrap_or_default();
             (
@@ -315,22 +299,27 @@ async fn a_refused_introspection_answer_is_asked_again_after_the_negative_ttl() 
         .build()
         .unwrap();
     let ct = serve(config, listener).await;
-    let call = || {
-        reqwest::Client::new()
-            .post(&resource)
-            .bearer_auth("opaque-carol")
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
-            .send()
-    };
-    let refused = call().await.unwrap();
+    let call = || list_tools_with(&resource, "opaque-carol");
+    let refused = call().await;
     assert_eq!(refused.status(), 401);
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["reason"], "invalid_audience");
     fixed.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let status = call().await.unwrap().status();
+    let status = call().await.status();
     assert_ne!(status, 401, "still refused after the negative TTL");
     ct.cancel();
+}
+
+/// A `tools/list` with `token` as its Bearer token, sent to `resource`.
+async fn list_tools_with(resource: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(resource)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap()
 }
