@@ -798,3 +798,66 @@ async fn directory_reads_and_skills_need_the_scopes_of_their_resources() {
         }
     }
 }
+
+// A legacy session's GET opens a standalone event stream that stays open
+// like a listen: it counts against the same per-user cap (found from
+// outside: one session held 600 of them, bounded only by the connection
+// caps), together with `subscriptions/listen`, and gives its slot back
+// when its client goes.
+#[tokio::test]
+async fn legacy_get_streams_count_against_the_listen_cap() {
+    let n = Notes::start_with(|b| b.max_listens_per_principal(2)).await;
+    let alice = n.token(&["notes:read"]);
+    let init = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "t", "version": "1"}},
+    });
+    let resp = n.post(&alice, &[], &init.to_string()).await;
+    assert_eq!(resp.status(), 200);
+    let session = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let headers = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let resp = n.post(&alice, &headers, initialized).await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let get_stream = || {
+        reqwest::Client::new()
+            .get(&n.resource)
+            .header("authorization", format!("Bearer {alice}"))
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+    };
+    let first = bounded(get_stream()).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let second = open_listen(&n, &alice).await;
+    assert_eq!(second.status(), 200);
+    for refused in [
+        bounded(get_stream()).await.unwrap(),
+        open_listen(&n, &alice).await,
+    ] {
+        assert_eq!(refused.status(), 429);
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(body["reason"], "too_many_listens_for_principal", "{body}");
+    }
+    drop(first);
+    let again = bounded(async {
+        loop {
+            let resp = get_stream().await.unwrap();
+            if resp.status() == 200 {
+                break resp;
+            }
+            assert_eq!(resp.status(), 429);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    drop((again, second));
+}

@@ -539,7 +539,8 @@ impl AuthConfigBuilder {
         self
     }
 
-    /// Cap on the `subscriptions/listen` event streams (MCP 2026-07-28) one
+    /// Cap on the `subscriptions/listen` event streams (MCP 2026-07-28) and
+    /// legacy sessions' GET streams, together, that one
     /// user (issuer, tenant and subject: all its clients together) holds
     /// open at once on this process (default 16; with several replicas,
     /// each counts its own). One more gets 429 with `Retry-After` and the

@@ -51,8 +51,9 @@ pub(super) struct Placement {
     pub(super) session_tasks: bool,
     /// The fields the layer's rules read that the request carries.
     pub(super) present: super::http_rules::Present,
-    /// Opens a `subscriptions/listen` stream (known once the body is read):
-    /// counted against its user's `max_listens_per_principal`.
+    /// Opens a stream that stays open (a `subscriptions/listen`, known once
+    /// the body is read, or a legacy session's GET stream): counted against
+    /// its user's `max_listens_per_principal`.
     pub(super) listens: bool,
 }
 
@@ -99,7 +100,12 @@ impl Shared {
             opens_session: true,
             session_tasks: true,
             present,
-            listens: false,
+            // A legacy session's GET opens its standalone event stream,
+            // which stays open like a listen and counts against the same
+            // cap (found from outside: one session held 600 of them,
+            // bounded only by the connection caps). Read again for a POST
+            // (`required_for`: a `subscriptions/listen`).
+            listens: req.method() == Method::GET && present.session && !stateless,
         }
     }
 

@@ -302,8 +302,9 @@ where
             None => return self.call_slow(req, placement, origin, None, seen, None),
         };
         let response = match verified {
-            // A body to read, or a session to check or bind in a shared store.
-            Ok(ctx) if placement.reads_body || shared.session_waits(&req) => {
+            // A body to read, a session to check or bind in a shared store,
+            // or a stream to hold a listen slot (a legacy GET stream).
+            Ok(ctx) if placement.reads_body || placement.listens || shared.session_waits(&req) => {
                 return self.call_slow(req, placement, origin, Some(ctx), seen, None);
             }
             Ok(ctx) => match shared.admit(&mut req, ctx, Required::Global, placement, false, &seen)
