@@ -198,6 +198,24 @@ impl UriPattern {
                 .any(|spelling| self.matches_as_written(spelling))
     }
 
+    /// Whether some expansion of the URI template `template` (a completion's
+    /// `ref/resource`) could match, in any spelling [`matches`](Self::matches)
+    /// tries: each of its `{...}` expressions read as any text. A
+    /// completion names a template, and one written otherwise than the
+    /// rule (`notes://private{/id}`, `notes://{kind}/{id}`) completes the
+    /// same resources (found from outside: no scope was asked). Fail
+    /// closed: a template too long to compare is taken to match.
+    pub(crate) fn may_match_an_expansion(&self, template: &Spellings<'_>) -> bool {
+        std::iter::once(template.raw)
+            .chain(template.others().iter().map(String::as_str))
+            .filter(|t| t.contains('{'))
+            .any(|t| {
+                let tokens = template_tokens(t);
+                tokens.len() > MAX_TEMPLATE_TOKENS
+                    || self.compiled().any(|atoms| overlaps(atoms, &tokens))
+            })
+    }
+
     /// Whether some direct child of the directory `uri` (`uri`, a `/`
     /// unless it ends with one, then a run of bytes without `/`) matches,
     /// in any spelling of `uri` that [`matches`](Self::matches) tries.
@@ -241,6 +259,86 @@ impl UriPattern {
     fn compiled(&self) -> impl Iterator<Item = &[Atom]> {
         std::iter::once(self.atoms.as_slice()).chain(self.normal.as_deref())
     }
+}
+
+/// The longest template [`UriPattern::may_match_an_expansion`] compares
+/// (a longer one is taken to match: the comparison costs its length times
+/// the pattern's).
+const MAX_TEMPLATE_TOKENS: usize = 4_096;
+
+/// One piece of a URI template as a completion names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token {
+    /// A literal byte.
+    Byte(u8),
+    /// A `{...}` expression: any text.
+    Wild,
+}
+
+/// `template` as literal bytes and expressions (a `{` without its `}` is
+/// literal).
+fn template_tokens(template: &str) -> Vec<Token> {
+    let bytes = template.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'{'
+            && let Some(len) = bytes
+                .get(i + 1..)
+                .and_then(|rest| memchr::memchr(b'}', rest))
+        {
+            out.push(Token::Wild);
+            i += len + 2;
+            continue;
+        }
+        out.push(Token::Byte(b));
+        i += 1;
+    }
+    out
+}
+
+/// Whether some text matches both the pattern's `atoms` and the template's
+/// `tokens` (each `Wild` any text): a search over pairs of positions, each
+/// side's placeholders taking the other side's bytes or nothing.
+fn overlaps(atoms: &[Atom], tokens: &[Token]) -> bool {
+    let width = tokens.len() + 1;
+    let mut seen = vec![false; (atoms.len() + 1) * width];
+    let mut todo = vec![(0usize, 0usize)];
+    while let Some((i, j)) = todo.pop() {
+        let Some(slot) = seen.get_mut(i * width + j) else {
+            continue;
+        };
+        if *slot {
+            continue;
+        }
+        *slot = true;
+        if i == atoms.len() && j == tokens.len() {
+            return true;
+        }
+        let atom = atoms.get(i).copied();
+        let token = tokens.get(j).copied();
+        match (atom, token) {
+            (Some(Atom::Byte(a)), Some(Token::Byte(b))) if a == b => todo.push((i + 1, j + 1)),
+            _ => {}
+        }
+        if let Some(Atom::Segment | Atom::Any) = atom {
+            todo.push((i + 1, j));
+            match token {
+                Some(Token::Byte(b)) if atom == Some(Atom::Any) || b != b'/' => {
+                    todo.push((i, j + 1));
+                }
+                Some(Token::Wild) => todo.push((i, j + 1)),
+                _ => {}
+            }
+        }
+        if token == Some(Token::Wild) {
+            todo.push((i, j + 1));
+            if matches!(atom, Some(Atom::Byte(_))) {
+                todo.push((i + 1, j));
+            }
+        }
+    }
+    false
 }
 
 /// Whether `uri`, byte for byte, matches the compiled `atoms`.
@@ -718,7 +816,9 @@ impl ScopePolicy {
                     Some(Completes::Resource) => {
                         let target = Spellings::new(target);
                         for (pattern, s) in &self.resources {
-                            if pattern.matches_spelled(&target) {
+                            if pattern.matches_spelled(&target)
+                                || pattern.may_match_an_expansion(&target)
+                            {
                                 push(s);
                             }
                         }
@@ -966,6 +1066,32 @@ mod tests {
         // A template too (a completion's `ref/resource`).
         assert!(private.matches("Notes://Private/{id}\t"));
         assert!(private.matches("notes://private:7/{id}"));
+        // A template written otherwise than the rule may expand to what the
+        // rule covers (found from outside: no scope asked).
+        let expands = |p: &UriPattern, t: &str| p.may_match_an_expansion(&Spellings::new(t));
+        for template in [
+            "notes://private{/id}",
+            "notes://{kind}/{id}",
+            "notes://{+path}",
+            "{uri}",
+            "NOTES://{kind}/1",
+            "notes://pri{x}ate/{id}",
+        ] {
+            assert!(expands(&private, template), "{template}");
+        }
+        for template in [
+            "notes://shared/{id}",
+            "notes://shared{/id}",
+            "notes://{kind}x/1/2",
+            "notes://private/1",
+        ] {
+            assert!(!expands(&private, template), "{template}");
+        }
+        // Too long to compare: taken to match.
+        assert!(expands(
+            &private,
+            &format!("notes://{{x}}/{}", "a".repeat(5_000))
+        ));
         let exact = UriPattern::new("config://secrets");
         for uri in [
             "config://secrets",

@@ -95,6 +95,10 @@ async fn completing_a_protected_template_or_prompt_needs_its_scopes() {
             r#"{"type":"ref/resource","uri":"RES://private/{id}"}"#,
             r#"{"type":"ref/resource","uri":"res://%70rivate/{id}"}"#,
             r#"{"type":"ref/resource","uri":"res://private/x/../{id}"}"#,
+            // A template written otherwise than the rule, which may expand
+            // to what it covers (found from outside: completed, 200).
+            r#"{"type":"ref/resource","uri":"res://private{/id}"}"#,
+            r#"{"type":"ref/resource","uri":"res://{kind}/{id}"}"#,
         ] {
             let response = complete(&target, TokenKind::AliceRead, session, reference).await;
             let ran = target.log.take();
