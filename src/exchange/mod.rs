@@ -208,7 +208,7 @@ impl TokenExchanger {
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                cache: Cache::new(settings.max_entries.max(1)),
+                cache: cache::cache(settings.max_entries),
                 settings,
                 client,
                 caller_client,
@@ -230,7 +230,7 @@ impl TokenExchanger {
                 settings: inner.settings.clone(),
                 client: inner.client.clone(),
                 caller_client: inner.caller_client,
-                cache: Cache::new(inner.settings.max_entries.max(1)),
+                cache: cache::cache(inner.settings.max_entries),
                 store: Some(Arc::new(store)),
                 discovered: Mutex::new(HashMap::new()),
                 breakers: Mutex::new(HashMap::new()),

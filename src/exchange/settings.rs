@@ -138,7 +138,9 @@ impl ExchangeSettings {
         self
     }
 
-    /// Cap on exchanged tokens kept (default 10,000; at least one).
+    /// Cap on exchanged tokens kept (default 10,000; at least one); the
+    /// cache is also bounded in bytes, 4 KiB per allowed entry, each token
+    /// weighing its length.
     pub fn max_entries(mut self, n: usize) -> Self {
         self.max_entries = n;
         self

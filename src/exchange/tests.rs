@@ -409,3 +409,38 @@ async fn a_tenant_s_discovered_token_endpoint_must_be_on_its_issuer_s_origin() {
     assert_eq!(err.code(), "invalid_grant", "{err}");
     assert_eq!(elsewhere_hits.load(Ordering::SeqCst), 1);
 }
+
+// The cache of exchanged tokens is bounded in bytes too (found from
+// outside: answers of up to 64 KiB could hold about 640 MB at the entry
+// cap); small tokens are bounded by the entry count.
+#[test]
+fn the_cache_is_bounded_in_bytes() {
+    let entry = |len: usize| {
+        let now = std::time::Instant::now();
+        super::cache::Entry {
+            outcome: Ok(super::token::ExchangedToken {
+                token: "t".repeat(len).into(),
+                expires_at: None,
+                scope: None,
+            }),
+            until: now + Duration::from_secs(60),
+            produced: now,
+            transient: false,
+        }
+    };
+    let big = super::cache::cache(100);
+    for i in 0..100u8 {
+        big.insert([i; 32], entry(60_000));
+    }
+    assert!(
+        big.weight() <= 100 * super::cache::BYTES_PER_ENTRY,
+        "{}",
+        big.weight()
+    );
+    assert!(big.len() < 10, "{} tokens of 60 KB kept", big.len());
+    let small = super::cache::cache(100);
+    for i in 0..50u8 {
+        small.insert([i; 32], entry(100));
+    }
+    assert!(small.len() >= 45, "{}", small.len());
+}
