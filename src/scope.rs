@@ -422,9 +422,6 @@ fn equivalent_spellings(uri: &str) -> Vec<String> {
     // serves `private` (found from outside): the text without its
     // userinfo and port is read too.
     if let Some(loose) = without_userinfo_and_port(uri) {
-        if loose != uri && !out.contains(&loose) {
-            out.push(loose.clone());
-        }
         spell(&loose, uri, &mut out);
     }
     out
@@ -449,7 +446,7 @@ fn without_userinfo_and_port(uri: &str) -> Option<String> {
     (host.len() < authority.len()).then(|| format!("{scheme}://{host}{tail}"))
 }
 
-/// Adds to `out` the spellings of `text` (see [`equivalent_spellings`])
+/// Adds to `out` `text` and its spellings (see [`equivalent_spellings`]),
 /// other than `uri`, the text the client sent.
 fn spell(text: &str, uri: &str, out: &mut Vec<String>) {
     let template = uri.contains(['{', '}']);
@@ -465,6 +462,9 @@ fn spell(text: &str, uri: &str, out: &mut Vec<String>) {
             out.push(spelling);
         }
     };
+    if text != uri && !out.iter().any(|s| s == text) {
+        out.push(text.to_owned());
+    }
     for spelling in rfc3986_spellings(text) {
         add(spelling, out);
     }

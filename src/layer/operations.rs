@@ -393,24 +393,21 @@ impl Shared {
 /// (its `http_body_util::Limited` error, inside `axum::Error`), rather than
 /// for a broken body.
 fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
+    in_chain::<http_body_util::LengthLimitError>(e).is_some()
 }
 
 /// The body read timeout that ended reading a body, if that is why it
-/// failed (a [`BodyTimedOut`](super::BodyTimedOut) in
-/// the error's chain).
+/// failed (a [`BodyTimedOut`](super::BodyTimedOut) in the error's chain).
 fn body_timed_out(e: &axum::Error) -> Option<super::BodyTimedOut> {
+    in_chain::<super::BodyTimedOut>(e).copied()
+}
+
+/// The first error of type `T` in `e`'s chain of sources, `e` included.
+fn in_chain<T: std::error::Error + 'static>(e: &axum::Error) -> Option<&T> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
-        if let Some(timed_out) = err.downcast_ref::<super::BodyTimedOut>() {
-            return Some(*timed_out);
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
         }
         source = err.source();
     }

@@ -1370,15 +1370,7 @@ impl Shared {
         req: &Request<B>,
         meta: &RequestMeta,
     ) -> Response {
-        let response = self.refused_by(refused, meta, None);
-        tracing::debug!(
-            reason = refused.reason(),
-            method = %logged(req.method().as_str()),
-            path = %logged(req.uri().path()),
-            request_id = meta.request_id.as_str(),
-            "refused a request"
-        );
-        response
+        self.refuse_as(refused, req, meta, None)
     }
 
     /// [`refuse`](Self::refuse) for a rule applied after the token was
@@ -1393,36 +1385,37 @@ impl Shared {
         meta: &RequestMeta,
         ctx: &AuthContext,
     ) -> Response {
-        let response = self.refused_by(refused, meta, Some(ctx));
+        self.refuse_as(refused, req, meta, Some(ctx))
+    }
+
+    /// [`refused_by`](Self::refused_by), and the debug line naming the
+    /// request (and the caller, when verified).
+    fn refuse_as<B>(
+        &self,
+        refused: Refused,
+        req: &Request<B>,
+        meta: &RequestMeta,
+        ctx: Option<&AuthContext>,
+    ) -> Response {
+        let response = self.refused_by(refused, meta, ctx);
         tracing::debug!(
             reason = refused.reason(),
             method = %logged(req.method().as_str()),
             path = %logged(req.uri().path()),
             request_id = meta.request_id.as_str(),
-            subject = crate::audit::loggable(ctx.subject()),
-            "refused a verified caller's request"
+            subject = ctx.map(|c| crate::audit::loggable(c.subject())),
+            "refused a request"
         );
         response
-    }
-
-    /// A refusal after the inner service answered (a session created over
-    /// the caps in a race, or whose owner the shared store did not
-    /// record): counted and recorded like
-    /// [`refuse_caller`](Self::refuse_caller).
-    pub(super) fn refused_after_authentication(
-        &self,
-        refused: Refused,
-        meta: &RequestMeta,
-        ctx: &AuthContext,
-    ) -> Response {
-        self.refused_by(refused, meta, Some(ctx))
     }
 
     /// Counts a refusal, writes its audit event (under the refusal log
     /// limit like every refusal event: a flood of foreign `Origin`s or
     /// hosts writes at most the budget; found from outside: a line for each
-    /// at INFO) and builds its answer.
-    fn refused_by(
+    /// at INFO) and builds its answer. Called as it is for a refusal after
+    /// the inner service answered (a session created over the caps in a
+    /// race, or whose owner the shared store did not record).
+    pub(super) fn refused_by(
         &self,
         refused: Refused,
         meta: &RequestMeta,

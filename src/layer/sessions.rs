@@ -589,21 +589,15 @@ impl SessionHook {
         }
         let shared = Arc::clone(&self.shared);
         let meta = Arc::clone(&self.meta);
-        let owner = match &self.then {
+        let (owner, caller) = match &self.then {
             AfterResponse::Forget(id) => {
                 if let Err(e) = store.delete(&store_key(id)).await {
                     crate::store::log_store_error!(&e, error = %e, "could not forget a closed session in the shared store; its binding expires with the idle timeout");
                 }
                 return self.after(response);
             }
-            AfterResponse::Bind(OwnerOf::Known(owner, _, _), _) => *owner,
-            AfterResponse::Bind(OwnerOf::Later(ctx), _) => principal_key(ctx),
-        };
-        let caller = match &self.then {
-            AfterResponse::Bind(OwnerOf::Known(_, _, ctx) | OwnerOf::Later(ctx), _) => {
-                Some(ctx.clone())
-            }
-            AfterResponse::Forget(_) => None,
+            AfterResponse::Bind(OwnerOf::Known(owner, _, ctx), _) => (*owner, ctx.clone()),
+            AfterResponse::Bind(OwnerOf::Later(ctx), _) => (principal_key(ctx), ctx.clone()),
         };
         let response = self.after(response);
         let Some(id) = response
@@ -636,20 +630,7 @@ impl SessionHook {
                 }
                 shared.sessions.unbind(&id);
                 shared.sessions.close(vec![id.into()]);
-                match &caller {
-                    Some(ctx) => shared.refused_after_authentication(
-                        Refused::SessionStoreUnavailable,
-                        &meta,
-                        ctx,
-                    ),
-                    // Unreachable: only a `Bind` creates a session.
-                    None => {
-                        shared
-                            .outcomes
-                            .reject(Refused::SessionStoreUnavailable.reason());
-                        Refused::SessionStoreUnavailable.response(Some(meta.request_id.as_str()))
-                    }
-                }
+                shared.refused_by(Refused::SessionStoreUnavailable, &meta, Some(&caller))
             }
         }
     }
@@ -689,10 +670,10 @@ impl SessionHook {
                     request_id = self.meta.request_id.as_str(),
                     "refused a new session over the session caps"
                 );
-                self.shared.refused_after_authentication(
+                self.shared.refused_by(
                     Refused::TooManySessions(refusal.code()),
                     &self.meta,
-                    &ctx,
+                    Some(&ctx),
                 )
             }
         }
