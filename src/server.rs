@@ -483,11 +483,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         }
         // Every route is checked here, so that axum never panics below: a
         // path it refuses or reads as a pattern, or one two routes share.
-        let metadata_paths = [
-            crate::metadata::WELL_KNOWN_PREFIX.to_owned(),
-            config.metadata_path(),
-        ];
-        check_route("path", &self.path, &metadata_paths)?;
+        check_route("path", &self.path)?;
         if let Some(probe) = &self.readiness_path {
             if probe == &self.path {
                 return Err(ConfigError::new(
@@ -495,7 +491,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
                     format!("{probe:?} must start with '/' and differ from the MCP path"),
                 ));
             }
-            check_route("readiness_path", probe, &metadata_paths)?;
+            check_route("readiness_path", probe)?;
         }
         let (layer, jwt) = match self.verifier {
             Some(v) => (AuthLayer::with_verifier(config.clone(), v), None),
@@ -772,23 +768,18 @@ async fn undeserializable_as_jsonrpc(
 /// A path the server routes: one axum serves literally
 /// ([`route_path_problem`](crate::config::route_path_problem)) and that no
 /// metadata route holds.
-fn check_route(
-    field: &'static str,
-    path: &str,
-    metadata_paths: &[String],
-) -> Result<(), ConfigError> {
+fn check_route(field: &'static str, path: &str) -> Result<(), ConfigError> {
     if let Some(problem) = crate::config::route_path_problem(path) {
         return Err(ConfigError::new(field, format!("{path:?} {problem}")));
     }
-    // The metadata routes, and the rest of their well-known namespace,
-    // where a client of a resource at another path looks for its metadata
-    // (RFC 9728 section 3.1; found from outside: a readiness probe was
-    // served at `/.well-known/oauth-protected-resource/x`).
-    let well_known = crate::metadata::WELL_KNOWN_PREFIX;
-    if metadata_paths.iter().any(|m| m == path)
-        || path
-            .strip_prefix(well_known)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    // The metadata routes (the root one and this resource's, both under
+    // the well-known path), and the rest of that namespace, where a client
+    // of a resource at another path looks for its metadata (RFC 9728
+    // section 3.1; found from outside: a readiness probe was served at
+    // `/.well-known/oauth-protected-resource/x`).
+    if path
+        .strip_prefix(crate::metadata::WELL_KNOWN_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     {
         return Err(ConfigError::new(
             field,
