@@ -140,10 +140,14 @@ pub(crate) fn read_credentials(
             // its error on the `DPoP` challenge, a tab after the scheme
             // included (malformed: RFC 9110 section 11.4 wants one space;
             // found from outside: named on the `Bearer` challenge).
-            let read = if bytes.get(4) == Some(&b'\t') {
+            // Two headers are refused first, whatever they hold (RFC 6750
+            // section 2.1; found by the property test in CI).
+            let read = if second.is_some() {
+                Err(AuthErrorKind::MultipleAuthorizationHeaders.into())
+            } else if bytes.get(4) == Some(&b'\t') {
                 Err(AuthErrorKind::MalformedAuthorizationHeader.into())
             } else {
-                read_dpop(headers, bytes, second.is_some(), max_len, known)
+                read_dpop(headers, bytes, max_len, known)
             };
             return read.map_err(|err| err.on_dpop_scheme(true));
         }
@@ -155,18 +159,14 @@ pub(crate) fn read_credentials(
 /// [`read_credentials`]).
 pub(crate) type Known = fn(&[u8]) -> bool;
 
-/// The `DPoP` scheme's credentials: `bytes` is the `Authorization` value,
-/// `more` whether a second one was sent.
+/// The `DPoP` scheme's credentials: `bytes` is the only `Authorization`
+/// value.
 fn read_dpop<'h>(
     headers: &'h HeaderMap,
     bytes: &'h [u8],
-    more: bool,
     max_len: usize,
     known: Known,
 ) -> Result<Credentials<'h>, AuthError> {
-    if more {
-        return Err(AuthErrorKind::MultipleAuthorizationHeaders.into());
-    }
     let token = read_token(bytes.get(5..).unwrap_or_default(), max_len, known)?;
     let mut proofs = headers.get_all(DPOP).iter();
     let proof = proofs
@@ -464,6 +464,17 @@ mod tests {
         );
         assert_eq!(
             read(&["DPoP tok", "DPoP tok"], &["p"], true),
+            Err(MultipleAuthorizationHeaders)
+        );
+        // Two headers are refused as two before either is read (the
+        // property test `two_authorization_headers_are_never_read` found a
+        // tabbed `DPoP` first named malformed).
+        assert_eq!(
+            read(&["DPoP\t", "Bearer"], &["p"], true),
+            Err(MultipleAuthorizationHeaders)
+        );
+        assert_eq!(
+            read(&["DPoP\ttok", "DPoP tok"], &["p"], true),
             Err(MultipleAuthorizationHeaders)
         );
         let long = format!("DPoP {}", "a".repeat(65));
