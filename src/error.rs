@@ -301,6 +301,12 @@ auth_error_kinds! {
     /// The introspection endpoint could not be reached or answered badly.
     IntrospectionUnavailable => ("introspection_unavailable", TemporarilyUnavailable,
         "Token introspection is temporarily unavailable"),
+    /// The token is not a JWT, and introspection, the only way left to
+    /// verify it, is configured without an endpoint and the issuer's
+    /// metadata names none (`introspection_endpoint`): an answer of the
+    /// issuer, not an outage. Read again every five minutes.
+    IntrospectionNotOffered => ("introspection_not_offered", InvalidToken,
+        "The access token is not a JWT, and its authorization server offers no introspection"),
     /// The token verifier did not decide within the verification deadline
     /// ([`AuthConfigBuilder::verify_timeout`](crate::AuthConfigBuilder::verify_timeout)):
     /// the request is refused (fail closed) and may be retried.

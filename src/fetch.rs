@@ -24,12 +24,25 @@ use crate::json::{self, Members};
 /// Why a fetch failed. Cheap to clone (shared by everyone waiting on a
 /// single-flight fetch); never contains a token.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct FetchError(Arc<str>);
+#[error("{message}")]
+pub(crate) struct FetchError {
+    message: Arc<str>,
+    /// The issuer's metadata was read and names no such endpoint: an
+    /// answer, not an outage (see [`Fetcher::discover_endpoint`]).
+    absent: bool,
+}
 
 impl FetchError {
     pub(crate) fn new(msg: impl Into<String>) -> Self {
-        Self(Arc::from(msg.into()))
+        Self {
+            message: Arc::from(msg.into()),
+            absent: false,
+        }
+    }
+
+    /// Whether the issuer's metadata was read and has no such endpoint.
+    pub(crate) fn is_absent(&self) -> bool {
+        self.absent
     }
 }
 
@@ -247,7 +260,8 @@ impl Fetcher {
     /// document is rejected; the URL must be `https://` (or loopback `http://` when
     /// allowed). The discovery URLs share one deadline (the fetcher's
     /// timeout): an issuer that does not answer costs that once, not once
-    /// per URL.
+    /// per URL. A document without `member` sends discovery on to the next
+    /// URL; when none has it, the error [is absent](FetchError::is_absent).
     pub(crate) async fn discover_endpoint(
         &self,
         issuer: &str,
@@ -265,7 +279,12 @@ impl Fetcher {
             let body = match self.get_json_until(&url, deadline).await {
                 Ok(fetched) => fetched.body,
                 Err(e) => {
-                    last_err = e;
+                    // A document read without the member is the answer, a
+                    // later URL's failure (an OpenID Connect path the
+                    // issuer does not serve) does not replace it.
+                    if !last_err.absent {
+                        last_err = e;
+                    }
                     continue;
                 }
             };
@@ -288,11 +307,16 @@ impl Fetcher {
                     "{url}: the document's issuer does not equal the configured issuer {issuer} (RFC 8414 section 3.3)"
                 )));
             }
-            let found = doc
-                .str(member)
-                .ok()
-                .flatten()
-                .ok_or_else(|| FetchError::new(format!("{url}: metadata has no {member}")))?;
+            // A document without the member: the next discovery URL may
+            // have it (an OpenID Connect document beside a thinner RFC 8414
+            // one); without it anywhere, the issuer has none to offer.
+            let Some(found) = doc.str(member).ok().flatten() else {
+                last_err = FetchError {
+                    message: Arc::from(format!("{url}: metadata has no {member}")),
+                    absent: true,
+                };
+                continue;
+            };
             let found = Url::parse(&found)
                 .map_err(|_| FetchError::new(format!("{url}: {member} is not a URL")))?;
             // Checked first: its message never repeats user information,

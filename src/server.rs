@@ -68,6 +68,8 @@ pub struct McpServer {
     bind: Option<String>,
     ct: CancellationToken,
     jwt: Option<JwtVerifier>,
+    /// Discovers its endpoints at start-up (a missing one is told then).
+    introspection: Option<crate::verify::IntrospectionVerifier>,
     readiness: Readiness,
     metrics: crate::layer::Metrics,
     resource: String,
@@ -493,13 +495,14 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             }
             check_route("readiness_path", probe)?;
         }
-        let (layer, jwt) = match self.verifier {
-            Some(v) => (AuthLayer::with_verifier(config.clone(), v), None),
+        let (layer, jwt, introspection) = match self.verifier {
+            Some(v) => (AuthLayer::with_verifier(config.clone(), v), None, None),
             None => {
-                let (verifier, jwt) = crate::verify::from_config(&config)?;
+                let (verifier, jwt, introspection) = crate::verify::from_config(&config)?;
                 (
                     AuthLayer::with_verifier(config.clone(), verifier),
                     Some(jwt),
+                    introspection,
                 )
             }
         };
@@ -597,6 +600,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             bind: self.bind,
             ct,
             jwt,
+            introspection,
             readiness,
             metrics: layer.metrics(),
             resource: config.resource().to_owned(),
@@ -924,6 +928,15 @@ impl McpServer {
                             tracing::warn!(error = %e, "could not fetch the issuers' keys at start-up; will retry on demand");
                         }
                     }
+                    () = ct.cancelled() => {}
+                }
+            });
+        }
+        if let Some(introspection) = self.introspection.clone() {
+            let ct = self.ct.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = introspection.discover_endpoints() => {}
                     () = ct.cancelled() => {}
                 }
             });

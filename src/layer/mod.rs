@@ -213,7 +213,7 @@ impl AuthLayer {
     /// A layer verifying JWT access tokens with a [`JwtVerifier`](crate::JwtVerifier) built from
     /// `config` (and opaque tokens by introspection, when configured).
     pub fn new(config: AuthConfig) -> Result<Self, ConfigError> {
-        let (verifier, _) = crate::verify::from_config(&config)?;
+        let (verifier, ..) = crate::verify::from_config(&config)?;
         Ok(Self::with_verifier(config, verifier))
     }
 

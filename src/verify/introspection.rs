@@ -161,7 +161,7 @@ struct Endpoint {
     /// settings) or for every configured issuer (the shared settings).
     only_own: bool,
     settings: IntrospectionSettings,
-    url: Mutex<Option<Url>>,
+    url: Mutex<Discovered>,
     /// Authenticates the results of this endpoint shared in a store (see
     /// [`seal_key`]): a replica trusts a stored result only if it was made
     /// with the same client credentials for the same resource.
@@ -169,6 +169,21 @@ struct Endpoint {
     /// The outage cooldown of this endpoint and of its discovery.
     breaker: Breaker,
 }
+
+/// What is known of an endpoint's URL.
+enum Discovered {
+    /// Not discovered yet, or the last discovery failed.
+    Unknown,
+    /// Configured, or discovered.
+    Found(Url),
+    /// The issuer's metadata names no `introspection_endpoint` (read at
+    /// the instant given): believed for [`ABSENT_RECHECK`].
+    Absent(Instant),
+}
+
+/// How long an issuer's metadata without `introspection_endpoint` is
+/// believed before it is read again (the issuer may add one).
+const ABSENT_RECHECK: Duration = Duration::from_secs(300);
 
 /// Why a request to an endpoint failed: the message for the log, and
 /// whether it is an outage (no answer, a 5xx or 429, the deadline), which
@@ -421,7 +436,12 @@ impl IntrospectionVerifier {
             endpoints.push(Endpoint {
                 issuer,
                 only_own,
-                url: Mutex::new(settings.endpoint.clone()),
+                url: Mutex::new(
+                    settings
+                        .endpoint
+                        .clone()
+                        .map_or(Discovered::Unknown, Discovered::Found),
+                ),
                 seal: seal_key(&settings, &config.resource)?,
                 breaker: Breaker::new("introspection", "503 introspection_unavailable"),
                 settings,
@@ -523,6 +543,8 @@ impl IntrospectionVerifier {
             let s = &endpoint.settings;
             match outcome {
                 Err(AuthErrorKind::IntrospectionUnavailable) => unavailable = true,
+                // This endpoint does not exist: the others decide.
+                Err(AuthErrorKind::IntrospectionNotOffered) => {}
                 Err(AuthErrorKind::TokenInactive) => {
                     negative_ttl =
                         Some(negative_ttl.map_or(s.negative_ttl, |t| t.min(s.negative_ttl)));
@@ -560,6 +582,12 @@ impl IntrospectionVerifier {
             }
         }
         let now = Instant::now();
+        let transient = |kind| Entry {
+            outcome: Err(kind),
+            until: now,
+            produced: now,
+            transient: true,
+        };
         let entry = match negative_ttl {
             Some(ttl) if !unavailable => Entry {
                 outcome: Err(AuthErrorKind::TokenInactive),
@@ -567,12 +595,10 @@ impl IntrospectionVerifier {
                 produced: now,
                 transient: false,
             },
-            _ => Entry {
-                outcome: Err(AuthErrorKind::IntrospectionUnavailable),
-                until: now,
-                produced: now,
-                transient: true,
-            },
+            _ if unavailable => transient(AuthErrorKind::IntrospectionUnavailable),
+            // No endpoint exists to ask: an answer per endpoint, kept there
+            // (`Discovered::Absent`), not per token.
+            _ => transient(AuthErrorKind::IntrospectionNotOffered),
         };
         (entry, None)
     }
@@ -666,13 +692,45 @@ impl IntrospectionVerifier {
         }
     }
 
+    /// Whether the issuer's metadata was read lately and names no
+    /// endpoint.
+    fn known_absent(endpoint: &Endpoint) -> bool {
+        matches!(*lock(&endpoint.url), Discovered::Absent(at) if at.elapsed() < ABSENT_RECHECK)
+    }
+
     async fn endpoint(&self, endpoint: &Endpoint) -> Result<Url, AuthErrorKind> {
-        if let Some(url) = lock(&endpoint.url).clone() {
-            return Ok(url);
+        if let Discovered::Found(url) = &*lock(&endpoint.url) {
+            return Ok(url.clone());
         }
-        let url = self.discover(endpoint.issuer).await?;
-        *lock(&endpoint.url) = Some(url.clone());
-        Ok(url)
+        let found = self.discover(endpoint.issuer).await;
+        *lock(&endpoint.url) = match &found {
+            Ok(url) => Discovered::Found(url.clone()),
+            Err(AuthErrorKind::IntrospectionNotOffered) => Discovered::Absent(Instant::now()),
+            Err(_) => Discovered::Unknown,
+        };
+        found
+    }
+
+    /// Discovers the endpoints not configured nor discovered yet, and says
+    /// in the log when an issuer offers none: called once when a server
+    /// starts, so that a configuration without an endpoint to use is told
+    /// at start-up, not at the first opaque token (found from outside:
+    /// `MCP_OAUTH2_CLIENT_ID` set for the token exchange turns introspection
+    /// on, and with an issuer whose metadata has no
+    /// `introspection_endpoint` every token that is not a JWT got 503
+    /// `introspection_unavailable` for good).
+    pub(crate) async fn discover_endpoints(&self) {
+        for endpoint in &self.inner.endpoints {
+            if matches!(*lock(&endpoint.url), Discovered::Unknown)
+                && let Some(pass) = endpoint.breaker.admit()
+            {
+                let found = self.endpoint(endpoint).await;
+                pass.settle(match found {
+                    Err(AuthErrorKind::IntrospectionUnavailable) => Settle::Outage,
+                    _ => Settle::Answered,
+                });
+            }
+        }
     }
 
     /// The issuer's `introspection_endpoint`, by the crate's one discovery
@@ -695,8 +753,18 @@ impl IntrospectionVerifier {
             .discover_endpoint(issuer, "introspection_endpoint")
             .await
             .map_err(|e| {
-                tracing::warn!(%issuer, error = %e, "introspection discovery failed");
-                AuthErrorKind::IntrospectionUnavailable
+                if e.is_absent() {
+                    tracing::warn!(
+                        %issuer,
+                        error = %e,
+                        reason = "introspection_not_offered",
+                        "the issuer's metadata names no introspection endpoint: tokens that are not JWTs are refused (401 introspection_not_offered) until it does; configure the endpoint (MCP_OAUTH2_INTROSPECTION_URI, IntrospectionSettings::endpoint) or leave introspection off"
+                    );
+                    AuthErrorKind::IntrospectionNotOffered
+                } else {
+                    tracing::warn!(%issuer, error = %e, "introspection discovery failed");
+                    AuthErrorKind::IntrospectionUnavailable
+                }
             })
     }
 
@@ -705,6 +773,9 @@ impl IntrospectionVerifier {
         endpoint: &Endpoint,
         token: &str,
     ) -> Result<(AuthContext, Vec<u8>), AuthErrorKind> {
+        if Self::known_absent(endpoint) {
+            return Err(AuthErrorKind::IntrospectionNotOffered);
+        }
         // In an outage's cooldown: refused at once, without a request
         // (see `crate::breaker`).
         let pass = endpoint
@@ -713,6 +784,11 @@ impl IntrospectionVerifier {
             .ok_or(AuthErrorKind::IntrospectionUnavailable)?;
         let url = match self.endpoint(endpoint).await {
             Ok(url) => url,
+            // The issuer's answer, not an outage.
+            Err(AuthErrorKind::IntrospectionNotOffered) => {
+                pass.settle(Settle::Answered);
+                return Err(AuthErrorKind::IntrospectionNotOffered);
+            }
             Err(kind) => {
                 // A discovery's answer is the same for every token: a
                 // failed one (whatever the reason) is not tried again per

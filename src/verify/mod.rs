@@ -22,24 +22,29 @@ pub(crate) use token::{TokenVerifier, VerifyFuture};
 /// an [`IntrospectionVerifier`] for opaque tokens when
 /// [`AuthConfigBuilder::introspection`](crate::AuthConfigBuilder::introspection)
 /// or [`AuthConfigBuilder::issuer_introspection`](crate::AuthConfigBuilder::issuer_introspection)
-/// is set. Also returns the JWT verifier, for prefetching keys.
+/// is set. Also returns the JWT verifier and the introspection one, for
+/// fetching keys and discovering endpoints when a server starts.
 pub(crate) fn from_config(
     config: &crate::AuthConfig,
-) -> Result<(std::sync::Arc<dyn TokenVerifier>, JwtVerifier), crate::ConfigError> {
+) -> Result<
+    (
+        std::sync::Arc<dyn TokenVerifier>,
+        JwtVerifier,
+        Option<IntrospectionVerifier>,
+    ),
+    crate::ConfigError,
+> {
     let jwt = JwtVerifier::new(config)?;
     // One policy for both: the introspection verifier shares the JWT one's.
-    let verifier: std::sync::Arc<dyn TokenVerifier> = if IntrospectionVerifier::configured(config) {
-        std::sync::Arc::new(
-            ChainVerifier::new()
-                .pass_on_unknown_issuer(false)
-                .then(jwt.clone())
-                .then(IntrospectionVerifier::with_policy(
-                    config,
-                    std::sync::Arc::clone(jwt.policy()),
-                )?),
-        )
+    if IntrospectionVerifier::configured(config) {
+        let introspection =
+            IntrospectionVerifier::with_policy(config, std::sync::Arc::clone(jwt.policy()))?;
+        let chain = ChainVerifier::new()
+            .pass_on_unknown_issuer(false)
+            .then(jwt.clone())
+            .then(introspection.clone());
+        Ok((std::sync::Arc::new(chain), jwt, Some(introspection)))
     } else {
-        std::sync::Arc::new(jwt.clone())
-    };
-    Ok((verifier, jwt))
+        Ok((std::sync::Arc::new(jwt.clone()), jwt, None))
+    }
 }

@@ -9,6 +9,7 @@ mod support;
 
 use support::fixture;
 
+mod not_offered;
 mod outage;
 mod rules;
 
@@ -43,6 +44,10 @@ struct Endpoint {
     /// A metadata document given as raw JSON text, served instead of the
     /// usual one (for shapes a `Value` cannot hold).
     raw_metadata: Arc<Mutex<Option<String>>>,
+    /// Requests for the RFC 8414 metadata document.
+    metadata_hits: Arc<AtomicUsize>,
+    /// The OpenID Connect metadata document, when there is one (else 404).
+    oidc_metadata: Arc<Mutex<Option<String>>>,
 }
 
 async fn introspect(
@@ -103,6 +108,7 @@ async fn introspect(
 
 async fn metadata(State(e): State<Endpoint>) -> axum::response::Response {
     use axum::response::IntoResponse;
+    e.metadata_hits.fetch_add(1, Ordering::SeqCst);
     if let Some(raw) = e.raw_metadata.lock().unwrap().clone() {
         return (
             [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -117,6 +123,18 @@ async fn metadata(State(e): State<Endpoint>) -> axum::response::Response {
     .into_response()
 }
 
+async fn oidc_metadata(State(e): State<Endpoint>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match e.oidc_metadata.lock().unwrap().clone() {
+        Some(raw) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            raw,
+        )
+            .into_response(),
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 async fn start_endpoint() -> (Endpoint, String) {
     let e = Endpoint::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -125,6 +143,7 @@ async fn start_endpoint() -> (Endpoint, String) {
     let app = axum::Router::new()
         .route("/introspect", post(introspect))
         .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/.well-known/openid-configuration", get(oidc_metadata))
         .with_state(e.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (e, base)

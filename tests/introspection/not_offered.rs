@@ -1,0 +1,193 @@
+//! An issuer whose metadata names no `introspection_endpoint`, with
+//! introspection configured to discover it (found from outside:
+//! `MCP_OAUTH2_CLIENT_ID`, set for the token exchange, turns introspection
+//! on, and every token that is not a JWT got 503 `introspection_unavailable`
+//! for good, a retry a client could never get past). The issuer's answer is
+//! told as such: 401 `introspection_not_offered`, without a cooldown and
+//! without reading the metadata once per token; the server says so in its
+//! log when it starts; a document that has the endpoint further down the
+//! discovery list is used.
+
+use std::sync::atomic::Ordering;
+
+use mcp_oauth2::testing::TestIssuer;
+use mcp_oauth2::verify::IntrospectionSettings;
+use serde_json::{Value, json};
+
+use super::fixture::{Harness, bounded, call_text, legacy_client};
+use super::{RESOURCE, check, now, start_endpoint};
+use crate::support;
+
+/// `initialize` with `token`: status, `Retry-After`, `WWW-Authenticate` and
+/// the body.
+async fn initialize(h: &Harness, token: &str) -> (u16, bool, String, Value) {
+    const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let resp = bounded(h.post(&[("authorization", &format!("Bearer {token}"))], INITIALIZE)).await;
+    let status = resp.status().as_u16();
+    let retry_after = resp.headers().contains_key("retry-after");
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    (status, retry_after, challenge, body)
+}
+
+// `McpServer` with introspection discovered from a `TestIssuer` (whose
+// metadata has a key set and a token endpoint, no introspection endpoint):
+// opaque tokens are 401 `introspection_not_offered` with a Bearer
+// challenge, no `Retry-After`; the metadata is read once, not once per
+// token; a JWT is still accepted.
+#[tokio::test]
+async fn opaque_tokens_are_refused_as_not_offered_when_the_issuer_has_no_endpoint() {
+    let h = Harness::start(|b| b.introspection(IntrospectionSettings::new("rs", "s3cret"))).await;
+    for i in 0..50 {
+        let (status, retry_after, challenge, body) = initialize(&h, &format!("opaque-{i}")).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["reason"], "introspection_not_offered", "{body}");
+        assert_eq!(body["error"], "invalid_token", "{body}");
+        assert!(!retry_after, "{body}");
+        assert!(challenge.starts_with("Bearer "), "{challenge}");
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{challenge}"
+        );
+        assert!(challenge.contains("offers no introspection"), "{challenge}");
+    }
+    // Read when the server started and at most once more (the start-up
+    // read may still be under way when the first token comes): never per
+    // token (three metadata URLs at most per reading: RFC 8414, OpenID
+    // Connect, and the issuer-path form).
+    let metadata = h.issuer.metadata_hits();
+    assert!((1..=6).contains(&metadata), "{metadata} metadata requests");
+    let client = bounded(legacy_client(&h.resource, &h.token("alice")))
+        .await
+        .unwrap();
+    assert!(bounded(call_text(&client, "whoami")).await.is_ok());
+    client.cancel().await.unwrap();
+}
+
+// The verifier on its own (a plain layer has no start-up): the first
+// opaque token reads the metadata, the next ones are answered from what it
+// said; the error is the documented kind.
+#[tokio::test]
+async fn the_verifier_reads_the_metadata_once_for_many_tokens() {
+    use mcp_oauth2::verify::IntrospectionVerifier;
+    use mcp_oauth2::{AuthConfig, AuthErrorKind};
+    let (e, base) = start_endpoint().await;
+    *e.raw_metadata.lock().unwrap() =
+        Some(json!({"issuer": base, "jwks_uri": format!("{base}/jwks")}).to_string());
+    let config = AuthConfig::builder()
+        .issuer(&base)
+        .resource(RESOURCE)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let v = IntrospectionVerifier::new(&config, IntrospectionSettings::new("rs:client", "s3cr&t"))
+        .unwrap();
+    for i in 0..20 {
+        assert_eq!(
+            check(&v, &format!("opaque-{i}")).await.err(),
+            Some(AuthErrorKind::IntrospectionNotOffered)
+        );
+    }
+    assert_eq!(e.metadata_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(e.hits.load(Ordering::SeqCst), 0);
+}
+
+// A document without the member sends discovery on: an RFC 8414 document
+// without `introspection_endpoint` beside an OpenID Connect one with it
+// (before: the first document's lack ended discovery).
+#[tokio::test]
+async fn an_endpoint_named_in_the_openid_document_only_is_found() {
+    use mcp_oauth2::AuthConfig;
+    use mcp_oauth2::verify::IntrospectionVerifier;
+    let (e, base) = start_endpoint().await;
+    *e.raw_metadata.lock().unwrap() =
+        Some(json!({"issuer": base, "jwks_uri": format!("{base}/jwks")}).to_string());
+    e.answers.lock().unwrap().insert(
+        "t".into(),
+        json!({"active": true, "sub": "olga", "aud": RESOURCE, "exp": now() + 300}),
+    );
+    // The OpenID Connect document names the endpoint.
+    *e.oidc_metadata.lock().unwrap() = Some(
+        json!({
+            "issuer": base,
+            "jwks_uri": format!("{base}/jwks"),
+            "introspection_endpoint": format!("{base}/introspect"),
+        })
+        .to_string(),
+    );
+    let config = AuthConfig::builder()
+        .issuer(&base)
+        .resource(RESOURCE)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let v = IntrospectionVerifier::new(&config, IntrospectionSettings::new("rs:client", "s3cr&t"))
+        .unwrap();
+    assert_eq!(check(&v, "t").await.unwrap().subject(), "olga");
+    assert_eq!(e.hits.load(Ordering::SeqCst), 1);
+}
+
+// The reference server as found from outside: an issuer without an
+// introspection endpoint and `MCP_OAUTH2_CLIENT_ID` set. Its log says so
+// before any request, naming the reason and the variable to set; opaque
+// tokens are 401 `introspection_not_offered`, JWTs are served.
+#[tokio::test]
+async fn the_reference_server_says_at_start_up_that_its_issuer_offers_no_introspection() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let server = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+            ("MCP_OAUTH2_RESOURCE", &resource),
+            ("MCP_OAUTH2_CLIENT_ID", "rs"),
+            ("MCP_OAUTH2_CLIENT_SECRET", "s3cret-value"),
+            ("MCP_OAUTH2_LOG_FORMAT", "json"),
+        ],
+    )
+    .await;
+    let mut lines = server.lines;
+    let mut child = server.child;
+    let warned = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("introspection_not_offered") {
+                return line;
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("no start-up line about the missing introspection endpoint");
+    let event: Value = serde_json::from_str(&warned).unwrap();
+    assert_eq!(event["level"], "WARN", "{warned}");
+    assert!(warned.contains("MCP_OAUTH2_INTROSPECTION_URI"), "{warned}");
+    assert!(!warned.contains("s3cret-value"), "{warned}");
+    let refused = reqwest::Client::new()
+        .post(&resource)
+        .header("authorization", "Bearer opaque-token-value")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(!refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["reason"], "introspection_not_offered", "{body}");
+    let token = issuer
+        .token()
+        .audience(&resource)
+        .scopes(["notes:read"])
+        .sign();
+    let client = bounded(legacy_client(&resource, &token)).await.unwrap();
+    assert!(bounded(call_text(&client, "whoami")).await.is_ok());
+    client.cancel().await.unwrap();
+    child.kill().await.unwrap();
+}
