@@ -94,7 +94,7 @@ impl RequestId {
     /// would be written as it is in the audit events, the spans and the
     /// error body, where token material must never appear. The rule is the
     /// one the audit applies to every other text of a request, and one
-    /// more for ids alone: no run of [`MIXED_CASE_RUN`] base64url
+    /// more for ids alone: no run of 32 base64url
     /// characters or more with both upper- and lowercase letters, the shape
     /// of random bytes in base64url (found from outside: Ory's opaque
     /// tokens, `ory_at_` and two runs of 43, went through; so would an

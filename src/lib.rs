@@ -116,6 +116,7 @@ pub mod store;
 pub mod testing;
 mod throttle;
 pub mod verify;
+mod weighed;
 
 pub use bearer::BearerToken;
 pub use config::{

@@ -44,6 +44,7 @@ const ROOMS: &[&str] = &[
     "correlation",
     "throttle",
     "store",
+    "weighed",
 ];
 
 /// Back edges allowed, each with its reason: only one that a trait object

@@ -36,36 +36,22 @@ impl Entry {
 }
 
 /// The cache of outcomes, bounded in entries (`max_entries`) and in
-/// bytes, [`BYTES_PER_ENTRY`] per allowed entry (40 MB at the default
-/// 10,000): each entry weighs its token and scope, at least
-/// `BYTES_PER_ENTRY` (found from outside: answers of up to 64 KiB could
-/// hold about 640 MB at the entry cap).
-pub(super) type Cache = quick_cache::sync::Cache<[u8; 32], Entry, ByBytes>;
+/// bytes (see [`crate::weighed`]: 40 MB at the default 10,000): each entry
+/// weighs its token and scope (found from outside: answers of up to 64 KiB
+/// could hold about 640 MB at the entry cap).
+pub(super) type Cache = crate::weighed::DigestCache<Entry>;
 
-/// The byte budget per allowed entry, and the least an entry weighs.
-pub(super) const BYTES_PER_ENTRY: u64 = 4_096;
-
-/// Weighs an outcome by the token and scope it holds.
-#[derive(Clone, Copy, Default)]
-pub(super) struct ByBytes;
-
-impl quick_cache::Weighter<[u8; 32], Entry> for ByBytes {
-    fn weight(&self, _key: &[u8; 32], entry: &Entry) -> u64 {
-        let held = entry.outcome.as_ref().map_or(0, |t| {
+impl crate::weighed::HeldBytes for Entry {
+    fn held_bytes(&self) -> usize {
+        self.outcome.as_ref().map_or(0, |t| {
             t.token.len() + t.scope.as_deref().map_or(0, str::len)
-        });
-        ((std::mem::size_of::<([u8; 32], Entry)>() + 64 + held) as u64).max(BYTES_PER_ENTRY)
+        })
     }
 }
 
 /// A cache for `max_entries` outcomes, bounded in bytes too.
 pub(super) fn cache(max_entries: usize) -> Cache {
-    let entries = max_entries.max(1);
-    Cache::with_weighter(
-        entries,
-        (entries as u64).saturating_mul(BYTES_PER_ENTRY),
-        ByBytes,
-    )
+    crate::weighed::digest_cache(max_entries)
 }
 
 /// An exchanged token as a shared [`ExchangeStore`] keeps it.

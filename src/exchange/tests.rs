@@ -433,7 +433,7 @@ fn the_cache_is_bounded_in_bytes() {
         big.insert([i; 32], entry(60_000));
     }
     assert!(
-        big.weight() <= 100 * super::cache::BYTES_PER_ENTRY,
+        big.weight() <= 100 * crate::weighed::BYTES_PER_ENTRY,
         "{}",
         big.weight()
     );

@@ -101,28 +101,15 @@ impl Entry {
 ///
 /// Bounded twice, as the verified-token cache is: in entries (the largest
 /// `max_entries` of the endpoints' settings) and in bytes,
-/// [`BYTES_PER_ENTRY`] per allowed entry (40 MB at the default 10,000).
+/// [`BYTES_PER_ENTRY`](crate::weighed::BYTES_PER_ENTRY) per allowed entry (40 MB at the default 10,000).
 /// Each entry weighs what its context holds (the answer's members kept as
 /// claims), at least `BYTES_PER_ENTRY`: found from outside, answers of
 /// 250 KB kept about 360 KB each, 3.5 GB at the entry cap.
-type ResultCache = quick_cache::sync::Cache<[u8; 32], Entry, ByBytes>;
+type ResultCache = crate::weighed::DigestCache<Entry>;
 
-/// The byte budget per allowed entry of the result cache, and the least an
-/// entry weighs (an introspection answer's context is larger than a JWT's:
-/// its members are kept as claims).
-const BYTES_PER_ENTRY: u64 = 4_096;
-
-/// Weighs a cached result by what it holds (see [`ResultCache`]).
-#[derive(Clone, Copy, Default)]
-struct ByBytes;
-
-impl quick_cache::Weighter<[u8; 32], Entry> for ByBytes {
-    fn weight(&self, _key: &[u8; 32], entry: &Entry) -> u64 {
-        let held = entry
-            .outcome
-            .as_ref()
-            .map_or(0, AuthContext::retained_bytes);
-        ((std::mem::size_of::<([u8; 32], Entry)>() + 16 + held) as u64).max(BYTES_PER_ENTRY)
+impl crate::weighed::HeldBytes for Entry {
+    fn held_bytes(&self) -> usize {
+        self.outcome.as_ref().map_or(0, AuthContext::retained_bytes)
     }
 }
 
@@ -140,16 +127,6 @@ fn answered(kind: AuthErrorKind) -> AuthError {
 /// endpoint's breaker learns of it) before the verification is abandoned.
 fn endpoint_timeout(http_timeout: Duration, verify_timeout: Duration) -> Duration {
     http_timeout.min(verify_timeout.mul_f64(0.9))
-}
-
-/// A result cache for `capacity` entries, bounded in bytes too.
-fn result_cache(capacity: usize) -> ResultCache {
-    let capacity = capacity.max(1);
-    ResultCache::with_weighter(
-        capacity,
-        (capacity as u64).saturating_mul(BYTES_PER_ENTRY),
-        ByBytes,
-    )
 }
 
 /// One introspection endpoint and what it may vouch for.
@@ -475,7 +452,7 @@ impl IntrospectionVerifier {
                 // times out first now, and counts as the outage it is.
                 timeout: endpoint_timeout(config.http_timeout, config.verify_timeout),
                 max_bytes: config.max_document_bytes,
-                cache: result_cache(capacity),
+                cache: crate::weighed::digest_cache(capacity),
                 calls: Default::default(),
                 store_errors: Default::default(),
                 store: config.shared_store.clone(),
@@ -959,19 +936,19 @@ mod tests {
                 transient: false,
             }
         };
-        let cache = result_cache(100);
+        let cache: ResultCache = crate::weighed::digest_cache(100);
         for i in 0..100u8 {
             cache.insert([i; 32], entry(250_000));
         }
         assert!(
-            cache.weight() <= 100 * BYTES_PER_ENTRY,
+            cache.weight() <= 100 * crate::weighed::BYTES_PER_ENTRY,
             "{}",
             cache.weight()
         );
         assert!(cache.len() < 5, "{} answers of 250 KB kept", cache.len());
         // Small answers weigh the least an entry weighs: half the entry
         // cap stays (the cache's shards each hold their share).
-        let cache = result_cache(100);
+        let cache: ResultCache = crate::weighed::digest_cache(100);
         for i in 0..50u8 {
             cache.insert([i; 32], entry(10));
         }

@@ -18,22 +18,21 @@ pub use introspection::{
 pub(crate) use jwt::JwtVerifier;
 pub(crate) use token::{TokenVerifier, VerifyFuture};
 
+/// What [`from_config`] builds: the verifier, its JWT verifier, and its
+/// introspection verifier when there is one.
+pub(crate) type Built = (
+    std::sync::Arc<dyn TokenVerifier>,
+    JwtVerifier,
+    Option<IntrospectionVerifier>,
+);
+
 /// The verifier a configuration describes: a [`JwtVerifier`], chained with
 /// an [`IntrospectionVerifier`] for opaque tokens when
 /// [`AuthConfigBuilder::introspection`](crate::AuthConfigBuilder::introspection)
 /// or [`AuthConfigBuilder::issuer_introspection`](crate::AuthConfigBuilder::issuer_introspection)
 /// is set. Also returns the JWT verifier and the introspection one, for
 /// fetching keys and discovering endpoints when a server starts.
-pub(crate) fn from_config(
-    config: &crate::AuthConfig,
-) -> Result<
-    (
-        std::sync::Arc<dyn TokenVerifier>,
-        JwtVerifier,
-        Option<IntrospectionVerifier>,
-    ),
-    crate::ConfigError,
-> {
+pub(crate) fn from_config(config: &crate::AuthConfig) -> Result<Built, crate::ConfigError> {
     let jwt = JwtVerifier::new(config)?;
     // One policy for both: the introspection verifier shares the JWT one's.
     if IntrospectionVerifier::configured(config) {
