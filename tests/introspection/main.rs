@@ -158,13 +158,19 @@ fn now() -> u64 {
         .as_secs()
 }
 
-fn verifier(base: &str, method: ClientAuthMethod, discover: bool) -> IntrospectionVerifier {
-    let config = AuthConfig::builder()
+/// The configuration of a server for `RESOURCE` trusting the issuer at
+/// `base` (loopback, plain HTTP).
+fn loopback_config(base: &str) -> AuthConfig {
+    AuthConfig::builder()
         .issuer(base)
         .resource(RESOURCE)
         .allow_insecure_http_for_loopback(true)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn verifier(base: &str, method: ClientAuthMethod, discover: bool) -> IntrospectionVerifier {
+    let config = loopback_config(base);
     let mut settings = IntrospectionSettings::new("rs:client", "s3cr&t").auth_method(method);
     if !discover {
         settings = settings.endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap());

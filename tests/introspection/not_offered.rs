@@ -18,6 +18,15 @@ use super::fixture::{Harness, bounded, call_text, legacy_client};
 use super::{RESOURCE, check, now, start_endpoint};
 use crate::support;
 
+/// A verifier for the issuer at `base` that discovers its endpoint.
+fn discovering(base: &str) -> mcp_oauth2::verify::IntrospectionVerifier {
+    mcp_oauth2::verify::IntrospectionVerifier::new(
+        &super::loopback_config(base),
+        IntrospectionSettings::new("rs:client", "s3cr&t"),
+    )
+    .unwrap()
+}
+
 /// `initialize` with `token`: status, `Retry-After`, `WWW-Authenticate` and
 /// the body.
 async fn initialize(h: &Harness, token: &str) -> (u16, bool, String, Value) {
@@ -74,19 +83,11 @@ async fn opaque_tokens_are_refused_as_not_offered_when_the_issuer_has_no_endpoin
 // said; the error is the documented kind.
 #[tokio::test]
 async fn the_verifier_reads_the_metadata_once_for_many_tokens() {
-    use mcp_oauth2::verify::IntrospectionVerifier;
-    use mcp_oauth2::{AuthConfig, AuthErrorKind};
+    use mcp_oauth2::AuthErrorKind;
     let (e, base) = start_endpoint().await;
     *e.raw_metadata.lock().unwrap() =
         Some(json!({"issuer": base, "jwks_uri": format!("{base}/jwks")}).to_string());
-    let config = AuthConfig::builder()
-        .issuer(&base)
-        .resource(RESOURCE)
-        .allow_insecure_http_for_loopback(true)
-        .build()
-        .unwrap();
-    let v = IntrospectionVerifier::new(&config, IntrospectionSettings::new("rs:client", "s3cr&t"))
-        .unwrap();
+    let v = discovering(&base);
     for i in 0..20 {
         assert_eq!(
             check(&v, &format!("opaque-{i}")).await.err(),
@@ -102,8 +103,6 @@ async fn the_verifier_reads_the_metadata_once_for_many_tokens() {
 // (before: the first document's lack ended discovery).
 #[tokio::test]
 async fn an_endpoint_named_in_the_openid_document_only_is_found() {
-    use mcp_oauth2::AuthConfig;
-    use mcp_oauth2::verify::IntrospectionVerifier;
     let (e, base) = start_endpoint().await;
     *e.raw_metadata.lock().unwrap() =
         Some(json!({"issuer": base, "jwks_uri": format!("{base}/jwks")}).to_string());
@@ -120,14 +119,7 @@ async fn an_endpoint_named_in_the_openid_document_only_is_found() {
         })
         .to_string(),
     );
-    let config = AuthConfig::builder()
-        .issuer(&base)
-        .resource(RESOURCE)
-        .allow_insecure_http_for_loopback(true)
-        .build()
-        .unwrap();
-    let v = IntrospectionVerifier::new(&config, IntrospectionSettings::new("rs:client", "s3cr&t"))
-        .unwrap();
+    let v = discovering(&base);
     assert_eq!(check(&v, "t").await.unwrap().subject(), "olga");
     assert_eq!(e.hits.load(Ordering::SeqCst), 1);
 }
@@ -139,13 +131,9 @@ async fn an_endpoint_named_in_the_openid_document_only_is_found() {
 #[tokio::test]
 async fn the_reference_server_says_at_start_up_that_its_issuer_offers_no_introspection() {
     let issuer = TestIssuer::start().await.unwrap();
-    let port = support::reference::free_port();
-    let resource = format!("http://127.0.0.1:{port}/mcp");
-    let server = support::reference::start(
-        port,
+    let (server, resource) = support::reference::start_trusting(
+        issuer.issuer(),
         &[
-            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
-            ("MCP_OAUTH2_RESOURCE", &resource),
             ("MCP_OAUTH2_CLIENT_ID", "rs"),
             ("MCP_OAUTH2_CLIENT_SECRET", "s3cret-value"),
             ("MCP_OAUTH2_LOG_FORMAT", "json"),

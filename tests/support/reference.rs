@@ -132,15 +132,25 @@ pub async fn start(port: u16, env: &[(&str, &str)]) -> Reference {
 /// it serves.
 #[allow(dead_code)] // not every test binary reads logs
 pub async fn start_logging(issuer: &str, format: &str, rust_log: &str) -> (Reference, String) {
+    start_trusting(
+        issuer,
+        &[("MCP_OAUTH2_LOG_FORMAT", format), ("RUST_LOG", rust_log)],
+    )
+    .await
+}
+
+/// The reference server trusting `issuer`, on a free port, with `env`
+/// besides; with the resource it serves.
+#[allow(dead_code)] // not every test binary starts one this way
+pub async fn start_trusting(issuer: &str, env: &[(&str, &str)]) -> (Reference, String) {
     let port = free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
-    let env = [
+    let mut all = vec![
         ("MCP_OAUTH2_ISSUER", issuer),
         ("MCP_OAUTH2_RESOURCE", resource.as_str()),
-        ("MCP_OAUTH2_LOG_FORMAT", format),
-        ("RUST_LOG", rust_log),
     ];
-    (start(port, &env).await, resource)
+    all.extend_from_slice(env);
+    (start(port, &all).await, resource)
 }
 
 /// [`start`] with `command` (such as [`command_with_fd_limit`]).
