@@ -202,6 +202,59 @@ fn cooldown(failures: u32) -> Duration {
         .min(MAX_COOLDOWN)
 }
 
+/// A budget of requests to an upstream per second (a fixed window): with
+/// anyone able to send tokens that each cost a request (a made-up tenant's
+/// key set, a garbage opaque token's introspection), a flood would
+/// otherwise cost the authorization server one request per token, and a
+/// provider may throttle or block a server that floods it. A counter under
+/// a mutex rather than a rate-limiting crate: it is taken only before such
+/// a request (a network round trip), for a few field updates.
+#[derive(Debug)]
+pub(crate) struct PerSecond {
+    per_second: u32,
+    /// The window's start, what was taken in it, and what was refused.
+    window: Mutex<(Instant, u32, u32)>,
+}
+
+/// What [`PerSecond::take`] gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// Within the budget.
+    Taken,
+    /// Past it; `first` for the first refusal of the second (to log once).
+    Refused { first: bool },
+}
+
+impl PerSecond {
+    /// A budget of `per_second` requests a second.
+    pub(crate) fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            window: Mutex::new((Instant::now(), 0, 0)),
+        }
+    }
+
+    /// One more request, if it fits this second's budget.
+    pub(crate) fn take(&self) -> Take {
+        let mut window = self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if now.duration_since(window.0) >= Duration::from_secs(1) {
+            *window = (now, 0, 0);
+        }
+        if window.1 < self.per_second {
+            window.1 += 1;
+            return Take::Taken;
+        }
+        window.2 = window.2.saturating_add(1);
+        Take::Refused {
+            first: window.2 == 1,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +315,20 @@ mod tests {
         let left = b.lock().open_until.unwrap() - Instant::now();
         assert!(left > Duration::from_millis(500), "{left:?}");
         assert!(b.admit().is_none(), "cooling down");
+    }
+
+    // A fixed window: `per_second` taken, then refused (the first refusal
+    // of the second said once), and a new second's budget.
+    #[test]
+    fn a_budget_a_second() {
+        let budget = PerSecond::new(2);
+        assert_eq!(budget.take(), Take::Taken);
+        assert_eq!(budget.take(), Take::Taken);
+        assert_eq!(budget.take(), Take::Refused { first: true });
+        assert_eq!(budget.take(), Take::Refused { first: false });
+        std::thread::sleep(Duration::from_millis(1050));
+        assert_eq!(budget.take(), Take::Taken);
+        assert_eq!(budget.take(), Take::Taken);
+        assert_eq!(budget.take(), Take::Refused { first: true });
     }
 }

@@ -836,7 +836,7 @@ impl AuthConfigBuilder {
                 check_url_parts(endpoint, UrlParts::Endpoint, "introspection_endpoint")?;
                 check_https(endpoint, loopback_ok, "introspection_endpoint")?;
             }
-            settings.check_credentials(INTROSPECTION_CREDENTIALS)?;
+            settings.check(INTROSPECTION_CREDENTIALS)?;
             target.introspection = Some(settings);
         }
         for (issuer, jwks) in self.jwks_uris {
@@ -936,7 +936,7 @@ impl AuthConfigBuilder {
             } else if issuers.is_empty() {
                 return Err(super::introspection::no_endpoint_to_discover());
             }
-            settings.check_credentials(INTROSPECTION_CREDENTIALS)?;
+            settings.check(INTROSPECTION_CREDENTIALS)?;
         }
         // Every request needs the required scopes: the metadata names them
         // whatever else it lists (RFC 9728 section 2).

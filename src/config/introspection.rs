@@ -56,12 +56,17 @@ pub struct IntrospectionSettings {
     pub(crate) cache_ttl: Duration,
     pub(crate) negative_ttl: Duration,
     pub(crate) max_entries: usize,
+    pub(crate) lookups_per_second: u32,
 }
+
+/// The default of [`IntrospectionSettings::max_lookups_per_second`].
+pub(crate) const DEFAULT_LOOKUPS_PER_SECOND: u32 = 100;
 
 impl IntrospectionSettings {
     /// Settings with the defaults: endpoint discovered from the issuer's
     /// metadata (`introspection_endpoint`), `client_secret_basic`, results
-    /// cached up to 60 s, inactive results 5 s, at most 10,000 entries.
+    /// cached up to 60 s, inactive results 5 s, at most 10,000 entries,
+    /// at most 100 requests to the endpoint a second.
     /// The client id and the secret must not be empty (RFC 7662 section
     /// 2.1: the resource server authenticates); an empty or blank one is
     /// refused when the configuration or the verifier is built.
@@ -74,6 +79,7 @@ impl IntrospectionSettings {
             cache_ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),
             max_entries: 10_000,
+            lookups_per_second: DEFAULT_LOOKUPS_PER_SECOND,
         }
     }
 
@@ -109,8 +115,8 @@ impl IntrospectionSettings {
     /// nor blank). The secret also keys the tags of results shared in a
     /// store: an empty one would leave only public values (the client id,
     /// the resource) to derive that key from. `fields` name the client id
-    /// and the secret in the error.
-    pub(crate) fn check_credentials(
+    /// and the secret in the error. The lookup budget must not be zero.
+    pub(crate) fn check(
         &self,
         (id_field, secret_field): (&'static str, &'static str),
     ) -> Result<(), crate::error::ConfigError> {
@@ -125,6 +131,12 @@ impl IntrospectionSettings {
                  endpoint (RFC 7662 section 2.1)",
             ));
         }
+        if self.lookups_per_second == 0 {
+            return Err(ConfigError::new(
+                "introspection_max_lookups_per_second",
+                "must be greater than zero (no new token could ever be introspected)",
+            ));
+        }
         Ok(())
     }
 
@@ -134,6 +146,24 @@ impl IntrospectionSettings {
     /// weighing the answer's members it keeps.
     pub fn max_entries(mut self, n: usize) -> Self {
         self.max_entries = n;
+        self
+    }
+
+    /// How many requests the endpoint may get in any one second (default
+    /// 100), one per token not already known (cached, or shared by another
+    /// replica). Anyone can send made-up opaque tokens, and each costs the
+    /// authorization server a request before it can be refused (a provider
+    /// may throttle or block a server that floods it, and then every new
+    /// token fails). Past the budget, a token not already known is refused
+    /// at once with 503 `introspection_unavailable` and `Retry-After` (a
+    /// real client retries), and the log says so once a second
+    /// (`reason=introspection_budget`); known tokens are never affected.
+    /// Raise it for a deployment that sees more new tokens a second (a
+    /// restart with many active users: each user's token is new to a
+    /// replica once per `cache_ttl`, or once per replica set with a shared
+    /// store). Zero is refused when the verifier is built.
+    pub fn max_lookups_per_second(mut self, per_second: u32) -> Self {
+        self.lookups_per_second = per_second;
         self
     }
 }
@@ -148,4 +178,37 @@ pub(crate) fn no_endpoint_to_discover() -> crate::error::ConfigError {
          tenants named by a claim: MCP_OAUTH2_TENANTS): the endpoint is discovered from a \
          plain issuer only",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A budget of zero would refuse every new token: refused at build, on
+    // both paths (the configuration, and a verifier of its own).
+    #[test]
+    fn a_zero_lookup_budget_is_refused() {
+        let settings = || IntrospectionSettings::new("rs", "secret").max_lookups_per_second(0);
+        let built = crate::AuthConfig::builder()
+            .issuer("https://as.example")
+            .resource("https://mcp.example/mcp")
+            .introspection(settings())
+            .build();
+        let err = built.unwrap_err();
+        assert_eq!(err.field(), "introspection_max_lookups_per_second", "{err}");
+        let config = crate::AuthConfig::builder()
+            .issuer("https://as.example")
+            .resource("https://mcp.example/mcp")
+            .build()
+            .unwrap();
+        let err = crate::verify::IntrospectionVerifier::new(&config, settings()).unwrap_err();
+        assert_eq!(err.field(), "introspection_max_lookups_per_second", "{err}");
+        assert!(
+            crate::verify::IntrospectionVerifier::new(
+                &config,
+                IntrospectionSettings::new("rs", "secret").max_lookups_per_second(1)
+            )
+            .is_ok()
+        );
+    }
 }

@@ -145,6 +145,8 @@ struct Endpoint {
     seal: aws_lc_rs::hmac::Key,
     /// The outage cooldown of this endpoint and of its discovery.
     breaker: Breaker,
+    /// Its requests a second (`max_lookups_per_second`).
+    budget: crate::breaker::PerSecond,
 }
 
 /// What is known of an endpoint's URL.
@@ -409,7 +411,7 @@ impl IntrospectionVerifier {
                     "introspection_endpoint",
                 )?;
             }
-            settings.check_credentials(("client_id", "client_secret"))?;
+            settings.check(("client_id", "client_secret"))?;
             endpoints.push(Endpoint {
                 issuer,
                 only_own,
@@ -421,6 +423,7 @@ impl IntrospectionVerifier {
                 ),
                 seal: seal_key(&settings, &config.resource)?,
                 breaker: Breaker::new("introspection", "503 introspection_unavailable"),
+                budget: crate::breaker::PerSecond::new(settings.lookups_per_second),
                 settings,
             });
         }
@@ -752,6 +755,20 @@ impl IntrospectionVerifier {
     ) -> Result<(AuthContext, Vec<u8>), AuthErrorKind> {
         if Self::known_absent(endpoint) {
             return Err(AuthErrorKind::IntrospectionNotOffered);
+        }
+        // A token not already known costs the endpoint a request: at most
+        // `max_lookups_per_second` of them (found from outside: made-up
+        // opaque tokens bought requests one for one).
+        if let crate::breaker::Take::Refused { first } = endpoint.budget.take() {
+            if first {
+                tracing::warn!(
+                    issuer = self.inner.policy.issuer(endpoint.issuer).map(|i| &**i),
+                    per_second = endpoint.settings.lookups_per_second,
+                    reason = "introspection_budget",
+                    "introspection: more new tokens this second than the endpoint may be asked about (max_lookups_per_second); the others get 503 introspection_unavailable until the next second"
+                );
+            }
+            return Err(AuthErrorKind::IntrospectionUnavailable);
         }
         // In an outage's cooldown: refused at once, without a request
         // (see `crate::breaker`).

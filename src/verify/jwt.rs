@@ -592,43 +592,11 @@ struct TenantKeys {
     /// `None` for a pinned shared key set (nothing is fetched).
     fetcher: Option<Fetcher>,
     policy: CachePolicy,
-    /// The budget of new tenants a second, when any tenant is accepted.
-    new_tenants: Option<NewTenants>,
-}
-
-/// At most `per_second` tenants without a usable key set (not kept yet, or
-/// kept after failed fetches) let through to a fetch in one second (a
-/// fixed window): with any tenant accepted, a flood of tokens naming
-/// made-up tenants would otherwise cost the authorization server two
-/// requests each. A counter under a mutex rather than a rate-limiting
-/// crate: it is taken only for such a tenant's token, for two field
-/// updates, never for a tenant whose keys are held.
-struct NewTenants {
-    per_second: u32,
-    window: std::sync::Mutex<(std::time::Instant, u32)>,
-}
-
-impl NewTenants {
-    fn new(per_second: u32) -> Self {
-        Self {
-            per_second,
-            window: std::sync::Mutex::new((std::time::Instant::now(), 0)),
-        }
-    }
-
-    /// Whether one more new tenant fits this second's budget.
-    fn take(&self) -> bool {
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
-        if now.duration_since(window.0) >= std::time::Duration::from_secs(1) {
-            *window = (now, 0);
-        }
-        if window.1 >= self.per_second {
-            return false;
-        }
-        window.1 += 1;
-        true
-    }
+    /// The budget of new tenants a second, when any tenant is accepted:
+    /// tenants without a usable key set (not kept yet, or kept after failed
+    /// fetches) let through to a fetch, each costing the authorization
+    /// server a discovery and a key-set request.
+    new_tenants: Option<crate::breaker::PerSecond>,
 }
 
 impl TenantKeys {
@@ -657,7 +625,7 @@ impl TenantKeys {
             None => config.max_key_sets,
         };
         let new_tenants = (shared.is_none() && config.allowed_tenants().is_none())
-            .then(|| NewTenants::new(config.new_tenants_per_second));
+            .then(|| crate::breaker::PerSecond::new(config.new_tenants_per_second));
         Self {
             config: config.clone(),
             shared,
@@ -685,10 +653,10 @@ impl TenantKeys {
             {
                 return Ok(Arc::clone(kept));
             }
-            if !budget.take() {
+            if budget.take() != crate::breaker::Take::Taken {
                 tracing::debug!(
                     issuer = %self.config.template,
-                    per_second = budget.per_second,
+                    per_second = self.config.new_tenants_per_second,
                     "refused a token of a tenant without a usable key set: the budget of new tenants a second is spent"
                 );
                 return Err(AuthErrorKind::KeysUnavailable);

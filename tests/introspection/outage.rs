@@ -304,3 +304,78 @@ async fn a_client_error_of_the_endpoint_opens_no_cooldown() {
     }
     assert_eq!(e.hits.load(Ordering::SeqCst), 5);
 }
+
+// Made-up opaque tokens, each new: without a budget every one cost the
+// endpoint a request (found from outside: a flood of garbage bought
+// requests to the authorization server one for one). With
+// `max_lookups_per_second(5)`, at most five requests go out per second
+// (counted against the seconds the flood took, no timing asserted); the
+// others are the documented 503 with `Retry-After`; a token already known
+// keeps being served during the flood, and after it a new real token gets
+// through.
+#[tokio::test]
+async fn made_up_tokens_cost_the_endpoint_at_most_its_budget_a_second() {
+    let (e, base) = start_endpoint().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let h = Harness::start_with_issuer(issuer, |b| {
+        b.introspection(
+            IntrospectionSettings::new("rs:client", "s3cr&t")
+                .endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap())
+                .max_lookups_per_second(5),
+        )
+    })
+    .await;
+    let active =
+        |sub: &str| json!({"active": true, "sub": sub, "aud": h.resource, "exp": now() + 300});
+    e.answers
+        .lock()
+        .unwrap()
+        .insert("opaque-known".into(), active("kim"));
+    assert_eq!(call(&h, "opaque-known").await.0, 200);
+    // One client for the flood (a client per request costs more than the
+    // budget's second in a debug build).
+    let http = reqwest::Client::new();
+    let send = |token: String| {
+        let request = http
+            .post(&h.resource)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(INITIALIZE);
+        async move {
+            let resp = bounded(request.send()).await.unwrap();
+            let status = resp.status().as_u16();
+            let retry_after = resp.headers().contains_key("retry-after");
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            (
+                status,
+                retry_after,
+                body["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        }
+    };
+    let started = std::time::Instant::now();
+    let before = e.hits.load(Ordering::SeqCst);
+    let (mut inactive, mut refused) = (0, 0);
+    for i in 0..60 {
+        match send(format!("made-up-{i}")).await {
+            (401, false, reason) if reason == "token_inactive" => inactive += 1,
+            (503, true, reason) if reason == "introspection_unavailable" => refused += 1,
+            other => panic!("made-up token {i}: {other:?}"),
+        }
+        assert_eq!(send("opaque-known".into()).await.0, 200, "during the flood");
+    }
+    let seconds = started.elapsed().as_secs() as usize + 1;
+    let asked = e.hits.load(Ordering::SeqCst) - before;
+    eprintln!("60 made-up tokens in {seconds} s: {asked} requests, {refused} refused");
+    assert!(asked <= 5 * seconds, "{asked} requests in {seconds} s");
+    assert_eq!(asked, inactive);
+    assert!(refused > 0, "no token was refused for the budget");
+    // The next second's budget: a real new token gets through.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    e.answers
+        .lock()
+        .unwrap()
+        .insert("opaque-new".into(), active("nat"));
+    assert_eq!(call(&h, "opaque-new").await.0, 200);
+}
