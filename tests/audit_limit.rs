@@ -100,6 +100,11 @@ async fn limited(audit: &Audit) {
     .await;
     let (issuer, url) = (&h.issuer, &h.resource);
     const BURST: usize = 12;
+    // One client for the burst, and the windows it spanned counted: on a
+    // loaded machine (an instrumented coverage run) twelve requests once
+    // took over two seconds, and three windows' events were written.
+    let http = reqwest::Client::new();
+    let started = std::time::Instant::now();
     for i in 0..BURST {
         // Distinct forged tokens, and a missing one: one budget for both.
         let auth = if i == 0 {
@@ -107,8 +112,9 @@ async fn limited(audit: &Audit) {
         } else {
             format!("Bearer {}", forged(issuer, url, &format!("f{i}")))
         };
-        assert_eq!(post(url, &format!("lim-{i:02}"), &auth).await, 401);
+        assert_eq!(send(&http, url, &format!("lim-{i:02}"), &auth).await, 401);
     }
+    let windows = started.elapsed().as_secs() as usize + 1;
     // A verified caller without the scope: its own budget.
     let weak = issuer.token().subject("bob").audience(url).sign();
     assert_eq!(post(url, "authz-1", &format!("Bearer {weak}")).await, 403);
@@ -119,10 +125,11 @@ async fn limited(audit: &Audit) {
 
     let burst = audit.with_prefix("lim-");
     assert!(burst.iter().all(|e| e["event"] == "auth.refused"));
-    // At most two windows of two events each.
+    // Two events in each window the burst spanned, at most.
+    let most = 2 * windows;
     assert!(
-        (2..=4).contains(&burst.len()),
-        "{} of {BURST} written",
+        (2..=most).contains(&burst.len()),
+        "{} of {BURST} written in {windows} windows",
         burst.len()
     );
     // A later window: its first event is written and carries what was
@@ -140,7 +147,7 @@ async fn limited(audit: &Audit) {
     // Every refusal written or counted, and the counts carried add up.
     assert_eq!(all.len() as u64 + suppressed(&all), BURST as u64 + 1);
     assert_eq!(metrics.audit_suppressed, suppressed(&all));
-    assert!(metrics.audit_suppressed >= (BURST - 4) as u64);
+    assert!(metrics.audit_suppressed >= BURST.saturating_sub(most) as u64);
     // The request counters count every refusal, written or not.
     assert_eq!(metrics.rejected_total(), BURST as u64 + 2);
 }
