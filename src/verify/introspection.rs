@@ -151,7 +151,7 @@ struct Endpoint {
 
 /// What is known of an endpoint's URL.
 enum Discovered {
-    /// Not discovered yet, or the last discovery failed.
+    /// Not discovered yet (a failed discovery leaves it so).
     Unknown,
     /// Configured, or discovered.
     Found(Url),
@@ -683,11 +683,15 @@ impl IntrospectionVerifier {
             return Ok(url.clone());
         }
         let found = self.discover(endpoint.issuer).await;
-        *lock(&endpoint.url) = match &found {
-            Ok(url) => Discovered::Found(url.clone()),
-            Err(AuthErrorKind::IntrospectionNotOffered) => Discovered::Absent(Instant::now()),
-            Err(_) => Discovered::Unknown,
-        };
+        // A failed discovery changes nothing (a concurrent one may have
+        // found the endpoint meanwhile).
+        match &found {
+            Ok(url) => *lock(&endpoint.url) = Discovered::Found(url.clone()),
+            Err(AuthErrorKind::IntrospectionNotOffered) => {
+                *lock(&endpoint.url) = Discovered::Absent(Instant::now());
+            }
+            Err(_) => {}
+        }
         found
     }
 
