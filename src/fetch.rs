@@ -27,22 +27,38 @@ use crate::json::{self, Members};
 #[error("{message}")]
 pub(crate) struct FetchError {
     message: Arc<str>,
+    kind: FetchErrorKind,
+}
+
+/// What a [`FetchError`] says of the document asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FetchErrorKind {
+    /// No answer, or not a usable one (an outage, a server error, a
+    /// document refused).
+    Failed,
+    /// 404 or 410: nothing at that URL (a discovery URL the issuer does
+    /// not serve).
+    NotFound,
     /// The issuer's metadata was read and names no such endpoint: an
     /// answer, not an outage (see [`Fetcher::discover_endpoint`]).
-    absent: bool,
+    Absent,
 }
 
 impl FetchError {
     pub(crate) fn new(msg: impl Into<String>) -> Self {
+        Self::of(FetchErrorKind::Failed, msg)
+    }
+
+    fn of(kind: FetchErrorKind, msg: impl Into<String>) -> Self {
         Self {
             message: Arc::from(msg.into()),
-            absent: false,
+            kind,
         }
     }
 
     /// Whether the issuer's metadata was read and has no such endpoint.
     pub(crate) fn is_absent(&self) -> bool {
-        self.absent
+        self.kind == FetchErrorKind::Absent
     }
 }
 
@@ -240,9 +256,13 @@ impl Fetcher {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             });
+        let kind = match response.status() {
+            StatusCode::NOT_FOUND | StatusCode::GONE => FetchErrorKind::NotFound,
+            _ => FetchErrorKind::Failed,
+        };
         let body = read_json_body(response, self.max_bytes)
             .await
-            .map_err(|e| FetchError::new(format!("{url}: {e}")))?;
+            .map_err(|e| FetchError::of(kind, format!("{url}: {e}")))?;
         Ok(Fetched { body, max_age })
     }
 
@@ -267,24 +287,26 @@ impl Fetcher {
         issuer: &str,
         member: &'static str,
     ) -> Result<Url, FetchError> {
-        let mut last_err =
-            FetchError::new(format!("no metadata document found for issuer {issuer}"));
+        // What each URL gave: a document without the member is the issuer's
+        // answer only if every other URL had nothing there (404, 410);
+        // one that failed otherwise (5xx, 429, a timeout, an unreadable
+        // body) may be the one naming it, and makes this an outage (found
+        // from outside: a 500 beside a document without the member was
+        // taken for "none" for five minutes).
+        let mut failures: Vec<FetchError> = Vec::new();
+        let mut absent: Option<FetchError> = None;
         let deadline = deadline_after(self.timeout);
         for url in discovery_urls(issuer)? {
             if tokio::time::Instant::now() >= deadline {
-                return Err(FetchError::new(format!(
-                    "issuer {issuer}: discovery timed out (one deadline for every discovery URL); last error: {last_err}"
+                failures.push(FetchError::new(format!(
+                    "{url}: not tried, the discovery timed out (one deadline for every discovery URL)"
                 )));
+                break;
             }
             let body = match self.get_json_until(&url, deadline).await {
                 Ok(fetched) => fetched.body,
                 Err(e) => {
-                    // A document read without the member is the answer, a
-                    // later URL's failure (an OpenID Connect path the
-                    // issuer does not serve) does not replace it.
-                    if !last_err.absent {
-                        last_err = e;
-                    }
+                    failures.push(e);
                     continue;
                 }
             };
@@ -311,10 +333,10 @@ impl Fetcher {
             // have it (an OpenID Connect document beside a thinner RFC 8414
             // one); without it anywhere, the issuer has none to offer.
             let Some(found) = doc.str(member).ok().flatten() else {
-                last_err = FetchError {
-                    message: Arc::from(format!("{url}: metadata has no {member}")),
-                    absent: true,
-                };
+                absent = Some(FetchError::of(
+                    FetchErrorKind::Absent,
+                    format!("{url}: metadata has no {member}"),
+                ));
                 continue;
             };
             let found = Url::parse(&found)
@@ -333,7 +355,23 @@ impl Fetcher {
                 .map_err(|e| FetchError::new(format!("{url}: {}", e.message())))?;
             return Ok(found);
         }
-        Err(last_err)
+        let failed = failures.iter().any(|e| e.kind != FetchErrorKind::NotFound);
+        match absent {
+            Some(absent) if !failed => Err(absent),
+            _ => {
+                // Every URL's error, so that the log names the one that
+                // matters (found from outside: only the last was said).
+                let said: Vec<String> = absent
+                    .iter()
+                    .chain(&failures)
+                    .map(ToString::to_string)
+                    .collect();
+                Err(FetchError::new(format!(
+                    "no usable metadata document for issuer {issuer}: {}",
+                    said.join("; ")
+                )))
+            }
+        }
     }
 }
 

@@ -139,6 +139,10 @@ struct Endpoint {
     only_own: bool,
     settings: IntrospectionSettings,
     url: Mutex<Discovered>,
+    /// One discovery at a time: requests arriving meanwhile take its
+    /// outcome (found from outside: sixty concurrent first tokens ran
+    /// sixty discoveries, each with its own WARN line).
+    discovering: tokio::sync::Mutex<()>,
     /// Authenticates the results of this endpoint shared in a store (see
     /// [`seal_key`]): a replica trusts a stored result only if it was made
     /// with the same client credentials for the same resource.
@@ -151,13 +155,16 @@ struct Endpoint {
 
 /// What is known of an endpoint's URL.
 enum Discovered {
-    /// Not discovered yet (a failed discovery leaves it so).
+    /// Not discovered yet.
     Unknown,
     /// Configured, or discovered.
     Found(Url),
     /// The issuer's metadata names no `introspection_endpoint` (read at
     /// the instant given): believed for [`ABSENT_RECHECK`].
     Absent(Instant),
+    /// The last discovery failed (ended at the instant given): the
+    /// requests that waited for it take its outcome.
+    Failed(Instant),
 }
 
 /// How long an issuer's metadata without `introspection_endpoint` is
@@ -421,6 +428,7 @@ impl IntrospectionVerifier {
                         .clone()
                         .map_or(Discovered::Unknown, Discovered::Found),
                 ),
+                discovering: tokio::sync::Mutex::new(()),
                 seal: seal_key(&settings, &config.resource)?,
                 breaker: Breaker::new("introspection", "503 introspection_unavailable"),
                 budget: crate::breaker::PerSecond::new(settings.lookups_per_second),
@@ -678,20 +686,37 @@ impl IntrospectionVerifier {
         matches!(*lock(&endpoint.url), Discovered::Absent(at) if at.elapsed() < ABSENT_RECHECK)
     }
 
+    /// What is known of the endpoint's URL for a request that began to
+    /// ask at `asked`: `None` when a discovery is needed.
+    fn known(endpoint: &Endpoint, asked: Instant) -> Option<Result<Url, AuthErrorKind>> {
+        match &*lock(&endpoint.url) {
+            Discovered::Found(url) => Some(Ok(url.clone())),
+            Discovered::Absent(at) if at.elapsed() < ABSENT_RECHECK => {
+                Some(Err(AuthErrorKind::IntrospectionNotOffered))
+            }
+            Discovered::Failed(at) if *at >= asked => {
+                Some(Err(AuthErrorKind::IntrospectionUnavailable))
+            }
+            _ => None,
+        }
+    }
+
     async fn endpoint(&self, endpoint: &Endpoint) -> Result<Url, AuthErrorKind> {
-        if let Discovered::Found(url) = &*lock(&endpoint.url) {
-            return Ok(url.clone());
+        let asked = Instant::now();
+        if let Some(known) = Self::known(endpoint, asked) {
+            return known;
+        }
+        let _one = endpoint.discovering.lock().await;
+        // A discovery that ended while this request waited is its answer.
+        if let Some(known) = Self::known(endpoint, asked) {
+            return known;
         }
         let found = self.discover(endpoint.issuer).await;
-        // A failed discovery changes nothing (a concurrent one may have
-        // found the endpoint meanwhile).
-        match &found {
-            Ok(url) => *lock(&endpoint.url) = Discovered::Found(url.clone()),
-            Err(AuthErrorKind::IntrospectionNotOffered) => {
-                *lock(&endpoint.url) = Discovered::Absent(Instant::now());
-            }
-            Err(_) => {}
-        }
+        *lock(&endpoint.url) = match &found {
+            Ok(url) => Discovered::Found(url.clone()),
+            Err(AuthErrorKind::IntrospectionNotOffered) => Discovered::Absent(Instant::now()),
+            Err(_) => Discovered::Failed(Instant::now()),
+        };
         found
     }
 
@@ -705,8 +730,10 @@ impl IntrospectionVerifier {
     /// `introspection_unavailable` for good).
     pub(crate) async fn discover_endpoints(&self) {
         for endpoint in &self.inner.endpoints {
-            if matches!(*lock(&endpoint.url), Discovered::Unknown)
-                && let Some(pass) = endpoint.breaker.admit()
+            if matches!(
+                *lock(&endpoint.url),
+                Discovered::Unknown | Discovered::Failed(_)
+            ) && let Some(pass) = endpoint.breaker.admit()
             {
                 let found = self.endpoint(endpoint).await;
                 pass.settle(match found {

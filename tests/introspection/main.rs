@@ -48,6 +48,10 @@ struct Endpoint {
     metadata_hits: Arc<AtomicUsize>,
     /// The OpenID Connect metadata document, when there is one (else 404).
     oidc_metadata: Arc<Mutex<Option<String>>>,
+    /// When not zero, the RFC 8414 document is this status instead.
+    metadata_status: Arc<AtomicUsize>,
+    /// A delay before the RFC 8414 document, in milliseconds.
+    metadata_delay_ms: Arc<AtomicUsize>,
 }
 
 async fn introspect(
@@ -109,6 +113,16 @@ async fn introspect(
 async fn metadata(State(e): State<Endpoint>) -> axum::response::Response {
     use axum::response::IntoResponse;
     e.metadata_hits.fetch_add(1, Ordering::SeqCst);
+    let delay = e.metadata_delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+    }
+    let status = e.metadata_status.load(Ordering::SeqCst);
+    if status > 0 {
+        return axum::http::StatusCode::from_u16(status as u16)
+            .unwrap()
+            .into_response();
+    }
     if let Some(raw) = e.raw_metadata.lock().unwrap().clone() {
         return (
             [(axum::http::header::CONTENT_TYPE, "application/json")],

@@ -179,3 +179,61 @@ async fn the_reference_server_says_at_start_up_that_its_issuer_offers_no_introsp
     client.cancel().await.unwrap();
     child.kill().await.unwrap();
 }
+
+// A document without the member beside a discovery URL that failed (a
+// 500, a 429) is not the issuer's answer: the failed one may name the
+// endpoint. An outage then (503, cooldown), and the endpoint is used once
+// the failed URL answers (found from outside: taken for "none" for five
+// minutes, every opaque token told it was invalid).
+#[tokio::test]
+async fn a_failed_metadata_url_beside_a_document_without_the_member_is_an_outage() {
+    for status in [500, 429] {
+        let (e, base) = start_endpoint().await;
+        // RFC 8414: failing (it would name the endpoint); OpenID Connect:
+        // a document without it.
+        e.metadata_status.store(status, Ordering::SeqCst);
+        *e.oidc_metadata.lock().unwrap() =
+            Some(json!({"issuer": base, "jwks_uri": format!("{base}/jwks")}).to_string());
+        e.answers.lock().unwrap().insert(
+            "t".into(),
+            json!({"active": true, "sub": "olga", "aud": RESOURCE, "exp": now() + 300}),
+        );
+        let v = discovering(&base);
+        assert_eq!(
+            check(&v, "t").await.err(),
+            Some(mcp_oauth2::AuthErrorKind::IntrospectionUnavailable),
+            "{status}"
+        );
+        // The RFC 8414 document is back: after the cooldown (1 s), the
+        // endpoint it names is found and used.
+        e.metadata_status.store(0, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        assert_eq!(check(&v, "t").await.unwrap().subject(), "olga", "{status}");
+    }
+}
+
+// Concurrent first tokens share one discovery: sixty distinct tokens sent
+// at once while the metadata takes 300 ms cost one reading of it (up to
+// three URLs), not one each.
+#[tokio::test]
+async fn concurrent_first_tokens_share_one_discovery() {
+    let (e, base) = start_endpoint().await;
+    e.metadata_delay_ms.store(300, Ordering::SeqCst);
+    *e.raw_metadata.lock().unwrap() =
+        Some(json!({"issuer": base, "jwks_uri": format!("{base}/jwks")}).to_string());
+    let v = std::sync::Arc::new(discovering(&base));
+    let lookups: Vec<_> = (0..60)
+        .map(|i| {
+            let v = std::sync::Arc::clone(&v);
+            tokio::spawn(async move { check(&v, &format!("made-up-{i}")).await.err() })
+        })
+        .collect();
+    for lookup in lookups {
+        assert_eq!(
+            bounded(lookup).await.unwrap(),
+            Some(mcp_oauth2::AuthErrorKind::IntrospectionNotOffered)
+        );
+    }
+    let read = e.metadata_hits.load(Ordering::SeqCst);
+    assert_eq!(read, 1, "{read} readings of the RFC 8414 document");
+}
