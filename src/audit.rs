@@ -45,7 +45,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::context::AuthContext;
 use crate::correlation::RequestId;
 use crate::error::{
-    AuthError, AuthErrorKind, REDACTED, holds_a_long_base64url_run, looks_like_a_jwt,
+    AuthError, AuthErrorKind, REDACTED, holds_a_long_base64url_run, holds_a_random_run,
+    looks_like_a_jwt,
 };
 
 /// The `tracing` target of every audit event.
@@ -166,7 +167,7 @@ pub(crate) fn clean(bytes: &[u8]) -> Box<str> {
 /// `spaces` (a scope's inner space is written `?`, so that a space always
 /// separates two scopes).
 fn write_clean(out: &mut impl std::fmt::Write, bytes: &[u8], spaces: bool) -> std::fmt::Result {
-    if looks_like_a_jwt(bytes) || holds_a_long_base64url_run(bytes) {
+    if looks_like_a_jwt(bytes) || holds_a_long_base64url_run(bytes) || holds_a_random_run(bytes) {
         return out.write_str(REDACTED);
     }
     for b in bytes.iter().take(MAX_FIELD_LEN) {
@@ -599,6 +600,13 @@ mod tests {
         // long text broken by other characters, are kept.
         let signature = "c2lnbmF0dXJl".repeat(6);
         assert_eq!(&*clean(signature.as_bytes()), REDACTED);
+        // A random run of 32 or more (a GitHub token as `Mcp-Name`, found
+        // from outside) is not copied either; a long tool name in camel
+        // case is.
+        let github = "ghp_aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1eF2hJ4";
+        assert_eq!(&*clean(github.as_bytes()), REDACTED);
+        let tool = "getUserNotificationPreferencesForAccount";
+        assert_eq!(&*clean(tool.as_bytes()), tool);
         assert_eq!(&*clean(format!("tool-{signature}").as_bytes()), REDACTED);
         let short = "a".repeat(crate::error::MAX_BASE64URL_RUN);
         assert_eq!(&*clean(short.as_bytes()), short.as_str());

@@ -26,22 +26,6 @@ pub(crate) const MAX_REQUEST_ID_LEN: usize = 128;
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct RequestId(Arc<str>);
 
-/// The shortest run of base64url characters that, holding both upper-
-/// and lowercase letters, a request id may not carry (see
-/// [`RequestId::parse`]): 32, the length of 24 random bytes in base64url and
-/// of a Stripe key (`sk_live_` and 24).
-pub(crate) const MIXED_CASE_RUN: usize = 32;
-
-/// Whether `bytes` hold a run of at least [`MIXED_CASE_RUN`] base64url
-/// characters with both an uppercase and a lowercase letter in it.
-fn holds_a_mixed_case_run(bytes: &[u8]) -> bool {
-    bytes.split(|b| !crate::error::is_base64url(*b)).any(|run| {
-        run.len() >= MIXED_CASE_RUN
-            && run.iter().any(u8::is_ascii_uppercase)
-            && run.iter().any(u8::is_ascii_lowercase)
-    })
-}
-
 impl RequestId {
     /// The id of a request with these headers: a valid `X-Request-Id`
     /// (exactly one), else the trace id of a valid `traceparent`, else a
@@ -93,16 +77,15 @@ impl RequestId {
     /// every audit line of its request). Such a value is never taken: it
     /// would be written as it is in the audit events, the spans and the
     /// error body, where token material must never appear. The rule is the
-    /// one the audit applies to every other text of a request, and one
-    /// more for ids alone: no run of 32 base64url
-    /// characters or more with both upper- and lowercase letters, the shape
-    /// of random bytes in base64url (found from outside: Ory's opaque
-    /// tokens, `ory_at_` and two runs of 43, went through; so would an
-    /// HS256 signature, 43, or a GitHub token, 40). The ids of the field
-    /// stay: UUIDs, W3C trace ids and hex digests are one case, ULIDs are
-    /// 26 characters, KSUIDs 27, nanoids 21. (Other fields of an event keep
-    /// the longer rule alone: a subject may be such a run, Entra ID's are
-    /// 43 characters.)
+    /// one the audit applies to every other text of a request: no run of
+    /// 32 base64url characters or more that looks like random bytes (a
+    /// digit, letters switching case four times or more: found from
+    /// outside, Ory's opaque tokens, `ory_at_` and runs of 43, went
+    /// through the 63 rule; so would an HS256 signature, 43, or a GitHub
+    /// token, 40). The ids of the field stay: UUIDs, W3C trace ids and hex
+    /// digests are one case, ULIDs are 26 characters, KSUIDs 27, nanoids
+    /// 21, and an id of one case with a prefix of another (`request_` and a
+    /// ULID) switches once.
     pub fn parse(value: &[u8]) -> Option<Self> {
         let ok = !value.is_empty()
             && value.len() <= MAX_REQUEST_ID_LEN
@@ -111,7 +94,7 @@ impl RequestId {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
             && !crate::error::looks_like_a_jwt(value)
             && !crate::error::holds_a_long_base64url_run(value)
-            && !holds_a_mixed_case_run(value);
+            && !crate::error::holds_a_random_run(value);
         // Checked ASCII above: the conversion cannot fail.
         ok.then(|| std::str::from_utf8(value).ok().map(|s| Self(s.into())))
             .flatten()
@@ -372,10 +355,10 @@ mod tests {
             assert_ne!(id.as_str(), bad);
             assert_eq!(id.as_str().len(), 32, "{bad:?}");
         }
-        // Random bytes in base64url, with the case mixed, from 32
-        // characters in a row: Ory's opaque tokens (runs of 50 and 43), an
-        // HS256 signature (43), a GitHub token (40), a Stripe key (32).
-        // Found from outside: they passed the 63 rule.
+        // Random bytes in base64url, from 32 characters in a row: Ory's
+        // opaque tokens (runs of 50 and 43), an HS256 signature (43), a
+        // GitHub token (40), a Stripe key (32). Found from outside: they
+        // passed the 63 rule.
         let ory = "ory_at_Xq3vN8Kc1TzR7bLm2WpYd9FsJhG4aE6uQoVi0nC5lBk.kT2mW9qXc4Rz7LpN1vHs8dJf3GbY6aEuQoVi0nC5lBt";
         let hs256 = "mV8rKq2Tz7XcN1bLs4WpYd9FhJgR3aE6uQoVi0nC5lB";
         let github = format!("ghp_{}", "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1eF2hJ4");
@@ -385,20 +368,30 @@ mod tests {
             let id = RequestId::from_headers(&headers(&[("x-request-id", bad)]));
             assert_ne!(id.as_str(), bad);
         }
-        // Ids of the field are kept: one case, or shorter runs.
-        let ksuid = "0ujtsYcgvSTl8PAuAdqWYSMnLOv";
-        let nanoid = "V1StGXR8_Z5jdHi6B-myT";
-        let ulid = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
-        let hex_upper = "550E8400E29B41D4A716446655440000";
-        let mixed_31 = format!("{}{}", "A".repeat(15), "b".repeat(16));
-        let traced = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        for good in [ksuid, nanoid, ulid, hex_upper, &mixed_31, traced] {
+        // Ids of the field are kept: one case, shorter runs, one case with
+        // a prefix of another (found from outside: a first version of the
+        // rule replaced these).
+        let kept = [
+            "0ujtsYcgvSTl8PAuAdqWYSMnLOv",
+            "V1StGXR8_Z5jdHi6B-myT",
+            "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "550E8400E29B41D4A716446655440000",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "request_2PM9WMAXWGE8NXFCHK99FMPAFM",
+            "req-51B0D028-D54A-4CDD-AB65-5F3C4EB3DE4A",
+            "RQ6b3e6f0bade65c3b188cc102ddb8379c",
+            "20231206T055000Z-x10elxbbcvg645jcn0ivgxv479ns1v",
+            "getUserNotificationPreferencesForAccount",
+        ];
+        for good in kept {
             let id = RequestId::from_headers(&headers(&[("x-request-id", good)]));
             assert_eq!(id.as_str(), good);
         }
-        let mixed_32 = format!("{}{}", "A".repeat(16), "b".repeat(16));
-        let id = RequestId::from_headers(&headers(&[("x-request-id", &mixed_32)]));
-        assert_ne!(id.as_str(), mixed_32);
+        // 31 random characters pass (the rule's limit, documented).
+        let short = "mV8rKq2Tz7XcN1bLs4WpYd9FhJgR3aE";
+        assert_eq!(short.len(), 31);
+        let id = RequestId::from_headers(&headers(&[("x-request-id", short)]));
+        assert_eq!(id.as_str(), short);
         // Two ids: neither is trusted.
         let two =
             RequestId::from_headers(&headers(&[("x-request-id", "a"), ("x-request-id", "b")]));

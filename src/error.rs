@@ -412,6 +412,38 @@ pub(crate) fn holds_a_long_base64url_run(bytes: &[u8]) -> bool {
     false
 }
 
+/// The shortest run of base64url characters that [`holds_a_random_run`]
+/// judges: 32, the length of 24 random bytes in base64url and of a Stripe
+/// key (`sk_live_` and 24).
+pub(crate) const RANDOM_RUN: usize = 32;
+
+/// Whether `bytes` hold a run of at least [`RANDOM_RUN`] base64url
+/// characters that looks like random bytes: a digit in it, and its letters
+/// switching case at least four times (found from outside: Ory's opaque
+/// tokens, `ory_at_` and runs of 43, an HS256 signature, 43, a GitHub
+/// token, 40, passed the longer rule). Ids of one case with a prefix of
+/// another (`request_` and a ULID, `req-` and an uppercase UUID, Twilio's
+/// `RQ` and 32 hex digits), hex digests and words in camel case without a
+/// digit are not such runs. A heuristic, like the longer rule: a random
+/// token shorter than 32 characters, or of one case (hex), is not caught.
+pub(crate) fn holds_a_random_run(bytes: &[u8]) -> bool {
+    bytes
+        .split(|b| !is_base64url(*b))
+        .filter(|run| run.len() >= RANDOM_RUN)
+        .any(|run| {
+            let mut switches = 0;
+            let mut last_upper = None;
+            for b in run.iter().filter(|b| b.is_ascii_alphabetic()) {
+                let upper = b.is_ascii_uppercase();
+                if last_upper.is_some_and(|last| last != upper) {
+                    switches += 1;
+                }
+                last_upper = Some(upper);
+            }
+            switches >= 4 && run.iter().any(u8::is_ascii_digit)
+        })
+}
+
 /// Whether `bytes` hold something that looks like a JWS or JWE anywhere
 /// in them: `eyJ` (the base64url of `{"`) starting a run of at least
 /// [`JWT_HEADER_MIN`] base64url characters (the shortest JOSE header,
