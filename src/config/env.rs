@@ -870,8 +870,19 @@ fn is_ours(name: &str) -> bool {
     }
     // Dashes or dots for underscores are the same name (found from
     // outside: `MCP-OAUTH2-DPOP=required`, which docker-compose and
-    // systemd accept, was read as another program's and left DPoP off).
-    let upper = name.to_ascii_uppercase().replace(['-', '.'], "_");
+    // systemd accept, was read as another program's and left DPoP off),
+    // and so is a doubled underscore (`MCP__OAUTH2__DPOP`, found from
+    // outside).
+    let mut upper = String::with_capacity(name.len());
+    for c in name.chars() {
+        let c = match c.to_ascii_uppercase() {
+            '-' | '.' => '_',
+            c => c,
+        };
+        if !(c == '_' && upper.ends_with('_')) {
+            upper.push(c);
+        }
+    }
     if upper
         .get(..PREFIX.len())
         .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
@@ -879,13 +890,68 @@ fn is_ours(name: &str) -> bool {
         return true;
     }
     // In characters, as the distance counts them (a zero-width space is
-    // three bytes, one edit).
+    // three bytes, one edit). Two letters swapped are one edit
+    // (`MCP_OATUH2_DPOP`, found from outside: read as another program's,
+    // DPoP left off), and a character outside ASCII may stand for any
+    // letter (a Cyrillic `О` for `O`).
     let chars = upper.chars().count();
     ENV_VARS
         .iter()
         .map(|v| v.name)
         .chain(SERVER_ENV_VARIABLES.iter().copied())
-        .any(|known| known.len().abs_diff(chars) <= 1 && edit_distance(&upper, known) <= 1)
+        .any(|known| known.len().abs_diff(chars) <= 1 && lookalike_distance(&upper, known) <= 1)
+}
+
+/// The optimal-string-alignment distance of `name` to the ASCII name
+/// `known` (insertions, deletions, substitutions and swaps of two
+/// neighbours each cost one), where a character of `name` outside ASCII
+/// stands for any character of `known` at no cost (a lookalike letter).
+/// Hand-written as [`edit_distance`] is: a few dozen names of a few dozen
+/// characters, at start-up only.
+fn lookalike_distance(name: &str, known: &str) -> usize {
+    let a: Vec<char> = name.chars().collect();
+    let b: Vec<char> = known.chars().collect();
+    let same = |x: char, y: char| x == y || !x.is_ascii();
+    // d[i][j]: the distance of a[..i] to b[..j].
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        if let Some(first) = row.first_mut() {
+            *first = i;
+        }
+    }
+    if let Some(first) = d.first_mut() {
+        for (j, cell) in first.iter_mut().enumerate() {
+            *cell = j;
+        }
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let at = |d: &Vec<Vec<usize>>, i: usize, j: usize| {
+                d.get(i)
+                    .and_then(|r| r.get(j))
+                    .copied()
+                    .unwrap_or(usize::MAX / 2)
+            };
+            let (ca, cb) = (a.get(i - 1).copied(), b.get(j - 1).copied());
+            let cost = usize::from(!matches!((ca, cb), (Some(x), Some(y)) if same(x, y)));
+            let mut best = (at(&d, i - 1, j - 1) + cost)
+                .min(at(&d, i - 1, j) + 1)
+                .min(at(&d, i, j - 1) + 1);
+            if i > 1
+                && j > 1
+                && matches!(
+                    (a.get(i - 1), b.get(j - 2), a.get(i - 2), b.get(j - 1)),
+                    (Some(w), Some(x), Some(y), Some(z)) if same(*w, *x) && same(*y, *z)
+                )
+            {
+                best = best.min(at(&d, i - 2, j - 2) + 1);
+            }
+            if let Some(cell) = d.get_mut(i).and_then(|r| r.get_mut(j)) {
+                *cell = best;
+            }
+        }
+    }
+    d.last().and_then(|r| r.last()).copied().unwrap_or_default()
 }
 
 /// The documented variables of this namespace that a server reads for
@@ -2114,6 +2180,15 @@ mod tests {
             "mcp-oauth2-required-scopes",
             "MCP.OAUTH2.ISSUER",
             "MCP-OAUTH-DPOP",
+            // Two letters swapped, doubled underscores, lookalike letters
+            // (found from outside: each started with its setting left
+            // out, the scope check or DPoP off).
+            "MCP_OATUH2_REQUIRED_SCOPES",
+            "MCP_OAUHT2_DPOP",
+            "MPC_OAUTH2_DPOP",
+            "MCP__OAUTH2__DPOP",
+            "MCP_\u{41e}AUTH2_DP\u{41e}P",
+            "\u{41c}\u{421}P_OAUTH2_DPOP",
         ] {
             assert!(is_ours(name), "{name}");
         }
