@@ -9,7 +9,7 @@ use ::url::Url;
 use super::scopes::check_scopes;
 use super::url::{
     UrlParts, canonical_resource, check_https, check_url_parts, metadata_path, normalize_origin,
-    origin_of, route_path_problem, written_as_url,
+    origin_of, route_path_problem, shown, written_as_url,
 };
 use super::{
     Algorithm, AudienceRule, AuthConfig, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY,
@@ -676,8 +676,9 @@ impl AuthConfigBuilder {
         }
         let mut issuers: Vec<IssuerConfig> = Vec::with_capacity(self.issuers.len());
         for issuer in self.issuers {
-            let url = Url::parse(&issuer)
-                .map_err(|e| ConfigError::new("issuer", format!("{issuer:?} is not a URL: {e}")))?;
+            let url = Url::parse(&issuer).map_err(|e| {
+                ConfigError::new("issuer", format!("{} is not a URL: {e}", shown(&issuer)))
+            })?;
             check_url_parts(&url, UrlParts::Issuer, "issuer")?;
             check_https(&url, loopback_ok, "issuer")?;
             check_issuer_form(&issuer, &url, "issuer")?;
@@ -760,7 +761,7 @@ impl AuthConfigBuilder {
                     let url = Url::parse(s).map_err(|e| {
                         ConfigError::new(
                             "authorization_servers",
-                            format!("{s:?} is not a URL: {e}"),
+                            format!("{} is not a URL: {e}", shown(s)),
                         )
                     })?;
                     check_url_parts(&url, UrlParts::Issuer, "authorization_servers")?;
@@ -840,8 +841,9 @@ impl AuthConfigBuilder {
             target.introspection = Some(settings);
         }
         for (issuer, jwks) in self.jwks_uris {
-            let url = Url::parse(&jwks)
-                .map_err(|e| ConfigError::new("jwks_uri", format!("{jwks:?} is not a URL: {e}")))?;
+            let url = Url::parse(&jwks).map_err(|e| {
+                ConfigError::new("jwks_uri", format!("{} is not a URL: {e}", shown(&jwks)))
+            })?;
             check_url_parts(&url, UrlParts::Endpoint, "jwks_uri")?;
             check_https(&url, loopback_ok, "jwks_uri")?;
             // A plain issuer's key-set URL is fetched as written: a
@@ -1082,14 +1084,20 @@ impl AuthConfigBuilder {
             let origin = normalize_origin(raw).ok_or_else(|| {
                 ConfigError::new(
                     "allowed_origin",
-                    format!("{raw:?} is not an origin (scheme://host[:port], no path)"),
+                    format!(
+                        "{} is not an origin (scheme://host[:port], no path)",
+                        shown(raw)
+                    ),
                 )
             })?;
             // The URL rule of every setting: a page served over http:// is
             // one anyone on its path can rewrite, so it may call the
             // endpoint only on loopback, with the development opt-in.
             let url = Url::parse(&origin).map_err(|e| {
-                ConfigError::new("allowed_origin", format!("{raw:?} is not an origin: {e}"))
+                ConfigError::new(
+                    "allowed_origin",
+                    format!("{} is not an origin: {e}", shown(raw)),
+                )
             })?;
             check_https(&url, loopback_ok, "allowed_origin")?;
             // The resource's own origin is always allowed (naming it is

@@ -1334,6 +1334,26 @@ mod tests {
         AuthConfig::from_env_vars(|k| vars.get(k).cloned())
     }
 
+    // A URL that does not parse is repeated in the error without what may
+    // be its password (found from outside: `"http://u:secret@[::1" is not
+    // a URL` at start-up), for every URL variable.
+    #[test]
+    fn an_unparsable_url_is_repeated_without_its_password() {
+        for name in [
+            "MCP_OAUTH2_ISSUER",
+            "MCP_OAUTH2_RESOURCE",
+            "MCP_OAUTH2_JWKS_URI",
+            "MCP_OAUTH2_ALLOWED_ORIGINS",
+        ] {
+            let mut vars = minimal();
+            vars.insert(name, "http://user:PW-SECRET-1@[::1".to_owned());
+            let err = from_map(&vars).unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains("PW-SECRET-1"), "{name}: {text}");
+            assert!(text.contains("[userinfo]@[::1"), "{name}: {text}");
+        }
+    }
+
     // Keywords are read in any case and with blanks around them, as
     // `MCP_OAUTH2_DPOP`'s always were: `off` as `OFF` or ` Off `.
     #[test]

@@ -282,8 +282,12 @@ impl TenantIssuer {
             return Err(err(format!("{template:?} holds {{tenant}} more than once")));
         }
         let sample = self.issuer_for("tenant");
-        let url =
-            Url::parse(&sample).map_err(|e| err(format!("{template:?} is not a URL: {e}")))?;
+        let url = Url::parse(&sample).map_err(|e| {
+            err(format!(
+                "{} is not a URL: {e}",
+                crate::config::url::shown(template)
+            ))
+        })?;
         check_url_parts(&url, UrlParts::Issuer, "tenant_issuer")?;
         check_https(&url, loopback_ok, "tenant_issuer")?;
         if !written_as_url(&sample, &url) {
@@ -368,8 +372,12 @@ impl TenantIssuer {
                     format!("{jwks:?} holds {{tenant}} more than once"),
                 ));
             }
-            let url = Url::parse(&jwks.replacen(TENANT_PLACEHOLDER, "tenant", 1))
-                .map_err(|e| ConfigError::new("jwks_uri", format!("{jwks:?} is not a URL: {e}")))?;
+            let url = Url::parse(&jwks.replacen(TENANT_PLACEHOLDER, "tenant", 1)).map_err(|e| {
+                ConfigError::new(
+                    "jwks_uri",
+                    format!("{} is not a URL: {e}", crate::config::url::shown(jwks)),
+                )
+            })?;
             check_url_parts(&url, UrlParts::Endpoint, "jwks_uri")?;
             check_https(&url, loopback_ok, "jwks_uri")?;
         }
@@ -377,7 +385,7 @@ impl TenantIssuer {
             let url = Url::parse(adv).map_err(|e| {
                 ConfigError::new(
                     "authorization_servers",
-                    format!("{adv:?} is not a URL: {e}"),
+                    format!("{} is not a URL: {e}", crate::config::url::shown(adv)),
                 )
             })?;
             check_url_parts(&url, UrlParts::Issuer, "authorization_servers")?;

@@ -183,7 +183,7 @@ pub(super) fn canonical_resource(
     allow_loopback_http: bool,
 ) -> Result<(String, Url), ConfigError> {
     let url = Url::parse(raw.trim())
-        .map_err(|e| ConfigError::new("resource", format!("{raw:?} is not a URL: {e}")))?;
+        .map_err(|e| ConfigError::new("resource", format!("{} is not a URL: {e}", shown(raw))))?;
     check_https(&url, allow_loopback_http, "resource")?;
     if url.fragment().is_some() {
         return Err(ConfigError::new(
@@ -336,6 +336,20 @@ fn encoded_unreserved(path: &str) -> Option<(&str, char)> {
 
 /// The ASCII serialization of a URL's origin (RFC 6454 section 6.2):
 /// lowercase scheme and host, the port only when it is not the default.
+/// URL text as an error repeats it, quoted, with what may be a password
+/// left out: text between `://` and the last `@` of the authority is
+/// written `[userinfo]`. For text that did not parse (the parser's own
+/// reading cannot be used then; found from outside: `"http://u:secret@[::1"
+/// is not a URL` printed the secret at start-up).
+pub(crate) fn shown(text: &str) -> String {
+    let masked = text.split_once("://").and_then(|(scheme, rest)| {
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let at = rest.get(..end)?.rfind('@')?;
+        Some(format!("{scheme}://[userinfo]{}", rest.get(at..)?))
+    });
+    format!("{:?}", masked.as_deref().unwrap_or(text))
+}
+
 pub(crate) fn origin_of(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
@@ -368,6 +382,15 @@ fn normalize(raw: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn shown_text_leaves_userinfo_out() {
+        assert_eq!(shown("http://u:pw@[::1"), r#""http://[userinfo]@[::1""#);
+        assert_eq!(shown("https://a@b@h/p@q"), r#""https://[userinfo]@h/p@q""#);
+        assert_eq!(shown("https://h/p@q"), r#""https://h/p@q""#);
+        assert_eq!(shown("no scheme@all"), r#""no scheme@all""#);
+    }
+
     use super::*;
     use crate::config::AuthConfig;
 
