@@ -1133,7 +1133,10 @@ impl AuthConfigBuilder {
         // The DPoP proof settings given a value (not blank).
         let mut dpop_settings: Vec<&'static str> = Vec::new();
         for var in ENV_VARS {
-            match get(var.name) {
+            // An empty or blank value is unset, for every variable: its
+            // default stays (found from outside: some variables read it so
+            // and others refused it, and the README said neither).
+            match get(var.name).filter(|raw| !raw.trim().is_empty()) {
                 Some(raw) => {
                     if DPOP_PROOF_VARIABLES.contains(&var.name) && !raw.trim().is_empty() {
                         dpop_settings.push(var.name);
@@ -1142,7 +1145,7 @@ impl AuthConfigBuilder {
                         .read(raw, &mut staged)
                         .map_err(|m| env_error(var.name, m))?;
                 }
-                None if var.required => return Err(env_error(var.name, "is not set")),
+                None if var.required => return Err(env_error(var.name, "is not set (or empty)")),
                 None => {}
             }
         }
@@ -1332,6 +1335,30 @@ mod tests {
     /// `AuthConfig::from_env` over a map instead of the process environment.
     fn from_map(vars: &HashMap<&str, String>) -> Result<AuthConfig, ConfigError> {
         AuthConfig::from_env_vars(|k| vars.get(k).cloned())
+    }
+
+    // An empty or blank value is unset for every variable: the default
+    // stays (found from outside: some variables refused it, others read it
+    // so). A required one is then missing.
+    #[test]
+    fn an_empty_value_is_unset_for_every_variable() {
+        let base = from_map(&minimal()).unwrap();
+        for var in ENV_VARS {
+            for empty in ["", "  "] {
+                let mut vars = minimal();
+                vars.insert(var.name, empty.to_owned());
+                match from_map(&vars) {
+                    Ok(c) => {
+                        assert!(!var.required, "{}", var.name);
+                        assert_eq!(format!("{c:?}"), format!("{base:?}"), "{}", var.name);
+                    }
+                    Err(e) => {
+                        assert!(var.required, "{}: {e}", var.name);
+                        assert!(e.message().contains("is not set"), "{e}");
+                    }
+                }
+            }
+        }
     }
 
     // A URL that does not parse is repeated in the error without what may
