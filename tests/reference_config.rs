@@ -236,6 +236,11 @@ async fn downstream_variables_are_checked_before_listening() {
         ("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES", "offline_access"),
         ("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES", "notes:export a\"b"),
         ("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES", "caf\u{e9}"),
+        // Commas, as in MCP_OAUTH2_REQUIRED_SCOPES (found from outside).
+        (
+            "MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES",
+            "notes:export,notes:read",
+        ),
     ];
     for (variable, bad) in cases {
         let mut env = downstream.to_vec();

@@ -173,6 +173,15 @@ impl Downstream {
         let step_up_scopes: Vec<String> = value("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES")
             .map(|v| v.split_ascii_whitespace().map(str::to_owned).collect())
             .unwrap_or_default();
+        // A comma is refused as in `MCP_OAUTH2_REQUIRED_SCOPES` (every
+        // other list variable is comma-separated: `a,b` would be one scope;
+        // found from outside).
+        if let Some(bad) = step_up_scopes.iter().find(|s| s.contains(',')) {
+            return Err(format!(
+                "MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES: must separate scopes with spaces, not \
+                 commas ({bad:?} would be one scope)"
+            ));
+        }
         if let Some(bad) = step_up_scopes.iter().find(|s| {
             *s == "offline_access"
                 || !s
