@@ -220,7 +220,7 @@ impl Fetcher {
         let deadline = deadline.min(deadline_after(self.timeout));
         match tokio::time::timeout_at(deadline, self.get_json_inner(url)).await {
             Ok(result) => result,
-            Err(_) => Err(FetchError::new(format!("{url}: timed out"))),
+            Err(_) => Err(FetchError::new(format!("{}: timed out", Logged(url)))),
         }
     }
 
@@ -233,9 +233,13 @@ impl Fetcher {
             .await
             .map_err(|e| {
                 if e.is_timeout() {
-                    FetchError::new(format!("{url}: timed out"))
+                    FetchError::new(format!("{}: timed out", Logged(url)))
                 } else {
-                    FetchError::new(format!("{url}: request failed: {}", error_chain(&e)))
+                    FetchError::new(format!(
+                        "{}: request failed: {}",
+                        Logged(url),
+                        request_error(e)
+                    ))
                 }
             })?;
         // A client that follows redirects (a caller's own) would hand us the
@@ -243,7 +247,8 @@ impl Fetcher {
         // configured or discovered.
         if response.url() != url {
             return Err(FetchError::new(format!(
-                "{url}: the response came from another URL (redirects are not followed)"
+                "{}: the response came from another URL (redirects are not followed)",
+                Logged(url)
             )));
         }
         let max_age = response
@@ -262,7 +267,7 @@ impl Fetcher {
         };
         let body = read_json_body(response, self.max_bytes)
             .await
-            .map_err(|e| FetchError::of(kind, format!("{url}: {e}")))?;
+            .map_err(|e| FetchError::of(kind, format!("{}: {e}", Logged(url))))?;
         Ok(Fetched { body, max_age })
     }
 
@@ -513,9 +518,38 @@ pub(crate) fn from_url(
         Ok(response)
     } else {
         Err(format!(
-            "{url}: the response came from another URL (redirects are not followed)"
+            "{}: the response came from another URL (redirects are not followed)",
+            Logged(url)
         ))
     }
+}
+
+/// A URL as errors and log lines write it: without its query and
+/// fragment, said to be there (`?[query]`). An endpoint may carry a key in
+/// its query (an API gateway's `?api_key=`, a function proxy's `?code=`):
+/// found from outside, `MCP_OAUTH2_INTROSPECTION_URI` with one was written
+/// whole in every failure line. User information is refused in every
+/// configured URL already.
+pub(crate) struct Logged<'a>(pub(crate) &'a Url);
+
+impl std::fmt::Display for Logged<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Error paths only: a copy of the URL is cheap enough there.
+        let mut shown = self.0.clone();
+        shown.set_query(None);
+        shown.set_fragment(None);
+        write!(f, "{shown}")?;
+        if self.0.query().is_some() {
+            f.write_str("?[query]")?;
+        }
+        Ok(())
+    }
+}
+
+/// An HTTP client's error as the logs write it: without the URL it names
+/// (see [`Logged`]), every cause in the chain.
+pub(crate) fn request_error(e: reqwest::Error) -> String {
+    error_chain(&e.without_url())
 }
 
 /// `application/x-www-form-urlencoded` encoding (WHATWG URL), via the url crate.
@@ -558,6 +592,19 @@ pub(crate) fn discovery_urls(issuer: &str) -> Result<Vec<Url>, FetchError> {
 
 #[cfg(test)]
 mod tests {
+
+    // A query (an API key) is never written in an error or a log line
+    // (found from outside: an introspection endpoint's was, in every
+    // failure line).
+    #[test]
+    fn logged_urls_leave_the_query_out() {
+        let url = Url::parse("https://as.example/i?api_key=QuerySecret#frag").unwrap();
+        assert_eq!(Logged(&url).to_string(), "https://as.example/i?[query]");
+        let url = Url::parse("https://as.example/i#frag").unwrap();
+        assert_eq!(Logged(&url).to_string(), "https://as.example/i");
+        let url = Url::parse("https://as.example:8443/i").unwrap();
+        assert_eq!(Logged(&url).to_string(), "https://as.example:8443/i");
+    }
     use super::*;
 
     // SPEC-NOTES "All authorization server endpoints are HTTPS": a plain

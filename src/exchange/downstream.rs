@@ -102,7 +102,7 @@ impl DownstreamClient {
                 let what = if e.is_timeout() {
                     "timed out".to_owned()
                 } else {
-                    crate::fetch::error_chain(&e)
+                    crate::fetch::request_error(e)
                 };
                 ExchangeError::new(ExchangeErrorKind::Downstream, what)
             })

@@ -432,7 +432,7 @@ impl TokenExchanger {
             let response = http
                 .send()
                 .await
-                .map_err(|e| (true, crate::fetch::error_chain(&e)))?;
+                .map_err(|e| (true, crate::fetch::request_error(e)))?;
             // A caller's client may have followed a redirect: an answer
             // from another URL is never used.
             let response = crate::fetch::from_url(response, asked).map_err(|e| (false, e))?;
@@ -491,7 +491,7 @@ impl TokenExchanger {
             return Err(match code {
                 Some(code) if error::is_error_code(&code) => {
                     tracing::info!(
-                        endpoint = %endpoint,
+                        endpoint = %crate::fetch::Logged(&endpoint),
                         error = %code,
                         suberror = suberror.as_deref().unwrap_or_default(),
                         subject = crate::audit::loggable(auth.subject()),
@@ -509,11 +509,9 @@ impl TokenExchanger {
     }
 
     fn transport(&self, endpoint: &Url, detail: String) -> ExchangeError {
-        tracing::warn!(endpoint = %endpoint, error = %detail, "token exchange failed");
-        ExchangeError::new(
-            ExchangeErrorKind::Transport,
-            format!("{endpoint}: {detail}"),
-        )
+        let shown = crate::fetch::Logged(endpoint);
+        tracing::warn!(endpoint = %shown, error = %detail, "token exchange failed");
+        ExchangeError::new(ExchangeErrorKind::Transport, format!("{shown}: {detail}"))
     }
 
     /// The outage breaker of the token endpoint used for `issuer`'s
@@ -580,7 +578,7 @@ impl TokenExchanger {
         if tenant && Url::parse(issuer).map_or(true, |i| i.origin() != url.origin()) {
             tracing::warn!(
                 issuer,
-                endpoint = %url,
+                endpoint = %crate::fetch::Logged(&url),
                 "refused a token exchange: the tenant's discovered token endpoint is not on its issuer's origin"
             );
             return Err(ExchangeError::new(

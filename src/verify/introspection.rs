@@ -846,7 +846,7 @@ impl IntrospectionVerifier {
             _ => Settle::Answered,
         });
         let doc = sent.map_err(|e| {
-            tracing::warn!(endpoint = %url, error = %e, "token introspection failed");
+            tracing::warn!(endpoint = %crate::fetch::Logged(&url), error = %e, "token introspection failed");
             AuthErrorKind::IntrospectionUnavailable
         })?;
         self.judge(endpoint, &doc).map(|ctx| (ctx, doc))
@@ -886,7 +886,7 @@ impl IntrospectionVerifier {
         let max = self.inner.max_bytes;
         let fut = async move {
             let response = request.send().await.map_err(|e| Failed {
-                message: format!("request failed: {e}"),
+                message: format!("request failed: {}", crate::fetch::request_error(e)),
                 outage: true,
             })?;
             let response = crate::fetch::from_url(response, url).map_err(|message| Failed {

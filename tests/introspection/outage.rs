@@ -379,3 +379,50 @@ async fn made_up_tokens_cost_the_endpoint_at_most_its_budget_a_second() {
         .insert("opaque-new".into(), active("nat"));
     assert_eq!(call(&h, "opaque-new").await.0, 200);
 }
+
+// An endpoint's query (an API gateway's key) is never written: the
+// reference server with `MCP_OAUTH2_INTROSPECTION_URI` holding one, its
+// endpoint down, logs each failure with the URL cut at `?[query]` (found
+// from outside: the key was in every failure line, in our text and in the
+// HTTP client's error).
+#[tokio::test]
+async fn an_endpoint_s_query_is_never_logged() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let (base, _hits) = mute_server(false).await;
+    let endpoint = format!("{base}/introspect?api_key=QuerySecretXYZ");
+    let (server, resource) = crate::support::reference::start_trusting(
+        issuer.issuer(),
+        &[
+            ("MCP_OAUTH2_CLIENT_ID", "rs"),
+            ("MCP_OAUTH2_CLIENT_SECRET", "s3cret-value"),
+            ("MCP_OAUTH2_INTROSPECTION_URI", &endpoint),
+        ],
+    )
+    .await;
+    let (mut child, lines) = server.gather();
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(&resource)
+        .header("authorization", "Bearer opaque-token-value")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INITIALIZE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body = resp.text().await.unwrap();
+    assert!(!body.contains("QuerySecretXYZ"), "{body}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.kill().await.unwrap();
+    let lines = bounded(lines).await.unwrap();
+    let failed: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("token introspection failed"))
+        .collect();
+    assert!(!failed.is_empty(), "{lines:#?}");
+    assert!(failed.iter().all(|l| l.contains("?[query]")), "{failed:#?}");
+    for line in &lines {
+        assert!(!line.contains("QuerySecretXYZ"), "{line}");
+    }
+}
