@@ -474,10 +474,17 @@ impl IntrospectionVerifier {
     async fn verify_token(&self, token: &str) -> Result<AuthContext, AuthError> {
         let key = token_key(token);
         let cache = &self.inner.cache;
+        // A token whose active result just ran out is asked about again
+        // outside the lookup budget: the budget is for tokens not known,
+        // and a flood of made-up ones must not refuse a user's token each
+        // time its result is renewed (found from outside: once a minute,
+        // at `cache_ttl`). Only a real active answer makes one.
+        let mut renewal = false;
         if let Some(entry) = cache.get(&key) {
             if entry.fresh(Instant::now()) {
                 return entry.outcome.map_err(answered);
             }
+            renewal = entry.outcome.is_ok();
             cache.remove_if(&key, |e| !e.fresh(Instant::now()));
         }
         // A result produced while this request waited is its answer; a
@@ -489,14 +496,15 @@ impl IntrospectionVerifier {
                 Ok(entry) if entry.produced >= started || entry.fresh(Instant::now()) => {
                     return entry.outcome.map_err(answered);
                 }
-                Ok(_) => {
+                Ok(stale) => {
+                    renewal |= stale.outcome.is_ok();
                     cache.remove_if(&key, |e| !e.fresh(Instant::now()));
                 }
                 Err(guard) => {
                     let entry = match self.shared_result(&key).await {
                         Some(entry) => entry,
                         None => {
-                            let (entry, share) = self.lookup(token).await;
+                            let (entry, share) = self.lookup(token, renewal).await;
                             if let Some(share) = share {
                                 self.share_result(&key, share).await;
                             }
@@ -522,11 +530,11 @@ impl IntrospectionVerifier {
     /// policy check included); inactive everywhere is inactive; an endpoint
     /// that cannot be reached makes the result unavailable unless another
     /// one knew the token.
-    async fn lookup(&self, token: &str) -> (Entry, Option<ToShare>) {
+    async fn lookup(&self, token: &str, renewal: bool) -> (Entry, Option<ToShare>) {
         let mut unavailable = false;
         let mut negative_ttl: Option<Duration> = None;
         for (index, endpoint) in self.inner.endpoints.iter().enumerate() {
-            let outcome = self.introspect(endpoint, token).await;
+            let outcome = self.introspect(endpoint, token, renewal).await;
             let now = Instant::now();
             let s = &endpoint.settings;
             match outcome {
@@ -783,6 +791,7 @@ impl IntrospectionVerifier {
         &self,
         endpoint: &Endpoint,
         token: &str,
+        renewal: bool,
     ) -> Result<(AuthContext, Vec<u8>), AuthErrorKind> {
         if Self::known_absent(endpoint) {
             return Err(AuthErrorKind::IntrospectionNotOffered);
@@ -790,7 +799,7 @@ impl IntrospectionVerifier {
         // A token not already known costs the endpoint a request: at most
         // `max_lookups_per_second` of them (found from outside: made-up
         // opaque tokens bought requests one for one).
-        if let crate::breaker::Take::Refused { first } = endpoint.budget.take() {
+        if !renewal && let crate::breaker::Take::Refused { first } = endpoint.budget.take() {
             if first {
                 tracing::warn!(
                     issuer = self.inner.policy.issuer(endpoint.issuer).map(|i| &**i),

@@ -426,3 +426,48 @@ async fn an_endpoint_s_query_is_never_logged() {
         assert!(!line.contains("QuerySecretXYZ"), "{line}");
     }
 }
+
+// A known token's renewal is not a new token: when its active result runs
+// out (`cache_ttl`) while made-up tokens have spent the second's budget,
+// it is asked about again all the same (found from outside: a flood
+// refused every user's token once a minute, at its renewal).
+#[tokio::test]
+async fn a_known_token_s_renewal_is_outside_the_budget() {
+    use mcp_oauth2::verify::IntrospectionVerifier;
+    use mcp_oauth2::{AuthErrorKind, BearerToken, TokenVerifier};
+    let (e, base) = start_endpoint().await;
+    let v = IntrospectionVerifier::new(
+        &super::loopback_config(&base),
+        IntrospectionSettings::new("rs:client", "s3cr&t")
+            .endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap())
+            .cache_ttl(Duration::from_secs(1))
+            .max_lookups_per_second(2),
+    )
+    .unwrap();
+    let check = |token: &'static str| {
+        let v = v.clone();
+        async move {
+            v.verify(BearerToken::new(token))
+                .await
+                .map(|c| c.subject().to_owned())
+                .map_err(|e| e.kind())
+        }
+    };
+    e.answers.lock().unwrap().insert(
+        "known".into(),
+        json!({"active": true, "sub": "kim", "aud": super::RESOURCE, "exp": now() + 300}),
+    );
+    assert_eq!(check("known").await, Ok("kim".into()));
+    // Its result runs out; made-up tokens spend the next second's budget.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(check("made-up-1").await, Err(AuthErrorKind::TokenInactive));
+    assert_eq!(check("made-up-2").await, Err(AuthErrorKind::TokenInactive));
+    assert_eq!(
+        check("made-up-3").await,
+        Err(AuthErrorKind::IntrospectionUnavailable),
+        "the budget is spent"
+    );
+    // The known token is renewed all the same.
+    assert_eq!(check("known").await, Ok("kim".into()));
+    assert_eq!(e.hits.load(Ordering::SeqCst), 4);
+}
