@@ -131,6 +131,8 @@ fn a_hostile_run_logs_reason_codes_and_never_token_material() {
         logs.contains(r"\u{1b}[31mred\u{7}"),
         "the odd kid was not logged escaped"
     );
+    // A `kid` is written quoted, not as `Some("..")` (found from outside).
+    assert!(!logs.contains("kid=Some("), "a kid logged as an Option");
     if std::env::var_os("LEAK_TEST_DUMP").is_some() {
         eprintln!("{logs}");
     }

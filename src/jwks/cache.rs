@@ -459,13 +459,19 @@ impl JwksCache {
 }
 
 /// Warns about keys that were dropped or published with private members.
-/// `kid`s are printed with `Debug`, so control characters are escaped.
+/// `kid`s are printed with `Debug`, so control characters are escaped
+/// (`"k1"`; a key without one is `-`, not `None`, and no `Some(..)`
+/// around a `kid`: found from outside).
 pub(crate) fn log_key_notes(issuer: &str, set: &KeySet, dropped: &[super::keyset::DroppedKey]) {
+    let shown = |kid: &Option<String>| {
+        kid.as_ref()
+            .map_or_else(|| "-".to_owned(), |k| format!("{k:?}"))
+    };
     for (kid, why) in dropped {
-        tracing::warn!(issuer = %issuer, kid = ?kid, reason = ?why, "ignoring a key that cannot verify tokens");
+        tracing::warn!(issuer = %issuer, kid = %shown(kid), reason = ?why, "ignoring a key that cannot verify tokens");
     }
     for kid in set.keys_with_private_members() {
-        tracing::warn!(issuer = %issuer, kid = ?kid, "the key set publishes private key members; using only the public part (the issuer should remove them)");
+        tracing::warn!(issuer = %issuer, kid = %shown(kid), "the key set publishes private key members; using only the public part (the issuer should remove them)");
     }
 }
 
