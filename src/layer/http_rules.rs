@@ -279,15 +279,33 @@ pub(crate) fn check_host(version: Version, uri: &Uri, hosts: &FieldValues) -> Re
     }
     match uri.authority() {
         Some(authority)
-            if !authority
-                .as_str()
-                .as_bytes()
-                .eq_ignore_ascii_case(host.as_bytes()) =>
+            if !same_authority(uri.scheme_str(), authority.as_str(), host.as_bytes()) =>
         {
             Err(Refused::HostMismatch)
         }
         _ => Ok(()),
     }
+}
+
+/// Whether a target's authority and a `Host` value name the same host and
+/// port: compared without case, and without the scheme's default port on
+/// either side (RFC 9110 section 4.2.3: `https://h:443/` is `https://h/`;
+/// found from outside: `POST https://h:443/mcp` with `Host: h` was refused
+/// as a mismatch).
+fn same_authority<'a>(scheme: Option<&str>, authority: &'a str, host: &'a [u8]) -> bool {
+    let default: &[u8] = match scheme {
+        Some(s) if s.eq_ignore_ascii_case("http") => b":80",
+        Some(s) if s.eq_ignore_ascii_case("https") => b":443",
+        _ => b"",
+    };
+    let bare = |value: &'a [u8]| -> &'a [u8] {
+        if default.is_empty() {
+            value
+        } else {
+            value.strip_suffix(default).unwrap_or(value)
+        }
+    };
+    bare(authority.as_bytes()).eq_ignore_ascii_case(bare(host))
 }
 
 /// Whether a request names no host at all: no `Host` field and a target
@@ -1037,6 +1055,45 @@ mod tests {
                     "{value:?} against {list:?}"
                 );
             }
+        }
+    }
+
+    // An absolute-form target names the Host's authority with or without
+    // the scheme's default port (found from outside: `https://h:443/mcp`
+    // with `Host: h` was a mismatch); another port, or another host, is
+    // still one.
+    #[test]
+    fn a_default_port_names_the_same_authority() {
+        let hosts = |value: &str| {
+            let mut fields = FieldValues::default();
+            fields.see(&HeaderValue::from_str(value).unwrap());
+            fields
+        };
+        let check = |target: &str, host: &str| {
+            check_host(Version::HTTP_11, &target.parse().unwrap(), &hosts(host))
+        };
+        for (target, host) in [
+            ("https://h:443/mcp", "h"),
+            ("https://h/mcp", "h:443"),
+            ("http://H:80/mcp", "h"),
+            ("http://h/mcp", "h:80"),
+            ("http://[::1]:80/mcp", "[::1]"),
+            ("http://h:8080/mcp", "H:8080"),
+        ] {
+            assert_eq!(check(target, host), Ok(()), "{target} {host}");
+        }
+        for (target, host) in [
+            ("https://h:80/mcp", "h"),
+            ("http://h:443/mcp", "h"),
+            ("https://h:8443/mcp", "h"),
+            ("https://h:443/mcp", "h:8443"),
+            ("https://g:443/mcp", "h"),
+        ] {
+            assert_eq!(
+                check(target, host),
+                Err(Refused::HostMismatch),
+                "{target} {host}"
+            );
         }
     }
 
