@@ -947,6 +947,19 @@ impl McpServer {
             resource = %self.resource,
             "serving the protected MCP endpoint"
         );
+        // A plain http:// resource is allowed on loopback only (the
+        // development opt-in), but nothing stops the listener from taking
+        // every interface: said once (found from outside, `BIND=0.0.0.0`).
+        if self.resource.starts_with("http://")
+            && let Some(addr) = local.filter(|a| !a.ip().is_loopback())
+        {
+            tracing::warn!(
+                %addr,
+                resource = %self.resource,
+                reason = "plain_http_beyond_loopback",
+                "serving a plain http:// resource on an address that is not loopback: tokens would cross the network in clear (the insecure-loopback opt-in is for local development; bind to 127.0.0.1 or serve https://)"
+            );
+        }
         let ct = self.ct.clone();
         let stop = async move {
             tokio::select! {

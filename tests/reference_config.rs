@@ -733,3 +733,32 @@ async fn an_unwritable_standard_output_is_an_error_not_a_panic() {
     assert!(stderr.contains("standard output"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+// A plain http:// resource (the development opt-in) served on every
+// interface is said once in the log (found from outside: `BIND=0.0.0.0`
+// started silently); on loopback, nothing is said.
+#[tokio::test]
+async fn plain_http_beyond_loopback_is_said() {
+    for (bind, said) in [("0.0.0.0", true), ("127.0.0.1", false)] {
+        let port = support::reference::free_port();
+        let resource = format!("http://127.0.0.1:{port}/mcp");
+        let server = support::reference::start(
+            port,
+            &[
+                ("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9"),
+                ("MCP_OAUTH2_RESOURCE", &resource),
+                ("MCP_OAUTH2_BIND", &format!("{bind}:{port}")),
+            ],
+        )
+        .await;
+        let (mut child, lines) = server.gather();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        child.kill().await.unwrap();
+        let lines = lines.await.unwrap();
+        let warned = lines
+            .iter()
+            .filter(|l| l.contains("plain_http_beyond_loopback"))
+            .count();
+        assert_eq!(warned, usize::from(said), "{bind}: {lines:#?}");
+    }
+}
