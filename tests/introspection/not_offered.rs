@@ -14,7 +14,7 @@ use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::verify::IntrospectionSettings;
 use serde_json::{Value, json};
 
-use super::fixture::{Harness, bounded, call_text, legacy_client};
+use super::fixture::{Harness, bounded, call_text, legacy_client, post_bearer};
 use super::{RESOURCE, check, now, start_endpoint};
 use crate::support;
 
@@ -156,15 +156,13 @@ async fn the_reference_server_says_at_start_up_that_its_issuer_offers_no_introsp
     assert_eq!(event["level"], "WARN", "{warned}");
     assert!(warned.contains("MCP_OAUTH2_INTROSPECTION_URI"), "{warned}");
     assert!(!warned.contains("s3cret-value"), "{warned}");
-    let refused = reqwest::Client::new()
-        .post(&resource)
-        .header("authorization", "Bearer opaque-token-value")
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
-        .send()
-        .await
-        .unwrap();
+    let refused = post_bearer(
+        &reqwest::Client::new(),
+        &resource,
+        "opaque-token-value",
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    )
+    .await;
     assert_eq!(refused.status(), 401);
     assert!(!refused.headers().contains_key("retry-after"));
     let body: Value = refused.json().await.unwrap();

@@ -14,7 +14,7 @@ use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::verify::IntrospectionSettings;
 use serde_json::{Value, json};
 
-use super::fixture::{Harness, bounded};
+use super::fixture::{Harness, bounded, post_bearer};
 use super::{Endpoint, now, start_endpoint};
 
 /// Tokens asked about in each outage.
@@ -336,14 +336,9 @@ async fn made_up_tokens_cost_the_endpoint_at_most_its_budget_a_second() {
     // budget's second in a debug build).
     let http = reqwest::Client::new();
     let send = |token: String| {
-        let request = http
-            .post(&h.resource)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(INITIALIZE);
+        let (http, resource) = (&http, &h.resource);
         async move {
-            let resp = bounded(request.send()).await.unwrap();
+            let resp = post_bearer(http, resource, &token, INITIALIZE).await;
             let status = resp.status().as_u16();
             let retry_after = resp.headers().contains_key("retry-after");
             let body: Value = resp.json().await.unwrap_or(Value::Null);
@@ -401,15 +396,7 @@ async fn an_endpoint_s_query_is_never_logged() {
     .await;
     let (mut child, lines) = server.gather();
     let http = reqwest::Client::new();
-    let resp = http
-        .post(&resource)
-        .header("authorization", "Bearer opaque-token-value")
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(INITIALIZE)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_bearer(&http, &resource, "opaque-token-value", INITIALIZE).await;
     assert_eq!(resp.status(), 503);
     let body = resp.text().await.unwrap();
     assert!(!body.contains("QuerySecretXYZ"), "{body}");

@@ -403,6 +403,24 @@ pub async fn call_result(client: &Client, tool: &'static str) -> (bool, String) 
     (result.is_error == Some(true), tool_text(&result))
 }
 
+/// POSTs the JSON-RPC `body` to the MCP endpoint `url` as a client does,
+/// with `token` as Bearer (bounded).
+#[allow(dead_code)] // not every test binary posts this way
+pub async fn post_bearer(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &'static str,
+) -> reqwest::Response {
+    let request = http
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body);
+    bounded(request.send()).await.expect("request")
+}
+
 /// Runs `f` with a timeout so no test can hang.
 pub async fn bounded<T>(f: impl Future<Output = T>) -> T {
     tokio::time::timeout(std::time::Duration::from_secs(30), f)
