@@ -360,12 +360,21 @@ async fn made_up_tokens_cost_the_endpoint_at_most_its_budget_a_second() {
         }
         assert_eq!(send("opaque-known".into()).await.0, 200, "during the flood");
     }
-    let seconds = started.elapsed().as_secs() as usize + 1;
+    // The budget's windows start at their first request, not here: a
+    // flood of d seconds overlaps at most floor(d) + 2 of them.
+    let windows = started.elapsed().as_secs() as usize + 2;
     let asked = e.hits.load(Ordering::SeqCst) - before;
-    eprintln!("60 made-up tokens in {seconds} s: {asked} requests, {refused} refused");
-    assert!(asked <= 5 * seconds, "{asked} requests in {seconds} s");
+    eprintln!("60 made-up tokens over {windows} windows: {asked} requests, {refused} refused");
+    assert!(
+        asked <= 5 * windows,
+        "{asked} requests in {windows} windows"
+    );
     assert_eq!(asked, inactive);
-    assert!(refused > 0, "no token was refused for the budget");
+    // Faster than the budget (always, but on a crawling machine): some
+    // tokens were refused for it.
+    if 60 > 5 * windows {
+        assert!(refused > 0, "no token was refused for the budget");
+    }
     // The next second's budget: a real new token gets through.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     e.answers
