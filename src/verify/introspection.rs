@@ -167,6 +167,13 @@ enum Discovered {
     Failed(Instant),
 }
 
+impl Discovered {
+    /// Whether the metadata was read lately and names no endpoint.
+    fn absent_lately(&self) -> bool {
+        matches!(self, Self::Absent(at) if at.elapsed() < ABSENT_RECHECK)
+    }
+}
+
 /// How long an issuer's metadata without `introspection_endpoint` is
 /// believed before it is read again (the issuer may add one).
 const ABSENT_RECHECK: Duration = Duration::from_secs(300);
@@ -691,7 +698,7 @@ impl IntrospectionVerifier {
     /// Whether the issuer's metadata was read lately and names no
     /// endpoint.
     fn known_absent(endpoint: &Endpoint) -> bool {
-        matches!(*lock(&endpoint.url), Discovered::Absent(at) if at.elapsed() < ABSENT_RECHECK)
+        lock(&endpoint.url).absent_lately()
     }
 
     /// What is known of the endpoint's URL for a request that began to
@@ -699,9 +706,7 @@ impl IntrospectionVerifier {
     fn known(endpoint: &Endpoint, asked: Instant) -> Option<Result<Url, AuthErrorKind>> {
         match &*lock(&endpoint.url) {
             Discovered::Found(url) => Some(Ok(url.clone())),
-            Discovered::Absent(at) if at.elapsed() < ABSENT_RECHECK => {
-                Some(Err(AuthErrorKind::IntrospectionNotOffered))
-            }
+            absent if absent.absent_lately() => Some(Err(AuthErrorKind::IntrospectionNotOffered)),
             Discovered::Failed(at) if *at >= asked => {
                 Some(Err(AuthErrorKind::IntrospectionUnavailable))
             }
