@@ -336,6 +336,10 @@ auth_error_kinds! {
     /// rmcp would route one's answer to the other).
     RequestIdInUse => ("request_id_in_use", InvalidRequest,
         "The request id is in use by another request of this session"),
+    /// Two requests of one legacy session POST (a batch) carry the same
+    /// JSON-RPC id.
+    RequestIdRepeated => ("request_id_repeated", InvalidRequest,
+        "Two requests of this body carry the same id"),
     /// A legacy session holds too many requests in flight (or ids whose
     /// answers were never read to their end).
     TooManyRequestsInFlight => ("too_many_requests_in_flight", InvalidRequest,
@@ -442,6 +446,55 @@ pub(crate) fn holds_a_random_run(bytes: &[u8]) -> bool {
             }
             switches >= 4 && run.iter().any(u8::is_ascii_digit)
         })
+}
+
+/// The fewest distinct byte values a secret may hold (see
+/// [`secret_weakness`]).
+const SECRET_MIN_DISTINCT: usize = 6;
+
+/// Why `secret`, meant to be random bytes, is guessable, or `None`: a short
+/// pattern repeated (`aaaa...`, `abab...`, `abcabc...`: the whole secret
+/// repeats its first half or less), or fewer than six distinct bytes
+/// (`0000...0001`). Found from outside: only one repeated byte was refused,
+/// and `abab...` sealed DPoP nonces. A random secret passes, raw or spelled
+/// in hex, base64 or digits: 32 hex digits hold fewer than six distinct
+/// ones with a probability under 10^-12, 32 decimal digits under 10^-7.
+/// No crate judges this (password-strength crates score words and
+/// keyboards, not key bytes); the smallest period comes from the prefix
+/// function (Knuth-Morris-Pratt), linear in the secret's length.
+pub(crate) fn secret_weakness(secret: &[u8]) -> Option<&'static str> {
+    let mut seen = [false; 256];
+    for b in secret {
+        if let Some(slot) = seen.get_mut(usize::from(*b)) {
+            *slot = true;
+        }
+    }
+    let distinct = seen.iter().filter(|s| **s).count();
+    if distinct == 1 {
+        return Some("is one byte repeated");
+    }
+    // The longest proper prefix that is also a suffix, of every prefix.
+    let mut border: Vec<usize> = Vec::with_capacity(secret.len());
+    let mut k = 0;
+    for (i, b) in secret.iter().enumerate() {
+        if i > 0 {
+            while k > 0 && secret.get(k) != Some(b) {
+                k = border.get(k - 1).copied().unwrap_or(0);
+            }
+            if secret.get(k) == Some(b) {
+                k += 1;
+            }
+        }
+        border.push(k);
+    }
+    let period = secret.len() - border.last().copied().unwrap_or(0);
+    if period * 2 <= secret.len() {
+        return Some("repeats a short pattern");
+    }
+    if distinct < SECRET_MIN_DISTINCT {
+        return Some("holds fewer than six distinct bytes");
+    }
+    None
 }
 
 /// Whether `bytes` hold something that looks like a JWS or JWE anywhere
@@ -893,5 +946,46 @@ mod tests {
             Error::KeysUnavailable("https://as.example/jwks: timed out".into()).to_string(),
             "verification keys unavailable: https://as.example/jwks: timed out"
         );
+    }
+
+    // Guessable secrets are named; random ones, raw or spelled in hex,
+    // base64 or digits, pass (found from outside: `abab...` was taken).
+    #[test]
+    fn a_guessable_secret_is_named() {
+        let cases: [(&[u8], Option<&str>); 9] = [
+            (&[b'a'; 32], Some("is one byte repeated")),
+            (
+                b"abababababababababababababababab",
+                Some("repeats a short pattern"),
+            ),
+            (
+                b"0123456789abcdef0123456789abcdef",
+                Some("repeats a short pattern"),
+            ),
+            (
+                b"abcabcabcabcabcabcabcabcabcabcabcab",
+                Some("repeats a short pattern"),
+            ),
+            (
+                b"00000000000000000000000000000001",
+                Some("holds fewer than six distinct bytes"),
+            ),
+            (b"correct horse battery staple, and then some", None),
+            (b"3f2a9c0b7e41d58816c2e07fa9b3d45e", None),
+            (b"q5Vh2N1x7KpR0aZ-wE_mU3yT8jLcB6sD9fGiOo4", None),
+            (b"84017263950481726395048172639504", None),
+        ];
+        for (secret, expected) in cases {
+            assert_eq!(
+                secret_weakness(secret),
+                expected,
+                "{}",
+                String::from_utf8_lossy(secret)
+            );
+        }
+        let random: Vec<u8> = (0..32u8)
+            .map(|i| i.wrapping_mul(97).wrapping_add(13))
+            .collect();
+        assert_eq!(secret_weakness(&random), None);
     }
 }

@@ -70,6 +70,9 @@ pub struct McpServer {
     jwt: Option<JwtVerifier>,
     /// Discovers its endpoints at start-up (a missing one is told then).
     introspection: Option<crate::verify::IntrospectionVerifier>,
+    /// The replicas' shared store, asked once at start-up (a refused
+    /// password or an unreachable store is told then).
+    store: Option<Arc<dyn crate::store::SharedStore>>,
     readiness: Readiness,
     metrics: crate::layer::Metrics,
     resource: String,
@@ -601,6 +604,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             ct,
             jwt,
             introspection,
+            store: config.shared_store().cloned(),
             readiness,
             metrics: layer.metrics(),
             resource: config.resource().to_owned(),
@@ -644,14 +648,22 @@ where
 
     fn call(&mut self, req: axum::extract::Request) -> Self::Future {
         let service = Arc::clone(&self.0);
+        // For the rewritten answers below (an `Arc` count): they carry the
+        // request id as the layer's own refusals do.
+        let request_id = req
+            .extensions()
+            .get::<crate::correlation::RequestId>()
+            .cloned();
         Box::pin(async move {
             let response = axum::response::IntoResponse::into_response(service.handle(req).await);
             // Only two statuses are ever rewritten: a served call moves
             // no response into a rewriting future (code a call would touch).
             Ok(match response.status() {
-                http::StatusCode::BAD_REQUEST => unsupported_version_as_jsonrpc(response).await,
+                http::StatusCode::BAD_REQUEST => {
+                    unsupported_version_as_jsonrpc(response, request_id).await
+                }
                 http::StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                    undeserializable_as_jsonrpc(response).await
+                    undeserializable_as_jsonrpc(response, request_id).await
                 }
                 _ => response,
             })
@@ -674,6 +686,7 @@ const UNSUPPORTED_VERSION_TEXT: &str = "Bad Request: Unsupported MCP-Protocol-Ve
 /// its body is a few dozen bytes.
 async fn unsupported_version_as_jsonrpc(
     response: axum::response::Response,
+    request_id: Option<crate::correlation::RequestId>,
 ) -> axum::response::Response {
     let (parts, bytes) = match rmcp_plain_text(response, http::StatusCode::BAD_REQUEST).await {
         Ok(plain) => plain,
@@ -694,7 +707,7 @@ async fn unsupported_version_as_jsonrpc(
         "message": "Unsupported protocol version",
         "data": { "requested": requested, "supported": supported },
     });
-    jsonrpc_answer(parts, error)
+    jsonrpc_answer(parts, error, request_id)
 }
 
 /// The parts and body of `response` when it is one of rmcp's plain-text
@@ -718,11 +731,17 @@ async fn rmcp_plain_text(
 }
 
 /// A 400 answering with the JSON-RPC `error` (id `null`), in place of the
-/// plain-text answer whose `parts` it keeps (its other headers).
+/// plain-text answer whose `parts` it keeps (its other headers); the
+/// request id in `error.data.request_id`, as in the layer's JSON-RPC
+/// refusals.
 fn jsonrpc_answer(
     mut parts: http::response::Parts,
-    error: serde_json::Value,
+    mut error: serde_json::Value,
+    request_id: Option<crate::correlation::RequestId>,
 ) -> axum::response::Response {
+    if let (Some(id), Some(data)) = (request_id, error.get_mut("data")) {
+        data["request_id"] = id.as_str().into();
+    }
     let body = serde_json::json!({ "jsonrpc": "2.0", "id": null, "error": error });
     parts.status = http::StatusCode::BAD_REQUEST;
     parts.headers.remove(http::header::CONTENT_LENGTH);
@@ -754,6 +773,7 @@ const INVALID_MESSAGE: &str = "Invalid Request: the body is not one JSON-RPC mes
 /// bytes); its other 415, to a media type that is not JSON, stays.
 async fn undeserializable_as_jsonrpc(
     response: axum::response::Response,
+    request_id: Option<crate::correlation::RequestId>,
 ) -> axum::response::Response {
     let status = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
     let (parts, bytes) = match rmcp_plain_text(response, status).await {
@@ -765,7 +785,12 @@ async fn undeserializable_as_jsonrpc(
     }
     jsonrpc_answer(
         parts,
-        serde_json::json!({ "code": -32600, "message": INVALID_MESSAGE }),
+        serde_json::json!({
+            "code": -32600,
+            "message": INVALID_MESSAGE,
+            "data": { "reason": "invalid_message" },
+        }),
+        request_id,
     )
 }
 
@@ -872,7 +897,11 @@ impl McpServer {
     /// challenges, which need no key, are answered at once, and a request
     /// that needs a key joins that fetch (within `verify_timeout`). A
     /// failure is logged and retried on demand (requests get 503 until keys
-    /// are available; the readiness probe says not ready).
+    /// are available; the readiness probe says not ready). A configured
+    /// shared store is asked once as serving starts, beside it: a store
+    /// that does not answer (down, a password it refuses) is logged then
+    /// (`warn`, reason `store_unavailable`), not first at the request that
+    /// needs it.
     ///
     /// Connection settings (HTTP/1.1 and HTTP/2 on the same port):
     /// - `TCP_NODELAY` on every accepted socket (see
@@ -941,6 +970,25 @@ impl McpServer {
                 }
             });
         }
+        // Asked once as serving starts, beside it (found from outside: a
+        // password Redis refuses was told at the first request that needed
+        // the store, as a 503, and nowhere before).
+        if let Some(store) = self.store.clone() {
+            let ct = self.ct.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    answer = store.get(STORE_PROBE_KEY) => match answer {
+                        Ok(_) => tracing::debug!("the shared store answered"),
+                        Err(e) => tracing::warn!(
+                            error = %e,
+                            reason = "store_unavailable",
+                            "the shared store does not answer at start-up: requests that need it are refused (503 store_unavailable) until it does"
+                        ),
+                    },
+                    () = ct.cancelled() => {}
+                }
+            });
+        }
         let local: Option<SocketAddr> = listener.local_addr().ok();
         tracing::info!(
             addr = local.map(tracing::field::display),
@@ -984,6 +1032,10 @@ impl McpServer {
         Ok(())
     }
 }
+
+/// The key [`McpServer::serve_with_shutdown`] reads once from the shared
+/// store to see that it answers (never written).
+const STORE_PROBE_KEY: &str = "mcp_oauth2:probe";
 
 /// The per-connection settings of [`serve_connections`].
 #[derive(Clone, Copy)]

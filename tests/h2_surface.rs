@@ -146,6 +146,16 @@ async fn http2_requests_meet_every_http1_rule() {
         assert!(answer.body.contains("host_mismatch"), "{answer:?}");
         assert!(ran(&t).is_empty());
     }
+    // A `:scheme` other than http or https (found from outside, as an
+    // HTTP/1 absolute-form `ftp://` target: served).
+    for scheme in ["ftp", "ws"] {
+        let mut call = write(TokenKind::AliceWrite);
+        call.uri = format!("{scheme}://{}{}", t.addr, t.path());
+        let answer = call.send(t.addr).await.expect("an answer");
+        assert_eq!(answer.status, 400, "{scheme}: {answer:?}");
+        assert!(answer.body.contains("invalid_target_scheme"), "{answer:?}");
+        assert!(ran(&t).is_empty(), "{scheme}");
+    }
     // A second `authorization` field.
     let answer = write(TokenKind::AliceRead)
         .header("authorization", &t.bearer(TokenKind::AliceWrite))

@@ -299,6 +299,19 @@ async fn absolute_form_target_must_agree_with_host() {
         assert!(log.is_empty(), "{target}: {log:?}");
         assert_host_refused(&response, "host_mismatch", &target);
     }
+    // A scheme other than http or https names no HTTP resource (found from
+    // outside: `POST ftp://host/mcp` was served as `/mcp`).
+    for target in [
+        format!("ftp://{own}/mcp"),
+        format!("FTP://{own}/mcp"),
+        format!("ws://{own}/mcp"),
+        format!("httpx://{own}/mcp"),
+    ] {
+        let response = send(modern_call(&t, &target, TokenKind::AliceAll, "open_tool")).await;
+        let log = t.log.take();
+        assert!(log.is_empty(), "{target}: {log:?}");
+        assert_host_refused(&response, "invalid_target_scheme", &target);
+    }
     let target = format!("http://{own}/mcp");
     let response = send(modern_call(&t, &target, TokenKind::AliceAll, "open_tool")).await;
     let log = t.log.take();
@@ -1098,7 +1111,49 @@ async fn a_batch_or_a_message_rmcp_cannot_read_is_a_jsonrpc_error() {
                 message.contains("batch") && message.contains("an id that is neither"),
                 "{case}: {answer}"
             );
+            // A reason and the request id, as in the layer's JSON-RPC
+            // refusals (found from outside: neither was there).
+            assert_eq!(
+                answer["error"]["data"]["reason"], "invalid_message",
+                "{case}: {answer}"
+            );
+            assert_eq!(
+                answer["error"]["data"]["request_id"].as_str(),
+                response.header("x-request-id"),
+                "{case}: {answer}"
+            );
+            assert!(response.header("x-request-id").is_some(), "{case}");
         }
+    }
+    // A batch naming one id twice is told so, not that its id is in use
+    // (found from outside); nothing of it runs.
+    for body in [
+        format!("[{call},{call}]"),
+        format!(
+            "[{call},{}]",
+            tool_call_body(5, "read_tool").replace("\"id\":5", "\"id\":5.0")
+        ),
+    ] {
+        let raw = t
+            .mcp_post("/mcp", Some(TokenKind::AliceAll), &body)
+            .header("MCP-Protocol-Version", LEGACY)
+            .header("Mcp-Session-Id", &session)
+            .header("X-Request-Id", "batch-7");
+        let response = send(raw).await;
+        assert!(t.log.take().is_empty(), "{body}");
+        let answer = jsonrpc_400(&response, &body);
+        assert_eq!(answer["error"]["code"], -32600, "{answer}");
+        assert_eq!(
+            answer["error"]["data"]["reason"], "request_id_repeated",
+            "{answer}"
+        );
+        assert_eq!(answer["error"]["data"]["request_id"], "batch-7", "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("same id")),
+            "{answer}"
+        );
     }
     // Another media type: rmcp's own 415 stays.
     let response = send(

@@ -261,6 +261,50 @@ async fn a_refused_password_or_a_closed_port_is_named_not_a_timeout() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
 
+// The reference server with a password Redis refuses says so as it starts,
+// before any request (found from outside: the first request that needed
+// the store was where it showed, as a 503), naming the cause, never the
+// password; with the right password it says nothing of the kind.
+#[tokio::test]
+async fn a_refused_redis_password_is_told_at_start_up() {
+    let redis = RedisServer::start().await;
+    redis
+        .command(&["CONFIG", "SET", "requirepass", "right-password"])
+        .await;
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let url = |password: &str| format!("redis://:{password}@127.0.0.1:{}/0", redis.port());
+    for (password, told) in [("wrong-password", true), ("right-password", false)] {
+        let port = support::reference::free_port();
+        let resource = format!("http://127.0.0.1:{port}/mcp");
+        let redis_url = url(password);
+        let server = support::reference::start(
+            port,
+            &[
+                ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+                ("MCP_OAUTH2_RESOURCE", &resource),
+                ("MCP_OAUTH2_REDIS_URL", &redis_url),
+                ("RUST_LOG", "warn"),
+            ],
+        )
+        .await;
+        // No request at all; the line comes within the store's timeout.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (mut child, lines) = server.gather();
+        child.kill().await.unwrap();
+        let lines = lines.await.unwrap();
+        let line = lines.iter().find(|l| l.contains("store_unavailable"));
+        assert_eq!(line.is_some(), told, "{password}: {lines:?}");
+        if let Some(line) = line {
+            assert!(line.contains("authentication"), "{line}");
+            assert!(line.contains("at start-up"), "{line}");
+        }
+        assert!(
+            lines.iter().all(|l| !l.contains("password")),
+            "{password}: {lines:?}"
+        );
+    }
+}
+
 // An ACL that refuses what the store needs (`EVAL`, or keys outside its
 // pattern: a prefix that does not match it) is named by Redis' code
 // (found from outside: logged `redis: `, no cause at all).

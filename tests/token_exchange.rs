@@ -450,6 +450,19 @@ async fn downstream_whoami_errors_are_tool_results() {
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
             "1",
         ),
+        // A short pattern repeated, or a key of a few distinct bytes
+        // (found from outside: `abab...` was accepted): base64 of
+        // `abab...ab` and of 31 zeros and a one.
+        (
+            "MCP_OAUTH2_EXCHANGE_CACHE_KEY",
+            "YWJhYmFiYWJhYmFiYWJhYmFiYWJhYmFiYWJhYmFiYWI=",
+            "1",
+        ),
+        (
+            "MCP_OAUTH2_EXCHANGE_CACHE_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE=",
+            "1",
+        ),
     ] {
         for without in [None, Some("MCP_OAUTH2_DOWNSTREAM_AUDIENCE")] {
             let mut vars = vars.clone();
@@ -471,7 +484,7 @@ async fn downstream_whoami_errors_are_tool_results() {
     vars.insert("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1");
     vars.insert(
         "MCP_OAUTH2_EXCHANGE_CACHE_KEY",
-        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        "MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0dXY=",
     );
     // A key needs a store to share the tokens through (MCP_OAUTH2_REDIS_URL).
     let why = Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), None)
@@ -484,8 +497,8 @@ async fn downstream_whoami_errors_are_tool_results() {
     // The key in either base64 alphabet, padded or not (found from
     // outside: only padded standard base64 was read).
     for key in [
-        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY",
+        "MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0dXY=",
+        "MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0dXY",
         "-_8yMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY",
         "+/8yMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
     ] {

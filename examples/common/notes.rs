@@ -138,7 +138,8 @@ impl Downstream {
                 };
                 // Either alphabet, padded or not (found from outside: only
                 // padded standard base64 was read, and the message said the
-                // key was not base64); never a key of one repeated byte.
+                // key was not base64); never a guessable key (one byte or a
+                // short pattern repeated: the library refuses it).
                 let secret = secret.trim();
                 let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
                     .iter()
@@ -148,16 +149,17 @@ impl Downstream {
                          padded or not)"
                             .to_owned()
                     })?;
-                if bytes.windows(2).all(|w| w[0] == w[1]) {
-                    return Err("MCP_OAUTH2_EXCHANGE_CACHE_KEY is one byte repeated: use 32 \
-                                random bytes (head -c 32 /dev/urandom | base64)"
-                        .to_owned());
-                }
-                mcp_oauth2::HandleKey::from_secret(&bytes).map_err(|_| {
-                    format!(
+                mcp_oauth2::HandleKey::from_secret(&bytes).map_err(|e| match e {
+                    mcp_oauth2::HandleError::WeakKey => {
+                        "MCP_OAUTH2_EXCHANGE_CACHE_KEY is guessable (one byte or a short \
+                         pattern repeated, or fewer than six distinct bytes): use 32 random \
+                         bytes (head -c 32 /dev/urandom | base64)"
+                            .to_owned()
+                    }
+                    _ => format!(
                         "MCP_OAUTH2_EXCHANGE_CACHE_KEY is base64 of {} bytes: at least 32 are needed",
                         bytes.len()
-                    )
+                    ),
                 })
             })
             .transpose()?;

@@ -160,8 +160,10 @@ impl DpopPolicy {
     }
 
     /// The secret nonces are sealed with (default: random, per process).
-    /// Give every replica the same secret (at least 32 bytes, not one byte
-    /// repeated) so that a nonce from one is good at the others.
+    /// Give every replica the same secret (at least 32 random bytes: a
+    /// short pattern repeated, such as `abab...`, or fewer than six
+    /// distinct bytes is refused) so that a nonce from one is good at the
+    /// others.
     pub fn nonce_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.nonce_secret = Some(Arc::from(secret.as_ref()));
         self
@@ -220,17 +222,19 @@ impl DpopPolicy {
                 "must be at least 32 bytes",
             ));
         }
-        // A placeholder (`aaaa...`, forty spaces) is no secret: anyone who
-        // guesses it seals nonces the server accepts. Refused as the
-        // exchange cache key's is (found from outside: accepted here).
-        if self
+        // A placeholder (`aaaa...`, forty spaces, `abab...`) is no secret:
+        // anyone who guesses it seals nonces the server accepts. Refused as
+        // the handle keys' are (found from outside: accepted here).
+        if let Some(weakness) = self
             .nonce_secret
             .as_ref()
-            .is_some_and(|s| s.iter().all(|b| Some(b) == s.first()))
+            .and_then(|s| crate::error::secret_weakness(s))
         {
             return Err(ConfigError::new(
                 "dpop_nonce_secret",
-                "is one byte repeated: use 32 random bytes or more (head -c 32 /dev/urandom | base64)",
+                format!(
+                    "{weakness}: use 32 random bytes or more (head -c 32 /dev/urandom | base64)"
+                ),
             ));
         }
         Ok(())

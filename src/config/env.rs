@@ -601,7 +601,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "random, per process",
-        meaning: "the secret DPoP nonces are sealed with (at least 32 bytes; never logged): the same on every replica, required with `MCP_OAUTH2_DPOP_NONCE=1` and `MCP_OAUTH2_REDIS_URL`",
+        meaning: "the secret DPoP nonces are sealed with (at least 32 random bytes: a short pattern repeated or fewer than six distinct bytes is refused; never logged): the same on every replica, required with `MCP_OAUTH2_DPOP_NONCE=1` and `MCP_OAUTH2_REDIS_URL`",
     },
     EnvVar {
         name: "MCP_OAUTH2_DPOP_ALGORITHMS",
@@ -2006,6 +2006,21 @@ mod tests {
         assert_eq!(err.field(), "MCP_OAUTH2_DPOP_NONCE_SECRET", "{err}");
         assert!(err.message().contains("one byte repeated"), "{err}");
         assert!(!err.to_string().contains(&placeholder), "{err}");
+        // Nor a short pattern repeated, nor a few distinct bytes (found
+        // from outside: `abab...` was accepted).
+        for (placeholder, why) in [
+            ("ab".repeat(20), "repeats a short pattern"),
+            ("changeme".repeat(5), "repeats a short pattern"),
+            (
+                format!("{}1", "0".repeat(39)),
+                "fewer than six distinct bytes",
+            ),
+        ] {
+            let err = with(&[redis, ("MCP_OAUTH2_DPOP_NONCE_SECRET", &placeholder)]).unwrap_err();
+            assert_eq!(err.field(), "MCP_OAUTH2_DPOP_NONCE_SECRET", "{err}");
+            assert!(err.message().contains(why), "{err}");
+            assert!(!err.to_string().contains(&placeholder), "{err}");
+        }
     }
 
     // Issue 19: the issuer template, its allowlist, claim and key sets from

@@ -256,7 +256,7 @@ async fn sealed_store_round_trip_and_refusals() {
 
     use crate::store::{MemoryStore, SharedStore};
     let memory: std::sync::Arc<dyn SharedStore> = std::sync::Arc::new(MemoryStore::default());
-    let key = crate::HandleKey::from_secret(&[5; 32]).unwrap();
+    let key = crate::HandleKey::from_secret(b"exchange-cache-key/2026-12/test!").unwrap();
     let store = SealedExchangeStore::new(memory.clone(), key);
     assert!(format!("{store:?}").contains("[redacted]"));
     let (k1, k2) = ([1u8; 32], [2u8; 32]);

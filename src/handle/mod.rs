@@ -75,7 +75,9 @@ impl HandleKey {
     /// A key from secret bytes (at least 32, from a secure random source),
     /// with an id derived from the secret: replicas loading the same secret
     /// agree on it, and it reveals nothing about the secret. Fails with
-    /// [`HandleError::InvalidKey`] for a shorter secret.
+    /// [`HandleError::InvalidKey`] for a shorter secret, and with
+    /// [`HandleError::WeakKey`] for one that is a short pattern repeated
+    /// (`aaaa...`, `abab...`) or holds fewer than six distinct bytes.
     pub fn from_secret(secret: &[u8]) -> Result<Self, HandleError> {
         let prk = extract(secret)?;
         let mut id = [0u8; DERIVED_ID_BYTES];
@@ -85,7 +87,8 @@ impl HandleKey {
         Self::from_prk(URL_SAFE_NO_PAD.encode(id).into_boxed_str(), &prk)
     }
 
-    /// A key from secret bytes (at least 32) with the id you choose, for
+    /// A key from secret bytes (at least 32, random: see
+    /// [`from_secret`](Self::from_secret)) with the id you choose, for
     /// rotation (see [`HandleKeys`]). The id is written in every sealed
     /// string, so it must not be secret: 1 to 64 characters of
     /// `A-Z a-z 0-9 - _`. Fails with [`HandleError::InvalidKey`]
@@ -130,6 +133,9 @@ impl HandleKey {
 fn extract(secret: &[u8]) -> Result<hkdf::Prk, HandleError> {
     if secret.len() < MIN_SECRET_BYTES {
         return Err(HandleError::InvalidKey);
+    }
+    if crate::error::secret_weakness(secret).is_some() {
+        return Err(HandleError::WeakKey);
     }
     Ok(hkdf::Salt::new(hkdf::HKDF_SHA256, KDF_SALT).extract(secret))
 }
@@ -220,8 +226,11 @@ pub enum Sealing {
 /// ```
 /// use mcp_oauth2::{HandleKey, HandleKeys, Sealing};
 /// # fn main() -> Result<(), mcp_oauth2::HandleError> {
-/// let current = HandleKey::from_secret_with_id("2026-12", &[7; 32])?;
-/// let previous = HandleKey::from_secret_with_id("2026-11", &[8; 32])?;
+/// # let secret_2026_12 = *b"k5Vh2N1x7KpR0aZ-wE_mU3yT8jLcB6sD";
+/// # let secret_2026_11 = *b"Q9fGiOo4hN2xv7RkP0a-We_3yU8jLcB6";
+/// // Each from a secure random source (a secret store, `head -c 32 /dev/urandom`).
+/// let current = HandleKey::from_secret_with_id("2026-12", &secret_2026_12)?;
+/// let previous = HandleKey::from_secret_with_id("2026-11", &secret_2026_11)?;
 /// let keys = HandleKeys::new(current)
 ///     .with_previous(previous)?
 ///     .with_sealing(Sealing::Encrypted);
@@ -357,6 +366,13 @@ pub enum HandleError {
     /// the ring.
     #[error("the handle key is not acceptable")]
     InvalidKey,
+    /// A secret that is no random bytes: a short pattern repeated
+    /// (`aaaa...`, `abab...`) or fewer than six distinct bytes. Anyone who
+    /// guesses it seals handles the server accepts.
+    #[error(
+        "the handle key's secret is guessable (a short pattern repeated, or fewer than six distinct bytes): use 32 random bytes"
+    )]
+    WeakKey,
     /// The system random generator failed.
     #[error("random generation failed")]
     Random,

@@ -18,8 +18,18 @@ const EXPORT: Purpose<'static> = Purpose::RequestState {
     name: "export_notes",
 };
 
+/// 32 secret bytes, one set per `seed`, none of them guessable
+/// ([`crate::error::secret_weakness`]).
+fn secret(seed: u8) -> [u8; 32] {
+    std::array::from_fn(|i| {
+        (i as u8)
+            .wrapping_mul(37)
+            .wrapping_add(seed.wrapping_mul(101))
+    })
+}
+
 fn key(id: &str, byte: u8) -> HandleKey {
-    HandleKey::from_secret_with_id(id, &[byte; 32]).unwrap()
+    HandleKey::from_secret_with_id(id, &secret(byte)).unwrap()
 }
 
 fn ring(sealing: Sealing) -> HandleKeys {
@@ -192,21 +202,39 @@ fn the_key_id_is_authenticated() {
 #[test]
 fn keys_are_checked_when_built() {
     assert_eq!(
-        HandleKey::from_secret(&[1; 31]).err(),
+        HandleKey::from_secret(&secret(1)[..31]).err(),
         Some(HandleError::InvalidKey)
     );
     for bad in ["", "a.b", "a b", "ä", "a/b", &"k".repeat(65)] {
         assert_eq!(
-            HandleKey::from_secret_with_id(bad, &[1; 32]).err(),
+            HandleKey::from_secret_with_id(bad, &secret(1)).err(),
             Some(HandleError::InvalidKey),
             "{bad:?}"
         );
     }
-    assert!(HandleKey::from_secret_with_id(&"k".repeat(64), &[1; 32]).is_ok());
+    assert!(HandleKey::from_secret_with_id(&"k".repeat(64), &secret(1)).is_ok());
+    // A guessable secret, with a derived id or a chosen one (found from
+    // outside: only a one-byte placeholder was refused, and only by the
+    // reference server).
+    for weak in [
+        &[1u8; 32][..],
+        b"abababababababababababababababab",
+        b"0123456789abcdef0123456789abcdef",
+        b"00000000000000000000000000000001",
+    ] {
+        assert_eq!(
+            HandleKey::from_secret(weak).err(),
+            Some(HandleError::WeakKey)
+        );
+        assert_eq!(
+            HandleKey::from_secret_with_id("k1", weak).err(),
+            Some(HandleError::WeakKey)
+        );
+    }
     // A derived id: stable for one secret, different for another, valid.
-    let a = HandleKey::from_secret(&[1; 32]).unwrap();
-    let b = HandleKey::from_secret(&[2; 32]).unwrap();
-    assert_eq!(a.id(), HandleKey::from_secret(&[1; 32]).unwrap().id());
+    let a = HandleKey::from_secret(&secret(1)).unwrap();
+    let b = HandleKey::from_secret(&secret(2)).unwrap();
+    assert_eq!(a.id(), HandleKey::from_secret(&secret(1)).unwrap().id());
     assert_ne!(a.id(), b.id());
     assert!(valid_key_id(a.id()) && a.id().len() == 8, "{}", a.id());
     assert_ne!(HandleKey::generate().unwrap().id(), a.id());
@@ -468,7 +496,7 @@ fn junk_and_huge_inputs_are_refused_without_panicking() {
 
 #[test]
 fn debug_never_shows_the_secret() {
-    let key = HandleKey::from_secret_with_id("k1", b"0123456789abcdef0123456789abcdef").unwrap();
+    let key = HandleKey::from_secret_with_id("k1", b"0123456789abcdefghijklmnopqrstuv").unwrap();
     let shown = format!("{key:?}");
     assert_eq!(shown, r#"HandleKey { id: "k1", secret: [redacted] }"#);
     let keys = HandleKeys::new(key).with_previous(HandleKey::generate().unwrap());

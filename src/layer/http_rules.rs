@@ -50,6 +50,11 @@ pub(crate) enum Refused {
     /// names an authority (absolute form, HTTP/2 `:authority`) other than
     /// the `Host` field.
     HostMismatch,
+    /// RFC 9112 section 3.2.2 / RFC 9113 section 8.3.1: an absolute-form
+    /// target (or HTTP/2 `:scheme`) naming a scheme other than `http` or
+    /// `https` (`POST ftp://host/mcp`): the request is not for an HTTP
+    /// resource, so not for this one.
+    InvalidTargetScheme,
     /// MCP streamable HTTP (DNS rebinding): the request's host (`Host`,
     /// else the target's authority) is not one `McpServer` serves.
     HostNotAllowed,
@@ -88,6 +93,7 @@ impl Refused {
             Self::MissingHost => "missing_host",
             Self::InvalidHost => "invalid_host",
             Self::HostMismatch => "host_mismatch",
+            Self::InvalidTargetScheme => "invalid_target_scheme",
             Self::HostNotAllowed => "host_not_allowed",
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::UnsupportedContentEncoding => "unsupported_content_encoding",
@@ -121,6 +127,11 @@ impl Refused {
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "The request target names another host than the Host header field",
+            ),
+            Self::InvalidTargetScheme => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The request target names a scheme other than http or https",
             ),
             Self::HostNotAllowed => (
                 StatusCode::FORBIDDEN,
@@ -267,6 +278,7 @@ pub(crate) fn check_host(version: Version, uri: &Uri, hosts: &FieldValues) -> Re
                 Some(authority) if !is_host_value(authority.as_str().as_bytes()) => {
                     Err(Refused::InvalidHost)
                 }
+                Some(_) if !http_scheme(uri) => Err(Refused::InvalidTargetScheme),
                 Some(_) => Ok(()),
                 None if version >= Version::HTTP_2 => Err(Refused::MissingHost),
                 // HTTP/1.0 may omit it (judged on MCP requests only).
@@ -277,6 +289,9 @@ pub(crate) fn check_host(version: Version, uri: &Uri, hosts: &FieldValues) -> Re
     if !is_host_value(host.as_bytes()) {
         return Err(Refused::InvalidHost);
     }
+    if !http_scheme(uri) {
+        return Err(Refused::InvalidTargetScheme);
+    }
     match uri.authority() {
         Some(authority)
             if !same_authority(uri.scheme_str(), authority.as_str(), host.as_bytes()) =>
@@ -285,6 +300,14 @@ pub(crate) fn check_host(version: Version, uri: &Uri, hosts: &FieldValues) -> Re
         }
         _ => Ok(()),
     }
+}
+
+/// Whether a target names no scheme (origin form) or `http` / `https`, in
+/// any case (RFC 9110 section 4.2.3: the scheme is case-insensitive). Found
+/// from outside: `POST ftp://host/mcp` was served as `/mcp`.
+fn http_scheme(uri: &Uri) -> bool {
+    uri.scheme_str()
+        .is_none_or(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
 }
 
 /// Whether a target's authority and a `Host` value name the same host and
@@ -811,6 +834,9 @@ pub(crate) fn request_id_refused(
         crate::error::AuthErrorKind::RequestIdInUse => {
             "Invalid Request: the request id is in use by another request of this session"
         }
+        crate::error::AuthErrorKind::RequestIdRepeated => {
+            "Invalid Request: two requests of this batch carry the same id"
+        }
         _ => "Invalid Request: this session has too many requests in flight",
     };
     jsonrpc_error(id, request_id, -32600, message, kind)
@@ -1095,6 +1121,49 @@ mod tests {
                 "{target} {host}"
             );
         }
+    }
+
+    // RFC 9112 section 3.2.2: an absolute-form target is for the resource
+    // its scheme names; one that is not http or https is no request for
+    // this server (found from outside: `POST ftp://h/mcp` was served), with
+    // a Host or, HTTP/2 and HTTP/1.0, without one.
+    #[test]
+    fn a_target_of_another_scheme_is_refused() {
+        let mut host = FieldValues::default();
+        host.see(&HeaderValue::from_static("h"));
+        for target in [
+            "ftp://h/mcp",
+            "FTP://h/mcp",
+            "ws://h/mcp",
+            "file://h/mcp",
+            "httpx://h/mcp",
+        ] {
+            let uri: Uri = target.parse().unwrap();
+            assert_eq!(
+                check_host(Version::HTTP_11, &uri, &host),
+                Err(Refused::InvalidTargetScheme),
+                "{target}"
+            );
+            for version in [Version::HTTP_10, Version::HTTP_2] {
+                assert_eq!(
+                    check_host(version, &uri, &FieldValues::default()),
+                    Err(Refused::InvalidTargetScheme),
+                    "{target} {version:?}"
+                );
+            }
+        }
+        for target in ["http://h/mcp", "HTTPS://h/mcp", "HtTp://h/mcp", "/mcp"] {
+            let uri: Uri = target.parse().unwrap();
+            assert_eq!(
+                check_host(Version::HTTP_11, &uri, &host),
+                Ok(()),
+                "{target}"
+            );
+        }
+        assert_eq!(
+            Refused::InvalidTargetScheme.response(None).status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 
     // RFC 9110 section 7.2, RFC 3986 section 3.2.2: what a Host value is.

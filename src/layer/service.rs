@@ -1163,6 +1163,7 @@ impl Shared {
                 }));
             }
             Err(IdClaim::InUse) => AuthErrorKind::RequestIdInUse,
+            Err(IdClaim::Repeated) => AuthErrorKind::RequestIdRepeated,
             Err(IdClaim::TooMany) => AuthErrorKind::TooManyRequestsInFlight,
         };
         self.outcomes.reject(kind.code());
@@ -1171,7 +1172,7 @@ impl Shared {
             reason = kind.code(),
             status = 400,
             request_id = seen.request_id(),
-            "refused a session request: its JSON-RPC id is in flight already"
+            "refused a session request for its JSON-RPC ids"
         );
         let id = match ids.as_slice() {
             [_] => super::operations::single_request_id(body),

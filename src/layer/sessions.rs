@@ -109,6 +109,8 @@ pub(crate) const MAX_IDS_IN_FLIGHT: usize = 1024;
 pub(crate) enum IdClaim {
     /// An id is in flight already (MCP: an id is never reused in a session).
     InUse,
+    /// Two requests of the body (a batch) carry the same id.
+    Repeated,
     /// The session holds [`MAX_IDS_IN_FLIGHT`] ids already.
     TooMany,
 }
@@ -338,6 +340,15 @@ impl Sessions {
         };
         if entry.in_flight.len().saturating_add(ids.len()) > MAX_IDS_IN_FLIGHT {
             return Err(IdClaim::TooMany);
+        }
+        // A batch naming one id twice is refused as such, not as an id
+        // in flight (found from outside: the message said so). The ids as
+        // spelled (one spelling per id: `RequestIds`), hashed once each.
+        if ids.len() > 1 {
+            let mut seen = std::collections::HashSet::with_capacity(ids.len());
+            if !ids.iter().all(|i| seen.insert(&**i)) {
+                return Err(IdClaim::Repeated);
+            }
         }
         // In flight already, or twice in this body (a batch): all or
         // nothing (the ids before the first taken one were all claimed
@@ -830,7 +841,14 @@ mod tests {
         s.release_ids("a1", &five);
         assert_eq!(s.claim_ids("a1", &five), Ok(()));
         let twice: Vec<Box<str>> = vec!["n:7".into(), "n:7".into()];
-        assert_eq!(s.claim_ids("a1", &twice), Err(IdClaim::InUse));
+        assert_eq!(s.claim_ids("a1", &twice), Err(IdClaim::Repeated));
+        // Nothing of it was claimed.
+        assert_eq!(s.claim_ids("a1", &twice[..1]), Ok(()));
+        s.release_ids("a1", &twice[..1]);
+        // Twice in the batch and in flight (5 is): the batch is what is
+        // wrong.
+        let again: Vec<Box<str>> = vec!["n:5".into(), "n:5".into()];
+        assert_eq!(s.claim_ids("a1", &again), Err(IdClaim::Repeated));
         // Cancelled while in flight: kept for the session's life; an id
         // not in flight is not retired.
         let eight: Vec<Box<str>> = vec!["n:8".into()];

@@ -9,7 +9,8 @@
 //! Keys are short ASCII strings built by the crate from hashes, one namespace
 //! per user of the store (`mcp_oauth2:throttle:`, `mcp_oauth2:session:`,
 //! `mcp_oauth2:task:`, `mcp_oauth2:dpop:`, `mcp_oauth2:introspection:`; the
-//! Redis store's short-lived write markers `mcp_oauth2:op:`); never token
+//! Redis store's short-lived write markers `mcp_oauth2:op:`; `McpServer`'s
+//! start-up read of `mcp_oauth2:probe`, never written); never token
 //! material.
 //! Values are small byte strings the crate wrote itself.
 //!
