@@ -436,7 +436,18 @@ fn write(record: &Record<'_>, suppressed: Option<u64>) {
             .error
             .is_some_and(|e| e.kind() == AuthErrorKind::InvalidAudience)
     });
-    let token_audience = audience_refused.map(|d| d.audience.join(" "));
+    // Each audience value as a claim: a token or a signature placed in
+    // `aud` is not written (found from outside: 200 characters of one
+    // were).
+    let token_audience = audience_refused.map(|d| {
+        d.audience
+            .iter()
+            .map(|a| loggable(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    let subject = ctx.map(|c| loggable(c.subject()));
+    let client_id = ctx.and_then(AuthContext::client_id).map(loggable);
     let expected_audience = audience_refused.map(|_| record.resource);
     let hint = audience_refused.map(|_| {
         "the token's audience does not name this server: if it is meant for this server, \
@@ -463,9 +474,9 @@ its tokens, or accept it with AuthConfigBuilder::accept_audience"
                 reason = record.reason,
                 status = record.status,
                 issuer = ctx.map(AuthContext::issuer),
-                subject = ctx.map(|c| loggable(c.subject())),
-                client_id = ctx.and_then(AuthContext::client_id).map(loggable),
-                tenant = tenant.map(loggable),
+                subject = subject.as_deref(),
+                client_id = client_id.as_deref(),
+                tenant = tenant.map(loggable).as_deref(),
                 scopes = scopes.as_ref().map(ToString::to_string),
                 needed_scopes = needed.as_ref().map(ToString::to_string),
                 mcp_method,
@@ -488,16 +499,32 @@ its tokens, or accept it with AuthConfigBuilder::accept_audience"
     }
 }
 
-/// A verified claim as a log field: a value that looks like a JWT (a
-/// `sub` or `client_id` an issuer filled with a token) is written
-/// [`REDACTED`], as in every other field; anything else as it is (the
-/// subscriber escapes control characters).
-pub(crate) fn loggable(value: &str) -> &str {
-    if looks_like_a_jwt(value.as_bytes()) {
-        REDACTED
-    } else {
-        value
+/// The longest verified claim written whole in a log field; a longer one
+/// is cut there (on a character boundary) and the bytes left out counted.
+const MAX_CLAIM_LEN: usize = 256;
+
+/// A verified claim as a log field: a value that looks like a JWT, or
+/// holds a run of more than 63 base64url characters (a `sub` or
+/// `client_id` an issuer filled with a token or a signature), is written
+/// [`REDACTED`], as in every other field; one over [`MAX_CLAIM_LEN`] bytes
+/// is cut (`...[+N bytes]`); anything else as it is (the subscriber escapes
+/// control characters). Found from outside: an 86-character random `sub`
+/// and a 5,000-character one were written whole. Random runs of 32 to 63
+/// are kept: Entra ID's subjects are random runs of 43.
+pub(crate) fn loggable(value: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = value.as_bytes();
+    if looks_like_a_jwt(bytes) || holds_a_long_base64url_run(bytes) {
+        return REDACTED.into();
     }
+    if value.len() <= MAX_CLAIM_LEN {
+        return value.into();
+    }
+    let mut end = MAX_CLAIM_LEN;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    let kept = value.get(..end).unwrap_or_default();
+    format!("{kept}...[+{} bytes]", value.len() - end).into()
 }
 
 /// Scopes written space-separated when the event is recorded.
@@ -593,7 +620,7 @@ mod tests {
             "eyJ eyJ0eXAiOiJKV1QifQ.e30",
         ] {
             assert_eq!(&*clean(value.as_bytes()), REDACTED, "{value}");
-            assert_eq!(loggable(value), REDACTED, "{value}");
+            assert_eq!(&*loggable(value), REDACTED, "{value}");
         }
         // A long run of base64url characters (a signature or an opaque
         // token alone) in request text is redacted too; shorter runs, and
@@ -624,8 +651,24 @@ mod tests {
             "eyJhbGciOiJSUzI1NiJ9.",
             "eyJhbGciOiJSUzI1NiJ9. e30",
         ] {
-            assert_eq!(loggable(value), value, "{value}");
+            assert_eq!(&*loggable(value), value, "{value}");
         }
+        // A claim holding a run of more than 63 base64url characters is not
+        // written; an Entra ID subject (a random run of 43) is; a long
+        // claim is cut, on a character boundary (found from outside: an
+        // 86-character random `sub` and a 5,000-character one were written
+        // whole).
+        let random = "q5Vh2N1x7KpR0aZ-wE_mU3yT8jLcB6sD9fGiOo4hN2xv7RkP0a-We_3yU8jLcB6sDk5Vh2N1x7KpR0aZ-wE_mU3y";
+        assert_eq!(&*loggable(random), REDACTED);
+        let entra = "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ";
+        assert_eq!(&*loggable(entra), entra);
+        let long = "user ".repeat(1000);
+        let cut = loggable(&long);
+        assert!(cut.starts_with("user user "), "{cut}");
+        assert!(cut.ends_with("...[+4744 bytes]"), "{cut}");
+        let wide = "\u{e9}".repeat(200);
+        let cut = loggable(&wide);
+        assert!(cut.ends_with("...[+144 bytes]"), "{cut}");
     }
 
     fn limit(count: u32, secs: u64) -> Spacing {

@@ -690,7 +690,7 @@ async fn unsupported_version_as_jsonrpc(
 ) -> axum::response::Response {
     let (parts, bytes) = match rmcp_plain_text(response, http::StatusCode::BAD_REQUEST).await {
         Ok(plain) => plain,
-        Err(response) => return response,
+        Err(response) => return jsonrpc_error_completed(response, request_id).await,
     };
     let requested = std::str::from_utf8(&bytes)
         .ok()
@@ -708,6 +708,51 @@ async fn unsupported_version_as_jsonrpc(
         "data": { "requested": requested, "supported": supported },
     });
     jsonrpc_answer(parts, error, request_id)
+}
+
+/// rmcp answers some messages it does not take (a JSON-RPC response sent
+/// to a stateless 2026-07-28 server) with a 400 and a JSON-RPC error
+/// without `id`, which JSON-RPC 2.0 (section 5) requires (`null` when the
+/// request's cannot be told): found from outside. Such an answer (JSON, at
+/// most 4 KiB: rmcp's are a few dozen bytes) gets `"id": null`, the
+/// `data.reason` `invalid_message` and the request id, as the layer's own
+/// JSON-RPC refusals carry them; any other answer passes unchanged.
+async fn jsonrpc_error_completed(
+    response: axum::response::Response,
+    request_id: Option<crate::correlation::RequestId>,
+) -> axum::response::Response {
+    let json = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let small = http_body::Body::size_hint(response.body())
+        .upper()
+        .is_some_and(|n| n <= 4096);
+    if !json || !small {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 4096).await else {
+        return axum::response::Response::from_parts(parts, axum::body::Body::empty());
+    };
+    let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+    let Some(serde_json::Value::Object(mut answer)) = parsed else {
+        return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    let Some(serde_json::Value::Object(error)) = answer.remove("error") else {
+        return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    if answer.contains_key("id") {
+        return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    let mut error = error;
+    let mut data = match error.remove("data") {
+        Some(serde_json::Value::Object(data)) => data,
+        _ => serde_json::Map::new(),
+    };
+    data.insert("reason".to_owned(), "invalid_message".into());
+    error.insert("data".to_owned(), serde_json::Value::Object(data));
+    jsonrpc_answer(parts, serde_json::Value::Object(error), request_id)
 }
 
 /// The parts and body of `response` when it is one of rmcp's plain-text
@@ -739,8 +784,8 @@ fn jsonrpc_answer(
     mut error: serde_json::Value,
     request_id: Option<crate::correlation::RequestId>,
 ) -> axum::response::Response {
-    if let (Some(id), Some(data)) = (request_id, error.get_mut("data")) {
-        data["request_id"] = id.as_str().into();
+    if let (Some(id), Some(serde_json::Value::Object(data))) = (request_id, error.get_mut("data")) {
+        data.insert("request_id".to_owned(), id.as_str().into());
     }
     let body = serde_json::json!({ "jsonrpc": "2.0", "id": null, "error": error });
     parts.status = http::StatusCode::BAD_REQUEST;
@@ -749,6 +794,7 @@ fn jsonrpc_answer(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    crate::challenge::error_headers(&mut parts.headers);
     axum::response::Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }
 

@@ -1170,6 +1170,90 @@ async fn a_batch_or_a_message_rmcp_cannot_read_is_a_jsonrpc_error() {
     assert!(t.log.take().is_empty());
 }
 
+// JSON-RPC 2.0 section 5.1: a body that is no JSON is a parse error
+// (-32700), JSON that is no message an invalid request (-32600); found from
+// outside: an empty body, plain text or a byte order mark got -32600. And
+// rmcp's own refusal of a message it does not take (a response sent to a
+// stateless server) had no `id`, which JSON-RPC requires: it gets `null`,
+// a reason and the request id. A 2026-07-28 array is a batch whatever it
+// holds (-32020, as every other batch). Nothing runs.
+#[tokio::test]
+async fn every_unreadable_body_gets_the_jsonrpc_code_that_fits_it() {
+    let t = Target::start(Mount::Default).await;
+    for (body, code) in [
+        ("", -32700),
+        ("   ", -32700),
+        ("hello", -32700),
+        ("tru", -32700),
+        ("1 2", -32700),
+        ("\u{feff}{}", -32700),
+        ("\"tools/call\"", -32600),
+        ("true", -32600),
+        ("42", -32600),
+    ] {
+        for modern in [true, false] {
+            let mut raw = t.mcp_post("/mcp", Some(TokenKind::AliceAll), body);
+            raw = if modern {
+                raw.header("MCP-Protocol-Version", MODERN)
+                    .header("Mcp-Method", "tools/call")
+                    .header("Mcp-Name", "open_tool")
+            } else {
+                raw.header("MCP-Protocol-Version", LEGACY)
+            };
+            let response = send(raw).await;
+            let case = format!("{body:?} (2026-07-28: {modern})");
+            assert!(t.log.take().is_empty(), "{case}");
+            let answer = jsonrpc_400(&response, &case);
+            assert_eq!(answer["error"]["code"], code, "{case}: {answer}");
+            assert_eq!(answer["id"], serde_json::Value::Null, "{case}: {answer}");
+            assert_eq!(
+                answer["error"]["data"]["reason"], "body_unreadable",
+                "{case}: {answer}"
+            );
+        }
+    }
+    // A response sent to the stateless server: rmcp's refusal, completed.
+    let response = send(
+        t.mcp_post(
+            "/mcp",
+            Some(TokenKind::AliceAll),
+            r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+        )
+        .header("MCP-Protocol-Version", MODERN)
+        .header("X-Request-Id", "resp-1"),
+    )
+    .await;
+    assert!(t.log.take().is_empty());
+    let answer = jsonrpc_400(&response, "a response");
+    assert_eq!(answer["error"]["code"], -32600, "{answer}");
+    assert!(
+        answer.as_object().is_some_and(|a| a.contains_key("id")) && answer["id"].is_null(),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["error"]["data"]["reason"], "invalid_message",
+        "{answer}"
+    );
+    assert_eq!(answer["error"]["data"]["request_id"], "resp-1", "{answer}");
+    assert_eq!(response.header("cache-control"), Some("no-store"));
+    // Arrays on 2026-07-28: of responses, of one call.
+    for body in [
+        r#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#.to_owned(),
+        format!("[{}]", modern_tool_call_body(3, "open_tool")),
+    ] {
+        let response = send(
+            t.mcp_post("/mcp", Some(TokenKind::AliceAll), &body)
+                .header("MCP-Protocol-Version", MODERN)
+                .header("Mcp-Method", "tools/call")
+                .header("Mcp-Name", "open_tool"),
+        )
+        .await;
+        assert!(t.log.take().is_empty(), "{body}");
+        let answer = jsonrpc_400(&response, &body);
+        assert_eq!(answer["error"]["code"], -32020, "{body}: {answer}");
+    }
+}
+
 // MCP 2026-07-28 "Transports": an unknown protocol version is 400 with the
 // JSON-RPC UnsupportedProtocolVersionError (-32022) naming the versions the
 // server knows, which a client reads to pick one. rmcp answered a body

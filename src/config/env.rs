@@ -889,6 +889,27 @@ fn is_ours(name: &str) -> bool {
     {
         return true;
     }
+    // The prefix with its separators dropped or behind something
+    // (`MCPOAUTH2REQUIREDSCOPES`, `X_MCP_OAUTH2_DPOP`, `MCP_MCP_OAUTH2_DPOP`:
+    // found from outside, read as another program's and left out), when
+    // what follows it is one of our names without separators: a template
+    // that strips or prefixes names. Another text after it
+    // (`MY_MCP_OAUTH2_CONFIG`) stays another program's.
+    let squeezed: String = upper.chars().filter(char::is_ascii_alphanumeric).collect();
+    if let Some(at) = squeezed.rfind("MCPOAUTH2") {
+        let rest = squeezed.get(at + "MCPOAUTH2".len()..).unwrap_or_default();
+        let named = ENV_VARS
+            .iter()
+            .map(|v| v.name)
+            .chain(SERVER_ENV_VARIABLES.iter().copied())
+            .any(|known| {
+                let known = known.get(PREFIX.len()..).unwrap_or_default();
+                !rest.is_empty() && known.chars().filter(|c| *c != '_').eq(rest.chars())
+            });
+        if named {
+            return true;
+        }
+    }
     // In characters, as the distance counts them (a zero-width space is
     // three bytes, one edit). Two letters swapped are one edit
     // (`MCP_OATUH2_DPOP`, found from outside: read as another program's,
@@ -2251,6 +2272,14 @@ mod tests {
             "MCP__OAUTH2__DPOP",
             "MCP_\u{41e}AUTH2_DP\u{41e}P",
             "\u{41c}\u{421}P_OAUTH2_DPOP",
+            // Separators dropped, or something before the prefix, then one
+            // of our names (found from outside: left out).
+            "MCPOAUTH2REQUIREDSCOPES",
+            "mcpoauth2dpop",
+            "X_MCP_OAUTH2_DPOP",
+            "MCP_MCP_OAUTH2_DPOP",
+            "APP_MCP_OAUTH2_REQUIRED_SCOPES",
+            "MCPOAUTH2BIND",
         ] {
             assert!(is_ours(name), "{name}");
         }
@@ -2264,6 +2293,12 @@ mod tests {
             // Other MCP programs' variables (found from outside).
             "MCP_AUTH_ISSUER",
             "MCP_AUTH_RESOURCE",
+            // Another text after the prefix is another program's; so is
+            // the prefix's tail alone (`OAUTH2_CLIENT_ID` is common).
+            "MY_MCP_OAUTH2_CONFIG_PATH",
+            "X_MCP_OAUTH2",
+            "OAUTH2_DPOP",
+            "OAUTH2_CLIENT_ID",
         ] {
             assert!(!is_ours(name), "{name}");
         }

@@ -222,6 +222,24 @@ pub(super) fn canonical_resource(
             ),
         ));
     }
+    // RFC 3986 section 2.1: `%` only ever starts a percent-encoding. The
+    // URL standard keeps a bare one (`/m%ZZ`, `/100%`) as written, which no
+    // RFC 3986 reader takes as a URI (found from outside: served and
+    // advertised so).
+    if let Some(at) = stray_percent(url.path()) {
+        return Err(ConfigError::new(
+            "resource",
+            format!(
+                "{raw:?}: {:?} in the path is a `%` that starts no percent-encoding (RFC 3986 section 2.1: `%` and two hexadecimal digits); write a literal `%` as %25",
+                url.path()
+                    .get(at..)
+                    .unwrap_or_default()
+                    .chars()
+                    .take(3)
+                    .collect::<String>()
+            ),
+        ));
+    }
     if let Some((encoded, plain)) = encoded_unreserved(url.path()) {
         return Err(ConfigError::new(
             "resource",
@@ -313,6 +331,15 @@ fn encodings(path: &str) -> impl Iterator<Item = (&str, u8)> {
             return None;
         }
         Some((encoded, u8::from_str_radix(digits, 16).ok()?))
+    })
+}
+
+/// Where in `path` a `%` is not followed by two hexadecimal digits.
+fn stray_percent(path: &str) -> Option<usize> {
+    path.match_indices('%').map(|(at, _)| at).find(|at| {
+        !path
+            .get(at + 1..at + 3)
+            .is_some_and(|d| d.bytes().all(|b| b.is_ascii_hexdigit()))
     })
 }
 
@@ -491,6 +518,18 @@ mod tests {
                 "%41 in the path is the character 'A'",
             ),
             ("https://h/mcp%2D1", "%2D in the path is the character '-'"),
+            // A `%` that starts no encoding (found from outside: `/m%ZZ`
+            // was served and advertised).
+            (
+                "https://h/m%ZZ",
+                "\"%ZZ\" in the path is a `%` that starts no",
+            ),
+            (
+                "https://h/mcp%",
+                "\"%\" in the path is a `%` that starts no",
+            ),
+            ("https://h/100%/mcp", "\"%/m\" in the path"),
+            ("https://h/m%4", "\"%4\" in the path"),
         ] {
             let e = canonical_resource(bad, false).unwrap_err();
             assert_eq!(e.field(), "resource", "{bad}");
@@ -509,7 +548,6 @@ mod tests {
             ("https://h/a%2Fb", "https://h/a%2Fb"),
             ("https://h/caf%C3%A9", "https://h/caf%C3%A9"),
             ("https://h/100%25", "https://h/100%25"),
-            ("https://h/mcp%", "https://h/mcp%"),
             ("  https://h/mcp  ", "https://h/mcp"),
         ] {
             let (c, _) = canonical_resource(good, false).unwrap_or_else(|e| panic!("{good}: {e}"));

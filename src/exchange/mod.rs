@@ -494,7 +494,7 @@ impl TokenExchanger {
                         endpoint = %crate::fetch::Logged(&endpoint),
                         error = %code,
                         suberror = suberror.as_deref().unwrap_or_default(),
-                        subject = crate::audit::loggable(auth.subject()),
+                        subject = crate::audit::loggable(auth.subject()).as_ref(),
                         "the token endpoint refused an exchange"
                     );
                     ExchangeError::refused(&code, suberror.as_deref())

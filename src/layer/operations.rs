@@ -174,8 +174,16 @@ impl Shared {
         // rule of the layer reads these headers, so ignoring them lets
         // nothing through.
         let fault = if placement.stateless {
+            // Any array is a batch, one of responses or of one message too
+            // (found from outside: a batch holding only a response got
+            // rmcp's -32600 where every other got this -32020).
+            let batch = ops.len() > 1
+                || bytes
+                    .iter()
+                    .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+                    == Some(&b'[');
             match check_headers(&parts.headers, &ops) {
-                _ if ops.len() > 1 => Some(HeaderFault::Batch),
+                _ if batch => Some(HeaderFault::Batch),
                 Err(_) => Some(HeaderFault::Differs),
                 Ok(present) if !stateless_headers_present(present, &ops) => {
                     Some(HeaderFault::Missing)

@@ -916,7 +916,7 @@ impl Shared {
             ..Record::new(Event::Accepted, "ok", None, &self.document.resource)
         });
         tracing::debug!(
-            subject = crate::audit::loggable(ctx.subject()),
+            subject = crate::audit::loggable(ctx.subject()).as_ref(),
             issuer = ctx.issuer(),
             "authenticated a request"
         );
@@ -1404,7 +1404,7 @@ impl Shared {
             method = %logged(req.method().as_str()),
             path = %logged(req.uri().path()),
             request_id = meta.request_id.as_str(),
-            subject = ctx.map(|c| crate::audit::loggable(c.subject())),
+            subject = ctx.map(|c| crate::audit::loggable(c.subject())).as_deref(),
             "refused a request"
         );
         response

@@ -54,9 +54,12 @@ pub(crate) enum OperationError {
 pub(crate) enum Unreadable {
     /// Not UTF-8 (a compressed body, UTF-16).
     NotUtf8,
-    /// Its first character (after JSON whitespace) opens neither an object
-    /// nor an array (a byte order mark, plain text, a bare value).
+    /// JSON, but a bare value (a string, a number, `true`...), neither an
+    /// object nor an array.
     NotAMessage,
+    /// Its first character (after JSON whitespace) starts no JSON value (a
+    /// byte order mark, plain text), or it is empty.
+    NotJson,
     /// Not JSON (a syntax error, a lone surrogate, nesting too deep).
     Syntax,
     /// Ends before its JSON value does.
@@ -113,7 +116,10 @@ impl Unreadable {
                 "Parse error: the request body is not UTF-8 (compressed and UTF-16 bodies are not accepted)"
             }
             Self::NotAMessage => {
-                "Invalid Request: the request body is not a JSON object or array (nothing may come before it, a byte order mark included)"
+                "Invalid Request: the request body is a bare JSON value, not a JSON object or array"
+            }
+            Self::NotJson => {
+                "Parse error: the request body is not JSON (empty, or text before its value: nothing may come before it, a byte order mark included)"
             }
             Self::Syntax => {
                 "Parse error: the request body is not valid JSON (a syntax error, a lone surrogate escape, or nesting too deep)"
@@ -297,7 +303,17 @@ pub(crate) fn read_requests(body: &[u8], ids: bool) -> Result<Requests, Unreadab
     // check looks at the value's first byte.
     let text = text.trim_start_matches([' ', '\t', '\n', '\r']);
     if !matches!(text.as_bytes().first(), Some(b'{' | b'[')) {
-        return Err(Unreadable::NotAMessage);
+        // JSON-RPC 2.0 section 5.1: a body that is no JSON at all is a
+        // parse error (-32700), one that is JSON but no message an invalid
+        // request (-32600). Found from outside: every body not opening with
+        // `{` or `[` got -32600, an empty one and plain text too.
+        return Err(
+            if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+                Unreadable::NotAMessage
+            } else {
+                Unreadable::NotJson
+            },
+        );
     }
     let messages = scan(text)?;
     let mut ops = Vec::with_capacity(messages.len());
@@ -678,11 +694,19 @@ mod tests {
     #[test]
     fn refusals_say_which_rule_the_body_broke() {
         let too_many = listen(MAX_LISTENED_URIS + 1);
-        let cases: [(&[u8], Unreadable, i32); 15] = [
+        let cases: [(&[u8], Unreadable, i32); 23] = [
             (b"\x1f\x8b\x08\x00\xff", Unreadable::NotUtf8, -32700),
             (b"{\x00\"\x00", Unreadable::Syntax, -32700),
-            ("\u{feff}{}".as_bytes(), Unreadable::NotAMessage, -32600),
+            ("\u{feff}{}".as_bytes(), Unreadable::NotJson, -32700),
+            (b"", Unreadable::NotJson, -32700),
+            (b" \r\n\t", Unreadable::NotJson, -32700),
+            (b"hello", Unreadable::NotJson, -32700),
+            (b"tru", Unreadable::NotJson, -32700),
+            (b"\x00", Unreadable::NotJson, -32700),
+            (b"1 2", Unreadable::NotJson, -32700),
             (b"\"tools/call\"", Unreadable::NotAMessage, -32600),
+            (b" true ", Unreadable::NotAMessage, -32600),
+            (b"-1.5e3", Unreadable::NotAMessage, -32600),
             (b"{\"method\":\"tools/list\"", Unreadable::Truncated, -32700),
             (
                 b"{\"method\":\"tools/list\"} {}",
