@@ -376,7 +376,7 @@ async fn unreadable_bodies_are_refused_when_rules_exist() {
         .encode_utf16()
         .flat_map(u16::to_le_bytes)
         .collect();
-    let cases: [(Vec<u8>, i32, &str); 11] = [
+    let cases: [(Vec<u8>, i32, &str); 12] = [
         // serde_json keeps the last `name`: whoami_arg would run.
         (
             br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","name":"whoami_arg","arguments":{}}}"#.to_vec(),
@@ -408,12 +408,16 @@ async fn unreadable_bodies_are_refused_when_rules_exist() {
             -32700,
             "more after its JSON value",
         ),
-        (b"not json".to_vec(), -32600, "not a JSON object or array"),
+        // No JSON at all is a parse error (JSON-RPC 2.0 section 5.1; found
+        // from outside: these were -32600); a bare JSON value is JSON but
+        // no request.
+        (b"not json".to_vec(), -32700, "is not JSON"),
         (
             "\u{feff}{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/list\"}".into(),
-            -32600,
+            -32700,
             "byte order mark",
         ),
+        (b"\"tools/list\"".to_vec(), -32600, "a bare JSON value"),
         (vec![0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe], -32700, "not UTF-8"),
         (utf16, -32700, "not valid JSON"),
         (

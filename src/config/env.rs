@@ -927,8 +927,9 @@ fn is_ours(name: &str) -> bool {
 /// `known` (insertions, deletions, substitutions and swaps of two
 /// neighbours each cost one), where a character of `name` outside ASCII
 /// stands for any character of `known` at no cost (a lookalike letter).
-/// Hand-written as [`edit_distance`] is: a few dozen names of a few dozen
-/// characters, at start-up only.
+/// Hand-written: a few dozen names of a few dozen characters, at start-up
+/// only (the string-distance crates count no lookalike letters). The hint
+/// of [`check_names`] ranks names by it too.
 fn lookalike_distance(name: &str, known: &str) -> usize {
     let a: Vec<char> = name.chars().collect();
     let b: Vec<char> = known.chars().collect();
@@ -1056,7 +1057,7 @@ pub(crate) fn check_names(
         let hint = known
             .map(|k| (resemblance(&upper, k), k))
             .filter(|(d, _)| *d <= 3)
-            .min_by_key(|(d, k)| (*d, edit_distance(&upper, k)))
+            .min_by_key(|(d, k)| (*d, lookalike_distance(&upper, k)))
             .map(|(_, k)| format!(" (did you mean {k}?)"))
             .unwrap_or_default();
         // The name is the sender's text only in the sense that the
@@ -1075,7 +1076,8 @@ pub(crate) fn check_names(
 
 /// How far `name` is from the known variable `known`, for the hint: one
 /// when either extends the other (`MCP_OAUTH2_DPOP_MODE` for
-/// `MCP_OAUTH2_DPOP`), else their edit distance.
+/// `MCP_OAUTH2_DPOP`), else their distance as [`is_ours`] counts it (a
+/// swap of two neighbours one edit, a lookalike letter none).
 fn resemblance(name: &str, known: &str) -> usize {
     let (short, long) = if name.len() <= known.len() {
         (name, known)
@@ -1085,30 +1087,7 @@ fn resemblance(name: &str, known: &str) -> usize {
     if short.len() > PREFIX.len() && long.starts_with(short) {
         return 1;
     }
-    edit_distance(name, known)
-}
-
-/// The Levenshtein distance of two ASCII-ish names (for the hint only).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row.first().copied().unwrap_or_default();
-        if let Some(first) = row.first_mut() {
-            *first = i + 1;
-        }
-        for (j, cb) in b.iter().enumerate() {
-            let above = row.get(j + 1).copied().unwrap_or_default();
-            let left = row.get(j).copied().unwrap_or_default();
-            let cost = usize::from(ca != *cb);
-            let best = (diagonal + cost).min(above + 1).min(left + 1);
-            diagonal = above;
-            if let Some(cell) = row.get_mut(j + 1) {
-                *cell = best;
-            }
-        }
-    }
-    row.last().copied().unwrap_or_default()
+    lookalike_distance(name, known)
 }
 
 impl AuthConfigBuilder {
@@ -2195,8 +2174,17 @@ mod tests {
             let err = check_names(&set(&[(n, false)]), &[]).unwrap_err();
             assert_eq!(err.field(), *n);
         }
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(lookalike_distance("", "abc"), 3);
+        assert_eq!(lookalike_distance("kitten", "sitting"), 3);
+        assert_eq!(lookalike_distance("OATUH", "OAUTH"), 1);
+        assert_eq!(lookalike_distance("\u{41e}AUTH", "OAUTH"), 0);
+        // The hint names the swapped variable (one edit away, no more).
+        let err = check_names(&set(&[("MCP_OAUTH2_DPOP_NOCNE", true)]), &[]).unwrap_err();
+        assert!(
+            err.message()
+                .contains("did you mean MCP_OAUTH2_DPOP_NONCE?"),
+            "{err}"
+        );
     }
 
     #[test]
