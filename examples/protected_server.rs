@@ -184,14 +184,22 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Colours only on a terminal: escape codes in a log file are noise,
     // and cost a refusal about a tenth of its log line.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    // A log line that cannot be written is lost, never the request: with
+    // internal errors on, the subscriber reports a failed write on stderr
+    // with `eprintln!`, which panics when stderr is gone too (found from
+    // outside: `protected_server 2>&1 | shipper` with the shipper dead cut
+    // every logged request off without an answer, and a line outside a
+    // request ended the process).
     match format.as_deref() {
         Ok("json") => tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
+            .log_internal_errors(false)
             .init(),
         Ok("" | "text") | Err(_) => tracing_subscriber::fmt()
             .with_ansi(ansi)
             .with_env_filter(filter)
+            .log_internal_errors(false)
             .init(),
         Ok(other) => {
             return Err(

@@ -131,11 +131,7 @@ pub(crate) fn read_credentials(
     let (first, second) = (values.next(), values.next());
     if dpop && let Some(value) = first {
         let bytes = value.as_bytes();
-        let is_dpop = bytes
-            .get(..4)
-            .is_some_and(|s| s.eq_ignore_ascii_case(b"dpop"))
-            && matches!(bytes.get(4), Some(b' ' | b'\t'));
-        if is_dpop {
+        if is_dpop_scheme(bytes) {
             // RFC 9449 section 7.1: every refusal of a `DPoP` request names
             // its error on the `DPoP` challenge, a tab after the scheme
             // included (malformed: RFC 9110 section 11.4 wants one space;
@@ -153,6 +149,18 @@ pub(crate) fn read_credentials(
         }
     }
     bearer_of(first, second, max_len, known)
+}
+
+/// Whether an `Authorization` value is of the `DPoP` scheme (any case),
+/// followed by a space or a tab, or alone: the scheme alone
+/// (`Authorization: DPoP`) is the scheme without a token, malformed as
+/// `Bearer` alone is (found from outside: it was read as another scheme,
+/// 401 `missing_token`).
+pub(crate) fn is_dpop_scheme(bytes: &[u8]) -> bool {
+    bytes
+        .get(..4)
+        .is_some_and(|s| s.eq_ignore_ascii_case(b"dpop"))
+        && matches!(bytes.get(4), Some(b' ' | b'\t') | None)
 }
 
 /// Whether some bytes are a token already judged well formed (see
@@ -462,6 +470,17 @@ mod tests {
             read(&["DPoP "], &["p"], true),
             Err(MalformedAuthorizationHeader)
         );
+        // The scheme alone, as `Bearer` alone (found from outside: read as
+        // another scheme); named on the `DPoP` challenge.
+        for alone in ["DPoP", "dpop"] {
+            assert_eq!(
+                read(&[alone], &["p"], true),
+                Err(MalformedAuthorizationHeader),
+                "{alone}"
+            );
+        }
+        assert_eq!(read(&["DPoP"], &["p"], false), Ok("none".into()));
+        assert_eq!(read(&["DPoPx tok"], &["p"], true), Ok("none".into()));
         assert_eq!(
             read(&["DPoP tok", "DPoP tok"], &["p"], true),
             Err(MultipleAuthorizationHeaders)

@@ -274,7 +274,9 @@ async fn every_proof_check_refuses_with_its_reason() {
             "dpop_ath_mismatch",
             client.proof("POST", uri, Some("another-token")),
         ),
-        ("dpop_ath_mismatch", client.proof("POST", uri, None)),
+        // Without `ath`: a claim missing, not a mismatch (found from
+        // outside: it was `dpop_ath_mismatch`).
+        ("dpop_invalid_claims", client.proof("POST", uri, None)),
         (
             "dpop_private_key",
             client
@@ -844,6 +846,43 @@ async fn every_error_of_a_dpop_request_is_on_the_dpop_challenge() {
     assert_eq!(
         (r.status, r.error.as_deref()),
         (400, Some("invalid_request"))
+    );
+    assert_eq!(param(&r.dpop, "error"), Some("invalid_request"));
+    assert_eq!(param(&r.bearer, "error"), None);
+    // The scheme alone: malformed, as `Bearer` alone (found from outside:
+    // read as another scheme, 401 `missing_token`).
+    let r = refusal(
+        h.post(&[("authorization", "DPoP"), ("dpop", &proof)], LIST)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.error.as_deref(), r.reason.as_str()),
+        (
+            400,
+            Some("invalid_request"),
+            "malformed_authorization_header"
+        )
+    );
+    assert_eq!(param(&r.dpop, "error"), Some("invalid_request"));
+    assert_eq!(param(&r.bearer, "error"), None);
+    // A token in the query of a DPoP request (found from outside: named
+    // on the `Bearer` challenge).
+    let proof = client.proof("POST", &h.resource, Some(&good));
+    let response = reqwest::Client::new()
+        .post(format!("{}?access_token={good}", h.resource))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("DPoP {good}"))
+        .header("dpop", &proof)
+        .body(LIST)
+        .send()
+        .await
+        .unwrap();
+    let r = refusal(response).await;
+    assert_eq!(
+        (r.status, r.error.as_deref(), r.reason.as_str()),
+        (400, Some("invalid_request"), "token_in_query")
     );
     assert_eq!(param(&r.dpop, "error"), Some("invalid_request"));
     assert_eq!(param(&r.bearer, "error"), None);

@@ -69,8 +69,9 @@ fn model(value: &[u8]) -> Result<String, AuthErrorKind> {
     };
     let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     // RFC 9449 section 7.1: `DPoP <token>` has the same token syntax and
-    // needs a `DPoP` proof header (none here).
-    let dpop = scheme.eq_ignore_ascii_case(b"DPoP") && !rest.is_empty();
+    // needs a `DPoP` proof header (none here); `DPoP` alone is the scheme
+    // without a token, as `Bearer` alone.
+    let dpop = scheme.eq_ignore_ascii_case(b"DPoP");
     if !scheme.eq_ignore_ascii_case(b"Bearer") && !dpop {
         return if !scheme.is_empty() && scheme.iter().all(|&b| tchar(b)) {
             Err(AuthErrorKind::MissingToken)

@@ -762,3 +762,71 @@ async fn plain_http_beyond_loopback_is_said() {
         assert_eq!(warned, usize::from(said), "{bind}: {lines:#?}");
     }
 }
+
+// A log pipe whose reader is gone (`protected_server 2>&1 | shipper`, the
+// shipper dead): the lines are lost, never the requests. Found from
+// outside: the subscriber reported the failed write with `eprintln!`, which
+// panicked with stderr gone too; every logged request lost its connection
+// without an answer, and a line written outside a request ended the
+// process. Text (refusals logged) and JSON (every request logged).
+#[tokio::test]
+async fn a_log_pipe_whose_reader_is_gone_loses_lines_not_requests() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    for format in ["text", "json"] {
+        let port = support::reference::free_port();
+        let resource = format!("http://127.0.0.1:{port}/mcp");
+        let mut command = support::reference::command();
+        command
+            .env("MCP_OAUTH2_ISSUER", issuer.issuer())
+            .env("MCP_OAUTH2_RESOURCE", &resource)
+            .env("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1")
+            .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
+            .env("MCP_OAUTH2_LOG_FORMAT", format)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("run");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(first.starts_with("listening on"), "{first}");
+        // Both readers gone: every write to either pipe fails (EPIPE).
+        drop(lines);
+        drop(child.stderr.take());
+        let token = issuer
+            .token()
+            .audience(&resource)
+            .scopes(["notes:read"])
+            .sign();
+        let client = reqwest::Client::new();
+        for _ in 0..3 {
+            // Refused (an audit line in both formats), then accepted (a
+            // line in JSON).
+            for bearer in ["not-a-token", token.as_str()] {
+                let response = client
+                    .post(&resource)
+                    .bearer_auth(bearer)
+                    .header("Content-Type", "application/json")
+                    .header("Accept", "application/json, text/event-stream")
+                    .header("MCP-Protocol-Version", "2026-07-28")
+                    .header("Mcp-Method", "tools/call")
+                    .header("Mcp-Name", "whoami")
+                    .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{format}: no answer: {e}"));
+                let expected = if bearer == token { 200 } else { 401 };
+                assert_eq!(response.status().as_u16(), expected, "{format}");
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{format}: the server ended"
+        );
+    }
+}

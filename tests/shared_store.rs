@@ -2283,3 +2283,70 @@ async fn an_introspection_outage_is_cooled_down_per_replica_and_shared_results_s
     assert_eq!(status(a.url(), "opaque-ivy").await.0, 200, "shared by B");
     assert_eq!(hits.load(Ordering::SeqCst), 4);
 }
+
+// A replica keeps the DPoP proofs it saw in memory beside Redis: a Redis
+// restarted empty (no persistence, a failover) cannot make a proof this
+// replica refused as a replay usable there again (found from outside: it
+// was taken once more, 200). A fresh proof is served after the restart.
+#[tokio::test]
+async fn dpop_proofs_stay_used_at_their_replica_when_redis_forgets() {
+    use mcp_oauth2::testing::DpopClient;
+    let mut redis = RedisServer::start().await;
+    let store: Arc<dyn SharedStore> = Arc::new(RedisStore::new(&redis.url()).unwrap());
+    let h = support::fixture::Harness::start(|b| b.shared_store(Arc::clone(&store))).await;
+    let client = DpopClient::new();
+    let token = h
+        .issuer
+        .token()
+        .subject("alice")
+        .audience(&h.resource)
+        .dpop_bound_to(client.thumbprint())
+        .sign();
+    let auth = format!("DPoP {token}");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let proof = client.proof("POST", &h.resource, Some(&token));
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        status(
+            h.post(&[("authorization", &auth), ("dpop", &proof)], body)
+                .await
+        ),
+        200
+    );
+    assert_eq!(
+        status(
+            h.post(&[("authorization", &auth), ("dpop", &proof)], body)
+                .await
+        ),
+        401,
+        "a replay"
+    );
+    redis.stop();
+    redis.start_again().await;
+    assert!(redis.dump().await.is_empty(), "Redis forgot");
+    // The store reconnects within a few tries.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = h
+            .post(&[("authorization", &auth), ("dpop", &proof)], body)
+            .await;
+        match r.status().as_u16() {
+            503 => {
+                assert!(Instant::now() < deadline, "the store never came back");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            code => {
+                assert_eq!(code, 401, "the proof taken again after the restart");
+                break;
+            }
+        }
+    }
+    let fresh = client.proof("POST", &h.resource, Some(&token));
+    assert_eq!(
+        status(
+            h.post(&[("authorization", &auth), ("dpop", &fresh)], body)
+                .await
+        ),
+        200
+    );
+}

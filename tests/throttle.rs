@@ -793,3 +793,74 @@ async fn a_store_that_is_down_fails_open_and_is_counted() {
     assert!(snap.verify_latency.count >= 1);
     assert!(snap.jwks_fetch_latency.count >= 1);
 }
+
+// RFC 9449 section 8: a server demanding DPoP nonces answers a client's
+// first request (no nonce yet) with 401 `use_dpop_nonce`, and the client
+// retries with the nonce: a step of the flow, not a failed authentication.
+// Found from outside: with a limit of five, five clients behind one address
+// taking that step got every request from there 429, working clients'
+// too. The step is not counted; a proof with a bad nonce is not either
+// (a stale one is the same step again); a bad token with a good nonce is.
+#[tokio::test]
+async fn the_dpop_nonce_step_is_not_a_failed_authentication() {
+    use mcp_oauth2::testing::DpopClient;
+    let h = Harness::start(|b| {
+        b.failed_auth_limit(2, Duration::from_secs(60))
+            .dpop(mcp_oauth2::DpopPolicy::default().nonce(true))
+    })
+    .await;
+    let mut nonce = None;
+    // Ten clients, each taking the nonce step, then calling with it.
+    for i in 0..10 {
+        let client = DpopClient::new();
+        let token = h
+            .issuer
+            .token()
+            .subject(format!("user{i}"))
+            .audience(&h.resource)
+            .dpop_bound_to(client.thumbprint())
+            .sign();
+        let auth = format!("DPoP {token}");
+        let first = client.proof("POST", &h.resource, Some(&token));
+        let r = post(&h, &[("authorization", &auth), ("dpop", &first)]).await;
+        assert_eq!(r.status(), 401, "client {i}: the nonce step");
+        let given = r.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["reason"], "dpop_nonce_required", "client {i}");
+        // A nonce that is not ours: the same step again, not counted.
+        let junk = client
+            .proof_builder("POST", &h.resource)
+            .access_token(&token)
+            .nonce("not-ours")
+            .sign();
+        let r = post(&h, &[("authorization", &auth), ("dpop", &junk)]).await;
+        assert_eq!(r.status(), 401, "client {i}: a bad nonce");
+        let again = client
+            .proof_builder("POST", &h.resource)
+            .access_token(&token)
+            .nonce(&given)
+            .sign();
+        let r = post(&h, &[("authorization", &auth), ("dpop", &again)]).await;
+        assert_eq!(r.status(), 200, "client {i}: with the nonce");
+        nonce = Some(given);
+    }
+    // The control: failed authentications with a good nonce still count
+    // (a forged token under its own key: two answered, then 429).
+    let nonce = nonce.unwrap();
+    let mallory = DpopClient::new();
+    let forged = forged(&h);
+    let auth = format!("DPoP {forged}");
+    for i in 0..3 {
+        let proof = mallory
+            .proof_builder("POST", &h.resource)
+            .access_token(&forged)
+            .nonce(&nonce)
+            .sign();
+        let r = post(&h, &[("authorization", &auth), ("dpop", &proof)]).await;
+        if i < 2 {
+            assert_eq!(r.status(), 401, "failure {i} answered as usual");
+        } else {
+            assert_throttled(r, "failed_auth_limit").await;
+        }
+    }
+}

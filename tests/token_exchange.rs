@@ -97,6 +97,9 @@ impl Api {
             .route("/api/me", get(me))
             .route("/api/away", get(away))
             .route("/api/home", get(home))
+            // 64 KiB and one byte more than `downstream_whoami` passes on.
+            .route("/api/big", get(|| async { "x".repeat(64 * 1024 + 1) }))
+            .route("/api/just", get(|| async { "y".repeat(64 * 1024) }))
             .route(
                 "/api/loop",
                 get(|| async { (StatusCode::FOUND, [("location", "/api/loop")]) }),
@@ -306,6 +309,42 @@ async fn downstream_whoami_calls_the_api_as_the_caller() {
             !value.contains(&alice) && !value.contains(&bob),
             "passthrough"
         );
+    }
+}
+
+// The downstream's answer goes whole into the tool result, so it is read
+// up to 64 KiB (found from outside: 30 MB were passed back whole); one
+// byte more is a tool error saying so.
+#[tokio::test]
+async fn downstream_whoami_reads_at_most_64_kib() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    for (path, whole) in [("/api/just", true), ("/api/big", false)] {
+        let url = format!("{}{path}", api.base);
+        let notes = Notes::start_on(
+            issuer_with_lifetime(Duration::from_secs(300)).await,
+            |b| b,
+            Some(downstream_vars_with(
+                &api,
+                None,
+                &[("MCP_OAUTH2_DOWNSTREAM_URL", &url)],
+            )),
+            false,
+        )
+        .await;
+        let token = notes.token_for("alice", &["notes:read"]);
+        let client = bounded(legacy_client(&notes.resource, &token))
+            .await
+            .unwrap();
+        let (is_error, text) = call_result(&client, "downstream_whoami").await;
+        if whole {
+            assert!(!is_error, "{}", &text[..100]);
+            assert_eq!(text.len(), 64 * 1024);
+        } else {
+            assert!(is_error, "{}", &text[..text.len().min(100)]);
+            assert_eq!(text, "the downstream's answer is larger than 64 KiB");
+        }
+        client.cancel().await.unwrap();
     }
 }
 
@@ -934,7 +973,45 @@ async fn malformed_token_responses_are_refused() {
         .endpoint(url::Url::parse(&format!("{}/fake-token", api.base)).unwrap())
         .allow_insecure_http_for_loopback(true);
     let (url, token) = serve_app(&issuer, app(&api, fake)).await;
-    let cases: [(u16, &str, &str); 11] = [
+    let cases: [(u16, &str, &str); 18] = [
+        // The caller's own token inside another text, and tokens that are
+        // no RFC 6750 b64token (found from outside: `<token> ` reached the
+        // downstream, which read the caller's token).
+        (
+            200,
+            r#"{"access_token":"{SUBJECT} ","token_type":"Bearer"}"#,
+            "malformed_response",
+        ),
+        (
+            200,
+            r#"{"access_token":" {SUBJECT}","token_type":"Bearer"}"#,
+            "malformed_response",
+        ),
+        (
+            200,
+            r#"{"access_token":"Bearer {SUBJECT}","token_type":"Bearer"}"#,
+            "malformed_response",
+        ),
+        (
+            200,
+            r#"{"access_token":"{SUBJECT}.","token_type":"Bearer"}"#,
+            "malformed_response",
+        ),
+        (
+            200,
+            r#"{"access_token":"{SUBJECT}\t","token_type":"Bearer"}"#,
+            "malformed_response",
+        ),
+        (
+            200,
+            r#"{"access_token":"abc def","token_type":"Bearer"}"#,
+            "malformed_response",
+        ),
+        (
+            200,
+            r#"{"access_token":"a\"b","token_type":"Bearer"}"#,
+            "malformed_response",
+        ),
         (200, r#"{"token_type":"Bearer"}"#, "malformed_response"),
         (
             200,

@@ -69,6 +69,10 @@ pub(crate) struct NotesServer {
 /// The tool router, shared by every `NotesServer` of the process.
 static TOOL_ROUTER: std::sync::OnceLock<Arc<ToolRouter<NotesServer>>> = std::sync::OnceLock::new();
 
+/// The most bytes of the downstream's answer `downstream_whoami` reads
+/// (and returns).
+const MAX_DOWNSTREAM_BYTES: usize = 64 * 1024;
+
 /// The environment variables `downstream_whoami` needs (besides the
 /// optional `MCP_OAUTH2_TOKEN_ENDPOINT`).
 pub(crate) const DOWNSTREAM_VARS: [&str; 4] = [
@@ -480,7 +484,31 @@ impl NotesServer {
             }
         };
         let status = response.status();
-        let body = response.text().await.unwrap_or_default();
+        // At most 64 KiB of the downstream's answer: it goes whole into
+        // the tool result (found from outside: a 30 MB answer was passed
+        // back whole).
+        let mut response = response;
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_DOWNSTREAM_BYTES => {
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(Some(_)) => {
+                    return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                        "the downstream's answer is larger than {} KiB",
+                        MAX_DOWNSTREAM_BYTES / 1024
+                    ))]));
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    return Ok(CallToolResult::error(vec![ContentBlock::text(
+                        "the downstream's answer broke off",
+                    )]));
+                }
+            }
+        }
+        let body = String::from_utf8_lossy(&body).into_owned();
         if status.is_success() {
             Ok(CallToolResult::success(vec![ContentBlock::text(body)]))
         } else {

@@ -172,11 +172,12 @@ impl DpopPolicy {
     /// Remember up to `capacity` proofs and refuse one used twice within its
     /// `iat` window (RFC 9449 section 11.1; default 100,000; 0 turns replay
     /// detection off, leaving the window alone to bound a replay). The
-    /// store is in memory, per process, unless a
-    /// [`shared_store`](AuthConfigBuilder::shared_store) is configured
-    /// (then proofs are remembered there, for the window plus the clock
+    /// store is in memory, per process; with a
+    /// [`shared_store`](AuthConfigBuilder::shared_store) proofs are
+    /// remembered there too, for the window plus the clock
     /// [`leeway`](AuthConfigBuilder::leeway), so that replicas whose clocks
-    /// differ by up to it all refuse a replay; `capacity` only says whether).
+    /// differ by up to it all refuse a replay (the memory keeps a store
+    /// restarted empty from making a proof this replica saw usable again).
     ///
     /// A full memory forgets expired proofs first, then a proof of the key
     /// (`jkt`) holding the most, the inserting key's own when it holds as

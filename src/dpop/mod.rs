@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use crate::config::{Algorithm, AuthConfig, DpopMode};
 use crate::error::{AuthError, AuthErrorKind};
-use nonce::{NonceError, NonceKeys};
+use nonce::NonceKeys;
 use proof::{Expected, ProofError, Verified};
 use replay::{MemoryReplayStore, ReplayStore};
 
@@ -80,7 +80,11 @@ impl Dpop {
                     config.leeway.as_secs(),
                 )
             }),
-            replay: (policy.replay_capacity > 0 && config.shared_store.is_none()).then(|| {
+            // In memory even with a shared store: a Redis restarted empty
+            // (or failed over) forgets the proofs it held, and a proof this
+            // replica refused as a replay was then taken once more (found
+            // from outside). Another replica's proofs it cannot know.
+            replay: (policy.replay_capacity > 0).then(|| {
                 Arc::new(MemoryReplayStore::new(policy.replay_capacity)) as Arc<dyn ReplayStore>
             }),
             shared: config
@@ -168,18 +172,10 @@ impl Dpop {
             access_token: Some(token),
             now,
             max_age: self.max_age,
+            nonces: self.nonces.as_ref(),
         };
-        let verified = proof::check(proof, &self.algorithms, self.max_proof_bytes, &expected)
-            .map_err(|e| AuthError::new(proof_error_kind(e)))?;
-        if let Some(nonces) = &self.nonces {
-            nonces
-                .check(verified.nonce.as_deref(), now)
-                .map_err(|e| match e {
-                    NonceError::Missing => AuthErrorKind::DpopNonceRequired,
-                    NonceError::Invalid => AuthErrorKind::DpopNonceInvalid,
-                })?;
-        }
-        Ok(verified)
+        proof::check(proof, &self.algorithms, self.max_proof_bytes, &expected)
+            .map_err(|e| AuthError::new(proof_error_kind(e)))
     }
 
     /// The token bound to `token_jkt` (its `cnf.jkt`, `None` when unbound)
@@ -222,6 +218,8 @@ fn proof_error_kind(e: ProofError) -> AuthErrorKind {
         ProofError::Claims => K::DpopInvalidClaims,
         ProofError::Ath => K::DpopAthMismatch,
         ProofError::Signature => K::DpopInvalidSignature,
+        ProofError::NonceMissing => K::DpopNonceRequired,
+        ProofError::NonceInvalid => K::DpopNonceInvalid,
     }
 }
 

@@ -19,8 +19,6 @@
 //! Nothing here logs or returns proof material: a refusal is a
 //! [`ProofError`] and nothing else.
 
-use std::borrow::Cow;
-
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::signature::{self as sig, RsaPublicKeyComponents, UnparsedPublicKey};
 use base64::Engine as _;
@@ -54,18 +52,23 @@ pub(crate) enum ProofError {
     Key,
     /// `jwk` holds a private member.
     PrivateKey,
-    /// `htm` is not the request method.
+    /// `htm` names another method than the request's.
     Method,
-    /// `htu` is not the request URI.
+    /// `htu` names another URI than the request's.
     Uri,
     /// `iat` too far in the past.
     Expired,
     /// `iat` too far in the future.
     Future,
-    /// `jti` or `iat` missing or of the wrong type, or another claim malformed.
+    /// `htm`, `htu`, `jti`, `iat` (or, with a token, `ath`) missing or of
+    /// the wrong type, or another claim malformed.
     Claims,
-    /// `ath` missing or not the hash of the access token.
+    /// `ath` is not the hash of the access token.
     Ath,
+    /// Nonces are demanded and the proof has none.
+    NonceMissing,
+    /// The proof's nonce is not one of ours, or is stale.
+    NonceInvalid,
     /// The signature does not verify.
     Signature,
 }
@@ -86,6 +89,9 @@ pub(crate) struct Expected<'a> {
     pub(crate) now: u64,
     /// The `iat` window, seconds either side of now.
     pub(crate) max_age: u64,
+    /// The server's nonces, when it demands one: checked before the
+    /// signature (see [`check`]).
+    pub(crate) nonces: Option<&'a super::nonce::NonceKeys>,
 }
 
 /// A proof that passed every check.
@@ -97,8 +103,6 @@ pub(crate) struct Verified {
     pub(crate) jti: String,
     /// `iat`.
     pub(crate) iat: u64,
-    /// `nonce`, when present.
-    pub(crate) nonce: Option<String>,
 }
 
 /// The proof key, checked against its `alg`.
@@ -178,14 +182,19 @@ pub(crate) fn check(
     let claims_bytes = URL_SAFE_NO_PAD.decode(c64).map_err(|_| E::Malformed)?;
     let claims_text = std::str::from_utf8(&claims_bytes).map_err(|_| E::Malformed)?;
     let claims = Members::parse(claims_text).map_err(|_| E::Malformed)?;
+    // A claim missing or not a string is a malformed proof
+    // (`dpop_invalid_claims`); one naming another method, URI or token a
+    // mismatch (found from outside: a missing `htm` was a mismatch).
     match claims.str("htm") {
         // RFC 9110 section 9.1: the method is case-sensitive.
         Ok(Some(m)) if m == expected.method => {}
-        _ => return Err(E::Method),
+        Ok(Some(_)) => return Err(E::Method),
+        _ => return Err(E::Claims),
     }
     match claims.str("htu") {
         Ok(Some(u)) if super::htu_matches(&u, expected.htu) => {}
-        _ => return Err(E::Uri),
+        Ok(Some(_)) => return Err(E::Uri),
+        _ => return Err(E::Claims),
     }
     // A NumericDate, fractions included (RFC 9449 section 4.2 through RFC
     // 7519 section 2), as a token's (found from outside: `1733400000.5`
@@ -207,13 +216,27 @@ pub(crate) fn check(
     if let Some(token) = expected.access_token {
         match claims.str("ath") {
             Ok(Some(a)) if a == ath(token) => {}
-            _ => return Err(E::Ath),
+            Ok(Some(_)) => return Err(E::Ath),
+            _ => return Err(E::Claims),
         }
     }
     let nonce = match claims.str("nonce") {
-        Ok(n) => n.map(Cow::into_owned),
+        Ok(n) => n,
         Err(()) => return Err(E::Claims),
     };
+    // RFC 9449 section 8: the nonce before the signature. Asking for one
+    // is a step of the flow every client of a nonce-demanding server
+    // takes (it is not counted as a failed authentication), so it is
+    // answered without the signature's cost: a flood of proofs without a
+    // nonce costs a parse each, as requests without a token do.
+    if let Some(nonces) = expected.nonces {
+        nonces
+            .check(nonce.as_deref(), expected.now)
+            .map_err(|e| match e {
+                super::nonce::NonceError::Missing => E::NonceMissing,
+                super::nonce::NonceError::Invalid => E::NonceInvalid,
+            })?;
+    }
     // 4. The signature over `header.claims`.
     let signature = URL_SAFE_NO_PAD.decode(s64).map_err(|_| E::Malformed)?;
     let signed_len = h64.len() + 1 + c64.len();
@@ -226,7 +249,6 @@ pub(crate) fn check(
         jkt: thumbprint(&key),
         jti,
         iat,
-        nonce,
     })
 }
 

@@ -23,6 +23,7 @@ fn expected<'a>(method: &'a str, htu: &'a url::Url, token: &'a str, now: u64) ->
         access_token: Some(token),
         now,
         max_age: 300,
+        nonces: None,
     }
 }
 
@@ -113,9 +114,10 @@ fn rfc9449_token_request_proof_example() {
     let jkt = &*text(&f["proof_key"]["jkt"]);
     let htu = url::Url::parse("https://server.example.com/token").unwrap();
     let e = expected("POST", &htu, "any", 1_562_262_616);
+    // Without `ath`: a claim missing (`dpop_invalid_claims`).
     assert_eq!(
         check(token_proof, &all_algs(), 4096, &e).unwrap_err(),
-        ProofError::Ath
+        ProofError::Claims
     );
     // At a token endpoint (no access token yet) it verifies, with the key
     // of section 6.1.
@@ -357,6 +359,41 @@ fn hostile_proofs_are_refused_with_their_reason() {
             f.key
                 .sign_raw(&f.key.header(), &good_claims.replace("POST", "GET")),
             ProofError::Method,
+        ),
+        // `htm`, `htu`, `ath` missing or not a string: the claims are
+        // malformed, not a mismatch (found from outside).
+        (
+            f.key.sign_raw(
+                &f.key.header(),
+                &good_claims.replace("\"htm\":\"POST\",", ""),
+            ),
+            ProofError::Claims,
+        ),
+        (
+            f.key
+                .sign_raw(&f.key.header(), &good_claims.replace("\"POST\"", "1")),
+            ProofError::Claims,
+        ),
+        (
+            f.key.sign_raw(
+                &f.key.header(),
+                &good_claims.replace("\"htu\":\"https://mcp.example.com/mcp\",", ""),
+            ),
+            ProofError::Claims,
+        ),
+        (
+            f.key.sign_raw(
+                &f.key.header(),
+                &good_claims.replace(&format!(",\"ath\":\"{}\"", ath("tok")), ""),
+            ),
+            ProofError::Claims,
+        ),
+        (
+            f.key.sign_raw(
+                &f.key.header(),
+                &good_claims.replace(&format!("\"{}\"", ath("tok")), "null"),
+            ),
+            ProofError::Claims,
         ),
         (
             f.key

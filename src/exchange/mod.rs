@@ -611,10 +611,19 @@ fn read_token_response(
     let token = string("access_token")?
         .filter(|t| !t.is_empty())
         .ok_or_else(|| malformed("the answer has no access_token"))?;
-    if *token == *subject {
-        // The endpoint handed the caller's token back: using it downstream
-        // would be the passthrough this exchange exists to avoid.
+    // The endpoint handed the caller's token back, alone or inside
+    // another text (`<token> `, `Bearer <token>`, `<token>.`): using it
+    // downstream would be the passthrough this exchange exists to avoid
+    // (found from outside: a trailing space passed an exact comparison,
+    // and the downstream read the caller's token after trimming it).
+    if token.contains(subject) {
         return Err(malformed("the answer is the caller's own token"));
+    }
+    // RFC 6750 section 2.1: what goes after `Bearer ` is one b64token; a
+    // space, a tab or a quote in it would make the downstream read
+    // another token, or none.
+    if !crate::bearer::is_b64token(token.as_bytes()) {
+        return Err(malformed("the access_token is not an RFC 6750 b64token"));
     }
     if !string("token_type")?.is_some_and(|t| t.eq_ignore_ascii_case("bearer")) {
         return Err(malformed("token_type is not Bearer"));

@@ -273,7 +273,14 @@ where
         // (400 invalid_request), alone or beside one in the header. Normal
         // requests have no query: nothing is scanned.
         if uri_names_access_token(req.uri()) {
-            let err = AuthErrorKind::TokenInQuery.into();
+            // Named on the `DPoP` challenge for a request of that scheme
+            // (RFC 9449 section 7.1; found from outside: on `Bearer`'s).
+            let dpop = shared.dpop.mode() != DpopMode::Off
+                && req
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .is_some_and(|v| crate::bearer::is_dpop_scheme(v.as_bytes()));
+            let err = AuthError::from(AuthErrorKind::TokenInQuery).on_dpop_scheme(dpop);
             let response = shared.reject(&err, req.method(), req.uri().path(), &seen, None);
             return ResponseFuture::ready(with_cors(response, origin.as_ref()));
         }
@@ -1262,12 +1269,21 @@ impl Shared {
         });
         // A failed authentication counts against the client, unless the
         // server could not decide (keys or introspection unavailable, the
-        // verification deadline, a verifier that panicked).
+        // verification deadline, a verifier that panicked), or asked for a
+        // DPoP nonce: a step every client of a nonce-demanding server takes
+        // (RFC 9449 section 8), answered before the proof's signature is
+        // checked (found from outside: five clients behind one address
+        // taking that step used up a limit of five, and every request from
+        // there got 429).
         if ctx.is_none()
             && event == Event::Refused
             && !matches!(
                 kind.error_code(),
-                Some(crate::ErrorCode::TemporarilyUnavailable | crate::ErrorCode::ServerError)
+                Some(
+                    crate::ErrorCode::TemporarilyUnavailable
+                        | crate::ErrorCode::ServerError
+                        | crate::ErrorCode::UseDpopNonce
+                )
             )
             && let Some(subject) = &seen.subject
         {

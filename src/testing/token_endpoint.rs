@@ -258,6 +258,7 @@ fn dpop_key(shared: &Shared, headers: &HeaderMap) -> Result<Option<String>, OAut
         access_token: None,
         now: crate::clock::now_unix(),
         max_age: 300,
+        nonces: None,
     };
     let algs = crate::DpopPolicy::default().algorithms;
     crate::dpop::proof::check(proof, &algs, 8 * 1024, &expected)
