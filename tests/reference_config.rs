@@ -771,7 +771,6 @@ async fn plain_http_beyond_loopback_is_said() {
 // process. Text (refusals logged) and JSON (every request logged).
 #[tokio::test]
 async fn a_log_pipe_whose_reader_is_gone_loses_lines_not_requests() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
     for format in ["text", "json"] {
         let port = support::reference::free_port();
@@ -784,19 +783,11 @@ async fn a_log_pipe_whose_reader_is_gone_loses_lines_not_requests() {
             .env("MCP_OAUTH2_BIND", format!("127.0.0.1:{port}"))
             .env("MCP_OAUTH2_LOG_FORMAT", format)
             .env_remove("RUST_LOG")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("run");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert!(first.starts_with("listening on"), "{first}");
+            .stderr(std::process::Stdio::piped());
+        let server = support::reference::spawn_listening(&mut command).await;
+        let mut child = server.child;
         // Both readers gone: every write to either pipe fails (EPIPE).
-        drop(lines);
+        drop(server.lines);
         drop(child.stderr.take());
         let token = issuer
             .token()

@@ -168,9 +168,15 @@ pub async fn start_command(mut command: Command, port: u16, env: &[(&str, &str)]
     {
         command.env_remove("RUST_LOG");
     }
+    spawn_listening(command.stderr(Stdio::null())).await
+}
+
+/// Spawns `command` with its standard output read (its standard error as
+/// the caller set it) and waits (at most 30 s) for its `listening on`
+/// line.
+pub async fn spawn_listening(command: &mut Command) -> Reference {
     let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
