@@ -735,24 +735,32 @@ async fn jsonrpc_error_completed(
     let Ok(bytes) = axum::body::to_bytes(body, 4096).await else {
         return axum::response::Response::from_parts(parts, axum::body::Body::empty());
     };
-    let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
-    let Some(serde_json::Value::Object(mut answer)) = parsed else {
-        return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
-    };
-    let Some(serde_json::Value::Object(error)) = answer.remove("error") else {
-        return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
+    match id_less_error(&bytes) {
+        Some(error) => jsonrpc_answer(parts, error, request_id),
+        None => axum::response::Response::from_parts(parts, axum::body::Body::from(bytes)),
+    }
+}
+
+/// The `error` of a JSON-RPC answer without `id`, with `data.reason`
+/// `invalid_message` added (see [`jsonrpc_error_completed`]); `None` for
+/// anything else.
+fn id_less_error(bytes: &[u8]) -> Option<serde_json::Value> {
+    let serde_json::Value::Object(mut answer) = serde_json::from_slice(bytes).ok()? else {
+        return None;
     };
     if answer.contains_key("id") {
-        return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
+        return None;
     }
-    let mut error = error;
+    let serde_json::Value::Object(mut error) = answer.remove("error")? else {
+        return None;
+    };
     let mut data = match error.remove("data") {
         Some(serde_json::Value::Object(data)) => data,
         _ => serde_json::Map::new(),
     };
     data.insert("reason".to_owned(), "invalid_message".into());
     error.insert("data".to_owned(), serde_json::Value::Object(data));
-    jsonrpc_answer(parts, serde_json::Value::Object(error), request_id)
+    Some(serde_json::Value::Object(error))
 }
 
 /// The parts and body of `response` when it is one of rmcp's plain-text
