@@ -22,6 +22,11 @@
 //! listen backlog (default three quarters of the process's file-descriptor
 //! limit, `ulimit -n`:
 //! [`McpServerBuilder::max_connections`](mcp_oauth2::McpServerBuilder::max_connections)).
+//! `MCP_OAUTH2_MAX_HEADER_BYTES` (a whole number of bytes, 8192 to
+//! 1048576; default 16384) is the largest request head the server reads:
+//! a longer HTTP/1 head is answered 431, a longer HTTP/2 header list ends
+//! its connection
+//! ([`McpServerBuilder::max_header_bytes`](mcp_oauth2::McpServerBuilder::max_header_bytes)).
 //! `MCP_OAUTH2_READINESS_PATH` (a path such as `/readyz`; default none)
 //! serves a readiness probe there without authentication: 200 once the
 //! issuers' key sets are fetched, 503 with `Retry-After` before (the server
@@ -249,9 +254,25 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         },
         Err(_) => None,
     };
+    let max_header_bytes = match std::env::var("MCP_OAUTH2_MAX_HEADER_BYTES") {
+        // Out of range: the builder's own message, under this name.
+        Ok(value) => match whole_number(&value) {
+            Some(bytes) => Some(usize::try_from(bytes).unwrap_or(usize::MAX)),
+            None => {
+                return Err(format!(
+                    "MCP_OAUTH2_MAX_HEADER_BYTES must be a whole number of bytes (8192 to 1048576), not {value:?}"
+                )
+                .into());
+            }
+        },
+        Err(_) => None,
+    };
     let mut server = McpServer::builder().auth(config).path(path);
     if let Some(limit) = max_connections {
         server = server.max_connections(limit);
+    }
+    if let Some(bytes) = max_header_bytes {
+        server = server.max_header_bytes(bytes);
     }
     if let Some(timeout) = header_read_timeout {
         server = server.header_read_timeout(timeout);
@@ -297,6 +318,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                     format!("MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT: {}", message)
                 }
                 "max_connections" => format!("MCP_OAUTH2_MAX_CONNECTIONS: {}", message),
+                "max_header_bytes" => format!("MCP_OAUTH2_MAX_HEADER_BYTES: {}", message),
                 "readiness_path" => format!("MCP_OAUTH2_READINESS_PATH: {}", message),
                 _ => e.to_string(),
             }

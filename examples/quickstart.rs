@@ -67,7 +67,23 @@ fn step(n: u32, title: &str) {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() {
+    // A failure is told in words, its causes below it, never as a Rust
+    // `Debug` dump (found from outside: with loopback down the newcomer
+    // saw `Error: reqwest::Error { kind: Request, ... }`).
+    if let Err(e) = walk_through().await {
+        eprintln!("quickstart failed: {e}");
+        let mut source = e.source();
+        while let Some(cause) = source {
+            eprintln!("  because: {cause}");
+            source = cause.source();
+        }
+        std::process::exit(1);
+    }
+}
+
+/// The walk-through (and, without `--once`, the server kept for curl).
+async fn walk_through() -> Result<(), BoxError> {
     // Only what it knows: an unknown argument (`--help` included) ran the
     // whole walk-through and kept serving (found from outside).
     let mut once = false;

@@ -15,6 +15,8 @@
 #                                                  # (examples/bare_rmcp_mimalloc): the layer's own instructions
 #   scripts/callgrind-per-call.sh --ours-bin /tmp/ps-base  # another build of the reference server
 #                                                  # (an earlier commit's) in place of this tree's
+#   scripts/callgrind-per-call.sh --connections 64  # wrk with 64 connections (and 2 threads) in place
+#                                                  # of one: what a call costs when many are in flight
 #
 # Run it on an otherwise idle machine: the count does not depend on the
 # machine's speed, but a loaded one interleaves the server's tasks
@@ -36,13 +38,14 @@
 # apart.
 set -euo pipefail
 
-ALG=rs256 SECONDS_COUNTED=4 LEGACY=0 BARE_BIN=bare_rmcp OURS_BIN=""
+ALG=rs256 SECONDS_COUNTED=4 LEGACY=0 BARE_BIN=bare_rmcp OURS_BIN="" CONNECTIONS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --legacy) LEGACY=1; shift ;;
     --bare-mimalloc) BARE_BIN=bare_rmcp_mimalloc; shift ;;
     --ours-bin) OURS_BIN="$2"; shift 2 ;;
     --alg) ALG="$2"; shift 2 ;;
+    --connections) CONNECTIONS="$2"; shift 2 ;;
     --seconds) SECONDS_COUNTED="$2"; shift 2 ;;
     *) echo "callgrind-per-call: unknown flag $1" >&2; exit 2 ;;
   esac
@@ -85,9 +88,11 @@ BARE_PID=$!
 wait_for "$WORK/ours.out" 'listening on' "$OURS_PID"
 wait_for "$WORK/bare.out" 'listening on' "$BARE_PID"
 
+THREADS=1
+[ "$CONNECTIONS" = 1 ] || THREADS=2
 PROTOCOL=2026-07-28
 [ "$LEGACY" = 0 ] || PROTOCOL=2025-11-25
-echo "callgrind-per-call: alg $ALG, protocol $PROTOCOL, ${SECONDS_COUNTED} s of counted calls per server, one connection"
+echo "callgrind-per-call: alg $ALG, protocol $PROTOCOL, ${SECONDS_COUNTED} s of counted calls per server, $CONNECTIONS connection(s)"
 for server in ours bare; do
   if [ "$server" = ours ]; then url="$OURS_URL" pid="$OURS_PID"; else url="$BARE_URL" pid="$BARE_PID"; fi
   session=""
@@ -100,7 +105,7 @@ for server in ours bare; do
     -s "$ROOT/scripts/wrk-whoami.lua" "$url" >"$WORK/warm.out" 2>&1 || true
   callgrind_control -i on "$pid" >/dev/null 2>&1
   callgrind_control -z "$pid" >/dev/null 2>&1
-  WRK_TOKEN="$TOKEN" WRK_PROTOCOL=$PROTOCOL WRK_SESSION="$session" wrk -t1 -c1 -d"${SECONDS_COUNTED}s" --timeout 30s \
+  WRK_TOKEN="$TOKEN" WRK_PROTOCOL=$PROTOCOL WRK_SESSION="$session" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_COUNTED}s" --timeout 30s \
     -s "$ROOT/scripts/wrk-whoami.lua" "$url" >"$WORK/$server.wrk" 2>&1 || true
   callgrind_control -d "$pid" >/dev/null 2>&1
   callgrind_control -i off "$pid" >/dev/null 2>&1

@@ -63,13 +63,45 @@ pub(crate) enum Credentials<'a> {
 ///
 /// Parameters are separated by `&` or `;`; a name is what comes before the
 /// first `=`, compared after percent-decoding (`access%5Ftoken`) and `+` as
-/// a space, ignoring ASCII case (some frameworks match names that way).
-/// Every parameter is looked at, so a repeated one is found too.
+/// a space, ignoring ASCII case (some frameworks match names that way),
+/// surrounding whitespace and a bracket suffix (`access_token[]`,
+/// `access_token[0]`: PHP and Rails read those as the parameter; found
+/// from outside, with `access_token%20`). Every parameter is looked at, so
+/// a repeated one is found too.
 pub(crate) fn query_names_access_token(query: &str) -> bool {
     query.split(['&', ';']).any(|pair| {
         let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-        decoded_name_is(name.as_bytes(), b"access_token")
+        // The plain spelling without a copy; the others decoded.
+        decoded_name_is(name.as_bytes(), b"access_token") || {
+            let decoded = percent_decoded(name.as_bytes());
+            let base = decoded
+                .iter()
+                .position(|&b| b == b'[')
+                .and_then(|bracket| decoded.get(..bracket))
+                .unwrap_or(&decoded);
+            base.trim_ascii().eq_ignore_ascii_case(b"access_token")
+        }
     })
+}
+
+/// `raw` percent-decoded (RFC 3986 section 2.1, `+` as a space; a `%` not
+/// followed by two hex digits kept as it is).
+fn percent_decoded(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some((&b, tail)) = rest.split_first() {
+        let (byte, tail) = match (b, tail) {
+            (b'%', [hi, lo, after @ ..]) => match (hex_value(*hi), hex_value(*lo)) {
+                (Some(hi), Some(lo)) => ((hi << 4) | lo, after),
+                _ => (b, tail),
+            },
+            (b'+', _) => (b' ', tail),
+            _ => (b, tail),
+        };
+        out.push(byte);
+        rest = tail;
+    }
+    out
 }
 
 /// Whether `uri`'s query names an `access_token` parameter
@@ -332,6 +364,15 @@ mod tests {
             "%61%63cess_token=x",
             "ACCESS_TOKEN=x",
             "access_token=x&access_token=y",
+            "access_token[]=x",
+            "access_token[0]=x",
+            "access_token[a][b]=x",
+            "access_token%5B%5D=x",
+            "access_token%20=x",
+            "access_token+=x",
+            "+access_token=x",
+            "%09access_token=x",
+            "Access_Token%20[]=x",
         ] {
             assert!(query_names_access_token(query), "{query}");
         }
@@ -346,6 +387,9 @@ mod tests {
             "access+token=x",
             "%",
             "access_token%",
+            "access_token_[]=x",
+            "[access_token]=x",
+            "x[access_token]=y",
         ] {
             assert!(!query_names_access_token(query), "{query}");
         }

@@ -47,6 +47,8 @@ pub struct McpServerBuilder<S = ()> {
     body_read_timeout: Option<std::time::Duration>,
     response_write_timeout: Option<std::time::Duration>,
     max_connections: Option<usize>,
+    max_header_bytes: usize,
+    max_json_values: usize,
     forward_authorization: bool,
     shared_store: Option<Arc<dyn crate::store::SharedStore>>,
     root_metadata: bool,
@@ -81,6 +83,7 @@ pub struct McpServer {
     body_read_timeout: Option<std::time::Duration>,
     response_write_timeout: Option<std::time::Duration>,
     max_connections: Option<usize>,
+    max_header_bytes: usize,
 }
 
 /// Whether a server can verify tokens yet (its issuers' key sets are loaded).
@@ -147,6 +150,8 @@ impl McpServer {
             body_read_timeout: Some(BODY_READ_TIMEOUT),
             response_write_timeout: Some(RESPONSE_WRITE_TIMEOUT),
             max_connections: None,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_json_values: crate::operation::DEFAULT_MAX_JSON_VALUES,
             forward_authorization: false,
             shared_store: None,
             root_metadata: true,
@@ -282,6 +287,8 @@ impl<S> McpServerBuilder<S> {
             body_read_timeout: self.body_read_timeout,
             response_write_timeout: self.response_write_timeout,
             max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+            max_json_values: self.max_json_values,
             forward_authorization: self.forward_authorization,
             shared_store: self.shared_store,
             root_metadata: self.root_metadata,
@@ -419,6 +426,38 @@ impl<S> McpServerBuilder<S> {
         self
     }
 
+    /// The largest request head [`McpServer::serve`] reads (default 16 KiB,
+    /// room for a token at the 8 KiB
+    /// [`max_token_bytes`](crate::AuthConfigBuilder::max_token_bytes) cap,
+    /// a DPoP proof and the usual headers).
+    ///
+    /// HTTP/1: the request line and header fields together; a longer head
+    /// is answered 431 by hyper and its connection closed, before the
+    /// layer sees it. HTTP/2: the header list as RFC 9113 counts it (each
+    /// field's name and value plus 32 bytes); a longer one ends the
+    /// connection. hyper's own HTTP/1 default is about 400 KiB, buffered
+    /// per connection for as long as the head takes: with many
+    /// connections held open that is memory a client chooses. The same
+    /// bound also caps the HTTP/1 read and write buffers (bodies stream
+    /// through them in pieces of at most this size). Between 8 KiB
+    /// (hyper's least) and 1 MiB, else refused by
+    /// [`build`](McpServerBuilder::build). Routers taken with
+    /// [`McpServer::into_router`] are served by the caller, who sets their
+    /// own.
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_bytes = bytes;
+        self
+    }
+
+    /// The most JSON values a request body may hold (default 100,000):
+    /// more is answered 413 `invalid_request` (reason `body_too_complex`)
+    /// before rmcp parses the body. See
+    /// [`AuthLayer::max_json_values`](crate::AuthLayer::max_json_values).
+    pub fn max_json_values(mut self, values: usize) -> Self {
+        self.max_json_values = values;
+        self
+    }
+
     /// **Unsafe escape hatch**: leave the caller's `Authorization` header
     /// (and `DPoP` proof) on the requests rmcp and the handlers see
     /// (default `false`: the layer removes them, so no handler can pass
@@ -480,6 +519,14 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
                 ),
             ));
         }
+        if !(MIN_MAX_HEADER_BYTES..=MAX_MAX_HEADER_BYTES).contains(&self.max_header_bytes) {
+            return Err(ConfigError::new(
+                "max_header_bytes",
+                format!(
+                    "must be between {MIN_MAX_HEADER_BYTES} and {MAX_MAX_HEADER_BYTES} bytes (8 KiB, the least hyper reads a head with, and 1 MiB)"
+                ),
+            ));
+        }
         if !self.path.starts_with('/') || self.path.len() < 2 || self.path.ends_with('/') {
             return Err(ConfigError::new(
                 "path",
@@ -493,7 +540,9 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             if probe == &self.path {
                 return Err(ConfigError::new(
                     "readiness_path",
-                    format!("{probe:?} must start with '/' and differ from the MCP path"),
+                    format!(
+                        "{probe:?} is the MCP endpoint's path: the readiness probe must be served at another path"
+                    ),
                 ));
             }
             check_route("readiness_path", probe)?;
@@ -526,6 +575,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             .whole_service()
             .allowed_hosts(&hosts)
             .forward_authorization_header_to_handlers_unsafe(self.forward_authorization)
+            .max_json_values(self.max_json_values)
             .root_metadata(self.root_metadata);
         let mut rmcp_config = self.rmcp_config;
         let ct = rmcp_config.cancellation_token.clone();
@@ -613,6 +663,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             body_read_timeout: self.body_read_timeout,
             response_write_timeout: self.response_write_timeout,
             max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
         })
     }
 }
@@ -1077,6 +1128,7 @@ impl McpServer {
             max_connections: self
                 .max_connections
                 .unwrap_or_else(connections::default_max_connections),
+            max_header_bytes: self.max_header_bytes,
         };
         tracing::debug!(
             max_connections = options.max_connections,
@@ -1099,7 +1151,17 @@ struct ConnectionOptions {
     body_read_timeout: Option<std::time::Duration>,
     response_write_timeout: Option<std::time::Duration>,
     max_connections: usize,
+    max_header_bytes: usize,
 }
+
+/// The default of [`McpServerBuilder::max_header_bytes`]: 16 KiB, as hyper
+/// caps an HTTP/2 header list by default.
+pub(crate) const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// The least [`McpServerBuilder::max_header_bytes`]: hyper refuses (panics
+/// on) an HTTP/1 buffer under 8 KiB.
+const MIN_MAX_HEADER_BYTES: usize = 8 * 1024;
+/// The most [`McpServerBuilder::max_header_bytes`]: 1 MiB.
+const MAX_MAX_HEADER_BYTES: usize = 1024 * 1024;
 
 /// The longest header read, body read and response write timeout: a day
 /// (each is added to the clock's `Instant`, which a larger value could
@@ -1149,7 +1211,9 @@ async fn serve_connections(
 
     let mut builder = Builder::new(TokioExecutor::new());
     let mut http1 = builder.http1();
-    http1.keep_alive(true);
+    http1
+        .keep_alive(true)
+        .max_buf_size(options.max_header_bytes);
     match options.header_read_timeout {
         Some(timeout) => {
             http1.timer(TokioTimer::new()).header_read_timeout(timeout);
@@ -1164,7 +1228,8 @@ async fn serve_connections(
         .timer(TokioTimer::new())
         .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT)
-        .max_concurrent_streams(stream_slots::HTTP2_MAX_CONCURRENT_STREAMS);
+        .max_concurrent_streams(stream_slots::HTTP2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX));
     // Failed accepts (EMFILE, ...) are retried after a pause (see
     // `connections::accept`).
     let mut backoff = connections::initial_backoff();

@@ -1002,3 +1002,62 @@ async fn authenticate_answers_known_tokens_from_the_cache_with_the_same_rules() 
     }
     assert_eq!(layer.metrics().snapshot().cache_hits, 4);
 }
+
+// Found from outside: a proof whose `jwk` is an Ed25519 point of small
+// order passed with a signature made without any key (`R` = the identity,
+// `S` = 0), so a token bound to such a key was bound to nothing. The key
+// is refused (`dpop_invalid_key`) before anything is verified with it.
+#[tokio::test]
+async fn a_proof_key_anyone_can_sign_for_is_refused() {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let sha256 = |bytes: &[u8]| {
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
+            .as_ref()
+            .to_vec()
+    };
+    let h = Harness::start(|b| b).await;
+    let uri = h.resource.as_str();
+    let mut order_two = [0xffu8; 32]; // p - 1: the point of order 2.
+    order_two[0] = 0xec;
+    order_two[31] = 0x7f;
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    for point in [identity, order_two] {
+        let x = b64(&point);
+        // RFC 7638: the thumbprint of the required members, in order.
+        let jkt = b64(&sha256(
+            format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#).as_bytes(),
+        ));
+        let token = h
+            .issuer
+            .token()
+            .subject("mallory")
+            .audience(&h.resource)
+            .dpop_bound_to(jkt)
+            .sign();
+        // R = the point itself, S = 0: valid whenever [k]A = -A, which for
+        // the identity is always and for the point of order 2 is half the
+        // messages; a few `jti`s make the forgery pass the backend's check.
+        for jti in 0..8 {
+            let header = format!(
+                r#"{{"typ":"dpop+jwt","alg":"EdDSA","jwk":{{"kty":"OKP","crv":"Ed25519","x":"{x}"}}}}"#
+            );
+            let claims = format!(
+                r#"{{"jti":"forged-{jti}-{x}","htm":"POST","htu":"{uri}","iat":{},"ath":"{}"}}"#,
+                now(),
+                b64(&sha256(token.as_bytes()))
+            );
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice(&point);
+            let proof = format!(
+                "{}.{}.{}",
+                b64(header.as_bytes()),
+                b64(claims.as_bytes()),
+                b64(&signature)
+            );
+            let r = refusal(post_dpop(&h, &token, &[&proof]).await).await;
+            assert_proof_refused(&r, "dpop_invalid_key");
+        }
+    }
+}

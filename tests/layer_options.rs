@@ -941,3 +941,72 @@ async fn json_rpc_calls_on_exempt_routes_are_judged_as_mcp() {
     assert_eq!(ran[0].what, "read_tool");
     assert_eq!(ran[0].subject.as_deref(), Some("alice"));
 }
+
+/// A `write` call whose arguments hold `zeros` zeros in one array: eight
+/// JSON values besides them (the message, `jsonrpc`, `id`, `method`,
+/// `params`, `name`, `arguments` and the array).
+fn call_with_zeros(zeros: usize) -> String {
+    let mut body = String::from(
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"write","arguments":{"values":["#,
+    );
+    for i in 0..zeros {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push('0');
+    }
+    body.push_str("]}}}");
+    body
+}
+
+// Found from outside: a 4 MiB body of two million `0`s took the reference
+// server from 25 MB to 450 MB for one call (rmcp's parse; the body cap
+// bounds bytes, not values). A body with more JSON values than
+// `max_json_values` is answered 413 `invalid_request` (`body_too_complex`)
+// before the service sees it, in one message or a batch, at any depth;
+// one at the cap is served.
+#[tokio::test]
+async fn a_body_of_too_many_values_is_refused_before_the_service() {
+    let app = App::start(write_rule, |l| l.max_json_values(100)).await;
+    let token = app.token(&["notes:write"]);
+    // 92 zeros + 8 = 100 values: at the cap.
+    let (status, _, body) =
+        send(app.post("/mcp", &token, "application/json", &call_with_zeros(92))).await;
+    assert_eq!((status, body.as_str()), (200, "hello alice"));
+    let nested = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"write","arguments":{{"deep":{}}}}}}}"#,
+        "[".repeat(100) + &"]".repeat(100)
+    );
+    let batch = format!("[{},{}]", call_with_zeros(50), call_with_zeros(50));
+    for body in [call_with_zeros(93), nested, batch, call_with_zeros(50_000)] {
+        let (status, headers, answer) =
+            send(app.post("/mcp", &token, "application/json", &body)).await;
+        assert_eq!(status, 413, "{answer}");
+        assert!(headers.get("www-authenticate").is_none(), "{headers:?}");
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(v["error"], "invalid_request");
+        assert_eq!(v["reason"], "body_too_complex");
+        assert_eq!(
+            v["error_description"],
+            "The request body holds more JSON values than this server accepts"
+        );
+    }
+    // Without a valid token the token is judged first: 401.
+    let (status, _, _) =
+        send(app.post("/mcp", "bad", "application/json", &call_with_zeros(93))).await;
+    assert_eq!(status, 401);
+    // The default (100,000) serves what the small cap refused.
+    let app = App::start(write_rule, |l| l).await;
+    let token = app.token(&["notes:write"]);
+    let (status, _, body) =
+        send(app.post("/mcp", &token, "application/json", &call_with_zeros(50_000))).await;
+    assert_eq!((status, body.as_str()), (200, "hello alice"));
+    let (status, _, answer) = send(app.post(
+        "/mcp",
+        &token,
+        "application/json",
+        &call_with_zeros(100_000),
+    ))
+    .await;
+    assert_eq!(status, 413, "{answer}");
+}

@@ -1770,3 +1770,81 @@ async fn two_session_id_fields_are_404() {
     assert!(t.session_works(TokenKind::AliceAll, &own).await);
     assert!(t.session_works(TokenKind::Bob, &bobs).await);
 }
+
+// Found from outside: `Proxy-Authorization` (and a gateway's
+// `X-Forwarded-Authorization`) reached the handlers, which saw whatever
+// credential a client or a proxy put there. Every field that relays a
+// caller's credential is taken off like `Authorization`, whatever its
+// case and however many times it is sent, over every method; the unsafe
+// opt-out keeps them.
+#[tokio::test]
+async fn relayed_credentials_never_reach_the_handler() {
+    const RELAYED: [&str; 5] = [
+        "proxy-authorization",
+        "x-forwarded-authorization",
+        "x-forwarded-access-token",
+        "x-auth-request-access-token",
+        "x-amzn-oidc-accesstoken",
+    ];
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for forward in [false, true] {
+        let resource = support::loopback::serve_route(
+            &issuer,
+            "/mcp",
+            |layer| layer.forward_authorization_header_to_handlers_unsafe(forward),
+            support::loopback::seen_headers(),
+        )
+        .await;
+        let token = issuer.token().audience(&resource).sign();
+        for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+            // Each alone, in another case, twice.
+            for name in RELAYED {
+                let upper = name.to_ascii_uppercase();
+                let response = http
+                    .request(method.clone(), &resource)
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("accept", "text/event-stream")
+                    .header("mcp-protocol-version", "2025-11-25")
+                    .header(upper.as_str(), format!("Bearer {token}"))
+                    .header(name, "Basic dXNlcjpwYXNz")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200, "{method} {name}");
+                let seen = response.text().await.unwrap();
+                let seen: Vec<&str> = seen.split(',').collect();
+                assert!(seen.contains(&"accept"), "{seen:?}");
+                assert_eq!(seen.contains(&name), forward, "{method} {name}: {seen:?}");
+                assert_eq!(
+                    seen.contains(&"authorization"),
+                    forward,
+                    "{method} {name}: {seen:?}"
+                );
+            }
+            // All at once, beside other fields that stay.
+            let mut request = http
+                .request(method.clone(), &resource)
+                .header("authorization", format!("Bearer {token}"))
+                .header("accept", "text/event-stream")
+                .header("mcp-protocol-version", "2025-11-25")
+                .header("x-forwarded-for", "192.0.2.1")
+                .header("x-authorization-hint", "kept");
+            for name in RELAYED {
+                request = request.header(name, "secret");
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200, "{method}");
+            let seen = response.text().await.unwrap();
+            let seen: Vec<&str> = seen.split(',').collect();
+            assert!(seen.contains(&"x-forwarded-for"), "{seen:?}");
+            assert!(seen.contains(&"x-authorization-hint"), "{seen:?}");
+            for name in RELAYED {
+                assert_eq!(seen.contains(&name), forward, "{method} {name}: {seen:?}");
+            }
+        }
+    }
+}

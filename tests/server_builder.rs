@@ -105,6 +105,15 @@ async fn build_refuses_missing_parts_and_bad_paths() {
             .build()
             .unwrap_err();
         assert_eq!(err.field(), "readiness_path", "{probe:?}");
+        // Found from outside: the MCP path was told it "must start with
+        // '/'", which it does; each mistake is named as it is.
+        let message = err.to_string();
+        if probe == "/mcp" {
+            assert!(message.contains("is the MCP endpoint's path"), "{message}");
+            assert!(!message.contains("must start with"), "{message}");
+        } else {
+            assert!(message.contains("must start with '/'"), "{message}");
+        }
     }
 }
 

@@ -1331,3 +1331,238 @@ async fn a_stop_drops_what_is_still_open_past_its_limit() {
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
 }
+
+/// A stateless `tools/list` POST on `addr` with `token` and a padding field
+/// of `pad` bytes, whole (head and body).
+fn padded_list(addr: SocketAddr, token: &str, pad: usize) -> String {
+    let head = post_head(
+        addr,
+        "/mcp",
+        &format!("Authorization: Bearer {token}\r\n"),
+        &format!("X-Pad: {}\r\n", "p".repeat(pad)),
+        LIST.len(),
+    );
+    format!("{head}{LIST}")
+}
+
+/// Sends `request` on a new connection; the response's status line and
+/// whether the server closed the connection after it (within 10 s).
+async fn status_and_close(addr: SocketAddr, request: &str) -> (String, bool) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    // The server may answer and close before the whole request is written
+    // (a head over the limit): a failed write is not the test's failure.
+    let _ = stream.write_all(request.as_bytes()).await;
+    let answer = read_response(&mut stream).await;
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    let closed = answer.to_ascii_lowercase().contains("connection: close")
+        || closed_within(&mut stream, Duration::from_secs(10))
+            .await
+            .is_some();
+    (status, closed)
+}
+
+/// Found from outside: hyper's own HTTP/1 head bound is about 400 KiB, and
+/// a head of 420,000 bytes was served; 600 connections each holding an
+/// unfinished 400 KB head took 300 MB. `McpServer` reads at most
+/// `max_header_bytes` (16 KiB by default): a head just under it is served,
+/// one over it is answered 431 and its connection closed.
+#[tokio::test]
+async fn a_request_head_over_the_limit_is_answered_431() {
+    let s = start_with(|b| b).await;
+    let token = s.token();
+    let fixed = padded_list(s.addr, &token, 0).len() - LIST.len();
+    // The whole head (request line, fields, blank line) just under 16 KiB.
+    let (status, _) =
+        status_and_close(s.addr, &padded_list(s.addr, &token, 16 * 1024 - fixed - 16)).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    for pad in [16 * 1024, 20_000, 420_000] {
+        let (status, closed) = status_and_close(s.addr, &padded_list(s.addr, &token, pad)).await;
+        assert!(status.starts_with("HTTP/1.1 431"), "{pad}: {status}");
+        assert!(closed, "{pad}: the connection stayed open");
+    }
+    // Many small fields adding up past the limit: the same.
+    let fields: String = (0..200)
+        .map(|i| format!("X-F{i}: {}\r\n", "v".repeat(90)))
+        .collect();
+    let head = post_head(
+        s.addr,
+        "/mcp",
+        &format!("Authorization: Bearer {token}\r\n"),
+        &fields,
+        LIST.len(),
+    );
+    let (status, _) = status_and_close(s.addr, &format!("{head}{LIST}")).await;
+    assert!(status.starts_with("HTTP/1.1 431"), "{status}");
+}
+
+/// What the bound is for: an unfinished head past the limit is not held
+/// until the header timeout (memory a client chooses, per connection) but
+/// answered at once.
+#[tokio::test]
+async fn an_unfinished_head_past_the_limit_is_not_held() {
+    let s = start_with(|b| b.header_read_timeout(Some(Duration::from_secs(60)))).await;
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+        let mut head = head_start(s.addr);
+        head.push_str("X-Big: ");
+        head.push_str(&"b".repeat(40_000));
+        // No end of line, no blank line: the head never finishes.
+        let _ = stream.write_all(head.as_bytes()).await;
+        streams.push(stream);
+    }
+    for stream in &mut streams {
+        let answer = read_response(stream).await;
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+        assert!(
+            closed_within(stream, Duration::from_secs(10))
+                .await
+                .is_some(),
+            "a connection with an unfinished oversized head stayed open"
+        );
+    }
+}
+
+/// The setting: a larger bound serves a larger head (over HTTP/1 and
+/// HTTP/2), a smaller one refuses a smaller head, and values hyper cannot
+/// take (under 8 KiB, where it would panic) or past 1 MiB are refused by
+/// `build`.
+#[tokio::test]
+async fn the_head_limit_is_a_setting() {
+    let s = start_with(|b| b.max_header_bytes(64 * 1024)).await;
+    let token = s.token();
+    let (status, _) = status_and_close(s.addr, &padded_list(s.addr, &token, 40_000)).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let (status, _) = status_and_close(s.addr, &padded_list(s.addr, &token, 70_000)).await;
+    assert!(status.starts_with("HTTP/1.1 431"), "{status}");
+    // HTTP/2: a 40 KB header list is served under the 64 KiB bound (over
+    // the 16 KiB default of hyper, so the setting reaches HTTP/2 too).
+    let (client, _connection) = h2_client(s.addr).await;
+    let mut client = client.ready().await.expect("ready");
+    let mut request = h2_request(&s, &token);
+    request.headers_mut().insert(
+        "x-pad",
+        http::HeaderValue::from_str(&"p".repeat(40_000)).expect("value"),
+    );
+    let (response, mut body) = client.send_request(request, false).expect("send");
+    body.send_data(axum::body::Bytes::from_static(LIST.as_bytes()), true)
+        .expect("data");
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("no answer")
+        .expect("response");
+    assert_eq!(response.status(), 200);
+
+    let small = start_with(|b| b.max_header_bytes(8 * 1024)).await;
+    let token = small.token();
+    let (status, _) = status_and_close(small.addr, &padded_list(small.addr, &token, 6_000)).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let (status, _) = status_and_close(small.addr, &padded_list(small.addr, &token, 9_000)).await;
+    assert!(status.starts_with("HTTP/1.1 431"), "{status}");
+    // HTTP/2 under the same small bound: a 9 KB header list does not run.
+    let (client, _connection) = h2_client(small.addr).await;
+    let refused = async {
+        let mut client = client.ready().await?;
+        let mut request = h2_request(&small, &token);
+        request.headers_mut().insert(
+            "x-pad",
+            http::HeaderValue::from_str(&"p".repeat(9_000)).expect("value"),
+        );
+        let (response, mut body) = client.send_request(request, false)?;
+        body.send_data(axum::body::Bytes::from_static(LIST.as_bytes()), true)?;
+        response.await.map(|r| r.status().as_u16())
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(10), refused)
+        .await
+        .expect("no answer");
+    assert!(!matches!(outcome, Ok(200)), "{outcome:?}");
+
+    let issuer = TestIssuer::start().await.expect("issuer");
+    for bytes in [0, 8 * 1024 - 1, 1024 * 1024 + 1, usize::MAX] {
+        let err = server(&issuer, "http://127.0.0.1:1/mcp")
+            .max_header_bytes(bytes)
+            .build()
+            .expect_err("an impossible head limit was accepted");
+        assert_eq!(err.field(), "max_header_bytes", "{bytes}");
+    }
+    for bytes in [8 * 1024, 1024 * 1024] {
+        server(&issuer, "http://127.0.0.1:1/mcp")
+            .max_header_bytes(bytes)
+            .build()
+            .expect("a head limit in range");
+    }
+}
+
+/// What users run: the reference server's head limit is 16 KiB unless
+/// `MCP_OAUTH2_MAX_HEADER_BYTES` says otherwise, and a value out of range
+/// or not a number stops it before it listens, naming the variable.
+#[tokio::test]
+async fn the_reference_server_takes_its_head_limit_from_the_environment() {
+    let issuer = TestIssuer::start().await.expect("issuer");
+    let (_server, addr) = reference(&issuer, &[]).await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut head = head_start(addr);
+    head.push_str(&format!("X-Pad: {}\r\n\r\n{{}}", "p".repeat(20_000)));
+    let _ = stream.write_all(head.as_bytes()).await;
+    let answer = read_response(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    let (_server, addr) = reference(&issuer, &[("MCP_OAUTH2_MAX_HEADER_BYTES", "65536")]).await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut head = head_start(addr);
+    head.push_str(&format!("X-Pad: {}\r\n\r\n{{}}", "p".repeat(20_000)));
+    let _ = stream.write_all(head.as_bytes()).await;
+    let answer = read_response(&mut stream).await;
+    // Read past the head limit: the layer's own answer (no token).
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+
+    refuses_bad_values(
+        &issuer,
+        "MCP_OAUTH2_MAX_HEADER_BYTES",
+        &[
+            "8191",
+            "1048577",
+            "0",
+            "16k",
+            "-1",
+            "",
+            "99999999999999999999999",
+        ],
+    )
+    .await;
+}
+
+/// What users run, attacked as found from outside: the reference server
+/// with a valid token and a 4 MB `tools/call whoami` of two million `0`s
+/// answers 413 `body_too_complex` without handing the body to rmcp (it
+/// took 450 MB of memory there), and still serves the caller.
+#[tokio::test]
+async fn the_reference_server_refuses_a_body_of_millions_of_values() {
+    let issuer = TestIssuer::start().await.expect("issuer");
+    let (_server, addr) = reference(&issuer, &[]).await;
+    let token = issuer.token().audience(format!("http://{addr}/mcp")).sign();
+    let mut call = String::from(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}},"name":"whoami","arguments":{"x":["#,
+    );
+    call.push_str(&"0,".repeat(2_000_000));
+    call.push_str("0]}}}");
+    let http = reqwest::Client::new();
+    let send = |body: String| {
+        http.post(format!("http://{addr}/mcp"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "whoami")
+            .body(body)
+            .send()
+    };
+    let response = send(call).await.expect("send");
+    assert_eq!(response.status(), 413);
+    let v: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(v["reason"], "body_too_complex", "{v}");
+    let whoami = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}},"name":"whoami","arguments":{}}}"#;
+    let response = send(whoami.to_owned()).await.expect("send");
+    assert_eq!(response.status(), 200);
+}

@@ -48,7 +48,8 @@ fn fixture() -> &'static Fixture {
 }
 
 /// Parameters split on `&` and `;`, the name before the first `=`,
-/// percent-decoded with `+` as a space, compared ignoring ASCII case.
+/// percent-decoded with `+` as a space, cut at its first `[`, trimmed of
+/// ASCII whitespace, compared ignoring ASCII case.
 fn model(query: &[u8]) -> bool {
     query.split(|&b| b == b'&' || b == b';').any(|pair| {
         let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
@@ -71,7 +72,13 @@ fn model(query: &[u8]) -> bool {
                 }
             }
         }
-        decoded.eq_ignore_ascii_case(b"access_token")
+        // A bracket suffix (`access_token[]`) and surrounding whitespace
+        // name the same parameter.
+        let base = match decoded.iter().position(|&b| b == b'[') {
+            Some(bracket) => &decoded[..bracket],
+            None => &decoded[..],
+        };
+        base.trim_ascii().eq_ignore_ascii_case(b"access_token")
     })
 }
 

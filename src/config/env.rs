@@ -410,7 +410,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "86400 s (24 h)",
-        meaning: "longest accepted token lifetime (`exp` after `iat` or now)",
+        meaning: "longest accepted token lifetime (`exp` after `iat`, or after now plus the leeway without `iat`)",
     },
     EnvVar {
         name: "MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK",
@@ -992,6 +992,7 @@ pub const SERVER_ENV_VARIABLES: &[&str] = &[
     "MCP_OAUTH2_BODY_READ_TIMEOUT",
     "MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT",
     "MCP_OAUTH2_MAX_CONNECTIONS",
+    "MCP_OAUTH2_MAX_HEADER_BYTES",
     "MCP_OAUTH2_READINESS_PATH",
     "MCP_OAUTH2_TOKEN_ENDPOINT",
     "MCP_OAUTH2_DOWNSTREAM_AUDIENCE",

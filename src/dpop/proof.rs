@@ -340,7 +340,9 @@ fn read_key(jwk: &Members<'_>, alg: Algorithm) -> Result<ProofKey, ProofError> {
                 return Err(ProofError::Key);
             }
             let (x, x64) = b64_member(jwk, "x")?;
-            if x.len() != 32 {
+            // A point anyone can sign for binds nothing (found from
+            // outside: a keyless signature passed with the identity point).
+            if x.len() != 32 || crate::jwks::key::ed25519_point_is_weak(&x) {
                 return Err(ProofError::Key);
             }
             Ok(ProofKey::Ed25519 { x, x64 })

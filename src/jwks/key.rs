@@ -39,6 +39,74 @@ impl KeyShape {
     }
 }
 
+/// The field's prime, 2^255 - 19, little-endian (RFC 8032 section 5.1).
+const ED25519_P: [u8; 32] = {
+    let mut p = [0xff; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    p
+};
+
+/// The `y` coordinates (little-endian, sign bit clear) of the Ed25519
+/// points of small order, those `P` with `[8]P` the identity: 1 (the
+/// identity, order 1), p - 1 (order 2), 0 (the two points of order 4), and
+/// the roots of `d y^4 + 2 y^2 - 1 = 0` (the four points of order 8, whose
+/// double is of order 4). Computed from the curve's equation (RFC 8032
+/// section 5.1: `-x^2 + y^2 = 1 + d x^2 y^2`), each `x` from `x^2 = -y^2`.
+const ED25519_SMALL_ORDER_Y: [[u8; 32]; 5] = [
+    {
+        let mut one = [0; 32];
+        one[0] = 1;
+        one
+    },
+    {
+        let mut p_minus_one = ED25519_P;
+        p_minus_one[0] = 0xec;
+        p_minus_one
+    },
+    [0; 32],
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+];
+
+/// Whether an Ed25519 public key (RFC 8032 encoding) is one anyone can
+/// sign for: a point of small order, for which `R` = the identity (or the
+/// key itself) and `S` = 0 verify any message in the cofactorless check
+/// aws-lc-rs makes, or an encoding RFC 8032 section 5.1.3 says to refuse
+/// (`y` not below p; `p` and `p + 1` are spellings of the small-order `y`s
+/// 0 and 1). aws-lc-rs takes both (found from outside: a key set holding
+/// the identity point let anyone mint tokens for any subject and scope).
+///
+/// Hand-written: the check is five constants and a comparison, and no
+/// dependency of this crate decodes Ed25519 points (a curve arithmetic
+/// crate for it would be far more code than this).
+pub(crate) fn ed25519_point_is_weak(encoded: &[u8]) -> bool {
+    let Ok(mut y) = <[u8; 32]>::try_from(encoded) else {
+        return true;
+    };
+    // The top bit is the sign of x, not part of y.
+    if let Some(top) = y.last_mut() {
+        *top &= 0x7f;
+    }
+    // y >= p: compared from the most significant byte.
+    let mut not_below_p = true;
+    for (byte, p) in y.iter().rev().zip(ED25519_P.iter().rev()) {
+        if byte != p {
+            not_below_p = byte > p;
+            break;
+        }
+    }
+    not_below_p || ED25519_SMALL_ORDER_Y.contains(&y)
+}
+
 /// One usable public key.
 pub(crate) struct VerifyingKey {
     pub(crate) kid: Option<String>,
@@ -145,8 +213,12 @@ impl Prepared {
         })
     }
 
-    /// An Ed25519 key. `None` when the backend refuses it.
+    /// An Ed25519 key. `None` when the backend refuses it, or when it is
+    /// a point anyone can sign for ([`ed25519_point_is_weak`]).
     pub(crate) fn ed25519(x: &[u8]) -> Option<Self> {
+        if ed25519_point_is_weak(x) {
+            return None;
+        }
         Some(Self {
             inner: prepared::Inner::ed25519(x)?,
         })
@@ -349,6 +421,93 @@ mod tests {
                 "{alg:?} as {other:?}"
             );
         }
+    }
+
+    /// Every spelling of an Ed25519 point anyone can sign for: the small-
+    /// order `y`s with either sign bit, and every `y` from p to 2^255 - 1.
+    fn weak_ed25519_points() -> Vec<[u8; 32]> {
+        let mut points = Vec::new();
+        for y in ED25519_SMALL_ORDER_Y {
+            for sign in [0, 0x80] {
+                let mut point = y;
+                point[31] |= sign;
+                points.push(point);
+            }
+        }
+        // p + k for k in 0..19: the low byte of p is 0xed, so no carry.
+        for k in 0..19u8 {
+            for sign in [0, 0x80] {
+                let mut point = ED25519_P;
+                point[0] += k;
+                point[31] |= sign;
+                points.push(point);
+            }
+        }
+        points
+    }
+
+    // Found from outside: aws-lc-rs verifies Ed25519 signatures without
+    // refusing a public key of small order, so a key set (or a DPoP proof)
+    // holding the identity point let anyone sign any token: `R` = the
+    // identity and `S` = 0. Such points, and the encodings RFC 8032 refuses
+    // (`y` >= p), are no key; real keys still are.
+    #[test]
+    fn ed25519_points_anyone_can_sign_for_are_no_key() {
+        let identity = ED25519_SMALL_ORDER_Y[0];
+        let mut keyless = [0u8; 64];
+        keyless[..32].copy_from_slice(&identity);
+        // The backend alone takes the forgery: what the check is for.
+        assert!(
+            sig::UnparsedPublicKey::new(&sig::ED25519, identity)
+                .verify(b"any.message", &keyless)
+                .is_ok()
+        );
+        let points = weak_ed25519_points();
+        assert_eq!(points.len(), 48);
+        for point in &points {
+            assert!(ed25519_point_is_weak(point), "{point:02x?}");
+            assert!(Prepared::ed25519(point).is_none(), "{point:02x?}");
+            let doc =
+                json!({"keys": [{"kty": "OKP", "kid": "w", "crv": "Ed25519", "x": b64(point)}]});
+            let (set, dropped) = KeySet::parse(doc.to_string().as_bytes()).unwrap();
+            assert_eq!(set.len(), 0, "{point:02x?}");
+            assert_eq!(
+                dropped,
+                [(
+                    Some("w".to_owned()),
+                    crate::jwks::keyset::Dropped::InvalidKey
+                )]
+            );
+        }
+        // Wrong lengths are never keys either.
+        assert!(ed25519_point_is_weak(&[]));
+        assert!(ed25519_point_is_weak(&[1; 31]));
+        assert!(ed25519_point_is_weak(&[1; 33]));
+        // Real keys, and the largest canonical y (p - 1 is of order 2; p - 2
+        // is not): kept.
+        let rng = SystemRandom::new();
+        for _ in 0..200 {
+            let pkcs8 = sig::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+            let pair = sig::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+            let public = pair.public_key().as_ref();
+            assert!(!ed25519_point_is_weak(public), "{public:02x?}");
+            let signature = pair.sign(b"header.payload");
+            let doc =
+                json!({"keys": [{"kty": "OKP", "kid": "e", "crv": "Ed25519", "x": b64(public)}]});
+            let (set, _) = KeySet::parse(doc.to_string().as_bytes()).unwrap();
+            let [key] = set.candidates(Some("e"), Algorithm::EdDSA)[..] else {
+                panic!("one candidate");
+            };
+            assert!(verify_signature(
+                Algorithm::EdDSA,
+                key,
+                b"header.payload",
+                signature.as_ref()
+            ));
+        }
+        let mut p_minus_two = ED25519_P;
+        p_minus_two[0] = 0xeb;
+        assert!(!ed25519_point_is_weak(&p_minus_two));
     }
 
     // Some issuers publish `n` with a leading zero byte (a two's-complement

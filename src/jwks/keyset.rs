@@ -65,8 +65,9 @@ pub(crate) enum Dropped {
     WeakOrHugeRsa,
     UnsupportedCurve,
     /// Well-formed members that make no valid key: an EC point off its
-    /// curve, an even RSA modulus, or anything else the crypto backend
-    /// refuses.
+    /// curve, an Ed25519 point of small order or not canonically encoded
+    /// (anyone can sign for it), an even RSA modulus, or anything else the
+    /// crypto backend refuses.
     InvalidKey,
     DuplicateMember,
     TooManyKeys,

@@ -63,6 +63,10 @@ pub(crate) enum Refused {
     /// RFC 9110 section 15.5.14: a body over the cap of the body read for
     /// per-operation rules (`max_body_bytes`).
     BodyTooLarge,
+    /// A body holding more JSON values than the layer reads
+    /// (`max_json_values`): what rmcp would build from it is a hundred
+    /// times its size.
+    BodyTooComplex,
     /// RFC 9110 section 8.4: a request body with a content coding (neither
     /// the layer nor rmcp decodes one).
     UnsupportedContentEncoding,
@@ -99,6 +103,7 @@ impl Refused {
             Self::UnsupportedContentEncoding => "unsupported_content_encoding",
             Self::UnsupportedTransferCoding => "unsupported_transfer_coding",
             Self::BodyTooLarge => "body_too_large",
+            Self::BodyTooComplex => "body_too_complex",
             Self::TooManySessions(code) => code,
             Self::TooManyListens => "too_many_listens_for_principal",
             Self::SessionsDisabled => "sessions_disabled",
@@ -147,6 +152,11 @@ impl Refused {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request",
                 "The request body is larger than this server accepts",
+            ),
+            Self::BodyTooComplex => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "The request body holds more JSON values than this server accepts",
             ),
             Self::UnsupportedContentEncoding => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -365,7 +375,27 @@ pub(crate) struct Present {
     pub(crate) last_event_id: bool,
     pub(crate) method: bool,
     pub(crate) protocol: bool,
+    /// A field that relays a caller's credential ([`RELAYED_CREDENTIALS`]).
+    pub(crate) relayed_credentials: bool,
 }
+
+/// Fields besides `Authorization` and `DPoP` that carry a caller's
+/// credential to this server: `Proxy-Authorization` (RFC 9110 section
+/// 11.7.2, a proxy's credentials, which a client or a proxy chain may send
+/// on) and the fields gateways put the caller's token in when they take
+/// the `Authorization` header for themselves (Google's ESPv2
+/// `X-Forwarded-Authorization`, oauth2-proxy's `X-Forwarded-Access-Token`
+/// and `X-Auth-Request-Access-Token`, AWS ALB's `X-Amzn-Oidc-Accesstoken`).
+/// None is read as a credential; each is removed before the handlers see
+/// the request, as `Authorization` is (no token passthrough), unless the
+/// unsafe forwarding opt-out keeps them (marked sensitive).
+pub(crate) const RELAYED_CREDENTIALS: [HeaderName; 5] = [
+    http::header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("x-forwarded-authorization"),
+    HeaderName::from_static("x-forwarded-access-token"),
+    HeaderName::from_static("x-auth-request-access-token"),
+    HeaderName::from_static("x-amzn-oidc-accesstoken"),
+];
 
 /// The values of one field as [`Present::scan`] found them: the first,
 /// and whether another followed.
@@ -459,6 +489,8 @@ impl Present {
             } else if name == PROTOCOL_HEADER {
                 fields.protocol.see(value);
                 &mut present.protocol
+            } else if RELAYED_CREDENTIALS.iter().any(|relayed| name == relayed) {
+                &mut present.relayed_credentials
             } else {
                 if name == crate::operation::NAME_HEADER {
                     fields.name.see(value);
@@ -919,6 +951,7 @@ mod tests {
             Refused::HostNotAllowed,
             Refused::OriginNotAllowed,
             Refused::BodyTooLarge,
+            Refused::BodyTooComplex,
             Refused::UnsupportedContentEncoding,
             Refused::UnsupportedTransferCoding,
             Refused::TooManySessions("too_many_sessions"),
@@ -978,6 +1011,10 @@ mod tests {
             "origin-x",
             "x-mcp-method",
             "accept",
+            "Proxy-Authorization",
+            "x-forwarded-authorization",
+            "X-Amzn-Oidc-AccessToken",
+            "x-forwarded-access-tokens",
         ];
         let names = proptest::collection::vec(0..NAMES.len(), 0..12);
         proptest!(|(picked in names)| {
@@ -1013,6 +1050,9 @@ mod tests {
                 last_event_id: headers.contains_key("last-event-id"),
                 method: headers.contains_key("mcp-method"),
                 protocol: headers.contains_key("mcp-protocol-version"),
+                relayed_credentials: RELAYED_CREDENTIALS
+                    .iter()
+                    .any(|name| headers.contains_key(name)),
             };
             prop_assert_eq!(Present::of(&headers), expected);
         });

@@ -125,6 +125,8 @@ struct Shared {
     /// The deadline of one verification (`AuthConfigBuilder::verify_timeout`).
     verify_timeout: std::time::Duration,
     max_body_bytes: usize,
+    /// The most JSON values a body read by the layer may hold.
+    max_json_values: usize,
     mcp_path: String,
     /// The resource URI's path without its trailing slashes (`""` for a
     /// root resource): the public path a DPoP proof names when a proxy
@@ -253,6 +255,7 @@ impl AuthLayer {
                 max_token_bytes: config.max_token_bytes,
                 verify_timeout: config.verify_timeout,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                max_json_values: crate::operation::DEFAULT_MAX_JSON_VALUES,
                 mcp_path,
                 resource_path: config.resource_path().trim_end_matches('/').to_owned(),
                 whole_service: false,
@@ -359,6 +362,23 @@ impl AuthLayer {
         self
     }
 
+    /// Cap on the JSON values in a body the layer reads (default 100,000;
+    /// each array element, member value and the top-level value count
+    /// one). A body with more is answered 413 `invalid_request` (reason
+    /// `body_too_complex`) before rmcp parses it: rmcp builds a
+    /// `serde_json` value of each (through serde's buffered `Content`),
+    /// about 200 bytes at its peak, so a 4 MiB body of two million `0`s
+    /// cost about 450 MB for one call. The default is about 20 MB a call,
+    /// and more than tool arguments hold (a vector of 1,536 floats, a table
+    /// of ten thousand rows of ten fields); raise it for tools that take
+    /// more. The layer reads every JSON POST, so the cap holds for every
+    /// body rmcp would parse.
+    #[must_use]
+    pub fn max_json_values(mut self, values: usize) -> Self {
+        Arc::make_mut(&mut self.shared).max_json_values = values;
+        self
+    }
+
     /// Whether legacy sessions (`Mcp-Session-Id`) are bound to the principal
     /// that created them (default on). The binding lives in this process: a
     /// session id this layer did not see created is refused with 404 (clients
@@ -375,7 +395,12 @@ impl AuthLayer {
     /// (and `DPoP` proof) reaches the inner service and its handlers
     /// (default `false`).
     ///
-    /// By default the layer removes both before the request reaches rmcp:
+    /// By default the layer removes both before the request reaches rmcp
+    /// (and the fields that relay a caller's credential past a proxy:
+    /// `Proxy-Authorization`, `X-Forwarded-Authorization`,
+    /// `X-Forwarded-Access-Token`, `X-Auth-Request-Access-Token`,
+    /// `X-Amzn-Oidc-Accesstoken`, which this opt-out keeps too, marked
+    /// sensitive):
     /// the MCP specification forbids passing the caller's token on to
     /// another API ("token passthrough"), and a handler that cannot read the
     /// token cannot forward it by accident. To call a downstream API as the

@@ -136,7 +136,7 @@ impl Shared {
             ids,
             declares_tasks,
             session_declares_tasks,
-        } = match read_requests(&bytes, session_ids) {
+        } = match read_requests(&bytes, session_ids, self.max_json_values) {
             Ok(read) => read,
             Err(why) => return Err(self.unreadable_body(why, &bytes, &parts, seen, Some(ctx))),
         };
@@ -276,7 +276,7 @@ impl Shared {
             .iter()
             .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
         let calls = !empty
-            && match read_requests(&bytes, false) {
+            && match read_requests(&bytes, false, self.max_json_values) {
                 Ok(read) => !read.ops.is_empty(),
                 Err(why) => return Err(self.unreadable_body(why, &bytes, &parts, seen, None)),
             };
@@ -360,6 +360,10 @@ impl Shared {
         seen: &Seen,
         ctx: Option<&AuthContext>,
     ) -> Response {
+        if why == crate::operation::Unreadable::TooManyValues {
+            let req = Request::from_parts(parts.clone(), ());
+            return self.refuse(Refused::BodyTooComplex, &req, &seen.meta);
+        }
         self.outcomes.reject(AuthErrorKind::BodyUnreadable.code());
         self.audit_body_refusal(AuthErrorKind::BodyUnreadable, seen, ctx);
         tracing::debug!(

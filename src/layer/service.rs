@@ -953,6 +953,19 @@ impl Shared {
         } else if placement.present.dpop {
             headers.remove(crate::bearer::DPOP);
         }
+        if placement.present.relayed_credentials {
+            for name in &super::http_rules::RELAYED_CREDENTIALS {
+                if self.forward_authorization {
+                    if let http::header::Entry::Occupied(mut values) = headers.entry(name) {
+                        for v in values.iter_mut() {
+                            v.set_sensitive(true);
+                        }
+                    }
+                } else {
+                    headers.remove(name);
+                }
+            }
+        }
         let filter_for = (lists && self.policy.hide_unauthorized).then(|| ctx.clone());
         // A POST carries calls whose handlers may ask for more scopes (late
         // step-up): a fresh slot, shared with the handler's context.

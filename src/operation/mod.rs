@@ -79,7 +79,21 @@ pub(crate) enum Unreadable {
     /// A `subscriptions/listen` names more than [`MAX_LISTENED_URIS`]
     /// resource URIs, or more than [`MAX_LISTENED_URI_BYTES`] bytes of them.
     TooManyUris,
+    /// More JSON values than the reader's cap (the layer's
+    /// `max_json_values`, [`DEFAULT_MAX_JSON_VALUES`]): answered 413, not as
+    /// a JSON-RPC error.
+    TooManyValues,
 }
+
+/// The most JSON values a body may hold by default (every element, member
+/// value and the top-level value count one). rmcp parses a body into
+/// `serde_json` values (through serde's buffered `Content`), about 200
+/// bytes of memory a value at its peak: a 4 MiB body of two million `0`s
+/// took a server from 25 MB to 450 MB for one call, and four such calls at
+/// once to about 1 GB (found from outside). A hundred thousand values is
+/// about 20 MB, and more than a tool's arguments hold (a vector of 1,536
+/// floats, a table of ten thousand rows of ten fields).
+pub(crate) const DEFAULT_MAX_JSON_VALUES: usize = 100_000;
 
 /// The most resource URIs one `subscriptions/listen` may name. rmcp 3.11
 /// intersects the requested URIs with those the service accepts in time
@@ -105,6 +119,7 @@ impl Unreadable {
         match self {
             Self::NotARequest | Self::NotAMessage => -32600,
             Self::BadTarget | Self::TooManyUris => -32602,
+            Self::TooManyValues => -32600,
             _ => -32700,
         }
     }
@@ -138,6 +153,9 @@ impl Unreadable {
             }
             Self::TooManyUris => {
                 "Invalid params: a subscriptions/listen names more than 1000 resource URIs, or more than 131072 bytes of them, in resourceSubscriptions"
+            }
+            Self::TooManyValues => {
+                "Invalid Request: the request body holds more JSON values than this server reads"
             }
         }
     }
@@ -270,7 +288,7 @@ fn operation_of(facts: Facts<'_>) -> Result<Option<Operation>, Unreadable> {
 /// message's operation: no tree of values is built.
 #[cfg(test)]
 pub(crate) fn read_operations(body: &[u8]) -> Result<Vec<Operation>, Unreadable> {
-    read_requests(body, false).map(|read| read.ops)
+    read_requests(body, false, DEFAULT_MAX_JSON_VALUES).map(|read| read.ops)
 }
 
 /// What [`read_requests`] reads of a body, in one pass.
@@ -296,8 +314,13 @@ pub(crate) struct Requests {
 }
 
 /// [`read_operations`], and with `ids` the ids of the body's requests (see
-/// [`Requests`]); read in the same pass.
-pub(crate) fn read_requests(body: &[u8], ids: bool) -> Result<Requests, Unreadable> {
+/// [`Requests`]); read in the same pass, at most `max_values` JSON values
+/// ([`Unreadable::TooManyValues`] past them).
+pub(crate) fn read_requests(
+    body: &[u8],
+    ids: bool,
+    max_values: usize,
+) -> Result<Requests, Unreadable> {
     let text = std::str::from_utf8(body).map_err(|_| Unreadable::NotUtf8)?;
     // JSON whitespace (RFC 8259 section 2) before the value; the strict
     // check looks at the value's first byte.
@@ -315,7 +338,7 @@ pub(crate) fn read_requests(body: &[u8], ids: bool) -> Result<Requests, Unreadab
             },
         );
     }
-    let messages = scan(text)?;
+    let messages = scan(text, max_values)?;
     let mut ops = Vec::with_capacity(messages.len());
     let mut keys = Vec::new();
     let mut declares_tasks = false;
@@ -487,7 +510,8 @@ mod tests {
 
     #[test]
     fn a_declaration_of_tasks_for_a_session_is_read_from_initialize_only() {
-        let read = |body: &str| read_requests(body.as_bytes(), false).unwrap();
+        let read =
+            |body: &str| read_requests(body.as_bytes(), false, DEFAULT_MAX_JSON_VALUES).unwrap();
         let message = |method: &str, params: &str| {
             format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{params}}}"#)
         };
@@ -531,7 +555,7 @@ mod tests {
     #[test]
     fn a_declaration_of_tasks_is_read_from_params_meta_only() {
         let declares = |body: &str| {
-            read_requests(body.as_bytes(), false)
+            read_requests(body.as_bytes(), false, DEFAULT_MAX_JSON_VALUES)
                 .unwrap()
                 .declares_tasks
         };
@@ -560,7 +584,9 @@ mod tests {
     }
 
     fn ids(body: &str) -> Vec<Box<str>> {
-        read_requests(body.as_bytes(), true).unwrap().ids
+        read_requests(body.as_bytes(), true, DEFAULT_MAX_JSON_VALUES)
+            .unwrap()
+            .ids
     }
 
     #[test]
@@ -592,7 +618,12 @@ mod tests {
         );
         // Asked for nothing, nothing is spelled.
         let body = br#"{"id":5,"method":"x"}"#;
-        assert!(read_requests(body, false).unwrap().ids.is_empty());
+        assert!(
+            read_requests(body, false, DEFAULT_MAX_JSON_VALUES)
+                .unwrap()
+                .ids
+                .is_empty()
+        );
     }
 
     /// Every id shape, in every place of a message and of a batch, is read
@@ -665,7 +696,7 @@ mod tests {
                     ),
                 ] {
                     let expected = ids_from_a_value(body.as_bytes());
-                    match read_requests(body.as_bytes(), true) {
+                    match read_requests(body.as_bytes(), true, DEFAULT_MAX_JSON_VALUES) {
                         Ok(read) => assert_eq!(read.ids, expected, "{body}"),
                         // Refused bodies (a `method` that is not a string)
                         // are never claimed.
@@ -890,8 +921,13 @@ mod tests {
             Err(Unreadable::TooManyUris)
         );
         assert_eq!(
-            read_operations(listen(150_000).as_bytes()),
+            read_operations(listen(50_000).as_bytes()),
             Err(Unreadable::TooManyUris)
+        );
+        // 150,000 (the finding's count) passes the value cap first.
+        assert_eq!(
+            read_operations(listen(150_000).as_bytes()),
+            Err(Unreadable::TooManyValues)
         );
         // And at most `MAX_LISTENED_URI_BYTES` of them (found from outside:
         // 1,000 URIs of 4,000 bytes held 20 MB per open listen).
@@ -1237,7 +1273,7 @@ mod tests {
         if !matches!(text.as_bytes().first(), Some(b'{' | b'[')) {
             return Ok(());
         }
-        let ours = scan::scan(text);
+        let ours = scan::scan(text, usize::MAX);
         let reference = scan::oracle::scan(text);
         if ours == reference {
             Ok(())
@@ -1412,8 +1448,44 @@ mod tests {
         }
         // Both ways of the limit are met: the limit is not just agreed on.
         let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
-        assert!(scan::scan(&nested(127)).is_ok());
-        assert_eq!(scan::scan(&nested(128)), Err(Unreadable::Syntax));
+        assert!(scan::scan(&nested(127), usize::MAX).is_ok());
+        assert_eq!(
+            scan::scan(&nested(128), usize::MAX),
+            Err(Unreadable::Syntax)
+        );
+    }
+
+    // The value cap counts every value once: the top level, each member's
+    // value, each element, at any depth and across a batch's messages;
+    // member names are not values. At the cap a body is read, one past it
+    // is `TooManyValues` (a -32600 if it ever reaches a JSON-RPC answer;
+    // the layer answers 413).
+    #[test]
+    fn the_value_cap_counts_every_value_once() {
+        for (body, values) in [
+            ("{}", 1),
+            ("[]", 1),
+            (r#"{"a":1}"#, 2),
+            (r#"{"a":[1,2,[3]],"b":{"c":null}}"#, 8),
+            (
+                r#"[{"jsonrpc":"2.0","method":"ping"},{"jsonrpc":"2.0","method":"ping"}]"#,
+                7,
+            ),
+            (r#"{"a":"x","b":true,"c":false,"d":-1.5e3}"#, 5),
+        ] {
+            assert!(scan::scan(body, values).is_ok(), "{body}");
+            assert_eq!(
+                scan::scan(body, values - 1).err(),
+                Some(Unreadable::TooManyValues),
+                "{body}"
+            );
+        }
+        assert_eq!(Unreadable::TooManyValues.jsonrpc_code(), -32600);
+        let many = format!("[{}0]", "0,".repeat(DEFAULT_MAX_JSON_VALUES));
+        assert_eq!(
+            read_requests(many.as_bytes(), false, DEFAULT_MAX_JSON_VALUES).err(),
+            Some(Unreadable::TooManyValues)
+        );
     }
 
     proptest::proptest! {
@@ -1433,7 +1505,7 @@ mod tests {
         /// whatever its value.
         #[test]
         fn a_declaration_of_tasks_is_read_where_rmcp_reads_it(body in message_like()) {
-            if let Ok(read) = read_requests(body.as_bytes(), false) {
+            if let Ok(read) = read_requests(body.as_bytes(), false, DEFAULT_MAX_JSON_VALUES) {
                 proptest::prop_assert_eq!(read.declares_tasks, declares_tasks_in_a_value(body.as_bytes()), "{}", body);
                 proptest::prop_assert_eq!(read.session_declares_tasks, session_declares_tasks_in_a_value(body.as_bytes()), "{}", body);
             }

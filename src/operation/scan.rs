@@ -224,11 +224,15 @@ const MAX_DEPTH: u32 = 127;
 /// repeated name at each object's end) refuses, with the same [`Unreadable`]
 /// for the first rule broken in reading order; the test oracle
 /// (`oracle::scan`, the reader this one replaced) checks that.
-pub(super) fn scan(text: &str) -> Result<Vec<Facts<'_>>, Unreadable> {
+///
+/// At most `max_values` JSON values are read (each element, member value
+/// and top-level value counts one): past them, [`Unreadable::TooManyValues`].
+pub(super) fn scan(text: &str, max_values: usize) -> Result<Vec<Facts<'_>>, Unreadable> {
     let mut reader = Reader {
         text,
         at: 0,
         depth: 0,
+        values_left: max_values,
     };
     let facts = match reader.next_token() {
         Some(b'{') => {
@@ -236,7 +240,14 @@ pub(super) fn scan(text: &str) -> Result<Vec<Facts<'_>>, Unreadable> {
             reader.value(Role::Message, &mut facts)?;
             vec![facts]
         }
-        Some(b'[') => reader.batch()?,
+        Some(b'[') => {
+            // The batch itself is a value, as a message's array would be.
+            reader.values_left = reader
+                .values_left
+                .checked_sub(1)
+                .ok_or(Unreadable::TooManyValues)?;
+            reader.batch()?
+        }
         Some(_) => return Err(Unreadable::NotAMessage),
         None => return Err(Unreadable::Truncated),
     };
@@ -280,6 +291,8 @@ struct Reader<'a> {
     at: usize,
     /// Arrays and objects open.
     depth: u32,
+    /// How many more values may be read ([`scan`]'s `max_values`).
+    values_left: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -354,6 +367,10 @@ impl<'a> Reader<'a> {
 
     /// One value in `role`, kept in `facts` as the role asks.
     fn value(&mut self, role: Role, facts: &mut Facts<'a>) -> Result<(), Unreadable> {
+        self.values_left = self
+            .values_left
+            .checked_sub(1)
+            .ok_or(Unreadable::TooManyValues)?;
         let walk = Walk { role, facts }.declared();
         match self.next_token() {
             Some(b'{') => self.object(walk),

@@ -206,3 +206,48 @@ async fn non_object_or_broken_json_is_malformed() {
 }
 
 // ---------------------------------------------------------------------------
+
+// Found from outside: an issuer's key set holding an Ed25519 point of
+// small order (the identity here, or p + 1, its spelling RFC 8032 section
+// 5.1.3 refuses) was loaded, and aws-lc-rs's cofactorless check takes
+// `R` = the identity, `S` = 0 for any message: anyone could mint a token
+// for any subject and scope. Such a key is no key: the token is refused
+// as signed by an unknown key, and a real Ed25519 key beside it still
+// verifies (the control).
+#[tokio::test]
+async fn ed25519_keys_anyone_can_sign_for_are_no_keys() {
+    let rig = Rig::start(|b| b).await;
+    let real = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(
+        aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            .unwrap()
+            .as_ref(),
+    )
+    .unwrap();
+    use aws_lc_rs::signature::KeyPair as _;
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    // p + 1 = 2^255 - 18, little-endian.
+    let mut p_plus_one = [0xffu8; 32];
+    p_plus_one[0] = 0xee;
+    p_plus_one[31] = 0x7f;
+    rig.issuer.set_jwks_document(Some(json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "kid": "identity", "x": b64(&identity)},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "p-plus-one", "x": b64(&p_plus_one)},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "real", "x": b64(real.public_key().as_ref())},
+    ]})));
+    let claims = format!(r#"{},"scope":"admin"}}"#, claims_prefix(&rig));
+    let signed = |kid: &str| {
+        let header = format!(r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"{kid}"}}"#);
+        format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()))
+    };
+    // The control: a real key's signature is accepted.
+    let input = signed("real");
+    let token = format!("{input}.{}", b64(real.sign(input.as_bytes()).as_ref()));
+    assert_eq!(rig.send(&token).await.status, 200);
+    for kid in ["identity", "p-plus-one"] {
+        let mut keyless = [0u8; 64];
+        keyless[0] = 1; // R: the identity; S: 0.
+        let token = format!("{}.{}", signed(kid), b64(&keyless));
+        assert_invalid_token(&rig.send(&token).await, "unknown_key", kid);
+    }
+}
