@@ -89,19 +89,25 @@ pub(crate) fn query_names_access_token(query: &str) -> bool {
 fn percent_decoded(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len());
     let mut rest = raw;
-    while let Some((&b, tail)) = rest.split_first() {
-        let (byte, tail) = match (b, tail) {
-            (b'%', [hi, lo, after @ ..]) => match (hex_value(*hi), hex_value(*lo)) {
-                (Some(hi), Some(lo)) => ((hi << 4) | lo, after),
-                _ => (b, tail),
-            },
-            (b'+', _) => (b' ', tail),
-            _ => (b, tail),
-        };
+    while let Some((byte, tail)) = decode_one(rest) {
         out.push(byte);
         rest = tail;
     }
     out
+}
+
+/// The first byte of `raw` decoded (a `%XX` escape, `+` as a space, else
+/// the byte itself) and what follows it; `None` at the end.
+fn decode_one(raw: &[u8]) -> Option<(u8, &[u8])> {
+    let (&b, tail) = raw.split_first()?;
+    Some(match (b, tail) {
+        (b'%', [hi, lo, after @ ..]) => match (hex_value(*hi), hex_value(*lo)) {
+            (Some(hi), Some(lo)) => ((hi << 4) | lo, after),
+            _ => (b, tail),
+        },
+        (b'+', _) => (b' ', tail),
+        _ => (b, tail),
+    })
 }
 
 /// Whether `uri`'s query names an `access_token` parameter
@@ -116,15 +122,7 @@ pub(crate) fn uri_names_access_token(uri: &http::Uri) -> bool {
 fn decoded_name_is(raw: &[u8], expected: &[u8]) -> bool {
     let mut expected = expected.iter();
     let mut rest = raw;
-    while let Some((&b, tail)) = rest.split_first() {
-        let (byte, tail) = match (b, tail) {
-            (b'%', [hi, lo, after @ ..]) => match (hex_value(*hi), hex_value(*lo)) {
-                (Some(hi), Some(lo)) => ((hi << 4) | lo, after),
-                _ => (b, tail),
-            },
-            (b'+', _) => (b' ', tail),
-            _ => (b, tail),
-        };
+    while let Some((byte, tail)) = decode_one(rest) {
         match expected.next() {
             Some(e) if e.eq_ignore_ascii_case(&byte) => rest = tail,
             _ => return false,
