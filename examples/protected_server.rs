@@ -24,8 +24,8 @@
 //! [`McpServerBuilder::max_connections`](mcp_oauth2::McpServerBuilder::max_connections)).
 //! `MCP_OAUTH2_MAX_HEADER_BYTES` (a whole number of bytes, 8192 to
 //! 1048576; default 16384) is the largest request head the server reads:
-//! a longer HTTP/1 head is answered 431, a longer HTTP/2 header list ends
-//! its connection
+//! a longer HTTP/1 head is answered 431, a longer HTTP/2 header list 431
+//! on its stream
 //! ([`McpServerBuilder::max_header_bytes`](mcp_oauth2::McpServerBuilder::max_header_bytes)).
 //! `MCP_OAUTH2_READINESS_PATH` (a path such as `/readyz`; default none)
 //! serves a readiness probe there without authentication: 200 once the

@@ -64,24 +64,39 @@ pub(crate) enum Credentials<'a> {
 /// Parameters are separated by `&` or `;`; a name is what comes before the
 /// first `=`, compared after percent-decoding (`access%5Ftoken`) and `+` as
 /// a space, ignoring ASCII case (some frameworks match names that way),
-/// surrounding whitespace and a bracket suffix (`access_token[]`,
-/// `access_token[0]`: PHP and Rails read those as the parameter; found
-/// from outside, with `access_token%20`). Every parameter is looked at, so
-/// a repeated one is found too.
+/// and as PHP reads names ([`php_name`]: `access_token[]`,
+/// `access.token`, `access token`; found from outside). Every parameter is
+/// looked at, so a repeated one is found too.
 pub(crate) fn query_names_access_token(query: &str) -> bool {
     query.split(['&', ';']).any(|pair| {
         let name = pair.split_once('=').map_or(pair, |(name, _)| name);
         // The plain spelling without a copy; the others decoded.
-        decoded_name_is(name.as_bytes(), b"access_token") || {
-            let decoded = percent_decoded(name.as_bytes());
-            let base = decoded
-                .iter()
-                .position(|&b| b == b'[')
-                .and_then(|bracket| decoded.get(..bracket))
-                .unwrap_or(&decoded);
-            base.trim_ascii().eq_ignore_ascii_case(b"access_token")
-        }
+        decoded_name_is(name.as_bytes(), b"access_token")
+            || php_name(&percent_decoded(name.as_bytes())).eq_ignore_ascii_case(b"access_token")
     })
+}
+
+/// A parameter name as PHP reads it (`$_GET`, `parse_str`), which Rails
+/// and others follow for subscripts: surrounding whitespace dropped, a
+/// `[...]` subscript cut off, and `.`, a space and a `[` without its `]`
+/// read as `_` (found from outside: `access.token`, `access token` and
+/// `access[token` all reach a PHP application as `access_token`).
+fn php_name(decoded: &[u8]) -> Vec<u8> {
+    let trimmed = decoded.trim_ascii();
+    let mut name = Vec::with_capacity(trimmed.len());
+    for (i, &b) in trimmed.iter().enumerate() {
+        match b {
+            b'[' if trimmed
+                .get(i + 1..)
+                .is_some_and(|rest| rest.contains(&b']')) =>
+            {
+                break;
+            }
+            b'[' | b'.' | b' ' => name.push(b'_'),
+            _ => name.push(b),
+        }
+    }
+    name
 }
 
 /// `raw` percent-decoded (RFC 3986 section 2.1, `+` as a space; a `%` not
@@ -370,7 +385,11 @@ mod tests {
             "access_token+=x",
             "+access_token=x",
             "%09access_token=x",
-            "Access_Token%20[]=x",
+            "access.token=x",
+            "access+token=x",
+            "access%20token=x",
+            "access[token=x",
+            "access%5Btoken=x",
         ] {
             assert!(query_names_access_token(query), "{query}");
         }
@@ -382,7 +401,7 @@ mod tests {
             "access_toke=x",
             "access%5token=x",
             "access%255Ftoken=x",
-            "access+token=x",
+            "access++token=x",
             "%",
             "access_token%",
             "access_token_[]=x",

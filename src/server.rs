@@ -434,8 +434,9 @@ impl<S> McpServerBuilder<S> {
     /// HTTP/1: the request line and header fields together; a longer head
     /// is answered 431 by hyper and its connection closed, before the
     /// layer sees it. HTTP/2: the header list as RFC 9113 counts it (each
-    /// field's name and value plus 32 bytes); a longer one ends the
-    /// connection. hyper's own HTTP/1 default is about 400 KiB, buffered
+    /// field's name and value plus 32 bytes); a longer one is answered 431
+    /// on its stream (each of a connection's streams may hold a list this
+    /// large while its body is awaited). hyper's own HTTP/1 default is about 400 KiB, buffered
     /// per connection for as long as the head takes: with many
     /// connections held open that is memory a client chooses. The same
     /// bound also caps the HTTP/1 read and write buffers (bodies stream

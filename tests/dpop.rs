@@ -239,6 +239,17 @@ async fn every_proof_check_refuses_with_its_reason() {
     let uri = h.resource.as_str();
     let mut private_jwk = client.public_jwk();
     private_jwk["d"] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    // (x, x): not on P-256.
+    let mut off_curve = client.public_jwk();
+    off_curve["y"] = off_curve["x"].clone();
+    // An RSA JWK of 256 octets: `top` first, `low` last, 0xff between.
+    let rsa_jwk = |top: u8, low: u8, e: &str| {
+        use base64::Engine as _;
+        let mut n = vec![0xffu8; 256];
+        n[0] = top;
+        n[255] = low;
+        json!({"kty": "RSA", "n": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&n), "e": e})
+    };
     let cases: Vec<(&str, String)> = vec![
         (
             "dpop_method_mismatch",
@@ -320,6 +331,45 @@ async fn every_proof_check_refuses_with_its_reason() {
                 .sign(),
         ),
         ("dpop_proof_malformed", "not-a-jwt".to_owned()),
+        // Keys that are no keys are told as such, not as a bad signature
+        // (found from outside: `dpop_invalid_signature`): a point off its
+        // curve, an RSA modulus of 2047 bits (256 octets), an even one, an
+        // exponent of 1.
+        (
+            "dpop_invalid_key",
+            client
+                .proof_builder("POST", uri)
+                .access_token(&token)
+                .header("jwk", off_curve)
+                .sign(),
+        ),
+        (
+            "dpop_invalid_key",
+            client
+                .proof_builder("POST", uri)
+                .access_token(&token)
+                .header("alg", json!("RS256"))
+                .header("jwk", rsa_jwk(0x7f, 0x01, "AQAB"))
+                .sign(),
+        ),
+        (
+            "dpop_invalid_key",
+            client
+                .proof_builder("POST", uri)
+                .access_token(&token)
+                .header("alg", json!("RS256"))
+                .header("jwk", rsa_jwk(0xc1, 0x02, "AQAB"))
+                .sign(),
+        ),
+        (
+            "dpop_invalid_key",
+            client
+                .proof_builder("POST", uri)
+                .access_token(&token)
+                .header("alg", json!("RS256"))
+                .header("jwk", rsa_jwk(0xc1, 0x01, "AQ"))
+                .sign(),
+        ),
         (
             "dpop_proof_too_large",
             client

@@ -942,9 +942,10 @@ async fn json_rpc_calls_on_exempt_routes_are_judged_as_mcp() {
     assert_eq!(ran[0].subject.as_deref(), Some("alice"));
 }
 
-/// A `write` call whose arguments hold `zeros` zeros in one array: eight
-/// JSON values besides them (the message, `jsonrpc`, `id`, `method`,
-/// `params`, `name`, `arguments` and the array).
+/// A `write` call whose arguments hold `zeros` zeros in one array: twenty
+/// JSON values besides them as the cap counts them (three objects, the
+/// message, `params` and `arguments`, five each; `jsonrpc`, `id`,
+/// `method`, `name` and the array, one each).
 fn call_with_zeros(zeros: usize) -> String {
     let mut body = String::from(
         r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"write","arguments":{"values":["#,
@@ -969,16 +970,34 @@ fn call_with_zeros(zeros: usize) -> String {
 async fn a_body_of_too_many_values_is_refused_before_the_service() {
     let app = App::start(write_rule, |l| l.max_json_values(100)).await;
     let token = app.token(&["notes:write"]);
-    // 92 zeros + 8 = 100 values: at the cap.
+    // 80 zeros + 20 = 100 values: at the cap.
     let (status, _, body) =
-        send(app.post("/mcp", &token, "application/json", &call_with_zeros(92))).await;
+        send(app.post("/mcp", &token, "application/json", &call_with_zeros(80))).await;
     assert_eq!((status, body.as_str()), (200, "hello alice"));
     let nested = format!(
         r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"write","arguments":{{"deep":{}}}}}}}"#,
         "[".repeat(100) + &"]".repeat(100)
     );
     let batch = format!("[{},{}]", call_with_zeros(50), call_with_zeros(50));
-    for body in [call_with_zeros(93), nested, batch, call_with_zeros(50_000)] {
+    // An object counts five (found from outside: 50,000 one-member
+    // objects cost three times the memory of 100,000 zeros): 13 of them
+    // (six each, the object and its member) with the message's own 20
+    // pass the cap of 100, 14 do not.
+    let objects = |n: usize| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"write","arguments":{{"o":[{}]}}}}}}"#,
+            vec![r#"{"k":0}"#; n].join(",")
+        )
+    };
+    let (status, _, body) = send(app.post("/mcp", &token, "application/json", &objects(13))).await;
+    assert_eq!((status, body.as_str()), (200, "hello alice"));
+    for body in [
+        call_with_zeros(81),
+        nested,
+        batch,
+        objects(14),
+        call_with_zeros(50_000),
+    ] {
         let (status, headers, answer) =
             send(app.post("/mcp", &token, "application/json", &body)).await;
         assert_eq!(status, 413, "{answer}");
@@ -993,7 +1012,7 @@ async fn a_body_of_too_many_values_is_refused_before_the_service() {
     }
     // Without a valid token the token is judged first: 401.
     let (status, _, _) =
-        send(app.post("/mcp", "bad", "application/json", &call_with_zeros(93))).await;
+        send(app.post("/mcp", "bad", "application/json", &call_with_zeros(81))).await;
     assert_eq!(status, 401);
     // The default (100,000) serves what the small cap refused.
     let app = App::start(write_rule, |l| l).await;

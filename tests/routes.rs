@@ -1779,12 +1779,25 @@ async fn two_session_id_fields_are_404() {
 // opt-out keeps them.
 #[tokio::test]
 async fn relayed_credentials_never_reach_the_handler() {
-    const RELAYED: [&str; 5] = [
+    const RELAYED: [&str; 16] = [
         "proxy-authorization",
         "x-forwarded-authorization",
         "x-forwarded-access-token",
         "x-auth-request-access-token",
         "x-amzn-oidc-accesstoken",
+        // Found from outside in the second round: Azure App Service's and
+        // others' spellings; a rule on the name's ending catches them.
+        "x-ms-token-aad-access-token",
+        "x-ms-token-aad-id-token",
+        "x-ms-token-aad-refresh-token",
+        "x-original-authorization",
+        "x-amzn-remapped-authorization",
+        "x-authorization",
+        "proxy_authorization",
+        "x-ms-token-aad-access_token",
+        "x-goog-iap-jwt-assertion",
+        "cf-access-jwt-assertion",
+        "x-amzn-oidc-data",
     ];
     let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
     let http = reqwest::Client::builder()

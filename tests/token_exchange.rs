@@ -417,6 +417,26 @@ async fn a_failed_exchange_tells_the_caller_its_code_not_its_detail() {
     assert!(is_error, "{text}");
     assert_eq!(text, "transport: the token exchange failed");
     client.cancel().await.unwrap();
+
+    // The exchange goes through and the downstream call fails: said as
+    // such (found from outside: it read "the token exchange failed").
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let downstream = downstream_vars_with(
+        &api,
+        None,
+        &[("MCP_OAUTH2_DOWNSTREAM_URL", "http://127.0.0.1:1/me")],
+    );
+    let notes = Notes::start_on(issuer, |b| b, Some(downstream), false).await;
+    let token = notes.token_for("alice", &["notes:read"]);
+    let client = bounded(legacy_client(&notes.resource, &token))
+        .await
+        .unwrap();
+    let (is_error, text) = call_result(&client, "downstream_whoami").await;
+    assert!(is_error, "{text}");
+    assert_eq!(text, "downstream: the call to the downstream API failed");
+    assert_eq!(notes.issuer.exchange_hits(), 1);
+    client.cancel().await.unwrap();
 }
 
 // Without its variables the tool answers `isError: true` naming each
@@ -872,6 +892,45 @@ async fn a_downstream_needing_consent_answers_the_step_up_challenge() {
     }
     assert!(api.seen().is_empty(), "the downstream was never called");
     assert_eq!(notes.issuer.exchange_hits(), 3, "refusals are not cached");
+
+    // A caller holding more than 2 KiB of scopes (found from outside: 400
+    // introspected scopes made a 17 KB head that Node's fetch dropped) is
+    // asked for the step-up scope alone; at the budget, for all of them.
+    let many: Vec<String> = (0..200).map(|i| format!("extra:scope{i:03}")).collect();
+    let mut held: Vec<&str> = vec!["notes:read", "notes:write"];
+    held.extend(many.iter().map(String::as_str));
+    let crowded = notes.token_for("alice", &held);
+    let fits: Vec<String> = (0..100).map(|i| format!("extra:scope{i:03}")).collect();
+    let mut under: Vec<&str> = vec!["notes:read", "notes:write"];
+    under.extend(fits.iter().map(String::as_str));
+    let roomy = notes.token_for("alice", &under);
+    for (token, expected) in [
+        (&crowded, vec!["downstream:consent"]),
+        (&roomy, {
+            let mut all = vec!["downstream:consent"];
+            all.extend(under.iter().copied());
+            all
+        }),
+    ] {
+        let mut params = call.clone();
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        });
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params});
+        let headers = [
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "downstream_whoami"),
+        ];
+        let resp = notes.post(token, &headers, &body.to_string()).await;
+        assert_eq!(resp.status(), 403);
+        let c = challenge(&resp);
+        assert_eq!(param(&c, "error"), Some("insufficient_scope"));
+        let scope = param(&c, "scope").unwrap();
+        let scopes: Vec<&str> = scope.split(' ').collect();
+        assert_eq!(scopes, expected, "{scope}");
+    }
 
     // Legacy session (rmcp client): the same refusal is an error, never a
     // result with someone's data.

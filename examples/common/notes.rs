@@ -476,9 +476,17 @@ impl NotesServer {
             // The code, not the detail: the endpoint's URL and the HTTP
             // client's error text are the operator's (the log has them;
             // found from outside: they reached any caller).
+            // Which step failed is said (found from outside: a failed
+            // downstream call after a good exchange read "the token
+            // exchange failed").
             Err(e) => {
+                let what = if e.kind() == mcp_oauth2::ExchangeErrorKind::Downstream {
+                    "the call to the downstream API failed"
+                } else {
+                    "the token exchange failed"
+                };
                 return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
-                    "{}: the token exchange failed",
+                    "{}: {what}",
                     e.code()
                 ))]));
             }

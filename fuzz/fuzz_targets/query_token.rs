@@ -48,8 +48,8 @@ fn fixture() -> &'static Fixture {
 }
 
 /// Parameters split on `&` and `;`, the name before the first `=`,
-/// percent-decoded with `+` as a space, cut at its first `[`, trimmed of
-/// ASCII whitespace, compared ignoring ASCII case.
+/// percent-decoded with `+` as a space, read as PHP reads it, compared
+/// ignoring ASCII case.
 fn model(query: &[u8]) -> bool {
     query.split(|&b| b == b'&' || b == b';').any(|pair| {
         let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
@@ -72,13 +72,17 @@ fn model(query: &[u8]) -> bool {
                 }
             }
         }
-        // A bracket suffix (`access_token[]`) and surrounding whitespace
-        // name the same parameter.
-        let base = match decoded.iter().position(|&b| b == b'[') {
-            Some(bracket) => &decoded[..bracket],
-            None => &decoded[..],
-        };
-        base.trim_ascii().eq_ignore_ascii_case(b"access_token")
+        // As PHP reads names: trimmed, a `[...]` subscript cut off, `.`,
+        // a space and a lone `[` read as `_`.
+        let trimmed = decoded.trim_ascii();
+        let mut php = Vec::new();
+        for (i, &b) in trimmed.iter().enumerate() {
+            if b == b'[' && trimmed[i + 1..].contains(&b']') {
+                break;
+            }
+            php.push(if matches!(b, b'[' | b'.' | b' ') { b'_' } else { b });
+        }
+        php.eq_ignore_ascii_case(b"access_token")
     })
 }
 

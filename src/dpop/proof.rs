@@ -327,6 +327,20 @@ fn read_key(jwk: &Members<'_>, alg: Algorithm) -> Result<ProofKey, ProofError> {
             if x.len() != size || y.len() != size {
                 return Err(ProofError::Key);
             }
+            // A point off its curve is no key (as key sets drop it), told
+            // as such rather than as a bad signature (found from outside).
+            let algorithm: &'static dyn sig::VerificationAlgorithm = if size == 32 {
+                &sig::ECDSA_P256_SHA256_FIXED
+            } else {
+                &sig::ECDSA_P384_SHA384_FIXED
+            };
+            let mut point = Vec::with_capacity(1 + 2 * size);
+            point.push(4);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            if sig::ParsedPublicKey::new(algorithm, point).is_err() {
+                return Err(ProofError::Key);
+            }
             Ok(ProofKey::Ec {
                 crv,
                 x,
@@ -358,12 +372,21 @@ fn read_key(jwk: &Members<'_>, alg: Algorithm) -> Result<ProofKey, ProofError> {
         ) => {
             let (n, n64) = b64_member(jwk, "n")?;
             let (e, e64) = b64_member(jwk, "e")?;
-            // RFC 7518 section 6.3.1: no leading zero octets; 2048 bits at least.
+            // RFC 7518 section 6.3.1: no leading zero octets; 2048 to 8192
+            // bits counted in bits (a 2047-bit modulus has 256 octets), an
+            // odd modulus and an odd exponent above 1 (found from outside:
+            // such keys were told `dpop_invalid_signature`).
+            let bits = n.first().map_or(0, |top| {
+                (n.len() - 1) * 8 + (8 - top.leading_zeros() as usize)
+            });
+            let above_one =
+                e.iter().rev().skip(1).any(|&b| b != 0) || e.last().is_some_and(|&last| last > 1);
+            let exponent_ok =
+                e.len() <= 8 && e.last().is_some_and(|last| last & 1 == 1) && above_one;
             if n.first() == Some(&0)
-                || n.len() < 256
-                || n.len() > 1024
-                || e.is_empty()
-                || e.len() > 8
+                || !(2048..=8192).contains(&bits)
+                || n.last().is_none_or(|last| last & 1 == 0)
+                || !exponent_ok
             {
                 return Err(ProofError::Key);
             }

@@ -7,6 +7,11 @@ use std::sync::Arc;
 
 use crate::context::{AuthContext, StepUp, ask_in};
 
+/// The most bytes of a caller's granted scopes a token exchange's step-up
+/// challenge repeats (2 KiB, space-separated): past it the challenge names
+/// the step-up scopes alone.
+pub(crate) const MAX_CARRIED_SCOPE_BYTES: usize = 2048;
+
 /// The kind of an [`ExchangeError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -134,8 +139,9 @@ impl ExchangeError {
     /// The same error, for one request: an
     /// [`InteractionRequired`](ExchangeErrorKind::InteractionRequired) one
     /// carries that request's step-up slot and the scopes to ask for (the
-    /// request's own `step_up_scopes`, then the caller's granted scopes).
-    /// Other kinds are returned as they are.
+    /// request's own `step_up_scopes`, then the caller's granted scopes
+    /// when they fit in [`MAX_CARRIED_SCOPE_BYTES`]). Other kinds are
+    /// returned as they are.
     pub(crate) fn for_request(self, caller: &AuthContext, step_up_scopes: &[String]) -> Self {
         if self.0.kind != ExchangeErrorKind::InteractionRequired {
             return self;
@@ -147,16 +153,27 @@ impl ExchangeError {
         // for a refresh token) and texts that are no scope token are left
         // out, not copied into a challenge that would refuse them (found
         // from outside: the consent flow ended in a 500 for such callers).
-        crate::scope::extend_unique(
-            &mut scopes,
-            step_up_scopes.iter().map(String::as_str).chain(
-                caller
-                    .scopes()
-                    .iter()
-                    .map(|s| &**s)
-                    .filter(|s| crate::requirement::is_scope_token(s)),
-            ),
-        );
+        let granted = caller
+            .scopes()
+            .iter()
+            .map(|s| &**s)
+            .filter(|s| crate::requirement::is_scope_token(s));
+        // A caller holding many scopes (an introspected token may hold
+        // hundreds) would get a challenge of that size, twice with DPoP:
+        // past 16 KiB of head clients drop the answer (found from outside:
+        // Node's fetch failed on 400 scopes, 17 KB). Past the budget the
+        // challenge names the step-up scopes alone; the client keeps the
+        // scopes it has by asking for them too, as MCP's scope selection
+        // lets it.
+        let granted_bytes: usize = granted.clone().map(|s| s.len() + 1).sum();
+        if granted_bytes <= MAX_CARRIED_SCOPE_BYTES {
+            crate::scope::extend_unique(
+                &mut scopes,
+                step_up_scopes.iter().map(String::as_str).chain(granted),
+            );
+        } else {
+            crate::scope::extend_unique(&mut scopes, step_up_scopes.iter().map(String::as_str));
+        }
         let inner = &self.0;
         Self(Arc::new(Inner {
             kind: inner.kind,

@@ -375,27 +375,63 @@ pub(crate) struct Present {
     pub(crate) last_event_id: bool,
     pub(crate) method: bool,
     pub(crate) protocol: bool,
-    /// A field that relays a caller's credential ([`RELAYED_CREDENTIALS`]).
+    /// A field that relays a caller's credential ([`relays_credentials`]).
     pub(crate) relayed_credentials: bool,
 }
 
-/// Fields besides `Authorization` and `DPoP` that carry a caller's
-/// credential to this server: `Proxy-Authorization` (RFC 9110 section
-/// 11.7.2, a proxy's credentials, which a client or a proxy chain may send
-/// on) and the fields gateways put the caller's token in when they take
-/// the `Authorization` header for themselves (Google's ESPv2
-/// `X-Forwarded-Authorization`, oauth2-proxy's `X-Forwarded-Access-Token`
-/// and `X-Auth-Request-Access-Token`, AWS ALB's `X-Amzn-Oidc-Accesstoken`).
-/// None is read as a credential; each is removed before the handlers see
-/// the request, as `Authorization` is (no token passthrough), unless the
-/// unsafe forwarding opt-out keeps them (marked sensitive).
-pub(crate) const RELAYED_CREDENTIALS: [HeaderName; 5] = [
-    http::header::PROXY_AUTHORIZATION,
-    HeaderName::from_static("x-forwarded-authorization"),
-    HeaderName::from_static("x-forwarded-access-token"),
-    HeaderName::from_static("x-auth-request-access-token"),
-    HeaderName::from_static("x-amzn-oidc-accesstoken"),
-];
+/// Whether a field besides `Authorization` and `DPoP` carries a caller's
+/// credential or identity assertion to this server, by its name's ending
+/// (`-` or `_` between words): `*authorization` (`Proxy-Authorization`,
+/// RFC 9110 section 11.7.2, which a client or a proxy chain may send on;
+/// Google ESPv2's `X-Forwarded-Authorization`, AWS API Gateway's
+/// `X-Amzn-Remapped-Authorization`, `X-Authorization`), `*access-token`,
+/// `*accesstoken`, `*refresh-token`, `*id-token` (oauth2-proxy's
+/// `X-Forwarded-Access-Token` and `X-Auth-Request-Access-Token`, AWS ALB's
+/// `X-Amzn-Oidc-Accesstoken`, Azure App Service's
+/// `X-MS-TOKEN-AAD-ACCESS-TOKEN`, `-ID-TOKEN` and `-REFRESH-TOKEN`) and
+/// `*-assertion` (Google IAP's `X-Goog-IAP-JWT-Assertion`, Cloudflare
+/// Access's `Cf-Access-Jwt-Assertion`), and AWS ALB's
+/// `X-Amzn-Oidc-Data`: the fields gateways put the caller's tokens in when
+/// they take the `Authorization` header for themselves. None is read as a
+/// credential; each is removed before the handlers see the request, as
+/// `Authorization` is (no token passthrough), unless the unsafe forwarding
+/// opt-out keeps them (marked sensitive). A name is a rule rather than a
+/// list, so that the next gateway's spelling is caught too (found from
+/// outside: a list of five missed Azure's, then an underscore).
+pub(crate) fn relays_credentials(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    if name == "x-amzn-oidc-data" {
+        return true;
+    }
+    // `Authorization` itself is the credential, read and taken off apart.
+    if name == "authorization" {
+        return false;
+    }
+    // Every ending below ends in `n`: most names are told by one byte.
+    if !name.ends_with('n') {
+        return false;
+    }
+    let words = |ending: &str, separator: u8| -> bool {
+        let Some(start) = name.len().checked_sub(ending.len()) else {
+            return false;
+        };
+        name.as_bytes()
+            .iter()
+            .skip(start)
+            .zip(ending.bytes())
+            .all(|(&got, want)| got == want || (want == b'-' && got == separator))
+    };
+    [
+        "authorization",
+        "access-token",
+        "accesstoken",
+        "refresh-token",
+        "id-token",
+        "-assertion",
+    ]
+    .iter()
+    .any(|ending| words(ending, b'_'))
+}
 
 /// The values of one field as [`Present::scan`] found them: the first,
 /// and whether another followed.
@@ -489,7 +525,7 @@ impl Present {
             } else if name == PROTOCOL_HEADER {
                 fields.protocol.see(value);
                 &mut present.protocol
-            } else if RELAYED_CREDENTIALS.iter().any(|relayed| name == relayed) {
+            } else if relays_credentials(name) {
                 &mut present.relayed_credentials
             } else {
                 if name == crate::operation::NAME_HEADER {
@@ -1015,6 +1051,11 @@ mod tests {
             "x-forwarded-authorization",
             "X-Amzn-Oidc-AccessToken",
             "x-forwarded-access-tokens",
+            "X-MS-TOKEN-AAD-ID-TOKEN",
+            "x-authorization-hint",
+            "proxy_authorization",
+            "X-Goog-IAP-JWT-Assertion",
+            "x-amzn-oidc-data",
         ];
         let names = proptest::collection::vec(0..NAMES.len(), 0..12);
         proptest!(|(picked in names)| {
@@ -1050,9 +1091,7 @@ mod tests {
                 last_event_id: headers.contains_key("last-event-id"),
                 method: headers.contains_key("mcp-method"),
                 protocol: headers.contains_key("mcp-protocol-version"),
-                relayed_credentials: RELAYED_CREDENTIALS
-                    .iter()
-                    .any(|name| headers.contains_key(name)),
+                relayed_credentials: headers.keys().any(relays_credentials),
             };
             prop_assert_eq!(Present::of(&headers), expected);
         });

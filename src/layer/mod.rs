@@ -364,13 +364,14 @@ impl AuthLayer {
 
     /// Cap on the JSON values in a body the layer reads (default 100,000;
     /// each array element, member value and the top-level value count
-    /// one). A body with more is answered 413 `invalid_request` (reason
+    /// one, an object five: its map costs rmcp about five times a number). A body with more is answered 413 `invalid_request` (reason
     /// `body_too_complex`) before rmcp parses it: rmcp builds a
     /// `serde_json` value of each (through serde's buffered `Content`),
     /// about 200 bytes at its peak, so a 4 MiB body of two million `0`s
     /// cost about 450 MB for one call. The default is about 20 MB a call,
-    /// and more than tool arguments hold (a vector of 1,536 floats, a table
-    /// of ten thousand rows of ten fields); raise it for tools that take
+    /// and more than tool arguments hold (a vector of 1,536 floats, nine
+    /// thousand rows of ten numbers, six thousand objects of ten fields);
+    /// raise it for tools that take
     /// more. The layer reads every JSON POST, so the cap holds for every
     /// body rmcp would parse.
     #[must_use]
@@ -396,10 +397,11 @@ impl AuthLayer {
     /// (default `false`).
     ///
     /// By default the layer removes both before the request reaches rmcp
-    /// (and the fields that relay a caller's credential past a proxy:
-    /// `Proxy-Authorization`, `X-Forwarded-Authorization`,
-    /// `X-Forwarded-Access-Token`, `X-Auth-Request-Access-Token`,
-    /// `X-Amzn-Oidc-Accesstoken`, which this opt-out keeps too, marked
+    /// (and the fields that relay a caller's credentials past a proxy or
+    /// gateway: names ending in `authorization`, `access-token`,
+    /// `accesstoken`, `refresh-token`, `id-token` or `-assertion`, such as
+    /// `Proxy-Authorization`, `X-Forwarded-Access-Token` and
+    /// `X-Goog-IAP-JWT-Assertion`, which this opt-out keeps too, marked
     /// sensitive):
     /// the MCP specification forbids passing the caller's token on to
     /// another API ("token passthrough"), and a handler that cannot read the

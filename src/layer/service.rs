@@ -954,7 +954,12 @@ impl Shared {
             headers.remove(crate::bearer::DPOP);
         }
         if placement.present.relayed_credentials {
-            for name in &super::http_rules::RELAYED_CREDENTIALS {
+            let relayed: Vec<http::HeaderName> = headers
+                .keys()
+                .filter(|name| super::http_rules::relays_credentials(name))
+                .cloned()
+                .collect();
+            for name in relayed {
                 if self.forward_authorization {
                     if let http::header::Entry::Occupied(mut values) = headers.entry(name) {
                         for v in values.iter_mut() {

@@ -98,6 +98,18 @@ struct Entry {
     tasks: bool,
 }
 
+impl Entry {
+    /// Whether the session has been unused for `idle` at `now`: no request
+    /// for that long, and none still running (a call in flight that its
+    /// client did not cancel). Found from outside: a tool call running
+    /// past the idle timeout lost its answer (an empty stream) and the
+    /// session was gone for the next call; the clock now also restarts
+    /// when a call ends ([`Sessions::release_ids`]).
+    fn is_idle(&self, now: Instant, idle: Duration) -> bool {
+        self.in_flight.len() <= self.retired.len() && now.duration_since(self.last_used) >= idle
+    }
+}
+
 /// How many request ids one session may hold in flight (or keep reserved:
 /// an id whose response was never read to its end stays reserved until its
 /// handler answers; the id of a call cancelled while in flight, for the
@@ -221,7 +233,7 @@ impl Sessions {
         } = table;
         sessions.retain(|id, entry| {
             let candidate = sweep_all || entry.user == *user;
-            if candidate && now.duration_since(entry.last_used) >= idle {
+            if candidate && entry.is_idle(now, idle) {
                 decrement(per_user, &entry.user);
                 expired.push(id.clone());
                 false
@@ -306,7 +318,7 @@ impl Sessions {
                 sessions, per_user, ..
             } = &mut *table;
             match sessions.get_mut(id) {
-                Some(entry) if now.duration_since(entry.last_used) >= self.limits.idle_timeout => {
+                Some(entry) if entry.is_idle(now, self.limits.idle_timeout) => {
                     let user = entry.user;
                     sessions.remove(id);
                     decrement(per_user, &user);
@@ -375,6 +387,8 @@ impl Sessions {
                     entry.in_flight.remove(key.as_ref());
                 }
             }
+            // The idle clock counts from the end of the last call.
+            entry.last_used = Instant::now();
         }
     }
 
@@ -1031,5 +1045,40 @@ mod tests {
             s.use_session("a1", &a, false).is_none(),
             "an expired session answers 404"
         );
+    }
+
+    // Found from outside: a session whose call ran past the idle timeout
+    // was forgotten while the call ran (its answer lost, the next call
+    // 404). A call in flight keeps it; its end restarts the idle clock; a
+    // cancelled call (retired id) does not keep it for ever.
+    #[test]
+    fn a_session_with_a_call_in_flight_is_not_idle() {
+        let idle = Duration::from_millis(40);
+        let s = Sessions::new(limits(1, 10, idle));
+        let a = [1u8; 32];
+        assert!(s.bind("a1", a, a, false).is_ok());
+        let ids: Vec<Box<str>> = vec!["n:1".into()];
+        s.claim_ids("a1", &ids).unwrap();
+        std::thread::sleep(idle * 2);
+        assert_eq!(
+            s.may_open(&a),
+            Err(Refusal::PrincipalCap),
+            "kept while busy"
+        );
+        assert!(s.use_session("a1", &a, false).is_some(), "still served");
+        std::thread::sleep(idle * 2);
+        s.release_ids("a1", &ids);
+        assert!(
+            s.use_session("a1", &a, false).is_some(),
+            "the clock restarts when the call ends"
+        );
+        // A cancelled call keeps its id, not the session.
+        let cancelled: Vec<Box<str>> = vec!["n:2".into()];
+        s.claim_ids("a1", &cancelled).unwrap();
+        s.retire_ids("a1", &cancelled);
+        s.release_ids("a1", &cancelled);
+        std::thread::sleep(idle * 2);
+        assert!(s.may_open(&a).is_ok(), "idle again");
+        assert!(s.use_session("a1", &a, false).is_none());
     }
 }

@@ -86,13 +86,14 @@ pub(crate) enum Unreadable {
 }
 
 /// The most JSON values a body may hold by default (every element, member
-/// value and the top-level value count one). rmcp parses a body into
+/// value and the top-level value count one, an object five). rmcp parses a body into
 /// `serde_json` values (through serde's buffered `Content`), about 200
 /// bytes of memory a value at its peak: a 4 MiB body of two million `0`s
 /// took a server from 25 MB to 450 MB for one call, and four such calls at
 /// once to about 1 GB (found from outside). A hundred thousand values is
 /// about 20 MB, and more than a tool's arguments hold (a vector of 1,536
-/// floats, a table of ten thousand rows of ten fields).
+/// floats, nine thousand rows of ten numbers, six thousand objects of ten
+/// fields).
 pub(crate) const DEFAULT_MAX_JSON_VALUES: usize = 100_000;
 
 /// The most resource URIs one `subscriptions/listen` may name. rmcp 3.11
@@ -1455,23 +1456,24 @@ mod tests {
         );
     }
 
-    // The value cap counts every value once: the top level, each member's
-    // value, each element, at any depth and across a batch's messages;
-    // member names are not values. At the cap a body is read, one past it
-    // is `TooManyValues` (a -32600 if it ever reaches a JSON-RPC answer;
-    // the layer answers 413).
+    // The value cap counts every value once, an object five times (its
+    // map): the top level, each member's value, each element, at any depth
+    // and across a batch's messages; member names are not values. At the
+    // cap a body is read, one past it is `TooManyValues` (a -32600 if it
+    // ever reaches a JSON-RPC answer; the layer answers 413).
     #[test]
     fn the_value_cap_counts_every_value_once() {
         for (body, values) in [
-            ("{}", 1),
+            ("{}", 5),
             ("[]", 1),
-            (r#"{"a":1}"#, 2),
-            (r#"{"a":[1,2,[3]],"b":{"c":null}}"#, 8),
+            (r#"{"a":1}"#, 6),
+            (r#"{"a":[1,2,[3]],"b":{"c":null}}"#, 16),
             (
                 r#"[{"jsonrpc":"2.0","method":"ping"},{"jsonrpc":"2.0","method":"ping"}]"#,
-                7,
+                15,
             ),
-            (r#"{"a":"x","b":true,"c":false,"d":-1.5e3}"#, 5),
+            (r#"{"a":"x","b":true,"c":false,"d":-1.5e3}"#, 9),
+            ("[[],[],[{}]]", 9),
         ] {
             assert!(scan::scan(body, values).is_ok(), "{body}");
             assert_eq!(
