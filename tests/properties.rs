@@ -181,8 +181,9 @@ fn authorization_header_parsing_matches_the_model() {
 
 /// Whether a URI query names `access_token` (RFC 6750 section 2.3), written
 /// independently of `bearer.rs`: parameters split on `&` and `;`, the name
-/// before the first `=`, percent-decoded with `+` as a space, compared
-/// ignoring ASCII case.
+/// before the first `=`, percent-decoded with `+` as a space, read as PHP
+/// reads it (trimmed; cut at a `[` that a `]` follows; `.`, a space and a
+/// lone `[` as `_`), compared ignoring ASCII case.
 fn query_model(query: &str) -> bool {
     query.split(['&', ';']).any(|pair| {
         let name = pair.split('=').next().unwrap().as_bytes();
@@ -209,7 +210,19 @@ fn query_model(query: &str) -> bool {
                 }
             }
         }
-        decoded.eq_ignore_ascii_case(b"access_token")
+        let trimmed = decoded.trim_ascii();
+        let mut php = Vec::new();
+        for (i, &b) in trimmed.iter().enumerate() {
+            if b == b'[' && trimmed[i + 1..].contains(&b']') {
+                break;
+            }
+            php.push(if matches!(b, b'[' | b'.' | b' ') {
+                b'_'
+            } else {
+                b
+            });
+        }
+        php.eq_ignore_ascii_case(b"access_token")
     })
 }
 
@@ -227,8 +240,13 @@ fn query_value() -> impl Strategy<Value = String> {
         Just("access%255Ftoken".to_owned()),
         Just("my_access_token".to_owned()),
         Just("access+token".to_owned()),
+        Just("access.token".to_owned()),
+        Just("access[token".to_owned()),
+        Just("access_token[]".to_owned()),
+        Just("access_token%5B0%5D".to_owned()),
+        Just("x[access_token]".to_owned()),
         Just(String::new()),
-        "[a-z_%5F+]{0,14}",
+        "[a-z_%5F+.\\[\\]]{0,14}",
     ];
     let value = prop_oneof![Just(None), "[a-z0-9=.%_]{0,8}".prop_map(Some)];
     let separator = prop_oneof![Just("&"), Just(";")];
