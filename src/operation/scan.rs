@@ -246,10 +246,7 @@ pub(super) fn scan(text: &str, max_values: usize) -> Result<Vec<Facts<'_>>, Unre
         }
         Some(b'[') => {
             // The batch itself is a value, as a message's array would be.
-            reader.values_left = reader
-                .values_left
-                .checked_sub(1)
-                .ok_or(Unreadable::TooManyValues)?;
+            reader.spend(1)?;
             reader.batch()?
         }
         Some(_) => return Err(Unreadable::NotAMessage),
@@ -300,6 +297,15 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Counts `values` against the cap ([`scan`]'s `max_values`).
+    fn spend(&mut self, values: usize) -> Result<(), Unreadable> {
+        self.values_left = self
+            .values_left
+            .checked_sub(values)
+            .ok_or(Unreadable::TooManyValues)?;
+        Ok(())
+    }
+
     /// The next byte after JSON whitespace (RFC 8259 section 2), not taken.
     fn next_token(&mut self) -> Option<u8> {
         let bytes = self.text.as_bytes();
@@ -371,10 +377,7 @@ impl<'a> Reader<'a> {
 
     /// One value in `role`, kept in `facts` as the role asks.
     fn value(&mut self, role: Role, facts: &mut Facts<'a>) -> Result<(), Unreadable> {
-        self.values_left = self
-            .values_left
-            .checked_sub(1)
-            .ok_or(Unreadable::TooManyValues)?;
+        self.spend(1)?;
         let walk = Walk { role, facts }.declared();
         match self.next_token() {
             Some(b'{') => self.object(walk),
@@ -398,11 +401,9 @@ impl<'a> Reader<'a> {
     fn object(&mut self, walk: Walk<'_, 'a>) -> Result<(), Unreadable> {
         // An object costs rmcp a map and its keys, about five times a
         // number's memory (found from outside: 50,000 one-member objects
-        // took 53 MB where 100,000 zeros take 17): weighed as five values.
-        self.values_left = self
-            .values_left
-            .checked_sub(OBJECT_WEIGHT - 1)
-            .ok_or(Unreadable::TooManyValues)?;
+        // took 53 MB where 100,000 zeros take 17): weighed as five values
+        // (one was spent by `value`).
+        self.spend(OBJECT_WEIGHT - 1)?;
         self.open()?;
         let (role, facts) = walk.open_object();
         let mut names = NameSet::default();
