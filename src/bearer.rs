@@ -70,9 +70,7 @@ pub(crate) enum Credentials<'a> {
 pub(crate) fn query_names_access_token(query: &str) -> bool {
     query.split(['&', ';']).any(|pair| {
         let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-        // The plain spelling without a copy; the others decoded.
-        decoded_name_is(name.as_bytes(), b"access_token")
-            || php_name(&percent_decoded(name.as_bytes())).eq_ignore_ascii_case(b"access_token")
+        php_name(&percent_decoded(name.as_bytes())).eq_ignore_ascii_case(b"access_token")
     })
 }
 
@@ -130,20 +128,6 @@ fn decode_one(raw: &[u8]) -> Option<(u8, &[u8])> {
 /// request) is not scanned.
 pub(crate) fn uri_names_access_token(uri: &http::Uri) -> bool {
     uri.query().is_some_and(query_names_access_token)
-}
-
-/// Whether `raw`, percent-decoded (RFC 3986 section 2.1, `+` as a space),
-/// equals `expected` ignoring ASCII case. Decoded on the fly: no copy.
-fn decoded_name_is(raw: &[u8], expected: &[u8]) -> bool {
-    let mut expected = expected.iter();
-    let mut rest = raw;
-    while let Some((byte, tail)) = decode_one(rest) {
-        match expected.next() {
-            Some(e) if e.eq_ignore_ascii_case(&byte) => rest = tail,
-            _ => return false,
-        }
-    }
-    expected.next().is_none()
 }
 
 fn hex_value(b: u8) -> Option<u8> {

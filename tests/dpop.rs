@@ -250,6 +250,16 @@ async fn every_proof_check_refuses_with_its_reason() {
         n[255] = low;
         json!({"kty": "RSA", "n": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&n), "e": e})
     };
+    // A proof naming `jwk` for RS256 (signed by the client's own key: the
+    // key is judged first).
+    let rsa_proof = |jwk: Value| {
+        client
+            .proof_builder("POST", uri)
+            .access_token(&token)
+            .header("alg", json!("RS256"))
+            .header("jwk", jwk)
+            .sign()
+    };
     let cases: Vec<(&str, String)> = vec![
         (
             "dpop_method_mismatch",
@@ -343,33 +353,9 @@ async fn every_proof_check_refuses_with_its_reason() {
                 .header("jwk", off_curve)
                 .sign(),
         ),
-        (
-            "dpop_invalid_key",
-            client
-                .proof_builder("POST", uri)
-                .access_token(&token)
-                .header("alg", json!("RS256"))
-                .header("jwk", rsa_jwk(0x7f, 0x01, "AQAB"))
-                .sign(),
-        ),
-        (
-            "dpop_invalid_key",
-            client
-                .proof_builder("POST", uri)
-                .access_token(&token)
-                .header("alg", json!("RS256"))
-                .header("jwk", rsa_jwk(0xc1, 0x02, "AQAB"))
-                .sign(),
-        ),
-        (
-            "dpop_invalid_key",
-            client
-                .proof_builder("POST", uri)
-                .access_token(&token)
-                .header("alg", json!("RS256"))
-                .header("jwk", rsa_jwk(0xc1, 0x01, "AQ"))
-                .sign(),
-        ),
+        ("dpop_invalid_key", rsa_proof(rsa_jwk(0x7f, 0x01, "AQAB"))),
+        ("dpop_invalid_key", rsa_proof(rsa_jwk(0xc1, 0x02, "AQAB"))),
+        ("dpop_invalid_key", rsa_proof(rsa_jwk(0xc1, 0x01, "AQ"))),
         (
             "dpop_proof_too_large",
             client

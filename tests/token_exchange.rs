@@ -834,6 +834,31 @@ async fn entra_on_behalf_of_against_the_test_issuer() {
     assert!(!dbg.contains("\"s\""), "{dbg}");
 }
 
+/// `call` as a stateless (2026-07-28) client sends it with `token`: it must
+/// be answered by the step-up challenge (403 `insufficient_scope` with the
+/// resource metadata); the scopes it asks for.
+async fn step_up_scope(notes: &Notes, token: &str, call: &Value) -> String {
+    use support::fixture::{challenge, param};
+    let mut params = call.clone();
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params});
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "downstream_whoami"),
+    ];
+    let resp = notes.post(token, &headers, &body.to_string()).await;
+    assert_eq!(resp.status(), 403);
+    let c = challenge(&resp);
+    assert_eq!(param(&c, "error"), Some("insufficient_scope"));
+    assert!(param(&c, "resource_metadata").is_some());
+    param(&c, "scope").unwrap().to_owned()
+}
+
 // Issue 18, "where the user must consent or step up, to the MCP step-up
 // challenge": the token endpoint answers `consent_required`, and the tool
 // call becomes HTTP 403 `insufficient_scope` naming the step-up scope
@@ -843,7 +868,6 @@ async fn entra_on_behalf_of_against_the_test_issuer() {
 // gets through. Other refusals stay tool results.
 #[tokio::test]
 async fn a_downstream_needing_consent_answers_the_step_up_challenge() {
-    use support::fixture::{challenge, param};
     let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
     let api = Api::start(&issuer).await;
     issuer.require_consent_for_exchange(api.audience.clone(), "downstream:consent");
@@ -865,30 +889,13 @@ async fn a_downstream_needing_consent_answers_the_step_up_challenge() {
     let call = json!({ "name": "downstream_whoami", "arguments": {} });
     // Stateless (an SSE answer, held until its first event), twice.
     for token in [&alice, &alice, &offline] {
-        let mut params = call.clone();
-        params["_meta"] = json!({
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-            "io.modelcontextprotocol/clientCapabilities": {},
-        });
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params});
-        let headers = [
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", "downstream_whoami"),
-        ];
-        let resp = notes.post(token, &headers, &body.to_string()).await;
-        assert_eq!(resp.status(), 403);
-        let c = challenge(&resp);
-        assert_eq!(param(&c, "error"), Some("insufficient_scope"));
-        let scope = param(&c, "scope").unwrap();
+        let scope = step_up_scope(&notes, token, &call).await;
         let scopes: Vec<&str> = scope.split(' ').collect();
         assert_eq!(
             scopes,
             ["downstream:consent", "notes:read", "notes:write"],
             "{scope}"
         );
-        assert!(param(&c, "resource_metadata").is_some());
     }
     assert!(api.seen().is_empty(), "the downstream was never called");
     assert_eq!(notes.issuer.exchange_hits(), 3, "refusals are not cached");
@@ -912,22 +919,7 @@ async fn a_downstream_needing_consent_answers_the_step_up_challenge() {
             all
         }),
     ] {
-        let mut params = call.clone();
-        params["_meta"] = json!({
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-        });
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params});
-        let headers = [
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", "downstream_whoami"),
-        ];
-        let resp = notes.post(token, &headers, &body.to_string()).await;
-        assert_eq!(resp.status(), 403);
-        let c = challenge(&resp);
-        assert_eq!(param(&c, "error"), Some("insufficient_scope"));
-        let scope = param(&c, "scope").unwrap();
+        let scope = step_up_scope(&notes, token, &call).await;
         let scopes: Vec<&str> = scope.split(' ').collect();
         assert_eq!(scopes, expected, "{scope}");
     }
