@@ -9,7 +9,7 @@
 //! | field | meaning |
 //! |---|---|
 //! | `event` | `auth.accepted`, `auth.refused`, `authz.refused`, `throttled`, `session.refused`, `request.refused` (an HTTP rule: before authentication Host, `Origin`, body size or coding; after it, with the caller's fields, the session and listen caps, sessions off, a store that did not answer; a body read timeout) |
-//! | `reason` | stable snake_case code (`ok`, an [`AuthErrorKind::code`](crate::AuthErrorKind::code), `issuer_not_trusted`, `failed_auth_limit`, `missing_auth_limit`, `session_not_owned`, `session_unknown`, ...) |
+//! | `reason` | stable snake_case code (`ok`, an [`AuthErrorKind::code`](crate::AuthErrorKind::code), `issuer_not_trusted`, `failed_auth_limit`, `missing_auth_limit`, `session_not_owned`, `session_unknown`, `session_id_repeated`, ...) |
 //! | `status` | the HTTP status answered |
 //! | `issuer`, `subject`, `client_id`, `tenant`, `scopes` | the verified caller (`tenant`: the tenant its issuer template admitted, else its `tid` or `tenant` claim; `scopes` space-separated, each cleaned: printable ASCII only, a space inside a scope `?`) |
 //! | `needed_scopes` | what the refused operation needs |

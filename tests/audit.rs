@@ -513,6 +513,27 @@ async fn run(audit: &Audit) -> Vec<String> {
     assert_eq!(get(&e, "reason"), Some("session_not_owned"));
     assert_eq!(get(&e, "subject"), Some("carol"));
     assert_eq!(get(&e, "status"), Some("404"));
+    // Her own id sent twice: 404 (the layer never guesses which field the
+    // service reads), logged as repeated, not as another principal's
+    // session (it was `session_not_owned`).
+    let r = c
+        .http
+        .post(&h.resource)
+        .header("authorization", &bearer)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-session-id", &session)
+        .header("x-request-id", "sess-twice")
+        .body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let e = audit.one("sess-twice");
+    assert_eq!(get(&e, "event"), Some("session.refused"));
+    assert_eq!(get(&e, "reason"), Some("session_id_repeated"));
+    assert_eq!(get(&e, "subject"), Some("alice"));
     // An id no session has (made up, or deleted): the same 404, logged as
     // unknown rather than as another principal's (found from outside: both
     // were `session_not_owned`).

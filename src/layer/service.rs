@@ -1040,7 +1040,9 @@ impl Shared {
                 .is_some()
             {
                 // Two session ids: never guess which one the service uses.
-                self.session_refused(ctx, seen, "session_not_owned");
+                // Logged as such, whoever's they are (the owner's own id
+                // twice was logged as another principal's).
+                self.session_refused(ctx, seen, "session_id_repeated");
                 return Err(Box::new(session_not_found()));
             }
             if !limits.enabled {
@@ -1225,7 +1227,7 @@ impl Shared {
     }
 
     /// A legacy session refused to `ctx` (404): counted and audited with
-    /// `reason` (`session_not_owned`, `session_unknown`).
+    /// `reason` (`session_not_owned`, `session_unknown`, `session_id_repeated`).
     fn session_refused(&self, ctx: &AuthContext, seen: &Seen, reason: &'static str) {
         self.outcomes.reject(reason);
         self.audit.emit(&Record {
