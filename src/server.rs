@@ -728,6 +728,14 @@ where
 /// version of its own (rmcp answers those with the JSON-RPC error).
 const UNSUPPORTED_VERSION_TEXT: &str = "Bad Request: Unsupported MCP-Protocol-Version: ";
 
+/// rmcp's plain-text answer (400) to a legacy request without the
+/// `Mcp-Session-Id` of a session (any but `initialize`, a GET stream, a
+/// DELETE).
+const SESSION_REQUIRED_TEXT: &str = "Bad Request: Session ID is required";
+
+/// The JSON-RPC error message in its place.
+const SESSION_REQUIRED: &str = "Bad Request: Mcp-Session-Id is required (send the id the session's initialize answer gave, or initialize a session)";
+
 /// rmcp answers an unknown `MCP-Protocol-Version` header with a plain-text
 /// 400 when the body carries no `_meta` protocol version; MCP 2026-07-28
 /// asks for the JSON-RPC `UnsupportedProtocolVersionError` (-32022, with
@@ -735,7 +743,11 @@ const UNSUPPORTED_VERSION_TEXT: &str = "Bad Request: Unsupported MCP-Protocol-Ve
 /// reads to pick a version it shares, while a 400 without a modern
 /// JSON-RPC error sends it back to the legacy `initialize` flow. Only a
 /// 400 without a content type (rmcp's plain-text answers) is looked at;
-/// its body is a few dozen bytes.
+/// its body is a few dozen bytes. rmcp's plain-text answer to a legacy
+/// request without its session id becomes a JSON-RPC error the same way
+/// (-32600, `data.reason` `session_required`, `id` null; found from
+/// outside: the one refusal a client could not read as JSON; the
+/// TypeScript SDK answers it with a JSON-RPC error too).
 async fn unsupported_version_as_jsonrpc(
     response: axum::response::Response,
     request_id: Option<crate::correlation::RequestId>,
@@ -748,6 +760,14 @@ async fn unsupported_version_as_jsonrpc(
         .ok()
         .and_then(|text| text.strip_prefix(UNSUPPORTED_VERSION_TEXT));
     let Some(requested) = requested else {
+        if bytes.as_ref() == SESSION_REQUIRED_TEXT.as_bytes() {
+            let error = serde_json::json!({
+                "code": -32600,
+                "message": SESSION_REQUIRED,
+                "data": { "reason": "session_required" },
+            });
+            return jsonrpc_answer(parts, error, request_id);
+        }
         return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
     };
     let supported: Vec<&str> = rmcp::model::ProtocolVersion::KNOWN_VERSIONS

@@ -1300,6 +1300,57 @@ async fn an_unknown_protocol_version_is_a_jsonrpc_error() {
     assert!(t.log.take().is_empty(), "nothing ran");
 }
 
+// A legacy (2025-11-25) request without its session id, other than
+// `initialize`: 400, and the answer is a JSON-RPC error a client reads
+// (rmcp's was plain text, the one refusal not in JSON), for a call, a GET
+// stream and a DELETE, on every path spelling the router sends to the
+// service; nothing runs.
+#[tokio::test]
+async fn a_legacy_request_without_its_session_is_a_jsonrpc_error() {
+    let t = Target::start(Mount::Default).await;
+    for target in ["/mcp", "/mcp/"] {
+        let call = t
+            .mcp_post(
+                target,
+                Some(TokenKind::AliceAll),
+                &tool_call_body(4, "open_tool"),
+            )
+            .header("MCP-Protocol-Version", LEGACY);
+        let stream = t
+            .request("GET", target)
+            .header("Accept", "text/event-stream")
+            .header("Authorization", &t.bearer(TokenKind::AliceAll))
+            .header("MCP-Protocol-Version", LEGACY);
+        let delete = t
+            .request("DELETE", target)
+            .header("Authorization", &t.bearer(TokenKind::AliceAll))
+            .header("MCP-Protocol-Version", LEGACY);
+        for (what, raw) in [("call", call), ("GET", stream), ("DELETE", delete)] {
+            let response = send(raw).await;
+            let case = format!("{what} {target}");
+            if response.status == 404 && target != "/mcp" {
+                // A path spelling the router does not send to the service.
+                continue;
+            }
+            let answer = jsonrpc_400(&response, &case);
+            assert_eq!(answer["jsonrpc"], "2.0", "{case}: {answer}");
+            assert_eq!(answer["id"], serde_json::Value::Null, "{case}: {answer}");
+            assert_eq!(answer["error"]["code"], -32600, "{case}: {answer}");
+            assert_eq!(
+                answer["error"]["data"]["reason"], "session_required",
+                "{case}: {answer}"
+            );
+            assert!(
+                answer["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("Mcp-Session-Id")),
+                "{case}: {answer}"
+            );
+        }
+    }
+    assert!(t.log.take().is_empty(), "nothing ran");
+}
+
 // MCP 2026-07-28 "Transports": a server SHOULD ignore Mcp-Session-Id on a
 // 2026-07-28 request (someone else's or garbage): served, not 404.
 #[tokio::test]
