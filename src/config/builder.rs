@@ -66,6 +66,8 @@ pub struct AuthConfigBuilder {
     pub(super) allowed_origins: Vec<String>,
     pub(super) sessions: SessionLimits,
     pub(super) max_listens_per_principal: usize,
+    pub(super) max_pending_bodies_per_principal: usize,
+    pub(super) max_pending_bodies: usize,
     pub(super) close_streams_at_expiry: bool,
     pub(super) hold_streams_for_step_up: bool,
     pub(super) jwks: JwksPolicy,
@@ -143,6 +145,8 @@ impl Default for AuthConfigBuilder {
             allowed_origins: Vec::new(),
             sessions: SessionLimits::default(),
             max_listens_per_principal: super::DEFAULT_MAX_LISTENS_PER_PRINCIPAL,
+            max_pending_bodies_per_principal: super::DEFAULT_MAX_PENDING_BODIES_PER_PRINCIPAL,
+            max_pending_bodies: super::DEFAULT_MAX_PENDING_BODIES,
             close_streams_at_expiry: true,
             hold_streams_for_step_up: true,
             jwks: JwksPolicy::default(),
@@ -551,6 +555,35 @@ impl AuthConfigBuilder {
     /// HTTP/2 connection on every connection it opens.
     pub fn max_listens_per_principal(mut self, listens: usize) -> Self {
         self.max_listens_per_principal = listens;
+        self
+    }
+
+    /// Cap on the HTTP/2 requests of one user (issuer, tenant and subject:
+    /// all its clients together; for an unauthenticated JSON POST on an
+    /// exempt route, the peer's address) whose bodies the layer waits for
+    /// at once, on this process (default 16). A body sent with its head
+    /// (every honest call) is never waited for; one that has not arrived
+    /// when the layer reads it holds a slot until it has. One more gets
+    /// 429 with `Retry-After: 1` and the JSON `reason`
+    /// `too_many_pending_bodies_for_principal`, its body unread. Why: each
+    /// HTTP/2 stream waiting for its body holds its head in memory (about
+    /// 31 KB at the default header limit), and a client may open 200
+    /// streams on every connection it opens. HTTP/1 requests are not
+    /// counted (one at a time a connection: the connection limit bounds
+    /// them).
+    pub fn max_pending_bodies_per_principal(mut self, bodies: usize) -> Self {
+        self.max_pending_bodies_per_principal = bodies;
+        self
+    }
+
+    /// Cap on the HTTP/2 request bodies the layer waits for at once, all
+    /// callers together, on this process (default 1,024: about 32 MB of
+    /// heads at the default header limit). One more gets 503
+    /// `temporarily_unavailable` with `Retry-After: 1` and the JSON
+    /// `reason` `too_many_pending_bodies`, its body unread. See
+    /// [`max_pending_bodies_per_principal`](Self::max_pending_bodies_per_principal).
+    pub fn max_pending_bodies(mut self, bodies: usize) -> Self {
+        self.max_pending_bodies = bodies;
         self
     }
 
@@ -1159,6 +1192,18 @@ impl AuthConfigBuilder {
                 "must be greater than zero",
             ));
         }
+        if self.max_pending_bodies_per_principal == 0 {
+            return Err(ConfigError::new(
+                "max_pending_bodies_per_principal",
+                "must be greater than zero",
+            ));
+        }
+        if self.max_pending_bodies == 0 {
+            return Err(ConfigError::new(
+                "max_pending_bodies",
+                "must be greater than zero",
+            ));
+        }
         if sessions.idle_timeout.is_zero() {
             return Err(ConfigError::new(
                 "session_idle_timeout",
@@ -1219,6 +1264,8 @@ impl AuthConfigBuilder {
             allowed_origins,
             sessions,
             max_listens_per_principal: self.max_listens_per_principal,
+            max_pending_bodies_per_principal: self.max_pending_bodies_per_principal,
+            max_pending_bodies: self.max_pending_bodies,
             close_streams_at_expiry: self.close_streams_at_expiry,
             hold_streams_for_step_up: self.hold_streams_for_step_up,
         })
@@ -1458,6 +1505,11 @@ mod tests {
                 base().max_listens_per_principal(0),
                 "max_listens_per_principal",
             ),
+            (
+                base().max_pending_bodies_per_principal(0),
+                "max_pending_bodies_per_principal",
+            ),
+            (base().max_pending_bodies(0), "max_pending_bodies"),
             (
                 base().max_sessions_per_principal(0),
                 "max_sessions_per_principal",

@@ -501,6 +501,30 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         meaning: "`subscriptions/listen` streams one principal may hold open",
     },
     EnvVar {
+        name: "MCP_OAUTH2_MAX_PENDING_BODIES_PER_PRINCIPAL",
+        setting: "max_pending_bodies_per_principal",
+        field: "max_pending_bodies_per_principal",
+        required: false,
+        parse: Parse::Count(|s, n| {
+            s.builder.max_pending_bodies_per_principal = n;
+            Ok(())
+        }),
+        default: "16",
+        meaning: "HTTP/2 requests of one principal whose bodies are waited for at once (429 past it)",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_MAX_PENDING_BODIES",
+        setting: "max_pending_bodies",
+        field: "max_pending_bodies",
+        required: false,
+        parse: Parse::Count(|s, n| {
+            s.builder.max_pending_bodies = n;
+            Ok(())
+        }),
+        default: "1024",
+        meaning: "HTTP/2 request bodies waited for at once, all callers together (503 past it)",
+    },
+    EnvVar {
         name: "MCP_OAUTH2_MAX_SESSIONS",
         setting: "max_sessions",
         field: "max_sessions",
@@ -1487,6 +1511,8 @@ mod tests {
             ),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "3"),
             ("MCP_OAUTH2_MAX_LISTENS_PER_PRINCIPAL", " 5 "),
+            ("MCP_OAUTH2_MAX_PENDING_BODIES_PER_PRINCIPAL", "6"),
+            ("MCP_OAUTH2_MAX_PENDING_BODIES", " 60 "),
             ("MCP_OAUTH2_MAX_SESSIONS", "30"),
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "40"),
             ("MCP_OAUTH2_VERIFY_TIMEOUT", "12"),
@@ -1559,6 +1585,8 @@ mod tests {
         assert_eq!(c.allowed_origins.len(), 3);
         assert_eq!(c.sessions.per_principal, 3);
         assert_eq!(c.max_listens_per_principal, 5);
+        assert_eq!(c.max_pending_bodies_per_principal, 6);
+        assert_eq!(c.max_pending_bodies, 60);
         assert_eq!(c.sessions.total, 30);
         assert_eq!(c.sessions.idle_timeout, s(40));
         assert!(!c.sessions.enabled);
@@ -1795,6 +1823,10 @@ mod tests {
             ("MCP_OAUTH2_MAX_SESSIONS", "5", &[]),
             ("MCP_OAUTH2_MAX_LISTENS_PER_PRINCIPAL", "0", &[]),
             ("MCP_OAUTH2_MAX_LISTENS_PER_PRINCIPAL", "-1", &[]),
+            ("MCP_OAUTH2_MAX_PENDING_BODIES_PER_PRINCIPAL", "0", &[]),
+            ("MCP_OAUTH2_MAX_PENDING_BODIES_PER_PRINCIPAL", "x", &[]),
+            ("MCP_OAUTH2_MAX_PENDING_BODIES", "0", &[]),
+            ("MCP_OAUTH2_MAX_PENDING_BODIES", "-5", &[]),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "many", &[]),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "20000", &[]),
             ("MCP_OAUTH2_MAX_SESSIONS", "0", &[]),

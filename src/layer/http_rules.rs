@@ -80,6 +80,11 @@ pub(crate) enum Refused {
     /// The caller's user holds `max_listens_per_principal` open
     /// `subscriptions/listen` streams already.
     TooManyListens,
+    /// The caller's user (the peer, unauthenticated) has
+    /// `max_pending_bodies_per_principal` HTTP/2 bodies waited for already.
+    TooManyPendingBodies,
+    /// The process waits for `max_pending_bodies` HTTP/2 bodies already.
+    PendingBodiesFull,
     /// Sessions are off (`stateless_only`) and the request names one.
     SessionsDisabled,
     /// The shared store holding session owners did not answer in time:
@@ -106,6 +111,8 @@ impl Refused {
             Self::BodyTooComplex => "body_too_complex",
             Self::TooManySessions(code) => code,
             Self::TooManyListens => "too_many_listens_for_principal",
+            Self::TooManyPendingBodies => "too_many_pending_bodies_for_principal",
+            Self::PendingBodiesFull => "too_many_pending_bodies",
             Self::SessionsDisabled => "sessions_disabled",
             Self::SessionStoreUnavailable | Self::TaskStoreUnavailable => "store_unavailable",
         }
@@ -178,6 +185,16 @@ impl Refused {
                 "too_many_listens",
                 "Too many open subscriptions/listen streams for this user; close one or retry later",
             ),
+            Self::TooManyPendingBodies => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_pending_bodies",
+                "Too many requests of this user are waiting for their bodies; send each body with its request, or retry later",
+            ),
+            Self::PendingBodiesFull => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "The server is waiting for too many request bodies; retry later",
+            ),
             Self::SessionsDisabled => (
                 StatusCode::NOT_FOUND,
                 "session_not_found",
@@ -209,7 +226,10 @@ impl Refused {
         crate::challenge::error_headers(response.headers_mut());
         let retry_after = match self {
             Self::TooManySessions(_) | Self::TooManyListens => Some("60"),
-            Self::SessionStoreUnavailable | Self::TaskStoreUnavailable => Some("1"),
+            Self::SessionStoreUnavailable
+            | Self::TaskStoreUnavailable
+            | Self::TooManyPendingBodies
+            | Self::PendingBodiesFull => Some("1"),
             _ => None,
         };
         if let Some(secs) = retry_after {

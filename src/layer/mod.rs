@@ -14,6 +14,7 @@ pub(crate) use body_timeout::{BodyTimedOut, body_timeout_response};
 mod future;
 mod http_rules;
 mod listens;
+mod pending_bodies;
 pub(crate) use listens::ListenStream;
 mod operations;
 mod refused;
@@ -153,6 +154,8 @@ struct Shared {
     sessions: Arc<Sessions>,
     /// The `subscriptions/listen` streams each user holds open.
     listens: Arc<listens::Listens>,
+    /// The HTTP/2 bodies waited for, per user and in all.
+    pending_bodies: Arc<pending_bodies::PendingBodies>,
     /// Session owners shared by replicas (`AuthConfigBuilder::shared_store`).
     session_store: Option<Arc<dyn crate::store::SharedStore>>,
     /// Task owners (`tasks.rs`): the shared store, else a private memory one.
@@ -266,6 +269,10 @@ impl AuthLayer {
                 forward_authorization: false,
                 sessions: Arc::new(Sessions::new(config.sessions)),
                 listens: Arc::new(listens::Listens::new(config.max_listens_per_principal)),
+                pending_bodies: Arc::new(pending_bodies::PendingBodies::new(
+                    config.max_pending_bodies_per_principal,
+                    config.max_pending_bodies,
+                )),
                 session_store: config.shared_store.clone(),
                 task_store: store_of(&config),
                 task_asks: Arc::default(),

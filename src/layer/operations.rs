@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{Method, Request, StatusCode};
 
 use super::http_rules::{HeaderFault, Refused, header_mismatch_response, parse_error_response};
+use super::pending_bodies::{Full, Unread, read_pending};
 use crate::context::AuthContext;
 use crate::error::AuthErrorKind;
 use crate::operation::{check_headers, read_requests};
@@ -123,9 +124,22 @@ impl Shared {
             return Err(self.refuse(Refused::BodyTooLarge, &req, &seen.meta));
         }
         let (mut parts, body) = req.into_parts();
-        let bytes = match axum::body::to_bytes(body, self.max_body_bytes).await {
+        // An HTTP/2 body not arrived yet is waited for within its user's
+        // bound (`pending_bodies`); HTTP/1 carries one request at a time.
+        let read = if parts.version == http::Version::HTTP_2 {
+            read_pending(body, self.max_body_bytes, &self.pending_bodies, || {
+                super::sessions::user_key(ctx)
+            })
+            .await
+        } else {
+            axum::body::to_bytes(body, self.max_body_bytes)
+                .await
+                .map_err(Unread::Body)
+        };
+        let bytes = match read {
             Ok(bytes) => bytes,
-            Err(e) => return Err(self.unread_body(&e, parts, seen, Some(ctx))),
+            Err(Unread::Body(e)) => return Err(self.unread_body(&e, parts, seen, Some(ctx))),
+            Err(Unread::Full(full)) => return Err(self.pending_full(full, parts, seen, Some(ctx))),
         };
         let mut required = self.policy.global.clone();
         // A legacy session's requests are claimed by their ids, read in
@@ -266,9 +280,21 @@ impl Shared {
             return Err(self.refuse(Refused::BodyTooLarge, &req, &seen.meta));
         }
         let (parts, body) = req.into_parts();
-        let bytes = match axum::body::to_bytes(body, self.max_body_bytes).await {
+        // Unauthenticated: a pending body counts under its peer's address.
+        let read = if parts.version == http::Version::HTTP_2 {
+            read_pending(body, self.max_body_bytes, &self.pending_bodies, || {
+                super::pending_bodies::peer_key(seen.meta.client_addr)
+            })
+            .await
+        } else {
+            axum::body::to_bytes(body, self.max_body_bytes)
+                .await
+                .map_err(Unread::Body)
+        };
+        let bytes = match read {
             Ok(bytes) => bytes,
-            Err(e) => return Err(self.unread_body(&e, parts, seen, None)),
+            Err(Unread::Body(e)) => return Err(self.unread_body(&e, parts, seen, None)),
+            Err(Unread::Full(full)) => return Err(self.pending_full(full, parts, seen, None)),
         };
         // An empty body (or JSON whitespace alone: a ping) carries no
         // call, and rmcp dispatches none: the exemption holds.
@@ -291,6 +317,28 @@ impl Shared {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|len| len > self.max_body_bytes as u64)
+    }
+
+    /// The answer to an HTTP/2 body not arrived yet when a bound of
+    /// `pending_bodies` is full: 429 (the user's), 503 (the process's),
+    /// the body unread. `ctx`: the caller, when authenticated.
+    #[cold]
+    fn pending_full(
+        &self,
+        full: Full,
+        parts: http::request::Parts,
+        seen: &Seen,
+        ctx: Option<&AuthContext>,
+    ) -> Response {
+        let refused = match full {
+            Full::Principal => Refused::TooManyPendingBodies,
+            Full::Process => Refused::PendingBodiesFull,
+        };
+        let req = Request::from_parts(parts, ());
+        match ctx {
+            Some(ctx) => self.refuse_caller(refused, &req, &seen.meta, ctx),
+            None => self.refuse(refused, &req, &seen.meta),
+        }
     }
 
     /// The answer to a body that could not be read whole: 413 over the cap,
