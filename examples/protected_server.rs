@@ -42,7 +42,8 @@
 //! thumbprint of a DPoP-bound token, else `null`), and for a tenant issuer
 //! `tenant`, as JSON text; notes
 //! are kept per issuer, tenant and subject), `list_notes`
-//! (scope `notes:read`), `add_note` (scope `notes:write`, which implies
+//! (scope `notes:read`; the notes' text with `notes:private`, else their
+//! `notes://private/{n}` URIs and `"text_needs": "notes:private"`), `add_note` (scope `notes:write`, which implies
 //! `notes:read`; at most 16 KiB a note and 1,000 notes a user, else the
 //! JSON-RPC error `-32602`), `read_note` (`{"id": <integer>, "folder": "shared" |
 //! "private"}`: scope `notes:read`, and `notes:private` for the private

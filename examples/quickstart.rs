@@ -241,8 +241,10 @@ async fn walk_through() -> Result<(), BoxError> {
         )
         .await?
     );
+    // The notes' text is guarded by notes:private, which this token lacks:
+    // the list names them by URI.
     say!(
-        "list_notes -> {}",
+        "list_notes (no notes:private: the notes by URI) -> {}",
         call_text(&client, "list_notes", None).await?
     );
 

@@ -776,7 +776,9 @@ impl Withheld {
         }
         request = request.header("content-length", data.len().to_string());
         let mut client = client.clone().ready().await.unwrap();
-        let (response, body) = client.send_request(request.body(()).unwrap(), false).unwrap();
+        let (response, body) = client
+            .send_request(request.body(()).unwrap(), false)
+            .unwrap();
         Self {
             response,
             body,

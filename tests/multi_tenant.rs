@@ -878,7 +878,7 @@ async fn reference_server_with_tenants_from_the_environment() {
             .claim("tid", json!(tid))
             .subject("alice")
             .audience(&resource)
-            .scopes(["notes:read", "notes:write"])
+            .scopes(["notes:read", "notes:write", "notes:private"])
             .sign()
     };
     let mut clients = Vec::new();

@@ -124,6 +124,49 @@ async fn read_note_folder_decides_the_scopes() {
     assert_eq!(text, json!({"found": false, "id": 1, "folder": "private"}));
 }
 
+// Found from outside: `list_notes` (scope `notes:read`) answered the text
+// of every note, the same notes `notes://private/{n}` and `read_note` from
+// the private folder guard with `notes:private`. Without that scope it
+// names them by URI (`notes:write` does not imply it); with it, their
+// text.
+#[tokio::test]
+async fn list_notes_shows_text_only_with_notes_private() {
+    let n = Notes::start().await;
+    let writer = n.token(&["notes:write"]);
+    let list = json!({"name": "list_notes", "arguments": {}});
+    let add = json!({"name": "add_note", "arguments": {"text": "my secret"}});
+    let added = result_text(
+        n.post_modern(&writer, "tools/call", Some("add_note"), add)
+            .await,
+    )
+    .await;
+    assert_eq!(added["added"], true);
+    for scopes in [
+        &["notes:read"][..],
+        &["notes:write"],
+        &["notes:read", "notes:export"],
+    ] {
+        let token = n.token(scopes);
+        let text = result_text(
+            n.post_modern(&token, "tools/call", Some("list_notes"), list.clone())
+                .await,
+        )
+        .await;
+        assert_eq!(
+            text,
+            json!({"notes": ["notes://private/1"], "text_needs": "notes:private"}),
+            "{scopes:?}"
+        );
+    }
+    let both = n.token(&["notes:read", "notes:private"]);
+    let text = result_text(
+        n.post_modern(&both, "tools/call", Some("list_notes"), list.clone())
+            .await,
+    )
+    .await;
+    assert_eq!(text, json!({"notes": ["my secret"]}));
+}
+
 // Attack the computed requirement: every spelling that could reach the
 // private folder (or that the handler refuses anyway) needs notes:private;
 // repeated members are refused before anything is computed; batches union.

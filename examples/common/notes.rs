@@ -339,7 +339,9 @@ pub(crate) fn read_note_requirement(
     })
 }
 
-/// The notes server's scope rules: `list_notes` needs `notes:read`,
+/// The notes server's scope rules: `list_notes` needs `notes:read` (and
+/// shows the notes' text only with `notes:private`, naming them by URI
+/// without it),
 /// `add_note` needs `notes:write`, and `notes:write` implies `notes:read`;
 /// `read_note` needs `notes:read`, and from the `private` folder also
 /// `notes:private` (computed from its arguments before dispatch);
@@ -546,7 +548,9 @@ impl NotesServer {
         Ok(who.to_string())
     }
 
-    #[tool(description = "List your notes (scope notes:read)")]
+    #[tool(
+        description = "List your notes (scope notes:read): their text with notes:private, else their notes://private/{n} URIs"
+    )]
     async fn list_notes(&self, auth: AuthContext) -> Result<String, rmcp::ErrorData> {
         // Already enforced by the layer; checked again here (hierarchy-aware)
         // as defense in depth.
@@ -556,7 +560,21 @@ impl NotesServer {
             .lock()
             .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
         let mine = notes.get(&owner(&auth)).cloned().unwrap_or_default();
-        Ok(serde_json::json!({ "notes": mine }).to_string())
+        // A note's text is what `notes://private/{n}` and `read_note` from
+        // the private folder guard with `notes:private`: without that scope
+        // the list names each note by its URI (found from outside: a
+        // `notes:read` token read every private note here).
+        if auth.has_scope(NOTES_PRIVATE) {
+            return Ok(serde_json::json!({ "notes": mine }).to_string());
+        }
+        let uris: Vec<String> = (1..=mine.len())
+            .map(|n| format!("notes://private/{n}"))
+            .collect();
+        Ok(serde_json::json!({
+            "notes": uris,
+            "text_needs": NOTES_PRIVATE,
+        })
+        .to_string())
     }
 
     #[tool(description = "Add a note (scope notes:write)")]

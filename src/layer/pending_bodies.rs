@@ -186,7 +186,12 @@ mod tests {
         let v4: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
-        let keys = [peer_key(Some(v4)), peer_key(Some(other)), peer_key(Some(v6)), peer_key(None)];
+        let keys = [
+            peer_key(Some(v4)),
+            peer_key(Some(other)),
+            peer_key(Some(v6)),
+            peer_key(None),
+        ];
         for (i, a) in keys.iter().enumerate() {
             assert!(a.starts_with(b"peer"));
             for b in keys.iter().skip(i + 1) {
