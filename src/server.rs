@@ -728,6 +728,9 @@ where
 /// version of its own (rmcp answers those with the JSON-RPC error).
 const UNSUPPORTED_VERSION_TEXT: &str = "Bad Request: Unsupported MCP-Protocol-Version: ";
 
+/// rmcp's plain-text answer to an `MCP-Protocol-Version` that is not text.
+const UNREADABLE_VERSION_TEXT: &str = "Bad Request: Invalid MCP-Protocol-Version header encoding";
+
 /// rmcp's plain-text answer (400) to a legacy request without the
 /// `Mcp-Session-Id` of a session (any but `initialize`, a GET stream, a
 /// DELETE).
@@ -756,9 +759,15 @@ async fn unsupported_version_as_jsonrpc(
         Ok(plain) => plain,
         Err(response) => return jsonrpc_error_completed(response, request_id).await,
     };
-    let requested = std::str::from_utf8(&bytes)
-        .ok()
-        .and_then(|text| text.strip_prefix(UNSUPPORTED_VERSION_TEXT));
+    let text = std::str::from_utf8(&bytes).ok();
+    // A value rmcp could not read as text (bytes past ASCII): unsupported
+    // too, and named by nothing (found from outside: plain text).
+    let requested = match text {
+        Some(UNREADABLE_VERSION_TEXT) => Some(None),
+        text => text
+            .and_then(|text| text.strip_prefix(UNSUPPORTED_VERSION_TEXT))
+            .map(Some),
+    };
     let Some(requested) = requested else {
         if bytes.as_ref() == SESSION_REQUIRED_TEXT.as_bytes() {
             let error = serde_json::json!({
@@ -774,10 +783,14 @@ async fn unsupported_version_as_jsonrpc(
         .iter()
         .map(rmcp::model::ProtocolVersion::as_str)
         .collect();
+    let data = match requested {
+        Some(requested) => serde_json::json!({ "requested": requested, "supported": supported }),
+        None => serde_json::json!({ "supported": supported }),
+    };
     let error = serde_json::json!({
         "code": -32022,
         "message": "Unsupported protocol version",
-        "data": { "requested": requested, "supported": supported },
+        "data": data,
     });
     jsonrpc_answer(parts, error, request_id)
 }

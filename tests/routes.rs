@@ -1297,6 +1297,23 @@ async fn an_unknown_protocol_version_is_a_jsonrpc_error() {
             "{case}: {answer}"
         );
     }
+    // A value past ASCII (found from outside: rmcp's plain text): the same
+    // error, naming no requested version.
+    let response = send(
+        t.mcp_post("/mcp", Some(TokenKind::AliceAll), &legacy_body)
+            .header("MCP-Protocol-Version", "2026-07-28\u{e9}"),
+    )
+    .await;
+    let answer = jsonrpc_400(&response, "non-ASCII version");
+    assert_eq!(answer["error"]["code"], -32022, "{answer}");
+    assert_eq!(answer["id"], serde_json::Value::Null, "{answer}");
+    assert!(answer["error"]["data"].get("requested").is_none(), "{answer}");
+    assert!(
+        answer["error"]["data"]["supported"]
+            .as_array()
+            .is_some_and(|s| s.contains(&serde_json::json!("2026-07-28"))),
+        "{answer}"
+    );
     assert!(t.log.take().is_empty(), "nothing ran");
 }
 
