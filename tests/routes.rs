@@ -1847,7 +1847,7 @@ async fn two_session_id_fields_are_404() {
 // opt-out keeps them.
 #[tokio::test]
 async fn relayed_credentials_never_reach_the_handler() {
-    const RELAYED: [&str; 16] = [
+    const RELAYED: [&str; 20] = [
         "proxy-authorization",
         "x-forwarded-authorization",
         "x-forwarded-access-token",
@@ -1866,6 +1866,11 @@ async fn relayed_credentials_never_reach_the_handler() {
         "x-goog-iap-jwt-assertion",
         "cf-access-jwt-assertion",
         "x-amzn-oidc-data",
+        // Found from outside in a third round: token fields by other names.
+        "x-auth-token",
+        "x-oauth-token",
+        "authentication",
+        "x_auth_token",
     ];
     let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
     let http = reqwest::Client::builder()
@@ -1913,7 +1918,10 @@ async fn relayed_credentials_never_reach_the_handler() {
                 .header("accept", "text/event-stream")
                 .header("mcp-protocol-version", "2025-11-25")
                 .header("x-forwarded-for", "192.0.2.1")
-                .header("x-authorization-hint", "kept");
+                .header("x-authorization-hint", "kept")
+                // An application's own credentials stay.
+                .header("cookie", "app=1")
+                .header("x-api-key", "app-key");
             for name in RELAYED {
                 request = request.header(name, "secret");
             }
@@ -1923,6 +1931,8 @@ async fn relayed_credentials_never_reach_the_handler() {
             let seen: Vec<&str> = seen.split(',').collect();
             assert!(seen.contains(&"x-forwarded-for"), "{seen:?}");
             assert!(seen.contains(&"x-authorization-hint"), "{seen:?}");
+            assert!(seen.contains(&"cookie"), "{seen:?}");
+            assert!(seen.contains(&"x-api-key"), "{seen:?}");
             for name in RELAYED {
                 assert_eq!(seen.contains(&name), forward, "{method} {name}: {seen:?}");
             }

@@ -410,7 +410,10 @@ pub(crate) struct Present {
 /// `X-Amzn-Oidc-Accesstoken`, Azure App Service's
 /// `X-MS-TOKEN-AAD-ACCESS-TOKEN`, `-ID-TOKEN` and `-REFRESH-TOKEN`) and
 /// `*-assertion` (Google IAP's `X-Goog-IAP-JWT-Assertion`, Cloudflare
-/// Access's `Cf-Access-Jwt-Assertion`), and AWS ALB's
+/// Access's `Cf-Access-Jwt-Assertion`), `*auth-token` (`X-Auth-Token`,
+/// `X-OAuth-Token`) and `*authentication` (`Authentication: Bearer ...`,
+/// the misspelling some clients send; both found from outside), and AWS
+/// ALB's
 /// `X-Amzn-Oidc-Data`: the fields gateways put the caller's tokens in when
 /// they take the `Authorization` header for themselves. None is read as a
 /// credential; each is removed before the handlers see the request, as
@@ -447,6 +450,8 @@ pub(crate) fn relays_credentials(name: &HeaderName) -> bool {
         "accesstoken",
         "refresh-token",
         "id-token",
+        "auth-token",
+        "authentication",
         "-assertion",
     ]
     .iter()

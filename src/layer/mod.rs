@@ -406,7 +406,8 @@ impl AuthLayer {
     /// By default the layer removes both before the request reaches rmcp
     /// (and the fields that relay a caller's credentials past a proxy or
     /// gateway: names ending in `authorization`, `access-token`,
-    /// `accesstoken`, `refresh-token`, `id-token` or `-assertion`, such as
+    /// `accesstoken`, `refresh-token`, `id-token`, `auth-token`,
+    /// `authentication` or `-assertion`, such as
     /// `Proxy-Authorization`, `X-Forwarded-Access-Token` and
     /// `X-Goog-IAP-JWT-Assertion`, which this opt-out keeps too, marked
     /// sensitive):
