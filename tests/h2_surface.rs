@@ -825,17 +825,63 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
-// Found from outside: HTTP/2 streams whose heads came with a valid token
-// and whose bodies never did each held their head and state (about 31 KB)
-// until the body read timeout, 200 a connection on as many connections as
-// the connection limit allows (one token holder: +107 MB on 20
-// connections). Bodies still to come are waited for within the caller's
-// user's bound (429) and the process's (503), answered at once with their
-// bodies unread; the slots come back when the bodies arrive; a body sent
-// with its head, an HTTP/1 request and a request without a token never
-// count.
+/// An HTTP/1 POST whose head is sent and whose body is withheld until
+/// [`Http1Withheld::finish`].
+struct Http1Withheld {
+    tcp: tokio::net::TcpStream,
+    body: Vec<u8>,
+}
+
+impl Http1Withheld {
+    async fn open(t: &Target, kind: TokenKind, declared: Option<usize>) -> Self {
+        let body = modern_tool_call_body(7, "open_tool").into_bytes();
+        let mut tcp = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: {MODERN}\r\nMcp-Method: tools/call\r\nMcp-Name: open_tool\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            t.addr,
+            t.bearer(kind),
+            declared.unwrap_or(body.len()),
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, head.as_bytes())
+            .await
+            .unwrap();
+        Self { tcp, body }
+    }
+
+    /// The answer's status line and body, read until the server closes.
+    async fn answer(mut self) -> String {
+        let mut out = Vec::new();
+        tokio::time::timeout(
+            attack::HEAD_TIMEOUT,
+            tokio::io::AsyncReadExt::read_to_end(&mut self.tcp, &mut out),
+        )
+        .await
+        .expect("an answer")
+        .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    async fn finish(mut self) -> String {
+        let body = std::mem::take(&mut self.body);
+        tokio::io::AsyncWriteExt::write_all(&mut self.tcp, &body)
+            .await
+            .unwrap();
+        self.answer().await
+    }
+}
+
+// Found from outside: requests whose heads came with a valid token and
+// whose bodies never did (or all of a 4 MiB body but its last bytes) each
+// held their head, state and body so far until the body read timeout:
+// 200 HTTP/2 streams a connection, one HTTP/1 request a connection, on as
+// many connections as the connection limit allows (one token holder:
+// +107 MB on 20 connections, +530 MB on one). Bodies still to come are
+// waited for within the caller's user's bound (429), over HTTP/1 and
+// HTTP/2 together, and the process's (503), answered at once with their
+// bodies unread; the slots come back when the bodies arrive; a request
+// without a token never counts.
 #[tokio::test]
-async fn bodies_withheld_on_http2_are_bounded_per_user_and_in_all() {
+async fn bodies_withheld_are_bounded_per_user_and_in_all() {
     let t = Target::start_with(attack::Mount::Default, |b| {
         b.max_pending_bodies_per_principal(3).max_pending_bodies(5)
     })
@@ -843,32 +889,30 @@ async fn bodies_withheld_on_http2_are_bounded_per_user_and_in_all() {
     let alice = H2Call::modern(&t, Some(TokenKind::AliceAll), "open_tool");
     let bob = H2Call::modern(&t, Some(TokenKind::Bob), "open_tool");
     let client = h2_client(t.addr).await;
-    // HTTP/1 requests withholding their bodies: not counted.
+    // Alice: two HTTP/1 requests and one HTTP/2 stream withhold their
+    // bodies.
     let mut http1 = Vec::new();
-    for _ in 0..3 {
-        let mut tcp = tokio::net::TcpStream::connect(t.addr).await.unwrap();
-        let head = format!(
-            "POST /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: {MODERN}\r\nMcp-Method: tools/call\r\nMcp-Name: open_tool\r\nContent-Length: 500\r\n\r\n",
-            t.addr,
-            t.bearer(TokenKind::AliceAll)
-        );
-        tokio::io::AsyncWriteExt::write_all(&mut tcp, head.as_bytes())
-            .await
-            .unwrap();
-        http1.push(tcp);
+    for _ in 0..2 {
+        http1.push(Http1Withheld::open(&t, TokenKind::AliceAll, None).await);
     }
-    let mut alices = Vec::new();
-    for _ in 0..3 {
-        alices.push(Withheld::open(&client, &alice).await);
-    }
+    let mut alices = vec![Withheld::open(&client, &alice).await];
     settle().await;
-    // Her fourth: 429 at once, its body never sent.
+    // Her fourth, either way: 429 at once, its body never sent.
     let fourth = Withheld::open(&client, &alice).await;
     let (status, body) = answer_of(fourth.response).await;
     assert_eq!(status, 429, "{body}");
     assert!(
         body.contains("too_many_pending_bodies_for_principal"),
         "{body}"
+    );
+    let fourth = Http1Withheld::open(&t, TokenKind::AliceAll, None)
+        .await
+        .answer()
+        .await;
+    assert!(fourth.starts_with("HTTP/1.1 429"), "{fourth}");
+    assert!(
+        fourth.to_ascii_lowercase().contains("retry-after: 1"),
+        "{fourth}"
     );
     // Without a token: 401 at once, nothing held.
     let anonymous = Withheld::open(&client, &H2Call::modern(&t, None, "open_tool")).await;
@@ -885,9 +929,14 @@ async fn bodies_withheld_on_http2_are_bounded_per_user_and_in_all() {
     assert!(body.contains("\"too_many_pending_bodies\""), "{body}");
     assert!(ran(&t).is_empty(), "nothing ran");
     // The bodies arrive: every waiting call is served, the slots come back.
-    for withheld in alices.into_iter().chain(bobs) {
+    alices.extend(bobs);
+    for withheld in alices {
         let (status, body) = withheld.finish().await;
         assert_eq!(status, 200, "{body}");
+    }
+    for withheld in http1 {
+        let answer = withheld.finish().await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
     assert_eq!(ran(&t).len(), 5);
     let mut again = Vec::new();
@@ -898,5 +947,35 @@ async fn bodies_withheld_on_http2_are_bounded_per_user_and_in_all() {
     for withheld in again {
         assert_eq!(withheld.finish().await.0, 200);
     }
-    drop(http1);
+}
+
+// The bodies waited for are bounded in bytes too: each reserves its
+// declared length (found from outside: 100 bodies of 4 MiB less 100 bytes
+// on one connection, +530 MB).
+#[tokio::test]
+async fn bodies_withheld_are_bounded_in_bytes() {
+    let t = Target::start_with(attack::Mount::Default, |b| b.max_pending_body_bytes(10_000)).await;
+    let big = Http1Withheld::open(&t, TokenKind::AliceAll, Some(9_000)).await;
+    settle().await;
+    let over = Http1Withheld::open(&t, TokenKind::Bob, Some(1_500))
+        .await
+        .answer()
+        .await;
+    assert!(over.starts_with("HTTP/1.1 503"), "{over}");
+    assert!(over.contains("\"too_many_pending_bodies\""), "{over}");
+    // Under the rest: waits, and is served once its body comes.
+    let small = Http1Withheld::open(&t, TokenKind::Bob, None).await;
+    settle().await;
+    assert!(small.finish().await.starts_with("HTTP/1.1 200"));
+    drop(big);
+    settle().await;
+    // The big one's reservation came back with its connection.
+    let again = Http1Withheld::open(&t, TokenKind::Bob, Some(9_500)).await;
+    settle().await;
+    let after = Http1Withheld::open(&t, TokenKind::AliceAll, Some(1_000))
+        .await
+        .answer()
+        .await;
+    assert!(after.starts_with("HTTP/1.1 503"), "{after}");
+    drop(again);
 }

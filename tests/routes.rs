@@ -1307,7 +1307,10 @@ async fn an_unknown_protocol_version_is_a_jsonrpc_error() {
     let answer = jsonrpc_400(&response, "non-ASCII version");
     assert_eq!(answer["error"]["code"], -32022, "{answer}");
     assert_eq!(answer["id"], serde_json::Value::Null, "{answer}");
-    assert!(answer["error"]["data"].get("requested").is_none(), "{answer}");
+    assert!(
+        answer["error"]["data"].get("requested").is_none(),
+        "{answer}"
+    );
     assert!(
         answer["error"]["data"]["supported"]
             .as_array()

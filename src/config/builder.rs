@@ -68,6 +68,7 @@ pub struct AuthConfigBuilder {
     pub(super) max_listens_per_principal: usize,
     pub(super) max_pending_bodies_per_principal: usize,
     pub(super) max_pending_bodies: usize,
+    pub(super) max_pending_body_bytes: usize,
     pub(super) close_streams_at_expiry: bool,
     pub(super) hold_streams_for_step_up: bool,
     pub(super) jwks: JwksPolicy,
@@ -147,6 +148,7 @@ impl Default for AuthConfigBuilder {
             max_listens_per_principal: super::DEFAULT_MAX_LISTENS_PER_PRINCIPAL,
             max_pending_bodies_per_principal: super::DEFAULT_MAX_PENDING_BODIES_PER_PRINCIPAL,
             max_pending_bodies: super::DEFAULT_MAX_PENDING_BODIES,
+            max_pending_body_bytes: super::DEFAULT_MAX_PENDING_BODY_BYTES,
             close_streams_at_expiry: true,
             hold_streams_for_step_up: true,
             jwks: JwksPolicy::default(),
@@ -558,32 +560,42 @@ impl AuthConfigBuilder {
         self
     }
 
-    /// Cap on the HTTP/2 requests of one user (issuer, tenant and subject:
-    /// all its clients together; for an unauthenticated JSON POST on an
-    /// exempt route, the peer's address) whose bodies the layer waits for
-    /// at once, on this process (default 16). A body sent with its head
-    /// (every honest call) is never waited for; one that has not arrived
-    /// when the layer reads it holds a slot until it has. One more gets
-    /// 429 with `Retry-After: 1` and the JSON `reason`
-    /// `too_many_pending_bodies_for_principal`, its body unread. Why: each
-    /// HTTP/2 stream waiting for its body holds its head in memory (about
-    /// 31 KB at the default header limit), and a client may open 200
-    /// streams on every connection it opens. HTTP/1 requests are not
-    /// counted (one at a time a connection: the connection limit bounds
-    /// them).
+    /// Cap on the requests of one user (issuer, tenant and subject: all its
+    /// clients together; for an unauthenticated JSON POST on an exempt
+    /// route, the peer's address) whose bodies the layer waits for at once,
+    /// on this process (default 16), over HTTP/1 and HTTP/2 alike. A body
+    /// sent with its head (every honest call) is never waited for; one
+    /// that has not arrived whole when the layer reads it holds a slot
+    /// until it has. One more gets 429 with `Retry-After: 1` and the JSON
+    /// `reason` `too_many_pending_bodies_for_principal`, its body unread.
+    /// Why: a request waiting for its body holds its head and the body
+    /// read so far in memory (up to the 4 MiB body cap), and a client may
+    /// open 200 HTTP/2 streams on every connection it opens.
     pub fn max_pending_bodies_per_principal(mut self, bodies: usize) -> Self {
         self.max_pending_bodies_per_principal = bodies;
         self
     }
 
-    /// Cap on the HTTP/2 request bodies the layer waits for at once, all
-    /// callers together, on this process (default 1,024: about 32 MB of
-    /// heads at the default header limit). One more gets 503
+    /// Cap on the request bodies the layer waits for at once, all callers
+    /// together, on this process (default 1,024: about 32 MB of heads at
+    /// the default header limit). One more gets 503
     /// `temporarily_unavailable` with `Retry-After: 1` and the JSON
     /// `reason` `too_many_pending_bodies`, its body unread. See
     /// [`max_pending_bodies_per_principal`](Self::max_pending_bodies_per_principal).
     pub fn max_pending_bodies(mut self, bodies: usize) -> Self {
         self.max_pending_bodies = bodies;
+        self
+    }
+
+    /// Cap on the bytes of the request bodies the layer waits for at once,
+    /// all callers together, on this process (default 256 MiB): each
+    /// reserves its declared `Content-Length` (the body cap, 4 MiB by
+    /// default, when it declares none) while it waits. A body that would
+    /// pass the cap gets the 503 of
+    /// [`max_pending_bodies`](Self::max_pending_bodies); one larger than
+    /// the whole cap still waits when nothing else does.
+    pub fn max_pending_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_pending_body_bytes = bytes;
         self
     }
 
@@ -1204,6 +1216,12 @@ impl AuthConfigBuilder {
                 "must be greater than zero",
             ));
         }
+        if self.max_pending_body_bytes == 0 {
+            return Err(ConfigError::new(
+                "max_pending_body_bytes",
+                "must be greater than zero",
+            ));
+        }
         if sessions.idle_timeout.is_zero() {
             return Err(ConfigError::new(
                 "session_idle_timeout",
@@ -1266,6 +1284,7 @@ impl AuthConfigBuilder {
             max_listens_per_principal: self.max_listens_per_principal,
             max_pending_bodies_per_principal: self.max_pending_bodies_per_principal,
             max_pending_bodies: self.max_pending_bodies,
+            max_pending_body_bytes: self.max_pending_body_bytes,
             close_streams_at_expiry: self.close_streams_at_expiry,
             hold_streams_for_step_up: self.hold_streams_for_step_up,
         })
@@ -1510,6 +1529,7 @@ mod tests {
                 "max_pending_bodies_per_principal",
             ),
             (base().max_pending_bodies(0), "max_pending_bodies"),
+            (base().max_pending_body_bytes(0), "max_pending_body_bytes"),
             (
                 base().max_sessions_per_principal(0),
                 "max_sessions_per_principal",

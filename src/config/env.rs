@@ -510,7 +510,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "16",
-        meaning: "HTTP/2 requests of one principal whose bodies are waited for at once (429 past it)",
+        meaning: "requests of one principal whose bodies are waited for at once (429 past it)",
     },
     EnvVar {
         name: "MCP_OAUTH2_MAX_PENDING_BODIES",
@@ -522,7 +522,19 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "1024",
-        meaning: "HTTP/2 request bodies waited for at once, all callers together (503 past it)",
+        meaning: "request bodies waited for at once, all callers together (503 past it)",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_MAX_PENDING_BODY_BYTES",
+        setting: "max_pending_body_bytes",
+        field: "max_pending_body_bytes",
+        required: false,
+        parse: Parse::Count(|s, n| {
+            s.builder.max_pending_body_bytes = n;
+            Ok(())
+        }),
+        default: "268435456",
+        meaning: "bytes the bodies waited for may declare together (503 past it)",
     },
     EnvVar {
         name: "MCP_OAUTH2_MAX_SESSIONS",
@@ -1513,6 +1525,7 @@ mod tests {
             ("MCP_OAUTH2_MAX_LISTENS_PER_PRINCIPAL", " 5 "),
             ("MCP_OAUTH2_MAX_PENDING_BODIES_PER_PRINCIPAL", "6"),
             ("MCP_OAUTH2_MAX_PENDING_BODIES", " 60 "),
+            ("MCP_OAUTH2_MAX_PENDING_BODY_BYTES", "1048576"),
             ("MCP_OAUTH2_MAX_SESSIONS", "30"),
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "40"),
             ("MCP_OAUTH2_VERIFY_TIMEOUT", "12"),
@@ -1587,6 +1600,7 @@ mod tests {
         assert_eq!(c.max_listens_per_principal, 5);
         assert_eq!(c.max_pending_bodies_per_principal, 6);
         assert_eq!(c.max_pending_bodies, 60);
+        assert_eq!(c.max_pending_body_bytes, 1_048_576);
         assert_eq!(c.sessions.total, 30);
         assert_eq!(c.sessions.idle_timeout, s(40));
         assert!(!c.sessions.enabled);
@@ -1827,6 +1841,8 @@ mod tests {
             ("MCP_OAUTH2_MAX_PENDING_BODIES_PER_PRINCIPAL", "x", &[]),
             ("MCP_OAUTH2_MAX_PENDING_BODIES", "0", &[]),
             ("MCP_OAUTH2_MAX_PENDING_BODIES", "-5", &[]),
+            ("MCP_OAUTH2_MAX_PENDING_BODY_BYTES", "0", &[]),
+            ("MCP_OAUTH2_MAX_PENDING_BODY_BYTES", "1 MiB", &[]),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "many", &[]),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "20000", &[]),
             ("MCP_OAUTH2_MAX_SESSIONS", "0", &[]),

@@ -68,12 +68,16 @@ pub(crate) const DEFAULT_VERIFIED_CACHE_MAX_AGE: Duration = Duration::from_secs(
 pub(crate) const DEFAULT_MAX_SESSIONS_PER_PRINCIPAL: usize = 64;
 /// Default cap on the `subscriptions/listen` streams one user holds open.
 pub(crate) const DEFAULT_MAX_LISTENS_PER_PRINCIPAL: usize = 16;
-/// Default cap on the HTTP/2 request bodies one user's requests have the
-/// layer wait for at once.
+/// Default cap on the request bodies one user's requests have the layer
+/// wait for at once.
 pub(crate) const DEFAULT_MAX_PENDING_BODIES_PER_PRINCIPAL: usize = 16;
-/// Default cap on the HTTP/2 request bodies the layer waits for at once,
-/// all callers together.
+/// Default cap on the request bodies the layer waits for at once, all
+/// callers together.
 pub(crate) const DEFAULT_MAX_PENDING_BODIES: usize = 1024;
+/// Default cap on the bytes the bodies the layer waits for may hold
+/// together (their declared lengths; the body cap for one that declares
+/// none).
+pub(crate) const DEFAULT_MAX_PENDING_BODY_BYTES: usize = 256 * 1024 * 1024;
 /// Default cap on the legacy sessions held open by all principals together.
 pub(crate) const DEFAULT_MAX_SESSIONS: usize = 10_000;
 /// Default time a legacy session stays bound to its owner without a request
@@ -212,9 +216,11 @@ pub struct AuthConfig {
     pub(crate) sessions: SessionLimits,
     /// Open `subscriptions/listen` streams per user and process.
     pub(crate) max_listens_per_principal: usize,
-    /// HTTP/2 bodies waited for at once, per user and per process.
+    /// Bodies waited for at once, per user and per process, and their
+    /// bytes per process.
     pub(crate) max_pending_bodies_per_principal: usize,
     pub(crate) max_pending_bodies: usize,
+    pub(crate) max_pending_body_bytes: usize,
     pub(crate) dpop: DpopPolicy,
     pub(crate) throttle: crate::throttle::ThrottleSettings,
     pub(crate) metadata_max_age: Duration,

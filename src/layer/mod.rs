@@ -154,7 +154,7 @@ struct Shared {
     sessions: Arc<Sessions>,
     /// The `subscriptions/listen` streams each user holds open.
     listens: Arc<listens::Listens>,
-    /// The HTTP/2 bodies waited for, per user and in all.
+    /// The bodies waited for, per user and in all.
     pending_bodies: Arc<pending_bodies::PendingBodies>,
     /// Session owners shared by replicas (`AuthConfigBuilder::shared_store`).
     session_store: Option<Arc<dyn crate::store::SharedStore>>,
@@ -272,6 +272,7 @@ impl AuthLayer {
                 pending_bodies: Arc::new(pending_bodies::PendingBodies::new(
                     config.max_pending_bodies_per_principal,
                     config.max_pending_bodies,
+                    config.max_pending_body_bytes,
                 )),
                 session_store: config.shared_store.clone(),
                 task_store: store_of(&config),

@@ -124,18 +124,15 @@ impl Shared {
             return Err(self.refuse(Refused::BodyTooLarge, &req, &seen.meta));
         }
         let (mut parts, body) = req.into_parts();
-        // An HTTP/2 body not arrived yet is waited for within its user's
-        // bound (`pending_bodies`); HTTP/1 carries one request at a time.
-        let read = if parts.version == http::Version::HTTP_2 {
-            read_pending(body, self.max_body_bytes, &self.pending_bodies, || {
-                super::sessions::user_key(ctx)
-            })
-            .await
-        } else {
-            axum::body::to_bytes(body, self.max_body_bytes)
-                .await
-                .map_err(Unread::Body)
-        };
+        // A body not arrived yet is waited for within its user's bound
+        // (`pending_bodies`).
+        let read = read_pending(body, self.max_body_bytes, &self.pending_bodies, || {
+            (
+                super::sessions::user_key(ctx),
+                declared_length(&parts.headers),
+            )
+        })
+        .await;
         let bytes = match read {
             Ok(bytes) => bytes,
             Err(Unread::Body(e)) => return Err(self.unread_body(&e, parts, seen, Some(ctx))),
@@ -281,16 +278,13 @@ impl Shared {
         }
         let (parts, body) = req.into_parts();
         // Unauthenticated: a pending body counts under its peer's address.
-        let read = if parts.version == http::Version::HTTP_2 {
-            read_pending(body, self.max_body_bytes, &self.pending_bodies, || {
-                super::pending_bodies::peer_key(seen.meta.client_addr)
-            })
-            .await
-        } else {
-            axum::body::to_bytes(body, self.max_body_bytes)
-                .await
-                .map_err(Unread::Body)
-        };
+        let read = read_pending(body, self.max_body_bytes, &self.pending_bodies, || {
+            (
+                super::pending_bodies::peer_key(seen.meta.client_addr),
+                declared_length(&parts.headers),
+            )
+        })
+        .await;
         let bytes = match read {
             Ok(bytes) => bytes,
             Err(Unread::Body(e)) => return Err(self.unread_body(&e, parts, seen, None)),
@@ -312,11 +306,7 @@ impl Shared {
     /// Whether the body declares a length over `max_body_bytes` (refused
     /// unread: 413).
     fn declares_too_large<B>(&self, req: &Request<B>) -> bool {
-        req.headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|len| len > self.max_body_bytes as u64)
+        declared_length(req.headers()).is_some_and(|len| len > self.max_body_bytes as u64)
     }
 
     /// The answer to an HTTP/2 body not arrived yet when a bound of
@@ -447,6 +437,14 @@ impl Shared {
             )
         });
     }
+}
+
+/// The length a request's body declares (`Content-Length`), when it does.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// Whether reading a body failed at the cap of `axum::body::to_bytes`

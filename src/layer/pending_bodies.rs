@@ -1,26 +1,30 @@
-//! HTTP/2 requests whose bodies the layer waits for, bounded per user and
-//! per process.
+//! Requests whose bodies the layer waits for, bounded per user and per
+//! process.
 //!
 //! Why: an HTTP/2 client may have 200 streams open on a connection, each
 //! sending its head (up to `max_header_bytes` of decoded fields, which
-//! HPACK lets it send in a few bytes) and then no body. While the layer
-//! waits for a body (until the server's body read timeout), the stream's
-//! head and state stay in memory: about 31 KB a stream at the defaults.
-//! Found from outside: one holder of a valid token, on 20 connections, took
-//! the reference server from 27 MB to 134 MB, and the connection limit
-//! (three quarters of the descriptor limit) was the only bound: 96 GB at
-//! 15,000 connections. HTTP/1 carries one request at a time on a
-//! connection, which the connection limit bounds.
+//! HPACK lets it send in a few bytes) and then no body, or all of a 4 MiB
+//! body but its last bytes. While the layer waits for a body (until the
+//! server's body read timeout), the request's head, state and the body
+//! read so far stay in memory. Found from outside: one holder of a valid
+//! token took the reference server from 27 MB to 134 MB with withheld
+//! bodies on 20 connections, and to 557 MB with 100 bodies of 4 MiB less
+//! 100 bytes on one; HTTP/1 the same per connection (50 connections: 241
+//! MB). The connection limit (three quarters of the descriptor limit) was
+//! the only bound: terabytes at 15,000 connections.
 //!
 //! A body that has arrived when the layer first reads it (an honest call,
 //! sent with its head) takes nothing: the common call never touches the
-//! table. One that has not takes a slot of its user's (the caller's user:
-//! issuer, tenant, subject; for an unauthenticated JSON POST on an exempt
-//! route, the peer's address) and one of the process's until it is read
-//! whole, refused or dropped. Past
+//! table (HTTP/1 included: hyper hands the layer a body already in its
+//! read buffer at the first read). One that has not takes a slot of its
+//! user's (the caller's user: issuer, tenant, subject; for an
+//! unauthenticated JSON POST on an exempt route, the peer's address) and
+//! one of the process's, reserving its declared length (the body cap when
+//! it declares none), until it is read whole, refused or dropped. Past
 //! [`max_pending_bodies_per_principal`](crate::AuthConfigBuilder::max_pending_bodies_per_principal)
 //! the request is answered 429, past
-//! [`max_pending_bodies`](crate::AuthConfigBuilder::max_pending_bodies)
+//! [`max_pending_bodies`](crate::AuthConfigBuilder::max_pending_bodies) or
+//! [`max_pending_body_bytes`](crate::AuthConfigBuilder::max_pending_body_bytes)
 //! 503, at once, its body unread.
 
 use std::collections::HashMap;
@@ -39,9 +43,18 @@ use super::sessions::Owner;
 pub(crate) struct PendingBodies {
     per_principal: usize,
     total: usize,
-    /// The process's count, and each key's (only keys with a pending body
-    /// are kept). Locked only for a body that has not arrived.
-    open: Mutex<(usize, HashMap<Owner, usize>)>,
+    total_bytes: usize,
+    /// Locked only for a body that has not arrived.
+    open: Mutex<Open>,
+}
+
+/// What is pending: the process's count and reserved bytes, and each key's
+/// count (only keys with a pending body are kept).
+#[derive(Debug, Default)]
+struct Open {
+    count: usize,
+    bytes: usize,
+    keys: HashMap<Owner, usize>,
 }
 
 /// Which bound a pending body found full.
@@ -63,42 +76,50 @@ pub(super) enum Unread {
 }
 
 impl PendingBodies {
-    pub(crate) fn new(per_principal: usize, total: usize) -> Self {
+    pub(crate) fn new(per_principal: usize, total: usize, total_bytes: usize) -> Self {
         Self {
             per_principal,
             total,
-            open: Mutex::new((0, HashMap::new())),
+            total_bytes,
+            open: Mutex::default(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, HashMap<Owner, usize>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A slot for one more pending body of `key`, or the bound that is
-    /// full.
-    fn wait(self: &Arc<Self>, key: Owner) -> Result<PendingSlot, Full> {
+    /// A slot for one more pending body of `key`, reserving `bytes` of the
+    /// process's byte bound (at most the whole bound: a body larger than it
+    /// still waits when nothing else does), or the bound that is full.
+    fn wait(self: &Arc<Self>, key: Owner, bytes: usize) -> Result<PendingSlot, Full> {
+        let bytes = bytes.min(self.total_bytes);
         let mut open = self.lock();
-        let (total, keys) = &mut *open;
-        if keys.get(&key).copied().unwrap_or(0) >= self.per_principal {
+        if open.keys.get(&key).copied().unwrap_or(0) >= self.per_principal {
             return Err(Full::Principal);
         }
-        if *total >= self.total {
+        if open.count >= self.total || open.bytes.saturating_add(bytes) > self.total_bytes {
             return Err(Full::Process);
         }
-        *total += 1;
-        *keys.entry(key).or_insert(0) += 1;
+        open.count += 1;
+        open.bytes += bytes;
+        *open.keys.entry(key).or_insert(0) += 1;
         Ok(PendingSlot {
             bodies: Arc::clone(self),
             key,
+            bytes,
         })
     }
 
-    /// How many bodies are pending: the process's, and `key`'s.
+    /// What is pending: the process's count and bytes, and `key`'s count.
     #[cfg(test)]
-    fn counts(&self, key: &Owner) -> (usize, usize) {
+    fn counts(&self, key: &Owner) -> (usize, usize, usize) {
         let open = self.lock();
-        (open.0, open.1.get(key).copied().unwrap_or(0))
+        (
+            open.count,
+            open.bytes,
+            open.keys.get(key).copied().unwrap_or(0),
+        )
     }
 }
 
@@ -106,17 +127,18 @@ impl PendingBodies {
 struct PendingSlot {
     bodies: Arc<PendingBodies>,
     key: Owner,
+    bytes: usize,
 }
 
 impl Drop for PendingSlot {
     fn drop(&mut self) {
         let mut open = self.bodies.lock();
-        let (total, keys) = &mut *open;
-        *total = total.saturating_sub(1);
-        if let Some(count) = keys.get_mut(&self.key) {
+        open.count = open.count.saturating_sub(1);
+        open.bytes = open.bytes.saturating_sub(self.bytes);
+        if let Some(count) = open.keys.get_mut(&self.key) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                keys.remove(&self.key);
+                open.keys.remove(&self.key);
             }
         }
     }
@@ -136,14 +158,16 @@ pub(super) fn peer_key(addr: Option<IpAddr>) -> Owner {
     key
 }
 
-/// Reads an HTTP/2 request's `body` whole (at most `limit` bytes, as
+/// Reads a request's `body` whole (at most `limit` bytes, as
 /// `axum::body::to_bytes`): at once when it has arrived; else within a
-/// pending slot of `key()`'s, or not at all when the bounds are full.
+/// pending slot of the key `pending()` names, reserving the length it
+/// declares (`limit` when none), or not at all when the bounds are full.
+/// `pending` runs only for a body that waits.
 pub(super) async fn read_pending(
     body: Body,
     limit: usize,
     bodies: &Arc<PendingBodies>,
-    key: impl FnOnce() -> Owner,
+    pending: impl FnOnce() -> (Owner, Option<u64>),
 ) -> Result<Bytes, Unread> {
     let mut read = std::pin::pin!(axum::body::to_bytes(body, limit));
     // One poll with the task's own waker: a body that has arrived is read
@@ -152,7 +176,11 @@ pub(super) async fn read_pending(
     if let Poll::Ready(done) = first {
         return done.map_err(Unread::Body);
     }
-    let _slot = bodies.wait(key()).map_err(Unread::Full)?;
+    let (key, declared) = pending();
+    let bytes = declared
+        .and_then(|n| usize::try_from(n).ok())
+        .map_or(limit, |n| n.min(limit));
+    let _slot = bodies.wait(key, bytes).map_err(Unread::Full)?;
     read.await.map_err(Unread::Body)
 }
 
@@ -162,23 +190,40 @@ mod tests {
 
     #[test]
     fn a_key_and_the_process_hold_at_most_their_caps_and_get_slots_back() {
-        let bodies = Arc::new(PendingBodies::new(2, 3));
+        let bodies = Arc::new(PendingBodies::new(2, 3, 1000));
         let (alice, bob, carol) = ([1; 32], [2; 32], [3; 32]);
-        let a1 = bodies.wait(alice).unwrap();
-        let a2 = bodies.wait(alice).unwrap();
-        assert_eq!(bodies.wait(alice).err(), Some(Full::Principal));
-        let b1 = bodies.wait(bob).unwrap();
+        let a1 = bodies.wait(alice, 10).unwrap();
+        let a2 = bodies.wait(alice, 10).unwrap();
+        assert_eq!(bodies.wait(alice, 10).err(), Some(Full::Principal));
+        let b1 = bodies.wait(bob, 10).unwrap();
         // The process is full: bob is under his cap, carol has none.
-        assert_eq!(bodies.wait(bob).err(), Some(Full::Process));
-        assert_eq!(bodies.wait(carol).err(), Some(Full::Process));
-        assert_eq!(bodies.counts(&alice), (3, 2));
+        assert_eq!(bodies.wait(bob, 10).err(), Some(Full::Process));
+        assert_eq!(bodies.wait(carol, 10).err(), Some(Full::Process));
+        assert_eq!(bodies.counts(&alice), (3, 30, 2));
         drop(a1);
-        assert_eq!(bodies.counts(&alice), (2, 1));
-        let c1 = bodies.wait(carol).unwrap();
+        assert_eq!(bodies.counts(&alice), (2, 20, 1));
+        let c1 = bodies.wait(carol, 10).unwrap();
         drop((a2, b1, c1));
-        assert_eq!(bodies.counts(&alice), (0, 0));
+        assert_eq!(bodies.counts(&alice), (0, 0, 0));
         // Keys without a pending body are forgotten.
-        assert!(bodies.lock().1.is_empty());
+        assert!(bodies.lock().keys.is_empty());
+    }
+
+    #[test]
+    fn the_process_bytes_are_bounded_and_a_body_over_the_bound_waits_alone() {
+        let bodies = Arc::new(PendingBodies::new(8, 8, 100));
+        let (alice, bob) = ([1; 32], [2; 32]);
+        let a = bodies.wait(alice, 60).unwrap();
+        assert_eq!(bodies.wait(bob, 41).err(), Some(Full::Process));
+        let b = bodies.wait(bob, 40).unwrap();
+        assert_eq!(bodies.counts(&bob), (2, 100, 1));
+        drop((a, b));
+        // Larger than the whole bound: reserved as the bound, alone.
+        let huge = bodies.wait(alice, 5000).unwrap();
+        assert_eq!(bodies.counts(&alice), (1, 100, 1));
+        assert_eq!(bodies.wait(bob, 1).err(), Some(Full::Process));
+        drop(huge);
+        assert_eq!(bodies.counts(&alice), (0, 0, 0));
     }
 
     #[test]
@@ -200,15 +245,6 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_body_that_has_arrived_takes_no_slot() {
-        // Bounds of one, already full: an arrived body is read anyway.
-        let bodies = Arc::new(PendingBodies::new(1, 1));
-        let _held = bodies.wait([9; 32]).unwrap();
-        let read = read_pending(Body::from("{}"), 64, &bodies, || [9; 32]).await;
-        assert!(matches!(read, Ok(bytes) if bytes.as_ref() == b"{}"));
-    }
-
     type Chunk = Result<Bytes, std::io::Error>;
 
     /// A body whose chunks come from the sender.
@@ -221,25 +257,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_body_that_has_arrived_takes_no_slot() {
+        // Bounds of one, already full: an arrived body is read anyway.
+        let bodies = Arc::new(PendingBodies::new(1, 1, 64));
+        let _held = bodies.wait([9; 32], 64).unwrap();
+        let read = read_pending(Body::from("{}"), 64, &bodies, || ([9; 32], Some(2))).await;
+        assert!(matches!(read, Ok(bytes) if bytes.as_ref() == b"{}"));
+    }
+
+    #[tokio::test]
     async fn a_body_still_to_come_waits_in_a_slot_or_is_refused() {
-        let bodies = Arc::new(PendingBodies::new(1, 8));
+        let bodies = Arc::new(PendingBodies::new(1, 8, 1000));
         let (tx, body) = channel_body();
         let waiting = {
             let bodies = Arc::clone(&bodies);
-            tokio::spawn(async move { read_pending(body, 64, &bodies, || [5; 32]).await })
+            tokio::spawn(async move { read_pending(body, 64, &bodies, || ([5; 32], None)).await })
         };
-        // The first read holds the key's only slot while it waits.
-        while bodies.counts(&[5; 32]).1 == 0 {
+        // The first read holds the key's only slot while it waits,
+        // reserving the limit (no declared length).
+        while bodies.counts(&[5; 32]).2 == 0 {
             tokio::task::yield_now().await;
         }
+        assert_eq!(bodies.counts(&[5; 32]), (1, 64, 1));
         let (tx2, second) = channel_body();
-        let refused = read_pending(second, 64, &bodies, || [5; 32]).await;
+        let refused = read_pending(second, 64, &bodies, || ([5; 32], Some(2))).await;
         assert!(matches!(refused, Err(Unread::Full(Full::Principal))));
         drop(tx2);
         tx.send(Ok(Bytes::from_static(b"[]"))).await.unwrap();
         drop(tx);
         let read = waiting.await.unwrap();
         assert!(matches!(read, Ok(bytes) if bytes.as_ref() == b"[]"));
-        assert_eq!(bodies.counts(&[5; 32]), (0, 0));
+        assert_eq!(bodies.counts(&[5; 32]), (0, 0, 0));
     }
 }
