@@ -297,6 +297,44 @@ pub(crate) const MAX_NOTE_BYTES: usize = 16 * 1024;
 /// with `notes:write` must not be able to grow it without end.
 pub(crate) const MAX_NOTES_PER_USER: usize = 1000;
 
+/// The most note text one answer of `list_notes` or `export_notes` holds,
+/// in bytes of UTF-8 (at least one note): a page, the rest named by `next`.
+/// Found from outside: one user's 16 MB of notes, escaped twice on the way
+/// out (a control character is six bytes in the tool's JSON, seven in the
+/// JSON-RPC answer around it), made every listing a 115 MB answer, and ten
+/// at once took the reference server to 1.6 GB.
+pub(crate) const PAGE_BYTES: usize = 64 * 1024;
+
+/// Arguments of `list_notes` and `export_notes`.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+pub(crate) struct Page {
+    /// The first note's number, from 1 (default 1): the `next` of the
+    /// answer before.
+    #[serde(default)]
+    pub(crate) from: Option<u64>,
+}
+
+/// The notes of one page: those from `from` (1-based) while their text
+/// stays within [`PAGE_BYTES`] (at least one), and the number of the next
+/// note when some are left.
+fn page(notes: &[String], from: Option<u64>) -> (std::ops::Range<usize>, Option<usize>) {
+    let start = from
+        .and_then(|n| usize::try_from(n).ok())
+        .map_or(0, |n| n.saturating_sub(1))
+        .min(notes.len());
+    let mut end = start;
+    let mut bytes = 0;
+    for note in notes.iter().skip(start) {
+        if end > start && bytes + note.len() > PAGE_BYTES {
+            break;
+        }
+        bytes += note.len();
+        end += 1;
+    }
+    let next = (end < notes.len()).then_some(end + 1);
+    (start..end, next)
+}
+
 /// Arguments of `add_note`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub(crate) struct AddNote {
@@ -549,9 +587,13 @@ impl NotesServer {
     }
 
     #[tool(
-        description = "List your notes (scope notes:read): their text with notes:private, else their notes://private/{n} URIs"
+        description = "List your notes (scope notes:read): their text with notes:private, else their notes://private/{n} URIs; at most 64 KiB of text an answer, `next` naming the `from` of the next page"
     )]
-    async fn list_notes(&self, auth: AuthContext) -> Result<String, rmcp::ErrorData> {
+    async fn list_notes(
+        &self,
+        auth: AuthContext,
+        Parameters(Page { from }): Parameters<Page>,
+    ) -> Result<String, rmcp::ErrorData> {
         // Already enforced by the layer; checked again here (hierarchy-aware)
         // as defense in depth.
         auth.require_scopes([NOTES_READ])?;
@@ -559,22 +601,27 @@ impl NotesServer {
             .notes
             .lock()
             .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
-        let mine = notes.get(&owner(&auth)).cloned().unwrap_or_default();
+        let empty = Vec::new();
+        let mine = notes.get(&owner(&auth)).unwrap_or(&empty);
         // A note's text is what `notes://private/{n}` and `read_note` from
         // the private folder guard with `notes:private`: without that scope
         // the list names each note by its URI (found from outside: a
         // `notes:read` token read every private note here).
-        if auth.has_scope(NOTES_PRIVATE) {
-            return Ok(serde_json::json!({ "notes": mine }).to_string());
-        }
-        let uris: Vec<String> = (1..=mine.len())
-            .map(|n| format!("notes://private/{n}"))
-            .collect();
-        Ok(serde_json::json!({
-            "notes": uris,
-            "text_needs": NOTES_PRIVATE,
-        })
-        .to_string())
+        let mut answer = if auth.has_scope(NOTES_PRIVATE) {
+            let (range, next) = page(mine, from);
+            let mut answer = serde_json::json!({ "notes": mine.get(range).unwrap_or_default() });
+            if let (Some(next), Some(answer)) = (next, answer.as_object_mut()) {
+                answer.insert("next".into(), next.into());
+            }
+            answer
+        } else {
+            let uris: Vec<String> = (1..=mine.len())
+                .map(|n| format!("notes://private/{n}"))
+                .collect();
+            serde_json::json!({ "notes": uris, "text_needs": NOTES_PRIVATE })
+        };
+        drop(notes);
+        Ok(std::mem::take(&mut answer).to_string())
     }
 
     #[tool(description = "Add a note (scope notes:write)")]
@@ -642,22 +689,33 @@ impl NotesServer {
     }
 
     #[tool(
-        description = "Export all your notes (scope notes:read; the export itself asks for notes:export when it runs)"
+        description = "Export your notes (scope notes:read; the export itself asks for notes:export when it runs); at most 64 KiB of text an answer, `next` naming the `from` of the next page"
     )]
-    async fn export_notes(&self, auth: AuthContext) -> Result<String, rmcp::ErrorData> {
-        let notes = self
-            .notes
-            .lock()
-            .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?
-            .get(&owner(&auth))
-            .cloned()
-            .unwrap_or_default();
+    async fn export_notes(
+        &self,
+        auth: AuthContext,
+        Parameters(Page { from }): Parameters<Page>,
+    ) -> Result<String, rmcp::ErrorData> {
+        let (notes, next) = {
+            let store = self
+                .notes
+                .lock()
+                .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
+            let empty = Vec::new();
+            let mine = store.get(&owner(&auth)).unwrap_or(&empty);
+            let (range, next) = page(mine, from);
+            (mine.get(range).unwrap_or_default().to_vec(), next)
+        };
         // Only now, with the notes in hand, does the server learn that an
         // export is what happens: the handler asks for the scope mid-call.
         // Without it the caller gets a real HTTP 403 `insufficient_scope`
         // challenge naming `notes:read notes:export` (late step-up).
         auth.require_scopes([NOTES_EXPORT])?;
-        Ok(serde_json::json!({ "format": "mcp-oauth2-notes/1", "notes": notes }).to_string())
+        let mut answer = serde_json::json!({ "format": "mcp-oauth2-notes/1", "notes": notes });
+        if let (Some(next), Some(answer)) = (next, answer.as_object_mut()) {
+            answer.insert("next".into(), next.into());
+        }
+        Ok(answer.to_string())
     }
 }
 

@@ -56,6 +56,12 @@ pub(crate) fn route_path_problem(path: &str) -> Option<&'static str> {
     if has_dot_segment(path) {
         return Some("must not have a '.' or '..' segment (clients remove them before sending)");
     }
+    // Found from outside: `/r%zz` was served as a readiness probe while
+    // the resource's path refuses it (no client sends such a path: hyper
+    // and the router take it as written, a proxy refuses or re-encodes it).
+    if stray_percent(path).is_some() {
+        return Some("must not hold a '%' that is not followed by two hexadecimal digits");
+    }
     if lowercase_encoding(path).is_some() || encoded_unreserved(path).is_some() {
         return Some(
             "must be in normal form (RFC 3986 section 6.2.2: uppercase escapes, unreserved characters written plainly)",
