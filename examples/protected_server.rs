@@ -43,12 +43,15 @@
 //! `tenant`, as JSON text; notes
 //! are kept per issuer, tenant and subject), `list_notes`
 //! (scope `notes:read`; the notes' text with `notes:private`, else their
-//! `notes://private/{n}` URIs and `"text_needs": "notes:private"`), `add_note` (scope `notes:write`, which implies
+//! `notes://private/{n}` URIs and `"text_needs": "notes:private"`; pages
+//! of at most 64 KiB of text, `"next"` naming the `{"from": n}` of the
+//! next), `add_note` (scope `notes:write`, which implies
 //! `notes:read`; at most 16 KiB a note and 1,000 notes a user, else the
 //! JSON-RPC error `-32602`), `read_note` (`{"id": <integer>, "folder": "shared" |
 //! "private"}`: scope `notes:read`, and `notes:private` for the private
 //! folder, decided from the arguments before dispatch; a missing note is a
-//! result, not an error) and `export_notes` (no arguments; scope
+//! result, not an error) and `export_notes` (`{"from": n}` optional, paged as
+//! `list_notes`; scope
 //! `notes:read`, and the handler asks for `notes:export` mid-call: without
 //! it, HTTP 403 with `scope="notes:read notes:export"`, the late step-up).
 //!

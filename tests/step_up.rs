@@ -167,6 +167,71 @@ async fn list_notes_shows_text_only_with_notes_private() {
     assert_eq!(text, json!({"notes": ["my secret"]}));
 }
 
+// Found from outside: one user's notes (1,000 of 16 KiB) made every
+// listing and export a single answer of 115 MB once escaped twice. An
+// answer holds at most 64 KiB of note text (at least one note); `next`
+// names the `from` of the rest, and the pages together are every note once,
+// in order.
+#[tokio::test]
+async fn note_listings_and_exports_come_in_pages() {
+    let n = Notes::start().await;
+    let writer = n.token(&["notes:write"]);
+    let all = n.token(&["notes:read", "notes:private", "notes:export"]);
+    // Nine notes of 16 KiB of control characters (escaped six bytes each).
+    let texts: Vec<String> = (0..9u8)
+        .map(|i| {
+            let mut text = "\u{1}".repeat(16 * 1024 - 1);
+            text.push(char::from(b'a' + i));
+            text
+        })
+        .collect();
+    for text in &texts {
+        let add = json!({"name": "add_note", "arguments": {"text": text}});
+        let added = result_text(
+            n.post_modern(&writer, "tools/call", Some("add_note"), add)
+                .await,
+        )
+        .await;
+        assert_eq!(added["added"], true);
+    }
+    for tool in ["list_notes", "export_notes"] {
+        let mut seen = Vec::new();
+        let mut from: Option<u64> = None;
+        let mut pages = 0;
+        loop {
+            let arguments = match from {
+                Some(from) => json!({ "from": from }),
+                None => json!({}),
+            };
+            let call = json!({"name": tool, "arguments": arguments});
+            let resp = n.post_modern(&all, "tools/call", Some(tool), call).await;
+            let page = result_text(resp).await;
+            let notes = page["notes"].as_array().unwrap().clone();
+            let bytes: usize = notes.iter().map(|t| t.as_str().unwrap().len()).sum();
+            assert!(!notes.is_empty() && bytes <= 64 * 1024, "{tool}: {bytes}");
+            seen.extend(notes.into_iter().map(|t| t.as_str().unwrap().to_owned()));
+            pages += 1;
+            match page.get("next") {
+                Some(next) => from = Some(next.as_u64().unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, texts, "{tool}");
+        assert_eq!(pages, 3, "{tool}");
+        // Past the end: an empty page, no `next`.
+        let call = json!({"name": tool, "arguments": {"from": 99}});
+        let page = result_text(n.post_modern(&all, "tools/call", Some(tool), call).await).await;
+        assert_eq!(page["notes"], json!([]), "{tool}");
+        assert!(page.get("next").is_none(), "{tool}");
+        // A `from` that is no number: a tool error (rmcp's answer to
+        // arguments its handler cannot read), nothing listed.
+        let call = json!({"name": tool, "arguments": {"from": "x"}});
+        let resp = n.post_modern(&all, "tools/call", Some(tool), call).await;
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["result"]["isError"], true, "{tool}: {body}");
+    }
+}
+
 // Attack the computed requirement: every spelling that could reach the
 // private folder (or that the handler refuses anyway) needs notes:private;
 // repeated members are refused before anything is computed; batches union.
