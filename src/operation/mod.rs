@@ -1458,22 +1458,27 @@ mod tests {
 
     // The value cap counts every value once, an object five times (its
     // map): the top level, each member's value, each element, at any depth
-    // and across a batch's messages; member names are not values. At the
-    // cap a body is read, one past it is `TooManyValues` (a -32600 if it
-    // ever reaches a JSON-RPC answer; the layer answers 413).
+    // and across a batch's messages; a member's name once, and once more
+    // per 16 bytes of it. At the cap a body is read, one past it is
+    // `TooManyValues` (a -32600 if it ever reaches a JSON-RPC answer; the
+    // layer answers 413).
     #[test]
     fn the_value_cap_counts_every_value_once() {
         for (body, values) in [
             ("{}", 5),
             ("[]", 1),
-            (r#"{"a":1}"#, 6),
-            (r#"{"a":[1,2,[3]],"b":{"c":null}}"#, 16),
+            (r#"{"a":1}"#, 7),
+            (r#"{"a":[1,2,[3]],"b":{"c":null}}"#, 19),
             (
                 r#"[{"jsonrpc":"2.0","method":"ping"},{"jsonrpc":"2.0","method":"ping"}]"#,
-                15,
+                19,
             ),
-            (r#"{"a":"x","b":true,"c":false,"d":-1.5e3}"#, 9),
+            (r#"{"a":"x","b":true,"c":false,"d":-1.5e3}"#, 13),
             ("[[],[],[{}]]", 9),
+            // Names of 15, 16 and 40 bytes: one, two and three.
+            (r#"{"aaaaaaaaaaaaaaa":0}"#, 7),
+            (r#"{"aaaaaaaaaaaaaaaa":0}"#, 8),
+            (r#"{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa":0}"#, 9),
         ] {
             assert!(scan::scan(body, values).is_ok(), "{body}");
             assert_eq!(

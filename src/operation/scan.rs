@@ -218,6 +218,10 @@ const MAX_DEPTH: u32 = 127;
 /// What an object counts toward `max_values` (see [`scan`]).
 pub(crate) const OBJECT_WEIGHT: usize = 5;
 
+/// A member's name counts one toward `max_values`, and one more per this
+/// many bytes of it (see [`scan`]).
+pub(crate) const NAME_BYTES_PER_VALUE: usize = 16;
+
 /// Reads `text` (one JSON value) strictly. `Err`: not strictly valid JSON
 /// (which rule it broke), or its top level is neither an object nor an
 /// array. Otherwise one [`Facts`] per message: one for an object, one per
@@ -229,8 +233,9 @@ pub(crate) const OBJECT_WEIGHT: usize = 5;
 /// (`oracle::scan`, the reader this one replaced) checks that.
 ///
 /// At most `max_values` JSON values are read (each element, member value
-/// and top-level value counts one, an object [`OBJECT_WEIGHT`]): past
-/// them, [`Unreadable::TooManyValues`].
+/// and top-level value counts one, an object [`OBJECT_WEIGHT`], a member's
+/// name one plus one per [`NAME_BYTES_PER_VALUE`] bytes of it): past them,
+/// [`Unreadable::TooManyValues`].
 pub(super) fn scan(text: &str, max_values: usize) -> Result<Vec<Facts<'_>>, Unreadable> {
     let mut reader = Reader {
         text,
@@ -415,6 +420,10 @@ impl<'a> Reader<'a> {
                     None => return Err(Unreadable::Truncated),
                 }
                 let name = self.string()?;
+                // rmcp keeps each name as a string of its own in the map
+                // (found from outside: 99,900 members of 35-byte names,
+                // under the cap when names were free, took 86 MB).
+                self.spend(1 + name.len() / NAME_BYTES_PER_VALUE)?;
                 match self.next_token() {
                     Some(b':') => self.at += 1,
                     Some(_) => return Err(Unreadable::Syntax),
