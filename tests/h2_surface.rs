@@ -848,6 +848,13 @@ impl Http1Withheld {
         Self { tcp, body }
     }
 
+    /// Sends `n` bytes of a body (spaces: JSON whitespace).
+    async fn send_part(&mut self, n: usize) {
+        tokio::io::AsyncWriteExt::write_all(&mut self.tcp, &vec![b' '; n])
+            .await
+            .unwrap();
+    }
+
     /// The answer's status line and body, read until the server closes.
     async fn answer(mut self) -> String {
         let mut out = Vec::new();
@@ -949,33 +956,35 @@ async fn bodies_withheld_are_bounded_per_user_and_in_all() {
     }
 }
 
-// The bodies waited for are bounded in bytes too: each reserves its
-// declared length (found from outside: 100 bodies of 4 MiB less 100 bytes
-// on one connection, +530 MB).
+// The bodies waited for are bounded in bytes too, counted as they arrive
+// (found from outside: 100 bodies of 4 MiB less 100 bytes on one
+// connection, +530 MB).
 #[tokio::test]
 async fn bodies_withheld_are_bounded_in_bytes() {
     let t = Target::start_with(attack::Mount::Default, |b| b.max_pending_body_bytes(10_000)).await;
-    let big = Http1Withheld::open(&t, TokenKind::AliceAll, Some(9_000)).await;
+    // Alice's body: 8,000 of its 9,000 bytes, then nothing.
+    let mut big = Http1Withheld::open(&t, TokenKind::AliceAll, Some(9_000)).await;
+    big.send_part(8_000).await;
     settle().await;
-    let over = Http1Withheld::open(&t, TokenKind::Bob, Some(1_500))
-        .await
-        .answer()
-        .await;
+    // Bob's: 2,500 of 5,000 pass the process's 10,000: 503, read ended.
+    let mut over = Http1Withheld::open(&t, TokenKind::Bob, Some(5_000)).await;
+    over.send_part(2_500).await;
+    let over = over.answer().await;
     assert!(over.starts_with("HTTP/1.1 503"), "{over}");
     assert!(over.contains("\"too_many_pending_bodies\""), "{over}");
-    // Under the rest: waits, and is served once its body comes.
+    // Within what is left: waits, and is served once its body comes.
     let small = Http1Withheld::open(&t, TokenKind::Bob, None).await;
     settle().await;
     assert!(small.finish().await.starts_with("HTTP/1.1 200"));
+    // The big one's bytes come back with its connection.
     drop(big);
     settle().await;
-    // The big one's reservation came back with its connection.
-    let again = Http1Withheld::open(&t, TokenKind::Bob, Some(9_500)).await;
+    let mut again = Http1Withheld::open(&t, TokenKind::Bob, Some(9_500)).await;
+    again.send_part(9_000).await;
     settle().await;
-    let after = Http1Withheld::open(&t, TokenKind::AliceAll, Some(1_000))
-        .await
-        .answer()
-        .await;
+    let mut after = Http1Withheld::open(&t, TokenKind::AliceAll, Some(5_000)).await;
+    after.send_part(1_500).await;
+    let after = after.answer().await;
     assert!(after.starts_with("HTTP/1.1 503"), "{after}");
     drop(again);
 }

@@ -970,9 +970,10 @@ fn call_with_zeros(zeros: usize) -> String {
 async fn a_body_of_too_many_values_is_refused_before_the_service() {
     let app = App::start(write_rule, |l| l.max_json_values(100)).await;
     let token = app.token(&["notes:write"]);
-    // 80 zeros + 20 = 100 values: at the cap.
+    // 73 zeros + 27 = 100 values: at the cap (the message's own: three
+    // objects of five, five values, seven member names).
     let (status, _, body) =
-        send(app.post("/mcp", &token, "application/json", &call_with_zeros(80))).await;
+        send(app.post("/mcp", &token, "application/json", &call_with_zeros(73))).await;
     assert_eq!((status, body.as_str()), (200, "hello alice"));
     let nested = format!(
         r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"write","arguments":{{"deep":{}}}}}}}"#,
@@ -980,22 +981,22 @@ async fn a_body_of_too_many_values_is_refused_before_the_service() {
     );
     let batch = format!("[{},{}]", call_with_zeros(50), call_with_zeros(50));
     // An object counts five (found from outside: 50,000 one-member
-    // objects cost three times the memory of 100,000 zeros): 13 of them
-    // (six each, the object and its member) with the message's own 20
-    // pass the cap of 100, 14 do not.
+    // objects cost three times the memory of 100,000 zeros): 10 of them
+    // (seven each: the object, its member's name and value) with the
+    // message's own 27 pass the cap of 100, 11 do not.
     let objects = |n: usize| {
         format!(
             r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"write","arguments":{{"o":[{}]}}}}}}"#,
             vec![r#"{"k":0}"#; n].join(",")
         )
     };
-    let (status, _, body) = send(app.post("/mcp", &token, "application/json", &objects(13))).await;
+    let (status, _, body) = send(app.post("/mcp", &token, "application/json", &objects(10))).await;
     assert_eq!((status, body.as_str()), (200, "hello alice"));
     for body in [
-        call_with_zeros(81),
+        call_with_zeros(74),
         nested,
         batch,
-        objects(14),
+        objects(11),
         call_with_zeros(50_000),
     ] {
         let (status, headers, answer) =
@@ -1012,7 +1013,7 @@ async fn a_body_of_too_many_values_is_refused_before_the_service() {
     }
     // Without a valid token the token is judged first: 401.
     let (status, _, _) =
-        send(app.post("/mcp", "bad", "application/json", &call_with_zeros(81))).await;
+        send(app.post("/mcp", "bad", "application/json", &call_with_zeros(74))).await;
     assert_eq!(status, 401);
     // The default (100,000) serves what the small cap refused.
     let app = App::start(write_rule, |l| l).await;

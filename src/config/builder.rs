@@ -563,10 +563,12 @@ impl AuthConfigBuilder {
     /// Cap on the requests of one user (issuer, tenant and subject: all its
     /// clients together; for an unauthenticated JSON POST on an exempt
     /// route, the peer's address) whose bodies the layer waits for at once,
-    /// on this process (default 16), over HTTP/1 and HTTP/2 alike. A body
-    /// sent with its head (every honest call) is never waited for; one
-    /// that has not arrived whole when the layer reads it holds a slot
-    /// until it has. One more gets 429 with `Retry-After: 1` and the JSON
+    /// on this process (default 256), over HTTP/1 and HTTP/2 alike. A body
+    /// already in the server's buffers when the layer first reads it (a
+    /// call sent with its head, unless many arrive at once) is never waited
+    /// for; one that has not arrived whole holds a slot until it has. The
+    /// default is above one HTTP/2 connection's 200 streams, so that a
+    /// client's burst of calls on one connection is never refused. One more gets 429 with `Retry-After: 1` and the JSON
     /// `reason` `too_many_pending_bodies_for_principal`, its body unread.
     /// Why: a request waiting for its body holds its head and the body
     /// read so far in memory (up to the 4 MiB body cap), and a client may
@@ -577,7 +579,7 @@ impl AuthConfigBuilder {
     }
 
     /// Cap on the request bodies the layer waits for at once, all callers
-    /// together, on this process (default 1,024: about 32 MB of heads at
+    /// together, on this process (default 2,048: about 64 MB of heads at
     /// the default header limit). One more gets 503
     /// `temporarily_unavailable` with `Retry-After: 1` and the JSON
     /// `reason` `too_many_pending_bodies`, its body unread. See
@@ -587,13 +589,11 @@ impl AuthConfigBuilder {
         self
     }
 
-    /// Cap on the bytes of the request bodies the layer waits for at once,
-    /// all callers together, on this process (default 256 MiB): each
-    /// reserves its declared `Content-Length` (the body cap, 4 MiB by
-    /// default, when it declares none) while it waits. A body that would
-    /// pass the cap gets the 503 of
-    /// [`max_pending_bodies`](Self::max_pending_bodies); one larger than
-    /// the whole cap still waits when nothing else does.
+    /// Cap on the bytes the request bodies the layer waits for hold
+    /// together, on this process (default 256 MiB): what has arrived of
+    /// each, counted as it arrives (each at most the body cap, 4 MiB by
+    /// default). A body whose next bytes would pass the cap gets the 503 of
+    /// [`max_pending_bodies`](Self::max_pending_bodies), its read ended.
     pub fn max_pending_body_bytes(mut self, bytes: usize) -> Self {
         self.max_pending_body_bytes = bytes;
         self

@@ -509,7 +509,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             s.builder.max_pending_bodies_per_principal = n;
             Ok(())
         }),
-        default: "16",
+        default: "256",
         meaning: "requests of one principal whose bodies are waited for at once (429 past it)",
     },
     EnvVar {
@@ -521,7 +521,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             s.builder.max_pending_bodies = n;
             Ok(())
         }),
-        default: "1024",
+        default: "2048",
         meaning: "request bodies waited for at once, all callers together (503 past it)",
     },
     EnvVar {
@@ -534,7 +534,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "268435456",
-        meaning: "bytes the bodies waited for may declare together (503 past it)",
+        meaning: "bytes the bodies waited for may hold together (503 past it)",
     },
     EnvVar {
         name: "MCP_OAUTH2_MAX_SESSIONS",

@@ -70,10 +70,10 @@ pub(crate) const DEFAULT_MAX_SESSIONS_PER_PRINCIPAL: usize = 64;
 pub(crate) const DEFAULT_MAX_LISTENS_PER_PRINCIPAL: usize = 16;
 /// Default cap on the request bodies one user's requests have the layer
 /// wait for at once.
-pub(crate) const DEFAULT_MAX_PENDING_BODIES_PER_PRINCIPAL: usize = 16;
+pub(crate) const DEFAULT_MAX_PENDING_BODIES_PER_PRINCIPAL: usize = 256;
 /// Default cap on the request bodies the layer waits for at once, all
 /// callers together.
-pub(crate) const DEFAULT_MAX_PENDING_BODIES: usize = 1024;
+pub(crate) const DEFAULT_MAX_PENDING_BODIES: usize = 2048;
 /// Default cap on the bytes the bodies the layer waits for may hold
 /// together (their declared lengths; the body cap for one that declares
 /// none).

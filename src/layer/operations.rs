@@ -127,10 +127,7 @@ impl Shared {
         // A body not arrived yet is waited for within its user's bound
         // (`pending_bodies`).
         let read = read_pending(body, self.max_body_bytes, &self.pending_bodies, || {
-            (
-                super::sessions::user_key(ctx),
-                declared_length(&parts.headers),
-            )
+            super::sessions::user_key(ctx)
         })
         .await;
         let bytes = match read {
@@ -279,10 +276,7 @@ impl Shared {
         let (parts, body) = req.into_parts();
         // Unauthenticated: a pending body counts under its peer's address.
         let read = read_pending(body, self.max_body_bytes, &self.pending_bodies, || {
-            (
-                super::pending_bodies::peer_key(seen.meta.client_addr),
-                declared_length(&parts.headers),
-            )
+            super::pending_bodies::peer_key(seen.meta.client_addr)
         })
         .await;
         let bytes = match read {

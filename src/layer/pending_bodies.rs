@@ -13,14 +13,16 @@
 //! MB). The connection limit (three quarters of the descriptor limit) was
 //! the only bound: terabytes at 15,000 connections.
 //!
-//! A body that has arrived when the layer first reads it (an honest call,
-//! sent with its head) takes nothing: the common call never touches the
-//! table (HTTP/1 included: hyper hands the layer a body already in its
-//! read buffer at the first read). One that has not takes a slot of its
+//! A body that has arrived when the layer first reads it (a call sent with
+//! its head) takes nothing: the common call never touches the table
+//! (HTTP/1 included: hyper hands the layer a body already in its read
+//! buffer at the first read). A burst of calls on one HTTP/2 connection
+//! may find some bodies not yet taken from the connection: the default
+//! per-user bound is above a connection's 200 streams for that. One that has not takes a slot of its
 //! user's (the caller's user: issuer, tenant, subject; for an
 //! unauthenticated JSON POST on an exempt route, the peer's address) and
-//! one of the process's, reserving its declared length (the body cap when
-//! it declares none), until it is read whole, refused or dropped. Past
+//! one of the process's, counting the bytes it holds as they arrive, until
+//! it is read whole, refused or dropped. Past
 //! [`max_pending_bodies_per_principal`](crate::AuthConfigBuilder::max_pending_bodies_per_principal)
 //! the request is answered 429, past
 //! [`max_pending_bodies`](crate::AuthConfigBuilder::max_pending_bodies) or
@@ -28,7 +30,6 @@
 //! 503, at once, its body unread.
 
 use std::collections::HashMap;
-use std::future::Future as _;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -89,11 +90,9 @@ impl PendingBodies {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A slot for one more pending body of `key`, reserving `bytes` of the
-    /// process's byte bound (at most the whole bound: a body larger than it
-    /// still waits when nothing else does), or the bound that is full.
+    /// A slot for one more pending body of `key`, holding `bytes` already
+    /// (what arrived before it waited), or the bound that is full.
     fn wait(self: &Arc<Self>, key: Owner, bytes: usize) -> Result<PendingSlot, Full> {
-        let bytes = bytes.min(self.total_bytes);
         let mut open = self.lock();
         if open.keys.get(&key).copied().unwrap_or(0) >= self.per_principal {
             return Err(Full::Principal);
@@ -130,6 +129,20 @@ struct PendingSlot {
     bytes: usize,
 }
 
+impl PendingSlot {
+    /// `more` bytes of the body arrived while it waits: counted, or the
+    /// process's byte bound is full.
+    fn grow(&mut self, more: usize) -> Result<(), Full> {
+        let mut open = self.bodies.lock();
+        if open.bytes.saturating_add(more) > self.bodies.total_bytes {
+            return Err(Full::Process);
+        }
+        open.bytes += more;
+        self.bytes += more;
+        Ok(())
+    }
+}
+
 impl Drop for PendingSlot {
     fn drop(&mut self) {
         let mut open = self.bodies.lock();
@@ -158,30 +171,60 @@ pub(super) fn peer_key(addr: Option<IpAddr>) -> Owner {
     key
 }
 
-/// Reads a request's `body` whole (at most `limit` bytes, as
-/// `axum::body::to_bytes`): at once when it has arrived; else within a
-/// pending slot of the key `pending()` names, reserving the length it
-/// declares (`limit` when none), or not at all when the bounds are full.
+/// Reads a request's `body` whole (at most `limit` bytes, with the errors
+/// of `axum::body::to_bytes`): without the table while it has arrived;
+/// once a read must wait, within a pending slot of the key `pending()`
+/// names, counting the bytes it holds, or not at all when a bound is full.
 /// `pending` runs only for a body that waits.
 pub(super) async fn read_pending(
     body: Body,
     limit: usize,
     bodies: &Arc<PendingBodies>,
-    pending: impl FnOnce() -> (Owner, Option<u64>),
+    pending: impl FnOnce() -> Owner,
 ) -> Result<Bytes, Unread> {
-    let mut read = std::pin::pin!(axum::body::to_bytes(body, limit));
-    // One poll with the task's own waker: a body that has arrived is read
-    // now, without the table.
-    let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
-    if let Poll::Ready(done) = first {
-        return done.map_err(Unread::Body);
+    use http_body::Body as _;
+    // `Limited` and its error, as `to_bytes` reads: the layer tells a body
+    // over the cap (413) by that error.
+    let mut body = std::pin::pin!(http_body_util::Limited::new(body, limit));
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut held = 0;
+    let mut pending = Some(pending);
+    let mut slot: Option<PendingSlot> = None;
+    loop {
+        // One poll with the task's own waker: a frame that has arrived is
+        // taken without the table.
+        let polled = std::future::poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await;
+        let frame = match polled {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if let Some(pending) = pending.take() {
+                    slot = Some(bodies.wait(pending(), held).map_err(Unread::Full)?);
+                }
+                std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await
+            }
+        };
+        match frame {
+            None => break,
+            Some(Err(e)) => return Err(Unread::Body(axum::Error::new(e))),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data()
+                    && !data.is_empty()
+                {
+                    held += data.len();
+                    if let Some(slot) = slot.as_mut() {
+                        slot.grow(data.len()).map_err(Unread::Full)?;
+                    }
+                    chunks.push(data);
+                }
+            }
+        }
     }
-    let (key, declared) = pending();
-    let bytes = declared
-        .and_then(|n| usize::try_from(n).ok())
-        .map_or(limit, |n| n.min(limit));
-    let _slot = bodies.wait(key, bytes).map_err(Unread::Full)?;
-    read.await.map_err(Unread::Body)
+    drop(slot);
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => Bytes::from(chunks.concat()),
+    })
 }
 
 #[cfg(test)]
@@ -210,19 +253,19 @@ mod tests {
     }
 
     #[test]
-    fn the_process_bytes_are_bounded_and_a_body_over_the_bound_waits_alone() {
+    fn the_process_bytes_are_bounded_as_bodies_arrive() {
         let bodies = Arc::new(PendingBodies::new(8, 8, 100));
         let (alice, bob) = ([1; 32], [2; 32]);
-        let a = bodies.wait(alice, 60).unwrap();
+        let mut a = bodies.wait(alice, 60).unwrap();
         assert_eq!(bodies.wait(bob, 41).err(), Some(Full::Process));
-        let b = bodies.wait(bob, 40).unwrap();
+        let mut b = bodies.wait(bob, 30).unwrap();
+        b.grow(10).unwrap();
         assert_eq!(bodies.counts(&bob), (2, 100, 1));
-        drop((a, b));
-        // Larger than the whole bound: reserved as the bound, alone.
-        let huge = bodies.wait(alice, 5000).unwrap();
+        assert_eq!(a.grow(1).err(), Some(Full::Process));
+        drop(b);
+        a.grow(40).unwrap();
         assert_eq!(bodies.counts(&alice), (1, 100, 1));
-        assert_eq!(bodies.wait(bob, 1).err(), Some(Full::Process));
-        drop(huge);
+        drop(a);
         assert_eq!(bodies.counts(&alice), (0, 0, 0));
     }
 
@@ -261,8 +304,26 @@ mod tests {
         // Bounds of one, already full: an arrived body is read anyway.
         let bodies = Arc::new(PendingBodies::new(1, 1, 64));
         let _held = bodies.wait([9; 32], 64).unwrap();
-        let read = read_pending(Body::from("{}"), 64, &bodies, || ([9; 32], Some(2))).await;
+        let read = read_pending(Body::from("{}"), 64, &bodies, || [9; 32]).await;
         assert!(matches!(read, Ok(bytes) if bytes.as_ref() == b"{}"));
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_byte_bound_while_it_waits_is_refused() {
+        let bodies = Arc::new(PendingBodies::new(8, 8, 10));
+        let (tx, body) = channel_body();
+        let waiting = {
+            let bodies = Arc::clone(&bodies);
+            tokio::spawn(async move { read_pending(body, 64, &bodies, || [5; 32]).await })
+        };
+        tx.send(Ok(Bytes::from_static(b"[1,2,"))).await.unwrap();
+        tx.send(Ok(Bytes::from_static(b"3,4,5,"))).await.unwrap();
+        let read = waiting.await.unwrap();
+        assert!(matches!(read, Err(Unread::Full(Full::Process))));
+        assert_eq!(bodies.counts(&[5; 32]), (0, 0, 0));
+        // Over the body cap: the error `to_bytes` gives.
+        let read = read_pending(Body::from("x".repeat(65)), 64, &bodies, || [5; 32]).await;
+        assert!(matches!(read, Err(Unread::Body(e)) if e.to_string().contains("length limit")));
     }
 
     #[tokio::test]
@@ -271,16 +332,16 @@ mod tests {
         let (tx, body) = channel_body();
         let waiting = {
             let bodies = Arc::clone(&bodies);
-            tokio::spawn(async move { read_pending(body, 64, &bodies, || ([5; 32], None)).await })
+            tokio::spawn(async move { read_pending(body, 64, &bodies, || [5; 32]).await })
         };
-        // The first read holds the key's only slot while it waits,
-        // reserving the limit (no declared length).
+        // The first read holds the key's only slot while it waits, and
+        // counts what arrives.
         while bodies.counts(&[5; 32]).2 == 0 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(bodies.counts(&[5; 32]), (1, 64, 1));
+        assert_eq!(bodies.counts(&[5; 32]), (1, 0, 1));
         let (tx2, second) = channel_body();
-        let refused = read_pending(second, 64, &bodies, || ([5; 32], Some(2))).await;
+        let refused = read_pending(second, 64, &bodies, || [5; 32]).await;
         assert!(matches!(refused, Err(Unread::Full(Full::Principal))));
         drop(tx2);
         tx.send(Ok(Bytes::from_static(b"[]"))).await.unwrap();
