@@ -495,16 +495,23 @@ async fn run(audit: &Audit) -> Vec<String> {
         .unwrap();
     assert_eq!(r.status(), 200);
     let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
-    let r = c
-        .http
-        .post(&h.resource)
-        .header("authorization", format!("Bearer {carol}"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &session)
-        .header("x-request-id", "sess-1")
-        .body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#)
-        .send()
+    // A `tools/list` in the session(s) `ids`, with `authorization`.
+    let in_session = |authorization: &str, ids: &[&str], rid: &str| {
+        let mut request = c
+            .http
+            .post(&h.resource)
+            .header("authorization", authorization)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("x-request-id", rid);
+        for id in ids {
+            request = request.header("mcp-session-id", *id);
+        }
+        request
+            .body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#)
+            .send()
+    };
+    let r = in_session(&format!("Bearer {carol}"), &[&session], "sess-1")
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
@@ -516,17 +523,7 @@ async fn run(audit: &Audit) -> Vec<String> {
     // Her own id sent twice: 404 (the layer never guesses which field the
     // service reads), logged as repeated, not as another principal's
     // session (it was `session_not_owned`).
-    let r = c
-        .http
-        .post(&h.resource)
-        .header("authorization", &bearer)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &session)
-        .header("mcp-session-id", &session)
-        .header("x-request-id", "sess-twice")
-        .body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#)
-        .send()
+    let r = in_session(&bearer, &[&session, &session], "sess-twice")
         .await
         .unwrap();
     assert_eq!(r.status(), 404);

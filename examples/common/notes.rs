@@ -314,6 +314,14 @@ pub(crate) struct Page {
     pub(crate) from: Option<u64>,
 }
 
+/// `answer` (an object) with `"next": next` when some notes are left.
+fn with_next(mut answer: serde_json::Value, next: Option<usize>) -> serde_json::Value {
+    if let (Some(next), Some(object)) = (next, answer.as_object_mut()) {
+        object.insert("next".into(), next.into());
+    }
+    answer
+}
+
 /// The notes of one page: those from `from` (1-based) while their text
 /// stays within [`PAGE_BYTES`] (at least one), and the number of the next
 /// note when some are left.
@@ -607,13 +615,12 @@ impl NotesServer {
         // the private folder guard with `notes:private`: without that scope
         // the list names each note by its URI (found from outside: a
         // `notes:read` token read every private note here).
-        let mut answer = if auth.has_scope(NOTES_PRIVATE) {
+        let answer = if auth.has_scope(NOTES_PRIVATE) {
             let (range, next) = page(mine, from);
-            let mut answer = serde_json::json!({ "notes": mine.get(range).unwrap_or_default() });
-            if let (Some(next), Some(answer)) = (next, answer.as_object_mut()) {
-                answer.insert("next".into(), next.into());
-            }
-            answer
+            with_next(
+                serde_json::json!({ "notes": mine.get(range).unwrap_or_default() }),
+                next,
+            )
         } else {
             let uris: Vec<String> = (1..=mine.len())
                 .map(|n| format!("notes://private/{n}"))
@@ -621,7 +628,7 @@ impl NotesServer {
             serde_json::json!({ "notes": uris, "text_needs": NOTES_PRIVATE })
         };
         drop(notes);
-        Ok(std::mem::take(&mut answer).to_string())
+        Ok(answer.to_string())
     }
 
     #[tool(description = "Add a note (scope notes:write)")]
@@ -711,11 +718,8 @@ impl NotesServer {
         // Without it the caller gets a real HTTP 403 `insufficient_scope`
         // challenge naming `notes:read notes:export` (late step-up).
         auth.require_scopes([NOTES_EXPORT])?;
-        let mut answer = serde_json::json!({ "format": "mcp-oauth2-notes/1", "notes": notes });
-        if let (Some(next), Some(answer)) = (next, answer.as_object_mut()) {
-            answer.insert("next".into(), next.into());
-        }
-        Ok(answer.to_string())
+        let answer = serde_json::json!({ "format": "mcp-oauth2-notes/1", "notes": notes });
+        Ok(with_next(answer, next).to_string())
     }
 }
 
