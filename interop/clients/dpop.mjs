@@ -46,7 +46,7 @@ const thumbprint = await dpop.calculateThumbprint();
 async function tokenRequest(retried = false) {
   const res = await oauth.clientCredentialsGrantRequest(as, client, clientAuth, {
     resource: mcpUrl,
-    scope: 'notes:read notes:write',
+    scope: 'notes:read notes:write notes:private',
   }, { ...insecure, DPoP: dpop });
   try {
     return await oauth.processClientCredentialsResponse(as, client, res);
