@@ -711,9 +711,7 @@ where
             // Only two statuses are ever rewritten: a served call moves
             // no response into a rewriting future (code a call would touch).
             Ok(match response.status() {
-                http::StatusCode::BAD_REQUEST => {
-                    unsupported_version_as_jsonrpc(response, request_id).await
-                }
+                http::StatusCode::BAD_REQUEST => plain_400_as_jsonrpc(response, request_id).await,
                 http::StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                     undeserializable_as_jsonrpc(response, request_id).await
                 }
@@ -751,7 +749,7 @@ const SESSION_REQUIRED: &str = "Bad Request: Mcp-Session-Id is required (send th
 /// (-32600, `data.reason` `session_required`, `id` null; found from
 /// outside: the one refusal a client could not read as JSON; the
 /// TypeScript SDK answers it with a JSON-RPC error too).
-async fn unsupported_version_as_jsonrpc(
+async fn plain_400_as_jsonrpc(
     response: axum::response::Response,
     request_id: Option<crate::correlation::RequestId>,
 ) -> axum::response::Response {

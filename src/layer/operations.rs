@@ -303,9 +303,9 @@ impl Shared {
         declared_length(req.headers()).is_some_and(|len| len > self.max_body_bytes as u64)
     }
 
-    /// The answer to an HTTP/2 body not arrived yet when a bound of
+    /// The answer to a body not arrived whole when a bound of
     /// `pending_bodies` is full: 429 (the user's), 503 (the process's),
-    /// the body unread. `ctx`: the caller, when authenticated.
+    /// the rest of the body unread. `ctx`: the caller, when authenticated.
     #[cold]
     fn pending_full(
         &self,
