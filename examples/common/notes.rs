@@ -605,29 +605,19 @@ impl NotesServer {
         // Already enforced by the layer; checked again here (hierarchy-aware)
         // as defense in depth.
         auth.require_scopes([NOTES_READ])?;
-        let notes = self
-            .notes
-            .lock()
-            .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
-        let empty = Vec::new();
-        let mine = notes.get(&owner(&auth)).unwrap_or(&empty);
+        let (notes, next, count) = self.page_of(&auth, from)?;
         // A note's text is what `notes://private/{n}` and `read_note` from
         // the private folder guard with `notes:private`: without that scope
         // the list names each note by its URI (found from outside: a
         // `notes:read` token read every private note here).
         let answer = if auth.has_scope(NOTES_PRIVATE) {
-            let (range, next) = page(mine, from);
-            with_next(
-                serde_json::json!({ "notes": mine.get(range).unwrap_or_default() }),
-                next,
-            )
+            with_next(serde_json::json!({ "notes": notes }), next)
         } else {
-            let uris: Vec<String> = (1..=mine.len())
+            let uris: Vec<String> = (1..=count)
                 .map(|n| format!("notes://private/{n}"))
                 .collect();
             serde_json::json!({ "notes": uris, "text_needs": NOTES_PRIVATE })
         };
-        drop(notes);
         Ok(answer.to_string())
     }
 
@@ -703,16 +693,7 @@ impl NotesServer {
         auth: AuthContext,
         Parameters(Page { from }): Parameters<Page>,
     ) -> Result<String, rmcp::ErrorData> {
-        let (notes, next) = {
-            let store = self
-                .notes
-                .lock()
-                .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
-            let empty = Vec::new();
-            let mine = store.get(&owner(&auth)).unwrap_or(&empty);
-            let (range, next) = page(mine, from);
-            (mine.get(range).unwrap_or_default().to_vec(), next)
-        };
+        let (notes, next, _) = self.page_of(&auth, from)?;
         // Only now, with the notes in hand, does the server learn that an
         // export is what happens: the handler asks for the scope mid-call.
         // Without it the caller gets a real HTTP 403 `insufficient_scope`
@@ -724,6 +705,26 @@ impl NotesServer {
 }
 
 impl NotesServer {
+    /// One page of the caller's notes (see [`page`]): their text, the
+    /// `from` of the next page, and how many notes the caller has.
+    fn page_of(
+        &self,
+        auth: &AuthContext,
+        from: Option<u64>,
+    ) -> Result<(Vec<String>, Option<usize>, usize), rmcp::ErrorData> {
+        let store = self
+            .notes
+            .lock()
+            .map_err(|_| rmcp::ErrorData::internal_error("store poisoned", None))?;
+        let mine = store.get(&owner(auth)).map_or(&[][..], Vec::as_slice);
+        let (range, next) = page(mine, from);
+        Ok((
+            mine.get(range).unwrap_or_default().to_vec(),
+            next,
+            mine.len(),
+        ))
+    }
+
     /// The text of a note resource, for the caller `auth`.
     fn note_text(&self, auth: &AuthContext, uri: NoteUri<'_>) -> Result<String, rmcp::ErrorData> {
         let not_found = || rmcp::ErrorData::resource_not_found("no such note", None);

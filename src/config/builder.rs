@@ -1198,29 +1198,18 @@ impl AuthConfigBuilder {
                 },
             );
         }
-        if self.max_listens_per_principal == 0 {
-            return Err(ConfigError::new(
-                "max_listens_per_principal",
-                "must be greater than zero",
-            ));
-        }
-        if self.max_pending_bodies_per_principal == 0 {
-            return Err(ConfigError::new(
+        for (field, cap) in [
+            ("max_listens_per_principal", self.max_listens_per_principal),
+            (
                 "max_pending_bodies_per_principal",
-                "must be greater than zero",
-            ));
-        }
-        if self.max_pending_bodies == 0 {
-            return Err(ConfigError::new(
-                "max_pending_bodies",
-                "must be greater than zero",
-            ));
-        }
-        if self.max_pending_body_bytes == 0 {
-            return Err(ConfigError::new(
-                "max_pending_body_bytes",
-                "must be greater than zero",
-            ));
+                self.max_pending_bodies_per_principal,
+            ),
+            ("max_pending_bodies", self.max_pending_bodies),
+            ("max_pending_body_bytes", self.max_pending_body_bytes),
+        ] {
+            if cap == 0 {
+                return Err(ConfigError::new(field, "must be greater than zero"));
+            }
         }
         if sessions.idle_timeout.is_zero() {
             return Err(ConfigError::new(
