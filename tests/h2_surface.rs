@@ -769,12 +769,22 @@ struct Withheld {
 
 impl Withheld {
     async fn open(client: &h2::client::SendRequest<Bytes>, call: &H2Call) -> Self {
+        Self::open_declared(client, call, None).await
+    }
+
+    /// The same, its head declaring `declared` bytes (the call's own
+    /// length when `None`).
+    async fn open_declared(
+        client: &h2::client::SendRequest<Bytes>,
+        call: &H2Call,
+        declared: Option<usize>,
+    ) -> Self {
         let data = Bytes::from(call.pieces.concat());
         let mut request = http::Request::post(&call.uri);
         for (name, value) in &call.headers {
             request = request.header(name.as_str(), value.as_str());
         }
-        request = request.header("content-length", data.len().to_string());
+        request = request.header("content-length", declared.unwrap_or(data.len()).to_string());
         let mut client = client.clone().ready().await.unwrap();
         let (response, body) = client
             .send_request(request.body(()).unwrap(), false)
@@ -822,7 +832,7 @@ async fn h2_client(addr: std::net::SocketAddr) -> h2::client::SendRequest<Bytes>
 
 /// Lets the server take the streams sent so far to their body reads.
 async fn settle() {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
 /// An HTTP/1 POST whose head is sent and whose body is withheld until
@@ -830,29 +840,42 @@ async fn settle() {
 struct Http1Withheld {
     tcp: tokio::net::TcpStream,
     body: Vec<u8>,
+    /// The length its head declares.
+    declared: usize,
+    /// The bytes of its body sent so far.
+    sent: usize,
 }
 
 impl Http1Withheld {
+    /// A call whose head declares `declared` bytes (its JSON body's own
+    /// length when `None`), no body sent yet.
     async fn open(t: &Target, kind: TokenKind, declared: Option<usize>) -> Self {
-        let body = modern_tool_call_body(7, "open_tool").into_bytes();
-        let mut tcp = tokio::net::TcpStream::connect(t.addr).await.unwrap();
-        let head = format!(
-            "POST /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: {MODERN}\r\nMcp-Method: tools/call\r\nMcp-Name: open_tool\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            t.addr,
-            t.bearer(kind),
-            declared.unwrap_or(body.len()),
-        );
-        tokio::io::AsyncWriteExt::write_all(&mut tcp, head.as_bytes())
-            .await
-            .unwrap();
-        Self { tcp, body }
+        Self::open_with(t, kind, declared, 0).await
     }
 
-    /// Sends `n` bytes of a body (spaces: JSON whitespace).
-    async fn send_part(&mut self, n: usize) {
-        tokio::io::AsyncWriteExt::write_all(&mut self.tcp, &vec![b' '; n])
+    /// A call whose head declares `declared` bytes and goes in one write
+    /// with the first `part` of them (spaces: JSON whitespace).
+    async fn open_with(t: &Target, kind: TokenKind, declared: Option<usize>, part: usize) -> Self {
+        let body = modern_tool_call_body(7, "open_tool").into_bytes();
+        let declared = declared.unwrap_or(body.len());
+        assert!(part + body.len() <= declared || part == 0);
+        let mut tcp = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+        let mut head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: {MODERN}\r\nMcp-Method: tools/call\r\nMcp-Name: open_tool\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n",
+            t.addr,
+            t.bearer(kind),
+        )
+        .into_bytes();
+        head.resize(head.len() + part, b' ');
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, &head)
             .await
             .unwrap();
+        Self {
+            tcp,
+            body,
+            declared,
+            sent: part,
+        }
     }
 
     /// The answer's status line and body, read until the server closes.
@@ -868,13 +891,64 @@ impl Http1Withheld {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// Whether an answer has begun to arrive within `wait`.
+    async fn answered_within(&self, wait: Duration) -> bool {
+        let mut byte = [0; 1];
+        matches!(
+            tokio::time::timeout(wait, self.tcp.peek(&mut byte)).await,
+            Ok(Ok(1..))
+        )
+    }
+
+    /// Sends the rest of the body (spaces, then the JSON call) and reads
+    /// the answer.
     async fn finish(mut self) -> String {
-        let body = std::mem::take(&mut self.body);
-        tokio::io::AsyncWriteExt::write_all(&mut self.tcp, &body)
+        let mut rest = vec![b' '; self.declared - self.sent - self.body.len()];
+        rest.extend_from_slice(&self.body);
+        tokio::io::AsyncWriteExt::write_all(&mut self.tcp, &rest)
             .await
             .unwrap();
         self.answer().await
     }
+}
+
+/// Two calls whose bodies together pass a byte bound: whichever of them
+/// the server counted last is refused at once (its answer, with its
+/// `Retry-After`, returned) and the other still waits (returned). Which
+/// one depends on the order the server reached their body reads in, not
+/// on the test's.
+async fn one_refused(a: Http1Withheld, b: Http1Withheld) -> (String, Http1Withheld) {
+    let first = tokio::time::timeout(attack::HEAD_TIMEOUT, async {
+        tokio::select! {
+            _ = a.answered_within(attack::HEAD_TIMEOUT) => 0,
+            _ = b.answered_within(attack::HEAD_TIMEOUT) => 1,
+        }
+    })
+    .await
+    .expect("one of the two refused");
+    let (refused, waiting) = if first == 0 { (a, b) } else { (b, a) };
+    let refused = refused.answer().await;
+    assert!(
+        refused.to_ascii_lowercase().contains("retry-after: 1"),
+        "{refused}"
+    );
+    assert!(
+        !waiting.answered_within(Duration::from_millis(500)).await,
+        "both answered"
+    );
+    (refused, waiting)
+}
+
+/// One call of each of Alice and Bob, served: the key set is fetched and
+/// their tokens verified once, so that the requests of a test reach their
+/// body reads in the order they are sent, as far as that can be. The
+/// log of what ran is left empty.
+async fn warm(t: &Target) {
+    for kind in [TokenKind::AliceAll, TokenKind::Bob] {
+        let answer = Http1Withheld::open(t, kind, None).await.finish().await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    assert_eq!(ran(t).len(), 2);
 }
 
 // Found from outside: requests whose heads came with a valid token and
@@ -893,6 +967,7 @@ async fn bodies_withheld_are_bounded_per_user_and_in_all() {
         b.max_pending_bodies_per_principal(3).max_pending_bodies(5)
     })
     .await;
+    warm(&t).await;
     let alice = H2Call::modern(&t, Some(TokenKind::AliceAll), "open_tool");
     let bob = H2Call::modern(&t, Some(TokenKind::Bob), "open_tool");
     let client = h2_client(t.addr).await;
@@ -958,33 +1033,108 @@ async fn bodies_withheld_are_bounded_per_user_and_in_all() {
 
 // The bodies waited for are bounded in bytes too, counted as they arrive
 // (found from outside: 100 bodies of 4 MiB less 100 bytes on one
-// connection, +530 MB).
+// connection, +530 MB), and the bytes come back with their bodies.
 #[tokio::test]
 async fn bodies_withheld_are_bounded_in_bytes() {
     let t = Target::start_with(attack::Mount::Default, |b| b.max_pending_body_bytes(10_000)).await;
-    // Alice's body: 8,000 of its 9,000 bytes, then nothing.
-    let mut big = Http1Withheld::open(&t, TokenKind::AliceAll, Some(9_000)).await;
-    big.send_part(8_000).await;
+    warm(&t).await;
+    // Alice's body: 8,000 of its 9,000 bytes, then nothing. Bob's: 2,500
+    // of 5,000, past the process's 10,000 together: the one counted last
+    // (Bob's, unless the server reached Alice's body read later) gets 503,
+    // its read ended; the other waits.
+    let big = Http1Withheld::open_with(&t, TokenKind::AliceAll, Some(9_000), 8_000).await;
     settle().await;
-    // Bob's: 2,500 of 5,000 pass the process's 10,000: 503, read ended.
-    let mut over = Http1Withheld::open(&t, TokenKind::Bob, Some(5_000)).await;
-    over.send_part(2_500).await;
-    let over = over.answer().await;
-    assert!(over.starts_with("HTTP/1.1 503"), "{over}");
-    assert!(over.contains("\"too_many_pending_bodies\""), "{over}");
-    // Within what is left: waits, and is served once its body comes.
+    let over = Http1Withheld::open_with(&t, TokenKind::Bob, Some(5_000), 2_500).await;
+    let (refused, waiting) = one_refused(big, over).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("\"too_many_pending_bodies\""), "{refused}");
+    // Within what is left: a third waits and is served once its body
+    // comes; so is the one still waiting.
     let small = Http1Withheld::open(&t, TokenKind::Bob, None).await;
     settle().await;
-    assert!(small.finish().await.starts_with("HTTP/1.1 200"));
-    // The big one's bytes come back with its connection.
-    drop(big);
+    let small = small.finish().await;
+    assert!(small.starts_with("HTTP/1.1 200"), "{small}");
+    let waited = waiting.finish().await;
+    assert!(waited.starts_with("HTTP/1.1 200"), "{waited}");
+    // The bytes of a body whose connection drops come back: the survivor
+    // of two that pass the bound holds its bytes (the other's refusal
+    // counted them), then leaves; 9,000 bytes are waited for after it.
+    let gone = Http1Withheld::open_with(&t, TokenKind::AliceAll, Some(9_500), 9_000).await;
     settle().await;
-    let mut again = Http1Withheld::open(&t, TokenKind::Bob, Some(9_500)).await;
-    again.send_part(9_000).await;
+    let probe = Http1Withheld::open_with(&t, TokenKind::Bob, Some(3_000), 2_000).await;
+    let (refused, survivor) = one_refused(gone, probe).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    drop(survivor);
+    let again = held_eventually(&t, TokenKind::Bob, 9_500, 9_000).await;
+    let after = Http1Withheld::open_with(&t, TokenKind::AliceAll, Some(5_000), 1_500).await;
+    let (refused, waiting) = one_refused(again, after).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    let waited = waiting.finish().await;
+    assert!(waited.starts_with("HTTP/1.1 200"), "{waited}");
+}
+
+/// A call of `kind` holding `part` of `declared` bytes that the server
+/// waits for (not refused within a second), once the bytes of calls gone
+/// before have come back: tried again while it is refused, for at most
+/// about twenty seconds.
+async fn held_eventually(
+    t: &Target,
+    kind: TokenKind,
+    declared: usize,
+    part: usize,
+) -> Http1Withheld {
+    for _ in 0..20 {
+        let call = Http1Withheld::open_with(t, kind, Some(declared), part).await;
+        if !call.answered_within(Duration::from_secs(1)).await {
+            return call;
+        }
+        let answer = call.answer().await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    }
+    panic!("the bytes of the calls gone before never came back");
+}
+
+// One user's bodies hold at most `max_pending_body_bytes_per_principal`
+// (429, read ended; the left-open item of the pass that bounded the
+// process's bytes: one token holder could fill them, and every other
+// user's waiting body got 503), over HTTP/1 and HTTP/2 together; another
+// user's bodies are not held back by hers.
+#[tokio::test]
+async fn one_users_withheld_bytes_are_bounded_apart_from_others() {
+    let t = Target::start_with(attack::Mount::Default, |b| {
+        b.max_pending_body_bytes_per_principal(6_000)
+    })
+    .await;
+    warm(&t).await;
+    let first = Http1Withheld::open_with(&t, TokenKind::AliceAll, Some(5_000), 4_000).await;
     settle().await;
-    let mut after = Http1Withheld::open(&t, TokenKind::AliceAll, Some(5_000)).await;
-    after.send_part(1_500).await;
-    let after = after.answer().await;
-    assert!(after.starts_with("HTTP/1.1 503"), "{after}");
-    drop(again);
+    let second = Http1Withheld::open_with(&t, TokenKind::AliceAll, Some(4_000), 3_000).await;
+    let (refused, alices) = one_refused(first, second).await;
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(
+        refused.contains("too_many_pending_bodies_for_principal"),
+        "{refused}"
+    );
+    // Bob's 5,500 of 6,000 wait beside Alice's.
+    let bob = Http1Withheld::open_with(&t, TokenKind::Bob, Some(6_000), 5_500).await;
+    assert!(!bob.answered_within(Duration::from_millis(500)).await);
+    // Alice again, over HTTP/2: past her bound as its bytes arrive, 429.
+    let client = h2_client(t.addr).await;
+    let call = H2Call::modern(&t, Some(TokenKind::AliceAll), "open_tool");
+    let mut stream = Withheld::open_declared(&client, &call, Some(5_000)).await;
+    stream
+        .body
+        .send_data(Bytes::from(vec![b' '; 3_000]), false)
+        .unwrap();
+    let (status, body) = answer_of(stream.response).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("too_many_pending_bodies_for_principal"),
+        "{body}"
+    );
+    // Each waiting call is served once its body comes.
+    let served = bob.finish().await;
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    let served = alices.finish().await;
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
 }

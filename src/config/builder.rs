@@ -67,6 +67,7 @@ pub struct AuthConfigBuilder {
     pub(super) sessions: SessionLimits,
     pub(super) max_listens_per_principal: usize,
     pub(super) max_pending_bodies_per_principal: usize,
+    pub(super) max_pending_body_bytes_per_principal: usize,
     pub(super) max_pending_bodies: usize,
     pub(super) max_pending_body_bytes: usize,
     pub(super) close_streams_at_expiry: bool,
@@ -147,6 +148,8 @@ impl Default for AuthConfigBuilder {
             sessions: SessionLimits::default(),
             max_listens_per_principal: super::DEFAULT_MAX_LISTENS_PER_PRINCIPAL,
             max_pending_bodies_per_principal: super::DEFAULT_MAX_PENDING_BODIES_PER_PRINCIPAL,
+            max_pending_body_bytes_per_principal:
+                super::DEFAULT_MAX_PENDING_BODY_BYTES_PER_PRINCIPAL,
             max_pending_bodies: super::DEFAULT_MAX_PENDING_BODIES,
             max_pending_body_bytes: super::DEFAULT_MAX_PENDING_BODY_BYTES,
             close_streams_at_expiry: true,
@@ -568,13 +571,29 @@ impl AuthConfigBuilder {
     /// call sent with its head, unless many arrive at once) is never waited
     /// for; one that has not arrived whole holds a slot until it has. The
     /// default is above one HTTP/2 connection's 200 streams, so that a
-    /// client's burst of calls on one connection is never refused. One more gets 429 with `Retry-After: 1` and the JSON
-    /// `reason` `too_many_pending_bodies_for_principal`, its body unread.
-    /// Why: a request waiting for its body holds its head and the body
-    /// read so far in memory (up to the 4 MiB body cap), and a client may
-    /// open 200 HTTP/2 streams on every connection it opens.
+    /// client's burst of calls on one connection is never refused. One
+    /// more gets 429 with `Retry-After: 1` and the JSON `reason`
+    /// `too_many_pending_bodies_for_principal`, its body unread. Why: a
+    /// request waiting for its body holds its head and the body read so
+    /// far in memory (up to the 4 MiB body cap), and a client may open 200
+    /// HTTP/2 streams on every connection it opens. See also
+    /// [`max_pending_body_bytes_per_principal`](Self::max_pending_body_bytes_per_principal).
     pub fn max_pending_bodies_per_principal(mut self, bodies: usize) -> Self {
         self.max_pending_bodies_per_principal = bodies;
+        self
+    }
+
+    /// Cap on the bytes the bodies of one user's requests that the layer
+    /// waits for hold together, on this process (default 32 MiB: eight
+    /// bodies at the 4 MiB body cap): what has arrived of each, counted as
+    /// it arrives. A body whose next bytes would pass the cap gets the 429
+    /// of [`max_pending_bodies_per_principal`](Self::max_pending_bodies_per_principal),
+    /// its read ended. Why: without it one user's nearly whole bodies
+    /// could fill the process's
+    /// [`max_pending_body_bytes`](Self::max_pending_body_bytes), and every
+    /// other user's body that must wait would get 503.
+    pub fn max_pending_body_bytes_per_principal(mut self, bytes: usize) -> Self {
+        self.max_pending_body_bytes_per_principal = bytes;
         self
     }
 
@@ -1204,6 +1223,10 @@ impl AuthConfigBuilder {
                 "max_pending_bodies_per_principal",
                 self.max_pending_bodies_per_principal,
             ),
+            (
+                "max_pending_body_bytes_per_principal",
+                self.max_pending_body_bytes_per_principal,
+            ),
             ("max_pending_bodies", self.max_pending_bodies),
             ("max_pending_body_bytes", self.max_pending_body_bytes),
         ] {
@@ -1272,6 +1295,7 @@ impl AuthConfigBuilder {
             sessions,
             max_listens_per_principal: self.max_listens_per_principal,
             max_pending_bodies_per_principal: self.max_pending_bodies_per_principal,
+            max_pending_body_bytes_per_principal: self.max_pending_body_bytes_per_principal,
             max_pending_bodies: self.max_pending_bodies,
             max_pending_body_bytes: self.max_pending_body_bytes,
             close_streams_at_expiry: self.close_streams_at_expiry,
@@ -1516,6 +1540,10 @@ mod tests {
             (
                 base().max_pending_bodies_per_principal(0),
                 "max_pending_bodies_per_principal",
+            ),
+            (
+                base().max_pending_body_bytes_per_principal(0),
+                "max_pending_body_bytes_per_principal",
             ),
             (base().max_pending_bodies(0), "max_pending_bodies"),
             (base().max_pending_body_bytes(0), "max_pending_body_bytes"),

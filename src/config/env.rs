@@ -513,6 +513,18 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         meaning: "requests of one principal whose bodies are waited for at once (429 past it)",
     },
     EnvVar {
+        name: "MCP_OAUTH2_MAX_PENDING_BODY_BYTES_PER_PRINCIPAL",
+        setting: "max_pending_body_bytes_per_principal",
+        field: "max_pending_body_bytes_per_principal",
+        required: false,
+        parse: Parse::Count(|s, n| {
+            s.builder.max_pending_body_bytes_per_principal = n;
+            Ok(())
+        }),
+        default: "33554432",
+        meaning: "bytes the bodies of one principal's requests waited for may hold together (429 past it)",
+    },
+    EnvVar {
         name: "MCP_OAUTH2_MAX_PENDING_BODIES",
         setting: "max_pending_bodies",
         field: "max_pending_bodies",
@@ -1526,6 +1538,7 @@ mod tests {
             ("MCP_OAUTH2_MAX_PENDING_BODIES_PER_PRINCIPAL", "6"),
             ("MCP_OAUTH2_MAX_PENDING_BODIES", " 60 "),
             ("MCP_OAUTH2_MAX_PENDING_BODY_BYTES", "1048576"),
+            ("MCP_OAUTH2_MAX_PENDING_BODY_BYTES_PER_PRINCIPAL", "65536"),
             ("MCP_OAUTH2_MAX_SESSIONS", "30"),
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "40"),
             ("MCP_OAUTH2_VERIFY_TIMEOUT", "12"),
@@ -1601,6 +1614,7 @@ mod tests {
         assert_eq!(c.max_pending_bodies_per_principal, 6);
         assert_eq!(c.max_pending_bodies, 60);
         assert_eq!(c.max_pending_body_bytes, 1_048_576);
+        assert_eq!(c.max_pending_body_bytes_per_principal, 65_536);
         assert_eq!(c.sessions.total, 30);
         assert_eq!(c.sessions.idle_timeout, s(40));
         assert!(!c.sessions.enabled);
@@ -1843,6 +1857,12 @@ mod tests {
             ("MCP_OAUTH2_MAX_PENDING_BODIES", "-5", &[]),
             ("MCP_OAUTH2_MAX_PENDING_BODY_BYTES", "0", &[]),
             ("MCP_OAUTH2_MAX_PENDING_BODY_BYTES", "1 MiB", &[]),
+            ("MCP_OAUTH2_MAX_PENDING_BODY_BYTES_PER_PRINCIPAL", "0", &[]),
+            (
+                "MCP_OAUTH2_MAX_PENDING_BODY_BYTES_PER_PRINCIPAL",
+                "32M",
+                &[],
+            ),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "many", &[]),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "20000", &[]),
             ("MCP_OAUTH2_MAX_SESSIONS", "0", &[]),

@@ -71,12 +71,14 @@ pub(crate) const DEFAULT_MAX_LISTENS_PER_PRINCIPAL: usize = 16;
 /// Default cap on the request bodies one user's requests have the layer
 /// wait for at once.
 pub(crate) const DEFAULT_MAX_PENDING_BODIES_PER_PRINCIPAL: usize = 256;
+/// Default cap on the bytes one user's bodies the layer waits for may
+/// hold together (eight bodies at the default 4 MiB body cap).
+pub(crate) const DEFAULT_MAX_PENDING_BODY_BYTES_PER_PRINCIPAL: usize = 32 * 1024 * 1024;
 /// Default cap on the request bodies the layer waits for at once, all
 /// callers together.
 pub(crate) const DEFAULT_MAX_PENDING_BODIES: usize = 2048;
 /// Default cap on the bytes the bodies the layer waits for may hold
-/// together (their declared lengths; the body cap for one that declares
-/// none).
+/// together, all callers (what has arrived of each).
 pub(crate) const DEFAULT_MAX_PENDING_BODY_BYTES: usize = 256 * 1024 * 1024;
 /// Default cap on the legacy sessions held open by all principals together.
 pub(crate) const DEFAULT_MAX_SESSIONS: usize = 10_000;
@@ -219,6 +221,7 @@ pub struct AuthConfig {
     /// Bodies waited for at once, per user and per process, and their
     /// bytes per process.
     pub(crate) max_pending_bodies_per_principal: usize,
+    pub(crate) max_pending_body_bytes_per_principal: usize,
     pub(crate) max_pending_bodies: usize,
     pub(crate) max_pending_body_bytes: usize,
     pub(crate) dpop: DpopPolicy,

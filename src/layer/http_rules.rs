@@ -81,9 +81,11 @@ pub(crate) enum Refused {
     /// `subscriptions/listen` streams already.
     TooManyListens,
     /// The caller's user (the peer, unauthenticated) has
-    /// `max_pending_bodies_per_principal` HTTP/2 bodies waited for already.
+    /// `max_pending_bodies_per_principal` bodies waited for already, or
+    /// they would hold more than `max_pending_body_bytes_per_principal`.
     TooManyPendingBodies,
-    /// The process waits for `max_pending_bodies` HTTP/2 bodies already.
+    /// The process waits for `max_pending_bodies` bodies already, or they
+    /// would hold more than `max_pending_body_bytes`.
     PendingBodiesFull,
     /// Sessions are off (`stateless_only`) and the request names one.
     SessionsDisabled,
@@ -188,7 +190,7 @@ impl Refused {
             Self::TooManyPendingBodies => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_pending_bodies",
-                "Too many requests of this user are waiting for their bodies; send each body with its request, or retry later",
+                "Too many requests of this user, or too many bytes of theirs, are waiting for their bodies; send each body with its request, or retry later",
             ),
             Self::PendingBodiesFull => (
                 StatusCode::SERVICE_UNAVAILABLE,

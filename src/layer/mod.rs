@@ -271,6 +271,7 @@ impl AuthLayer {
                 listens: Arc::new(listens::Listens::new(config.max_listens_per_principal)),
                 pending_bodies: Arc::new(pending_bodies::PendingBodies::new(
                     config.max_pending_bodies_per_principal,
+                    config.max_pending_body_bytes_per_principal,
                     config.max_pending_bodies,
                     config.max_pending_body_bytes,
                 )),

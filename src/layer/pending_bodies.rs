@@ -24,6 +24,8 @@
 //! one of the process's, counting the bytes it holds as they arrive, until
 //! it is read whole, refused or dropped. Past
 //! [`max_pending_bodies_per_principal`](crate::AuthConfigBuilder::max_pending_bodies_per_principal)
+//! or
+//! [`max_pending_body_bytes_per_principal`](crate::AuthConfigBuilder::max_pending_body_bytes_per_principal)
 //! the request is answered 429, past
 //! [`max_pending_bodies`](crate::AuthConfigBuilder::max_pending_bodies) or
 //! [`max_pending_body_bytes`](crate::AuthConfigBuilder::max_pending_body_bytes)
@@ -43,28 +45,38 @@ use super::sessions::Owner;
 #[derive(Debug)]
 pub(crate) struct PendingBodies {
     per_principal: usize,
+    per_principal_bytes: usize,
     total: usize,
     total_bytes: usize,
     /// Locked only for a body that has not arrived.
     open: Mutex<Open>,
 }
 
-/// What is pending: the process's count and reserved bytes, and each key's
-/// count (only keys with a pending body are kept).
+/// What is pending: the process's count and bytes, and each key's (only
+/// keys with a pending body are kept).
 #[derive(Debug, Default)]
 struct Open {
     count: usize,
     bytes: usize,
-    keys: HashMap<Owner, usize>,
+    keys: HashMap<Owner, Load>,
+}
+
+/// One key's pending bodies and the bytes they hold.
+#[derive(Debug, Default, Clone, Copy)]
+struct Load {
+    count: usize,
+    bytes: usize,
 }
 
 /// Which bound a pending body found full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Full {
     /// The caller's user (or the peer, unauthenticated) waits for
-    /// `max_pending_bodies_per_principal` bodies already.
+    /// `max_pending_bodies_per_principal` bodies already, or its bodies
+    /// would hold more than `max_pending_body_bytes_per_principal`.
     Principal,
-    /// The process waits for `max_pending_bodies` bodies already.
+    /// The process waits for `max_pending_bodies` bodies already, or the
+    /// bodies would hold more than `max_pending_body_bytes`.
     Process,
 }
 
@@ -77,9 +89,15 @@ pub(super) enum Unread {
 }
 
 impl PendingBodies {
-    pub(crate) fn new(per_principal: usize, total: usize, total_bytes: usize) -> Self {
+    pub(crate) fn new(
+        per_principal: usize,
+        per_principal_bytes: usize,
+        total: usize,
+        total_bytes: usize,
+    ) -> Self {
         Self {
             per_principal,
+            per_principal_bytes,
             total,
             total_bytes,
             open: Mutex::default(),
@@ -94,7 +112,10 @@ impl PendingBodies {
     /// (what arrived before it waited), or the bound that is full.
     fn wait(self: &Arc<Self>, key: Owner, bytes: usize) -> Result<PendingSlot, Full> {
         let mut open = self.lock();
-        if open.keys.get(&key).copied().unwrap_or(0) >= self.per_principal {
+        let load = open.keys.get(&key).copied().unwrap_or_default();
+        if load.count >= self.per_principal
+            || load.bytes.saturating_add(bytes) > self.per_principal_bytes
+        {
             return Err(Full::Principal);
         }
         if open.count >= self.total || open.bytes.saturating_add(bytes) > self.total_bytes {
@@ -102,7 +123,9 @@ impl PendingBodies {
         }
         open.count += 1;
         open.bytes += bytes;
-        *open.keys.entry(key).or_insert(0) += 1;
+        let load = open.keys.entry(key).or_default();
+        load.count += 1;
+        load.bytes += bytes;
         Ok(PendingSlot {
             bodies: Arc::clone(self),
             key,
@@ -117,8 +140,14 @@ impl PendingBodies {
         (
             open.count,
             open.bytes,
-            open.keys.get(key).copied().unwrap_or(0),
+            open.keys.get(key).map_or(0, |load| load.count),
         )
+    }
+
+    /// The bytes `key`'s pending bodies hold.
+    #[cfg(test)]
+    fn bytes_of(&self, key: &Owner) -> usize {
+        self.lock().keys.get(key).map_or(0, |load| load.bytes)
     }
 }
 
@@ -131,12 +160,19 @@ struct PendingSlot {
 
 impl PendingSlot {
     /// `more` bytes of the body arrived while it waits: counted, or the
-    /// process's byte bound is full.
+    /// byte bound of its key or of the process is full.
     fn grow(&mut self, more: usize) -> Result<(), Full> {
-        let mut open = self.bodies.lock();
-        if open.bytes.saturating_add(more) > self.bodies.total_bytes {
+        let bodies = &self.bodies;
+        let mut open = bodies.lock();
+        let open = &mut *open;
+        let load = open.keys.entry(self.key).or_default();
+        if load.bytes.saturating_add(more) > bodies.per_principal_bytes {
+            return Err(Full::Principal);
+        }
+        if open.bytes.saturating_add(more) > bodies.total_bytes {
             return Err(Full::Process);
         }
+        load.bytes += more;
         open.bytes += more;
         self.bytes += more;
         Ok(())
@@ -148,9 +184,10 @@ impl Drop for PendingSlot {
         let mut open = self.bodies.lock();
         open.count = open.count.saturating_sub(1);
         open.bytes = open.bytes.saturating_sub(self.bytes);
-        if let Some(count) = open.keys.get_mut(&self.key) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
+        if let Some(load) = open.keys.get_mut(&self.key) {
+            load.count = load.count.saturating_sub(1);
+            load.bytes = load.bytes.saturating_sub(self.bytes);
+            if load.count == 0 {
                 open.keys.remove(&self.key);
             }
         }
@@ -233,7 +270,7 @@ mod tests {
 
     #[test]
     fn a_key_and_the_process_hold_at_most_their_caps_and_get_slots_back() {
-        let bodies = Arc::new(PendingBodies::new(2, 3, 1000));
+        let bodies = Arc::new(PendingBodies::new(2, 1000, 3, 1000));
         let (alice, bob, carol) = ([1; 32], [2; 32], [3; 32]);
         let a1 = bodies.wait(alice, 10).unwrap();
         let a2 = bodies.wait(alice, 10).unwrap();
@@ -254,7 +291,7 @@ mod tests {
 
     #[test]
     fn the_process_bytes_are_bounded_as_bodies_arrive() {
-        let bodies = Arc::new(PendingBodies::new(8, 8, 100));
+        let bodies = Arc::new(PendingBodies::new(8, 100, 8, 100));
         let (alice, bob) = ([1; 32], [2; 32]);
         let mut a = bodies.wait(alice, 60).unwrap();
         assert_eq!(bodies.wait(bob, 41).err(), Some(Full::Process));
@@ -267,6 +304,32 @@ mod tests {
         assert_eq!(bodies.counts(&alice), (1, 100, 1));
         drop(a);
         assert_eq!(bodies.counts(&alice), (0, 0, 0));
+    }
+
+    // One user may not fill the process's bytes: its own bodies hold at
+    // most its byte bound (429), counted at the wait and as they arrive,
+    // and the bytes come back with the bodies; another user still waits.
+    #[test]
+    fn a_key_holds_at_most_its_bytes() {
+        let bodies = Arc::new(PendingBodies::new(8, 100, 8, 1000));
+        let (alice, bob) = ([1; 32], [2; 32]);
+        let mut a1 = bodies.wait(alice, 60).unwrap();
+        assert_eq!(bodies.wait(alice, 41).err(), Some(Full::Principal));
+        let mut a2 = bodies.wait(alice, 40).unwrap();
+        assert_eq!(a2.grow(1).err(), Some(Full::Principal));
+        assert_eq!(a1.grow(1).err(), Some(Full::Principal));
+        assert_eq!(bodies.bytes_of(&alice), 100);
+        // Bob is not held back by Alice's bytes.
+        let mut b = bodies.wait(bob, 100).unwrap();
+        assert_eq!(b.grow(1).err(), Some(Full::Principal));
+        assert_eq!(bodies.counts(&bob), (3, 200, 1));
+        drop(a2);
+        assert_eq!(bodies.bytes_of(&alice), 60);
+        a1.grow(40).unwrap();
+        assert_eq!(bodies.counts(&alice), (2, 200, 1));
+        drop((a1, b));
+        assert_eq!(bodies.counts(&alice), (0, 0, 0));
+        assert!(bodies.lock().keys.is_empty());
     }
 
     #[test]
@@ -302,7 +365,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_that_has_arrived_takes_no_slot() {
         // Bounds of one, already full: an arrived body is read anyway.
-        let bodies = Arc::new(PendingBodies::new(1, 1, 64));
+        let bodies = Arc::new(PendingBodies::new(1, 64, 1, 64));
         let _held = bodies.wait([9; 32], 64).unwrap();
         let read = read_pending(Body::from("{}"), 64, &bodies, || [9; 32]).await;
         assert!(matches!(read, Ok(bytes) if bytes.as_ref() == b"{}"));
@@ -310,7 +373,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_past_the_byte_bound_while_it_waits_is_refused() {
-        let bodies = Arc::new(PendingBodies::new(8, 8, 10));
+        let bodies = Arc::new(PendingBodies::new(8, 1000, 8, 10));
         let (tx, body) = channel_body();
         let waiting = {
             let bodies = Arc::clone(&bodies);
@@ -328,7 +391,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_still_to_come_waits_in_a_slot_or_is_refused() {
-        let bodies = Arc::new(PendingBodies::new(1, 8, 1000));
+        let bodies = Arc::new(PendingBodies::new(1, 1000, 8, 1000));
         let (tx, body) = channel_body();
         let waiting = {
             let bodies = Arc::clone(&bodies);
