@@ -29,8 +29,9 @@ pub(crate) const NOTES_WRITE: &str = "notes:write";
 /// Scope that reads the caller's private note resources.
 pub(crate) const NOTES_PRIVATE: &str = "notes:private";
 
-/// Scope that exports all of the caller's notes; `export_notes` discovers
-/// mid-call that it needs it (late step-up).
+/// Scope that exports all of the caller's notes, their text included (it is
+/// the grant of a bulk export: `notes:private` is not asked for as well);
+/// `export_notes` discovers mid-call that it needs it (late step-up).
 pub(crate) const NOTES_EXPORT: &str = "notes:export";
 
 /// Template of the shared notes every `notes:read` token may read.
@@ -607,8 +608,9 @@ impl NotesServer {
         auth.require_scopes([NOTES_READ])?;
         let (notes, next, count) = self.page_of(&auth, from)?;
         // A note's text is what `notes://private/{n}` and `read_note` from
-        // the private folder guard with `notes:private`: without that scope
-        // the list names each note by its URI (found from outside: a
+        // the private folder guard with `notes:private` (and `export_notes`
+        // with `notes:export`, the grant of a bulk export): without that
+        // scope the list names each note by its URI (found from outside: a
         // `notes:read` token read every private note here).
         let answer = if auth.has_scope(NOTES_PRIVATE) {
             with_next(serde_json::json!({ "notes": notes }), next)

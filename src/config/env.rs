@@ -521,7 +521,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             s.builder.max_pending_body_bytes_per_principal = n;
             Ok(())
         }),
-        default: "33554432",
+        default: "67108864",
         meaning: "bytes the bodies of one principal's requests waited for may hold together (429 past it)",
     },
     EnvVar {

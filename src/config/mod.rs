@@ -72,8 +72,9 @@ pub(crate) const DEFAULT_MAX_LISTENS_PER_PRINCIPAL: usize = 16;
 /// wait for at once.
 pub(crate) const DEFAULT_MAX_PENDING_BODIES_PER_PRINCIPAL: usize = 256;
 /// Default cap on the bytes one user's bodies the layer waits for may
-/// hold together (eight bodies at the default 4 MiB body cap).
-pub(crate) const DEFAULT_MAX_PENDING_BODY_BYTES_PER_PRINCIPAL: usize = 32 * 1024 * 1024;
+/// hold together (sixteen bodies at the default 4 MiB body cap; a quarter
+/// of the process's).
+pub(crate) const DEFAULT_MAX_PENDING_BODY_BYTES_PER_PRINCIPAL: usize = 64 * 1024 * 1024;
 /// Default cap on the request bodies the layer waits for at once, all
 /// callers together.
 pub(crate) const DEFAULT_MAX_PENDING_BODIES: usize = 2048;

@@ -190,7 +190,7 @@ impl Refused {
             Self::TooManyPendingBodies => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_pending_bodies",
-                "Too many requests of this user, or too many bytes of theirs, are waiting for their bodies; send each body with its request, or retry later",
+                "Too many requests of this user, or too many bytes of theirs, are waiting for their bodies; retry later",
             ),
             Self::PendingBodiesFull => (
                 StatusCode::SERVICE_UNAVAILABLE,

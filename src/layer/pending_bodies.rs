@@ -16,9 +16,16 @@
 //! A body that has arrived when the layer first reads it (a call sent with
 //! its head) takes nothing: the common call never touches the table
 //! (HTTP/1 included: hyper hands the layer a body already in its read
-//! buffer at the first read). A burst of calls on one HTTP/2 connection
-//! may find some bodies not yet taken from the connection: the default
-//! per-user bound is above a connection's 200 streams for that. One that has not takes a slot of its
+//! buffer at the first read). "Arrived" is what the server has taken from
+//! the connection: on HTTP/1 at most its read buffer (16 KiB at the
+//! default head limit), on HTTP/2 what the stream's flow-control window
+//! let through; a larger body waits for its rest like a withheld one,
+//! however fast it comes (found from outside: 16 honest calls of 3.9 MB
+//! at once from one user counted 62 MB). A burst of calls on one HTTP/2
+//! connection may find some bodies not yet taken from the connection: the
+//! default per-user bound is above a connection's 200 streams for that,
+//! and the per-user byte bound above sixteen bodies at the 4 MiB cap. One
+//! that has not arrived takes a slot of its
 //! user's (the caller's user: issuer, tenant, subject; for an
 //! unauthenticated JSON POST on an exempt route, the peer's address) and
 //! one of the process's, counting the bytes it holds as they arrive, until
@@ -195,14 +202,25 @@ impl Drop for PendingSlot {
 }
 
 /// The key an unauthenticated request's pending body counts under: its
-/// peer's address (all peers without one share a key). Tagged so that it
-/// is never a user's key (those are SHA-256 digests).
+/// client's address (`addr`, as the throttle reads it: an IPv4-mapped IPv6
+/// address is IPv4 already), an IPv6 address by its /64 as the throttle
+/// counts it (a subscriber is given a whole /64 and may pick any address
+/// of it: pointed out from outside, a key per address would give such a
+/// client the process's bound); all clients without an address share a
+/// key. Tagged with "peer" and the family so that it is never a user's
+/// key (those are SHA-256 digests) nor another family's.
 pub(super) fn peer_key(addr: Option<IpAddr>) -> Owner {
     let mut key = [0; 32];
     key[..4].copy_from_slice(b"peer");
     match addr {
-        Some(IpAddr::V4(v4)) => key[4..8].copy_from_slice(&v4.octets()),
-        Some(IpAddr::V6(v6)) => key[4..20].copy_from_slice(&v6.octets()),
+        Some(IpAddr::V4(v4)) => {
+            key[4] = 4;
+            key[5..9].copy_from_slice(&v4.octets());
+        }
+        Some(IpAddr::V6(v6)) => {
+            key[4] = 6;
+            key[5..13].copy_from_slice(&v6.octets()[..8]);
+        }
         None => {}
     }
     key
@@ -333,16 +351,25 @@ mod tests {
     }
 
     #[test]
-    fn peer_keys_are_per_address_and_never_a_digest_of_zeroes() {
+    fn peer_keys_are_per_address_or_ipv6_64_and_never_a_digest_or_another_family() {
         let v4: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        // The IPv6 /64 whose first 32 bits spell 192.0.2.1.
+        let v6_like_v4: IpAddr = "c000:201::1".parse().unwrap();
         let keys = [
             peer_key(Some(v4)),
             peer_key(Some(other)),
             peer_key(Some(v6)),
+            peer_key(Some("2001:db8:0:1::1".parse().unwrap())),
+            peer_key(Some(v6_like_v4)),
             peer_key(None),
         ];
+        // Any address of one /64 is the same client.
+        assert_eq!(
+            peer_key(Some(v6)),
+            peer_key(Some("2001:db8::ffff:ffff:ffff:fffe".parse().unwrap()))
+        );
         for (i, a) in keys.iter().enumerate() {
             assert!(a.starts_with(b"peer"));
             for b in keys.iter().skip(i + 1) {
