@@ -54,8 +54,7 @@
 //! `list_notes`; scope
 //! `notes:read`, and the handler asks for `notes:export` mid-call: without
 //! it, HTTP 403 with `scope="notes:read notes:export"`, the late step-up;
-//! `notes:export` is the grant to export all of the caller's notes, their
-//! text included, with or without `notes:private`).
+//! `notes:export` exports the notes' text and implies `notes:private`).
 //!
 //! `seen_headers` returns the names of the HTTP headers a handler can read,
 //! sorted, as a JSON array: `authorization` is never among them (no token

@@ -17,7 +17,7 @@
 //! | `client_addr` | the client's IP address (see trusted proxies) |
 //! | `request_id` | the correlation id (`X-Request-Id`) |
 //! | `protocol_version` | `MCP-Protocol-Version` |
-//! | `token_issuer` | `issuer_not_trusted`: `sha256:` and 16 hex digits of the issuer the token named (its text is the sender's, never logged) |
+//! | `token_issuer` | `issuer_not_trusted`: `sha256:` and 16 hex digits of the issuer the token named (its text is the sender's, never logged); with a `hint` when it equals a trusted issuer but for a trailing `/` |
 //! | `token_audience`, `expected_audience`, `hint` | `invalid_audience`: what the token carried (only when a trusted issuer signed it), what this server expects, and the setting that would accept it |
 //! | `suppressed` | events of the same kind left unwritten by the refusal log limit since the last one written (absent when none) |
 //!
@@ -449,11 +449,19 @@ fn write(record: &Record<'_>, suppressed: Option<u64>) {
     let subject = ctx.map(|c| loggable(c.subject()));
     let client_id = ctx.and_then(AuthContext::client_id).map(loggable);
     let expected_audience = audience_refused.map(|_| record.resource);
-    let hint = audience_refused.map(|_| {
-        "the token's audience does not name this server: if it is meant for this server, \
+    let hint = audience_refused
+        .map(|_| {
+            "the token's audience does not name this server: if it is meant for this server, \
 set MCP_OAUTH2_RESOURCE (AuthConfigBuilder::resource) to the audience the issuer puts in \
 its tokens, or accept it with AuthConfigBuilder::accept_audience"
-    });
+        })
+        .or_else(|| {
+            diagnosis.filter(|d| d.issuer_slash).map(|_| {
+                "the token's issuer equals a trusted issuer but for a trailing '/': issuers are \
+compared exactly (RFC 8414 section 3.3); set MCP_OAUTH2_ISSUER (AuthConfigBuilder::issuer) to \
+the issuer exactly as the authorization server names itself in its metadata and tokens"
+            })
+        });
     let request_id = meta.map(|m| m.request_id.as_str());
     let client_addr = meta
         .and_then(|m| m.client_addr)

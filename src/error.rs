@@ -537,6 +537,11 @@ pub(crate) struct Diagnosis {
     /// text, so only its digest is logged, enough to group attempts and to
     /// check a suspected issuer against it.
     pub(crate) untrusted_issuer: Option<String>,
+    /// That issuer equals a trusted one but for a trailing `/` (a setting
+    /// spelled otherwise than the issuer names itself, found from
+    /// outside: every token refused, and the digest alone did not show
+    /// why).
+    pub(crate) issuer_slash: bool,
     /// The `aud` values of a token refused for its audience.
     pub(crate) audience: Vec<String>,
 }

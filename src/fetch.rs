@@ -329,9 +329,25 @@ impl Fetcher {
                         "{url}: metadata repeats a member name (RFC 8259 section 4)"
                     )),
                 })?;
-            if doc.str("issuer").ok().flatten().as_deref() != Some(issuer) {
+            let named = doc.str("issuer").ok().flatten();
+            if named.as_deref() != Some(issuer) {
+                // The document's own issuer, cleaned, and what differs when
+                // it is a trailing `/` (found from outside: the message did
+                // not say, and every token was then refused).
+                let slash = named
+                    .as_deref()
+                    .is_some_and(|n| n.trim_end_matches('/') == issuer.trim_end_matches('/'));
                 return Err(FetchError::new(format!(
-                    "{url}: the document's issuer does not equal the configured issuer {issuer} (RFC 8414 section 3.3)"
+                    "{url}: the document's issuer {} does not equal the configured issuer {issuer} (RFC 8414 section 3.3){}",
+                    named.as_deref().map_or_else(
+                        || "(none)".to_owned(),
+                        |n| format!("{:?}", crate::error::Diagnosis::clean(n))
+                    ),
+                    if slash {
+                        ": they differ only by a trailing '/'; configure the issuer exactly as the document names it"
+                    } else {
+                        ""
+                    }
                 )));
             }
             // A document without the member: the next discovery URL may

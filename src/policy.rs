@@ -401,6 +401,7 @@ impl TokenPolicy {
                 // in the audit event.
                 err.with_diagnosis(Diagnosis {
                     untrusted_issuer: Some(Diagnosis::digest(&iss)),
+                    issuer_slash: self.differs_by_a_slash(&iss),
                     ..Diagnosis::default()
                 })
             })?),
@@ -467,6 +468,16 @@ impl TokenPolicy {
             }
         }
         Err(refusal.into())
+    }
+
+    /// Whether `iss` equals a fixed trusted issuer but for a trailing `/`
+    /// (a refusal's diagnosis only).
+    fn differs_by_a_slash(&self, iss: &str) -> bool {
+        let bare = iss.strip_suffix('/').unwrap_or(iss);
+        self.issuers.iter().any(|entry| match &entry.matcher {
+            Matcher::Fixed(i) => **i != *iss && i.strip_suffix('/').unwrap_or(i) == bare,
+            Matcher::Tenant(_) => false,
+        })
     }
 
     /// Whether `aud` names this server (see "Audience comparison" in the
@@ -1073,6 +1084,27 @@ mod tests {
         p.check(&m, 1_000, source)
             .map(|c| c.issuer)
             .map_err(|e| e.kind())
+    }
+
+    // A token whose issuer is a trusted one but for a trailing '/' says so
+    // in its refusal's diagnosis (the operator's hint); others do not.
+    #[test]
+    fn an_issuer_a_slash_away_is_named_in_the_diagnosis() {
+        let p = policy(|b| b.issuer("https://c.example/"));
+        let slash = |iss: &str| {
+            let claims = format!(
+                r#"{{"iss":"{iss}","sub":"a","aud":"https://mcp.example.com/mcp","exp":2000}}"#
+            );
+            let m = Members::parse(&claims).unwrap();
+            let err = p.check(&m, 1_000, Source::Jwt).err().unwrap();
+            assert_eq!(err.kind(), AuthErrorKind::InvalidIssuer, "{iss}");
+            err.diagnosis().unwrap().issuer_slash
+        };
+        assert!(slash("https://a.example/"));
+        assert!(slash("https://c.example"));
+        assert!(!slash("https://d.example"));
+        assert!(!slash("https://a.example//"));
+        assert!(!slash("https://a.exampl"));
     }
 
     // An answer naming a token that is not an access token, in any of its

@@ -593,8 +593,13 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             rmcp_config.legacy_session_mode = false;
         }
         let mut sessions = LocalSessionManager::default();
-        // rmcp ends a session idle this long; the layer forgets it then too.
-        sessions.session_config.keep_alive = Some(limits.idle_timeout);
+        // The layer ends idle sessions (`Sessions::sweep_idle`, every
+        // quarter of the timeout, through the closer below), rmcp's own
+        // keep-alive is off: it counts messages, and ended a session whose
+        // client only listened on its event stream, or whose call sent
+        // nothing for the timeout (found from outside: the stream cut at
+        // the timeout, the next call 404).
+        sessions.session_config.keep_alive = None;
         let sessions = Arc::new(sessions);
         let closer_sessions = Arc::clone(&sessions);
         layer.session_closer(Arc::new(move |id: String| {

@@ -443,6 +443,32 @@ async fn run(audit: &Audit) -> Vec<String> {
         Some(format!("sha256:{hex}").as_str())
     );
     assert!(!audit.all_text().contains("other-tenant"));
+    assert_eq!(get(&e, "hint"), None);
+
+    // The trusted issuer but for a trailing '/' (a setting spelled otherwise
+    // than the issuer names itself; found from outside: the digest alone
+    // did not show why every token was refused): a hint says so.
+    let slashed = h
+        .issuer
+        .token()
+        .audience(&h.resource)
+        .claim("iss", json!(format!("{}/", h.issuer.issuer())))
+        .sign();
+    secrets.push(slashed.clone());
+    c.send(
+        "iss-2",
+        Some(&format!("Bearer {slashed}")),
+        "tools/list",
+        None,
+        list_body(),
+    )
+    .await;
+    let e = audit.one("iss-2");
+    assert_eq!(get(&e, "reason"), Some("issuer_not_trusted"));
+    assert!(
+        get(&e, "hint").is_some_and(|h| h.contains("trailing '/'")),
+        "{e:?}"
+    );
     assert_eq!(get(&e, "token_audience"), None);
 
     // authz.refused: a verified caller without the required scope.

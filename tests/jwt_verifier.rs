@@ -386,7 +386,13 @@ async fn discovery_rejects_a_document_for_another_issuer() {
         .build()
         .unwrap();
     let v = JwtVerifier::new(&cfg).unwrap();
-    assert!(v.prefetch().await.is_err());
+    // The error names both issuers and the trailing '/' they differ by
+    // (found from outside: the operator could not see why).
+    let error = v.prefetch().await.unwrap_err().to_string();
+    assert!(
+        error.contains(&format!("{:?}", issuer.issuer())) && error.contains("trailing '/'"),
+        "{error}"
+    );
     let token = issuer
         .token()
         .audience(RESOURCE)

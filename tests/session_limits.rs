@@ -13,6 +13,8 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use support::attack;
 
 use attack::{LEGACY, Mount, RawResponse, Target, TokenKind, tool_call_body};
@@ -374,4 +376,146 @@ async fn every_spelling_of_initialize_is_held_to_the_caps_and_nothing_else_opens
             response.summary()
         );
     }
+}
+
+/// Opens session `id`'s event stream (a legacy GET) as `kind`, with
+/// `Connection: close` (the connection ends with the stream): the
+/// connection, once its response head (200) is read.
+async fn open_event_stream(t: &Target, kind: TokenKind, id: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+    let head = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nAccept: text/event-stream\r\nMCP-Protocol-Version: {LEGACY}\r\nMcp-Session-Id: {id}\r\nConnection: close\r\n\r\n",
+        t.path(),
+        t.addr,
+        t.bearer(kind),
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(attack::HEAD_TIMEOUT, tcp.read(&mut buf))
+            .await
+            .expect("a response head")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    tcp
+}
+
+/// Whether `tcp` stays open for `wait` (events and keep-alive comments may
+/// arrive meanwhile).
+async fn stays_open(tcp: &mut tokio::net::TcpStream, wait: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buf = [0; 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Err(_) => return true,
+            Ok(Ok(0) | Err(_)) => return false,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+// Found from outside: a legacy client that only listened on its session's
+// event stream (the channel of `resources/subscribe` updates) lost its
+// session at the idle timeout: rmcp's keep-alive counted messages, the
+// stream was cut and the next call got 404. An open stream is a request
+// still running: the session lives while it is open, its idle clock
+// restarts when it ends, and then it expires as any other.
+#[tokio::test]
+async fn an_open_event_stream_keeps_its_session_alive() {
+    let idle = std::time::Duration::from_secs(1);
+    let t = Target::start_with(Mount::Default, |b| b.session_idle_timeout(idle)).await;
+    let (id, response) = t.open_session(TokenKind::AliceAll).await;
+    let id = id.unwrap_or_else(|| panic!("a session: {}", response.summary()));
+    let mut stream = open_event_stream(&t, TokenKind::AliceAll, &id).await;
+    assert!(
+        stays_open(&mut stream, idle * 3).await,
+        "the stream was cut at the idle timeout"
+    );
+    assert!(t.session_works(TokenKind::AliceAll, &id).await);
+    // Another's stream on it: refused, and it keeps nothing alive.
+    let foreign = send_raw(
+        t.request("GET", "/mcp")
+            .header("Authorization", &t.bearer(TokenKind::Bob))
+            .header("Accept", "text/event-stream")
+            .header("MCP-Protocol-Version", LEGACY)
+            .header("Mcp-Session-Id", &id),
+    )
+    .await;
+    assert_eq!(foreign.status, 404, "{}", foreign.summary());
+    drop(stream);
+    // Idle after its stream: ended by the layer's sweep (a quarter of the
+    // timeout at most later), in rmcp too, without a request to notice.
+    tokio::time::sleep(idle * 2).await;
+    assert!(!t.session_works(TokenKind::AliceAll, &id).await);
+}
+
+// The same for a call that sends nothing for longer than the idle
+// timeout: rmcp's keep-alive ended its session under it (the layer only
+// kept its own table), so the answer never came. It comes now, and the
+// session stays.
+#[tokio::test]
+async fn a_silent_call_longer_than_the_idle_timeout_keeps_its_session() {
+    use support::slow_tools::{Count, Slow};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let (listener, resource, config) = support::loopback::bind_with_config(&issuer, |b| {
+        b.session_idle_timeout(std::time::Duration::from_secs(1))
+    })
+    .await;
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(Count::default());
+    let server = mcp_oauth2::McpServer::builder()
+        .auth(config)
+        .service(move || Ok(Slow::new(&count, std::time::Duration::from_millis(2500))))
+        .build()
+        .unwrap();
+    tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+    let token = issuer.token().audience(&resource).sign();
+    let post = |session: Option<&str>, body: &str| {
+        let session = session
+            .map(|id| format!("Mcp-Session-Id: {id}\r\nMCP-Protocol-Version: {LEGACY}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{session}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let send = |request: String| async move {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            tcp.read_to_end(&mut out),
+        )
+        .await
+        .expect("an answer")
+        .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let opened = send(post(None, &attack::initialize_body(1))).await;
+    let id = opened
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("mcp-session-id: ")
+                .map(|_| l["mcp-session-id: ".len()..].trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("a session: {opened}"));
+    send(post(Some(&id), attack::INITIALIZED)).await;
+    let call =
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow","arguments":{}}}"#;
+    let answer = send(post(Some(&id), call)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("done"), "the answer never came: {answer}");
+    let again = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#;
+    let listed = send(post(Some(&id), again)).await;
+    assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
 }

@@ -29,9 +29,12 @@ pub(crate) const NOTES_WRITE: &str = "notes:write";
 /// Scope that reads the caller's private note resources.
 pub(crate) const NOTES_PRIVATE: &str = "notes:private";
 
-/// Scope that exports all of the caller's notes, their text included (it is
-/// the grant of a bulk export: `notes:private` is not asked for as well);
-/// `export_notes` discovers mid-call that it needs it (late step-up).
+/// Scope that exports all of the caller's notes, their text included: it
+/// implies [`NOTES_PRIVATE`] (declared with `scope_implies`, so that every
+/// route that shows a note's text agrees: found from outside, the export
+/// alone gave the text that `list_notes`, `read_note` and the resources
+/// withheld from the same token); `export_notes` discovers mid-call that
+/// it needs it (late step-up).
 pub(crate) const NOTES_EXPORT: &str = "notes:export";
 
 /// Template of the shared notes every `notes:read` token may read.
@@ -408,6 +411,7 @@ pub(crate) fn declare_scopes(config: AuthConfigBuilder) -> AuthConfigBuilder {
         .resource_scopes(SHARED_TEMPLATE, [NOTES_READ])
         .resource_scopes(PRIVATE_TEMPLATE, [NOTES_PRIVATE])
         .scope_implies(NOTES_WRITE, [NOTES_READ])
+        .scope_implies(NOTES_EXPORT, [NOTES_PRIVATE])
 }
 
 /// A notes resource URI, read strictly: exactly `notes://shared/<id>` or
@@ -608,10 +612,10 @@ impl NotesServer {
         auth.require_scopes([NOTES_READ])?;
         let (notes, next, count) = self.page_of(&auth, from)?;
         // A note's text is what `notes://private/{n}` and `read_note` from
-        // the private folder guard with `notes:private` (and `export_notes`
-        // with `notes:export`, the grant of a bulk export): without that
-        // scope the list names each note by its URI (found from outside: a
-        // `notes:read` token read every private note here).
+        // the private folder guard with `notes:private` (which `notes:export`
+        // implies): without that scope the list names each note by its URI
+        // (found from outside: a `notes:read` token read every private note
+        // here).
         let answer = if auth.has_scope(NOTES_PRIVATE) {
             with_next(serde_json::json!({ "notes": notes }), next)
         } else {

@@ -519,6 +519,9 @@ where
             if let Some(listen) = admitted.listen {
                 response = listen.hold(response);
             }
+            if let Some(stream) = admitted.session_stream {
+                response = stream.hold(response);
+            }
             if let Some(check) = admitted.step_up {
                 response = match check.settle(response) {
                     Settled::Done(response) => response,
@@ -593,6 +596,9 @@ struct Admitted {
     /// The caller's user's slot of a `subscriptions/listen`, held while its
     /// stream is open.
     listen: Option<super::listens::ListenSlot>,
+    /// A legacy session's event stream (its GET), counted as running while
+    /// it is open (the session is not idle meanwhile).
+    session_stream: Option<super::sessions::SessionStream>,
     /// The caller whose list results are filtered.
     filter_for: Option<AuthContext>,
     /// A fresh server nonce for a DPoP caller, when nonces are demanded.
@@ -1004,11 +1010,22 @@ impl Shared {
             .and_then(|leeway| super::stream_end::end_of(&ctx, leeway));
         let ctx = ctx.with_request_id(seen.meta.request_id.clone());
         req.extensions_mut().insert(ctx);
+        // A legacy session's GET (the listen above): its session is in use
+        // while the stream is open (the session rules checked its owner).
+        let session_stream = match (&listen, req.method()) {
+            (Some(_), &Method::GET) => req
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|id| id.to_str().ok())
+                .and_then(|id| self.sessions.open_stream(id)),
+            _ => None,
+        };
         Ok(Admitted {
             step_up,
             session_hook: sessions.hook,
             in_flight: sessions.in_flight,
             listen,
+            session_stream,
             filter_for,
             dpop_nonce,
             stream_end,

@@ -96,6 +96,9 @@ struct Entry {
     /// create (`tasks.rs`). Without it, only a call that declares them in
     /// its own `_meta` may get one.
     tasks: bool,
+    /// Its event streams open now (legacy GETs, see
+    /// [`Sessions::open_stream`]).
+    streams: usize,
 }
 
 impl Entry {
@@ -104,9 +107,14 @@ impl Entry {
     /// client did not cancel). Found from outside: a tool call running
     /// past the idle timeout lost its answer (an empty stream) and the
     /// session was gone for the next call; the clock now also restarts
-    /// when a call ends ([`Sessions::release_ids`]).
+    /// when a call ends ([`Sessions::release_ids`]). An open event stream
+    /// (a legacy GET) is a request still running too: found from outside,
+    /// a client that only listened lost its session (and its
+    /// subscriptions) at the timeout.
     fn is_idle(&self, now: Instant, idle: Duration) -> bool {
-        self.in_flight.len() <= self.retired.len() && now.duration_since(self.last_used) >= idle
+        self.streams == 0
+            && self.in_flight.len() <= self.retired.len()
+            && now.duration_since(self.last_used) >= idle
     }
 }
 
@@ -142,6 +150,9 @@ pub(crate) struct Sessions {
     limits: SessionLimits,
     table: Mutex<Table>,
     closer: Mutex<Option<Closer>>,
+    /// Whether the task running [`sweep_idle`](Self::sweep_idle) is
+    /// started (at the first session bound, where a runtime is).
+    sweeping: std::sync::atomic::AtomicBool,
 }
 
 impl Sessions {
@@ -150,6 +161,7 @@ impl Sessions {
             limits,
             table: Mutex::new(Table::default()),
             closer: Mutex::new(None),
+            sweeping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -250,12 +262,13 @@ impl Sessions {
     /// [`use_session`](Self::use_session)). `Err`: the session must not be
     /// used (the caller closes it and answers 429).
     pub(crate) fn bind(
-        &self,
+        self: &Arc<Self>,
         id: &str,
         owner: Owner,
         user: Owner,
         tasks: bool,
     ) -> Result<(), Refusal> {
+        self.start_sweeping();
         let (verdict, expired) = {
             let mut table = self.lock();
             let expired = self.sweep_if_full(&mut table, &user);
@@ -268,6 +281,7 @@ impl Sessions {
                     in_flight: HashSet::new(),
                     retired: HashSet::new(),
                     tasks,
+                    streams: 0,
                 };
                 if let Some(old) = table.sessions.insert(id.into(), entry) {
                     // A service that hands out one id twice: keep the counts right.
@@ -282,6 +296,86 @@ impl Sessions {
             self.close(vec![id.into()]);
         }
         verdict
+    }
+
+    /// Counts an event stream of session `id` (a legacy GET) as running
+    /// until the returned guard is dropped (with the response's body): the
+    /// session is not idle meanwhile, and its idle clock restarts when the
+    /// stream ends. `None` for a session the table does not hold.
+    pub(crate) fn open_stream(self: &Arc<Self>, id: &str) -> Option<SessionStream> {
+        let mut table = self.lock();
+        let entry = table.sessions.get_mut(id)?;
+        entry.streams = entry.streams.saturating_add(1);
+        Some(SessionStream {
+            sessions: Arc::clone(self),
+            id: id.into(),
+        })
+    }
+
+    /// Ends every session idle now, in the table and (through the closer)
+    /// in the service. `McpServer` runs it every
+    /// [`sweep_interval`](Self::sweep_interval), rmcp's own keep-alive
+    /// being off: rmcp counts messages, and ended a session whose only
+    /// activity was an open event stream or a call that sent nothing for
+    /// the timeout.
+    pub(crate) fn sweep_idle(&self) {
+        let expired = {
+            let mut table = self.lock();
+            let now = Instant::now();
+            let idle = self.limits.idle_timeout;
+            let Table {
+                sessions, per_user, ..
+            } = &mut *table;
+            let mut expired = Vec::new();
+            sessions.retain(|id, entry| {
+                if entry.is_idle(now, idle) {
+                    decrement(per_user, &entry.user);
+                    expired.push(id.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            expired
+        };
+        self.close(expired);
+    }
+
+    /// Starts the task that runs [`sweep_idle`](Self::sweep_idle) every
+    /// [`sweep_interval`](Self::sweep_interval), once, on the current
+    /// runtime; it ends when the table is dropped (it holds it weakly).
+    fn start_sweeping(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.sweeping.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let table = Arc::downgrade(self);
+        let every = self.sweep_interval();
+        runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                match table.upgrade() {
+                    Some(sessions) => sessions.sweep_idle(),
+                    None => break,
+                }
+            }
+        });
+    }
+
+    /// How often [`sweep_idle`](Self::sweep_idle) runs: a quarter of the
+    /// idle timeout, from 250 ms to 30 s (a session ends at most that long
+    /// after its timeout).
+    pub(crate) fn sweep_interval(&self) -> Duration {
+        (self.limits.idle_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30))
     }
 
     /// Whether `id` is a session the table holds, of any owner (which
@@ -414,6 +508,38 @@ impl Sessions {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.lock().sessions.len()
+    }
+}
+
+/// An open event stream of a session (see [`Sessions::open_stream`]).
+pub(crate) struct SessionStream {
+    sessions: Arc<Sessions>,
+    id: Box<str>,
+}
+
+impl SessionStream {
+    /// `response` with its body holding the stream's count until it is
+    /// dropped (hyper drops a body when its stream ends or its client
+    /// goes).
+    pub(super) fn hold(self, response: Response) -> Response {
+        use http_body_util::BodyExt as _;
+        response.map(|body| {
+            Body::new(body.map_frame(move |frame| {
+                let _held = &self;
+                frame
+            }))
+        })
+    }
+}
+
+impl Drop for SessionStream {
+    fn drop(&mut self) {
+        let mut table = self.sessions.lock();
+        if let Some(entry) = table.sessions.get_mut(&*self.id) {
+            entry.streams = entry.streams.saturating_sub(1);
+            // The idle clock counts from the end of the stream.
+            entry.last_used = Instant::now();
+        }
     }
 }
 
@@ -845,7 +971,7 @@ mod tests {
 
     #[test]
     fn ids_in_flight_are_not_claimed_twice() {
-        let s = Sessions::new(limits(2, 10, Duration::from_secs(300)));
+        let s = Arc::new(Sessions::new(limits(2, 10, Duration::from_secs(300))));
         let a = [1u8; 32];
         assert!(s.bind("a1", a, a, true).is_ok());
         let five: Vec<Box<str>> = vec!["n:5".into()];
@@ -886,7 +1012,7 @@ mod tests {
     // byte stay apart.
     #[test]
     fn long_ids_are_kept_in_bounded_memory() {
-        let s = Sessions::new(limits(2, 10, Duration::from_secs(300)));
+        let s = Arc::new(Sessions::new(limits(2, 10, Duration::from_secs(300))));
         let a = [1u8; 32];
         assert!(s.bind("a1", a, a, true).is_ok());
         let long = "x".repeat(1_000_000);
@@ -928,7 +1054,7 @@ mod tests {
 
     #[test]
     fn caps_refuse_instead_of_evicting() {
-        let s = Sessions::new(limits(2, 3, Duration::from_secs(300)));
+        let s = Arc::new(Sessions::new(limits(2, 3, Duration::from_secs(300))));
         let (a, b) = ([1u8; 32], [2u8; 32]);
         assert!(s.bind("a1", a, a, true).is_ok());
         assert!(s.bind("a2", a, a, true).is_ok());
@@ -956,7 +1082,7 @@ mod tests {
     // multiply it; each session still belongs to its own client.
     #[test]
     fn the_cap_counts_the_user_across_clients() {
-        let s = Sessions::new(limits(2, 10, Duration::from_secs(300)));
+        let s = Arc::new(Sessions::new(limits(2, 10, Duration::from_secs(300))));
         let ctx = |client: &str| {
             AuthContext::builder("https://iss", "mallory")
                 .client_id(client)
@@ -1035,7 +1161,7 @@ mod tests {
 
     #[test]
     fn idle_sessions_expire_and_free_their_slot() {
-        let s = Sessions::new(limits(1, 10, Duration::from_millis(20)));
+        let s = Arc::new(Sessions::new(limits(1, 10, Duration::from_millis(20))));
         let a = [1u8; 32];
         assert!(s.bind("a1", a, a, true).is_ok());
         assert_eq!(s.may_open(&a), Err(Refusal::PrincipalCap));
@@ -1054,7 +1180,7 @@ mod tests {
     #[test]
     fn a_session_with_a_call_in_flight_is_not_idle() {
         let idle = Duration::from_millis(40);
-        let s = Sessions::new(limits(1, 10, idle));
+        let s = Arc::new(Sessions::new(limits(1, 10, idle)));
         let a = [1u8; 32];
         assert!(s.bind("a1", a, a, false).is_ok());
         let ids: Vec<Box<str>> = vec!["n:1".into()];
@@ -1080,5 +1206,42 @@ mod tests {
         std::thread::sleep(idle * 2);
         assert!(s.may_open(&a).is_ok(), "idle again");
         assert!(s.use_session("a1", &a, false).is_none());
+    }
+
+    // Found from outside: a session whose client only listened lost it at
+    // the timeout. An open event stream keeps its session out of the
+    // sweep; its end restarts the clock; the sweep then closes it in the
+    // service (through the closer) and frees its slot, without a request.
+    #[test]
+    fn an_open_stream_keeps_a_session_from_the_sweep() {
+        let idle = Duration::from_millis(40);
+        let s = Arc::new(Sessions::new(limits(2, 10, idle)));
+        let closed = Arc::new(Mutex::new(Vec::<String>::new()));
+        let record = Arc::clone(&closed);
+        s.set_closer(Arc::new(move |id: String| {
+            record.lock().unwrap().push(id);
+        }));
+        let a = [1u8; 32];
+        assert!(s.bind("listening", a, a, false).is_ok());
+        assert!(s.bind("quiet", a, a, false).is_ok());
+        let stream = s.open_stream("listening").unwrap();
+        assert!(s.open_stream("unknown").is_none());
+        std::thread::sleep(idle * 2);
+        s.sweep_idle();
+        assert_eq!(*closed.lock().unwrap(), ["quiet"]);
+        assert!(s.use_session("listening", &a, false).is_some());
+        std::thread::sleep(idle * 2);
+        drop(stream);
+        s.sweep_idle();
+        assert_eq!(closed.lock().unwrap().len(), 1, "the clock restarts");
+        std::thread::sleep(idle * 2);
+        s.sweep_idle();
+        assert_eq!(*closed.lock().unwrap(), ["quiet", "listening"]);
+        assert_eq!(s.len(), 0);
+        assert!(s.may_open(&a).is_ok());
+        // A quarter of the timeout, from 250 ms to 30 s.
+        assert_eq!(s.sweep_interval(), Duration::from_millis(250));
+        let long = Sessions::new(limits(1, 1, Duration::from_secs(300)));
+        assert_eq!(long.sweep_interval(), Duration::from_secs(30));
     }
 }
