@@ -226,12 +226,10 @@ impl Sessions {
     /// the whole table at most once a second.
     fn sweep_if_full(&self, table: &mut Table, user: &Owner) -> Vec<Box<str>> {
         let now = Instant::now();
-        let idle = self.limits.idle_timeout;
-        let mut expired = Vec::new();
         let user_full = table.per_user.get(user).copied().unwrap_or(0) >= self.limits.per_principal;
         let total_full = table.sessions.len() >= self.limits.total;
         if !user_full && !total_full {
-            return expired;
+            return Vec::new();
         }
         let sweep_all = total_full
             && table
@@ -240,20 +238,9 @@ impl Sessions {
         if sweep_all {
             table.last_sweep = Some(now);
         }
-        let Table {
-            sessions, per_user, ..
-        } = table;
-        sessions.retain(|id, entry| {
-            let candidate = sweep_all || entry.user == *user;
-            if candidate && entry.is_idle(now, idle) {
-                decrement(per_user, &entry.user);
-                expired.push(id.clone());
-                false
-            } else {
-                true
-            }
-        });
-        expired
+        take_idle(table, now, self.limits.idle_timeout, |entry| {
+            sweep_all || entry.user == *user
+        })
     }
 
     /// Binds a session the service just created to `owner`, counted
@@ -321,22 +308,9 @@ impl Sessions {
     pub(crate) fn sweep_idle(&self) {
         let expired = {
             let mut table = self.lock();
-            let now = Instant::now();
-            let idle = self.limits.idle_timeout;
-            let Table {
-                sessions, per_user, ..
-            } = &mut *table;
-            let mut expired = Vec::new();
-            sessions.retain(|id, entry| {
-                if entry.is_idle(now, idle) {
-                    decrement(per_user, &entry.user);
-                    expired.push(id.clone());
-                    false
-                } else {
-                    true
-                }
-            });
-            expired
+            take_idle(&mut table, Instant::now(), self.limits.idle_timeout, |_| {
+                true
+            })
         };
         self.close(expired);
     }
@@ -509,6 +483,31 @@ impl Sessions {
     pub(crate) fn len(&self) -> usize {
         self.lock().sessions.len()
     }
+}
+
+/// Takes out of `table` the sessions `candidate` names that are idle at
+/// `now` (unused for `idle`), freeing their users' slots; returns their ids
+/// (to be closed in the service).
+fn take_idle(
+    table: &mut Table,
+    now: Instant,
+    idle: Duration,
+    candidate: impl Fn(&Entry) -> bool,
+) -> Vec<Box<str>> {
+    let Table {
+        sessions, per_user, ..
+    } = table;
+    let mut expired = Vec::new();
+    sessions.retain(|id, entry| {
+        if candidate(entry) && entry.is_idle(now, idle) {
+            decrement(per_user, &entry.user);
+            expired.push(id.clone());
+            false
+        } else {
+            true
+        }
+    });
+    expired
 }
 
 /// An open event stream of a session (see [`Sessions::open_stream`]).
