@@ -567,12 +567,11 @@ impl AuthConfigBuilder {
     /// clients together; for an unauthenticated JSON POST on an exempt
     /// route, the peer's address, an IPv6 peer by its /64) whose bodies
     /// the layer waits for at once, on this process (default 256), over
-    /// HTTP/1 and HTTP/2 alike. A body
-    /// already taken from the connection when the layer first reads it (a
-    /// call sent with its head, within the server's HTTP/1 read buffer, 16
-    /// KiB by default, or the HTTP/2 stream's window) is never waited for;
-    /// one that has not arrived whole, however fast it comes, holds a slot
-    /// until it has. The
+    /// HTTP/1 and HTTP/2 alike. A body already taken from the connection
+    /// when the layer first reads it (a call sent with its head, within the
+    /// server's HTTP/1 read buffer, 16 KiB by default, or the HTTP/2
+    /// stream's window) is never waited for; one that has not arrived
+    /// whole, however fast it comes, holds a slot until it has. The
     /// default is above one HTTP/2 connection's 200 streams, so that a
     /// client's burst of calls on one connection is never refused. One
     /// more gets 429 with `Retry-After: 1` and the JSON `reason`
@@ -590,8 +589,7 @@ impl AuthConfigBuilder {
     /// waits for hold together, on this process (default 64 MiB: sixteen
     /// bodies at the 4 MiB body cap, a quarter of the process's bound; one
     /// user's uploads of more at once get 429 for the excess, however fast
-    /// they come): what has arrived of each, counted as
-    /// it arrives. A body whose next bytes would pass the cap gets the 429
+    /// they come): what has arrived of each, counted as it arrives. A body whose next bytes would pass the cap gets the 429
     /// of [`max_pending_bodies_per_principal`](Self::max_pending_bodies_per_principal),
     /// its read ended. Why: without it one user's nearly whole bodies
     /// could fill the process's

@@ -97,16 +97,23 @@ impl ListenSlot {
     /// end needs watching): the slot lives in the body's frame mapping.
     /// The response is marked [`ListenStream`].
     pub(super) fn hold(self, response: Response) -> Response {
-        use http_body_util::BodyExt as _;
-        let mut response = response.map(|body| {
-            Body::new(body.map_frame(move |frame| {
-                let _held = &self;
-                frame
-            }))
-        });
+        let mut response = hold_with_body(self, response);
         response.extensions_mut().insert(ListenStream);
         response
     }
+}
+
+/// `response` with its body holding `guard` until the body is dropped
+/// (hyper drops a body when its stream ends or its client goes, so no end
+/// needs watching): the guard lives in the body's frame mapping.
+pub(super) fn hold_with_body<T: Send + Sync + 'static>(guard: T, response: Response) -> Response {
+    use http_body_util::BodyExt as _;
+    response.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            let _held = &guard;
+            frame
+        }))
+    })
 }
 
 /// Marks the answer of a `subscriptions/listen` (a response extension):

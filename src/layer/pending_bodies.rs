@@ -25,9 +25,9 @@
 //! connection may find some bodies not yet taken from the connection: the
 //! default per-user bound is above a connection's 200 streams for that,
 //! and the per-user byte bound above sixteen bodies at the 4 MiB cap. One
-//! that has not arrived takes a slot of its
-//! user's (the caller's user: issuer, tenant, subject; for an
-//! unauthenticated JSON POST on an exempt route, the peer's address) and
+//! that has not arrived takes a slot of its user's (the caller's user:
+//! issuer, tenant, subject; for an unauthenticated JSON POST on an exempt
+//! route, the peer's address, an IPv6 peer by its /64) and
 //! one of the process's, counting the bytes it holds as they arrive, until
 //! it is read whole, refused or dropped. Past
 //! [`max_pending_bodies_per_principal`](crate::AuthConfigBuilder::max_pending_bodies_per_principal)

@@ -518,16 +518,9 @@ pub(crate) struct SessionStream {
 
 impl SessionStream {
     /// `response` with its body holding the stream's count until it is
-    /// dropped (hyper drops a body when its stream ends or its client
-    /// goes).
+    /// dropped (see [`hold_with_body`](super::listens::hold_with_body)).
     pub(super) fn hold(self, response: Response) -> Response {
-        use http_body_util::BodyExt as _;
-        response.map(|body| {
-            Body::new(body.map_frame(move |frame| {
-                let _held = &self;
-                frame
-            }))
-        })
+        super::listens::hold_with_body(self, response)
     }
 }
 
