@@ -778,7 +778,7 @@ async fn plain_400_as_jsonrpc(
                 "message": SESSION_REQUIRED,
                 "data": { "reason": "session_required" },
             });
-            return jsonrpc_answer(parts, error, request_id);
+            return jsonrpc_answer(parts, serde_json::Value::Null, error, request_id);
         }
         return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
     };
@@ -787,24 +787,33 @@ async fn plain_400_as_jsonrpc(
         .map(rmcp::model::ProtocolVersion::as_str)
         .collect();
     let data = match requested {
-        Some(requested) => serde_json::json!({ "requested": requested, "supported": supported }),
-        None => serde_json::json!({ "supported": supported }),
+        Some(requested) => serde_json::json!({
+            "reason": UNSUPPORTED_VERSION_REASON,
+            "requested": requested,
+            "supported": supported,
+        }),
+        None => serde_json::json!({ "reason": UNSUPPORTED_VERSION_REASON, "supported": supported }),
     };
     let error = serde_json::json!({
         "code": -32022,
         "message": "Unsupported protocol version",
         "data": data,
     });
-    jsonrpc_answer(parts, error, request_id)
+    jsonrpc_answer(parts, serde_json::Value::Null, error, request_id)
 }
 
-/// rmcp answers some messages it does not take (a JSON-RPC response sent
-/// to a stateless 2026-07-28 server) with a 400 and a JSON-RPC error
-/// without `id`, which JSON-RPC 2.0 (section 5) requires (`null` when the
-/// request's cannot be told): found from outside. Such an answer (JSON, at
-/// most 4 KiB: rmcp's are a few dozen bytes) gets `"id": null`, the
-/// `data.reason` `invalid_message` and the request id, as the layer's own
-/// JSON-RPC refusals carry them; any other answer passes unchanged.
+/// rmcp answers some messages it does not take with a 400 and a JSON-RPC
+/// error of its own: a JSON-RPC response sent to a stateless 2026-07-28
+/// server (without `id`, which JSON-RPC 2.0, section 5, requires: `null`
+/// when the request's cannot be told), an `MCP-Protocol-Version` that
+/// disagrees with the body's `_meta` protocol version (-32020), a
+/// 2026-07-28 request without its `_meta` fields (-32602), a revision it
+/// does not serve named in `_meta` (-32022). Found from outside: none
+/// carried a reason, the request id or the error headers the layer's own
+/// JSON-RPC refusals carry. Such an answer (JSON, at most 4 KiB: rmcp's
+/// are a few hundred bytes) keeps its code, message and `id` (`null` when
+/// it had none) and gets `data.reason` ([`rmcp_reason`]), `data.request_id`
+/// and the error headers; any other answer passes unchanged.
 async fn jsonrpc_error_completed(
     response: axum::response::Response,
     request_id: Option<crate::correlation::RequestId>,
@@ -823,32 +832,48 @@ async fn jsonrpc_error_completed(
     let Ok(bytes) = axum::body::to_bytes(body, 4096).await else {
         return axum::response::Response::from_parts(parts, axum::body::Body::empty());
     };
-    match id_less_error(&bytes) {
-        Some(error) => jsonrpc_answer(parts, error, request_id),
+    match rmcp_error(&bytes) {
+        Some((id, error)) => jsonrpc_answer(parts, id, error, request_id),
         None => axum::response::Response::from_parts(parts, axum::body::Body::from(bytes)),
     }
 }
 
-/// The `error` of a JSON-RPC answer without `id`, with `data.reason`
-/// `invalid_message` added (see [`jsonrpc_error_completed`]); `None` for
-/// anything else.
-fn id_less_error(bytes: &[u8]) -> Option<serde_json::Value> {
+/// The `data.reason` given to one of rmcp's JSON-RPC refusals, by its
+/// code: the layer's own reason for the same refusal where it has one.
+fn rmcp_reason(code: Option<i64>) -> &'static str {
+    match code {
+        Some(-32020) => crate::error::AuthErrorKind::McpHeaderMismatch.code(),
+        Some(-32022) => UNSUPPORTED_VERSION_REASON,
+        _ => "invalid_message",
+    }
+}
+
+/// `data.reason` of the JSON-RPC `UnsupportedProtocolVersionError`.
+const UNSUPPORTED_VERSION_REASON: &str = "unsupported_protocol_version";
+
+/// The `id` (`null` when absent) and the `error`, with `data.reason` added
+/// (see [`jsonrpc_error_completed`]), of a JSON-RPC error answer without a
+/// reason; `None` for anything else.
+fn rmcp_error(bytes: &[u8]) -> Option<(serde_json::Value, serde_json::Value)> {
     let serde_json::Value::Object(mut answer) = serde_json::from_slice(bytes).ok()? else {
         return None;
     };
-    if answer.contains_key("id") {
-        return None;
-    }
     let serde_json::Value::Object(mut error) = answer.remove("error")? else {
         return None;
     };
     let mut data = match error.remove("data") {
         Some(serde_json::Value::Object(data)) => data,
-        _ => serde_json::Map::new(),
+        None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+        Some(_) => return None,
     };
-    data.insert("reason".to_owned(), "invalid_message".into());
+    if data.contains_key("reason") {
+        return None;
+    }
+    let reason = rmcp_reason(error.get("code").and_then(serde_json::Value::as_i64));
+    data.insert("reason".to_owned(), reason.into());
     error.insert("data".to_owned(), serde_json::Value::Object(data));
-    Some(serde_json::Value::Object(error))
+    let id = answer.remove("id").unwrap_or(serde_json::Value::Null);
+    Some((id, serde_json::Value::Object(error)))
 }
 
 /// The parts and body of `response` when it is one of rmcp's plain-text
@@ -871,19 +896,22 @@ async fn rmcp_plain_text(
     }
 }
 
-/// A 400 answering with the JSON-RPC `error` (id `null`), in place of the
-/// plain-text answer whose `parts` it keeps (its other headers); the
+/// A 400 answering with the JSON-RPC `error` and `id`, in place of the
+/// answer whose `parts` it keeps (its other headers); the
 /// request id in `error.data.request_id`, as in the layer's JSON-RPC
 /// refusals.
 fn jsonrpc_answer(
     mut parts: http::response::Parts,
+    id: serde_json::Value,
     mut error: serde_json::Value,
     request_id: Option<crate::correlation::RequestId>,
 ) -> axum::response::Response {
-    if let (Some(id), Some(serde_json::Value::Object(data))) = (request_id, error.get_mut("data")) {
-        data.insert("request_id".to_owned(), id.as_str().into());
+    if let (Some(request_id), Some(serde_json::Value::Object(data))) =
+        (request_id, error.get_mut("data"))
+    {
+        data.insert("request_id".to_owned(), request_id.as_str().into());
     }
-    let body = serde_json::json!({ "jsonrpc": "2.0", "id": null, "error": error });
+    let body = serde_json::json!({ "jsonrpc": "2.0", "id": id, "error": error });
     parts.status = http::StatusCode::BAD_REQUEST;
     parts.headers.remove(http::header::CONTENT_LENGTH);
     parts.headers.insert(
@@ -927,6 +955,7 @@ async fn undeserializable_as_jsonrpc(
     }
     jsonrpc_answer(
         parts,
+        serde_json::Value::Null,
         serde_json::json!({
             "code": -32600,
             "message": INVALID_MESSAGE,

@@ -1267,35 +1267,70 @@ async fn an_unknown_protocol_version_is_a_jsonrpc_error() {
         r#"protocolVersion":"2026-07-28""#,
         r#"protocolVersion":"2027-01-01""#,
     );
+    // The headers of the revision a client speaks may not be this one's:
+    // missing or naming another target, the version is what is wrong
+    // (found from outside: a later revision without `Mcp-Method` got
+    // -32020, which tells a client nothing it can fall back on).
+    let headers: [&[(&str, &str)]; 5] = [
+        &[("Mcp-Method", "tools/call"), ("Mcp-Name", "open_tool")],
+        &[],
+        &[("Mcp-Method", "tools/call")],
+        &[("Mcp-Method", "tools/list"), ("Mcp-Name", "read_tool")],
+        &[("Mcp-Method", "tools/call"), ("Mcp-Name", "read_tool")],
+    ];
     for (version, body, id) in [
         ("2027-01-01", legacy_body.as_str(), serde_json::Value::Null),
         ("2027-01-01", modern_body.as_str(), serde_json::json!(7)),
         (r#"2027"\x"#, legacy_body.as_str(), serde_json::Value::Null),
     ] {
-        let response = send(
-            t.mcp_post("/mcp", Some(TokenKind::AliceAll), body)
-                .header("MCP-Protocol-Version", version)
-                .header("Mcp-Method", "tools/call")
-                .header("Mcp-Name", "open_tool"),
-        )
-        .await;
-        let case = format!("{version} {body}");
-        let answer = jsonrpc_400(&response, &case);
-        assert_eq!(answer["error"]["code"], -32022, "{case}: {answer}");
-        assert_eq!(answer["id"], id, "{case}: {answer}");
-        assert_eq!(answer["error"]["data"]["requested"], version, "{case}");
-        let supported = answer["error"]["data"]["supported"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        assert!(
-            supported.contains(&serde_json::json!("2026-07-28")),
-            "{case}: {answer}"
-        );
-        assert!(
-            supported.contains(&serde_json::json!("2025-11-25")),
-            "{case}: {answer}"
-        );
+        for headers in headers {
+            let mut raw = t
+                .mcp_post("/mcp", Some(TokenKind::AliceAll), body)
+                .header("MCP-Protocol-Version", version);
+            for (name, value) in headers {
+                raw = raw.header(name, value);
+            }
+            let response = send(raw).await;
+            let case = format!("{version} {headers:?} {body}");
+            let answer = jsonrpc_400(&response, &case);
+            // rmcp checks a body that names its revision in `_meta` for
+            // the headers first: its -32020, with the reason the layer's
+            // has (the version without them is refused the same).
+            let truthful = headers.len() == 2 && headers[1] == ("Mcp-Name", "open_tool");
+            if body == modern_body && !truthful {
+                assert_eq!(answer["error"]["code"], -32020, "{case}: {answer}");
+                assert_eq!(
+                    answer["error"]["data"]["reason"], "mcp_header_mismatch",
+                    "{case}: {answer}"
+                );
+                continue;
+            }
+            assert_eq!(answer["error"]["code"], -32022, "{case}: {answer}");
+            assert_eq!(answer["id"], id, "{case}: {answer}");
+            assert_eq!(answer["error"]["data"]["requested"], version, "{case}");
+            assert_eq!(
+                answer["error"]["data"]["reason"], "unsupported_protocol_version",
+                "{case}: {answer}"
+            );
+            assert_eq!(
+                answer["error"]["data"]["request_id"].as_str(),
+                response.header("x-request-id"),
+                "{case}: {answer}"
+            );
+            assert_eq!(response.header("cache-control"), Some("no-store"), "{case}");
+            let supported = answer["error"]["data"]["supported"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            assert!(
+                supported.contains(&serde_json::json!("2026-07-28")),
+                "{case}: {answer}"
+            );
+            assert!(
+                supported.contains(&serde_json::json!("2025-11-25")),
+                "{case}: {answer}"
+            );
+        }
     }
     // A value past ASCII (found from outside: rmcp's plain text): the same
     // error, naming no requested version.
@@ -1318,6 +1353,104 @@ async fn an_unknown_protocol_version_is_a_jsonrpc_error() {
         "{answer}"
     );
     assert!(t.log.take().is_empty(), "nothing ran");
+}
+
+// rmcp's own JSON-RPC refusals of a 2026-07-28 request's protocol
+// metadata (a version header that disagrees with `_meta` or is missing,
+// `_meta` fields missing): the code and the request's `id` rmcp gives,
+// with a reason, the request id and the error headers as every refusal of
+// the layer (found from outside: they had none). Nothing runs; on a
+// custom mount path too.
+#[tokio::test]
+async fn rmcps_refusals_of_protocol_metadata_carry_reason_and_request_id() {
+    for mount in [Mount::Default, Mount::Custom] {
+        let t = Target::start(mount).await;
+        let path = mount.path();
+        let modern = modern_tool_call_body(7, "open_tool");
+        let legacy_meta = modern.replace(
+            r#"protocolVersion":"2026-07-28""#,
+            r#"protocolVersion":"2025-11-25""#,
+        );
+        let no_meta = tool_call_body(7, "open_tool");
+        let no_capabilities =
+            modern.replace(r#","io.modelcontextprotocol/clientCapabilities":{}"#, "");
+        let string_id = modern.replace(r#""id":7"#, r#""id":"seven""#);
+        let cases: [(Option<&str>, &str, i64, &str, serde_json::Value); 6] = [
+            (
+                Some(LEGACY),
+                &modern,
+                -32020,
+                "mcp_header_mismatch",
+                7.into(),
+            ),
+            (None, &modern, -32020, "mcp_header_mismatch", 7.into()),
+            (
+                Some(MODERN),
+                &legacy_meta,
+                -32020,
+                "mcp_header_mismatch",
+                7.into(),
+            ),
+            (Some(MODERN), &no_meta, -32602, "invalid_message", 7.into()),
+            (
+                Some(MODERN),
+                &no_capabilities,
+                -32602,
+                "invalid_message",
+                7.into(),
+            ),
+            (
+                None,
+                &string_id,
+                -32020,
+                "mcp_header_mismatch",
+                "seven".into(),
+            ),
+        ];
+        assert_ne!(no_capabilities, modern);
+        for (version, body, code, reason, id) in cases {
+            let mut raw = t
+                .mcp_post(path, Some(TokenKind::AliceAll), body)
+                .header("Mcp-Method", "tools/call")
+                .header("Mcp-Name", "open_tool");
+            if let Some(version) = version {
+                raw = raw.header("MCP-Protocol-Version", version);
+            }
+            let response = send(raw).await;
+            let case = format!("{path} {version:?} {body}");
+            let answer = jsonrpc_400(&response, &case);
+            assert_eq!(answer["error"]["code"], code, "{case}: {answer}");
+            assert_eq!(answer["id"], id, "{case}: {answer}");
+            assert_eq!(
+                answer["error"]["data"]["reason"], reason,
+                "{case}: {answer}"
+            );
+            assert!(response.header("x-request-id").is_some(), "{case}");
+            assert_eq!(
+                answer["error"]["data"]["request_id"].as_str(),
+                response.header("x-request-id"),
+                "{case}: {answer}"
+            );
+            assert!(
+                answer["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()),
+                "{case}: {answer}"
+            );
+            assert_eq!(response.header("cache-control"), Some("no-store"), "{case}");
+            assert_eq!(
+                response.header("x-content-type-options"),
+                Some("nosniff"),
+                "{case}"
+            );
+            let log = t.log.take();
+            assert!(log.is_empty(), "{case}: {log:?}");
+        }
+        // The served call beside them is untouched.
+        let served = send(modern_call(&t, path, TokenKind::AliceAll, "open_tool")).await;
+        assert_eq!(served.status, 200, "{}", served.summary());
+        assert!(ran(&t.log.take(), "open_tool"));
+    }
 }
 
 // A legacy (2025-11-25) request without its session id, other than

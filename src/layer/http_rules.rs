@@ -870,6 +870,19 @@ pub(crate) fn is_stateless_revision(value: Option<&HeaderValue>) -> bool {
     dated && v >= STATELESS_REVISION
 }
 
+/// Whether the request's one `MCP-Protocol-Version` names a revision rmcp
+/// serves ([`rmcp::model::ProtocolVersion::KNOWN_VERSIONS`]); two values,
+/// or one that is not text, are not known.
+pub(crate) fn is_known_revision(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(PROTOCOL_HEADER).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    rmcp::model::ProtocolVersion::KNOWN_VERSIONS
+        .iter()
+        .any(|known| known.as_str().as_bytes() == value.as_bytes())
+}
+
 /// What is wrong with a 2026-07-28 request's `Mcp-Method` / `Mcp-Name`
 /// headers (see [`header_mismatch_response`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
