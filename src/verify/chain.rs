@@ -15,7 +15,9 @@ use crate::error::{AuthError, AuthErrorKind};
 /// [`JwtVerifier`](super::JwtVerifier) and an
 /// [`IntrospectionVerifier`](super::IntrospectionVerifier) verifies JWTs
 /// locally and sends only opaque tokens to introspection, and a forged JWT
-/// never costs an introspection call.
+/// never costs an introspection call. When a later verifier has nothing to
+/// ask (`introspection_not_offered`) about a token shaped as a JWT that an
+/// earlier one found malformed, the answer is `malformed_token`.
 #[derive(Clone)]
 pub struct ChainVerifier {
     links: Vec<Arc<dyn TokenVerifier>>,
@@ -77,6 +79,17 @@ impl TokenVerifier for ChainVerifier {
                 match link.verify(token).await {
                     Ok(ctx) => return Ok(ctx),
                     Err(e) if self.passes_on(e.kind()) => last = e,
+                    // A link with nothing to ask (no introspection endpoint)
+                    // says nothing about a JWT an earlier link found damaged:
+                    // that finding is the answer (found from outside: a JWT
+                    // with a broken part was told it is "not a JWT").
+                    Err(e)
+                        if e.kind() == AuthErrorKind::IntrospectionNotOffered
+                            && last.kind() == AuthErrorKind::MalformedToken
+                            && crate::error::looks_like_a_jwt(token.as_str().as_bytes()) =>
+                    {
+                        return Err(last);
+                    }
                     Err(e) => return Err(e),
                 }
             }

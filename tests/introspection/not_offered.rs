@@ -65,6 +65,35 @@ async fn opaque_tokens_are_refused_as_not_offered_when_the_issuer_has_no_endpoin
         );
         assert!(challenge.contains("offers no introspection"), "{challenge}");
     }
+    // A JWT with a damaged part is a malformed JWT, not a token "not a
+    // JWT" (found from outside: it was told the issuer offers no
+    // introspection); what is no JWT keeps that answer.
+    let good = h.token("alice");
+    let parts: Vec<&str> = good.split('.').collect();
+    let damaged = [
+        format!("{}.{}.{}", parts[0], parts[1], &parts[2][1..]),
+        format!("{}.{}~.{}", parts[0], parts[1], parts[2]),
+        format!("{}.{}.{}.{}", parts[0], parts[1], parts[2], parts[2]),
+        format!("{}.{}", parts[0], parts[1]),
+        format!("{}.e30.{}", parts[0], parts[2]).replace("e30", "bm90IGpzb24"),
+    ];
+    for token in &damaged {
+        let (status, retry_after, challenge, body) = initialize(&h, token).await;
+        assert_eq!(status, 401, "{token}: {body}");
+        assert_ne!(body["reason"], "introspection_not_offered", "{body}");
+        assert_eq!(body["error"], "invalid_token", "{body}");
+        assert!(!retry_after, "{body}");
+        assert!(
+            !challenge.contains("offers no introspection"),
+            "{challenge}"
+        );
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{challenge}"
+        );
+    }
+    let (_, _, _, body) = initialize(&h, &damaged[0]).await;
+    assert_eq!(body["reason"], "malformed_token", "{body}");
     // Read when the server started and at most once more (the start-up
     // read may still be under way when the first token comes): never per
     // token (three metadata URLs at most per reading: RFC 8414, OpenID
