@@ -233,3 +233,55 @@ async fn a_bad_dpop_bound_token_is_verified_once() {
         .await;
     assert_eq!(a.error, "invalid_dpop_proof");
 }
+
+// The memory gives the answer a fresh check gives, whichever scheme put
+// the token there (found from outside: a key-bound token for another
+// audience, refused `invalid_audience` over DPoP, was then refused
+// `invalid_audience` as Bearer too, where fresh it is
+// `sender_constrained_token`: the scheme is judged before the token).
+#[tokio::test]
+async fn a_remembered_key_bound_token_sent_as_bearer_is_told_it_is_bound() {
+    let s = Server::start().await;
+    let client = DpopClient::new();
+    for (token, reason) in [
+        (
+            s.issuer
+                .token()
+                .audience("http://127.0.0.1:9/elsewhere")
+                .dpop_bound_to(client.thumbprint())
+                .sign(),
+            "invalid_audience",
+        ),
+        (
+            tampered(
+                &s.issuer
+                    .token()
+                    .audience(&s.resource)
+                    .dpop_bound_to(client.thumbprint())
+                    .sign(),
+            ),
+            "invalid_signature",
+        ),
+    ] {
+        let fresh = s.bearer(&token).await;
+        assert_eq!(
+            (fresh.status, fresh.reason.as_str()),
+            (401, Some("sender_constrained_token")),
+            "{fresh:?}"
+        );
+        let auth = format!("DPoP {token}");
+        let proof = client.proof("GET", &s.resource, Some(&token));
+        let a = s.get(&[("authorization", &auth), ("dpop", &proof)]).await;
+        assert_eq!((a.status, a.reason.as_str()), (401, Some(reason)), "{a:?}");
+        let before = s.verifications();
+        // Remembered now; as Bearer, the same answer as fresh, every time.
+        for _ in 0..3 {
+            assert_eq!(s.bearer(&token).await, fresh);
+        }
+        // And over DPoP, the remembered answer without a verification.
+        let proof = client.proof("GET", &s.resource, Some(&token));
+        let again = s.get(&[("authorization", &auth), ("dpop", &proof)]).await;
+        assert_eq!(again, a);
+        assert_eq!(s.verifications(), before);
+    }
+}

@@ -844,8 +844,18 @@ impl Shared {
                 Ok(()) => match self.cached(token) {
                     Ok(Some(ctx)) => self.bind(ctx, None, now),
                     // A token refused for good a moment ago is refused
-                    // again without a verification (see `refused`).
-                    Ok(None) => Err(self.refused.get(token.as_str(), now)?.into()),
+                    // again without a verification (see `refused`), as a
+                    // fresh check would refuse it: a key-bound token sent
+                    // as Bearer is told so first (found from outside: one
+                    // remembered from a DPoP request got its `aud` fault).
+                    Ok(None) => {
+                        let kind = self.refused.get(token.as_str(), now)?;
+                        Err(if crate::dpop::jwt_binds_a_key(token.as_str()) {
+                            AuthErrorKind::SenderConstrainedToken.into()
+                        } else {
+                            kind.into()
+                        })
+                    }
                     Err(err) => Err(err),
                 },
                 Err(err) => Err(err),
