@@ -529,9 +529,21 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             ));
         }
         if !self.path.starts_with('/') || self.path.len() < 2 || self.path.ends_with('/') {
+            // Names the rule the path breaks (found from outside: "/mcp/"
+            // was told it must start with '/').
+            let broken = if !self.path.starts_with('/') {
+                "does not start with '/'"
+            } else if self.path.len() < 2 {
+                "is the root: the MCP endpoint needs a path of its own"
+            } else {
+                "ends with '/'"
+            };
             return Err(ConfigError::new(
                 "path",
-                format!("{:?} must start with '/' and not end with '/'", self.path),
+                format!(
+                    "{:?} {broken}: a path starts with '/' and does not end with '/' (such as \"/mcp\")",
+                    self.path
+                ),
             ));
         }
         // Every route is checked here, so that axum never panics below: a

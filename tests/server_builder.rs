@@ -83,7 +83,12 @@ async fn build_refuses_missing_parts_and_bad_paths() {
     assert_eq!(err.field(), "auth");
     assert!(err.message().contains("fail open"), "{err}");
 
-    for path in ["mcp", "/", "/mcp/", ""] {
+    for (path, broken) in [
+        ("mcp", "does not start with '/'"),
+        ("/", "is the root: the MCP endpoint needs a path of its own"),
+        ("/mcp/", "ends with '/'"),
+        ("", "does not start with '/'"),
+    ] {
         let err = McpServer::builder()
             .auth(offline_config(resource))
             .path(path)
@@ -93,7 +98,9 @@ async fn build_refuses_missing_parts_and_bad_paths() {
         assert_eq!(err.field(), "path", "{path:?}");
         assert_eq!(
             err.to_string(),
-            format!("invalid `path`: {path:?} must start with '/' and not end with '/'")
+            format!(
+                "invalid `path`: {path:?} {broken}: a path starts with '/' and does not end with '/' (such as \"/mcp\")"
+            )
         );
     }
 

@@ -296,6 +296,35 @@ async fn stateless_only_creates_no_session() {
     );
     let log = t.log.take();
     assert!(log.iter().all(|e| e.what == "initialize"), "{log:?}");
+    // A browser is told the methods it can use: POST only, since GET and
+    // DELETE serve sessions (found from outside: the preflight named
+    // them, and they were 405); with sessions on, all four.
+    let on = Target::start(Mount::Default).await;
+    for (target, methods) in [(&t, "POST, OPTIONS"), (&on, "GET, POST, DELETE, OPTIONS")] {
+        for asked in ["POST", "GET", "DELETE"] {
+            let preflight = send_raw(
+                target
+                    .request("OPTIONS", "/mcp")
+                    .header("Origin", &target.origin())
+                    .header("Access-Control-Request-Method", asked),
+            )
+            .await;
+            assert_eq!(preflight.status, 204, "{}", preflight.summary());
+            assert_eq!(
+                preflight.header("access-control-allow-methods"),
+                Some(methods),
+                "{asked}: {}",
+                preflight.summary()
+            );
+        }
+    }
+    let get = send_raw(
+        t.request("GET", "/mcp")
+            .header("Authorization", &t.bearer(TokenKind::AliceAll))
+            .header("Accept", "text/event-stream"),
+    )
+    .await;
+    assert_eq!(get.status, 405, "{}", get.summary());
 }
 
 // A request the layer cannot check against the caps beforehand (an

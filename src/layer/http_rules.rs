@@ -32,6 +32,9 @@ mcp-session-id, mcp-method, mcp-name, last-event-id, dpop, x-request-id";
 const EXPOSE_HEADERS: &str = "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version, \
 Retry-After, DPoP-Nonce, X-Request-Id";
 const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+/// The methods a server without sessions (`stateless_only`) takes: its GET
+/// and DELETE are 405 (found from outside: the preflight named them).
+const ALLOW_METHODS_STATELESS: &str = "POST, OPTIONS";
 
 /// A request-level refusal that is not about the token: no Bearer
 /// challenge, a JSON body with a stable `reason`.
@@ -814,14 +817,19 @@ pub(crate) fn is_preflight(method: &Method, present: &Present) -> bool {
 }
 
 /// The answer to an allowed CORS preflight (the layer answers it: a
-/// preflight carries no credentials and never reaches the service).
-pub(crate) fn preflight_response(origin: &HeaderValue) -> Response {
+/// preflight carries no credentials and never reaches the service); the
+/// methods named are those of sessions only when `sessions` are on.
+pub(crate) fn preflight_response(origin: &HeaderValue, sessions: bool) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let headers = response.headers_mut();
     headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
     headers.insert(
         ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static(ALLOW_METHODS),
+        HeaderValue::from_static(if sessions {
+            ALLOW_METHODS
+        } else {
+            ALLOW_METHODS_STATELESS
+        }),
     );
     headers.insert(
         ACCESS_CONTROL_ALLOW_HEADERS,

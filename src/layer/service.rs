@@ -199,7 +199,8 @@ where
         if preflight && let Some(origin) = &origin {
             // A preflight carries no credentials: answered here, never
             // handed to the service unauthenticated.
-            return ResponseFuture::ready(preflight_response(origin));
+            let sessions = shared.sessions.limits().enabled;
+            return ResponseFuture::ready(preflight_response(origin, sessions));
         }
         if req.method() == http::Method::POST
             && (placement.on_mcp || placement.reads_body)
