@@ -1212,6 +1212,31 @@ async fn every_unreadable_body_gets_the_jsonrpc_code_that_fits_it() {
             );
         }
     }
+    // UTF-16 without a byte-order mark (ASCII text with a NUL in every
+    // other byte, little- or big-endian): told it is not UTF-8, as with
+    // the mark (found from outside: a syntax error); nothing runs.
+    let call = tool_call_body(3, "open_tool");
+    let little: String = call.chars().flat_map(|c| [c, '\0']).collect();
+    let big: String = call.chars().flat_map(|c| ['\0', c]).collect();
+    for (name, body) in [("UTF-16LE", little), ("UTF-16BE", big)] {
+        for version in [MODERN, LEGACY] {
+            let response = send(
+                t.mcp_post("/mcp", Some(TokenKind::AliceAll), &body)
+                    .header("MCP-Protocol-Version", version),
+            )
+            .await;
+            let case = format!("{name} {version}");
+            assert!(t.log.take().is_empty(), "{case}");
+            let answer = jsonrpc_400(&response, &case);
+            assert_eq!(answer["error"]["code"], -32700, "{case}: {answer}");
+            assert!(
+                answer["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("not UTF-8") && m.contains("UTF-16")),
+                "{case}: {answer}"
+            );
+        }
+    }
     // A response sent to the stateless server: rmcp's refusal, completed.
     let response = send(
         t.mcp_post(

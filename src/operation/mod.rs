@@ -292,6 +292,24 @@ pub(crate) fn read_operations(body: &[u8]) -> Result<Vec<Operation>, Unreadable>
     read_requests(body, false, DEFAULT_MAX_JSON_VALUES).map(|read| read.ops)
 }
 
+/// `why` a body is no JSON, or [`Unreadable::NotUtf8`] when it holds a NUL
+/// byte: JSON text never does (RFC 8259: a control character is escaped in
+/// a string and is no token outside one), UTF-16 text of ASCII does in
+/// every other byte. Such a body is told it is not UTF-8, as a UTF-16 body
+/// with a byte-order mark is (found from outside: without the mark it was
+/// told of a syntax error). Looked at only for a refused body.
+fn utf16_told(why: Unreadable, body: &[u8]) -> Unreadable {
+    let syntax = matches!(
+        why,
+        Unreadable::NotJson | Unreadable::Syntax | Unreadable::Truncated | Unreadable::Trailing
+    );
+    if syntax && memchr::memchr(0, body).is_some() {
+        Unreadable::NotUtf8
+    } else {
+        why
+    }
+}
+
 /// What [`read_requests`] reads of a body, in one pass.
 #[derive(Debug, Default)]
 pub(crate) struct Requests {
@@ -335,11 +353,11 @@ pub(crate) fn read_requests(
             if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
                 Unreadable::NotAMessage
             } else {
-                Unreadable::NotJson
+                utf16_told(Unreadable::NotJson, body)
             },
         );
     }
-    let messages = scan(text, max_values)?;
+    let messages = scan(text, max_values).map_err(|why| utf16_told(why, body))?;
     let mut ops = Vec::with_capacity(messages.len());
     let mut keys = Vec::new();
     let mut declares_tasks = false;
@@ -726,15 +744,17 @@ mod tests {
     #[test]
     fn refusals_say_which_rule_the_body_broke() {
         let too_many = listen(MAX_LISTENED_URIS + 1);
-        let cases: [(&[u8], Unreadable, i32); 23] = [
+        let cases: [(&[u8], Unreadable, i32); 25] = [
             (b"\x1f\x8b\x08\x00\xff", Unreadable::NotUtf8, -32700),
-            (b"{\x00\"\x00", Unreadable::Syntax, -32700),
+            (b"{\x00\"\x00", Unreadable::NotUtf8, -32700),
+            (b"{\"method\":\"a\x00\"}", Unreadable::NotUtf8, -32700),
+            (b"{\"a\":1}\x00", Unreadable::NotUtf8, -32700),
             ("\u{feff}{}".as_bytes(), Unreadable::NotJson, -32700),
             (b"", Unreadable::NotJson, -32700),
             (b" \r\n\t", Unreadable::NotJson, -32700),
             (b"hello", Unreadable::NotJson, -32700),
             (b"tru", Unreadable::NotJson, -32700),
-            (b"\x00", Unreadable::NotJson, -32700),
+            (b"\x00", Unreadable::NotUtf8, -32700),
             (b"1 2", Unreadable::NotJson, -32700),
             (b"\"tools/call\"", Unreadable::NotAMessage, -32600),
             (b" true ", Unreadable::NotAMessage, -32600),
