@@ -960,6 +960,28 @@ fn jsonrpc_400(response: &RawResponse, case: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{case}: {e}: {}", response.summary()))
 }
 
+/// Asserts a JSON-RPC refusal's `data.reason` and that its
+/// `data.request_id` is the answer's `X-Request-Id` (present), as every
+/// refusal of the layer carries them.
+#[track_caller]
+fn assert_reason_and_request_id(
+    answer: &serde_json::Value,
+    response: &RawResponse,
+    reason: &str,
+    case: &str,
+) {
+    assert_eq!(
+        answer["error"]["data"]["reason"], reason,
+        "{case}: {answer}"
+    );
+    assert!(response.header("x-request-id").is_some(), "{case}");
+    assert_eq!(
+        answer["error"]["data"]["request_id"].as_str(),
+        response.header("x-request-id"),
+        "{case}: {answer}"
+    );
+}
+
 /// Asserts the MCP 2026-07-28 HeaderMismatch answer: 400, a JSON-RPC error
 /// -32020 with the request's id, no OAuth `invalid_request` challenge.
 #[track_caller]
@@ -1113,16 +1135,7 @@ async fn a_batch_or_a_message_rmcp_cannot_read_is_a_jsonrpc_error() {
             );
             // A reason and the request id, as in the layer's JSON-RPC
             // refusals (found from outside: neither was there).
-            assert_eq!(
-                answer["error"]["data"]["reason"], "invalid_message",
-                "{case}: {answer}"
-            );
-            assert_eq!(
-                answer["error"]["data"]["request_id"].as_str(),
-                response.header("x-request-id"),
-                "{case}: {answer}"
-            );
-            assert!(response.header("x-request-id").is_some(), "{case}");
+            assert_reason_and_request_id(&answer, &response, "invalid_message", &case);
         }
     }
     // A batch naming one id twice is told so, not that its id is in use
@@ -1333,15 +1346,7 @@ async fn an_unknown_protocol_version_is_a_jsonrpc_error() {
             assert_eq!(answer["error"]["code"], -32022, "{case}: {answer}");
             assert_eq!(answer["id"], id, "{case}: {answer}");
             assert_eq!(answer["error"]["data"]["requested"], version, "{case}");
-            assert_eq!(
-                answer["error"]["data"]["reason"], "unsupported_protocol_version",
-                "{case}: {answer}"
-            );
-            assert_eq!(
-                answer["error"]["data"]["request_id"].as_str(),
-                response.header("x-request-id"),
-                "{case}: {answer}"
-            );
+            assert_reason_and_request_id(&answer, &response, "unsupported_protocol_version", &case);
             assert_eq!(response.header("cache-control"), Some("no-store"), "{case}");
             let supported = answer["error"]["data"]["supported"]
                 .as_array()
@@ -1446,16 +1451,7 @@ async fn rmcps_refusals_of_protocol_metadata_carry_reason_and_request_id() {
             let answer = jsonrpc_400(&response, &case);
             assert_eq!(answer["error"]["code"], code, "{case}: {answer}");
             assert_eq!(answer["id"], id, "{case}: {answer}");
-            assert_eq!(
-                answer["error"]["data"]["reason"], reason,
-                "{case}: {answer}"
-            );
-            assert!(response.header("x-request-id").is_some(), "{case}");
-            assert_eq!(
-                answer["error"]["data"]["request_id"].as_str(),
-                response.header("x-request-id"),
-                "{case}: {answer}"
-            );
+            assert_reason_and_request_id(&answer, &response, reason, &case);
             assert!(
                 answer["error"]["message"]
                     .as_str()
