@@ -248,6 +248,23 @@ async fn a_refused_password_or_a_closed_port_is_named_not_a_timeout() {
     let err = wrong.get("mcp_oauth2:session:k").await.unwrap_err();
     assert!(err.to_string().contains("authentication"), "{err}");
     assert!(!err.to_string().contains("password"), "{err}");
+    // The same in RESP3 (`WRONGPASS`) and without a password (`NOAUTH`):
+    // found from outside logged as extension errors.
+    for url in [
+        format!("redis://:wrong-password@127.0.0.1:{port}/0?protocol=resp3"),
+        format!("redis://127.0.0.1:{port}/0"),
+        format!("redis://127.0.0.1:{port}/0?protocol=resp3"),
+    ] {
+        let store = RedisStore::new(&url)
+            .unwrap()
+            .timeout(Duration::from_millis(500));
+        let err = store.get("mcp_oauth2:session:k").await.unwrap_err();
+        assert!(
+            err.to_string().contains("authentication failed"),
+            "{url}: {err}"
+        );
+        assert!(!err.to_string().contains("password"), "{err}");
+    }
     let right = RedisStore::new(&format!("redis://:right-password@127.0.0.1:{port}/0"))
         .unwrap()
         .timeout(Duration::from_millis(500));

@@ -188,7 +188,7 @@ impl Refused {
             Self::TooManyListens => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_listens",
-                "Too many open subscriptions/listen streams for this user; close one or retry later",
+                "Too many open event streams (subscriptions/listen, or the GET stream of a legacy session) for this user; close one or retry later",
             ),
             Self::TooManyPendingBodies => (
                 StatusCode::TOO_MANY_REQUESTS,

@@ -392,6 +392,13 @@ fn unavailable(e: redis::RedisError) -> StoreError {
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
     });
     match code {
+        // A refused login, however the client classed it: RESP3's
+        // `WRONGPASS` and a password-protected Redis's `NOAUTH` came as
+        // extension errors, logged apart from the documented cause (found
+        // from outside).
+        Some(code @ ("WRONGPASS" | "NOAUTH")) => {
+            StoreError::Unavailable(format!("redis: authentication failed ({code})"))
+        }
         Some(code) if category.is_empty() => {
             StoreError::Unavailable(format!("redis: error reply ({code})"))
         }
