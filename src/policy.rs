@@ -822,24 +822,29 @@ fn numeric_date(raw: Option<&RawValue>) -> Result<Option<u64>, AuthError> {
 }
 
 /// The scopes of a claim value: a space-separated string or an array of
-/// strings; anything else is an invalid claim.
+/// strings; anything else is an invalid claim, and so is a scope holding a
+/// control character (U+0000 to U+001F, U+007F), which no scope token may
+/// (RFC 6749 section 3.3): found from outside, an introspection answer's
+/// `"notes:read\tnotes:write"` reached the handlers as one scope.
 fn scope_list(raw: &RawValue, out: &mut Vec<Box<str>>) -> Result<(), AuthError> {
     let invalid = || AuthError::new(AuthErrorKind::InvalidClaims);
     let mut add = |scope: &str| {
+        if scope.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            return Err(invalid());
+        }
         if !scope.is_empty() {
             out.push(scope.into());
         }
+        Ok(())
     };
     if raw.get().starts_with('[') {
-        json::str_array(raw)
-            .map_err(|()| invalid())?
-            .iter()
-            .for_each(|scope| add(scope));
+        for scope in json::str_array(raw).map_err(|()| invalid())?.iter() {
+            add(scope)?;
+        }
     } else {
-        as_str(raw)
-            .map_err(|()| invalid())?
-            .split(' ')
-            .for_each(add);
+        for scope in as_str(raw).map_err(|()| invalid())?.split(' ') {
+            add(scope)?;
+        }
     }
     dedup_in_order(out);
     Ok(())
@@ -1038,6 +1043,18 @@ mod tests {
         assert!(scopes(r#"{"scope": 1}"#).is_err());
         assert!(scopes(r#"{"scp": [1]}"#).is_err());
         assert!(scopes(r#"{"scp": {"a": 1}}"#).is_err());
+        // A control character in a scope, however it is spelled.
+        for claims in [
+            r#"{"scope": "a\tb"}"#,
+            r#"{"scope": "a\nb c"}"#,
+            r#"{"scope": "a \u0000"}"#,
+            r#"{"scp": ["a", "b\u007f"]}"#,
+            r#"{"scp": "a\rb"}"#,
+        ] {
+            assert!(scopes(claims).is_err(), "{claims}");
+        }
+        // Other characters past ASCII are no control characters.
+        assert_eq!(scopes(r#"{"scp": ["a\u00e9", "b"]}"#).unwrap(), ["a\u{e9}", "b"]);
     }
 
     #[test]

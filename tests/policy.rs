@@ -213,6 +213,14 @@ async fn jwt_and_introspection_apply_one_policy() {
             json!({"exp": -1}),
             Err(AuthErrorKind::InvalidClaims),
         ),
+        // RFC 6749 section 3.3: no control character in a scope token
+        // (found from outside: a tab joined two scopes into one).
+        (
+            "a scope holding a tab",
+            same,
+            json!({"scope": "notes:read\tnotes:write"}),
+            Err(AuthErrorKind::InvalidClaims),
+        ),
         (
             "another audience",
             same,
