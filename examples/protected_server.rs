@@ -225,9 +225,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let config = notes::declare_scopes(config).build()?;
     // Trimmed, as every other variable is.
-    let bind = std::env::var("MCP_OAUTH2_BIND")
-        .map(|b| b.trim().to_owned())
-        .unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    let bind = set_var("MCP_OAUTH2_BIND").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
     // The MCP endpoint is mounted at the resource's path as written: a
     // trailing slash is refused (the endpoint would be `/mcp/` and `/mcp`
     // would not be routed), as is a path the router cannot serve.
@@ -247,8 +245,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let header_read_timeout = timeout_var("MCP_OAUTH2_HEADER_READ_TIMEOUT")?;
     let body_read_timeout = timeout_var("MCP_OAUTH2_BODY_READ_TIMEOUT")?;
     let response_write_timeout = timeout_var("MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT")?;
-    let max_connections = match std::env::var("MCP_OAUTH2_MAX_CONNECTIONS") {
-        Ok(value) => match whole_number(&value) {
+    let max_connections = match set_var("MCP_OAUTH2_MAX_CONNECTIONS") {
+        Some(value) => match whole_number(&value) {
             Some(limit) if limit > 0 => Some(usize::try_from(limit).unwrap_or(usize::MAX)),
             _ => {
                 return Err(format!(
@@ -257,11 +255,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 .into());
             }
         },
-        Err(_) => None,
+        None => None,
     };
-    let max_header_bytes = match std::env::var("MCP_OAUTH2_MAX_HEADER_BYTES") {
+    let max_header_bytes = match set_var("MCP_OAUTH2_MAX_HEADER_BYTES") {
         // Out of range: the builder's own message, under this name.
-        Ok(value) => match whole_number(&value) {
+        Some(value) => match whole_number(&value) {
             Some(bytes) => Some(usize::try_from(bytes).unwrap_or(usize::MAX)),
             None => {
                 return Err(format!(
@@ -270,7 +268,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 .into());
             }
         },
-        Err(_) => None,
+        None => None,
     };
     let mut server = McpServer::builder().auth(config).path(path);
     if let Some(limit) = max_connections {
@@ -291,11 +289,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // A readiness probe, unauthenticated: 200 once the issuers' keys are
     // fetched, 503 before (the server answers from the start, fetching the
     // keys beside serving).
-    if let Ok(path) = std::env::var("MCP_OAUTH2_READINESS_PATH") {
-        let path = path.trim();
-        if !path.is_empty() {
-            server = server.readiness_path(path);
-        }
+    if let Some(path) = set_var("MCP_OAUTH2_READINESS_PATH") {
+        server = server.readiness_path(path);
     }
     // Everything is checked before the server listens: scripts wait for
     // the `listening on` line to know it is up.
@@ -374,14 +369,26 @@ fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     }
 }
 
+/// The server's own variable `name`, trimmed; `None` when unset, empty or
+/// blank, as the library reads its variables (the README: "an empty or
+/// blank value is read as unset, for every variable"; found from outside:
+/// an env-file template leaving `MCP_OAUTH2_HEADER_READ_TIMEOUT=` empty
+/// stopped the server).
+fn set_var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
 /// A timeout variable: unset (`None`: the builder's default), a whole
 /// number of seconds (1 or more) or `off`. Any other value stops the server
 /// before it listens, with a message naming the variable.
 fn timeout_var(name: &str) -> Result<Option<Option<std::time::Duration>>, String> {
-    let Ok(value) = std::env::var(name) else {
+    let Some(value) = set_var(name) else {
         return Ok(None);
     };
-    match value.trim() {
+    match value.as_str() {
         off if off.eq_ignore_ascii_case("off") => Ok(Some(None)),
         v => match whole_number(v) {
             Some(secs) if secs > 0 => Ok(Some(Some(std::time::Duration::from_secs(secs)))),

@@ -1054,7 +1054,10 @@ mod tests {
             assert!(scopes(claims).is_err(), "{claims}");
         }
         // Other characters past ASCII are no control characters.
-        assert_eq!(scopes(r#"{"scp": ["a\u00e9", "b"]}"#).unwrap(), ["a\u{e9}", "b"]);
+        assert_eq!(
+            scopes(r#"{"scp": ["a\u00e9", "b"]}"#).unwrap(),
+            ["a\u{e9}", "b"]
+        );
     }
 
     #[test]

@@ -90,7 +90,7 @@ async fn resource_paths_not_in_normal_form_stop_it_before_listening() {
 // cannot listen on names it.
 #[tokio::test]
 async fn a_bad_bind_address_names_its_variable() {
-    for bad in ["garbage", "127.0.0.1", "127.0.0.1:99999", ""] {
+    for bad in ["garbage", "127.0.0.1", "127.0.0.1:99999"] {
         refused(&[("MCP_OAUTH2_BIND", bad)], "MCP_OAUTH2_BIND").await;
     }
 }
@@ -381,7 +381,6 @@ async fn a_connection_limit_that_is_not_a_positive_count_stops_it_before_listeni
         "-1",
         "1.5",
         "many",
-        "",
         "18446744073709551615",
         "+5",
         "99999999999999999999",
@@ -415,6 +414,38 @@ async fn the_server_s_numbers_read_as_the_library_s() {
     )
     .await;
     assert!(!stderr.contains("whole number"), "{stderr}");
+}
+
+// An empty or blank value of the server's own variables is unset, as the
+// README says of every variable (found from outside: an env-file template
+// leaving `MCP_OAUTH2_HEADER_READ_TIMEOUT=` empty stopped the server): the
+// defaults apply and it serves; no readiness probe is added.
+#[tokio::test]
+async fn the_server_s_blank_variables_are_unset() {
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let bind = format!("127.0.0.1:{port}");
+    let mut env = vec![
+        ("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9"),
+        ("MCP_OAUTH2_RESOURCE", resource.as_str()),
+        ("MCP_OAUTH2_BIND", bind.as_str()),
+    ];
+    for (variable, blank) in [
+        ("MCP_OAUTH2_HEADER_READ_TIMEOUT", ""),
+        ("MCP_OAUTH2_BODY_READ_TIMEOUT", "  "),
+        ("MCP_OAUTH2_RESPONSE_WRITE_TIMEOUT", "\t"),
+        ("MCP_OAUTH2_MAX_CONNECTIONS", ""),
+        ("MCP_OAUTH2_MAX_HEADER_BYTES", " "),
+        ("MCP_OAUTH2_READINESS_PATH", ""),
+        ("MCP_OAUTH2_LOG_FORMAT", ""),
+    ] {
+        env.push((variable, blank));
+    }
+    let _server = support::reference::start(port, &env).await;
+    let metadata = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp");
+    assert_eq!(reqwest::get(metadata).await.unwrap().status(), 200);
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    assert_eq!(reqwest::get(ready).await.unwrap().status(), 404);
 }
 
 // A session idle timeout past a day was accepted, and with
