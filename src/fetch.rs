@@ -42,6 +42,10 @@ enum FetchErrorKind {
     /// The issuer's metadata was read and names no such endpoint: an
     /// answer, not an outage (see [`Fetcher::discover_endpoint`]).
     Absent,
+    /// A key set was read and holds no usable key: an answer too (an
+    /// issuer of opaque tokens may sign nothing), kept apart so that
+    /// readiness can tell it from an outage.
+    NoKeys,
 }
 
 impl FetchError {
@@ -59,6 +63,16 @@ impl FetchError {
     /// Whether the issuer's metadata was read and has no such endpoint.
     pub(crate) fn is_absent(&self) -> bool {
         self.kind == FetchErrorKind::Absent
+    }
+
+    /// A key set read whole that holds no usable key.
+    pub(crate) fn no_keys(msg: impl Into<String>) -> Self {
+        Self::of(FetchErrorKind::NoKeys, msg)
+    }
+
+    /// Whether a key set was read and holds no usable key.
+    pub(crate) fn is_no_keys(&self) -> bool {
+        self.kind == FetchErrorKind::NoKeys
     }
 }
 

@@ -88,13 +88,23 @@ pub struct McpServer {
 
 /// Whether a server can verify tokens yet (its issuers' key sets are loaded).
 #[derive(Debug, Clone)]
-pub struct Readiness(Option<JwtVerifier>);
+pub struct Readiness {
+    jwt: Option<JwtVerifier>,
+    /// Opaque tokens are verified by introspection too.
+    introspects: bool,
+}
 
 impl Readiness {
     /// `true` once every issuer's key set has been fetched (always with a
-    /// custom verifier or `require_keys_before_ready(false)`).
+    /// custom verifier or `require_keys_before_ready(false)`). With
+    /// introspection configured, also once every issuer's key server has
+    /// answered with a set that holds no usable key: an issuer of opaque
+    /// tokens only may publish an empty set, and its tokens are verified
+    /// without keys.
     pub fn is_ready(&self) -> bool {
-        self.0.as_ref().is_none_or(JwtVerifier::is_ready)
+        self.jwt
+            .as_ref()
+            .is_none_or(|jwt| jwt.is_ready() || (self.introspects && jwt.has_answered()))
     }
 
     fn response(&self) -> axum::response::Response {
@@ -634,7 +644,10 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         let mut router = Router::new()
             .route_service(&self.path, tower_layer::Layer::layer(&layer, service))
             .merge(layer.shared_metadata_router());
-        let readiness = Readiness(jwt.clone());
+        let readiness = Readiness {
+            jwt: jwt.clone(),
+            introspects: introspection.is_some(),
+        };
         // Checked above, with the MCP path.
         if let Some(path) = self.readiness_path {
             let probe = readiness.clone();
@@ -650,7 +663,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
                         // an issuer hangs (found from outside: it waited the
                         // whole fetch deadline); the fetch goes on beside.
                         if !probe.is_ready()
-                            && let Some(jwt) = &probe.0
+                            && let Some(jwt) = &probe.jwt
                         {
                             let _ = tokio::time::timeout(
                                 std::time::Duration::from_secs(1),

@@ -99,6 +99,9 @@ struct State {
     /// When a refetch for an unknown `kid` last started.
     last_kid_refetch: Option<Instant>,
     last_failed: bool,
+    /// A fetch read the key set and found no usable key in it: the issuer
+    /// answered (see [`JwksCache::has_answered`]).
+    answered_without_keys: bool,
     inflight: Option<SharedFetch>,
 }
 
@@ -264,6 +267,14 @@ impl JwksCache {
         self.state().keys.is_some()
     }
 
+    /// Whether the issuer has answered: a key set was loaded, or one was
+    /// read that holds no usable key (an issuer of opaque tokens only may
+    /// publish an empty set). Tokens it signed still need a loaded set.
+    pub(crate) fn has_answered(&self) -> bool {
+        let st = self.state();
+        st.keys.is_some() || st.answered_without_keys
+    }
+
     /// Fetches now (single flight), for warming up at start.
     pub(crate) async fn refresh_now(self: &Arc<Self>) -> Result<usize, FetchError> {
         if self.fetcher.is_none() {
@@ -418,6 +429,7 @@ impl JwksCache {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 crate::metrics::emit("mcp_oauth2_jwks_fetches_total", "result", "error");
                 st.last_failed = true;
+                st.answered_without_keys |= e.is_no_keys();
                 // The retry interval counts from the failure, not from the
                 // start: a fetch cut off by `http_timeout` (longer than the
                 // interval) would otherwise let the next request start
@@ -448,7 +460,7 @@ impl JwksCache {
             KeySet::parse(&fetched.body).map_err(|e| FetchError::new(format!("{uri}: {e}")))?;
         log_key_notes(&self.issuer, &set, &dropped);
         if set.len() == 0 {
-            return Err(FetchError::new(format!(
+            return Err(FetchError::no_keys(format!(
                 "{uri}: the key set has no usable keys"
             )));
         }

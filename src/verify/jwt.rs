@@ -286,6 +286,19 @@ impl JwtVerifier {
                 .all(|c| c.is_loaded())
     }
 
+    /// Whether every issuer's key server has answered: a key set loaded, or
+    /// one read that holds no usable key (see [`Self::is_ready`]). A server
+    /// that also verifies opaque tokens by introspection is ready then: an
+    /// issuer of opaque tokens only may sign nothing (found from outside:
+    /// such a deployment never became ready).
+    pub(crate) fn has_answered(&self) -> bool {
+        self.inner
+            .issuers
+            .iter()
+            .filter_map(IssuerKeys::eager)
+            .all(|c| c.has_answered())
+    }
+
     async fn verify_token(&self, token: &str) -> Result<AuthContext, AuthError> {
         let now = now_unix();
         // 0: a token verified before (see `token_cache` for why this is safe).

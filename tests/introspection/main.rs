@@ -52,6 +52,8 @@ struct Endpoint {
     metadata_status: Arc<AtomicUsize>,
     /// A delay before the RFC 8414 document, in milliseconds.
     metadata_delay_ms: Arc<AtomicUsize>,
+    /// The key set at `/jwks`, when there is one (else 404).
+    jwks: Arc<Mutex<Option<String>>>,
 }
 
 async fn introspect(
@@ -149,6 +151,18 @@ async fn oidc_metadata(State(e): State<Endpoint>) -> axum::response::Response {
     }
 }
 
+async fn jwks(State(e): State<Endpoint>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match e.jwks.lock().unwrap().clone() {
+        Some(raw) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            raw,
+        )
+            .into_response(),
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 async fn start_endpoint() -> (Endpoint, String) {
     let e = Endpoint::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -158,6 +172,7 @@ async fn start_endpoint() -> (Endpoint, String) {
         .route("/introspect", post(introspect))
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/openid-configuration", get(oidc_metadata))
+        .route("/jwks", get(jwks))
         .with_state(e.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (e, base)

@@ -264,3 +264,77 @@ async fn concurrent_first_tokens_share_one_discovery() {
     let read = e.metadata_hits.load(Ordering::SeqCst);
     assert_eq!(read, 1, "{read} readings of the RFC 8414 document");
 }
+
+/// `GET path` on `addr`: the status.
+async fn status_of(addr: std::net::SocketAddr, path: &str) -> u16 {
+    bounded(reqwest::get(format!("http://{addr}{path}")))
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+// An issuer of opaque tokens only may publish an empty key set. A server
+// verifying its tokens by introspection is ready once that set is read
+// (found from outside: it never was, and a readiness gate kept it from
+// traffic for good), and serves its tokens; without introspection, the
+// same issuer leaves it unready (no token of it could be verified).
+#[tokio::test]
+async fn an_introspecting_server_is_ready_when_its_issuer_publishes_no_key() {
+    use mcp_oauth2::McpServer;
+    let (e, base) = start_endpoint().await;
+    *e.jwks.lock().unwrap() = Some(r#"{"keys":[]}"#.to_owned());
+    for introspects in [true, false] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let resource = format!("http://{addr}/mcp");
+        let mut config = mcp_oauth2::AuthConfig::builder()
+            .issuer(&base)
+            .resource(&resource)
+            .allow_insecure_http_for_loopback(true);
+        if introspects {
+            config = config.introspection(IntrospectionSettings::new("rs:client", "s3cr&t"));
+        }
+        let server = McpServer::builder()
+            .auth(config.build().unwrap())
+            .readiness_path("/readyz")
+            .service(|| Ok(support::fixture::EchoServer::new()))
+            .build()
+            .unwrap();
+        let readiness = server.readiness();
+        tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut status = status_of(addr, "/readyz").await;
+        while status != 200 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            status = status_of(addr, "/readyz").await;
+        }
+        assert_eq!(
+            status == 200,
+            introspects,
+            "introspection {introspects}: {status}"
+        );
+        assert_eq!(readiness.is_ready(), introspects);
+        if !introspects {
+            continue;
+        }
+        e.answers.lock().unwrap().insert(
+            "opaque-olga".into(),
+            json!({"active": true, "sub": "olga", "aud": resource, "exp": now() + 300}),
+        );
+        let client = reqwest::Client::new();
+        let post = |token: &str| {
+            client
+                .post(&resource)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
+                .send()
+        };
+        let served = bounded(post("opaque-olga")).await.unwrap();
+        assert_eq!(served.status(), 200);
+        let refused = bounded(post("opaque-unknown")).await.unwrap();
+        assert_eq!(refused.status(), 401);
+    }
+}
