@@ -329,7 +329,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Installed before the `listening on` line: a stop signal sent as soon
     // as a script sees it must start the graceful stop, not kill the
     // process (a signal's default action).
-    let stop = stop_signal()?;
+    let (stop, force) = stop_signals()?;
     // Tests and scripts read this line to find the port when binding to :0.
     // Written, not `println!`, which panicked (exit 101) when standard
     // output could not take it (found from outside: `> /dev/full`).
@@ -340,33 +340,54 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             .and_then(|()| out.flush())
             .map_err(|e| format!("cannot write to standard output: {e}"))?;
     }
-    server.serve_with_shutdown(listener, stop).await?;
+    server
+        .serve_with_shutdown_and_force(listener, stop, force)
+        .await?;
     Ok(())
 }
 
-/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM: what systemd, Docker
-/// and Kubernetes send to stop a service. Either starts the graceful stop
-/// (the calls in progress get their answers), as `McpServer::serve` does;
-/// without SIGTERM here the process was killed at once, cutting them off.
-fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+/// Two futures: the first resolves on Ctrl-C (SIGINT) or, on Unix,
+/// SIGTERM, what systemd, Docker and Kubernetes send to stop a service, and
+/// starts the graceful stop (the calls in progress get their answers), as
+/// `McpServer::serve` does; without SIGTERM here the process was killed at
+/// once, cutting them off. The second resolves on the next such signal and
+/// ends the stop at once (found from outside: a second Ctrl-C waited out
+/// the whole stop). The handlers are installed now, before the server
+/// says it listens.
+fn stop_signals() -> std::io::Result<(
+    impl std::future::Future<Output = ()>,
+    impl std::future::Future<Output = ()>,
+)> {
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    let (second_tx, second_rx) = tokio::sync::oneshot::channel::<()>();
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
-        Ok(async move {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
+        tokio::spawn(async move {
+            for tx in [first_tx, second_tx] {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                let _ = tx.send(());
             }
-        })
+        });
     }
     #[cfg(not(unix))]
-    {
-        Ok(async {
+    tokio::spawn(async move {
+        for tx in [first_tx, second_tx] {
             let _ = tokio::signal::ctrl_c().await;
-        })
-    }
+            let _ = tx.send(());
+        }
+    });
+    let wait = |rx: tokio::sync::oneshot::Receiver<()>| async move {
+        if rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    Ok((wait(first_rx), wait(second_rx)))
 }
 
 /// The server's own variable `name`, trimmed; `None` when unset, empty or

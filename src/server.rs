@@ -1076,7 +1076,24 @@ impl McpServer {
             .clone()
             .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
         let listener = TcpListener::bind(&addr).await?;
-        self.serve_with_shutdown(listener, shutdown_signal()).await
+        // The first signal starts the graceful stop; a second one during
+        // it drops the connections still open and returns at once (an
+        // operator who presses Ctrl-C twice wants out; found from outside:
+        // a second signal waited out the whole stop, 35 s with a stalled
+        // request).
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+        let first = async move {
+            shutdown_signal().await;
+            let _ = first_tx.send(());
+        };
+        let second = async move {
+            match first_rx.await {
+                Ok(()) => shutdown_signal().await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        self.serve_with_shutdown_and_force(listener, first, second)
+            .await
     }
 
     /// Serves on `listener` until `shutdown` completes (or the cancellation
@@ -1137,6 +1154,20 @@ impl McpServer {
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        self.serve_with_shutdown_and_force(listener, shutdown, std::future::pending())
+            .await
+    }
+
+    /// [`serve_with_shutdown`](Self::serve_with_shutdown), and `force`
+    /// completing during the graceful stop ends it: the connections still
+    /// open are dropped and this returns within a second. [`serve`](Self::serve)
+    /// passes a second Ctrl-C / SIGTERM as `force`.
+    pub async fn serve_with_shutdown_and_force(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        force: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         // Beside serving, not before it (found from outside: with an
         // issuer that did not answer, nothing was accepted for the whole
@@ -1225,7 +1256,14 @@ impl McpServer {
             max_connections = options.max_connections,
             "connection limit"
         );
-        serve_connections(listener, self.router, options, stop, self.ct.clone()).await;
+        serve_connections(
+            listener,
+            self.router,
+            options,
+            (stop, force),
+            self.ct.clone(),
+        )
+        .await;
         Ok(())
     }
 }
@@ -1293,7 +1331,10 @@ async fn serve_connections(
     listener: TcpListener,
     router: Router,
     options: ConnectionOptions,
-    stop: impl Future<Output = ()> + Send + 'static,
+    (stop, force): (
+        impl Future<Output = ()> + Send + 'static,
+        impl Future<Output = ()> + Send + 'static,
+    ),
     ct: CancellationToken,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -1511,6 +1552,33 @@ async fn serve_connections(
     drop(listener);
     draining.cancel();
     connections.close();
+    let drain = drain(&connections, &ct, &forced);
+    tokio::select! {
+        () = drain => {}
+        () = force => {
+            tracing::warn!(
+                open = connections.len(),
+                "a second stop signal: the connections still open are dropped now"
+            );
+            ct.cancel();
+            forced.cancel();
+            let _dropped = tokio::time::timeout(FORCED_GRACE, connections.wait()).await;
+        }
+    }
+}
+
+/// How long a forced stop (a second signal) waits for the dropped
+/// connections' tasks to end.
+const FORCED_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The graceful stop of [`serve_connections`] once its listener is closed
+/// and `draining` cancelled: the calls in progress are answered, then the
+/// event streams end, then what is left past [`STOP_LIMIT`] is dropped.
+async fn drain(
+    connections: &tokio_util::task::TaskTracker,
+    ct: &CancellationToken,
+    forced: &CancellationToken,
+) {
     // The calls in progress finish; a connection still open after the
     // grace holds an event stream (or a call slower than the grace), which
     // rmcp ends when its token is cancelled.

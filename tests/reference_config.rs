@@ -626,6 +626,68 @@ async fn sigterm_stops_it_gracefully_like_ctrl_c() {
     assert!(status.success(), "exit: {status:?}");
 }
 
+// A second stop signal during the graceful stop ends it at once (found
+// from outside: with a request stalled in its body and no body timeout, a
+// second SIGTERM or Ctrl-C waited out the whole stop, 35 s). One signal
+// alone still waits for the stalled request (the control); the second,
+// of either kind, drops it and the server exits 0.
+#[tokio::test]
+async fn a_second_stop_signal_ends_the_stop_at_once() {
+    use tokio::io::AsyncWriteExt;
+
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    for second in ["-INT", "-TERM"] {
+        let port = support::reference::free_port();
+        let resource = format!("http://127.0.0.1:{port}/mcp");
+        let mut server = support::reference::start(
+            port,
+            &[
+                ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+                ("MCP_OAUTH2_RESOURCE", &resource),
+                ("MCP_OAUTH2_BODY_READ_TIMEOUT", "off"),
+            ],
+        )
+        .await;
+        let token = issuer.token().audience(resource.as_str()).sign();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let request = support::raw_http::Raw::new(addr, "POST", "/mcp")
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream")
+            .header("MCP-Protocol-Version", "2025-11-25")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+            .to_bytes();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(&request[..request.len() - 10])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let pid = server.child.id().unwrap().to_string();
+        let signal = |which: &str| {
+            let sent = std::process::Command::new("kill")
+                .args([which, &pid])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+        };
+        signal("-TERM");
+        // The stalled request holds the graceful stop.
+        let waited = tokio::time::timeout(Duration::from_secs(2), server.child.wait()).await;
+        assert!(
+            waited.is_err(),
+            "{second}: stopped with a request in progress"
+        );
+        signal(second);
+        let status = tokio::time::timeout(Duration::from_secs(5), server.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{second}: a second signal did not end the stop"))
+            .unwrap();
+        assert!(status.success(), "{second}: exit {status:?}");
+        drop(stream);
+    }
+}
+
 // A start-up error reads as text in the variables' own spelling (found
 // from outside: printed as Rust `Debug`, quotes escaped, with builder calls
 // such as `allow_any_tenant_unrestricted` or `None` as the advice).
