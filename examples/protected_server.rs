@@ -36,7 +36,8 @@
 //! variable (a misspelling such as `MCP_OAUTH2_REQUIRED_SCOPE`) stops the
 //! server before it listens, naming it. Ctrl-C (SIGINT) or SIGTERM stops it
 //! gracefully: it accepts no new connection, the calls in progress get their
-//! answers, and it exits with status 0.
+//! answers, and it exits with status 0; a second one during that stop
+//! drops what is left at once.
 //!
 //! Tools: `whoami` (subject, client_id, scopes, issuer, `dpop_jkt` (the key
 //! thumbprint of a DPoP-bound token, else `null`), and for a tenant issuer

@@ -805,11 +805,13 @@ async fn scope_values_cannot_forge_or_blur_log_lines() {
             .subject("mallory")
             .claim(
                 "scp",
+                // Line and terminal controls past ASCII (a C0 control or
+                // DEL makes the claim invalid: below).
                 json!([
                     "notes:read",
-                    format!("x\n{forged}\r\u{1b}[2J"),
+                    format!("x\u{2028}{forged}\u{85}\u{9b}2J"),
                     "two words",
-                    "tab\there"
+                    "tab\u{a0}here"
                 ]),
             )
             .sign();
@@ -847,7 +849,7 @@ async fn scope_values_cannot_forge_or_blur_log_lines() {
                 "{format}: a forged line: {seen:?}"
             );
             assert!(
-                !line.contains('\u{1b}') && !line.contains('\r'),
+                !line.contains(['\u{1b}', '\r', '\u{2028}', '\u{85}', '\u{9b}']),
                 "{format}: a control character: {line:?}"
             );
         }
@@ -868,12 +870,54 @@ async fn scope_values_cannot_forge_or_blur_log_lines() {
         // separator.
         assert_eq!(scopes.split(' ').count(), 4, "{format}: {scopes:?}");
         assert!(
-            scopes.starts_with("notes:read x?2026"),
+            scopes.starts_with("notes:read x???2026"),
             "{format}: {scopes:?}"
         );
         assert!(
-            scopes.contains("two?words") && scopes.contains("tab?here"),
+            scopes.contains("two?words") && scopes.contains("tab??here"),
             "{format}: {scopes:?}"
+        );
+        // A scope holding a C0 control is no scope (RFC 6749 section 3.3):
+        // the token is refused, and its refusal forges nothing either.
+        let controlled = issuer
+            .token()
+            .audience(&resource)
+            .claim(
+                "scp",
+                json!(["notes:read", format!("x\n{forged}\r\u{1b}[2J")]),
+            )
+            .sign();
+        let r = reqwest::Client::new()
+            .post(&resource)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("authorization", format!("Bearer {controlled}"))
+            .header("x-request-id", "forge-attempt-2")
+            .body(WHOAMI)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{format}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["reason"], "invalid_claims", "{format}: {body}");
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = server.lines.next_line().await.unwrap() {
+                let done = line.contains("forge-attempt-2");
+                seen.push(line);
+                if done {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap();
+        assert!(found, "{format}: no refusal line: {seen:?}");
+        assert!(
+            seen.iter()
+                .all(|l| !l.starts_with("2026-12-03T00:00:00") && !l.contains(['\u{1b}', '\r'])),
+            "{format}: {seen:?}"
         );
         server.child.kill().await.unwrap();
     }
