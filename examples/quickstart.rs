@@ -100,9 +100,14 @@ async fn walk_through() -> Result<(), BoxError> {
             }
         }
     }
-    // Colours only on a terminal: a piped run (a CI log) gets plain text.
+    // The server's log on standard error, each line marked as the
+    // server's: its audit lines for the refusals the walk-through shows
+    // read as errors of the walk-through in its middle (found from
+    // outside). Colours only on a terminal: a piped run (a CI log) gets
+    // plain text.
     tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(|| ServerLogLine(Vec::new()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "warn,rmcp=error".into()),
@@ -489,4 +494,32 @@ async fn call_text(
         return Err(format!("{tool} failed: {text}").into());
     }
     Ok(text)
+}
+
+/// One line of the server's log, written to standard error with a mark
+/// when the logger is done with it (one writer per event).
+struct ServerLogLine(Vec<u8>);
+
+impl std::io::Write for ServerLogLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ServerLogLine {
+    fn drop(&mut self) {
+        use std::io::Write as _;
+        let mut err = std::io::stderr().lock();
+        for line in self.0.split_inclusive(|b| *b == b'\n') {
+            // A log line lost to a closed standard error is not an error
+            // of the walk-through.
+            let _ = err.write_all(b"    [server log] ");
+            let _ = err.write_all(line);
+        }
+    }
 }

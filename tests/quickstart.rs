@@ -31,6 +31,19 @@ async fn the_quickstart_walks_through_and_exits() {
     for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {
         assert!(!text.contains('\u{1b}'), "colour codes on {name}: {text}");
     }
+    // The server's audit lines are on standard error, each marked as the
+    // server's, not in the walk-through's text (found from outside: WARN
+    // lines in its middle read as its errors).
+    assert!(!stdout.contains("mcp_oauth2::audit"), "{stdout}");
+    let audit: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("mcp_oauth2::audit"))
+        .collect();
+    assert!(!audit.is_empty(), "{stderr}");
+    assert!(
+        audit.iter().all(|l| l.starts_with("    [server log] ")),
+        "{stderr}"
+    );
 }
 
 // A machine with a proxy in its environment (company laptops, CI runners:
