@@ -580,6 +580,9 @@ impl AuthConfigBuilder {
     /// far in memory (up to the 4 MiB body cap), and a client may open 200
     /// HTTP/2 streams on every connection it opens. See also
     /// [`max_pending_body_bytes_per_principal`](Self::max_pending_body_bytes_per_principal).
+    /// Set above [`max_pending_bodies`](Self::max_pending_bodies), the
+    /// build is refused; left at its default above a lower process bound,
+    /// it is moot (the process bound holds first).
     pub fn max_pending_bodies_per_principal(mut self, bodies: usize) -> Self {
         self.max_pending_bodies_per_principal = bodies;
         self
@@ -594,7 +597,10 @@ impl AuthConfigBuilder {
     /// its read ended. Why: without it one user's nearly whole bodies
     /// could fill the process's
     /// [`max_pending_body_bytes`](Self::max_pending_body_bytes), and every
-    /// other user's body that must wait would get 503.
+    /// other user's body that must wait would get 503. Set above
+    /// [`max_pending_body_bytes`](Self::max_pending_body_bytes), the build
+    /// is refused; left at its default above a lower process bound, it is
+    /// moot.
     pub fn max_pending_body_bytes_per_principal(mut self, bytes: usize) -> Self {
         self.max_pending_body_bytes_per_principal = bytes;
         self
@@ -1237,6 +1243,34 @@ impl AuthConfigBuilder {
                 return Err(ConfigError::new(field, "must be greater than zero"));
             }
         }
+        // A user's bound set above the process's is no bound: refused as
+        // the sessions' is (found from outside: accepted here where the
+        // sessions' was refused). The user's default above a lower process
+        // bound is not refused: the process bound holds first, and a server
+        // with a small process bound needs no second setting.
+        for (user_field, user, user_default, all_field, all) in [
+            (
+                "max_pending_bodies_per_principal",
+                self.max_pending_bodies_per_principal,
+                super::DEFAULT_MAX_PENDING_BODIES_PER_PRINCIPAL,
+                "max_pending_bodies",
+                self.max_pending_bodies,
+            ),
+            (
+                "max_pending_body_bytes_per_principal",
+                self.max_pending_body_bytes_per_principal,
+                super::DEFAULT_MAX_PENDING_BODY_BYTES_PER_PRINCIPAL,
+                "max_pending_body_bytes",
+                self.max_pending_body_bytes,
+            ),
+        ] {
+            if user > all && user != user_default {
+                return Err(ConfigError::new(
+                    user_field,
+                    format!("is {user}, more than {all_field} ({all})"),
+                ));
+            }
+        }
         if sessions.idle_timeout.is_zero() {
             return Err(ConfigError::new(
                 "session_idle_timeout",
@@ -1343,6 +1377,14 @@ mod tests {
             .allow_insecure_http_for_loopback(true)
             .resource_documentation("http://localhost:8000/docs")
             .allowed_origin("http://localhost:5173")
+            .build()
+            .unwrap();
+        // A process bound below the user's default: the user's is moot.
+        base().max_pending_body_bytes(1000).build().unwrap();
+        base().max_pending_bodies(10).build().unwrap();
+        base()
+            .max_pending_bodies(10)
+            .max_pending_bodies_per_principal(10)
             .build()
             .unwrap();
     }
@@ -1565,6 +1607,20 @@ mod tests {
             (
                 base().max_sessions(2).max_sessions_per_principal(3),
                 "max_sessions_per_principal",
+            ),
+            // A user's bound set above the process's (found from outside:
+            // accepted); the user's default above it is moot, not refused.
+            (
+                base()
+                    .max_pending_bodies(10)
+                    .max_pending_bodies_per_principal(11),
+                "max_pending_bodies_per_principal",
+            ),
+            (
+                base()
+                    .max_pending_body_bytes(1000)
+                    .max_pending_body_bytes_per_principal(999_999_999_999),
+                "max_pending_body_bytes_per_principal",
             ),
             (
                 base().session_idle_timeout(Duration::ZERO),
