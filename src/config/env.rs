@@ -510,7 +510,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "256",
-        meaning: "requests of one principal whose bodies are waited for at once (429 past it)",
+        meaning: "requests of one principal whose bodies are waited for at once (429 past it); not above `MCP_OAUTH2_MAX_PENDING_BODIES`",
     },
     EnvVar {
         name: "MCP_OAUTH2_MAX_PENDING_BODY_BYTES_PER_PRINCIPAL",
@@ -522,7 +522,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "67108864",
-        meaning: "bytes the bodies of one principal's requests waited for may hold together (429 past it)",
+        meaning: "bytes the bodies of one principal's requests waited for may hold together (429 past it); not above `MCP_OAUTH2_MAX_PENDING_BODY_BYTES`",
     },
     EnvVar {
         name: "MCP_OAUTH2_MAX_PENDING_BODIES",
