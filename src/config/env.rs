@@ -839,6 +839,12 @@ impl ConfigError {
                 "advertise an issuer (TenantIssuer::advertise) or set",
                 "set",
             ),
+            // The variable takes whole seconds (found from outside: `0`
+            // was told of a millisecond it cannot write).
+            (
+                "must be from 1 millisecond to 300 seconds",
+                "must be from 1 to 300 seconds",
+            ),
         ] {
             message = message.replace(builder, env);
         }
@@ -1100,15 +1106,37 @@ pub(crate) fn check_names(
             .chain(SERVER_ENV_VARIABLES.iter().copied())
             .chain(app_vars.iter().copied());
         let upper = name.to_ascii_uppercase();
+        // A listen address by another name is the server's `BIND` (found
+        // from outside: `MCP_OAUTH2_PORT` was told `MCP_OAUTH2_DPOP`, one
+        // edit closer).
+        const ADDRESS_WORDS: [&str; 9] = [
+            "PORT",
+            "HOST",
+            "ADDR",
+            "ADDRESS",
+            "LISTEN",
+            "LISTEN_ADDR",
+            "LISTEN_ADDRESS",
+            "HTTP_PORT",
+            "SERVER_PORT",
+        ];
+        let address = upper
+            .strip_prefix("MCP_OAUTH2_")
+            .is_some_and(|rest| ADDRESS_WORDS.contains(&rest))
+            && SERVER_ENV_VARIABLES.contains(&"MCP_OAUTH2_BIND");
         // Ties broken by the plain edit distance: `MCP_OAUTH2_DPOP_NONCES`
         // means `MCP_OAUTH2_DPOP_NONCE` more than `MCP_OAUTH2_DPOP` (both
         // prefixes of it; found from outside).
-        let hint = known
-            .map(|k| (resemblance(&upper, k), k))
-            .filter(|(d, _)| *d <= 3)
-            .min_by_key(|(d, k)| (*d, lookalike_distance(&upper, k)))
-            .map(|(_, k)| format!(" (did you mean {k}?)"))
-            .unwrap_or_default();
+        let hint = if address {
+            " (did you mean MCP_OAUTH2_BIND? it takes the address and port to listen on, such as 127.0.0.1:8080)".to_owned()
+        } else {
+            known
+                .map(|k| (resemblance(&upper, k), k))
+                .filter(|(d, _)| *d <= 3)
+                .min_by_key(|(d, k)| (*d, lookalike_distance(&upper, k)))
+                .map(|(_, k)| format!(" (did you mean {k}?)"))
+                .unwrap_or_default()
+        };
         // The name is the sender's text only in the sense that the
         // operator set it: printed escaped all the same.
         return Err(ConfigError::new(
@@ -1853,6 +1881,11 @@ mod tests {
             ("MCP_OAUTH2_MAX_LISTENS_PER_PRINCIPAL", "-1", &[]),
             ("MCP_OAUTH2_MAX_PENDING_BODIES_PER_PRINCIPAL", "0", &[]),
             ("MCP_OAUTH2_MAX_PENDING_BODIES_PER_PRINCIPAL", "x", &[]),
+            (
+                "MCP_OAUTH2_MAX_PENDING_BODIES_PER_PRINCIPAL",
+                "61",
+                &[("MCP_OAUTH2_MAX_PENDING_BODIES", "60")],
+            ),
             ("MCP_OAUTH2_MAX_PENDING_BODIES", "0", &[]),
             ("MCP_OAUTH2_MAX_PENDING_BODIES", "-5", &[]),
             ("MCP_OAUTH2_MAX_PENDING_BODY_BYTES", "0", &[]),
@@ -2029,6 +2062,15 @@ mod tests {
                 }
             }
         }
+        // A variable of whole seconds is told its range in seconds (found
+        // from outside: "from 1 millisecond").
+        let mut vars = minimal();
+        vars.insert("MCP_OAUTH2_VERIFY_TIMEOUT", "0".to_owned());
+        let err = from_map(&vars).unwrap_err();
+        assert!(
+            err.message().contains("from 1 to 300 seconds") && !err.message().contains("milli"),
+            "{err}"
+        );
         // Free text has no bad value; every other variable has a case above.
         const FREE_TEXT: &[&str] = &["MCP_OAUTH2_TENANT_CLAIM"];
         let tested: BTreeSet<&str> = cases.iter().map(|(n, _, _)| *n).collect();
@@ -2180,6 +2222,11 @@ mod tests {
             ("MCP_OAUTH2_DPOP_MODE", Some("MCP_OAUTH2_DPOP")),
             ("MCP_OAUTH2_ISUER", Some("MCP_OAUTH2_ISSUER")),
             ("MCP_OAUTH2_BIN", Some("MCP_OAUTH2_BIND")),
+            // A listen address by another name (found from outside:
+            // `MCP_OAUTH2_PORT` was told `MCP_OAUTH2_DPOP`).
+            ("MCP_OAUTH2_PORT", Some("MCP_OAUTH2_BIND")),
+            ("mcp_oauth2_host", Some("MCP_OAUTH2_BIND")),
+            ("MCP_OAUTH2_LISTEN_ADDR", Some("MCP_OAUTH2_BIND")),
             (
                 "mcp_oauth2_required_scopes",
                 Some("MCP_OAUTH2_REQUIRED_SCOPES"),
