@@ -11,7 +11,8 @@
 //! audience, then `ready`. Flags: `--alg rs256|es256|eddsa` (rs256),
 //! `--audience URL` (repeatable), `--subject S` (`bench`). Tokens last six
 //! hours, for subject `bench` and client `bench-client`, with no scope.
-//! Development only: the tokens are printed in clear.
+//! Development only: the tokens are printed in clear. `--help` prints
+//! the usage; a flag it does not take is a usage error (exit status 2).
 // Test and demo code: a panic here is a failed run, not an outage, so
 // unwrap and indexing are allowed (the library itself is clean of them).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
@@ -23,26 +24,75 @@ use mcp_oauth2::testing::{SigningAlg, TestIssuer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), BoxError> {
+const USAGE: &str =
+    "usage: bench_issuer [--alg rs256|es256|eddsa] [--audience URL]... [--subject S]";
+
+/// Errors as text, a usage error with exit status 2 (found from outside:
+/// printed as Rust `Debug`, quotes and all, and `--help` was an error).
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("bench_issuer: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(Run::Usage(message)) => {
+            eprintln!("bench_issuer: {message}\n{USAGE}");
+            std::process::ExitCode::from(2)
+        }
+        Err(Run::Failed(e)) => {
+            eprintln!("bench_issuer: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Why [`run`] ended early.
+enum Run {
+    /// A flag it does not take, or one without its value.
+    Usage(String),
+    Failed(BoxError),
+}
+
+impl<E: Into<BoxError>> From<E> for Run {
+    fn from(e: E) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+async fn run() -> Result<(), Run> {
     let mut alg = SigningAlg::Rs256;
     let mut audiences = Vec::new();
     let mut subject = "bench".to_owned();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| Run::Usage(format!("{flag} needs a value")))
+        };
         match flag.as_str() {
             "--alg" => {
-                alg = match value()?.to_ascii_lowercase().as_str() {
+                let named = value()?;
+                alg = match named.to_ascii_lowercase().as_str() {
                     "rs256" => SigningAlg::Rs256,
                     "es256" => SigningAlg::Es256,
                     "eddsa" => SigningAlg::EdDsa,
-                    other => return Err(format!("unknown alg {other}").into()),
+                    _ => return Err(Run::Usage(format!("unknown algorithm {named}"))),
                 }
             }
             "--audience" => audiences.push(value()?),
             "--subject" => subject = value()?,
-            other => return Err(format!("unknown flag {other}").into()),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(Run::Usage(format!("unknown flag {other}"))),
         }
     }
     let issuer = TestIssuer::start_with_alg(alg).await?;

@@ -148,3 +148,41 @@ async fn the_quickstart_takes_only_its_arguments_and_fails_when_unwritten() {
     assert_eq!(unwritten.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+// The load benchmark's development issuer speaks as the other tools do
+// (found from outside: `Error: "unknown alg hs256"` in Rust `Debug`, the
+// value lowered, and `--help` an error): a usage error is text with exit
+// status 2, `--help` prints the usage.
+#[tokio::test]
+async fn the_bench_issuer_tells_its_usage() {
+    let run = |args: &'static [&'static str]| {
+        let mut command = support::reference::example_command("bench_issuer");
+        command
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        async move {
+            tokio::time::timeout(Duration::from_secs(30), command.output())
+                .await
+                .expect("bench_issuer did not exit")
+                .unwrap()
+        }
+    };
+    let help = run(&["--help"]).await;
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--audience"));
+    for (args, says) in [
+        (&["--alg", "HS256"][..], "unknown algorithm HS256"),
+        (&["--bogus"][..], "unknown flag --bogus"),
+        (&["--alg"][..], "--alg needs a value"),
+    ] {
+        let out = run(args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains('"') && stderr.contains("usage:"),
+            "{stderr}"
+        );
+    }
+}
