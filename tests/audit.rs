@@ -829,20 +829,7 @@ async fn scope_values_cannot_forge_or_blur_log_lines() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{format}");
-        let mut seen = Vec::new();
-        let found = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = server.lines.next_line().await.unwrap() {
-                let done = line.contains("forge-attempt");
-                seen.push(line);
-                if done {
-                    return true;
-                }
-            }
-            false
-        })
-        .await
-        .unwrap();
-        assert!(found, "{format}: no audit line: {seen:?}");
+        let seen = lines_until(&mut server, "forge-attempt").await;
         for line in &seen {
             assert!(
                 !line.starts_with("2026-12-03T00:00:00"),
@@ -900,20 +887,7 @@ async fn scope_values_cannot_forge_or_blur_log_lines() {
         assert_eq!(r.status(), 401, "{format}");
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(body["reason"], "invalid_claims", "{format}: {body}");
-        let mut seen = Vec::new();
-        let found = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = server.lines.next_line().await.unwrap() {
-                let done = line.contains("forge-attempt-2");
-                seen.push(line);
-                if done {
-                    return true;
-                }
-            }
-            false
-        })
-        .await
-        .unwrap();
-        assert!(found, "{format}: no refusal line: {seen:?}");
+        let seen = lines_until(&mut server, "forge-attempt-2").await;
         assert!(
             seen.iter()
                 .all(|l| !l.starts_with("2026-12-03T00:00:00") && !l.contains(['\u{1b}', '\r'])),
@@ -921,6 +895,26 @@ async fn scope_values_cannot_forge_or_blur_log_lines() {
         );
         server.child.kill().await.unwrap();
     }
+}
+
+/// The server's log lines up to the first holding `marker` (within 30 s),
+/// that one included; a failure when it never comes.
+async fn lines_until(server: &mut support::reference::Reference, marker: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = server.lines.next_line().await.unwrap() {
+            let done = line.contains(marker);
+            seen.push(line);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(found, "no line with {marker:?}: {seen:?}");
+    seen
 }
 
 // The reference server reads its own keywords in any case, as

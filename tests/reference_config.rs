@@ -637,19 +637,17 @@ async fn a_second_stop_signal_ends_the_stop_at_once() {
 
     let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
     for second in ["-INT", "-TERM"] {
-        let port = support::reference::free_port();
-        let resource = format!("http://127.0.0.1:{port}/mcp");
-        let mut server = support::reference::start(
-            port,
-            &[
-                ("MCP_OAUTH2_ISSUER", issuer.issuer()),
-                ("MCP_OAUTH2_RESOURCE", &resource),
-                ("MCP_OAUTH2_BODY_READ_TIMEOUT", "off"),
-            ],
+        let (mut server, resource) = support::reference::start_trusting(
+            issuer.issuer(),
+            &[("MCP_OAUTH2_BODY_READ_TIMEOUT", "off")],
         )
         .await;
         let token = issuer.token().audience(resource.as_str()).sign();
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let addr: std::net::SocketAddr = resource
+            .trim_start_matches("http://")
+            .trim_end_matches("/mcp")
+            .parse()
+            .unwrap();
         let request = support::raw_http::Raw::new(addr, "POST", "/mcp")
             .header("Authorization", &format!("Bearer {token}"))
             .header("Content-Type", "application/json")
