@@ -375,10 +375,25 @@ async fn h2_call(
     s: &Running,
     tool: &str,
 ) -> h2::RecvStream {
+    h2_call_as(client, s, tool, Some(&s.token()), 200).await
+}
+
+/// Calls `tool` over HTTP/2 with `token` (none: no `Authorization`),
+/// expecting `status`; the response's body.
+async fn h2_call_as(
+    client: h2::client::SendRequest<Bytes>,
+    s: &Running,
+    tool: &str,
+    token: Option<&str>,
+    status: u16,
+) -> h2::RecvStream {
     let mut client = client.ready().await.expect("ready");
     let body = call_body(tool);
-    let request = http::Request::post(format!("http://{}/mcp", s.addr))
-        .header("authorization", format!("Bearer {}", s.token()))
+    let mut request = http::Request::post(format!("http://{}/mcp", s.addr));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2026-07-28")
@@ -392,7 +407,7 @@ async fn h2_call(
         .await
         .expect("no answer")
         .expect("response");
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status(), status);
     response.into_body()
 }
 
@@ -409,24 +424,43 @@ async fn start_mode(limit: Option<Duration>, sse: bool) -> Running {
 }
 
 /// The client never takes the body (no WINDOW_UPDATE past the first
-/// 64 KiB, or a stream window of zero from the start, so that hyper never
-/// polls the body at all) while its connection keeps answering pings:
-/// dropped, whether the answer is one JSON document or an event stream.
+/// 64 KiB, or a stream window of zero from the start) while its connection
+/// keeps answering pings: dropped, whether the answer is one JSON document
+/// or an event stream, large or of one frame, or the 401 of a request
+/// without a token (found from outside: a one-frame answer at a window of
+/// zero held its connection for good, since hyper takes a frame before it
+/// waits for window; without a token too, so that anyone could hold every
+/// connection slot).
 #[tokio::test]
 async fn an_http2_client_that_grants_no_window_is_disconnected() {
-    for (sse, window) in [(false, 65_535), (true, 65_535), (false, 0), (true, 0)] {
+    let cases = [
+        (false, 65_535, "big", true),
+        (true, 65_535, "big", true),
+        (false, 0, "big", true),
+        (true, 0, "big", true),
+        (false, 0, "small", true),
+        (true, 0, "small", true),
+        (false, 0, "small", false),
+    ];
+    for (sse, window, tool, token) in cases {
         let s = start_mode(Some(LIMIT), sse).await;
         let (client, connection) = h2_client(s.addr, window).await;
-        let _body = h2_call(client.clone(), &s, "big").await;
+        let (token, status) = if token {
+            (Some(s.token()), 200)
+        } else {
+            (None, 401)
+        };
+        let _body = h2_call_as(client.clone(), &s, tool, token.as_deref(), status).await;
         let stalled_from = Instant::now();
         let ended = tokio::time::timeout(Duration::from_secs(15), connection).await;
+        let case = format!("sse {sse}, window {window}, {tool}, status {status}");
         assert!(
             ended.is_ok(),
-            "sse {sse}: the stalled connection stayed open 15 s"
+            "{case}: the stalled connection stayed open 15 s"
         );
         assert!(
             stalled_from.elapsed() >= LIMIT * 8 / 10,
-            "sse {sse}: closed after {:?}",
+            "{case}: closed after {:?}",
             stalled_from.elapsed()
         );
     }
