@@ -414,3 +414,31 @@ async fn a_cancelled_call_keeps_its_id_for_the_session() {
     let other = s.post(Some(&session), &ping(6)).send().await.unwrap();
     assert_eq!(other.status, 200, "{}", other.summary());
 }
+
+// The standalone stream's event ids are a 64-bit count: digits past it
+// name no event. They are removed as any other id of no standalone event,
+// and the GET opens a plain stream that stays open (found from outside:
+// rmcp answered them with a stream that ended at once, which an SSE
+// client reconnects to in a loop). In-range and malformed ids alike.
+#[tokio::test]
+async fn a_last_event_id_past_the_count_opens_a_plain_stream() {
+    let s = start().await;
+    let session = s.open_session().await;
+    for last_event_id in [
+        "18446744073709551616",
+        "99999999999999999999999999",
+        "18446744073709551615",
+        "1000",
+        "abc",
+    ] {
+        let response = s
+            .resume(&session, last_event_id, Duration::from_millis(1500))
+            .await;
+        assert_eq!(
+            response.header("x-client-error"),
+            Some("still open"),
+            "{last_event_id}: the stream ended: {}",
+            response.summary()
+        );
+    }
+}

@@ -570,16 +570,24 @@ impl Present {
 }
 
 /// Whether a `Last-Event-ID` names anything but the standalone stream:
-/// rmcp's standalone (common) stream has event ids of digits only; the
-/// stream of one request has `<index>/<request>`, and any other spelling
-/// (an event store's ids, two fields) is judged as one, fail closed.
+/// rmcp's standalone (common) stream has event ids of digits only, a
+/// 64-bit count; the stream of one request has `<index>/<request>`, and any
+/// other spelling (an event store's ids, two fields) is judged as one, fail
+/// closed. Digits past the count's range name no event either (found from
+/// outside: rmcp answered them with a stream that ended at once, which an
+/// SSE client reconnects to in a loop): removed too, a plain stream opens.
 pub(crate) fn resumes_a_request_stream(headers: &HeaderMap) -> bool {
     let mut values = headers.get_all(LAST_EVENT_ID).iter();
     match (values.next(), values.next()) {
         (None, _) => false,
         (Some(v), None) => {
             let v = v.as_bytes();
-            v.is_empty() || !v.iter().all(u8::is_ascii_digit)
+            v.is_empty()
+                || !v.iter().all(u8::is_ascii_digit)
+                || std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_none()
         }
         (Some(_), Some(_)) => true,
     }
