@@ -745,6 +745,7 @@ where
                 http::StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                     undeserializable_as_jsonrpc(response, request_id).await
                 }
+                http::StatusCode::INTERNAL_SERVER_ERROR => session_gone_as_404(response).await,
                 _ => response,
             })
         })
@@ -946,6 +947,31 @@ fn jsonrpc_answer(
     crate::challenge::error_headers(&mut parts.headers);
     axum::response::Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }
+
+/// rmcp's plain-text 500 to a request of a legacy session that ended
+/// between the layer's check and rmcp's own lookup (its owner's `DELETE`
+/// racing it, the idle sweep): "Encounter an error when get session:
+/// Session not found: ..." or "... Session service terminated". The
+/// session is gone, which the layer's 404 says of any id it no longer
+/// knows (MCP: the client initializes a new one); found from outside: a
+/// 500, which clients take for a server fault. Any other 500 passes.
+async fn session_gone_as_404(response: axum::response::Response) -> axum::response::Response {
+    let status = http::StatusCode::INTERNAL_SERVER_ERROR;
+    let (parts, bytes) = match rmcp_plain_text(response, status).await {
+        Ok(plain) => plain,
+        Err(response) => return response,
+    };
+    let text = std::str::from_utf8(&bytes).unwrap_or_default();
+    if text.starts_with(RMCP_INTERNAL_ERROR_TEXT)
+        && (text.contains("Session not found") || text.contains("Session service terminated"))
+    {
+        return crate::layer::session_not_found();
+    }
+    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// The start of rmcp's plain-text answer (500) to an internal error.
+const RMCP_INTERNAL_ERROR_TEXT: &str = "Encounter an error when ";
 
 /// The start of rmcp's plain-text answer (415) to a JSON body it cannot
 /// read as one JSON-RPC message.
@@ -1627,5 +1653,48 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn text_of(response: axum::response::Response) -> (u16, String) {
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn rmcp_500(text: &str) -> axum::response::Response {
+        axum::response::Response::builder()
+            .status(http::StatusCode::INTERNAL_SERVER_ERROR)
+            .body(axum::body::Body::from(text.to_owned()))
+            .unwrap_or_default()
+    }
+
+    // rmcp's 500 for a session that ended under a request (found from
+    // outside: its owner's DELETE racing a call) is the 404 of a session
+    // gone; any other 500 passes unchanged.
+    #[tokio::test]
+    async fn a_session_gone_under_a_request_is_404_not_500() {
+        for gone in [
+            "Encounter an error when get session: Session not found: 37cf8049-aa",
+            "Encounter an error when create standalone stream: Session not found: 8031",
+            "Encounter an error when accept message: Session error: Session service terminated",
+        ] {
+            let (status, text) = text_of(session_gone_as_404(rmcp_500(gone)).await).await;
+            assert_eq!(status, 404, "{gone}");
+            assert_eq!(text, "Not Found: Session not found", "{gone}");
+        }
+        for other in [
+            "Encounter an error when serialize json response: oops",
+            "Session not found",
+        ] {
+            let (status, text) = text_of(session_gone_as_404(rmcp_500(other)).await).await;
+            assert_eq!((status, text.as_str()), (500, other));
+        }
     }
 }

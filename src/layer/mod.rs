@@ -41,8 +41,8 @@ pub use future::ResponseFuture;
 pub(crate) use http_rules::request_id_member;
 use http_rules::{AllowedHosts, Origins};
 pub use service::AuthService;
-pub(crate) use sessions::Closer;
 use sessions::Sessions;
+pub(crate) use sessions::{Closer, session_not_found};
 
 /// Default path of the MCP endpoint (of [`McpServer`](crate::McpServer), and
 /// of a plain [`AuthLayer`] for a root resource).

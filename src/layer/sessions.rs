@@ -830,7 +830,7 @@ pub(super) fn session_id(req: &Request<Body>) -> Option<String> {
 }
 
 /// What rmcp answers for an unknown session: clients start a new one.
-pub(super) fn session_not_found() -> Response {
+pub(crate) fn session_not_found() -> Response {
     let mut response = (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
     crate::challenge::error_headers(response.headers_mut());
     response
