@@ -38,7 +38,7 @@ fi
 
 rm -rf "$REPORTS"
 mkdir -p "$TDIR/debug/examples" "$REPORTS"
-for example in protected_server quickstart; do
+for example in protected_server quickstart bench_issuer; do
   if [ -x "$TARGET/debug/examples/$example" ]; then
     cp "$TARGET/debug/examples/$example" "$TDIR/debug/examples/"
   else
