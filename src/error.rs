@@ -452,9 +452,44 @@ pub(crate) fn holds_a_random_run(bytes: &[u8]) -> bool {
 /// [`secret_weakness`]).
 const SECRET_MIN_DISTINCT: usize = 6;
 
+/// The longest proper prefix that is also a suffix, of every prefix of
+/// `bytes` (the prefix function).
+fn borders(bytes: &[u8]) -> Vec<usize> {
+    let mut border: Vec<usize> = Vec::with_capacity(bytes.len());
+    let mut k = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            while k > 0 && bytes.get(k) != Some(b) {
+                k = border.get(k - 1).copied().unwrap_or(0);
+            }
+            if bytes.get(k) == Some(b) {
+                k += 1;
+            }
+        }
+        border.push(k);
+    }
+    border
+}
+
+/// Whether a prefix of `len` bytes (whose prefix function is `border`)
+/// missing at most [`SECRET_TAIL`] bytes repeats its first half or less:
+/// `pattern x 3 + "XY"` is as guessable as `pattern x 3` (found from
+/// outside: a two-byte tail passed).
+fn nearly_periodic(len: usize, border: &[usize]) -> bool {
+    border.iter().enumerate().any(|(i, b)| {
+        let prefix = i + 1;
+        prefix >= 2 && prefix + SECRET_TAIL >= len && (prefix - b) * 2 <= prefix
+    })
+}
+
+/// The bytes a secret may hold besides a repeated pattern and still be
+/// refused as repeating it.
+const SECRET_TAIL: usize = 8;
+
 /// Why `secret`, meant to be random bytes, is guessable, or `None`: a short
-/// pattern repeated (`aaaa...`, `abab...`, `abcabc...`: the whole secret
-/// repeats its first half or less), or fewer than six distinct bytes
+/// pattern repeated (`aaaa...`, `abab...`, `abcabc...`: the secret, but
+/// for up to eight bytes at either end, repeats its first half or less),
+/// or fewer than six distinct bytes
 /// (`0000...0001`). Found from outside: only one repeated byte was refused,
 /// and `abab...` sealed DPoP nonces. A random secret passes, raw or spelled
 /// in hex, base64 or digits: 32 hex digits hold fewer than six distinct
@@ -473,22 +508,13 @@ pub(crate) fn secret_weakness(secret: &[u8]) -> Option<&'static str> {
     if distinct == 1 {
         return Some("is one byte repeated");
     }
-    // The longest proper prefix that is also a suffix, of every prefix.
-    let mut border: Vec<usize> = Vec::with_capacity(secret.len());
-    let mut k = 0;
-    for (i, b) in secret.iter().enumerate() {
-        if i > 0 {
-            while k > 0 && secret.get(k) != Some(b) {
-                k = border.get(k - 1).copied().unwrap_or(0);
-            }
-            if secret.get(k) == Some(b) {
-                k += 1;
-            }
-        }
-        border.push(k);
+    let border = borders(secret);
+    if nearly_periodic(secret.len(), &border) {
+        return Some("repeats a short pattern");
     }
-    let period = secret.len() - border.last().copied().unwrap_or(0);
-    if period * 2 <= secret.len() {
+    // The same from the end: a pattern repeated after a few other bytes.
+    let reversed: Vec<u8> = secret.iter().rev().copied().collect();
+    if nearly_periodic(reversed.len(), &borders(&reversed)) {
         return Some("repeats a short pattern");
     }
     if distinct < SECRET_MIN_DISTINCT {
@@ -957,7 +983,7 @@ mod tests {
     // base64 or digits, pass (found from outside: `abab...` was taken).
     #[test]
     fn a_guessable_secret_is_named() {
-        let cases: [(&[u8], Option<&str>); 9] = [
+        let cases: [(&[u8], Option<&str>); 14] = [
             (&[b'a'; 32], Some("is one byte repeated")),
             (
                 b"abababababababababababababababab",
@@ -973,12 +999,35 @@ mod tests {
             ),
             (
                 b"00000000000000000000000000000001",
+                Some("repeats a short pattern"),
+            ),
+            // Two bytes, in no repeated pattern (the Thue-Morse word).
+            (
+                b"01101001100101101001011001101001",
                 Some("holds fewer than six distinct bytes"),
             ),
             (b"correct horse battery staple, and then some", None),
             (b"3f2a9c0b7e41d58816c2e07fa9b3d45e", None),
             (b"q5Vh2N1x7KpR0aZ-wE_mU3yT8jLcB6sD9fGiOo4", None),
-            (b"84017263950481726395048172639504", None),
+            (b"78643456197118342256967811086436", None),
+            // A pattern repeated with a few bytes before or after it (found
+            // from outside: a two-byte tail passed).
+            (
+                b"password1234password1234password1234XY",
+                Some("repeats a short pattern"),
+            ),
+            (
+                b"XYpassword1234password1234password1234",
+                Some("repeats a short pattern"),
+            ),
+            (
+                b"changemechangemechangeme-1234567",
+                Some("repeats a short pattern"),
+            ),
+            (
+                b"84017263950481726395048172639504",
+                Some("repeats a short pattern"),
+            ),
         ];
         for (secret, expected) in cases {
             assert_eq!(

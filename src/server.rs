@@ -738,14 +738,18 @@ where
             .cloned();
         Box::pin(async move {
             let response = axum::response::IntoResponse::into_response(service.handle(req).await);
-            // Only two statuses are ever rewritten: a served call moves
-            // no response into a rewriting future (code a call would touch).
+            // Only refusals are ever rewritten: a served call moves no
+            // response into a rewriting future (code a call would touch).
             Ok(match response.status() {
                 http::StatusCode::BAD_REQUEST => plain_400_as_jsonrpc(response, request_id).await,
                 http::StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                     undeserializable_as_jsonrpc(response, request_id).await
                 }
                 http::StatusCode::INTERNAL_SERVER_ERROR => session_gone_as_404(response).await,
+                status @ (http::StatusCode::METHOD_NOT_ALLOWED
+                | http::StatusCode::NOT_ACCEPTABLE) => {
+                    plain_refusal_as_json(response, status, request_id).await
+                }
                 _ => response,
             })
         })
@@ -1014,6 +1018,52 @@ async fn undeserializable_as_jsonrpc(
         }),
         request_id,
     )
+}
+
+/// rmcp's plain-text 405 (a method other than GET, POST and DELETE; its
+/// `Allow` kept) and 406 (an `Accept` that does not list both
+/// `application/json` and `text/event-stream`, as MCP's transport asks of
+/// every POST and GET, `*/*` included) as the crate's other HTTP-level
+/// refusals: a JSON body with `error`, `error_description`, `reason`
+/// (`method_not_allowed`, `not_acceptable`) and `request_id` (found from
+/// outside: the two plain-text refusals left on the MCP route, without a
+/// code or the request id). Only rmcp's own answers (no content type, a
+/// few dozen bytes) are rewritten.
+async fn plain_refusal_as_json(
+    response: axum::response::Response,
+    status: http::StatusCode,
+    request_id: Option<crate::correlation::RequestId>,
+) -> axum::response::Response {
+    let (mut parts, _) = match rmcp_plain_text(response, status).await {
+        Ok(plain) => plain,
+        Err(response) => return response,
+    };
+    let (description, reason) = if status == http::StatusCode::METHOD_NOT_ALLOWED {
+        (
+            "This method is not served here: the MCP endpoint takes the methods its Allow field names",
+            "method_not_allowed",
+        )
+    } else {
+        (
+            "The Accept header must list both application/json and text/event-stream (MCP streamable HTTP)",
+            "not_acceptable",
+        )
+    };
+    let body = crate::challenge::json_error_body(
+        Some("invalid_request"),
+        description,
+        reason,
+        request_id
+            .as_ref()
+            .map(crate::correlation::RequestId::as_str),
+    );
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    crate::challenge::error_headers(&mut parts.headers);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// A path the server routes: one axum serves literally

@@ -389,6 +389,28 @@ async fn run(audit: &Audit) -> Vec<String> {
         hint.contains("MCP_OAUTH2_RESOURCE") && hint.contains("accept_audience"),
         "{hint}"
     );
+    // The same token again, refused from the memory of refused tokens
+    // without a second verification: the line says as much as the first
+    // (found from outside: the fields were on the first line only).
+    for again in ["aud-1-again", "aud-1-third"] {
+        c.send(
+            again,
+            Some(&format!("Bearer {elsewhere}")),
+            "tools/list",
+            None,
+            list_body(),
+        )
+        .await;
+        let e = audit.one(again);
+        assert_eq!(get(&e, "reason"), Some("invalid_audience"), "{again}");
+        assert_eq!(
+            get(&e, "token_audience"),
+            Some("https://other.example/mcp api://x"),
+            "{again}"
+        );
+        assert_eq!(get(&e, "expected_audience"), Some(h.resource.as_str()));
+        assert_eq!(get(&e, "hint"), Some(hint), "{again}");
+    }
 
     // The same wrong audience on a token no trusted issuer signed: the
     // sender's text is not logged.

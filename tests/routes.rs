@@ -2096,3 +2096,103 @@ async fn relayed_credentials_never_reach_the_handler() {
         }
     }
 }
+
+// rmcp's own 405 (a method it does not serve) and 406 (an `Accept` that
+// does not list both `application/json` and `text/event-stream`, as MCP's
+// transport asks) were plain text without a code or the request id, the
+// last plain-text refusals on the MCP route (found from outside): now the
+// crate's JSON refusal (`error`, `error_description`, `reason`,
+// `request_id`), `Allow` kept, on every mount and spelling the router sends
+// to the service; nothing runs, and the served call beside them is untouched.
+#[tokio::test]
+async fn rmcps_405_and_406_are_json_refusals_with_reason_and_request_id() {
+    for mount in [Mount::Default, Mount::Custom, Mount::RootResource] {
+        let t = Target::start(mount).await;
+        let path = mount.path();
+        // The mount path is the one spelling the router sends to the
+        // service (`/mcp/` and the rest are its 404, `routes`' other tests).
+        {
+            let target = path;
+            let mut cases = Vec::new();
+            for method in ["PUT", "PATCH"] {
+                cases.push((
+                    format!("{method} {target}"),
+                    t.request(method, target)
+                        .header("Authorization", &t.bearer(TokenKind::AliceAll))
+                        .header("Content-Type", "application/json")
+                        .header("Accept", "application/json, text/event-stream")
+                        .header("MCP-Protocol-Version", MODERN)
+                        .body(modern_tool_call_body(7, "open_tool")),
+                    405,
+                    "method_not_allowed",
+                ));
+            }
+            for accept in [
+                Some("*/*"),
+                Some("application/json"),
+                Some("text/event-stream"),
+                Some("text/html"),
+                None,
+            ] {
+                let mut raw = t
+                    .request("POST", target)
+                    .header("Authorization", &t.bearer(TokenKind::AliceAll))
+                    .header("Content-Type", "application/json")
+                    .header("MCP-Protocol-Version", MODERN)
+                    .header("Mcp-Method", "tools/call")
+                    .header("Mcp-Name", "open_tool")
+                    .body(modern_tool_call_body(7, "open_tool"));
+                if let Some(accept) = accept {
+                    raw = raw.header("Accept", accept);
+                }
+                cases.push((
+                    format!("POST {target} Accept {accept:?}"),
+                    raw,
+                    406,
+                    "not_acceptable",
+                ));
+            }
+            for (case, raw, status, reason) in cases {
+                let response = send(raw).await;
+                assert_eq!(response.status, status, "{case}: {}", response.summary());
+                assert_eq!(
+                    response.header("content-type"),
+                    Some("application/json"),
+                    "{case}"
+                );
+                let answer: serde_json::Value = serde_json::from_slice(&response.body)
+                    .unwrap_or_else(|e| panic!("{case}: {e}: {}", response.summary()));
+                assert_eq!(answer["error"], "invalid_request", "{case}: {answer}");
+                assert_eq!(answer["reason"], reason, "{case}: {answer}");
+                assert!(
+                    answer["error_description"]
+                        .as_str()
+                        .is_some_and(|d| d.len() > 20),
+                    "{case}: {answer}"
+                );
+                assert!(response.header("x-request-id").is_some(), "{case}");
+                assert_eq!(
+                    answer["request_id"].as_str(),
+                    response.header("x-request-id"),
+                    "{case}: {answer}"
+                );
+                assert_eq!(response.header("cache-control"), Some("no-store"), "{case}");
+                if status == 405 {
+                    assert_eq!(
+                        response.header("allow"),
+                        Some("GET, POST, DELETE"),
+                        "{case}"
+                    );
+                }
+                let log = t.log.take();
+                assert!(log.is_empty(), "{case}: {log:?}");
+            }
+        }
+        // Without a token, the method is still the token's business first.
+        let tokenless = send(t.request("PUT", path).body("{}")).await;
+        assert_eq!(tokenless.status, 401, "{}", tokenless.summary());
+        let served = send(modern_call(&t, path, TokenKind::AliceAll, "open_tool")).await;
+        assert_eq!(served.status, 200, "{}", served.summary());
+        assert!(ran(&t.log.take(), "open_tool"));
+    }
+}

@@ -635,6 +635,134 @@ async fn sessions_are_bound_to_their_principal() {
     assert_eq!(send(with(&alice), list).await, 200);
 }
 
+// Another principal's session id is the 404 of an unknown session whatever
+// the token's scopes, on every method: the session is judged before the
+// call's scopes (found from outside: a caller lacking the call's scope got
+// 403 insufficient_scope, stepped up, and then met the 404). The owner
+// lacking a scope still gets the 403, and a refused call claims no request
+// id (the same id is served once the scope is there).
+#[tokio::test]
+async fn another_principals_session_is_404_before_any_scope_is_judged() {
+    let h = Harness::start(|b| notes_rules(b).required_scopes(["mcp"])).await;
+    let token = |sub: &str, scopes: &[&str]| {
+        h.issuer
+            .token()
+            .subject(sub)
+            .client_id("app")
+            .audience(&h.resource)
+            .scopes(scopes.iter().copied())
+            .sign()
+    };
+    let alice = token("alice", &["mcp", "notes:write"]);
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let resp = h
+        .post(&[("authorization", &format!("Bearer {alice}"))], init)
+        .await;
+    assert_eq!(resp.status(), 200);
+    let session = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let send = |method: reqwest::Method, token: String, id: String, body: String| {
+        let url = h.resource.clone();
+        async move {
+            let resp = reqwest::Client::new()
+                .request(method, url)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2025-11-25")
+                .header("mcp-session-id", id)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let challenge = resp
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (resp.status().as_u16(), challenge)
+        }
+    };
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned();
+    let sid = || session.clone();
+    let post = reqwest::Method::POST;
+    assert_eq!(
+        send(post.clone(), alice.clone(), sid(), initialized)
+            .await
+            .0,
+        202
+    );
+    let write_call = tool_call("whoami_arg");
+    let read_call = tool_call("whoami");
+    let others = [
+        (
+            "bob, read only, a write call",
+            token("bob", &["mcp", "notes:read"]),
+            write_call.clone(),
+        ),
+        ("bob, no scope at all", token("bob", &[]), read_call.clone()),
+        (
+            "bob, every scope",
+            token("bob", &["mcp", "notes:write"]),
+            write_call.clone(),
+        ),
+        (
+            "alice of another client, no scope",
+            {
+                h.issuer
+                    .token()
+                    .subject("alice")
+                    .client_id("other")
+                    .audience(&h.resource)
+                    .sign()
+            },
+            read_call.clone(),
+        ),
+    ];
+    for (case, other, body) in &others {
+        for method in [
+            reqwest::Method::POST,
+            reqwest::Method::GET,
+            reqwest::Method::DELETE,
+        ] {
+            let body = if method == reqwest::Method::POST {
+                body.clone()
+            } else {
+                String::new()
+            };
+            let (status, challenge) = send(method.clone(), other.clone(), sid(), body).await;
+            assert_eq!((status, challenge), (404, None), "{case}, {method}");
+        }
+        // An id no session has: the same 404, whatever the scopes.
+        let (status, _) = send(post.clone(), other.clone(), "made-up".into(), body.clone()).await;
+        assert_eq!(status, 404, "{case}, made-up id");
+    }
+    // The owner, lacking the call's scope: the step-up 403 (the session is
+    // hers), and the call's request id is not left claimed by it.
+    let alice_low = token("alice", &["mcp", "notes:read"]);
+    let (status, challenge) =
+        send(post.clone(), alice_low.clone(), sid(), write_call.clone()).await;
+    assert_eq!(status, 403);
+    let challenge = challenge.unwrap();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
+    assert!(challenge.contains("notes:write"), "{challenge}");
+    let (status, _) = send(post.clone(), alice_low, sid(), write_call.clone()).await;
+    assert_eq!(
+        status, 403,
+        "the same id again: still the scope's answer, not an id in use"
+    );
+    assert_eq!(
+        send(post.clone(), alice.clone(), sid(), write_call).await.0,
+        200
+    );
+    // Nothing of the above ended or took her session.
+    assert_eq!(send(post, alice, sid(), read_call).await.0, 200);
+}
+
 // Optional list filtering: callers do not see what they may not use, and the
 // filtered list is never marked publicly cacheable.
 #[tokio::test]

@@ -628,7 +628,10 @@ impl AuthConfigBuilder {
     }
 
     /// Cap on the legacy sessions all principals hold open together
-    /// (default 10,000); past it a new session gets 429.
+    /// (default 10,000); past it a new session gets 429. Below the
+    /// per-principal default (64), that default is moot and reads as this
+    /// cap; a [`max_sessions_per_principal`](Self::max_sessions_per_principal)
+    /// set above it is refused.
     pub fn max_sessions(mut self, sessions: usize) -> Self {
         self.sessions.total = sessions;
         self
@@ -1068,16 +1071,20 @@ impl AuthConfigBuilder {
                 "must be greater than zero",
             ));
         }
-        for (field, interval) in [
-            ("jwks_cache_ttl", self.jwks.cache_ttl),
-            ("jwks_refresh_cooldown", self.jwks.refresh_cooldown),
-            ("jwks_cache_max_ttl", self.jwks.max_ttl),
+        // Why each bound (found from outside: the cooldown was given the
+        // cache lifetime's reason).
+        const WITHDRAWN: &str = "a key the issuer withdraws would stay trusted for as long";
+        const ADDED: &str = "a key the issuer adds would stay unknown for as long";
+        for (field, interval, why) in [
+            ("jwks_cache_ttl", self.jwks.cache_ttl, WITHDRAWN),
+            ("jwks_refresh_cooldown", self.jwks.refresh_cooldown, ADDED),
+            ("jwks_cache_max_ttl", self.jwks.max_ttl, WITHDRAWN),
         ] {
             if interval > MAX_JWKS_INTERVAL {
                 return Err(ConfigError::new(
                     field,
                     format!(
-                        "must be at most {} seconds (a day): a key the issuer withdraws would stay trusted for as long",
+                        "must be at most {} seconds (a day): {why}",
                         MAX_JWKS_INTERVAL.as_secs()
                     ),
                 ));
@@ -1189,7 +1196,7 @@ impl AuthConfigBuilder {
                 allowed_origins.push(origin);
             }
         }
-        let sessions = self.sessions;
+        let mut sessions = self.sessions;
         if sessions.total == 0 {
             return Err(ConfigError::new(
                 "max_sessions",
@@ -1203,28 +1210,22 @@ impl AuthConfigBuilder {
             ));
         }
         if sessions.per_principal > sessions.total {
-            // Said of the setting the operator changed: a `max_sessions`
-            // below the per-principal default was told the per-principal
-            // cap, which it never set, was wrong (found from outside).
-            return Err(
-                if sessions.per_principal == super::DEFAULT_MAX_SESSIONS_PER_PRINCIPAL {
-                    ConfigError::new(
-                        "max_sessions",
-                        format!(
-                            "is {}, below max_sessions_per_principal ({} by default): lower max_sessions_per_principal too",
-                            sessions.total, sessions.per_principal
-                        ),
-                    )
-                } else {
-                    ConfigError::new(
-                        "max_sessions_per_principal",
-                        format!(
-                            "is {}, more than max_sessions ({})",
-                            sessions.per_principal, sessions.total
-                        ),
-                    )
-                },
-            );
+            if sessions.per_principal == super::DEFAULT_MAX_SESSIONS_PER_PRINCIPAL {
+                // The per-principal default above a lower total is moot,
+                // as the pending bodies' is: the total holds first, and a
+                // server with a small total needs no second setting (found
+                // from outside: `max_sessions(5)` alone, and with
+                // sessions off, was refused over a setting never made).
+                sessions.per_principal = sessions.total;
+            } else {
+                return Err(ConfigError::new(
+                    "max_sessions_per_principal",
+                    format!(
+                        "is {}, more than max_sessions ({})",
+                        sessions.per_principal, sessions.total
+                    ),
+                ));
+            }
         }
         for (field, cap) in [
             ("max_listens_per_principal", self.max_listens_per_principal),
@@ -1598,7 +1599,6 @@ mod tests {
             ),
             // Only `max_sessions` set, below the per-principal default:
             // said of `max_sessions` (found from outside).
-            (base().max_sessions(5), "max_sessions"),
             // A `{tenant}` no tenant issuer fills (found from outside).
             (
                 base().jwks_uri("https://auth.example.com/{tenant}/jwks"),
@@ -1936,5 +1936,24 @@ mod tests {
             .unwrap();
         assert_eq!(c.max_token_lifetime, Duration::from_secs(600));
         assert!(!c.require_keys_before_ready);
+        // A total below the per-principal default: that default is moot
+        // (the total holds first), alone and with sessions off.
+        for builder in [
+            base().max_sessions(5),
+            base().max_sessions(5).stateless_only(true),
+        ] {
+            let c = builder.build().unwrap();
+            assert_eq!((c.sessions.total, c.sessions.per_principal), (5, 5));
+        }
+        // Each key-set bound past a day says what it would cost.
+        let day_and_one = Duration::from_secs(86_401);
+        for (e, cost) in [
+            (base().jwks_cache_ttl(day_and_one), "withdraws"),
+            (base().jwks_cache_max_ttl(day_and_one), "withdraws"),
+            (base().jwks_refresh_cooldown(day_and_one), "adds"),
+        ] {
+            let e = e.build().unwrap_err();
+            assert!(e.to_string().contains(cost), "{e}");
+        }
     }
 }

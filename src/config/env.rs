@@ -386,7 +386,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "300 s (at most 86400 s)",
-        meaning: "how long a key set is used before it is fetched again",
+        meaning: "how long a key set is used before it is fetched again; a key server's `Cache-Control: max-age` is honoured instead, within the smaller of this and the refresh cooldown and the larger of this and `MCP_OAUTH2_JWKS_CACHE_MAX_TTL`",
     },
     EnvVar {
         name: "MCP_OAUTH2_JWKS_REFRESH_COOLDOWN",
@@ -399,6 +399,30 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         }),
         default: "30 s (at most 86400 s)",
         meaning: "minimum time between two key-set fetches for unknown `kid`s",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_JWKS_CACHE_MAX_TTL",
+        setting: "jwks_cache_max_ttl",
+        field: "jwks_cache_max_ttl",
+        required: false,
+        parse: Parse::Seconds(|s, d| {
+            s.builder.jwks.max_ttl = d;
+            Ok(())
+        }),
+        default: "3600 s (at most 86400 s)",
+        meaning: "the longest a key server's `Cache-Control: max-age` keeps a key set (and a key it withdrew) in use before it is fetched again",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_JWKS_MAX_STALE",
+        setting: "jwks_max_stale",
+        field: "jwks_max_stale",
+        required: false,
+        parse: Parse::Seconds(|s, d| {
+            s.builder.jwks.max_stale = d;
+            Ok(())
+        }),
+        default: "3600 s",
+        meaning: "how long the last good key set keeps serving while fetching it again fails (0: not at all); then 503 `keys_unavailable`. Lower it after a key compromise",
     },
     EnvVar {
         name: "MCP_OAUTH2_MAX_TOKEN_LIFETIME",
@@ -473,7 +497,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             s.builder.allowed_origins = v;
             Ok(())
         }),
-        default: "the resource's own origin",
+        default: "the resource's own origin (a loopback resource: every loopback origin, any port)",
         meaning: "more browser origins allowed to call the endpoint",
     },
     EnvVar {
@@ -486,7 +510,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "64",
-        meaning: "legacy sessions one principal may hold open",
+        meaning: "legacy sessions one principal may hold open (not above `MCP_OAUTH2_MAX_SESSIONS`; its default reads as that total when the total is lower)",
     },
     EnvVar {
         name: "MCP_OAUTH2_MAX_LISTENS_PER_PRINCIPAL",
@@ -1549,6 +1573,8 @@ mod tests {
             ("MCP_OAUTH2_RESOURCE_DOCUMENTATION", "https://docs.example/"),
             ("MCP_OAUTH2_JWKS_CACHE_TTL", "10"),
             ("MCP_OAUTH2_JWKS_REFRESH_COOLDOWN", "2"),
+            ("MCP_OAUTH2_JWKS_CACHE_MAX_TTL", "20"),
+            ("MCP_OAUTH2_JWKS_MAX_STALE", "0"),
             ("MCP_OAUTH2_MAX_TOKEN_LIFETIME", "3600"),
             ("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1"),
             (
@@ -1629,6 +1655,8 @@ mod tests {
         assert!(c.resource_documentation.is_some());
         assert_eq!(c.jwks_cache_ttl, s(10));
         assert_eq!(c.jwks_refresh_cooldown, s(2));
+        assert_eq!(c.jwks_cache_max_ttl, s(20));
+        assert_eq!(c.jwks_max_stale, s(0));
         assert_eq!(c.max_token_lifetime, s(3600));
         assert_eq!(c.verify_timeout, s(12));
         assert!(c.allows_insecure_loopback());
@@ -1834,6 +1862,12 @@ mod tests {
             ("MCP_OAUTH2_JWKS_CACHE_TTL", "-1", &[]),
             ("MCP_OAUTH2_JWKS_CACHE_TTL", "0", &[]),
             ("MCP_OAUTH2_JWKS_REFRESH_COOLDOWN", "0", &[]),
+            ("MCP_OAUTH2_JWKS_REFRESH_COOLDOWN", "86401", &[]),
+            ("MCP_OAUTH2_JWKS_CACHE_MAX_TTL", "0", &[]),
+            ("MCP_OAUTH2_JWKS_CACHE_MAX_TTL", "86401", &[]),
+            ("MCP_OAUTH2_JWKS_CACHE_MAX_TTL", "1h", &[]),
+            ("MCP_OAUTH2_JWKS_MAX_STALE", "-5", &[]),
+            ("MCP_OAUTH2_JWKS_MAX_STALE", "ten", &[]),
             ("MCP_OAUTH2_MAX_TOKEN_LIFETIME", "0", &[]),
             ("MCP_OAUTH2_MAX_TOKEN_LIFETIME", "1.5", &[]),
             ("MCP_OAUTH2_MAX_TOKEN_LIFETIME", "31622401", &[]),
@@ -1876,7 +1910,11 @@ mod tests {
                 &[],
             ),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "0", &[]),
-            ("MCP_OAUTH2_MAX_SESSIONS", "5", &[]),
+            (
+                "MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL",
+                "6",
+                &[("MCP_OAUTH2_MAX_SESSIONS", "5")],
+            ),
             ("MCP_OAUTH2_MAX_LISTENS_PER_PRINCIPAL", "0", &[]),
             ("MCP_OAUTH2_MAX_LISTENS_PER_PRINCIPAL", "-1", &[]),
             ("MCP_OAUTH2_MAX_PENDING_BODIES_PER_PRINCIPAL", "0", &[]),
@@ -2122,8 +2160,14 @@ mod tests {
         for (placeholder, why) in [
             ("ab".repeat(20), "repeats a short pattern"),
             ("changeme".repeat(5), "repeats a short pattern"),
+            (format!("{}1", "0".repeat(39)), "repeats a short pattern"),
+            // A pattern repeated and a short tail (found from outside).
             (
-                format!("{}1", "0".repeat(39)),
+                format!("{}XY", "password1234".repeat(3)),
+                "repeats a short pattern",
+            ),
+            (
+                "0110100110010110100101100110100110010110".to_owned(),
                 "fewer than six distinct bytes",
             ),
         ] {

@@ -31,10 +31,11 @@
 //!   whole token, as in the verified-token cache.
 
 use std::hash::RandomState;
+use std::sync::Arc;
 
 use quick_cache::sync::Cache;
 
-use crate::error::AuthErrorKind;
+use crate::error::{AuthError, AuthErrorKind, Diagnosis};
 
 /// How long a refusal is remembered, in seconds.
 pub(super) const REMEMBER_SECS: u64 = 30;
@@ -66,6 +67,11 @@ pub(super) fn lasting(kind: AuthErrorKind) -> bool {
 struct Entry {
     digest: [u8; 32],
     kind: AuthErrorKind,
+    /// What the token claimed, for the audit event (its audience, its
+    /// untrusted issuer's digest): a remembered refusal is written as the
+    /// first was (found from outside: `token_audience`, `expected_audience`
+    /// and `hint` were on the first `invalid_audience` line only).
+    diagnosis: Option<Arc<Diagnosis>>,
     /// Unix seconds after which the entry is ignored.
     until: u64,
 }
@@ -96,19 +102,25 @@ impl RefusedTokens {
         crate::verify::token_cache::tail_probe(&self.probe_keys, token)
     }
 
-    /// The remembered refusal of `token` at `now`, if any. A token never
-    /// refused costs the probe alone (no SHA-256).
-    pub(super) fn get(&self, token: &str, now: u64) -> Option<AuthErrorKind> {
+    /// The remembered refusal of `token` at `now`, if any, with what the
+    /// token claimed. A token never refused costs the probe alone (no
+    /// SHA-256).
+    pub(super) fn get(&self, token: &str, now: u64) -> Option<AuthError> {
         let entry = self.map.get(&self.probe(token))?;
-        if now >= entry.until {
+        if now >= entry.until || entry.digest != crate::verify::token_cache::token_key(token) {
             return None;
         }
-        (entry.digest == crate::verify::token_cache::token_key(token)).then_some(entry.kind)
+        let err = AuthError::from(entry.kind);
+        Some(match &entry.diagnosis {
+            Some(diagnosis) => err.with_diagnosis(Diagnosis::clone(diagnosis)),
+            None => err,
+        })
     }
 
-    /// Remembers that `token` was refused with `kind` at `now`, when that
+    /// Remembers that `token` was refused with `err` at `now`, when that
     /// refusal lasts.
-    pub(super) fn remember(&self, token: &str, kind: AuthErrorKind, now: u64) {
+    pub(super) fn remember(&self, token: &str, err: &AuthError, now: u64) {
+        let kind = err.kind();
         if !lasting(kind) {
             return;
         }
@@ -117,6 +129,7 @@ impl RefusedTokens {
             Entry {
                 digest: crate::verify::token_cache::token_key(token),
                 kind,
+                diagnosis: err.diagnosis().map(|d| Arc::new(d.clone())),
                 until: now.saturating_add(REMEMBER_SECS),
             },
         );
@@ -132,18 +145,44 @@ impl RefusedTokens {
 mod tests {
     use super::*;
 
+    fn kind_of(r: &RefusedTokens, token: &str, now: u64) -> Option<AuthErrorKind> {
+        r.get(token, now).map(|e| e.kind())
+    }
+
+    // A remembered refusal carries what the token claimed, as the first
+    // did, for the audit line (its audience, its untrusted issuer).
+    #[test]
+    fn what_the_token_claimed_is_remembered_with_its_refusal() {
+        let r = RefusedTokens::new();
+        let diagnosis = Diagnosis {
+            audience: vec!["https://other.example/mcp".to_owned()],
+            ..Diagnosis::default()
+        };
+        let refused =
+            AuthError::from(AuthErrorKind::InvalidAudience).with_diagnosis(diagnosis.clone());
+        r.remember("a.b.c", &refused, 7);
+        let again = r.get("a.b.c", 8).unwrap();
+        assert_eq!(again.kind(), AuthErrorKind::InvalidAudience);
+        assert_eq!(again.diagnosis(), Some(&diagnosis));
+        r.remember("d.e.f", &AuthErrorKind::Expired.into(), 7);
+        assert_eq!(r.get("d.e.f", 8).unwrap().diagnosis(), None);
+    }
+
     #[test]
     fn remembers_lasting_refusals_for_a_while() {
         let r = RefusedTokens::new();
-        r.remember("a.b.c", AuthErrorKind::InvalidSignature, 100);
-        assert_eq!(r.get("a.b.c", 100), Some(AuthErrorKind::InvalidSignature));
+        r.remember("a.b.c", &AuthErrorKind::InvalidSignature.into(), 100);
         assert_eq!(
-            r.get("a.b.c", 100 + REMEMBER_SECS - 1),
+            kind_of(&r, "a.b.c", 100),
             Some(AuthErrorKind::InvalidSignature)
         );
-        assert_eq!(r.get("a.b.c", 100 + REMEMBER_SECS), None);
+        assert_eq!(
+            kind_of(&r, "a.b.c", 100 + REMEMBER_SECS - 1),
+            Some(AuthErrorKind::InvalidSignature)
+        );
+        assert_eq!(kind_of(&r, "a.b.c", 100 + REMEMBER_SECS), None);
         // Another token is not refused by this entry.
-        assert_eq!(r.get("a.b.d", 100), None);
+        assert_eq!(kind_of(&r, "a.b.d", 100), None);
     }
 
     #[test]
@@ -159,8 +198,8 @@ mod tests {
             AuthErrorKind::InsufficientScope,
             AuthErrorKind::DpopReplay,
         ] {
-            r.remember("x.y.z", kind, 1);
-            assert_eq!(r.get("x.y.z", 1), None, "{kind:?}");
+            r.remember("x.y.z", &kind.into(), 1);
+            assert_eq!(kind_of(&r, "x.y.z", 1), None, "{kind:?}");
         }
         assert_eq!(r.len(), 0);
     }
@@ -174,16 +213,20 @@ mod tests {
         let tail = "T".repeat(crate::verify::token_cache::PROBE_BYTES);
         let bad = format!("bad.{tail}");
         let other = format!("other.{tail}");
-        r.remember(&bad, AuthErrorKind::Expired, 5);
-        assert_eq!(r.get(&other, 5), None);
-        assert_eq!(r.get(&bad, 5), Some(AuthErrorKind::Expired));
+        r.remember(&bad, &AuthErrorKind::Expired.into(), 5);
+        assert_eq!(kind_of(&r, &other, 5), None);
+        assert_eq!(kind_of(&r, &bad, 5), Some(AuthErrorKind::Expired));
     }
 
     #[test]
     fn bounded_in_number() {
         let r = RefusedTokens::new();
         for i in 0..(CAPACITY * 3) {
-            r.remember(&format!("token-{i}"), AuthErrorKind::MalformedToken, 1);
+            r.remember(
+                &format!("token-{i}"),
+                &AuthErrorKind::MalformedToken.into(),
+                1,
+            );
         }
         assert!(r.len() <= CAPACITY, "{}", r.len());
         assert!(format!("{r:?}").starts_with("RefusedTokens"));

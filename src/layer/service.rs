@@ -733,14 +733,14 @@ impl Shared {
             }
             Credentials::None => return Err(AuthErrorKind::MissingToken.into()),
         };
-        if let Some(kind) = self.refused.get(token.as_str(), now) {
-            return Err(kind.into());
+        if let Some(err) = self.refused.get(token.as_str(), now) {
+            return Err(err);
         }
         let ctx = match self.verify_guarded(token).await? {
             Ok(ctx) => ctx,
             Err(err) => {
                 if !err.judged_an_answer() {
-                    self.refused.remember(token.as_str(), err.kind(), now);
+                    self.refused.remember(token.as_str(), &err, now);
                 }
                 return Err(err);
             }
@@ -850,11 +850,11 @@ impl Shared {
                     // as Bearer is told so first (found from outside: one
                     // remembered from a DPoP request got its `aud` fault).
                     Ok(None) => {
-                        let kind = self.refused.get(token.as_str(), now)?;
+                        let err = self.refused.get(token.as_str(), now)?;
                         Err(if crate::dpop::jwt_binds_a_key(token.as_str()) {
                             AuthErrorKind::SenderConstrainedToken.into()
                         } else {
-                            kind.into()
+                            err
                         })
                     }
                     Err(err) => Err(err),
@@ -898,6 +898,15 @@ impl Shared {
         lists: bool,
         seen: &Seen,
     ) -> Result<Admitted, Box<Response>> {
+        // A named legacy session is judged before the scopes: anyone but
+        // its owner gets the 404 of an unknown session on every method,
+        // whatever scopes the token holds (found from outside: a caller
+        // lacking the call's scope got the 403, and stepped up to meet the
+        // 404). Its request ids are claimed only once the call is admitted.
+        let named = match self.bind_sessions.then(|| session_id(req)).flatten() {
+            Some(id) => Some((self.named_session(req, &ctx, &id, placement, seen)?, id)),
+            None => None,
+        };
         let needed: &[String] = match &required {
             Required::Global => &self.global,
             Required::Computed(scopes) => scopes,
@@ -911,10 +920,13 @@ impl Shared {
                 Some(&ctx),
             )));
         }
-        let sessions = if self.bind_sessions {
-            self.session_rules(req, &ctx, placement, seen)?
-        } else {
-            SessionUse::default()
+        let sessions = match named {
+            Some((mut used, id)) => {
+                used.in_flight = self.claim_request_ids(req, &id, &ctx, seen)?;
+                used
+            }
+            None if self.bind_sessions => self.opening_session(req, &ctx, placement, seen)?,
+            None => SessionUse::default(),
         };
         // A listen's stream stays open: within its user's cap (`listens.rs`).
         let listen = if placement.listens {
@@ -1045,10 +1057,110 @@ impl Shared {
         })
     }
 
-    /// Legacy sessions: a named session must belong to the caller; a
-    /// request that may create one must fit the caps. Returns what to do
-    /// once the response is known.
-    fn session_rules(
+    /// Legacy sessions: session `id`, named by the request, must belong to
+    /// the caller. Returns what to do once the response is known (the
+    /// request ids are claimed by the caller of this, once the scopes are
+    /// met). Sessions do not exist in the stateless revision: its requests
+    /// had their session header removed before this point.
+    fn named_session(
+        self: &Arc<Self>,
+        req: &Request<Body>,
+        ctx: &AuthContext,
+        id: &str,
+        placement: Placement,
+        seen: &Seen,
+    ) -> Result<SessionUse, Box<Response>> {
+        let limits = self.sessions.limits();
+        if req
+            .headers()
+            .get_all(SESSION_HEADER)
+            .iter()
+            .nth(1)
+            .is_some()
+        {
+            // Two session ids: never guess which one the service uses.
+            // Logged as such, whoever's they are (the owner's own id
+            // twice was logged as another principal's).
+            self.session_refused(ctx, seen, "session_id_repeated");
+            return Err(Box::new(session_not_found()));
+        }
+        if !limits.enabled {
+            return Err(Box::new(self.refuse_caller(
+                Refused::SessionsDisabled,
+                req,
+                &seen.meta,
+                ctx,
+            )));
+        }
+        let owner = principal_key(ctx);
+        // An `initialize` sent in the session may declare tasks anew.
+        let local = self
+            .sessions
+            .use_session(id, &owner, placement.session_tasks);
+        // With a shared store, the store decided (`check_session_in_store`);
+        // the local table only kept its idle clock. `foreign` is only
+        // read when the session is not the caller's: the answer is the
+        // same 404 either way, and the log tells an id of another
+        // principal from one that is unknown, expired or deleted (a
+        // stale client).
+        let (owned, foreign) = match self.session_store() {
+            Some(_) => {
+                let in_store = req.extensions().get::<OwnedInStore>().is_some();
+                if !in_store && local.is_some() {
+                    // The caller's session here, gone from the store:
+                    // ended on another replica (a DELETE there) or lost
+                    // with the store's data. The store decides: it is
+                    // forgotten and closed here too, freeing its slot
+                    // (found from outside: it stayed counted, and the
+                    // owner's refused calls kept its idle clock going).
+                    self.sessions.unbind(id);
+                    self.sessions.close_one(id);
+                }
+                // A session this replica bound to someone else stays
+                // theirs, whatever the store says: the store's values
+                // are plain owner digests, and a writer to it could
+                // copy the caller's onto another's session (found from
+                // outside: bob's call ran in alice's session on the
+                // replica that created it). The extra lookup is on a
+                // rare path: the caller's own session held elsewhere.
+                let owned = in_store && (local.is_some() || !self.sessions.knows(id));
+                // Refused although the store named the caller: this
+                // replica's binding is another principal's.
+                let foreign = in_store || req.extensions().get::<ForeignInStore>().is_some();
+                (owned, foreign)
+            }
+            None => {
+                let owned = local.is_some();
+                (owned, !owned && self.sessions.knows(id))
+            }
+        };
+        if !owned {
+            let reason = if foreign {
+                "session_not_owned"
+            } else {
+                "session_unknown"
+            };
+            self.session_refused(ctx, seen, reason);
+            return Err(Box::new(session_not_found()));
+        }
+        let hook = (req.method() == Method::DELETE).then(|| SessionHook {
+            shared: Arc::clone(self),
+            then: AfterResponse::Forget(id.to_owned()),
+            meta: Arc::clone(&seen.meta),
+        });
+        Ok(SessionUse {
+            hook,
+            in_flight: None,
+            owner: Some(owner),
+            // With a shared store another replica may have seen a
+            // later `initialize` of the session: its calls are read.
+            declines_tasks: local == Some(false) && self.session_store().is_none(),
+        })
+    }
+
+    /// Legacy sessions: a request naming none that may create one must fit
+    /// the caps. Returns what to do once the response is known.
+    fn opening_session(
         self: &Arc<Self>,
         req: &Request<Body>,
         ctx: &AuthContext,
@@ -1056,97 +1168,6 @@ impl Shared {
         seen: &Seen,
     ) -> Result<SessionUse, Box<Response>> {
         let limits = self.sessions.limits();
-        // Sessions do not exist in the stateless revision: its requests had
-        // their session header removed before this point.
-        let session = session_id(req);
-        if let Some(id) = &session {
-            if req
-                .headers()
-                .get_all(SESSION_HEADER)
-                .iter()
-                .nth(1)
-                .is_some()
-            {
-                // Two session ids: never guess which one the service uses.
-                // Logged as such, whoever's they are (the owner's own id
-                // twice was logged as another principal's).
-                self.session_refused(ctx, seen, "session_id_repeated");
-                return Err(Box::new(session_not_found()));
-            }
-            if !limits.enabled {
-                return Err(Box::new(self.refuse_caller(
-                    Refused::SessionsDisabled,
-                    req,
-                    &seen.meta,
-                    ctx,
-                )));
-            }
-            let owner = principal_key(ctx);
-            // An `initialize` sent in the session may declare tasks anew.
-            let local = self
-                .sessions
-                .use_session(id, &owner, placement.session_tasks);
-            // With a shared store, the store decided (`check_session_in_store`);
-            // the local table only kept its idle clock. `foreign` is only
-            // read when the session is not the caller's: the answer is the
-            // same 404 either way, and the log tells an id of another
-            // principal from one that is unknown, expired or deleted (a
-            // stale client).
-            let (owned, foreign) = match self.session_store() {
-                Some(_) => {
-                    let in_store = req.extensions().get::<OwnedInStore>().is_some();
-                    if !in_store && local.is_some() {
-                        // The caller's session here, gone from the store:
-                        // ended on another replica (a DELETE there) or lost
-                        // with the store's data. The store decides: it is
-                        // forgotten and closed here too, freeing its slot
-                        // (found from outside: it stayed counted, and the
-                        // owner's refused calls kept its idle clock going).
-                        self.sessions.unbind(id);
-                        self.sessions.close_one(id);
-                    }
-                    // A session this replica bound to someone else stays
-                    // theirs, whatever the store says: the store's values
-                    // are plain owner digests, and a writer to it could
-                    // copy the caller's onto another's session (found from
-                    // outside: bob's call ran in alice's session on the
-                    // replica that created it). The extra lookup is on a
-                    // rare path: the caller's own session held elsewhere.
-                    let owned = in_store && (local.is_some() || !self.sessions.knows(id));
-                    // Refused although the store named the caller: this
-                    // replica's binding is another principal's.
-                    let foreign = in_store || req.extensions().get::<ForeignInStore>().is_some();
-                    (owned, foreign)
-                }
-                None => {
-                    let owned = local.is_some();
-                    (owned, !owned && self.sessions.knows(id))
-                }
-            };
-            if !owned {
-                let reason = if foreign {
-                    "session_not_owned"
-                } else {
-                    "session_unknown"
-                };
-                self.session_refused(ctx, seen, reason);
-                return Err(Box::new(session_not_found()));
-            }
-            let in_flight = self.claim_request_ids(req, id, ctx, seen)?;
-            let hook = (req.method() == Method::DELETE).then(|| SessionHook {
-                shared: Arc::clone(self),
-                then: AfterResponse::Forget(id.clone()),
-                meta: Arc::clone(&seen.meta),
-            });
-            return Ok(SessionUse {
-                hook,
-                in_flight,
-                owner: Some(owner),
-                // With a shared store another replica may have seen a
-                // later `initialize` of the session: its calls are read.
-                declines_tasks: local == Some(false) && self.session_store().is_none(),
-            });
-        }
         // Only a POST without a session can create one (`initialize`; see
         // `Placement::opens_session`).
         if req.method() != Method::POST || !limits.enabled || !placement.opens_session {

@@ -27,6 +27,7 @@ mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use memory::MemoryStore;
@@ -101,21 +102,90 @@ pub(crate) fn cooling_down(error: &StoreError) -> bool {
     matches!(error, StoreError::Unavailable(why) if why == COOLING_DOWN)
 }
 
-/// Logs a failed store operation: at `warn`, or at `debug` when the store
-/// refused it at once while cooling down after an outage (a store down
-/// would otherwise write a `warn` line for each request, thousands a
-/// second, once requests no longer wait for it). The first argument is the
-/// error, the rest what `tracing::warn!` takes.
+/// Logs a failed store operation: at `warn` at most once a second per
+/// call site, or at `debug`. A store down has its breaker open and
+/// refuses at once (logged when it opened); a store that *answers* with an
+/// error (a wrong password, `EVAL` refused, a full Redis) keeps its
+/// breaker closed, and every request then fails the same way: without the
+/// gate that was a `warn` line (four for a refused token: the throttle's
+/// counters) for each request anyone sends (found from outside: 750 lines
+/// for 150 bad tokens with a wrong Redis password). The `warn` line that
+/// follows lines left at `debug` carries their number in `suppressed`; the
+/// `store_errors` counters count every one. The first argument is the
+/// error, the rest what `tracing::warn!` takes (`target:` first, if any).
 macro_rules! log_store_error {
-    ($error:expr, $($event:tt)+) => {
-        if $crate::store::cooling_down($error) {
-            tracing::debug!($($event)+)
-        } else {
-            tracing::warn!($($event)+)
+    ($error:expr, target: $target:expr, $($rest:tt)+) => {{
+        static GATE: $crate::store::LogGate = $crate::store::LogGate::new();
+        match GATE.open($error) {
+            Some(0) => tracing::warn!(target: $target, $($rest)+),
+            Some(suppressed) => tracing::warn!(target: $target, suppressed, $($rest)+),
+            None => tracing::debug!(target: $target, $($rest)+),
         }
-    };
+    }};
+    ($error:expr, $($rest:tt)+) => {{
+        static GATE: $crate::store::LogGate = $crate::store::LogGate::new();
+        match GATE.open($error) {
+            Some(0) => tracing::warn!($($rest)+),
+            Some(suppressed) => tracing::warn!(suppressed, $($rest)+),
+            None => tracing::debug!($($rest)+),
+        }
+    }};
 }
 pub(crate) use log_store_error;
+
+/// The once-a-second gate of one [`log_store_error!`] call site.
+/// Hand-rolled: two atomics, and the count of lines left at `debug` that a
+/// rate-limiting crate does not keep.
+#[derive(Debug)]
+pub(crate) struct LogGate {
+    /// When the next `warn` line may be written ([`crate::clock::monotonic_nanos`]).
+    next_ns: AtomicU64,
+    /// Errors left at `debug` since the last `warn` line.
+    missed: AtomicU64,
+}
+
+impl LogGate {
+    /// A gate open for its first error.
+    pub(crate) const fn new() -> Self {
+        Self {
+            next_ns: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(errors left at debug since the last warn line)` when `error`
+    /// is to be a `warn` line; `None` for `debug`: a refusal at once while
+    /// the breaker is open (logged when it opened; not counted as left
+    /// out), or a second error within the second.
+    pub(crate) fn open(&self, error: &StoreError) -> Option<u64> {
+        if cooling_down(error) {
+            return None;
+        }
+        self.open_at(crate::clock::monotonic_nanos())
+    }
+
+    fn open_at(&self, now_ns: u64) -> Option<u64> {
+        let next = self.next_ns.load(Ordering::Relaxed);
+        if now_ns >= next
+            && self
+                .next_ns
+                .compare_exchange(
+                    next,
+                    now_ns.saturating_add(LOG_GATE_NS),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return Some(self.missed.swap(0, Ordering::Relaxed));
+        }
+        self.missed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+/// One `warn` line a second per call site of [`log_store_error!`].
+const LOG_GATE_NS: u64 = 1_000_000_000;
 
 /// The key of one namespace (`mcp_oauth2:session:`, ...) for a digest:
 /// the prefix and the digest in lowercase hex (never the material hashed).
@@ -145,6 +215,24 @@ pub(crate) fn millis_at_least_one(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_error_is_a_warn_line_once_a_second_and_counts_the_rest() {
+        let gate = LogGate::new();
+        assert_eq!(gate.open_at(5), Some(0));
+        for t in [6, 500_000_000, LOG_GATE_NS + 4] {
+            assert_eq!(gate.open_at(t), None, "{t}");
+        }
+        assert_eq!(gate.open_at(LOG_GATE_NS + 5), Some(3));
+        assert_eq!(gate.open_at(LOG_GATE_NS + 6), None);
+        // The end of the clock saturates, without a panic.
+        assert_eq!(gate.open_at(u64::MAX), Some(1));
+        // A refusal at once while the breaker is open: debug, not counted.
+        let refused = StoreError::Unavailable(COOLING_DOWN.to_owned());
+        let fresh = LogGate::new();
+        assert_eq!(fresh.open(&refused), None);
+        assert_eq!(fresh.open(&StoreError::Timeout), Some(0));
+    }
 
     #[test]
     fn durations_round_up_to_a_millisecond() {

@@ -54,20 +54,32 @@ impl ChainVerifier {
         self
     }
 
-    /// Whether a token naming an issuer a verifier does not know goes on to
-    /// the next one (default `true`, for chains of verifiers with different
-    /// issuers). Set `false` when the next verifier calls the network (an
-    /// introspection endpoint), so that a JWT with a made-up issuer never
-    /// causes a request.
+    /// Whether a JWT goes on to the next verifier when one refuses it for
+    /// its issuer or its shape (default `true`, for chains of verifiers
+    /// with different issuers or formats). Set `false` when the next
+    /// verifier calls the network (an introspection endpoint), so that a
+    /// JWT never causes a request there: one with a made-up issuer keeps
+    /// `invalid_issuer`, and a token shaped as a JWT that a verifier found
+    /// malformed (a part cut, padded, in another alphabet, one part more)
+    /// keeps `malformed_token`, rather than being sent whole to the
+    /// endpoint and judged by its answer (found from outside: a damaged
+    /// JWT of another issuer, with another audience, reached the
+    /// introspection endpoint). Tokens that are not shaped as JWTs go on.
     #[must_use]
     pub fn pass_on_unknown_issuer(mut self, on: bool) -> Self {
         self.pass_on_unknown_issuer = on;
         self
     }
 
-    fn passes_on(&self, kind: AuthErrorKind) -> bool {
-        kind == AuthErrorKind::MalformedToken
-            || (self.pass_on_unknown_issuer && kind == AuthErrorKind::InvalidIssuer)
+    fn passes_on(&self, kind: AuthErrorKind, token: &BearerToken<'_>) -> bool {
+        match kind {
+            AuthErrorKind::MalformedToken => {
+                self.pass_on_unknown_issuer
+                    || !crate::error::looks_like_a_jwt(token.as_str().as_bytes())
+            }
+            AuthErrorKind::InvalidIssuer => self.pass_on_unknown_issuer,
+            _ => false,
+        }
     }
 }
 
@@ -78,7 +90,7 @@ impl TokenVerifier for ChainVerifier {
             for link in &self.links {
                 match link.verify(token).await {
                     Ok(ctx) => return Ok(ctx),
-                    Err(e) if self.passes_on(e.kind()) => last = e,
+                    Err(e) if self.passes_on(e.kind(), &token) => last = e,
                     // A link with nothing to ask (no introspection endpoint)
                     // says nothing about a JWT an earlier link found damaged:
                     // that finding is the answer (found from outside: a JWT

@@ -470,6 +470,82 @@ async fn jwts_stay_local_opaque_tokens_are_introspected() {
     );
 }
 
+// A token shaped as a JWT that the JWT verifier finds malformed (padded,
+// cut, another alphabet, a part more or less, a header that is not JSON)
+// keeps `malformed_token` and never reaches the introspection endpoint,
+// whatever its issuer: found from outside, such a token (another
+// issuer's, for another audience) was sent whole to the endpoint and
+// judged by its answer. Here the endpoint would call each one active.
+#[tokio::test]
+async fn damaged_jwts_stay_local_and_keep_malformed_token() {
+    let (e, base) = start_endpoint().await;
+    let issuer = TestIssuer::start().await.unwrap();
+    let h = Harness::start_with_issuer(issuer, |b| {
+        b.introspection(
+            IntrospectionSettings::new("rs:client", "s3cr&t")
+                .endpoint(url::Url::parse(&format!("{base}/introspect")).unwrap()),
+        )
+    })
+    .await;
+    let own = h.token("jay");
+    let foreign = h
+        .issuer
+        .token()
+        .audience("https://other-api.example")
+        .claim("iss", json!("https://login.other-idp.example"))
+        .sign();
+    let mut damaged = Vec::new();
+    for token in [&own, &foreign] {
+        let parts: Vec<&str> = token.split('.').collect();
+        damaged.push(format!("{token}="));
+        damaged.push(token[..token.len() - 1].to_owned());
+        damaged.push(format!("{token}.x"));
+        damaged.push(format!("{}.{}", parts[0], parts[1]));
+        damaged.push(format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            parts[2].replace('-', "+").replace('_', "/")
+        ));
+        damaged.push(format!("eyJub3QganNvbg.{}.{}", parts[1], parts[2]));
+    }
+    let opaque = "opaque-token-456";
+    {
+        let mut answers = e.answers.lock().unwrap();
+        for token in damaged.iter().map(String::as_str).chain([opaque]) {
+            answers.insert(
+                token.to_owned(),
+                json!({"active": true, "sub": "mallory", "aud": h.resource, "client_id": "c"}),
+            );
+        }
+    }
+    let hits = e.hits.load(Ordering::SeqCst);
+    for token in &damaged {
+        let resp = h
+            .post(
+                &[("authorization", &format!("Bearer {token}"))],
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            )
+            .await;
+        assert_eq!(resp.status(), 401, "{token}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["reason"], "malformed_token", "{token}: {body}");
+    }
+    assert_eq!(
+        e.hits.load(Ordering::SeqCst),
+        hits,
+        "a damaged JWT never reaches introspection"
+    );
+    // An opaque token still does.
+    let client = bounded(legacy_client(&h.resource, opaque)).await.unwrap();
+    assert_eq!(
+        bounded(call_text(&client, "whoami_arg")).await.unwrap(),
+        "mallory"
+    );
+    client.cancel().await.unwrap();
+    assert_eq!(e.hits.load(Ordering::SeqCst), hits + 1);
+}
+
 // Verifiers compose: an ordered chain (unknown issuers pass on) and closures.
 #[tokio::test]
 async fn chains_and_closures() {
