@@ -525,7 +525,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             return Err(ConfigError::new(
                 "max_connections",
                 format!(
-                    "must be between 1 and {} (a server that accepts no connection serves nothing)",
+                    "must be at least 1 (a server that accepts no connection serves nothing) and at most {} (the most a Tokio semaphore counts; the process's file-descriptor limit holds long before)",
                     connections::MAX_MAX_CONNECTIONS
                 ),
             ));
@@ -1626,6 +1626,13 @@ async fn serve_connections(
         }));
     }
     drop(listener);
+    // Said as the stop starts (found from outside: only the second
+    // signal's forced stop was logged, so an operator could not tell a
+    // draining server from a hung one).
+    tracing::info!(
+        open = connections.len(),
+        "stopping: no new connections; the open ones finish what they are doing (a second stop signal drops them)"
+    );
     draining.cancel();
     connections.close();
     let drain = drain(&connections, &ct, &forced);

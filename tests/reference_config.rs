@@ -637,9 +637,10 @@ async fn a_second_stop_signal_ends_the_stop_at_once() {
 
     let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
     for second in ["-INT", "-TERM"] {
-        let (mut server, resource) = support::reference::start_trusting(
+        // The server's own log filter (INFO), as the README starts it.
+        let (server, resource) = support::reference::start_trusting(
             issuer.issuer(),
-            &[("MCP_OAUTH2_BODY_READ_TIMEOUT", "off")],
+            &[("MCP_OAUTH2_BODY_READ_TIMEOUT", "off"), ("RUST_LOG", "")],
         )
         .await;
         let token = issuer.token().audience(resource.as_str()).sign();
@@ -661,7 +662,8 @@ async fn a_second_stop_signal_ends_the_stop_at_once() {
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let pid = server.child.id().unwrap().to_string();
+        let (mut child, lines) = server.gather();
+        let pid = child.id().unwrap().to_string();
         let signal = |which: &str| {
             let sent = std::process::Command::new("kill")
                 .args([which, &pid])
@@ -671,18 +673,30 @@ async fn a_second_stop_signal_ends_the_stop_at_once() {
         };
         signal("-TERM");
         // The stalled request holds the graceful stop.
-        let waited = tokio::time::timeout(Duration::from_secs(2), server.child.wait()).await;
+        let waited = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
         assert!(
             waited.is_err(),
             "{second}: stopped with a request in progress"
         );
         signal(second);
-        let status = tokio::time::timeout(Duration::from_secs(5), server.child.wait())
+        let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
             .await
             .unwrap_or_else(|_| panic!("{second}: a second signal did not end the stop"))
             .unwrap();
         assert!(status.success(), "{second}: exit {status:?}");
         drop(stream);
+        // Each signal is told: the first starts the stop (found from
+        // outside: nothing was logged until the second), the second ends it.
+        let lines = lines.await.unwrap();
+        let started = lines
+            .iter()
+            .position(|l| l.contains("stopping: no new connections"));
+        let forced = lines.iter().position(|l| l.contains("are dropped now"));
+        assert!(
+            matches!((started, forced), (Some(a), Some(b)) if a < b),
+            "{second}: {lines:#?}"
+        );
+        assert!(lines[started.unwrap()].contains("open=1"), "{lines:#?}");
     }
 }
 

@@ -269,6 +269,13 @@ async fn a_refused_password_or_a_closed_port_is_named_not_a_timeout() {
         .unwrap()
         .timeout(Duration::from_millis(500));
     assert_eq!(right.get("mcp_oauth2:session:k").await.unwrap(), None);
+    // A database the server does not have: named as the URL's fault (found
+    // from outside: `redis: response error`).
+    let no_db = RedisStore::new(&format!("redis://:right-password@127.0.0.1:{port}/99"))
+        .unwrap()
+        .timeout(Duration::from_millis(500));
+    let err = no_db.get("mcp_oauth2:session:k").await.unwrap_err();
+    assert!(err.to_string().contains("database number"), "{err}");
 
     let closed = support::reference::free_port();
     let down = RedisStore::new(&format!("redis://127.0.0.1:{closed}/0"))

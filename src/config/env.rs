@@ -175,6 +175,14 @@ fn split_list(value: &str, sep: char) -> Vec<String> {
         .collect()
 }
 
+/// The settings of legacy sessions, which do nothing with
+/// `MCP_OAUTH2_STATELESS_ONLY=1`.
+const SESSION_VARIABLES: [&str; 3] = [
+    "MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL",
+    "MCP_OAUTH2_MAX_SESSIONS",
+    "MCP_OAUTH2_SESSION_IDLE_TIMEOUT",
+];
+
 /// Every environment variable [`AuthConfig::from_env`] reads, in the order
 /// they are read (`MCP_OAUTH2_JWKS_URI` needs the issuers read before it).
 pub(crate) static ENV_VARS: &[EnvVar] = &[
@@ -1233,12 +1241,15 @@ impl AuthConfigBuilder {
         let mut staged = Staged::default();
         // The DPoP proof settings given a value (not blank).
         let mut dpop_settings: Vec<&'static str> = Vec::new();
+        // Every variable given a value (not blank).
+        let mut given: Vec<&'static str> = Vec::new();
         for var in ENV_VARS {
             // An empty or blank value is unset, for every variable: its
             // default stays (found from outside: some variables read it so
             // and others refused it, and the README said neither).
             match get(var.name).filter(|raw| !raw.trim().is_empty()) {
                 Some(raw) => {
+                    given.push(var.name);
                     if DPOP_PROOF_VARIABLES.contains(&var.name) && !raw.trim().is_empty() {
                         dpop_settings.push(var.name);
                     }
@@ -1259,6 +1270,27 @@ impl AuthConfigBuilder {
                 name,
                 "is set but MCP_OAUTH2_DPOP is off (DPoP proofs are not read): \
                  unset it, or set MCP_OAUTH2_DPOP to allowed or required",
+            ));
+        }
+        // Other settings that would do nothing, refused as the DPoP ones
+        // are (found from outside: these started silently, the operator
+        // believing them in force).
+        if !staged.builder.sessions.enabled
+            && let Some(name) = SESSION_VARIABLES.iter().find(|n| given.contains(n))
+        {
+            return Err(env_error(
+                name,
+                "is set but MCP_OAUTH2_STATELESS_ONLY=1 turns legacy sessions off \
+                 (no session exists): unset it, or unset MCP_OAUTH2_STATELESS_ONLY",
+            ));
+        }
+        if given.contains(&"MCP_OAUTH2_FORWARDED_HEADER")
+            && !given.contains(&"MCP_OAUTH2_TRUSTED_PROXIES")
+        {
+            return Err(env_error(
+                "MCP_OAUTH2_FORWARDED_HEADER",
+                "is set without MCP_OAUTH2_TRUSTED_PROXIES (the field is read only \
+                 from a trusted proxy): name the proxies, or unset it",
             ));
         }
         let Staged {
@@ -1596,7 +1628,7 @@ mod tests {
             ("MCP_OAUTH2_MAX_SESSIONS", "30"),
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "40"),
             ("MCP_OAUTH2_VERIFY_TIMEOUT", "12"),
-            ("MCP_OAUTH2_STATELESS_ONLY", "1"),
+            ("MCP_OAUTH2_STATELESS_ONLY", "0"),
             ("MCP_OAUTH2_CLOSE_STREAMS_AT_EXPIRY", "0"),
             ("MCP_OAUTH2_HOLD_STREAMS_FOR_STEP_UP", "0"),
             ("MCP_OAUTH2_DPOP", " Required "),
@@ -1673,7 +1705,7 @@ mod tests {
         assert_eq!(c.max_pending_body_bytes_per_principal, 65_536);
         assert_eq!(c.sessions.total, 30);
         assert_eq!(c.sessions.idle_timeout, s(40));
-        assert!(!c.sessions.enabled);
+        assert!(c.sessions.enabled);
         assert!(!c.close_streams_at_expiry);
         assert!(!c.hold_streams_for_step_up);
         assert_eq!(c.dpop.mode, crate::config::DpopMode::Required);
@@ -2045,6 +2077,22 @@ mod tests {
             ("MCP_OAUTH2_TRUSTED_PROXIES", "10.0.0.0/8, 0.0.0.0/0", &[]),
             ("MCP_OAUTH2_TRUSTED_PROXIES", "::/0", &[]),
             ("MCP_OAUTH2_FORWARDED_HEADER", "x-real-ip", &[]),
+            ("MCP_OAUTH2_FORWARDED_HEADER", "forwarded", &[]),
+            (
+                "MCP_OAUTH2_SESSION_IDLE_TIMEOUT",
+                "40",
+                &[("MCP_OAUTH2_STATELESS_ONLY", "1")],
+            ),
+            (
+                "MCP_OAUTH2_MAX_SESSIONS",
+                "5",
+                &[("MCP_OAUTH2_STATELESS_ONLY", "1")],
+            ),
+            (
+                "MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL",
+                "5",
+                &[("MCP_OAUTH2_STATELESS_ONLY", "1")],
+            ),
             (
                 "MCP_OAUTH2_FORWARDED_HEADER",
                 "x-forwarded-for, forwarded",

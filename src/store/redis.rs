@@ -399,6 +399,17 @@ fn unavailable(e: redis::RedisError) -> StoreError {
         Some(code @ ("WRONGPASS" | "NOAUTH")) => {
             StoreError::Unavailable(format!("redis: authentication failed ({code})"))
         }
+        // A database number the server does not have (`/16` in the URL of
+        // a Redis of 16 databases): a setting to fix, named as such (found
+        // from outside: logged `redis: response error`).
+        Some("ERR")
+            if e.detail()
+                .is_some_and(|d| d.contains("DB index is out of range")) =>
+        {
+            StoreError::Unavailable(
+                "redis: the URL's database number is out of range for this server (ERR)".to_owned(),
+            )
+        }
         Some(code) if category.is_empty() => {
             StoreError::Unavailable(format!("redis: error reply ({code})"))
         }
