@@ -62,7 +62,9 @@
 //! passthrough). `downstream_whoami` exchanges the caller's token (RFC 8693,
 //! at `MCP_OAUTH2_TOKEN_ENDPOINT` or the token endpoint discovered from the
 //! caller's issuer (with several issuers, the first's callers only, whichever
-//! endpoint: callers of the others get `issuer_not_allowed`), authenticating
+//! endpoint: callers of the others get `issuer_not_allowed`; with an issuer
+//! template first, the callers of the tenants `MCP_OAUTH2_TENANTS` lists,
+//! none with `*`), authenticating
 //! with `MCP_OAUTH2_CLIENT_ID` /
 //! `MCP_OAUTH2_CLIENT_SECRET`) for a token for `MCP_OAUTH2_DOWNSTREAM_AUDIENCE`,
 //! GETs `MCP_OAUTH2_DOWNSTREAM_URL` with it as Bearer and returns the body;

@@ -234,12 +234,16 @@ pub(crate) fn reason_of(err: &AuthError) -> &'static str {
 }
 
 /// The event of a refusal: `authz.refused` for a verified caller refused
-/// the operation, `auth.refused` otherwise.
+/// the operation, `request.refused` for a body broken off on the wire (the
+/// request's fault, not its token's: found from outside, a token holder
+/// dropping bodies filled the `auth.refused` log budget and hid the lines
+/// of real authentication failures), `auth.refused` otherwise.
 pub(crate) fn event_of(kind: AuthErrorKind) -> Event {
     match kind {
         AuthErrorKind::InsufficientScope
         | AuthErrorKind::RequirementRefused
         | AuthErrorKind::RequirementFailed => Event::AuthzRefused,
+        AuthErrorKind::BodyUnreadable => Event::RequestRefused,
         _ => Event::Refused,
     }
 }
@@ -829,6 +833,10 @@ mod tests {
             Event::AuthzRefused
         );
         assert_eq!(event_of(AuthErrorKind::Expired), Event::Refused);
+        assert_eq!(
+            event_of(AuthErrorKind::BodyUnreadable),
+            Event::RequestRefused
+        );
         let plain = AuthError::new(AuthErrorKind::InvalidIssuer);
         assert_eq!(reason_of(&plain), "invalid_issuer");
         let untrusted = plain.with_diagnosis(crate::error::Diagnosis {

@@ -448,16 +448,20 @@ pub(crate) async fn read_json_body(
     if status != StatusCode::OK {
         return Err(format!("HTTP status {status}, expected 200"));
     }
-    read_json_any_status(response, max).await
+    read_json_any_status(response, max)
+        .await
+        .map_err(|(_, e)| e)
 }
 
 /// The body of a JSON response whatever its status (an OAuth error answer
 /// is a JSON document too, RFC 6749 section 5.2): a JSON media type, at
-/// most `max` bytes.
+/// most `max` bytes. An error is `(unusable, reason)`: `unusable` when the
+/// answer came and is not such a document (another media type, too
+/// large), not when reading it failed.
 pub(crate) async fn read_json_any_status(
     mut response: reqwest::Response,
     max: usize,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, (bool, String)> {
     let content_type = response
         .headers()
         .get(CONTENT_TYPE)
@@ -468,9 +472,9 @@ pub(crate) async fn read_json_any_status(
     if !(essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json")))
     {
-        return Err(format!("content type {essence:?} is not JSON"));
+        return Err((true, format!("content type {essence:?} is not JSON")));
     }
-    let too_large = || format!("body larger than {max} bytes");
+    let too_large = || (true, format!("body larger than {max} bytes"));
     if response.content_length().is_some_and(|l| l > max as u64) {
         return Err(too_large());
     }
@@ -484,8 +488,8 @@ pub(crate) async fn read_json_any_status(
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(body),
-            Err(e) if e.is_timeout() => return Err("timed out".to_owned()),
-            Err(e) => return Err(format!("reading body failed: {}", error_chain(&e))),
+            Err(e) if e.is_timeout() => return Err((false, "timed out".to_owned())),
+            Err(e) => return Err((false, format!("reading body failed: {}", error_chain(&e)))),
         }
     }
 }

@@ -736,6 +736,7 @@ where
             .extensions()
             .get::<crate::correlation::RequestId>()
             .cloned();
+        let get = req.method() == http::Method::GET;
         Box::pin(async move {
             let response = axum::response::IntoResponse::into_response(service.handle(req).await);
             // Only refusals are ever rewritten: a served call moves no
@@ -748,7 +749,7 @@ where
                 http::StatusCode::INTERNAL_SERVER_ERROR => session_gone_as_404(response).await,
                 status @ (http::StatusCode::METHOD_NOT_ALLOWED
                 | http::StatusCode::NOT_ACCEPTABLE) => {
-                    plain_refusal_as_json(response, status, request_id).await
+                    plain_refusal_as_json(response, status, request_id, get).await
                 }
                 _ => response,
             })
@@ -995,7 +996,8 @@ const INVALID_MESSAGE: &str = "Invalid Request: the body is not one JSON-RPC mes
 /// the layer has read it strictly (valid JSON, no repeated names) and
 /// authorized every call in it: this only relabels rmcp's refusal. Only
 /// rmcp's own answer is looked at (a 415 whose text says so; a few dozen
-/// bytes); its other 415, to a media type that is not JSON, stays.
+/// bytes); its other 415, to a media type that is not JSON, becomes the
+/// crate's JSON refusal (`unsupported_media_type`).
 async fn undeserializable_as_jsonrpc(
     response: axum::response::Response,
     request_id: Option<crate::correlation::RequestId>,
@@ -1006,7 +1008,15 @@ async fn undeserializable_as_jsonrpc(
         Err(response) => return response,
     };
     if !bytes.starts_with(UNDESERIALIZABLE_TEXT.as_bytes()) {
-        return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
+        // rmcp's other 415, to a `Content-Type` that is not JSON (a POST's
+        // body is a JSON-RPC message): the crate's JSON refusal too (found
+        // from outside: the plain text left after the 405 and 406).
+        return json_refusal(
+            parts,
+            "The request body must be sent as Content-Type: application/json (MCP streamable HTTP)",
+            "unsupported_media_type",
+            request_id,
+        );
     }
     jsonrpc_answer(
         parts,
@@ -1033,22 +1043,39 @@ async fn plain_refusal_as_json(
     response: axum::response::Response,
     status: http::StatusCode,
     request_id: Option<crate::correlation::RequestId>,
+    get: bool,
 ) -> axum::response::Response {
-    let (mut parts, _) = match rmcp_plain_text(response, status).await {
+    let (parts, _) = match rmcp_plain_text(response, status).await {
         Ok(plain) => plain,
         Err(response) => return response,
     };
-    let (description, reason) = if status == http::StatusCode::METHOD_NOT_ALLOWED {
-        (
+    let (description, reason) = match (status, get) {
+        (http::StatusCode::METHOD_NOT_ALLOWED, _) => (
             "This method is not served here: the MCP endpoint takes the methods its Allow field names",
             "method_not_allowed",
-        )
-    } else {
-        (
+        ),
+        // A GET opens an event stream: it asks for that alone (found from
+        // outside: told to list both types, which a GET need not).
+        (_, true) => (
+            "The Accept header must list text/event-stream (MCP streamable HTTP: a GET opens an event stream)",
+            "not_acceptable",
+        ),
+        _ => (
             "The Accept header must list both application/json and text/event-stream (MCP streamable HTTP)",
             "not_acceptable",
-        )
+        ),
     };
+    json_refusal(parts, description, reason, request_id)
+}
+
+/// `parts` with the crate's JSON refusal body (`error` `invalid_request`,
+/// `error_description`, `reason`, `request_id`) in place of rmcp's text.
+fn json_refusal(
+    mut parts: http::response::Parts,
+    description: &str,
+    reason: &str,
+    request_id: Option<crate::correlation::RequestId>,
+) -> axum::response::Response {
     let body = crate::challenge::json_error_body(
         Some("invalid_request"),
         description,

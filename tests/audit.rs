@@ -1098,6 +1098,66 @@ async fn a_body_read_timeout_is_audited_as_the_408_it_answers() {
     assert_eq!(fields["subject"], "erin", "{fields}");
 }
 
+// A body broken off on the wire (the client closes before its declared
+// length) is the request's fault, not its token's: audited as
+// `request.refused`, naming the verified caller, so that dropped bodies
+// never spend the `auth.refused` log budget of real authentication
+// failures (found from outside: a token holder dropping 12 bodies hid the
+// next forged token's line).
+#[tokio::test]
+async fn a_body_broken_off_is_a_request_refusal_not_an_authentication_failure() {
+    use tokio::io::AsyncWriteExt as _;
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let server = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+            ("MCP_OAUTH2_RESOURCE", resource.as_str()),
+            ("MCP_OAUTH2_LOG_FORMAT", "json"),
+            ("RUST_LOG", ""),
+        ],
+    )
+    .await;
+    let (mut child, reader) = server.gather();
+    let token = issuer.token().subject("erin").audience(&resource).sign();
+    for i in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+             MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\nX-Request-Id: cut-{i}\r\n\
+             Content-Length: 4600\r\n\r\n{{\"jsonrpc\""
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        drop(stream);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    child.kill().await.unwrap();
+    let lines = reader.await.unwrap();
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| {
+            e["fields"]["request_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("cut-"))
+        })
+        .filter(|e| e["fields"]["event"] != "auth.accepted")
+        .collect();
+    assert_eq!(events.len(), 3, "{lines:#?}");
+    for event in &events {
+        let fields = &event["fields"];
+        assert_eq!(fields["event"], "request.refused", "{fields}");
+        assert_eq!(fields["reason"], "body_unreadable", "{fields}");
+        assert_eq!(fields["subject"], "erin", "{fields}");
+    }
+}
+
 // The default text log quotes every text field of an audit event: a scope
 // may hold `=` and `"` (RFC 6749 section 3.3), and granted scopes written
 // bare read as fields of their own (found from outside: a token granted

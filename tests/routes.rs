@@ -1095,7 +1095,7 @@ async fn older_revisions_are_judged_by_their_body_whatever_the_mcp_headers_say()
 // a plain-text 415, although the media type is right (found from outside
 // in round 2). Behind `McpServer` it is the JSON-RPC error -32600 (Invalid
 // Request) with a null id, HTTP 400; nothing in it runs. A body of another
-// media type keeps rmcp's 415.
+// media type keeps rmcp's 415, as the crate's JSON refusal.
 #[tokio::test]
 async fn a_batch_or_a_message_rmcp_cannot_read_is_a_jsonrpc_error() {
     let t = Target::start(Mount::Default).await;
@@ -1168,19 +1168,31 @@ async fn a_batch_or_a_message_rmcp_cannot_read_is_a_jsonrpc_error() {
             "{answer}"
         );
     }
-    // Another media type: rmcp's own 415 stays.
-    let response = send(
-        t.request("POST", "/mcp")
-            .header("Authorization", &t.bearer(TokenKind::AliceAll))
-            .header("Accept", "application/json, text/event-stream")
-            .header("Content-Type", "text/plain")
-            .header("MCP-Protocol-Version", LEGACY)
-            .header("Mcp-Session-Id", &session)
-            .body(call.as_bytes()),
-    )
-    .await;
-    assert_eq!(response.status, 415, "{}", response.summary());
-    assert!(t.log.take().is_empty());
+    // Another media type: rmcp's 415, as the crate's JSON refusal (found
+    // from outside: plain text, no code, no request id).
+    for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+        let response = send(
+            t.request("POST", "/mcp")
+                .header("Authorization", &t.bearer(TokenKind::AliceAll))
+                .header("Accept", "application/json, text/event-stream")
+                .header("Content-Type", content_type)
+                .header("MCP-Protocol-Version", LEGACY)
+                .header("Mcp-Session-Id", &session)
+                .body(call.as_bytes()),
+        )
+        .await;
+        assert_eq!(response.status, 415, "{}", response.summary());
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        let answer: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(answer["error"], "invalid_request", "{answer}");
+        assert_eq!(answer["reason"], "unsupported_media_type", "{answer}");
+        assert_eq!(
+            answer["request_id"].as_str(),
+            response.header("x-request-id"),
+            "{answer}"
+        );
+        assert!(t.log.take().is_empty());
+    }
 }
 
 // JSON-RPC 2.0 section 5.1: a body that is no JSON is a parse error
@@ -2187,6 +2199,32 @@ async fn rmcps_405_and_406_are_json_refusals_with_reason_and_request_id() {
                 let log = t.log.take();
                 assert!(log.is_empty(), "{case}: {log:?}");
             }
+        }
+        // A GET (an event stream) is told to accept the event stream, which
+        // is all it needs (found from outside: told to list both types).
+        let get = send(
+            t.request("GET", path)
+                .header("Authorization", &t.bearer(TokenKind::AliceAll))
+                .header("Accept", "application/json")
+                .header("MCP-Protocol-Version", LEGACY),
+        )
+        .await;
+        if get.status == 406 {
+            let answer: serde_json::Value = serde_json::from_slice(&get.body).unwrap();
+            assert_eq!(answer["reason"], "not_acceptable", "{answer}");
+            let says = answer["error_description"].as_str().unwrap();
+            assert!(
+                says.contains("text/event-stream") && !says.contains("both"),
+                "{says}"
+            );
+        } else {
+            // rmcp may judge the missing session first: never plain text.
+            assert_eq!(
+                get.header("content-type"),
+                Some("application/json"),
+                "{}",
+                get.summary()
+            );
         }
         // Without a token, the method is still the token's business first.
         let tokenless = send(t.request("PUT", path).body("{}")).await;

@@ -399,6 +399,52 @@ async fn the_reference_server_exchanges_only_its_first_issuer_s_callers() {
     }
 }
 
+// Whose callers the reference server exchanges (`MCP_OAUTH2_ISSUER`,
+// `MCP_OAUTH2_TENANTS`): every caller of one plain issuer; the first of
+// several; with an issuer template first, the tenants listed, and nobody
+// with `*` (found from outside: a template alone sent the client's secret
+// to the token endpoint of any tenant a token named). The exchange refuses
+// the others with `issuer_not_allowed` before sending anything
+// (`the_reference_server_exchanges_only_its_first_issuer_s_callers`).
+#[test]
+fn the_reference_server_exchanges_the_callers_its_client_is_registered_for() {
+    use support::notes::server::exchange_issuers;
+    let t = "https://login.example/t/{tenant}";
+    let cases: [(&str, &str, Option<Vec<&str>>); 7] = [
+        ("https://a.example", "", None),
+        (
+            "https://a.example, https://b.example",
+            "",
+            Some(vec!["https://a.example"]),
+        ),
+        (t, "*", Some(vec![t])),
+        (t, "", Some(vec![t])),
+        (
+            t,
+            "acme, beta",
+            Some(vec![
+                t,
+                "https://login.example/t/acme",
+                "https://login.example/t/beta",
+            ]),
+        ),
+        (
+            &format!("{t},https://a.example"),
+            "acme",
+            Some(vec![t, "https://login.example/t/acme"]),
+        ),
+        ("", "", None),
+    ];
+    for (issuers, tenants, expected) in cases {
+        let expected = expected.map(|v| v.into_iter().map(str::to_owned).collect::<Vec<_>>());
+        assert_eq!(
+            exchange_issuers(issuers, tenants),
+            expected,
+            "{issuers} / {tenants}"
+        );
+    }
+}
+
 // A failed exchange's result names its code, not its detail: the token
 // endpoint's URL and the HTTP client's error text are the operator's, in
 // the log (found from outside: the internal endpoint's URL reached any
@@ -1104,8 +1150,11 @@ async fn malformed_token_responses_are_refused() {
             r#"{"error":"temporarily_unavailable"}"#,
             "temporarily_unavailable",
         ),
-        (400, "{\"error\":\"bad\\u0022code\"}", "transport"),
-        (302, "{}", "transport"),
+        // An answer that is no token response, nor an OAuth error answer:
+        // malformed (found from outside: `transport`, which the README
+        // keeps for no answer, 5xx and 429).
+        (400, "{\"error\":\"bad\\u0022code\"}", "malformed_response"),
+        (302, "{}", "malformed_response"),
     ];
     for (status, body, code) in cases {
         api.answer(status, body);
@@ -1800,7 +1849,7 @@ async fn a_redirecting_token_endpoint_is_refused_even_with_a_following_client() 
             let (url, token) = serve_app(&issuer, app).await;
             assert_eq!(
                 get_call(&url, &token).await,
-                (502, "transport".to_owned()),
+                (502, "malformed_response".to_owned()),
                 "{method:?} {status}"
             );
             for request in seen.lock().unwrap().iter() {
@@ -2022,7 +2071,7 @@ async fn odd_answers_of_the_token_endpoint_are_judged_without_a_cooldown() {
                 r#"{{"access_token":"x","token_type":"Bearer","pad":"{}"}}"#,
                 "p".repeat(70 * 1024)
             ),
-            "transport",
+            "malformed_response",
         ),
         (
             400,

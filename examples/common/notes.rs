@@ -86,6 +86,30 @@ pub(crate) const DOWNSTREAM_VARS: [&str; 4] = [
     "MCP_OAUTH2_CLIENT_SECRET",
 ];
 
+/// The issuers whose callers `downstream_whoami` exchanges, from
+/// `MCP_OAUTH2_ISSUER` and `MCP_OAUTH2_TENANTS`: `None` for every caller
+/// (one plain issuer). The client is registered at one authorization
+/// server: with several issuers, the first; when that first is an issuer
+/// template, its tenants listed in `MCP_OAUTH2_TENANTS` (the client's
+/// secret goes to each one's token endpoint), none with `*` (found from
+/// outside: a template alone sent the secret to the token endpoint of any
+/// tenant a token named, made-up ones included). The template itself is
+/// kept in the list: it names no caller, so a list without tenants
+/// exchanges nobody.
+pub(crate) fn exchange_issuers(issuers: &str, tenants: &str) -> Option<Vec<String>> {
+    let mut issuers = issuers.split(',').map(str::trim).filter(|i| !i.is_empty());
+    let first = issuers.next()?;
+    if first.contains("{tenant}") {
+        let listed = tenants
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && *t != "*")
+            .map(|t| first.replace("{tenant}", t));
+        return Some(std::iter::once(first.to_owned()).chain(listed).collect());
+    }
+    issuers.next().map(|_| vec![first.to_owned()])
+}
+
 /// What `downstream_whoami` calls, and how it gets a token for it.
 #[derive(Debug)]
 pub(crate) enum Downstream {
@@ -233,9 +257,11 @@ impl Downstream {
         // never go to it (found from outside: issuer B's users' tokens,
         // good at this server, were sent to A's endpoint).
         let issuers = value("MCP_OAUTH2_ISSUER").unwrap_or_default();
-        let mut issuers = issuers.split(',').map(str::trim).filter(|i| !i.is_empty());
-        if let (Some(first), Some(_)) = (issuers.next(), issuers.next()) {
-            settings = settings.issuer(first);
+        let tenants = value("MCP_OAUTH2_TENANTS").unwrap_or_default();
+        if let Some(allowed) = exchange_issuers(&issuers, &tenants) {
+            for issuer in allowed {
+                settings = settings.issuer(issuer);
+            }
         }
         let sealing = match (cache_key, shared) {
             (Some(key), Some(store)) => Some(mcp_oauth2::SealedExchangeStore::new(store, key)),

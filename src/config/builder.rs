@@ -1131,6 +1131,31 @@ impl AuthConfigBuilder {
                 "must be greater than zero",
             ));
         }
+        // A bound set below the cache lifetime bounds nothing (the larger
+        // of the two applies): refused, as a per-user cap set above its
+        // total is (found from outside: accepted silently). Its default
+        // below a longer lifetime is moot.
+        if self.jwks.max_ttl != super::DEFAULT_JWKS_CACHE_MAX_TTL
+            && self.jwks.max_ttl < self.jwks.cache_ttl
+        {
+            return Err(ConfigError::new(
+                "jwks_cache_max_ttl",
+                format!(
+                    "is {} seconds, below jwks_cache_ttl ({} seconds): a key server's max-age is honoured up to the larger of the two, so lower jwks_cache_ttl too",
+                    self.jwks.max_ttl.as_secs(),
+                    self.jwks.cache_ttl.as_secs()
+                ),
+            ));
+        }
+        if self.jwks.max_stale > MAX_JWKS_INTERVAL {
+            return Err(ConfigError::new(
+                "jwks_max_stale",
+                format!(
+                    "must be at most {} seconds (a day): while the key server is unreachable, a key the issuer withdrew keeps verifying for as long",
+                    MAX_JWKS_INTERVAL.as_secs()
+                ),
+            ));
+        }
         for route in &self.exempt {
             let (ExemptRoute::Exact(p) | ExemptRoute::Prefix(p)) = route;
             if !p.starts_with('/') {
@@ -1951,9 +1976,23 @@ mod tests {
             (base().jwks_cache_ttl(day_and_one), "withdraws"),
             (base().jwks_cache_max_ttl(day_and_one), "withdraws"),
             (base().jwks_refresh_cooldown(day_and_one), "adds"),
+            (base().jwks_max_stale(day_and_one), "withdrew"),
+            (
+                base()
+                    .jwks_cache_ttl(Duration::from_secs(600))
+                    .jwks_cache_max_ttl(Duration::from_secs(60)),
+                "below jwks_cache_ttl",
+            ),
         ] {
             let e = e.build().unwrap_err();
             assert!(e.to_string().contains(cost), "{e}");
         }
+        // The default bound below a longer lifetime is moot: accepted.
+        assert!(
+            base()
+                .jwks_cache_ttl(Duration::from_secs(7200))
+                .build()
+                .is_ok()
+        );
     }
 }

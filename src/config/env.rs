@@ -418,7 +418,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "3600 s (at most 86400 s)",
-        meaning: "the longest a key server's `Cache-Control: max-age` keeps a key set (and a key it withdrew) in use before it is fetched again",
+        meaning: "the longest a key server's `Cache-Control: max-age` keeps a key set (and a key it withdrew) in use before it is fetched again (not below `MCP_OAUTH2_JWKS_CACHE_TTL` when set)",
     },
     EnvVar {
         name: "MCP_OAUTH2_JWKS_MAX_STALE",
@@ -429,7 +429,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             s.builder.jwks.max_stale = d;
             Ok(())
         }),
-        default: "3600 s",
+        default: "3600 s (at most 86400 s)",
         meaning: "how long the last good key set keeps serving while fetching it again fails (0: not at all); then 503 `keys_unavailable`. Lower it after a key compromise",
     },
     EnvVar {
@@ -1899,6 +1899,12 @@ mod tests {
             ("MCP_OAUTH2_JWKS_CACHE_MAX_TTL", "86401", &[]),
             ("MCP_OAUTH2_JWKS_CACHE_MAX_TTL", "1h", &[]),
             ("MCP_OAUTH2_JWKS_MAX_STALE", "-5", &[]),
+            ("MCP_OAUTH2_JWKS_MAX_STALE", "86401", &[]),
+            (
+                "MCP_OAUTH2_JWKS_CACHE_MAX_TTL",
+                "60",
+                &[("MCP_OAUTH2_JWKS_CACHE_TTL", "600")],
+            ),
             ("MCP_OAUTH2_JWKS_MAX_STALE", "ten", &[]),
             ("MCP_OAUTH2_MAX_TOKEN_LIFETIME", "0", &[]),
             ("MCP_OAUTH2_MAX_TOKEN_LIFETIME", "1.5", &[]),

@@ -101,6 +101,10 @@ pub trait ExchangeStore: Send + Sync + 'static {
     fn put<'a>(&'a self, key: &'a [u8; 32], token: StoredToken) -> BoxFuture<'a, ()>;
 }
 
+/// The caller's claims besides its principal, tenant and scopes that an
+/// exchange's answer may depend on (see [`key`]).
+const CALLER_CLAIMS: [&str; 4] = ["act", "acr", "amr", "auth_time"];
+
 /// The cache key of an exchange: a SHA-256 over length-prefixed fields, so
 /// that no two different tuples share a digest input.
 pub(super) fn key(
@@ -115,7 +119,7 @@ pub(super) fn key(
         ctx.update(&(bytes.len() as u64).to_be_bytes());
         ctx.update(bytes);
     };
-    field(b"mcp-oauth2 token exchange v2");
+    field(b"mcp-oauth2 token exchange v3");
     let (issuer, subject, caller_client) = caller.principal();
     field(issuer.as_bytes());
     field(subject.as_bytes());
@@ -131,6 +135,18 @@ pub(super) fn key(
     // as `["a", "b"]`.
     field(&(granted.len() as u64).to_be_bytes());
     granted.iter().for_each(|s| field(s.as_bytes()));
+    // Who acts for the subject (`act`, RFC 8693 section 4.1) and how the
+    // user signed in (`acr`, `amr`, `auth_time`, RFC 9470): the token
+    // endpoint may answer them otherwise (refuse a delegation, ask for a
+    // stronger sign-in), so a token exchanged for alice's own call is
+    // never handed to "mallory acting for alice", nor to a weaker sign-in
+    // (found from outside). Each is its JSON text, or nothing when absent.
+    for claim in CALLER_CLAIMS {
+        match caller.claim(claim) {
+            Some(value) => field(value.to_string().as_bytes()),
+            None => field(b""),
+        }
+    }
     field(client_id.as_bytes());
     field(grant.as_bytes());
     field(audience.as_bytes());

@@ -42,14 +42,16 @@ pub enum ExchangeErrorKind {
     /// Another OAuth error code (see [`ExchangeError::code`]).
     Refused,
     /// The token endpoint (or its discovery document) could not be reached
-    /// or did not answer with a usable document: network, deadline, status,
-    /// size, media type; or it failed moments ago and is not asked again
+    /// or did not answer: network, deadline, a 5xx or 429, an answer cut
+    /// off while read; or it failed moments ago and is not asked again
     /// before its outage cooldown ends (see
     /// [`TokenExchanger`](crate::TokenExchanger), "Outages").
     Transport,
-    /// The endpoint answered 200 with something that is not a usable token
-    /// response (no `access_token`, a `token_type` other than Bearer, a
-    /// repeated member, the caller's own token handed back, ...).
+    /// The endpoint answered with something that is not a usable token
+    /// response: no `access_token`, a `token_type` other than Bearer, a
+    /// repeated member, the caller's own token handed back, another media
+    /// type than JSON, a body over the cap, a redirect, an error status
+    /// without an OAuth error code, ...
     MalformedResponse,
     /// The downstream call was refused before it was sent (a URL that is not
     /// `https://`) or failed (network, deadline).

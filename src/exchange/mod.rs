@@ -426,39 +426,57 @@ impl TokenExchanger {
         crate::metrics::emit("mcp_oauth2_token_exchange_calls_total", "endpoint", "token");
         let max = s.max_response_bytes;
         let asked = &endpoint;
-        // An error is `(outage, detail)`: an outage is no answer, a 5xx
-        // or 429 (whatever the body says), the deadline.
+        // An error is `(failure, detail)`: an outage is no answer, a 5xx
+        // or 429 (whatever the body says), the deadline; an answer that is
+        // no token response (a redirect, another media type, too large) is
+        // `malformed_response`, not `transport` (found from outside: a 200
+        // of HTML was `transport`, which the docs keep for no answer).
         let sent = async move {
             let response = http
                 .send()
                 .await
-                .map_err(|e| (true, crate::fetch::request_error(e)))?;
+                .map_err(|e| (Failed::Outage, crate::fetch::request_error(e)))?;
             // A caller's client may have followed a redirect: an answer
             // from another URL is never used.
-            let response = crate::fetch::from_url(response, asked).map_err(|e| (false, e))?;
+            let response =
+                crate::fetch::from_url(response, asked).map_err(|e| (Failed::Unusable, e))?;
             let status = response.status();
             let outage = status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS;
             if status.is_redirection() {
                 return Err((
-                    false,
+                    Failed::Unusable,
                     format!("HTTP status {status}: redirects are not followed"),
                 ));
             }
             let body = crate::fetch::read_json_any_status(response, max)
                 .await
-                .map_err(|e| (outage, format!("HTTP status {status}: {e}")))?;
+                .map_err(|(unusable, e)| {
+                    let failed = match (outage, unusable) {
+                        (true, _) => Failed::Outage,
+                        (false, true) => Failed::Unusable,
+                        (false, false) => Failed::Transport,
+                    };
+                    (failed, format!("HTTP status {status}: {e}"))
+                })?;
             Ok((status, body, outage))
         };
         let answer = match tokio::time::timeout(s.timeout, sent).await {
             Ok(answer) => answer,
-            Err(_) => Err((true, "timed out".to_owned())),
+            Err(_) => Err((Failed::Outage, "timed out".to_owned())),
         };
         pass.settle(match &answer {
-            Err((true, _)) | Ok((_, _, true)) => Settle::Outage,
+            Err((Failed::Outage, _)) | Ok((_, _, true)) => Settle::Outage,
             _ => Settle::Answered,
         });
         let (status, body) = match answer {
             Ok((status, body, _)) => (status, body),
+            Err((Failed::Unusable, e)) => {
+                tracing::warn!(endpoint = %crate::fetch::Logged(&endpoint), error = %e, "the token endpoint's answer is not usable");
+                return Err(ExchangeError::new(
+                    ExchangeErrorKind::MalformedResponse,
+                    format!("{}: {e}", crate::fetch::Logged(&endpoint)),
+                ));
+            }
             Err((_, e)) => return Err(self.transport(&endpoint, e)),
         };
         let text = std::str::from_utf8(&body).map_err(|_| malformed("the answer is not UTF-8"))?;
@@ -499,10 +517,9 @@ impl TokenExchanger {
                     );
                     ExchangeError::refused(&code, suberror.as_deref())
                 }
-                _ => self.transport(
-                    &endpoint,
-                    format!("HTTP status {status} without an OAuth error code"),
-                ),
+                // An answer, and no OAuth error answer (RFC 6749 section
+                // 5.2): unusable, as a 200 without a token is.
+                _ => malformed("an error status without an OAuth error code"),
             });
         }
         read_token_response(&members, subject)
@@ -589,6 +606,19 @@ impl TokenExchanger {
         lock(&self.inner.discovered).insert(issuer.to_owned(), url.clone());
         Ok(url)
     }
+}
+
+/// How a token request failed before its answer could be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failed {
+    /// No answer, a 5xx or 429, the deadline: `transport`, and the
+    /// endpoint's breaker counts it.
+    Outage,
+    /// The answer came but could not be read whole (a reset mid-body):
+    /// `transport`, not counted as an outage.
+    Transport,
+    /// An answer that is no token response: `malformed_response`.
+    Unusable,
 }
 
 fn malformed(detail: &str) -> ExchangeError {

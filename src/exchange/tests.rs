@@ -125,7 +125,38 @@ fn cache_keys_separate_principals_and_requests() {
         .scopes(["a", "b"])
         .tenant("org_other")
         .build();
+    // Who acts for alice, and how she signed in (found from outside: a
+    // token exchanged for her own call was handed to "mallory acting for
+    // alice" and to a weaker sign-in).
+    let with_claims = |claims: serde_json::Value| {
+        let serde_json::Value::Object(claims) = claims else {
+            unreachable!()
+        };
+        crate::AuthContext::builder("https://as", "alice")
+            .client_id("app")
+            .scopes(["a", "b"])
+            .claims(claims)
+            .build()
+    };
+    let acting = with_claims(serde_json::json!({"act": {"sub": "mallory"}}));
+    let acting_other = with_claims(serde_json::json!({"act": {"sub": "trent"}}));
+    let weak = with_claims(serde_json::json!({"acr": "urn:acr:password"}));
+    let strong = with_claims(serde_json::json!({"acr": "urn:acr:mfa"}));
+    let amr = with_claims(serde_json::json!({"amr": ["pwd"]}));
+    let signed_in = with_claims(serde_json::json!({"auth_time": 1_700_000_000}));
+    let unrelated = with_claims(serde_json::json!({"department": "sales"}));
+    assert_eq!(
+        reference,
+        k(&unrelated, "rs", "g", "https://api", &["read"]),
+        "other claims do not split the cache"
+    );
     let others = [
+        k(&acting, "rs", "g", "https://api", &["read"]),
+        k(&acting_other, "rs", "g", "https://api", &["read"]),
+        k(&weak, "rs", "g", "https://api", &["read"]),
+        k(&strong, "rs", "g", "https://api", &["read"]),
+        k(&amr, "rs", "g", "https://api", &["read"]),
+        k(&signed_in, "rs", "g", "https://api", &["read"]),
         k(&other_tenant, "rs", "g", "https://api", &["read"]),
         k(
             &ctx("https://as2", "alice", "app", &["a", "b"]),
@@ -169,8 +200,11 @@ fn cache_keys_separate_principals_and_requests() {
             &["read"],
         ),
     ];
-    for other in others {
-        assert_ne!(reference, other);
+    for (i, other) in others.iter().enumerate() {
+        assert_ne!(reference, *other, "{i}");
+        for (j, another) in others.iter().enumerate().skip(i + 1) {
+            assert_ne!(other, another, "{i} {j}");
+        }
     }
 }
 

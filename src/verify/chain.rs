@@ -74,13 +74,49 @@ impl ChainVerifier {
     fn passes_on(&self, kind: AuthErrorKind, token: &BearerToken<'_>) -> bool {
         match kind {
             AuthErrorKind::MalformedToken => {
-                self.pass_on_unknown_issuer
-                    || !crate::error::looks_like_a_jwt(token.as_str().as_bytes())
+                self.pass_on_unknown_issuer || !jose_shaped(token.as_str())
             }
             AuthErrorKind::InvalidIssuer => self.pass_on_unknown_issuer,
             _ => false,
         }
     }
+}
+
+/// Whether `token` is shaped as a JOSE object, however damaged its other
+/// parts: a dot after a first part that decodes (base64url or base64,
+/// padded or not, loose trailing bits) to a JSON object with an `alg`
+/// member, a JOSE header (RFC 7515 section 4.1.1). Judged on the decoded
+/// header, not on its spelling: a header of `{ "alg"` is `eyAi...`, not
+/// `eyJ` (found from outside, both ways: such damaged JWTs still reached
+/// the introspection endpoint, and Ory Hydra's opaque tokens, two random
+/// base64url parts, were refused when `eyJ` happened to be in them, about
+/// one in 3,000). An opaque token that is base64 of a JSON payload and a
+/// signature, without `alg`, is not one. Only on a refusal's path.
+fn jose_shaped(token: &str) -> bool {
+    use base64::Engine as _;
+    const LOOSE: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let Some((head, _)) = token.split_once('.') else {
+        return false;
+    };
+    let head: String = head
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
+    let Ok(bytes) = LOOSE.decode(head) else {
+        return false;
+    };
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
+        .is_ok_and(|header| header.contains_key("alg"))
 }
 
 impl TokenVerifier for ChainVerifier {
@@ -98,7 +134,7 @@ impl TokenVerifier for ChainVerifier {
                     Err(e)
                         if e.kind() == AuthErrorKind::IntrospectionNotOffered
                             && last.kind() == AuthErrorKind::MalformedToken
-                            && crate::error::looks_like_a_jwt(token.as_str().as_bytes()) =>
+                            && jose_shaped(token.as_str()) =>
                     {
                         return Err(last);
                     }
@@ -160,5 +196,57 @@ where
 {
     fn verify<'a>(&'a self, token: BearerToken<'a>) -> VerifyFuture<'a> {
         Box::pin((self.0)(token.as_str().to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jose_shaped;
+    use base64::Engine as _;
+
+    fn b64(text: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    }
+
+    // JOSE headers, however spelled, and damaged however the rest is;
+    // opaque tokens, however they happen to read.
+    #[test]
+    fn a_jose_header_is_read_not_spelled() {
+        let claims = b64(r#"{"sub":"a"}"#);
+        for header in [
+            r#"{"alg":"RS256"}"#,
+            r#"{ "alg": "RS256" }"#,
+            "{\n\"alg\":\"ES256\"}",
+            r#" {"alg":"none","typ":"JWT"}"#,
+        ] {
+            let h = b64(header);
+            for token in [
+                format!("{h}.{claims}.sig"),
+                format!("{h}.{claims}.sig="),
+                format!("{h}.{claims}"),
+                format!("{h}.{claims}.sig.x"),
+                format!("{h}=.{claims}.sig"),
+                format!("{h}.{claims}.a+b/c"),
+            ] {
+                assert!(jose_shaped(&token), "{header}: {token}");
+            }
+        }
+        // The standard alphabet in the header itself.
+        let std =
+            base64::engine::general_purpose::STANDARD.encode(r#"{"alg":"RS256","kid":"??>>"}"#);
+        assert!(jose_shaped(&format!("{std}.x.y")), "{std}");
+        for opaque in [
+            "ory_at_eyJhbGciOiJSUzI1NiJ9abc.eyJzdWIiOiJhIn0xyz",
+            "ory_at_ZXlKaGJH.eyJhbGciOiJSUzI1NiJ9",
+            "opaque-token-123",
+            "abc.def",
+            "eyJhbGciOiJSUzI1NiJ9",
+            &format!("{}.sig", b64(r#"{"sub":"a","exp":1}"#)),
+            &format!("{}.sig", b64("not json")),
+            ".",
+            "",
+        ] {
+            assert!(!jose_shaped(opaque), "{opaque}");
+        }
     }
 }
