@@ -160,7 +160,11 @@ async fn walk_through() -> Result<(), BoxError> {
         .unwrap_or_default()
         .to_owned();
     say!("HTTP {}", response.status());
-    say!("WWW-Authenticate: {challenge}");
+    // Every challenge the server sends (Bearer, and DPoP, which it
+    // accepts too: RFC 9449 section 7.1), as a client reads them.
+    for value in response.headers().get_all("www-authenticate") {
+        say!("WWW-Authenticate: {}", value.to_str().unwrap_or_default());
+    }
     let metadata_url = challenge
         .split("resource_metadata=\"")
         .nth(1)
