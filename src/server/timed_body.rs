@@ -236,6 +236,11 @@ where
             .as_ref()
             .and_then(|activity| activity.start(req.version()));
         let http1 = req.version() < http::Version::HTTP_2;
+        // An HTTP/2 answer to HEAD goes out without its body: hyper strips
+        // it over HTTP/1 only (found from outside: the JSON of a refusal
+        // went out as a DATA frame after a HEAD's 401 or 405, which a
+        // client reads as a protocol error; RFC 9110 section 9.3.2).
+        let head = !http1 && req.method() == http::Method::HEAD;
         // With `Expect: 100-continue` the client waits for a go-ahead
         // before it sends the body: an answer without one is not worth
         // the body, which is not asked for (the answer closes instead).
@@ -253,6 +258,7 @@ where
             shared,
             limit: self.limit,
             http1,
+            head,
             in_progress,
             state: State::Waiting,
         }
@@ -283,6 +289,8 @@ pin_project_lite::pin_project! {
         shared: Option<Arc<Shared>>,
         limit: Option<Duration>,
         http1: bool,
+        // An HTTP/2 HEAD: the answer's body is left out.
+        head: bool,
         // An HTTP/2 request counted until its response body is dropped.
         in_progress: Option<InProgress>,
         state: State,
@@ -332,21 +340,21 @@ where
         if let State::Waiting = this.state {
             let response = ready!(this.inner.poll(cx))?;
             let Some(shared) = this.shared.as_ref() else {
-                return Poll::Ready(Ok(finish(response, this.in_progress)));
+                return Poll::Ready(Ok(finish(response, this.in_progress, *this.head)));
             };
             if shared.timed_out.load(Ordering::Relaxed) {
                 let limit = this.limit.unwrap_or_default();
                 let response = timeout_response(&response, limit);
-                return Poll::Ready(Ok(finish(response, this.in_progress)));
+                return Poll::Ready(Ok(finish(response, this.in_progress, *this.head)));
             }
             if !*this.http1 || shared.finished.load(Ordering::Relaxed) {
-                return Poll::Ready(Ok(finish(response, this.in_progress)));
+                return Poll::Ready(Ok(finish(response, this.in_progress, *this.head)));
             }
             let Some(left) = shared.take_left() else {
                 // Neither read nor handed back (`Expect`, or a reader
                 // still holds it): the connection cannot serve another
                 // request after this one.
-                return Poll::Ready(Ok(finish(closing(response), this.in_progress)));
+                return Poll::Ready(Ok(finish(closing(response), this.in_progress, *this.head)));
             };
             *this.state = State::Draining {
                 answer: response,
@@ -375,12 +383,20 @@ where
             );
             response = closing(response);
         }
-        Poll::Ready(Ok(finish(response, this.in_progress)))
+        Poll::Ready(Ok(finish(response, this.in_progress, *this.head)))
     }
 }
 
-/// `response`, with the request's HTTP/2 guard (if any) held by its body.
-fn finish(response: Response, in_progress: &mut Option<InProgress>) -> Response {
+/// `response`, with the request's HTTP/2 guard (if any) held by its body;
+/// without its body when `head` (an HTTP/2 HEAD).
+fn finish(response: Response, in_progress: &mut Option<InProgress>, head: bool) -> Response {
+    let response = if head {
+        let (mut parts, _) = response.into_parts();
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        Response::from_parts(parts, Body::empty())
+    } else {
+        response
+    };
     match in_progress.take() {
         Some(in_progress) => in_progress.hold(response),
         None => response,

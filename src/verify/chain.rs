@@ -82,17 +82,46 @@ impl ChainVerifier {
     }
 }
 
-/// Whether `token` is shaped as a JOSE object, however damaged its other
-/// parts: a dot after a first part that decodes (base64url or base64,
-/// padded or not, loose trailing bits) to a JSON object with an `alg`
-/// member, a JOSE header (RFC 7515 section 4.1.1). Judged on the decoded
-/// header, not on its spelling: a header of `{ "alg"` is `eyAi...`, not
-/// `eyJ` (found from outside, both ways: such damaged JWTs still reached
-/// the introspection endpoint, and Ory Hydra's opaque tokens, two random
-/// base64url parts, were refused when `eyJ` happened to be in them, about
-/// one in 3,000). An opaque token that is base64 of a JSON payload and a
-/// signature, without `alg`, is not one. Only on a refusal's path.
+/// Whether `token` is shaped as a JWT, however damaged: its first part
+/// (the whole token, without a dot) decodes to a JSON object with an `alg`
+/// member, a JOSE header (RFC 7515 section 4.1.1), or its second part to
+/// a JSON object with a registered claim (RFC 7519 section 4.1) or
+/// `client_id`/`scope`, a claims set behind a damaged header. Parts are
+/// decoded as base64url or base64, padded or not, loose trailing bits
+/// allowed. Judged on what the parts hold, not on their spelling: a
+/// header of `{ "alg"` is `eyAi...`, not `eyJ` (found from outside, both
+/// ways: such damaged JWTs still reached the introspection endpoint, and
+/// Ory Hydra's opaque tokens, two random base64url parts, were refused
+/// when `eyJ` happened to be in them, about one in 3,000; then, in a
+/// second round, a header damaged in transit, its claims intact, was
+/// introspected). Random parts never decode to such objects. Only on a
+/// refusal's path.
 fn jose_shaped(token: &str) -> bool {
+    const CLAIMS: [&str; 9] = [
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "nbf",
+        "iat",
+        "jti",
+        "client_id",
+        "scope",
+    ];
+    let mut parts = token.split('.');
+    let header = parts.next().and_then(json_object);
+    if header.is_some_and(|h| h.contains_key("alg")) {
+        return true;
+    }
+    parts
+        .next()
+        .and_then(json_object)
+        .is_some_and(|claims| CLAIMS.iter().any(|c| claims.contains_key(*c)))
+}
+
+/// `part` decoded (base64url or base64, padded or not) and read as a JSON
+/// object, if it is one.
+fn json_object(part: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
     use base64::Engine as _;
     const LOOSE: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
         &base64::alphabet::URL_SAFE,
@@ -100,10 +129,7 @@ fn jose_shaped(token: &str) -> bool {
             .with_decode_allow_trailing_bits(true)
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
     );
-    let Some((head, _)) = token.split_once('.') else {
-        return false;
-    };
-    let head: String = head
+    let part: String = part
         .trim_end_matches('=')
         .chars()
         .map(|c| match c {
@@ -112,11 +138,11 @@ fn jose_shaped(token: &str) -> bool {
             c => c,
         })
         .collect();
-    let Ok(bytes) = LOOSE.decode(head) else {
-        return false;
-    };
-    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
-        .is_ok_and(|header| header.contains_key("alg"))
+    if part.is_empty() {
+        return None;
+    }
+    let bytes = LOOSE.decode(part).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 impl TokenVerifier for ChainVerifier {
@@ -200,6 +226,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::string_slice, clippy::indexing_slicing)]
 mod tests {
     use super::jose_shaped;
     use base64::Engine as _;
@@ -231,6 +258,20 @@ mod tests {
                 assert!(jose_shaped(&token), "{header}: {token}");
             }
         }
+        // A header damaged (one character changed, cut, not JSON) before
+        // intact claims; the header alone, without a dot.
+        let good = b64(r#"{"alg":"RS256","kid":"k"}"#);
+        let mut changed = good.clone();
+        changed.replace_range(3..4, "Q");
+        for token in [
+            format!("{changed}.{claims}.sig"),
+            format!("{}.{claims}.sig", &good[..good.len() - 1]),
+            format!("{}.{claims}.sig", b64("not json")),
+            format!(".{claims}.sig"),
+            good.clone(),
+        ] {
+            assert!(jose_shaped(&token), "{token}");
+        }
         // The standard alphabet in the header itself.
         let std =
             base64::engine::general_purpose::STANDARD.encode(r#"{"alg":"RS256","kid":"??>>"}"#);
@@ -240,7 +281,6 @@ mod tests {
             "ory_at_ZXlKaGJH.eyJhbGciOiJSUzI1NiJ9",
             "opaque-token-123",
             "abc.def",
-            "eyJhbGciOiJSUzI1NiJ9",
             &format!("{}.sig", b64(r#"{"sub":"a","exp":1}"#)),
             &format!("{}.sig", b64("not json")),
             ".",

@@ -518,6 +518,11 @@ async fn damaged_jwts_stay_local_and_keep_malformed_token() {
         assert!(!spaced.starts_with("eyJ"));
         damaged.push(format!("{spaced}.{}.{}=", parts[1], parts[2]));
         damaged.push(format!("{spaced}.{}", parts[1]));
+        // The header damaged in transit, its claims intact (found from
+        // outside in a second round: introspected).
+        let cut = &parts[0][..parts[0].len() - 2];
+        damaged.push(format!("{cut}.{}.{}", parts[1], parts[2]));
+        damaged.push(format!("{cut}Zx.{}.{}", parts[1], parts[2]));
     }
     let opaque = "opaque-token-456";
     // Opaque tokens of two random parts (Ory Hydra's `ory_at_...`) that
