@@ -246,6 +246,7 @@ async fn a_hung_introspection_endpoint_cools_down_under_a_short_verification_dea
     let (first, _) = bounded(status("opaque-1")).await;
     assert_eq!(first, 503);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let cooling = std::time::Instant::now();
     for token in ["opaque-2", "opaque-3", "opaque-4", "opaque-5"] {
         assert_eq!(
             bounded(status(token)).await,
@@ -253,7 +254,18 @@ async fn a_hung_introspection_endpoint_cools_down_under_a_short_verification_dea
             "{token}"
         );
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "refused without a request");
+    // Refused without a request while the endpoint cools down (1 s): on a
+    // machine slow enough that the four took longer (CI's coverage run
+    // under load), one probe per cooldown passed, never one per request.
+    let probes = usize::try_from(cooling.elapsed().as_secs()).unwrap();
+    let hits = hits.load(Ordering::SeqCst);
+    assert!(
+        hits <= 1 + probes,
+        "{hits} requests in {probes} s of cooldown"
+    );
+    if probes == 0 {
+        assert_eq!(hits, 1, "refused without a request");
+    }
 }
 
 // A refusal of an introspected token judged the endpoint's answer, which

@@ -418,7 +418,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "3600 s (at most 86400 s)",
-        meaning: "the longest a key server's `Cache-Control: max-age` keeps a key set (and a key it withdrew) in use before it is fetched again (not below `MCP_OAUTH2_JWKS_CACHE_TTL` when set)",
+        meaning: "the longest a key server's `Cache-Control: max-age` keeps a key set (and a key it withdrew) in use before it is fetched again (this variable, when set, may not be below `MCP_OAUTH2_JWKS_CACHE_TTL`, 300 s by default)",
     },
     EnvVar {
         name: "MCP_OAUTH2_JWKS_MAX_STALE",
