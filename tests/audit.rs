@@ -1136,7 +1136,8 @@ async fn a_body_broken_off_is_a_request_refusal_not_an_authentication_failure() 
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         drop(stream);
     }
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Time for a slow (coverage) run to read, refuse and log them.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     child.kill().await.unwrap();
     let lines = reader.await.unwrap();
     let events: Vec<serde_json::Value> = lines
