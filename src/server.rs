@@ -728,7 +728,7 @@ where
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+    fn call(&mut self, mut req: axum::extract::Request) -> Self::Future {
         let service = Arc::clone(&self.0);
         // For the rewritten answers below (an `Arc` count): they carry the
         // request id as the layer's own refusals do.
@@ -737,12 +737,17 @@ where
             .get::<crate::correlation::RequestId>()
             .cloned();
         let get = req.method() == http::Method::GET;
+        // The id of a call rmcp answers in plain text (put there by the
+        // layer for those calls alone).
+        let call_id = req.extensions_mut().remove::<crate::layer::CallId>();
         Box::pin(async move {
             let response = axum::response::IntoResponse::into_response(service.handle(req).await);
             // Only refusals are ever rewritten: a served call moves no
             // response into a rewriting future (code a call would touch).
             Ok(match response.status() {
-                http::StatusCode::BAD_REQUEST => plain_400_as_jsonrpc(response, request_id).await,
+                http::StatusCode::BAD_REQUEST => {
+                    plain_400_as_jsonrpc(response, request_id, call_id).await
+                }
                 http::StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                     undeserializable_as_jsonrpc(response, request_id).await
                 }
@@ -782,13 +787,21 @@ const SESSION_REQUIRED: &str = "Bad Request: Mcp-Session-Id is required (send th
 /// 400 without a content type (rmcp's plain-text answers) is looked at;
 /// its body is a few dozen bytes. rmcp's plain-text answer to a legacy
 /// request without its session id becomes a JSON-RPC error the same way
-/// (-32600, `data.reason` `session_required`, `id` null; found from
-/// outside: the one refusal a client could not read as JSON; the
-/// TypeScript SDK answers it with a JSON-RPC error too).
+/// (-32600, `data.reason` `session_required`; found from outside: the
+/// one refusal a client could not read as JSON; the TypeScript SDK answers
+/// it with a JSON-RPC error too). Both carry the request's `id` when the
+/// layer read one from a single request's body (`null` for a GET, a
+/// DELETE, a batch or an id it could not read).
 async fn plain_400_as_jsonrpc(
     response: axum::response::Response,
     request_id: Option<crate::correlation::RequestId>,
+    call_id: Option<crate::layer::CallId>,
 ) -> axum::response::Response {
+    // The request's id where the layer read one (JSON-RPC 2.0, section 5:
+    // `null` only when it cannot be told).
+    let id = call_id
+        .and_then(|id| serde_json::from_str(&id.0).ok())
+        .unwrap_or(serde_json::Value::Null);
     let (parts, bytes) = match rmcp_plain_text(response, http::StatusCode::BAD_REQUEST).await {
         Ok(plain) => plain,
         Err(response) => return jsonrpc_error_completed(response, request_id).await,
@@ -809,7 +822,7 @@ async fn plain_400_as_jsonrpc(
                 "message": SESSION_REQUIRED,
                 "data": { "reason": "session_required" },
             });
-            return jsonrpc_answer(parts, serde_json::Value::Null, error, request_id);
+            return jsonrpc_answer(parts, id, error, request_id);
         }
         return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
     };
@@ -830,7 +843,7 @@ async fn plain_400_as_jsonrpc(
         "message": "Unsupported protocol version",
         "data": data,
     });
-    jsonrpc_answer(parts, serde_json::Value::Null, error, request_id)
+    jsonrpc_answer(parts, id, error, request_id)
 }
 
 /// rmcp answers some messages it does not take with a 400 and a JSON-RPC

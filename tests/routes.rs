@@ -1002,6 +1002,68 @@ fn assert_header_mismatch(response: &RawResponse, case: &str) {
     assert_eq!(body["error"]["code"], -32020, "{case}: {body}");
 }
 
+// rmcp checks `Mcp-Name` only for the methods that name something
+// (`tools/call`, `prompts/get` by `params.name`; `resources/read`,
+// `resources/subscribe`, `resources/unsubscribe` by `params.uri`; the task
+// methods by `params.taskId`) and ignores it on the others. The layer, which
+// reads the body whenever per-operation rules exist, refused it there with
+// -32020 (found from outside: a client mirroring `params.uri` on
+// `resources/directory/read`, `skills/get` and `subscriptions/listen`, and any
+// `Mcp-Name` on a list). Ignored now, on every mount; a lying `Mcp-Name` on a
+// method that names something is still -32020, and nothing the header says
+// is a rule.
+#[tokio::test]
+async fn a_modern_mcp_name_on_a_method_that_names_nothing_is_ignored() {
+    for mount in [Mount::Default, Mount::Custom] {
+        let t = Target::start(mount).await;
+        let path = mount.path();
+        let list = format!(
+            r#"{{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{{{meta}}}}}"#,
+            meta = attack::MODERN_META
+        );
+        for name in ["read_tool", "notes://shared", "=?base64?not base64?="] {
+            let response = send(
+                t.mcp_post(path, Some(TokenKind::AliceAll), &list)
+                    .header("MCP-Protocol-Version", MODERN)
+                    .header("Mcp-Method", "tools/list")
+                    .header("Mcp-Name", name),
+            )
+            .await;
+            let case = format!("{path} tools/list Mcp-Name {name}");
+            assert_eq!(response.status, 200, "{case}: {}", response.summary());
+            assert!(
+                String::from_utf8_lossy(&response.body).contains("read_tool"),
+                "{case}: {}",
+                response.summary()
+            );
+        }
+        // Two values are still one too many.
+        let response = send(
+            t.mcp_post(path, Some(TokenKind::AliceAll), &list)
+                .header("MCP-Protocol-Version", MODERN)
+                .header("Mcp-Method", "tools/list")
+                .header("Mcp-Name", "a")
+                .header("Mcp-Name", "b"),
+        )
+        .await;
+        assert_header_mismatch(&response, "two Mcp-Name on tools/list");
+        // A method that names something still has its name checked.
+        let response = send(
+            t.mcp_post(
+                path,
+                Some(TokenKind::AliceRead),
+                &modern_tool_call_body(7, "write_tool"),
+            )
+            .header("MCP-Protocol-Version", MODERN)
+            .header("Mcp-Method", "tools/call")
+            .header("Mcp-Name", "read_tool"),
+        )
+        .await;
+        assert_header_mismatch(&response, "Mcp-Name read_tool, body write_tool");
+        assert!(!ran(&t.log.take(), "write_tool"));
+    }
+}
+
 // MCP 2026-07-28 "Transports": a header/body mismatch MUST be 400 with the
 // JSON-RPC error -32020 (HeaderMismatch), never an OAuth-style body.
 #[tokio::test]
@@ -1329,9 +1391,11 @@ async fn an_unknown_protocol_version_is_a_jsonrpc_error() {
         &[("Mcp-Method", "tools/call"), ("Mcp-Name", "read_tool")],
     ];
     for (version, body, id) in [
-        ("2027-01-01", legacy_body.as_str(), serde_json::Value::Null),
+        // The request's id, read by the layer where rmcp's plain text
+        // had none (found from outside: `null`).
+        ("2027-01-01", legacy_body.as_str(), serde_json::json!(7)),
         ("2027-01-01", modern_body.as_str(), serde_json::json!(7)),
-        (r#"2027"\x"#, legacy_body.as_str(), serde_json::Value::Null),
+        (r#"2027"\x"#, legacy_body.as_str(), serde_json::json!(7)),
     ] {
         for headers in headers {
             let mut raw = t
@@ -1383,11 +1447,30 @@ async fn an_unknown_protocol_version_is_a_jsonrpc_error() {
     .await;
     let answer = jsonrpc_400(&response, "non-ASCII version");
     assert_eq!(answer["error"]["code"], -32022, "{answer}");
-    assert_eq!(answer["id"], serde_json::Value::Null, "{answer}");
+    assert_eq!(answer["id"], 7, "{answer}");
     assert!(
         answer["error"]["data"].get("requested").is_none(),
         "{answer}"
     );
+    // A string id comes back as it was sent, escapes and all; a batch
+    // (refused as such: -32600) names no one id.
+    for (body, id, code) in [
+        (
+            legacy_body.replace(r#""id":7"#, r#""id":"a\"b\u00e9""#),
+            serde_json::json!("a\"b\u{e9}"),
+            -32022,
+        ),
+        (format!("[{legacy_body}]"), serde_json::Value::Null, -32600),
+    ] {
+        let response = send(
+            t.mcp_post("/mcp", Some(TokenKind::AliceAll), &body)
+                .header("MCP-Protocol-Version", "2027-01-01"),
+        )
+        .await;
+        let answer = jsonrpc_400(&response, &body);
+        assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
+        assert_eq!(answer["id"], id, "{body}: {answer}");
+    }
     assert!(
         answer["error"]["data"]["supported"]
             .as_array()
@@ -1520,7 +1603,14 @@ async fn a_legacy_request_without_its_session_is_a_jsonrpc_error() {
             }
             let answer = jsonrpc_400(&response, &case);
             assert_eq!(answer["jsonrpc"], "2.0", "{case}: {answer}");
-            assert_eq!(answer["id"], serde_json::Value::Null, "{case}: {answer}");
+            // The call's id (found from outside: `null`); a GET or a
+            // DELETE has none.
+            let id = if what == "call" {
+                serde_json::json!(4)
+            } else {
+                serde_json::Value::Null
+            };
+            assert_eq!(answer["id"], id, "{case}: {answer}");
             assert_eq!(answer["error"]["code"], -32600, "{case}: {answer}");
             assert_eq!(
                 answer["error"]["data"]["reason"], "session_required",

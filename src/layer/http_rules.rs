@@ -886,6 +886,21 @@ pub(crate) fn is_stateless_revision(value: Option<&HeaderValue>) -> bool {
     dated && v >= STATELESS_REVISION
 }
 
+/// Whether `MCP-Protocol-Version` is absent (rmcp then takes its default
+/// revision) or there once, naming a revision rmcp serves, as
+/// [`is_known_revision`] reads it, from the values the request's one pass
+/// over its fields kept. The newest revision is compared first: a
+/// stateless call's answer is known after one comparison.
+pub(crate) fn known_revision(protocol: &FieldValues) -> bool {
+    match protocol.single() {
+        Some(value) => rmcp::model::ProtocolVersion::KNOWN_VERSIONS
+            .iter()
+            .rev()
+            .any(|known| known.as_str().as_bytes() == value.as_bytes()),
+        None => !protocol.repeated(),
+    }
+}
+
 /// Whether the request's one `MCP-Protocol-Version` names a revision rmcp
 /// serves ([`rmcp::model::ProtocolVersion::KNOWN_VERSIONS`]); two values,
 /// or one that is not text, are not known.

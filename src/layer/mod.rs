@@ -17,6 +17,7 @@ mod listens;
 mod pending_bodies;
 pub(crate) use listens::ListenStream;
 mod operations;
+pub(crate) use operations::CallId;
 mod refused;
 mod service;
 mod sessions;

@@ -28,6 +28,12 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub(super) struct RequestIds(pub(super) Vec<Box<str>>, pub(super) axum::body::Bytes);
 
+/// The raw JSON-RPC id of a single request that rmcp answers in plain text
+/// (a revision it does not serve, a legacy call without its session),
+/// for the JSON-RPC error `McpServer` puts in its place.
+#[derive(Clone)]
+pub(crate) struct CallId(pub(crate) String);
+
 /// Put in the extensions of a JSON POST on an exempt route whose body
 /// holds JSON-RPC calls, before it is judged again: judged as MCP (see
 /// [`Shared::peek_json_rpc`]). Only the layer puts it there.
@@ -58,6 +64,9 @@ pub(super) struct Placement {
     /// the body is read, or a legacy session's GET stream): counted against
     /// its user's `max_listens_per_principal`.
     pub(super) listens: bool,
+    /// `MCP-Protocol-Version` is absent or names one revision rmcp serves
+    /// (see [`known_revision`](super::http_rules::known_revision)).
+    pub(super) known_revision: bool,
 }
 
 impl Shared {
@@ -68,8 +77,8 @@ impl Shared {
         req: &Request<Body>,
         present: super::http_rules::Present,
         // `MCP-Protocol-Version` names the stateless revision
-        // (`is_stateless_revision`).
-        stateless: bool,
+        // (`is_stateless_revision`), and one rmcp serves (or none).
+        (stateless, known_revision): (bool, bool),
     ) -> Placement {
         let headers = req.headers();
         let on_mcp = self.whole_service
@@ -109,6 +118,7 @@ impl Shared {
             // bounded only by the connection caps). Read again for a POST
             // (`required_for`: a `subscriptions/listen`).
             listens: req.method() == Method::GET && present.session && !stateless,
+            known_revision,
         }
     }
 
@@ -231,6 +241,17 @@ impl Shared {
         }
         if session_ids {
             parts.extensions.insert(RequestIds(ids, bytes.clone()));
+        }
+        // rmcp answers a revision it does not serve, and a legacy call
+        // without its session, in plain text, which `McpServer` rewrites
+        // as a JSON-RPC error: the request's id goes with the request for
+        // it (JSON-RPC 2.0, section 5: `null` only when the id cannot be
+        // read; found from outside: `null` for a readable id). Only those
+        // requests carry it.
+        let plain_answer = !placement.known_revision
+            || !(placement.stateless || placement.present.session || placement.opens_session);
+        if plain_answer && let Some(id) = single_request_id(&bytes) {
+            parts.extensions.insert(CallId(id));
         }
         for op in &ops {
             extend_unique(&mut required, self.policy.required_for(op));

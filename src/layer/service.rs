@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 use super::http_rules::{
     LAST_EVENT_ID, Present, Refused, SESSION_HEADER, add_cors, check_host, check_origin,
     has_content_coding, has_transfer_coding, header_mismatch_response, is_preflight,
-    is_stateless_revision, names_no_host, preflight_response, request_id_refused,
+    is_stateless_revision, known_revision, names_no_host, preflight_response, request_id_refused,
     resumes_a_request_stream, throttled_response,
 };
 use crate::audit::{Event, Record, RequestMeta, event_of, reason_of};
@@ -162,6 +162,7 @@ where
             .map(|info| info.0.ip());
         let client_addr = shared.throttle.client_addr(peer, req.headers());
         let stateless_revision = is_stateless_revision(fields.protocol.single());
+        let known_revision = known_revision(&fields.protocol);
         // `Mcp-Method` / `Mcp-Name` name the JSON-RPC message a POST
         // carries; on another method (a GET stream, a DELETE) they name
         // nothing that runs, and the events must not say that one did.
@@ -180,7 +181,7 @@ where
         if let Err(refused) = check_host(req.version(), req.uri(), &fields.host) {
             return ResponseFuture::ready(shared.refuse(refused, &req, &meta));
         }
-        let placement = shared.place(&req, present, stateless_revision);
+        let placement = shared.place(&req, present, (stateless_revision, known_revision));
         if placement.on_mcp
             && let Some(refused) = shared.mcp_host_rule(req.uri(), &present, fields.host.first())
         {

@@ -428,9 +428,15 @@ pub(crate) fn check_headers(
     {
         return Err(OperationError::HeaderMismatch);
     }
-    if let Some(raw) = name {
+    // A method that names nothing (a list, a listen, a ping) has no
+    // `Mcp-Name` to check: the header is ignored there, as rmcp ignores it
+    // (found from outside: the layer refused a client that mirrors
+    // `params.uri` on every method holding one with -32020, and only when
+    // per-operation rules made the layer read the body). The layer reads
+    // no rule from it.
+    if let (Some(raw), Some(expected)) = (name, header_name(op)) {
         let decoded = decode_header_value(raw).ok_or(OperationError::HeaderMismatch)?;
-        if header_name(op) != Some(decoded.as_str()) {
+        if expected != decoded.as_str() {
             return Err(OperationError::HeaderMismatch);
         }
     }
@@ -997,7 +1003,8 @@ mod tests {
             read_operations(null).unwrap(),
             [op("subscriptions/listen", None)]
         );
-        // `Mcp-Name` names one thing; a listen request has none to mirror.
+        // `Mcp-Name` names one thing; a listen request has none to mirror,
+        // and one sent anyway is ignored (as rmcp ignores it), not refused.
         let mut h = http::HeaderMap::new();
         h.insert(
             "mcp-method",
@@ -1005,6 +1012,14 @@ mod tests {
         );
         assert!(check_headers(&h, &ops).is_ok());
         h.insert("mcp-name", HeaderValue::from_static("notes://shared/1"));
+        assert!(check_headers(&h, &ops).is_ok());
+        h.insert(
+            "mcp-name",
+            HeaderValue::from_static("=?base64?not base64?="),
+        );
+        assert!(check_headers(&h, &ops).is_ok());
+        // Still one value only: two are a mismatch wherever they are.
+        h.append("mcp-name", HeaderValue::from_static("notes://shared/1"));
         assert_eq!(check_headers(&h, &ops), Err(OperationError::HeaderMismatch));
     }
 
