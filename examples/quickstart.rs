@@ -429,18 +429,33 @@ async fn authorize(
 }
 
 /// The `WWW-Authenticate` challenge of a call that must have been refused
-/// with HTTP 403 (a step-up), or why not.
+/// with HTTP 403 (a step-up), or why not. The status is read from the
+/// client's error (rmcp's client reports a 403 with a challenge as
+/// `InsufficientScopeError`, a 401 as `AuthRequiredError`), not assumed.
 fn challenge_of<T>(
     refused: &Result<T, rmcp::ServiceError>,
     tool: &str,
 ) -> Result<String, BoxError> {
-    match refused {
-        Err(e) => e
-            .auth_challenge()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("{tool} was refused without an HTTP challenge").into()),
-        Ok(_) => Err(format!("{tool} succeeded without the scope it needs").into()),
+    use rmcp::transport::streamable_http_client::{AuthRequiredError, InsufficientScopeError};
+    let error = match refused {
+        Err(e) => e,
+        Ok(_) => return Err(format!("{tool} succeeded without the scope it needs").into()),
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(forbidden) = current.downcast_ref::<InsufficientScopeError>() {
+            return Ok(forbidden.www_authenticate_header.clone());
+        }
+        if let Some(unauthorized) = current.downcast_ref::<AuthRequiredError>() {
+            return Err(format!(
+                "{tool} was refused with HTTP 401, not 403: {}",
+                unauthorized.www_authenticate_header
+            )
+            .into());
+        }
+        source = current.source();
     }
+    Err(format!("{tool} was refused without an HTTP challenge: {error}").into())
 }
 
 /// Adds the scopes a challenge's `scope` parameter names to `scopes`

@@ -148,7 +148,7 @@ auth_error_kinds! {
     /// (RFC 6750 section 2.1), nor `DPoP <b64token>` (RFC 9449 section 7.1)
     /// when DPoP is on.
     MalformedAuthorizationHeader => ("malformed_authorization_header", InvalidRequest,
-        "The Authorization header is malformed: send the scheme, one space and the token"),
+        "The Authorization header is malformed: send the scheme, then spaces (no tab), then the token"),
     /// The URI query names an `access_token` parameter (RFC 6750 section
     /// 2.3, which this server never supports: OAuth 2.1 section 5.2), with
     /// or without a token in the header (RFC 6750 section 2: one method

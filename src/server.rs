@@ -78,6 +78,8 @@ pub struct McpServer {
     readiness: Readiness,
     metrics: crate::layer::Metrics,
     resource: String,
+    /// The path the MCP endpoint is served at (logged at start).
+    path: String,
     tcp_nodelay: bool,
     header_read_timeout: Option<std::time::Duration>,
     body_read_timeout: Option<std::time::Duration>,
@@ -689,6 +691,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             readiness,
             metrics: layer.metrics(),
             resource: config.resource().to_owned(),
+            path: self.path.clone(),
             tcp_nodelay: self.tcp_nodelay,
             header_read_timeout: self.header_read_timeout,
             body_read_timeout: self.body_read_timeout,
@@ -697,6 +700,14 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             max_header_bytes: self.max_header_bytes,
         })
     }
+}
+
+/// Whether a resource URI names an origin with no path (`https://host`,
+/// `https://host/`).
+fn is_origin_root(resource: &str) -> bool {
+    url::Url::parse(resource).is_ok_and(|url| {
+        !url.cannot_be_a_base() && matches!(url.path(), "" | "/") && url.query().is_none()
+    })
 }
 
 /// rmcp's streamable HTTP service behind one `Arc`: a clone per request is
@@ -1336,8 +1347,21 @@ impl McpServer {
         tracing::info!(
             addr = local.map(tracing::field::display),
             resource = %self.resource,
+            path = %self.path,
             "serving the protected MCP endpoint"
         );
+        // A root resource is allowed (the README says when), but the
+        // endpoint is still the MCP path, which the resource does not name:
+        // said once (found from outside: nothing said where the endpoint
+        // was, and a client calling the root got a bare 404).
+        if is_origin_root(&self.resource) {
+            tracing::warn!(
+                resource = %self.resource,
+                path = %self.path,
+                reason = "root_resource",
+                "the resource is an origin root: MCP is served at the path, which the resource does not name; a client that holds the metadata's resource to the URL it calls (RFC 9728 section 3.3) refuses it (name the endpoint itself, such as https://host/mcp, unless your clients need the root)"
+            );
+        }
         // A plain http:// resource is allowed on loopback only (the
         // development opt-in), but nothing stops the listener from taking
         // every interface: said once (found from outside, `BIND=0.0.0.0`).

@@ -868,6 +868,40 @@ async fn plain_http_beyond_loopback_is_said() {
     }
 }
 
+// A root resource is said once in the log, with the path MCP is served at
+// (found from outside: only the resource was logged, and a client calling
+// the root got a bare 404); an endpoint resource is not warned about (the
+// INFO start line names the path either way).
+#[tokio::test]
+async fn a_root_resource_is_said_with_the_path_it_is_served_at() {
+    for (path, said) in [("", true), ("/", true), ("/mcp", false)] {
+        let port = support::reference::free_port();
+        let resource = format!("http://127.0.0.1:{port}{path}");
+        let server = support::reference::start(
+            port,
+            &[
+                ("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9"),
+                ("MCP_OAUTH2_RESOURCE", &resource),
+                ("MCP_OAUTH2_BIND", &format!("127.0.0.1:{port}")),
+            ],
+        )
+        .await;
+        let (mut child, lines) = server.gather();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        child.kill().await.unwrap();
+        let lines = lines.await.unwrap();
+        let warned = lines.iter().filter(|l| l.contains("root_resource")).count();
+        assert_eq!(warned, usize::from(said), "{resource}: {lines:#?}");
+        assert!(
+            !said
+                || lines
+                    .iter()
+                    .any(|l| l.contains("root_resource") && l.contains("path=/mcp")),
+            "{resource}: {lines:#?}"
+        );
+    }
+}
+
 // A log pipe whose reader is gone (`protected_server 2>&1 | shipper`, the
 // shipper dead): the lines are lost, never the requests. Found from
 // outside: the subscriber reported the failed write with `eprintln!`, which

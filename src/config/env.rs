@@ -125,7 +125,7 @@ impl Parse {
                 "1" => apply(staged, true),
                 _ => Err("must be 1 or 0".to_owned()),
             },
-            Self::List(sep, apply) => apply(staged, split_list(&raw, sep)),
+            Self::List(sep, apply) => apply(staged, split_list(&raw, sep)?),
             Self::Url(apply) | Self::Text(apply) => apply(staged, raw),
             // Off by default: `off` (any case) says so, as the table's
             // default reads (found from outside: refused).
@@ -166,13 +166,23 @@ fn space_separated(scopes: Vec<String>) -> Result<Vec<String>, String> {
     }
 }
 
-fn split_list(value: &str, sep: char) -> Vec<String> {
-    value
-        .split(sep)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+/// The items of a list variable. A blank value is an empty list (unset);
+/// in a comma-separated list an empty item (two commas in a row, one at an
+/// end) is refused: found from outside, a template's `${LB1},${LB2}` with
+/// both empty read as no trusted proxy beside a forwarded-header setting
+/// that needs one, and `RS256,,ES256` dropped its gap unsaid. Spaces
+/// between items of a space-separated list are any number.
+fn split_list(value: &str, sep: char) -> Result<Vec<String>, String> {
+    if value.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let items = value.split(sep).map(str::trim);
+    if sep != ' ' && items.clone().any(str::is_empty) {
+        return Err(format!(
+            "holds an empty item (a {sep:?} with nothing before or after it): remove it"
+        ));
+    }
+    Ok(items.filter(|s| !s.is_empty()).map(str::to_owned).collect())
 }
 
 /// The settings of legacy sessions, which do nothing with
@@ -1868,6 +1878,16 @@ mod tests {
             ("MCP_OAUTH2_ALGORITHMS", "RS256,XYZ", &[]),
             ("MCP_OAUTH2_ALGORITHMS", "HS256", &[]),
             ("MCP_OAUTH2_ALGORITHMS", " , ", &[]),
+            // An empty item is refused, not dropped (found from outside:
+            // `,` read as no trusted proxy beside a forwarded header).
+            ("MCP_OAUTH2_ALGORITHMS", "RS256,,ES256", &[]),
+            ("MCP_OAUTH2_ISSUER", "https://as.example,", &[]),
+            (
+                "MCP_OAUTH2_TRUSTED_PROXIES",
+                ",",
+                &[("MCP_OAUTH2_FORWARDED_HEADER", "forwarded")],
+            ),
+            ("MCP_OAUTH2_ALLOWED_ORIGINS", " , ", &[]),
             ("MCP_OAUTH2_LEEWAY", "soon", &[]),
             ("MCP_OAUTH2_LEEWAY", "301", &[]),
             ("MCP_OAUTH2_ACCEPT_JWT_TYP", "yes", &[]),
