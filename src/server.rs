@@ -748,6 +748,16 @@ where
             .get::<crate::correlation::RequestId>()
             .cloned();
         let get = req.method() == http::Method::GET;
+        // A request of a stateless revision is served by POST alone: the
+        // `Allow` of any 405 to it says so. rmcp names POST alone for such
+        // a GET or DELETE but its mode's methods (GET, POST, DELETE with
+        // sessions on) for a method it never serves, HEAD or PUT (found
+        // from outside: told to use GET, then refused it). Read for
+        // methods other than POST only.
+        let stateless = req.method() != http::Method::POST
+            && crate::layer::is_stateless_revision(
+                req.headers().get(crate::layer::PROTOCOL_HEADER),
+            );
         // The id of a call rmcp answers in plain text (put there by the
         // layer for those calls alone).
         let call_id = req.extensions_mut().remove::<crate::layer::CallId>();
@@ -765,7 +775,7 @@ where
                 http::StatusCode::INTERNAL_SERVER_ERROR => session_gone_as_404(response).await,
                 status @ (http::StatusCode::METHOD_NOT_ALLOWED
                 | http::StatusCode::NOT_ACCEPTABLE) => {
-                    plain_refusal_as_json(response, status, request_id, get).await
+                    plain_refusal_as_json(response, status, request_id, get, stateless).await
                 }
                 _ => response,
             })
@@ -1068,11 +1078,17 @@ async fn plain_refusal_as_json(
     status: http::StatusCode,
     request_id: Option<crate::correlation::RequestId>,
     get: bool,
+    stateless: bool,
 ) -> axum::response::Response {
-    let (parts, _) = match rmcp_plain_text(response, status).await {
+    let (mut parts, _) = match rmcp_plain_text(response, status).await {
         Ok(plain) => plain,
         Err(response) => return response,
     };
+    if status == http::StatusCode::METHOD_NOT_ALLOWED && stateless {
+        parts
+            .headers
+            .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+    }
     let (description, reason) = match (status, get) {
         (http::StatusCode::METHOD_NOT_ALLOWED, _) => (
             "This method is not served here: the MCP endpoint takes the methods its Allow field names",

@@ -2217,17 +2217,19 @@ async fn rmcps_405_and_406_are_json_refusals_with_reason_and_request_id() {
             let target = path;
             let mut cases = Vec::new();
             for method in ["PUT", "PATCH"] {
-                cases.push((
-                    format!("{method} {target}"),
-                    t.request(method, target)
-                        .header("Authorization", &t.bearer(TokenKind::AliceAll))
-                        .header("Content-Type", "application/json")
-                        .header("Accept", "application/json, text/event-stream")
-                        .header("MCP-Protocol-Version", MODERN)
-                        .body(modern_tool_call_body(7, "open_tool")),
-                    405,
-                    "method_not_allowed",
-                ));
+                for version in [MODERN, LEGACY] {
+                    cases.push((
+                        format!("{method} {target} {version}"),
+                        t.request(method, target)
+                            .header("Authorization", &t.bearer(TokenKind::AliceAll))
+                            .header("Content-Type", "application/json")
+                            .header("Accept", "application/json, text/event-stream")
+                            .header("MCP-Protocol-Version", version)
+                            .body(modern_tool_call_body(7, "open_tool")),
+                        405,
+                        "method_not_allowed",
+                    ));
+                }
             }
             for accept in [
                 Some("*/*"),
@@ -2280,16 +2282,35 @@ async fn rmcps_405_and_406_are_json_refusals_with_reason_and_request_id() {
                 );
                 assert_eq!(response.header("cache-control"), Some("no-store"), "{case}");
                 if status == 405 {
-                    assert_eq!(
-                        response.header("allow"),
-                        Some("GET, POST, DELETE"),
-                        "{case}"
-                    );
+                    // A stateless revision is served by POST alone; a
+                    // legacy request by the session's three methods.
+                    let allow = if case.ends_with(MODERN) {
+                        "POST"
+                    } else {
+                        "GET, POST, DELETE"
+                    };
+                    assert_eq!(response.header("allow"), Some(allow), "{case}");
                 }
                 let log = t.log.take();
                 assert!(log.is_empty(), "{case}: {log:?}");
             }
         }
+        // Every 405 to a request of the stateless revision names POST
+        // alone (found from outside: HEAD, PUT, a plain OPTIONS were told
+        // `GET, POST, DELETE`, then a GET or DELETE was refused `POST`).
+        for method in ["GET", "DELETE", "HEAD", "OPTIONS", "PUT", "TRACE"] {
+            let response = send(
+                t.request(method, path)
+                    .header("Authorization", &t.bearer(TokenKind::AliceAll))
+                    .header("Accept", "application/json, text/event-stream")
+                    .header("MCP-Protocol-Version", MODERN),
+            )
+            .await;
+            let case = format!("{method} {path} {MODERN}");
+            assert_eq!(response.status, 405, "{case}: {}", response.summary());
+            assert_eq!(response.header("allow"), Some("POST"), "{case}");
+        }
+        assert!(t.log.take().is_empty());
         // A GET (an event stream) is told to accept the event stream, which
         // is all it needs (found from outside: told to list both types).
         let get = send(

@@ -41,6 +41,7 @@ use crate::verify::TokenVerifier;
 pub use future::ResponseFuture;
 pub(crate) use http_rules::request_id_member;
 use http_rules::{AllowedHosts, Origins};
+pub(crate) use http_rules::{PROTOCOL_HEADER, is_stateless_revision};
 pub use service::AuthService;
 use sessions::Sessions;
 pub(crate) use sessions::{Closer, session_not_found};
