@@ -265,16 +265,7 @@ impl Fetcher {
                 Logged(url)
             )));
         }
-        let max_age = response
-            .headers()
-            .get_all(CACHE_CONTROL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(cache_max_age)
-            .fold(None, |acc: Option<Duration>, d| match (acc, d) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            });
+        let max_age = freshness_left(response.headers());
         let kind = match response.status() {
             StatusCode::NOT_FOUND | StatusCode::GONE => FetchErrorKind::NotFound,
             _ => FetchErrorKind::Failed,
@@ -385,7 +376,9 @@ impl Fetcher {
                 crate::config::url::UrlParts::Endpoint,
                 member,
             )
-            .map_err(|e| FetchError::new(format!("{url}: {}", e.message())))?;
+            // Named by the member, whose URL the message leaves out (found
+            // from outside: read as a fault of the document's own URL).
+            .map_err(|e| FetchError::new(format!("{url}: its {member} {}", e.message())))?;
             check_https(&found, self.allow_loopback_http, member)
                 .map_err(|e| FetchError::new(format!("{url}: {}", e.message())))?;
             return Ok(found);
@@ -410,9 +403,48 @@ impl Fetcher {
     }
 }
 
+/// How long a response with these headers stays fresh (RFC 9111 section
+/// 4.2): the shortest `Cache-Control` freshness ([`cache_max_age`]) less
+/// the response's `Age` (section 5.1: the time it already spent in a cache
+/// on the way, such as a CDN; found from outside, `max-age=100000` with
+/// `Age: 99995` was kept for the whole max TTL instead of five seconds).
+/// An `Age` that is not one number is ignored; `None`: no freshness given.
+pub(crate) fn freshness_left(headers: &http::HeaderMap) -> Option<Duration> {
+    let max_age = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(cache_max_age)
+        .fold(None, |acc: Option<Duration>, d| match (acc, d) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })?;
+    let mut ages = headers.get_all(http::header::AGE).iter();
+    let age = match (ages.next(), ages.next()) {
+        (Some(age), None) => age.to_str().ok().and_then(delta_seconds),
+        _ => None,
+    };
+    Some(age.map_or(max_age, |age| max_age.saturating_sub(age)))
+}
+
+/// RFC 9111 section 1.2.2: `delta-seconds`, digits only; a number too
+/// large to read is 2^31 seconds ("a cache ... MUST consider the value to
+/// be 2147483648"), not unreadable.
+fn delta_seconds(text: &str) -> Option<Duration> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(Duration::from_secs(
+        text.parse::<u64>().unwrap_or(1 << 31).min(1 << 31),
+    ))
+}
+
 /// The freshness a `Cache-Control` value asks of a private cache (RFC 9111
 /// section 5.2.2): `no-store` or `no-cache` is zero, else `max-age`; `None`
-/// when neither is present or `max-age` is not a number.
+/// when neither is present or `max-age` is not a number. A `max-age` too
+/// large to read is 2^31 seconds ([`delta_seconds`]), which the cache's
+/// max TTL then bounds (found from outside: it fell back to the shorter
+/// TTL, as if absent).
 pub(crate) fn cache_max_age(value: &str) -> Option<Duration> {
     let mut max_age = None;
     for directive in value.split(',') {
@@ -425,9 +457,9 @@ pub(crate) fn cache_max_age(value: &str) -> Option<Duration> {
             return Some(Duration::ZERO);
         }
         if name.eq_ignore_ascii_case("max-age")
-            && let Some(secs) = arg.and_then(|a| a.parse::<u64>().ok())
+            && let Some(secs) = arg.and_then(delta_seconds)
         {
-            max_age = Some(Duration::from_secs(secs));
+            max_age = Some(secs);
         }
     }
     max_age
@@ -667,6 +699,51 @@ mod tests {
         assert!(err.to_string().contains("not loopback"), "{err}");
     }
 
+    // RFC 9111 sections 4.2 and 5.1: the freshness left is `max-age` less
+    // `Age`, never below zero; an `Age` that is not one number is ignored.
+    #[test]
+    fn age_is_taken_off_the_freshness() {
+        let headers = |pairs: &[(&str, &str)]| {
+            let mut h = http::HeaderMap::new();
+            for (name, value) in pairs {
+                h.append(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    http::HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            h
+        };
+        let secs = |n| Some(Duration::from_secs(n));
+        for (pairs, left) in [
+            (
+                &[("cache-control", "max-age=100000"), ("age", "99995")][..],
+                secs(5),
+            ),
+            (
+                &[("cache-control", "max-age=60"), ("age", "600")][..],
+                secs(0),
+            ),
+            (&[("cache-control", "max-age=60")][..], secs(60)),
+            (
+                &[("cache-control", "max-age=60"), ("age", "soon")][..],
+                secs(60),
+            ),
+            (
+                &[("cache-control", "max-age=60"), ("age", "-5")][..],
+                secs(60),
+            ),
+            (
+                &[("cache-control", "max-age=60"), ("age", "5"), ("age", "7")][..],
+                secs(60),
+            ),
+            (&[("cache-control", "no-store"), ("age", "5")][..], secs(0)),
+            (&[("age", "5")][..], None),
+            (&[][..], None),
+        ] {
+            assert_eq!(freshness_left(&headers(pairs)), left, "{pairs:?}");
+        }
+    }
+
     // RFC 9111 section 5.2.2.
     #[test]
     fn cache_control_directives() {
@@ -679,6 +756,11 @@ mod tests {
         assert_eq!(cache_max_age("no-store"), Some(Duration::ZERO));
         assert_eq!(cache_max_age("max-age=soon"), None);
         assert_eq!(cache_max_age("max-age=-1"), None);
+        assert_eq!(cache_max_age("max-age=+5"), None);
+        assert_eq!(
+            cache_max_age("max-age=99999999999999999999999"),
+            Some(Duration::from_secs(1 << 31))
+        );
         assert_eq!(cache_max_age("public"), None);
         assert_eq!(cache_max_age(""), None);
     }

@@ -826,10 +826,30 @@ fn numeric_date(raw: Option<&RawValue>) -> Result<Option<u64>, AuthError> {
 /// control character (U+0000 to U+001F, U+007F), which no scope token may
 /// (RFC 6749 section 3.3): found from outside, an introspection answer's
 /// `"notes:read\tnotes:write"` reached the handlers as one scope.
-fn scope_list(raw: &RawValue, out: &mut Vec<Box<str>>) -> Result<(), AuthError> {
+fn scope_list(
+    raw: &RawValue,
+    out: &mut Vec<Box<str>>,
+    scope_tokens: bool,
+) -> Result<(), AuthError> {
     let invalid = || AuthError::new(AuthErrorKind::InvalidClaims);
     let mut add = |scope: &str| {
         if scope.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            return Err(invalid());
+        }
+        // RFC 6749 section 3.3: no space in a scope token either, nor any
+        // other whitespace (found from outside: `scp: ["a b"]` and a
+        // no-break space in `scope` were each taken as one scope, which
+        // no rule matches and a handler reading `scopes()` misreads). The
+        // `scope` and `scp` claims only: a configured claim path may hold
+        // role names, which may have spaces (Keycloak's may).
+        let spaced = if !scope_tokens {
+            false
+        } else if scope.is_ascii() {
+            scope.bytes().any(|b| b == b' ')
+        } else {
+            scope.chars().any(char::is_whitespace)
+        };
+        if spaced {
             return Err(invalid());
         }
         if !scope.is_empty() {
@@ -879,9 +899,9 @@ fn scopes_from_claims(claims: &Members<'_>) -> Result<Vec<Box<str>>, AuthError> 
             if !scope.get().starts_with('"') {
                 return Err(AuthErrorKind::InvalidClaims.into());
             }
-            scope_list(scope, &mut out)?;
+            scope_list(scope, &mut out, true)?;
         }
-        (None, Some(scp)) => scope_list(scp, &mut out)?,
+        (None, Some(scp)) => scope_list(scp, &mut out, true)?,
         (None, None) => {}
     }
     Ok(out)
@@ -903,7 +923,7 @@ fn scopes_from_paths(claims: &Members<'_>, paths: &[String]) -> Result<Vec<Box<s
                 .and_then(|m| m.get(part));
         }
         if let Some(value) = value {
-            scope_list(value, &mut out)?;
+            scope_list(value, &mut out, false)?;
         }
     }
     Ok(out)
@@ -935,7 +955,7 @@ mod tests {
             serde_json::value::RawValue::from_string(r#"["x","y","x","","z","y"]"#.to_owned())
                 .unwrap();
         let mut out = boxed(&["y"]);
-        scope_list(&raw, &mut out).unwrap();
+        scope_list(&raw, &mut out, true).unwrap();
         assert_eq!(out, boxed(&["y", "x", "z"]));
     }
 
@@ -1058,6 +1078,17 @@ mod tests {
             scopes(r#"{"scp": ["a\u00e9", "b"]}"#).unwrap(),
             ["a\u{e9}", "b"]
         );
+        // No whitespace inside a scope token (RFC 6749 section 3.3; found
+        // from outside: each was taken as one scope).
+        for claims in [
+            r#"{"scp": ["notes:read notes:write"]}"#,
+            r#"{"scp": ["a", " b"]}"#,
+            r#"{"scope": "notes:read\u00a0notes:write"}"#,
+            r#"{"scp": "a\u2003b"}"#,
+            r#"{"scope": "a \u3000"}"#,
+        ] {
+            assert!(scopes(claims).is_err(), "{claims}");
+        }
     }
 
     #[test]
@@ -1082,6 +1113,16 @@ mod tests {
         );
         assert!(paths(&["n"]).is_err());
         assert!(paths(&["realm_access"]).is_err());
+        // A role name may hold a space (Keycloak's may): kept whole.
+        let roles = Members::parse(r#"{"roles":["Note Readers","x"]}"#).unwrap();
+        assert_eq!(
+            scopes_from_paths(&roles, &["roles".to_owned()])
+                .unwrap()
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+            ["Note Readers", "x"]
+        );
     }
 
     fn policy(f: impl FnOnce(crate::AuthConfigBuilder) -> crate::AuthConfigBuilder) -> TokenPolicy {

@@ -628,6 +628,119 @@ async fn cache_control_max_age_is_honoured_within_bounds() {
     assert!(eventually(|| issuer.jwks_hits() == 2).await);
 }
 
+// RFC 9111 section 4.2: a key set that spent time in a cache on the way (a
+// CDN's `Age`) is fresh for `max-age` less that time (found from outside:
+// `max-age=100000` with `Age: 99995` was kept for the whole max TTL, so a
+// key the issuer withdrew could verify for an hour more); a `max-age` too
+// large to read is bounded by the max TTL, not taken for absent.
+#[tokio::test]
+async fn the_age_of_a_cached_key_set_is_taken_off_its_freshness() {
+    let issuer = TestIssuer::start().await.unwrap();
+    issuer.set_jwks_cache_control(Some("max-age=100000"));
+    issuer.set_jwks_age(Some(99_999));
+    let v = verifier(&issuer, |b| {
+        b.jwks_cache_ttl(Duration::from_secs(600))
+            .jwks_refresh_cooldown(ms(100))
+    });
+    let good = token(&issuer);
+    assert!(verify(&v, &good).await.is_ok());
+    assert_eq!(issuer.jwks_hits(), 1);
+    tokio::time::sleep(ms(1_300)).await;
+    assert!(verify(&v, &good).await.is_ok());
+    assert!(
+        eventually(|| issuer.jwks_hits() == 2).await,
+        "a key set one second from stale was kept past it"
+    );
+    // Too large to read: the max TTL, not the (shorter) TTL.
+    let issuer = TestIssuer::start().await.unwrap();
+    issuer.set_jwks_cache_control(Some("max-age=99999999999999999999999"));
+    let v = verifier(&issuer, |b| {
+        b.jwks_cache_ttl(ms(200))
+            .jwks_cache_max_ttl(Duration::from_secs(600))
+    });
+    let good = token(&issuer);
+    assert!(verify(&v, &good).await.is_ok());
+    tokio::time::sleep(ms(400)).await;
+    assert!(verify(&v, &good).await.is_ok());
+    tokio::time::sleep(ms(50)).await;
+    assert_eq!(
+        issuer.jwks_hits(),
+        1,
+        "an unreadably long max-age was taken for absent"
+    );
+}
+
+// A key set padded with entries that cannot verify anything is logged in a
+// few lines a fetch, not one a key (found from outside: 85,000 empty
+// entries under the size cap wrote 85,000 WARN lines, 13 MB, a fetch, and
+// anyone can cause a fetch a cooldown with a token naming an unknown
+// `kid`); a long `kid` is cut in the log. The reference server, as users
+// run it.
+#[tokio::test]
+async fn a_padded_key_set_is_logged_in_a_few_lines() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let mut long = issuer.public_jwk().unwrap();
+    long["kid"] = json!("k".repeat(20_000));
+    long["use"] = json!("enc");
+    let mut keys = vec![long];
+    keys.extend(std::iter::repeat_n(json!({}), 3_000));
+    keys.push(issuer.public_jwk().unwrap());
+    issuer.set_jwks_document(Some(json!({ "keys": keys })));
+    let (server, resource) = support::reference::start_trusting(issuer.issuer(), &[]).await;
+    let (mut child, lines) = server.gather();
+    // The key set is fetched at start-up; a token naming an unknown `kid`
+    // fetches it again once the cooldown allows.
+    let client = reqwest::Client::new();
+    let call = |token: String| {
+        client
+            .post(&resource)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+            .send()
+    };
+    let good = issuer
+        .token()
+        .audience(&resource)
+        .scopes(["notes:read"])
+        .sign();
+    let answered = call(good).await.unwrap();
+    assert_ne!(answered.status(), 503, "the usable key was not loaded");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.kill().await.unwrap();
+    let lines = lines.await.unwrap();
+    let one_by_one = lines
+        .iter()
+        .filter(|l| l.contains("ignoring a key that cannot verify"))
+        .count();
+    let summed = lines
+        .iter()
+        .filter(|l| l.contains("ignoring more keys") && l.contains("more=2996"))
+        .count();
+    // One fetch or two (a start-up fetch racing the first call's).
+    assert!(
+        (5..=10).contains(&one_by_one),
+        "{one_by_one} lines: {:#?}",
+        &lines[..lines.len().min(20)]
+    );
+    assert!(
+        (1..=2).contains(&summed),
+        "{:#?}",
+        &lines[..lines.len().min(20)]
+    );
+    assert!(lines.len() < 40, "{} lines", lines.len());
+    assert!(
+        lines.iter().all(|l| !l.contains(&"k".repeat(100))),
+        "a long kid was logged whole"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("...[+19936 bytes]")),
+        "{:#?}",
+        &lines[..lines.len().min(20)]
+    );
+}
+
 // Issue 4 "On load, drop keys that cannot be used for us", over HTTP: the
 // usable key still verifies (its private members ignored), tokens naming a
 // dropped key do not; a set with nothing usable is a failed fetch.

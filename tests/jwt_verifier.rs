@@ -484,6 +484,17 @@ async fn discovery_rejects_a_document_that_repeats_a_member_or_names_plain_http_
         } else {
             assert_eq!(got, Some(AuthErrorKind::KeysUnavailable), "document {i}");
         }
+        if doc.contains("secretpw") {
+            // The error names the member at fault, not only the
+            // document's URL (found from outside: read as a fault of the
+            // document's own URL), and never its password.
+            let said = v.prefetch().await.unwrap_err().to_string();
+            assert!(
+                said.contains("its jwks_uri must not contain user information"),
+                "{said}"
+            );
+            assert!(!said.contains("secretpw"), "{said}");
+        }
         server.abort();
     }
     assert_eq!(keys.jwks_hits(), 1, "only the clean document's key set");

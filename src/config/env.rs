@@ -1169,12 +1169,32 @@ pub(crate) fn check_names(
         // Ties broken by the plain edit distance: `MCP_OAUTH2_DPOP_NONCES`
         // means `MCP_OAUTH2_DPOP_NONCE` more than `MCP_OAUTH2_DPOP` (both
         // prefixes of it; found from outside).
+        // A file-path spelling of one of our variables (`*_FILE`, the
+        // Docker secrets convention): no variable takes a path, and the
+        // hint says so rather than only naming the variable (found from
+        // outside: read as advice to put the secret in the environment
+        // with no word on files).
+        let file_of = upper
+            .strip_suffix("_FILE")
+            .and_then(|stem| known.clone().find(|k| *k == stem));
+        // How far a name may be from ours to be hinted: a third of the
+        // part after the prefix, one to three edits (found from outside:
+        // `MCP_OAUTH2_FOO` was told `MCP_OAUTH2_DPOP`, three edits from
+        // a three-letter word).
+        let reach = upper
+            .strip_prefix("MCP_OAUTH2_")
+            .map_or(3, |rest| (rest.len() / 3).clamp(1, 3));
         let hint = if address {
             " (did you mean MCP_OAUTH2_BIND? it takes the address and port to listen on, such as 127.0.0.1:8080)".to_owned()
+        } else if let Some(stem) = file_of {
+            format!(
+                " (no variable of this server takes a file: set {stem} to the value itself, \
+                 for instance read from the file by the script that starts the server)"
+            )
         } else {
             known
                 .map(|k| (resemblance(&upper, k), k))
-                .filter(|(d, _)| *d <= 3)
+                .filter(|(d, _)| *d <= reach)
                 .min_by_key(|(d, k)| (*d, lookalike_distance(&upper, k)))
                 .map(|(_, k)| format!(" (did you mean {k}?)"))
                 .unwrap_or_default()
@@ -2355,6 +2375,11 @@ mod tests {
             ("MCP_OAUTH2_DPOP_NONCES", Some("MCP_OAUTH2_DPOP_NONCE")),
             ("MCP_OAUTH2_", None),
             ("MCP_OAUTH2_COMPLETELY_DIFFERENT", None),
+            // A short word is not three edits from ours (found from
+            // outside: `MCP_OAUTH2_FOO` was told `MCP_OAUTH2_DPOP`).
+            ("MCP_OAUTH2_FOO", None),
+            ("MCP_OAUTH2_DPO", Some("MCP_OAUTH2_DPOP")),
+            ("MCP_OAUTH2_LEWAY", Some("MCP_OAUTH2_LEEWAY")),
         ] {
             let present = set(&[("MCP_OAUTH2_ISSUER", true), (typo, true)]);
             let err = check_names(&present, &[]).unwrap_err();
@@ -2368,6 +2393,21 @@ mod tests {
                 None => assert!(!err.message().contains("did you mean"), "{err}"),
             }
         }
+        // A `*_FILE` spelling of ours is told that no variable takes a
+        // file, and which one takes the value.
+        let present = set(&[
+            ("MCP_OAUTH2_ISSUER", true),
+            ("MCP_OAUTH2_CLIENT_SECRET_FILE", true),
+        ]);
+        let err = check_names(&present, &[]).unwrap_err();
+        assert!(
+            err.message()
+                .contains("no variable of this server takes a file")
+                && err
+                    .message()
+                    .contains("set MCP_OAUTH2_CLIENT_SECRET to the value"),
+            "{err}"
+        );
         // A name given twice is refused, whichever value would win (found
         // from outside: the first did, silently).
         let twice = set(&[

@@ -470,21 +470,68 @@ impl JwksCache {
     }
 }
 
-/// Warns about keys that were dropped or published with private members.
+/// Warns about keys that were dropped or published with private members:
+/// the first [`KEY_NOTES_SHOWN`] of each kind one line each, the rest in
+/// one line with their count by reason. A key set is fetched again on
+/// demand (a token naming an unknown `kid`, at most once a cooldown, and
+/// anyone can send one): found from outside, a set padded with 85,000
+/// empty entries under the size cap wrote 85,000 lines (13 MB) a fetch.
 /// `kid`s are printed with `Debug`, so control characters are escaped
 /// (`"k1"`; a key without one is `-`, not `None`, and no `Some(..)`
-/// around a `kid`: found from outside).
+/// around a `kid`: found from outside), and cut past
+/// [`KID_SHOWN_BYTES`] bytes (a 200,000-character `kid` was logged whole).
 pub(crate) fn log_key_notes(issuer: &str, set: &KeySet, dropped: &[super::keyset::DroppedKey]) {
-    let shown = |kid: &Option<String>| {
-        kid.as_ref()
-            .map_or_else(|| "-".to_owned(), |k| format!("{k:?}"))
+    for (kid, why) in dropped.iter().take(KEY_NOTES_SHOWN) {
+        tracing::warn!(issuer = %issuer, kid = %shown_kid(kid.as_deref()), reason = ?why, "ignoring a key that cannot verify tokens");
+    }
+    if let Some(rest) = dropped
+        .get(KEY_NOTES_SHOWN..)
+        .filter(|rest| !rest.is_empty())
+    {
+        let mut counts: Vec<(super::keyset::Dropped, usize)> = Vec::new();
+        for (_, why) in rest {
+            match counts.iter_mut().find(|(seen, _)| seen == why) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((*why, 1)),
+            }
+        }
+        let by_reason = counts
+            .iter()
+            .map(|(why, n)| format!("{why:?}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::warn!(issuer = %issuer, more = rest.len(), reasons = %by_reason, "ignoring more keys that cannot verify tokens (not listed one by one)");
+    }
+    let private = set.keys_with_private_members();
+    for kid in private.iter().take(KEY_NOTES_SHOWN) {
+        tracing::warn!(issuer = %issuer, kid = %shown_kid(kid.as_deref()), "the key set publishes private key members; using only the public part (the issuer should remove them)");
+    }
+    if private.len() > KEY_NOTES_SHOWN {
+        tracing::warn!(issuer = %issuer, more = private.len() - KEY_NOTES_SHOWN, "more keys of the set publish private key members (not listed one by one)");
+    }
+}
+
+/// How many keys of each kind [`log_key_notes`] names one line each.
+const KEY_NOTES_SHOWN: usize = 5;
+
+/// How much of a `kid` a log line shows.
+const KID_SHOWN_BYTES: usize = 64;
+
+/// A `kid` as log lines show it: `Debug` (escaped), `-` for none, cut past
+/// [`KID_SHOWN_BYTES`] bytes of the `kid` with the number of bytes left out.
+fn shown_kid(kid: Option<&str>) -> String {
+    let Some(kid) = kid else {
+        return "-".to_owned();
     };
-    for (kid, why) in dropped {
-        tracing::warn!(issuer = %issuer, kid = %shown(kid), reason = ?why, "ignoring a key that cannot verify tokens");
+    if kid.len() <= KID_SHOWN_BYTES {
+        return format!("{kid:?}");
     }
-    for kid in set.keys_with_private_members() {
-        tracing::warn!(issuer = %issuer, kid = %shown(kid), "the key set publishes private key members; using only the public part (the issuer should remove them)");
+    let mut cut = KID_SHOWN_BYTES;
+    while !kid.is_char_boundary(cut) {
+        cut -= 1;
     }
+    let shown = kid.get(..cut).unwrap_or_default();
+    format!("{shown:?}...[+{} bytes]", kid.len() - shown.len())
 }
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ pub(super) struct Shared {
     pub(super) access_token_lifetime: Duration,
     pub(super) fault: watch::Sender<JwksFault>,
     pub(super) cache_control: Mutex<Option<String>>,
+    pub(super) age: Mutex<Option<u64>>,
     pub(super) jwks_override: Mutex<Option<Value>>,
     /// Flips to `true` when the issuer stops (ends hanging requests).
     pub(super) stopped: watch::Receiver<bool>,
@@ -218,6 +219,7 @@ impl TestIssuer {
             access_token_lifetime,
             fault: watch::Sender::new(JwksFault::None),
             cache_control: Mutex::new(None),
+            age: Mutex::new(None),
             jwks_override: Mutex::new(None),
             stopped: stopped.clone(),
         });
@@ -617,6 +619,13 @@ impl TestIssuer {
     /// The `Cache-Control` value sent with the key set (default none).
     pub fn set_jwks_cache_control(&self, value: Option<&str>) {
         *lock(&self.shared.cache_control) = value.map(str::to_owned);
+    }
+
+    /// The `Age` value, in seconds, sent with the key set (default none):
+    /// what a cache in front of the key server (a CDN) adds to a response
+    /// it kept (RFC 9111 section 5.1).
+    pub fn set_jwks_age(&self, seconds: Option<u64>) {
+        *lock(&self.shared.age) = seconds;
     }
 
     /// Publishes `document` at `/jwks` instead of the real key set (for

@@ -104,6 +104,9 @@ pub(super) async fn serve_jwks(State(shared): State<Arc<Shared>>) -> Response {
     {
         response.headers_mut().insert(header::CACHE_CONTROL, value);
     }
+    if let Some(age) = *lock(&shared.age) {
+        response.headers_mut().insert(header::AGE, age.into());
+    }
     response
 }
 
