@@ -247,9 +247,11 @@ impl Shared {
         // as a JSON-RPC error: the request's id goes with the request for
         // it (JSON-RPC 2.0, section 5: `null` only when the id cannot be
         // read; found from outside: `null` for a readable id). Only those
-        // requests carry it.
+        // requests carry it (with sessions off, rmcp serves a legacy call
+        // without one).
         let plain_answer = !placement.known_revision
-            || !(placement.stateless || placement.present.session || placement.opens_session);
+            || (self.sessions.limits().enabled
+                && !(placement.stateless || placement.present.session || placement.opens_session));
         if plain_answer && let Some(id) = single_request_id(&bytes) {
             parts.extensions.insert(CallId(id));
         }
