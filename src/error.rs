@@ -217,7 +217,7 @@ auth_error_kinds! {
     /// anything but a `jkt` string: RFC 8705 `x5t#S256`, alone or beside
     /// `jkt`).
     SenderConstrainedToken => ("sender_constrained_token", InvalidToken,
-        "The access token is bound to a key that this request does not prove: a DPoP-bound token is sent with the DPoP scheme and a proof of its key, to a server that accepts DPoP (its metadata lists dpop_signing_alg_values_supported)"),
+        "The access token is bound to a key that this request does not prove: send it with the DPoP scheme and a proof of its key where the server accepts DPoP (its metadata lists dpop_signing_alg_values_supported); where it does not, or for a token bound another way (a certificate), get an unbound token for this resource"),
     /// `Authorization: DPoP` without a `DPoP` proof header (RFC 9449 section 7.1).
     DpopProofMissing => ("dpop_proof_missing", InvalidDpopProof,
         "A DPoP proof header is required with the DPoP authorization scheme"),
