@@ -408,7 +408,8 @@ impl Fetcher {
 /// the response's `Age` (section 5.1: the time it already spent in a cache
 /// on the way, such as a CDN; found from outside, `max-age=100000` with
 /// `Age: 99995` was kept for the whole max TTL instead of five seconds).
-/// An `Age` that is not one number is ignored; `None`: no freshness given.
+/// A list-based `Age` counts by its first member; one that is not a
+/// number is ignored. `None`: no freshness given.
 pub(crate) fn freshness_left(headers: &http::HeaderMap) -> Option<Duration> {
     let max_age = headers
         .get_all(CACHE_CONTROL)
@@ -419,11 +420,14 @@ pub(crate) fn freshness_left(headers: &http::HeaderMap) -> Option<Duration> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         })?;
-    let mut ages = headers.get_all(http::header::AGE).iter();
-    let age = match (ages.next(), ages.next()) {
-        (Some(age), None) => age.to_str().ok().and_then(delta_seconds),
-        _ => None,
-    };
+    // RFC 9111 section 5.1: a list-based `Age` (two fields, or a comma in
+    // one) counts by its first member (found from outside: a second field
+    // undid the rule, the set kept for the whole max TTL).
+    let age = headers
+        .get(http::header::AGE)
+        .and_then(|age| age.to_str().ok())
+        .and_then(|age| age.split(',').next())
+        .and_then(|first| delta_seconds(first.trim()));
     Some(age.map_or(max_age, |age| max_age.saturating_sub(age)))
 }
 
@@ -732,9 +736,22 @@ mod tests {
                 &[("cache-control", "max-age=60"), ("age", "-5")][..],
                 secs(60),
             ),
+            // A list: its first member (RFC 9111 section 5.1).
             (
                 &[("cache-control", "max-age=60"), ("age", "5"), ("age", "7")][..],
-                secs(60),
+                secs(55),
+            ),
+            (
+                &[("cache-control", "max-age=100000"), ("age", "99995, 1")][..],
+                secs(5),
+            ),
+            (
+                &[
+                    ("cache-control", "max-age=100000"),
+                    ("age", "1"),
+                    ("age", "99995"),
+                ][..],
+                secs(99_999),
             ),
             (&[("cache-control", "no-store"), ("age", "5")][..], secs(0)),
             (&[("age", "5")][..], None),

@@ -788,6 +788,10 @@ where
 /// version of its own (rmcp answers those with the JSON-RPC error).
 const UNSUPPORTED_VERSION_TEXT: &str = "Bad Request: Unsupported MCP-Protocol-Version: ";
 
+/// The longest `MCP-Protocol-Version` value a -32022 repeats in
+/// `data.requested` (a revision is ten characters).
+const MAX_REPEATED_VERSION: usize = 64;
+
 /// rmcp's plain-text answer to an `MCP-Protocol-Version` that is not text.
 const UNREADABLE_VERSION_TEXT: &str = "Bad Request: Invalid MCP-Protocol-Version header encoding";
 
@@ -818,11 +822,13 @@ async fn plain_400_as_jsonrpc(
     request_id: Option<crate::correlation::RequestId>,
     call_id: Option<crate::layer::CallId>,
 ) -> axum::response::Response {
-    // The request's id where the layer read one (JSON-RPC 2.0, section 5:
-    // `null` only when it cannot be told).
-    let id = call_id
-        .and_then(|id| serde_json::from_str(&id.0).ok())
-        .unwrap_or(serde_json::Value::Null);
+    // The request's id where the layer read one, as it was written
+    // (JSON-RPC 2.0, section 5: `null` only when it cannot be told).
+    let id = JsonRpcId(
+        call_id
+            .and_then(|id| serde_json::value::RawValue::from_string(id.0).ok())
+            .unwrap_or_else(|| serde_json::value::RawValue::NULL.to_owned()),
+    );
     let (parts, bytes) = match rmcp_plain_text(response, http::StatusCode::BAD_REQUEST).await {
         Ok(plain) => plain,
         Err(response) => return jsonrpc_error_completed(response, request_id).await,
@@ -851,6 +857,9 @@ async fn plain_400_as_jsonrpc(
         .iter()
         .map(rmcp::model::ProtocolVersion::as_str)
         .collect();
+    // A version is ten characters: a longer value is not repeated back
+    // (as one that is not text is not).
+    let requested = requested.filter(|r| r.len() <= MAX_REPEATED_VERSION);
     let data = match requested {
         Some(requested) => serde_json::json!({
             "reason": UNSUPPORTED_VERSION_REASON,
@@ -952,7 +961,11 @@ async fn rmcp_plain_text(
         return Err(response);
     }
     let (parts, body) = response.into_parts();
-    match axum::body::to_bytes(body, 4096).await {
+    // rmcp's plain text repeats a header value (an unsupported
+    // `MCP-Protocol-Version`), which may be as long as a head may be
+    // (`max_header_bytes`, at most 1 MiB): read whole (found from outside:
+    // a value past 4 KiB left an empty 400). The body is in memory already.
+    match axum::body::to_bytes(body, 1024 * 1024 + 4096).await {
         Ok(bytes) => Ok((parts, bytes)),
         Err(_) => Err(axum::response::Response::from_parts(
             parts,
@@ -967,16 +980,29 @@ async fn rmcp_plain_text(
 /// refusals.
 fn jsonrpc_answer(
     mut parts: http::response::Parts,
-    id: serde_json::Value,
+    id: impl Into<JsonRpcId>,
     mut error: serde_json::Value,
     request_id: Option<crate::correlation::RequestId>,
 ) -> axum::response::Response {
+    /// The answer, `id` written as it came.
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        jsonrpc: &'static str,
+        id: &'a serde_json::value::RawValue,
+        error: &'a serde_json::Value,
+    }
     if let (Some(request_id), Some(serde_json::Value::Object(data))) =
         (request_id, error.get_mut("data"))
     {
         data.insert("request_id".to_owned(), request_id.as_str().into());
     }
-    let body = serde_json::json!({ "jsonrpc": "2.0", "id": id, "error": error });
+    let id = id.into().0;
+    let body = serde_json::to_string(&Answer {
+        jsonrpc: "2.0",
+        id: &id,
+        error: &error,
+    })
+    .unwrap_or_default();
     parts.status = http::StatusCode::BAD_REQUEST;
     parts.headers.remove(http::header::CONTENT_LENGTH);
     parts.headers.insert(
@@ -984,7 +1010,22 @@ fn jsonrpc_answer(
         http::HeaderValue::from_static("application/json"),
     );
     crate::challenge::error_headers(&mut parts.headers);
-    axum::response::Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// A JSON-RPC `id` for [`jsonrpc_answer`]: a request's own text, as the
+/// layer read it from the body (`1e2` stays `1e2`: found from outside,
+/// rewritten as `100.0` while the layer's own refusals echo `1e2`), or a
+/// value (`null`, rmcp's id).
+struct JsonRpcId(Box<serde_json::value::RawValue>);
+
+impl From<serde_json::Value> for JsonRpcId {
+    fn from(value: serde_json::Value) -> Self {
+        Self(
+            serde_json::value::to_raw_value(&value)
+                .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
+        )
+    }
 }
 
 /// rmcp's plain-text 500 to a request of a legacy session that ended

@@ -210,6 +210,45 @@ fn assert_host_refused(response: &RawResponse, reason: &str, what: &str) {
     assert_eq!(body["reason"], reason, "{what}: {body}");
 }
 
+// Two `MCP-Protocol-Version` fields name two revisions: rmcp serves the
+// first, while the layer read neither and judged the call as legacy,
+// skipping the stateless header rules (found from outside). Refused 400
+// `duplicate_protocol_version` before the token is read, on every mount,
+// method and order, with or without a token; nothing runs. One field
+// holding a comma-joined list is one unknown revision (rmcp's -32022 or
+// -32020), as before.
+#[tokio::test]
+async fn two_protocol_version_fields_are_refused() {
+    for mount in [Mount::Default, Mount::Custom, Mount::RootResource] {
+        let t = Target::start(mount).await;
+        let path = mount.path();
+        for (first, second) in [(MODERN, LEGACY), (LEGACY, MODERN), (MODERN, MODERN)] {
+            for token in [Some(TokenKind::AliceAll), None] {
+                for method in ["POST", "GET", "DELETE"] {
+                    let mut raw = if method == "POST" {
+                        t.mcp_post(path, token, &modern_tool_call_body(7, "open_tool"))
+                            .header("Mcp-Method", "tools/call")
+                            .header("Mcp-Name", "open_tool")
+                    } else {
+                        t.request(method, path)
+                            .header("Accept", "application/json, text/event-stream")
+                    };
+                    if let (Some(kind), false) = (token, method == "POST") {
+                        raw = raw.header("Authorization", &t.bearer(kind));
+                    }
+                    let raw = raw
+                        .header("MCP-Protocol-Version", first)
+                        .header("MCP-Protocol-Version", second);
+                    let response = send(raw).await;
+                    let what = format!("{path} {method} {first}+{second} token {token:?}");
+                    assert_host_refused(&response, "duplicate_protocol_version", &what);
+                    assert!(t.log.take().is_empty(), "{what}");
+                }
+            }
+        }
+    }
+}
+
 // RFC 9112 section 3.2: an HTTP/1.1 request without a Host field is 400,
 // with a token or without one (it was 401 without a token and rmcp's
 // plain-text 400 with one).
@@ -1459,6 +1498,47 @@ async fn an_unknown_protocol_version_is_a_jsonrpc_error() {
         let answer = jsonrpc_400(&response, &body);
         assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
         assert_eq!(answer["id"], id, "{body}: {answer}");
+    }
+    // A long value (found from outside: past 4 KiB, an empty 400): the
+    // same error, the value not repeated back.
+    for length in [100, 4_100, 12_000] {
+        let version = format!("2027-{}", "1".repeat(length));
+        let response = send(
+            t.mcp_post("/mcp", Some(TokenKind::AliceAll), &legacy_body)
+                .header("MCP-Protocol-Version", &version),
+        )
+        .await;
+        let answer = jsonrpc_400(&response, &format!("{length}-byte version"));
+        assert_eq!(answer["error"]["code"], -32022, "{length}: {answer}");
+        assert_eq!(answer["id"], 7, "{length}: {answer}");
+        assert!(
+            answer["error"]["data"].get("requested").is_none(),
+            "{length}"
+        );
+        assert!(
+            response.body.len() < 1024,
+            "{length}: {}",
+            response.body.len()
+        );
+    }
+    // A number comes back as it was written (found from outside: `1e2`
+    // came back `100.0`, where the layer's own refusals echo `1e2`).
+    for (written, version) in [
+        ("1e2", "2027-01-01"),
+        ("-0", "2027-01-01"),
+        ("1.0", "2027-01-01"),
+    ] {
+        let body = legacy_body.replace(r#""id":7"#, &format!(r#""id":{written}"#));
+        let response = send(
+            t.mcp_post("/mcp", Some(TokenKind::AliceAll), &body)
+                .header("MCP-Protocol-Version", version),
+        )
+        .await;
+        let text = String::from_utf8_lossy(&response.body);
+        assert!(
+            text.contains(&format!(r#""id":{written},"#)),
+            "{written}: {text}"
+        );
     }
     assert!(
         answer["error"]["data"]["supported"]

@@ -42,6 +42,10 @@ const ALLOW_METHODS_STATELESS: &str = "POST, OPTIONS";
 pub(crate) enum Refused {
     /// RFC 9112 section 3.2: more than one `Host` field.
     DuplicateHost,
+    /// More than one `MCP-Protocol-Version` field on an MCP request: which
+    /// revision rules it cannot be told (rmcp reads the first; the
+    /// layer's rules would read none).
+    DuplicateProtocolVersion,
     /// RFC 9112 section 3.2: an HTTP/1.1 request without a `Host` field;
     /// RFC 9113 section 8.3.1: an HTTP/2 one without `Host` or
     /// `:authority`; an MCP request naming no host at all (HTTP/1.0).
@@ -104,6 +108,7 @@ impl Refused {
     pub(crate) fn reason(self) -> &'static str {
         match self {
             Self::DuplicateHost => "duplicate_host",
+            Self::DuplicateProtocolVersion => "duplicate_protocol_version",
             Self::MissingHost => "missing_host",
             Self::InvalidHost => "invalid_host",
             Self::HostMismatch => "host_mismatch",
@@ -129,6 +134,11 @@ impl Refused {
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "The request has more than one Host header field",
+            ),
+            Self::DuplicateProtocolVersion => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The request has more than one MCP-Protocol-Version header field: send the revision once",
             ),
             Self::MissingHost => (
                 StatusCode::BAD_REQUEST,
@@ -1052,6 +1062,7 @@ mod tests {
             .unwrap();
         let all = [
             Refused::DuplicateHost,
+            Refused::DuplicateProtocolVersion,
             Refused::MissingHost,
             Refused::InvalidHost,
             Refused::HostMismatch,

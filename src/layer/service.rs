@@ -187,6 +187,16 @@ where
         {
             return ResponseFuture::ready(shared.refuse(refused, &req, &meta));
         }
+        // Two revisions named: rmcp serves the first, the layer's rules
+        // could read neither (found from outside: judged as legacy, the
+        // stateless header rules skipped, while rmcp served 2026-07-28).
+        if placement.on_mcp && fields.protocol.repeated() {
+            return ResponseFuture::ready(shared.refuse(
+                Refused::DuplicateProtocolVersion,
+                &req,
+                &meta,
+            ));
+        }
         let preflight = is_preflight(req.method(), &present);
         let origin = match check_origin(&present, req.headers(), &shared.allowed_origins) {
             Ok(origin) => origin.cloned(),
