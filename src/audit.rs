@@ -18,7 +18,7 @@
 //! | `request_id` | the correlation id (`X-Request-Id`) |
 //! | `protocol_version` | `MCP-Protocol-Version` |
 //! | `token_issuer` | `issuer_not_trusted`: `sha256:` and 16 hex digits of the issuer the token named (its text is the sender's, never logged); with a `hint` when it equals a trusted issuer but for a trailing `/` |
-//! | `token_audience`, `expected_audience`, `hint` | `invalid_audience`: what the token carried (only when a trusted issuer signed it), what this server expects, and the setting that would accept it |
+//! | `token_audience`, `expected_audience`, `hint` | `invalid_audience`: what the token carried (only when a trusted issuer signed it), what this server expects, and the setting that would accept it; `hint` also says which claim an `invalid_claims` refusal of the scope claims found wrong |
 //! | `suppressed` | events of the same kind left unwritten by the refusal log limit since the last one written (absent when none) |
 //!
 //! **The refusal log limit.** A flood of refusals must not become a flood of
@@ -427,7 +427,8 @@ fn write(record: &Record<'_>, suppressed: Option<u64>) {
     // nobody's filter enables allocates nothing. Text, not `Display`: the
     // text format quotes and escapes a text field, and printed a displayed
     // one bare, so granted scopes such as `subject=root` (RFC 6749 allows
-    // `=` and `"` in a scope) read as fields of their own (found from
+    // `=` in a scope; role names from a claim path may hold anything but
+    // a control character) read as fields of their own (found from
     // outside).
     let scopes = ctx.map(|c| Scopes(c.scopes()));
     let needed = (!record.needed.is_empty()).then_some(Joined(record.needed));
@@ -459,6 +460,7 @@ fn write(record: &Record<'_>, suppressed: Option<u64>) {
 set MCP_OAUTH2_RESOURCE (AuthConfigBuilder::resource) to the audience the issuer puts in \
 its tokens, or accept it with AuthConfigBuilder::accept_audience"
         })
+        .or_else(|| diagnosis.and_then(|d| d.claim_hint))
         .or_else(|| {
             diagnosis.filter(|d| d.issuer_slash).map(|_| {
                 "the token's issuer equals a trusted issuer but for a trailing '/': issuers are \

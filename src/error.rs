@@ -570,6 +570,10 @@ pub(crate) struct Diagnosis {
     pub(crate) issuer_slash: bool,
     /// The `aud` values of a token refused for its audience.
     pub(crate) audience: Vec<String>,
+    /// For `invalid_claims`: which claim, and what is wrong with it (the
+    /// audit event's `hint`; found from outside: a refused scope claim
+    /// named nothing, so an operator could not tell which claim failed).
+    pub(crate) claim_hint: Option<&'static str>,
 }
 
 impl Diagnosis {

@@ -831,25 +831,29 @@ fn scope_list(
     out: &mut Vec<Box<str>>,
     scope_tokens: bool,
 ) -> Result<(), AuthError> {
-    let invalid = || AuthError::new(AuthErrorKind::InvalidClaims);
+    let invalid = || {
+        AuthError::new(AuthErrorKind::InvalidClaims).with_diagnosis(Diagnosis {
+            claim_hint: Some(if scope_tokens {
+                SCOPE_CLAIM_HINT
+            } else {
+                SCOPE_PATH_HINT
+            }),
+            ..Diagnosis::default()
+        })
+    };
     let mut add = |scope: &str| {
         if scope.bytes().any(|b| b < 0x20 || b == 0x7f) {
             return Err(invalid());
         }
-        // RFC 6749 section 3.3: no space in a scope token either, nor any
-        // other whitespace (found from outside: `scp: ["a b"]` and a
-        // no-break space in `scope` were each taken as one scope, which
-        // no rule matches and a handler reading `scopes()` misreads). The
+        // RFC 6749 section 3.3: a scope token is printable ASCII but for
+        // `"` and `\` (NQCHAR), the rule `required_scopes` is held to:
+        // no space, no other whitespace, nothing invisible (found from
+        // outside: `scp: ["a b"]`, a no-break space, a zero-width space,
+        // a right-to-left override were each taken as one scope, which no
+        // rule matches and a handler reading `scopes()` misreads). The
         // `scope` and `scp` claims only: a configured claim path may hold
         // role names, which may have spaces (Keycloak's may).
-        let spaced = if !scope_tokens {
-            false
-        } else if scope.is_ascii() {
-            scope.bytes().any(|b| b == b' ')
-        } else {
-            scope.chars().any(char::is_whitespace)
-        };
-        if spaced {
+        if scope_tokens && !scope.bytes().all(crate::config::url::is_nqchar) {
             return Err(invalid());
         }
         if !scope.is_empty() {
@@ -869,6 +873,12 @@ fn scope_list(
     dedup_in_order(out);
     Ok(())
 }
+
+/// The audit `hint` of a `scope` / `scp` claim refused.
+const SCOPE_CLAIM_HINT: &str = "the token's scope (or scp) claim holds a scope that is not a scope token (RFC 6749 section 3.3: printable ASCII but for space, '\"' and '\\'), or is neither a string nor an array of strings";
+
+/// The audit `hint` of a configured scope claim path refused.
+const SCOPE_PATH_HINT: &str = "the claim at a configured scope claim path holds a control character, or is neither a string nor an array of strings";
 
 /// Removes repeated scopes, keeping the first of each in order. A short
 /// list (every real token's) is compared pairwise; a long one (an
@@ -923,7 +933,10 @@ fn scopes_from_paths(claims: &Members<'_>, paths: &[String]) -> Result<Vec<Box<s
                 .and_then(|m| m.get(part));
         }
         if let Some(value) = value {
-            scope_list(value, &mut out, false)?;
+            // A path naming `scope` or `scp` (the presets' `scp`) reads
+            // scope tokens; another reads role or group names.
+            let scope_tokens = matches!(path.as_str(), "scope" | "scp");
+            scope_list(value, &mut out, scope_tokens)?;
         }
     }
     Ok(out)
@@ -1073,22 +1086,35 @@ mod tests {
         ] {
             assert!(scopes(claims).is_err(), "{claims}");
         }
-        // Other characters past ASCII are no control characters.
-        assert_eq!(
-            scopes(r#"{"scp": ["a\u00e9", "b"]}"#).unwrap(),
-            ["a\u{e9}", "b"]
-        );
-        // No whitespace inside a scope token (RFC 6749 section 3.3; found
-        // from outside: each was taken as one scope).
+        // Nothing but a scope token's characters (RFC 6749 section 3.3:
+        // printable ASCII but for space, `"` and `\`; found from outside:
+        // each was taken as one scope).
         for claims in [
             r#"{"scp": ["notes:read notes:write"]}"#,
             r#"{"scp": ["a", " b"]}"#,
             r#"{"scope": "notes:read\u00a0notes:write"}"#,
             r#"{"scp": "a\u2003b"}"#,
             r#"{"scope": "a \u3000"}"#,
+            r#"{"scp": ["a\u00e9", "b"]}"#,
+            r#"{"scope": "notes:read\u200b"}"#,
+            r#"{"scope": "\ufeffnotes:read"}"#,
+            r#"{"scp": ["admin\u202e"]}"#,
+            r#"{"scope": "a\u00adb"}"#,
+            r#"{"scope": "notes\uff1aread"}"#,
+            r#"{"scope": "a\"b"}"#,
+            r#"{"scp": ["a\\b"]}"#,
         ] {
             assert!(scopes(claims).is_err(), "{claims}");
         }
+        // Every other printable ASCII character is one.
+        let all: String = (0x21u8..=0x7e)
+            .filter(|b| *b != b'"' && *b != b'\\')
+            .map(char::from)
+            .collect();
+        assert_eq!(
+            scopes(&format!(r#"{{"scope": "{all}"}}"#)).unwrap(),
+            [all.clone()]
+        );
     }
 
     #[test]
@@ -1113,6 +1139,9 @@ mod tests {
         );
         assert!(paths(&["n"]).is_err());
         assert!(paths(&["realm_access"]).is_err());
+        // `scp` named as a path (the presets do) still reads scope tokens.
+        let scp = Members::parse(r#"{"scp":["a b"]}"#).unwrap();
+        assert!(scopes_from_paths(&scp, &["scp".to_owned()]).is_err());
         // A role name may hold a space (Keycloak's may): kept whole.
         let roles = Members::parse(r#"{"roles":["Note Readers","x"]}"#).unwrap();
         assert_eq!(

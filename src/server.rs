@@ -1423,7 +1423,7 @@ impl McpServer {
         // development opt-in), but nothing stops the listener from taking
         // every interface: said once (found from outside, `BIND=0.0.0.0`).
         if self.resource.starts_with("http://")
-            && let Some(addr) = local.filter(|a| !a.ip().is_loopback())
+            && let Some(addr) = local.filter(|a| !a.ip().to_canonical().is_loopback())
         {
             tracing::warn!(
                 %addr,

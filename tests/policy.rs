@@ -221,6 +221,34 @@ async fn jwt_and_introspection_apply_one_policy() {
             json!({"scope": "notes:read\tnotes:write"}),
             Err(AuthErrorKind::InvalidClaims),
         ),
+        // Nor anything but a scope token's printable ASCII (found from
+        // outside: each taken as one scope, the refusal naming no claim).
+        (
+            "an scp element holding a space",
+            same,
+            json!({"scope": null, "scp": ["notes:read notes:write"]}),
+            Err(AuthErrorKind::InvalidClaims),
+        ),
+        (
+            "a scope holding a zero-width space",
+            same,
+            json!({"scope": "notes:read\u{200b}"}),
+            Err(AuthErrorKind::InvalidClaims),
+        ),
+        (
+            "a scope holding a right-to-left override",
+            same,
+            json!({"scope": "notes:read admin\u{202e}"}),
+            Err(AuthErrorKind::InvalidClaims),
+        ),
+        // A role read from a claim path is no scope token: its space is
+        // kept (Keycloak role names may have one).
+        (
+            "a role with a space",
+            |b| b.scope_claims(["realm_access.roles"]),
+            json!({"realm_access": {"roles": ["Note Readers"]}}),
+            ok(&["Note Readers"]),
+        ),
         (
             "another audience",
             same,

@@ -844,7 +844,13 @@ async fn an_unwritable_standard_output_is_an_error_not_a_panic() {
 // started silently); on loopback, nothing is said.
 #[tokio::test]
 async fn plain_http_beyond_loopback_is_said() {
-    for (bind, said) in [("0.0.0.0", true), ("127.0.0.1", false)] {
+    // An IPv4-mapped loopback address is loopback (found from outside:
+    // warned about).
+    for (bind, said) in [
+        ("0.0.0.0", true),
+        ("127.0.0.1", false),
+        ("[::ffff:127.0.0.1]", false),
+    ] {
         let port = support::reference::free_port();
         let resource = format!("http://127.0.0.1:{port}/mcp");
         let server = support::reference::start(

@@ -70,14 +70,17 @@ pub(crate) fn route_path_problem(path: &str) -> Option<&'static str> {
     None
 }
 
+/// RFC 6749 section 3.3: a byte of a scope token (`NQCHAR = %x21 /
+/// %x23-5B / %x5D-7E`), as the configuration and the token's scope claims
+/// are held to it.
+pub(crate) fn is_nqchar(b: u8) -> bool {
+    b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)
+}
+
 /// RFC 6749 section 3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
 /// `field` names the setting the scope came from.
 pub(crate) fn validate_scope_token(field: &'static str, scope: &str) -> Result<(), ConfigError> {
-    if scope.is_empty()
-        || !scope
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
-    {
+    if scope.is_empty() || !scope.bytes().all(is_nqchar) {
         return Err(ConfigError::new(
             field,
             format!("{scope:?} is not a valid scope token (RFC 6749 section 3.3)"),
