@@ -1113,7 +1113,7 @@ mod tests {
             .collect();
         assert_eq!(
             scopes(&format!(r#"{{"scope": "{all}"}}"#)).unwrap(),
-            [all.clone()]
+            std::slice::from_ref(&all)
         );
     }
 
