@@ -236,6 +236,12 @@ async fn downstream_variables_are_checked_before_listening() {
         ("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES", "offline_access"),
         ("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES", "notes:export a\"b"),
         ("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES", "caf\u{e9}"),
+        // Spaces separate, as in MCP_OAUTH2_REQUIRED_SCOPES: a tab is no
+        // separator (found from outside: taken as one here only).
+        (
+            "MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES",
+            "notes:export\tnotes:read",
+        ),
         // Commas, as in MCP_OAUTH2_REQUIRED_SCOPES (found from outside).
         (
             "MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES",

@@ -204,8 +204,17 @@ impl Downstream {
         }
         // The step-up challenge names these scopes: scope tokens (RFC 6749
         // section 3.3), never `offline_access` (MCP scope selection).
+        // Spaces separate, as in `MCP_OAUTH2_REQUIRED_SCOPES`: a tab or a
+        // line break is refused below as no scope token's (found from
+        // outside: taken as a separator here, refused there).
         let step_up_scopes: Vec<String> = value("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES")
-            .map(|v| v.split_ascii_whitespace().map(str::to_owned).collect())
+            .map(|v| {
+                v.trim()
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         // A comma is refused as in `MCP_OAUTH2_REQUIRED_SCOPES` (every
         // other list variable is comma-separated: `a,b` would be one scope;
