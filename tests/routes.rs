@@ -2414,3 +2414,43 @@ async fn rmcps_405_and_406_are_json_refusals_with_reason_and_request_id() {
         assert!(ran(&t.log.take(), "open_tool"));
     }
 }
+
+// A body broken on the wire (a chunk size that is no number, trailers past
+// hyper's bound) leaves nothing after it that can be read as a request:
+// hyper closes the connection after the 400, and the answer says so
+// (`Connection: close`, as the 408 and 413 say it; found from outside: it
+// said nothing, and the client's next request on the connection got no
+// answer). Nothing runs.
+#[tokio::test]
+async fn a_body_broken_on_the_wire_is_answered_connection_close() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let t = Target::start(Mount::Default).await;
+    let bearer = t.bearer(TokenKind::AliceAll);
+    for broken in [
+        "zz\r\n{}\r\n0\r\n\r\n".to_owned(),
+        format!("2\r\n{{}}\r\n0\r\nX-Pad: {}\r\n\r\n", "p".repeat(20_000)),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: {bearer}\r\n\
+             Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+             MCP-Protocol-Version: {MODERN}\r\nMcp-Method: tools/call\r\nMcp-Name: open_tool\r\n\
+             Transfer-Encoding: chunked\r\n\r\n",
+            t.addr
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(broken.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut got),
+        )
+        .await;
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        let case = &broken[..broken.len().min(20)];
+        assert!(text.starts_with("http/1.1 400"), "{case}: {text}");
+        assert!(text.contains("\r\nconnection: close\r\n"), "{case}: {text}");
+        assert!(text.contains("body_unreadable"), "{case}: {text}");
+        assert!(t.log.take().is_empty(), "{case}");
+    }
+}

@@ -556,7 +556,7 @@ impl AuthConfigBuilder {
     /// JSON `reason` `too_many_listens_for_principal`, before dispatch; open
     /// listens are never closed for it. A listen's stream lasts until its
     /// client closes it or its token expires, and holds what it names
-    /// (about 0.8 MB at most): without a cap one token could hold 200 per
+    /// (about 2 MB at most, measured): without a cap one token could hold 200 per
     /// HTTP/2 connection on every connection it opens.
     pub fn max_listens_per_principal(mut self, listens: usize) -> Self {
         self.max_listens_per_principal = listens;

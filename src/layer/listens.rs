@@ -3,7 +3,7 @@
 //!
 //! Why: a listen's answer is an event stream that stays open until its
 //! client closes it or its token expires, and rmcp keeps the URIs it names
-//! for as long (about 0.8 MB a stream at the caps of
+//! for as long (about 2 MB of the process's memory a stream at the caps of
 //! [`MAX_LISTENED_URIS`](crate::operation::MAX_LISTENED_URIS) and
 //! [`MAX_LISTENED_URI_BYTES`](crate::operation::MAX_LISTENED_URI_BYTES)).
 //! Nothing else bounded how many one token could open: 200 per HTTP/2

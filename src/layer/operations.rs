@@ -376,13 +376,23 @@ impl Shared {
         if let Some(timed_out) = body_timed_out(e) {
             return self.body_timed_out(timed_out, seen, ctx);
         }
-        self.reject(
+        let mut response = self.reject(
             &AuthErrorKind::BodyUnreadable.into(),
             &parts.method,
             parts.uri.path(),
             seen,
             ctx,
-        )
+        );
+        // A body broken on the wire (a bad chunk, trailers past the
+        // bound) leaves nothing after it that can be read as a request:
+        // hyper closes the connection, and the answer says so (found from
+        // outside: said nothing, and the client's next request on it got
+        // no answer), as the 408 and 413 do.
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        response
     }
 
     /// The answer to a body that did not arrive within the server's body
