@@ -846,15 +846,18 @@ fn scope_list(
             return Err(invalid());
         }
         // RFC 6749 section 3.3: a scope token is printable ASCII but for
-        // `"` and `\` (NQCHAR), the rule `required_scopes` is held to:
-        // no space, no other whitespace, nothing invisible (found from
-        // outside: `scp: ["a b"]`, a no-break space, a zero-width space,
-        // a right-to-left override were each taken as one scope, which no
-        // rule matches and a handler reading `scopes()` misreads). The
-        // `scope` and `scp` claims only: a configured claim path may hold
-        // role names, which may have spaces (Keycloak's may).
+        // `"` and `\` (NQCHAR), the rule `required_scopes` is held to. A
+        // value of the `scope` or `scp` claim that is none (a space inside
+        // an `scp` element, a no-break or zero-width space, a right-to-left
+        // override, `"`) is no scope: left out, never granted nor shown
+        // in `scopes()` (found from outside: each was one scope a handler
+        // could misread). The token keeps its other scopes: an
+        // authorization server may grant such a text beside real scopes
+        // (found from outside, earlier: refusing the call over it was
+        // wrong). A configured claim path other than `scope`/`scp` holds
+        // role or group names, which may have spaces (Keycloak's may).
         if scope_tokens && !scope.bytes().all(crate::config::url::is_nqchar) {
-            return Err(invalid());
+            return Ok(());
         }
         if !scope.is_empty() {
             out.push(scope.into());
@@ -875,7 +878,7 @@ fn scope_list(
 }
 
 /// The audit `hint` of a `scope` / `scp` claim refused.
-const SCOPE_CLAIM_HINT: &str = "the token's scope (or scp) claim holds a scope that is not a scope token (RFC 6749 section 3.3: printable ASCII but for space, '\"' and '\\'), or is neither a string nor an array of strings";
+const SCOPE_CLAIM_HINT: &str = "the token's scope (or scp) claim holds a control character (RFC 6749 section 3.3), or is neither a string nor an array of strings";
 
 /// The audit `hint` of a configured scope claim path refused.
 const SCOPE_PATH_HINT: &str = "the claim at a configured scope claim path holds a control character, or is neither a string nor an array of strings";
@@ -1086,25 +1089,25 @@ mod tests {
         ] {
             assert!(scopes(claims).is_err(), "{claims}");
         }
-        // Nothing but a scope token's characters (RFC 6749 section 3.3:
-        // printable ASCII but for space, `"` and `\`; found from outside:
-        // each was taken as one scope).
+        // A value that is no scope token (RFC 6749 section 3.3: printable
+        // ASCII but for space, `"` and `\`) is left out, the token's other
+        // scopes kept (found from outside: each was taken as one scope).
         for claims in [
-            r#"{"scp": ["notes:read notes:write"]}"#,
-            r#"{"scp": ["a", " b"]}"#,
-            r#"{"scope": "notes:read\u00a0notes:write"}"#,
-            r#"{"scp": "a\u2003b"}"#,
-            r#"{"scope": "a \u3000"}"#,
+            r#"{"scp": ["notes:read notes:write", "b"]}"#,
+            r#"{"scp": ["b", " a"]}"#,
+            r#"{"scope": "notes:read\u00a0notes:write b"}"#,
+            r#"{"scp": "a\u2003a b"}"#,
+            r#"{"scope": "b \u3000"}"#,
             r#"{"scp": ["a\u00e9", "b"]}"#,
-            r#"{"scope": "notes:read\u200b"}"#,
-            r#"{"scope": "\ufeffnotes:read"}"#,
-            r#"{"scp": ["admin\u202e"]}"#,
-            r#"{"scope": "a\u00adb"}"#,
-            r#"{"scope": "notes\uff1aread"}"#,
-            r#"{"scope": "a\"b"}"#,
-            r#"{"scp": ["a\\b"]}"#,
+            r#"{"scope": "notes:read\u200b b"}"#,
+            r#"{"scope": "\ufeffnotes:read b"}"#,
+            r#"{"scp": ["admin\u202e", "b"]}"#,
+            r#"{"scope": "a\u00adb b"}"#,
+            r#"{"scope": "notes\uff1aread b"}"#,
+            r#"{"scope": "a\"b b"}"#,
+            r#"{"scp": ["a\\b", "b"]}"#,
         ] {
-            assert!(scopes(claims).is_err(), "{claims}");
+            assert_eq!(scopes(claims).unwrap(), ["b"], "{claims}");
         }
         // Every other printable ASCII character is one.
         let all: String = (0x21u8..=0x7e)
@@ -1140,8 +1143,15 @@ mod tests {
         assert!(paths(&["n"]).is_err());
         assert!(paths(&["realm_access"]).is_err());
         // `scp` named as a path (the presets do) still reads scope tokens.
-        let scp = Members::parse(r#"{"scp":["a b"]}"#).unwrap();
-        assert!(scopes_from_paths(&scp, &["scp".to_owned()]).is_err());
+        let scp = Members::parse(r#"{"scp":["a b","c"]}"#).unwrap();
+        assert_eq!(
+            scopes_from_paths(&scp, &["scp".to_owned()])
+                .unwrap()
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+            ["c"]
+        );
         // A role name may hold a space (Keycloak's may): kept whole.
         let roles = Members::parse(r#"{"roles":["Note Readers","x"]}"#).unwrap();
         assert_eq!(
