@@ -1166,9 +1166,6 @@ pub(crate) fn check_names(
             .strip_prefix("MCP_OAUTH2_")
             .is_some_and(|rest| ADDRESS_WORDS.contains(&rest))
             && SERVER_ENV_VARIABLES.contains(&"MCP_OAUTH2_BIND");
-        // Ties broken by the plain edit distance: `MCP_OAUTH2_DPOP_NONCES`
-        // means `MCP_OAUTH2_DPOP_NONCE` more than `MCP_OAUTH2_DPOP` (both
-        // prefixes of it; found from outside).
         // A file-path spelling of one of our variables (`*_FILE`, the
         // Docker secrets convention): no variable takes a path, and the
         // hint says so rather than only naming the variable (found from
@@ -1192,6 +1189,9 @@ pub(crate) fn check_names(
                  for instance read from the file by the script that starts the server)"
             )
         } else {
+            // Ties broken by the plain edit distance: `MCP_OAUTH2_DPOP_NONCES`
+            // means `MCP_OAUTH2_DPOP_NONCE` more than `MCP_OAUTH2_DPOP` (both
+            // prefixes of it; found from outside).
             known
                 .map(|k| (resemblance(&upper, k), k))
                 .filter(|(d, _)| *d <= reach)
