@@ -495,6 +495,11 @@ async fn run(audit: &Audit) -> Vec<String> {
 
     // A scope claim holding a control character (found from outside:
     // `invalid_claims` named no claim): the hint names the scope claim.
+    // Past the refusals above, the default audit budget's burst (ten
+    // `auth.refused` at once, one more every 10 ms) is spent on a fast
+    // run: time for it to come back, or this line is left out as the
+    // budget means it to be.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let odd_scope = h
         .issuer
         .token()
@@ -502,14 +507,16 @@ async fn run(audit: &Audit) -> Vec<String> {
         .claim("scope", json!("notes:read\tnotes:write"))
         .sign();
     secrets.push(odd_scope.clone());
-    c.send(
-        "scope-1",
-        Some(&format!("Bearer {odd_scope}")),
-        "tools/list",
-        None,
-        list_body(),
-    )
-    .await;
+    let r = c
+        .send(
+            "scope-1",
+            Some(&format!("Bearer {odd_scope}")),
+            "tools/list",
+            None,
+            list_body(),
+        )
+        .await;
+    assert_eq!(r.status(), 401);
     let e = audit.one("scope-1");
     assert_eq!(get(&e, "reason"), Some("invalid_claims"));
     assert!(
