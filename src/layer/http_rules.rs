@@ -897,9 +897,10 @@ pub(crate) fn is_stateless_revision(value: Option<&HeaderValue>) -> bool {
 }
 
 /// Whether `MCP-Protocol-Version` is absent (rmcp then takes its default
-/// revision) or there once, naming a revision rmcp serves, as
-/// [`is_known_revision`] reads it, from the values the request's one pass
-/// over its fields kept. The newest revision is compared first: a
+/// revision) or there once, naming a revision rmcp serves
+/// ([`rmcp::model::ProtocolVersion::KNOWN_VERSIONS`], byte for byte: a
+/// value that is not text is not known), from the values the request's one
+/// pass over its fields kept. The newest revision is compared first: a
 /// stateless call's answer is known after one comparison.
 pub(crate) fn known_revision(protocol: &FieldValues) -> bool {
     match protocol.single() {
@@ -909,19 +910,6 @@ pub(crate) fn known_revision(protocol: &FieldValues) -> bool {
             .any(|known| known.as_str().as_bytes() == value.as_bytes()),
         None => !protocol.repeated(),
     }
-}
-
-/// Whether the request's one `MCP-Protocol-Version` names a revision rmcp
-/// serves ([`rmcp::model::ProtocolVersion::KNOWN_VERSIONS`]); two values,
-/// or one that is not text, are not known.
-pub(crate) fn is_known_revision(headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(PROTOCOL_HEADER).iter();
-    let (Some(value), None) = (values.next(), values.next()) else {
-        return false;
-    };
-    rmcp::model::ProtocolVersion::KNOWN_VERSIONS
-        .iter()
-        .any(|known| known.as_str().as_bytes() == value.as_bytes())
 }
 
 /// What is wrong with a 2026-07-28 request's `Mcp-Method` / `Mcp-Name`

@@ -7,9 +7,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{Method, Request, StatusCode};
 
-use super::http_rules::{
-    HeaderFault, Refused, header_mismatch_response, is_known_revision, parse_error_response,
-};
+use super::http_rules::{HeaderFault, Refused, header_mismatch_response, parse_error_response};
 use super::pending_bodies::{Full, Unread, read_pending};
 use crate::context::AuthContext;
 use crate::error::AuthErrorKind;
@@ -220,9 +218,10 @@ impl Shared {
         // rather than that a header is wrong (found from outside: a
         // `2099-01-01` call without `Mcp-Method` got -32020). Nothing of
         // it runs (rmcp serves no unknown revision); its scopes were
-        // judged from the body all the same. Looked at only for a refusal:
-        // the accepted path reads no more header.
-        let fault = fault.filter(|_| is_known_revision(&parts.headers));
+        // judged from the body all the same. Read in the request's one pass
+        // over its fields (`Placement::known_revision`): a stateless
+        // request names one dated revision, so "absent" cannot happen here.
+        let fault = fault.filter(|_| placement.known_revision);
         if let Some(fault) = fault {
             self.outcomes
                 .reject(AuthErrorKind::McpHeaderMismatch.code());
