@@ -230,14 +230,17 @@ auth_error_kinds! {
     /// The DPoP proof is not a compact JWS of JSON objects, or repeats a member.
     DpopProofMalformed => ("dpop_proof_malformed", InvalidDpopProof,
         "The DPoP proof is not a well-formed JWT"),
+    /// The DPoP proof's header holds a member this server does not honour
+    /// (`crit`, `b64`, `cty`, `enc`, `zip`), as an access token's may not.
+    DpopUnsupportedHeader => ("dpop_unsupported_header", InvalidDpopProof,
+        "The DPoP proof's header uses a member this server does not support (crit, b64, cty, enc, zip)"),
     /// The DPoP proof's `typ` is not `dpop+jwt`.
     DpopInvalidType => ("dpop_invalid_type", InvalidDpopProof,
         "The DPoP proof is not of type dpop+jwt"),
     /// The DPoP proof's `alg` is not an accepted asymmetric algorithm.
     DpopDisallowedAlgorithm => ("dpop_disallowed_algorithm", InvalidDpopProof,
         "The DPoP proof's signing algorithm is not accepted"),
-    /// The DPoP proof's `jwk` is missing, malformed or does not fit its `alg`
-    /// (or the header has `crit`).
+    /// The DPoP proof's `jwk` is missing, malformed or does not fit its `alg`.
     DpopInvalidKey => ("dpop_invalid_key", InvalidDpopProof,
         "The DPoP proof's key is missing, malformed or does not fit its algorithm"),
     /// The DPoP proof's `jwk` contains private key material.

@@ -324,6 +324,24 @@ async fn every_proof_check_refuses_with_its_reason() {
                 .header("typ", json!("JWT"))
                 .sign(),
         ),
+        // The access token's header rule holds for proofs (found from
+        // outside: `b64: false` without `crit` was taken).
+        (
+            "dpop_unsupported_header",
+            client
+                .proof_builder("POST", uri)
+                .access_token(&token)
+                .header("b64", json!(false))
+                .sign(),
+        ),
+        (
+            "dpop_unsupported_header",
+            client
+                .proof_builder("POST", uri)
+                .access_token(&token)
+                .header("crit", json!(["b64"]))
+                .sign(),
+        ),
         (
             "dpop_disallowed_algorithm",
             client

@@ -1126,6 +1126,83 @@ async fn modern_header_mismatch_is_400_with_jsonrpc_error_32020() {
     assert_header_mismatch(&lying_method, "Mcp-Method tools/list, body tools/call");
 }
 
+// A missing required header is a header mismatch too (-32020): `Mcp-Method`
+// on every stateless call, `Mcp-Name` on every method whose name it mirrors.
+// The layer required `Mcp-Name` for tools/call, resources/read and
+// prompts/get only, and left the others to rmcp, which requires it for
+// resources/subscribe, resources/unsubscribe and the task methods too
+// (found from outside: a `tasks/get` without it got rmcp's own text, no
+// `data.reason`, where the three got the layer's answer). Every one now
+// gets the layer's answer, naming what is missing; nothing runs.
+#[tokio::test]
+async fn a_missing_mcp_name_is_refused_alike_for_every_method_that_names_something() {
+    for mount in [Mount::Default, Mount::Custom] {
+        let t = Target::start(mount).await;
+        let path = mount.path();
+        let meta = attack::MODERN_META;
+        let cases = [
+            ("tools/call", r#""name":"read_tool","arguments":{}"#),
+            ("prompts/get", r#""name":"some_prompt""#),
+            ("resources/read", r#""uri":"notes://shared""#),
+            ("resources/subscribe", r#""uri":"notes://shared""#),
+            ("resources/unsubscribe", r#""uri":"notes://shared""#),
+            ("tasks/get", r#""taskId":"t-1""#),
+            ("tasks/update", r#""taskId":"t-1""#),
+            ("tasks/cancel", r#""taskId":"t-1""#),
+        ];
+        for (method, params) in cases {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":7,"method":"{method}","params":{{{params},{meta}}}}}"#
+            );
+            // Without `Mcp-Name`, then without `Mcp-Method` (and with the name).
+            for (with_method, with_name) in [(true, false), (false, true)] {
+                let mut raw = t
+                    .mcp_post(path, Some(TokenKind::AliceAll), &body)
+                    .header("MCP-Protocol-Version", MODERN);
+                if with_method {
+                    raw = raw.header("Mcp-Method", method);
+                }
+                if with_name {
+                    raw = raw.header("Mcp-Name", "read_tool");
+                }
+                let response = send(raw).await;
+                let case = format!("{path} {method} Mcp-Method {with_method} Mcp-Name {with_name}");
+                // A name given for the wrong value (the prompt's, the URI's,
+                // the task's) would be a mismatch of its own; without
+                // `Mcp-Method` the missing header is what is said.
+                assert_header_mismatch(&response, &case);
+                let answer = jsonrpc_400(&response, &case);
+                assert_reason_and_request_id(&answer, &response, "mcp_header_mismatch", &case);
+                let message = answer["error"]["message"].as_str().unwrap_or_default();
+                if with_method {
+                    assert!(
+                        message.contains("is missing") && message.contains(method),
+                        "{case}: {answer}"
+                    );
+                }
+            }
+        }
+        // With both headers right, the request passes the layer (whatever
+        // the service then answers of a task it does not have).
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":7,"method":"tasks/get","params":{{"taskId":"t-1",{meta}}}}}"#
+        );
+        let response = send(
+            t.mcp_post(path, Some(TokenKind::AliceAll), &body)
+                .header("MCP-Protocol-Version", MODERN)
+                .header("Mcp-Method", "tasks/get")
+                .header("Mcp-Name", "t-1"),
+        )
+        .await;
+        assert!(
+            !String::from_utf8_lossy(&response.body).contains("mcp_header_mismatch"),
+            "{path}: {}",
+            response.summary()
+        );
+        assert!(t.log.take().is_empty());
+    }
+}
+
 // SPEC-NOTES "Protocol revisions": `Mcp-Method` / `Mcp-Name` are trusted
 // and checked only in a revision that defines them; an older one is judged
 // by its body alone (found from outside in round 2: a legacy session's

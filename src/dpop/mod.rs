@@ -207,6 +207,7 @@ fn proof_error_kind(e: ProofError) -> AuthErrorKind {
     match e {
         ProofError::TooLarge => K::DpopProofTooLarge,
         ProofError::Malformed => K::DpopProofMalformed,
+        ProofError::Header => K::DpopUnsupportedHeader,
         ProofError::Type => K::DpopInvalidType,
         ProofError::Algorithm => K::DpopDisallowedAlgorithm,
         ProofError::Key => K::DpopInvalidKey,

@@ -4,9 +4,9 @@
 //! 1. the size cap, then the compact JWS shape (three base64url parts);
 //! 2. the JOSE header, read strictly (a repeated member is refused):
 //!    `typ` is `dpop+jwt`; `alg` is on the allowlist (asymmetric only);
-//!    no `crit`; `jwk` is a public key (no private member) of the shape
-//!    the `alg` needs, whose own `alg`, `use` and `key_ops`, when present,
-//!    allow verifying with that `alg`;
+//!    no `crit`, `b64`, `cty`, `enc` nor `zip`; `jwk` is a public key (no
+//!    private member) of the shape the `alg` needs, whose own `alg`, `use`
+//!    and `key_ops`, when present, allow verifying with that `alg`;
 //! 3. the claims, read strictly: `htm` equals the request method; `htu`
 //!    equals the request URI (see [`Expected`]); `iat` (a NumericDate)
 //!    within the window;
@@ -41,8 +41,11 @@ pub(crate) enum ProofError {
     /// Longer than the cap.
     TooLarge,
     /// Not a compact JWS, bad base64url, not a JSON object, a repeated
-    /// member; or a `crit` header.
+    /// member.
     Malformed,
+    /// A header member this reader does not honour (`crit`, `b64`, `cty`,
+    /// `enc`, `zip`).
+    Header,
     /// `typ` is not `dpop+jwt`.
     Type,
     /// `alg` missing or not on the allowlist.
@@ -164,10 +167,18 @@ pub(crate) fn check(
     if !allowed.contains(&alg) {
         return Err(E::Algorithm);
     }
-    if header.contains("crit") {
-        // No extension is understood (RFC 7515 section 4.1.11): a header
-        // this reader cannot honour, not a key problem.
-        return Err(E::Malformed);
+    // The access token's rule (RFC 7515 section 4.1.11: no extension is
+    // understood, so any `crit` is fatal; RFC 7797 `b64` changes what is
+    // signed; `cty`, `enc` and `zip` announce a nested or encrypted JWT):
+    // a header this reader cannot honour, not a key problem. Found from
+    // outside: a proof with `b64: false` (without the `crit` RFC 7797
+    // section 6 asks for), `cty`, `enc` or `zip` was taken, where an access
+    // token with one is refused.
+    if ["crit", "b64", "cty", "enc", "zip"]
+        .iter()
+        .any(|k| header.contains(k))
+    {
+        return Err(E::Header);
     }
     let jwk = header.get("jwk").ok_or(E::Key)?;
     let jwk = Members::parse(jwk.get()).map_err(|_| E::Key)?;

@@ -281,7 +281,44 @@ fn hostile_proofs_are_refused_with_their_reason() {
                 &format!(r#"{{"typ":"dpop+jwt","alg":"ES256","crit":["x"],"jwk":{jwk}}}"#),
                 &good_claims,
             ),
-            ProofError::Malformed,
+            ProofError::Header,
+        ),
+        // The access token's header rule (found from outside: each of
+        // these passed in a proof, with a good signature).
+        (
+            f.key.sign_raw(
+                &format!(r#"{{"typ":"dpop+jwt","alg":"ES256","b64":false,"jwk":{jwk}}}"#),
+                &good_claims,
+            ),
+            ProofError::Header,
+        ),
+        (
+            f.key.sign_raw(
+                &format!(r#"{{"typ":"dpop+jwt","alg":"ES256","b64":true,"jwk":{jwk}}}"#),
+                &good_claims,
+            ),
+            ProofError::Header,
+        ),
+        (
+            f.key.sign_raw(
+                &format!(r#"{{"typ":"dpop+jwt","alg":"ES256","cty":"JWT","jwk":{jwk}}}"#),
+                &good_claims,
+            ),
+            ProofError::Header,
+        ),
+        (
+            f.key.sign_raw(
+                &format!(r#"{{"typ":"dpop+jwt","alg":"ES256","enc":"A128GCM","jwk":{jwk}}}"#),
+                &good_claims,
+            ),
+            ProofError::Header,
+        ),
+        (
+            f.key.sign_raw(
+                &format!(r#"{{"zip":"DEF","typ":"dpop+jwt","alg":"ES256","jwk":{jwk}}}"#),
+                &good_claims,
+            ),
+            ProofError::Header,
         ),
         // The key's own limits, when it states them (found from outside:
         // a key saying ES384 verified an ES256 proof).

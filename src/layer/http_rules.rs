@@ -942,7 +942,7 @@ pub(crate) fn header_mismatch_response(
             "Header mismatch: the Mcp-Method or Mcp-Name header does not match the request body"
         }
         HeaderFault::Missing => {
-            "Header mismatch: a required header is missing (Mcp-Method, and Mcp-Name for tools/call, resources/read and prompts/get)"
+            "Header mismatch: a required header is missing (Mcp-Method, and Mcp-Name for tools/call, prompts/get, resources/read, resources/subscribe, resources/unsubscribe, tasks/get, tasks/update and tasks/cancel)"
         }
         HeaderFault::Batch => {
             "Header mismatch: the 2026-07-28 revision has no batches; send one message per request with its Mcp-Method and Mcp-Name headers"

@@ -551,7 +551,11 @@ fn stateless_headers_present(
         // The handshake may omit them (a supplied one must still match).
         return true;
     }
-    let named = matches!(op.method(), "tools/call" | "resources/read" | "prompts/get");
+    // Every method whose name `Mcp-Name` mirrors requires it, as rmcp
+    // requires it (found from outside: a `tasks/get` without it got
+    // rmcp's own -32020 text, where the three methods the layer named got
+    // the layer's answer).
+    let named = crate::operation::header_name(op).is_some();
     present.method && (!named || present.name)
 }
 

@@ -384,12 +384,15 @@ pub(crate) fn read_requests(
     })
 }
 
-/// The name `Mcp-Name` mirrors for `op`: the tool or prompt name or the
-/// resource URI of a call that names exactly one thing.
-fn header_name(op: &Operation) -> Option<&str> {
+/// The value `Mcp-Name` mirrors for `op` (the tool or prompt name, the
+/// resource URI, the task id), where its method has one: the `Mcp-Name`
+/// of such a request is required (MCP 2026-07-28 names
+/// tools/call, resources/read and prompts/get; rmcp 3.11 also requires it
+/// for resources/subscribe and resources/unsubscribe, and the task id of
+/// tasks/get, tasks/update and tasks/cancel, SEP-2663).
+pub(crate) fn header_name(op: &Operation) -> Option<&str> {
     match op.method() {
-        // MCP 2026-07-28 mirrors the name of tools/call, resources/read and
-        // prompts/get only (rmcp reads none for the SEP-2640 methods).
+        // rmcp reads none for the SEP-2640 methods, a listen or a completion.
         "subscriptions/listen" | COMPLETE | DIRECTORY_READ | SKILL_GET => None,
         _ => op.name(),
     }
