@@ -293,6 +293,9 @@ async fn invalid_host_values_are_400() {
         // RFC 9110 section 4.2.1: an http(s) URI never has an empty host.
         String::new(),
         format!(":{}", t.addr.port()),
+        // No TCP port (found from outside: served as the resource's host).
+        "127.0.0.1:99999".to_owned(),
+        "127.0.0.1:4294967297".to_owned(),
     ] {
         for kind in [Some(TokenKind::AliceAll), None] {
             let raw = t

@@ -684,7 +684,22 @@ fn is_host_value(value: &[u8]) -> bool {
                 c => c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&c),
             })
     });
-    reg_name_ok && port.iter().all(u8::is_ascii_digit)
+    reg_name_ok && is_port(port)
+}
+
+/// RFC 3986 section 3.2.3 `port = *DIGIT` (empty included, leading zeros
+/// too), whose value a TCP port can hold (RFC 9293 section 3.1: 16 bits).
+/// Found from outside: `127.0.0.1:99999` and `:4294967297` were served as
+/// the resource's host, where the documentation says a `Host` that is not
+/// a host and port is refused.
+fn is_port(port: &[u8]) -> bool {
+    let mut value: u32 = 0;
+    port.iter().all(|&c| {
+        value = value
+            .saturating_mul(10)
+            .saturating_add(u32::from(c.wrapping_sub(b'0')));
+        c.is_ascii_digit() && value <= u32::from(u16::MAX)
+    })
 }
 
 /// The request's `Origin`, when present: `Ok(None)` absent, `Ok(Some)`
@@ -1329,6 +1344,9 @@ mod tests {
             "[fe80::1%25eth0]:8080",
             "caf%C3%A9.example",
             "a_b~c!$&'()*+,;=",
+            "127.0.0.1:65535",
+            "127.0.0.1:0065535",
+            "[::1]:0",
         ] {
             assert!(is_host_value(ok.as_bytes()), "{ok:?}");
         }
@@ -1349,6 +1367,11 @@ mod tests {
             "%zz.example",
             "%4",
             "h\tx",
+            // No TCP port (found from outside: served).
+            "127.0.0.1:65536",
+            "127.0.0.1:99999",
+            "127.0.0.1:4294967297",
+            "[::1]:184467440737095516160",
         ] {
             assert!(!is_host_value(bad.as_bytes()), "{bad:?}");
         }
