@@ -857,6 +857,13 @@ fn scope_list(
         // wrong). A configured claim path other than `scope`/`scp` holds
         // role or group names, which may have spaces (Keycloak's may).
         if scope_tokens && !scope.bytes().all(crate::config::url::is_nqchar) {
+            // Said at DEBUG (once per token: verified tokens are cached), so
+            // that an operator asking why a scope is not granted can see
+            // it; the value itself is not written (it may be anything).
+            tracing::debug!(
+                bytes = scope.len(),
+                "a scope or scp value that is no scope token (RFC 6749 section 3.3) was left out"
+            );
             return Ok(());
         }
         if !scope.is_empty() {
@@ -1118,6 +1125,42 @@ mod tests {
             scopes(&format!(r#"{{"scope": "{all}"}}"#)).unwrap(),
             std::slice::from_ref(&all)
         );
+    }
+
+    /// A value left out is said at DEBUG, without the value (an operator
+    /// asking why a scope is not granted sees why; noted from outside: it
+    /// was silent); a token of scope tokens only says nothing.
+    #[test]
+    fn a_scope_value_left_out_is_said_at_debug_without_its_text() {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish(),
+        );
+        let scopes = |text: &str| scopes_from_claims(&Members::parse(text).unwrap()).unwrap();
+        assert_eq!(scopes(r#"{"scope": "a b"}"#).len(), 2);
+        assert!(lines.0.lock().unwrap().is_empty());
+        assert_eq!(scopes(r#"{"scp": ["secret\u00a0value", "b"]}"#).len(), 1);
+        let written = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(written.contains("DEBUG"), "{written}");
+        assert!(written.contains("was left out"), "{written}");
+        assert!(written.contains("bytes=13"), "{written}");
+        assert!(!written.contains("secret"), "{written}");
     }
 
     #[test]
