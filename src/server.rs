@@ -37,7 +37,8 @@ pub struct McpServerBuilder<S = ()> {
     verifier: Option<Arc<dyn TokenVerifier>>,
     jwt: Option<JwtVerifier>,
     factory: Option<Factory<S>>,
-    path: String,
+    /// `None`: the resource's path (see [`McpServerBuilder::path`]).
+    path: Option<String>,
     bind: Option<String>,
     rmcp_config: StreamableHttpServerConfig,
     extra_hosts: Vec<String>,
@@ -149,7 +150,7 @@ impl McpServer {
             verifier: None,
             jwt: None,
             factory: None,
-            path: DEFAULT_MCP_PATH.to_owned(),
+            path: None,
             bind: None,
             // JSON for a call answered with one message (rmcp falls back to
             // SSE when the handler sends a notification first, so progress
@@ -184,14 +185,18 @@ impl<S> McpServerBuilder<S> {
         self
     }
 
-    /// The path the MCP endpoint is mounted at (default `/mcp`), exactly:
-    /// it must start with `/` and not end with `/`, and [`build`](McpServerBuilder::build)
+    /// The path the MCP endpoint is mounted at, exactly. Default: the
+    /// resource's path (`https://host/tools/mcp` is served at `/tools/mcp`,
+    /// as [`AuthLayer`](crate::AuthLayer) judges it), `/mcp` for a root
+    /// resource. Set it for a proxy that maps the resource's path to
+    /// another local one (`/api/mcp` to `/mcp`). It must start with `/` and
+    /// not end with `/`, and [`build`](McpServerBuilder::build)
     /// refuses (never panics on) a path axum would read as a pattern or
     /// refuse (a `{` or `}`, a segment starting with `:` or `*`) and one
     /// the metadata routes hold (`/.well-known/oauth-protected-resource`
     /// and the resource's metadata path).
     pub fn path(mut self, path: impl Into<String>) -> Self {
-        self.path = path.into();
+        self.path = Some(path.into());
         self
     }
 
@@ -540,29 +545,45 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
                 ),
             ));
         }
-        if !self.path.starts_with('/') || self.path.len() < 2 || self.path.ends_with('/') {
+        // The resource's path unless set (found from outside: `/mcp`
+        // whatever the resource, so `https://host/tools/mcp` answered 404
+        // at the URL its metadata and its tokens name, and two resources of
+        // one host, `/a/mcp` and `/b/mcp`, panicked when merged). A path
+        // taken from the resource is refused naming the resource.
+        let (path, field) = match self.path {
+            Some(path) => (path, "path"),
+            None => match config.resource_path() {
+                "" | "/" => (DEFAULT_MCP_PATH.to_owned(), "path"),
+                path => (path.to_owned(), "resource"),
+            },
+        };
+        if !path.starts_with('/') || path.len() < 2 || path.ends_with('/') {
             // Names the rule the path breaks (found from outside: "/mcp/"
             // was told it must start with '/').
-            let broken = if !self.path.starts_with('/') {
+            let broken = if !path.starts_with('/') {
                 "does not start with '/'"
-            } else if self.path.len() < 2 {
+            } else if path.len() < 2 {
                 "is the root: the MCP endpoint needs a path of its own"
             } else {
                 "ends with '/'"
             };
+            let served = if field == "resource" {
+                " (the MCP endpoint is served at the resource's path unless `path` names another)"
+            } else {
+                ""
+            };
             return Err(ConfigError::new(
-                "path",
+                field,
                 format!(
-                    "{:?} {broken}: a path starts with '/' and does not end with '/' (such as \"/mcp\")",
-                    self.path
+                    "{path:?} {broken}: a path starts with '/' and does not end with '/' (such as \"/mcp\"){served}"
                 ),
             ));
         }
         // Every route is checked here, so that axum never panics below: a
         // path it refuses or reads as a pattern, or one two routes share.
-        check_route("path", &self.path)?;
+        check_route(field, &path)?;
         if let Some(probe) = &self.readiness_path {
-            if probe == &self.path {
+            if probe == &path {
                 return Err(ConfigError::new(
                     "readiness_path",
                     format!(
@@ -596,7 +617,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             .map(|handler| handler.get_info().capabilities.supports_tasks());
         let layer = layer
             .service_tasks(service_tasks, self.rmcp_config.json_response)
-            .mcp_path(self.path.clone())
+            .mcp_path(path.clone())
             .whole_service()
             .allowed_hosts(&hosts)
             .forward_authorization_header_to_handlers_unsafe(self.forward_authorization)
@@ -644,7 +665,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         // nothing else reaches rmcp and nothing reaches rmcp around the
         // layer. `/mcp/`, `/mcp/x` are not routed.
         let mut router = Router::new()
-            .route_service(&self.path, tower_layer::Layer::layer(&layer, service))
+            .route_service(&path, tower_layer::Layer::layer(&layer, service))
             .merge(layer.shared_metadata_router());
         let readiness = Readiness {
             jwt: jwt.clone(),
@@ -691,7 +712,7 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
             readiness,
             metrics: layer.metrics(),
             resource: config.resource().to_owned(),
-            path: self.path.clone(),
+            path,
             tcp_nodelay: self.tcp_nodelay,
             header_read_timeout: self.header_read_timeout,
             body_read_timeout: self.body_read_timeout,

@@ -409,7 +409,7 @@ async fn a_rewritten_path_is_placed_as_well_as_the_requested_one() {
 
 // A proxy in front maps the public path to a local one: the resource is
 // `http://host/api/mcp`, the proxy strips `/api`, and the server is
-// mounted at `/mcp` (`McpServer`'s default path, or `AuthLayer::mcp_path`,
+// mounted at `/mcp` (`McpServerBuilder::path`, or `AuthLayer::mcp_path`,
 // "set it when a proxy maps the public path to another local one"). RFC
 // 9449 section 4.3: the proof's `htu` is the URI the client sent its
 // request to, the public one. The layer expected the resource's scheme and
@@ -425,6 +425,7 @@ async fn a_dpop_proof_for_the_public_uri_is_accepted_behind_a_path_mapping_proxy
         let app: Router = if mcp_server {
             mcp_oauth2::McpServer::builder()
                 .auth(config)
+                .path("/mcp")
                 .service(|| Ok(Empty))
                 .build()
                 .unwrap()

@@ -213,14 +213,24 @@ async fn stateless_post(
     let target = message["params"]["name"]
         .as_str()
         .or(message["params"]["uri"].as_str())
+        .or(message["params"]["taskId"].as_str())
         .unwrap_or_default()
         .to_owned();
     if !extra.iter().any(|(k, _)| *k == "mcp-method") && !method.is_empty() {
         headers.push(("mcp-method", &method));
+        // Every method whose name `Mcp-Name` mirrors (as rmcp's client
+        // sends it).
         if !target.is_empty()
             && matches!(
                 method.as_str(),
-                "tools/call" | "resources/read" | "prompts/get"
+                "tools/call"
+                    | "resources/read"
+                    | "prompts/get"
+                    | "resources/subscribe"
+                    | "resources/unsubscribe"
+                    | "tasks/get"
+                    | "tasks/update"
+                    | "tasks/cancel"
             )
         {
             headers.push(("mcp-name", &target));

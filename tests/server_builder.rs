@@ -570,6 +570,109 @@ async fn into_router_merges_into_a_larger_app() {
     );
 }
 
+// The endpoint is served at the resource's path unless `path` names another
+// (found from outside: `/mcp` whatever the resource, so a resource at
+// `/a/mcp` answered 404 at the URL its metadata and tokens name, and the
+// README's two resources on one host, `/a/mcp` and `/b/mcp`, panicked when
+// merged: both took `/mcp`). `path` still sets another local path, for a
+// proxy that maps the resource's path to it; a resource path that cannot
+// be a route is refused naming the resource.
+#[tokio::test]
+async fn the_endpoint_is_served_at_the_resources_path_unless_set() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (a, b) = (
+        format!("http://{addr}/a/mcp"),
+        format!("http://{addr}/b/mcp"),
+    );
+    let second = McpServer::builder()
+        .auth(offline_config(&b))
+        .verifier(static_token_verifier())
+        .service(|| Ok(EchoServer::new()))
+        .root_metadata(false)
+        .build()
+        .unwrap();
+    let app = echo_server(&a).into_router().merge(second.into_router());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    for (resource, suffix) in [(&a, "a/mcp"), (&b, "b/mcp")] {
+        assert_eq!(post(resource, None, None, INITIALIZE).await.status(), 401);
+        let served = post(resource, None, Some("let-me-in"), INITIALIZE).await;
+        assert_eq!(served.status(), 200, "{resource}");
+        let doc: serde_json::Value = reqwest::get(format!(
+            "http://{addr}/.well-known/oauth-protected-resource/{suffix}"
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(doc["resource"], resource.as_str());
+    }
+    let not_served = post(
+        &format!("http://{addr}/mcp"),
+        None,
+        Some("let-me-in"),
+        INITIALIZE,
+    )
+    .await;
+    assert_eq!(not_served.status(), 404);
+
+    // A proxy maps the public `/api/mcp` to the local `/mcp`.
+    let (listener, addr, _) = loopback().await;
+    let proxied = McpServer::builder()
+        .auth(offline_config(&format!("http://{addr}/api/mcp")))
+        .verifier(static_token_verifier())
+        .service(|| Ok(EchoServer::new()))
+        .path("/mcp")
+        .build()
+        .unwrap()
+        .into_router();
+    tokio::spawn(async move { axum::serve(listener, proxied).await });
+    let local = post(
+        &format!("http://{addr}/mcp"),
+        None,
+        Some("let-me-in"),
+        INITIALIZE,
+    )
+    .await;
+    assert_eq!(local.status(), 200);
+    let public = post(
+        &format!("http://{addr}/api/mcp"),
+        None,
+        Some("let-me-in"),
+        INITIALIZE,
+    )
+    .await;
+    assert_eq!(public.status(), 404);
+
+    // A root resource is served at `/mcp`, as before.
+    let (listener, addr, _) = loopback().await;
+    let root = echo_server(&format!("http://{addr}")).into_router();
+    tokio::spawn(async move { axum::serve(listener, root).await });
+    let at_mcp = post(
+        &format!("http://{addr}/mcp"),
+        None,
+        Some("let-me-in"),
+        INITIALIZE,
+    )
+    .await;
+    assert_eq!(at_mcp.status(), 200);
+
+    // A resource path that cannot be the route is named as the resource.
+    let err = McpServer::builder()
+        .auth(offline_config("http://127.0.0.1:9/mcp/"))
+        .verifier(static_token_verifier())
+        .service(|| Ok(EchoServer::new()))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "resource", "{err}");
+    assert!(err.message().contains("ends with '/'"), "{err}");
+    assert!(
+        err.message().contains("unless `path` names another"),
+        "{err}"
+    );
+}
+
 // `into_router` merged into an app that protects all its routes with an
 // `AuthLayer` of its own: the outer layer admits the caller and, as it
 // must (no token passthrough), takes the `Authorization` header off the
