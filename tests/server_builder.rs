@@ -71,6 +71,18 @@ async fn post(url: &str, host: Option<&str>, token: Option<&str>, body: &str) ->
     bounded(req.send()).await.unwrap()
 }
 
+/// The metadata document at `url`.
+async fn metadata(url: String) -> serde_json::Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// The status of an `initialize` at `url` with the static token.
+async fn admitted_status(url: &str) -> reqwest::StatusCode {
+    post(url, None, Some("let-me-in"), INITIALIZE)
+        .await
+        .status()
+}
+
 // Configuration mistakes are found by `build`, never at the first request,
 // and name the setting (STYLE.md: a builder that fails at build time).
 #[tokio::test]
@@ -551,14 +563,10 @@ async fn into_router_merges_into_a_larger_app() {
 
     let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
     assert_eq!(health.text().await.unwrap(), "ok");
-    let doc: serde_json::Value = reqwest::get(format!(
+    let doc = metadata(format!(
         "http://{addr}/.well-known/oauth-protected-resource/mcp"
     ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(doc["resource"], resource.as_str());
     let anonymous = post(&resource, None, None, INITIALIZE).await;
     assert_eq!(anonymous.status(), 401);
@@ -596,26 +604,15 @@ async fn the_endpoint_is_served_at_the_resources_path_unless_set() {
     tokio::spawn(async move { axum::serve(listener, app).await });
     for (resource, suffix) in [(&a, "a/mcp"), (&b, "b/mcp")] {
         assert_eq!(post(resource, None, None, INITIALIZE).await.status(), 401);
-        let served = post(resource, None, Some("let-me-in"), INITIALIZE).await;
-        assert_eq!(served.status(), 200, "{resource}");
-        let doc: serde_json::Value = reqwest::get(format!(
+        assert_eq!(admitted_status(resource).await, 200, "{resource}");
+        let doc = metadata(format!(
             "http://{addr}/.well-known/oauth-protected-resource/{suffix}"
         ))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
         assert_eq!(doc["resource"], resource.as_str());
     }
-    let not_served = post(
-        &format!("http://{addr}/mcp"),
-        None,
-        Some("let-me-in"),
-        INITIALIZE,
-    )
-    .await;
-    assert_eq!(not_served.status(), 404);
+    let not_served = admitted_status(&format!("http://{addr}/mcp")).await;
+    assert_eq!(not_served, 404);
 
     // A proxy maps the public `/api/mcp` to the local `/mcp`.
     let (listener, addr, _) = loopback().await;
@@ -628,35 +625,17 @@ async fn the_endpoint_is_served_at_the_resources_path_unless_set() {
         .unwrap()
         .into_router();
     tokio::spawn(async move { axum::serve(listener, proxied).await });
-    let local = post(
-        &format!("http://{addr}/mcp"),
-        None,
-        Some("let-me-in"),
-        INITIALIZE,
-    )
-    .await;
-    assert_eq!(local.status(), 200);
-    let public = post(
-        &format!("http://{addr}/api/mcp"),
-        None,
-        Some("let-me-in"),
-        INITIALIZE,
-    )
-    .await;
-    assert_eq!(public.status(), 404);
+    let local = admitted_status(&format!("http://{addr}/mcp")).await;
+    assert_eq!(local, 200);
+    let public = admitted_status(&format!("http://{addr}/api/mcp")).await;
+    assert_eq!(public, 404);
 
     // A root resource is served at `/mcp`, as before.
     let (listener, addr, _) = loopback().await;
     let root = echo_server(&format!("http://{addr}")).into_router();
     tokio::spawn(async move { axum::serve(listener, root).await });
-    let at_mcp = post(
-        &format!("http://{addr}/mcp"),
-        None,
-        Some("let-me-in"),
-        INITIALIZE,
-    )
-    .await;
-    assert_eq!(at_mcp.status(), 200);
+    let at_mcp = admitted_status(&format!("http://{addr}/mcp")).await;
+    assert_eq!(at_mcp, 200);
 
     // A resource path that cannot be the route is named as the resource.
     let err = McpServer::builder()
