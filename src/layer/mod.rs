@@ -46,8 +46,9 @@ pub use service::AuthService;
 use sessions::Sessions;
 pub(crate) use sessions::{Closer, session_not_found};
 
-/// Default path of the MCP endpoint (of [`McpServer`](crate::McpServer), and
-/// of a plain [`AuthLayer`] for a root resource).
+/// Path of the MCP endpoint for a root resource (of
+/// [`McpServer`](crate::McpServer) and [`AuthLayer`]); otherwise the
+/// resource's path is the endpoint's.
 pub(crate) const DEFAULT_MCP_PATH: &str = "/mcp";
 
 /// Default cap on a JSON-RPC body read for per-operation scope decisions
