@@ -475,9 +475,7 @@ impl JwtVerifier {
             .ok()
             .filter(|a| self.inner.algorithms.contains(a))
             .ok_or_else(|| AuthError::new(AuthErrorKind::DisallowedAlgorithm))?;
-        // RFC 7515 section 4.1.11: we understand no extension, so any `crit` is fatal.
-        // RFC 7797 `b64` changes what is signed; `cty` announces a nested JWT.
-        if ["crit", "b64", "cty", "enc", "zip"]
+        if UNSUPPORTED_HEADER_MEMBERS
             .iter()
             .any(|k| header.contains(k))
         {
@@ -495,6 +493,12 @@ impl JwtVerifier {
         Ok((alg, kid))
     }
 }
+
+/// JOSE header members no token or DPoP proof may hold: RFC 7515 section
+/// 4.1.11, no extension is understood, so any `crit` is fatal; RFC 7797
+/// `b64` changes what is signed; `cty` announces a nested JWT, `enc` and
+/// `zip` an encrypted one.
+pub(crate) const UNSUPPORTED_HEADER_MEMBERS: [&str; 5] = ["crit", "b64", "cty", "enc", "zip"];
 
 impl TokenVerifier for JwtVerifier {
     fn verify<'a>(&'a self, token: BearerToken<'a>) -> VerifyFuture<'a> {
