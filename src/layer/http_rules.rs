@@ -693,13 +693,12 @@ fn is_host_value(value: &[u8]) -> bool {
 /// the resource's host, where the documentation says a `Host` that is not
 /// a host and port is refused.
 fn is_port(port: &[u8]) -> bool {
-    let mut value: u32 = 0;
-    port.iter().all(|&c| {
-        value = value
-            .saturating_mul(10)
-            .saturating_add(u32::from(c.wrapping_sub(b'0')));
-        c.is_ascii_digit() && value <= u32::from(u16::MAX)
-    })
+    port.iter().all(u8::is_ascii_digit)
+        && port.iter().fold(0u32, |value, &digit| {
+            value
+                .saturating_mul(10)
+                .saturating_add(u32::from(digit.wrapping_sub(b'0')))
+        }) <= u32::from(u16::MAX)
 }
 
 /// The request's `Origin`, when present: `Ok(None)` absent, `Ok(Some)`
