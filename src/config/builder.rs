@@ -70,6 +70,8 @@ pub struct AuthConfigBuilder {
     pub(super) max_pending_body_bytes_per_principal: usize,
     pub(super) max_pending_bodies: usize,
     pub(super) max_pending_body_bytes: usize,
+    pub(super) max_unsent_answer_bytes_per_principal: usize,
+    pub(super) max_unsent_answer_bytes: usize,
     pub(super) close_streams_at_expiry: bool,
     pub(super) hold_streams_for_step_up: bool,
     pub(super) jwks: JwksPolicy,
@@ -152,6 +154,9 @@ impl Default for AuthConfigBuilder {
                 super::DEFAULT_MAX_PENDING_BODY_BYTES_PER_PRINCIPAL,
             max_pending_bodies: super::DEFAULT_MAX_PENDING_BODIES,
             max_pending_body_bytes: super::DEFAULT_MAX_PENDING_BODY_BYTES,
+            max_unsent_answer_bytes_per_principal:
+                super::DEFAULT_MAX_UNSENT_ANSWER_BYTES_PER_PRINCIPAL,
+            max_unsent_answer_bytes: super::DEFAULT_MAX_UNSENT_ANSWER_BYTES,
             close_streams_at_expiry: true,
             hold_streams_for_step_up: true,
             jwks: JwksPolicy::default(),
@@ -624,6 +629,40 @@ impl AuthConfigBuilder {
     /// [`max_pending_bodies`](Self::max_pending_bodies), its read ended.
     pub fn max_pending_body_bytes(mut self, bytes: usize) -> Self {
         self.max_pending_body_bytes = bytes;
+        self
+    }
+
+    /// Cap on the bytes of one user's answers (issuer, tenant, subject: all
+    /// its clients together) that the layer has and their clients have not
+    /// taken yet, on this process (default 64 MiB, a quarter of the
+    /// process's bound). Counted are answer frames of 4 KiB or more (a JSON
+    /// answer, an event of a stream), from the moment the layer has them
+    /// until the server has taken them for sending, in copies of at most
+    /// 16 KiB. An answer that would pass the cap is dropped: the call ran,
+    /// and its answer is replaced by 429 with `Retry-After: 1` and the JSON
+    /// `reason` `too_many_unsent_answers_for_principal` (an event of a
+    /// stream whose head has left ends the stream with an error instead:
+    /// HTTP/2 `RST_STREAM`, HTTP/1 the connection closed). Why: an answer
+    /// a client does not read stays in memory until
+    /// `response_write_timeout`, and an HTTP/2 client may leave 200 unread
+    /// on every connection it opens. A client that reads its answers never
+    /// gets there. Set above
+    /// [`max_unsent_answer_bytes`](Self::max_unsent_answer_bytes), the
+    /// build is refused; left at its default above a lower process bound,
+    /// it is moot.
+    pub fn max_unsent_answer_bytes_per_principal(mut self, bytes: usize) -> Self {
+        self.max_unsent_answer_bytes_per_principal = bytes;
+        self
+    }
+
+    /// Cap on the bytes of answers not yet taken by their clients, all
+    /// callers together, on this process (default 256 MiB), counted as for
+    /// [`max_unsent_answer_bytes_per_principal`](Self::max_unsent_answer_bytes_per_principal).
+    /// An answer that would pass it is dropped (the call ran) and replaced
+    /// by 503 `temporarily_unavailable` with `Retry-After: 1` and the JSON
+    /// `reason` `too_many_unsent_answers`.
+    pub fn max_unsent_answer_bytes(mut self, bytes: usize) -> Self {
+        self.max_unsent_answer_bytes = bytes;
         self
     }
 
@@ -1264,6 +1303,11 @@ impl AuthConfigBuilder {
             ),
             ("max_pending_bodies", self.max_pending_bodies),
             ("max_pending_body_bytes", self.max_pending_body_bytes),
+            (
+                "max_unsent_answer_bytes_per_principal",
+                self.max_unsent_answer_bytes_per_principal,
+            ),
+            ("max_unsent_answer_bytes", self.max_unsent_answer_bytes),
         ] {
             if cap == 0 {
                 return Err(ConfigError::new(field, "must be greater than zero"));
@@ -1288,6 +1332,13 @@ impl AuthConfigBuilder {
                 super::DEFAULT_MAX_PENDING_BODY_BYTES_PER_PRINCIPAL,
                 "max_pending_body_bytes",
                 self.max_pending_body_bytes,
+            ),
+            (
+                "max_unsent_answer_bytes_per_principal",
+                self.max_unsent_answer_bytes_per_principal,
+                super::DEFAULT_MAX_UNSENT_ANSWER_BYTES_PER_PRINCIPAL,
+                "max_unsent_answer_bytes",
+                self.max_unsent_answer_bytes,
             ),
         ] {
             if user > all && user != user_default {
@@ -1361,6 +1412,8 @@ impl AuthConfigBuilder {
             max_pending_body_bytes_per_principal: self.max_pending_body_bytes_per_principal,
             max_pending_bodies: self.max_pending_bodies,
             max_pending_body_bytes: self.max_pending_body_bytes,
+            max_unsent_answer_bytes_per_principal: self.max_unsent_answer_bytes_per_principal,
+            max_unsent_answer_bytes: self.max_unsent_answer_bytes,
             close_streams_at_expiry: self.close_streams_at_expiry,
             hold_streams_for_step_up: self.hold_streams_for_step_up,
         })
@@ -1619,6 +1672,11 @@ mod tests {
             (base().max_pending_bodies(0), "max_pending_bodies"),
             (base().max_pending_body_bytes(0), "max_pending_body_bytes"),
             (
+                base().max_unsent_answer_bytes_per_principal(0),
+                "max_unsent_answer_bytes_per_principal",
+            ),
+            (base().max_unsent_answer_bytes(0), "max_unsent_answer_bytes"),
+            (
                 base().max_sessions_per_principal(0),
                 "max_sessions_per_principal",
             ),
@@ -1646,6 +1704,12 @@ mod tests {
                     .max_pending_body_bytes(1000)
                     .max_pending_body_bytes_per_principal(999_999_999_999),
                 "max_pending_body_bytes_per_principal",
+            ),
+            (
+                base()
+                    .max_unsent_answer_bytes(1000)
+                    .max_unsent_answer_bytes_per_principal(1001),
+                "max_unsent_answer_bytes_per_principal",
             ),
             (
                 base().session_idle_timeout(Duration::ZERO),

@@ -591,6 +591,30 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         meaning: "bytes the bodies waited for may hold together (503 past it)",
     },
     EnvVar {
+        name: "MCP_OAUTH2_MAX_UNSENT_ANSWER_BYTES_PER_PRINCIPAL",
+        setting: "max_unsent_answer_bytes_per_principal",
+        field: "max_unsent_answer_bytes_per_principal",
+        required: false,
+        parse: Parse::Count(|s, n| {
+            s.builder.max_unsent_answer_bytes_per_principal = n;
+            Ok(())
+        }),
+        default: "67108864",
+        meaning: "bytes of one principal's answers (frames of 4 KiB or more) not yet taken by their clients (the answer dropped, 429, past it); not above `MCP_OAUTH2_MAX_UNSENT_ANSWER_BYTES`",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_MAX_UNSENT_ANSWER_BYTES",
+        setting: "max_unsent_answer_bytes",
+        field: "max_unsent_answer_bytes",
+        required: false,
+        parse: Parse::Count(|s, n| {
+            s.builder.max_unsent_answer_bytes = n;
+            Ok(())
+        }),
+        default: "268435456",
+        meaning: "bytes of answers not yet taken by their clients, all callers together (the answer dropped, 503, past it)",
+    },
+    EnvVar {
         name: "MCP_OAUTH2_MAX_SESSIONS",
         setting: "max_sessions",
         field: "max_sessions",
@@ -1655,6 +1679,8 @@ mod tests {
             ("MCP_OAUTH2_MAX_PENDING_BODIES", " 60 "),
             ("MCP_OAUTH2_MAX_PENDING_BODY_BYTES", "1048576"),
             ("MCP_OAUTH2_MAX_PENDING_BODY_BYTES_PER_PRINCIPAL", "65536"),
+            ("MCP_OAUTH2_MAX_UNSENT_ANSWER_BYTES", "2097152"),
+            ("MCP_OAUTH2_MAX_UNSENT_ANSWER_BYTES_PER_PRINCIPAL", "131072"),
             ("MCP_OAUTH2_MAX_SESSIONS", "30"),
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "40"),
             ("MCP_OAUTH2_VERIFY_TIMEOUT", "12"),
@@ -1733,6 +1759,8 @@ mod tests {
         assert_eq!(c.max_pending_bodies, 60);
         assert_eq!(c.max_pending_body_bytes, 1_048_576);
         assert_eq!(c.max_pending_body_bytes_per_principal, 65_536);
+        assert_eq!(c.max_unsent_answer_bytes, 2_097_152);
+        assert_eq!(c.max_unsent_answer_bytes_per_principal, 131_072);
         assert_eq!(c.sessions.total, 30);
         assert_eq!(c.sessions.idle_timeout, s(40));
         assert!(c.sessions.enabled);
@@ -2010,6 +2038,14 @@ mod tests {
             (
                 "MCP_OAUTH2_MAX_PENDING_BODY_BYTES_PER_PRINCIPAL",
                 "32M",
+                &[],
+            ),
+            ("MCP_OAUTH2_MAX_UNSENT_ANSWER_BYTES", "0", &[]),
+            ("MCP_OAUTH2_MAX_UNSENT_ANSWER_BYTES", "1 GiB", &[]),
+            ("MCP_OAUTH2_MAX_UNSENT_ANSWER_BYTES_PER_PRINCIPAL", "0", &[]),
+            (
+                "MCP_OAUTH2_MAX_UNSENT_ANSWER_BYTES_PER_PRINCIPAL",
+                "-1",
                 &[],
             ),
             ("MCP_OAUTH2_MAX_SESSIONS_PER_PRINCIPAL", "many", &[]),

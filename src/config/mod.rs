@@ -81,6 +81,12 @@ pub(crate) const DEFAULT_MAX_PENDING_BODIES: usize = 2048;
 /// Default cap on the bytes the bodies the layer waits for may hold
 /// together, all callers (what has arrived of each).
 pub(crate) const DEFAULT_MAX_PENDING_BODY_BYTES: usize = 256 * 1024 * 1024;
+/// Default cap on the bytes of one user's answers not yet taken by their
+/// clients (a quarter of the process's).
+pub(crate) const DEFAULT_MAX_UNSENT_ANSWER_BYTES_PER_PRINCIPAL: usize = 64 * 1024 * 1024;
+/// Default cap on the bytes of answers not yet taken by their clients, all
+/// callers together.
+pub(crate) const DEFAULT_MAX_UNSENT_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 /// Default cap on the legacy sessions held open by all principals together.
 pub(crate) const DEFAULT_MAX_SESSIONS: usize = 10_000;
 /// Default time a legacy session stays bound to its owner without a request
@@ -225,6 +231,10 @@ pub struct AuthConfig {
     pub(crate) max_pending_body_bytes_per_principal: usize,
     pub(crate) max_pending_bodies: usize,
     pub(crate) max_pending_body_bytes: usize,
+    /// Bytes of answers not yet taken by their clients, per user and per
+    /// process.
+    pub(crate) max_unsent_answer_bytes_per_principal: usize,
+    pub(crate) max_unsent_answer_bytes: usize,
     pub(crate) dpop: DpopPolicy,
     pub(crate) throttle: crate::throttle::ThrottleSettings,
     pub(crate) metadata_max_age: Duration,

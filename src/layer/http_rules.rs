@@ -94,6 +94,12 @@ pub(crate) enum Refused {
     /// The process waits for `max_pending_bodies` bodies already, or they
     /// would hold more than `max_pending_body_bytes`.
     PendingBodiesFull,
+    /// The caller's user has answers not yet taken by its clients holding
+    /// `max_unsent_answer_bytes_per_principal` (this answer dropped).
+    TooManyUnsentAnswers,
+    /// The process has answers not yet taken holding
+    /// `max_unsent_answer_bytes` (this answer dropped).
+    UnsentAnswersFull,
     /// Sessions are off (`stateless_only`) and the request names one.
     SessionsDisabled,
     /// The shared store holding session owners did not answer in time:
@@ -123,6 +129,8 @@ impl Refused {
             Self::TooManyListens => "too_many_listens_for_principal",
             Self::TooManyPendingBodies => "too_many_pending_bodies_for_principal",
             Self::PendingBodiesFull => "too_many_pending_bodies",
+            Self::TooManyUnsentAnswers => "too_many_unsent_answers_for_principal",
+            Self::UnsentAnswersFull => "too_many_unsent_answers",
             Self::SessionsDisabled => "sessions_disabled",
             Self::SessionStoreUnavailable | Self::TaskStoreUnavailable => "store_unavailable",
         }
@@ -210,6 +218,16 @@ impl Refused {
                 "temporarily_unavailable",
                 "The server is waiting for too many request bodies; retry later",
             ),
+            Self::TooManyUnsentAnswers => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_unsent_answers",
+                "Too many bytes of this user's answers wait for their clients to read them; the call was carried out but its answer was dropped: read your answers, then retry",
+            ),
+            Self::UnsentAnswersFull => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "The server holds too many answers not yet taken by their clients; the call was carried out but its answer was dropped: retry later",
+            ),
             Self::SessionsDisabled => (
                 StatusCode::NOT_FOUND,
                 "session_not_found",
@@ -244,7 +262,9 @@ impl Refused {
             Self::SessionStoreUnavailable
             | Self::TaskStoreUnavailable
             | Self::TooManyPendingBodies
-            | Self::PendingBodiesFull => Some("1"),
+            | Self::PendingBodiesFull
+            | Self::TooManyUnsentAnswers
+            | Self::UnsentAnswersFull => Some("1"),
             _ => None,
         };
         if let Some(secs) = retry_after {

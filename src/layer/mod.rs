@@ -24,6 +24,7 @@ mod sessions;
 mod step_up;
 mod stream_end;
 mod tasks;
+mod unsent;
 
 use std::sync::Arc;
 
@@ -159,6 +160,8 @@ struct Shared {
     listens: Arc<listens::Listens>,
     /// The bodies waited for, per user and in all.
     pending_bodies: Arc<pending_bodies::PendingBodies>,
+    /// The bytes of answers not yet handed on, per user and in all.
+    unsent: Arc<unsent::UnsentAnswers>,
     /// Session owners shared by replicas (`AuthConfigBuilder::shared_store`).
     session_store: Option<Arc<dyn crate::store::SharedStore>>,
     /// Task owners (`tasks.rs`): the shared store, else a private memory one.
@@ -277,6 +280,10 @@ impl AuthLayer {
                     config.max_pending_body_bytes_per_principal,
                     config.max_pending_bodies,
                     config.max_pending_body_bytes,
+                )),
+                unsent: Arc::new(unsent::UnsentAnswers::new(
+                    config.max_unsent_answer_bytes_per_principal,
+                    config.max_unsent_answer_bytes,
                 )),
                 session_store: config.shared_store.clone(),
                 task_store: store_of(&config),

@@ -41,6 +41,8 @@ use crate::context::AuthContext;
 use crate::context::StepUp;
 use crate::error::{AuthError, AuthErrorKind};
 
+use super::unsent::{Full, METERED_FROM, Meter, Metered};
+
 /// The step-up slot of one admitted POST, with what answering needs.
 pub(super) struct StepUpCheck {
     pub(super) shared: Arc<Shared>,
@@ -65,17 +67,62 @@ impl StepUpCheck {
             return Settled::Done(self.challenge());
         }
         if !is_event_stream(&response) {
-            return Settled::Done(response);
+            return Settled::Done(self.meter_answer(response));
         }
+        let meter = self.meter();
         if !self.shared.hold_streams {
-            return Settled::Done(response.map(|rest| self.guard(Vec::new(), rest)));
+            return Settled::Done(response.map(|rest| self.guard(Vec::new(), rest, meter)));
         }
-        Settled::Held(Box::pin(self.hold(response)))
+        Settled::Held(Box::pin(self.hold(response, meter)))
+    }
+
+    /// The metering of this call's answer (`unsent`).
+    fn meter(&self) -> Meter {
+        Meter::new(Arc::clone(&self.shared.unsent), self.ctx.clone())
+    }
+
+    /// A complete answer (JSON): as it is when small, else counted before
+    /// its head leaves and handed on in copies, or the refusal of a bound
+    /// that is full (the answer dropped).
+    fn meter_answer(&self, response: Response) -> Response {
+        use http_body::Body as _;
+        let hint = response.body().size_hint();
+        if hint
+            .upper()
+            .is_some_and(|upper| upper < METERED_FROM as u64)
+        {
+            return response;
+        }
+        let mut meter = self.meter();
+        if let Some(size) = hint.exact()
+            && let Err(full) = meter.prepay(usize::try_from(size).unwrap_or(usize::MAX))
+        {
+            return self.unsent_full(full);
+        }
+        response.map(|body| Body::new(Metered::new(body, meter)))
+    }
+
+    /// The refusal of an answer dropped for a full bound of `unsent`.
+    #[cold]
+    fn unsent_full(&self, full: Full) -> Response {
+        tracing::debug!(
+            reason = full.refused().reason(),
+            request_id = self.meta.request_id.as_str(),
+            "dropped an answer: {full}"
+        );
+        self.shared
+            .refused_by(full.refused(), &self.meta, Some(&self.ctx))
     }
 
     /// The body of a stream whose head leaves now: `front` (frames read
-    /// while holding), then `rest`, answers replaced once the handler asks.
-    fn guard(self, front: Vec<Result<Frame<Bytes>, axum::Error>>, rest: Body) -> Body {
+    /// while holding), then `rest`, answers replaced once the handler asks,
+    /// large frames metered.
+    fn guard(
+        self,
+        front: Vec<Result<Frame<Bytes>, axum::Error>>,
+        rest: Body,
+        meter: Meter,
+    ) -> Body {
         Body::new(Guarded {
             front: front.into_iter(),
             rest,
@@ -84,19 +131,27 @@ impl StepUpCheck {
             tail: b"\n\n".to_vec(),
             pending: Vec::new(),
             partial: None,
+            meter,
         })
     }
 
     /// Reads the stream's frames up to its first event with data, then
     /// decides: the challenge if the handler asked by then (nothing was
     /// sent), else the stream with the frames read put back in front.
-    async fn hold(self, response: Response) -> Response {
+    /// The frames held are counted as they are read (`unsent`): past a
+    /// bound, the answer is dropped for its refusal, its head not sent.
+    async fn hold(self, response: Response, mut meter: Meter) -> Response {
         let (parts, mut body) = response.into_parts();
         let mut held: Vec<Result<Frame<Bytes>, axum::Error>> = Vec::new();
         let mut scan = FirstData::default();
         while let Some(item) = body.frame().await {
             let stop = match &item {
-                Ok(frame) => frame.data_ref().is_some_and(|data| scan.feed(data)),
+                Ok(frame) => {
+                    if let Err(full) = meter.prepay_frame(frame) {
+                        return self.unsent_full(full);
+                    }
+                    frame.data_ref().is_some_and(|data| scan.feed(data))
+                }
                 Err(_) => true,
             };
             held.push(item);
@@ -107,7 +162,7 @@ impl StepUpCheck {
         if self.slot.asked() {
             return self.challenge();
         }
-        Response::from_parts(parts, self.guard(held, body))
+        Response::from_parts(parts, self.guard(held, body, meter))
     }
 
     /// Whether everything the handler asked for may be named in a
@@ -220,9 +275,25 @@ struct Guarded {
     /// ask, so all of it was written before (a frame carrying anything
     /// the handler sent after asking is read after the mark is set).
     partial: Option<usize>,
+    /// Large frames counted until handed on, in copies (`unsent`).
+    meter: Meter,
 }
 
 impl Guarded {
+    /// A frame handed on: through the meter (a large one counted and
+    /// copied out in chunks; past a bound, the stream ends with an error).
+    fn out(&mut self, frame: Frame<Bytes>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Poll::Ready(Some(self.meter.pass(frame).map_err(|full| {
+            tracing::debug!(
+                reason = full.refused().reason(),
+                request_id = self.check.meta.request_id.as_str(),
+                "ended an event stream: {full}"
+            );
+            self.check.shared.outcomes.reject(full.refused().reason());
+            axum::Error::new(full)
+        })))
+    }
+
     /// Notes where a frame sent as it is (before the handler asked) ended.
     fn passed(&mut self, frame: &Frame<Bytes>) {
         if let Some(data) = frame.data_ref() {
@@ -305,12 +376,18 @@ impl http_body::Body for Guarded {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
+        if let Some(chunk) = this.meter.next_chunk() {
+            return Poll::Ready(Some(Ok(chunk)));
+        }
         if let Some(item) = this.front.next() {
             // Read before the handler asked (else the head was a 403).
-            if let Ok(frame) = &item {
-                this.passed(frame);
-            }
-            return Poll::Ready(Some(item));
+            return match item {
+                Ok(frame) => {
+                    this.passed(&frame);
+                    this.out(frame)
+                }
+                Err(e) => Poll::Ready(Some(Err(e))),
+            };
         }
         loop {
             let frame = match std::task::ready!(Pin::new(&mut this.rest).poll_frame(cx)) {
@@ -322,7 +399,7 @@ impl http_body::Body for Guarded {
             // message this frame carries.
             if this.pending.is_empty() && this.partial.is_none() && !this.check.slot.asked() {
                 this.passed(&frame);
-                return Poll::Ready(Some(Ok(frame)));
+                return this.out(frame);
             }
             let Some(data) = frame.data_ref() else {
                 continue;
@@ -339,13 +416,13 @@ impl http_body::Body for Guarded {
             }
             this.pending.extend_from_slice(data);
             if let Some(out) = this.judge_complete_events() {
-                return Poll::Ready(Some(Ok(Frame::data(out))));
+                return this.out(Frame::data(out));
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.front.len() == 0 && self.rest.is_end_stream()
+        self.meter.is_done() && self.front.len() == 0 && self.rest.is_end_stream()
     }
 }
 

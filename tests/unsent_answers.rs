@@ -1,0 +1,336 @@
+//! Answers a client does not take are bounded in bytes, per user and per
+//! process (found from outside: one token holder left 200 `list_notes`
+//! pages unread on each HTTP/2 connection, 90 MB a connection, on as many
+//! connections as it liked). Real server, real HTTP/2 clients that never
+//! open their flow-control windows, a real HTTP/1 client that reads.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::string_slice)]
+
+mod support;
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use support::attack::{MODERN, modern_tool_call_body};
+
+/// The text `big` answers: 100,000 bytes, so its JSON answer is a little
+/// more.
+const BIG: usize = 100_000;
+
+/// A server whose `big` tool answers [`BIG`] bytes of text and whose
+/// `small` one answers a few, then a notification-first `chatty_big`.
+#[derive(Clone)]
+struct Big {
+    tool_router: rmcp::handler::server::router::tool::ToolRouter<Self>,
+}
+
+#[rmcp::tool_router]
+impl Big {
+    #[rmcp::tool(description = "answers 100,000 bytes")]
+    async fn big(&self) -> String {
+        "x".repeat(BIG)
+    }
+
+    #[rmcp::tool(description = "answers a few bytes")]
+    async fn small(&self) -> String {
+        "ok".to_owned()
+    }
+}
+
+#[rmcp::tool_handler(router = self.tool_router)]
+impl rmcp::ServerHandler for Big {
+    fn get_info(&self) -> rmcp::model::ServerConfig {
+        rmcp::model::ServerConfig::new(
+            rmcp::model::ServerCapabilities::builder()
+                .enable_tools()
+                .build(),
+        )
+    }
+}
+
+struct Server {
+    addr: std::net::SocketAddr,
+    resource: String,
+    issuer: mcp_oauth2::testing::TestIssuer,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Server {
+    /// Each user may hold 320,000 bytes of answers not taken (three `big`
+    /// answers, not four), the process 420,000 (four, not five). A `big`
+    /// answer is 100,113 bytes; the server's HTTP/2 stream takes its first
+    /// copy (16 KiB) whatever the window, so an unread one counts 100,113
+    /// or 83,729 bytes depending on when it is looked at: the bounds hold
+    /// either way (3 x 100,113 <= 320,000 < 3 x 83,729 + 100,113, and
+    /// 4 x 100,113 <= 420,000 < 4 x 83,729 + 100,113).
+    async fn start() -> Self {
+        let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+        let (listener, resource, config) = support::loopback::bind_with_config(&issuer, |b| {
+            b.max_unsent_answer_bytes_per_principal(320_000)
+                .max_unsent_answer_bytes(420_000)
+        })
+        .await;
+        let addr = listener.local_addr().unwrap();
+        let server = mcp_oauth2::McpServer::builder()
+            .auth(config)
+            .service(|| {
+                Ok(Big {
+                    tool_router: Big::tool_router(),
+                })
+            })
+            .build()
+            .unwrap();
+        let stop = server.cancellation_token();
+        tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
+        Self {
+            addr,
+            resource,
+            issuer,
+            stop,
+        }
+    }
+
+    fn token(&self, subject: &str) -> String {
+        self.issuer
+            .token()
+            .subject(subject)
+            .audience(&self.resource)
+            .sign()
+    }
+
+    fn call(&self, token: &str, tool: &str, id: u64) -> (http::Request<()>, Bytes) {
+        let head = http::Request::post(&self.resource)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", tool)
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap();
+        (head, Bytes::from(modern_tool_call_body(id, tool)))
+    }
+
+    /// An HTTP/2 connection whose client never lets the server send a byte
+    /// of any answer (its streams' windows are zero): heads arrive, bodies
+    /// never. Dropping it closes the connection.
+    async fn unread_connection(&self) -> Unread {
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (client, connection) = h2::client::Builder::new()
+            .initial_window_size(0)
+            .handshake::<_, Bytes>(tcp)
+            .await
+            .unwrap();
+        let task = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Unread {
+            client,
+            task,
+            answers: Vec::new(),
+        }
+    }
+
+    /// A call over HTTP/1 by a client that reads its answer: status, the
+    /// JSON-RPC text of the tool's result or the body.
+    async fn read_call(&self, token: &str, tool: &str) -> (u16, serde_json::Value) {
+        let (head, body) = self.call(token, tool, 9);
+        let mut request = reqwest::Client::new().post(&self.resource);
+        for (name, value) in head.headers() {
+            request = request.header(name.as_str(), value.as_bytes());
+        }
+        let response = request.body(body).send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap())
+    }
+}
+
+/// The answers left unread on one connection.
+struct Unread {
+    client: h2::client::SendRequest<Bytes>,
+    task: tokio::task::JoinHandle<()>,
+    answers: Vec<h2::RecvStream>,
+}
+
+impl Unread {
+    /// Sends a call and waits for its head (not its body): the status and
+    /// the body's `reason` when it is a refusal (refusals are small, and
+    /// the window still lets none of their bytes through: read from the
+    /// headers only, so the reason is asked of the refusal's JSON body
+    /// later; here, its status and `Retry-After`).
+    async fn call(&mut self, call: (http::Request<()>, Bytes)) -> (u16, Option<String>) {
+        let (head, body) = call;
+        let client = self.client.clone().ready().await.unwrap();
+        self.client = client;
+        let (response, mut stream) = self.client.send_request(head, false).unwrap();
+        stream.send_data(body, true).unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(15), response)
+            .await
+            .expect("the answer's head")
+            .unwrap();
+        let status = response.status().as_u16();
+        let retry = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        self.answers.push(response.into_body());
+        (status, retry)
+    }
+}
+
+impl Drop for Unread {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A client reading its answers is served, and can read one once its
+/// unread ones are gone (their connection closed).
+async fn served_again(server: &Server, token: &str) {
+    for _ in 0..100 {
+        let (status, answer) = server.read_call(token, "big").await;
+        if status == 200 {
+            let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+            assert_eq!(
+                text.len(),
+                BIG,
+                "the answer, copied out in chunks, is whole"
+            );
+            assert!(text.bytes().all(|b| b == b'x'));
+            return;
+        }
+        assert_eq!(status, 429, "{answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the user's bytes were never given back");
+}
+
+#[tokio::test]
+async fn answers_left_unread_are_bounded_per_user_and_per_process() {
+    let server = Server::start().await;
+    let (alice, bob) = (server.token("alice"), server.token("bob"));
+
+    // Alice leaves three `big` answers unread: within her bound.
+    let mut hers = server.unread_connection().await;
+    for id in 1..=3 {
+        assert_eq!(hers.call(server.call(&alice, "big", id)).await.0, 200);
+    }
+    // Her fourth would pass it: dropped for a 429, on this connection and
+    // on a new one alike (her user, not her connection).
+    assert_eq!(
+        hers.call(server.call(&alice, "big", 4)).await,
+        (429, Some("1".to_owned()))
+    );
+    let mut again = server.unread_connection().await;
+    assert_eq!(again.call(server.call(&alice, "big", 5)).await.0, 429);
+    // Small answers are not counted: she is still served those.
+    assert_eq!(again.call(server.call(&alice, "small", 6)).await.0, 200);
+    // Over HTTP/1, read at once: the refusal names its reason.
+    let (status, refusal) = server.read_call(&alice, "big").await;
+    assert_eq!(status, 429);
+    assert_eq!(refusal["reason"], "too_many_unsent_answers_for_principal");
+    assert_eq!(refusal["error"], "too_many_unsent_answers");
+    assert!(
+        refusal["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("carried out"),
+        "{refusal}"
+    );
+
+    // Bob is not counted with her: his first fits the process's bound,
+    // his second would pass it (503), though his own bound has room.
+    let mut his = server.unread_connection().await;
+    assert_eq!(his.call(server.call(&bob, "big", 1)).await.0, 200);
+    assert_eq!(
+        his.call(server.call(&bob, "big", 2)).await,
+        (503, Some("1".to_owned()))
+    );
+    let (status, refusal) = server.read_call(&bob, "big").await;
+    assert_eq!(status, 503);
+    assert_eq!(refusal["reason"], "too_many_unsent_answers");
+    assert_eq!(refusal["error"], "temporarily_unavailable");
+
+    // Alice's unread connection closes: her bytes come back, and a client
+    // of hers that reads gets her answer whole.
+    drop(hers);
+    served_again(&server, &alice).await;
+    drop((again, his));
+    served_again(&server, &bob).await;
+}
+
+#[tokio::test]
+async fn a_legacy_sessions_held_answer_is_counted_before_its_head_leaves() {
+    let server = Server::start().await;
+    let alice = server.token("alice");
+    // A 2025-11-25 session: every answer is an event stream, its head held
+    // until its first event (late step-up), counted while held.
+    let session = legacy_session(&server, &alice).await;
+    let mut hers = server.unread_connection().await;
+    for id in 1..=3 {
+        let call = legacy_call(&server, &alice, &session, id);
+        assert_eq!(hers.call(call).await.0, 200);
+    }
+    assert_eq!(
+        hers.call(legacy_call(&server, &alice, &session, 4)).await,
+        (429, Some("1".to_owned()))
+    );
+    drop(hers);
+    served_again(&server, &alice).await;
+}
+
+/// A 2025-11-25 session of `token`'s: its id.
+async fn legacy_session(server: &Server, token: &str) -> String {
+    let client = reqwest::Client::new();
+    let response = client
+        .post(&server.resource)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {token}"))
+        .body(
+            r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let _ = response.text().await;
+    let response = client
+        .post(&server.resource)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {token}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    session
+}
+
+fn legacy_call(server: &Server, token: &str, session: &str, id: u64) -> (http::Request<()>, Bytes) {
+    let head = http::Request::post(&server.resource)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", session)
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap();
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"big","arguments":{{}}}}}}"#
+    );
+    (head, Bytes::from(body))
+}
