@@ -455,10 +455,17 @@ fn write(record: &Record<'_>, suppressed: Option<u64>) {
     let client_id = ctx.and_then(AuthContext::client_id).map(loggable);
     let expected_audience = audience_refused.map(|_| record.resource);
     let hint = audience_refused
-        .map(|_| {
-            "the token's audience does not name this server: if it is meant for this server, \
+        .map(|d| {
+            if d.names_no_client {
+                "the token's audience does not name this server, and the token names no client \
+(client_id, azp, cid, appid): an OpenID Connect ID token has its client's id as audience and is \
+not an access token; have the client send an access token issued for this server (RFC 8707 \
+resource), and do not accept a client's id as an audience"
+            } else {
+                "the token's audience does not name this server: if it is meant for this server, \
 set MCP_OAUTH2_RESOURCE (AuthConfigBuilder::resource) to the audience the issuer puts in \
-its tokens, or accept it with AuthConfigBuilder::accept_audience"
+its tokens, or accept it with MCP_OAUTH2_ACCEPT_AUDIENCES (AuthConfigBuilder::accept_audience)"
+            }
         })
         .or_else(|| diagnosis.and_then(|d| d.claim_hint))
         .or_else(|| {

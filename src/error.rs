@@ -165,7 +165,7 @@ auth_error_kinds! {
     UnsupportedHeader => ("unsupported_header", InvalidToken,
         "The token header uses an unsupported or forbidden parameter"),
     /// The `typ` header is not an accepted access-token type (RFC 9068 section 2.1).
-    InvalidType => ("invalid_type", InvalidToken, "The token is not a JWT access token (typ)"),
+    InvalidType => ("invalid_type", InvalidToken, "The token's typ header does not mark an access token this server accepts"),
     /// The claims say the token is a refresh token or an ID token
     /// (`token_use`, `token_type` or Keycloak's `typ` claim), never an
     /// access token, whatever its audience (RFC 6749 section 1.5, RFC 7662
@@ -573,6 +573,11 @@ pub(crate) struct Diagnosis {
     pub(crate) issuer_slash: bool,
     /// The `aud` values of a token refused for its audience.
     pub(crate) audience: Vec<String>,
+    /// That token names no client (`client_id`, `azp`, `cid`, `appid`):
+    /// it may be an OpenID Connect ID token, whose audience is its client's
+    /// id (found from outside: the audience hint led an operator to accept
+    /// that id, and ID tokens passed).
+    pub(crate) names_no_client: bool,
     /// For `invalid_claims`: which claim, and what is wrong with it (the
     /// audit event's `hint`; found from outside: a refused scope claim
     /// named nothing, so an operator could not tell which claim failed).

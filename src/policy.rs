@@ -509,12 +509,16 @@ impl TokenPolicy {
                 Some(aud) => as_str(aud).map(|a| vec![a]).unwrap_or_default(),
                 None => Vec::new(),
             };
+            let names_no_client = ["client_id", "azp", "cid", "appid"]
+                .iter()
+                .all(|c| claims.get(c).is_none());
             return Err(invalid().with_diagnosis(Diagnosis {
                 audience: audience
                     .iter()
                     .take(Diagnosis::MAX_VALUES)
                     .map(|a| Diagnosis::clean(a))
                     .collect(),
+                names_no_client,
                 ..Diagnosis::default()
             }));
         }
@@ -886,6 +890,31 @@ fn scope_list(
 
 /// The audit `hint` of a `scope` / `scp` claim refused.
 const SCOPE_CLAIM_HINT: &str = "the token's scope (or scp) claim holds a control character (RFC 6749 section 3.3), or is neither a string nor an array of strings";
+
+/// The audit `hint` of a token refused for a `typ` of `JWT` or none.
+const TYP_JWT_HINT: &str = "the token's header says typ JWT, or no typ: Keycloak, Auth0, Entra ID, Okta and Cognito do not issue RFC 9068 (at+jwt) access tokens; accept typ JWT with MCP_OAUTH2_ACCEPT_JWT_TYP=1 (AuthConfigBuilder::typ_policy) or the provider's preset, and bind its tokens to this server by their audience";
+
+/// The audit `hint` of a token refused for another `typ`.
+const TYP_OTHER_HINT: &str = "the token's header names another kind of token in typ (not at+jwt or JWT): an ID token, a logout token or a proof is not an access token";
+
+/// The refusal of a token whose `typ` header (`typ`, absent when `None`)
+/// the policy does not accept, with the audit event's hint: a provider's
+/// plain `JWT` is the common case (found from outside: every Keycloak,
+/// Auth0, Entra ID, Okta and Cognito token refused, and nothing said how
+/// to accept them).
+pub(crate) fn invalid_type(typ: Option<&str>) -> AuthError {
+    let plain = typ.is_none_or(|t| {
+        let t = t
+            .get(..12)
+            .filter(|p| p.eq_ignore_ascii_case("application/"))
+            .map_or(t, |_| t.get(12..).unwrap_or_default());
+        t.eq_ignore_ascii_case("jwt")
+    });
+    AuthError::new(AuthErrorKind::InvalidType).with_diagnosis(Diagnosis {
+        claim_hint: Some(if plain { TYP_JWT_HINT } else { TYP_OTHER_HINT }),
+        ..Diagnosis::default()
+    })
+}
 
 /// The audit `hint` of a configured scope claim path refused.
 const SCOPE_PATH_HINT: &str = "the claim at a configured scope claim path holds a control character, or is neither a string nor an array of strings";

@@ -16,7 +16,9 @@
 //! other scheme (`http://`) makes an issuer that [`build`](AuthConfigBuilder::build)
 //! refuses.
 
-use crate::config::{AudienceRule, AuthConfig, AuthConfigBuilder, TenantIssuer, TypPolicy};
+use crate::config::{
+    AudienceRule, AuthConfig, AuthConfigBuilder, ENTRA_FRONT_DOORS, TenantIssuer, TypPolicy,
+};
 use crate::error::ConfigError;
 
 /// A URL or domain as pasted from a provider's console: surrounding
@@ -39,7 +41,10 @@ fn bare_domain(s: &str) -> &str {
 /// resource URI in `aud` with an *Audience* mapper (or "Included Custom
 /// Audience") on the client scope that MCP clients request; without it,
 /// Keycloak's `aud` is `account` or absent and every token is refused.
-/// Scopes come from `scope`.
+/// Scopes come from `scope`. Tokens naming no client (`azp`, which every
+/// Keycloak access token carries) are refused: an ID token has its client
+/// as audience and nothing else
+/// ([`require_client_id`](AuthConfigBuilder::require_client_id)).
 pub fn keycloak(server_url: &str, realm: &str) -> AuthConfigBuilder {
     AuthConfig::builder()
         .issuer(format!(
@@ -48,23 +53,25 @@ pub fn keycloak(server_url: &str, realm: &str) -> AuthConfigBuilder {
             realm.trim().trim_matches('/')
         ))
         .typ_policy(TypPolicy::AllowJwt)
+        .require_client_id(true)
 }
 
 /// Auth0: issuer `https://{domain}/` (the trailing slash is part of it).
 /// Create an API whose *Identifier* is the resource URI: it becomes `aud`.
 /// Scopes come from `scope` and, with RBAC's "Add Permissions in the Access
-/// Token", from `permissions` (merged).
+/// Token", from `permissions` (merged). Tokens naming no client (`azp`,
+/// which Auth0 access tokens carry) are refused: an ID token has its client
+/// as audience and nothing else, so accepting a client's id with
+/// [`accept_audience`](AuthConfigBuilder::accept_audience) does not let ID
+/// tokens through ([`require_client_id`](AuthConfigBuilder::require_client_id)).
 pub fn auth0(domain: &str) -> AuthConfigBuilder {
     let domain = bare_domain(domain);
     AuthConfig::builder()
         .issuer(format!("https://{domain}/"))
         .typ_policy(TypPolicy::AllowJwt)
         .scope_claims(["scope", "permissions"])
+        .require_client_id(true)
 }
-
-/// Entra ID's sign-in front doors: no token names them as its issuer (a
-/// token names its user's own tenant).
-const ENTRA_FRONT_DOORS: [&str; 3] = ["common", "organizations", "consumers"];
 
 /// An Entra ID directory (tenant) ID, trimmed.
 fn entra_tenant(tenant_id: &str) -> String {
@@ -118,7 +125,11 @@ pub fn entra_id(tenant_id: &str, application_id: &str) -> AuthConfigBuilder {
 }
 
 /// Microsoft Entra ID, v1.0 tokens: issuer `https://sts.windows.net/{tenant_id}/`,
-/// `aud` the application ID URI (`api://...`) or ID the client asked for.
+/// `aud` the application ID URI (`api://...`) or the application ID, as
+/// the client asked (its `resource` parameter): this preset accepts the
+/// URI it is given; add the application ID with
+/// [`accept_audience`](AuthConfigBuilder::accept_audience) when clients ask
+/// by ID.
 /// Discovery from that issuer is not documented by Microsoft: set the key-set
 /// URL (`https://login.microsoftonline.com/{tenant_id}/discovery/keys`) with
 /// [`jwks_uri`](AuthConfigBuilder::jwks_uri). Tokens without `appid` (or
@@ -140,7 +151,9 @@ pub fn entra_id_v1(tenant_id: &str, application_id_uri: &str) -> AuthConfigBuild
 /// default server). Set the server's audience to the resource URI. Scopes
 /// come from `scp` (an array); the client id from `cid`. Tokens of the Org
 /// authorization server (`https://{domain}`) are for Okta itself and are
-/// refused by the issuer check.
+/// refused by the issuer check. Tokens naming no client (`cid`) are
+/// refused, as ID tokens
+/// ([`require_client_id`](AuthConfigBuilder::require_client_id)).
 pub fn okta(domain: &str, authorization_server_id: &str) -> AuthConfigBuilder {
     let domain = bare_domain(domain);
     AuthConfig::builder()
@@ -149,6 +162,7 @@ pub fn okta(domain: &str, authorization_server_id: &str) -> AuthConfigBuilder {
             authorization_server_id.trim()
         ))
         .typ_policy(TypPolicy::AllowJwt)
+        .require_client_id(true)
 }
 
 /// AWS Cognito user pools: issuer
@@ -176,6 +190,7 @@ where
         .audience_rule(AudienceRule::CognitoClientIds(
             client_ids.into_iter().map(Into::into).collect(),
         ))
+        .require_client_id(true)
 }
 
 /// Microsoft Entra ID multi-tenant app, v2.0 tokens: the issuer template
@@ -213,7 +228,8 @@ where
 /// `{server_url}/realms/{tenant}`, realms from `realms`, each with its own
 /// key set at `{server_url}/realms/{tenant}/protocol/openid-connect/certs`
 /// (fetched on the realm's first token). The realm is the tenant; Keycloak
-/// tokens carry no tenant claim. Audience and scopes as in [`keycloak`].
+/// tokens carry no tenant claim. Audience, scopes and the client claim as
+/// in [`keycloak`].
 pub fn keycloak_realms<I, S>(server_url: &str, realms: I) -> AuthConfigBuilder
 where
     I: IntoIterator<Item = S>,
@@ -229,11 +245,13 @@ where
                 )),
         )
         .typ_policy(TypPolicy::AllowJwt)
+        .require_client_id(true)
 }
 
 /// Auth0 Organizations: one issuer `https://{domain}/`, the organization in
 /// `org_id` (the tenant), organizations from `organizations` (`org_...`
-/// ids); one key set for all. Audience and scopes as in [`auth0`].
+/// ids); one key set for all. Audience, scopes and the client claim as in
+/// [`auth0`].
 pub fn auth0_organizations<I, S>(domain: &str, organizations: I) -> AuthConfigBuilder
 where
     I: IntoIterator<Item = S>,
@@ -252,4 +270,5 @@ where
         )
         .typ_policy(TypPolicy::AllowJwt)
         .scope_claims(["scope", "permissions"])
+        .require_client_id(true)
 }

@@ -391,7 +391,9 @@ async fn run(audit: &Audit) -> Vec<String> {
     assert_eq!(get(&e, "expected_audience"), Some(h.resource.as_str()));
     let hint = get(&e, "hint").unwrap();
     assert!(
-        hint.contains("MCP_OAUTH2_RESOURCE") && hint.contains("accept_audience"),
+        hint.contains("MCP_OAUTH2_RESOURCE")
+            && hint.contains("MCP_OAUTH2_ACCEPT_AUDIENCES")
+            && hint.contains("accept_audience"),
         "{hint}"
     );
     // The same token again, refused from the memory of refused tokens
@@ -523,6 +525,68 @@ async fn run(audit: &Audit) -> Vec<String> {
         get(&e, "hint").is_some_and(|h| h.contains("scope (or scp) claim")),
         "{e:?}"
     );
+
+    // An ID token: its audience a client's id, no client claim (found from
+    // outside: the audience hint told the operator to accept that id, and
+    // ID tokens then passed). The hint says what it is instead.
+    let id_token = h
+        .issuer
+        .token()
+        .audience("client-app-id")
+        .claim("client_id", serde_json::Value::Null)
+        .claim("nonce", json!("n-0S6_WzA2Mj"))
+        .sign();
+    secrets.push(id_token.clone());
+    c.send(
+        "id-1",
+        Some(&format!("Bearer {id_token}")),
+        "tools/list",
+        None,
+        list_body(),
+    )
+    .await;
+    let e = audit.one("id-1");
+    assert_eq!(get(&e, "reason"), Some("invalid_audience"));
+    let hint = get(&e, "hint").unwrap();
+    assert!(
+        hint.contains("ID token") && !hint.contains("accept it with"),
+        "{hint}"
+    );
+
+    // `typ: JWT`, as most providers issue (found from outside: refused
+    // with nothing saying how to accept it): the hint names the variable;
+    // another `typ` is told it is not an access token.
+    for (id, typ, says) in [
+        ("typ-1", json!("JWT"), "MCP_OAUTH2_ACCEPT_JWT_TYP=1"),
+        (
+            "typ-2",
+            serde_json::Value::Null,
+            "MCP_OAUTH2_ACCEPT_JWT_TYP=1",
+        ),
+        ("typ-3", json!("id_token+jwt"), "not an access token"),
+    ] {
+        let token = h
+            .issuer
+            .token()
+            .audience(&h.resource)
+            .header("typ", typ)
+            .sign();
+        secrets.push(token.clone());
+        c.send(
+            id,
+            Some(&format!("Bearer {token}")),
+            "tools/list",
+            None,
+            list_body(),
+        )
+        .await;
+        let e = audit.one(id);
+        assert_eq!(get(&e, "reason"), Some("invalid_type"), "{id}");
+        assert!(
+            get(&e, "hint").is_some_and(|h| h.contains(says)),
+            "{id}: {e:?}"
+        );
+    }
 
     // authz.refused: a verified caller without the required scope.
     let weak = h

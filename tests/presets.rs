@@ -553,3 +553,69 @@ async fn entra_id_tokens_are_not_access_tokens() {
     assert_eq!(verify1(&v1_access).await, Ok(()));
     assert_eq!(verify1(&v1_id).await, Err(AuthErrorKind::NotAnAccessToken));
 }
+
+// An OpenID Connect ID token has its client's id as audience and names no
+// client otherwise. Found from outside: the audience hint led an operator
+// to accept that id with `accept_audience`, and every preset but Entra's
+// then took ID tokens for access tokens (200, no client, no scope). Every
+// preset now refuses a token naming no client; the same token naming its
+// client (an access token with that audience) still passes.
+#[tokio::test]
+async fn no_preset_takes_an_id_token_for_an_access_token() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let client = "Xk3cLient1d";
+    let cases: Vec<(&str, AuthConfigBuilder, String, &str)> = vec![
+        (
+            "keycloak",
+            presets::keycloak("https://sso.example.com", "main"),
+            "https://sso.example.com/realms/main".to_owned(),
+            "azp",
+        ),
+        (
+            "auth0",
+            presets::auth0("tenant.us.auth0.com"),
+            "https://tenant.us.auth0.com/".to_owned(),
+            "azp",
+        ),
+        (
+            "okta",
+            presets::okta("acme.okta.com", "default"),
+            "https://acme.okta.com/oauth2/default".to_owned(),
+            "cid",
+        ),
+    ];
+    for (name, preset, iss, client_claim) in cases {
+        let config = preset
+            .resource(RESOURCE)
+            .accept_audience(client)
+            .build()
+            .unwrap();
+        let v =
+            JwtVerifier::with_static_jwks(&config, issuer.jwks().to_string().as_bytes()).unwrap();
+        let token = |names_client: bool| {
+            let mut t = issuer
+                .token()
+                .header("typ", json!("JWT"))
+                .claim("iss", json!(iss))
+                .claim("client_id", Value::Null)
+                .audience(client)
+                .claim("nonce", json!("n-0S6_WzA2Mj"));
+            if names_client {
+                t = t.claim(client_claim, json!(client));
+            }
+            t.sign()
+        };
+        assert_eq!(
+            v.verify(BearerToken::new(&token(false)))
+                .await
+                .err()
+                .map(|e| e.kind()),
+            Some(AuthErrorKind::NotAnAccessToken),
+            "{name}"
+        );
+        assert!(
+            v.verify(BearerToken::new(&token(true))).await.is_ok(),
+            "{name}"
+        );
+    }
+}

@@ -972,3 +972,121 @@ async fn a_log_pipe_whose_reader_is_gone_loses_lines_not_requests() {
         );
     }
 }
+
+/// A stateless `tools/call` of `tool` with `token` on the reference server
+/// at `resource`: the status and the JSON body (a refusal's or the call's).
+async fn call_tool(resource: &str, token: &str, tool: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(resource)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", support::attack::MODERN)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .header("authorization", format!("Bearer {token}"))
+        .body(support::attack::modern_tool_call_body(1, tool))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+// Providers whose tokens cannot name the resource URL, configured only by
+// the environment (found from outside: the reference server had no
+// variable for an extra audience, scope claims, the client claim or the
+// Cognito rule, so Entra ID and Cognito tokens were all refused and Auth0
+// RBAC permissions ignored).
+#[tokio::test]
+async fn entra_cognito_and_auth0_tokens_are_taken_as_configured_by_the_environment() {
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    let app_id = "6e74172b-be56-4843-9ff4-e66a39bb12e3";
+    // Entra ID v2.0: `aud` the API's application ID, scopes in `scp`, the
+    // client in `azp`; an ID token of a client of that registration has
+    // the same audience and no client claim.
+    let (_entra, resource) = support::reference::start_trusting(
+        issuer.issuer(),
+        &[
+            ("MCP_OAUTH2_ACCEPT_JWT_TYP", "1"),
+            ("MCP_OAUTH2_ACCEPT_AUDIENCES", app_id),
+            ("MCP_OAUTH2_REQUIRE_CLIENT_ID", "1"),
+            ("MCP_OAUTH2_SCOPE_CLAIMS", "scp"),
+        ],
+    )
+    .await;
+    let entra = |client: Option<&str>| {
+        issuer
+            .token()
+            .header("typ", serde_json::json!("JWT"))
+            .audience(app_id)
+            .claim("client_id", serde_json::Value::Null)
+            .claim(
+                "azp",
+                client.map_or(serde_json::Value::Null, |c| serde_json::json!(c)),
+            )
+            .claim("scp", serde_json::json!("notes:read"))
+            .sign()
+    };
+    let (status, answer) = call_tool(&resource, &entra(Some("client-app")), "list_notes").await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, refusal) = call_tool(&resource, &entra(None), "list_notes").await;
+    assert_eq!(
+        (status, &refusal["reason"]),
+        (401, &serde_json::json!("not_an_access_token"))
+    );
+    // Another audience still is not this server's.
+    let other = issuer
+        .token()
+        .audience("00000000-0000-0000-0000-000000000000")
+        .claim("scp", serde_json::json!("notes:read"))
+        .sign();
+    assert_eq!(call_tool(&resource, &other, "list_notes").await.0, 401);
+
+    // Cognito: no `aud`; `token_use: access` and a listed `client_id`.
+    let (_cognito, resource) = support::reference::start_trusting(
+        issuer.issuer(),
+        &[
+            ("MCP_OAUTH2_ACCEPT_JWT_TYP", "1"),
+            ("MCP_OAUTH2_COGNITO_CLIENT_IDS", "app-one, app-two"),
+        ],
+    )
+    .await;
+    let cognito = |client: &str, token_use: &str| {
+        issuer
+            .token()
+            .header("typ", serde_json::Value::Null)
+            .claim("client_id", serde_json::json!(client))
+            .claim("token_use", serde_json::json!(token_use))
+            .scopes(["notes:read"])
+            .sign()
+    };
+    let (status, answer) = call_tool(&resource, &cognito("app-two", "access"), "list_notes").await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, refusal) =
+        call_tool(&resource, &cognito("app-three", "access"), "list_notes").await;
+    assert_eq!(
+        (status, &refusal["reason"]),
+        (401, &serde_json::json!("invalid_audience"))
+    );
+    let (status, refusal) = call_tool(&resource, &cognito("app-one", "id"), "list_notes").await;
+    assert_eq!(
+        (status, &refusal["reason"]),
+        (401, &serde_json::json!("not_an_access_token"))
+    );
+
+    // Auth0 with RBAC: scopes from `scope` and `permissions`, merged.
+    let (_auth0, resource) = support::reference::start_trusting(
+        issuer.issuer(),
+        &[("MCP_OAUTH2_SCOPE_CLAIMS", "scope,permissions")],
+    )
+    .await;
+    let rbac = issuer
+        .token()
+        .audience(&resource)
+        .scopes(["openid"])
+        .claim("permissions", serde_json::json!(["notes:read"]))
+        .sign();
+    let (status, answer) = call_tool(&resource, &rbac, "list_notes").await;
+    assert_eq!(status, 200, "{answer}");
+}

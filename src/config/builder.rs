@@ -797,6 +797,12 @@ impl AuthConfigBuilder {
             check_url_parts(&url, UrlParts::Issuer, "issuer")?;
             check_https(&url, loopback_ok, "issuer")?;
             check_issuer_form(&issuer, &url, "issuer")?;
+            if let Some(door) = super::tenant::entra_front_door(&issuer) {
+                return Err(ConfigError::new(
+                    "issuer",
+                    super::tenant::front_door_message(door),
+                ));
+            }
             if issuers.iter().any(|i| i.issuer == issuer) {
                 return Err(ConfigError::new(
                     "issuer",
@@ -1676,6 +1682,31 @@ mod tests {
                 "max_unsent_answer_bytes_per_principal",
             ),
             (base().max_unsent_answer_bytes(0), "max_unsent_answer_bytes"),
+            // Entra ID's sign-in front doors as issuers (found from outside:
+            // taken from the environment, every token then refused).
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .issuer("https://login.microsoftonline.com/common/v2.0"),
+                "issuer",
+            ),
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .issuer("https://login.microsoftonline.com/Organizations/"),
+                "issuer",
+            ),
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new(
+                            "https://login.microsoftonline.com/{tenant}/v2.0",
+                        )
+                        .tenants(["72f988bf-86f1-41af-91ab-2d7cd011db47", "consumers"]),
+                    ),
+                "tenant_issuer",
+            ),
             (
                 base().max_sessions_per_principal(0),
                 "max_sessions_per_principal",

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use ::url::Url;
 
-use super::{Algorithm, AuthConfig, AuthConfigBuilder, DpopMode, IntrospectionSettings, TypPolicy};
+use super::{
+    Algorithm, AudienceRule, AuthConfig, AuthConfigBuilder, DpopMode, IntrospectionSettings,
+    TypPolicy,
+};
 use crate::error::ConfigError;
 
 /// One environment variable: its name, the builder setting it feeds, how
@@ -369,6 +372,67 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         }),
         default: "off",
         meaning: "`1`: also accept `typ: JWT` tokens (`TypPolicy::AllowJwt`)",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_ACCEPT_AUDIENCES",
+        setting: "accept_audience",
+        field: "accept_audience",
+        required: false,
+        parse: Parse::List(',', |s, v| {
+            if let Some(a) = v
+                .iter()
+                .find(|a| a.chars().any(|c| c.is_whitespace() || c.is_control()))
+            {
+                return Err(format!(
+                    "an audience holds a blank or a control character ({}): audiences are compared exactly",
+                    a.escape_debug()
+                ));
+            }
+            s.builder.extra_audiences = v;
+            Ok(())
+        }),
+        default: "none",
+        meaning: "more values a token's `aud` may hold for this server, besides the resource: Entra ID's application ID (a GUID) or `api://` URI; values that name this server only",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_SCOPE_CLAIMS",
+        setting: "scope_claims",
+        field: "scope_claims",
+        required: false,
+        parse: Parse::List(',', |s, v| {
+            if !v.is_empty() {
+                s.builder.scope_claims = Some(v);
+            }
+            Ok(())
+        }),
+        default: "`scope`, else `scp`",
+        meaning: "claims scopes are read from, merged (names or dot-separated paths): `scope,permissions` (Auth0 RBAC), `scp,roles` (Entra ID app roles), `realm_access.roles`",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_REQUIRE_CLIENT_ID",
+        setting: "require_client_id",
+        field: "require_client_id",
+        required: false,
+        parse: Parse::Flag(|s, on| {
+            s.builder.require_client_id = on;
+            Ok(())
+        }),
+        default: "off",
+        meaning: "`1`: refuse tokens naming no client (`client_id`, `azp`, `cid`, `appid`), such as OpenID Connect ID tokens",
+    },
+    EnvVar {
+        name: "MCP_OAUTH2_COGNITO_CLIENT_IDS",
+        setting: "audience_rule",
+        field: "audience_rule",
+        required: false,
+        parse: Parse::List(',', |s, v| {
+            if !v.is_empty() {
+                s.builder.audience_rule = AudienceRule::CognitoClientIds(v);
+            }
+            Ok(())
+        }),
+        default: "none (`aud` must name the resource)",
+        meaning: "AWS Cognito access tokens carry no `aud`: accept tokens with `token_use: access` and one of these `client_id`s instead (a weaker binding: see `presets::cognito`)",
     },
     EnvVar {
         name: "MCP_OAUTH2_RESOURCE_NAME",
@@ -1655,6 +1719,13 @@ mod tests {
             ("MCP_OAUTH2_ALGORITHMS", "RS256, ES256"),
             ("MCP_OAUTH2_LEEWAY", "7"),
             ("MCP_OAUTH2_ACCEPT_JWT_TYP", "1"),
+            (
+                "MCP_OAUTH2_ACCEPT_AUDIENCES",
+                " api://notes , 00000000-0000-0000-0000-000000000001",
+            ),
+            ("MCP_OAUTH2_SCOPE_CLAIMS", "scp, roles"),
+            ("MCP_OAUTH2_REQUIRE_CLIENT_ID", "1"),
+            ("MCP_OAUTH2_COGNITO_CLIENT_IDS", "app-1,app-2"),
             ("MCP_OAUTH2_RESOURCE_NAME", "Notes"),
             ("MCP_OAUTH2_RESOURCE_DOCUMENTATION", "https://docs.example/"),
             ("MCP_OAUTH2_JWKS_CACHE_TTL", "10"),
@@ -1760,6 +1831,19 @@ mod tests {
         assert_eq!(c.max_pending_body_bytes, 1_048_576);
         assert_eq!(c.max_pending_body_bytes_per_principal, 65_536);
         assert_eq!(c.max_unsent_answer_bytes, 2_097_152);
+        assert_eq!(
+            c.extra_audiences,
+            ["api://notes", "00000000-0000-0000-0000-000000000001"]
+        );
+        assert_eq!(
+            c.scope_claims.as_deref(),
+            Some(&["scp".to_owned(), "roles".to_owned()][..])
+        );
+        assert!(c.require_client_id);
+        assert_eq!(
+            c.audience_rule,
+            AudienceRule::CognitoClientIds(vec!["app-1".to_owned(), "app-2".to_owned()])
+        );
         assert_eq!(c.max_unsent_answer_bytes_per_principal, 131_072);
         assert_eq!(c.sessions.total, 30);
         assert_eq!(c.sessions.idle_timeout, s(40));
@@ -1920,6 +2004,17 @@ mod tests {
                 &[("MCP_OAUTH2_ISSUER", "https://a.example,https://b.example")],
             ),
             ("MCP_OAUTH2_REQUIRED_SCOPES", "offline_access", &[]),
+            ("MCP_OAUTH2_ACCEPT_AUDIENCES", "api://a b", &[]),
+            (
+                "MCP_OAUTH2_ISSUER",
+                "https://login.microsoftonline.com/common/v2.0",
+                &[],
+            ),
+            ("MCP_OAUTH2_ACCEPT_AUDIENCES", "api://a,,api://b", &[]),
+            ("MCP_OAUTH2_SCOPE_CLAIMS", "scp,a..b", &[]),
+            ("MCP_OAUTH2_SCOPE_CLAIMS", "scp,,roles", &[]),
+            ("MCP_OAUTH2_REQUIRE_CLIENT_ID", "yes", &[]),
+            ("MCP_OAUTH2_COGNITO_CLIENT_IDS", "a,,b", &[]),
             ("MCP_OAUTH2_REQUIRED_SCOPES", "a\"b", &[]),
             ("MCP_OAUTH2_SCOPES_SUPPORTED", "offline_access", &[]),
             ("MCP_OAUTH2_SCOPES_SUPPORTED", "a\\b", &[]),

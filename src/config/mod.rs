@@ -23,6 +23,7 @@ mod groups;
 pub(crate) mod introspection;
 mod scopes;
 pub(crate) mod tenant;
+pub(crate) use tenant::ENTRA_FRONT_DOORS;
 pub(crate) mod url;
 mod watch;
 

@@ -346,6 +346,9 @@ impl TenantIssuer {
                     if list.iter().take(i).any(|u| u == t) {
                         return Err(err(format!("tenant {t:?} is listed twice")));
                     }
+                    if is_entra_front_door(template, t) {
+                        return Err(err(front_door_message(t)));
+                    }
                 }
             }
             Tenants::Any => {
@@ -509,6 +512,40 @@ impl IssuerPolicy {
         }
         Ok(())
     }
+}
+
+/// Entra ID's sign-in front doors: no token names them as its issuer (a
+/// token names its user's own tenant).
+pub(crate) const ENTRA_FRONT_DOORS: [&str; 3] = ["common", "organizations", "consumers"];
+
+/// The front door an Entra ID issuer URL names in place of a tenant
+/// (`https://login.microsoftonline.com/common/v2.0`), if any: no token
+/// names one as its issuer, so every token would be refused (found from
+/// outside: the environment took it where the presets refuse it).
+pub(crate) fn entra_front_door(issuer: &str) -> Option<&'static str> {
+    let rest = issuer
+        .get(..34)
+        .filter(|p| p.eq_ignore_ascii_case("https://login.microsoftonline.com/"))
+        .and_then(|_| issuer.get(34..))?;
+    let segment = rest.split('/').next().unwrap_or_default();
+    ENTRA_FRONT_DOORS
+        .into_iter()
+        .find(|door| door.eq_ignore_ascii_case(segment))
+}
+
+/// Whether `tenant` of an issuer template on Entra ID's host is one of its
+/// front doors (see [`entra_front_door`]).
+pub(crate) fn is_entra_front_door(template: &str, tenant: &str) -> bool {
+    entra_front_door(&template.replace("{tenant}", tenant)).is_some()
+}
+
+/// What is said of an Entra ID front door configured as an issuer.
+pub(crate) fn front_door_message(door: &str) -> String {
+    format!(
+        "{door:?} is an Entra ID sign-in front door, not a tenant: Entra ID tokens name their \
+         user's own directory (tenant) ID as issuer, so every token would be refused; give the \
+         directory ID, or an issuer template with the tenants to accept"
+    )
 }
 
 #[cfg(test)]

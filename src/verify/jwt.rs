@@ -332,7 +332,7 @@ impl JwtVerifier {
                 return Err(AuthErrorKind::DisallowedAlgorithm.into());
             }
             if !rules.typ_allowed(typ) {
-                return Err(AuthErrorKind::InvalidType.into());
+                return Err(crate::policy::invalid_type(typ));
             }
             Ok(())
         }) {
@@ -485,7 +485,7 @@ impl JwtVerifier {
             .str("typ")
             .map_err(|()| AuthError::new(AuthErrorKind::InvalidType))?;
         if !self.inner.policy.typ_allowed(typ.as_deref()) {
-            return Err(AuthErrorKind::InvalidType.into());
+            return Err(crate::policy::invalid_type(typ.as_deref()));
         }
         let kid = header
             .str("kid")
