@@ -47,6 +47,36 @@ impl rmcp::ServerHandler for Big {
     }
 }
 
+/// A server whose `tools/list` answers 30 tools of 4,000-byte
+/// descriptions (about 120 KB), for a list the layer reads and rebuilds
+/// (`hide_unauthorized_in_lists`).
+#[derive(Clone)]
+struct Lists;
+
+impl rmcp::ServerHandler for Lists {
+    fn get_info(&self) -> rmcp::model::ServerConfig {
+        rmcp::model::ServerConfig::new(
+            rmcp::model::ServerCapabilities::builder()
+                .enable_tools()
+                .build(),
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: rmcp::service::RequestContext<rmcp::service::RoleServer>,
+    ) -> Result<rmcp::model::ListToolsResult, rmcp::ErrorData> {
+        let schema: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r#"{"type":"object"}"#).unwrap();
+        let schema = std::sync::Arc::new(schema);
+        let tools = (0..30)
+            .map(|i| rmcp::model::Tool::new(format!("tool{i}"), "d".repeat(4000), schema.clone()))
+            .collect();
+        Ok(rmcp::model::ListToolsResult::with_all_items(tools))
+    }
+}
+
 struct Server {
     addr: std::net::SocketAddr,
     resource: String,
@@ -69,22 +99,33 @@ impl Server {
     /// either way (3 x 100,113 <= 320,000 < 3 x 83,729 + 100,113, and
     /// 4 x 100,113 <= 420,000 < 4 x 83,729 + 100,113).
     async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// [`start`](Self::start), serving [`Lists`] with lists filtered when
+    /// `lists`.
+    async fn start_with(lists: bool) -> Self {
         let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
         let (listener, resource, config) = support::loopback::bind_with_config(&issuer, |b| {
             b.max_unsent_answer_bytes_per_principal(320_000)
                 .max_unsent_answer_bytes(420_000)
+                .hide_unauthorized_in_lists(lists)
         })
         .await;
         let addr = listener.local_addr().unwrap();
-        let server = mcp_oauth2::McpServer::builder()
-            .auth(config)
-            .service(|| {
-                Ok(Big {
-                    tool_router: Big::tool_router(),
+        let builder = mcp_oauth2::McpServer::builder().auth(config);
+        let server = if lists {
+            builder.service(|| Ok(Lists)).build().unwrap()
+        } else {
+            builder
+                .service(|| {
+                    Ok(Big {
+                        tool_router: Big::tool_router(),
+                    })
                 })
-            })
-            .build()
-            .unwrap();
+                .build()
+                .unwrap()
+        };
         let stop = server.cancellation_token();
         tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
         Self {
@@ -282,7 +323,39 @@ async fn a_legacy_sessions_held_answer_is_counted_before_its_head_leaves() {
         (429, Some("1".to_owned()))
     );
     drop(hers);
-    served_again(&server, &alice).await;
+    // Her client that reads gets the event whole, though it left in copies
+    // of 16 KiB (an SSE event split across frames).
+    for attempt in 0.. {
+        let (status, body) = legacy_read(&server, &alice, &session).await;
+        if status == 200 {
+            let data: String = body
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .map(str::trim_start)
+                .filter(|d| d.contains("\"result\""))
+                .collect();
+            let answer: serde_json::Value = serde_json::from_str(&data).unwrap();
+            let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+            assert_eq!(text.len(), BIG);
+            assert!(text.bytes().all(|b| b == b'x'));
+            break;
+        }
+        assert!(status == 429 && attempt < 100, "{status}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A legacy `big` call over HTTP/1 by a client that reads its answer: the
+/// status and the body (an event stream).
+async fn legacy_read(server: &Server, token: &str, session: &str) -> (u16, String) {
+    let (head, body) = legacy_call(server, token, session, 99);
+    let mut request = reqwest::Client::new().post(&server.resource);
+    for (name, value) in head.headers() {
+        request = request.header(name.as_str(), value.as_bytes());
+    }
+    let response = request.body(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
 }
 
 /// A 2025-11-25 session of `token`'s: its id.
@@ -333,4 +406,33 @@ fn legacy_call(server: &Server, token: &str, session: &str, id: u64) -> (http::R
         r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"big","arguments":{{}}}}}}"#
     );
     (head, Bytes::from(body))
+}
+
+// A list the layer reads whole and rebuilds (`hide_unauthorized_in_lists`)
+// is counted again once rebuilt: the metering of rmcp's answer ends where
+// the filter read it.
+#[tokio::test]
+async fn a_filtered_list_is_counted_as_it_leaves() {
+    let server = Server::start_with(true).await;
+    let alice = server.token("alice");
+    let list = |id: u64| {
+        let head = http::Request::post(&server.resource)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", "tools/list")
+            .header("authorization", format!("Bearer {alice}"))
+            .body(())
+            .unwrap();
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list","params":{{{}}}}}"#,
+            support::attack::MODERN_META
+        );
+        (head, Bytes::from(body))
+    };
+    // About 121 KB each: two fit her 320,000 bytes, the third does not.
+    let mut hers = server.unread_connection().await;
+    assert_eq!(hers.call(list(1)).await.0, 200);
+    assert_eq!(hers.call(list(2)).await.0, 200);
+    assert_eq!(hers.call(list(3)).await, (429, Some("1".to_owned())));
 }

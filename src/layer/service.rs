@@ -534,6 +534,15 @@ where
             if let Some(stream) = admitted.session_stream {
                 response = stream.hold(response);
             }
+            // A step below that reads the answer whole (a task's recording,
+            // list filtering) hands on one rebuilt: metered again
+            // (`unsent`), since the metering of the settled one ends there.
+            let remeter = match &admitted.step_up {
+                Some(check) if recorder.is_some() || admitted.filter_for.is_some() => {
+                    Some(check.remeter())
+                }
+                _ => None,
+            };
             if let Some(check) = admitted.step_up {
                 response = match check.settle(response) {
                     Settled::Done(response) => response,
@@ -545,6 +554,9 @@ where
             }
             if let Some(ctx) = admitted.filter_for {
                 response = filter_lists(response, &shared.policy, &ctx).await;
+            }
+            if let Some(remeter) = remeter {
+                response = remeter.meter(response);
             }
             let hook = match admitted.session_hook {
                 Some(hook) if shared.session_store().is_some() => {

@@ -60,6 +60,48 @@ pub(super) enum Settled {
     Held(BoxFuture<'static, Response>),
 }
 
+/// What metering an admitted call's answer needs (`unsent`).
+pub(super) struct Remeter {
+    shared: Arc<Shared>,
+    ctx: AuthContext,
+    meta: Arc<RequestMeta>,
+}
+
+impl Remeter {
+    /// `response` with a body of known size (a JSON answer, a rebuilt
+    /// list) of [`METERED_FROM`] bytes or more counted before its head
+    /// leaves and handed on in copies, or the refusal of a bound that is
+    /// full (the answer dropped). A smaller one, or one of unknown size (a
+    /// stream, whose frames are metered where it was settled), is left as
+    /// it is.
+    pub(super) fn meter(self, response: Response) -> Response {
+        use http_body::Body as _;
+        let Some(size) = response.body().size_hint().exact() else {
+            return response;
+        };
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if size < METERED_FROM {
+            return response;
+        }
+        let mut meter = Meter::new(Arc::clone(&self.shared.unsent), self.ctx.clone());
+        if let Err(full) = meter.prepay(size) {
+            return unsent_full(&self.shared, &self.ctx, &self.meta, full);
+        }
+        response.map(|body| Body::new(Metered::new(body, meter)))
+    }
+}
+
+/// The refusal of an answer dropped for a full bound of `unsent`.
+#[cold]
+fn unsent_full(shared: &Shared, ctx: &AuthContext, meta: &RequestMeta, full: Full) -> Response {
+    tracing::debug!(
+        reason = full.refused().reason(),
+        request_id = meta.request_id.as_str(),
+        "dropped an answer: {full}"
+    );
+    shared.refused_by(full.refused(), meta, Some(ctx))
+}
+
 impl StepUpCheck {
     /// What to answer once the inner service's response is known.
     pub(super) fn settle(self, response: Response) -> Settled {
@@ -87,31 +129,34 @@ impl StepUpCheck {
     fn meter_answer(&self, response: Response) -> Response {
         use http_body::Body as _;
         let hint = response.body().size_hint();
+        if hint.exact().is_some() {
+            return self.remeter().meter(response);
+        }
         if hint
             .upper()
             .is_some_and(|upper| upper < METERED_FROM as u64)
         {
             return response;
         }
-        let mut meter = self.meter();
-        if let Some(size) = hint.exact()
-            && let Err(full) = meter.prepay(usize::try_from(size).unwrap_or(usize::MAX))
-        {
-            return self.unsent_full(full);
-        }
+        // Of unknown size: its frames are metered as they come.
+        let meter = self.meter();
         response.map(|body| Body::new(Metered::new(body, meter)))
+    }
+
+    /// The metering of this call's answer once a later step rebuilt it
+    /// (list filtering, a task's recording read it whole).
+    pub(super) fn remeter(&self) -> Remeter {
+        Remeter {
+            shared: Arc::clone(&self.shared),
+            ctx: self.ctx.clone(),
+            meta: Arc::clone(&self.meta),
+        }
     }
 
     /// The refusal of an answer dropped for a full bound of `unsent`.
     #[cold]
     fn unsent_full(&self, full: Full) -> Response {
-        tracing::debug!(
-            reason = full.refused().reason(),
-            request_id = self.meta.request_id.as_str(),
-            "dropped an answer: {full}"
-        );
-        self.shared
-            .refused_by(full.refused(), &self.meta, Some(&self.ctx))
+        unsent_full(&self.shared, &self.ctx, &self.meta, full)
     }
 
     /// The body of a stream whose head leaves now: `front` (frames read
