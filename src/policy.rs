@@ -486,6 +486,28 @@ impl TokenPolicy {
         self.resource.matches(aud) || rules.extra_audiences.iter().any(|x| x == aud)
     }
 
+    /// Whether the token's `aud` names this server's resource itself.
+    fn names_the_resource(&self, claims: &Members<'_>) -> bool {
+        match claims.get("aud") {
+            Some(aud) if aud.get().starts_with('[') => {
+                json::str_array(aud).is_ok_and(|list| list.iter().any(|a| self.resource.matches(a)))
+            }
+            Some(aud) => as_str(aud).is_ok_and(|a| self.resource.matches(&a)),
+            None => false,
+        }
+    }
+
+    /// Whether the token's `aud` holds `value` (compared exactly).
+    fn audience_holds(&self, claims: &Members<'_>, value: &str) -> bool {
+        match claims.get("aud") {
+            Some(aud) if aud.get().starts_with('[') => {
+                json::str_array(aud).is_ok_and(|list| list.iter().any(|a| a == value))
+            }
+            Some(aud) => as_str(aud).is_ok_and(|a| a == value),
+            None => false,
+        }
+    }
+
     /// Rule 5. RFC 8707 / RFC 9068 section 4: `aud` must contain our resource
     /// (or an audience explicitly configured for this server). Under the
     /// Cognito rule, which has no `aud`, `token_use` must be `access` (else
@@ -509,9 +531,13 @@ impl TokenPolicy {
                 Some(aud) => as_str(aud).map(|a| vec![a]).unwrap_or_default(),
                 None => Vec::new(),
             };
-            let names_no_client = ["client_id", "azp", "cid", "appid"]
-                .iter()
-                .all(|c| claims.get(c).is_none());
+            // An ID token's shape: no client named, or its audience its
+            // own client's id (OpenID Connect allows `azp` in an ID token,
+            // equal to its audience).
+            let client = client_id(claims).ok().flatten();
+            let names_no_client = client
+                .as_deref()
+                .is_none_or(|c| audience.iter().any(|a| *a == *c));
             return Err(invalid().with_diagnosis(Diagnosis {
                 audience: audience
                     .iter()
@@ -521,6 +547,21 @@ impl TokenPolicy {
                 names_no_client,
                 ..Diagnosis::default()
             }));
+        }
+        // An audience this server was told to accept besides its resource
+        // (an application ID) that is the token's own client's id: the
+        // client's own token, as an OpenID Connect ID token is (its `aud`
+        // and `azp` the client's id), not one issued for this server
+        // (found from outside: an ID token naming its client in `azp` passed
+        // once that id was accepted). Read only for a token that names no
+        // resource of ours.
+        if !rules.extra_audiences.is_empty()
+            && !self.names_the_resource(claims)
+            && let Ok(Some(client)) = client_id(claims)
+            && rules.extra_audiences.iter().any(|x| **x == *client)
+            && self.audience_holds(claims, &client)
+        {
+            return Err(AuthErrorKind::NotAnAccessToken.into());
         }
         if let AudienceRule::CognitoClientIds(clients) = &rules.audience_rule {
             // Another kind of token (an ID token's `id`), or one that does

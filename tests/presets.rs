@@ -592,30 +592,41 @@ async fn no_preset_takes_an_id_token_for_an_access_token() {
             .unwrap();
         let v =
             JwtVerifier::with_static_jwks(&config, issuer.jwks().to_string().as_bytes()).unwrap();
-        let token = |names_client: bool| {
+        let token = |names_client: bool, aud: &str| {
             let mut t = issuer
                 .token()
                 .header("typ", json!("JWT"))
                 .claim("iss", json!(iss))
                 .claim("client_id", Value::Null)
-                .audience(client)
+                .audience(aud)
                 .claim("nonce", json!("n-0S6_WzA2Mj"));
             if names_client {
                 t = t.claim(client_claim, json!(client));
             }
             t.sign()
         };
+        // An ID token naming no client, and one naming its client (`azp`
+        // equal to its audience, as OpenID Connect allows: found from
+        // outside, it passed once the id was accepted).
         assert_eq!(
-            v.verify(BearerToken::new(&token(false)))
-                .await
-                .err()
-                .map(|e| e.kind()),
+            kind_of(&v, token(false, client)).await,
             Some(AuthErrorKind::NotAnAccessToken),
             "{name}"
         );
-        assert!(
-            v.verify(BearerToken::new(&token(true))).await.is_ok(),
+        assert_eq!(
+            kind_of(&v, token(true, client)).await,
+            Some(AuthErrorKind::NotAnAccessToken),
             "{name}"
         );
+        // The client's access token for this server passes.
+        assert_eq!(kind_of(&v, token(true, RESOURCE)).await, None, "{name}");
     }
+}
+
+/// What `v` refuses `token` for, if anything.
+async fn kind_of(v: &JwtVerifier, token: String) -> Option<AuthErrorKind> {
+    v.verify(BearerToken::new(&token))
+        .await
+        .err()
+        .map(|e| e.kind())
 }

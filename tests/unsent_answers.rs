@@ -30,6 +30,11 @@ impl Big {
         "x".repeat(BIG)
     }
 
+    #[rmcp::tool(description = "answers 10,000 bytes: one copy")]
+    async fn medium(&self) -> String {
+        "m".repeat(10_000)
+    }
+
     #[rmcp::tool(description = "answers a few bytes")]
     async fn small(&self) -> String {
         "ok".to_owned()
@@ -92,12 +97,9 @@ impl Drop for Server {
 
 impl Server {
     /// Each user may hold 320,000 bytes of answers not taken (three `big`
-    /// answers, not four), the process 420,000 (four, not five). A `big`
-    /// answer is 100,113 bytes; the server's HTTP/2 stream takes its first
-    /// copy (16 KiB) whatever the window, so an unread one counts 100,113
-    /// or 83,729 bytes depending on when it is looked at: the bounds hold
-    /// either way (3 x 100,113 <= 320,000 < 3 x 83,729 + 100,113, and
-    /// 4 x 100,113 <= 420,000 < 4 x 83,729 + 100,113).
+    /// answers of 100,113 bytes, not four), the process 420,000 (four, not
+    /// five). An answer counts whole until its last copy has been taken
+    /// and the server asked for more, whatever the window.
     async fn start() -> Self {
         Self::start_with(false).await
     }
@@ -435,4 +437,25 @@ async fn a_filtered_list_is_counted_as_it_leaves() {
     assert_eq!(hers.call(list(1)).await.0, 200);
     assert_eq!(hers.call(list(2)).await.0, 200);
     assert_eq!(hers.call(list(3)).await, (429, Some("1".to_owned())));
+}
+
+// An answer of one copy (4 to 16 KiB) stays counted while its stream is
+// stalled (found from outside: the server's HTTP/2 stream took the copy
+// whatever the window, and such answers were never counted: 12,000 of them
+// for one user, 250 MB).
+#[tokio::test]
+async fn answers_of_one_copy_stay_counted_while_unread() {
+    let server = Server::start().await;
+    let alice = server.token("alice");
+    let mut hers = server.unread_connection().await;
+    // 10,110 bytes or so each: 31 fit her 320,000 bytes.
+    let mut statuses = Vec::new();
+    for id in 1..=40 {
+        statuses.push(hers.call(server.call(&alice, "medium", id)).await.0);
+    }
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    assert!((30..=31).contains(&served), "{statuses:?}");
+    assert!(statuses[served..].iter().all(|s| *s == 429), "{statuses:?}");
+    drop(hers);
+    served_again(&server, &alice).await;
 }

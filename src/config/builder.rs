@@ -1033,24 +1033,60 @@ impl AuthConfigBuilder {
         if self.extra_audiences.iter().any(|a| a.trim().is_empty()) {
             return Err(ConfigError::new("accept_audience", "must not be empty"));
         }
-        if let AudienceRule::CognitoClientIds(ids) = &self.audience_rule
-            && (ids.is_empty() || ids.iter().any(|i| i.trim().is_empty()))
-        {
-            return Err(ConfigError::new(
-                "audience_rule",
-                "the Cognito rule needs at least one client id",
-            ));
+        check_extra_audiences(
+            &self.extra_audiences,
+            &issuers,
+            self.introspection.as_ref().map(|i| i.client_id.as_str()),
+        )?;
+        if let AudienceRule::CognitoClientIds(ids) = &self.audience_rule {
+            if ids.is_empty() || ids.iter().any(|i| i.trim().is_empty()) {
+                return Err(ConfigError::new(
+                    "audience_rule",
+                    "the Cognito rule needs at least one client id",
+                ));
+            }
+            check_names(ids, "audience_rule", "client id")?;
+            // The rule replaces the audience of every issuer's tokens: with
+            // several issuers (or a template) another issuer's client of the
+            // same name would be trusted without any audience (found from
+            // outside), and that issuer's tokens bound by `aud` refused.
+            if issuers.len() != 1 || !self.tenant_issuers.is_empty() {
+                return Err(ConfigError::new(
+                    "audience_rule",
+                    "the Cognito rule (no aud, a listed client_id instead) applies to every token: \
+                     it needs exactly one issuer, the Cognito user pool, and no issuer template",
+                ));
+            }
         }
-        if let Some(paths) = &self.scope_claims
-            && (paths.is_empty()
+        if let Some(paths) = &self.scope_claims {
+            if paths.is_empty()
                 || paths
                     .iter()
-                    .any(|p| p.is_empty() || p.split('.').any(str::is_empty)))
-        {
-            return Err(ConfigError::new(
-                "scope_claims",
-                "claim names must be non-empty (dot-separated paths)",
-            ));
+                    .any(|p| p.is_empty() || p.split('.').any(str::is_empty))
+            {
+                return Err(ConfigError::new(
+                    "scope_claims",
+                    "claim names must be non-empty (dot-separated paths)",
+                ));
+            }
+            check_names(paths, "scope_claims", "claim")?;
+            // A claim that says who or what the token is, read as scopes,
+            // grants whatever its value spells (found from outside:
+            // `sub` as a scope claim granted a user the scope named like
+            // their subject).
+            if let Some(p) = paths
+                .iter()
+                .find(|p| NOT_SCOPE_CLAIMS.contains(&p.as_str()))
+            {
+                return Err(ConfigError::new(
+                    "scope_claims",
+                    format!(
+                        "{p:?} is not a claim of scopes: it names the token's issuer, subject, \
+                         audience, client, times or id, and read as scopes it would grant what \
+                         its value spells"
+                    ),
+                ));
+            }
         }
         if let Some(settings) = &self.introspection {
             if let Some(endpoint) = &settings.endpoint {
@@ -1433,6 +1469,110 @@ fn is_direction_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Claims that say who or what a token is: never read as scopes.
+const NOT_SCOPE_CLAIMS: [&str; 13] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "client_id",
+    "azp",
+    "cid",
+    "appid",
+    "tid",
+    "token_use",
+];
+
+/// Audiences that can never name one server: Keycloak's `account` (given to
+/// tokens of every client), Microsoft Graph's application ID.
+const SHARED_AUDIENCES: [(&str, &str); 2] = [
+    (
+        "account",
+        "the audience Keycloak gives tokens of every client (its account console)",
+    ),
+    (
+        "00000003-0000-0000-c000-000000000000",
+        "Microsoft Graph's application ID",
+    ),
+];
+
+/// Each of `names` (of `field`, each a `what`): printable ASCII without
+/// blanks, listed once, not `*` (read as itself, never as a wildcard).
+fn check_names(names: &[String], field: &'static str, what: &str) -> Result<(), ConfigError> {
+    for (i, name) in names.iter().enumerate() {
+        if !name.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(ConfigError::new(
+                field,
+                format!(
+                    "{what} {:?} holds a blank, a control or a character outside printable ASCII: \
+                     values are compared exactly",
+                    name.escape_debug().to_string()
+                ),
+            ));
+        }
+        if name == "*" {
+            return Err(ConfigError::new(
+                field,
+                format!("\"*\" is not a wildcard: each {what} is compared exactly"),
+            ));
+        }
+        if names.iter().take(i).any(|n| n == name) {
+            return Err(ConfigError::new(
+                field,
+                format!("{what} {name:?} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Audiences accepted besides the resource must name this server only
+/// (found from outside: `*`, `account`, Graph's ID, the issuer's own
+/// userinfo URL, invisible characters were all taken without a word).
+fn check_extra_audiences(
+    audiences: &[String],
+    issuers: &[IssuerConfig],
+    own_client: Option<&str>,
+) -> Result<(), ConfigError> {
+    check_names(audiences, "accept_audience", "audience")?;
+    for a in audiences {
+        if let Some((_, what)) = SHARED_AUDIENCES.iter().find(|(s, _)| s == a) {
+            return Err(ConfigError::new(
+                "accept_audience",
+                format!("{a:?} is {what}: it names no one server"),
+            ));
+        }
+        if let Some(i) = issuers.iter().find(|i| {
+            let base = i.issuer.trim_end_matches('/');
+            a.trim_end_matches('/') == base
+                || a.strip_prefix(base)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        }) {
+            return Err(ConfigError::new(
+                "accept_audience",
+                format!(
+                    "{a:?} names the issuer {:?} or an endpoint of it (its userinfo URL is in \
+                     tokens for every API): it names no one server",
+                    i.issuer
+                ),
+            ));
+        }
+        if own_client == Some(a.as_str()) {
+            return Err(ConfigError::new(
+                "accept_audience",
+                format!(
+                    "{a:?} is this server's own client id (introspection): tokens issued to it \
+                     (its ID tokens) are not access tokens for it"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1682,6 +1822,71 @@ mod tests {
                 "max_unsent_answer_bytes_per_principal",
             ),
             (base().max_unsent_answer_bytes(0), "max_unsent_answer_bytes"),
+            // Audiences that name no one server, values that cannot be
+            // compared as meant (found from outside: all taken).
+            (base().accept_audience("*"), "accept_audience"),
+            (base().accept_audience("account"), "accept_audience"),
+            (
+                base().accept_audience("00000003-0000-0000-c000-000000000000"),
+                "accept_audience",
+            ),
+            (
+                base().accept_audience("https://auth.example.com/userinfo"),
+                "accept_audience",
+            ),
+            (
+                base().accept_audience("https://auth.example.com/"),
+                "accept_audience",
+            ),
+            (
+                base().accept_audience("api://a\u{200b}b"),
+                "accept_audience",
+            ),
+            (
+                base().accept_audience("api://x").accept_audience("api://x"),
+                "accept_audience",
+            ),
+            (
+                base()
+                    .introspection(IntrospectionSettings::new("mcp-server", "s3cr3t-XyZ-42-q"))
+                    .accept_audience("mcp-server"),
+                "accept_audience",
+            ),
+            (base().scope_claims(["sub"]), "scope_claims"),
+            (base().scope_claims(["scp", "scp"]), "scope_claims"),
+            (base().scope_claims(["sc p"]), "scope_claims"),
+            (
+                base().audience_rule(AudienceRule::CognitoClientIds(vec!["a b".to_owned()])),
+                "audience_rule",
+            ),
+            (
+                base()
+                    .issuer("https://other.example.com")
+                    .audience_rule(AudienceRule::CognitoClientIds(vec!["app".to_owned()])),
+                "audience_rule",
+            ),
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .issuer("https://sts.windows.net/common/"),
+                "issuer",
+            ),
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .issuer("https://login.windows.net./organizations/v2.0"),
+                "issuer",
+            ),
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new("https://sts.windows.net/fixed/")
+                            .tenant_claim("tid")
+                            .tenants(["common"]),
+                    ),
+                "tenant_issuer",
+            ),
             // Entra ID's sign-in front doors as issuers (found from outside:
             // taken from the environment, every token then refused).
             (

@@ -1653,6 +1653,27 @@ mod tests {
         ])
     }
 
+    // The Cognito rule from the environment, for its one issuer; with a
+    // template beside it (another issuer's clients trusted without any
+    // audience, found from outside) refused, naming the variable.
+    #[test]
+    fn cognito_client_ids_need_one_issuer() {
+        let mut vars = minimal();
+        vars.insert("MCP_OAUTH2_COGNITO_CLIENT_IDS", " app-1 ,app-2".to_owned());
+        let c = from_map(&vars).unwrap();
+        assert_eq!(
+            c.audience_rule,
+            AudienceRule::CognitoClientIds(vec!["app-1".to_owned(), "app-2".to_owned()])
+        );
+        vars.insert(
+            "MCP_OAUTH2_ISSUER",
+            "https://as.example/{tenant}".to_owned(),
+        );
+        vars.insert("MCP_OAUTH2_TENANTS", "pool,partner".to_owned());
+        let err = from_map(&vars).unwrap_err();
+        assert_eq!(err.field(), "MCP_OAUTH2_COGNITO_CLIENT_IDS", "{err}");
+    }
+
     // `AuthConfig::from_env`'s documentation: an empty flag is unset, so
     // a flag that defaults on stays on (and one that defaults off, off).
     // A Redis URL refused at start says why, never "store unavailable" and
@@ -1725,7 +1746,10 @@ mod tests {
             ),
             ("MCP_OAUTH2_SCOPE_CLAIMS", "scp, roles"),
             ("MCP_OAUTH2_REQUIRE_CLIENT_ID", "1"),
-            ("MCP_OAUTH2_COGNITO_CLIENT_IDS", "app-1,app-2"),
+            // Blank (unset): the Cognito rule needs one plain issuer, and
+            // this configuration has a template (read in
+            // `cognito_client_ids_need_one_issuer`).
+            ("MCP_OAUTH2_COGNITO_CLIENT_IDS", " "),
             ("MCP_OAUTH2_RESOURCE_NAME", "Notes"),
             ("MCP_OAUTH2_RESOURCE_DOCUMENTATION", "https://docs.example/"),
             ("MCP_OAUTH2_JWKS_CACHE_TTL", "10"),
@@ -1840,10 +1864,7 @@ mod tests {
             Some(&["scp".to_owned(), "roles".to_owned()][..])
         );
         assert!(c.require_client_id);
-        assert_eq!(
-            c.audience_rule,
-            AudienceRule::CognitoClientIds(vec!["app-1".to_owned(), "app-2".to_owned()])
-        );
+        assert_eq!(c.audience_rule, AudienceRule::Resource);
         assert_eq!(c.max_unsent_answer_bytes_per_principal, 131_072);
         assert_eq!(c.sessions.total, 30);
         assert_eq!(c.sessions.idle_timeout, s(40));

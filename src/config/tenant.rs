@@ -523,20 +523,44 @@ pub(crate) const ENTRA_FRONT_DOORS: [&str; 3] = ["common", "organizations", "con
 /// names one as its issuer, so every token would be refused (found from
 /// outside: the environment took it where the presets refuse it).
 pub(crate) fn entra_front_door(issuer: &str) -> Option<&'static str> {
-    let rest = issuer
-        .get(..34)
-        .filter(|p| p.eq_ignore_ascii_case("https://login.microsoftonline.com/"))
-        .and_then(|_| issuer.get(34..))?;
-    let segment = rest.split('/').next().unwrap_or_default();
+    let url = ::url::Url::parse(issuer).ok()?;
+    let host = url.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+    if !ENTRA_LOGIN_HOSTS.contains(&host.as_str()) {
+        return None;
+    }
+    let segment = url.path_segments()?.next().unwrap_or_default();
     ENTRA_FRONT_DOORS
         .into_iter()
         .find(|door| door.eq_ignore_ascii_case(segment))
 }
 
+/// The hosts Entra ID signs in and issues tokens at, in every national
+/// cloud (found from outside: only the first was known).
+const ENTRA_LOGIN_HOSTS: [&str; 8] = [
+    "login.microsoftonline.com",
+    "login.windows.net",
+    "sts.windows.net",
+    "login.microsoft.com",
+    "login.microsoftonline.us",
+    "login.partner.microsoftonline.cn",
+    "login.chinacloudapi.cn",
+    "login.microsoftonline.de",
+];
+
 /// Whether `tenant` of an issuer template on Entra ID's host is one of its
 /// front doors (see [`entra_front_door`]).
 pub(crate) fn is_entra_front_door(template: &str, tenant: &str) -> bool {
-    entra_front_door(&template.replace("{tenant}", tenant)).is_some()
+    let on_entra = ::url::Url::parse(&template.replace(TENANT_PLACEHOLDER, "t"))
+        .ok()
+        .and_then(|url| {
+            url.host_str()
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        })
+        .is_some_and(|host| ENTRA_LOGIN_HOSTS.contains(&host.as_str()));
+    on_entra
+        && ENTRA_FRONT_DOORS
+            .iter()
+            .any(|door| door.eq_ignore_ascii_case(tenant))
 }
 
 /// What is said of an Entra ID front door configured as an issuer.

@@ -163,6 +163,11 @@ pub(super) struct Meter {
     prepaid: usize,
     /// What is left to hand on of the frame being copied out, counted.
     rest: Bytes,
+    /// The last copy handed on, still counted until the body is asked for
+    /// its next frame (the server has sent it, or the window let it go) or
+    /// dropped: found from outside, a stalled HTTP/2 stream took one copy
+    /// whatever its window, and 4 to 16 KiB answers were never counted.
+    out: usize,
 }
 
 impl Meter {
@@ -173,7 +178,19 @@ impl Meter {
             user: None,
             prepaid: 0,
             rest: Bytes::new(),
+            out: 0,
         }
+    }
+
+    /// The server asked for the next frame: the copy handed on before is
+    /// no longer held here.
+    fn asked_again(&mut self) {
+        if self.out > 0
+            && let Some(user) = self.user
+        {
+            self.table.give_back(&user, self.out);
+        }
+        self.out = 0;
     }
 
     fn user(&mut self) -> Owner {
@@ -201,8 +218,10 @@ impl Meter {
         }
     }
 
-    /// The next copy of the frame being handed on, if any.
+    /// The next copy of the frame being handed on, if any (the server
+    /// asked for a frame: the copy before it is given back).
     pub(super) fn next_chunk(&mut self) -> Option<Frame<Bytes>> {
+        self.asked_again();
         if self.rest.is_empty() {
             return None;
         }
@@ -214,9 +233,8 @@ impl Meter {
         } else {
             let _ = self.rest.split_to(n);
         }
-        if let Some(user) = self.user {
-            self.table.give_back(&user, n);
-        }
+        // Still counted, as the copy, until the server asks again.
+        self.out = n;
         Some(Frame::data(chunk))
     }
 
@@ -240,14 +258,16 @@ impl Meter {
             .unwrap_or_else(|| Frame::data(Bytes::new())))
     }
 
-    /// Nothing is left to copy out.
+    /// Nothing is left to copy out, and the last copy was taken: the body
+    /// may end (until then the server asks once more, which gives the last
+    /// copy back; a stalled stream keeps it counted).
     pub(super) fn is_done(&self) -> bool {
-        self.rest.is_empty()
+        self.rest.is_empty() && self.out == 0
     }
 
-    /// Bytes counted and not handed on yet.
+    /// Bytes counted and not handed on yet (the last copy included).
     fn held(&self) -> usize {
-        self.rest.len() + self.prepaid
+        self.rest.len() + self.prepaid + self.out
     }
 }
 
@@ -337,7 +357,8 @@ mod tests {
             .unwrap()
             .to_vec();
         assert_eq!(out.len(), CHUNK);
-        assert_eq!(table.counts(&alice), (40_000 - CHUNK, 40_000 - CHUNK));
+        // The copy handed on still counts until the next is asked for.
+        assert_eq!(table.counts(&alice), (40_000, 40_000));
         while let Some(chunk) = m.next_chunk() {
             let chunk = chunk.into_data().unwrap();
             assert!(chunk.len() <= CHUNK);
@@ -370,6 +391,8 @@ mod tests {
             .pass(Frame::data(Bytes::from(vec![1; 30_000])))
             .unwrap();
         assert_eq!(frame.into_data().unwrap().len(), CHUNK);
+        assert_eq!(table.counts(&alice), (70_000, 30_000));
+        assert!(first.next_chunk().is_some());
         assert_eq!(table.counts(&alice), (70_000 - CHUNK, 30_000 - CHUNK));
         // Dropped before the end (the client went): all given back.
         drop(first);
