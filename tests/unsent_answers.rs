@@ -16,8 +16,8 @@ use support::attack::{MODERN, modern_tool_call_body};
 /// more.
 const BIG: usize = 100_000;
 
-/// A server whose `big` tool answers [`BIG`] bytes of text and whose
-/// `small` one answers a few, then a notification-first `chatty_big`.
+/// A server whose `big` tool answers [`BIG`] bytes of text, `medium`
+/// 10,000, `chatty_big` a log line then [`BIG`] bytes, `small` a few.
 #[derive(Clone)]
 struct Big {
     tool_router: rmcp::handler::server::router::tool::ToolRouter<Self>,
@@ -33,6 +33,21 @@ impl Big {
     #[rmcp::tool(description = "answers 10,000 bytes: one copy")]
     async fn medium(&self) -> String {
         "m".repeat(10_000)
+    }
+
+    #[rmcp::tool(description = "logs a line, then answers 100,000 bytes")]
+    async fn chatty_big(
+        &self,
+        context: rmcp::service::RequestContext<rmcp::service::RoleServer>,
+    ) -> String {
+        #[allow(deprecated)]
+        let message = rmcp::model::LoggingMessageNotificationParam::new(
+            rmcp::model::LoggingLevel::Info,
+            serde_json::json!("starting"),
+        );
+        #[allow(deprecated)]
+        let _ = context.peer.notify_logging_message(message).await;
+        "x".repeat(BIG)
     }
 
     #[rmcp::tool(description = "answers a few bytes")]
@@ -99,7 +114,8 @@ impl Server {
     /// Each user may hold 320,000 bytes of answers not taken (three `big`
     /// answers of 100,113 bytes, not four), the process 420,000 (four, not
     /// five). An answer counts whole until its last copy has been taken
-    /// and the server asked for more, whatever the window.
+    /// and the server asked for more, whatever the window. Each user may
+    /// have 5 event-stream answers in progress.
     async fn start() -> Self {
         Self::start_with(false).await
     }
@@ -111,6 +127,7 @@ impl Server {
         let (listener, resource, config) = support::loopback::bind_with_config(&issuer, |b| {
             b.max_unsent_answer_bytes_per_principal(320_000)
                 .max_unsent_answer_bytes(420_000)
+                .max_answer_streams_per_principal(5)
                 .hide_unauthorized_in_lists(lists)
         })
         .await;
@@ -458,4 +475,55 @@ async fn answers_of_one_copy_stay_counted_while_unread() {
     assert!(statuses[served..].iter().all(|s| *s == 429), "{statuses:?}");
     drop(hers);
     served_again(&server, &alice).await;
+}
+
+// A call whose stream's head leaves before its answer (a notification
+// first): rmcp keeps the answer until the client reads, where the layer
+// cannot count its bytes, so such streams are counted per user (found from
+// outside: 1,000 such calls of one user, left unread on HTTP/2, held
+// 490 MB).
+#[tokio::test]
+async fn streams_whose_head_left_before_their_answer_are_counted_per_user() {
+    let server = Server::start().await;
+    let (alice, bob) = (server.token("alice"), server.token("bob"));
+    let mut hers = server.unread_connection().await;
+    for id in 1..=5 {
+        assert_eq!(
+            hers.call(server.call(&alice, "chatty_big", id)).await.0,
+            200
+        );
+    }
+    assert_eq!(
+        hers.call(server.call(&alice, "chatty_big", 6)).await,
+        (429, Some("1".to_owned()))
+    );
+    // On another connection too (her user), read at once: the reason.
+    let (status, refusal) = server.read_call(&alice, "chatty_big").await;
+    assert_eq!(status, 429);
+    assert_eq!(refusal["reason"], "too_many_answer_streams_for_principal");
+    assert_eq!(refusal["error"], "too_many_answer_streams");
+    // Bob is not counted with her; JSON answers of hers are not streams.
+    let mut his = server.unread_connection().await;
+    assert_eq!(his.call(server.call(&bob, "chatty_big", 1)).await.0, 200);
+    assert_eq!(server.read_call(&alice, "small").await.0, 200);
+    // Her streams end with their connection: she is served again, her
+    // stream read whole.
+    drop(hers);
+    for attempt in 0.. {
+        let (head, body) = server.call(&alice, "chatty_big", 50);
+        let mut request = reqwest::Client::new().post(&server.resource);
+        for (name, value) in head.headers() {
+            request = request.header(name.as_str(), value.as_bytes());
+        }
+        let response = request.body(body).send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        if status == 200 {
+            assert!(text.contains(&"x".repeat(BIG)), "the answer, whole");
+            break;
+        }
+        assert!(status == 429 && attempt < 100, "{status}: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(his);
 }

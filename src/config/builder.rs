@@ -72,6 +72,7 @@ pub struct AuthConfigBuilder {
     pub(super) max_pending_body_bytes: usize,
     pub(super) max_unsent_answer_bytes_per_principal: usize,
     pub(super) max_unsent_answer_bytes: usize,
+    pub(super) max_answer_streams_per_principal: usize,
     pub(super) close_streams_at_expiry: bool,
     pub(super) hold_streams_for_step_up: bool,
     pub(super) jwks: JwksPolicy,
@@ -157,6 +158,7 @@ impl Default for AuthConfigBuilder {
             max_unsent_answer_bytes_per_principal:
                 super::DEFAULT_MAX_UNSENT_ANSWER_BYTES_PER_PRINCIPAL,
             max_unsent_answer_bytes: super::DEFAULT_MAX_UNSENT_ANSWER_BYTES,
+            max_answer_streams_per_principal: super::DEFAULT_MAX_ANSWER_STREAMS_PER_PRINCIPAL,
             close_streams_at_expiry: true,
             hold_streams_for_step_up: true,
             jwks: JwksPolicy::default(),
@@ -663,6 +665,26 @@ impl AuthConfigBuilder {
     /// `reason` `too_many_unsent_answers`.
     pub fn max_unsent_answer_bytes(mut self, bytes: usize) -> Self {
         self.max_unsent_answer_bytes = bytes;
+        self
+    }
+
+    /// Cap on the event-stream answers one user (issuer, tenant, subject:
+    /// all its clients together) has in progress on this process (default
+    /// 64): a call answered as an event stream (a legacy session's, a
+    /// stateless call that sends a notification first) holds one from the
+    /// moment its head leaves until its stream ends. One more is answered
+    /// 429 with `Retry-After: 1` and the JSON `reason`
+    /// `too_many_answer_streams_for_principal` instead of its stream (the
+    /// call ran or runs on, its answer dropped). Why: once a stream's head
+    /// has left, rmcp keeps what the handler sends next (its answer) until
+    /// the client reads it, where the layer cannot count it in bytes
+    /// ([`max_unsent_answer_bytes_per_principal`](Self::max_unsent_answer_bytes_per_principal)):
+    /// found from outside, calls that sent a progress notification before
+    /// their 450 KB answer, left unread on HTTP/2 streams of zero window,
+    /// held 490 MB for one user. A client that reads its streams holds
+    /// as many as it has calls in progress.
+    pub fn max_answer_streams_per_principal(mut self, streams: usize) -> Self {
+        self.max_answer_streams_per_principal = streams;
         self
     }
 
@@ -1350,6 +1372,10 @@ impl AuthConfigBuilder {
                 self.max_unsent_answer_bytes_per_principal,
             ),
             ("max_unsent_answer_bytes", self.max_unsent_answer_bytes),
+            (
+                "max_answer_streams_per_principal",
+                self.max_answer_streams_per_principal,
+            ),
         ] {
             if cap == 0 {
                 return Err(ConfigError::new(field, "must be greater than zero"));
@@ -1456,6 +1482,7 @@ impl AuthConfigBuilder {
             max_pending_body_bytes: self.max_pending_body_bytes,
             max_unsent_answer_bytes_per_principal: self.max_unsent_answer_bytes_per_principal,
             max_unsent_answer_bytes: self.max_unsent_answer_bytes,
+            max_answer_streams_per_principal: self.max_answer_streams_per_principal,
             close_streams_at_expiry: self.close_streams_at_expiry,
             hold_streams_for_step_up: self.hold_streams_for_step_up,
         })
@@ -1822,6 +1849,10 @@ mod tests {
                 "max_unsent_answer_bytes_per_principal",
             ),
             (base().max_unsent_answer_bytes(0), "max_unsent_answer_bytes"),
+            (
+                base().max_answer_streams_per_principal(0),
+                "max_answer_streams_per_principal",
+            ),
             // Audiences that name no one server, values that cannot be
             // compared as meant (found from outside: all taken).
             (base().accept_audience("*"), "accept_audience"),

@@ -679,6 +679,18 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
         meaning: "bytes of answers not yet taken by their clients, all callers together (the answer dropped, 503, past it)",
     },
     EnvVar {
+        name: "MCP_OAUTH2_MAX_ANSWER_STREAMS_PER_PRINCIPAL",
+        setting: "max_answer_streams_per_principal",
+        field: "max_answer_streams_per_principal",
+        required: false,
+        parse: Parse::Count(|s, n| {
+            s.builder.max_answer_streams_per_principal = n;
+            Ok(())
+        }),
+        default: "64",
+        meaning: "event-stream answers one principal's calls have in progress, from the moment each head leaves (429 past it, the answer dropped)",
+    },
+    EnvVar {
         name: "MCP_OAUTH2_MAX_SESSIONS",
         setting: "max_sessions",
         field: "max_sessions",
@@ -1775,6 +1787,7 @@ mod tests {
             ("MCP_OAUTH2_MAX_PENDING_BODY_BYTES", "1048576"),
             ("MCP_OAUTH2_MAX_PENDING_BODY_BYTES_PER_PRINCIPAL", "65536"),
             ("MCP_OAUTH2_MAX_UNSENT_ANSWER_BYTES", "2097152"),
+            ("MCP_OAUTH2_MAX_ANSWER_STREAMS_PER_PRINCIPAL", "12"),
             ("MCP_OAUTH2_MAX_UNSENT_ANSWER_BYTES_PER_PRINCIPAL", "131072"),
             ("MCP_OAUTH2_MAX_SESSIONS", "30"),
             ("MCP_OAUTH2_SESSION_IDLE_TIMEOUT", "40"),
@@ -1855,6 +1868,7 @@ mod tests {
         assert_eq!(c.max_pending_body_bytes, 1_048_576);
         assert_eq!(c.max_pending_body_bytes_per_principal, 65_536);
         assert_eq!(c.max_unsent_answer_bytes, 2_097_152);
+        assert_eq!(c.max_answer_streams_per_principal, 12);
         assert_eq!(
             c.extra_audiences,
             ["api://notes", "00000000-0000-0000-0000-000000000001"]
@@ -2157,6 +2171,8 @@ mod tests {
                 &[],
             ),
             ("MCP_OAUTH2_MAX_UNSENT_ANSWER_BYTES", "0", &[]),
+            ("MCP_OAUTH2_MAX_ANSWER_STREAMS_PER_PRINCIPAL", "0", &[]),
+            ("MCP_OAUTH2_MAX_ANSWER_STREAMS_PER_PRINCIPAL", "lots", &[]),
             ("MCP_OAUTH2_MAX_UNSENT_ANSWER_BYTES", "1 GiB", &[]),
             ("MCP_OAUTH2_MAX_UNSENT_ANSWER_BYTES_PER_PRINCIPAL", "0", &[]),
             (

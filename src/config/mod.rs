@@ -88,6 +88,8 @@ pub(crate) const DEFAULT_MAX_UNSENT_ANSWER_BYTES_PER_PRINCIPAL: usize = 64 * 102
 /// Default cap on the bytes of answers not yet taken by their clients, all
 /// callers together.
 pub(crate) const DEFAULT_MAX_UNSENT_ANSWER_BYTES: usize = 256 * 1024 * 1024;
+/// Default cap on the event-stream answers one user has in progress.
+pub(crate) const DEFAULT_MAX_ANSWER_STREAMS_PER_PRINCIPAL: usize = 64;
 /// Default cap on the legacy sessions held open by all principals together.
 pub(crate) const DEFAULT_MAX_SESSIONS: usize = 10_000;
 /// Default time a legacy session stays bound to its owner without a request
@@ -236,6 +238,8 @@ pub struct AuthConfig {
     /// process.
     pub(crate) max_unsent_answer_bytes_per_principal: usize,
     pub(crate) max_unsent_answer_bytes: usize,
+    /// Event-stream answers in progress per user.
+    pub(crate) max_answer_streams_per_principal: usize,
     pub(crate) dpop: DpopPolicy,
     pub(crate) throttle: crate::throttle::ThrottleSettings,
     pub(crate) metadata_max_age: Duration,

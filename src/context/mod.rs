@@ -123,6 +123,9 @@ struct Inner {
     /// use: a context from the verified-token cache is shared by every
     /// request of its token, so the hash is paid once per token.
     principal_key: OnceLock<[u8; 32]>,
+    /// The user's digest (issuer, tenant, subject: what the per-user caps
+    /// count), computed on first use, once per token as the principal's.
+    user_key: OnceLock<[u8; 32]>,
 }
 
 struct Derived {
@@ -203,6 +206,7 @@ impl AuthContext {
                 tenant: None,
                 derived: OnceLock::new(),
                 principal_key: OnceLock::new(),
+                user_key: OnceLock::new(),
             },
             claims: None,
             audience: None,
@@ -344,6 +348,12 @@ impl AuthContext {
     /// of one cached token share it).
     pub(crate) fn principal_key_with(&self, compute: impl FnOnce(&Self) -> [u8; 32]) -> [u8; 32] {
         *self.0.principal_key.get_or_init(|| compute(self))
+    }
+
+    /// The user's digest, computed by `compute` the first time (see
+    /// [`principal_key_with`](Self::principal_key_with)).
+    pub(crate) fn user_key_with(&self, compute: impl FnOnce(&Self) -> [u8; 32]) -> [u8; 32] {
+        *self.0.user_key.get_or_init(|| compute(self))
     }
 
     /// This request's step-up slot, when the layer made the context.

@@ -100,6 +100,9 @@ pub(crate) enum Refused {
     /// The process has answers not yet taken holding
     /// `max_unsent_answer_bytes` (this answer dropped).
     UnsentAnswersFull,
+    /// The caller's user has `max_answer_streams_per_principal` event-stream
+    /// answers in progress (this one dropped).
+    TooManyAnswerStreams,
     /// Sessions are off (`stateless_only`) and the request names one.
     SessionsDisabled,
     /// The shared store holding session owners did not answer in time:
@@ -131,6 +134,7 @@ impl Refused {
             Self::PendingBodiesFull => "too_many_pending_bodies",
             Self::TooManyUnsentAnswers => "too_many_unsent_answers_for_principal",
             Self::UnsentAnswersFull => "too_many_unsent_answers",
+            Self::TooManyAnswerStreams => "too_many_answer_streams_for_principal",
             Self::SessionsDisabled => "sessions_disabled",
             Self::SessionStoreUnavailable | Self::TaskStoreUnavailable => "store_unavailable",
         }
@@ -228,6 +232,11 @@ impl Refused {
                 "temporarily_unavailable",
                 "The server holds too many answers not yet taken by their clients; the call was carried out but its answer was dropped: retry later",
             ),
+            Self::TooManyAnswerStreams => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_answer_streams",
+                "This user has too many event-stream answers in progress; the call was carried out but its answer was dropped: read your streams, then retry",
+            ),
             Self::SessionsDisabled => (
                 StatusCode::NOT_FOUND,
                 "session_not_found",
@@ -264,7 +273,8 @@ impl Refused {
             | Self::TooManyPendingBodies
             | Self::PendingBodiesFull
             | Self::TooManyUnsentAnswers
-            | Self::UnsentAnswersFull => Some("1"),
+            | Self::UnsentAnswersFull
+            | Self::TooManyAnswerStreams => Some("1"),
             _ => None,
         };
         if let Some(secs) = retry_after {

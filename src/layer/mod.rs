@@ -162,6 +162,8 @@ struct Shared {
     pending_bodies: Arc<pending_bodies::PendingBodies>,
     /// The bytes of answers not yet handed on, per user and in all.
     unsent: Arc<unsent::UnsentAnswers>,
+    /// The event-stream answers each user has in progress.
+    answer_streams: Arc<listens::Listens>,
     /// Session owners shared by replicas (`AuthConfigBuilder::shared_store`).
     session_store: Option<Arc<dyn crate::store::SharedStore>>,
     /// Task owners (`tasks.rs`): the shared store, else a private memory one.
@@ -284,6 +286,9 @@ impl AuthLayer {
                 unsent: Arc::new(unsent::UnsentAnswers::new(
                     config.max_unsent_answer_bytes_per_principal,
                     config.max_unsent_answer_bytes,
+                )),
+                answer_streams: Arc::new(listens::Listens::new(
+                    config.max_answer_streams_per_principal,
                 )),
                 session_store: config.shared_store.clone(),
                 task_store: store_of(&config),

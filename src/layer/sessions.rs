@@ -580,12 +580,15 @@ pub(crate) fn principal_key(ctx: &AuthContext) -> Owner {
 }
 
 /// The user `ctx` is: its principal without the client (issuer, subject,
-/// tenant), what the per-principal session cap counts. Computed only when
-/// a session is opened.
+/// tenant), what the per-user caps count (sessions, listens, answer
+/// streams, unsent answers). Computed once per token (the cached context
+/// keeps it).
 pub(crate) fn user_key(ctx: &AuthContext) -> Owner {
-    let (iss, sub, _) = ctx.principal();
-    // "user" first: never the digest of a principal.
-    digest_of([Some("user"), Some(iss), Some(sub)], ctx.tenant())
+    ctx.user_key_with(|ctx| {
+        let (iss, sub, _) = ctx.principal();
+        // "user" first: never the digest of a principal.
+        digest_of([Some("user"), Some(iss), Some(sub)], ctx.tenant())
+    })
 }
 
 /// The SHA-256 of `fields` and the tenant, each tagged as present or

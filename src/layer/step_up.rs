@@ -41,6 +41,8 @@ use crate::context::AuthContext;
 use crate::context::StepUp;
 use crate::error::{AuthError, AuthErrorKind};
 
+use super::http_rules::Refused;
+use super::listens::ListenSlot;
 use super::unsent::{Full, METERED_FROM, Meter, Metered};
 
 /// The step-up slot of one admitted POST, with what answering needs.
@@ -113,9 +115,32 @@ impl StepUpCheck {
         }
         let meter = self.meter();
         if !self.shared.hold_streams {
-            return Settled::Done(response.map(|rest| self.guard(Vec::new(), rest, meter)));
+            let Some(stream) = self.answer_stream() else {
+                return Settled::Done(draining(self.too_many_streams(), response.into_body()));
+            };
+            return Settled::Done(response.map(|rest| self.guard(Vec::new(), rest, meter, stream)));
         }
         Settled::Held(Box::pin(self.hold(response, meter)))
+    }
+
+    /// One of the caller's user's answer streams, taken as its head leaves
+    /// (`max_answer_streams_per_principal`), or `None` at the cap.
+    fn answer_stream(&self) -> Option<ListenSlot> {
+        self.shared
+            .answer_streams
+            .open(super::sessions::user_key(&self.ctx))
+    }
+
+    /// The refusal of a stream past the user's cap (the answer dropped).
+    #[cold]
+    fn too_many_streams(&self) -> Response {
+        tracing::debug!(
+            reason = Refused::TooManyAnswerStreams.reason(),
+            request_id = self.meta.request_id.as_str(),
+            "dropped an answer: the user has too many event-stream answers in progress"
+        );
+        self.shared
+            .refused_by(Refused::TooManyAnswerStreams, &self.meta, Some(&self.ctx))
     }
 
     /// The metering of this call's answer (`unsent`).
@@ -167,6 +192,7 @@ impl StepUpCheck {
         front: Vec<Result<Frame<Bytes>, axum::Error>>,
         rest: Body,
         meter: Meter,
+        stream: ListenSlot,
     ) -> Body {
         Body::new(Guarded {
             front: front.into_iter(),
@@ -177,6 +203,7 @@ impl StepUpCheck {
             pending: Vec::new(),
             partial: None,
             meter,
+            _stream: stream,
         })
     }
 
@@ -193,7 +220,7 @@ impl StepUpCheck {
             let stop = match &item {
                 Ok(frame) => {
                     if let Err(full) = meter.prepay_frame(frame) {
-                        return self.unsent_full(full);
+                        return draining(self.unsent_full(full), body);
                     }
                     frame.data_ref().is_some_and(|data| scan.feed(data))
                 }
@@ -207,7 +234,10 @@ impl StepUpCheck {
         if self.slot.asked() {
             return self.challenge();
         }
-        Response::from_parts(parts, self.guard(held, body, meter))
+        let Some(stream) = self.answer_stream() else {
+            return draining(self.too_many_streams(), body);
+        };
+        Response::from_parts(parts, self.guard(held, body, meter, stream))
     }
 
     /// Whether everything the handler asked for may be named in a
@@ -296,6 +326,59 @@ impl StepUpCheck {
     }
 }
 
+/// `refusal`, in place of a call's event stream (`rest`, rmcp's body) cut
+/// short while its handler may still run: `rest` is read to its end and
+/// dropped frame by frame by a task of its own (so that what the handler
+/// sends next is not kept, whether or not the client reads), and the
+/// refusal's body ends only then. The server counts a call against its
+/// connection's stream limit until its answer's body ends (McpServer's
+/// stream slots): a refusal that ended at once would let a client start
+/// handlers without bound, each refused call's handler running on.
+fn draining(refusal: Response, rest: Body) -> Response {
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut rest = rest;
+        while let Some(Ok(_)) = rest.frame().await {}
+        drop(done);
+    });
+    refusal.map(|body| {
+        Body::new(ThenFinished {
+            body,
+            finished,
+            ended: false,
+        })
+    })
+}
+
+/// A body that ends once its own frames are out and `finished` fires (see
+/// [`draining`]).
+struct ThenFinished {
+    body: Body,
+    finished: tokio::sync::oneshot::Receiver<()>,
+    ended: bool,
+}
+
+impl http_body::Body for ThenFinished {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        if !this.ended {
+            match std::task::ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+                None => this.ended = true,
+                other => return Poll::Ready(other),
+            }
+        }
+        // Dropped or sent: the handler's stream has ended either way.
+        std::task::ready!(Pin::new(&mut this.finished).poll(cx)).ok();
+        Poll::Ready(None)
+    }
+}
+
 /// An event stream whose head has left: the frames read while holding,
 /// then the rest. Once the handler asked for scopes, each later frame is
 /// judged (see [`replacement`]): the request's answers become the step-up
@@ -322,6 +405,11 @@ struct Guarded {
     partial: Option<usize>,
     /// Large frames counted until handed on, in copies (`unsent`).
     meter: Meter,
+    /// One of the user's answer streams, given back with the body: what
+    /// rmcp keeps for a stream whose head has left (the answer after a
+    /// notification) cannot be counted in bytes here, so such streams are
+    /// counted (`max_answer_streams_per_principal`).
+    _stream: ListenSlot,
 }
 
 impl Guarded {
