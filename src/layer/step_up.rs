@@ -154,14 +154,15 @@ impl StepUpCheck {
     fn meter_answer(&self, response: Response) -> Response {
         use http_body::Body as _;
         let hint = response.body().size_hint();
-        if hint.exact().is_some() {
-            return self.remeter().meter(response);
-        }
+        // The common answer: small, known so before anything is cloned.
         if hint
             .upper()
             .is_some_and(|upper| upper < METERED_FROM as u64)
         {
             return response;
+        }
+        if hint.exact().is_some() {
+            return self.remeter().meter(response);
         }
         // Of unknown size: its frames are metered as they come.
         let meter = self.meter();
