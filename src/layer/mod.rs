@@ -25,6 +25,7 @@ mod step_up;
 mod stream_end;
 mod tasks;
 mod unsent;
+pub(crate) use unsent::size_with;
 
 use std::sync::Arc;
 

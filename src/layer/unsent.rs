@@ -315,15 +315,18 @@ impl http_body::Body for Metered {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        let inner = self.inner.size_hint();
-        let rest = self.meter.rest.len() as u64;
-        let mut hint = http_body::SizeHint::new();
-        hint.set_lower(inner.lower().saturating_add(rest));
-        if let Some(upper) = inner.upper() {
-            hint.set_upper(upper.saturating_add(rest));
-        }
-        hint
+        size_with(self.inner.size_hint(), self.meter.rest.len() as u64)
     }
+}
+
+/// The size of a body of `inner`'s hint with `more` bytes in front of it.
+pub(crate) fn size_with(inner: http_body::SizeHint, more: u64) -> http_body::SizeHint {
+    let mut hint = http_body::SizeHint::new();
+    hint.set_lower(inner.lower().saturating_add(more));
+    if let Some(upper) = inner.upper() {
+        hint.set_upper(upper.saturating_add(more));
+    }
+    hint
 }
 
 #[cfg(test)]

@@ -275,13 +275,7 @@ impl http_body::Body for Held {
 
     fn size_hint(&self) -> SizeHint {
         let rest = self.rest.as_ref().map_or(0, |rest| rest.len() as u64);
-        let inner = self.body.size_hint();
-        let mut hint = SizeHint::new();
-        hint.set_lower(inner.lower().saturating_add(rest));
-        if let Some(upper) = inner.upper() {
-            hint.set_upper(upper.saturating_add(rest));
-        }
-        hint
+        crate::layer::size_with(self.body.size_hint(), rest)
     }
 }
 
