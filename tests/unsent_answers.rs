@@ -117,18 +117,19 @@ impl Server {
     /// and the server asked for more, whatever the window. Each user may
     /// have 5 event-stream answers in progress.
     async fn start() -> Self {
-        Self::start_with(false).await
+        Self::start_with(false, true).await
     }
 
     /// [`start`](Self::start), serving [`Lists`] with lists filtered when
     /// `lists`.
-    async fn start_with(lists: bool) -> Self {
+    async fn start_with(lists: bool, hold_streams: bool) -> Self {
         let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
         let (listener, resource, config) = support::loopback::bind_with_config(&issuer, |b| {
             b.max_unsent_answer_bytes_per_principal(320_000)
                 .max_unsent_answer_bytes(420_000)
                 .max_answer_streams_per_principal(5)
                 .hide_unauthorized_in_lists(lists)
+                .hold_streams_for_step_up(hold_streams)
         })
         .await;
         let addr = listener.local_addr().unwrap();
@@ -432,7 +433,7 @@ fn legacy_call(server: &Server, token: &str, session: &str, id: u64) -> (http::R
 // the filter read it.
 #[tokio::test]
 async fn a_filtered_list_is_counted_as_it_leaves() {
-    let server = Server::start_with(true).await;
+    let server = Server::start_with(true, true).await;
     let alice = server.token("alice");
     let list = |id: u64| {
         let head = http::Request::post(&server.resource)
@@ -526,4 +527,29 @@ async fn streams_whose_head_left_before_their_answer_are_counted_per_user() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(his);
+}
+
+// With holding off, a legacy answer's head leaves at once and rmcp keeps
+// the answer until it is read (found from outside: 1,000 unread
+// `list_notes` pages of one user, 587 MB): each counts as a stream.
+#[tokio::test]
+async fn unheld_legacy_answers_count_as_streams() {
+    let server = Server::start_with(false, false).await;
+    let alice = server.token("alice");
+    let session = legacy_session(&server, &alice).await;
+    let mut hers = server.unread_connection().await;
+    for id in 1..=5 {
+        let call = legacy_call(&server, &alice, &session, id);
+        assert_eq!(hers.call(call).await.0, 200);
+    }
+    assert_eq!(
+        hers.call(legacy_call(&server, &alice, &session, 6)).await,
+        (429, Some("1".to_owned()))
+    );
+    let (status, body) = legacy_read(&server, &alice, &session).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("too_many_answer_streams_for_principal"),
+        "{body}"
+    );
 }
