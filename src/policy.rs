@@ -486,24 +486,14 @@ impl TokenPolicy {
         self.resource.matches(aud) || rules.extra_audiences.iter().any(|x| x == aud)
     }
 
-    /// Whether the token's `aud` names this server's resource itself.
-    fn names_the_resource(&self, claims: &Members<'_>) -> bool {
+    /// Whether a value of the token's `aud` (a string, or an array of
+    /// strings) is one `pred` takes.
+    fn any_audience(claims: &Members<'_>, pred: impl Fn(&str) -> bool) -> bool {
         match claims.get("aud") {
             Some(aud) if aud.get().starts_with('[') => {
-                json::str_array(aud).is_ok_and(|list| list.iter().any(|a| self.resource.matches(a)))
+                json::str_array(aud).is_ok_and(|list| list.iter().any(|a| pred(a)))
             }
-            Some(aud) => as_str(aud).is_ok_and(|a| self.resource.matches(&a)),
-            None => false,
-        }
-    }
-
-    /// Whether the token's `aud` holds `value` (compared exactly).
-    fn audience_holds(&self, claims: &Members<'_>, value: &str) -> bool {
-        match claims.get("aud") {
-            Some(aud) if aud.get().starts_with('[') => {
-                json::str_array(aud).is_ok_and(|list| list.iter().any(|a| a == value))
-            }
-            Some(aud) => as_str(aud).is_ok_and(|a| a == value),
+            Some(aud) => as_str(aud).is_ok_and(|a| pred(&a)),
             None => false,
         }
     }
@@ -556,10 +546,10 @@ impl TokenPolicy {
         // once that id was accepted). Read only for a token that names no
         // resource of ours.
         if !rules.extra_audiences.is_empty()
-            && !self.names_the_resource(claims)
+            && !Self::any_audience(claims, |a| self.resource.matches(a))
             && let Ok(Some(client)) = client_id(claims)
             && rules.extra_audiences.iter().any(|x| **x == *client)
-            && self.audience_holds(claims, &client)
+            && Self::any_audience(claims, |a| a == client)
         {
             return Err(AuthErrorKind::NotAnAccessToken.into());
         }

@@ -524,14 +524,21 @@ pub(crate) const ENTRA_FRONT_DOORS: [&str; 3] = ["common", "organizations", "con
 /// outside: the environment took it where the presets refuse it).
 pub(crate) fn entra_front_door(issuer: &str) -> Option<&'static str> {
     let url = ::url::Url::parse(issuer).ok()?;
-    let host = url.host_str()?.trim_end_matches('.').to_ascii_lowercase();
-    if !ENTRA_LOGIN_HOSTS.contains(&host.as_str()) {
+    if !on_entra_host(&url) {
         return None;
     }
     let segment = url.path_segments()?.next().unwrap_or_default();
     ENTRA_FRONT_DOORS
         .into_iter()
         .find(|door| door.eq_ignore_ascii_case(segment))
+}
+
+/// Whether `url`'s host is one of [`ENTRA_LOGIN_HOSTS`] (any case, a
+/// trailing dot or not).
+fn on_entra_host(url: &::url::Url) -> bool {
+    url.host_str().is_some_and(|host| {
+        ENTRA_LOGIN_HOSTS.contains(&host.trim_end_matches('.').to_ascii_lowercase().as_str())
+    })
 }
 
 /// The hosts Entra ID signs in and issues tokens at, in every national
@@ -550,14 +557,8 @@ const ENTRA_LOGIN_HOSTS: [&str; 8] = [
 /// Whether `tenant` of an issuer template on Entra ID's host is one of its
 /// front doors (see [`entra_front_door`]).
 pub(crate) fn is_entra_front_door(template: &str, tenant: &str) -> bool {
-    let on_entra = ::url::Url::parse(&template.replace(TENANT_PLACEHOLDER, "t"))
-        .ok()
-        .and_then(|url| {
-            url.host_str()
-                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
-        })
-        .is_some_and(|host| ENTRA_LOGIN_HOSTS.contains(&host.as_str()));
-    on_entra
+    ::url::Url::parse(&template.replace(TENANT_PLACEHOLDER, "t"))
+        .is_ok_and(|url| on_entra_host(&url))
         && ENTRA_FRONT_DOORS
             .iter()
             .any(|door| door.eq_ignore_ascii_case(tenant))

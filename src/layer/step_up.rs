@@ -87,21 +87,22 @@ impl Remeter {
         }
         let mut meter = Meter::new(Arc::clone(&self.shared.unsent), self.ctx.clone());
         if let Err(full) = meter.prepay(size) {
-            return unsent_full(&self.shared, &self.ctx, &self.meta, full);
+            return dropped(&self.shared, &self.ctx, &self.meta, full.refused());
         }
         response.map(|body| Body::new(Metered::new(body, meter)))
     }
 }
 
-/// The refusal of an answer dropped for a full bound of `unsent`.
+/// The refusal `refused` in place of an answer dropped for a bound of the
+/// caller's (`unsent`, the answer streams).
 #[cold]
-fn unsent_full(shared: &Shared, ctx: &AuthContext, meta: &RequestMeta, full: Full) -> Response {
+fn dropped(shared: &Shared, ctx: &AuthContext, meta: &RequestMeta, refused: Refused) -> Response {
     tracing::debug!(
-        reason = full.refused().reason(),
+        reason = refused.reason(),
         request_id = meta.request_id.as_str(),
-        "dropped an answer: {full}"
+        "dropped an answer: a bound of its user's or of the process is full"
     );
-    shared.refused_by(full.refused(), meta, Some(ctx))
+    shared.refused_by(refused, meta, Some(ctx))
 }
 
 impl StepUpCheck {
@@ -132,15 +133,13 @@ impl StepUpCheck {
     }
 
     /// The refusal of a stream past the user's cap (the answer dropped).
-    #[cold]
     fn too_many_streams(&self) -> Response {
-        tracing::debug!(
-            reason = Refused::TooManyAnswerStreams.reason(),
-            request_id = self.meta.request_id.as_str(),
-            "dropped an answer: the user has too many event-stream answers in progress"
-        );
-        self.shared
-            .refused_by(Refused::TooManyAnswerStreams, &self.meta, Some(&self.ctx))
+        dropped(
+            &self.shared,
+            &self.ctx,
+            &self.meta,
+            Refused::TooManyAnswerStreams,
+        )
     }
 
     /// The metering of this call's answer (`unsent`).
@@ -180,9 +179,8 @@ impl StepUpCheck {
     }
 
     /// The refusal of an answer dropped for a full bound of `unsent`.
-    #[cold]
     fn unsent_full(&self, full: Full) -> Response {
-        unsent_full(&self.shared, &self.ctx, &self.meta, full)
+        dropped(&self.shared, &self.ctx, &self.meta, full.refused())
     }
 
     /// The body of a stream whose head leaves now: `front` (frames read
