@@ -200,15 +200,21 @@ impl Server {
     /// A call over HTTP/1 by a client that reads its answer: status, the
     /// JSON-RPC text of the tool's result or the body.
     async fn read_call(&self, token: &str, tool: &str) -> (u16, serde_json::Value) {
-        let (head, body) = self.call(token, tool, 9);
+        let (status, text) = self.send_reading(self.call(token, tool, 9)).await;
+        (status, serde_json::from_str(&text).unwrap())
+    }
+
+    /// `call` sent over HTTP/1 by a client that reads its answer: the
+    /// status and the body.
+    async fn send_reading(&self, call: (http::Request<()>, Bytes)) -> (u16, String) {
+        let (head, body) = call;
         let mut request = reqwest::Client::new().post(&self.resource);
         for (name, value) in head.headers() {
             request = request.header(name.as_str(), value.as_bytes());
         }
         let response = request.body(body).send().await.unwrap();
         let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap())
+        (status, response.text().await.unwrap())
     }
 }
 
@@ -368,14 +374,9 @@ async fn a_legacy_sessions_held_answer_is_counted_before_its_head_leaves() {
 /// A legacy `big` call over HTTP/1 by a client that reads its answer: the
 /// status and the body (an event stream).
 async fn legacy_read(server: &Server, token: &str, session: &str) -> (u16, String) {
-    let (head, body) = legacy_call(server, token, session, 99);
-    let mut request = reqwest::Client::new().post(&server.resource);
-    for (name, value) in head.headers() {
-        request = request.header(name.as_str(), value.as_bytes());
-    }
-    let response = request.body(body).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap())
+    server
+        .send_reading(legacy_call(server, token, session, 99))
+        .await
 }
 
 /// A 2025-11-25 session of `token`'s: its id.
@@ -511,14 +512,9 @@ async fn streams_whose_head_left_before_their_answer_are_counted_per_user() {
     // stream read whole.
     drop(hers);
     for attempt in 0.. {
-        let (head, body) = server.call(&alice, "chatty_big", 50);
-        let mut request = reqwest::Client::new().post(&server.resource);
-        for (name, value) in head.headers() {
-            request = request.header(name.as_str(), value.as_bytes());
-        }
-        let response = request.body(body).send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
+        let (status, text) = server
+            .send_reading(server.call(&alice, "chatty_big", 50))
+            .await;
         if status == 200 {
             assert!(text.contains(&"x".repeat(BIG)), "the answer, whole");
             break;
