@@ -293,9 +293,11 @@ auth_error_kinds! {
     KeysUnavailable => ("keys_unavailable", TemporarilyUnavailable,
         "Token verification keys are temporarily unavailable"),
     /// The request reached a handler that needs an [`AuthContext`](crate::AuthContext)
-    /// but no authentication layer ran (a server configuration error).
-    NotAuthenticated => ("not_authenticated", InvalidToken,
-        "The request was not authenticated"),
+    /// but no authentication layer ran (a server configuration error): 500,
+    /// no challenge (a new token would not help; found from outside: a 401
+    /// `invalid_token` sent clients to sign in again, and blamed their token).
+    NotAuthenticated => ("not_authenticated", ServerError,
+        "The request reached a handler that needs the caller, but no authentication ran for it (a server configuration error)"),
     /// The 2026-07-28 `Mcp-Method` / `Mcp-Name` headers contradict the JSON-RPC body.
     McpHeaderMismatch => ("mcp_header_mismatch", InvalidRequest,
         "The Mcp-Method or Mcp-Name header does not match the request body"),

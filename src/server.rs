@@ -1221,20 +1221,10 @@ fn check_route(field: &'static str, path: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The resource URL's host (any port: a reverse proxy may forward with or
-/// without it) plus the loopback names rmcp allows by default (health checks
-/// and local clients). A DNS-rebinding attacker's Host is still refused.
+/// [`AuthConfig::allowed_hosts`] and the builder's
+/// [`allowed_host`](McpServerBuilder::allowed_host) names.
 fn allowed_hosts(config: &AuthConfig, extra: &[String]) -> Vec<String> {
-    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-    if let Some(host) = config.resource_host() {
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        if !hosts.contains(&host) {
-            hosts.push(host);
-        }
-    }
+    let mut hosts = config.allowed_hosts();
     hosts.extend(extra.iter().cloned());
     hosts
 }

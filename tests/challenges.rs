@@ -607,11 +607,11 @@ async fn an_auth_error_without_a_layer_renders_bearer_with_its_code_only() {
     assert_eq!(keys.body["reason"], "keys_unavailable");
 }
 
-// RFC 7235 section 3.1: a 401 carries `WWW-Authenticate`. The `AuthContext`
-// extractor behind no layer answers 401 with a Bearer challenge matching its
-// body (`invalid_token`, reason `not_authenticated`), fail closed.
+// The `AuthContext` extractor behind no layer is a server's mistake, not
+// the client's token: 500 `server_error`, no challenge (a 401 would send
+// the client to sign in again; found from outside), fail closed.
 #[tokio::test]
-async fn missing_auth_context_is_a_401_with_a_bearer_challenge() {
+async fn missing_auth_context_is_a_500_without_a_challenge() {
     use mcp_oauth2::AuthContext;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -620,17 +620,23 @@ async fn missing_auth_context_is_a_401_with_a_bearer_challenge() {
         axum::routing::get(|auth: AuthContext| async move { auth.subject().to_owned() }),
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let resp = reqwest::get(format!("{base}/x")).await.unwrap();
-    let a = answer(resp).await;
-    assert_eq!(a.status, 401);
-    assert_eq!(
-        a.challenge.as_deref(),
-        Some(
-            r#"Bearer error="invalid_token", error_description="The request was not authenticated""#
-        )
-    );
-    assert_eq!(a.body["error"], "invalid_token");
-    assert_eq!(a.body["reason"], "not_authenticated");
+    for token in [None, Some("Bearer abc.def.ghi")] {
+        let mut request = reqwest::Client::new().get(format!("{base}/x"));
+        if let Some(token) = token {
+            request = request.header("Authorization", token);
+        }
+        let a = answer(request.send().await.unwrap()).await;
+        assert_eq!(a.status, 500, "{token:?}");
+        assert_eq!(a.challenge, None, "{token:?}");
+        assert_eq!(a.body["error"], "server_error");
+        assert_eq!(a.body["reason"], "not_authenticated");
+        assert!(
+            a.body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("configuration error")
+        );
+    }
 }
 
 // The outside tester's black-box findings, replayed on the reference server

@@ -1030,3 +1030,89 @@ async fn a_body_of_too_many_values_is_refused_before_the_service() {
     .await;
     assert_eq!(status, 413, "{answer}");
 }
+
+/// rmcp mounted behind a plain layer for a resource on a real host name
+/// (`https://mcp.example.com/mcp`, reached through a proxy as loopback):
+/// rmcp's own Host check admits loopback names only by default, so every
+/// call the layer accepted was refused 403 by rmcp (found from outside).
+/// With `AuthConfig::allowed_hosts()` given to rmcp, the resource's host is
+/// served, with and without a port, and a DNS-rebinding page's host is
+/// still refused.
+#[tokio::test]
+async fn rmcp_behind_a_plain_layer_serves_the_resources_host() {
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    };
+    use support::attack::initialize_body;
+    use support::raw_http::Raw;
+
+    let issuer = TestIssuer::start().await.unwrap();
+    let resource = "https://mcp.example.com/mcp";
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(resource)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    assert_eq!(
+        config.allowed_hosts(),
+        ["localhost", "127.0.0.1", "::1", "mcp.example.com"]
+    );
+    let serve = |rmcp_config: StreamableHttpServerConfig| {
+        let config = config.clone();
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let service = StreamableHttpService::new(
+                || Ok(support::fixture::EchoServer::new()),
+                std::sync::Arc::new(LocalSessionManager::default()),
+                rmcp_config,
+            );
+            let app = Router::new()
+                .nest_service("/mcp", service)
+                .layer(AuthLayer::new(config).unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            addr
+        }
+    };
+    let token = issuer.token().audience(resource).sign();
+    let call = |addr, host: &str| {
+        let request = Raw::new(addr, "POST", "/mcp")
+            .header("Host", host)
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream")
+            .body(initialize_body(1));
+        async move { request.send().await }
+    };
+
+    // rmcp's default: the layer admits the token, rmcp refuses the host.
+    let plain = serve(StreamableHttpServerConfig::default()).await;
+    let refused = call(plain, "mcp.example.com").await.unwrap();
+    assert_eq!(refused.status, 403, "{}", refused.summary());
+
+    let served =
+        serve(StreamableHttpServerConfig::default().with_allowed_hosts(config.allowed_hosts()))
+            .await;
+    for host in ["mcp.example.com", "mcp.example.com:443", "127.0.0.1"] {
+        let answer = call(served, host).await.unwrap();
+        assert_eq!(answer.status, 200, "{host}: {}", answer.summary());
+    }
+    for host in [
+        "evil.example",
+        "mcp.example.com.evil.example",
+        "example.com",
+    ] {
+        let answer = call(served, host).await.unwrap();
+        assert_eq!(answer.status, 403, "{host}: {}", answer.summary());
+    }
+    // Without a token, the layer's challenge comes first whatever the host.
+    let anonymous = Raw::new(served, "POST", "/mcp")
+        .header("Host", "mcp.example.com")
+        .header("Content-Type", "application/json")
+        .body(initialize_body(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status, 401, "{}", anonymous.summary());
+}

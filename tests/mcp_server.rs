@@ -261,7 +261,8 @@ async fn extractor_without_layer_fails_closed() {
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
     let r = reqwest::get(format!("http://{addr}/x")).await.unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(r.status(), 500);
+    assert!(r.headers().get("www-authenticate").is_none());
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["reason"], "not_authenticated");
 }

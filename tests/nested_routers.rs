@@ -61,7 +61,9 @@ async fn start_with(placement: Placement, merge_metadata: bool) -> App {
         .build()
         .unwrap();
     let layer = AuthLayer::new(config).unwrap();
-    let metadata = layer.metadata_router();
+    // Asked for only by an app that merges it: handing it out marks the
+    // document as served.
+    let metadata = merge_metadata.then(|| layer.metadata_router());
     let app: Router = match placement {
         Placement::McpServerInsideNest => Router::new().nest("/api", server.into_router()),
         Placement::InsideNest => Router::new().nest(
@@ -76,10 +78,9 @@ async fn start_with(placement: Placement, merge_metadata: bool) -> App {
             .nest("/api", Router::new().route("/mcp", post(whoami)))
             .layer(layer),
     };
-    let app = if merge_metadata {
-        app.merge(metadata)
-    } else {
-        app
+    let app = match metadata {
+        Some(metadata) => app.merge(metadata),
+        None => app,
     };
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -219,13 +220,22 @@ async fn the_challenge_names_a_url_that_serves_the_metadata() {
             assert_eq!(found, 200, "{placement:?}: {url}");
             assert!(warned.is_empty(), "{placement:?}: {warned:?}");
         }
-        // With the remedy the URL serves this resource's document.
+        // With the remedy the URL serves this resource's document, and
+        // nothing warns that it does not (found from outside: the warning
+        // came with the remedy in place).
+        warnings.0.lock().unwrap().clear();
         let app = start_with(placement, true).await;
         let url = challenge_url(&app).await;
+        let _ = challenge_url(&app).await;
         let doc = reqwest::get(&url).await.unwrap();
         assert_eq!(doc.status(), 200, "{placement:?}: {url}");
         let doc: serde_json::Value = doc.json().await.unwrap();
         assert_eq!(doc["resource"], app.resource.as_str(), "{placement:?}");
+        let warned = warnings.0.lock().unwrap().clone();
+        assert!(
+            !warned.iter().any(|w| w.contains("nested router")),
+            "{placement:?}: {warned:?}"
+        );
     }
 }
 

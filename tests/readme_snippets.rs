@@ -56,6 +56,42 @@ let app = axum::Router::new()
     Ok(())
 }
 
+// "Usage": rmcp's own service behind the plain layer, with the
+// resource's host allowed.
+#[rustfmt::skip]
+mod rmcp_behind_the_layer {
+use mcp_oauth2::AuthContext;
+use rmcp::{ServerHandler, handler::server::router::tool::ToolRouter, tool, tool_handler, tool_router};
+
+#[derive(Clone)]
+struct Notes { tool_router: ToolRouter<Self> }
+
+#[tool_router]
+impl Notes {
+    #[tool(description = "Who am I?")]
+    async fn whoami(&self, auth: AuthContext) -> String { auth.subject().to_owned() }
+}
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Notes {}
+
+fn app(config: mcp_oauth2::AuthConfig) -> super::Result {
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+};
+let rmcp_config = StreamableHttpServerConfig::default().with_allowed_hosts(config.allowed_hosts());
+let service = StreamableHttpService::new(
+    || Ok(Notes { tool_router: Notes::tool_router() }),
+    std::sync::Arc::new(LocalSessionManager::default()),
+    rmcp_config,
+);
+let app = axum::Router::new()
+    .nest_service("/mcp", service)
+    .layer(mcp_oauth2::AuthLayer::new(config)?);
+    let _: axum::Router = app;
+    Ok(())
+}
+}
+
 // "Scopes and step-up".
 #[rustfmt::skip]
 fn scopes() -> Result {
@@ -258,7 +294,7 @@ let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 let resource = format!("http://{}/mcp", listener.local_addr()?);
 let config = AuthConfig::builder().issuer(issuer.issuer()).resource(&resource)
     .allow_insecure_http_for_loopback(true).build()?;
-let server = McpServer::builder().auth(config).service(|| Ok(Hello::new())).build()?;
+let server = McpServer::builder().auth(config).service(|| Ok(Hello::new())).build()?; // Hello::new(): its ToolRouter
 tokio::spawn(server.serve_with_shutdown(listener, std::future::pending()));
 let token = issuer.token().subject("alice").audience(&resource).scopes(["notes:read"]).sign();
 let client = ().serve(StreamableHttpClientTransport::from_config(

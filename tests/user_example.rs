@@ -4,7 +4,7 @@
 //!
 //! ```toml
 //! [dev-dependencies]
-//! mcp-oauth2 = { version = "0.1", features = ["testing"] }
+//! mcp-oauth2 = { path = "../mcp-oauth2", features = ["testing"] } # not on crates.io yet
 //! rmcp = { version = "3.11", features = ["client", "transport-streamable-http-client-reqwest"] }
 //! ```
 // Test and demo code: a panic here is a failed run, not an outage, so

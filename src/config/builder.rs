@@ -955,6 +955,20 @@ impl AuthConfigBuilder {
                 list
             }
         };
+        // One that is an issuer needs no opt-in: listing it there says
+        // nothing (found from outside: taken silently).
+        if let Some(trusted) = self.untrusted_authorization_servers.iter().find(|u| {
+            issuers.iter().any(|i| i.issuer == **u)
+                || self.tenant_issuers.iter().any(|t| t.issues(u))
+        }) {
+            return Err(ConfigError::new(
+                "untrusted_authorization_servers",
+                format!(
+                    "{trusted:?} is a configured issuer: it is trusted, and needs no \
+                     allow_untrusted_authorization_server"
+                ),
+            ));
+        }
         if let Some(unused) = self
             .untrusted_authorization_servers
             .iter()
@@ -1052,14 +1066,40 @@ impl AuthConfigBuilder {
         )?;
         let mut scope_policy = self.scope_policy;
         scope_policy.global = self.required_scopes.clone();
-        if self.extra_audiences.iter().any(|a| a.trim().is_empty()) {
-            return Err(ConfigError::new("accept_audience", "must not be empty"));
-        }
+        let own_client = self.introspection.as_ref().map(|i| i.client_id.as_str());
         check_extra_audiences(
             &self.extra_audiences,
             &issuers,
-            self.introspection.as_ref().map(|i| i.client_id.as_str()),
+            &self.tenant_issuers,
+            own_client,
+            "accept_audience",
         )?;
+        // The same guards on every issuer's own policy (found from
+        // outside: a policy's list skipped all of them).
+        let policies = issuers
+            .iter()
+            .filter_map(|i| i.policy.as_ref())
+            .chain(self.tenant_issuers.iter().filter_map(|t| t.policy.as_ref()));
+        for policy in policies {
+            if let Some(audiences) = &policy.audiences {
+                check_extra_audiences(
+                    audiences,
+                    &issuers,
+                    &self.tenant_issuers,
+                    own_client,
+                    "issuer_policy",
+                )?;
+            }
+            if let Some(paths) = &policy.scope_claims {
+                check_scope_claims(paths, &self.tenant_issuers, "issuer_policy")?;
+            }
+            if let Some(AudienceRule::CognitoClientIds(ids)) = &policy.audience_rule {
+                check_names(ids, "issuer_policy", "client id")?;
+                if policy.audiences.is_some() {
+                    return Err(cognito_with_audiences("issuer_policy"));
+                }
+            }
+        }
         if let AudienceRule::CognitoClientIds(ids) = &self.audience_rule {
             if ids.is_empty() || ids.iter().any(|i| i.trim().is_empty()) {
                 return Err(ConfigError::new(
@@ -1068,6 +1108,9 @@ impl AuthConfigBuilder {
                 ));
             }
             check_names(ids, "audience_rule", "client id")?;
+            if !self.extra_audiences.is_empty() {
+                return Err(cognito_with_audiences("accept_audience"));
+            }
             // The rule replaces the audience of every issuer's tokens: with
             // several issuers (or a template) another issuer's client of the
             // same name would be trusted without any audience (found from
@@ -1081,34 +1124,7 @@ impl AuthConfigBuilder {
             }
         }
         if let Some(paths) = &self.scope_claims {
-            if paths.is_empty()
-                || paths
-                    .iter()
-                    .any(|p| p.is_empty() || p.split('.').any(str::is_empty))
-            {
-                return Err(ConfigError::new(
-                    "scope_claims",
-                    "claim names must be non-empty (dot-separated paths)",
-                ));
-            }
-            check_names(paths, "scope_claims", "claim")?;
-            // A claim that says who or what the token is, read as scopes,
-            // grants whatever its value spells (found from outside:
-            // `sub` as a scope claim granted a user the scope named like
-            // their subject).
-            if let Some(p) = paths
-                .iter()
-                .find(|p| NOT_SCOPE_CLAIMS.contains(&p.as_str()))
-            {
-                return Err(ConfigError::new(
-                    "scope_claims",
-                    format!(
-                        "{p:?} is not a claim of scopes: it names the token's issuer, subject, \
-                         audience, client, times or id, and read as scopes it would grant what \
-                         its value spells"
-                    ),
-                ));
-            }
+            check_scope_claims(paths, &self.tenant_issuers, "scope_claims")?;
         }
         if let Some(settings) = &self.introspection {
             if let Some(endpoint) = &settings.endpoint {
@@ -1496,8 +1512,13 @@ fn is_direction_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// Claims that say who or what a token is: never read as scopes.
-const NOT_SCOPE_CLAIMS: [&str; 13] = [
+/// Claims that say who or what a token is (its issuer, subject, the
+/// user's names and addresses, audience, client, tenant, times, id, key
+/// binding, actor): never read as scopes, as a claim or as the first member
+/// of a path (`act.sub`, `cnf.jkt`). Found from outside: `name` (which
+/// many providers let users edit) read as scopes granted a user who named
+/// themself `notes:write`.
+pub(super) const NOT_SCOPE_CLAIMS: [&str; 40] = [
     "iss",
     "sub",
     "aud",
@@ -1511,11 +1532,54 @@ const NOT_SCOPE_CLAIMS: [&str; 13] = [
     "appid",
     "tid",
     "token_use",
+    // OpenID Connect Core section 5.1 (standard claims) and ID token members.
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "nickname",
+    "preferred_username",
+    "profile",
+    "picture",
+    "website",
+    "email",
+    "phone_number",
+    "address",
+    "nonce",
+    "sid",
+    "auth_time",
+    "acr",
+    "amr",
+    // Entra ID's names of the user.
+    "oid",
+    "upn",
+    "unique_name",
+    // RFC 7800 / RFC 9449 key binding, RFC 8693 actors.
+    "cnf",
+    "act",
+    "may_act",
+    // Cognito, Okta and Keycloak names of the user.
+    "username",
+    "uid",
+    "cognito:username",
+    "typ",
 ];
 
+/// Claims that cannot hold a token's tenant: every claim of
+/// [`NOT_SCOPE_CLAIMS`] but the tenant claims (`tid`), and the scope
+/// claims (found from outside: `sub` made every user their own tenant,
+/// `iss` refused every token, `scope` took a grant for an organisation).
+pub(super) fn not_a_tenant_claim(claim: &str) -> bool {
+    claim != "tid" && NOT_SCOPE_CLAIMS.contains(&claim)
+        || ["scope", "scp", "roles"].contains(&claim)
+}
+
 /// Audiences that can never name one server: Keycloak's `account` (given to
-/// tokens of every client), Microsoft Graph's application ID.
-const SHARED_AUDIENCES: [(&str, &str); 2] = [
+/// tokens of every client), Microsoft Graph (its application ID and its
+/// URLs in each cloud) and the retired Azure AD Graph. Compared without
+/// case and a trailing `/` (found from outside: `https://graph.microsoft.com`
+/// was taken where Graph's ID was refused).
+const SHARED_AUDIENCES: [(&str, &str); 8] = [
     (
         "account",
         "the audience Keycloak gives tokens of every client (its account console)",
@@ -1524,7 +1588,33 @@ const SHARED_AUDIENCES: [(&str, &str); 2] = [
         "00000003-0000-0000-c000-000000000000",
         "Microsoft Graph's application ID",
     ),
+    ("https://graph.microsoft.com", "Microsoft Graph"),
+    (
+        "https://graph.microsoft.us",
+        "Microsoft Graph (US Government)",
+    ),
+    ("https://dod-graph.microsoft.us", "Microsoft Graph (US DoD)"),
+    (
+        "https://microsoftgraph.chinacloudapi.cn",
+        "Microsoft Graph (operated by 21Vianet)",
+    ),
+    (
+        "00000002-0000-0000-c000-000000000000",
+        "Azure AD Graph's application ID",
+    ),
+    ("https://graph.windows.net", "Azure AD Graph"),
 ];
+
+/// Accepted audiences beside the Cognito rule, whose tokens carry no
+/// `aud`: they would do nothing (found from outside: the server started
+/// and an operator believed them in force).
+fn cognito_with_audiences(field: &'static str) -> ConfigError {
+    ConfigError::new(
+        field,
+        "accept_audience does nothing under the Cognito rule of audience_rule (Cognito access \
+         tokens carry no aud, a listed client_id stands for it): remove one of them",
+    )
+}
 
 /// Each of `names` (of `field`, each a `what`): printable ASCII without
 /// blanks, listed once, not `*` (read as itself, never as a wildcard).
@@ -1558,44 +1648,134 @@ fn check_names(names: &[String], field: &'static str, what: &str) -> Result<(), 
 
 /// Audiences accepted besides the resource must name this server only
 /// (found from outside: `*`, `account`, Graph's ID, the issuer's own
-/// userinfo URL, invisible characters were all taken without a word).
+/// userinfo URL, invisible characters were all taken without a word; then
+/// the userinfo URL of a tenant issuer, and every check on an
+/// [`IssuerPolicy`](super::IssuerPolicy)'s own list). `field`: the setting
+/// named in a refusal.
 fn check_extra_audiences(
     audiences: &[String],
     issuers: &[IssuerConfig],
+    tenant_issuers: &[super::TenantIssuer],
     own_client: Option<&str>,
+    field: &'static str,
 ) -> Result<(), ConfigError> {
-    check_names(audiences, "accept_audience", "audience")?;
+    if audiences.iter().any(|a| a.trim().is_empty()) {
+        return Err(ConfigError::new(
+            field,
+            "an accepted audience must not be empty",
+        ));
+    }
+    check_names(audiences, field, "audience")?;
     for a in audiences {
-        if let Some((_, what)) = SHARED_AUDIENCES.iter().find(|(s, _)| s == a) {
+        let plain = a.trim_end_matches('/');
+        if let Some((_, what)) = SHARED_AUDIENCES
+            .iter()
+            .find(|(s, _)| s.eq_ignore_ascii_case(plain))
+        {
             return Err(ConfigError::new(
-                "accept_audience",
+                field,
                 format!("{a:?} is {what}: it names no one server"),
             ));
         }
-        if let Some(i) = issuers.iter().find(|i| {
-            let base = i.issuer.trim_end_matches('/');
-            a.trim_end_matches('/') == base
-                || a.strip_prefix(base)
+        let lower = a.to_ascii_lowercase();
+        // The issuer, or an endpoint under it; for a template, anything
+        // under the part before `{tenant}` (any tenant's issuer and its
+        // endpoints).
+        let under = |base: &str, tenant_follows: bool| {
+            let base = base.to_ascii_lowercase();
+            if tenant_follows {
+                return lower.starts_with(&base);
+            }
+            let base = base.trim_end_matches('/');
+            lower.trim_end_matches('/') == base
+                || lower
+                    .strip_prefix(base)
                     .is_some_and(|rest| rest.starts_with('/'))
-        }) {
+        };
+        let issuer = issuers
+            .iter()
+            .map(|i| i.issuer.as_str())
+            .find(|i| under(i, false))
+            .or_else(|| {
+                tenant_issuers
+                    .iter()
+                    .map(super::TenantIssuer::template)
+                    .find(|t| match t.split_once(super::tenant::TENANT_PLACEHOLDER) {
+                        Some((prefix, _)) => under(prefix, true),
+                        None => under(t, false),
+                    })
+            });
+        if let Some(issuer) = issuer {
             return Err(ConfigError::new(
-                "accept_audience",
+                field,
                 format!(
-                    "{a:?} names the issuer {:?} or an endpoint of it (its userinfo URL is in \
-                     tokens for every API): it names no one server",
-                    i.issuer
+                    "{a:?} names the issuer {issuer:?} or an endpoint of it (its userinfo URL is \
+                     in tokens for every API): it names no one server"
                 ),
             ));
         }
         if own_client == Some(a.as_str()) {
             return Err(ConfigError::new(
-                "accept_audience",
+                field,
                 format!(
                     "{a:?} is this server's own client id (introspection): tokens issued to it \
                      (its ID tokens) are not access tokens for it"
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Scope claims (dot-separated paths) must be claims of grants: none
+/// empty, each listed once, none that says who or what the token is
+/// ([`NOT_SCOPE_CLAIMS`], as a claim or a path's first member) nor a
+/// configured tenant claim. `field`: the setting named in a refusal.
+fn check_scope_claims(
+    paths: &[String],
+    tenant_issuers: &[super::TenantIssuer],
+    field: &'static str,
+) -> Result<(), ConfigError> {
+    if paths.is_empty()
+        || paths
+            .iter()
+            .any(|p| p.is_empty() || p.split('.').any(str::is_empty))
+    {
+        return Err(ConfigError::new(
+            field,
+            "claim names must be non-empty (dot-separated paths)",
+        ));
+    }
+    check_names(paths, field, "claim")?;
+    // A claim that says who or what the token is, read as scopes, grants
+    // whatever its value spells (found from outside: `sub` as a scope
+    // claim granted a user the scope named like their subject).
+    let first = |p: &str| p.split('.').next().unwrap_or_default().to_owned();
+    if let Some(p) = paths
+        .iter()
+        .find(|p| NOT_SCOPE_CLAIMS.contains(&first(p).as_str()))
+    {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "{p:?} is not a claim of scopes: it says who or what the token is (its issuer, \
+                 subject, the user's names, audience, client, tenant, times, id or key binding), \
+                 and read as scopes it would grant what its value spells"
+            ),
+        ));
+    }
+    if let Some(p) = paths.iter().find(|p| {
+        tenant_issuers
+            .iter()
+            .any(|t| t.claim() == Some(first(p).as_str()))
+    }) {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "{p:?} is the tenant claim (tenant_claim): read as scopes, a tenant's name \
+                 would be granted as a scope"
+            ),
+        ));
     }
     Ok(())
 }
@@ -1634,6 +1814,42 @@ mod tests {
         // A process bound below the user's default: the user's is moot.
         base().max_pending_body_bytes(1000).build().unwrap();
         base().max_pending_bodies(10).build().unwrap();
+        // The controls of the audience, claim and tenant refusals: an API
+        // beside the issuer's host, a path beside a template's tenants,
+        // nested role paths, the usual tenant claims, a policy's own list.
+        base()
+            .accept_audience("https://auth.example.com.api.example/x")
+            .accept_audience("https://api.example.com/graph.microsoft.com")
+            .accept_audience("api://mcp")
+            .scope_claims(["scope", "realm_access.roles", "groups", "permissions"])
+            .issuer_policy(
+                "https://auth.example.com",
+                super::super::IssuerPolicy::new()
+                    .accept_audience("api://other")
+                    .scope_claims(["scp", "roles"]),
+            )
+            .build()
+            .unwrap();
+        for (template, claim) in [
+            ("https://sso.example.com/t/{tenant}", "tid"),
+            ("https://auth.example.com", "org_id"),
+        ] {
+            AuthConfig::builder()
+                .resource("https://mcp.example.com/mcp")
+                .tenant_issuer(
+                    super::super::TenantIssuer::new(template)
+                        .tenant_claim(claim)
+                        .tenants(["a"]),
+                )
+                .accept_audience("https://sso.example.com/other")
+                .scope_claims(["scope", "organization.roles"])
+                .build()
+                .unwrap();
+        }
+        base()
+            .audience_rule(AudienceRule::CognitoClientIds(vec!["c1".to_owned()]))
+            .build()
+            .unwrap();
         base()
             .max_pending_bodies(10)
             .max_pending_bodies_per_principal(10)
@@ -1884,6 +2100,187 @@ mod tests {
                 "accept_audience",
             ),
             (base().scope_claims(["sub"]), "scope_claims"),
+            // Claims of who the user is, as a claim or a path's first
+            // member, and the tenant claim (found from outside: `name`
+            // granted what a user named themself).
+            (base().scope_claims(["scope", "name"]), "scope_claims"),
+            (base().scope_claims(["preferred_username"]), "scope_claims"),
+            (base().scope_claims(["act.sub"]), "scope_claims"),
+            (base().scope_claims(["cnf.jkt"]), "scope_claims"),
+            (base().scope_claims(["upn"]), "scope_claims"),
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new("https://auth.example.com")
+                            .tenant_claim("org_id")
+                            .tenants(["o1"]),
+                    )
+                    .scope_claims(["scope", "org_id"]),
+                "scope_claims",
+            ),
+            // Graph's URLs in any case, with a trailing slash, Azure AD
+            // Graph (found from outside: the URL form was taken).
+            (
+                base().accept_audience("https://graph.microsoft.com"),
+                "accept_audience",
+            ),
+            (
+                base().accept_audience("https://Graph.Microsoft.com/"),
+                "accept_audience",
+            ),
+            (
+                base().accept_audience("https://graph.windows.net/"),
+                "accept_audience",
+            ),
+            // The issuer's URLs in another case.
+            (
+                base().accept_audience("HTTPS://AUTH.EXAMPLE.COM/userinfo"),
+                "accept_audience",
+            ),
+            // A tenant issuer's URLs: one issuer with a tenant claim, and a
+            // template's tenants (found from outside: taken, and a token for
+            // another API carrying the userinfo URL then passed).
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new("https://auth.example.com")
+                            .tenant_claim("org_id")
+                            .tenants(["o1"]),
+                    )
+                    .accept_audience("https://auth.example.com/userinfo"),
+                "accept_audience",
+            ),
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new("https://auth.example.com")
+                            .tenant_claim("org_id")
+                            .tenants(["o1"]),
+                    )
+                    .accept_audience("https://auth.example.com"),
+                "accept_audience",
+            ),
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new("https://sso.example.com/t/{tenant}")
+                            .tenants(["a"]),
+                    )
+                    .accept_audience("https://sso.example.com/t/a/userinfo"),
+                "accept_audience",
+            ),
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new("https://sso.example.com/t/{tenant}")
+                            .tenants(["a"]),
+                    )
+                    .accept_audience("https://sso.example.com/t/b"),
+                "accept_audience",
+            ),
+            // An issuer's own policy is held to the same rules (found from
+            // outside: its list skipped every check).
+            (
+                base().issuer_policy(
+                    "https://auth.example.com",
+                    super::super::IssuerPolicy::new().accept_audience("account"),
+                ),
+                "issuer_policy",
+            ),
+            (
+                base().issuer_policy(
+                    "https://auth.example.com",
+                    super::super::IssuerPolicy::new()
+                        .accept_audience("https://auth.example.com/userinfo"),
+                ),
+                "issuer_policy",
+            ),
+            (
+                base().issuer_policy(
+                    "https://auth.example.com",
+                    super::super::IssuerPolicy::new().accept_audience("*"),
+                ),
+                "issuer_policy",
+            ),
+            (
+                base().issuer_policy(
+                    "https://auth.example.com",
+                    super::super::IssuerPolicy::new().scope_claims(["sub"]),
+                ),
+                "issuer_policy",
+            ),
+            (
+                base().issuer_policy(
+                    "https://auth.example.com",
+                    super::super::IssuerPolicy::new()
+                        .audience_rule(AudienceRule::CognitoClientIds(vec!["c1".to_owned()]))
+                        .accept_audience("api://x"),
+                ),
+                "issuer_policy",
+            ),
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new("https://sso.example.com/t/{tenant}")
+                            .tenants(["a"])
+                            .policy(super::super::IssuerPolicy::new().accept_audience("account")),
+                    ),
+                "issuer_policy",
+            ),
+            // Accepted audiences beside the Cognito rule do nothing (found
+            // from outside: started, believed in force).
+            (
+                base()
+                    .audience_rule(AudienceRule::CognitoClientIds(vec!["c1".to_owned()]))
+                    .accept_audience("api://x"),
+                "accept_audience",
+            ),
+            // Claims that cannot hold a tenant (found from outside: `sub`
+            // made every user a tenant, `iss` refused every token).
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new("https://auth.example.com")
+                            .tenant_claim("sub")
+                            .allow_any_tenant_unrestricted(),
+                    ),
+                "tenant_claim",
+            ),
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new("https://sso.example.com/t/{tenant}")
+                            .tenant_claim("iss")
+                            .tenants(["a"]),
+                    ),
+                "tenant_claim",
+            ),
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new("https://auth.example.com")
+                            .tenant_claim("scope")
+                            .tenants(["o1"]),
+                    ),
+                "tenant_claim",
+            ),
+            // An issuer allowed as untrusted: a no-op, refused (found from
+            // outside).
+            (
+                base()
+                    .authorization_servers(["https://auth.example.com"])
+                    .allow_untrusted_authorization_server("https://auth.example.com"),
+                "untrusted_authorization_servers",
+            ),
             (base().scope_claims(["scp", "scp"]), "scope_claims"),
             (base().scope_claims(["sc p"]), "scope_claims"),
             (

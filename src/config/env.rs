@@ -1678,6 +1678,117 @@ mod tests {
         assert_eq!(err.field(), "MCP_OAUTH2_COGNITO_CLIENT_IDS", "{err}");
     }
 
+    // Settings found from outside to be taken without a word: extra
+    // audiences beside the Cognito rule (they did nothing), a tenant
+    // issuer's userinfo URL as an audience (another API's token passed), a
+    // claim of who the user is as a scope claim or a tenant claim. Each is
+    // refused naming its variable (and the other one it clashes with).
+    #[test]
+    fn settings_that_do_nothing_or_weaken_name_their_variables() {
+        let cognito = [
+            ("MCP_OAUTH2_COGNITO_CLIENT_IDS", "c1"),
+            ("MCP_OAUTH2_ACCEPT_AUDIENCES", "api://x"),
+        ];
+        let org = [
+            ("MCP_OAUTH2_TENANT_CLAIM", "org_id"),
+            ("MCP_OAUTH2_TENANTS", "o1"),
+        ];
+        /// The variables set, the one the refusal names, words it says.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a [&'a str]);
+        let cases: &[Case<'_>] = &[
+            (
+                &cognito,
+                "MCP_OAUTH2_ACCEPT_AUDIENCES",
+                &["MCP_OAUTH2_COGNITO_CLIENT_IDS"],
+            ),
+            (
+                &[
+                    org[0],
+                    org[1],
+                    ("MCP_OAUTH2_ACCEPT_AUDIENCES", "https://as.example/userinfo"),
+                ],
+                "MCP_OAUTH2_ACCEPT_AUDIENCES",
+                &["userinfo"],
+            ),
+            (
+                &[
+                    ("MCP_OAUTH2_ISSUER", "https://as.example/t/{tenant}"),
+                    ("MCP_OAUTH2_TENANTS", "a"),
+                    (
+                        "MCP_OAUTH2_ACCEPT_AUDIENCES",
+                        "https://as.example/t/a/userinfo",
+                    ),
+                ],
+                "MCP_OAUTH2_ACCEPT_AUDIENCES",
+                &["https://as.example/t/{tenant}"],
+            ),
+            (
+                &[(
+                    "MCP_OAUTH2_ACCEPT_AUDIENCES",
+                    "https://graph.microsoft.com/",
+                )],
+                "MCP_OAUTH2_ACCEPT_AUDIENCES",
+                &["Microsoft Graph"],
+            ),
+            (
+                &[("MCP_OAUTH2_SCOPE_CLAIMS", "scope,name")],
+                "MCP_OAUTH2_SCOPE_CLAIMS",
+                &["\"name\""],
+            ),
+            (
+                &[org[0], org[1], ("MCP_OAUTH2_SCOPE_CLAIMS", "scope,org_id")],
+                "MCP_OAUTH2_SCOPE_CLAIMS",
+                &["MCP_OAUTH2_TENANT_CLAIM"],
+            ),
+            (
+                &[
+                    ("MCP_OAUTH2_TENANT_CLAIM", "sub"),
+                    ("MCP_OAUTH2_TENANTS", "*"),
+                ],
+                "MCP_OAUTH2_TENANT_CLAIM",
+                &["\"sub\""],
+            ),
+            (
+                &[
+                    ("MCP_OAUTH2_AUTHORIZATION_SERVERS", "https://as.example"),
+                    (
+                        "MCP_OAUTH2_UNTRUSTED_AUTHORIZATION_SERVERS",
+                        "https://as.example",
+                    ),
+                ],
+                "MCP_OAUTH2_UNTRUSTED_AUTHORIZATION_SERVERS",
+                &["configured issuer"],
+            ),
+        ];
+        for (set, variable, says) in cases {
+            let mut vars = minimal();
+            for (name, value) in *set {
+                vars.insert(name, (*value).to_owned());
+            }
+            let err = from_map(&vars).unwrap_err();
+            assert_eq!(err.field(), *variable, "{set:?}: {err}");
+            for word in *says {
+                assert!(err.to_string().contains(word), "{set:?}: {err}");
+            }
+        }
+        // The controls: each setting alone, or with a claim of grants.
+        for set in [
+            &[cognito[0]][..],
+            &[cognito[1]],
+            &[
+                org[0],
+                org[1],
+                ("MCP_OAUTH2_SCOPE_CLAIMS", "scope,permissions"),
+            ],
+        ] {
+            let mut vars = minimal();
+            for (name, value) in set {
+                vars.insert(name, (*value).to_owned());
+            }
+            from_map(&vars).unwrap_or_else(|e| panic!("{set:?}: {e}"));
+        }
+    }
+
     // `AuthConfig::from_env`'s documentation: an empty flag is unset, so
     // a flag that defaults on stays on (and one that defaults off, off).
     // A Redis URL refused at start says why, never "store unavailable" and

@@ -361,6 +361,33 @@ impl AuthConfig {
         self.resource_url.host_str()
     }
 
+    /// The `Host` values a server for this resource answers: the resource
+    /// URL's host (any port: a reverse proxy may forward with or without
+    /// it) and the loopback names rmcp allows by default (health checks,
+    /// local clients). [`McpServer`](crate::McpServer) enforces them itself;
+    /// an app that mounts rmcp's `StreamableHttpService` behind a plain
+    /// [`AuthLayer`](crate::AuthLayer) gives them to rmcp, whose default
+    /// admits loopback names only (found from outside: every call to
+    /// `https://mcp.example.com/mcp` was refused 403 `Forbidden: Host header
+    /// is not allowed` by rmcp, after the layer had accepted its token):
+    ///
+    /// ```rust,ignore
+    /// let rmcp_config = StreamableHttpServerConfig::default()
+    ///     .with_allowed_hosts(config.allowed_hosts());
+    /// ```
+    ///
+    /// A DNS-rebinding page's `Host` (its own name) is still refused.
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+        if let Some(host) = self.resource_host() {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if !hosts.iter().any(|h| h == host) {
+                hosts.push(host.to_owned());
+            }
+        }
+        hosts
+    }
+
     /// Whether every loopback origin is allowed: the resource itself is on
     /// loopback (a local server; rmcp's Host allowlist admits every loopback
     /// name and port likewise). A DNS-rebinding page keeps its own origin and

@@ -368,6 +368,17 @@ impl TenantIssuer {
         {
             return Err(ConfigError::new("tenant_claim", "must not be empty"));
         }
+        if let Some(claim) = &self.tenant_claim
+            && super::builder::not_a_tenant_claim(claim)
+        {
+            return Err(ConfigError::new(
+                "tenant_claim",
+                format!(
+                    "{claim:?} cannot hold a tenant: it says who or what the token is, or what it \
+                     grants (a tenant claim names the customer organisation: tid, org_id)"
+                ),
+            ));
+        }
         if let Some(jwks) = &self.jwks_uri {
             if jwks.matches(TENANT_PLACEHOLDER).count() > 1 {
                 return Err(ConfigError::new(

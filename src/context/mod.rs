@@ -751,12 +751,12 @@ impl<C: AsRequestContext> FromContextPart<C> for AuthContext {
     }
 }
 
-/// Rejection of the axum extractor when no authentication layer ran: 401,
-/// fail closed, with `WWW-Authenticate: Bearer error="invalid_token",
-/// error_description="The request was not authenticated"` (RFC 7235 section
-/// 3.1 requires a challenge on a 401; it matches the JSON body's
-/// `invalid_token`, reason `not_authenticated`) and no `resource_metadata`,
-/// which only a layer knows.
+/// Rejection of the axum extractor when no authentication layer ran: 500
+/// `server_error` (reason `not_authenticated`), no challenge, fail closed.
+/// The route is misconfigured, not the client's token: a 401 would send the
+/// client to sign in again for nothing (found from outside). Logged at
+/// ERROR. A tool reached without the layer answers the JSON-RPC internal
+/// error (-32603) likewise.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct MissingAuthContext;
@@ -767,9 +767,6 @@ impl IntoResponse for MissingAuthContext {
             reason = AuthErrorKind::NotAuthenticated.code(),
             "an axum handler asked for the AuthContext but no authentication layer ran"
         );
-        // RFC 7235 section 3.1: a 401 carries a challenge. Without a layer
-        // there is no resource metadata to name, so the challenge matches the
-        // body: `Bearer error="invalid_token", error_description="..."`.
         crate::AuthError::new(AuthErrorKind::NotAuthenticated).into_response()
     }
 }

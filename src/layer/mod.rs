@@ -459,9 +459,15 @@ impl AuthLayer {
     }
 
     /// An axum router serving the metadata at both well-known paths, for
-    /// apps that apply the layer to some routes only (`route_layer`). Its
-    /// responses carry `X-Request-Id` too.
+    /// apps that apply the layer to some routes only (`route_layer`), or
+    /// inside a nested router. Its responses carry `X-Request-Id` too.
+    ///
+    /// Handing it out also tells every layer for the same metadata URL
+    /// that the document is served: a layer inside a nested router then
+    /// does not warn that it is not (found from outside: the warning came
+    /// with the remedy applied).
     pub fn metadata_router<S: Clone + Send + Sync + 'static>(&self) -> axum::Router<S> {
+        metadata_served_elsewhere::mark(&self.shared.challenge.resource_metadata);
         self.shared
             .metadata
             .router()
@@ -582,3 +588,34 @@ impl Metrics {
         out
     }
 }
+
+/// The metadata URLs whose document an app serves through
+/// [`AuthLayer::metadata_router`], so that a layer inside a nested router
+/// (its own, or `McpServer::into_router()`'s for the same resource) need
+/// not warn that its challenge names a URL nothing serves. Process-wide:
+/// the router and the nested layer may be built from different clones of
+/// the configuration. Touched when a router is handed out and at most once
+/// a layer after that, never on the path of a call.
+mod metadata_served_elsewhere {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+
+    fn urls() -> &'static Mutex<HashSet<String>> {
+        static URLS: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+        URLS.get_or_init(Mutex::default)
+    }
+
+    /// `url`'s document is served by a router the app was given.
+    pub(super) fn mark(url: &str) {
+        if let Ok(mut urls) = urls().lock() {
+            urls.insert(url.to_owned());
+        }
+    }
+
+    /// Whether `url`'s document was handed out as a router.
+    pub(crate) fn is_marked(url: &str) -> bool {
+        urls().lock().is_ok_and(|urls| urls.contains(url))
+    }
+}
+
+pub(crate) use metadata_served_elsewhere::is_marked as metadata_served_elsewhere;

@@ -666,6 +666,11 @@ impl Shared {
         if requested == req.uri().path() || self.nested_warned.swap(true, Ordering::Relaxed) {
             return;
         }
+        // The app merged `AuthLayer::metadata_router()` for this resource:
+        // the remedy is in place.
+        if super::metadata_served_elsewhere(&self.challenge.resource_metadata) {
+            return;
+        }
         tracing::warn!(
             resource_metadata = %self.challenge.resource_metadata,
             "the AuthLayer (or the McpServer::into_router() router) is inside a nested router \
