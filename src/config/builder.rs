@@ -1913,6 +1913,24 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
+        // One issuer whose tenant is a claim, and a template's tenants.
+        let org = || {
+            AuthConfig::builder()
+                .resource("https://mcp.example.com/mcp")
+                .tenant_issuer(
+                    super::super::TenantIssuer::new("https://auth.example.com")
+                        .tenant_claim("org_id")
+                        .tenants(["o1"]),
+                )
+        };
+        let template = || {
+            AuthConfig::builder()
+                .resource("https://mcp.example.com/mcp")
+                .tenant_issuer(
+                    super::super::TenantIssuer::new("https://sso.example.com/t/{tenant}")
+                        .tenants(["a"]),
+                )
+        };
         let e = AuthConfig::builder()
             .issuer("https://a")
             .build()
@@ -2108,17 +2126,7 @@ mod tests {
             (base().scope_claims(["act.sub"]), "scope_claims"),
             (base().scope_claims(["cnf.jkt"]), "scope_claims"),
             (base().scope_claims(["upn"]), "scope_claims"),
-            (
-                AuthConfig::builder()
-                    .resource("https://mcp.example.com/mcp")
-                    .tenant_issuer(
-                        super::super::TenantIssuer::new("https://auth.example.com")
-                            .tenant_claim("org_id")
-                            .tenants(["o1"]),
-                    )
-                    .scope_claims(["scope", "org_id"]),
-                "scope_claims",
-            ),
+            (org().scope_claims(["scope", "org_id"]), "scope_claims"),
             // Graph's URLs in any case, with a trailing slash, Azure AD
             // Graph (found from outside: the URL form was taken).
             (
@@ -2142,45 +2150,19 @@ mod tests {
             // template's tenants (found from outside: taken, and a token for
             // another API carrying the userinfo URL then passed).
             (
-                AuthConfig::builder()
-                    .resource("https://mcp.example.com/mcp")
-                    .tenant_issuer(
-                        super::super::TenantIssuer::new("https://auth.example.com")
-                            .tenant_claim("org_id")
-                            .tenants(["o1"]),
-                    )
-                    .accept_audience("https://auth.example.com/userinfo"),
+                org().accept_audience("https://auth.example.com/userinfo"),
                 "accept_audience",
             ),
             (
-                AuthConfig::builder()
-                    .resource("https://mcp.example.com/mcp")
-                    .tenant_issuer(
-                        super::super::TenantIssuer::new("https://auth.example.com")
-                            .tenant_claim("org_id")
-                            .tenants(["o1"]),
-                    )
-                    .accept_audience("https://auth.example.com"),
+                org().accept_audience("https://auth.example.com"),
                 "accept_audience",
             ),
             (
-                AuthConfig::builder()
-                    .resource("https://mcp.example.com/mcp")
-                    .tenant_issuer(
-                        super::super::TenantIssuer::new("https://sso.example.com/t/{tenant}")
-                            .tenants(["a"]),
-                    )
-                    .accept_audience("https://sso.example.com/t/a/userinfo"),
+                template().accept_audience("https://sso.example.com/t/a/userinfo"),
                 "accept_audience",
             ),
             (
-                AuthConfig::builder()
-                    .resource("https://mcp.example.com/mcp")
-                    .tenant_issuer(
-                        super::super::TenantIssuer::new("https://sso.example.com/t/{tenant}")
-                            .tenants(["a"]),
-                    )
-                    .accept_audience("https://sso.example.com/t/b"),
+                template().accept_audience("https://sso.example.com/t/b"),
                 "accept_audience",
             ),
             // An issuer's own policy is held to the same rules (found from
