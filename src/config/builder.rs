@@ -1080,6 +1080,24 @@ impl AuthConfigBuilder {
             .iter()
             .filter_map(|i| i.policy.as_ref())
             .chain(self.tenant_issuers.iter().filter_map(|t| t.policy.as_ref()));
+        // The Cognito rule trusts a client id without an audience: on a
+        // tenant issuer, every tenant's client of that name (found from
+        // outside: refused globally beside a template, taken on its policy).
+        if let Some(t) = self.tenant_issuers.iter().find(|t| {
+            t.policy
+                .as_ref()
+                .is_some_and(|p| matches!(p.audience_rule, Some(AudienceRule::CognitoClientIds(_))))
+        }) {
+            return Err(ConfigError::new(
+                "issuer_policy",
+                format!(
+                    "the Cognito rule (no aud, a listed client_id instead) on the tenant issuer \
+                     {:?} would trust every tenant's client of that name without an audience: it \
+                     needs one issuer, the Cognito user pool",
+                    t.template()
+                ),
+            ));
+        }
         for policy in policies {
             if let Some(audiences) = &policy.audiences {
                 check_extra_audiences(
@@ -1515,10 +1533,11 @@ fn is_direction_control(c: char) -> bool {
 /// Claims that say who or what a token is (its issuer, subject, the
 /// user's names and addresses, audience, client, tenant, times, id, key
 /// binding, actor): never read as scopes, as a claim or as the first member
-/// of a path (`act.sub`, `cnf.jkt`). Found from outside: `name` (which
-/// many providers let users edit) read as scopes granted a user who named
-/// themself `notes:write`.
-pub(super) const NOT_SCOPE_CLAIMS: [&str; 40] = [
+/// of a path (`act.sub`, `cnf.jkt`): every standard claim of OpenID
+/// Connect Core section 5.1 among them. Found from outside: `name`, then
+/// `gender`, `locale`, `zoneinfo` (which many providers let users edit)
+/// read as scopes granted a user who wrote `notes:write` there.
+pub(super) const NOT_SCOPE_CLAIMS: [&str; 53] = [
     "iss",
     "sub",
     "aud",
@@ -1543,8 +1562,17 @@ pub(super) const NOT_SCOPE_CLAIMS: [&str; 40] = [
     "picture",
     "website",
     "email",
+    "email_verified",
+    "gender",
+    "birthdate",
+    "zoneinfo",
+    "locale",
     "phone_number",
+    "phone_number_verified",
     "address",
+    "updated_at",
+    "at_hash",
+    "c_hash",
     "nonce",
     "sid",
     "auth_time",
@@ -1558,52 +1586,95 @@ pub(super) const NOT_SCOPE_CLAIMS: [&str; 40] = [
     "cnf",
     "act",
     "may_act",
-    // Cognito, Okta and Keycloak names of the user.
+    // Cognito, Okta and Keycloak names of the user, Azure AD B2C's
+    // addresses, the organisation's id and name (Auth0, Keycloak).
     "username",
     "uid",
     "cognito:username",
+    "emails",
+    "org_id",
+    "org_name",
+    "organization",
     "typ",
 ];
 
 /// Claims that cannot hold a token's tenant: every claim of
-/// [`NOT_SCOPE_CLAIMS`] but the tenant claims (`tid`), and the scope
-/// claims (found from outside: `sub` made every user their own tenant,
-/// `iss` refused every token, `scope` took a grant for an organisation).
+/// [`NOT_SCOPE_CLAIMS`] but those of the organisation ([`TENANT_CLAIMS`]),
+/// and the scope claims (found from outside: `sub` made every user their
+/// own tenant, `iss` refused every token, `scope` took a grant for an
+/// organisation).
 pub(super) fn not_a_tenant_claim(claim: &str) -> bool {
-    claim != "tid" && NOT_SCOPE_CLAIMS.contains(&claim)
+    !TENANT_CLAIMS.contains(&claim) && NOT_SCOPE_CLAIMS.contains(&claim)
         || ["scope", "scp", "roles"].contains(&claim)
 }
 
-/// Audiences that can never name one server: Keycloak's `account` (given to
-/// tokens of every client), Microsoft Graph (its application ID and its
-/// URLs in each cloud) and the retired Azure AD Graph. Compared without
-/// case and a trailing `/` (found from outside: `https://graph.microsoft.com`
-/// was taken where Graph's ID was refused).
-const SHARED_AUDIENCES: [(&str, &str); 8] = [
+/// The claims of [`NOT_SCOPE_CLAIMS`] that name the user's organisation
+/// (Entra ID's `tid`, Auth0's `org_id` and `org_name`, Keycloak's
+/// `organization`): tenant claims.
+const TENANT_CLAIMS: [&str; 4] = ["tid", "org_id", "org_name", "organization"];
+
+/// Audiences that can never name one server: Keycloak's built-in clients
+/// (`account`, given to tokens of every client; `realm-management`,
+/// `broker`), Microsoft Graph's and Azure AD Graph's application IDs.
+/// Compared without case.
+const SHARED_AUDIENCES: [(&str, &str); 5] = [
     (
         "account",
         "the audience Keycloak gives tokens of every client (its account console)",
     ),
     (
+        "realm-management",
+        "the audience of Keycloak's own admin API (realm-management)",
+    ),
+    (
+        "broker",
+        "the audience of Keycloak's identity brokering (broker)",
+    ),
+    (
         "00000003-0000-0000-c000-000000000000",
         "Microsoft Graph's application ID",
-    ),
-    ("https://graph.microsoft.com", "Microsoft Graph"),
-    (
-        "https://graph.microsoft.us",
-        "Microsoft Graph (US Government)",
-    ),
-    ("https://dod-graph.microsoft.us", "Microsoft Graph (US DoD)"),
-    (
-        "https://microsoftgraph.chinacloudapi.cn",
-        "Microsoft Graph (operated by 21Vianet)",
     ),
     (
         "00000002-0000-0000-c000-000000000000",
         "Azure AD Graph's application ID",
     ),
-    ("https://graph.windows.net", "Azure AD Graph"),
 ];
+
+/// Hosts of Microsoft's own APIs, whose tokens every Entra ID tenant
+/// issues to any client: an audience URL on one of them (any scheme, port,
+/// path, case, a trailing dot) names another server. Found from outside:
+/// `https://graph.microsoft.com` was taken where Graph's ID was refused.
+const SHARED_AUDIENCE_HOSTS: [(&str, &str); 9] = [
+    ("graph.microsoft.com", "Microsoft Graph"),
+    ("graph.microsoft.us", "Microsoft Graph (US Government)"),
+    ("dod-graph.microsoft.us", "Microsoft Graph (US DoD)"),
+    (
+        "microsoftgraph.chinacloudapi.cn",
+        "Microsoft Graph (operated by 21Vianet)",
+    ),
+    ("graph.windows.net", "Azure AD Graph"),
+    ("management.azure.com", "Azure Resource Manager"),
+    ("management.core.windows.net", "Azure Service Management"),
+    ("outlook.office.com", "Exchange Online"),
+    ("outlook.office365.com", "Exchange Online"),
+];
+
+/// What `audience` names that no one server is, if anything: one of
+/// [`SHARED_AUDIENCES`], or a URL on one of [`SHARED_AUDIENCE_HOSTS`].
+fn shared_audience(audience: &str) -> Option<&'static str> {
+    let named = SHARED_AUDIENCES
+        .iter()
+        .find(|(s, _)| s.eq_ignore_ascii_case(audience.trim_end_matches('/')));
+    if let Some((_, what)) = named {
+        return Some(what);
+    }
+    let url = Url::parse(audience).ok()?;
+    let host = url.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+    SHARED_AUDIENCE_HOSTS
+        .iter()
+        .find(|(h, _)| *h == host)
+        .map(|(_, what)| *what)
+}
 
 /// Accepted audiences beside the Cognito rule, whose tokens carry no
 /// `aud`: they would do nothing (found from outside: the server started
@@ -1639,7 +1710,7 @@ fn check_names(names: &[String], field: &'static str, what: &str) -> Result<(), 
         if names.iter().take(i).any(|n| n == name) {
             return Err(ConfigError::new(
                 field,
-                format!("{what} {name:?} is listed twice"),
+                format!("{what} {name:?} is listed twice (a preset may list it already)"),
             ));
         }
     }
@@ -1667,11 +1738,7 @@ fn check_extra_audiences(
     }
     check_names(audiences, field, "audience")?;
     for a in audiences {
-        let plain = a.trim_end_matches('/');
-        if let Some((_, what)) = SHARED_AUDIENCES
-            .iter()
-            .find(|(s, _)| s.eq_ignore_ascii_case(plain))
-        {
+        if let Some(what) = shared_audience(a) {
             return Err(ConfigError::new(
                 field,
                 format!("{a:?} is {what}: it names no one server"),
@@ -1842,7 +1909,7 @@ mod tests {
                         .tenants(["a"]),
                 )
                 .accept_audience("https://sso.example.com/other")
-                .scope_claims(["scope", "organization.roles"])
+                .scope_claims(["scope", "resource_access.mcp.roles"])
                 .build()
                 .unwrap();
         }
@@ -2126,6 +2193,70 @@ mod tests {
             (base().scope_claims(["act.sub"]), "scope_claims"),
             (base().scope_claims(["cnf.jkt"]), "scope_claims"),
             (base().scope_claims(["upn"]), "scope_claims"),
+            // Every standard claim of OpenID Connect (found from outside on
+            // a first version: `gender`, `locale`, `zoneinfo` were taken).
+            (base().scope_claims(["gender"]), "scope_claims"),
+            (base().scope_claims(["scp", "locale"]), "scope_claims"),
+            (base().scope_claims(["zoneinfo"]), "scope_claims"),
+            (base().scope_claims(["email_verified"]), "scope_claims"),
+            (base().scope_claims(["emails"]), "scope_claims"),
+            (base().scope_claims(["org_name"]), "scope_claims"),
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new("https://auth.example.com")
+                            .tenant_claim("customer")
+                            .tenants(["c1"]),
+                    )
+                    .scope_claims(["scope", "customer"]),
+                "scope_claims",
+            ),
+            // A tenant claim compared exactly: no blank (found from
+            // outside: built, then every call refused).
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new("https://auth.example.com")
+                            .tenant_claim(" org_id")
+                            .tenants(["o1"]),
+                    ),
+                "tenant_claim",
+            ),
+            // The Cognito rule on a tenant issuer's policy (found from
+            // outside: another tenant's client of the same name passed).
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new("https://sso.example.com/t/{tenant}")
+                            .tenants(["poolA", "poolB"])
+                            .policy(super::super::IssuerPolicy::new().audience_rule(
+                                AudienceRule::CognitoClientIds(vec!["c1".to_owned()]),
+                            )),
+                    ),
+                "issuer_policy",
+            ),
+            // Microsoft's APIs by host: a port, a trailing dot, a path
+            // (found from outside: taken); Keycloak's built-in clients.
+            (
+                base().accept_audience("https://graph.microsoft.com:443"),
+                "accept_audience",
+            ),
+            (
+                base().accept_audience("https://graph.microsoft.com./v1.0"),
+                "accept_audience",
+            ),
+            (
+                base().accept_audience("https://management.azure.com/"),
+                "accept_audience",
+            ),
+            (
+                base().accept_audience("realm-management"),
+                "accept_audience",
+            ),
+            (base().accept_audience("broker"), "accept_audience"),
             (org().scope_claims(["scope", "org_id"]), "scope_claims"),
             // Graph's URLs in any case, with a trailing slash, Azure AD
             // Graph (found from outside: the URL form was taken).

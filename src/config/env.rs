@@ -1736,9 +1736,18 @@ mod tests {
                 &["\"name\""],
             ),
             (
-                &[org[0], org[1], ("MCP_OAUTH2_SCOPE_CLAIMS", "scope,org_id")],
+                &[
+                    ("MCP_OAUTH2_TENANT_CLAIM", "customer"),
+                    org[1],
+                    ("MCP_OAUTH2_SCOPE_CLAIMS", "scope,customer"),
+                ],
                 "MCP_OAUTH2_SCOPE_CLAIMS",
                 &["MCP_OAUTH2_TENANT_CLAIM"],
+            ),
+            (
+                &[("MCP_OAUTH2_SCOPE_CLAIMS", "scope,gender")],
+                "MCP_OAUTH2_SCOPE_CLAIMS",
+                &["\"gender\""],
             ),
             (
                 &[

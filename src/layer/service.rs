@@ -666,8 +666,10 @@ impl Shared {
         if requested == req.uri().path() || self.nested_warned.swap(true, Ordering::Relaxed) {
             return;
         }
-        // The app merged `AuthLayer::metadata_router()` for this resource:
-        // the remedy is in place.
+        // The app took `AuthLayer::metadata_router()` for this resource,
+        // the remedy the warning names: where it merged it is beyond what
+        // the layer can see (merged inside the nest, or dropped, it serves
+        // nothing at the root, and nothing says so).
         if super::metadata_served_elsewhere(&self.challenge.resource_metadata) {
             return;
         }
