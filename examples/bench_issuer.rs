@@ -9,7 +9,8 @@
 //!
 //! Output, one line each: `issuer <url>`, then `token <audience> <jwt>` per
 //! audience, then `ready`. Flags: `--alg rs256|es256|eddsa` (rs256),
-//! `--audience URL` (repeatable), `--subject S` (`bench`). Tokens last six
+//! `--audience URL` (repeatable), `--subject S` (`bench`), `--port N` (on
+//! 127.0.0.1; default one the system picks). Tokens last six
 //! hours, for subject `bench` and client `bench-client`, with no scope.
 //! Development only: the tokens are printed in clear. `--help` prints
 //! the usage; a flag it does not take is a usage error (exit status 2).
@@ -25,7 +26,7 @@ use mcp_oauth2::testing::{SigningAlg, TestIssuer};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str =
-    "usage: bench_issuer [--alg rs256|es256|eddsa] [--audience URL]... [--subject S]";
+    "usage: bench_issuer [--alg rs256|es256|eddsa] [--audience URL]... [--subject S] [--port N]";
 
 /// Errors as text, a usage error with exit status 2 (found from outside:
 /// printed as Rust `Debug`, quotes and all, and `--help` was an error).
@@ -70,6 +71,7 @@ async fn run() -> Result<(), Run> {
     let mut alg = SigningAlg::Rs256;
     let mut audiences = Vec::new();
     let mut subject = "bench".to_owned();
+    let mut port = 0;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -88,6 +90,12 @@ async fn run() -> Result<(), Run> {
             }
             "--audience" => audiences.push(value()?),
             "--subject" => subject = value()?,
+            "--port" => {
+                let named = value()?;
+                port = named
+                    .parse()
+                    .map_err(|_| Run::Usage(format!("--port takes a port number, not {named}")))?;
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -95,7 +103,7 @@ async fn run() -> Result<(), Run> {
             other => return Err(Run::Usage(format!("unknown flag {other}"))),
         }
     }
-    let issuer = TestIssuer::start_with_alg(alg).await?;
+    let issuer = TestIssuer::builder().alg(alg).port(port).start().await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "issuer {}", issuer.issuer())?;
     for audience in &audiences {

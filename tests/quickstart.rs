@@ -155,7 +155,7 @@ async fn the_quickstart_takes_only_its_arguments_and_fails_when_unwritten() {
 // status 2, `--help` prints the usage.
 #[tokio::test]
 async fn the_bench_issuer_tells_its_usage() {
-    let run = |args: &'static [&'static str]| {
+    let run = |args: &[&str]| {
         let mut command = support::reference::example_command("bench_issuer");
         command
             .args(args)
@@ -175,6 +175,11 @@ async fn the_bench_issuer_tells_its_usage() {
         (&["--alg", "HS256"][..], "unknown algorithm HS256"),
         (&["--bogus"][..], "unknown flag --bogus"),
         (&["--alg"][..], "--alg needs a value"),
+        (&["--port", "x"][..], "--port takes a port number, not x"),
+        (
+            &["--port", "65536"][..],
+            "--port takes a port number, not 65536",
+        ),
     ] {
         let out = run(args).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -185,4 +190,18 @@ async fn the_bench_issuer_tells_its_usage() {
             "{stderr}"
         );
     }
+    // `--port`: the issuer it prints listens there (on loopback); it exits
+    // once its standard input closes.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = run(&["--port", &free.to_string()]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("issuer http://127.0.0.1:{free}\n")),
+        "{stdout}"
+    );
 }

@@ -179,12 +179,13 @@ impl TestIssuer {
     async fn start_from(builder: TestIssuerBuilder) -> io::Result<TestIssuer> {
         let TestIssuerBuilder {
             alg,
+            port,
             tls,
             subject,
             code_lifetime,
             access_token_lifetime,
         } = builder;
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
         let addr = listener.local_addr()?;
         let issuer = match &tls {
             None => format!("http://{addr}"),
@@ -678,6 +679,7 @@ async fn serve_other(State(shared): State<Arc<Shared>>) -> StatusCode {
 #[must_use]
 pub struct TestIssuerBuilder {
     alg: SigningAlg,
+    port: u16,
     tls: Option<(Arc<rustls::ServerConfig>, String)>,
     subject: String,
     code_lifetime: Duration,
@@ -688,6 +690,7 @@ impl Default for TestIssuerBuilder {
     fn default() -> Self {
         Self {
             alg: SigningAlg::default(),
+            port: 0,
             tls: None,
             subject: DEFAULT_SUBJECT.to_owned(),
             code_lifetime: DEFAULT_CODE_LIFETIME,
@@ -700,6 +703,7 @@ impl fmt::Debug for TestIssuerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestIssuerBuilder")
             .field("alg", &self.alg)
+            .field("port", &self.port)
             .field("tls_host", &self.tls.as_ref().map(|(_, host)| host))
             .field("subject", &self.subject)
             .field("code_lifetime", &self.code_lifetime)
@@ -712,6 +716,16 @@ impl TestIssuerBuilder {
     /// The algorithm of the initial key (default [`SigningAlg::Rs256`]).
     pub fn alg(mut self, alg: SigningAlg) -> Self {
         self.alg = alg;
+        self
+    }
+
+    /// The loopback port to listen on (default 0: one the system picks).
+    /// The issuer URL names it, so a fixed port keeps the same issuer across
+    /// restarts (a development server configured once). The socket is
+    /// always bound on `127.0.0.1`: the issuer authenticates nobody.
+    /// [`start`](Self::start) fails when the port is taken.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
         self
     }
 

@@ -570,3 +570,32 @@ async fn raw_signing_helpers_produce_verifiable_tokens() {
     assert_eq!(kids, [json!("key-1"), json!("key-1")]);
     assert_eq!(issuer.current_alg(), SigningAlg::EdDsa);
 }
+
+// A fixed port: the issuer URL names it and serves its metadata there; a
+// second issuer on the same port fails to start (an error, not a panic).
+#[tokio::test]
+async fn an_issuer_listens_on_the_port_it_is_given() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let issuer = TestIssuer::builder().port(free).start().await.unwrap();
+    assert_eq!(issuer.local_addr().port(), free);
+    assert_eq!(issuer.local_addr().ip(), std::net::Ipv4Addr::LOCALHOST);
+    assert_eq!(issuer.issuer(), format!("http://127.0.0.1:{free}"));
+    let doc: Value = client()
+        .get(issuer.metadata_url())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["issuer"], issuer.issuer());
+    let taken = TestIssuer::builder().port(free).start().await;
+    assert_eq!(
+        taken.map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::AddrInUse
+    );
+}
