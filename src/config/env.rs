@@ -596,7 +596,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "16",
-        meaning: "`subscriptions/listen` streams one user (issuer, tenant, subject; all its clients together) may hold open",
+        meaning: "`subscriptions/listen` streams and legacy sessions' GET streams, together, one user (issuer, tenant, subject; all its clients together) may hold open",
     },
     EnvVar {
         name: "MCP_OAUTH2_MAX_PENDING_BODIES_PER_PRINCIPAL",

@@ -67,7 +67,8 @@ pub(crate) const DEFAULT_VERIFIED_CACHE_MAX_AGE: Duration = Duration::from_secs(
 
 /// Default cap on the legacy sessions (`Mcp-Session-Id`) one principal holds open.
 pub(crate) const DEFAULT_MAX_SESSIONS_PER_PRINCIPAL: usize = 64;
-/// Default cap on the `subscriptions/listen` streams one user holds open.
+/// Default cap on the `subscriptions/listen` streams and legacy GET streams
+/// one user holds open.
 pub(crate) const DEFAULT_MAX_LISTENS_PER_PRINCIPAL: usize = 16;
 /// Default cap on the request bodies one user's requests have the layer
 /// wait for at once.
