@@ -1112,20 +1112,14 @@ impl AuthConfigBuilder {
                 check_scope_claims(paths, &self.tenant_issuers, "issuer_policy")?;
             }
             if let Some(AudienceRule::CognitoClientIds(ids)) = &policy.audience_rule {
-                check_names(ids, "issuer_policy", "client id")?;
+                check_cognito_ids(ids, "issuer_policy")?;
                 if policy.audiences.is_some() {
                     return Err(cognito_with_audiences("issuer_policy"));
                 }
             }
         }
         if let AudienceRule::CognitoClientIds(ids) = &self.audience_rule {
-            if ids.is_empty() || ids.iter().any(|i| i.trim().is_empty()) {
-                return Err(ConfigError::new(
-                    "audience_rule",
-                    "the Cognito rule needs at least one client id",
-                ));
-            }
-            check_names(ids, "audience_rule", "client id")?;
+            check_cognito_ids(ids, "audience_rule")?;
             if !self.extra_audiences.is_empty() {
                 return Err(cognito_with_audiences("accept_audience"));
             }
@@ -1674,6 +1668,18 @@ fn shared_audience(audience: &str) -> Option<&'static str> {
         .iter()
         .find(|(h, _)| *h == host)
         .map(|(_, what)| *what)
+}
+
+/// The client ids of a Cognito rule: at least one, none blank, each a
+/// name compared exactly ([`check_names`]). `field`: the setting named.
+fn check_cognito_ids(ids: &[String], field: &'static str) -> Result<(), ConfigError> {
+    if ids.is_empty() || ids.iter().any(|i| i.trim().is_empty()) {
+        return Err(ConfigError::new(
+            field,
+            "the Cognito rule needs at least one client id",
+        ));
+    }
+    check_names(ids, field, "client id")
 }
 
 /// Accepted audiences beside the Cognito rule, whose tokens carry no

@@ -516,26 +516,10 @@ impl IssuerPolicy {
         if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
             return Err(err("at least one algorithm is required"));
         }
-        if self
-            .audiences
-            .as_ref()
-            .is_some_and(|a| a.iter().any(|a| a.trim().is_empty()))
-        {
-            return Err(err("an accepted audience must not be empty"));
-        }
-        if let Some(AudienceRule::CognitoClientIds(ids)) = &self.audience_rule
-            && (ids.is_empty() || ids.iter().any(|i| i.trim().is_empty()))
-        {
-            return Err(err("the Cognito rule needs at least one client id"));
-        }
-        if let Some(paths) = &self.scope_claims
-            && (paths.is_empty()
-                || paths
-                    .iter()
-                    .any(|p| p.is_empty() || p.split('.').any(str::is_empty)))
-        {
-            return Err(err("claim names must be non-empty (dot-separated paths)"));
-        }
+        // Its audiences, scope claims and Cognito client ids are checked
+        // by `build`, with the global ones and by the same code
+        // (`check_extra_audiences`, `check_scope_claims`,
+        // `check_cognito_ids`).
         Ok(())
     }
 }
@@ -716,15 +700,31 @@ mod tests {
         assert_eq!(org.advertised_issuers(), ["https://x.auth0.com/"]);
     }
 
+    // A policy's own lists are checked by `build`, by the code that
+    // checks the global ones; its algorithms by `validate`.
     #[test]
     fn issuer_policies_are_validated() {
+        assert_eq!(
+            IssuerPolicy::new()
+                .algorithms([])
+                .validate()
+                .unwrap_err()
+                .field(),
+            "issuer_policy"
+        );
         for p in [
             IssuerPolicy::new().accept_audience(" "),
             IssuerPolicy::new().audience_rule(AudienceRule::CognitoClientIds(vec![])),
+            IssuerPolicy::new().audience_rule(AudienceRule::CognitoClientIds(vec![" ".into()])),
             IssuerPolicy::new().scope_claims(["a..b"]),
             IssuerPolicy::new().scope_claims(Vec::<String>::new()),
         ] {
-            assert_eq!(p.validate().unwrap_err().field(), "issuer_policy");
+            let built = crate::AuthConfig::builder()
+                .issuer("https://h")
+                .resource("https://mcp.example.com/mcp")
+                .issuer_policy("https://h", p.clone())
+                .build();
+            assert_eq!(built.unwrap_err().field(), "issuer_policy", "{p:?}");
         }
         IssuerPolicy::new()
             .accept_audience("x")
