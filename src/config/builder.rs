@@ -1695,7 +1695,11 @@ fn cognito_with_audiences(field: &'static str) -> ConfigError {
 
 /// Each of `names` (of `field`, each a `what`): printable ASCII without
 /// blanks, listed once, not `*` (read as itself, never as a wildcard).
-fn check_names(names: &[String], field: &'static str, what: &str) -> Result<(), ConfigError> {
+pub(super) fn check_names(
+    names: &[String],
+    field: &'static str,
+    what: &str,
+) -> Result<(), ConfigError> {
     for (i, name) in names.iter().enumerate() {
         if !name.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
             return Err(ConfigError::new(
