@@ -279,7 +279,11 @@ pub(crate) fn render(
     // Built in place rather than through `Response::builder()`, whose
     // `header` checks and copies every value again (about 1,400
     // instructions a refusal; BENCHMARKS.md, twenty-fourth pass).
-    let mut response = Response::new(Body::from(error_body(kind, request_id)));
+    let mut body = error_body(kind, request_id);
+    if kind == AuthErrorKind::InsufficientScope {
+        push_body_scope(&mut body, &challenge_scope(err, params));
+    }
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = kind.status();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -315,6 +319,42 @@ pub(crate) fn render(
     response
 }
 
+/// The `scope` of `err`'s challenge: the scopes a step-up names, else the
+/// layer's default (empty without parameters).
+fn challenge_scope<'a>(
+    err: &AuthError,
+    params: Option<&'a ChallengeParams>,
+) -> std::borrow::Cow<'a, str> {
+    if names_own_scopes(err) {
+        err.required_scopes().join(" ").into()
+    } else {
+        params.map_or("", |p| p.scope.as_str()).into()
+    }
+}
+
+/// Adds `"scope"` to an `insufficient_scope` JSON body (built by
+/// [`error_body`], ending in `}`): the challenge's `scope` as its
+/// parameter carries it (the characters [`push_param`] keeps), so a client
+/// reading the body asks for what the header names. Nothing when empty.
+fn push_body_scope(body: &mut String, scope: &str) {
+    let kept: String = scope
+        .chars()
+        .filter(|&c| c == ' ' || c == '\t' || c.is_ascii_graphic())
+        .collect();
+    if kept.is_empty() {
+        return;
+    }
+    let Ok(value) = serde_json::to_string(&kept) else {
+        return;
+    };
+    if body.ends_with('}') {
+        body.pop();
+        body.push_str(",\"scope\":");
+        body.push_str(&value);
+        body.push('}');
+    }
+}
+
 /// Whether `err` is a step-up naming its own scopes: its challenge's
 /// `scope` is those, not the layer's default (so it is not the same for
 /// every error of its kind).
@@ -334,11 +374,7 @@ fn challenge_headers(
     dpop_scheme: bool,
 ) -> Option<Box<[HeaderValue]>> {
     let kind = err.kind();
-    let scope: std::borrow::Cow<'_, str> = if names_own_scopes(err) {
-        err.required_scopes().join(" ").into()
-    } else {
-        params.map_or("", |p| p.scope.as_str()).into()
-    };
+    let scope = challenge_scope(err, params);
     let resource_metadata = params.map(|p| p.resource_metadata.as_str());
     // RFC 9449 sections 7.1 and 9: a DPoP error, and any error of a
     // request made with the `DPoP` scheme, goes on the `DPoP` challenge;
@@ -464,6 +500,63 @@ mod tests {
         );
         assert!(parse_bearer_challenge("Basic realm=\"x\"").is_none());
         assert!(parse_bearer_challenge("Bearer a=\"unterminated").is_none());
+    }
+
+    // An `insufficient_scope` body names the challenge's `scope` (the
+    // step-up's own scopes, else the layer's default), escaped as JSON even
+    // for scopes a handler spelled with quotes; no `scope` member when the
+    // challenge has none, and none for any other kind.
+    #[tokio::test]
+    async fn insufficient_scope_bodies_name_the_challenges_scope() {
+        use http_body_util::BodyExt as _;
+        let params = ChallengeParams::new(
+            "https://rs.example/.well-known/oauth-protected-resource/mcp".into(),
+            "notes:read".into(),
+            None,
+            false,
+        );
+        async fn read(response: Response) -> (Option<String>, serde_json::Value) {
+            let challenge = response
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (challenge, serde_json::from_slice(&body).unwrap())
+        }
+        let cases: [(AuthError, Option<&str>); 5] = [
+            (
+                AuthError::insufficient_scope(["notes:write", "notes:export"]),
+                Some("notes:write notes:export"),
+            ),
+            (
+                AuthError::new(AuthErrorKind::InsufficientScope),
+                Some("notes:read"),
+            ),
+            (
+                AuthError::insufficient_scope(["a\"b", "c\\d", "\u{e9}x\n"]),
+                Some("a\"b c\\d x"),
+            ),
+            (AuthError::new(AuthErrorKind::Expired), None),
+            (AuthError::new(AuthErrorKind::MissingToken), None),
+        ];
+        for (err, scope) in cases {
+            let (challenge, body) =
+                read(rejection_response(&err, &params, Some("r-1"), false)).await;
+            assert_eq!(body["scope"].as_str(), scope, "{body}");
+            assert_eq!(body["reason"], err.kind().code(), "{body}");
+            if let Some(scope) = scope {
+                let parsed = parse_bearer_challenge(&challenge.unwrap()).unwrap();
+                assert!(
+                    parsed.contains(&("scope".into(), scope.into())),
+                    "{parsed:?}"
+                );
+            }
+        }
+        // Without a layer's parameters and without own scopes: no scope.
+        let (_, body) =
+            read(AuthError::new(AuthErrorKind::InsufficientScope).into_response()).await;
+        assert!(body.get("scope").is_none(), "{body}");
+        assert_eq!(body["error"], "insufficient_scope");
     }
 
     // A layer's challenges are rendered once per kind and reused; a step-up

@@ -282,7 +282,9 @@ async fn missing_required_scope_is_403_insufficient_scope() {
         param(&c, "resource_metadata"),
         Some(metadata_url(&h).as_str())
     );
-    assert_eq!(body(resp).await["error"], "insufficient_scope");
+    let body = body(resp).await;
+    assert_eq!(body["error"], "insufficient_scope");
+    assert_eq!(body["scope"], "mcp notes:read");
 }
 
 // Fail closed when the keys cannot be had: 503 with Retry-After, never 200.

@@ -95,6 +95,8 @@ async fn insufficient_scope_response_on_the_wire() {
     assert!(param(&c, "error_description").is_some());
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "insufficient_scope");
+    // The body names the challenge's scopes too.
+    assert_eq!(body["scope"], "mcp notes:write");
 }
 
 // MCP: servers must account for scope hierarchies.

@@ -89,6 +89,7 @@ async fn read_note_folder_decides_the_scopes() {
     assert_insufficient(&resp, "notes:read notes:private");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "insufficient_scope");
+    assert_eq!(body["scope"], "notes:read notes:private");
     let resp = n.post(&reader, &[LEGACY], &call_body(&private)).await;
     assert_insufficient(&resp, "notes:read notes:private");
     // Without any scope, the challenge still names everything at once.
@@ -397,6 +398,7 @@ async fn export_notes_steps_up_mid_call_on_the_wire() {
     assert!(param(&c, "resource_metadata").is_some());
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["reason"], "insufficient_scope");
+    assert_eq!(body["scope"], "notes:read notes:export");
 
     // A legacy session: the response is an SSE stream, held until its first
     // event, so the 403 still replaces it.
