@@ -188,10 +188,11 @@ impl Downstream {
                          bytes (head -c 32 /dev/urandom | base64)"
                             .to_owned()
                     }
-                    _ => format!(
+                    mcp_oauth2::HandleError::ShortSecret => format!(
                         "MCP_OAUTH2_EXCHANGE_CACHE_KEY is base64 of {} bytes: at least 32 are needed",
                         bytes.len()
                     ),
+                    other => format!("MCP_OAUTH2_EXCHANGE_CACHE_KEY: {other}"),
                 })
             })
             .transpose()?;

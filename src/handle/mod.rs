@@ -75,7 +75,7 @@ impl HandleKey {
     /// A key from secret bytes (at least 32, from a secure random source),
     /// with an id derived from the secret: replicas loading the same secret
     /// agree on it, and it reveals nothing about the secret. Fails with
-    /// [`HandleError::InvalidKey`] for a shorter secret, and with
+    /// [`HandleError::ShortSecret`] for a shorter secret, and with
     /// [`HandleError::WeakKey`] for one that is a short pattern repeated
     /// (`aaaa...`, `abab...`) or holds fewer than six distinct bytes.
     pub fn from_secret(secret: &[u8]) -> Result<Self, HandleError> {
@@ -91,11 +91,11 @@ impl HandleKey {
     /// [`from_secret`](Self::from_secret)) with the id you choose, for
     /// rotation (see [`HandleKeys`]). The id is written in every sealed
     /// string, so it must not be secret: 1 to 64 characters of
-    /// `A-Z a-z 0-9 - _`. Fails with [`HandleError::InvalidKey`]
-    /// otherwise.
+    /// `A-Z a-z 0-9 - _`. Fails with [`HandleError::InvalidKeyId`]
+    /// otherwise, and as [`from_secret`](Self::from_secret) for the secret.
     pub fn from_secret_with_id(id: &str, secret: &[u8]) -> Result<Self, HandleError> {
         if !valid_key_id(id) {
-            return Err(HandleError::InvalidKey);
+            return Err(HandleError::InvalidKeyId);
         }
         Self::from_prk(id.into(), &extract(secret)?)
     }
@@ -132,7 +132,7 @@ impl HandleKey {
 
 fn extract(secret: &[u8]) -> Result<hkdf::Prk, HandleError> {
     if secret.len() < MIN_SECRET_BYTES {
-        return Err(HandleError::InvalidKey);
+        return Err(HandleError::ShortSecret);
     }
     if crate::error::secret_weakness(secret).is_some() {
         return Err(HandleError::WeakKey);
@@ -289,11 +289,11 @@ impl HandleKeys {
     }
 
     /// Adds a key that still opens but no longer seals (or does not seal
-    /// yet). Fails with [`HandleError::InvalidKey`] when the ring already
-    /// holds a key with the same id.
+    /// yet). Fails with [`HandleError::DuplicateKeyId`] when the ring
+    /// already holds a key with the same id.
     pub fn with_previous(mut self, key: HandleKey) -> Result<Self, HandleError> {
         if self.key(key.id()).is_some() {
-            return Err(HandleError::InvalidKey);
+            return Err(HandleError::DuplicateKeyId);
         }
         self.previous.push(key);
         Ok(self)
@@ -362,10 +362,20 @@ pub enum HandleError {
     /// A lifetime of zero or over [`HandleKeys::MAX_TTL`].
     #[error("the handle lifetime must be positive and at most 366 days")]
     InvalidTtl,
-    /// A secret under 32 bytes, a malformed key id, or a key id already in
-    /// the ring.
+    /// The key could not be derived from its secret (not expected: the
+    /// cases a caller can cause have their own variants).
     #[error("the handle key is not acceptable")]
     InvalidKey,
+    /// A secret under 32 bytes.
+    #[error("the handle key's secret is too short: use at least 32 random bytes")]
+    ShortSecret,
+    /// A chosen key id that is not 1 to 64 characters of `A-Z a-z 0-9 - _`
+    /// (it is written in every sealed string, between dots).
+    #[error("the handle key id must be 1 to 64 characters of A-Z a-z 0-9 - _")]
+    InvalidKeyId,
+    /// A key whose id the ring already holds.
+    #[error("the handle key ring already holds a key with this id")]
+    DuplicateKeyId,
     /// A secret that is no random bytes: a short pattern repeated
     /// (`aaaa...`, `abab...`) or fewer than six distinct bytes. Anyone who
     /// guesses it seals handles the server accepts.

@@ -203,12 +203,16 @@ fn the_key_id_is_authenticated() {
 fn keys_are_checked_when_built() {
     assert_eq!(
         HandleKey::from_secret(&secret(1)[..31]).err(),
-        Some(HandleError::InvalidKey)
+        Some(HandleError::ShortSecret)
+    );
+    assert_eq!(
+        HandleKey::from_secret_with_id("k1", &secret(1)[..31]).err(),
+        Some(HandleError::ShortSecret)
     );
     for bad in ["", "a.b", "a b", "ä", "a/b", &"k".repeat(65)] {
         assert_eq!(
             HandleKey::from_secret_with_id(bad, &secret(1)).err(),
-            Some(HandleError::InvalidKey),
+            Some(HandleError::InvalidKeyId),
             "{bad:?}"
         );
     }
@@ -243,7 +247,7 @@ fn keys_are_checked_when_built() {
         HandleKeys::new(key("k1", 1))
             .with_previous(key("k1", 2))
             .err(),
-        Some(HandleError::InvalidKey)
+        Some(HandleError::DuplicateKeyId)
     );
 }
 
