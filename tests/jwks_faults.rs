@@ -372,7 +372,11 @@ async fn rotation_is_picked_up_and_a_refetch_replaces_the_whole_set() {
 }
 
 // Issue 4: a fetch that yields no usable key is a failure, so one bad
-// publication does not wipe the last good set.
+// publication does not wipe the last good set. A key the set lacks cannot be
+// judged meanwhile (the issuer may have rotated it in): 503
+// `keys_unavailable`, on the refetch that failed and within the cooldown
+// after it, not the 401 `unknown_key` that sends a client to sign in again
+// for a token naming the same key; once the key server answers, the 401.
 #[tokio::test]
 async fn an_empty_or_unusable_set_keeps_the_last_good_one() {
     let issuer = TestIssuer::start().await.unwrap();
@@ -387,9 +391,16 @@ async fn an_empty_or_unusable_set_keeps_the_last_good_one() {
             .audience(RESOURCE)
             .header("kid", json!("new"))
             .sign();
+        let hits = issuer.jwks_hits();
         assert_eq!(
             verify(&v, &unknown).await.err(),
-            Some(AuthErrorKind::UnknownKey)
+            Some(AuthErrorKind::KeysUnavailable)
+        );
+        assert_eq!(issuer.jwks_hits(), hits + 1, "the refetch was asked");
+        // Within the cooldown: no refetch, still not judged.
+        assert_eq!(
+            verify(&v, &unknown).await.err(),
+            Some(AuthErrorKind::KeysUnavailable)
         );
         assert!(verify(&v, &good).await.is_ok(), "the good set was dropped");
     }
@@ -417,13 +428,22 @@ async fn an_empty_or_unusable_set_keeps_the_last_good_one() {
         .sign();
     assert_eq!(
         verify(&v, &unknown).await.err(),
-        Some(AuthErrorKind::UnknownKey)
+        Some(AuthErrorKind::KeysUnavailable)
     );
     assert!(
         verify(&v, &good).await.is_ok(),
         "a set of keys the backend refuses replaced the good set"
     );
     assert_eq!(issuer.jwks_hits(), 4);
+    // The key server publishes a good set again: a key it lacks is unknown.
+    issuer.set_jwks_document(None);
+    tokio::time::sleep(ms(150)).await;
+    assert_eq!(
+        verify(&v, &unknown).await.err(),
+        Some(AuthErrorKind::UnknownKey)
+    );
+    assert_eq!(issuer.jwks_hits(), 5);
+    assert!(verify(&v, &good).await.is_ok());
 }
 
 // Issue 4 "one fetch in flight at a time (single flight)": N concurrent
@@ -525,6 +545,46 @@ async fn stale_window_then_fail_closed_then_recovery() {
     rig.issuer.set_jwks_available(true);
     tokio::time::sleep(ms(150)).await;
     assert_eq!(rig.send(&good).await.status, 200);
+}
+
+// A key the set lacks while the key server is down, on the wire: the set is
+// fresh (the unknown kid's refetch fails) or stale within its window (the
+// refresh fails): 503 `keys_unavailable` with `Retry-After` and no
+// challenge, where it was 401 `invalid_token` (a client signing in again
+// gets a token naming the same key); a token of a key the set has is still
+// served. Back up, the unknown kid is 401 again.
+#[tokio::test]
+async fn a_key_the_set_lacks_during_an_outage_is_503_not_401() {
+    let rig = Rig::start(|b| {
+        b.jwks_cache_ttl(ms(400))
+            .jwks_max_stale(Duration::from_secs(30))
+            .jwks_refresh_cooldown(ms(100))
+    })
+    .await;
+    let good = rig.token().sign();
+    let rotated = rig.token().header("kid", json!("rotated-in")).sign();
+    assert_eq!(rig.send(&good).await.status, 200);
+    rig.issuer.set_jwks_available(false);
+    tokio::time::sleep(ms(150)).await;
+    // Fresh set, then stale set: the same answer.
+    for _ in 0..2 {
+        let outcome = rig.send(&rotated).await;
+        assert_eq!(outcome.status, 503, "{outcome:?}");
+        assert_eq!(outcome.reason.as_deref(), Some("keys_unavailable"));
+        assert!(outcome.retry_after.is_some(), "{outcome:?}");
+        assert!(
+            outcome.error.is_none() && !outcome.challenged,
+            "{outcome:?}"
+        );
+        assert_eq!(rig.send(&rig.token().sign()).await.status, 200);
+        tokio::time::sleep(ms(400)).await;
+    }
+    rig.issuer.set_jwks_available(true);
+    tokio::time::sleep(ms(150)).await;
+    let outcome = rig.send(&rotated).await;
+    assert_eq!(outcome.status, 401, "{outcome:?}");
+    assert_eq!(outcome.reason.as_deref(), Some("unknown_key"));
+    assert_eq!(outcome.error.as_deref(), Some("invalid_token"));
 }
 
 // A stale set that holds the token's key answers at once and is refreshed
@@ -936,10 +996,11 @@ async fn a_key_set_that_moved_is_found_again_through_discovery() {
     realms.signer("acme").rotate_key();
     let new = realms.token("acme").audience(RESOURCE).sign();
     tokio::time::sleep(ms(150)).await;
-    // The old URL answers 404: that refetch fails, the held keys stay.
+    // The old URL answers 404: that refetch fails, the held keys stay, and
+    // the new key cannot be judged (503, not 401).
     assert_eq!(
         verify(&v, &new).await.err(),
-        Some(AuthErrorKind::UnknownKey)
+        Some(AuthErrorKind::KeysUnavailable)
     );
     assert!(verify(&v, &old).await.is_ok());
     tokio::time::sleep(ms(150)).await;

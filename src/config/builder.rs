@@ -1594,13 +1594,36 @@ pub(super) const NOT_SCOPE_CLAIMS: [&str; 53] = [
 
 /// Claims that cannot hold a token's tenant: every claim of
 /// [`NOT_SCOPE_CLAIMS`] but those of the organisation ([`TENANT_CLAIMS`]),
-/// and the scope claims (found from outside: `sub` made every user their
-/// own tenant, `iss` refused every token, `scope` took a grant for an
-/// organisation).
+/// and the claims that grant ([`GRANT_CLAIMS`]) (found from outside: `sub`
+/// made every user their own tenant, `iss` refused every token, `scope`
+/// took a grant for an organisation; then `permissions`, Auth0's RBAC
+/// claim, was taken where `roles` was refused).
 pub(super) fn not_a_tenant_claim(claim: &str) -> bool {
     !TENANT_CLAIMS.contains(&claim) && NOT_SCOPE_CLAIMS.contains(&claim)
-        || ["scope", "scp", "roles"].contains(&claim)
+        || GRANT_CLAIMS.contains(&claim)
 }
+
+/// Claims that say what a token grants, as providers spell them: OAuth's
+/// `scope`, `scp` (Entra ID, Okta), `roles`, `permissions` (Auth0 RBAC),
+/// `scopes` and `authorities` (Spring), `wids` (Entra ID directory roles),
+/// `groups`, `entitlements` (SCIM), Keycloak's `realm_access` and
+/// `resource_access`, Cognito's `cognito:groups`. A tenant claim is none of
+/// them (a grant is not an organisation); as scope claims they are the
+/// point.
+const GRANT_CLAIMS: [&str; 12] = [
+    "scope",
+    "scp",
+    "roles",
+    "permissions",
+    "scopes",
+    "authorities",
+    "wids",
+    "groups",
+    "entitlements",
+    "realm_access",
+    "resource_access",
+    "cognito:groups",
+];
 
 /// The claims of [`NOT_SCOPE_CLAIMS`] that name the user's organisation
 /// (Entra ID's `tid`, Auth0's `org_id` and `org_name`, Keycloak's
@@ -1870,6 +1893,28 @@ mod tests {
 
     // The controls of the refusals below: the limits themselves, loopback
     // http:// with the opt-in, capitals where the issuer's path has them.
+    // No claim that grants holds a tenant; the organisation claims do.
+    #[test]
+    fn no_grant_claim_holds_a_tenant() {
+        for claim in GRANT_CLAIMS {
+            assert!(not_a_tenant_claim(claim), "{claim}");
+            let err = AuthConfig::builder()
+                .resource("https://mcp.example.com/mcp")
+                .tenant_issuer(
+                    super::super::TenantIssuer::new("https://auth.example.com")
+                        .tenant_claim(claim)
+                        .tenants(["o1"]),
+                )
+                .build()
+                .unwrap_err();
+            assert_eq!(err.field(), "tenant_claim", "{claim}: {err}");
+        }
+        for claim in TENANT_CLAIMS {
+            assert!(!not_a_tenant_claim(claim), "{claim}");
+        }
+        assert!(!not_a_tenant_claim("customer"));
+    }
+
     #[test]
     fn values_at_the_limits_are_accepted() {
         let c = base()
@@ -2392,6 +2437,28 @@ mod tests {
                     .tenant_issuer(
                         super::super::TenantIssuer::new("https://auth.example.com")
                             .tenant_claim("scope")
+                            .tenants(["o1"]),
+                    ),
+                "tenant_claim",
+            ),
+            // Every claim that grants (found from outside: `permissions`
+            // was taken where `roles` was refused).
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new("https://auth.example.com")
+                            .tenant_claim("permissions")
+                            .tenants(["o1"]),
+                    ),
+                "tenant_claim",
+            ),
+            (
+                AuthConfig::builder()
+                    .resource("https://mcp.example.com/mcp")
+                    .tenant_issuer(
+                        super::super::TenantIssuer::new("https://auth.example.com")
+                            .tenant_claim("wids")
                             .tenants(["o1"]),
                     ),
                 "tenant_claim",

@@ -1759,6 +1759,14 @@ mod tests {
             ),
             (
                 &[
+                    ("MCP_OAUTH2_TENANT_CLAIM", "permissions"),
+                    ("MCP_OAUTH2_TENANTS", "acme"),
+                ],
+                "MCP_OAUTH2_TENANT_CLAIM",
+                &["\"permissions\"", "grants"],
+            ),
+            (
+                &[
                     ("MCP_OAUTH2_AUTHORIZATION_SERVERS", "https://as.example"),
                     (
                         "MCP_OAUTH2_UNTRUSTED_AUTHORIZATION_SERVERS",

@@ -281,6 +281,33 @@ impl TenantIssuer {
         if holes > 1 {
             return Err(err(format!("{template:?} holds {{tenant}} more than once")));
         }
+        // Braces are no part of a URL: any but the placeholder's is a
+        // misspelt placeholder (found from outside: `{TENANT}` was told as
+        // a URL not written as itself "for the tenant \"tenant\"").
+        if template
+            .replace(TENANT_PLACEHOLDER, "")
+            .contains(['{', '}'])
+        {
+            return Err(err(format!(
+                "{template:?} holds a brace that is not the placeholder {{tenant}} \
+                 (written so, in lower case)"
+            )));
+        }
+        if holes == 1 {
+            // The placeholder must sit in the path: after `scheme://authority/`
+            // (checked before the URL's other rules, which would judge the
+            // sample host instead: found from outside, `http://{tenant}.localhost/`
+            // was told it used http:// off loopback).
+            let (before, _) = template.split_once(TENANT_PLACEHOLDER).unwrap_or_default();
+            let in_path = before
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.contains('/'));
+            if !in_path {
+                return Err(err(format!(
+                    "{template:?}: {{tenant}} must be in the path, not the host"
+                )));
+            }
+        }
         let sample = self.issuer_for("tenant");
         let url = Url::parse(&sample).map_err(|e| {
             err(format!(
@@ -301,18 +328,6 @@ impl TenantIssuer {
             return Err(err(
                 "must not have a query or fragment (RFC 8414 section 2)".into(),
             ));
-        }
-        if holes == 1 {
-            // The placeholder must sit in the path: after `scheme://authority/`.
-            let (before, _) = template.split_once(TENANT_PLACEHOLDER).unwrap_or_default();
-            let in_path = before
-                .split_once("://")
-                .is_some_and(|(_, rest)| rest.contains('/'));
-            if !in_path {
-                return Err(err(format!(
-                    "{template:?}: {{tenant}} must be in the path, not the host"
-                )));
-            }
         }
         Ok(())
     }
@@ -634,6 +649,30 @@ mod tests {
         for t in bad {
             let e = t.validate(false).unwrap_err();
             assert_eq!(e.field(), "tenant_issuer", "{e}");
+        }
+        // Each mistake told as itself (found from outside: a misspelt
+        // placeholder was told as a URL not written as itself, a placeholder
+        // in an http:// host as http:// off loopback), loopback allowed or not.
+        let told = [
+            ("https://h/{TENANT}", "not the placeholder"),
+            ("https://h/{Tenant}/v2.0", "not the placeholder"),
+            ("https://h/{tenant}/{x}", "not the placeholder"),
+            ("https://h/t}", "not the placeholder"),
+            (
+                "http://{tenant}.localhost:8080/",
+                "in the path, not the host",
+            ),
+            ("https://{tenant}.h/x", "in the path, not the host"),
+        ];
+        for (template, says) in told {
+            for loopback_ok in [false, true] {
+                let e = TenantIssuer::new(template)
+                    .tenants(["a"])
+                    .validate(loopback_ok)
+                    .unwrap_err();
+                assert_eq!(e.field(), "tenant_issuer", "{e}");
+                assert!(e.to_string().contains(says), "{template}: {e}");
+            }
         }
         let fields = [
             (

@@ -155,6 +155,9 @@ struct Plan {
     may_refresh: bool,
     /// A refetch for an unknown `kid` may start.
     may_refetch_for_kid: bool,
+    /// The last fetch failed: a key missing from the set may have been
+    /// published since, and there is no telling.
+    last_failed: bool,
 }
 
 impl JwksCache {
@@ -321,6 +324,7 @@ impl JwksCache {
             may_refetch_for_kid: !probing
                 && (inflight
                     || (retry_ok && since_kid_refetch.is_none_or(|d| d >= self.policy.cooldown))),
+            last_failed: st.last_failed,
         }
     }
 
@@ -341,9 +345,30 @@ impl JwksCache {
             };
         };
         let unknown_kid = keys.may_be_rotated_key(kid, alg);
+        // A key the set lacks while the key server cannot be reached may
+        // be a key it rotated in: the token cannot be judged, which is a
+        // 503, not the 401 of a key that is not there (the client would
+        // sign in again for a token naming the same key). Keys the set has
+        // keep verifying.
+        let unjudged = || {
+            if unknown_kid {
+                Lookup::Unavailable
+            } else {
+                Lookup::Keys(Arc::clone(&keys))
+            }
+        };
         if plan.fresh {
-            if !unknown_kid || !plan.may_refetch_for_kid {
+            if !unknown_kid {
                 return Lookup::Keys(keys);
+            }
+            if !plan.may_refetch_for_kid {
+                // Within the cooldown: the set as it is, unless the last
+                // fetch (this kid's refetch or another's) failed.
+                return if plan.last_failed {
+                    unjudged()
+                } else {
+                    Lookup::Keys(keys)
+                };
             }
             // Unknown kid: the issuer may have rotated. One refetch per cooldown.
             if !plan.inflight {
@@ -352,13 +377,13 @@ impl JwksCache {
             }
             return match self.refresh().await {
                 Ok(fresh) => Lookup::Keys(fresh),
-                Err(_) => Lookup::Keys(keys),
+                Err(_) => unjudged(),
             };
         }
         // Stale.
         if !plan.may_refresh {
             return if plan.usable {
-                Lookup::Keys(keys)
+                unjudged()
             } else {
                 Lookup::Unavailable
             };
@@ -373,7 +398,7 @@ impl JwksCache {
         }
         match self.refresh().await {
             Ok(fresh) => Lookup::Keys(fresh),
-            Err(_) if plan.usable => Lookup::Keys(keys),
+            Err(_) if plan.usable => unjudged(),
             Err(_) => Lookup::Unavailable,
         }
     }
