@@ -12,15 +12,24 @@
 //! that is not itself a trusted proxy is the client (the left part of the
 //! header is written by the client and can be anything).
 //!
+//! Verifications that wait (a key fetch, an introspection call) count
+//! against the address's failure limit while they are in flight, one per
+//! distinct token: the failures of a burst sent at once are only known
+//! once its verifications end, so without this one address got a whole
+//! burst per window through (found from outside: 100 made-up opaque tokens
+//! on one HTTP/2 connection made 100 introspection calls against a limit
+//! of 3). Kept in this process (a replica counts its own).
+//!
 //! When the store fails, throttling fails open: the request goes on to be
 //! verified as usual (security never depends on the throttle), the failure
 //! is logged and counted (`store_errors`).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -188,6 +197,38 @@ pub(crate) struct Throttle {
     store: Arc<dyn SharedStore>,
     throttled: AtomicU64,
     store_errors: AtomicU64,
+    /// Per address key: the distinct tokens whose verification is waiting,
+    /// with how many requests of each.
+    in_flight: Mutex<HashMap<String, HashMap<Box<str>, u32>>>,
+}
+
+/// A verification in flight, counted under its address until dropped
+/// ([`Throttle::begin_verification`]).
+pub(crate) struct InFlight {
+    throttle: Arc<Throttle>,
+    key: String,
+    fingerprint: Box<str>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut map = self
+            .throttle
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(tokens) = map.get_mut(&self.key) {
+            if let Some(n) = tokens.get_mut(&self.fingerprint) {
+                *n -= 1;
+                if *n == 0 {
+                    tokens.remove(&self.fingerprint);
+                }
+            }
+            if tokens.is_empty() {
+                map.remove(&self.key);
+            }
+        }
+    }
 }
 
 const PREFIX: &str = "mcp_oauth2:throttle:";
@@ -199,7 +240,47 @@ impl Throttle {
             store,
             throttled: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
+            in_flight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Counts `subject`'s verification as in flight under its address until
+    /// the returned guard is dropped (after its failure, if it fails, has
+    /// been counted). `None` when failures are not throttled or the
+    /// request carries no token or address.
+    pub(crate) fn begin_verification(self: &Arc<Self>, subject: &Subject) -> Option<InFlight> {
+        self.settings.failed?;
+        let (Some(addr), Some(fingerprint)) = (subject.addr, subject.fingerprint.as_ref()) else {
+            return None;
+        };
+        let key = addr_key("addr", addr);
+        *self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default()
+            .entry(fingerprint.clone())
+            .or_default() += 1;
+        Some(InFlight {
+            throttle: Arc::clone(self),
+            key,
+            fingerprint: fingerprint.clone(),
+        })
+    }
+
+    /// How many distinct tokens other than `own` are being verified for
+    /// the address key `key` (a request with a token already in flight
+    /// joins its verification and adds no work).
+    fn in_flight_others(&self, key: &str, own: Option<&str>) -> u64 {
+        let map = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(key).map_or(0, |tokens| {
+            let own = own.is_some_and(|fp| tokens.contains_key(fp));
+            (tokens.len() - usize::from(own)) as u64
+        })
     }
 
     /// Whether any limit is configured.
@@ -260,29 +341,49 @@ impl Throttle {
     }
 
     async fn verdict(&self, subject: &Subject) -> Verdict {
-        let mut keys: Vec<(String, RateLimit, Limit)> = Vec::with_capacity(3);
+        // (key, limit, reason, whether verifications in flight count on it)
+        let mut keys: Vec<(String, RateLimit, Limit, bool)> = Vec::with_capacity(3);
         if let Some(limit) = self.settings.failed {
             if let Some(addr) = subject.addr {
-                keys.push((addr_key("addr", addr), limit, Limit::FailedAuth));
+                keys.push((addr_key("addr", addr), limit, Limit::FailedAuth, true));
             }
             if let Some(fp) = &subject.fingerprint {
-                keys.push((format!("{PREFIX}token:{fp}"), limit, Limit::FailedAuth));
+                keys.push((
+                    format!("{PREFIX}token:{fp}"),
+                    limit,
+                    Limit::FailedAuth,
+                    false,
+                ));
             }
         }
         if subject.missing
             && let (Some(limit), Some(addr)) = (self.settings.missing, subject.addr)
         {
-            keys.push((addr_key("missing", addr), limit, Limit::MissingAuth));
+            keys.push((addr_key("missing", addr), limit, Limit::MissingAuth, false));
         }
-        for (key, limit, which) in keys {
-            match self.store.peek(&key).await {
-                Ok(Some(window)) if window.count >= limit.count => {
-                    self.throttled.fetch_add(1, Ordering::Relaxed);
-                    crate::metrics::emit("mcp_oauth2_throttled_total", "reason", which.reason());
-                    return Verdict::Throttled(which, retry_after(window.resets_in));
+        for (key, limit, which, counts_in_flight) in keys {
+            let in_flight = if counts_in_flight {
+                self.in_flight_others(&key, subject.fingerprint.as_deref())
+            } else {
+                0
+            };
+            let throttled = match self.store.peek(&key).await {
+                Ok(Some(window)) if window.count.saturating_add(in_flight) >= limit.count => {
+                    Some(retry_after(window.resets_in))
                 }
-                Ok(_) => {}
-                Err(e) => self.store_failed(&e),
+                // Verifications in flight alone: they end within a
+                // verification's deadline; their failures then count.
+                Ok(_) if in_flight >= limit.count => Some(1),
+                Ok(_) => None,
+                Err(e) => {
+                    self.store_failed(&e);
+                    (in_flight >= limit.count).then_some(1)
+                }
+            };
+            if let Some(secs) = throttled {
+                self.throttled.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::emit("mcp_oauth2_throttled_total", "reason", which.reason());
+                return Verdict::Throttled(which, secs);
             }
         }
         Verdict::Pass
@@ -676,6 +777,50 @@ mod tests {
         assert_eq!(t.store_errors(), 0);
         assert_eq!(retry_after(Duration::from_millis(1)), 1);
         assert_eq!(retry_after(Duration::from_millis(2001)), 3);
+    }
+
+    // Verifications in flight count one per distinct token under their
+    // address (a token already in flight joins it), and leave nothing
+    // behind once dropped.
+    #[test]
+    fn verifications_in_flight_count_per_distinct_token() {
+        let t = throttle(&[]);
+        let subject = |token: &[u8], addr: &str| Subject {
+            addr: Some(ip(addr)),
+            fingerprint: Some(fingerprint(token)),
+            missing: false,
+        };
+        let a = subject(b"Bearer a", "192.0.2.9");
+        let b = subject(b"Bearer b", "192.0.2.9");
+        let key = addr_key("addr", ip("192.0.2.9"));
+        let first = t.begin_verification(&a).unwrap();
+        let joined = t.begin_verification(&a).unwrap();
+        assert_eq!(t.in_flight_others(&key, b.fingerprint.as_deref()), 1);
+        assert_eq!(t.in_flight_others(&key, a.fingerprint.as_deref()), 0);
+        let second = t.begin_verification(&b).unwrap();
+        // Two distinct tokens in flight, the limit (2): a third is
+        // throttled, one of the two is not; another address is not.
+        let d = subject(b"Bearer d", "192.0.2.9");
+        assert!(matches!(
+            t.check(&d),
+            Ok(Verdict::Throttled(Limit::FailedAuth, 1))
+        ));
+        assert_eq!(t.check(&a).ok().unwrap(), Verdict::Pass);
+        assert_eq!(
+            t.check(&subject(b"Bearer d", "192.0.2.10")).ok().unwrap(),
+            Verdict::Pass
+        );
+        drop((first, second));
+        assert_eq!(t.in_flight_others(&key, None), 1, "joined one remains");
+        drop(joined);
+        assert!(t.in_flight.lock().unwrap().is_empty());
+        // Without a failure limit, or a token, nothing is counted.
+        let missing = Subject {
+            fingerprint: None,
+            missing: true,
+            ..a.clone()
+        };
+        assert!(t.begin_verification(&missing).is_none());
     }
 
     #[test]

@@ -112,6 +112,90 @@ async fn failures_past_the_limit_get_429_before_any_verification_work() {
     );
 }
 
+// A burst sent at once (found from outside: 100 made-up tokens on one
+// connection made 100 introspection calls against a limit of 3): the
+// failures of verifications that wait are known only when they end, so
+// while they are in flight each distinct token counts under its address.
+// With the key server hanging (every unknown kid waits for the refetch),
+// twenty different bad tokens at once: three reach verification, the rest
+// are 429 at once; the three end 401 once the key server answers. Control:
+// twenty requests at once with one new valid token (a joined verification,
+// one token) all pass.
+#[tokio::test]
+async fn a_burst_of_waiting_verifications_counts_against_the_limit() {
+    let h = Harness::start(|b| b.failed_auth_limit(3, Duration::from_secs(60))).await;
+    // Warm: the key set is held.
+    let warm = h.token("warm");
+    assert_eq!(
+        post(&h, &[("authorization", &format!("Bearer {warm}"))])
+            .await
+            .status(),
+        200
+    );
+    h.issuer
+        .set_jwks_fault(mcp_oauth2::testing::JwksFault::Hang);
+    let burst: Vec<String> = (0..20)
+        .map(|i| {
+            h.issuer
+                .token()
+                .subject("mallory")
+                .audience(&h.resource)
+                .header("kid", serde_json::json!(format!("made-up-{i}")))
+                .sign()
+        })
+        .collect();
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        h.issuer
+            .set_jwks_fault(mcp_oauth2::testing::JwksFault::None);
+    };
+    let auths: Vec<String> = burst.iter().map(|t| format!("Bearer {t}")).collect();
+    let headers: Vec<[(&str, &str); 1]> = auths
+        .iter()
+        .map(|auth| [("authorization", auth.as_str())])
+        .collect();
+    let calls = futures_util::future::join_all(headers.iter().map(|header| post(&h, header)));
+    let (responses, ()) = tokio::join!(calls, release);
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    let refused = statuses.iter().filter(|&&s| s == 401).count();
+    let throttled = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!((refused, throttled), (3, 17), "{statuses:?}");
+    // Their failures now count: the address is throttled.
+    let again = h.issuer.token().subject("mallory").sign();
+    assert_eq!(
+        post(&h, &[("authorization", &format!("Bearer {again}"))])
+            .await
+            .status(),
+        429
+    );
+
+    // Control, from a fresh server: one new token in twenty calls at once,
+    // waiting on the same hanging fetch, is one verification in flight.
+    let h = Harness::start(|b| b.failed_auth_limit(3, Duration::from_secs(60))).await;
+    let warm = h.token("warm");
+    assert_eq!(
+        post(&h, &[("authorization", &format!("Bearer {warm}"))])
+            .await
+            .status(),
+        200
+    );
+    h.issuer.rotate_key();
+    let fresh = h.token("alice");
+    h.issuer
+        .set_jwks_fault(mcp_oauth2::testing::JwksFault::Hang);
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        h.issuer
+            .set_jwks_fault(mcp_oauth2::testing::JwksFault::None);
+    };
+    let auth = format!("Bearer {fresh}");
+    let header = [("authorization", auth.as_str())];
+    let calls = futures_util::future::join_all((0..20).map(|_| post(&h, &header)));
+    let (responses, ()) = tokio::join!(calls, release);
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+}
+
 // Trusted proxy: the client is the right-most untrusted X-Forwarded-For
 // hop. A spoofed left part neither escapes the limit nor frames the victim;
 // a successful caller from another address is never affected.

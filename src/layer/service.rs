@@ -400,6 +400,13 @@ where
         // (the tower idiom for services called from a boxed future).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        // A verification that waits counts under the client's address from
+        // now (before the next request is judged) until its failure, if it
+        // fails, has been counted: the end of this future.
+        let in_flight = match (&known, &seen.subject) {
+            (None, Some(subject)) => shared.throttle.begin_verification(subject),
+            _ => None,
+        };
         ResponseFuture::boxed(Box::pin(async move {
             if let Some(pending) = throttle
                 && let Verdict::Throttled(limit, secs) = pending.await
@@ -426,11 +433,16 @@ where
                         Err(err) => {
                             let response =
                                 shared.reject(&err, req.method(), req.uri().path(), &seen, None);
+                            // Counted by `reject` (the throttle's failure):
+                            // no longer in flight.
+                            drop(in_flight);
                             return Ok(with_cors(response, origin.as_ref()));
                         }
                     }
                 }
             };
+            // Verified: the call that follows is not a verification.
+            drop(in_flight);
             let mut lists = false;
             let mut tasks = super::tasks::TaskWork::default();
             let required = if placement.reads_body {
