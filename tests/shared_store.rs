@@ -285,6 +285,97 @@ async fn a_refused_password_or_a_closed_port_is_named_not_a_timeout() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
 
+/// Sends `lines` (inline Redis commands) on one connection to the Redis on
+/// `port` and returns what it answered (an `AUTH` then a command needs one
+/// connection).
+async fn inline(port: u16, lines: &[&str]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut text = lines.join("\r\n");
+    text.push_str("\r\nQUIT\r\n");
+    stream.write_all(text.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_string(&mut answer)).await;
+    answer
+}
+
+// A failed handshake is not for good (found from outside: the `redis`
+// crate's connection manager connects again only after an I/O error, so a
+// refused login or a reply in another protocol was answered to every
+// operation until the process restarted). A password rotated in the usual
+// order (the replica first, then Redis), a Redis restarted with another
+// password under a working replica, and something else on the port before
+// Redis: each store works again within a second of Redis being right.
+#[tokio::test]
+async fn a_failed_handshake_is_retried_once_redis_is_right() {
+    let mut redis = RedisServer::start().await;
+    let port = redis.port();
+    redis
+        .command(&["CONFIG", "SET", "requirepass", "old-password"])
+        .await;
+    // The replica already has the new password: refused.
+    let store = RedisStore::new(&format!("redis://:new-password@127.0.0.1:{port}/0"))
+        .unwrap()
+        .timeout(Duration::from_millis(500));
+    let err = store.get("mcp_oauth2:session:k").await.unwrap_err();
+    assert!(err.to_string().contains("authentication"), "{err}");
+    // Redis takes the new password.
+    let answer = inline(
+        port,
+        &["AUTH old-password", "CONFIG SET requirepass new-password"],
+    )
+    .await;
+    assert!(answer.starts_with("+OK\r\n+OK"), "{answer:?}");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(store.get("mcp_oauth2:session:k").await.unwrap(), None);
+
+    // A working store; Redis restarts with another password (the store's
+    // reconnection fails its handshake), then takes the store's again.
+    redis.stop();
+    redis.start_again().await;
+    redis
+        .command(&["CONFIG", "SET", "requirepass", "other-password"])
+        .await;
+    assert!(store.get("mcp_oauth2:session:k").await.is_err());
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(store.get("mcp_oauth2:session:k").await.is_err());
+    let answer = inline(
+        port,
+        &["AUTH other-password", "CONFIG SET requirepass new-password"],
+    )
+    .await;
+    assert!(answer.starts_with("+OK\r\n+OK"), "{answer:?}");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(store.get("mcp_oauth2:session:k").await.unwrap(), None);
+    drop(redis);
+
+    // Something that is not Redis on the port, then Redis.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let garbage = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt as _;
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = socket
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let store = RedisStore::new(&format!("redis://127.0.0.1:{port}/0"))
+        .unwrap()
+        .timeout(Duration::from_millis(500));
+    assert!(store.get("mcp_oauth2:session:k").await.is_err());
+    garbage.abort();
+    let _ = garbage.await;
+    let _redis = RedisServer::start_on(port).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(store.get("mcp_oauth2:session:k").await.unwrap(), None);
+}
+
 // The reference server with a password Redis refuses says so as it starts,
 // before any request (found from outside: the first request that needed
 // the store was where it showed, as a 503), naming the cause, never the

@@ -113,6 +113,9 @@ pub struct RedisStore {
     /// Numbers the connections made, so that a timed-out operation drops
     /// its own connection only, never a newer one.
     made: AtomicU64,
+    /// When a connection was last replaced after an error (see
+    /// [`RedisStore::replace_after_error`]).
+    replaced_at: Mutex<Option<std::time::Instant>>,
     /// Open when Redis does not answer reads, or writes (see the module's
     /// doc).
     reads: Breaker,
@@ -169,6 +172,7 @@ impl RedisStore {
             client,
             connection: Mutex::new(None),
             made: AtomicU64::new(0),
+            replaced_at: Mutex::new(None),
             reads: Breaker::probing_at_once("redis_store_reads", "store_unavailable"),
             writes: Breaker::probing_at_once("redis_store_writes", "store_unavailable"),
             timeout: Self::DEFAULT_TIMEOUT,
@@ -241,6 +245,33 @@ impl RedisStore {
         }
     }
 
+    /// Drops connection `number` after an operation failed, at most once
+    /// per [`REPLACE_INTERVAL`]. The `redis` crate's `ConnectionManager`
+    /// connects again only after an I/O error: a failed handshake (a
+    /// refused login, `WRONGPASS`, `NOAUTH`, an `ERR` to `AUTH`, an unknown
+    /// ACL user; an answer that is not Redis's protocol, something else on
+    /// the port), on its first connection or on one it made after Redis
+    /// restarted, was answered to every operation until the process
+    /// restarted, even once the password was right or Redis was on the port
+    /// (found from outside: a password rotated in the usual order, replicas
+    /// first, left them 503 for good and throttling off). Which error came
+    /// from the handshake cannot be told from the error alone, so any
+    /// failure replaces the connection, once a second: a wrong password
+    /// costs Redis one login a second, not one per request, and an error
+    /// reply on a sound connection (`OOM`, `NOPERM`) one reconnection a
+    /// second.
+    fn replace_after_error(&self, number: u64) {
+        let now = std::time::Instant::now();
+        {
+            let mut last = self.replaced_at.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| now.saturating_duration_since(t) < REPLACE_INTERVAL) {
+                return;
+            }
+            *last = Some(now);
+        }
+        self.drop_connection(number);
+    }
+
     /// Runs `query` (a command or a pipeline) within the timeout.
     ///
     /// An operation that times out drops its connection: a connection
@@ -287,6 +318,7 @@ impl RedisStore {
                     || e.is_connection_dropped()
                     || e.is_connection_refusal()
                     || e.is_timeout();
+                self.replace_after_error(number);
                 (Err(unavailable(e)), outage)
             }
             Err(_) => (Err(StoreError::Timeout), true),
@@ -302,6 +334,10 @@ impl RedisStore {
         result
     }
 }
+
+/// How often a connection is replaced after a failed operation
+/// ([`RedisStore::replace_after_error`]).
+const REPLACE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Which breaker an operation passes: reads and writes apart, since a Redis
 /// can answer one and not the other (`CLIENT PAUSE WRITE`, what a failover

@@ -30,6 +30,15 @@ impl RedisServer {
         server
     }
 
+    /// Starts one on `port` (free, or about to be) and waits until it
+    /// answers `PING`.
+    #[allow(dead_code)] // not every test binary starts one on a given port
+    pub async fn start_on(port: u16) -> Self {
+        let mut server = Self { port, child: None };
+        server.start_again().await;
+        server
+    }
+
     /// The port it listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
