@@ -285,6 +285,27 @@ async fn a_refused_password_or_a_closed_port_is_named_not_a_timeout() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
 
+// A counter without an expiry was not written by a window (every window
+// sets one): planted in Redis, it held an address throttled for good (found
+// from outside, `SET mcp_oauth2:throttle:addr:<ip> 999`). It is no window
+// to `peek`, and the next `hit` starts a fresh one over it.
+#[tokio::test]
+async fn a_counter_without_an_expiry_is_no_window() {
+    let redis = RedisServer::start().await;
+    let store = RedisStore::new(&redis.url()).unwrap();
+    let key = "mcp_oauth2:throttle:addr:192.0.2.30";
+    assert_eq!(
+        redis.command(&["SET", key, "999"]).await.as_deref(),
+        Some("+OK")
+    );
+    assert_eq!(store.peek(key).await.unwrap(), None);
+    let window = store.hit(key, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(window.count, 1);
+    assert!(window.resets_in > Duration::from_secs(50), "{window:?}");
+    let peeked = store.peek(key).await.unwrap().unwrap();
+    assert_eq!(peeked.count, 1);
+}
+
 /// Sends `lines` (inline Redis commands) on one connection to the Redis on
 /// `port` and returns what it answered (an `AUTH` then a command needs one
 /// connection).
@@ -931,6 +952,73 @@ async fn end_session(url: &str, token: &str, session: &str) -> reqwest::Response
 async fn reason(response: reqwest::Response) -> String {
     let body: serde_json::Value = response.json().await.unwrap();
     body["reason"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A legacy GET event stream of `session` on `url`, held open while the
+/// response lives.
+async fn open_event_stream(url: &str, token: &str, session: &str) -> reqwest::Response {
+    let stream = reqwest::Client::new()
+        .get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", LEGACY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    stream
+}
+
+// Work that outlasts the idle timeout keeps its session's binding in the
+// store (found from outside: a client listening on its event stream past
+// the timeout found its binding expired, and its next call was 404 on
+// its replica while the stream was still open). The binding then lasts
+// one idle timeout from the stream's end, as the local clock does; and a
+// binding removed by a DELETE on the other replica stays removed while the
+// stream is open (kept alive only where it still names its owner).
+#[tokio::test]
+async fn an_open_event_stream_keeps_its_sessions_binding_in_the_store() {
+    let pair = Pair::start(RedisStore::DEFAULT_TIMEOUT, |b| {
+        b.session_idle_timeout(Duration::from_millis(1_200))
+    })
+    .await;
+    let alice = pair.token("alice");
+    let session = open_session(&pair.a.url(), &alice).await;
+    let key = hashed_key("session", &session);
+    let stream = open_event_stream(&pair.a.url(), &alice, &session).await;
+    let bound = || async {
+        pair.redis
+            .command(&["GET", &key])
+            .await
+            .is_some_and(|r| r.starts_with('$') && r != "$-1")
+    };
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    assert!(bound().await, "the binding lapsed under an open stream");
+    assert_eq!(call_in(&pair.a.url(), &alice, &session).await.status(), 200);
+    // The stream ends: the binding lasts one idle timeout from then (the
+    // call above restarted it too).
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(bound().await);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(!bound().await, "the binding outlived its idle timeout");
+    assert_eq!(call_in(&pair.a.url(), &alice, &session).await.status(), 404);
+
+    // Ended through B while A holds its stream: not brought back.
+    let bob = pair.token("bob");
+    let session = open_session(&pair.a.url(), &bob).await;
+    let key = hashed_key("session", &session);
+    let stream = open_event_stream(&pair.a.url(), &bob, &session).await;
+    let deleted = end_session(&pair.b.url(), &bob, &session).await;
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        pair.redis.command(&["GET", &key]).await.as_deref(),
+        Some("$-1")
+    );
+    assert_eq!(call_in(&pair.b.url(), &bob, &session).await.status(), 404);
+    drop(stream);
 }
 
 // A session ended on the other replica (a DELETE routed there) is gone
@@ -2321,9 +2409,12 @@ async fn values_of_another_type_under_our_keys_fail_closed() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(counters.len(), 2, "{counters:?}");
+    // With an expiry, as a window's (one without is replaced by the next
+    // count: `a_counter_without_an_expiry_is_no_window`).
     for k in &counters {
         pair.redis.command(&["DEL", k]).await;
         pair.redis.command(&["RPUSH", k, "9"]).await;
+        pair.redis.command(&["PEXPIRE", k, "60000"]).await;
     }
     let errors = pair.b.metrics.snapshot().store_errors;
     for _ in 0..4 {

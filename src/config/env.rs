@@ -584,7 +584,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "64",
-        meaning: "legacy sessions one user (issuer, tenant, subject; all its clients together) may hold open (not above `MCP_OAUTH2_MAX_SESSIONS`; its default reads as that total when the total is lower)",
+        meaning: "legacy sessions one user (issuer, tenant, subject; all its clients together) may hold open on this process (each replica counts its own; not above `MCP_OAUTH2_MAX_SESSIONS`; its default reads as that total when the total is lower)",
     },
     EnvVar {
         name: "MCP_OAUTH2_MAX_LISTENS_PER_PRINCIPAL",
@@ -596,7 +596,7 @@ pub(crate) static ENV_VARS: &[EnvVar] = &[
             Ok(())
         }),
         default: "16",
-        meaning: "`subscriptions/listen` streams and legacy sessions' GET streams, together, one user (issuer, tenant, subject; all its clients together) may hold open",
+        meaning: "`subscriptions/listen` streams and legacy sessions' GET streams, together, one user (issuer, tenant, subject; all its clients together) may hold open on this process (each replica counts its own)",
     },
     EnvVar {
         name: "MCP_OAUTH2_MAX_PENDING_BODIES_PER_PRINCIPAL",

@@ -276,7 +276,9 @@ impl AuthLayer {
                 allowed_hosts: None,
                 bind_sessions: true,
                 forward_authorization: false,
-                sessions: Arc::new(Sessions::new(config.sessions)),
+                sessions: Arc::new(
+                    Sessions::new(config.sessions).with_store(config.shared_store.clone()),
+                ),
                 listens: Arc::new(listens::Listens::new(config.max_listens_per_principal)),
                 pending_bodies: Arc::new(pending_bodies::PendingBodies::new(
                     config.max_pending_bodies_per_principal,

@@ -99,6 +99,10 @@ struct Entry {
     /// Its event streams open now (legacy GETs, see
     /// [`Sessions::open_stream`]).
     streams: usize,
+    /// Its binding in the shared store was kept alive while it was busy
+    /// (see [`Sessions::sweep_idle`]): restarted once more when that work
+    /// ends, as the local idle clock is.
+    kept_in_store: bool,
 }
 
 impl Entry {
@@ -112,9 +116,13 @@ impl Entry {
     /// a client that only listened lost its session (and its
     /// subscriptions) at the timeout.
     fn is_idle(&self, now: Instant, idle: Duration) -> bool {
-        self.streams == 0
-            && self.in_flight.len() <= self.retired.len()
-            && now.duration_since(self.last_used) >= idle
+        !self.busy() && now.duration_since(self.last_used) >= idle
+    }
+
+    /// An event stream open, or a call in flight that its client did not
+    /// cancel.
+    fn busy(&self) -> bool {
+        self.streams > 0 || self.in_flight.len() > self.retired.len()
     }
 }
 
@@ -153,6 +161,9 @@ pub(crate) struct Sessions {
     /// Whether the task running [`sweep_idle`](Self::sweep_idle) is
     /// started (at the first session bound, where a runtime is).
     sweeping: std::sync::atomic::AtomicBool,
+    /// The shared store of session owners, if any: the bindings of busy
+    /// sessions are kept alive there (see [`sweep_idle`](Self::sweep_idle)).
+    store: Option<Arc<dyn SharedStore>>,
 }
 
 impl Sessions {
@@ -162,7 +173,43 @@ impl Sessions {
             table: Mutex::new(Table::default()),
             closer: Mutex::new(None),
             sweeping: std::sync::atomic::AtomicBool::new(false),
+            store: None,
         }
+    }
+
+    /// The same table, keeping busy sessions' bindings alive in `store`
+    /// (the shared store of session owners, when there is one).
+    pub(crate) fn with_store(mut self, store: Option<Arc<dyn SharedStore>>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Restarts the bindings of `sessions` (id and owner) in the shared
+    /// store, in a task, where they still hold their owner
+    /// ([`SharedStore::refresh_if`]: a binding removed meanwhile, by a
+    /// DELETE on another replica, stays removed).
+    fn keep_in_store(&self, sessions: Vec<(Box<str>, Owner)>) {
+        if sessions.is_empty() {
+            return;
+        }
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let idle = self.limits.idle_timeout;
+        runtime.spawn(async move {
+            for (id, owner) in sessions {
+                if let Err(e) = store.refresh_if(&store_key(&id), &owner, idle).await {
+                    crate::store::log_store_error!(
+                        &e,
+                        error = %e,
+                        "could not keep a busy session's binding in the shared store; it expires with the idle timeout unless used"
+                    );
+                }
+            }
+        });
     }
 
     pub(crate) fn limits(&self) -> SessionLimits {
@@ -269,6 +316,7 @@ impl Sessions {
                     retired: HashSet::new(),
                     tasks,
                     streams: 0,
+                    kept_in_store: false,
                 };
                 if let Some(old) = table.sessions.insert(id.into(), entry) {
                     // A service that hands out one id twice: keep the counts right.
@@ -305,14 +353,37 @@ impl Sessions {
     /// being off: rmcp counts messages, and ended a session whose only
     /// activity was an open event stream or a call that sent nothing for
     /// the timeout.
+    ///
+    /// With a shared store, the sessions busy now (an event stream open, a
+    /// call in flight) have their bindings there restarted: a binding is
+    /// restarted by each request, and work that runs longer than the idle
+    /// timeout sends none (found from outside: a client listening on its
+    /// event stream past the timeout found its session gone from the store
+    /// and closed at its next call). The sweep runs at most a quarter of
+    /// the timeout apart, so a busy session's binding never lapses.
     pub(crate) fn sweep_idle(&self) {
-        let expired = {
+        let (expired, busy) = {
             let mut table = self.lock();
-            take_idle(&mut table, Instant::now(), self.limits.idle_timeout, |_| {
+            let expired = take_idle(&mut table, Instant::now(), self.limits.idle_timeout, |_| {
                 true
-            })
+            });
+            let busy: Vec<(Box<str>, Owner)> = if self.store.is_some() {
+                table
+                    .sessions
+                    .iter_mut()
+                    .filter(|(_, entry)| entry.busy())
+                    .map(|(id, entry)| {
+                        entry.kept_in_store = true;
+                        (id.clone(), entry.owner)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (expired, busy)
         };
         self.close(expired);
+        self.keep_in_store(busy);
     }
 
     /// Starts the task that runs [`sweep_idle`](Self::sweep_idle) every
@@ -457,6 +528,13 @@ impl Sessions {
             }
             // The idle clock counts from the end of the last call.
             entry.last_used = Instant::now();
+            if entry.kept_in_store && !entry.busy() {
+                // And so does the store's, for work kept alive there.
+                entry.kept_in_store = false;
+                let session = vec![(Box::from(id), entry.owner)];
+                drop(table);
+                self.keep_in_store(session);
+            }
         }
     }
 
@@ -531,6 +609,13 @@ impl Drop for SessionStream {
             entry.streams = entry.streams.saturating_sub(1);
             // The idle clock counts from the end of the stream.
             entry.last_used = Instant::now();
+            if entry.kept_in_store && !entry.busy() {
+                // And so does the store's, for a stream kept alive there.
+                entry.kept_in_store = false;
+                let session = vec![(self.id.clone(), entry.owner)];
+                drop(table);
+                self.sessions.keep_in_store(session);
+            }
         }
     }
 }

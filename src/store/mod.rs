@@ -75,6 +75,25 @@ pub trait SharedStore: Send + Sync + std::fmt::Debug + 'static {
     fn put(&self, key: &str, value: &[u8], ttl: Duration) -> StoreFuture<'_, ()>;
     /// Removes `key`.
     fn delete(&self, key: &str) -> StoreFuture<'_, ()>;
+    /// Restarts the expiry of `key` at `ttl` if it holds exactly `value`;
+    /// `true` when it did. Never writes a key that is absent or holds
+    /// another value (a binding another replica removed stays removed).
+    /// Redis: one script (`GET`, compare, `PEXPIRE`). The default reads
+    /// then writes, which is not atomic: implementations shared by
+    /// replicas should override it.
+    fn refresh_if(&self, key: &str, value: &[u8], ttl: Duration) -> StoreFuture<'_, bool> {
+        let key = key.to_owned();
+        let value = value.to_vec();
+        Box::pin(async move {
+            match self.get(&key).await? {
+                Some(found) if found == value => {
+                    self.put(&key, &value, ttl).await?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+    }
 }
 
 /// A store operation failed (Redis down, timeout, ...). Never contains values.

@@ -366,16 +366,31 @@ return redis.call('EXISTS', KEYS[2])
 /// `hit` as one atomic script: when this call's marker (`KEYS[2]`) holds a
 /// count, the hit was already counted (its reply was lost) and that count
 /// is answered; otherwise `SET 0 PX window NX` (the window starts at the
-/// first hit), `INCR`, and the count kept under the marker.
+/// first hit), `INCR`, and the count kept under the marker. A key without
+/// an expiry was not written by a window (this script always sets one):
+/// it is replaced, so that a counter planted without one cannot hold an
+/// address throttled for good (found from outside).
 const HIT_ONCE: &str = r"
 local done = redis.call('GET', KEYS[2])
 if done then
   return {tonumber(done), redis.call('PTTL', KEYS[1])}
 end
+if redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('DEL', KEYS[1])
+end
 redis.call('SET', KEYS[1], 0, 'PX', ARGV[1], 'NX')
 local n = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[2], n, 'PX', ARGV[2])
 return {n, redis.call('PTTL', KEYS[1])}
+";
+
+/// `refresh_if` as one atomic script: `PEXPIRE` the key only while it holds
+/// this value.
+const REFRESH_IF: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
 ";
 
 /// What one operation sends: a command or a pipeline.
@@ -493,7 +508,12 @@ impl SharedStore for RedisStore {
                         .arg(&key),
                 )
                 .await?;
-            // Not a counter (absent, or a value that is no count): no window.
+            // Not a counter (absent, or a value that is no count), or one
+            // without an expiry (no window writes one: planted, found from
+            // outside to hold an address throttled for good): no window.
+            if pttl == -1 {
+                return Ok(None);
+            }
             let count = count
                 .and_then(|b| String::from_utf8(b).ok())
                 .and_then(|s| s.parse::<u64>().ok());
@@ -547,6 +567,27 @@ impl SharedStore for RedisStore {
         Box::pin(async move {
             let _: i64 = self.run(Kind::Write, redis::cmd("DEL").arg(&key)).await?;
             Ok(())
+        })
+    }
+
+    fn refresh_if(&self, key: &str, value: &[u8], ttl: Duration) -> StoreFuture<'_, bool> {
+        let key = self.key(key);
+        let value = value.to_vec();
+        let ms = millis_at_least_one(ttl);
+        Box::pin(async move {
+            // Idempotent: a retry after a lost reply sets the same expiry.
+            let done: i64 = self
+                .run(
+                    Kind::Write,
+                    redis::cmd("EVAL")
+                        .arg(REFRESH_IF)
+                        .arg(1)
+                        .arg(&key)
+                        .arg(&value)
+                        .arg(ms),
+                )
+                .await?;
+            Ok(done == 1)
         })
     }
 }
