@@ -2206,6 +2206,12 @@ async fn reference_servers_share_exchanged_tokens_sealed_in_redis() {
     assert!(!is_error, "{text}");
     assert_eq!(who(&text)["sub"], "alice");
     assert_eq!(issuer.exchange_hits(), 4);
+    // ... and names it otherwise: a store key is a MAC of the cache key
+    // under the secret, not a SHA-256 anyone could recompute for a guessed
+    // user (found from outside), so C's entry for Alice stands beside A's.
+    let entries = exchange_entries(redis.dump().await);
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert!(entries.contains(&(alice_key.clone(), alice_sealed.clone())));
 
     // Redis down: the call still works, at the price of an exchange.
     redis.stop();

@@ -1214,6 +1214,67 @@ async fn malformed_token_responses_are_refused() {
     assert_eq!(get_call(&url, &token).await, (502, "transport".into()));
 }
 
+// A 200 answer holding an `error` member is an error answer (RFC 6749
+// section 5.2), whatever else it holds: the refusal its code names, as in
+// a 400, or `malformed_response` when `error` is no OAuth error code; its
+// `access_token` is never used (found from outside: a 200 with both
+// `access_token` and `error` was taken as a success, and the token sent
+// downstream).
+#[tokio::test]
+async fn a_200_answer_with_an_error_member_is_refused() {
+    let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
+    let api = Api::start(&issuer).await;
+    let fake = ExchangeSettings::new(CLIENT, SECRET)
+        .endpoint(url::Url::parse(&format!("{}/fake-token", api.base)).unwrap())
+        .allow_insecure_http_for_loopback(true);
+    let (url, token) = serve_app(&issuer, app(&api, fake)).await;
+    for (body, answer) in [
+        (
+            r#"{"access_token":"hostile-token","token_type":"Bearer","expires_in":300,"error":"invalid_grant"}"#,
+            (502, "invalid_grant"),
+        ),
+        (
+            r#"{"error":"invalid_target","access_token":"hostile-token","token_type":"Bearer"}"#,
+            (502, "invalid_target"),
+        ),
+        (
+            r#"{"access_token":"hostile-token","token_type":"Bearer","error":"consent_required"}"#,
+            (403, "consent_required -"),
+        ),
+        (
+            r#"{"access_token":"hostile-token","token_type":"Bearer","error":"bad"code"}"#,
+            (502, "malformed_response"),
+        ),
+        (
+            r#"{"access_token":"hostile-token","token_type":"Bearer","error":null}"#,
+            (502, "malformed_response"),
+        ),
+        (
+            r#"{"access_token":"hostile-token","token_type":"Bearer","error":5}"#,
+            (502, "malformed_response"),
+        ),
+    ] {
+        api.answer(200, body);
+        assert_eq!(
+            get_call(&url, &token).await,
+            (answer.0, answer.1.to_owned()),
+            "{body}"
+        );
+    }
+    assert!(
+        api.seen().is_empty(),
+        "the hostile token went downstream: {:?}",
+        api.seen()
+    );
+    // The same endpoint's plain token answer is used (nothing was kept).
+    api.answer(
+        200,
+        r#"{"access_token":"good-token","token_type":"Bearer","expires_in":300}"#,
+    );
+    assert_eq!(get_call(&url, &token).await.0, 200);
+    assert_eq!(api.seen(), ["Bearer good-token"]);
+}
+
 // The downstream helper never carries the token to another origin; a
 // redirect within the origin is followed; only https:// (or loopback with
 // the opt-in) is called.

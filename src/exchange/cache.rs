@@ -90,10 +90,18 @@ impl std::fmt::Debug for StoredToken {
 /// A second-level store of exchanged tokens shared between processes (the
 /// seam for Redis): asked after a local miss, inside the single flight, and
 /// given each token that may be reused. Keys are SHA-256 digests of
-/// (issuer, subject, the caller's client, tenant and scopes, this server's client,
-/// the grant, the audience, the requested scopes). A store should encrypt
-/// or otherwise protect the tokens it holds, and forget them at
+/// (issuer, subject, the caller's client, tenant and scopes, its `act`,
+/// `may_act`, `acr`, `amr` and `auth_time` claims, this server's client, the
+/// grant, the audience, the requested scopes). A store should encrypt or
+/// otherwise protect the tokens it holds, and forget them at
 /// `reuse_until`; an entry past it is ignored anyway.
+///
+/// **The key is not secret.** It is a plain SHA-256 of fields that can be
+/// guessed (an issuer, a user's subject, a client id, an audience): whoever
+/// reads a store that writes it as it is, guesses them and hashes them can
+/// tell whether that user holds a token for that audience, and until when.
+/// A store that others may read should name its entries with a keyed MAC
+/// of the key, as [`SealedExchangeStore`](crate::SealedExchangeStore) does.
 pub trait ExchangeStore: Send + Sync + 'static {
     /// The token stored under `key`, if any.
     fn get<'a>(&'a self, key: &'a [u8; 32]) -> BoxFuture<'a, Option<StoredToken>>;
@@ -102,8 +110,10 @@ pub trait ExchangeStore: Send + Sync + 'static {
 }
 
 /// The caller's claims besides its principal, tenant and scopes that an
-/// exchange's answer may depend on (see [`key`]).
-const CALLER_CLAIMS: [&str; 4] = ["act", "acr", "amr", "auth_time"];
+/// exchange's answer may depend on (see [`key`]): who acts for the subject
+/// (`act`), who may (`may_act`), how the user signed in (`acr`, `amr`,
+/// `auth_time`).
+const CALLER_CLAIMS: [&str; 5] = ["act", "may_act", "acr", "amr", "auth_time"];
 
 /// The cache key of an exchange: a SHA-256 over length-prefixed fields, so
 /// that no two different tuples share a digest input.
@@ -119,7 +129,7 @@ pub(super) fn key(
         ctx.update(&(bytes.len() as u64).to_be_bytes());
         ctx.update(bytes);
     };
-    field(b"mcp-oauth2 token exchange v3");
+    field(b"mcp-oauth2 token exchange v4");
     let (issuer, subject, caller_client) = caller.principal();
     field(issuer.as_bytes());
     field(subject.as_bytes());
@@ -135,11 +145,13 @@ pub(super) fn key(
     // as `["a", "b"]`.
     field(&(granted.len() as u64).to_be_bytes());
     granted.iter().for_each(|s| field(s.as_bytes()));
-    // Who acts for the subject (`act`, RFC 8693 section 4.1) and how the
-    // user signed in (`acr`, `amr`, `auth_time`, RFC 9470): the token
-    // endpoint may answer them otherwise (refuse a delegation, ask for a
-    // stronger sign-in), so a token exchanged for alice's own call is
-    // never handed to "mallory acting for alice", nor to a weaker sign-in
+    // Who acts for the subject (`act`, RFC 8693 section 4.1), who may act
+    // for it (`may_act`, section 4.4), and how the user signed in (`acr`,
+    // `amr`, `auth_time`, RFC 9470): the token endpoint may answer them
+    // otherwise (refuse a delegation, or an actor `may_act` does not name,
+    // ask for a stronger sign-in), so a token exchanged for alice's own
+    // call is never handed to "mallory acting for alice", nor to a token
+    // of hers whose `may_act` excludes this server, nor to a weaker sign-in
     // (found from outside). Each is its JSON text, or nothing when absent.
     for claim in CALLER_CLAIMS {
         match caller.claim(claim) {

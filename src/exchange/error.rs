@@ -51,7 +51,8 @@ pub enum ExchangeErrorKind {
     /// response: no `access_token`, a `token_type` other than Bearer, a
     /// repeated member, the caller's own token handed back, another media
     /// type than JSON, a body over the cap, a redirect, an error status
-    /// without an OAuth error code, ...
+    /// without an OAuth error code, an `error` member (in a 200 answer too)
+    /// that is no OAuth error code, ...
     MalformedResponse,
     /// The downstream call was refused before it was sent (a URL that is not
     /// `https://`) or failed (network, deadline).

@@ -118,12 +118,23 @@ impl ExchangeRequest {
 /// ```
 ///
 /// **Cache.** Exchanged tokens are kept per (issuer, subject, the caller's
-/// client and granted scopes, this server's client, grant, audience,
+/// client, tenant and granted scopes, its `act`, `may_act`, `acr`, `amr`
+/// and `auth_time` claims, this server's client, grant, audience,
 /// requested scopes), keyed by a SHA-256 hash of those, until their
 /// `expires_in` minus the margin, in a bounded cache; calls that need the
 /// same token while it is being exchanged wait for that one exchange.
 /// Failures are not kept: the calls that waited share it, the next call
-/// tries again. A token answered without `expires_in` is not kept.
+/// tries again. A token answered without `expires_in` is not kept either:
+/// the calls that waited for the exchange that obtained it use it, no
+/// later call does. The cache serves any caller the layer accepted,
+/// including one whose token is past its `exp` but within the clock
+/// leeway: acceptance is the layer's decision.
+///
+/// **Error answers.** An answer holding an `error` member is an error
+/// answer whatever its status (RFC 6749 section 5.2): a well-formed code
+/// is the refusal it names (as in a 400), anything else
+/// [`ExchangeErrorKind::MalformedResponse`]; its `access_token` is never
+/// used.
 ///
 /// **Outages.** A token endpoint that does not answer (connection refused
 /// or reset, past the timeout), answers 5xx or 429, or whose discovery
@@ -497,7 +508,11 @@ impl TokenExchanger {
                 format!("HTTP status {status} ({})", code.as_deref().unwrap_or("-")),
             ));
         }
-        if status != http::StatusCode::OK {
+        // RFC 6749 section 5.2: an answer holding `error` is an error
+        // answer whatever its status (found from outside: a 200 holding
+        // both `access_token` and `error` was used as a token). Its code
+        // is the refusal it names, as in a 400.
+        if status != http::StatusCode::OK || members.contains("error") {
             let code = members.str("error").ok().flatten();
             // Entra ID says why in `suberror` (consent_required, ...);
             // kept only when it is a well-formed code.
@@ -519,7 +534,9 @@ impl TokenExchanger {
                 }
                 // An answer, and no OAuth error answer (RFC 6749 section
                 // 5.2): unusable, as a 200 without a token is.
-                _ => malformed("an error status without an OAuth error code"),
+                _ => malformed(
+                    "an error answer (an error status or member) without an OAuth error code",
+                ),
             });
         }
         read_token_response(&members, subject)

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_lc_rs::hmac;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
@@ -29,21 +30,29 @@ struct Payload {
 /// by the others until it is due for renewal, so a user calling through a
 /// load balancer costs one exchange, not one per replica.
 ///
-/// **What is stored.** Under `mcp_oauth2:exchange:<hex of the cache key>`
-/// (the key is a SHA-256 digest of issuer, subject, clients, tenant, scopes,
-/// grant and audience: no identifier in clear), a string sealed with
-/// AES-256-GCM under `keys` (the [`HandleKeys`] format, always
+/// **What is stored.** Under `mcp_oauth2:exchange:<hex of an HMAC-SHA256
+/// of the cache key>` (the cache key is a SHA-256 digest of issuer, subject,
+/// clients, tenant, scopes, the caller's `act`, `may_act`, `acr`, `amr` and
+/// `auth_time`, grant and audience; the HMAC's key is derived from the
+/// secret for this purpose alone, neither of the sealing keys), a string
+/// sealed with AES-256-GCM under `keys` (the [`HandleKeys`] format, always
 /// [`Sealing::Encrypted`]) whose authenticated data include the cache key
 /// and the reuse deadline. Whoever reads the store sees neither the token
-/// nor whom it is for; whoever writes to it cannot move a sealed token to
-/// another key (another user) or extend its life: such an entry fails to
-/// open and is ignored. Entries expire in the store when they are due.
+/// nor whom it is for: without the secret, a guessed user's fields cannot
+/// be turned into the name of their entry (a plain SHA-256 of them could:
+/// found from outside, it told whether a guessed user held a token and
+/// until when). Whoever writes to it cannot move a sealed token to another
+/// key (another user) or extend its life: such an entry fails to open and
+/// is ignored. Entries expire in the store when they are due. What the
+/// store does see: how many entries there are, their sizes and expiries.
 ///
 /// **Keys.** Every replica must hold the same secret
 /// ([`HandleKey::from_secret`](crate::HandleKey::from_secret), 32 bytes or
 /// more from a secret store). An entry sealed with a key a replica does not
-/// hold is ignored, so rotating the secret costs one exchange per user and
-/// audience, nothing more: no ring is needed, though one works.
+/// hold is ignored, and entries are named under the ring's current key:
+/// rotating the secret costs one exchange per user and audience, nothing
+/// more. No ring is needed; a ring's previous keys find nothing here (an
+/// entry named under the old secret is not looked up).
 ///
 /// **Failures.** The shared level is only a cache in front of the token
 /// endpoint, which stays the authority: a store that is down or slow, an
@@ -73,6 +82,15 @@ impl SealedExchangeStore {
             keys: keys.into().with_sealing(Sealing::Encrypted),
         }
     }
+
+    /// The name in the store of the entry for cache key `key`: the
+    /// namespace, then the hex of an HMAC-SHA256 of the key under the
+    /// current key's exchange-store MAC key. Replicas holding the same
+    /// secret agree on it; nobody without the secret can link it to a user.
+    pub(crate) fn store_key(&self, key: &[u8; 32]) -> String {
+        let tag = hmac::sign(self.keys.current().exchange_store_mac(), key);
+        hashed_key(NAMESPACE, tag.as_ref())
+    }
 }
 
 fn unix_millis(t: SystemTime) -> u64 {
@@ -83,7 +101,7 @@ fn unix_millis(t: SystemTime) -> u64 {
 impl ExchangeStore for SealedExchangeStore {
     fn get<'a>(&'a self, key: &'a [u8; 32]) -> BoxFuture<'a, Option<StoredToken>> {
         Box::pin(async move {
-            let sealed = match self.store.get(&hashed_key(NAMESPACE, key)).await {
+            let sealed = match self.store.get(&self.store_key(key)).await {
                 Ok(Some(sealed)) => sealed,
                 Ok(None) => return None,
                 Err(e) => {
@@ -145,7 +163,7 @@ impl ExchangeStore for SealedExchangeStore {
             };
             if let Err(e) = self
                 .store
-                .put(&hashed_key(NAMESPACE, key), sealed.as_bytes(), ttl)
+                .put(&self.store_key(key), sealed.as_bytes(), ttl)
                 .await
             {
                 crate::store::log_store_error!(&e, error = %e, "shared exchange cache unavailable: token kept in this replica only");

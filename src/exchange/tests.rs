@@ -140,6 +140,12 @@ fn cache_keys_separate_principals_and_requests() {
     };
     let acting = with_claims(serde_json::json!({"act": {"sub": "mallory"}}));
     let acting_other = with_claims(serde_json::json!({"act": {"sub": "trent"}}));
+    // Who may act for alice (RFC 8693 section 4.4): a token of hers whose
+    // `may_act` names another actor is refused by the token endpoint, so it
+    // never gets the token exchanged for her unrestricted one (found from
+    // outside).
+    let may_act = with_claims(serde_json::json!({"may_act": {"sub": "rs"}}));
+    let may_act_other = with_claims(serde_json::json!({"may_act": {"sub": "trent"}}));
     let weak = with_claims(serde_json::json!({"acr": "urn:acr:password"}));
     let strong = with_claims(serde_json::json!({"acr": "urn:acr:mfa"}));
     let amr = with_claims(serde_json::json!({"amr": ["pwd"]}));
@@ -153,6 +159,8 @@ fn cache_keys_separate_principals_and_requests() {
     let others = [
         k(&acting, "rs", "g", "https://api", &["read"]),
         k(&acting_other, "rs", "g", "https://api", &["read"]),
+        k(&may_act, "rs", "g", "https://api", &["read"]),
+        k(&may_act_other, "rs", "g", "https://api", &["read"]),
         k(&weak, "rs", "g", "https://api", &["read"]),
         k(&strong, "rs", "g", "https://api", &["read"]),
         k(&amr, "rs", "g", "https://api", &["read"]),
@@ -307,13 +315,9 @@ async fn sealed_store_round_trip_and_refusals() {
     assert!(drift < Duration::from_millis(2), "{drift:?}");
     assert!(store.get(&k2).await.is_none());
     // Moved to another key: does not open.
-    let raw = memory
-        .get(&crate::store::hashed_key("mcp_oauth2:exchange:", &k1))
-        .await
-        .unwrap()
-        .unwrap();
+    let raw = memory.get(&store.store_key(&k1)).await.unwrap().unwrap();
     assert!(!String::from_utf8_lossy(&raw).contains("downstream-token"));
-    let k2_name = crate::store::hashed_key("mcp_oauth2:exchange:", &k2);
+    let k2_name = store.store_key(&k2);
     memory
         .put(&k2_name, &raw, Duration::from_secs(60))
         .await
@@ -334,6 +338,65 @@ async fn sealed_store_round_trip_and_refusals() {
         .put(&k3, StoredToken::new("x".repeat(9 * 1024), until, None))
         .await;
     assert!(store.get(&k3).await.is_none());
+}
+
+// The name of a sealed shared entry is a keyed MAC of the cache key, not
+// the cache key (a plain SHA-256 of guessable fields: found from outside,
+// whoever read Redis could recompute it for a guessed user and learn whether
+// that user held a downstream token, and until when). Replicas holding the
+// same secret agree on names; another secret names the same user otherwise.
+#[tokio::test]
+async fn sealed_store_keys_are_a_mac_of_the_cache_key() {
+    use std::time::SystemTime;
+
+    use crate::store::{MemoryStore, SharedStore};
+    let memory = std::sync::Arc::new(MemoryStore::default());
+    let shared: std::sync::Arc<dyn SharedStore> = memory.clone();
+    let secret = b"exchange-cache-key/2026-12/test!";
+    let other_secret = b"exchange-cache-key/2027-01/other";
+    let a = SealedExchangeStore::new(
+        shared.clone(),
+        crate::HandleKey::from_secret(secret).unwrap(),
+    );
+    // Another replica, loading the same secret.
+    let b = SealedExchangeStore::new(
+        shared.clone(),
+        crate::HandleKey::from_secret(secret).unwrap(),
+    );
+    let c = SealedExchangeStore::new(
+        shared.clone(),
+        crate::HandleKey::from_secret(other_secret).unwrap(),
+    );
+    let k1 = [1u8; 32];
+    let until = SystemTime::now() + Duration::from_secs(60);
+    a.put(&k1, StoredToken::new("token-a".into(), until, None))
+        .await;
+    // Not under the cache key itself (what anyone could recompute).
+    assert!(
+        shared
+            .get(&crate::store::hashed_key("mcp_oauth2:exchange:", &k1))
+            .await
+            .unwrap()
+            .is_none(),
+        "the store key is the plain cache key"
+    );
+    let name = a.store_key(&k1);
+    assert_ne!(name, crate::store::hashed_key("mcp_oauth2:exchange:", &k1));
+    assert!(name.starts_with("mcp_oauth2:exchange:"));
+    assert_eq!(name.len(), "mcp_oauth2:exchange:".len() + 64);
+    // Replicas with the same secret agree.
+    assert_eq!(b.store_key(&k1), name);
+    assert_eq!(b.get(&k1).await.unwrap().token, "token-a");
+    // Another secret: another name, so its entry stands beside A's
+    // rather than over it.
+    assert_ne!(c.store_key(&k1), name);
+    c.put(&k1, StoredToken::new("token-c".into(), until, None))
+        .await;
+    assert_eq!(memory.len(), 2);
+    assert_eq!(a.get(&k1).await.unwrap().token, "token-a");
+    assert_eq!(c.get(&k1).await.unwrap().token, "token-c");
+    // Another cache key, another name.
+    assert_ne!(a.store_key(&[2u8; 32]), name);
 }
 
 // A token endpoint with user information is refused when the exchanger is

@@ -41,6 +41,10 @@ struct KeyInner {
     id: Box<str>,
     mac: hmac::Key,
     aead: aead::LessSafeKey,
+    /// HMAC-SHA256 naming exchanged tokens in a shared store
+    /// ([`SealedExchangeStore`](crate::SealedExchangeStore)): a key of its
+    /// own (HKDF info `exchange store key`), never the sealing ones.
+    exchange_store: hmac::Key,
 }
 
 impl fmt::Debug for HandleKey {
@@ -114,10 +118,15 @@ impl HandleKey {
             .expand(&[b"aes-256-gcm"], &aead::AES_256_GCM)
             .map_err(|_| HandleError::InvalidKey)?
             .into();
+        let exchange_store: hmac::Key = prk
+            .expand(&[b"exchange store key"], hmac::HMAC_SHA256)
+            .map_err(|_| HandleError::InvalidKey)?
+            .into();
         Ok(Self(Arc::new(KeyInner {
             id,
             mac,
             aead: aead::LessSafeKey::new(aead),
+            exchange_store,
         })))
     }
 
@@ -127,6 +136,14 @@ impl HandleKey {
 
     pub(crate) fn aead(&self) -> &aead::LessSafeKey {
         &self.0.aead
+    }
+
+    /// The HMAC-SHA256 key that names exchanged tokens in a shared store:
+    /// derived from the secret for that purpose alone (neither the sealing
+    /// HMAC key nor the AES-GCM key), so that a store key reveals nothing
+    /// of them, and replicas holding the same secret agree on it.
+    pub(crate) fn exchange_store_mac(&self) -> &hmac::Key {
+        &self.0.exchange_store
     }
 }
 
