@@ -135,10 +135,18 @@ async fn limited(audit: &Audit) {
         "{} of {BURST} written in {windows} windows",
         burst.len()
     );
+    // With no later refusal of the kind, what was left out since the last
+    // line written is told on a line of its own within a second or so
+    // (found from outside: the tail of a flood was in no line, ever).
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let all = audit.with_prefix("lim-");
+    assert_eq!(
+        all.len() as u64 + suppressed(&all) + audit.flushed("auth.refused"),
+        BURST as u64,
+        "every refusal of the burst written or told"
+    );
     // A later window: its first event is written and carries what was
-    // left out since the last one written (so, by then, everything left
-    // out has been carried by some event).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // left out since the last one written or told.
     let last = forged(issuer, url, "last");
     assert_eq!(post(url, "lim-last", &format!("Bearer {last}")).await, 401);
     let all = audit.with_prefix("lim-");
@@ -148,11 +156,71 @@ async fn limited(audit: &Audit) {
     );
     let metrics = h.metrics.snapshot();
     // Every refusal written or counted, and the counts carried add up.
-    assert_eq!(all.len() as u64 + suppressed(&all), BURST as u64 + 1);
-    assert_eq!(metrics.audit_suppressed, suppressed(&all));
+    let told = suppressed(&all) + audit.flushed("auth.refused");
+    assert_eq!(all.len() as u64 + told, BURST as u64 + 1);
+    assert_eq!(metrics.audit_suppressed, told);
     assert!(metrics.audit_suppressed >= BURST.saturating_sub(most) as u64);
     // The request counters count every refusal, written or not.
     assert_eq!(metrics.rejected_total(), BURST as u64 + 2);
+
+    // `request.refused` keeps a budget for refusals naming a verified
+    // caller apart from those before authentication (found from outside:
+    // a flood from a foreign origin, without a token, crowded a verified
+    // caller's cap refusals out of the log).
+    let h = Harness::start(|b| {
+        b.max_sessions_per_principal(1)
+            .audit_refusal_limit(2, Duration::from_secs(1))
+    })
+    .await;
+    for i in 0..12 {
+        let status = h
+            .post(
+                &[
+                    ("origin", "http://evil.example"),
+                    ("x-request-id", &format!("flood-{i:02}")),
+                ],
+                LIST,
+            )
+            .await
+            .status();
+        assert_eq!(status, 403);
+    }
+    assert!(
+        audit.with_prefix("flood-").len() < 12,
+        "the flood was limited"
+    );
+    let carol = format!("Bearer {}", h.token("carol"));
+    let init = support::attack::initialize_body(1);
+    let opened = h
+        .post(
+            &[
+                ("authorization", carol.as_str()),
+                ("mcp-protocol-version", support::attack::LEGACY),
+            ],
+            &init,
+        )
+        .await;
+    assert_eq!(opened.status(), 200);
+    for i in 0..2 {
+        let refused = h
+            .post(
+                &[
+                    ("authorization", carol.as_str()),
+                    ("mcp-protocol-version", support::attack::LEGACY),
+                    ("x-request-id", &format!("capped-{i}")),
+                ],
+                &init,
+            )
+            .await;
+        assert_eq!(refused.status(), 429);
+    }
+    let capped = audit.with_prefix("capped-");
+    assert_eq!(capped.len(), 2, "{capped:#?}");
+    assert!(
+        capped
+            .iter()
+            .all(|e| e["event"] == "request.refused" && e["subject"] == "carol")
+    );
 }
 
 /// `unlimited_audit_refusals`: every refusal is written.

@@ -105,6 +105,20 @@ async fn failures_past_the_limit_get_429_before_any_verification_work() {
         "failed_auth_limit",
     )
     .await;
+    // A token in the query as well (found from outside: answered 400
+    // `token_in_query`, as if the address were not throttled).
+    let in_query = reqwest::Client::new()
+        .post(format!("{}?access_token=x", h.resource))
+        .header("authorization", format!("Bearer {bad}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(LIST)
+        .send()
+        .await
+        .unwrap();
+    assert_throttled(in_query, "failed_auth_limit").await;
     assert_eq!(
         h.issuer.jwks_hits(),
         jwks_before,
@@ -461,8 +475,8 @@ async fn stolen_bound_token_in(mode: mcp_oauth2::DpopMode) {
             let status = post(&h, &headers).await.status();
             assert!(status == 400 || status == 401 || status == 429, "{status}");
         }
-        // And a token in the query beside it (400 `token_in_query`, answered
-        // before the throttle looks, so never 429 itself).
+        // And a token in the query beside it (400 `token_in_query`, or the
+        // throttle's 429 once the thief's address has reached its limit).
         let own = thief.proof("POST", &h.resource, Some(&token));
         let status = reqwest::Client::new()
             .post(format!("{}?access_token=x", h.resource))
@@ -478,7 +492,7 @@ async fn stolen_bound_token_in(mode: mcp_oauth2::DpopMode) {
             .await
             .unwrap()
             .status();
-        assert_eq!(status, 400);
+        assert!(status == 400 || status == 429, "{status}");
         // The thief's address is throttled.
         let own = thief.proof("POST", &h.resource, Some(&token));
         let r = post(
@@ -849,7 +863,19 @@ async fn a_store_that_must_be_waited_for_still_throttles() {
         post_to(resource, &format!("Bearer {good}")).await.status(),
         429
     );
-    assert!(metrics.snapshot().throttled >= 2);
+    // A token in the query too: the throttle's 429 first, the store
+    // waited for.
+    let query = format!("{resource}?access_token=x");
+    assert_eq!(post_to(&query, "Bearer other").await.status(), 429);
+    assert!(metrics.snapshot().throttled >= 3);
+    // From an address not throttled (another server, the same store
+    // kind), the query token is the 400 it always was.
+    let fresh = server_with_store(RemoteLike::default()).await;
+    let query = format!("{}?access_token=x", fresh.resource);
+    let refused = post_to(&query, "Bearer other").await;
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["reason"], "token_in_query");
 }
 
 // A store that is down: throttling fails open (requests are verified and

@@ -71,6 +71,22 @@ impl Audit {
         events.into_iter().next().unwrap()
     }
 
+    /// The count the lines of their own (`audit.suppressed`) told of
+    /// `kind`'s events left unwritten.
+    #[allow(dead_code)] // not every test binary reads them
+    pub fn flushed(&self, kind: &str) -> u64 {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e.get("event").map(String::as_str) == Some("audit.suppressed")
+                    && e.get("of").map(String::as_str) == Some(kind)
+            })
+            .filter_map(|e| e.get("suppressed")?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Every event, as one text.
     pub fn all_text(&self) -> String {
         format!("{:?}", self.0.lock().unwrap())
