@@ -25,15 +25,18 @@
 //! log lines: writing a WARN line cost about a third of a refused request's
 //! CPU time (issue 13), and a log that grows as fast as an attacker sends is
 //! a disk and pipeline problem of its own. Each refusal kind (`auth.refused`,
-//! `authz.refused`, `throttled`, `session.refused`, `request.refused`) has
-//! its own budget,
+//! `authz.refused`, `throttled`, `session.refused`, `request.refused`; the
+//! last split in two: before authentication, and naming a verified
+//! caller) has its own budget,
 //! 100 events a second by default
 //! ([`audit_refusal_limit`](crate::AuthConfigBuilder::audit_refusal_limit),
 //! `MCP_OAUTH2_AUDIT_REFUSAL_LIMIT`), so a flood of bad tokens cannot hide a
 //! verified caller's `authz.refused`. The budget is spread over its window
 //! (ten events at once, then one every `window / count`: see
 //! `Budget::take`). Past the budget an event is counted,
-//! not written: the next one written carries the count in `suppressed`, and
+//! not written: the next one written carries the count in `suppressed` (or,
+//! when none is within a second, a line of its own, `audit.suppressed`,
+//! naming the kind in `of`), and
 //! the layer's metrics count every one (`audit_suppressed`,
 //! `mcp_oauth2_audit_suppressed_total{event}`). The request counters
 //! (`rejected`) count every refusal whatever the limit. `auth.accepted`
@@ -461,6 +464,7 @@ fn flush_later(budget: &Arc<Budget>, event: Event, limit: Spacing) {
             tracing::warn!(
                 target: TARGET,
                 event = "audit.suppressed",
+                reason = "refusal_log_limit",
                 of = event.as_str(),
                 suppressed = missed,
                 "audit"
