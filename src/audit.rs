@@ -371,12 +371,10 @@ impl AuditLog {
     /// `window`, spread ([`Budget::take`]; `None`: every one). A count past
     /// `u32::MAX` is capped.
     pub(crate) fn new(limit: Option<(u64, std::time::Duration)>) -> Self {
-        Self {
-            limit: limit.map(|(count, window)| {
-                Spacing::new(u32::try_from(count).unwrap_or(u32::MAX), window)
-            }),
-            ..Self::default()
-        }
+        let mut log = Self::default();
+        log.limit = limit
+            .map(|(count, window)| Spacing::new(u32::try_from(count).unwrap_or(u32::MAX), window));
+        log
     }
 
     /// Refusal events left unwritten by the limit, all kinds together.
@@ -459,18 +457,52 @@ fn flush_later(budget: &Arc<Budget>, event: Event, limit: Spacing) {
     runtime.spawn(async move {
         tokio::time::sleep(flush_delay(limit)).await;
         budget.flush_pending.store(false, Ordering::Release);
-        let missed = budget.missed.swap(0, Ordering::Relaxed);
-        if missed > 0 {
-            tracing::warn!(
-                target: TARGET,
-                event = "audit.suppressed",
-                reason = "refusal_log_limit",
-                of = event.as_str(),
-                suppressed = missed,
-                "audit"
-            );
-        }
+        tell_suppressed(&budget, event);
     });
+}
+
+/// Writes the `audit.suppressed` line of the events `budget` (of kind
+/// `event`) left unwritten since its last line, if there are any.
+fn tell_suppressed(budget: &Budget, event: Event) {
+    let missed = budget.missed.swap(0, Ordering::Relaxed);
+    if missed > 0 {
+        tracing::warn!(
+            target: TARGET,
+            event = "audit.suppressed",
+            reason = "refusal_log_limit",
+            of = event.as_str(),
+            suppressed = missed,
+            "audit"
+        );
+    }
+}
+
+impl AuditLog {
+    /// Tells at once what every kind left unwritten and no line has told
+    /// yet (an `audit.suppressed` line each): at shutdown, when the server
+    /// stops within the second the task of [`flush_later`] waits (found
+    /// from outside: 17 of 20 refusals were in no line when the server was
+    /// stopped right after them).
+    pub(crate) fn flush_now(&self) {
+        for (budget, event) in [
+            (&self.refused, Event::Refused),
+            (&self.authz_refused, Event::AuthzRefused),
+            (&self.throttled, Event::Throttled),
+            (&self.session_refused, Event::SessionRefused),
+            (&self.request_refused, Event::RequestRefused),
+            (&self.request_refused_caller, Event::RequestRefused),
+        ] {
+            tell_suppressed(budget, event);
+        }
+    }
+}
+
+/// A layer dropped (its last router and service gone) tells what it left
+/// unwritten.
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.flush_now();
+    }
 }
 
 /// Writes `record` (a subscriber records it: see [`AuditLog::emit`]);

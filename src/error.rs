@@ -525,6 +525,21 @@ pub(crate) fn secret_weakness(secret: &[u8]) -> Option<&'static str> {
     if distinct < SECRET_MIN_DISTINCT {
         return Some("holds fewer than six distinct bytes");
     }
+    // A counter (`00 01 02 ...`, `64 65 66 ...`, every other byte): few
+    // distinct steps from one byte to the next, where random bytes take
+    // nearly as many steps as there are bytes (found from outside: the
+    // bytes 0 to 31 were taken as a secret).
+    let mut steps = [false; 256];
+    for pair in secret.windows(2) {
+        if let [a, b] = pair
+            && let Some(slot) = steps.get_mut(usize::from(b.wrapping_sub(*a)))
+        {
+            *slot = true;
+        }
+    }
+    if steps.iter().filter(|s| **s).count() < SECRET_MIN_DISTINCT {
+        return Some("counts up or down in a few steps");
+    }
     None
 }
 
@@ -1051,9 +1066,30 @@ mod tests {
                 String::from_utf8_lossy(secret)
             );
         }
-        let random: Vec<u8> = (0..32u8)
-            .map(|i| i.wrapping_mul(97).wrapping_add(13))
-            .collect();
-        assert_eq!(secret_weakness(&random), None);
+        // Counters (found from outside: the bytes 0 to 31 passed), and a
+        // step of 97 that wraps around.
+        let counters: [Vec<u8>; 4] = [
+            (0..32u8).collect(),
+            (100..132u8).collect(),
+            (0..32u8).map(|i| i * 2).collect(),
+            (0..32u8)
+                .map(|i| i.wrapping_mul(97).wrapping_add(13))
+                .collect(),
+        ];
+        for counter in counters {
+            assert_eq!(
+                secret_weakness(&counter),
+                Some("counts up or down in a few steps"),
+                "{counter:?}"
+            );
+        }
+        let random = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"a random secret");
+        assert_eq!(secret_weakness(random.as_ref()), None);
+        // Random bytes are never flagged.
+        for i in 0..2_000u32 {
+            let mut secret = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut secret).unwrap();
+            assert_eq!(secret_weakness(&secret), None, "{i}: {secret:?}");
+        }
     }
 }

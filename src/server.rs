@@ -1472,6 +1472,9 @@ impl McpServer {
             self.ct.clone(),
         )
         .await;
+        // Stopped: what the refusal log limit left untold is told now, not
+        // after a second the process may not live (found from outside).
+        self.metrics.flush_audit();
         Ok(())
     }
 }

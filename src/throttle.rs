@@ -368,7 +368,14 @@ impl Throttle {
                 0
             };
             let throttled = match self.store.peek(&key).await {
-                Ok(Some(window)) if window.count.saturating_add(in_flight) >= limit.count => {
+                // A window longer than the limit's is none this crate
+                // wrote (found from outside: a counter planted with a
+                // year's expiry held an address throttled for that year):
+                // not counted, and the next failure starts a fresh one.
+                Ok(Some(window))
+                    if window.resets_in <= limit.window
+                        && window.count.saturating_add(in_flight) >= limit.count =>
+                {
                     Some(retry_after(window.resets_in))
                 }
                 // Verifications in flight alone: they end within a
@@ -777,6 +784,27 @@ mod tests {
         assert_eq!(t.store_errors(), 0);
         assert_eq!(retry_after(Duration::from_millis(1)), 1);
         assert_eq!(retry_after(Duration::from_millis(2001)), 3);
+    }
+
+    // A window longer than the limit's is none the throttle wrote (a
+    // counter planted in a shared store with a year's expiry): it throttles
+    // nobody.
+    #[test]
+    fn a_window_longer_than_the_limits_is_not_counted() {
+        let t = throttle(&[]);
+        let subject = Subject {
+            addr: Some(ip("192.0.2.40")),
+            fingerprint: None,
+            missing: false,
+        };
+        let key = addr_key("addr", ip("192.0.2.40"));
+        for _ in 0..5 {
+            let _ = t
+                .store
+                .hit(&key, Duration::from_secs(365 * 24 * 3600))
+                .now_or_never();
+        }
+        assert_eq!(t.check(&subject).ok().unwrap(), Verdict::Pass);
     }
 
     // Verifications in flight count one per distinct token under their

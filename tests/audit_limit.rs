@@ -281,6 +281,13 @@ async fn reference_server_limits_refusal_lines() {
                     assert_eq!(f["event"], "auth.accepted", "{line}");
                     return (written, carried);
                 }
+                // A burst that lasted over a second has its untold
+                // refusals told on a line of their own.
+                if f["event"] == "audit.suppressed" {
+                    assert_eq!(f["of"], "auth.refused", "{line}");
+                    carried += f["suppressed"].as_u64().unwrap_or(0);
+                    continue;
+                }
                 assert_eq!(f["event"], "auth.refused", "{line}");
                 written += 1;
                 carried += f["suppressed"].as_u64().unwrap_or(0);
@@ -336,6 +343,84 @@ async fn reference_server_limits_refusal_lines() {
         );
         server.child.kill().await.unwrap();
     }
+}
+
+/// Stopped right after a burst (found from outside: the server stopped
+/// within the second its `audit.suppressed` line waits, and 17 of 20
+/// refusals were in no line): what the limit left untold is told as the
+/// server stops, so the lines written and the counts they carry add up to
+/// every refusal.
+#[tokio::test]
+async fn refusals_left_untold_are_told_when_the_server_stops() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let port = support::reference::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let server = support::reference::start(
+        port,
+        &[
+            ("MCP_OAUTH2_ISSUER", issuer.issuer()),
+            ("MCP_OAUTH2_RESOURCE", &resource),
+            ("MCP_OAUTH2_LOG_FORMAT", "json"),
+            ("MCP_OAUTH2_AUDIT_REFUSAL_LIMIT", "3/3"),
+        ],
+    )
+    .await;
+    let (mut child, reader) = server.gather();
+    const SENT: usize = 20;
+    let http = reqwest::Client::new();
+    let sends = (0..SENT).map(|i| {
+        let (http, resource) = (&http, &resource);
+        async move {
+            send(
+                http,
+                resource,
+                &format!("stop-{i}"),
+                &format!("Bearer bad{i}"),
+            )
+            .await
+        }
+    });
+    for status in futures_util::future::join_all(sends).await {
+        assert_eq!(status, 401);
+    }
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the server did not stop")
+        .unwrap();
+    assert!(status.success(), "exit: {status:?}");
+    let lines = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .unwrap()
+        .unwrap();
+    let (mut written, mut told) = (0u64, 0u64);
+    for line in &lines {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if v["target"] != "mcp_oauth2::audit" {
+            continue;
+        }
+        let f = &v["fields"];
+        match f["event"].as_str() {
+            Some("auth.refused") => {
+                written += 1;
+                told += f["suppressed"].as_u64().unwrap_or(0);
+            }
+            Some("audit.suppressed") => {
+                assert_eq!(f["of"], "auth.refused", "{line}");
+                told += f["suppressed"].as_u64().unwrap_or(0);
+            }
+            _ => {}
+        }
+    }
+    assert!(written <= 4, "{written} written");
+    assert_eq!(written + told, SENT as u64, "{lines:#?}");
 }
 
 /// Floods of the other refusals write within the limit too: requests

@@ -606,7 +606,7 @@ async fn off_mode_reads_no_dpop() {
 // does not.
 #[tokio::test]
 async fn nonce_flow() {
-    let secret: [u8; 32] = std::array::from_fn(|i| 7 + i as u8);
+    let secret: [u8; 32] = *b"nonce-secret:Vh2N1x7KpR0aZwEmU3y";
     let policy = DpopPolicy::default().nonce(true).nonce_secret(secret);
     let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
     let h = Harness::start_with_issuer(issuer, |b| b.dpop(policy.clone())).await;

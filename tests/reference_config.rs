@@ -230,7 +230,7 @@ async fn downstream_variables_are_checked_before_listening() {
         // A key with nowhere to share the tokens (no MCP_OAUTH2_REDIS_URL).
         (
             "MCP_OAUTH2_EXCHANGE_CACHE_KEY",
-            "MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0dXY=",
+            "+//j5RbU51P9odSBOayXXEYELblJWjUk5QDzDLzU73I=",
         ),
         // Scopes a challenge cannot name.
         ("MCP_OAUTH2_DOWNSTREAM_STEP_UP_SCOPES", "offline_access"),

@@ -304,6 +304,21 @@ async fn a_counter_without_an_expiry_is_no_window() {
     assert!(window.resets_in > Duration::from_secs(50), "{window:?}");
     let peeked = store.peek(key).await.unwrap().unwrap();
     assert_eq!(peeked.count, 1);
+    // Nor one with an expiry past the window (a year), nor a string that
+    // is no count (a negative one let failures through uncounted): the
+    // next `hit` starts a fresh window over each.
+    for planted in [
+        ["999", "EX", "31536000"],
+        ["-1000", "EX", "60"],
+        ["x", "EX", "60"],
+    ] {
+        let mut args = vec!["SET", key];
+        args.extend(planted);
+        assert_eq!(redis.command(&args).await.as_deref(), Some("+OK"));
+        let window = store.hit(key, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(window.count, 1, "{planted:?}");
+        assert!(window.resets_in <= Duration::from_secs(60), "{planted:?}");
+    }
 }
 
 /// Sends `lines` (inline Redis commands) on one connection to the Redis on
@@ -2097,12 +2112,11 @@ async fn reference_servers_share_exchanged_tokens_sealed_in_redis() {
         "server-secret",
     ));
     let (api_url, seen) = recording_api().await;
-    // 32 bytes, not one repeated (the server refuses such a key).
+    // 32 bytes no one guesses (the server refuses a repeated byte or
+    // pattern, a counter): a digest of the seed.
     let b64 = |seed: u8| {
-        let bytes: Vec<u8> = (0..32u8)
-            .map(|i| i.wrapping_mul(31).wrapping_add(seed))
-            .collect();
-        base64::engine::general_purpose::STANDARD.encode(bytes)
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &[seed]);
+        base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
     };
     let (key, other_key) = (b64(7), b64(9));
     let ports = [

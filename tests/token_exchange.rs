@@ -555,6 +555,13 @@ async fn downstream_whoami_errors_are_tool_results() {
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
             "1",
         ),
+        // A counter (found from outside: the bytes 0 to 31 were taken):
+        // base64 of `0123456789abcdefghijklmnopqrstuv`.
+        (
+            "MCP_OAUTH2_EXCHANGE_CACHE_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0dXY=",
+            "1",
+        ),
         // A short pattern repeated, or a key of a few distinct bytes
         // (found from outside: `abab...` was accepted): base64 of
         // `abab...ab` and of 31 zeros and a one.
@@ -589,7 +596,7 @@ async fn downstream_whoami_errors_are_tool_results() {
     vars.insert("MCP_OAUTH2_ALLOW_INSECURE_LOOPBACK", "1");
     vars.insert(
         "MCP_OAUTH2_EXCHANGE_CACHE_KEY",
-        "MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0dXY=",
+        "+//j5RbU51P9odSBOayXXEYELblJWjUk5QDzDLzU73I=",
     );
     // A key needs a store to share the tokens through (MCP_OAUTH2_REDIS_URL).
     let why = Downstream::from_vars(|n| vars.get(n).map(|v| v.to_string()), None)
@@ -600,12 +607,15 @@ async fn downstream_whoami_errors_are_tool_results() {
         "{why}"
     );
     // The key in either base64 alphabet, padded or not (found from
-    // outside: only padded standard base64 was read).
+    // outside: only padded standard base64 was read), and wrapped across
+    // lines as `base64` writes it (found from outside: refused as not
+    // base64).
     for key in [
-        "MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0dXY=",
-        "MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0dXY",
-        "-_8yMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY",
-        "+/8yMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        "+//j5RbU51P9odSBOayXXEYELblJWjUk5QDzDLzU73I=",
+        "+//j5RbU51P9odSBOayXXEYELblJWjUk5QDzDLzU73I",
+        "-__j5RbU51P9odSBOayXXEYELblJWjUk5QDzDLzU73I",
+        "-__j5RbU51P9odSBOayXXEYELblJWjUk5QDzDLzU73I=",
+        "+//j5RbU51P9odSBOayXX\nEYELblJWjUk5QDzDLzU73I=\n",
     ] {
         let mut vars = vars.clone();
         vars.insert("MCP_OAUTH2_EXCHANGE_CACHE_KEY", key);

@@ -172,7 +172,13 @@ impl Downstream {
                 // padded standard base64 was read, and the message said the
                 // key was not base64); never a guessable key (one byte or a
                 // short pattern repeated: the library refuses it).
-                let secret = secret.trim();
+                // Line breaks and blanks anywhere are dropped: `base64`
+                // wraps its output at 76 characters (found from outside: a
+                // 64-byte key so made was told it was not base64).
+                let secret: String = secret
+                    .chars()
+                    .filter(|c| !c.is_ascii_whitespace())
+                    .collect();
                 let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
                     .iter()
                     .find_map(|engine| engine.decode(secret.as_bytes()).ok())

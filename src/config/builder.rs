@@ -1531,7 +1531,7 @@ fn is_direction_control(c: char) -> bool {
 /// Connect Core section 5.1 among them. Found from outside: `name`, then
 /// `gender`, `locale`, `zoneinfo` (which many providers let users edit)
 /// read as scopes granted a user who wrote `notes:write` there.
-pub(super) const NOT_SCOPE_CLAIMS: [&str; 53] = [
+pub(super) const NOT_SCOPE_CLAIMS: [&str; 58] = [
     "iss",
     "sub",
     "aud",
@@ -1585,6 +1585,13 @@ pub(super) const NOT_SCOPE_CLAIMS: [&str; 53] = [
     "username",
     "uid",
     "cognito:username",
+    // Other providers' names of the user (Firebase and Supabase's
+    // `user_id`, and the like; found from outside as tenant claims).
+    "user_id",
+    "userId",
+    "user",
+    "login",
+    "email_address",
     "emails",
     "org_id",
     "org_name",
@@ -1599,18 +1606,20 @@ pub(super) const NOT_SCOPE_CLAIMS: [&str; 53] = [
 /// took a grant for an organisation; then `permissions`, Auth0's RBAC
 /// claim, was taken where `roles` was refused).
 pub(super) fn not_a_tenant_claim(claim: &str) -> bool {
-    !TENANT_CLAIMS.contains(&claim) && NOT_SCOPE_CLAIMS.contains(&claim)
-        || GRANT_CLAIMS.contains(&claim)
+    // Without case: `Permissions` or `UserId` is no tenant either.
+    let named = |list: &[&str]| list.iter().any(|c| c.eq_ignore_ascii_case(claim));
+    !named(&TENANT_CLAIMS) && named(&NOT_SCOPE_CLAIMS) || named(&GRANT_CLAIMS)
 }
 
 /// Claims that say what a token grants, as providers spell them: OAuth's
 /// `scope`, `scp` (Entra ID, Okta), `roles`, `permissions` (Auth0 RBAC),
 /// `scopes` and `authorities` (Spring), `wids` (Entra ID directory roles),
 /// `groups`, `entitlements` (SCIM), Keycloak's `realm_access` and
-/// `resource_access`, Cognito's `cognito:groups`. A tenant claim is none of
+/// `resource_access`, Cognito's `cognito:groups`, and their singular and
+/// other providers' spellings. A tenant claim is none of
 /// them (a grant is not an organisation); as scope claims they are the
 /// point.
-const GRANT_CLAIMS: [&str; 12] = [
+const GRANT_CLAIMS: [&str; 22] = [
     "scope",
     "scp",
     "roles",
@@ -1623,6 +1632,18 @@ const GRANT_CLAIMS: [&str; 12] = [
     "realm_access",
     "resource_access",
     "cognito:groups",
+    // Their singular spellings and other providers' (Supabase's `role`,
+    // Keycloak's `authorization`, Cognito's roles; found from outside).
+    "role",
+    "permission",
+    "group",
+    "entitlement",
+    "authority",
+    "authorization",
+    "cognito:roles",
+    "cognito:preferred_role",
+    "app_roles",
+    "xms_roles",
 ];
 
 /// The claims of [`NOT_SCOPE_CLAIMS`] that name the user's organisation
@@ -1913,6 +1934,22 @@ mod tests {
             assert!(!not_a_tenant_claim(claim), "{claim}");
         }
         assert!(!not_a_tenant_claim("customer"));
+        // Other spellings (found from outside: these started).
+        for claim in [
+            "role",
+            "permission",
+            "group",
+            "authorization",
+            "cognito:roles",
+            "user_id",
+            "userId",
+            "user",
+            "login",
+            "Permissions",
+            "SUB",
+        ] {
+            assert!(not_a_tenant_claim(claim), "{claim}");
+        }
     }
 
     #[test]

@@ -277,37 +277,7 @@ impl TenantIssuer {
     pub(crate) fn validate_template(&self, loopback_ok: bool) -> Result<(), ConfigError> {
         let err = |m: String| ConfigError::new("tenant_issuer", m);
         let template = &self.template;
-        let holes = template.matches(TENANT_PLACEHOLDER).count();
-        if holes > 1 {
-            return Err(err(format!("{template:?} holds {{tenant}} more than once")));
-        }
-        // Braces are no part of a URL: any but the placeholder's is a
-        // misspelt placeholder (found from outside: `{TENANT}` was told as
-        // a URL not written as itself "for the tenant \"tenant\"").
-        if template
-            .replace(TENANT_PLACEHOLDER, "")
-            .contains(['{', '}'])
-        {
-            return Err(err(format!(
-                "{template:?} holds a brace that is not the placeholder {{tenant}} \
-                 (written so, in lower case)"
-            )));
-        }
-        if holes == 1 {
-            // The placeholder must sit in the path: after `scheme://authority/`
-            // (checked before the URL's other rules, which would judge the
-            // sample host instead: found from outside, `http://{tenant}.localhost/`
-            // was told it used http:// off loopback).
-            let (before, _) = template.split_once(TENANT_PLACEHOLDER).unwrap_or_default();
-            let in_path = before
-                .split_once("://")
-                .is_some_and(|(_, rest)| rest.contains('/'));
-            if !in_path {
-                return Err(err(format!(
-                    "{template:?}: {{tenant}} must be in the path, not the host"
-                )));
-            }
-        }
+        check_placeholder(template, "tenant_issuer")?;
         let sample = self.issuer_for("tenant");
         let url = Url::parse(&sample).map_err(|e| {
             err(format!(
@@ -401,12 +371,11 @@ impl TenantIssuer {
             ));
         }
         if let Some(jwks) = &self.jwks_uri {
-            if jwks.matches(TENANT_PLACEHOLDER).count() > 1 {
-                return Err(ConfigError::new(
-                    "jwks_uri",
-                    format!("{jwks:?} holds {{tenant}} more than once"),
-                ));
-            }
+            // The same rules as the template's (found from outside: a
+            // misspelt `{TENANT}` here made one key set for every tenant,
+            // at a literal `%7BTENANT%7D`, and `{tenant}` in the host let
+            // the tenant name choose the host keys are fetched from).
+            check_placeholder(jwks, "jwks_uri")?;
             let url = Url::parse(&jwks.replacen(TENANT_PLACEHOLDER, "tenant", 1)).map_err(|e| {
                 ConfigError::new(
                     "jwks_uri",
@@ -431,6 +400,45 @@ impl TenantIssuer {
         }
         Ok(())
     }
+}
+
+/// The placeholder rules of a URL written with `{tenant}` (an issuer
+/// template, a key-set URL): at most once; no other brace (a misspelt
+/// placeholder: found from outside, `{TENANT}` was told as a URL not
+/// written as itself); not percent-encoded; and in the path, after
+/// `scheme://authority/` (checked before the URL's other rules, which would
+/// judge the sample host instead: found from outside,
+/// `http://{tenant}.localhost/` was told it used http:// off loopback).
+fn check_placeholder(text: &str, field: &'static str) -> Result<(), ConfigError> {
+    let err = |m: String| Err(ConfigError::new(field, m));
+    let holes = text.matches(TENANT_PLACEHOLDER).count();
+    if holes > 1 {
+        return err(format!("{text:?} holds {{tenant}} more than once"));
+    }
+    if text.replace(TENANT_PLACEHOLDER, "").contains(['{', '}']) {
+        return err(format!(
+            "{text:?} holds a brace that is not the placeholder {{tenant}} \
+             (written so, in lower case)"
+        ));
+    }
+    if text.to_ascii_lowercase().contains("%7btenant%7d") {
+        return err(format!(
+            "{text:?} holds the placeholder percent-encoded: write {{tenant}} as it is"
+        ));
+    }
+    if holes == 1 {
+        let (before, _) = text.split_once(TENANT_PLACEHOLDER).unwrap_or_default();
+        let in_path = before
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.contains('/'));
+        if !in_path {
+            return err(format!(
+                "{text:?}: {{tenant}} must be in the path (after the host), not in the \
+                 host, port or user information"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What tokens of one issuer or one [`TenantIssuer`] must satisfy, where it
@@ -658,11 +666,11 @@ mod tests {
             ("https://h/{Tenant}/v2.0", "not the placeholder"),
             ("https://h/{tenant}/{x}", "not the placeholder"),
             ("https://h/t}", "not the placeholder"),
-            (
-                "http://{tenant}.localhost:8080/",
-                "in the path, not the host",
-            ),
-            ("https://{tenant}.h/x", "in the path, not the host"),
+            ("http://{tenant}.localhost:8080/", "must be in the path"),
+            ("https://{tenant}.h/x", "must be in the path"),
+            ("http://user{tenant}@h/t/", "user information"),
+            ("https://h/t/%7Btenant%7D", "percent-encoded"),
+            ("https://h/t/%7btenant%7d/v2.0", "percent-encoded"),
         ];
         for (template, says) in told {
             for loopback_ok in [false, true] {
@@ -691,6 +699,32 @@ mod tests {
                 TenantIssuer::new("https://h/{tenant}")
                     .tenants(["a"])
                     .jwks_uri("nope"),
+                "jwks_uri",
+            ),
+            // The placeholder rules hold for the key-set URL too (found
+            // from outside: each of these started, one key set for all).
+            (
+                TenantIssuer::new("https://h/{tenant}")
+                    .tenants(["a"])
+                    .jwks_uri("https://h/t/{TENANT}/jwks"),
+                "jwks_uri",
+            ),
+            (
+                TenantIssuer::new("https://h/{tenant}")
+                    .tenants(["a"])
+                    .jwks_uri("https://h/t/{tenant/jwks"),
+                "jwks_uri",
+            ),
+            (
+                TenantIssuer::new("https://h/{tenant}")
+                    .tenants(["a"])
+                    .jwks_uri("https://{tenant}.h/jwks"),
+                "jwks_uri",
+            ),
+            (
+                TenantIssuer::new("https://h/{tenant}")
+                    .tenants(["a"])
+                    .jwks_uri("https://h/t/%7Btenant%7D/jwks"),
                 "jwks_uri",
             ),
             (

@@ -21,11 +21,10 @@ const EXPORT: Purpose<'static> = Purpose::RequestState {
 /// 32 secret bytes, one set per `seed`, none of them guessable
 /// ([`crate::error::secret_weakness`]).
 fn secret(seed: u8) -> [u8; 32] {
-    std::array::from_fn(|i| {
-        (i as u8)
-            .wrapping_mul(37)
-            .wrapping_add(seed.wrapping_mul(101))
-    })
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &[seed]);
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(digest.as_ref());
+    bytes
 }
 
 fn key(id: &str, byte: u8) -> HandleKey {
@@ -500,7 +499,7 @@ fn junk_and_huge_inputs_are_refused_without_panicking() {
 
 #[test]
 fn debug_never_shows_the_secret() {
-    let key = HandleKey::from_secret_with_id("k1", b"0123456789abcdefghijklmnopqrstuv").unwrap();
+    let key = HandleKey::from_secret_with_id("k1", b"q5Vh2N1x7KpR0aZ-wE_mU3yT8jLcB6sD").unwrap();
     let shown = format!("{key:?}");
     assert_eq!(shown, r#"HandleKey { id: "k1", secret: [redacted] }"#);
     let keys = HandleKeys::new(key).with_previous(HandleKey::generate().unwrap());

@@ -569,6 +569,14 @@ impl<S> Layer<S> for AuthLayer {
 #[derive(Clone)]
 pub struct Metrics(Arc<Shared>);
 
+impl Metrics {
+    /// Writes the audit lines of refusals left unwritten by the refusal
+    /// log limit and not told yet (`McpServer` calls it once it stopped).
+    pub(crate) fn flush_audit(&self) {
+        self.0.audit.flush_now();
+    }
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("Metrics").field(&self.snapshot()).finish()

@@ -367,16 +367,25 @@ return redis.call('EXISTS', KEYS[2])
 /// count, the hit was already counted (its reply was lost) and that count
 /// is answered; otherwise `SET 0 PX window NX` (the window starts at the
 /// first hit), `INCR`, and the count kept under the marker. A key without
-/// an expiry was not written by a window (this script always sets one):
-/// it is replaced, so that a counter planted without one cannot hold an
-/// address throttled for good (found from outside).
+/// an expiry, with one longer than the window, or holding a string that is
+/// no count (negative, not a number) was not written by a window: it is
+/// replaced, so that a counter planted in Redis can neither hold an
+/// address throttled for good nor let failures through uncounted (found
+/// from outside). A value of another type is left alone (the script then
+/// fails: throttling fails open, as for any store error).
 const HIT_ONCE: &str = r"
 local done = redis.call('GET', KEYS[2])
 if done then
   return {tonumber(done), redis.call('PTTL', KEYS[1])}
 end
-if redis.call('PTTL', KEYS[1]) == -1 then
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -1 or ttl > tonumber(ARGV[1]) then
   redis.call('DEL', KEYS[1])
+elseif ttl > 0 and redis.call('TYPE', KEYS[1]).ok == 'string' then
+  local n = tonumber(redis.call('GET', KEYS[1]))
+  if not n or n < 0 then
+    redis.call('DEL', KEYS[1])
+  end
 end
 redis.call('SET', KEYS[1], 0, 'PX', ARGV[1], 'NX')
 local n = redis.call('INCR', KEYS[1])
