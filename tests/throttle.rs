@@ -135,10 +135,10 @@ async fn failures_past_the_limit_get_429_before_any_verification_work() {
 // are 429 at once; the three end 401 once the key server answers. Control:
 // twenty requests at once with one new valid token (a joined verification,
 // one token) all pass.
-#[tokio::test]
-async fn a_burst_of_waiting_verifications_counts_against_the_limit() {
+/// A server throttling at 3 failures a minute, its key set held (one call
+/// served).
+async fn warm_harness() -> Harness {
     let h = Harness::start(|b| b.failed_auth_limit(3, Duration::from_secs(60))).await;
-    // Warm: the key set is held.
     let warm = h.token("warm");
     assert_eq!(
         post(&h, &[("authorization", &format!("Bearer {warm}"))])
@@ -146,6 +146,12 @@ async fn a_burst_of_waiting_verifications_counts_against_the_limit() {
             .status(),
         200
     );
+    h
+}
+
+#[tokio::test]
+async fn a_burst_of_waiting_verifications_counts_against_the_limit() {
+    let h = warm_harness().await;
     h.issuer
         .set_jwks_fault(mcp_oauth2::testing::JwksFault::Hang);
     let burst: Vec<String> = (0..20)
@@ -185,14 +191,7 @@ async fn a_burst_of_waiting_verifications_counts_against_the_limit() {
 
     // Control, from a fresh server: one new token in twenty calls at once,
     // waiting on the same hanging fetch, is one verification in flight.
-    let h = Harness::start(|b| b.failed_auth_limit(3, Duration::from_secs(60))).await;
-    let warm = h.token("warm");
-    assert_eq!(
-        post(&h, &[("authorization", &format!("Bearer {warm}"))])
-            .await
-            .status(),
-        200
-    );
+    let h = warm_harness().await;
     h.issuer.rotate_key();
     let fresh = h.token("alice");
     h.issuer

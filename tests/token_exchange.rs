@@ -1070,16 +1070,22 @@ async fn refusals_are_typed() {
     assert!(api.seen().is_empty());
 }
 
+/// The app served with its exchanges sent to the downstream API's
+/// `/fake-token` (which answers what the test sets), and a caller's token.
+async fn serve_with_fake_endpoint(issuer: &TestIssuer, api: &Api) -> (String, String) {
+    let fake = ExchangeSettings::new(CLIENT, SECRET)
+        .endpoint(url::Url::parse(&format!("{}/fake-token", api.base)).unwrap())
+        .allow_insecure_http_for_loopback(true);
+    serve_app(issuer, app(api, fake)).await
+}
+
 // A token endpoint's answer that is not a usable token response is
 // refused with a precise kind, never used.
 #[tokio::test]
 async fn malformed_token_responses_are_refused() {
     let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
     let api = Api::start(&issuer).await;
-    let fake = ExchangeSettings::new(CLIENT, SECRET)
-        .endpoint(url::Url::parse(&format!("{}/fake-token", api.base)).unwrap())
-        .allow_insecure_http_for_loopback(true);
-    let (url, token) = serve_app(&issuer, app(&api, fake)).await;
+    let (url, token) = serve_with_fake_endpoint(&issuer, &api).await;
     let cases: [(u16, &str, &str); 18] = [
         // The caller's own token inside another text, and tokens that are
         // no RFC 6750 b64token (found from outside: `<token> ` reached the
@@ -1234,10 +1240,7 @@ async fn malformed_token_responses_are_refused() {
 async fn a_200_answer_with_an_error_member_is_refused() {
     let issuer = issuer_with_lifetime(Duration::from_secs(300)).await;
     let api = Api::start(&issuer).await;
-    let fake = ExchangeSettings::new(CLIENT, SECRET)
-        .endpoint(url::Url::parse(&format!("{}/fake-token", api.base)).unwrap())
-        .allow_insecure_http_for_loopback(true);
-    let (url, token) = serve_app(&issuer, app(&api, fake)).await;
+    let (url, token) = serve_with_fake_endpoint(&issuer, &api).await;
     for (body, answer) in [
         (
             r#"{"access_token":"hostile-token","token_type":"Bearer","expires_in":300,"error":"invalid_grant"}"#,

@@ -2478,28 +2478,7 @@ mod tests {
                     ),
                 "tenant_claim",
             ),
-            // Every claim that grants (found from outside: `permissions`
-            // was taken where `roles` was refused).
-            (
-                AuthConfig::builder()
-                    .resource("https://mcp.example.com/mcp")
-                    .tenant_issuer(
-                        super::super::TenantIssuer::new("https://auth.example.com")
-                            .tenant_claim("permissions")
-                            .tenants(["o1"]),
-                    ),
-                "tenant_claim",
-            ),
-            (
-                AuthConfig::builder()
-                    .resource("https://mcp.example.com/mcp")
-                    .tenant_issuer(
-                        super::super::TenantIssuer::new("https://auth.example.com")
-                            .tenant_claim("wids")
-                            .tenants(["o1"]),
-                    ),
-                "tenant_claim",
-            ),
+            // Every claim that grants: `no_grant_claim_holds_a_tenant`.
             // An issuer allowed as untrusted: a no-op, refused (found from
             // outside).
             (
