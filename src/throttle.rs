@@ -200,6 +200,10 @@ pub(crate) struct Throttle {
     /// Per address key: the distinct tokens whose verification is waiting,
     /// with how many requests of each.
     in_flight: Mutex<HashMap<String, HashMap<Box<str>, u32>>>,
+    /// How many verifications are in flight in all: while none is, the
+    /// check takes no lock (the common case: every call of a client that
+    /// reuses its token is checked).
+    in_flight_total: AtomicU64,
 }
 
 /// A verification in flight, counted under its address until dropped
@@ -212,6 +216,7 @@ pub(crate) struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        self.throttle.in_flight_total.fetch_sub(1, Ordering::AcqRel);
         let mut map = self
             .throttle
             .in_flight
@@ -241,6 +246,7 @@ impl Throttle {
             throttled: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
             in_flight: Mutex::new(HashMap::new()),
+            in_flight_total: AtomicU64::new(0),
         }
     }
 
@@ -254,6 +260,7 @@ impl Throttle {
             return None;
         };
         let key = addr_key("addr", addr);
+        self.in_flight_total.fetch_add(1, Ordering::AcqRel);
         *self
             .in_flight
             .lock()
@@ -273,6 +280,9 @@ impl Throttle {
     /// the address key `key` (a request with a token already in flight
     /// joins its verification and adds no work).
     fn in_flight_others(&self, key: &str, own: Option<&str>) -> u64 {
+        if self.in_flight_total.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
         let map = self
             .in_flight
             .lock()
