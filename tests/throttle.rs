@@ -107,17 +107,11 @@ async fn failures_past_the_limit_get_429_before_any_verification_work() {
     .await;
     // A token in the query as well (found from outside: answered 400
     // `token_in_query`, as if the address were not throttled).
-    let in_query = reqwest::Client::new()
-        .post(format!("{}?access_token=x", h.resource))
-        .header("authorization", format!("Bearer {bad}"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/list")
-        .body(LIST)
-        .send()
-        .await
-        .unwrap();
+    let in_query = post_to(
+        &format!("{}?access_token=x", h.resource),
+        &format!("Bearer {bad}"),
+    )
+    .await;
     assert_throttled(in_query, "failed_auth_limit").await;
     assert_eq!(
         h.issuer.jwks_hits(),
