@@ -377,19 +377,24 @@ impl AuditLog {
         log
     }
 
+    /// Every refusal budget, with the kind of event it counts.
+    fn budgets(&self) -> [(&Arc<Budget>, Event); 6] {
+        [
+            (&self.refused, Event::Refused),
+            (&self.authz_refused, Event::AuthzRefused),
+            (&self.throttled, Event::Throttled),
+            (&self.session_refused, Event::SessionRefused),
+            (&self.request_refused, Event::RequestRefused),
+            (&self.request_refused_caller, Event::RequestRefused),
+        ]
+    }
+
     /// Refusal events left unwritten by the limit, all kinds together.
     pub(crate) fn suppressed(&self) -> u64 {
-        [
-            &self.refused,
-            &self.authz_refused,
-            &self.throttled,
-            &self.session_refused,
-            &self.request_refused,
-            &self.request_refused_caller,
-        ]
-        .iter()
-        .map(|b| b.total.load(Ordering::Relaxed))
-        .sum()
+        self.budgets()
+            .iter()
+            .map(|(b, _)| b.total.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Emits `record` on [`TARGET`] (`auth.accepted` at INFO, the refusals
@@ -484,14 +489,7 @@ impl AuditLog {
     /// from outside: 17 of 20 refusals were in no line when the server was
     /// stopped right after them).
     pub(crate) fn flush_now(&self) {
-        for (budget, event) in [
-            (&self.refused, Event::Refused),
-            (&self.authz_refused, Event::AuthzRefused),
-            (&self.throttled, Event::Throttled),
-            (&self.session_refused, Event::SessionRefused),
-            (&self.request_refused, Event::RequestRefused),
-            (&self.request_refused_caller, Event::RequestRefused),
-        ] {
+        for (budget, event) in self.budgets() {
             tell_suppressed(budget, event);
         }
     }

@@ -303,7 +303,10 @@ where
                     let response = shared.throttled(limit, secs, &seen);
                     return ResponseFuture::ready(with_cors(response, origin.as_ref()));
                 }
-                Err(pending) if in_query.is_some() => {
+                Err(pending) => {
+                    let Some(err) = in_query else {
+                        return self.call_slow(req, placement, origin, None, seen, Some(pending));
+                    };
                     // The store must be waited for: the verdict, then the
                     // 400 if it lets the request through.
                     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
@@ -311,18 +314,10 @@ where
                     return ResponseFuture::boxed(Box::pin(async move {
                         let response = match pending.await {
                             Verdict::Throttled(limit, secs) => shared.throttled(limit, secs, &seen),
-                            Verdict::Pass => {
-                                let err = in_query.unwrap_or_else(|| {
-                                    AuthError::from(AuthErrorKind::TokenInQuery)
-                                });
-                                shared.reject(&err, &method, &path, &seen, None)
-                            }
+                            Verdict::Pass => shared.reject(&err, &method, &path, &seen, None),
                         };
                         Ok(with_cors(response, origin.as_ref()))
                     }));
-                }
-                Err(pending) => {
-                    return self.call_slow(req, placement, origin, None, seen, Some(pending));
                 }
             }
         }

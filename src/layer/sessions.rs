@@ -124,6 +124,18 @@ impl Entry {
     fn busy(&self) -> bool {
         self.streams > 0 || self.in_flight.len() > self.retired.len()
     }
+
+    /// Work of the session (a call, an event stream) ended now: its idle
+    /// clock restarts. `true` when its binding in the shared store, kept
+    /// alive while it was busy, must restart too (no work is left).
+    fn work_ended(&mut self) -> bool {
+        self.last_used = Instant::now();
+        let restart = self.kept_in_store && !self.busy();
+        if restart {
+            self.kept_in_store = false;
+        }
+        restart
+    }
 }
 
 /// How many request ids one session may hold in flight (or keep reserved:
@@ -526,11 +538,9 @@ impl Sessions {
                     entry.in_flight.remove(key.as_ref());
                 }
             }
-            // The idle clock counts from the end of the last call.
-            entry.last_used = Instant::now();
-            if entry.kept_in_store && !entry.busy() {
-                // And so does the store's, for work kept alive there.
-                entry.kept_in_store = false;
+            // The idle clock counts from the end of the last call (and so
+            // does the store's, for work kept alive there).
+            if entry.work_ended() {
                 let session = vec![(Box::from(id), entry.owner)];
                 drop(table);
                 self.keep_in_store(session);
@@ -607,11 +617,9 @@ impl Drop for SessionStream {
         let mut table = self.sessions.lock();
         if let Some(entry) = table.sessions.get_mut(&*self.id) {
             entry.streams = entry.streams.saturating_sub(1);
-            // The idle clock counts from the end of the stream.
-            entry.last_used = Instant::now();
-            if entry.kept_in_store && !entry.busy() {
-                // And so does the store's, for a stream kept alive there.
-                entry.kept_in_store = false;
+            // The idle clock counts from the end of the stream (and so
+            // does the store's, for a stream kept alive there).
+            if entry.work_ended() {
                 let session = vec![(self.id.clone(), entry.owner)];
                 drop(table);
                 self.sessions.keep_in_store(session);
