@@ -972,15 +972,7 @@ async fn reason(response: reqwest::Response) -> String {
 /// A legacy GET event stream of `session` on `url`, held open while the
 /// response lives.
 async fn open_event_stream(url: &str, token: &str, session: &str) -> reqwest::Response {
-    let stream = reqwest::Client::new()
-        .get(url)
-        .header("authorization", format!("Bearer {token}"))
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", session)
-        .header("mcp-protocol-version", LEGACY)
-        .send()
-        .await
-        .unwrap();
+    let stream = support::attack::legacy_event_stream(url, token, session).await;
     assert_eq!(stream.status(), 200);
     stream
 }

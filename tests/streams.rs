@@ -77,15 +77,7 @@ async fn open_session(h: &Harness, token: &str) -> String {
 
 /// The session's GET event stream, opened with `token`.
 async fn open_stream(h: &Harness, token: &str, session: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .get(&h.resource)
-        .header("authorization", format!("Bearer {token}"))
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", session)
-        .header("mcp-protocol-version", LEGACY)
-        .send()
-        .await
-        .expect("GET")
+    support::attack::legacy_event_stream(&h.resource, token, session).await
 }
 
 /// Reads `stream` until it ends or `limit` passes: how long it stayed

@@ -563,6 +563,21 @@ impl Target {
     }
 }
 
+/// A legacy session's GET event stream at `url`, opened with `token`,
+/// open while the response lives.
+#[allow(dead_code)] // not every test binary opens one
+pub async fn legacy_event_stream(url: &str, token: &str, session: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", LEGACY)
+        .send()
+        .await
+        .expect("GET")
+}
+
 /// An `initialize` request (protocol 2025-11-25).
 pub fn initialize_body(id: u64) -> String {
     format!(
