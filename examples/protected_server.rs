@@ -162,15 +162,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         // text out as the default does (found from outside: `RUST_LOG=debug`
         // wrote a JWT sent as a JSON-RPC id whole); name `rmcp` in it
         // (`RUST_LOG=debug,rmcp=debug`) to see them.
-        let named = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rmcp"));
-        if named {
-            filter
-        } else {
-            ["rmcp=error", "rmcp::service=off"]
-                .into_iter()
-                .filter_map(|d| d.parse().ok())
-                .fold(filter, tracing_subscriber::EnvFilter::add_directive)
+        // The same for h2 (below).
+        let rust_log = std::env::var("RUST_LOG").unwrap_or_default();
+        let mut quiet = Vec::new();
+        if !rust_log.contains("rmcp") {
+            quiet.extend(["rmcp=error", "rmcp::service=off"]);
         }
+        if !rust_log.contains("h2") {
+            quiet.push("h2=error");
+        }
+        quiet
+            .into_iter()
+            .filter_map(|d| d.parse().ok())
+            .fold(filter, tracing_subscriber::EnvFilter::add_directive)
     });
     let filter = from_env.unwrap_or_else(|_| {
         // rmcp logs three INFO lines per stateless call (they cost about a
@@ -181,14 +185,18 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         // none from `rmcp::service`, which writes an ERROR for every
         // `subscriptions/listen` stream its client closes (found from
         // outside: 4,000 listens opened and closed wrote 3,983 lines in
-        // 0.5 s, with a token of no scope). The audit trail: every event in
+        // 0.5 s, with a token of no scope); none below ERROR from h2, which
+        // writes a WARN for every HTTP/2 connection that reaches its limit
+        // of reset streams (found from outside: 100 connections without a
+        // token wrote 100 lines; the connection still gets its GOAWAY).
+        // The audit trail: every event in
         // JSON (a log pipeline wants `auth.accepted` too); on a terminal,
         // refusals only (one line per accepted call would cost as much as
         // rmcp's and bury the rest).
         if json {
-            "info,rmcp=error,rmcp::service=off".into()
+            "info,rmcp=error,rmcp::service=off,h2=error".into()
         } else {
-            "info,rmcp=error,rmcp::service=off,mcp_oauth2::audit=warn".into()
+            "info,rmcp=error,rmcp::service=off,h2=error,mcp_oauth2::audit=warn".into()
         }
     });
     // `MCP_OAUTH2_LOG_FORMAT=json`: one JSON object per line (the audit

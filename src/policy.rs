@@ -545,11 +545,14 @@ impl TokenPolicy {
         // (found from outside: an ID token naming its client in `azp` passed
         // once that id was accepted). Read only for a token that names no
         // resource of ours.
+        // Every client claim is read (found from outside: a `client_id`
+        // naming another client hid an `azp` equal to the audience).
         if !rules.extra_audiences.is_empty()
             && !Self::any_audience(claims, |a| self.resource.matches(a))
-            && let Ok(Some(client)) = client_id(claims)
-            && rules.extra_audiences.iter().any(|x| **x == *client)
-            && Self::any_audience(claims, |a| a == client)
+            && client_claims(claims).flatten().any(|client| {
+                rules.extra_audiences.iter().any(|x| **x == *client)
+                    && Self::any_audience(claims, |a| a == client)
+            })
         {
             return Err(AuthErrorKind::NotAnAccessToken.into());
         }
@@ -694,21 +697,38 @@ impl TenantMatcher {
     }
 }
 
-/// The client a token was issued to: RFC 9068 `client_id`; else what
-/// providers use: `azp` (OpenID, Auth0, Keycloak, Entra v2), `cid` (Okta),
-/// `appid` (Entra v1). The first of them present names the client; one
-/// present that is not a non-empty string makes the token malformed
-/// (`invalid_claims`), as a `sub` would: skipping it would let a later
-/// member, or none, stand for the client, and sessions are bound to it.
+/// The client claims, in order of precedence: RFC 9068 `client_id`; else
+/// what providers use: `azp` (OpenID, Auth0, Keycloak, Entra v2), `cid`
+/// (Okta), `appid` (Entra v1).
+const CLIENT_CLAIMS: [&str; 4] = ["client_id", "azp", "cid", "appid"];
+
+/// The client a token was issued to: the first of [`CLIENT_CLAIMS`]
+/// present. Every one present must be a non-empty string, else the token
+/// is malformed (`invalid_claims`), as a `sub` would be: skipping one would
+/// let a later member, or none, stand for the client, and sessions are
+/// bound to it (found from outside: `azp: ["x"]` passed beside a
+/// `client_id`, refused alone).
 fn client_id<'c>(claims: &Members<'c>) -> Result<Option<Cow<'c, str>>, AuthError> {
-    for name in ["client_id", "azp", "cid", "appid"] {
-        match claims.str(name) {
-            Ok(None) => {}
-            Ok(Some(client)) if !client.is_empty() => return Ok(Some(client)),
-            Ok(Some(_)) | Err(()) => return Err(AuthErrorKind::InvalidClaims.into()),
-        }
+    let mut first = None;
+    for client in client_claims(claims) {
+        let client = client?;
+        first.get_or_insert(client);
     }
-    Ok(None)
+    Ok(first)
+}
+
+/// Each client claim present, in the order of [`CLIENT_CLAIMS`]; one that
+/// is not a non-empty string is `invalid_claims`.
+fn client_claims<'a, 'c>(
+    claims: &'a Members<'c>,
+) -> impl Iterator<Item = Result<Cow<'c, str>, AuthError>> + 'a {
+    CLIENT_CLAIMS
+        .iter()
+        .filter_map(move |name| match claims.str(name) {
+            Ok(None) => None,
+            Ok(Some(client)) if !client.is_empty() => Some(Ok(client)),
+            Ok(Some(_)) | Err(()) => Some(Err(AuthErrorKind::InvalidClaims.into())),
+        })
 }
 
 /// The resource URI split for the canonical comparison.

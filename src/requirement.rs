@@ -183,6 +183,14 @@ impl ComputedScopes {
         self.rules.is_empty()
     }
 
+    /// The tool names the rules are for.
+    pub(crate) fn tool_names(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().filter_map(|(target, _)| match target {
+            Target::Tool(name) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
     /// Whether some rule applies to one of `ops` (then the body is parsed
     /// for the functions; otherwise nothing is computed).
     pub(crate) fn applies_to(&self, ops: &[Operation]) -> bool {

@@ -612,9 +612,14 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         // factory: a request naming a task that is not the caller's is
         // answered as rmcp answers it for a task that does not exist,
         // which depends on whether the service serves tasks at all.
-        let service_tasks = factory()
-            .ok()
-            .map(|handler| handler.get_info().capabilities.supports_tasks());
+        // The same handler answers for the tools the scope rules name: a
+        // rule for a tool the service lacks is refused here (found from
+        // outside: `tool_scopes("add-note", ..)` left `add_note` open).
+        let probe = factory().ok();
+        if let Some(handler) = &probe {
+            config.check_tool_names(handler)?;
+        }
+        let service_tasks = probe.map(|handler| handler.get_info().capabilities.supports_tasks());
         let layer = layer
             .service_tasks(service_tasks, self.rmcp_config.json_response)
             .mcp_path(path.clone())

@@ -154,7 +154,7 @@ async fn run(audit: &Audit) -> Vec<String> {
     // between the cases only moved the one left out).
     let h = Harness::start(|b| {
         b.required_scopes(["mcp:use"])
-            .tool_scopes("admin_tool", ["admin"])
+            .tool_scopes("export_notes", ["admin"])
             .unlimited_audit_refusals()
     })
     .await;

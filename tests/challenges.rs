@@ -131,6 +131,59 @@ async fn malformed_requests_get_invalid_request() {
     assert_eq!(body(resp).await["reason"], "multiple_authorization_headers");
 }
 
+// Control characters in the credentials. A tab is a field-value character
+// (RFC 9110 section 5.5) and reaches the layer: not a b64token, 400
+// `invalid_request` with the challenge. The others (NUL, ESC, DEL, a bare
+// CR) are not: hyper refuses the request before any layer sees it, 400
+// with an empty body and the connection closed (security-model.md, step 1;
+// found from outside, where the docs said the layer answered them).
+#[tokio::test]
+async fn control_characters_in_the_credentials() {
+    use support::raw_http::Raw;
+    let h = Harness::start(|b| b).await;
+    let token = h.token("alice");
+    let (front, back) = token.split_at(20);
+    let addr: std::net::SocketAddr = h
+        .resource
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .parse()
+        .unwrap();
+    let send = |value: String| {
+        Raw::new(addr, "POST", "/mcp")
+            .header("authorization", &value)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(LIST)
+    };
+    for c in ['\0', '\x01', '\x1b', '\x7f', '\r'] {
+        let r = send(format!("Bearer {front}{c}{back}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status, 400, "{:?}: {}", c, r.summary());
+        assert!(r.body.is_empty(), "{:?}: {}", c, r.summary());
+        assert!(r.header("www-authenticate").is_none(), "{c:?}");
+    }
+    let r = send(format!("Bearer {front}\t{back}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.summary());
+    let challenge = r.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains("error=\"invalid_request\""),
+        "{}",
+        r.summary()
+    );
+    // The server serves on.
+    let ok = modern_list(addr, "/mcp", Some(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.summary());
+}
+
 // OAuth 2.1 section 5.2 / MCP "Access Token Usage": never from the query
 // string or body. A form body is not read (no credentials: 401 without an
 // error); a token in the query is refused outright (see the next test).

@@ -759,6 +759,59 @@ async fn the_reference_server_holds_under_rapid_reset() {
     assert_eq!(answer.status, 200, "{answer:?}");
 }
 
+// h2 writes a WARN line for each connection whose client resets more
+// streams than it has taken in (its rapid-reset guard, which ends the
+// connection): one line per connection anyone opens, no token needed
+// (found from outside: 100 connections, 100 lines, outside the refusal
+// log limit). The reference server keeps h2 to errors unless `RUST_LOG`
+// names it: the default filter, a `RUST_LOG` without `h2`, and (the
+// control, which shows the line is there to find) one naming `h2`.
+#[tokio::test]
+async fn the_reference_server_does_not_log_a_line_per_reset_flood() {
+    let issuer = mcp_oauth2::testing::TestIssuer::start().await.unwrap();
+    for (rust_log, logged) in [("", false), ("warn", false), ("warn,h2=warn", true)] {
+        let (server, resource) =
+            support::reference::start_logging(issuer.issuer(), "text", rust_log).await;
+        let addr: std::net::SocketAddr = resource
+            .trim_start_matches("http://")
+            .trim_end_matches("/mcp")
+            .parse()
+            .unwrap();
+        for _ in 0..3 {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+            let connection = tokio::spawn(connection);
+            let mut client = client.ready().await.unwrap();
+            // Reset at once, before the server takes them in, past h2's
+            // limit of 20 such streams.
+            for _ in 0..30 {
+                let request = http::Request::post(resource.as_str()).body(()).unwrap();
+                client = match client.ready().await {
+                    Ok(client) => client,
+                    Err(_) => break,
+                };
+                let Ok((_response, mut stream)) = client.send_request(request, false) else {
+                    break;
+                };
+                stream.send_reset(h2::Reason::CANCEL);
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
+        }
+        // Still serving.
+        let metadata = reqwest::get(format!(
+            "http://{addr}/.well-known/oauth-protected-resource/mcp"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(metadata.status(), 200);
+        let (mut child, lines) = server.gather();
+        child.kill().await.unwrap();
+        let lines = lines.await.unwrap();
+        let resets = lines.iter().filter(|l| l.contains("recv_reset")).count();
+        assert_eq!(resets > 0, logged, "RUST_LOG={rust_log:?}: {lines:#?}");
+    }
+}
+
 /// A POST stream whose head (with its `Content-Length`) is sent and whose
 /// body is withheld until [`Withheld::finish`].
 struct Withheld {

@@ -345,6 +345,108 @@ async fn several_resources_in_one_app_each_serve_their_metadata() {
     serving.abort();
 }
 
+// The README's app layer for another resource: `route_layer` on the app's
+// own route, beside `McpServer::into_router()`. A route layer runs only for
+// the routes it wraps, so its document is served only when the app merges
+// `metadata_router()` (found from outside: the challenge named a URL that
+// answered 404); without `root_metadata(false)` the merge panics (the
+// MCP server serves the root document).
+#[tokio::test]
+async fn a_route_layer_for_another_resource_serves_the_document_its_challenge_names() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = |path: &str| {
+        AuthConfig::builder()
+            .issuer(issuer.issuer())
+            .resource(format!("http://{addr}{path}"))
+            .allow_insecure_http_for_loopback(true)
+            .build()
+            .unwrap()
+    };
+    let mcp_server = || {
+        mcp_oauth2::McpServer::builder()
+            .auth(config("/mcp"))
+            .service(|| Ok(Empty))
+            .build()
+            .unwrap()
+    };
+    let app = |merge_document: bool| {
+        let api_layer = AuthLayer::new(config("/api")).unwrap().root_metadata(false);
+        let mut app = Router::new()
+            .route("/api", post(whoami))
+            .route_layer(api_layer.clone());
+        if merge_document {
+            app = app.merge(api_layer.metadata_router());
+        }
+        app.merge(mcp_server().into_router())
+    };
+    let merged_twice = std::panic::catch_unwind(|| {
+        let api_layer = AuthLayer::new(config("/api")).unwrap();
+        Router::<()>::new()
+            .route("/api", post(whoami))
+            .route_layer(api_layer.clone())
+            .merge(api_layer.metadata_router())
+            .merge(mcp_server().into_router())
+    });
+    assert!(merged_twice.is_err(), "two root documents merged");
+    let without = app(false);
+    let with = app(true);
+    let serving = tokio::spawn(async move {
+        let _ = axum::serve(listener, with).await;
+    });
+    let refused = reqwest::Client::new()
+        .post(format!("http://{addr}/api"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
+    let url = format!("http://{addr}/.well-known/oauth-protected-resource/api");
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{url}\"")),
+        "{challenge}"
+    );
+    let document: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    assert_eq!(document["resource"], format!("http://{addr}/api"));
+    let root: serde_json::Value = reqwest::get(format!(
+        "http://{addr}/.well-known/oauth-protected-resource"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(root["resource"], format!("http://{addr}/mcp"));
+    let token = issuer
+        .token()
+        .subject("alice")
+        .audience(format!("http://{addr}/api"))
+        .sign();
+    let served = reqwest::Client::new()
+        .post(format!("http://{addr}/api"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.text().await.unwrap(), "alice");
+    serving.abort();
+    // Without the merge, the document the challenge names is not served.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = listener.local_addr().unwrap();
+    let serving = tokio::spawn(async move {
+        let _ = axum::serve(listener, without).await;
+    });
+    let missing = reqwest::get(format!(
+        "http://{other}/.well-known/oauth-protected-resource/api"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(missing.status(), 404);
+    serving.abort();
+}
+
 // A root resource's own location is the root: `root_metadata(false)`
 // cannot take it away.
 #[tokio::test]

@@ -618,6 +618,23 @@ async fn no_preset_takes_an_id_token_for_an_access_token() {
             Some(AuthErrorKind::NotAnAccessToken),
             "{name}"
         );
+        // Found from outside: the ID token's own client hidden behind a
+        // `client_id` naming another client (read first) passed. Every
+        // client claim is compared.
+        let hidden = issuer
+            .token()
+            .header("typ", json!("JWT"))
+            .claim("iss", json!(iss))
+            .claim("client_id", json!("some-other-client"))
+            .claim(client_claim, json!(client))
+            .audience(client)
+            .claim("nonce", json!("n-0S6_WzA2Mj"))
+            .sign();
+        assert_eq!(
+            kind_of(&v, hidden).await,
+            Some(AuthErrorKind::NotAnAccessToken),
+            "{name}: own client behind another client_id"
+        );
         // The client's access token for this server passes.
         assert_eq!(kind_of(&v, token(true, RESOURCE)).await, None, "{name}");
     }

@@ -19,9 +19,10 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + 
 mod usage {
 use mcp_oauth2::{AuthConfig, AuthContext, McpServer};
 use rmcp::{ServerHandler, handler::server::router::tool::ToolRouter, tool, tool_handler, tool_router};
+use std::sync::Arc;
 
 #[derive(Clone)]
-struct Notes { tool_router: ToolRouter<Self> }
+struct Notes { tool_router: Arc<ToolRouter<Self>> } // built once, shared
 
 #[tool_router]
 impl Notes {
@@ -37,8 +38,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .issuer("https://auth.example.com/realms/main")
         .resource("https://mcp.example.com/mcp")
         .build()?;
+    let router = Arc::new(Notes::tool_router()); // once: it checks every tool name
     McpServer::builder().auth(config).bind("0.0.0.0:8080")
-        .service(|| Ok(Notes { tool_router: Notes::tool_router() }))
+        .service(move || Ok(Notes { tool_router: Arc::clone(&router) }))
         .build()?.serve().await?;
     Ok(())
 }
@@ -61,10 +63,11 @@ let app = axum::Router::new()
 #[rustfmt::skip]
 mod rmcp_behind_the_layer {
 use mcp_oauth2::AuthContext;
+use std::sync::Arc;
 use rmcp::{ServerHandler, handler::server::router::tool::ToolRouter, tool, tool_handler, tool_router};
 
 #[derive(Clone)]
-struct Notes { tool_router: ToolRouter<Self> }
+struct Notes { tool_router: Arc<ToolRouter<Self>> } // built once, shared
 
 #[tool_router]
 impl Notes {
@@ -79,8 +82,9 @@ use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
 let rmcp_config = StreamableHttpServerConfig::default().with_allowed_hosts(config.allowed_hosts());
+let router = Arc::new(Notes::tool_router());
 let service = StreamableHttpService::new(
-    || Ok(Notes { tool_router: Notes::tool_router() }),
+    move || Ok(Notes { tool_router: Arc::clone(&router) }),
     std::sync::Arc::new(LocalSessionManager::default()),
     rmcp_config,
 );
@@ -90,6 +94,26 @@ let app = axum::Router::new()
     let _: axum::Router = app;
     Ok(())
 }
+}
+
+// "Usage": an app layer for another resource, on the app's routes alone,
+// beside `McpServer::into_router()`.
+#[rustfmt::skip]
+fn app_layer_for_another_resource(
+    api_config: mcp_oauth2::AuthConfig,
+    mcp_server: mcp_oauth2::McpServer,
+    api: fn() -> std::future::Ready<&'static str>,
+) -> Result {
+    use axum::{Router, routing::get};
+    use mcp_oauth2::AuthLayer;
+let api_layer = AuthLayer::new(api_config)?.root_metadata(false);
+let app = Router::new()
+    .route("/api", get(api))
+    .route_layer(api_layer.clone())
+    .merge(api_layer.metadata_router())   // its challenges name this document
+    .merge(mcp_server.into_router());
+    let _: Router = app;
+    Ok(())
 }
 
 // "Scopes and step-up".
@@ -135,11 +159,12 @@ fn computed_scopes() -> Result {
 // "Scopes and step-up": the late step-up inside a tool.
 #[rustfmt::skip]
 mod late_step_up {
+use std::sync::Arc;
 use mcp_oauth2::AuthContext;
 use rmcp::{handler::server::router::tool::ToolRouter, tool, tool_router};
 
 #[derive(Clone)]
-struct Notes { tool_router: ToolRouter<Self> }
+struct Notes { tool_router: Arc<ToolRouter<Self>> } // built once, shared
 
 fn serialize(notes: Vec<String>) -> String { notes.join("\n") }
 

@@ -595,6 +595,17 @@ async fn assert_transfer_codings(
         );
         assert!(response.header("www-authenticate").is_none(), "{what}");
     }
+    // A last coding other than `chunked` cannot be framed (RFC 9112 section
+    // 6.3): hyper answers 400 itself, with an empty body, before any layer
+    // (the docs say so; found from outside where they said 501).
+    for coding in ["chunked, identity", "chunked, gzip", "gzip"] {
+        let response = send(write_call(addr, target, auth).chunked_as(coding)).await;
+        let ran_now = log.take();
+        let what = format!("{server}: Transfer-Encoding {coding:?}");
+        assert!(ran_now.is_empty(), "{what}: {ran_now:?}");
+        assert_eq!(response.status, 400, "{what}: {}", response.summary());
+        assert!(response.body.is_empty(), "{what}: {}", response.summary());
+    }
     // `chunked` alone is HTTP/1.1's own framing, served.
     for coding in ["chunked", "Chunked"] {
         let response = send(write_call(addr, target, auth).chunked_as(coding)).await;

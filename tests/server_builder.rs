@@ -141,6 +141,105 @@ async fn build_refuses_missing_parts_and_bad_paths() {
 // `}}` escapes, a lone brace), and a path another route of the server
 // already holds (the metadata at either well-known path, the readiness
 // probe), is a `ConfigError` from `build`, never a panic.
+/// A service with tools and no `get_tool` (rmcp's default: `None` for
+/// every name).
+#[derive(Clone)]
+struct NoLookup;
+
+impl rmcp::ServerHandler for NoLookup {}
+
+// A scope rule for a tool the service does not have protects nothing: the
+// real tool needs only the required scopes (found from outside:
+// `tool_scopes("add-note", ..)` left `add_note` open, silently). `build`
+// asks the service's `get_tool` for every tool a rule names, static
+// (`tool_scopes`) and computed (`tool_scopes_with`), and refuses each name
+// it does not know; `AuthConfig::check_tool_names` makes the same check
+// for a plain layer.
+#[tokio::test]
+async fn build_refuses_a_scope_rule_for_a_tool_the_service_lacks() {
+    let config = |tweak: fn(mcp_oauth2::AuthConfigBuilder) -> mcp_oauth2::AuthConfigBuilder| {
+        tweak(
+            AuthConfig::builder()
+                .issuer("http://127.0.0.1:9")
+                .resource("http://127.0.0.1:1/mcp")
+                .allow_insecure_http_for_loopback(true),
+        )
+        .build()
+        .unwrap()
+    };
+    let build = |config: AuthConfig| {
+        McpServer::builder()
+            .auth(config)
+            .service(|| Ok(EchoServer::new()))
+            .build()
+    };
+    for (case, tweak, unknown) in [
+        (
+            "a misspelt tool",
+            (|b| b.tool_scopes("export-notes", ["notes:export"]))
+                as fn(mcp_oauth2::AuthConfigBuilder) -> mcp_oauth2::AuthConfigBuilder,
+            vec!["\"export-notes\""],
+        ),
+        (
+            "one known, one not",
+            |b| {
+                b.tool_scopes("export_notes", ["notes:export"])
+                    .tool_scopes("exportNotes", ["notes:export"])
+            },
+            vec!["\"exportNotes\""],
+        ),
+        (
+            "a computed rule",
+            |b| b.tool_scopes_with("Export_notes", |_, _| Ok(vec![])),
+            vec!["\"Export_notes\""],
+        ),
+        (
+            "two unknown, named once each",
+            |b| {
+                b.tool_scopes("b_tool", ["x"])
+                    .tool_scopes_with("a_tool", |_, _| Ok(vec![]))
+                    .tool_scopes_with("b_tool", |_, _| Ok(vec![]))
+            },
+            vec!["\"a_tool\", \"b_tool\""],
+        ),
+    ] {
+        let config = config(tweak);
+        let e = build(config.clone()).expect_err(case);
+        assert_eq!(e.field(), "tool_scopes", "{case}");
+        for name in &unknown {
+            assert!(e.to_string().contains(name), "{case}: {e}");
+        }
+        let direct = config.check_tool_names(&EchoServer::new()).unwrap_err();
+        assert_eq!(direct.to_string(), e.to_string(), "{case}");
+    }
+    // The service's own names build; a prompt rule is not a tool's.
+    for tweak in [
+        (|b| b.tool_scopes("export_notes", ["notes:export"]))
+            as fn(mcp_oauth2::AuthConfigBuilder) -> mcp_oauth2::AuthConfigBuilder,
+        |b| b.tool_scopes_with("whoami", |_, _| Ok(vec![])),
+        |b| b.prompt_scopes("no-such-prompt", ["x"]),
+        |b| b,
+    ] {
+        let config = config(tweak);
+        config.check_tool_names(&EchoServer::new()).unwrap();
+        build(config).unwrap();
+    }
+    // A service without `get_tool` cannot have its names checked: refused
+    // with a rule, served without one.
+    let ruled = config(|b| b.tool_scopes("add_note", ["notes:write"]));
+    let e = McpServer::builder()
+        .auth(ruled)
+        .service(|| Ok(NoLookup))
+        .build()
+        .expect_err("no get_tool");
+    assert!(e.to_string().contains("implement get_tool"), "{e}");
+    McpServer::builder()
+        .auth(config(|b| b))
+        .service(|| Ok(NoLookup))
+        .build()
+        .unwrap();
+}
+
 #[tokio::test]
 async fn build_refuses_paths_the_router_would_panic_on_or_share() {
     let resource = "http://127.0.0.1:1/mcp";

@@ -42,6 +42,21 @@ impl ServerHandler for Empty {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
     }
+
+    // The tool the per-tool rule names (`McpServer::build` asks), which
+    // makes the layer read each call's body.
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        (name == "anything").then(|| {
+            rmcp::model::Tool::new(
+                "anything",
+                "a tool for a scope rule",
+                std::sync::Arc::new(serde_json::Map::from_iter([(
+                    "type".to_owned(),
+                    serde_json::json!("object"),
+                )])),
+            )
+        })
+    }
 }
 
 /// A served `McpServer`; stopped when dropped.

@@ -401,6 +401,65 @@ impl AuthConfig {
     pub fn allows_insecure_loopback(&self) -> bool {
         self.allow_insecure_loopback
     }
+
+    /// Checks that every tool a scope rule names
+    /// ([`tool_scopes`](AuthConfigBuilder::tool_scopes),
+    /// [`tool_scopes_with`](AuthConfigBuilder::tool_scopes_with)) is a tool
+    /// of `service`, as its `get_tool` answers (`#[tool_handler]`
+    /// implements it). A rule for a name the service does not have protects
+    /// nothing: a misspelt name (`add-note` for `add_note`, or the
+    /// function's name where `#[tool(name = "...")]` renames the tool)
+    /// leaves the real tool with the required scopes alone, which no
+    /// request can show. [`McpServer`](crate::McpServer) makes this check
+    /// in `build`; with a plain [`AuthLayer`](crate::AuthLayer), call it
+    /// once on a handler of your service.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] (field `tool_scopes`) naming every tool the
+    /// service does not know. A service whose `get_tool` knows no tool at
+    /// all (rmcp's default answers `None` for every name) is refused alike:
+    /// implement `get_tool` (rmcp uses it to validate `Mcp-Param-*`
+    /// headers too) for the names to be checked.
+    ///
+    /// ```
+    /// # use mcp_oauth2::AuthConfig;
+    /// # fn check<S: rmcp::ServerHandler>(service: &S) -> Result<(), mcp_oauth2::ConfigError> {
+    /// let config = AuthConfig::builder()
+    ///     .issuer("https://auth.example.com")
+    ///     .resource("https://mcp.example.com/mcp")
+    ///     .tool_scopes("add_note", ["notes:write"])
+    ///     .build()?;
+    /// config.check_tool_names(service)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn check_tool_names<S: rmcp::ServerHandler>(&self, service: &S) -> Result<(), ConfigError> {
+        let mut unknown: Vec<&str> = self
+            .scope_policy
+            .tools
+            .keys()
+            .map(String::as_str)
+            .chain(self.computed_scopes.tool_names())
+            .filter(|name| service.get_tool(name).is_none())
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        unknown.sort_unstable();
+        unknown.dedup();
+        let names = unknown
+            .iter()
+            .map(|name| format!("{name:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(ConfigError::new(
+            "tool_scopes",
+            format!(
+                "the service has no tool named {names} (its get_tool answers none): a rule for a tool the service does not have protects nothing; name the tool as clients call it (the `name` of `#[tool(name = ...)]`, not the function's), and implement get_tool (`#[tool_handler]` does) if the service has no router"
+            ),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -216,9 +216,12 @@ pub(super) fn canonical_resource(
     // lowercase percent-encoding (`%2f` for `%2F`) reads as
     // one path and names another, so that the server would serve one
     // spelling while clients that normalise ask for the other, and the
-    // metadata would advertise a resource nobody wrote. (A character the URL
-    // standard percent-encodes, a space or a brace, is encoded alike by
-    // clients: `/m cp` is served and advertised as `/m%20cp`.)
+    // metadata would advertise a resource nobody wrote. A character no URI
+    // holds (RFC 3986 section 2: a space, a brace, a quote, one outside
+    // ASCII), which the URL standard percent-encodes, is refused too:
+    // `/m cp` would be served, advertised and required as the audience
+    // `/m%20cp`, so the tokens for the resource as written would be refused
+    // (found from outside, with a hint naming the setting as written).
     let text = raw.trim();
     let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
     let written = written_path(after_scheme);
@@ -227,6 +230,15 @@ pub(super) fn canonical_resource(
             "resource",
             format!(
                 "{raw:?}: the path is not in its normal form (RFC 3986 section 6.2.2: no dot segment, backslash, tab or line break); it names {}, write that",
+                url.path()
+            ),
+        ));
+    }
+    if !written.is_empty() && written != url.path() {
+        return Err(ConfigError::new(
+            "resource",
+            format!(
+                "{raw:?}: the path holds characters no URI holds (RFC 3986 section 2: a space, braces, quotes, characters outside ASCII); percent-encoded it is {}, the audience tokens carry: write that",
                 url.path()
             ),
         ));
@@ -539,6 +551,13 @@ mod tests {
             ),
             ("https://h/100%/mcp", "\"%/m\" in the path"),
             ("https://h/m%4", "\"%4\" in the path"),
+            // Characters no URI holds, which the URL standard encodes: the
+            // audience would be the encoded text, not the one written
+            // (found from outside); the message names the form to write.
+            ("https://h/m cp", "percent-encoded it is /m%20cp"),
+            ("https://h/{x}/mcp", "percent-encoded it is /%7Bx%7D/mcp"),
+            ("https://h/caf\u{e9}", "percent-encoded it is /caf%C3%A9"),
+            ("https://h/a\"b", "percent-encoded it is /a%22b"),
         ] {
             let e = canonical_resource(bad, false).unwrap_err();
             assert_eq!(e.field(), "resource", "{bad}");
@@ -548,9 +567,6 @@ mod tests {
             ("https://h", "https://h"),
             ("https://h/", "https://h"),
             ("https://h/mcp/", "https://h/mcp/"),
-            // Encoded by the URL standard, as clients encode them.
-            ("https://h/m cp", "https://h/m%20cp"),
-            ("https://h/{x}", "https://h/%7Bx%7D"),
             ("https://h/a.b/..c/.well", "https://h/a.b/..c/.well"),
             // Reserved and non-ASCII characters stay encoded: they have no
             // plain form that means the same.

@@ -706,8 +706,10 @@ impl Shared {
             resource_metadata = %self.challenge.resource_metadata,
             "the AuthLayer (or the McpServer::into_router() router) is inside a nested router \
              (Router::nest or nest_service): the protected resource metadata its challenges \
-             name is not routed to it; apply the layer to the outermost router, or merge \
-             AuthLayer::metadata_router() into it"
+             name is not routed to it; for an AuthLayer, apply it to the outermost router or \
+             merge AuthLayer::metadata_router() into that; for McpServer, merge \
+             into_router() into the outermost router instead of nesting it (its path is the \
+             resource's, or McpServerBuilder::path)"
         );
     }
 

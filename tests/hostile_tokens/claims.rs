@@ -255,6 +255,22 @@ async fn a_client_id_that_is_not_a_string_is_refused() {
             "appid bool",
             without_client_id(&rig).claim("appid", json!(true)).sign(),
         ),
+        // Every client claim is held to the rule, not only the first
+        // (found from outside: `azp: ["x"]` passed beside a `client_id`).
+        (
+            "azp array after client_id",
+            rig.token()
+                .claim("client_id", json!("app"))
+                .claim("azp", json!(["x"]))
+                .sign(),
+        ),
+        (
+            "appid empty after azp",
+            without_client_id(&rig)
+                .claim("azp", json!("web"))
+                .claim("appid", json!(""))
+                .sign(),
+        ),
     ];
     for (name, token) in refused {
         assert_invalid_token(&rig.send(&token).await, "invalid_claims", name);
@@ -269,6 +285,13 @@ async fn a_client_id_that_is_not_a_string_is_refused() {
             without_client_id(&rig).claim("azp", json!("web")).sign(),
         ),
         ("none", without_client_id(&rig).sign()),
+        (
+            "client_id and azp",
+            rig.token()
+                .claim("client_id", json!("app"))
+                .claim("azp", json!("app"))
+                .sign(),
+        ),
     ] {
         assert_eq!(rig.send(&token).await.status, 200, "{name}");
     }
