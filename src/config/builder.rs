@@ -1288,16 +1288,21 @@ impl AuthConfigBuilder {
             ));
         }
         for route in &self.exempt {
-            let (ExemptRoute::Exact(p) | ExemptRoute::Prefix(p)) = route;
+            // The setting that added it (found from outside: a prefix was
+            // told as `exempt_path`).
+            let (field, p) = match route {
+                ExemptRoute::Exact(p) => ("exempt_path", p),
+                ExemptRoute::Prefix(p) => ("exempt_prefix", p),
+            };
             if !p.starts_with('/') {
                 return Err(ConfigError::new(
-                    "exempt_path",
+                    field,
                     format!("{p:?} must start with '/'"),
                 ));
             }
             if route.matches(resource_url.path()) {
                 return Err(ConfigError::new(
-                    "exempt_path",
+                    field,
                     format!("{p:?} would exempt the protected resource path itself"),
                 ));
             }
@@ -2194,7 +2199,8 @@ mod tests {
                 base().metadata_max_age(Duration::from_secs(2_147_483_649)),
                 "metadata_max_age",
             ),
-            (base().exempt_prefix("/"), "exempt_path"),
+            (base().exempt_prefix("/"), "exempt_prefix"),
+            (base().exempt_prefix("mcp"), "exempt_prefix"),
             (base().exempt_path("health"), "exempt_path"),
             (
                 base().issuer("https://b").jwks_uri("https://b/jwks"),
