@@ -615,10 +615,23 @@ impl<S: ServerHandler + Send + 'static> McpServerBuilder<S> {
         // The same handler answers for the tools the scope rules name: a
         // rule for a tool the service lacks is refused here (found from
         // outside: `tool_scopes("add-note", ..)` left `add_note` open).
-        let probe = factory().ok();
-        if let Some(handler) = &probe {
-            config.check_tool_names(handler)?;
-        }
+        let probe = match factory() {
+            Ok(handler) => {
+                config.check_tool_names(&handler)?;
+                Some(handler)
+            }
+            // Without a handler the names cannot be checked: fail closed
+            // when there are names to check.
+            Err(e) if config.tool_names().next().is_some() => {
+                return Err(ConfigError::new(
+                    "service",
+                    format!(
+                        "the service factory failed when build called it to check the tools the scope rules name: {e}"
+                    ),
+                ));
+            }
+            Err(_) => None,
+        };
         let service_tasks = probe.map(|handler| handler.get_info().capabilities.supports_tasks());
         let layer = layer
             .service_tasks(service_tasks, self.rmcp_config.json_response)

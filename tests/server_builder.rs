@@ -238,6 +238,22 @@ async fn build_refuses_a_scope_rule_for_a_tool_the_service_lacks() {
         .service(|| Ok(NoLookup))
         .build()
         .unwrap();
+    // A factory that fails when `build` calls it cannot have its tools
+    // checked: refused when a rule names one, built otherwise (rmcp then
+    // answers each session or call the factory fails for).
+    let failing = || -> std::io::Result<EchoServer> { Err(std::io::Error::other("no database")) };
+    let e = McpServer::builder()
+        .auth(config(|b| b.tool_scopes("export_notes", ["notes:export"])))
+        .service(failing)
+        .build()
+        .expect_err("a failing factory");
+    assert_eq!(e.field(), "service");
+    assert!(e.to_string().contains("no database"), "{e}");
+    McpServer::builder()
+        .auth(config(|b| b))
+        .service(failing)
+        .build()
+        .unwrap();
 }
 
 #[tokio::test]

@@ -397,6 +397,15 @@ impl AuthConfig {
         self::url::is_loopback(&self.resource_url)
     }
 
+    /// The tools the scope rules name (static and computed).
+    pub(crate) fn tool_names(&self) -> impl Iterator<Item = &str> {
+        self.scope_policy
+            .tools
+            .keys()
+            .map(String::as_str)
+            .chain(self.computed_scopes.tool_names())
+    }
+
     /// Whether `http://` loopback URLs were allowed.
     pub fn allows_insecure_loopback(&self) -> bool {
         self.allow_insecure_loopback
@@ -436,11 +445,7 @@ impl AuthConfig {
     /// ```
     pub fn check_tool_names<S: rmcp::ServerHandler>(&self, service: &S) -> Result<(), ConfigError> {
         let mut unknown: Vec<&str> = self
-            .scope_policy
-            .tools
-            .keys()
-            .map(String::as_str)
-            .chain(self.computed_scopes.tool_names())
+            .tool_names()
             .filter(|name| service.get_tool(name).is_none())
             .collect();
         if unknown.is_empty() {
