@@ -14,6 +14,16 @@ use mcp_oauth2::testing::{DpopClient, TestIssuer};
 use mcp_oauth2::{AuthConfig, AuthContext, AuthLayer};
 use support::loopback::{bind_at, bind_with_config};
 
+/// A configuration trusting `issuer` for the resource at `path` on `addr`.
+fn config_at(issuer: &TestIssuer, addr: std::net::SocketAddr, path: &str) -> AuthConfig {
+    AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(format!("http://{addr}{path}"))
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap()
+}
+
 async fn whoami(auth: AuthContext) -> String {
     auth.subject().to_owned()
 }
@@ -279,14 +289,7 @@ async fn several_resources_in_one_app_each_serve_their_metadata() {
     let issuer = TestIssuer::start().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = |path: &str| {
-        AuthConfig::builder()
-            .issuer(issuer.issuer())
-            .resource(format!("http://{addr}{path}"))
-            .allow_insecure_http_for_loopback(true)
-            .build()
-            .unwrap()
-    };
+    let config = |path: &str| config_at(&issuer, addr, path);
     let server = |path: &str, root: bool| {
         mcp_oauth2::McpServer::builder()
             .auth(config(path))
@@ -356,14 +359,7 @@ async fn a_route_layer_for_another_resource_serves_the_document_its_challenge_na
     let issuer = TestIssuer::start().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = |path: &str| {
-        AuthConfig::builder()
-            .issuer(issuer.issuer())
-            .resource(format!("http://{addr}{path}"))
-            .allow_insecure_http_for_loopback(true)
-            .build()
-            .unwrap()
-    };
+    let config = |path: &str| config_at(&issuer, addr, path);
     let mcp_server = || {
         mcp_oauth2::McpServer::builder()
             .auth(config("/mcp"))
