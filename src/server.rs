@@ -274,7 +274,11 @@ impl<S> McpServerBuilder<S> {
     /// capabilities (`get_info`: whether it serves tasks; a service without
     /// the tasks extension has `tasks/*` requests refused by rmcp itself, so
     /// every handler the factory makes must declare the same capabilities,
-    /// as rmcp asks of `get_info`).
+    /// as rmcp asks of `get_info`) and checks the tools the scope rules
+    /// name ([`AuthConfig::check_tool_names`]). Every handler must know the
+    /// same tools as that first one: a handler whose tools differ (a tool
+    /// renamed or added later) is not checked, and a rule for a name only
+    /// the first one knows protects nothing in the others.
     ///
     /// Because a stateless server calls it for every request, keep it cheap.
     /// In particular, build a `#[tool_router]` router once and share it:

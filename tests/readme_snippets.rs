@@ -83,6 +83,7 @@ use rmcp::transport::streamable_http_server::{
 };
 let rmcp_config = StreamableHttpServerConfig::default().with_allowed_hosts(config.allowed_hosts());
 let router = Arc::new(Notes::tool_router());
+config.check_tool_names(&Notes { tool_router: Arc::clone(&router) })?; // rules name real tools
 let service = StreamableHttpService::new(
     move || Ok(Notes { tool_router: Arc::clone(&router) }),
     std::sync::Arc::new(LocalSessionManager::default()),

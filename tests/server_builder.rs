@@ -189,6 +189,13 @@ async fn build_refuses_a_scope_rule_for_a_tool_the_service_lacks() {
             vec!["\"exportNotes\""],
         ),
         (
+            // A look-alike is named escaped (found from outside: a Cyrillic
+            // `е` printed as the Latin letter).
+            "a look-alike letter",
+            |b| b.tool_scopes("\u{435}xport_notes", ["notes:export"]),
+            vec!["\"\\u{435}xport_notes\""],
+        ),
+        (
             "a computed rule",
             |b| b.tool_scopes_with("Export_notes", |_, _| Ok(vec![])),
             vec!["\"Export_notes\""],

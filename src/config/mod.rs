@@ -453,15 +453,27 @@ impl AuthConfig {
         }
         unknown.sort_unstable();
         unknown.dedup();
+        // Anything but printable ASCII escaped (found from outside: a
+        // Cyrillic `а` printed as the Latin letter it looks like).
         let names = unknown
             .iter()
-            .map(|name| format!("{name:?}"))
+            .map(|name| {
+                let shown: String = name
+                    .chars()
+                    .map(|c| match c {
+                        '"' | '\\' => format!("\\{c}"),
+                        ' '..='~' => c.to_string(),
+                        c => c.escape_unicode().to_string(),
+                    })
+                    .collect();
+                format!("\"{shown}\"")
+            })
             .collect::<Vec<_>>()
             .join(", ");
         Err(ConfigError::new(
             "tool_scopes",
             format!(
-                "the service has no tool named {names} (its get_tool answers none): a rule for a tool the service does not have protects nothing; name the tool as clients call it (the `name` of `#[tool(name = ...)]`, not the function's), and implement get_tool (`#[tool_handler]` does) if the service has no router"
+                "the service has no tool named {names} (its get_tool answers none): a rule for a tool the service does not have protects nothing; name the tool as clients call it (the `name` of `#[tool(name = ...)]`, not the function's), enable it before build (rmcp's get_tool knows no disabled route), and implement get_tool (`#[tool_handler]` does) if the service has no router"
             ),
         ))
     }
