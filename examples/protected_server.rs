@@ -153,6 +153,23 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Whether the filter `rust_log` has a directive for `krate` or one of its
+/// modules (`h2=warn`, `h2::proto=debug`, `h2[span]=trace`), as
+/// `tracing_subscriber`'s directives name targets.
+fn names_crate(rust_log: &str, krate: &str) -> bool {
+    rust_log.split(',').any(|directive| {
+        let target = directive
+            .split(['=', '['])
+            .next()
+            .unwrap_or_default()
+            .trim();
+        target == krate
+            || target
+                .strip_prefix(krate)
+                .is_some_and(|rest| rest.starts_with("::"))
+    })
+}
+
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // `json` or `text`, in any case (keywords are, as `MCP_OAUTH2_DPOP`'s).
     let format = std::env::var("MCP_OAUTH2_LOG_FORMAT").map(|f| f.trim().to_ascii_lowercase());
@@ -162,13 +179,16 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         // text out as the default does (found from outside: `RUST_LOG=debug`
         // wrote a JWT sent as a JSON-RPC id whole); name `rmcp` in it
         // (`RUST_LOG=debug,rmcp=debug`) to see them.
-        // The same for h2 (below).
+        // The same for h2 (below). A crate is named by a directive for it
+        // or one of its modules (found from outside: `mcp_oauth2` holds the
+        // text "h2", and `RUST_LOG=info,mcp_oauth2::audit=info` let h2's
+        // lines through).
         let rust_log = std::env::var("RUST_LOG").unwrap_or_default();
         let mut quiet = Vec::new();
-        if !rust_log.contains("rmcp") {
+        if !names_crate(&rust_log, "rmcp") {
             quiet.extend(["rmcp=error", "rmcp::service=off"]);
         }
-        if !rust_log.contains("h2") {
+        if !names_crate(&rust_log, "h2") {
             quiet.push("h2=error");
         }
         quiet

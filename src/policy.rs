@@ -546,13 +546,17 @@ impl TokenPolicy {
         // once that id was accepted). Read only for a token that names no
         // resource of ours.
         // Every client claim is read (found from outside: a `client_id`
-        // naming another client hid an `azp` equal to the audience).
+        // naming another client hid an `azp` equal to the audience), and
+        // compared with every accepted audience, not only the one the token
+        // names (found from outside: with an application ID and its
+        // `api://` URI both accepted, Entra's two names of one app, the
+        // app's token for itself passed naming one in `aud` and the other
+        // in `appid`).
         if !rules.extra_audiences.is_empty()
             && !Self::any_audience(claims, |a| self.resource.matches(a))
-            && client_claims(claims).flatten().any(|client| {
-                rules.extra_audiences.iter().any(|x| **x == *client)
-                    && Self::any_audience(claims, |a| a == client)
-            })
+            && client_claims(claims)
+                .flatten()
+                .any(|client| rules.extra_audiences.iter().any(|x| **x == *client))
         {
             return Err(AuthErrorKind::NotAnAccessToken.into());
         }

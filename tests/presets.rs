@@ -6,7 +6,7 @@
 
 use mcp_oauth2::testing::TestIssuer;
 use mcp_oauth2::{
-    AuthConfigBuilder, AuthErrorKind, BearerToken, JwtVerifier, TokenVerifier, presets,
+    AuthConfig, AuthConfigBuilder, AuthErrorKind, BearerToken, JwtVerifier, TokenVerifier, presets,
 };
 use serde_json::{Map, Value, json};
 
@@ -637,6 +637,59 @@ async fn no_preset_takes_an_id_token_for_an_access_token() {
         );
         // The client's access token for this server passes.
         assert_eq!(kind_of(&v, token(true, RESOURCE)).await, None, "{name}");
+    }
+}
+
+// Entra ID names one app two ways, its application ID and its `api://`
+// URI; with both accepted, the app's own token for itself named one in
+// `aud` and the other in its client claim, and passed (found from
+// outside). A client claim equal to any accepted audience, in a token
+// naming no resource of ours, is the server app's own token.
+#[tokio::test]
+async fn an_apps_token_for_itself_is_refused_under_either_of_its_names() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let (app_id, app_uri) = ("5e1f0c2a-7b3d-4c8e-9a61-2f4d8b0c7e13", "api://notes-app");
+    let config = AuthConfig::builder()
+        .issuer(issuer.issuer())
+        .resource(RESOURCE)
+        .accept_audience(app_id)
+        .accept_audience(app_uri)
+        .allow_insecure_http_for_loopback(true)
+        .build()
+        .unwrap();
+    let v = JwtVerifier::with_static_jwks(&config, issuer.jwks().to_string().as_bytes()).unwrap();
+    let token = |aud: &str, claim: &str, client: &str| {
+        issuer
+            .token()
+            .claim("client_id", Value::Null)
+            .audience(aud)
+            .claim(claim, json!(client))
+            .sign()
+    };
+    for (aud, claim, client) in [
+        (app_uri, "appid", app_id),
+        (app_id, "azp", app_uri),
+        (app_uri, "azp", app_uri),
+        (app_id, "client_id", app_id),
+    ] {
+        assert_eq!(
+            kind_of(&v, token(aud, claim, client)).await,
+            Some(AuthErrorKind::NotAnAccessToken),
+            "aud {aud}, {claim} {client}"
+        );
+    }
+    // Another client's tokens for the app, under either name, pass; and
+    // the app's own token for this resource.
+    for (aud, client) in [
+        (app_uri, "b41d7c6e-2f9a-4e13-8c50-7a6e3d2f1b98"),
+        (app_id, "b41d7c6e-2f9a-4e13-8c50-7a6e3d2f1b98"),
+        (RESOURCE, app_id),
+    ] {
+        assert_eq!(
+            kind_of(&v, token(aud, "azp", client)).await,
+            None,
+            "aud {aud}, azp {client}"
+        );
     }
 }
 

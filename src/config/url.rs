@@ -234,15 +234,6 @@ pub(super) fn canonical_resource(
             ),
         ));
     }
-    if !written.is_empty() && written != url.path() {
-        return Err(ConfigError::new(
-            "resource",
-            format!(
-                "{raw:?}: the path holds characters no URI holds (RFC 3986 section 2: a space, braces, quotes, characters outside ASCII); percent-encoded it is {}, the audience tokens carry: write that",
-                url.path()
-            ),
-        ));
-    }
     // RFC 3986 section 2.1: `%` only ever starts a percent-encoding. The
     // URL standard keeps a bare one (`/m%ZZ`, `/100%`) as written, which no
     // RFC 3986 reader takes as a URI (found from outside: served and
@@ -275,6 +266,20 @@ pub(super) fn canonical_resource(
             format!(
                 "{raw:?}: {encoded} in the path is written {} in normal form (RFC 3986 section 6.2.2.1: uppercase hexadecimal digits), as clients and the metadata write it",
                 encoded.to_ascii_uppercase()
+            ),
+        ));
+    }
+    // Checked by RFC 3986's own list, after the rules above (so that the
+    // form it names is one they accept), not by what the URL standard
+    // happens to encode, which changes between versions of the `url`
+    // crate (found from outside: `^` refused by one build and served by
+    // another; `|`, `[` and `]` never encoded).
+    if written.chars().any(|c| !is_path_char(c)) {
+        return Err(ConfigError::new(
+            "resource",
+            format!(
+                "{raw:?}: the path holds characters no URI holds (RFC 3986 section 3.3: a space, `|`, `^`, brackets, braces, quotes, characters outside ASCII); percent-encoded it is {}, the audience tokens carry: write that",
+                encode_path(written)
             ),
         ));
     }
@@ -332,6 +337,29 @@ fn written_path(after_scheme: &str) -> &str {
     }
     let end = rest.find(['?', '#']).unwrap_or(rest.len());
     rest.get(..end).unwrap_or_default()
+}
+
+/// Whether `c` may stand as written in a URI's path (RFC 3986 section
+/// 3.3: unreserved, sub-delims, `:`, `@`, `/`, and `%` of an encoding).
+fn is_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/%".contains(c)
+}
+
+/// `path` with every character [`is_path_char`] refuses percent-encoded
+/// (its UTF-8 octets, uppercase hexadecimal digits).
+fn encode_path(path: &str) -> String {
+    let mut encoded = String::with_capacity(path.len());
+    for c in path.chars() {
+        if is_path_char(c) {
+            encoded.push(c);
+        } else {
+            let mut octets = [0; 4];
+            for octet in c.encode_utf8(&mut octets).bytes() {
+                encoded.push_str(&format!("%{octet:02X}"));
+            }
+        }
+    }
+    encoded
 }
 
 /// Whether a path has a `.` or `..` segment, plain or percent-encoded.
@@ -558,6 +586,15 @@ mod tests {
             ("https://h/{x}/mcp", "percent-encoded it is /%7Bx%7D/mcp"),
             ("https://h/caf\u{e9}", "percent-encoded it is /caf%C3%A9"),
             ("https://h/a\"b", "percent-encoded it is /a%22b"),
+            // RFC 3986's list, not the URL standard's (a recheck from
+            // outside: `|`, `^`, brackets).
+            ("https://h/a|b", "percent-encoded it is /a%7Cb"),
+            ("https://h/a^b", "percent-encoded it is /a%5Eb"),
+            ("https://h/a[b]", "percent-encoded it is /a%5Bb%5D"),
+            // Another rule first, so that the form named is accepted.
+            ("https://h/\u{fc}%", "is a `%` that starts no"),
+            ("https://h/a%7b c", "%7b in the path is written %7B"),
+            ("https://h/a b%41", "%41 in the path is the character 'A'"),
         ] {
             let e = canonical_resource(bad, false).unwrap_err();
             assert_eq!(e.field(), "resource", "{bad}");
