@@ -256,13 +256,20 @@ async fn downstream_variables_are_checked_before_listening() {
     }
 }
 
-// Braces in the resource's path are percent-encoded when it is read (the
-// URL standard's path set), so `{x}`, `{{` and `}` reach the router as
-// literal `%7B` / `%7D` text, never as axum's capture or escape syntax:
+// Braces in the resource's path: written raw they are refused, naming the
+// percent-encoded form (no URI holds them, and the audience would be the
+// encoded text: found from outside); written encoded, `%7B` / `%7D` reach
+// the router as literal text, never as axum's capture or escape syntax:
 // the server starts and serves the metadata at the encoded path only.
 #[tokio::test]
 async fn braces_in_the_resource_path_are_literal() {
     for (path, encoded) in [("/{x}", "/%7Bx%7D"), ("/{{", "/%7B%7B"), ("/a/}", "/a/%7D")] {
+        let raw = format!("http://127.0.0.1:1{path}");
+        let stderr = refused(&[("MCP_OAUTH2_RESOURCE", &raw)], "MCP_OAUTH2_RESOURCE").await;
+        assert!(
+            stderr.contains(&format!("percent-encoded it is {encoded}")),
+            "{path}: {stderr}"
+        );
         let port = support::reference::free_port();
         let _server = support::reference::start(
             port,
@@ -270,7 +277,7 @@ async fn braces_in_the_resource_path_are_literal() {
                 ("MCP_OAUTH2_ISSUER", "http://127.0.0.1:9"),
                 (
                     "MCP_OAUTH2_RESOURCE",
-                    &format!("http://127.0.0.1:{port}{path}"),
+                    &format!("http://127.0.0.1:{port}{encoded}"),
                 ),
             ],
         )
