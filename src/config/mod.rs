@@ -457,17 +457,7 @@ impl AuthConfig {
         // Cyrillic `а` printed as the Latin letter it looks like).
         let names = unknown
             .iter()
-            .map(|name| {
-                let shown: String = name
-                    .chars()
-                    .map(|c| match c {
-                        '"' | '\\' => format!("\\{c}"),
-                        ' '..='~' => c.to_string(),
-                        c => c.escape_unicode().to_string(),
-                    })
-                    .collect();
-                format!("\"{shown}\"")
-            })
+            .map(|name| format!("\"{}\"", name.escape_default()))
             .collect::<Vec<_>>()
             .join(", ");
         Err(ConfigError::new(

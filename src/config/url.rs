@@ -217,11 +217,7 @@ pub(super) fn canonical_resource(
     // one path and names another, so that the server would serve one
     // spelling while clients that normalise ask for the other, and the
     // metadata would advertise a resource nobody wrote. A character no URI
-    // holds (RFC 3986 section 2: a space, a brace, a quote, one outside
-    // ASCII), which the URL standard percent-encodes, is refused too:
-    // `/m cp` would be served, advertised and required as the audience
-    // `/m%20cp`, so the tokens for the resource as written would be refused
-    // (found from outside, with a hint naming the setting as written).
+    // path holds is refused too (below, after the percent-encoding rules).
     let text = raw.trim();
     let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
     let written = written_path(after_scheme);
@@ -269,6 +265,9 @@ pub(super) fn canonical_resource(
             ),
         ));
     }
+    // `/m cp` would be served, advertised and required as the audience
+    // `/m%20cp`, so the tokens for the resource as written would be refused
+    // (found from outside, with a hint naming the setting as written).
     // Checked by RFC 3986's own list, after the rules above (so that the
     // form it names is one they accept), not by what the URL standard
     // happens to encode, which changes between versions of the `url`
